@@ -1,0 +1,944 @@
+//! The test/demo network sandbox.
+//!
+//! A sandbox is two network namespaces created by this project and joined by one veth pair:
+//!
+//! * the server namespace `xs-NAME-srv` holds `xdp0`, the interface the userspace stack drives.
+//!   The kernel there has no address on `xdp0` and IPv6 disabled on it, so only the stack
+//!   answers and the kernel sends no router solicitations or MLD reports;
+//! * the client namespace `xs-NAME-cli` holds `peer0`, a kernel peer with `198.18.0.2/24` and
+//!   `2001:db8:18::2/64` and tx checksum offload off (veth frames would otherwise carry
+//!   `CHECKSUM_PARTIAL`, i.e. wrong checksums on the wire).
+//!
+//! Nothing is configured in the root namespace and no route leads out. The veth pair has the
+//! same number of queues each way, so that the client's tx queue picks the server's rx queue.
+//! Deleting the namespaces deletes the veth pair, and with it any XDP program attached to it.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, getpid, Pid};
+
+/// Sandbox name used when none is given.
+pub const DEFAULT_NAME: &str = "xdpstack";
+
+/// Prefix of the namespaces this project creates.
+const NS_PREFIX: &str = "xs-";
+/// Longest accepted sandbox name.
+const MAX_NAME_LEN: usize = 24;
+/// Most queues accepted per direction.
+const MAX_QUEUES: u16 = 64;
+
+const SERVER_IF: &str = "xdp0";
+const CLIENT_IF: &str = "peer0";
+const SERVER_MAC: &str = "02:78:73:00:00:01";
+const CLIENT_MAC: &str = "02:78:73:00:00:02";
+const SERVER_IP4: &str = "198.18.0.1/24";
+const CLIENT_IP4: &str = "198.18.0.2/24";
+const SERVER_IP6: &str = "2001:db8:18::1/64";
+const CLIENT_IP6: &str = "2001:db8:18::2/64";
+
+/// How long processes left in a namespace get between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// What went wrong while building, inspecting or tearing down a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The sandbox name is not 1 to 24 characters of `[a-z0-9-]`.
+    #[error("invalid sandbox name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The queue count is outside 1..=64.
+    #[error("invalid queue count {0}: must be between 1 and {MAX_QUEUES}")]
+    InvalidQueues(u16),
+    /// One of the sandbox's namespaces already exists.
+    #[error("sandbox {name} already exists; run `xdpstack sandbox down --name {name}`")]
+    AlreadyExists {
+        /// The sandbox name.
+        name: String,
+    },
+    /// The sandbox (or one of its namespaces) does not exist.
+    #[error("sandbox {name} does not exist (namespace {namespace} missing); run `xdpstack sandbox up --name {name}`")]
+    NotFound {
+        /// The sandbox name.
+        name: String,
+        /// The namespace that is missing.
+        namespace: String,
+    },
+    /// A command could not be started at all.
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The error from the operating system.
+        source: std::io::Error,
+    },
+    /// A command ran and failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status, as printed by the standard library.
+        status: String,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// A command succeeded but printed something we could not understand.
+    #[error("unexpected output from `{command}`: {detail}")]
+    Output {
+        /// The command line.
+        command: String,
+        /// What was wrong with the output.
+        detail: String,
+    },
+    /// A required tool is missing and could not be installed.
+    #[error("required tool `{tool}` not found on PATH: {detail}")]
+    MissingTool {
+        /// The missing program.
+        tool: String,
+        /// Why it could not be provided.
+        detail: String,
+    },
+    /// A process left inside a namespace could not be signalled.
+    #[error("could not send {signal} to pid {pid} in namespace {namespace}: {errno}")]
+    Signal {
+        /// The namespace the process lives in.
+        namespace: String,
+        /// The process.
+        pid: i32,
+        /// The signal.
+        signal: Signal,
+        /// The error from `kill(2)`.
+        errno: Errno,
+    },
+}
+
+/// Which end of the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The server namespace, holding `xdp0` (the stack's interface).
+    Server,
+    /// The client namespace, holding `peer0` (the kernel peer).
+    Client,
+}
+
+/// What sandbox to build.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    /// Sandbox name: 1 to 24 characters of `[a-z0-9-]`.
+    pub name: String,
+    /// Queues per direction on each veth end: 1 to 64.
+    pub queues: u16,
+}
+
+impl Default for SandboxSpec {
+    fn default() -> Self {
+        SandboxSpec {
+            name: DEFAULT_NAME.to_string(),
+            queues: 1,
+        }
+    }
+}
+
+/// Names, addresses and MACs of a sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxInfo {
+    /// Sandbox name.
+    pub name: String,
+    /// Server namespace, `xs-NAME-srv`.
+    pub server_ns: String,
+    /// Client namespace, `xs-NAME-cli`.
+    pub client_ns: String,
+    /// Server interface (`xdp0`), driven by the userspace stack.
+    pub server_if: String,
+    /// Client interface (`peer0`), owned by the kernel.
+    pub client_if: String,
+    /// MAC address of `xdp0`.
+    pub server_mac: String,
+    /// MAC address of `peer0`.
+    pub client_mac: String,
+    /// IPv4 address the stack should use, with prefix (`198.18.0.1/24`).
+    pub server_ip4: String,
+    /// IPv4 address of the kernel peer, with prefix.
+    pub client_ip4: String,
+    /// IPv6 address the stack should use, with prefix.
+    pub server_ip6: String,
+    /// IPv6 address of the kernel peer, with prefix.
+    pub client_ip6: String,
+    /// Queues per direction on each veth end.
+    pub queues: u16,
+}
+
+/// A live sandbox. Dropping it tears it down unless [`Sandbox::keep`] was called.
+#[derive(Debug)]
+pub struct Sandbox {
+    info: SandboxInfo,
+    keep: bool,
+}
+
+impl Sandbox {
+    /// Creates the two namespaces and the veth pair and configures both ends.
+    ///
+    /// Fails if either namespace already exists. On any failure, removes whatever it created
+    /// before returning the error.
+    pub fn up(spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        validate_name(&spec.name)?;
+        if spec.queues == 0 || spec.queues > MAX_QUEUES {
+            return Err(SandboxError::InvalidQueues(spec.queues));
+        }
+        let (server_ns, client_ns) = ns_names(&spec.name);
+        let present = netns_list()?;
+        if present.contains(&server_ns) || present.contains(&client_ns) {
+            return Err(SandboxError::AlreadyExists {
+                name: spec.name.clone(),
+            });
+        }
+
+        let mut created = Vec::with_capacity(2);
+        match build(spec, &server_ns, &client_ns, &mut created).and_then(|()| read_info(&spec.name))
+        {
+            Ok(info) => Ok(Sandbox { info, keep: false }),
+            Err(err) => {
+                for ns in &created {
+                    if let Err(cleanup) = remove_namespace(ns) {
+                        log::warn!("sandbox {}: cleanup after failure: {cleanup}", spec.name);
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Names, addresses and MACs of this sandbox.
+    pub fn info(&self) -> &SandboxInfo {
+        &self.info
+    }
+
+    /// A command that runs `program` inside one side's namespace (`ip netns exec NS program`).
+    /// Add arguments with [`Command::arg`] / [`Command::args`].
+    pub fn command(&self, side: Side, program: &str) -> Command {
+        let ns = match side {
+            Side::Server => &self.info.server_ns,
+            Side::Client => &self.info.client_ns,
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.as_str(), program]);
+        cmd
+    }
+
+    /// Detaches the sandbox: it stays up after this value is gone. Returns its info.
+    pub fn keep(mut self) -> SandboxInfo {
+        self.keep = true;
+        self.info.clone()
+    }
+
+    /// Tears the sandbox down now, reporting any failure.
+    pub fn down(mut self) -> Result<(), SandboxError> {
+        self.keep = true;
+        teardown(&self.info.name).map(|_| ())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Err(err) = teardown(&self.info.name) {
+            log::warn!("sandbox {}: teardown failed: {err}", self.info.name);
+        }
+    }
+}
+
+/// Removes the sandbox `name`: kills processes left in its namespaces and deletes both.
+/// Returns `Ok(false)` if neither namespace existed.
+pub fn down(name: &str) -> Result<bool, SandboxError> {
+    validate_name(name)?;
+    teardown(name)
+}
+
+/// Info of an existing sandbox, read back from its interfaces. Fails if it is missing.
+pub fn attach(name: &str) -> Result<SandboxInfo, SandboxError> {
+    validate_name(name)?;
+    let (server_ns, client_ns) = ns_names(name);
+    let present = netns_list()?;
+    for ns in [&server_ns, &client_ns] {
+        if !present.contains(ns) {
+            return Err(SandboxError::NotFound {
+                name: name.to_string(),
+                namespace: ns.clone(),
+            });
+        }
+    }
+    read_info(name)
+}
+
+/// Names of the namespaces starting with `xs-` (ours) that currently exist.
+pub fn leftovers() -> Result<Vec<String>, SandboxError> {
+    Ok(netns_list()?
+        .into_iter()
+        .filter(|ns| ns.starts_with(NS_PREFIX))
+        .collect())
+}
+
+/// Checks that `ip` and `ethtool` are on PATH. If one is missing and we are root, installs
+/// `iproute2` and `ethtool` with apt-get (running `apt-get update` once per process).
+pub fn ensure_tools() -> Result<(), SandboxError> {
+    const TOOLS: [&str; 2] = ["ip", "ethtool"];
+    let missing: Vec<&str> = TOOLS.into_iter().filter(|t| !on_path(t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !geteuid().is_root() {
+        return Err(SandboxError::MissingTool {
+            tool: missing.join(", "),
+            detail: "install iproute2 and ethtool (as root: apt-get install -y iproute2 ethtool)"
+                .to_string(),
+        });
+    }
+    apt_update_once()?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "iproute2", "ethtool"]))?;
+    match TOOLS.into_iter().find(|t| !on_path(t)) {
+        None => Ok(()),
+        Some(tool) => Err(SandboxError::MissingTool {
+            tool: tool.to_string(),
+            detail: "still missing after `apt-get install -y iproute2 ethtool`".to_string(),
+        }),
+    }
+}
+
+/// A human-readable summary of a sandbox: names, addresses, MACs, queues and how to use it.
+pub fn format_info(info: &SandboxInfo) -> String {
+    let ip4 = strip_prefix_len(&info.server_ip4);
+    let ip6 = strip_prefix_len(&info.server_ip6);
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        s,
+        "sandbox {} ({} queues per direction)",
+        info.name, info.queues
+    );
+    let _ = writeln!(
+        s,
+        "  server: netns {}  if {}  mac {}  (userspace stack: ip4 {}  ip6 {}; kernel has no address)",
+        info.server_ns, info.server_if, info.server_mac, info.server_ip4, info.server_ip6
+    );
+    let _ = writeln!(
+        s,
+        "  client: netns {}  if {}  mac {}  (kernel: ip4 {}  ip6 {})",
+        info.client_ns, info.client_if, info.client_mac, info.client_ip4, info.client_ip6
+    );
+    let _ = writeln!(
+        s,
+        "  run a client:  ip netns exec {} curl http://{ip4}/",
+        info.client_ns
+    );
+    let _ = writeln!(
+        s,
+        "                 ip netns exec {} curl -g 'http://[{ip6}]/'",
+        info.client_ns
+    );
+    let _ = writeln!(s, "  server shell:  ip netns exec {} bash", info.server_ns);
+    let _ = write!(
+        s,
+        "  tear down:     xdpstack sandbox down --name {}",
+        info.name
+    );
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a sandbox name: 1 to 24 characters of `[a-z0-9-]`.
+fn validate_name(name: &str) -> Result<(), SandboxError> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("must be at most 24 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("only a-z, 0-9 and '-' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(SandboxError::InvalidName {
+            name: name.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// `(server namespace, client namespace)` of a sandbox.
+fn ns_names(name: &str) -> (String, String) {
+    (
+        format!("{NS_PREFIX}{name}-srv"),
+        format!("{NS_PREFIX}{name}-cli"),
+    )
+}
+
+/// Creates and configures everything; pushes each namespace it creates onto `created`.
+fn build(
+    spec: &SandboxSpec,
+    server_ns: &str,
+    client_ns: &str,
+    created: &mut Vec<String>,
+) -> Result<(), SandboxError> {
+    for ns in [server_ns, client_ns] {
+        run(Command::new("ip").args(["netns", "add", ns]))?;
+        created.push(ns.to_string());
+    }
+
+    let q = spec.queues.to_string();
+    let q = q.as_str();
+    #[rustfmt::skip]
+    run(Command::new("ip").args([
+        "link", "add", SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", server_ns,
+        "type", "veth",
+        "peer", "name", CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", client_ns,
+    ]))?;
+
+    // Server: no kernel address, no IPv6 (so no RS/MLD/DAD from the kernel), links up.
+    run(&mut ip_in(
+        server_ns,
+        ["link", "set", "dev", SERVER_IF, "address", SERVER_MAC],
+    ))?;
+    run(&mut exec_in(
+        server_ns,
+        "sysctl",
+        ["-w", "net.ipv6.conf.xdp0.disable_ipv6=1"],
+    ))?;
+    run(&mut ip_in(server_ns, ["link", "set", "dev", "lo", "up"]))?;
+    run(&mut ip_in(
+        server_ns,
+        ["link", "set", "dev", SERVER_IF, "up"],
+    ))?;
+
+    // Client: kernel peer with both addresses, checksums computed in software.
+    run(&mut ip_in(
+        client_ns,
+        ["link", "set", "dev", CLIENT_IF, "address", CLIENT_MAC],
+    ))?;
+    // No DAD on the link-local address either, so the peer is usable as soon as it is up.
+    run(&mut exec_in(
+        client_ns,
+        "sysctl",
+        ["-w", "net.ipv6.conf.peer0.accept_dad=0"],
+    ))?;
+    run(&mut exec_in(
+        client_ns,
+        "ethtool",
+        ["-K", CLIENT_IF, "tx", "off"],
+    ))?;
+    for feature in ["gro", "tso", "gso"] {
+        if let Err(err) = run(&mut exec_in(
+            client_ns,
+            "ethtool",
+            ["-K", CLIENT_IF, feature, "off"],
+        )) {
+            log::debug!("sandbox {}: {err} (ignored)", spec.name);
+        }
+    }
+    run(&mut ip_in(
+        client_ns,
+        ["addr", "add", CLIENT_IP4, "dev", CLIENT_IF],
+    ))?;
+    run(&mut ip_in(
+        client_ns,
+        ["addr", "add", CLIENT_IP6, "dev", CLIENT_IF, "nodad"],
+    ))?;
+    run(&mut ip_in(client_ns, ["link", "set", "dev", "lo", "up"]))?;
+    run(&mut ip_in(
+        client_ns,
+        ["link", "set", "dev", CLIENT_IF, "up"],
+    ))?;
+    Ok(())
+}
+
+/// Reads the info of the sandbox `name` back from its interfaces.
+fn read_info(name: &str) -> Result<SandboxInfo, SandboxError> {
+    let (server_ns, client_ns) = ns_names(name);
+    let server = link_details(&server_ns, SERVER_IF)?;
+    let client = link_details(&client_ns, CLIENT_IF)?;
+    Ok(SandboxInfo {
+        name: name.to_string(),
+        server_ns,
+        client_ns,
+        server_if: SERVER_IF.to_string(),
+        client_if: CLIENT_IF.to_string(),
+        server_mac: server.mac,
+        client_mac: client.mac,
+        server_ip4: SERVER_IP4.to_string(),
+        client_ip4: CLIENT_IP4.to_string(),
+        server_ip6: SERVER_IP6.to_string(),
+        client_ip6: CLIENT_IP6.to_string(),
+        queues: server.rx_queues,
+    })
+}
+
+/// What we read back from `ip -j -d link show`.
+struct LinkDetails {
+    mac: String,
+    rx_queues: u16,
+}
+
+fn link_details(ns: &str, dev: &str) -> Result<LinkDetails, SandboxError> {
+    let mut cmd = ip_in(ns, ["-j", "-d", "link", "show", "dev", dev]);
+    let out = run(&mut cmd)?;
+    let bad = |detail: String| SandboxError::Output {
+        command: render(&cmd),
+        detail,
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let link = json
+        .get(0)
+        .ok_or_else(|| bad("empty link list".to_string()))?;
+    let mac = link
+        .get("address")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| bad("no \"address\"".to_string()))?
+        .to_string();
+    let rx_queues = link
+        .get("num_rx_queues")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| bad("no valid \"num_rx_queues\"".to_string()))?;
+    Ok(LinkDetails { mac, rx_queues })
+}
+
+/// Deletes both namespaces of `name` that exist. `Ok(false)` if none did.
+/// Tries both even if the first fails; reports the first error.
+fn teardown(name: &str) -> Result<bool, SandboxError> {
+    let (server_ns, client_ns) = ns_names(name);
+    let present = netns_list()?;
+    let mut found = false;
+    let mut first_err = None;
+    for ns in [server_ns, client_ns] {
+        if !present.contains(&ns) {
+            continue;
+        }
+        found = true;
+        if let Err(err) = remove_namespace(&ns) {
+            first_err.get_or_insert(err);
+        }
+    }
+    match first_err {
+        None => Ok(found),
+        Some(err) => Err(err),
+    }
+}
+
+/// Kills processes left in `ns` (SIGTERM, up to 2 s grace, then SIGKILL) and deletes it.
+fn remove_namespace(ns: &str) -> Result<(), SandboxError> {
+    let kill_result = kill_processes(ns);
+    let del = run(Command::new("ip").args(["netns", "del", ns]));
+    match del {
+        Ok(_) => kill_result,
+        // Someone else removed it meanwhile: that is what we wanted.
+        Err(_) if !netns_list()?.contains(ns) => kill_result,
+        Err(err) => Err(err),
+    }
+}
+
+fn kill_processes(ns: &str) -> Result<(), SandboxError> {
+    let pids = netns_pids(ns)?;
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let mut first_err = None;
+    signal_all(ns, &pids, Signal::SIGTERM, &mut first_err);
+    let deadline = Instant::now() + TERM_GRACE;
+    let mut left = pids;
+    while !left.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        left = netns_pids(ns)?;
+    }
+    if !left.is_empty() {
+        signal_all(ns, &left, Signal::SIGKILL, &mut first_err);
+        // Give the kernel a moment to reap them before the namespace is deleted.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !left.is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+            left = netns_pids(ns)?;
+        }
+    }
+    match first_err {
+        None => Ok(()),
+        Some(err) => Err(err),
+    }
+}
+
+fn signal_all(ns: &str, pids: &[Pid], signal: Signal, first_err: &mut Option<SandboxError>) {
+    let me = getpid();
+    for &pid in pids {
+        // Never signal ourselves or init, whatever `ip netns pids` says.
+        if pid == me || pid.as_raw() <= 1 {
+            continue;
+        }
+        match kill(pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(errno) => {
+                first_err.get_or_insert(SandboxError::Signal {
+                    namespace: ns.to_string(),
+                    pid: pid.as_raw(),
+                    signal,
+                    errno,
+                });
+            }
+        }
+    }
+}
+
+/// Pids of the processes whose network namespace is `ns`.
+fn netns_pids(ns: &str) -> Result<Vec<Pid>, SandboxError> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "pids", ns]);
+    let out = run(&mut cmd)?;
+    out.split_whitespace()
+        .map(|tok| {
+            tok.parse::<i32>()
+                .map(Pid::from_raw)
+                .map_err(|_| SandboxError::Output {
+                    command: render(&cmd),
+                    detail: format!("not a pid: {tok:?}"),
+                })
+        })
+        .collect()
+}
+
+/// All named network namespaces (`ip netns list`, first token of each line).
+fn netns_list() -> Result<BTreeSet<String>, SandboxError> {
+    let out = run(Command::new("ip").args(["netns", "list"]))?;
+    Ok(out
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// `ip -n NS ARGS...`
+fn ip_in<const N: usize>(ns: &str, args: [&str; N]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["-n", ns]).args(args);
+    cmd
+}
+
+/// `ip netns exec NS PROGRAM ARGS...`
+fn exec_in<const N: usize>(ns: &str, program: &str, args: [&str; N]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, program]).args(args);
+    cmd
+}
+
+/// Runs `cmd` to completion and returns its stdout; a failure names the command.
+fn run(cmd: &mut Command) -> Result<String, SandboxError> {
+    log::debug!("run: {}", render(cmd));
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().map_err(|source| SandboxError::Spawn {
+        command: render(cmd),
+        source,
+    })?;
+    if status.success() {
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
+    } else {
+        Err(SandboxError::Command {
+            command: render(cmd),
+            status: status.to_string(),
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The command line of `cmd`, for messages.
+fn render(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `program` is an executable file in one of the PATH directories.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        let file = dir.join(program);
+        file.is_file()
+            && file
+                .metadata()
+                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Runs `apt-get update` at most once per process (successfully).
+fn apt_update_once() -> Result<(), SandboxError> {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*done {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("update"))?;
+        *done = true;
+    }
+    Ok(())
+}
+
+/// `198.18.0.1/24` -> `198.18.0.1`.
+fn strip_prefix_len(addr: &str) -> &str {
+    addr.split_once('/').map_or(addr, |(a, _)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn unique_name() -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "t{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// True if the test may run privileged steps; panics if privilege is required but missing.
+    fn privileged() -> bool {
+        if geteuid().is_root() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("XDPSTACK_REQUIRE_PRIV").is_none(),
+            "XDPSTACK_REQUIRE_PRIV is set but this test is not running as root"
+        );
+        println!("skipped: needs root");
+        false
+    }
+
+    fn sample_info() -> SandboxInfo {
+        let (server_ns, client_ns) = ns_names("demo");
+        SandboxInfo {
+            name: "demo".to_string(),
+            server_ns,
+            client_ns,
+            server_if: SERVER_IF.to_string(),
+            client_if: CLIENT_IF.to_string(),
+            server_mac: SERVER_MAC.to_string(),
+            client_mac: CLIENT_MAC.to_string(),
+            server_ip4: SERVER_IP4.to_string(),
+            client_ip4: CLIENT_IP4.to_string(),
+            server_ip6: SERVER_IP6.to_string(),
+            client_ip6: CLIENT_IP6.to_string(),
+            queues: 4,
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for ok in ["xdpstack", "a", "t123x0", "a-b-c", "0", &"z".repeat(24)] {
+            assert!(validate_name(ok).is_ok(), "{ok:?} should be accepted");
+        }
+        for bad in ["", "Xdp", "a_b", "a b", "a/b", "é", "a.b", &"z".repeat(25)] {
+            assert!(
+                matches!(validate_name(bad), Err(SandboxError::InvalidName { .. })),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            ns_names("t1x2"),
+            ("xs-t1x2-srv".to_string(), "xs-t1x2-cli".to_string())
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_before_touching_the_system() {
+        let spec = SandboxSpec {
+            name: "Bad Name".to_string(),
+            queues: 1,
+        };
+        assert!(matches!(
+            Sandbox::up(&spec),
+            Err(SandboxError::InvalidName { .. })
+        ));
+        for queues in [0, 65] {
+            let spec = SandboxSpec {
+                name: "ok".to_string(),
+                queues,
+            };
+            assert!(matches!(
+                Sandbox::up(&spec),
+                Err(SandboxError::InvalidQueues(q)) if q == queues
+            ));
+        }
+        assert!(matches!(
+            down("no/slash"),
+            Err(SandboxError::InvalidName { .. })
+        ));
+        assert!(matches!(attach(""), Err(SandboxError::InvalidName { .. })));
+    }
+
+    #[test]
+    fn info_is_formatted() {
+        let text = format_info(&sample_info());
+        for needle in [
+            "sandbox demo (4 queues",
+            "xs-demo-srv",
+            "xs-demo-cli",
+            "xdp0",
+            "peer0",
+            "02:78:73:00:00:01",
+            "02:78:73:00:00:02",
+            "198.18.0.1/24",
+            "198.18.0.2/24",
+            "2001:db8:18::1/64",
+            "2001:db8:18::2/64",
+            "ip netns exec xs-demo-cli curl http://198.18.0.1/",
+            "http://[2001:db8:18::1]/",
+            "xdpstack sandbox down --name demo",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert!(!text.ends_with('\n'));
+    }
+
+    #[test]
+    fn errors_name_the_command() {
+        let err = run(Command::new("sh").args(["-c", "echo oops >&2; exit 3"]))
+            .expect_err("command fails");
+        let msg = err.to_string();
+        assert!(msg.contains("sh -c echo oops >&2; exit 3"), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.ends_with(": oops"), "{msg}");
+        let err = run(&mut Command::new("/nonexistent/xdpstack-tool")).expect_err("no such file");
+        assert!(matches!(err, SandboxError::Spawn { .. }), "{err}");
+        let msg = SandboxError::AlreadyExists {
+            name: "n".to_string(),
+        }
+        .to_string();
+        assert_eq!(
+            msg,
+            "sandbox n already exists; run `xdpstack sandbox down --name n`"
+        );
+    }
+
+    #[test]
+    fn sandbox_lifecycle() {
+        if !privileged() {
+            return;
+        }
+        ensure_tools().expect("ip and ethtool available");
+        let spec = SandboxSpec {
+            name: unique_name(),
+            queues: 2,
+        };
+        let sandbox = Sandbox::up(&spec).expect("sandbox up");
+        let info = sandbox.info().clone();
+        assert_eq!(info.queues, 2);
+        assert_eq!(info.server_mac, SERVER_MAC);
+        assert_eq!(info.client_mac, CLIENT_MAC);
+
+        let present = leftovers().expect("leftovers");
+        assert!(present.contains(&info.server_ns), "{present:?}");
+        assert!(present.contains(&info.client_ns), "{present:?}");
+
+        // A second sandbox with the same name is refused, and the refusal removes nothing.
+        match Sandbox::up(&spec) {
+            Err(err @ SandboxError::AlreadyExists { .. }) => {
+                assert!(err.to_string().contains("sandbox down --name"), "{err}");
+            }
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(attach(&spec.name).expect("attach"), info);
+
+        let out = sandbox
+            .command(Side::Server, "ls")
+            .arg("/sys/class/net/xdp0/queues")
+            .output()
+            .expect("ls queues");
+        assert!(out.status.success(), "{out:?}");
+        let queues = String::from_utf8_lossy(&out.stdout);
+        let rx: Vec<&str> = queues
+            .split_whitespace()
+            .filter(|q| q.starts_with("rx-"))
+            .collect();
+        assert_eq!(rx, ["rx-0", "rx-1"], "{queues}");
+
+        let out = sandbox
+            .command(Side::Client, "ethtool")
+            .args(["-k", "peer0"])
+            .output()
+            .expect("ethtool -k");
+        assert!(out.status.success(), "{out:?}");
+        let features = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            features.lines().any(|l| l.trim() == "tx-checksumming: off"),
+            "{features}"
+        );
+
+        // A process left running inside is killed by the teardown.
+        let mut sleeper = sandbox
+            .command(Side::Client, "sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+
+        drop(sandbox);
+        let status = sleeper.wait().expect("wait sleep");
+        assert!(!status.success(), "sleep was not killed: {status}");
+
+        let present = leftovers().expect("leftovers");
+        assert!(!present.contains(&info.server_ns), "{present:?}");
+        assert!(!present.contains(&info.client_ns), "{present:?}");
+        assert!(
+            !down(&spec.name).expect("down again"),
+            "teardown is idempotent"
+        );
+        assert!(matches!(
+            attach(&spec.name),
+            Err(SandboxError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn keep_then_down_by_name() {
+        if !privileged() {
+            return;
+        }
+        let spec = SandboxSpec {
+            name: unique_name(),
+            queues: 1,
+        };
+        let info = Sandbox::up(&spec).expect("sandbox up").keep();
+        // Kept: still there after the Sandbox value is gone.
+        let present = leftovers().expect("leftovers");
+        assert!(present.contains(&info.server_ns), "{present:?}");
+        assert!(down(&spec.name).expect("down"));
+        let present = leftovers().expect("leftovers");
+        assert!(!present.contains(&info.server_ns), "{present:?}");
+        assert!(!present.contains(&info.client_ns), "{present:?}");
+    }
+}

@@ -1,0 +1,316 @@
+//! An in-memory pipe with the semantics of a copy-mode XSK pair, for tests
+//! that need no root: each end has its own frames and rings; a frame sent on
+//! one end is copied into a fill-ring frame of the other end, or dropped and
+//! counted when that end has none (as the kernel does).
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+
+use crate::ring::{Frame, FrameMem, KernelStats, Rings};
+
+/// Frames of one pipe end.
+pub struct MemFrames {
+    buf: Box<[UnsafeCell<u8>]>,
+    frame_size: u32,
+    headroom: u32,
+    count: u32,
+}
+
+impl MemFrames {
+    fn new(count: u32, frame_size: u32, headroom: u32) -> Self {
+        let len = count as usize * frame_size as usize;
+        MemFrames {
+            buf: (0..len).map(|_| UnsafeCell::new(0)).collect(),
+            frame_size,
+            headroom,
+            count,
+        }
+    }
+
+    fn in_bounds(&self, addr: u64, len: usize) -> bool {
+        let fs = u64::from(self.frame_size);
+        let start_in_frame = addr % fs;
+        addr / fs < u64::from(self.count) && start_in_frame + len as u64 <= fs
+    }
+}
+
+// SAFETY: `with_frame`/`with_frame_mut` check that `addr..addr+len` lies inside
+// one frame (`in_bounds`) and build slices only over that range, so slices of
+// different frames never alias.
+unsafe impl FrameMem for MemFrames {
+    fn frame_count(&self) -> u32 {
+        self.count
+    }
+    fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+    fn data_addr(&self, index: u32) -> u64 {
+        u64::from(index) * u64::from(self.frame_size) + u64::from(self.headroom)
+    }
+    fn data_capacity(&self) -> usize {
+        (self.frame_size - self.headroom) as usize
+    }
+
+    unsafe fn with_frame<T>(&self, addr: u64, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+        if !self.in_bounds(addr, len) {
+            return f(&[]);
+        }
+        let start = UnsafeCell::raw_get(self.buf.as_ptr()).wrapping_add(addr as usize);
+        // SAFETY: the range is inside one frame of `buf` (checked above), the
+        // cells are plain bytes, and the caller owns the frame so nothing
+        // writes it during the call.
+        let slice = unsafe { std::slice::from_raw_parts(start, len) };
+        f(slice)
+    }
+
+    unsafe fn with_frame_mut<T>(
+        &self,
+        addr: u64,
+        len: usize,
+        f: impl FnOnce(&mut [u8]) -> T,
+    ) -> T {
+        if !self.in_bounds(addr, len) {
+            return f(&mut []);
+        }
+        let start = UnsafeCell::raw_get(self.buf.as_ptr()).wrapping_add(addr as usize);
+        // SAFETY: the range is inside one frame (checked above); the bytes sit
+        // in UnsafeCells, and the caller owns the frame exclusively for the
+        // call, so this is the only live reference to them.
+        let slice = unsafe { std::slice::from_raw_parts_mut(start, len) };
+        f(slice)
+    }
+}
+
+/// What may go wrong on the wire, for fault-injection tests.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Drop every n-th frame sent (0: never).
+    pub drop_every: u64,
+    /// Flip a byte in every n-th frame sent (0: never), at offset
+    /// `sent % len`.
+    pub corrupt_every: u64,
+}
+
+#[derive(Default)]
+struct Wire {
+    queue: VecDeque<Vec<u8>>,
+    sent: u64,
+}
+
+/// One end of an in-memory pipe.
+pub struct MemRings {
+    mem: MemFrames,
+    fill: VecDeque<u64>,
+    fill_cap: usize,
+    rx: VecDeque<Frame>,
+    rx_cap: usize,
+    comp: VecDeque<u64>,
+    tx_cap: usize,
+    inbound: Arc<Mutex<Wire>>,
+    outbound: Arc<Mutex<Wire>>,
+    faults: Faults,
+    stats: KernelStats,
+    tap: Option<Box<dyn Write + Send>>,
+}
+
+/// Frame and ring sizes of a pipe end.
+#[derive(Clone, Copy, Debug)]
+pub struct MemConfig {
+    /// Frames per end.
+    pub frames: u32,
+    /// Bytes per frame.
+    pub frame_size: u32,
+    /// Bytes before each frame's data (like XDP_PACKET_HEADROOM).
+    pub headroom: u32,
+    /// Ring sizes (fill, rx, tx).
+    pub ring: usize,
+}
+
+impl Default for MemConfig {
+    fn default() -> Self {
+        MemConfig {
+            frames: 256,
+            frame_size: 2048,
+            headroom: 256,
+            ring: 128,
+        }
+    }
+}
+
+impl MemRings {
+    /// A connected pair of ends.
+    pub fn pair(cfg: MemConfig) -> (MemRings, MemRings) {
+        let ab = Arc::new(Mutex::new(Wire::default()));
+        let ba = Arc::new(Mutex::new(Wire::default()));
+        (
+            MemRings::end(cfg, ba.clone(), ab.clone()),
+            MemRings::end(cfg, ab, ba),
+        )
+    }
+
+    fn end(cfg: MemConfig, inbound: Arc<Mutex<Wire>>, outbound: Arc<Mutex<Wire>>) -> MemRings {
+        MemRings {
+            mem: MemFrames::new(cfg.frames, cfg.frame_size, cfg.headroom),
+            fill: VecDeque::new(),
+            fill_cap: cfg.ring,
+            rx: VecDeque::new(),
+            rx_cap: cfg.ring,
+            comp: VecDeque::new(),
+            tx_cap: cfg.ring,
+            inbound,
+            outbound,
+            faults: Faults::default(),
+            stats: KernelStats::default(),
+            tap: None,
+        }
+    }
+
+    /// Inject faults into what this end sends.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// Write every frame this end sends to `out` in pcap format (Ethernet).
+    pub fn set_tap(&mut self, mut out: Box<dyn Write + Send>) -> io::Result<()> {
+        // pcap global header: magic, v2.4, tz 0, sigfigs 0, snaplen, LINKTYPE_ETHERNET.
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        out.write_all(&h)?;
+        self.tap = Some(out);
+        Ok(())
+    }
+
+    /// Frames waiting on the wire towards this end.
+    pub fn inbound_len(&self) -> usize {
+        self.inbound.lock().map(|w| w.queue.len()).unwrap_or(0)
+    }
+
+    /// Move frames from the wire into fill-ring frames (what the kernel does
+    /// when a packet arrives).
+    fn deliver(&mut self) {
+        let mut wire = match self.inbound.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        while let Some(bytes) = wire.queue.pop_front() {
+            if self.rx.len() >= self.rx_cap {
+                self.stats.rx_ring_full += 1;
+                self.stats.rx_dropped += 1;
+                continue;
+            }
+            let Some(addr) = self.fill.pop_front() else {
+                self.stats.rx_fill_ring_empty += 1;
+                self.stats.rx_dropped += 1;
+                continue;
+            };
+            let len = bytes.len().min(self.mem.data_capacity());
+            // SAFETY: `addr` came off the fill ring, so the owner gave the
+            // frame to the "kernel" (this end) and holds no slice of it.
+            unsafe {
+                self.mem
+                    .with_frame_mut(addr, len, |b| b.copy_from_slice(&bytes[..len]))
+            };
+            self.rx.push_back(Frame {
+                addr,
+                len: len as u32,
+            });
+        }
+    }
+}
+
+impl Rings for MemRings {
+    type Mem = MemFrames;
+
+    fn mem(&self) -> &MemFrames {
+        &self.mem
+    }
+
+    fn fill(&mut self, addrs: &[u64]) -> usize {
+        let n = addrs.len().min(self.fill_cap - self.fill.len());
+        self.fill.extend(&addrs[..n]);
+        n
+    }
+
+    fn fill_space(&mut self) -> usize {
+        self.fill_cap - self.fill.len()
+    }
+
+    fn recv(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
+        self.deliver();
+        let n = max.min(self.rx.len());
+        out.extend(self.rx.drain(..n));
+        n
+    }
+
+    fn send(&mut self, frames: &[Frame]) -> usize {
+        let n = frames.len().min(self.tx_cap);
+        let mut wire = match self.outbound.lock() {
+            Ok(w) => w,
+            Err(p) => p.into_inner(),
+        };
+        for f in &frames[..n] {
+            // SAFETY: the frame is on the tx ring (ledger place Tx): its owner
+            // handed it over and writes it no more until it is completed.
+            let mut bytes = unsafe { self.mem.with_frame(f.addr, f.len as usize, |b| b.to_vec()) };
+            wire.sent += 1;
+            let sent = wire.sent;
+            if let Some(tap) = self.tap.as_mut() {
+                let mut rec = Vec::with_capacity(16);
+                rec.extend_from_slice(&((sent / 1_000_000) as u32).to_le_bytes());
+                rec.extend_from_slice(&((sent % 1_000_000) as u32).to_le_bytes());
+                rec.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                rec.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                let _ = tap.write_all(&rec).and_then(|_| tap.write_all(&bytes));
+            }
+            self.comp.push_back(f.addr);
+            if self.faults.drop_every > 0 && sent % self.faults.drop_every == 0 {
+                continue;
+            }
+            if self.faults.corrupt_every > 0 && sent % self.faults.corrupt_every == 0 {
+                let i = (sent as usize) % bytes.len().max(1);
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 0x5a;
+                }
+            }
+            wire.queue.push_back(bytes);
+        }
+        n
+    }
+
+    fn complete(&mut self, out: &mut Vec<u64>, max: usize) -> usize {
+        let n = max.min(self.comp.len());
+        out.extend(self.comp.drain(..n));
+        n
+    }
+
+    fn tx_needs_wakeup(&self) -> bool {
+        false
+    }
+    fn wake_tx(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn fill_needs_wakeup(&self) -> bool {
+        false
+    }
+    fn wake_fill(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn wait(&mut self, _timeout_ms: i32) -> io::Result<()> {
+        Ok(())
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+    fn kernel_stats(&self) -> Option<KernelStats> {
+        Some(self.stats)
+    }
+}

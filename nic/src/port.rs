@@ -1,0 +1,451 @@
+//! A port: one XSK's rings, its frame accounting, batching and kicks.
+
+use std::collections::VecDeque;
+
+use crate::ledger::{Ledger, LedgerError, Place};
+use crate::ring::{Frame, FrameMem, KernelStats, Rings};
+
+/// Tunables of a [`Port`].
+#[derive(Clone, Debug)]
+pub struct PortConfig {
+    /// Frames taken from the rx ring (and sent per tx kick) at most per batch.
+    pub batch: usize,
+    /// Bytes reserved in front of every packet the stack transmits, for the
+    /// link-layer header (14 for Ethernet).
+    pub l2_headroom: usize,
+    /// IP MTU announced to the stack.
+    pub mtu: usize,
+    /// Frames kept off the fill ring so that transmission never starves.
+    pub tx_reserve: u32,
+    /// Frames built for transmission that may wait for the tx ring at most;
+    /// past that the stack is told the device is busy.
+    pub tx_backlog: usize,
+    /// Verify checksums in smoltcp (`false` when the caller's demux already
+    /// verified them, as the engine's does).
+    pub verify_rx_checksums: bool,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            batch: 64,
+            l2_headroom: 14,
+            mtu: 1500,
+            tx_reserve: 0,
+            tx_backlog: 1024,
+            verify_rx_checksums: true,
+        }
+    }
+}
+
+/// Counters of a port (this process's side; the kernel's are in
+/// [`KernelStats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames put on the tx ring.
+    pub tx_frames: u64,
+    /// Bytes put on the tx ring.
+    pub tx_bytes: u64,
+    /// Frames the stack wanted to send but no free frame was left (dropped).
+    pub tx_no_frame: u64,
+    /// Times the tx ring was full and frames had to wait.
+    pub tx_ring_full: u64,
+    /// Frames dropped by the caller's link-layer fixup before sending.
+    pub tx_dropped: u64,
+    /// Kicks (sendto) for the tx ring.
+    pub tx_kicks: u64,
+    /// Kicks (poll) for the fill ring.
+    pub fill_kicks: u64,
+    /// Received descriptors that pointed outside the UMEM or a frame.
+    pub rx_bad_desc: u64,
+    /// Times the port slept waiting for frames.
+    pub waits: u64,
+}
+
+/// A snapshot of a port's state for reports.
+#[derive(Clone, Debug)]
+pub struct PortStats {
+    /// This process's counters.
+    pub counters: PortCounters,
+    /// Frames per place, in [`Place::ALL`] order.
+    pub frames: [u32; 5],
+    /// The kernel's counters, when the backend has any.
+    pub kernel: Option<KernelStats>,
+}
+
+/// A received IP packet inside a held rx frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxPacket {
+    /// The frame holding it.
+    pub frame: Frame,
+    /// Offset of the packet in the frame.
+    pub offset: usize,
+    /// Length of the packet.
+    pub len: usize,
+}
+
+pub(crate) struct PortState {
+    pub(crate) cfg: PortConfig,
+    pub(crate) ledger: Ledger,
+    pub(crate) free: Vec<u64>,
+    /// Frames from the stack that still need their link-layer header.
+    pub(crate) tx_build: Vec<Frame>,
+    /// Complete frames waiting for the tx ring.
+    pub(crate) tx_ready: VecDeque<Frame>,
+    pub(crate) counters: PortCounters,
+    pub(crate) frame_size: u64,
+    pub(crate) capacity: usize,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) first_error: Option<LedgerError>,
+}
+
+impl PortState {
+    pub(crate) fn index(&self, addr: u64) -> u32 {
+        (addr / self.frame_size) as u32
+    }
+
+    /// Record a ledger move; a refused move is a bug in this crate, kept
+    /// (first one) for [`Port::check`] rather than panicking on the data path.
+    pub(crate) fn mv(&mut self, addr: u64, from: Place, to: Place) -> bool {
+        let index = self.index(addr);
+        match self.ledger.move_frame(index, from, to) {
+            Ok(()) => true,
+            Err(e) => {
+                debug_assert!(false, "{e}");
+                self.first_error.get_or_insert(e);
+                false
+            }
+        }
+    }
+
+    /// Take a free frame for transmission.
+    pub(crate) fn alloc_tx(&mut self) -> Option<u64> {
+        if self.tx_build.len() + self.tx_ready.len() >= self.cfg.tx_backlog {
+            return None;
+        }
+        let addr = self.free.pop()?;
+        if self.mv(addr, Place::Free, Place::TxBuild) {
+            Some(addr)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn can_tx(&self) -> bool {
+        !self.free.is_empty() && self.tx_build.len() + self.tx_ready.len() < self.cfg.tx_backlog
+    }
+}
+
+/// One XSK (or test backend) with its frames accounted for.
+pub struct Port<R: Rings> {
+    rings: R,
+    st: PortState,
+    scratch_rx: Vec<Frame>,
+    scratch_addrs: Vec<u64>,
+    scratch_tx: Vec<Frame>,
+}
+
+impl<R: Rings> Port<R> {
+    /// Wrap `rings`; every frame starts free and the fill ring is stocked.
+    pub fn new(rings: R, cfg: PortConfig) -> Self {
+        let mem = rings.mem();
+        let frames = mem.frame_count();
+        let free: Vec<u64> = (0..frames).rev().map(|i| mem.data_addr(i)).collect();
+        let capacity = mem.data_capacity();
+        let st = PortState {
+            ledger: Ledger::new(frames),
+            free,
+            tx_build: Vec::with_capacity(cfg.batch),
+            tx_ready: VecDeque::with_capacity(cfg.batch),
+            counters: PortCounters::default(),
+            frame_size: u64::from(mem.frame_size()),
+            capacity,
+            scratch: vec![0; capacity],
+            first_error: None,
+            cfg,
+        };
+        let mut port = Port {
+            rings,
+            st,
+            scratch_rx: Vec::new(),
+            scratch_addrs: Vec::new(),
+            scratch_tx: Vec::new(),
+        };
+        port.refill();
+        port
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PortConfig {
+        &self.st.cfg
+    }
+
+    /// The ring backend.
+    pub fn rings(&self) -> &R {
+        &self.rings
+    }
+
+    /// Give free frames to the fill ring, keeping the tx reserve.
+    pub fn refill(&mut self) {
+        let reserve = self.st.cfg.tx_reserve as usize;
+        let spare = self.st.free.len().saturating_sub(reserve);
+        let n = spare.min(self.rings.fill_space());
+        if n == 0 {
+            return;
+        }
+        let start = self.st.free.len() - n;
+        self.scratch_addrs.clear();
+        self.scratch_addrs.extend_from_slice(&self.st.free[start..]);
+        let taken = self.rings.fill(&self.scratch_addrs);
+        for i in 0..taken {
+            let addr = self.scratch_addrs[i];
+            self.st.mv(addr, Place::Free, Place::Fill);
+        }
+        // Frames the ring took leave the free list; the rest stay.
+        let keep = n - taken;
+        self.st.free.truncate(start + keep);
+        if taken > 0 && self.rings.fill_needs_wakeup() {
+            self.st.counters.fill_kicks += 1;
+            let _ = self.rings.wake_fill();
+        }
+    }
+
+    /// Take completed tx frames back.
+    pub fn reap(&mut self) {
+        loop {
+            self.scratch_addrs.clear();
+            let n = self.rings.complete(&mut self.scratch_addrs, 256);
+            for i in 0..n {
+                let raw = self.scratch_addrs[i];
+                let addr = self.rings.mem().data_addr(self.st.index(raw));
+                if self.st.mv(addr, Place::Tx, Place::Free) {
+                    self.st.free.push(addr);
+                }
+            }
+            if n < 256 {
+                break;
+            }
+        }
+    }
+
+    /// Receive up to one batch of frames into `out` (cleared first). Every
+    /// frame returned is held until [`Port::release`].
+    pub fn recv(&mut self, out: &mut Vec<Frame>) -> usize {
+        out.clear();
+        self.reap();
+        self.refill();
+        self.scratch_rx.clear();
+        let batch = self.st.cfg.batch;
+        self.rings.recv(&mut self.scratch_rx, batch);
+        let frames = u64::from(self.rings.mem().frame_count());
+        for i in 0..self.scratch_rx.len() {
+            let f = self.scratch_rx[i];
+            let index = self.st.index(f.addr);
+            let in_frame = f.addr % self.st.frame_size + u64::from(f.len) <= self.st.frame_size;
+            if u64::from(index) >= frames {
+                // Nothing to give back: it names no frame of ours.
+                self.st.counters.rx_bad_desc += 1;
+                continue;
+            }
+            if !self.st.mv(f.addr, Place::Fill, Place::Rx) {
+                self.st.counters.rx_bad_desc += 1;
+                continue;
+            }
+            let canonical = self.rings.mem().data_addr(index) == f.addr;
+            if !in_frame || !canonical || (f.len as usize) > self.st.capacity {
+                self.st.counters.rx_bad_desc += 1;
+                self.release(f);
+                continue;
+            }
+            self.st.counters.rx_frames += 1;
+            self.st.counters.rx_bytes += u64::from(f.len);
+            out.push(f);
+        }
+        out.len()
+    }
+
+    /// Read a held rx frame. `None` if the frame is not held (a caller bug).
+    pub fn read<T>(&self, f: Frame, g: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        if self.st.ledger.place(self.st.index(f.addr)) != Some(Place::Rx) {
+            return None;
+        }
+        // SAFETY: the ledger says the frame is held by the stack (Rx): the
+        // kernel no longer writes it and the port hands out no other mutable
+        // slice of it; `recv` checked that addr..addr+len lies in the frame.
+        Some(unsafe { self.rings.mem().with_frame(f.addr, f.len as usize, g) })
+    }
+
+    /// Give a held rx frame back (it goes to the fill ring on the next batch).
+    pub fn release(&mut self, f: Frame) {
+        let addr = self.rings.mem().data_addr(self.st.index(f.addr));
+        if self.st.mv(addr, Place::Rx, Place::Free) {
+            self.st.free.push(addr);
+        }
+    }
+
+    /// Turn a held rx frame into a tx frame in place (for reflectors): `g`
+    /// may rewrite it and returns the length to send, or `None` to drop it.
+    pub fn reflect(&mut self, f: Frame, g: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        let addr = f.addr;
+        if !self.st.mv(addr, Place::Rx, Place::TxBuild) {
+            return;
+        }
+        let cap = self.st.capacity;
+        // SAFETY: the frame moved Rx -> TxBuild in the ledger just now, so this
+        // port owns it exclusively and nothing else reads or writes it; `cap`
+        // stops at the end of the frame.
+        let len = unsafe { self.rings.mem().with_frame_mut(addr, cap, |b| g(b)) };
+        match len {
+            Some(len) if len <= cap => self.st.tx_ready.push_back(Frame {
+                addr,
+                len: len as u32,
+            }),
+            _ => {
+                if self.st.mv(addr, Place::TxBuild, Place::Free) {
+                    self.st.free.push(addr);
+                }
+                self.st.counters.tx_dropped += 1;
+            }
+        }
+    }
+
+    /// Send a complete link-layer frame of `len` bytes written by `g`.
+    /// Returns false (counted) when no frame is free.
+    pub fn send_frame(&mut self, len: usize, g: impl FnOnce(&mut [u8])) -> bool {
+        if len > self.st.capacity {
+            self.st.counters.tx_dropped += 1;
+            return false;
+        }
+        let Some(addr) = self.st.alloc_tx() else {
+            self.st.counters.tx_no_frame += 1;
+            return false;
+        };
+        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so it is owned by
+        // this port alone; len <= capacity keeps the slice inside the frame.
+        unsafe { self.rings.mem().with_frame_mut(addr, len, g) };
+        self.st.tx_ready.push_back(Frame {
+            addr,
+            len: len as u32,
+        });
+        true
+    }
+
+    /// A smoltcp device over this port for one `poll_ingress_single` (with
+    /// `rx`) or `poll_egress` (without).
+    pub fn device(&mut self, rx: Option<RxPacket>) -> crate::device::PortDevice<'_, R::Mem> {
+        crate::device::PortDevice::new(self.rings.mem(), &mut self.st, rx)
+    }
+
+    /// Frames built by the stack and waiting for their link-layer header.
+    pub fn pending_tx(&self) -> usize {
+        self.st.tx_build.len() + self.st.tx_ready.len()
+    }
+
+    /// Finish the frames the stack built (`fixup(frame, ip_len)` writes the
+    /// link-layer header and returns the frame length, or `None` to drop),
+    /// put everything ready on the tx ring and kick the kernel if it asks.
+    pub fn flush(&mut self, mut fixup: impl FnMut(&mut [u8], usize) -> Option<usize>) {
+        let headroom = self.st.cfg.l2_headroom;
+        let cap = self.st.capacity;
+        let build = std::mem::take(&mut self.st.tx_build);
+        for f in &build {
+            // SAFETY: frames on tx_build were moved Free -> TxBuild by
+            // `alloc_tx` and are owned by this port alone until sent; `cap`
+            // is the frame's data capacity.
+            let out = unsafe {
+                self.rings
+                    .mem()
+                    .with_frame_mut(f.addr, cap, |b| fixup(b, f.len as usize - headroom))
+            };
+            match out {
+                Some(len) if len <= cap => self.st.tx_ready.push_back(Frame {
+                    addr: f.addr,
+                    len: len as u32,
+                }),
+                _ => {
+                    self.st.counters.tx_dropped += 1;
+                    if self.st.mv(f.addr, Place::TxBuild, Place::Free) {
+                        self.st.free.push(f.addr);
+                    }
+                }
+            }
+        }
+        let mut build = build;
+        build.clear();
+        self.st.tx_build = build;
+        self.push_tx();
+    }
+
+    fn push_tx(&mut self) {
+        if !self.st.tx_ready.is_empty() {
+            self.scratch_tx.clear();
+            self.scratch_tx.extend(self.st.tx_ready.iter().copied());
+            let sent = self.rings.send(&self.scratch_tx);
+            for f in self.st.tx_ready.drain(..sent) {
+                self.st.counters.tx_frames += 1;
+                self.st.counters.tx_bytes += u64::from(f.len);
+                let index = (f.addr / self.st.frame_size) as u32;
+                if let Err(e) = self.st.ledger.move_frame(index, Place::TxBuild, Place::Tx) {
+                    self.st.first_error.get_or_insert(e);
+                }
+            }
+            if !self.st.tx_ready.is_empty() {
+                self.st.counters.tx_ring_full += 1;
+            }
+        }
+        if self.rings.tx_needs_wakeup() && self.st.ledger.count(Place::Tx) > 0 {
+            self.st.counters.tx_kicks += 1;
+            let _ = self.rings.wake_tx();
+        }
+        self.reap();
+    }
+
+    /// Sleep until frames may have arrived or `timeout_ms` passed.
+    pub fn wait(&mut self, timeout_ms: i32) -> std::io::Result<()> {
+        self.refill();
+        self.st.counters.waits += 1;
+        self.rings.wait(timeout_ms)
+    }
+
+    /// Prove the accounting: every frame is in exactly one place, the free
+    /// list matches the ledger, and no refused move ever happened.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        if let Some(e) = &self.st.first_error {
+            return Err(e.clone());
+        }
+        self.st.ledger.check()?;
+        let l = &self.st.ledger;
+        let free_ok = self.st.free.len() as u32 == l.count(Place::Free);
+        let build_ok = (self.st.tx_build.len() + self.st.tx_ready.len()) as u32
+            == l.count(Place::TxBuild);
+        if !free_ok || !build_ok {
+            let mut listed = l.counts();
+            listed[Place::Free as usize] = self.st.free.len() as u32;
+            listed[Place::TxBuild as usize] =
+                (self.st.tx_build.len() + self.st.tx_ready.len()) as u32;
+            return Err(LedgerError::Mismatch {
+                counted: l.counts(),
+                recounted: listed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counters and frame places.
+    pub fn stats(&self) -> PortStats {
+        PortStats {
+            counters: self.st.counters.clone(),
+            frames: self.st.ledger.counts(),
+            kernel: self.rings.kernel_stats(),
+        }
+    }
+
+    /// Frames moved between places since start (for accounting reports).
+    pub fn moves(&self) -> u64 {
+        self.st.ledger.moves()
+    }
+}

@@ -1,0 +1,211 @@
+//! Per-worker L2 / demux counters.
+//!
+//! The worker owns an [`L2Counters`] (plain `u64` fields, no atomics) and publishes
+//! snapshots of it (it is `Clone` and `serde::Serialize`). Every dropped frame is counted
+//! by [`DropReason`].
+
+use serde::Serialize;
+
+/// Why a received frame was dropped. Every drop is counted by reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet,
+    /// Destination MAC is not ours / broadcast / our multicast, or the destination IP is not
+    /// one of our addresses.
+    NotForUs,
+    /// EtherType other than IPv4, ARP and IPv6 (VLAN tags included).
+    UnknownEtherType,
+    /// ARP packet too short, not Ethernet/IPv4, or with an unknown operation or a group
+    /// sender hardware address.
+    MalformedArp,
+    /// IPv4 header too short, inconsistent lengths, or wrong version.
+    MalformedIpv4,
+    /// IPv4 header checksum is wrong.
+    BadIpv4Checksum,
+    /// IPv6 header too short, inconsistent payload length, or wrong version.
+    MalformedIpv6,
+    /// IP fragments are not supported: counted and dropped.
+    Fragment,
+    /// An L4 protocol (or IPv6 extension header) we do not handle.
+    UnsupportedProtocol,
+    /// TCP header too short or with an impossible data offset.
+    MalformedTcp,
+    /// UDP header too short or with an impossible length field.
+    MalformedUdp,
+    /// ICMP/ICMPv6 message too short or of an unknown type; NDP with hop limit != 255 or a
+    /// nonzero code, or an NDP body that does not parse.
+    MalformedIcmp,
+    /// TCP/UDP/ICMP/ICMPv6 checksum is wrong (including UDP over IPv6 with checksum 0).
+    BadL4Checksum,
+    /// Source address is multicast/broadcast/unspecified/loopback (or our own address, or a
+    /// group source MAC).
+    Martian,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 14] = [
+        DropReason::TruncatedEthernet,
+        DropReason::NotForUs,
+        DropReason::UnknownEtherType,
+        DropReason::MalformedArp,
+        DropReason::MalformedIpv4,
+        DropReason::BadIpv4Checksum,
+        DropReason::MalformedIpv6,
+        DropReason::Fragment,
+        DropReason::UnsupportedProtocol,
+        DropReason::MalformedTcp,
+        DropReason::MalformedUdp,
+        DropReason::MalformedIcmp,
+        DropReason::BadL4Checksum,
+        DropReason::Martian,
+    ];
+
+    /// The snake_case name (the same as the matching [`DropCounts`] field).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::TruncatedEthernet => "truncated_ethernet",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::UnknownEtherType => "unknown_ether_type",
+            DropReason::MalformedArp => "malformed_arp",
+            DropReason::MalformedIpv4 => "malformed_ipv4",
+            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
+            DropReason::MalformedIpv6 => "malformed_ipv6",
+            DropReason::Fragment => "fragment",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::MalformedTcp => "malformed_tcp",
+            DropReason::MalformedUdp => "malformed_udp",
+            DropReason::MalformedIcmp => "malformed_icmp",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
+            DropReason::Martian => "martian",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One counter per [`DropReason`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DropCounts {
+    pub truncated_ethernet: u64,
+    pub not_for_us: u64,
+    pub unknown_ether_type: u64,
+    pub malformed_arp: u64,
+    pub malformed_ipv4: u64,
+    pub bad_ipv4_checksum: u64,
+    pub malformed_ipv6: u64,
+    pub fragment: u64,
+    pub unsupported_protocol: u64,
+    pub malformed_tcp: u64,
+    pub malformed_udp: u64,
+    pub malformed_icmp: u64,
+    pub bad_l4_checksum: u64,
+    pub martian: u64,
+}
+
+impl DropCounts {
+    fn slot(&mut self, r: DropReason) -> &mut u64 {
+        match r {
+            DropReason::TruncatedEthernet => &mut self.truncated_ethernet,
+            DropReason::NotForUs => &mut self.not_for_us,
+            DropReason::UnknownEtherType => &mut self.unknown_ether_type,
+            DropReason::MalformedArp => &mut self.malformed_arp,
+            DropReason::MalformedIpv4 => &mut self.malformed_ipv4,
+            DropReason::BadIpv4Checksum => &mut self.bad_ipv4_checksum,
+            DropReason::MalformedIpv6 => &mut self.malformed_ipv6,
+            DropReason::Fragment => &mut self.fragment,
+            DropReason::UnsupportedProtocol => &mut self.unsupported_protocol,
+            DropReason::MalformedTcp => &mut self.malformed_tcp,
+            DropReason::MalformedUdp => &mut self.malformed_udp,
+            DropReason::MalformedIcmp => &mut self.malformed_icmp,
+            DropReason::BadL4Checksum => &mut self.bad_l4_checksum,
+            DropReason::Martian => &mut self.martian,
+        }
+    }
+
+    /// Count one drop.
+    pub fn add(&mut self, r: DropReason) {
+        let slot = self.slot(r);
+        *slot = slot.wrapping_add(1);
+    }
+
+    /// Drops counted for one reason.
+    pub fn get(&self, r: DropReason) -> u64 {
+        match r {
+            DropReason::TruncatedEthernet => self.truncated_ethernet,
+            DropReason::NotForUs => self.not_for_us,
+            DropReason::UnknownEtherType => self.unknown_ether_type,
+            DropReason::MalformedArp => self.malformed_arp,
+            DropReason::MalformedIpv4 => self.malformed_ipv4,
+            DropReason::BadIpv4Checksum => self.bad_ipv4_checksum,
+            DropReason::MalformedIpv6 => self.malformed_ipv6,
+            DropReason::Fragment => self.fragment,
+            DropReason::UnsupportedProtocol => self.unsupported_protocol,
+            DropReason::MalformedTcp => self.malformed_tcp,
+            DropReason::MalformedUdp => self.malformed_udp,
+            DropReason::MalformedIcmp => self.malformed_icmp,
+            DropReason::BadL4Checksum => self.bad_l4_checksum,
+            DropReason::Martian => self.martian,
+        }
+    }
+
+    /// All drops, every reason.
+    pub fn total(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .fold(0u64, |acc, r| acc.wrapping_add(self.get(*r)))
+    }
+}
+
+/// Per-worker L2/demux counters. Plain u64 fields; the worker owns them; it publishes
+/// snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct L2Counters {
+    /// Every frame handed to `L2::ingress`, dropped or not.
+    pub rx_frames: u64,
+    /// Frames classified as an IP packet for this host (`Ingress::Ip`).
+    pub rx_ip: u64,
+    pub arp_requests_answered: u64,
+    pub arp_replies_learned: u64,
+    pub ndp_solicits_answered: u64,
+    pub ndp_adverts_learned: u64,
+    /// New neighbour entries (or changed MACs) in this worker's cache, from any source.
+    pub neighbors_learned: u64,
+    /// Frames handed back for transmission: egress `Send` and `Resolve`, ingress `Reply`.
+    pub tx_frames: u64,
+    /// Egress packets dropped because the next hop is unknown (a request was sent instead)
+    /// or there is no route (off-link destination and no gateway).
+    pub tx_unresolved: u64,
+    pub arp_requests_sent: u64,
+    pub ndp_solicits_sent: u64,
+    pub dropped: DropCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_reason_has_its_own_slot_and_name() {
+        let mut d = DropCounts::default();
+        let mut names = HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                d.add(*r);
+            }
+            assert!(names.insert(r.name()), "duplicate name {}", r.name());
+            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(d.get(*r), i as u64 + 1, "{r}");
+        }
+        let n = DropReason::ALL.len() as u64;
+        assert_eq!(d.total(), n * (n + 1) / 2);
+    }
+}
