@@ -1,2 +1,195 @@
+//! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
-fn main() {}
+
+mod demo;
+mod echo;
+mod http;
+mod sandbox;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xdpstack",
+    version,
+    about = "A userspace TCP/IP stack on AF_XDP sockets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Test network: a server and a client namespace joined by a veth pair.
+    Sandbox {
+        #[command(subcommand)]
+        cmd: SandboxCmd,
+    },
+    /// HTTP/1.1 server on the stack.
+    Http {
+        #[command(flatten)]
+        server: server::ServerArgs,
+        #[command(flatten)]
+        http: http::HttpArgs,
+    },
+    /// TCP and UDP echo server on the stack.
+    Echo {
+        #[command(flatten)]
+        server: server::ServerArgs,
+        #[command(flatten)]
+        echo: echo::EchoArgs,
+    },
+    /// Build a sandbox, serve HTTP on the stack, drive it with curl and wrk,
+    /// report, tear everything down.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum SandboxCmd {
+    /// Create the namespaces and the veth pair; print what was made.
+    Up {
+        /// Sandbox name.
+        #[arg(long, default_value = sandbox::DEFAULT_NAME)]
+        name: String,
+        /// Queues each way.
+        #[arg(long, default_value_t = 1)]
+        queues: u16,
+    },
+    /// Remove a sandbox (its namespaces, veth and anything attached to it).
+    Down {
+        /// Sandbox name.
+        #[arg(long, default_value = sandbox::DEFAULT_NAME)]
+        name: String,
+    },
+    /// Run a command in one of the namespaces.
+    Exec {
+        /// Sandbox name.
+        #[arg(long, default_value = sandbox::DEFAULT_NAME)]
+        name: String,
+        /// In the client namespace (default).
+        #[arg(long, conflicts_with = "server")]
+        client: bool,
+        /// In the server namespace.
+        #[arg(long)]
+        server: bool,
+        /// The command.
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Exit non-zero if any sandbox namespace of ours is left.
+    Leaks,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xdpstack: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.cmd {
+        Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
+        Cmd::Http { server, http } => {
+            let report = server::serve(
+                &server,
+                "http",
+                move |_, engine| http::HttpApp::new(engine, &http),
+                |app| app.json(),
+            )?;
+            print_summary(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Echo { server, echo } => {
+            let report = server::serve(
+                &server,
+                "echo",
+                move |_, engine| echo::EchoApp::new(engine, &echo),
+                |app| app.json(),
+            )?;
+            print_summary(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo(args) => demo::run(&args),
+    }
+}
+
+fn print_summary(report: &serde_json::Value) {
+    let Some(workers) = report["workers"].as_array() else {
+        return;
+    };
+    for w in workers {
+        eprintln!(
+            "worker {} (core {}): app {} | rx {} tx {} frames | dropped {} | frames {}",
+            w["worker"],
+            w["core"],
+            w["app"],
+            w["port"]["rx_frames"],
+            w["port"]["tx_frames"],
+            w["l2"]["dropped"]
+                .as_object()
+                .map(|m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
+                .unwrap_or(0),
+            w["frame_accounting"],
+        );
+    }
+}
+
+fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cmd {
+        SandboxCmd::Up { name, queues } => {
+            sandbox::ensure_tools()?;
+            let sb = sandbox::Sandbox::up(&sandbox::SandboxSpec { name, queues })?;
+            let info = sb.keep();
+            println!("{}", sandbox::format_info(&info));
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCmd::Down { name } => {
+            if sandbox::down(&name)? {
+                println!("sandbox {name} removed");
+            } else {
+                println!("sandbox {name} did not exist");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCmd::Exec {
+            name,
+            client: _,
+            server,
+            cmd,
+        } => {
+            let info = sandbox::attach(&name)?;
+            let ns = if server {
+                &info.server_ns
+            } else {
+                &info.client_ns
+            };
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", ns])
+                .args(&cmd)
+                .status()?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+        SandboxCmd::Leaks => {
+            let left = sandbox::leftovers()?;
+            if left.is_empty() {
+                println!("no sandbox namespaces left");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("left behind: {}", left.join(" "));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

@@ -89,13 +89,19 @@ impl<M: FrameMem> smoltcp::phy::RxToken for PortRxToken<'_, M> {
         F: FnOnce(&[u8]) -> R,
     {
         let RxPacket { frame, offset, len } = self.pkt;
-        let end = (offset + len).min(frame.len as usize);
-        let start = offset.min(end);
-        // SAFETY: the caller got `frame` from `Port::recv` and still holds it
-        // (ledger place Rx) while this poll runs: the port releases it only
-        // after the device is gone, so no tx token can be handed the same
-        // frame, and the kernel does not own it.
-        unsafe { self.mem.with_frame(frame.addr, frame.len as usize, |b| f(&b[start..end])) }
+        // SAFETY: `Port::device` only lets a packet through whose frame the
+        // ledger says is held (place Rx), and the device borrows the port
+        // mutably, so the frame cannot be released (and handed to a tx token
+        // or the kernel) while this poll runs.
+        unsafe {
+            self.mem.with_frame(frame.addr, frame.len as usize, |b| {
+                // The backend may hand out fewer bytes than `frame.len` for a
+                // descriptor that does not fit its frame: never slice past them.
+                let end = offset.saturating_add(len).min(b.len());
+                let start = offset.min(end);
+                f(&b[start..end])
+            })
+        }
     }
 }
 

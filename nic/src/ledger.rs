@@ -190,7 +190,7 @@ mod tests {
         l.move_frame(1, Place::Tx, Place::Free).unwrap();
         l.check().unwrap();
         assert_eq!(l.count(Place::Free), 4);
-        assert_eq!(l.moves(), 5);
+        assert_eq!(l.moves(), 6);
     }
 
     #[test]

@@ -66,12 +66,7 @@ unsafe impl FrameMem for MemFrames {
         f(slice)
     }
 
-    unsafe fn with_frame_mut<T>(
-        &self,
-        addr: u64,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> T,
-    ) -> T {
+    unsafe fn with_frame_mut<T>(&self, addr: u64, len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
         if !self.in_bounds(addr, len) {
             return f(&mut []);
         }

@@ -205,9 +205,12 @@ impl<R: Rings> Port<R> {
             let addr = self.scratch_addrs[i];
             self.st.mv(addr, Place::Free, Place::Fill);
         }
-        // Frames the ring took leave the free list; the rest stay.
-        let keep = n - taken;
-        self.st.free.truncate(start + keep);
+        // Frames the ring took (the first `taken` of the batch) leave the
+        // free list; the rest stay.
+        self.st.free.truncate(start);
+        self.st
+            .free
+            .extend_from_slice(&self.scratch_addrs[taken.min(n)..n]);
         if taken > 0 && self.rings.fill_needs_wakeup() {
             self.st.counters.fill_kicks += 1;
             let _ = self.rings.wake_fill();
@@ -335,8 +338,29 @@ impl<R: Rings> Port<R> {
     }
 
     /// A smoltcp device over this port for one `poll_ingress_single` (with
-    /// `rx`) or `poll_egress` (without).
+    /// `rx`) or `poll_egress` (without). `rx` must lie in a frame held from
+    /// [`Port::recv`]; a packet in a frame that is not held is not read (the
+    /// caller bug is kept for [`Port::check`]).
     pub fn device(&mut self, rx: Option<RxPacket>) -> crate::device::PortDevice<'_, R::Mem> {
+        let rx = rx.filter(|p| {
+            let index = self.st.index(p.frame.addr);
+            match self.st.ledger.place(index) {
+                Some(Place::Rx) => true,
+                actual => {
+                    let count = self.st.ledger.frames();
+                    self.st.first_error.get_or_insert(match actual {
+                        Some(actual) => LedgerError::WrongPlace {
+                            index,
+                            from: Place::Rx,
+                            to: Place::Rx,
+                            actual,
+                        },
+                        None => LedgerError::OutOfRange { index, count },
+                    });
+                    false
+                }
+            }
+        });
         crate::device::PortDevice::new(self.rings.mem(), &mut self.st, rx)
     }
 
@@ -420,8 +444,8 @@ impl<R: Rings> Port<R> {
         self.st.ledger.check()?;
         let l = &self.st.ledger;
         let free_ok = self.st.free.len() as u32 == l.count(Place::Free);
-        let build_ok = (self.st.tx_build.len() + self.st.tx_ready.len()) as u32
-            == l.count(Place::TxBuild);
+        let build_ok =
+            (self.st.tx_build.len() + self.st.tx_ready.len()) as u32 == l.count(Place::TxBuild);
         if !free_ok || !build_ok {
             let mut listed = l.counts();
             listed[Place::Free as usize] = self.st.free.len() as u32;

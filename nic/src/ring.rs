@@ -82,12 +82,7 @@ pub unsafe trait FrameMem {
     ///
     /// As for [`FrameMem::with_frame`], and no other access to the frame is
     /// live during the call.
-    unsafe fn with_frame_mut<T>(
-        &self,
-        addr: u64,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> T,
-    ) -> T;
+    unsafe fn with_frame_mut<T>(&self, addr: u64, len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T;
 }
 
 /// The four rings of one XSK.

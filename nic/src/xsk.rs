@@ -1,8 +1,8 @@
 //! A real AF_XDP socket over xsk-rs: one XSK per (interface, queue) with its
 //! own UMEM.
 
-use std::ffi::CString;
 use std::error::Error as _;
+use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -14,6 +14,18 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::error::NicError;
 use crate::ring::{Frame, FrameMem, KernelStats, Rings};
+
+type LibbpfPrintFn = unsafe extern "C" fn(
+    level: libc::c_int,
+    fmt: *const libc::c_char,
+    args: *mut libc::c_void,
+) -> libc::c_int;
+
+extern "C" {
+    /// libbpf's `libbpf_set_print` (not in libxdp-sys's bindings, but linked
+    /// in with the libbpf it builds). Only ever called with `None`.
+    fn libbpf_set_print(f: Option<LibbpfPrintFn>) -> Option<LibbpfPrintFn>;
+}
 
 /// How to attach the XDP program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,12 +164,7 @@ unsafe impl FrameMem for XskMem {
         f(data.contents())
     }
 
-    unsafe fn with_frame_mut<T>(
-        &self,
-        addr: u64,
-        len: usize,
-        f: impl FnOnce(&mut [u8]) -> T,
-    ) -> T {
+    unsafe fn with_frame_mut<T>(&self, addr: u64, len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
         let index = (addr / u64::from(self.frame_size)) as usize;
         let Some(mut d) = self.canon.get(index).copied() else {
             return f(&mut []);
@@ -203,7 +210,8 @@ pub fn rx_queue_count(ifname: &str) -> Result<u32, NicError> {
 }
 
 fn pow2(what: &'static str, v: u32) -> Result<QueueSize, NicError> {
-    QueueSize::new(v).map_err(|_| NicError::Config(format!("{what} must be a power of two, got {v}")))
+    QueueSize::new(v)
+        .map_err(|_| NicError::Config(format!("{what} must be a power of two, got {v}")))
 }
 
 impl XskRings {
@@ -223,6 +231,8 @@ impl XskRings {
             // (and the libbpf it embeds) informational prints; no pointer is
             // kept.
             unsafe { libxdp_sys::libxdp_set_print(None) };
+            // SAFETY: as above, for the libbpf linked into libxdp-sys.
+            unsafe { libbpf_set_print(None) };
         }
         if !cfg.dispatcher {
             // libxdp reads this when it attaches: load the socket program
@@ -242,7 +252,10 @@ impl XskRings {
         let (umem, canon) = Umem::new(umem_cfg, frames, false).map_err(|e| NicError::Umem {
             frames: cfg.frames,
             frame_size: cfg.frame_size,
-            detail: format!("{e}: {}", e.source().map(|s| s.to_string()).unwrap_or_default()),
+            detail: format!(
+                "{e}: {}",
+                e.source().map(|s| s.to_string()).unwrap_or_default()
+            ),
         })?;
         let capacity = cfg.frame_size as usize
             - (canon.first().map_or(0, |d| d.addr()) % cfg.frame_size as usize);
@@ -289,7 +302,11 @@ impl XskRings {
             mode,
             zero_copy,
         };
-        let batch = cfg.rx_size.max(cfg.tx_size).max(cfg.comp_size).max(cfg.fill_size) as usize;
+        let batch = cfg
+            .rx_size
+            .max(cfg.tx_size)
+            .max(cfg.comp_size)
+            .max(cfg.fill_size) as usize;
         Ok(XskRings {
             mem: XskMem {
                 umem,

@@ -200,12 +200,30 @@ mod tests {
                 d.add(*r);
             }
             assert!(names.insert(r.name()), "duplicate name {}", r.name());
-            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(r
+                .name()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         }
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(d.get(*r), i as u64 + 1, "{r}");
         }
         let n = DropReason::ALL.len() as u64;
         assert_eq!(d.total(), n * (n + 1) / 2);
+    }
+
+    #[test]
+    fn names_match_serialized_fields() {
+        let mut c = L2Counters::default();
+        for r in DropReason::ALL {
+            c.dropped.add(r);
+        }
+        let v = serde_json::to_value(&c).unwrap();
+        let dropped = v["dropped"].as_object().unwrap();
+        assert_eq!(dropped.len(), DropReason::ALL.len());
+        for r in DropReason::ALL {
+            assert_eq!(dropped[r.name()], 1, "{r}");
+        }
+        assert_eq!(v["rx_frames"], 0);
     }
 }

@@ -18,8 +18,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::wire::{
-    IpAddress, IpProtocol, Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet,
-    Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, UDP_HEADER_LEN,
+    Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpAddress, IpProtocol, Ipv4Packet,
+    Ipv6Packet, TcpPacket, UdpPacket, UDP_HEADER_LEN,
 };
 
 use crate::counters::DropReason;
@@ -161,7 +161,13 @@ pub fn parse_ipv6(packet: &[u8]) -> Result<ParsedIp, DropReason> {
                 Icmpv6Message::EchoRequest | Icmpv6Message::EchoReply => icmp.echo_ident(),
                 _ => 0,
             };
-            Ok(icmp_parsed(src_ip, dst_ip, sport, L4::Icmpv6, payload.len()))
+            Ok(icmp_parsed(
+                src_ip,
+                dst_ip,
+                sport,
+                L4::Icmpv6,
+                payload.len(),
+            ))
         }
         IpProtocol::Ipv6Frag => Err(DropReason::Fragment),
         _ => Err(DropReason::UnsupportedProtocol),
@@ -365,14 +371,7 @@ pub(crate) mod tests {
     }
 
     fn syn4() -> Vec<u8> {
-        tcp_packet(
-            PEER4.into(),
-            OURS4.into(),
-            40000,
-            80,
-            TcpControl::Syn,
-            &[],
-        )
+        tcp_packet(PEER4.into(), OURS4.into(), 40000, 80, TcpControl::Syn, &[])
     }
 
     #[test]
@@ -410,20 +409,20 @@ pub(crate) mod tests {
         let p = parse_ip(&pkt).unwrap();
         assert_eq!(p.key.src, IpAddr::V6(PEER6));
         assert_eq!(p.key.dport, 443);
-        assert!(matches!(p.l4, L4::Tcp { flags_fin: true, flags_syn: false, .. }));
+        assert!(matches!(
+            p.l4,
+            L4::Tcp {
+                flags_fin: true,
+                flags_syn: false,
+                ..
+            }
+        ));
         assert_eq!(p.payload_len, 5);
     }
 
     #[test]
     fn trailing_padding_is_ignored() {
-        let mut pkt = tcp_packet(
-            PEER4.into(),
-            OURS4.into(),
-            1,
-            2,
-            TcpControl::Psh,
-            b"abc",
-        );
+        let mut pkt = tcp_packet(PEER4.into(), OURS4.into(), 1, 2, TcpControl::Psh, b"abc");
         pkt.extend_from_slice(&[0xAA; 11]);
         assert_eq!(parse_ip(&pkt).unwrap().payload_len, 3);
         let mut pkt = udp_packet(PEER6.into(), OURS6.into(), b"xyz");
@@ -562,7 +561,10 @@ pub(crate) mod tests {
             &caps,
         );
         let p = parse_ip(&buf).unwrap();
-        assert_eq!((p.key.proto, p.key.sport, p.l4), (Proto::Icmp, 7, L4::Icmpv6));
+        assert_eq!(
+            (p.key.proto, p.key.sport, p.l4),
+            (Proto::Icmp, 7, L4::Icmpv6)
+        );
         buf[50] ^= 1;
         assert_eq!(parse_ip(&buf), Err(DropReason::BadL4Checksum));
     }
@@ -571,14 +573,7 @@ pub(crate) mod tests {
     fn every_truncation_is_an_error() {
         let pkts = [
             syn4(),
-            tcp_packet(
-                PEER6.into(),
-                OURS6.into(),
-                1,
-                2,
-                TcpControl::Syn,
-                b"data",
-            ),
+            tcp_packet(PEER6.into(), OURS6.into(), 1, 2, TcpControl::Syn, b"data"),
             udp_packet(PEER4.into(), OURS4.into(), b"abc"),
             udp_packet(PEER6.into(), OURS6.into(), b"abc"),
         ];
@@ -627,10 +622,7 @@ pub(crate) mod tests {
             let _ = parse_ip(&buf[..n]);
         }
         // Mutate valid packets byte by byte (reaches L4 parsing with consistent lengths).
-        let base = [
-            syn4(),
-            udp_packet(PEER6.into(), OURS6.into(), b"abcdef"),
-        ];
+        let base = [syn4(), udp_packet(PEER6.into(), OURS6.into(), b"abcdef")];
         for pkt in base {
             for _ in 0..5_000 {
                 let mut p = pkt.clone();

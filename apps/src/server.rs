@@ -1,0 +1,306 @@
+//! Running a service on the stack: open one XSK per worker (one worker per
+//! queue), pin each worker to a core, run the engine and the application
+//! until SIGINT/SIGTERM, then report and release everything.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nic::xsk::{rx_queue_count, XdpMode, XskConfig, XskRings};
+use serde_json::{json, Value};
+use stack::engine::{Engine, EngineConfig};
+use stack::l2::SharedNeighbors;
+use stack::worker::{self, App, LoopConfig};
+
+/// Options every server shares.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Interface the stack owns (its kernel side should hold no address).
+    #[arg(long)]
+    pub iface: String,
+    /// IPv4 address with prefix, e.g. 198.18.0.1/24.
+    #[arg(long, value_parser = parse_v4)]
+    pub addr: Option<(Ipv4Addr, u8)>,
+    /// IPv6 address with prefix, e.g. 2001:db8:18::1/64.
+    #[arg(long, value_parser = parse_v6)]
+    pub addr6: Option<(Ipv6Addr, u8)>,
+    /// IPv4 gateway for off-link clients.
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// IPv6 gateway for off-link clients.
+    #[arg(long)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Workers: one per NIC queue (queues 0..N), each pinned to a core.
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub xdp_mode: ModeArg,
+    /// UMEM frames per worker.
+    #[arg(long, default_value_t = 4096)]
+    pub frames: u32,
+    /// Write final statistics (JSON) here on exit.
+    #[arg(long)]
+    pub stats_file: Option<std::path::PathBuf>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// XDP attach mode on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    /// Native if the driver has it, else generic.
+    Auto,
+    /// Driver mode.
+    Native,
+    /// SKB mode.
+    Generic,
+}
+
+fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX"))?;
+    let a = a.parse().map_err(|_| format!("`{a}` is not an address"))?;
+    let p: u8 = p
+        .parse()
+        .map_err(|_| format!("`{p}` is not a prefix length"))?;
+    if p > max {
+        return Err(format!("prefix /{p} is longer than {max}"));
+    }
+    Ok((a, p))
+}
+
+fn parse_v4(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    parse_prefix(s, 32)
+}
+
+fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    parse_prefix(s, 128)
+}
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No address given.
+    #[error("give at least one of --addr or --addr6")]
+    NoAddress,
+    /// Zero workers.
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+    /// More workers than queues.
+    #[error("{iface} has {queues} rx queue(s); cannot run {workers} workers (one per queue)")]
+    TooManyWorkers {
+        /// Interface.
+        iface: String,
+        /// Its queues.
+        queues: u32,
+        /// Workers asked for.
+        workers: u32,
+    },
+    /// The MAC could not be read.
+    #[error("cannot read the MAC address of {0}")]
+    Mac(String),
+    /// A port failed to open.
+    #[error(transparent)]
+    Nic(#[from] nic::NicError),
+    /// A worker thread failed.
+    #[error("worker {0} failed: {1}")]
+    Worker(usize, String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// Writing the stats file failed.
+    #[error("cannot write stats file {0}: {1}")]
+    StatsFile(String, std::io::Error),
+}
+
+fn read_mac(iface: &str) -> Result<[u8; 6], ServeError> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .map_err(|_| ServeError::Mac(iface.into()))?;
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    if parts.len() != 6 {
+        return Err(ServeError::Mac(iface.into()));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|_| ServeError::Mac(iface.into()))?;
+    }
+    Ok(mac)
+}
+
+/// The stop flag, set by SIGINT/SIGTERM.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(ServeError::Signal)?;
+    }
+    Ok(stop)
+}
+
+/// Serve `make_app(worker)` on every worker until SIGINT/SIGTERM. `app_json`
+/// turns the app into the `app` part of the worker's report. Returns the
+/// full report.
+pub fn serve<A, F, J>(
+    args: &ServerArgs,
+    name: &str,
+    make_app: F,
+    app_json: J,
+) -> Result<Value, ServeError>
+where
+    A: App<XskRings>,
+    F: Fn(usize, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
+    J: Fn(&A) -> Value + Send + Sync + 'static,
+{
+    if args.addr.is_none() && args.addr6.is_none() {
+        return Err(ServeError::NoAddress);
+    }
+    if args.workers == 0 {
+        return Err(ServeError::NoWorkers);
+    }
+    let queues = rx_queue_count(&args.iface)?;
+    if args.workers > queues {
+        return Err(ServeError::TooManyWorkers {
+            iface: args.iface.clone(),
+            queues,
+            workers: args.workers,
+        });
+    }
+    let mac = read_mac(&args.iface)?;
+    let stop = stop_flag()?;
+    let xcfg = XskConfig {
+        frames: args.frames,
+        mode: match args.xdp_mode {
+            ModeArg::Auto => XdpMode::Auto,
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Generic => XdpMode::Generic,
+        },
+        ..XskConfig::default()
+    };
+    // Open every port before starting any worker: a refused start fails whole.
+    let mut rings = Vec::new();
+    for q in 0..args.workers {
+        rings.push(XskRings::open(&args.iface, q, &xcfg)?);
+    }
+    let info = rings[0].info().clone();
+    let neighbors = Arc::new(SharedNeighbors::new());
+    let seed = stack::engine::random_seed();
+    let make_app = Arc::new(make_app);
+    let app_json = Arc::new(app_json);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for (i, r) in rings.into_iter().enumerate() {
+        let mut ecfg = EngineConfig::new(mac, args.addr, args.addr6);
+        ecfg.gateway4 = args.gateway;
+        ecfg.gateway6 = args.gateway6;
+        ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
+        let stop = stop.clone();
+        let neighbors = neighbors.clone();
+        let make_app = make_app.clone();
+        let app_json = app_json.clone();
+        let pin = !args.no_pin;
+        let h = std::thread::Builder::new()
+            .name(format!("xdpstack-w{i}"))
+            .spawn(move || {
+                let core = if pin { worker::pin_to_core(i) } else { None };
+                let mut engine = Engine::new(r, ecfg, neighbors);
+                let mut app = match make_app(i, &mut engine) {
+                    Ok(app) => app,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                let ls = worker::run(&mut engine, &mut app, &stop, &LoopConfig::default());
+                let frames_ok = engine.check_frames();
+                Ok(worker_json(
+                    i,
+                    core,
+                    &engine,
+                    &ls,
+                    frames_ok,
+                    app_json(&app),
+                ))
+            })
+            .map_err(|e| ServeError::Worker(i, e.to_string()))?;
+        handles.push(h);
+    }
+    eprintln!(
+        "xdpstack {name}: {} worker(s) on {} queues 0..{} ({} XDP, zero-copy {}), {}{}",
+        args.workers,
+        args.iface,
+        args.workers,
+        info.mode,
+        if info.zero_copy { "on" } else { "off" },
+        args.addr
+            .map(|(a, p)| format!("{a}/{p}"))
+            .unwrap_or_default(),
+        args.addr6
+            .map(|(a, p)| format!(" {a}/{p}"))
+            .unwrap_or_default(),
+    );
+    let mut workers = Vec::new();
+    let mut failed = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(j)) => workers.push(j),
+            Ok(Err(e)) => failed = Some(ServeError::Worker(i, e)),
+            Err(_) => failed = Some(ServeError::Worker(i, "panicked".into())),
+        }
+    }
+    let report = json!({
+        "service": name,
+        "iface": args.iface,
+        "xdp_mode": info.mode.to_string(),
+        "zero_copy": info.zero_copy,
+        "seconds": started.elapsed().as_secs_f64(),
+        "workers": workers,
+    });
+    if let Some(path) = &args.stats_file {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text)
+            .map_err(|e| ServeError::StatsFile(path.display().to_string(), e))?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(report)
+}
+
+fn worker_json(
+    i: usize,
+    core: Option<usize>,
+    engine: &Engine<XskRings>,
+    ls: &worker::LoopStats,
+    frames_ok: Result<(), nic::LedgerError>,
+    app: Value,
+) -> Value {
+    let s = engine.stats();
+    let p = &s.port;
+    json!({
+        "worker": i,
+        "queue": i,
+        "core": core,
+        "app": app,
+        "engine": s.engine,
+        "l2": s.l2,
+        "port": {
+            "rx_frames": p.counters.rx_frames,
+            "tx_frames": p.counters.tx_frames,
+            "rx_bytes": p.counters.rx_bytes,
+            "tx_bytes": p.counters.tx_bytes,
+            "tx_no_frame": p.counters.tx_no_frame,
+            "tx_ring_full": p.counters.tx_ring_full,
+            "tx_dropped": p.counters.tx_dropped,
+            "tx_kicks": p.counters.tx_kicks,
+            "rx_bad_desc": p.counters.rx_bad_desc,
+            "frames_by_place": p.frames,
+            "kernel": p.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
+        },
+        "frame_accounting": match frames_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+        "loop": { "iterations": ls.iterations, "sleeps": ls.sleeps },
+        "sockets": s.sockets,
+    })
+}

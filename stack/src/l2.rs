@@ -1,0 +1,1734 @@
+//! Layer 2: Ethernet framing, ARP, NDP and a neighbour table shared by all workers.
+//!
+//! smoltcp runs in `Medium::Ip` on every core; its neighbour cache would be private per
+//! `Interface` and only filled from ARP, so cores could not share it. Here each worker owns
+//! an [`L2`] that
+//! - classifies received Ethernet frames ([`L2::ingress`]): answers ARP requests and NDP
+//!   neighbour solicitations for our addresses, learns neighbours, and hands IP packets for
+//!   this host (already parsed by [`parse_ip`]) to the caller;
+//! - fills the Ethernet header of outgoing IP packets ([`L2::egress`]), or turns the frame
+//!   into an ARP request / neighbour solicitation when the next hop is unknown.
+//!
+//! Neighbours are learned from ARP/NDP and from the source MAC of every valid IP frame whose
+//! source is on-link, into a small per-worker cache and the [`SharedNeighbors`] table that
+//! every worker reads, so any core can transmit to a peer that another core heard from.
+//!
+//! Never panics on packet bytes: every buffer goes through smoltcp's `new_checked` first,
+//! and every slice of our own buffers is taken with `get`/`get_mut`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv6Packet, Ipv6Repr,
+    NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
+};
+
+use crate::counters::{DropReason, L2Counters};
+use crate::parse::{is_martian_v4, is_martian_v6, parse_ipv4, parse_ipv6, ParsedIp};
+
+/// Length of an Ethernet II header (no VLAN tag).
+pub const ETH_HDR: usize = 14;
+/// Neighbour entry lifetime, refreshed whenever a frame from that peer is seen.
+pub const NEIGHBOR_TTL_MS: u64 = 60_000;
+/// Bound on the entries of the shared table and of each worker's cache. When full, expired
+/// entries are purged; if none expired, new peers are not learned (existing ones still
+/// refresh) in the shared table, and the local cache starts over.
+pub const MAX_NEIGHBORS: usize = 16_384;
+/// A worker pushes a refresh of an unchanged entry to the shared table at most this often,
+/// so learning from every received frame does not take the write lock for every frame.
+const SHARED_REFRESH_MS: u64 = 1_000;
+/// Minimum Ethernet frame without FCS; ARP frames are zero-padded to it.
+const ETH_MIN_FRAME: usize = 60;
+/// ARP over Ethernet/IPv4, unpadded.
+const ARP_LEN: usize = 28;
+/// Length of the ARP frames this module writes (zero-padded to the Ethernet minimum).
+pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME;
+/// Length of the NS/NA frames this module writes (one link-layer address option):
+/// 14 + 40 + 24 + 8. Egress frames must be at least this long for `Resolve` to fit.
+pub const NDP_FRAME_LEN: usize = ETH_HDR + 40 + 24 + 8;
+const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+#[derive(Clone, Copy, Debug)]
+struct SharedEntry {
+    mac: [u8; 6],
+    expires_ms: u64,
+}
+
+/// Neighbour table shared by all workers (behind an `Arc`). Reads are frequent (one per
+/// transmitted frame on a worker-local miss), writes rare.
+#[derive(Debug, Default)]
+pub struct SharedNeighbors {
+    map: RwLock<HashMap<IpAddr, SharedEntry>>,
+    /// Bumped whenever an existing entry changes its MAC; workers drop their local caches
+    /// when they see it move, so a changed MAC is picked up at once on every core.
+    generation: AtomicU64,
+}
+
+impl SharedNeighbors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<IpAddr, SharedEntry>> {
+        // A panic elsewhere while holding the lock cannot leave the map inconsistent (every
+        // write is a single insert/retain), so poisoning is ignored.
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<IpAddr, SharedEntry>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Learn or refresh `ip -> mac`; the entry lives [`NEIGHBOR_TTL_MS`] from `now_ms`.
+    pub fn insert(&self, ip: IpAddr, mac: [u8; 6], now_ms: u64) {
+        let expires_ms = now_ms.saturating_add(NEIGHBOR_TTL_MS);
+        let mut map = self.write();
+        if let Some(e) = map.get_mut(&ip) {
+            if e.mac != mac {
+                self.generation.fetch_add(1, Ordering::Release);
+            }
+            *e = SharedEntry { mac, expires_ms };
+            return;
+        }
+        if map.len() >= MAX_NEIGHBORS {
+            map.retain(|_, e| e.expires_ms > now_ms);
+            if map.len() >= MAX_NEIGHBORS {
+                return;
+            }
+        }
+        map.insert(ip, SharedEntry { mac, expires_ms });
+    }
+
+    /// The MAC of `ip`, if known and not expired.
+    pub fn lookup(&self, ip: &IpAddr, now_ms: u64) -> Option<[u8; 6]> {
+        self.entry(ip, now_ms).map(|e| e.mac)
+    }
+
+    fn entry(&self, ip: &IpAddr, now_ms: u64) -> Option<SharedEntry> {
+        self.read()
+            .get(ip)
+            .filter(|e| e.expires_ms > now_ms)
+            .copied()
+    }
+
+    /// Number of entries, expired ones included until they are purged.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// This host's link: its MAC, addresses with prefix lengths, and default gateways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Config {
+    pub mac: [u8; 6],
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// What to do with a received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// An IP packet for this host: `frame[ETH_HDR..ETH_HDR+len]` (`len` excludes Ethernet
+    /// padding: it is taken from the IP header), already parsed.
+    Ip {
+        len: usize,
+        parsed: ParsedIp,
+    },
+    /// ARP/NDP was answered: the reply frame (complete Ethernet frame) was written to
+    /// `reply[..len]`; send it.
+    Reply {
+        len: usize,
+    },
+    /// Consumed (an ARP reply or NA that we learned from, an NDP RS/RA/redirect, MLD, or an
+    /// IPv6 packet to a multicast group) — nothing to send.
+    Consumed,
+    Drop(DropReason),
+}
+
+/// What to do with an outgoing frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Egress {
+    /// Ethernet header written into `frame[..14]`; send `frame[..14+ip_len]`.
+    Send,
+    /// Next hop unknown: the frame was overwritten with an ARP request / neighbour
+    /// solicitation for it, of `len` bytes; send it instead. The original IP packet is
+    /// dropped (TCP retransmits).
+    Resolve { len: usize },
+    /// `frame[14..14+ip_len]` is not a valid IP packet of a configured family, or there is
+    /// no route (off-link destination without gateway: also counted in `tx_unresolved`).
+    Invalid,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LocalEntry {
+    mac: [u8; 6],
+    expires_ms: u64,
+    /// When this worker last pushed the entry to the shared table.
+    pushed_ms: u64,
+}
+
+/// One worker's L2: configuration, its neighbour cache, the shared table, and counters.
+#[derive(Debug)]
+pub struct L2 {
+    cfg: L2Config,
+    shared: Arc<SharedNeighbors>,
+    cache: HashMap<IpAddr, LocalEntry>,
+    cache_generation: u64,
+    counters: L2Counters,
+    caps: ChecksumCapabilities,
+}
+
+impl L2 {
+    pub fn new(cfg: L2Config, shared: Arc<SharedNeighbors>) -> Self {
+        let cache_generation = shared.generation();
+        Self {
+            cfg,
+            shared,
+            cache: HashMap::with_capacity(256),
+            cache_generation,
+            counters: L2Counters::default(),
+            caps: ChecksumCapabilities::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &L2Counters {
+        &self.counters
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.cfg.mac
+    }
+
+    pub fn config(&self) -> &L2Config {
+        &self.cfg
+    }
+
+    /// Classify one received Ethernet frame. `reply` must be at least 128 bytes (if it is
+    /// too small for an answer, the request is `Consumed` unanswered).
+    ///
+    /// Learns (src IP -> src MAC) from every valid IPv4/IPv6 frame whose source is on-link
+    /// (in our prefix, or IPv6 link-local) and from ARP/NDP, into the local cache and the
+    /// shared table.
+    ///
+    /// Accepts dst MAC == ours, broadcast (ARP only), and IPv6 multicast 33:33:* (IPv6
+    /// only); anything else is `Drop(NotForUs)`. ARP request for our IPv4 -> `Reply`. NDP
+    /// neighbour solicitation whose target is our IPv6 -> neighbour advertisement `Reply`;
+    /// NDP with hop limit != 255 -> `Drop(MalformedIcmp)`. NA -> learn, `Consumed`; other
+    /// NDP and MLD -> `Consumed`. IP packets to an address that is not ours ->
+    /// `Drop(NotForUs)`; IPv6 multicast other than our solicited-node group and all-nodes
+    /// -> `Consumed` (all-nodes non-NDP too). IP packets go through `parse_ip`; its errors
+    /// are `Drop(reason)`.
+    pub fn ingress(&mut self, frame: &[u8], reply: &mut [u8], now_ms: u64) -> Ingress {
+        self.counters.rx_frames += 1;
+        let r = self.classify(frame, reply, now_ms);
+        match r {
+            Ingress::Ip { .. } => self.counters.rx_ip += 1,
+            Ingress::Reply { .. } => self.counters.tx_frames += 1,
+            Ingress::Consumed => {}
+            Ingress::Drop(reason) => self.counters.dropped.add(reason),
+        }
+        r
+    }
+
+    fn classify(&mut self, frame: &[u8], reply: &mut [u8], now: u64) -> Ingress {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return Ingress::Drop(DropReason::TruncatedEthernet);
+        };
+        let dst = eth.dst_addr();
+        let src = eth.src_addr();
+        if !src.is_unicast() || src.0 == self.cfg.mac {
+            return Ingress::Drop(DropReason::Martian);
+        }
+        let to_us = dst.0 == self.cfg.mac;
+        let v6_multicast = dst.0[0] == 0x33 && dst.0[1] == 0x33;
+        match eth.ethertype() {
+            EthernetProtocol::Arp if to_us || dst.is_broadcast() => {
+                // The ARP sender hardware address, not the Ethernet source, is learned.
+                self.arp(eth.payload(), reply, now)
+            }
+            EthernetProtocol::Ipv4 if to_us => self.ipv4(src.0, eth.payload(), now),
+            EthernetProtocol::Ipv6 if to_us || v6_multicast => {
+                self.ipv6(src.0, eth.payload(), reply, now)
+            }
+            EthernetProtocol::Arp | EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 => {
+                Ingress::Drop(DropReason::NotForUs)
+            }
+            EthernetProtocol::Unknown(_) => {
+                if to_us || dst.is_broadcast() || v6_multicast {
+                    Ingress::Drop(DropReason::UnknownEtherType)
+                } else {
+                    Ingress::Drop(DropReason::NotForUs)
+                }
+            }
+        }
+    }
+
+    fn arp(&mut self, payload: &[u8], reply: &mut [u8], now: u64) -> Ingress {
+        let Ok(pkt) = ArpPacket::new_checked(payload) else {
+            return Ingress::Drop(DropReason::MalformedArp);
+        };
+        // Repr::parse accepts only Ethernet/IPv4 (hardware len 6, protocol len 4).
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr: sha,
+            source_protocol_addr: spa,
+            target_protocol_addr: tpa,
+            ..
+        }) = ArpRepr::parse(&pkt)
+        else {
+            return Ingress::Drop(DropReason::MalformedArp);
+        };
+        if !sha.is_unicast() {
+            return Ingress::Drop(DropReason::MalformedArp);
+        }
+        let Some((ours, _)) = self.cfg.ipv4 else {
+            return Ingress::Drop(DropReason::NotForUs);
+        };
+        let for_us = tpa == ours;
+        // RFC 826: add the sender if the request/reply is for us, otherwise only refresh an
+        // entry we already have (so broadcast ARP noise does not fill the table).
+        let learnable = spa != ours && !is_martian_v4(&spa) && self.on_link_v4(spa);
+        let learned = learnable && (for_us || self.known(&IpAddr::V4(spa), now));
+        if learned {
+            self.learn(IpAddr::V4(spa), sha.0, now);
+        }
+        match operation {
+            ArpOperation::Request if for_us => {
+                // Probes (spa 0.0.0.0, RFC 5227) are answered too, to sha.
+                let Some(len) = self.write_arp(reply, ArpOperation::Reply, sha.0, sha.0, spa)
+                else {
+                    return Ingress::Consumed;
+                };
+                self.counters.arp_requests_answered += 1;
+                Ingress::Reply { len }
+            }
+            ArpOperation::Request => Ingress::Drop(DropReason::NotForUs),
+            ArpOperation::Reply => {
+                if learned {
+                    self.counters.arp_replies_learned += 1;
+                    Ingress::Consumed
+                } else if for_us {
+                    Ingress::Consumed
+                } else {
+                    Ingress::Drop(DropReason::NotForUs)
+                }
+            }
+            ArpOperation::Unknown(_) => Ingress::Drop(DropReason::MalformedArp),
+        }
+    }
+
+    fn ipv4(&mut self, eth_src: [u8; 6], payload: &[u8], now: u64) -> Ingress {
+        let Some((ours, prefix)) = self.cfg.ipv4 else {
+            return Ingress::Drop(DropReason::NotForUs);
+        };
+        let Ok(ip) = Ipv4Packet::new_checked(payload) else {
+            return Ingress::Drop(DropReason::MalformedIpv4);
+        };
+        if ip.version() != 4 {
+            return Ingress::Drop(DropReason::MalformedIpv4);
+        }
+        // Destination first: a packet for someone else is NotForUs whatever its checksums.
+        if ip.dst_addr() != ours {
+            return Ingress::Drop(DropReason::NotForUs);
+        }
+        let parsed = match parse_ipv4(payload) {
+            Ok(p) => p,
+            Err(r) => return Ingress::Drop(r),
+        };
+        let src = ip.src_addr();
+        if src == ours || subnet_broadcast(ours, prefix) == Some(src) {
+            return Ingress::Drop(DropReason::Martian);
+        }
+        if self.on_link_v4(src) {
+            self.learn(IpAddr::V4(src), eth_src, now);
+        }
+        Ingress::Ip {
+            len: usize::from(ip.total_len()),
+            parsed,
+        }
+    }
+
+    fn ipv6(&mut self, eth_src: [u8; 6], payload: &[u8], reply: &mut [u8], now: u64) -> Ingress {
+        let Ok(ip) = Ipv6Packet::new_checked(payload) else {
+            return Ingress::Drop(DropReason::MalformedIpv6);
+        };
+        if ip.version() != 6 {
+            return Ingress::Drop(DropReason::MalformedIpv6);
+        }
+        let dst = ip.dst_addr();
+        let Some((ours, _)) = self.cfg.ipv6 else {
+            return if dst.is_multicast() {
+                Ingress::Consumed
+            } else {
+                Ingress::Drop(DropReason::NotForUs)
+            };
+        };
+        if dst.is_multicast() {
+            if dst != solicited_node(ours) && dst != ALL_NODES {
+                return Ingress::Consumed;
+            }
+        } else if dst != ours {
+            return Ingress::Drop(DropReason::NotForUs);
+        }
+        if ip.next_header() == IpProtocol::Icmpv6 {
+            let body = ip.payload();
+            if matches!(body.first(), Some(133..=137)) {
+                return self.ndp(eth_src, &ip, body, reply, now);
+            }
+        }
+        if dst.is_multicast() {
+            // MLD queries, echo to all-nodes, ...: not for a server.
+            return Ingress::Consumed;
+        }
+        let parsed = match parse_ipv6(payload) {
+            Ok(p) => p,
+            Err(r) => return Ingress::Drop(r),
+        };
+        let src = ip.src_addr();
+        if src == ours {
+            return Ingress::Drop(DropReason::Martian);
+        }
+        if self.on_link_v6(src) {
+            self.learn(IpAddr::V6(src), eth_src, now);
+        }
+        Ingress::Ip {
+            len: ip.total_len(),
+            parsed,
+        }
+    }
+
+    fn ndp(
+        &mut self,
+        eth_src: [u8; 6],
+        ip: &Ipv6Packet<&[u8]>,
+        body: &[u8],
+        reply: &mut [u8],
+        now: u64,
+    ) -> Ingress {
+        // RFC 4861 §7.1: hop limit 255 proves the sender is on-link; ICMP code must be 0.
+        if ip.hop_limit() != 255 {
+            return Ingress::Drop(DropReason::MalformedIcmp);
+        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if src.is_multicast() || src.is_loopback() {
+            return Ingress::Drop(DropReason::Martian);
+        }
+        let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
+            return Ingress::Drop(DropReason::MalformedIcmp);
+        };
+        if icmp.msg_code() != 0 {
+            return Ingress::Drop(DropReason::MalformedIcmp);
+        }
+        if !icmp.verify_checksum(&src, &dst) {
+            return Ingress::Drop(DropReason::BadL4Checksum);
+        }
+        let Ok(ndisc) = NdiscRepr::parse(&icmp) else {
+            return Ingress::Drop(DropReason::MalformedIcmp);
+        };
+        let Some((ours, _)) = self.cfg.ipv6 else {
+            return Ingress::Drop(DropReason::NotForUs);
+        };
+        match ndisc {
+            NdiscRepr::NeighborSolicit {
+                target_addr,
+                lladdr,
+            } => {
+                if target_addr.is_multicast() {
+                    return Ingress::Drop(DropReason::MalformedIcmp);
+                }
+                let dad = src.is_unspecified();
+                // RFC 4861 §7.1.1: DAD probes go to a solicited-node group, without SLLA.
+                if dad && (!is_solicited_node(&dst) || lladdr.is_some()) {
+                    return Ingress::Drop(DropReason::MalformedIcmp);
+                }
+                if target_addr != ours {
+                    return if dst.is_multicast() {
+                        Ingress::Consumed
+                    } else {
+                        Ingress::Drop(DropReason::NotForUs)
+                    };
+                }
+                let peer_mac = lladdr.and_then(mac_of).unwrap_or(eth_src);
+                if !dad && src != ours && !is_martian_v6(&src) && self.on_link_v6(src) {
+                    self.learn(IpAddr::V6(src), peer_mac, now);
+                }
+                // RFC 4861 §7.2.4: answer DAD to all-nodes, unsolicited.
+                let (to_ip, to_mac, flags) = if dad {
+                    (
+                        ALL_NODES,
+                        multicast_mac_v6(&ALL_NODES),
+                        NdiscNeighborFlags::OVERRIDE,
+                    )
+                } else {
+                    (
+                        src,
+                        peer_mac,
+                        NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+                    )
+                };
+                let na = NdiscRepr::NeighborAdvert {
+                    flags,
+                    target_addr: ours,
+                    lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
+                };
+                match self.write_ndp(reply, na, ours, to_ip, to_mac) {
+                    Some(len) => {
+                        self.counters.ndp_solicits_answered += 1;
+                        Ingress::Reply { len }
+                    }
+                    None => Ingress::Consumed,
+                }
+            }
+            NdiscRepr::NeighborAdvert {
+                flags,
+                target_addr,
+                lladdr,
+            } => {
+                let solicited = flags.contains(NdiscNeighborFlags::SOLICITED);
+                // RFC 4861 §7.1.2.
+                if target_addr.is_multicast() || (dst.is_multicast() && solicited) {
+                    return Ingress::Drop(DropReason::MalformedIcmp);
+                }
+                let t = IpAddr::V6(target_addr);
+                // A solicited NA answers our NS; an unsolicited one only updates an entry.
+                if target_addr != ours
+                    && !is_martian_v6(&target_addr)
+                    && self.on_link_v6(target_addr)
+                    && (solicited || self.known(&t, now))
+                {
+                    let mac = lladdr.and_then(mac_of).unwrap_or(eth_src);
+                    if EthernetAddress(mac).is_unicast() {
+                        self.learn(t, mac, now);
+                        self.counters.ndp_adverts_learned += 1;
+                    }
+                }
+                Ingress::Consumed
+            }
+            // Router solicitation/advertisement, redirect: not acted upon.
+            _ => Ingress::Consumed,
+        }
+    }
+
+    /// Fill the Ethernet header of an outgoing frame whose IP packet (from smoltcp) sits at
+    /// `frame[14..14+ip_len]`.
+    ///
+    /// Next hop: the destination if on-link (in our prefix, or IPv6 link-local), else the
+    /// configured gateway (none: `tx_unresolved` is counted and `Invalid` returned).
+    /// Broadcast and multicast destinations map to their group MACs. Looks up the local
+    /// cache, then the shared table (copying a hit into the local cache); on a miss writes an
+    /// ARP request (IPv4) or NS (IPv6, to the solicited-node group) into `frame` and returns
+    /// `Resolve`. One request is written per missed packet (no rate limit).
+    pub fn egress(&mut self, frame: &mut [u8], ip_len: usize, now_ms: u64) -> Egress {
+        let r = self.egress_inner(frame, ip_len, now_ms);
+        match r {
+            Egress::Send | Egress::Resolve { .. } => self.counters.tx_frames += 1,
+            Egress::Invalid => {}
+        }
+        r
+    }
+
+    fn egress_inner(&mut self, frame: &mut [u8], ip_len: usize, now: u64) -> Egress {
+        let Some(ip) = ETH_HDR
+            .checked_add(ip_len)
+            .and_then(|end| frame.get(ETH_HDR..end))
+        else {
+            return Egress::Invalid;
+        };
+        let (dst, ethertype) = match ip.first().map(|b| b >> 4) {
+            Some(4) => match Ipv4Packet::new_checked(ip) {
+                Ok(p) => (IpAddr::V4(p.dst_addr()), EthernetProtocol::Ipv4),
+                Err(_) => return Egress::Invalid,
+            },
+            Some(6) => match Ipv6Packet::new_checked(ip) {
+                Ok(p) => (IpAddr::V6(p.dst_addr()), EthernetProtocol::Ipv6),
+                Err(_) => return Egress::Invalid,
+            },
+            _ => return Egress::Invalid,
+        };
+        let dst_mac = match dst {
+            IpAddr::V4(d) => {
+                let Some((ours, prefix)) = self.cfg.ipv4 else {
+                    return Egress::Invalid;
+                };
+                if d.is_broadcast() || subnet_broadcast(ours, prefix) == Some(d) {
+                    BROADCAST_MAC
+                } else if d.is_multicast() {
+                    let o = d.octets();
+                    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+                } else if d.is_unspecified() {
+                    return Egress::Invalid;
+                } else {
+                    let hop = if self.on_link_v4(d) {
+                        d
+                    } else if let Some(gw) = self.cfg.gateway4 {
+                        gw
+                    } else {
+                        self.counters.tx_unresolved += 1;
+                        return Egress::Invalid;
+                    };
+                    match self.resolve(IpAddr::V4(hop), now) {
+                        Some(mac) => mac,
+                        None => return self.request_v4(frame, hop),
+                    }
+                }
+            }
+            IpAddr::V6(d) => {
+                let Some((ours, _)) = self.cfg.ipv6 else {
+                    return Egress::Invalid;
+                };
+                if d.is_multicast() {
+                    multicast_mac_v6(&d)
+                } else if d.is_unspecified() {
+                    return Egress::Invalid;
+                } else {
+                    let hop = if self.on_link_v6(d) {
+                        d
+                    } else if let Some(gw) = self.cfg.gateway6 {
+                        gw
+                    } else {
+                        self.counters.tx_unresolved += 1;
+                        return Egress::Invalid;
+                    };
+                    match self.resolve(IpAddr::V6(hop), now) {
+                        Some(mac) => mac,
+                        None => return self.request_v6(frame, ours, hop),
+                    }
+                }
+            }
+        };
+        write_eth(frame, self.cfg.mac, dst_mac, ethertype);
+        Egress::Send
+    }
+
+    fn request_v4(&mut self, frame: &mut [u8], hop: Ipv4Addr) -> Egress {
+        self.counters.tx_unresolved += 1;
+        match self.write_arp(frame, ArpOperation::Request, BROADCAST_MAC, [0; 6], hop) {
+            Some(len) => {
+                self.counters.arp_requests_sent += 1;
+                Egress::Resolve { len }
+            }
+            None => Egress::Invalid,
+        }
+    }
+
+    fn request_v6(&mut self, frame: &mut [u8], ours: Ipv6Addr, hop: Ipv6Addr) -> Egress {
+        self.counters.tx_unresolved += 1;
+        let group = solicited_node(hop);
+        let ns = NdiscRepr::NeighborSolicit {
+            target_addr: hop,
+            lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
+        };
+        match self.write_ndp(frame, ns, ours, group, multicast_mac_v6(&group)) {
+            Some(len) => {
+                self.counters.ndp_solicits_sent += 1;
+                Egress::Resolve { len }
+            }
+            None => Egress::Invalid,
+        }
+    }
+
+    /// Write an ARP frame from us into `buf`, zero-padded to 60 bytes. `None` if `buf` is
+    /// too small or we have no IPv4 address.
+    fn write_arp(
+        &self,
+        buf: &mut [u8],
+        operation: ArpOperation,
+        eth_dst: [u8; 6],
+        tha: [u8; 6],
+        tpa: Ipv4Addr,
+    ) -> Option<usize> {
+        let (ours, _) = self.cfg.ipv4?;
+        let buf = buf.get_mut(..ETH_MIN_FRAME)?;
+        write_eth(buf, self.cfg.mac, eth_dst, EthernetProtocol::Arp);
+        let arp = ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr: EthernetAddress(self.cfg.mac),
+            source_protocol_addr: ours,
+            target_hardware_addr: EthernetAddress(tha),
+            target_protocol_addr: tpa,
+        };
+        let body = buf.get_mut(ETH_HDR..ETH_HDR + ARP_LEN)?;
+        arp.emit(&mut ArpPacket::new_unchecked(body));
+        buf.get_mut(ETH_HDR + ARP_LEN..)?.fill(0);
+        Some(ETH_MIN_FRAME)
+    }
+
+    /// Write an NDP message (hop limit 255, checksum filled) from `src` into `buf`.
+    fn write_ndp(
+        &self,
+        buf: &mut [u8],
+        msg: NdiscRepr<'_>,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        eth_dst: [u8; 6],
+    ) -> Option<usize> {
+        let icmp = Icmpv6Repr::Ndisc(msg);
+        let icmp_len = icmp.buffer_len();
+        let total = ETH_HDR + 40 + icmp_len;
+        let buf = buf.get_mut(..total)?;
+        write_eth(buf, self.cfg.mac, eth_dst, EthernetProtocol::Ipv6);
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: icmp_len,
+            hop_limit: 255,
+        };
+        ip.emit(&mut Ipv6Packet::new_unchecked(buf.get_mut(ETH_HDR..)?));
+        let body = buf.get_mut(ETH_HDR + 40..)?;
+        body.fill(0);
+        icmp.emit(
+            &src,
+            &dst,
+            &mut Icmpv6Packet::new_unchecked(body),
+            &self.caps,
+        );
+        Some(total)
+    }
+
+    fn on_link_v4(&self, a: Ipv4Addr) -> bool {
+        self.cfg
+            .ipv4
+            .is_some_and(|(ours, prefix)| same_prefix_v4(ours, a, prefix))
+    }
+
+    fn on_link_v6(&self, a: Ipv6Addr) -> bool {
+        a.is_unicast_link_local()
+            || self
+                .cfg
+                .ipv6
+                .is_some_and(|(ours, prefix)| same_prefix_v6(ours, a, prefix))
+    }
+
+    /// Whether `ip` has a live entry here or in the shared table.
+    fn known(&self, ip: &IpAddr, now: u64) -> bool {
+        self.cache.get(ip).is_some_and(|e| e.expires_ms > now)
+            || self.shared.entry(ip, now).is_some()
+    }
+
+    /// Learn or refresh `ip -> mac` locally and (at most every SHARED_REFRESH_MS for an
+    /// unchanged entry) in the shared table.
+    fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now: u64) {
+        if !EthernetAddress(mac).is_unicast() {
+            return;
+        }
+        let expires_ms = now.saturating_add(NEIGHBOR_TTL_MS);
+        match self.cache.get_mut(&ip) {
+            Some(e) if e.mac == mac && e.expires_ms > now => {
+                e.expires_ms = expires_ms;
+                if now.saturating_sub(e.pushed_ms) < SHARED_REFRESH_MS {
+                    return;
+                }
+                e.pushed_ms = now;
+            }
+            Some(e) => {
+                *e = LocalEntry {
+                    mac,
+                    expires_ms,
+                    pushed_ms: now,
+                };
+                self.counters.neighbors_learned += 1;
+            }
+            None => {
+                self.make_room(now);
+                self.cache.insert(
+                    ip,
+                    LocalEntry {
+                        mac,
+                        expires_ms,
+                        pushed_ms: now,
+                    },
+                );
+                self.counters.neighbors_learned += 1;
+            }
+        }
+        self.shared.insert(ip, mac, now);
+    }
+
+    fn make_room(&mut self, now: u64) {
+        if self.cache.len() >= MAX_NEIGHBORS {
+            self.cache.retain(|_, e| e.expires_ms > now);
+            if self.cache.len() >= MAX_NEIGHBORS {
+                self.cache.clear();
+            }
+        }
+    }
+
+    /// Next-hop MAC from the local cache, else the shared table.
+    fn resolve(&mut self, ip: IpAddr, now: u64) -> Option<[u8; 6]> {
+        let generation = self.shared.generation();
+        if generation != self.cache_generation {
+            // Some entry changed its MAC somewhere: start over from the shared table.
+            self.cache.clear();
+            self.cache_generation = generation;
+        }
+        if let Some(e) = self.cache.get(&ip) {
+            if e.expires_ms > now {
+                return Some(e.mac);
+            }
+        }
+        let e = self.shared.entry(&ip, now)?;
+        self.make_room(now);
+        self.cache.insert(
+            ip,
+            LocalEntry {
+                mac: e.mac,
+                expires_ms: e.expires_ms,
+                pushed_ms: now,
+            },
+        );
+        Some(e.mac)
+    }
+}
+
+/// Write an Ethernet header into `buf[..14]` (no-op if `buf` is shorter).
+fn write_eth(buf: &mut [u8], src: [u8; 6], dst: [u8; 6], ethertype: EthernetProtocol) {
+    if let Some(hdr) = buf.get_mut(..ETH_HDR) {
+        EthernetRepr {
+            src_addr: EthernetAddress(src),
+            dst_addr: EthernetAddress(dst),
+            ethertype,
+        }
+        .emit(&mut EthernetFrame::new_unchecked(hdr));
+    }
+}
+
+fn mac_of(l: RawHardwareAddress) -> Option<[u8; 6]> {
+    l.as_bytes().try_into().ok()
+}
+
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0)
+}
+
+fn same_prefix_v4(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
+    let m = mask_v4(prefix);
+    u32::from(a) & m == u32::from(b) & m
+}
+
+fn same_prefix_v6(a: Ipv6Addr, b: Ipv6Addr, prefix: u8) -> bool {
+    let m = u128::MAX
+        .checked_shl(128 - u32::from(prefix.min(128)))
+        .unwrap_or(0);
+    u128::from(a) & m == u128::from(b) & m
+}
+
+/// The directed broadcast address of our subnet (none for /31 and /32).
+fn subnet_broadcast(ours: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
+    (prefix <= 30).then(|| Ipv4Addr::from(u32::from(ours) | !mask_v4(prefix)))
+}
+
+/// ff02::1:ffXX:XXXX for a unicast address (RFC 4291 §2.7.1).
+pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+fn is_solicited_node(a: &Ipv6Addr) -> bool {
+    a.octets()[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff]
+}
+
+/// 33:33 followed by the low 32 bits of an IPv6 multicast address (RFC 2464 §7).
+fn multicast_mac_v6(a: &Ipv6Addr) -> [u8; 6] {
+    let o = a.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::tests::{tcp_packet, udp_packet, Rng, OURS4, OURS6, PEER4, PEER6};
+    use crate::parse::{FlowKey, Proto, L4};
+    use smoltcp::wire::{Icmpv6Message, Ipv4Repr, TcpControl, UdpPacket, UDP_HEADER_LEN};
+
+    const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+    const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+    const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+    const GW4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+    const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    const T0: u64 = 1_000_000;
+
+    fn cfg() -> L2Config {
+        L2Config {
+            mac: OUR_MAC,
+            ipv4: Some((OURS4, 24)),
+            ipv6: Some((OURS6, 64)),
+            gateway4: Some(GW4),
+            gateway6: Some(GW6),
+        }
+    }
+
+    fn l2() -> L2 {
+        L2::new(cfg(), Arc::new(SharedNeighbors::new()))
+    }
+
+    fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HDR + payload.len()];
+        write_eth(&mut f, src, dst, ethertype);
+        f[ETH_HDR..].copy_from_slice(payload);
+        f
+    }
+
+    fn arp_frame(op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: EthernetAddress(sha),
+            source_protocol_addr: spa,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: tpa,
+        };
+        let mut body = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut ArpPacket::new_unchecked(&mut body[..]));
+        let dst = if op == ArpOperation::Request {
+            BROADCAST_MAC
+        } else {
+            OUR_MAC
+        };
+        eth(dst, sha, EthernetProtocol::Arp, &body)
+    }
+
+    fn ndp_frame(
+        msg: NdiscRepr<'_>,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        eth_dst: [u8; 6],
+        hop_limit: u8,
+    ) -> Vec<u8> {
+        let icmp = Icmpv6Repr::Ndisc(msg);
+        let mut f = vec![0u8; ETH_HDR + 40 + icmp.buffer_len()];
+        write_eth(&mut f, PEER_MAC, eth_dst, EthernetProtocol::Ipv6);
+        Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: icmp.buffer_len(),
+            hop_limit,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut f[ETH_HDR..]));
+        icmp.emit(
+            &src,
+            &dst,
+            &mut Icmpv6Packet::new_unchecked(&mut f[ETH_HDR + 40..]),
+            &ChecksumCapabilities::default(),
+        );
+        f
+    }
+
+    fn ns_for(target: Ipv6Addr, src: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+        let group = solicited_node(target);
+        ndp_frame(
+            NdiscRepr::NeighborSolicit {
+                target_addr: target,
+                lladdr: Some(RawHardwareAddress::from_bytes(&PEER_MAC)),
+            },
+            src,
+            group,
+            multicast_mac_v6(&group),
+            hop_limit,
+        )
+    }
+
+    fn syn_frame(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+        let ip = tcp_packet(src, dst, 40000, 80, TcpControl::Syn, &[]);
+        let et = if src.is_ipv4() {
+            EthernetProtocol::Ipv4
+        } else {
+            EthernetProtocol::Ipv6
+        };
+        eth(OUR_MAC, PEER_MAC, et, &ip)
+    }
+
+    /// An outgoing frame as the worker hands it over: 14 bytes of headroom, then the packet.
+    fn out_frame(ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; (ETH_HDR + ip.len()).max(128)];
+        f[ETH_HDR..ETH_HDR + ip.len()].copy_from_slice(ip);
+        f
+    }
+
+    #[test]
+    fn arp_request_for_us_is_answered() {
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        let f = arp_frame(ArpOperation::Request, PEER_MAC, PEER4, OURS4);
+        let Ingress::Reply { len } = l.ingress(&f, &mut reply, T0) else {
+            panic!("no reply")
+        };
+        assert_eq!(len, ARP_FRAME_LEN);
+        let e = EthernetFrame::new_checked(&reply[..len]).unwrap();
+        assert_eq!(e.dst_addr().0, PEER_MAC);
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        assert_eq!(
+            arp,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: EthernetAddress(OUR_MAC),
+                source_protocol_addr: OURS4,
+                target_hardware_addr: EthernetAddress(PEER_MAC),
+                target_protocol_addr: PEER4,
+            }
+        );
+        assert_eq!(l.counters().arp_requests_answered, 1);
+        assert_eq!(l.counters().tx_frames, 1);
+        // The requester was learned.
+        let mut out = out_frame(&tcp_packet(
+            OURS4.into(),
+            PEER4.into(),
+            80,
+            40000,
+            TcpControl::Syn,
+            &[],
+        ));
+        let ip_len = out.len() - ETH_HDR;
+        assert_eq!(l.egress(&mut out, ip_len, T0 + 1), Egress::Send);
+        assert_eq!(out[..6], PEER_MAC);
+    }
+
+    #[test]
+    fn arp_for_other_ip_not_answered() {
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        let f = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER4,
+            Ipv4Addr::new(10, 0, 0, 77),
+        );
+        assert_eq!(
+            l.ingress(&f, &mut reply, T0),
+            Ingress::Drop(DropReason::NotForUs)
+        );
+        // Not for us and unknown sender: not learned.
+        assert_eq!(l.shared.len(), 0);
+        assert_eq!(l.counters().dropped.not_for_us, 1);
+        // Reply too small: consumed, no panic.
+        let f = arp_frame(ArpOperation::Request, PEER_MAC, PEER4, OURS4);
+        assert_eq!(l.ingress(&f, &mut [0u8; 20], T0), Ingress::Consumed);
+    }
+
+    #[test]
+    fn arp_reply_learned() {
+        let mut l = l2();
+        let f = arp_frame(ArpOperation::Reply, PEER_MAC, PEER4, OURS4);
+        assert_eq!(l.ingress(&f, &mut [0u8; 128], T0), Ingress::Consumed);
+        assert_eq!(l.counters().arp_replies_learned, 1);
+        assert_eq!(l.shared.lookup(&PEER4.into(), T0), Some(PEER_MAC));
+        assert_eq!(
+            l.shared.lookup(&PEER4.into(), T0 + NEIGHBOR_TTL_MS + 1),
+            None
+        );
+    }
+
+    #[test]
+    fn ns_for_us_answered_with_valid_na() {
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        let f = ns_for(OURS6, PEER6, 255);
+        let Ingress::Reply { len } = l.ingress(&f, &mut reply, T0) else {
+            panic!("no reply")
+        };
+        assert_eq!(len, NDP_FRAME_LEN);
+        let e = EthernetFrame::new_checked(&reply[..len]).unwrap();
+        assert_eq!(e.dst_addr().0, PEER_MAC);
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        assert_eq!(e.ethertype(), EthernetProtocol::Ipv6);
+        let ip = Ipv6Packet::new_checked(e.payload()).unwrap();
+        assert_eq!(ip.hop_limit(), 255);
+        assert_eq!(ip.src_addr(), OURS6);
+        assert_eq!(ip.dst_addr(), PEER6);
+        assert_eq!(ip.next_header(), IpProtocol::Icmpv6);
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&OURS6, &PEER6));
+        assert_eq!(icmp.msg_type(), Icmpv6Message::NeighborAdvert);
+        let NdiscRepr::NeighborAdvert {
+            flags,
+            target_addr,
+            lladdr,
+        } = NdiscRepr::parse(&icmp).unwrap()
+        else {
+            panic!("not an NA")
+        };
+        assert_eq!(target_addr, OURS6);
+        assert_eq!(
+            flags,
+            NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE
+        );
+        assert_eq!(lladdr.unwrap().as_bytes(), &OUR_MAC);
+        assert_eq!(l.counters().ndp_solicits_answered, 1);
+        // The solicitor was learned.
+        assert_eq!(l.shared.lookup(&PEER6.into(), T0), Some(PEER_MAC));
+
+        // Unicast NS works too.
+        let f = ndp_frame(
+            NdiscRepr::NeighborSolicit {
+                target_addr: OURS6,
+                lladdr: None,
+            },
+            PEER6,
+            OURS6,
+            OUR_MAC,
+            255,
+        );
+        assert!(matches!(
+            l.ingress(&f, &mut reply, T0),
+            Ingress::Reply { len: NDP_FRAME_LEN }
+        ));
+    }
+
+    #[test]
+    fn dad_ns_answered_to_all_nodes() {
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        let group = solicited_node(OURS6);
+        let f = ndp_frame(
+            NdiscRepr::NeighborSolicit {
+                target_addr: OURS6,
+                lladdr: None,
+            },
+            Ipv6Addr::UNSPECIFIED,
+            group,
+            multicast_mac_v6(&group),
+            255,
+        );
+        let Ingress::Reply { len } = l.ingress(&f, &mut reply, T0) else {
+            panic!("no reply")
+        };
+        let e = EthernetFrame::new_checked(&reply[..len]).unwrap();
+        assert_eq!(e.dst_addr().0, [0x33, 0x33, 0, 0, 0, 1]);
+        let ip = Ipv6Packet::new_checked(e.payload()).unwrap();
+        assert_eq!(ip.dst_addr(), ALL_NODES);
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&OURS6, &ALL_NODES));
+        assert!(l.shared.is_empty());
+    }
+
+    #[test]
+    fn ndp_checks() {
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        assert_eq!(
+            l.ingress(&ns_for(OURS6, PEER6, 64), &mut reply, T0),
+            Ingress::Drop(DropReason::MalformedIcmp)
+        );
+        let mut f = ns_for(OURS6, PEER6, 255);
+        let n = f.len();
+        f[n - 1] ^= 0x40; // inside the SLLA option
+        assert_eq!(
+            l.ingress(&f, &mut reply, T0),
+            Ingress::Drop(DropReason::BadL4Checksum)
+        );
+        // NS for someone else on their solicited-node group: not ours, consumed.
+        let other: Ipv6Addr = "fd00::99".parse().unwrap();
+        assert_eq!(
+            l.ingress(&ns_for(other, PEER6, 255), &mut reply, T0),
+            Ingress::Consumed
+        );
+        // Router solicitation to all-routers: not our group -> Consumed.
+        let rs = ndp_frame(
+            NdiscRepr::RouterSolicit { lladdr: None },
+            PEER6,
+            "ff02::2".parse().unwrap(),
+            [0x33, 0x33, 0, 0, 0, 2],
+            255,
+        );
+        assert_eq!(l.ingress(&rs, &mut reply, T0), Ingress::Consumed);
+        assert_eq!(l.counters().ndp_solicits_answered, 0);
+    }
+
+    #[test]
+    fn na_learned_after_our_ns() {
+        let mut l = l2();
+        let shared = l.shared.clone();
+        let mut out = out_frame(&tcp_packet(
+            OURS6.into(),
+            PEER6.into(),
+            80,
+            1,
+            TcpControl::Syn,
+            &[],
+        ));
+        let ip_len = out.len() - ETH_HDR;
+        let Egress::Resolve { len } = l.egress(&mut out, ip_len, T0) else {
+            panic!("expected NS")
+        };
+        // A valid NS for the peer, to its solicited-node group.
+        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
+        let group = solicited_node(PEER6);
+        assert_eq!(e.dst_addr().0, multicast_mac_v6(&group));
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        let ip = Ipv6Packet::new_checked(e.payload()).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.hop_limit()),
+            (OURS6, group, 255)
+        );
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&OURS6, &group));
+        assert_eq!(
+            NdiscRepr::parse(&icmp).unwrap(),
+            NdiscRepr::NeighborSolicit {
+                target_addr: PEER6,
+                lladdr: Some(RawHardwareAddress::from_bytes(&OUR_MAC)),
+            }
+        );
+        assert_eq!(l.counters().ndp_solicits_sent, 1);
+        assert_eq!(l.counters().tx_unresolved, 1);
+
+        // The peer answers.
+        let na = ndp_frame(
+            NdiscRepr::NeighborAdvert {
+                flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+                target_addr: PEER6,
+                lladdr: Some(RawHardwareAddress::from_bytes(&PEER_MAC)),
+            },
+            PEER6,
+            OURS6,
+            OUR_MAC,
+            255,
+        );
+        assert_eq!(l.ingress(&na, &mut [0u8; 128], T0), Ingress::Consumed);
+        assert_eq!(l.counters().ndp_adverts_learned, 1);
+        assert_eq!(shared.lookup(&PEER6.into(), T0), Some(PEER_MAC));
+        let mut out = out_frame(&tcp_packet(
+            OURS6.into(),
+            PEER6.into(),
+            80,
+            1,
+            TcpControl::Syn,
+            &[],
+        ));
+        assert_eq!(l.egress(&mut out, ip_len, T0), Egress::Send);
+        assert_eq!(out[..6], PEER_MAC);
+        assert_eq!(out[6..12], OUR_MAC);
+        assert_eq!(out[12..14], [0x86, 0xdd]);
+    }
+
+    #[test]
+    fn tcp_syn_gives_flow_key() {
+        for (src, dst) in [
+            (IpAddr::V4(PEER4), IpAddr::V4(OURS4)),
+            (IpAddr::V6(PEER6), IpAddr::V6(OURS6)),
+        ] {
+            let mut l = l2();
+            let f = syn_frame(src, dst);
+            let Ingress::Ip { len, parsed } = l.ingress(&f, &mut [0u8; 128], T0) else {
+                panic!("not Ip")
+            };
+            assert_eq!(len, f.len() - ETH_HDR);
+            assert_eq!(
+                parsed.key,
+                FlowKey {
+                    proto: Proto::Tcp,
+                    src,
+                    sport: 40000,
+                    dst,
+                    dport: 80
+                }
+            );
+            assert!(matches!(
+                parsed.l4,
+                L4::Tcp {
+                    flags_syn: true,
+                    flags_ack: false,
+                    ..
+                }
+            ));
+            assert_eq!(l.counters().rx_ip, 1);
+        }
+    }
+
+    #[test]
+    fn checksum_errors_are_dropped() {
+        let mut l = l2();
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        let n = f.len();
+        f[n - 2] ^= 0x01; // TCP options
+        assert_eq!(
+            l.ingress(&f, &mut [0u8; 128], T0),
+            Ingress::Drop(DropReason::BadL4Checksum)
+        );
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        f[ETH_HDR + 8] = 3; // TTL
+        assert_eq!(
+            l.ingress(&f, &mut [0u8; 128], T0),
+            Ingress::Drop(DropReason::BadIpv4Checksum)
+        );
+        assert_eq!(l.counters().dropped.total(), 2);
+        // Nothing learned from invalid packets.
+        assert!(l.shared.is_empty());
+    }
+
+    #[test]
+    fn not_for_us() {
+        let mut l = l2();
+        let mut r = [0u8; 128];
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::NotForUs)
+        );
+        let f = syn_frame(PEER4.into(), Ipv4Addr::new(10, 0, 0, 9).into());
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::NotForUs)
+        );
+        let f = syn_frame(PEER6.into(), "fd00::9".parse::<Ipv6Addr>().unwrap().into());
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::NotForUs)
+        );
+        // IPv4 to the broadcast MAC.
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        f[..6].copy_from_slice(&BROADCAST_MAC);
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::NotForUs)
+        );
+        // Multicast group we do not care about.
+        let g: Ipv6Addr = "ff02::fb".parse().unwrap();
+        let mut f = eth(
+            multicast_mac_v6(&g),
+            PEER_MAC,
+            EthernetProtocol::Ipv6,
+            &udp_packet(PEER6.into(), g.into(), b"mdns"),
+        );
+        assert_eq!(l.ingress(&f, &mut r, T0), Ingress::Consumed);
+        // Unknown EtherType (VLAN).
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::UnknownEtherType)
+        );
+        // Group source MAC, or our own.
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        f[6] = 0x01;
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::Martian)
+        );
+        let f = syn_frame(OURS4.into(), OURS4.into());
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::Martian)
+        );
+        let f = syn_frame(Ipv4Addr::new(10, 0, 0, 255).into(), OURS4.into());
+        assert_eq!(
+            l.ingress(&f, &mut r, T0),
+            Ingress::Drop(DropReason::Martian)
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_is_excluded() {
+        let mut l = l2();
+        let ip = udp_packet(PEER4.into(), OURS4.into(), b"hi");
+        assert_eq!(ip.len(), 30);
+        let mut f = eth(OUR_MAC, PEER_MAC, EthernetProtocol::Ipv4, &ip);
+        f.resize(60, 0xEE);
+        let Ingress::Ip { len, parsed } = l.ingress(&f, &mut [0u8; 128], T0) else {
+            panic!("not Ip")
+        };
+        assert_eq!(len, 30);
+        assert_eq!(parsed.payload_len, 2);
+        assert_eq!(parsed.l4, L4::Udp);
+        // Same with IPv6 (padding never needed in practice, but trailing bytes ignored).
+        let ip = udp_packet(PEER6.into(), OURS6.into(), b"");
+        let mut f = eth(OUR_MAC, PEER_MAC, EthernetProtocol::Ipv6, &ip);
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        let Ingress::Ip { len, .. } = l.ingress(&f, &mut [0u8; 128], T0) else {
+            panic!("not Ip")
+        };
+        assert_eq!(len, 48);
+        let udp = UdpPacket::new_checked(&f[ETH_HDR + 40..ETH_HDR + len]).unwrap();
+        assert_eq!(usize::from(udp.len()), UDP_HEADER_LEN);
+    }
+
+    #[test]
+    fn fragment_dropped() {
+        let mut l = l2();
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH_HDR..]);
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+        assert_eq!(
+            l.ingress(&f, &mut [0u8; 128], T0),
+            Ingress::Drop(DropReason::Fragment)
+        );
+        assert_eq!(l.counters().dropped.fragment, 1);
+    }
+
+    #[test]
+    fn truncated_frames_never_panic() {
+        let frames = [
+            arp_frame(ArpOperation::Request, PEER_MAC, PEER4, OURS4),
+            ns_for(OURS6, PEER6, 255),
+            syn_frame(PEER4.into(), OURS4.into()),
+            syn_frame(PEER6.into(), OURS6.into()),
+        ];
+        for f in frames {
+            let mut l = l2();
+            let mut reply = [0u8; 128];
+            assert!(!matches!(l.ingress(&f, &mut reply, T0), Ingress::Drop(_)));
+            for n in 0..f.len() {
+                let r = l.ingress(&f[..n], &mut reply, T0);
+                assert!(matches!(r, Ingress::Drop(_)), "prefix {n}: {r:?}");
+            }
+            assert_eq!(l.counters().dropped.total(), f.len() as u64);
+        }
+    }
+
+    #[test]
+    fn random_frames_never_panic() {
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        let mut buf = [0u8; 200];
+        let templates = [
+            arp_frame(ArpOperation::Request, PEER_MAC, PEER4, OURS4),
+            ns_for(OURS6, PEER6, 255),
+            syn_frame(PEER4.into(), OURS4.into()),
+            syn_frame(PEER6.into(), OURS6.into()),
+        ];
+        for i in 0..40_000u64 {
+            let n = rng.below(buf.len());
+            rng.fill(&mut buf[..n]);
+            // Often keep a plausible header so deeper layers are reached.
+            if n >= 14 && rng.below(2) == 0 {
+                buf[..6].copy_from_slice(&OUR_MAC);
+                let et: [u8; 2] = match rng.below(3) {
+                    0 => [0x08, 0x00],
+                    1 => [0x08, 0x06],
+                    _ => [0x86, 0xdd],
+                };
+                buf[12..14].copy_from_slice(&et);
+            }
+            let _ = l.ingress(&buf[..n], &mut reply, T0 + i);
+            // Egress of random "IP packets" never panics either.
+            let ip_len = rng.below(buf.len());
+            let _ = l.egress(&mut buf, ip_len, T0 + i);
+        }
+        // Mutations of valid frames.
+        for t in templates {
+            for i in 0..5_000 {
+                let mut f = t.clone();
+                for _ in 0..=rng.below(3) {
+                    let k = rng.below(f.len());
+                    f[k] = rng.next() as u8;
+                }
+                let cut = f.len() - rng.below(8).min(f.len());
+                let _ = l.ingress(&f[..cut], &mut reply, T0 + i);
+            }
+        }
+        assert!(l.shared.len() <= MAX_NEIGHBORS);
+    }
+
+    /// Random NDP bodies with a correct checksum and hop limit reach NdiscRepr::parse.
+    #[test]
+    fn random_ndp_bodies_never_panic() {
+        let mut rng = Rng(42);
+        let mut l = l2();
+        let mut reply = [0u8; 128];
+        for _ in 0..20_000 {
+            let body_len = 4 + rng.below(120);
+            let mut body = vec![0u8; body_len];
+            rng.fill(&mut body);
+            body[0] = 133 + rng.below(5) as u8;
+            body[1] = 0;
+            if body_len > 24 && rng.below(2) == 0 {
+                body[8..24].copy_from_slice(&OURS6.octets());
+            }
+            // Plausible option headers (types 1..=5, short lengths) at the first option.
+            for off in [24usize, 40] {
+                if body_len > off + 1 && rng.below(2) == 0 {
+                    body[off] = 1 + rng.below(5) as u8;
+                    body[off + 1] = rng.below(7) as u8;
+                }
+            }
+            let group = solicited_node(OURS6);
+            let mut f = vec![0u8; ETH_HDR + 40 + body_len];
+            write_eth(
+                &mut f,
+                PEER_MAC,
+                multicast_mac_v6(&group),
+                EthernetProtocol::Ipv6,
+            );
+            Ipv6Repr {
+                src_addr: PEER6,
+                dst_addr: group,
+                next_header: IpProtocol::Icmpv6,
+                payload_len: body_len,
+                hop_limit: 255,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(&mut f[ETH_HDR..]));
+            f[ETH_HDR + 40..].copy_from_slice(&body);
+            Icmpv6Packet::new_unchecked(&mut f[ETH_HDR + 40..]).fill_checksum(&PEER6, &group);
+            let _ = l.ingress(&f, &mut reply, T0);
+        }
+    }
+
+    #[test]
+    fn learning_and_cross_core_sharing() {
+        let shared = Arc::new(SharedNeighbors::new());
+        let mut a = L2::new(cfg(), shared.clone());
+        let mut b = L2::new(cfg(), shared.clone());
+        let pkt = tcp_packet(OURS4.into(), PEER4.into(), 80, 40000, TcpControl::Syn, &[]);
+        let ip_len = pkt.len();
+
+        // Before learning: both miss.
+        let mut out = out_frame(&pkt);
+        assert!(matches!(
+            b.egress(&mut out, ip_len, T0),
+            Egress::Resolve { .. }
+        ));
+
+        // Core A receives a frame from the peer.
+        let f = syn_frame(PEER4.into(), OURS4.into());
+        assert!(matches!(
+            a.ingress(&f, &mut [0u8; 128], T0),
+            Ingress::Ip { .. }
+        ));
+        assert_eq!(a.counters().neighbors_learned, 1);
+        let mut out = out_frame(&pkt);
+        assert_eq!(a.egress(&mut out, ip_len, T0), Egress::Send);
+        assert_eq!(out[..6], PEER_MAC);
+        assert_eq!(out[6..12], OUR_MAC);
+        assert_eq!(out[12..14], [0x08, 0x00]);
+        assert_eq!(out[ETH_HDR..ETH_HDR + ip_len], pkt[..]);
+
+        // Core B never heard from the peer but resolves it through the shared table.
+        let mut out = out_frame(&pkt);
+        assert_eq!(b.egress(&mut out, ip_len, T0 + 5), Egress::Send);
+        assert_eq!(out[..6], PEER_MAC);
+
+        // The peer moves to a new MAC, seen by core A: core B follows at once.
+        let new_mac = [0x02, 0, 0, 0, 0, 0x22];
+        let mut f = syn_frame(PEER4.into(), OURS4.into());
+        f[6..12].copy_from_slice(&new_mac);
+        assert!(matches!(
+            a.ingress(&f, &mut [0u8; 128], T0 + 10),
+            Ingress::Ip { .. }
+        ));
+        let mut out = out_frame(&pkt);
+        assert_eq!(b.egress(&mut out, ip_len, T0 + 11), Egress::Send);
+        assert_eq!(out[..6], new_mac);
+
+        // Entries expire.
+        let later = T0 + 10 + NEIGHBOR_TTL_MS + 1;
+        let mut out = out_frame(&pkt);
+        assert!(matches!(
+            b.egress(&mut out, ip_len, later),
+            Egress::Resolve { .. }
+        ));
+
+        // Off-link sources are not learned.
+        let far = Ipv4Addr::new(192, 0, 2, 7);
+        let f = syn_frame(far.into(), OURS4.into());
+        assert!(matches!(
+            a.ingress(&f, &mut [0u8; 128], T0),
+            Ingress::Ip { .. }
+        ));
+        assert_eq!(shared.lookup(&far.into(), T0), None);
+    }
+
+    #[test]
+    fn egress_miss_writes_arp_request() {
+        let mut l = l2();
+        let pkt = tcp_packet(OURS4.into(), PEER4.into(), 80, 1, TcpControl::Syn, &[]);
+        let mut out = vec![0u8; 86];
+        out[ETH_HDR..ETH_HDR + pkt.len()].copy_from_slice(&pkt);
+        let Egress::Resolve { len } = l.egress(&mut out, pkt.len(), T0) else {
+            panic!("expected ARP")
+        };
+        assert_eq!(len, 60);
+        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
+        assert_eq!(e.dst_addr().0, BROADCAST_MAC);
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        assert_eq!(
+            arp,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: EthernetAddress(OUR_MAC),
+                source_protocol_addr: OURS4,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: PEER4,
+            }
+        );
+        assert_eq!(out[ETH_HDR + ARP_LEN..60], [0u8; 60 - ETH_HDR - ARP_LEN]);
+        let c = l.counters();
+        assert_eq!(
+            (c.arp_requests_sent, c.tx_unresolved, c.tx_frames),
+            (1, 1, 1)
+        );
+
+        // The peer answers the request; the next packet goes out.
+        let f = arp_frame(ArpOperation::Reply, PEER_MAC, PEER4, OURS4);
+        assert_eq!(l.ingress(&f, &mut [0u8; 128], T0), Ingress::Consumed);
+        let mut out = out_frame(&pkt);
+        assert_eq!(l.egress(&mut out, pkt.len(), T0), Egress::Send);
+        assert_eq!(out[..6], PEER_MAC);
+    }
+
+    #[test]
+    fn off_link_goes_to_gateway() {
+        let mut l = l2();
+        let far4 = Ipv4Addr::new(192, 0, 2, 1);
+        let far6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        // Miss: the request is for the gateway, not the destination.
+        let pkt = tcp_packet(OURS4.into(), far4.into(), 80, 1, TcpControl::Syn, &[]);
+        let mut out = out_frame(&pkt);
+        let Egress::Resolve { len } = l.egress(&mut out, pkt.len(), T0) else {
+            panic!("expected ARP")
+        };
+        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
+        let ArpRepr::EthernetIpv4 {
+            target_protocol_addr,
+            ..
+        } = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(target_protocol_addr, GW4);
+
+        let pkt6 = tcp_packet(OURS6.into(), far6.into(), 80, 1, TcpControl::Syn, &[]);
+        let mut out = out_frame(&pkt6);
+        let Egress::Resolve { len } = l.egress(&mut out, pkt6.len(), T0) else {
+            panic!("expected NS")
+        };
+        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
+        let ip = Ipv6Packet::new_checked(e.payload()).unwrap();
+        assert_eq!(ip.dst_addr(), solicited_node(GW6));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        let NdiscRepr::NeighborSolicit { target_addr, .. } = NdiscRepr::parse(&icmp).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(target_addr, GW6);
+
+        // Once the gateways are known, off-link packets go to their MACs.
+        l.shared.insert(GW4.into(), GW_MAC, T0);
+        l.shared.insert(GW6.into(), GW_MAC, T0);
+        let mut out = out_frame(&pkt);
+        assert_eq!(l.egress(&mut out, pkt.len(), T0), Egress::Send);
+        assert_eq!(out[..6], GW_MAC);
+        let mut out = out_frame(&pkt6);
+        assert_eq!(l.egress(&mut out, pkt6.len(), T0), Egress::Send);
+        assert_eq!(out[..6], GW_MAC);
+
+        // No gateway: Invalid, counted as unresolved.
+        let mut c = cfg();
+        c.gateway4 = None;
+        let mut l = L2::new(c, Arc::new(SharedNeighbors::new()));
+        let mut out = out_frame(&pkt);
+        assert_eq!(l.egress(&mut out, pkt.len(), T0), Egress::Invalid);
+        assert_eq!(l.counters().tx_unresolved, 1);
+    }
+
+    #[test]
+    fn egress_broadcast_multicast_and_invalid() {
+        let mut l = l2();
+        let caps = ChecksumCapabilities::default();
+        let mk4 = |dst: Ipv4Addr| {
+            let r = Ipv4Repr {
+                src_addr: OURS4,
+                dst_addr: dst,
+                next_header: IpProtocol::Udp,
+                payload_len: 0,
+                hop_limit: 1,
+            };
+            let mut b = vec![0u8; 20];
+            r.emit(&mut Ipv4Packet::new_unchecked(&mut b[..]), &caps);
+            b
+        };
+        for (dst, mac) in [
+            (Ipv4Addr::BROADCAST, BROADCAST_MAC),
+            (Ipv4Addr::new(10, 0, 0, 255), BROADCAST_MAC),
+            (
+                Ipv4Addr::new(239, 129, 2, 3),
+                [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03],
+            ),
+        ] {
+            let mut out = out_frame(&mk4(dst));
+            assert_eq!(l.egress(&mut out, 20, T0), Egress::Send, "{dst}");
+            assert_eq!(out[..6], mac);
+        }
+        let g: Ipv6Addr = "ff02::1:ff00:2".parse().unwrap();
+        let mut out = out_frame(&udp_packet(OURS6.into(), g.into(), b""));
+        assert_eq!(l.egress(&mut out, 48, T0), Egress::Send);
+        assert_eq!(out[..6], [0x33, 0x33, 0xff, 0, 0, 2]);
+
+        let mut out = vec![0u8; 100];
+        assert_eq!(l.egress(&mut out, 40, T0), Egress::Invalid); // version 0
+        assert_eq!(l.egress(&mut out, 1000, T0), Egress::Invalid); // beyond the frame
+        assert_eq!(l.egress(&mut out, usize::MAX, T0), Egress::Invalid);
+        let mut tiny = vec![0u8; 4];
+        assert_eq!(l.egress(&mut tiny, 0, T0), Egress::Invalid);
+        assert_eq!(l.counters().tx_frames, 4);
+        // IPv6 packet on a v4-only host.
+        let mut c = cfg();
+        c.ipv6 = None;
+        let mut l = L2::new(c, Arc::new(SharedNeighbors::new()));
+        let mut out = out_frame(&udp_packet(OURS6.into(), PEER6.into(), b""));
+        assert_eq!(l.egress(&mut out, 48, T0), Egress::Invalid);
+    }
+
+    #[test]
+    fn shared_table_is_bounded() {
+        let s = SharedNeighbors::new();
+        for i in 0..(MAX_NEIGHBORS as u32 + 10) {
+            s.insert(IpAddr::V4(Ipv4Addr::from(i)), PEER_MAC, T0);
+        }
+        assert_eq!(s.len(), MAX_NEIGHBORS);
+        // Once entries expire, room is made.
+        let later = T0 + NEIGHBOR_TTL_MS;
+        s.insert(IpAddr::V4(Ipv4Addr::from(u32::MAX)), PEER_MAC, later);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.lookup(&IpAddr::V4(Ipv4Addr::from(u32::MAX)), later),
+            Some(PEER_MAC)
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(same_prefix_v4(OURS4, PEER4, 24));
+        assert!(!same_prefix_v4(OURS4, Ipv4Addr::new(10, 0, 1, 1), 24));
+        assert!(same_prefix_v4(OURS4, Ipv4Addr::new(1, 2, 3, 4), 0));
+        assert!(!same_prefix_v4(OURS4, PEER4, 32));
+        assert!(!same_prefix_v4(OURS4, PEER4, 200)); // clamped to /32
+        assert!(same_prefix_v6(OURS6, PEER6, 64));
+        assert!(!same_prefix_v6(OURS6, "fd01::1".parse().unwrap(), 64));
+        assert!(same_prefix_v6(OURS6, "::1".parse().unwrap(), 0));
+        assert_eq!(
+            subnet_broadcast(OURS4, 24),
+            Some(Ipv4Addr::new(10, 0, 0, 255))
+        );
+        assert_eq!(subnet_broadcast(OURS4, 31), None);
+        assert_eq!(
+            solicited_node("fd00::12:3456".parse().unwrap()),
+            "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+}

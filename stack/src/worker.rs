@@ -1,0 +1,112 @@
+//! The per-core loop: run to completion under load (rx batch -> stack ->
+//! application -> tx batch), sleep in poll() on the XSK when idle.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nic::Rings;
+
+use crate::engine::Engine;
+
+/// An application running on a worker's core, next to its engine.
+pub trait App<R: Rings> {
+    /// Called after every ingress batch and after every sleep. Accept, read
+    /// and write here. Returns the next instant the application needs to be
+    /// called at even without traffic (its own timers), if any.
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant>;
+
+    /// Called once when the worker stops, before the last egress.
+    fn shutdown(&mut self, engine: &mut Engine<R>) {
+        engine.abort_all();
+    }
+}
+
+/// How the loop waits.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// Busy-poll this long after the last frame before sleeping.
+    pub spin: Duration,
+    /// Never sleep longer than this (the stop flag is checked after each
+    /// sleep).
+    pub max_sleep: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            spin: Duration::from_micros(50),
+            max_sleep: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What a worker loop did.
+#[derive(Clone, Debug, Default)]
+pub struct LoopStats {
+    /// Loop iterations.
+    pub iterations: u64,
+    /// Sleeps in poll().
+    pub sleeps: u64,
+}
+
+/// Run `app` on `engine` until `stop` is set.
+pub fn run<R: Rings, A: App<R>>(
+    engine: &mut Engine<R>,
+    app: &mut A,
+    stop: &AtomicBool,
+    cfg: &LoopConfig,
+) -> LoopStats {
+    let mut stats = LoopStats::default();
+    let mut last_work = Instant::now();
+    let mut app_deadline: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        stats.iterations += 1;
+        let n = engine.ingress();
+        let now = Instant::now();
+        let due = app_deadline.is_some_and(|d| d <= now);
+        if n > 0 || engine.dirty() || due {
+            app_deadline = app.poll(engine, now);
+        }
+        engine.egress();
+        if n > 0 {
+            last_work = now;
+            continue;
+        }
+        if now.duration_since(last_work) < cfg.spin {
+            continue;
+        }
+        let mut timeout = cfg.max_sleep;
+        if let Some(d) = engine.poll_delay() {
+            timeout = timeout.min(d);
+        }
+        if let Some(d) = app_deadline {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        if timeout.is_zero() {
+            continue;
+        }
+        stats.sleeps += 1;
+        engine.wait(timeout);
+        // After a sleep, timers (retransmissions, the app's) may be due.
+        let now = Instant::now();
+        app_deadline = app.poll(engine, now);
+        last_work = now;
+    }
+    app.shutdown(engine);
+    engine.egress();
+    stats
+}
+
+/// Pin the calling thread to core `index % cores`; returns the core id used.
+pub fn pin_to_core(index: usize) -> Option<usize> {
+    let cores = core_affinity::get_core_ids()?;
+    if cores.is_empty() {
+        return None;
+    }
+    let core = cores[index % cores.len()];
+    if core_affinity::set_for_current(core) {
+        Some(core.id)
+    } else {
+        None
+    }
+}
