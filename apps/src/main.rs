@@ -1,11 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-mod demo;
-mod echo;
-mod http;
-mod sandbox;
-mod server;
+use xdpstack::{demo, echo, http, sandbox, server};
 
 use std::process::ExitCode;
 

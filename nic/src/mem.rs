@@ -309,3 +309,194 @@ impl Rings for MemRings {
         Some(self.stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::{Port, PortConfig};
+
+    /// A `Write` whose bytes the test can look at afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+    }
+
+    #[test]
+    fn pcap_tap_writes_header_and_one_record_per_frame() {
+        let (mut ra, rb) = MemRings::pair(MemConfig::default());
+        let out = Shared::default();
+        ra.set_tap(Box::new(out.clone())).unwrap();
+        // Dropped frames were still sent: the tap sees them.
+        ra.set_faults(Faults {
+            drop_every: 3,
+            corrupt_every: 0,
+        });
+        let mut a = Port::new(ra, PortConfig::default());
+        let mut b = Port::new(rb, PortConfig::default());
+        let lens: Vec<usize> = vec![60, 61, 100, 1514, 64, 999, 1200, 60];
+        for (i, &len) in lens.iter().enumerate() {
+            assert!(a.send_frame(len, |buf| {
+                for (j, x) in buf.iter_mut().enumerate() {
+                    *x = (i * 31 + j) as u8;
+                }
+            }));
+        }
+        a.flush(|_, len| Some(len));
+        let mut frames = Vec::new();
+        b.recv(&mut frames);
+        assert_eq!(frames.len(), lens.len() - lens.len() / 3);
+        for f in frames.drain(..) {
+            b.release(f);
+        }
+
+        let pcap = out.0.lock().unwrap().clone();
+        assert!(pcap.len() >= 24);
+        // Global header.
+        assert_eq!(u32_at(&pcap, 0), 0xa1b2_c3d4, "magic");
+        assert_eq!(&pcap[0..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian magic");
+        assert_eq!(u16_at(&pcap, 4), 2, "major version");
+        assert_eq!(u16_at(&pcap, 6), 4, "minor version");
+        assert_eq!(u32_at(&pcap, 8), 0, "thiszone");
+        assert_eq!(u32_at(&pcap, 12), 0, "sigfigs");
+        assert_eq!(u32_at(&pcap, 16), 65535, "snaplen");
+        assert_eq!(u32_at(&pcap, 20), 1, "LINKTYPE_ETHERNET");
+
+        // One record per frame, in order, with the frame's bytes.
+        let mut at = 24;
+        let mut last_ts = (0u32, 0u32);
+        for (i, &len) in lens.iter().enumerate() {
+            assert!(pcap.len() >= at + 16, "record {i} header missing");
+            let ts = (u32_at(&pcap, at), u32_at(&pcap, at + 4));
+            assert!(ts.1 < 1_000_000, "record {i}: usec out of range");
+            assert!(ts > last_ts, "record {i}: timestamps rise");
+            last_ts = ts;
+            assert_eq!(u32_at(&pcap, at + 8) as usize, len, "record {i} incl_len");
+            assert_eq!(u32_at(&pcap, at + 12) as usize, len, "record {i} orig_len");
+            at += 16;
+            let data = &pcap[at..at + len];
+            assert!(
+                data.iter()
+                    .enumerate()
+                    .all(|(j, &x)| x == (i * 31 + j) as u8),
+                "record {i}: bytes"
+            );
+            at += len;
+        }
+        assert_eq!(at, pcap.len(), "nothing after the last record");
+        a.check().unwrap();
+        b.check().unwrap();
+    }
+
+    #[test]
+    fn arrival_without_fill_frames_is_dropped_and_counted() {
+        let cfg = MemConfig {
+            frames: 4,
+            frame_size: 2048,
+            headroom: 0,
+            ring: 4,
+        };
+        let (mut a, mut b) = MemRings::pair(cfg);
+        let frame = |i: u32| Frame {
+            addr: u64::from(i) * 2048,
+            len: 60,
+        };
+        // B offers two frames; A sends three.
+        assert_eq!(b.fill(&[0, 2048]), 2);
+        assert_eq!(b.fill_space(), 2);
+        assert_eq!(a.send(&[frame(0), frame(1), frame(2)]), 3);
+        assert_eq!(b.inbound_len(), 3);
+        let mut out = Vec::new();
+        assert_eq!(b.recv(&mut out, 16), 2);
+        assert_eq!(out.iter().map(|f| f.addr).collect::<Vec<_>>(), [0, 2048]);
+        let k = b.kernel_stats().unwrap();
+        assert_eq!(k.rx_fill_ring_empty, 1);
+        assert_eq!(k.rx_dropped, 1);
+        assert_eq!(k.rx_ring_full, 0);
+        // Sent frames complete at once.
+        let mut comp = Vec::new();
+        assert_eq!(a.complete(&mut comp, 16), 3);
+        assert_eq!(comp, [0, 2048, 4096]);
+    }
+
+    #[test]
+    fn arrival_on_full_rx_ring_is_dropped_and_counted() {
+        let cfg = MemConfig {
+            frames: 8,
+            frame_size: 2048,
+            headroom: 0,
+            ring: 2,
+        };
+        let (mut a, mut b) = MemRings::pair(cfg);
+        assert_eq!(b.fill(&[0, 2048]), 2);
+        let f = Frame { addr: 0, len: 60 };
+        assert_eq!(a.send(&[f, f]), 2);
+        let mut out = Vec::new();
+        assert_eq!(b.recv(&mut out, 0), 0, "delivered to the rx ring, none taken");
+        assert_eq!(b.fill(&[4096, 6144]), 2);
+        assert_eq!(a.send(&[f]), 1);
+        assert_eq!(b.recv(&mut out, 0), 0);
+        let k = b.kernel_stats().unwrap();
+        assert_eq!((k.rx_ring_full, k.rx_dropped), (1, 1));
+        assert_eq!(b.recv(&mut out, 8), 2);
+    }
+
+    #[test]
+    fn corruption_flips_one_byte() {
+        let cfg = MemConfig {
+            frames: 4,
+            frame_size: 2048,
+            headroom: 0,
+            ring: 4,
+        };
+        let (mut a, mut b) = MemRings::pair(cfg);
+        a.set_faults(Faults {
+            drop_every: 0,
+            corrupt_every: 2,
+        });
+        // SAFETY: nothing else uses frames 0 and 1 of `a` in this test.
+        unsafe {
+            a.mem().with_frame_mut(0, 100, |x| x.fill(1));
+            a.mem().with_frame_mut(2048, 100, |x| x.fill(1));
+        }
+        assert_eq!(b.fill(&[0, 2048]), 2);
+        a.send(&[Frame { addr: 0, len: 100 }, Frame { addr: 2048, len: 100 }]);
+        let mut out = Vec::new();
+        assert_eq!(b.recv(&mut out, 4), 2);
+        let differs = |f: Frame| {
+            // SAFETY: the frames came off `b`'s rx ring and nothing else
+            // touches them.
+            unsafe { b.mem().with_frame(f.addr, f.len as usize, |x| x.iter().filter(|&&v| v != 1).count()) }
+        };
+        assert_eq!(differs(out[0]), 0, "first frame intact");
+        assert_eq!(differs(out[1]), 1, "second frame (sent #2) has one byte flipped");
+    }
+
+    #[test]
+    fn frame_access_outside_a_frame_gets_nothing() {
+        let m = MemFrames::new(2, 2048, 256);
+        assert_eq!(m.data_addr(1), 2048 + 256);
+        assert_eq!(m.data_capacity(), 2048 - 256);
+        // SAFETY: no other access to `m` is live.
+        unsafe {
+            assert_eq!(m.with_frame(2048 + 256, 2048, |b| b.len()), 0, "crosses frames");
+            assert_eq!(m.with_frame(4096, 1, |b| b.len()), 0, "past the end");
+            assert_eq!(m.with_frame_mut(256, 1792, |b| b.len()), 1792);
+        }
+    }
+}

@@ -473,3 +473,166 @@ impl<R: Rings> Port<R> {
         self.st.ledger.moves()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::{MemConfig, MemFrames, MemRings};
+    use std::io;
+    use std::os::fd::RawFd;
+
+    /// MemRings whose fill ring takes at most `take` frames per call, as a
+    /// ring with little space (or a backend that takes part of a batch) does.
+    struct Stingy {
+        inner: MemRings,
+        take: usize,
+    }
+
+    impl Rings for Stingy {
+        type Mem = MemFrames;
+        fn mem(&self) -> &MemFrames {
+            self.inner.mem()
+        }
+        fn fill(&mut self, addrs: &[u64]) -> usize {
+            self.inner.fill(&addrs[..addrs.len().min(self.take)])
+        }
+        fn fill_space(&mut self) -> usize {
+            self.inner.fill_space()
+        }
+        fn recv(&mut self, out: &mut Vec<Frame>, max: usize) -> usize {
+            self.inner.recv(out, max)
+        }
+        fn send(&mut self, frames: &[Frame]) -> usize {
+            self.inner.send(frames)
+        }
+        fn complete(&mut self, out: &mut Vec<u64>, max: usize) -> usize {
+            self.inner.complete(out, max)
+        }
+        fn tx_needs_wakeup(&self) -> bool {
+            false
+        }
+        fn wake_tx(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn fill_needs_wakeup(&self) -> bool {
+            false
+        }
+        fn wake_fill(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn wait(&mut self, _timeout_ms: i32) -> io::Result<()> {
+            Ok(())
+        }
+        fn raw_fd(&self) -> Option<RawFd> {
+            None
+        }
+        fn kernel_stats(&self) -> Option<KernelStats> {
+            self.inner.kernel_stats()
+        }
+    }
+
+    fn free_list_matches_ledger<R: Rings>(p: &Port<R>) {
+        let mut seen = std::collections::HashSet::new();
+        for &addr in &p.st.free {
+            assert!(seen.insert(addr), "frame {addr:#x} twice on the free list");
+            assert_eq!(
+                p.st.ledger.place(p.st.index(addr)),
+                Some(Place::Free),
+                "frame {addr:#x} on the free list is not free"
+            );
+        }
+        p.check().unwrap();
+    }
+
+    /// When the fill ring takes only part of a batch, the frames it took
+    /// leave the free list and the others stay (the old code kept the taken
+    /// ones and lost the rest).
+    #[test]
+    fn partial_fill_keeps_the_frames_the_ring_refused() {
+        let cfg = MemConfig {
+            frames: 16,
+            frame_size: 2048,
+            headroom: 0,
+            ring: 8,
+        };
+        let (ra, _rb) = MemRings::pair(cfg);
+        let mut p = Port::new(Stingy { inner: ra, take: 3 }, PortConfig::default());
+        assert_eq!(p.st.ledger.count(Place::Fill), 3);
+        free_list_matches_ledger(&p);
+        p.refill();
+        assert_eq!(p.st.ledger.count(Place::Fill), 6);
+        free_list_matches_ledger(&p);
+        // Every free frame can be sent.
+        let mut sent = 0;
+        while p.send_frame(60, |b| b.fill(0)) {
+            sent += 1;
+        }
+        assert_eq!(sent, 10);
+        p.check().unwrap();
+        p.flush(|_, len| Some(len));
+        free_list_matches_ledger(&p);
+    }
+
+    #[test]
+    fn tx_reserve_stays_off_the_fill_ring() {
+        let cfg = MemConfig {
+            frames: 32,
+            frame_size: 2048,
+            headroom: 0,
+            ring: 32,
+        };
+        let (ra, _rb) = MemRings::pair(cfg);
+        let p = Port::new(
+            ra,
+            PortConfig {
+                tx_reserve: 5,
+                ..PortConfig::default()
+            },
+        );
+        assert_eq!(p.stats().frames, [5, 27, 0, 0, 0]);
+        free_list_matches_ledger(&p);
+    }
+
+    #[test]
+    fn tx_backlog_bounds_frames_waiting() {
+        let (ra, _rb) = MemRings::pair(MemConfig::default());
+        let mut p = Port::new(
+            ra,
+            PortConfig {
+                tx_backlog: 4,
+                ..PortConfig::default()
+            },
+        );
+        for _ in 0..4 {
+            assert!(p.send_frame(60, |_| {}));
+        }
+        assert!(!p.send_frame(60, |_| {}));
+        assert_eq!(p.stats().counters.tx_no_frame, 1);
+        assert!(!p.send_frame(p.st.capacity + 1, |_| {}), "oversized");
+        assert_eq!(p.stats().counters.tx_dropped, 1);
+        p.flush(|_, len| Some(len));
+        assert_eq!(p.pending_tx(), 0);
+        assert!(p.send_frame(60, |_| {}));
+        p.check().unwrap();
+    }
+
+    #[test]
+    fn reflect_drop_gives_the_frame_back() {
+        let (ra, rb) = MemRings::pair(MemConfig::default());
+        let mut a = Port::new(ra, PortConfig::default());
+        let mut b = Port::new(rb, PortConfig::default());
+        assert!(a.send_frame(80, |x| x.fill(9)));
+        a.flush(|_, len| Some(len));
+        let mut frames = Vec::new();
+        assert_eq!(b.recv(&mut frames), 1);
+        let before = b.stats().frames;
+        b.reflect(frames[0], |_| None);
+        let after = b.stats().frames;
+        assert_eq!(after[Place::Rx as usize], before[Place::Rx as usize] - 1);
+        assert_eq!(after[Place::Free as usize], before[Place::Free as usize] + 1);
+        assert_eq!(b.stats().counters.tx_dropped, 1);
+        // Reading a frame no longer held gives nothing.
+        assert_eq!(b.read(frames[0], |x| x.len()), None);
+        free_list_matches_ledger(&b);
+    }
+}

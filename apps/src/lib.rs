@@ -1,0 +1,9 @@
+//! The `xdpstack` command's pieces: the sandbox, the server runner, the
+//! services (HTTP, echo) and the demo. `main.rs` is the CLI over them.
+#![deny(unsafe_code)]
+
+pub mod demo;
+pub mod echo;
+pub mod http;
+pub mod sandbox;
+pub mod server;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install the Debian packages xdpstack needs, only those missing.
+#   build: libxdp-sys builds libxdp and libbpf from source
+#   run:   iproute2 and ethtool for the sandbox
+#   test:  the real peers the tests and the demo drive
+set -euo pipefail
+
+BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc)
+RUN=(iproute2 ethtool)
+PEERS=(curl wrk iputils-ping python3 python3-scapy)
+
+want=("${BUILD[@]}" "${RUN[@]}")
+case "${1:-all}" in
+  build) want=("${BUILD[@]}" "${RUN[@]}") ;;
+  demo)  want=("${BUILD[@]}" "${RUN[@]}" curl wrk) ;;
+  all)   want=("${BUILD[@]}" "${RUN[@]}" "${PEERS[@]}") ;;
+  *) echo "usage: $0 [build|demo|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  # rustup's default location, for shells that did not source it
+  [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
