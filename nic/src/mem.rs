@@ -369,7 +369,11 @@ mod tests {
         assert!(pcap.len() >= 24);
         // Global header.
         assert_eq!(u32_at(&pcap, 0), 0xa1b2_c3d4, "magic");
-        assert_eq!(&pcap[0..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian magic");
+        assert_eq!(
+            &pcap[0..4],
+            &[0xd4, 0xc3, 0xb2, 0xa1],
+            "little-endian magic"
+        );
         assert_eq!(u16_at(&pcap, 4), 2, "major version");
         assert_eq!(u16_at(&pcap, 6), 4, "minor version");
         assert_eq!(u32_at(&pcap, 8), 0, "thiszone");
@@ -447,7 +451,11 @@ mod tests {
         let f = Frame { addr: 0, len: 60 };
         assert_eq!(a.send(&[f, f]), 2);
         let mut out = Vec::new();
-        assert_eq!(b.recv(&mut out, 0), 0, "delivered to the rx ring, none taken");
+        assert_eq!(
+            b.recv(&mut out, 0),
+            0,
+            "delivered to the rx ring, none taken"
+        );
         assert_eq!(b.fill(&[4096, 6144]), 2);
         assert_eq!(a.send(&[f]), 1);
         assert_eq!(b.recv(&mut out, 0), 0);
@@ -475,16 +483,30 @@ mod tests {
             a.mem().with_frame_mut(2048, 100, |x| x.fill(1));
         }
         assert_eq!(b.fill(&[0, 2048]), 2);
-        a.send(&[Frame { addr: 0, len: 100 }, Frame { addr: 2048, len: 100 }]);
+        a.send(&[
+            Frame { addr: 0, len: 100 },
+            Frame {
+                addr: 2048,
+                len: 100,
+            },
+        ]);
         let mut out = Vec::new();
         assert_eq!(b.recv(&mut out, 4), 2);
         let differs = |f: Frame| {
             // SAFETY: the frames came off `b`'s rx ring and nothing else
             // touches them.
-            unsafe { b.mem().with_frame(f.addr, f.len as usize, |x| x.iter().filter(|&&v| v != 1).count()) }
+            unsafe {
+                b.mem().with_frame(f.addr, f.len as usize, |x| {
+                    x.iter().filter(|&&v| v != 1).count()
+                })
+            }
         };
         assert_eq!(differs(out[0]), 0, "first frame intact");
-        assert_eq!(differs(out[1]), 1, "second frame (sent #2) has one byte flipped");
+        assert_eq!(
+            differs(out[1]),
+            1,
+            "second frame (sent #2) has one byte flipped"
+        );
     }
 
     #[test]
@@ -494,7 +516,11 @@ mod tests {
         assert_eq!(m.data_capacity(), 2048 - 256);
         // SAFETY: no other access to `m` is live.
         unsafe {
-            assert_eq!(m.with_frame(2048 + 256, 2048, |b| b.len()), 0, "crosses frames");
+            assert_eq!(
+                m.with_frame(2048 + 256, 2048, |b| b.len()),
+                0,
+                "crosses frames"
+            );
             assert_eq!(m.with_frame(4096, 1, |b| b.len()), 0, "past the end");
             assert_eq!(m.with_frame_mut(256, 1792, |b| b.len()), 1792);
         }

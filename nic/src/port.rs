@@ -629,7 +629,10 @@ mod tests {
         b.reflect(frames[0], |_| None);
         let after = b.stats().frames;
         assert_eq!(after[Place::Rx as usize], before[Place::Rx as usize] - 1);
-        assert_eq!(after[Place::Free as usize], before[Place::Free as usize] + 1);
+        assert_eq!(
+            after[Place::Free as usize],
+            before[Place::Free as usize] + 1
+        );
         assert_eq!(b.stats().counters.tx_dropped, 1);
         // Reading a frame no longer held gives nothing.
         assert_eq!(b.read(frames[0], |x| x.len()), None);

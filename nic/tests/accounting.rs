@@ -358,15 +358,19 @@ fn burst(round: u64) -> usize {
 
 /// Rounds until at least `frames` frames went over the wire in total.
 fn run_until(h: &mut Harness, frames: u64) {
+    let mut until_check = CHECK_EVERY;
     while {
         let (a, b) = h.sent();
         a + b < frames
     } {
         h.round(burst(h.rounds));
-        if h.rounds % CHECK_EVERY == 0 {
+        until_check -= 1;
+        if until_check == 0 {
             h.check();
+            until_check = CHECK_EVERY;
         }
     }
+    h.check();
 }
 
 #[test]

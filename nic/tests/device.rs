@@ -4,9 +4,7 @@
 
 use nic::mem::{Faults, MemConfig, MemRings};
 use nic::{Frame, LedgerError, Place, Port, PortConfig, PortStats, RxPacket};
-use smoltcp::iface::{
-    Config, Interface, PollIngressSingleResult, PollResult, SocketSet,
-};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::time::Instant;
@@ -79,8 +77,11 @@ impl Side {
                     offset: 0,
                     len: f.len as usize,
                 };
-                self.iface
-                    .poll_ingress_single(now, &mut self.port.device(Some(rx)), &mut self.sockets);
+                self.iface.poll_ingress_single(
+                    now,
+                    &mut self.port.device(Some(rx)),
+                    &mut self.sockets,
+                );
                 self.port.release(f);
             }
             // Replies built during ingress (ACKs) leave with this batch.
@@ -141,8 +142,8 @@ impl Net {
         ra.set_faults(cfg.faults_a);
         rb.set_faults(cfg.faults_b);
         Net {
-            a: Side::new("A", ra, cfg.verify, A4, A6, 0x5eed_a),
-            b: Side::new("B", rb, cfg.verify, B4, B6, 0x5eed_b),
+            a: Side::new("A", ra, cfg.verify, A4, A6, 0x5eed_000a),
+            b: Side::new("B", rb, cfg.verify, B4, B6, 0x5eed_000b),
             round: 0,
         }
     }
@@ -411,7 +412,10 @@ fn tcp_echo_rejects_corruption() {
         // Corrupted frames arrive (the port does not look inside them);
         // smoltcp throws them away.
         let sent = out.a.counters.tx_frames;
-        assert!(sent / 17 > 50, "too few corruptions to mean anything: {sent}");
+        assert!(
+            sent / 17 > 50,
+            "too few corruptions to mean anything: {sent}"
+        );
         assert_eq!(out.b.counters.rx_frames, sent);
         assert_eq!(out.a.counters.rx_frames, out.b.counters.tx_frames);
     }
