@@ -1,0 +1,431 @@
+//! Shared helpers of the privileged integration tests: the root check, the global lock,
+//! sandboxes with unique names, a guard around an `xdpstack http|echo` server running in a
+//! sandbox, and bounded client commands run in the client namespace.
+//!
+//! Every client is bounded twice: by its own timeout (`curl -m`, python socket timeouts) and by
+//! `timeout(1)` around it, so a hung client can never hang the test run.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, Pid};
+use serde_json::Value;
+use xdpstack::sandbox::{self, Sandbox, SandboxSpec, Side};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");
+/// Debian's python (scapy is installed for it); a pyenv python3 comes first on PATH.
+pub const PY: &str = "/usr/bin/python3";
+/// The stack's addresses in every sandbox, without prefix.
+pub const SERVER_IP4: &str = "198.18.0.1";
+pub const SERVER_IP6: &str = "2001:db8:18::1";
+
+/// How long a server may take to answer after it is started.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a server may take to exit after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True if the test may run privileged steps (euid 0). Under CI (`CI` or
+/// `XDPSTACK_REQUIRE_PRIV` set) a missing privilege is a failure, never a silent skip.
+pub fn privileged() -> bool {
+    if geteuid().is_root() {
+        return true;
+    }
+    for var in ["XDPSTACK_REQUIRE_PRIV", "CI"] {
+        if std::env::var_os(var).is_some() {
+            panic!(
+                "{var} is set but this test is not running as root: privileged tests must \
+                 not be skipped (run as root, e.g. `sudo -E cargo test -p xdpstack --test privileged`)"
+            );
+        }
+    }
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// Taken by every privileged test: the machines have 2 cores, so run one at a time.
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Starts a privileged test: `None` (skip) if not root, else the global lock, held until the
+/// returned guard drops. Declare the guard first so that it is released last.
+pub fn begin() -> Option<MutexGuard<'static, ()>> {
+    if !privileged() {
+        return None;
+    }
+    // A test that panicked while holding the lock poisons it; the lock protects no data.
+    let guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    sandbox::ensure_tools().expect("ip and ethtool available");
+    Some(guard)
+}
+
+/// A fresh sandbox named `t<pid>-<tag>` (unique per test process and test), torn down on
+/// drop. The whole pid is used: concurrent runs on one machine never share a name.
+pub fn sandbox(tag: &str, queues: u16) -> Sandbox {
+    let name = format!("t{}-{}", std::process::id(), tag);
+    assert!(name.len() <= 24, "sandbox name {name:?} too long");
+    Sandbox::up(&SandboxSpec { name, queues }).expect("sandbox up")
+}
+
+/// A unique path in the temp directory.
+pub fn temp_path(tag: &str, ext: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "xdpstack-test-{}-{}-{}.{ext}",
+        std::process::id(),
+        tag,
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// `program args...` in the client namespace, under `timeout -k 2 SECS`.
+pub fn client<I, S>(sb: &Sandbox, secs: u64, program: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = sb.command(Side::Client, "timeout");
+    cmd.args(["-k", "2", &secs.to_string(), program])
+        .args(args)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion (it must be bounded, e.g. built by [`client`]).
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs `cmd` and asserts success; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A python script (`/usr/bin/python3 -c SCRIPT ARGS...`) in the client namespace, bounded by
+/// `secs`; asserts success and parses the last line of stdout as JSON.
+pub fn python_json(sb: &Sandbox, secs: u64, script: &str, args: &[&str]) -> Value {
+    let mut cmd = client(sb, secs, PY, ["-c", script]);
+    cmd.args(args);
+    let stdout = run_ok(&mut cmd);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("python printed no JSON last line ({e}):\n{stdout}"))
+}
+
+/// `curl -sS -m 5 -g EXTRA... URL` in the client namespace.
+pub fn curl(sb: &Sandbox, extra: &[&str], url: &str) -> Output {
+    let mut cmd = client(sb, 10, "curl", ["-sS", "-m", "5", "-g"]);
+    cmd.args(extra).arg(url);
+    output(&mut cmd)
+}
+
+/// `curl` that must succeed; returns the body.
+pub fn curl_ok(sb: &Sandbox, url: &str) -> String {
+    let out = curl(sb, &[], url);
+    assert!(
+        out.status.success(),
+        "curl {url} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs scapy for Debian's python once per process, if it is missing.
+pub fn ensure_scapy() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let have = Command::new(PY)
+            .args(["-c", "import scapy.all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if have {
+            return;
+        }
+        eprintln!("installing python3-scapy");
+        let apt = |args: &[&str]| {
+            Command::new("timeout")
+                .arg("300")
+                .arg("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let _ = apt(&["update", "-qq"]);
+        assert!(
+            apt(&["install", "-y", "-qq", "python3-scapy"]),
+            "apt-get install -y python3-scapy failed"
+        );
+    });
+}
+
+/// Which service a [`Server`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// `xdpstack http` (port 80 unless `--port` is given).
+    Http,
+    /// `xdpstack echo` (port 7 unless `--port` is given).
+    Echo,
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Service::Http => "http",
+            Service::Echo => "echo",
+        }
+    }
+}
+
+/// An `xdpstack http|echo` process in a sandbox's server namespace, with both addresses and a
+/// per-test stats file. Dropping it kills the process if it still runs and removes its files.
+pub struct Server {
+    child: Option<Child>,
+    service: Service,
+    stats: PathBuf,
+    stderr: PathBuf,
+    stdout: PathBuf,
+    /// Successful readiness probes (HTTP: each one is a request the server answered).
+    pub probes: u64,
+}
+
+impl Server {
+    /// Starts `xdpstack SERVICE --iface xdp0 --addr .. --addr6 .. --stats-file .. EXTRA...`
+    /// and waits (at most 15 s) until it answers: HTTP `curl` / echo TCP connect from the
+    /// client namespace. Panics with the server's stderr if it exits early.
+    pub fn start(sb: &Sandbox, service: Service, extra: &[&str]) -> Server {
+        let info = sb.info();
+        let tag = format!("{}-{}", info.name, service.name());
+        let stats = temp_path(&tag, "json");
+        let stderr = temp_path(&tag, "err");
+        let stdout = temp_path(&tag, "out");
+        let child = sb
+            .command(Side::Server, BIN)
+            .arg(service.name())
+            .args(["--iface", &info.server_if])
+            .args(["--addr", &info.server_ip4])
+            .args(["--addr6", &info.server_ip6])
+            .arg("--stats-file")
+            .arg(&stats)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("create stdout file"))
+            .stderr(fs::File::create(&stderr).expect("create stderr file"))
+            .spawn()
+            .expect("spawn the server");
+        let mut server = Server {
+            child: Some(child),
+            service,
+            stats,
+            stderr,
+            stdout,
+            probes: 0,
+        };
+        let port = extra
+            .iter()
+            .position(|a| *a == "--port")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| match service {
+                Service::Http => "80".to_string(),
+                Service::Echo => "7".to_string(),
+            });
+        server.wait_ready(sb, &port);
+        server
+    }
+
+    fn wait_ready(&mut self, sb: &Sandbox, port: &str) {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        let mut attempt = 0;
+        loop {
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "the {} server exited early ({status}) after {attempt} probe(s); stderr:\n{}",
+                    self.service.name(),
+                    self.stderr_text()
+                );
+            }
+            // The server prints one line once its sockets are open; probing earlier only
+            // makes the client's ARP/NDP resolution time out. Probe anyway after 3 s.
+            if !self.stderr_text().contains(" worker(s) on ")
+                && started.elapsed() < Duration::from_secs(3)
+            {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            attempt += 1;
+            let ok = match self.service {
+                Service::Http => {
+                    let url = format!("http://{SERVER_IP4}:{port}/");
+                    client(sb, 5, "curl", ["-s", "-o", "/dev/null", "-m", "1", &url])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                }
+                Service::Echo => client(sb, 5, PY, ["-c", CONNECT_PROBE, SERVER_IP4, port])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success()),
+            };
+            if ok {
+                self.probes += 1;
+                eprintln!(
+                    "{} server ready after {:.2?} ({} probe(s))",
+                    self.service.name(),
+                    started.elapsed(),
+                    attempt
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {} server did not answer within {READY_TIMEOUT:?}; stderr:\n{}",
+                self.service.name(),
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The server's pid (the `ip netns exec` process execs the server).
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("server running").id() as i32)
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("try_wait"))
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGINT, waits (at most 10 s) for a clean exit and returns the stats JSON.
+    pub fn stop(mut self) -> Value {
+        let mut child = self.child.take().expect("server running");
+        let pid = Pid::from_raw(child.id() as i32);
+        if child.try_wait().expect("try_wait").is_none() {
+            kill(pid, Signal::SIGINT).expect("SIGINT the server");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the {} server did not exit within {STOP_TIMEOUT:?} of SIGINT; stderr:\n{}",
+                    self.service.name(),
+                    self.stderr_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self.stderr_text();
+        assert!(
+            status.success(),
+            "the {} server exited with {status} after SIGINT; stderr:\n{stderr}",
+            self.service.name()
+        );
+        eprint!("{stderr}");
+        let text = fs::read_to_string(&self.stats).unwrap_or_else(|e| {
+            panic!(
+                "no stats file {}: {e}; stderr:\n{stderr}",
+                self.stats.display()
+            )
+        });
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("stats file is not JSON ({e}):\n{text}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        for path in [&self.stats, &self.stderr, &self.stdout] {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Exits 0 if a TCP connection to argv[1]:argv[2] succeeds within 1 s.
+const CONNECT_PROBE: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
+s.close()
+"#;
+
+/// The `workers` array of a stats report.
+pub fn workers(stats: &Value) -> &Vec<Value> {
+    stats["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no workers in stats: {stats:#}"))
+}
+
+/// A `u64` at `pointer` (JSON pointer, e.g. `/app/requests`) in `v`.
+pub fn num(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {v:#}"))
+}
+
+/// The sum of `pointer` over all workers.
+pub fn total(stats: &Value, pointer: &str) -> u64 {
+    workers(stats).iter().map(|w| num(w, pointer)).sum()
+}
+
+/// Asserts that every worker's frame accounting is `"ok"`.
+pub fn assert_frames_ok(stats: &Value) {
+    let ws = workers(stats);
+    assert!(!ws.is_empty(), "no workers in stats: {stats:#}");
+    for w in ws {
+        assert_eq!(
+            w["frame_accounting"], "ok",
+            "worker {} frame accounting: {}",
+            w["worker"], w["frame_accounting"]
+        );
+    }
+}
+
+/// Names of existing network namespaces (`ip netns list`).
+pub fn netns_list() -> Vec<String> {
+    let out = run_ok(Command::new("ip").args(["netns", "list"]));
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
