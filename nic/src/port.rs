@@ -23,6 +23,9 @@ pub struct PortConfig {
     /// Verify checksums in smoltcp (`false` when the caller's demux already
     /// verified them, as the engine's does).
     pub verify_rx_checksums: bool,
+    /// Offer smoltcp an Ethernet device (it then does ARP/NDP itself) instead
+    /// of an IP one. The engine uses IP; test peers may use Ethernet.
+    pub ethernet: bool,
 }
 
 impl Default for PortConfig {
@@ -34,6 +37,7 @@ impl Default for PortConfig {
             tx_reserve: 0,
             tx_backlog: 1024,
             verify_rx_checksums: true,
+            ethernet: false,
         }
     }
 }
