@@ -3,6 +3,65 @@
 //! for TCP and ICMP, native UDP datagram queues, the listeners with the
 //! backlog the stack owns, and the socket API applications on the same core
 //! use.
+//!
+//! # Example
+//!
+//! Listeners share a port when every one sets reuseport with the same uid;
+//! an application's loop on its core is ingress, its own work, egress. (Here
+//! over the in-memory pipe; `nic::xsk::XskRings` is the real NIC queue.)
+//!
+//! ```
+//! use nic::mem::{MemConfig, MemRings};
+//! use stack::engine::{Engine, EngineConfig};
+//! use stack::reuseport::{BindAddr, BindError, BindOptions, FlowHasher};
+//! use stack::shared::Shared;
+//!
+//! let (nic_queue, _wire_peer) = MemRings::pair(MemConfig::default());
+//! let shared = Shared::new(1, FlowHasher::random()).unwrap();
+//! let cfg = EngineConfig::new(
+//!     [2, 0, 0, 0, 0, 1],
+//!     Some(("198.18.0.1".parse().unwrap(), 24)),
+//!     None,
+//! );
+//! let mut engine = Engine::new(nic_queue, cfg, shared.clone(), 0, 0);
+//!
+//! let opts = BindOptions::new(1000).with_reuseport(true).with_backlog(128);
+//! let a = engine.tcp_listen(BindAddr::Any4, 80, opts.clone()).unwrap();
+//! let b = engine.tcp_listen(BindAddr::Any4, 80, opts).unwrap(); // joins a's group
+//!
+//! // Another uid cannot join: a refused port hijack.
+//! let other = BindOptions::new(1001).with_reuseport(true);
+//! let err = engine.tcp_listen(BindAddr::Any4, 80, other).unwrap_err();
+//! assert!(matches!(err, BindError::PortHijack { .. }));
+//!
+//! // UDP: a socket with its own datagram queue.
+//! let dns = engine
+//!     .udp_bind(BindAddr::Any4, 53, BindOptions::new(1000).with_backlog(1024))
+//!     .unwrap();
+//!
+//! // One turn of the worker loop.
+//! engine.ingress();
+//! for l in [a, b] {
+//!     while let Some(conn) = engine.accept(l) {
+//!         let mut buf = [0u8; 1024];
+//!         if let Ok(n) = engine.recv(conn, &mut buf) {
+//!             let _ = engine.send(conn, &buf[..n]);
+//!         }
+//!         engine.close(conn);
+//!     }
+//! }
+//! let mut buf = [0u8; 512];
+//! while let Ok(Some((n, from, to))) = engine.recv_from(dns, &mut buf) {
+//!     let _ = engine.send_to(dns, &buf[..n], from, Some(to));
+//! }
+//! engine.egress();
+//!
+//! // Stop taking new flows on `a`, then close it: what it had not accepted
+//! // yet migrates to `b`.
+//! engine.drain(a).unwrap();
+//! engine.close_listener(a).unwrap();
+//! assert_eq!(shared.report().listeners.len(), 3); // b, dns, and a (closed)
+//! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
