@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use stack::engine::Engine;
-use stack::socket::{ConnError, ConnId, ListenerId, UdpId};
+use stack::engine::{Engine, ListenerId, UdpId};
+use stack::reuseport::BindAddr;
+use stack::socket::{ConnError, ConnId};
 use stack::worker::App;
+
+use crate::server::WorkerCtx;
 
 use nic::Rings;
 
@@ -45,12 +48,29 @@ pub struct EchoApp {
 
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.
-    pub fn new<R: Rings>(engine: &mut Engine<R>, args: &EchoArgs) -> Result<Self, String> {
+    pub fn new<R: Rings>(
+        ctx: &WorkerCtx,
+        engine: &mut Engine<R>,
+        args: &EchoArgs,
+    ) -> Result<Self, String> {
+        let any = BindAddr::Any6 { v6only: false };
+        let listener = engine
+            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
+            .map_err(|e| e.to_string())?;
+        let udp = engine
+            .udp_bind(any, args.port, ctx.bind.clone().with_backlog(1024))
+            .map_err(|e| e.to_string())?;
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(listener, ctx.selector.clone());
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(udp, ctx.selector.clone());
         Ok(EchoApp {
-            listener: engine
-                .tcp_listen(args.port, 128)
-                .map_err(|e| e.to_string())?,
-            udp: engine.udp_bind(args.port).map_err(|e| e.to_string())?,
+            listener,
+            udp,
             conns: HashMap::new(),
             buf: vec![0; 64 * 1024],
             counters: EchoCounters::default(),
@@ -65,8 +85,11 @@ impl EchoApp {
 
 impl<R: Rings> App<R> for EchoApp {
     fn poll(&mut self, engine: &mut Engine<R>, _now: Instant) -> Option<Instant> {
-        while let Ok(Some((n, from))) = engine.udp_recv(self.udp, &mut self.buf) {
-            if engine.udp_send(self.udp, &self.buf[..n], from).is_ok() {
+        while let Ok(Some((n, from, to))) = engine.recv_from(self.udp, &mut self.buf) {
+            if engine
+                .send_to(self.udp, &self.buf[..n], from, Some(to))
+                .is_ok()
+            {
                 self.counters.datagrams += 1;
             }
         }

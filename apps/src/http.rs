@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use stack::engine::Engine;
-use stack::socket::{ConnError, ConnId, ListenerId};
+use stack::engine::{Engine, ListenerId};
+use stack::reuseport::BindAddr;
+use stack::socket::{ConnError, ConnId};
 use stack::worker::App;
+
+use crate::server::WorkerCtx;
 
 use nic::Rings;
 
@@ -30,6 +33,18 @@ pub struct HttpArgs {
     /// Close connections idle this many seconds.
     #[arg(long, default_value_t = 30)]
     pub idle_timeout: u64,
+    /// Reuseport listeners per worker (all on the same port).
+    #[arg(long, default_value_t = 1)]
+    pub listeners: usize,
+}
+
+/// A draining listener is closed after this long even if handshakes are
+/// still pending (they migrate to a live member).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+struct Slot {
+    id: ListenerId,
+    draining_since: Option<Instant>,
 }
 
 struct Conn {
@@ -55,11 +70,17 @@ pub struct HttpCounters {
     pub status_5xx: u64,
     /// Connections closed for idleness.
     pub idle_closed: u64,
+    /// Listeners replaced (SIGHUP).
+    pub listeners_replaced: u64,
 }
 
 /// One worker's HTTP service.
 pub struct HttpApp {
-    listener: ListenerId,
+    slots: Vec<Slot>,
+    ctx: WorkerCtx,
+    port: u16,
+    backlog: usize,
+    reload_seen: u64,
     conns: HashMap<ConnId, Conn>,
     body: Vec<u8>,
     idle: Duration,
@@ -68,19 +89,69 @@ pub struct HttpApp {
 }
 
 impl HttpApp {
-    /// Listen on `args.port` on this worker's engine.
-    pub fn new<R: Rings>(engine: &mut Engine<R>, args: &HttpArgs) -> Result<Self, String> {
-        let listener = engine
-            .tcp_listen(args.port, args.backlog)
-            .map_err(|e| e.to_string())?;
-        Ok(HttpApp {
-            listener,
+    /// Open `args.listeners` reuseport listeners on `args.port` on this
+    /// worker's engine.
+    pub fn new<R: Rings>(
+        ctx: &WorkerCtx,
+        engine: &mut Engine<R>,
+        args: &HttpArgs,
+    ) -> Result<Self, String> {
+        let mut app = HttpApp {
+            slots: Vec::new(),
+            ctx: ctx.clone(),
+            port: args.port,
+            backlog: args.backlog,
+            reload_seen: ctx.reload.load(std::sync::atomic::Ordering::Relaxed),
             conns: HashMap::new(),
             body: args.body.as_bytes().to_vec(),
             idle: Duration::from_secs(args.idle_timeout),
             counters: HttpCounters::default(),
             buf: vec![0; 16 * 1024],
-        })
+        };
+        for _ in 0..args.listeners.max(1) {
+            let id = app.listen(engine)?;
+            app.slots.push(Slot {
+                id,
+                draining_since: None,
+            });
+        }
+        Ok(app)
+    }
+
+    fn listen<R: Rings>(&self, engine: &mut Engine<R>) -> Result<ListenerId, String> {
+        let opts = self.ctx.bind.clone().with_backlog(self.backlog);
+        let id = engine
+            .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
+            .map_err(|e| e.to_string())?;
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(id, self.ctx.selector.clone());
+        Ok(id)
+    }
+
+    /// SIGHUP: replace every listener one by one: the new one joins the
+    /// group, the old one drains (takes no new flows, its queue is still
+    /// accepted) and closes once empty.
+    fn replace_listeners<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].draining_since.is_none())
+            .collect();
+        for i in live {
+            match self.listen(engine) {
+                Ok(id) => {
+                    let old = self.slots[i].id;
+                    let _ = engine.drain(old);
+                    self.slots[i].draining_since = Some(now);
+                    self.slots.push(Slot {
+                        id,
+                        draining_since: None,
+                    });
+                    self.counters.listeners_replaced += 1;
+                }
+                Err(e) => log::warn!("listener replacement refused: {e}"),
+            }
+        }
     }
 
     /// Counters as JSON.
@@ -88,20 +159,20 @@ impl HttpApp {
         json!(self.counters)
     }
 
-    fn respond(&mut self, c: &mut Conn) {
+    fn respond<R: Rings>(&mut self, engine: &Engine<R>, c: &mut Conn) {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
-            let (status, body_head, head_len, keep) = match req.parse(&c.inbuf) {
+            let (status, body_head, head_len, keep, stats) = match req.parse(&c.inbuf) {
                 Ok(httparse::Status::Partial) => {
                     if c.inbuf.len() > MAX_HEAD {
-                        (431, false, c.inbuf.len(), false)
+                        (431, false, c.inbuf.len(), false, false)
                     } else {
                         return;
                     }
                 }
-                Err(httparse::Error::TooManyHeaders) => (431, false, c.inbuf.len(), false),
-                Err(_) => (400, false, c.inbuf.len(), false),
+                Err(httparse::Error::TooManyHeaders) => (431, false, c.inbuf.len(), false, false),
+                Err(_) => (400, false, c.inbuf.len(), false, false),
                 Ok(httparse::Status::Complete(n)) => {
                     let v11 = req.version == Some(1);
                     let mut keep = v11;
@@ -123,6 +194,7 @@ impl HttpApp {
                     }
                     let method = req.method.unwrap_or("");
                     let head = method == "HEAD";
+                    let stats = req.path == Some("/stats");
                     let status = if has_body {
                         // Request bodies are not supported by the fixed-body
                         // server: refuse and close rather than mis-frame.
@@ -133,10 +205,15 @@ impl HttpApp {
                     } else {
                         405
                     };
-                    (status, head, n, keep)
+                    (status, head, n, keep, stats)
                 }
             };
-            self.write_response(c, status, body_head, keep);
+            if status == 200 && stats {
+                let body = serde_json::to_vec_pretty(&engine.shared().report()).unwrap_or_default();
+                self.write_raw(c, 200, "application/json", &body, body_head, keep);
+            } else {
+                self.write_response(c, status, body_head, keep);
+            }
             c.inbuf.drain(..head_len.min(c.inbuf.len()));
             if !keep {
                 c.close_after = true;
@@ -150,21 +227,41 @@ impl HttpApp {
     }
 
     fn write_response(&mut self, c: &mut Conn, status: u16, head_only: bool, keep: bool) {
-        let (reason, body): (&str, &[u8]) = match status {
-            200 => ("OK", &self.body),
-            400 => ("Bad Request", b"bad request\n"),
-            405 => ("Method Not Allowed", b"method not allowed\n"),
-            413 => ("Content Too Large", b"request bodies are not accepted\n"),
-            431 => (
-                "Request Header Fields Too Large",
-                b"request head too large\n",
-            ),
-            _ => ("Internal Server Error", b"error\n"),
+        let body: Vec<u8> = match status {
+            200 => std::mem::take(&mut self.body),
+            400 => b"bad request\n".to_vec(),
+            405 => b"method not allowed\n".to_vec(),
+            413 => b"request bodies are not accepted\n".to_vec(),
+            431 => b"request head too large\n".to_vec(),
+            _ => b"error\n".to_vec(),
+        };
+        self.write_raw(c, status, "text/plain", &body, head_only, keep);
+        if status == 200 {
+            self.body = body;
+        }
+    }
+
+    fn write_raw(
+        &mut self,
+        c: &mut Conn,
+        status: u16,
+        ctype: &str,
+        body: &[u8],
+        head_only: bool,
+        keep: bool,
+    ) {
+        let reason = match status {
+            200 => "OK",
+            400 => "Bad Request",
+            405 => "Method Not Allowed",
+            413 => "Content Too Large",
+            431 => "Request Header Fields Too Large",
+            _ => "Internal Server Error",
         };
         use std::io::Write;
         let _ = write!(
             c.out,
-            "HTTP/1.1 {status} {reason}\r\nServer: xdpstack\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}{}\r\n",
+            "HTTP/1.1 {status} {reason}\r\nServer: xdpstack\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}{}\r\n",
             body.len(),
             if keep { "" } else { "Connection: close\r\n" },
             if status == 405 { "Allow: GET, HEAD\r\n" } else { "" },
@@ -183,7 +280,32 @@ impl HttpApp {
 
 impl<R: Rings> App<R> for HttpApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
-        while let Some(id) = engine.accept(self.listener) {
+        let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
+        if gen != self.reload_seen {
+            self.reload_seen = gen;
+            self.replace_listeners(engine, now);
+        }
+        let mut accepted = Vec::new();
+        for slot in &self.slots {
+            while let Some(id) = engine.accept(slot.id) {
+                accepted.push(id);
+            }
+        }
+        // Drained listeners close once their queue is empty (or after the
+        // drain limit: what is left migrates to a live member).
+        let mut draining_left = false;
+        self.slots.retain(|s| match s.draining_since {
+            Some(t) if engine.pending(s.id) == 0 || now.duration_since(t) >= DRAIN_LIMIT => {
+                let _ = engine.close_listener(s.id);
+                false
+            }
+            Some(_) => {
+                draining_left = true;
+                true
+            }
+            None => true,
+        });
+        for id in accepted {
             self.counters.connections += 1;
             self.conns.insert(
                 id,
@@ -227,7 +349,7 @@ impl<R: Rings> App<R> for HttpApp {
                     }
                 }
                 if !c.inbuf.is_empty() {
-                    self.respond(&mut c);
+                    self.respond(engine, &mut c);
                 }
             }
             while c.out_off < c.out.len() {
@@ -263,6 +385,10 @@ impl<R: Rings> App<R> for HttpApp {
             self.conns.insert(id, c);
         }
         drop(done);
+        if draining_left {
+            let soon = now + Duration::from_millis(10);
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
         next
     }
 }

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let report = server::serve(
                 &server,
                 "http",
-                move |_, engine| http::HttpApp::new(engine, &http),
+                move |ctx, engine| http::HttpApp::new(ctx, engine, &http),
                 |app| app.json(),
             )?;
             print_summary(&report);
@@ -109,7 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let report = server::serve(
                 &server,
                 "echo",
-                move |_, engine| echo::EchoApp::new(engine, &echo),
+                move |ctx, engine| echo::EchoApp::new(ctx, engine, &echo),
                 |app| app.json(),
             )?;
             print_summary(&report);

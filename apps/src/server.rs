@@ -10,7 +10,8 @@ use std::time::Instant;
 use nic::xsk::{rx_queue_count, XdpMode, XskConfig, XskRings};
 use serde_json::{json, Value};
 use stack::engine::{Engine, EngineConfig};
-use stack::l2::SharedNeighbors;
+use stack::reuseport::{selector_by_name, BindOptions, FlowHasher, Selector};
+use stack::shared::Shared;
 use stack::worker::{self, App, LoopConfig};
 
 /// Options every server shares.
@@ -46,6 +47,43 @@ pub struct ServerArgs {
     /// Do not pin workers to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// How new flows pick a listener of a reuseport group: `hash` (keyed
+    /// 4-tuple hash) or `queue` (prefer a listener on the core that owns the
+    /// receiving queue, so the flow never crosses cores).
+    #[arg(long, default_value = "hash", value_parser = parse_selector)]
+    pub selector: String,
+    /// Key of the flow hash as K0:K1 (hex), for reproducible runs; random
+    /// per process by default.
+    #[arg(long, value_parser = parse_key)]
+    pub hash_key: Option<(u64, u64)>,
+    /// Owner uid of the listeners (default: the effective uid).
+    #[arg(long)]
+    pub uid: Option<u32>,
+}
+
+fn parse_selector(s: &str) -> Result<String, String> {
+    selector_by_name(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("unknown selector `{s}` (hash, queue)"))
+}
+
+fn parse_key(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once(':').ok_or("expected K0:K1 in hex")?;
+    let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| format!("`{x}` is not hex"));
+    Ok((p(a)?, p(b)?))
+}
+
+/// What every worker's application gets besides its engine.
+#[derive(Clone, Debug)]
+pub struct WorkerCtx {
+    /// Worker index (= queue = core index in the stack).
+    pub worker: usize,
+    /// Selector to attach to the groups the application creates.
+    pub selector: Arc<dyn Selector>,
+    /// Listener options: reuseport on, the owner uid.
+    pub bind: BindOptions,
+    /// Bumped on every SIGHUP: replace listeners when it changes.
+    pub reload: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// XDP attach mode on the command line.
@@ -151,7 +189,7 @@ pub fn serve<A, F, J>(
 ) -> Result<Value, ServeError>
 where
     A: App<XskRings>,
-    F: Fn(usize, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
+    F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
     J: Fn(&A) -> Value + Send + Sync + 'static,
 {
     if args.addr.is_none() && args.addr6.is_none() {
@@ -185,7 +223,19 @@ where
         rings.push(XskRings::open(&args.iface, q, &xcfg)?);
     }
     let info = rings[0].info().clone();
-    let neighbors = Arc::new(SharedNeighbors::new());
+    let hasher = match args.hash_key {
+        Some((k0, k1)) => FlowHasher::with_key(k0, k1),
+        None => FlowHasher::random(),
+    };
+    let shared = Shared::new(args.workers as usize, hasher)
+        .map_err(|e| ServeError::Worker(0, e.to_string()))?;
+    let selector = selector_by_name(&args.selector)
+        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let uid = args.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    let reload = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(ServeError::Signal)?;
     let seed = stack::engine::random_seed();
     let make_app = Arc::new(make_app);
     let app_json = Arc::new(app_json);
@@ -197,7 +247,13 @@ where
         ecfg.gateway6 = args.gateway6;
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();
-        let neighbors = neighbors.clone();
+        let shared = shared.clone();
+        let ctx = WorkerCtx {
+            worker: i,
+            selector: selector.clone(),
+            bind: BindOptions::new(uid).with_reuseport(true),
+            reload: reload.clone(),
+        };
         let make_app = make_app.clone();
         let app_json = app_json.clone();
         let pin = !args.no_pin;
@@ -205,8 +261,8 @@ where
             .name(format!("xdpstack-w{i}"))
             .spawn(move || {
                 let core = if pin { worker::pin_to_core(i) } else { None };
-                let mut engine = Engine::new(r, ecfg, neighbors);
-                let mut app = match make_app(i, &mut engine) {
+                let mut engine = Engine::new(r, ecfg, shared, i, i as u32);
+                let mut app = match make_app(&ctx, &mut engine) {
                     Ok(app) => app,
                     Err(e) => {
                         stop.store(true, Ordering::Relaxed);
@@ -241,6 +297,13 @@ where
             .map(|(a, p)| format!(" {a}/{p}"))
             .unwrap_or_default(),
     );
+    // SIGHUP -> reload generation, seen by every worker's application.
+    while !handles.iter().all(|h| h.is_finished()) {
+        if hup.swap(false, Ordering::Relaxed) {
+            reload.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut workers = Vec::new();
     let mut failed = None;
     for (i, h) in handles.into_iter().enumerate() {
@@ -256,7 +319,9 @@ where
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
         "seconds": started.elapsed().as_secs_f64(),
+        "selector": args.selector,
         "workers": workers,
+        "stack": shared.report(),
     });
     if let Some(path) = &args.stats_file {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -302,5 +367,6 @@ fn worker_json(
         "frame_accounting": match frames_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
         "loop": { "iterations": ls.iterations, "sleeps": ls.sleeps },
         "sockets": s.sockets,
+        "flows": s.flows,
     })
 }

@@ -67,8 +67,13 @@ impl<M: FrameMem> Device for PortDevice<'_, M> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = self.st.cfg.mtu;
+        if self.st.cfg.ethernet {
+            caps.medium = Medium::Ethernet;
+            caps.max_transmission_unit = self.st.cfg.mtu + 14;
+        } else {
+            caps.medium = Medium::Ip;
+            caps.max_transmission_unit = self.st.cfg.mtu;
+        }
         caps.max_burst_size = Some(self.st.cfg.batch);
         let mut ck = ChecksumCapabilities::default();
         if !self.st.cfg.verify_rx_checksums {

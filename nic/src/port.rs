@@ -23,6 +23,9 @@ pub struct PortConfig {
     /// Verify checksums in smoltcp (`false` when the caller's demux already
     /// verified them, as the engine's does).
     pub verify_rx_checksums: bool,
+    /// Offer smoltcp an Ethernet device (it then does ARP/NDP itself) instead
+    /// of an IP one. The engine uses IP; test peers may use Ethernet.
+    pub ethernet: bool,
 }
 
 impl Default for PortConfig {
@@ -34,6 +37,7 @@ impl Default for PortConfig {
             tx_reserve: 0,
             tx_backlog: 1024,
             verify_rx_checksums: true,
+            ethernet: false,
         }
     }
 }
@@ -335,6 +339,73 @@ impl<R: Rings> Port<R> {
             len: len as u32,
         });
         true
+    }
+
+    /// Build an IP packet of `ip_len` bytes with `g` (written after the
+    /// link-layer headroom); it gets its link-layer header at the next
+    /// [`Port::flush`], like the stack's own packets. False (counted) when no
+    /// frame is free or the packet does not fit.
+    pub fn send_ip(&mut self, ip_len: usize, g: impl FnOnce(&mut [u8])) -> bool {
+        let headroom = self.st.cfg.l2_headroom;
+        let total = headroom + ip_len;
+        if total > self.st.capacity {
+            self.st.counters.tx_dropped += 1;
+            return false;
+        }
+        let Some(addr) = self.st.alloc_tx() else {
+            self.st.counters.tx_no_frame += 1;
+            return false;
+        };
+        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so this port
+        // owns it alone; `total` fits the frame's data capacity.
+        unsafe {
+            self.rings
+                .mem()
+                .with_frame_mut(addr, total, |b| g(&mut b[headroom..total]))
+        };
+        self.st.tx_build.push(Frame {
+            addr,
+            len: total as u32,
+        });
+        true
+    }
+
+    /// Copy `bytes` (a packet handed over from another core) into a free
+    /// frame that is then held like a received one: read it, feed it to the
+    /// stack, [`Port::release`] it. `None` (counted) when no frame is free.
+    pub fn inject(&mut self, offset: usize, bytes: &[u8]) -> Option<Frame> {
+        let len = offset + bytes.len();
+        if len > self.st.capacity {
+            self.st.counters.tx_dropped += 1;
+            return None;
+        }
+        let addr = self.st.free.pop()?;
+        if !self.st.mv(addr, Place::Free, Place::Rx) {
+            return None;
+        }
+        // SAFETY: the frame moved Free -> Rx just now: this port owns it and
+        // the kernel does not; `len` fits its capacity.
+        unsafe {
+            self.rings
+                .mem()
+                .with_frame_mut(addr, len, |b| b[offset..len].copy_from_slice(bytes))
+        };
+        Some(Frame {
+            addr,
+            len: len as u32,
+        })
+    }
+
+    /// Sleep until frames may have arrived, `extra` is readable, or
+    /// `timeout_ms` passed.
+    pub fn wait_with(
+        &mut self,
+        extra: std::os::fd::BorrowedFd<'_>,
+        timeout_ms: i32,
+    ) -> std::io::Result<()> {
+        self.refill();
+        self.st.counters.waits += 1;
+        self.rings.wait_with(extra, timeout_ms)
     }
 
     /// A smoltcp device over this port for one `poll_ingress_single` (with

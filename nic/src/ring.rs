@@ -112,6 +112,12 @@ pub trait Rings {
     fn wake_fill(&mut self) -> io::Result<()>;
     /// Sleep until a frame may be readable or `timeout_ms` passes.
     fn wait(&mut self, timeout_ms: i32) -> io::Result<()>;
+    /// Sleep until a frame may be readable, `extra` is readable, or
+    /// `timeout_ms` passes. Backends without a file descriptor return at once.
+    fn wait_with(&mut self, extra: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> io::Result<()> {
+        let _ = extra;
+        self.wait(timeout_ms)
+    }
     /// The socket's file descriptor, when there is one.
     fn raw_fd(&self) -> Option<RawFd>;
     /// The kernel's counters, when there are any.

@@ -461,6 +461,33 @@ impl Rings for XskRings {
         self.rx.poll(timeout_ms).map(|_| ())
     }
 
+    fn wait_with(&mut self, extra: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let mut fds = [
+            libc::pollfd {
+                fd: self.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd structs for the whole
+        // call, and both descriptors are open: the XSK is owned by `self` and
+        // `extra` is borrowed for the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.rx.fd().as_raw_fd())
     }

@@ -1,21 +1,91 @@
-//! One stack per core: the demux (L2 + header parse), a smoltcp interface in
-//! `Medium::Ip`, the listeners and their backlog, and the socket API that
-//! applications running on the same core use.
+//! One stack per core: the demux (L2, header parse, flow table, reuseport
+//! selection, handoff to other cores), a smoltcp interface in `Medium::Ip`
+//! for TCP and ICMP, native UDP datagram queues, the listeners with the
+//! backlog the stack owns, and the socket API applications on the same core
+//! use.
+//!
+//! # Example
+//!
+//! Listeners share a port when every one sets reuseport with the same uid;
+//! an application's loop on its core is ingress, its own work, egress. (Here
+//! over the in-memory pipe; `nic::xsk::XskRings` is the real NIC queue.)
+//!
+//! ```
+//! use nic::mem::{MemConfig, MemRings};
+//! use stack::engine::{Engine, EngineConfig};
+//! use stack::reuseport::{BindAddr, BindError, BindOptions, FlowHasher};
+//! use stack::shared::Shared;
+//!
+//! let (nic_queue, _wire_peer) = MemRings::pair(MemConfig::default());
+//! let shared = Shared::new(1, FlowHasher::random()).unwrap();
+//! let cfg = EngineConfig::new(
+//!     [2, 0, 0, 0, 0, 1],
+//!     Some(("198.18.0.1".parse().unwrap(), 24)),
+//!     None,
+//! );
+//! let mut engine = Engine::new(nic_queue, cfg, shared.clone(), 0, 0);
+//!
+//! let opts = BindOptions::new(1000).with_reuseport(true).with_backlog(128);
+//! let a = engine.tcp_listen(BindAddr::Any4, 80, opts.clone()).unwrap();
+//! let b = engine.tcp_listen(BindAddr::Any4, 80, opts).unwrap(); // joins a's group
+//!
+//! // Another uid cannot join: a refused port hijack.
+//! let other = BindOptions::new(1001).with_reuseport(true);
+//! let err = engine.tcp_listen(BindAddr::Any4, 80, other).unwrap_err();
+//! assert!(matches!(err, BindError::PortHijack { .. }));
+//!
+//! // UDP: a socket with its own datagram queue.
+//! let dns = engine
+//!     .udp_bind(BindAddr::Any4, 53, BindOptions::new(1000).with_backlog(1024))
+//!     .unwrap();
+//!
+//! // One turn of the worker loop.
+//! engine.ingress();
+//! for l in [a, b] {
+//!     while let Some(conn) = engine.accept(l) {
+//!         let mut buf = [0u8; 1024];
+//!         if let Ok(n) = engine.recv(conn, &mut buf) {
+//!             let _ = engine.send(conn, &buf[..n]);
+//!         }
+//!         engine.close(conn);
+//!     }
+//! }
+//! let mut buf = [0u8; 512];
+//! while let Ok(Some((n, from, to))) = engine.recv_from(dns, &mut buf) {
+//!     let _ = engine.send_to(dns, &buf[..n], from, Some(to));
+//! }
+//! engine.egress();
+//!
+//! // Stop taking new flows on `a`, then close it: what it had not accepted
+//! // yet migrates to `b`.
+//! engine.drain(a).unwrap();
+//! engine.close_listener(a).unwrap();
+//! assert_eq!(shared.report().listeners.len(), 3); // b, dns, and a (closed)
+//! ```
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nic::{Frame, Port, PortConfig, PortStats, Rings, RxPacket};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{tcp, Socket};
 use smoltcp::time::{Duration as SDuration, Instant as SInstant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+use smoltcp::wire::{
+    HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, IpProtocol, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
+};
 
 use crate::counters::L2Counters;
-use crate::l2::{Egress, Ingress, L2Config, SharedNeighbors, ETH_HDR, L2};
-use crate::parse::{Proto, L4};
-use crate::socket::{BindError, ConnError, ConnId, ListenerId, UdpError, UdpId};
+use crate::flow::{FlowTable, Owner};
+use crate::handoff::Msg;
+use crate::l2::{Egress, Ingress, L2Config, ETH_HDR, L2};
+use crate::parse::{FlowKey, ParsedIp, Proto, L4};
+use crate::reuseport::{BindAddr, BindError, BindOptions, ListenerCounters, MemberId};
+use crate::shared::{ListenerReport, Shared};
+use crate::socket::{ConnError, ConnId, UdpError};
 
 /// Addresses and sizes of one engine.
 #[derive(Clone, Debug)]
@@ -34,11 +104,7 @@ pub struct EngineConfig {
     pub tcp_rx_buf: usize,
     /// TCP send buffer per connection.
     pub tcp_tx_buf: usize,
-    /// UDP buffer (bytes) per socket, each way.
-    pub udp_buf: usize,
-    /// UDP datagrams queued per socket, each way.
-    pub udp_slots: usize,
-    /// Seed for TCP initial sequence numbers and ephemeral ports.
+    /// Seed for TCP initial sequence numbers.
     pub seed: u64,
 }
 
@@ -53,8 +119,6 @@ impl EngineConfig {
             gateway6: None,
             tcp_rx_buf: 64 * 1024,
             tcp_tx_buf: 64 * 1024,
-            udp_buf: 64 * 1024,
-            udp_slots: 64,
             seed: random_seed(),
         }
     }
@@ -75,20 +139,35 @@ pub struct EngineCounters {
     pub ip_packets: u64,
     /// TCP connections accepted by applications.
     pub accepted: u64,
-    /// SYNs dropped because a listener's accept queue was full.
+    /// SYNs dropped because the chosen listener's accept queue was full.
     pub syn_backlog_full: u64,
-    /// Connections reset or closed before the application accepted them.
+    /// Connections reset or closed by the peer before the application
+    /// accepted them.
     pub pending_lost: u64,
     /// Connections whose TIME_WAIT was cut short to keep the socket set small.
     pub time_wait_reaped: u64,
     /// Connections released after closing.
     pub closed: u64,
-    /// UDP datagrams received by applications.
+    /// Packets handed to another core.
+    pub handed_off: u64,
+    /// Packets received from another core.
+    pub handed_in: u64,
+    /// Packets that could not be handed off (queue full or too many hops).
+    pub handoff_dropped: u64,
+    /// Pending connections migrated to another listener.
+    pub migrated_out: u64,
+    /// Pending connections migrated in from another listener.
+    pub migrated_in: u64,
+    /// Pending connections reset because no live listener was left.
+    pub migration_resets: u64,
+    /// UDP datagrams delivered to application queues.
     pub udp_rx: u64,
-    /// UDP datagrams sent by applications.
+    /// UDP datagrams dropped because the queue was full.
+    pub udp_queue_full: u64,
+    /// UDP datagrams sent.
     pub udp_tx: u64,
-    /// UDP datagrams refused because the send buffer was full.
-    pub udp_tx_full: u64,
+    /// UDP datagrams that could not be sent (no free frame).
+    pub udp_tx_dropped: u64,
 }
 
 /// Everything an engine counts, for reports.
@@ -102,20 +181,57 @@ pub struct EngineStats {
     pub port: PortStats,
     /// Sockets in the set now.
     pub sockets: usize,
+    /// Flows in the flow table now.
+    pub flows: usize,
 }
+
+/// A TCP listener (reuseport group member) on this core.
+pub type ListenerId = MemberId;
+
+/// A UDP socket (reuseport group member) on this core.
+pub type UdpId = MemberId;
 
 struct Listener {
     port: u16,
     backlog: usize,
-    listening: Option<SocketHandle>,
     pending: VecDeque<SocketHandle>,
-    accepted: u64,
-    syn_dropped: u64,
+    counters: Arc<ListenerCounters>,
+    draining: bool,
 }
 
 struct Conn {
-    handle: SocketHandle,
+    key: FlowKey,
+    member: MemberId,
+    rx_core: usize,
+    accepted: bool,
     closing: bool,
+    counters: Arc<ListenerCounters>,
+}
+
+/// A received datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Our address it was sent to.
+    pub to: IpAddr,
+    /// Payload.
+    pub data: Vec<u8>,
+}
+
+struct UdpMember {
+    cap: usize,
+    addr: BindAddr,
+    port: u16,
+    queue: VecDeque<Datagram>,
+    counters: Arc<ListenerCounters>,
+}
+
+enum Pkt {
+    /// A held rx frame of this port; the IP packet is at ETH_HDR.
+    Frame(Frame, usize),
+    /// A packet from another core.
+    Bytes(Vec<u8>),
 }
 
 /// One core's stack over one port.
@@ -125,19 +241,24 @@ pub struct Engine<R: Rings> {
     sockets: SocketSet<'static>,
     l2: L2,
     cfg: EngineConfig,
-    listeners: Vec<Listener>,
-    conns: Vec<Conn>,
-    udp: Vec<(u16, SocketHandle)>,
+    shared: Arc<Shared>,
+    core: usize,
+    queue: u32,
+    flows: FlowTable,
+    listeners: HashMap<MemberId, Listener>,
+    udp: HashMap<MemberId, UdpMember>,
+    conns: HashMap<SocketHandle, Conn>,
     counters: EngineCounters,
     frames: Vec<Frame>,
     reply: [u8; 256],
-    epoch: std::time::Instant,
+    pool: Vec<Vec<u8>>,
     dirty: bool,
+    last_sweep_ms: u64,
 }
 
 impl<R: Rings> Engine<R> {
-    /// An engine over `rings`, sharing `neighbors` with the other cores.
-    pub fn new(rings: R, cfg: EngineConfig, neighbors: Arc<SharedNeighbors>) -> Self {
+    /// An engine on core `core` over `rings` (NIC queue `queue`).
+    pub fn new(rings: R, cfg: EngineConfig, shared: Arc<Shared>, core: usize, queue: u32) -> Self {
         let port_cfg = PortConfig {
             l2_headroom: ETH_HDR,
             verify_rx_checksums: false,
@@ -145,10 +266,10 @@ impl<R: Rings> Engine<R> {
             ..PortConfig::default()
         };
         let mut port = Port::new(rings, port_cfg);
-        let epoch = std::time::Instant::now();
         let mut icfg = Config::new(HardwareAddress::Ip);
         icfg.random_seed = cfg.seed;
-        let mut iface = Interface::new(icfg, &mut port.device(None), SInstant::from_millis(0));
+        let now = SInstant::from_micros(shared.epoch.elapsed().as_micros() as i64);
+        let mut iface = Interface::new(icfg, &mut port.device(None), now);
         iface.update_ip_addrs(|addrs| {
             if let Some((a, p)) = cfg.ipv4 {
                 let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(a), p));
@@ -173,7 +294,7 @@ impl<R: Rings> Engine<R> {
                 gateway4: cfg.gateway4,
                 gateway6: cfg.gateway6,
             },
-            neighbors,
+            shared.neighbors.clone(),
         );
         Engine {
             port,
@@ -181,19 +302,24 @@ impl<R: Rings> Engine<R> {
             sockets: SocketSet::new(Vec::new()),
             l2,
             cfg,
-            listeners: Vec::new(),
-            conns: Vec::new(),
-            udp: Vec::new(),
+            shared,
+            core,
+            queue,
+            flows: FlowTable::new(),
+            listeners: HashMap::new(),
+            udp: HashMap::new(),
+            conns: HashMap::new(),
             counters: EngineCounters::default(),
             frames: Vec::with_capacity(64),
             reply: [0; 256],
-            epoch,
+            pool: Vec::new(),
             dirty: true,
+            last_sweep_ms: 0,
         }
     }
 
     fn now(&self) -> SInstant {
-        SInstant::from_micros(self.epoch.elapsed().as_micros() as i64)
+        SInstant::from_micros(self.shared.epoch.elapsed().as_micros() as i64)
     }
 
     /// The port (for its backend's info).
@@ -201,11 +327,22 @@ impl<R: Rings> Engine<R> {
         &self.port
     }
 
-    /// Receive one batch and run it through the stack. Returns the number of
-    /// frames received.
+    /// What all cores share (registry, mesh, counters).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// This engine's core index.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    /// Receive one batch from the NIC and whatever other cores sent, and run
+    /// it through the stack. Returns the number of packets processed.
     pub fn ingress(&mut self) -> usize {
         let now = self.now();
         let now_ms = now.total_millis() as u64;
+        let mut work = self.drain_mesh(now);
         let n = self.port.recv(&mut self.frames);
         let frames = std::mem::take(&mut self.frames);
         for &f in &frames {
@@ -217,31 +354,7 @@ impl<R: Rings> Engine<R> {
                 .unwrap_or(Ingress::Consumed);
             match verdict {
                 Ingress::Ip { len, parsed } => {
-                    let mut admit = true;
-                    if parsed.key.proto == Proto::Tcp {
-                        if let L4::Tcp {
-                            flags_syn: true,
-                            flags_ack: false,
-                            ..
-                        } = parsed.l4
-                        {
-                            admit = self.admit_syn(parsed.key.dport);
-                        }
-                    }
-                    if admit {
-                        self.counters.ip_packets += 1;
-                        let rx = RxPacket {
-                            frame: f,
-                            offset: ETH_HDR,
-                            len,
-                        };
-                        self.iface.poll_ingress_single(
-                            now,
-                            &mut self.port.device(Some(rx)),
-                            &mut self.sockets,
-                        );
-                        self.dirty = true;
-                    }
+                    self.route(now, Pkt::Frame(f, len), parsed, None, self.core, 0);
                 }
                 Ingress::Reply { len } => {
                     let reply = &self.reply[..len];
@@ -252,46 +365,437 @@ impl<R: Rings> Engine<R> {
             self.port.release(f);
         }
         self.frames = frames;
-        if n > 0 {
-            self.update_listeners();
+        work += n;
+        if work > 0 {
+            self.sweep_pending();
+        }
+        if now_ms >= self.last_sweep_ms + 1000 {
+            self.last_sweep_ms = now_ms;
+            // Backstop for a lost close notice: remote entries idle 10 min.
+            self.flows.expire_remote(now_ms.saturating_sub(600_000));
+        }
+        work
+    }
+
+    fn drain_mesh(&mut self, now: SInstant) -> usize {
+        let mut n = 0;
+        while n < 256 {
+            let Some(msg) = self.shared.mesh.recv(self.core) else {
+                break;
+            };
+            n += 1;
+            match msg {
+                Msg::Packet {
+                    data,
+                    parsed,
+                    member,
+                    rx_core,
+                    hops,
+                } => {
+                    self.counters.handed_in += 1;
+                    self.route(now, Pkt::Bytes(data), parsed, member, rx_core, hops);
+                }
+                Msg::Migrate {
+                    socket,
+                    key,
+                    to,
+                    rx_core,
+                } => self.migrate_in(*socket, key, to, rx_core, now),
+                Msg::FlowClosed { key } => {
+                    if let Some(Owner::Remote { .. }) = self.flows.lookup(&key, 0) {
+                        self.flows.remove(&key);
+                    }
+                }
+            }
         }
         n
     }
 
-    /// A SYN for `port`: make sure a listening socket waits for it, unless the
-    /// accept queue is full (then the SYN is dropped and counted, as Linux
-    /// does; the client retries).
-    fn admit_syn(&mut self, port: u16) -> bool {
-        let Some(l) = self.listeners.iter_mut().find(|l| l.port == port) else {
-            return true; // no listener: smoltcp answers with RST
-        };
-        // The listening socket may have taken a SYN earlier in this batch.
-        refresh_listener(l, &mut self.sockets, &self.cfg);
-        if l.listening.is_some() {
-            return true;
+    /// The demux: where does this packet go?
+    fn route(
+        &mut self,
+        now: SInstant,
+        pkt: Pkt,
+        parsed: ParsedIp,
+        hint: Option<MemberId>,
+        rx_core: usize,
+        hops: u8,
+    ) {
+        let now_ms = now.total_millis() as u64;
+        let key = parsed.key;
+        match key.proto {
+            Proto::Tcp => {
+                let (syn, ack, rst) = match parsed.l4 {
+                    L4::Tcp {
+                        flags_syn,
+                        flags_ack,
+                        flags_rst,
+                        ..
+                    } => (flags_syn, flags_ack, flags_rst),
+                    _ => (false, false, false),
+                };
+                // A new flow handed to this core for one of its live
+                // listeners is admitted here, whatever an older entry says
+                // (the selection moved while the SYN was in flight).
+                let local_hint =
+                    hint.filter(|m| self.listeners.get(m).is_some_and(|l| !l.draining));
+                if let (true, false, Some(m)) = (syn, ack, local_hint) {
+                    if !matches!(self.flows.lookup(&key, now_ms), Some(Owner::Local { .. })) {
+                        return self.admit(now, pkt, key, m, rx_core);
+                    }
+                }
+                match self.flows.lookup(&key, now_ms) {
+                    Some(Owner::Local { .. }) => self.feed(now, pkt),
+                    Some(Owner::Remote { core }) => {
+                        self.forward(core, pkt, parsed, None, rx_core, hops);
+                        if rst {
+                            self.flows.remove(&key);
+                        }
+                    }
+                    None if syn && !ack => self.new_tcp_flow(now, pkt, parsed, hint, rx_core, hops),
+                    // Not a flow we know: smoltcp answers with RST.
+                    None => self.feed(now, pkt),
+                }
+            }
+            Proto::Udp => {
+                let local = hint.filter(|m| self.udp.contains_key(m));
+                let target = match local {
+                    Some(m) => Some((m, self.core)),
+                    None => self
+                        .shared
+                        .registry
+                        .select(&key, self.queue, self.core)
+                        .map(|s| (s.member, s.core)),
+                };
+                match target {
+                    // No socket: smoltcp answers ICMP port unreachable.
+                    None => self.feed(now, pkt),
+                    Some((m, core)) if core == self.core => self.deliver_udp(m, pkt, parsed),
+                    Some((m, core)) => {
+                        self.forward(core, pkt, parsed, Some(m), rx_core, hops);
+                    }
+                }
+            }
+            Proto::Icmp => self.feed(now, pkt),
         }
-        l.syn_dropped += 1;
-        self.counters.syn_backlog_full += 1;
-        false
     }
 
-    /// Listening sockets that took a SYN join the accept queue; a fresh one
-    /// takes their place while the queue has room.
-    fn update_listeners(&mut self) {
-        for l in &mut self.listeners {
-            let before = l.pending.len();
-            // Drop queued connections the peer reset before accept.
-            let sockets = &mut self.sockets;
-            l.pending.retain(|&h| {
-                let keep = sockets.get::<tcp::Socket>(h).state() != tcp::State::Closed;
-                if !keep {
-                    sockets.remove(h);
+    fn new_tcp_flow(
+        &mut self,
+        now: SInstant,
+        pkt: Pkt,
+        parsed: ParsedIp,
+        hint: Option<MemberId>,
+        rx_core: usize,
+        hops: u8,
+    ) {
+        let key = parsed.key;
+        let local_hint = hint.filter(|m| self.listeners.get(m).is_some_and(|l| !l.draining));
+        let target = match local_hint {
+            Some(m) => Some((m, self.core)),
+            None => self
+                .shared
+                .registry
+                .select(&key, self.queue, self.core)
+                .map(|s| (s.member, s.core)),
+        };
+        match target {
+            None => self.feed(now, pkt),
+            Some((m, core)) if core == self.core => self.admit(now, pkt, key, m, rx_core),
+            Some((m, core)) => {
+                if self.forward(core, pkt, parsed, Some(m), rx_core, hops) {
+                    self.flows
+                        .insert(key, Owner::Remote { core }, now.total_millis() as u64);
                 }
-                keep
-            });
-            self.counters.pending_lost += (before - l.pending.len()) as u64;
-            refresh_listener(l, &mut self.sockets, &self.cfg);
+            }
         }
+    }
+
+    /// A new connection for listener `m` on this core: a fresh socket takes
+    /// the SYN and joins the accept queue, unless the queue is full (the SYN
+    /// is dropped and counted, as Linux does; the client retries).
+    fn admit(&mut self, now: SInstant, pkt: Pkt, key: FlowKey, m: MemberId, rx_core: usize) {
+        let Some(l) = self.listeners.get_mut(&m) else {
+            return self.release_pkt(pkt);
+        };
+        if l.pending.len() >= l.backlog {
+            l.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.syn_backlog_full += 1;
+            return self.release_pkt(pkt);
+        }
+        let port = l.port;
+        let counters = l.counters.clone();
+        let h = new_listen_socket(&mut self.sockets, &self.cfg, port);
+        self.feed(now, pkt);
+        if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
+            // smoltcp did not take it (e.g. not for one of our addresses).
+            self.sockets.remove(h);
+            return;
+        }
+        if let Some(l) = self.listeners.get_mut(&m) {
+            l.pending.push_back(h);
+        }
+        self.flows.insert(
+            key,
+            Owner::Local {
+                member: m,
+                handle: h,
+                rx_core,
+            },
+            now.total_millis() as u64,
+        );
+        self.conns.insert(
+            h,
+            Conn {
+                key,
+                member: m,
+                rx_core,
+                accepted: false,
+                closing: false,
+                counters,
+            },
+        );
+    }
+
+    /// Hand a packet to `core`. Returns whether it was sent.
+    fn forward(
+        &mut self,
+        core: usize,
+        pkt: Pkt,
+        parsed: ParsedIp,
+        member: Option<MemberId>,
+        rx_core: usize,
+        hops: u8,
+    ) -> bool {
+        if hops >= 3 {
+            self.counters.handoff_dropped += 1;
+            self.release_pkt(pkt);
+            return false;
+        }
+        let data = match pkt {
+            Pkt::Bytes(b) => b,
+            Pkt::Frame(f, len) => {
+                let mut buf = self.pool.pop().unwrap_or_default();
+                buf.clear();
+                self.port.read(f, |b| {
+                    if let Some(ip) = b.get(ETH_HDR..ETH_HDR + len) {
+                        buf.extend_from_slice(ip);
+                    }
+                });
+                buf
+            }
+        };
+        let msg = Msg::Packet {
+            data,
+            parsed,
+            member,
+            rx_core,
+            hops: hops + 1,
+        };
+        match self.shared.mesh.send(self.core, core, msg) {
+            Ok(()) => {
+                self.counters.handed_off += 1;
+                true
+            }
+            Err(msg) => {
+                self.counters.handoff_dropped += 1;
+                if let Msg::Packet { data, .. } = msg {
+                    self.recycle(data);
+                }
+                false
+            }
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < 256 {
+            self.pool.push(buf);
+        }
+    }
+
+    fn release_pkt(&mut self, pkt: Pkt) {
+        if let Pkt::Bytes(b) = pkt {
+            self.recycle(b);
+        }
+        // Frames are released by the ingress loop.
+    }
+
+    /// Run one packet through smoltcp.
+    fn feed(&mut self, now: SInstant, pkt: Pkt) {
+        self.counters.ip_packets += 1;
+        self.dirty = true;
+        match pkt {
+            Pkt::Frame(f, len) => {
+                let rx = RxPacket {
+                    frame: f,
+                    offset: ETH_HDR,
+                    len,
+                };
+                self.iface.poll_ingress_single(
+                    now,
+                    &mut self.port.device(Some(rx)),
+                    &mut self.sockets,
+                );
+            }
+            Pkt::Bytes(b) => {
+                if let Some(f) = self.port.inject(ETH_HDR, &b) {
+                    let rx = RxPacket {
+                        frame: f,
+                        offset: ETH_HDR,
+                        len: b.len(),
+                    };
+                    self.iface.poll_ingress_single(
+                        now,
+                        &mut self.port.device(Some(rx)),
+                        &mut self.sockets,
+                    );
+                    self.port.release(f);
+                }
+                self.recycle(b);
+            }
+        }
+    }
+
+    fn deliver_udp(&mut self, m: MemberId, pkt: Pkt, parsed: ParsedIp) {
+        let key = parsed.key;
+        let Some(u) = self.udp.get_mut(&m) else {
+            return self.release_pkt(pkt);
+        };
+        if u.queue.len() >= u.cap {
+            u.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.udp_queue_full += 1;
+            return self.release_pkt(pkt);
+        }
+        let mut data = self.pool.pop().unwrap_or_default();
+        data.clear();
+        let plen = parsed.payload_len;
+        let copy = |ip: &[u8], out: &mut Vec<u8>| {
+            if ip.len() >= plen {
+                out.extend_from_slice(&ip[ip.len() - plen..]);
+            }
+        };
+        match &pkt {
+            Pkt::Frame(f, len) => {
+                let len = *len;
+                self.port.read(*f, |b| {
+                    if let Some(ip) = b.get(ETH_HDR..ETH_HDR + len) {
+                        copy(ip, &mut data);
+                    }
+                });
+            }
+            Pkt::Bytes(b) => copy(b, &mut data),
+        }
+        let Some(u) = self.udp.get_mut(&m) else {
+            return;
+        };
+        u.counters
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        u.queue.push_back(Datagram {
+            from: SocketAddr::new(key.src, key.sport),
+            to: key.dst,
+            data,
+        });
+        self.counters.udp_rx += 1;
+        if let Pkt::Bytes(b) = pkt {
+            self.recycle(b);
+        }
+    }
+
+    /// Pending connections the peer reset before accept leave the queue.
+    fn sweep_pending(&mut self) {
+        let mut lost = Vec::new();
+        for l in self.listeners.values_mut() {
+            let sockets = &self.sockets;
+            l.pending.retain(|&h| {
+                let closed = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+                if closed {
+                    lost.push(h);
+                }
+                !closed
+            });
+        }
+        for h in lost {
+            self.counters.pending_lost += 1;
+            self.release_conn(h);
+        }
+    }
+
+    fn release_conn(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+        if let Some(c) = self.conns.remove(&h) {
+            self.flows.remove(&c.key);
+            if c.rx_core != self.core {
+                let _ = self
+                    .shared
+                    .mesh
+                    .send(self.core, c.rx_core, Msg::FlowClosed { key: c.key });
+            }
+        }
+    }
+
+    fn migrate_in(
+        &mut self,
+        socket: tcp::Socket<'static>,
+        key: FlowKey,
+        to: MemberId,
+        rx_core: usize,
+        now: SInstant,
+    ) {
+        let h = self.sockets.add(socket);
+        let Some(l) = self.listeners.get_mut(&to) else {
+            // The target closed meanwhile: nobody can accept it.
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
+            self.counters.migration_resets += 1;
+            let counters = Arc::new(ListenerCounters::default());
+            self.conns.insert(
+                h,
+                Conn {
+                    key,
+                    member: to,
+                    rx_core,
+                    accepted: true,
+                    closing: true,
+                    counters,
+                },
+            );
+            self.flows.insert(
+                key,
+                Owner::Local {
+                    member: to,
+                    handle: h,
+                    rx_core,
+                },
+                now.total_millis() as u64,
+            );
+            self.dirty = true;
+            return;
+        };
+        l.pending.push_back(h);
+        l.counters.migrated_in.fetch_add(1, Ordering::Relaxed);
+        let counters = l.counters.clone();
+        self.counters.migrated_in += 1;
+        self.conns.insert(
+            h,
+            Conn {
+                key,
+                member: to,
+                rx_core,
+                accepted: false,
+                closing: false,
+                counters,
+            },
+        );
+        self.flows.insert(
+            key,
+            Owner::Local {
+                member: to,
+                handle: h,
+                rx_core,
+            },
+            now.total_millis() as u64,
+        );
+        self.dirty = true;
     }
 
     /// Send what the sockets have queued and finish the frames (link-layer
@@ -322,28 +826,24 @@ impl<R: Rings> Engine<R> {
     /// keeps it 10 s in the set, which a busy `Connection: close` server cannot
     /// afford (every packet scans the set).
     fn reap(&mut self) {
-        let sockets = &mut self.sockets;
-        let counters = &mut self.counters;
-        self.conns.retain(|c| {
+        let mut gone = Vec::new();
+        for (&h, c) in &self.conns {
             if !c.closing {
-                return true;
+                continue;
             }
-            let state = sockets.get::<tcp::Socket>(c.handle).state();
-            match state {
-                tcp::State::Closed => {
-                    sockets.remove(c.handle);
-                    counters.closed += 1;
-                    false
-                }
-                tcp::State::TimeWait => {
-                    sockets.remove(c.handle);
-                    counters.closed += 1;
-                    counters.time_wait_reaped += 1;
-                    false
-                }
-                _ => true,
+            match self.sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::Closed => gone.push((h, false)),
+                tcp::State::TimeWait => gone.push((h, true)),
+                _ => {}
             }
-        });
+        }
+        for (h, tw) in gone {
+            self.counters.closed += 1;
+            if tw {
+                self.counters.time_wait_reaped += 1;
+            }
+            self.release_conn(h);
+        }
     }
 
     /// How long the engine may sleep before smoltcp has timers to run.
@@ -354,10 +854,20 @@ impl<R: Rings> Engine<R> {
             .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()))
     }
 
-    /// Sleep in poll() on the XSK for at most `timeout`.
+    /// Sleep in poll() on the XSK and this core's doorbell for at most
+    /// `timeout` (not at all if another core already sent something).
     pub fn wait(&mut self, timeout: std::time::Duration) {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        let _ = self.port.wait(ms);
+        let shared = self.shared.clone();
+        if !shared.mesh.prepare_sleep(self.core) {
+            return;
+        }
+        if let Some(bell) = shared.mesh.bell(self.core) {
+            let _ = self.port.wait_with(bell, ms);
+        } else {
+            let _ = self.port.wait(ms);
+        }
+        shared.mesh.woke(self.core);
     }
 
     /// Whether state changed since the last egress (sockets want a pass).
@@ -365,73 +875,219 @@ impl<R: Rings> Engine<R> {
         self.dirty
     }
 
-    // ---- socket API ----
+    // ---- socket API: TCP listeners ----
 
-    /// Listen on TCP `port` with an accept queue of `backlog` connections.
-    pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<ListenerId, BindError> {
-        if port == 0 {
-            return Err(BindError::PortZero);
-        }
-        if backlog == 0 {
-            return Err(BindError::ZeroBacklog);
-        }
-        if self.listeners.iter().any(|l| l.port == port) {
-            return Err(BindError::AddrInUse { proto: "tcp", port });
-        }
-        let h = new_listen_socket(&mut self.sockets, &self.cfg, port);
-        self.listeners.push(Listener {
-            port,
-            backlog,
-            listening: Some(h),
-            pending: VecDeque::new(),
-            accepted: 0,
-            syn_dropped: 0,
-        });
-        Ok(ListenerId(self.listeners.len() - 1))
+    /// Open a TCP listener on `addr:port`, joining the port's reuseport group
+    /// when the bind rules allow it.
+    pub fn tcp_listen(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<ListenerId, BindError> {
+        let backlog = opts.backlog;
+        let id = self
+            .shared
+            .registry
+            .bind(Proto::Tcp, addr, port, self.core, self.queue, opts)?;
+        let counters = self
+            .shared
+            .registry
+            .member(id)
+            .map(|m| m.counters)
+            .unwrap_or_default();
+        self.listeners.insert(
+            id,
+            Listener {
+                port,
+                backlog,
+                pending: VecDeque::new(),
+                counters,
+                draining: false,
+            },
+        );
+        Ok(id)
     }
 
     /// Take an established connection off the listener's accept queue.
     pub fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
-        let l = self.listeners.get_mut(id.0)?;
+        let l = self.listeners.get_mut(&id)?;
         let sockets = &self.sockets;
         let pos = l.pending.iter().position(|&h| {
-            let s = sockets.get::<tcp::Socket>(h);
             !matches!(
-                s.state(),
+                sockets.get::<tcp::Socket>(h).state(),
                 tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
             )
         })?;
         let h = l.pending.remove(pos)?;
-        l.accepted += 1;
+        l.counters.accepted.fetch_add(1, Ordering::Relaxed);
         self.counters.accepted += 1;
-        self.conns.push(Conn {
-            handle: h,
-            closing: false,
-        });
-        refresh_listener(l, &mut self.sockets, &self.cfg);
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.accepted = true;
+        }
         Some(ConnId(h))
     }
 
-    /// Connections accepted and SYNs dropped on a listener.
-    pub fn listener_counts(&self, id: ListenerId) -> Option<(u64, u64, usize)> {
-        self.listeners
-            .get(id.0)
-            .map(|l| (l.accepted, l.syn_dropped, l.pending.len()))
+    /// Connections waiting on the listener's accept queue (handshaking or
+    /// established).
+    pub fn pending(&self, id: ListenerId) -> usize {
+        self.listeners.get(&id).map_or(0, |l| l.pending.len())
     }
 
-    fn conn(&mut self, c: ConnId) -> Result<&mut tcp::Socket<'static>, ConnError> {
-        if !self.conns.iter().any(|x| x.handle == c.0) {
+    /// Stop taking new flows on this listener; its queued connections stay
+    /// and can still be accepted (graceful drain).
+    pub fn drain(&mut self, id: ListenerId) -> Result<(), BindError> {
+        self.shared.registry.drain(id)?;
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.draining = true;
+        }
+        Ok(())
+    }
+
+    /// Close a listener. Its not-yet-accepted connections migrate to another
+    /// live member of its group (on this core when there is one); with none
+    /// left they are reset.
+    pub fn close_listener(&mut self, id: ListenerId) -> Result<(), BindError> {
+        if !self.listeners.contains_key(&id) {
+            return Err(BindError::NoSuchMember);
+        }
+        // Out of selection first, so no new flow picks it meanwhile.
+        let _ = self.shared.registry.drain(id);
+        let pending: Vec<SocketHandle> = self
+            .listeners
+            .get_mut(&id)
+            .map(|l| l.pending.drain(..).collect())
+            .unwrap_or_default();
+        let now = self.now();
+        for h in pending {
+            self.migrate_out(id, h, now);
+        }
+        let member = self.shared.registry.unbind(id)?;
+        self.listeners.remove(&id);
+        if let Ok(mut r) = self.shared.retired.lock() {
+            let mut rep = ListenerReport::of(&member);
+            rep.state = "closed".into();
+            r.push(rep);
+        }
+        Ok(())
+    }
+
+    fn migrate_out(&mut self, from: MemberId, h: SocketHandle, now: SInstant) {
+        let Some(key) = self.conns.get(&h).map(|c| c.key) else {
+            return;
+        };
+        let from_counters = self.conns.get(&h).map(|c| c.counters.clone());
+        let target = self.shared.registry.migration_target(from, &key, self.core);
+        let Some(t) = target else {
+            // Nobody left to take it: reset, as Linux resets the queue.
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
+            if let Some(c) = self.conns.get_mut(&h) {
+                c.closing = true;
+                c.accepted = true;
+            }
+            if let Some(fc) = &from_counters {
+                fc.reset.fetch_add(1, Ordering::Relaxed);
+            }
+            self.counters.migration_resets += 1;
+            self.dirty = true;
+            return;
+        };
+        if let Some(fc) = &from_counters {
+            fc.migrated_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters.migrated_out += 1;
+        if t.core == self.core {
+            if let Some(l) = self.listeners.get_mut(&t.member) {
+                l.pending.push_back(h);
+                l.counters.migrated_in.fetch_add(1, Ordering::Relaxed);
+                let counters = l.counters.clone();
+                self.counters.migrated_in += 1;
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.member = t.member;
+                    c.counters = counters;
+                    let rx_core = c.rx_core;
+                    self.flows.insert(
+                        key,
+                        Owner::Local {
+                            member: t.member,
+                            handle: h,
+                            rx_core,
+                        },
+                        now.total_millis() as u64,
+                    );
+                }
+                return;
+            }
+        }
+        let rx_core = self.conns.get(&h).map_or(self.core, |c| c.rx_core);
+        let Some(Socket::Tcp(sock)) = Some(self.sockets.remove(h)) else {
+            return;
+        };
+        self.conns.remove(&h);
+        let msg = Msg::Migrate {
+            socket: Box::new(sock),
+            key,
+            to: t.member,
+            rx_core,
+        };
+        match self.shared.mesh.send(self.core, t.core, msg) {
+            Ok(()) => {
+                self.flows.insert(
+                    key,
+                    Owner::Remote { core: t.core },
+                    now.total_millis() as u64,
+                );
+            }
+            Err(Msg::Migrate { mut socket, .. }) => {
+                // Could not hand it over: reset it here.
+                socket.abort();
+                let h = self.sockets.add(*socket);
+                self.counters.migration_resets += 1;
+                self.conns.insert(
+                    h,
+                    Conn {
+                        key,
+                        member: from,
+                        rx_core,
+                        accepted: true,
+                        closing: true,
+                        counters: from_counters.unwrap_or_default(),
+                    },
+                );
+                self.flows.insert(
+                    key,
+                    Owner::Local {
+                        member: from,
+                        handle: h,
+                        rx_core,
+                    },
+                    now.total_millis() as u64,
+                );
+                self.dirty = true;
+            }
+            Err(_) => {}
+        }
+    }
+
+    // ---- socket API: TCP connections ----
+
+    fn conn(&mut self, c: ConnId) -> Result<(&mut tcp::Socket<'static>, &Conn), ConnError> {
+        let conn = self.conns.get(&c.0).ok_or(ConnError::NotFound)?;
+        if !conn.accepted {
             return Err(ConnError::NotFound);
         }
-        Ok(self.sockets.get_mut::<tcp::Socket>(c.0))
+        Ok((self.sockets.get_mut::<tcp::Socket>(c.0), conn))
     }
 
     /// Read into `buf`. `Ok(0)` means nothing to read now; `Err(Closed)` means
     /// the peer finished sending and everything was read.
     pub fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
-        let s = self.conn(c)?;
+        let (s, conn) = self.conn(c)?;
         if s.can_recv() {
             let n = s.recv_slice(buf).map_err(|_| ConnError::Closed)?;
+            conn.counters
+                .bytes_in
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.dirty = true;
             return Ok(n);
         }
@@ -444,33 +1100,49 @@ impl<R: Rings> Engine<R> {
 
     /// Queue `data`; returns how much fit in the send buffer.
     pub fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError> {
-        let s = self.conn(c)?;
+        let (s, conn) = self.conn(c)?;
         if !s.may_send() {
             return Err(ConnError::Closed);
         }
         let n = s.send_slice(data).map_err(|_| ConnError::Closed)?;
+        conn.counters
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
         self.dirty = true;
         Ok(n)
     }
 
     /// Bytes queued and not yet acknowledged.
     pub fn send_queue(&mut self, c: ConnId) -> Result<usize, ConnError> {
-        Ok(self.conn(c)?.send_queue())
+        Ok(self.conn(c)?.0.send_queue())
     }
 
     /// Whether the peer may still send (not FIN'd).
     pub fn may_recv(&mut self, c: ConnId) -> Result<bool, ConnError> {
-        Ok(self.conn(c)?.may_recv())
+        Ok(self.conn(c)?.0.may_recv())
     }
 
     /// The peer's address.
     pub fn peer(&mut self, c: ConnId) -> Result<Option<IpEndpoint>, ConnError> {
-        Ok(self.conn(c)?.remote_endpoint())
+        Ok(self.conn(c)?.0.remote_endpoint())
     }
 
-    /// Send FIN after queued data; the socket is released once closed.
+    /// The listener that admitted the connection.
+    pub fn listener_of(&self, c: ConnId) -> Option<ListenerId> {
+        self.conns.get(&c.0).map(|x| x.member)
+    }
+
+    /// Send FIN after the queued data (no more writes); reading goes on.
+    pub fn shutdown(&mut self, c: ConnId) -> Result<(), ConnError> {
+        let (s, _) = self.conn(c)?;
+        s.close();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Close: FIN after queued data; the socket is released once closed.
     pub fn close(&mut self, c: ConnId) {
-        if let Some(x) = self.conns.iter_mut().find(|x| x.handle == c.0) {
+        if let Some(x) = self.conns.get_mut(&c.0) {
             x.closing = true;
             self.sockets.get_mut::<tcp::Socket>(c.0).close();
             self.dirty = true;
@@ -479,110 +1151,219 @@ impl<R: Rings> Engine<R> {
 
     /// Reset the connection and release it.
     pub fn abort(&mut self, c: ConnId) {
-        if let Some(x) = self.conns.iter_mut().find(|x| x.handle == c.0) {
+        if let Some(x) = self.conns.get_mut(&c.0) {
             x.closing = true;
             self.sockets.get_mut::<tcp::Socket>(c.0).abort();
             self.dirty = true;
         }
     }
 
-    /// Bind UDP `port`.
-    pub fn udp_bind(&mut self, port: u16) -> Result<UdpId, BindError> {
-        if port == 0 {
-            return Err(BindError::PortZero);
+    /// Abort every connection and close every listener (shutdown).
+    pub fn abort_all(&mut self) {
+        let ids: Vec<MemberId> = self.listeners.keys().copied().collect();
+        for id in ids {
+            let _ = self.close_listener(id);
         }
-        if self.udp.iter().any(|(p, _)| *p == port) {
-            return Err(BindError::AddrInUse { proto: "udp", port });
+        let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
+        for h in handles {
+            if let Some(x) = self.conns.get_mut(&h) {
+                x.closing = true;
+            }
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
         }
-        let mk = |n| {
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; self.cfg.udp_slots],
-                vec![0u8; n],
-            )
-        };
-        let mut s = udp::Socket::new(mk(self.cfg.udp_buf), mk(self.cfg.udp_buf));
-        s.bind(IpListenEndpoint { addr: None, port })
-            .map_err(|_| BindError::AddrInUse { proto: "udp", port })?;
-        let h = self.sockets.add(s);
-        self.udp.push((port, h));
-        Ok(UdpId(h))
+        let ids: Vec<MemberId> = self.udp.keys().copied().collect();
+        for id in ids {
+            let _ = self.udp_close(id);
+        }
+        self.dirty = true;
     }
 
-    /// Receive one datagram: its length and sender.
-    pub fn udp_recv(
+    // ---- socket API: UDP ----
+
+    /// Bind a UDP socket on `addr:port`, joining the port's reuseport group
+    /// when the bind rules allow it. Datagrams of one 4-tuple reach the same
+    /// member while the group is stable.
+    pub fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, BindError> {
+        let cap = opts.backlog;
+        let id = self
+            .shared
+            .registry
+            .bind(Proto::Udp, addr, port, self.core, self.queue, opts)?;
+        let counters = self
+            .shared
+            .registry
+            .member(id)
+            .map(|m| m.counters)
+            .unwrap_or_default();
+        self.udp.insert(
+            id,
+            UdpMember {
+                cap,
+                addr,
+                port,
+                queue: VecDeque::new(),
+                counters,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Close a UDP socket; queued datagrams are dropped.
+    pub fn udp_close(&mut self, id: UdpId) -> Result<(), BindError> {
+        let u = self.udp.remove(&id).ok_or(BindError::NoSuchMember)?;
+        for d in u.queue {
+            self.recycle(d.data);
+        }
+        let member = self.shared.registry.unbind(id)?;
+        if let Ok(mut r) = self.shared.retired.lock() {
+            let mut rep = ListenerReport::of(&member);
+            rep.state = "closed".into();
+            r.push(rep);
+        }
+        Ok(())
+    }
+
+    /// Receive one datagram into `buf`: its length (truncated to `buf`), the
+    /// sender and our address it was sent to.
+    pub fn recv_from(
         &mut self,
         id: UdpId,
         buf: &mut [u8],
-    ) -> Result<Option<(usize, IpEndpoint)>, UdpError> {
-        if !self.udp.iter().any(|(_, h)| *h == id.0) {
-            return Err(UdpError::NotFound);
-        }
-        let s = self.sockets.get_mut::<udp::Socket>(id.0);
-        match s.recv_slice(buf) {
-            Ok((n, meta)) => {
-                self.counters.udp_rx += 1;
-                Ok(Some((n, meta.endpoint)))
+    ) -> Result<Option<(usize, SocketAddr, IpAddr)>, UdpError> {
+        let u = self.udp.get_mut(&id).ok_or(UdpError::NotFound)?;
+        let Some(d) = u.queue.pop_front() else {
+            return Ok(None);
+        };
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        let r = (n, d.from, d.to);
+        self.recycle(d.data);
+        Ok(Some(r))
+    }
+
+    /// Datagrams waiting on a UDP socket.
+    pub fn udp_pending(&self, id: UdpId) -> usize {
+        self.udp.get(&id).map_or(0, |u| u.queue.len())
+    }
+
+    /// Send one datagram to `to`, from `from` (default: the bound address,
+    /// or our address of `to`'s family).
+    pub fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: SocketAddr,
+        from: Option<IpAddr>,
+    ) -> Result<(), UdpError> {
+        let u = self.udp.get(&id).ok_or(UdpError::NotFound)?;
+        let src = from
+            .or(match u.addr {
+                BindAddr::V4(a) => Some(IpAddr::V4(a)),
+                BindAddr::V6(a) => Some(IpAddr::V6(a)),
+                _ => None,
+            })
+            .or(match to {
+                SocketAddr::V4(_) => self.cfg.ipv4.map(|(a, _)| IpAddr::V4(a)),
+                SocketAddr::V6(_) => self.cfg.ipv6.map(|(a, _)| IpAddr::V6(a)),
+            })
+            .ok_or(UdpError::TooLarge)?;
+        let sport = u.port;
+        let counters = u.counters.clone();
+        let udp_len = 8 + data.len();
+        let caps = ChecksumCapabilities::default();
+        let udp_repr = UdpRepr {
+            src_port: sport,
+            dst_port: to.port(),
+        };
+        let ok = match (src, to.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let ip_len = 20 + udp_len;
+                if ip_len > self.port.config().mtu {
+                    return Err(UdpError::TooLarge);
+                }
+                self.port.send_ip(ip_len, |buf| {
+                    let repr = Ipv4Repr {
+                        src_addr: s,
+                        dst_addr: d,
+                        next_header: IpProtocol::Udp,
+                        payload_len: udp_len,
+                        hop_limit: 64,
+                    };
+                    let mut ip = Ipv4Packet::new_unchecked(&mut *buf);
+                    repr.emit(&mut ip, &caps);
+                    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+                    udp_repr.emit(
+                        &mut udp,
+                        &IpAddress::Ipv4(s),
+                        &IpAddress::Ipv4(d),
+                        data.len(),
+                        |p| p.copy_from_slice(data),
+                        &caps,
+                    );
+                })
             }
-            Err(udp::RecvError::Exhausted) => Ok(None),
-            Err(udp::RecvError::Truncated) => Err(UdpError::TooLarge),
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let ip_len = 40 + udp_len;
+                if ip_len > self.port.config().mtu {
+                    return Err(UdpError::TooLarge);
+                }
+                self.port.send_ip(ip_len, |buf| {
+                    let repr = Ipv6Repr {
+                        src_addr: s,
+                        dst_addr: d,
+                        next_header: IpProtocol::Udp,
+                        payload_len: udp_len,
+                        hop_limit: 64,
+                    };
+                    let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
+                    repr.emit(&mut ip);
+                    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+                    udp_repr.emit(
+                        &mut udp,
+                        &IpAddress::Ipv6(s),
+                        &IpAddress::Ipv6(d),
+                        data.len(),
+                        |p| p.copy_from_slice(data),
+                        &caps,
+                    );
+                })
+            }
+            _ => return Err(UdpError::TooLarge),
+        };
+        if ok {
+            counters
+                .bytes_out
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.counters.udp_tx += 1;
+            self.dirty = true;
+            Ok(())
+        } else {
+            self.counters.udp_tx_dropped += 1;
+            Err(UdpError::BufferFull)
         }
     }
 
-    /// Send one datagram to `to`.
-    pub fn udp_send(&mut self, id: UdpId, data: &[u8], to: IpEndpoint) -> Result<(), UdpError> {
-        if !self.udp.iter().any(|(_, h)| *h == id.0) {
-            return Err(UdpError::NotFound);
-        }
-        let s = self.sockets.get_mut::<udp::Socket>(id.0);
-        match s.send_slice(data, to) {
-            Ok(()) => {
-                self.counters.udp_tx += 1;
-                self.dirty = true;
-                Ok(())
-            }
-            Err(udp::SendError::BufferFull) => {
-                self.counters.udp_tx_full += 1;
-                Err(UdpError::BufferFull)
-            }
-            Err(_) => Err(UdpError::TooLarge),
-        }
-    }
+    // ---- reports ----
 
-    /// Everything counted so far.
+    /// Everything counted so far on this core.
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             engine: self.counters.clone(),
             l2: self.l2.counters().clone(),
             port: self.port.stats(),
             sockets: self.sockets.iter().count(),
+            flows: self.flows.len(),
         }
     }
 
     /// Prove the frame accounting of the port.
     pub fn check_frames(&self) -> Result<(), nic::LedgerError> {
         self.port.check()
-    }
-
-    /// Abort every connection (shutdown).
-    pub fn abort_all(&mut self) {
-        let handles: Vec<SocketHandle> = self.conns.iter().map(|c| c.handle).collect();
-        for h in handles {
-            self.abort(ConnId(h));
-        }
-    }
-}
-
-/// A listening socket that took a SYN joins the accept queue; a fresh one
-/// takes its place while the queue has room.
-fn refresh_listener(l: &mut Listener, sockets: &mut SocketSet<'static>, cfg: &EngineConfig) {
-    if let Some(h) = l.listening {
-        if sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
-            l.pending.push_back(h);
-            l.listening = None;
-        }
-    }
-    if l.listening.is_none() && l.pending.len() < l.backlog {
-        l.listening = Some(new_listen_socket(sockets, cfg, l.port));
     }
 }
 
@@ -602,7 +1383,8 @@ fn new_listen_socket(
         tcp::SocketBuffer::new(vec![0u8; cfg.tcp_tx_buf]),
     );
     s.set_nagle_enabled(false);
-    // Port-only listen endpoint: accepts any of our addresses, v4 and v6.
+    // Created for exactly one admitted SYN: the demux already chose the
+    // listener (and so the address), the socket only needs the port.
     let _ = s.listen(IpListenEndpoint { addr: None, port });
     sockets.add(s)
 }

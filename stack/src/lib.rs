@@ -1,7 +1,13 @@
+//! xdpstack's per-core engine: L2, demux, flow table, native reuseport
+//! groups, cross-core handoff, smoltcp for TCP, native UDP, worker loop.
 #![deny(unsafe_code)]
 pub mod counters;
 pub mod engine;
+pub mod flow;
+pub mod handoff;
 pub mod l2;
 pub mod parse;
+pub mod reuseport;
+pub mod shared;
 pub mod socket;
 pub mod worker;
