@@ -3,7 +3,10 @@
 #![deny(unsafe_code)]
 
 pub mod demo;
+pub mod dns;
 pub mod echo;
 pub mod http;
+pub mod pktgen;
+pub mod reflect;
 pub mod sandbox;
 pub mod server;

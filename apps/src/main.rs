@@ -1,7 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{demo, echo, http, sandbox, server};
+use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server};
 
 use std::process::ExitCode;
 
@@ -39,9 +39,30 @@ enum Cmd {
         #[command(flatten)]
         echo: echo::EchoArgs,
     },
+    /// Authoritative DNS server on the stack (UDP and TCP).
+    Dns {
+        #[command(flatten)]
+        server: server::ServerArgs,
+        #[command(flatten)]
+        dns: dns::DnsArgs,
+    },
+    /// AF_XDP packet generator.
+    Pktgen(pktgen::PktgenArgs),
+    /// Benchmark tools.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Build a sandbox, serve HTTP on the stack, drive it with curl and wrk,
     /// report, tear everything down.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Return every frame with MAC/IP/ports swapped, no stack in between:
+    /// the ceiling of the AF_XDP path.
+    Reflect(reflect::ReflectArgs),
 }
 
 #[derive(Subcommand)]
@@ -115,6 +136,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_summary(&report);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Dns { server, dns } => dns::run(&server, &dns),
+        Cmd::Pktgen(args) => pktgen::run(&args),
+        Cmd::Bench { cmd } => match cmd {
+            BenchCmd::Reflect(args) => reflect::run(&args),
+        },
         Cmd::Demo(args) => demo::run(&args),
     }
 }
