@@ -66,6 +66,17 @@ struct Server {
     child: Child,
 }
 
+/// Removes a temporary file however the demo ends. Declared before the
+/// server guard, so it is dropped after it (the server writes the file as
+/// it stops).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Server {
     fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -116,6 +127,11 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     })?;
     let result = drive(args, &sb, &stop);
     let down = sb.down();
+    if stop.load(Ordering::Relaxed) {
+        down?;
+        eprintln!("interrupted; sandbox {name} removed");
+        return Ok(ExitCode::from(130));
+    }
     let code = result?;
     down?;
     println!("sandbox {name} removed; nothing left behind");
@@ -150,6 +166,7 @@ fn drive(
         .unwrap_or_default()
         .to_string();
     let stats = std::env::temp_dir().join(format!("xdpstack-demo-{}.json", std::process::id()));
+    let _cleanup = RemoveOnDrop(stats.clone());
     let exe = std::env::current_exe()?;
     let exe = exe.to_string_lossy();
     let mut server = Server {
@@ -212,12 +229,33 @@ fn drive(
         "\n== wrk -t2 -c{} -d{}s {url4}   (keep-alive, bounded)",
         args.connections, args.duration
     );
-    let wrk = sb
+    let out_path = std::env::temp_dir().join(format!("xdpstack-demo-{}.wrk", std::process::id()));
+    let out_file = std::fs::File::create(&out_path)?;
+    let mut wrk = sb
         .command(Side::Client, "wrk")
         .args(["-t2", &format!("-c{}", args.connections)])
         .args([&format!("-d{}s", args.duration), "--timeout", "2s", &url4])
-        .output()?;
-    let wrk_out = String::from_utf8_lossy(&wrk.stdout).to_string();
+        .stdout(out_file)
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Poll, so that SIGINT/SIGTERM sent to the demo alone stops wrk too.
+    let wrk_deadline = Instant::now() + Duration::from_secs(args.duration + 10);
+    loop {
+        if wrk.try_wait()?.is_some() {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) || Instant::now() > wrk_deadline {
+            let _ = wrk.kill();
+            let _ = wrk.wait();
+            let _ = std::fs::remove_file(&out_path);
+            interrupted(stop)?;
+            return Err("wrk did not finish in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wrk_text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    let wrk_out = wrk_text;
     print!("{wrk_out}");
     interrupted(stop)?;
     server.stop();
