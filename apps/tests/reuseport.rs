@@ -174,6 +174,11 @@ fn churn_every_100ms_under_load_fails_no_connection() {
     );
     let resets: u64 = ls.iter().map(|l| num(l, "/counters/reset")).sum();
     assert_eq!(resets, 0, "no pending connection was reset");
+    assert_eq!(
+        total(&stats, "/engine/handoff_dropped"),
+        0,
+        "no packet was lost between cores while groups changed"
+    );
     assert_frames_ok(&stats);
 }
 

@@ -185,6 +185,10 @@ pub struct EngineStats {
     pub flows: usize,
 }
 
+/// Times one packet may be handed between cores (a bound against loops
+/// while groups change under it).
+const MAX_HOPS: u8 = 4;
+
 /// A TCP listener (reuseport group member) on this core.
 pub type ListenerId = MemberId;
 
@@ -439,9 +443,18 @@ impl<R: Rings> Engine<R> {
                 // (the selection moved while the SYN was in flight).
                 let local_hint =
                     hint.filter(|m| self.listeners.get(m).is_some_and(|l| !l.draining));
-                if let (true, false, Some(m)) = (syn, ack, local_hint) {
-                    if !matches!(self.flows.lookup(&key, now_ms), Some(Owner::Local { .. })) {
+                if syn && !ack {
+                    let local =
+                        matches!(self.flows.lookup(&key, now_ms), Some(Owner::Local { .. }));
+                    if let (false, Some(m)) = (local, local_hint) {
                         return self.admit(now, pkt, key, m, rx_core);
+                    }
+                    // A SYN another core sent here that no socket here owns:
+                    // select afresh rather than follow an entry left by an
+                    // earlier bounce (both cores could point at each other
+                    // while their groups change).
+                    if hops > 0 && !local {
+                        return self.new_tcp_flow(now, pkt, parsed, None, rx_core, hops);
                     }
                 }
                 match self.flows.lookup(&key, now_ms) {
@@ -567,7 +580,7 @@ impl<R: Rings> Engine<R> {
         rx_core: usize,
         hops: u8,
     ) -> bool {
-        if hops >= 3 {
+        if hops >= MAX_HOPS {
             self.counters.handoff_dropped += 1;
             self.release_pkt(pkt);
             return false;
