@@ -313,8 +313,17 @@ fn two_queues_flows_on_both() {
 /// Runs `xdpstack ARGS` in the server namespace; asserts it exits non-zero within 10 s with
 /// exactly one non-empty stderr line containing `needle`; returns that line.
 fn bad_start(sb: &xdpstack::sandbox::Sandbox, args: &[&str], needle: &str) -> String {
+    bad_start_with(sb, BIN, args, needle)
+}
+
+fn bad_start_with(
+    sb: &xdpstack::sandbox::Sandbox,
+    program: &str,
+    args: &[&str],
+    needle: &str,
+) -> String {
     let mut child = sb
-        .command(Side::Server, BIN)
+        .command(Side::Server, program)
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -377,6 +386,29 @@ fn bad_start_one_line_errors() {
         "--workers",
     );
     bad_start(&sb, &["http", "--iface", "xdp0"], "--addr");
+    // Not privileged: the message names the capabilities.
+    let copy = temp_path("nobody", "bin");
+    fs::copy(BIN, &copy).expect("copy the binary for an unprivileged run");
+    fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let copy_s = copy.to_string_lossy().into_owned();
+    let line = bad_start_with(
+        &sb,
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &copy_s,
+            "http",
+            "--iface",
+            "xdp0",
+            "--addr",
+            &v4,
+        ],
+        "CAP_NET_RAW",
+    );
+    let _ = fs::remove_file(&copy);
+    assert!(line.contains("not permitted"), "{line}");
 
     // A second server on the same interface and queue is refused; the first keeps serving.
     let server = Server::start(&sb, Service::Http, &["--body", "first"]);

@@ -249,13 +249,26 @@ impl XskRings {
             .map_err(|e| NicError::Config(e.to_string()))?;
         let frames = NonZeroU32::new(cfg.frames)
             .ok_or_else(|| NicError::Config("UMEM needs at least one frame".into()))?;
-        let (umem, canon) = Umem::new(umem_cfg, frames, false).map_err(|e| NicError::Umem {
-            frames: cfg.frames,
-            frame_size: cfg.frame_size,
-            detail: format!(
-                "{e}: {}",
-                e.source().map(|s| s.to_string()).unwrap_or_default()
-            ),
+        let (umem, canon) = Umem::new(umem_cfg, frames, false).map_err(|e| {
+            let errno = e.source().and_then(|s| {
+                s.downcast_ref::<io::Error>()
+                    .and_then(io::Error::raw_os_error)
+            });
+            match errno {
+                // Registering a UMEM opens an AF_XDP socket: the first thing
+                // an unprivileged caller is refused.
+                Some(libc::EPERM) | Some(libc::EACCES) => NicError::NotPermitted {
+                    ifname: ifname.to_string(),
+                },
+                _ => NicError::Umem {
+                    frames: cfg.frames,
+                    frame_size: cfg.frame_size,
+                    detail: format!(
+                        "{e}: {}",
+                        e.source().map(|s| s.to_string()).unwrap_or_default()
+                    ),
+                },
+            }
         })?;
         let capacity = cfg.frame_size as usize
             - (canon.first().map_or(0, |d| d.addr()) % cfg.frame_size as usize);
