@@ -404,7 +404,7 @@ impl<R: Rings> Engine<R> {
                     key,
                     to,
                     rx_core,
-                } => self.migrate_in(*socket, key, to, rx_core, now),
+                } => self.migrate_in(*socket, key, to, rx_core),
                 Msg::FlowClosed { key } => {
                     if let Some(Owner::Remote { .. }) = self.flows.lookup(&key, 0) {
                         self.flows.remove(&key);
@@ -548,15 +548,7 @@ impl<R: Rings> Engine<R> {
         if let Some(l) = self.listeners.get_mut(&m) {
             l.pending.push_back(h);
         }
-        self.flows.insert(
-            key,
-            Owner::Local {
-                member: m,
-                handle: h,
-                rx_core,
-            },
-            now.total_millis() as u64,
-        );
+        self.own_flow(key, m, h, rx_core);
         self.conns.insert(
             h,
             Conn {
@@ -753,7 +745,6 @@ impl<R: Rings> Engine<R> {
         key: FlowKey,
         to: MemberId,
         rx_core: usize,
-        now: SInstant,
     ) {
         let h = self.sockets.add(socket);
         let Some(l) = self.listeners.get_mut(&to) else {
@@ -772,15 +763,7 @@ impl<R: Rings> Engine<R> {
                     counters,
                 },
             );
-            self.flows.insert(
-                key,
-                Owner::Local {
-                    member: to,
-                    handle: h,
-                    rx_core,
-                },
-                now.total_millis() as u64,
-            );
+            self.own_flow(key, to, h, rx_core);
             self.dirty = true;
             return;
         };
@@ -799,15 +782,7 @@ impl<R: Rings> Engine<R> {
                 counters,
             },
         );
-        self.flows.insert(
-            key,
-            Owner::Local {
-                member: to,
-                handle: h,
-                rx_core,
-            },
-            now.total_millis() as u64,
-        );
+        self.own_flow(key, to, h, rx_core);
         self.dirty = true;
     }
 
@@ -888,6 +863,44 @@ impl<R: Rings> Engine<R> {
         self.dirty
     }
 
+    fn bind_member(
+        &self,
+        proto: Proto,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<(MemberId, Arc<ListenerCounters>), BindError> {
+        let registry = &self.shared.registry;
+        let id = registry.bind(proto, addr, port, self.core, self.queue, opts)?;
+        let counters = registry.member(id).map(|m| m.counters).unwrap_or_default();
+        Ok((id, counters))
+    }
+
+    /// Unbind a member and keep its final counters in the report.
+    fn retire(&self, id: MemberId) -> Result<(), BindError> {
+        let member = self.shared.registry.unbind(id)?;
+        if let Ok(mut r) = self.shared.retired.lock() {
+            let mut rep = ListenerReport::of(&member);
+            rep.state = "closed".into();
+            r.push(rep);
+        }
+        Ok(())
+    }
+
+    /// This core owns `key` through socket `handle` of `member`.
+    fn own_flow(&mut self, key: FlowKey, member: MemberId, handle: SocketHandle, rx_core: usize) {
+        let now_ms = self.now().total_millis() as u64;
+        self.flows.insert(
+            key,
+            Owner::Local {
+                member,
+                handle,
+                rx_core,
+            },
+            now_ms,
+        );
+    }
+
     // ---- socket API: TCP listeners ----
 
     /// Open a TCP listener on `addr:port`, joining the port's reuseport group
@@ -899,16 +912,7 @@ impl<R: Rings> Engine<R> {
         opts: BindOptions,
     ) -> Result<ListenerId, BindError> {
         let backlog = opts.backlog;
-        let id = self
-            .shared
-            .registry
-            .bind(Proto::Tcp, addr, port, self.core, self.queue, opts)?;
-        let counters = self
-            .shared
-            .registry
-            .member(id)
-            .map(|m| m.counters)
-            .unwrap_or_default();
+        let (id, counters) = self.bind_member(Proto::Tcp, addr, port, opts)?;
         self.listeners.insert(
             id,
             Listener {
@@ -975,13 +979,8 @@ impl<R: Rings> Engine<R> {
         for h in pending {
             self.migrate_out(id, h, now);
         }
-        let member = self.shared.registry.unbind(id)?;
+        self.retire(id)?;
         self.listeners.remove(&id);
-        if let Ok(mut r) = self.shared.retired.lock() {
-            let mut rep = ListenerReport::of(&member);
-            rep.state = "closed".into();
-            r.push(rep);
-        }
         Ok(())
     }
 
@@ -1019,15 +1018,7 @@ impl<R: Rings> Engine<R> {
                     c.member = t.member;
                     c.counters = counters;
                     let rx_core = c.rx_core;
-                    self.flows.insert(
-                        key,
-                        Owner::Local {
-                            member: t.member,
-                            handle: h,
-                            rx_core,
-                        },
-                        now.total_millis() as u64,
-                    );
+                    self.own_flow(key, t.member, h, rx_core);
                 }
                 return;
             }
@@ -1067,15 +1058,7 @@ impl<R: Rings> Engine<R> {
                         counters: from_counters.unwrap_or_default(),
                     },
                 );
-                self.flows.insert(
-                    key,
-                    Owner::Local {
-                        member: from,
-                        handle: h,
-                        rx_core,
-                    },
-                    now.total_millis() as u64,
-                );
+                self.own_flow(key, from, h, rx_core);
                 self.dirty = true;
             }
             Err(_) => {}
@@ -1203,16 +1186,7 @@ impl<R: Rings> Engine<R> {
         opts: BindOptions,
     ) -> Result<UdpId, BindError> {
         let cap = opts.backlog;
-        let id = self
-            .shared
-            .registry
-            .bind(Proto::Udp, addr, port, self.core, self.queue, opts)?;
-        let counters = self
-            .shared
-            .registry
-            .member(id)
-            .map(|m| m.counters)
-            .unwrap_or_default();
+        let (id, counters) = self.bind_member(Proto::Udp, addr, port, opts)?;
         self.udp.insert(
             id,
             UdpMember {
@@ -1232,13 +1206,7 @@ impl<R: Rings> Engine<R> {
         for d in u.queue {
             self.recycle(d.data);
         }
-        let member = self.shared.registry.unbind(id)?;
-        if let Ok(mut r) = self.shared.retired.lock() {
-            let mut rep = ListenerReport::of(&member);
-            rep.state = "closed".into();
-            r.push(rep);
-        }
-        Ok(())
+        self.retire(id)
     }
 
     /// Receive one datagram into `buf`: its length (truncated to `buf`), the
