@@ -472,14 +472,7 @@ impl<R: Rings> Engine<R> {
             }
             Proto::Udp => {
                 let local = hint.filter(|m| self.udp.contains_key(m));
-                let target = match local {
-                    Some(m) => Some((m, self.core)),
-                    None => self
-                        .shared
-                        .registry
-                        .select(&key, self.queue, self.core)
-                        .map(|s| (s.member, s.core)),
-                };
+                let target = self.target(local, &key);
                 match target {
                     // No socket: smoltcp answers ICMP port unreachable.
                     None => self.feed(now, pkt),
@@ -490,6 +483,19 @@ impl<R: Rings> Engine<R> {
                 }
             }
             Proto::Icmp => self.feed(now, pkt),
+        }
+    }
+
+    /// The member (and its core) for a new flow: the local member another
+    /// core already chose, or the group's selection.
+    fn target(&self, local: Option<MemberId>, key: &FlowKey) -> Option<(MemberId, usize)> {
+        match local {
+            Some(m) => Some((m, self.core)),
+            None => self
+                .shared
+                .registry
+                .select(key, self.queue, self.core)
+                .map(|s| (s.member, s.core)),
         }
     }
 
@@ -504,14 +510,7 @@ impl<R: Rings> Engine<R> {
     ) {
         let key = parsed.key;
         let local_hint = hint.filter(|m| self.listeners.get(m).is_some_and(|l| !l.draining));
-        let target = match local_hint {
-            Some(m) => Some((m, self.core)),
-            None => self
-                .shared
-                .registry
-                .select(&key, self.queue, self.core)
-                .map(|s| (s.member, s.core)),
-        };
+        let target = self.target(local_hint, &key);
         match target {
             None => self.feed(now, pkt),
             Some((m, core)) if core == self.core => self.admit(now, pkt, key, m, rx_core),

@@ -284,36 +284,9 @@ pub(crate) mod tests {
             payload,
         };
         let l4_len = tcp.buffer_len();
-        let mut buf;
         let caps = ChecksumCapabilities::default();
         let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let off = match (src, dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let r = Ipv4Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-                r.buffer_len()
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let r = Ipv6Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-                r.buffer_len()
-            }
-            _ => panic!("mixed families"),
-        };
+        let (mut buf, off) = ip_header(src, dst, IpProtocol::Tcp, l4_len);
         tcp.emit(
             &mut TcpPacket::new_unchecked(&mut buf[off..]),
             &s,
@@ -321,6 +294,39 @@ pub(crate) mod tests {
             &caps,
         );
         buf
+    }
+
+    /// An IPv4 or IPv6 header for `l4_len` bytes of `proto`, in a buffer
+    /// with room for them; returns the buffer and the L4 offset.
+    fn ip_header(src: IpAddr, dst: IpAddr, proto: IpProtocol, l4_len: usize) -> (Vec<u8>, usize) {
+        let caps = ChecksumCapabilities::default();
+        match (src, dst) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let r = Ipv4Repr {
+                    src_addr: a,
+                    dst_addr: b,
+                    next_header: proto,
+                    payload_len: l4_len,
+                    hop_limit: 64,
+                };
+                let mut buf = vec![0u8; r.buffer_len() + l4_len];
+                r.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
+                (buf, r.buffer_len())
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let r = Ipv6Repr {
+                    src_addr: a,
+                    dst_addr: b,
+                    next_header: proto,
+                    payload_len: l4_len,
+                    hop_limit: 64,
+                };
+                let mut buf = vec![0u8; r.buffer_len() + l4_len];
+                r.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+                (buf, r.buffer_len())
+            }
+            _ => panic!("mixed families"),
+        }
     }
 
     pub(crate) fn udp_packet(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
@@ -331,34 +337,7 @@ pub(crate) mod tests {
         let l4_len = UDP_HEADER_LEN + payload.len();
         let caps = ChecksumCapabilities::default();
         let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let mut buf;
-        let off = match (src, dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let r = Ipv4Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: IpProtocol::Udp,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-                r.buffer_len()
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let r = Ipv6Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: IpProtocol::Udp,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-                r.buffer_len()
-            }
-            _ => panic!("mixed families"),
-        };
+        let (mut buf, off) = ip_header(src, dst, IpProtocol::Udp, l4_len);
         udp.emit(
             &mut UdpPacket::new_unchecked(&mut buf[off..]),
             &s,
