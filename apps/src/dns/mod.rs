@@ -210,6 +210,9 @@ pub struct DnsApp {
     idle: Duration,
     max_conns: usize,
     counters: DnsCounters,
+    /// Reused lists of connection ids (no allocation per poll).
+    scratch_ids: Vec<ConnId>,
+    scratch_closed: Vec<ConnId>,
 }
 
 impl DnsApp {
@@ -247,6 +250,8 @@ impl DnsApp {
             idle: Duration::from_secs(args.tcp_idle.max(1)),
             max_conns: args.tcp_max_conns.max(1),
             counters: DnsCounters::default(),
+            scratch_ids: Vec::new(),
+            scratch_closed: Vec::new(),
         })
     }
 
@@ -335,10 +340,16 @@ impl DnsApp {
                 },
             );
         }
-        let mut closed = Vec::new();
+        if self.conns.is_empty() {
+            return None;
+        }
+        let mut closed = std::mem::take(&mut self.scratch_closed);
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        closed.clear();
+        ids.clear();
+        ids.extend(self.conns.keys().copied());
         let mut next: Option<Instant> = None;
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
+        for &id in &ids {
             let Some(mut c) = self.conns.remove(&id) else {
                 continue;
             };
@@ -419,9 +430,11 @@ impl DnsApp {
                 self.conns.insert(id, c);
             }
         }
-        for id in closed {
+        for &id in &closed {
             engine.close(id);
         }
+        self.scratch_closed = closed;
+        self.scratch_ids = ids;
         next
     }
 }
