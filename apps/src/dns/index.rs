@@ -845,6 +845,7 @@ impl Index {
                 answers.push((t, a));
             }
             let other = encode(ctx(), &m.compose(key, 0, None));
+            too_big(format!("{} (other types)", show(key)), &other)?;
             let any = encode(ctx(), &m.compose(key, rtype::ANY, Some(true)));
             too_big(format!("{} ANY", show(key)), &any)?;
             let any_udp = encode(ctx(), &m.compose(key, rtype::ANY, Some(false)));
