@@ -312,8 +312,9 @@ fn large_answers_truncate_over_udp_and_come_whole_over_tcp() {
 // 3. Several queries on one TCP connection, pipelined, split, and the idle timeout.
 
 /// argv: host. One connection: 30 length-prefixed queries in one write (answers must come back
-/// in order with matching ids), then one query split byte by byte over several writes, then
-/// a large answer; then a second connection that stays idle until the server closes it.
+/// in order with matching ids, large ones among them), then one query split over several
+/// writes; a second connection sends 600 queries whose answers (1 MB) it reads only after a
+/// pause (the server must hold back, not drop); a third stays idle until the server closes it.
 const TCP_PIPELINE: &str = r#"
 import json, socket, struct, sys, time
 host = sys.argv[1]
@@ -367,6 +368,15 @@ for i in range(0, len(m), 3):
 split = answer(s)
 big = [a["an"] for a in got if a["id"] in sent[5::6]]
 s.close()
+# Back-pressure: 600 queries with 1.6 KB answers each (about 1 MB), not read for a while.
+s = socket.socket(family, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect((host, 53))
+s.sendall(b"".join(framed(q(i, "many.example.test", 1)) for i in range(600)))
+time.sleep(0.5)
+slow = [answer(s) for _ in range(600)]
+slow_ok = [a["id"] for a in slow] == list(range(600)) and all(a["an"] == 100 for a in slow)
+s.close()
 # An idle connection is closed by the server.
 t0 = time.monotonic()
 idle = socket.socket(family, socket.SOCK_STREAM)
@@ -374,7 +384,7 @@ idle.settimeout(10)
 idle.connect((host, 53))
 closed = idle.recv(1) == b""
 idle_s = time.monotonic() - t0
-print(json.dumps({"ids_in_order": ids_in_order, "rcodes": rcodes, "split": split,
+print(json.dumps({"ids_in_order": ids_in_order, "rcodes": rcodes, "split": split, "slow_reader_ok": slow_ok,
                   "many_answers": big, "idle_closed": closed, "idle_seconds": idle_s}))
 "#;
 
@@ -401,14 +411,22 @@ fn tcp_pipelining_and_idle_timeout() {
             r["many_answers"],
             serde_json::json!([100, 100, 100, 100, 100])
         );
+        assert_eq!(
+            r["slow_reader_ok"], true,
+            "600 answers in order to a slow reader: {r}"
+        );
         assert_eq!(r["idle_closed"], true);
         let idle = r["idle_seconds"].as_f64().unwrap();
         assert!((0.9..5.0).contains(&idle), "idle close after {idle} s");
     }
     let stats = server.stop();
     assert_frames_ok(&stats);
-    assert_eq!(total(&stats, "/app/tcp_queries"), 62, "{stats:#}");
-    assert_eq!(total(&stats, "/app/tcp_connections"), 4, "{stats:#}");
+    assert_eq!(
+        total(&stats, "/app/tcp_queries"),
+        2 * (31 + 600),
+        "{stats:#}"
+    );
+    assert_eq!(total(&stats, "/app/tcp_connections"), 6, "{stats:#}");
     assert_eq!(total(&stats, "/app/tcp_idle_closed"), 2, "{stats:#}");
 }
 
