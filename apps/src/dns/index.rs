@@ -130,7 +130,7 @@ pub struct IndexStats {
 pub struct Index {
     apex: Box<[u8]>,
     apex_name: Name,
-    nodes: HashMap<Box<[u8]>, Node>,
+    nodes: HashMap<Box<[u8]>, Node, foldhash::fast::RandomState>,
     nxdomain: Answer,
     has_cuts: bool,
     has_wildcards: bool,
@@ -789,7 +789,10 @@ impl Index {
     /// Build the index of a parsed zone. Errors name the record's file:line.
     pub fn build(zone: &ZoneFile) -> Result<Index, ZoneError> {
         let m = Model::build(zone)?;
-        let mut nodes = HashMap::with_capacity(m.nodes.len());
+        let mut nodes = HashMap::with_capacity_and_hasher(
+            m.nodes.len(),
+            foldhash::fast::RandomState::default(),
+        );
         let mut stats = IndexStats {
             records: zone.records.len(),
             names: m.nodes.len(),
