@@ -49,7 +49,7 @@ pub struct DnsArgs {
     #[arg(long, default_value_t = 53)]
     pub port: u16,
     /// Largest UDP response, whatever the client's EDNS size (512 without
-    /// EDNS).
+    /// EDNS); capped at what fits one IPv6 packet of the port's MTU.
     #[arg(long, default_value_t = respond::DEFAULT_MAX_UDP)]
     pub max_udp: u16,
     /// Close TCP connections idle this many seconds.
@@ -240,10 +240,13 @@ impl DnsApp {
                 .registry
                 .set_selector(id, ctx.selector.clone());
         }
+        // Never more than one IPv6 packet on this port: UDP responses are not fragmented.
+        let mtu_payload = engine.port().config().mtu.saturating_sub(40 + 8);
+        let max_udp = usize::from(args.max_udp).min(mtu_payload) as u16;
         Ok(DnsApp {
             udp,
             listener,
-            responder: Responder::new(index, args.max_udp),
+            responder: Responder::new(index, max_udp),
             conns: HashMap::new(),
             rx: vec![0; 65536],
             out: vec![0; 65536],

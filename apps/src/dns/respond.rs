@@ -123,7 +123,9 @@ impl Responder {
             .lookup(lower, self.q.qname.label_offsets(), self.q.qtype, udp);
         match found {
             Lookup::Refused => Reply::Send(self.error(out, rcode::REFUSED, true, edns)),
-            Lookup::Answer(a) => Reply::Send(write_answer(&self.q, a, edns, limit, out)),
+            Lookup::Answer(a) => {
+                Reply::Send(write_answer(&self.q, a, edns, limit, self.max_udp, out))
+            }
         }
     }
 
@@ -142,7 +144,7 @@ impl Responder {
         }
         let mut ar = 0;
         if let Some(e) = edns {
-            if let Some(n) = write_opt(out, pos, e, ext) {
+            if let Some(n) = write_opt(out, pos, e, ext, self.max_udp) {
                 pos = n;
                 ar = 1;
             }
@@ -180,11 +182,11 @@ fn write_question(q: &Query, out: &mut [u8]) -> Option<usize> {
 }
 
 /// Our OPT record at `pos`: our UDP size, version 0, the DO bit copied.
-fn write_opt(out: &mut [u8], pos: usize, e: Edns, ext_rcode: u8) -> Option<usize> {
+fn write_opt(out: &mut [u8], pos: usize, e: Edns, ext_rcode: u8, size: u16) -> Option<usize> {
     let dst = out.get_mut(pos..pos + OPT_LEN)?;
     dst[0] = 0;
     dst[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
-    dst[3..5].copy_from_slice(&DEFAULT_MAX_UDP.to_be_bytes());
+    dst[3..5].copy_from_slice(&size.to_be_bytes());
     dst[5] = ext_rcode;
     dst[6] = 0;
     dst[7..9].copy_from_slice(&(if e.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
@@ -197,6 +199,7 @@ fn write_answer(
     a: &Answer,
     edns: Option<Edns>,
     limit: usize,
+    max_udp: u16,
     out: &mut [u8],
 ) -> Outcome {
     let qlen = q.qname.len;
@@ -237,7 +240,7 @@ fn write_answer(
         }
     }
     if let Some(e) = edns {
-        if let Some(n) = write_opt(out, pos, e, 0) {
+        if let Some(n) = write_opt(out, pos, e, 0, max_udp) {
             pos = n;
             ar += 1;
         }
