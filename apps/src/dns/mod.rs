@@ -445,7 +445,12 @@ impl DnsApp {
 impl<R: Rings> App<R> for DnsApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
         self.poll_udp(engine);
-        self.poll_tcp(engine, now)
+        let next = self.poll_tcp(engine, now);
+        if engine.udp_pending(self.udp) > 0 {
+            // Stopped for want of a TX frame: come back right after egress.
+            return Some(now);
+        }
+        next
     }
 }
 
