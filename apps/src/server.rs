@@ -138,6 +138,16 @@ pub enum ServeError {
         /// Workers asked for.
         workers: u32,
     },
+    /// Fewer workers than queues.
+    #[error("{iface} has {queues} rx queues but only {workers} worker(s): traffic on the other queues would reach no one; run --workers {queues}, or reduce the queues (`ethtool -L {iface} combined {workers}`)")]
+    UnservedQueues {
+        /// Interface.
+        iface: String,
+        /// Its queues.
+        queues: u32,
+        /// Workers asked for.
+        workers: u32,
+    },
     /// The MAC could not be read.
     #[error("cannot read the MAC address of {0}")]
     Mac(String),
@@ -201,6 +211,16 @@ where
     let queues = rx_queue_count(&args.iface)?;
     if args.workers > queues {
         return Err(ServeError::TooManyWorkers {
+            iface: args.iface.clone(),
+            queues,
+            workers: args.workers,
+        });
+    }
+    if args.workers < queues {
+        // The XDP program redirects each queue to its socket; a queue with
+        // no worker would pass its packets to a kernel that has no address
+        // there: they would be lost without a word.
+        return Err(ServeError::UnservedQueues {
             iface: args.iface.clone(),
             queues,
             workers: args.workers,

@@ -386,6 +386,15 @@ fn bad_start_one_line_errors() {
         "--workers",
     );
     bad_start(&sb, &["http", "--iface", "xdp0"], "--addr");
+    // Fewer workers than queues would leave queues unserved: refused.
+    {
+        let sb2 = sandbox("bad2q", 2);
+        bad_start(
+            &sb2,
+            &["http", "--iface", "xdp0", "--addr", &v4, "--workers", "1"],
+            "reach no one",
+        );
+    }
     // Not privileged: the message names the capabilities.
     let copy = temp_path("nobody", "bin");
     fs::copy(BIN, &copy).expect("copy the binary for an unprivileged run");
