@@ -472,9 +472,11 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err(ReflectError::Other(e).into());
     }
     if !bad_frames.is_empty() {
-        return Err(
-            ReflectError::Other(format!("frame accounting failed: {}", bad_frames.join("; "))).into(),
-        );
+        return Err(ReflectError::Other(format!(
+            "frame accounting failed: {}",
+            bad_frames.join("; ")
+        ))
+        .into());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -586,7 +588,10 @@ mod tests {
         let len = g.len();
         swap_in_place(&mut g, len).unwrap();
         let after = parsed(&g);
-        assert_eq!((after.key.sport, after.key.dport), (before.key.dport, before.key.sport));
+        assert_eq!(
+            (after.key.sport, after.key.dport),
+            (before.key.dport, before.key.sport)
+        );
     }
 
     /// A fragment past the first has no L4 header: its bytes are left alone.
@@ -627,7 +632,9 @@ mod tests {
         for i in 0..50_000usize {
             let len = i % 120;
             for b in buf.iter_mut().take(len) {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *b = (x >> 56) as u8;
             }
             if len > 14 {
@@ -668,7 +675,13 @@ mod tests {
         assert_eq!(r.step(), 13);
         let c = r.counters().clone();
         assert_eq!(
-            (c.received, c.reflected, c.arp_answered, c.dropped_multicast, c.dropped_not_ip),
+            (
+                c.received,
+                c.reflected,
+                c.arp_answered,
+                c.dropped_multicast,
+                c.dropped_not_ip
+            ),
             (13, 10, 1, 1, 1)
         );
         let mut frames = Vec::new();

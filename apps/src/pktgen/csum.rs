@@ -63,7 +63,7 @@ fn put16(buf: &mut [u8], off: usize, v: u16) -> Option<()> {
 /// an even frame offset is enough (odd offsets and odd lengths are refused).
 /// Only words that change are touched.
 pub fn set_bytes(buf: &mut [u8], off: usize, new: &[u8], csums: &[usize]) -> Option<()> {
-    if off % 2 != 0 || new.len() % 2 != 0 {
+    if off & 1 != 0 || new.len() & 1 != 0 {
         return None;
     }
     // Check every offset first so that a refusal leaves the frame untouched.

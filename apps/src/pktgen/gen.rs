@@ -295,6 +295,29 @@ impl Rx {
     }
 }
 
+/// Fields of a thread's `k`-th packet, sent at `ts_ns`: flows are dealt
+/// round-robin over the threads (thread t takes flows t, t+T, ...), DNS ids
+/// come from the thread's own slice of the id space.
+pub(crate) fn packet_fields(cfg: &GenConfig, k: u64, ts_ns: u64) -> Fields {
+    let threads = u64::from(cfg.threads.max(1));
+    let flow = k.wrapping_mul(threads).wrapping_add(u64::from(cfg.thread)) % cfg.flows.max(1);
+    let ips = cfg.src_ips.len.max(1);
+    let span = 65536 / threads;
+    let kind = cfg.template.kind();
+    Fields {
+        src: cfg.src_ips.nth(flow % ips),
+        src_port: cfg.src_ports.nth(flow / ips),
+        seq: if kind == Kind::Syn {
+            u64::from(syn_isn(ts_ns))
+        } else {
+            k
+        },
+        ts_ns,
+        thread: cfg.thread,
+        dns_id: (u64::from(cfg.thread) * span + k % span) as u16,
+    }
+}
+
 /// One queue's generator.
 pub struct Gen<R: Rings> {
     port: Port<R>,
@@ -405,27 +428,6 @@ impl<R: Rings> Gen<R> {
         n
     }
 
-    /// Fields of this thread's `k`-th packet, sent at `ts_ns`.
-    fn fields(cfg: &GenConfig, k: u64, ts_ns: u64) -> Fields {
-        let threads = u64::from(cfg.threads.max(1));
-        let flow = (k.wrapping_mul(threads) + u64::from(cfg.thread)) % cfg.flows.max(1);
-        let ips = cfg.src_ips.len.max(1);
-        let span = 65536 / threads;
-        let kind = cfg.template.kind();
-        Fields {
-            src: cfg.src_ips.nth(flow % ips),
-            src_port: cfg.src_ports.nth(flow / ips),
-            seq: if kind == Kind::Syn {
-                u64::from(syn_isn(ts_ns))
-            } else {
-                k
-            },
-            ts_ns,
-            thread: cfg.thread,
-            dns_id: (u64::from(cfg.thread) * span + k % span) as u16,
-        }
-    }
-
     fn send(&mut self, now: Instant) -> u64 {
         let want = self
             .pacer
@@ -441,7 +443,7 @@ impl<R: Rings> Gen<R> {
         let mut n = 0;
         while n < want {
             let k = self.rx.c.sent + n;
-            let f = Self::fields(cfg, k, ts_ns);
+            let f = packet_fields(cfg, k, ts_ns);
             let ok = match cfg.tx_mode {
                 TxMode::Pool => self.port.send_pooled(|b| t.patch(b, &f)),
                 TxMode::Copy => self.port.send_frame(t.len(), |b| {

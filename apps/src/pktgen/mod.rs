@@ -481,7 +481,9 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
         return Err(usage("--drain-ms must be at most 10000"));
     }
     if !(0.1..=60.0).contains(&args.resolve_timeout) {
-        return Err(usage("--resolve-timeout must be between 0.1 and 60 seconds"));
+        return Err(usage(
+            "--resolve-timeout must be between 0.1 and 60 seconds",
+        ));
     }
     check_cores(args.cores.as_deref()).map_err(usage)?;
     let src_ips = match args.src {
@@ -631,7 +633,9 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut handles = Vec::new();
     for (t, port) in ports.into_iter().enumerate() {
         let t32 = t as u32;
-        let share = |total: u64| total / u64::from(threads) + u64::from(u64::from(t32) < total % u64::from(threads));
+        let share = |total: u64| {
+            total / u64::from(threads) + u64::from(u64::from(t32) < total % u64::from(threads))
+        };
         let cfg = GenConfig {
             thread: t32,
             threads,
@@ -744,7 +748,9 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     let elapsed = epoch.elapsed().as_secs_f64();
-    let summary = summarize(args, &plan, &info, &template, dst_mac, mac_from, mac, elapsed, series, &reports);
+    let summary = summarize(
+        args, &plan, &info, &template, dst_mac, mac_from, mac, elapsed, series, &reports,
+    );
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
     match &args.json {
         Some(path) => std::fs::write(path, text + "\n")

@@ -268,7 +268,10 @@ mod tests {
         let len = arp_request(&mut buf, A_MAC, A4, B4).unwrap();
         // Not ours: untouched.
         let before = buf;
-        assert_eq!(answer_arp(&mut buf, len, B_MAC, &[Ipv4Addr::new(10, 0, 0, 1)]), None);
+        assert_eq!(
+            answer_arp(&mut buf, len, B_MAC, &[Ipv4Addr::new(10, 0, 0, 1)]),
+            None
+        );
         assert_eq!(buf, before);
         // A request is not a reply.
         assert_eq!(arp_reply_from(&buf[..len], B4), None);
@@ -331,7 +334,9 @@ mod tests {
         let mut rng = 7u64;
         let mut buf = [0u8; 256];
         for i in 0..20_000usize {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let len = (rng >> 33) as usize % 120;
             for b in buf.iter_mut().take(len) {
                 rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);

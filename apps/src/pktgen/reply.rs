@@ -386,12 +386,18 @@ mod tests {
     fn syn_rtt_from_isn() {
         let sent = 5_000_000_123u64;
         let isn = syn_isn(sent);
-        assert_eq!(syn_rtt_ns(isn.wrapping_add(1), sent + 250_000), Some(250_000));
+        assert_eq!(
+            syn_rtt_ns(isn.wrapping_add(1), sent + 250_000),
+            Some(250_000)
+        );
         // Across the 32-bit wrap of the microsecond clock.
         let sent = (u64::from(u32::MAX) - 10) * 1000;
         let isn = syn_isn(sent);
         assert_eq!(syn_rtt_ns(isn.wrapping_add(1), sent + 20_000), Some(20_000));
-        assert_eq!(syn_rtt_ns(isn.wrapping_add(1), sent + 120_000_000_000), None);
+        assert_eq!(
+            syn_rtt_ns(isn.wrapping_add(1), sent + 120_000_000_000),
+            None
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ pub enum TemplateError {
         dst: IpAddr,
     },
     /// The packet would not fit the MTU.
-    #[error("a {payload}-byte payload makes a {ip_len}-byte IP packet, more than the MTU of {MTU}")]
+    #[error(
+        "a {payload}-byte payload makes a {ip_len}-byte IP packet, more than the MTU of {MTU}"
+    )]
     TooBig {
         /// Payload asked for.
         payload: usize,
@@ -334,7 +336,9 @@ impl Template {
 
     /// Write the template into `frame` (at least [`Template::len`] bytes).
     pub fn write(&self, frame: &mut [u8]) -> Option<usize> {
-        frame.get_mut(..self.frame.len())?.copy_from_slice(&self.frame);
+        frame
+            .get_mut(..self.frame.len())?
+            .copy_from_slice(&self.frame);
         Some(self.frame.len())
     }
 
@@ -346,8 +350,12 @@ impl Template {
     pub fn patch(&self, frame: &mut [u8], f: &Fields) -> Option<usize> {
         let frame = frame.get_mut(..self.frame.len())?;
         match f.src {
-            IpAddr::V4(a) if !self.v6 => set_bytes(frame, self.src_off, &a.octets(), &self.addr_csums)?,
-            IpAddr::V6(a) if self.v6 => set_bytes(frame, self.src_off, &a.octets(), &self.addr_csums)?,
+            IpAddr::V4(a) if !self.v6 => {
+                set_bytes(frame, self.src_off, &a.octets(), &self.addr_csums)?
+            }
+            IpAddr::V6(a) if self.v6 => {
+                set_bytes(frame, self.src_off, &a.octets(), &self.addr_csums)?
+            }
             _ => return None,
         }
         let c = [self.l4_csum];
@@ -481,7 +489,9 @@ mod tests {
                 t.write(&mut frame).unwrap();
                 let mut x = 0x9e37_79b9_7f4a_7c15u64;
                 for i in 0..300u64 {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let src = if v6 {
                         IpAddr::V6(Ipv6Addr::from(
                             0x2001_0db8_0018_0000_0000_0000_0000_0000u128 | u128::from(x >> 40),
@@ -513,9 +523,15 @@ mod tests {
                         Kind::Syn => {
                             let eth = EthernetFrame::new_checked(&frame[..len]).unwrap();
                             let l4 = if v6 {
-                                Ipv6Packet::new_checked(eth.payload()).unwrap().payload().to_vec()
+                                Ipv6Packet::new_checked(eth.payload())
+                                    .unwrap()
+                                    .payload()
+                                    .to_vec()
                             } else {
-                                Ipv4Packet::new_checked(eth.payload()).unwrap().payload().to_vec()
+                                Ipv4Packet::new_checked(eth.payload())
+                                    .unwrap()
+                                    .payload()
+                                    .to_vec()
                             };
                             let tcp = TcpPacket::new_checked(&l4[..]).unwrap();
                             assert_eq!(tcp.seq_number(), TcpSeqNumber(f.seq as u32 as i32));
