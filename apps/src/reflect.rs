@@ -51,6 +51,10 @@ pub struct ReflectArgs {
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub xdp_mode: ModeArg,
+    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
+    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
+    #[arg(long)]
+    pub tx_budget: Option<u32>,
 }
 
 /// Why a frame was not reflected.
@@ -271,7 +275,10 @@ impl<R: Rings> Reflector<R> {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if n > 0 || self.port.pending_tx() > 0 {
+            // Frames still waiting on the tx ring need more kicks (copy
+            // mode sends a bounded number per kick): no sleeping then, or
+            // the fill ring runs dry behind them.
+            if n > 0 || self.port.pending_tx() > 0 || self.port.in_flight() > 0 {
                 last_work = now;
                 continue;
             }
@@ -347,8 +354,11 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ..XskConfig::default()
     };
     let mut rings = Vec::new();
+    let mut tx_budget = None;
     for q in 0..args.queues {
-        rings.push(XskRings::open(&args.iface, q, &xcfg)?);
+        let mut r = XskRings::open(&args.iface, q, &xcfg)?;
+        tx_budget = crate::pktgen::apply_tx_budget(&mut r, args.tx_budget)?;
+        rings.push(r);
     }
     let info = rings[0].info().clone();
     let cores = args.cores.clone();
@@ -433,6 +443,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "iface": args.iface,
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
+        "tx_budget": tx_budget,
         "seconds": secs,
         "reflected": reflected,
         "received": total("received"),

@@ -535,6 +535,14 @@ impl<R: Rings> Port<R> {
         crate::device::PortDevice::new(self.rings.mem(), &mut self.st, rx)
     }
 
+    /// Frames handed to the kernel for transmission and not completed yet
+    /// (on the tx or the completion ring). In copy mode the kernel sends a
+    /// bounded number per kick, so a caller with frames in flight should
+    /// keep flushing rather than sleep on the rx side.
+    pub fn in_flight(&self) -> u32 {
+        self.st.ledger.count(Place::Tx)
+    }
+
     /// Frames built by the stack and waiting for their link-layer header.
     pub fn pending_tx(&self) -> usize {
         self.st.tx_build.len() + self.st.tx_ready.len()

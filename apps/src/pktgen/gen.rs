@@ -17,6 +17,10 @@ use super::pacer::Pacer;
 use super::reply::{classify, rst_for_synack, syn_isn, syn_rtt_ns, Reply};
 use super::template::{Fields, Kind, Template};
 
+/// Receive batches per step at most: replies may come back as fast as
+/// frames go out, so a step takes more than one batch when there is more.
+const RX_BATCHES: usize = 4;
+
 /// Highest round trip the histograms hold (ns); longer ones are clamped.
 pub const MAX_RTT_NS: u64 = 60_000_000_000;
 
@@ -357,9 +361,10 @@ impl<R: Rings> Gen<R> {
             }
             TxMode::Copy => 0,
         };
-        // Burst: a batch, or 2 ms worth of packets at high rates (the
-        // thread sleeps in whole milliseconds).
-        let burst = (cfg.batch as u64).max(cfg.rate / 500);
+        // Burst: a batch, or 10 ms worth of packets at high rates: the
+        // thread sleeps in whole milliseconds and may be descheduled for a
+        // few; credit beyond the burst would be lost and the rate missed.
+        let burst = (cfg.batch as u64).max(cfg.rate / 100);
         Gen {
             port,
             pacer: Pacer::new(cfg.rate, burst, cfg.epoch),
@@ -399,7 +404,20 @@ impl<R: Rings> Gen<R> {
             .map_or(u64::MAX, |c| c.saturating_sub(self.rx.c.sent))
     }
 
+    /// Receive up to [`RX_BATCHES`] batches (fewer when the ring runs dry).
     fn receive(&mut self, now: Instant) -> usize {
+        let mut total = 0;
+        for _ in 0..RX_BATCHES {
+            let n = self.receive_batch(now);
+            total += n;
+            if n < self.port.config().batch {
+                break;
+            }
+        }
+        total
+    }
+
+    fn receive_batch(&mut self, now: Instant) -> usize {
         let now_ns = self.ns_since_epoch(now);
         let n = self.port.recv(&mut self.frames);
         for i in 0..n {
@@ -507,7 +525,7 @@ impl<R: Rings> Gen<R> {
                 if now >= until || self.all_answered() {
                     self.phase = Phase::Done;
                     Step::Done
-                } else if got > 0 || self.port.pending_tx() > 0 {
+                } else if got > 0 || self.port.pending_tx() > 0 || self.port.in_flight() > 0 {
                     Step::Busy
                 } else {
                     Step::Idle(until - now)

@@ -135,6 +135,10 @@ pub struct PktgenArgs {
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub xdp_mode: ModeArg,
+    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
+    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
+    #[arg(long)]
+    pub tx_budget: Option<u32>,
 }
 
 /// Why pktgen did not run.
@@ -172,6 +176,33 @@ pub fn xdp_mode(m: ModeArg) -> XdpMode {
         ModeArg::Auto => XdpMode::Auto,
         ModeArg::Native => XdpMode::Native,
         ModeArg::Generic => XdpMode::Generic,
+    }
+}
+
+/// Set the copy-mode tx budget of `r`, with a one-line error.
+pub fn set_tx_budget(r: &mut XskRings, frames: u32) -> Result<(), PktgenError> {
+    r.set_tx_budget(frames).map_err(|e| {
+        PktgenError::Other(format!(
+            "cannot set --tx-budget {frames} on {} queue {}: {e} (needs Linux 6.17+, 32 to half the tx ring)",
+            r.info().ifname,
+            r.info().queue
+        ))
+    })
+}
+
+/// Default copy-mode tx budget, when the kernel takes it.
+pub const DEFAULT_TX_BUDGET: u32 = 256;
+
+/// Apply `--tx-budget`: the value given (an error if refused), or
+/// [`DEFAULT_TX_BUDGET`] if the kernel takes it. Returns the budget set
+/// (`None`: the kernel's default).
+pub fn apply_tx_budget(r: &mut XskRings, asked: Option<u32>) -> Result<Option<u32>, PktgenError> {
+    match asked {
+        Some(b) => set_tx_budget(r, b).map(|()| Some(b)),
+        None => Ok(r
+            .set_tx_budget(DEFAULT_TX_BUDGET)
+            .ok()
+            .map(|()| DEFAULT_TX_BUDGET)),
     }
 }
 
@@ -577,8 +608,10 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     let mut ports = Vec::new();
     let mut info = None;
+    let mut tx_budget = None;
     for q in 0..args.queues {
-        let r = XskRings::open(&args.iface, q, &xcfg)?;
+        let mut r = XskRings::open(&args.iface, q, &xcfg)?;
+        tx_budget = apply_tx_budget(&mut r, args.tx_budget)?;
         info.get_or_insert_with(|| r.info().clone());
         ports.push(Port::new(r, pcfg.clone()));
     }
@@ -712,7 +745,9 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "received": dr,
                     "answered": da,
                 }));
-                if !args.quiet {
+                // The last sample may be a sliver of a second (the drain):
+                // it is in the series, not worth a line.
+                if !args.quiet && (dt >= 0.5 || !finished) {
                     let loss = if ds > 0 && args.template != Kind::Udp {
                         format!("{:.2}%", 100.0 * (1.0 - da as f64 / ds as f64).max(0.0))
                     } else {
