@@ -783,9 +783,10 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     let elapsed = epoch.elapsed().as_secs_f64();
-    let summary = summarize(
+    let mut summary = summarize(
         args, &plan, &info, &template, dst_mac, mac_from, mac, elapsed, series, &reports,
     );
+    summary["tx_budget"] = json!(tx_budget);
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
     match &args.json {
         Some(path) => std::fs::write(path, text + "\n")
