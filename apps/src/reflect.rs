@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nic::xsk::{rx_queue_count, XskConfig, XskRings};
+use nic::xsk::{rx_queue_count, XskConfig};
 use nic::{Frame, Port, PortConfig, Rings};
 use serde_json::json;
 
@@ -356,7 +356,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut rings = Vec::new();
     let mut tx_budget = None;
     for q in 0..args.queues {
-        let mut r = XskRings::open(&args.iface, q, &xcfg)?;
+        let mut r = crate::pktgen::open_xsk(&args.iface, q, &xcfg)?;
         tx_budget = crate::pktgen::apply_tx_budget(&mut r, args.tx_budget)?;
         rings.push(r);
     }
@@ -541,6 +541,7 @@ mod tests {
                 ts_ns: i << 20,
                 thread: 0,
                 dns_id: i as u16,
+                flow: 0,
             },
         )
         .unwrap();

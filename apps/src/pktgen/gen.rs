@@ -110,6 +110,44 @@ impl DnsTable {
     }
 }
 
+/// Most flows the SYN table tracks (32 MiB of slots).
+pub const MAX_SYN_FLOWS: u64 = 1 << 22;
+
+/// The acknowledgment number expected for each flow's outstanding SYN,
+/// shared by all threads: a SYN-ACK counts once (a retransmitted one, or
+/// one for a SYN the flow has since replaced, is unmatched).
+pub struct SynTable {
+    slots: Box<[AtomicU64]>,
+}
+
+impl SynTable {
+    /// A table for `flows` flows (at most [`MAX_SYN_FLOWS`]).
+    pub fn new(flows: u64) -> SynTable {
+        SynTable {
+            slots: (0..flows.min(MAX_SYN_FLOWS))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// Flow `flow` sent a SYN whose SYN-ACK will acknowledge `ack`.
+    pub fn put(&self, flow: u64, ack: u32) {
+        if let Some(s) = self.slots.get(flow as usize) {
+            s.store(u64::from(ack) | 1 << 32, Ordering::Relaxed);
+        }
+    }
+
+    /// A SYN-ACK for `flow` acknowledging `ack`: true the first time it
+    /// matches the flow's outstanding SYN.
+    pub fn take(&self, flow: u64, ack: u32) -> bool {
+        let want = u64::from(ack) | 1 << 32;
+        self.slots.get(flow as usize).is_some_and(|s| {
+            s.compare_exchange(want, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+}
+
 /// Counters a thread publishes while it runs.
 #[derive(Debug, Default)]
 pub struct Live {
@@ -175,6 +213,8 @@ pub struct GenConfig {
     pub pool: usize,
     /// Shared DNS send times.
     pub dns: Arc<DnsTable>,
+    /// Shared outstanding SYNs.
+    pub syns: Arc<SynTable>,
     /// Published counters.
     pub live: Arc<Live>,
 }
@@ -242,6 +282,24 @@ impl Rx {
         self.hist.saturating_record(ns.clamp(1, MAX_RTT_NS));
     }
 
+    /// The flow index of our address `to` and port `port` (the inverse of
+    /// [`packet_fields`]'s mapping), if they are ours.
+    fn flow_of(&self, to: IpAddr, port: u16) -> Option<u64> {
+        let r = &self.cfg.src_ips;
+        let ip = match (r.first, to) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                u128::from(u32::from(b)).checked_sub(u128::from(u32::from(a)))?
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(b).checked_sub(u128::from(a))?,
+            _ => return None,
+        };
+        if ip >= u128::from(r.len.max(1)) || !self.cfg.src_ports.contains(port) {
+            return None;
+        }
+        let port_idx = u64::from(port - self.cfg.src_ports.first);
+        Some(port_idx * r.len.max(1) + ip as u64)
+    }
+
     fn handle(&mut self, frame: &[u8], now_ns: u64) -> Action {
         self.c.received += 1;
         let kind = self.cfg.template.kind();
@@ -276,16 +334,26 @@ impl Rx {
             },
             Reply::Tcp { dport, .. } if !self.cfg.src_ports.contains(dport) => self.c.rx_other += 1,
             Reply::Tcp {
+                to,
+                dport,
                 syn: true,
                 ack: true,
                 rst: false,
                 ack_number,
-                ..
             } if kind == Kind::Syn => {
-                self.c.answered += 1;
-                if let Some(ns) = syn_rtt_ns(ack_number, now_ns) {
-                    self.rtt(ns);
+                let matched = self
+                    .flow_of(to, dport)
+                    .is_some_and(|f| self.cfg.syns.take(f, ack_number));
+                if matched {
+                    self.c.answered += 1;
+                    if let Some(ns) = syn_rtt_ns(ack_number, now_ns) {
+                        self.rtt(ns);
+                    }
+                } else {
+                    self.c.rx_unmatched += 1;
                 }
+                // Refuse it either way, as the kernel would: the server
+                // frees the half-open connection.
                 if self.cfg.reset_synacks {
                     return Action::Reset;
                 }
@@ -319,6 +387,7 @@ pub(crate) fn packet_fields(cfg: &GenConfig, k: u64, ts_ns: u64) -> Fields {
         ts_ns,
         thread: cfg.thread,
         dns_id: (u64::from(cfg.thread) * span + k % span) as u16,
+        flow,
     }
 }
 
@@ -472,8 +541,10 @@ impl<R: Rings> Gen<R> {
                 self.rx.c.tx_blocked += 1;
                 break;
             }
-            if t.kind() == Kind::Dns {
-                cfg.dns.put(f.dns_id, ts_ns);
+            match t.kind() {
+                Kind::Dns => cfg.dns.put(f.dns_id, ts_ns),
+                Kind::Syn => cfg.syns.put(f.flow, (f.seq as u32).wrapping_add(1)),
+                Kind::Udp | Kind::Echo => {}
             }
             n += 1;
         }

@@ -190,6 +190,21 @@ pub fn set_tx_budget(r: &mut XskRings, frames: u32) -> Result<(), PktgenError> {
     })
 }
 
+/// Open an XSK, retrying for up to a second while the queue is busy: the
+/// kernel releases a closed socket's hold on its queue from a work queue,
+/// so a run started right after another one may find it still taken.
+pub fn open_xsk(iface: &str, queue: u32, cfg: &XskConfig) -> Result<XskRings, NicError> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match XskRings::open(iface, queue, cfg) {
+            Err(NicError::QueueBusy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Default copy-mode tx budget, when the kernel takes it.
 pub const DEFAULT_TX_BUDGET: u32 = 256;
 
@@ -553,6 +568,12 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
             "--flows must be between 1 and {all} (source addresses x source ports)"
         )));
     }
+    if args.template == Kind::Syn && flows > gen::MAX_SYN_FLOWS {
+        return Err(usage(format!(
+            "syn tracks at most {} flows; narrow --src/--src-port or give --flows",
+            gen::MAX_SYN_FLOWS
+        )));
+    }
     Ok(Plan {
         src_ips,
         src_ports,
@@ -610,7 +631,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut info = None;
     let mut tx_budget = None;
     for q in 0..args.queues {
-        let mut r = XskRings::open(&args.iface, q, &xcfg)?;
+        let mut r = open_xsk(&args.iface, q, &xcfg)?;
         tx_budget = apply_tx_budget(&mut r, args.tx_budget)?;
         info.get_or_insert_with(|| r.info().clone());
         ports.push(Port::new(r, pcfg.clone()));
@@ -638,6 +659,11 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let template = Arc::new(Template::build(&spec(args, &plan, mac, dst_mac, run))?);
     let threads = args.queues;
     let dns = Arc::new(DnsTable::default());
+    let syns = Arc::new(gen::SynTable::new(if args.template == Kind::Syn {
+        plan.flows
+    } else {
+        0
+    }));
     let epoch = Instant::now();
     let send_until = epoch + Duration::from_secs(args.duration);
     let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
@@ -690,6 +716,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             tx_mode: args.tx_mode,
             pool,
             dns: dns.clone(),
+            syns: syns.clone(),
             live: lives[t].clone(),
         };
         let stop = stop.clone();

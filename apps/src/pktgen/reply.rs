@@ -27,6 +27,8 @@ pub enum Reply<'a> {
     },
     /// TCP from the target address and port.
     Tcp {
+        /// Our address it was sent to.
+        to: IpAddr,
         /// Our port it was sent to.
         dport: u16,
         /// SYN set.
@@ -93,6 +95,7 @@ pub fn classify(frame: &[u8], our_mac: [u8; 6], dst: IpAddr, dport: u16) -> Repl
             ..
         } => match TcpPacket::new_checked(l4) {
             Ok(t) => Reply::Tcp {
+                to: p.key.dst,
                 dport: p.key.dport,
                 syn: flags_syn,
                 ack: flags_ack,
@@ -278,6 +281,7 @@ mod tests {
             let mut f = synack(v6, 12345, 0xdead_beef);
             match classify(&f, US, them, 80) {
                 Reply::Tcp {
+                    to,
                     dport,
                     syn: true,
                     ack: true,
@@ -285,6 +289,7 @@ mod tests {
                     ack_number,
                 } => {
                     assert_eq!(dport, 12345);
+                    assert_eq!(to, us);
                     assert_eq!(ack_number, 0xdead_bef0);
                 }
                 other => panic!("v6={v6}: {other:?}"),
@@ -367,6 +372,7 @@ mod tests {
                     ts_ns: 6,
                     thread: 1,
                     dns_id: 0,
+                    flow: 0,
                 },
             )
             .unwrap();

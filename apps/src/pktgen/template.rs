@@ -134,6 +134,9 @@ pub struct Fields {
     pub thread: u32,
     /// DNS: the query id.
     pub dns_id: u16,
+    /// The flow's index (not written into the packet; the sender keeps
+    /// per-flow state by it).
+    pub flow: u64,
 }
 
 /// A built template and where its variable fields are.
@@ -506,6 +509,7 @@ mod tests {
                         ts_ns: x.rotate_left(17),
                         thread: (i % 7) as u32,
                         dns_id: (x >> 32) as u16,
+                        flow: 0,
                     };
                     let len = t.patch(&mut frame, &f).unwrap();
                     let (p, payload) = parse(&frame[..len]);
@@ -560,6 +564,7 @@ mod tests {
                     ts_ns: 0,
                     thread: 0,
                     dns_id: 0,
+                    flow: 0,
                 };
                 assert!(t.patch(&mut frame, &f).is_none());
                 assert!(t.patch(&mut frame[..t.len() - 1], &f).is_none());

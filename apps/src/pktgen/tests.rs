@@ -10,7 +10,9 @@ use nic::mem::{Faults, MemConfig, MemRings};
 use nic::{Port, PortConfig};
 
 use super::csum;
-use super::gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, Step, TxMode};
+use super::gen::{
+    AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, Step, SynTable, TxMode,
+};
 use super::template::{Kind, Spec, Template};
 use crate::reflect::{swap_in_place, Reflector};
 
@@ -89,6 +91,7 @@ fn config(kind: Kind, v6: bool, count: u64, rate: u64, mode: TxMode) -> GenConfi
         tx_mode: mode,
         pool: 256,
         dns: Arc::new(DnsTable::default()),
+        syns: Arc::new(SynTable::new(400)),
         live: Arc::new(Live::default()),
     }
 }
@@ -244,6 +247,7 @@ fn synacks_answered_and_reset() {
         let mut g = Gen::new(a, config(Kind::Syn, v6, 1000, 0, TxMode::Pool));
         let mut frames = Vec::new();
         let mut rsts = 0u64;
+        let mut syns = 0u64;
         // (our port, the ack number we sent): a RST must carry that ack as its seq.
         let mut acked = std::collections::HashMap::<(u16, u32), u32>::new();
         let l4 = 14 + if v6 { 40 } else { 20 };
@@ -273,7 +277,12 @@ fn synacks_answered_and_reset() {
                     continue;
                 }
                 assert_eq!(flags, 0x02, "a SYN");
-                *acked.entry((sport, seq.wrapping_add(1))).or_default() += 1;
+                syns += 1;
+                // Every tenth SYN-ACK is sent twice (a retransmission): it
+                // is refused again but answers nothing new.
+                let twice = syns.is_multiple_of(10);
+                *acked.entry((sport, seq.wrapping_add(1))).or_default() += 1 + u32::from(twice);
+                let mut copy = None;
                 b.reflect(f, |x| {
                     swap_in_place(x, len).ok()?;
                     let c = [l4 + 16];
@@ -282,8 +291,14 @@ fn synacks_answered_and_reset() {
                     // SYN|ACK
                     let word = u16::from_be_bytes([x[l4 + 12], x[l4 + 13]]) | 0x10;
                     csum::set16(x, l4 + 12, word, &c)?;
+                    if twice {
+                        copy = Some(x[..len].to_vec());
+                    }
                     Some(len)
                 });
+                if let Some(c) = copy {
+                    assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
+                }
             }
             b.flush(|_, len| Some(len));
         });
@@ -291,8 +306,8 @@ fn synacks_answered_and_reset() {
         check(&rep);
         let c = &rep.counters;
         assert_eq!(
-            (c.sent, c.answered, c.rst_sent),
-            (1000, 1000, 1000),
+            (c.sent, c.answered, c.rx_unmatched, c.rst_sent),
+            (1000, 1000, 100, 1100),
             "v6={v6}: {c:?}"
         );
         assert_eq!(rep.hist.len(), 1000, "round trips from the ISN");
@@ -310,7 +325,7 @@ fn synacks_answered_and_reset() {
             rsts += 1;
             b.release(f);
         }
-        assert_eq!(rsts, 1000);
+        assert_eq!(rsts, 1100);
         assert!(acked.values().all(|&n| n == 0));
         b.check().unwrap();
     }
