@@ -599,6 +599,8 @@ fn spec(args: &PktgenArgs, plan: &Plan, src_mac: [u8; 6], dst_mac: [u8; 6], run:
 
 /// Generate traffic.
 pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // The interface first: every other complaint is moot without it.
+    let mac = read_mac(&args.iface).map_err(PktgenError::Other)?;
     let plan = plan(args)?;
     let run = run_id();
     // Build the template once with a placeholder MAC: refuse bad sizes and
@@ -613,7 +615,6 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         })
         .into());
     }
-    let mac = read_mac(&args.iface).map_err(PktgenError::Other)?;
     let stop = crate::server::stop_flag()?;
     let xcfg = XskConfig {
         frames: args.frames,
