@@ -616,6 +616,9 @@ impl<R: Rings> Gen<R> {
             }
             match self.step(Instant::now()) {
                 Step::Busy => {}
+                // A token due within 50 µs: poll()'s millisecond would
+                // overshoot it twentyfold; go round again.
+                Step::Idle(d) if d < Duration::from_micros(50) => {}
                 Step::Idle(d) => {
                     let ms = d.as_micros().div_ceil(1000).clamp(1, 100) as i32;
                     let _ = self.port.wait(ms);

@@ -31,7 +31,7 @@ mod tests;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ pub struct PktgenArgs {
     /// Stop after this many packets in all (still bounded by --duration).
     #[arg(long)]
     pub count: Option<u64>,
-    /// Frames per send batch (1 to 1024).
+    /// Frames per send batch (1 to 256).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// After sending, wait this long for late replies (ms, at most 10000).
@@ -129,7 +129,8 @@ pub struct PktgenArgs {
     /// Do not pin threads.
     #[arg(long)]
     pub no_pin: bool,
-    /// UMEM frames per queue.
+    /// UMEM frames per queue (at least 2048; a quarter, at most 1024, hold
+    /// the template for transmission).
     #[arg(long, default_value_t = 4096)]
     pub frames: u32,
     /// XDP attach mode.
@@ -452,12 +453,13 @@ pub fn resolve<R: Rings>(
     src: IpAddr,
     dst: IpAddr,
     timeout: Duration,
+    stop: &AtomicBool,
 ) -> Option<[u8; 6]> {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut next_send = start;
     let mut frames = Vec::new();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_send {
             if let Some(p) = ports.first_mut() {
                 let _ = p.send_frame(128, |b| {
@@ -511,8 +513,11 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
     if args.queues == 0 {
         return Err(usage("--queues must be at least 1"));
     }
-    if !(1..=1024).contains(&args.batch) {
-        return Err(usage("--batch must be between 1 and 1024"));
+    if !(1..=256).contains(&args.batch) {
+        return Err(usage("--batch must be between 1 and 256"));
+    }
+    if args.frames < 2048 {
+        return Err(usage("--frames must be at least 2048"));
     }
     if args.rate != 0 && args.rate < u64::from(args.queues) {
         return Err(usage(format!(
@@ -621,10 +626,12 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         mode: xdp_mode(args.xdp_mode),
         ..XskConfig::default()
     };
-    let pool = POOL.min(args.frames as usize / 4).max(args.batch);
+    // The pool's frames must still be free after the fill ring is stocked:
+    // keep them (and 64 for ARP/NDP and copy mode) off it from the start.
+    let pool = POOL.min(args.frames as usize / 4);
     let pcfg = PortConfig {
         batch: 64,
-        tx_reserve: 64,
+        tx_reserve: pool as u32 + 64,
         tx_backlog: pool + 64,
         ..PortConfig::default()
     };
@@ -643,8 +650,22 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         None => {
             let timeout = Duration::from_secs_f64(args.resolve_timeout);
             let proto = if args.dst.is_ipv4() { "ARP" } else { "NDP" };
-            match resolve(&mut ports, mac, plan.src_ips.first, args.dst, timeout) {
+            match resolve(
+                &mut ports,
+                mac,
+                plan.src_ips.first,
+                args.dst,
+                timeout,
+                &stop,
+            ) {
                 Some(m) => (m, proto),
+                None if stop.load(Ordering::Relaxed) => {
+                    return Err(PktgenError::Other(format!(
+                        "interrupted while resolving {} with {proto}",
+                        args.dst
+                    ))
+                    .into())
+                }
                 None => {
                     return Err(PktgenError::Unresolved {
                         proto,

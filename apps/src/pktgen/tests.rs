@@ -389,3 +389,46 @@ fn threads_share_flows_and_ids() {
         super::gen::packet_fields(&c, 0, 0).src_port
     );
 }
+
+#[test]
+fn command_line_values_parse() {
+    use super::{format_mac, parse_addr_range, parse_cores, parse_mac, parse_port_range};
+    let r = parse_addr_range("198.18.0.10-198.18.0.19").unwrap();
+    assert_eq!((r.first, r.len), ("198.18.0.10".parse().unwrap(), 10));
+    assert_eq!(r.nth(10), r.first);
+    assert_eq!(r.nth(9), "198.18.0.19".parse::<IpAddr>().unwrap());
+    assert_eq!(parse_addr_range("198.18.0.1").unwrap().len, 1);
+    let r6 = parse_addr_range("2001:db8::ff-2001:db8::100").unwrap();
+    assert_eq!(r6.len, 2);
+    assert_eq!(r6.nth(1), "2001:db8::100".parse::<IpAddr>().unwrap());
+    for bad in [
+        "198.18.0.9-198.18.0.1",
+        "198.18.0.1-2001:db8::1",
+        "x",
+        "::-ffff::",
+        "",
+    ] {
+        assert!(parse_addr_range(bad).is_err(), "{bad}");
+    }
+    let p = parse_port_range("10000-10999").unwrap();
+    assert_eq!((p.first, p.last, p.len()), (10000, 10999, 1000));
+    assert!(p.contains(10999) && !p.contains(11000));
+    assert_eq!(p.nth(1000), 10000);
+    assert_eq!(parse_port_range("7").unwrap().len(), 1);
+    for bad in ["0", "10-9", "1-65536", "a", "5-"] {
+        assert!(parse_port_range(bad).is_err(), "{bad}");
+    }
+    let m = parse_mac("02:78:73:00:00:0a").unwrap();
+    assert_eq!(m, [2, 0x78, 0x73, 0, 0, 10]);
+    assert_eq!(format_mac(m), "02:78:73:00:00:0a");
+    for bad in [
+        "02:78:73:00:00",
+        "02:78:73:00:00:0g",
+        "02:78:73:00:00:100",
+        "::::::",
+    ] {
+        assert!(parse_mac(bad).is_err(), "{bad}");
+    }
+    assert_eq!(parse_cores("1,0").unwrap(), vec![1, 0]);
+    assert!(parse_cores("").is_err() && parse_cores("a").is_err());
+}
