@@ -189,10 +189,10 @@ fn rewrite(
     if let Some(n) = answer_ndp(b, len, mac, v6) {
         return (Outcome::Ndp, Some(n));
     }
-    if len < 14 {
+    if len < 14 || b.len() < len {
         return (Outcome::Truncated, None);
     }
-    if b[0] & 1 != 0 {
+    if b.first().is_some_and(|m| m & 1 != 0) {
         // Broadcast/multicast: swapping would send from a group MAC.
         return (Outcome::Multicast, None);
     }

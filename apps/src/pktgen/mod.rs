@@ -844,6 +844,21 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let t = &summary["totals"];
     if !args.quiet {
+        for th in summary["threads"].as_array().into_iter().flatten() {
+            eprintln!(
+                "thread {} (queue {}, core {}): sent {} received {} answered {} invalid {} | cpu {:.2} s user {:.2} s sys | frames {}",
+                th["thread"],
+                th["queue"],
+                th["core"],
+                th["counters"]["sent"],
+                th["counters"]["received"],
+                th["counters"]["answered"],
+                th["counters"]["rx_invalid"],
+                th["cpu_user_s"].as_f64().unwrap_or(0.0),
+                th["cpu_sys_s"].as_f64().unwrap_or(0.0),
+                th["frame_accounting"],
+            );
+        }
         let lat = &summary["latency_us"];
         eprintln!(
             "pktgen: sent {} received {} answered {} ({:.2}%) in {:.2} s, tx {:.0} pps{} | frames {}",
