@@ -27,8 +27,8 @@ trap cleanup EXIT INT TERM
 SRV=(ip netns exec "xs-$NAME-srv")
 CLI=(ip netns exec "xs-$NAME-cli")
 
-run_one() { # kind round
-  local kind=$1 r=$2 pid
+start_server() { # kind round -> pid in $pid, 0 if it did not start
+  local kind=$1 r=$2
   case $kind in
     reflect) "${SRV[@]}" "$BIN" bench reflect --iface xdp0 --queues "$QUEUES" \
                --addr 198.18.0.1 --stats-file "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
@@ -36,7 +36,25 @@ run_one() { # kind round
                --addr 198.18.0.1/24 --stats-file "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
   esac
   pid=$!
-  for _ in $(seq 100); do grep -q "xdpstack" "$OUT/srv.err" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 100); do
+    grep -qE "worker\(s\) on|bench reflect:" "$OUT/srv.err" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  wait "$pid" 2>/dev/null || true
+  pid=0
+}
+
+run_one() { # kind round
+  local kind=$1 r=$2 pid=0
+  # The kernel frees the previous socket's queue from a work queue: a start
+  # right after a stop may find it still busy. Try again a few times.
+  for _ in $(seq 10); do
+    start_server "$kind" "$r"
+    [[ $pid -ne 0 ]] && break
+    sleep 0.3
+  done
+  [[ $pid -ne 0 ]] || { echo "the $kind server did not start: $(cat "$OUT/srv.err")" >&2; exit 1; }
   timeout -k 2 $((SECS + 30)) "${CLI[@]}" "$BIN" pktgen --iface peer0 --queues "$QUEUES" \
     --template echo --dst 198.18.0.1 --rate 0 --duration "$SECS" \
     --src-port 10000-10255 --quiet --json "$OUT/gen-$kind-$r.json"

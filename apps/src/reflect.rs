@@ -275,20 +275,23 @@ impl<R: Rings> Reflector<R> {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            // Frames still waiting on the tx ring need more kicks (copy
-            // mode sends a bounded number per kick): no sleeping then, or
-            // the fill ring runs dry behind them.
-            if n > 0 || self.port.pending_tx() > 0 || self.port.in_flight() > 0 {
+            if n > 0 || self.port.pending_tx() > 0 {
                 last_work = now;
                 continue;
             }
             if now.duration_since(last_work) < spin {
                 continue;
             }
-            let mut ms = 100;
+            // Frames in flight may still sit on the tx ring (copy mode sends
+            // a bounded number per kick; a kick can fail when the peer's
+            // queue is full): sleep 1 ms at most then, so that the next
+            // flush kicks again soon, else until a frame arrives (100 ms at
+            // most, to see the stop flag).
+            let mut ms = if self.port.in_flight() > 0 { 1 } else { 100 };
             if let Some(d) = deadline {
                 ms = ms.min(d.saturating_duration_since(now).as_millis().max(1) as i32);
             }
+            self.port.flush(|_, len| Some(len));
             let _ = self.port.wait(ms);
             last_work = Instant::now();
         }

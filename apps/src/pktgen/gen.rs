@@ -596,8 +596,12 @@ impl<R: Rings> Gen<R> {
                 if now >= until || self.all_answered() {
                     self.phase = Phase::Done;
                     Step::Done
-                } else if got > 0 || self.port.pending_tx() > 0 || self.port.in_flight() > 0 {
+                } else if got > 0 || self.port.pending_tx() > 0 {
                     Step::Busy
+                } else if self.port.in_flight() > 0 {
+                    // Frames may still wait on the tx ring: come back soon
+                    // to kick again.
+                    Step::Idle((until - now).min(Duration::from_millis(1)))
                 } else {
                     Step::Idle(until - now)
                 }
