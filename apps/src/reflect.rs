@@ -16,7 +16,7 @@ use nic::{Frame, Port, PortConfig, Rings};
 use serde_json::json;
 
 use crate::pktgen::neigh::{answer_arp, answer_ndp};
-use crate::pktgen::{cpu_times, parse_cores, pin_thread, port_json, read_mac};
+use crate::pktgen::{cpu_times, pin_thread, port_json, read_mac};
 use crate::server::ModeArg;
 
 /// `xdpstack bench reflect` options.
@@ -40,7 +40,7 @@ pub struct ReflectArgs {
     pub stats_file: Option<std::path::PathBuf>,
     /// Cores to pin queue threads to, e.g. `0,1` (thread i -> i-th entry,
     /// cycling); default: thread i -> core i.
-    #[arg(long, value_parser = parse_cores)]
+    #[arg(long, value_delimiter = ',', num_args = 1)]
     pub cores: Option<Vec<usize>>,
     /// Do not pin threads.
     #[arg(long)]

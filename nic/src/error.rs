@@ -75,13 +75,19 @@ impl NicError {
         queue: u32,
         errno: Option<i32>,
         detail: String,
+        zero_copy_required: bool,
     ) -> NicError {
         let ifname = ifname.to_string();
         match errno {
             Some(libc::EPERM) | Some(libc::EACCES) => NicError::NotPermitted { ifname },
             Some(libc::EEXIST) => NicError::XdpBusy { ifname },
             Some(libc::EBUSY) => NicError::QueueBusy { ifname, queue },
-            Some(libc::EOPNOTSUPP) => NicError::NoZeroCopy { ifname, queue },
+            Some(libc::EOPNOTSUPP) if zero_copy_required => NicError::NoZeroCopy { ifname, queue },
+            Some(libc::EOPNOTSUPP) => NicError::Socket {
+                ifname,
+                queue,
+                detail: "the device does not support AF_XDP (EOPNOTSUPP)".into(),
+            },
             Some(e) => NicError::Socket {
                 ifname,
                 queue,

@@ -298,7 +298,7 @@ impl XskRings {
                 s.downcast_ref::<io::Error>()
                     .and_then(io::Error::raw_os_error)
             });
-            NicError::from_socket_errno(ifname, queue, errno, e.to_string())
+            NicError::from_socket_errno(ifname, queue, errno, e.to_string(), cfg.require_zero_copy)
         })?;
         let (fq, cq) = rings.ok_or_else(|| NicError::Socket {
             ifname: ifname.to_string(),

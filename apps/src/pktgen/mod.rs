@@ -124,7 +124,7 @@ pub struct PktgenArgs {
     /// Cores to pin threads to, e.g. `1,0` (thread i -> i-th entry,
     /// cycling); default: thread i -> core N-1-i, off the cores a server's
     /// workers take first.
-    #[arg(long, value_parser = parse_cores)]
+    #[arg(long, value_delimiter = ',', num_args = 1)]
     pub cores: Option<Vec<usize>>,
     /// Do not pin threads.
     #[arg(long)]
@@ -294,15 +294,6 @@ pub fn parse_port_range(s: &str) -> Result<PortRange, String> {
         return Err(bad());
     }
     Ok(PortRange { first, last })
-}
-
-/// Parse a core list `0,1,3`.
-pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
-    let v: Result<Vec<usize>, _> = s.split(',').map(|c| c.trim().parse::<usize>()).collect();
-    match v {
-        Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(format!("`{s}` is not a list of core ids like 0,1")),
-    }
 }
 
 /// Check that every core in `cores` exists here.

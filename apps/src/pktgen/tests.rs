@@ -392,7 +392,7 @@ fn threads_share_flows_and_ids() {
 
 #[test]
 fn command_line_values_parse() {
-    use super::{format_mac, parse_addr_range, parse_cores, parse_mac, parse_port_range};
+    use super::{format_mac, parse_addr_range, parse_mac, parse_port_range};
     let r = parse_addr_range("198.18.0.10-198.18.0.19").unwrap();
     assert_eq!((r.first, r.len), ("198.18.0.10".parse().unwrap(), 10));
     assert_eq!(r.nth(10), r.first);
@@ -429,6 +429,28 @@ fn command_line_values_parse() {
     ] {
         assert!(parse_mac(bad).is_err(), "{bad}");
     }
-    assert_eq!(parse_cores("1,0").unwrap(), vec![1, 0]);
-    assert!(parse_cores("").is_err() && parse_cores("a").is_err());
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::PktgenArgs,
+    }
+    let parse = |cores: &str| {
+        <Cli as clap::Parser>::try_parse_from([
+            "pktgen",
+            "--iface",
+            "peer0",
+            "--template",
+            "udp",
+            "--dst",
+            "198.18.0.1",
+            "--rate",
+            "0",
+            "--duration",
+            "1",
+            "--cores",
+            cores,
+        ])
+    };
+    assert_eq!(parse("1,0").unwrap().args.cores, Some(vec![1, 0]));
+    assert!(parse("a").is_err());
 }
