@@ -490,9 +490,26 @@ impl<R: Rings> Engine<R> {
                         return self.admit(now, pkt, key, m, rx_core);
                     }
                 }
-                match self.flows.lookup(&key, now_ms) {
+                let entry = self.flows.lookup(&key, now_ms);
+                if let (true, false, true, Some(Owner::Remote { .. })) =
+                    (syn, ack, hops > 0 && rx_core == self.core, entry)
+                {
+                    // A SYN back on its receiving core after a trip: the core
+                    // our entry names had no socket for it and selected us,
+                    // but the member it picked is draining now (listeners
+                    // replaced on every core at once). Our entry points
+                    // where the SYN has just been: following it would bounce
+                    // the SYN, and every retransmission, between the two
+                    // cores until the hop limit drops it. Select again.
+                    self.flows.remove(&key);
+                    return self.new_tcp_flow(now, pkt, parsed, None, rx_core, hops);
+                }
+                match entry {
                     Some(Owner::Local { handle, .. }) => {
                         self.feed(now, pkt);
+                        if rst {
+                            self.drop_if_reverted(handle);
+                        }
                         self.mark_ready(handle);
                     }
                     Some(Owner::Remote { core }) => {
@@ -552,7 +569,11 @@ impl<R: Rings> Engine<R> {
             None => self.feed(now, pkt),
             Some((m, core)) if core == self.core => self.admit(now, pkt, key, m, rx_core),
             Some((m, core)) => {
-                if self.forward(core, pkt, parsed, Some(m), rx_core, hops) {
+                // Only the cores that receive the flow's packets need to know
+                // where it went. Sending it back to the receiving core needs
+                // no entry here (that core admits it and keeps its own), and
+                // one would point back at a core whose entry points here.
+                if self.forward(core, pkt, parsed, Some(m), rx_core, hops) && core != rx_core {
                     self.flows
                         .insert(key, Owner::Remote { core }, now.total_millis() as u64);
                 }
@@ -741,13 +762,35 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// Pending connections the peer reset before accept leave the queue.
+    /// smoltcp turns a socket reset in SYN-RECEIVED back into a listening
+    /// one. Left in the set it would take the next SYN for its port in place
+    /// of the socket the demux made for that SYN, and that flow would have
+    /// no flow-table entry of its own. It is a lost handshake: drop it now.
+    fn drop_if_reverted(&mut self, h: SocketHandle) {
+        let Some(c) = self.conns.get(&h) else {
+            return;
+        };
+        if c.accepted || self.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+            return;
+        }
+        if let Some(l) = self.listeners.get_mut(&c.member) {
+            l.pending.retain(|&p| p != h);
+        }
+        self.counters.pending_lost += 1;
+        self.release_conn(h);
+    }
+
+    /// Pending connections the peer reset before accept leave the queue
+    /// (closed, or reverted to listening: see `drop_if_reverted`).
     fn sweep_pending(&mut self) {
         let mut lost = Vec::new();
         for l in self.listeners.values_mut() {
             let sockets = &self.sockets;
             l.pending.retain(|&h| {
-                let closed = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+                let closed = matches!(
+                    sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Closed | tcp::State::Listen
+                );
                 if closed {
                     lost.push(h);
                 }
