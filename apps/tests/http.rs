@@ -325,6 +325,10 @@ fn root_files_types_head_and_directories() {
             got.len()
         );
     }
+    // IPv6 too.
+    let out = curl(&sb, &[], &format!("http://[{SERVER_IP6}]/img/pic.png"));
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout == png, "GET over IPv6: wrong content");
     let (code, ct, blob) = curl_get(&sb, &[], "/blob");
     assert_eq!((code, ct.as_str()), (200, "application/octet-stream"));
     assert_eq!(blob, bytes(100, 2));
