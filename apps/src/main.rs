@@ -117,10 +117,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
         Cmd::Http { server, http } => {
+            // Loaded before any NIC queue is opened: a refused tree is a
+            // one-line error and nothing was attached.
+            let site = http::load_site(&http)?;
             let report = server::serve(
                 &server,
                 "http",
-                move |ctx, engine| http::HttpApp::new(ctx, engine, &http),
+                move |ctx, engine| http::HttpApp::new(ctx, engine, &http, site.clone()),
                 |app| app.json(),
             )?;
             print_summary(&report);

@@ -59,6 +59,21 @@ pub struct ServerArgs {
     /// Owner uid of the listeners (default: the effective uid).
     #[arg(long)]
     pub uid: Option<u32>,
+    /// On SIGINT/SIGTERM, give in-flight work this many seconds to finish
+    /// (services that have a graceful stop: http) before everything left is
+    /// reset.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_grace)]
+    pub grace: f64,
+}
+
+fn parse_grace(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&v) {
+        return Err(format!("{v} is not between 0 and 3600 seconds"));
+    }
+    Ok(v)
 }
 
 fn parse_selector(s: &str) -> Result<String, String> {
@@ -277,6 +292,10 @@ where
         let make_app = make_app.clone();
         let app_json = app_json.clone();
         let pin = !args.no_pin;
+        let loop_cfg = LoopConfig {
+            grace: std::time::Duration::from_secs_f64(args.grace),
+            ..LoopConfig::default()
+        };
         let h = std::thread::Builder::new()
             .name(format!("xdpstack-w{i}"))
             .spawn(move || {
@@ -289,7 +308,7 @@ where
                         return Err(e);
                     }
                 };
-                let ls = worker::run(&mut engine, &mut app, &stop, &LoopConfig::default());
+                let ls = worker::run(&mut engine, &mut app, &stop, &loop_cfg);
                 let frames_ok = engine.check_frames();
                 Ok(worker_json(
                     i,
@@ -385,7 +404,12 @@ fn worker_json(
             "kernel": p.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
         },
         "frame_accounting": match frames_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-        "loop": { "iterations": ls.iterations, "sleeps": ls.sleeps },
+        "loop": {
+            "iterations": ls.iterations,
+            "sleeps": ls.sleeps,
+            "grace_used_ms": ls.grace_used.as_millis() as u64,
+            "grace_expired": ls.grace_expired,
+        },
         "sockets": s.sockets,
         "flows": s.flows,
     })

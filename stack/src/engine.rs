@@ -106,6 +106,11 @@ pub struct EngineConfig {
     pub tcp_tx_buf: usize,
     /// Seed for TCP initial sequence numbers.
     pub seed: u64,
+    /// A connection the application closed that has not finished closing
+    /// after this long (a peer that never acknowledges our FIN or never
+    /// sends its own: FIN_WAIT, LAST_ACK, CLOSING) is reset, as Linux's
+    /// `tcp_fin_timeout` bounds FIN_WAIT_2.
+    pub close_timeout: std::time::Duration,
 }
 
 impl EngineConfig {
@@ -120,6 +125,7 @@ impl EngineConfig {
             tcp_rx_buf: 64 * 1024,
             tcp_tx_buf: 64 * 1024,
             seed: random_seed(),
+            close_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -148,6 +154,9 @@ pub struct EngineCounters {
     pub time_wait_reaped: u64,
     /// Connections released after closing.
     pub closed: u64,
+    /// Closed connections reset because they did not finish closing within
+    /// `close_timeout`.
+    pub close_timeouts: u64,
     /// Packets handed to another core.
     pub handed_off: u64,
     /// Packets received from another core.
@@ -209,7 +218,35 @@ struct Conn {
     rx_core: usize,
     accepted: bool,
     closing: bool,
+    /// When the application closed it (engine milliseconds), for
+    /// `close_timeout`.
+    closing_since_ms: u64,
+    /// Listed in `Engine::closing`.
+    listed_closing: bool,
+    /// Listed in `Engine::ready` since the last `take_ready`.
+    ready: bool,
     counters: Arc<ListenerCounters>,
+}
+
+impl Conn {
+    fn new(
+        key: FlowKey,
+        member: MemberId,
+        rx_core: usize,
+        counters: Arc<ListenerCounters>,
+    ) -> Self {
+        Conn {
+            key,
+            member,
+            rx_core,
+            accepted: false,
+            closing: false,
+            closing_since_ms: 0,
+            listed_closing: false,
+            ready: false,
+            counters,
+        }
+    }
 }
 
 /// A received datagram.
@@ -258,6 +295,12 @@ pub struct Engine<R: Rings> {
     pool: Vec<Vec<u8>>,
     dirty: bool,
     last_sweep_ms: u64,
+    /// Connections the application closed (or that were reset), until released.
+    closing: Vec<SocketHandle>,
+    /// Accepted connections that received a segment since the last
+    /// `take_ready`, when tracking is on.
+    ready: Vec<SocketHandle>,
+    track_ready: bool,
 }
 
 impl<R: Rings> Engine<R> {
@@ -319,6 +362,9 @@ impl<R: Rings> Engine<R> {
             pool: Vec::new(),
             dirty: true,
             last_sweep_ms: 0,
+            closing: Vec::new(),
+            ready: Vec::new(),
+            track_ready: false,
         }
     }
 
@@ -457,8 +503,15 @@ impl<R: Rings> Engine<R> {
                         return self.new_tcp_flow(now, pkt, parsed, None, rx_core, hops);
                     }
                 }
-                match self.flows.lookup(&key, now_ms) {
-                    Some(Owner::Local { .. }) => self.feed(now, pkt),
+                let entry = self.flows.lookup(&key, now_ms);
+                match entry {
+                    Some(Owner::Local { handle, .. }) => {
+                        self.feed(now, pkt);
+                        if rst {
+                            self.drop_if_reverted(handle);
+                        }
+                        self.mark_ready(handle);
+                    }
                     Some(Owner::Remote { core }) => {
                         self.forward(core, pkt, parsed, None, rx_core, hops);
                         if rst {
@@ -515,7 +568,11 @@ impl<R: Rings> Engine<R> {
             None => self.feed(now, pkt),
             Some((m, core)) if core == self.core => self.admit(now, pkt, key, m, rx_core),
             Some((m, core)) => {
-                if self.forward(core, pkt, parsed, Some(m), rx_core, hops) {
+                // Only the cores that receive the flow's packets need to know
+                // where it went. Sending it back to the receiving core needs
+                // no entry here (that core admits it and keeps its own), and
+                // one would point back at a core whose entry points here.
+                if self.forward(core, pkt, parsed, Some(m), rx_core, hops) && core != rx_core {
                     self.flows
                         .insert(key, Owner::Remote { core }, now.total_millis() as u64);
                 }
@@ -548,17 +605,7 @@ impl<R: Rings> Engine<R> {
             l.pending.push_back(h);
         }
         self.own_flow(key, m, h, rx_core);
-        self.conns.insert(
-            h,
-            Conn {
-                key,
-                member: m,
-                rx_core,
-                accepted: false,
-                closing: false,
-                counters,
-            },
-        );
+        self.conns.insert(h, Conn::new(key, m, rx_core, counters));
     }
 
     /// Hand a packet to `core`. Returns whether it was sent.
@@ -706,13 +753,35 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// Pending connections the peer reset before accept leave the queue.
+    /// smoltcp turns a socket reset in SYN-RECEIVED back into a listening
+    /// one. Left in the set it would take the next SYN for its port in place
+    /// of the socket the demux made for that SYN, and that flow would have
+    /// no flow-table entry of its own. It is a lost handshake: drop it now.
+    fn drop_if_reverted(&mut self, h: SocketHandle) {
+        let Some(c) = self.conns.get(&h) else {
+            return;
+        };
+        if c.accepted || self.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+            return;
+        }
+        if let Some(l) = self.listeners.get_mut(&c.member) {
+            l.pending.retain(|&p| p != h);
+        }
+        self.counters.pending_lost += 1;
+        self.release_conn(h);
+    }
+
+    /// Pending connections the peer reset before accept leave the queue
+    /// (closed, or reverted to listening: see `drop_if_reverted`).
     fn sweep_pending(&mut self) {
         let mut lost = Vec::new();
         for l in self.listeners.values_mut() {
             let sockets = &self.sockets;
             l.pending.retain(|&h| {
-                let closed = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+                let closed = matches!(
+                    sockets.get::<tcp::Socket>(h).state(),
+                    tcp::State::Closed | tcp::State::Listen
+                );
                 if closed {
                     lost.push(h);
                 }
@@ -751,17 +820,11 @@ impl<R: Rings> Engine<R> {
             self.sockets.get_mut::<tcp::Socket>(h).abort();
             self.counters.migration_resets += 1;
             let counters = Arc::new(ListenerCounters::default());
-            self.conns.insert(
-                h,
-                Conn {
-                    key,
-                    member: to,
-                    rx_core,
-                    accepted: true,
-                    closing: true,
-                    counters,
-                },
-            );
+            let mut c = Conn::new(key, to, rx_core, counters);
+            c.accepted = true;
+            self.conns.insert(h, c);
+            let now_ms = self.now().total_millis() as u64;
+            self.mark_closing(h, now_ms);
             self.own_flow(key, to, h, rx_core);
             self.dirty = true;
             return;
@@ -770,17 +833,7 @@ impl<R: Rings> Engine<R> {
         l.counters.migrated_in.fetch_add(1, Ordering::Relaxed);
         let counters = l.counters.clone();
         self.counters.migrated_in += 1;
-        self.conns.insert(
-            h,
-            Conn {
-                key,
-                member: to,
-                rx_core,
-                accepted: false,
-                closing: false,
-                counters,
-            },
-        );
+        self.conns.insert(h, Conn::new(key, to, rx_core, counters));
         self.own_flow(key, to, h, rx_core);
         self.dirty = true;
     }
@@ -805,32 +858,66 @@ impl<R: Rings> Engine<R> {
                 Egress::Resolve { len } => Some(len),
                 Egress::Invalid => None,
             });
-        self.reap();
+        self.reap(now_ms);
         self.dirty = false;
     }
 
     /// Release sockets of closed connections. TIME_WAIT is cut short: smoltcp
     /// keeps it 10 s in the set, which a busy `Connection: close` server cannot
     /// afford (every packet scans the set).
-    fn reap(&mut self) {
-        let mut gone = Vec::new();
-        for (&h, c) in &self.conns {
+    ///
+    /// Only the connections on the closing list are looked at, not every
+    /// connection.
+    fn reap(&mut self, now_ms: u64) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let timeout = self.cfg.close_timeout.as_millis() as u64;
+        let mut list = std::mem::take(&mut self.closing);
+        let mut i = 0;
+        while i < list.len() {
+            let h = list[i];
+            let Some(c) = self.conns.get_mut(&h) else {
+                // Released elsewhere (the handle may name a new socket by now).
+                list.swap_remove(i);
+                continue;
+            };
             if !c.closing {
+                // The handle was reused by a connection that is not closing.
+                list.swap_remove(i);
                 continue;
             }
-            match self.sockets.get::<tcp::Socket>(h).state() {
-                tcp::State::Closed => gone.push((h, false)),
-                tcp::State::TimeWait => gone.push((h, true)),
-                _ => {}
+            let expired = now_ms.saturating_sub(c.closing_since_ms) >= timeout;
+            let socket = self.sockets.get_mut::<tcp::Socket>(h);
+            let state = socket.state();
+            if expired && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+                // The peer never finished the close: reset. The RST goes out
+                // on the next egress, then the socket is released.
+                socket.abort();
+                c.closing_since_ms = now_ms;
+                self.counters.close_timeouts += 1;
+                self.dirty = true;
+                i += 1;
+                continue;
             }
-        }
-        for (h, tw) in gone {
+            let tw = match state {
+                tcp::State::Closed => false,
+                tcp::State::TimeWait => true,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            list.swap_remove(i);
             self.counters.closed += 1;
             if tw {
                 self.counters.time_wait_reaped += 1;
             }
             self.release_conn(h);
         }
+        // Anything listed meanwhile (nothing here marks, but stay safe).
+        list.append(&mut self.closing);
+        self.closing = list;
     }
 
     /// How long the engine may sleep before smoltcp has timers to run.
@@ -993,9 +1080,9 @@ impl<R: Rings> Engine<R> {
             // Nobody left to take it: reset, as Linux resets the queue.
             self.sockets.get_mut::<tcp::Socket>(h).abort();
             if let Some(c) = self.conns.get_mut(&h) {
-                c.closing = true;
                 c.accepted = true;
             }
+            self.mark_closing(h, now.total_millis() as u64);
             if let Some(fc) = &from_counters {
                 fc.reset.fetch_add(1, Ordering::Relaxed);
             }
@@ -1046,17 +1133,10 @@ impl<R: Rings> Engine<R> {
                 socket.abort();
                 let h = self.sockets.add(*socket);
                 self.counters.migration_resets += 1;
-                self.conns.insert(
-                    h,
-                    Conn {
-                        key,
-                        member: from,
-                        rx_core,
-                        accepted: true,
-                        closing: true,
-                        counters: from_counters.unwrap_or_default(),
-                    },
-                );
+                let mut c = Conn::new(key, from, rx_core, from_counters.unwrap_or_default());
+                c.accepted = true;
+                self.conns.insert(h, c);
+                self.mark_closing(h, now.total_millis() as u64);
                 self.own_flow(key, from, h, rx_core);
                 self.dirty = true;
             }
@@ -1136,20 +1216,85 @@ impl<R: Rings> Engine<R> {
     }
 
     /// Close: FIN after queued data; the socket is released once closed.
+    /// A peer that never finishes the close is reset after
+    /// `EngineConfig::close_timeout`.
     pub fn close(&mut self, c: ConnId) {
-        if let Some(x) = self.conns.get_mut(&c.0) {
-            x.closing = true;
+        if self.conns.contains_key(&c.0) {
             self.sockets.get_mut::<tcp::Socket>(c.0).close();
+            let now_ms = self.now().total_millis() as u64;
+            self.mark_closing(c.0, now_ms);
             self.dirty = true;
         }
     }
 
     /// Reset the connection and release it.
     pub fn abort(&mut self, c: ConnId) {
-        if let Some(x) = self.conns.get_mut(&c.0) {
-            x.closing = true;
+        if self.conns.contains_key(&c.0) {
             self.sockets.get_mut::<tcp::Socket>(c.0).abort();
+            let now_ms = self.now().total_millis() as u64;
+            self.mark_closing(c.0, now_ms);
             self.dirty = true;
+        }
+    }
+
+    /// TCP connections this engine holds: waiting to be accepted, open, or
+    /// closed by the application but not finished closing yet. Zero once
+    /// every connection is gone (a graceful stop waits for this).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Record which accepted connections receive segments, for
+    /// [`Engine::take_ready`]. Off by default (nothing is recorded).
+    pub fn set_ready_tracking(&mut self, on: bool) {
+        self.track_ready = on;
+        if !on {
+            for h in self.ready.drain(..) {
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.ready = false;
+                }
+            }
+        }
+    }
+
+    /// Move into `out` the accepted connections that had activity since the
+    /// last call: a segment arrived for them (data, an acknowledgement that
+    /// freed send buffer space, a window update, FIN or RST). Each appears
+    /// once; a connection the application already closed may appear (its
+    /// handle names nothing or, after reuse, a connection with nothing new).
+    /// Needs [`Engine::set_ready_tracking`]; newly accepted connections are
+    /// not listed (the application looks at them when it accepts them).
+    pub fn take_ready(&mut self, out: &mut Vec<ConnId>) {
+        for h in self.ready.drain(..) {
+            if let Some(c) = self.conns.get_mut(&h) {
+                c.ready = false;
+            }
+            out.push(ConnId(h));
+        }
+    }
+
+    fn mark_ready(&mut self, h: SocketHandle) {
+        if !self.track_ready {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&h) {
+            if c.accepted && !c.ready && !c.closing {
+                c.ready = true;
+                self.ready.push(h);
+            }
+        }
+    }
+
+    fn mark_closing(&mut self, h: SocketHandle, now_ms: u64) {
+        if let Some(c) = self.conns.get_mut(&h) {
+            if !c.closing {
+                c.closing = true;
+                c.closing_since_ms = now_ms;
+            }
+            if !c.listed_closing {
+                c.listed_closing = true;
+                self.closing.push(h);
+            }
         }
     }
 
@@ -1160,11 +1305,10 @@ impl<R: Rings> Engine<R> {
             let _ = self.close_listener(id);
         }
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
+        let now_ms = self.now().total_millis() as u64;
         for h in handles {
-            if let Some(x) = self.conns.get_mut(&h) {
-                x.closing = true;
-            }
             self.sockets.get_mut::<tcp::Socket>(h).abort();
+            self.mark_closing(h, now_ms);
         }
         let ids: Vec<MemberId> = self.udp.keys().copied().collect();
         for id in ids {

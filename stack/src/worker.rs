@@ -1,5 +1,12 @@
 //! The per-core loop: run to completion under load (rx batch -> stack ->
 //! application -> tx batch), sleep in poll() on the XSK when idle.
+//!
+//! Stopping is in two phases. When the stop flag is set the loop enters a
+//! graceful phase: it calls [`App::stopping`] (stop taking new work, finish
+//! what is in flight) and keeps running ingress, [`App::poll`] and egress
+//! while the application says it is still busy, at most
+//! [`LoopConfig::grace`]. Then [`App::shutdown`] releases what is left and
+//! a last egress sends it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +22,23 @@ pub trait App<R: Rings> {
     /// called at even without traffic (its own timers), if any.
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant>;
 
-    /// Called once when the worker stops, before the last egress.
+    /// The graceful phase of a stop. Called on the first turn after the stop
+    /// flag is set and then on every turn (after `poll`, before egress):
+    /// stop taking new work (drain or close listeners) and finish what is in
+    /// flight. Return `true` while something is left to finish; the loop
+    /// goes on (ingress, `poll`, egress, sleeping when idle) until this
+    /// returns `false` or [`LoopConfig::grace`] has passed.
+    ///
+    /// The default has nothing to finish: the stop goes straight to
+    /// [`App::shutdown`].
+    fn stopping(&mut self, engine: &mut Engine<R>, now: Instant) -> bool {
+        let _ = (engine, now);
+        false
+    }
+
+    /// Called once when the worker stops, after the graceful phase and
+    /// before the last egress: release everything still open. The default
+    /// resets every connection and closes every listener and UDP socket.
     fn shutdown(&mut self, engine: &mut Engine<R>) {
         engine.abort_all();
     }
@@ -29,6 +52,8 @@ pub struct LoopConfig {
     /// Never sleep longer than this (the stop flag is checked after each
     /// sleep).
     pub max_sleep: Duration,
+    /// Longest graceful phase of a stop (see [`App::stopping`]).
+    pub grace: Duration,
 }
 
 impl Default for LoopConfig {
@@ -36,6 +61,7 @@ impl Default for LoopConfig {
         LoopConfig {
             spin: Duration::from_micros(50),
             max_sleep: Duration::from_millis(100),
+            grace: Duration::from_secs(5),
         }
     }
 }
@@ -47,9 +73,15 @@ pub struct LoopStats {
     pub iterations: u64,
     /// Sleeps in poll().
     pub sleeps: u64,
+    /// How long the graceful phase of the stop lasted.
+    pub grace_used: Duration,
+    /// Whether the graceful phase ended because [`LoopConfig::grace`]
+    /// passed with the application still busy.
+    pub grace_expired: bool,
 }
 
-/// Run `app` on `engine` until `stop` is set.
+/// Run `app` on `engine` until `stop` is set, then stop it gracefully (see
+/// the module documentation).
 pub fn run<R: Rings, A: App<R>>(
     engine: &mut Engine<R>,
     app: &mut A,
@@ -59,7 +91,19 @@ pub fn run<R: Rings, A: App<R>>(
     let mut stats = LoopStats::default();
     let mut last_work = Instant::now();
     let mut app_deadline: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
+    // Set once the stop flag is seen: (when, end of the grace).
+    let mut stopping: Option<(Instant, Instant)> = None;
+    loop {
+        if stopping.is_none() && stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            stopping = Some((now, now + cfg.grace));
+        }
+        if let Some((_, end)) = stopping {
+            if Instant::now() >= end {
+                stats.grace_expired = true;
+                break;
+            }
+        }
         stats.iterations += 1;
         let n = engine.ingress();
         let now = Instant::now();
@@ -67,7 +111,11 @@ pub fn run<R: Rings, A: App<R>>(
         if n > 0 || engine.dirty() || due {
             app_deadline = app.poll(engine, now);
         }
+        let busy = stopping.is_none() || app.stopping(engine, now);
         engine.egress();
+        if !busy {
+            break;
+        }
         if n > 0 {
             last_work = now;
             continue;
@@ -82,6 +130,9 @@ pub fn run<R: Rings, A: App<R>>(
         if let Some(d) = app_deadline {
             timeout = timeout.min(d.saturating_duration_since(now));
         }
+        if let Some((_, end)) = stopping {
+            timeout = timeout.min(end.saturating_duration_since(now));
+        }
         if timeout.is_zero() {
             continue;
         }
@@ -91,6 +142,9 @@ pub fn run<R: Rings, A: App<R>>(
         let now = Instant::now();
         app_deadline = app.poll(engine, now);
         last_work = now;
+    }
+    if let Some((since, _)) = stopping {
+        stats.grace_used = since.elapsed();
     }
     app.shutdown(engine);
     engine.egress();

@@ -110,13 +110,19 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
+        Net::with(|_| {})
+    }
+
+    /// A net whose engine config is first adjusted by `f`.
+    fn with(f: impl FnOnce(&mut EngineConfig)) -> Net {
         let (a, b) = MemRings::pair(MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
         });
         let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
-        let cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let mut cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        f(&mut cfg);
         let engine = Engine::new(a, cfg, shared.clone(), 0, 0);
         Net {
             engine,
@@ -411,4 +417,270 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
     }
     let _ = SocketAddr::new(IpAddr::V4(CLIENT), 0);
     net.engine.check_frames().unwrap();
+}
+
+// ---- readiness, connection counts, close timeout, the graceful stop ----
+
+fn accept_all(net: &mut Net, l: MemberId, n: usize) -> Vec<stack::socket::ConnId> {
+    let mut conns = Vec::new();
+    net.run_until(500, "all accepted", |net| {
+        while let Some(c) = net.engine.accept(l) {
+            conns.push(c);
+        }
+        conns.len() == n
+    });
+    conns
+}
+
+#[test]
+fn take_ready_lists_only_connections_with_segments() {
+    let mut net = Net::new();
+    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    net.engine.set_ready_tracking(true);
+    let hs: Vec<_> = (0..3).map(|i| net.client.connect(46000 + i, 80)).collect();
+    net.run_until(2000, "connections established", |n| established(n, &hs));
+    let conns = accept_all(&mut net, l, 3);
+    let peer_port = |net: &mut Net, c| net.engine.peer(c).unwrap().unwrap().port;
+    let mut ready = Vec::new();
+    net.run(5);
+    net.engine.take_ready(&mut ready);
+    assert!(ready.is_empty(), "nothing arrived after accept: {ready:?}");
+
+    // Data on the second connection only, in several segments.
+    net.client.tcp(hs[1]).set_nagle_enabled(false);
+    for _ in 0..3 {
+        net.client.tcp(hs[1]).send_slice(b"data").unwrap();
+        net.run(3);
+    }
+    net.engine.take_ready(&mut ready);
+    assert_eq!(
+        ready.len(),
+        1,
+        "listed once however many segments: {ready:?}"
+    );
+    assert_eq!(peer_port(&mut net, ready[0]), 46001);
+    let mut buf = [0u8; 64];
+    assert_eq!(net.engine.recv(ready[0], &mut buf), Ok(12));
+    ready.clear();
+    net.engine.take_ready(&mut ready);
+    assert!(ready.is_empty(), "taken means gone: {ready:?}");
+
+    // A FIN is activity too.
+    net.client.tcp(hs[2]).close();
+    net.run(5);
+    net.engine.take_ready(&mut ready);
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert_eq!(peer_port(&mut net, ready[0]), 46002);
+    assert_eq!(
+        net.engine.recv(ready[0], &mut buf),
+        Err(stack::socket::ConnError::Closed)
+    );
+
+    // Tracking off: nothing is recorded.
+    net.engine.set_ready_tracking(false);
+    net.client.tcp(hs[0]).send_slice(b"x").unwrap();
+    net.run(5);
+    ready.clear();
+    net.engine.take_ready(&mut ready);
+    assert!(ready.is_empty(), "{ready:?}");
+    assert!(conns.len() == 3);
+}
+
+#[test]
+fn connections_counts_until_the_close_finishes() {
+    let mut net = Net::new();
+    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let hs: Vec<_> = (0..2).map(|i| net.client.connect(46100 + i, 80)).collect();
+    net.run_until(2000, "connections established", |n| established(n, &hs));
+    assert_eq!(net.engine.connections(), 2, "pending ones count");
+    let conns = accept_all(&mut net, l, 2);
+    for &c in &conns {
+        net.engine.close(c);
+    }
+    net.run(5);
+    assert_eq!(
+        net.engine.connections(),
+        2,
+        "FIN sent, the peers have not closed"
+    );
+    for &h in &hs {
+        net.client.tcp(h).close();
+    }
+    net.run_until(2000, "both released", |n| n.engine.connections() == 0);
+    assert_eq!(net.engine.stats().engine.close_timeouts, 0);
+}
+
+#[test]
+fn close_timeout_resets_a_peer_that_never_closes() {
+    let mut net = Net::with(|c| c.close_timeout = std::time::Duration::from_millis(300));
+    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let h = net.client.connect(46200, 80);
+    net.run_until(2000, "connection established", |n| established(n, &[h]));
+    let c = accept_all(&mut net, l, 1)[0];
+    let closed_at = std::time::Instant::now();
+    net.engine.close(c);
+    // The client never closes its side: our socket sits in FIN_WAIT_2.
+    net.run_until(2000, "peer saw our FIN", |n| {
+        n.client.tcp(h).state() == tcp::State::CloseWait
+    });
+    assert_eq!(net.engine.connections(), 1);
+    net.run_until(5000, "reset after the close timeout", |n| {
+        n.client.tcp(h).state() == tcp::State::Closed && n.engine.connections() == 0
+    });
+    assert!(closed_at.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(net.engine.stats().engine.close_timeouts, 1);
+    net.engine.check_frames().unwrap();
+}
+
+#[test]
+fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
+    // smoltcp turns a SYN-RECEIVED socket that gets a RST back into a
+    // listening one; left in the queue it would take the next SYN in place
+    // of the socket made for it, and that flow would have no entry of its own.
+    let mut net = Net::new();
+    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    net.engine.set_ready_tracking(true);
+    let gone = net.client.connect(47000, 80);
+    // Until the SYN is admitted (SYN-RECEIVED) and the SYN-ACK sent, before
+    // the client sees it.
+    net.run_until(200, "SYN admitted", |n| n.engine.pending(l) == 1);
+    // The client forgets the connection: its stack answers the SYN-ACK with RST.
+    net.client.sockets.remove(gone);
+    net.client.step();
+    net.engine.ingress();
+    net.engine.egress();
+    assert_eq!(
+        net.engine.pending(l),
+        0,
+        "the reset handshake left the queue"
+    );
+    assert_eq!(net.engine.connections(), 0);
+    assert_eq!(net.engine.stats().engine.pending_lost, 1);
+
+    // The next client gets its own socket and flow entry: its data is seen.
+    let h = net.client.connect(47001, 80);
+    net.run_until(2000, "connection established", |n| established(n, &[h]));
+    let c = accept_all(&mut net, l, 1)[0];
+    assert_eq!(net.engine.peer(c).unwrap().unwrap().port, 47001);
+    net.client.tcp(h).send_slice(b"hello").unwrap();
+    let mut ready = Vec::new();
+    net.run_until(500, "data reported ready", |n| {
+        n.engine.take_ready(&mut ready);
+        !ready.is_empty()
+    });
+    assert_eq!(ready, vec![c]);
+    assert_eq!(net.engine.stats().flows, 1);
+}
+
+mod graceful {
+    use super::*;
+    use stack::worker::{run, App, LoopConfig};
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant as StdInstant};
+
+    #[derive(Default)]
+    struct Probe {
+        busy_for: usize,
+        stopping_calls: usize,
+        shutdowns: usize,
+        stopping_after_shutdown: bool,
+    }
+
+    impl App<MemRings> for Probe {
+        fn poll(&mut self, _e: &mut Engine<MemRings>, _now: StdInstant) -> Option<StdInstant> {
+            None
+        }
+        fn stopping(&mut self, _e: &mut Engine<MemRings>, _now: StdInstant) -> bool {
+            if self.shutdowns > 0 {
+                self.stopping_after_shutdown = true;
+            }
+            self.stopping_calls += 1;
+            self.stopping_calls <= self.busy_for
+        }
+        fn shutdown(&mut self, e: &mut Engine<MemRings>) {
+            self.shutdowns += 1;
+            e.abort_all();
+        }
+    }
+
+    fn cfg(grace: Duration) -> LoopConfig {
+        LoopConfig {
+            spin: Duration::from_micros(10),
+            max_sleep: Duration::from_millis(5),
+            grace,
+        }
+    }
+
+    #[test]
+    fn the_loop_runs_while_the_app_is_busy_then_shuts_down() {
+        let mut net = Net::new();
+        let stop = AtomicBool::new(true);
+        let mut app = Probe {
+            busy_for: 3,
+            ..Probe::default()
+        };
+        let stats = run(
+            &mut net.engine,
+            &mut app,
+            &stop,
+            &cfg(Duration::from_secs(5)),
+        );
+        assert_eq!(app.stopping_calls, 4, "called until it said done");
+        assert_eq!(app.shutdowns, 1);
+        assert!(!app.stopping_after_shutdown);
+        assert!(!stats.grace_expired);
+        assert!(stats.grace_used < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_grace_bounds_a_busy_app() {
+        let mut net = Net::new();
+        let stop = AtomicBool::new(true);
+        let mut app = Probe {
+            busy_for: usize::MAX,
+            ..Probe::default()
+        };
+        let t = StdInstant::now();
+        let stats = run(
+            &mut net.engine,
+            &mut app,
+            &stop,
+            &cfg(Duration::from_millis(150)),
+        );
+        assert!(stats.grace_expired);
+        assert!(t.elapsed() >= Duration::from_millis(150));
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(app.stopping_calls > 1);
+        assert_eq!(app.shutdowns, 1);
+    }
+
+    /// An app that only has `poll` keeps today's stop: abort everything at once.
+    struct PollOnly;
+    impl App<MemRings> for PollOnly {
+        fn poll(&mut self, _e: &mut Engine<MemRings>, _now: StdInstant) -> Option<StdInstant> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_default_stop_aborts_at_once() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let h = net.client.connect(46300, 80);
+        net.run_until(2000, "connection established", |n| established(n, &[h]));
+        let _c = accept_all(&mut net, l, 1)[0];
+        let stop = AtomicBool::new(true);
+        let stats = run(
+            &mut net.engine,
+            &mut PollOnly,
+            &stop,
+            &cfg(Duration::from_secs(5)),
+        );
+        assert!(!stats.grace_expired);
+        assert!(stats.grace_used < Duration::from_secs(1));
+        net.run_until(2000, "the client sees the reset", |n| {
+            n.client.tcp(h).state() == tcp::State::Closed
+        });
+        assert_eq!(net.shared.report().listeners[0].state, "closed");
+    }
 }

@@ -1,0 +1,885 @@
+//! `xdpstack http`: an HTTP/1.1 server on the stack.
+//!
+//! Keep-alive, pipelining, GET and HEAD with Content-Length; a fixed body
+//! for every path, or a directory tree loaded into memory at start
+//! (`--root`); `GET /stats` answers the stack's reuseport report. Every
+//! other method gets 405 (its body, up to `--max-body`, is skipped so the
+//! next pipelined request still parses). Limits keep a slow or idle client
+//! from holding a worker: header and idle timeouts, a send-stall timeout,
+//! a head size limit and a per-worker connection limit. SIGHUP replaces the
+//! listeners hitlessly; SIGINT/SIGTERM stops gracefully (no new
+//! connections, in-flight responses finish within `--grace`).
+//!
+//! Parts: `parse` (request framing, no I/O), `site` (the tree, path
+//! sanitizing, content types), `head` (response heads).
+
+pub mod head;
+pub mod parse;
+pub mod site;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use stack::engine::{Engine, ListenerId};
+use stack::reuseport::BindAddr;
+use stack::socket::{ConnError, ConnId};
+use stack::worker::App;
+
+use crate::server::WorkerCtx;
+use head::ConnHeader;
+use parse::{Event, Framer, Limits, Method, Request};
+use site::{Body, Resolved, Site, SiteError, Tree};
+
+use nic::Rings;
+
+/// `xdpstack http` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HttpArgs {
+    /// TCP port.
+    #[arg(long, default_value_t = 80)]
+    pub port: u16,
+    /// Accept queue per listener.
+    #[arg(long, default_value_t = 1024)]
+    pub backlog: usize,
+    /// Body of every 200 response when no --root is given.
+    #[arg(long, default_value = "hello from xdpstack\n")]
+    pub body: String,
+    /// Serve the files under this directory (read into memory at start).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Refuse to start if the files under --root add up to more than this
+    /// many bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_root_bytes: u64,
+    /// Close a connection idle this long between requests (seconds); also
+    /// reset one whose client reads nothing of a response for this long.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// A request head must be complete this long after its first byte
+    /// (seconds), else 408 and close; a request body being skipped must
+    /// progress at least this often.
+    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and header fields), bytes: 431
+    /// past it.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header: usize,
+    /// Largest request body read (and discarded), bytes: 413 and close past
+    /// it.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body: u64,
+    /// Open connections per worker; more are accepted and reset at once
+    /// (counted as `rejected_max_conns`).
+    #[arg(long, default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Reuseport listeners per worker (all on the same port).
+    #[arg(long, default_value_t = 1)]
+    pub listeners: usize,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&v) {
+        return Err(format!("{v} s is not between 0.001 and 86400"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// What every worker serves, loaded once (before any NIC queue is opened):
+/// the fixed body, or the `--root` tree. A refused tree is a one-line error.
+pub fn load_site(args: &HttpArgs) -> Result<Arc<Site>, SiteError> {
+    match &args.root {
+        None => Ok(Arc::new(Site::Fixed(Body::new(
+            args.body.as_bytes().to_vec(),
+            "text/plain",
+        )))),
+        Some(root) => {
+            let t = Tree::load(root, args.max_root_bytes)?;
+            eprintln!(
+                "xdpstack http: serving {} ({} files, {} bytes)",
+                root.display(),
+                t.files(),
+                t.bytes()
+            );
+            Ok(Arc::new(Site::Tree(t)))
+        }
+    }
+}
+
+/// A draining listener is closed after this long even if handshakes are
+/// still pending (they migrate to a live member).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Bodies up to this size are copied behind their head; longer ones are
+/// sent from the shared copy in place.
+const INLINE_MAX: usize = 8 * 1024;
+
+/// Stop parsing pipelined requests while this much response is buffered.
+const OUT_HIGH: usize = 64 * 1024;
+
+const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
+
+struct Slot {
+    id: ListenerId,
+    draining_since: Option<Instant>,
+}
+
+/// A long body queued behind the bytes of `buf` before `at`.
+struct Pending {
+    at: usize,
+    body: u32,
+    off: usize,
+}
+
+/// A connection's output: head (and short body) bytes, with long bodies
+/// interleaved by position.
+#[derive(Default)]
+struct Out {
+    buf: Vec<u8>,
+    sent: usize,
+    bodies: VecDeque<Pending>,
+}
+
+impl Out {
+    fn is_empty(&self) -> bool {
+        self.sent == self.buf.len() && self.bodies.is_empty()
+    }
+
+    /// Enough is buffered: parse no further request for now.
+    fn high(&self) -> bool {
+        self.buf.len() - self.sent > OUT_HIGH || !self.bodies.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.sent = 0;
+        self.bodies.clear();
+    }
+
+    /// Hand as much as fits to the socket. Returns whether anything was sent.
+    fn flush<R: Rings>(
+        &mut self,
+        engine: &mut Engine<R>,
+        id: ConnId,
+        site: &Site,
+    ) -> Result<bool, ConnError> {
+        let mut progress = false;
+        loop {
+            let limit = self.bodies.front().map_or(self.buf.len(), |p| p.at);
+            if self.sent < limit {
+                let n = engine.send(id, &self.buf[self.sent..limit])?;
+                if n == 0 {
+                    break;
+                }
+                self.sent += n;
+                progress = true;
+                continue;
+            }
+            let Some(p) = self.bodies.front_mut() else {
+                break;
+            };
+            let data: &[u8] = site.body(p.body).map_or(&[], |b| &b.data);
+            if p.off < data.len() {
+                let n = engine.send(id, &data[p.off..])?;
+                if n == 0 {
+                    break;
+                }
+                p.off += n;
+                progress = true;
+                if p.off < data.len() {
+                    continue;
+                }
+            }
+            self.bodies.pop_front();
+        }
+        if self.is_empty() {
+            self.buf.clear();
+            self.sent = 0;
+        }
+        Ok(progress)
+    }
+}
+
+/// Which limit a connection ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    Idle,
+    Header,
+    Body,
+    Send,
+}
+
+struct Conn {
+    framer: Framer,
+    /// Received bytes not consumed yet (a partial head, or requests left
+    /// while the output is high).
+    inbuf: Vec<u8>,
+    out: Out,
+    /// Close once the output is sent; parse nothing more.
+    close_after: bool,
+    /// The peer sent FIN and everything was read.
+    peer_done: bool,
+    /// First byte of the incomplete request head in `inbuf`.
+    req_start: Option<Instant>,
+    /// Last progress: accepted, bytes read, a request answered, bytes sent.
+    last: Instant,
+}
+
+impl Conn {
+    fn new(limits: Limits, now: Instant) -> Self {
+        Conn {
+            framer: Framer::new(limits),
+            inbuf: Vec::new(),
+            out: Out::default(),
+            close_after: false,
+            peer_done: false,
+            req_start: None,
+            last: now,
+        }
+    }
+
+    /// Ready for reuse by another connection (keeping small buffers).
+    fn reset(&mut self, limits: Limits, now: Instant) {
+        self.framer.reset(limits);
+        self.inbuf.clear();
+        if self.inbuf.capacity() > 64 * 1024 {
+            self.inbuf = Vec::new();
+        }
+        self.out.clear();
+        if self.out.buf.capacity() > 256 * 1024 {
+            self.out.buf = Vec::new();
+        }
+        self.close_after = false;
+        self.peer_done = false;
+        self.req_start = None;
+        self.last = now;
+    }
+
+    /// Nothing in flight either way.
+    fn is_idle(&self) -> bool {
+        self.out.is_empty() && self.inbuf.is_empty() && self.framer.in_head()
+    }
+
+    fn deadline(&self, cfg: &Limits2) -> (Instant, Expiry) {
+        if !self.out.is_empty() {
+            (self.last + cfg.idle, Expiry::Send)
+        } else if let Some(t) = self.req_start {
+            (t + cfg.header, Expiry::Header)
+        } else if self.framer.in_body() {
+            (self.last + cfg.header, Expiry::Body)
+        } else {
+            (self.last + cfg.idle, Expiry::Idle)
+        }
+    }
+}
+
+/// Timeouts and limits of one worker.
+#[derive(Clone, Copy, Debug)]
+struct Limits2 {
+    framing: Limits,
+    idle: Duration,
+    header: Duration,
+    max_conns: usize,
+}
+
+/// Counters of one worker's HTTP service.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HttpCounters {
+    /// Responses sent (every status).
+    pub requests: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// 2xx responses.
+    pub status_2xx: u64,
+    /// 3xx responses.
+    pub status_3xx: u64,
+    /// 4xx responses.
+    pub status_4xx: u64,
+    /// 5xx responses.
+    pub status_5xx: u64,
+    /// Connections closed for idleness between requests.
+    pub idle_closed: u64,
+    /// Request heads not complete within --header-timeout (408, closed).
+    pub header_timeouts: u64,
+    /// Request bodies that stopped arriving while skipped (closed).
+    pub body_timeouts: u64,
+    /// Clients that read nothing of a response for --idle-timeout (reset).
+    pub send_timeouts: u64,
+    /// Connections reset at accept because --max-conns were open.
+    pub rejected_max_conns: u64,
+    /// Most connections open at once.
+    pub max_open: u64,
+    /// Listeners replaced (SIGHUP).
+    pub listeners_replaced: u64,
+    /// Idle connections closed when the stop began.
+    pub closed_at_stop: u64,
+    /// Connections still open when the grace period ended (reset).
+    pub reset_at_exit: u64,
+}
+
+/// Everything a connection's handling needs besides the connection.
+struct Service {
+    cfg: Limits2,
+    counters: HttpCounters,
+    /// Receive buffer.
+    scratch: Vec<u8>,
+    /// The normalized path of the current request.
+    key: Vec<u8>,
+    /// Per-response header lines and bodies built on the fly.
+    tmp: Vec<u8>,
+    line: Vec<u8>,
+    date: [u8; 29],
+    date_secs: u64,
+    stopping: bool,
+}
+
+impl Service {
+    fn refresh_date(&mut self) {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != self.date_secs {
+            self.date_secs = secs;
+            self.date = head::http_date(secs);
+        }
+    }
+
+    fn count(&mut self, status: u16) {
+        self.counters.requests += 1;
+        match status {
+            200..=299 => self.counters.status_2xx += 1,
+            300..=399 => self.counters.status_3xx += 1,
+            400..=499 => self.counters.status_4xx += 1,
+            _ => self.counters.status_5xx += 1,
+        }
+    }
+
+    /// Reads, answers and writes until the connection waits for the peer.
+    /// Returns `false` once the application is done with it (closed or
+    /// gone).
+    fn service<R: Rings>(
+        &mut self,
+        site: &Site,
+        engine: &mut Engine<R>,
+        id: ConnId,
+        c: &mut Conn,
+        now: Instant,
+    ) -> bool {
+        loop {
+            match c.out.flush(engine, id, site) {
+                Ok(true) => c.last = now,
+                Ok(false) => {}
+                Err(ConnError::Closed) => {
+                    // The peer reset or closed its receiving side.
+                    engine.close(id);
+                    return false;
+                }
+                Err(ConnError::NotFound) => return false,
+            }
+            if !c.out.is_empty() {
+                // The send buffer is full: an acknowledgement brings us back.
+                return true;
+            }
+            if c.close_after {
+                engine.close(id);
+                return false;
+            }
+            if !c.inbuf.is_empty() {
+                let inbuf = std::mem::take(&mut c.inbuf);
+                let used = self.process(site, engine, c, &inbuf, now);
+                c.inbuf = inbuf;
+                if c.close_after {
+                    c.inbuf.clear();
+                } else {
+                    c.inbuf.drain(..used);
+                }
+                if !c.out.is_empty() || c.close_after {
+                    continue;
+                }
+            }
+            if self.stopping && c.is_idle() {
+                engine.close(id);
+                return false;
+            }
+            if c.peer_done {
+                // Everything complete was answered; a partial head can never
+                // complete now.
+                engine.close(id);
+                return false;
+            }
+            match engine.recv(id, &mut self.scratch) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    c.last = now;
+                    if c.inbuf.is_empty() {
+                        // The usual case: parse straight from the receive
+                        // buffer, keep only what is left over.
+                        let scratch = std::mem::take(&mut self.scratch);
+                        let used = self.process(site, engine, c, &scratch[..n], now);
+                        if used < n && !c.close_after {
+                            c.inbuf.extend_from_slice(&scratch[used..n]);
+                        }
+                        self.scratch = scratch;
+                    } else {
+                        c.inbuf.extend_from_slice(&self.scratch[..n]);
+                    }
+                }
+                Err(ConnError::Closed) => c.peer_done = true,
+                Err(ConnError::NotFound) => return false,
+            }
+        }
+    }
+
+    /// Frames and answers the requests in `data`; returns the bytes used.
+    fn process<R: Rings>(
+        &mut self,
+        site: &Site,
+        engine: &Engine<R>,
+        c: &mut Conn,
+        data: &[u8],
+        now: Instant,
+    ) -> usize {
+        let mut used = 0;
+        while !c.close_after && !c.out.high() {
+            let (n, ev) = c.framer.advance(&data[used..]);
+            used += n;
+            match ev {
+                Event::Partial => break,
+                Event::Skipped => c.last = now,
+                Event::Request(req) => {
+                    c.req_start = None;
+                    c.last = now;
+                    self.answer(site, engine, c, &req);
+                }
+                Event::Reject(status) => {
+                    c.req_start = None;
+                    self.simple(c, status, &[], false, ConnHeader::Close);
+                    c.close_after = true;
+                }
+            }
+        }
+        if !c.close_after && c.framer.in_head() && used < data.len() && c.req_start.is_none() {
+            c.req_start = Some(now);
+        }
+        used
+    }
+
+    fn answer<R: Rings>(&mut self, site: &Site, engine: &Engine<R>, c: &mut Conn, req: &Request) {
+        let mut keep = req.keep_alive && !self.stopping;
+        if req.body_len > 0 && req.expect_continue {
+            // The client waits for 100 Continue before sending the body and
+            // will not get it: the framing after this head is unknown.
+            keep = false;
+        }
+        let conn = if !keep {
+            ConnHeader::Close
+        } else if req.minor == 0 {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::None
+        };
+        if !keep {
+            c.close_after = true;
+        }
+        let head_only = req.method == Method::Head;
+        if req.method == Method::Other {
+            return self.simple(c, 405, &[ALLOW], false, conn);
+        }
+        match site {
+            Site::Fixed(_) => {
+                if req.target == "/stats" {
+                    return self.stats(engine, c, head_only, conn);
+                }
+                self.body(c, site, 0, head_only, conn);
+            }
+            Site::Tree(t) => {
+                let n = match site::normalize(req.target, &mut self.key) {
+                    Ok(n) => n,
+                    Err(_) => return self.simple(c, 400, &[], head_only, conn),
+                };
+                if self.key == b"stats" && !n.trailing_slash {
+                    return self.stats(engine, c, head_only, conn);
+                }
+                match t.resolve(&self.key, n.trailing_slash) {
+                    Resolved::Found(i) => self.body(c, site, i, head_only, conn),
+                    Resolved::NotFound => self.simple(c, 404, &[], head_only, conn),
+                    Resolved::AddSlash => {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.clear();
+                        line.extend_from_slice(b"Location: ");
+                        line.extend_from_slice(n.raw_path.as_bytes());
+                        line.push(b'/');
+                        line.extend_from_slice(n.query.as_bytes());
+                        line.extend_from_slice(b"\r\n");
+                        self.simple(c, 301, &[&line], head_only, conn);
+                        self.line = line;
+                    }
+                }
+            }
+        }
+    }
+
+    fn body(&mut self, c: &mut Conn, site: &Site, idx: u32, head_only: bool, conn: ConnHeader) {
+        let Some(body) = site.body(idx) else {
+            return self.simple(c, 404, &[], head_only, conn);
+        };
+        head::write_head(&mut c.out.buf, 200, &self.date, &body.header, &[], conn);
+        if !head_only && !body.data.is_empty() {
+            if body.data.len() <= INLINE_MAX {
+                c.out.buf.extend_from_slice(&body.data);
+            } else {
+                c.out.bodies.push_back(Pending {
+                    at: c.out.buf.len(),
+                    body: idx,
+                    off: 0,
+                });
+            }
+        }
+        self.count(200);
+    }
+
+    /// A response with a short text body (errors, redirects).
+    fn simple(
+        &mut self,
+        c: &mut Conn,
+        status: u16,
+        extra: &[&[u8]],
+        head_only: bool,
+        conn: ConnHeader,
+    ) {
+        let body = head::error_body(status);
+        self.tmp.clear();
+        head::content_lines(&mut self.tmp, "text/plain; charset=utf-8", body.len());
+        head::write_head(&mut c.out.buf, status, &self.date, &self.tmp, extra, conn);
+        if !head_only {
+            c.out.buf.extend_from_slice(body);
+        }
+        self.count(status);
+    }
+
+    fn stats<R: Rings>(
+        &mut self,
+        engine: &Engine<R>,
+        c: &mut Conn,
+        head_only: bool,
+        conn: ConnHeader,
+    ) {
+        let body = serde_json::to_vec_pretty(&engine.shared().report()).unwrap_or_default();
+        self.tmp.clear();
+        head::content_lines(&mut self.tmp, "application/json", body.len());
+        head::write_head(&mut c.out.buf, 200, &self.date, &self.tmp, &[], conn);
+        if !head_only {
+            c.out.buf.extend_from_slice(&body);
+        }
+        self.count(200);
+    }
+}
+
+/// One worker's HTTP service.
+pub struct HttpApp {
+    slots: Vec<Slot>,
+    ctx: WorkerCtx,
+    port: u16,
+    backlog: usize,
+    reload_seen: u64,
+    conns: HashMap<ConnId, Conn>,
+    pool: Vec<Conn>,
+    site: Arc<Site>,
+    svc: Service,
+    ready: Vec<ConnId>,
+    accepted: Vec<ConnId>,
+    expired: Vec<(ConnId, Expiry)>,
+    tick: Duration,
+    next_sweep: Instant,
+}
+
+impl HttpApp {
+    /// Open `args.listeners` reuseport listeners on `args.port` on this
+    /// worker's engine, serving `site`.
+    pub fn new<R: Rings>(
+        ctx: &WorkerCtx,
+        engine: &mut Engine<R>,
+        args: &HttpArgs,
+        site: Arc<Site>,
+    ) -> Result<Self, String> {
+        let cfg = Limits2 {
+            framing: Limits {
+                max_header: args.max_header,
+                max_body: args.max_body,
+            },
+            idle: args.idle_timeout,
+            header: args.header_timeout,
+            max_conns: args.max_conns,
+        };
+        // Timeouts are checked by a sweep this often: a quarter of the
+        // shortest, between 20 ms and 1 s.
+        let tick =
+            (cfg.idle.min(cfg.header) / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let now = Instant::now();
+        let mut app = HttpApp {
+            slots: Vec::new(),
+            ctx: ctx.clone(),
+            port: args.port,
+            backlog: args.backlog,
+            reload_seen: ctx.reload.load(std::sync::atomic::Ordering::Relaxed),
+            conns: HashMap::new(),
+            pool: Vec::new(),
+            site,
+            svc: Service {
+                cfg,
+                counters: HttpCounters::default(),
+                scratch: vec![0; 16 * 1024],
+                key: Vec::with_capacity(256),
+                tmp: Vec::with_capacity(128),
+                line: Vec::new(),
+                date: head::http_date(0),
+                date_secs: 0,
+                stopping: false,
+            },
+            ready: Vec::new(),
+            accepted: Vec::new(),
+            expired: Vec::new(),
+            tick,
+            next_sweep: now + tick,
+        };
+        app.svc.refresh_date();
+        for _ in 0..args.listeners.max(1) {
+            let id = app.listen(engine)?;
+            app.slots.push(Slot {
+                id,
+                draining_since: None,
+            });
+        }
+        engine.set_ready_tracking(true);
+        Ok(app)
+    }
+
+    fn listen<R: Rings>(&self, engine: &mut Engine<R>) -> Result<ListenerId, String> {
+        let opts = self.ctx.bind.clone().with_backlog(self.backlog);
+        let id = engine
+            .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
+            .map_err(|e| e.to_string())?;
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(id, self.ctx.selector.clone());
+        Ok(id)
+    }
+
+    /// SIGHUP: replace every listener one by one: the new one joins the
+    /// group, the old one drains (takes no new flows, its queue is still
+    /// accepted) and closes once empty.
+    fn replace_listeners<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+        let live: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].draining_since.is_none())
+            .collect();
+        for i in live {
+            match self.listen(engine) {
+                Ok(id) => {
+                    let old = self.slots[i].id;
+                    let _ = engine.drain(old);
+                    self.slots[i].draining_since = Some(now);
+                    self.slots.push(Slot {
+                        id,
+                        draining_since: None,
+                    });
+                    self.svc.counters.listeners_replaced += 1;
+                }
+                Err(e) => log::warn!("listener replacement refused: {e}"),
+            }
+        }
+    }
+
+    /// Counters as JSON.
+    pub fn json(&self) -> Value {
+        json!(self.svc.counters)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn finish(&mut self, id: ConnId, now: Instant) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            if self.pool.len() < 256 {
+                c.reset(self.svc.cfg.framing, now);
+                self.pool.push(c);
+            }
+        }
+    }
+
+    /// Closes what ran into a limit; runs every `tick`.
+    fn sweep<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+        let cfg = self.svc.cfg;
+        for (&id, c) in &self.conns {
+            let (at, why) = c.deadline(&cfg);
+            if at <= now {
+                self.expired.push((id, why));
+            }
+        }
+        let expired = std::mem::take(&mut self.expired);
+        for &(id, why) in &expired {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let keep = match why {
+                Expiry::Idle => {
+                    self.svc.counters.idle_closed += 1;
+                    engine.close(id);
+                    false
+                }
+                Expiry::Send => {
+                    self.svc.counters.send_timeouts += 1;
+                    engine.abort(id);
+                    false
+                }
+                Expiry::Body => {
+                    self.svc.counters.body_timeouts += 1;
+                    engine.abort(id);
+                    false
+                }
+                Expiry::Header => {
+                    self.svc.counters.header_timeouts += 1;
+                    c.req_start = None;
+                    c.inbuf.clear();
+                    c.last = now;
+                    self.svc.simple(c, 408, &[], false, ConnHeader::Close);
+                    c.close_after = true;
+                    self.svc.service(&self.site, engine, id, c, now)
+                }
+            };
+            if !keep {
+                self.finish(id, now);
+            }
+        }
+        self.expired = expired;
+        self.expired.clear();
+    }
+}
+
+impl<R: Rings> App<R> for HttpApp {
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.svc.refresh_date();
+        let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
+        if gen != self.reload_seen && !self.svc.stopping {
+            self.reload_seen = gen;
+            self.replace_listeners(engine, now);
+        }
+        self.accepted.clear();
+        for slot in &self.slots {
+            while let Some(id) = engine.accept(slot.id) {
+                self.accepted.push(id);
+            }
+        }
+        // Drained listeners close once their queue is empty (or after the
+        // drain limit: what is left migrates to a live member).
+        let mut draining_left = false;
+        self.slots.retain(|s| match s.draining_since {
+            Some(t) if engine.pending(s.id) == 0 || now.duration_since(t) >= DRAIN_LIMIT => {
+                let _ = engine.close_listener(s.id);
+                false
+            }
+            Some(_) => {
+                draining_left = true;
+                true
+            }
+            None => true,
+        });
+        let accepted = std::mem::take(&mut self.accepted);
+        for &id in &accepted {
+            self.svc.counters.connections += 1;
+            if self.conns.len() >= self.svc.cfg.max_conns {
+                self.svc.counters.rejected_max_conns += 1;
+                engine.abort(id);
+                continue;
+            }
+            let limits = self.svc.cfg.framing;
+            let c = match self.pool.pop() {
+                Some(c) => c,
+                None => Conn::new(limits, now),
+            };
+            self.conns.insert(id, c);
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.last = now;
+                if !self.svc.service(&self.site, engine, id, c, now) {
+                    self.finish(id, now);
+                }
+            }
+        }
+        self.accepted = accepted;
+        self.svc.counters.max_open = self.svc.counters.max_open.max(self.conns.len() as u64);
+        // Only the connections that had a segment since the last poll.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        engine.take_ready(&mut ready);
+        for &id in &ready {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !self.svc.service(&self.site, engine, id, c, now) {
+                self.finish(id, now);
+            }
+        }
+        self.ready = ready;
+        if now >= self.next_sweep {
+            self.next_sweep = now + self.tick;
+            self.sweep(engine, now);
+        }
+        let mut next = (!self.conns.is_empty()).then_some(self.next_sweep);
+        if draining_left {
+            let soon = now + Duration::from_millis(10);
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
+        next
+    }
+
+    /// Stop taking connections (every listener drains, then closes once
+    /// its queue is empty), close idle connections, and let the others
+    /// finish their response (sent with `Connection: close`). Busy until no
+    /// connection is left in the engine either (the last bytes and FINs
+    /// acknowledged).
+    fn stopping(&mut self, engine: &mut Engine<R>, now: Instant) -> bool {
+        if !self.svc.stopping {
+            self.svc.stopping = true;
+            for s in &mut self.slots {
+                let _ = engine.drain(s.id);
+                s.draining_since.get_or_insert(now);
+            }
+            let idle: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.is_idle())
+                .map(|(&id, _)| id)
+                .collect();
+            for id in idle {
+                engine.close(id);
+                self.svc.counters.closed_at_stop += 1;
+                self.finish(id, now);
+            }
+        }
+        // Listeners close once nothing waits in their queue (poll accepts
+        // what does) or after the drain limit.
+        self.slots.retain(|s| {
+            let done = engine.pending(s.id) == 0
+                || s.draining_since
+                    .is_some_and(|t| now.duration_since(t) >= DRAIN_LIMIT);
+            if done {
+                let _ = engine.close_listener(s.id);
+            }
+            !done
+        });
+        !self.slots.is_empty() || !self.conns.is_empty() || engine.connections() > 0
+    }
+
+    fn shutdown(&mut self, engine: &mut Engine<R>) {
+        self.svc.counters.reset_at_exit = self.conns.len() as u64;
+        self.conns.clear();
+        engine.abort_all();
+    }
+}
