@@ -255,7 +255,12 @@ where
     // Open every port before starting any worker: a refused start fails whole.
     let mut rings = Vec::new();
     for q in 0..args.workers {
-        rings.push(XskRings::open(&args.iface, q, &xcfg)?);
+        // Retries while a just-closed socket still holds the queue.
+        let mut r = crate::pktgen::open_xsk(&args.iface, q, &xcfg)?;
+        // Let the kernel send more than 32 frames per kick where it can
+        // (Linux 6.17+); the default stays otherwise.
+        let _ = r.set_tx_budget(crate::pktgen::DEFAULT_TX_BUDGET);
+        rings.push(r);
     }
     let info = rings[0].info().clone();
     let hasher = match args.hash_key {

@@ -169,6 +169,9 @@ pub struct EngineCounters {
     pub migrated_in: u64,
     /// Pending connections reset because no live listener was left.
     pub migration_resets: u64,
+    /// Segments of flows another core owns that reached this core's queue
+    /// (the client moved the flow to another queue), sent to the owner.
+    pub rehashed: u64,
     /// UDP datagrams delivered to application queues.
     pub udp_rx: u64,
     /// UDP datagrams dropped because the queue was full.
@@ -493,7 +496,7 @@ impl<R: Rings> Engine<R> {
                     let local =
                         matches!(self.flows.lookup(&key, now_ms), Some(Owner::Local { .. }));
                     if let (false, Some(m)) = (local, local_hint) {
-                        return self.admit(now, pkt, key, m, rx_core);
+                        return self.admit(now, pkt, parsed, m, rx_core);
                     }
                     // A SYN another core sent here that no socket here owns:
                     // select afresh rather than follow an entry left by an
@@ -518,9 +521,23 @@ impl<R: Rings> Engine<R> {
                             self.flows.remove(&key);
                         }
                     }
-                    None if syn && !ack => self.new_tcp_flow(now, pkt, parsed, hint, rx_core, hops),
-                    // Not a flow we know: smoltcp answers with RST.
-                    None => self.feed(now, pkt),
+                    None => {
+                        // Another core may own it: the client moved the
+                        // flow to another queue (see `FlowDirectory`).
+                        let owner = self.shared.directory.owner(&key);
+                        match owner.filter(|&o| o != self.core) {
+                            Some(o) => {
+                                self.counters.rehashed += 1;
+                                self.flows.insert(key, Owner::Remote { core: o }, now_ms);
+                                self.forward(o, pkt, parsed, None, rx_core, hops);
+                            }
+                            None if syn && !ack => {
+                                self.new_tcp_flow(now, pkt, parsed, hint, rx_core, hops)
+                            }
+                            // Not a flow we know: smoltcp answers with RST.
+                            None => self.feed(now, pkt),
+                        }
+                    }
                 }
             }
             Proto::Udp => {
@@ -566,7 +583,7 @@ impl<R: Rings> Engine<R> {
         let target = self.target(local_hint, &key);
         match target {
             None => self.feed(now, pkt),
-            Some((m, core)) if core == self.core => self.admit(now, pkt, key, m, rx_core),
+            Some((m, core)) if core == self.core => self.admit(now, pkt, parsed, m, rx_core),
             Some((m, core)) => {
                 // Only the cores that receive the flow's packets need to know
                 // where it went. Sending it back to the receiving core needs
@@ -583,7 +600,8 @@ impl<R: Rings> Engine<R> {
     /// A new connection for listener `m` on this core: a fresh socket takes
     /// the SYN and joins the accept queue, unless the queue is full (the SYN
     /// is dropped and counted, as Linux does; the client retries).
-    fn admit(&mut self, now: SInstant, pkt: Pkt, key: FlowKey, m: MemberId, rx_core: usize) {
+    fn admit(&mut self, now: SInstant, pkt: Pkt, parsed: ParsedIp, m: MemberId, rx_core: usize) {
+        let key = parsed.key;
         let Some(l) = self.listeners.get_mut(&m) else {
             return self.release_pkt(pkt);
         };
@@ -594,11 +612,24 @@ impl<R: Rings> Engine<R> {
         }
         let port = l.port;
         let counters = l.counters.clone();
+        // One owner per 4-tuple in the whole process: if another core took
+        // this flow already (its SYN came in on another queue first), the
+        // flow is theirs.
+        let owner = self.shared.directory.claim(key, self.core);
+        if owner != self.core {
+            self.counters.rehashed += 1;
+            let now_ms = now.total_millis() as u64;
+            self.flows
+                .insert(key, Owner::Remote { core: owner }, now_ms);
+            self.forward(owner, pkt, parsed, None, rx_core, 0);
+            return;
+        }
         let h = new_listen_socket(&mut self.sockets, &self.cfg, port);
         self.feed(now, pkt);
         if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
             // smoltcp did not take it (e.g. not for one of our addresses).
             self.sockets.remove(h);
+            self.shared.directory.release(&key, self.core);
             return;
         }
         if let Some(l) = self.listeners.get_mut(&m) {
@@ -798,6 +829,7 @@ impl<R: Rings> Engine<R> {
         self.sockets.remove(h);
         if let Some(c) = self.conns.remove(&h) {
             self.flows.remove(&c.key);
+            self.shared.directory.release(&c.key, self.core);
             if c.rx_core != self.core {
                 let _ = self
                     .shared
@@ -942,6 +974,12 @@ impl<R: Rings> Engine<R> {
             let _ = self.port.wait(ms);
         }
         shared.mesh.woke(self.core);
+    }
+
+    /// Frames built or handed to the kernel and not yet sent: the caller
+    /// should kick again soon instead of sleeping long.
+    pub fn tx_in_flight(&self) -> bool {
+        self.port.pending_tx() > 0 || self.port.in_flight() > 0
     }
 
     /// Whether state changed since the last egress (sockets want a pass).
@@ -1122,6 +1160,7 @@ impl<R: Rings> Engine<R> {
         };
         match self.shared.mesh.send(self.core, t.core, msg) {
             Ok(()) => {
+                self.shared.directory.moved(key, t.core);
                 self.flows.insert(
                     key,
                     Owner::Remote { core: t.core },

@@ -20,6 +20,8 @@ pub struct Shared {
     pub epoch: std::time::Instant,
     /// Listeners that were closed, with their final counters.
     pub retired: std::sync::Mutex<Vec<ListenerReport>>,
+    /// Which core owns each TCP flow (consulted on a core's own miss).
+    pub directory: crate::flow::FlowDirectory,
 }
 
 impl Shared {
@@ -31,6 +33,7 @@ impl Shared {
             neighbors: Arc::new(SharedNeighbors::new()),
             epoch: std::time::Instant::now(),
             retired: std::sync::Mutex::new(Vec::new()),
+            directory: crate::flow::FlowDirectory::new(),
         }))
     }
 

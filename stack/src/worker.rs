@@ -133,6 +133,11 @@ pub fn run<R: Rings, A: App<R>>(
         if let Some((_, end)) = stopping {
             timeout = timeout.min(end.saturating_duration_since(now));
         }
+        if engine.tx_in_flight() {
+            // Copy-mode XSKs send a bounded number of frames per kick: come
+            // back soon to kick again rather than sleep on the rx side.
+            timeout = timeout.min(Duration::from_millis(1));
+        }
         if timeout.is_zero() {
             continue;
         }

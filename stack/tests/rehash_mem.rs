@@ -1,0 +1,151 @@
+//! A client moves a flow to another queue (Linux rehashes a flow's tx queue
+//! after a SYN timeout): the retransmitted SYN reaches a core that never saw
+//! the flow, after the group changed. The flow directory sends it to the
+//! core that owns the flow instead of admitting it a second time.
+
+use std::net::Ipv4Addr;
+
+use nic::mem::{MemConfig, MemRings};
+use nic::{Port, PortConfig};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+use stack::engine::{Engine, EngineConfig};
+use stack::parse::{FlowKey, Proto};
+use stack::reuseport::{reciprocal_scale, BindAddr, BindOptions, FlowHasher};
+use stack::shared::Shared;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn syn_frame(sport: u16) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: 80,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1000),
+        ack_number: None,
+        window_len: 64000,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: CLIENT,
+        dst_addr: SERVER,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(CMAC),
+        dst_addr: EthernetAddress(SMAC),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p, &caps);
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(p.payload_mut()),
+        &IpAddress::Ipv4(CLIENT),
+        &IpAddress::Ipv4(SERVER),
+        &caps,
+    );
+    buf
+}
+
+fn send(port: &mut Port<MemRings>, frame: &[u8]) {
+    assert!(port.send_frame(frame.len(), |b| b.copy_from_slice(frame)));
+    port.flush(|_, len| Some(len));
+}
+
+#[test]
+fn a_rehashed_syn_goes_to_the_core_that_owns_the_flow() {
+    let hasher = FlowHasher::with_key(11, 22);
+    let shared = Shared::new(2, hasher).unwrap();
+    let cfg = EngineConfig::new(SMAC, Some((SERVER, 24)), None);
+    let mut engines = Vec::new();
+    let mut clients = Vec::new();
+    for core in 0..2 {
+        let (a, b) = MemRings::pair(MemConfig::default());
+        engines.push(Engine::new(
+            a,
+            cfg.clone(),
+            shared.clone(),
+            core,
+            core as u32,
+        ));
+        clients.push(Port::new(
+            b,
+            PortConfig {
+                l2_headroom: 0,
+                ..PortConfig::default()
+            },
+        ));
+    }
+    let opts = BindOptions::new(0).with_reuseport(true);
+    let l0 = engines[0]
+        .tcp_listen(BindAddr::Any4, 80, opts.clone())
+        .unwrap();
+    // A source port whose flow the two-member group would give to core 1.
+    let sport = (40000..41000)
+        .find(|&p| {
+            let key = FlowKey {
+                proto: Proto::Tcp,
+                src: CLIENT.into(),
+                sport: p,
+                dst: SERVER.into(),
+                dport: 80,
+            };
+            reciprocal_scale(hasher.hash(&key), 2) == 1
+        })
+        .unwrap();
+    let syn = syn_frame(sport);
+    // The SYN arrives on core 0's queue while l0 is the only member.
+    send(&mut clients[0], &syn);
+    for _ in 0..3 {
+        for e in engines.iter_mut() {
+            e.ingress();
+            e.egress();
+        }
+    }
+    assert_eq!(engines[0].pending(l0), 1);
+    // Core 1 joins the group; the client's retransmitted SYN comes in on
+    // core 1's queue (rehashed).
+    let l1 = engines[1].tcp_listen(BindAddr::Any4, 80, opts).unwrap();
+    send(&mut clients[1], &syn);
+    for _ in 0..3 {
+        for e in engines.iter_mut() {
+            e.ingress();
+            e.egress();
+        }
+    }
+    assert_eq!(
+        engines[1].pending(l1),
+        0,
+        "admitted a second time on core 1"
+    );
+    assert_eq!(engines[0].pending(l0), 1);
+    assert_eq!(engines[1].stats().engine.rehashed, 1);
+    assert_eq!(engines[1].stats().engine.handed_off, 1);
+    assert_eq!(
+        shared.directory.owner(&FlowKey {
+            proto: Proto::Tcp,
+            src: CLIENT.into(),
+            sport,
+            dst: SERVER.into(),
+            dport: 80,
+        }),
+        Some(0)
+    );
+}
