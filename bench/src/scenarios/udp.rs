@@ -1,0 +1,247 @@
+//! Scenario `udp`: UDP echo and DNS. The stack (`xdpstack echo`, `xdpstack dns`) against the
+//! kernel path (a SO_REUSEPORT recvmmsg/sendmmsg echo server of this crate; knotd for DNS, the
+//! same zone, the same core) and the raw AF_XDP reflector (`xdpstack bench reflect`).
+//! Packets per second and round-trip latency percentiles.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Ctx, SERVER_IP};
+use crate::env::{self, ServerSide};
+use crate::load::UdpLoadReport;
+use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
+use crate::procs::{self, BenchError, Proc, Result};
+
+const STACK_ECHO: &str = "xdpstack echo";
+const STACK_DNS: &str = "xdpstack dns";
+const KERNEL_ECHO: &str = "kernel echo (reuseport, mmsg)";
+const KNOT: &str = "knotd";
+const REFLECT: &str = "raw reflector";
+
+const ZONE: &str = "$ORIGIN bench.test.
+$TTL 3600
+@       IN SOA ns1.bench.test. hostmaster.bench.test. 1 7200 3600 1209600 3600
+@       IN NS  ns1.bench.test.
+ns1     IN A   198.18.0.1
+www     IN A   198.18.0.80
+";
+
+/// The name every DNS query asks for.
+pub const QNAME: &str = "www.bench.test";
+
+struct Server {
+    name: &'static str,
+    proc: Option<Proc>,
+    sandbox: usize,
+    port: u16,
+    error: Option<String>,
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
+    let started = Instant::now();
+    env::ensure_tools(&[("knotd", "knot")])?;
+    let mut res = ctx.result(
+        "udp",
+        "UDP echo and DNS: xdpstack vs the kernel path vs the raw AF_XDP reflector",
+    );
+    let dir = env::scratch("udp")?;
+    let secs = ctx.pick(5.0, 2.0);
+    let server_cpu = ctx.server_cpu();
+    let client_cpu = ctx.client_cpu();
+    res.cores = format!(
+        "every server (one worker / one thread) pinned to core {server_cpu}; the load generator \
+         pinned to core {client_cpu} (its kernel UDP sends and the veth hop run there too)."
+    );
+    let zone = dir.join("bench.test.zone");
+    std::fs::write(&zone, ZONE)?;
+
+    // One sandbox per server: an XDP program owns its interface.
+    let sbs = [
+        env::sandbox("ue", 1, ServerSide::Stack)?,
+        env::sandbox("ud", 1, ServerSide::Stack)?,
+        env::sandbox("ur", 1, ServerSide::Stack)?,
+        env::sandbox("uk", 1, ServerSide::Kernel)?,
+    ];
+    let mut servers: Vec<Server> = Vec::new();
+    let one = common::strings(&["--workers", "1"]);
+    let stack_echo = common::start_stack(ctx, &sbs[0], &server_cpu, &["echo"], &one, &dir, STACK_ECHO);
+    servers.push(server(STACK_ECHO, 0, 7, stack_echo.map(|(p, _)| p)));
+    let mut dns_args = one.clone();
+    dns_args.extend(common::strings(&["--zone", &zone.display().to_string()]));
+    let stack_dns = common::start_stack(ctx, &sbs[1], &server_cpu, &["dns"], &dns_args, &dir, STACK_DNS);
+    servers.push(server(STACK_DNS, 1, 53, stack_dns.map(|(p, _)| p)));
+    let refl = Proc::spawn(
+        REFLECT,
+        &sbs[2].info().server_ns,
+        &server_cpu,
+        &ctx.bins.xdpstack,
+        &common::strings(&["bench", "reflect", "--iface", "xdp0", "--workers", "1"]),
+        &dir,
+    );
+    servers.push(server(REFLECT, 2, 7, refl));
+    let kecho = common::helper(
+        ctx,
+        &sbs[3].info().server_ns,
+        &server_cpu,
+        KERNEL_ECHO,
+        &common::strings(&["kudp", "--bind", &format!("{SERVER_IP}:7"), "--threads", "1", "--cpus", &server_cpu]),
+        &dir,
+    );
+    servers.push(server(KERNEL_ECHO, 3, 7, kecho));
+    let knot = start_knot(&sbs[3], &server_cpu, &zone, &dir);
+    servers.push(server(KNOT, 3, 53, knot));
+
+    // Give every server time to open its sockets; a server that died is recorded as such.
+    procs::sleep(Duration::from_millis(1500))?;
+    for s in servers.iter_mut() {
+        if let Some(p) = s.proc.as_mut() {
+            if !p.running() {
+                let tail = p.stderr_tail();
+                s.error = Some(format!("exited at start: {tail}"));
+                s.proc = None;
+            }
+        }
+    }
+    for s in &servers {
+        if let Some(e) = &s.error {
+            res.notes.push(format!("{} not measured: {e}", s.name));
+        }
+    }
+
+    let loads: [(&str, &str, usize, u64, &[&str]); 4] = [
+        ("echo, throughput", "echo", 4, 32, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
+        ("echo, latency (1 in flight)", "echo", 1, 1, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
+        ("DNS, throughput", "dns", 4, 32, &[KNOT, STACK_DNS, REFLECT]),
+        ("DNS, latency (1 in flight)", "dns", 1, 1, &[KNOT, STACK_DNS]),
+    ];
+    for (name, mode, sockets, window, who) in loads {
+        let mut case = Case {
+            name: name.into(),
+            load: format!(
+                "xdpstack-bench helper udpload --mode {mode} --sockets {sockets} --window {window} --seconds {secs} (kernel UDP sockets, sendmmsg/recvmmsg){}",
+                if mode == "dns" { ", the reflector gets echo datagrams of 64 bytes" } else { ", 64-byte payload" }
+            ),
+            subjects: who.iter().map(|n| Subject::new(n)).collect(),
+            ratios: Vec::new(),
+        };
+        for run in 0..ctx.runs {
+            for (i, who) in who.iter().enumerate() {
+                let Some(s) = servers.iter().find(|s| s.name == *who) else {
+                    continue;
+                };
+                let Some(p) = s.proc.as_ref() else {
+                    continue;
+                };
+                // The reflector only echoes.
+                let m = if s.name == REFLECT { "echo" } else { mode };
+                let args = common::strings(&[
+                    "helper", "udpload",
+                    "--dst", &format!("{SERVER_IP}:{}", s.port),
+                    "--mode", m,
+                    "--sockets", &sockets.to_string(),
+                    "--window", &window.to_string(),
+                    "--seconds", &secs.to_string(),
+                    "--qname", QNAME,
+                ]);
+                let sb = &sbs[s.sandbox];
+                match common::measure(
+                    sb,
+                    p,
+                    &client_cpu,
+                    "udpload",
+                    &ctx.bins.bench,
+                    &args,
+                    &dir,
+                    Duration::from_secs_f64(secs + 20.0),
+                ) {
+                    Ok(meas) => {
+                        let r: UdpLoadReport = serde_json::from_str(meas.report.trim())?;
+                        if run == 0 && sockets > 1 && mode == "echo" {
+                            res.placement.extend(meas.placement.iter().cloned());
+                        }
+                        let mut x = Metrics::new();
+                        x.insert("pps".into(), r.pps);
+                        x.insert("sent".into(), r.sent as f64);
+                        x.insert("received".into(), r.received as f64);
+                        x.insert("lost".into(), r.lost as f64);
+                        x.insert("bad".into(), r.bad as f64);
+                        x.insert("p50_us".into(), r.p50_us);
+                        x.insert("p99_us".into(), r.p99_us);
+                        x.insert("p999_us".into(), r.p999_us);
+                        x.insert("server_cpu_s".into(), meas.server_cpu_s);
+                        x.insert("client_cpu_s".into(), meas.client_cpu_s);
+                        if let Some(v) = crate::stats::cpu_per_1k(meas.server_cpu_s, r.received as f64) {
+                            x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
+                        }
+                        case.subjects[i].runs.push(x);
+                    }
+                    Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+                    Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
+                }
+            }
+        }
+        for s in &mut case.subjects {
+            s.finish();
+        }
+        let (stack, kernel) = if mode == "echo" { (STACK_ECHO, KERNEL_ECHO) } else { (STACK_DNS, KNOT) };
+        case.add_ratio("pps", stack, kernel);
+        case.add_ratio("pps", stack, REFLECT);
+        case.add_ratio("p99_us", stack, kernel);
+        res.cases.push(case);
+    }
+    for s in servers.iter_mut() {
+        if let Some(p) = s.proc.take() {
+            let (out, _) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(5));
+            if s.name == KERNEL_ECHO {
+                res.notes.push(format!("kernel echo server at exit: {}", out.trim()));
+            }
+        }
+    }
+
+    let r = |case: &str, num: &str, den: &str| res.case(case).and_then(|c| c.ratio("pps", num, den));
+    let echo_k = r("echo, throughput", STACK_ECHO, KERNEL_ECHO);
+    let echo_r = r("echo, throughput", STACK_ECHO, REFLECT);
+    let dns_k = r("DNS, throughput", STACK_DNS, KNOT);
+    let dns_r = r("DNS, throughput", STACK_DNS, REFLECT);
+    let why = |v: Option<f64>| match v {
+        None => "a side of the pair could not be measured (see notes)".to_string(),
+        Some(_) => String::new(),
+    };
+    res.targets.push(Target::threshold("UDP echo pps vs kernel", ">= 2x the kernel path", echo_k, 2.0, false).why(&why(echo_k)));
+    res.targets.push(Target::threshold("UDP echo pps vs raw reflector", ">= 80% of the raw reflector", echo_r, 0.8, false).why(&why(echo_r)));
+    res.targets.push(Target::threshold("DNS pps vs knotd", ">= 2x the kernel path", dns_k, 2.0, false).why(&why(dns_k)));
+    res.targets.push(Target::threshold("DNS pps vs raw reflector", ">= 80% of the raw reflector", dns_r, 0.8, false).why(&why(dns_r)));
+    res.notes.push(
+        "Load generator: this crate's closed-loop kernel UDP client (udpload), the same for every \
+         server. It is one thread on one core; when it saturates its core (client CPU close to \
+         the run time), the figures bound the generator, not the server. `xdpstack pktgen` \
+         (AF_XDP) will replace it once that branch lands."
+            .into(),
+    );
+    res.wall_seconds = started.elapsed().as_secs_f64();
+    drop(sbs);
+    Ok(res)
+}
+
+fn server(name: &'static str, sandbox: usize, port: u16, p: Result<Proc>) -> Server {
+    match p {
+        Ok(p) => Server { name, proc: Some(p), sandbox, port, error: None },
+        Err(e) => Server { name, proc: None, sandbox, port, error: Some(e.to_string()) },
+    }
+}
+
+fn start_knot(sb: &xdpstack::sandbox::Sandbox, cpu: &str, zone: &std::path::Path, dir: &std::path::Path) -> Result<Proc> {
+    let d = dir.join("knot");
+    std::fs::create_dir_all(&d)?;
+    let ds = d.display().to_string();
+    let conf = format!(
+        "server:\n    rundir: \"{ds}\"\n    listen: {SERVER_IP}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         database:\n    storage: \"{ds}\"\n\
+         log:\n  - target: stderr\n    any: warning\n\
+         zone:\n  - domain: bench.test\n    file: \"{}\"\n    journal-content: none\n    zonefile-sync: -1\n",
+        zone.display()
+    );
+    let path = d.join("knot.conf");
+    std::fs::write(&path, conf)?;
+    Proc::spawn(KNOT, &sb.info().server_ns, cpu, "knotd", &common::strings(&["-c", &path.display().to_string()]), dir)
+}
