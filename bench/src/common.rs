@@ -248,6 +248,33 @@ pub struct Measured<R> {
     pub kernel_tcp_mem_kib: u64,
     /// Wall seconds.
     pub wall_s: f64,
+    /// Per core during the run: (busy %, softirq %) of all processes on the machine.
+    pub cores: Vec<(f64, f64)>,
+}
+
+fn read_cpus() -> Vec<(u64, u64, u64)> {
+    parse::proc_stat_cpus(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let total = y.2.saturating_sub(x.2).max(1) as f64;
+            (
+                100.0 * y.0.saturating_sub(x.0) as f64 / total,
+                100.0 * y.1.saturating_sub(x.1) as f64 / total,
+            )
+        })
+        .collect()
+}
+
+/// Inserts `coreN_busy_pct` and `coreN_softirq_pct`.
+pub fn add_core_metrics<R>(x: &mut Metrics, m: &Measured<R>) {
+    for (i, (busy, si)) in m.cores.iter().enumerate() {
+        x.insert(format!("core{i}_busy_pct"), *busy);
+        x.insert(format!("core{i}_softirq_pct"), *si);
+    }
 }
 
 /// Kernel TCP memory from `/proc/net/sockstat` (pages -> KiB). Host-wide on current kernels.
@@ -292,6 +319,7 @@ pub fn measure(
     let t0 = Instant::now();
     let s0 = server.cpu_ticks();
     let c0 = children_cpu_s();
+    let k0 = read_cpus();
     let mut tool = Proc::spawn(label, &sb.info().client_ns, cpu, program, args, dir)?;
     let mut placement = Vec::new();
     let mut mem = (0, 0);
@@ -312,6 +340,7 @@ pub fn measure(
         }
     }
     let s1_before_exit = server.cpu_ticks();
+    let k1 = read_cpus();
     let (by_itself, out, errs) = tool.wait(Duration::from_secs(5))?;
     let c1 = children_cpu_s();
     let wall = t0.elapsed().as_secs_f64();
@@ -332,6 +361,7 @@ pub fn measure(
         server_mem_kib: mem,
         kernel_tcp_mem_kib: ktcp,
         wall_s: wall,
+        cores: core_usage(&k0, &k1),
     })
 }
 
@@ -366,6 +396,7 @@ pub fn run_wrk(
         server_mem_kib: m.server_mem_kib,
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
+        cores: m.cores,
     })
 }
 
@@ -388,6 +419,7 @@ pub fn wrk_metrics(m: &Measured<WrkReport>) -> Metrics {
     if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.requests as f64) {
         x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
     }
+    add_core_metrics(&mut x, m);
     x
 }
 
@@ -436,5 +468,36 @@ mod tests {
         assert_eq!(nginx_affinity(&[0], 1, 2), "01");
         assert_eq!(nginx_affinity(&[0, 1], 2, 2), "01 10");
         assert_eq!(nginx_affinity(&[1], 2, 4), "0010 0010");
+    }
+}
+
+/// Where the cores went in the median runs of `a` and `b`: a factual sentence for a missed
+/// target (which core was saturated, how much was softirq).
+pub fn explain(case: &crate::model::Case, a: &str, b: &str, server_core: usize, client_core: usize) -> String {
+    let mut parts = Vec::new();
+    for name in [a, b] {
+        let Some(s) = case.subject(name) else { continue };
+        let g = |k: String| s.median.get(&k).copied();
+        if let (Some(sb), Some(cb)) = (
+            g(format!("core{server_core}_busy_pct")),
+            g(format!("core{client_core}_busy_pct")),
+        ) {
+            let ssi = g(format!("core{server_core}_softirq_pct")).unwrap_or(0.0);
+            let csi = g(format!("core{client_core}_softirq_pct")).unwrap_or(0.0);
+            let mut t = format!(
+                "{name}: server core {server_core} {sb:.0}% busy ({ssi:.0}% softirq), client core {client_core} {cb:.0}% busy ({csi:.0}% softirq)"
+            );
+            if cb >= 90.0 && sb < 90.0 {
+                t.push_str(" — the load generator's core was the limit");
+            } else if sb >= 90.0 {
+                t.push_str(" — the server core was saturated");
+            }
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("cores: {}", parts.join("; "))
     }
 }

@@ -274,6 +274,28 @@ pub fn proc_kib(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Per-CPU jiffies from `/proc/stat`: for each `cpuN` line, (busy, softirq, total), where busy
+/// excludes idle and iowait.
+pub fn proc_stat_cpus(text: &str) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        let Some(name) = w.next() else { continue };
+        if !name.starts_with("cpu") || name == "cpu" {
+            continue;
+        }
+        let v: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 7 {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v[3] + v[4];
+        out.push((total - idle, v[6], total));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +422,12 @@ Percentage of the requests served within a certain time (ms)
             parse_ab("nothing"),
             Err(ParseError::Missing("Complete requests:"))
         );
+    }
+
+    #[test]
+    fn cpu_lines() {
+        let t = "cpu  10 0 10 80 0 0 5 0 0 0\ncpu0 5 0 5 40 0 0 3 0 0 0\ncpu1 5 0 5 38 2 0 2 1 0 0\nintr 1 2\n";
+        assert_eq!(proc_stat_cpus(t), vec![(13, 3, 53), (18, 2, 58)]);
     }
 
     #[test]

@@ -121,9 +121,17 @@ pub fn save(r: &ScenarioResult) -> Result<PathBuf> {
     Ok(p)
 }
 
+const CORE_COLS: [(&str, &str); 4] = [
+    ("core0_busy_pct", "core 0 busy %"),
+    ("core0_softirq_pct", "core 0 softirq %"),
+    ("core1_busy_pct", "core 1 busy %"),
+    ("core1_softirq_pct", "core 1 softirq %"),
+];
+
 fn case_table(md: &mut String, scenario: &str, c: &Case) {
     let cols: Vec<(&str, &str)> = columns(scenario)
         .iter()
+        .chain(CORE_COLS.iter())
         .copied()
         .filter(|(k, _)| c.subjects.iter().any(|s| s.median.contains_key(*k)))
         .collect();
@@ -364,6 +372,7 @@ pub fn bars(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .max_light_lines(0)
         .y_desc(ylabel)
         .x_labels(2 * n + 1)
         .x_label_formatter(&move |x| {

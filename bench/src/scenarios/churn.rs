@@ -172,6 +172,7 @@ fn stack_run(
     x.insert("stack_reset".into(), reset as f64);
     x.insert("syn_dropped".into(), dropped as f64);
     x.insert("server_cpu_s".into(), m.server_cpu_s);
+    common::add_core_metrics(&mut x, &m);
     Ok((x, m.placement))
 }
 
@@ -210,5 +211,6 @@ fn kernel_run(
         x.insert("listeners_replaced".into(), replaced as f64);
     }
     x.insert("server_cpu_s".into(), server_cpu);
+    common::add_core_metrics(&mut x, &m);
     Ok((x, m.placement))
 }

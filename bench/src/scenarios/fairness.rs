@@ -217,6 +217,7 @@ fn one(
     }
     x.insert("server_cpu_s".into(), m.server_cpu_s);
     x.insert("client_cpu_s".into(), m.client_cpu_s);
+    common::add_core_metrics(&mut x, &m);
     if let Some(a) = &ab.aborted {
         return procs::err(format!("ab stopped early: {a}"));
     }

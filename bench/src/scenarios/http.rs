@@ -102,9 +102,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let cl = res
         .case("Connection: close")
         .and_then(|c| c.ratio("rps", STACK, NGINX));
+    let why = |case: &str| {
+        res.case(case)
+            .map(|c| common::explain(c, STACK, NGINX, 0, ctx.ncpu - 1))
+            .unwrap_or_default()
+    };
+    let (why_ka, why_cl) = (why("keep-alive"), why("Connection: close"));
     res.targets.push(
         Target::threshold("HTTP keep-alive req/s vs nginx", ">= 1.5x nginx", ka, 1.5, false)
-            .why(&why(ka, 1.5)),
+            .why(&why_ka),
     );
     res.targets.push(
         Target::threshold(
@@ -114,7 +120,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             2.5,
             false,
         )
-        .why(&why(cl, 2.5)),
+        .why(&why_cl),
     );
     res.notes.push(format!(
         "Same body ({} bytes) from both; nginx with keepalive_requests 1e9 (its default of \
@@ -125,13 +131,4 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     drop(ssb);
     drop(ksb);
     Ok(res)
-}
-
-fn why(v: Option<f64>, t: f64) -> String {
-    match v {
-        Some(v) if v < t => "see the CPU columns: with one server core and wrk on the other, \
-                             the ratio is bounded by where each side spends its core"
-            .into(),
-        _ => String::new(),
-    }
 }

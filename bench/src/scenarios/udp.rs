@@ -173,6 +173,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         if let Some(v) = crate::stats::cpu_per_1k(meas.server_cpu_s, r.received as f64) {
                             x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
                         }
+                        common::add_core_metrics(&mut x, &meas);
                         case.subjects[i].runs.push(x);
                     }
                     Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
@@ -203,14 +204,22 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let echo_r = r("echo, throughput", STACK_ECHO, REFLECT);
     let dns_k = r("DNS, throughput", STACK_DNS, KNOT);
     let dns_r = r("DNS, throughput", STACK_DNS, REFLECT);
-    let why = |v: Option<f64>| match v {
-        None => "a side of the pair could not be measured (see notes)".to_string(),
-        Some(_) => String::new(),
+    let last = ctx.ncpu - 1;
+    let why = |v: Option<f64>, case: &str, a: &str, b: &str| match v {
+        None => format!("{a} or {b} could not be measured (see notes)"),
+        Some(_) => res.case(case).map(|c| common::explain(c, a, b, 0, last)).unwrap_or_default(),
     };
-    res.targets.push(Target::threshold("UDP echo pps vs kernel", ">= 2x the kernel path", echo_k, 2.0, false).why(&why(echo_k)));
-    res.targets.push(Target::threshold("UDP echo pps vs raw reflector", ">= 80% of the raw reflector", echo_r, 0.8, false).why(&why(echo_r)));
-    res.targets.push(Target::threshold("DNS pps vs knotd", ">= 2x the kernel path", dns_k, 2.0, false).why(&why(dns_k)));
-    res.targets.push(Target::threshold("DNS pps vs raw reflector", ">= 80% of the raw reflector", dns_r, 0.8, false).why(&why(dns_r)));
+    let t = [
+        Target::threshold("UDP echo pps vs kernel", ">= 2x the kernel path", echo_k, 2.0, false)
+            .why(&why(echo_k, "echo, throughput", STACK_ECHO, KERNEL_ECHO)),
+        Target::threshold("UDP echo pps vs raw reflector", ">= 80% of the raw reflector", echo_r, 0.8, false)
+            .why(&why(echo_r, "echo, throughput", STACK_ECHO, REFLECT)),
+        Target::threshold("DNS pps vs knotd", ">= 2x the kernel path", dns_k, 2.0, false)
+            .why(&why(dns_k, "DNS, throughput", STACK_DNS, KNOT)),
+        Target::threshold("DNS pps vs raw reflector", ">= 80% of the raw reflector", dns_r, 0.8, false)
+            .why(&why(dns_r, "DNS, throughput", STACK_DNS, REFLECT)),
+    ];
+    res.targets.extend(t);
     res.notes.push(
         "Load generator: this crate's closed-loop kernel UDP client (udpload), the same for every \
          server. It is one thread on one core; when it saturates its core (client CPU close to \
