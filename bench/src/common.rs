@@ -153,7 +153,7 @@ pub fn start_nginx(
 master_process on;
 worker_processes {workers};
 worker_cpu_affinity {aff};
-worker_rlimit_nofile 200000;
+worker_rlimit_nofile {nofile};
 pid {ds}/nginx.pid;
 error_log {ds}/error.log warn;
 events {{ worker_connections 65536; }}
@@ -177,6 +177,8 @@ http {{
 }}
 "#,
         aff = nginx_affinity(cpus, workers, ctx.ncpu),
+        nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(s, _)| s),
         body = crate::kernel::BODY.replace('\n', "\\n"),
     );
     let path = d.join("nginx.conf");
@@ -316,56 +318,94 @@ pub fn measure(
     dir: &Path,
     limit: Duration,
 ) -> Result<Measured<String>> {
+    let m = measure_many(sb, server, cpu, label, program, &[args.to_vec()], dir, limit)?;
+    Ok(Measured {
+        report: m.report.into_iter().next().unwrap_or_default(),
+        server_cpu_s: m.server_cpu_s,
+        client_cpu_s: m.client_cpu_s,
+        placement: m.placement,
+        server_mem_kib: m.server_mem_kib,
+        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
+        wall_s: m.wall_s,
+        cores: m.cores,
+    })
+}
+
+/// [`measure`] with several instances of the tool at once (one per argument list), all pinned
+/// to `cpu`: the client side of a load too large for one process's file descriptors.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_many(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    label: &str,
+    program: &str,
+    arg_lists: &[Vec<String>],
+    dir: &Path,
+    limit: Duration,
+) -> Result<Measured<Vec<String>>> {
     let t0 = Instant::now();
     let s0 = server.cpu_ticks();
     let c0 = children_cpu_s();
     let k0 = read_cpus();
-    let mut tool = Proc::spawn(label, &sb.info().client_ns, cpu, program, args, dir)?;
+    let mut tools = Vec::new();
+    for args in arg_lists {
+        tools.push(Proc::spawn(label, &sb.info().client_ns, cpu, program, args, dir)?);
+    }
     let mut placement = Vec::new();
     let mut mem = (0, 0);
     let mut ktcp = 0;
     let mut sampled = false;
     let end = t0 + limit;
-    while tool.running() && Instant::now() < end {
+    while tools.iter_mut().any(|t| t.running()) && Instant::now() < end {
         procs::sleep(Duration::from_millis(250))?;
         let m = server.memory_kib();
         if m.0 > mem.0 {
             mem = m;
             ktcp = kernel_tcp_mem_kib(sb);
         }
-        if !sampled && t0.elapsed() > Duration::from_millis(600) && tool.running() {
+        if !sampled && t0.elapsed() > Duration::from_millis(600) && tools[0].running() {
             placement.push(server.placement());
-            placement.push(tool.placement());
+            placement.push(tools[0].placement());
             sampled = true;
         }
     }
     let s1_before_exit = server.cpu_ticks();
     let k1 = read_cpus();
-    let (by_itself, out, errs) = tool.wait(Duration::from_secs(5))?;
+    let mut outs = Vec::new();
+    for tool in tools {
+        let (by_itself, out, errs) = tool.wait(Duration::from_secs(5))?;
+        if !by_itself {
+            log::warn!("{label} was stopped at its time limit");
+        }
+        if out.trim().is_empty() {
+            return err(format!("{label} printed nothing: {}", procs::tail(&errs, 3)));
+        }
+        outs.push(out);
+    }
     let c1 = children_cpu_s();
-    let wall = t0.elapsed().as_secs_f64();
-    if !by_itself {
-        log::warn!("{label} was stopped at its time limit");
-    }
-    if out.trim().is_empty() {
-        return err(format!(
-            "{label} printed nothing: {}",
-            procs::tail(&errs, 3)
-        ));
-    }
     Ok(Measured {
-        report: out,
+        report: outs,
         server_cpu_s: procs::ticks_to_s(s0, s1_before_exit),
         client_cpu_s: (c1 - c0).max(0.0),
         placement,
         server_mem_kib: mem,
         kernel_tcp_mem_kib: ktcp,
-        wall_s: wall,
+        wall_s: t0.elapsed().as_secs_f64(),
         cores: core_usage(&k0, &k1),
     })
 }
 
-/// Runs wrk against `http://198.18.0.1/` from the client namespace.
+/// Most connections one load-tool process is given: below the open-file limit.
+pub fn conns_per_process() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(s, _)| s as usize);
+    soft.saturating_sub(1000).max(500)
+}
+
+/// Runs wrk against `http://198.18.0.1/` from the client namespace: one process, or several
+/// on the same core when the connections exceed one process's open-file limit (requests and
+/// req/s are summed; latency percentiles are the worst of the processes).
 pub fn run_wrk(
     sb: &Sandbox,
     server: &Proc,
@@ -373,23 +413,45 @@ pub fn run_wrk(
     o: &WrkOpts,
     dir: &Path,
 ) -> Result<Measured<WrkReport>> {
-    let mut args = vec![
-        format!("-t{}", o.threads),
-        format!("-c{}", o.conns),
-        format!("-d{}s", o.seconds),
-        format!("--timeout={}s", o.timeout_s),
-        "--latency".into(),
-    ];
-    if o.close {
-        args.push("-H".into());
-        args.push("Connection: close".into());
+    let per = conns_per_process();
+    let nproc = o.conns.div_ceil(per).max(1);
+    let mut lists = Vec::new();
+    for i in 0..nproc {
+        let c = o.conns / nproc + usize::from(i < o.conns % nproc);
+        let mut args = vec![
+            format!("-t{}", o.threads.min(c)),
+            format!("-c{c}"),
+            format!("-d{}s", o.seconds),
+            format!("--timeout={}s", o.timeout_s),
+            "--latency".into(),
+        ];
+        if o.close {
+            args.push("-H".into());
+            args.push("Connection: close".into());
+        }
+        args.push(format!("http://{SERVER_IP}/"));
+        lists.push(args);
     }
-    args.push(format!("http://{SERVER_IP}/"));
     let limit = Duration::from_secs(o.seconds + o.timeout_s + 30);
-    let m = measure(sb, server, cpu, "wrk", "wrk", &args, dir, limit)?;
-    let report = parse::parse_wrk(&m.report)?;
+    let m = measure_many(sb, server, cpu, "wrk", "wrk", &lists, dir, limit)?;
+    let mut total = WrkReport::default();
+    for out in &m.report {
+        let r = parse::parse_wrk(out)?;
+        total.requests += r.requests;
+        total.rps += r.rps;
+        total.seconds = total.seconds.max(r.seconds);
+        total.err_connect += r.err_connect;
+        total.err_read += r.err_read;
+        total.err_write += r.err_write;
+        total.err_timeout += r.err_timeout;
+        total.non_2xx += r.non_2xx;
+        for (k, v) in r.latency_us {
+            let e = total.latency_us.entry(k).or_insert(0.0);
+            *e = e.max(v);
+        }
+    }
     Ok(Measured {
-        report,
+        report: total,
         server_cpu_s: m.server_cpu_s,
         client_cpu_s: m.client_cpu_s,
         placement: m.placement,

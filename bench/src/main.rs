@@ -224,12 +224,14 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, procs::stop_flag().clone())?;
     }
-    // Many connections: raise the open-file limit for us and everything we start.
-    let _ = nix::sys::resource::setrlimit(
-        nix::sys::resource::Resource::RLIMIT_NOFILE,
-        1 << 20,
-        1 << 20,
-    );
+    // Many connections: raise the open-file limit for us and everything we start, as far as
+    // we may (without CAP_SYS_RESOURCE the hard limit is the ceiling).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if setrlimit(Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20).is_err() {
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
     let ctx = common::Ctx {
         bins: env::bins()?,
         quick: cli.quick,

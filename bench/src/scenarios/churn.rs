@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let mut res = ctx.result("churn", "Listener churn: failed connections while listeners are replaced every 100 ms");
     let dir = env::scratch("churn")?;
     let workers = ctx.ncpu.clamp(1, 4);
-    let conns: u64 = ctx.pick(20_000, 5_000);
+    let conns: u64 = ctx.pick(60_000, 20_000);
     let conc = 20;
     let all = ctx.all_cpus();
     let client_cpu = ctx.client_cpu();

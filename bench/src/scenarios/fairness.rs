@@ -118,8 +118,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     }
     res.cases.push(case);
     res.notes.push(
-        "One connection per subject and run is the readiness probe (a TCP connect before ab \
-         starts); it is counted with the rest."
+        "Counts are every connection the server accepted: the readiness probes (TCP connects \
+         before ab starts) and any connection ab opened beyond its requests are included, so \
+         totals can exceed -n by a few dozen."
             .into(),
     );
     res.wall_seconds = started.elapsed().as_secs_f64();
