@@ -484,3 +484,267 @@ mod tests {
         assert_eq!(back, r);
     }
 }
+
+/// Result of one `kaload` run (keep-alive load over many connections).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct KaLoadReport {
+    /// Connections asked for.
+    pub conns: u64,
+    /// Connections that completed the handshake.
+    pub established: u64,
+    /// Most connections established at the same time.
+    pub peak_established: u64,
+    /// Seconds until every connection was up (or the run ended).
+    pub connect_seconds: f64,
+    /// Responses received (complete, status 200).
+    pub requests: u64,
+    /// Responses that were not 200.
+    pub non_200: u64,
+    /// Connection errors (refused, reset, failed bind/connect).
+    pub errors: u64,
+    /// Requests without an answer within the timeout (the connection is dropped and redialled).
+    pub timeouts: u64,
+    /// Seconds the run lasted.
+    pub seconds: f64,
+    /// Responses per second over the whole run.
+    pub rps: f64,
+    /// Latency percentiles (request written to response complete), microseconds.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+}
+
+#[derive(PartialEq)]
+enum KaState {
+    Connecting,
+    Waiting,
+}
+
+struct KaConn {
+    sock: Socket,
+    state: KaState,
+    sent_at: Instant,
+    buf: Vec<u8>,
+}
+
+/// Position just past `\r\n\r\n` and the Content-Length of a response head, if complete.
+pub fn response_len(buf: &[u8]) -> Option<(usize, usize, bool)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    let mut len = 0;
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().ok()?;
+            }
+        }
+    }
+    Some((end, len, ok))
+}
+
+/// Keeps `conns` keep-alive connections busy with one request at a time each for `seconds`.
+/// Every connection binds its own source port from `ports` (explicit binds are O(1), where
+/// connect()'s port search crawls once half the ephemeral range is taken).
+pub fn kaload(
+    dst: SocketAddr,
+    src: std::net::IpAddr,
+    ports: std::ops::Range<u16>,
+    conns: u64,
+    seconds: f64,
+    timeout: Duration,
+) -> Result<KaLoadReport, String> {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+    let ep = Epoll::new(EpollCreateFlags::empty()).map_err(|e| e.to_string())?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", dst.ip());
+    let mut slots: Vec<Option<KaConn>> = Vec::new();
+    let mut next_port = ports.start;
+    let mut r = KaLoadReport {
+        conns,
+        ..Default::default()
+    };
+    let mut hist = histogram();
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut established_now = 0u64;
+    let mut all_up_at: Option<Instant> = None;
+
+    // Opens connection `i` on the next free source port.
+    let dial = |i: usize,
+                next_port: &mut u16,
+                ep: &Epoll,
+                slots: &mut Vec<Option<KaConn>>|
+     -> Result<(), String> {
+        loop {
+            if *next_port >= ports.end {
+                return Err("out of source ports".into());
+            }
+            let port = *next_port;
+            *next_port += 1;
+            let s = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))
+                .map_err(|e| e.to_string())?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let _ = s.set_nodelay(true);
+            if s.bind(&SockAddr::from(SocketAddr::new(src, port))).is_err() {
+                continue;
+            }
+            match s.connect(&SockAddr::from(dst)) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+                Err(_) => continue,
+            }
+            ep.add(
+                s.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLIN, i as u64),
+            )
+            .map_err(|e| e.to_string())?;
+            slots[i] = Some(KaConn {
+                sock: s,
+                state: KaState::Connecting,
+                sent_at: Instant::now(),
+                buf: Vec::with_capacity(256),
+            });
+            return Ok(());
+        }
+    };
+
+    slots.resize_with(conns as usize, || None);
+    for i in 0..conns as usize {
+        if Instant::now() >= end {
+            break;
+        }
+        if let Err(e) = dial(i, &mut next_port, &ep, &mut slots) {
+            return Err(format!("connection {i}: {e}"));
+        }
+    }
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut chunk = [0u8; 4096];
+    let mut last_sweep = Instant::now();
+    while Instant::now() < end {
+        let n = ep
+            .wait(&mut events, EpollTimeout::from(10u8))
+            .map_err(|e| e.to_string())?;
+        for ev in &events[..n] {
+            let i = ev.data() as usize;
+            let mut redial = false;
+            let Some(c) = slots.get_mut(i).and_then(|s| s.as_mut()) else {
+                continue;
+            };
+            if c.state == KaState::Connecting {
+                if !ev.events().contains(EpollFlags::EPOLLOUT) && !ev.events().contains(EpollFlags::EPOLLERR) {
+                    continue;
+                }
+                match c.sock.take_error() {
+                    Ok(None) => {
+                        r.established += 1;
+                        established_now += 1;
+                        r.peak_established = r.peak_established.max(established_now);
+                        if established_now == conns && all_up_at.is_none() {
+                            all_up_at = Some(Instant::now());
+                        }
+                        let _ = ep.modify(c.sock.as_fd(), &mut EpollEvent::new(EpollFlags::EPOLLIN, i as u64));
+                        c.state = KaState::Waiting;
+                        c.sent_at = Instant::now();
+                        if c.sock.send(req.as_bytes()).is_err() {
+                            r.errors += 1;
+                            redial = true;
+                        }
+                    }
+                    _ => {
+                        r.errors += 1;
+                        redial = true;
+                    }
+                }
+            } else {
+                loop {
+                    match std::io::Read::read(&mut c.sock, &mut chunk) {
+                        Ok(0) => {
+                            r.errors += 1;
+                            redial = true;
+                            break;
+                        }
+                        Ok(k) => c.buf.extend_from_slice(&chunk[..k]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            r.errors += 1;
+                            redial = true;
+                            break;
+                        }
+                    }
+                }
+                if !redial {
+                    if let Some((head, len, ok)) = response_len(&c.buf) {
+                        if c.buf.len() >= head + len {
+                            c.buf.drain(..head + len);
+                            if ok {
+                                r.requests += 1;
+                                let _ = hist.record(c.sent_at.elapsed().as_nanos().max(1) as u64);
+                            } else {
+                                r.non_200 += 1;
+                            }
+                            c.sent_at = Instant::now();
+                            if c.sock.send(req.as_bytes()).is_err() {
+                                r.errors += 1;
+                                redial = true;
+                            }
+                        }
+                    }
+                }
+            }
+            if redial {
+                if let Some(old) = slots[i].take() {
+                    if old.state == KaState::Waiting {
+                        established_now = established_now.saturating_sub(1);
+                    }
+                    let _ = ep.delete(old.sock.as_fd());
+                }
+                if dial(i, &mut next_port, &ep, &mut slots).is_err() {
+                    // Out of ports: this connection stays closed.
+                }
+            }
+        }
+        // Requests or handshakes past the timeout: drop and redial.
+        if last_sweep.elapsed() >= Duration::from_millis(200) {
+            last_sweep = Instant::now();
+            for i in 0..slots.len() {
+                let stale = slots[i]
+                    .as_ref()
+                    .is_some_and(|c| c.sent_at.elapsed() > timeout);
+                if stale {
+                    if let Some(old) = slots[i].take() {
+                        if old.state == KaState::Waiting {
+                            established_now = established_now.saturating_sub(1);
+                        }
+                        let _ = ep.delete(old.sock.as_fd());
+                    }
+                    r.timeouts += 1;
+                    let _ = dial(i, &mut next_port, &ep, &mut slots);
+                }
+            }
+        }
+    }
+    r.seconds = start.elapsed().as_secs_f64();
+    r.connect_seconds = all_up_at.map_or(r.seconds, |t| (t - start).as_secs_f64());
+    r.rps = r.requests as f64 / r.seconds.max(1e-9);
+    if !hist.is_empty() {
+        r.p50_us = hist.value_at_quantile(0.5) as f64 / 1000.0;
+        r.p99_us = hist.value_at_quantile(0.99) as f64 / 1000.0;
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod ka_tests {
+    use super::*;
+
+    #[test]
+    fn response_framing() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
+        let (head, len, ok) = response_len(r).expect("complete head");
+        assert_eq!((len, ok), (5, true));
+        assert_eq!(&r[head..head + len], b"hello");
+        assert_eq!(response_len(b"HTTP/1.1 200 OK\r\nContent-Le"), None);
+        let (_, len, ok) = response_len(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").expect("head");
+        assert_eq!((len, ok), (0, false));
+    }
+}

@@ -109,6 +109,23 @@ enum HelperCmd {
         #[arg(long, default_value = "www.bench.test")]
         qname: String,
     },
+    /// Keep-alive HTTP load over many connections, each on its own bound source port.
+    Kaload {
+        #[arg(long)]
+        dst: SocketAddr,
+        #[arg(long)]
+        src: std::net::IpAddr,
+        #[arg(long)]
+        port_first: u16,
+        #[arg(long)]
+        port_count: u16,
+        #[arg(long)]
+        conns: u64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
     /// Short HTTP connections (prints a JSON report).
     Shortconn {
         #[arg(long)]
@@ -181,6 +198,24 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             max_packets,
             payload,
             &qname,
+        )
+        .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
+        .map(|s| println!("{s}")),
+        HelperCmd::Kaload {
+            dst,
+            src,
+            port_first,
+            port_count,
+            conns,
+            seconds,
+            timeout_ms,
+        } => load::kaload(
+            dst,
+            src,
+            port_first..port_first.saturating_add(port_count),
+            conns,
+            seconds.clamp(0.1, 600.0),
+            Duration::from_millis(timeout_ms),
         )
         .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
         .map(|s| println!("{s}")),

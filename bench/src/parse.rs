@@ -239,6 +239,65 @@ pub fn parse_ab(out: &str) -> Result<AbReport, ParseError> {
     Ok(r)
 }
 
+/// What `xdpstack pktgen` printed (its JSON summary).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PktgenReport {
+    /// Frames sent.
+    pub sent: u64,
+    /// Frames received.
+    pub received: u64,
+    /// Replies matched to something sent.
+    pub answered: u64,
+    /// Seconds of sending.
+    pub send_seconds: f64,
+    /// Sent per second.
+    pub tx_pps: f64,
+    /// Answered per second.
+    pub answered_pps: f64,
+    /// Round-trip percentiles, microseconds (0 when nothing was answered).
+    pub p50_us: f64,
+    /// 90th.
+    pub p90_us: f64,
+    /// 99th.
+    pub p99_us: f64,
+    /// 99.9th.
+    pub p999_us: f64,
+    /// CPU seconds (user + system) of pktgen's threads.
+    pub cpu_s: f64,
+    /// The frame accounting check ("ok" or what went wrong).
+    pub frame_accounting: String,
+}
+
+/// Parses pktgen's JSON summary.
+pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
+    let v: serde_json::Value = serde_json::from_str(out.trim()).map_err(|_| bad("pktgen JSON", out))?;
+    let t = &v["totals"];
+    if !t.is_object() {
+        return Err(ParseError::Missing("totals"));
+    }
+    let u = |x: &serde_json::Value, what: &'static str| x.as_u64().ok_or_else(|| bad(what, out));
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    let lat = &v["latency_us"];
+    let cpu_s = v["threads"]
+        .as_array()
+        .map(|ts| ts.iter().map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"])).sum())
+        .unwrap_or(0.0);
+    Ok(PktgenReport {
+        sent: u(&t["sent"], "sent")?,
+        received: u(&t["received"], "received")?,
+        answered: u(&t["answered"], "answered")?,
+        send_seconds: f(&t["send_seconds"]),
+        tx_pps: f(&t["tx_pps"]),
+        answered_pps: f(&t["answered_pps"]),
+        p50_us: f(&lat["p50"]),
+        p90_us: f(&lat["p90"]),
+        p99_us: f(&lat["p99"]),
+        p999_us: f(&lat["p999"]),
+        cpu_s,
+        frame_accounting: v["frame_accounting"].as_str().unwrap_or("").to_string(),
+    })
+}
+
 /// CPU time of a process from the text of `/proc/PID/stat`: (utime + stime) in clock ticks,
 /// plus the CPU it last ran on (field 39).
 pub fn proc_stat_ticks(stat: &str) -> Result<(u64, Option<u32>), ParseError> {
@@ -422,6 +481,35 @@ Percentage of the requests served within a certain time (ms)
             parse_ab("nothing"),
             Err(ParseError::Missing("Complete requests:"))
         );
+    }
+
+    #[test]
+    fn pktgen_summary() {
+        let out = r#"{
+  "tool": "xdpstack pktgen", "template": "echo", "rate_pps": 0,
+  "totals": {"sent": 1000, "received": 990, "answered": 980, "lost": 20,
+             "answered_ratio": 0.98, "send_seconds": 2.0, "tx_pps": 500.0,
+             "rx_pps": 495.0, "answered_pps": 490.0, "counters": {}},
+  "threads": [{"thread": 0, "cpu_user_s": 0.5, "cpu_sys_s": 0.25}],
+  "latency_us": {"count": 980, "min": 5.0, "mean": 9.0, "p50": 8.0, "p90": 12.0,
+                 "p99": 20.5, "p999": 40.0, "max": 90.0},
+  "frame_accounting": "ok"
+}"#;
+        let r = parse_pktgen(out).expect("parses");
+        assert_eq!((r.sent, r.received, r.answered), (1000, 990, 980));
+        assert_eq!(r.answered_pps, 490.0);
+        assert_eq!((r.p50_us, r.p99_us, r.p999_us), (8.0, 20.5, 40.0));
+        assert_eq!(r.cpu_s, 0.75);
+        assert_eq!(r.frame_accounting, "ok");
+        // Nothing answered: latency is null.
+        let none = out.replace(
+            r#""latency_us": {"count": 980, "min": 5.0, "mean": 9.0, "p50": 8.0, "p90": 12.0,
+                 "p99": 20.5, "p999": 40.0, "max": 90.0}"#,
+            r#""latency_us": null"#,
+        );
+        assert_eq!(parse_pktgen(&none).expect("parses").p99_us, 0.0);
+        assert_eq!(parse_pktgen("{}"), Err(ParseError::Missing("totals")));
+        assert!(parse_pktgen("not json").is_err());
     }
 
     #[test]

@@ -108,18 +108,38 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
 
-    let loads: [(&str, &str, usize, u64, &[&str]); 4] = [
-        ("echo, throughput", "echo", 4, 32, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
-        ("echo, latency (1 in flight)", "echo", 1, 1, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
-        ("DNS, throughput", "dns", 4, 32, &[KNOT, STACK_DNS, REFLECT]),
-        ("DNS, latency (1 in flight)", "dns", 1, 1, &[KNOT, STACK_DNS]),
+    let pktgen = pktgen_available(ctx);
+    res.notes.push(if pktgen {
+        "Load generator: `xdpstack pktgen` (AF_XDP on the client's veth end, open loop): \
+         throughput cases send as fast as the rings take frames (--rate 0) and count answers; \
+         latency cases send 20,000 packets/s. The same generator for every server."
+            .to_string()
+    } else {
+        "Load generator: this crate's closed-loop kernel UDP client (udpload), the same for \
+         every server (`xdpstack pktgen` was not available in this build). It is one thread on \
+         one core; when it saturates its core the figures bound the generator, not the server."
+            .to_string()
+    });
+    let loads: [(&str, &str, bool, &[&str]); 4] = [
+        ("echo, throughput", "echo", false, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
+        ("echo, latency", "echo", true, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
+        ("DNS, throughput", "dns", false, &[KNOT, STACK_DNS, REFLECT]),
+        ("DNS, latency", "dns", true, &[KNOT, STACK_DNS]),
     ];
-    for (name, mode, sockets, window, who) in loads {
+    for (name, mode, latency, who) in loads {
+        let describe = |m: &str| {
+            if pktgen {
+                load_pktgen(m, 7, secs, latency, &client_cpu).join(" ")
+            } else {
+                load_udpload(m, 7, secs, latency).join(" ")
+            }
+        };
         let mut case = Case {
             name: name.into(),
             load: format!(
-                "xdpstack-bench helper udpload --mode {mode} --sockets {sockets} --window {window} --seconds {secs} (kernel UDP sockets, sendmmsg/recvmmsg){}",
-                if mode == "dns" { ", the reflector gets echo datagrams of 64 bytes" } else { ", 64-byte payload" }
+                "{}{}",
+                describe(mode),
+                if mode == "dns" { " (the reflector gets the echo load: it cannot answer DNS)" } else { "" }
             ),
             subjects: who.iter().map(|n| Subject::new(n)).collect(),
             ratios: Vec::new(),
@@ -134,29 +154,46 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 };
                 // The reflector only echoes.
                 let m = if s.name == REFLECT { "echo" } else { mode };
-                let args = common::strings(&[
-                    "helper", "udpload",
-                    "--dst", &format!("{SERVER_IP}:{}", s.port),
-                    "--mode", m,
-                    "--sockets", &sockets.to_string(),
-                    "--window", &window.to_string(),
-                    "--seconds", &secs.to_string(),
-                    "--qname", QNAME,
-                ]);
+                let (program, args, label) = if pktgen {
+                    (ctx.bins.xdpstack.as_str(), load_pktgen(m, s.port, secs, latency, &client_cpu), "pktgen")
+                } else {
+                    (ctx.bins.bench.as_str(), load_udpload(m, s.port, secs, latency), "udpload")
+                };
                 let sb = &sbs[s.sandbox];
-                match common::measure(
+                let meas = common::measure(
                     sb,
                     p,
                     &client_cpu,
-                    "udpload",
-                    &ctx.bins.bench,
+                    label,
+                    program,
                     &args,
                     &dir,
                     Duration::from_secs_f64(secs + 20.0),
-                ) {
-                    Ok(meas) => {
-                        let r: UdpLoadReport = serde_json::from_str(meas.report.trim())?;
-                        if run == 0 && sockets > 1 && mode == "echo" {
+                )
+                .and_then(|meas| {
+                    let r = if pktgen {
+                        let g = crate::parse::parse_pktgen(&meas.report)?;
+                        UdpLoadReport {
+                            sent: g.sent,
+                            received: g.answered,
+                            lost: g.sent.saturating_sub(g.answered),
+                            bad: 0,
+                            seconds: g.send_seconds,
+                            pps: g.answered_pps,
+                            p50_us: g.p50_us,
+                            p90_us: g.p90_us,
+                            p99_us: g.p99_us,
+                            p999_us: g.p999_us,
+                            mean_us: 0.0,
+                        }
+                    } else {
+                        serde_json::from_str(meas.report.trim())?
+                    };
+                    Ok((meas, r))
+                });
+                match meas {
+                    Ok((meas, r)) => {
+                        if run == 0 && !latency && mode == "echo" {
                             res.placement.extend(meas.placement.iter().cloned());
                         }
                         let mut x = Metrics::new();
@@ -220,16 +257,52 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             .why(&why(dns_r, "DNS, throughput", STACK_DNS, REFLECT)),
     ];
     res.targets.extend(t);
-    res.notes.push(
-        "Load generator: this crate's closed-loop kernel UDP client (udpload), the same for every \
-         server. It is one thread on one core; when it saturates its core (client CPU close to \
-         the run time), the figures bound the generator, not the server. `xdpstack pktgen` \
-         (AF_XDP) will replace it once that branch lands."
-            .into(),
-    );
     res.wall_seconds = started.elapsed().as_secs_f64();
     drop(sbs);
     Ok(res)
+}
+
+/// True if this build's `xdpstack pktgen` is the real generator (not a placeholder).
+fn pktgen_available(ctx: &Ctx) -> bool {
+    std::process::Command::new(&ctx.bins.xdpstack)
+        .args(["pktgen", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--template"))
+        .unwrap_or(false)
+}
+
+/// Throughput: as fast as possible; latency: a moderate fixed rate (pktgen) or one datagram
+/// in flight (udpload).
+const LATENCY_RATE: u64 = 20_000;
+
+fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool, core: &str) -> Vec<String> {
+    let rate = if latency { LATENCY_RATE } else { 0 };
+    common::strings(&[
+        "pktgen", "--iface", "peer0", "--queues", "1",
+        "--template", mode,
+        "--dst", SERVER_IP, "--dst-port", &port.to_string(),
+        "--dst-mac", "02:78:73:00:00:01",
+        "--src-port", "10000-10063",
+        "--payload", "64",
+        "--qname", QNAME,
+        "--rate", &rate.to_string(),
+        "--duration", &(secs.round().max(1.0) as u64).to_string(),
+        "--cores", core,
+        "--quiet",
+    ])
+}
+
+fn load_udpload(mode: &str, port: u16, secs: f64, latency: bool) -> Vec<String> {
+    let (sockets, window) = if latency { ("1", "1") } else { ("4", "32") };
+    common::strings(&[
+        "helper", "udpload",
+        "--dst", &format!("{SERVER_IP}:{port}"),
+        "--mode", mode,
+        "--sockets", sockets,
+        "--window", window,
+        "--seconds", &secs.to_string(),
+        "--qname", QNAME,
+    ])
 }
 
 fn server(name: &'static str, sandbox: usize, port: u16, p: Result<Proc>) -> Server {
