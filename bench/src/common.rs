@@ -193,7 +193,12 @@ http {{
         &sb.info().server_ns,
         &cpu_list,
         "nginx",
-        &["-p".into(), ds.clone(), "-c".into(), path.display().to_string()],
+        &[
+            "-p".into(),
+            ds.clone(),
+            "-c".into(),
+            path.display().to_string(),
+        ],
         dir,
     )?;
     if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? || !p.running() {
@@ -318,7 +323,16 @@ pub fn measure(
     dir: &Path,
     limit: Duration,
 ) -> Result<Measured<String>> {
-    let m = measure_many(sb, server, cpu, label, program, &[args.to_vec()], dir, limit)?;
+    let m = measure_many(
+        sb,
+        server,
+        cpu,
+        label,
+        program,
+        &[args.to_vec()],
+        dir,
+        limit,
+    )?;
     Ok(Measured {
         report: m.report.into_iter().next().unwrap_or_default(),
         server_cpu_s: m.server_cpu_s,
@@ -350,7 +364,14 @@ pub fn measure_many(
     let k0 = read_cpus();
     let mut tools = Vec::new();
     for args in arg_lists {
-        tools.push(Proc::spawn(label, &sb.info().client_ns, cpu, program, args, dir)?);
+        tools.push(Proc::spawn(
+            label,
+            &sb.info().client_ns,
+            cpu,
+            program,
+            args,
+            dir,
+        )?);
     }
     let mut placement = Vec::new();
     let mut mem = (0, 0);
@@ -379,7 +400,10 @@ pub fn measure_many(
             log::warn!("{label} was stopped at its time limit");
         }
         if out.trim().is_empty() {
-            return err(format!("{label} printed nothing: {}", procs::tail(&errs, 3)));
+            return err(format!(
+                "{label} printed nothing: {}",
+                procs::tail(&errs, 3)
+            ));
         }
         outs.push(out);
     }
@@ -488,10 +512,7 @@ pub fn wrk_metrics(m: &Measured<WrkReport>) -> Metrics {
 /// Stops a stack server with SIGINT and reads its stats file.
 pub fn stop_stack(p: Proc, stats: &Path) -> Result<serde_json::Value> {
     let label = p.label.clone();
-    let (_, errs) = p.stop_with(
-        nix::sys::signal::Signal::SIGINT,
-        Duration::from_secs(10),
-    );
+    let (_, errs) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
     let text = std::fs::read_to_string(stats).map_err(|e| {
         procs::BenchError::Msg(format!(
             "{label}: no stats file {} ({e}): {}",
@@ -521,24 +542,20 @@ pub fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn affinity_masks() {
-        assert_eq!(nginx_affinity(&[0], 1, 2), "01");
-        assert_eq!(nginx_affinity(&[0, 1], 2, 2), "01 10");
-        assert_eq!(nginx_affinity(&[1], 2, 4), "0010 0010");
-    }
-}
-
 /// Where the cores went in the median runs of `a` and `b`: a factual sentence for a missed
 /// target (which core was saturated, how much was softirq).
-pub fn explain(case: &crate::model::Case, a: &str, b: &str, server_core: usize, client_core: usize) -> String {
+pub fn explain(
+    case: &crate::model::Case,
+    a: &str,
+    b: &str,
+    server_core: usize,
+    client_core: usize,
+) -> String {
     let mut parts = Vec::new();
     for name in [a, b] {
-        let Some(s) = case.subject(name) else { continue };
+        let Some(s) = case.subject(name) else {
+            continue;
+        };
         let g = |k: String| s.median.get(&k).copied();
         if let (Some(sb), Some(cb)) = (
             g(format!("core{server_core}_busy_pct")),
@@ -561,5 +578,17 @@ pub fn explain(case: &crate::model::Case, a: &str, b: &str, server_core: usize, 
         String::new()
     } else {
         format!("cores: {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_masks() {
+        assert_eq!(nginx_affinity(&[0], 1, 2), "01");
+        assert_eq!(nginx_affinity(&[0, 1], 2, 2), "01 10");
+        assert_eq!(nginx_affinity(&[1], 2, 4), "0010 0010");
     }
 }

@@ -68,7 +68,11 @@ pub fn meta(quick: bool, runs: usize) -> Meta {
     );
     tools.insert(
         "knotd".into(),
-        sh("knotd", &["-V"]).lines().next().unwrap_or("").to_string(),
+        sh("knotd", &["-V"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
     );
     Meta {
         date: sh("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
@@ -175,7 +179,10 @@ pub fn bins() -> Result<Bins> {
                     xdp.display()
                 ));
             }
-            eprintln!("warning: cargo build failed ({other:?}); using {}", xdp.display());
+            eprintln!(
+                "warning: cargo build failed ({other:?}); using {}",
+                xdp.display()
+            );
         }
     }
     Ok(Bins {
@@ -262,7 +269,12 @@ pub fn sandbox(tag: &str, queues: u16, side: ServerSide) -> Result<Sandbox> {
         "sysctl",
         &["-q", "-w", "net.ipv4.ip_local_port_range=1024 65535"],
     )?;
-    run_in(&sb, Side::Client, "sysctl", &["-q", "-w", "net.ipv4.tcp_tw_reuse=1"])?;
+    run_in(
+        &sb,
+        Side::Client,
+        "sysctl",
+        &["-q", "-w", "net.ipv4.tcp_tw_reuse=1"],
+    )?;
     Ok(sb)
 }
 
@@ -281,10 +293,7 @@ pub fn run_in(sb: &Sandbox, side: Side, program: &str, args: &[&str]) -> Result<
 
 /// A fresh scratch directory for one scenario's configs and process output.
 pub fn scratch(scenario: &str) -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!(
-        "xdpstack-bench-{}-{scenario}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("xdpstack-bench-{}-{scenario}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d)?;
     Ok(d)

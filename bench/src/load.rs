@@ -631,7 +631,9 @@ pub fn kaload(
                 continue;
             };
             if c.state == KaState::Connecting {
-                if !ev.events().contains(EpollFlags::EPOLLOUT) && !ev.events().contains(EpollFlags::EPOLLERR) {
+                if !ev.events().contains(EpollFlags::EPOLLOUT)
+                    && !ev.events().contains(EpollFlags::EPOLLERR)
+                {
                     continue;
                 }
                 match c.sock.take_error() {
@@ -642,7 +644,10 @@ pub fn kaload(
                         if established_now == conns && all_up_at.is_none() {
                             all_up_at = Some(Instant::now());
                         }
-                        let _ = ep.modify(c.sock.as_fd(), &mut EpollEvent::new(EpollFlags::EPOLLIN, i as u64));
+                        let _ = ep.modify(
+                            c.sock.as_fd(),
+                            &mut EpollEvent::new(EpollFlags::EPOLLIN, i as u64),
+                        );
                         c.state = KaState::Waiting;
                         c.sent_at = Instant::now();
                         if c.sock.send(req.as_bytes()).is_err() {
@@ -744,7 +749,8 @@ mod ka_tests {
         assert_eq!((len, ok), (5, true));
         assert_eq!(&r[head..head + len], b"hello");
         assert_eq!(response_len(b"HTTP/1.1 200 OK\r\nContent-Le"), None);
-        let (_, len, ok) = response_len(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").expect("head");
+        let (_, len, ok) =
+            response_len(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").expect("head");
         assert_eq!((len, ok), (0, false));
     }
 }

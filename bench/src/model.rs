@@ -156,7 +156,13 @@ impl Target {
         threshold: f64,
         at_most: bool,
     ) -> Target {
-        let met = value.map(|v| if at_most { v <= threshold } else { v >= threshold });
+        let met = value.map(|v| {
+            if at_most {
+                v <= threshold
+            } else {
+                v >= threshold
+            }
+        });
         let detail = match value {
             None => "not measured".to_string(),
             Some(v) => match stats::percent_of(v, threshold) {

@@ -202,7 +202,9 @@ pub fn parse_ab(out: &str) -> Result<AbReport, ParseError> {
             // "(Connect: 0, Receive: 0, Length: 3, Exceptions: 0)"
             let inner = t.trim_start_matches('(').trim_end_matches(')');
             for part in inner.split(',') {
-                let (k, v) = part.split_once(':').ok_or_else(|| bad("failure kinds", t))?;
+                let (k, v) = part
+                    .split_once(':')
+                    .ok_or_else(|| bad("failure kinds", t))?;
                 let v: u64 = v.trim().parse().map_err(|_| bad("failure kinds", t))?;
                 match k.trim() {
                     "Connect" => r.failed_connect = v,
@@ -270,7 +272,8 @@ pub struct PktgenReport {
 
 /// Parses pktgen's JSON summary.
 pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
-    let v: serde_json::Value = serde_json::from_str(out.trim()).map_err(|_| bad("pktgen JSON", out))?;
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|_| bad("pktgen JSON", out))?;
     let t = &v["totals"];
     if !t.is_object() {
         return Err(ParseError::Missing("totals"));
@@ -280,7 +283,11 @@ pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
     let lat = &v["latency_us"];
     let cpu_s = v["threads"]
         .as_array()
-        .map(|ts| ts.iter().map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"])).sum())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
+                .sum()
+        })
         .unwrap_or(0.0);
     Ok(PktgenReport {
         sent: u(&t["sent"], "sent")?,

@@ -286,7 +286,10 @@ impl Proc {
             }
             if Instant::now() >= end {
                 by_itself = false;
-                log::warn!("{} ran past its limit of {limit:?}: stopping it", self.label);
+                log::warn!(
+                    "{} ran past its limit of {limit:?}: stopping it",
+                    self.label
+                );
                 self.terminate(Duration::from_secs(3));
                 break;
             }
@@ -315,7 +318,10 @@ impl Proc {
 
     /// The last lines of stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
-        tail(&std::fs::read_to_string(&self.stderr).unwrap_or_default(), 5)
+        tail(
+            &std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            5,
+        )
     }
 
     fn terminate(&mut self, grace: Duration) {

@@ -167,8 +167,13 @@ fn case_table(md: &mut String, scenario: &str, c: &Case) {
                 r.metric,
                 r.num,
                 r.den,
-                if per.is_empty() { "–".into() } else { per.join(", ") },
-                r.median.map_or("not measured".into(), |v| format!("**{v:.3}**"))
+                if per.is_empty() {
+                    "–".into()
+                } else {
+                    per.join(", ")
+                },
+                r.median
+                    .map_or("not measured".into(), |v| format!("**{v:.3}**"))
             );
         }
         md.push('\n');
@@ -194,7 +199,9 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
          Do not edit by hand.\n\n",
     );
     if results.is_empty() {
-        md.push_str("No results yet: run `cargo run --release -p xdpstack-bench -- all` as root.\n");
+        md.push_str(
+            "No results yet: run `cargo run --release -p xdpstack-bench -- all` as root.\n",
+        );
         return md;
     }
     let quick = results.iter().any(|r| r.meta.quick);
@@ -213,7 +220,11 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
     let _ = writeln!(md, "| kernel | {} |", m.kernel);
     let _ = writeln!(md, "| CPUs (nproc) | {} |", m.nproc);
     let _ = writeln!(md, "| CPU model | {} |", m.cpu_model);
-    let _ = writeln!(md, "| memory | {:.1} GiB |", m.mem_total_kib as f64 / 1048576.0);
+    let _ = writeln!(
+        md,
+        "| memory | {:.1} GiB |",
+        m.mem_total_kib as f64 / 1048576.0
+    );
     let _ = writeln!(md, "| build profile | {} |", m.profile);
     let _ = writeln!(md, "| tree | {} |", m.git);
     for (k, v) in &m.tools {
@@ -226,7 +237,11 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
             "| {} | {} | {} | {} | {} | {:.0} s |",
             r.scenario,
             r.meta.date,
-            if r.meta.quick { "quick (smoke)" } else { "full" },
+            if r.meta.quick {
+                "quick (smoke)"
+            } else {
+                "full"
+            },
             r.meta.runs,
             r.meta.loadavg_before,
             r.wall_seconds
@@ -284,9 +299,15 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
             md.push('\n');
         }
         if !r.placement.is_empty() {
-            md.push_str("<details><summary>Where each process ran (sampled under load)</summary>\n\n");
+            md.push_str(
+                "<details><summary>Where each process ran (sampled under load)</summary>\n\n",
+            );
             for p in &r.placement {
-                let _ = writeln!(md, "- **{}** in `{}`, taskset `{}`: `{}`", p.label, p.netns, p.taskset, p.cmdline);
+                let _ = writeln!(
+                    md,
+                    "- **{}** in `{}`, taskset `{}`: `{}`",
+                    p.label, p.netns, p.taskset, p.cmdline
+                );
                 for t in p.tasks.iter().take(12) {
                     let _ = writeln!(md, "  - {t}");
                 }
@@ -400,7 +421,10 @@ pub fn bars(
                 let v = (*v)?;
                 let v = if v.is_finite() { v } else { ymax };
                 let x0 = gi as f64 + 0.1 + si as f64 * width;
-                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], color.filled()))
+                Some(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.92, v)],
+                    color.filled(),
+                ))
             })
             .collect();
         chart
@@ -461,7 +485,9 @@ pub fn lines(
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(perr)?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(perr)?;
@@ -478,7 +504,14 @@ pub fn lines(
 }
 
 /// Bars of one metric: one group per case, one bar per subject (subjects by first appearance).
-fn case_bars(r: &ScenarioResult, cases: &[&Case], metric: &str, path: &Path, title: &str, ylabel: &str) -> Result<()> {
+fn case_bars(
+    r: &ScenarioResult,
+    cases: &[&Case],
+    metric: &str,
+    path: &Path,
+    title: &str,
+    ylabel: &str,
+) -> Result<()> {
     let mut names: Vec<String> = Vec::new();
     for c in cases {
         for s in &c.subjects {
@@ -515,33 +548,97 @@ pub fn plots(results: &[ScenarioResult], dir: &Path) -> Vec<(String, String)> {
         let res = match r.scenario.as_str() {
             "http" => {
                 let cases: Vec<&Case> = r.cases.iter().collect();
-                case_bars(r, &cases, "rps", &path, &format!("HTTP req/s, median{}", quick(r)), "requests/s")
+                case_bars(
+                    r,
+                    &cases,
+                    "rps",
+                    &path,
+                    &format!("HTTP req/s, median{}", quick(r)),
+                    "requests/s",
+                )
             }
             "udp" => {
-                let cases: Vec<&Case> = r.cases.iter().filter(|c| c.name.contains("throughput")).collect();
-                case_bars(r, &cases, "pps", &path, &format!("UDP answers/s, median{}", quick(r)), "answers/s")
+                let cases: Vec<&Case> = r
+                    .cases
+                    .iter()
+                    .filter(|c| c.name.contains("throughput"))
+                    .collect();
+                case_bars(
+                    r,
+                    &cases,
+                    "pps",
+                    &path,
+                    &format!("UDP answers/s, median{}", quick(r)),
+                    "answers/s",
+                )
             }
             "fairness" => {
-                let groups: Vec<String> = r.cases.first().map(|c| c.subjects.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
-                let workers = (0..4).filter(|w| r.cases.iter().any(|c| c.subjects.iter().any(|s| s.median.contains_key(&format!("worker{w}"))))).count();
+                let groups: Vec<String> = r
+                    .cases
+                    .first()
+                    .map(|c| c.subjects.iter().map(|s| s.name.clone()).collect())
+                    .unwrap_or_default();
+                let workers = (0..4)
+                    .filter(|w| {
+                        r.cases.iter().any(|c| {
+                            c.subjects
+                                .iter()
+                                .any(|s| s.median.contains_key(&format!("worker{w}")))
+                        })
+                    })
+                    .count();
                 let series: Vec<(String, Vec<Option<f64>>)> = (0..workers)
                     .map(|w| {
                         (
                             format!("worker {w}"),
-                            r.cases.first().map(|c| c.subjects.iter().map(|s| s.median.get(&format!("worker{w}")).copied()).collect()).unwrap_or_default(),
+                            r.cases
+                                .first()
+                                .map(|c| {
+                                    c.subjects
+                                        .iter()
+                                        .map(|s| s.median.get(&format!("worker{w}")).copied())
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                         )
                     })
                     .collect();
-                bars(&path, &format!("Connections per worker, median{}", quick(r)), "connections", &groups, &series)
+                bars(
+                    &path,
+                    &format!("Connections per worker, median{}", quick(r)),
+                    "connections",
+                    &groups,
+                    &series,
+                )
             }
             "churn" => {
                 let cases: Vec<&Case> = r.cases.iter().collect();
-                let groups: Vec<String> = cases.first().map(|c| c.subjects.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
+                let groups: Vec<String> = cases
+                    .first()
+                    .map(|c| c.subjects.iter().map(|s| s.name.clone()).collect())
+                    .unwrap_or_default();
                 let series = vec![(
                     "failed connections".to_string(),
-                    cases.first().map(|c| c.subjects.iter().map(|s| s.median.get("failed").copied()).collect()).unwrap_or_default(),
+                    cases
+                        .first()
+                        .map(|c| {
+                            c.subjects
+                                .iter()
+                                .map(|s| s.median.get("failed").copied())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 )];
-                bars(&path, &format!("Failed connections under listener churn, median{}", quick(r)), "failed", &groups, &series)
+                bars(
+                    &path,
+                    &format!(
+                        "Failed connections under listener churn, median{}",
+                        quick(r)
+                    ),
+                    "failed",
+                    &groups,
+                    &series,
+                )
             }
             "conns" => {
                 let mut names: Vec<String> = Vec::new();
@@ -552,7 +649,12 @@ pub fn plots(results: &[ScenarioResult], dir: &Path) -> Vec<(String, String)> {
                         }
                     }
                 }
-                let level = |c: &Case| c.name.split_whitespace().next().and_then(|n| n.parse::<f64>().ok());
+                let level = |c: &Case| {
+                    c.name
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse::<f64>().ok())
+                };
                 let pts = |metric: &str, scale: f64| -> Vec<(String, Vec<(f64, f64)>)> {
                     names
                         .iter()
@@ -561,15 +663,29 @@ pub fn plots(results: &[ScenarioResult], dir: &Path) -> Vec<(String, String)> {
                                 n.clone(),
                                 r.cases
                                     .iter()
-                                    .filter_map(|c| Some((level(c)?, c.subject(n)?.median.get(metric)? * scale)))
+                                    .filter_map(|c| {
+                                        Some((level(c)?, c.subject(n)?.median.get(metric)? * scale))
+                                    })
                                     .collect(),
                             )
                         })
                         .collect()
                 };
-                let a = lines(&path, &format!("req/s vs concurrent connections{}", quick(r)), "connections", "requests/s", &pts("rps", 1.0));
+                let a = lines(
+                    &path,
+                    &format!("req/s vs concurrent connections{}", quick(r)),
+                    "connections",
+                    "requests/s",
+                    &pts("rps", 1.0),
+                );
                 let mem = format!("{}-memory.png", r.scenario);
-                let b = lines(&dir.join(&mem), &format!("Server RSS vs concurrent connections{}", quick(r)), "connections", "RSS MiB", &pts("rss_kib", 1.0 / 1024.0));
+                let b = lines(
+                    &dir.join(&mem),
+                    &format!("Server RSS vs concurrent connections{}", quick(r)),
+                    "connections",
+                    "RSS MiB",
+                    &pts("rss_kib", 1.0 / 1024.0),
+                );
                 if b.is_ok() {
                     out.push((r.scenario.clone(), mem));
                 }

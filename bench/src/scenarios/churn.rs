@@ -22,10 +22,14 @@ const EVERY: Duration = Duration::from_millis(100);
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let started = Instant::now();
-    let mut res = ctx.result("churn", "Listener churn: failed connections while listeners are replaced every 100 ms");
+    let mut res = ctx.result(
+        "churn",
+        "Listener churn: failed connections while listeners are replaced every 100 ms",
+    );
     let dir = env::scratch("churn")?;
     let workers = ctx.ncpu.clamp(1, 4);
-    let conns: u64 = ctx.pick(60_000, 20_000);
+    let conns: u64 = 500_000;
+    let secs: u64 = ctx.pick(10, 4);
     let conc = 20;
     let all = ctx.all_cpus();
     let client_cpu = ctx.client_cpu();
@@ -38,9 +42,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let ksb = env::sandbox("ck", workers as u16, ServerSide::Kernel)?;
     common::tune_server_ns(&ksb)?;
     let mut case = Case {
-        name: format!("{conns} short connections, listeners replaced every 100 ms"),
+        name: format!("short connections for {secs} s, listeners replaced every 100 ms"),
         load: format!(
-            "xdpstack-bench helper shortconn --conns {conns} --concurrency {conc} (connect, GET with Connection: close, read to EOF; 3 s timeouts; at most 120 s)"
+            "xdpstack-bench helper shortconn --conns {conns} --concurrency {conc} --seconds {secs} (connect, GET with Connection: close, read to EOF; 3 s timeouts; stops at {secs} s or {conns} connections)"
         ),
         subjects: [STACK, K0, K1].iter().map(|s| Subject::new(s)).collect(),
         ratios: Vec::new(),
@@ -48,12 +52,18 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let cpus: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
     let cpus = cpus.join(",");
     let client_args = common::strings(&[
-        "helper", "shortconn",
-        "--dst", &format!("{SERVER_IP}:80"),
-        "--conns", &conns.to_string(),
-        "--concurrency", &conc.to_string(),
-        "--seconds", "120",
-        "--timeout-ms", "3000",
+        "helper",
+        "shortconn",
+        "--dst",
+        &format!("{SERVER_IP}:80"),
+        "--conns",
+        &conns.to_string(),
+        "--concurrency",
+        &conc.to_string(),
+        "--seconds",
+        &secs.to_string(),
+        "--timeout-ms",
+        "3000",
     ]);
     for run in 0..ctx.runs {
         for i in 0..case.subjects.len() {
@@ -84,16 +94,23 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     });
     let replaced: f64 = case
         .subject(STACK)
-        .map(|s| s.runs.iter().filter_map(|r| r.get("listeners_replaced")).sum())
+        .map(|s| {
+            s.runs
+                .iter()
+                .filter_map(|r| r.get("listeners_replaced"))
+                .sum()
+        })
         .unwrap_or(0.0);
-    res.targets.push(Target::threshold(
-        "churn: failed connections, xdpstack (all runs together)",
-        "0 failed",
-        total_failed,
-        0.0,
-        true,
-    )
-    .why(&format!("{replaced} listeners replaced in those runs")));
+    res.targets.push(
+        Target::threshold(
+            "churn: failed connections, xdpstack (all runs together)",
+            "0 failed",
+            total_failed,
+            0.0,
+            true,
+        )
+        .why(&format!("{replaced} listeners replaced in those runs")),
+    );
     res.cases.push(case);
     res.notes.push(
         "The kernel server replaces each thread's listener the best way an application can: \
@@ -130,12 +147,19 @@ fn stack_run(
     dir: &std::path::Path,
 ) -> Result<(Metrics, Vec<procs::Placement>)> {
     let (p, stats) = common::start_stack(
-        ctx, sb, cpus, &["http"],
+        ctx,
+        sb,
+        cpus,
+        &["http"],
         &common::strings(&["--workers", &workers.to_string(), "--listeners", "2"]),
-        dir, STACK,
+        dir,
+        STACK,
     )?;
     if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
-        return procs::err(format!("xdpstack http did not come up: {}", p.stderr_tail()));
+        return procs::err(format!(
+            "xdpstack http did not come up: {}",
+            p.stderr_tail()
+        ));
     }
     let done = AtomicBool::new(false);
     let hups = std::sync::atomic::AtomicU64::new(0);
@@ -147,7 +171,16 @@ fn stack_run(
                 hups.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let m = common::measure(sb, &p, &ctx.client_cpu(), "shortconn", &ctx.bins.bench, client_args, dir, Duration::from_secs(150));
+        let m = common::measure(
+            sb,
+            &p,
+            &ctx.client_cpu(),
+            "shortconn",
+            &ctx.bins.bench,
+            client_args,
+            dir,
+            Duration::from_secs(150),
+        );
         done.store(true, Ordering::Relaxed);
         m
     })?;
@@ -157,7 +190,11 @@ fn stack_run(
     x.insert("sighups".into(), hups.load(Ordering::Relaxed) as f64);
     let replaced: u64 = st["workers"]
         .as_array()
-        .map(|ws| ws.iter().filter_map(|w| w["app"]["listeners_replaced"].as_u64()).sum())
+        .map(|ws| {
+            ws.iter()
+                .filter_map(|w| w["app"]["listeners_replaced"].as_u64())
+                .sum()
+        })
         .unwrap_or(0);
     x.insert("listeners_replaced".into(), replaced as f64);
     let (mut mig, mut reset, mut dropped) = (0u64, 0u64, 0u64);
@@ -185,29 +222,77 @@ fn kernel_run(
     client_args: &[String],
     dir: &std::path::Path,
 ) -> Result<(Metrics, Vec<procs::Placement>)> {
-    env::run_in(sb, Side::Server, "sysctl", &["-q", "-w", &format!("net.ipv4.tcp_migrate_req={migrate_req}")])?;
-    let got = env::run_in(sb, Side::Server, "sysctl", &["-n", "net.ipv4.tcp_migrate_req"])?;
+    env::run_in(
+        sb,
+        Side::Server,
+        "sysctl",
+        &[
+            "-q",
+            "-w",
+            &format!("net.ipv4.tcp_migrate_req={migrate_req}"),
+        ],
+    )?;
+    let got = env::run_in(
+        sb,
+        Side::Server,
+        "sysctl",
+        &["-n", "net.ipv4.tcp_migrate_req"],
+    )?;
     if got.trim() != migrate_req {
-        return procs::err(format!("tcp_migrate_req is {} in the server namespace, wanted {migrate_req}", got.trim()));
+        return procs::err(format!(
+            "tcp_migrate_req is {} in the server namespace, wanted {migrate_req}",
+            got.trim()
+        ));
     }
     let p = common::helper(
-        ctx, &sb.info().server_ns, cpus, "kernel churn server",
+        ctx,
+        &sb.info().server_ns,
+        cpus,
+        "kernel churn server",
         &common::strings(&[
-            "khttp", "--bind", &format!("{SERVER_IP}:80"), "--threads", &workers.to_string(),
-            "--cpus", cpus, "--mode", "reuseport", "--churn-ms", &EVERY.as_millis().to_string(),
+            "khttp",
+            "--bind",
+            &format!("{SERVER_IP}:80"),
+            "--threads",
+            &workers.to_string(),
+            "--cpus",
+            cpus,
+            "--mode",
+            "reuseport",
+            "--churn-ms",
+            &EVERY.as_millis().to_string(),
         ]),
         dir,
     )?;
     if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? {
-        return procs::err(format!("kernel churn server did not come up: {}", p.stderr_tail()));
+        return procs::err(format!(
+            "kernel churn server did not come up: {}",
+            p.stderr_tail()
+        ));
     }
-    let m = common::measure(sb, &p, &ctx.client_cpu(), "shortconn", &ctx.bins.bench, client_args, dir, Duration::from_secs(150))?;
+    let m = common::measure(
+        sb,
+        &p,
+        &ctx.client_cpu(),
+        "shortconn",
+        &ctx.bins.bench,
+        client_args,
+        dir,
+        Duration::from_secs(150),
+    )?;
     let server_cpu = m.server_cpu_s;
     let (out, _) = p.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
     let r: ShortConnReport = serde_json::from_str(m.report.trim())?;
     let mut x = client_metrics(&r);
-    if let Some(v) = out.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
-        let replaced: u64 = v["threads"].as_array().map(|t| t.iter().filter_map(|x| x["replaced"].as_u64()).sum()).unwrap_or(0);
+    if let Some(v) = out
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
+        let replaced: u64 = v["threads"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|x| x["replaced"].as_u64()).sum())
+            .unwrap_or(0);
         x.insert("listeners_replaced".into(), replaced as f64);
     }
     x.insert("server_cpu_s".into(), server_cpu);

@@ -107,7 +107,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         case.add_ratio("max_min", S_HASH, s);
     }
     for (name, label) in [(S_HASH, "hash"), (S_QUEUE, "queue")] {
-        let v = case.subject(name).and_then(|s| s.median.get("max_min").copied());
+        let v = case
+            .subject(name)
+            .and_then(|s| s.median.get("max_min").copied());
         res.targets.push(Target::threshold(
             &format!("fairness, xdpstack --selector {label} (max/min connections per worker)"),
             "<= 1.05",
@@ -154,7 +156,11 @@ fn one(
     let limit = Duration::from_secs(150);
     let client_cpu = ctx.client_cpu();
     let (m, per) = if name == K_SHARED || name == K_REUSE {
-        let mode = if name == K_SHARED { "shared" } else { "reuseport" };
+        let mode = if name == K_SHARED {
+            "shared"
+        } else {
+            "reuseport"
+        };
         let p: Proc = common::helper(
             ctx,
             &ksb.info().server_ns,

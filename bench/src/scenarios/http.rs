@@ -15,7 +15,10 @@ const NGINX: &str = "nginx";
 pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let started = Instant::now();
     env::ensure_tools(&[("nginx", "nginx-light"), ("wrk", "wrk")])?;
-    let mut res = ctx.result("http", "HTTP: keep-alive and Connection: close, xdpstack vs nginx");
+    let mut res = ctx.result(
+        "http",
+        "HTTP: keep-alive and Connection: close, xdpstack vs nginx",
+    );
     let dir = env::scratch("http")?;
     let secs = ctx.pick(5, 2);
     let conns = 50;
@@ -98,7 +101,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             w["core"], w["app"]
         ));
     }
-    let ka = res.case("keep-alive").and_then(|c| c.ratio("rps", STACK, NGINX));
+    let ka = res
+        .case("keep-alive")
+        .and_then(|c| c.ratio("rps", STACK, NGINX));
     let cl = res
         .case("Connection: close")
         .and_then(|c| c.ratio("rps", STACK, NGINX));
@@ -109,8 +114,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     };
     let (why_ka, why_cl) = (why("keep-alive"), why("Connection: close"));
     res.targets.push(
-        Target::threshold("HTTP keep-alive req/s vs nginx", ">= 1.5x nginx", ka, 1.5, false)
-            .why(&why_ka),
+        Target::threshold(
+            "HTTP keep-alive req/s vs nginx",
+            ">= 1.5x nginx",
+            ka,
+            1.5,
+            false,
+        )
+        .why(&why_ka),
     );
     res.targets.push(
         Target::threshold(

@@ -64,11 +64,20 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     ];
     let mut servers: Vec<Server> = Vec::new();
     let one = common::strings(&["--workers", "1"]);
-    let stack_echo = common::start_stack(ctx, &sbs[0], &server_cpu, &["echo"], &one, &dir, STACK_ECHO);
+    let stack_echo =
+        common::start_stack(ctx, &sbs[0], &server_cpu, &["echo"], &one, &dir, STACK_ECHO);
     servers.push(server(STACK_ECHO, 0, 7, stack_echo.map(|(p, _)| p)));
     let mut dns_args = one.clone();
     dns_args.extend(common::strings(&["--zone", &zone.display().to_string()]));
-    let stack_dns = common::start_stack(ctx, &sbs[1], &server_cpu, &["dns"], &dns_args, &dir, STACK_DNS);
+    let stack_dns = common::start_stack(
+        ctx,
+        &sbs[1],
+        &server_cpu,
+        &["dns"],
+        &dns_args,
+        &dir,
+        STACK_DNS,
+    );
     servers.push(server(STACK_DNS, 1, 53, stack_dns.map(|(p, _)| p)));
     let refl = Proc::spawn(
         REFLECT,
@@ -84,7 +93,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         &sbs[3].info().server_ns,
         &server_cpu,
         KERNEL_ECHO,
-        &common::strings(&["kudp", "--bind", &format!("{SERVER_IP}:7"), "--threads", "1", "--cpus", &server_cpu]),
+        &common::strings(&[
+            "kudp",
+            "--bind",
+            &format!("{SERVER_IP}:7"),
+            "--threads",
+            "1",
+            "--cpus",
+            &server_cpu,
+        ]),
         &dir,
     );
     servers.push(server(KERNEL_ECHO, 3, 7, kecho));
@@ -121,8 +138,18 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             .to_string()
     });
     let loads: [(&str, &str, bool, &[&str]); 4] = [
-        ("echo, throughput", "echo", false, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
-        ("echo, latency", "echo", true, &[KERNEL_ECHO, STACK_ECHO, REFLECT]),
+        (
+            "echo, throughput",
+            "echo",
+            false,
+            &[KERNEL_ECHO, STACK_ECHO, REFLECT],
+        ),
+        (
+            "echo, latency",
+            "echo",
+            true,
+            &[KERNEL_ECHO, STACK_ECHO, REFLECT],
+        ),
         ("DNS, throughput", "dns", false, &[KNOT, STACK_DNS, REFLECT]),
         ("DNS, latency", "dns", true, &[KNOT, STACK_DNS]),
     ];
@@ -139,7 +166,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             load: format!(
                 "{}{}",
                 describe(mode),
-                if mode == "dns" { " (the reflector gets the echo load: it cannot answer DNS)" } else { "" }
+                if mode == "dns" {
+                    " (the reflector gets the echo load: it cannot answer DNS)"
+                } else {
+                    ""
+                }
             ),
             subjects: who.iter().map(|n| Subject::new(n)).collect(),
             ratios: Vec::new(),
@@ -155,9 +186,17 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 // The reflector only echoes.
                 let m = if s.name == REFLECT { "echo" } else { mode };
                 let (program, args, label) = if pktgen {
-                    (ctx.bins.xdpstack.as_str(), load_pktgen(m, s.port, secs, latency, &client_cpu), "pktgen")
+                    (
+                        ctx.bins.xdpstack.as_str(),
+                        load_pktgen(m, s.port, secs, latency, &client_cpu),
+                        "pktgen",
+                    )
                 } else {
-                    (ctx.bins.bench.as_str(), load_udpload(m, s.port, secs, latency), "udpload")
+                    (
+                        ctx.bins.bench.as_str(),
+                        load_udpload(m, s.port, secs, latency),
+                        "udpload",
+                    )
                 };
                 let sb = &sbs[s.sandbox];
                 let meas = common::measure(
@@ -207,7 +246,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         x.insert("p999_us".into(), r.p999_us);
                         x.insert("server_cpu_s".into(), meas.server_cpu_s);
                         x.insert("client_cpu_s".into(), meas.client_cpu_s);
-                        if let Some(v) = crate::stats::cpu_per_1k(meas.server_cpu_s, r.received as f64) {
+                        if let Some(v) =
+                            crate::stats::cpu_per_1k(meas.server_cpu_s, r.received as f64)
+                        {
                             x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
                         }
                         common::add_core_metrics(&mut x, &meas);
@@ -221,7 +262,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         for s in &mut case.subjects {
             s.finish();
         }
-        let (stack, kernel) = if mode == "echo" { (STACK_ECHO, KERNEL_ECHO) } else { (STACK_DNS, KNOT) };
+        let (stack, kernel) = if mode == "echo" {
+            (STACK_ECHO, KERNEL_ECHO)
+        } else {
+            (STACK_DNS, KNOT)
+        };
         case.add_ratio("pps", stack, kernel);
         case.add_ratio("pps", stack, REFLECT);
         case.add_ratio("p99_us", stack, kernel);
@@ -231,12 +276,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         if let Some(p) = s.proc.take() {
             let (out, _) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(5));
             if s.name == KERNEL_ECHO {
-                res.notes.push(format!("kernel echo server at exit: {}", out.trim()));
+                res.notes
+                    .push(format!("kernel echo server at exit: {}", out.trim()));
             }
         }
     }
 
-    let r = |case: &str, num: &str, den: &str| res.case(case).and_then(|c| c.ratio("pps", num, den));
+    let r =
+        |case: &str, num: &str, den: &str| res.case(case).and_then(|c| c.ratio("pps", num, den));
     let echo_k = r("echo, throughput", STACK_ECHO, KERNEL_ECHO);
     let echo_r = r("echo, throughput", STACK_ECHO, REFLECT);
     let dns_k = r("DNS, throughput", STACK_DNS, KNOT);
@@ -244,17 +291,44 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let last = ctx.ncpu - 1;
     let why = |v: Option<f64>, case: &str, a: &str, b: &str| match v {
         None => format!("{a} or {b} could not be measured (see notes)"),
-        Some(_) => res.case(case).map(|c| common::explain(c, a, b, 0, last)).unwrap_or_default(),
+        Some(_) => res
+            .case(case)
+            .map(|c| common::explain(c, a, b, 0, last))
+            .unwrap_or_default(),
     };
     let t = [
-        Target::threshold("UDP echo pps vs kernel", ">= 2x the kernel path", echo_k, 2.0, false)
-            .why(&why(echo_k, "echo, throughput", STACK_ECHO, KERNEL_ECHO)),
-        Target::threshold("UDP echo pps vs raw reflector", ">= 80% of the raw reflector", echo_r, 0.8, false)
-            .why(&why(echo_r, "echo, throughput", STACK_ECHO, REFLECT)),
-        Target::threshold("DNS pps vs knotd", ">= 2x the kernel path", dns_k, 2.0, false)
-            .why(&why(dns_k, "DNS, throughput", STACK_DNS, KNOT)),
-        Target::threshold("DNS pps vs raw reflector", ">= 80% of the raw reflector", dns_r, 0.8, false)
-            .why(&why(dns_r, "DNS, throughput", STACK_DNS, REFLECT)),
+        Target::threshold(
+            "UDP echo pps vs kernel",
+            ">= 2x the kernel path",
+            echo_k,
+            2.0,
+            false,
+        )
+        .why(&why(echo_k, "echo, throughput", STACK_ECHO, KERNEL_ECHO)),
+        Target::threshold(
+            "UDP echo pps vs raw reflector",
+            ">= 80% of the raw reflector",
+            echo_r,
+            0.8,
+            false,
+        )
+        .why(&why(echo_r, "echo, throughput", STACK_ECHO, REFLECT)),
+        Target::threshold(
+            "DNS pps vs knotd",
+            ">= 2x the kernel path",
+            dns_k,
+            2.0,
+            false,
+        )
+        .why(&why(dns_k, "DNS, throughput", STACK_DNS, KNOT)),
+        Target::threshold(
+            "DNS pps vs raw reflector",
+            ">= 80% of the raw reflector",
+            dns_r,
+            0.8,
+            false,
+        )
+        .why(&why(dns_r, "DNS, throughput", STACK_DNS, REFLECT)),
     ];
     res.targets.extend(t);
     res.wall_seconds = started.elapsed().as_secs_f64();
@@ -278,16 +352,31 @@ const LATENCY_RATE: u64 = 20_000;
 fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool, core: &str) -> Vec<String> {
     let rate = if latency { LATENCY_RATE } else { 0 };
     common::strings(&[
-        "pktgen", "--iface", "peer0", "--queues", "1",
-        "--template", mode,
-        "--dst", SERVER_IP, "--dst-port", &port.to_string(),
-        "--dst-mac", "02:78:73:00:00:01",
-        "--src-port", "10000-10063",
-        "--payload", "64",
-        "--qname", QNAME,
-        "--rate", &rate.to_string(),
-        "--duration", &(secs.round().max(1.0) as u64).to_string(),
-        "--cores", core,
+        "pktgen",
+        "--iface",
+        "peer0",
+        "--queues",
+        "1",
+        "--template",
+        mode,
+        "--dst",
+        SERVER_IP,
+        "--dst-port",
+        &port.to_string(),
+        "--dst-mac",
+        "02:78:73:00:00:01",
+        "--src-port",
+        "10000-10063",
+        "--payload",
+        "64",
+        "--qname",
+        QNAME,
+        "--rate",
+        &rate.to_string(),
+        "--duration",
+        &(secs.round().max(1.0) as u64).to_string(),
+        "--cores",
+        core,
         "--quiet",
     ])
 }
@@ -295,24 +384,48 @@ fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool, core: &str) -> V
 fn load_udpload(mode: &str, port: u16, secs: f64, latency: bool) -> Vec<String> {
     let (sockets, window) = if latency { ("1", "1") } else { ("4", "32") };
     common::strings(&[
-        "helper", "udpload",
-        "--dst", &format!("{SERVER_IP}:{port}"),
-        "--mode", mode,
-        "--sockets", sockets,
-        "--window", window,
-        "--seconds", &secs.to_string(),
-        "--qname", QNAME,
+        "helper",
+        "udpload",
+        "--dst",
+        &format!("{SERVER_IP}:{port}"),
+        "--mode",
+        mode,
+        "--sockets",
+        sockets,
+        "--window",
+        window,
+        "--seconds",
+        &secs.to_string(),
+        "--qname",
+        QNAME,
     ])
 }
 
 fn server(name: &'static str, sandbox: usize, port: u16, p: Result<Proc>) -> Server {
     match p {
-        Ok(p) => Server { name, proc: Some(p), sandbox, port, error: None },
-        Err(e) => Server { name, proc: None, sandbox, port, error: Some(e.to_string()) },
+        Ok(p) => Server {
+            name,
+            proc: Some(p),
+            sandbox,
+            port,
+            error: None,
+        },
+        Err(e) => Server {
+            name,
+            proc: None,
+            sandbox,
+            port,
+            error: Some(e.to_string()),
+        },
     }
 }
 
-fn start_knot(sb: &xdpstack::sandbox::Sandbox, cpu: &str, zone: &std::path::Path, dir: &std::path::Path) -> Result<Proc> {
+fn start_knot(
+    sb: &xdpstack::sandbox::Sandbox,
+    cpu: &str,
+    zone: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<Proc> {
     let d = dir.join("knot");
     std::fs::create_dir_all(&d)?;
     let ds = d.display().to_string();
@@ -325,5 +438,12 @@ fn start_knot(sb: &xdpstack::sandbox::Sandbox, cpu: &str, zone: &std::path::Path
     );
     let path = d.join("knot.conf");
     std::fs::write(&path, conf)?;
-    Proc::spawn(KNOT, &sb.info().server_ns, cpu, "knotd", &common::strings(&["-c", &path.display().to_string()]), dir)
+    Proc::spawn(
+        KNOT,
+        &sb.info().server_ns,
+        cpu,
+        "knotd",
+        &common::strings(&["-c", &path.display().to_string()]),
+        dir,
+    )
 }
