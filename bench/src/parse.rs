@@ -392,7 +392,7 @@ Transfer/sec:     16.92MB
         assert_eq!(r.latency_us["p50"], 453.0);
         assert_eq!(r.latency_us["p75"], 487.0);
         assert_eq!(r.latency_us["p90"], 1350.0);
-        assert_eq!(r.latency_us["p99"], 2_010_000.0);
+        assert!((r.latency_us["p99"] - 2_010_000.0).abs() < 1e-6);
         assert_eq!(
             (r.err_connect, r.err_read, r.err_write, r.err_timeout),
             (1, 2, 3, 4)
@@ -522,7 +522,7 @@ Percentage of the requests served within a certain time (ms)
     #[test]
     fn cpu_lines() {
         let t = "cpu  10 0 10 80 0 0 5 0 0 0\ncpu0 5 0 5 40 0 0 3 0 0 0\ncpu1 5 0 5 38 2 0 2 1 0 0\nintr 1 2\n";
-        assert_eq!(proc_stat_cpus(t), vec![(13, 3, 53), (18, 2, 58)]);
+        assert_eq!(proc_stat_cpus(t), vec![(13, 3, 53), (13, 2, 53)]);
     }
 
     #[test]
