@@ -105,6 +105,11 @@ pub(crate) struct PortState {
     pub(crate) capacity: usize,
     pub(crate) scratch: Vec<u8>,
     pub(crate) first_error: Option<LedgerError>,
+    /// Transmit-pool frames that are free (ledger place Free, but never on
+    /// the fill ring): see [`Port::make_tx_pool`].
+    pub(crate) pool: Vec<u64>,
+    /// Which frames (by index) belong to the transmit pool.
+    pub(crate) pooled: Vec<bool>,
 }
 
 impl PortState {
@@ -170,6 +175,8 @@ impl<R: Rings> Port<R> {
             capacity,
             scratch: vec![0; capacity],
             first_error: None,
+            pool: Vec::new(),
+            pooled: vec![false; frames as usize],
             cfg,
         };
         let mut port = Port {
@@ -228,9 +235,14 @@ impl<R: Rings> Port<R> {
             let n = self.rings.complete(&mut self.scratch_addrs, 256);
             for i in 0..n {
                 let raw = self.scratch_addrs[i];
-                let addr = self.rings.mem().data_addr(self.st.index(raw));
+                let index = self.st.index(raw);
+                let addr = self.rings.mem().data_addr(index);
                 if self.st.mv(addr, Place::Tx, Place::Free) {
-                    self.st.free.push(addr);
+                    if self.st.pooled.get(index as usize).copied().unwrap_or(false) {
+                        self.st.pool.push(addr);
+                    } else {
+                        self.st.free.push(addr);
+                    }
                 }
             }
             if n < 256 {
@@ -341,6 +353,94 @@ impl<R: Rings> Port<R> {
         true
     }
 
+    /// Set aside up to `n` free frames as a transmit pool and write each
+    /// once with `init` (it gets the whole frame; returning false stops early
+    /// and leaves that frame out of the pool). Returns how many frames the
+    /// pool holds in all.
+    ///
+    /// Pool frames never go to the fill ring and nothing but
+    /// [`Port::send_pooled`] writes them, so what was last written into one
+    /// is still there the next time it is handed out: a packet generator
+    /// builds its template once and patches a few fields per packet. In the
+    /// ledger a pool frame is [`Place::Free`] between sends (it is counted
+    /// there by [`PortStats::frames`]) and `TxBuild`/`Tx` while sent.
+    pub fn make_tx_pool(&mut self, n: usize, mut init: impl FnMut(&mut [u8]) -> bool) -> usize {
+        let cap = self.st.capacity;
+        for _ in 0..n {
+            let Some(addr) = self.st.free.pop() else {
+                break;
+            };
+            if !self.st.mv(addr, Place::Free, Place::TxBuild) {
+                break;
+            }
+            // SAFETY: the frame moved Free -> TxBuild just now, so this port
+            // owns it alone (it is on no ring and no list); `cap` is the
+            // frame's data capacity.
+            let ok = unsafe { self.rings.mem().with_frame_mut(addr, cap, &mut init) };
+            if !self.st.mv(addr, Place::TxBuild, Place::Free) {
+                break;
+            }
+            if !ok {
+                self.st.free.push(addr);
+                break;
+            }
+            let index = self.st.index(addr) as usize;
+            if let Some(p) = self.st.pooled.get_mut(index) {
+                *p = true;
+            }
+            self.st.pool.push(addr);
+        }
+        self.pool_size()
+    }
+
+    /// Frames in the transmit pool, free or in flight.
+    pub fn pool_size(&self) -> usize {
+        self.st.pooled.iter().filter(|p| **p).count()
+    }
+
+    /// Transmit-pool frames free right now.
+    pub fn pool_free(&self) -> usize {
+        self.st.pool.len()
+    }
+
+    /// Send a transmit-pool frame: `g` gets the whole frame as it was last
+    /// written (by the pool's `init` or an earlier `g`), patches it and
+    /// returns the length to send, or `None` to put it back unsent. False
+    /// when the pool has no free frame, too many frames wait for the tx ring
+    /// ([`PortConfig::tx_backlog`]), or `g` said no. Not counted as
+    /// `tx_no_frame`: an empty pool is the generator's back-pressure.
+    pub fn send_pooled(&mut self, g: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        if self.st.tx_build.len() + self.st.tx_ready.len() >= self.st.cfg.tx_backlog {
+            return false;
+        }
+        let Some(addr) = self.st.pool.pop() else {
+            return false;
+        };
+        if !self.st.mv(addr, Place::Free, Place::TxBuild) {
+            return false;
+        }
+        let cap = self.st.capacity;
+        // SAFETY: the frame moved Free -> TxBuild just now: pool frames are on
+        // no ring and no other list, so this port owns it alone; `cap` is the
+        // frame's data capacity.
+        let len = unsafe { self.rings.mem().with_frame_mut(addr, cap, g) };
+        match len {
+            Some(len) if len <= cap => {
+                self.st.tx_ready.push_back(Frame {
+                    addr,
+                    len: len as u32,
+                });
+                true
+            }
+            _ => {
+                if self.st.mv(addr, Place::TxBuild, Place::Free) {
+                    self.st.pool.push(addr);
+                }
+                false
+            }
+        }
+    }
+
     /// Build an IP packet of `ip_len` bytes with `g` (written after the
     /// link-layer headroom); it gets its link-layer header at the next
     /// [`Port::flush`], like the stack's own packets. False (counted) when no
@@ -435,6 +535,14 @@ impl<R: Rings> Port<R> {
         crate::device::PortDevice::new(self.rings.mem(), &mut self.st, rx)
     }
 
+    /// Frames handed to the kernel for transmission and not completed yet
+    /// (on the tx or the completion ring). In copy mode the kernel sends a
+    /// bounded number per kick, so a caller with frames in flight should
+    /// keep flushing rather than sleep on the rx side.
+    pub fn in_flight(&self) -> u32 {
+        self.st.ledger.count(Place::Tx)
+    }
+
     /// Frames built by the stack and waiting for their link-layer header.
     pub fn pending_tx(&self) -> usize {
         self.st.tx_build.len() + self.st.tx_ready.len()
@@ -514,12 +622,12 @@ impl<R: Rings> Port<R> {
         }
         self.st.ledger.check()?;
         let l = &self.st.ledger;
-        let free_ok = self.st.free.len() as u32 == l.count(Place::Free);
+        let free_ok = (self.st.free.len() + self.st.pool.len()) as u32 == l.count(Place::Free);
         let build_ok =
             (self.st.tx_build.len() + self.st.tx_ready.len()) as u32 == l.count(Place::TxBuild);
         if !free_ok || !build_ok {
             let mut listed = l.counts();
-            listed[Place::Free as usize] = self.st.free.len() as u32;
+            listed[Place::Free as usize] = (self.st.free.len() + self.st.pool.len()) as u32;
             listed[Place::TxBuild as usize] =
                 (self.st.tx_build.len() + self.st.tx_ready.len()) as u32;
             return Err(LedgerError::Mismatch {
@@ -685,6 +793,90 @@ mod tests {
         assert_eq!(p.pending_tx(), 0);
         assert!(p.send_frame(60, |_| {}));
         p.check().unwrap();
+    }
+
+    /// Pool frames keep what was written into them between sends, never go
+    /// to the fill ring, come back to the pool when completed, and are
+    /// accounted for.
+    #[test]
+    fn tx_pool_frames_keep_their_contents() {
+        let (ra, rb) = MemRings::pair(MemConfig::default());
+        let mut a = Port::new(ra, PortConfig::default());
+        let mut b = Port::new(rb, PortConfig::default());
+        let free_before = a.st.free.len();
+        assert_eq!(
+            a.make_tx_pool(4, |f| {
+                f[..64].fill(0xaa);
+                true
+            }),
+            4
+        );
+        assert_eq!(a.pool_free(), 4);
+        assert_eq!(a.st.free.len(), free_before - 4);
+        a.check().unwrap();
+        let mut frames = Vec::new();
+        let mut seen = 0;
+        for round in 0..10u8 {
+            // Each pool frame still holds the template and the last patch.
+            for _ in 0..4 {
+                assert!(a.send_pooled(|f| {
+                    assert!(f[1..64].iter().all(|&x| x == 0xaa), "template kept");
+                    let last = if round == 0 { 0xaa } else { round - 1 };
+                    assert_eq!(f[0], last, "the last patch is still there");
+                    f[0] = round;
+                    Some(64)
+                }));
+            }
+            assert!(!a.send_pooled(|_| Some(64)), "pool is empty");
+            a.flush(|_, len| Some(len));
+            a.refill();
+            // The fill ring never took a pool frame.
+            for &addr in &a.st.pool {
+                assert!(a.st.pooled[a.st.index(addr) as usize]);
+            }
+            a.reap();
+            assert_eq!(a.pool_free(), 4, "completed pool frames come back");
+            a.check().unwrap();
+            b.recv(&mut frames);
+            for f in frames.drain(..) {
+                assert_eq!(b.read(f, |x| (x.len(), x[0])), Some((64, round)));
+                b.release(f);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 40);
+        assert_eq!(a.pool_size(), 4);
+        // A patch that declines puts the frame back unsent.
+        assert!(!a.send_pooled(|_| None));
+        assert_eq!(a.pool_free(), 4);
+        free_list_matches_ledger(&a);
+    }
+
+    #[test]
+    fn tx_pool_respects_backlog_and_stops_when_init_declines() {
+        let (ra, _rb) = MemRings::pair(MemConfig::default());
+        let mut a = Port::new(
+            ra,
+            PortConfig {
+                tx_backlog: 2,
+                ..PortConfig::default()
+            },
+        );
+        let mut calls = 0;
+        let n = a.make_tx_pool(8, |_| {
+            calls += 1;
+            calls <= 3
+        });
+        assert_eq!(n, 3);
+        assert_eq!(a.pool_free(), 3);
+        assert!(a.send_pooled(|_| Some(60)));
+        assert!(a.send_pooled(|_| Some(60)));
+        assert!(!a.send_pooled(|_| Some(60)), "backlog of 2");
+        assert!(!a.send_pooled(|_| Some(1 << 20)), "oversized");
+        a.check().unwrap();
+        a.flush(|_, len| Some(len));
+        free_list_matches_ledger(&a);
+        assert_eq!(a.pool_free(), 3);
     }
 
     #[test]

@@ -328,6 +328,34 @@ impl XskRings {
     pub fn info(&self) -> &XskInfo {
         &self.info
     }
+
+    /// Let the kernel send up to `frames` frames per kick in copy mode
+    /// (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+; the default is 32). It must
+    /// be between 32 and half the tx ring. Fewer kicks per frame for
+    /// senders that keep the tx ring full (packet generators, reflectors).
+    pub fn set_tx_budget(&mut self, frames: u32) -> io::Result<()> {
+        /// From linux/if_xdp.h (not in libxdp-sys's bindings yet).
+        const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+        let fd = self.rx.fd().as_raw_fd();
+        let v: u32 = frames;
+        // SAFETY: `fd` is this socket's open descriptor (owned by `self`);
+        // `v` is valid for reads of `size_of::<u32>()` bytes for the whole
+        // call and the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_XDP,
+                XDP_MAX_TX_SKB_BUDGET,
+                (&v as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 /// `getsockopt(XDP_OPTIONS)`: is the socket in zero-copy mode?

@@ -1,0 +1,959 @@
+//! `xdpstack pktgen`: an AF_XDP packet generator.
+//!
+//! One thread per queue of an interface, each with its own XSK, pinned to a
+//! core. Each kind of packet (`--template udp|syn|dns|echo`) is built once
+//! ([`template`]) into a transmit pool of UMEM frames and patched per packet
+//! (source address and port, sequence numbers, DNS ids, timestamps) with
+//! incremental checksum updates; frames go out at a paced rate (a token
+//! bucket per thread) or as fast as the rings take them. Everything that
+//! comes back is parsed (checksums verified) and matched: echo replies by
+//! the header they carry, DNS replies by id against a send-time table,
+//! SYN-ACKs by the acknowledged ISN (answered with a RST so the server frees
+//! the half-open connection). The destination MAC comes from `--dst-mac` or
+//! from ARP/NDP sent on the XSK itself.
+//!
+//! While it runs, a progress line goes to stderr once a second; at the end a
+//! JSON summary (totals, a per-second series, per-thread counters and cores,
+//! latency percentiles, the frame accounting check) goes to stdout or
+//! `--json FILE`.
+
+pub mod csum;
+pub mod echo;
+pub mod gen;
+pub mod neigh;
+pub mod pacer;
+pub mod reply;
+pub mod template;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use nic::xsk::{rx_queue_count, XdpMode, XskConfig, XskRings};
+use nic::{NicError, Port, PortConfig, PortStats, Rings};
+use serde_json::{json, Value};
+
+use crate::server::ModeArg;
+use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, TxMode};
+use template::{Kind, Spec, Template};
+
+/// Longest run.
+pub const MAX_DURATION: u64 = 300;
+/// Transmit-pool frames per queue.
+const POOL: usize = 1024;
+
+/// `xdpstack pktgen` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PktgenArgs {
+    /// Interface to send on (an XSK per queue; its kernel stack no longer
+    /// sees packets on those queues while pktgen runs).
+    #[arg(long)]
+    pub iface: String,
+    /// Queues 0..N, one thread each.
+    #[arg(long, default_value_t = 1)]
+    pub queues: u32,
+    /// Packet template.
+    #[arg(long, value_enum)]
+    pub template: Kind,
+    /// Destination address.
+    #[arg(long)]
+    pub dst: IpAddr,
+    /// Destination port (default: udp 9, syn 80, dns 53, echo 7).
+    #[arg(long)]
+    pub dst_port: Option<u16>,
+    /// Destination MAC (default: resolved with ARP or NDP from the XSK).
+    #[arg(long, value_parser = parse_mac)]
+    pub dst_mac: Option<[u8; 6]>,
+    /// Give up resolving the destination MAC after this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub resolve_timeout: f64,
+    /// Source address or range FIRST-LAST (default: the interface's first
+    /// address of the destination's family).
+    #[arg(long, value_parser = parse_addr_range)]
+    pub src: Option<AddrRange>,
+    /// Source port or range FIRST-LAST (default: 10000 for udp and echo,
+    /// 10000-19999 for syn and dns).
+    #[arg(long, value_parser = parse_port_range)]
+    pub src_port: Option<PortRange>,
+    /// Flows (source address x port combinations) to cycle through
+    /// (default: all of the ranges).
+    #[arg(long)]
+    pub flows: Option<u64>,
+    /// UDP payload bytes (udp, echo; echo needs at least 28).
+    #[arg(long, default_value_t = 32)]
+    pub payload: usize,
+    /// Name to ask for (dns).
+    #[arg(long, default_value = "www.example.com")]
+    pub qname: String,
+    /// Packets per second in all (shared out over the threads); 0: as fast
+    /// as possible.
+    #[arg(long)]
+    pub rate: u64,
+    /// Seconds to send (1 to 300).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION))]
+    pub duration: u64,
+    /// Stop after this many packets in all (still bounded by --duration).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Frames per send batch (1 to 1024).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// After sending, wait this long for late replies (ms, at most 10000).
+    #[arg(long, default_value_t = 500)]
+    pub drain_ms: u64,
+    /// Write the JSON summary here instead of stdout.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// How frames are written: `pool` (template in dedicated frames, patched
+    /// per packet) or `copy` (template copied per packet).
+    #[arg(long, value_enum, default_value_t = TxMode::Pool)]
+    pub tx_mode: TxMode,
+    /// Do not answer SYN-ACKs with RST (syn): leave connections half open.
+    #[arg(long)]
+    pub keep_half_open: bool,
+    /// Cores to pin threads to, e.g. `1,0` (thread i -> i-th entry,
+    /// cycling); default: thread i -> core N-1-i, off the cores a server's
+    /// workers take first.
+    #[arg(long, value_parser = parse_cores)]
+    pub cores: Option<Vec<usize>>,
+    /// Do not pin threads.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// UMEM frames per queue.
+    #[arg(long, default_value_t = 4096)]
+    pub frames: u32,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub xdp_mode: ModeArg,
+    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
+    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
+    #[arg(long)]
+    pub tx_budget: Option<u32>,
+}
+
+/// Why pktgen did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PktgenError {
+    /// A bad option value.
+    #[error("{0}")]
+    Usage(String),
+    /// A port failed to open.
+    #[error(transparent)]
+    Nic(#[from] NicError),
+    /// A template could not be built.
+    #[error(transparent)]
+    Template(#[from] template::TemplateError),
+    /// Nobody answered ARP/NDP.
+    #[error("no {proto} reply for {dst} on {iface} within {secs:.1} s (is anything answering for it on that link?); give --dst-mac to skip resolution")]
+    Unresolved {
+        /// ARP or NDP.
+        proto: &'static str,
+        /// Destination.
+        dst: IpAddr,
+        /// Interface.
+        iface: String,
+        /// Timeout.
+        secs: f64,
+    },
+    /// Anything else, already worded.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `--xdp-mode` as the nic crate's mode.
+pub fn xdp_mode(m: ModeArg) -> XdpMode {
+    match m {
+        ModeArg::Auto => XdpMode::Auto,
+        ModeArg::Native => XdpMode::Native,
+        ModeArg::Generic => XdpMode::Generic,
+    }
+}
+
+/// Set the copy-mode tx budget of `r`, with a one-line error.
+pub fn set_tx_budget(r: &mut XskRings, frames: u32) -> Result<(), PktgenError> {
+    r.set_tx_budget(frames).map_err(|e| {
+        PktgenError::Other(format!(
+            "cannot set --tx-budget {frames} on {} queue {}: {e} (needs Linux 6.17+, 32 to half the tx ring)",
+            r.info().ifname,
+            r.info().queue
+        ))
+    })
+}
+
+/// Open an XSK, retrying for up to a second while the queue is busy: the
+/// kernel releases a closed socket's hold on its queue from a work queue,
+/// so a run started right after another one may find it still taken.
+pub fn open_xsk(iface: &str, queue: u32, cfg: &XskConfig) -> Result<XskRings, NicError> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match XskRings::open(iface, queue, cfg) {
+            Err(NicError::QueueBusy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Default copy-mode tx budget, when the kernel takes it.
+pub const DEFAULT_TX_BUDGET: u32 = 256;
+
+/// Apply `--tx-budget`: the value given (an error if refused), or
+/// [`DEFAULT_TX_BUDGET`] if the kernel takes it. Returns the budget set
+/// (`None`: the kernel's default).
+pub fn apply_tx_budget(r: &mut XskRings, asked: Option<u32>) -> Result<Option<u32>, PktgenError> {
+    match asked {
+        Some(b) => set_tx_budget(r, b).map(|()| Some(b)),
+        None => Ok(r
+            .set_tx_budget(DEFAULT_TX_BUDGET)
+            .ok()
+            .map(|()| DEFAULT_TX_BUDGET)),
+    }
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    Ok(mac)
+}
+
+/// Format a MAC.
+pub fn format_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The MAC address of `iface` (from sysfs).
+pub fn read_mac(iface: &str) -> Result<[u8; 6], String> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .map_err(|_| format!("interface {iface} does not exist in this network namespace"))?;
+    parse_mac(&s).map_err(|_| format!("cannot read the MAC address of {iface}"))
+}
+
+/// Parse `ADDR` or `FIRST-LAST` (same family, at most 2^32 addresses).
+pub fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
+    let bad = || format!("`{s}` is not an address or FIRST-LAST range");
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    let first: IpAddr = a.parse().map_err(|_| bad())?;
+    let last: IpAddr = b.parse().map_err(|_| bad())?;
+    let (x, y) = match (first, last) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => (u128::from(u32::from(x)), u128::from(u32::from(y))),
+        (IpAddr::V6(x), IpAddr::V6(y)) => (u128::from(x), u128::from(y)),
+        _ => return Err(format!("`{s}`: both ends must be of one family")),
+    };
+    if y < x {
+        return Err(format!("`{s}`: the range is empty (LAST < FIRST)"));
+    }
+    let len = y - x + 1;
+    if len > 1 << 32 {
+        return Err(format!("`{s}`: more than 2^32 addresses"));
+    }
+    Ok(AddrRange {
+        first,
+        len: len as u64,
+    })
+}
+
+/// Parse `PORT` or `FIRST-LAST` (ports 1..65535).
+pub fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    let bad = || format!("`{s}` is not a port or FIRST-LAST range of ports 1-65535");
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    let first: u16 = a.parse().map_err(|_| bad())?;
+    let last: u16 = b.parse().map_err(|_| bad())?;
+    if first == 0 || last < first {
+        return Err(bad());
+    }
+    Ok(PortRange { first, last })
+}
+
+/// Parse a core list `0,1,3`.
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let v: Result<Vec<usize>, _> = s.split(',').map(|c| c.trim().parse::<usize>()).collect();
+    match v {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(format!("`{s}` is not a list of core ids like 0,1")),
+    }
+}
+
+/// Check that every core in `cores` exists here.
+pub fn check_cores(cores: Option<&[usize]>) -> Result<(), String> {
+    let Some(cores) = cores else {
+        return Ok(());
+    };
+    let have: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    match cores.iter().find(|c| !have.contains(c)) {
+        Some(c) => Err(format!("core {c} does not exist here (cores: {have:?})")),
+        None => Ok(()),
+    }
+}
+
+/// Pin the calling thread: to `cores[i % len]` when given, else to core i
+/// (or core N-1-i when `reverse`) of the N cores. Returns the core used.
+pub fn pin_thread(i: usize, cores: Option<&[usize]>, reverse: bool) -> Option<usize> {
+    let ids = core_affinity::get_core_ids()?;
+    if ids.is_empty() {
+        return None;
+    }
+    let core = match cores {
+        Some(list) if !list.is_empty() => {
+            let want = list[i % list.len()];
+            *ids.iter().find(|c| c.id == want)?
+        }
+        _ if reverse => ids[ids.len() - 1 - i % ids.len()],
+        _ => ids[i % ids.len()],
+    };
+    core_affinity::set_for_current(core).then_some(core.id)
+}
+
+/// CPU time of the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    /// User seconds.
+    pub user: f64,
+    /// System seconds.
+    pub sys: f64,
+}
+
+impl CpuTimes {
+    /// The CPU time used since `start`.
+    pub fn since(self, start: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user - start.user,
+            sys: self.sys - start.sys,
+        }
+    }
+}
+
+/// The calling thread's CPU time so far.
+pub fn cpu_times() -> CpuTimes {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => CpuTimes {
+            user: u.user_time().num_microseconds() as f64 / 1e6,
+            sys: u.system_time().num_microseconds() as f64 / 1e6,
+        },
+        Err(_) => CpuTimes::default(),
+    }
+}
+
+/// A port's counters as JSON.
+pub fn port_json(s: &PortStats) -> Value {
+    let c = &s.counters;
+    json!({
+        "rx_frames": c.rx_frames,
+        "tx_frames": c.tx_frames,
+        "rx_bytes": c.rx_bytes,
+        "tx_bytes": c.tx_bytes,
+        "tx_no_frame": c.tx_no_frame,
+        "tx_ring_full": c.tx_ring_full,
+        "tx_dropped": c.tx_dropped,
+        "tx_kicks": c.tx_kicks,
+        "fill_kicks": c.fill_kicks,
+        "rx_bad_desc": c.rx_bad_desc,
+        "waits": c.waits,
+        "frames_by_place": s.frames,
+        "kernel": s.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
+    })
+}
+
+/// The first address of `iface` in the family of `like` (IPv6: a global one
+/// unless `like` is link-local).
+fn iface_addr(iface: &str, like: IpAddr) -> Option<IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs.filter(|a| a.interface_name == iface) {
+        let Some(sa) = a.address else { continue };
+        match like {
+            IpAddr::V4(_) => {
+                if let Some(v4) = sa.as_sockaddr_in() {
+                    return Some(IpAddr::V4(v4.ip()));
+                }
+            }
+            IpAddr::V6(d) => {
+                if let Some(v6) = sa.as_sockaddr_in6() {
+                    let ip = v6.ip();
+                    let link_local = |x: std::net::Ipv6Addr| x.segments()[0] & 0xffc0 == 0xfe80;
+                    if link_local(ip) == link_local(d) {
+                        return Some(IpAddr::V6(ip));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Latency percentiles of a histogram in ns, as µs.
+pub fn latency_json(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    let us = |ns: u64| ns as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "min": us(h.min()),
+        "mean": h.mean() / 1000.0,
+        "p50": us(h.value_at_quantile(0.50)),
+        "p90": us(h.value_at_quantile(0.90)),
+        "p99": us(h.value_at_quantile(0.99)),
+        "p999": us(h.value_at_quantile(0.999)),
+        "max": us(h.max()),
+    })
+}
+
+/// A run id that differs from run to run (echo replies from an earlier run
+/// are not counted).
+fn run_id() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    (t as u32) ^ ((t >> 32) as u32) ^ std::process::id().rotate_left(16)
+}
+
+/// Resolve `dst` to a MAC by ARP (IPv4) or NDP (IPv6) from `src` at `mac`,
+/// sending from the first port and listening on all of them.
+pub fn resolve<R: Rings>(
+    ports: &mut [Port<R>],
+    mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    timeout: Duration,
+) -> Option<[u8; 6]> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut next_send = start;
+    let mut frames = Vec::new();
+    while Instant::now() < deadline {
+        if Instant::now() >= next_send {
+            if let Some(p) = ports.first_mut() {
+                let _ = p.send_frame(128, |b| {
+                    b.fill(0);
+                    let _ = match (src, dst) {
+                        (IpAddr::V4(s), IpAddr::V4(d)) => neigh::arp_request(b, mac, s, d),
+                        (IpAddr::V6(s), IpAddr::V6(d)) => neigh::ndp_solicit(b, mac, s, d),
+                        _ => None,
+                    };
+                });
+                // The request is shorter than 128 bytes; the padding is zero.
+                p.flush(|_, len| Some(len));
+            }
+            next_send += Duration::from_millis(250);
+        }
+        for p in ports.iter_mut() {
+            p.recv(&mut frames);
+            let mut found = None;
+            for f in frames.drain(..) {
+                let got = p.read(f, |b| match dst {
+                    IpAddr::V4(d) => neigh::arp_reply_from(b, d),
+                    IpAddr::V6(d) => neigh::ndp_advert_for(b, d),
+                });
+                found = found.or(got.flatten());
+                p.release(f);
+            }
+            if found.is_some() {
+                return found;
+            }
+        }
+        if let Some(p) = ports.first_mut() {
+            let _ = p.wait(10);
+        }
+    }
+    None
+}
+
+fn usage(msg: impl Into<String>) -> PktgenError {
+    PktgenError::Usage(msg.into())
+}
+
+/// Everything decided before the threads start.
+struct Plan {
+    src_ips: AddrRange,
+    src_ports: PortRange,
+    flows: u64,
+    dst_port: u16,
+}
+
+fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
+    if args.queues == 0 {
+        return Err(usage("--queues must be at least 1"));
+    }
+    if !(1..=1024).contains(&args.batch) {
+        return Err(usage("--batch must be between 1 and 1024"));
+    }
+    if args.rate != 0 && args.rate < u64::from(args.queues) {
+        return Err(usage(format!(
+            "--rate {} is below one packet per second per queue ({} queues); use --rate 0 for no limit",
+            args.rate, args.queues
+        )));
+    }
+    if args.count == Some(0) {
+        return Err(usage("--count must be at least 1"));
+    }
+    if args.drain_ms > 10_000 {
+        return Err(usage("--drain-ms must be at most 10000"));
+    }
+    if !(0.1..=60.0).contains(&args.resolve_timeout) {
+        return Err(usage(
+            "--resolve-timeout must be between 0.1 and 60 seconds",
+        ));
+    }
+    check_cores(args.cores.as_deref()).map_err(usage)?;
+    let src_ips = match args.src {
+        Some(r) => r,
+        None => AddrRange {
+            first: iface_addr(&args.iface, args.dst).ok_or_else(|| {
+                usage(format!(
+                    "{} has no {} address to send from; give --src",
+                    args.iface,
+                    if args.dst.is_ipv4() { "IPv4" } else { "IPv6" }
+                ))
+            })?,
+            len: 1,
+        },
+    };
+    if src_ips.first.is_ipv4() != args.dst.is_ipv4() {
+        return Err(usage(format!(
+            "--src {} and --dst {} are not of the same address family",
+            src_ips.first, args.dst
+        )));
+    }
+    let src_ports = args.src_port.unwrap_or(match args.template {
+        Kind::Udp | Kind::Echo => PortRange {
+            first: 10000,
+            last: 10000,
+        },
+        Kind::Syn | Kind::Dns => PortRange {
+            first: 10000,
+            last: 19999,
+        },
+    });
+    let all = src_ips.len.saturating_mul(src_ports.len());
+    let flows = args.flows.unwrap_or(all);
+    if flows == 0 || flows > all {
+        return Err(usage(format!(
+            "--flows must be between 1 and {all} (source addresses x source ports)"
+        )));
+    }
+    if args.template == Kind::Syn && flows > gen::MAX_SYN_FLOWS {
+        return Err(usage(format!(
+            "syn tracks at most {} flows; narrow --src/--src-port or give --flows",
+            gen::MAX_SYN_FLOWS
+        )));
+    }
+    Ok(Plan {
+        src_ips,
+        src_ports,
+        flows,
+        dst_port: args.dst_port.unwrap_or(args.template.default_port()),
+    })
+}
+
+fn spec(args: &PktgenArgs, plan: &Plan, src_mac: [u8; 6], dst_mac: [u8; 6], run: u32) -> Spec {
+    Spec {
+        kind: args.template,
+        src_mac,
+        dst_mac,
+        src: plan.src_ips.first,
+        dst: args.dst,
+        src_port: plan.src_ports.first,
+        dst_port: plan.dst_port,
+        payload: args.payload,
+        qname: args.qname.clone(),
+        run,
+    }
+}
+
+/// Generate traffic.
+pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // The interface first: every other complaint is moot without it.
+    let mac = read_mac(&args.iface).map_err(PktgenError::Other)?;
+    let plan = plan(args)?;
+    let run = run_id();
+    // Build the template once with a placeholder MAC: refuse bad sizes and
+    // names before any socket is opened.
+    Template::build(&spec(args, &plan, [0; 6], [0; 6], run))?;
+    let have = rx_queue_count(&args.iface)?;
+    if args.queues > have {
+        return Err(PktgenError::Nic(NicError::QueueOutOfRange {
+            ifname: args.iface.clone(),
+            queue: args.queues - 1,
+            queues: have,
+        })
+        .into());
+    }
+    let stop = crate::server::stop_flag()?;
+    let xcfg = XskConfig {
+        frames: args.frames,
+        mode: xdp_mode(args.xdp_mode),
+        ..XskConfig::default()
+    };
+    let pool = POOL.min(args.frames as usize / 4).max(args.batch);
+    let pcfg = PortConfig {
+        batch: 64,
+        tx_reserve: 64,
+        tx_backlog: pool + 64,
+        ..PortConfig::default()
+    };
+    let mut ports = Vec::new();
+    let mut info = None;
+    let mut tx_budget = None;
+    for q in 0..args.queues {
+        let mut r = open_xsk(&args.iface, q, &xcfg)?;
+        tx_budget = apply_tx_budget(&mut r, args.tx_budget)?;
+        info.get_or_insert_with(|| r.info().clone());
+        ports.push(Port::new(r, pcfg.clone()));
+    }
+    let info = info.ok_or_else(|| usage("no queue opened"))?;
+    let (dst_mac, mac_from) = match args.dst_mac {
+        Some(m) => (m, "option"),
+        None => {
+            let timeout = Duration::from_secs_f64(args.resolve_timeout);
+            let proto = if args.dst.is_ipv4() { "ARP" } else { "NDP" };
+            match resolve(&mut ports, mac, plan.src_ips.first, args.dst, timeout) {
+                Some(m) => (m, proto),
+                None => {
+                    return Err(PktgenError::Unresolved {
+                        proto,
+                        dst: args.dst,
+                        iface: args.iface.clone(),
+                        secs: args.resolve_timeout,
+                    }
+                    .into())
+                }
+            }
+        }
+    };
+    let template = Arc::new(Template::build(&spec(args, &plan, mac, dst_mac, run))?);
+    let threads = args.queues;
+    let dns = Arc::new(DnsTable::default());
+    let syns = Arc::new(gen::SynTable::new(if args.template == Kind::Syn {
+        plan.flows
+    } else {
+        0
+    }));
+    let epoch = Instant::now();
+    let send_until = epoch + Duration::from_secs(args.duration);
+    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
+    if !args.quiet {
+        eprintln!(
+            "xdpstack pktgen: {} on {} queues 0..{} ({} XDP, zero-copy {}), {} -> {} ({} via {}), {} byte frames, {} flow(s), {}, {} s",
+            args.template.name(),
+            args.iface,
+            threads,
+            info.mode,
+            if info.zero_copy { "on" } else { "off" },
+            plan.src_ips.first,
+            args.dst,
+            format_mac(dst_mac),
+            mac_from,
+            template.len(),
+            plan.flows,
+            if args.rate == 0 {
+                "as fast as possible".to_string()
+            } else {
+                format!("{} pps", args.rate)
+            },
+            args.duration,
+        );
+    }
+    let mut handles = Vec::new();
+    for (t, port) in ports.into_iter().enumerate() {
+        let t32 = t as u32;
+        let share = |total: u64| {
+            total / u64::from(threads) + u64::from(u64::from(t32) < total % u64::from(threads))
+        };
+        let cfg = GenConfig {
+            thread: t32,
+            threads,
+            template: template.clone(),
+            our_mac: mac,
+            dst: args.dst,
+            dst_port: plan.dst_port,
+            src_ips: plan.src_ips,
+            src_ports: plan.src_ports,
+            flows: plan.flows,
+            rate: share(args.rate),
+            count: args.count.map(share),
+            batch: args.batch,
+            epoch,
+            send_until,
+            drain: Duration::from_millis(args.drain_ms),
+            run,
+            reset_synacks: !args.keep_half_open,
+            tx_mode: args.tx_mode,
+            pool,
+            dns: dns.clone(),
+            syns: syns.clone(),
+            live: lives[t].clone(),
+        };
+        let stop = stop.clone();
+        let pin = !args.no_pin;
+        let cores = args.cores.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("xdpstack-pktgen{t}"))
+            .spawn(move || {
+                let core = if pin {
+                    pin_thread(t, cores.as_deref(), true)
+                } else {
+                    None
+                };
+                let cpu0 = cpu_times();
+                let mut g = Gen::new(port, cfg);
+                g.run(&stop);
+                let cpu = cpu_times().since(cpu0);
+                let ran_on = nix::sched::sched_getcpu().ok();
+                (g.finish(), core, ran_on, cpu)
+            })
+            .map_err(|e| PktgenError::Other(format!("cannot start thread {t}: {e}")))?;
+        handles.push(h);
+    }
+
+    // Once a second: a sample of the counters and a progress line.
+    let mut series = Vec::new();
+    let mut last = (0u64, 0u64, 0u64);
+    let mut last_t = epoch;
+    let mut next = epoch + Duration::from_secs(1);
+    let sample = |lives: &[Arc<Live>]| {
+        lives.iter().fold((0, 0, 0), |(s, r, a), l| {
+            (
+                s + l.sent.load(Ordering::Relaxed),
+                r + l.received.load(Ordering::Relaxed),
+                a + l.answered.load(Ordering::Relaxed),
+            )
+        })
+    };
+    // Bounded: the threads end by send_until + drain (both bounded), and a
+    // signal only shortens that.
+    loop {
+        let finished = handles.iter().all(|h| h.is_finished());
+        let now = Instant::now();
+        if now >= next || finished {
+            let cur = sample(&lives);
+            let dt = now.duration_since(last_t).as_secs_f64().max(1e-9);
+            let (ds, dr, da) = (cur.0 - last.0, cur.1 - last.1, cur.2 - last.2);
+            if ds + dr + da > 0 || !finished {
+                series.push(json!({
+                    "t": now.duration_since(epoch).as_secs_f64(),
+                    "seconds": dt,
+                    "sent": ds,
+                    "received": dr,
+                    "answered": da,
+                }));
+                // The last sample may be a sliver of a second (the drain):
+                // it is in the series, not worth a line.
+                if !args.quiet && (dt >= 0.5 || !finished) {
+                    let loss = if ds > 0 && args.template != Kind::Udp {
+                        format!("{:.2}%", 100.0 * (1.0 - da as f64 / ds as f64).max(0.0))
+                    } else {
+                        "-".to_string()
+                    };
+                    eprintln!(
+                        "pktgen {:>5.1}s: tx {:.0} pps  rx {:.0} pps  answered {:.0}/s  loss {loss}  | sent {} received {} answered {}",
+                        now.duration_since(epoch).as_secs_f64(),
+                        ds as f64 / dt,
+                        dr as f64 / dt,
+                        da as f64 / dt,
+                        cur.0,
+                        cur.1,
+                        cur.2,
+                    );
+                }
+            }
+            last = cur;
+            last_t = now;
+            next += Duration::from_secs(1);
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut reports: Vec<(GenReport, Option<usize>, Option<i32>, CpuTimes)> = Vec::new();
+    for (t, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(r) => reports.push((r.0, r.1, r.2.map(|c| c as i32), r.3)),
+            Err(_) => return Err(PktgenError::Other(format!("thread {t} panicked")).into()),
+        }
+    }
+    let elapsed = epoch.elapsed().as_secs_f64();
+    let mut summary = summarize(
+        args, &plan, &info, &template, dst_mac, mac_from, mac, elapsed, series, &reports,
+    );
+    summary["tx_budget"] = json!(tx_budget);
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    match &args.json {
+        Some(path) => std::fs::write(path, text + "\n")
+            .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
+        None => println!("{text}"),
+    }
+    let t = &summary["totals"];
+    if !args.quiet {
+        let lat = &summary["latency_us"];
+        eprintln!(
+            "pktgen: sent {} received {} answered {} ({:.2}%) in {:.2} s, tx {:.0} pps{} | frames {}",
+            t["sent"],
+            t["received"],
+            t["answered"],
+            100.0 * t["answered_ratio"].as_f64().unwrap_or(0.0),
+            t["send_seconds"].as_f64().unwrap_or(0.0),
+            t["tx_pps"].as_f64().unwrap_or(0.0),
+            if lat.is_null() {
+                String::new()
+            } else {
+                format!(
+                    " | rtt us p50 {} p99 {} p999 {} max {}",
+                    lat["p50"], lat["p99"], lat["p999"], lat["max"]
+                )
+            },
+            summary["frame_accounting"],
+        );
+    }
+    if summary["frame_accounting"] != "ok" {
+        return Err(PktgenError::Other(format!(
+            "frame accounting failed: {}",
+            summary["frame_accounting"]
+        ))
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    args: &PktgenArgs,
+    plan: &Plan,
+    info: &nic::xsk::XskInfo,
+    template: &Template,
+    dst_mac: [u8; 6],
+    mac_from: &str,
+    mac: [u8; 6],
+    elapsed: f64,
+    series: Vec<Value>,
+    reports: &[(GenReport, Option<usize>, Option<i32>, CpuTimes)],
+) -> Value {
+    let mut hist = gen::new_histogram();
+    let mut threads = Vec::new();
+    let mut frames_bad = Vec::new();
+    let mut send_secs: f64 = 0.0;
+    let mut tot = gen::GenCounters::default();
+    for (r, core, ran_on, cpu) in reports {
+        let _ = hist.add(&r.hist);
+        send_secs = send_secs.max(r.send_secs);
+        let c = &r.counters;
+        tot.sent += c.sent;
+        tot.received += c.received;
+        tot.answered += c.answered;
+        tot.tx_blocked += c.tx_blocked;
+        tot.rx_invalid += c.rx_invalid;
+        tot.rx_not_ip += c.rx_not_ip;
+        tot.rx_other += c.rx_other;
+        tot.rx_unmatched += c.rx_unmatched;
+        tot.rst_received += c.rst_received;
+        tot.rst_sent += c.rst_sent;
+        tot.dns_rcode_errors += c.dns_rcode_errors;
+        let check = match &r.frames {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                frames_bad.push(format!("thread {}: {e}", r.thread));
+                e.to_string()
+            }
+        };
+        threads.push(json!({
+            "thread": r.thread,
+            "queue": r.thread,
+            "core": core,
+            "cpu_ran_on": ran_on,
+            "cpu_user_s": cpu.user,
+            "cpu_sys_s": cpu.sys,
+            "counters": c,
+            "tx_pps": c.sent as f64 / r.send_secs.max(1e-9),
+            "tx_pool_frames": r.pool,
+            "latency_us": latency_json(&r.hist),
+            "port": port_json(&r.port),
+            "frame_accounting": check,
+        }));
+    }
+    let expects_answers = args.template != Kind::Udp;
+    let ratio = if tot.sent > 0 {
+        tot.answered as f64 / tot.sent as f64
+    } else {
+        0.0
+    };
+    json!({
+        "tool": "xdpstack pktgen",
+        "template": args.template,
+        "iface": args.iface,
+        "queues": args.queues,
+        "xdp_mode": info.mode.to_string(),
+        "zero_copy": info.zero_copy,
+        "tx_mode": args.tx_mode,
+        "src_mac": format_mac(mac),
+        "dst_mac": format_mac(dst_mac),
+        "dst_mac_from": mac_from,
+        "src": {
+            "first": plan.src_ips.first.to_string(),
+            "addresses": plan.src_ips.len,
+            "first_port": plan.src_ports.first,
+            "last_port": plan.src_ports.last,
+        },
+        "flows": plan.flows,
+        "dst": args.dst.to_string(),
+        "dst_port": plan.dst_port,
+        "frame_len": template.len(),
+        "rate_pps": args.rate,
+        "duration_s": args.duration,
+        "count": args.count,
+        "elapsed_s": elapsed,
+        "totals": {
+            "sent": tot.sent,
+            "received": tot.received,
+            "answered": tot.answered,
+            "lost": if expects_answers { Some(tot.sent.saturating_sub(tot.answered)) } else { None },
+            "answered_ratio": ratio,
+            "send_seconds": send_secs,
+            "tx_pps": tot.sent as f64 / send_secs.max(1e-9),
+            "rx_pps": tot.received as f64 / send_secs.max(1e-9),
+            "answered_pps": tot.answered as f64 / send_secs.max(1e-9),
+            "counters": tot,
+        },
+        "per_second": series,
+        "threads": threads,
+        "latency_us": latency_json(&hist),
+        "frame_accounting": if frames_bad.is_empty() { "ok".to_string() } else { frames_bad.join("; ") },
+    })
+}

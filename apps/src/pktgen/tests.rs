@@ -1,0 +1,391 @@
+//! The generator end to end over an in-memory pipe (no root): against the
+//! reflector, a DNS responder and a SYN-ACK responder written here, with
+//! wire faults, both transmit modes and several threads' flow shares.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nic::mem::{Faults, MemConfig, MemRings};
+use nic::{Port, PortConfig};
+
+use super::csum;
+use super::gen::{
+    AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, Step, SynTable, TxMode,
+};
+use super::template::{Kind, Spec, Template};
+use crate::reflect::{swap_in_place, Reflector};
+
+const GEN_MAC: [u8; 6] = [2, 0x78, 0x73, 0, 0, 2];
+const PEER_MAC: [u8; 6] = [2, 0x78, 0x73, 0, 0, 1];
+
+fn mem_cfg() -> MemConfig {
+    MemConfig {
+        frames: 1024,
+        frame_size: 2048,
+        headroom: 256,
+        ring: 256,
+    }
+}
+
+fn ports(faults: Option<Faults>) -> (Port<MemRings>, Port<MemRings>) {
+    let (ra, mut rb) = MemRings::pair(mem_cfg());
+    if let Some(f) = faults {
+        rb.set_faults(f);
+    }
+    let cfg = PortConfig {
+        tx_reserve: 64,
+        tx_backlog: 256 + 64,
+        ..PortConfig::default()
+    };
+    (Port::new(ra, cfg.clone()), Port::new(rb, cfg))
+}
+
+fn config(kind: Kind, v6: bool, count: u64, rate: u64, mode: TxMode) -> GenConfig {
+    let (src, dst): (IpAddr, IpAddr) = if v6 {
+        (
+            "2001:db8:18::10".parse().unwrap(),
+            "2001:db8:18::1".parse().unwrap(),
+        )
+    } else {
+        (
+            "198.18.0.10".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
+        )
+    };
+    let template = Template::build(&Spec {
+        kind,
+        src_mac: GEN_MAC,
+        dst_mac: PEER_MAC,
+        src,
+        dst,
+        src_port: 20000,
+        dst_port: kind.default_port(),
+        payload: 48,
+        qname: "www.example.com".into(),
+        run: 42,
+    })
+    .unwrap();
+    let now = Instant::now();
+    GenConfig {
+        thread: 0,
+        threads: 1,
+        template: Arc::new(template),
+        our_mac: GEN_MAC,
+        dst,
+        dst_port: kind.default_port(),
+        src_ips: AddrRange { first: src, len: 4 },
+        src_ports: PortRange {
+            first: 20000,
+            last: 20099,
+        },
+        flows: 400,
+        rate,
+        count: Some(count),
+        batch: 32,
+        epoch: now,
+        send_until: now + Duration::from_secs(20),
+        drain: Duration::from_millis(300),
+        run: 42,
+        reset_synacks: true,
+        tx_mode: mode,
+        pool: 256,
+        dns: Arc::new(DnsTable::default()),
+        syns: Arc::new(SynTable::new(400)),
+        live: Arc::new(Live::default()),
+    }
+}
+
+/// Step the generator and `peer` in turn until the generator is done
+/// (bounded: at most 30 s of wall time).
+fn drive(g: &mut Gen<MemRings>, mut peer: impl FnMut()) {
+    let limit = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < limit, "the generator did not finish");
+        match g.step(Instant::now()) {
+            Step::Done => break,
+            Step::Idle(d) => std::thread::sleep(d.min(Duration::from_micros(200))),
+            Step::Busy => {}
+        }
+        peer();
+    }
+}
+
+fn check(r: &GenReport) {
+    r.frames.as_ref().expect("generator frame accounting");
+    assert_eq!(r.counters.rx_invalid, 0, "{:?}", r.counters);
+}
+
+#[test]
+fn echo_through_the_reflector_is_all_answered() {
+    for mode in [TxMode::Pool, TxMode::Copy] {
+        for v6 in [false, true] {
+            let (a, b) = ports(None);
+            let cfg = config(Kind::Echo, v6, 3000, 0, mode);
+            let live = cfg.live.clone();
+            let mut g = Gen::new(a, cfg);
+            let mut r = Reflector::new(b, PEER_MAC, &[]);
+            drive(&mut g, || {
+                r.step();
+            });
+            let rep = g.finish();
+            check(&rep);
+            r.port().check().unwrap();
+            let c = &rep.counters;
+            assert_eq!(c.sent, 3000, "{mode:?} v6={v6}: {c:?}");
+            assert_eq!(c.answered, 3000, "{mode:?} v6={v6}: {c:?}");
+            assert_eq!(c.received, 3000);
+            assert_eq!(rep.hist.len(), 3000, "a round trip per answer");
+            assert_eq!(r.counters().reflected, 3000);
+            assert_eq!(
+                live.answered.load(std::sync::atomic::Ordering::Relaxed),
+                3000
+            );
+            assert_eq!(rep.pool, if mode == TxMode::Pool { 256 } else { 0 });
+        }
+    }
+}
+
+/// Frames lost on the way back are not answered; corrupted ones are caught
+/// by the checksum check and counted as invalid, not as answers.
+#[test]
+fn losses_and_corruption_are_counted() {
+    let (a, b) = ports(Some(Faults {
+        drop_every: 10,
+        corrupt_every: 0,
+    }));
+    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
+    let mut r = Reflector::new(b, PEER_MAC, &[]);
+    drive(&mut g, || {
+        r.step();
+    });
+    let rep = g.finish();
+    check(&rep);
+    assert_eq!(rep.counters.sent, 2000);
+    assert_eq!(rep.counters.answered, 1800, "{:?}", rep.counters);
+
+    let (a, b) = ports(Some(Faults {
+        drop_every: 0,
+        corrupt_every: 7,
+    }));
+    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
+    let mut r = Reflector::new(b, PEER_MAC, &[]);
+    drive(&mut g, || {
+        r.step();
+    });
+    let rep = g.finish();
+    rep.frames.as_ref().unwrap();
+    let c = &rep.counters;
+    assert_eq!(c.sent, 2000);
+    // The pipe flips byte `n % len` of every 7th frame it carries back. Only
+    // a flip in the source MAC (bytes 6..12) goes unnoticed: the rest is
+    // covered by the destination MAC and EtherType checks or a checksum, so
+    // each such frame is refused, never counted as answered.
+    let len = 14 + 20 + 8 + 48;
+    let refused = (7..=2000u64)
+        .step_by(7)
+        .filter(|n| !(6..12).contains(&(n % len)))
+        .count() as u64;
+    assert_eq!(c.answered, 2000 - refused, "{c:?}");
+    assert!(c.rx_invalid > 0, "{c:?}");
+    assert_eq!(
+        c.received,
+        c.answered + c.rx_invalid + c.rx_not_ip + c.rx_other + c.rx_unmatched,
+        "{c:?}"
+    );
+}
+
+/// A DNS responder: the query comes back with QR set (and every tenth
+/// twice, which must not count twice).
+#[test]
+fn dns_replies_matched_by_id_once() {
+    for v6 in [false, true] {
+        let (a, mut b) = ports(None);
+        let cfg = config(Kind::Dns, v6, 1000, 0, TxMode::Pool);
+        let mut g = Gen::new(a, cfg);
+        let mut frames = Vec::new();
+        let mut n = 0u64;
+        let l4 = 14 + if v6 { 40 } else { 20 };
+        drive(&mut g, || {
+            b.recv(&mut frames);
+            for f in frames.drain(..) {
+                let len = f.len as usize;
+                let mut copy = None;
+                b.reflect(f, |x| {
+                    swap_in_place(x, len).ok()?;
+                    // QR: the high bit of the flags word (payload bytes 2..4).
+                    let flags = u16::from_be_bytes([x[l4 + 10], x[l4 + 11]]) | 0x8000;
+                    csum::set16(x, l4 + 10, flags, &[l4 + 6])?;
+                    n += 1;
+                    if n.is_multiple_of(10) {
+                        copy = Some(x[..len].to_vec());
+                    }
+                    Some(len)
+                });
+                if let Some(c) = copy {
+                    assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
+                }
+            }
+            b.flush(|_, len| Some(len));
+        });
+        let rep = g.finish();
+        check(&rep);
+        let c = &rep.counters;
+        assert_eq!((c.sent, c.answered), (1000, 1000), "v6={v6}: {c:?}");
+        assert_eq!(c.rx_unmatched, 100, "duplicates: {c:?}");
+        assert_eq!(rep.hist.len(), 1000);
+        b.check().unwrap();
+    }
+}
+
+/// A SYN-ACK responder: every SYN is answered, every SYN-ACK gets a RST
+/// carrying its acknowledgment number as sequence number.
+#[test]
+fn synacks_answered_and_reset() {
+    for v6 in [false, true] {
+        let (a, mut b) = ports(None);
+        let mut g = Gen::new(a, config(Kind::Syn, v6, 1000, 0, TxMode::Pool));
+        let mut frames = Vec::new();
+        let mut rsts = 0u64;
+        let mut syns = 0u64;
+        // (our port, the ack number we sent): a RST must carry that ack as its seq.
+        let mut acked = std::collections::HashMap::<(u16, u32), u32>::new();
+        let l4 = 14 + if v6 { 40 } else { 20 };
+        let be32 = |x: &[u8], o: usize| u32::from_be_bytes([x[o], x[o + 1], x[o + 2], x[o + 3]]);
+        drive(&mut g, || {
+            b.recv(&mut frames);
+            for f in frames.drain(..) {
+                let len = f.len as usize;
+                let (flags, sport, seq) = b
+                    .read(f, |x| {
+                        (
+                            x[l4 + 13],
+                            u16::from_be_bytes([x[l4], x[l4 + 1]]),
+                            be32(x, l4 + 4),
+                        )
+                    })
+                    .unwrap();
+                if flags == 0x04 {
+                    let n = acked.entry((sport, seq)).or_default();
+                    assert!(
+                        *n > 0,
+                        "RST seq {seq:#x} from port {sport} acks nothing we sent"
+                    );
+                    *n -= 1;
+                    rsts += 1;
+                    b.release(f);
+                    continue;
+                }
+                assert_eq!(flags, 0x02, "a SYN");
+                syns += 1;
+                // Every tenth SYN-ACK is sent twice (a retransmission): it
+                // is refused again but answers nothing new.
+                let twice = syns.is_multiple_of(10);
+                *acked.entry((sport, seq.wrapping_add(1))).or_default() += 1 + u32::from(twice);
+                let mut copy = None;
+                b.reflect(f, |x| {
+                    swap_in_place(x, len).ok()?;
+                    let c = [l4 + 16];
+                    csum::set32(x, l4 + 8, seq.wrapping_add(1), &c)?;
+                    csum::set32(x, l4 + 4, 0x5000_0000, &c)?;
+                    // SYN|ACK
+                    let word = u16::from_be_bytes([x[l4 + 12], x[l4 + 13]]) | 0x10;
+                    csum::set16(x, l4 + 12, word, &c)?;
+                    if twice {
+                        copy = Some(x[..len].to_vec());
+                    }
+                    Some(len)
+                });
+                if let Some(c) = copy {
+                    assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
+                }
+            }
+            b.flush(|_, len| Some(len));
+        });
+        let rep = g.finish();
+        check(&rep);
+        let c = &rep.counters;
+        assert_eq!(
+            (c.sent, c.answered, c.rx_unmatched, c.rst_sent),
+            (1000, 1000, 100, 1100),
+            "v6={v6}: {c:?}"
+        );
+        assert_eq!(rep.hist.len(), 1000, "round trips from the ISN");
+        // The last RSTs may still be on the wire when the generator stops.
+        b.recv(&mut frames);
+        for f in frames.drain(..) {
+            let (sport, seq) = b
+                .read(f, |x| {
+                    (u16::from_be_bytes([x[l4], x[l4 + 1]]), be32(x, l4 + 4))
+                })
+                .unwrap();
+            let n = acked.entry((sport, seq)).or_default();
+            assert!(*n > 0);
+            *n -= 1;
+            rsts += 1;
+            b.release(f);
+        }
+        assert_eq!(rsts, 1100);
+        assert!(acked.values().all(|&n| n == 0));
+        b.check().unwrap();
+    }
+}
+
+/// A paced run sends at the rate (bounded by the bucket), never faster.
+#[test]
+fn paced_run_keeps_to_the_rate() {
+    let (a, b) = ports(None);
+    let mut cfg = config(Kind::Echo, false, u64::MAX, 5000, TxMode::Pool);
+    cfg.send_until = cfg.epoch + Duration::from_millis(400);
+    let mut g = Gen::new(a, cfg);
+    let mut r = Reflector::new(b, PEER_MAC, &[]);
+    drive(&mut g, || {
+        r.step();
+    });
+    let rep = g.finish();
+    check(&rep);
+    let c = &rep.counters;
+    let most = (5000.0 * rep.send_secs) as u64 + 32 + 1;
+    assert!(
+        c.sent <= most,
+        "sent {} in {:.3} s at 5000 pps",
+        c.sent,
+        rep.send_secs
+    );
+    assert!(
+        c.sent >= 1000,
+        "sent only {} in {:.3} s at 5000 pps",
+        c.sent,
+        rep.send_secs
+    );
+    assert_eq!(c.answered, c.sent);
+}
+
+/// Flows are shared out round-robin: two threads use disjoint flows and
+/// disjoint DNS ids, and together cover all flows.
+#[test]
+fn threads_share_flows_and_ids() {
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = [Vec::new(), Vec::new()];
+    let cfg = config(Kind::Dns, false, 400, 0, TxMode::Pool);
+    for t in 0..2u32 {
+        let mut c = cfg.clone();
+        c.thread = t;
+        c.threads = 2;
+        for k in 0..200u64 {
+            let f = super::gen::packet_fields(&c, k, 0);
+            assert!(seen.insert((f.src, f.src_port)), "flow used twice");
+            ids[t as usize].push(f.dns_id);
+        }
+    }
+    assert_eq!(seen.len(), 400, "4 addresses x 100 ports");
+    assert!(ids[0].iter().all(|&i| i < 32768));
+    assert!(ids[1].iter().all(|&i| i >= 32768));
+    // The next round repeats the first flow.
+    let mut c = cfg.clone();
+    c.threads = 2;
+    assert_eq!(
+        super::gen::packet_fields(&c, 200, 0).src_port,
+        super::gen::packet_fields(&c, 0, 0).src_port
+    );
+}

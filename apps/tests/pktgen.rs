@@ -1,0 +1,508 @@
+//! Privileged tests of `xdpstack pktgen` and `xdpstack bench reflect` on real AF_XDP sockets:
+//! pktgen runs on `peer0` in a sandbox's client namespace (an XSK on the client's veth end),
+//! against the reflector or the stack on `xdp0` in the server namespace. Runs are short
+//! (2 s) at moderate fixed rates; the checks are functional (answered >= 95 %, valid
+//! checksums, latency present, frame accounting), never timings.
+//!
+//! `cargo test -p xdpstack --test pktgen -- --nocapture`
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use xdpstack::sandbox::{Sandbox, Side};
+
+/// An `xdpstack bench reflect` in the server namespace; killed on drop.
+struct Reflector {
+    child: Option<Child>,
+    stderr: PathBuf,
+    stats: PathBuf,
+}
+
+impl Reflector {
+    /// Starts the reflector on xdp0 (`queues` queues, answering ARP/NDP for both stack
+    /// addresses) and waits for its start line (at most 15 s).
+    fn start(sb: &Sandbox, queues: u32) -> Reflector {
+        let tag = format!("{}-refl", sb.info().name);
+        let stderr = temp_path(&tag, "err");
+        let stats = temp_path(&tag, "json");
+        let child = sb
+            .command(Side::Server, BIN)
+            .args(["bench", "reflect", "--iface", "xdp0"])
+            .args(["--queues", &queues.to_string()])
+            .args(["--addr", SERVER_IP4, "--addr", SERVER_IP6])
+            // A bound in case the test dies without stopping it.
+            .args(["--duration", "120"])
+            .arg("--stats-file")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn the reflector");
+        let mut r = Reflector {
+            child: Some(child),
+            stderr,
+            stats,
+        };
+        let started = Instant::now();
+        while !r.stderr_text().contains("xdpstack bench reflect:") {
+            if let Some(status) = r
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
+                panic!("the reflector exited early ({status}): {}", r.stderr_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the reflector did not start: {}",
+                r.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGINT, a clean exit within 10 s, and the stats JSON.
+    fn stop(mut self) -> Value {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT the reflector");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the reflector ignored SIGINT: {}", self.stderr_text());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let err = self.stderr_text();
+        eprint!("{err}");
+        assert!(
+            status.success(),
+            "the reflector exited with {status}: {err}"
+        );
+        let text = fs::read_to_string(&self.stats).expect("reflector stats file");
+        serde_json::from_str(&text).expect("reflector stats are JSON")
+    }
+}
+
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = fs::remove_file(&self.stderr);
+        let _ = fs::remove_file(&self.stats);
+    }
+}
+
+/// Runs `xdpstack pktgen ARGS` on peer0 in the client namespace (bounded by `timeout`),
+/// asserts success and returns the JSON summary it printed.
+fn pktgen(sb: &Sandbox, args: &[&str]) -> Value {
+    let mut cmd = client(sb, 60, BIN, ["pktgen", "--iface", "peer0"]);
+    cmd.args(args);
+    let out = output(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("pktgen {}:\n{stderr}", args.join(" "));
+    assert!(
+        out.status.success(),
+        "pktgen {args:?} failed ({}): {stderr}",
+        out.status
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("pktgen printed no JSON summary ({e}):\n{stdout}"))
+}
+
+fn f64_at(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {v:#}"))
+}
+
+/// The functional checks every echo-style run must pass: at least 95 % answered, no reply
+/// with a bad checksum, latency percentiles present and ordered, per-second series and
+/// per-thread entries present, frame accounting ok on every thread.
+fn assert_answered(s: &Value, min_sent: u64) {
+    let sent = num(s, "/totals/sent");
+    let answered = num(s, "/totals/answered");
+    assert!(sent >= min_sent, "sent only {sent} (< {min_sent}): {s:#}");
+    assert!(
+        answered * 100 >= sent * 95,
+        "answered {answered} of {sent} (< 95 %): {s:#}"
+    );
+    assert!(answered <= sent, "more answers than packets: {s:#}");
+    assert_eq!(
+        num(s, "/totals/counters/rx_invalid"),
+        0,
+        "replies with bad checksums: {s:#}"
+    );
+    assert_eq!(s["frame_accounting"], "ok", "{s:#}");
+    let lat = &s["latency_us"];
+    assert_eq!(
+        num(lat, "/count"),
+        answered,
+        "one round trip per answer: {lat}"
+    );
+    let p: Vec<f64> = ["min", "p50", "p90", "p99", "p999", "max"]
+        .iter()
+        .map(|k| f64_at(lat, &format!("/{k}")))
+        .collect();
+    assert!(p[0] > 0.0, "{lat}");
+    assert!(
+        p.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {lat}"
+    );
+    let series = s["per_second"].as_array().expect("per_second");
+    assert!(series.len() >= 2, "{s:#}");
+    let series_sent: u64 = series.iter().map(|x| num(x, "/sent")).sum();
+    assert_eq!(series_sent, sent, "the series adds up to the total: {s:#}");
+    for t in s["threads"].as_array().expect("threads") {
+        assert_eq!(t["frame_accounting"], "ok", "{t:#}");
+        assert!(num(t, "/counters/sent") > 0, "{t:#}");
+        assert!(t["core"].is_u64(), "thread not pinned: {t:#}");
+    }
+}
+
+/// Whether `ip -d link show` output shows an XDP program.
+fn xdp_attached(link: &str) -> bool {
+    link.lines().any(|l| l.trim_start().starts_with("prog/xdp"))
+        || link.split_whitespace().any(|t| {
+            matches!(
+                t,
+                "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload" | "xdpmulti"
+            )
+        })
+}
+
+fn link(ns: &str, dev: &str) -> String {
+    run_ok(Command::new("ip").args(["-n", ns, "-d", "link", "show", "dev", dev]))
+}
+
+fn assert_no_xdp(sb: &Sandbox) {
+    let info = sb.info();
+    for (ns, dev) in [(&info.client_ns, "peer0"), (&info.server_ns, "xdp0")] {
+        let l = link(ns, dev);
+        assert!(!xdp_attached(&l), "XDP program left on {dev}:\n{l}");
+    }
+}
+
+fn assert_reflector_ok(stats: &Value, queues: usize) {
+    let qs = stats["queues"].as_array().expect("queues");
+    assert_eq!(qs.len(), queues, "{stats:#}");
+    for q in qs {
+        assert_eq!(q["frame_accounting"], "ok", "{q:#}");
+        assert!(q["core"].is_u64(), "queue thread not pinned: {q:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// pktgen echo against the reflector, IPv4 (ARP) then IPv6 (NDP): every frame comes back with
+/// addresses and ports swapped and checksums still valid; nothing is left attached.
+#[test]
+fn echo_through_the_reflector() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("pgrefl", 1);
+    let refl = Reflector::start(&sb, 1);
+    let link_during = link(&sb.info().server_ns, "xdp0");
+    assert!(
+        xdp_attached(&link_during),
+        "no XDP on xdp0 while reflecting"
+    );
+
+    let v4 = pktgen(
+        &sb,
+        &[
+            "--template",
+            "echo",
+            "--dst",
+            SERVER_IP4,
+            "--rate",
+            "20000",
+            "--duration",
+            "2",
+        ],
+    );
+    assert_answered(&v4, 30_000);
+    assert_eq!(v4["dst_mac"], sb.info().server_mac, "resolved by ARP");
+    assert_eq!(v4["dst_mac_from"], "ARP");
+
+    let v6 = pktgen(
+        &sb,
+        &[
+            "--template",
+            "echo",
+            "--dst",
+            SERVER_IP6,
+            "--rate",
+            "10000",
+            "--duration",
+            "2",
+            "--payload",
+            "200",
+            "--src-port",
+            "20000-20007",
+        ],
+    );
+    assert_answered(&v6, 15_000);
+    assert_eq!(v6["dst_mac_from"], "NDP");
+    assert_eq!(num(&v6, "/flows"), 8);
+
+    let stats = refl.stop();
+    assert_reflector_ok(&stats, 1);
+    let q = &stats["queues"][0]["counters"];
+    let answered = num(&v4, "/totals/answered") + num(&v6, "/totals/answered");
+    assert!(num(q, "/reflected") >= answered, "{stats:#}");
+    assert!(num(q, "/arp_answered") >= 1, "{stats:#}");
+    assert!(num(q, "/ndp_answered") >= 1, "{stats:#}");
+    assert_no_xdp(&sb);
+}
+
+/// Two queues each way: a pktgen thread per queue, a reflector thread per queue, and traffic
+/// on both.
+#[test]
+fn echo_through_the_reflector_two_queues() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("pgrefl2", 2);
+    let refl = Reflector::start(&sb, 2);
+    let s = pktgen(
+        &sb,
+        &[
+            "--template",
+            "echo",
+            "--dst",
+            SERVER_IP4,
+            "--rate",
+            "20000",
+            "--duration",
+            "2",
+            "--queues",
+            "2",
+            "--src-port",
+            "30000-30063",
+        ],
+    );
+    assert_answered(&s, 30_000);
+    let threads = s["threads"].as_array().expect("threads");
+    assert_eq!(threads.len(), 2);
+    for t in threads {
+        let sent = num(t, "/counters/sent");
+        assert!(sent >= 15_000, "each thread sends half: {t:#}");
+    }
+    let stats = refl.stop();
+    assert_reflector_ok(&stats, 2);
+    for q in stats["queues"].as_array().expect("queues") {
+        assert!(num(q, "/counters/reflected") >= 15_000, "{q:#}");
+    }
+    assert_no_xdp(&sb);
+}
+
+/// pktgen echo against the stack's UDP echo server (port 7).
+#[test]
+fn echo_against_the_stack() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("pgecho", 1);
+    let server = Server::start(&sb, Service::Echo, &[]);
+    let s = pktgen(
+        &sb,
+        &[
+            "--template",
+            "echo",
+            "--dst",
+            SERVER_IP4,
+            "--rate",
+            "10000",
+            "--duration",
+            "2",
+            "--src-port",
+            "40000-40099",
+        ],
+    );
+    assert_answered(&s, 15_000);
+    assert_eq!(s["dst_mac_from"], "ARP");
+    let stats = server.stop();
+    assert_frames_ok(&stats);
+    assert!(
+        total(&stats, "/app/datagrams") >= num(&s, "/totals/answered"),
+        "{stats:#}"
+    );
+    assert_no_xdp(&sb);
+}
+
+/// SYNs against the stack's HTTP server: every SYN-ACK is an answer, and pktgen's RST frees
+/// the half-open connection (no SYN ever finds the backlog full). Afterwards the client's
+/// kernel talks to the server again (pktgen's XDP program is gone from peer0).
+#[test]
+fn syn_against_the_stack_http() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("pgsyn", 1);
+    // A backlog smaller than the SYNs sent: only the RSTs keep it from filling.
+    let server = Server::start(&sb, Service::Http, &["--backlog", "256"]);
+    let s = pktgen(
+        &sb,
+        &[
+            "--template",
+            "syn",
+            "--dst",
+            SERVER_IP4,
+            "--rate",
+            "5000",
+            "--duration",
+            "2",
+        ],
+    );
+    let sent = num(&s, "/totals/sent");
+    let answered = num(&s, "/totals/answered");
+    let stats = server.stop();
+    assert_frames_ok(&stats);
+    let w = &workers(&stats)[0];
+    eprintln!("server engine: {}", w["engine"]);
+    assert_eq!(num(w, "/engine/syn_backlog_full"), 0, "{stats:#}");
+    assert!(sent >= 7_500, "{s:#}");
+    assert!(
+        answered * 100 >= sent * 95,
+        "SYN-ACKs for {answered} of {sent} SYNs: {s:#}"
+    );
+    // Every SYN-ACK was refused with a RST.
+    assert!(num(&s, "/totals/counters/rst_sent") >= answered, "{s:#}");
+    assert_eq!(num(&s, "/totals/counters/rx_invalid"), 0, "{s:#}");
+    assert!(
+        !s["latency_us"].is_null(),
+        "round trips from the ISNs: {s:#}"
+    );
+    assert_eq!(s["frame_accounting"], "ok");
+    assert_no_xdp(&sb);
+    // The kernel client works again.
+    let server = Server::start(&sb, Service::Http, &[]);
+    curl_ok(&sb, &format!("http://{SERVER_IP4}/"));
+    assert_frames_ok(&server.stop());
+}
+
+/// Runs `xdpstack ARGS` in `side`'s namespace; asserts a non-zero exit within 15 s with
+/// exactly one non-empty stderr line containing `needle`.
+fn bad_start(sb: &Sandbox, side: Side, args: &[&str], needle: &str) {
+    let started = Instant::now();
+    let mut cmd = sb.command(side, "timeout");
+    cmd.args(["-k", "2", "15", BIN])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    let out = output(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!(
+        "xdpstack {}: {} in {:.2?}: {}",
+        args.join(" "),
+        out.status,
+        started.elapsed(),
+        stderr.trim_end()
+    );
+    assert!(!out.status.success(), "xdpstack {args:?} succeeded");
+    assert_ne!(out.status.code(), Some(124), "xdpstack {args:?} timed out");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && !lines[0].trim().is_empty() && stderr.ends_with('\n'),
+        "xdpstack {args:?}: stderr is not exactly one line: {stderr:?}"
+    );
+    assert!(lines[0].contains(needle), "{needle:?} not in {stderr:?}");
+    assert!(out.stdout.is_empty(), "no summary on a bad start");
+}
+
+#[test]
+fn bad_starts_one_line_errors() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("pgbad", 1);
+    let echo = [
+        "--template",
+        "echo",
+        "--dst",
+        SERVER_IP4,
+        "--rate",
+        "1000",
+        "--duration",
+        "1",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["pktgen"];
+        v.extend_from_slice(extra);
+        v.extend_from_slice(&echo);
+        v
+    };
+    bad_start(
+        &sb,
+        Side::Client,
+        &with(&["--iface", "nope0"]),
+        "does not exist",
+    );
+    bad_start(
+        &sb,
+        Side::Client,
+        &with(&["--iface", "peer0", "--queues", "3"]),
+        "out of range",
+    );
+    // Nothing answers ARP on the server side: no server, and the kernel there has no address.
+    bad_start(
+        &sb,
+        Side::Client,
+        &with(&["--iface", "peer0", "--resolve-timeout", "0.5"]),
+        "no ARP reply for 198.18.0.1",
+    );
+    bad_start(
+        &sb,
+        Side::Client,
+        &[
+            "pktgen",
+            "--iface",
+            "peer0",
+            "--template",
+            "echo",
+            "--dst",
+            SERVER_IP6,
+            "--rate",
+            "1000",
+            "--duration",
+            "1",
+            "--resolve-timeout",
+            "0.5",
+        ],
+        "no NDP reply",
+    );
+    bad_start(
+        &sb,
+        Side::Client,
+        &with(&["--iface", "peer0", "--payload", "8"]),
+        "at least 28",
+    );
+    bad_start(
+        &sb,
+        Side::Server,
+        &["bench", "reflect", "--iface", "nope0"],
+        "does not exist",
+    );
+    bad_start(
+        &sb,
+        Side::Server,
+        &["bench", "reflect", "--iface", "xdp0", "--queues", "2"],
+        "rx queue",
+    );
+    // The refused starts left nothing attached.
+    assert_no_xdp(&sb);
+}
