@@ -84,7 +84,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         &sbs[2].info().server_ns,
         &server_cpu,
         &ctx.bins.xdpstack,
-        &common::strings(&["bench", "reflect", "--iface", "xdp0", "--workers", "1"]),
+        &common::strings(&["bench", "reflect", "--iface", "xdp0", "--queues", "1", "--addr", SERVER_IP]),
         &dir,
     );
     servers.push(server(REFLECT, 2, 7, refl));
@@ -156,9 +156,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for (name, mode, latency, who) in loads {
         let describe = |m: &str| {
             if pktgen {
-                load_pktgen(m, 7, secs, latency, &client_cpu).join(" ")
+                load_pktgen(m, if m == "dns" { 53 } else { 7 }, secs, latency).join(" ")
             } else {
-                load_udpload(m, 7, secs, latency).join(" ")
+                load_udpload(m, if m == "dns" { 53 } else { 7 }, secs, latency).join(" ")
             }
         };
         let mut case = Case {
@@ -188,7 +188,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 let (program, args, label) = if pktgen {
                     (
                         ctx.bins.xdpstack.as_str(),
-                        load_pktgen(m, s.port, secs, latency, &client_cpu),
+                        load_pktgen(m, s.port, secs, latency),
                         "pktgen",
                     )
                 } else {
@@ -349,7 +349,9 @@ fn pktgen_available(ctx: &Ctx) -> bool {
 /// in flight (udpload).
 const LATENCY_RATE: u64 = 20_000;
 
-fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool, core: &str) -> Vec<String> {
+/// pktgen's and the reflector's own `--cores` is not used: taskset pins them, and their
+/// default placement picks from the cores taskset allows.
+fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool) -> Vec<String> {
     let rate = if latency { LATENCY_RATE } else { 0 };
     common::strings(&[
         "pktgen",
@@ -375,8 +377,6 @@ fn load_pktgen(mode: &str, port: u16, secs: f64, latency: bool, core: &str) -> V
         &rate.to_string(),
         "--duration",
         &(secs.round().max(1.0) as u64).to_string(),
-        "--cores",
-        core,
         "--quiet",
     ])
 }
