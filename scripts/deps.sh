@@ -7,7 +7,7 @@ set -euo pipefail
 
 BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc)
 RUN=(iproute2 ethtool)
-PEERS=(curl wrk apache2-utils knot-dnsutils iputils-ping python3 python3-scapy)
+PEERS=(curl wrk apache2-utils knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
 
 want=("${BUILD[@]}" "${RUN[@]}")
 case "${1:-all}" in

@@ -186,6 +186,8 @@ pub enum Service {
     Http,
     /// `xdpstack echo` (port 7 unless `--port` is given).
     Echo,
+    /// `xdpstack dns` (port 53 unless `--port` is given; `--zone` in the extra arguments).
+    Dns,
 }
 
 impl Service {
@@ -193,6 +195,7 @@ impl Service {
         match self {
             Service::Http => "http",
             Service::Echo => "echo",
+            Service::Dns => "dns",
         }
     }
 }
@@ -249,6 +252,7 @@ impl Server {
             .unwrap_or_else(|| match service {
                 Service::Http => "80".to_string(),
                 Service::Echo => "7".to_string(),
+                Service::Dns => "53".to_string(),
             });
         server.wait_ready(sb, &port);
         server
@@ -285,6 +289,11 @@ impl Server {
                         .is_ok_and(|s| s.success())
                 }
                 Service::Echo => client(sb, 5, PY, ["-c", CONNECT_PROBE, SERVER_IP4, port])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                Service::Dns => client(sb, 5, PY, ["-c", DNS_PROBE, SERVER_IP4, port])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -387,6 +396,18 @@ const CONNECT_PROBE: &str = r#"
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
 s.close()
+"#;
+
+/// Exits 0 if a UDP DNS query (`. SOA`, id 0x5EED) to argv[1]:argv[2] gets a response with the
+/// same id within 1 s (any rcode: a server answers REFUSED for a name outside its zone).
+const DNS_PROBE: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(bytes.fromhex("5eed00000001000000000000") + b"\x00\x00\x06\x00\x01", (host, port))
+data = s.recv(4096)
+sys.exit(0 if data[:2] == bytes.fromhex("5eed") and data[2] & 0x80 else 1)
 "#;
 
 /// The `workers` array of a stats report.

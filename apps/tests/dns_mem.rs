@@ -1,0 +1,278 @@
+//! `DnsApp` on a real engine in memory (no root): the engine over one end of a `MemRings`
+//! pair, a plain smoltcp stack as the client on the other, queries and answers parsed with
+//! hickory-proto. Covers the application glue the unit tests of the responder do not: the
+//! reuseport UDP socket, length-prefixed pipelined TCP, closing on an unanswerable message.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use nic::mem::{MemConfig, MemRings};
+use nic::{Frame, Port, PortConfig, RxPacket};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use stack::engine::{Engine, EngineConfig};
+use stack::reuseport::{BindOptions, FlowHasher, HashSelector};
+use stack::shared::Shared;
+use stack::worker::App;
+use xdpstack::dns::{zone, DnsApp, DnsArgs, Index};
+use xdpstack::server::WorkerCtx;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 host 1 2 3 4 5\n@ NS ns1\n\
+                    ns1 A 198.18.0.1\nwww A 192.0.2.1\n";
+
+struct Client {
+    port: Port<MemRings>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    frames: Vec<Frame>,
+    start: std::time::Instant,
+}
+
+impl Client {
+    fn new(rings: MemRings) -> Client {
+        let cfg = PortConfig {
+            l2_headroom: 0,
+            ethernet: true,
+            ..PortConfig::default()
+        };
+        let mut port = Port::new(rings, cfg);
+        let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+            2, 0, 0, 0, 0, 2,
+        ])));
+        c.random_seed = 7;
+        let mut iface = Interface::new(c, &mut port.device(None), Instant::from_millis(0));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24));
+        });
+        Client {
+            port,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            frames: Vec::new(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn step(&mut self) {
+        let now = Instant::from_micros(self.start.elapsed().as_micros() as i64);
+        self.port.recv(&mut self.frames);
+        for f in std::mem::take(&mut self.frames) {
+            let rx = RxPacket {
+                frame: f,
+                offset: 0,
+                len: f.len as usize,
+            };
+            self.iface
+                .poll_ingress_single(now, &mut self.port.device(Some(rx)), &mut self.sockets);
+            self.port.release(f);
+        }
+        for _ in 0..16 {
+            let r = self
+                .iface
+                .poll_egress(now, &mut self.port.device(None), &mut self.sockets);
+            if r == smoltcp::iface::PollResult::None {
+                break;
+            }
+        }
+        self.port.flush(|_, len| Some(len));
+    }
+}
+
+struct Net {
+    engine: Engine<MemRings>,
+    app: DnsApp,
+    client: Client,
+}
+
+impl Net {
+    fn new() -> Net {
+        let (a, b) = MemRings::pair(MemConfig {
+            frames: 1024,
+            ring: 512,
+            ..MemConfig::default()
+        });
+        let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
+        let cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let mut engine = Engine::new(a, cfg, shared, 0, 0);
+        let ctx = WorkerCtx {
+            worker: 0,
+            selector: Arc::new(HashSelector),
+            bind: BindOptions::new(0).with_reuseport(true),
+            reload: Arc::new(AtomicU64::new(0)),
+        };
+        let args = DnsArgs {
+            zone: "unused".into(),
+            origin: None,
+            port: 53,
+            max_udp: 1232,
+            tcp_idle: 10,
+            tcp_max_conns: 8,
+            udp_queue: 64,
+        };
+        let z = zone::parse_str(ZONE, "mem.zone", None).unwrap();
+        let index = Arc::new(Index::build(&z).unwrap());
+        let app = DnsApp::new(&ctx, &mut engine, &args, index).unwrap();
+        Net {
+            engine,
+            app,
+            client: Client::new(b),
+        }
+    }
+
+    fn run_until(&mut self, what: &str, mut done: impl FnMut(&mut Net) -> bool) {
+        for _ in 0..3000 {
+            if done(self) {
+                return;
+            }
+            self.client.step();
+            self.engine.ingress();
+            self.app.poll(&mut self.engine, std::time::Instant::now());
+            self.engine.egress();
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        panic!("not done: {what}");
+    }
+}
+
+fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn udp_queries_are_answered_and_garbage_is_dropped() {
+    let mut net = Net::new();
+    let mut s = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8192]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8192]),
+    );
+    s.bind(5353).unwrap();
+    let h = net.client.sockets.add(s);
+    let to = (IpAddress::Ipv4(SERVER), 53);
+    {
+        let s = net.client.sockets.get_mut::<udp::Socket>(h);
+        s.send_slice(&[1, 2, 3], to).unwrap(); // no header: dropped
+        s.send_slice(&query(7, "www.example.test.", RecordType::A), to)
+            .unwrap();
+        s.send_slice(&query(8, "nope.example.test.", RecordType::A), to)
+            .unwrap();
+    }
+    let mut answers = Vec::new();
+    net.run_until("two UDP answers", |n| {
+        let s = n.client.sockets.get_mut::<udp::Socket>(h);
+        while let Ok((data, _)) = s.recv() {
+            answers.push(Message::from_vec(data).unwrap());
+        }
+        answers.len() == 2
+    });
+    assert_eq!(answers[0].metadata.id, 7);
+    assert_eq!(answers[0].answers[0].data.to_string(), "192.0.2.1");
+    assert!(answers[0].metadata.authoritative);
+    assert_eq!(answers[1].metadata.id, 8);
+    assert_eq!(u16::from(answers[1].metadata.response_code), 3);
+    let c = net.app.counters();
+    assert_eq!(
+        (c.udp_queries, c.noerror, c.nxdomain, c.malformed_dropped),
+        (3, 1, 1, 1)
+    );
+}
+
+fn tcp_socket(net: &mut Net, local: u16) -> SocketHandle {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 16384]),
+        tcp::SocketBuffer::new(vec![0; 16384]),
+    );
+    s.connect(
+        net.client.iface.context(),
+        (IpAddress::Ipv4(SERVER), 53),
+        local,
+    )
+    .unwrap();
+    net.client.sockets.add(s)
+}
+
+fn framed(m: &[u8]) -> Vec<u8> {
+    let mut v = (m.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(m);
+    v
+}
+
+#[test]
+fn tcp_pipelined_queries_and_a_bad_message_closes() {
+    let mut net = Net::new();
+    let h = tcp_socket(&mut net, 40000);
+    net.run_until("connected", |n| {
+        n.client.sockets.get_mut::<tcp::Socket>(h).may_send()
+    });
+    // Three queries in one write, the third split from its length prefix by the next write.
+    let mut batch = framed(&query(1, "www.example.test.", RecordType::A));
+    batch.extend(framed(&query(2, "example.test.", RecordType::NS)));
+    let third = framed(&query(3, "www.example.org.", RecordType::A));
+    batch.extend_from_slice(&third[..5]);
+    net.client
+        .sockets
+        .get_mut::<tcp::Socket>(h)
+        .send_slice(&batch)
+        .unwrap();
+    net.run_until("first two answers", |n| {
+        n.client.sockets.get_mut::<tcp::Socket>(h).recv_queue() > 0
+            && n.app.counters().tcp_queries == 2
+    });
+    net.client
+        .sockets
+        .get_mut::<tcp::Socket>(h)
+        .send_slice(&third[5..])
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    net.run_until("three answers", |n| {
+        let s = n.client.sockets.get_mut::<tcp::Socket>(h);
+        let mut chunk = [0u8; 4096];
+        while let Ok(k) = s.recv_slice(&mut chunk) {
+            if k == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        while buf.len() >= 2 {
+            let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+            if buf.len() < 2 + len {
+                break;
+            }
+            got.push(Message::from_vec(&buf[2..2 + len]).unwrap());
+            buf.drain(..2 + len);
+        }
+        got.len() == 3
+    });
+    let ids: Vec<u16> = got.iter().map(|m| m.metadata.id).collect();
+    assert_eq!(ids, [1, 2, 3], "answers in order");
+    assert_eq!(got[1].answers.len(), 1);
+    assert_eq!(got[1].additionals.len(), 1, "glue for ns1");
+    assert_eq!(u16::from(got[2].metadata.response_code), 5, "REFUSED");
+    // A message too short for a header cannot be answered: the server closes.
+    net.client
+        .sockets
+        .get_mut::<tcp::Socket>(h)
+        .send_slice(&[0, 3, 1, 2, 3])
+        .unwrap();
+    net.run_until("closed by the server", |n| {
+        !n.client.sockets.get_mut::<tcp::Socket>(h).may_recv()
+    });
+    let c = net.app.counters();
+    assert_eq!(
+        (c.tcp_connections, c.tcp_queries, c.tcp_malformed_closed),
+        (1, 4, 1)
+    );
+    assert_eq!((c.noerror, c.refused, c.malformed_dropped), (2, 1, 1));
+}
