@@ -215,6 +215,27 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
              with `cargo run --release -p xdpstack-bench -- all`.\n\n",
         );
     }
+    let busy: Vec<String> = results
+        .iter()
+        .filter(|r| {
+            r.meta
+                .loadavg_before
+                .split_whitespace()
+                .next()
+                .and_then(|l| l.parse::<f64>().ok())
+                .is_some_and(|l| l > 0.5)
+        })
+        .map(|r| format!("{} (load average {})", r.scenario, r.meta.loadavg_before))
+        .collect();
+    if !busy.is_empty() {
+        let _ = writeln!(
+            md,
+            "> **Noisy machine.** Other work was running when these scenarios started: {}. \
+             On 2 cores that work competes with the servers and the load generators; treat \
+             the figures as indicative only.\n",
+            busy.join(", ")
+        );
+    }
     let m = &results[0].meta;
     md.push_str("## Machine and build\n\n| | |\n|---|---|\n");
     let _ = writeln!(md, "| kernel | {} |", m.kernel);
