@@ -564,12 +564,15 @@ pub fn explain(
             let ssi = g(format!("core{server_core}_softirq_pct")).unwrap_or(0.0);
             let csi = g(format!("core{client_core}_softirq_pct")).unwrap_or(0.0);
             let mut t = format!(
-                "{name}: server core {server_core} {sb:.0}% busy ({ssi:.0}% softirq), client core {client_core} {cb:.0}% busy ({csi:.0}% softirq)"
+                "{name}: core {server_core} (server) {sb:.0}% busy, {ssi:.0}% in softirq; core {client_core} (load) {cb:.0}% busy, {csi:.0}% in softirq"
             );
+            if let Some(c) = g("server_cpu_ms_per_1k".into()) {
+                t.push_str(&format!(", server CPU {c:.1} ms per 1k"));
+            }
             if cb >= 90.0 && sb < 90.0 {
-                t.push_str(" — the load generator's core was the limit");
+                t.push_str(" (the load generator's core was the busier one)");
             } else if sb >= 90.0 {
-                t.push_str(" — the server core was saturated");
+                t.push_str(" (the server core was fully busy)");
             }
             parts.push(t);
         }
@@ -577,7 +580,10 @@ pub fn explain(
     if parts.is_empty() {
         String::new()
     } else {
-        format!("cores: {}", parts.join("; "))
+        format!(
+            "busy shares count every process on the machine; {}",
+            parts.join(" | ")
+        )
     }
 }
 

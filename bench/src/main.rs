@@ -301,6 +301,14 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         };
         match r {
             Ok(res) => {
+                // Configs and process output of a scenario that worked are not kept (set
+                // XDPSTACK_BENCH_KEEP=1 to keep them).
+                if std::env::var_os("XDPSTACK_BENCH_KEEP").is_none() {
+                    let _ = std::fs::remove_dir_all(
+                        std::env::temp_dir()
+                            .join(format!("xdpstack-bench-{}-{id}", std::process::id())),
+                    );
+                }
                 let p = report::save(&res)?;
                 eprintln!(
                     "== {id}: {:.0} s, wrote {}",
@@ -322,7 +330,12 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             }
             Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
             Err(e) => {
-                eprintln!("== {id} failed: {e}");
+                eprintln!(
+                    "== {id} failed: {e} (process output kept in {})",
+                    std::env::temp_dir()
+                        .join(format!("xdpstack-bench-{}-{id}", std::process::id()))
+                        .display()
+                );
                 failures.push(format!("{id}: {e}"));
             }
         }

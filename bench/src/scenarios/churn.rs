@@ -15,6 +15,7 @@ use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, BenchError, Result};
 
 const STACK: &str = "xdpstack (SIGHUP every 100 ms)";
+const STACK_CALM: &str = "xdpstack, no churn (control)";
 const K0: &str = "kernel reuseport, tcp_migrate_req=0";
 const K1: &str = "kernel reuseport, tcp_migrate_req=1";
 const EVERY: Duration = Duration::from_millis(100);
@@ -46,7 +47,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         load: format!(
             "xdpstack-bench helper shortconn --conns {conns} --concurrency {conc} --seconds {secs} (connect, GET with Connection: close, read to EOF; 3 s timeouts; stops at {secs} s or {conns} connections)"
         ),
-        subjects: [STACK, K0, K1].iter().map(|s| Subject::new(s)).collect(),
+        subjects: [STACK, STACK_CALM, K0, K1]
+            .iter()
+            .map(|s| Subject::new(s))
+            .collect(),
         ratios: Vec::new(),
     };
     let cpus: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
@@ -68,8 +72,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for run in 0..ctx.runs {
         for i in 0..case.subjects.len() {
             let name = case.subjects[i].name.clone();
-            let r = if name == STACK {
-                stack_run(ctx, &ssb, workers, &cpus, &client_args, &dir)
+            let r = if name == STACK || name == STACK_CALM {
+                stack_run(ctx, &ssb, workers, &cpus, &client_args, &dir, name == STACK)
             } else {
                 let mr = if name == K0 { "0" } else { "1" };
                 kernel_run(ctx, &ksb, workers, &cpus, mr, &client_args, &dir)
@@ -92,6 +96,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let total_failed: Option<f64> = case.subject(STACK).and_then(|s| {
         (!s.runs.is_empty()).then(|| s.runs.iter().filter_map(|r| r.get("failed")).sum())
     });
+    let calm_failed: Option<f64> = case.subject(STACK_CALM).and_then(|s| {
+        (!s.runs.is_empty()).then(|| s.runs.iter().filter_map(|r| r.get("failed")).sum())
+    });
     let replaced: f64 = case
         .subject(STACK)
         .map(|s| {
@@ -109,7 +116,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             0.0,
             true,
         )
-        .why(&format!("{replaced} listeners replaced in those runs")),
+        .why(&format!(
+            "{replaced} listeners replaced in those runs; the same load without churn failed {} \
+             connection(s) in all its runs (failure kinds per run in the table)",
+            calm_failed.map_or("(not measured)".to_string(), |v| format!("{v:.0}"))
+        )),
     );
     res.cases.push(case);
     res.notes.push(
@@ -130,7 +141,8 @@ fn client_metrics(r: &ShortConnReport) -> Metrics {
     x.insert("failed".into(), r.failed() as f64);
     x.insert("refused".into(), r.refused as f64);
     x.insert("reset".into(), r.reset as f64);
-    x.insert("timeout".into(), (r.timeout + r.connect_timeout) as f64);
+    x.insert("connect_timeout".into(), r.connect_timeout as f64);
+    x.insert("timeout".into(), r.timeout as f64);
     x.insert("bad_response".into(), r.bad_response as f64);
     x.insert("cps".into(), r.cps);
     x.insert("p50_us".into(), r.p50_us);
@@ -145,6 +157,7 @@ fn stack_run(
     cpus: &str,
     client_args: &[String],
     dir: &std::path::Path,
+    churn: bool,
 ) -> Result<(Metrics, Vec<procs::Placement>)> {
     let (p, stats) = common::start_stack(
         ctx,
@@ -165,7 +178,7 @@ fn stack_run(
     let hups = std::sync::atomic::AtomicU64::new(0);
     let m = std::thread::scope(|s| {
         s.spawn(|| {
-            while !done.load(Ordering::Relaxed) && !procs::interrupted() {
+            while churn && !done.load(Ordering::Relaxed) && !procs::interrupted() {
                 std::thread::sleep(EVERY);
                 p.signal(nix::sys::signal::Signal::SIGHUP);
                 hups.fetch_add(1, Ordering::Relaxed);

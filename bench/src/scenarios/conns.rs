@@ -113,6 +113,25 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         case.add_ratio("rss_kib", STACK, NGINX);
         res.cases.push(case);
     }
+    // What the figures say about scaling, from the data.
+    for name in [STACK, NGINX] {
+        let mut parts = Vec::new();
+        for c in &res.cases {
+            let Some(s) = c.subject(name) else { continue };
+            let level = c.name.split_whitespace().next().unwrap_or("?");
+            let est = s.median.get("established").copied();
+            let cpu = s.median.get("server_cpu_ms_per_1k").copied();
+            if let (Some(e), Some(cpu)) = (est, cpu) {
+                parts.push(format!(
+                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests"
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            res.notes
+                .push(format!("{name} by level (medians): {}.", parts.join("; ")));
+        }
+    }
     res.notes.push(format!(
         "xdpstack runs with --tcp-buf {TCP_BUF} (a {} KiB receive and a {} KiB send buffer per \
          connection, allocated by the stack in its own memory: they are in its RSS), \

@@ -84,7 +84,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         &sbs[2].info().server_ns,
         &server_cpu,
         &ctx.bins.xdpstack,
-        &common::strings(&["bench", "reflect", "--iface", "xdp0", "--queues", "1", "--addr", SERVER_IP]),
+        &common::strings(&[
+            "bench", "reflect", "--iface", "xdp0", "--queues", "1", "--addr", SERVER_IP,
+        ]),
         &dir,
     );
     servers.push(server(REFLECT, 2, 7, refl));
