@@ -56,6 +56,8 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("timeout", "answer timeout"),
             ("listeners_replaced", "listeners replaced"),
             ("migrated", "migrated"),
+            ("handoff_dropped", "handoffs dropped"),
+            ("flows_not_accepted", "flows not accepted"),
             ("cps", "conn/s"),
         ],
         "conns" => &[
@@ -69,6 +71,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_idle_kib", "RSS idle KiB"),
             ("rss_kib", "RSS KiB"),
             ("kernel_tcp_mem_kib", "kernel TCP mem KiB (host)"),
+            ("xsk_rx_ring_full", "XSK rx ring full"),
             ("server_cpu_ms_per_1k", "server CPU ms / 1k req"),
         ],
         _ => &[],
@@ -269,7 +272,7 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
             r.wall_seconds
         );
     }
-    md.push_str("\n## Tracked targets\n\n| target | goal | measured | status | detail |\n|---|---|---|---|---|\n");
+    md.push_str("\n## Tracked targets\n\n| target | goal | measured | status | scenario (mode, runs) | detail |\n|---|---|---|---|---|---|\n");
     for r in results {
         for t in &r.targets {
             let status = match t.met {
@@ -279,10 +282,13 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {status} | {} |",
+                "| {} | {} | {} | {status} | {} ({}, {}) | {} |",
                 t.name,
                 t.goal,
                 t.value.map_or("–".into(), |v| format!("{v:.3}")),
+                r.scenario,
+                if r.meta.quick { "quick" } else { "full" },
+                r.meta.runs,
                 t.detail.replace('|', "/")
             );
         }

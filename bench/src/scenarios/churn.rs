@@ -99,6 +99,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let calm_failed: Option<f64> = case.subject(STACK_CALM).and_then(|s| {
         (!s.runs.is_empty()).then(|| s.runs.iter().filter_map(|r| r.get("failed")).sum())
     });
+    let stack_sum = |k: &str| -> f64 {
+        case.subject(STACK)
+            .map(|s| s.runs.iter().filter_map(|r| r.get(k)).sum())
+            .unwrap_or(0.0)
+    };
+    let handoffs = stack_sum("handoff_dropped");
+    let unaccepted = stack_sum("flows_not_accepted");
     let replaced: f64 = case
         .subject(STACK)
         .map(|s| {
@@ -118,10 +125,33 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         )
         .why(&format!(
             "{replaced} listeners replaced in those runs; the same load without churn failed {} \
-             connection(s) in all its runs (failure kinds per run in the table)",
+             connection(s); with churn the stack counted {handoffs:.0} cross-core handoffs \
+             dropped and {unaccepted:.0} flows never accepted (see the notes)",
             calm_failed.map_or("(not measured)".to_string(), |v| format!("{v:.0}"))
         )),
     );
+    // The stack's own counters next to the client's failures, from the data.
+    for name in [STACK, STACK_CALM] {
+        if let Some(s) = case.subject(name) {
+            let sum = |k: &str| -> f64 { s.runs.iter().filter_map(|r| r.get(k)).sum() };
+            res.notes.push(format!(
+                "{name}, all runs together: client failures {:.0} (connect timeouts {:.0}, \
+                 answer timeouts {:.0}, resets {:.0}, refused {:.0}); stack counters: \
+                 cross-core handoffs dropped {:.0}, flows never accepted {:.0}, SYNs dropped \
+                 for a full backlog {:.0}, resets {:.0}, migrated {:.0}.",
+                sum("failed"),
+                sum("connect_timeout"),
+                sum("timeout"),
+                sum("reset"),
+                sum("refused"),
+                sum("handoff_dropped"),
+                sum("flows_not_accepted"),
+                sum("syn_dropped"),
+                sum("stack_reset"),
+                sum("migrated"),
+            ));
+        }
+    }
     res.cases.push(case);
     res.notes.push(
         "The kernel server replaces each thread's listener the best way an application can: \
@@ -219,6 +249,35 @@ fn stack_run(
         }
     }
     x.insert("migrated".into(), mig as f64);
+    let flows: u64 = st["stack"]["listeners"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l["counters"]["flows"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    let accepted: u64 = st["stack"]["listeners"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l["counters"]["accepted"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    x.insert(
+        "flows_not_accepted".into(),
+        flows.saturating_sub(accepted) as f64,
+    );
+    let handoff_dropped: u64 = st["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter_map(|w| w["engine"]["handoff_dropped"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    x.insert("handoff_dropped".into(), handoff_dropped as f64);
     x.insert("stack_reset".into(), reset as f64);
     x.insert("syn_dropped".into(), dropped as f64);
     x.insert("server_cpu_s".into(), m.server_cpu_s);
