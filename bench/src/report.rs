@@ -234,9 +234,12 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
     if !busy.is_empty() {
         let _ = writeln!(
             md,
-            "> **Noisy machine.** Other work was running when these scenarios started: {}. \
-             On 2 cores that work competes with the servers and the load generators; treat \
-             the figures as indicative only.\n",
+            "> **Noisy machine — not the project's figures.** Other work (other engineers' \
+             builds and tests) was running when these scenarios started: {}. On 2 cores that \
+             work competes with the servers and the load generators, and ratios move a lot from \
+             one such run to the next; treat the figures as a check that the \
+             suite works, not as results. Regenerate on a quiet machine with \
+             `cargo run --release -p xdpstack-bench -- all`.\n",
             busy.join(", ")
         );
     }
