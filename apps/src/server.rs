@@ -59,6 +59,10 @@ pub struct ServerArgs {
     /// Owner uid of the listeners (default: the effective uid).
     #[arg(long)]
     pub uid: Option<u32>,
+    /// TCP receive and send buffer per connection, in bytes each (smaller
+    /// buffers hold more concurrent connections in less memory).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub tcp_buf: u32,
     /// On SIGINT/SIGTERM, give in-flight work this many seconds to finish
     /// (services that have a graceful stop: http) before everything left is
     /// reset.
@@ -285,6 +289,8 @@ where
         let mut ecfg = EngineConfig::new(mac, args.addr, args.addr6);
         ecfg.gateway4 = args.gateway;
         ecfg.gateway6 = args.gateway6;
+        ecfg.tcp_rx_buf = args.tcp_buf as usize;
+        ecfg.tcp_tx_buf = args.tcp_buf as usize;
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();
         let shared = shared.clone();

@@ -1,0 +1,600 @@
+//! Pieces every scenario uses: the run context, starting servers (the stack, nginx, the
+//! kernel helpers), running load tools, CPU accounting around a measurement.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{getrusage, UsageWho};
+use xdpstack::sandbox::{Sandbox, Side};
+
+use crate::env::{self, Bins};
+use crate::model::{Meta, Metrics, ScenarioResult};
+use crate::parse::{self, WrkReport};
+use crate::procs::{self, err, Placement, Proc, Result};
+
+/// The server's address in every sandbox.
+pub const SERVER_IP: &str = "198.18.0.1";
+/// The server's address with prefix.
+pub const SERVER_CIDR: &str = "198.18.0.1/24";
+
+/// What a scenario run gets.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// Binaries.
+    pub bins: Bins,
+    /// Quick (smoke) mode.
+    pub quick: bool,
+    /// Runs per measurement.
+    pub runs: usize,
+    /// Number of CPUs.
+    pub ncpu: usize,
+}
+
+impl Ctx {
+    /// `full` in normal mode, `quick` in quick mode.
+    pub fn pick<T>(&self, full: T, quick: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    /// The core the server uses when it gets one core: 0.
+    pub fn server_cpu(&self) -> String {
+        "0".into()
+    }
+
+    /// The core the load generator uses: the last one.
+    pub fn client_cpu(&self) -> String {
+        self.ncpu.saturating_sub(1).to_string()
+    }
+
+    /// All cores, "0-N".
+    pub fn all_cpus(&self) -> String {
+        format!("0-{}", self.ncpu.saturating_sub(1))
+    }
+
+    /// A new result with the metadata filled in.
+    pub fn result(&self, scenario: &str, title: &str) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.into(),
+            title: title.into(),
+            meta: self.meta(),
+            ..Default::default()
+        }
+    }
+
+    fn meta(&self) -> Meta {
+        env::meta(self.quick, self.runs)
+    }
+}
+
+/// CPU time (user + system) of the runner's reaped children, seconds.
+pub fn children_cpu_s() -> f64 {
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Starts `xdpstack SERVICE --iface xdp0 --addr 198.18.0.1/24 ARGS` in the server namespace,
+/// pinned to `cpus`, with `--stats-file` in `dir`. Returns the process and its stats path.
+pub fn start_stack(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    cpus: &str,
+    service: &[&str],
+    args: &[String],
+    dir: &Path,
+    label: &str,
+) -> Result<(Proc, PathBuf)> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stats = dir.join(format!("stack-stats-{n}.json"));
+    let mut a: Vec<String> = service.iter().map(|s| s.to_string()).collect();
+    a.extend(
+        [
+            "--iface",
+            "xdp0",
+            "--addr",
+            SERVER_CIDR,
+            "--stats-file",
+            &stats.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    a.extend(args.iter().cloned());
+    let p = Proc::spawn_env(
+        label,
+        &sb.info().server_ns,
+        cpus,
+        &ctx.bins.xdpstack,
+        &a,
+        dir,
+        &[("RUST_LOG", "warn")],
+    )?;
+    Ok((p, stats))
+}
+
+/// Binary CPU masks for nginx's `worker_cpu_affinity`, one per worker over `cpus`.
+pub fn nginx_affinity(cpus: &[usize], workers: usize, ncpu: usize) -> String {
+    (0..workers)
+        .map(|i| {
+            let c = cpus[i % cpus.len().max(1)];
+            (0..ncpu.max(c + 1))
+                .rev()
+                .map(|b| if b == c { '1' } else { '0' })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts nginx (`listen 198.18.0.1:80 reuseport`, the same body as the stack) in the server
+/// namespace: `workers` worker processes pinned one per core of `cpus` (worker_cpu_affinity),
+/// the master pinned to the same cores with taskset.
+pub fn start_nginx(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    cpus: &[usize],
+    workers: usize,
+    backlog: u32,
+    dir: &Path,
+) -> Result<Proc> {
+    let d = dir.join(format!("nginx-{}", sb.info().name));
+    std::fs::create_dir_all(&d)?;
+    let ds = d.display().to_string();
+    let conf = format!(
+        r#"daemon off;
+master_process on;
+worker_processes {workers};
+worker_cpu_affinity {aff};
+worker_rlimit_nofile {nofile};
+pid {ds}/nginx.pid;
+error_log {ds}/error.log warn;
+events {{ worker_connections 65536; }}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_timeout 65;
+    keepalive_requests 1000000000;
+    client_body_temp_path {ds}/body;
+    proxy_temp_path {ds}/proxy;
+    fastcgi_temp_path {ds}/fastcgi;
+    uwsgi_temp_path {ds}/uwsgi;
+    scgi_temp_path {ds}/scgi;
+    server {{
+        listen {SERVER_IP}:80 reuseport backlog={backlog};
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}
+}}
+"#,
+        aff = nginx_affinity(cpus, workers, ctx.ncpu),
+        nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(s, _)| s),
+        body = crate::kernel::BODY.replace('\n', "\\n"),
+    );
+    let path = d.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let cpu_list = cpus
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut p = Proc::spawn(
+        "nginx",
+        &sb.info().server_ns,
+        &cpu_list,
+        "nginx",
+        &[
+            "-p".into(),
+            ds.clone(),
+            "-c".into(),
+            path.display().to_string(),
+        ],
+        dir,
+    )?;
+    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? || !p.running() {
+        let tail = p.stderr_tail();
+        let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+        return err(format!(
+            "nginx did not come up: {tail} {}",
+            procs::tail(&log, 3)
+        ));
+    }
+    Ok(p)
+}
+
+/// Raises the per-namespace limits a server needs for many connections.
+pub fn tune_server_ns(sb: &Sandbox) -> Result<()> {
+    for kv in [
+        "net.core.somaxconn=65535",
+        "net.ipv4.tcp_max_syn_backlog=65535",
+    ] {
+        env::run_in(sb, Side::Server, "sysctl", &["-q", "-w", kv])?;
+    }
+    Ok(())
+}
+
+/// Options of one wrk run.
+#[derive(Clone, Debug)]
+pub struct WrkOpts {
+    /// Connections.
+    pub conns: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Seconds.
+    pub seconds: u64,
+    /// Add `Connection: close`.
+    pub close: bool,
+    /// Socket timeout, seconds.
+    pub timeout_s: u64,
+}
+
+/// What one measured load run gives back.
+#[derive(Debug)]
+pub struct Measured<R> {
+    /// The tool's report.
+    pub report: R,
+    /// Server CPU seconds during the run.
+    pub server_cpu_s: f64,
+    /// Client CPU seconds (the tool process).
+    pub client_cpu_s: f64,
+    /// Placement samples taken in the middle of the run (server, then client).
+    pub placement: Vec<Placement>,
+    /// Largest server (RSS KiB, PSS KiB) seen while the load ran.
+    pub server_mem_kib: (u64, u64),
+    /// Host-wide kernel TCP memory (KiB) seen at the same moment (from sockstat).
+    pub kernel_tcp_mem_kib: u64,
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// Per core during the run: (busy %, softirq %) of all processes on the machine.
+    pub cores: Vec<(f64, f64)>,
+}
+
+fn read_cpus() -> Vec<(u64, u64, u64)> {
+    parse::proc_stat_cpus(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let total = y.2.saturating_sub(x.2).max(1) as f64;
+            (
+                100.0 * y.0.saturating_sub(x.0) as f64 / total,
+                100.0 * y.1.saturating_sub(x.1) as f64 / total,
+            )
+        })
+        .collect()
+}
+
+/// Inserts `coreN_busy_pct` and `coreN_softirq_pct`.
+pub fn add_core_metrics<R>(x: &mut Metrics, m: &Measured<R>) {
+    for (i, (busy, si)) in m.cores.iter().enumerate() {
+        x.insert(format!("core{i}_busy_pct"), *busy);
+        x.insert(format!("core{i}_softirq_pct"), *si);
+    }
+}
+
+/// Kernel TCP memory from `/proc/net/sockstat` (pages -> KiB). Host-wide on current kernels.
+pub fn kernel_tcp_mem_kib(sb: &Sandbox) -> u64 {
+    let out = sb
+        .command(Side::Server, "cat")
+        .arg("/proc/net/sockstat")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64
+        / 1024;
+    out.lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.iter()
+                .position(|x| *x == "mem")
+                .and_then(|i| w.get(i + 1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |p| p * page_kib)
+}
+
+/// Runs a load tool `program args` in the client namespace pinned to `cpu`, measuring the
+/// server's CPU around it, sampling placement and memory while it runs; waits at most
+/// `limit`. Returns the tool's stdout and the measurements.
+#[allow(clippy::too_many_arguments)]
+pub fn measure(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    label: &str,
+    program: &str,
+    args: &[String],
+    dir: &Path,
+    limit: Duration,
+) -> Result<Measured<String>> {
+    let m = measure_many(
+        sb,
+        server,
+        cpu,
+        label,
+        program,
+        &[args.to_vec()],
+        dir,
+        limit,
+    )?;
+    Ok(Measured {
+        report: m.report.into_iter().next().unwrap_or_default(),
+        server_cpu_s: m.server_cpu_s,
+        client_cpu_s: m.client_cpu_s,
+        placement: m.placement,
+        server_mem_kib: m.server_mem_kib,
+        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
+        wall_s: m.wall_s,
+        cores: m.cores,
+    })
+}
+
+/// [`measure`] with several instances of the tool at once (one per argument list), all pinned
+/// to `cpu`: the client side of a load too large for one process's file descriptors.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_many(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    label: &str,
+    program: &str,
+    arg_lists: &[Vec<String>],
+    dir: &Path,
+    limit: Duration,
+) -> Result<Measured<Vec<String>>> {
+    let t0 = Instant::now();
+    let s0 = server.cpu_ticks();
+    let c0 = children_cpu_s();
+    let k0 = read_cpus();
+    let mut tools = Vec::new();
+    for args in arg_lists {
+        tools.push(Proc::spawn(
+            label,
+            &sb.info().client_ns,
+            cpu,
+            program,
+            args,
+            dir,
+        )?);
+    }
+    let mut placement = Vec::new();
+    let mut mem = (0, 0);
+    let mut ktcp = 0;
+    let mut sampled = false;
+    let end = t0 + limit;
+    while tools.iter_mut().any(|t| t.running()) && Instant::now() < end {
+        procs::sleep(Duration::from_millis(250))?;
+        let m = server.memory_kib();
+        if m.0 > mem.0 {
+            mem = m;
+            ktcp = kernel_tcp_mem_kib(sb);
+        }
+        if !sampled && t0.elapsed() > Duration::from_millis(600) && tools[0].running() {
+            placement.push(server.placement());
+            placement.push(tools[0].placement());
+            sampled = true;
+        }
+    }
+    let s1_before_exit = server.cpu_ticks();
+    let k1 = read_cpus();
+    let mut outs = Vec::new();
+    for tool in tools {
+        let (by_itself, out, errs) = tool.wait(Duration::from_secs(5))?;
+        if !by_itself {
+            log::warn!("{label} was stopped at its time limit");
+        }
+        if out.trim().is_empty() {
+            return err(format!(
+                "{label} printed nothing: {}",
+                procs::tail(&errs, 3)
+            ));
+        }
+        outs.push(out);
+    }
+    let c1 = children_cpu_s();
+    Ok(Measured {
+        report: outs,
+        server_cpu_s: procs::ticks_to_s(s0, s1_before_exit),
+        client_cpu_s: (c1 - c0).max(0.0),
+        placement,
+        server_mem_kib: mem,
+        kernel_tcp_mem_kib: ktcp,
+        wall_s: t0.elapsed().as_secs_f64(),
+        cores: core_usage(&k0, &k1),
+    })
+}
+
+/// Most connections one load-tool process is given: below the open-file limit.
+pub fn conns_per_process() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(s, _)| s as usize);
+    soft.saturating_sub(1000).max(500)
+}
+
+/// Runs wrk against `http://198.18.0.1/` from the client namespace: one process, or several
+/// on the same core when the connections exceed one process's open-file limit (requests and
+/// req/s are summed; latency percentiles are the worst of the processes).
+pub fn run_wrk(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    o: &WrkOpts,
+    dir: &Path,
+) -> Result<Measured<WrkReport>> {
+    let per = conns_per_process();
+    let nproc = o.conns.div_ceil(per).max(1);
+    let mut lists = Vec::new();
+    for i in 0..nproc {
+        let c = o.conns / nproc + usize::from(i < o.conns % nproc);
+        let mut args = vec![
+            format!("-t{}", o.threads.min(c)),
+            format!("-c{c}"),
+            format!("-d{}s", o.seconds),
+            format!("--timeout={}s", o.timeout_s),
+            "--latency".into(),
+        ];
+        if o.close {
+            args.push("-H".into());
+            args.push("Connection: close".into());
+        }
+        args.push(format!("http://{SERVER_IP}/"));
+        lists.push(args);
+    }
+    let limit = Duration::from_secs(o.seconds + o.timeout_s + 30);
+    let m = measure_many(sb, server, cpu, "wrk", "wrk", &lists, dir, limit)?;
+    let mut total = WrkReport::default();
+    for out in &m.report {
+        let r = parse::parse_wrk(out)?;
+        total.requests += r.requests;
+        total.rps += r.rps;
+        total.seconds = total.seconds.max(r.seconds);
+        total.err_connect += r.err_connect;
+        total.err_read += r.err_read;
+        total.err_write += r.err_write;
+        total.err_timeout += r.err_timeout;
+        total.non_2xx += r.non_2xx;
+        for (k, v) in r.latency_us {
+            let e = total.latency_us.entry(k).or_insert(0.0);
+            *e = e.max(v);
+        }
+    }
+    Ok(Measured {
+        report: total,
+        server_cpu_s: m.server_cpu_s,
+        client_cpu_s: m.client_cpu_s,
+        placement: m.placement,
+        server_mem_kib: m.server_mem_kib,
+        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
+        wall_s: m.wall_s,
+        cores: m.cores,
+    })
+}
+
+/// The usual metrics of a wrk run.
+pub fn wrk_metrics(m: &Measured<WrkReport>) -> Metrics {
+    let r = &m.report;
+    let mut x = Metrics::new();
+    x.insert("rps".into(), r.rps);
+    x.insert("requests".into(), r.requests as f64);
+    for (k, v) in &r.latency_us {
+        x.insert(format!("{k}_us"), *v);
+    }
+    x.insert(
+        "socket_errors".into(),
+        (r.err_connect + r.err_read + r.err_write + r.err_timeout) as f64,
+    );
+    x.insert("non_2xx".into(), r.non_2xx as f64);
+    x.insert("server_cpu_s".into(), m.server_cpu_s);
+    x.insert("client_cpu_s".into(), m.client_cpu_s);
+    if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.requests as f64) {
+        x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
+    }
+    add_core_metrics(&mut x, m);
+    x
+}
+
+/// Stops a stack server with SIGINT and reads its stats file.
+pub fn stop_stack(p: Proc, stats: &Path) -> Result<serde_json::Value> {
+    let label = p.label.clone();
+    let (_, errs) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+    let text = std::fs::read_to_string(stats).map_err(|e| {
+        procs::BenchError::Msg(format!(
+            "{label}: no stats file {} ({e}): {}",
+            stats.display(),
+            procs::tail(&errs, 3)
+        ))
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Starts a helper of this binary (`xdpstack-bench helper ...`) in a namespace.
+pub fn helper(
+    ctx: &Ctx,
+    netns: &str,
+    cpus: &str,
+    label: &str,
+    args: &[String],
+    dir: &Path,
+) -> Result<Proc> {
+    let mut a = vec!["helper".to_string()];
+    a.extend(args.iter().cloned());
+    Proc::spawn(label, netns, cpus, &ctx.bins.bench, &a, dir)
+}
+
+/// Convenience: `&[&str]` to `Vec<String>`.
+pub fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// Where the cores went in the median runs of `a` and `b`: a factual sentence for a missed
+/// target (which core was saturated, how much was softirq).
+pub fn explain(
+    case: &crate::model::Case,
+    a: &str,
+    b: &str,
+    server_core: usize,
+    client_core: usize,
+) -> String {
+    let mut parts = Vec::new();
+    for name in [a, b] {
+        let Some(s) = case.subject(name) else {
+            continue;
+        };
+        let g = |k: String| s.median.get(&k).copied();
+        if let (Some(sb), Some(cb)) = (
+            g(format!("core{server_core}_busy_pct")),
+            g(format!("core{client_core}_busy_pct")),
+        ) {
+            let ssi = g(format!("core{server_core}_softirq_pct")).unwrap_or(0.0);
+            let csi = g(format!("core{client_core}_softirq_pct")).unwrap_or(0.0);
+            let mut t = format!(
+                "{name}: core {server_core} (server) {sb:.0}% busy, {ssi:.0}% in softirq; core {client_core} (load) {cb:.0}% busy, {csi:.0}% in softirq"
+            );
+            if let Some(c) = g("server_cpu_ms_per_1k".into()) {
+                t.push_str(&format!(", server CPU {c:.1} ms per 1k"));
+            }
+            if cb >= 90.0 && sb < 90.0 {
+                t.push_str(" (the load generator's core was the busier one)");
+            } else if sb >= 90.0 {
+                t.push_str(" (the server core was fully busy)");
+            }
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "busy shares count every process on the machine; {}",
+            parts.join(" | ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_masks() {
+        assert_eq!(nginx_affinity(&[0], 1, 2), "01");
+        assert_eq!(nginx_affinity(&[0, 1], 2, 2), "01 10");
+        assert_eq!(nginx_affinity(&[1], 2, 4), "0010 0010");
+    }
+}

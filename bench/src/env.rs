@@ -1,0 +1,317 @@
+//! The runner's environment: the machine, the peer tools (installed with apt when missing), the
+//! binaries, and the sandboxes every scenario runs in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use xdpstack::sandbox::{Sandbox, SandboxSpec, Side};
+
+use crate::model::Meta;
+use crate::procs::{err, BenchError, Result};
+
+/// The repository root (the workspace this crate lives in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where results are written.
+pub fn results_dir() -> PathBuf {
+    repo_root().join("bench").join("results")
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).to_string();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The build profile of this binary ("release" or "debug"), from its path.
+pub fn profile() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let parent = exe
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("unknown");
+    parent.to_string()
+}
+
+/// Machine and build facts.
+pub fn meta(quick: bool, runs: usize) -> Meta {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mut tools = BTreeMap::new();
+    tools.insert("nginx".into(), sh("nginx", &["-v"]));
+    tools.insert(
+        "wrk".into(),
+        sh("wrk", &["-v"]).lines().next().unwrap_or("").to_string(),
+    );
+    tools.insert(
+        "ab".into(),
+        sh("ab", &["-V"]).lines().next().unwrap_or("").to_string(),
+    );
+    tools.insert(
+        "knotd".into(),
+        sh("knotd", &["-V"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    );
+    Meta {
+        date: sh("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+        kernel: sh("uname", &["-r"]),
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model,
+        mem_total_kib: crate::parse::proc_kib(&meminfo, "MemTotal").unwrap_or(0),
+        profile: profile(),
+        git: sh(
+            "git",
+            &[
+                "-C",
+                &repo_root().display().to_string(),
+                "describe",
+                "--always",
+                "--dirty",
+            ],
+        ),
+        quick,
+        runs,
+        loadavg_before: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        tools,
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            let f = d.join(tool);
+            f.is_file()
+        })
+    })
+}
+
+/// Makes sure the peer tools are there: installs the Debian packages of the missing ones
+/// (services are not started: RUNLEVEL=1). `tools` are (program, package).
+pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
+    xdpstack::sandbox::ensure_tools()?;
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(prog, _)| !on_path(prog) && !Path::new("/usr/sbin").join(prog).is_file())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing: {}", missing.join(" "));
+    let run = |args: &[&str]| -> Result<()> {
+        let st = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("RUNLEVEL", "1")
+            .status()?;
+        if st.success() {
+            Ok(())
+        } else {
+            err(format!("apt-get {} failed: {st}", args.join(" ")))
+        }
+    };
+    run(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend(missing.iter().copied());
+    run(&args)
+}
+
+/// Paths of the binaries the runner starts.
+#[derive(Clone, Debug)]
+pub struct Bins {
+    /// `xdpstack` (the stack's command).
+    pub xdpstack: String,
+    /// This binary, for the helpers (kernel servers and load generators).
+    pub bench: String,
+}
+
+/// Builds the `xdpstack` binary with the same profile as this one (cargo run builds only the
+/// library for us) and returns both paths.
+pub fn bins() -> Result<Bins> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| BenchError::Msg("no binary directory".into()))?;
+    let prof = profile();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(repo_root())
+        .args(["build", "-q", "-p", "xdpstack", "--bin", "xdpstack"]);
+    if prof == "release" {
+        cmd.arg("--release");
+    }
+    eprintln!("building the xdpstack binary ({prof})");
+    let st = cmd.status();
+    let xdp = dir.join("xdpstack");
+    match st {
+        Ok(s) if s.success() => {}
+        other => {
+            if !xdp.is_file() {
+                return err(format!(
+                    "cannot build xdpstack ({other:?}) and {} is missing",
+                    xdp.display()
+                ));
+            }
+            eprintln!(
+                "warning: cargo build failed ({other:?}); using {}",
+                xdp.display()
+            );
+        }
+    }
+    Ok(Bins {
+        xdpstack: xdp.display().to_string(),
+        bench: exe.display().to_string(),
+    })
+}
+
+/// A sandbox name unique to this run: `b<pid><tag>`.
+pub fn sandbox_name(tag: &str) -> String {
+    format!("b{}{tag}", std::process::id())
+}
+
+/// How the server side of a sandbox is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerSide {
+    /// The stack owns `xdp0`: the kernel has no address on it.
+    Stack,
+    /// A kernel server: `198.18.0.1/24` on `xdp0`, tx checksum offload off.
+    Kernel,
+}
+
+/// Builds a sandbox with `queues` queues, set up for `side`. The client gets a permanent
+/// neighbour entry for the server (the raw reflector answers no ARP) and, for the kernel
+/// side, the server gets one for the client.
+pub fn sandbox(tag: &str, queues: u16, side: ServerSide) -> Result<Sandbox> {
+    let sb = Sandbox::up(&SandboxSpec {
+        name: sandbox_name(tag),
+        queues,
+    })?;
+    let info = sb.info().clone();
+    let ip4 = |a: &str| a.split('/').next().unwrap_or(a).to_string();
+    run_in(
+        &sb,
+        Side::Client,
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            &ip4(&info.server_ip4),
+            "lladdr",
+            &info.server_mac,
+            "dev",
+            &info.client_if,
+            "nud",
+            "permanent",
+        ],
+    )?;
+    if side == ServerSide::Kernel {
+        run_in(
+            &sb,
+            Side::Server,
+            "ip",
+            &["addr", "add", &info.server_ip4, "dev", &info.server_if],
+        )?;
+        run_in(
+            &sb,
+            Side::Server,
+            "ethtool",
+            &["-K", &info.server_if, "tx", "off"],
+        )?;
+        run_in(
+            &sb,
+            Side::Server,
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                &ip4(&info.client_ip4),
+                "lladdr",
+                &info.client_mac,
+                "dev",
+                &info.server_if,
+                "nud",
+                "permanent",
+            ],
+        )?;
+    }
+    // Short connections by the ten thousand: let the client use the whole port range and
+    // reuse TIME_WAIT ports (per-namespace settings).
+    run_in(
+        &sb,
+        Side::Client,
+        "sysctl",
+        &["-q", "-w", "net.ipv4.ip_local_port_range=1024 65535"],
+    )?;
+    run_in(
+        &sb,
+        Side::Client,
+        "sysctl",
+        &["-q", "-w", "net.ipv4.tcp_tw_reuse=1"],
+    )?;
+    Ok(sb)
+}
+
+/// Runs a command in one side of a sandbox and fails with its stderr if it fails.
+pub fn run_in(sb: &Sandbox, side: Side, program: &str, args: &[&str]) -> Result<String> {
+    let out = sb.command(side, program).args(args).output()?;
+    if !out.status.success() {
+        return err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A fresh scratch directory for one scenario's configs and process output.
+pub fn scratch(scenario: &str) -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("xdpstack-bench-{}-{scenario}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Waits until something listens on TCP `port` in the sandbox's client view: a connect from
+/// the client namespace succeeds.
+pub fn wait_tcp(sb: &Sandbox, addr: &str, port: u16, limit: Duration) -> Result<bool> {
+    crate::procs::wait_until(limit, || {
+        sb.command(Side::Client, "timeout")
+            .args([
+                "1",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{addr}/{port} && exec 3>&- 3<&-"),
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}

@@ -1,0 +1,363 @@
+//! `xdpstack-bench`: the benchmark scenarios of xdpstack, their results and docs.
+//!
+//! ```text
+//! cargo run --release -p xdpstack-bench -- <scenario>|all [--runs 3] [--quick]
+//! cargo run --release -p xdpstack-bench -- report
+//! ```
+//!
+//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`. Each builds its own sandboxes
+//! (network namespaces with unique names), starts the servers and load tools pinned to cores,
+//! writes `bench/results/SCENARIO.json` and regenerates `docs/BENCHMARKS.md` and
+//! `docs/bench/*.png`. Ctrl-C stops the load, the servers and tears the sandboxes down.
+#![deny(unsafe_code)]
+
+mod common;
+mod env;
+mod kernel;
+mod load;
+mod model;
+mod parse;
+mod procs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xdpstack-bench", about = "xdpstack benchmark scenarios")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Runs per measurement (the median is reported). Default: 3, or 1 with --quick.
+    #[arg(long, global = true)]
+    runs: Option<usize>,
+    /// Smoke mode: short durations, fewer connections, 1 run unless --runs is given.
+    #[arg(long, global = true)]
+    quick: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// HTTP keep-alive and Connection: close, xdpstack vs nginx (wrk).
+    Http,
+    /// UDP echo and DNS: xdpstack vs kernel vs raw AF_XDP reflector.
+    Udp,
+    /// Connections per worker: kernel shared listener, kernel reuseport, xdpstack hash/queue.
+    Fairness,
+    /// Failed connections while listeners are replaced every 100 ms.
+    Churn,
+    /// req/s and server memory at 100, 1k, 10k, 50k concurrent connections.
+    Conns,
+    /// Every scenario, one after the other.
+    All,
+    /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
+    Report,
+    /// Processes the runner starts inside the namespaces (not for direct use).
+    #[command(hide = true)]
+    Helper {
+        #[command(subcommand)]
+        cmd: HelperCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum HelperCmd {
+    /// Kernel UDP echo server (SO_REUSEPORT, recvmmsg/sendmmsg).
+    Kudp {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value = "0")]
+        cpus: String,
+    },
+    /// Kernel HTTP server for short connections.
+    Khttp {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value = "0")]
+        cpus: String,
+        #[arg(long, value_enum)]
+        mode: kernel::ListenMode,
+        /// Replace every thread's listener this often (reuseport mode).
+        #[arg(long)]
+        churn_ms: Option<u64>,
+    },
+    /// Closed-loop UDP load generator (prints a JSON report).
+    Udpload {
+        #[arg(long)]
+        dst: SocketAddr,
+        #[arg(long, value_enum, default_value = "echo")]
+        mode: load::UdpMode,
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+        #[arg(long, default_value_t = 32)]
+        window: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100_000_000)]
+        max_packets: u64,
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        #[arg(long, default_value = "www.bench.test")]
+        qname: String,
+    },
+    /// Keep-alive HTTP load over many connections, each on its own bound source port.
+    Kaload {
+        #[arg(long)]
+        dst: SocketAddr,
+        #[arg(long)]
+        src: std::net::IpAddr,
+        #[arg(long)]
+        port_first: u16,
+        #[arg(long)]
+        port_count: u16,
+        #[arg(long)]
+        conns: u64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
+    /// Short HTTP connections (prints a JSON report).
+    Shortconn {
+        #[arg(long)]
+        dst: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        conns: u64,
+        #[arg(long, default_value_t = 20)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    if let Cmd::Helper { cmd } = cli.cmd {
+        return helper(cmd);
+    }
+    match runner(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(procs::BenchError::Interrupted) => {
+            eprintln!("xdpstack-bench: interrupted; sandboxes torn down");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("xdpstack-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn helper(cmd: HelperCmd) -> ExitCode {
+    let r: Result<(), String> = match cmd {
+        HelperCmd::Kudp {
+            bind,
+            threads,
+            cpus,
+        } => kernel::kudp(bind, threads, &kernel::parse_cpus(&cpus)),
+        HelperCmd::Khttp {
+            bind,
+            threads,
+            cpus,
+            mode,
+            churn_ms,
+        } => kernel::khttp(
+            bind,
+            threads,
+            &kernel::parse_cpus(&cpus),
+            mode,
+            churn_ms.map(Duration::from_millis),
+        ),
+        HelperCmd::Udpload {
+            dst,
+            mode,
+            sockets,
+            window,
+            seconds,
+            max_packets,
+            payload,
+            qname,
+        } => load::udpload(
+            dst,
+            mode,
+            sockets,
+            window,
+            seconds.clamp(0.1, 600.0),
+            max_packets,
+            payload,
+            &qname,
+        )
+        .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
+        .map(|s| println!("{s}")),
+        HelperCmd::Kaload {
+            dst,
+            src,
+            port_first,
+            port_count,
+            conns,
+            seconds,
+            timeout_ms,
+        } => load::kaload(
+            dst,
+            src,
+            port_first..port_first.saturating_add(port_count),
+            conns,
+            seconds.clamp(0.1, 600.0),
+            Duration::from_millis(timeout_ms),
+        )
+        .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
+        .map(|s| println!("{s}")),
+        HelperCmd::Shortconn {
+            dst,
+            conns,
+            concurrency,
+            seconds,
+            timeout_ms,
+        } => {
+            let r = load::shortconn(
+                dst,
+                conns,
+                concurrency,
+                seconds.clamp(0.1, 600.0),
+                Duration::from_millis(timeout_ms),
+            );
+            serde_json::to_string(&r)
+                .map_err(|e| e.to_string())
+                .map(|s| println!("{s}"))
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xdpstack-bench helper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runner(cli: &Cli) -> procs::Result<()> {
+    if matches!(cli.cmd, Cmd::Report) {
+        let p = report::regenerate()?;
+        println!("wrote {}", p.display());
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return procs::err("the scenarios need root (network namespaces, AF_XDP)");
+    }
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, procs::stop_flag().clone())?;
+    }
+    // Many connections: raise the open-file limit for us and everything we start, as far as
+    // we may (without CAP_SYS_RESOURCE the hard limit is the ceiling).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if setrlimit(Resource::RLIMIT_NOFILE, 1 << 20, 1 << 20).is_err() {
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+    let ctx = common::Ctx {
+        bins: env::bins()?,
+        quick: cli.quick,
+        runs: cli.runs.unwrap_or(if cli.quick { 1 } else { 3 }).max(1),
+        ncpu: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let which: Vec<&str> = match cli.cmd {
+        Cmd::Http => vec!["http"],
+        Cmd::Udp => vec!["udp"],
+        Cmd::Fairness => vec!["fairness"],
+        Cmd::Churn => vec!["churn"],
+        Cmd::Conns => vec!["conns"],
+        Cmd::All => report::ORDER.to_vec(),
+        Cmd::Report | Cmd::Helper { .. } => vec![],
+    };
+    let t0 = Instant::now();
+    let mut failures = Vec::new();
+    for id in which {
+        eprintln!(
+            "== scenario {id} ({} run(s){})",
+            ctx.runs,
+            if ctx.quick { ", quick" } else { "" }
+        );
+        let t = Instant::now();
+        let r = match id {
+            "http" => scenarios::http::run(&ctx),
+            "udp" => scenarios::udp::run(&ctx),
+            "fairness" => scenarios::fairness::run(&ctx),
+            "churn" => scenarios::churn::run(&ctx),
+            "conns" => scenarios::conns::run(&ctx),
+            _ => continue,
+        };
+        match r {
+            Ok(res) => {
+                // Configs and process output of a scenario that worked are not kept (set
+                // XDPSTACK_BENCH_KEEP=1 to keep them).
+                if std::env::var_os("XDPSTACK_BENCH_KEEP").is_none() {
+                    let _ = std::fs::remove_dir_all(
+                        std::env::temp_dir()
+                            .join(format!("xdpstack-bench-{}-{id}", std::process::id())),
+                    );
+                }
+                let p = report::save(&res)?;
+                eprintln!(
+                    "== {id}: {:.0} s, wrote {}",
+                    t.elapsed().as_secs_f64(),
+                    p.display()
+                );
+                for tg in &res.targets {
+                    eprintln!(
+                        "   {}: {} ({})",
+                        tg.name,
+                        match tg.met {
+                            Some(true) => "met",
+                            Some(false) => "missed",
+                            None => "not measured",
+                        },
+                        tg.detail
+                    );
+                }
+            }
+            Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
+            Err(e) => {
+                eprintln!(
+                    "== {id} failed: {e} (process output kept in {})",
+                    std::env::temp_dir()
+                        .join(format!("xdpstack-bench-{}-{id}", std::process::id()))
+                        .display()
+                );
+                failures.push(format!("{id}: {e}"));
+            }
+        }
+        if let Ok(left) = xdpstack::sandbox::leftovers() {
+            let ours: Vec<String> = left
+                .into_iter()
+                .filter(|n| n.starts_with(&format!("xs-b{}", std::process::id())))
+                .collect();
+            if !ours.is_empty() {
+                eprintln!("warning: namespaces left after {id}: {ours:?}");
+            }
+        }
+    }
+    let p = report::regenerate()?;
+    eprintln!(
+        "wrote {} ({:.0} s in all)",
+        p.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        procs::err(format!("failed scenarios: {}", failures.join("; ")))
+    }
+}

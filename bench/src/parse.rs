@@ -1,0 +1,539 @@
+//! Parsers of the load tools' output (wrk, ab) and of /proc.
+
+use std::collections::BTreeMap;
+
+/// What wrk printed (run with `--latency`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WrkReport {
+    /// Requests completed.
+    pub requests: u64,
+    /// Seconds wrk measured over.
+    pub seconds: f64,
+    /// `Requests/sec:`.
+    pub rps: f64,
+    /// Latency percentiles from `Latency Distribution`, in microseconds (50, 75, 90, 99).
+    pub latency_us: BTreeMap<String, f64>,
+    /// Socket errors: connect.
+    pub err_connect: u64,
+    /// Socket errors: read.
+    pub err_read: u64,
+    /// Socket errors: write.
+    pub err_write: u64,
+    /// Socket errors: timeout.
+    pub err_timeout: u64,
+    /// `Non-2xx or 3xx responses:`.
+    pub non_2xx: u64,
+}
+
+/// Why an output could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ParseError {
+    /// A line the report must have is missing.
+    #[error("no `{0}` line in the output")]
+    Missing(&'static str),
+    /// A value could not be read.
+    #[error("cannot read {what} from {text:?}")]
+    Bad {
+        /// What was being read.
+        what: &'static str,
+        /// The text.
+        text: String,
+    },
+}
+
+fn bad(what: &'static str, text: &str) -> ParseError {
+    ParseError::Bad {
+        what,
+        text: text.to_string(),
+    }
+}
+
+/// A duration as wrk prints it (`453.00us`, `1.20ms`, `2.00s`, `1.50m`) in microseconds.
+pub fn wrk_duration_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600e6)
+    } else {
+        return None;
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * mult)
+}
+
+/// Parses wrk's report.
+pub fn parse_wrk(out: &str) -> Result<WrkReport, ParseError> {
+    let mut r = WrkReport::default();
+    let mut got_rps = false;
+    let mut got_requests = false;
+    let mut in_dist = false;
+    for line in out.lines() {
+        let t = line.trim();
+        if t.starts_with("Latency Distribution") {
+            in_dist = true;
+            continue;
+        }
+        if in_dist {
+            if let Some((p, v)) = t.split_once('%') {
+                if let (Ok(p), Some(us)) = (p.trim().parse::<f64>(), wrk_duration_us(v)) {
+                    r.latency_us.insert(format!("p{}", p as u32), us);
+                    continue;
+                }
+            }
+            in_dist = false;
+        }
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().map_err(|_| bad("Requests/sec", t))?;
+            got_rps = true;
+        } else if t.contains(" requests in ") {
+            // "534485 requests in 5.00s, 84.60MB read"
+            let mut w = t.split_whitespace();
+            r.requests = w
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad("request count", t))?;
+            let secs = t
+                .split(" requests in ")
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .and_then(wrk_duration_us)
+                .ok_or_else(|| bad("duration", t))?;
+            r.seconds = secs / 1e6;
+            got_requests = true;
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            for part in v.split(',') {
+                let mut kv = part.split_whitespace();
+                let (Some(k), Some(n)) = (kv.next(), kv.next()) else {
+                    return Err(bad("socket errors", t));
+                };
+                let n: u64 = n.parse().map_err(|_| bad("socket errors", t))?;
+                match k {
+                    "connect" => r.err_connect = n,
+                    "read" => r.err_read = n,
+                    "write" => r.err_write = n,
+                    "timeout" => r.err_timeout = n,
+                    _ => {}
+                }
+            }
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx = v.trim().parse().map_err(|_| bad("non-2xx", t))?;
+        }
+    }
+    if !got_rps {
+        return Err(ParseError::Missing("Requests/sec:"));
+    }
+    if !got_requests {
+        return Err(ParseError::Missing("N requests in T"));
+    }
+    Ok(r)
+}
+
+/// What ab printed.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AbReport {
+    /// `Complete requests:`.
+    pub complete: u64,
+    /// `Failed requests:`.
+    pub failed: u64,
+    /// The breakdown of failures: connect, receive, length, exceptions.
+    pub failed_connect: u64,
+    /// Receive failures.
+    pub failed_receive: u64,
+    /// Length mismatches.
+    pub failed_length: u64,
+    /// Exceptions.
+    pub failed_exceptions: u64,
+    /// `Non-2xx responses:` (absent means 0).
+    pub non_2xx: u64,
+    /// `Time taken for tests:` in seconds.
+    pub seconds: f64,
+    /// `Requests per second:`.
+    pub rps: f64,
+    /// `Percentage of the requests served within a certain time (ms)`: p50.. p100, in ms.
+    pub latency_ms: BTreeMap<String, f64>,
+    /// ab stopped early (`Total of N requests completed` after an error).
+    pub aborted: Option<String>,
+}
+
+fn after_colon_num<T: std::str::FromStr>(t: &str, what: &'static str) -> Result<T, ParseError> {
+    t.split_once(':')
+        .and_then(|(_, v)| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad(what, t))
+}
+
+/// Parses ab's report. An ab that stopped on an error (it does on a refused connect) still
+/// yields a report, with `aborted` set and `complete` from its `Total of N requests completed`.
+pub fn parse_ab(out: &str) -> Result<AbReport, ParseError> {
+    let mut r = AbReport::default();
+    let mut got_complete = false;
+    let mut in_pct = false;
+    let mut last_error: Option<String> = None;
+    for line in out.lines() {
+        let t = line.trim();
+        if t.starts_with("Percentage of the requests served") {
+            in_pct = true;
+            continue;
+        }
+        if in_pct {
+            if let Some((p, v)) = t.split_once('%') {
+                if let (Ok(p), Some(Ok(ms))) = (
+                    p.trim().parse::<u32>(),
+                    v.split_whitespace().next().map(str::parse::<f64>),
+                ) {
+                    r.latency_ms.insert(format!("p{p}"), ms);
+                    continue;
+                }
+            }
+            in_pct = false;
+        }
+        if t.starts_with("Complete requests:") {
+            r.complete = after_colon_num(t, "complete requests")?;
+            got_complete = true;
+        } else if t.starts_with("Failed requests:") {
+            r.failed = after_colon_num(t, "failed requests")?;
+        } else if t.starts_with("(Connect:") {
+            // "(Connect: 0, Receive: 0, Length: 3, Exceptions: 0)"
+            let inner = t.trim_start_matches('(').trim_end_matches(')');
+            for part in inner.split(',') {
+                let (k, v) = part
+                    .split_once(':')
+                    .ok_or_else(|| bad("failure kinds", t))?;
+                let v: u64 = v.trim().parse().map_err(|_| bad("failure kinds", t))?;
+                match k.trim() {
+                    "Connect" => r.failed_connect = v,
+                    "Receive" => r.failed_receive = v,
+                    "Length" => r.failed_length = v,
+                    "Exceptions" => r.failed_exceptions = v,
+                    _ => {}
+                }
+            }
+        } else if t.starts_with("Non-2xx responses:") {
+            r.non_2xx = after_colon_num(t, "non-2xx")?;
+        } else if t.starts_with("Time taken for tests:") {
+            r.seconds = after_colon_num(t, "time taken")?;
+        } else if t.starts_with("Requests per second:") {
+            r.rps = after_colon_num(t, "requests per second")?;
+        } else if t.starts_with("apr_") || t.contains("Connection reset") {
+            last_error = Some(t.to_string());
+        } else if let Some(rest) = t.strip_prefix("Total of ") {
+            // "Total of 1234 requests completed"
+            if !got_complete {
+                r.complete = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| bad("total completed", t))?;
+                got_complete = true;
+            }
+            r.aborted = Some(last_error.clone().unwrap_or_else(|| t.to_string()));
+        }
+    }
+    if !got_complete {
+        return Err(ParseError::Missing("Complete requests:"));
+    }
+    Ok(r)
+}
+
+/// What `xdpstack pktgen` printed (its JSON summary).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PktgenReport {
+    /// Frames sent.
+    pub sent: u64,
+    /// Frames received.
+    pub received: u64,
+    /// Replies matched to something sent.
+    pub answered: u64,
+    /// Seconds of sending.
+    pub send_seconds: f64,
+    /// Sent per second.
+    pub tx_pps: f64,
+    /// Answered per second.
+    pub answered_pps: f64,
+    /// Round-trip percentiles, microseconds (0 when nothing was answered).
+    pub p50_us: f64,
+    /// 90th.
+    pub p90_us: f64,
+    /// 99th.
+    pub p99_us: f64,
+    /// 99.9th.
+    pub p999_us: f64,
+    /// CPU seconds (user + system) of pktgen's threads.
+    pub cpu_s: f64,
+    /// The frame accounting check ("ok" or what went wrong).
+    pub frame_accounting: String,
+}
+
+/// Parses pktgen's JSON summary.
+pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|_| bad("pktgen JSON", out))?;
+    let t = &v["totals"];
+    if !t.is_object() {
+        return Err(ParseError::Missing("totals"));
+    }
+    let u = |x: &serde_json::Value, what: &'static str| x.as_u64().ok_or_else(|| bad(what, out));
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    let lat = &v["latency_us"];
+    let cpu_s = v["threads"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    Ok(PktgenReport {
+        sent: u(&t["sent"], "sent")?,
+        received: u(&t["received"], "received")?,
+        answered: u(&t["answered"], "answered")?,
+        send_seconds: f(&t["send_seconds"]),
+        tx_pps: f(&t["tx_pps"]),
+        answered_pps: f(&t["answered_pps"]),
+        p50_us: f(&lat["p50"]),
+        p90_us: f(&lat["p90"]),
+        p99_us: f(&lat["p99"]),
+        p999_us: f(&lat["p999"]),
+        cpu_s,
+        frame_accounting: v["frame_accounting"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// CPU time of a process from the text of `/proc/PID/stat`: (utime + stime) in clock ticks,
+/// plus the CPU it last ran on (field 39).
+pub fn proc_stat_ticks(stat: &str) -> Result<(u64, Option<u32>), ParseError> {
+    // The command name (field 2) is in parentheses and may contain spaces or ')'.
+    let close = stat.rfind(')').ok_or_else(|| bad("/proc stat", stat))?;
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime field 15, processor field 39.
+    let field = |n: usize| rest.get(n - 3).copied();
+    let utime: u64 = field(14)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("utime", stat))?;
+    let stime: u64 = field(15)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("stime", stat))?;
+    let cpu = field(39).and_then(|v| v.parse().ok());
+    Ok((utime + stime, cpu))
+}
+
+/// Parent pid (field 4) from the text of `/proc/PID/stat`.
+pub fn proc_stat_ppid(stat: &str) -> Option<i32> {
+    let close = stat.rfind(')')?;
+    stat[close + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A `Key:   1234 kB` value from `/proc/PID/status` or `smaps_rollup`, in KiB.
+pub fn proc_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim() != key {
+            return None;
+        }
+        v.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Per-CPU jiffies from `/proc/stat`: for each `cpuN` line, (busy, softirq, total), where busy
+/// excludes idle and iowait.
+pub fn proc_stat_cpus(text: &str) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        let Some(name) = w.next() else { continue };
+        if !name.starts_with("cpu") || name == "cpu" {
+            continue;
+        }
+        let v: Vec<u64> = w.filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 7 {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v[3] + v[4];
+        out.push((total - idle, v[6], total));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 5s test @ http://198.18.0.1/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   468.34us  102.20us   5.09ms   91.77%
+    Req/Sec   107.41k     3.59k  113.12k    78.00%
+  Latency Distribution
+     50%  453.00us
+     75%  487.00us
+     90%    1.35ms
+     99%    2.01s 
+  534485 requests in 5.00s, 84.60MB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 12
+Requests/sec: 106897.52
+Transfer/sec:     16.92MB
+";
+
+    #[test]
+    fn wrk_report() {
+        let r = parse_wrk(WRK).expect("parses");
+        assert_eq!(r.requests, 534_485);
+        assert!((r.seconds - 5.0).abs() < 1e-9);
+        assert!((r.rps - 106_897.52).abs() < 1e-6);
+        assert_eq!(r.latency_us["p50"], 453.0);
+        assert_eq!(r.latency_us["p75"], 487.0);
+        assert_eq!(r.latency_us["p90"], 1350.0);
+        assert!((r.latency_us["p99"] - 2_010_000.0).abs() < 1e-6);
+        assert_eq!(
+            (r.err_connect, r.err_read, r.err_write, r.err_timeout),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(r.non_2xx, 12);
+    }
+
+    #[test]
+    fn wrk_without_errors_and_truncated() {
+        let clean: String = WRK
+            .lines()
+            .filter(|l| !l.contains("Socket errors") && !l.contains("Non-2xx"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let r = parse_wrk(&clean).expect("parses");
+        assert_eq!((r.err_connect, r.non_2xx), (0, 0));
+        assert_eq!(
+            parse_wrk("Running 5s test\n"),
+            Err(ParseError::Missing("Requests/sec:"))
+        );
+        assert!(matches!(
+            parse_wrk("Requests/sec: lots\n"),
+            Err(ParseError::Bad { .. })
+        ));
+    }
+
+    #[test]
+    fn wrk_units() {
+        assert_eq!(wrk_duration_us("12.5us"), Some(12.5));
+        assert_eq!(wrk_duration_us("2ms"), Some(2000.0));
+        assert_eq!(wrk_duration_us("1.5s"), Some(1_500_000.0));
+        assert_eq!(wrk_duration_us("1.00m"), Some(60_000_000.0));
+        assert_eq!(wrk_duration_us("fast"), None);
+    }
+
+    const AB: &str = "This is ApacheBench, Version 2.3 <$Revision: 1903618 $>
+Benchmarking 198.18.0.1 (be patient)
+Completed 2000 requests
+Finished 20000 requests
+
+
+Server Software:
+Server Hostname:        198.18.0.1
+Server Port:            80
+
+Document Path:          /
+Document Length:        20 bytes
+
+Concurrency Level:      50
+Time taken for tests:   2.345 seconds
+Complete requests:      20000
+Failed requests:        7
+   (Connect: 0, Receive: 2, Length: 5, Exceptions: 0)
+Non-2xx responses:      3
+Total transferred:      1520000 bytes
+Requests per second:    8528.43 [#/sec] (mean)
+Time per request:       5.863 [ms] (mean)
+
+Percentage of the requests served within a certain time (ms)
+  50%      5
+  66%      6
+  99%     12
+ 100%     20 (longest request)
+";
+
+    #[test]
+    fn ab_report() {
+        let r = parse_ab(AB).expect("parses");
+        assert_eq!(r.complete, 20_000);
+        assert_eq!(r.failed, 7);
+        assert_eq!((r.failed_receive, r.failed_length), (2, 5));
+        assert_eq!(r.non_2xx, 3);
+        assert!((r.seconds - 2.345).abs() < 1e-9);
+        assert!((r.rps - 8528.43).abs() < 1e-9);
+        assert_eq!(r.latency_ms["p50"], 5.0);
+        assert_eq!(r.latency_ms["p99"], 12.0);
+        assert_eq!(r.latency_ms["p100"], 20.0);
+        assert_eq!(r.aborted, None);
+    }
+
+    #[test]
+    fn ab_aborted() {
+        let out = "Benchmarking 198.18.0.1 (be patient)\n\
+                   apr_socket_connect(): Connection refused (111)\n\
+                   Total of 1234 requests completed\n";
+        let r = parse_ab(out).expect("parses");
+        assert_eq!(r.complete, 1234);
+        assert_eq!(
+            r.aborted.as_deref(),
+            Some("apr_socket_connect(): Connection refused (111)")
+        );
+        assert_eq!(
+            parse_ab("nothing"),
+            Err(ParseError::Missing("Complete requests:"))
+        );
+    }
+
+    #[test]
+    fn pktgen_summary() {
+        let out = r#"{
+  "tool": "xdpstack pktgen", "template": "echo", "rate_pps": 0,
+  "totals": {"sent": 1000, "received": 990, "answered": 980, "lost": 20,
+             "answered_ratio": 0.98, "send_seconds": 2.0, "tx_pps": 500.0,
+             "rx_pps": 495.0, "answered_pps": 490.0, "counters": {}},
+  "threads": [{"thread": 0, "cpu_user_s": 0.5, "cpu_sys_s": 0.25}],
+  "latency_us": {"count": 980, "min": 5.0, "mean": 9.0, "p50": 8.0, "p90": 12.0,
+                 "p99": 20.5, "p999": 40.0, "max": 90.0},
+  "frame_accounting": "ok"
+}"#;
+        let r = parse_pktgen(out).expect("parses");
+        assert_eq!((r.sent, r.received, r.answered), (1000, 990, 980));
+        assert_eq!(r.answered_pps, 490.0);
+        assert_eq!((r.p50_us, r.p99_us, r.p999_us), (8.0, 20.5, 40.0));
+        assert_eq!(r.cpu_s, 0.75);
+        assert_eq!(r.frame_accounting, "ok");
+        // Nothing answered: latency is null.
+        let none = out.replace(
+            r#""latency_us": {"count": 980, "min": 5.0, "mean": 9.0, "p50": 8.0, "p90": 12.0,
+                 "p99": 20.5, "p999": 40.0, "max": 90.0}"#,
+            r#""latency_us": null"#,
+        );
+        assert_eq!(parse_pktgen(&none).expect("parses").p99_us, 0.0);
+        assert_eq!(parse_pktgen("{}"), Err(ParseError::Missing("totals")));
+        assert!(parse_pktgen("not json").is_err());
+    }
+
+    #[test]
+    fn cpu_lines() {
+        let t = "cpu  10 0 10 80 0 0 5 0 0 0\ncpu0 5 0 5 40 0 0 3 0 0 0\ncpu1 5 0 5 38 2 0 2 1 0 0\nintr 1 2\n";
+        assert_eq!(proc_stat_cpus(t), vec![(13, 3, 53), (13, 2, 53)]);
+    }
+
+    #[test]
+    fn proc_stat() {
+        let stat = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 \
+                    3 0 100 1000 50 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(proc_stat_ticks(stat), Ok((325, Some(1))));
+        assert_eq!(proc_stat_ppid(stat), Some(1));
+        assert!(proc_stat_ticks("garbage").is_err());
+        let status = "Name:\tnginx\nVmRSS:\t   10240 kB\nThreads:\t1\n";
+        assert_eq!(proc_kib(status, "VmRSS"), Some(10240));
+        assert_eq!(proc_kib(status, "Pss"), None);
+    }
+}

@@ -1,0 +1,302 @@
+//! Scenario `conns`: requests/s and server memory with 100, 1k, 10k and 50k concurrent
+//! keep-alive connections, the stack against nginx.
+//!
+//! The load is this crate's `kaload` (one request at a time on every connection, like wrk's
+//! keep-alive mode) rather than wrk: every connection binds its own source port. One client
+//! address cannot open 50k connections to one server port through connect()'s port search in
+//! reasonable time (Linux scans one parity of the ephemeral range first, so once half of it is
+//! taken every connect() walks ~32k ports); wrk spent the whole run connecting.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Ctx, SERVER_IP};
+use crate::env::{self, ServerSide};
+use crate::load::KaLoadReport;
+use crate::model::{Case, Metrics, ScenarioResult, Subject};
+use crate::procs::{self, BenchError, Proc, Result};
+
+const STACK: &str = "xdpstack";
+const NGINX: &str = "nginx";
+/// Per-connection TCP buffer (each way) the stack runs with in this scenario.
+pub const TCP_BUF: u32 = 16 * 1024;
+/// Client source ports: 1024..65535.
+const PORT_FIRST: u32 = 1024;
+const PORT_END: u32 = 65535;
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
+    let started = Instant::now();
+    env::ensure_tools(&[("nginx", "nginx-light")])?;
+    let mut res = ctx.result(
+        "conns",
+        "Connection count: req/s and server memory vs concurrent connections",
+    );
+    let dir = env::scratch("conns")?;
+    // Larger levels get longer runs: the connections are opened inside the run.
+    let levels: [(usize, u64); 4] = if ctx.quick {
+        [(100, 3), (1_000, 3), (10_000, 6), (50_000, 10)]
+    } else {
+        [(100, 8), (1_000, 8), (10_000, 12), (50_000, 20)]
+    };
+    let per_proc = common::conns_per_process();
+    let server_cpu = ctx.server_cpu();
+    let client_cpu = ctx.client_cpu();
+    res.cores = format!(
+        "server pinned to core {server_cpu} (xdpstack: 1 worker); the client (kaload processes) \
+         pinned to core {client_cpu}. A fresh sandbox and server for every level and run, so \
+         memory is that level's."
+    );
+    for (level, secs) in levels {
+        let procs_n = level.div_ceil(per_proc).max(1);
+        let mut case = Case {
+            name: format!("{level} connections"),
+            load: format!(
+                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, one request in flight per connection, {secs} s, 10 s timeout{}",
+                level / procs_n,
+                if procs_n > 1 {
+                    format!("; nginx with {procs_n} worker processes, all on core {server_cpu}")
+                } else {
+                    String::new()
+                }
+            ),
+            subjects: vec![Subject::new(STACK), Subject::new(NGINX)],
+            ratios: Vec::new(),
+        };
+        for run in 0..ctx.runs {
+            for i in 0..2 {
+                // A fresh sandbox for every measurement: no ports left in TIME_WAIT, no orphans.
+                let r = if i == 0 {
+                    env::sandbox("ns", 1, ServerSide::Stack).and_then(|sb| {
+                        let (p, stats) = start_stack(ctx, &sb, &server_cpu, level, &dir)?;
+                        let idle = p.memory_kib();
+                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        let mut x = metrics(&m, idle);
+                        let st = common::stop_stack(p, &stats)?;
+                        let w = &st["workers"][0];
+                        for (k, v) in [
+                            ("accepted", &w["engine"]["accepted"]),
+                            ("syn_backlog_full", &w["engine"]["syn_backlog_full"]),
+                            ("loop_iterations", &w["loop"]["iterations"]),
+                            ("xsk_rx_ring_full", &w["port"]["kernel"]["rx_ring_full"]),
+                        ] {
+                            if let Some(v) = v.as_f64() {
+                                x.insert(k.into(), v);
+                            }
+                        }
+                        Ok((x, m.placement))
+                    })
+                } else {
+                    env::sandbox("nk", 1, ServerSide::Kernel).and_then(|sb| {
+                        common::tune_server_ns(&sb)?;
+                        let p = common::start_nginx(ctx, &sb, &[0], procs_n, 65535, &dir)?;
+                        let idle = p.memory_kib();
+                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        Ok((metrics(&m, idle), m.placement))
+                    })
+                };
+                match r {
+                    Ok((x, pl)) => {
+                        if run == 0 && level == 10_000 {
+                            res.placement.extend(pl);
+                        }
+                        case.subjects[i].runs.push(x);
+                    }
+                    Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+                    Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
+                }
+            }
+        }
+        for s in &mut case.subjects {
+            s.finish();
+        }
+        case.add_ratio("rps", STACK, NGINX);
+        case.add_ratio("rss_kib", STACK, NGINX);
+        res.cases.push(case);
+    }
+    // What the figures say about scaling, from the data.
+    for name in [STACK, NGINX] {
+        let mut parts = Vec::new();
+        for c in &res.cases {
+            let Some(s) = c.subject(name) else { continue };
+            let level = c.name.split_whitespace().next().unwrap_or("?");
+            let est = s.median.get("established").copied();
+            let cpu = s.median.get("server_cpu_ms_per_1k").copied();
+            if let (Some(e), Some(cpu)) = (est, cpu) {
+                parts.push(format!(
+                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests"
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            res.notes
+                .push(format!("{name} by level (medians): {}.", parts.join("; ")));
+        }
+    }
+    res.notes.push(format!(
+        "xdpstack runs with --tcp-buf {TCP_BUF} (a {} KiB receive and a {} KiB send buffer per \
+         connection, allocated by the stack in its own memory: they are in its RSS), \
+         --backlog 65535 and, above 10k connections, --frames 16384; the default buffer is \
+         64 KiB each way. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
+         TCP memory column (from /proc/net/sockstat; host-wide, so the client's sockets and \
+         other processes' count too) shows them.",
+        TCP_BUF / 1024,
+        TCP_BUF / 1024
+    ));
+    res.notes.push(format!(
+        "Open files are limited to {} per process here (RLIMIT_NOFILE; the hard limit cannot be \
+         raised without CAP_SYS_RESOURCE). Where a level needs more, the client runs several \
+         kaload processes on its core, and nginx runs as many worker processes, all pinned to \
+         the server core (the same CPU budget as the stack's one worker, which needs no file \
+         descriptor per connection).",
+        per_proc + 1000
+    ));
+    res.notes.push(
+        "kaload, not wrk: each connection binds its own source port (see the module docs: \
+         connect()'s port search crawls past ~32k connections from one address to one port). \
+         req/s counts the whole run, the connection phase included; `established` is how many \
+         connections completed their handshake."
+            .into(),
+    );
+    res.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(res)
+}
+
+fn start_stack(
+    ctx: &Ctx,
+    sb: &xdpstack::sandbox::Sandbox,
+    cpu: &str,
+    level: usize,
+    dir: &std::path::Path,
+) -> Result<(Proc, std::path::PathBuf)> {
+    let frames = if level > 10_000 { "16384" } else { "4096" };
+    let (p, stats) = common::start_stack(
+        ctx,
+        sb,
+        cpu,
+        &["http"],
+        &common::strings(&[
+            "--workers",
+            "1",
+            "--tcp-buf",
+            &TCP_BUF.to_string(),
+            "--backlog",
+            "65535",
+            "--frames",
+            frames,
+        ]),
+        dir,
+        "xdpstack http",
+    )?;
+    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
+        return procs::err(format!(
+            "xdpstack http did not come up: {}",
+            p.stderr_tail()
+        ));
+    }
+    Ok((p, stats))
+}
+
+/// Runs `procs_n` kaload processes (disjoint source-port ranges) for `level` connections.
+#[allow(clippy::too_many_arguments)]
+fn run_load(
+    ctx: &Ctx,
+    sb: &xdpstack::sandbox::Sandbox,
+    server: &Proc,
+    cpu: &str,
+    level: usize,
+    procs_n: usize,
+    secs: u64,
+    dir: &std::path::Path,
+) -> Result<common::Measured<KaLoadReport>> {
+    let span = (PORT_END - PORT_FIRST) / procs_n as u32;
+    let client_ip = sb
+        .info()
+        .client_ip4
+        .split('/')
+        .next()
+        .unwrap_or("198.18.0.2")
+        .to_string();
+    let lists: Vec<Vec<String>> = (0..procs_n)
+        .map(|k| {
+            let conns = level / procs_n + usize::from(k < level % procs_n);
+            common::strings(&[
+                "helper",
+                "kaload",
+                "--dst",
+                &format!("{SERVER_IP}:80"),
+                "--src",
+                &client_ip,
+                "--port-first",
+                &(PORT_FIRST + k as u32 * span).to_string(),
+                "--port-count",
+                &span.to_string(),
+                "--conns",
+                &conns.to_string(),
+                "--seconds",
+                &secs.to_string(),
+                "--timeout-ms",
+                "10000",
+            ])
+        })
+        .collect();
+    let m = common::measure_many(
+        sb,
+        server,
+        cpu,
+        "kaload",
+        &ctx.bins.bench,
+        &lists,
+        dir,
+        Duration::from_secs(secs + 30),
+    )?;
+    let mut t = KaLoadReport::default();
+    for out in &m.report {
+        let r: KaLoadReport = serde_json::from_str(out.trim())?;
+        t.conns += r.conns;
+        t.established += r.established;
+        t.peak_established += r.peak_established;
+        t.connect_seconds = t.connect_seconds.max(r.connect_seconds);
+        t.requests += r.requests;
+        t.non_200 += r.non_200;
+        t.errors += r.errors;
+        t.timeouts += r.timeouts;
+        t.seconds = t.seconds.max(r.seconds);
+        t.rps += r.rps;
+        t.p50_us = t.p50_us.max(r.p50_us);
+        t.p99_us = t.p99_us.max(r.p99_us);
+    }
+    Ok(common::Measured {
+        report: t,
+        server_cpu_s: m.server_cpu_s,
+        client_cpu_s: m.client_cpu_s,
+        placement: m.placement,
+        server_mem_kib: m.server_mem_kib,
+        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
+        wall_s: m.wall_s,
+        cores: m.cores,
+    })
+}
+
+fn metrics(m: &common::Measured<KaLoadReport>, idle: (u64, u64)) -> Metrics {
+    let r = &m.report;
+    let mut x = Metrics::new();
+    x.insert("rps".into(), r.rps);
+    x.insert("requests".into(), r.requests as f64);
+    x.insert("p50_us".into(), r.p50_us);
+    x.insert("p99_us".into(), r.p99_us);
+    x.insert("established".into(), r.peak_established as f64);
+    x.insert("connect_s".into(), r.connect_seconds);
+    x.insert("errors".into(), (r.errors + r.non_200) as f64);
+    x.insert("timeouts".into(), r.timeouts as f64);
+    x.insert("server_cpu_s".into(), m.server_cpu_s);
+    x.insert("client_cpu_s".into(), m.client_cpu_s);
+    if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.requests as f64) {
+        x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
+    }
+    x.insert("rss_idle_kib".into(), idle.0 as f64);
+    x.insert("rss_kib".into(), m.server_mem_kib.0 as f64);
+    x.insert("pss_kib".into(), m.server_mem_kib.1 as f64);
+    x.insert("kernel_tcp_mem_kib".into(), m.kernel_tcp_mem_kib as f64);
+    common::add_core_metrics(&mut x, m);
+    x
+}

@@ -1,0 +1,7 @@
+//! The scenarios, one module each.
+
+pub mod churn;
+pub mod conns;
+pub mod fairness;
+pub mod http;
+pub mod udp;
