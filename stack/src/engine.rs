@@ -519,6 +519,9 @@ impl<R: Rings> Engine<R> {
                         }
                     }
                     None if syn && !ack => self.new_tcp_flow(now, pkt, parsed, hint, rx_core, hops),
+                    None if rst && hops == 0 && self.shared.mesh.cores() > 1 => {
+                        self.offer_rst(pkt, parsed, rx_core)
+                    }
                     // Not a flow we know: smoltcp answers with RST.
                     None => self.feed(now, pkt),
                 }
@@ -665,6 +668,42 @@ impl<R: Rings> Engine<R> {
                 false
             }
         }
+    }
+
+    /// A peer's RST for a flow this core does not know. Linux sends the RST
+    /// for a socket it no longer has with a hash of its own, so it can come
+    /// in on another queue than the flow did; lost here, our side of the
+    /// flow would retransmit until its close timeout. Offer it to every
+    /// other core: the owner takes it, the others drop it (a RST is never
+    /// answered).
+    fn offer_rst(&mut self, pkt: Pkt, parsed: ParsedIp, rx_core: usize) {
+        let data = match pkt {
+            Pkt::Bytes(b) => b,
+            Pkt::Frame(f, len) => {
+                let mut buf = self.pool.pop().unwrap_or_default();
+                buf.clear();
+                self.port.read(f, |b| {
+                    if let Some(ip) = b.get(ETH_HDR..ETH_HDR + len) {
+                        buf.extend_from_slice(ip);
+                    }
+                });
+                buf
+            }
+        };
+        for core in (0..self.shared.mesh.cores()).filter(|&c| c != self.core) {
+            let msg = Msg::Packet {
+                data: data.clone(),
+                parsed,
+                member: None,
+                rx_core,
+                hops: 1,
+            };
+            match self.shared.mesh.send(self.core, core, msg) {
+                Ok(()) => self.counters.handed_off += 1,
+                Err(_) => self.counters.handoff_dropped += 1,
+            }
+        }
+        self.recycle(data);
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
