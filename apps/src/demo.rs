@@ -179,7 +179,8 @@ fn drive(
                 "--addr",
                 &info.server_ip4,
             ])
-            .args(["--addr6", &info.server_ip6, "--workers"])
+            // A short graceful stop: the demo waits at most 5 s for the server.
+            .args(["--addr6", &info.server_ip6, "--grace", "2", "--workers"])
             .arg(info.queues.to_string())
             .arg("--stats-file")
             .arg(&stats)

@@ -784,6 +784,34 @@ fn ab_short_and_keep_alive_runs_without_failures() {
     assert_eq!(total(&stats, "/app/rejected_max_conns"), 0, "{stats:#}");
 }
 
+/// wrk stops mid-request: the clients' kernels reset what is left, and those resets may come
+/// in on the other queue (Linux hashes a reset for a socket it no longer has on its own). The
+/// stop must still be prompt: no connection left retransmitting until the grace runs out.
+#[test]
+fn stop_after_wrk_is_prompt_on_two_queues() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("wrkstop", 2);
+    for round in 0..3 {
+        let mut server = Server::start(&sb, Service::Http, &["--workers", "2"]);
+        let mut cmd = client(&sb, 30, "wrk", ["-t2", "-c50", "-d2s", "--timeout", "2s"]);
+        cmd.arg(format!("http://{SERVER_IP4}/"));
+        let out = run_ok(&mut cmd);
+        let rps = out
+            .lines()
+            .find(|l| l.starts_with("Requests/sec"))
+            .unwrap_or("");
+        kill(server.pid(), Signal::SIGINT).expect("SIGINT");
+        let took = wait_exit(&mut server, Duration::from_secs(10));
+        eprintln!("round {round}: wrk {rps}; the server stopped in {took:.2?}");
+        let stats = server.stop();
+        assert_frames_ok(&stats);
+        for w in workers(&stats) {
+            assert_eq!(w["loop"]["grace_expired"], false, "{stats:#}");
+        }
+        assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. SIGHUP: listeners replaced under load, no request lost.
 
