@@ -37,3 +37,7 @@ if ! command -v cargo >/dev/null; then
   [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
+# The test command runs cargo fmt and clippy.
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi

@@ -479,8 +479,13 @@ impl<R: Rings> Port<R> {
             self.st.counters.tx_dropped += 1;
             return None;
         }
-        let addr = self.st.free.pop()?;
+        let Some(addr) = self.st.free.pop() else {
+            self.st.counters.tx_no_frame += 1;
+            return None;
+        };
         if !self.st.mv(addr, Place::Free, Place::Rx) {
+            // The ledger refused (recorded for `check`); keep the frame listed.
+            self.st.free.push(addr);
             return None;
         }
         // SAFETY: the frame moved Free -> Rx just now: this port owns it and

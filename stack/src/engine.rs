@@ -657,8 +657,7 @@ impl<R: Rings> Engine<R> {
         let data = match pkt {
             Pkt::Bytes(b) => b,
             Pkt::Frame(f, len) => {
-                let mut buf = self.pool.pop().unwrap_or_default();
-                buf.clear();
+                let mut buf = self.buffer();
                 self.port.read(f, |b| {
                     if let Some(ip) = b.get(ETH_HDR..ETH_HDR + len) {
                         buf.extend_from_slice(ip);
@@ -689,9 +688,24 @@ impl<R: Rings> Engine<R> {
         }
     }
 
+    /// A packet buffer: from this core's pool, else one another core gave
+    /// back (handoff is mostly one way: the receiver frees what the sender
+    /// took), else a new one.
+    fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self
+            .pool
+            .pop()
+            .or_else(|| self.shared.mesh.spare())
+            .unwrap_or_default();
+        b.clear();
+        b
+    }
+
     fn recycle(&mut self, buf: Vec<u8>) {
         if self.pool.len() < 256 {
             self.pool.push(buf);
+        } else {
+            self.shared.mesh.give_spare(buf);
         }
     }
 
@@ -748,12 +762,19 @@ impl<R: Rings> Engine<R> {
             self.counters.udp_queue_full += 1;
             return self.release_pkt(pkt);
         }
-        let mut data = self.pool.pop().unwrap_or_default();
-        data.clear();
+        let mut data = self.buffer();
         let plen = parsed.payload_len;
+        // The payload starts after the IP and UDP headers (parse_ip allows no
+        // IPv6 extension headers); the UDP length, not the IP length, says
+        // where it ends.
         let copy = |ip: &[u8], out: &mut Vec<u8>| {
-            if ip.len() >= plen {
-                out.extend_from_slice(&ip[ip.len() - plen..]);
+            let ip_hdr = match ip.first().map(|b| b >> 4) {
+                Some(4) => usize::from(ip[0] & 0x0f) * 4,
+                _ => 40,
+            };
+            let start = ip_hdr + 8;
+            if let Some(p) = ip.get(start..start + plen) {
+                out.extend_from_slice(p);
             }
         };
         match &pkt {

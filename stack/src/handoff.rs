@@ -99,6 +99,9 @@ struct Inbox {
 /// The queues between all cores of one process.
 pub struct Mesh {
     inboxes: Vec<Inbox>,
+    /// Packet buffers a core freed beyond its own pool, for any core to
+    /// take (bounded; past that they are dropped).
+    spare: ArrayQueue<Vec<u8>>,
 }
 
 /// Why a mesh could not be built.
@@ -119,7 +122,20 @@ impl Mesh {
                 counters: HandoffCounters::default(),
             });
         }
-        Ok(Mesh { inboxes })
+        Ok(Mesh {
+            inboxes,
+            spare: ArrayQueue::new(1024),
+        })
+    }
+
+    /// A packet buffer another core gave back.
+    pub fn spare(&self) -> Option<Vec<u8>> {
+        self.spare.pop()
+    }
+
+    /// Offer a freed packet buffer to the other cores.
+    pub fn give_spare(&self, buf: Vec<u8>) {
+        let _ = self.spare.push(buf);
     }
 
     /// Number of cores.

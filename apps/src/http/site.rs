@@ -286,7 +286,10 @@ pub fn normalize<'a>(target: &'a str, out: &mut Vec<u8>) -> Result<Normalized<'a
     out.clear();
     let mut path = target;
     for scheme in ["http://", "https://"] {
-        if path.len() >= scheme.len() && path[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compare bytes: a target may hold UTF-8, and slicing the str at
+        // `scheme.len()` could cut a character in two.
+        let prefix = path.as_bytes().get(..scheme.len());
+        if prefix.is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes())) {
             let rest = &path[scheme.len()..];
             path = rest.find('/').map_or("/", |i| &rest[i..]);
             break;
@@ -429,6 +432,9 @@ mod tests {
     #[test]
     fn plain_paths() {
         assert_eq!(norm("/"), Ok(("".into(), true)));
+        // Multi-byte characters where a scheme would end: no panic.
+        assert!(norm("/abcde€").is_ok());
+        assert!(norm("/abcdef€x").is_ok());
         assert_eq!(norm("/a/b.html"), Ok(("a/b.html".into(), false)));
         assert_eq!(norm("/a/b/"), Ok(("a/b".into(), true)));
         assert_eq!(norm("//a//./b"), Ok(("a/b".into(), false)));
