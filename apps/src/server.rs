@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nic::xsk::{rx_queue_count, XdpMode, XskConfig, XskRings};
+use nic::xsk::{rx_queue_count, XskConfig, XskRings};
 use serde_json::{json, Value};
 use stack::engine::{Engine, EngineConfig};
 use stack::reuseport::{selector_by_name, BindOptions, FlowHasher, Selector};
@@ -184,20 +184,6 @@ pub enum ServeError {
     StatsFile(String, std::io::Error),
 }
 
-fn read_mac(iface: &str) -> Result<[u8; 6], ServeError> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .map_err(|_| ServeError::Mac(iface.into()))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    if parts.len() != 6 {
-        return Err(ServeError::Mac(iface.into()));
-    }
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).map_err(|_| ServeError::Mac(iface.into()))?;
-    }
-    Ok(mac)
-}
-
 /// The stop flag, set by SIGINT/SIGTERM.
 pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -245,15 +231,12 @@ where
             workers: args.workers,
         });
     }
-    let mac = read_mac(&args.iface)?;
+    let mac =
+        crate::pktgen::read_mac(&args.iface).map_err(|_| ServeError::Mac(args.iface.clone()))?;
     let stop = stop_flag()?;
     let xcfg = XskConfig {
         frames: args.frames,
-        mode: match args.xdp_mode {
-            ModeArg::Auto => XdpMode::Auto,
-            ModeArg::Native => XdpMode::Native,
-            ModeArg::Generic => XdpMode::Generic,
-        },
+        mode: crate::pktgen::xdp_mode(args.xdp_mode),
         ..XskConfig::default()
     };
     // Open every port before starting any worker: a refused start fails whole.
