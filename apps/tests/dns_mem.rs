@@ -134,9 +134,10 @@ impl Net {
                 return;
             }
             self.client.step();
-            self.engine.ingress();
+            let now = self.engine.clock();
+            self.engine.ingress(now);
             self.app.poll(&mut self.engine, std::time::Instant::now());
-            self.engine.egress();
+            self.engine.egress(now);
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
         panic!("not done: {what}");

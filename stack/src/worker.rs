@@ -105,14 +105,14 @@ pub fn run<R: Rings, A: App<R>>(
             }
         }
         stats.iterations += 1;
-        let n = engine.ingress();
+        let n = engine.ingress(engine.clock());
         let now = Instant::now();
         let due = app_deadline.is_some_and(|d| d <= now);
         if n > 0 || engine.dirty() || due {
             app_deadline = app.poll(engine, now);
         }
         let busy = stopping.is_none() || app.stopping(engine, now);
-        engine.egress();
+        engine.egress(engine.clock());
         if !busy {
             break;
         }
@@ -124,7 +124,7 @@ pub fn run<R: Rings, A: App<R>>(
             continue;
         }
         let mut timeout = cfg.max_sleep;
-        if let Some(d) = engine.poll_delay() {
+        if let Some(d) = engine.poll_delay(engine.clock()) {
             timeout = timeout.min(d);
         }
         if let Some(d) = app_deadline {
@@ -152,7 +152,7 @@ pub fn run<R: Rings, A: App<R>>(
         stats.grace_used = since.elapsed();
     }
     app.shutdown(engine);
-    engine.egress();
+    engine.egress(engine.clock());
     stats
 }
 

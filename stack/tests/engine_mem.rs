@@ -14,9 +14,9 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
-use stack::engine::{Engine, EngineConfig};
+use stack::engine::{Engine, EngineConfig, ListenerId, UdpId};
 use stack::parse::{FlowKey, Proto};
-use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher, MemberId};
+use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher};
 use stack::shared::Shared;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -28,7 +28,6 @@ struct Client {
     iface: Interface,
     sockets: SocketSet<'static>,
     frames: Vec<Frame>,
-    start: std::time::Instant,
 }
 
 impl Client {
@@ -51,16 +50,10 @@ impl Client {
             iface,
             sockets: SocketSet::new(Vec::new()),
             frames: Vec::new(),
-            start: std::time::Instant::now(),
         }
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.start.elapsed().as_micros() as i64)
-    }
-
-    fn step(&mut self) {
-        let now = self.now();
+    fn step(&mut self, now: Instant) {
         self.port.recv(&mut self.frames);
         for f in std::mem::take(&mut self.frames) {
             let rx = RxPacket {
@@ -102,10 +95,12 @@ impl Client {
     }
 }
 
+/// Both ends on one virtual clock: each round is a millisecond.
 struct Net {
     engine: Engine<MemRings>,
     client: Client,
     shared: Arc<Shared>,
+    clock: Instant,
 }
 
 impl Net {
@@ -128,16 +123,23 @@ impl Net {
             engine,
             client: Client::new(b),
             shared,
+            clock: Instant::from_millis(1),
         }
     }
 
     /// Run both ends `rounds` times.
     fn run(&mut self, rounds: usize) {
         for _ in 0..rounds {
-            self.client.step();
-            self.engine.ingress();
-            self.engine.egress();
+            self.step();
+            self.clock += smoltcp::time::Duration::from_millis(1);
         }
+    }
+
+    /// One exchange at the current time, the clock not moving.
+    fn step(&mut self) {
+        self.client.step(self.clock);
+        self.engine.ingress(self.clock);
+        self.engine.egress(self.clock);
     }
 
     /// Run until `done` or `max` rounds (then fail).
@@ -147,7 +149,6 @@ impl Net {
                 return;
             }
             self.run(1);
-            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         panic!("not done after {max} rounds: {what}");
     }
@@ -211,11 +212,11 @@ fn hijack_is_refused_and_no_flow_reaches_it() {
 #[test]
 fn group_spreads_flows_by_the_keyed_hash() {
     let mut net = Net::new();
-    let ids: Vec<MemberId> = (0..3)
+    let ids: Vec<ListenerId> = (0..3)
         .map(|_| net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap())
         .collect();
     let hasher = FlowHasher::with_key(KEY.0, KEY.1);
-    let mut expected: HashMap<MemberId, usize> = HashMap::new();
+    let mut expected: HashMap<ListenerId, usize> = HashMap::new();
     let ports: Vec<u16> = (0..60).map(|i| 41000 + i * 7).collect();
     for &p in &ports {
         let idx = reciprocal_scale(hasher.hash(&key_for(p, 80)), ids.len());
@@ -223,7 +224,7 @@ fn group_spreads_flows_by_the_keyed_hash() {
     }
     let hs: Vec<_> = ports.iter().map(|&p| net.client.connect(p, 80)).collect();
     net.run_until(3000, "connections established", |n| established(n, &hs));
-    let mut got: HashMap<MemberId, usize> = HashMap::new();
+    let mut got: HashMap<ListenerId, usize> = HashMap::new();
     net.run_until(200, "all accepted", |n| {
         for &id in &ids {
             while n.engine.accept(id).is_some() {
@@ -277,8 +278,8 @@ fn closed_listener_queue_migrates_to_a_live_member() {
         echoed == 30
     });
     let rep = net.shared.report();
-    let a_rep = rep.listeners.iter().find(|l| l.id == a.0).unwrap();
-    let b_rep = rep.listeners.iter().find(|l| l.id == b.0).unwrap();
+    let a_rep = rep.listeners.iter().find(|l| l.id == a.0 .0).unwrap();
+    let b_rep = rep.listeners.iter().find(|l| l.id == b.0 .0).unwrap();
     assert_eq!(a_rep.state, "closed");
     assert_eq!(a_rep.counters.migrated_out as usize, on_a);
     assert_eq!(b_rep.counters.migrated_in as usize, on_a);
@@ -333,7 +334,9 @@ fn drained_listener_takes_no_new_flows_but_keeps_its_own() {
 
 #[test]
 fn full_backlog_drops_syns_and_counts_them() {
-    let mut net = Net::new();
+    // Without SYN cookies a SYN beyond the backlog is dropped (with them it
+    // is answered with a cookie: see `syn_cookies_*`).
+    let mut net = Net::with(|c| c.syncookies = false);
     let a = net
         .engine
         .tcp_listen(BindAddr::Any4, 80, BindOptions::new(0).with_backlog(2))
@@ -357,7 +360,7 @@ fn full_backlog_drops_syns_and_counts_them() {
 #[test]
 fn udp_group_keeps_each_four_tuple_on_one_member() {
     let mut net = Net::new();
-    let ids: Vec<MemberId> = (0..2)
+    let ids: Vec<UdpId> = (0..2)
         .map(|_| net.engine.udp_bind(BindAddr::Any4, 53, opts(0)).unwrap())
         .collect();
     let mut socks = Vec::new();
@@ -370,7 +373,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
         socks.push(net.client.sockets.add(s));
     }
     let server = IpEndpoint::new(IpAddress::Ipv4(SERVER), 53);
-    let mut seen: HashMap<u16, MemberId> = HashMap::new();
+    let mut seen: HashMap<u16, UdpId> = HashMap::new();
     let mut buf = [0u8; 64];
     for round in 0..3 {
         for &h in &socks {
@@ -421,7 +424,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
 
 // ---- readiness, connection counts, close timeout, the graceful stop ----
 
-fn accept_all(net: &mut Net, l: MemberId, n: usize) -> Vec<stack::socket::ConnId> {
+fn accept_all(net: &mut Net, l: ListenerId, n: usize) -> Vec<stack::socket::ConnId> {
     let mut conns = Vec::new();
     net.run_until(500, "all accepted", |net| {
         while let Some(c) = net.engine.accept(l) {
@@ -517,7 +520,7 @@ fn close_timeout_resets_a_peer_that_never_closes() {
     let h = net.client.connect(46200, 80);
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
-    let closed_at = std::time::Instant::now();
+    let closed_at = net.clock;
     net.engine.close(c);
     // The client never closes its side: our socket sits in FIN_WAIT_2.
     net.run_until(2000, "peer saw our FIN", |n| {
@@ -527,7 +530,7 @@ fn close_timeout_resets_a_peer_that_never_closes() {
     net.run_until(5000, "reset after the close timeout", |n| {
         n.client.tcp(h).state() == tcp::State::Closed && n.engine.connections() == 0
     });
-    assert!(closed_at.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(net.clock - closed_at >= smoltcp::time::Duration::from_millis(300));
     assert_eq!(net.engine.stats().engine.close_timeouts, 1);
     net.engine.check_frames().unwrap();
 }
@@ -546,9 +549,7 @@ fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
     net.run_until(200, "SYN admitted", |n| n.engine.pending(l) == 1);
     // The client forgets the connection: its stack answers the SYN-ACK with RST.
     net.client.sockets.remove(gone);
-    net.client.step();
-    net.engine.ingress();
-    net.engine.egress();
+    net.step();
     assert_eq!(
         net.engine.pending(l),
         0,

@@ -234,7 +234,7 @@ impl DnsApp {
         let listener = engine
             .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
             .map_err(|e| e.to_string())?;
-        for id in [udp, listener] {
+        for id in [udp.member(), listener.member()] {
             let _ = engine
                 .shared()
                 .registry
