@@ -136,7 +136,14 @@ mod tests {
     #[test]
     fn the_mss_is_the_largest_entry_not_above_the_clients() {
         let j = CookieJar::with_key(1, 2);
-        for (asked, got) in [(0, 536), (100, 536), (1000, 536), (1460, 1460), (1450, 1440), (9000, 8960)] {
+        for (asked, got) in [
+            (0, 536),
+            (100, 536),
+            (1000, 536),
+            (1460, 1460),
+            (1450, 1440),
+            (9000, 8960),
+        ] {
             let (c, m) = j.make(&key(9), 5, asked, 500);
             assert_eq!(m, got, "asked {asked}");
             assert_eq!(j.check(&key(9), 5, c, 500), Some(got));

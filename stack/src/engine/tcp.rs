@@ -242,10 +242,7 @@ impl<R: Rings> Engine<R> {
         slot.dirty = false;
         slot.ready = false;
         self.conns.live += 1;
-        Some(ConnId {
-            idx,
-            gen: slot.gen,
-        })
+        Some(ConnId { idx, gen: slot.gen })
     }
 
     /// A free slot with no socket in it (for a socket migrating in).
@@ -562,7 +559,8 @@ impl<R: Rings> Engine<R> {
             l.half_open += 1;
         }
         if let Some(s) = self.conns.slot_mut(c) {
-            s.deadline = Some(now + SDuration::from_micros(self.cfg.syn_timeout.as_micros() as u64));
+            s.deadline =
+                Some(now + SDuration::from_micros(self.cfg.syn_timeout.as_micros() as u64));
         }
         self.own_flow(key, c, rx_core);
         self.conns.mark_dirty(c);

@@ -243,5 +243,4 @@ impl<R: Rings> Engine<R> {
             Err(UdpError::BufferFull)
         }
     }
-
 }

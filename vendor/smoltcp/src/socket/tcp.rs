@@ -1929,7 +1929,8 @@ impl<'a> Socket<'a> {
                     local: IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port),
                     remote: IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
                 });
-                self.local_seq_no = match self.next_isn.take() {
+                let cookie = self.next_isn.take();
+                self.local_seq_no = match cookie {
                     Some(isn) => isn,
                     None => Self::random_seq_no(cx),
                 };
@@ -1947,6 +1948,13 @@ impl<'a> Socket<'a> {
                 }
                 self.set_state(State::SynReceived);
                 self.timer.set_for_idle(cx.now(), self.keep_alive);
+                if cookie.is_some() {
+                    // xdpstack patch: the SYN-ACK went out already, as the
+                    // cookie; record it as sent (what `dispatch` records).
+                    self.remote_last_seq = self.local_seq_no + 1;
+                    self.remote_last_ack = Some(self.remote_seq_no);
+                    self.remote_last_win = self.scaled_window();
+                }
             }
 
             // ACK packets in the SYN-RECEIVED state change it to ESTABLISHED.
