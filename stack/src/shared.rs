@@ -42,7 +42,12 @@ impl Shared {
 
     /// The engine clock now: time since `epoch`.
     pub fn now(&self) -> smoltcp::time::Instant {
-        smoltcp::time::Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+        self.time_at(std::time::Instant::now())
+    }
+
+    /// The engine clock at `t`.
+    pub fn time_at(&self, t: std::time::Instant) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(t.saturating_duration_since(self.epoch).as_micros() as i64)
     }
 
     /// Keep a closed listener's final report.
