@@ -823,6 +823,25 @@ mod data_path {
     }
 
     #[test]
+    fn the_peers_fin_is_acknowledged_before_the_connection_is_released() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let (h, c) = connect_all(&mut net, l, 1, 41500)[0];
+        net.engine.send(c, b"bye").unwrap();
+        net.engine.close(c);
+        net.run_until(100, "client saw our FIN", |n| {
+            n.client.tcp(h).state() == tcp::State::CloseWait
+        });
+        net.client.tcp(h).close();
+        // Well before any retransmission: our ACK of its FIN arrives.
+        net.run_until(100, "client closed", |n| {
+            n.client.tcp(h).state() == tcp::State::Closed
+        });
+        net.run_until(100, "released", |n| n.engine.connections() == 0);
+        assert_eq!(net.engine.stats().engine.time_wait_reaped, 1);
+    }
+
+    #[test]
     fn syn_cookies_let_clients_in_when_the_syn_queue_is_full() {
         let mut net = Net::with(|c| c.syn_backlog = 2);
         let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();

@@ -301,8 +301,10 @@ impl<R: Rings> Engine<R> {
     }
 
     /// Compare a connection's socket state with its phase after something
-    /// happened to it; move it on (accept queue, release).
-    fn settle(&mut self, c: ConnId) {
+    /// happened to it; move it on (accept queue, release). A closing
+    /// connection is released only after an egress pass (`sent`): the
+    /// segment that closed it may still owe an ACK (the peer's FIN).
+    fn settle(&mut self, c: ConnId, sent: bool) {
         let Some(state) = self.conns.state(c) else {
             return;
         };
@@ -337,6 +339,7 @@ impl<R: Rings> Engine<R> {
                     self.release(c);
                 }
             }
+            Phase::Closing if !sent => {}
             Phase::Closing => match state {
                 S::Closed => {
                     self.counters.closed += 1;
@@ -358,7 +361,7 @@ impl<R: Rings> Engine<R> {
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
         self.conns.mark_ready(c);
-        self.settle(c);
+        self.settle(c, false);
     }
 
     /// Fire the due timers: a due connection goes on the dirty list, an
@@ -439,7 +442,7 @@ impl<R: Rings> Engine<R> {
                     emitted = true;
                 }
             }
-            self.settle(c);
+            self.settle(c, true);
             self.reschedule(c, now, emitted);
         }
         // Reuse the list's allocation.
@@ -692,7 +695,7 @@ impl<R: Rings> Engine<R> {
         self.own_flow(key, c, rx_core);
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
-        self.settle(c);
+        self.settle(c, false);
         if self.conns.slot(c).is_some_and(|s| s.phase == Phase::Queued) {
             self.counters.syncookies_ok += 1;
         } else {
