@@ -47,7 +47,9 @@ impl Shared {
 
     /// The engine clock at `t`.
     pub fn time_at(&self, t: std::time::Instant) -> smoltcp::time::Instant {
-        smoltcp::time::Instant::from_micros(t.saturating_duration_since(self.epoch).as_micros() as i64)
+        smoltcp::time::Instant::from_micros(
+            t.saturating_duration_since(self.epoch).as_micros() as i64
+        )
     }
 
     /// Keep a closed listener's final report.

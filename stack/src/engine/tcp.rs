@@ -552,14 +552,14 @@ impl<R: Rings> Engine<R> {
             return self.release_pkt(pkt);
         };
         self.setup_slot(c, key, m, rx_core, counters);
+        if let Some(l) = self.listeners.get_mut(&m) {
+            l.half_open += 1;
+        }
         self.feed(Some(c.idx), pkt);
         if self.conns.state(c) != Some(tcp::State::SynReceived) {
             // smoltcp did not take it (e.g. not for one of our addresses).
             self.release(c);
             return;
-        }
-        if let Some(l) = self.listeners.get_mut(&m) {
-            l.half_open += 1;
         }
         if let Some(s) = self.conns.slot_mut(c) {
             s.deadline =
@@ -680,6 +680,9 @@ impl<R: Rings> Engine<R> {
             return self.release_pkt(pkt);
         };
         self.setup_slot(c, key, m, rx_core, counters);
+        if let Some(l) = self.listeners.get_mut(&m) {
+            l.half_open += 1;
+        }
         if let Some(s) = self.conns.socket(c) {
             s.set_next_isn(Some(TcpSeqNumber(cookie as i32)));
         }
@@ -688,9 +691,6 @@ impl<R: Rings> Engine<R> {
         if self.conns.state(c) != Some(tcp::State::SynReceived) {
             self.release(c);
             return self.release_pkt(pkt);
-        }
-        if let Some(l) = self.listeners.get_mut(&m) {
-            l.half_open += 1;
         }
         self.own_flow(key, c, rx_core);
         self.feed(Some(c.idx), pkt);
@@ -1020,26 +1020,11 @@ impl<R: Rings> Engine<R> {
             l.half_open = 0;
         }
         for c in pending {
-            if let Some(s) = self.conns.slot_mut(c) {
-                // Counted on its new listener (or nowhere) from here.
-                if s.phase == Phase::HalfOpen {
-                    s.member = MemberId(u64::MAX);
-                    self.migrate_half_open(id, c);
-                    continue;
-                }
-            }
             self.migrate_out(id, c);
         }
         self.retire(id)?;
         self.listeners.remove(&id);
         Ok(())
-    }
-
-    fn migrate_half_open(&mut self, from: MemberId, c: ConnId) {
-        if let Some(s) = self.conns.slot_mut(c) {
-            s.member = from;
-        }
-        self.migrate_out(from, c);
     }
 
     // ---- socket API: TCP connections ----
