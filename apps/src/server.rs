@@ -234,8 +234,13 @@ where
     let mac =
         crate::pktgen::read_mac(&args.iface).map_err(|_| ServeError::Mac(args.iface.clone()))?;
     let stop = stop_flag()?;
+    let ring = (args.frames / 2).next_power_of_two().clamp(2048, 1 << 16);
     let xcfg = XskConfig {
         frames: args.frames,
+        fill_size: ring,
+        rx_size: ring,
+        comp_size: ring,
+        tx_size: ring,
         mode: crate::pktgen::xdp_mode(args.xdp_mode),
         ..XskConfig::default()
     };

@@ -398,7 +398,10 @@ impl<R: Rings> Engine<R> {
                     self.counters.close_timeouts += 1;
                     self.conns.mark_dirty(c);
                 }
-                _ => self.conns.mark_dirty(c),
+                // A timer that came up early (its deadline moved later
+                // meanwhile, e.g. the ACK arrived): wake it again at the
+                // new time without an egress pass.
+                _ => self.reschedule(c, now, false, true),
             }
         }
     }
@@ -443,7 +446,7 @@ impl<R: Rings> Engine<R> {
                 }
             }
             self.settle(c, true);
-            self.reschedule(c, now, emitted);
+            self.reschedule(c, now, emitted, false);
         }
         // Reuse the list's allocation.
         let mut dirty = dirty;
@@ -453,8 +456,9 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// Put a connection's next deadline in the timer heap.
-    fn reschedule(&mut self, c: ConnId, now: Instant, emitted: bool) {
+    /// Put a connection's next deadline in the timer heap; one already due
+    /// goes on the dirty list when `due_is_work` or something went out.
+    fn reschedule(&mut self, c: ConnId, now: Instant, emitted: bool, due_is_work: bool) {
         let Some(slot) = self.conns.slots.get(c.idx as usize) else {
             return;
         };
@@ -469,7 +473,7 @@ impl<R: Rings> Engine<R> {
         match at {
             None => {}
             Some(t) if t <= now => {
-                if emitted {
+                if emitted || due_is_work {
                     // More to send (the pass stopped at its bound or the
                     // ring was full): the next pass goes on.
                     self.conns.mark_dirty(c);
