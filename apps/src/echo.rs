@@ -1,12 +1,11 @@
 //! TCP and UDP echo on one port: the simplest service, used by the tests.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnError, ConnId};
+use stack::socket::ConnError;
 use stack::worker::App;
 
 use crate::server::WorkerCtx;
@@ -41,7 +40,7 @@ pub struct EchoCounters {
 pub struct EchoApp {
     listener: ListenerId,
     udp: UdpId,
-    conns: HashMap<ConnId, Conn>,
+    conns: stack::socket::ConnMap<Conn>,
     buf: Vec<u8>,
     counters: EchoCounters,
 }
@@ -71,7 +70,7 @@ impl EchoApp {
         Ok(EchoApp {
             listener,
             udp,
-            conns: HashMap::new(),
+            conns: Default::default(),
             buf: vec![0; 64 * 1024],
             counters: EchoCounters::default(),
         })

@@ -29,6 +29,10 @@ impl ConnId {
     }
 }
 
+/// A map keyed by connection, with the flow tables' cheap keyed hasher
+/// (applications keep per-connection state in one).
+pub type ConnMap<V> = std::collections::HashMap<ConnId, V, crate::flow::FlowHash>;
+
 /// A TCP listener (a reuseport group member) on one engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(pub MemberId);

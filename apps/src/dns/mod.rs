@@ -17,7 +17,6 @@ pub mod respond;
 pub mod wire;
 pub mod zone;
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -204,7 +203,7 @@ pub struct DnsApp {
     udp: UdpId,
     listener: ListenerId,
     responder: Responder,
-    conns: HashMap<ConnId, TcpConn>,
+    conns: stack::socket::ConnMap<TcpConn>,
     rx: Vec<u8>,
     out: Vec<u8>,
     idle: Duration,
@@ -256,7 +255,7 @@ impl DnsApp {
             udp,
             listener,
             responder: Responder::new(index, max_udp),
-            conns: HashMap::new(),
+            conns: Default::default(),
             rx: vec![0; 65536],
             out: vec![0; 65536],
             idle: Duration::from_secs(args.tcp_idle.max(1)),

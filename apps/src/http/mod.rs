@@ -17,7 +17,7 @@ pub mod head;
 pub mod parse;
 pub mod site;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -587,7 +587,7 @@ pub struct HttpApp {
     port: u16,
     backlog: usize,
     reload_seen: u64,
-    conns: HashMap<ConnId, Conn>,
+    conns: stack::socket::ConnMap<Conn>,
     pool: Vec<Conn>,
     site: Arc<Site>,
     svc: Service,
@@ -627,7 +627,7 @@ impl HttpApp {
             port: args.port,
             backlog: args.backlog,
             reload_seen: ctx.reload.load(std::sync::atomic::Ordering::Relaxed),
-            conns: HashMap::new(),
+            conns: Default::default(),
             pool: Vec::new(),
             site,
             svc: Service {
