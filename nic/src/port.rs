@@ -513,6 +513,12 @@ impl<R: Rings> Port<R> {
         self.rings.wait_with(extra, timeout_ms)
     }
 
+    /// Whether a frame can be built for transmission now (a free frame, and
+    /// fewer than [`PortConfig::tx_backlog`] waiting for the tx ring).
+    pub fn can_send(&self) -> bool {
+        self.st.can_tx()
+    }
+
     /// A smoltcp device over this port for one `poll_ingress_single` (with
     /// `rx`) or `poll_egress` (without). `rx` must lie in a frame held from
     /// [`Port::recv`]; a packet in a frame that is not held is not read (the

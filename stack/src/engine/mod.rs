@@ -239,6 +239,12 @@ pub struct EngineCounters {
     pub egress_visits: u64,
     /// Timer wake-ups that found their connection still current.
     pub timer_fires: u64,
+    /// Connections due for egress that sent nothing though frames were
+    /// free (retried 1 ms later).
+    pub egress_stalls: u64,
+    /// Egress passes cut short because no frame could be built (the tx
+    /// ring is full); the rest waited for the next pass.
+    pub egress_tx_full: u64,
 }
 
 /// Everything an engine counts, for reports.
@@ -496,9 +502,14 @@ impl<R: Rings> Engine<R> {
     pub fn egress(&mut self, now: Instant) {
         self.now = now;
         let now_ms = now.total_millis() as u64;
-        // Answers the empty set owes (none today: it replies during ingress).
         self.fire_timers(now);
         self.egress_conns(now);
+        self.flush_tx(now_ms);
+    }
+
+    /// Finish the built frames (link-layer headers) and hand them to the tx
+    /// ring (kick when it asks).
+    fn flush_tx(&mut self, now_ms: u64) {
         let l2 = &mut self.l2;
         self.port
             .flush(|frame, ip_len| match l2.egress(frame, ip_len, now_ms) {

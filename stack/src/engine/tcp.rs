@@ -425,7 +425,17 @@ impl<R: Rings> Engine<R> {
     /// One egress pass over the connections with work.
     pub(super) fn egress_conns(&mut self, now: Instant) {
         let dirty = std::mem::take(&mut self.conns.dirty);
-        for &c in &dirty {
+        for (i, &c) in dirty.iter().enumerate() {
+            if !self.port.can_send() {
+                self.flush_tx(now.total_millis() as u64);
+                if !self.port.can_send() {
+                    // No frame to build into until the kernel sends some:
+                    // the rest (still marked dirty) waits for the next pass.
+                    self.counters.egress_tx_full += 1;
+                    self.conns.dirty.extend_from_slice(&dirty[i..]);
+                    break;
+                }
+            }
             let Some(slot) = self.conns.slot_mut(c) else {
                 continue;
             };
@@ -477,9 +487,14 @@ impl<R: Rings> Engine<R> {
                     // More to send (the pass stopped at its bound or the
                     // ring was full): the next pass goes on.
                     self.conns.mark_dirty(c);
+                } else if !self.port.can_send() {
+                    // No frame to build into: the next pass, after the
+                    // kernel sent some.
+                    self.conns.mark_dirty(c);
                 } else {
-                    // Due but nothing went out (no free frame): retry soon
+                    // Due but nothing went out though it could: retry soon
                     // rather than spin.
+                    self.counters.egress_stalls += 1;
                     self.conns.schedule(c, now + SDuration::from_millis(1));
                 }
             }
