@@ -257,6 +257,8 @@ pub struct Measured<R> {
     pub wall_s: f64,
     /// Per core during the run: (busy %, softirq %) of all processes on the machine.
     pub cores: Vec<(f64, f64)>,
+    /// 1-minute load average just before the run started (how busy the machine was).
+    pub loadavg1: f64,
 }
 
 fn read_cpus() -> Vec<(u64, u64, u64)> {
@@ -276,8 +278,9 @@ fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Inserts `coreN_busy_pct` and `coreN_softirq_pct`.
+/// Inserts `coreN_busy_pct`, `coreN_softirq_pct` and `loadavg1_before`.
 pub fn add_core_metrics<R>(x: &mut Metrics, m: &Measured<R>) {
+    x.insert("loadavg1_before".into(), m.loadavg1);
     for (i, (busy, si)) in m.cores.iter().enumerate() {
         x.insert(format!("core{i}_busy_pct"), *busy);
         x.insert(format!("core{i}_softirq_pct"), *si);
@@ -342,6 +345,7 @@ pub fn measure(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
     })
 }
 
@@ -358,6 +362,7 @@ pub fn measure_many(
     dir: &Path,
     limit: Duration,
 ) -> Result<Measured<Vec<String>>> {
+    let loadavg1 = env::loadavg1();
     let t0 = Instant::now();
     let s0 = server.cpu_ticks();
     let c0 = children_cpu_s();
@@ -417,6 +422,7 @@ pub fn measure_many(
         kernel_tcp_mem_kib: ktcp,
         wall_s: t0.elapsed().as_secs_f64(),
         cores: core_usage(&k0, &k1),
+        loadavg1,
     })
 }
 
@@ -483,6 +489,7 @@ pub fn run_wrk(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
     })
 }
 

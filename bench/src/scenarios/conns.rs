@@ -1,24 +1,35 @@
-//! Scenario `conns`: requests/s and server memory with 100, 1k, 10k and 50k concurrent
-//! keep-alive connections, the stack against nginx.
+//! Scenario `conns`: requests/s, server memory and server CPU per request with 100, 1k, 10k
+//! and 100k concurrent keep-alive connections, the stack (one worker) against nginx.
 //!
 //! The load is this crate's `kaload` (one request at a time on every connection, like wrk's
 //! keep-alive mode) rather than wrk: every connection binds its own source port. One client
 //! address cannot open 50k connections to one server port through connect()'s port search in
 //! reasonable time (Linux scans one parity of the ephemeral range first, so once half of it is
 //! taken every connect() walks ~32k ports); wrk spent the whole run connecting.
+//!
+//! Past one process's open-file limit the client is several kaload processes; past what one
+//! source address's ports can hold comfortably, the client namespace's `peer0` gets more
+//! addresses (198.18.0.3, .4, ...: in the sandbox the scenario builds, nothing in the root
+//! namespace) and the processes are spread over them.
 
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::load::KaLoadReport;
-use crate::model::{Case, Metrics, ScenarioResult, Subject};
+use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, BenchError, Proc, Result};
 
 const STACK: &str = "xdpstack";
 const NGINX: &str = "nginx";
-/// Per-connection TCP buffer (each way) the stack runs with in this scenario.
-pub const TCP_BUF: u32 = 16 * 1024;
+/// Per-connection TCP buffer (each way) the stack runs with in this scenario (issue 8: 100k
+/// idle connections on one core with `--tcp-buf 4096`).
+pub const TCP_BUF: u32 = 4096;
+/// Connections per client source address at most (the port range 1024..65535 holds 64,511;
+/// the rest is room for redials).
+const CONNS_PER_ADDR: usize = 30_000;
+/// Most client addresses (198.18.0.2 and the extra ones after it).
+const MAX_ADDRS: usize = 8;
 /// Client source ports: 1024..65535.
 const PORT_FIRST: u32 = 1024;
 const PORT_END: u32 = 65535;
@@ -34,9 +45,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let dir = env::scratch("conns")?;
     // Larger levels get longer runs: the connections are opened inside the run.
     let levels: [(usize, u64); 4] = if ctx.quick {
-        [(100, 3), (1_000, 3), (10_000, 6), (50_000, 10)]
+        [(100, 3), (1_000, 3), (10_000, 6), (100_000, 20)]
     } else {
-        [(100, 8), (1_000, 8), (10_000, 12), (50_000, 20)]
+        [(100, 8), (1_000, 8), (10_000, 12), (100_000, 30)]
     };
     let per_proc = common::conns_per_process();
     let server_cpu = ctx.server_cpu();
@@ -48,10 +59,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     );
     for (level, secs) in levels {
         let procs_n = level.div_ceil(per_proc).max(1);
+        let addrs = level.div_ceil(CONNS_PER_ADDR).clamp(1, MAX_ADDRS);
         let mut case = Case {
             name: format!("{level} connections"),
             load: format!(
-                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, one request in flight per connection, {secs} s, 10 s timeout{}",
+                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, from {addrs} client address(es), one request in flight per connection, {secs} s, 10 s timeout{}",
                 level / procs_n,
                 if procs_n > 1 {
                     format!("; nginx with {procs_n} worker processes, all on core {server_cpu}")
@@ -69,7 +81,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     env::sandbox("ns", 1, ServerSide::Stack).and_then(|sb| {
                         let (p, stats) = start_stack(ctx, &sb, &server_cpu, level, &dir)?;
                         let idle = p.memory_kib();
-                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        let m = run_load(
+                            ctx,
+                            &sb,
+                            &p,
+                            &client_cpu,
+                            (level, procs_n, addrs),
+                            secs,
+                            &dir,
+                        )?;
                         let mut x = metrics(&m, idle);
                         let st = common::stop_stack(p, &stats)?;
                         let w = &st["workers"][0];
@@ -90,7 +110,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         common::tune_server_ns(&sb)?;
                         let p = common::start_nginx(ctx, &sb, &[0], procs_n, 65535, &dir)?;
                         let idle = p.memory_kib();
-                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        let m = run_load(
+                            ctx,
+                            &sb,
+                            &p,
+                            &client_cpu,
+                            (level, procs_n, addrs),
+                            secs,
+                            &dir,
+                        )?;
                         Ok((metrics(&m, idle), m.placement))
                     })
                 };
@@ -113,6 +141,60 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         case.add_ratio("rss_kib", STACK, NGINX);
         res.cases.push(case);
     }
+    // Per-request CPU at the largest level against the smallest, per subject.
+    let cpu_at = |level: &str, who: &str| {
+        res.case(&format!("{level} connections"))
+            .and_then(|c| c.subject(who))
+            .and_then(|s| s.median.get("server_cpu_ms_per_1k").copied())
+    };
+    let growth = |who: &str| {
+        cpu_at(&levels[3].0.to_string(), who)
+            .zip(cpu_at(&levels[0].0.to_string(), who))
+            .and_then(|(a, b)| crate::stats::ratio(a, b))
+    };
+    let (gs, gn) = (growth(STACK), growth(NGINX));
+    res.targets.push(
+        Target::threshold(
+            &format!(
+                "xdpstack server CPU per request at {} vs {} connections",
+                levels[3].0, levels[0].0
+            ),
+            "<= 1.3x",
+            gs,
+            1.3,
+            true,
+        )
+        .why(&gn.map_or(String::new(), |g| format!("nginx: {g:.2}x"))),
+    );
+    let est = res
+        .case(&format!("{} connections", levels[3].0))
+        .and_then(|c| c.subject(STACK))
+        .and_then(|s| s.median.get("established").copied());
+    res.targets.push(Target::threshold(
+        &format!(
+            "xdpstack connections held at once at the {} level (median peak)",
+            levels[3].0
+        ),
+        &format!(">= {}", levels[3].0),
+        est,
+        levels[3].0 as f64,
+        false,
+    ));
+    let ten = res.case("10000 connections");
+    let tr = ten.and_then(|c| c.ratio("rps", STACK, NGINX));
+    let terr = ten
+        .and_then(|c| c.subject(STACK))
+        .and_then(|s| s.median.get("errors").copied());
+    res.targets.push(
+        Target::threshold(
+            "10,000 keep-alive connections req/s vs nginx",
+            ">= 1.5x nginx, 0 errors",
+            tr,
+            1.5,
+            false,
+        )
+        .why(&terr.map_or(String::new(), |e| format!("xdpstack errors: {e:.0}"))),
+    );
     // What the figures say about scaling, from the data.
     for name in [STACK, NGINX] {
         let mut parts = Vec::new();
@@ -133,10 +215,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
     res.notes.push(format!(
-        "xdpstack runs with --tcp-buf {TCP_BUF} (a {} KiB receive and a {} KiB send buffer per \
-         connection, allocated by the stack in its own memory: they are in its RSS), \
-         --backlog 65535 and, above 10k connections, --frames 16384; the default buffer is \
-         64 KiB each way. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
+        "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
+         send buffer per connection, allocated by the stack in its own memory: they are in its \
+         RSS), --backlog 65535 and, above 10k connections, --frames 16384; the default buffer \
+         is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client namespace's peer0 \
+         gets more addresses (198.18.0.3 and up, one per {CONNS_PER_ADDR} connections) and the \
+         kaload processes are spread over them. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
          TCP memory column (from /proc/net/sockstat; host-wide, so the client's sockets and \
          other processes' count too) shows them.",
         TCP_BUF / 1024,
@@ -196,38 +280,75 @@ fn start_stack(
     Ok((p, stats))
 }
 
-/// Runs `procs_n` kaload processes (disjoint source-port ranges) for `level` connections.
-#[allow(clippy::too_many_arguments)]
-fn run_load(
-    ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
-    server: &Proc,
-    cpu: &str,
-    level: usize,
-    procs_n: usize,
-    secs: u64,
-    dir: &std::path::Path,
-) -> Result<common::Measured<KaLoadReport>> {
-    let span = (PORT_END - PORT_FIRST) / procs_n as u32;
-    let client_ip = sb
+/// Client address `i` (0 = the sandbox's own, 198.18.0.2): 198.18.0.(2 + i).
+fn client_addr(sb: &xdpstack::sandbox::Sandbox, i: usize) -> String {
+    let base = sb
         .info()
         .client_ip4
         .split('/')
         .next()
         .unwrap_or("198.18.0.2")
         .to_string();
+    let mut o: Vec<u32> = base.split('.').filter_map(|x| x.parse().ok()).collect();
+    if o.len() != 4 {
+        o = vec![198, 18, 0, 2];
+    }
+    format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3] + i as u32)
+}
+
+/// Where kaload process `k` of `procs_n` sends from, over `addrs` addresses: (address index,
+/// first port, port count). Processes go round-robin over the addresses; the processes that
+/// share an address split its port range.
+pub fn assign(k: usize, procs_n: usize, addrs: usize) -> (usize, u32, u32) {
+    let addrs = addrs.clamp(1, procs_n.max(1));
+    let a = k % addrs;
+    let sharing = (0..procs_n).filter(|j| j % addrs == a).count().max(1) as u32;
+    let slot = (k / addrs) as u32;
+    let span = (PORT_END - PORT_FIRST) / sharing;
+    (a, PORT_FIRST + slot * span, span)
+}
+
+/// Runs kaload processes for `level` connections: `procs_n` processes (disjoint source-port
+/// ranges) over `addrs` client addresses (`shape` = (level, procs_n, addrs)).
+fn run_load(
+    ctx: &Ctx,
+    sb: &xdpstack::sandbox::Sandbox,
+    server: &Proc,
+    cpu: &str,
+    shape: (usize, usize, usize),
+    secs: u64,
+    dir: &std::path::Path,
+) -> Result<common::Measured<KaLoadReport>> {
+    let (level, procs_n, addrs) = shape;
+    let addrs = addrs.clamp(1, procs_n.max(1));
+    // Extra client addresses on peer0, in the client namespace of this run's sandbox.
+    for i in 1..addrs {
+        env::run_in(
+            sb,
+            xdpstack::sandbox::Side::Client,
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", client_addr(sb, i)),
+                "dev",
+                &sb.info().client_if,
+            ],
+        )?;
+    }
     let lists: Vec<Vec<String>> = (0..procs_n)
         .map(|k| {
             let conns = level / procs_n + usize::from(k < level % procs_n);
+            let (a, first, span) = assign(k, procs_n, addrs);
             common::strings(&[
                 "helper",
                 "kaload",
                 "--dst",
                 &format!("{SERVER_IP}:80"),
                 "--src",
-                &client_ip,
+                &client_addr(sb, a),
                 "--port-first",
-                &(PORT_FIRST + k as u32 * span).to_string(),
+                &first.to_string(),
                 "--port-count",
                 &span.to_string(),
                 "--conns",
@@ -274,6 +395,7 @@ fn run_load(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
     })
 }
 
@@ -299,4 +421,27 @@ fn metrics(m: &common::Measured<KaLoadReport>, idle: (u64, u64)) -> Metrics {
     x.insert("kernel_tcp_mem_kib".into(), m.kernel_tcp_mem_kib as f64);
     common::add_core_metrics(&mut x, m);
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_spread_over_addresses_and_ports() {
+        // One process, one address: the whole range.
+        assert_eq!(assign(0, 1, 1), (0, 1024, 64511));
+        // Six processes over four addresses: two share address 0 and 1, ports split.
+        let a: Vec<_> = (0..6).map(|k| assign(k, 6, 4)).collect();
+        assert_eq!(a[0], (0, 1024, 32255));
+        assert_eq!(a[4], (0, 1024 + 32255, 32255));
+        assert_eq!(a[2], (2, 1024, 64511));
+        assert_eq!(a[5].0, 1);
+        // Never more addresses than processes; no range past 65535.
+        assert_eq!(assign(0, 1, 4), (0, 1024, 64511));
+        for k in 0..7 {
+            let (_, first, span) = assign(k, 7, 3);
+            assert!(first + span <= 65535);
+        }
+    }
 }
