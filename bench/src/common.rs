@@ -261,11 +261,13 @@ pub struct Measured<R> {
     pub loadavg1: f64,
 }
 
-fn read_cpus() -> Vec<(u64, u64, u64)> {
+/// Per-CPU jiffies now (busy, softirq, total), for [`core_usage`].
+pub fn read_cpus() -> Vec<(u64, u64, u64)> {
     parse::proc_stat_cpus(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
 }
 
-fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
+/// Per core between two [`read_cpus`] readings: (busy %, softirq %).
+pub fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
     a.iter()
         .zip(b)
         .map(|(x, y)| {

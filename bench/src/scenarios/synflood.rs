@@ -72,6 +72,31 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     );
     let ssb = env::sandbox("fs", 1, ServerSide::Stack)?;
     let ksb = env::sandbox("fk", 1, ServerSide::Kernel)?;
+    // Both servers get a route back to the spoofed sources, via the client: without one the
+    // kernel drops a SYN it cannot answer before it keeps any state (ListenDrops), and the
+    // comparison would be empty. The SYN-ACKs reach the client namespace, whose kernel (not a
+    // router) drops them: backscatter, as on a real link.
+    let client_ip = ssb
+        .info()
+        .client_ip4
+        .split('/')
+        .next()
+        .unwrap_or("198.18.0.2")
+        .to_string();
+    env::run_in(
+        &ksb,
+        Side::Server,
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            &client_ip,
+            "dev",
+            &ksb.info().server_if,
+        ],
+    )?;
     let syncookies = env::run_in(
         &ksb,
         Side::Server,
@@ -98,7 +123,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for run in 0..ctx.runs {
         for i in 0..2 {
             let r = if i == 0 {
-                one_stack(ctx, &ssb, &server_cpu, &client_cpu, plan, &dir)
+                one_stack(ctx, &ssb, &server_cpu, &client_cpu, &client_ip, plan, &dir)
             } else {
                 one_nginx(ctx, &ksb, &client_cpu, plan, &dir)
             };
@@ -165,9 +190,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          the largest RSS (process tree) sampled every 250 ms from the flood's start to the \
          last probe, minus the RSS just before the flood. nginx's namespace has \
          net.ipv4.tcp_syncookies = {}; its SYN cookie and listen-queue counters \
-         (/proc/net/netstat, per namespace) are columns `kernel.*`. The spoofed sources are \
-         random addresses with no route back: neither server's SYN-ACKs reach anyone (the \
-         stack's go unanswered at ARP or routing, as the kernel's do).",
+         (/proc/net/netstat, per namespace) are metrics `kernel.*`. Both servers have a route \
+         back to the spoofed sources (the kernel: a default route via the client, 198.18.0.2; \
+         the stack: --gateway 198.18.0.2), so both answer every SYN they keep; the SYN-ACKs \
+         reach the client namespace, whose kernel drops them (backscatter).",
         syncookies.trim()
     ));
     res.notes.push(
@@ -189,6 +215,7 @@ fn one_stack(
     sb: &Sandbox,
     server_cpu: &str,
     client_cpu: &str,
+    gateway: &str,
     plan: Plan,
     dir: &std::path::Path,
 ) -> Result<RunOut> {
@@ -197,7 +224,7 @@ fn one_stack(
         sb,
         server_cpu,
         &["http"],
-        &common::strings(&["--workers", "1"]),
+        &common::strings(&["--workers", "1", "--gateway", gateway]),
         dir,
         "xdpstack http",
     )?;
@@ -295,6 +322,7 @@ fn flood(
     let loadavg1 = env::loadavg1();
     let rss_before = server.memory_kib().0;
     let cpu0 = server.cpu_ticks();
+    let k0 = common::read_cpus();
     let t0 = Instant::now();
     let mut hping = Proc::spawn(
         "hping3",
@@ -329,6 +357,7 @@ fn flood(
     let mut rss_max = rss_before;
     let mut placement = Vec::new();
     let mut cpu_flood = None;
+    let mut cores_flood = Vec::new();
     let mut last_mem = Instant::now() - Duration::from_secs(1);
     let hard_end = t0 + Duration::from_secs_f64(total + plan.max_time_s as f64 + 15.0);
     loop {
@@ -362,6 +391,7 @@ fn flood(
         }
         if cpu_flood.is_none() && (!hping.running() || now >= plan.flood_s as f64 + 1.0) {
             cpu_flood = Some((server.cpu_ticks(), now));
+            cores_flood = common::core_usage(&k0, &common::read_cpus());
         }
         if probes.iter().all(|p| p.ok.is_some()) && !hping.running() {
             break;
@@ -441,6 +471,12 @@ fn flood(
         );
     }
     x.insert("server_cpu_s".into(), procs::ticks_to_s(cpu0, cpu1));
+    // Where the flood's cost landed (the kernel's SYN handling is softirq, charged to no
+    // process): every core's busy and softirq share over the flood.
+    for (i, (busy, si)) in cores_flood.iter().enumerate() {
+        x.insert(format!("core{i}_busy_pct"), *busy);
+        x.insert(format!("core{i}_softirq_pct"), *si);
+    }
     Ok((x, placement))
 }
 
