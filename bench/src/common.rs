@@ -259,6 +259,8 @@ pub struct Measured<R> {
     pub cores: Vec<(f64, f64)>,
     /// 1-minute load average just before the run started (how busy the machine was).
     pub loadavg1: f64,
+    /// Server CPU seconds from the mark (see [`measure_many_marked`]) to the end, if asked.
+    pub server_cpu_after_mark_s: Option<f64>,
 }
 
 /// Per-CPU jiffies now (busy, softirq, total), for [`core_usage`].
@@ -348,6 +350,7 @@ pub fn measure(
         wall_s: m.wall_s,
         cores: m.cores,
         loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 
@@ -363,6 +366,23 @@ pub fn measure_many(
     arg_lists: &[Vec<String>],
     dir: &Path,
     limit: Duration,
+) -> Result<Measured<Vec<String>>> {
+    measure_many_marked(sb, server, cpu, label, program, arg_lists, dir, limit, None)
+}
+
+/// [`measure_many`] that also reads the server's CPU at `mark` after the start, for the CPU of
+/// the part of the run after it (a steady phase after a connection phase).
+#[allow(clippy::too_many_arguments)]
+pub fn measure_many_marked(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    label: &str,
+    program: &str,
+    arg_lists: &[Vec<String>],
+    dir: &Path,
+    limit: Duration,
+    mark: Option<Duration>,
 ) -> Result<Measured<Vec<String>>> {
     let loadavg1 = env::loadavg1();
     let t0 = Instant::now();
@@ -384,9 +404,21 @@ pub fn measure_many(
     let mut mem = (0, 0);
     let mut ktcp = 0;
     let mut sampled = false;
+    let mut mark_ticks = None;
     let end = t0 + limit;
     while tools.iter_mut().any(|t| t.running()) && Instant::now() < end {
-        procs::sleep(Duration::from_millis(250))?;
+        // Short steps until the mark, so that it is read within ~20 ms of its time.
+        let step = match mark {
+            Some(m) if mark_ticks.is_none() => (m.saturating_sub(t0.elapsed()))
+                .clamp(Duration::from_millis(1), Duration::from_millis(250)),
+            _ => Duration::from_millis(250),
+        };
+        procs::sleep(step)?;
+        if let Some(m) = mark {
+            if mark_ticks.is_none() && t0.elapsed() >= m {
+                mark_ticks = Some(server.cpu_ticks());
+            }
+        }
         let m = server.memory_kib();
         if m.0 > mem.0 {
             mem = m;
@@ -425,6 +457,7 @@ pub fn measure_many(
         wall_s: t0.elapsed().as_secs_f64(),
         cores: core_usage(&k0, &k1),
         loadavg1,
+        server_cpu_after_mark_s: mark_ticks.map(|t| procs::ticks_to_s(t, s1_before_exit)),
     })
 }
 
@@ -492,6 +525,7 @@ pub fn run_wrk(
         wall_s: m.wall_s,
         cores: m.cores,
         loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 

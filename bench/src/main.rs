@@ -129,6 +129,9 @@ enum HelperCmd {
         seconds: f64,
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// Count responses after this many seconds apart (the steady phase).
+        #[arg(long, default_value_t = 0.0)]
+        steady_after: f64,
     },
     /// Short HTTP connections (prints a JSON report).
     Shortconn {
@@ -213,6 +216,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             conns,
             seconds,
             timeout_ms,
+            steady_after,
         } => load::kaload(
             dst,
             src,
@@ -220,6 +224,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             conns,
             seconds.clamp(0.1, 600.0),
             Duration::from_millis(timeout_ms),
+            steady_after,
         )
         .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
         .map(|s| println!("{s}")),

@@ -64,6 +64,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "conns" => &[
             ("rps", "req/s"),
+            ("rps_steady", "req/s (steady)"),
             ("p50_us", "p50 µs"),
             ("p99_us", "p99 µs"),
             ("established", "established (peak)"),
@@ -75,6 +76,11 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("kernel_tcp_mem_kib", "kernel TCP mem KiB (host)"),
             ("xsk_rx_ring_full", "XSK rx ring full"),
             ("server_cpu_ms_per_1k", "server CPU ms / 1k req"),
+            ("established_at_mark", "established at steady mark"),
+            (
+                "server_cpu_ms_per_1k_steady",
+                "server CPU ms / 1k req (steady)",
+            ),
         ],
         "dnstcp" => &[
             ("answers_per_s", "answers/s (best)"),

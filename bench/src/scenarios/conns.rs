@@ -43,11 +43,23 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "Connection count: req/s and server memory vs concurrent connections",
     );
     let dir = env::scratch("conns")?;
-    // Larger levels get longer runs: the connections are opened inside the run.
-    let levels: [(usize, u64); 4] = if ctx.quick {
-        [(100, 3), (1_000, 3), (10_000, 6), (100_000, 20)]
+    // (connections, seconds, steady mark): larger levels get longer runs, as the connections
+    // are opened inside the run; the steady figures (req/s, CPU per request) count from the
+    // mark on, when the connections should all be up.
+    let levels: [(usize, u64, u64); 4] = if ctx.quick {
+        [
+            (100, 3, 1),
+            (1_000, 3, 1),
+            (10_000, 6, 3),
+            (100_000, 20, 12),
+        ]
     } else {
-        [(100, 8), (1_000, 8), (10_000, 12), (100_000, 30)]
+        [
+            (100, 8, 2),
+            (1_000, 8, 2),
+            (10_000, 12, 4),
+            (100_000, 30, 15),
+        ]
     };
     let per_proc = common::conns_per_process();
     let server_cpu = ctx.server_cpu();
@@ -57,13 +69,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          pinned to core {client_cpu}. A fresh sandbox and server for every level and run, so \
          memory is that level's."
     );
-    for (level, secs) in levels {
+    for (level, secs, steady) in levels {
         let procs_n = level.div_ceil(per_proc).max(1);
         let addrs = level.div_ceil(CONNS_PER_ADDR).clamp(1, MAX_ADDRS);
         let mut case = Case {
             name: format!("{level} connections"),
             load: format!(
-                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, from {addrs} client address(es), one request in flight per connection, {secs} s, 10 s timeout{}",
+                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, from {addrs} client address(es), one request in flight per connection, {secs} s (steady phase from {steady} s on), 10 s timeout{}",
                 level / procs_n,
                 if procs_n > 1 {
                     format!("; nginx with {procs_n} worker processes, all on core {server_cpu}")
@@ -87,7 +99,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             &p,
                             &client_cpu,
                             (level, procs_n, addrs),
-                            secs,
+                            (secs, steady),
                             &dir,
                         )?;
                         let mut x = metrics(&m, idle);
@@ -116,7 +128,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             &p,
                             &client_cpu,
                             (level, procs_n, addrs),
-                            secs,
+                            (secs, steady),
                             &dir,
                         )?;
                         Ok((metrics(&m, idle), m.placement))
@@ -138,6 +150,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             s.finish();
         }
         case.add_ratio("rps", STACK, NGINX);
+        case.add_ratio("rps_steady", STACK, NGINX);
+        case.add_ratio("server_cpu_ms_per_1k_steady", STACK, NGINX);
         case.add_ratio("rss_kib", STACK, NGINX);
         res.cases.push(case);
     }
@@ -145,7 +159,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let cpu_at = |level: &str, who: &str| {
         res.case(&format!("{level} connections"))
             .and_then(|c| c.subject(who))
-            .and_then(|s| s.median.get("server_cpu_ms_per_1k").copied())
+            .and_then(|s| s.median.get("server_cpu_ms_per_1k_steady").copied())
     };
     let growth = |who: &str| {
         cpu_at(&levels[3].0.to_string(), who)
@@ -156,7 +170,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.targets.push(
         Target::threshold(
             &format!(
-                "xdpstack server CPU per request at {} vs {} connections",
+                "xdpstack server CPU per request (steady phase) at {} vs {} connections",
                 levels[3].0, levels[0].0
             ),
             "<= 1.3x",
@@ -202,10 +216,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             let Some(s) = c.subject(name) else { continue };
             let level = c.name.split_whitespace().next().unwrap_or("?");
             let est = s.median.get("established").copied();
-            let cpu = s.median.get("server_cpu_ms_per_1k").copied();
+            let cpu = s.median.get("server_cpu_ms_per_1k_steady").copied();
             if let (Some(e), Some(cpu)) = (est, cpu) {
                 parts.push(format!(
-                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests"
+                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests (steady)"
                 ));
             }
         }
@@ -237,8 +251,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.notes.push(
         "kaload, not wrk: each connection binds its own source port (see the module docs: \
          connect()'s port search crawls past ~32k connections from one address to one port). \
-         req/s counts the whole run, the connection phase included; `established` is how many \
-         connections completed their handshake."
+         req/s counts the whole run, the connection phase included; `established` is the most \
+         connections up at once. The steady columns count from a fixed mark (the level's \
+         `steady phase from` time, the same for both servers) to the end: responses completed \
+         after it and the server's CPU read at it, so that per-request CPU compares serving, \
+         not connection setup; `established at steady mark` says whether every connection \
+         was up by then."
             .into(),
     );
     res.wall_seconds = started.elapsed().as_secs_f64();
@@ -316,7 +334,7 @@ fn run_load(
     server: &Proc,
     cpu: &str,
     shape: (usize, usize, usize),
-    secs: u64,
+    (secs, steady): (u64, u64),
     dir: &std::path::Path,
 ) -> Result<common::Measured<KaLoadReport>> {
     let (level, procs_n, addrs) = shape;
@@ -357,10 +375,12 @@ fn run_load(
                 &secs.to_string(),
                 "--timeout-ms",
                 "10000",
+                "--steady-after",
+                &steady.to_string(),
             ])
         })
         .collect();
-    let m = common::measure_many(
+    let m = common::measure_many_marked(
         sb,
         server,
         cpu,
@@ -369,6 +389,7 @@ fn run_load(
         &lists,
         dir,
         Duration::from_secs(secs + 30),
+        Some(Duration::from_secs(steady)),
     )?;
     let mut t = KaLoadReport::default();
     for out in &m.report {
@@ -385,6 +406,9 @@ fn run_load(
         t.rps += r.rps;
         t.p50_us = t.p50_us.max(r.p50_us);
         t.p99_us = t.p99_us.max(r.p99_us);
+        t.steady_requests += r.steady_requests;
+        t.steady_seconds = t.steady_seconds.max(r.steady_seconds);
+        t.established_at_mark += r.established_at_mark;
     }
     Ok(common::Measured {
         report: t,
@@ -396,6 +420,7 @@ fn run_load(
         wall_s: m.wall_s,
         cores: m.cores,
         loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 
@@ -414,6 +439,17 @@ fn metrics(m: &common::Measured<KaLoadReport>, idle: (u64, u64)) -> Metrics {
     x.insert("client_cpu_s".into(), m.client_cpu_s);
     if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.requests as f64) {
         x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
+    }
+    x.insert("established_at_mark".into(), r.established_at_mark as f64);
+    x.insert(
+        "rps_steady".into(),
+        r.steady_requests as f64 / r.steady_seconds.max(1e-9),
+    );
+    if let Some(c) = m.server_cpu_after_mark_s {
+        x.insert("server_cpu_steady_s".into(), c);
+        if let Some(v) = crate::stats::cpu_per_1k(c, r.steady_requests as f64) {
+            x.insert("server_cpu_ms_per_1k_steady".into(), v * 1000.0);
+        }
     }
     x.insert("rss_idle_kib".into(), idle.0 as f64);
     x.insert("rss_kib".into(), m.server_mem_kib.0 as f64);
