@@ -114,6 +114,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         subjects: servers.iter().map(|(n, _, _, _)| Subject::new(n)).collect(),
         ratios: Vec::new(),
     };
+    let mut modes = std::collections::BTreeSet::new();
     for run in 0..ctx.runs {
         for (i, (name, sb, p, _)) in servers.iter().enumerate() {
             let Some(p) = p.as_ref() else {
@@ -127,6 +128,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         if run == 0 && rate == rates[0] {
                             res.placement.extend(pl);
                         }
+                        modes.insert(format!("{}, {}", r.proto, r.mode));
                         let aps = r.replies as f64 / r.duration_s.max(1e-9);
                         let k = rate / 1000;
                         x.insert(format!("answers_per_s_q{k}k"), aps);
@@ -202,6 +204,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          (answers_per_s_q50k, answers_per_s_q150k)."
             .into(),
     );
+    res.notes.push(format!(
+        "kxdpgun ran on the client's veth end and reported: {} (veth has native XDP in copy \
+         mode only: no zero-copy on either side, for any subject).",
+        modes.into_iter().collect::<Vec<_>>().join("; ")
+    ));
     res.wall_seconds = started.elapsed().as_secs_f64();
     drop(ssb);
     drop(ksb);
