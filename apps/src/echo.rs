@@ -63,11 +63,11 @@ impl EchoApp {
         let _ = engine
             .shared()
             .registry
-            .set_selector(listener, ctx.selector.clone());
+            .set_selector(listener.member(), ctx.selector.clone());
         let _ = engine
             .shared()
             .registry
-            .set_selector(udp, ctx.selector.clone());
+            .set_selector(udp.member(), ctx.selector.clone());
         Ok(EchoApp {
             listener,
             udp,

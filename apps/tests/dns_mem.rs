@@ -34,7 +34,6 @@ struct Client {
     iface: Interface,
     sockets: SocketSet<'static>,
     frames: Vec<Frame>,
-    start: std::time::Instant,
 }
 
 impl Client {
@@ -58,12 +57,10 @@ impl Client {
             iface,
             sockets: SocketSet::new(Vec::new()),
             frames: Vec::new(),
-            start: std::time::Instant::now(),
         }
     }
 
-    fn step(&mut self) {
-        let now = Instant::from_micros(self.start.elapsed().as_micros() as i64);
+    fn step(&mut self, now: Instant) {
         self.port.recv(&mut self.frames);
         for f in std::mem::take(&mut self.frames) {
             let rx = RxPacket {
@@ -87,10 +84,13 @@ impl Client {
     }
 }
 
+/// Both ends and the app on one virtual clock.
 struct Net {
     engine: Engine<MemRings>,
     app: DnsApp,
     client: Client,
+    clock: Instant,
+    t0: std::time::Instant,
 }
 
 impl Net {
@@ -125,6 +125,8 @@ impl Net {
             engine,
             app,
             client: Client::new(b),
+            clock: Instant::from_millis(1),
+            t0: std::time::Instant::now(),
         }
     }
 
@@ -133,11 +135,14 @@ impl Net {
             if done(self) {
                 return;
             }
-            self.client.step();
-            self.engine.ingress();
-            self.app.poll(&mut self.engine, std::time::Instant::now());
-            self.engine.egress();
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            // One virtual millisecond per round, for both ends and the app.
+            self.clock += smoltcp::time::Duration::from_millis(1);
+            let now = self.clock;
+            self.client.step(now);
+            self.engine.ingress(now);
+            let app_now = self.t0 + std::time::Duration::from_micros(now.total_micros() as u64);
+            self.app.poll(&mut self.engine, app_now);
+            self.engine.egress(now);
         }
         panic!("not done: {what}");
     }

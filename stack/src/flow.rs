@@ -5,23 +5,19 @@
 
 use std::collections::HashMap;
 
-use smoltcp::iface::SocketHandle;
-
 use crate::parse::FlowKey;
-use crate::reuseport::MemberId;
+use crate::socket::ConnId;
+
+/// The hasher of flow maps: keyed with a random per-process seed (an
+/// attacker who cannot predict it cannot aim flows at one bucket), and far
+/// cheaper than the standard library's SipHash.
+pub type FlowHash = foldhash::fast::RandomState;
 
 /// Who owns a flow, from this core's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
-    /// A socket on this core, admitted by `member`.
-    Local {
-        /// The listener that admitted it (changes on migration).
-        member: MemberId,
-        /// The socket.
-        handle: SocketHandle,
-        /// The core whose queue receives the flow's packets.
-        rx_core: usize,
-    },
+    /// A connection on this core.
+    Local(ConnId),
     /// Another core owns it: forward packets there.
     Remote {
         /// The owner core.
@@ -29,34 +25,69 @@ pub enum Owner {
     },
 }
 
-/// One core's flows.
-#[derive(Debug, Default)]
+/// One core's flows: its own connections, and entries for flows another
+/// core owns whose packets arrive on this core's queue. Remote entries are
+/// written when the owner says so (it admitted the flow) and removed when it
+/// says the flow closed; they are bounded, and a refused one is counted (the
+/// flow directory still finds the owner).
+#[derive(Debug)]
 pub struct FlowTable {
-    map: HashMap<FlowKey, (Owner, u64)>,
+    map: HashMap<FlowKey, Owner, FlowHash>,
+    remote: usize,
+    max_remote: usize,
+    /// Remote entries refused because `max_remote` were held.
+    pub remote_refused: u64,
+}
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        FlowTable::new(1 << 20)
+    }
 }
 
 impl FlowTable {
-    /// An empty table.
-    pub fn new() -> Self {
-        FlowTable::default()
+    /// An empty table holding at most `max_remote` remote entries.
+    pub fn new(max_remote: usize) -> Self {
+        FlowTable {
+            map: HashMap::with_hasher(FlowHash::default()),
+            remote: 0,
+            max_remote,
+            remote_refused: 0,
+        }
     }
 
-    /// The owner of `key`, refreshing its last-seen time.
-    pub fn lookup(&mut self, key: &FlowKey, now_ms: u64) -> Option<Owner> {
-        self.map.get_mut(key).map(|e| {
-            e.1 = now_ms;
-            e.0
-        })
+    /// The owner of `key`.
+    pub fn lookup(&self, key: &FlowKey) -> Option<Owner> {
+        self.map.get(key).copied()
     }
 
-    /// Record or replace the owner of `key`.
-    pub fn insert(&mut self, key: FlowKey, owner: Owner, now_ms: u64) {
-        self.map.insert(key, (owner, now_ms));
+    /// Record or replace the owner of `key`. Returns false when a remote
+    /// entry was refused (bound reached; counted).
+    pub fn insert(&mut self, key: FlowKey, owner: Owner) -> bool {
+        let new_remote = matches!(owner, Owner::Remote { .. });
+        let old_remote = matches!(self.map.get(&key), Some(Owner::Remote { .. }));
+        if new_remote && !old_remote && self.remote >= self.max_remote {
+            self.remote_refused += 1;
+            return false;
+        }
+        if let Some(old) = self.map.insert(key, owner) {
+            if matches!(old, Owner::Remote { .. }) {
+                self.remote -= 1;
+            }
+        }
+        if new_remote {
+            self.remote += 1;
+        }
+        true
     }
 
     /// Forget `key`.
     pub fn remove(&mut self, key: &FlowKey) -> Option<Owner> {
-        self.map.remove(key).map(|e| e.0)
+        let old = self.map.remove(key);
+        if matches!(old, Some(Owner::Remote { .. })) {
+            self.remote -= 1;
+        }
+        old
     }
 
     /// Flows known.
@@ -64,18 +95,14 @@ impl FlowTable {
         self.map.len()
     }
 
+    /// Entries for flows other cores own.
+    pub fn remote_len(&self) -> usize {
+        self.remote
+    }
+
     /// No flows.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
-    }
-
-    /// Forget remote entries not seen since `before_ms` (a backstop for a
-    /// lost close notice; local entries go away with their sockets).
-    pub fn expire_remote(&mut self, before_ms: u64) -> usize {
-        let n = self.map.len();
-        self.map
-            .retain(|_, (o, seen)| matches!(o, Owner::Local { .. }) || *seen >= before_ms);
-        n - self.map.len()
     }
 }
 
@@ -96,29 +123,24 @@ mod tests {
     }
 
     #[test]
-    fn remote_entries_expire_local_ones_stay() {
-        let mut t = FlowTable::new();
-        t.insert(key(1), Owner::Remote { core: 1 }, 0);
-        let mut set = smoltcp::iface::SocketSet::new(Vec::new());
-        let h = set.add(smoltcp::socket::udp::Socket::new(
-            smoltcp::socket::udp::PacketBuffer::new(vec![], vec![]),
-            smoltcp::socket::udp::PacketBuffer::new(vec![], vec![]),
-        ));
-        t.insert(
-            key(2),
-            Owner::Local {
-                member: MemberId(1),
-                handle: h,
-                rx_core: 0,
-            },
-            0,
-        );
-        t.insert(key(3), Owner::Remote { core: 1 }, 50);
-        assert_eq!(t.expire_remote(10), 1);
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.lookup(&key(3), 60), Some(Owner::Remote { core: 1 }));
-        assert!(t.lookup(&key(1), 60).is_none());
-        assert!(t.remove(&key(2)).is_some());
+    fn remote_entries_are_bounded_and_counted() {
+        let mut t = FlowTable::new(2);
+        assert!(t.insert(key(1), Owner::Remote { core: 1 }));
+        assert!(t.insert(key(2), Owner::Remote { core: 1 }));
+        assert!(!t.insert(key(3), Owner::Remote { core: 1 }), "bound");
+        assert_eq!(t.remote_refused, 1);
+        // Replacing an existing remote entry is not a new one.
+        assert!(t.insert(key(2), Owner::Remote { core: 0 }));
+        // Local entries are bounded by the connections, not here.
+        assert!(t.insert(key(4), Owner::Local(ConnId::new(0, 0))));
+        assert_eq!(t.remote_len(), 2);
+        assert_eq!(t.remove(&key(1)), Some(Owner::Remote { core: 1 }));
+        assert!(t.insert(key(3), Owner::Remote { core: 1 }));
+        assert_eq!(t.lookup(&key(4)), Some(Owner::Local(ConnId::new(0, 0))));
+        assert_eq!(t.len(), 3);
+        // Local replacing remote frees a remote place.
+        assert!(t.insert(key(3), Owner::Local(ConnId::new(1, 0))));
+        assert_eq!(t.remote_len(), 1);
     }
 }
 
@@ -131,7 +153,8 @@ mod tests {
 /// admit the SYN a second time or reset the segment.
 #[derive(Debug)]
 pub struct FlowDirectory {
-    shards: Vec<std::sync::Mutex<HashMap<FlowKey, usize>>>,
+    shards: Vec<std::sync::Mutex<HashMap<FlowKey, usize, FlowHash>>>,
+    hasher: FlowHash,
 }
 
 impl Default for FlowDirectory {
@@ -141,25 +164,29 @@ impl Default for FlowDirectory {
 }
 
 impl FlowDirectory {
-    const SHARDS: usize = 64;
+    const SHARDS: usize = 256;
 
     /// An empty directory.
     pub fn new() -> Self {
         FlowDirectory {
             shards: (0..Self::SHARDS)
-                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .map(|_| std::sync::Mutex::new(HashMap::with_hasher(FlowHash::default())))
                 .collect(),
+            hasher: FlowHash::default(),
         }
     }
 
-    fn shard(&self, key: &FlowKey) -> &std::sync::Mutex<HashMap<FlowKey, usize>> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % Self::SHARDS]
+    fn shard(&self, key: &FlowKey) -> &std::sync::Mutex<HashMap<FlowKey, usize, FlowHash>> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 56) as usize % Self::SHARDS]
     }
 
-    fn with<T>(&self, key: &FlowKey, f: impl FnOnce(&mut HashMap<FlowKey, usize>) -> T) -> T {
+    fn with<T>(
+        &self,
+        key: &FlowKey,
+        f: impl FnOnce(&mut HashMap<FlowKey, usize, FlowHash>) -> T,
+    ) -> T {
         let mut g = match self.shard(key).lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

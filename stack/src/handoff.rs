@@ -48,6 +48,14 @@ pub enum Msg {
         /// The flow.
         key: FlowKey,
     },
+    /// A core admitted (or took in) a flow whose packets arrive on the
+    /// receiving core's queue: forward them to `core`.
+    FlowOwned {
+        /// The flow.
+        key: FlowKey,
+        /// Its owner.
+        core: usize,
+    },
 }
 
 /// Per-core handoff counters (atomics: readable from any core).
@@ -235,6 +243,7 @@ mod tests {
                 },
                 l4: L4::Udp,
                 payload_len: 0,
+                tcp: Default::default(),
             },
             member: None,
             rx_core: 0,

@@ -1,6 +1,7 @@
 //! xdpstack's per-core engine: L2, demux, flow table, native reuseport
 //! groups, cross-core handoff, smoltcp for TCP, native UDP, worker loop.
 #![deny(unsafe_code)]
+pub mod cookie;
 pub mod counters;
 pub mod engine;
 pub mod flow;
@@ -10,4 +11,5 @@ pub mod parse;
 pub mod reuseport;
 pub mod shared;
 pub mod socket;
+pub mod timer;
 pub mod worker;

@@ -67,6 +67,21 @@ pub struct ParsedIp {
     /// L4 payload bytes after the L4 header (TCP header with options, 8-byte UDP header,
     /// 8-byte ICMP/ICMPv6 header).
     pub payload_len: usize,
+    /// TCP sequence numbers, window and MSS option (zero for other protocols).
+    pub tcp: TcpFields,
+}
+
+/// The TCP header fields SYN cookies need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFields {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Window (unscaled, as on the wire).
+    pub window: u16,
+    /// The MSS option of a SYN; 0 when absent.
+    pub mss: u16,
 }
 
 /// Parse an IP packet (starting at the IP header, no Ethernet), validate lengths,
@@ -185,7 +200,24 @@ fn icmp_parsed(src: IpAddr, dst: IpAddr, sport: u16, l4: L4, len: usize) -> Pars
         },
         l4,
         payload_len: len.saturating_sub(8),
+        tcp: TcpFields::default(),
     }
+}
+
+/// The MSS option among a SYN's options (0 when absent or malformed).
+fn syn_mss(mut opts: &[u8]) -> u16 {
+    use smoltcp::wire::TcpOption;
+    while !opts.is_empty() {
+        match TcpOption::parse(opts) {
+            Ok((rest, TcpOption::MaxSegmentSize(m))) => {
+                let _ = rest;
+                return m;
+            }
+            Ok((_, TcpOption::EndOfList)) | Err(_) => return 0,
+            Ok((rest, _)) => opts = rest,
+        }
+    }
+    0
 }
 
 fn parse_tcp(
@@ -215,6 +247,12 @@ fn parse_tcp(
             flags_fin: tcp.fin(),
         },
         payload_len: payload.len().saturating_sub(usize::from(tcp.header_len())),
+        tcp: TcpFields {
+            seq: tcp.seq_number().0 as u32,
+            ack: tcp.ack_number().0 as u32,
+            window: tcp.window_len(),
+            mss: if tcp.syn() { syn_mss(tcp.options()) } else { 0 },
+        },
     })
 }
 
@@ -244,6 +282,7 @@ fn parse_udp(
         },
         l4: L4::Udp,
         payload_len: usize::from(udp.len()).saturating_sub(UDP_HEADER_LEN),
+        tcp: TcpFields::default(),
     })
 }
 

@@ -22,6 +22,8 @@ pub struct Shared {
     pub retired: std::sync::Mutex<Vec<ListenerReport>>,
     /// Which core owns each TCP flow (consulted on a core's own miss).
     pub directory: crate::flow::FlowDirectory,
+    /// The secret of SYN cookies (any core may check a cookie another made).
+    pub cookies: crate::cookie::CookieJar,
 }
 
 impl Shared {
@@ -34,7 +36,27 @@ impl Shared {
             epoch: std::time::Instant::now(),
             retired: std::sync::Mutex::new(Vec::new()),
             directory: crate::flow::FlowDirectory::new(),
+            cookies: crate::cookie::CookieJar::random(),
         }))
+    }
+
+    /// The engine clock now: time since `epoch`.
+    pub fn now(&self) -> smoltcp::time::Instant {
+        self.time_at(std::time::Instant::now())
+    }
+
+    /// The engine clock at `t`.
+    pub fn time_at(&self, t: std::time::Instant) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(
+            t.saturating_duration_since(self.epoch).as_micros() as i64
+        )
+    }
+
+    /// Keep a closed listener's final report.
+    pub fn push_retired(&self, rep: ListenerReport) {
+        if let Ok(mut r) = self.retired.lock() {
+            r.push(rep);
+        }
     }
 
     /// Every listener with its counters, and every core's handoff counters.

@@ -1,12 +1,55 @@
 //! Handles and errors of the engine's socket API.
 
-use smoltcp::iface::SocketHandle;
-
 pub use crate::reuseport::{BindAddr, BindError, BindOptions, MemberId};
 
-/// An accepted TCP connection.
+/// A TCP connection of one engine: a slot in its connection table and the
+/// slot's generation. A slot is reused after its connection is released;
+/// an old id then names nothing (its generation is stale), never the new
+/// connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnId(pub(crate) SocketHandle);
+pub struct ConnId {
+    pub(crate) idx: u32,
+    pub(crate) gen: u32,
+}
+
+impl ConnId {
+    /// The id of slot `idx` in generation `gen`.
+    pub fn new(idx: u32, gen: u32) -> Self {
+        ConnId { idx, gen }
+    }
+
+    /// The slot.
+    pub fn index(&self) -> u32 {
+        self.idx
+    }
+
+    /// The slot's generation.
+    pub fn generation(&self) -> u32 {
+        self.gen
+    }
+}
+
+/// A TCP listener (a reuseport group member) on one engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub MemberId);
+
+/// A UDP socket (a reuseport group member) on one engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UdpId(pub MemberId);
+
+impl ListenerId {
+    /// The registry member behind it.
+    pub fn member(&self) -> MemberId {
+        self.0
+    }
+}
+
+impl UdpId {
+    /// The registry member behind it.
+    pub fn member(&self) -> MemberId {
+        self.0
+    }
+}
 
 /// Why a connection operation failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

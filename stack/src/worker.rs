@@ -98,21 +98,23 @@ pub fn run<R: Rings, A: App<R>>(
             let now = Instant::now();
             stopping = Some((now, now + cfg.grace));
         }
+        // One clock read per turn: the engine's time is derived from it.
+        let now = Instant::now();
         if let Some((_, end)) = stopping {
-            if Instant::now() >= end {
+            if now >= end {
                 stats.grace_expired = true;
                 break;
             }
         }
         stats.iterations += 1;
-        let n = engine.ingress();
-        let now = Instant::now();
+        let t = engine.shared().time_at(now);
+        let n = engine.ingress(t);
         let due = app_deadline.is_some_and(|d| d <= now);
         if n > 0 || engine.dirty() || due {
             app_deadline = app.poll(engine, now);
         }
         let busy = stopping.is_none() || app.stopping(engine, now);
-        engine.egress();
+        engine.egress(t);
         if !busy {
             break;
         }
@@ -124,7 +126,7 @@ pub fn run<R: Rings, A: App<R>>(
             continue;
         }
         let mut timeout = cfg.max_sleep;
-        if let Some(d) = engine.poll_delay() {
+        if let Some(d) = engine.poll_delay(t) {
             timeout = timeout.min(d);
         }
         if let Some(d) = app_deadline {
@@ -152,7 +154,7 @@ pub fn run<R: Rings, A: App<R>>(
         stats.grace_used = since.elapsed();
     }
     app.shutdown(engine);
-    engine.egress();
+    engine.egress(engine.clock());
     stats
 }
 

@@ -14,9 +14,9 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
-use stack::engine::{Engine, EngineConfig};
+use stack::engine::{Engine, EngineConfig, ListenerId, UdpId};
 use stack::parse::{FlowKey, Proto};
-use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher, MemberId};
+use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher};
 use stack::shared::Shared;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -28,7 +28,6 @@ struct Client {
     iface: Interface,
     sockets: SocketSet<'static>,
     frames: Vec<Frame>,
-    start: std::time::Instant,
 }
 
 impl Client {
@@ -51,16 +50,10 @@ impl Client {
             iface,
             sockets: SocketSet::new(Vec::new()),
             frames: Vec::new(),
-            start: std::time::Instant::now(),
         }
     }
 
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.start.elapsed().as_micros() as i64)
-    }
-
-    fn step(&mut self) {
-        let now = self.now();
+    fn step(&mut self, now: Instant) {
         self.port.recv(&mut self.frames);
         for f in std::mem::take(&mut self.frames) {
             let rx = RxPacket {
@@ -102,10 +95,12 @@ impl Client {
     }
 }
 
+/// Both ends on one virtual clock: each round is a millisecond.
 struct Net {
     engine: Engine<MemRings>,
     client: Client,
     shared: Arc<Shared>,
+    clock: Instant,
 }
 
 impl Net {
@@ -115,11 +110,18 @@ impl Net {
 
     /// A net whose engine config is first adjusted by `f`.
     fn with(f: impl FnOnce(&mut EngineConfig)) -> Net {
-        let (a, b) = MemRings::pair(MemConfig {
+        let (mut a, mut b) = MemRings::pair(MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
         });
+        // XDPSTACK_TEST_PCAP=DIR: both directions in DIR/server.pcap and
+        // DIR/client.pcap (for a failing test).
+        if let Ok(dir) = std::env::var("XDPSTACK_TEST_PCAP") {
+            let open = |n: &str| std::fs::File::create(format!("{dir}/{n}.pcap")).unwrap();
+            a.set_tap(Box::new(open("server"))).unwrap();
+            b.set_tap(Box::new(open("client"))).unwrap();
+        }
         let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
         let mut cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
         f(&mut cfg);
@@ -128,16 +130,23 @@ impl Net {
             engine,
             client: Client::new(b),
             shared,
+            clock: Instant::from_millis(1),
         }
     }
 
     /// Run both ends `rounds` times.
     fn run(&mut self, rounds: usize) {
         for _ in 0..rounds {
-            self.client.step();
-            self.engine.ingress();
-            self.engine.egress();
+            self.step();
+            self.clock += smoltcp::time::Duration::from_millis(1);
         }
+    }
+
+    /// One exchange at the current time, the clock not moving.
+    fn step(&mut self) {
+        self.client.step(self.clock);
+        self.engine.ingress(self.clock);
+        self.engine.egress(self.clock);
     }
 
     /// Run until `done` or `max` rounds (then fail).
@@ -147,7 +156,6 @@ impl Net {
                 return;
             }
             self.run(1);
-            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         panic!("not done after {max} rounds: {what}");
     }
@@ -211,11 +219,11 @@ fn hijack_is_refused_and_no_flow_reaches_it() {
 #[test]
 fn group_spreads_flows_by_the_keyed_hash() {
     let mut net = Net::new();
-    let ids: Vec<MemberId> = (0..3)
+    let ids: Vec<ListenerId> = (0..3)
         .map(|_| net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap())
         .collect();
     let hasher = FlowHasher::with_key(KEY.0, KEY.1);
-    let mut expected: HashMap<MemberId, usize> = HashMap::new();
+    let mut expected: HashMap<ListenerId, usize> = HashMap::new();
     let ports: Vec<u16> = (0..60).map(|i| 41000 + i * 7).collect();
     for &p in &ports {
         let idx = reciprocal_scale(hasher.hash(&key_for(p, 80)), ids.len());
@@ -223,7 +231,7 @@ fn group_spreads_flows_by_the_keyed_hash() {
     }
     let hs: Vec<_> = ports.iter().map(|&p| net.client.connect(p, 80)).collect();
     net.run_until(3000, "connections established", |n| established(n, &hs));
-    let mut got: HashMap<MemberId, usize> = HashMap::new();
+    let mut got: HashMap<ListenerId, usize> = HashMap::new();
     net.run_until(200, "all accepted", |n| {
         for &id in &ids {
             while n.engine.accept(id).is_some() {
@@ -277,8 +285,8 @@ fn closed_listener_queue_migrates_to_a_live_member() {
         echoed == 30
     });
     let rep = net.shared.report();
-    let a_rep = rep.listeners.iter().find(|l| l.id == a.0).unwrap();
-    let b_rep = rep.listeners.iter().find(|l| l.id == b.0).unwrap();
+    let a_rep = rep.listeners.iter().find(|l| l.id == a.0 .0).unwrap();
+    let b_rep = rep.listeners.iter().find(|l| l.id == b.0 .0).unwrap();
     assert_eq!(a_rep.state, "closed");
     assert_eq!(a_rep.counters.migrated_out as usize, on_a);
     assert_eq!(b_rep.counters.migrated_in as usize, on_a);
@@ -333,7 +341,9 @@ fn drained_listener_takes_no_new_flows_but_keeps_its_own() {
 
 #[test]
 fn full_backlog_drops_syns_and_counts_them() {
-    let mut net = Net::new();
+    // Without SYN cookies a SYN beyond the backlog is dropped (with them it
+    // is answered with a cookie: see `syn_cookies_*`).
+    let mut net = Net::with(|c| c.syncookies = false);
     let a = net
         .engine
         .tcp_listen(BindAddr::Any4, 80, BindOptions::new(0).with_backlog(2))
@@ -357,7 +367,7 @@ fn full_backlog_drops_syns_and_counts_them() {
 #[test]
 fn udp_group_keeps_each_four_tuple_on_one_member() {
     let mut net = Net::new();
-    let ids: Vec<MemberId> = (0..2)
+    let ids: Vec<UdpId> = (0..2)
         .map(|_| net.engine.udp_bind(BindAddr::Any4, 53, opts(0)).unwrap())
         .collect();
     let mut socks = Vec::new();
@@ -370,7 +380,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
         socks.push(net.client.sockets.add(s));
     }
     let server = IpEndpoint::new(IpAddress::Ipv4(SERVER), 53);
-    let mut seen: HashMap<u16, MemberId> = HashMap::new();
+    let mut seen: HashMap<u16, UdpId> = HashMap::new();
     let mut buf = [0u8; 64];
     for round in 0..3 {
         for &h in &socks {
@@ -421,7 +431,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
 
 // ---- readiness, connection counts, close timeout, the graceful stop ----
 
-fn accept_all(net: &mut Net, l: MemberId, n: usize) -> Vec<stack::socket::ConnId> {
+fn accept_all(net: &mut Net, l: ListenerId, n: usize) -> Vec<stack::socket::ConnId> {
     let mut conns = Vec::new();
     net.run_until(500, "all accepted", |net| {
         while let Some(c) = net.engine.accept(l) {
@@ -517,7 +527,7 @@ fn close_timeout_resets_a_peer_that_never_closes() {
     let h = net.client.connect(46200, 80);
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
-    let closed_at = std::time::Instant::now();
+    let closed_at = net.clock;
     net.engine.close(c);
     // The client never closes its side: our socket sits in FIN_WAIT_2.
     net.run_until(2000, "peer saw our FIN", |n| {
@@ -527,7 +537,7 @@ fn close_timeout_resets_a_peer_that_never_closes() {
     net.run_until(5000, "reset after the close timeout", |n| {
         n.client.tcp(h).state() == tcp::State::Closed && n.engine.connections() == 0
     });
-    assert!(closed_at.elapsed() >= std::time::Duration::from_millis(300));
+    assert!(net.clock - closed_at >= smoltcp::time::Duration::from_millis(300));
     assert_eq!(net.engine.stats().engine.close_timeouts, 1);
     net.engine.check_frames().unwrap();
 }
@@ -546,9 +556,7 @@ fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
     net.run_until(200, "SYN admitted", |n| n.engine.pending(l) == 1);
     // The client forgets the connection: its stack answers the SYN-ACK with RST.
     net.client.sockets.remove(gone);
-    net.client.step();
-    net.engine.ingress();
-    net.engine.egress();
+    net.step();
     assert_eq!(
         net.engine.pending(l),
         0,
@@ -682,5 +690,228 @@ mod graceful {
             n.client.tcp(h).state() == tcp::State::Closed
         });
         assert_eq!(net.shared.report().listeners[0].state, "closed");
+    }
+}
+
+// ---- the data path at scale: work only where there is work, bounded
+// state under a SYN flood, SYN cookies, recycled sockets ----
+
+mod data_path {
+    use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::time::Duration as SDuration;
+    use smoltcp::wire::{
+        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+
+    const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    /// A SYN from `src:sport` (a spoofed source: nobody answers our SYN-ACK).
+    fn syn_frame(src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: sport,
+            dst_port: 80,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: None,
+            window_len: 64000,
+            window_scale: Some(7),
+            max_seg_size: Some(1460),
+            sack_permitted: true,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: SERVER,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress(CMAC),
+            dst_addr: EthernetAddress(SMAC),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let caps = ChecksumCapabilities::default();
+        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(p.payload_mut()),
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(SERVER),
+            &caps,
+        );
+        buf
+    }
+
+    fn inject(net: &mut Net, frame: &[u8]) {
+        assert!(net
+            .client
+            .port
+            .send_frame(frame.len(), |b| b.copy_from_slice(frame)));
+        net.client.port.flush(|_, len| Some(len));
+    }
+
+    fn connect_all(
+        net: &mut Net,
+        l: ListenerId,
+        n: u16,
+        base: u16,
+    ) -> Vec<(SocketHandle, stack::socket::ConnId)> {
+        let hs: Vec<_> = (0..n).map(|i| net.client.connect(base + i, 80)).collect();
+        net.run_until(5000, "connections established", |n| established(n, &hs));
+        let cs = accept_all(net, l, n as usize);
+        let mut pairs = Vec::new();
+        for c in cs {
+            let port = net.engine.peer(c).unwrap().unwrap().port;
+            pairs.push((hs[(port - base) as usize], c));
+        }
+        pairs
+    }
+
+    #[test]
+    fn egress_visits_only_connections_with_work() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let pairs = connect_all(&mut net, l, 60, 44000);
+        net.run(300); // delayed ACKs and the like settle
+        let v0 = net.engine.stats().engine.egress_visits;
+        net.run(500);
+        let idle = net.engine.stats().engine.egress_visits - v0;
+        assert_eq!(idle, 0, "idle connections were visited {idle} times");
+        // One connection gets data: only it is visited.
+        let (h, c) = pairs[7];
+        net.client.tcp(h).send_slice(b"ping").unwrap();
+        let v1 = net.engine.stats().engine.egress_visits;
+        let mut buf = [0u8; 16];
+        net.run_until(100, "data read", |n| {
+            n.engine.recv(c, &mut buf).unwrap() == 4
+        });
+        net.engine.send(c, b"pong").unwrap();
+        net.run_until(100, "reply seen", |n| n.client.tcp(h).can_recv());
+        let busy = net.engine.stats().engine.egress_visits - v1;
+        assert!(
+            busy <= 8,
+            "{busy} visits for one exchange among 60 connections"
+        );
+        assert_eq!(net.engine.connections(), 60);
+    }
+
+    #[test]
+    fn released_sockets_are_reused_with_their_buffers() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        for round in 0..3u16 {
+            let pairs = connect_all(&mut net, l, 10, 45000 + round * 100);
+            assert_eq!(net.engine.stats().pooled, 0, "round {round}: pool used");
+            for &(h, c) in &pairs {
+                net.engine.close(c);
+                net.client.tcp(h).close();
+            }
+            net.run_until(3000, "all released", |n| n.engine.connections() == 0);
+            assert_eq!(net.engine.stats().pooled, 10, "round {round}");
+        }
+        assert_eq!(net.engine.stats().flows, 0);
+        net.engine.check_frames().unwrap();
+    }
+
+    #[test]
+    fn the_peers_fin_is_acknowledged_before_the_connection_is_released() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let (h, c) = connect_all(&mut net, l, 1, 41500)[0];
+        net.engine.send(c, b"bye").unwrap();
+        net.engine.close(c);
+        net.run_until(100, "client saw our FIN", |n| {
+            n.client.tcp(h).state() == tcp::State::CloseWait
+        });
+        net.client.tcp(h).close();
+        // Well before any retransmission: our ACK of its FIN arrives.
+        net.run_until(100, "client closed", |n| {
+            n.client.tcp(h).state() == tcp::State::Closed
+        });
+        net.run_until(100, "released", |n| n.engine.connections() == 0);
+        assert_eq!(net.engine.stats().engine.time_wait_reaped, 1);
+    }
+
+    #[test]
+    fn syn_cookies_let_clients_in_when_the_syn_queue_is_full() {
+        let mut net = Net::with(|c| c.syn_backlog = 2);
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        // Six SYNs at once: two fit the SYN queue, the others get cookies.
+        let hs: Vec<_> = (0..6).map(|i| net.client.connect(43000 + i, 80)).collect();
+        net.run_until(3000, "clients established", |n| established(n, &hs));
+        for &h in &hs {
+            net.client.tcp(h).send_slice(b"hello").unwrap();
+        }
+        let cs = accept_all(&mut net, l, 6);
+        let st = net.engine.stats().engine;
+        assert!(st.syncookies_sent >= 4, "{st:?}");
+        assert!(st.syncookies_ok >= 4, "{st:?}");
+        // Cookie connections carry data both ways.
+        for &c in &cs {
+            let mut buf = [0u8; 16];
+            net.run_until(200, "request read", |n| {
+                n.engine.recv(c, &mut buf).unwrap() == 5
+            });
+            assert_eq!(&buf[..5], b"hello");
+            net.engine.send(c, b"world!").unwrap();
+        }
+        net.run_until(500, "replies seen", |n| {
+            hs.iter().all(|&h| n.client.tcp(h).recv_queue() == 6)
+        });
+        net.engine.check_frames().unwrap();
+    }
+
+    #[test]
+    fn a_syn_flood_leaves_bounded_state_that_expires_and_clients_still_connect() {
+        let mut net = Net::with(|c| {
+            c.syn_backlog = 64;
+            c.syn_timeout = std::time::Duration::from_secs(10);
+        });
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut x: u32 = 0x9e37_79b9;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let mut sent = 0;
+        for round in 0..40 {
+            for _ in 0..100 {
+                let r = next();
+                let src = Ipv4Addr::new(198, 18, 0, 3 + (r % 250) as u8);
+                inject(
+                    &mut net,
+                    &syn_frame(src, 1024 + (r >> 16) as u16 % 60000, next()),
+                );
+                sent += 1;
+            }
+            net.run(2);
+            assert!(net.engine.connections() <= 64, "round {round}");
+            assert!(net.engine.stats().flows <= 64, "round {round}");
+        }
+        let st = net.engine.stats().engine;
+        assert!(st.syncookies_sent >= sent - 64 - 50, "{sent} SYNs: {st:?}");
+        // A real client gets in during the flood (through a cookie).
+        let pairs = connect_all(&mut net, l, 3, 42000);
+        assert_eq!(pairs.len(), 3);
+        // The half-open ones go away after the SYN timeout; nothing else
+        // is left of the flood.
+        net.clock += SDuration::from_secs(11);
+        net.run(5);
+        assert_eq!(net.engine.connections(), 3);
+        assert_eq!(net.engine.stats().flows, 3);
+        assert_eq!(net.engine.stats().engine.syn_timeouts, 64);
+        assert_eq!(net.engine.pending(l), 0);
+        net.engine.check_frames().unwrap();
     }
 }

@@ -115,8 +115,9 @@ fn a_rehashed_syn_goes_to_the_core_that_owns_the_flow() {
     send(&mut clients[0], &syn);
     for _ in 0..3 {
         for e in engines.iter_mut() {
-            e.ingress();
-            e.egress();
+            let now = e.clock();
+            e.ingress(now);
+            e.egress(now);
         }
     }
     assert_eq!(engines[0].pending(l0), 1);
@@ -126,8 +127,9 @@ fn a_rehashed_syn_goes_to_the_core_that_owns_the_flow() {
     send(&mut clients[1], &syn);
     for _ in 0..3 {
         for e in engines.iter_mut() {
-            e.ingress();
-            e.egress();
+            let now = e.clock();
+            e.ingress(now);
+            e.egress(now);
         }
     }
     assert_eq!(

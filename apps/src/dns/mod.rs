@@ -213,7 +213,14 @@ pub struct DnsApp {
     /// Reused lists of connection ids (no allocation per poll).
     scratch_ids: Vec<ConnId>,
     scratch_closed: Vec<ConnId>,
+    /// Connection states kept for reuse.
+    conn_pool: Vec<TcpConn>,
+    /// When idle connections are looked for next.
+    next_sweep: Instant,
 }
+
+/// How often idle TCP connections are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
 
 impl DnsApp {
     /// Bind UDP and TCP `args.port` (reuseport, dual-stack) on this worker.
@@ -234,7 +241,9 @@ impl DnsApp {
         let listener = engine
             .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
             .map_err(|e| e.to_string())?;
-        for id in [udp, listener] {
+        // Only connections with segments are looked at (`take_ready`).
+        engine.set_ready_tracking(true);
+        for id in [udp.member(), listener.member()] {
             let _ = engine
                 .shared()
                 .registry
@@ -255,6 +264,8 @@ impl DnsApp {
             counters: DnsCounters::default(),
             scratch_ids: Vec::new(),
             scratch_closed: Vec::new(),
+            conn_pool: Vec::new(),
+            next_sweep: Instant::now() + SWEEP,
         })
     }
 
@@ -324,7 +335,12 @@ impl DnsApp {
         ok
     }
 
+    /// Accepted connections and those that had a segment since the last
+    /// poll are served; the others are not looked at (idle timeouts: a
+    /// sweep once per `SWEEP` over all of them).
     fn poll_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
         while let Some(id) = engine.accept(self.listener) {
             if self.conns.len() >= self.max_conns {
                 self.counters.tcp_refused += 1;
@@ -332,113 +348,127 @@ impl DnsApp {
                 continue;
             }
             self.counters.tcp_connections += 1;
-            self.conns.insert(
-                id,
-                TcpConn {
-                    inbuf: Vec::new(),
-                    out: Vec::new(),
-                    out_off: 0,
-                    last: now,
-                    eof: false,
-                },
-            );
+            let c = self.conn_pool.pop().unwrap_or_else(|| TcpConn {
+                inbuf: Vec::new(),
+                out: Vec::new(),
+                out_off: 0,
+                last: now,
+                eof: false,
+            });
+            self.conns.insert(id, c);
+            ids.push(id);
         }
+        engine.take_ready(&mut ids);
+        for &id in &ids {
+            self.service_tcp(engine, id, now);
+        }
+        self.scratch_ids = ids;
         if self.conns.is_empty() {
             return None;
         }
-        let mut closed = std::mem::take(&mut self.scratch_closed);
-        let mut ids = std::mem::take(&mut self.scratch_ids);
-        closed.clear();
-        ids.clear();
-        ids.extend(self.conns.keys().copied());
-        let mut next: Option<Instant> = None;
-        for &id in &ids {
-            let Some(mut c) = self.conns.remove(&id) else {
-                continue;
-            };
-            let mut close = false;
-            loop {
-                // Send what is pending.
-                let mut sent = false;
-                while c.out_off < c.out.len() {
-                    match engine.send(id, &c.out[c.out_off..]) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            c.out_off += n;
-                            c.last = now;
-                            sent = true;
-                        }
-                        Err(_) => {
-                            close = true;
-                            break;
-                        }
-                    }
-                }
-                if c.out_off == c.out.len() {
-                    c.out.clear();
-                    c.out_off = 0;
-                }
-                if close {
-                    break;
-                }
-                // Answer what is buffered (up to the output high-water mark).
-                let before = c.out.len();
-                if !self.answer_tcp(&mut c) {
-                    close = true;
-                    break;
-                }
-                if c.out.len() - c.out_off >= TCP_OUT_HIGH {
-                    if sent || c.out.len() != before {
-                        continue;
-                    }
-                    // The peer is not reading: wait for it.
-                    break;
-                }
-                if c.out.len() != before {
-                    continue;
-                }
-                if c.eof {
-                    break;
-                }
-                // Read at most what completes the largest message (bounded).
-                let room = TCP_MSG_MAX.saturating_sub(c.inbuf.len()).min(self.rx.len());
-                if room == 0 {
-                    break;
-                }
-                match engine.recv(id, &mut self.rx[..room]) {
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            let mut idle = std::mem::take(&mut self.scratch_closed);
+            idle.clear();
+            idle.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last) >= self.idle)
+                    .map(|(&id, _)| id),
+            );
+            for &id in &idle {
+                self.counters.tcp_idle_closed += 1;
+                self.close_tcp(engine, id);
+            }
+            self.scratch_closed = idle;
+        }
+        Some(self.next_sweep)
+    }
+
+    fn close_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, id: ConnId) {
+        engine.close(id);
+        if let Some(mut c) = self.conns.remove(&id) {
+            if self.conn_pool.len() < 256 {
+                c.inbuf.clear();
+                c.out.clear();
+                c.out_off = 0;
+                c.eof = false;
+                self.conn_pool.push(c);
+            }
+        }
+    }
+
+    /// Read, answer and send on one connection as far as it goes.
+    fn service_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, id: ConnId, now: Instant) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        c.last = now;
+        let mut close = false;
+        loop {
+            // Send what is pending.
+            let mut sent = false;
+            while c.out_off < c.out.len() {
+                match engine.send(id, &c.out[c.out_off..]) {
                     Ok(0) => break,
                     Ok(n) => {
-                        c.inbuf.extend_from_slice(&self.rx[..n]);
-                        c.last = now;
+                        c.out_off += n;
+                        sent = true;
                     }
-                    Err(ConnError::Closed) | Err(ConnError::NotFound) => {
-                        c.eof = true;
+                    Err(_) => {
+                        close = true;
+                        break;
                     }
                 }
             }
-            if !close && c.out.len() > c.out_off && c.eof {
-                // Answers still pending: keep the connection to send them.
-            } else if c.eof {
-                close = true;
-            }
-            if !close && now.duration_since(c.last) >= self.idle {
-                self.counters.tcp_idle_closed += 1;
-                close = true;
+            if c.out_off == c.out.len() {
+                c.out.clear();
+                c.out_off = 0;
             }
             if close {
-                closed.push(id);
-            } else {
-                let d = c.last + self.idle;
-                next = Some(next.map_or(d, |n| n.min(d)));
-                self.conns.insert(id, c);
+                break;
+            }
+            // Answer what is buffered (up to the output high-water mark).
+            let before = c.out.len();
+            if !self.answer_tcp(&mut c) {
+                close = true;
+                break;
+            }
+            if c.out.len() - c.out_off >= TCP_OUT_HIGH {
+                if sent || c.out.len() != before {
+                    continue;
+                }
+                // The peer is not reading: wait for it.
+                break;
+            }
+            if c.out.len() != before {
+                continue;
+            }
+            if c.eof {
+                break;
+            }
+            // Read at most what completes the largest message (bounded).
+            let room = TCP_MSG_MAX.saturating_sub(c.inbuf.len()).min(self.rx.len());
+            if room == 0 {
+                break;
+            }
+            match engine.recv(id, &mut self.rx[..room]) {
+                Ok(0) => break,
+                Ok(n) => c.inbuf.extend_from_slice(&self.rx[..n]),
+                Err(ConnError::Closed) | Err(ConnError::NotFound) => {
+                    c.eof = true;
+                }
             }
         }
-        for &id in &closed {
-            engine.close(id);
+        if !close && c.out.len() > c.out_off && c.eof {
+            // Answers still pending: keep the connection to send them.
+        } else if c.eof {
+            close = true;
         }
-        self.scratch_closed = closed;
-        self.scratch_ids = ids;
-        next
+        self.conns.insert(id, c);
+        if close {
+            self.close_tcp(engine, id);
+        }
     }
 }
 

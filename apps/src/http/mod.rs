@@ -667,7 +667,7 @@ impl HttpApp {
         let _ = engine
             .shared()
             .registry
-            .set_selector(id, self.ctx.selector.clone());
+            .set_selector(id.member(), self.ctx.selector.clone());
         Ok(id)
     }
 

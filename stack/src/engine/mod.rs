@@ -1,0 +1,608 @@
+//! One stack per core: the demux (L2, header parse, flow table, reuseport
+//! selection, handoff to other cores), smoltcp in `Medium::Ip` for TCP and
+//! ICMP, native UDP datagram queues, the listeners with the backlog the
+//! stack owns, and the socket API applications on the same core use.
+//!
+//! The files by responsibility:
+//! - `route.rs`: the demux as a decision: [`Route`] says where a packet
+//!   goes; `Engine::dispatch` is the one place that acts on it.
+//! - `tcp.rs`: the connection table (one small smoltcp socket set per
+//!   connection, slots recycled with their buffers), admission with a SYN
+//!   queue and SYN cookies, the accept queue, migration, timers, and the
+//!   TCP socket API.
+//! - `udp.rs`: datagram queues and `send_to`.
+//! - `mesh.rs`: handoff to other cores and packet buffers.
+//!
+//! Time is passed in: `ingress(now)`, `egress(now)`, `poll_delay(now)`; the
+//! engine never reads a clock itself ([`Engine::clock`] is for callers), so
+//! tests run it on a virtual clock.
+//!
+//! # Example
+//!
+//! Listeners share a port when every one sets reuseport with the same uid;
+//! an application's loop on its core is ingress, its own work, egress. (Here
+//! over the in-memory pipe; `nic::xsk::XskRings` is the real NIC queue.)
+//!
+//! ```
+//! use nic::mem::{MemConfig, MemRings};
+//! use stack::engine::{Engine, EngineConfig};
+//! use stack::reuseport::{BindAddr, BindError, BindOptions, FlowHasher};
+//! use stack::shared::Shared;
+//!
+//! let (nic_queue, _wire_peer) = MemRings::pair(MemConfig::default());
+//! let shared = Shared::new(1, FlowHasher::random()).unwrap();
+//! let cfg = EngineConfig::new(
+//!     [2, 0, 0, 0, 0, 1],
+//!     Some(("198.18.0.1".parse().unwrap(), 24)),
+//!     None,
+//! );
+//! let mut engine = Engine::new(nic_queue, cfg, shared.clone(), 0, 0);
+//!
+//! let opts = BindOptions::new(1000).with_reuseport(true).with_backlog(128);
+//! let a = engine.tcp_listen(BindAddr::Any4, 80, opts.clone()).unwrap();
+//! let b = engine.tcp_listen(BindAddr::Any4, 80, opts).unwrap(); // joins a's group
+//!
+//! // Another uid cannot join: a refused port hijack.
+//! let other = BindOptions::new(1001).with_reuseport(true);
+//! let err = engine.tcp_listen(BindAddr::Any4, 80, other).unwrap_err();
+//! assert!(matches!(err, BindError::PortHijack { .. }));
+//!
+//! // UDP: a socket with its own datagram queue.
+//! let dns = engine
+//!     .udp_bind(BindAddr::Any4, 53, BindOptions::new(1000).with_backlog(1024))
+//!     .unwrap();
+//!
+//! // One turn of the worker loop, at the time the caller says.
+//! let now = engine.clock();
+//! engine.ingress(now);
+//! for l in [a, b] {
+//!     while let Some(conn) = engine.accept(l) {
+//!         let mut buf = [0u8; 1024];
+//!         if let Ok(n) = engine.recv(conn, &mut buf) {
+//!             let _ = engine.send(conn, &buf[..n]);
+//!         }
+//!         engine.close(conn);
+//!     }
+//! }
+//! let mut buf = [0u8; 512];
+//! while let Ok(Some((n, from, to))) = engine.recv_from(dns, &mut buf) {
+//!     let _ = engine.send_to(dns, &buf[..n], from, Some(to));
+//! }
+//! engine.egress(now);
+//!
+//! // Stop taking new flows on `a`, then close it: what it had not accepted
+//! // yet migrates to `b`.
+//! engine.drain(a).unwrap();
+//! engine.close_listener(a).unwrap();
+//! assert_eq!(shared.report().listeners.len(), 3); // b, dns, and a (closed)
+//! ```
+
+mod mesh;
+mod route;
+mod tcp;
+mod udp;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use nic::{Frame, Port, PortConfig, PortStats, Rings, RxPacket};
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::time::{Duration as SDuration, Instant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use crate::counters::L2Counters;
+use crate::flow::FlowTable;
+use crate::l2::{Egress, Ingress, L2Config, ETH_HDR, L2};
+use crate::parse::ParsedIp;
+use crate::reuseport::{BindError, BindOptions, ListenerCounters, MemberId};
+use crate::shared::{ListenerReport, Shared};
+
+pub use crate::socket::{ListenerId, UdpId};
+pub use route::Route;
+pub use udp::Datagram;
+
+/// Addresses and sizes of one engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Our MAC.
+    pub mac: [u8; 6],
+    /// IPv4 address and prefix.
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// IPv6 address and prefix.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// IPv4 gateway for off-link peers.
+    pub gateway4: Option<Ipv4Addr>,
+    /// IPv6 gateway for off-link peers.
+    pub gateway6: Option<Ipv6Addr>,
+    /// TCP receive buffer per connection.
+    pub tcp_rx_buf: usize,
+    /// TCP send buffer per connection.
+    pub tcp_tx_buf: usize,
+    /// Seed for TCP initial sequence numbers.
+    pub seed: u64,
+    /// A connection the application closed that has not finished closing
+    /// after this long (a peer that never acknowledges our FIN or never
+    /// sends its own: FIN_WAIT, LAST_ACK, CLOSING) is reset, as Linux's
+    /// `tcp_fin_timeout` bounds FIN_WAIT_2.
+    pub close_timeout: std::time::Duration,
+    /// Half-open connections (SYN-RECEIVED) a listener holds at most, apart
+    /// from its accept queue (Linux's SYN queue). 0: the listener's backlog.
+    pub syn_backlog: usize,
+    /// A half-open connection whose handshake has not finished after this
+    /// long is dropped silently (Linux: `tcp_synack_retries` = 5, about
+    /// 63 s; smoltcp alone would retry the SYN-ACK forever).
+    pub syn_timeout: std::time::Duration,
+    /// Answer SYNs with SYN cookies once the SYN queue is full (Linux
+    /// `tcp_syncookies=1`); off: such SYNs are dropped and counted.
+    pub syncookies: bool,
+    /// Connections this engine holds at most (all states); a SYN beyond it
+    /// is dropped and counted.
+    pub max_conns: usize,
+    /// Released connections whose sockets (and buffers) are kept for reuse.
+    pub pool: usize,
+    /// Entries for flows other cores own, at most.
+    pub max_remote_flows: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for the given MAC and addresses.
+    pub fn new(mac: [u8; 6], ipv4: Option<(Ipv4Addr, u8)>, ipv6: Option<(Ipv6Addr, u8)>) -> Self {
+        EngineConfig {
+            mac,
+            ipv4,
+            ipv6,
+            gateway4: None,
+            gateway6: None,
+            tcp_rx_buf: 64 * 1024,
+            tcp_tx_buf: 64 * 1024,
+            seed: random_seed(),
+            close_timeout: std::time::Duration::from_secs(60),
+            syn_backlog: 0,
+            syn_timeout: std::time::Duration::from_secs(63),
+            syncookies: true,
+            max_conns: 1 << 20,
+            pool: 4096,
+            max_remote_flows: 1 << 20,
+        }
+    }
+}
+
+/// A seed from the standard library's per-process random keys.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+/// Engine counters, beyond L2's and the port's.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct EngineCounters {
+    /// IP packets handed to smoltcp.
+    pub ip_packets: u64,
+    /// TCP connections accepted by applications.
+    pub accepted: u64,
+    /// SYNs dropped because the chosen listener's accept queue was full.
+    pub syn_backlog_full: u64,
+    /// SYNs dropped because the SYN queue was full and cookies are off.
+    pub syn_queue_full: u64,
+    /// SYNs dropped because the engine holds `max_conns` connections.
+    pub conn_limit: u64,
+    /// SYN-ACKs sent with a cookie (SYN queue full).
+    pub syncookies_sent: u64,
+    /// Cookie SYN-ACKs that found no free frame.
+    pub syncookies_unsent: u64,
+    /// Connections built from a valid cookie.
+    pub syncookies_ok: u64,
+    /// ACKs whose cookie did not check (answered with RST).
+    pub syncookies_bad: u64,
+    /// Half-open connections dropped after `syn_timeout`.
+    pub syn_timeouts: u64,
+    /// Connections reset or closed by the peer before the application
+    /// accepted them.
+    pub pending_lost: u64,
+    /// Connections whose TIME_WAIT was cut short (their slot is reused; a
+    /// late segment of the flow is answered with RST).
+    pub time_wait_reaped: u64,
+    /// Connections released after closing.
+    pub closed: u64,
+    /// Closed connections reset because they did not finish closing within
+    /// `close_timeout`.
+    pub close_timeouts: u64,
+    /// Packets handed to another core.
+    pub handed_off: u64,
+    /// Packets received from another core.
+    pub handed_in: u64,
+    /// Packets that could not be handed off (queue full or too many hops).
+    pub handoff_dropped: u64,
+    /// Pending connections migrated to another listener.
+    pub migrated_out: u64,
+    /// Pending connections migrated in from another listener.
+    pub migrated_in: u64,
+    /// Pending connections reset because no live listener was left.
+    pub migration_resets: u64,
+    /// Segments of flows another core owns that reached this core's queue
+    /// (the client moved the flow to another queue), sent to the owner.
+    pub rehashed: u64,
+    /// Remote flow entries refused (bound reached).
+    pub flow_remote_refused: u64,
+    /// UDP datagrams delivered to application queues.
+    pub udp_rx: u64,
+    /// UDP datagrams dropped because the queue was full.
+    pub udp_queue_full: u64,
+    /// UDP datagrams sent.
+    pub udp_tx: u64,
+    /// UDP datagrams that could not be sent (no free frame).
+    pub udp_tx_dropped: u64,
+    /// Connection passes of egress (each visits one connection with work).
+    pub egress_visits: u64,
+    /// Timer wake-ups that found their connection still current.
+    pub timer_fires: u64,
+}
+
+/// Everything an engine counts, for reports.
+#[derive(Clone, Debug)]
+pub struct EngineStats {
+    /// Engine counters.
+    pub engine: EngineCounters,
+    /// Demux counters.
+    pub l2: L2Counters,
+    /// Port counters and frame places.
+    pub port: PortStats,
+    /// Connections held now (every state).
+    pub sockets: usize,
+    /// Flows in the flow table now.
+    pub flows: usize,
+    /// Released connections whose sockets wait for reuse.
+    pub pooled: usize,
+    /// Timer entries held (stale ones included).
+    pub timers: usize,
+}
+
+/// Times one packet may be handed between cores (a bound against loops
+/// while groups change under it).
+const MAX_HOPS: u8 = 4;
+
+enum Pkt {
+    /// A held rx frame of this port; the IP packet is at ETH_HDR.
+    Frame(Frame, usize),
+    /// A packet from another core (or built here).
+    Bytes(Vec<u8>),
+}
+
+/// One core's stack over one port.
+pub struct Engine<R: Rings> {
+    port: Port<R>,
+    iface: Interface,
+    /// The socket set of packets no connection takes: smoltcp answers them
+    /// (RST, ICMP echo, port unreachable).
+    empty: SocketSet<'static>,
+    l2: L2,
+    cfg: EngineConfig,
+    shared: Arc<Shared>,
+    core: usize,
+    queue: u32,
+    flows: FlowTable,
+    listeners: HashMap<MemberId, tcp::Listener>,
+    udp: HashMap<MemberId, udp::UdpMember>,
+    conns: tcp::Conns,
+    counters: EngineCounters,
+    frames: Vec<Frame>,
+    reply: [u8; 256],
+    pool: Vec<Vec<u8>>,
+    /// The time of the last `ingress`/`egress` call.
+    now: Instant,
+}
+
+impl<R: Rings> Engine<R> {
+    /// An engine on core `core` over `rings` (NIC queue `queue`).
+    pub fn new(rings: R, cfg: EngineConfig, shared: Arc<Shared>, core: usize, queue: u32) -> Self {
+        let port_cfg = PortConfig {
+            l2_headroom: ETH_HDR,
+            verify_rx_checksums: false,
+            tx_reserve: rings_reserve(&rings),
+            ..PortConfig::default()
+        };
+        let mut port = Port::new(rings, port_cfg);
+        let mut icfg = Config::new(HardwareAddress::Ip);
+        icfg.random_seed = cfg.seed;
+        let now = shared.now();
+        let mut iface = Interface::new(icfg, &mut port.device(None), now);
+        iface.update_ip_addrs(|addrs| {
+            if let Some((a, p)) = cfg.ipv4 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(a), p));
+            }
+            if let Some((a, p)) = cfg.ipv6 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(a), p));
+            }
+        });
+        // smoltcp needs a route for off-link peers; in Medium::Ip the next hop
+        // it picks is not used: L2 resolves the gateway's MAC itself.
+        if let Some(gw) = cfg.gateway4 {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        if let Some(gw) = cfg.gateway6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(gw);
+        }
+        let l2 = L2::new(
+            L2Config {
+                mac: cfg.mac,
+                ipv4: cfg.ipv4,
+                ipv6: cfg.ipv6,
+                gateway4: cfg.gateway4,
+                gateway6: cfg.gateway6,
+            },
+            shared.neighbors.clone(),
+        );
+        Engine {
+            port,
+            iface,
+            empty: SocketSet::new(Vec::new()),
+            l2,
+            flows: FlowTable::new(cfg.max_remote_flows),
+            conns: tcp::Conns::default(),
+            cfg,
+            shared,
+            core,
+            queue,
+            listeners: HashMap::new(),
+            udp: HashMap::new(),
+            counters: EngineCounters::default(),
+            frames: Vec::with_capacity(64),
+            reply: [0; 256],
+            pool: Vec::new(),
+            now,
+        }
+    }
+
+    /// The process's engine clock now (all cores count from one origin:
+    /// connections migrate between cores with their timers). For callers:
+    /// the engine itself only uses the times it is given.
+    pub fn clock(&self) -> Instant {
+        self.shared.now()
+    }
+
+    /// The port (for its backend's info).
+    pub fn port(&self) -> &Port<R> {
+        &self.port
+    }
+
+    /// What all cores share (registry, mesh, counters).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// This engine's core index.
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
+    /// Receive one batch from the NIC and whatever other cores sent, and run
+    /// it through the stack at time `now`. Returns the number of packets
+    /// processed.
+    pub fn ingress(&mut self, now: Instant) -> usize {
+        self.now = now;
+        let now_ms = now.total_millis() as u64;
+        let mut work = self.drain_mesh();
+        let n = self.port.recv(&mut self.frames);
+        let frames = std::mem::take(&mut self.frames);
+        for &f in &frames {
+            let l2 = &mut self.l2;
+            let reply = &mut self.reply;
+            let verdict = self
+                .port
+                .read(f, |b| l2.ingress(b, reply, now_ms))
+                .unwrap_or(Ingress::Consumed);
+            match verdict {
+                Ingress::Ip { len, parsed } => {
+                    self.dispatch(Pkt::Frame(f, len), parsed, None, self.core, 0);
+                }
+                Ingress::Reply { len } => {
+                    let reply = &self.reply[..len];
+                    self.port.send_frame(len, |b| b.copy_from_slice(reply));
+                }
+                Ingress::Consumed | Ingress::Drop(_) => {}
+            }
+            self.port.release(f);
+        }
+        self.frames = frames;
+        work += n;
+        work
+    }
+
+    /// Act on the demux's decision for one packet.
+    fn dispatch(
+        &mut self,
+        pkt: Pkt,
+        parsed: ParsedIp,
+        hint: Option<MemberId>,
+        rx_core: usize,
+        hops: u8,
+    ) {
+        match self.route(&parsed, hint, hops) {
+            Route::Conn(c) => self.deliver(c, pkt, &parsed),
+            Route::Admit(m) => self.admit(pkt, &parsed, m, rx_core),
+            Route::Cookie(m) => self.cookie_ack(pkt, &parsed, m, rx_core),
+            Route::Forward {
+                core,
+                member,
+                remember,
+                forget,
+            } => {
+                if remember {
+                    self.counters.rehashed += 1;
+                    self.remember_remote(parsed.key, core);
+                }
+                self.forward(core, pkt, parsed, member, rx_core, hops);
+                if forget {
+                    self.flows.remove(&parsed.key);
+                }
+            }
+            Route::Udp(m) => self.deliver_udp(m, pkt, &parsed),
+            Route::Stack => {
+                self.feed(None, pkt);
+                if hops > 0 {
+                    self.stale_remote(&parsed, rx_core);
+                }
+            }
+        }
+    }
+
+    /// Run one packet through smoltcp: into connection slot `slot`'s socket
+    /// set, or (`None`) into the empty set, where smoltcp answers what no
+    /// connection takes.
+    fn feed(&mut self, slot: Option<u32>, pkt: Pkt) {
+        self.counters.ip_packets += 1;
+        let now = self.now;
+        let Engine {
+            iface,
+            port,
+            empty,
+            conns,
+            ..
+        } = self;
+        let set = match slot.and_then(|i| conns.set_mut(i)) {
+            Some(s) => s,
+            None => empty,
+        };
+        match pkt {
+            Pkt::Frame(f, len) => {
+                let rx = RxPacket {
+                    frame: f,
+                    offset: ETH_HDR,
+                    len,
+                };
+                iface.poll_ingress_single(now, &mut port.device(Some(rx)), set);
+            }
+            Pkt::Bytes(b) => {
+                if let Some(f) = port.inject(ETH_HDR, &b) {
+                    let rx = RxPacket {
+                        frame: f,
+                        offset: ETH_HDR,
+                        len: b.len(),
+                    };
+                    iface.poll_ingress_single(now, &mut port.device(Some(rx)), set);
+                    port.release(f);
+                }
+                self.recycle(b);
+            }
+        }
+    }
+
+    /// Send what the connections with work have queued (only those: data
+    /// written, an ACK or window update owed, a timer due) and finish the
+    /// frames (link-layer headers, tx ring, kick).
+    pub fn egress(&mut self, now: Instant) {
+        self.now = now;
+        let now_ms = now.total_millis() as u64;
+        // Answers the empty set owes (none today: it replies during ingress).
+        self.fire_timers(now);
+        self.egress_conns(now);
+        let l2 = &mut self.l2;
+        self.port
+            .flush(|frame, ip_len| match l2.egress(frame, ip_len, now_ms) {
+                Egress::Send => Some(ETH_HDR + ip_len),
+                Egress::Resolve { len } => Some(len),
+                Egress::Invalid => None,
+            });
+    }
+
+    /// How long the engine may sleep from `now` before a connection's timer
+    /// is due (zero when connections wait for an egress pass).
+    pub fn poll_delay(&mut self, now: Instant) -> Option<std::time::Duration> {
+        self.next_timer(now)
+            .map(|at: Instant| at - now)
+            .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()))
+            .or(if self.conns.has_dirty() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                None
+            })
+    }
+
+    /// Sleep in poll() on the XSK and this core's doorbell for at most
+    /// `timeout` (not at all if another core already sent something).
+    pub fn wait(&mut self, timeout: std::time::Duration) {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let shared = self.shared.clone();
+        if !shared.mesh.prepare_sleep(self.core) {
+            return;
+        }
+        if let Some(bell) = shared.mesh.bell(self.core) {
+            let _ = self.port.wait_with(bell, ms);
+        } else {
+            let _ = self.port.wait(ms);
+        }
+        shared.mesh.woke(self.core);
+    }
+
+    /// Frames built or handed to the kernel and not yet sent: the caller
+    /// should kick again soon instead of sleeping long.
+    pub fn tx_in_flight(&self) -> bool {
+        self.port.pending_tx() > 0 || self.port.in_flight() > 0
+    }
+
+    /// Whether connections wait for an egress pass.
+    pub fn dirty(&self) -> bool {
+        self.conns.has_dirty()
+    }
+
+    fn bind_member(
+        &self,
+        proto: crate::parse::Proto,
+        addr: crate::reuseport::BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<(MemberId, Arc<ListenerCounters>), BindError> {
+        let registry = &self.shared.registry;
+        let id = registry.bind(proto, addr, port, self.core, self.queue, opts)?;
+        let counters = registry.member(id).map(|m| m.counters).unwrap_or_default();
+        Ok((id, counters))
+    }
+
+    /// Unbind a member and keep its final counters in the report.
+    fn retire(&self, id: MemberId) -> Result<(), BindError> {
+        let member = self.shared.registry.unbind(id)?;
+        let mut rep = ListenerReport::of(&member);
+        rep.state = "closed".into();
+        self.shared.push_retired(rep);
+        Ok(())
+    }
+
+    // ---- reports ----
+
+    /// Everything counted so far on this core.
+    pub fn stats(&self) -> EngineStats {
+        let mut engine = self.counters.clone();
+        engine.flow_remote_refused = self.flows.remote_refused;
+        EngineStats {
+            engine,
+            l2: self.l2.counters().clone(),
+            port: self.port.stats(),
+            sockets: self.conns.live(),
+            flows: self.flows.len(),
+            pooled: self.conns.pooled(),
+            timers: self.conns.timers_len(),
+        }
+    }
+
+    /// Prove the frame accounting of the port.
+    pub fn check_frames(&self) -> Result<(), nic::LedgerError> {
+        self.port.check()
+    }
+}
+
+fn rings_reserve<R: Rings>(rings: &R) -> u32 {
+    use nic::FrameMem;
+    // Keep a quarter of the frames for transmission.
+    rings.mem().frame_count() / 4
+}
+
+/// `IpAddress` to std.
+pub fn to_std(a: IpAddress) -> IpAddr {
+    match a {
+        IpAddress::Ipv4(v) => IpAddr::V4(v),
+        IpAddress::Ipv6(v) => IpAddr::V6(v),
+    }
+}

@@ -1,0 +1,1191 @@
+//! TCP: the connection table, admission (SYN queue, SYN cookies, accept
+//! queue), state changes, timers, migration and the socket API.
+//!
+//! Each connection lives in a slot with its own one-socket smoltcp
+//! `SocketSet`. smoltcp visits every socket of a set on every ingress
+//! segment and every egress pass; with one socket per set a segment costs
+//! one flow-table lookup and one socket, and an egress pass visits only the
+//! connections on the dirty list (a segment arrived, the application read or
+//! wrote, a timer fired). Each connection's next deadline (smoltcp's
+//! `poll_at`, the handshake or close timeout) goes into a timer heap.
+//! Released slots keep their socket and its buffers for the next connection
+//! (`listen` resets the rings without zeroing them), up to
+//! `EngineConfig::pool` of them.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nic::Rings;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{tcp, Socket};
+use smoltcp::time::{Duration as SDuration, Instant};
+use smoltcp::wire::{
+    IpAddress, IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+
+use super::{Engine, Pkt};
+use crate::flow::Owner;
+use crate::handoff::Msg;
+use crate::parse::{FlowKey, ParsedIp, Proto};
+use crate::reuseport::{BindAddr, BindError, BindOptions, ListenerCounters, MemberId};
+use crate::socket::{ConnError, ConnId, ListenerId};
+use crate::timer::Timers;
+
+/// Where a connection is in its life, as the engine sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The slot is free.
+    Free,
+    /// SYN-RECEIVED: counted in its listener's SYN queue.
+    HalfOpen,
+    /// Established, on its listener's accept queue.
+    Queued,
+    /// Taken by the application.
+    Accepted,
+    /// Closed (or aborted) by the application, finishing the close.
+    Closing,
+}
+
+pub(super) struct Slot {
+    set: SocketSet<'static>,
+    handle: Option<SocketHandle>,
+    gen: u32,
+    phase: Phase,
+    key: FlowKey,
+    member: MemberId,
+    rx_core: usize,
+    counters: Arc<ListenerCounters>,
+    /// Handshake or close timeout.
+    deadline: Option<Instant>,
+    /// The earliest timer entry this slot has in the heap.
+    timer_at: Option<Instant>,
+    dirty: bool,
+    ready: bool,
+}
+
+/// The connection table of one core.
+#[derive(Default)]
+pub(super) struct Conns {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Free slots that still hold a socket.
+    pooled: usize,
+    live: usize,
+    dirty: Vec<ConnId>,
+    timers: Timers,
+    ready: Vec<ConnId>,
+    track_ready: bool,
+}
+
+impl Conns {
+    pub(super) fn set_mut(&mut self, idx: u32) -> Option<&mut SocketSet<'static>> {
+        self.slots.get_mut(idx as usize).map(|s| &mut s.set)
+    }
+
+    fn slot(&self, c: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(c.idx as usize)
+            .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+    }
+
+    fn slot_mut(&mut self, c: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(c.idx as usize)
+            .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+    }
+
+    fn socket(&mut self, c: ConnId) -> Option<&mut tcp::Socket<'static>> {
+        let s = self.slot_mut(c)?;
+        let h = s.handle?;
+        Some(s.set.get_mut::<tcp::Socket>(h))
+    }
+
+    fn state(&mut self, c: ConnId) -> Option<tcp::State> {
+        self.socket(c).map(|s| s.state())
+    }
+
+    pub(super) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(super) fn pooled(&self) -> usize {
+        self.pooled
+    }
+
+    pub(super) fn timers_len(&self) -> usize {
+        self.timers.len()
+    }
+
+    fn mark_dirty(&mut self, c: ConnId) {
+        if let Some(s) = self.slot_mut(c) {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(c);
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, c: ConnId) {
+        if !self.track_ready {
+            return;
+        }
+        if let Some(s) = self.slot_mut(c) {
+            if s.phase == Phase::Accepted && !s.ready {
+                s.ready = true;
+                self.ready.push(c);
+            }
+        }
+    }
+
+    /// Wake `c` at `at` unless it already wakes earlier.
+    fn schedule(&mut self, c: ConnId, at: Instant) {
+        let Some(s) = self.slot_mut(c) else {
+            return;
+        };
+        if s.timer_at.is_none_or(|old| at < old) {
+            s.timer_at = Some(at);
+            self.timers.push(at, c.idx, c.gen);
+        }
+    }
+}
+
+/// A TCP listener on this core: its accept queue (established, not yet
+/// accepted) and its SYN queue count (half-open), bounded apart.
+pub(super) struct Listener {
+    port: u16,
+    backlog: usize,
+    syn_backlog: usize,
+    accept_q: VecDeque<ConnId>,
+    half_open: usize,
+    pub(super) counters: Arc<ListenerCounters>,
+    pub(super) draining: bool,
+    /// When this listener last answered a SYN with a cookie: cookies are
+    /// only checked for a while after (as Linux does), so a random ACK to
+    /// a listener that never overflowed is not even looked at.
+    cookies_sent_at: Option<Instant>,
+}
+
+/// How long after the last cookie sent ACKs are checked for one.
+const COOKIE_WINDOW: SDuration = SDuration::from_secs(128);
+
+impl<R: Rings> Engine<R> {
+    // ---- the connection table ----
+
+    /// A slot with a socket listening on `port` for exactly one SYN.
+    fn alloc(&mut self, port: u16) -> Option<ConnId> {
+        let idx = match self.conns.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.conns.slots.len()).ok()?;
+                self.conns.slots.push(Slot {
+                    set: SocketSet::new(Vec::with_capacity(1)),
+                    handle: None,
+                    gen: 0,
+                    phase: Phase::Free,
+                    key: FlowKey {
+                        proto: Proto::Tcp,
+                        src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        sport: 0,
+                        dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        dport: 0,
+                    },
+                    member: MemberId(0),
+                    rx_core: 0,
+                    counters: Arc::default(),
+                    deadline: None,
+                    timer_at: None,
+                    dirty: false,
+                    ready: false,
+                });
+                i
+            }
+        };
+        let (rx, tx) = (self.cfg.tcp_rx_buf, self.cfg.tcp_tx_buf);
+        let slot = &mut self.conns.slots[idx as usize];
+        let h = match slot.handle {
+            Some(h) => {
+                self.conns.pooled -= 1;
+                h
+            }
+            None => {
+                // A new socket and buffers; later connections reuse them.
+                let s = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0u8; rx]),
+                    tcp::SocketBuffer::new(vec![0u8; tx]),
+                );
+                let h = slot.set.add(s);
+                slot.handle = Some(h);
+                h
+            }
+        };
+        let s = slot.set.get_mut::<tcp::Socket>(h);
+        if s.is_open() {
+            // Released without a close (expired handshake): silently.
+            s.abort();
+        }
+        s.set_nagle_enabled(false);
+        s.set_next_isn(None);
+        // Created for exactly one admitted SYN: the demux already chose the
+        // listener (and so the address), the socket only needs the port.
+        let _ = s.listen(IpListenEndpoint { addr: None, port });
+        slot.phase = Phase::HalfOpen;
+        slot.deadline = None;
+        slot.timer_at = None;
+        slot.dirty = false;
+        slot.ready = false;
+        self.conns.live += 1;
+        Some(ConnId { idx, gen: slot.gen })
+    }
+
+    /// A free slot with no socket in it (for a socket migrating in).
+    fn alloc_empty(&mut self, socket: tcp::Socket<'static>) -> Option<ConnId> {
+        let c = self.alloc(0)?;
+        let slot = &mut self.conns.slots[c.idx as usize];
+        if let Some(h) = slot.handle.take() {
+            slot.set.remove(h);
+        }
+        slot.handle = Some(slot.set.add(socket));
+        Some(c)
+    }
+
+    /// Release a connection: its slot (socket and buffers kept for reuse,
+    /// up to the pool bound), its flow entries, and the directory's.
+    fn release(&mut self, c: ConnId) {
+        let pool_full = self.conns.pooled >= self.cfg.pool;
+        let Some(slot) = self.conns.slot_mut(c) else {
+            return;
+        };
+        let key = slot.key;
+        let rx_core = slot.rx_core;
+        let phase = slot.phase;
+        let member = slot.member;
+        slot.phase = Phase::Free;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.timer_at = None;
+        slot.deadline = None;
+        slot.dirty = false;
+        slot.ready = false;
+        let mut pooled = false;
+        if slot.handle.is_some() {
+            if pool_full {
+                // Enough spare sockets: give the memory back.
+                slot.set = SocketSet::new(Vec::new());
+                slot.handle = None;
+            } else {
+                pooled = true;
+            }
+        }
+        if pooled {
+            self.conns.pooled += 1;
+        }
+        self.conns.free.push(c.idx);
+        self.conns.live -= 1;
+        if phase == Phase::HalfOpen {
+            if let Some(l) = self.listeners.get_mut(&member) {
+                l.half_open = l.half_open.saturating_sub(1);
+            }
+        }
+        if self.flows.lookup(&key) == Some(Owner::Local(c)) {
+            self.flows.remove(&key);
+        }
+        self.shared.directory.release(&key, self.core);
+        self.announce_closed(key, rx_core);
+    }
+
+    /// Compare a connection's socket state with its phase after something
+    /// happened to it; move it on (accept queue, release). A closing
+    /// connection is released only after an egress pass (`sent`): the
+    /// segment that closed it may still owe an ACK (the peer's FIN).
+    fn settle(&mut self, c: ConnId, sent: bool) {
+        let Some(state) = self.conns.state(c) else {
+            return;
+        };
+        let Some(slot) = self.conns.slot_mut(c) else {
+            return;
+        };
+        use tcp::State as S;
+        match slot.phase {
+            Phase::HalfOpen => match state {
+                S::SynReceived => {}
+                // Reset in SYN-RECEIVED (smoltcp turns it back into a
+                // listening socket) or closed: a lost handshake.
+                S::Listen | S::Closed | S::SynSent => {
+                    self.counters.pending_lost += 1;
+                    self.release(c);
+                }
+                _ => {
+                    slot.phase = Phase::Queued;
+                    slot.deadline = None;
+                    let member = slot.member;
+                    if let Some(l) = self.listeners.get_mut(&member) {
+                        l.half_open = l.half_open.saturating_sub(1);
+                        l.accept_q.push_back(c);
+                    }
+                }
+            },
+            Phase::Queued => {
+                if matches!(state, S::Closed | S::Listen | S::TimeWait) {
+                    // Reset before the application took it; its accept
+                    // queue entry is stale now and skipped.
+                    self.counters.pending_lost += 1;
+                    self.release(c);
+                }
+            }
+            Phase::Closing if !sent => {}
+            Phase::Closing => match state {
+                S::Closed => {
+                    self.counters.closed += 1;
+                    self.release(c);
+                }
+                S::TimeWait => {
+                    self.counters.closed += 1;
+                    self.counters.time_wait_reaped += 1;
+                    self.release(c);
+                }
+                _ => {}
+            },
+            Phase::Accepted | Phase::Free => {}
+        }
+    }
+
+    /// A segment for connection `c`.
+    pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt, _p: &ParsedIp) {
+        self.feed(Some(c.idx), pkt);
+        self.conns.mark_dirty(c);
+        self.conns.mark_ready(c);
+        self.settle(c, false);
+    }
+
+    /// Fire the due timers: a due connection goes on the dirty list, an
+    /// expired handshake is dropped, an expired close is reset.
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(e) = self.conns.timers.pop_due(now) {
+            let c = ConnId {
+                idx: e.slot,
+                gen: e.gen,
+            };
+            let at = Instant::from_micros(e.at);
+            let Some(slot) = self.conns.slot_mut(c) else {
+                continue;
+            };
+            if slot.timer_at != Some(at) {
+                continue;
+            }
+            slot.timer_at = None;
+            self.counters.timer_fires += 1;
+            let expired = slot.deadline.is_some_and(|d| d <= now);
+            match (expired, slot.phase) {
+                (true, Phase::HalfOpen) => {
+                    // As Linux after its SYN-ACK retries: gone, silently.
+                    self.counters.syn_timeouts += 1;
+                    self.release(c);
+                }
+                (true, Phase::Closing) => {
+                    // The peer never finished the close: reset. The RST goes
+                    // out on this egress, then the connection is released.
+                    slot.deadline = None;
+                    if let Some(s) = self.conns.socket(c) {
+                        s.abort();
+                    }
+                    self.counters.close_timeouts += 1;
+                    self.conns.mark_dirty(c);
+                }
+                _ => self.conns.mark_dirty(c),
+            }
+        }
+    }
+
+    /// The earliest current timer, dropping stale heap tops.
+    pub(super) fn next_timer(&mut self, now: Instant) -> Option<Instant> {
+        loop {
+            let e = self.conns.timers.peek()?;
+            let c = ConnId {
+                idx: e.slot,
+                gen: e.gen,
+            };
+            let at = Instant::from_micros(e.at);
+            if self.conns.slot(c).is_some_and(|s| s.timer_at == Some(at)) {
+                return Some(at.max(now));
+            }
+            self.conns.timers.pop();
+        }
+    }
+
+    /// One egress pass over the connections with work.
+    pub(super) fn egress_conns(&mut self, now: Instant) {
+        let dirty = std::mem::take(&mut self.conns.dirty);
+        for &c in &dirty {
+            let Some(slot) = self.conns.slot_mut(c) else {
+                continue;
+            };
+            slot.dirty = false;
+            self.counters.egress_visits += 1;
+            let mut emitted = false;
+            {
+                let Engine {
+                    iface, port, conns, ..
+                } = self;
+                let set = &mut conns.slots[c.idx as usize].set;
+                for _ in 0..64 {
+                    let r = iface.poll_egress(now, &mut port.device(None), set);
+                    if r == smoltcp::iface::PollResult::None {
+                        break;
+                    }
+                    emitted = true;
+                }
+            }
+            self.settle(c, true);
+            self.reschedule(c, now, emitted);
+        }
+        // Reuse the list's allocation.
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.conns.dirty.is_empty() {
+            self.conns.dirty = dirty;
+        }
+    }
+
+    /// Put a connection's next deadline in the timer heap.
+    fn reschedule(&mut self, c: ConnId, now: Instant, emitted: bool) {
+        let Some(slot) = self.conns.slots.get(c.idx as usize) else {
+            return;
+        };
+        if slot.gen != c.gen || slot.phase == Phase::Free {
+            return;
+        }
+        let at = self.iface.poll_at(now, &slot.set);
+        let at = match (at, slot.deadline) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
+        };
+        match at {
+            None => {}
+            Some(t) if t <= now => {
+                if emitted {
+                    // More to send (the pass stopped at its bound or the
+                    // ring was full): the next pass goes on.
+                    self.conns.mark_dirty(c);
+                } else {
+                    // Due but nothing went out (no free frame): retry soon
+                    // rather than spin.
+                    self.conns.schedule(c, now + SDuration::from_millis(1));
+                }
+            }
+            Some(t) => self.conns.schedule(c, t),
+        }
+    }
+
+    /// This core owns `key` through connection `c`.
+    fn own_flow(&mut self, key: FlowKey, c: ConnId, rx_core: usize) {
+        self.flows.insert(key, Owner::Local(c));
+        self.announce_owner(key, rx_core);
+    }
+
+    fn setup_slot(
+        &mut self,
+        c: ConnId,
+        key: FlowKey,
+        m: MemberId,
+        rx_core: usize,
+        counters: Arc<ListenerCounters>,
+    ) {
+        let slot = &mut self.conns.slots[c.idx as usize];
+        slot.key = key;
+        slot.member = m;
+        slot.rx_core = rx_core;
+        slot.counters = counters;
+    }
+
+    // ---- admission ----
+
+    /// A SYN for listener `m` on this core. The accept queue full: dropped
+    /// (the client retries). The SYN queue full: a SYN cookie, or dropped.
+    /// Else a connection in SYN-RECEIVED that expires after `syn_timeout`.
+    pub(super) fn admit(&mut self, pkt: Pkt, p: &ParsedIp, m: MemberId, rx_core: usize) {
+        let key = p.key;
+        let now = self.now;
+        let Some(l) = self.listeners.get_mut(&m) else {
+            return self.release_pkt(pkt);
+        };
+        if l.accept_q.len() >= l.backlog {
+            l.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.syn_backlog_full += 1;
+            return self.release_pkt(pkt);
+        }
+        if l.half_open >= l.syn_backlog {
+            if self.cfg.syncookies {
+                l.cookies_sent_at = Some(now);
+                self.send_cookie(p);
+            } else {
+                l.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters.syn_queue_full += 1;
+            }
+            return self.release_pkt(pkt);
+        }
+        if self.conns.live >= self.cfg.max_conns {
+            l.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.conn_limit += 1;
+            return self.release_pkt(pkt);
+        }
+        let port = l.port;
+        let counters = l.counters.clone();
+        // One owner per 4-tuple in the whole process: if another core took
+        // this flow already (its SYN came in on another queue first), the
+        // flow is theirs.
+        let owner = self.shared.directory.claim(key, self.core);
+        if owner != self.core {
+            self.counters.rehashed += 1;
+            self.remember_remote(key, owner);
+            self.forward(owner, pkt, *p, None, rx_core, 0);
+            return;
+        }
+        let Some(c) = self.alloc(port) else {
+            self.shared.directory.release(&key, self.core);
+            return self.release_pkt(pkt);
+        };
+        self.setup_slot(c, key, m, rx_core, counters);
+        if let Some(l) = self.listeners.get_mut(&m) {
+            l.half_open += 1;
+        }
+        self.feed(Some(c.idx), pkt);
+        if self.conns.state(c) != Some(tcp::State::SynReceived) {
+            // smoltcp did not take it (e.g. not for one of our addresses).
+            self.release(c);
+            return;
+        }
+        if let Some(s) = self.conns.slot_mut(c) {
+            s.deadline =
+                Some(now + SDuration::from_micros(self.cfg.syn_timeout.as_micros() as u64));
+        }
+        self.own_flow(key, c, rx_core);
+        self.conns.mark_dirty(c);
+    }
+
+    /// Answer a SYN with a SYN-ACK whose sequence number is a cookie; keep
+    /// nothing.
+    fn send_cookie(&mut self, p: &ParsedIp) {
+        let key = p.key;
+        let now_s = (self.now.total_millis() / 1000) as u64;
+        let client_isn = p.tcp.seq;
+        let (cookie, _mss) = self.shared.cookies.make(&key, client_isn, p.tcp.mss, now_s);
+        let our_mss = match key.dst {
+            IpAddr::V4(_) => self.port.config().mtu.saturating_sub(40),
+            IpAddr::V6(_) => self.port.config().mtu.saturating_sub(60),
+        };
+        let tcp = TcpRepr {
+            src_port: key.dport,
+            dst_port: key.sport,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(cookie as i32),
+            ack_number: Some(TcpSeqNumber(client_isn.wrapping_add(1) as i32)),
+            window_len: self.cfg.tcp_rx_buf.min(65535) as u16,
+            window_scale: None,
+            max_seg_size: Some(our_mss.min(65535) as u16),
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        if self.send_tcp(key.dst, key.src, &tcp) {
+            self.counters.syncookies_sent += 1;
+        } else {
+            self.counters.syncookies_unsent += 1;
+        }
+    }
+
+    /// Emit one TCP segment we build ourselves (cookie SYN-ACKs).
+    fn send_tcp(&mut self, src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> bool {
+        let caps = ChecksumCapabilities::default();
+        let tcp_len = tcp.buffer_len();
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.port.send_ip(20 + tcp_len, |buf| {
+                let repr = Ipv4Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp_len,
+                    hop_limit: 64,
+                };
+                let mut ip = Ipv4Packet::new_unchecked(&mut *buf);
+                repr.emit(&mut ip, &caps);
+                tcp.emit(
+                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
+                    &IpAddress::Ipv4(s),
+                    &IpAddress::Ipv4(d),
+                    &caps,
+                );
+            }),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.port.send_ip(40 + tcp_len, |buf| {
+                let repr = Ipv6Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp_len,
+                    hop_limit: 64,
+                };
+                let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
+                repr.emit(&mut ip);
+                tcp.emit(
+                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
+                    &IpAddress::Ipv6(s),
+                    &IpAddress::Ipv6(d),
+                    &caps,
+                );
+            }),
+            _ => false,
+        }
+    }
+
+    /// An ACK with no connection, for listener `m`: if it returns a valid
+    /// cookie, build the connection (a socket given the cookie as its ISN
+    /// takes the SYN the cookie stands for, then this ACK) and queue it.
+    /// Anything else gets smoltcp's RST.
+    pub(super) fn cookie_ack(&mut self, pkt: Pkt, p: &ParsedIp, m: MemberId, rx_core: usize) {
+        let key = p.key;
+        let now = self.now;
+        let recent = self.listeners.get(&m).and_then(|l| {
+            l.cookies_sent_at
+                .filter(|&t| now - t <= COOKIE_WINDOW || t > now)
+                .map(|_| (l.port, l.counters.clone(), l.accept_q.len() >= l.backlog))
+        });
+        let Some((port, counters, full)) = recent else {
+            return self.feed(None, pkt);
+        };
+        let client_isn = p.tcp.seq.wrapping_sub(1);
+        let cookie = p.tcp.ack.wrapping_sub(1);
+        let now_s = (now.total_millis() / 1000) as u64;
+        let Some(mss) = self.shared.cookies.check(&key, client_isn, cookie, now_s) else {
+            self.counters.syncookies_bad += 1;
+            return self.feed(None, pkt);
+        };
+        if full {
+            // As Linux: the ACK is dropped, the client retransmits.
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.syn_backlog_full += 1;
+            return self.release_pkt(pkt);
+        }
+        if self.shared.directory.claim(key, self.core) != self.core {
+            return self.release_pkt(pkt);
+        }
+        let Some(c) = self.alloc(port) else {
+            self.shared.directory.release(&key, self.core);
+            return self.release_pkt(pkt);
+        };
+        self.setup_slot(c, key, m, rx_core, counters);
+        if let Some(l) = self.listeners.get_mut(&m) {
+            l.half_open += 1;
+        }
+        if let Some(s) = self.conns.socket(c) {
+            s.set_next_isn(Some(TcpSeqNumber(cookie as i32)));
+        }
+        let syn = self.syn_for_cookie(&key, client_isn, mss, p.tcp.window);
+        self.feed(Some(c.idx), Pkt::Bytes(syn));
+        if self.conns.state(c) != Some(tcp::State::SynReceived) {
+            self.release(c);
+            return self.release_pkt(pkt);
+        }
+        self.own_flow(key, c, rx_core);
+        self.feed(Some(c.idx), pkt);
+        self.conns.mark_dirty(c);
+        self.settle(c, false);
+        if self.conns.slot(c).is_some_and(|s| s.phase == Phase::Queued) {
+            self.counters.syncookies_ok += 1;
+        } else {
+            self.counters.syncookies_bad += 1;
+            if let Some(s) = self.conns.socket(c) {
+                s.abort();
+            }
+            self.release(c);
+        }
+    }
+
+    /// The SYN a cookie stands for: the client's ISN and the MSS the cookie
+    /// kept; no window scaling or SACK (the cookie SYN-ACK offered neither).
+    fn syn_for_cookie(&mut self, key: &FlowKey, client_isn: u32, mss: u16, window: u16) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: key.sport,
+            dst_port: key.dport,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(client_isn as i32),
+            ack_number: None,
+            window_len: window,
+            window_scale: None,
+            max_seg_size: Some(mss),
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let caps = ChecksumCapabilities::default();
+        let mut buf = self.buffer();
+        match (key.src, key.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let repr = Ipv4Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                buf.resize(repr.buffer_len() + tcp.buffer_len(), 0);
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
+                repr.emit(&mut ip, &caps);
+                tcp.emit(
+                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
+                    &IpAddress::Ipv4(s),
+                    &IpAddress::Ipv4(d),
+                    &caps,
+                );
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let repr = Ipv6Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                buf.resize(repr.buffer_len() + tcp.buffer_len(), 0);
+                let mut ip = Ipv6Packet::new_unchecked(&mut buf[..]);
+                repr.emit(&mut ip);
+                tcp.emit(
+                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
+                    &IpAddress::Ipv6(s),
+                    &IpAddress::Ipv6(d),
+                    &caps,
+                );
+            }
+            _ => {}
+        }
+        buf
+    }
+
+    // ---- migration ----
+
+    fn migrate_out(&mut self, from: MemberId, c: ConnId) {
+        let Some(slot) = self.conns.slot(c) else {
+            return;
+        };
+        let key = slot.key;
+        let phase = slot.phase;
+        let rx_core = slot.rx_core;
+        let from_counters = slot.counters.clone();
+        let target = self.shared.registry.migration_target(from, &key, self.core);
+        let Some(t) = target else {
+            // Nobody left to take it: reset, as Linux resets the queue.
+            self.reset_pending(c);
+            from_counters.reset.fetch_add(1, Ordering::Relaxed);
+            self.counters.migration_resets += 1;
+            return;
+        };
+        from_counters.migrated_out.fetch_add(1, Ordering::Relaxed);
+        self.counters.migrated_out += 1;
+        if t.core == self.core {
+            if let Some(l) = self.listeners.get_mut(&t.member) {
+                l.counters.migrated_in.fetch_add(1, Ordering::Relaxed);
+                let counters = l.counters.clone();
+                match phase {
+                    Phase::HalfOpen => l.half_open += 1,
+                    _ => l.accept_q.push_back(c),
+                }
+                self.counters.migrated_in += 1;
+                if let Some(s) = self.conns.slot_mut(c) {
+                    s.member = t.member;
+                    s.counters = counters;
+                }
+                return;
+            }
+        }
+        // To another core: the socket travels; the slot is freed here
+        // without telling anyone the flow closed.
+        let slot = &mut self.conns.slots[c.idx as usize];
+        let Some(h) = slot.handle.take() else {
+            return;
+        };
+        let Socket::Tcp(sock) = slot.set.remove(h) else {
+            return;
+        };
+        slot.phase = Phase::Free;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.timer_at = None;
+        slot.deadline = None;
+        slot.dirty = false;
+        self.conns.free.push(c.idx);
+        self.conns.live -= 1;
+        let msg = Msg::Migrate {
+            socket: Box::new(sock),
+            key,
+            to: t.member,
+            rx_core,
+        };
+        match self.shared.mesh.send(self.core, t.core, msg) {
+            Ok(()) => {
+                self.shared.directory.moved(key, t.core);
+                self.remember_remote(key, t.core);
+            }
+            Err(Msg::Migrate { mut socket, .. }) => {
+                // Could not hand it over: reset it here.
+                socket.abort();
+                self.counters.migration_resets += 1;
+                if let Some(c) = self.alloc_empty(*socket) {
+                    self.setup_slot(c, key, from, rx_core, from_counters);
+                    self.start_closing(c);
+                    self.flows.insert(key, Owner::Local(c));
+                    self.conns.mark_dirty(c);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Reset a connection nobody accepted (its listener is gone).
+    fn reset_pending(&mut self, c: ConnId) {
+        if let Some(s) = self.conns.socket(c) {
+            s.abort();
+        }
+        self.start_closing(c);
+        self.conns.mark_dirty(c);
+    }
+
+    pub(super) fn migrate_in(
+        &mut self,
+        socket: tcp::Socket<'static>,
+        key: FlowKey,
+        to: MemberId,
+        rx_core: usize,
+    ) {
+        let half_open = socket.state() == tcp::State::SynReceived;
+        let Some(c) = self.alloc_empty(socket) else {
+            return;
+        };
+        let now = self.now;
+        let Some(l) = self.listeners.get_mut(&to) else {
+            // The target closed meanwhile: nobody can accept it.
+            self.setup_slot(c, key, to, rx_core, Arc::default());
+            self.counters.migration_resets += 1;
+            self.reset_pending(c);
+            self.own_flow(key, c, rx_core);
+            return;
+        };
+        l.counters.migrated_in.fetch_add(1, Ordering::Relaxed);
+        let counters = l.counters.clone();
+        if half_open {
+            l.half_open += 1;
+        } else {
+            l.accept_q.push_back(c);
+        }
+        self.counters.migrated_in += 1;
+        self.setup_slot(c, key, to, rx_core, counters);
+        if let Some(s) = self.conns.slot_mut(c) {
+            if half_open {
+                s.deadline =
+                    Some(now + SDuration::from_micros(self.cfg.syn_timeout.as_micros() as u64));
+            } else {
+                s.phase = Phase::Queued;
+            }
+        }
+        self.own_flow(key, c, rx_core);
+        self.conns.mark_dirty(c);
+    }
+
+    fn start_closing(&mut self, c: ConnId) {
+        let now = self.now;
+        let timeout = SDuration::from_micros(self.cfg.close_timeout.as_micros() as u64);
+        let Some(s) = self.conns.slot_mut(c) else {
+            return;
+        };
+        if s.phase == Phase::HalfOpen {
+            let member = s.member;
+            if let Some(l) = self.listeners.get_mut(&member) {
+                l.half_open = l.half_open.saturating_sub(1);
+            }
+        }
+        let s = &mut self.conns.slots[c.idx as usize];
+        if s.phase != Phase::Closing {
+            s.phase = Phase::Closing;
+            s.deadline = Some(now + timeout);
+        }
+    }
+
+    // ---- socket API: TCP listeners ----
+
+    /// Open a TCP listener on `addr:port`, joining the port's reuseport group
+    /// when the bind rules allow it.
+    pub fn tcp_listen(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<ListenerId, BindError> {
+        let backlog = opts.backlog;
+        let (id, counters) = self.bind_member(Proto::Tcp, addr, port, opts)?;
+        let syn_backlog = match self.cfg.syn_backlog {
+            0 => backlog,
+            n => n,
+        };
+        self.listeners.insert(
+            id,
+            Listener {
+                port,
+                backlog,
+                syn_backlog,
+                accept_q: VecDeque::new(),
+                half_open: 0,
+                counters,
+                draining: false,
+                cookies_sent_at: None,
+            },
+        );
+        Ok(ListenerId(id))
+    }
+
+    /// Take an established connection off the listener's accept queue.
+    pub fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
+        loop {
+            let l = self.listeners.get_mut(&id.0)?;
+            let c = l.accept_q.pop_front()?;
+            let counters = l.counters.clone();
+            let Some(slot) = self.conns.slot_mut(c) else {
+                continue; // reset before it was accepted
+            };
+            if slot.phase != Phase::Queued || slot.member != id.0 {
+                continue;
+            }
+            slot.phase = Phase::Accepted;
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            self.counters.accepted += 1;
+            return Some(c);
+        }
+    }
+
+    /// Connections waiting on the listener: handshaking (SYN queue) or
+    /// established on the accept queue.
+    pub fn pending(&self, id: ListenerId) -> usize {
+        self.listeners.get(&id.0).map_or(0, |l| {
+            let queued = l
+                .accept_q
+                .iter()
+                .filter(|&&c| {
+                    self.conns
+                        .slot(c)
+                        .is_some_and(|s| s.phase == Phase::Queued && s.member == id.0)
+                })
+                .count();
+            queued + l.half_open
+        })
+    }
+
+    /// Stop taking new flows on this listener; its queued connections stay
+    /// and can still be accepted (graceful drain).
+    pub fn drain(&mut self, id: ListenerId) -> Result<(), BindError> {
+        self.shared.registry.drain(id.0)?;
+        if let Some(l) = self.listeners.get_mut(&id.0) {
+            l.draining = true;
+        }
+        Ok(())
+    }
+
+    /// Close a listener. Its not-yet-accepted connections (handshaking or
+    /// established) migrate to another live member of its group (on this
+    /// core when there is one); with none left they are reset.
+    pub fn close_listener(&mut self, id: ListenerId) -> Result<(), BindError> {
+        let id = id.0;
+        if !self.listeners.contains_key(&id) {
+            return Err(BindError::NoSuchMember);
+        }
+        // Out of selection first, so no new flow picks it meanwhile.
+        let _ = self.shared.registry.drain(id);
+        // A rare operation: one walk over the table finds its connections.
+        let pending: Vec<ConnId> = self
+            .conns
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.member == id && matches!(s.phase, Phase::HalfOpen | Phase::Queued))
+            .map(|(i, s)| ConnId {
+                idx: i as u32,
+                gen: s.gen,
+            })
+            .collect();
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.accept_q.clear();
+            l.half_open = 0;
+        }
+        for c in pending {
+            self.migrate_out(id, c);
+        }
+        self.retire(id)?;
+        self.listeners.remove(&id);
+        Ok(())
+    }
+
+    // ---- socket API: TCP connections ----
+
+    fn app_socket(&mut self, c: ConnId) -> Result<&mut tcp::Socket<'static>, ConnError> {
+        match self.conns.slot(c).map(|s| s.phase) {
+            Some(Phase::Accepted | Phase::Closing) => {}
+            _ => return Err(ConnError::NotFound),
+        }
+        self.conns.socket(c).ok_or(ConnError::NotFound)
+    }
+
+    /// Read into `buf`. `Ok(0)` means nothing to read now; `Err(Closed)` means
+    /// the peer finished sending and everything was read.
+    pub fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
+        let s = self.app_socket(c)?;
+        if s.can_recv() {
+            let n = s.recv_slice(buf).map_err(|_| ConnError::Closed)?;
+            if let Some(slot) = self.conns.slot(c) {
+                slot.counters
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // The window opened: an update may be owed.
+            self.conns.mark_dirty(c);
+            return Ok(n);
+        }
+        if s.may_recv() {
+            Ok(0)
+        } else {
+            Err(ConnError::Closed)
+        }
+    }
+
+    /// Queue `data`; returns how much fit in the send buffer.
+    pub fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError> {
+        let s = self.app_socket(c)?;
+        if !s.may_send() {
+            return Err(ConnError::Closed);
+        }
+        let n = s.send_slice(data).map_err(|_| ConnError::Closed)?;
+        if let Some(slot) = self.conns.slot(c) {
+            slot.counters
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.conns.mark_dirty(c);
+        Ok(n)
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    pub fn send_queue(&mut self, c: ConnId) -> Result<usize, ConnError> {
+        Ok(self.app_socket(c)?.send_queue())
+    }
+
+    /// Whether the peer may still send (not FIN'd).
+    pub fn may_recv(&mut self, c: ConnId) -> Result<bool, ConnError> {
+        Ok(self.app_socket(c)?.may_recv())
+    }
+
+    /// The peer's address.
+    pub fn peer(&mut self, c: ConnId) -> Result<Option<smoltcp::wire::IpEndpoint>, ConnError> {
+        Ok(self.app_socket(c)?.remote_endpoint())
+    }
+
+    /// The listener that admitted the connection.
+    pub fn listener_of(&self, c: ConnId) -> Option<ListenerId> {
+        self.conns.slot(c).map(|s| ListenerId(s.member))
+    }
+
+    /// Send FIN after the queued data (no more writes); reading goes on.
+    pub fn shutdown(&mut self, c: ConnId) -> Result<(), ConnError> {
+        self.app_socket(c)?.close();
+        self.conns.mark_dirty(c);
+        Ok(())
+    }
+
+    /// Close: FIN after queued data; the connection is released once closed
+    /// (TIME_WAIT is not kept). A peer that never finishes the close is
+    /// reset after `EngineConfig::close_timeout`.
+    pub fn close(&mut self, c: ConnId) {
+        if let Some(s) = self.conns.socket(c) {
+            s.close();
+            self.start_closing(c);
+            self.conns.mark_dirty(c);
+        }
+    }
+
+    /// Reset the connection and release it.
+    pub fn abort(&mut self, c: ConnId) {
+        if let Some(s) = self.conns.socket(c) {
+            s.abort();
+            self.start_closing(c);
+            self.conns.mark_dirty(c);
+        }
+    }
+
+    /// TCP connections this engine holds: handshaking, waiting to be
+    /// accepted, open, or closed by the application but not finished
+    /// closing yet. Zero once every connection is gone (a graceful stop
+    /// waits for this).
+    pub fn connections(&self) -> usize {
+        self.conns.live
+    }
+
+    /// Record which accepted connections receive segments, for
+    /// [`Engine::take_ready`]. Off by default (nothing is recorded).
+    pub fn set_ready_tracking(&mut self, on: bool) {
+        self.conns.track_ready = on;
+        if !on {
+            for c in std::mem::take(&mut self.conns.ready) {
+                if let Some(s) = self.conns.slot_mut(c) {
+                    s.ready = false;
+                }
+            }
+        }
+    }
+
+    /// Move into `out` the accepted connections that had activity since the
+    /// last call: a segment arrived for them (data, an acknowledgement that
+    /// freed send buffer space, a window update, FIN or RST). Each appears
+    /// once; a connection released meanwhile does not appear. Needs
+    /// [`Engine::set_ready_tracking`]; newly accepted connections are not
+    /// listed (the application looks at them when it accepts them).
+    pub fn take_ready(&mut self, out: &mut Vec<ConnId>) {
+        for c in self.conns.ready.drain(..) {
+            if let Some(s) = self
+                .conns
+                .slots
+                .get_mut(c.idx as usize)
+                .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+            {
+                s.ready = false;
+                out.push(c);
+            }
+        }
+    }
+
+    /// Abort every connection and close every listener (shutdown).
+    pub fn abort_all(&mut self) {
+        let ids: Vec<MemberId> = self.listeners.keys().copied().collect();
+        for id in ids {
+            let _ = self.close_listener(ListenerId(id));
+        }
+        let live: Vec<ConnId> = self
+            .conns
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.phase != Phase::Free)
+            .map(|(i, s)| ConnId {
+                idx: i as u32,
+                gen: s.gen,
+            })
+            .collect();
+        for c in live {
+            self.abort(c);
+        }
+        let ids: Vec<MemberId> = self.udp.keys().copied().collect();
+        for id in ids {
+            let _ = self.udp_close(crate::socket::UdpId(id));
+        }
+    }
+}
