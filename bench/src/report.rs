@@ -86,6 +86,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("answers_per_s", "answers/s (best)"),
             ("answers_per_s_q50k", "answers/s at 50k offered"),
             ("answers_per_s_q150k", "answers/s at 150k offered"),
+            ("sent_pct_of_offered", "SYNs sent, % of offered (best)"),
             ("established", "established"),
             ("replies", "answers"),
             ("reset", "reset"),

@@ -53,7 +53,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let ssb = env::sandbox("ts", 1, ServerSide::Stack)?;
     let ksb = env::sandbox("tk", 1, ServerSide::Kernel)?;
     let xsb = env::sandbox("tx", 1, ServerSide::Kernel)?;
-    let mut dns_args = common::strings(&["--workers", "1"]);
+    // The app's cap on TCP connections per worker (512 by default; more are reset) raised to
+    // the order of knotd's (tcp-max-clients: half the open-file limit on kernel sockets, one
+    // million in XDP mode): an open-loop load keeps tens of thousands of connections in
+    // flight, and the cap would measure the app's setting rather than the TCP path.
+    let mut dns_args = common::strings(&["--workers", "1", "--tcp-max-conns", "65536"]);
     dns_args.extend(common::strings(&["--zone", &zone.display().to_string()]));
     let mut servers: Vec<(&str, &Sandbox, Option<Proc>, Option<std::path::PathBuf>)> = Vec::new();
     match common::start_stack(ctx, &ssb, &server_cpu, &["dns"], &dns_args, &dir, STACK) {
@@ -135,7 +139,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         x.insert(format!("established_q{k}k"), r.established as f64);
                         x.insert(format!("sent_q{k}k"), r.sent as f64);
                         if best.as_ref().is_none_or(|(b, _)| aps > *b) {
-                            best = Some((aps, metrics(&m, &r, rate)));
+                            let mut bm = metrics(&m, &r, rate);
+                            // How much of the offered rate kxdpgun managed to send: below
+                            // ~90% the generator's core, not the server, set the pace.
+                            bm.insert(
+                                "sent_pct_of_offered".into(),
+                                100.0 * r.sent as f64 / (rate * secs).max(1) as f64,
+                            );
+                            best = Some((aps, bm));
                         }
                     }
                     Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
@@ -197,10 +208,17 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         false,
     ));
     res.notes.push(
+        "xdpstack dns runs with --tcp-max-conns 65536 (its default, 512 per worker, resets \
+         every connection past it: under this load it refused most of them); knotd keeps its \
+         defaults (tcp-max-clients: half the open-file limit; one million in XDP mode)."
+            .into(),
+    );
+    res.notes.push(
         "kxdpgun is open loop: it offers connections at the given rate whatever the server does, \
          and does not retransmit a lost SYN. A server that keeps up answers about the offered \
          rate; one that falls behind answers fewer, and `established` below `sent` shows where \
-         handshakes were lost. Both offered rates are in the results file \
+         handshakes were lost; `SYNs sent, % of offered` well below 100 means kxdpgun's own core \
+         set the pace (on a busy machine the figures then bound the generator). Both offered rates are in the results file \
          (answers_per_s_q50k, answers_per_s_q150k)."
             .into(),
     );
