@@ -110,6 +110,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             ("syn_backlog_full", &w["engine"]["syn_backlog_full"]),
                             ("loop_iterations", &w["loop"]["iterations"]),
                             ("xsk_rx_ring_full", &w["port"]["kernel"]["rx_ring_full"]),
+                            ("rejected_max_conns", &w["app"]["rejected_max_conns"]),
                         ] {
                             if let Some(v) = v.as_f64() {
                                 x.insert(k.into(), v);
@@ -231,7 +232,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.notes.push(format!(
         "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
          send buffer per connection, allocated by the stack in its own memory: they are in its \
-         RSS), --backlog 65535 and, above 10k connections, --frames 16384; the default buffer \
+         RSS), --backlog 65535, --max-conns twice the level (the HTTP app resets connections past it, 1024 by default) and, above 10k connections, --frames 16384; the default buffer \
          is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client namespace's peer0 \
          gets more addresses (198.18.0.3 and up, one per {CONNS_PER_ADDR} connections) and the \
          kaload processes are spread over them. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
@@ -285,6 +286,9 @@ fn start_stack(
             "65535",
             "--frames",
             frames,
+            // The HTTP app resets connections past --max-conns per worker (1024 by default).
+            "--max-conns",
+            &(2 * level).max(1024).to_string(),
         ]),
         dir,
         "xdpstack http",
