@@ -257,13 +257,19 @@ pub struct Measured<R> {
     pub wall_s: f64,
     /// Per core during the run: (busy %, softirq %) of all processes on the machine.
     pub cores: Vec<(f64, f64)>,
+    /// 1-minute load average just before the run started (how busy the machine was).
+    pub loadavg1: f64,
+    /// Server CPU seconds from the mark (see [`measure_many_marked`]) to the end, if asked.
+    pub server_cpu_after_mark_s: Option<f64>,
 }
 
-fn read_cpus() -> Vec<(u64, u64, u64)> {
+/// Per-CPU jiffies now (busy, softirq, total), for [`core_usage`].
+pub fn read_cpus() -> Vec<(u64, u64, u64)> {
     parse::proc_stat_cpus(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
 }
 
-fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
+/// Per core between two [`read_cpus`] readings: (busy %, softirq %).
+pub fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
     a.iter()
         .zip(b)
         .map(|(x, y)| {
@@ -276,8 +282,9 @@ fn core_usage(a: &[(u64, u64, u64)], b: &[(u64, u64, u64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Inserts `coreN_busy_pct` and `coreN_softirq_pct`.
+/// Inserts `coreN_busy_pct`, `coreN_softirq_pct` and `loadavg1_before`.
 pub fn add_core_metrics<R>(x: &mut Metrics, m: &Measured<R>) {
+    x.insert("loadavg1_before".into(), m.loadavg1);
     for (i, (busy, si)) in m.cores.iter().enumerate() {
         x.insert(format!("core{i}_busy_pct"), *busy);
         x.insert(format!("core{i}_softirq_pct"), *si);
@@ -342,6 +349,8 @@ pub fn measure(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 
@@ -358,6 +367,24 @@ pub fn measure_many(
     dir: &Path,
     limit: Duration,
 ) -> Result<Measured<Vec<String>>> {
+    measure_many_marked(sb, server, cpu, label, program, arg_lists, dir, limit, None)
+}
+
+/// [`measure_many`] that also reads the server's CPU at `mark` after the start, for the CPU of
+/// the part of the run after it (a steady phase after a connection phase).
+#[allow(clippy::too_many_arguments)]
+pub fn measure_many_marked(
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    label: &str,
+    program: &str,
+    arg_lists: &[Vec<String>],
+    dir: &Path,
+    limit: Duration,
+    mark: Option<Duration>,
+) -> Result<Measured<Vec<String>>> {
+    let loadavg1 = env::loadavg1();
     let t0 = Instant::now();
     let s0 = server.cpu_ticks();
     let c0 = children_cpu_s();
@@ -377,9 +404,21 @@ pub fn measure_many(
     let mut mem = (0, 0);
     let mut ktcp = 0;
     let mut sampled = false;
+    let mut mark_ticks = None;
     let end = t0 + limit;
     while tools.iter_mut().any(|t| t.running()) && Instant::now() < end {
-        procs::sleep(Duration::from_millis(250))?;
+        // Short steps until the mark, so that it is read within ~20 ms of its time.
+        let step = match mark {
+            Some(m) if mark_ticks.is_none() => (m.saturating_sub(t0.elapsed()))
+                .clamp(Duration::from_millis(1), Duration::from_millis(250)),
+            _ => Duration::from_millis(250),
+        };
+        procs::sleep(step)?;
+        if let Some(m) = mark {
+            if mark_ticks.is_none() && t0.elapsed() >= m {
+                mark_ticks = Some(server.cpu_ticks());
+            }
+        }
         let m = server.memory_kib();
         if m.0 > mem.0 {
             mem = m;
@@ -417,6 +456,8 @@ pub fn measure_many(
         kernel_tcp_mem_kib: ktcp,
         wall_s: t0.elapsed().as_secs_f64(),
         cores: core_usage(&k0, &k1),
+        loadavg1,
+        server_cpu_after_mark_s: mark_ticks.map(|t| procs::ticks_to_s(t, s1_before_exit)),
     })
 }
 
@@ -483,6 +524,8 @@ pub fn run_wrk(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 

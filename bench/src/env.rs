@@ -93,14 +93,28 @@ pub fn meta(quick: bool, runs: usize) -> Meta {
         ),
         quick,
         runs,
-        loadavg_before: std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        loadavg_before: loadavg(),
         tools,
     }
+}
+
+/// The 1, 5 and 15-minute load averages, as /proc/loadavg writes them ("0.12 0.30 0.25").
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The 1-minute load average (0 if unreadable).
+pub fn loadavg1() -> f64 {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn on_path(tool: &str) -> bool {

@@ -512,6 +512,15 @@ pub struct KaLoadReport {
     pub p50_us: f64,
     /// 99th percentile.
     pub p99_us: f64,
+    /// Responses completed after the steady mark (`steady_after` seconds into the run).
+    #[serde(default)]
+    pub steady_requests: u64,
+    /// Seconds from the steady mark to the end of the run.
+    #[serde(default)]
+    pub steady_seconds: f64,
+    /// Connections established at the steady mark.
+    #[serde(default)]
+    pub established_at_mark: u64,
 }
 
 #[derive(PartialEq)]
@@ -545,7 +554,9 @@ pub fn response_len(buf: &[u8]) -> Option<(usize, usize, bool)> {
 
 /// Keeps `conns` keep-alive connections busy with one request at a time each for `seconds`.
 /// Every connection binds its own source port from `ports` (explicit binds are O(1), where
-/// connect()'s port search crawls once half the ephemeral range is taken).
+/// connect()'s port search crawls once half the ephemeral range is taken). Responses after
+/// `steady_after` seconds are also counted apart (the steady phase after the connections
+/// are up).
 pub fn kaload(
     dst: SocketAddr,
     src: std::net::IpAddr,
@@ -553,6 +564,7 @@ pub fn kaload(
     conns: u64,
     seconds: f64,
     timeout: Duration,
+    steady_after: f64,
 ) -> Result<KaLoadReport, String> {
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
     let ep = Epoll::new(EpollCreateFlags::empty()).map_err(|e| e.to_string())?;
@@ -568,6 +580,8 @@ pub fn kaload(
     let end = start + Duration::from_secs_f64(seconds);
     let mut established_now = 0u64;
     let mut all_up_at: Option<Instant> = None;
+    let mark = start + Duration::from_secs_f64(steady_after.clamp(0.0, seconds));
+    let mut marked = false;
 
     // Opens connection `i` on the next free source port.
     let dial = |i: usize,
@@ -621,6 +635,10 @@ pub fn kaload(
     let mut chunk = [0u8; 4096];
     let mut last_sweep = Instant::now();
     while Instant::now() < end {
+        if !marked && Instant::now() >= mark {
+            marked = true;
+            r.established_at_mark = established_now;
+        }
         let n = ep
             .wait(&mut events, EpollTimeout::from(10u8))
             .map_err(|e| e.to_string())?;
@@ -683,6 +701,9 @@ pub fn kaload(
                             c.buf.drain(..head + len);
                             if ok {
                                 r.requests += 1;
+                                if marked {
+                                    r.steady_requests += 1;
+                                }
                                 let _ = hist.record(c.sent_at.elapsed().as_nanos().max(1) as u64);
                             } else {
                                 r.non_200 += 1;
@@ -729,6 +750,7 @@ pub fn kaload(
         }
     }
     r.seconds = start.elapsed().as_secs_f64();
+    r.steady_seconds = (Instant::now() - mark.min(Instant::now())).as_secs_f64();
     r.connect_seconds = all_up_at.map_or(r.seconds, |t| (t - start).as_secs_f64());
     r.rps = r.requests as f64 / r.seconds.max(1e-9);
     if !hist.is_empty() {

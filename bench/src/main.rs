@@ -5,7 +5,7 @@
 //! cargo run --release -p xdpstack-bench -- report
 //! ```
 //!
-//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`. Each builds its own sandboxes
+//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`, `synflood`, `dnstcp`. Each builds its own sandboxes
 //! (network namespaces with unique names), starts the servers and load tools pinned to cores,
 //! writes `bench/results/SCENARIO.json` and regenerates `docs/BENCHMARKS.md` and
 //! `docs/bench/*.png`. Ctrl-C stops the load, the servers and tears the sandboxes down.
@@ -51,8 +51,12 @@ enum Cmd {
     Fairness,
     /// Failed connections while listeners are replaced every 100 ms.
     Churn,
-    /// req/s and server memory at 100, 1k, 10k, 50k concurrent connections.
+    /// req/s, server memory and CPU per request at 100, 1k, 10k, 100k concurrent connections.
     Conns,
+    /// Spoofed SYN flood (hping3): real clients' success and server RSS, xdpstack vs nginx.
+    Synflood,
+    /// DNS over TCP, one query per connection (kxdpgun -T): xdpstack vs knotd vs Knot XDP.
+    Dnstcp,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -125,6 +129,9 @@ enum HelperCmd {
         seconds: f64,
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
+        /// Count responses after this many seconds apart (the steady phase).
+        #[arg(long, default_value_t = 0.0)]
+        steady_after: f64,
     },
     /// Short HTTP connections (prints a JSON report).
     Shortconn {
@@ -209,6 +216,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             conns,
             seconds,
             timeout_ms,
+            steady_after,
         } => load::kaload(
             dst,
             src,
@@ -216,6 +224,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             conns,
             seconds.clamp(0.1, 600.0),
             Duration::from_millis(timeout_ms),
+            steady_after,
         )
         .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
         .map(|s| println!("{s}")),
@@ -279,6 +288,8 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Fairness => vec!["fairness"],
         Cmd::Churn => vec!["churn"],
         Cmd::Conns => vec!["conns"],
+        Cmd::Synflood => vec!["synflood"],
+        Cmd::Dnstcp => vec!["dnstcp"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -286,9 +297,10 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     let mut failures = Vec::new();
     for id in which {
         eprintln!(
-            "== scenario {id} ({} run(s){})",
+            "== scenario {id} ({} run(s){}), load average {}",
             ctx.runs,
-            if ctx.quick { ", quick" } else { "" }
+            if ctx.quick { ", quick" } else { "" },
+            env::loadavg()
         );
         let t = Instant::now();
         let r = match id {
@@ -297,6 +309,8 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "fairness" => scenarios::fairness::run(&ctx),
             "churn" => scenarios::churn::run(&ctx),
             "conns" => scenarios::conns::run(&ctx),
+            "synflood" => scenarios::synflood::run(&ctx),
+            "dnstcp" => scenarios::dnstcp::run(&ctx),
             _ => continue,
         };
         match r {

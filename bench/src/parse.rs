@@ -537,3 +537,260 @@ Percentage of the requests served within a certain time (ms)
         assert_eq!(proc_kib(status, "Pss"), None);
     }
 }
+
+/// What `kxdpgun` printed at the end of a run (UDP or `-T` TCP mode).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KxdpgunReport {
+    /// "UDP" or "TCP", from the first line.
+    pub proto: String,
+    /// XDP mode from the first line ("native mode", "generic mode").
+    pub mode: String,
+    /// UDP: queries sent; TCP: SYNs sent (one query per connection).
+    pub sent: u64,
+    /// TCP: handshakes completed.
+    pub established: u64,
+    /// DNS replies received.
+    pub replies: u64,
+    /// TCP: connections closed by the FIN exchange.
+    pub closed: u64,
+    /// TCP: connections reset.
+    pub reset: u64,
+    /// Replies with rcode NOERROR.
+    pub noerror: u64,
+    /// Seconds of the run, as kxdpgun reports it.
+    pub duration_s: f64,
+}
+
+/// First integer in `s` (digits after optional spaces).
+fn first_u64(s: &str) -> Option<u64> {
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Parses kxdpgun's summary:
+///
+/// ```text
+/// using interface peer0, XDP threads 1, TCP, native mode
+/// total SYNs:        60001 (20000 pps)
+/// total established: 60001 (20000 pps) (100%)
+/// total replies:     60001 (20000 pps) (100%)
+/// total closed:      60001 (20000 pps) (100%)
+/// responded NOERROR:   60001
+/// duration: 3 s
+/// ```
+///
+/// (UDP mode says `total queries:` instead of `total SYNs:`.)
+pub fn parse_kxdpgun(out: &str) -> Result<KxdpgunReport, ParseError> {
+    let mut r = KxdpgunReport::default();
+    let mut seen_sent = false;
+    let mut seen_duration = false;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(rest) = l.strip_prefix("using interface") {
+            let parts: Vec<&str> = rest.split(',').map(str::trim).collect();
+            if let Some(p) = parts.get(2) {
+                r.proto = p.to_string();
+            }
+            if let Some(m) = parts.get(3) {
+                r.mode = m.to_string();
+            }
+            continue;
+        }
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        let n = first_u64(v);
+        match k.trim() {
+            "total SYNs" | "total queries" => {
+                r.sent = n.ok_or_else(|| bad("kxdpgun sent", line))?;
+                seen_sent = true;
+            }
+            "total established" => r.established = n.unwrap_or(0),
+            "total replies" => r.replies = n.unwrap_or(0),
+            "total closed" => r.closed = n.unwrap_or(0),
+            "total reset" => r.reset = n.unwrap_or(0),
+            "responded NOERROR" => r.noerror = n.unwrap_or(0),
+            "duration" => {
+                r.duration_s = v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .ok_or_else(|| bad("kxdpgun duration", line))?;
+                seen_duration = true;
+            }
+            _ => {}
+        }
+    }
+    if !seen_sent {
+        return Err(ParseError::Missing("kxdpgun total SYNs/queries"));
+    }
+    if !seen_duration {
+        return Err(ParseError::Missing("kxdpgun duration"));
+    }
+    Ok(r)
+}
+
+/// hping3's closing statistics: (packets transmitted, packets received). hping3 spells it
+/// "tramitted"; both spellings are accepted.
+pub fn parse_hping3(out: &str) -> Result<(u64, u64), ParseError> {
+    for line in out.lines() {
+        let l = line.trim();
+        if l.contains("packets tramitted") || l.contains("packets transmitted") {
+            let mut parts = l.split(',');
+            let tx = parts.next().and_then(first_u64);
+            let rx = parts.next().and_then(first_u64);
+            if let (Some(tx), Some(rx)) = (tx, rx) {
+                return Ok((tx, rx));
+            }
+            return Err(bad("hping3 statistics", line));
+        }
+    }
+    Err(ParseError::Missing("hping3 statistics"))
+}
+
+/// `/proc/net/netstat` or `/proc/net/snmp`: pairs of lines `Prefix: names...` /
+/// `Prefix: values...` into `Prefix.Name -> value`.
+pub fn proc_net_counters(text: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((p1, n)), Some((p2, v))) = (names.split_once(':'), values.split_once(':')) else {
+            continue;
+        };
+        if p1 != p2 {
+            continue;
+        }
+        for (k, x) in n.split_whitespace().zip(v.split_whitespace()) {
+            if let Ok(x) = x.parse::<u64>() {
+                out.insert(format!("{p1}.{k}"), x);
+            }
+        }
+    }
+    out
+}
+
+/// Every number in a JSON value, flattened to `prefix.key.sub` (array items by index).
+pub fn flatten_numbers(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.push((prefix.to_string(), x));
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                flatten_numbers(&format!("{prefix}.{k}"), x, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten_numbers(&format!("{prefix}.{i}"), x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    const KX_TCP: &str = "using interface peer0, XDP threads 1, TCP, native mode
+thread#00: sent 60001, received 60001
+total SYNs:        60001 (20000 pps)
+total established: 60001 (20000 pps) (100%)
+total replies:     59990 (19996 pps) (99%)
+total closed:      59980 (19993 pps) (99%)
+total reset:       11 (3 pps) (0%)
+average DNS reply size: 48 B
+average Ethernet reply rate: 43840730 bps (43.84 Mbps)
+responded NOERROR:   59990
+duration: 3 s
+";
+
+    const KX_UDP: &str = "using interface peer0, XDP threads 1, UDP, native mode
+thread#00: sent 40010, received 40010
+total queries:     40010 (20005 pps)
+total replies:     40010 (20005 pps) (100%)
+average DNS reply size: 48 B
+average Ethernet reply rate: 14403600 bps (14.40 Mbps)
+responded NOERROR:   40010
+duration: 2 s
+";
+
+    #[test]
+    fn kxdpgun_tcp_and_udp() {
+        let r = parse_kxdpgun(KX_TCP).expect("tcp");
+        assert_eq!(r.proto, "TCP");
+        assert_eq!(r.mode, "native mode");
+        assert_eq!(
+            (
+                r.sent,
+                r.established,
+                r.replies,
+                r.closed,
+                r.reset,
+                r.noerror
+            ),
+            (60001, 60001, 59990, 59980, 11, 59990)
+        );
+        assert_eq!(r.duration_s, 3.0);
+        let u = parse_kxdpgun(KX_UDP).expect("udp");
+        assert_eq!((u.proto.as_str(), u.sent, u.replies), ("UDP", 40010, 40010));
+        assert_eq!(u.established, 0);
+        assert!(parse_kxdpgun("failed to initialize XDP socket").is_err());
+        assert!(parse_kxdpgun("total SYNs: x (1 pps)\nduration: 1 s").is_err());
+        assert!(parse_kxdpgun("total SYNs: 5 (1 pps)\n").is_err());
+    }
+
+    #[test]
+    fn hping3_statistics() {
+        let out = "HPING 198.18.0.1 (peer0 198.18.0.1): S set, 40 headers + 0 data bytes
+hping in flood mode, no replies will be shown
+
+--- 198.18.0.1 hping statistic ---
+1234567 packets tramitted, 0 packets received, 100% packet loss
+round-trip min/avg/max = 0.0/0.0/0.0 ms
+";
+        assert_eq!(parse_hping3(out).expect("stats"), (1_234_567, 0));
+        assert_eq!(
+            parse_hping3("5 packets transmitted, 5 packets received, 0% packet loss")
+                .expect("stats"),
+            (5, 5)
+        );
+        assert!(parse_hping3("HPING 198.18.0.1: S set").is_err());
+        assert!(parse_hping3("x packets tramitted, y packets received").is_err());
+    }
+
+    #[test]
+    fn netstat_pairs() {
+        let t = "TcpExt: SyncookiesSent SyncookiesRecv ListenDrops
+TcpExt: 10 2 7
+IpExt: InNoRoutes
+IpExt: 3
+Broken: a b
+";
+        let m = proc_net_counters(t);
+        assert_eq!(m.get("TcpExt.SyncookiesSent"), Some(&10));
+        assert_eq!(m.get("TcpExt.ListenDrops"), Some(&7));
+        assert_eq!(m.get("IpExt.InNoRoutes"), Some(&3));
+        assert!(!m.keys().any(|k| k.starts_with("Broken")));
+    }
+
+    #[test]
+    fn flatten() {
+        let v = serde_json::json!({"a": 1, "b": {"c": 2.5, "d": "x"}, "e": [3, {"f": 4}]});
+        let mut out = Vec::new();
+        flatten_numbers("s", &v, &mut out);
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            out,
+            vec![
+                ("s.a".to_string(), 1.0),
+                ("s.b.c".to_string(), 2.5),
+                ("s.e.0".to_string(), 3.0),
+                ("s.e.1.f".to_string(), 4.0)
+            ]
+        );
+    }
+}

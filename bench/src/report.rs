@@ -10,7 +10,9 @@ use crate::model::{Case, ScenarioResult};
 use crate::procs::{err, BenchError, Result};
 
 /// Scenario ids in report order.
-pub const ORDER: [&str; 5] = ["http", "udp", "fairness", "churn", "conns"];
+pub const ORDER: [&str; 7] = [
+    "http", "udp", "dnstcp", "fairness", "churn", "conns", "synflood",
+];
 
 /// Columns shown per scenario: (metric key, header).
 fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
@@ -62,6 +64,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
         ],
         "conns" => &[
             ("rps", "req/s"),
+            ("rps_steady", "req/s (steady)"),
             ("p50_us", "p50 µs"),
             ("p99_us", "p99 µs"),
             ("established", "established (peak)"),
@@ -73,6 +76,36 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("kernel_tcp_mem_kib", "kernel TCP mem KiB (host)"),
             ("xsk_rx_ring_full", "XSK rx ring full"),
             ("server_cpu_ms_per_1k", "server CPU ms / 1k req"),
+            ("established_at_mark", "established at steady mark"),
+            (
+                "server_cpu_ms_per_1k_steady",
+                "server CPU ms / 1k req (steady)",
+            ),
+        ],
+        "dnstcp" => &[
+            ("answers_per_s", "answers/s (best)"),
+            ("answers_per_s_q50k", "answers/s at 50k offered"),
+            ("answers_per_s_q150k", "answers/s at 150k offered"),
+            ("sent_pct_of_offered", "SYNs sent, % of offered (best)"),
+            ("established", "established"),
+            ("replies", "answers"),
+            ("reset", "reset"),
+            ("server_cpu_ms_per_1k", "server CPU ms / 1k answers"),
+            ("client_cpu_s", "kxdpgun CPU s"),
+        ],
+        "synflood" => &[
+            ("success_during_pct", "success during flood %"),
+            ("success_after_pct", "success after flood %"),
+            ("failed", "failed requests"),
+            ("last_failure_at_s", "last failure started at s"),
+            ("probe_p50_ms", "request p50 ms"),
+            ("probe_max_ms", "request max ms"),
+            ("rss_before_kib", "RSS before KiB"),
+            ("rss_growth_mib", "RSS growth MiB"),
+            ("flood_pps", "flood SYN/s"),
+            ("server_cpu_flood_pct", "server CPU % during flood"),
+            ("kernel.TcpExt.SyncookiesSent", "kernel SYN cookies sent"),
+            ("kernel.TcpExt.ListenDrops", "kernel listen drops"),
         ],
         _ => &[],
     }
@@ -128,11 +161,12 @@ pub fn save(r: &ScenarioResult) -> Result<PathBuf> {
     Ok(p)
 }
 
-const CORE_COLS: [(&str, &str); 4] = [
+const CORE_COLS: [(&str, &str); 5] = [
     ("core0_busy_pct", "core 0 busy %"),
     ("core0_softirq_pct", "core 0 softirq %"),
     ("core1_busy_pct", "core 1 busy %"),
     ("core1_softirq_pct", "core 1 softirq %"),
+    ("loadavg1_before", "load avg (1 min) before run"),
 ];
 
 fn case_table(md: &mut String, scenario: &str, c: &Case) {

@@ -1,24 +1,35 @@
-//! Scenario `conns`: requests/s and server memory with 100, 1k, 10k and 50k concurrent
-//! keep-alive connections, the stack against nginx.
+//! Scenario `conns`: requests/s, server memory and server CPU per request with 100, 1k, 10k
+//! and 100k concurrent keep-alive connections, the stack (one worker) against nginx.
 //!
 //! The load is this crate's `kaload` (one request at a time on every connection, like wrk's
 //! keep-alive mode) rather than wrk: every connection binds its own source port. One client
 //! address cannot open 50k connections to one server port through connect()'s port search in
 //! reasonable time (Linux scans one parity of the ephemeral range first, so once half of it is
 //! taken every connect() walks ~32k ports); wrk spent the whole run connecting.
+//!
+//! Past one process's open-file limit the client is several kaload processes; past what one
+//! source address's ports can hold comfortably, the client namespace's `peer0` gets more
+//! addresses (198.18.0.3, .4, ...: in the sandbox the scenario builds, nothing in the root
+//! namespace) and the processes are spread over them.
 
 use std::time::{Duration, Instant};
 
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::load::KaLoadReport;
-use crate::model::{Case, Metrics, ScenarioResult, Subject};
+use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, BenchError, Proc, Result};
 
 const STACK: &str = "xdpstack";
 const NGINX: &str = "nginx";
-/// Per-connection TCP buffer (each way) the stack runs with in this scenario.
-pub const TCP_BUF: u32 = 16 * 1024;
+/// Per-connection TCP buffer (each way) the stack runs with in this scenario (issue 8: 100k
+/// idle connections on one core with `--tcp-buf 4096`).
+pub const TCP_BUF: u32 = 4096;
+/// Connections per client source address at most (the port range 1024..65535 holds 64,511;
+/// the rest is room for redials).
+const CONNS_PER_ADDR: usize = 30_000;
+/// Most client addresses (198.18.0.2 and the extra ones after it).
+const MAX_ADDRS: usize = 8;
 /// Client source ports: 1024..65535.
 const PORT_FIRST: u32 = 1024;
 const PORT_END: u32 = 65535;
@@ -32,11 +43,23 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "Connection count: req/s and server memory vs concurrent connections",
     );
     let dir = env::scratch("conns")?;
-    // Larger levels get longer runs: the connections are opened inside the run.
-    let levels: [(usize, u64); 4] = if ctx.quick {
-        [(100, 3), (1_000, 3), (10_000, 6), (50_000, 10)]
+    // (connections, seconds, steady mark): larger levels get longer runs, as the connections
+    // are opened inside the run; the steady figures (req/s, CPU per request) count from the
+    // mark on, when the connections should all be up.
+    let levels: [(usize, u64, u64); 4] = if ctx.quick {
+        [
+            (100, 3, 1),
+            (1_000, 3, 1),
+            (10_000, 6, 3),
+            (100_000, 20, 14),
+        ]
     } else {
-        [(100, 8), (1_000, 8), (10_000, 12), (50_000, 20)]
+        [
+            (100, 8, 2),
+            (1_000, 8, 2),
+            (10_000, 12, 4),
+            (100_000, 30, 15),
+        ]
     };
     let per_proc = common::conns_per_process();
     let server_cpu = ctx.server_cpu();
@@ -46,12 +69,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          pinned to core {client_cpu}. A fresh sandbox and server for every level and run, so \
          memory is that level's."
     );
-    for (level, secs) in levels {
+    for (level, secs, steady) in levels {
         let procs_n = level.div_ceil(per_proc).max(1);
+        let addrs = level.div_ceil(CONNS_PER_ADDR).clamp(1, MAX_ADDRS);
         let mut case = Case {
             name: format!("{level} connections"),
             load: format!(
-                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, one request in flight per connection, {secs} s, 10 s timeout{}",
+                "{procs_n} kaload process(es) on core {client_cpu}, {} keep-alive connections each, from {addrs} client address(es), one request in flight per connection, {secs} s (steady phase from {steady} s on), 10 s timeout{}",
                 level / procs_n,
                 if procs_n > 1 {
                     format!("; nginx with {procs_n} worker processes, all on core {server_cpu}")
@@ -69,7 +93,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     env::sandbox("ns", 1, ServerSide::Stack).and_then(|sb| {
                         let (p, stats) = start_stack(ctx, &sb, &server_cpu, level, &dir)?;
                         let idle = p.memory_kib();
-                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        let m = run_load(
+                            ctx,
+                            &sb,
+                            &p,
+                            &client_cpu,
+                            (level, procs_n, addrs),
+                            (secs, steady),
+                            &dir,
+                        )?;
                         let mut x = metrics(&m, idle);
                         let st = common::stop_stack(p, &stats)?;
                         let w = &st["workers"][0];
@@ -78,6 +110,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             ("syn_backlog_full", &w["engine"]["syn_backlog_full"]),
                             ("loop_iterations", &w["loop"]["iterations"]),
                             ("xsk_rx_ring_full", &w["port"]["kernel"]["rx_ring_full"]),
+                            ("rejected_max_conns", &w["app"]["rejected_max_conns"]),
                         ] {
                             if let Some(v) = v.as_f64() {
                                 x.insert(k.into(), v);
@@ -90,7 +123,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         common::tune_server_ns(&sb)?;
                         let p = common::start_nginx(ctx, &sb, &[0], procs_n, 65535, &dir)?;
                         let idle = p.memory_kib();
-                        let m = run_load(ctx, &sb, &p, &client_cpu, level, procs_n, secs, &dir)?;
+                        let m = run_load(
+                            ctx,
+                            &sb,
+                            &p,
+                            &client_cpu,
+                            (level, procs_n, addrs),
+                            (secs, steady),
+                            &dir,
+                        )?;
                         Ok((metrics(&m, idle), m.placement))
                     })
                 };
@@ -110,9 +151,82 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             s.finish();
         }
         case.add_ratio("rps", STACK, NGINX);
+        case.add_ratio("rps_steady", STACK, NGINX);
+        case.add_ratio("server_cpu_ms_per_1k_steady", STACK, NGINX);
         case.add_ratio("rss_kib", STACK, NGINX);
         res.cases.push(case);
     }
+    // Per-request CPU at the largest level against the smallest, per subject.
+    let cpu_at = |level: &str, who: &str| {
+        res.case(&format!("{level} connections"))
+            .and_then(|c| c.subject(who))
+            .and_then(|s| s.median.get("server_cpu_ms_per_1k_steady").copied())
+    };
+    let growth = |who: &str| {
+        cpu_at(&levels[3].0.to_string(), who)
+            .zip(cpu_at(&levels[0].0.to_string(), who))
+            .and_then(|(a, b)| crate::stats::ratio(a, b))
+    };
+    let (gs, gn) = (growth(STACK), growth(NGINX));
+    // Whether the largest level was really up when the steady phase began.
+    let up_at_mark = |who: &str| {
+        res.case(&format!("{} connections", levels[3].0))
+            .and_then(|c| c.subject(who))
+            .and_then(|s| s.median.get("established_at_mark").copied())
+    };
+    let mut growth_why = gn.map_or(String::new(), |g| format!("nginx: {g:.2}x"));
+    for who in [STACK, NGINX] {
+        if let Some(u) = up_at_mark(who) {
+            if u < 0.95 * levels[3].0 as f64 {
+                growth_why.push_str(&format!(
+                    "; {who} had only {u:.0} of {} connections up at the steady mark",
+                    levels[3].0
+                ));
+            }
+        }
+    }
+    res.targets.push(
+        Target::threshold(
+            &format!(
+                "xdpstack server CPU per request (steady phase) at {} vs {} connections",
+                levels[3].0, levels[0].0
+            ),
+            "<= 1.3x",
+            gs,
+            1.3,
+            true,
+        )
+        .why(&growth_why),
+    );
+    let est = res
+        .case(&format!("{} connections", levels[3].0))
+        .and_then(|c| c.subject(STACK))
+        .and_then(|s| s.median.get("established").copied());
+    res.targets.push(Target::threshold(
+        &format!(
+            "xdpstack connections held at once at the {} level (median peak)",
+            levels[3].0
+        ),
+        &format!(">= {}", levels[3].0),
+        est,
+        levels[3].0 as f64,
+        false,
+    ));
+    let ten = res.case("10000 connections");
+    let tr = ten.and_then(|c| c.ratio("rps", STACK, NGINX));
+    let terr = ten
+        .and_then(|c| c.subject(STACK))
+        .and_then(|s| s.median.get("errors").copied());
+    res.targets.push(
+        Target::threshold(
+            "10,000 keep-alive connections req/s vs nginx",
+            ">= 1.5x nginx, 0 errors",
+            tr,
+            1.5,
+            false,
+        )
+        .why(&terr.map_or(String::new(), |e| format!("xdpstack errors: {e:.0}"))),
+    );
     // What the figures say about scaling, from the data.
     for name in [STACK, NGINX] {
         let mut parts = Vec::new();
@@ -120,10 +234,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             let Some(s) = c.subject(name) else { continue };
             let level = c.name.split_whitespace().next().unwrap_or("?");
             let est = s.median.get("established").copied();
-            let cpu = s.median.get("server_cpu_ms_per_1k").copied();
+            let cpu = s.median.get("server_cpu_ms_per_1k_steady").copied();
             if let (Some(e), Some(cpu)) = (est, cpu) {
                 parts.push(format!(
-                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests"
+                    "{level}: {e:.0} established, {cpu:.1} ms CPU per 1k requests (steady)"
                 ));
             }
         }
@@ -133,10 +247,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
     res.notes.push(format!(
-        "xdpstack runs with --tcp-buf {TCP_BUF} (a {} KiB receive and a {} KiB send buffer per \
-         connection, allocated by the stack in its own memory: they are in its RSS), \
-         --backlog 65535 and, above 10k connections, --frames 16384; the default buffer is \
-         64 KiB each way. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
+        "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
+         send buffer per connection, allocated by the stack in its own memory: they are in its \
+         RSS), --backlog 65535, --max-conns twice the level (the HTTP app resets \
+         connections past it, 1024 by default) and, above 10k connections, --frames 16384; \
+         the default buffer \
+         is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client namespace's peer0 \
+         gets more addresses (198.18.0.3 and up, one per {CONNS_PER_ADDR} connections) and the \
+         kaload processes are spread over them. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
          TCP memory column (from /proc/net/sockstat; host-wide, so the client's sockets and \
          other processes' count too) shows them.",
         TCP_BUF / 1024,
@@ -153,8 +271,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.notes.push(
         "kaload, not wrk: each connection binds its own source port (see the module docs: \
          connect()'s port search crawls past ~32k connections from one address to one port). \
-         req/s counts the whole run, the connection phase included; `established` is how many \
-         connections completed their handshake."
+         req/s counts the whole run, the connection phase included; `established` is the most \
+         connections up at once. The steady columns count from a fixed mark (the level's \
+         `steady phase from` time, the same for both servers) to the end: responses completed \
+         after it and the server's CPU read at it, so that per-request CPU compares serving, \
+         not connection setup; `established at steady mark` says whether every connection \
+         was up by then."
             .into(),
     );
     res.wall_seconds = started.elapsed().as_secs_f64();
@@ -183,6 +305,9 @@ fn start_stack(
             "65535",
             "--frames",
             frames,
+            // The HTTP app resets connections past --max-conns per worker (1024 by default).
+            "--max-conns",
+            &(2 * level).max(1024).to_string(),
         ]),
         dir,
         "xdpstack http",
@@ -196,38 +321,75 @@ fn start_stack(
     Ok((p, stats))
 }
 
-/// Runs `procs_n` kaload processes (disjoint source-port ranges) for `level` connections.
-#[allow(clippy::too_many_arguments)]
-fn run_load(
-    ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
-    server: &Proc,
-    cpu: &str,
-    level: usize,
-    procs_n: usize,
-    secs: u64,
-    dir: &std::path::Path,
-) -> Result<common::Measured<KaLoadReport>> {
-    let span = (PORT_END - PORT_FIRST) / procs_n as u32;
-    let client_ip = sb
+/// Client address `i` (0 = the sandbox's own, 198.18.0.2): 198.18.0.(2 + i).
+fn client_addr(sb: &xdpstack::sandbox::Sandbox, i: usize) -> String {
+    let base = sb
         .info()
         .client_ip4
         .split('/')
         .next()
         .unwrap_or("198.18.0.2")
         .to_string();
+    let mut o: Vec<u32> = base.split('.').filter_map(|x| x.parse().ok()).collect();
+    if o.len() != 4 {
+        o = vec![198, 18, 0, 2];
+    }
+    format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3] + i as u32)
+}
+
+/// Where kaload process `k` of `procs_n` sends from, over `addrs` addresses: (address index,
+/// first port, port count). Processes go round-robin over the addresses; the processes that
+/// share an address split its port range.
+pub fn assign(k: usize, procs_n: usize, addrs: usize) -> (usize, u32, u32) {
+    let addrs = addrs.clamp(1, procs_n.max(1));
+    let a = k % addrs;
+    let sharing = (0..procs_n).filter(|j| j % addrs == a).count().max(1) as u32;
+    let slot = (k / addrs) as u32;
+    let span = (PORT_END - PORT_FIRST) / sharing;
+    (a, PORT_FIRST + slot * span, span)
+}
+
+/// Runs kaload processes for `level` connections: `procs_n` processes (disjoint source-port
+/// ranges) over `addrs` client addresses (`shape` = (level, procs_n, addrs)).
+fn run_load(
+    ctx: &Ctx,
+    sb: &xdpstack::sandbox::Sandbox,
+    server: &Proc,
+    cpu: &str,
+    shape: (usize, usize, usize),
+    (secs, steady): (u64, u64),
+    dir: &std::path::Path,
+) -> Result<common::Measured<KaLoadReport>> {
+    let (level, procs_n, addrs) = shape;
+    let addrs = addrs.clamp(1, procs_n.max(1));
+    // Extra client addresses on peer0, in the client namespace of this run's sandbox.
+    for i in 1..addrs {
+        env::run_in(
+            sb,
+            xdpstack::sandbox::Side::Client,
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", client_addr(sb, i)),
+                "dev",
+                &sb.info().client_if,
+            ],
+        )?;
+    }
     let lists: Vec<Vec<String>> = (0..procs_n)
         .map(|k| {
             let conns = level / procs_n + usize::from(k < level % procs_n);
+            let (a, first, span) = assign(k, procs_n, addrs);
             common::strings(&[
                 "helper",
                 "kaload",
                 "--dst",
                 &format!("{SERVER_IP}:80"),
                 "--src",
-                &client_ip,
+                &client_addr(sb, a),
                 "--port-first",
-                &(PORT_FIRST + k as u32 * span).to_string(),
+                &first.to_string(),
                 "--port-count",
                 &span.to_string(),
                 "--conns",
@@ -236,10 +398,12 @@ fn run_load(
                 &secs.to_string(),
                 "--timeout-ms",
                 "10000",
+                "--steady-after",
+                &steady.to_string(),
             ])
         })
         .collect();
-    let m = common::measure_many(
+    let m = common::measure_many_marked(
         sb,
         server,
         cpu,
@@ -248,6 +412,7 @@ fn run_load(
         &lists,
         dir,
         Duration::from_secs(secs + 30),
+        Some(Duration::from_secs(steady)),
     )?;
     let mut t = KaLoadReport::default();
     for out in &m.report {
@@ -264,6 +429,9 @@ fn run_load(
         t.rps += r.rps;
         t.p50_us = t.p50_us.max(r.p50_us);
         t.p99_us = t.p99_us.max(r.p99_us);
+        t.steady_requests += r.steady_requests;
+        t.steady_seconds = t.steady_seconds.max(r.steady_seconds);
+        t.established_at_mark += r.established_at_mark;
     }
     Ok(common::Measured {
         report: t,
@@ -274,6 +442,8 @@ fn run_load(
         kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
         wall_s: m.wall_s,
         cores: m.cores,
+        loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
 }
 
@@ -293,10 +463,44 @@ fn metrics(m: &common::Measured<KaLoadReport>, idle: (u64, u64)) -> Metrics {
     if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.requests as f64) {
         x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
     }
+    x.insert("established_at_mark".into(), r.established_at_mark as f64);
+    x.insert(
+        "rps_steady".into(),
+        r.steady_requests as f64 / r.steady_seconds.max(1e-9),
+    );
+    if let Some(c) = m.server_cpu_after_mark_s {
+        x.insert("server_cpu_steady_s".into(), c);
+        if let Some(v) = crate::stats::cpu_per_1k(c, r.steady_requests as f64) {
+            x.insert("server_cpu_ms_per_1k_steady".into(), v * 1000.0);
+        }
+    }
     x.insert("rss_idle_kib".into(), idle.0 as f64);
     x.insert("rss_kib".into(), m.server_mem_kib.0 as f64);
     x.insert("pss_kib".into(), m.server_mem_kib.1 as f64);
     x.insert("kernel_tcp_mem_kib".into(), m.kernel_tcp_mem_kib as f64);
     common::add_core_metrics(&mut x, m);
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_spread_over_addresses_and_ports() {
+        // One process, one address: the whole range.
+        assert_eq!(assign(0, 1, 1), (0, 1024, 64511));
+        // Six processes over four addresses: two share address 0 and 1, ports split.
+        let a: Vec<_> = (0..6).map(|k| assign(k, 6, 4)).collect();
+        assert_eq!(a[0], (0, 1024, 32255));
+        assert_eq!(a[4], (0, 1024 + 32255, 32255));
+        assert_eq!(a[2], (2, 1024, 64511));
+        assert_eq!(a[5].0, 1);
+        // Never more addresses than processes; no range past 65535.
+        assert_eq!(assign(0, 1, 4), (0, 1024, 64511));
+        for k in 0..7 {
+            let (_, first, span) = assign(k, 7, 3);
+            assert!(first + span <= 65535);
+        }
+    }
 }

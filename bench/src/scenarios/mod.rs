@@ -2,6 +2,8 @@
 
 pub mod churn;
 pub mod conns;
+pub mod dnstcp;
 pub mod fairness;
 pub mod http;
+pub mod synflood;
 pub mod udp;

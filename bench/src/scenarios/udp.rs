@@ -17,7 +17,8 @@ const KERNEL_ECHO: &str = "kernel echo (reuseport, mmsg)";
 const KNOT: &str = "knotd";
 const REFLECT: &str = "raw reflector";
 
-const ZONE: &str = "$ORIGIN bench.test.
+/// The zone every DNS server serves (also used by `dnstcp`).
+pub const ZONE: &str = "$ORIGIN bench.test.
 $TTL 3600
 @       IN SOA ns1.bench.test. hostmaster.bench.test. 1 7200 3600 1209600 3600
 @       IN NS  ns1.bench.test.
