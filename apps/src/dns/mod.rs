@@ -238,7 +238,7 @@ impl DnsApp {
             )
             .map_err(|e| e.to_string())?;
         let listener = engine
-            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
+            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(1024))
             .map_err(|e| e.to_string())?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
