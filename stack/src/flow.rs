@@ -155,6 +155,8 @@ mod tests {
 pub struct FlowDirectory {
     shards: Vec<std::sync::Mutex<HashMap<FlowKey, usize, FlowHash>>>,
     hasher: FlowHash,
+    /// One core: every flow is its own, nothing to record.
+    single: bool,
 }
 
 impl Default for FlowDirectory {
@@ -173,6 +175,16 @@ impl FlowDirectory {
                 .map(|_| std::sync::Mutex::new(HashMap::with_hasher(FlowHash::default())))
                 .collect(),
             hasher: FlowHash::default(),
+            single: false,
+        }
+    }
+
+    /// A directory for `cores` cores (with one, it records nothing: every
+    /// flow belongs to the only core).
+    pub fn for_cores(cores: usize) -> Self {
+        FlowDirectory {
+            single: cores <= 1,
+            ..FlowDirectory::new()
         }
     }
 
@@ -197,16 +209,25 @@ impl FlowDirectory {
     /// Record `core` as the owner unless another core already is; returns
     /// the owner.
     pub fn claim(&self, key: FlowKey, core: usize) -> usize {
+        if self.single {
+            return core;
+        }
         self.with(&key, |m| *m.entry(key).or_insert(core))
     }
 
     /// The owner of `key`, if any core has it.
     pub fn owner(&self, key: &FlowKey) -> Option<usize> {
+        if self.single {
+            return None;
+        }
         self.with(key, |m| m.get(key).copied())
     }
 
     /// `key` moved to `core` (migration).
     pub fn moved(&self, key: FlowKey, core: usize) {
+        if self.single {
+            return;
+        }
         self.with(&key, |m| {
             m.insert(key, core);
         });
@@ -214,6 +235,9 @@ impl FlowDirectory {
 
     /// `core` released `key` (only the owner's release counts).
     pub fn release(&self, key: &FlowKey, core: usize) {
+        if self.single {
+            return;
+        }
         self.with(key, |m| {
             if m.get(key) == Some(&core) {
                 m.remove(key);

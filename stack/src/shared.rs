@@ -35,7 +35,7 @@ impl Shared {
             neighbors: Arc::new(SharedNeighbors::new()),
             epoch: std::time::Instant::now(),
             retired: std::sync::Mutex::new(Vec::new()),
-            directory: crate::flow::FlowDirectory::new(),
+            directory: crate::flow::FlowDirectory::for_cores(cores),
             cookies: crate::cookie::CookieJar::random(),
         }))
     }
