@@ -17,8 +17,11 @@ use crate::dns::zone;
 use crate::http::parse::{Event, Framer, Limits};
 use crate::pktgen::reply::{classify, rst_for_synack};
 
+/// A fuzz entry: arbitrary bytes in, a panic only for a finding.
+pub type Entry = fn(&[u8]);
+
 /// Every target: its name (the directory under `fuzz/corpus/`) and entry.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("parse_ip", parse_ip),
     ("l2_ingress", l2_ingress),
     ("dns_message", dns_message),

@@ -395,10 +395,12 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         (
             "pktgen_reply",
             "synack4",
-            eth(OUR_MAC, PEER_MAC, EthernetProtocol::Ipv4, &{
-                let pk = tcp(p4, o4, 80, 40000, TcpControl::Syn, true);
-                pk
-            }),
+            eth(
+                OUR_MAC,
+                PEER_MAC,
+                EthernetProtocol::Ipv4,
+                &tcp(p4, o4, 80, 40000, TcpControl::Syn, true),
+            ),
         ),
         (
             "pktgen_reply",
