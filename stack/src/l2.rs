@@ -269,7 +269,11 @@ impl L2 {
             return Ingress::Drop(DropReason::Martian);
         }
         if self.on_link_v4(src) {
-            self.confirm(IpAddr::V4(src), eth_src, now);
+            self.confirm(IpAddr::V4(src), eth_src, now, true);
+        } else if let Some(gw) = self.cfg.gateway4 {
+            // Traffic from off-link clients through the gateway confirms the gateway
+            // (Linux's dst_confirm), so its entry does not expire while in use.
+            self.confirm(IpAddr::V4(gw), eth_src, now, false);
         }
         Ingress::Ip {
             len: usize::from(ip.total_len()),
@@ -318,7 +322,9 @@ impl L2 {
             return Ingress::Drop(DropReason::Martian);
         }
         if self.on_link_v6(src) {
-            self.confirm(IpAddr::V6(src), eth_src, now);
+            self.confirm(IpAddr::V6(src), eth_src, now, true);
+        } else if let Some(gw) = self.cfg.gateway6 {
+            self.confirm(IpAddr::V6(gw), eth_src, now, false);
         }
         Ingress::Ip {
             len: ip.total_len(),
@@ -657,14 +663,18 @@ impl L2 {
 
     /// An IP packet from on-link `ip` came from `mac`: confirm a matching entry (at most
     /// once a second per entry through the shared table); never learn or change one.
-    fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: u64) {
+    /// `count_mismatch`: a different MAC is counted (for the packet's own source; not for
+    /// the gateway, since another router may forward too).
+    fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: u64, count_mismatch: bool) {
         if let Some(e) = self.cache.get_mut(&ip) {
             if e.mac == mac && e.expires_ms > now && now < e.confirmed_ms + SHARED_REFRESH_MS {
                 return;
             }
         }
         let r = self.shared.update(ip, mac, Hint::Confirm, now);
-        self.count(r);
+        if count_mismatch || r != Update::Mismatch {
+            self.count(r);
+        }
         if r == Update::Refreshed {
             self.cache_insert(ip, mac, now, now);
         }
@@ -1773,6 +1783,29 @@ mod tests {
         let mut out = out_frame(&pkt6);
         assert_eq!(l.egress(&mut out, pkt6.len(), T0), Egress::Send);
         assert_eq!(out[..6], GW_MAC);
+
+        // Traffic from off-link clients through the gateway keeps its entry alive; from
+        // another MAC it does not.
+        let mut now = T0;
+        for _ in 0..4 {
+            now += NEIGHBOR_TTL_MS / 2;
+            let mut f = syn_frame(far4.into(), OURS4.into());
+            f[6..12].copy_from_slice(&GW_MAC);
+            let _ = l.ingress(&f, &mut [0u8; 128], now);
+        }
+        let mut out = out_frame(&pkt);
+        assert_eq!(l.egress(&mut out, pkt.len(), now + 1), Egress::Send);
+        assert_eq!(out[..6], GW_MAC);
+        let mut f = syn_frame(far4.into(), OURS4.into());
+        f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
+        let _ = l.ingress(&f, &mut [0u8; 128], now + 10);
+        assert_eq!(l.counters().neighbor_mismatch, 0);
+        let mut out = out_frame(&pkt6);
+        let t6 = T0 + NEIGHBOR_TTL_MS + 1;
+        assert!(matches!(
+            l.egress(&mut out, pkt6.len(), t6),
+            Egress::Resolve { .. }
+        ));
 
         // No gateway: Invalid, counted as unresolved.
         let mut c = cfg();
