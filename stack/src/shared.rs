@@ -59,6 +59,7 @@ impl Shared {
             listeners,
             retired_dropped,
             cores,
+            neighbors: self.neighbors.stats(),
         }
     }
 }
@@ -154,6 +155,8 @@ pub struct StackReport {
     pub retired_dropped: u64,
     /// Handoff counters by core.
     pub cores: Vec<HandoffSnapshot>,
+    /// The shared neighbour table: entries, confirmed ones, evictions, MAC changes.
+    pub neighbors: crate::neigh::NeighborStats,
 }
 
 #[cfg(test)]
@@ -192,5 +195,6 @@ mod tests {
         assert_eq!(r.listeners.last().map(|l| l.id), Some(n - 1));
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["retired_dropped"], 500);
+        assert_eq!(v["neighbors"]["entries"], 0);
     }
 }
