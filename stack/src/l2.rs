@@ -217,7 +217,8 @@ impl L2 {
         // table); a reply is taken for an entry we have or asked for (Linux arp_accept=0).
         let hint = match operation {
             ArpOperation::Request => Hint::Request { create: for_us },
-            _ => Hint::Reply { override_: true },
+            ArpOperation::Reply => Hint::Reply { override_: true },
+            ArpOperation::Unknown(_) => return Ingress::Drop(DropReason::MalformedArp),
         };
         let learnable = spa != ours && !is_martian_v4(&spa) && self.on_link_v4(spa);
         let learned = learnable && self.learn(IpAddr::V4(spa), sha.0, hint, now);
