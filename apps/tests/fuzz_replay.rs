@@ -358,6 +358,26 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     d.extend(q);
     s.push(("dns_message", "pointer_additional", d));
+    // Three additional records (refused unread), over TCP.
+    let mut d = vec![1u8];
+    let mut q = dns_query("www.example.com", 1, true);
+    q[11] = 3;
+    q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+    d.extend(q);
+    s.push(("dns_message", "three_additional", d));
+    // An OPT owner reached through a chain of 17 pointers (refused).
+    let mut d = vec![0u8];
+    let mut q = dns_query("www.example.com", 1, false);
+    q[11] = 1;
+    let chain_start = q.len();
+    q.push(0);
+    for i in 0..17u16 {
+        let target = if i == 0 { chain_start } else { q.len() - 2 };
+        q.extend_from_slice(&[0xc0 | (target >> 8) as u8, target as u8]);
+    }
+    q.extend_from_slice(&[0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+    d.extend(q);
+    s.push(("dns_message", "pointer_chain", d));
     s.push((
         "zone_file",
         "fuzz_zone",
