@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod dns;
 pub mod echo;
+pub mod fuzz;
 pub mod http;
 pub mod pktgen;
 pub mod reflect;

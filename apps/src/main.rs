@@ -116,7 +116,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
-        Cmd::Http { server, http } => {
+        Cmd::Http { server, mut http } => {
+            // What `--stats-allow local` means.
+            http.local_addrs = (server.addr, server.addr6);
             // Loaded before any NIC queue is opened: a refused tree is a
             // one-line error and nothing was attached.
             let site = http::load_site(&http)?;

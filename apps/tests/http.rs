@@ -733,6 +733,49 @@ fn max_conns_excess_is_refused_and_counted() {
     assert!(total(&stats, "/app/max_open") <= 3, "{stats:#}");
 }
 
+/// `--stats PATH` and `--stats-allow`: a client the list does not name sees an ordinary
+/// path (the fixed body), counted; one it names gets the report at the new path only.
+#[test]
+fn stats_path_and_allow_list() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("stats", 1);
+    let report = ["--stats", "/_report"];
+    // The sandbox's client (198.18.0.2, 2001:db8:18::2) is not in these prefixes.
+    let args = [
+        &report[..],
+        &["--stats-allow", "192.0.2.0/24,2001:db8:ffff::/48"],
+    ]
+    .concat();
+    let server = Server::start(&sb, Service::Http, &args);
+    for path in ["/_report", "/stats"] {
+        let (code, ct, _) = curl_get(&sb, &[], path);
+        assert_eq!((code, ct.as_str()), (200, "text/plain"), "GET {path}");
+    }
+    let stats = server.stop();
+    assert_eq!(total(&stats, "/app/stats_refused"), 1, "{stats:#}");
+    // `local` (the default) covers the client's subnet; `off` serves no report at all.
+    let server = Server::start(&sb, Service::Http, &report);
+    let (code, ct, body) = curl_get(&sb, &[], "/_report");
+    assert_eq!((code, ct.as_str()), (200, "application/json"));
+    let v: Value = serde_json::from_slice(&body).expect("stats JSON");
+    assert!(
+        v["listeners"].is_array() && v["retired_dropped"] == 0,
+        "{v}"
+    );
+    let (_, ct, _) = curl_get(&sb, &[], "/stats");
+    assert_eq!(ct, "text/plain");
+    server.stop();
+    let server = Server::start(
+        &sb,
+        Service::Http,
+        &["--stats", "off", "--stats-allow", "any"],
+    );
+    let (_, ct, _) = curl_get(&sb, &[], "/stats");
+    assert_eq!(ct, "text/plain");
+    let stats = server.stop();
+    assert_eq!(total(&stats, "/app/stats_refused"), 0, "{stats:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Load: ab, short connections and keep-alive.
 

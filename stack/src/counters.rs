@@ -174,8 +174,20 @@ pub struct L2Counters {
     pub arp_replies_learned: u64,
     pub ndp_solicits_answered: u64,
     pub ndp_adverts_learned: u64,
-    /// New neighbour entries (or changed MACs) in this worker's cache, from any source.
+    /// Neighbour entries this worker created or whose MAC it changed (ARP/NDP only).
     pub neighbors_learned: u64,
+    /// Refused: an ARP/NDP message for a different MAC within the lock time of a live entry.
+    pub neighbor_locked: u64,
+    /// Refused: a neighbour advertisement without the override flag for a different MAC.
+    pub neighbor_no_override: u64,
+    /// Refused: an ARP reply or neighbour advertisement for an address we neither know nor
+    /// asked for.
+    pub neighbor_unsolicited: u64,
+    /// Ignored: an IP packet from an on-link address whose entry has another MAC (a
+    /// spoofed source, or a peer that moved and has not announced it yet).
+    pub neighbor_mismatch: u64,
+    /// Entries this worker's local cache evicted to stay within its bound.
+    pub neighbor_cache_evicted: u64,
     /// Frames handed back for transmission: egress `Send` and `Resolve`, ingress `Reply`.
     pub tx_frames: u64,
     /// Egress packets dropped because the next hop is unknown (a request was sent instead)

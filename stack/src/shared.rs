@@ -18,8 +18,9 @@ pub struct Shared {
     /// The common clock origin: sockets migrate between cores with their
     /// timers, so every core must count time from the same instant.
     pub epoch: std::time::Instant,
-    /// Listeners that were closed, with their final counters.
-    pub retired: std::sync::Mutex<Vec<ListenerReport>>,
+    /// Listeners that were closed, with their final counters: the last
+    /// [`MAX_RETIRED`] (every SIGHUP retires every listener).
+    pub retired: std::sync::Mutex<Retired>,
     /// Which core owns each TCP flow (consulted on a core's own miss).
     pub directory: crate::flow::FlowDirectory,
     /// The secret of SYN cookies (any core may check a cookie another made).
@@ -34,7 +35,7 @@ impl Shared {
             mesh: Mesh::new(cores, 4096)?,
             neighbors: Arc::new(SharedNeighbors::new()),
             epoch: std::time::Instant::now(),
-            retired: std::sync::Mutex::new(Vec::new()),
+            retired: std::sync::Mutex::new(Retired::default()),
             directory: crate::flow::FlowDirectory::for_cores(cores),
             cookies: crate::cookie::CookieJar::random(),
         }))
@@ -67,14 +68,63 @@ impl Shared {
             .iter()
             .map(ListenerReport::of)
             .collect();
+        let mut retired_dropped = 0;
         if let Ok(r) = self.retired.lock() {
             listeners.extend(r.iter().cloned());
+            retired_dropped = r.dropped();
         }
         listeners.sort_by_key(|l| l.id);
         let cores = (0..self.mesh.cores())
             .filter_map(|c| self.mesh.counters(c))
             .collect();
-        StackReport { listeners, cores }
+        StackReport {
+            listeners,
+            retired_dropped,
+            cores,
+            neighbors: self.neighbors.stats(),
+        }
+    }
+}
+
+/// Closed listeners kept in the report.
+pub const MAX_RETIRED: usize = 1024;
+
+/// The reports of the last [`MAX_RETIRED`] closed listeners, oldest first,
+/// and how many older ones were dropped.
+#[derive(Debug, Default)]
+pub struct Retired {
+    list: std::collections::VecDeque<ListenerReport>,
+    dropped: u64,
+}
+
+impl Retired {
+    /// Keep `r`, dropping the oldest report if [`MAX_RETIRED`] are held.
+    pub fn push(&mut self, r: ListenerReport) {
+        if self.list.len() >= MAX_RETIRED {
+            self.list.pop_front();
+            self.dropped += 1;
+        }
+        self.list.push_back(r);
+    }
+
+    /// The reports held, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &ListenerReport> {
+        self.list.iter()
+    }
+
+    /// Reports held.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// None held.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Reports dropped to stay within [`MAX_RETIRED`].
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -121,8 +171,52 @@ impl ListenerReport {
 /// Listeners and handoff counters, for `/stats` and `--stats-file`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct StackReport {
-    /// Bound listeners.
+    /// Bound listeners, then the last [`MAX_RETIRED`] closed ones.
     pub listeners: Vec<ListenerReport>,
+    /// Closed listeners no longer listed (beyond [`MAX_RETIRED`]).
+    pub retired_dropped: u64,
     /// Handoff counters by core.
     pub cores: Vec<HandoffSnapshot>,
+    /// The shared neighbour table: entries, confirmed ones, evictions, MAC changes.
+    pub neighbors: crate::neigh::NeighborStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(id: u64) -> ListenerReport {
+        ListenerReport {
+            id,
+            proto: "tcp".into(),
+            addr: "Any6".into(),
+            port: 80,
+            core: 0,
+            queue: 0,
+            uid: 0,
+            state: "closed".into(),
+            counters: ListenerSnapshot::default(),
+        }
+    }
+
+    #[test]
+    fn retired_history_is_bounded_and_counted() {
+        let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
+        let n = MAX_RETIRED as u64 + 500;
+        for id in 0..n {
+            // As the engine does it.
+            if let Ok(mut r) = shared.retired.lock() {
+                r.push(rep(id));
+            }
+        }
+        let r = shared.report();
+        assert_eq!(r.listeners.len(), MAX_RETIRED);
+        assert_eq!(r.retired_dropped, 500);
+        // The newest are kept.
+        assert_eq!(r.listeners.first().map(|l| l.id), Some(500));
+        assert_eq!(r.listeners.last().map(|l| l.id), Some(n - 1));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["retired_dropped"], 500);
+        assert_eq!(v["neighbors"]["entries"], 0);
+    }
 }

@@ -608,6 +608,18 @@ fn malformed_queries() {
     let (m, _) = ask_bytes(&mut r, &q, Transport::Udp);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     assert_eq!(m.queries.len(), 1);
+    // Over TCP, a 64 KiB query claiming 65,535 additional records (every
+    // owner a pointer to the question): FORMERR with the question echoed,
+    // none of the records read.
+    let mut q = query("www.example.com.", RecordType::A, None);
+    q[10] = 0xff;
+    q[11] = 0xff;
+    while q.len() + 11 <= 65535 {
+        q.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0]);
+    }
+    let (m, _) = ask_bytes(&mut r, &q, Transport::Tcp);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.queries.len(), 1);
 }
 
 #[test]

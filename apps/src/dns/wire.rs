@@ -13,6 +13,16 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_LABEL: usize = 63;
 /// Most labels a name of 255 bytes can hold (127 one-byte labels and the root).
 pub const MAX_LABELS: usize = 128;
+/// Most compression pointers followed while reading one name. Pointers
+/// must also point backwards (so a chain ends), but a 64 KiB TCP message
+/// could otherwise hold a chain of ~32,000 of them; a compressor writes
+/// one per name (a suffix already in the message), so 16 is ample.
+pub const MAX_POINTER_HOPS: usize = 16;
+/// Most records a query's additional section may hold: the OPT record and
+/// a transaction signature (TSIG or SIG(0)). A query with more gets
+/// FORMERR before any of them is read (Unbound allows one), so a 64 KiB
+/// message never costs more than three names read.
+pub const MAX_ADDITIONAL: u16 = 2;
 
 /// Header flag: response.
 pub const QR: u16 = 0x8000;
@@ -147,6 +157,9 @@ pub enum NameError {
     /// or a forward reference).
     #[error("compression pointer to {0} does not point backwards")]
     BadPointer(u16),
+    /// More than [`MAX_POINTER_HOPS`] compression pointers in one name.
+    #[error("more than {MAX_POINTER_HOPS} compression pointers in a name")]
+    TooManyPointers,
 }
 
 /// A name read from a message: the uncompressed wire form (original case)
@@ -195,10 +208,13 @@ impl NameBuf {
     ///
     /// Compression pointers must point strictly before the start of the
     /// label run they end, so a chain of them always moves backwards and
-    /// cannot loop.
+    /// cannot loop; at most [`MAX_POINTER_HOPS`] are followed. The work is
+    /// bounded by the name, never by the message: at most 255 bytes copied
+    /// and 16 hops.
     pub fn read(&mut self, msg: &[u8], pos: usize) -> Result<usize, NameError> {
         self.len = 0;
         self.nlabels = 0;
+        let mut hops = 0;
         let mut p = pos;
         let mut run_start = pos;
         let mut end = None;
@@ -238,6 +254,10 @@ impl NameBuf {
                     }
                     if target as usize >= run_start {
                         return Err(NameError::BadPointer(target));
+                    }
+                    hops += 1;
+                    if hops > MAX_POINTER_HOPS {
+                        return Err(NameError::TooManyPointers);
                     }
                     run_start = target as usize;
                     p = target as usize;
@@ -367,6 +387,11 @@ pub fn parse_query(msg: &[u8], q: &mut Query) -> Result<(), ParseFail> {
     }
     if header.ancount != 0 || header.nscount != 0 {
         return Err(formq(FormErr::Sections));
+    }
+    // Only what the answer needs is read: the OPT record (and a signature
+    // next to it). More records are refused unread.
+    if header.arcount > MAX_ADDITIONAL {
+        return Err(formq(FormErr::Additional("more than 2 additional records")));
     }
     let mut scratch = NameBuf::default();
     for _ in 0..header.arcount {
@@ -664,15 +689,75 @@ mod tests {
         // Truncated pointer.
         let m = [0u8; 12].iter().copied().chain([0xC0]).collect::<Vec<_>>();
         assert_eq!(n.read(&m, 12), Err(NameError::Truncated));
-        // A long backwards chain of pointers ends: every hop moves back.
-        let mut msg = vec![0u8];
-        for i in 0..100u16 {
-            let target = if i == 0 { 0 } else { 1 + (i - 1) * 2 };
-            msg.extend_from_slice(&[0xC0 | (target >> 8) as u8, target as u8]);
-        }
-        let last = msg.len() - 2;
-        assert_eq!(n.read(&msg, last).unwrap(), msg.len());
+        // A backwards chain of pointers: every hop moves back, and at most
+        // MAX_POINTER_HOPS are followed.
+        let chain = |hops: u16| {
+            let mut msg = vec![0u8];
+            for i in 0..hops {
+                let target = if i == 0 { 0 } else { 1 + (i - 1) * 2 };
+                msg.extend_from_slice(&[0xC0 | (target >> 8) as u8, target as u8]);
+            }
+            msg
+        };
+        let msg = chain(MAX_POINTER_HOPS as u16);
+        assert_eq!(n.read(&msg, msg.len() - 2).unwrap(), msg.len());
         assert_eq!(n.as_wire(), &[0]);
+        let msg = chain(MAX_POINTER_HOPS as u16 + 1);
+        assert_eq!(n.read(&msg, msg.len() - 2), Err(NameError::TooManyPointers));
+        // 32,000 hops in a 64 KiB message: refused after 17.
+        let msg = chain(32_000);
+        assert_eq!(n.read(&msg, msg.len() - 2), Err(NameError::TooManyPointers));
+        // Names with a label before each pointer: 17 hops refused, 2 fine.
+        let mut m = vec![0u8; 12];
+        m[5] = 1;
+        m.push(0); // root at 12
+        let mut prev = 12u16;
+        for _ in 0..=MAX_POINTER_HOPS {
+            let at = m.len() as u16;
+            m.extend_from_slice(&[1, b'a', 0xC0 | (prev >> 8) as u8, prev as u8]);
+            prev = at;
+        }
+        assert_eq!(n.read(&m, prev as usize), Err(NameError::TooManyPointers));
+        assert_eq!(n.read(&m, 13 + 4), Ok(13 + 8));
+        assert_eq!(n.as_wire(), &[1, b'a', 1, b'a', 0]);
+    }
+
+    #[test]
+    fn additional_section_is_read_only_as_far_as_needed() {
+        // OPT plus a signature: fine.
+        let mut m = query_bytes(7, 0, &wire_name("a.example"), rtype::A);
+        add_opt(&mut m, 4096, 0, false, &[]);
+        m[11] = 2;
+        m.extend_from_slice(&[0]);
+        m.extend_from_slice(&rtype::TSIG.to_be_bytes());
+        m.extend_from_slice(&[0, 255, 0, 0, 0, 0, 0, 0]);
+        let mut q = Query::default();
+        parse_query(&m, &mut q).unwrap();
+        assert!(q.edns.is_some());
+        // A third record: FORMERR, the question echoed.
+        m[11] = 3;
+        assert_eq!(
+            formerr(&m),
+            (FormErr::Additional("more than 2 additional records"), true)
+        );
+        // A 64 KiB TCP message claiming 65,535 additional records, each a
+        // chain of pointers: refused before any of them is read (the same
+        // answer whatever follows the question).
+        let mut m = query_bytes(7, 0, &wire_name("a.example"), rtype::A);
+        m[10] = 0xff;
+        m[11] = 0xff;
+        while m.len() + 13 <= 65535 {
+            m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1]);
+        }
+        assert_eq!(
+            formerr(&m),
+            (FormErr::Additional("more than 2 additional records"), true)
+        );
+        let short = query_bytes(7, 0, &wire_name("a.example"), rtype::A);
+        let mut short = short.clone();
+        short[10] = 0xff;
+        short[11] = 0xff;
+        assert_eq!(formerr(&short), formerr(&m));
     }
 
     #[test]

@@ -16,8 +16,10 @@
 pub mod head;
 pub mod parse;
 pub mod site;
+pub mod stats;
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +34,7 @@ use crate::server::WorkerCtx;
 use head::ConnHeader;
 use parse::{Event, Framer, Limits, Method, Request};
 use site::{Body, Resolved, Site, SiteError, Tree};
+use stats::StatsPolicy;
 
 use nic::Rings;
 
@@ -78,6 +81,18 @@ pub struct HttpArgs {
     /// Reuseport listeners per worker (all on the same port).
     #[arg(long, default_value_t = 1)]
     pub listeners: usize,
+    /// Path of the stack's report (listeners, counters), or `off`.
+    #[arg(long, default_value = "/stats", value_parser = stats::parse_stats_path)]
+    pub stats: stats::StatsPath,
+    /// Clients allowed to read the report, comma-separated: `local` (the
+    /// subnets of --addr/--addr6, IPv6 link-local, loopback), `any`, or
+    /// ADDRESS[/PREFIX]. Anyone else gets the path as an ordinary one.
+    #[arg(long, value_delimiter = ',', default_value = "local", value_parser = stats::parse_allow)]
+    pub stats_allow: Vec<stats::Allow>,
+    /// The server's own addresses with prefixes (what `local` means); set
+    /// from the server options, not the command line.
+    #[arg(skip)]
+    pub local_addrs: stats::LocalAddrs,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -228,6 +243,8 @@ struct Conn {
     req_start: Option<Instant>,
     /// Last progress: accepted, bytes read, a request answered, bytes sent.
     last: Instant,
+    /// The client's address (for the report's allow-list).
+    peer: Option<IpAddr>,
 }
 
 impl Conn {
@@ -240,6 +257,7 @@ impl Conn {
             peer_done: false,
             req_start: None,
             last: now,
+            peer: None,
         }
     }
 
@@ -258,6 +276,7 @@ impl Conn {
         self.peer_done = false;
         self.req_start = None;
         self.last = now;
+        self.peer = None;
     }
 
     /// Nothing in flight either way.
@@ -320,11 +339,16 @@ pub struct HttpCounters {
     pub closed_at_stop: u64,
     /// Connections still open when the grace period ended (reset).
     pub reset_at_exit: u64,
+    /// Requests for the report from clients --stats-allow does not list
+    /// (answered as an ordinary path).
+    pub stats_refused: u64,
 }
 
 /// Everything a connection's handling needs besides the connection.
 struct Service {
     cfg: Limits2,
+    /// Where the report is served and to whom.
+    stats: StatsPolicy,
     counters: HttpCounters,
     /// Receive buffer.
     scratch: Vec<u8>,
@@ -492,8 +516,11 @@ impl Service {
         }
         match site {
             Site::Fixed(_) => {
-                if req.target == "/stats" {
-                    return self.stats(engine, c, head_only, conn);
+                if self.stats.is_target(req.target) {
+                    if self.stats.allows(c.peer) {
+                        return self.stats(engine, c, head_only, conn);
+                    }
+                    self.counters.stats_refused += 1;
                 }
                 self.body(c, site, 0, head_only, conn);
             }
@@ -502,8 +529,11 @@ impl Service {
                     Ok(n) => n,
                     Err(_) => return self.simple(c, 400, &[], head_only, conn),
                 };
-                if self.key == b"stats" && !n.trailing_slash {
-                    return self.stats(engine, c, head_only, conn);
+                if self.stats.is_key(&self.key, n.trailing_slash) {
+                    if self.stats.allows(c.peer) {
+                        return self.stats(engine, c, head_only, conn);
+                    }
+                    self.counters.stats_refused += 1;
                 }
                 match t.resolve(&self.key, n.trailing_slash) {
                     Resolved::Found(i) => self.body(c, site, i, head_only, conn),
@@ -632,6 +662,12 @@ impl HttpApp {
             site,
             svc: Service {
                 cfg,
+                stats: StatsPolicy::new(
+                    &args.stats,
+                    &args.stats_allow,
+                    args.local_addrs.0,
+                    args.local_addrs.1,
+                ),
                 counters: HttpCounters::default(),
                 scratch: vec![0; 16 * 1024],
                 key: Vec::with_capacity(256),
@@ -804,6 +840,8 @@ impl<R: Rings> App<R> for HttpApp {
                 Some(c) => c,
                 None => Conn::new(limits, now),
             };
+            let mut c = c;
+            c.peer = engine.peer(id).ok().flatten().map(|e| IpAddr::from(e.addr));
             self.conns.insert(id, c);
             if let Some(c) = self.conns.get_mut(&id) {
                 c.last = now;

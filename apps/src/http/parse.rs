@@ -81,11 +81,30 @@ enum State {
     Failed,
 }
 
+/// How far the current (partial) head has been looked at, so that the next
+/// call resumes there instead of parsing the whole head again: a head sent
+/// one byte per segment costs linear work, not quadratic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// Bytes of the head searched for a line end.
+    pos: usize,
+    /// Start of the line not finished yet.
+    line_start: usize,
+    /// The request line was seen (and checked); empty lines before it are
+    /// skipped, as httparse does.
+    request_line: bool,
+    /// Header lines seen.
+    fields: usize,
+}
+
 /// The framing state of one connection.
 #[derive(Clone, Debug)]
 pub struct Framer {
     state: State,
     limits: Limits,
+    scan: Scan,
+    /// Bytes looked at so far (line search and parsing), for tests.
+    work: u64,
 }
 
 impl Framer {
@@ -94,13 +113,23 @@ impl Framer {
         Framer {
             state: State::Head,
             limits,
+            scan: Scan::default(),
+            work: 0,
         }
+    }
+
+    /// Bytes looked at since the framer was made: every byte of a head is
+    /// searched once for its line end, and parsed once for its line and
+    /// once for the complete head, however it was split into reads.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// Back to the start (a connection object reused for another client).
     pub fn reset(&mut self, limits: Limits) {
         self.state = State::Head;
         self.limits = limits;
+        self.scan = Scan::default();
     }
 
     /// Waiting for (the rest of) a request head.
@@ -143,36 +172,34 @@ impl Framer {
         }
     }
 
+    /// `data` starts at the head; bytes before `self.scan.pos` were looked
+    /// at by an earlier call (the caller passes the same head again, with
+    /// more bytes after it). Each line is checked once when its line end
+    /// arrives (a malformed line is refused at once, as a full parse would
+    /// find it), the head is parsed whole once when the empty line that ends
+    /// it arrives. The outcome depends only on the bytes, never on how they
+    /// were split into reads: a line ending past `max_header` (or more than
+    /// `max_header` bytes without the head's end) is a 431, a malformed line
+    /// before that a 400 (505 for another HTTP version).
     fn head<'a>(&mut self, data: &'a [u8]) -> (usize, Event<'a>) {
+        let end = match self.find_head_end(data) {
+            Ok(Some(end)) => end,
+            Ok(None) => return (0, Event::Partial),
+            Err(status) => return (0, Event::Reject(status)),
+        };
+        self.scan = Scan::default();
+        let data = &data[..end];
+        self.work += data.len() as u64;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let n = match req.parse(data) {
-            Ok(httparse::Status::Partial) => {
-                if data.len() > self.limits.max_header {
-                    return (0, Event::Reject(431));
-                }
-                return (0, Event::Partial);
-            }
             Ok(httparse::Status::Complete(n)) => n,
+            // The empty line ends the head for httparse too; a partial
+            // result here would mean the two disagree: refuse it.
+            Ok(httparse::Status::Partial) => return (0, Event::Reject(400)),
             Err(httparse::Error::TooManyHeaders) => return (0, Event::Reject(431)),
-            Err(httparse::Error::Version) => {
-                let status = if names_other_version(data) { 505 } else { 400 };
-                return (0, Event::Reject(status));
-            }
-            Err(_) => {
-                // A head that is already too long is refused as such even
-                // when its tail is also malformed.
-                let status = if data.len() > self.limits.max_header {
-                    431
-                } else {
-                    400
-                };
-                return (0, Event::Reject(status));
-            }
+            Err(e) => return (0, Event::Reject(line_error_status(e, data))),
         };
-        if n > self.limits.max_header {
-            return (0, Event::Reject(431));
-        }
         let minor = req.version.unwrap_or(1);
         let method = match req.method {
             Some("GET") => Method::Get,
@@ -236,6 +263,74 @@ impl Framer {
                 expect_continue,
             }),
         )
+    }
+}
+
+impl Framer {
+    /// Resume the search for the end of the head in `data`: `Ok(Some(end))`
+    /// once the empty line ending it is there, `Ok(None)` for more bytes,
+    /// `Err(status)` when it cannot be a head this server takes.
+    fn find_head_end(&mut self, data: &[u8]) -> Result<Option<usize>, u16> {
+        if self.scan.pos > data.len() {
+            // Not the head this scan started on: start over.
+            self.scan = Scan::default();
+        }
+        let max = self.limits.max_header;
+        loop {
+            let from = self.scan.pos;
+            let Some(i) = data[from..].iter().position(|&b| b == b'\n') else {
+                self.work += (data.len() - from) as u64;
+                self.scan.pos = data.len();
+                return if data.len() > max { Err(431) } else { Ok(None) };
+            };
+            self.work += i as u64 + 1;
+            let line_end = from + i + 1;
+            let line = &data[self.scan.line_start..line_end];
+            self.scan.pos = line_end;
+            self.scan.line_start = line_end;
+            if line_end > max {
+                return Err(431);
+            }
+            let empty = line == b"\n" || line == b"\r\n";
+            if !self.scan.request_line {
+                if empty {
+                    continue;
+                }
+                self.scan.request_line = true;
+                // The request line (after any empty lines) on its own: a
+                // valid one leaves httparse waiting for the header fields.
+                let head = &data[..line_end];
+                self.work += head.len() as u64;
+                let mut no_headers = [httparse::EMPTY_HEADER; 0];
+                match httparse::Request::new(&mut no_headers).parse(head) {
+                    Ok(_) => {}
+                    Err(e) => return Err(line_error_status(e, head)),
+                }
+                continue;
+            }
+            if empty {
+                return Ok(Some(line_end));
+            }
+            self.scan.fields += 1;
+            if self.scan.fields > MAX_HEADERS {
+                return Err(431);
+            }
+            self.work += line.len() as u64;
+            let mut one = [httparse::EMPTY_HEADER; 1];
+            match httparse::parse_headers(line, &mut one) {
+                Ok(_) => {}
+                Err(_) => return Err(400),
+            }
+        }
+    }
+}
+
+/// The status for a head httparse refused (not for its size).
+fn line_error_status(e: httparse::Error, head: &[u8]) -> u16 {
+    match e {
+        httparse::Error::Version if names_other_version(head) => 505,
+        httparse::Error::TooManyHeaders => 431,
+        _ => 400,
     }
 }
 
@@ -525,6 +620,99 @@ mod tests {
         {
             Event::Request(r) => assert!(r.expect_continue && r.body_len == 3),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Feeds `data` the way the server does: a byte at a time appended to
+    /// the unconsumed bytes, which are offered again after each `Partial`.
+    fn run_bytewise(f: &mut Framer, data: &[u8]) -> Vec<String> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for &b in data {
+            buf.push(b);
+            loop {
+                let (n, ev) = f.advance(&buf);
+                let ev = match ev {
+                    Event::Partial => None,
+                    Event::Skipped => Some(String::new()),
+                    Event::Request(r) => Some(format!("{:?} {}", r.method, r.target)),
+                    Event::Reject(s) => Some(format!("reject {s}")),
+                };
+                buf.drain(..n);
+                match ev {
+                    None => break,
+                    Some(e) if e.is_empty() => {}
+                    Some(e) => out.push(e),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_byte_segments_cost_linear_work() {
+        // A 16 KiB head of 60 long fields, one byte per read: every byte is
+        // looked at a small constant number of times (it was re-parsed
+        // from the start on every read: ~n^2/2 = 134 million bytes).
+        let mut head = b"GET /x HTTP/1.1\r\nHost: x\r\n".to_vec();
+        let limits = Limits::default();
+        for i in 0..60 {
+            let field = format!("X-F{i:02}: {}\r\n", "v".repeat(250));
+            head.extend_from_slice(field.as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(head.len() > 15_000 && head.len() <= limits.max_header);
+        let mut f = Framer::new(limits);
+        assert_eq!(run_bytewise(&mut f, &head), ["Get /x"]);
+        let bytewise = f.work();
+        assert!(
+            bytewise <= 4 * head.len() as u64,
+            "{bytewise} for {}",
+            head.len()
+        );
+        // The same as in one read.
+        let mut g = Framer::new(limits);
+        assert!(matches!(g.advance(&head).1, Event::Request(_)));
+        assert_eq!(g.work(), bytewise);
+        // A head that never ends: refused once past the limit, after
+        // linear work, not at the header timeout after quadratic work.
+        let mut f = Framer::new(limits);
+        let endless = vec![b'a'; limits.max_header + 1];
+        let mut data = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        data.extend_from_slice(&endless);
+        assert_eq!(run_bytewise(&mut f, &data), ["reject 431"]);
+        assert!(f.work() <= 2 * data.len() as u64);
+    }
+
+    #[test]
+    fn outcome_does_not_depend_on_how_bytes_arrive() {
+        let mut long = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+        long.extend_from_slice(&[b'a'; 300]);
+        long.extend_from_slice(b"\r\n\r\n");
+        let mut bad_then_long = b"GET / HTTP/1.1\r\nBad Header\r\n".to_vec();
+        bad_then_long.extend_from_slice(&[b'a'; 300]);
+        let cases: Vec<Vec<u8>> = vec![
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            b"\r\n\nGET / HTTP/1.0\n\n".to_vec(),
+            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(),
+            b"GE\x00T / HTTP/1.1\r\n".to_vec(),
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            long,
+            bad_then_long,
+            vec![b'A'; 300],
+        ];
+        for data in cases {
+            let mut f = framer();
+            let (mut whole, _) = run(&mut f, &data);
+            whole.retain(|e| e != "skip");
+            let whole: Vec<String> = whole
+                .iter()
+                .map(|e| e.split(" 1.").next().unwrap().to_string())
+                .collect();
+            let mut f = framer();
+            let bytewise = run_bytewise(&mut f, &data);
+            assert_eq!(whole, bytewise, "{:?}", String::from_utf8_lossy(&data));
         }
     }
 

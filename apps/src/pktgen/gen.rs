@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use nic::{Frame, LedgerError, Port, PortStats, Rings};
 
 use super::echo::EchoHeader;
+use super::neigh;
 use super::pacer::Pacer;
 use super::reply::{classify, rst_for_synack, syn_isn, syn_rtt_ns, Reply};
 use super::template::{Fields, Kind, Template};
@@ -40,6 +41,16 @@ pub struct AddrRange {
 }
 
 impl AddrRange {
+    /// Whether `a` is one of the range's addresses.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let off = match (self.first, a) {
+            (IpAddr::V4(f), IpAddr::V4(a)) => u128::from(u32::from(a).wrapping_sub(u32::from(f))),
+            (IpAddr::V6(f), IpAddr::V6(a)) => u128::from(a).wrapping_sub(u128::from(f)),
+            _ => return false,
+        };
+        off < u128::from(self.len.max(1))
+    }
+
     /// The `i`-th address (`i` taken modulo the length).
     pub fn nth(&self, i: u64) -> IpAddr {
         let i = i % self.len.max(1);
@@ -234,6 +245,9 @@ pub struct GenCounters {
     pub rx_invalid: u64,
     /// Received frames that are not IP or not for our MAC (ARP, ...).
     pub rx_not_ip: u64,
+    /// ARP requests and neighbour solicitations for one of our source
+    /// addresses, answered (also counted in `rx_not_ip`).
+    pub neighbor_answered: u64,
     /// Valid IP packets from elsewhere, to other ports, or of another kind.
     pub rx_other: u64,
     /// Replies of the right shape that match nothing we sent (another run's
@@ -275,6 +289,8 @@ struct Rx {
 enum Action {
     Release,
     Reset,
+    /// An ARP request / NS for one of our source addresses: answer it.
+    Neighbor,
 }
 
 impl Rx {
@@ -360,7 +376,13 @@ impl Rx {
             }
             Reply::Tcp { rst: true, .. } => self.c.rst_received += 1,
             Reply::Tcp { .. } | Reply::OtherIp => self.c.rx_other += 1,
-            Reply::NotIp => self.c.rx_not_ip += 1,
+            Reply::NotIp => {
+                self.c.rx_not_ip += 1;
+                let ours = self.cfg.src_ips;
+                if neigh::is_request_for(frame, |a| ours.contains(a)) {
+                    return Action::Neighbor;
+                }
+            }
             Reply::Invalid(_) => self.c.rx_invalid += 1,
         }
         Action::Release
@@ -498,6 +520,22 @@ impl<R: Rings> Gen<R> {
                 .unwrap_or(Action::Release);
             match action {
                 Action::Release => self.port.release(f),
+                Action::Neighbor => {
+                    let len = f.len as usize;
+                    let (mac, ours) = (self.rx.cfg.our_mac, self.rx.cfg.src_ips);
+                    let mut ok = false;
+                    self.port.reflect(f, |b| {
+                        let r = neigh::answer_arp_if(b, len, mac, |a| ours.contains(a.into()))
+                            .or_else(|| {
+                                neigh::answer_ndp_if(b, len, mac, |a| ours.contains(a.into()))
+                            });
+                        ok = r.is_some();
+                        r
+                    });
+                    if ok {
+                        self.rx.c.neighbor_answered += 1;
+                    }
+                }
                 Action::Reset => {
                     let len = f.len as usize;
                     let mut ok = false;

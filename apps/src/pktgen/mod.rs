@@ -908,6 +908,7 @@ fn summarize(
         tot.tx_blocked += c.tx_blocked;
         tot.rx_invalid += c.rx_invalid;
         tot.rx_not_ip += c.rx_not_ip;
+        tot.neighbor_answered += c.neighbor_answered;
         tot.rx_other += c.rx_other;
         tot.rx_unmatched += c.rx_unmatched;
         tot.rst_received += c.rst_received;

@@ -1,8 +1,10 @@
 //! Neighbour resolution on a raw port: ARP and NDP requests and replies,
 //! built and parsed with smoltcp's `wire` views. pktgen resolves the
-//! destination MAC with them; the reflector answers them in place.
+//! destination MAC with them and answers requests for its source addresses
+//! (a server learns neighbours from ARP/NDP only, as Linux does); the
+//! reflector answers them in place.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -99,11 +101,35 @@ pub fn arp_reply_from(frame: &[u8], target: Ipv4Addr) -> Option<[u8; 6]> {
 /// If `frame` (its first `len` bytes) is an ARP request for one of `ours`,
 /// rewrite it in place into the reply from `mac` and return the new length.
 pub fn answer_arp(frame: &mut [u8], len: usize, mac: [u8; 6], ours: &[Ipv4Addr]) -> Option<usize> {
+    answer_arp_if(frame, len, mac, |a| ours.contains(&a))
+}
+
+/// [`answer_arp`] for the addresses `is_ours` accepts.
+pub fn answer_arp_if(
+    frame: &mut [u8],
+    len: usize,
+    mac: [u8; 6],
+    is_ours: impl Fn(Ipv4Addr) -> bool,
+) -> Option<usize> {
     let (op, sha, spa, tpa) = parse_arp(frame.get(..len)?)?;
-    if op != ArpOperation::Request || !ours.contains(&tpa) {
+    if op != ArpOperation::Request || !is_ours(tpa) {
         return None;
     }
     write_arp(frame, ArpOperation::Reply, (mac, tpa), (sha, spa), sha)
+}
+
+/// Whether `frame` is an ARP request or a neighbour solicitation (from a
+/// unicast source) for an address `is_ours` accepts.
+pub fn is_request_for(frame: &[u8], is_ours: impl Fn(IpAddr) -> bool) -> bool {
+    if let Some((op, _, _, tpa)) = parse_arp(frame) {
+        return op == ArpOperation::Request && is_ours(IpAddr::V4(tpa));
+    }
+    match parse_ndisc(frame) {
+        Some((_, src, NdiscRepr::NeighborSolicit { target_addr, .. })) => {
+            !src.is_unspecified() && !src.is_multicast() && is_ours(IpAddr::V6(target_addr))
+        }
+        _ => false,
+    }
 }
 
 /// The solicited-node group of `a` and its MAC.
@@ -204,6 +230,16 @@ pub fn ndp_advert_for(frame: &[u8], target: Ipv6Addr) -> Option<[u8; 6]> {
 /// advertisement from `mac` and return the new length. DAD probes
 /// (unspecified source) are not answered: we do not defend addresses.
 pub fn answer_ndp(frame: &mut [u8], len: usize, mac: [u8; 6], ours: &[Ipv6Addr]) -> Option<usize> {
+    answer_ndp_if(frame, len, mac, |a| ours.contains(&a))
+}
+
+/// [`answer_ndp`] for the addresses `is_ours` accepts.
+pub fn answer_ndp_if(
+    frame: &mut [u8],
+    len: usize,
+    mac: [u8; 6],
+    is_ours: impl Fn(Ipv6Addr) -> bool,
+) -> Option<usize> {
     let (eth_src, src, ndisc) = parse_ndisc(frame.get(..len)?)?;
     let NdiscRepr::NeighborSolicit {
         target_addr,
@@ -212,7 +248,7 @@ pub fn answer_ndp(frame: &mut [u8], len: usize, mac: [u8; 6], ours: &[Ipv6Addr])
     else {
         return None;
     };
-    if src.is_unspecified() || src.is_multicast() || !ours.contains(&target_addr) {
+    if src.is_unspecified() || src.is_multicast() || !is_ours(target_addr) {
         return None;
     }
     let peer_mac = lladdr.and_then(mac_of).unwrap_or(eth_src);

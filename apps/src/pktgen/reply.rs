@@ -11,7 +11,7 @@ use smoltcp::wire::{
     Ipv6Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket, ETHERNET_HEADER_LEN,
 };
 use stack::counters::DropReason;
-use stack::parse::{parse_ip, L4};
+use stack::parse::{is_martian_v4, is_martian_v6, parse_ip, L4};
 
 use super::neigh::MIN_FRAME;
 
@@ -130,6 +130,15 @@ pub fn rst_for_synack(frame: &mut [u8], len: usize) -> Option<usize> {
     ) {
         return None;
     }
+    // The RST goes out from the address the SYN-ACK was sent to: never from an address
+    // that cannot be a source (a SYN-ACK to 0.0.0.0 or a group; found by fuzzing).
+    let martian = match p.key.dst {
+        IpAddr::V4(a) => is_martian_v4(&a),
+        IpAddr::V6(a) => is_martian_v6(&a),
+    };
+    if martian {
+        return None;
+    }
     let ip_payload = match ip.first().map(|b| b >> 4) {
         Some(4) => Ipv4Packet::new_checked(ip).ok()?.payload(),
         _ => Ipv6Packet::new_checked(ip).ok()?.payload(),
@@ -238,6 +247,12 @@ mod tests {
     /// A SYN-ACK from THEM:80 to US:port acknowledging `isn`.
     fn synack(v6: bool, port: u16, isn: u32) -> Vec<u8> {
         let (us, them) = addrs(v6);
+        synack_to(us, them, port, isn)
+    }
+
+    /// A SYN-ACK from `them`:80 to `us`:port acknowledging `isn`.
+    fn synack_to(us: IpAddr, them: IpAddr, port: u16, isn: u32) -> Vec<u8> {
+        let v6 = us.is_ipv6();
         let t = Template::build(&Spec {
             kind: Kind::Syn,
             src_mac: THEM,
@@ -329,6 +344,40 @@ mod tests {
             f.truncate(30);
             assert_eq!(rst_for_synack(&mut f, 30), None);
         }
+    }
+
+    /// Found by fuzzing (fuzz/corpus/pktgen_reply/crash-e93a3a36...): a SYN-ACK sent to
+    /// 0.0.0.0 was answered with a RST from 0.0.0.0, a packet the stack's own parser
+    /// refuses. Such SYN-ACKs (and ones to a group) are not answered.
+    #[test]
+    fn synack_to_a_martian_address_is_not_answered() {
+        for (us, them) in [
+            (
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V4(Ipv4Addr::new(111, 0, 0, 0)),
+            ),
+            (
+                IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            ),
+            (
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x18, 0, 0, 0, 0, 1)),
+            ),
+        ] {
+            let mut f = synack_to(us, them, 40000, 7);
+            assert!(parse_ip(&f[14..]).is_ok(), "{us}");
+            let len = f.len();
+            f.resize(len.max(128), 0);
+            assert_eq!(rst_for_synack(&mut f, len), None, "{us}");
+        }
+        // The same SYN-ACK to a unicast address is answered with a valid RST.
+        let (us, them) = addrs(false);
+        let mut f = synack_to(us, them, 40000, 7);
+        let len = f.len();
+        f.resize(128, 0);
+        let n = rst_for_synack(&mut f, len).unwrap();
+        assert!(parse_ip(&f[14..n]).is_ok());
     }
 
     #[test]

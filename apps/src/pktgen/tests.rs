@@ -454,3 +454,64 @@ fn command_line_values_parse() {
     assert_eq!(parse("1,0").unwrap().args.cores, Some(vec![1, 0]));
     assert!(parse("a").is_err());
 }
+
+/// A server that learns neighbours from ARP/NDP only (the stack, Linux)
+/// asks for each source address it answers: pktgen answers requests for
+/// every address of its source range, and only those.
+#[test]
+fn requests_for_our_source_addresses_are_answered() {
+    use super::neigh;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    for v6 in [false, true] {
+        let (a, mut b) = ports(None);
+        let cfg = config(Kind::Udp, v6, 200, 0, TxMode::Pool);
+        let range = cfg.src_ips;
+        let mut g = Gen::new(a, cfg);
+        let server4 = Ipv4Addr::new(198, 18, 0, 1);
+        let server6: Ipv6Addr = "2001:db8:18::1".parse().unwrap();
+        // Four ours, one not.
+        let other: IpAddr = if v6 {
+            "2001:db8:18::99".parse().unwrap()
+        } else {
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 99))
+        };
+        let targets: Vec<IpAddr> = (0..4).map(|i| range.nth(i)).chain([other]).collect();
+        for t in &targets {
+            assert!(b.send_frame(128, |buf| {
+                buf.fill(0);
+                let _ = match t {
+                    IpAddr::V4(t) => neigh::arp_request(buf, PEER_MAC, server4, *t),
+                    IpAddr::V6(t) => neigh::ndp_solicit(buf, PEER_MAC, server6, *t),
+                };
+            }));
+        }
+        b.flush(|_, len| Some(len));
+        let mut answers: Vec<IpAddr> = Vec::new();
+        let mut frames = Vec::new();
+        drive(&mut g, || {
+            b.recv(&mut frames);
+            for f in frames.drain(..) {
+                let got = b.read(f, |buf| {
+                    targets.iter().copied().find(|t| match t {
+                        IpAddr::V4(t) => neigh::arp_reply_from(buf, *t) == Some(GEN_MAC),
+                        IpAddr::V6(t) => neigh::ndp_advert_for(buf, *t) == Some(GEN_MAC),
+                    })
+                });
+                answers.extend(got.flatten());
+                b.release(f);
+            }
+        });
+        let rep = g.finish();
+        check(&rep);
+        assert_eq!(
+            rep.counters.neighbor_answered, 4,
+            "v6={v6}: {:?}",
+            rep.counters
+        );
+        answers.sort();
+        let mut want = targets[..4].to_vec();
+        want.sort();
+        assert_eq!(answers, want, "v6={v6}");
+        assert!(range.contains(range.nth(3)) && !range.contains(targets[4]));
+    }
+}
