@@ -1,7 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server};
+use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server, status};
 
 use std::process::ExitCode;
 
@@ -56,6 +56,9 @@ enum Cmd {
     /// Build a sandbox, serve HTTP on the stack, drive it with curl and wrk,
     /// report, tear everything down.
     Demo(demo::DemoArgs),
+    /// What is attached to an interface: XDP program, bpf_link, queues,
+    /// RSS table, the program's counters.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +148,15 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             BenchCmd::Reflect(args) => reflect::run(&args),
         },
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Status(args) => {
+            let s = status::status(&args.iface)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::format(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
