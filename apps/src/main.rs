@@ -78,6 +78,11 @@ enum SandboxCmd {
         /// Queues each way.
         #[arg(long, default_value_t = 1)]
         queues: u16,
+        /// The server side's kernel also holds 10.112.0.3/24 and
+        /// fd00:112::3/64 on xdp0 (the client gets .2 / ::2): run the stack
+        /// with --addr 10.112.0.1/24 --addr6 fd00:112::1/64 beside it.
+        #[arg(long)]
+        share_with_kernel: bool,
     },
     /// Remove a sandbox (its namespaces, veth and anything attached to it).
     Down {
@@ -183,9 +188,16 @@ fn print_summary(report: &serde_json::Value) {
 
 fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cmd {
-        SandboxCmd::Up { name, queues } => {
+        SandboxCmd::Up {
+            name,
+            queues,
+            share_with_kernel,
+        } => {
             sandbox::ensure_tools()?;
             let sb = sandbox::Sandbox::up(&sandbox::SandboxSpec { name, queues })?;
+            if share_with_kernel {
+                sb.share_with_kernel()?;
+            }
             let info = sb.keep();
             println!("{}", sandbox::format_info(&info));
             Ok(ExitCode::SUCCESS)
