@@ -18,14 +18,11 @@ fn main() {
         other => other,
     };
     let mut builder = libbpf_cargo::SkeletonBuilder::new();
-    builder
-        .source(src)
-        .obj(&out)
-        .clang_args([
-            format!("-I/usr/include/{multiarch}"),
-            "-Wall".to_string(),
-            "-Werror".to_string(),
-        ]);
+    builder.source(src).obj(&out).clang_args([
+        format!("-I/usr/include/{multiarch}"),
+        "-Wall".to_string(),
+        "-Werror".to_string(),
+    ]);
     if let Err(e) = builder.build() {
         panic!("building {src} with clang failed: {e:#}");
     }

@@ -423,7 +423,11 @@ fn share_with_kernel(server_ns: &str, client_ns: &str) -> Result<(), SandboxErro
         // answer for addresses it does not hold.
         ("net.ipv4.conf.xdp0.arp_ignore", "1"),
     ] {
-        run(&mut exec_in(server_ns, "sysctl", ["-w", &format!("{k}={v}")]))?;
+        run(&mut exec_in(
+            server_ns,
+            "sysctl",
+            ["-w", &format!("{k}={v}")],
+        ))?;
     }
     run(&mut ip_in(
         server_ns,

@@ -132,8 +132,16 @@ pub struct WorkerCtx {
     pub bind: BindOptions,
     /// Bumped on every SIGHUP: replace listeners when it changes.
     pub reload: Arc<std::sync::atomic::AtomicU64>,
-    /// The XDP program's counters (for `/stats` and `/metrics`).
-    pub xdp: Option<Arc<SteerCounters>>,
+}
+
+/// The XDP program's counters of the server running in this process (one
+/// per process), for `/stats` and `/metrics`.
+static XDP_COUNTERS: std::sync::OnceLock<Arc<SteerCounters>> = std::sync::OnceLock::new();
+
+/// The XDP program's counters, summed over the CPUs (None: no server with
+/// a program runs in this process, or the map could not be read).
+pub fn xdp_counters() -> Option<Vec<(&'static str, u64)>> {
+    XDP_COUNTERS.get().and_then(|c| c.read().ok())
 }
 
 /// Worker i: (queue, core to pin to: None = the default, worker i mod
@@ -312,7 +320,10 @@ where
     let unserved = spread.unserved(&served);
     if !unserved.is_empty() {
         let why = if spread.rss.is_empty() {
-            format!("{} rx queue(s), no RSS table", spread.receiving_queues().len())
+            format!(
+                "{} rx queue(s), no RSS table",
+                spread.receiving_queues().len()
+            )
         } else {
             "its RSS indirection table".to_string()
         };
@@ -349,11 +360,12 @@ where
         );
     }
     let info = rings[0].info().clone();
+    let _ = XDP_COUNTERS.set(steer.counters());
     let hasher = match args.hash_key {
         Some((k0, k1)) => FlowHasher::with_key(k0, k1),
         None => FlowHasher::random(),
     };
-    let shared = Shared::new(plan.len() as usize, hasher)
+    let shared = Shared::new(plan.len(), hasher)
         .map_err(|e| ServeError::Worker(0, e.to_string()))?;
     let selector = selector_by_name(&args.selector)
         .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
@@ -381,7 +393,6 @@ where
             selector: selector.clone(),
             bind: BindOptions::new(uid).with_reuseport(true),
             reload: reload.clone(),
-            xdp: Some(steer.counters()),
         };
         let queue = plan[i].0;
         let want_core = plan[i].1;

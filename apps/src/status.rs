@@ -60,7 +60,10 @@ pub fn status(iface: &str) -> Result<Value, nic::NicError> {
 pub fn format(s: &Value) -> String {
     let mut out = String::new();
     let p = &s["program"];
-    out.push_str(&format!("interface {}\n", s["iface"].as_str().unwrap_or("?")));
+    out.push_str(&format!(
+        "interface {}\n",
+        s["iface"].as_str().unwrap_or("?")
+    ));
     if p.is_null() {
         out.push_str("xdp: no program attached\n");
     } else {
@@ -74,7 +77,11 @@ pub fn format(s: &Value) -> String {
             p["name"].as_str().unwrap_or(""),
             p["attach_mode"].as_str().unwrap_or("?"),
             holder,
-            if p["ours"].as_bool() == Some(true) { ", xdpstack's" } else { "" },
+            if p["ours"].as_bool() == Some(true) {
+                ", xdpstack's"
+            } else {
+                ""
+            },
             if p["stale"].as_bool() == Some(true) {
                 ", stale: the next xdpstack start replaces it"
             } else {
@@ -96,13 +103,20 @@ pub fn format(s: &Value) -> String {
         } else {
             format!(
                 "rx {} tx {} combined {} (max combined {})",
-                q["channels"]["rx"], q["channels"]["tx"], q["channels"]["combined"], q["channels"]["max_combined"]
+                q["channels"]["rx"],
+                q["channels"]["tx"],
+                q["channels"]["combined"],
+                q["channels"]["max_combined"]
             )
         },
         q["receiving"],
     ));
     if let Some(t) = q["rss_table"].as_array() {
-        out.push_str(&format!("rss table: {} entries {:?}\n", t.len(), t.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>()));
+        out.push_str(&format!(
+            "rss table: {} entries {:?}\n",
+            t.len(),
+            t.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>()
+        ));
     } else {
         out.push_str("rss table: none reported\n");
     }

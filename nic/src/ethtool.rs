@@ -51,7 +51,10 @@ struct EthtoolChannels {
 fn ifreq_for(ifname: &str, data: *mut libc::c_void) -> io::Result<libc::ifreq> {
     let name = ifname.as_bytes();
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
     }
     // SAFETY: all-zero is a valid `ifreq` (a name and a union of plain data).
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };

@@ -89,7 +89,11 @@ impl PcapTap {
             return;
         }
         let h = record_header(SystemTime::now(), frame.len());
-        if out.write_all(&h).and_then(|()| out.write_all(&frame[..incl])).is_ok() {
+        if out
+            .write_all(&h)
+            .and_then(|()| out.write_all(&frame[..incl]))
+            .is_ok()
+        {
             self.written.store(at + need, Ordering::Relaxed);
             self.frames.fetch_add(1, Ordering::Relaxed);
         }
@@ -150,8 +154,14 @@ mod tests {
         assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
         // second record's length fields and first data byte
         let r = 24 + 76;
-        assert_eq!(u32::from_le_bytes(bytes[r + 8..r + 12].try_into().unwrap()), 60);
-        assert_eq!(u32::from_le_bytes(bytes[r + 12..r + 16].try_into().unwrap()), 60);
+        assert_eq!(
+            u32::from_le_bytes(bytes[r + 8..r + 12].try_into().unwrap()),
+            60
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[r + 12..r + 16].try_into().unwrap()),
+            60
+        );
         assert_eq!(bytes[r + 16], 1);
         assert!(bytes.len() as u64 <= 200);
     }

@@ -474,9 +474,7 @@ fn link_id(fd: BorrowedFd<'_>) -> u32 {
     let mut len = std::mem::size_of::<libbpf_sys::bpf_link_info>() as u32;
     // SAFETY: `info` is valid for writes of `len` bytes and `fd` is an open
     // link descriptor for the whole call.
-    let rc = unsafe {
-        libbpf_sys::bpf_link_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len)
-    };
+    let rc = unsafe { libbpf_sys::bpf_link_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
     if rc == 0 {
         info.id
     } else {

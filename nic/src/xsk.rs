@@ -568,9 +568,7 @@ impl Rings for XskRings {
             }
             // SAFETY: the port owns the frame (ledger TxBuild) until this call
             // hands it to the kernel; only the descriptor's length is set.
-            unsafe { self.mem.umem.data_mut(d) }
-                .cursor()
-                .set_pos(len);
+            unsafe { self.mem.umem.data_mut(d) }.cursor().set_pos(len);
         }
         // SAFETY: the frames were built by the port and are moved TxBuild ->
         // Tx in its ledger for exactly the count returned.
