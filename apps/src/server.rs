@@ -41,14 +41,14 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
     /// NIC queues to serve, one worker each: `0-3`, `0,2`, `4-7`.
-    #[arg(long, value_parser = crate::xsk_opts::parse_list, conflicts_with = "map")]
-    pub queues: Option<Vec<u32>>,
+    #[arg(long, value_parser = crate::xsk_opts::parse_list_arg, conflicts_with = "map")]
+    pub queues: Option<crate::xsk_opts::List>,
     /// Cores for the workers, in the order of the queues: `2-5`.
-    #[arg(long, value_parser = crate::xsk_opts::parse_list, conflicts_with = "map")]
-    pub cores: Option<Vec<u32>>,
+    #[arg(long, value_parser = crate::xsk_opts::parse_list_arg, conflicts_with = "map")]
+    pub cores: Option<crate::xsk_opts::List>,
     /// Queue-to-core map: `0:2,1:3` (queue 0 on core 2, queue 1 on core 3).
-    #[arg(long, value_parser = crate::xsk_opts::parse_map)]
-    pub map: Option<Vec<(u32, u32)>>,
+    #[arg(long, value_parser = crate::xsk_opts::parse_map_arg)]
+    pub map: Option<crate::xsk_opts::QueueMap>,
     /// When the NIC can deliver to a queue that no worker serves (its RSS
     /// table or channel count says so): `refuse` to start, or `warn` and
     /// start (the stack's traffic on that queue reaches the kernel, which
@@ -148,10 +148,10 @@ pub fn xdp_counters() -> Option<Vec<(&'static str, u64)>> {
 /// cores). From --map, else --queues (+ --cores), else --workers.
 pub fn worker_plan(args: &ServerArgs) -> Result<Vec<(u32, Option<usize>)>, ServeError> {
     if let Some(map) = &args.map {
-        return Ok(map.iter().map(|&(q, c)| (q, Some(c as usize))).collect());
+        return Ok(map.0.iter().map(|&(q, c)| (q, Some(c as usize))).collect());
     }
     let queues: Vec<u32> = match &args.queues {
-        Some(q) => q.clone(),
+        Some(q) => q.0.clone(),
         None => {
             if args.workers == 0 {
                 return Err(ServeError::NoWorkers);
@@ -160,14 +160,14 @@ pub fn worker_plan(args: &ServerArgs) -> Result<Vec<(u32, Option<usize>)>, Serve
         }
     };
     match &args.cores {
-        Some(c) if c.len() != queues.len() => Err(ServeError::Plan(format!(
+        Some(c) if c.0.len() != queues.len() => Err(ServeError::Plan(format!(
             "--cores names {} core(s) for {} queue(s); give one core per queue",
-            c.len(),
+            c.0.len(),
             queues.len()
         ))),
         Some(c) => Ok(queues
             .into_iter()
-            .zip(c.iter().map(|&c| Some(c as usize)))
+            .zip(c.0.iter().map(|&c| Some(c as usize)))
             .collect()),
         None => Ok(queues.into_iter().map(|q| (q, None)).collect()),
     }
@@ -365,8 +365,8 @@ where
         Some((k0, k1)) => FlowHasher::with_key(k0, k1),
         None => FlowHasher::random(),
     };
-    let shared = Shared::new(plan.len(), hasher)
-        .map_err(|e| ServeError::Worker(0, e.to_string()))?;
+    let shared =
+        Shared::new(plan.len(), hasher).map_err(|e| ServeError::Worker(0, e.to_string()))?;
     let selector = selector_by_name(&args.selector)
         .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
     let uid = args.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());

@@ -397,6 +397,25 @@ pub fn read_mac(iface: &str) -> Result<[u8; 6], String> {
     parse_mac(&s).map_err(|_| format!("cannot read the MAC address of {iface}"))
 }
 
+/// A list of queues or cores (`--queues`, `--cores`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct List(pub Vec<u32>);
+
+/// A queue-to-core map (`--map`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueMap(pub Vec<(u32, u32)>);
+
+/// `--queues` / `--cores` for clap (a newtype: clap takes a `Vec` value
+/// for a list of arguments).
+pub fn parse_list_arg(s: &str) -> Result<List, String> {
+    parse_list(s).map(List)
+}
+
+/// `--map` for clap.
+pub fn parse_map_arg(s: &str) -> Result<QueueMap, String> {
+    parse_map(s).map(QueueMap)
+}
+
 /// Parse a list of numbers and ranges: `0-3`, `0,2,5`, `1-2,6`.
 pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
