@@ -4,4 +4,5 @@ pub mod churn;
 pub mod conns;
 pub mod fairness;
 pub mod http;
+pub mod steer;
 pub mod udp;
