@@ -286,7 +286,7 @@ fn kernel_and_stack_share_the_interface() {
     ]));
     let msg = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
-    assert!(msg.contains("served by a running xdpstack"), "{msg}");
+    assert!(msg.contains("in use by a running xdpstack"), "{msg}");
     kill(Pid::from_raw(s.id() as i32), Signal::SIGINT).unwrap();
     assert!(
         wait_exit(&mut s, 15).success(),
@@ -465,4 +465,42 @@ fn unserved_queue_refused() {
     assert!(!out.status.success());
     assert!(msg.contains("rx queue(s) [0]"), "{msg}");
     assert!(!xdp_attached(&link(&sb)));
+}
+
+#[test]
+fn runs_with_only_the_unit_capabilities() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("caps", 2);
+    sb.share_with_kernel().expect("kernel addresses");
+    // The binary where user nobody can run it.
+    let copy = temp_path("caps", "bin");
+    fs::copy(BIN, &copy).expect("copy the binary");
+    fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = temp_path("caps", "err");
+    let mut s = sb
+        .command(Side::Server, "prlimit")
+        .args(["--memlock=unlimited", "setpriv"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all,+net_admin,+net_raw,+bpf"])
+        .args(["--ambient-caps=+net_admin,+net_raw,+bpf"])
+        .args(["--bounding-set=-all,+net_admin,+net_raw,+bpf"])
+        .arg(&copy)
+        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
+        .args(["--addr", "10.112.0.1/24", "--addr6", "fd00:112::1/64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("start xdpstack without root");
+    wait_200(&sb, &format!("http://{STACK4}/"), &mut s, &err);
+    assert_eq!(http_code(&sb, &format!("http://[{STACK6}]/")), "200");
+    kill(Pid::from_raw(s.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = s.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&link(&sb)) {
+        assert!(Instant::now() < deadline, "program left:\n{}", link(&sb));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = fs::remove_file(&copy);
+    let _ = fs::remove_file(&err);
 }

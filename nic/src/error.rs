@@ -78,7 +78,7 @@ pub enum NicError {
         name: String,
     },
     /// Our program, held by a live bpf_link: another xdpstack runs there.
-    #[error("{ifname} is served by a running xdpstack (XDP program id {prog_id} held by bpf_link {link_id}); stop it first")]
+    #[error("{ifname} is already in use by a running xdpstack (XDP program id {prog_id} held by bpf_link {link_id}); stop it first")]
     XdpInUse {
         /// Interface.
         ifname: String,

@@ -28,6 +28,9 @@ pub const PROG_NAME: &str = "xdpstack_steer";
 /// through netlink and could leave behind after a crash.
 pub const LIBXDP_DEFAULT_PROG: &str = "xsk_def_prog";
 
+/// The name shown for a program whose name could not be read.
+pub const UNREADABLE_NAME: &str = "? (reading it needs CAP_SYS_ADMIN)";
+
 /// Counter names, in the order of `enum counter` in steer.bpf.c.
 pub const COUNTERS: [&str; 11] = [
     "steered_ip",
@@ -210,10 +213,13 @@ pub fn attached(ifname: &str) -> Result<Option<Attached>, NicError> {
     if prog_id == 0 {
         return Ok(None);
     }
+    // Reading another program's name and the links needs CAP_SYS_ADMIN
+    // (BPF_PROG_GET_NEXT_ID); without it the program stays unnamed, and an
+    // unnamed program is never replaced.
     let name = ProgInfoIter::default()
         .find(|p| p.id == prog_id)
         .map(|p| p.name.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .unwrap_or_else(|| UNREADABLE_NAME.to_string());
     let link_id = LinkInfoIter::default()
         .find(|l| {
             l.prog_id == prog_id && matches!(&l.info, LinkTypeInfo::Xdp(x) if x.ifindex == ifindex)
