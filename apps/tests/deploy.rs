@@ -477,9 +477,10 @@ fn runs_with_only_the_unit_capabilities() {
     fs::copy(BIN, &copy).expect("copy the binary");
     fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let err = temp_path("caps", "err");
+    // UMEMs within the memlock limit this machine allows (8 MiB here; a
+    // systemd unit sets LimitMEMLOCK instead): 2 x 1024 x 2 KiB.
     let mut s = sb
-        .command(Side::Server, "prlimit")
-        .args(["--memlock=unlimited", "setpriv"])
+        .command(Side::Server, "setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(["--inh-caps=-all,+net_admin,+net_raw,+bpf"])
         .args(["--ambient-caps=+net_admin,+net_raw,+bpf"])
@@ -487,6 +488,7 @@ fn runs_with_only_the_unit_capabilities() {
         .arg(&copy)
         .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
         .args(["--addr", "10.112.0.1/24", "--addr6", "fd00:112::1/64"])
+        .args(["--frames", "1024"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(&err).expect("stderr file"))
@@ -503,4 +505,71 @@ fn runs_with_only_the_unit_capabilities() {
     }
     let _ = fs::remove_file(&copy);
     let _ = fs::remove_file(&err);
+}
+
+/// argv: server_mac. Sends an ICMP echo request tagged with VLAN 42 from
+/// peer0 to the stack (10.113.0.1) and prints what came back.
+const VLAN_PING: &str = r#"
+import json, sys
+from scapy.all import Ether, Dot1Q, IP, ICMP, AsyncSniffer, sendp
+srv = sys.argv[1]
+sn = AsyncSniffer(iface="peer0", store=True,
+    lfilter=lambda p: p.haslayer(ICMP) and p[ICMP].type == 0 and p[IP].src == "10.113.0.1")
+sn.start()
+import time; time.sleep(0.5)
+for i in range(3):
+    sendp(Ether(dst=srv)/Dot1Q(vlan=42)/IP(src="10.113.0.2", dst="10.113.0.1")/ICMP(id=7, seq=i),
+          iface="peer0", verbose=0)
+    time.sleep(0.3)
+time.sleep(1)
+got = sn.stop()
+print(json.dumps({"replies": len(got),
+                  "tagged": sum(1 for p in got if p.haslayer(Dot1Q) and p[Dot1Q].vlan == 42)}))
+"#;
+
+#[test]
+fn vlan_tagged_traffic_to_the_stack_untagged_to_the_kernel() {
+    let Some(_lock) = begin() else { return };
+    ensure_scapy();
+    let sb = sandbox("vlan", 2);
+    sb.share_with_kernel().expect("kernel addresses");
+    let mut svc = kernel_service(&sb);
+    let err = temp_path("vlan", "err");
+    let mut s = sb
+        .command(Side::Server, BIN)
+        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
+        .args(["--addr", "10.113.0.1/24", "--vlan", "42"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("start xdpstack");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&err)
+        .unwrap_or_default()
+        .contains(" worker(s) on ")
+    {
+        assert!(Instant::now() < deadline, "no start line");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Tagged (VLAN 42): the stack answers, tagged.
+    let r = python_json(&sb, 30, VLAN_PING, &[&sb.info().server_mac]);
+    assert!(r["replies"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert_eq!(r["tagged"], r["replies"], "replies without the tag: {r}");
+    // Untagged: the kernel's.
+    assert_eq!(http_code(&sb, &format!("http://{KERNEL4}:2222/")), "200");
+    assert!(ping(&sb, KERNEL4));
+    let st = status(&sb);
+    let c = &st["program"]["counters"];
+    assert!(c["steered_ip"].as_u64().unwrap_or(0) >= 1, "{st:#}");
+    assert!(c["passed_vlan"].as_u64().unwrap_or(0) > 0, "{st:#}");
+    kill(Pid::from_raw(s.id() as i32), Signal::SIGINT).unwrap();
+    assert!(
+        wait_exit(&mut s, 15).success(),
+        "{}",
+        fs::read_to_string(&err).unwrap_or_default()
+    );
+    let _ = fs::remove_file(&err);
+    let _ = svc.kill();
+    let _ = svc.wait();
 }

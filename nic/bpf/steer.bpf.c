@@ -128,11 +128,6 @@ struct arp_eth_ipv4 {
 	__u8 tpa[4];
 } __attribute__((packed));
 
-struct nd_msg {
-	struct icmp6hdr icmp;
-	struct in6_addr target;
-};
-
 static __always_inline int count(__u32 idx, int action)
 {
 	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
@@ -157,29 +152,25 @@ static __always_inline int port_open(__u8 proto, __u16 port)
 	return bpf_map_lookup_elem(&ports, &k) != 0;
 }
 
-/* Ports mode: steer TCP/UDP to a listening port, pass the rest. */
-static __always_inline int by_port(struct xdp_md *ctx, void *l4, void *end, __u8 proto)
+/* Ports mode: steer TCP/UDP to a listening port, pass the rest. Headers
+ * past the fixed ones sit at a variable offset: they are read with
+ * bpf_xdp_load_bytes at a scalar offset, never through pointer arithmetic
+ * with a variable (which the verifier refuses without CAP_PERFMON, and the
+ * stack runs with CAP_BPF and CAP_NET_ADMIN only). */
+static __always_inline int by_port(struct xdp_md *ctx, __u32 off, __u8 proto)
 {
-	__u16 dport;
-	if (proto == IPPROTO_TCP) {
-		struct tcphdr *t = l4;
-		if ((void *)(t + 1) > end)
-			return count(C_PASS_TRUNCATED, XDP_PASS);
-		dport = t->dest;
-	} else if (proto == IPPROTO_UDP) {
-		struct udphdr *u = l4;
-		if ((void *)(u + 1) > end)
-			return count(C_PASS_TRUNCATED, XDP_PASS);
-		dport = u->dest;
-	} else {
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return count(C_PASS_PORT, XDP_PASS);
-	}
-	if (!port_open(proto, dport))
+	/* Both headers start with the source and destination ports. */
+	__be16 ports[2];
+	if (bpf_xdp_load_bytes(ctx, off, ports, sizeof(ports)))
+		return count(C_PASS_TRUNCATED, XDP_PASS);
+	if (!port_open(proto, ports[1]))
 		return count(C_PASS_PORT, XDP_PASS);
 	return redirect(ctx, C_STEERED_IP);
 }
 
-static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 mode)
+static __always_inline int ipv4(struct xdp_md *ctx, void *l3, __u32 l3off, void *end, __u32 mode)
 {
 	struct iphdr *ip = l3;
 	if ((void *)(ip + 1) > end)
@@ -189,13 +180,14 @@ static __always_inline int ipv4(struct xdp_md *ctx, void *l3, void *end, __u32 m
 		return count(C_PASS_NOT_OURS, XDP_PASS);
 	if (mode != STEER_PORTS)
 		return redirect(ctx, C_STEERED_IP);
-	/* A non-first fragment has no L4 header: the kernel reassembles. */
+	/* Fragments (MF or an offset): the kernel reassembles them; the stack
+	 * would drop them. */
 	if (ip->frag_off & bpf_htons(0x3fff))
 		return count(C_PASS_PORT, XDP_PASS);
 	__u32 ihl = ip->ihl * 4;
 	if (ihl < sizeof(*ip))
 		return count(C_PASS_TRUNCATED, XDP_PASS);
-	return by_port(ctx, l3 + ihl, end, ip->protocol);
+	return by_port(ctx, l3off + ihl, ip->protocol);
 }
 
 static __always_inline int is_ext_hdr(__u8 nh)
@@ -203,34 +195,34 @@ static __always_inline int is_ext_hdr(__u8 nh)
 	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS;
 }
 
-static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end, __u32 mode)
+static __always_inline int ipv6(struct xdp_md *ctx, void *l3, __u32 l3off, void *end, __u32 mode)
 {
 	struct ipv6hdr *ip = l3;
 	if ((void *)(ip + 1) > end)
 		return count(C_PASS_TRUNCATED, XDP_PASS);
-	void *p = (void *)(ip + 1);
+	__u32 off = l3off + sizeof(*ip);
 	__u8 nh = ip->nexthdr;
 	/* Extension headers (at most 4): hop-by-hop, routing, destination. */
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
 		if (!is_ext_hdr(nh))
 			break;
-		__u8 *e = p;
-		if ((void *)(e + 2) > end)
+		__u8 e[2];
+		if (bpf_xdp_load_bytes(ctx, off, e, sizeof(e)))
 			return count(C_PASS_TRUNCATED, XDP_PASS);
 		nh = e[0];
-		p += (e[1] + 1) * 8;
+		off += ((__u32)e[1] + 1) * 8;
 	}
 	/* Neighbour solicitation for one of our addresses (to the
 	 * solicited-node multicast group or unicast). */
 	if (nh == IPPROTO_ICMPV6 && mode != STEER_PORTS) {
-		struct nd_msg *nd = p;
-		if ((void *)(&nd->icmp + 1) > end)
+		__u8 type;
+		if (bpf_xdp_load_bytes(ctx, off, &type, 1))
 			return count(C_PASS_TRUNCATED, XDP_PASS);
-		if (nd->icmp.icmp6_type == 135 /* NDISC_NEIGHBOUR_SOLICITATION */) {
-			if ((void *)(nd + 1) > end)
+		if (type == 135 /* NDISC_NEIGHBOUR_SOLICITATION */) {
+			struct in6_addr t;
+			if (bpf_xdp_load_bytes(ctx, off + 8, &t, sizeof(t)))
 				return count(C_PASS_TRUNCATED, XDP_PASS);
-			struct in6_addr t = nd->target;
 			if (bpf_map_lookup_elem(&addrs6, &t))
 				return redirect(ctx, C_STEERED_NDP);
 			return count(C_PASS_NOT_OURS, XDP_PASS);
@@ -243,7 +235,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, void *l3, void *end, __u32 m
 		return redirect(ctx, C_STEERED_IP);
 	if (nh == IPPROTO_FRAGMENT)
 		return count(C_PASS_PORT, XDP_PASS);
-	return by_port(ctx, p, end, nh);
+	return by_port(ctx, off, nh);
 }
 
 static __always_inline int arp(struct xdp_md *ctx, void *l3, void *end, __u32 mode)
@@ -290,6 +282,7 @@ int xdpstack_steer(struct xdp_md *ctx)
 		return count(C_PASS_TRUNCATED, XDP_PASS);
 	__u16 proto = eth->h_proto;
 	void *l3 = (void *)(eth + 1);
+	__u32 l3off = sizeof(*eth);
 	int tagged = 0;
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_hdr *v = l3;
@@ -299,6 +292,7 @@ int xdpstack_steer(struct xdp_md *ctx)
 			return count(C_PASS_VLAN, XDP_PASS);
 		proto = v->proto;
 		l3 = (void *)(v + 1);
+		l3off += sizeof(*v);
 		tagged = 1;
 	} else if (vlan) {
 		return count(C_PASS_VLAN, XDP_PASS);
@@ -308,9 +302,9 @@ int xdpstack_steer(struct xdp_md *ctx)
 	if (mode == STEER_ALL) {
 		action = redirect(ctx, C_STEERED_ALL);
 	} else if (proto == bpf_htons(ETH_P_IP)) {
-		action = ipv4(ctx, l3, end, mode);
+		action = ipv4(ctx, l3, l3off, end, mode);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		action = ipv6(ctx, l3, end, mode);
+		action = ipv6(ctx, l3, l3off, end, mode);
 	} else if (proto == bpf_htons(ETH_P_ARP)) {
 		action = arp(ctx, l3, end, mode);
 	} else {

@@ -49,25 +49,51 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         env::sandbox("rl", 1, ServerSide::Stack)?,
     ];
     let names = [ECHO_ADDR, ECHO_ALL, REFL_ADDR, REFL_ALL];
+    // Every server has the kernel time its XDP program (BPF run-time
+    // statistics are global: while one process holds them on, every
+    // program pays the two clock reads, so all four pay alike).
     let mut procs: Vec<Option<Proc>> = Vec::new();
+    let mut stats_files: Vec<Option<std::path::PathBuf>> = Vec::new();
     for (i, steer) in ["addr", "all"].iter().enumerate() {
-        let args = common::strings(&["--workers", "1", "--steer", steer]);
+        let args = common::strings(&["--workers", "1", "--steer", steer, "--xdp-run-stats"]);
         let p = common::start_stack(ctx, &sbs[i], &server_cpu, &["echo"], &args, &dir, names[i]);
-        procs.push(p.map(|(p, _)| p).ok());
+        match p {
+            Ok((p, f)) => {
+                procs.push(Some(p));
+                stats_files.push(Some(f));
+            }
+            Err(_) => {
+                procs.push(None);
+                stats_files.push(None);
+            }
+        }
     }
     for (i, steer) in ["addr", "all"].iter().enumerate() {
+        let f = dir.join(format!("reflect-{steer}.json"));
         let p = Proc::spawn(
             names[2 + i],
             &sbs[2 + i].info().server_ns,
             &server_cpu,
             &ctx.bins.xdpstack,
             &common::strings(&[
-                "bench", "reflect", "--iface", "xdp0", "--queues", "1", "--addr", SERVER_IP,
-                "--steer", steer,
+                "bench",
+                "reflect",
+                "--iface",
+                "xdp0",
+                "--queues",
+                "1",
+                "--addr",
+                SERVER_IP,
+                "--steer",
+                steer,
+                "--xdp-run-stats",
+                "--stats-file",
+                &f.display().to_string(),
             ]),
             &dir,
         );
         procs.push(p.ok());
+        stats_files.push(Some(f));
     }
     procs::sleep(Duration::from_millis(1500))?;
     for (i, p) in procs.iter_mut().enumerate() {
@@ -147,6 +173,42 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             let _ = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(5));
         }
     }
+    // The program's own time per packet, from the kernel's BPF statistics.
+    let mut ns = [None; 4];
+    let mut runtime = Case {
+        name: "XDP program run time".into(),
+        load: "all the runs above; kernel BPF run-time statistics".into(),
+        subjects: names
+            .iter()
+            .map(|n| crate::model::Subject::new(n))
+            .collect(),
+        ratios: Vec::new(),
+    };
+    for (i, f) in stats_files.iter().enumerate() {
+        let Some(f) = f else { continue };
+        let v: Option<serde_json::Value> = std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let rs = v.as_ref().map(|v| v["xdp"]["run_stats"].clone());
+        if let Some(n) = rs.as_ref().and_then(|r| r["ns_per_packet"].as_f64()) {
+            ns[i] = Some(n);
+            let mut x = Metrics::new();
+            x.insert("ns_per_packet".into(), n);
+            x.insert(
+                "runs".into(),
+                rs.as_ref().and_then(|r| r["runs"].as_f64()).unwrap_or(0.0),
+            );
+            runtime.subjects[i].runs.push(x);
+        } else {
+            runtime.subjects[i]
+                .errors
+                .push(format!("no run-time statistics in {}", f.display()));
+        }
+    }
+    for s in &mut runtime.subjects {
+        s.finish();
+    }
+    res.cases.push(runtime);
     res.notes.push(format!(
         "Load average at end: {}",
         std::fs::read_to_string("/proc/loadavg")
@@ -159,6 +221,40 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let refl = res
         .case("UDP echo, raw reflector")
         .and_then(|c| c.ratio("pps", REFL_ADDR, REFL_ALL));
+    // The filter's extra time per packet as a share of the time per packet
+    // at the rate `--steer all` reached: what it would cost in pps if the
+    // server's core were the only bottleneck.
+    let share = |a: Option<f64>, b: Option<f64>, case: &str, den: &str| -> Option<f64> {
+        let pps = res
+            .case(case)?
+            .subjects
+            .iter()
+            .find(|s| s.name == den)?
+            .median
+            .get("pps")
+            .copied()?;
+        Some((a? - b?).max(0.0) * pps / 1e9)
+    };
+    let echo_share = share(ns[0], ns[1], "UDP echo, xdpstack", ECHO_ALL);
+    let refl_share = share(ns[2], ns[3], "UDP echo, raw reflector", REFL_ALL);
+    for (what, v, a, b) in [
+        ("xdpstack echo", echo_share, ns[0], ns[1]),
+        ("raw reflector", refl_share, ns[2], ns[3]),
+    ] {
+        res.notes.push(format!(
+            "{what}: the XDP program ran {} ns per packet with --steer addr and {} ns with --steer all; the difference at the --steer all rate is {} of a core.",
+            a.map_or("?".into(), |v| format!("{v:.0}")),
+            b.map_or("?".into(), |v| format!("{v:.0}")),
+            v.map_or("?".into(), |v| format!("{:.2}%", v * 100.0)),
+        ));
+    }
+    res.targets.push(Target::threshold(
+        "XDP filter time per packet, share of the per-packet budget (xdpstack echo)",
+        "(ns addr - ns all) x pps(all) <= 5% of a core",
+        echo_share,
+        0.05,
+        true,
+    ));
     res.targets.push(Target::threshold(
         "XDP filter cost, UDP echo (xdpstack)",
         "--steer addr >= 95% of --steer all",
