@@ -408,6 +408,10 @@ fn ports_mode_and_queue_map_and_pcap() {
             pcap.to_str().unwrap(),
             "--pcap-limit",
             "64K",
+            "--busy-poll",
+            "20",
+            "--rx-ring",
+            "1024",
         ],
     );
     // Port 80 on 10.112.0.1 is the stack's, port 2222 the kernel's.
@@ -465,6 +469,23 @@ fn unserved_queue_refused() {
     assert!(!out.status.success());
     assert!(msg.contains("rx queue(s) [0]"), "{msg}");
     assert!(!xdp_attached(&link(&sb)));
+    // veth has no zero-copy: `--zero-copy on` refuses, and detaches what
+    // it attached.
+    let out = output(sb.command(Side::Server, BIN).args([
+        "http",
+        "--iface",
+        "xdp0",
+        "--addr",
+        "198.18.0.1/24",
+        "--workers",
+        "2",
+        "--zero-copy",
+        "on",
+    ]));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(msg.contains("zero-copy is not supported"), "{msg}");
+    assert!(!xdp_attached(&link(&sb)), "{}", link(&sb));
 }
 
 #[test]
