@@ -186,7 +186,7 @@ pub struct Steer {
     ports: MapHandle,
     counters: std::sync::Arc<SteerCounters>,
     info: SteerInfo,
-    run_stats: Option<OwnedFd>,
+    _run_stats: Option<OwnedFd>,
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> NicError {
@@ -318,47 +318,17 @@ impl Steer {
                 }
             }
         }
-        let open = ObjectBuilder::default()
-            .open_memory(OBJECT)
-            .map_err(|e| bpf_err("opening the XDP program", e))?;
-        let obj = open.load().map_err(|e| {
-            if is_perm(&e) {
-                NicError::NotPermitted {
-                    ifname: ifname.into(),
-                }
-            } else {
-                bpf_err("loading the XDP program", e)
-            }
+        let Loaded {
+            obj,
+            xsks,
+            ports,
+            counters,
+        } = load(cfg).map_err(|e| match e {
+            NicError::NotPermitted { .. } => NicError::NotPermitted {
+                ifname: ifname.into(),
+            },
+            other => other,
         })?;
-        let handle = |name: &str| -> Result<MapHandle, NicError> {
-            let m = obj
-                .maps()
-                .find(|m| m.name() == name)
-                .ok_or_else(|| bpf_err("XDP program", format!("no map {name}")))?;
-            MapHandle::try_from(&m).map_err(|e| bpf_err("XDP program map", e))
-        };
-        let cfg_map = handle("cfg")?;
-        let addrs4 = handle("addrs4")?;
-        let addrs6 = handle("addrs6")?;
-        let xsks = handle("xsks")?;
-        let ports = handle("ports")?;
-        let counters = handle("counters")?;
-        let mut c = [0u8; 8];
-        c[..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
-        c[4..6].copy_from_slice(&cfg.vlan.unwrap_or(0).to_ne_bytes());
-        cfg_map
-            .update(&0u32.to_ne_bytes(), &c, MapFlags::ANY)
-            .map_err(|e| bpf_err("configuring the XDP program", e))?;
-        for a in &cfg.addrs4 {
-            addrs4
-                .update(&a.octets(), &[1], MapFlags::ANY)
-                .map_err(|e| bpf_err("adding an IPv4 address", e))?;
-        }
-        for a in &cfg.addrs6 {
-            addrs6
-                .update(&a.octets(), &[1], MapFlags::ANY)
-                .map_err(|e| bpf_err("adding an IPv6 address", e))?;
-        }
         let prog = obj
             .progs()
             .find(|p| p.name() == PROG_NAME)
@@ -419,7 +389,7 @@ impl Steer {
             ports,
             counters: std::sync::Arc::new(SteerCounters { map: counters }),
             info,
-            run_stats: None,
+            _run_stats: None,
         })
     }
 
@@ -444,30 +414,10 @@ impl Steer {
             .map_err(|e| bpf_err(&format!("adding the socket of queue {queue}"), e))
     }
 
-    /// Make `ports` the steered ports (ports mode): adds the new ones,
+    /// Make `want` the steered ports (ports mode): adds the new ones,
     /// removes the others.
     pub fn set_ports(&self, want: &[(L4, u16)]) -> Result<(), NicError> {
-        let key = |l4: L4, port: u16| {
-            let mut k = [0u8; 4];
-            k[0] = l4.proto();
-            k[2..4].copy_from_slice(&port.to_be_bytes());
-            k
-        };
-        let want: Vec<[u8; 4]> = want.iter().map(|&(l, p)| key(l, p)).collect();
-        let have: Vec<Vec<u8>> = self.ports.keys().collect();
-        for k in &have {
-            if !want.iter().any(|w| w[..] == k[..]) {
-                let _ = self.ports.delete(k);
-            }
-        }
-        for w in &want {
-            if !have.iter().any(|k| k[..] == w[..]) {
-                self.ports
-                    .update(w, &[1], MapFlags::ANY)
-                    .map_err(|e| bpf_err("adding a steered port", e))?;
-            }
-        }
-        Ok(())
+        set_ports(&self.ports, want)
     }
 
     /// Let the kernel time every run of BPF programs (`BPF_ENABLE_STATS`,
@@ -485,7 +435,7 @@ impl Steer {
             ));
         }
         // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-        self.run_stats = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        self._run_stats = Some(unsafe { OwnedFd::from_raw_fd(fd) });
         Ok(())
     }
 
@@ -502,6 +452,139 @@ impl Steer {
     pub fn counters(&self) -> std::sync::Arc<SteerCounters> {
         self.counters.clone()
     }
+}
+
+/// The program loaded (not attached) with its maps filled from `cfg`.
+struct Loaded {
+    obj: Object,
+    xsks: MapHandle,
+    ports: MapHandle,
+    counters: MapHandle,
+}
+
+fn load(cfg: &SteerConfig) -> Result<Loaded, NicError> {
+    let open = ObjectBuilder::default()
+        .open_memory(OBJECT)
+        .map_err(|e| bpf_err("opening the XDP program", e))?;
+    let obj = open.load().map_err(|e| {
+        if is_perm(&e) {
+            NicError::NotPermitted {
+                ifname: String::new(),
+            }
+        } else {
+            bpf_err("loading the XDP program", e)
+        }
+    })?;
+    let handle = |name: &str| -> Result<MapHandle, NicError> {
+        let m = obj
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| bpf_err("XDP program", format!("no map {name}")))?;
+        MapHandle::try_from(&m).map_err(|e| bpf_err("XDP program map", e))
+    };
+    let cfg_map = handle("cfg")?;
+    let addrs4 = handle("addrs4")?;
+    let addrs6 = handle("addrs6")?;
+    let xsks = handle("xsks")?;
+    let ports = handle("ports")?;
+    let counters = handle("counters")?;
+    let mut c = [0u8; 8];
+    c[..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
+    c[4..6].copy_from_slice(&cfg.vlan.unwrap_or(0).to_ne_bytes());
+    cfg_map
+        .update(&0u32.to_ne_bytes(), &c, MapFlags::ANY)
+        .map_err(|e| bpf_err("configuring the XDP program", e))?;
+    for a in &cfg.addrs4 {
+        addrs4
+            .update(&a.octets(), &[1], MapFlags::ANY)
+            .map_err(|e| bpf_err("adding an IPv4 address", e))?;
+    }
+    for a in &cfg.addrs6 {
+        addrs6
+            .update(&a.octets(), &[1], MapFlags::ANY)
+            .map_err(|e| bpf_err("adding an IPv6 address", e))?;
+    }
+    Ok(Loaded {
+        obj,
+        xsks,
+        ports,
+        counters,
+    })
+}
+
+/// The program loaded but attached nowhere, to run it on frames with
+/// `BPF_PROG_TEST_RUN` (tests of its decisions; needs CAP_BPF).
+pub struct SteerTest {
+    loaded: Loaded,
+}
+
+impl SteerTest {
+    /// Load with `cfg`.
+    pub fn new(cfg: &SteerConfig) -> Result<SteerTest, NicError> {
+        crate::xsk::quiet_libbpf();
+        Ok(SteerTest { loaded: load(cfg)? })
+    }
+
+    /// Set the steered ports (ports mode).
+    pub fn set_ports(&self, want: &[(L4, u16)]) -> Result<(), NicError> {
+        set_ports(&self.loaded.ports, want)
+    }
+
+    /// Run the program once on `frame`: its verdict (XDP_PASS = 2,
+    /// XDP_DROP = 1, XDP_REDIRECT = 4) and the counters that moved. No
+    /// socket is in the XSKMAP here, so a frame the program would steer
+    /// shows as `passed_no_xsk` after its lookups.
+    pub fn run(&mut self, frame: &[u8]) -> Result<(u32, Vec<&'static str>), NicError> {
+        let c = SteerCounters {
+            map: MapHandle::try_from(&self.loaded.counters).map_err(|e| bpf_err("counters", e))?,
+        };
+        let before = c.read()?;
+        let prog = self
+            .loaded
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == PROG_NAME)
+            .ok_or_else(|| bpf_err("XDP program", "no program xdpstack_steer"))?;
+        let mut out = vec![0u8; frame.len() + 64];
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let r = prog.test_run(input).map_err(|e| bpf_err("test run", e))?;
+        let after = c.read()?;
+        let moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.1 > b.1)
+            .map(|(b, _)| b.0)
+            .collect();
+        Ok((r.return_value, moved))
+    }
+}
+
+fn set_ports(ports: &MapHandle, want: &[(L4, u16)]) -> Result<(), NicError> {
+    let key = |l4: L4, port: u16| {
+        let mut k = [0u8; 4];
+        k[0] = l4.proto();
+        k[2..4].copy_from_slice(&port.to_be_bytes());
+        k
+    };
+    let want: Vec<[u8; 4]> = want.iter().map(|&(l, p)| key(l, p)).collect();
+    let have: Vec<Vec<u8>> = ports.keys().collect();
+    for k in &have {
+        if !want.iter().any(|w| w[..] == k[..]) {
+            let _ = ports.delete(k);
+        }
+    }
+    for w in &want {
+        if !have.iter().any(|k| k[..] == w[..]) {
+            ports
+                .update(w, &[1], MapFlags::ANY)
+                .map_err(|e| bpf_err("adding a steered port", e))?;
+        }
+    }
+    Ok(())
 }
 
 fn link_id(fd: BorrowedFd<'_>) -> u32 {
