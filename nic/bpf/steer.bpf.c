@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
  * xdpstack's XDP program: send to the receiving queue's AF_XDP socket only
  * what belongs to the stack, pass everything else to the kernel.
@@ -319,4 +319,4 @@ int xdpstack_steer(struct xdp_md *ctx)
 	return action;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
