@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages xdpstack needs, only those missing.
-#   build: libxdp-sys builds libxdp and libbpf from source
+#   build: libxdp-sys builds libxdp and libbpf from source; nic/build.rs compiles
+#          the XDP program with clang against linux/bpf.h (linux-libc-dev)
 #   run:   iproute2 and ethtool for the sandbox
 #   test:  the real peers the tests and the demo drive
 set -euo pipefail
 
-BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc)
+BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc linux-libc-dev)
 RUN=(iproute2 ethtool)
 PEERS=(curl wrk apache2-utils knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
 

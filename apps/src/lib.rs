@@ -11,3 +11,5 @@ pub mod pktgen;
 pub mod reflect;
 pub mod sandbox;
 pub mod server;
+pub mod status;
+pub mod xsk_opts;

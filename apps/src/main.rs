@@ -1,7 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server};
+use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server, status};
 
 use std::process::ExitCode;
 
@@ -56,6 +56,9 @@ enum Cmd {
     /// Build a sandbox, serve HTTP on the stack, drive it with curl and wrk,
     /// report, tear everything down.
     Demo(demo::DemoArgs),
+    /// What is attached to an interface: XDP program, bpf_link, queues,
+    /// RSS table, the program's counters.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -75,6 +78,11 @@ enum SandboxCmd {
         /// Queues each way.
         #[arg(long, default_value_t = 1)]
         queues: u16,
+        /// The server side's kernel also holds 10.112.0.3/24 and
+        /// fd00:112::3/64 on xdp0 (the client gets .2 / ::2): run the stack
+        /// with --addr 10.112.0.1/24 --addr6 fd00:112::1/64 beside it.
+        #[arg(long)]
+        share_with_kernel: bool,
     },
     /// Remove a sandbox (its namespaces, veth and anything attached to it).
     Down {
@@ -147,6 +155,15 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             BenchCmd::Reflect(args) => reflect::run(&args),
         },
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Status(args) => {
+            let s = status::status(&args.iface)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::format(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -173,9 +190,16 @@ fn print_summary(report: &serde_json::Value) {
 
 fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cmd {
-        SandboxCmd::Up { name, queues } => {
+        SandboxCmd::Up {
+            name,
+            queues,
+            share_with_kernel,
+        } => {
             sandbox::ensure_tools()?;
             let sb = sandbox::Sandbox::up(&sandbox::SandboxSpec { name, queues })?;
+            if share_with_kernel {
+                sb.share_with_kernel()?;
+            }
             let info = sb.keep();
             println!("{}", sandbox::format_info(&info));
             Ok(ExitCode::SUCCESS)

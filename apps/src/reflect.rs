@@ -11,13 +11,13 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nic::xsk::{rx_queue_count, XskConfig};
+use nic::xsk::rx_queue_count;
 use nic::{Frame, Port, PortConfig, Rings};
 use serde_json::json;
 
 use crate::pktgen::neigh::{answer_arp, answer_ndp};
-use crate::pktgen::{cpu_times, pin_thread, port_json, read_mac};
-use crate::server::ModeArg;
+use crate::pktgen::{cpu_times, pin_thread, port_json};
+use crate::xsk_opts::{open_ports, read_mac, stop_flag, SteerArg, SteerTo, XskArgs};
 
 /// `xdpstack bench reflect` options.
 #[derive(clap::Args, Clone, Debug)]
@@ -45,16 +45,13 @@ pub struct ReflectArgs {
     /// Do not pin threads.
     #[arg(long)]
     pub no_pin: bool,
-    /// UMEM frames per queue.
-    #[arg(long, default_value_t = 4096)]
-    pub frames: u32,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub xdp_mode: ModeArg,
-    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
-    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
-    #[arg(long)]
-    pub tx_budget: Option<u32>,
+    /// AF_XDP socket options.
+    #[command(flatten)]
+    pub xsk: XskArgs,
+    /// What the XDP program steers (default here: everything; `addr` takes
+    /// only what is addressed to --addr).
+    #[arg(long, value_enum, default_value_t = SteerArg::All)]
+    pub steer: SteerArg,
 }
 
 /// Why a frame was not reflected.
@@ -350,19 +347,33 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .into());
     }
     let mac = read_mac(&args.iface).map_err(ReflectError::Other)?;
-    let stop = crate::server::stop_flag()?;
-    let xcfg = XskConfig {
-        frames: args.frames,
-        mode: crate::pktgen::xdp_mode(args.xdp_mode),
-        ..XskConfig::default()
+    let stop = stop_flag()?;
+    let queues: Vec<u32> = (0..args.queues).collect();
+    let to = SteerTo {
+        mode: Some(args.steer.into()),
+        addrs4: args
+            .addr
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(*v),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        addrs6: args
+            .addr
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v) => Some(*v),
+                IpAddr::V4(_) => None,
+            })
+            .collect(),
+        vlan: None,
     };
-    let mut rings = Vec::new();
-    let mut tx_budget = None;
-    for q in 0..args.queues {
-        let mut r = crate::pktgen::open_xsk(&args.iface, q, &xcfg)?;
-        tx_budget = crate::pktgen::apply_tx_budget(&mut r, args.tx_budget)?;
-        rings.push(r);
-    }
+    let opened = open_ports(&args.iface, &queues, &args.xsk, &to)?;
+    // Detached when this goes out of scope at the end of the run.
+    let steer = opened.steer;
+    let tx_budget = opened.tx_budget;
+    let rings = opened.rings;
     let info = rings[0].info().clone();
     let cores = args.cores.clone();
     let started = Instant::now();
@@ -447,6 +458,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
         "tx_budget": tx_budget,
+        "xdp": crate::xsk_opts::xdp_json(&steer),
         "seconds": secs,
         "reflected": reflected,
         "received": total("received"),

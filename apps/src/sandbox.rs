@@ -44,6 +44,19 @@ const CLIENT_IP4: &str = "198.18.0.2/24";
 const SERVER_IP6: &str = "2001:db8:18::1/64";
 const CLIENT_IP6: &str = "2001:db8:18::2/64";
 
+/// Shared interface: the server side's kernel address (`share_with_kernel`).
+pub const SHARED_KERNEL_IP4: &str = "10.112.0.3/24";
+/// Shared interface: the server side's kernel IPv6 address.
+pub const SHARED_KERNEL_IP6: &str = "fd00:112::3/64";
+/// Shared interface: the stack's IPv4 address.
+pub const SHARED_STACK_IP4: &str = "10.112.0.1/24";
+/// Shared interface: the stack's IPv6 address.
+pub const SHARED_STACK_IP6: &str = "fd00:112::1/64";
+/// Shared interface: the client's IPv4 address.
+pub const SHARED_CLIENT_IP4: &str = "10.112.0.2/24";
+/// Shared interface: the client's IPv6 address.
+pub const SHARED_CLIENT_IP6: &str = "fd00:112::2/64";
+
 /// How long processes left in a namespace get between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 
@@ -236,6 +249,16 @@ impl Sandbox {
         cmd
     }
 
+    /// Let the server side's kernel hold addresses on `xdp0` next to the
+    /// stack's (the deployment where the stack shares its interface):
+    /// [`SHARED_KERNEL_IP4`] and [`SHARED_KERNEL_IP6`] on the server's kernel
+    /// (IPv6 re-enabled there, no DAD), [`SHARED_CLIENT_IP4`] and
+    /// [`SHARED_CLIENT_IP6`] on the client. The stack takes
+    /// [`SHARED_STACK_IP4`] / [`SHARED_STACK_IP6`].
+    pub fn share_with_kernel(&self) -> Result<(), SandboxError> {
+        share_with_kernel(&self.info.server_ns, &self.info.client_ns)
+    }
+
     /// Detaches the sandbox: it stays up after this value is gone. Returns its info.
     pub fn keep(mut self) -> SandboxInfo {
         self.keep = true;
@@ -390,6 +413,39 @@ fn ns_names(name: &str) -> (String, String) {
         format!("{NS_PREFIX}{name}-srv"),
         format!("{NS_PREFIX}{name}-cli"),
     )
+}
+
+fn share_with_kernel(server_ns: &str, client_ns: &str) -> Result<(), SandboxError> {
+    for (k, v) in [
+        ("net.ipv6.conf.xdp0.disable_ipv6", "0"),
+        ("net.ipv6.conf.xdp0.accept_dad", "0"),
+        // The stack answers ARP for its own addresses; the kernel must not
+        // answer for addresses it does not hold.
+        ("net.ipv4.conf.xdp0.arp_ignore", "1"),
+    ] {
+        run(&mut exec_in(
+            server_ns,
+            "sysctl",
+            ["-w", &format!("{k}={v}")],
+        ))?;
+    }
+    run(&mut ip_in(
+        server_ns,
+        ["addr", "add", SHARED_KERNEL_IP4, "dev", SERVER_IF],
+    ))?;
+    run(&mut ip_in(
+        server_ns,
+        ["addr", "add", SHARED_KERNEL_IP6, "dev", SERVER_IF, "nodad"],
+    ))?;
+    run(&mut ip_in(
+        client_ns,
+        ["addr", "add", SHARED_CLIENT_IP4, "dev", CLIENT_IF],
+    ))?;
+    run(&mut ip_in(
+        client_ns,
+        ["addr", "add", SHARED_CLIENT_IP6, "dev", CLIENT_IF, "nodad"],
+    ))?;
+    Ok(())
 }
 
 /// Creates and configures everything; pushes each namespace it creates onto `created`.

@@ -7,17 +7,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nic::xsk::{rx_queue_count, XskConfig, XskRings};
+use nic::steer::{SteerCounters, SteerMode, L4};
+use nic::xsk::XskRings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, EngineConfig};
 use stack::reuseport::{selector_by_name, BindOptions, FlowHasher, Selector};
 use stack::shared::Shared;
 use stack::worker::{self, App, LoopConfig};
 
+use crate::xsk_opts::{open_ports, read_mac, xdp_json, OpenError, SteerArgs, SteerTo, XskArgs};
+
 /// Options every server shares.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
-    /// Interface the stack owns (its kernel side should hold no address).
+    /// Interface the stack serves (shared with the kernel: the XDP program
+    /// steers only the stack's traffic, see --steer).
     #[arg(long)]
     pub iface: String,
     /// IPv4 address with prefix, e.g. 198.18.0.1/24.
@@ -33,14 +37,30 @@ pub struct ServerArgs {
     #[arg(long)]
     pub gateway6: Option<Ipv6Addr>,
     /// Workers: one per NIC queue (queues 0..N), each pinned to a core.
+    /// Ignored when --queues or --map is given.
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub xdp_mode: ModeArg,
-    /// UMEM frames per worker.
-    #[arg(long, default_value_t = 4096)]
-    pub frames: u32,
+    /// NIC queues to serve, one worker each: `0-3`, `0,2`, `4-7`.
+    #[arg(long, value_parser = crate::xsk_opts::parse_list_arg, conflicts_with = "map")]
+    pub queues: Option<crate::xsk_opts::List>,
+    /// Cores for the workers, in the order of the queues: `2-5`.
+    #[arg(long, value_parser = crate::xsk_opts::parse_list_arg, conflicts_with = "map")]
+    pub cores: Option<crate::xsk_opts::List>,
+    /// Queue-to-core map: `0:2,1:3` (queue 0 on core 2, queue 1 on core 3).
+    #[arg(long, value_parser = crate::xsk_opts::parse_map_arg)]
+    pub map: Option<crate::xsk_opts::QueueMap>,
+    /// When the NIC can deliver to a queue that no worker serves (its RSS
+    /// table or channel count says so): `refuse` to start, or `warn` and
+    /// start (the stack's traffic on that queue reaches the kernel, which
+    /// drops it unless it holds the address).
+    #[arg(long, value_enum, default_value_t = Unserved::Refuse)]
+    pub unserved: Unserved,
+    /// AF_XDP socket options.
+    #[command(flatten)]
+    pub xsk: XskArgs,
+    /// What the XDP program steers.
+    #[command(flatten)]
+    pub steer: SteerArgs,
     /// Write final statistics (JSON) here on exit.
     #[arg(long)]
     pub stats_file: Option<std::path::PathBuf>,
@@ -92,10 +112,19 @@ fn parse_key(s: &str) -> Result<(u64, u64), String> {
     Ok((p(a)?, p(b)?))
 }
 
+/// `--unserved`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// Refuse to start.
+    Refuse,
+    /// Start with a warning.
+    Warn,
+}
+
 /// What every worker's application gets besides its engine.
 #[derive(Clone, Debug)]
 pub struct WorkerCtx {
-    /// Worker index (= queue = core index in the stack).
+    /// Worker index (= core index in the stack).
     pub worker: usize,
     /// Selector to attach to the groups the application creates.
     pub selector: Arc<dyn Selector>,
@@ -105,15 +134,60 @@ pub struct WorkerCtx {
     pub reload: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// XDP attach mode on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum ModeArg {
-    /// Native if the driver has it, else generic.
-    Auto,
-    /// Driver mode.
-    Native,
-    /// SKB mode.
-    Generic,
+/// The XDP program's counters of the server running in this process (one
+/// per process), for `/stats` and `/metrics`.
+static XDP_COUNTERS: std::sync::OnceLock<Arc<SteerCounters>> = std::sync::OnceLock::new();
+
+/// The XDP program's counters, summed over the CPUs (None: no server with
+/// a program runs in this process, or the map could not be read).
+pub fn xdp_counters() -> Option<Vec<(&'static str, u64)>> {
+    XDP_COUNTERS.get().and_then(|c| c.read().ok())
+}
+
+/// Worker i: (queue, core to pin to: None = the default, worker i mod
+/// cores). From --map, else --queues (+ --cores), else --workers.
+pub fn worker_plan(args: &ServerArgs) -> Result<Vec<(u32, Option<usize>)>, ServeError> {
+    if let Some(map) = &args.map {
+        return Ok(map.0.iter().map(|&(q, c)| (q, Some(c as usize))).collect());
+    }
+    let queues: Vec<u32> = match &args.queues {
+        Some(q) => q.0.clone(),
+        None => {
+            if args.workers == 0 {
+                return Err(ServeError::NoWorkers);
+            }
+            (0..args.workers).collect()
+        }
+    };
+    match &args.cores {
+        Some(c) if c.0.len() != queues.len() => Err(ServeError::Plan(format!(
+            "--cores names {} core(s) for {} queue(s); give one core per queue",
+            c.0.len(),
+            queues.len()
+        ))),
+        Some(c) => Ok(queues
+            .into_iter()
+            .zip(c.0.iter().map(|&c| Some(c as usize)))
+            .collect()),
+        None => Ok(queues.into_iter().map(|q| (q, None)).collect()),
+    }
+}
+
+/// The steered ports of the listeners bound now (ports mode).
+fn listening_ports(shared: &Shared) -> Vec<(L4, u16)> {
+    let mut v: Vec<(L4, u16)> = shared
+        .registry
+        .members()
+        .iter()
+        .filter_map(|m| match m.proto {
+            stack::parse::Proto::Tcp => Some((L4::Tcp, m.port)),
+            stack::parse::Proto::Udp => Some((L4::Udp, m.port)),
+            _ => None,
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), String> {
@@ -157,16 +231,24 @@ pub enum ServeError {
         /// Workers asked for.
         workers: u32,
     },
-    /// Fewer workers than queues.
-    #[error("{iface} has {queues} rx queues but only {workers} worker(s): traffic on the other queues would reach no one; run --workers {queues}, or reduce the queues (`ethtool -L {iface} combined {workers}`)")]
+    /// The NIC delivers to queues no worker serves.
+    #[error("{iface} delivers to rx queue(s) {unserved:?} ({why}) but workers serve only {served:?}: the stack's traffic there would reach no one; serve them (--queues/--map), steer RSS to the served queues (`ethtool -X {iface} equal N`, `ethtool -L {iface} combined N`), or start anyway with --unserved warn")]
     UnservedQueues {
         /// Interface.
         iface: String,
-        /// Its queues.
-        queues: u32,
-        /// Workers asked for.
-        workers: u32,
+        /// Queues with no worker.
+        unserved: Vec<u32>,
+        /// Queues served.
+        served: Vec<u32>,
+        /// Where that came from.
+        why: String,
     },
+    /// A bad queue/core plan.
+    #[error("{0}")]
+    Plan(String),
+    /// Opening the queues failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The MAC could not be read.
     #[error("cannot read the MAC address of {0}")]
     Mac(String),
@@ -186,11 +268,7 @@ pub enum ServeError {
 
 /// The stop flag, set by SIGINT/SIGTERM.
 pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(ServeError::Signal)?;
-    }
-    Ok(stop)
+    crate::xsk_opts::stop_flag().map_err(ServeError::Signal)
 }
 
 /// Serve `make_app(worker)` on every worker until SIGINT/SIGTERM. `app_json`
@@ -210,57 +288,85 @@ where
     if args.addr.is_none() && args.addr6.is_none() {
         return Err(ServeError::NoAddress);
     }
-    if args.workers == 0 {
-        return Err(ServeError::NoWorkers);
+    let plan = worker_plan(args)?;
+    let served: Vec<u32> = plan.iter().map(|&(q, _)| q).collect();
+    let mut dup = served.clone();
+    dup.sort_unstable();
+    dup.dedup();
+    if dup.len() != served.len() {
+        return Err(ServeError::Plan(format!(
+            "a queue is named twice in {served:?}"
+        )));
     }
-    let queues = rx_queue_count(&args.iface)?;
-    if args.workers > queues {
+    let queues = nic::xsk::rx_queue_count(&args.iface)?;
+    if served.len() as u32 > queues {
         return Err(ServeError::TooManyWorkers {
             iface: args.iface.clone(),
             queues,
-            workers: args.workers,
+            workers: served.len() as u32,
         });
     }
-    if args.workers < queues {
-        // The XDP program redirects each queue to its socket; a queue with
-        // no worker would pass its packets to a kernel that has no address
-        // there: they would be lost without a word.
-        return Err(ServeError::UnservedQueues {
+    if let Some(c) = plan.iter().filter_map(|&(_, c)| c).find(|c| {
+        !core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .any(|x| x.id == *c)
+    }) {
+        return Err(ServeError::Plan(format!("core {c} does not exist here")));
+    }
+    // A queue with no worker: the XDP program passes the stack's packets
+    // that arrive there to a kernel that may not hold the address.
+    let spread = nic::ethtool::RxSpread::read(&args.iface)?;
+    let unserved = spread.unserved(&served);
+    if !unserved.is_empty() {
+        let why = if spread.rss.is_empty() {
+            format!(
+                "{} rx queue(s), no RSS table",
+                spread.receiving_queues().len()
+            )
+        } else {
+            "its RSS indirection table".to_string()
+        };
+        let e = ServeError::UnservedQueues {
             iface: args.iface.clone(),
-            queues,
-            workers: args.workers,
-        });
+            unserved,
+            served: served.clone(),
+            why,
+        };
+        match args.unserved {
+            Unserved::Refuse => return Err(e),
+            Unserved::Warn => eprintln!("xdpstack {name}: warning: {e}"),
+        }
     }
-    let mac =
-        crate::pktgen::read_mac(&args.iface).map_err(|_| ServeError::Mac(args.iface.clone()))?;
+    let mac = read_mac(&args.iface).map_err(|_| ServeError::Mac(args.iface.clone()))?;
     let stop = stop_flag()?;
-    let ring = (args.frames / 2).next_power_of_two().clamp(2048, 1 << 16);
-    let xcfg = XskConfig {
-        frames: args.frames,
-        fill_size: ring,
-        rx_size: ring,
-        comp_size: ring,
-        tx_size: ring,
-        mode: crate::pktgen::xdp_mode(args.xdp_mode),
-        ..XskConfig::default()
+    let steer_mode: SteerMode = args.steer.steer.into();
+    let to = SteerTo {
+        mode: Some(steer_mode),
+        addrs4: args.addr.map(|(a, _)| a).into_iter().collect(),
+        addrs6: args.addr6.map(|(a, _)| a).into_iter().collect(),
+        vlan: args.steer.vlan,
     };
-    // Open every port before starting any worker: a refused start fails whole.
-    let mut rings = Vec::new();
-    for q in 0..args.workers {
-        // Retries while a just-closed socket still holds the queue.
-        let mut r = crate::pktgen::open_xsk(&args.iface, q, &xcfg)?;
-        // Let the kernel send more than 32 frames per kick where it can
-        // (Linux 6.17+); the default stays otherwise.
-        let _ = r.set_tx_budget(crate::pktgen::DEFAULT_TX_BUDGET);
-        rings.push(r);
+    // Open every port before starting any worker: a refused start fails
+    // whole (and detaches the program).
+    let opened = open_ports(&args.iface, &served, &args.xsk, &to)?;
+    let steer = opened.steer;
+    let tap = opened.tap;
+    let rings = opened.rings;
+    if let Some((id, prog)) = &steer.info().replaced {
+        eprintln!(
+            "xdpstack {name}: replaced a stale XDP program on {} (id {id}, {prog})",
+            args.iface
+        );
     }
     let info = rings[0].info().clone();
+    let _ = XDP_COUNTERS.set(steer.counters());
     let hasher = match args.hash_key {
         Some((k0, k1)) => FlowHasher::with_key(k0, k1),
         None => FlowHasher::random(),
     };
-    let shared = Shared::new(args.workers as usize, hasher)
-        .map_err(|e| ServeError::Worker(0, e.to_string()))?;
+    let shared =
+        Shared::new(plan.len(), hasher).map_err(|e| ServeError::Worker(0, e.to_string()))?;
     let selector = selector_by_name(&args.selector)
         .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
     let uid = args.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
@@ -288,6 +394,8 @@ where
             bind: BindOptions::new(uid).with_reuseport(true),
             reload: reload.clone(),
         };
+        let queue = plan[i].0;
+        let want_core = plan[i].1;
         let make_app = make_app.clone();
         let app_json = app_json.clone();
         let pin = !args.no_pin;
@@ -298,8 +406,12 @@ where
         let h = std::thread::Builder::new()
             .name(format!("xdpstack-w{i}"))
             .spawn(move || {
-                let core = if pin { worker::pin_to_core(i) } else { None };
-                let mut engine = Engine::new(r, ecfg, shared, i, i as u32);
+                let core = match (pin, want_core) {
+                    (false, _) => None,
+                    (true, Some(c)) => pin_to(c),
+                    (true, None) => worker::pin_to_core(i),
+                };
+                let mut engine = Engine::new(r, ecfg, shared, i, queue);
                 let mut app = match make_app(&ctx, &mut engine) {
                     Ok(app) => app,
                     Err(e) => {
@@ -311,6 +423,7 @@ where
                 let frames_ok = engine.check_frames();
                 Ok(worker_json(
                     i,
+                    queue,
                     core,
                     &engine,
                     &ls,
@@ -322,11 +435,14 @@ where
         handles.push(h);
     }
     eprintln!(
-        "xdpstack {name}: {} worker(s) on {} queues 0..{} ({} XDP, zero-copy {}), {}{}",
-        args.workers,
+        "xdpstack {name}: {} worker(s) on {} queues {:?} ({} XDP, program id {} link {}, steer {}, zero-copy {}), {}{}",
+        plan.len(),
         args.iface,
-        args.workers,
+        served,
         info.mode,
+        steer.info().prog_id,
+        steer.info().link_id,
+        steer_mode.name(),
         if info.zero_copy { "on" } else { "off" },
         args.addr
             .map(|(a, p)| format!("{a}/{p}"))
@@ -336,9 +452,22 @@ where
             .unwrap_or_default(),
     );
     // SIGHUP -> reload generation, seen by every worker's application.
+    // Ports mode: the program's port set follows the bound listeners.
+    let mut synced: Option<Vec<(L4, u16)>> = None;
+    let mut next_sync = Instant::now();
     while !handles.iter().all(|h| h.is_finished()) {
         if hup.swap(false, Ordering::Relaxed) {
             reload.fetch_add(1, Ordering::Relaxed);
+        }
+        if steer_mode == SteerMode::Ports && Instant::now() >= next_sync {
+            next_sync = Instant::now() + std::time::Duration::from_millis(50);
+            let now = listening_ports(&shared);
+            if synced.as_ref() != Some(&now) {
+                if let Err(e) = steer.set_ports(&now) {
+                    eprintln!("xdpstack {name}: {e}");
+                }
+                synced = Some(now);
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -351,11 +480,19 @@ where
             Err(_) => failed = Some(ServeError::Worker(i, "panicked".into())),
         }
     }
+    let pcap = tap.as_ref().map(|t| {
+        let _ = t.flush();
+        let (frames, skipped, bytes) = t.counts();
+        json!({"frames": frames, "skipped_past_limit": skipped, "bytes": bytes})
+    });
     let report = json!({
         "service": name,
         "iface": args.iface,
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
+        "xdp": xdp_json(&steer),
+        "steer": steer_mode.name(),
+        "pcap": pcap,
         "seconds": started.elapsed().as_secs_f64(),
         "selector": args.selector,
         "workers": workers,
@@ -372,8 +509,17 @@ where
     Ok(report)
 }
 
+/// Pin the calling thread to core `id`.
+fn pin_to(id: usize) -> Option<usize> {
+    let core = core_affinity::get_core_ids()?
+        .into_iter()
+        .find(|c| c.id == id)?;
+    core_affinity::set_for_current(core).then_some(id)
+}
+
 fn worker_json(
     i: usize,
+    queue: u32,
     core: Option<usize>,
     engine: &Engine<XskRings>,
     ls: &worker::LoopStats,
@@ -384,7 +530,7 @@ fn worker_json(
     let p = &s.port;
     json!({
         "worker": i,
-        "queue": i,
+        "queue": queue,
         "core": core,
         "app": app,
         "engine": s.engine,

@@ -47,6 +47,8 @@ enum Cmd {
     Http,
     /// UDP echo and DNS: xdpstack vs kernel vs raw AF_XDP reflector.
     Udp,
+    /// The XDP filter's cost: UDP echo pps with --steer addr vs --steer all.
+    Steer,
     /// Connections per worker: kernel shared listener, kernel reuseport, xdpstack hash/queue.
     Fairness,
     /// Failed connections while listeners are replaced every 100 ms.
@@ -285,6 +287,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     let which: Vec<&str> = match cli.cmd {
         Cmd::Http => vec!["http"],
         Cmd::Udp => vec!["udp"],
+        Cmd::Steer => vec!["steer"],
         Cmd::Fairness => vec!["fairness"],
         Cmd::Churn => vec!["churn"],
         Cmd::Conns => vec!["conns"],
@@ -306,6 +309,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         let r = match id {
             "http" => scenarios::http::run(&ctx),
             "udp" => scenarios::udp::run(&ctx),
+            "steer" => scenarios::steer::run(&ctx),
             "fairness" => scenarios::fairness::run(&ctx),
             "churn" => scenarios::churn::run(&ctx),
             "conns" => scenarios::conns::run(&ctx),

@@ -67,6 +67,29 @@ pub enum NicError {
     /// A configuration value is out of range.
     #[error("bad port configuration: {0}")]
     Config(String),
+    /// Someone else's XDP program is attached: never replaced.
+    #[error("{ifname} already has a foreign XDP program attached (id {prog_id}, name `{name}`); xdpstack will not replace it: detach it first (`ip link set dev {ifname} xdp off`) if it is not needed")]
+    ForeignXdp {
+        /// Interface.
+        ifname: String,
+        /// Its program id.
+        prog_id: u32,
+        /// Its program name.
+        name: String,
+    },
+    /// Our program, held by a live bpf_link: another xdpstack runs there.
+    #[error("{ifname} is already in use by a running xdpstack (XDP program id {prog_id} held by bpf_link {link_id}); stop it first")]
+    XdpInUse {
+        /// Interface.
+        ifname: String,
+        /// Program id.
+        prog_id: u32,
+        /// Link id.
+        link_id: u32,
+    },
+    /// Loading, configuring or attaching the XDP program failed.
+    #[error("XDP program: {0}")]
+    Bpf(String),
 }
 
 impl NicError {

@@ -13,10 +13,13 @@
 
 pub mod device;
 pub mod error;
+pub mod ethtool;
 pub mod ledger;
 pub mod mem;
+pub mod pcap;
 pub mod port;
 pub mod ring;
+pub mod steer;
 pub mod xsk;
 
 pub use device::PortDevice;

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 
 use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
@@ -66,6 +66,28 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
+/// Zero-copy on the command line: `auto` takes it when the driver has it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Let the kernel choose (zero-copy if the driver supports it).
+    #[default]
+    Auto,
+    /// Refuse to start without zero-copy (`XDP_ZEROCOPY`).
+    On,
+    /// Copy mode always (`XDP_COPY`).
+    Off,
+}
+
+/// Busy polling of the socket's NAPI context (`SO_PREFER_BUSY_POLL`,
+/// `SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// Microseconds to busy-poll in a blocking call.
+    pub usecs: u32,
+    /// Packets per busy-poll round.
+    pub budget: u32,
+}
+
 /// Sizes and flags of one XSK.
 #[derive(Clone, Debug)]
 pub struct XskConfig {
@@ -81,13 +103,17 @@ pub struct XskConfig {
     pub rx_size: u32,
     /// Tx ring entries (power of two).
     pub tx_size: u32,
-    /// Attach mode to ask for.
-    pub mode: XdpMode,
-    /// Refuse to start without zero-copy.
-    pub require_zero_copy: bool,
-    /// Use libxdp's multi-program dispatcher (needs bpffs and leaves pins in
-    /// it while running); off by default: the stack owns the interface.
-    pub dispatcher: bool,
+    /// Zero-copy policy.
+    pub zero_copy: ZeroCopy,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (kick only when the ring asks).
+    pub need_wakeup: bool,
+    /// Busy polling (None: off).
+    pub busy_poll: Option<BusyPoll>,
+    /// 802.1Q tag pushed on every transmitted frame (the XDP program pops
+    /// it on receive).
+    pub vlan: Option<u16>,
+    /// Copy every received and sent frame here (pcap).
+    pub tap: Option<std::sync::Arc<crate::pcap::PcapTap>>,
 }
 
 impl Default for XskConfig {
@@ -99,9 +125,11 @@ impl Default for XskConfig {
             comp_size: 2048,
             rx_size: 2048,
             tx_size: 2048,
-            mode: XdpMode::Auto,
-            require_zero_copy: false,
-            dispatcher: false,
+            zero_copy: ZeroCopy::Auto,
+            need_wakeup: true,
+            busy_poll: None,
+            vlan: None,
+            tap: None,
         }
     }
 }
@@ -188,9 +216,12 @@ pub struct XskRings {
     descs: Vec<FrameDesc>,
     fill_size: u32,
     info: XskInfo,
+    vlan: Option<u16>,
+    tap: Option<std::sync::Arc<crate::pcap::PcapTap>>,
 }
 
-fn ifindex(ifname: &str) -> Result<u32, NicError> {
+/// Index of `ifname` in this network namespace.
+pub fn ifindex(ifname: &str) -> Result<u32, NicError> {
     let path = format!("/sys/class/net/{ifname}/ifindex");
     std::fs::read_to_string(&path)
         .ok()
@@ -207,6 +238,19 @@ pub fn rx_queue_count(ifname: &str) -> Result<u32, NicError> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count() as u32)
+}
+
+/// Silence libbpf's and libxdp's informational prints unless
+/// `XDPSTACK_LIBXDP_DEBUG` is set.
+pub fn quiet_libbpf() {
+    if std::env::var_os("XDPSTACK_LIBXDP_DEBUG").is_none() {
+        // SAFETY: passing no callback is documented to silence libxdp's
+        // (and the libbpf it embeds) informational prints; no pointer is
+        // kept.
+        unsafe { libxdp_sys::libxdp_set_print(None) };
+        // SAFETY: as above, for the libbpf linked into libxdp-sys.
+        unsafe { libbpf_set_print(None) };
+    }
 }
 
 fn pow2(what: &'static str, v: u32) -> Result<QueueSize, NicError> {
@@ -226,19 +270,7 @@ impl XskRings {
                 queues,
             });
         }
-        if std::env::var_os("XDPSTACK_LIBXDP_DEBUG").is_none() {
-            // SAFETY: passing no callback is documented to silence libxdp's
-            // (and the libbpf it embeds) informational prints; no pointer is
-            // kept.
-            unsafe { libxdp_sys::libxdp_set_print(None) };
-            // SAFETY: as above, for the libbpf linked into libxdp-sys.
-            unsafe { libbpf_set_print(None) };
-        }
-        if !cfg.dispatcher {
-            // libxdp reads this when it attaches: load the socket program
-            // alone, without the dispatcher and its bpffs pins.
-            std::env::set_var("LIBXDP_SKIP_DISPATCHER", "1");
-        }
+        quiet_libbpf();
         let frame_size = FrameSize::new(cfg.frame_size)
             .map_err(|_| NicError::Config(format!("bad frame size {}", cfg.frame_size)))?;
         let umem_cfg = UmemConfig::builder()
@@ -273,32 +305,34 @@ impl XskRings {
         let capacity = cfg.frame_size as usize
             - (canon.first().map_or(0, |d| d.addr()) % cfg.frame_size as usize);
 
-        let xdp_flags = match cfg.mode {
-            XdpMode::Auto => XdpFlags::empty(),
-            XdpMode::Native => XdpFlags::XDP_FLAGS_DRV_MODE,
-            XdpMode::Generic => XdpFlags::XDP_FLAGS_SKB_MODE,
-        };
-        let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
-        if cfg.require_zero_copy {
-            bind |= BindFlags::XDP_ZEROCOPY;
+        let mut bind = BindFlags::empty();
+        if cfg.need_wakeup {
+            bind |= BindFlags::XDP_USE_NEED_WAKEUP;
         }
+        match cfg.zero_copy {
+            ZeroCopy::Auto => {}
+            ZeroCopy::On => bind |= BindFlags::XDP_ZEROCOPY,
+            ZeroCopy::Off => bind |= BindFlags::XDP_COPY,
+        }
+        let require_zero_copy = cfg.zero_copy == ZeroCopy::On;
+        // libxdp loads no program: the stack's own (crate::steer) is
+        // attached by the caller, which puts this socket in its XSKMAP.
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(pow2("rx ring size", cfg.rx_size)?)
             .tx_queue_size(pow2("tx ring size", cfg.tx_size)?)
-            .xdp_flags(xdp_flags | XdpFlags::XDP_FLAGS_UPDATE_IF_NOEXIST)
-            .libxdp_flags(LibxdpFlags::empty())
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind)
             .build();
         let name = CString::new(ifname).map_err(|_| NicError::NoSuchInterface(ifname.into()))?;
-        // SAFETY: the UMEM is not shared with another socket, so the
-        // INHIBIT_PROG_LOAD requirement for shared UMEMs does not apply.
+        // SAFETY: the UMEM is not shared with another socket (and
+        // INHIBIT_PROG_LOAD is set anyway).
         let created = unsafe { Socket::new(sock_cfg, &umem, &Interface::new(name), queue) };
         let (tx, rx, rings) = created.map_err(|e| {
             let errno = e.source().and_then(|s| {
                 s.downcast_ref::<io::Error>()
                     .and_then(io::Error::raw_os_error)
             });
-            NicError::from_socket_errno(ifname, queue, errno, e.to_string(), cfg.require_zero_copy)
+            NicError::from_socket_errno(ifname, queue, errno, e.to_string(), require_zero_copy)
         })?;
         let (fq, cq) = rings.ok_or_else(|| NicError::Socket {
             ifname: ifname.to_string(),
@@ -334,7 +368,58 @@ impl XskRings {
             descs: vec![FrameDesc::default(); batch],
             fill_size: cfg.fill_size,
             info,
+            vlan: cfg.vlan,
+            tap: cfg.tap.clone(),
         })
+        .and_then(|r| {
+            if let Some(bp) = cfg.busy_poll {
+                r.set_busy_poll(bp).map_err(|e| {
+                    NicError::Config(format!(
+                        "cannot set busy polling ({} us, budget {}) on {ifname} queue {queue}: {e}",
+                        bp.usecs, bp.budget
+                    ))
+                })?;
+            }
+            Ok(r)
+        })
+    }
+
+    /// The socket's descriptor (for the XDP program's XSKMAP).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the descriptor is owned by `self.rx` and stays open for
+        // as long as the borrow of `self` this result is tied to.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.rx.fd().as_raw_fd()) }
+    }
+
+    fn setsockopt_u32(&self, level: libc::c_int, name: libc::c_int, v: u32) -> io::Result<()> {
+        let fd = self.rx.fd().as_raw_fd();
+        // SAFETY: `fd` is this socket's open descriptor (owned by `self`);
+        // `v` is valid for reads of `size_of::<u32>()` bytes for the whole
+        // call and the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&v as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Busy-poll the queue's NAPI context from this socket.
+    pub fn set_busy_poll(&self, bp: BusyPoll) -> io::Result<()> {
+        // From asm-generic/socket.h (not all in the libc crate).
+        const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+        const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+        self.setsockopt_u32(libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, 1)?;
+        self.setsockopt_u32(libc::SOL_SOCKET, libc::SO_BUSY_POLL, bp.usecs)?;
+        self.setsockopt_u32(libc::SOL_SOCKET, SO_BUSY_POLL_BUDGET, bp.budget)
     }
 
     /// What the kernel gave us: attach mode, zero-copy.
@@ -349,26 +434,19 @@ impl XskRings {
     pub fn set_tx_budget(&mut self, frames: u32) -> io::Result<()> {
         /// From linux/if_xdp.h (not in libxdp-sys's bindings yet).
         const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-        let fd = self.rx.fd().as_raw_fd();
-        let v: u32 = frames;
-        // SAFETY: `fd` is this socket's open descriptor (owned by `self`);
-        // `v` is valid for reads of `size_of::<u32>()` bytes for the whole
-        // call and the kernel only reads it.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_XDP,
-                XDP_MAX_TX_SKB_BUDGET,
-                (&v as *const u32).cast(),
-                std::mem::size_of::<u32>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        self.setsockopt_u32(libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, frames)
     }
+}
+
+/// Insert an 802.1Q tag with VLAN id `vid` after the MAC addresses of the
+/// `len`-byte frame at the start of `b` (which has room for 4 more bytes).
+pub fn push_vlan(b: &mut [u8], len: usize, vid: u16) {
+    if b.len() < len + 4 || len < 12 {
+        return;
+    }
+    b.copy_within(12..len, 16);
+    b[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+    b[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
 }
 
 /// `getsockopt(XDP_OPTIONS)`: is the socket in zero-copy mode?
@@ -444,6 +522,16 @@ impl Rings for XskRings {
         // SAFETY: the descriptors are only read back as addresses and
         // lengths; the frames they name are owned by the port from now on.
         let n = unsafe { self.rx.consume(&mut self.descs[..max]) };
+        if let Some(tap) = &self.tap {
+            for d in &self.descs[..n] {
+                // SAFETY: the frame came off the rx ring, so the port owns
+                // it (ledger Rx) and nothing writes it during the copy.
+                unsafe {
+                    self.mem
+                        .with_frame(d.addr() as u64, d.lengths().data(), |b| tap.record(b))
+                };
+            }
+        }
         out.extend(self.descs[..n].iter().map(|d| Frame {
             addr: d.addr() as u64,
             len: d.lengths().data() as u32,
@@ -462,11 +550,25 @@ impl Rings for XskRings {
             if let Some(c) = self.mem.canon.get(index) {
                 *d = *c;
             }
+            let mut len = f.len as usize;
+            if let Some(vid) = self.vlan {
+                if len >= 14 && len + 4 <= self.mem.capacity {
+                    // SAFETY: the port owns the frame (ledger TxBuild) until
+                    // this call hands it to the kernel.
+                    unsafe {
+                        self.mem
+                            .with_frame_mut(f.addr, len + 4, |b| push_vlan(b, len, vid))
+                    };
+                    len += 4;
+                }
+            }
+            if let Some(tap) = &self.tap {
+                // SAFETY: as above; read only.
+                unsafe { self.mem.with_frame(f.addr, len, |b| tap.record(b)) };
+            }
             // SAFETY: the port owns the frame (ledger TxBuild) until this call
             // hands it to the kernel; only the descriptor's length is set.
-            unsafe { self.mem.umem.data_mut(d) }
-                .cursor()
-                .set_pos(f.len as usize);
+            unsafe { self.mem.umem.data_mut(d) }.cursor().set_pos(len);
         }
         // SAFETY: the frames were built by the port and are moved TxBuild ->
         // Tx in its ledger for exactly the count returned.

@@ -14,6 +14,7 @@
 //! sanitizing, content types), `head` (response heads).
 
 pub mod head;
+pub mod metrics;
 pub mod parse;
 pub mod site;
 pub mod stats;
@@ -516,9 +517,10 @@ impl Service {
         }
         match site {
             Site::Fixed(_) => {
-                if self.stats.is_target(req.target) {
+                let metrics = self.stats.is_metrics_target(req.target);
+                if metrics || self.stats.is_target(req.target) {
                     if self.stats.allows(c.peer) {
-                        return self.stats(engine, c, head_only, conn);
+                        return self.stats(engine, c, head_only, conn, metrics);
                     }
                     self.counters.stats_refused += 1;
                 }
@@ -529,9 +531,10 @@ impl Service {
                     Ok(n) => n,
                     Err(_) => return self.simple(c, 400, &[], head_only, conn),
                 };
-                if self.stats.is_key(&self.key, n.trailing_slash) {
+                let metrics = self.stats.is_metrics_key(&self.key, n.trailing_slash);
+                if metrics || self.stats.is_key(&self.key, n.trailing_slash) {
                     if self.stats.allows(c.peer) {
-                        return self.stats(engine, c, head_only, conn);
+                        return self.stats(engine, c, head_only, conn, metrics);
                     }
                     self.counters.stats_refused += 1;
                 }
@@ -598,10 +601,31 @@ impl Service {
         c: &mut Conn,
         head_only: bool,
         conn: ConnHeader,
+        metrics: bool,
     ) {
-        let body = serde_json::to_vec_pretty(&engine.shared().report()).unwrap_or_default();
+        let mut report = serde_json::to_value(engine.shared().report()).unwrap_or_default();
+        let xdp = crate::server::xdp_counters();
+        let (body, ctype) = if metrics {
+            (
+                metrics::render(&report, xdp.as_deref()).into_bytes(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            if let (Some(obj), Some(x)) = (report.as_object_mut(), &xdp) {
+                obj.insert(
+                    "xdp".into(),
+                    x.iter()
+                        .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                        .collect(),
+                );
+            }
+            (
+                serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                "application/json",
+            )
+        };
         self.tmp.clear();
-        head::content_lines(&mut self.tmp, "application/json", body.len());
+        head::content_lines(&mut self.tmp, ctype, body.len());
         head::write_head(&mut c.out.buf, 200, &self.date, &self.tmp, &[], conn);
         if !head_only {
             c.out.buf.extend_from_slice(&body);

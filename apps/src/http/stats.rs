@@ -113,6 +113,17 @@ impl StatsPolicy {
                 .is_some_and(|p| p.trim_start_matches('/').as_bytes() == key)
     }
 
+    /// Whether a request for `target` names the Prometheus exposition
+    /// (`/metrics`, served when the report is, with the same allow-list).
+    pub fn is_metrics_target(&self, target: &str) -> bool {
+        self.path.is_some() && target == "/metrics"
+    }
+
+    /// Whether a normalized `--root` key names the Prometheus exposition.
+    pub fn is_metrics_key(&self, key: &[u8], trailing_slash: bool) -> bool {
+        self.path.is_some() && !trailing_slash && key == b"metrics"
+    }
+
     /// Whether a client at `peer` may read the report (an unknown peer may
     /// not, unless `any` is allowed).
     pub fn allows(&self, peer: Option<IpAddr>) -> bool {

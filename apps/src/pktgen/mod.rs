@@ -36,11 +36,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use nic::xsk::{rx_queue_count, XdpMode, XskConfig, XskRings};
+use nic::xsk::rx_queue_count;
 use nic::{NicError, Port, PortConfig, PortStats, Rings};
 use serde_json::{json, Value};
 
-use crate::server::ModeArg;
+use crate::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
+pub use crate::xsk_opts::{parse_mac, read_mac};
 use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, TxMode};
 use template::{Kind, Spec, Template};
 
@@ -129,17 +130,10 @@ pub struct PktgenArgs {
     /// Do not pin threads.
     #[arg(long)]
     pub no_pin: bool,
-    /// UMEM frames per queue (at least 2048; a quarter, at most 1024, hold
-    /// the template for transmission).
-    #[arg(long, default_value_t = 4096)]
-    pub frames: u32,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub xdp_mode: ModeArg,
-    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
-    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
-    #[arg(long)]
-    pub tx_budget: Option<u32>,
+    /// AF_XDP socket options (--frames: at least 2048; a quarter, at most
+    /// 1024, hold the template for transmission).
+    #[command(flatten)]
+    pub xsk: XskArgs,
 }
 
 /// Why pktgen did not run.
@@ -171,87 +165,12 @@ pub enum PktgenError {
     Other(String),
 }
 
-/// `--xdp-mode` as the nic crate's mode.
-pub fn xdp_mode(m: ModeArg) -> XdpMode {
-    match m {
-        ModeArg::Auto => XdpMode::Auto,
-        ModeArg::Native => XdpMode::Native,
-        ModeArg::Generic => XdpMode::Generic,
-    }
-}
-
-/// Set the copy-mode tx budget of `r`, with a one-line error.
-pub fn set_tx_budget(r: &mut XskRings, frames: u32) -> Result<(), PktgenError> {
-    r.set_tx_budget(frames).map_err(|e| {
-        PktgenError::Other(format!(
-            "cannot set --tx-budget {frames} on {} queue {}: {e} (needs Linux 6.17+, 32 to half the tx ring)",
-            r.info().ifname,
-            r.info().queue
-        ))
-    })
-}
-
-/// Open an XSK, retrying for up to a second while the queue is busy: the
-/// kernel releases a closed socket's hold on its queue from a work queue,
-/// so a run started right after another one may find it still taken.
-pub fn open_xsk(iface: &str, queue: u32, cfg: &XskConfig) -> Result<XskRings, NicError> {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        match XskRings::open(iface, queue, cfg) {
-            Err(NicError::QueueBusy { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Default copy-mode tx budget, when the kernel takes it.
-pub const DEFAULT_TX_BUDGET: u32 = 256;
-
-/// Apply `--tx-budget`: the value given (an error if refused), or
-/// [`DEFAULT_TX_BUDGET`] if the kernel takes it. Returns the budget set
-/// (`None`: the kernel's default).
-pub fn apply_tx_budget(r: &mut XskRings, asked: Option<u32>) -> Result<Option<u32>, PktgenError> {
-    match asked {
-        Some(b) => set_tx_budget(r, b).map(|()| Some(b)),
-        None => Ok(r
-            .set_tx_budget(DEFAULT_TX_BUDGET)
-            .ok()
-            .map(|()| DEFAULT_TX_BUDGET)),
-    }
-}
-
-/// Parse `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    let mut mac = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-    }
-    for (m, p) in mac.iter_mut().zip(parts) {
-        if p.is_empty() || p.len() > 2 {
-            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-        }
-        *m = u8::from_str_radix(p, 16)
-            .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
-    }
-    Ok(mac)
-}
-
 /// Format a MAC.
 pub fn format_mac(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// The MAC address of `iface` (from sysfs).
-pub fn read_mac(iface: &str) -> Result<[u8; 6], String> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .map_err(|_| format!("interface {iface} does not exist in this network namespace"))?;
-    parse_mac(&s).map_err(|_| format!("cannot read the MAC address of {iface}"))
 }
 
 /// Parse `ADDR` or `FIRST-LAST` (same family, at most 2^32 addresses).
@@ -507,7 +426,7 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
     if !(1..=256).contains(&args.batch) {
         return Err(usage("--batch must be between 1 and 256"));
     }
-    if args.frames < 2048 {
+    if args.xsk.frames < 2048 {
         return Err(usage("--frames must be at least 2048"));
     }
     if args.rate != 0 && args.rate < u64::from(args.queues) {
@@ -611,27 +530,25 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         })
         .into());
     }
-    let stop = crate::server::stop_flag()?;
-    let xcfg = XskConfig {
-        frames: args.frames,
-        mode: xdp_mode(args.xdp_mode),
-        ..XskConfig::default()
-    };
+    let stop = stop_flag()?;
     // The pool's frames must still be free after the fill ring is stocked:
     // keep them (and 64 for ARP/NDP and copy mode) off it from the start.
-    let pool = POOL.min(args.frames as usize / 4);
+    let pool = POOL.min(args.xsk.frames as usize / 4);
     let pcfg = PortConfig {
         batch: 64,
         tx_reserve: pool as u32 + 64,
         tx_backlog: pool + 64,
         ..PortConfig::default()
     };
+    // The whole interface: the program steers every frame to the sockets.
+    let queues: Vec<u32> = (0..args.queues).collect();
+    let opened = open_ports(&args.iface, &queues, &args.xsk, &SteerTo::default())?;
+    // Detached when this goes out of scope at the end of the run.
+    let _steer = opened.steer;
+    let tx_budget = opened.tx_budget;
     let mut ports = Vec::new();
     let mut info = None;
-    let mut tx_budget = None;
-    for q in 0..args.queues {
-        let mut r = open_xsk(&args.iface, q, &xcfg)?;
-        tx_budget = apply_tx_budget(&mut r, args.tx_budget)?;
+    for r in opened.rings {
         info.get_or_insert_with(|| r.info().clone());
         ports.push(Port::new(r, pcfg.clone()));
     }

@@ -5,5 +5,6 @@ pub mod conns;
 pub mod dnstcp;
 pub mod fairness;
 pub mod http;
+pub mod steer;
 pub mod synflood;
 pub mod udp;

@@ -1,0 +1,554 @@
+//! One home for the AF_XDP options every command shares (the server, pktgen,
+//! the reflector): one flattened clap struct ([`XskArgs`]), the steering
+//! options ([`SteerArgs`]), and one way to open a set of queues
+//! ([`open_ports`]: the stack's XDP program attached as a bpf_link, one XSK
+//! per queue in its XSKMAP).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nic::pcap::PcapTap;
+use nic::steer::{Steer, SteerConfig, SteerMode};
+use nic::xsk::{BusyPoll, XdpMode, XskConfig, XskRings, ZeroCopy};
+use nic::NicError;
+
+/// XDP attach mode on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    /// Native if the driver has it, else generic.
+    Auto,
+    /// Driver mode.
+    Native,
+    /// SKB mode.
+    Generic,
+}
+
+impl From<ModeArg> for XdpMode {
+    fn from(m: ModeArg) -> XdpMode {
+        match m {
+            ModeArg::Auto => XdpMode::Auto,
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Generic => XdpMode::Generic,
+        }
+    }
+}
+
+/// `--zero-copy`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ZeroCopyArg {
+    /// Zero-copy when the driver has it, else copy mode.
+    Auto,
+    /// Zero-copy or refuse to start.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// `--steer`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SteerArg {
+    /// IP to the stack's addresses, ARP/NDP for them; the rest to the kernel.
+    Addr,
+    /// Only TCP/UDP to the stack's addresses on its listening ports.
+    Ports,
+    /// Every frame (the interface is the stack's alone).
+    All,
+}
+
+impl From<SteerArg> for SteerMode {
+    fn from(s: SteerArg) -> SteerMode {
+        match s {
+            SteerArg::Addr => SteerMode::Addr,
+            SteerArg::Ports => SteerMode::Ports,
+            SteerArg::All => SteerMode::All,
+        }
+    }
+}
+
+/// AF_XDP socket options (flattened into every command that opens queues).
+#[derive(clap::Args, Clone, Debug)]
+pub struct XskArgs {
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub xdp_mode: ModeArg,
+    /// Zero-copy: `auto` (when the driver has it), `on` (or refuse), `off`.
+    #[arg(long, value_enum, default_value_t = ZeroCopyArg::Auto)]
+    pub zero_copy: ZeroCopyArg,
+    /// UMEM frames per queue.
+    #[arg(long, default_value_t = 4096)]
+    pub frames: u32,
+    /// Bytes per UMEM frame (2048 or 4096).
+    #[arg(long, default_value_t = 2048)]
+    pub frame_size: u32,
+    /// Rx ring entries (power of two; default: half of --frames, at
+    /// least 2048, at most 65536).
+    #[arg(long)]
+    pub rx_ring: Option<u32>,
+    /// Tx ring entries (power of two; default: half of --frames, at
+    /// least 2048, at most 65536).
+    #[arg(long)]
+    pub tx_ring: Option<u32>,
+    /// Fill ring entries (power of two; default: half of --frames, at
+    /// least 2048, at most 65536).
+    #[arg(long)]
+    pub fill_ring: Option<u32>,
+    /// Completion ring entries (power of two; default: half of --frames, at
+    /// least 2048, at most 65536).
+    #[arg(long)]
+    pub comp_ring: Option<u32>,
+    /// Bind without XDP_USE_NEED_WAKEUP (the kernel is kicked on every
+    /// transmit; only for drivers that mishandle the flag).
+    #[arg(long)]
+    pub no_need_wakeup: bool,
+    /// Busy-poll the NIC queue for this many microseconds in blocking calls
+    /// (SO_PREFER_BUSY_POLL + SO_BUSY_POLL; pair with the interface's
+    /// napi_defer_hard_irqs and gro_flush_timeout, see docs/DEPLOY.md).
+    #[arg(long)]
+    pub busy_poll: Option<u32>,
+    /// Packets per busy-poll round (SO_BUSY_POLL_BUDGET).
+    #[arg(long, default_value_t = 64)]
+    pub busy_poll_budget: u32,
+    /// Frames the kernel may send per kick in copy mode (32 to 1024; Linux
+    /// 6.17+). Default: 256 when the kernel takes it, else its own (32).
+    #[arg(long)]
+    pub tx_budget: Option<u32>,
+    /// Write every frame the sockets receive and send to this pcap file
+    /// (tcpdump does not see what XDP redirects).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Stop writing --pcap past this size (bytes; K, M, G suffixes).
+    #[arg(long, default_value = "100M", value_parser = parse_size)]
+    pub pcap_limit: u64,
+    /// Have the kernel time the XDP program (BPF_ENABLE_STATS, while this
+    /// process runs) and report its ns per packet in the statistics: for
+    /// measuring the filter's cost (two clock reads per packet). Needs
+    /// CAP_SYS_ADMIN.
+    #[arg(long)]
+    pub xdp_run_stats: bool,
+}
+
+impl Default for XskArgs {
+    fn default() -> Self {
+        XskArgs {
+            xdp_mode: ModeArg::Auto,
+            zero_copy: ZeroCopyArg::Auto,
+            frames: 4096,
+            frame_size: 2048,
+            rx_ring: None,
+            tx_ring: None,
+            fill_ring: None,
+            comp_ring: None,
+            no_need_wakeup: false,
+            busy_poll: None,
+            busy_poll_budget: 64,
+            tx_budget: None,
+            pcap: None,
+            pcap_limit: 100 << 20,
+            xdp_run_stats: false,
+        }
+    }
+}
+
+/// What the XDP program steers (server and reflector).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SteerArgs {
+    /// What the XDP program sends to the stack: `addr` (its addresses,
+    /// ARP/NDP for them), `ports` (TCP/UDP to its addresses on its
+    /// listening ports only: the kernel keeps the rest), `all`.
+    #[arg(long, value_enum, default_value_t = SteerArg::Addr)]
+    pub steer: SteerArg,
+    /// Serve 802.1Q VLAN ID (tagged frames of that VLAN only; the tag is
+    /// popped by the XDP program and pushed back on transmit).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..4095))]
+    pub vlan: Option<u16>,
+}
+
+/// Parse `123`, `64K`, `100M`, `1G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n >= 1024)
+        .ok_or_else(|| format!("`{s}` is not a size of at least 1024 bytes (e.g. 64K, 100M)"))
+}
+
+/// Why queues could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The NIC refused.
+    #[error(transparent)]
+    Nic(#[from] NicError),
+    /// The pcap file could not be created.
+    #[error("cannot create --pcap file {0}: {1}")]
+    Pcap(String, std::io::Error),
+    /// The tx budget was refused.
+    #[error("cannot set --tx-budget {frames} on {iface} queue {queue}: {err} (needs Linux 6.17+, 32 to half the tx ring)")]
+    TxBudget {
+        /// Budget.
+        frames: u32,
+        /// Interface.
+        iface: String,
+        /// Queue.
+        queue: u32,
+        /// Error.
+        err: std::io::Error,
+    },
+}
+
+impl XskArgs {
+    /// Ring size when none is given: half the frames (a ring of 2048
+    /// overflowed with 10,000 connections each with a request in flight),
+    /// at least 2048, at most 65536.
+    pub fn default_ring(&self) -> u32 {
+        (self.frames / 2).next_power_of_two().clamp(2048, 1 << 16)
+    }
+
+    /// The socket configuration (with `vlan` pushed on transmit and `tap`
+    /// recording).
+    pub fn config(&self, vlan: Option<u16>, tap: Option<Arc<PcapTap>>) -> XskConfig {
+        XskConfig {
+            frames: self.frames,
+            frame_size: self.frame_size,
+            fill_size: self.fill_ring.unwrap_or(self.default_ring()),
+            comp_size: self.comp_ring.unwrap_or(self.default_ring()),
+            rx_size: self.rx_ring.unwrap_or(self.default_ring()),
+            tx_size: self.tx_ring.unwrap_or(self.default_ring()),
+            zero_copy: match self.zero_copy {
+                ZeroCopyArg::Auto => ZeroCopy::Auto,
+                ZeroCopyArg::On => ZeroCopy::On,
+                ZeroCopyArg::Off => ZeroCopy::Off,
+            },
+            need_wakeup: !self.no_need_wakeup,
+            busy_poll: self.busy_poll.map(|usecs| BusyPoll {
+                usecs,
+                budget: self.busy_poll_budget,
+            }),
+            vlan,
+            tap,
+        }
+    }
+}
+
+/// Default copy-mode tx budget, when the kernel takes it.
+pub const DEFAULT_TX_BUDGET: u32 = 256;
+
+/// Apply `--tx-budget`: the value given (an error if refused), or
+/// [`DEFAULT_TX_BUDGET`] if the kernel takes it. Returns the budget set
+/// (`None`: the kernel's default).
+pub fn apply_tx_budget(r: &mut XskRings, asked: Option<u32>) -> Result<Option<u32>, OpenError> {
+    match asked {
+        Some(b) => r
+            .set_tx_budget(b)
+            .map(|()| Some(b))
+            .map_err(|err| OpenError::TxBudget {
+                frames: b,
+                iface: r.info().ifname.clone(),
+                queue: r.info().queue,
+                err,
+            }),
+        None => Ok(r
+            .set_tx_budget(DEFAULT_TX_BUDGET)
+            .ok()
+            .map(|()| DEFAULT_TX_BUDGET)),
+    }
+}
+
+/// Open an XSK, retrying for up to a second while the queue is busy: the
+/// kernel releases a closed socket's hold on its queue from a work queue,
+/// so a run started right after another one may find it still taken.
+pub fn open_xsk(iface: &str, queue: u32, cfg: &XskConfig) -> Result<XskRings, NicError> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match XskRings::open(iface, queue, cfg) {
+            Err(NicError::QueueBusy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The queues of one interface, opened: the XDP program (detached when this
+/// is dropped or the process dies) and one socket per queue.
+pub struct Opened {
+    /// The attached program.
+    pub steer: Steer,
+    /// One socket per queue, in the order asked.
+    pub rings: Vec<XskRings>,
+    /// The pcap tap, if any.
+    pub tap: Option<Arc<PcapTap>>,
+    /// The tx budget set (None: the kernel's).
+    pub tx_budget: Option<u32>,
+}
+
+/// What to steer to the sockets.
+#[derive(Clone, Debug, Default)]
+pub struct SteerTo {
+    /// Mode.
+    pub mode: Option<SteerMode>,
+    /// The stack's IPv4 addresses.
+    pub addrs4: Vec<Ipv4Addr>,
+    /// The stack's IPv6 addresses.
+    pub addrs6: Vec<Ipv6Addr>,
+    /// VLAN.
+    pub vlan: Option<u16>,
+}
+
+/// Attach the stack's XDP program to `iface` and open one socket per queue
+/// in `queues`, each put in the program's XSKMAP. A refused start fails
+/// whole: what was opened is closed (and the program detached) on return.
+pub fn open_ports(
+    iface: &str,
+    queues: &[u32],
+    x: &XskArgs,
+    to: &SteerTo,
+) -> Result<Opened, OpenError> {
+    let tap = match &x.pcap {
+        Some(p) => Some(Arc::new(
+            PcapTap::create(p, x.pcap_limit)
+                .map_err(|e| OpenError::Pcap(p.display().to_string(), e))?,
+        )),
+        None => None,
+    };
+    // The interface and queues first: these are the clearest complaints.
+    let have = nic::xsk::rx_queue_count(iface)?;
+    if let Some(&q) = queues.iter().find(|&&q| q >= have) {
+        return Err(NicError::QueueOutOfRange {
+            ifname: iface.into(),
+            queue: q,
+            queues: have,
+        }
+        .into());
+    }
+    let mut steer = Steer::attach(
+        iface,
+        &SteerConfig {
+            mode: to.mode.unwrap_or(SteerMode::All),
+            addrs4: to.addrs4.clone(),
+            addrs6: to.addrs6.clone(),
+            vlan: to.vlan,
+            xdp_mode: x.xdp_mode.into(),
+        },
+    )?;
+    if x.xdp_run_stats {
+        steer.enable_run_stats()?;
+    }
+    let cfg = x.config(to.vlan, tap.clone());
+    let mut rings = Vec::new();
+    let mut tx_budget = None;
+    for &q in queues {
+        let mut r = open_xsk(iface, q, &cfg)?;
+        tx_budget = apply_tx_budget(&mut r, x.tx_budget)?;
+        steer.add_socket(q, r.fd())?;
+        rings.push(r);
+    }
+    Ok(Opened {
+        steer,
+        rings,
+        tap,
+        tx_budget,
+    })
+}
+
+/// The program's identity and counters as JSON.
+pub fn xdp_json(steer: &Steer) -> serde_json::Value {
+    let i = steer.info();
+    serde_json::json!({
+        "program": nic::steer::PROG_NAME,
+        "prog_id": i.prog_id,
+        "link_id": i.link_id,
+        "attach_mode": i.mode.to_string(),
+        "replaced": i.replaced.as_ref().map(|(id, name)| serde_json::json!({"id": id, "name": name})),
+        "counters": counters_json(&steer.counters()),
+        "run_stats": steer.run_stats().filter(|&(_, n)| n > 0).map(|(ns, n)| serde_json::json!({
+            "run_time_ns": ns,
+            "runs": n,
+            "ns_per_packet": ns as f64 / n as f64,
+        })),
+    })
+}
+
+/// Counters as a JSON object (name -> value); null if unreadable.
+pub fn counters_json(c: &nic::steer::SteerCounters) -> serde_json::Value {
+    match c.read() {
+        Ok(v) => serde_json::Value::Object(
+            v.into_iter()
+                .map(|(n, x)| (n.to_string(), serde_json::json!(x)))
+                .collect(),
+        ),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// The stop flag, set by SIGINT/SIGTERM.
+pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+    }
+    Ok(mac)
+}
+
+/// The MAC address of `iface` (from sysfs).
+pub fn read_mac(iface: &str) -> Result<[u8; 6], String> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .map_err(|_| format!("interface {iface} does not exist in this network namespace"))?;
+    parse_mac(&s).map_err(|_| format!("cannot read the MAC address of {iface}"))
+}
+
+/// A list of queues or cores (`--queues`, `--cores`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct List(pub Vec<u32>);
+
+/// A queue-to-core map (`--map`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueMap(pub Vec<(u32, u32)>);
+
+/// `--queues` / `--cores` for clap (a newtype: clap takes a `Vec` value
+/// for a list of arguments).
+pub fn parse_list_arg(s: &str) -> Result<List, String> {
+    parse_list(s).map(List)
+}
+
+/// `--map` for clap.
+pub fn parse_map_arg(s: &str) -> Result<QueueMap, String> {
+    parse_map(s).map(QueueMap)
+}
+
+/// Parse a list of numbers and ranges: `0-3`, `0,2,5`, `1-2,6`.
+pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("`{part}` is not a number or FIRST-LAST range");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| bad())?;
+                let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                if b < a || b - a > 1024 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("`{s}` is empty"));
+    }
+    let mut seen = out.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != out.len() {
+        return Err(format!("`{s}` names an entry twice"));
+    }
+    Ok(out)
+}
+
+/// Parse `Q:C,Q:C,...` (queue to core).
+pub fn parse_map(s: &str) -> Result<Vec<(u32, u32)>, String> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (q, c) = part
+            .split_once(':')
+            .ok_or_else(|| format!("`{part}`: expected QUEUE:CORE"))?;
+        let q: u32 = q
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{q}` is not a queue number"))?;
+        let c: u32 = c
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{c}` is not a core number"))?;
+        if out.iter().any(|&(oq, _)| oq == q) {
+            return Err(format!("queue {q} is mapped twice"));
+        }
+        out.push((q, c));
+    }
+    if out.is_empty() {
+        return Err(format!("`{s}` is empty"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_ranges_and_maps() {
+        assert_eq!(parse_list("0-3").unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(parse_list("2,0,5-6").unwrap(), vec![2, 0, 5, 6]);
+        assert!(parse_list("1,1").is_err());
+        assert!(parse_list("3-1").is_err());
+        assert!(parse_list("x").is_err());
+        assert_eq!(parse_map("0:2,1:3").unwrap(), vec![(0, 2), (1, 3)]);
+        assert!(parse_map("0:2,0:3").is_err());
+        assert!(parse_map("0").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("10").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn flattened_options_build_the_socket_config() {
+        let x = XskArgs {
+            zero_copy: ZeroCopyArg::Off,
+            busy_poll: Some(50),
+            rx_ring: Some(4096),
+            no_need_wakeup: true,
+            ..XskArgs::default()
+        };
+        let c = x.config(Some(7), None);
+        // Rings not given follow the frames: half of them, at least 2048.
+        assert_eq!(c.fill_size, 2048);
+        let big = XskArgs {
+            frames: 131072,
+            ..XskArgs::default()
+        };
+        assert_eq!(big.config(None, None).rx_size, 65536);
+        assert_eq!(c.zero_copy, ZeroCopy::Off);
+        assert_eq!(
+            c.busy_poll,
+            Some(BusyPoll {
+                usecs: 50,
+                budget: 64
+            })
+        );
+        assert_eq!(c.rx_size, 4096);
+        assert!(!c.need_wakeup);
+        assert_eq!(c.vlan, Some(7));
+    }
+}
