@@ -412,6 +412,9 @@ where
                     (true, None) => worker::pin_to_core(i),
                 };
                 let mut engine = Engine::new(r, ecfg, shared, i, queue);
+                // In ports mode ARP/NDP go to the kernel (it holds the
+                // address too): learn peers from their traffic instead.
+                engine.set_learn_neighbors_from_ip(steer_mode == SteerMode::Ports);
                 let mut app = match make_app(&ctx, &mut engine) {
                     Ok(app) => app,
                     Err(e) => {

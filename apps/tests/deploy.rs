@@ -532,14 +532,20 @@ fn runs_with_only_the_unit_capabilities() {
 /// peer0 to the stack (10.113.0.1) and prints what came back.
 const VLAN_PING: &str = r#"
 import json, sys
-from scapy.all import Ether, Dot1Q, IP, ICMP, AsyncSniffer, sendp
+from scapy.all import Ether, Dot1Q, ARP, IP, ICMP, AsyncSniffer, sendp, get_if_hwaddr
 srv = sys.argv[1]
+me = get_if_hwaddr("peer0")
 sn = AsyncSniffer(iface="peer0", store=True,
     lfilter=lambda p: p.haslayer(ICMP) and p[ICMP].type == 0 and p[IP].src == "10.113.0.1")
 sn.start()
 import time; time.sleep(0.5)
+# As a host on VLAN 42 would, ask for the stack's address first: the stack
+# learns neighbours from ARP/NDP only (not from IP packets).
+sendp(Ether(dst="ff:ff:ff:ff:ff:ff", src=me)/Dot1Q(vlan=42)/
+      ARP(op=1, hwsrc=me, psrc="10.113.0.2", pdst="10.113.0.1"), iface="peer0", verbose=0)
+time.sleep(0.2)
 for i in range(3):
-    sendp(Ether(dst=srv)/Dot1Q(vlan=42)/IP(src="10.113.0.2", dst="10.113.0.1")/ICMP(id=7, seq=i),
+    sendp(Ether(dst=srv, src=me)/Dot1Q(vlan=42)/IP(src="10.113.0.2", dst="10.113.0.1")/ICMP(id=7, seq=i),
           iface="peer0", verbose=0)
     time.sleep(0.3)
 time.sleep(1)

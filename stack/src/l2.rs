@@ -104,6 +104,8 @@ pub struct L2 {
     cache: LocalCache,
     counters: L2Counters,
     caps: ChecksumCapabilities,
+    /// Create (never change) an entry from an IP packet's source MAC.
+    learn_from_ip: bool,
 }
 
 impl L2 {
@@ -114,7 +116,18 @@ impl L2 {
             cache: LocalCache::new(LOCAL_NEIGHBORS),
             counters: L2Counters::default(),
             caps: ChecksumCapabilities::default(),
+            learn_from_ip: false,
         }
+    }
+
+    /// When ARP and NDP go to the kernel and not to us (the XDP program
+    /// steers only the listening ports, the kernel holding the same
+    /// address answers them), the stack never sees who is where. Then an IP
+    /// packet from an on-link source with no entry creates one; an entry
+    /// that exists is still never changed by an IP packet (a spoofed source
+    /// cannot redirect a known peer's or the gateway's replies).
+    pub fn set_learn_from_ip(&mut self, on: bool) {
+        self.learn_from_ip = on;
     }
 
     pub fn counters(&self) -> &L2Counters {
@@ -673,6 +686,10 @@ impl L2 {
             }
         }
         let r = self.shared.update(ip, mac, Hint::Confirm, now);
+        if r == Update::Unknown && count_mismatch && self.learn_from_ip {
+            self.learn(ip, mac, Hint::Request { create: true }, now);
+            return;
+        }
         if count_mismatch || r != Update::Mismatch {
             self.count(r);
         }

@@ -369,6 +369,12 @@ impl<R: Rings> Engine<R> {
         self.shared.now()
     }
 
+    /// Learn neighbours from IP packets when no ARP/NDP reaches the stack
+    /// (see [`L2::set_learn_from_ip`]).
+    pub fn set_learn_neighbors_from_ip(&mut self, on: bool) {
+        self.l2.set_learn_from_ip(on);
+    }
+
     /// The port (for its backend's info).
     pub fn port(&self) -> &Port<R> {
         &self.port
