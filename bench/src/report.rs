@@ -268,12 +268,12 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
     if !busy.is_empty() {
         let _ = writeln!(
             md,
-            "> **Noisy machine — not the project's figures.** Other work (other engineers' \
-             builds and tests) was running when these scenarios started: {}. On 2 cores that \
-             work competes with the servers and the load generators, and ratios move a lot from \
-             one such run to the next; treat the figures as a check that the \
-             suite works, not as results. Regenerate on a quiet machine with \
-             `cargo run --release -p xdpstack-bench -- all`.\n",
+            "> **Load before the scenarios.** The 1-minute load average was above 0.5 when \
+             these scenarios started: {}. It is either other work on the machine or the \
+             suite's own previous scenario still decaying (the load average is a moving mean \
+             over minutes; `all` runs the scenarios back to back). On 2 cores other work \
+             competes with the servers and the load generators: check the per-run load \
+             averages below, and whether anything else ran, before quoting a ratio.\n",
             busy.join(", ")
         );
     }
