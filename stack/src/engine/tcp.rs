@@ -622,45 +622,11 @@ impl<R: Rings> Engine<R> {
 
     /// Emit one TCP segment we build ourselves (cookie SYN-ACKs).
     fn send_tcp(&mut self, src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> bool {
-        let caps = ChecksumCapabilities::default();
-        let tcp_len = tcp.buffer_len();
-        match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => self.port.send_ip(20 + tcp_len, |buf| {
-                let repr = Ipv4Repr {
-                    src_addr: s,
-                    dst_addr: d,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: tcp_len,
-                    hop_limit: 64,
-                };
-                let mut ip = Ipv4Packet::new_unchecked(&mut *buf);
-                repr.emit(&mut ip, &caps);
-                tcp.emit(
-                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
-                    &IpAddress::Ipv4(s),
-                    &IpAddress::Ipv4(d),
-                    &caps,
-                );
-            }),
-            (IpAddr::V6(s), IpAddr::V6(d)) => self.port.send_ip(40 + tcp_len, |buf| {
-                let repr = Ipv6Repr {
-                    src_addr: s,
-                    dst_addr: d,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: tcp_len,
-                    hop_limit: 64,
-                };
-                let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
-                repr.emit(&mut ip);
-                tcp.emit(
-                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
-                    &IpAddress::Ipv6(s),
-                    &IpAddress::Ipv6(d),
-                    &caps,
-                );
-            }),
-            _ => false,
-        }
+        let Some(len) = ip_tcp_len(src, dst, tcp) else {
+            return false;
+        };
+        self.port
+            .send_ip(len, |buf| emit_ip_tcp(buf, src, dst, tcp))
     }
 
     /// An ACK with no connection, for listener `m`: if it returns a valid
@@ -743,46 +709,10 @@ impl<R: Rings> Engine<R> {
             timestamp: None,
             payload: &[],
         };
-        let caps = ChecksumCapabilities::default();
         let mut buf = self.buffer();
-        match (key.src, key.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let repr = Ipv4Repr {
-                    src_addr: s,
-                    dst_addr: d,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: tcp.buffer_len(),
-                    hop_limit: 64,
-                };
-                buf.resize(repr.buffer_len() + tcp.buffer_len(), 0);
-                let mut ip = Ipv4Packet::new_unchecked(&mut buf[..]);
-                repr.emit(&mut ip, &caps);
-                tcp.emit(
-                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
-                    &IpAddress::Ipv4(s),
-                    &IpAddress::Ipv4(d),
-                    &caps,
-                );
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let repr = Ipv6Repr {
-                    src_addr: s,
-                    dst_addr: d,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: tcp.buffer_len(),
-                    hop_limit: 64,
-                };
-                buf.resize(repr.buffer_len() + tcp.buffer_len(), 0);
-                let mut ip = Ipv6Packet::new_unchecked(&mut buf[..]);
-                repr.emit(&mut ip);
-                tcp.emit(
-                    &mut TcpPacket::new_unchecked(ip.payload_mut()),
-                    &IpAddress::Ipv6(s),
-                    &IpAddress::Ipv6(d),
-                    &caps,
-                );
-            }
-            _ => {}
+        if let Some(len) = ip_tcp_len(key.src, key.dst, &tcp) {
+            buf.resize(len, 0);
+            emit_ip_tcp(&mut buf, key.src, key.dst, &tcp);
         }
         buf
     }
@@ -1206,5 +1136,53 @@ impl<R: Rings> Engine<R> {
         for id in ids {
             let _ = self.udp_close(crate::socket::UdpId(id));
         }
+    }
+}
+
+/// Length of an IP packet (no options) carrying `tcp` from `src` to `dst`;
+/// `None` for addresses of two families.
+fn ip_tcp_len(src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> Option<usize> {
+    let ip = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => 20,
+        (IpAddr::V6(_), IpAddr::V6(_)) => 40,
+        _ => return None,
+    };
+    Some(ip + tcp.buffer_len())
+}
+
+/// Write an IP header and `tcp` (checksums computed) into `buf`, which is
+/// `ip_tcp_len` long. Addresses of two families write nothing.
+fn emit_ip_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRepr) {
+    let caps = ChecksumCapabilities::default();
+    let payload_len = tcp.buffer_len();
+    let (s, d, payload) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let repr = Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Tcp,
+                payload_len,
+                hop_limit: 64,
+            };
+            let mut ip = Ipv4Packet::new_unchecked(&mut *buf);
+            repr.emit(&mut ip, &caps);
+            (IpAddress::Ipv4(s), IpAddress::Ipv4(d), 20)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let repr = Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Tcp,
+                payload_len,
+                hop_limit: 64,
+            };
+            let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
+            repr.emit(&mut ip);
+            (IpAddress::Ipv6(s), IpAddress::Ipv6(d), 40)
+        }
+        _ => return,
+    };
+    if let Some(t) = buf.get_mut(payload..) {
+        tcp.emit(&mut TcpPacket::new_unchecked(t), &s, &d, &caps);
     }
 }
