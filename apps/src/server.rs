@@ -406,6 +406,10 @@ where
         let h = std::thread::Builder::new()
             .name(format!("xdpstack-w{i}"))
             .spawn(move || {
+                // A worker that panics takes the process down (its flows
+                // would be black-holed while the others serve): the panic is
+                // on stderr, and the XDP program goes with the process.
+                let _fail_fast = FailFast(i);
                 let core = match (pin, want_core) {
                     (false, _) => None,
                     (true, Some(c)) => pin_to(c),
@@ -422,6 +426,7 @@ where
                         return Err(e);
                     }
                 };
+                inject_fault(i);
                 let ls = worker::run(&mut engine, &mut app, &stop, &loop_cfg);
                 let frames_ok = engine.check_frames();
                 Ok(worker_json(
@@ -561,4 +566,31 @@ fn worker_json(
         "sockets": s.sockets,
         "flows": s.flows,
     })
+}
+
+/// Exits the process when dropped by a panicking worker thread.
+struct FailFast(usize);
+
+impl Drop for FailFast {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "xdpstack: worker {} panicked: exiting (a partial outage is worse than none)",
+                self.0
+            );
+            std::process::exit(101);
+        }
+    }
+}
+
+/// Fault injection for the tests: `XDPSTACK_FAULT_PANIC_WORKER=I` makes
+/// worker I panic one second after it started (the others serve meanwhile).
+fn inject_fault(worker: usize) {
+    let target = std::env::var("XDPSTACK_FAULT_PANIC_WORKER")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if target == Some(worker) {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        panic!("injected panic in worker {worker} (XDPSTACK_FAULT_PANIC_WORKER)");
+    }
 }

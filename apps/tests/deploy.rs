@@ -489,6 +489,32 @@ fn unserved_queue_refused() {
 }
 
 #[test]
+fn a_worker_that_panics_takes_the_process_down() {
+    // A panicking worker must not leave its listeners in their groups and
+    // its flows black-holed while the others serve: the process exits
+    // non-zero with the panic on stderr, and the XDP program goes with it.
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("panic", 2);
+    let err = temp_path("panic", "err");
+    let mut s = sb
+        .command(Side::Server, BIN)
+        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
+        .args(["--addr", "198.18.0.1/24"])
+        .env("XDPSTACK_FAULT_PANIC_WORKER", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("start xdpstack");
+    let st = wait_exit(&mut s, 20);
+    let msg = fs::read_to_string(&err).unwrap_or_default();
+    assert!(!st.success(), "{st:?}: {msg}");
+    assert!(msg.contains("injected panic in worker 1"), "{msg}");
+    assert!(msg.contains("worker 1 panicked: exiting"), "{msg}");
+    assert!(!xdp_attached(&link(&sb)), "{}", link(&sb));
+}
+
+#[test]
 fn runs_with_only_the_unit_capabilities() {
     let Some(_lock) = begin() else { return };
     let sb = sandbox("caps", 2);
