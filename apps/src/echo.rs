@@ -1,6 +1,6 @@
 //! TCP and UDP echo on one port: the simplest service, used by the tests.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
@@ -18,11 +18,19 @@ pub struct EchoArgs {
     /// TCP and UDP port.
     #[arg(long, default_value_t = 7)]
     pub port: u16,
+    /// Open TCP connections per worker; more are accepted and reset at once
+    /// (counted as `rejected_max_conns`).
+    #[arg(long, default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Close a TCP connection that sent nothing and had nothing sent for
+    /// this many seconds (counted as `idle_closed`).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
 }
 
-#[derive(Default)]
 struct Conn {
     pending: Vec<u8>,
+    last: Instant,
 }
 
 /// Echo counters.
@@ -34,7 +42,14 @@ pub struct EchoCounters {
     pub tcp_bytes: u64,
     /// UDP datagrams echoed.
     pub datagrams: u64,
+    /// Connections reset at once because `--max-conns` were open.
+    pub rejected_max_conns: u64,
+    /// Connections closed after `--idle-timeout`.
+    pub idle_closed: u64,
 }
+
+/// How often idle connections are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// One worker's echo service.
 pub struct EchoApp {
@@ -43,6 +58,10 @@ pub struct EchoApp {
     conns: stack::socket::ConnMap<Conn>,
     buf: Vec<u8>,
     counters: EchoCounters,
+    max_conns: usize,
+    idle: Duration,
+    next_sweep: Instant,
+    ids: Vec<stack::socket::ConnId>,
 }
 
 impl EchoApp {
@@ -67,12 +86,18 @@ impl EchoApp {
             .shared()
             .registry
             .set_selector(udp.member(), ctx.selector.clone());
+        // Only connections with segments are looked at (`take_ready`).
+        engine.set_ready_tracking(true);
         Ok(EchoApp {
             listener,
             udp,
             conns: Default::default(),
             buf: vec![0; 64 * 1024],
             counters: EchoCounters::default(),
+            max_conns: args.max_conns.max(1),
+            idle: Duration::from_secs(args.idle_timeout.max(1)),
+            next_sweep: Instant::now() + SWEEP,
+            ids: Vec::new(),
         })
     }
 
@@ -83,7 +108,7 @@ impl EchoApp {
 }
 
 impl<R: Rings> App<R> for EchoApp {
-    fn poll(&mut self, engine: &mut Engine<R>, _now: Instant) -> Option<Instant> {
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
         while let Ok(Some((n, from, to))) = engine.recv_from(self.udp, &mut self.buf) {
             if engine
                 .send_to(self.udp, &self.buf[..n], from, Some(to))
@@ -92,12 +117,30 @@ impl<R: Rings> App<R> for EchoApp {
                 self.counters.datagrams += 1;
             }
         }
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
         while let Some(id) = engine.accept(self.listener) {
             self.counters.connections += 1;
-            self.conns.insert(id, Conn::default());
+            if self.conns.len() >= self.max_conns {
+                self.counters.rejected_max_conns += 1;
+                engine.abort(id);
+                continue;
+            }
+            self.conns.insert(
+                id,
+                Conn {
+                    pending: Vec::new(),
+                    last: now,
+                },
+            );
+            ids.push(id);
         }
-        let mut closed = Vec::new();
-        for (&id, c) in self.conns.iter_mut() {
+        engine.take_ready(&mut ids);
+        for &id in &ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            c.last = now;
             let mut eof = false;
             loop {
                 // Flush what is pending before reading more (back-pressure:
@@ -128,13 +171,27 @@ impl<R: Rings> App<R> for EchoApp {
                 }
             }
             if eof && c.pending.is_empty() {
-                closed.push(id);
+                engine.close(id);
+                self.conns.remove(&id);
             }
         }
-        for id in closed {
-            engine.close(id);
-            self.conns.remove(&id);
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            ids.clear();
+            let idle = self.idle;
+            ids.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last) >= idle)
+                    .map(|(&id, _)| id),
+            );
+            for &id in &ids {
+                self.counters.idle_closed += 1;
+                engine.close(id);
+                self.conns.remove(&id);
+            }
         }
-        None
+        self.ids = ids;
+        (!self.conns.is_empty()).then_some(self.next_sweep)
     }
 }

@@ -236,6 +236,51 @@ fn tcp_10mib_each_way() {
     assert_eq!(total(&stats, "/app/tcp_bytes"), bytes, "{stats:#}");
 }
 
+/// argv: host. One echoed connection, a second one beyond `--max-conns 1`
+/// (reset), then the first left idle until the server closes it.
+const ECHO_LIMITS: &str = r#"
+import json, socket, sys, time
+host = sys.argv[1]
+a = socket.create_connection((host, 7), timeout=5)
+a.sendall(b"ping")
+first = a.recv(16).decode()
+b = socket.create_connection((host, 7), timeout=5)
+second = "open"
+try:
+    b.sendall(b"pong")
+    got = b.recv(16)
+    second = "closed" if not got else "echoed"
+except OSError as e:
+    second = "reset"
+a.settimeout(10)
+t0 = time.monotonic()
+try:
+    idle = "closed" if a.recv(16) == b"" else "data"
+except OSError:
+    idle = "reset"
+print(json.dumps({"first": first, "second": second, "idle": idle,
+                  "idle_after_s": time.monotonic() - t0}))
+"#;
+
+#[test]
+fn echo_bounds_connections_and_closes_idle_ones() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("echolim", 1);
+    let server = Server::start(
+        &sb,
+        Service::Echo,
+        &["--max-conns", "1", "--idle-timeout", "1"],
+    );
+    let r = python_json(&sb, 60, ECHO_LIMITS, &[SERVER_IP4]);
+    assert_eq!(r["first"], "ping", "{r}");
+    assert!(r["second"] == "reset" || r["second"] == "closed", "{r}");
+    assert_eq!(r["idle"], "closed", "{r}");
+    let stats = server.stop();
+    assert_frames_ok(&stats);
+    assert_eq!(total(&stats, "/app/rejected_max_conns"), 1, "{stats:#}");
+    assert_eq!(total(&stats, "/app/idle_closed"), 1, "{stats:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Two queues, two workers.
 

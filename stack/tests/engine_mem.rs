@@ -842,6 +842,28 @@ mod data_path {
     }
 
     #[test]
+    fn closes_beyond_the_orphan_bound_reset() {
+        let mut net = Net::with(|c| c.max_orphans = 2);
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let pairs = connect_all(&mut net, l, 4, 41700);
+        // The clients never close: our closes stay in FIN_WAIT_2.
+        for &(_, c) in &pairs {
+            net.engine.close(c);
+        }
+        net.run(20);
+        let st = net.engine.stats();
+        assert_eq!(st.engine.orphans_reset, 2);
+        assert_eq!(st.closing, 2, "two still closing, two reset and gone");
+        assert_eq!(net.engine.connections(), 2);
+        let reset = pairs
+            .iter()
+            .filter(|&&(h, _)| net.client.tcp(h).state() == tcp::State::Closed)
+            .count();
+        assert_eq!(reset, 2, "the clients saw two resets");
+        net.engine.check_frames().unwrap();
+    }
+
+    #[test]
     fn syn_cookies_let_clients_in_when_the_syn_queue_is_full() {
         let mut net = Net::with(|c| c.syn_backlog = 2);
         let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();

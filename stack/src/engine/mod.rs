@@ -141,6 +141,10 @@ pub struct EngineConfig {
     pub max_conns: usize,
     /// Released connections whose sockets (and buffers) are kept for reuse.
     pub pool: usize,
+    /// Connections the application closed that are still finishing their
+    /// close, at most (Linux `tcp_max_orphans`); a close beyond it resets
+    /// the connection at once (counted as `orphans_reset`).
+    pub max_orphans: usize,
     /// Entries for flows other cores own, at most.
     pub max_remote_flows: usize,
 }
@@ -163,6 +167,7 @@ impl EngineConfig {
             syncookies: true,
             max_conns: 1 << 20,
             pool: 4096,
+            max_orphans: 65536,
             max_remote_flows: 1 << 20,
         }
     }
@@ -210,6 +215,9 @@ pub struct EngineCounters {
     /// Closed connections reset because they did not finish closing within
     /// `close_timeout`.
     pub close_timeouts: u64,
+    /// Closes turned into resets because `max_orphans` connections were
+    /// still finishing their close.
+    pub orphans_reset: u64,
     /// Packets handed to another core.
     pub handed_off: u64,
     /// Packets received from another core.
@@ -262,6 +270,8 @@ pub struct EngineStats {
     pub flows: usize,
     /// Released connections whose sockets wait for reuse.
     pub pooled: usize,
+    /// Connections closed by the application, still finishing the close.
+    pub closing: usize,
     /// Timer entries held (stale ones included).
     pub timers: usize,
 }
@@ -600,6 +610,7 @@ impl<R: Rings> Engine<R> {
             sockets: self.conns.live(),
             flows: self.flows.len(),
             pooled: self.conns.pooled(),
+            closing: self.conns.closing(),
             timers: self.conns.timers_len(),
         }
     }

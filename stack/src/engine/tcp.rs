@@ -75,6 +75,8 @@ pub(super) struct Conns {
     /// Free slots that still hold a socket.
     pooled: usize,
     live: usize,
+    /// Slots in `Phase::Closing`.
+    closing: usize,
     dirty: Vec<ConnId>,
     timers: Timers,
     ready: Vec<ConnId>,
@@ -118,6 +120,10 @@ impl Conns {
 
     pub(super) fn pooled(&self) -> usize {
         self.pooled
+    }
+
+    pub(super) fn closing(&self) -> usize {
+        self.closing
     }
 
     pub(super) fn timers_len(&self) -> usize {
@@ -288,6 +294,9 @@ impl<R: Rings> Engine<R> {
         }
         self.conns.free.push(c.idx);
         self.conns.live -= 1;
+        if phase == Phase::Closing {
+            self.conns.closing -= 1;
+        }
         if phase == Phase::HalfOpen {
             if let Some(l) = self.listeners.get_mut(&member) {
                 l.half_open = l.half_open.saturating_sub(1);
@@ -861,6 +870,7 @@ impl<R: Rings> Engine<R> {
         if s.phase != Phase::Closing {
             s.phase = Phase::Closing;
             s.deadline = Some(now + timeout);
+            self.conns.closing += 1;
         }
     }
 
@@ -1055,8 +1065,20 @@ impl<R: Rings> Engine<R> {
     /// (TIME_WAIT is not kept). A peer that never finishes the close is
     /// reset after `EngineConfig::close_timeout`.
     pub fn close(&mut self, c: ConnId) {
+        let already = self
+            .conns
+            .slot(c)
+            .is_some_and(|s| s.phase == Phase::Closing);
+        let full = !already && self.conns.closing >= self.cfg.max_orphans;
         if let Some(s) = self.conns.socket(c) {
-            s.close();
+            if full {
+                // Too many connections still finishing a close (Linux
+                // resets orphans past `tcp_max_orphans`).
+                s.abort();
+                self.counters.orphans_reset += 1;
+            } else {
+                s.close();
+            }
             self.start_closing(c);
             self.conns.mark_dirty(c);
         }
