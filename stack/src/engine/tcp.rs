@@ -1101,6 +1101,16 @@ impl<R: Rings> Engine<R> {
         self.conns.live
     }
 
+    /// The flows of the connections this engine holds (any state).
+    pub fn local_flows(&self) -> Vec<FlowKey> {
+        self.conns
+            .slots
+            .iter()
+            .filter(|s| s.phase != Phase::Free)
+            .map(|s| s.key)
+            .collect()
+    }
+
     /// Record which accepted connections receive segments, for
     /// [`Engine::take_ready`]. Off by default (nothing is recorded).
     pub fn set_ready_tracking(&mut self, on: bool) {
