@@ -562,6 +562,7 @@ fn worker_json(
             "sleeps": ls.sleeps,
             "grace_used_ms": ls.grace_used.as_millis() as u64,
             "grace_expired": ls.grace_expired,
+            "left_at_grace": ls.left_at_grace,
         },
         "sockets": s.sockets,
         "flows": s.flows,

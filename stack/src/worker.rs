@@ -78,6 +78,9 @@ pub struct LoopStats {
     /// Whether the graceful phase ended because [`LoopConfig::grace`]
     /// passed with the application still busy.
     pub grace_expired: bool,
+    /// When the grace expired: the engine's connections by phase
+    /// (half-open, queued, accepted, closing), for diagnosis.
+    pub left_at_grace: [usize; 4],
 }
 
 /// Run `app` on `engine` until `stop` is set, then stop it gracefully (see
@@ -103,6 +106,7 @@ pub fn run<R: Rings, A: App<R>>(
         if let Some((_, end)) = stopping {
             if now >= end {
                 stats.grace_expired = true;
+                stats.left_at_grace = engine.phases();
                 break;
             }
         }

@@ -538,14 +538,14 @@ impl<R: Rings> Engine<R> {
     /// How long the engine may sleep from `now` before a connection's timer
     /// is due (zero when connections wait for an egress pass).
     pub fn poll_delay(&mut self, now: Instant) -> Option<std::time::Duration> {
+        if self.conns.has_dirty() {
+            // Connections wait for a pass (more to send): no sleep, whatever
+            // the next timer says.
+            return Some(std::time::Duration::ZERO);
+        }
         self.next_timer(now)
             .map(|at: Instant| at - now)
             .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()))
-            .or(if self.conns.has_dirty() {
-                Some(std::time::Duration::ZERO)
-            } else {
-                None
-            })
     }
 
     /// Sleep in poll() on the XSK and this core's doorbell for at most

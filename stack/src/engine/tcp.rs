@@ -1101,6 +1101,22 @@ impl<R: Rings> Engine<R> {
         self.conns.live
     }
 
+    /// Connections held now by phase: half-open, queued (not accepted),
+    /// accepted, closing.
+    pub fn phases(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for s in &self.conns.slots {
+            match s.phase {
+                Phase::HalfOpen => n[0] += 1,
+                Phase::Queued => n[1] += 1,
+                Phase::Accepted => n[2] += 1,
+                Phase::Closing => n[3] += 1,
+                Phase::Free => {}
+            }
+        }
+        n
+    }
+
     /// The flows of the connections this engine holds (any state).
     pub fn local_flows(&self) -> Vec<FlowKey> {
         self.conns
