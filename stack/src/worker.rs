@@ -107,6 +107,9 @@ pub fn run<R: Rings, A: App<R>>(
             if now >= end {
                 stats.grace_expired = true;
                 stats.left_at_grace = engine.phases();
+                for line in engine.closing_report() {
+                    log::warn!("core {} at the end of the grace: {line}", engine.core());
+                }
                 break;
             }
         }

@@ -1117,6 +1117,30 @@ impl<R: Rings> Engine<R> {
         n
     }
 
+    /// A line per closing connection: flow, socket state, receiving core,
+    /// whether it waits for a pass or a timer (diagnosis of slow stops).
+    pub fn closing_report(&self) -> Vec<String> {
+        self.conns
+            .slots
+            .iter()
+            .filter(|s| s.phase == Phase::Closing)
+            .map(|s| {
+                let st = s.handle.map(|h| s.set.get::<tcp::Socket>(h).state());
+                format!(
+                    "{}:{} state {:?} rx_core {} dirty {} timer {:?} deadline {:?} flow {:?}",
+                    s.key.src,
+                    s.key.sport,
+                    st,
+                    s.rx_core,
+                    s.dirty,
+                    s.timer_at,
+                    s.deadline,
+                    self.flows.lookup(&s.key),
+                )
+            })
+            .collect()
+    }
+
     /// The flows of the connections this engine holds (any state).
     pub fn local_flows(&self) -> Vec<FlowKey> {
         self.conns
