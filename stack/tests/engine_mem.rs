@@ -937,3 +937,24 @@ mod data_path {
         net.engine.check_frames().unwrap();
     }
 }
+
+#[test]
+fn a_reset_in_last_ack_releases_the_connection() {
+    // Our data and FIN after the peer's FIN, answered by a peer that forgot
+    // the connection (RST): released at once, not after the close timeout.
+    let mut net = Net::new();
+    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let h = net.client.connect(41900, 80);
+    net.run_until(2000, "established", |n| established(n, &[h]));
+    let c = accept_all(&mut net, l, 1)[0];
+    net.client.tcp(h).close();
+    let mut buf = [0u8; 8];
+    net.run_until(200, "peer FIN seen", |n| {
+        n.engine.recv(c, &mut buf).is_err()
+    });
+    net.engine.send(c, b"late").unwrap();
+    net.engine.close(c);
+    // The client forgets the connection: its stack answers what comes with RST.
+    net.client.sockets.remove(h);
+    net.run_until(300, "released", |n| n.engine.connections() == 0);
+}
