@@ -55,11 +55,12 @@ sendp(frames, iface="peer0", verbose=0)
 print(json.dumps({"sent": len(frames)}))
 "#;
 
-/// argv: server MAC. Packets claiming the real client's addresses from
-/// another MAC: a SYN, a ping, and an ARP reply that would move the client.
+/// argv: server MAC. IP packets claiming the real client's addresses from
+/// another MAC: SYNs and pings (an ARP reply would move the client after the
+/// lock time, on Linux as here: ARP itself is not authenticated).
 const SPOOF: &str = r#"
 import json, sys
-from scapy.all import Ether, IP, IPv6, TCP, ICMP, ICMPv6EchoRequest, ARP, sendp
+from scapy.all import Ether, IP, IPv6, TCP, ICMP, ICMPv6EchoRequest, sendp
 srv = sys.argv[1]
 evil = "02:66:66:66:66:66"
 fr = []
@@ -67,7 +68,6 @@ for i in range(50):
     fr.append(Ether(src=evil, dst=srv) / IP(src="198.18.0.2", dst="198.18.0.1") / TCP(sport=40000 + i, dport=80, flags="S"))
     fr.append(Ether(src=evil, dst=srv) / IP(src="198.18.0.2", dst="198.18.0.1") / ICMP(id=9, seq=i))
     fr.append(Ether(src=evil, dst=srv) / IPv6(src="2001:db8:18::2", dst="2001:db8:18::1") / ICMPv6EchoRequest(id=9, seq=i))
-    fr.append(Ether(src=evil, dst=srv) / ARP(op=2, hwsrc=evil, psrc="198.18.0.2", hwdst=srv, pdst="198.18.0.1"))
 sendp(fr, iface="peer0", verbose=0)
 print(json.dumps({"sent": len(fr)}))
 "#;
@@ -122,7 +122,7 @@ fn fuzzed_and_spoofed_frames_leave_the_stack_serving() {
 
     // Spoofed sources steal no reply: the real client keeps being answered.
     let r = python_json(&sb, 60, SPOOF, &[&mac]);
-    assert_eq!(r["sent"], 200, "{r}");
+    assert_eq!(r["sent"], 150, "{r}");
     for _ in 0..5 {
         curl_ok(&sb, &v4);
         curl_ok(&sb, &v6);
