@@ -3,6 +3,8 @@
 //! other. Covers the reuseport semantics that need real TCP handshakes:
 //! uid-checked sharing, keyed distribution, backlog, migration, drain, UDP.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -698,15 +700,8 @@ mod graceful {
 
 mod data_path {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::time::Duration as SDuration;
-    use smoltcp::wire::{
-        EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
-
-    const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-    const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 
     /// A SYN from `src:sport` (a spoofed source: nobody answers our SYN-ACK).
     fn syn_frame(src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
@@ -724,31 +719,7 @@ mod data_path {
             timestamp: None,
             payload: &[],
         };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: SERVER,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let eth = EthernetRepr {
-            src_addr: EthernetAddress(CMAC),
-            dst_addr: EthernetAddress(SMAC),
-            ethertype: EthernetProtocol::Ipv4,
-        };
-        let caps = ChecksumCapabilities::default();
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-        eth.emit(&mut f);
-        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut p, &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &IpAddress::Ipv4(src),
-            &IpAddress::Ipv4(SERVER),
-            &caps,
-        );
-        buf
+        common::tcp_frame(src, &tcp)
     }
 
     fn inject(net: &mut Net, frame: &[u8]) {

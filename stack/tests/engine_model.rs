@@ -4,25 +4,20 @@
 //! queues, time that jumps. Whatever arrives, nothing panics, the frame
 //! ledgers balance, and no flow is owned by both cores.
 
+mod common;
+
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
+use common::{tcp_frame, SERVER, SMAC};
 use nic::mem::{MemConfig, MemRings};
 use nic::{Port, PortConfig};
 use proptest::prelude::*;
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 use stack::engine::{Engine, EngineConfig};
 use stack::reuseport::{BindAddr, BindOptions, FlowHasher};
 use stack::shared::Shared;
-
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 #[derive(Clone, Debug)]
 struct Seg {
@@ -64,31 +59,7 @@ fn frame(s: &Seg) -> Vec<u8> {
             &payload
         },
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(CMAC),
-        dst_addr: EthernetAddress(SMAC),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(SERVER),
-        &caps,
-    );
-    buf
+    tcp_frame(src, &tcp)
 }
 
 fn seg() -> impl Strategy<Value = Seg> {

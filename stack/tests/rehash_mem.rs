@@ -3,24 +3,20 @@
 //! the flow, after the group changed. The flow directory sends it to the
 //! core that owns the flow instead of admitting it a second time.
 
+mod common;
+
 use std::net::Ipv4Addr;
 
+use common::{tcp_frame, SERVER, SMAC};
 use nic::mem::{MemConfig, MemRings};
 use nic::{Port, PortConfig};
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 use stack::engine::{Engine, EngineConfig};
 use stack::parse::{FlowKey, Proto};
 use stack::reuseport::{reciprocal_scale, BindAddr, BindOptions, FlowHasher};
 use stack::shared::Shared;
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 fn syn_frame(sport: u16) -> Vec<u8> {
     let tcp = TcpRepr {
@@ -37,31 +33,7 @@ fn syn_frame(sport: u16) -> Vec<u8> {
         timestamp: None,
         payload: &[],
     };
-    let ip = Ipv4Repr {
-        src_addr: CLIENT,
-        dst_addr: SERVER,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(CMAC),
-        dst_addr: EthernetAddress(SMAC),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut f);
-    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(CLIENT),
-        &IpAddress::Ipv4(SERVER),
-        &caps,
-    );
-    buf
+    tcp_frame(CLIENT, &tcp)
 }
 
 fn send(port: &mut Port<MemRings>, frame: &[u8]) {

@@ -443,7 +443,7 @@ impl<R: Rings> Engine<R> {
         hops: u8,
     ) {
         match self.route(&parsed, hint, hops) {
-            Route::Conn(c) => self.deliver(c, pkt, &parsed),
+            Route::Conn(c) => self.deliver(c, pkt),
             Route::Admit(m) => self.admit(pkt, &parsed, m, rx_core),
             Route::Cookie(m) => self.cookie_ack(pkt, &parsed, m, rx_core),
             Route::Forward {

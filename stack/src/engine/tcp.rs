@@ -366,7 +366,7 @@ impl<R: Rings> Engine<R> {
     }
 
     /// A segment for connection `c`.
-    pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt, _p: &ParsedIp) {
+    pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt) {
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
         self.conns.mark_ready(c);
