@@ -423,6 +423,8 @@ where
                     Ok(app) => app,
                     Err(e) => {
                         stop.store(true, Ordering::Relaxed);
+                        // The others need not wait for this core to stop.
+                        engine.shared().mesh.finish();
                         return Err(e);
                     }
                 };

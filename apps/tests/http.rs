@@ -846,12 +846,13 @@ fn stop_after_wrk_is_prompt_on_two_queues() {
         kill(server.pid(), Signal::SIGINT).expect("SIGINT");
         let took = wait_exit(&mut server, Duration::from_secs(10));
         eprintln!("round {round}: wrk {rps}; the server stopped in {took:.2?}");
+        let log = server.stderr_text();
         let stats = server.stop();
         assert_frames_ok(&stats);
         for w in workers(&stats) {
-            assert_eq!(w["loop"]["grace_expired"], false, "{stats:#}");
+            assert_eq!(w["loop"]["grace_expired"], false, "{stats:#}\n{log}");
         }
-        assert!(took < Duration::from_secs(3), "stop took {took:?}");
+        assert!(took < Duration::from_secs(3), "stop took {took:?}\n{log}");
     }
 }
 

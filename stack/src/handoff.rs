@@ -8,7 +8,7 @@
 //! and TCP retransmits.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -110,6 +110,8 @@ pub struct Mesh {
     /// Packet buffers a core freed beyond its own pool, for any core to
     /// take (bounded; past that they are dropped).
     spare: ArrayQueue<Vec<u8>>,
+    /// Cores whose graceful stop has finished (see [`Mesh::finish`]).
+    finished: AtomicUsize,
 }
 
 /// Why a mesh could not be built.
@@ -133,7 +135,25 @@ impl Mesh {
         Ok(Mesh {
             inboxes,
             spare: ArrayQueue::new(1024),
+            finished: AtomicUsize::new(0),
         })
+    }
+
+    /// One core's graceful stop has finished: it has nothing of its own
+    /// left, but it must keep reading its queue while any other core still
+    /// works, because the client's packets for the others' connections (a
+    /// reset, the ACK of a FIN) may arrive there. Wakes every core so the
+    /// last one to finish lets the others go at once. Call once per core.
+    pub fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        for inbox in &self.inboxes {
+            let _ = inbox.bell.write(1);
+        }
+    }
+
+    /// Whether every core's graceful stop has finished.
+    pub fn all_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst) >= self.inboxes.len()
     }
 
     /// A packet buffer another core gave back.

@@ -5,8 +5,12 @@
 //! graceful phase: it calls [`App::stopping`] (stop taking new work, finish
 //! what is in flight) and keeps running ingress, [`App::poll`] and egress
 //! while the application says it is still busy, at most
-//! [`LoopConfig::grace`]. Then [`App::shutdown`] releases what is left and
-//! a last egress sends it.
+//! [`LoopConfig::grace`]. A core whose application is done keeps reading
+//! its queue until every core of the process is done (or its grace ends):
+//! the clients' packets for another core's connections (a reset, the ACK
+//! of a FIN) may arrive on any queue, and only a running core hands them
+//! over. Then [`App::shutdown`] releases what is left and a last egress
+//! sends it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -96,6 +100,10 @@ pub fn run<R: Rings, A: App<R>>(
     let mut app_deadline: Option<Instant> = None;
     // Set once the stop flag is seen: (when, end of the grace).
     let mut stopping: Option<(Instant, Instant)> = None;
+    // Set once this core's own graceful stop is done: it then only serves
+    // its queue for the other cores until they are done too.
+    let mut finished = false;
+    let shared = engine.shared().clone();
     loop {
         if stopping.is_none() && stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -105,6 +113,9 @@ pub fn run<R: Rings, A: App<R>>(
         let now = Instant::now();
         if let Some((_, end)) = stopping {
             if now >= end {
+                if finished {
+                    break;
+                }
                 stats.grace_expired = true;
                 stats.left_at_grace = engine.phases();
                 for line in engine.closing_report() {
@@ -120,10 +131,16 @@ pub fn run<R: Rings, A: App<R>>(
         if n > 0 || engine.dirty() || due {
             app_deadline = app.poll(engine, now);
         }
-        let busy = stopping.is_none() || app.stopping(engine, now);
+        let busy = stopping.is_none() || (!finished && app.stopping(engine, now));
         engine.egress(t);
         if !busy {
-            break;
+            if !finished {
+                finished = true;
+                shared.mesh.finish();
+            }
+            if shared.mesh.all_finished() {
+                break;
+            }
         }
         if n > 0 {
             last_work = now;

@@ -672,6 +672,61 @@ mod graceful {
         }
     }
 
+    /// An engine of a process with two cores, for the loop alone.
+    fn two_core_engine() -> (Engine<MemRings>, MemRings, Arc<Shared>) {
+        let (a, b) = MemRings::pair(MemConfig {
+            frames: 64,
+            ring: 32,
+            ..MemConfig::default()
+        });
+        let shared = Shared::new(2, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
+        let ecfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        (Engine::new(a, ecfg, shared.clone(), 0, 0), b, shared)
+    }
+
+    /// A core whose application is done keeps serving its queue while the other core still
+    /// works (the clients' resets for that core's connections may arrive on this queue), and
+    /// leaves as soon as the other is done.
+    #[test]
+    fn a_done_core_serves_its_queue_until_the_others_are_done() {
+        let (mut engine, _peer, shared) = two_core_engine();
+        let stop = AtomicBool::new(true);
+        let mut app = Probe::default();
+        let other = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            shared.mesh.finish();
+        });
+        let t = StdInstant::now();
+        let stats = run(&mut engine, &mut app, &stop, &cfg(Duration::from_secs(5)));
+        let took = t.elapsed();
+        other.join().unwrap();
+        assert!(took >= Duration::from_millis(300), "left after {took:?}");
+        assert!(took < Duration::from_secs(2), "left after {took:?}");
+        assert!(!stats.grace_expired, "this core's own work was done");
+        assert_eq!(app.stopping_calls, 1, "asked once; done is done");
+        assert_eq!(app.shutdowns, 1);
+    }
+
+    /// A core that never finishes does not hold the others past their grace.
+    #[test]
+    fn a_done_core_leaves_at_the_end_of_its_grace() {
+        let (mut engine, _peer, _shared) = two_core_engine();
+        let stop = AtomicBool::new(true);
+        let mut app = Probe::default();
+        let t = StdInstant::now();
+        let stats = run(
+            &mut engine,
+            &mut app,
+            &stop,
+            &cfg(Duration::from_millis(200)),
+        );
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(200), "left after {took:?}");
+        assert!(took < Duration::from_secs(3), "left after {took:?}");
+        assert!(!stats.grace_expired);
+        assert_eq!(app.shutdowns, 1);
+    }
+
     #[test]
     fn the_default_stop_aborts_at_once() {
         let mut net = Net::new();
