@@ -329,3 +329,95 @@ pub fn wait_tcp(sb: &Sandbox, addr: &str, port: u16, limit: Duration) -> Result<
             .is_ok_and(|s| s.success())
     })
 }
+
+/// Whether the scenarios put each side's receive processing on its own cores with RPS
+/// (default; `XDPSTACK_BENCH_RPS=off` keeps the kernel's default placement, to compare).
+///
+/// On a veth the sender's transmit queues each packet on the backlog of the *sending* CPU
+/// (`veth_xmit` -> `__netif_rx`), so without RPS the client's kernel TCP receive work for every
+/// response runs on the server's core, and a kernel server's receive work for every request
+/// runs on the load generator's core: each is charged the other's work. RPS on each end's
+/// receive queues moves that work to the receiver's cores, as a NIC's interrupt affinity does
+/// on two real machines. One asymmetry stays: a native XDP program on a veth runs in the
+/// sender's NAPI context, so the stack's XDP redirect and copy into the UMEM run on the load
+/// generator's core (a kernel server's whole receive path moves to its core).
+pub fn rps_enabled() -> bool {
+    std::env::var("XDPSTACK_BENCH_RPS").map_or(true, |v| v != "off" && v != "0")
+}
+
+/// A CPU list ("0", "1,3", "0-2") as the hex mask sysfs takes.
+pub fn cpu_mask(list: &str) -> Option<String> {
+    let mut mask: u64 = 0;
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?),
+            None => {
+                let a = part.trim().parse::<u32>().ok()?;
+                (a, a)
+            }
+        };
+        if a > b || b >= 64 {
+            return None;
+        }
+        for c in a..=b {
+            mask |= 1 << c;
+        }
+    }
+    (mask != 0).then(|| format!("{mask:x}"))
+}
+
+/// Where receive work runs, for the report (see [`rps_enabled`]).
+pub fn rps_note(server_cpus: &str, client_cpus: &str) -> String {
+    if rps_enabled() {
+        format!(
+            "RPS puts each end's receive processing on its own cores (server interface: \
+             {server_cpus}, client interface: {client_cpus}); a native XDP program on a veth \
+             still runs in the sender's context, so the stack's XDP redirect and UMEM copy run \
+             on the load core (XDPSTACK_BENCH_RPS=off to compare)"
+        )
+    } else {
+        "RPS off (XDPSTACK_BENCH_RPS=off): each packet's receive processing runs on the \
+         sending core, so the client's TCP receive work for the server's replies runs on the \
+         server's core"
+            .into()
+    }
+}
+
+/// Steers the receive processing of each end of `sb` to its own cores with RPS (see
+/// [`rps_enabled`]): the server's interface to `server_cpus`, the client's to `client_cpus`.
+/// Returns [`rps_note`]'s sentence for the report.
+pub fn receive_on_own_cores(sb: &Sandbox, server_cpus: &str, client_cpus: &str) -> Result<String> {
+    if rps_enabled() {
+        let info = sb.info().clone();
+        for (side, iface, cpus) in [
+            (Side::Server, &info.server_if, server_cpus),
+            (Side::Client, &info.client_if, client_cpus),
+        ] {
+            let Some(mask) = cpu_mask(cpus) else {
+                return err(format!("bad CPU list {cpus:?}"));
+            };
+            let script = format!(
+                "for q in /sys/class/net/{iface}/queues/rx-*; do echo {mask} > $q/rps_cpus || exit 1; done"
+            );
+            run_in(sb, side, "sh", &["-c", &script])?;
+        }
+    }
+    Ok(rps_note(server_cpus, client_cpus))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_mask;
+
+    #[test]
+    fn cpu_lists_become_masks() {
+        assert_eq!(cpu_mask("0").as_deref(), Some("1"));
+        assert_eq!(cpu_mask("1").as_deref(), Some("2"));
+        assert_eq!(cpu_mask("0-1").as_deref(), Some("3"));
+        assert_eq!(cpu_mask("1,4-5").as_deref(), Some("32"));
+        assert_eq!(cpu_mask(""), None);
+        assert_eq!(cpu_mask("2-1"), None);
+        assert_eq!(cpu_mask("x"), None);
+        assert_eq!(cpu_mask("64"), None);
+    }
+}

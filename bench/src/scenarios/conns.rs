@@ -67,7 +67,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.cores = format!(
         "server pinned to core {server_cpu} (xdpstack: 1 worker); the client (kaload processes) \
          pinned to core {client_cpu}. A fresh sandbox and server for every level and run, so \
-         memory is that level's."
+         memory is that level's. {}.",
+        env::rps_note(&server_cpu, &client_cpu)
     );
     for (level, secs, steady) in levels {
         let procs_n = level.div_ceil(per_proc).max(1);
@@ -91,6 +92,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 // A fresh sandbox for every measurement: no ports left in TIME_WAIT, no orphans.
                 let r = if i == 0 {
                     env::sandbox("ns", 1, ServerSide::Stack).and_then(|sb| {
+                        env::receive_on_own_cores(&sb, &server_cpu, &client_cpu)?;
                         let (p, stats) = start_stack(ctx, &sb, &server_cpu, level, &dir)?;
                         let idle = p.memory_kib();
                         let m = run_load(
@@ -120,6 +122,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     })
                 } else {
                     env::sandbox("nk", 1, ServerSide::Kernel).and_then(|sb| {
+                        env::receive_on_own_cores(&sb, &server_cpu, &client_cpu)?;
                         common::tune_server_ns(&sb)?;
                         let p = common::start_nginx(ctx, &sb, &[0], procs_n, 65535, &dir)?;
                         let idle = p.memory_kib();

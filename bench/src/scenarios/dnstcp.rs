@@ -53,6 +53,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let ssb = env::sandbox("ts", 1, ServerSide::Stack)?;
     let ksb = env::sandbox("tk", 1, ServerSide::Kernel)?;
     let xsb = env::sandbox("tx", 1, ServerSide::Kernel)?;
+    let mut rx = String::new();
+    for sb in [&ssb, &ksb, &xsb] {
+        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
+    }
+    res.cores.push_str(&format!(" {rx}."));
     // The app's cap on TCP connections per worker (512 by default; more are reset) raised to
     // the order of knotd's (tcp-max-clients: half the open-file limit on kernel sockets, one
     // million in XDP mode): an open-loop load keeps tens of thousands of connections in

@@ -26,13 +26,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let client_cpu = ctx.client_cpu();
     res.cores = format!(
         "server (xdpstack: 1 worker; nginx: 1 worker process, master too) pinned to core {server_cpu}; \
-         wrk (1 thread) pinned to core {client_cpu}. The veth's kernel work for the client \
-         (its TCP stack, softirq) runs on core {client_cpu} as well; XDP/AF_XDP copy work on the \
-         receive side runs in the softirq of the sending core."
+         wrk (1 thread) pinned to core {client_cpu}."
     );
 
     let ssb = env::sandbox("hs", 1, ServerSide::Stack)?;
     let ksb = env::sandbox("hk", 1, ServerSide::Kernel)?;
+    let rx = env::receive_on_own_cores(&ssb, &server_cpu, &client_cpu)?;
+    env::receive_on_own_cores(&ksb, &server_cpu, &client_cpu)?;
+    res.cores.push_str(&format!(" {rx}."));
     let (stack, stack_stats) = common::start_stack(
         ctx,
         &ssb,

@@ -72,6 +72,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     );
     let ssb = env::sandbox("fs", 1, ServerSide::Stack)?;
     let ksb = env::sandbox("fk", 1, ServerSide::Kernel)?;
+    let rx = env::receive_on_own_cores(&ssb, &server_cpu, &client_cpu)?;
+    env::receive_on_own_cores(&ksb, &server_cpu, &client_cpu)?;
+    res.cores.push_str(&format!(" {rx}."));
     // Both servers get a route back to the spoofed sources, via the client: without one the
     // kernel drops a SYN it cannot answer before it keeps any state (ListenDrops), and the
     // comparison would be empty. The SYN-ACKs reach the client namespace, whose kernel (not a

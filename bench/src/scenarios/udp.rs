@@ -63,6 +63,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         env::sandbox("ur", 1, ServerSide::Stack)?,
         env::sandbox("uk", 1, ServerSide::Kernel)?,
     ];
+    let mut rx = String::new();
+    for sb in &sbs {
+        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
+    }
+    res.cores.push_str(&format!(" {rx}."));
     let mut servers: Vec<Server> = Vec::new();
     let one = common::strings(&["--workers", "1"]);
     let stack_echo =
