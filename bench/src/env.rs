@@ -331,7 +331,8 @@ pub fn wait_tcp(sb: &Sandbox, addr: &str, port: u16, limit: Duration) -> Result<
 }
 
 /// Whether the scenarios put each side's receive processing on its own cores with RPS
-/// (default; `XDPSTACK_BENCH_RPS=off` keeps the kernel's default placement, to compare).
+/// (`XDPSTACK_BENCH_RPS=on`; off by default: the kernel's default placement, in which the
+/// targets were set).
 ///
 /// On a veth the sender's transmit queues each packet on the backlog of the *sending* CPU
 /// (`veth_xmit` -> `__netif_rx`), so without RPS the client's kernel TCP receive work for every
@@ -342,7 +343,7 @@ pub fn wait_tcp(sb: &Sandbox, addr: &str, port: u16, limit: Duration) -> Result<
 /// sender's NAPI context, so the stack's XDP redirect and copy into the UMEM run on the load
 /// generator's core (a kernel server's whole receive path moves to its core).
 pub fn rps_enabled() -> bool {
-    std::env::var("XDPSTACK_BENCH_RPS").map_or(true, |v| v != "off" && v != "0")
+    std::env::var("XDPSTACK_BENCH_RPS").is_ok_and(|v| v == "on" || v == "1")
 }
 
 /// A CPU list ("0", "1,3", "0-2") as the hex mask sysfs takes.
@@ -371,15 +372,18 @@ pub fn rps_note(server_cpus: &str, client_cpus: &str) -> String {
     if rps_enabled() {
         format!(
             "RPS puts each end's receive processing on its own cores (server interface: \
-             {server_cpus}, client interface: {client_cpus}); a native XDP program on a veth \
-             still runs in the sender's context, so the stack's XDP redirect and UMEM copy run \
-             on the load core (XDPSTACK_BENCH_RPS=off to compare)"
+             {server_cpus}, client interface: {client_cpus}; XDPSTACK_BENCH_RPS=on); a native \
+             XDP program on a veth still runs in the sender's context, so the stack's XDP \
+             redirect and UMEM copy run on the load core"
         )
     } else {
-        "RPS off (XDPSTACK_BENCH_RPS=off): each packet's receive processing runs on the \
-         sending core, so the client's TCP receive work for the server's replies runs on the \
-         server's core"
-            .into()
+        format!(
+            "No RPS (the kernel's default; XDPSTACK_BENCH_RPS=on moves receive work to the \
+             receiver's cores): a veth runs each packet's receive processing on the sending \
+             core, so the client's kernel TCP receive work for every reply runs on the server's \
+             core {server_cpus}, and a kernel server's receive work for every request (and the \
+             stack's XDP redirect and UMEM copy) on the load core {client_cpus}"
+        )
     }
 }
 
