@@ -253,9 +253,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
          send buffer per connection, allocated by the stack in its own memory: they are in its \
          RSS), --backlog 65535, --max-conns twice the level (the HTTP app resets \
-         connections past it, 1024 by default) and, above 10k connections, --frames 16384; \
-         the default buffer \
-         is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client namespace's peer0 \
+         connections past it, 1024 by default) and --frames sized to the level (twice the \
+         connections, 4096 to 131072 frames of 2 KiB: the XSK rx ring, half the frames, must \
+         hold a segment from every connection at once, where a kernel server queues them per \
+         socket); the default buffer is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client namespace's peer0 \
          gets more addresses (198.18.0.3 and up, one per {CONNS_PER_ADDR} connections) and the \
          kaload processes are spread over them. nginx's socket buffers live in the kernel, not in its RSS: the kernel \
          TCP memory column (from /proc/net/sockstat; host-wide, so the client's sockets and \
@@ -293,7 +294,7 @@ fn start_stack(
     level: usize,
     dir: &std::path::Path,
 ) -> Result<(Proc, std::path::PathBuf)> {
-    let frames = if level > 10_000 { "16384" } else { "4096" };
+    let frames = frames_for(level).to_string();
     let (p, stats) = common::start_stack(
         ctx,
         sb,
@@ -307,7 +308,7 @@ fn start_stack(
             "--backlog",
             "65535",
             "--frames",
-            frames,
+            &frames,
             // The HTTP app resets connections past --max-conns per worker (1024 by default).
             "--max-conns",
             &(2 * level).max(1024).to_string(),
@@ -322,6 +323,14 @@ fn start_stack(
         ));
     }
     Ok((p, stats))
+}
+
+/// UMEM frames for `level` connections: with one request in flight per connection, every
+/// connection may have a segment waiting in the XSK rx ring at once (a kernel server queues
+/// them in each socket's receive queue instead), so the ring (half the frames) grows with the
+/// level up to its 65536 cap. Frames are 2 KiB (the default): 256 MiB at most.
+fn frames_for(level: usize) -> usize {
+    (2 * level).next_power_of_two().clamp(4096, 131_072)
 }
 
 /// Client address `i` (0 = the sandbox's own, 198.18.0.2): 198.18.0.(2 + i).
@@ -487,6 +496,14 @@ fn metrics(m: &common::Measured<KaLoadReport>, idle: (u64, u64)) -> Metrics {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn umem_grows_with_the_level() {
+        assert_eq!(super::frames_for(100), 4096);
+        assert_eq!(super::frames_for(1_000), 4096);
+        assert_eq!(super::frames_for(10_000), 32_768);
+        assert_eq!(super::frames_for(100_000), 131_072);
+    }
+
     use super::*;
 
     #[test]
