@@ -61,6 +61,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             (100_000, 30, 15),
         ]
     };
+    // XDPSTACK_BENCH_LEVELS=10000,100000: only those levels (for a quick look; the results
+    // file then holds only them).
+    let only: Option<Vec<usize>> = std::env::var("XDPSTACK_BENCH_LEVELS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let levels: Vec<(usize, u64, u64)> = levels
+        .into_iter()
+        .filter(|(l, _, _)| only.as_ref().is_none_or(|o| o.contains(l)))
+        .collect();
     let per_proc = common::conns_per_process();
     let server_cpu = ctx.server_cpu();
     let client_cpu = ctx.client_cpu();
@@ -70,7 +79,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          memory is that level's. {}.",
         env::rps_note(&server_cpu, &client_cpu)
     );
-    for (level, secs, steady) in levels {
+    for &(level, secs, steady) in &levels {
         let procs_n = level.div_ceil(per_proc).max(1);
         let addrs = level.div_ceil(CONNS_PER_ADDR).clamp(1, MAX_ADDRS);
         let mut case = Case {
