@@ -40,14 +40,13 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        let (mut a, mut b) = MemRings::pair(MemConfig {
+        let mut pcap = Capture::new();
+        let mem = MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
-        });
-        let mut pcap = Capture::new();
-        pcap.tap(&mut a, "server");
-        pcap.tap(&mut b, "client");
+        };
+        let (a, b) = pcap.pair(mem, "server", "client");
         let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
         let cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         let mut engine = Engine::new(a, cfg, shared, 0, 0);

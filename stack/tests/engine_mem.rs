@@ -40,14 +40,13 @@ impl Net {
 
     /// A net whose engine config is first adjusted by `f`.
     fn with(f: impl FnOnce(&mut EngineConfig)) -> Net {
-        let (mut a, mut b) = MemRings::pair(MemConfig {
+        let mut pcap = Capture::new();
+        let mem = MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
-        });
-        let mut pcap = Capture::new();
-        pcap.tap(&mut a, "server");
-        pcap.tap(&mut b, "client");
+        };
+        let (a, b) = pcap.pair(mem, "server", "client");
         let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
         let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         f(&mut cfg);

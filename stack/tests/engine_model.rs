@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use nic::mem::{MemConfig, MemRings};
+use nic::mem::MemConfig;
 use nic::{Port, PortConfig};
 use proptest::prelude::*;
 use smoltcp::time::{Duration, Instant};
@@ -95,9 +95,8 @@ proptest! {
         // Every core's two directions, written if a case fails.
         let mut pcap = Capture::new();
         for core in 0..2 {
-            let (mut a, mut b) = MemRings::pair(MemConfig::default());
-            pcap.tap(&mut a, &format!("core{core}-server"));
-            pcap.tap(&mut b, &format!("core{core}-client"));
+            let sides = (format!("core{core}-server"), format!("core{core}-client"));
+            let (a, b) = pcap.pair(MemConfig::default(), &sides.0, &sides.1);
             engines.push(Engine::new(a, cfg.clone(), shared.clone(), core, core as u32));
             clients.push(Port::new(b, PortConfig { l2_headroom: 0, ..PortConfig::default() }));
         }

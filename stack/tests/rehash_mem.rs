@@ -50,9 +50,8 @@ fn a_rehashed_syn_goes_to_the_core_that_owns_the_flow() {
     // Every core's two directions, written if the test fails.
     let mut pcap = Capture::new();
     for core in 0..2 {
-        let (mut a, mut b) = MemRings::pair(MemConfig::default());
-        pcap.tap(&mut a, &format!("core{core}-server"));
-        pcap.tap(&mut b, &format!("core{core}-client"));
+        let sides = (format!("core{core}-server"), format!("core{core}-client"));
+        let (a, b) = pcap.pair(MemConfig::default(), &sides.0, &sides.1);
         engines.push(Engine::new(
             a,
             cfg.clone(),

@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use nic::mem::{MemRings, TapLink};
+use nic::mem::{MemConfig, MemRings, TapLink};
 
 /// Bytes kept per tap; beyond them frames are counted, not kept.
 const LIMIT: usize = 64 << 20;
@@ -90,16 +90,19 @@ impl Capture {
         self.taps.push((side.to_string(), out));
     }
 
+    /// A `MemRings` pair (Ethernet) with both ends tapped: what `a` sends
+    /// as side `a_side`, what `b` sends as `b_side`.
+    pub fn pair(&mut self, cfg: MemConfig, a_side: &str, b_side: &str) -> (MemRings, MemRings) {
+        let (mut a, mut b) = MemRings::pair(cfg);
+        self.tap(&mut a, a_side);
+        self.tap(&mut b, b_side);
+        (a, b)
+    }
+
     /// Writes every tap to `dir` now; returns the paths written.
     pub fn write_to(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;
-        let exe = std::env::current_exe().ok();
-        let bin = exe
-            .as_deref()
-            .and_then(Path::file_stem)
-            .and_then(|s| s.to_str())
-            .map(|s| s.split('-').next().unwrap_or(s).to_string())
-            .unwrap_or_else(|| "test".to_string());
+        let bin = test_binary();
         let mut paths = Vec::new();
         for (side, tap) in &self.taps {
             let path = dir.join(format!("{bin}.{}.{side}.pcap", self.test));
@@ -126,6 +129,16 @@ impl Capture {
             .and_then(|e| e.parent()?.parent().map(|p| p.join("test-pcap")))
             .unwrap_or_else(|| std::env::temp_dir().join("xdpstack-test-pcap"))
     }
+}
+
+/// The running test binary's name without cargo's hash (`engine_mem`).
+fn test_binary() -> String {
+    let exe = std::env::current_exe().ok();
+    exe.as_deref()
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str())
+        .map(|s| s.split('-').next().unwrap_or(s).to_string())
+        .unwrap_or_else(|| "test".to_string())
 }
 
 impl Drop for Capture {
@@ -166,9 +179,9 @@ mod tests {
         let r = std::thread::Builder::new()
             .name("kit::failing".into())
             .spawn(move || {
-                let (mut a, mut b) = MemRings::pair(MemConfig::default());
                 let mut cap = Capture::new();
                 cap.dir = Some(d);
+                let (mut a, mut b) = MemRings::pair(MemConfig::default());
                 cap.tap(&mut a, "a");
                 cap.tap_link(&mut b, "b", TapLink::RawIp);
                 let mut pa = Port::new(a, PortConfig::default());
@@ -179,16 +192,7 @@ mod tests {
             .unwrap()
             .join();
         assert!(r.is_err());
-        let bin = std::env::current_exe().unwrap();
-        let bin = bin
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .split('-')
-            .next()
-            .unwrap()
-            .to_string();
+        let bin = test_binary();
         let a = std::fs::read(dir.join(format!("{bin}.kit-failing.a.pcap"))).unwrap();
         let b = std::fs::read(dir.join(format!("{bin}.kit-failing.b.pcap"))).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -213,16 +217,7 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        let bin = std::env::current_exe().unwrap();
-        let bin = bin
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .split('-')
-            .next()
-            .unwrap()
-            .to_string();
+        let bin = test_binary();
         let path = Capture::default_dir().join(format!("{bin}.kit-passing.a.pcap"));
         assert!(!path.exists(), "{}", path.display());
     }
