@@ -20,9 +20,14 @@ const LIMIT: usize = 64 << 20;
 /// The variable naming a directory where every capture is written.
 pub const PCAP_DIR_VAR: &str = "XDPSTACK_TEST_PCAP";
 
+/// The largest frame a record can hold (a pipe frame is smaller).
+const MAX_FRAME: usize = 1 << 16;
+
 #[derive(Default)]
 struct Buf {
     bytes: Vec<u8>,
+    /// The limit was reached: nothing more is kept, so the file stays whole.
+    full: bool,
     dropped: u64,
 }
 
@@ -33,11 +38,16 @@ struct Shared(Arc<Mutex<Buf>>);
 impl Write for Shared {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut b = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if b.bytes.len() + data.len() <= LIMIT {
-            b.bytes.extend_from_slice(data);
+        // A record arrives as two writes, its 16-byte header then the frame:
+        // a header is kept only with room for the largest frame after it.
+        let header = data.len() == 16;
+        if header && b.bytes.len() + 16 + MAX_FRAME > LIMIT {
+            b.full = true;
+        }
+        if b.full {
+            b.dropped += u64::from(header);
         } else {
-            // Record header and frame arrive as two writes: count the header.
-            b.dropped += u64::from(data.len() == 16);
+            b.bytes.extend_from_slice(data);
         }
         Ok(data.len())
     }
