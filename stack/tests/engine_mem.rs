@@ -620,7 +620,7 @@ mod graceful {
             ..MemConfig::default()
         });
         let shared = Shared::new(2, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
-        let ecfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let ecfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         (Engine::new(a, ecfg, shared.clone(), 0, 0), b, shared)
     }
 
