@@ -654,16 +654,11 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut x = 3u64;
+        let mut rng = testkit::Rng::new(3);
         let mut buf = vec![0u8; 300];
         for i in 0..50_000usize {
             let len = i % 120;
-            for b in buf.iter_mut().take(len) {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                *b = (x >> 56) as u8;
-            }
+            rng.fill(&mut buf[..len]);
             if len > 14 {
                 buf[12..14].copy_from_slice(if i % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });
             }

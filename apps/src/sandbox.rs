@@ -782,18 +782,7 @@ mod tests {
         )
     }
 
-    /// True if the test may run privileged steps; panics if privilege is required but missing.
-    fn privileged() -> bool {
-        if geteuid().is_root() {
-            return true;
-        }
-        assert!(
-            std::env::var_os("XDPSTACK_REQUIRE_PRIV").is_none(),
-            "XDPSTACK_REQUIRE_PRIV is set but this test is not running as root"
-        );
-        println!("skipped: needs root");
-        false
-    }
+    use testkit::privileged;
 
     fn sample_info() -> SandboxInfo {
         let (server_ns, client_ns) = ns_names("demo");

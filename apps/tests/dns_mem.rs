@@ -11,97 +11,44 @@ use std::sync::Arc;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use nic::mem::{MemConfig, MemRings};
-use nic::{Frame, Port, PortConfig, RxPacket};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::iface::SocketHandle;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 use stack::engine::{Engine, EngineConfig};
 use stack::reuseport::{BindOptions, FlowHasher, HashSelector};
 use stack::shared::Shared;
 use stack::worker::App;
+use testkit::{Capture, ClientConfig, MemClient};
 use xdpstack::dns::{zone, DnsApp, DnsArgs, Index};
 use xdpstack::server::WorkerCtx;
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SERVER: Ipv4Addr = testkit::SERVER_IP4;
 
 const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 host 1 2 3 4 5\n@ NS ns1\n\
                     ns1 A 198.18.0.1\nwww A 192.0.2.1\n";
-
-struct Client {
-    port: Port<MemRings>,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    frames: Vec<Frame>,
-}
-
-impl Client {
-    fn new(rings: MemRings) -> Client {
-        let cfg = PortConfig {
-            l2_headroom: 0,
-            ethernet: true,
-            ..PortConfig::default()
-        };
-        let mut port = Port::new(rings, cfg);
-        let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress([
-            2, 0, 0, 0, 0, 2,
-        ])));
-        c.random_seed = 7;
-        let mut iface = Interface::new(c, &mut port.device(None), Instant::from_millis(0));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24));
-        });
-        Client {
-            port,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            frames: Vec::new(),
-        }
-    }
-
-    fn step(&mut self, now: Instant) {
-        self.port.recv(&mut self.frames);
-        for f in std::mem::take(&mut self.frames) {
-            let rx = RxPacket {
-                frame: f,
-                offset: 0,
-                len: f.len as usize,
-            };
-            self.iface
-                .poll_ingress_single(now, &mut self.port.device(Some(rx)), &mut self.sockets);
-            self.port.release(f);
-        }
-        for _ in 0..16 {
-            let r = self
-                .iface
-                .poll_egress(now, &mut self.port.device(None), &mut self.sockets);
-            if r == smoltcp::iface::PollResult::None {
-                break;
-            }
-        }
-        self.port.flush(|_, len| Some(len));
-    }
-}
 
 /// Both ends and the app on one virtual clock.
 struct Net {
     engine: Engine<MemRings>,
     app: DnsApp,
-    client: Client,
+    client: MemClient,
     clock: Instant,
     t0: std::time::Instant,
+    /// Both directions, written if the test fails (testkit::Capture).
+    _pcap: Capture,
 }
 
 impl Net {
     fn new() -> Net {
-        let (a, b) = MemRings::pair(MemConfig {
+        let mut pcap = Capture::new();
+        let mem = MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
-        });
+        };
+        let (a, b) = pcap.pair(mem, "server", "client");
         let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
-        let cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         let mut engine = Engine::new(a, cfg, shared, 0, 0);
         let ctx = WorkerCtx {
             worker: 0,
@@ -124,9 +71,10 @@ impl Net {
         Net {
             engine,
             app,
-            client: Client::new(b),
+            client: MemClient::new(b, &ClientConfig::engine_peer()),
             clock: Instant::from_millis(1),
             t0: std::time::Instant::now(),
+            _pcap: pcap,
         }
     }
 
@@ -158,15 +106,12 @@ fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
 #[test]
 fn udp_queries_are_answered_and_garbage_is_dropped() {
     let mut net = Net::new();
-    let mut s = udp::Socket::new(
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8192]),
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 8192]),
-    );
+    let mut s = MemClient::udp_socket(8, 8192);
     s.bind(5353).unwrap();
     let h = net.client.sockets.add(s);
     let to = (IpAddress::Ipv4(SERVER), 53);
     {
-        let s = net.client.sockets.get_mut::<udp::Socket>(h);
+        let s = net.client.udp(h);
         s.send_slice(&[1, 2, 3], to).unwrap(); // no header: dropped
         s.send_slice(&query(7, "www.example.test.", RecordType::A), to)
             .unwrap();
@@ -175,7 +120,7 @@ fn udp_queries_are_answered_and_garbage_is_dropped() {
     }
     let mut answers = Vec::new();
     net.run_until("two UDP answers", |n| {
-        let s = n.client.sockets.get_mut::<udp::Socket>(h);
+        let s = n.client.udp(h);
         while let Ok((data, _)) = s.recv() {
             answers.push(Message::from_vec(data).unwrap());
         }
@@ -194,10 +139,7 @@ fn udp_queries_are_answered_and_garbage_is_dropped() {
 }
 
 fn tcp_socket(net: &mut Net, local: u16) -> SocketHandle {
-    let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 16384]),
-        tcp::SocketBuffer::new(vec![0; 16384]),
-    );
+    let mut s = MemClient::tcp_socket(16384);
     s.connect(
         net.client.iface.context(),
         (IpAddress::Ipv4(SERVER), 53),
@@ -217,32 +159,21 @@ fn framed(m: &[u8]) -> Vec<u8> {
 fn tcp_pipelined_queries_and_a_bad_message_closes() {
     let mut net = Net::new();
     let h = tcp_socket(&mut net, 40000);
-    net.run_until("connected", |n| {
-        n.client.sockets.get_mut::<tcp::Socket>(h).may_send()
-    });
+    net.run_until("connected", |n| n.client.tcp(h).may_send());
     // Three queries in one write, the third split from its length prefix by the next write.
     let mut batch = framed(&query(1, "www.example.test.", RecordType::A));
     batch.extend(framed(&query(2, "example.test.", RecordType::NS)));
     let third = framed(&query(3, "www.example.org.", RecordType::A));
     batch.extend_from_slice(&third[..5]);
-    net.client
-        .sockets
-        .get_mut::<tcp::Socket>(h)
-        .send_slice(&batch)
-        .unwrap();
+    net.client.tcp(h).send_slice(&batch).unwrap();
     net.run_until("first two answers", |n| {
-        n.client.sockets.get_mut::<tcp::Socket>(h).recv_queue() > 0
-            && n.app.counters().tcp_queries == 2
+        n.client.tcp(h).recv_queue() > 0 && n.app.counters().tcp_queries == 2
     });
-    net.client
-        .sockets
-        .get_mut::<tcp::Socket>(h)
-        .send_slice(&third[5..])
-        .unwrap();
+    net.client.tcp(h).send_slice(&third[5..]).unwrap();
     let mut buf = Vec::new();
     let mut got = Vec::new();
     net.run_until("three answers", |n| {
-        let s = n.client.sockets.get_mut::<tcp::Socket>(h);
+        let s = n.client.tcp(h);
         let mut chunk = [0u8; 4096];
         while let Ok(k) = s.recv_slice(&mut chunk) {
             if k == 0 {
@@ -266,14 +197,8 @@ fn tcp_pipelined_queries_and_a_bad_message_closes() {
     assert_eq!(got[1].additionals.len(), 1, "glue for ns1");
     assert_eq!(u16::from(got[2].metadata.response_code), 5, "REFUSED");
     // A message too short for a header cannot be answered: the server closes.
-    net.client
-        .sockets
-        .get_mut::<tcp::Socket>(h)
-        .send_slice(&[0, 3, 1, 2, 3])
-        .unwrap();
-    net.run_until("closed by the server", |n| {
-        !n.client.sockets.get_mut::<tcp::Socket>(h).may_recv()
-    });
+    net.client.tcp(h).send_slice(&[0, 3, 1, 2, 3]).unwrap();
+    net.run_until("closed by the server", |n| !n.client.tcp(h).may_recv());
     let c = net.app.counters();
     assert_eq!(
         (c.tcp_connections, c.tcp_queries, c.tcp_malformed_closed),

@@ -3,7 +3,9 @@
 //! segments with odd flags, options and windows, and packets that spoof a
 //! real client's address from another MAC, while real clients (curl over
 //! IPv4 and IPv6) keep getting answers. Everything is counted by reason and
-//! nothing panics.
+//! nothing panics. And blind RSTs and SYNs aimed at a live keep-alive
+//! connection's exact 4-tuple (RFC 5961): only the exact sequence number
+//! resets it.
 //!
 //! Run as root: `cargo test -p xdpstack --test hostile`.
 
@@ -142,4 +144,142 @@ fn fuzzed_and_spoofed_frames_leave_the_stack_serving() {
         total(&stats, "/l2/neighbor_mismatch") + total(&stats, "/l2/neighbor_unsolicited") > 0,
         "{stats:#}"
     );
+}
+
+/// argv: server MAC. A keep-alive HTTP connection from the kernel; a sniffer
+/// on peer0 follows both sequence spaces; RSTs and SYNs with the
+/// connection's 4-tuple are injected from peer0 (one case a second: challenge
+/// ACKs are limited to one a second), each followed by a request on the same
+/// connection. Prints, per case, the pure ACKs the server sent in the 0.5 s
+/// after the injection (challenge ACKs) and whether the connection still
+/// served; last, an RST at exactly RCV.NXT, which must reset.
+const BLIND: &str = r#"
+import json, socket, sys, threading, time
+from scapy.all import Ether, IP, TCP, AsyncSniffer, sendp, get_if_hwaddr
+srv_mac = sys.argv[1]
+SRV, CLI = "198.18.0.1", "198.18.0.2"
+me = get_if_hwaddr("peer0")
+st = {"sport": None, "cli": None, "srv": None, "acks": 0}
+lock = threading.Lock()
+def seg_end(t):
+    return (t.seq + len(t.payload) + (1 if t.flags & 0x03 else 0)) % 2**32
+def cb(p):
+    if IP not in p or TCP not in p:
+        return
+    t = p[TCP]
+    with lock:
+        sport = st["sport"]
+        if sport is None:
+            return
+        if p[IP].src == CLI and t.sport == sport and t.dport == 80:
+            # The real client's own segments only: what we inject is RST or
+            # SYN, and the client sends neither after its handshake.
+            if t.flags & 0x04 or (t.flags & 0x02 and st["cli"] is not None):
+                return
+            st["cli"] = seg_end(t)
+        elif p[IP].src == SRV and t.sport == 80 and t.dport == sport:
+            st["srv"] = seg_end(t)
+            if int(t.flags) == 0x10 and len(t.payload) == 0:
+                st["acks"] += 1
+ready = threading.Event()
+sn = AsyncSniffer(iface="peer0", prn=cb, store=False, started_callback=ready.set)
+sn.start()
+ready.wait(10)
+time.sleep(0.5)
+s = socket.socket()
+s.settimeout(3)
+s.bind((CLI, 0))
+with lock:
+    st["sport"] = s.getsockname()[1]
+s.connect((SRV, 80))
+def get():
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(4096)
+            if not d:
+                return False
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":")[1])
+        while len(body) < n:
+            d = s.recv(4096)
+            if not d:
+                return False
+            body += d
+        return head.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+def inject(flags, off, with_ack):
+    with lock:
+        rcv, snd, n0 = st["cli"], st["srv"], st["acks"]
+    p = Ether(src=me, dst=srv_mac) / IP(src=CLI, dst=SRV) / TCP(
+        sport=st["sport"], dport=80, flags=flags, seq=(rcv + off) % 2**32,
+        ack=snd if with_ack else 0, window=502)
+    sendp(p, iface="peer0", verbose=0)
+    time.sleep(0.5)
+    with lock:
+        return st["acks"] - n0
+cases = [
+    ("rst_in_window", "R", 100, False),
+    ("rst_ack_in_window", "RA", 1, True),
+    ("rst_out_of_window", "R", 2**31, False),
+    ("syn_in_window", "S", 10, False),
+    ("syn_out_of_window", "S", -5000, False),
+    ("syn_ack_at_rcv_nxt", "SA", 0, True),
+]
+out = {"first": get(), "cases": []}
+for name, flags, off, with_ack in cases:
+    time.sleep(1.2)
+    acks = inject(flags, off, with_ack)
+    out["cases"].append({"case": name, "challenge_acks": acks, "served": get()})
+time.sleep(1.2)
+out["exact_rst_acks"] = inject("R", 0, False)
+out["served_after_exact_rst"] = get()
+sn.stop()
+print(json.dumps(out))
+"#;
+
+/// RSTs and SYNs with a live keep-alive connection's 4-tuple (RFC 5961):
+/// in the window or out of it, they neither reset the connection nor stop
+/// it serving; in-window RSTs and every SYN get a challenge ACK; only an
+/// RST at exactly RCV.NXT resets. Unpatched smoltcp 0.14 resets on any
+/// in-window RST and drops an in-window SYN silently: our vendored copy
+/// carries the RFC 5961 patch (vendor/README.md).
+#[test]
+fn blind_rsts_and_syns_on_a_live_connection_need_the_exact_sequence() {
+    let Some(_lock) = begin() else { return };
+    ensure_scapy();
+    let sb = sandbox("blind", 1);
+    let server = Server::start(&sb, Service::Http, &[]);
+    let v4 = format!("http://{SERVER_IP4}/");
+    curl_ok(&sb, &v4);
+    let mac = sb.info().server_mac.clone();
+    let r = python_json(&sb, 60, BLIND, &[&mac]);
+    eprintln!("{r:#}");
+    assert_eq!(r["first"], true, "{r}");
+    let cases = r["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 6, "{r}");
+    for c in cases {
+        let name = c["case"].as_str().unwrap();
+        assert_eq!(
+            c["served"], true,
+            "{name}: the connection did not survive: {r}"
+        );
+        let want = u64::from(name != "rst_out_of_window");
+        assert_eq!(c["challenge_acks"], want, "{name}: challenge ACKs: {r}");
+    }
+    assert_eq!(r["exact_rst_acks"], 0, "{r}");
+    assert_eq!(
+        r["served_after_exact_rst"], false,
+        "an exact RST must reset: {r}"
+    );
+    // Other clients never noticed.
+    curl_ok(&sb, &v4);
+    let stats = server.stop();
+    assert_frames_ok(&stats);
 }

@@ -54,17 +54,9 @@ impl Drop for TempTree {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so a failure is reproducible.
+/// Deterministic pseudo-random bytes, so a failure is reproducible.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
+    testkit::Rng::new(seed).bytes(len)
 }
 
 /// argv: host port request_hex read_timeout [shut]. Sends the request in one write, reads

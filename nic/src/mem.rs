@@ -111,6 +111,15 @@ pub struct MemRings {
     tap: Option<Box<dyn Write + Send>>,
 }
 
+/// What the frames of a pcap tap hold (the pcap link type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TapLink {
+    /// Ethernet frames (LINKTYPE_ETHERNET).
+    Ethernet = 1,
+    /// Bare IPv4/IPv6 packets (LINKTYPE_RAW).
+    RawIp = 101,
+}
+
 /// Frame and ring sizes of a pipe end.
 #[derive(Clone, Copy, Debug)]
 pub struct MemConfig {
@@ -169,8 +178,18 @@ impl MemRings {
     }
 
     /// Write every frame this end sends to `out` in pcap format (Ethernet).
-    pub fn set_tap(&mut self, mut out: Box<dyn Write + Send>) -> io::Result<()> {
-        // pcap global header: magic, v2.4, tz 0, sigfigs 0, snaplen, LINKTYPE_ETHERNET.
+    pub fn set_tap(&mut self, out: Box<dyn Write + Send>) -> io::Result<()> {
+        self.set_tap_link(out, TapLink::Ethernet)
+    }
+
+    /// Write every frame this end sends to `out` in pcap format, with the
+    /// link type of what the frames hold (raw IP for a port with no L2).
+    pub fn set_tap_link(
+        &mut self,
+        mut out: Box<dyn Write + Send>,
+        link: TapLink,
+    ) -> io::Result<()> {
+        // pcap global header: magic, v2.4, tz 0, sigfigs 0, snaplen, link type.
         let mut h = Vec::with_capacity(24);
         h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
         h.extend_from_slice(&2u16.to_le_bytes());
@@ -178,7 +197,7 @@ impl MemRings {
         h.extend_from_slice(&0i32.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
         h.extend_from_slice(&65535u32.to_le_bytes());
-        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&(link as u32).to_le_bytes());
         out.write_all(&h)?;
         self.tap = Some(out);
         Ok(())

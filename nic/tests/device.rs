@@ -2,16 +2,17 @@
 //! a port over one end of a `MemRings` pipe and a smoltcp interface, driven in
 //! rounds with simulated time (1 ms per round), quinn-style. No root needed.
 
-use nic::mem::{Faults, MemConfig, MemRings};
-use nic::{Frame, LedgerError, Place, Port, PortConfig, PortStats, RxPacket};
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
+use nic::mem::{Faults, MemConfig, MemRings, TapLink};
+use nic::{LedgerError, Place, PortStats, RxPacket};
+use smoltcp::iface::PollIngressSingleResult;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    HardwareAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr,
-    IpEndpoint, Ipv4Address, Ipv6Address,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Address,
+    Ipv6Address,
 };
+use testkit::{Capture, ClientConfig, MemClient, Rng};
 
 const A4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 const B4: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
@@ -20,104 +21,27 @@ const B6: Ipv6Address = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 
 /// Bytes the TCP tests send one way (and get echoed back).
 const TOTAL: usize = 1 << 20;
-/// Passes of `poll_egress` per step at most (it emits little per pass).
-const MAX_EGRESS_PASSES: usize = 256;
 
-/// One endpoint: a port, its interface and sockets.
-struct Side {
-    name: &'static str,
-    port: Port<MemRings>,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    frames: Vec<Frame>,
-}
-
-impl Side {
-    fn new(
-        name: &'static str,
-        rings: MemRings,
-        verify: bool,
-        v4: Ipv4Address,
-        v6: Ipv6Address,
-        seed: u64,
-    ) -> Side {
-        let cfg = PortConfig {
-            l2_headroom: 0,
-            verify_rx_checksums: verify,
-            ..PortConfig::default()
-        };
-        let mut port = Port::new(rings, cfg);
-        let mut config = Config::new(HardwareAddress::Ip);
-        config.random_seed = seed;
-        let mut iface = Interface::new(config, &mut port.device(None), Instant::from_millis(0));
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(v4), 24)).unwrap();
-            a.push(IpCidr::new(IpAddress::Ipv6(v6), 64)).unwrap();
-        });
-        Side {
-            name,
-            port,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            frames: Vec::new(),
-        }
-    }
-
-    /// Feed every received packet to the interface one at a time, then let
-    /// it transmit, then put everything on the tx ring.
-    fn step(&mut self, now: Instant) {
-        loop {
-            if self.port.recv(&mut self.frames) == 0 {
-                break;
-            }
-            for i in 0..self.frames.len() {
-                let f = self.frames[i];
-                let rx = RxPacket {
-                    frame: f,
-                    offset: 0,
-                    len: f.len as usize,
-                };
-                self.iface.poll_ingress_single(
-                    now,
-                    &mut self.port.device(Some(rx)),
-                    &mut self.sockets,
-                );
-                self.port.release(f);
-            }
-            // Replies built during ingress (ACKs) leave with this batch.
-            self.port.flush(|_, ip_len| Some(ip_len));
-        }
-        for _ in 0..MAX_EGRESS_PASSES {
-            let r = self
-                .iface
-                .poll_egress(now, &mut self.port.device(None), &mut self.sockets);
-            if r == PollResult::None {
-                break;
-            }
-        }
-        // Headroom 0: the frame is the IP packet.
-        self.port.flush(|_, ip_len| Some(ip_len));
-    }
-
-    /// Accounting is exact, and between steps the port holds no frame.
-    fn check(&self) {
-        if let Err(e) = self.port.check() {
-            panic!("port {}: {e}", self.name);
-        }
-        let f = self.port.stats().frames;
-        assert_eq!(
-            f[Place::Rx as usize] + f[Place::TxBuild as usize] + f[Place::Tx as usize],
-            0,
-            "port {}: frames out between steps: {f:?}",
-            self.name
-        );
-    }
-}
-
+/// Two endpoints, A and B, each a `MemClient` (`Medium::Ip`).
 struct Net {
-    a: Side,
-    b: Side,
+    a: MemClient,
+    b: MemClient,
     round: i64,
+    /// What each side sent, written if the test fails (testkit::Capture).
+    _pcap: Capture,
+}
+
+fn side(rings: MemRings, verify: bool, v4: Ipv4Address, v6: Ipv6Address, seed: u64) -> MemClient {
+    let addrs = [
+        IpCidr::new(IpAddress::Ipv4(v4), 24),
+        IpCidr::new(IpAddress::Ipv6(v6), 64),
+    ];
+    let cfg = ClientConfig {
+        seed,
+        verify_rx_checksums: verify,
+        ..ClientConfig::ip(&addrs)
+    };
+    MemClient::new(rings, &cfg)
 }
 
 struct NetConfig {
@@ -141,10 +65,14 @@ impl Net {
         let (mut ra, mut rb) = MemRings::pair(MemConfig::default());
         ra.set_faults(cfg.faults_a);
         rb.set_faults(cfg.faults_b);
+        let mut pcap = Capture::new();
+        pcap.tap_link(&mut ra, "A", TapLink::RawIp);
+        pcap.tap_link(&mut rb, "B", TapLink::RawIp);
         Net {
-            a: Side::new("A", ra, cfg.verify, A4, A6, 0x5eed_000a),
-            b: Side::new("B", rb, cfg.verify, B4, B6, 0x5eed_000b),
+            a: side(ra, cfg.verify, A4, A6, 0x5eed_000a),
+            b: side(rb, cfg.verify, B4, B6, 0x5eed_000b),
             round: 0,
+            _pcap: pcap,
         }
     }
 
@@ -157,8 +85,8 @@ impl Net {
         let now = self.now();
         self.a.step(now);
         self.b.step(now);
-        self.a.check();
-        self.b.check();
+        self.a.check("A");
+        self.b.check("B");
         self.round += 1;
     }
 
@@ -182,37 +110,21 @@ impl Net {
         for _ in 0..5 {
             self.round();
         }
-        for s in [&self.a, &self.b] {
-            s.check();
+        for (name, s) in [("A", &self.a), ("B", &self.b)] {
+            s.check(name);
             let f = s.port.stats().frames;
             assert_eq!(
                 f[Place::Free as usize] + f[Place::Fill as usize],
                 MemConfig::default().frames,
-                "port {}: {f:?}",
-                s.name
+                "port {name}: {f:?}"
             );
         }
     }
 }
 
-/// A deterministic byte stream (xorshift).
+/// A deterministic byte stream.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn tcp_socket(buf: usize) -> tcp::Socket<'static> {
-    tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; buf]),
-        tcp::SocketBuffer::new(vec![0; buf]),
-    )
+    Rng::new(seed).bytes(len)
 }
 
 /// How a TCP echo run ended.
@@ -258,10 +170,10 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
     };
     let data = pattern(TOTAL, 0x1234_5678);
 
-    let mut listener = tcp_socket(64 * 1024);
+    let mut listener = MemClient::tcp_socket(64 * 1024);
     listener.listen(7).unwrap();
     let lh = net.b.sockets.add(listener);
-    let mut client = tcp_socket(64 * 1024);
+    let mut client = MemClient::tcp_socket(64 * 1024);
     client
         .connect(net.a.iface.context(), (b_addr, 7), 49152)
         .unwrap();
@@ -632,8 +544,9 @@ fn device_refuses_packet_in_frame_not_held() {
     net.a.step(now);
 
     let b = &mut net.b;
-    assert_eq!(b.port.recv(&mut b.frames), 1);
-    let f = b.frames[0];
+    let mut frames = Vec::new();
+    assert_eq!(b.port.recv(&mut frames), 1);
+    let f = frames[0];
     b.port.release(f);
     let rx = RxPacket {
         frame: f,
@@ -664,8 +577,9 @@ fn device_clamps_packet_bounds() {
     net.a.port.flush(|_, len| Some(len));
     let now = net.now();
     let b = &mut net.b;
-    assert_eq!(b.port.recv(&mut b.frames), 1);
-    let f = b.frames[0];
+    let mut frames = Vec::new();
+    assert_eq!(b.port.recv(&mut frames), 1);
+    let f = frames[0];
     for (offset, len) in [(0, 4000), (30, 100), (4000, 10), (usize::MAX, usize::MAX)] {
         let rx = RxPacket {
             frame: f,
@@ -677,6 +591,6 @@ fn device_clamps_packet_bounds() {
             .poll_ingress_single(now, &mut b.port.device(Some(rx)), &mut b.sockets);
     }
     b.port.release(f);
-    b.check();
+    b.check("B");
     assert_eq!(b.port.pending_tx(), 0);
 }

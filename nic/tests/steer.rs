@@ -9,33 +9,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use nic::steer::{SteerConfig, SteerMode, SteerTest, L4};
+use testkit::privileged;
 
 const STEER: &str = "passed_no_xsk"; // would be steered (no socket here)
 const XDP_PASS: u32 = 2;
-
-fn privileged() -> bool {
-    if nix_is_root() {
-        return true;
-    }
-    for var in ["XDPSTACK_REQUIRE_PRIV", "CI"] {
-        if std::env::var_os(var).is_some() {
-            panic!("{var} is set but this test is not running as root");
-        }
-    }
-    eprintln!("skipped: needs root");
-    false
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 const OURS4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const OTHER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);

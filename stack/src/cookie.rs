@@ -154,11 +154,9 @@ mod tests {
     fn random_acks_almost_never_pass() {
         let j = CookieJar::with_key(5, 6);
         let mut passed = 0;
-        let mut x: u32 = 0x1234_5678;
+        let mut rng = testkit::Rng::new(0x1234_5678);
         for i in 0..200_000u32 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = rng.next_u32();
             if j.check(&key((i % 60000) as u16), i, x, 1_000_000).is_some() {
                 passed += 1;
             }

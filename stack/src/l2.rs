@@ -805,9 +805,10 @@ fn multicast_mac_v6(a: &Ipv6Addr) -> [u8; 6] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::tests::{tcp_packet, udp_packet, Rng, OURS4, OURS6, PEER4, PEER6};
+    use crate::parse::tests::{tcp_packet, udp_packet, OURS4, OURS6, PEER4, PEER6};
     use crate::parse::{FlowKey, Proto, L4};
     use smoltcp::wire::{Icmpv6Message, Ipv4Repr, TcpControl, UdpPacket, UDP_HEADER_LEN};
+    use testkit::Rng;
 
     const OUR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
     const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -1360,7 +1361,7 @@ mod tests {
 
     #[test]
     fn random_frames_never_panic() {
-        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut rng = Rng::new(0x1234_5678_9ABC_DEF1);
         let mut l = l2();
         let mut reply = [0u8; 128];
         let mut buf = [0u8; 200];
@@ -1394,7 +1395,7 @@ mod tests {
                 let mut f = t.clone();
                 for _ in 0..=rng.below(3) {
                     let k = rng.below(f.len());
-                    f[k] = rng.next() as u8;
+                    f[k] = rng.next_u64() as u8;
                 }
                 let cut = f.len() - rng.below(8).min(f.len());
                 let _ = l.ingress(&f[..cut], &mut reply, T0 + i);
@@ -1406,7 +1407,7 @@ mod tests {
     /// Random NDP bodies with a correct checksum and hop limit reach NdiscRepr::parse.
     #[test]
     fn random_ndp_bodies_never_panic() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         let mut l = l2();
         let mut reply = [0u8; 128];
         for _ in 0..20_000 {

@@ -603,28 +603,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// xorshift64*: deterministic, dependency-free randomness for fuzz-style tests.
-    pub(crate) struct Rng(pub u64);
-    impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-            for b in buf {
-                *b = self.next() as u8;
-            }
-        }
-    }
-
     #[test]
     fn random_bytes_and_mutations_never_panic() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = testkit::Rng::new(0x9E37_79B9_7F4A_7C15);
         let mut buf = [0u8; 256];
         for _ in 0..20_000 {
             let n = rng.below(buf.len());
@@ -646,7 +627,7 @@ pub(crate) mod tests {
                 let mut p = pkt.clone();
                 for _ in 0..=rng.below(4) {
                     let i = rng.below(p.len());
-                    p[i] = rng.next() as u8;
+                    p[i] = rng.next_u64() as u8;
                 }
                 let _ = parse_ip(&p);
             }

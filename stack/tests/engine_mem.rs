@@ -3,106 +3,34 @@
 //! other. Covers the reuseport semantics that need real TCP handshakes:
 //! uid-checked sharing, keyed distribution, backlog, migration, drain, UDP.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nic::mem::{MemConfig, MemRings};
-use nic::{Frame, Port, PortConfig, RxPacket};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 use stack::engine::{Engine, EngineConfig, ListenerId, UdpId};
 use stack::parse::{FlowKey, Proto};
 use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher};
 use stack::shared::Shared;
+use testkit::{Capture, ClientConfig, MemClient, Rng};
 
-const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const SERVER: Ipv4Addr = testkit::SERVER_IP4;
+const CLIENT: Ipv4Addr = testkit::CLIENT_IP4;
 const KEY: (u64, u64) = (0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
-
-struct Client {
-    port: Port<MemRings>,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    frames: Vec<Frame>,
-}
-
-impl Client {
-    fn new(rings: MemRings) -> Client {
-        let cfg = PortConfig {
-            l2_headroom: 0,
-            ethernet: true,
-            ..PortConfig::default()
-        };
-        let mut port = Port::new(rings, cfg);
-        let mac = EthernetAddress([2, 0, 0, 0, 0, 2]);
-        let mut c = Config::new(HardwareAddress::Ethernet(mac));
-        c.random_seed = 7;
-        let mut iface = Interface::new(c, &mut port.device(None), Instant::from_millis(0));
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24));
-        });
-        Client {
-            port,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            frames: Vec::new(),
-        }
-    }
-
-    fn step(&mut self, now: Instant) {
-        self.port.recv(&mut self.frames);
-        for f in std::mem::take(&mut self.frames) {
-            let rx = RxPacket {
-                frame: f,
-                offset: 0,
-                len: f.len as usize,
-            };
-            self.iface
-                .poll_ingress_single(now, &mut self.port.device(Some(rx)), &mut self.sockets);
-            self.port.release(f);
-        }
-        for _ in 0..16 {
-            let r = self
-                .iface
-                .poll_egress(now, &mut self.port.device(None), &mut self.sockets);
-            if r == smoltcp::iface::PollResult::None {
-                break;
-            }
-        }
-        self.port.flush(|_, len| Some(len));
-    }
-
-    fn connect(&mut self, local_port: u16, remote_port: u16) -> SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 4096]),
-            tcp::SocketBuffer::new(vec![0; 4096]),
-        );
-        s.connect(
-            self.iface.context(),
-            (IpAddress::Ipv4(SERVER), remote_port),
-            local_port,
-        )
-        .expect("connect");
-        self.sockets.add(s)
-    }
-
-    fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(h)
-    }
-}
 
 /// Both ends on one virtual clock: each round is a millisecond.
 struct Net {
     engine: Engine<MemRings>,
-    client: Client,
+    client: MemClient,
     shared: Arc<Shared>,
     clock: Instant,
+    /// Both directions, written if the test fails (testkit::Capture).
+    _pcap: Capture,
 }
 
 impl Net {
@@ -112,27 +40,23 @@ impl Net {
 
     /// A net whose engine config is first adjusted by `f`.
     fn with(f: impl FnOnce(&mut EngineConfig)) -> Net {
-        let (mut a, mut b) = MemRings::pair(MemConfig {
+        let mut pcap = Capture::new();
+        let mem = MemConfig {
             frames: 1024,
             ring: 512,
             ..MemConfig::default()
-        });
-        // XDPSTACK_TEST_PCAP=DIR: both directions in DIR/server.pcap and
-        // DIR/client.pcap (for a failing test).
-        if let Ok(dir) = std::env::var("XDPSTACK_TEST_PCAP") {
-            let open = |n: &str| std::fs::File::create(format!("{dir}/{n}.pcap")).unwrap();
-            a.set_tap(Box::new(open("server"))).unwrap();
-            b.set_tap(Box::new(open("client"))).unwrap();
-        }
+        };
+        let (a, b) = pcap.pair(mem, "server", "client");
         let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
-        let mut cfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         f(&mut cfg);
         let engine = Engine::new(a, cfg, shared.clone(), 0, 0);
         Net {
             engine,
-            client: Client::new(b),
+            client: MemClient::new(b, &ClientConfig::engine_peer()),
             shared,
             clock: Instant::from_millis(1),
+            _pcap: pcap,
         }
     }
 
@@ -203,7 +127,9 @@ fn hijack_is_refused_and_no_flow_reaches_it() {
         matches!(err, BindError::AddrInUseNoReuseport { .. }),
         "{err}"
     );
-    let hs: Vec<_> = (0..20).map(|i| net.client.connect(40000 + i, 80)).collect();
+    let hs: Vec<_> = (0..20)
+        .map(|i| net.client.connect(40000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
     let mut got = 0;
     net.run_until(200, "all accepted", |n| {
@@ -231,7 +157,10 @@ fn group_spreads_flows_by_the_keyed_hash() {
         let idx = reciprocal_scale(hasher.hash(&key_for(p, 80)), ids.len());
         *expected.entry(ids[idx]).or_default() += 1;
     }
-    let hs: Vec<_> = ports.iter().map(|&p| net.client.connect(p, 80)).collect();
+    let hs: Vec<_> = ports
+        .iter()
+        .map(|&p| net.client.connect(p, (SERVER, 80)))
+        .collect();
     net.run_until(3000, "connections established", |n| established(n, &hs));
     let mut got: HashMap<ListenerId, usize> = HashMap::new();
     net.run_until(200, "all accepted", |n| {
@@ -251,7 +180,9 @@ fn closed_listener_queue_migrates_to_a_live_member() {
     let mut net = Net::new();
     let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let hs: Vec<_> = (0..30).map(|i| net.client.connect(42000 + i, 80)).collect();
+    let hs: Vec<_> = (0..30)
+        .map(|i| net.client.connect(42000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(3000, "connections established", |n| established(n, &hs));
     let on_a = net.engine.pending(a);
     let on_b = net.engine.pending(b);
@@ -300,7 +231,9 @@ fn closed_listener_queue_migrates_to_a_live_member() {
 fn last_listener_closing_resets_its_queue() {
     let mut net = Net::new();
     let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let hs: Vec<_> = (0..5).map(|i| net.client.connect(43000 + i, 80)).collect();
+    let hs: Vec<_> = (0..5)
+        .map(|i| net.client.connect(43000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
     net.engine.close_listener(a).unwrap();
     net.run_until(2000, "clients see the reset", |n| {
@@ -311,7 +244,7 @@ fn last_listener_closing_resets_its_queue() {
     assert_eq!(rep.listeners[0].counters.reset, 5);
     // The port is free again and a new listener serves new clients.
     let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let h = net.client.connect(43100, 80);
+    let h = net.client.connect(43100, (SERVER, 80));
     net.run_until(2000, "new connection", |n| established(n, &[h]));
     net.run_until(100, "accept", |n| n.engine.accept(b).is_some());
 }
@@ -321,12 +254,16 @@ fn drained_listener_takes_no_new_flows_but_keeps_its_own() {
     let mut net = Net::new();
     let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let first: Vec<_> = (0..20).map(|i| net.client.connect(44000 + i, 80)).collect();
+    let first: Vec<_> = (0..20)
+        .map(|i| net.client.connect(44000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(2000, "first batch", |n| established(n, &first));
     let a_before = net.engine.pending(a);
     assert!(a_before > 0);
     net.engine.drain(a).unwrap();
-    let second: Vec<_> = (0..40).map(|i| net.client.connect(45000 + i, 80)).collect();
+    let second: Vec<_> = (0..40)
+        .map(|i| net.client.connect(45000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(3000, "second batch", |n| established(n, &second));
     assert_eq!(
         net.engine.pending(a),
@@ -350,7 +287,9 @@ fn full_backlog_drops_syns_and_counts_them() {
         .engine
         .tcp_listen(BindAddr::Any4, 80, BindOptions::new(0).with_backlog(2))
         .unwrap();
-    let hs: Vec<_> = (0..5).map(|i| net.client.connect(46000 + i, 80)).collect();
+    let hs: Vec<_> = (0..5)
+        .map(|i| net.client.connect(46000 + i, (SERVER, 80)))
+        .collect();
     net.run(200);
     assert_eq!(net.engine.pending(a), 2);
     let dropped = net.shared.report().listeners[0].counters.dropped;
@@ -374,10 +313,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
         .collect();
     let mut socks = Vec::new();
     for i in 0..16u16 {
-        let mut s = udp::Socket::new(
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 4096]),
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 4096]),
-        );
+        let mut s = MemClient::udp_socket(8, 4096);
         s.bind(47000 + i).unwrap();
         socks.push(net.client.sockets.add(s));
     }
@@ -386,7 +322,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
     let mut buf = [0u8; 64];
     for round in 0..3 {
         for &h in &socks {
-            let s = net.client.sockets.get_mut::<udp::Socket>(h);
+            let s = net.client.udp(h);
             s.send_slice(format!("q{round}").as_bytes(), server)
                 .unwrap();
         }
@@ -418,7 +354,7 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
     // The answers arrived with valid checksums (the client verifies them).
     net.run(50);
     for &h in &socks {
-        let s = net.client.sockets.get_mut::<udp::Socket>(h);
+        let s = net.client.udp(h);
         let mut n = 0;
         while let Ok((k, meta)) = s.recv_slice(&mut buf) {
             assert_eq!(&buf[..k], b"answer");
@@ -449,7 +385,9 @@ fn take_ready_lists_only_connections_with_segments() {
     let mut net = Net::new();
     let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     net.engine.set_ready_tracking(true);
-    let hs: Vec<_> = (0..3).map(|i| net.client.connect(46000 + i, 80)).collect();
+    let hs: Vec<_> = (0..3)
+        .map(|i| net.client.connect(46000 + i, (SERVER, 80)))
+        .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
     let conns = accept_all(&mut net, l, 3);
     let peer_port = |net: &mut Net, c| net.engine.peer(c).unwrap().unwrap().port;
@@ -502,7 +440,9 @@ fn take_ready_lists_only_connections_with_segments() {
 fn connections_counts_until_the_close_finishes() {
     let mut net = Net::new();
     let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let hs: Vec<_> = (0..2).map(|i| net.client.connect(46100 + i, 80)).collect();
+    let hs: Vec<_> = (0..2)
+        .map(|i| net.client.connect(46100 + i, (SERVER, 80)))
+        .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
     assert_eq!(net.engine.connections(), 2, "pending ones count");
     let conns = accept_all(&mut net, l, 2);
@@ -526,7 +466,7 @@ fn connections_counts_until_the_close_finishes() {
 fn close_timeout_resets_a_peer_that_never_closes() {
     let mut net = Net::with(|c| c.close_timeout = std::time::Duration::from_millis(300));
     let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let h = net.client.connect(46200, 80);
+    let h = net.client.connect(46200, (SERVER, 80));
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
     let closed_at = net.clock;
@@ -552,7 +492,7 @@ fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
     let mut net = Net::new();
     let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     net.engine.set_ready_tracking(true);
-    let gone = net.client.connect(47000, 80);
+    let gone = net.client.connect(47000, (SERVER, 80));
     // Until the SYN is admitted (SYN-RECEIVED) and the SYN-ACK sent, before
     // the client sees it.
     net.run_until(200, "SYN admitted", |n| n.engine.pending(l) == 1);
@@ -568,7 +508,7 @@ fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
     assert_eq!(net.engine.stats().engine.pending_lost, 1);
 
     // The next client gets its own socket and flow entry: its data is seen.
-    let h = net.client.connect(47001, 80);
+    let h = net.client.connect(47001, (SERVER, 80));
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
     assert_eq!(net.engine.peer(c).unwrap().unwrap().port, 47001);
@@ -680,7 +620,7 @@ mod graceful {
             ..MemConfig::default()
         });
         let shared = Shared::new(2, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
-        let ecfg = EngineConfig::new([2, 0, 0, 0, 0, 1], Some((SERVER, 24)), None);
+        let ecfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
         (Engine::new(a, ecfg, shared.clone(), 0, 0), b, shared)
     }
 
@@ -731,7 +671,7 @@ mod graceful {
     fn the_default_stop_aborts_at_once() {
         let mut net = Net::new();
         let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-        let h = net.client.connect(46300, 80);
+        let h = net.client.connect(46300, (SERVER, 80));
         net.run_until(2000, "connection established", |n| established(n, &[h]));
         let _c = accept_all(&mut net, l, 1)[0];
         let stop = AtomicBool::new(true);
@@ -774,7 +714,7 @@ mod data_path {
             timestamp: None,
             payload: &[],
         };
-        common::tcp_frame(src, &tcp)
+        testkit::frames::tcp_to_server(src, &tcp)
     }
 
     fn inject(net: &mut Net, frame: &[u8]) {
@@ -791,7 +731,9 @@ mod data_path {
         n: u16,
         base: u16,
     ) -> Vec<(SocketHandle, stack::socket::ConnId)> {
-        let hs: Vec<_> = (0..n).map(|i| net.client.connect(base + i, 80)).collect();
+        let hs: Vec<_> = (0..n)
+            .map(|i| net.client.connect(base + i, (SERVER, 80)))
+            .collect();
         net.run_until(5000, "connections established", |n| established(n, &hs));
         let cs = accept_all(net, l, n as usize);
         let mut pairs = Vec::new();
@@ -894,7 +836,9 @@ mod data_path {
         let mut net = Net::with(|c| c.syn_backlog = 2);
         let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         // Six SYNs at once: two fit the SYN queue, the others get cookies.
-        let hs: Vec<_> = (0..6).map(|i| net.client.connect(43000 + i, 80)).collect();
+        let hs: Vec<_> = (0..6)
+            .map(|i| net.client.connect(43000 + i, (SERVER, 80)))
+            .collect();
         net.run_until(3000, "clients established", |n| established(n, &hs));
         for &h in &hs {
             net.client.tcp(h).send_slice(b"hello").unwrap();
@@ -918,6 +862,171 @@ mod data_path {
         net.engine.check_frames().unwrap();
     }
 
+    /// One segment the engine sent: (seq, ack, control, payload length).
+    type Seg = (u32, Option<u32>, TcpControl, usize);
+
+    /// What the engine sent to the raw flow below, read off the client's
+    /// port behind the client's back.
+    fn engine_sent(net: &mut Net) -> Vec<Seg> {
+        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        let mut frames = Vec::new();
+        net.client.port.recv(&mut frames);
+        let mut out = Vec::new();
+        for f in frames {
+            let seg = net.client.port.read(f, |b| {
+                let eth = EthernetFrame::new_checked(b).ok()?;
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                let t = TcpPacket::new_checked(ip.payload()).ok()?;
+                if t.dst_port() != 5555 {
+                    return None;
+                }
+                let control = match (t.syn(), t.fin(), t.rst()) {
+                    (true, _, _) => TcpControl::Syn,
+                    (_, true, _) => TcpControl::Fin,
+                    (_, _, true) => TcpControl::Rst,
+                    _ => TcpControl::None,
+                };
+                let ack = t.ack().then(|| t.ack_number().0 as u32);
+                Some((t.seq_number().0 as u32, ack, control, t.payload().len()))
+            });
+            net.client.port.release(f);
+            out.extend(seg.flatten());
+        }
+        out
+    }
+
+    /// A segment of the raw flow CLIENT:5555 -> :80 (a port the client's
+    /// smoltcp does not use).
+    fn raw(control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: 5555,
+            dst_port: 80,
+            control,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 64000,
+            window_scale: None,
+            max_seg_size: (control == TcpControl::Syn).then_some(1460),
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload,
+        };
+        testkit::frames::tcp_to_server(CLIENT, &tcp)
+    }
+
+    /// Injects `frame`, lets the engine work, returns what it sent. The
+    /// clock moves 1.1 s first: challenge ACKs are limited to one a second.
+    fn exchange(net: &mut Net, frame: &[u8]) -> Vec<Seg> {
+        net.clock += SDuration::from_millis(1100);
+        inject(net, frame);
+        net.engine.ingress(net.clock);
+        net.engine.egress(net.clock);
+        engine_sent(net)
+    }
+
+    /// RFC 5961 on an established connection (our vendored smoltcp's patch,
+    /// vendor/README.md): an RST or SYN with the connection's 4-tuple resets
+    /// it only with the exact next sequence number; in the window it gets a
+    /// challenge ACK, out of the window an RST is dropped silently.
+    #[test]
+    fn blind_resets_and_syns_need_the_exact_sequence_number() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        // A real connection first: the engine learns the client's MAC from
+        // its ARP request (it answers nobody it has not heard ARP from).
+        let real = connect_all(&mut net, l, 1, 41800);
+        let isn = 1000u32;
+        let out = exchange(&mut net, &raw(TcpControl::Syn, isn, None, &[]));
+        let [(server_isn, Some(a), TcpControl::Syn, 0)] = out[..] else {
+            panic!("no SYN-ACK: {out:?}");
+        };
+        assert_eq!(a, isn + 1);
+        let nxt = isn + 1; // RCV.NXT of the server
+        let snd = server_isn.wrapping_add(1);
+        exchange(&mut net, &raw(TcpControl::Psh, nxt, Some(snd), b"hello"));
+        let c = net.engine.accept(l).expect("established");
+        let nxt = nxt + 5;
+        // Whatever the engine still had to say (a delayed ACK) is out.
+        net.clock += SDuration::from_millis(1100);
+        net.engine.ingress(net.clock);
+        net.engine.egress(net.clock);
+        engine_sent(&mut net);
+        let challenge: Seg = (snd, Some(nxt), TcpControl::None, 0);
+        let cases = [
+            (
+                "RST in the window, not exact",
+                TcpControl::Rst,
+                nxt + 100,
+                None,
+                vec![challenge],
+            ),
+            (
+                "RST|ACK in the window",
+                TcpControl::Rst,
+                nxt + 1,
+                Some(snd),
+                vec![challenge],
+            ),
+            (
+                "RST out of the window",
+                TcpControl::Rst,
+                nxt.wrapping_add(1 << 31),
+                None,
+                vec![],
+            ),
+            (
+                "SYN in the window",
+                TcpControl::Syn,
+                nxt + 10,
+                None,
+                vec![challenge],
+            ),
+            (
+                "SYN out of the window",
+                TcpControl::Syn,
+                nxt.wrapping_sub(5000),
+                None,
+                vec![challenge],
+            ),
+            (
+                "SYN|ACK at RCV.NXT",
+                TcpControl::Syn,
+                nxt,
+                Some(snd),
+                vec![challenge],
+            ),
+        ];
+        for (what, control, seq, ack, want) in cases {
+            let out = exchange(&mut net, &raw(control, seq, ack, &[]));
+            assert_eq!(out, want, "{what}: what the engine sent");
+            assert_eq!(
+                net.engine.may_recv(c),
+                Ok(true),
+                "{what}: the connection is gone"
+            );
+        }
+        // It still serves: data both ways.
+        let mut buf = [0u8; 16];
+        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 5);
+        net.engine.send(c, b"world").unwrap();
+        let out = exchange(&mut net, &raw(TcpControl::None, nxt, Some(snd), &[]));
+        assert!(
+            out.iter().any(|s| s.0 == snd && s.3 == 5),
+            "no data after the attack: {out:?}"
+        );
+        // The exact sequence number resets it (as RFC 5961 wants).
+        let out = exchange(&mut net, &raw(TcpControl::Rst, nxt, None, &[]));
+        assert!(out.is_empty(), "{out:?}");
+        assert_ne!(net.engine.may_recv(c), Ok(true), "an exact RST resets");
+        assert!(net.engine.recv(c, &mut buf).is_err());
+        assert!(
+            net.engine.recv(real[0].1, &mut buf).is_ok(),
+            "the other one lives"
+        );
+        net.engine.check_frames().unwrap();
+    }
+
     #[test]
     fn a_syn_flood_leaves_bounded_state_that_expires_and_clients_still_connect() {
         let mut net = Net::with(|c| {
@@ -925,13 +1034,8 @@ mod data_path {
             c.syn_timeout = std::time::Duration::from_secs(10);
         });
         let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-        let mut x: u32 = 0x9e37_79b9;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
+        let mut rng = Rng::new(0x9e37_79b9);
+        let mut next = || rng.next_u32();
         let mut sent = 0;
         for round in 0..40 {
             for _ in 0..100 {
@@ -970,7 +1074,7 @@ fn a_reset_in_last_ack_releases_the_connection() {
     // the connection (RST): released at once, not after the close timeout.
     let mut net = Net::new();
     let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let h = net.client.connect(41900, 80);
+    let h = net.client.connect(41900, (SERVER, 80));
     net.run_until(2000, "established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
     net.client.tcp(h).close();

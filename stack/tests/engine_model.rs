@@ -4,13 +4,10 @@
 //! queues, time that jumps. Whatever arrives, nothing panics, the frame
 //! ledgers balance, and no flow is owned by both cores.
 
-mod common;
-
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use common::{tcp_frame, SERVER, SMAC};
-use nic::mem::{MemConfig, MemRings};
+use nic::mem::MemConfig;
 use nic::{Port, PortConfig};
 use proptest::prelude::*;
 use smoltcp::time::{Duration, Instant};
@@ -18,6 +15,8 @@ use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 use stack::engine::{Engine, EngineConfig};
 use stack::reuseport::{BindAddr, BindOptions, FlowHasher};
 use stack::shared::Shared;
+use testkit::frames::tcp_to_server;
+use testkit::{Capture, SERVER_IP4 as SERVER, SERVER_MAC as SMAC};
 
 #[derive(Clone, Debug)]
 struct Seg {
@@ -59,7 +58,7 @@ fn frame(s: &Seg) -> Vec<u8> {
             &payload
         },
     };
-    tcp_frame(src, &tcp)
+    tcp_to_server(src, &tcp)
 }
 
 fn seg() -> impl Strategy<Value = Seg> {
@@ -93,8 +92,11 @@ proptest! {
         cfg.syn_timeout = std::time::Duration::from_secs(30);
         let mut engines = Vec::new();
         let mut clients = Vec::new();
+        // Every core's two directions, written if a case fails.
+        let mut pcap = Capture::new();
         for core in 0..2 {
-            let (a, b) = MemRings::pair(MemConfig::default());
+            let sides = (format!("core{core}-server"), format!("core{core}-client"));
+            let (a, b) = pcap.pair(MemConfig::default(), &sides.0, &sides.1);
             engines.push(Engine::new(a, cfg.clone(), shared.clone(), core, core as u32));
             clients.push(Port::new(b, PortConfig { l2_headroom: 0, ..PortConfig::default() }));
         }

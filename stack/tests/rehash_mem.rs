@@ -3,11 +3,8 @@
 //! the flow, after the group changed. The flow directory sends it to the
 //! core that owns the flow instead of admitting it a second time.
 
-mod common;
-
 use std::net::Ipv4Addr;
 
-use common::{tcp_frame, SERVER, SMAC};
 use nic::mem::{MemConfig, MemRings};
 use nic::{Port, PortConfig};
 use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
@@ -15,8 +12,10 @@ use stack::engine::{Engine, EngineConfig};
 use stack::parse::{FlowKey, Proto};
 use stack::reuseport::{reciprocal_scale, BindAddr, BindOptions, FlowHasher};
 use stack::shared::Shared;
+use testkit::frames::tcp_to_server;
+use testkit::{Capture, SERVER_IP4 as SERVER, SERVER_MAC as SMAC};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const CLIENT: Ipv4Addr = testkit::CLIENT_IP4;
 
 fn syn_frame(sport: u16) -> Vec<u8> {
     let tcp = TcpRepr {
@@ -33,7 +32,7 @@ fn syn_frame(sport: u16) -> Vec<u8> {
         timestamp: None,
         payload: &[],
     };
-    tcp_frame(CLIENT, &tcp)
+    tcp_to_server(CLIENT, &tcp)
 }
 
 fn send(port: &mut Port<MemRings>, frame: &[u8]) {
@@ -48,8 +47,11 @@ fn a_rehashed_syn_goes_to_the_core_that_owns_the_flow() {
     let cfg = EngineConfig::new(SMAC, Some((SERVER, 24)), None);
     let mut engines = Vec::new();
     let mut clients = Vec::new();
+    // Every core's two directions, written if the test fails.
+    let mut pcap = Capture::new();
     for core in 0..2 {
-        let (a, b) = MemRings::pair(MemConfig::default());
+        let sides = (format!("core{core}-server"), format!("core{core}-client"));
+        let (a, b) = pcap.pair(MemConfig::default(), &sides.0, &sides.1);
         engines.push(Engine::new(
             a,
             cfg.clone(),

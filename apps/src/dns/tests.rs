@@ -639,7 +639,7 @@ fn other_opcodes_are_not_implemented() {
 fn random_and_mutated_queries_get_parseable_answers_or_none() {
     let mut r = responder();
     let mut out = vec![0u8; 65536];
-    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let mut rng = testkit::Rng::new(0x0123_4567_89AB_CDEF);
     let seeds: Vec<Vec<u8>> = [
         ("www.example.com.", RecordType::A),
         ("alias2.example.com.", RecordType::A),
@@ -655,12 +655,12 @@ fn random_and_mutated_queries_get_parseable_answers_or_none() {
     for i in 0..100_000 {
         let msg: Vec<u8> = if i % 3 == 0 {
             let len = rng.below(80);
-            (0..len).map(|_| rng.next() as u8).collect()
+            (0..len).map(|_| rng.next_u64() as u8).collect()
         } else {
             let mut m = seeds[rng.below(seeds.len())].clone();
             for _ in 0..1 + rng.below(3) {
                 let j = rng.below(m.len());
-                m[j] = rng.next() as u8;
+                m[j] = rng.next_u64() as u8;
             }
             if rng.below(4) == 0 {
                 m.truncate(rng.below(m.len() + 1));
@@ -690,19 +690,6 @@ fn random_and_mutated_queries_get_parseable_answers_or_none() {
         }
     }
     assert!(sent > 50_000, "{sent}");
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 #[test]

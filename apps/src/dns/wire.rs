@@ -837,24 +837,9 @@ mod tests {
         assert_eq!(formerr(&m), (FormErr::Sections, true));
     }
 
-    /// A tiny deterministic generator (no dependency needed).
-    pub(crate) struct Rng(pub u64);
-    impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
-            // xorshift64*
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        pub(crate) fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
     #[test]
     fn random_bytes_never_panic() {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = testkit::Rng::new(0x9E37_79B9_7F4A_7C15);
         let mut q = Query::default();
         let mut n = NameBuf::default();
         let base = {
@@ -865,13 +850,13 @@ mod tests {
         for _ in 0..200_000 {
             let len = rng.below(96);
             let msg: Vec<u8> = if rng.below(2) == 0 {
-                (0..len).map(|_| rng.next() as u8).collect()
+                (0..len).map(|_| rng.next_u64() as u8).collect()
             } else {
                 // Mutate a valid query: flip bytes, cut it, or lengthen it.
                 let mut m = base.clone();
                 for _ in 0..1 + rng.below(4) {
                     let i = rng.below(m.len());
-                    m[i] = rng.next() as u8;
+                    m[i] = rng.next_u64() as u8;
                 }
                 if rng.below(3) == 0 {
                     m.truncate(rng.below(m.len() + 1));

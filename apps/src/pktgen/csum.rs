@@ -120,13 +120,8 @@ mod tests {
     /// the one recomputed from scratch (modulo the two forms of zero).
     #[test]
     fn incremental_equals_recomputed() {
-        let mut rng = 0x1234_5678_9abc_def0u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = testkit::Rng::new(0x1234_5678_9abc_def0);
+        let mut next = || rng.next_u64();
         for len in [4usize, 10, 64, 1000] {
             let mut buf: Vec<u8> = (0..len + 2).map(|_| next() as u8).collect();
             // Checksum field at the end, covering everything.

@@ -367,17 +367,11 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut rng = 7u64;
+        let mut rng = testkit::Rng::new(7);
         let mut buf = [0u8; 256];
         for i in 0..20_000usize {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let len = (rng >> 33) as usize % 120;
-            for b in buf.iter_mut().take(len) {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
-                *b = (rng >> 56) as u8;
-            }
+            let len = rng.below(120);
+            rng.fill(&mut buf[..len]);
             // Make some of them look like ARP / IPv6.
             if len >= 14 && i % 3 == 0 {
                 buf[12..14].copy_from_slice(&[0x08, 0x06]);

@@ -458,14 +458,11 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let (_, them) = addrs(false);
-        let mut x = 1u64;
+        let mut rng = testkit::Rng::new(1);
         let mut buf = vec![0u8; 256];
         for i in 0..20_000usize {
             let len = i % 200;
-            for b in buf.iter_mut().take(len) {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                *b = (x >> 56) as u8;
-            }
+            rng.fill(&mut buf[..len]);
             if len > 14 {
                 buf[..6].copy_from_slice(&US);
                 buf[12..14].copy_from_slice(if i % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });

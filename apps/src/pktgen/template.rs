@@ -490,11 +490,9 @@ mod tests {
                 let t = Template::build(&spec(kind, v6)).unwrap();
                 let mut frame = vec![0xeeu8; 2048];
                 t.write(&mut frame).unwrap();
-                let mut x = 0x9e37_79b9_7f4a_7c15u64;
+                let mut rng = testkit::Rng::new(0x9e37_79b9_7f4a_7c15);
                 for i in 0..300u64 {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
+                    let x = rng.next_u64();
                     let src = if v6 {
                         IpAddr::V6(Ipv6Addr::from(
                             0x2001_0db8_0018_0000_0000_0000_0000_0000u128 | u128::from(x >> 40),

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{geteuid, Pid};
+use nix::unistd::Pid;
 use serde_json::Value;
 use xdpstack::sandbox::{self, Sandbox, SandboxSpec, Side};
 
@@ -33,23 +33,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a server may take to exit after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// True if the test may run privileged steps (euid 0). Under CI (`CI` or
-/// `XDPSTACK_REQUIRE_PRIV` set) a missing privilege is a failure, never a silent skip.
-pub fn privileged() -> bool {
-    if geteuid().is_root() {
-        return true;
-    }
-    for var in ["XDPSTACK_REQUIRE_PRIV", "CI"] {
-        if std::env::var_os(var).is_some() {
-            panic!(
-                "{var} is set but this test is not running as root: privileged tests must \
-                 not be skipped (run as root, e.g. `sudo -E cargo test -p xdpstack --test privileged`)"
-            );
-        }
-    }
-    eprintln!("skipped: needs root");
-    false
-}
+/// True if the test may run privileged steps: the one check of the test kit (skip without
+/// root; under `XDPSTACK_REQUIRE_PRIV` or `CI` a failure, never a silent skip).
+pub use testkit::privileged;
 
 /// Taken by every privileged test: the machines have 2 cores, so run one at a time.
 static LOCK: Mutex<()> = Mutex::new(());

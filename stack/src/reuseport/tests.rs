@@ -77,15 +77,14 @@ fn expected_hash(k0: u64, k1: u64, k: &FlowKey) -> u32 {
     ((h >> 32) ^ h) as u32
 }
 
-/// splitmix64, for reproducible pseudo-random tuples without a dependency.
-struct Mix(u64);
+/// Reproducible pseudo-random tuples from the test kit's generator.
+struct Mix(testkit::Rng);
 impl Mix {
+    fn new(seed: u64) -> Mix {
+        Mix(testkit::Rng::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn tuple(&mut self) -> FlowKey {
         let r = self.next();
@@ -607,7 +606,7 @@ fn hash_selection_is_reciprocal_scale_of_keyed_hash() {
     let ids: Vec<MemberId> = (0..5)
         .map(|c| r.bind(Proto::Tcp, DUAL, 80, c, c as u32, rp(1)).unwrap())
         .collect();
-    let mut mix = Mix(7);
+    let mut mix = Mix::new(7);
     let mut seen = HashSet::new();
     for _ in 0..2000 {
         let k = mix.tuple();
@@ -644,7 +643,7 @@ fn draining_member_never_selected_and_unbind_shrinks() {
     let g = r.group(ids[0]).unwrap();
     assert_eq!(g.members, ids);
     assert_eq!(g.active, vec![ids[0], ids[2], ids[3]]);
-    let mut mix = Mix(99);
+    let mut mix = Mix::new(99);
     let mut hits = HashMap::new();
     for _ in 0..3000 {
         let k = udp(&mut mix);
@@ -685,7 +684,7 @@ fn queue_selector_prefers_rx_core_and_falls_back() {
     r.set_selector(c1b, selector_by_name("queue").unwrap())
         .unwrap();
     assert_eq!(r.group(c0).unwrap().selector, "queue");
-    let mut mix = Mix(3);
+    let mut mix = Mix::new(3);
     for _ in 0..500 {
         let k = FlowKey {
             dst: IpAddr::V4(A4),
@@ -778,7 +777,7 @@ fn distribution_within_3_percent() {
     let ids: Vec<MemberId> = (0..4)
         .map(|c| r.bind(Proto::Tcp, BindAddr::Any4, 80, c, 0, rp(1)).unwrap())
         .collect();
-    let mut mix = Mix(FlowHasher::random().hash(&tcp4(1, 1)) as u64);
+    let mut mix = Mix::new(FlowHasher::random().hash(&tcp4(1, 1)) as u64);
     const N: u64 = 100_000;
     for _ in 0..N {
         let mut k = mix.tuple();
@@ -809,7 +808,7 @@ fn different_keys_choose_differently() {
             r
         })
         .collect();
-    let mut mix = Mix(11);
+    let mut mix = Mix::new(11);
     let mut differ = 0;
     for _ in 0..10_000 {
         let k = FlowKey {
@@ -985,7 +984,7 @@ fn concurrent_select_while_binding() {
         .map(|t| {
             let r = Arc::clone(&r);
             std::thread::spawn(move || {
-                let mut mix = Mix(t);
+                let mut mix = Mix::new(t);
                 let mut seen = HashMap::new();
                 for _ in 0..100_000 {
                     let k = FlowKey {

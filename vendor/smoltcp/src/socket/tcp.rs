@@ -1615,6 +1615,25 @@ impl<'a> Socket<'a> {
         };
         let control_len = (sent_syn as usize) + (sent_fin as usize);
 
+        // xdpstack patch (RFC 5961 4.2): a SYN in a synchronized state, in
+        // the window or not, with or without ACK, changes nothing and is
+        // answered with a challenge ACK (rate-limited). Unpatched smoltcp
+        // drops an in-window SYN silently.
+        if repr.control == TcpControl::Syn
+            && matches!(
+                self.state,
+                State::Established
+                    | State::FinWait1
+                    | State::FinWait2
+                    | State::CloseWait
+                    | State::Closing
+                    | State::LastAck
+            )
+        {
+            net_debug!("SYN in a synchronized state, will send challenge ACK");
+            return self.challenge_ack_reply(cx, ip_repr, repr);
+        }
+
         // Reject unacceptable acknowledgements.
         match (self.state, repr.control, repr.ack_number) {
             // An RST received in response to initial SYN is acceptable if it acknowledges
@@ -1892,6 +1911,16 @@ impl<'a> Socket<'a> {
         match (self.state, control) {
             // RSTs are not accepted in the LISTEN state.
             (State::Listen, TcpControl::Rst) => return None,
+
+            // xdpstack patch (RFC 5961 3.2): only an RST at exactly RCV.NXT
+            // resets; one elsewhere in the window gets a challenge ACK
+            // (rate-limited) and changes nothing, so a blind attacker must
+            // guess the exact sequence number, not just land in the window.
+            // Unpatched smoltcp resets on any in-window RST.
+            (state, TcpControl::Rst) if state != State::SynSent && segment_start != window_start => {
+                net_debug!("RST in window but not at RCV.NXT, will send challenge ACK");
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
 
             // RSTs in SYN-RECEIVED flip the socket back to the LISTEN state.
             // Here we need to additionally check `listen_endpoint`, because we want to make sure

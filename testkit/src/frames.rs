@@ -1,32 +1,33 @@
-//! What the stack's in-memory tests share: raw client frames.
+//! Raw frames for tests that inject segments the client would never send.
 
 use std::net::Ipv4Addr;
 
 use smoltcp::phy::ChecksumCapabilities;
+
+use crate::{CLIENT_MAC, SERVER_IP4, SERVER_MAC};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
     Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
 };
 
-/// The server's address and MAC in these tests.
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-pub const SMAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-/// The client's MAC.
-pub const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-
-/// An Ethernet frame from the client's MAC to the server carrying `tcp`
-/// from `src` (checksums computed).
-pub fn tcp_frame(src: Ipv4Addr, tcp: &TcpRepr) -> Vec<u8> {
+/// An Ethernet frame from `src_mac` to `dst_mac` carrying `tcp` from `src`
+/// to `dst` over IPv4 (checksums computed).
+pub fn tcp_frame(
+    (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    tcp: &TcpRepr,
+) -> Vec<u8> {
     let ip = Ipv4Repr {
         src_addr: src,
-        dst_addr: SERVER,
+        dst_addr: dst,
         next_header: IpProtocol::Tcp,
         payload_len: tcp.buffer_len(),
         hop_limit: 64,
     };
     let eth = EthernetRepr {
-        src_addr: EthernetAddress(CMAC),
-        dst_addr: EthernetAddress(SMAC),
+        src_addr: EthernetAddress(src_mac),
+        dst_addr: EthernetAddress(dst_mac),
         ethertype: EthernetProtocol::Ipv4,
     };
     let caps = ChecksumCapabilities::default();
@@ -38,8 +39,14 @@ pub fn tcp_frame(src: Ipv4Addr, tcp: &TcpRepr) -> Vec<u8> {
     tcp.emit(
         &mut TcpPacket::new_unchecked(p.payload_mut()),
         &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(SERVER),
+        &IpAddress::Ipv4(dst),
         &caps,
     );
     buf
+}
+
+/// A frame from the client's MAC to the server (`SERVER_IP4`) carrying `tcp`
+/// from `src` (any source address: the tests spoof many).
+pub fn tcp_to_server(src: Ipv4Addr, tcp: &TcpRepr) -> Vec<u8> {
+    tcp_frame((CLIENT_MAC, SERVER_MAC), src, SERVER_IP4, tcp)
 }
