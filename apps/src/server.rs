@@ -83,11 +83,19 @@ pub struct ServerArgs {
     /// buffers hold more concurrent connections in less memory).
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub tcp_buf: u32,
+    /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
+    #[arg(long, default_value = "cubic", value_parser = parse_cc)]
+    pub cc: stack::engine::CongestionControl,
     /// On SIGINT/SIGTERM, give in-flight work this many seconds to finish
     /// (services that have a graceful stop: http) before everything left is
     /// reset.
     #[arg(long, default_value_t = 5.0, value_parser = parse_grace)]
     pub grace: f64,
+}
+
+fn parse_cc(s: &str) -> Result<stack::engine::CongestionControl, String> {
+    stack::engine::CongestionControl::from_name(s)
+        .ok_or_else(|| format!("`{s}` is not one of cubic, reno, none"))
 }
 
 fn parse_grace(s: &str) -> Result<f64, String> {
@@ -385,6 +393,7 @@ where
         ecfg.gateway6 = args.gateway6;
         ecfg.tcp_rx_buf = args.tcp_buf as usize;
         ecfg.tcp_tx_buf = args.tcp_buf as usize;
+        ecfg.congestion = args.cc;
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();
         let shared = shared.clone();

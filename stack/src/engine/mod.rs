@@ -147,6 +147,44 @@ pub struct EngineConfig {
     pub max_orphans: usize,
     /// Entries for flows other cores own, at most.
     pub max_remote_flows: usize,
+    /// Congestion control of every TCP connection (Linux's default is
+    /// cubic; `None` sends as fast as the peer's window allows).
+    pub congestion: CongestionControl,
+}
+
+/// TCP congestion control algorithm of a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CongestionControl {
+    /// CUBIC (RFC 9438), Linux's default.
+    #[default]
+    Cubic,
+    /// NewReno-style AIMD.
+    Reno,
+    /// No congestion window: only the peer's receive window limits sending.
+    None,
+}
+
+impl CongestionControl {
+    /// smoltcp's value.
+    pub fn to_smoltcp(self) -> smoltcp::socket::tcp::CongestionControl {
+        use smoltcp::socket::tcp::CongestionControl as C;
+        match self {
+            CongestionControl::Cubic => C::Cubic,
+            CongestionControl::Reno => C::Reno,
+            CongestionControl::None => C::None,
+        }
+    }
+
+    /// The algorithm named `cubic`, `reno` or `none`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "cubic" => Some(CongestionControl::Cubic),
+            "reno" => Some(CongestionControl::Reno),
+            "none" => Some(CongestionControl::None),
+            _ => None,
+        }
+    }
 }
 
 impl EngineConfig {
@@ -169,6 +207,7 @@ impl EngineConfig {
             pool: 4096,
             max_orphans: 65536,
             max_remote_flows: 1 << 20,
+            congestion: CongestionControl::Cubic,
         }
     }
 }

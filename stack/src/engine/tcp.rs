@@ -239,6 +239,7 @@ impl<R: Rings> Engine<R> {
         }
         s.set_nagle_enabled(false);
         s.set_next_isn(None);
+        s.set_congestion_control(self.cfg.congestion.to_smoltcp());
         // Created for exactly one admitted SYN: the demux already chose the
         // listener (and so the address), the socket only needs the port.
         let _ = s.listen(IpListenEndpoint { addr: None, port });
