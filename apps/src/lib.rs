@@ -7,6 +7,7 @@ pub mod dns;
 pub mod echo;
 pub mod fuzz;
 pub mod http;
+pub mod impair;
 pub mod pktgen;
 pub mod reflect;
 pub mod sandbox;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod ethtool;
 pub mod ledger;
 pub mod mem;
+pub mod packet;
 pub mod pcap;
 pub mod port;
 pub mod ring;

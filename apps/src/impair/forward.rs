@@ -1,0 +1,179 @@
+//! The forwarder process: two AF_PACKET sockets in the sandbox's middle namespace and an
+//! [`Impairer`] for each direction between them.
+//!
+//! It runs until SIGINT/SIGTERM (the sandbox's teardown sends SIGTERM) or until one of its
+//! interfaces goes away (deleting either end's namespace deletes that veth pair), so it never
+//! outlives the sandbox. Its counters are written as JSON to a file every second and on exit.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nic::packet::{PacketSocket, Recv};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{ImpairCounters, Impairer};
+
+/// Frames read from one socket per wakeup at most (the other side gets its turn).
+const RX_BATCH: usize = 256;
+/// Longest sleep: the stop flag is looked at this often.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// How often the counters file is rewritten.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Largest frame handled (a jumbo frame plus a VLAN tag); larger ones are dropped.
+const MAX_FRAME: usize = 9216 + 18;
+
+/// `xdpstack sandbox impair` options (run inside the middle namespace by `sandbox up`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ForwardArgs {
+    /// Interface towards the client.
+    #[arg(long)]
+    pub client_if: String,
+    /// Interface towards the server.
+    #[arg(long)]
+    pub server_if: String,
+    /// Write the counters (JSON) here every second and on exit.
+    #[arg(long)]
+    pub stats_file: Option<PathBuf>,
+    /// The impairment.
+    #[command(flatten)]
+    pub impair: super::ImpairArgs,
+}
+
+/// The forwarder's counters.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ForwardStats {
+    /// The impairment applied.
+    pub spec: String,
+    /// True once both sockets are open (frames are forwarded from then on).
+    pub ready: bool,
+    /// Client to server.
+    pub to_server: ImpairCounters,
+    /// Server to client.
+    pub to_client: ImpairCounters,
+    /// Frames longer than the receive buffer, dropped.
+    pub oversize: u64,
+    /// Frames the kernel had no room for, dropped.
+    pub tx_busy: u64,
+    /// Frames the kernel refused to send, dropped.
+    pub tx_errors: u64,
+    /// Why the forwarder stopped.
+    pub stopped: Option<String>,
+}
+
+/// Whether an error means the interface is gone (its namespace was deleted).
+fn is_gone(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(nix::libc::ENETDOWN | nix::libc::ENODEV | nix::libc::ENXIO | nix::libc::EBADF)
+    )
+}
+
+fn write_stats(path: Option<&Path>, stats: &ForwardStats) {
+    let Some(path) = path else { return };
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(stats).unwrap_or_default();
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Runs the forwarder until a signal or an interface disappears. Returns the final counters.
+pub fn run(args: &ForwardArgs) -> Result<ForwardStats, String> {
+    let spec = args.impair.spec();
+    spec.validate()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let open =
+        |name: &str| PacketSocket::open(name).map_err(|e| format!("AF_PACKET on {name}: {e}"));
+    let client = open(&args.client_if)?;
+    let server = open(&args.server_if)?;
+    let stats_path = args.stats_file.as_deref();
+    let mut stats = ForwardStats {
+        spec: spec.to_string(),
+        ready: true,
+        ..ForwardStats::default()
+    };
+    let mut to_server = Impairer::new(spec, 0);
+    let mut to_client = Impairer::new(spec, 1);
+    write_stats(stats_path, &stats);
+    let mut buf = vec![0u8; MAX_FRAME];
+    let mut next_stats = Instant::now() + STATS_EVERY;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok("signal".to_string());
+        }
+        let now = Instant::now();
+        let mut failed = None;
+        for (sock, imp) in [(&client, &mut to_server), (&server, &mut to_client)] {
+            for _ in 0..RX_BATCH {
+                match sock.recv(&mut buf) {
+                    Ok(Recv::Frame(n)) => imp.push(now, &buf[..n]),
+                    Ok(Recv::Truncated(_)) => stats.oversize += 1,
+                    Ok(Recv::Empty) => break,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        for (sock, imp) in [(&server, &mut to_server), (&client, &mut to_client)] {
+            while let Some(frame) = imp.pop(now) {
+                match sock.send(&frame) {
+                    Ok(true) => {}
+                    Ok(false) => stats.tx_busy += 1,
+                    Err(e) if is_gone(&e) => failed = Some(e),
+                    Err(_) => stats.tx_errors += 1,
+                }
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        if now >= next_stats {
+            next_stats = now + STATS_EVERY;
+            stats.to_server = to_server.counters();
+            stats.to_client = to_client.counters();
+            write_stats(stats_path, &stats);
+        }
+        let wake = [to_server.next_due(now), to_client.next_due(now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now))
+            .min(MAX_SLEEP);
+        // poll(2) counts whole milliseconds: round up, never sleep past a due frame by more.
+        let ms = wake.as_micros().div_ceil(1000) as u16;
+        let mut fds = [
+            PollFd::new(client.as_fd(), PollFlags::POLLIN),
+            PollFd::new(server.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => break Err(io::Error::from(e)),
+        }
+        let bad = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        if fds
+            .iter()
+            .any(|fd| fd.revents().is_some_and(|r| r.intersects(bad)))
+        {
+            // The error itself is read (and reported) by the next recv.
+            continue;
+        }
+    };
+    stats.to_server = to_server.counters();
+    stats.to_client = to_client.counters();
+    stats.stopped = Some(match &result {
+        Ok(why) => why.clone(),
+        Err(e) => format!("interface error: {e}"),
+    });
+    write_stats(stats_path, &stats);
+    Ok(stats)
+}
