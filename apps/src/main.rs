@@ -1,7 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{demo, dns, echo, http, pktgen, reflect, sandbox, server, status};
+use xdpstack::{demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status};
 
 use std::process::ExitCode;
 
@@ -83,7 +83,17 @@ enum SandboxCmd {
         /// with --addr 10.112.0.1/24 --addr6 fd00:112::1/64 beside it.
         #[arg(long)]
         share_with_kernel: bool,
+        /// Impair the link (any of these given): a middle namespace
+        /// xs-NAME-mid runs a forwarder between the two ends, e.g.
+        /// `--loss 1% --delay 20ms --jitter 5ms --reorder 0.5% --duplicate 0.1%`
+        /// (each way, seeded: `--seed N`).
+        #[command(flatten)]
+        impair: impair::ImpairArgs,
     },
+    /// The impairing forwarder (started by `sandbox up --loss ...` in the
+    /// middle namespace; not for direct use).
+    #[command(hide = true)]
+    Impair(impair::forward::ForwardArgs),
     /// Remove a sandbox (its namespaces, veth and anything attached to it).
     Down {
         /// Sandbox name.
@@ -194,9 +204,23 @@ fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> 
             name,
             queues,
             share_with_kernel,
+            impair,
         } => {
             sandbox::ensure_tools()?;
-            let sb = sandbox::Sandbox::up(&sandbox::SandboxSpec { name, queues })?;
+            let spec = sandbox::SandboxSpec { name, queues };
+            let imp = impair.spec();
+            let sb = if imp.is_active() || impair.seed.is_some() {
+                let exe = std::env::current_exe()?;
+                let sb = sandbox::Sandbox::up_impaired(&spec, &imp, &exe)?;
+                println!(
+                    "impaired each way ({imp}) by a forwarder in netns {}; counters in {}",
+                    sandbox::middle_ns(&spec.name),
+                    sandbox::impair_stats_path(&spec.name).display()
+                );
+                sb
+            } else {
+                sandbox::Sandbox::up(&spec)?
+            };
             if share_with_kernel {
                 sb.share_with_kernel()?;
             }
@@ -231,6 +255,11 @@ fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> 
             Ok(ExitCode::from(
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
+        }
+        SandboxCmd::Impair(args) => {
+            let stats = impair::forward::run(&args)?;
+            eprintln!("{}", serde_json::to_string(&stats)?);
+            Ok(ExitCode::SUCCESS)
         }
         SandboxCmd::Leaks => {
             let left = sandbox::leftovers()?;

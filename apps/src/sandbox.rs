@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::thread;
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{geteuid, getpid, Pid};
+
+use crate::impair::ImpairSpec;
 
 /// Sandbox name used when none is given.
 pub const DEFAULT_NAME: &str = "xdpstack";
@@ -36,6 +39,12 @@ const MAX_NAME_LEN: usize = 24;
 const MAX_QUEUES: u16 = 64;
 
 const SERVER_IF: &str = "xdp0";
+/// Impaired sandbox: the middle namespace's interface towards the server.
+const MID_SERVER_IF: &str = "m-srv";
+/// Impaired sandbox: the middle namespace's interface towards the client.
+const MID_CLIENT_IF: &str = "m-cli";
+/// How long the forwarder may take to open its sockets.
+const FORWARDER_READY: Duration = Duration::from_secs(10);
 const CLIENT_IF: &str = "peer0";
 const SERVER_MAC: &str = "02:78:73:00:00:01";
 const CLIENT_MAC: &str = "02:78:73:00:00:02";
@@ -70,6 +79,18 @@ pub enum SandboxError {
         name: String,
         /// Why it was rejected.
         reason: &'static str,
+    },
+    /// The impairment's rates or durations are out of range.
+    #[error("invalid impairment: {detail}")]
+    InvalidImpairment {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The impairing forwarder did not start.
+    #[error("the impairing forwarder did not start: {detail}")]
+    Forwarder {
+        /// What it said, or why it could not run.
+        detail: String,
     },
     /// The queue count is outside 1..=64.
     #[error("invalid queue count {0}: must be between 1 and {MAX_QUEUES}")]
@@ -226,6 +247,51 @@ impl Sandbox {
                     if let Err(cleanup) = remove_namespace(ns) {
                         log::warn!("sandbox {}: cleanup after failure: {cleanup}", spec.name);
                     }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Like [`Sandbox::up`], with a third namespace `xs-NAME-mid` between the two ends: the
+    /// server's `xdp0` and the client's `peer0` are each paired with a veth there, and
+    /// `forwarder` (the `xdpstack` binary) runs `sandbox impair` in it, bridging the two with
+    /// `impair` applied each way. Frames cross unchanged (same MACs): the ends see one link.
+    ///
+    /// The forwarder exits on the teardown's SIGTERM, or by itself once either end's namespace
+    /// is gone; its counters are in [`impair_stats_path`].
+    pub fn up_impaired(
+        spec: &SandboxSpec,
+        impair: &ImpairSpec,
+        forwarder: &Path,
+    ) -> Result<Sandbox, SandboxError> {
+        validate_name(&spec.name)?;
+        if spec.queues == 0 || spec.queues > MAX_QUEUES {
+            return Err(SandboxError::InvalidQueues(spec.queues));
+        }
+        impair
+            .validate()
+            .map_err(|detail| SandboxError::InvalidImpairment { detail })?;
+        let (server_ns, client_ns) = ns_names(&spec.name);
+        let mid_ns = middle_ns(&spec.name);
+        let present = netns_list()?;
+        if [&server_ns, &client_ns, &mid_ns]
+            .iter()
+            .any(|ns| present.contains(*ns))
+        {
+            return Err(SandboxError::AlreadyExists {
+                name: spec.name.clone(),
+            });
+        }
+        let mut created = Vec::with_capacity(3);
+        let built = build_impaired(spec, &server_ns, &client_ns, &mid_ns, &mut created)
+            .and_then(|()| start_forwarder(&spec.name, &mid_ns, impair, forwarder))
+            .and_then(|()| read_info(&spec.name));
+        match built {
+            Ok(info) => Ok(Sandbox { info, keep: false }),
+            Err(err) => {
+                if let Err(cleanup) = teardown(&spec.name) {
+                    log::warn!("sandbox {}: cleanup after failure: {cleanup}", spec.name);
                 }
                 Err(err)
             }
@@ -407,6 +473,27 @@ fn validate_name(name: &str) -> Result<(), SandboxError> {
     }
 }
 
+/// The middle namespace of an impaired sandbox, `xs-NAME-mid`.
+pub fn middle_ns(name: &str) -> String {
+    format!("{NS_PREFIX}{name}-mid")
+}
+
+/// Where an impaired sandbox's forwarder writes its counters (JSON, every second).
+pub fn impair_stats_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("xdpstack-impair-{name}.json"))
+}
+
+/// Where an impaired sandbox's forwarder writes its standard error.
+fn impair_log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("xdpstack-impair-{name}.log"))
+}
+
+/// The counters of an impaired sandbox's forwarder (`None` if there is none).
+pub fn impair_stats(name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(impair_stats_path(name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// `(server namespace, client namespace)` of a sandbox.
 fn ns_names(name: &str) -> (String, String) {
     (
@@ -468,7 +555,15 @@ fn build(
         "type", "veth",
         "peer", "name", CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", client_ns,
     ]))?;
+    configure_ends(spec, server_ns, client_ns)
+}
 
+/// Configures `xdp0` in the server namespace and `peer0` in the client namespace.
+fn configure_ends(
+    spec: &SandboxSpec,
+    server_ns: &str,
+    client_ns: &str,
+) -> Result<(), SandboxError> {
     // Server: no kernel address, no IPv6 (so no RS/MLD/DAD from the kernel), links up.
     run(&mut ip_in(
         server_ns,
@@ -524,6 +619,128 @@ fn build(
         ["link", "set", "dev", CLIENT_IF, "up"],
     ))?;
     Ok(())
+}
+
+/// Builds the three namespaces of an impaired sandbox; pushes each one it creates.
+fn build_impaired(
+    spec: &SandboxSpec,
+    server_ns: &str,
+    client_ns: &str,
+    mid_ns: &str,
+    created: &mut Vec<String>,
+) -> Result<(), SandboxError> {
+    for ns in [server_ns, client_ns, mid_ns] {
+        run(Command::new("ip").args(["netns", "add", ns]))?;
+        created.push(ns.to_string());
+    }
+    let q = spec.queues.to_string();
+    let q = q.as_str();
+    #[rustfmt::skip]
+    run(Command::new("ip").args([
+        "link", "add", SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", server_ns,
+        "type", "veth",
+        "peer", "name", MID_SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", mid_ns,
+    ]))?;
+    #[rustfmt::skip]
+    run(Command::new("ip").args([
+        "link", "add", CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", client_ns,
+        "type", "veth",
+        "peer", "name", MID_CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", mid_ns,
+    ]))?;
+    configure_ends(spec, server_ns, client_ns)?;
+    // Frames leave the server's kernel (a kernel peer beside the stack) through a userspace
+    // forwarder that copies bytes: they must carry real checksums and be at most one MTU.
+    run(&mut exec_in(
+        server_ns,
+        "ethtool",
+        ["-K", SERVER_IF, "tx", "off"],
+    ))?;
+    for feature in ["tso", "gso", "gro"] {
+        if let Err(err) = run(&mut exec_in(
+            server_ns,
+            "ethtool",
+            ["-K", SERVER_IF, feature, "off"],
+        )) {
+            log::debug!("sandbox {}: {err} (ignored)", spec.name);
+        }
+    }
+    // The middle: no addresses, no IPv6 (its kernel must send nothing), no offloads that
+    // would merge frames before the forwarder reads them.
+    for key in ["all", "default"] {
+        run(&mut exec_in(
+            mid_ns,
+            "sysctl",
+            ["-w", &format!("net.ipv6.conf.{key}.disable_ipv6=1")],
+        ))?;
+    }
+    run(&mut ip_in(mid_ns, ["link", "set", "dev", "lo", "up"]))?;
+    for dev in [MID_SERVER_IF, MID_CLIENT_IF] {
+        for feature in ["gro", "lro", "tso", "gso"] {
+            if let Err(err) = run(&mut exec_in(mid_ns, "ethtool", ["-K", dev, feature, "off"])) {
+                log::debug!("sandbox {}: {err} (ignored)", spec.name);
+            }
+        }
+        run(&mut ip_in(
+            mid_ns,
+            ["link", "set", "dev", dev, "promisc", "on", "up"],
+        ))?;
+    }
+    Ok(())
+}
+
+/// Starts `forwarder sandbox impair` in the middle namespace and waits until its sockets are
+/// open. Its output goes to a file, so that no caller's pipe is held open by it.
+fn start_forwarder(
+    name: &str,
+    mid_ns: &str,
+    impair: &ImpairSpec,
+    forwarder: &Path,
+) -> Result<(), SandboxError> {
+    let stats = impair_stats_path(name);
+    let log_path = impair_log_path(name);
+    let _ = std::fs::remove_file(&stats);
+    let log = std::fs::File::create(&log_path).map_err(|e| SandboxError::Forwarder {
+        detail: format!("{}: {e}", log_path.display()),
+    })?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", mid_ns])
+        .arg(forwarder)
+        .args(["sandbox", "impair", "--client-if", MID_CLIENT_IF])
+        .args(["--server-if", MID_SERVER_IF, "--stats-file"])
+        .arg(&stats)
+        .args(impair.to_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+        command: render(&cmd),
+        source,
+    })?;
+    let deadline = Instant::now() + FORWARDER_READY;
+    loop {
+        if impair_stats(name).is_some_and(|v| v["ready"] == true) {
+            // Reaped by whoever tears the sandbox down (it is killed by namespace); a thread
+            // waits for it so that it never lingers as a zombie of a long-lived caller.
+            thread::spawn(move || child.wait());
+            return Ok(());
+        }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(SandboxError::Forwarder {
+                detail: format!(
+                    "{} ({}): {}",
+                    render(&cmd),
+                    exited.map_or("not ready in time".to_string(), |s| s.to_string()),
+                    std::fs::read_to_string(&log_path)
+                        .unwrap_or_default()
+                        .trim()
+                ),
+            });
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Reads the info of the sandbox `name` back from its interfaces.
@@ -585,7 +802,8 @@ fn teardown(name: &str) -> Result<bool, SandboxError> {
     let present = netns_list()?;
     let mut found = false;
     let mut first_err = None;
-    for ns in [server_ns, client_ns] {
+    // The middle first: its forwarder stops before the ends disappear under it.
+    for ns in [middle_ns(name), server_ns, client_ns] {
         if !present.contains(&ns) {
             continue;
         }
@@ -593,6 +811,9 @@ fn teardown(name: &str) -> Result<bool, SandboxError> {
         if let Err(err) = remove_namespace(&ns) {
             first_err.get_or_insert(err);
         }
+    }
+    for path in [impair_stats_path(name), impair_log_path(name)] {
+        let _ = std::fs::remove_file(path);
     }
     match first_err {
         None => Ok(found),
