@@ -1,7 +1,7 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status};
+use xdpstack::{bulk, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status};
 
 use std::process::ExitCode;
 
@@ -66,6 +66,11 @@ enum BenchCmd {
     /// Return every frame with MAC/IP/ports swapped, no stack in between:
     /// the ceiling of the AF_XDP path.
     Reflect(reflect::ReflectArgs),
+    /// Kernel TCP client: parallel connections each push N bytes through an
+    /// echo server and check every byte that comes back; JSON report.
+    Bulk(bulk::BulkArgs),
+    /// Kernel TCP echo server (the kernel's side of a bulk comparison).
+    KernelEcho(bulk::KernelEchoArgs),
 }
 
 #[derive(Subcommand)]
@@ -163,6 +168,24 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Pktgen(args) => pktgen::run(&args),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Reflect(args) => reflect::run(&args),
+            BenchCmd::Bulk(args) => {
+                let report = bulk::run_bulk(&args);
+                println!("{report}");
+                Ok(if report["failed"] == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            BenchCmd::KernelEcho(args) => {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                    signal_hook::flag::register(sig, stop.clone())?;
+                }
+                let report = bulk::run_kernel_echo(&args, &stop)?;
+                println!("{report}");
+                Ok(ExitCode::SUCCESS)
+            }
         },
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Status(args) => {

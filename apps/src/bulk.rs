@@ -1,0 +1,344 @@
+//! Bulk transfers for the lossy-network test and benchmark: a kernel TCP client that pushes N
+//! bytes through an echo server on each of C parallel connections and checks every byte that
+//! comes back (so N bytes go each way), and a kernel TCP echo server to compare the stack with
+//! on the same path.
+//!
+//! Both are bounded: the client by `--timeout` (whole run) and per-operation socket timeouts,
+//! the server by `--max-secs`, `--max-conns` and SIGINT/SIGTERM.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::impair::SplitMix64;
+
+/// Bytes per write and read.
+const CHUNK: usize = 64 * 1024;
+/// Longest a single read or write may block.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Stack of each client thread.
+const THREAD_STACK: usize = 256 * 1024;
+
+/// `xdpstack bench bulk` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BulkArgs {
+    /// Echo server address.
+    #[arg(long)]
+    pub addr: IpAddr,
+    /// Echo server port.
+    #[arg(long, default_value_t = 7)]
+    pub port: u16,
+    /// Parallel connections.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub conns: u32,
+    /// Bytes each connection sends (and must get back).
+    #[arg(long, default_value_t = 10 << 20)]
+    pub bytes: u64,
+    /// The whole run may take this many seconds; connections not done by then fail.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Seed of the payload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `xdpstack bench kernel-echo` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KernelEchoArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub addr: IpAddr,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 7)]
+    pub port: u16,
+    /// Connections served at once at most; more are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Exit after this many seconds whatever happens.
+    #[arg(long, default_value_t = 900)]
+    pub max_secs: u64,
+}
+
+/// The payload of connection `conn` from byte `offset` on, into `buf`.
+fn fill(seed: u64, conn: u32, offset: u64, buf: &mut [u8]) {
+    // One SplitMix64 stream per 8-byte block: any offset is computed directly.
+    let base = seed ^ (u64::from(conn) << 40);
+    let mut pos = offset;
+    let mut i = 0;
+    while i < buf.len() {
+        let block = SplitMix64::new(base.wrapping_add(pos / 8)).next_u64().to_le_bytes();
+        let from = (pos % 8) as usize;
+        let n = (8 - from).min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&block[from..from + n]);
+        i += n;
+        pos += n as u64;
+    }
+}
+
+struct ConnResult {
+    ok: bool,
+    error: Option<String>,
+    received: u64,
+    secs: f64,
+}
+
+fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
+    let started = Instant::now();
+    let result = (|| -> Result<u64, String> {
+        let to = SocketAddr::new(args.addr, args.port);
+        let stream = loop {
+            match TcpStream::connect_timeout(&to, Duration::from_secs(10)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() + Duration::from_secs(1) < deadline => {
+                    log::debug!("conn {conn}: connect: {e}; retrying");
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(format!("connect: {e}")),
+            }
+        };
+        for s in [&stream] {
+            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        }
+        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+        let (seed, bytes) = (args.seed, args.bytes);
+        let sender = thread::Builder::new()
+            .stack_size(THREAD_STACK)
+            .spawn(move || -> Result<(), String> {
+                let mut buf = vec![0u8; CHUNK];
+                let mut sent = 0u64;
+                while sent < bytes {
+                    if Instant::now() > deadline {
+                        return Err(format!("deadline after sending {sent} bytes"));
+                    }
+                    let n = (bytes - sent).min(CHUNK as u64) as usize;
+                    fill(seed, conn, sent, &mut buf[..n]);
+                    writer
+                        .write_all(&buf[..n])
+                        .map_err(|e| format!("write after {sent} bytes: {e}"))?;
+                    sent += n as u64;
+                }
+                writer
+                    .shutdown(Shutdown::Write)
+                    .map_err(|e| format!("shutdown: {e}"))
+            })
+            .map_err(|e| e.to_string())?;
+        let mut reader = stream;
+        let mut buf = vec![0u8; CHUNK];
+        let mut want = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        let read_result = loop {
+            if Instant::now() > deadline {
+                break Err(format!("deadline after receiving {got} bytes"));
+            }
+            match reader.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    fill(seed, conn, got, &mut want[..n]);
+                    if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
+                        break Err(format!("byte {} differs", got + i as u64));
+                    }
+                    got += n as u64;
+                    if got > bytes {
+                        break Err(format!("{got} bytes back, more than the {bytes} sent"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(format!("read after {got} bytes: {e}")),
+            }
+        };
+        if read_result.is_err() {
+            // Unblock the sender.
+            let _ = reader.shutdown(Shutdown::Both);
+        }
+        let sent = sender
+            .join()
+            .unwrap_or_else(|_| Err("sender panicked".to_string()));
+        read_result?;
+        sent?;
+        if got != bytes {
+            return Err(format!("{got} bytes back of {bytes}"));
+        }
+        Ok(got)
+    })();
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(received) => ConnResult {
+            ok: true,
+            error: None,
+            received,
+            secs,
+        },
+        Err(e) => ConnResult {
+            ok: false,
+            error: Some(format!("conn {conn}: {e}")),
+            received: 0,
+            secs,
+        },
+    }
+}
+
+/// Runs the client; the report as JSON (`failed` = 0 when every byte came back).
+pub fn run_bulk(args: &BulkArgs) -> Value {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout);
+    let handles: Vec<_> = (0..args.conns)
+        .map(|conn| {
+            let args = args.clone();
+            thread::Builder::new()
+                .stack_size(THREAD_STACK)
+                .spawn(move || one_conn(&args, conn, deadline))
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for h in handles {
+        results.push(match h {
+            Ok(h) => h.join().unwrap_or_else(|_| ConnResult {
+                ok: false,
+                error: Some("thread panicked".into()),
+                received: 0,
+                secs: 0.0,
+            }),
+            Err(e) => ConnResult {
+                ok: false,
+                error: Some(format!("spawn: {e}")),
+                received: 0,
+                secs: 0.0,
+            },
+        });
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut secs: Vec<f64> = results.iter().filter(|r| r.ok).map(|r| r.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize])
+    };
+    let ok = results.iter().filter(|r| r.ok).count();
+    let received: u64 = results.iter().map(|r| r.received).sum();
+    let errors: Vec<&String> = results.iter().filter_map(|r| r.error.as_ref()).take(10).collect();
+    json!({
+        "conns": args.conns,
+        "bytes_each_way": args.bytes,
+        "ok": ok,
+        "failed": results.len() - ok,
+        "errors": errors,
+        "received": received,
+        "elapsed_s": elapsed,
+        "conn_s": {"min": pick(0.0), "median": pick(0.5), "p90": pick(0.9), "max": pick(1.0)},
+        "goodput_mib_s_each_way": received as f64 / elapsed / (1 << 20) as f64,
+    })
+}
+
+/// Runs a kernel TCP echo server until `stop` is set (the command sets it on SIGINT/SIGTERM)
+/// or `--max-secs` have passed.
+pub fn run_kernel_echo(args: &KernelEchoArgs, stop: &AtomicBool) -> io::Result<Value> {
+    let listener = TcpListener::bind(SocketAddr::new(args.addr, args.port))?;
+    listener.set_nonblocking(true)?;
+    eprintln!("kernel echo listening on {}", listener.local_addr()?);
+    let live = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    let end = Instant::now() + Duration::from_secs(args.max_secs);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+        match listener.accept() {
+            Ok((mut s, _)) => {
+                accepted += 1;
+                if live.load(Ordering::Relaxed) >= args.max_conns {
+                    refused += 1;
+                    continue;
+                }
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                live.fetch_add(1, Ordering::Relaxed);
+                let (live2, bytes) = (live.clone(), bytes.clone());
+                let spawned = thread::Builder::new()
+                    .stack_size(THREAD_STACK)
+                    .spawn(move || {
+                        let mut buf = vec![0u8; CHUNK];
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if s.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        let _ = s.shutdown(Shutdown::Write);
+                        live2.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if spawned.is_err() {
+                    refused += 1;
+                    live.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json!({
+        "accepted": accepted,
+        "refused": refused,
+        "tcp_bytes": bytes.load(Ordering::Relaxed),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_is_the_same_whatever_the_chunking() {
+        let mut whole = vec![0u8; 1000];
+        fill(5, 3, 0, &mut whole);
+        let mut parts = vec![0u8; 1000];
+        for (a, b) in [(0, 7), (7, 13), (13, 512), (512, 1000)] {
+            fill(5, 3, a as u64, &mut parts[a..b]);
+        }
+        assert_eq!(whole, parts);
+        let mut other = vec![0u8; 1000];
+        fill(5, 4, 0, &mut other);
+        assert_ne!(whole, other);
+    }
+
+    #[test]
+    fn a_kernel_echo_serves_a_bulk_client_on_loopback() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let server = KernelEchoArgs {
+            addr: "127.0.0.1".parse().expect("addr"),
+            port,
+            max_conns: 16,
+            max_secs: 20,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let server = thread::spawn(move || run_kernel_echo(&server, &stop2));
+        let report = run_bulk(&BulkArgs {
+            addr: "127.0.0.1".parse().expect("addr"),
+            port,
+            conns: 4,
+            bytes: 300_000,
+            timeout: 20,
+            seed: 9,
+        });
+        assert_eq!(report["failed"], 0, "{report:#}");
+        assert_eq!(report["received"], 1_200_000, "{report:#}");
+        stop.store(true, Ordering::Relaxed);
+        let served = server.join().expect("join").expect("served");
+        assert_eq!(served["tcp_bytes"], 1_200_000, "{served:#}");
+    }
+}
