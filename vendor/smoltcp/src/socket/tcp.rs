@@ -152,7 +152,10 @@ const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
 // RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// xdpstack patch: 200 ms, Linux's TCP_RTO_MIN. With a 1 s floor a connection
+// on a lossy path stalls a whole second per timeout where Linux's recovers
+// in a fifth of it.
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -523,6 +526,12 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// xdpstack patch: NewReno (RFC 6582) recovery point, the highest
+    /// sequence number sent when fast retransmit began. Until an ACK covers
+    /// it, an ACK of new data that does not (a partial ACK) means the next
+    /// segment was lost too: it is retransmitted at once instead of after an
+    /// RTO, and duplicate ACKs start no new fast retransmit.
+    recover: Option<TcpSeqNumber>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -618,6 +627,7 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            recover: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -939,6 +949,12 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        // xdpstack patch: loss-recovery state does not outlive a connection
+        // (the engine reuses sockets).
+        self.recover = None;
+        self.pending_fast_retransmit = false;
+        self.local_rx_dup_acks = 0;
+        self.local_rx_last_ack = None;
 
         #[cfg(feature = "async")]
         {
@@ -2169,7 +2185,9 @@ impl<'a> Socket<'a> {
                         }
                     );
 
-                    if self.local_rx_dup_acks == 3 {
+                    // xdpstack patch: not again within one recovery (RFC 6582).
+                    if self.local_rx_dup_acks == 3 && self.recover.is_none() {
+                        self.recover = Some(self.remote_last_seq);
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
                     }
@@ -2191,6 +2209,16 @@ impl<'a> Socket<'a> {
                         net_debug!("reset duplicate ACK count");
                     }
                     self.local_rx_last_ack = Some(ack_number);
+
+                    // xdpstack patch: NewReno partial ACK (RFC 6582 3.2 (5)).
+                    if let Some(recover) = self.recover {
+                        if ack_number >= recover {
+                            self.recover = None;
+                        } else if ack_len > 0 && !self.tx_buffer.is_empty() {
+                            net_debug!("partial ACK: retransmitting the next hole");
+                            self.pending_fast_retransmit = true;
+                        }
+                    }
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
@@ -2539,6 +2567,9 @@ impl<'a> Socket<'a> {
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
+                // xdpstack patch: the go-back-N resend replaces any recovery.
+                self.recover = None;
+                self.pending_fast_retransmit = false;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();

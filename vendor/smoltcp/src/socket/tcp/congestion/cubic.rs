@@ -233,6 +233,11 @@ impl Controller for Cubic {
     fn set_mss(&mut self, mss: usize) {
         self.mss = mss;
         self.recompute_k();
+        // xdpstack patch: an initial window of 10 segments (RFC 6928, as
+        // Linux) once the MSS is known, before any loss or ACK shaped it.
+        if self.ssthresh == usize::MAX && self.cwnd < 10 * mss {
+            self.cwnd = (10 * mss).min(self.rwnd.max(10 * mss));
+        }
     }
 
     fn set_remote_window(&mut self, remote_window: usize) {

@@ -101,6 +101,11 @@ impl Controller for Reno {
 
     fn set_mss(&mut self, mss: usize) {
         self.mss = mss;
+        // xdpstack patch: an initial window of 10 segments (RFC 6928, as
+        // Linux) once the MSS is known, before any loss or ACK shaped it.
+        if self.ssthresh == usize::MAX && self.cwnd < 10 * mss {
+            self.cwnd = (10 * mss).min(self.rwnd.max(10 * mss));
+        }
     }
 
     fn set_remote_window(&mut self, remote_window: usize) {
