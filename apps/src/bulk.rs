@@ -71,7 +71,9 @@ fn fill(seed: u64, conn: u32, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
     let mut i = 0;
     while i < buf.len() {
-        let block = SplitMix64::new(base.wrapping_add(pos / 8)).next_u64().to_le_bytes();
+        let block = SplitMix64::new(base.wrapping_add(pos / 8))
+            .next_u64()
+            .to_le_bytes();
         let from = (pos % 8) as usize;
         let n = (8 - from).min(buf.len() - i);
         buf[i..i + n].copy_from_slice(&block[from..from + n]);
@@ -102,8 +104,10 @@ fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
             }
         };
         for s in [&stream] {
-            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            s.set_write_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| e.to_string())?;
         }
         let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
         let (seed, bytes) = (args.seed, args.bytes);
@@ -215,12 +219,15 @@ pub fn run_bulk(args: &BulkArgs) -> Value {
     let elapsed = started.elapsed().as_secs_f64();
     let mut secs: Vec<f64> = results.iter().filter(|r| r.ok).map(|r| r.secs).collect();
     secs.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize])
-    };
+    let pick =
+        |q: f64| (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize]);
     let ok = results.iter().filter(|r| r.ok).count();
     let received: u64 = results.iter().map(|r| r.received).sum();
-    let errors: Vec<&String> = results.iter().filter_map(|r| r.error.as_ref()).take(10).collect();
+    let errors: Vec<&String> = results
+        .iter()
+        .filter_map(|r| r.error.as_ref())
+        .take(10)
+        .collect();
     json!({
         "conns": args.conns,
         "bytes_each_way": args.bytes,
