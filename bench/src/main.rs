@@ -5,7 +5,7 @@
 //! cargo run --release -p xdpstack-bench -- report
 //! ```
 //!
-//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`, `synflood`, `dnstcp`. Each builds its own sandboxes
+//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`, `synflood`, `dnstcp`, `lossy`. Each builds its own sandboxes
 //! (network namespaces with unique names), starts the servers and load tools pinned to cores,
 //! writes `bench/results/SCENARIO.json` and regenerates `docs/BENCHMARKS.md` and
 //! `docs/bench/*.png`. Ctrl-C stops the load, the servers and tears the sandboxes down.
@@ -59,6 +59,9 @@ enum Cmd {
     Synflood,
     /// DNS over TCP, one query per connection (kxdpgun -T): xdpstack vs knotd vs Knot XDP.
     Dnstcp,
+    /// Bulk transfers through an impaired sandbox (1% loss, 20 ms ± 5 ms,
+    /// reordering, duplication): xdpstack with cc cubic/reno/none vs the kernel.
+    Lossy,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -293,6 +296,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Conns => vec!["conns"],
         Cmd::Synflood => vec!["synflood"],
         Cmd::Dnstcp => vec!["dnstcp"],
+        Cmd::Lossy => vec!["lossy"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -315,6 +319,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "conns" => scenarios::conns::run(&ctx),
             "synflood" => scenarios::synflood::run(&ctx),
             "dnstcp" => scenarios::dnstcp::run(&ctx),
+            "lossy" => scenarios::lossy::run(&ctx),
             _ => continue,
         };
         match r {

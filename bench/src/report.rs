@@ -10,8 +10,8 @@ use crate::model::{Case, ScenarioResult};
 use crate::procs::{err, BenchError, Result};
 
 /// Scenario ids in report order.
-pub const ORDER: [&str; 7] = [
-    "http", "udp", "dnstcp", "fairness", "churn", "conns", "synflood",
+pub const ORDER: [&str; 8] = [
+    "http", "udp", "dnstcp", "fairness", "churn", "conns", "synflood", "lossy",
 ];
 
 /// Columns shown per scenario: (metric key, header).
@@ -92,6 +92,14 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("reset", "reset"),
             ("server_cpu_ms_per_1k", "server CPU ms / 1k answers"),
             ("client_cpu_s", "kxdpgun CPU s"),
+        ],
+        "lossy" => &[
+            ("transfer_s", "transfer s (all connections)"),
+            ("conn_median_s", "per-connection s, median"),
+            ("conn_max_s", "per-connection s, max"),
+            ("goodput_mib_s", "goodput MiB/s each way"),
+            ("failed", "failed transfers"),
+            ("server_echoed_mib", "server echoed MiB"),
         ],
         "synflood" => &[
             ("success_during_pct", "success during flood %"),

@@ -5,6 +5,7 @@ pub mod conns;
 pub mod dnstcp;
 pub mod fairness;
 pub mod http;
+pub mod lossy;
 pub mod steer;
 pub mod synflood;
 pub mod udp;
