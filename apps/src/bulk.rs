@@ -103,12 +103,12 @@ fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
                 Err(e) => return Err(format!("connect: {e}")),
             }
         };
-        for s in [&stream] {
-            s.set_read_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(IO_TIMEOUT))
-                .map_err(|e| e.to_string())?;
-        }
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
         let (seed, bytes) = (args.seed, args.bytes);
         let sender = thread::Builder::new()

@@ -47,8 +47,8 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
         .args(["--timeout", &timeout.to_string()])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .map_err(|e| {
+    let report: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).map_err(|e| {
             procs::BenchError::Msg(format!(
                 "bulk client: no JSON ({e}, {}): {}",
                 out.status,
@@ -125,7 +125,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         &dir,
     )?;
     if !env::wait_tcp(&sb, KERNEL_IP, 7, Duration::from_secs(15))? {
-        return procs::err(format!("kernel echo did not come up: {}", kernel.stderr_tail()));
+        return procs::err(format!(
+            "kernel echo did not come up: {}",
+            kernel.stderr_tail()
+        ));
     }
     for run in 0..ctx.runs {
         match bulk(ctx, &sb, KERNEL_IP, conns, bytes) {
@@ -183,9 +186,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     }
                     case.subjects[i + 1].runs.push(m);
                 }
-                Err(procs::BenchError::Interrupted) => {
-                    return Err(procs::BenchError::Interrupted)
-                }
+                Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
                 Err(e) => case.subjects[i + 1].errors.push(format!("run {run}: {e}")),
             }
         }
@@ -198,7 +199,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         case.add_ratio("transfer_s", n, KERNEL);
     }
     if let Some(f) = sandbox::impair_stats(&name) {
-        res.notes.push(format!("forwarder counters at the end: {f}"));
+        res.notes
+            .push(format!("forwarder counters at the end: {f}"));
     }
     let cubic = case.ratio("transfer_s", &stack_names[0], KERNEL);
     res.cases.push(case);
