@@ -78,7 +78,13 @@ impl Controller for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
-        let segment = len.min(self.mss);
+        // xdpstack patch: appropriate byte counting (RFC 3465, as Linux): an
+        // ACK that covers two segments (a delayed ACK, the receiver's
+        // default) counts both; counting one MSS per ACK grew the window at
+        // half the rate. Slow start is capped at 2 MSS per ACK (L = 2), the
+        // congestion-avoidance increase counts every byte acknowledged.
+        let segment = len.min(self.cwnd.max(self.mss));
+        let slow_start_inc = len.min(2 * self.mss);
 
         self.absorb_idle(now);
 
@@ -107,7 +113,7 @@ impl Controller for Cubic {
             // Slow start: increase `cwnd` by 1 MSS per ACK.
             self.cwnd = self
                 .cwnd
-                .saturating_add(segment)
+                .saturating_add(slow_start_inc)
                 .min(self.rwnd)
                 .max(self.mss);
             return;
@@ -485,13 +491,14 @@ mod test {
         assert_eq!(cubic.recovery_start, None);
         assert_eq!(cubic.w_max, w_max_before_rto);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by at most two MSS per ack (xdpstack patch:
+        // RFC 3465 byte counting, L = 2)
         let initial_cwnd = cubic.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = cubic.window();
             let now = Instant::from_millis(i);
-            ack(&mut cubic, MSS * 2, now);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
+            ack(&mut cubic, MSS * 3, now);
+            assert_eq!(cubic.window(), initial_cwnd + 2 * MSS);
         }
         assert_eq!(cubic.window(), initial_cwnd + MSS * 10);
 

@@ -58,10 +58,13 @@ impl Controller for Reno {
 
         let inc = if self.cwnd < self.ssthresh {
             // Slow start: increase `cwnd` by 1 MSS per ACK.
-            len.min(self.mss)
+            // xdpstack patch: appropriate byte counting (RFC 3465, L = 2),
+            // as Linux: a delayed ACK of two segments counts both.
+            len.min(2 * self.mss)
         } else {
-            // Congestion avoidance: increase by ~1 MSS per RTT.
-            (self.mss * self.mss / self.cwnd).max(1)
+            // Congestion avoidance: increase by ~1 MSS per RTT, counting
+            // every byte acknowledged (xdpstack patch, RFC 3465).
+            (self.mss * len.min(self.cwnd) / self.cwnd.max(1)).max(1)
         };
 
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
@@ -216,13 +219,14 @@ mod test {
         assert_eq!(reno.ssthresh, inflight / 2);
         assert_eq!(reno.window(), MSS);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by at most two MSS per ack (xdpstack patch:
+        // RFC 3465 byte counting, L = 2)
         let initial_cwnd = reno.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = reno.window();
             let now = Instant::from_millis(i);
-            ack(&mut reno, MSS * 2, now);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
+            ack(&mut reno, MSS * 3, now);
+            assert_eq!(reno.window(), initial_cwnd + 2 * MSS);
         }
         assert_eq!(reno.window(), initial_cwnd + MSS * 10);
 
