@@ -532,6 +532,12 @@ pub struct Socket<'a> {
     /// segment was lost too: it is retransmitted at once instead of after an
     /// RTO, and duplicate ACKs start no new fast retransmit.
     recover: Option<TcpSeqNumber>,
+    /// xdpstack patch: the highest sequence number sent (SND.MAX). After an
+    /// RTO `remote_last_seq` (SND.NXT) goes back to SND.UNA; an ACK-only
+    /// segment must still carry SND.MAX, as Linux's do: the peer may hold
+    /// data up to there, and Linux drops (ACK field and all) a zero-length
+    /// segment whose sequence number is below what it already received.
+    snd_max: Option<TcpSeqNumber>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -628,6 +634,7 @@ impl<'a> Socket<'a> {
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             recover: None,
+            snd_max: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -952,6 +959,7 @@ impl<'a> Socket<'a> {
         // xdpstack patch: loss-recovery state does not outlive a connection
         // (the engine reuses sockets).
         self.recover = None;
+        self.snd_max = None;
         self.pending_fast_retransmit = false;
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
@@ -1511,7 +1519,7 @@ impl<'a> Socket<'a> {
         // [...] an empty acknowledgment segment containing the current send-sequence number
         // and an acknowledgment indicating the next sequence number expected
         // to be received.
-        reply_repr.seq_number = self.remote_last_seq;
+        reply_repr.seq_number = self.ack_only_seq();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
 
@@ -1786,7 +1794,11 @@ impl<'a> Socket<'a> {
                         }
                     }
                     (true, false) => {
-                        if window_start <= segment_start && segment_start < window_end {
+                        // xdpstack patch: `<=` at the right edge, as Linux
+                        // (tcp_sequence): a peer that filled our window sends
+                        // its ACKs there, and dropping them drops their ACK
+                        // field too (a deadlock once both ends wait for it).
+                        if window_start <= segment_start && segment_start <= window_end {
                             true
                         } else {
                             net_debug!("zero-length segment not inside window, will send an ACK.");
@@ -2370,6 +2382,21 @@ impl<'a> Socket<'a> {
         }
     }
 
+    /// xdpstack patch: the sequence number of an ACK-only segment: SND.MAX
+    /// when it is ahead of SND.NXT (after an RTO rewound it) and still
+    /// within this connection's unacknowledged data, else SND.NXT.
+    fn ack_only_seq(&self) -> TcpSeqNumber {
+        match self.snd_max {
+            Some(max)
+                if max > self.remote_last_seq
+                    && max <= self.local_seq_no + self.tx_buffer.len() + 1 =>
+            {
+                max
+            }
+            _ => self.remote_last_seq,
+        }
+    }
+
     fn timed_out(&self, timestamp: Instant) -> bool {
         match (self.remote_last_ts, self.timeout) {
             (Some(remote_last_ts), Some(timeout)) => timestamp >= remote_last_ts + timeout,
@@ -2826,6 +2853,10 @@ impl<'a> Socket<'a> {
         // has expired, and we also have data in transmit buffer. Since any packet that occupies
         // sequence space will elicit an ACK, we only need to send an explicit packet if we
         // couldn't fill the sequence space with anything.
+        // xdpstack patch: an ACK-only segment carries SND.MAX (see `snd_max`).
+        if repr.control == TcpControl::None && repr.payload.is_empty() {
+            repr.seq_number = self.ack_only_seq();
+        }
         let is_keep_alive;
         if self.timer.should_keep_alive(cx.now()) && repr.is_empty() {
             repr.seq_number = repr.seq_number - 1;
@@ -2908,6 +2939,10 @@ impl<'a> Socket<'a> {
         self.remote_last_seq = self
             .remote_last_seq
             .max(repr.seq_number + repr.segment_len());
+        if repr.segment_len() > 0 {
+            let sent = repr.seq_number + repr.segment_len();
+            self.snd_max = Some(self.snd_max.map_or(sent, |m| m.max(sent)));
+        }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
