@@ -444,24 +444,28 @@ impl<R: Rings> Engine<R> {
     }
 
     /// Receive what the NIC and the other cores have (batch after batch while
-    /// batches come full, at most [`MAX_RX_PER_TURN`] packets), and run it
-    /// through the stack at time `now`. Returns the number of packets
-    /// processed.
+    /// batches come full and carry no datagram, at most [`MAX_RX_PER_TURN`]
+    /// packets), and run it through the stack at time `now`. Returns the
+    /// number of packets processed.
     ///
     /// Draining the rx ring rather than taking one batch per turn moves a
-    /// backlog out of the ring into the connections' receive buffers, as a
-    /// kernel's softirq does: with one request in flight on each of 100,000
-    /// connections, a server that falls behind holds up to 100,000 segments,
-    /// which no rx ring can, and every segment the ring drops costs the
-    /// client a retransmission timeout.
+    /// TCP backlog out of the ring into the connections' receive buffers, as
+    /// a kernel's softirq does: with one request in flight on each of
+    /// 100,000 connections, a server that falls behind holds up to 100,000
+    /// segments, which no rx ring can, and every segment the ring drops
+    /// costs the client a retransmission timeout. Datagrams stop the drain:
+    /// a UDP member's queue is short and a datagram it cannot take is lost
+    /// (after the work of copying it); left in the ring, it waits for the
+    /// application's next turn or is dropped there at no cost.
     pub fn ingress(&mut self, now: Instant) -> usize {
         self.now = now;
         let mut work = self.drain_mesh();
         let batch = self.port.batch();
         loop {
+            let datagrams = self.counters.udp_rx;
             let n = self.ingress_batch(now);
             work += n;
-            if n < batch || work >= MAX_RX_PER_TURN {
+            if n < batch || work >= MAX_RX_PER_TURN || self.counters.udp_rx != datagrams {
                 return work;
             }
         }
