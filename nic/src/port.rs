@@ -251,11 +251,6 @@ impl<R: Rings> Port<R> {
         }
     }
 
-    /// Frames taken from the rx ring per [`Port::recv`] at most.
-    pub fn batch(&self) -> usize {
-        self.st.cfg.batch
-    }
-
     /// Receive up to one batch of frames into `out` (cleared first). Every
     /// frame returned is held until [`Port::release`].
     pub fn recv(&mut self, out: &mut Vec<Frame>) -> usize {

@@ -319,10 +319,6 @@ pub struct EngineStats {
 /// while groups change under it).
 const MAX_HOPS: u8 = 4;
 
-/// Most packets one [`Engine::ingress`] takes from the rx ring: a bound on
-/// how long a turn goes without an egress pass.
-pub const MAX_RX_PER_TURN: usize = 16_384;
-
 enum Pkt {
     /// A held rx frame of this port; the IP packet is at ETH_HDR.
     Frame(Frame, usize),
@@ -443,32 +439,20 @@ impl<R: Rings> Engine<R> {
         self.core
     }
 
-    /// Receive what the NIC and the other cores have (batch after batch while
-    /// batches come full and carry no datagram, at most [`MAX_RX_PER_TURN`]
-    /// packets), and run it through the stack at time `now`. Returns the
-    /// number of packets processed.
+    /// Receive one batch from the NIC and whatever other cores sent, and run
+    /// it through the stack at time `now`. Returns the number of packets
+    /// processed.
     ///
-    /// Draining the rx ring rather than taking one batch per turn moves a
-    /// TCP backlog out of the ring into the connections' receive buffers, as
-    /// a kernel's softirq does: with one request in flight on each of
-    /// 100,000 connections, a server that falls behind holds up to 100,000
-    /// segments, which no rx ring can, and every segment the ring drops
-    /// costs the client a retransmission timeout. Datagrams stop the drain:
-    /// a UDP member's queue is short and a datagram it cannot take is lost
-    /// (after the work of copying it); left in the ring, it waits for the
-    /// application's next turn or is dropped there at no cost.
+    /// One batch a turn, then the application and an egress pass: draining
+    /// the ring batch after batch (up to 16,384 packets a turn) was tried to
+    /// keep a backlog of 100,000 connections' requests out of the ring, and
+    /// it collapsed DNS over TCP (kxdpgun): thousands of SYNs taken before
+    /// any SYN-ACK went out filled the SYN queue, and every further SYN went
+    /// to cookies. The rx ring is sized to the load instead (`--frames`).
     pub fn ingress(&mut self, now: Instant) -> usize {
         self.now = now;
-        let mut work = self.drain_mesh();
-        let batch = self.port.batch();
-        loop {
-            let datagrams = self.counters.udp_rx;
-            let n = self.ingress_batch(now);
-            work += n;
-            if n < batch || work >= MAX_RX_PER_TURN || self.counters.udp_rx != datagrams {
-                return work;
-            }
-        }
+        let work = self.drain_mesh();
+        work + self.ingress_batch(now)
     }
 
     /// One batch from the rx ring.
