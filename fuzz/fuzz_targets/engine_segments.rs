@@ -1,0 +1,4 @@
+#![no_main]
+// The entry lives in the library so that apps/tests/fuzz_replay.rs replays
+// this target's corpus through the same code on every test run.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| xdpstack::fuzz::engine_segments(data));
