@@ -366,168 +366,29 @@ pub fn with_fixed_checksums(target: &str, data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Two engines (two cores of one process) fed a sequence of TCP segments on
-/// both queues, decoded from `data` 12 bytes a segment: byte 0 bit 0 the
-/// queue, bits 1.. the client (12 of them: 3 addresses x 4 ports); byte 1
-/// the kind (SYN, ACK, data, FIN, RST, SYN+ACK); bytes 2..6 the sequence
-/// number, 6..10 the acknowledgment; byte 10 the payload length (< 40);
-/// byte 11 the time to the next segment (0, 1 ms, 200 ms or 70 s). The
-/// application accepts, reads, and closes or resets. Checks: nothing
-/// panics, both frame ledgers balance, and no flow is owned by both cores.
+/// both queues (`stack::model`), decoded from `data` 12 bytes a segment:
+/// byte 0 bit 0 the queue, bits 1.. the client; byte 1 the kind (SYN, ACK,
+/// data, FIN, RST, SYN+ACK); bytes 2..6 the sequence number, 6..10 the
+/// acknowledgment; byte 10 the payload length (< 40); byte 11 the time to
+/// the next segment (0, 1 ms, 200 ms or 70 s). Checks: nothing panics, both
+/// frame ledgers balance, and no flow is owned by both cores.
 pub fn engine_segments(data: &[u8]) {
-    use nic::mem::{MemConfig, MemRings};
-    use nic::{Port, PortConfig};
-    use smoltcp::time::{Duration, Instant};
-    use stack::engine::{Engine, EngineConfig};
-    use stack::reuseport::{BindAddr, BindOptions, FlowHasher};
-    use stack::shared::Shared;
-
-    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-    let Ok(shared) = Shared::new(2, FlowHasher::with_key(3, 4)) else {
-        return;
-    };
-    let mut cfg = EngineConfig::new(OUR_MAC, Some((SERVER, 24)), None);
-    cfg.syn_backlog = 2;
-    cfg.syn_timeout = std::time::Duration::from_secs(30);
-    let opts = BindOptions::new(0).with_reuseport(true).with_backlog(4);
-    let mut engines = Vec::new();
-    let mut clients = Vec::new();
-    let mut listeners = Vec::new();
-    for core in 0..2 {
-        let (a, b) = MemRings::pair(MemConfig::default());
-        let mut e = Engine::new(a, cfg.clone(), shared.clone(), core, core as u32);
-        let Ok(l) = e.tcp_listen(BindAddr::Any4, 80, opts.clone()) else {
-            return;
-        };
-        listeners.push(l);
-        engines.push(e);
-        let port_cfg = PortConfig {
-            l2_headroom: 0,
-            ..PortConfig::default()
-        };
-        clients.push(Port::new(b, port_cfg));
+    use stack::model::{rings, run_two_cores, Seg};
+    let word = |s: &[u8], i: usize| u32::from_be_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let segs: Vec<Seg> = data
+        .chunks_exact(12)
+        .take(200)
+        .map(|s| Seg {
+            core: usize::from(s[0] & 1),
+            client: s[0] >> 1,
+            kind: s[1],
+            seq: word(s, 2),
+            ack: word(s, 6),
+            len: usize::from(s[10] % 40),
+            wait_ms: [0, 1, 200, 70_000][usize::from(s[11] % 4)],
+        })
+        .collect();
+    if let Err(e) = run_two_cores(&segs, rings()) {
+        panic!("{e}");
     }
-    let mut now = Instant::from_millis(1);
-    let mut frames = Vec::new();
-    for seg in data.chunks_exact(12).take(200) {
-        let word = |i: usize| u32::from_be_bytes([seg[i], seg[i + 1], seg[i + 2], seg[i + 3]]);
-        let core = usize::from(seg[0] & 1);
-        let client = (seg[0] >> 1) % 12;
-        let f = engine_segment_frame(
-            client,
-            seg[1] % 6,
-            word(2),
-            word(6),
-            usize::from(seg[10] % 40),
-            SERVER,
-        );
-        let port = &mut clients[core];
-        if port.send_frame(f.len(), |b| b.copy_from_slice(&f)) {
-            port.flush(|_, len| Some(len));
-        }
-        now += Duration::from_millis([0, 1, 200, 70_000][usize::from(seg[11] % 4)]);
-        for (e, &l) in engines.iter_mut().zip(&listeners) {
-            e.ingress(now);
-            while let Some(c) = e.accept(l) {
-                let mut b = [0u8; 64];
-                let _ = e.recv(c, &mut b);
-                if seg[2] % 2 == 0 {
-                    e.close(c);
-                } else {
-                    e.abort(c);
-                }
-            }
-            e.egress(now);
-        }
-        for c in clients.iter_mut() {
-            c.recv(&mut frames);
-            for f in frames.drain(..) {
-                c.release(f);
-            }
-        }
-    }
-    for _ in 0..3 {
-        now += Duration::from_secs(70);
-        for e in engines.iter_mut() {
-            e.ingress(now);
-            e.egress(now);
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for e in &engines {
-        assert!(e.check_frames().is_ok(), "frame ledger");
-        for k in e.local_flows() {
-            assert!(seen.insert(k), "flow {k:?} owned by two cores");
-        }
-    }
-}
-
-/// One client's TCP segment to `server:80` in an Ethernet frame, with valid
-/// checksums.
-fn engine_segment_frame(
-    client: u8,
-    kind: u8,
-    seq: u32,
-    ack: u32,
-    len: usize,
-    server: Ipv4Addr,
-) -> Vec<u8> {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-        Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
-    let payload = vec![b'x'; len];
-    let (control, ack) = match kind {
-        0 => (TcpControl::Syn, None),
-        1 => (TcpControl::None, Some(ack)),
-        2 => (TcpControl::Psh, Some(ack)),
-        3 => (TcpControl::Fin, Some(ack)),
-        4 => (TcpControl::Rst, None),
-        _ => (TcpControl::Syn, Some(ack)),
-    };
-    let src = Ipv4Addr::new(198, 18, 0, 2 + client % 3);
-    let tcp = TcpRepr {
-        src_port: 40000 + u16::from(client % 4),
-        dst_port: 80,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 8192,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload: if matches!(control, TcpControl::Syn | TcpControl::Rst) {
-            &[]
-        } else {
-            &payload
-        },
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: server,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x02]),
-        dst_addr: EthernetAddress(OUR_MAC),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut ipp, &caps);
-    let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
-    tcp.emit(
-        &mut tcpp,
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(server),
-        &caps,
-    );
-    buf
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod flow;
 pub mod handoff;
 pub mod l2;
+pub mod model;
 pub mod neigh;
 pub mod parse;
 pub mod reuseport;
