@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{Server, Service, BIN, SERVER_IP4, SERVER_IP6};
 use serde_json::Value;
@@ -63,14 +63,7 @@ fn bulk_transfers_cross_a_lossy_slow_reordering_link_byte_exact() {
     };
     let started = Instant::now();
     let name = format!("t{}-imp", std::process::id());
-    let spec = ImpairSpec {
-        loss: 0.01,
-        delay: Duration::from_millis(20),
-        jitter: Duration::from_millis(5),
-        reorder: 0.005,
-        duplicate: 0.001,
-        seed: 11,
-    };
+    let spec = ImpairSpec::lossy_wan(11);
     let sb = Sandbox::up_impaired(
         &SandboxSpec {
             name: name.clone(),

@@ -57,6 +57,19 @@ impl Default for ImpairSpec {
 }
 
 impl ImpairSpec {
+    /// The path of issue 11's target, each way: 1% loss, 20 ms ± 5 ms,
+    /// 0.5% reordering, 0.1% duplication.
+    pub fn lossy_wan(seed: u64) -> ImpairSpec {
+        ImpairSpec {
+            loss: 0.01,
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            reorder: 0.005,
+            duplicate: 0.001,
+            seed,
+        }
+    }
+
     /// Whether anything is impaired at all.
     pub fn is_active(&self) -> bool {
         self.loss > 0.0
@@ -434,14 +447,7 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("20").is_err());
         assert!(parse_duration("20 parsecs").is_err());
-        let spec = ImpairSpec {
-            loss: 0.01,
-            delay: Duration::from_millis(20),
-            jitter: Duration::from_millis(5),
-            reorder: 0.005,
-            duplicate: 0.001,
-            seed: 7,
-        };
+        let spec = ImpairSpec::lossy_wan(7);
         assert!(spec.validate().is_ok());
         // The arguments it prints parse back to the same spec.
         let args = spec.to_args();
@@ -492,14 +498,7 @@ mod tests {
 
     #[test]
     fn loss_duplication_and_reordering_happen_at_their_rates() {
-        let spec = ImpairSpec {
-            loss: 0.01,
-            delay: Duration::from_millis(20),
-            jitter: Duration::from_millis(5),
-            reorder: 0.005,
-            duplicate: 0.001,
-            seed: 42,
-        };
+        let spec = ImpairSpec::lossy_wan(42);
         let n = 200_000;
         let (out, c) = run(spec, n);
         assert_eq!(c.received, u64::from(n));

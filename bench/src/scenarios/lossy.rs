@@ -25,14 +25,7 @@ const KERNEL_IP: &str = "10.112.0.3";
 
 /// The impairment of issue 11's target.
 pub fn target_spec() -> ImpairSpec {
-    ImpairSpec {
-        loss: 0.01,
-        delay: Duration::from_millis(20),
-        jitter: Duration::from_millis(5),
-        reorder: 0.005,
-        duplicate: 0.001,
-        seed: 2024,
-    }
+    ImpairSpec::lossy_wan(2024)
 }
 
 fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<Value> {

@@ -441,23 +441,12 @@ impl<R: Rings> Engine<R> {
 
     /// Receive one batch from the NIC and whatever other cores sent, and run
     /// it through the stack at time `now`. Returns the number of packets
-    /// processed.
-    ///
-    /// One batch a turn, then the application and an egress pass: draining
-    /// the ring batch after batch (up to 16,384 packets a turn) was tried to
-    /// keep a backlog of 100,000 connections' requests out of the ring, and
-    /// it collapsed DNS over TCP (kxdpgun): thousands of SYNs taken before
-    /// any SYN-ACK went out filled the SYN queue, and every further SYN went
-    /// to cookies. The rx ring is sized to the load instead (`--frames`).
+    /// processed. One batch a turn, then the application and an egress
+    /// pass (why not more: docs/ARCHITECTURE.md, `worker.rs`).
     pub fn ingress(&mut self, now: Instant) -> usize {
         self.now = now;
-        let work = self.drain_mesh();
-        work + self.ingress_batch(now)
-    }
-
-    /// One batch from the rx ring.
-    fn ingress_batch(&mut self, now: Instant) -> usize {
         let now_ms = now.total_millis() as u64;
+        let work = self.drain_mesh();
         let n = self.port.recv(&mut self.frames);
         let frames = std::mem::take(&mut self.frames);
         for &f in &frames {
@@ -480,7 +469,7 @@ impl<R: Rings> Engine<R> {
             self.port.release(f);
         }
         self.frames = frames;
-        n
+        work + n
     }
 
     /// Act on the demux's decision for one packet.
