@@ -106,7 +106,11 @@ fn queue_selector_keeps_flows_on_their_core_hash_does_not() {
         assert_eq!((complete, failed), (3000, 0), "ab:\n{text}");
         let stats = server.stop();
         let h = total(&stats, "/engine/handed_off");
-        eprintln!("selector {selector}: {h} packets handed to another core");
+        let moved = total(&stats, "/engine/rehashed");
+        eprintln!(
+            "selector {selector}: {h} packets handed to another core \
+             ({moved} flows moved by the client)"
+        );
         // Both workers took connections from their own queues.
         for w in workers(&stats) {
             assert!(num(w, "/app/connections") > 0, "{w:#}");
@@ -114,7 +118,19 @@ fn queue_selector_keeps_flows_on_their_core_hash_does_not() {
         handed.push(h);
         assert_frames_ok(&stats);
     }
-    assert_eq!(handed[0], 0, "queue selector: no flow crosses cores");
+    // The queue selector places every new flow on the core whose queue it
+    // came in on, so nothing crosses unless the client itself moves a flow
+    // to another queue: Linux picks a new tx hash (so, on veth, a new rx
+    // queue) after a retransmission timeout or a spurious retransmission,
+    // and answers for a socket it no longer has from a control socket.
+    // That is rare (1 packet in 12,000 in one CI run) but not zero; the
+    // hash selector moves about half of all packets.
+    assert!(
+        handed[0] * 100 <= handed[1] && handed[0] <= 30,
+        "queue selector: flows cross cores ({} packets, hash selector {})",
+        handed[0],
+        handed[1]
+    );
     assert!(
         handed[1] > 1000,
         "hash selector sends about half the flows across"
