@@ -85,6 +85,8 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
         "dnstcp" => &[
             ("answers_per_s", "answers/s (best)"),
             ("answers_per_s_q50k", "answers/s at 50k offered"),
+            ("answers_per_s_q75k", "answers/s at 75k offered"),
+            ("answers_per_s_q100k", "answers/s at 100k offered"),
             ("answers_per_s_q150k", "answers/s at 150k offered"),
             ("sent_pct_of_offered", "SYNs sent, % of offered (best)"),
             ("established", "established"),
