@@ -571,6 +571,7 @@ fn worker_json(
         "loop": {
             "iterations": ls.iterations,
             "sleeps": ls.sleeps,
+            "drain_batches": ls.drain_batches,
             "grace_used_ms": ls.grace_used.as_millis() as u64,
             "grace_expired": ls.grace_expired,
             "left_at_grace": ls.left_at_grace,

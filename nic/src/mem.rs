@@ -324,6 +324,11 @@ impl Rings for MemRings {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+    fn rx_backlog(&mut self) -> Option<(usize, usize)> {
+        self.deliver();
+        Some((self.rx.len(), self.rx_cap))
+    }
+
     fn kernel_stats(&self) -> Option<KernelStats> {
         Some(self.stats)
     }

@@ -554,6 +554,17 @@ impl<R: Rings> Port<R> {
         self.st.ledger.count(Place::Tx)
     }
 
+    /// The most frames one [`Port::recv`] returns.
+    pub fn batch(&self) -> usize {
+        self.st.cfg.batch
+    }
+
+    /// Frames waiting on the rx ring and the ring's size, when the rings
+    /// know them.
+    pub fn rx_backlog(&mut self) -> Option<(usize, usize)> {
+        self.rings.rx_backlog()
+    }
+
     /// Frames built by the stack and waiting for their link-layer header.
     pub fn pending_tx(&self) -> usize {
         self.st.tx_build.len() + self.st.tx_ready.len()

@@ -122,4 +122,8 @@ pub trait Rings {
     fn raw_fd(&self) -> Option<RawFd>;
     /// The kernel's counters, when there are any.
     fn kernel_stats(&self) -> Option<KernelStats>;
+    /// Frames waiting on the rx ring and the ring's size, when known.
+    fn rx_backlog(&mut self) -> Option<(usize, usize)> {
+        None
+    }
 }

@@ -215,6 +215,7 @@ pub struct XskRings {
     cq: CompQueue,
     descs: Vec<FrameDesc>,
     fill_size: u32,
+    rx_size: u32,
     info: XskInfo,
     vlan: Option<u16>,
     tap: Option<std::sync::Arc<crate::pcap::PcapTap>>,
@@ -367,6 +368,7 @@ impl XskRings {
             cq,
             descs: vec![FrameDesc::default(); batch],
             fill_size: cfg.fill_size,
+            rx_size: cfg.rx_size,
             info,
             vlan: cfg.vlan,
             tap: cfg.tap.clone(),
@@ -633,6 +635,10 @@ impl Rings for XskRings {
 
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.rx.fd().as_raw_fd())
+    }
+
+    fn rx_backlog(&mut self) -> Option<(usize, usize)> {
+        Some((self.rx.nb_avail_exact() as usize, self.rx_size as usize))
     }
 
     fn kernel_stats(&self) -> Option<KernelStats> {

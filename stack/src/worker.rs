@@ -58,6 +58,10 @@ pub struct LoopConfig {
     pub max_sleep: Duration,
     /// Longest graceful phase of a stop (see [`App::stopping`]).
     pub grace: Duration,
+    /// When the rx ring holds a backlog (a quarter of the ring or more),
+    /// take up to this many more batches in the same turn, each followed by
+    /// an egress pass, before the application runs (0: one batch a turn).
+    pub drain_batches: usize,
 }
 
 impl Default for LoopConfig {
@@ -66,6 +70,7 @@ impl Default for LoopConfig {
             spin: Duration::from_micros(50),
             max_sleep: Duration::from_millis(100),
             grace: Duration::from_secs(5),
+            drain_batches: 16,
         }
     }
 }
@@ -77,6 +82,9 @@ pub struct LoopStats {
     pub iterations: u64,
     /// Sleeps in poll().
     pub sleeps: u64,
+    /// Extra receive batches taken in a turn because the ring had a
+    /// backlog (see [`LoopConfig::drain_batches`]).
+    pub drain_batches: u64,
     /// How long the graceful phase of the stop lasted.
     pub grace_used: Duration,
     /// Whether the graceful phase ended because [`LoopConfig::grace`]
@@ -126,7 +134,21 @@ pub fn run<R: Rings, A: App<R>>(
         }
         stats.iterations += 1;
         let t = engine.shared().time_at(now);
-        let n = engine.ingress(t);
+        let mut n = engine.ingress(t);
+        // A backlog in the ring: take more of it now, with an egress pass
+        // after each batch so that SYN-ACKs and (delayed) ACKs go out as
+        // the segments come in. Left in the ring, a backlog of one request
+        // per connection outlasts the clients' retransmission timeout at
+        // 100,000 connections and every request is sent twice; taken in
+        // with no egress between, thousands of SYNs fill the SYN queue
+        // before one SYN-ACK leaves (docs/ARCHITECTURE.md, `worker.rs`).
+        let mut extra = 0;
+        while extra < cfg.drain_batches && engine.rx_backlog_deep() {
+            engine.egress(t);
+            n += engine.ingress(t);
+            extra += 1;
+        }
+        stats.drain_batches += extra as u64;
         let due = app_deadline.is_some_and(|d| d <= now);
         if n > 0 || engine.dirty() || due {
             app_deadline = app.poll(engine, now);

@@ -558,6 +558,7 @@ mod graceful {
             spin: Duration::from_micros(10),
             max_sleep: Duration::from_millis(5),
             grace,
+            ..LoopConfig::default()
         }
     }
 
@@ -742,6 +743,47 @@ mod data_path {
             pairs.push((hs[(port - base) as usize], c));
         }
         pairs
+    }
+
+    /// The worker takes extra batches in a turn only while the ring holds a
+    /// real backlog: a full batch taken and a quarter of the ring (and two
+    /// batches) still waiting.
+    #[test]
+    fn a_deep_rx_ring_is_reported_a_shallow_one_is_not() {
+        let mut net = Net::new();
+        net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        // 100 SYNs: one batch (64) taken, 36 left of a 512-entry ring.
+        for i in 0..100u16 {
+            inject(
+                &mut net,
+                &syn_frame(Ipv4Addr::new(198, 18, 0, 7), 20000 + i, 1),
+            );
+        }
+        net.engine.ingress(net.clock);
+        assert!(
+            !net.engine.rx_backlog_deep(),
+            "36 of 512 waiting is no backlog"
+        );
+        net.engine.egress(net.clock);
+        net.engine.ingress(net.clock);
+        assert!(
+            !net.engine.rx_backlog_deep(),
+            "a short batch: nothing waits"
+        );
+        // 300 more: after one batch, 236 of 512 wait.
+        for i in 0..300u16 {
+            inject(
+                &mut net,
+                &syn_frame(Ipv4Addr::new(198, 18, 0, 8), 20000 + i, 1),
+            );
+        }
+        net.engine.egress(net.clock);
+        net.engine.ingress(net.clock);
+        assert!(
+            net.engine.rx_backlog_deep(),
+            "236 of 512 waiting is a backlog"
+        );
+        net.engine.check_frames().unwrap();
     }
 
     #[test]

@@ -348,6 +348,8 @@ pub struct Engine<R: Rings> {
     pool: Vec<Vec<u8>>,
     /// The time of the last `ingress`/`egress` call.
     now: Instant,
+    /// The last receive took a full batch.
+    rx_full: bool,
 }
 
 impl<R: Rings> Engine<R> {
@@ -408,6 +410,7 @@ impl<R: Rings> Engine<R> {
             reply: [0; 256],
             pool: Vec::new(),
             now,
+            rx_full: false,
         }
     }
 
@@ -448,6 +451,7 @@ impl<R: Rings> Engine<R> {
         let now_ms = now.total_millis() as u64;
         let work = self.drain_mesh();
         let n = self.port.recv(&mut self.frames);
+        self.rx_full = n > 0 && n >= self.port.batch();
         let frames = std::mem::take(&mut self.frames);
         for &f in &frames {
             let l2 = &mut self.l2;
@@ -607,6 +611,19 @@ impl<R: Rings> Engine<R> {
     /// should kick again soon instead of sleeping long.
     pub fn tx_in_flight(&self) -> bool {
         self.port.pending_tx() > 0 || self.port.in_flight() > 0
+    }
+
+    /// Whether the rx ring holds a backlog: the last [`Engine::ingress`]
+    /// took a full batch and at least a quarter of the ring (and two
+    /// batches) still wait.
+    pub fn rx_backlog_deep(&mut self) -> bool {
+        if !self.rx_full {
+            return false;
+        }
+        let batch = self.port.batch();
+        self.port
+            .rx_backlog()
+            .is_some_and(|(waiting, size)| waiting >= 2 * batch && 4 * waiting >= size)
     }
 
     /// Whether connections wait for an egress pass.
