@@ -133,7 +133,7 @@ pub fn is_request_for(frame: &[u8], is_ours: impl Fn(IpAddr) -> bool) -> bool {
 }
 
 /// The solicited-node group of `a` and its MAC.
-fn solicited(a: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
+pub fn solicited(a: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
     let group = stack::l2::solicited_node(a);
     let o = group.octets();
     (group, [0x33, 0x33, o[12], o[13], o[14], o[15]])
