@@ -1,0 +1,437 @@
+//! Scenario `neighflood`: an IPv6 neighbour flood against the stack's HTTP server while a real
+//! kernel client keeps making requests over IPv6.
+//!
+//! `xdpstack pktgen --template ns --send-only` (AF_XDP on the client's veth end) sends
+//! neighbour solicitations for the server's IPv6 address at a fixed rate, each from the next of
+//! N on-link source addresses of the server's /64 (cycling), with the client's MAC as their
+//! link-layer address: to the server each source is a new neighbour to learn and answer, as
+//! from an attacker who owns a /64. `--send-only` leaves the client interface's receive side
+//! to the kernel, so the real client (curl over IPv6, one new connection per request, from the
+//! same namespace and the same MAC) is served through the flood; the advertisements the server
+//! sends back to the spoofed sources reach the client namespace's kernel, which drops them.
+//!
+//! For N = 1,000, 100,000 and 1,000,000 (the table holds 16,384), each run starts a fresh
+//! server and measures its CPU (utime + stime of the process tree, /proc) over the flood,
+//! divided by the solicitations it answered: the cost per flood packet, which must stay flat
+//! as N grows (O(1) eviction, no scan, no global lock); the neighbour counters at exit (table
+//! entries, confirmed ones, evictions, refusals, each core's cache evictions); and the real
+//! client's success. One run takes the levels in turn, so the per-run ratios pair
+//! measurements minutes apart at most.
+
+use std::time::{Duration, Instant};
+
+use xdpstack::sandbox::Sandbox;
+
+use crate::common::{self, Ctx, SERVER_IP};
+use crate::env::{self, ServerSide};
+use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
+use crate::procs::{self, BenchError, Proc, Result};
+
+/// The server's IPv6 address (the sandbox's).
+const SERVER_IP6: &str = "2001:db8:18::1";
+/// The first spoofed source: 2^32 addresses up from here are all in the server's /64 and
+/// clear of the server (::1) and the real client (::2).
+const FIRST_SOURCE: &str = "2001:db8:18:0:1::";
+/// Source counts, one subject each.
+const LEVELS: [u64; 3] = [1_000, 100_000, 1_000_000];
+/// Offered flood rate, solicitations per second.
+const RATE: u64 = 100_000;
+/// Most CPU per flood packet at 1,000,000 sources, relative to 1,000 sources.
+const FLAT: f64 = 1.2;
+/// The real client's pause between requests.
+const CLIENT_PAUSE_S: f64 = 0.1;
+
+fn subject_name(n: u64) -> String {
+    format!("{} sources", crate::report::fmt_num(n as f64))
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
+    let started = Instant::now();
+    env::ensure_tools(&[("curl", "curl")])?;
+    let mut res = ctx.result(
+        "neighflood",
+        "IPv6 neighbour flood from N on-link sources: CPU per flood packet and real clients",
+    );
+    let dir = env::scratch("neighflood")?;
+    let secs: u64 = ctx.pick(15, 5);
+    let server_cpu = ctx.server_cpu();
+    let client_cpu = ctx.client_cpu();
+    res.cores = format!(
+        "xdpstack (1 worker) pinned to core {server_cpu}; pktgen (1 thread) and the curl \
+         client pinned to core {client_cpu}."
+    );
+    let sb = env::sandbox("nf", 1, ServerSide::Stack)?;
+    let rx = env::receive_on_own_cores(&sb, &server_cpu, &client_cpu)?;
+    res.cores.push_str(&format!(" {rx}."));
+
+    let mut case = Case {
+        name: "neighbour flood".into(),
+        load: format!(
+            "xdpstack pktgen --template ns --send-only --dst {SERVER_IP6} --src \
+             {FIRST_SOURCE}-(+N-1) --rate {RATE} --duration {secs} (N = {}); meanwhile curl -g \
+             'http://[{SERVER_IP6}]/' (Connection: close, --connect-timeout 2 -m 3) every \
+             {CLIENT_PAUSE_S} s after the previous one",
+            LEVELS
+                .iter()
+                .map(|&n| crate::report::fmt_num(n as f64))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
+        subjects: LEVELS
+            .iter()
+            .map(|&n| Subject::new(&subject_name(n)))
+            .collect(),
+        ratios: Vec::new(),
+    };
+    for run in 0..ctx.runs {
+        for (i, &n) in LEVELS.iter().enumerate() {
+            match one(ctx, &sb, &server_cpu, &client_cpu, n, secs, &dir) {
+                Ok((x, detail, pl)) => {
+                    if run == 0 && i == LEVELS.len() - 1 {
+                        res.placement.extend(pl);
+                    }
+                    case.subjects[i].detail.push(format!("run {run}: {detail}"));
+                    case.subjects[i].runs.push(x);
+                }
+                Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
+                Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
+            }
+        }
+    }
+    for s in &mut case.subjects {
+        s.finish();
+    }
+    let (lo, hi) = (
+        subject_name(LEVELS[0]),
+        subject_name(LEVELS[LEVELS.len() - 1]),
+    );
+    case.add_ratio("cpu_us_per_pkt", &hi, &lo);
+    case.add_ratio("cpu_us_per_pkt", &subject_name(LEVELS[1]), &lo);
+    let flat = case.ratio("cpu_us_per_pkt", &hi, &lo);
+    // Served: the worst run of any level.
+    let served = case
+        .subjects
+        .iter()
+        .flat_map(|s| s.runs.iter().filter_map(|r| r.get("success_pct").copied()))
+        .reduce(f64::min);
+    let med = |s: &str, m: &str| {
+        case.subject(s)
+            .and_then(|x| x.median.get(m).copied())
+            .map_or("–".into(), |v| format!("{v:.3}"))
+    };
+    res.targets.push(
+        Target::threshold(
+            "Neighbour flood: CPU per flood packet at 1,000,000 sources / at 1,000 (median of paired runs)",
+            &format!("<= {FLAT}x (flat)"),
+            flat,
+            FLAT,
+            true,
+        )
+        .why(&format!(
+            "µs per packet (medians): {} at 1,000, {} at 100,000, {} at 1,000,000",
+            med(&lo, "cpu_us_per_pkt"),
+            med(&subject_name(LEVELS[1]), "cpu_us_per_pkt"),
+            med(&hi, "cpu_us_per_pkt"),
+        )),
+    );
+    res.targets.push(Target::threshold(
+        "Neighbour flood: real client's requests served (worst run of any level)",
+        "100%",
+        served,
+        100.0,
+        false,
+    ));
+    res.cases.push(case);
+    res.notes.push(format!(
+        "A fresh server for every level of every run (the table starts empty). CPU per packet: \
+         the server's utime + stime from the flood's start to pktgen's exit, over the \
+         solicitations it answered (its `ndp_solicits_answered`; the real client's few \
+         requests are in the CPU too, the same at every level). At {RATE} solicitations/s \
+         for {secs} s the 1,000,000-source level sends {} packets, so it reaches {} distinct \
+         sources; the table holds 16,384 (64 shards), so from 100,000 sources on every \
+         solicitation from a new source evicts the oldest unconfirmed entry of its shard. \
+         Neighbour figures are the server's counters at exit: `neighbors.*` of the shared \
+         table, `l2.*` of the worker (refused = locked + no override + unsolicited + \
+         mismatch). The server's advertisements go to the spoofed sources at the client's MAC; \
+         the client namespace's kernel drops them, and on a veth that receive work runs in \
+         the sender's context, so part of it is charged to the server's core (the same per \
+         packet at every level).",
+        RATE * secs,
+        crate::report::fmt_num((RATE * secs).min(LEVELS[LEVELS.len() - 1]) as f64),
+    ));
+    res.wall_seconds = started.elapsed().as_secs_f64();
+    drop(sb);
+    Ok(res)
+}
+
+type RunOut = (Metrics, String, Vec<procs::Placement>);
+
+/// One level: a fresh server, the flood from `n` sources with the client alongside.
+fn one(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    server_cpu: &str,
+    client_cpu: &str,
+    n: u64,
+    secs: u64,
+    dir: &std::path::Path,
+) -> Result<RunOut> {
+    let (p, stats) = common::start_stack(
+        ctx,
+        sb,
+        server_cpu,
+        &["http"],
+        &common::strings(&["--workers", "1", "--addr6", &format!("{SERVER_IP6}/64")]),
+        dir,
+        "xdpstack http",
+    )?;
+    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
+        return procs::err(format!(
+            "xdpstack http did not come up: {}",
+            p.stderr_tail()
+        ));
+    }
+    // The client resolves the server (NDP) and is served once before the flood.
+    let pre = client(sb, client_cpu, 1, 0, dir)?
+        .wait(Duration::from_secs(10))?
+        .1;
+    if !pre.trim().starts_with("200") {
+        return procs::err(format!(
+            "the IPv6 client got no answer before the flood ({:?})",
+            pre.trim()
+        ));
+    }
+    let loadavg1 = env::loadavg1();
+    let cpu0 = p.cpu_ticks();
+    let k0 = common::read_cpus();
+    let t0 = Instant::now();
+    let last = Ipv6Last::of(n)?;
+    let mut flood = Proc::spawn(
+        "pktgen ns",
+        &sb.info().client_ns,
+        client_cpu,
+        &ctx.bins.xdpstack,
+        &common::strings(&[
+            "pktgen",
+            "--iface",
+            &sb.info().client_if,
+            "--queues",
+            "1",
+            "--template",
+            "ns",
+            "--send-only",
+            "--dst",
+            SERVER_IP6,
+            "--src",
+            &format!("{FIRST_SOURCE}-{}", last.0),
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &secs.to_string(),
+            "--drain-ms",
+            "0",
+            "--quiet",
+        ]),
+        dir,
+    )?;
+    let mut curl = client(sb, client_cpu, secs * 20, secs, dir)?;
+    let mut placement = Vec::new();
+    let limit = t0 + Duration::from_secs(secs + 20);
+    let mut cpu1 = None;
+    while (flood.running() || curl.running()) && Instant::now() < limit {
+        procs::sleep(Duration::from_millis(100))?;
+        if placement.is_empty() && t0.elapsed() > Duration::from_secs(1) && flood.running() {
+            placement.push(p.placement());
+            placement.push(flood.placement());
+            placement.push(curl.placement());
+        }
+        if cpu1.is_none() && !flood.running() {
+            cpu1 = Some((
+                p.cpu_ticks(),
+                t0.elapsed().as_secs_f64(),
+                common::read_cpus(),
+            ));
+        }
+    }
+    let (cpu1, flood_s, k1) = cpu1.unwrap_or_else(|| {
+        (
+            p.cpu_ticks(),
+            t0.elapsed().as_secs_f64(),
+            common::read_cpus(),
+        )
+    });
+    let (_, gen_out, gen_err) = flood.wait(Duration::from_secs(5))?;
+    let (_, probes, _) = curl.wait(Duration::from_secs(5))?;
+    let st = common::stop_stack(p, &stats)?;
+    let g = crate::parse::parse_pktgen(&gen_out)
+        .map_err(|e| BenchError::Msg(format!("pktgen: {e}: {}", procs::tail(&gen_err, 3))))?;
+
+    let mut x = Metrics::new();
+    x.insert("loadavg1_before".into(), loadavg1);
+    x.insert("sources".into(), n as f64);
+    x.insert("distinct_sources".into(), g.sent.min(n) as f64);
+    x.insert("flood_sent".into(), g.sent as f64);
+    x.insert("flood_pps".into(), g.tx_pps);
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let w = &st["workers"][0];
+    let l2 = &w["l2"];
+    let answered = num(&l2["ndp_solicits_answered"]);
+    x.insert("solicits_answered".into(), answered);
+    x.insert(
+        "answered_pct".into(),
+        100.0 * answered / (g.sent as f64).max(1.0),
+    );
+    let cpu_s = procs::ticks_to_s(cpu0, cpu1);
+    x.insert("server_cpu_s".into(), cpu_s);
+    x.insert("server_cpu_pct".into(), 100.0 * cpu_s / flood_s.max(1e-3));
+    if answered > 0.0 {
+        x.insert("cpu_us_per_pkt".into(), cpu_s * 1e6 / answered);
+    }
+    let nb = &st["stack"]["neighbors"];
+    for k in ["entries", "protected", "evicted", "changed"] {
+        x.insert(format!("neighbors.{k}"), num(&nb[k]));
+    }
+    for k in [
+        "neighbors_learned",
+        "neighbor_locked",
+        "neighbor_no_override",
+        "neighbor_unsolicited",
+        "neighbor_mismatch",
+        "neighbor_cache_evicted",
+        "rx_frames",
+    ] {
+        x.insert(format!("l2.{k}"), num(&l2[k]));
+    }
+    let refused: f64 = [
+        "neighbor_locked",
+        "neighbor_no_override",
+        "neighbor_unsolicited",
+        "neighbor_mismatch",
+    ]
+    .iter()
+    .map(|k| num(&l2[*k]))
+    .sum();
+    x.insert("refused".into(), refused);
+    let kernel = &w["port"]["kernel"];
+    for k in ["rx_dropped", "rx_ring_full"] {
+        x.insert(format!("xsk.{k}"), num(&kernel[k]));
+    }
+    let (ok, total, mut times) = parse_probes(&probes);
+    x.insert("requests".into(), total as f64);
+    x.insert("requests_ok".into(), ok as f64);
+    x.insert(
+        "success_pct".into(),
+        if total == 0 {
+            0.0
+        } else {
+            100.0 * ok as f64 / total as f64
+        },
+    );
+    times.sort_by(f64::total_cmp);
+    if let Some(m) = crate::stats::median(&times) {
+        x.insert("request_p50_ms".into(), m);
+    }
+    if let Some(m) = times.last() {
+        x.insert("request_max_ms".into(), *m);
+    }
+    for (i, (busy, si)) in common::core_usage(&k0, &k1).iter().enumerate() {
+        x.insert(format!("core{i}_busy_pct"), *busy);
+        x.insert(format!("core{i}_softirq_pct"), *si);
+    }
+    let detail = format!(
+        "sent {} ({:.0}/s), answered {:.0}, server CPU {:.2} s ({:.3} µs/packet); neighbours: \
+         {} entries ({} confirmed), {} evicted, {} learned, {} refused, cache evictions {}; \
+         client {ok}/{total} served",
+        g.sent,
+        g.tx_pps,
+        answered,
+        cpu_s,
+        x.get("cpu_us_per_pkt").copied().unwrap_or(0.0),
+        num(&nb["entries"]),
+        num(&nb["protected"]),
+        num(&nb["evicted"]),
+        num(&l2["neighbors_learned"]),
+        refused,
+        num(&l2["neighbor_cache_evicted"]),
+    );
+    Ok((x, detail, placement))
+}
+
+/// The last source address of a range of `n` from [`FIRST_SOURCE`].
+struct Ipv6Last(String);
+
+impl Ipv6Last {
+    fn of(n: u64) -> Result<Ipv6Last> {
+        let first: std::net::Ipv6Addr = FIRST_SOURCE
+            .parse()
+            .map_err(|_| BenchError::Msg(format!("bad address {FIRST_SOURCE}")))?;
+        if n == 0 || n > 1 << 32 {
+            return procs::err(format!("{n} sources: 1 to 2^32"));
+        }
+        let last = u128::from(first) + u128::from(n - 1);
+        Ok(Ipv6Last(std::net::Ipv6Addr::from(last).to_string()))
+    }
+}
+
+/// The real client: a bounded shell loop of at most `count` curl requests over IPv6, one new
+/// connection each, a pause between them, stopping after `secs` seconds (0: one request).
+/// Prints `CODE SECONDS` per request.
+fn client(sb: &Sandbox, cpu: &str, count: u64, secs: u64, dir: &std::path::Path) -> Result<Proc> {
+    let script = format!(
+        "for i in $(seq 1 {count}); do \
+           if [ {secs} -gt 0 ] && [ $SECONDS -ge {secs} ]; then break; fi; \
+           curl -g -s -o /dev/null -w '%{{http_code}} %{{time_total}}\\n' \
+             --connect-timeout 2 -m 3 -H 'Connection: close' 'http://[{SERVER_IP6}]/'; \
+           sleep {CLIENT_PAUSE_S}; \
+         done"
+    );
+    Proc::spawn(
+        "curl (IPv6)",
+        &sb.info().client_ns,
+        cpu,
+        "bash",
+        &common::strings(&["-c", &script]),
+        dir,
+    )
+}
+
+/// Requests served, requests made, and the served ones' times in ms, from [`client`]'s output.
+fn parse_probes(out: &str) -> (usize, usize, Vec<f64>) {
+    let mut ok = 0;
+    let mut total = 0;
+    let mut times = Vec::new();
+    for line in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        total += 1;
+        let mut f = line.split_whitespace();
+        if f.next() == Some("200") {
+            ok += 1;
+            if let Some(t) = f.next().and_then(|t| t.parse::<f64>().ok()) {
+                times.push(t * 1000.0);
+            }
+        }
+    }
+    (ok, total, times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_lines_are_counted() {
+        let (ok, total, times) = parse_probes("200 0.0012\n\n000 3.001\n\n200 0.002\n\n");
+        assert_eq!((ok, total), (2, 3));
+        assert_eq!(times, vec![1.2, 2.0]);
+    }
+
+    #[test]
+    fn source_ranges_stay_in_the_servers_64() {
+        assert_eq!(Ipv6Last::of(1).unwrap().0, "2001:db8:18:0:1::");
+        assert_eq!(
+            Ipv6Last::of(1_000_000).unwrap().0,
+            "2001:db8:18:0:1:0:f:423f"
+        );
+        assert!(Ipv6Last::of(0).is_err());
+    }
+}
