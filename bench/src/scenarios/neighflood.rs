@@ -178,7 +178,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          would count there; this flood uses new addresses). The server's advertisements go \
          to the spoofed sources at the client's MAC; the client namespace's kernel drops \
          them, and on a veth that receive work runs in the sender's context, so part of it is \
-         charged to the server (the same per packet at every level)."
+         charged to the server (the same per packet at every level). The core columns are the \
+         served phase's."
     ));
     res.wall_seconds = started.elapsed().as_secs_f64();
     drop(sb);
