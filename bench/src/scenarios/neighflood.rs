@@ -84,8 +84,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let mut case = Case {
         name: "neighbour flood".into(),
         load: format!(
-            "N = {}: cost phase `xdpstack pktgen --template ns --send-only --dst {SERVER_IP6} \
-             --src {FIRST_SOURCE}-(N addresses) --rate 0 --duration {}` (no client); served \
+            "N = {}; cost phase: xdpstack pktgen --template ns --send-only --dst {SERVER_IP6} \
+             --src {FIRST_SOURCE}-(N addresses) --rate 0 --duration {} (no client); served \
              phase the same at --rate {RATE} --duration {} while curl -g \
              'http://[{SERVER_IP6}]/' (Connection: close, --connect-timeout 2 -m 3) runs every \
              {CLIENT_PAUSE_S} s after the previous request",
