@@ -626,7 +626,7 @@ mod tests {
     /// for it (a new neighbour per source, the point of the flood).
     #[test]
     fn ns_patched_per_source_is_answered_by_the_stack() {
-        use stack::l2::{Ingress, L2Config, SharedNeighbors, L2};
+        use stack::l2::Ingress;
         assert!(matches!(
             Template::build(&spec(Kind::Ns, false)),
             Err(TemplateError::NeedsIpv6(_))
@@ -637,17 +637,7 @@ mod tests {
         };
         let t = Template::build(&s).unwrap();
         assert!(t.is_v6() && t.len() >= 60);
-        let shared = std::sync::Arc::new(SharedNeighbors::new());
-        let mut l2 = L2::new(
-            L2Config {
-                mac: DST_MAC,
-                ipv4: None,
-                ipv6: Some((target, 64)),
-                gateway4: None,
-                gateway6: None,
-            },
-            shared.clone(),
-        );
+        let (mut l2, shared) = super::neigh::stack_l2(DST_MAC, None, Some((target, 64)));
         let mut frame = vec![0u8; 2048];
         t.write(&mut frame).unwrap();
         let group = super::neigh::solicited(target).1;

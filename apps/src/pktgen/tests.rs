@@ -521,7 +521,7 @@ fn requests_for_our_source_addresses_are_answered() {
 /// neighbour of the server, and a source is reused only after all others.
 #[test]
 fn ns_flood_cycles_sources_and_the_stack_answers_each() {
-    use stack::l2::{Ingress, L2Config, SharedNeighbors, L2};
+    use stack::l2::Ingress;
     let (a, mut b) = ports(None);
     let mut cfg = config(Kind::Ns, true, 3000, 0, TxMode::Pool);
     cfg.src_ips.len = 1000;
@@ -532,17 +532,7 @@ fn ns_flood_cycles_sources_and_the_stack_answers_each() {
         _ => unreachable!(),
     };
     let mut g = Gen::new(a, cfg);
-    let shared = Arc::new(SharedNeighbors::new());
-    let mut l2 = L2::new(
-        L2Config {
-            mac: PEER_MAC,
-            ipv4: None,
-            ipv6: Some((target, 64)),
-            gateway4: None,
-            gateway6: None,
-        },
-        shared.clone(),
-    );
+    let (mut l2, shared) = super::neigh::stack_l2(PEER_MAC, None, Some((target, 64)));
     let mut frames = Vec::new();
     let mut reply = [0u8; 256];
     drive(&mut g, || {

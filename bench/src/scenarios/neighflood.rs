@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use xdpstack::sandbox::Sandbox;
 
-use crate::common::{self, Ctx, SERVER_IP};
+use crate::common::{self, Ctx};
 use crate::env::{self, ServerSide};
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, BenchError, Proc, Result};
@@ -105,17 +105,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     };
     for run in 0..ctx.runs {
         for (i, &n) in LEVELS.iter().enumerate() {
-            match one(ctx, &sb, &server_cpu, &client_cpu, n, plan, &dir) {
-                Ok((x, detail, pl)) => {
-                    if run == 0 && i == LEVELS.len() - 1 {
-                        res.placement.extend(pl);
-                    }
-                    case.subjects[i].detail.push(format!("run {run}: {detail}"));
-                    case.subjects[i].runs.push(x);
+            let r = one(ctx, &sb, &server_cpu, &client_cpu, n, plan, &dir).map(|(x, d, pl)| {
+                if run == 0 && i == LEVELS.len() - 1 {
+                    res.placement.extend(pl);
                 }
-                Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-                Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
-            }
+                (x, d)
+            });
+            case.subjects[i].record(run, r)?;
         }
     }
     for s in &mut case.subjects {
@@ -221,21 +217,9 @@ fn phase(
     client: bool,
     dir: &std::path::Path,
 ) -> Result<RunOut> {
-    let (p, stats) = common::start_stack(
-        ctx,
-        sb,
-        server_cpu,
-        &["http"],
-        &common::strings(&["--workers", "1", "--addr6", &format!("{SERVER_IP6}/64")]),
-        dir,
-        "xdpstack http",
-    )?;
-    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
-        return procs::err(format!(
-            "xdpstack http did not come up: {}",
-            p.stderr_tail()
-        ));
-    }
+    let addr6 = format!("{SERVER_IP6}/64");
+    let args = ["--workers", "1", "--addr6", &addr6];
+    let (p, stats) = common::start_http_stack(ctx, sb, server_cpu, &args, dir)?;
     if client {
         // The client resolves the server (NDP) and is served once before the flood.
         let pre = curl_loop(sb, client_cpu, 1, 0, dir)?
