@@ -133,7 +133,7 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("neighbors.evicted", "evicted"),
             ("refused", "refused updates"),
             ("l2.neighbor_cache_evicted", "core cache evictions"),
-            ("xsk.rx_dropped", "XSK rx dropped"),
+            ("xsk.rx_ring_full", "dropped at the XSK rx ring"),
             ("served.flood_pps", "served phase: flood NS/s"),
             ("served.answered_pps", "served phase: NS answered/s"),
             ("served.neighbors.evicted", "served phase: evicted"),

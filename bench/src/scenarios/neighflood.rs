@@ -159,7 +159,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.notes.push(format!(
         "Two phases per level, each with a fresh server (the table starts empty; its counters \
          at exit are the phase's). Cost phase: pktgen sends as fast as it can (more than the \
-         server answers: the rest is dropped at the server's XSK rx ring, `xsk.rx_dropped`); \
+         server answers: the rest is dropped at the server's XSK rx ring, `xsk.rx_ring_full`); \
          CPU per packet = the server's utime + stime from the flood's start to pktgen's exit \
          over the solicitations it answered (`ndp_solicits_answered`), and `answered/s` is \
          its capacity. Below saturation the worker busy-polls for 50 µs after each frame, so \
