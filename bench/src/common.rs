@@ -120,6 +120,33 @@ pub fn start_stack(
     Ok((p, stats))
 }
 
+/// [`start_stack`] for `xdpstack http` with `args`, waiting (at most 15 s) until it accepts
+/// connections on 198.18.0.1:80.
+pub fn start_http_stack(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    cpus: &str,
+    args: &[&str],
+    dir: &Path,
+) -> Result<(Proc, PathBuf)> {
+    let (p, stats) = start_stack(
+        ctx,
+        sb,
+        cpus,
+        &["http"],
+        &strings(args),
+        dir,
+        "xdpstack http",
+    )?;
+    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
+        return err(format!(
+            "xdpstack http did not come up: {}",
+            p.stderr_tail()
+        ));
+    }
+    Ok((p, stats))
+}
+
 /// Binary CPU masks for nginx's `worker_cpu_affinity`, one per worker over `cpus`.
 pub fn nginx_affinity(cpus: &[usize], workers: usize, ncpu: usize) -> String {
     (0..workers)

@@ -5,7 +5,7 @@
 //! cargo run --release -p xdpstack-bench -- report
 //! ```
 //!
-//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`, `synflood`, `dnstcp`, `lossy`. Each builds its own sandboxes
+//! Scenarios: `http`, `udp`, `fairness`, `churn`, `conns`, `synflood`, `neighflood`, `dnstcp`, `lossy`. Each builds its own sandboxes
 //! (network namespaces with unique names), starts the servers and load tools pinned to cores,
 //! writes `bench/results/SCENARIO.json` and regenerates `docs/BENCHMARKS.md` and
 //! `docs/bench/*.png`. Ctrl-C stops the load, the servers and tears the sandboxes down.
@@ -57,6 +57,9 @@ enum Cmd {
     Conns,
     /// Spoofed SYN flood (hping3): real clients' success and server RSS, xdpstack vs nginx.
     Synflood,
+    /// IPv6 neighbour flood from 1k/100k/1M on-link sources (pktgen ns): CPU per flood packet
+    /// and a real IPv6 client's success.
+    Neighflood,
     /// DNS over TCP, one query per connection (kxdpgun -T): xdpstack vs knotd vs Knot XDP.
     Dnstcp,
     /// Bulk transfers through an impaired sandbox (1% loss, 20 ms ± 5 ms,
@@ -295,6 +298,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Churn => vec!["churn"],
         Cmd::Conns => vec!["conns"],
         Cmd::Synflood => vec!["synflood"],
+        Cmd::Neighflood => vec!["neighflood"],
         Cmd::Dnstcp => vec!["dnstcp"],
         Cmd::Lossy => vec!["lossy"],
         Cmd::All => report::ORDER.to_vec(),
@@ -318,6 +322,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "churn" => scenarios::churn::run(&ctx),
             "conns" => scenarios::conns::run(&ctx),
             "synflood" => scenarios::synflood::run(&ctx),
+            "neighflood" => scenarios::neighflood::run(&ctx),
             "dnstcp" => scenarios::dnstcp::run(&ctx),
             "lossy" => scenarios::lossy::run(&ctx),
             _ => continue,

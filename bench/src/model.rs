@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::procs::Placement;
+use crate::procs::{BenchError, Placement, Result};
 use crate::stats;
 
 /// One run's metrics: name -> value.
@@ -59,6 +59,25 @@ impl Subject {
         Subject {
             name: name.to_string(),
             ..Default::default()
+        }
+    }
+
+    /// Records run `run`: its metrics and, if not empty, its detail; or its error. An
+    /// interrupt is handed back (the scenario stops).
+    pub fn record(&mut self, run: usize, r: Result<(Metrics, String)>) -> Result<()> {
+        match r {
+            Ok((x, detail)) => {
+                if !detail.is_empty() {
+                    self.detail.push(format!("run {run}: {detail}"));
+                }
+                self.runs.push(x);
+                Ok(())
+            }
+            Err(BenchError::Interrupted) => Err(BenchError::Interrupted),
+            Err(e) => {
+                self.errors.push(format!("run {run}: {e}"));
+                Ok(())
+            }
         }
     }
 

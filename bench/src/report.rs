@@ -10,8 +10,16 @@ use crate::model::{Case, ScenarioResult};
 use crate::procs::{err, BenchError, Result};
 
 /// Scenario ids in report order.
-pub const ORDER: [&str; 8] = [
-    "http", "udp", "dnstcp", "fairness", "churn", "conns", "synflood", "lossy",
+pub const ORDER: [&str; 9] = [
+    "http",
+    "udp",
+    "dnstcp",
+    "fairness",
+    "churn",
+    "conns",
+    "synflood",
+    "neighflood",
+    "lossy",
 ];
 
 /// Columns shown per scenario: (metric key, header).
@@ -117,11 +125,33 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("kernel.TcpExt.SyncookiesSent", "kernel SYN cookies sent"),
             ("kernel.TcpExt.ListenDrops", "kernel listen drops"),
         ],
+        "neighflood" => &[
+            ("distinct_sources", "distinct sources (cost phase)"),
+            ("flood_pps", "flood NS/s sent"),
+            ("answered_pps", "NS answered/s"),
+            ("server_cpu_pct", "server CPU %"),
+            ("cpu_us_per_pkt", "server CPU µs / flood packet"),
+            ("neighbors.entries", "table entries"),
+            ("neighbors.evicted", "evicted"),
+            ("refused", "refused updates"),
+            ("l2.neighbor_cache_evicted", "core cache evictions"),
+            ("xsk.rx_ring_full", "dropped at the XSK rx ring"),
+            ("served.flood_pps", "served phase: flood NS/s"),
+            ("served.answered_pps", "served phase: NS answered/s"),
+            ("served.neighbors.evicted", "served phase: evicted"),
+            (
+                "served.neighbors.protected",
+                "served phase: confirmed entries",
+            ),
+            ("success_pct", "client served %"),
+            ("request_p50_ms", "request p50 ms"),
+            ("request_max_ms", "request max ms"),
+        ],
         _ => &[],
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return "∞".into();
     }

@@ -659,16 +659,23 @@ impl L2 {
                 .is_some_and(|(ours, prefix)| same_prefix_v6(ours, a, prefix))
     }
 
-    /// Apply what an ARP/NDP message says about `ip -> mac` to the shared table and, if
-    /// the entry now holds `mac`, to the local cache. Refusals are counted. Returns whether
-    /// the entry holds `mac`.
+    /// Apply what an ARP/NDP message says about `ip -> mac` to the shared table and, for a
+    /// reply (the answer to our request, or news of an entry we have) that left the entry
+    /// holding `mac`, to the local cache. Refusals are counted. Returns whether the entry
+    /// holds `mac`.
+    ///
+    /// A request does not fill the local cache: the answer goes to the asker's MAC without
+    /// a lookup, and an asker we then talk to enters the cache on its first packet
+    /// ([`L2::confirm`]) or our first one to it ([`L2::resolve`]). So a flood of
+    /// solicitations from new sources costs each one no cache insert and eviction, and
+    /// leaves the cache to the peers the core talks to.
     fn learn(&mut self, ip: IpAddr, mac: [u8; 6], hint: Hint, now: u64) -> bool {
         if !EthernetAddress(mac).is_unicast() {
             return false;
         }
         let r = self.shared.update(ip, mac, hint, now);
         self.count(r);
-        if r.learned() {
+        if r.learned() && matches!(hint, Hint::Reply { .. }) {
             // Not a confirmation: the first packet from that MAC still tells the table.
             self.cache_insert(ip, mac, now, 0);
         }
@@ -1702,11 +1709,12 @@ mod tests {
         // Every new entry past the table's size evicted exactly one (no scan, no purge).
         let created = u64::from(n) + peers.len() as u64;
         assert_eq!(s.evicted, created - s.entries as u64);
-        assert!(l.cache.len() <= LOCAL_NEIGHBORS);
-        assert_eq!(
-            l.counters().neighbor_cache_evicted,
-            created - LOCAL_NEIGHBORS as u64
-        );
+        // The core's cache holds the peers it talked to, untouched by the flood.
+        assert_eq!(l.cache.len(), peers.len());
+        assert_eq!(l.counters().neighbor_cache_evicted, 0);
+        assert!(peers
+            .iter()
+            .all(|p| l.cache.get_mut(&(*p).into()).is_some()));
         // The real peers are all still resolved, from the shared table too.
         let mut other = L2::new(cfg(), shared.clone());
         for p in &peers {

@@ -319,6 +319,14 @@ impl Rx {
     fn handle(&mut self, frame: &[u8], now_ns: u64) -> Action {
         self.c.received += 1;
         let kind = self.cfg.template.kind();
+        if let (Kind::Ns, IpAddr::V6(target)) = (kind, self.cfg.dst) {
+            // The target's advertisement answers a solicitation (sent to
+            // whichever of our sources asked: all of them are ours).
+            if neigh::ndp_advert_for(frame, target).is_some() {
+                self.c.answered += 1;
+                return Action::Release;
+            }
+        }
         match classify(frame, self.cfg.our_mac, self.cfg.dst, self.cfg.dst_port) {
             Reply::Udp { dport, .. } if !self.cfg.src_ports.contains(dport) => self.c.rx_other += 1,
             Reply::Udp { payload, .. } => match kind {
@@ -346,7 +354,7 @@ impl Rx {
                     _ => self.c.rx_unmatched += 1,
                 },
                 Kind::Udp => self.c.answered += 1,
-                Kind::Syn => self.c.rx_other += 1,
+                Kind::Syn | Kind::Ns => self.c.rx_other += 1,
             },
             Reply::Tcp { dport, .. } if !self.cfg.src_ports.contains(dport) => self.c.rx_other += 1,
             Reply::Tcp {
@@ -582,7 +590,7 @@ impl<R: Rings> Gen<R> {
             match t.kind() {
                 Kind::Dns => cfg.dns.put(f.dns_id, ts_ns),
                 Kind::Syn => cfg.syns.put(f.flow, (f.seq as u32).wrapping_add(1)),
-                Kind::Udp | Kind::Echo => {}
+                Kind::Udp | Kind::Echo | Kind::Ns => {}
             }
             n += 1;
         }

@@ -1,7 +1,7 @@
 //! `xdpstack pktgen`: an AF_XDP packet generator.
 //!
 //! One thread per queue of an interface, each with its own XSK, pinned to a
-//! core. Each kind of packet (`--template udp|syn|dns|echo`) is built once
+//! core. Each kind of packet (`--template udp|syn|dns|echo|ns`) is built once
 //! ([`template`]) into a transmit pool of UMEM frames and patched per packet
 //! (source address and port, sequence numbers, DNS ids, timestamps) with
 //! incremental checksum updates; frames go out at a paced rate (a token
@@ -10,7 +10,10 @@
 //! the header they carry, DNS replies by id against a send-time table,
 //! SYN-ACKs by the acknowledged ISN (answered with a RST so the server frees
 //! the half-open connection). The destination MAC comes from `--dst-mac` or
-//! from ARP/NDP sent on the XSK itself.
+//! from ARP/NDP sent on the XSK itself (`ns` sends to the target's
+//! solicited-node group and resolves nothing). With `--send-only` the
+//! interface's receive side stays the kernel's, so a kernel client on the
+//! same link keeps working while pktgen floods it.
 //!
 //! While it runs, a progress line goes to stderr once a second; at the end a
 //! JSON summary (totals, a per-second series, per-thread counters and cores,
@@ -43,6 +46,7 @@ use serde_json::{json, Value};
 use crate::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
 pub use crate::xsk_opts::{parse_mac, read_mac};
 use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, TxMode};
+use nic::steer::SteerMode;
 use template::{Kind, Spec, Template};
 
 /// Longest run.
@@ -66,7 +70,7 @@ pub struct PktgenArgs {
     /// Destination address.
     #[arg(long)]
     pub dst: IpAddr,
-    /// Destination port (default: udp 9, syn 80, dns 53, echo 7).
+    /// Destination port (default: udp 9, syn 80, dns 53, echo 7; ns has none).
     #[arg(long)]
     pub dst_port: Option<u16>,
     /// Destination MAC (default: resolved with ARP or NDP from the XSK).
@@ -119,6 +123,12 @@ pub struct PktgenArgs {
     /// per packet) or `copy` (template copied per packet).
     #[arg(long, value_enum, default_value_t = TxMode::Pool)]
     pub tx_mode: TxMode,
+    /// Receive nothing: the XDP program passes every frame to the kernel
+    /// (its addresses are steered to nobody), so a kernel client on the same
+    /// interface keeps its traffic; replies are not counted. For a flood
+    /// sent next to real clients (e.g. `ns` from many sources).
+    #[arg(long)]
+    pub send_only: bool,
     /// Do not answer SYN-ACKs with RST (syn): leave connections half open.
     #[arg(long)]
     pub keep_half_open: bool,
@@ -475,6 +485,8 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
             first: 10000,
             last: 19999,
         },
+        // No ports: one flow per source address.
+        Kind::Ns => PortRange { first: 1, last: 1 },
     });
     let all = src_ips.len.saturating_mul(src_ports.len());
     let flows = args.flows.unwrap_or(all);
@@ -540,9 +552,18 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         tx_backlog: pool + 64,
         ..PortConfig::default()
     };
-    // The whole interface: the program steers every frame to the sockets.
+    // The whole interface: the program steers every frame to the sockets;
+    // send-only: none (address mode with no addresses passes everything).
     let queues: Vec<u32> = (0..args.queues).collect();
-    let opened = open_ports(&args.iface, &queues, &args.xsk, &SteerTo::default())?;
+    let to = SteerTo {
+        mode: Some(if args.send_only {
+            SteerMode::Addr
+        } else {
+            SteerMode::All
+        }),
+        ..SteerTo::default()
+    };
+    let opened = open_ports(&args.iface, &queues, &args.xsk, &to)?;
     // Detached when this goes out of scope at the end of the run.
     let _steer = opened.steer;
     let tx_budget = opened.tx_budget;
@@ -553,9 +574,13 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         ports.push(Port::new(r, pcfg.clone()));
     }
     let info = info.ok_or_else(|| usage("no queue opened"))?;
-    let (dst_mac, mac_from) = match args.dst_mac {
-        Some(m) => (m, "option"),
-        None => {
+    let (dst_mac, mac_from) = match (args.dst_mac, args.template, args.dst) {
+        (Some(m), _, _) => (m, "option"),
+        (None, Kind::Ns, IpAddr::V6(d)) => (neigh::solicited(d).1, "solicited-node group"),
+        (None, _, _) if args.send_only => {
+            return Err(usage("--send-only receives nothing: give --dst-mac").into())
+        }
+        _ => {
             let timeout = Duration::from_secs_f64(args.resolve_timeout);
             let proto = if args.dst.is_ipv4() { "ARP" } else { "NDP" };
             match resolve(
@@ -705,7 +730,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 // The last sample may be a sliver of a second (the drain):
                 // it is in the series, not worth a line.
                 if !args.quiet && (dt >= 0.5 || !finished) {
-                    let loss = if ds > 0 && args.template != Kind::Udp {
+                    let loss = if ds > 0 && args.template != Kind::Udp && !args.send_only {
                         format!("{:.2}%", 100.0 * (1.0 - da as f64 / ds as f64).max(0.0))
                     } else {
                         "-".to_string()
@@ -853,7 +878,7 @@ fn summarize(
             "frame_accounting": check,
         }));
     }
-    let expects_answers = args.template != Kind::Udp;
+    let expects_answers = args.template != Kind::Udp && !args.send_only;
     let ratio = if tot.sent > 0 {
         tot.answered as f64 / tot.sent as f64
     } else {
@@ -867,6 +892,7 @@ fn summarize(
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
         "tx_mode": args.tx_mode,
+        "send_only": args.send_only,
         "src_mac": format_mac(mac),
         "dst_mac": format_mac(dst_mac),
         "dst_mac_from": mac_from,

@@ -133,7 +133,7 @@ pub fn is_request_for(frame: &[u8], is_ours: impl Fn(IpAddr) -> bool) -> bool {
 }
 
 /// The solicited-node group of `a` and its MAC.
-fn solicited(a: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
+pub fn solicited(a: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
     let group = stack::l2::solicited_node(a);
     let o = group.octets();
     (group, [0x33, 0x33, o[12], o[13], o[14], o[15]])
@@ -264,6 +264,26 @@ pub fn answer_ndp_if(
     )
 }
 
+/// The stack's own L2 at `mac` with these addresses, and its neighbour
+/// table: the peer pktgen's tests send to.
+#[cfg(test)]
+pub(crate) fn stack_l2(
+    mac: [u8; 6],
+    ipv4: Option<(Ipv4Addr, u8)>,
+    ipv6: Option<(Ipv6Addr, u8)>,
+) -> (stack::l2::L2, std::sync::Arc<stack::l2::SharedNeighbors>) {
+    use stack::l2::{L2Config, SharedNeighbors, L2};
+    let shared = std::sync::Arc::new(SharedNeighbors::new());
+    let cfg = L2Config {
+        mac,
+        ipv4,
+        ipv6,
+        gateway4: None,
+        gateway6: None,
+    };
+    (L2::new(cfg, shared.clone()), shared)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,15 +344,8 @@ mod tests {
     /// The stack's own L2 answers our request, and we understand its reply.
     #[test]
     fn the_stack_answers_our_arp_and_ndp() {
-        use stack::l2::{Ingress, L2Config, SharedNeighbors, L2};
-        let cfg = L2Config {
-            mac: B_MAC,
-            ipv4: Some((B4, 24)),
-            ipv6: Some((B6, 64)),
-            gateway4: None,
-            gateway6: None,
-        };
-        let mut l2 = L2::new(cfg, std::sync::Arc::new(SharedNeighbors::new()));
+        use stack::l2::Ingress;
+        let (mut l2, _) = stack_l2(B_MAC, Some((B4, 24)), Some((B6, 64)));
         let mut req = [0u8; 128];
         let mut reply = [0u8; 256];
         let len = arp_request(&mut req, A_MAC, A4, B4).unwrap();

@@ -4,6 +4,8 @@
 //! echo header), and each change updates the checksums that cover it
 //! incrementally (RFC 1624), starting from whatever the frame holds. So a
 //! frame written once from the template can be patched again and again.
+//! `ns` (IPv6 neighbour solicitations) is built by [`super::neigh`] and
+//! patched in its source address only: one solicitation per source.
 
 use std::net::IpAddr;
 
@@ -18,7 +20,7 @@ use smoltcp::wire::{
 
 use super::csum::{set16, set32, set64, set_bytes};
 use super::echo::{EchoHeader, HEADER_LEN as ECHO_HEADER_LEN, SEQ_OFF, THREAD_OFF, TS_OFF};
-use super::neigh::MIN_FRAME;
+use super::neigh::{self, MIN_FRAME};
 
 /// Largest IP packet we build (the usual Ethernet MTU).
 pub const MTU: usize = 1500;
@@ -36,6 +38,11 @@ pub enum Kind {
     Dns,
     /// UDP carrying a timestamp and a sequence number, expected back.
     Echo,
+    /// IPv6 neighbour solicitations for the destination address, to its
+    /// solicited-node group, with our MAC as the source link-layer address:
+    /// a neighbour flood when the source cycles over many addresses (each
+    /// is a new neighbour to the target); answered by advertisements.
+    Ns,
 }
 
 impl Kind {
@@ -46,6 +53,8 @@ impl Kind {
             Kind::Syn => 80,
             Kind::Dns => 53,
             Kind::Echo => 7,
+            // No ports: NDP is ICMPv6.
+            Kind::Ns => 0,
         }
     }
 
@@ -56,6 +65,7 @@ impl Kind {
             Kind::Syn => "syn",
             Kind::Dns => "dns",
             Kind::Echo => "echo",
+            Kind::Ns => "ns",
         }
     }
 }
@@ -109,6 +119,12 @@ pub enum TemplateError {
     /// Echo payloads carry a header.
     #[error("echo payloads need at least {ECHO_HEADER_LEN} bytes (got --payload {0})")]
     EchoTooSmall(usize),
+    /// Neighbour solicitations are IPv6 (IPv4 has ARP).
+    #[error("ns sends IPv6 neighbour solicitations: the destination {0} is not IPv6")]
+    NeedsIpv6(IpAddr),
+    /// The solicitation did not fit its buffer (never, with the MTU's).
+    #[error("cannot build the neighbour solicitation")]
+    Ndp,
     /// The DNS name is not valid.
     #[error("bad DNS name {name:?}: {detail}")]
     BadName {
@@ -157,11 +173,13 @@ pub struct Template {
     src_off: usize,
 }
 
-/// Emit `kind`'s L4 header and payload into `buf` (exactly its length).
+/// Emit `kind`'s L4 header and payload into `buf` (exactly its length);
+/// not for `ns` (built whole by [`Template::build_ns`]).
 fn emit_l4(spec: &Spec, payload: &[u8], buf: &mut [u8]) {
     let caps = ChecksumCapabilities::default();
     let (s, d) = (IpAddress::from(spec.src), IpAddress::from(spec.dst));
     match spec.kind {
+        Kind::Ns => {}
         Kind::Syn => syn_repr(spec.src_port, spec.dst_port).emit(
             &mut TcpPacket::new_unchecked(buf),
             &s,
@@ -221,8 +239,11 @@ impl Template {
             (IpAddr::V6(_), IpAddr::V6(_)) => true,
             (src, dst) => return Err(TemplateError::Family { src, dst }),
         };
+        if spec.kind == Kind::Ns {
+            return Self::build_ns(spec);
+        }
         let payload: Vec<u8> = match spec.kind {
-            Kind::Syn => Vec::new(),
+            Kind::Syn | Kind::Ns => Vec::new(),
             Kind::Dns => dns_query(&spec.qname)?,
             Kind::Udp => (0..spec.payload).map(|i| b'a' + (i % 26) as u8).collect(),
             Kind::Echo => {
@@ -312,6 +333,31 @@ impl Template {
         })
     }
 
+    /// A neighbour solicitation from `spec.src` for `spec.dst` (IPv6 both;
+    /// `spec.dst_mac` is not used: the frame goes to the target's
+    /// solicited-node group). Only the source address is patched, and with
+    /// it the ICMPv6 checksum (its pseudo-header covers the address).
+    fn build_ns(spec: &Spec) -> Result<Template, TemplateError> {
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (spec.src, spec.dst) else {
+            return Err(TemplateError::NeedsIpv6(spec.dst));
+        };
+        let mut frame = vec![0u8; MTU];
+        let len =
+            neigh::ndp_solicit(&mut frame, spec.src_mac, src, dst).ok_or(TemplateError::Ndp)?;
+        frame.truncate(len.max(MIN_FRAME));
+        let l4 = ETH + 40;
+        Ok(Template {
+            kind: Kind::Ns,
+            frame,
+            v6: true,
+            l4,
+            payload: l4 + 24,
+            addr_csums: vec![l4 + 2],
+            l4_csum: l4 + 2,
+            src_off: ETH + 8,
+        })
+    }
+
     /// The kind.
     pub fn kind(&self) -> Kind {
         self.kind
@@ -361,10 +407,13 @@ impl Template {
             }
             _ => return None,
         }
+        if self.kind == Kind::Ns {
+            return Some(self.frame.len());
+        }
         let c = [self.l4_csum];
         set16(frame, self.l4, f.src_port, &c)?;
         match self.kind {
-            Kind::Udp => {}
+            Kind::Udp | Kind::Ns => {}
             Kind::Syn => set32(frame, self.l4 + 4, f.seq as u32, &c)?,
             Kind::Dns => set16(frame, self.payload, f.dns_id, &c)?,
             Kind::Echo => {
@@ -476,6 +525,7 @@ mod tests {
                         assert_eq!(m.queries[0].query_type(), RecordType::A);
                         assert_eq!(m.queries[0].name().to_ascii(), "www.example.com.");
                     }
+                    Kind::Ns => unreachable!("not in the list: no IP/L4 header to parse"),
                 }
             }
         }
@@ -547,6 +597,7 @@ mod tests {
                             assert_eq!(repr.max_seg_size, Some(1460));
                         }
                         Kind::Udp => {}
+                        Kind::Ns => unreachable!("tested on its own below"),
                     }
                 }
                 // The other family is refused.
@@ -568,6 +619,58 @@ mod tests {
                 assert!(t.patch(&mut frame[..t.len() - 1], &f).is_none());
             }
         }
+    }
+
+    /// An `ns` frame patched with any source is a valid solicitation: the
+    /// stack's own L2 answers each one to that source and creates an entry
+    /// for it (a new neighbour per source, the point of the flood).
+    #[test]
+    fn ns_patched_per_source_is_answered_by_the_stack() {
+        use stack::l2::Ingress;
+        assert!(matches!(
+            Template::build(&spec(Kind::Ns, false)),
+            Err(TemplateError::NeedsIpv6(_))
+        ));
+        let s = spec(Kind::Ns, true);
+        let IpAddr::V6(target) = s.dst else {
+            unreachable!()
+        };
+        let t = Template::build(&s).unwrap();
+        assert!(t.is_v6() && t.len() >= 60);
+        let (mut l2, shared) = super::neigh::stack_l2(DST_MAC, None, Some((target, 64)));
+        let mut frame = vec![0u8; 2048];
+        t.write(&mut frame).unwrap();
+        let group = super::neigh::solicited(target).1;
+        let mut rng = testkit::Rng::new(7);
+        let mut reply = [0u8; 256];
+        for i in 0..300u64 {
+            let src = Ipv6Addr::from(
+                0x2001_0db8_0018_0000_0000_0000_0000_0000u128 | u128::from(rng.next_u64()),
+            );
+            let f = Fields {
+                src: IpAddr::V6(src),
+                src_port: 1,
+                seq: i,
+                ts_ns: 0,
+                thread: 0,
+                dns_id: 0,
+                flow: i,
+            };
+            let len = t.patch(&mut frame, &f).unwrap();
+            assert_eq!(&frame[..6], &group, "to the solicited-node group");
+            let Ingress::Reply { len: rl } = l2.ingress(&frame[..len], &mut reply, 0) else {
+                panic!("round {i}: not answered");
+            };
+            assert_eq!(
+                super::neigh::ndp_advert_for(&reply[..rl], target),
+                Some(DST_MAC)
+            );
+            let na = Ipv6Packet::new_checked(&reply[ETH..rl]).unwrap();
+            assert_eq!(na.dst_addr(), src, "answered to the solicitation's source");
+            assert!(shared.contains(&IpAddr::V6(src)));
+        }
+        assert_eq!(l2.counters().ndp_solicits_answered, 300);
+        assert_eq!(shared.len(), 300);
     }
 
     #[test]

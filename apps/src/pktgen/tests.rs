@@ -515,3 +515,46 @@ fn requests_for_our_source_addresses_are_answered() {
         assert!(range.contains(range.nth(3)) && !range.contains(targets[4]));
     }
 }
+
+/// `ns` from 1,000 sources against the stack's own L2: every solicitation
+/// is answered (the advertisements count as answers), each source became a
+/// neighbour of the server, and a source is reused only after all others.
+#[test]
+fn ns_flood_cycles_sources_and_the_stack_answers_each() {
+    use stack::l2::Ingress;
+    let (a, mut b) = ports(None);
+    let mut cfg = config(Kind::Ns, true, 3000, 0, TxMode::Pool);
+    cfg.src_ips.len = 1000;
+    cfg.src_ports = PortRange { first: 1, last: 1 };
+    cfg.flows = 1000;
+    let (range, target) = match (cfg.src_ips, cfg.dst) {
+        (r, IpAddr::V6(t)) => (r, t),
+        _ => unreachable!(),
+    };
+    let mut g = Gen::new(a, cfg);
+    let (mut l2, shared) = super::neigh::stack_l2(PEER_MAC, None, Some((target, 64)));
+    let mut frames = Vec::new();
+    let mut reply = [0u8; 256];
+    drive(&mut g, || {
+        b.recv(&mut frames);
+        for f in frames.drain(..) {
+            let len = b.read(f, |buf| match l2.ingress(buf, &mut reply, 0) {
+                Ingress::Reply { len } => Some(len),
+                other => panic!("a solicitation not answered: {other:?}"),
+            });
+            b.release(f);
+            if let Some(Some(len)) = len {
+                assert!(b.send_frame(len, |out| out[..len].copy_from_slice(&reply[..len])));
+            }
+        }
+        b.flush(|_, len| Some(len));
+    });
+    let rep = g.finish();
+    check(&rep);
+    b.check().unwrap();
+    let c = &rep.counters;
+    assert_eq!((c.sent, c.answered), (3000, 3000), "{c:?}");
+    assert_eq!(l2.counters().ndp_solicits_answered, 3000);
+    assert_eq!(shared.len(), 1000, "one neighbour per source");
+    assert!((0..1000).all(|i| shared.contains(&range.nth(i))));
+}

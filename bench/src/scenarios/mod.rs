@@ -6,6 +6,7 @@ pub mod dnstcp;
 pub mod fairness;
 pub mod http;
 pub mod lossy;
+pub mod neighflood;
 pub mod steer;
 pub mod synflood;
 pub mod udp;

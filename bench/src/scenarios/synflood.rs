@@ -16,7 +16,7 @@ use xdpstack::sandbox::{Sandbox, Side};
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
-use crate::procs::{self, BenchError, Proc, Result};
+use crate::procs::{self, Proc, Result};
 
 const STACK: &str = "xdpstack";
 const NGINX: &str = "nginx";
@@ -130,19 +130,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             } else {
                 one_nginx(ctx, &ksb, &client_cpu, plan, &dir)
             };
-            match r {
-                Ok((x, detail, pl)) => {
-                    if run == 0 {
-                        res.placement.extend(pl);
-                    }
-                    if !detail.is_empty() {
-                        case.subjects[i].detail.push(format!("run {run}: {detail}"));
-                    }
-                    case.subjects[i].runs.push(x);
+            let r = r.map(|(x, detail, pl)| {
+                if run == 0 {
+                    res.placement.extend(pl);
                 }
-                Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
-                Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
-            }
+                (x, detail)
+            });
+            case.subjects[i].record(run, r)?;
         }
     }
     for s in &mut case.subjects {
@@ -222,21 +216,8 @@ fn one_stack(
     plan: Plan,
     dir: &std::path::Path,
 ) -> Result<RunOut> {
-    let (p, stats) = common::start_stack(
-        ctx,
-        sb,
-        server_cpu,
-        &["http"],
-        &common::strings(&["--workers", "1", "--gateway", gateway]),
-        dir,
-        "xdpstack http",
-    )?;
-    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
-        return procs::err(format!(
-            "xdpstack http did not come up: {}",
-            p.stderr_tail()
-        ));
-    }
+    let args = ["--workers", "1", "--gateway", gateway];
+    let (p, stats) = common::start_http_stack(ctx, sb, server_cpu, &args, dir)?;
     let (mut x, pl) = flood(sb, &p, client_cpu, plan, dir)?;
     let st = common::stop_stack(p, &stats)?;
     let mut nums = Vec::new();
