@@ -68,11 +68,8 @@ impl ShmRegion {
     /// A new memfd of `len` bytes, sealed against shrinking and growing,
     /// mapped shared.
     pub fn create(name: &str, len: usize) -> io::Result<ShmRegion> {
-        let fd = memfd_create(
-            name,
-            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-        )
-        .map_err(errno)?;
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+            .map_err(errno)?;
         nix::unistd::ftruncate(&fd, len as libc::off_t).map_err(errno)?;
         fcntl(
             &fd,
@@ -364,10 +361,7 @@ impl RingTx {
         } else {
             to_end.min(free)
         };
-        usable
-            .saturating_sub(HEADER)
-            .min(self.max_payload())
-            & !15
+        usable.saturating_sub(HEADER).min(self.max_payload()) & !15
     }
 
     fn refresh(&mut self) {
@@ -522,8 +516,8 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) 
     let iov = [io::IoSlice::new(data)];
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cm: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, cm, MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(errno)?;
+    let n =
+        sendmsg::<()>(sock.as_raw_fd(), &iov, cm, MsgFlags::MSG_NOSIGNAL, None).map_err(errno)?;
     if n != data.len() {
         // Stream sockets of this size do not split a short message; treat
         // it as an error rather than resend without the descriptors.
@@ -592,7 +586,10 @@ mod tests {
                 let r = rx.pop(&mut out).unwrap().expect("a full ring has records");
                 assert_eq!(r.id, got);
                 assert_eq!(out.len(), (got * 37 % 700) as usize);
-                assert!(out.iter().enumerate().all(|(i, &b)| b == (i as u64 + got) as u8));
+                assert!(out
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == (i as u64 + got) as u8));
                 got += 1;
                 rx.release();
             }
@@ -623,7 +620,9 @@ mod tests {
         let (d, a) = pair();
         let (_, mut rx) = d.split(Side::Daemon);
         // The application side publishes a tail far past anything written.
-        a.shm.u64_at(RING_OFF[1].1).store(1 << 40, Ordering::Release);
+        a.shm
+            .u64_at(RING_OFF[1].1)
+            .store(1 << 40, Ordering::Release);
         let mut out = Vec::new();
         assert_eq!(rx.pop(&mut out), Err(RingError::Corrupt("tail")));
         // A tail in range over a header claiming a huge length.
