@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod bulk;
+pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod echo;

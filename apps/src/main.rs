@@ -1,7 +1,9 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{bulk, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status};
+use xdpstack::{
+    bulk, daemon, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status,
+};
 
 use std::process::ExitCode;
 
@@ -32,6 +34,10 @@ enum Cmd {
         #[command(flatten)]
         http: http::HttpArgs,
     },
+    /// The privileged daemon: owns the interface, the XDP program and the
+    /// per-core engines; unprivileged processes attach over --control
+    /// (`xdpstack http --attach PATH`, the attach crate).
+    Daemon(daemon::DaemonArgs),
     /// TCP and UDP echo server on the stack.
     Echo {
         #[command(flatten)]
@@ -139,6 +145,18 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
+        Cmd::Http { server, http } if http.attach.is_some() => {
+            let path = http.attach.clone().unwrap_or_default();
+            let grace = std::time::Duration::from_secs_f64(server.grace);
+            let report = http::run_attached(&http, &path, grace)?;
+            eprintln!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Daemon(args) => {
+            let report = daemon::run(&args)?;
+            print_summary(&report);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Http { server, mut http } => {
             // What `--stats-allow local` means.
             http.local_addrs = (server.addr, server.addr6);

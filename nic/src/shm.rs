@@ -138,7 +138,7 @@ impl ShmRegion {
     /// The 8-byte-aligned atomic at `off`. Panics on a misaligned or
     /// out-of-range offset (offsets are this module's constants).
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: in bounds and aligned (the mapping is page-aligned);
         // AtomicU64 has interior mutability, so a shared reference to memory
         // another process writes is sound as long as every access is atomic,
@@ -147,7 +147,7 @@ impl ShmRegion {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= self.len);
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len);
         // SAFETY: as in `u64_at`.
         unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU32>() }
     }
@@ -452,7 +452,7 @@ pub struct RingRx {
 impl RingRx {
     fn refresh(&mut self) -> Result<(), RingError> {
         let t = self.shm.u64_at(self.tail).load(Ordering::Acquire);
-        if t < self.tail_seen || t - self.head > self.cap || t % 16 != 0 {
+        if t < self.tail_seen || t - self.head > self.cap || !t.is_multiple_of(16) {
             return Err(RingError::Corrupt("tail"));
         }
         self.tail_seen = t;

@@ -1,0 +1,611 @@
+//! The daemon's application on each worker: it serves the listeners of
+//! attached processes on this core's engine, moving accepted connections and
+//! their bytes between the engine's sockets and each process's shared-memory
+//! channel for this core.
+//!
+//! One turn ([`ProxyApp::poll`]): control messages from the control thread
+//! (attach, listen, drain, close, detach); every process's commands (send,
+//! shutdown, close, abort), batched from its ring; accepts on its listeners;
+//! the connections with activity (engine `take_ready`) and those that found
+//! the process's ring full; send credit returned; each ring published once,
+//! the process's doorbell rung only if it announced it sleeps.
+//!
+//! Back-pressure: a process may have at most [`proto::SEND_CREDIT`] bytes
+//! sent and not yet taken by the connection's socket (credit comes back as
+//! [`proto::SENT`]); received bytes are read from a socket only while the
+//! process's ring has room, so a slow process closes its peers' windows.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use attach::proto;
+use nic::shm::{Channel, RingRx, RingTx, Side};
+use nic::Rings;
+use nix::sys::eventfd::EventFd;
+use serde::Serialize;
+use serde_json::{json, Value};
+use stack::engine::Engine;
+use stack::reuseport::{BindAddr, BindOptions, MemberId};
+use stack::socket::{ConnError, ConnId, ConnMap, ListenerId, TcpApi};
+
+use super::Hub;
+
+/// A request from the control thread to one core.
+pub enum Ctl {
+    /// A process attached: its channel for this core and its doorbell.
+    Attach {
+        /// Process id (daemon-wide).
+        client: u64,
+        /// The channel.
+        chan: Channel,
+        /// Its doorbell.
+        bell: Arc<EventFd>,
+    },
+    /// Open a listener for the process (bind rules with its uid).
+    Listen {
+        /// Process.
+        client: u64,
+        /// Address.
+        addr: BindAddr,
+        /// Port.
+        port: u16,
+        /// Options, uid from SO_PEERCRED.
+        opts: BindOptions,
+        /// The answer.
+        reply: mpsc::SyncSender<Result<u64, String>>,
+    },
+    /// Drain (`close: false`) or close a listener of the process.
+    Listener {
+        /// Process.
+        client: u64,
+        /// Listener.
+        listener: u64,
+        /// Close rather than drain.
+        close: bool,
+        /// The answer.
+        reply: mpsc::SyncSender<Result<u64, String>>,
+    },
+    /// The process is gone (its control socket closed).
+    Detach {
+        /// Process.
+        client: u64,
+    },
+}
+
+struct Client {
+    chan: Channel,
+    tx: RingTx,
+    rx: RingRx,
+    bell: Arc<EventFd>,
+    /// Connections with bytes or a close the ring had no room for.
+    blocked: Vec<ConnId>,
+}
+
+#[derive(Default)]
+struct PConn {
+    client: u64,
+    /// Bytes the process sent that the socket has not taken yet.
+    staged: Vec<u8>,
+    /// Credit to return (bytes moved from `staged` to the socket).
+    owed: usize,
+    eof_sent: bool,
+    shut: bool,
+    close: bool,
+    blocked: bool,
+    /// Released by the engine; GONE not yet delivered.
+    gone: bool,
+}
+
+/// What the proxy did (per core).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProxyCounters {
+    /// Processes attached.
+    pub attached: u64,
+    /// Processes detached (exit, kill, a broken ring).
+    pub detached: u64,
+    /// Processes dropped for breaking the ring protocol.
+    pub corrupt: u64,
+    /// Listeners opened.
+    pub listeners: u64,
+    /// Connections handed to processes.
+    pub accepted: u64,
+    /// Connections reset because their process went away.
+    pub reset_at_detach: u64,
+    /// Connections reset for sending past their credit.
+    pub over_credit: u64,
+    /// Bytes to processes.
+    pub bytes_to_apps: u64,
+    /// Bytes from processes.
+    pub bytes_from_apps: u64,
+    /// Doorbells rung (a process slept).
+    pub doorbells: u64,
+    /// Records read from processes.
+    pub commands: u64,
+}
+
+/// The per-core proxy.
+pub struct ProxyApp {
+    core: usize,
+    hub: Arc<Hub>,
+    clients: BTreeMap<u64, Client>,
+    /// Listener → (process, last pending count told).
+    listeners: HashMap<MemberId, (u64, u32)>,
+    conns: ConnMap<PConn>,
+    ready: Vec<ConnId>,
+    owed: Vec<ConnId>,
+    scratch: Vec<u8>,
+    rec: Vec<u8>,
+    next_sweep: Instant,
+    counters: ProxyCounters,
+}
+
+const SWEEP: Duration = Duration::from_millis(50);
+
+impl ProxyApp {
+    /// The proxy of core `core`.
+    pub fn new<R: Rings>(core: usize, hub: Arc<Hub>, engine: &mut Engine<R>) -> Self {
+        engine.set_ready_tracking(true);
+        ProxyApp {
+            core,
+            hub,
+            clients: BTreeMap::new(),
+            listeners: HashMap::new(),
+            conns: Default::default(),
+            ready: Vec::new(),
+            owed: Vec::new(),
+            scratch: vec![0; 64 * 1024],
+            rec: Vec::new(),
+            next_sweep: Instant::now() + SWEEP,
+            counters: ProxyCounters::default(),
+        }
+    }
+
+    /// Counters as JSON.
+    pub fn json(&self) -> Value {
+        json!(self.counters)
+    }
+
+    fn control<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        while let Some(ctl) = self.hub.take(self.core) {
+            match ctl {
+                Ctl::Attach { client, chan, bell } => {
+                    let (tx, rx) = chan.split(Side::Daemon);
+                    self.clients.insert(
+                        client,
+                        Client {
+                            chan,
+                            tx,
+                            rx,
+                            bell,
+                            blocked: Vec::new(),
+                        },
+                    );
+                    self.counters.attached += 1;
+                }
+                Ctl::Listen {
+                    client,
+                    addr,
+                    port,
+                    opts,
+                    reply,
+                } => {
+                    let r = if self.clients.contains_key(&client) {
+                        match TcpApi::tcp_listen(engine, addr, port, opts) {
+                            Ok(id) => {
+                                let _ = engine
+                                    .shared()
+                                    .registry
+                                    .set_selector(id.member(), self.hub.selector.clone());
+                                self.listeners.insert(id.member(), (client, 0));
+                                self.counters.listeners += 1;
+                                Ok(id.member().0)
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    } else {
+                        Err("not attached on this core".into())
+                    };
+                    let _ = reply.send(r);
+                }
+                Ctl::Listener {
+                    client,
+                    listener,
+                    close,
+                    reply,
+                } => {
+                    let id = MemberId(listener);
+                    let r = match self.listeners.get(&id) {
+                        Some(&(owner, _)) if owner == client => if close {
+                            self.listeners.remove(&id);
+                            engine.close_listener(ListenerId(id))
+                        } else {
+                            engine.drain(ListenerId(id))
+                        }
+                        .map(|()| listener)
+                        .map_err(|e| e.to_string()),
+                        _ => Err("no such listener of this process".into()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Ctl::Detach { client } => self.detach(engine, client),
+            }
+        }
+    }
+
+    /// The process is gone: its listeners leave their groups (what waits on
+    /// them migrates to the remaining members), its connections are reset,
+    /// its channel is unmapped.
+    fn detach<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
+        let Some(_c) = self.clients.remove(&client) else {
+            return;
+        };
+        self.counters.detached += 1;
+        let mine: Vec<MemberId> = self
+            .listeners
+            .iter()
+            .filter(|(_, &(o, _))| o == client)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in mine {
+            self.listeners.remove(&id);
+            let _ = engine.close_listener(ListenerId(id));
+        }
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, p)| p.client == client)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in conns {
+            let Some(p) = self.conns.remove(&c) else {
+                continue;
+            };
+            if p.close && p.staged.is_empty() {
+                engine.close(c);
+            } else if !p.gone {
+                engine.abort(c);
+                self.counters.reset_at_detach += 1;
+            }
+        }
+    }
+
+    /// Read one process's commands.
+    fn commands<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
+        let mut rec = std::mem::take(&mut self.rec);
+        let mut touched = Vec::new();
+        let mut broken = false;
+        for _ in 0..4096 {
+            let Some(cl) = self.clients.get_mut(&client) else {
+                break;
+            };
+            let r = match cl.rx.pop(&mut rec) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("core {}: process {client}: {e}: detached", self.core);
+                    broken = true;
+                    break;
+                }
+            };
+            self.counters.commands += 1;
+            let c = proto::conn_from_wire(r.id);
+            let Some(p) = self.conns.get_mut(&c).filter(|p| p.client == client) else {
+                continue; // gone meanwhile, or not this process's
+            };
+            match r.kind {
+                proto::SEND => {
+                    if p.staged.len() + rec.len() > proto::SEND_CREDIT {
+                        self.counters.over_credit += 1;
+                        engine.abort(c);
+                        p.gone = true;
+                        p.staged.clear();
+                    } else {
+                        self.counters.bytes_from_apps += rec.len() as u64;
+                        p.staged.extend_from_slice(&rec);
+                    }
+                }
+                proto::SHUTDOWN => p.shut = true,
+                proto::CLOSE => p.close = true,
+                proto::ABORT => {
+                    engine.abort(c);
+                    self.conns.remove(&c);
+                    continue;
+                }
+                _ => {}
+            }
+            touched.push(c);
+        }
+        if let Some(cl) = self.clients.get_mut(&client) {
+            cl.rx.release();
+        }
+        self.rec = rec;
+        if broken {
+            self.counters.corrupt += 1;
+            self.detach(engine, client);
+            return;
+        }
+        for c in touched {
+            self.pump(engine, c);
+        }
+    }
+
+    /// Move what can move for one connection: staged bytes into the socket,
+    /// a pending shutdown or close, received bytes and the end of stream
+    /// into the process's ring.
+    fn pump<R: Rings>(&mut self, engine: &mut Engine<R>, c: ConnId) {
+        let Some(p) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let Some(cl) = self.clients.get_mut(&p.client) else {
+            return;
+        };
+        if p.gone {
+            if cl.tx.push(proto::GONE, proto::conn_to_wire(c), &[]) {
+                self.conns.remove(&c);
+            } else if !p.blocked {
+                p.blocked = true;
+                cl.blocked.push(c);
+            }
+            return;
+        }
+        if !p.staged.is_empty() {
+            match engine.send(c, &p.staged) {
+                Ok(n) => {
+                    p.staged.drain(..n);
+                    if n > 0 {
+                        if p.owed == 0 {
+                            self.owed.push(c);
+                        }
+                        p.owed += n;
+                    }
+                }
+                Err(_) => p.staged.clear(),
+            }
+        }
+        if p.staged.is_empty() {
+            if p.close {
+                engine.close(c);
+                self.conns.remove(&c);
+                return;
+            }
+            if p.shut {
+                p.shut = false;
+                let _ = engine.shutdown(c);
+            }
+        }
+        let id = proto::conn_to_wire(c);
+        loop {
+            let room = cl.tx.room().min(self.scratch.len());
+            if room == 0 {
+                if !p.blocked {
+                    p.blocked = true;
+                    cl.blocked.push(c);
+                }
+                return;
+            }
+            match engine.recv(c, &mut self.scratch[..room]) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let pushed = cl.tx.push(proto::DATA, id, &[&self.scratch[..n]]);
+                    debug_assert!(pushed, "room() promised space");
+                    self.counters.bytes_to_apps += n as u64;
+                }
+                Err(ConnError::Closed) => {
+                    if !p.eof_sent {
+                        if cl.tx.push(proto::EOF, id, &[]) {
+                            p.eof_sent = true;
+                        } else if !p.blocked {
+                            p.blocked = true;
+                            cl.blocked.push(c);
+                        }
+                    }
+                    return;
+                }
+                Err(ConnError::NotFound) => {
+                    p.gone = true;
+                    if cl.tx.push(proto::GONE, id, &[]) {
+                        self.conns.remove(&c);
+                    } else if !p.blocked {
+                        p.blocked = true;
+                        cl.blocked.push(c);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let mut fresh = Vec::new();
+        for (&lid, &mut (client, ref mut told)) in self.listeners.iter_mut() {
+            let Some(cl) = self.clients.get_mut(&client) else {
+                continue;
+            };
+            while cl.tx.room() >= 8 + proto::PEER_LEN {
+                let Some(c) = engine.accept(ListenerId(lid)) else {
+                    break;
+                };
+                let peer = proto::encode_peer(TcpApi::peer_addr(engine, c));
+                let pushed = cl.tx.push(
+                    proto::ACCEPTED,
+                    proto::conn_to_wire(c),
+                    &[&lid.0.to_le_bytes(), &peer],
+                );
+                debug_assert!(pushed);
+                self.counters.accepted += 1;
+                self.conns.insert(
+                    c,
+                    PConn {
+                        client,
+                        ..PConn::default()
+                    },
+                );
+                fresh.push(c);
+            }
+            let pending = engine.pending(ListenerId(lid)) as u32;
+            if pending != *told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
+                *told = pending;
+            }
+        }
+        for c in fresh {
+            self.pump(engine, c);
+        }
+    }
+
+    /// Connections the engine released without a segment we saw (a reset,
+    /// a timeout): tell their process.
+    fn sweep<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let gone: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(&c, p)| !p.gone && engine.may_recv(c) == Err(ConnError::NotFound))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in gone {
+            if let Some(p) = self.conns.get_mut(&c) {
+                p.gone = true;
+            }
+            self.pump(engine, c);
+        }
+    }
+
+    fn publish(&mut self) {
+        for cl in self.clients.values_mut() {
+            if cl.tx.unpublished() {
+                cl.tx.publish();
+                if cl.chan.peer_sleeping(Side::Daemon) {
+                    let _ = cl.bell.write(1);
+                    self.counters.doorbells += 1;
+                }
+            }
+        }
+    }
+}
+
+impl<R: Rings> stack::worker::App<R> for ProxyApp {
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.control(engine);
+        let ids: Vec<u64> = self.clients.keys().copied().collect();
+        for &id in &ids {
+            self.commands(engine, id);
+        }
+        self.accept_all(engine);
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        engine.take_ready(&mut ready);
+        for &c in &ready {
+            self.pump(engine, c);
+        }
+        self.ready = ready;
+        let mut retry = Vec::new();
+        for cl in self.clients.values_mut() {
+            retry.append(&mut cl.blocked);
+        }
+        for &c in &retry {
+            if let Some(p) = self.conns.get_mut(&c) {
+                p.blocked = false;
+            }
+        }
+        for c in retry {
+            self.pump(engine, c);
+        }
+        // Staged bytes wait for room in the socket: an acknowledgement
+        // makes the connection ready again. Credit goes back now.
+        let owed = std::mem::take(&mut self.owed);
+        for c in owed {
+            let Some(p) = self.conns.get_mut(&c) else {
+                continue;
+            };
+            let Some(cl) = self.clients.get_mut(&p.client) else {
+                continue;
+            };
+            let n = p.owed.min(u32::MAX as usize) as u32;
+            if cl
+                .tx
+                .push(proto::SENT, proto::conn_to_wire(c), &[&n.to_le_bytes()])
+            {
+                p.owed = 0;
+            } else {
+                self.owed.push(c);
+            }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            self.sweep(engine);
+        }
+        self.publish();
+        let busy = !self.owed.is_empty()
+            || self.clients.values().any(|c| !c.blocked.is_empty())
+            || self.conns.values().any(|p| !p.staged.is_empty());
+        if busy {
+            return Some(now + Duration::from_millis(1));
+        }
+        (!self.conns.is_empty() || !self.listeners.is_empty()).then_some(self.next_sweep)
+    }
+
+    fn shutdown(&mut self, engine: &mut Engine<R>) {
+        self.counters.reset_at_detach += self.conns.len() as u64;
+        self.conns.clear();
+        engine.abort_all();
+    }
+
+    fn prepare_sleep(&mut self) -> bool {
+        if self.hub.has_work(self.core) {
+            return false;
+        }
+        let mut set: Vec<u64> = Vec::new();
+        for (&id, cl) in &self.clients {
+            if !cl.chan.prepare_sleep(Side::Daemon, &cl.rx) {
+                for s in &set {
+                    if let Some(c) = self.clients.get(s) {
+                        c.chan.woke(Side::Daemon);
+                    }
+                }
+                return false;
+            }
+            set.push(id);
+        }
+        // Control messages posted after the check above ring the doorbell.
+        !self.hub.has_work(self.core)
+    }
+
+    fn woke(&mut self) {
+        for cl in self.clients.values() {
+            cl.chan.woke(Side::Daemon);
+        }
+    }
+}
+
+/// Pending control messages of one core.
+#[derive(Default)]
+pub struct Inbox {
+    queue: std::sync::Mutex<VecDeque<Ctl>>,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Inbox {
+    /// Queue a message.
+    pub fn push(&self, ctl: Ctl) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(ctl);
+            self.waiting.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Take one message.
+    pub fn pop(&self) -> Option<Ctl> {
+        let mut q = self.queue.lock().ok()?;
+        let m = q.pop_front();
+        if q.is_empty() {
+            self.waiting.store(false, Ordering::SeqCst);
+        }
+        m
+    }
+
+    /// Whether messages wait.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
