@@ -175,9 +175,39 @@ impl Client {
         Ok(Client { cores })
     }
 
+    /// A handle that tells when the daemon has gone away (its end of the
+    /// control socket closed).
+    pub fn watch(&self) -> DaemonWatch {
+        DaemonWatch(self.cores[0].ctl.clone())
+    }
+
     /// The daemon's cores, one [`Core`] each (give each its own thread).
     pub fn into_cores(self) -> Vec<Core> {
         self.cores
+    }
+}
+
+/// See [`Client::watch`].
+#[derive(Clone)]
+pub struct DaemonWatch(Arc<Mutex<Control>>);
+
+impl DaemonWatch {
+    /// Whether the daemon closed the control socket (exited, crashed). A
+    /// core's channel then carries nothing more.
+    pub fn gone(&self) -> bool {
+        // A request in flight holds the lock: the daemon is answering.
+        let Ok(c) = self.0.try_lock() else {
+            return false;
+        };
+        let mut b = [0u8; 1];
+        matches!(
+            nix::sys::socket::recv(
+                std::os::fd::AsRawFd::as_raw_fd(&c.sock),
+                &mut b,
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ),
+            Ok(0) | Err(nix::errno::Errno::ECONNRESET)
+        )
     }
 }
 

@@ -141,6 +141,10 @@ pub struct ProxyApp {
     counters: ProxyCounters,
 }
 
+/// The client id of connections whose process is gone but whose close is
+/// still finishing (process ids start at 1).
+const ORPHAN: u64 = 0;
+
 const SWEEP: Duration = Duration::from_millis(50);
 
 impl ProxyApp {
@@ -262,8 +266,16 @@ impl ProxyApp {
             let Some(p) = self.conns.remove(&c) else {
                 continue;
             };
-            if p.close && p.staged.is_empty() {
-                engine.close(c);
+            if p.close && !p.gone {
+                // Closed by the process with bytes still staged: finish the
+                // close as an orphan (no process, no ring).
+                self.conns.insert(
+                    c,
+                    PConn {
+                        client: ORPHAN,
+                        ..p
+                    },
+                );
             } else if !p.gone {
                 engine.abort(c);
                 self.counters.reset_at_detach += 1;
@@ -338,7 +350,39 @@ impl ProxyApp {
         let Some(p) = self.conns.get_mut(&c) else {
             return;
         };
+        if !p.gone {
+            if !p.staged.is_empty() {
+                match engine.send(c, &p.staged) {
+                    Ok(n) => {
+                        p.staged.drain(..n);
+                        if n > 0 {
+                            if p.owed == 0 {
+                                self.owed.push(c);
+                            }
+                            p.owed += n;
+                        }
+                    }
+                    Err(_) => p.staged.clear(),
+                }
+            }
+            if p.staged.is_empty() {
+                if p.close {
+                    engine.close(c);
+                    self.conns.remove(&c);
+                    return;
+                }
+                if p.shut {
+                    p.shut = false;
+                    let _ = engine.shutdown(c);
+                }
+            }
+        }
+        // An orphan (its process is gone, its close waits for the socket to
+        // take the last bytes) has no ring to read into.
         let Some(cl) = self.clients.get_mut(&p.client) else {
+            if p.gone {
+                self.conns.remove(&c);
+            }
             return;
         };
         if p.gone {
@@ -349,31 +393,6 @@ impl ProxyApp {
                 cl.blocked.push(c);
             }
             return;
-        }
-        if !p.staged.is_empty() {
-            match engine.send(c, &p.staged) {
-                Ok(n) => {
-                    p.staged.drain(..n);
-                    if n > 0 {
-                        if p.owed == 0 {
-                            self.owed.push(c);
-                        }
-                        p.owed += n;
-                    }
-                }
-                Err(_) => p.staged.clear(),
-            }
-        }
-        if p.staged.is_empty() {
-            if p.close {
-                engine.close(c);
-                self.conns.remove(&c);
-                return;
-            }
-            if p.shut {
-                p.shut = false;
-                let _ = engine.shutdown(c);
-            }
         }
         let id = proto::conn_to_wire(c);
         loop {

@@ -255,6 +255,9 @@ struct Conn {
     last: Instant,
     /// The client's address (for the report's allow-list).
     peer: Option<IpAddr>,
+    /// Requests answered (a stop closes idle connections only once they
+    /// have been answered: a fresh one gets its first response).
+    answered: u64,
 }
 
 impl Conn {
@@ -268,6 +271,7 @@ impl Conn {
             req_start: None,
             last: now,
             peer: None,
+            answered: 0,
         }
     }
 
@@ -287,11 +291,20 @@ impl Conn {
         self.req_start = None;
         self.last = now;
         self.peer = None;
+        self.answered = 0;
     }
 
     /// Nothing in flight either way.
     fn is_idle(&self) -> bool {
         self.out.is_empty() && self.inbuf.is_empty() && self.framer.in_head()
+    }
+
+    /// Idle between requests: a graceful stop closes it. A connection
+    /// that has not sent its first request yet is not closed (its client
+    /// is about to send one, which is answered with `Connection: close`;
+    /// the header timeout or the grace bound it).
+    fn idle_after_request(&self) -> bool {
+        self.answered > 0 && self.is_idle()
     }
 
     fn deadline(&self, cfg: &Limits2) -> (Instant, Expiry) {
@@ -436,7 +449,7 @@ impl Service {
                     continue;
                 }
             }
-            if self.stopping && c.is_idle() {
+            if self.stopping && c.idle_after_request() {
                 engine.close(id);
                 return false;
             }
@@ -486,6 +499,7 @@ impl Service {
                 Event::Partial => break,
                 Event::Skipped => c.last = now,
                 Event::Request(req) => {
+                    c.answered += 1;
                     c.req_start = None;
                     c.last = now;
                     self.answer(site, engine, c, &req);
@@ -926,7 +940,7 @@ impl HttpApp {
             let idle: Vec<ConnId> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.is_idle())
+                .filter(|(_, c)| c.idle_after_request())
                 .map(|(&id, _)| id)
                 .collect();
             for id in idle {
@@ -1002,6 +1016,7 @@ pub fn run_attached(
     let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| e.to_string())?;
+    let watch = client.watch();
     let mut cores = client.into_cores();
     // Every core's listener is opened before any thread serves: a refused
     // bind (another user's port, a privileged port) fails the start whole.
@@ -1040,6 +1055,9 @@ pub fn run_attached(
     while !handles.iter().all(|h| h.is_finished()) {
         if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
             reload.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if watch.gone() {
+            return Err(format!("the daemon at {} went away", path.display()));
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -1,0 +1,530 @@
+//! The process model end to end: `xdpstack daemon` owns the sandbox's
+//! interface with 2 workers; `xdpstack http --attach` processes run as
+//! uid 65534 with no capabilities (setpriv) and share port 8080; kernel
+//! clients in the client namespace. Port sharing between processes, the
+//! uid rule on kernel credentials, the privileged-port rule, `kill -9`
+//! (listeners leave, connections reset, shared memory unmapped) and the
+//! replacement of processes under load.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use xdpstack::sandbox::{Sandbox, Side};
+
+const NOBODY: &str = "65534";
+
+/// `xdpstack daemon` in the server namespace, control socket open to all.
+struct Daemon {
+    child: Option<Child>,
+    sock: PathBuf,
+    stats: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    fn start(sb: &Sandbox) -> Daemon {
+        let info = sb.info();
+        let tag = format!("{}-daemon", info.name);
+        let sock = temp_path(&tag, "sock");
+        let stats = temp_path(&tag, "json");
+        let stderr = temp_path(&tag, "err");
+        let child = sb
+            .command(Side::Server, BIN)
+            .arg("daemon")
+            .args(["--iface", &info.server_if])
+            .args(["--addr", &info.server_ip4])
+            .args(["--addr6", &info.server_ip6])
+            .args(["--workers", "2", "--control-mode", "666"])
+            .arg("--control")
+            .arg(&sock)
+            .arg("--stats-file")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn the daemon");
+        let mut d = Daemon {
+            child: Some(child),
+            sock,
+            stats,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !(d.sock.exists() && d.stderr_text().contains(" worker(s) on ")) {
+            if let Some(s) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("the daemon exited ({s}):\n{}", d.stderr_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon not up:\n{}",
+                d.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Wait until the daemon logged that process `pid` detached.
+    fn wait_detached(&self, pid: u32) {
+        let needle = format!("process {pid} (client");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .stderr_text()
+            .lines()
+            .any(|l| l.contains(&needle) && l.ends_with("detached"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} not detached:\n{}",
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Shared-memory mappings of the daemon made for process `pid`.
+    fn mappings_of(&self, pid: u32) -> usize {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid())).unwrap_or_default();
+        let name = format!("memfd:xdpstack-{pid}-");
+        maps.lines().filter(|l| l.contains(&name)).count()
+    }
+
+    fn stop(mut self) -> Value {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+        let status = wait_bounded(&mut child, Duration::from_secs(15));
+        let err = self.stderr_text();
+        assert!(status.success(), "daemon exited {status}:\n{err}");
+        let text = fs::read_to_string(&self.stats).expect("daemon stats file");
+        serde_json::from_str(&text).expect("stats JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for p in [&self.sock, &self.stats, &self.stderr] {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `setpriv` as `uid` with no capabilities, exec'ing `xdpstack http
+/// --attach`: the child's pid is the server's.
+fn attach_cmd(sock: &std::path::Path, uid: &str, port: &str, body: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        uid,
+        "--regid",
+        uid,
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(BIN)
+    .args(["http", "--attach"])
+    .arg(sock)
+    .args(["--port", port, "--body", body])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    c
+}
+
+/// An attached HTTP server process.
+struct Attached {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Attached {
+    fn start(d: &Daemon, uid: &str, body: &str) -> Attached {
+        let stderr = temp_path(&format!("att-{body}"), "err");
+        let child = attach_cmd(&d.sock, uid, "8080", &format!("{body}\n"))
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn setpriv");
+        let mut a = Attached {
+            child: Some(child),
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !a.stderr_text().contains("attached to") {
+            if let Some(s) = a.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("attached server {body} exited ({s}):\n{}", a.stderr_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not attached:\n{}",
+                a.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        a
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// (real uid, effective capabilities) from /proc.
+    fn creds(&self) -> (u32, u64) {
+        let s = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        (
+            field("Uid:").parse().unwrap(),
+            u64::from_str_radix(&field("CapEff:"), 16).unwrap(),
+        )
+    }
+
+    fn kill9(&mut self) -> u32 {
+        let mut c = self.child.take().expect("running");
+        let pid = c.id();
+        let _ = c.kill();
+        let _ = c.wait();
+        pid
+    }
+
+    /// SIGTERM (graceful stop) and the exit status, bounded.
+    fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        wait_bounded(&mut c, Duration::from_secs(15))
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = fs::remove_file(&self.stderr);
+    }
+}
+
+/// A process that must be refused at once: its output.
+fn attach_refused(d: &Daemon, uid: &str, port: &str) -> Output {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "2", "15", "setpriv"])
+        .args([
+            "--reuid",
+            uid,
+            "--regid",
+            uid,
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(BIN)
+        .args(["http", "--attach"])
+        .arg(&d.sock)
+        .args(["--port", port])
+        .stdin(Stdio::null());
+    output(&mut c)
+}
+
+/// `n` new connections (HTTP/1.0, one request each); the bodies counted.
+const COUNT_BODIES: &str = r#"
+import socket, sys, json
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts = {}; errors = []
+for i in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d: break
+            data += d
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise Exception("bad response %r" % head[:40])
+        b = body.decode().strip()
+        counts[b] = counts.get(b, 0) + 1
+    except Exception as e:
+        errors.append(str(e))
+print(json.dumps({"counts": counts, "errors": errors}))
+"#;
+
+fn bodies(sb: &Sandbox, n: u32) -> (Value, u64) {
+    let r = python_json(sb, 120, COUNT_BODIES, &[SERVER_IP4, "8080", &n.to_string()]);
+    let errors = r["errors"].as_array().map_or(0, |e| e.len()) as u64;
+    (r["counts"].clone(), errors)
+}
+
+fn count(v: &Value, body: &str) -> u64 {
+    v[body].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn unprivileged_processes_share_a_port_and_another_uid_is_refused() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-share", 2);
+    let d = Daemon::start(&sb);
+    let a = Attached::start(&d, NOBODY, "A");
+    let b = Attached::start(&d, NOBODY, "B");
+    for p in [&a, &b] {
+        assert_eq!(p.creds(), (65534, 0), "uid 65534 with no capabilities");
+    }
+    let (counts, errors) = bodies(&sb, 200);
+    eprintln!("200 new connections: {counts}");
+    assert_eq!(errors, 0, "{counts}");
+    assert_eq!(count(&counts, "A") + count(&counts, "B"), 200, "{counts}");
+    for x in ["A", "B"] {
+        assert!(count(&counts, x) >= 70, "{x} got less than 35%: {counts}");
+    }
+
+    // Another user: the daemon takes uid 4242 from the kernel and refuses.
+    let out = attach_refused(&d, "4242", "8080");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "uid 4242 was let in: {err}");
+    assert!(err.contains("refused port hijack"), "{err}");
+    assert!(
+        err.contains("uid 65534") && err.contains("uid 4242"),
+        "{err}"
+    );
+    // A port below 1024 without CAP_NET_BIND_SERVICE.
+    let out = attach_refused(&d, NOBODY, "80");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("CAP_NET_BIND_SERVICE"), "{err}");
+
+    // The refused process got nothing: A and B still serve everything.
+    let (counts, errors) = bodies(&sb, 40);
+    assert_eq!(errors, 0);
+    assert_eq!(count(&counts, "A") + count(&counts, "B"), 40, "{counts}");
+
+    drop((a, b));
+    let stats = d.stop();
+    for w in workers(&stats) {
+        assert_eq!(num(w, "/app/corrupt"), 0, "{w:#}");
+    }
+    assert_frames_ok(&stats);
+}
+
+/// Keep-alive connections held across a `kill -9`: each line of stdin
+/// ("go") after the first report makes every connection send one more
+/// request; reports "ok", "reset" or "eof" per connection.
+const HOLD: &str = r#"
+import socket, sys, json
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def req(s):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d: return "eof"
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    clen = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(rest) < clen:
+        d = s.recv(65536)
+        if not d: return "eof"
+        rest += d
+    return rest.decode().strip()
+conns = [socket.create_connection((host, port), timeout=5) for _ in range(n)]
+first = [req(s) for s in conns]
+print(json.dumps(first), flush=True)
+sys.stdin.readline()
+after = []
+for s in conns:
+    try:
+        after.append(req(s))
+    except ConnectionResetError:
+        after.append("reset")
+    except Exception as e:
+        after.append("error " + str(e))
+print(json.dumps(after), flush=True)
+"#;
+
+#[test]
+fn kill_9_of_a_member_resets_its_connections_and_the_other_serves_all() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-kill", 2);
+    let d = Daemon::start(&sb);
+    let mut a = Attached::start(&d, NOBODY, "A");
+    let b = Attached::start(&d, NOBODY, "B");
+    // 16 keep-alive connections, spread over A and B.
+    let mut hold = client(&sb, 60, PY, ["-c", HOLD, SERVER_IP4, "8080", "16"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let mut lines = BufReader::new(hold.stdout.take().unwrap()).lines();
+    let first: Vec<String> =
+        serde_json::from_str(&lines.next().expect("first report").unwrap()).unwrap();
+    assert!(first.iter().all(|b| b == "A" || b == "B"), "{first:?}");
+    assert!(
+        first.iter().any(|b| b == "A"),
+        "no connection on A: {first:?}"
+    );
+    let a_pid = a.pid();
+    assert!(d.mappings_of(a_pid) > 0, "A's channels are mapped");
+    let killed = a.kill9();
+    d.wait_detached(killed);
+    // Its shared memory is unmapped on every core.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while d.mappings_of(a_pid) > 0 {
+        assert!(Instant::now() < deadline, "A's channels still mapped");
+        thread::sleep(Duration::from_millis(10));
+    }
+    {
+        use std::io::Write;
+        let mut stdin = hold.stdin.take().unwrap();
+        writeln!(stdin, "go").unwrap();
+    }
+    let after: Vec<String> =
+        serde_json::from_str(&lines.next().expect("second report").unwrap()).unwrap();
+    let _ = wait_bounded(&mut hold, Duration::from_secs(10));
+    for (f, s) in first.iter().zip(&after) {
+        match f.as_str() {
+            // Established connections of the killed process are reset.
+            "A" => assert!(s == "reset" || s == "eof", "{first:?} -> {after:?}"),
+            _ => assert_eq!(s, "B", "{first:?} -> {after:?}"),
+        }
+    }
+    // Every new connection goes to the survivor.
+    let (counts, errors) = bodies(&sb, 100);
+    eprintln!("after kill -9 of A: {counts}");
+    assert_eq!(errors, 0, "{counts}");
+    assert_eq!(count(&counts, "B"), 100, "{counts}");
+    drop(b);
+    let stats = d.stop();
+    let reset: u64 = workers(&stats)
+        .iter()
+        .map(|w| num(w, "/app/reset_at_detach"))
+        .sum();
+    let on_a = first.iter().filter(|b| *b == "A").count() as u64;
+    assert!(reset >= on_a, "reset {reset} of A's {on_a} connections");
+    assert_frames_ok(&stats);
+}
+
+/// `ab` in the client namespace against :8080: (complete, failed, non-2xx, text).
+fn ab(sb: &Sandbox, n: u32, c: u32) -> (u64, u64, u64, String) {
+    let url = format!("http://{SERVER_IP4}:8080/");
+    let n = n.to_string();
+    let c = c.to_string();
+    let out = output(&mut client(
+        sb,
+        240,
+        "ab",
+        ["-q", "-s", "10", "-n", &n, "-c", &c, &url],
+    ));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("Complete requests"),
+        field("Failed requests"),
+        field("Non-2xx responses"),
+        text,
+    )
+}
+
+#[test]
+fn replacing_members_under_load_fails_no_request() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-repl", 2);
+    let d = Daemon::start(&sb);
+    let mut a = Attached::start(&d, NOBODY, "A");
+    let mut b = Attached::start(&d, NOBODY, "B");
+    let load = {
+        thread::scope(|s| {
+            let h = s.spawn(|| ab(&sb, 20_000, 16));
+            thread::sleep(Duration::from_millis(700));
+            // Replace A by C, then B by D: the new member joins, the old
+            // one stops gracefully (drains, finishes, exits).
+            let c = Attached::start(&d, NOBODY, "C");
+            let sa = a.terminate();
+            thread::sleep(Duration::from_millis(300));
+            let dd = Attached::start(&d, NOBODY, "D");
+            let sb_ = b.terminate();
+            let running = !h.is_finished();
+            let r = h.join().unwrap();
+            (r, sa, sb_, running, c, dd)
+        })
+    };
+    let ((complete, failed, non2xx, text), sa, sb_, running, c, dd) = load;
+    eprintln!("A: {}\nB: {}", a.stderr_text(), b.stderr_text());
+    if failed > 0 || complete < 20_000 {
+        drop((c, dd));
+        let stats = d.stop();
+        for w in workers(&stats) {
+            eprintln!("daemon worker: {}", w["app"]);
+        }
+        panic!("ab: {complete} complete, {failed} failed:\n{text}");
+    }
+    assert!(
+        sa.success() && sb_.success(),
+        "old members exit 0: {sa} {sb_}"
+    );
+    assert!(
+        running,
+        "the load ended before the replacements did:\n{text}"
+    );
+    assert_eq!((complete, failed, non2xx), (20_000, 0, 0), "ab:\n{text}");
+    // The new members took over.
+    let (counts, errors) = bodies(&sb, 40);
+    assert_eq!(errors, 0);
+    assert_eq!(count(&counts, "C") + count(&counts, "D"), 40, "{counts}");
+    drop((c, dd));
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}
