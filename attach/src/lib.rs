@@ -212,8 +212,6 @@ impl DaemonWatch {
 }
 
 struct ListenerState {
-    addr: BindAddr,
-    port: u16,
     queue: VecDeque<ConnId>,
     /// Waiting in the daemon (last [`proto::PENDING`]).
     remote_pending: usize,
@@ -341,24 +339,12 @@ impl Core {
             .get(..8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
         let peer = payload.get(8..).and_then(proto::decode_peer);
-        // A connection handed over just before its listener closed goes to
-        // another open listener of this core on the same address and port;
-        // with none, it is reset.
-        let target = match self.listeners.get(&lid) {
-            Some(l) if !l.closed => Some(lid),
-            Some(l) => {
-                let (addr, port) = (l.addr, l.port);
-                self.listeners
-                    .iter()
-                    .find(|(_, o)| !o.closed && o.addr == addr && o.port == port)
-                    .map(|(&k, _)| k)
-            }
-            None => None,
-        };
-        let Some(t) = target else {
-            self.command(proto::ABORT, id);
+        // Offered on a listener closed meanwhile: not ours to take. The
+        // daemon gives it back to the group when it reads our close.
+        let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
             return;
         };
+        l.queue.push_back(proto::conn_from_wire(id));
         self.conns.insert(
             id,
             ConnState {
@@ -367,9 +353,6 @@ impl Core {
                 ..ConnState::default()
             },
         );
-        if let Some(l) = self.listeners.get_mut(&t) {
-            l.queue.push_back(proto::conn_from_wire(id));
-        }
     }
 
     /// A command without payload; kept for later when the ring is full.
@@ -471,8 +454,6 @@ impl TcpApi for Core {
         self.listeners.insert(
             lid,
             ListenerState {
-                addr,
-                port,
                 queue: VecDeque::new(),
                 remote_pending: 0,
                 closed: false,
@@ -486,7 +467,10 @@ impl TcpApi for Core {
     }
 
     fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
-        self.listeners.get_mut(&id.0 .0)?.queue.pop_front()
+        let c = self.listeners.get_mut(&id.0 .0)?.queue.pop_front()?;
+        // From now on the daemon reads the connection for us.
+        self.command(proto::TAKEN, proto::conn_to_wire(c));
+        Some(c)
     }
 
     fn pending(&self, id: ListenerId) -> usize {
@@ -505,32 +489,18 @@ impl TcpApi for Core {
 
     fn close_listener(&mut self, id: ListenerId) -> Result<(), AttachError> {
         let lid = id.0 .0;
-        self.ctl(&Request::Close {
-            core: self.index,
-            listener: lid,
-        })?;
-        // Connections already handed over and not accepted: to another
-        // listener of the port here, else reset (`accepted` does the same
-        // for those still in the ring).
-        let Some(l) = self.listeners.get_mut(&lid) else {
-            return Ok(());
+        let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
+            return Err(AttachError::Refused("no such listener".into()));
         };
+        // In the ring, after everything we took: the daemon gives what we
+        // did not take (our queue, and what is still on its way) back to
+        // the group, which migrates it to a remaining member.
         l.closed = true;
-        let queue = std::mem::take(&mut l.queue);
-        let (addr, port) = (l.addr, l.port);
-        let other = self
-            .listeners
-            .iter()
-            .find(|(_, o)| !o.closed && o.addr == addr && o.port == port)
-            .map(|(&k, _)| k);
-        match other.and_then(|k| self.listeners.get_mut(&k)) {
-            Some(o) => o.queue.extend(queue),
-            None => {
-                for c in queue {
-                    self.abort(c);
-                }
-            }
+        for c in std::mem::take(&mut l.queue) {
+            self.conns.remove(&proto::conn_to_wire(c));
         }
+        self.command(proto::CLOSE_LISTENER, lid);
+        self.flush();
         if self.listeners.values().filter(|l| l.closed).count() > 64 {
             self.listeners.retain(|_, l| !l.closed);
         }

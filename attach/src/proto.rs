@@ -10,8 +10,8 @@
 //! **Data** (the channel of one core): records, batched, published once per
 //! turn. Daemon to process: [`ACCEPTED`], [`DATA`], [`EOF`], [`GONE`],
 //! [`SENT`], [`PENDING`]. Process to daemon: [`SEND`], [`SHUTDOWN`],
-//! [`CLOSE`], [`ABORT`]. A record's id is the connection (`ConnId` as
-//! `index << 32 | generation`) or, for [`PENDING`], the listener.
+//! [`CLOSE`], [`ABORT`], [`TAKEN`], [`CLOSE_LISTENER`]. A record's id is the connection (`ConnId` as
+//! `index << 32 | generation`) or, for [`PENDING`] and [`CLOSE_LISTENER`], the listener.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -43,12 +43,22 @@ pub const SHUTDOWN: u8 = 2;
 pub const CLOSE: u8 = 3;
 /// Process → daemon: reset the connection.
 pub const ABORT: u8 = 4;
+/// Process → daemon: the application accepted the connection. Until then
+/// the daemon reads nothing from it, so that a connection offered to a
+/// process that closes its listener or dies first can be given back to the
+/// group intact (migrated to another member).
+pub const TAKEN: u8 = 5;
+/// Process → daemon: close the listener whose id is the record's id.
+/// Ordered with the other records: every [`ACCEPTED`] the daemon wrote
+/// for it and the process has not taken migrates to a remaining member.
+pub const CLOSE_LISTENER: u8 = 6;
 
 /// Bytes a process may have sent on a connection and not yet had back as
 /// [`SENT`] credit.
 pub const SEND_CREDIT: usize = 64 * 1024;
 
-/// A control request.
+/// A control request (closing a listener is a ring record,
+/// [`CLOSE_LISTENER`], ordered with the connections offered on it).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -69,13 +79,6 @@ pub enum Request {
     },
     /// Stop new flows to a listener.
     Drain {
-        /// Core.
-        core: usize,
-        /// Listener.
-        listener: u64,
-    },
-    /// Close a listener (what waits on it migrates).
-    Close {
         /// Core.
         core: usize,
         /// Listener.

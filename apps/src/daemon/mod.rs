@@ -257,8 +257,7 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
             } => listen(
                 &hub, client, uid, pid, core, &addr, port, backlog, reuseport,
             ),
-            Request::Drain { core, listener } => listener_op(&hub, client, core, listener, false),
-            Request::Close { core, listener } => listener_op(&hub, client, core, listener, true),
+            Request::Drain { core, listener } => drain(&hub, client, core, listener),
         };
         if send(&mut writer, &reply, &[]).is_err() {
             break;
@@ -361,17 +360,16 @@ fn listen(
     }
 }
 
-fn listener_op(hub: &Hub, client: u64, core: usize, listener: u64, close: bool) -> Reply {
+fn drain(hub: &Hub, client: u64, core: usize, listener: u64) -> Reply {
     if core >= hub.cores() {
         return Reply::err(format!("no core {core}"));
     }
     let (tx, rx) = mpsc::sync_channel(1);
     hub.post(
         core,
-        Ctl::Listener {
+        Ctl::Drain {
             client,
             listener,
-            close,
             reply: tx,
         },
     );

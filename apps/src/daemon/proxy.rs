@@ -56,14 +56,13 @@ pub enum Ctl {
         /// The answer.
         reply: mpsc::SyncSender<Result<u64, String>>,
     },
-    /// Drain (`close: false`) or close a listener of the process.
-    Listener {
+    /// Drain a listener of the process (closing is a ring record, ordered
+    /// with the connections offered on the listener).
+    Drain {
         /// Process.
         client: u64,
         /// Listener.
         listener: u64,
-        /// Close rather than drain.
-        close: bool,
         /// The answer.
         reply: mpsc::SyncSender<Result<u64, String>>,
     },
@@ -86,6 +85,11 @@ struct Client {
 #[derive(Default)]
 struct PConn {
     client: u64,
+    /// The listener it was offered on.
+    listener: u64,
+    /// The process accepted it ([`proto::TAKEN`]): only then is it read.
+    /// Until then it can go back to the group intact.
+    taken: bool,
     /// Bytes the process sent that the socket has not taken yet.
     staged: Vec<u8>,
     /// Credit to return (bytes moved from `staged` to the socket).
@@ -113,6 +117,9 @@ pub struct ProxyCounters {
     pub accepted: u64,
     /// Connections reset because their process went away.
     pub reset_at_detach: u64,
+    /// Connections offered to a process that closed the listener or died
+    /// before taking them, given back to the group (they migrate).
+    pub requeued: u64,
     /// Connections reset for sending past their credit.
     pub over_credit: u64,
     /// Bytes to processes.
@@ -213,22 +220,17 @@ impl ProxyApp {
                     };
                     let _ = reply.send(r);
                 }
-                Ctl::Listener {
+                Ctl::Drain {
                     client,
                     listener,
-                    close,
                     reply,
                 } => {
                     let id = MemberId(listener);
                     let r = match self.listeners.get(&id) {
-                        Some(&(owner, _)) if owner == client => if close {
-                            self.listeners.remove(&id);
-                            engine.close_listener(ListenerId(id))
-                        } else {
-                            engine.drain(ListenerId(id))
-                        }
-                        .map(|()| listener)
-                        .map_err(|e| e.to_string()),
+                        Some(&(owner, _)) if owner == client => engine
+                            .drain(ListenerId(id))
+                            .map(|()| listener)
+                            .map_err(|e| e.to_string()),
                         _ => Err("no such listener of this process".into()),
                     };
                     let _ = reply.send(r);
@@ -239,22 +241,27 @@ impl ProxyApp {
     }
 
     /// The process is gone: its listeners leave their groups (what waits on
-    /// them migrates to the remaining members), its connections are reset,
-    /// its channel is unmapped.
+    /// them, and what was offered to the process and not taken, migrates to
+    /// the remaining members), its connections are reset, its channel is
+    /// unmapped.
     fn detach<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
         let Some(_c) = self.clients.remove(&client) else {
             return;
         };
         self.counters.detached += 1;
-        let mine: Vec<MemberId> = self
+        let mine: Vec<u64> = self
             .listeners
             .iter()
             .filter(|(_, &(o, _))| o == client)
-            .map(|(&id, _)| id)
+            .map(|(&id, _)| id.0)
             .collect();
-        for id in mine {
-            self.listeners.remove(&id);
-            let _ = engine.close_listener(ListenerId(id));
+        // All of them out of selection first, so nothing given back comes
+        // to another of them.
+        for &l in &mine {
+            let _ = engine.drain(ListenerId(MemberId(l)));
+        }
+        for l in mine {
+            self.close_listener_of(engine, client, l);
         }
         let conns: Vec<ConnId> = self
             .conns
@@ -283,6 +290,32 @@ impl ProxyApp {
         }
     }
 
+    /// Close a listener of `client`: the connections offered on it and not
+    /// taken go back to the group first (Linux 5.14's migration, across
+    /// processes), then the engine closes it (what is still handshaking or
+    /// queued there migrates too).
+    fn close_listener_of<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64, lid: u64) {
+        let id = MemberId(lid);
+        if self.listeners.get(&id).is_none_or(|&(o, _)| o != client) {
+            return;
+        }
+        let _ = engine.drain(ListenerId(id));
+        let offered: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, p)| p.client == client && p.listener == lid && !p.taken && !p.gone)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in offered {
+            self.conns.remove(&c);
+            if engine.requeue(c).is_ok() {
+                self.counters.requeued += 1;
+            }
+        }
+        self.listeners.remove(&id);
+        let _ = engine.close_listener(ListenerId(id));
+    }
+
     /// Read one process's commands.
     fn commands<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
         let mut rec = std::mem::take(&mut self.rec);
@@ -302,6 +335,11 @@ impl ProxyApp {
                 }
             };
             self.counters.commands += 1;
+            if r.kind == proto::CLOSE_LISTENER {
+                // Offered connections not taken so far go back to the group.
+                self.close_listener_of(engine, client, r.id);
+                continue;
+            }
             let c = proto::conn_from_wire(r.id);
             let Some(p) = self.conns.get_mut(&c).filter(|p| p.client == client) else {
                 continue; // gone meanwhile, or not this process's
@@ -318,6 +356,7 @@ impl ProxyApp {
                         p.staged.extend_from_slice(&rec);
                     }
                 }
+                proto::TAKEN => p.taken = true,
                 proto::SHUTDOWN => p.shut = true,
                 proto::CLOSE => p.close = true,
                 proto::ABORT => {
@@ -394,6 +433,10 @@ impl ProxyApp {
             }
             return;
         }
+        if !p.taken {
+            // Offered, not accepted yet: its bytes stay in the socket.
+            return;
+        }
         let id = proto::conn_to_wire(c);
         loop {
             let room = cl.tx.room().min(self.scratch.len());
@@ -437,7 +480,6 @@ impl ProxyApp {
     }
 
     fn accept_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
-        let mut fresh = Vec::new();
         for (&lid, &mut (client, ref mut told)) in self.listeners.iter_mut() {
             let Some(cl) = self.clients.get_mut(&client) else {
                 continue;
@@ -458,18 +500,15 @@ impl ProxyApp {
                     c,
                     PConn {
                         client,
+                        listener: lid.0,
                         ..PConn::default()
                     },
                 );
-                fresh.push(c);
             }
             let pending = engine.pending(ListenerId(lid)) as u32;
             if pending != *told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
                 *told = pending;
             }
-        }
-        for c in fresh {
-            self.pump(engine, c);
         }
     }
 
