@@ -528,7 +528,11 @@ fn replacing_members_under_load_fails_no_request() {
     let stats = d.stop();
     for w in workers(&stats) {
         eprintln!("daemon worker {}: {}", w["worker"], w["app"]);
-        assert_eq!(num(w, "/app/reset_at_detach"), 0, "graceful exits reset nothing");
+        assert_eq!(
+            num(w, "/app/reset_at_detach"),
+            0,
+            "graceful exits reset nothing"
+        );
     }
     assert_frames_ok(&stats);
 }

@@ -120,6 +120,8 @@ pub struct ProxyCounters {
     /// Connections offered to a process that closed the listener or died
     /// before taking them, given back to the group (they migrate).
     pub requeued: u64,
+    /// Connections reset because the daemon stopped.
+    pub reset_at_stop: u64,
     /// Connections reset for sending past their credit.
     pub over_credit: u64,
     /// Bytes to processes.
@@ -604,7 +606,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
     }
 
     fn shutdown(&mut self, engine: &mut Engine<R>) {
-        self.counters.reset_at_detach += self.conns.len() as u64;
+        self.counters.reset_at_stop += self.conns.len() as u64;
         self.conns.clear();
         engine.abort_all();
     }
