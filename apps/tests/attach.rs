@@ -60,18 +60,10 @@ impl Daemon {
             stats,
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !(d.sock.exists() && d.stderr_text().contains(" worker(s) on ")) {
-            if let Some(s) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("the daemon exited ({s}):\n{}", d.stderr_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon not up:\n{}",
-                d.stderr_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        let sock = d.sock.clone();
+        wait_started(d.child.as_mut(), &d.stderr, "the daemon", |err| {
+            sock.exists() && err.contains(" worker(s) on ")
+        });
         d
     }
 
@@ -131,6 +123,29 @@ impl Drop for Daemon {
     }
 }
 
+/// Wait (at most 15 s) until `ready` holds for what the process wrote to
+/// `stderr`; panics if it exits first.
+fn wait_started(
+    child: Option<&mut Child>,
+    stderr: &std::path::Path,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) {
+    let child = child.expect("running");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let err = fs::read_to_string(stderr).unwrap_or_default();
+        if ready(&err) {
+            return;
+        }
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            panic!("{what} exited ({s}):\n{err}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start:\n{err}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -184,18 +199,9 @@ impl Attached {
             child: Some(child),
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !a.stderr_text().contains("attached to") {
-            if let Some(s) = a.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("attached server {body} exited ({s}):\n{}", a.stderr_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not attached:\n{}",
-                a.stderr_text()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_started(a.child.as_mut(), &a.stderr, body, |err| {
+            err.contains("attached to")
+        });
         a
     }
 
@@ -253,20 +259,12 @@ impl Drop for Attached {
 
 /// A process that must be refused at once: its output.
 fn attach_refused(d: &Daemon, uid: &str, port: &str) -> Output {
+    let cmd = attach_cmd(&d.sock, uid, port, "refused\n");
+    // Bounded: `timeout` around the same command line.
     let mut c = Command::new("timeout");
-    c.args(["-k", "2", "15", "setpriv"])
-        .args([
-            "--reuid",
-            uid,
-            "--regid",
-            uid,
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(BIN)
-        .args(["http", "--attach"])
-        .arg(&d.sock)
-        .args(["--port", port])
+    c.args(["-k", "2", "15"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
         .stdin(Stdio::null());
     output(&mut c)
 }
@@ -449,35 +447,6 @@ fn kill_9_of_a_member_resets_its_connections_and_the_other_serves_all() {
     assert_frames_ok(&stats);
 }
 
-/// `ab` in the client namespace against :8080: (complete, failed, non-2xx, text).
-fn ab(sb: &Sandbox, n: u32, c: u32) -> (u64, u64, u64, String) {
-    let url = format!("http://{SERVER_IP4}:8080/");
-    let n = n.to_string();
-    let c = c.to_string();
-    let out = output(&mut client(
-        sb,
-        240,
-        "ab",
-        ["-q", "-s", "10", "-n", &n, "-c", &c, &url],
-    ));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| l.split(':').nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (
-        field("Complete requests"),
-        field("Failed requests"),
-        field("Non-2xx responses"),
-        text,
-    )
-}
-
 #[test]
 fn replacing_members_under_load_fails_no_request() {
     let Some(_lock) = begin() else { return };
@@ -487,7 +456,15 @@ fn replacing_members_under_load_fails_no_request() {
     let mut b = Attached::start(&d, NOBODY, "B");
     let load = {
         thread::scope(|s| {
-            let h = s.spawn(|| ab(&sb, 20_000, 16));
+            let h = s.spawn(|| {
+                ab(
+                    &sb,
+                    &format!("http://{SERVER_IP4}:8080/"),
+                    20_000,
+                    16,
+                    false,
+                )
+            });
             thread::sleep(Duration::from_millis(700));
             // Replace A by C, then B by D: the new member joins, the old
             // one stops gracefully (drains, finishes, exits).

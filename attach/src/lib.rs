@@ -310,18 +310,14 @@ impl Core {
                     }
                 }
                 proto::SENT => {
-                    let v = rec
-                        .get(..4)
-                        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                    let v = le_u32(&rec);
                     if let Some(c) = self.conns.get_mut(&r.id) {
                         c.credit = (c.credit + v).min(proto::SEND_CREDIT);
                         self.mark(r.id);
                     }
                 }
                 proto::PENDING => {
-                    let v = rec
-                        .get(..4)
-                        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                    let v = le_u32(&rec);
                     if let Some(l) = self.listeners.get_mut(&r.id) {
                         l.remote_pending = v;
                     }
@@ -636,6 +632,12 @@ impl TcpApi for Core {
     fn report(&self) -> Option<StackReport> {
         None
     }
+}
+
+/// The u32 (little-endian) a record starts with; 0 if it is shorter.
+fn le_u32(rec: &[u8]) -> usize {
+    rec.get(..4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
 /// An application on one [`Core`], driven by [`run`] (the attached

@@ -338,41 +338,34 @@ fn listen(
     let opts = BindOptions::new(uid)
         .with_reuseport(reuseport)
         .with_backlog(backlog.clamp(1, 65_535));
-    let (tx, rx) = mpsc::sync_channel(1);
-    hub.post(
-        core,
-        Ctl::Listen {
-            client,
-            addr,
-            port,
-            opts,
-            reply: tx,
-        },
-    );
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(id)) => Reply {
-            ok: true,
-            listener: Some(id),
-            ..Reply::default()
-        },
-        Ok(Err(e)) => Reply::err(e),
-        Err(_) => Reply::err("the core did not answer"),
-    }
+    ask(hub, core, |reply| Ctl::Listen {
+        client,
+        addr,
+        port,
+        opts,
+        reply,
+    })
 }
 
 fn drain(hub: &Hub, client: u64, core: usize, listener: u64) -> Reply {
     if core >= hub.cores() {
         return Reply::err(format!("no core {core}"));
     }
+    ask(hub, core, |reply| Ctl::Drain {
+        client,
+        listener,
+        reply,
+    })
+}
+
+/// Post a request to a core and wait for its answer (a listener id).
+fn ask(
+    hub: &Hub,
+    core: usize,
+    make: impl FnOnce(mpsc::SyncSender<Result<u64, String>>) -> Ctl,
+) -> Reply {
     let (tx, rx) = mpsc::sync_channel(1);
-    hub.post(
-        core,
-        Ctl::Drain {
-            client,
-            listener,
-            reply: tx,
-        },
-    );
+    hub.post(core, make(tx));
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(id)) => Reply {
             ok: true,
