@@ -102,6 +102,16 @@ struct PConn {
     gone: bool,
 }
 
+/// A process's listener on this core.
+struct LState {
+    client: u64,
+    /// The last pending count told to the process.
+    told: u32,
+    /// Its backlog: at most this many connections offered and not taken.
+    backlog: usize,
+    offered: usize,
+}
+
 /// What the proxy did (per core).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProxyCounters {
@@ -139,8 +149,7 @@ pub struct ProxyApp {
     core: usize,
     hub: Arc<Hub>,
     clients: BTreeMap<u64, Client>,
-    /// Listener → (process, last pending count told).
-    listeners: HashMap<MemberId, (u64, u32)>,
+    listeners: HashMap<MemberId, LState>,
     conns: ConnMap<PConn>,
     ready: Vec<ConnId>,
     owed: Vec<ConnId>,
@@ -205,13 +214,21 @@ impl ProxyApp {
                     reply,
                 } => {
                     let r = if self.clients.contains_key(&client) {
-                        match TcpApi::tcp_listen(engine, addr, port, opts) {
+                        match TcpApi::tcp_listen(engine, addr, port, opts.clone()) {
                             Ok(id) => {
                                 let _ = engine
                                     .shared()
                                     .registry
                                     .set_selector(id.member(), self.hub.selector.clone());
-                                self.listeners.insert(id.member(), (client, 0));
+                                self.listeners.insert(
+                                    id.member(),
+                                    LState {
+                                        client,
+                                        told: 0,
+                                        backlog: opts.backlog,
+                                        offered: 0,
+                                    },
+                                );
                                 self.counters.listeners += 1;
                                 Ok(id.member().0)
                             }
@@ -229,7 +246,7 @@ impl ProxyApp {
                 } => {
                     let id = MemberId(listener);
                     let r = match self.listeners.get(&id) {
-                        Some(&(owner, _)) if owner == client => engine
+                        Some(l) if l.client == client => engine
                             .drain(ListenerId(id))
                             .map(|()| listener)
                             .map_err(|e| e.to_string()),
@@ -254,7 +271,7 @@ impl ProxyApp {
         let mine: Vec<u64> = self
             .listeners
             .iter()
-            .filter(|(_, &(o, _))| o == client)
+            .filter(|(_, l)| l.client == client)
             .map(|(&id, _)| id.0)
             .collect();
         // All of them out of selection first, so nothing given back comes
@@ -298,7 +315,7 @@ impl ProxyApp {
     /// queued there migrates too).
     fn close_listener_of<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64, lid: u64) {
         let id = MemberId(lid);
-        if self.listeners.get(&id).is_none_or(|&(o, _)| o != client) {
+        if self.listeners.get(&id).is_none_or(|l| l.client != client) {
             return;
         }
         let _ = engine.drain(ListenerId(id));
@@ -358,12 +375,17 @@ impl ProxyApp {
                         p.staged.extend_from_slice(&rec);
                     }
                 }
-                proto::TAKEN => p.taken = true,
+                proto::TAKEN if !p.taken => {
+                    p.taken = true;
+                    if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
+                        l.offered = l.offered.saturating_sub(1);
+                    }
+                }
                 proto::SHUTDOWN => p.shut = true,
                 proto::CLOSE => p.close = true,
                 proto::ABORT => {
                     engine.abort(c);
-                    self.conns.remove(&c);
+                    self.forget(c);
                     continue;
                 }
                 _ => {}
@@ -409,7 +431,7 @@ impl ProxyApp {
             if p.staged.is_empty() {
                 if p.close {
                     engine.close(c);
-                    self.conns.remove(&c);
+                    self.forget(c);
                     return;
                 }
                 if p.shut {
@@ -422,13 +444,13 @@ impl ProxyApp {
         // take the last bytes) has no ring to read into.
         let Some(cl) = self.clients.get_mut(&p.client) else {
             if p.gone {
-                self.conns.remove(&c);
+                self.forget(c);
             }
             return;
         };
         if p.gone {
             if cl.tx.push(proto::GONE, proto::conn_to_wire(c), &[]) {
-                self.conns.remove(&c);
+                self.forget(c);
             } else if !p.blocked {
                 p.blocked = true;
                 cl.blocked.push(c);
@@ -470,7 +492,7 @@ impl ProxyApp {
                 Err(ConnError::NotFound) => {
                     p.gone = true;
                     if cl.tx.push(proto::GONE, id, &[]) {
-                        self.conns.remove(&c);
+                        self.forget(c);
                     } else if !p.blocked {
                         p.blocked = true;
                         cl.blocked.push(c);
@@ -482,11 +504,14 @@ impl ProxyApp {
     }
 
     fn accept_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
-        for (&lid, &mut (client, ref mut told)) in self.listeners.iter_mut() {
+        for (&lid, l) in self.listeners.iter_mut() {
+            let client = l.client;
             let Some(cl) = self.clients.get_mut(&client) else {
                 continue;
             };
-            while cl.tx.room() >= 8 + proto::PEER_LEN {
+            // No more on offer than the backlog: the rest waits in the
+            // engine's queue, which drops SYNs once full.
+            while l.offered < l.backlog && cl.tx.room() >= 8 + proto::PEER_LEN {
                 let Some(c) = engine.accept(ListenerId(lid)) else {
                     break;
                 };
@@ -498,6 +523,7 @@ impl ProxyApp {
                 );
                 debug_assert!(pushed);
                 self.counters.accepted += 1;
+                l.offered += 1;
                 self.conns.insert(
                     c,
                     PConn {
@@ -508,8 +534,20 @@ impl ProxyApp {
                 );
             }
             let pending = engine.pending(ListenerId(lid)) as u32;
-            if pending != *told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
-                *told = pending;
+            if pending != l.told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
+                l.told = pending;
+            }
+        }
+    }
+
+    /// Drop the proxy's record of a connection (one offered and not taken
+    /// frees a place in its listener's backlog).
+    fn forget(&mut self, c: ConnId) {
+        if let Some(p) = self.conns.remove(&c) {
+            if !p.taken {
+                if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
+                    l.offered = l.offered.saturating_sub(1);
+                }
             }
         }
     }
