@@ -190,8 +190,13 @@ struct Attached {
 
 impl Attached {
     fn start(d: &Daemon, uid: &str, body: &str) -> Attached {
+        Self::start_with(d, uid, body, &[])
+    }
+
+    fn start_with(d: &Daemon, uid: &str, body: &str, extra: &[&str]) -> Attached {
         let stderr = temp_path(&format!("att-{body}"), "err");
         let child = attach_cmd(&d.sock, uid, "8080", &format!("{body}\n"))
+            .args(extra)
             .stderr(fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("spawn setpriv");
@@ -511,5 +516,72 @@ fn replacing_members_under_load_fails_no_request() {
             "graceful exits reset nothing"
         );
     }
+    assert_frames_ok(&stats);
+}
+
+/// Parallel downloads of one file; each checked against a SHA-256.
+const DOWNLOAD: &str = r#"
+import socket, sys, json, hashlib, threading
+host, port, path, want, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+res = []
+def get():
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = bytearray()
+        while True:
+            d = s.recv(1 << 20)
+            if not d: break
+            data += d
+        body = bytes(data).partition(b"\r\n\r\n")[2]
+        res.append("ok" if hashlib.sha256(body).hexdigest() == want else "bad %d bytes" % len(body))
+    except Exception as e:
+        res.append(str(e))
+ts = [threading.Thread(target=get) for _ in range(n)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(res))
+"#;
+
+#[test]
+fn large_responses_cross_the_rings_intact() {
+    let Some(_lock) = begin() else { return };
+    // 3 MiB of pseudo-random bytes: each response wraps the 1 MiB rings
+    // several times and runs into the send credit again and again.
+    let dir = temp_path("att-root", "d");
+    fs::create_dir(&dir).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(dir.join("big.bin"), &data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(dir.join("big.bin"), fs::Permissions::from_mode(0o644)).unwrap();
+    let want = run_ok(Command::new("sha256sum").arg(dir.join("big.bin")));
+    let want = want.split_whitespace().next().unwrap().to_string();
+    let sb = sandbox("att-big", 2);
+    let d = Daemon::start(&sb);
+    let a = Attached::start_with(&d, NOBODY, "A", &["--root", dir.to_str().unwrap()]);
+    let r = python_json(
+        &sb,
+        120,
+        DOWNLOAD,
+        &[SERVER_IP4, "8080", "/big.bin", &want, "8"],
+    );
+    let _ = fs::remove_dir_all(&dir);
+    let ok = r.as_array().unwrap().iter().filter(|v| *v == "ok").count();
+    assert_eq!(ok, 8, "downloads: {r}");
+    drop(a);
+    let stats = d.stop();
+    let sent: u64 = workers(&stats)
+        .iter()
+        .map(|w| num(w, "/app/bytes_from_apps"))
+        .sum();
+    assert!(sent >= 8 * (3 << 20), "bytes through the rings: {sent}");
     assert_frames_ok(&stats);
 }
