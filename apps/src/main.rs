@@ -2,7 +2,7 @@
 #![deny(unsafe_code)]
 
 use xdpstack::{
-    bulk, daemon, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status,
+    attached, bulk, daemon, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status,
 };
 
 use std::process::ExitCode;
@@ -145,10 +145,26 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
-        Cmd::Http { server, http } if http.attach.is_some() => {
-            let path = http.attach.clone().unwrap_or_default();
-            let grace = std::time::Duration::from_secs_f64(server.grace);
-            let report = http::run_attached(&http, &path, grace)?;
+        Cmd::Http { server, http } if http.attached.attach.is_some() => {
+            let site = http::load_site(&http)?;
+            let report = attached::run(
+                "http",
+                &http.attached,
+                std::time::Duration::from_secs_f64(server.grace),
+                |ctx, core| http::HttpApp::new(ctx, core, &http, site.clone()),
+                |app| app.json(),
+            )?;
+            eprintln!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Echo { server, echo } if echo.attached.attach.is_some() => {
+            let report = attached::run(
+                "echo",
+                &echo.attached,
+                std::time::Duration::from_secs_f64(server.grace),
+                |ctx, core| echo::EchoApp::new(ctx, core, &echo),
+                |app| app.json(),
+            )?;
             eprintln!("{report}");
             Ok(ExitCode::SUCCESS)
         }

@@ -164,6 +164,12 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
 /// `setpriv` as `uid` with no capabilities, exec'ing `xdpstack http
 /// --attach`: the child's pid is the server's.
 fn attach_cmd(sock: &std::path::Path, uid: &str, port: &str, body: &str) -> Command {
+    attach_service(sock, uid, &["http", "--port", port, "--body", body])
+}
+
+/// `setpriv` as `uid` with no capabilities, exec'ing `xdpstack SERVICE...
+/// --attach SOCK`.
+fn attach_service(sock: &std::path::Path, uid: &str, service: &[&str]) -> Command {
     let mut c = Command::new("setpriv");
     c.args([
         "--reuid",
@@ -174,9 +180,9 @@ fn attach_cmd(sock: &std::path::Path, uid: &str, port: &str, body: &str) -> Comm
         "--inh-caps=-all",
     ])
     .arg(BIN)
-    .args(["http", "--attach"])
+    .args(service)
+    .arg("--attach")
     .arg(sock)
-    .args(["--port", port, "--body", body])
     .stdin(Stdio::null())
     .stdout(Stdio::null());
     c
@@ -194,8 +200,13 @@ impl Attached {
     }
 
     fn start_with(d: &Daemon, uid: &str, body: &str, extra: &[&str]) -> Attached {
-        let stderr = temp_path(&format!("att-{body}"), "err");
-        let child = attach_cmd(&d.sock, uid, "8080", &format!("{body}\n"))
+        let cmd = attach_cmd(&d.sock, uid, "8080", &format!("{body}\n"));
+        Self::spawn(cmd, body, extra)
+    }
+
+    fn spawn(mut cmd: Command, name: &str, extra: &[&str]) -> Attached {
+        let stderr = temp_path(&format!("att-{name}"), "err");
+        let child = cmd
             .args(extra)
             .stderr(fs::File::create(&stderr).expect("stderr file"))
             .spawn()
@@ -204,7 +215,7 @@ impl Attached {
             child: Some(child),
             stderr,
         };
-        wait_started(a.child.as_mut(), &a.stderr, body, |err| {
+        wait_started(a.child.as_mut(), &a.stderr, name, |err| {
             err.contains("attached to")
         });
         a
@@ -352,6 +363,15 @@ fn unprivileged_processes_share_a_port_and_another_uid_is_refused() {
     for w in workers(&stats) {
         assert_eq!(num(w, "/app/corrupt"), 0, "{w:#}");
     }
+    // The group's members carried the kernel's uid of their processes.
+    let members: Vec<&Value> = stats["stack"]["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .filter(|l| l["port"] == 8080)
+        .collect();
+    assert_eq!(members.len(), 4, "2 processes x 2 cores: {members:#?}");
+    assert!(members.iter().all(|l| l["uid"] == 65534), "{members:#?}");
     assert_frames_ok(&stats);
 }
 
@@ -583,5 +603,91 @@ fn large_responses_cross_the_rings_intact() {
         .map(|w| num(w, "/app/bytes_from_apps"))
         .sum();
     assert!(sent >= 8 * (3 << 20), "bytes through the rings: {sent}");
+    assert_frames_ok(&stats);
+}
+
+/// UDP: `n` sockets (so `n` source ports) each send one datagram and wait
+/// for it back (one retry); TCP: 4 connections each echo 100 KB.
+const ECHO: &str = r#"
+import socket, sys, json, os
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+udp_ok = 0
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    msg = b"dgram-%d-" % i + os.urandom(16)
+    for attempt in range(2):
+        s.sendto(msg, (host, port))
+        try:
+            if s.recv(2048) == msg:
+                udp_ok += 1
+                break
+        except socket.timeout:
+            pass
+    s.close()
+tcp_ok = 0
+for i in range(4):
+    data = os.urandom(100_000)
+    c = socket.create_connection((host, port), timeout=10)
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    back = b""
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        back += d
+    tcp_ok += back == data
+print(json.dumps({"udp_ok": udp_ok, "tcp_ok": tcp_ok}))
+"#;
+
+/// The `datagrams` an attached echo process reported at its stop.
+fn datagrams(stderr: &str) -> u64 {
+    let line = stderr.lines().rfind(|l| l.starts_with('{')).unwrap_or("{}");
+    let v: Value = serde_json::from_str(line).unwrap_or_default();
+    v["cores"]
+        .as_array()
+        .map_or(0, |cs| cs.iter().map(|c| num(c, "/app/datagrams")).sum())
+}
+
+#[test]
+fn attached_echo_processes_share_udp_and_tcp() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-echo", 2);
+    let d = Daemon::start(&sb);
+    let echo = |name: &str| {
+        Attached::spawn(
+            attach_service(&d.sock, NOBODY, &["echo", "--port", "7007"]),
+            name,
+            &[],
+        )
+    };
+    let mut a = echo("echoA");
+    let mut b = echo("echoB");
+    let r = python_json(&sb, 120, ECHO, &[SERVER_IP4, "7007", "200"]);
+    assert_eq!(num(&r, "/tcp_ok"), 4, "{r}");
+    assert!(num(&r, "/udp_ok") >= 198, "{r}");
+    // Another user is refused (at its first bind, TCP).
+    let out = output(
+        Command::new("timeout")
+            .args(["-k", "2", "15"])
+            .arg("setpriv")
+            .args(["--reuid", "4242", "--regid", "4242", "--clear-groups"])
+            .args(["--inh-caps=-all", BIN, "echo", "--port", "7007", "--attach"])
+            .arg(&d.sock)
+            .stdin(Stdio::null()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused port hijack"), "{err}");
+    assert!(a.terminate().success() && b.terminate().success());
+    let (da, db) = (datagrams(&a.stderr_text()), datagrams(&b.stderr_text()));
+    eprintln!("datagrams echoed: A {da}, B {db}");
+    assert!(da + db >= 198, "{da} + {db}");
+    assert!(da >= 40 && db >= 40, "the UDP group spreads: {da} {db}");
+    let stats = d.stop();
+    let udp: u64 = workers(&stats)
+        .iter()
+        .map(|w| num(w, "/app/datagrams_from_apps"))
+        .sum();
+    assert_eq!(udp, da + db);
     assert_frames_ok(&stats);
 }

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use nic::shm::{recv_with_fds, Channel, RingError, RingRx, RingTx, Side};
 use stack::reuseport::{BindAddr, BindOptions, MemberId, Selector};
 use stack::shared::StackReport;
-use stack::socket::{ConnError, ConnId, ListenerId, TcpApi};
+use stack::socket::{ConnError, ConnId, ListenerId, TcpApi, UdpApi, UdpError, UdpId};
 
 use proto::{Reply, Request};
 
@@ -163,6 +163,7 @@ impl Client {
                 bell: mine,
                 core_bell: theirs,
                 listeners: BTreeMap::new(),
+                udp: BTreeMap::new(),
                 conns: HashMap::new(),
                 deferred: VecDeque::new(),
                 ready: Vec::new(),
@@ -218,6 +219,13 @@ struct ListenerState {
     closed: bool,
 }
 
+/// A UDP socket's datagrams received and not read yet.
+struct UdpState {
+    queue: VecDeque<(SocketAddr, std::net::IpAddr, Vec<u8>)>,
+    cap: usize,
+    dropped: u64,
+}
+
 #[derive(Default)]
 struct ConnState {
     inbuf: VecDeque<u8>,
@@ -243,6 +251,7 @@ pub struct Core {
     /// The core's doorbell.
     core_bell: OwnedFd,
     listeners: BTreeMap<u64, ListenerState>,
+    udp: BTreeMap<u64, UdpState>,
     conns: HashMap<u64, ConnState>,
     /// Commands that found the ring full (close, abort, shutdown).
     deferred: VecDeque<(u8, u64)>,
@@ -314,6 +323,20 @@ impl Core {
                     if let Some(c) = self.conns.get_mut(&r.id) {
                         c.credit = (c.credit + v).min(proto::SEND_CREDIT);
                         self.mark(r.id);
+                    }
+                }
+                proto::DGRAM => {
+                    let from = rec.get(..proto::PEER_LEN).and_then(proto::decode_peer);
+                    let to = rec
+                        .get(proto::PEER_LEN..proto::PEER_LEN + proto::IP_LEN)
+                        .and_then(proto::decode_ip);
+                    if let (Some(u), Some(from), Some(to)) = (self.udp.get_mut(&r.id), from, to) {
+                        if u.queue.len() >= u.cap {
+                            u.dropped += 1;
+                        } else {
+                            let data = rec[proto::PEER_LEN + proto::IP_LEN..].to_vec();
+                            u.queue.push_back((from, to, data));
+                        }
                     }
                 }
                 proto::PENDING => {
@@ -458,7 +481,7 @@ impl TcpApi for Core {
         Ok(ListenerId(MemberId(lid)))
     }
 
-    fn set_selector(&mut self, _id: ListenerId, _sel: Arc<dyn Selector>) {
+    fn set_selector(&mut self, _id: MemberId, _sel: Arc<dyn Selector>) {
         // The daemon's selector decides for attached processes.
     }
 
@@ -631,6 +654,81 @@ impl TcpApi for Core {
 
     fn report(&self) -> Option<StackReport> {
         None
+    }
+}
+
+impl UdpApi for Core {
+    type Error = AttachError;
+
+    fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, AttachError> {
+        let r = self.ctl(&Request::UdpBind {
+            core: self.index,
+            addr: proto::addr_to_str(&addr),
+            port,
+            backlog: opts.backlog,
+            reuseport: opts.reuseport,
+        })?;
+        let id = r
+            .listener
+            .ok_or_else(|| AttachError::Protocol("bind without id".into()))?;
+        self.udp.insert(
+            id,
+            UdpState {
+                queue: VecDeque::new(),
+                cap: opts.backlog.max(1),
+                dropped: 0,
+            },
+        );
+        Ok(UdpId(MemberId(id)))
+    }
+
+    fn udp_close(&mut self, id: UdpId) -> Result<(), AttachError> {
+        if self.udp.remove(&id.0 .0).is_none() {
+            return Err(AttachError::Refused("no such UDP socket".into()));
+        }
+        self.command(proto::UDP_CLOSE, id.0 .0);
+        Ok(())
+    }
+
+    fn recv_from(
+        &mut self,
+        id: UdpId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddr, std::net::IpAddr)>, UdpError> {
+        let u = self.udp.get_mut(&id.0 .0).ok_or(UdpError::NotFound)?;
+        let Some((from, to, data)) = u.queue.pop_front() else {
+            return Ok(None);
+        };
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(Some((n, from, to)))
+    }
+
+    fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), UdpError> {
+        if !self.udp.contains_key(&id.0 .0) {
+            return Err(UdpError::NotFound);
+        }
+        if data.len() > 65_507 {
+            return Err(UdpError::TooLarge);
+        }
+        let (peer, src) = (proto::encode_peer(Some(to)), proto::encode_ip(from));
+        if !self.deferred.is_empty() || !self.tx.push(proto::SENDTO, id.0 .0, &[&peer, &src, data])
+        {
+            self.tx_blocked = true;
+            return Err(UdpError::BufferFull);
+        }
+        Ok(())
     }
 }
 

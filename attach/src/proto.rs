@@ -35,6 +35,11 @@ pub const SENT: u8 = 5;
 /// (handshaking or not yet handed over), u32 LE; sent when it changes.
 pub const PENDING: u8 = 6;
 
+/// Daemon → process: a datagram for the UDP socket whose id is the
+/// record's. Payload: sender ([`encode_peer`]), our address
+/// ([`encode_ip`]), the data.
+pub const DGRAM: u8 = 7;
+
 /// Process → daemon: bytes to send (at most the credit left).
 pub const SEND: u8 = 1;
 /// Process → daemon: FIN after the data sent.
@@ -52,6 +57,12 @@ pub const TAKEN: u8 = 5;
 /// Ordered with the other records: every [`ACCEPTED`] the daemon wrote
 /// for it and the process has not taken migrates to a remaining member.
 pub const CLOSE_LISTENER: u8 = 6;
+/// Process → daemon: a datagram to send from the UDP socket whose id is the
+/// record's. Payload: destination ([`encode_peer`]), source ([`encode_ip`],
+/// family 0 for the default), the data.
+pub const SENDTO: u8 = 7;
+/// Process → daemon: close the UDP socket whose id is the record's.
+pub const UDP_CLOSE: u8 = 8;
 
 /// Bytes a process may have sent on a connection and not yet had back as
 /// [`SENT`] credit.
@@ -73,6 +84,19 @@ pub enum Request {
         /// Port.
         port: u16,
         /// Accept queue.
+        backlog: usize,
+        /// `SO_REUSEPORT`.
+        reuseport: bool,
+    },
+    /// Bind a UDP socket on one core (a member of the port's group).
+    UdpBind {
+        /// The daemon core.
+        core: usize,
+        /// As for `listen`.
+        addr: String,
+        /// Port.
+        port: u16,
+        /// Datagram queue.
         backlog: usize,
         /// `SO_REUSEPORT`.
         reuseport: bool,
@@ -185,6 +209,40 @@ pub fn decode_peer(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
+/// Bytes of an encoded address.
+pub const IP_LEN: usize = 17;
+
+/// family (0 none, 4 or 6), address (16 bytes, IPv4 in the first 4).
+pub fn encode_ip(a: Option<IpAddr>) -> [u8; IP_LEN] {
+    let mut b = [0u8; IP_LEN];
+    match a {
+        Some(IpAddr::V4(a)) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            b[0] = 6;
+            b[1..17].copy_from_slice(&a.octets());
+        }
+        None => {}
+    }
+    b
+}
+
+/// The address from [`encode_ip`]'s bytes.
+pub fn decode_ip(b: &[u8]) -> Option<IpAddr> {
+    let b: &[u8; IP_LEN] = b.get(..IP_LEN)?.try_into().ok()?;
+    match b[0] {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(b[1], b[2], b[3], b[4]))),
+        6 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&b[1..17]);
+            Some(IpAddr::V6(Ipv6Addr::from(o)))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +260,11 @@ mod tests {
             assert_eq!(decode_peer(&encode_peer(Some(p))), Some(p));
         }
         assert_eq!(decode_peer(&encode_peer(None)), None);
+        for a in ["198.18.0.1", "2001:db8::1"] {
+            let a: IpAddr = a.parse().unwrap();
+            assert_eq!(decode_ip(&encode_ip(Some(a))), Some(a));
+        }
+        assert_eq!(decode_ip(&encode_ip(None)), None);
         let r: Request = serde_json::from_str(
             r#"{"op":"listen","core":1,"addr":"::","port":80,"backlog":5,"reuseport":true}"#,
         )

@@ -103,7 +103,7 @@ pub trait TcpApi {
     ) -> Result<ListenerId, Self::Error>;
     /// Choose how the listener's group selects members (where the
     /// application may; the daemon decides for attached processes).
-    fn set_selector(&mut self, id: ListenerId, sel: std::sync::Arc<dyn crate::reuseport::Selector>);
+    fn set_selector(&mut self, id: MemberId, sel: std::sync::Arc<dyn crate::reuseport::Selector>);
     /// Take an established connection off the listener's queue.
     fn accept(&mut self, id: ListenerId) -> Option<ConnId>;
     /// Connections waiting on the listener.
@@ -146,12 +146,8 @@ impl<R: nic::Rings> TcpApi for crate::engine::Engine<R> {
     ) -> Result<ListenerId, BindError> {
         crate::engine::Engine::tcp_listen(self, addr, port, opts)
     }
-    fn set_selector(
-        &mut self,
-        id: ListenerId,
-        sel: std::sync::Arc<dyn crate::reuseport::Selector>,
-    ) {
-        let _ = self.shared().registry.set_selector(id.member(), sel);
+    fn set_selector(&mut self, id: MemberId, sel: std::sync::Arc<dyn crate::reuseport::Selector>) {
+        let _ = self.shared().registry.set_selector(id, sel);
     }
     fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
         crate::engine::Engine::accept(self, id)
@@ -201,5 +197,67 @@ impl<R: nic::Rings> TcpApi for crate::engine::Engine<R> {
     }
     fn report(&self) -> Option<crate::shared::StackReport> {
         Some(self.shared().report())
+    }
+}
+
+/// The UDP socket API, as [`TcpApi`] for TCP: the engine's own, or an
+/// attached process's through shared memory.
+pub trait UdpApi {
+    /// Why a bind or close failed.
+    type Error: std::fmt::Display;
+    /// Bind a UDP socket (one reuseport member on this core).
+    fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, Self::Error>;
+    /// Close it; queued datagrams are dropped.
+    fn udp_close(&mut self, id: UdpId) -> Result<(), Self::Error>;
+    /// One datagram into `buf`: its length (truncated to `buf`), the
+    /// sender, our address it was sent to.
+    fn recv_from(
+        &mut self,
+        id: UdpId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, std::net::SocketAddr, std::net::IpAddr)>, UdpError>;
+    /// Send one datagram to `to` from `from` (default: the bound address).
+    fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: std::net::SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), UdpError>;
+}
+
+impl<R: nic::Rings> UdpApi for crate::engine::Engine<R> {
+    type Error = BindError;
+    fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, BindError> {
+        crate::engine::Engine::udp_bind(self, addr, port, opts)
+    }
+    fn udp_close(&mut self, id: UdpId) -> Result<(), BindError> {
+        crate::engine::Engine::udp_close(self, id)
+    }
+    fn recv_from(
+        &mut self,
+        id: UdpId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, std::net::SocketAddr, std::net::IpAddr)>, UdpError> {
+        crate::engine::Engine::recv_from(self, id, buf)
+    }
+    fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: std::net::SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), UdpError> {
+        crate::engine::Engine::send_to(self, id, data, to, from)
     }
 }

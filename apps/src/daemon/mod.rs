@@ -248,15 +248,7 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
                 Err(e) => Reply::err(e),
             },
             _ if !attached => Reply::err("say hello first"),
-            Request::Listen {
-                core,
-                addr,
-                port,
-                backlog,
-                reuseport,
-            } => listen(
-                &hub, client, uid, pid, core, &addr, port, backlog, reuseport,
-            ),
+            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, uid, pid, &req),
             Request::Drain { core, listener } => drain(&hub, client, core, listener),
         };
         if send(&mut writer, &reply, &[]).is_err() {
@@ -312,18 +304,26 @@ fn hello(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn listen(
-    hub: &Hub,
-    client: u64,
-    uid: u32,
-    pid: i32,
-    core: usize,
-    addr: &str,
-    port: u16,
-    backlog: usize,
-    reuseport: bool,
-) -> Reply {
+/// `listen` or `udp_bind`: the bind rules with the process's uid from the
+/// kernel, and the privileged-port rule.
+fn bind(hub: &Hub, client: u64, uid: u32, pid: i32, req: &Request) -> Reply {
+    let (&core, addr, &port, &backlog, &reuseport, udp) = match req {
+        Request::Listen {
+            core,
+            addr,
+            port,
+            backlog,
+            reuseport,
+        } => (core, addr, port, backlog, reuseport, false),
+        Request::UdpBind {
+            core,
+            addr,
+            port,
+            backlog,
+            reuseport,
+        } => (core, addr, port, backlog, reuseport, true),
+        _ => return Reply::err("not a bind"),
+    };
     if core >= hub.cores() {
         return Reply::err(format!("no core {core}"));
     }
@@ -338,6 +338,15 @@ fn listen(
     let opts = BindOptions::new(uid)
         .with_reuseport(reuseport)
         .with_backlog(backlog.clamp(1, 65_535));
+    if udp {
+        return ask(hub, core, |reply| Ctl::UdpBind {
+            client,
+            addr,
+            port,
+            opts,
+            reply,
+        });
+    }
     ask(hub, core, |reply| Ctl::Listen {
         client,
         addr,

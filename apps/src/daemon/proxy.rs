@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use stack::engine::Engine;
 use stack::reuseport::{BindAddr, BindOptions, MemberId};
-use stack::socket::{ConnError, ConnId, ConnMap, ListenerId, TcpApi};
+use stack::socket::{ConnError, ConnId, ConnMap, ListenerId, TcpApi, UdpApi, UdpId};
 
 use super::Hub;
 
@@ -45,6 +45,19 @@ pub enum Ctl {
     },
     /// Open a listener for the process (bind rules with its uid).
     Listen {
+        /// Process.
+        client: u64,
+        /// Address.
+        addr: BindAddr,
+        /// Port.
+        port: u16,
+        /// Options, uid from SO_PEERCRED.
+        opts: BindOptions,
+        /// The answer.
+        reply: mpsc::SyncSender<Result<u64, String>>,
+    },
+    /// Bind a UDP socket for the process (bind rules with its uid).
+    UdpBind {
         /// Process.
         client: u64,
         /// Address.
@@ -142,6 +155,13 @@ pub struct ProxyCounters {
     pub doorbells: u64,
     /// Records read from processes.
     pub commands: u64,
+    /// Datagrams handed to processes.
+    pub datagrams_to_apps: u64,
+    /// Datagrams sent for processes.
+    pub datagrams_from_apps: u64,
+    /// Datagrams of processes the engine could not send (no frame, too
+    /// large, not their socket).
+    pub datagrams_refused: u64,
 }
 
 /// The per-core proxy.
@@ -150,6 +170,8 @@ pub struct ProxyApp {
     hub: Arc<Hub>,
     clients: BTreeMap<u64, Client>,
     listeners: HashMap<MemberId, LState>,
+    /// UDP socket → process.
+    udp: HashMap<MemberId, u64>,
     conns: ConnMap<PConn>,
     ready: Vec<ConnId>,
     owed: Vec<ConnId>,
@@ -174,6 +196,7 @@ impl ProxyApp {
             hub,
             clients: BTreeMap::new(),
             listeners: HashMap::new(),
+            udp: HashMap::new(),
             conns: Default::default(),
             ready: Vec::new(),
             owed: Vec::new(),
@@ -254,6 +277,30 @@ impl ProxyApp {
                     };
                     let _ = reply.send(r);
                 }
+                Ctl::UdpBind {
+                    client,
+                    addr,
+                    port,
+                    opts,
+                    reply,
+                } => {
+                    let r = if self.clients.contains_key(&client) {
+                        match UdpApi::udp_bind(engine, addr, port, opts) {
+                            Ok(id) => {
+                                let _ = engine
+                                    .shared()
+                                    .registry
+                                    .set_selector(id.member(), self.hub.selector.clone());
+                                self.udp.insert(id.member(), client);
+                                Ok(id.member().0)
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    } else {
+                        Err("not attached on this core".into())
+                    };
+                    let _ = reply.send(r);
+                }
                 Ctl::Detach { client } => self.detach(engine, client),
             }
         }
@@ -281,6 +328,16 @@ impl ProxyApp {
         }
         for l in mine {
             self.close_listener_of(engine, client, l);
+        }
+        let udp: Vec<MemberId> = self
+            .udp
+            .iter()
+            .filter(|(_, &o)| o == client)
+            .map(|(&m, _)| m)
+            .collect();
+        for m in udp {
+            self.udp.remove(&m);
+            let _ = engine.udp_close(UdpId(m));
         }
         let conns: Vec<ConnId> = self
             .conns
@@ -354,10 +411,26 @@ impl ProxyApp {
                 }
             };
             self.counters.commands += 1;
-            if r.kind == proto::CLOSE_LISTENER {
-                // Offered connections not taken so far go back to the group.
-                self.close_listener_of(engine, client, r.id);
-                continue;
+            match r.kind {
+                proto::CLOSE_LISTENER => {
+                    // Offered connections not taken so far go back to the
+                    // group.
+                    self.close_listener_of(engine, client, r.id);
+                    continue;
+                }
+                proto::SENDTO => {
+                    self.send_datagram(engine, client, r.id, &rec);
+                    continue;
+                }
+                proto::UDP_CLOSE => {
+                    let m = MemberId(r.id);
+                    if self.udp.get(&m) == Some(&client) {
+                        self.udp.remove(&m);
+                        let _ = engine.udp_close(UdpId(m));
+                    }
+                    continue;
+                }
+                _ => {}
             }
             let c = proto::conn_from_wire(r.id);
             let Some(p) = self.conns.get_mut(&c).filter(|p| p.client == client) else {
@@ -540,6 +613,57 @@ impl ProxyApp {
         }
     }
 
+    fn send_datagram<R: Rings>(
+        &mut self,
+        engine: &mut Engine<R>,
+        client: u64,
+        id: u64,
+        rec: &[u8],
+    ) {
+        let m = MemberId(id);
+        let head = proto::PEER_LEN + proto::IP_LEN;
+        let to = rec.get(..proto::PEER_LEN).and_then(proto::decode_peer);
+        let from = rec.get(proto::PEER_LEN..head).and_then(proto::decode_ip);
+        let sent = match (self.udp.get(&m), to, rec.get(head..)) {
+            (Some(&owner), Some(to), Some(data)) if owner == client => {
+                engine.send_to(UdpId(m), data, to, from).is_ok()
+            }
+            _ => false,
+        };
+        if sent {
+            self.counters.datagrams_from_apps += 1;
+        } else {
+            self.counters.datagrams_refused += 1;
+        }
+    }
+
+    /// Datagrams waiting in the engine, into their process's ring while it
+    /// has room (the rest waits in the engine's bounded queue).
+    fn udp_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let head = proto::PEER_LEN + proto::IP_LEN;
+        for (&m, &client) in &self.udp {
+            let Some(cl) = self.clients.get_mut(&client) else {
+                continue;
+            };
+            while cl.tx.room() >= head + self.scratch.len() {
+                let Ok(Some((n, from, to))) = engine.recv_from(UdpId(m), &mut self.scratch) else {
+                    break;
+                };
+                let pushed = cl.tx.push(
+                    proto::DGRAM,
+                    m.0,
+                    &[
+                        &proto::encode_peer(Some(from)),
+                        &proto::encode_ip(Some(to)),
+                        &self.scratch[..n],
+                    ],
+                );
+                debug_assert!(pushed);
+                self.counters.datagrams_to_apps += 1;
+            }
+        }
+    }
+
     /// Drop the proxy's record of a connection (one offered and not taken
     /// frees a place in its listener's backlog).
     fn forget(&mut self, c: ConnId) {
@@ -590,6 +714,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
             self.commands(engine, id);
         }
         self.accept_all(engine);
+        self.udp_all(engine);
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         engine.take_ready(&mut ready);
@@ -640,7 +765,8 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         if busy {
             return Some(now + Duration::from_millis(1));
         }
-        (!self.conns.is_empty() || !self.listeners.is_empty()).then_some(self.next_sweep)
+        (!self.conns.is_empty() || !self.listeners.is_empty() || !self.udp.is_empty())
+            .then_some(self.next_sweep)
     }
 
     fn shutdown(&mut self, engine: &mut Engine<R>) {

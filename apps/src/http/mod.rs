@@ -83,14 +83,9 @@ pub struct HttpArgs {
     /// Reuseport listeners per worker (all on the same port).
     #[arg(long, default_value_t = 1)]
     pub listeners: usize,
-    /// Attach to the `xdpstack daemon` at this control socket instead of
-    /// opening an interface: run unprivileged, one thread per daemon core.
-    #[arg(long)]
-    pub attach: Option<PathBuf>,
-    /// With --attach: pin the thread of daemon core i to core i (beside
-    /// the daemon's worker).
-    #[arg(long)]
-    pub pin: bool,
+    /// Attached mode (`--attach PATH`, `--pin`).
+    #[command(flatten)]
+    pub attached: crate::attached::AttachArgs,
     /// Path of the stack's report (listeners, counters), or `off`.
     #[arg(long, default_value = "/stats", value_parser = stats::parse_stats_path)]
     pub stats: stats::StatsPath,
@@ -750,7 +745,7 @@ impl HttpApp {
         let id = engine
             .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
             .map_err(|e| e.to_string())?;
-        engine.set_selector(id, self.ctx.selector.clone());
+        engine.set_selector(id.member(), self.ctx.selector.clone());
         Ok(id)
     }
 
@@ -997,70 +992,4 @@ impl attach::Service for HttpApp {
     fn shutdown(&mut self, core: &mut attach::Core) {
         self.shutdown_on(core)
     }
-}
-
-/// `xdpstack http --attach PATH`: serve through the daemon, one thread per
-/// daemon core, each running the same [`HttpApp`] on that core's shared
-/// memory channel, until SIGINT/SIGTERM (graceful: listeners drain, the
-/// open responses finish within `grace`). Returns the per-core counters.
-pub fn run_attached(
-    args: &HttpArgs,
-    path: &std::path::Path,
-    grace: Duration,
-) -> Result<Value, String> {
-    let site = load_site(args).map_err(|e| e.to_string())?;
-    let client =
-        attach::Client::connect(path).map_err(|e| format!("attach to {}: {e}", path.display()))?;
-    let stop = crate::xsk_opts::stop_flag().map_err(|e| e.to_string())?;
-    let reload = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| e.to_string())?;
-    let watch = client.watch();
-    let mut cores = client.into_cores();
-    // Every core's listener is opened before any thread serves: a refused
-    // bind (another user's port, a privileged port) fails the start whole.
-    let mut apps = Vec::new();
-    for core in cores.iter_mut() {
-        let ctx = WorkerCtx {
-            worker: core.index(),
-            selector: Arc::new(stack::reuseport::HashSelector),
-            bind: stack::reuseport::BindOptions::new(0).with_reuseport(true),
-            reload: reload.clone(),
-        };
-        apps.push(HttpApp::new(&ctx, core, args, site.clone())?);
-    }
-    eprintln!(
-        "xdpstack http: attached to {} ({} core(s)), port {}",
-        path.display(),
-        cores.len(),
-        args.port
-    );
-    let pin = args.pin;
-    let mut handles = Vec::new();
-    for (mut core, mut app) in cores.into_iter().zip(apps) {
-        let stop = stop.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("xdpstack-a{}", core.index()))
-            .spawn(move || {
-                if pin {
-                    stack::worker::pin_to_core(core.index());
-                }
-                attach::run(&mut core, &mut app, &stop, grace);
-                json!({"core": core.index(), "app": app.json()})
-            })
-            .map_err(|e| e.to_string())?;
-        handles.push(h);
-    }
-    while !handles.iter().all(|h| h.is_finished()) {
-        if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            reload.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if watch.gone() {
-            return Err(format!("the daemon at {} went away", path.display()));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let cores: Vec<Value> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    Ok(json!({"service": "http", "attached": path.display().to_string(), "cores": cores}))
 }
