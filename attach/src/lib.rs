@@ -442,6 +442,39 @@ impl Core {
         self.woke();
     }
 
+    /// A TCP listener or UDP socket on this core; the member id. The uid in
+    /// `opts` is ignored: the daemon uses the kernel's.
+    fn bind(
+        &self,
+        udp: bool,
+        addr: BindAddr,
+        port: u16,
+        opts: &BindOptions,
+    ) -> Result<u64, AttachError> {
+        let (core, addr) = (self.index, proto::addr_to_str(&addr));
+        let (backlog, reuseport) = (opts.backlog, opts.reuseport);
+        let req = if udp {
+            Request::UdpBind {
+                core,
+                addr,
+                port,
+                backlog,
+                reuseport,
+            }
+        } else {
+            Request::Listen {
+                core,
+                addr,
+                port,
+                backlog,
+                reuseport,
+            }
+        };
+        self.ctl(&req)?
+            .listener
+            .ok_or_else(|| AttachError::Protocol("bind without an id".into()))
+    }
+
     fn ctl(&self, req: &Request) -> Result<Reply, AttachError> {
         self.ctl
             .lock()
@@ -459,17 +492,7 @@ impl TcpApi for Core {
         port: u16,
         opts: BindOptions,
     ) -> Result<ListenerId, AttachError> {
-        // The uid in `opts` is ignored: the daemon uses the kernel's.
-        let r = self.ctl(&Request::Listen {
-            core: self.index,
-            addr: proto::addr_to_str(&addr),
-            port,
-            backlog: opts.backlog,
-            reuseport: opts.reuseport,
-        })?;
-        let lid = r
-            .listener
-            .ok_or_else(|| AttachError::Protocol("listen without listener".into()))?;
+        let lid = self.bind(false, addr, port, &opts)?;
         self.listeners.insert(
             lid,
             ListenerState {
@@ -666,16 +689,7 @@ impl UdpApi for Core {
         port: u16,
         opts: BindOptions,
     ) -> Result<UdpId, AttachError> {
-        let r = self.ctl(&Request::UdpBind {
-            core: self.index,
-            addr: proto::addr_to_str(&addr),
-            port,
-            backlog: opts.backlog,
-            reuseport: opts.reuseport,
-        })?;
-        let id = r
-            .listener
-            .ok_or_else(|| AttachError::Protocol("bind without id".into()))?;
+        let id = self.bind(true, addr, port, &opts)?;
         self.udp.insert(
             id,
             UdpState {

@@ -338,17 +338,9 @@ fn bind(hub: &Hub, client: u64, uid: u32, pid: i32, req: &Request) -> Reply {
     let opts = BindOptions::new(uid)
         .with_reuseport(reuseport)
         .with_backlog(backlog.clamp(1, 65_535));
-    if udp {
-        return ask(hub, core, |reply| Ctl::UdpBind {
-            client,
-            addr,
-            port,
-            opts,
-            reply,
-        });
-    }
-    ask(hub, core, |reply| Ctl::Listen {
+    ask(hub, core, |reply| Ctl::Bind {
         client,
+        udp,
         addr,
         port,
         opts,

@@ -43,30 +43,20 @@ pub enum Ctl {
         /// Its doorbell.
         bell: Arc<EventFd>,
     },
-    /// Open a listener for the process (bind rules with its uid).
-    Listen {
+    /// Open a TCP listener or bind a UDP socket for the process (bind
+    /// rules with its uid).
+    Bind {
         /// Process.
         client: u64,
+        /// UDP rather than TCP.
+        udp: bool,
         /// Address.
         addr: BindAddr,
         /// Port.
         port: u16,
         /// Options, uid from SO_PEERCRED.
         opts: BindOptions,
-        /// The answer.
-        reply: mpsc::SyncSender<Result<u64, String>>,
-    },
-    /// Bind a UDP socket for the process (bind rules with its uid).
-    UdpBind {
-        /// Process.
-        client: u64,
-        /// Address.
-        addr: BindAddr,
-        /// Port.
-        port: u16,
-        /// Options, uid from SO_PEERCRED.
-        opts: BindOptions,
-        /// The answer.
+        /// The answer: the member id.
         reply: mpsc::SyncSender<Result<u64, String>>,
     },
     /// Drain a listener of the process (closing is a ring record, ordered
@@ -229,37 +219,15 @@ impl ProxyApp {
                     );
                     self.counters.attached += 1;
                 }
-                Ctl::Listen {
+                Ctl::Bind {
                     client,
+                    udp,
                     addr,
                     port,
                     opts,
                     reply,
                 } => {
-                    let r = if self.clients.contains_key(&client) {
-                        match TcpApi::tcp_listen(engine, addr, port, opts.clone()) {
-                            Ok(id) => {
-                                let _ = engine
-                                    .shared()
-                                    .registry
-                                    .set_selector(id.member(), self.hub.selector.clone());
-                                self.listeners.insert(
-                                    id.member(),
-                                    LState {
-                                        client,
-                                        told: 0,
-                                        backlog: opts.backlog,
-                                        offered: 0,
-                                    },
-                                );
-                                self.counters.listeners += 1;
-                                Ok(id.member().0)
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
-                    } else {
-                        Err("not attached on this core".into())
-                    };
+                    let r = self.bind(engine, client, udp, addr, port, opts);
                     let _ = reply.send(r);
                 }
                 Ctl::Drain {
@@ -277,33 +245,50 @@ impl ProxyApp {
                     };
                     let _ = reply.send(r);
                 }
-                Ctl::UdpBind {
-                    client,
-                    addr,
-                    port,
-                    opts,
-                    reply,
-                } => {
-                    let r = if self.clients.contains_key(&client) {
-                        match UdpApi::udp_bind(engine, addr, port, opts) {
-                            Ok(id) => {
-                                let _ = engine
-                                    .shared()
-                                    .registry
-                                    .set_selector(id.member(), self.hub.selector.clone());
-                                self.udp.insert(id.member(), client);
-                                Ok(id.member().0)
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
-                    } else {
-                        Err("not attached on this core".into())
-                    };
-                    let _ = reply.send(r);
-                }
                 Ctl::Detach { client } => self.detach(engine, client),
             }
         }
+    }
+
+    /// A member of a group for the process, with the daemon's selector.
+    fn bind<R: Rings>(
+        &mut self,
+        engine: &mut Engine<R>,
+        client: u64,
+        udp: bool,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<u64, String> {
+        if !self.clients.contains_key(&client) {
+            return Err("not attached on this core".into());
+        }
+        let backlog = opts.backlog;
+        let id = if udp {
+            UdpApi::udp_bind(engine, addr, port, opts).map(|u| u.member())
+        } else {
+            TcpApi::tcp_listen(engine, addr, port, opts).map(|l| l.member())
+        }
+        .map_err(|e| e.to_string())?;
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(id, self.hub.selector.clone());
+        if udp {
+            self.udp.insert(id, client);
+        } else {
+            self.listeners.insert(
+                id,
+                LState {
+                    client,
+                    told: 0,
+                    backlog,
+                    offered: 0,
+                },
+            );
+            self.counters.listeners += 1;
+        }
+        Ok(id.0)
     }
 
     /// The process is gone: its listeners leave their groups (what waits on
