@@ -245,7 +245,22 @@ impl ProxyApp {
                     };
                     let _ = reply.send(r);
                 }
-                Ctl::Detach { client } => self.detach(engine, client),
+                Ctl::Detach { client } => {
+                    // What the process wrote before it went (its last
+                    // responses, its closes) is still in its ring: act on
+                    // it first, or a connection it finished is reset.
+                    for _ in 0..64 {
+                        if !self.clients.contains_key(&client) {
+                            break;
+                        }
+                        let before = self.counters.commands;
+                        self.commands(engine, client);
+                        if self.counters.commands == before {
+                            break;
+                        }
+                    }
+                    self.detach(engine, client)
+                }
             }
         }
     }
