@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::ConnError;
+use stack::socket::{ConnError, TcpApi, UdpApi};
 use stack::worker::App;
 
 use crate::server::WorkerCtx;
@@ -26,6 +26,9 @@ pub struct EchoArgs {
     /// this many seconds (counted as `idle_closed`).
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Attached mode (`--attach PATH`, `--pin`).
+    #[command(flatten)]
+    pub attached: crate::attached::AttachArgs,
 }
 
 struct Conn {
@@ -66,9 +69,9 @@ pub struct EchoApp {
 
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.
-    pub fn new<R: Rings>(
+    pub fn new<A: TcpApi + UdpApi>(
         ctx: &WorkerCtx,
-        engine: &mut Engine<R>,
+        engine: &mut A,
         args: &EchoArgs,
     ) -> Result<Self, String> {
         let any = BindAddr::Any6 { v6only: false };
@@ -78,14 +81,8 @@ impl EchoApp {
         let udp = engine
             .udp_bind(any, args.port, ctx.bind.clone().with_backlog(1024))
             .map_err(|e| e.to_string())?;
-        let _ = engine
-            .shared()
-            .registry
-            .set_selector(listener.member(), ctx.selector.clone());
-        let _ = engine
-            .shared()
-            .registry
-            .set_selector(udp.member(), ctx.selector.clone());
+        engine.set_selector(listener.member(), ctx.selector.clone());
+        engine.set_selector(udp.member(), ctx.selector.clone());
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
         Ok(EchoApp {
@@ -109,6 +106,27 @@ impl EchoApp {
 
 impl<R: Rings> App<R> for EchoApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.poll_on(engine, now)
+    }
+}
+
+impl attach::Service for EchoApp {
+    fn poll(&mut self, core: &mut attach::Core, now: Instant) -> Option<Instant> {
+        self.poll_on(core, now)
+    }
+
+    fn stopping(&mut self, _core: &mut attach::Core, _now: Instant) -> bool {
+        false
+    }
+
+    fn shutdown(&mut self, core: &mut attach::Core) {
+        core.abort_all();
+    }
+}
+
+impl EchoApp {
+    /// One turn on any socket API (the engine, or an attached core).
+    pub fn poll_on<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
         while let Ok(Some((n, from, to))) = engine.recv_from(self.udp, &mut self.buf) {
             if engine
                 .send_to(self.udp, &self.buf[..n], from, Some(to))

@@ -2,7 +2,9 @@
 //! services (HTTP, echo) and the demo. `main.rs` is the CLI over them.
 #![deny(unsafe_code)]
 
+pub mod attached;
 pub mod bulk;
+pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod echo;

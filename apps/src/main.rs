@@ -1,7 +1,9 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{bulk, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status};
+use xdpstack::{
+    attached, bulk, daemon, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status,
+};
 
 use std::process::ExitCode;
 
@@ -32,6 +34,10 @@ enum Cmd {
         #[command(flatten)]
         http: http::HttpArgs,
     },
+    /// The privileged daemon: owns the interface, the XDP program and the
+    /// per-core engines; unprivileged processes attach over --control
+    /// (`xdpstack http --attach PATH`, the attach crate).
+    Daemon(daemon::DaemonArgs),
     /// TCP and UDP echo server on the stack.
     Echo {
         #[command(flatten)]
@@ -139,6 +145,34 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
+        Cmd::Http { server, http } if http.attached.attach.is_some() => {
+            let site = http::load_site(&http)?;
+            let report = attached::run(
+                "http",
+                &http.attached,
+                std::time::Duration::from_secs_f64(server.grace),
+                |ctx, core| http::HttpApp::new(ctx, core, &http, site.clone()),
+                |app| app.json(),
+            )?;
+            eprintln!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Echo { server, echo } if echo.attached.attach.is_some() => {
+            let report = attached::run(
+                "echo",
+                &echo.attached,
+                std::time::Duration::from_secs_f64(server.grace),
+                |ctx, core| echo::EchoApp::new(ctx, core, &echo),
+                |app| app.json(),
+            )?;
+            eprintln!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Daemon(args) => {
+            let report = daemon::run(&args)?;
+            print_summary(&report);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Http { server, mut http } => {
             // What `--stats-allow local` means.
             http.local_addrs = (server.addr, server.addr6);

@@ -21,8 +21,9 @@ use crate::xsk_opts::{open_ports, read_mac, xdp_json, OpenError, SteerArgs, Stee
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
     /// Interface the stack serves (shared with the kernel: the XDP program
-    /// steers only the stack's traffic, see --steer).
-    #[arg(long)]
+    /// steers only the stack's traffic, see --steer). Required, except
+    /// for `http --attach` (the daemon owns the interface then).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub iface: String,
     /// IPv4 address with prefix, e.g. 198.18.0.1/24.
     #[arg(long, value_parser = parse_v4)]
@@ -293,6 +294,9 @@ where
     F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
     J: Fn(&A) -> Value + Send + Sync + 'static,
 {
+    if args.iface.is_empty() {
+        return Err(ServeError::Plan("--iface is required".into()));
+    }
     if args.addr.is_none() && args.addr6.is_none() {
         return Err(ServeError::NoAddress);
     }

@@ -13,38 +13,9 @@ use common::*;
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 
-/// `ab` in the client namespace; returns (complete, failed, non-2xx, raw).
+/// `ab` against the stack's port 80.
 fn ab(sb: &xdpstack::sandbox::Sandbox, n: u32, c: u32, keepalive: bool) -> (u64, u64, u64, String) {
-    let mut args = vec![
-        "-q".to_string(),
-        "-s".into(),
-        "10".into(),
-        "-n".into(),
-        n.to_string(),
-        "-c".into(),
-        c.to_string(),
-    ];
-    if keepalive {
-        args.push("-k".into());
-    }
-    args.push(format!("http://{SERVER_IP4}/"));
-    let out = output(&mut client(sb, 180, "ab", &args));
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let field = |name: &str| -> u64 {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .and_then(|l| l.split(':').nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (
-        field("Complete requests"),
-        field("Failed requests"),
-        field("Non-2xx responses"),
-        text,
-    )
+    common::ab(sb, &format!("http://{SERVER_IP4}/"), n, c, keepalive)
 }
 
 fn tcp_listeners(stats: &Value) -> Vec<Value> {

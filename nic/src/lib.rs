@@ -20,6 +20,7 @@ pub mod packet;
 pub mod pcap;
 pub mod port;
 pub mod ring;
+pub mod shm;
 pub mod steer;
 pub mod xsk;
 

@@ -232,6 +232,13 @@ impl Mesh {
         }
     }
 
+    /// Ring `core`'s doorbell (wakes it if it sleeps in poll()).
+    pub fn wake(&self, core: usize) {
+        if let Some(inbox) = self.inboxes.get(core) {
+            let _ = inbox.bell.write(1);
+        }
+    }
+
     /// The doorbell of `core`, to poll() on next to its XSK.
     pub fn bell(&self, core: usize) -> Option<BorrowedFd<'_>> {
         self.inboxes.get(core).map(|i| i.bell.as_fd())

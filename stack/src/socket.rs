@@ -80,3 +80,184 @@ pub enum UdpError {
     #[error("datagram too large or no address of that family")]
     TooLarge,
 }
+
+/// The TCP socket API an application is written against, so that one
+/// application runs both inside a worker (on the [`Engine`] itself) and in
+/// a separate process attached to the daemon (the `attach` crate's `Core`,
+/// which moves the same calls through shared memory).
+///
+/// The meanings are [`Engine`]'s: `recv` returns `Ok(0)` when nothing is
+/// there now and `Err(Closed)` at the end of the stream; `take_ready` lists
+/// the accepted connections that had activity since the last call.
+///
+/// [`Engine`]: crate::engine::Engine
+pub trait TcpApi {
+    /// Why a listener operation failed.
+    type Error: std::fmt::Display;
+    /// Open a listener (one reuseport member on this core).
+    fn tcp_listen(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<ListenerId, Self::Error>;
+    /// Choose how the listener's group selects members (where the
+    /// application may; the daemon decides for attached processes).
+    fn set_selector(&mut self, id: MemberId, sel: std::sync::Arc<dyn crate::reuseport::Selector>);
+    /// Take an established connection off the listener's queue.
+    fn accept(&mut self, id: ListenerId) -> Option<ConnId>;
+    /// Connections waiting on the listener.
+    fn pending(&self, id: ListenerId) -> usize;
+    /// Stop taking new flows on the listener; its queue is still served.
+    fn drain(&mut self, id: ListenerId) -> Result<(), Self::Error>;
+    /// Close the listener; what waits on it migrates to a live member.
+    fn close_listener(&mut self, id: ListenerId) -> Result<(), Self::Error>;
+    /// Read into `buf`.
+    fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError>;
+    /// Queue `data`; returns how much was taken.
+    fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError>;
+    /// The peer's address.
+    fn peer_addr(&mut self, c: ConnId) -> Option<std::net::SocketAddr>;
+    /// FIN after the queued data; reading goes on.
+    fn shutdown(&mut self, c: ConnId) -> Result<(), ConnError>;
+    /// Close (FIN after queued data), forgetting the connection.
+    fn close(&mut self, c: ConnId);
+    /// Reset the connection.
+    fn abort(&mut self, c: ConnId);
+    /// Record activity for [`TcpApi::take_ready`].
+    fn set_ready_tracking(&mut self, on: bool);
+    /// The accepted connections with activity since the last call.
+    fn take_ready(&mut self, out: &mut Vec<ConnId>);
+    /// Connections still held (a graceful stop waits for 0).
+    fn connections(&self) -> usize;
+    /// Reset every connection, close every listener.
+    fn abort_all(&mut self);
+    /// The stack's report (listeners and counters), where this side sees it.
+    fn report(&self) -> Option<crate::shared::StackReport>;
+}
+
+impl<R: nic::Rings> TcpApi for crate::engine::Engine<R> {
+    type Error = BindError;
+    fn tcp_listen(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<ListenerId, BindError> {
+        crate::engine::Engine::tcp_listen(self, addr, port, opts)
+    }
+    fn set_selector(&mut self, id: MemberId, sel: std::sync::Arc<dyn crate::reuseport::Selector>) {
+        let _ = self.shared().registry.set_selector(id, sel);
+    }
+    fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
+        crate::engine::Engine::accept(self, id)
+    }
+    fn pending(&self, id: ListenerId) -> usize {
+        crate::engine::Engine::pending(self, id)
+    }
+    fn drain(&mut self, id: ListenerId) -> Result<(), BindError> {
+        crate::engine::Engine::drain(self, id)
+    }
+    fn close_listener(&mut self, id: ListenerId) -> Result<(), BindError> {
+        crate::engine::Engine::close_listener(self, id)
+    }
+    fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
+        crate::engine::Engine::recv(self, c, buf)
+    }
+    fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError> {
+        crate::engine::Engine::send(self, c, data)
+    }
+    fn peer_addr(&mut self, c: ConnId) -> Option<std::net::SocketAddr> {
+        let e = self.peer(c).ok().flatten()?;
+        Some(std::net::SocketAddr::new(
+            crate::engine::to_std(e.addr),
+            e.port,
+        ))
+    }
+    fn shutdown(&mut self, c: ConnId) -> Result<(), ConnError> {
+        crate::engine::Engine::shutdown(self, c)
+    }
+    fn close(&mut self, c: ConnId) {
+        crate::engine::Engine::close(self, c)
+    }
+    fn abort(&mut self, c: ConnId) {
+        crate::engine::Engine::abort(self, c)
+    }
+    fn set_ready_tracking(&mut self, on: bool) {
+        crate::engine::Engine::set_ready_tracking(self, on)
+    }
+    fn take_ready(&mut self, out: &mut Vec<ConnId>) {
+        crate::engine::Engine::take_ready(self, out)
+    }
+    fn connections(&self) -> usize {
+        crate::engine::Engine::connections(self)
+    }
+    fn abort_all(&mut self) {
+        crate::engine::Engine::abort_all(self)
+    }
+    fn report(&self) -> Option<crate::shared::StackReport> {
+        Some(self.shared().report())
+    }
+}
+
+/// The UDP socket API, as [`TcpApi`] for TCP: the engine's own, or an
+/// attached process's through shared memory.
+pub trait UdpApi {
+    /// Why a bind or close failed.
+    type Error: std::fmt::Display;
+    /// Bind a UDP socket (one reuseport member on this core).
+    fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, Self::Error>;
+    /// Close it; queued datagrams are dropped.
+    fn udp_close(&mut self, id: UdpId) -> Result<(), Self::Error>;
+    /// One datagram into `buf`: its length (truncated to `buf`), the
+    /// sender, our address it was sent to.
+    fn recv_from(
+        &mut self,
+        id: UdpId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, std::net::SocketAddr, std::net::IpAddr)>, UdpError>;
+    /// Send one datagram to `to` from `from` (default: the bound address).
+    fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: std::net::SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), UdpError>;
+}
+
+impl<R: nic::Rings> UdpApi for crate::engine::Engine<R> {
+    type Error = BindError;
+    fn udp_bind(
+        &mut self,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<UdpId, BindError> {
+        crate::engine::Engine::udp_bind(self, addr, port, opts)
+    }
+    fn udp_close(&mut self, id: UdpId) -> Result<(), BindError> {
+        crate::engine::Engine::udp_close(self, id)
+    }
+    fn recv_from(
+        &mut self,
+        id: UdpId,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, std::net::SocketAddr, std::net::IpAddr)>, UdpError> {
+        crate::engine::Engine::recv_from(self, id, buf)
+    }
+    fn send_to(
+        &mut self,
+        id: UdpId,
+        data: &[u8],
+        to: std::net::SocketAddr,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), UdpError> {
+        crate::engine::Engine::send_to(self, id, data, to, from)
+    }
+}

@@ -46,6 +46,18 @@ pub trait App<R: Rings> {
     fn shutdown(&mut self, engine: &mut Engine<R>) {
         engine.abort_all();
     }
+
+    /// The loop is about to sleep in poll() on the XSK and the core's
+    /// doorbell. An application fed from elsewhere (shared-memory rings of
+    /// attached processes) announces here that it sleeps, so its producers
+    /// ring the doorbell, and returns `false` if work already waits (the
+    /// loop then polls it instead of sleeping). The default sleeps.
+    fn prepare_sleep(&mut self) -> bool {
+        true
+    }
+
+    /// The sleep announced by [`App::prepare_sleep`] is over.
+    fn woke(&mut self) {}
 }
 
 /// How the loop waits.
@@ -189,8 +201,13 @@ pub fn run<R: Rings, A: App<R>>(
         if timeout.is_zero() {
             continue;
         }
+        if !app.prepare_sleep() {
+            app_deadline = Some(now);
+            continue;
+        }
         stats.sleeps += 1;
         engine.wait(timeout);
+        app.woke();
         // After a sleep, timers (retransmissions, the app's) may be due.
         let now = Instant::now();
         app_deadline = app.poll(engine, now);

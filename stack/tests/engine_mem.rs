@@ -228,6 +228,56 @@ fn closed_listener_queue_migrates_to_a_live_member() {
 }
 
 #[test]
+fn requeued_connections_migrate_intact_and_the_last_member_resets_them() {
+    let mut net = Net::new();
+    let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let hs: Vec<_> = (0..20)
+        .map(|i| net.client.connect(45000 + i, (SERVER, 80)))
+        .collect();
+    net.run_until(3000, "connections established", |n| established(n, &hs));
+    // The clients send before anyone reads: the bytes wait in the sockets.
+    for &h in &hs {
+        net.client.tcp(h).send_slice(b"hello").unwrap();
+    }
+    net.run(50);
+    // `a`'s relay accepted its share, then its consumer went away without
+    // taking them: they go back to the group, intact.
+    let mut offered = Vec::new();
+    while let Some(c) = net.engine.accept(a) {
+        offered.push(c);
+    }
+    assert!(!offered.is_empty());
+    net.engine.drain(a).unwrap();
+    for &c in &offered {
+        net.engine.requeue(c).unwrap();
+        assert!(net.engine.requeue(c).is_err(), "only an accepted one");
+    }
+    let mut on_b = Vec::new();
+    while let Some(c) = net.engine.accept(b) {
+        on_b.push(c);
+    }
+    assert_eq!(on_b.len(), 20, "b has its own and a's");
+    let mut buf = [0u8; 16];
+    for &c in &on_b {
+        assert_eq!(net.engine.recv(c, &mut buf), Ok(5), "no byte was read");
+        assert_eq!(&buf[..5], b"hello");
+    }
+    // Given back with no member left: reset, as a closing last listener's
+    // queue is.
+    net.engine.close_listener(a).unwrap();
+    net.engine.drain(b).unwrap();
+    for &c in &on_b {
+        net.engine.requeue(c).unwrap();
+    }
+    net.run_until(2000, "clients see the reset", |n| {
+        hs.iter()
+            .all(|&h| n.client.tcp(h).state() == tcp::State::Closed)
+    });
+    net.engine.check_frames().unwrap();
+}
+
+#[test]
 fn last_listener_closing_resets_its_queue() {
     let mut net = Net::new();
     let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();

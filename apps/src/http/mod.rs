@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId};
 use stack::reuseport::BindAddr;
+use stack::socket::TcpApi;
 use stack::socket::{ConnError, ConnId};
 use stack::worker::App;
 
@@ -82,6 +83,9 @@ pub struct HttpArgs {
     /// Reuseport listeners per worker (all on the same port).
     #[arg(long, default_value_t = 1)]
     pub listeners: usize,
+    /// Attached mode (`--attach PATH`, `--pin`).
+    #[command(flatten)]
+    pub attached: crate::attached::AttachArgs,
     /// Path of the stack's report (listeners, counters), or `off`.
     #[arg(long, default_value = "/stats", value_parser = stats::parse_stats_path)]
     pub stats: stats::StatsPath,
@@ -178,9 +182,9 @@ impl Out {
     }
 
     /// Hand as much as fits to the socket. Returns whether anything was sent.
-    fn flush<R: Rings>(
+    fn flush<S: TcpApi>(
         &mut self,
-        engine: &mut Engine<R>,
+        engine: &mut S,
         id: ConnId,
         site: &Site,
     ) -> Result<bool, ConnError> {
@@ -246,6 +250,9 @@ struct Conn {
     last: Instant,
     /// The client's address (for the report's allow-list).
     peer: Option<IpAddr>,
+    /// Requests answered (a stop closes idle connections only once they
+    /// have been answered: a fresh one gets its first response).
+    answered: u64,
 }
 
 impl Conn {
@@ -259,6 +266,7 @@ impl Conn {
             req_start: None,
             last: now,
             peer: None,
+            answered: 0,
         }
     }
 
@@ -278,11 +286,20 @@ impl Conn {
         self.req_start = None;
         self.last = now;
         self.peer = None;
+        self.answered = 0;
     }
 
     /// Nothing in flight either way.
     fn is_idle(&self) -> bool {
         self.out.is_empty() && self.inbuf.is_empty() && self.framer.in_head()
+    }
+
+    /// Idle between requests: a graceful stop closes it. A connection
+    /// that has not sent its first request yet is not closed (its client
+    /// is about to send one, which is answered with `Connection: close`;
+    /// the header timeout or the grace bound it).
+    fn idle_after_request(&self) -> bool {
+        self.answered > 0 && self.is_idle()
     }
 
     fn deadline(&self, cfg: &Limits2) -> (Instant, Expiry) {
@@ -387,10 +404,10 @@ impl Service {
     /// Reads, answers and writes until the connection waits for the peer.
     /// Returns `false` once the application is done with it (closed or
     /// gone).
-    fn service<R: Rings>(
+    fn service<S: TcpApi>(
         &mut self,
         site: &Site,
-        engine: &mut Engine<R>,
+        engine: &mut S,
         id: ConnId,
         c: &mut Conn,
         now: Instant,
@@ -427,7 +444,7 @@ impl Service {
                     continue;
                 }
             }
-            if self.stopping && c.is_idle() {
+            if self.stopping && c.idle_after_request() {
                 engine.close(id);
                 return false;
             }
@@ -461,10 +478,10 @@ impl Service {
     }
 
     /// Frames and answers the requests in `data`; returns the bytes used.
-    fn process<R: Rings>(
+    fn process<S: TcpApi>(
         &mut self,
         site: &Site,
-        engine: &Engine<R>,
+        engine: &S,
         c: &mut Conn,
         data: &[u8],
         now: Instant,
@@ -477,6 +494,7 @@ impl Service {
                 Event::Partial => break,
                 Event::Skipped => c.last = now,
                 Event::Request(req) => {
+                    c.answered += 1;
                     c.req_start = None;
                     c.last = now;
                     self.answer(site, engine, c, &req);
@@ -494,7 +512,7 @@ impl Service {
         used
     }
 
-    fn answer<R: Rings>(&mut self, site: &Site, engine: &Engine<R>, c: &mut Conn, req: &Request) {
+    fn answer<S: TcpApi>(&mut self, site: &Site, engine: &S, c: &mut Conn, req: &Request) {
         let mut keep = req.keep_alive && !self.stopping;
         if req.body_len > 0 && req.expect_continue {
             // The client waits for 100 Continue before sending the body and
@@ -595,15 +613,18 @@ impl Service {
         self.count(status);
     }
 
-    fn stats<R: Rings>(
+    fn stats<S: TcpApi>(
         &mut self,
-        engine: &Engine<R>,
+        engine: &S,
         c: &mut Conn,
         head_only: bool,
         conn: ConnHeader,
         metrics: bool,
     ) {
-        let mut report = serde_json::to_value(engine.shared().report()).unwrap_or_default();
+        let mut report = engine
+            .report()
+            .and_then(|r| serde_json::to_value(r).ok())
+            .unwrap_or_else(|| json!({"attached": true}));
         let xdp = crate::server::xdp_counters();
         let (body, ctype) = if metrics {
             (
@@ -655,9 +676,9 @@ pub struct HttpApp {
 impl HttpApp {
     /// Open `args.listeners` reuseport listeners on `args.port` on this
     /// worker's engine, serving `site`.
-    pub fn new<R: Rings>(
+    pub fn new<S: TcpApi>(
         ctx: &WorkerCtx,
-        engine: &mut Engine<R>,
+        engine: &mut S,
         args: &HttpArgs,
         site: Arc<Site>,
     ) -> Result<Self, String> {
@@ -719,22 +740,19 @@ impl HttpApp {
         Ok(app)
     }
 
-    fn listen<R: Rings>(&self, engine: &mut Engine<R>) -> Result<ListenerId, String> {
+    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, String> {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
         let id = engine
             .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
             .map_err(|e| e.to_string())?;
-        let _ = engine
-            .shared()
-            .registry
-            .set_selector(id.member(), self.ctx.selector.clone());
+        engine.set_selector(id.member(), self.ctx.selector.clone());
         Ok(id)
     }
 
     /// SIGHUP: replace every listener one by one: the new one joins the
     /// group, the old one drains (takes no new flows, its queue is still
     /// accepted) and closes once empty.
-    fn replace_listeners<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+    fn replace_listeners<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
         let live: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].draining_since.is_none())
             .collect();
@@ -775,7 +793,7 @@ impl HttpApp {
     }
 
     /// Closes what ran into a limit; runs every `tick`.
-    fn sweep<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+    fn sweep<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
         let cfg = self.svc.cfg;
         for (&id, c) in &self.conns {
             let (at, why) = c.deadline(&cfg);
@@ -823,8 +841,9 @@ impl HttpApp {
     }
 }
 
-impl<R: Rings> App<R> for HttpApp {
-    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+impl HttpApp {
+    /// One turn on any socket API (the engine, or an attached core).
+    pub fn poll_on<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> Option<Instant> {
         self.svc.refresh_date();
         let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
         if gen != self.reload_seen && !self.svc.stopping {
@@ -865,7 +884,7 @@ impl<R: Rings> App<R> for HttpApp {
                 None => Conn::new(limits, now),
             };
             let mut c = c;
-            c.peer = engine.peer(id).ok().flatten().map(|e| IpAddr::from(e.addr));
+            c.peer = engine.peer_addr(id).map(|a| a.ip());
             self.conns.insert(id, c);
             if let Some(c) = self.conns.get_mut(&id) {
                 c.last = now;
@@ -906,7 +925,7 @@ impl<R: Rings> App<R> for HttpApp {
     /// finish their response (sent with `Connection: close`). Busy until no
     /// connection is left in the engine either (the last bytes and FINs
     /// acknowledged).
-    fn stopping(&mut self, engine: &mut Engine<R>, now: Instant) -> bool {
+    pub fn stopping_on<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> bool {
         if !self.svc.stopping {
             self.svc.stopping = true;
             for s in &mut self.slots {
@@ -916,7 +935,7 @@ impl<R: Rings> App<R> for HttpApp {
             let idle: Vec<ConnId> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.is_idle())
+                .filter(|(_, c)| c.idle_after_request())
                 .map(|(&id, _)| id)
                 .collect();
             for id in idle {
@@ -939,9 +958,38 @@ impl<R: Rings> App<R> for HttpApp {
         !self.slots.is_empty() || !self.conns.is_empty() || engine.connections() > 0
     }
 
-    fn shutdown(&mut self, engine: &mut Engine<R>) {
+    /// Release everything (the end of a stop).
+    pub fn shutdown_on<S: TcpApi>(&mut self, engine: &mut S) {
         self.svc.counters.reset_at_exit = self.conns.len() as u64;
         self.conns.clear();
         engine.abort_all();
+    }
+}
+
+impl<R: Rings> App<R> for HttpApp {
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.poll_on(engine, now)
+    }
+
+    fn stopping(&mut self, engine: &mut Engine<R>, now: Instant) -> bool {
+        self.stopping_on(engine, now)
+    }
+
+    fn shutdown(&mut self, engine: &mut Engine<R>) {
+        self.shutdown_on(engine)
+    }
+}
+
+impl attach::Service for HttpApp {
+    fn poll(&mut self, core: &mut attach::Core, now: Instant) -> Option<Instant> {
+        self.poll_on(core, now)
+    }
+
+    fn stopping(&mut self, core: &mut attach::Core, now: Instant) -> bool {
+        self.stopping_on(core, now)
+    }
+
+    fn shutdown(&mut self, core: &mut attach::Core) {
+        self.shutdown_on(core)
     }
 }

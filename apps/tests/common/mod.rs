@@ -436,3 +436,31 @@ pub fn netns_list() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `ab -q -s 10 -n N -c C [-k] URL` in the client namespace (bounded to
+/// 240 s): (complete, failed, non-2xx, stdout and stderr).
+pub fn ab(sb: &Sandbox, url: &str, n: u32, c: u32, keepalive: bool) -> (u64, u64, u64, String) {
+    let (n, c) = (n.to_string(), c.to_string());
+    let mut args = vec!["-q", "-s", "10", "-n", &n, "-c", &c];
+    if keepalive {
+        args.push("-k");
+    }
+    args.push(url);
+    let out = output(&mut client(sb, 240, "ab", &args));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("Complete requests"),
+        field("Failed requests"),
+        field("Non-2xx responses"),
+        text,
+    )
+}

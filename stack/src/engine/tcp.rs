@@ -926,6 +926,26 @@ impl<R: Rings> Engine<R> {
         }
     }
 
+    /// Give an accepted connection back to its group as if it had never
+    /// been accepted: it migrates as a closing listener's queue does (to a
+    /// live member of the group, on this core if there is one; reset when
+    /// none is left). For a relay (the daemon's proxy) whose consumer went
+    /// away or closed its listener before taking a connection it was
+    /// offered; the application must not have read or written it. The
+    /// listener must still be bound (drain it first so it is not chosen).
+    pub fn requeue(&mut self, c: ConnId) -> Result<(), ConnError> {
+        let Some(s) = self.conns.slot_mut(c) else {
+            return Err(ConnError::NotFound);
+        };
+        if s.phase != Phase::Accepted {
+            return Err(ConnError::NotFound);
+        }
+        s.phase = Phase::Queued;
+        let member = s.member;
+        self.migrate_out(member, c);
+        Ok(())
+    }
+
     /// Connections waiting on the listener: handshaking (SYN queue) or
     /// established on the accept queue.
     pub fn pending(&self, id: ListenerId) -> usize {

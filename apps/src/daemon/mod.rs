@@ -1,0 +1,461 @@
+//! `xdpstack daemon`: the privileged half of the process model. It owns the
+//! interface, the XDP program, the queues and one engine per core (the same
+//! workers and registry as `xdpstack http --iface`), and serves unprivileged
+//! processes that attach over a Unix control socket (the `attach` crate).
+//!
+//! - **Who**: uid, gid and pid of a process come from `SO_PEERCRED` when it
+//!   connects, never from what it says. Its listeners join reuseport groups
+//!   with that uid, so the registry's rules hold between processes: every
+//!   member sets reuseport and has the same uid ("refused port hijack"
+//!   otherwise). A port below 1024 needs uid 0 or `CAP_NET_BIND_SERVICE` in
+//!   the process's effective set (`/proc/PID/status`, read at the bind).
+//! - **Access**: the socket file is created mode 0600 (root only) unless
+//!   `--control-mode`/`--control-group` open it.
+//! - **Data**: per (process, core) a sealed memfd channel with a ring each
+//!   way and two eventfd doorbells ([`proxy`]).
+//! - **Lifecycle**: the end of the control connection (exit, crash,
+//!   `kill -9`) detaches the process on every core: its listeners leave
+//!   their groups (their waiting connections migrate to the remaining
+//!   members), its connections are reset, its channels are unmapped.
+
+pub mod proxy;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use attach::proto::{self, Reply, Request};
+use nic::shm::Channel;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use stack::reuseport::{BindOptions, Selector};
+use stack::shared::Shared;
+
+use crate::server::{self, ServerArgs};
+use proxy::{Ctl, Inbox, ProxyApp};
+
+/// `xdpstack daemon` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DaemonArgs {
+    /// Interface, addresses, workers: as for the servers.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Path of the control socket processes attach to.
+    #[arg(long)]
+    pub control: PathBuf,
+    /// Mode of the control socket file (octal): 600 lets only root attach,
+    /// 660 a group (--control-group), 666 everyone.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    pub control_mode: u32,
+    /// Group owning the control socket file.
+    #[arg(long)]
+    pub control_group: Option<String>,
+    /// Bytes of each shared-memory ring (one each way per process and core).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub ring_bytes: usize,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
+    if m > 0o777 {
+        return Err(format!("{s} is not a file mode"));
+    }
+    Ok(m)
+}
+
+/// What the control thread and the workers share.
+pub struct Hub {
+    inboxes: Vec<Inbox>,
+    shared: OnceLock<Arc<Shared>>,
+    registered: AtomicU64,
+    selector: Arc<dyn Selector>,
+    next_client: AtomicU64,
+}
+
+impl Hub {
+    fn new(cores: usize, selector: Arc<dyn Selector>) -> Hub {
+        Hub {
+            inboxes: (0..cores).map(|_| Inbox::default()).collect(),
+            shared: OnceLock::new(),
+            registered: AtomicU64::new(0),
+            selector,
+            next_client: AtomicU64::new(1),
+        }
+    }
+
+    fn cores(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Send `ctl` to core `core` and wake it.
+    fn post(&self, core: usize, ctl: Ctl) {
+        if let Some(i) = self.inboxes.get(core) {
+            i.push(ctl);
+            if let Some(s) = self.shared.get() {
+                s.mesh.wake(core);
+            }
+        }
+    }
+
+    fn take(&self, core: usize) -> Option<Ctl> {
+        self.inboxes.get(core)?.pop()
+    }
+
+    fn has_work(&self, core: usize) -> bool {
+        self.inboxes.get(core).is_some_and(|i| i.waiting())
+    }
+
+    /// Every worker is up (its proxy registered).
+    fn wait_ready(&self) -> Option<Arc<Shared>> {
+        for _ in 0..1000 {
+            if self.registered.load(Ordering::SeqCst) as usize >= self.cores() {
+                return self.shared.get().cloned();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Someone serves the path already.
+    #[error("{0} is in use by a running daemon")]
+    InUse(String),
+    /// Creating or setting up the socket.
+    #[error("control socket {0}: {1}")]
+    Io(String, std::io::Error),
+    /// No such group.
+    #[error("no group named {0}")]
+    NoGroup(String),
+}
+
+/// Bind the control socket with its mode and group.
+pub fn bind_control(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+) -> Result<UnixListener, ControlError> {
+    let io = |e| ControlError::Io(path.display().to_string(), e);
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse(path.display().to_string()));
+        }
+        // A stale socket of a daemon that died.
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    // Created 0600 whatever the umask, then opened as asked: nobody can
+    // connect in between.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let l = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = l.map_err(io)?;
+    if let Some(g) = group {
+        let gid = nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ControlError::NoGroup(g.to_string()))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid))
+            .map_err(|e| io(std::io::Error::from_raw_os_error(e as i32)))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(l)
+}
+
+/// Whether process `pid` of user `uid` may bind a port below 1024: root,
+/// or `CAP_NET_BIND_SERVICE` (bit 10) in its effective capabilities.
+pub fn may_bind_privileged(uid: u32, pid: i32) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    cap_eff_has(&status, 10)
+}
+
+/// Whether the `CapEff:` line of a `/proc/PID/status` text has bit `bit`.
+pub fn cap_eff_has(status: &str, bit: u32) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << bit) != 0)
+}
+
+/// One attached process's control connection, until it closes.
+fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
+    let cred =
+        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("control: no peer credentials: {e}");
+                return;
+            }
+        };
+    let (uid, pid) = (cred.uid(), cred.pid());
+    let client = hub.next_client.fetch_add(1, Ordering::Relaxed);
+    let Ok(read) = stream.try_clone() else {
+        return;
+    };
+    let mut writer = stream;
+    let mut attached = false;
+    // Keep the channels until the process is gone (the proxies hold
+    // theirs too; the memory is freed when the last mapping goes).
+    let mut keep: Vec<(Channel, Arc<EventFd>)> = Vec::new();
+    for line in BufReader::new(read).lines() {
+        let Ok(line) = line else { break };
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = send(&mut writer, &Reply::err(format!("bad request: {e}")), &[]);
+                break;
+            }
+        };
+        let reply = match req {
+            Request::Hello if attached => Reply::err("already attached"),
+            Request::Hello => match hello(&hub, client, pid, ring_bytes) {
+                Ok(chans) => {
+                    attached = true;
+                    keep = chans;
+                    let mut fds = Vec::new();
+                    for (core, (ch, bell)) in keep.iter().enumerate() {
+                        fds.push(ch.fd());
+                        fds.push(bell.as_fd());
+                        if let Some(b) = hub.shared.get().and_then(|s| s.mesh.bell(core)) {
+                            fds.push(b);
+                        }
+                    }
+                    let r = Reply {
+                        ok: true,
+                        cores: Some(hub.cores()),
+                        ..Reply::default()
+                    };
+                    if send(&mut writer, &r, &fds).is_err() {
+                        break;
+                    }
+                    eprintln!(
+                        "xdpstack daemon: process {pid} (uid {uid}) attached as client {client}"
+                    );
+                    continue;
+                }
+                Err(e) => Reply::err(e),
+            },
+            _ if !attached => Reply::err("say hello first"),
+            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, uid, pid, &req),
+            Request::Drain { core, listener } => drain(&hub, client, core, listener),
+        };
+        if send(&mut writer, &reply, &[]).is_err() {
+            break;
+        }
+    }
+    if attached {
+        for core in 0..hub.cores() {
+            hub.post(core, Ctl::Detach { client });
+        }
+        eprintln!("xdpstack daemon: process {pid} (client {client}) detached");
+    }
+    drop(keep);
+}
+
+fn send(w: &mut UnixStream, r: &Reply, fds: &[std::os::fd::BorrowedFd<'_>]) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    if fds.is_empty() {
+        w.write_all(&line)
+    } else {
+        nic::shm::send_with_fds(w.as_fd(), &line, fds)
+    }
+}
+
+fn hello(
+    hub: &Hub,
+    client: u64,
+    pid: i32,
+    ring_bytes: usize,
+) -> Result<Vec<(Channel, Arc<EventFd>)>, String> {
+    if hub.wait_ready().is_none() {
+        return Err("the daemon's workers are not running".into());
+    }
+    let mut out = Vec::new();
+    for core in 0..hub.cores() {
+        let ch = Channel::create(&format!("xdpstack-{pid}-{core}"), ring_bytes)
+            .map_err(|e| format!("shared memory: {e}"))?;
+        let bell = Arc::new(
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .map_err(|e| format!("eventfd: {e}"))?,
+        );
+        hub.post(
+            core,
+            Ctl::Attach {
+                client,
+                chan: ch.clone(),
+                bell: bell.clone(),
+            },
+        );
+        out.push((ch, bell));
+    }
+    Ok(out)
+}
+
+/// `listen` or `udp_bind`: the bind rules with the process's uid from the
+/// kernel, and the privileged-port rule.
+fn bind(hub: &Hub, client: u64, uid: u32, pid: i32, req: &Request) -> Reply {
+    let (&core, addr, &port, &backlog, &reuseport, udp) = match req {
+        Request::Listen {
+            core,
+            addr,
+            port,
+            backlog,
+            reuseport,
+        } => (core, addr, port, backlog, reuseport, false),
+        Request::UdpBind {
+            core,
+            addr,
+            port,
+            backlog,
+            reuseport,
+        } => (core, addr, port, backlog, reuseport, true),
+        _ => return Reply::err("not a bind"),
+    };
+    if core >= hub.cores() {
+        return Reply::err(format!("no core {core}"));
+    }
+    let Some(addr) = proto::addr_from_str(addr) else {
+        return Reply::err(format!("bad address {addr}"));
+    };
+    if port < 1024 && !may_bind_privileged(uid, pid) {
+        return Reply::err(format!(
+            "permission denied: port {port} needs root or CAP_NET_BIND_SERVICE (process {pid}, uid {uid})"
+        ));
+    }
+    let opts = BindOptions::new(uid)
+        .with_reuseport(reuseport)
+        .with_backlog(backlog.clamp(1, 65_535));
+    ask(hub, core, |reply| Ctl::Bind {
+        client,
+        udp,
+        addr,
+        port,
+        opts,
+        reply,
+    })
+}
+
+fn drain(hub: &Hub, client: u64, core: usize, listener: u64) -> Reply {
+    if core >= hub.cores() {
+        return Reply::err(format!("no core {core}"));
+    }
+    ask(hub, core, |reply| Ctl::Drain {
+        client,
+        listener,
+        reply,
+    })
+}
+
+/// Post a request to a core and wait for its answer (a listener id).
+fn ask(
+    hub: &Hub,
+    core: usize,
+    make: impl FnOnce(mpsc::SyncSender<Result<u64, String>>) -> Ctl,
+) -> Reply {
+    let (tx, rx) = mpsc::sync_channel(1);
+    hub.post(core, make(tx));
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(id)) => Reply {
+            ok: true,
+            listener: Some(id),
+            ..Reply::default()
+        },
+        Ok(Err(e)) => Reply::err(e),
+        Err(_) => Reply::err("the core did not answer"),
+    }
+}
+
+/// Run the daemon until SIGINT/SIGTERM. Returns the workers' report.
+pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let cores = server::worker_plan(&args.server)?.len();
+    let selector = stack::reuseport::selector_by_name(&args.server.selector)
+        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let hub = Arc::new(Hub::new(cores, selector));
+    let listener = bind_control(
+        &args.control,
+        args.control_mode,
+        args.control_group.as_deref(),
+    )?;
+    let path = args.control.clone();
+    {
+        let hub = hub.clone();
+        let ring = args.ring_bytes;
+        std::thread::Builder::new()
+            .name("xdpstack-control".into())
+            .spawn(move || {
+                for s in listener.incoming() {
+                    let Ok(s) = s else { continue };
+                    let hub = hub.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("xdpstack-client".into())
+                        .spawn(move || serve_client(s, hub, ring));
+                }
+            })?;
+    }
+    eprintln!(
+        "xdpstack daemon: control socket {} (mode {:o})",
+        path.display(),
+        args.control_mode
+    );
+    let h = hub.clone();
+    let report = server::serve(
+        &args.server,
+        "daemon",
+        move |ctx, engine| {
+            let _ = h.shared.set(engine.shared().clone());
+            let app = ProxyApp::new(ctx.worker, h.clone(), engine);
+            h.registered.fetch_add(1, Ordering::SeqCst);
+            Ok(app)
+        },
+        |app| app.json(),
+    );
+    let _ = std::fs::remove_file(&path);
+    Ok(report?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_bit_from_proc_status() {
+        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
+        assert!(cap_eff_has(s, 10));
+        assert!(!cap_eff_has(s, 12));
+        assert!(!cap_eff_has("CapEff:\t0000000000000000\n", 10));
+        assert!(!cap_eff_has("garbage", 10));
+    }
+
+    #[test]
+    fn control_socket_is_root_only_by_default_and_stale_ones_are_replaced() {
+        let dir = std::env::temp_dir().join(format!("xs-ctl-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let p = dir.join("c.sock");
+        let l = bind_control(&p, 0o600, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(
+            bind_control(&p, 0o600, None),
+            Err(ControlError::InUse(_))
+        ));
+        drop(l);
+        let l = bind_control(&p, 0o666, None).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+        drop(l);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

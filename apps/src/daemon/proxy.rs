@@ -1,0 +1,835 @@
+//! The daemon's application on each worker: it serves the listeners of
+//! attached processes on this core's engine, moving accepted connections and
+//! their bytes between the engine's sockets and each process's shared-memory
+//! channel for this core.
+//!
+//! One turn ([`ProxyApp::poll`]): control messages from the control thread
+//! (attach, listen, drain, close, detach); every process's commands (send,
+//! shutdown, close, abort), batched from its ring; accepts on its listeners;
+//! the connections with activity (engine `take_ready`) and those that found
+//! the process's ring full; send credit returned; each ring published once,
+//! the process's doorbell rung only if it announced it sleeps.
+//!
+//! Back-pressure: a process may have at most [`proto::SEND_CREDIT`] bytes
+//! sent and not yet taken by the connection's socket (credit comes back as
+//! [`proto::SENT`]); received bytes are read from a socket only while the
+//! process's ring has room, so a slow process closes its peers' windows.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use attach::proto;
+use nic::shm::{Channel, RingRx, RingTx, Side};
+use nic::Rings;
+use nix::sys::eventfd::EventFd;
+use serde::Serialize;
+use serde_json::{json, Value};
+use stack::engine::Engine;
+use stack::reuseport::{BindAddr, BindOptions, MemberId};
+use stack::socket::{ConnError, ConnId, ConnMap, ListenerId, TcpApi, UdpApi, UdpId};
+
+use super::Hub;
+
+/// A request from the control thread to one core.
+pub enum Ctl {
+    /// A process attached: its channel for this core and its doorbell.
+    Attach {
+        /// Process id (daemon-wide).
+        client: u64,
+        /// The channel.
+        chan: Channel,
+        /// Its doorbell.
+        bell: Arc<EventFd>,
+    },
+    /// Open a TCP listener or bind a UDP socket for the process (bind
+    /// rules with its uid).
+    Bind {
+        /// Process.
+        client: u64,
+        /// UDP rather than TCP.
+        udp: bool,
+        /// Address.
+        addr: BindAddr,
+        /// Port.
+        port: u16,
+        /// Options, uid from SO_PEERCRED.
+        opts: BindOptions,
+        /// The answer: the member id.
+        reply: mpsc::SyncSender<Result<u64, String>>,
+    },
+    /// Drain a listener of the process (closing is a ring record, ordered
+    /// with the connections offered on the listener).
+    Drain {
+        /// Process.
+        client: u64,
+        /// Listener.
+        listener: u64,
+        /// The answer.
+        reply: mpsc::SyncSender<Result<u64, String>>,
+    },
+    /// The process is gone (its control socket closed).
+    Detach {
+        /// Process.
+        client: u64,
+    },
+}
+
+struct Client {
+    chan: Channel,
+    tx: RingTx,
+    rx: RingRx,
+    bell: Arc<EventFd>,
+    /// Connections with bytes or a close the ring had no room for.
+    blocked: Vec<ConnId>,
+}
+
+#[derive(Default)]
+struct PConn {
+    client: u64,
+    /// The listener it was offered on.
+    listener: u64,
+    /// The process accepted it ([`proto::TAKEN`]): only then is it read.
+    /// Until then it can go back to the group intact.
+    taken: bool,
+    /// Bytes the process sent that the socket has not taken yet.
+    staged: Vec<u8>,
+    /// Credit to return (bytes moved from `staged` to the socket).
+    owed: usize,
+    eof_sent: bool,
+    shut: bool,
+    close: bool,
+    blocked: bool,
+    /// Released by the engine; GONE not yet delivered.
+    gone: bool,
+}
+
+/// A process's listener on this core.
+struct LState {
+    client: u64,
+    /// The last pending count told to the process.
+    told: u32,
+    /// Its backlog: at most this many connections offered and not taken.
+    backlog: usize,
+    offered: usize,
+}
+
+/// What the proxy did (per core).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProxyCounters {
+    /// Processes attached.
+    pub attached: u64,
+    /// Processes detached (exit, kill, a broken ring).
+    pub detached: u64,
+    /// Processes dropped for breaking the ring protocol.
+    pub corrupt: u64,
+    /// Listeners opened.
+    pub listeners: u64,
+    /// Connections handed to processes.
+    pub accepted: u64,
+    /// Connections reset because their process went away.
+    pub reset_at_detach: u64,
+    /// Connections offered to a process that closed the listener or died
+    /// before taking them, given back to the group (they migrate).
+    pub requeued: u64,
+    /// Connections reset because the daemon stopped.
+    pub reset_at_stop: u64,
+    /// Connections reset for sending past their credit.
+    pub over_credit: u64,
+    /// Bytes to processes.
+    pub bytes_to_apps: u64,
+    /// Bytes from processes.
+    pub bytes_from_apps: u64,
+    /// Doorbells rung (a process slept).
+    pub doorbells: u64,
+    /// Records read from processes.
+    pub commands: u64,
+    /// Datagrams handed to processes.
+    pub datagrams_to_apps: u64,
+    /// Datagrams sent for processes.
+    pub datagrams_from_apps: u64,
+    /// Datagrams of processes the engine could not send (no frame, too
+    /// large, not their socket).
+    pub datagrams_refused: u64,
+}
+
+/// The per-core proxy.
+pub struct ProxyApp {
+    core: usize,
+    hub: Arc<Hub>,
+    clients: BTreeMap<u64, Client>,
+    listeners: HashMap<MemberId, LState>,
+    /// UDP socket → process.
+    udp: HashMap<MemberId, u64>,
+    conns: ConnMap<PConn>,
+    ready: Vec<ConnId>,
+    owed: Vec<ConnId>,
+    scratch: Vec<u8>,
+    rec: Vec<u8>,
+    next_sweep: Instant,
+    counters: ProxyCounters,
+}
+
+/// The client id of connections whose process is gone but whose close is
+/// still finishing (process ids start at 1).
+const ORPHAN: u64 = 0;
+
+const SWEEP: Duration = Duration::from_millis(50);
+
+impl ProxyApp {
+    /// The proxy of core `core`.
+    pub fn new<R: Rings>(core: usize, hub: Arc<Hub>, engine: &mut Engine<R>) -> Self {
+        engine.set_ready_tracking(true);
+        ProxyApp {
+            core,
+            hub,
+            clients: BTreeMap::new(),
+            listeners: HashMap::new(),
+            udp: HashMap::new(),
+            conns: Default::default(),
+            ready: Vec::new(),
+            owed: Vec::new(),
+            scratch: vec![0; 64 * 1024],
+            rec: Vec::new(),
+            next_sweep: Instant::now() + SWEEP,
+            counters: ProxyCounters::default(),
+        }
+    }
+
+    /// Counters as JSON.
+    pub fn json(&self) -> Value {
+        json!(self.counters)
+    }
+
+    fn control<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        while let Some(ctl) = self.hub.take(self.core) {
+            match ctl {
+                Ctl::Attach { client, chan, bell } => {
+                    let (tx, rx) = chan.split(Side::Daemon);
+                    self.clients.insert(
+                        client,
+                        Client {
+                            chan,
+                            tx,
+                            rx,
+                            bell,
+                            blocked: Vec::new(),
+                        },
+                    );
+                    self.counters.attached += 1;
+                }
+                Ctl::Bind {
+                    client,
+                    udp,
+                    addr,
+                    port,
+                    opts,
+                    reply,
+                } => {
+                    let r = self.bind(engine, client, udp, addr, port, opts);
+                    let _ = reply.send(r);
+                }
+                Ctl::Drain {
+                    client,
+                    listener,
+                    reply,
+                } => {
+                    let id = MemberId(listener);
+                    let r = match self.listeners.get(&id) {
+                        Some(l) if l.client == client => engine
+                            .drain(ListenerId(id))
+                            .map(|()| listener)
+                            .map_err(|e| e.to_string()),
+                        _ => Err("no such listener of this process".into()),
+                    };
+                    let _ = reply.send(r);
+                }
+                Ctl::Detach { client } => {
+                    // What the process wrote before it went (its last
+                    // responses, its closes) is still in its ring: act on
+                    // it first, or a connection it finished is reset.
+                    for _ in 0..64 {
+                        if !self.clients.contains_key(&client) {
+                            break;
+                        }
+                        let before = self.counters.commands;
+                        self.commands(engine, client);
+                        if self.counters.commands == before {
+                            break;
+                        }
+                    }
+                    self.detach(engine, client)
+                }
+            }
+        }
+    }
+
+    /// A member of a group for the process, with the daemon's selector.
+    fn bind<R: Rings>(
+        &mut self,
+        engine: &mut Engine<R>,
+        client: u64,
+        udp: bool,
+        addr: BindAddr,
+        port: u16,
+        opts: BindOptions,
+    ) -> Result<u64, String> {
+        if !self.clients.contains_key(&client) {
+            return Err("not attached on this core".into());
+        }
+        let backlog = opts.backlog;
+        let id = if udp {
+            UdpApi::udp_bind(engine, addr, port, opts).map(|u| u.member())
+        } else {
+            TcpApi::tcp_listen(engine, addr, port, opts).map(|l| l.member())
+        }
+        .map_err(|e| e.to_string())?;
+        let _ = engine
+            .shared()
+            .registry
+            .set_selector(id, self.hub.selector.clone());
+        if udp {
+            self.udp.insert(id, client);
+        } else {
+            self.listeners.insert(
+                id,
+                LState {
+                    client,
+                    told: 0,
+                    backlog,
+                    offered: 0,
+                },
+            );
+            self.counters.listeners += 1;
+        }
+        Ok(id.0)
+    }
+
+    /// The process is gone: its listeners leave their groups (what waits on
+    /// them, and what was offered to the process and not taken, migrates to
+    /// the remaining members), its connections are reset, its channel is
+    /// unmapped.
+    fn detach<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
+        let Some(_c) = self.clients.remove(&client) else {
+            return;
+        };
+        self.counters.detached += 1;
+        let mine: Vec<u64> = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.client == client)
+            .map(|(&id, _)| id.0)
+            .collect();
+        // All of them out of selection first, so nothing given back comes
+        // to another of them.
+        for &l in &mine {
+            let _ = engine.drain(ListenerId(MemberId(l)));
+        }
+        for l in mine {
+            self.close_listener_of(engine, client, l);
+        }
+        let udp: Vec<MemberId> = self
+            .udp
+            .iter()
+            .filter(|(_, &o)| o == client)
+            .map(|(&m, _)| m)
+            .collect();
+        for m in udp {
+            self.udp.remove(&m);
+            let _ = engine.udp_close(UdpId(m));
+        }
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, p)| p.client == client)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in conns {
+            let Some(p) = self.conns.remove(&c) else {
+                continue;
+            };
+            if p.close && !p.gone {
+                // Closed by the process with bytes still staged: finish the
+                // close as an orphan (no process, no ring).
+                self.conns.insert(
+                    c,
+                    PConn {
+                        client: ORPHAN,
+                        ..p
+                    },
+                );
+            } else if !p.gone {
+                engine.abort(c);
+                self.counters.reset_at_detach += 1;
+            }
+        }
+    }
+
+    /// Close a listener of `client`: the connections offered on it and not
+    /// taken go back to the group first (Linux 5.14's migration, across
+    /// processes), then the engine closes it (what is still handshaking or
+    /// queued there migrates too).
+    fn close_listener_of<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64, lid: u64) {
+        let id = MemberId(lid);
+        if self.listeners.get(&id).is_none_or(|l| l.client != client) {
+            return;
+        }
+        let _ = engine.drain(ListenerId(id));
+        let offered: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, p)| p.client == client && p.listener == lid && !p.taken && !p.gone)
+            .map(|(&c, _)| c)
+            .collect();
+        for c in offered {
+            self.conns.remove(&c);
+            if engine.requeue(c).is_ok() {
+                self.counters.requeued += 1;
+            }
+        }
+        self.listeners.remove(&id);
+        let _ = engine.close_listener(ListenerId(id));
+    }
+
+    /// Read one process's commands.
+    fn commands<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
+        let mut rec = std::mem::take(&mut self.rec);
+        let mut touched = Vec::new();
+        let mut broken = false;
+        for _ in 0..4096 {
+            let Some(cl) = self.clients.get_mut(&client) else {
+                break;
+            };
+            let r = match cl.rx.pop(&mut rec) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("core {}: process {client}: {e}: detached", self.core);
+                    broken = true;
+                    break;
+                }
+            };
+            self.counters.commands += 1;
+            match r.kind {
+                proto::CLOSE_LISTENER => {
+                    // Offered connections not taken so far go back to the
+                    // group.
+                    self.close_listener_of(engine, client, r.id);
+                    continue;
+                }
+                proto::SENDTO => {
+                    self.send_datagram(engine, client, r.id, &rec);
+                    continue;
+                }
+                proto::UDP_CLOSE => {
+                    let m = MemberId(r.id);
+                    if self.udp.get(&m) == Some(&client) {
+                        self.udp.remove(&m);
+                        let _ = engine.udp_close(UdpId(m));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let c = proto::conn_from_wire(r.id);
+            let Some(p) = self.conns.get_mut(&c).filter(|p| p.client == client) else {
+                continue; // gone meanwhile, or not this process's
+            };
+            match r.kind {
+                proto::SEND => {
+                    if p.staged.len() + rec.len() > proto::SEND_CREDIT {
+                        self.counters.over_credit += 1;
+                        engine.abort(c);
+                        p.gone = true;
+                        p.staged.clear();
+                    } else {
+                        self.counters.bytes_from_apps += rec.len() as u64;
+                        p.staged.extend_from_slice(&rec);
+                    }
+                }
+                proto::TAKEN if !p.taken => {
+                    p.taken = true;
+                    if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
+                        l.offered = l.offered.saturating_sub(1);
+                    }
+                }
+                proto::SHUTDOWN => p.shut = true,
+                proto::CLOSE => p.close = true,
+                proto::ABORT => {
+                    engine.abort(c);
+                    self.forget(c);
+                    continue;
+                }
+                _ => {}
+            }
+            touched.push(c);
+        }
+        if let Some(cl) = self.clients.get_mut(&client) {
+            cl.rx.release();
+        }
+        self.rec = rec;
+        if broken {
+            self.counters.corrupt += 1;
+            self.detach(engine, client);
+            return;
+        }
+        for c in touched {
+            self.pump(engine, c);
+        }
+    }
+
+    /// Move what can move for one connection: staged bytes into the socket,
+    /// a pending shutdown or close, received bytes and the end of stream
+    /// into the process's ring.
+    fn pump<R: Rings>(&mut self, engine: &mut Engine<R>, c: ConnId) {
+        let Some(p) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if !p.gone {
+            if !p.staged.is_empty() {
+                match engine.send(c, &p.staged) {
+                    Ok(n) => {
+                        p.staged.drain(..n);
+                        if n > 0 {
+                            if p.owed == 0 {
+                                self.owed.push(c);
+                            }
+                            p.owed += n;
+                        }
+                    }
+                    Err(_) => p.staged.clear(),
+                }
+            }
+            if p.staged.is_empty() {
+                if p.close {
+                    engine.close(c);
+                    self.forget(c);
+                    return;
+                }
+                if p.shut {
+                    p.shut = false;
+                    let _ = engine.shutdown(c);
+                }
+            }
+        }
+        // An orphan (its process is gone, its close waits for the socket to
+        // take the last bytes) has no ring to read into.
+        let Some(cl) = self.clients.get_mut(&p.client) else {
+            if p.gone {
+                self.forget(c);
+            }
+            return;
+        };
+        if p.gone {
+            if cl.tx.push(proto::GONE, proto::conn_to_wire(c), &[]) {
+                self.forget(c);
+            } else if !p.blocked {
+                p.blocked = true;
+                cl.blocked.push(c);
+            }
+            return;
+        }
+        if !p.taken {
+            // Offered, not accepted yet: its bytes stay in the socket.
+            return;
+        }
+        let id = proto::conn_to_wire(c);
+        loop {
+            let room = cl.tx.room().min(self.scratch.len());
+            if room == 0 {
+                if !p.blocked {
+                    p.blocked = true;
+                    cl.blocked.push(c);
+                }
+                return;
+            }
+            match engine.recv(c, &mut self.scratch[..room]) {
+                Ok(0) => return,
+                Ok(n) => {
+                    let pushed = cl.tx.push(proto::DATA, id, &[&self.scratch[..n]]);
+                    debug_assert!(pushed, "room() promised space");
+                    self.counters.bytes_to_apps += n as u64;
+                }
+                Err(ConnError::Closed) => {
+                    if !p.eof_sent {
+                        if cl.tx.push(proto::EOF, id, &[]) {
+                            p.eof_sent = true;
+                        } else if !p.blocked {
+                            p.blocked = true;
+                            cl.blocked.push(c);
+                        }
+                    }
+                    return;
+                }
+                Err(ConnError::NotFound) => {
+                    p.gone = true;
+                    if cl.tx.push(proto::GONE, id, &[]) {
+                        self.forget(c);
+                    } else if !p.blocked {
+                        p.blocked = true;
+                        cl.blocked.push(c);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        for (&lid, l) in self.listeners.iter_mut() {
+            let client = l.client;
+            let Some(cl) = self.clients.get_mut(&client) else {
+                continue;
+            };
+            // No more on offer than the backlog: the rest waits in the
+            // engine's queue, which drops SYNs once full.
+            while l.offered < l.backlog && cl.tx.room() >= 8 + proto::PEER_LEN {
+                let Some(c) = engine.accept(ListenerId(lid)) else {
+                    break;
+                };
+                let peer = proto::encode_peer(TcpApi::peer_addr(engine, c));
+                let pushed = cl.tx.push(
+                    proto::ACCEPTED,
+                    proto::conn_to_wire(c),
+                    &[&lid.0.to_le_bytes(), &peer],
+                );
+                debug_assert!(pushed);
+                self.counters.accepted += 1;
+                l.offered += 1;
+                self.conns.insert(
+                    c,
+                    PConn {
+                        client,
+                        listener: lid.0,
+                        ..PConn::default()
+                    },
+                );
+            }
+            let pending = engine.pending(ListenerId(lid)) as u32;
+            if pending != l.told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
+                l.told = pending;
+            }
+        }
+    }
+
+    fn send_datagram<R: Rings>(
+        &mut self,
+        engine: &mut Engine<R>,
+        client: u64,
+        id: u64,
+        rec: &[u8],
+    ) {
+        let m = MemberId(id);
+        let head = proto::PEER_LEN + proto::IP_LEN;
+        let to = rec.get(..proto::PEER_LEN).and_then(proto::decode_peer);
+        let from = rec.get(proto::PEER_LEN..head).and_then(proto::decode_ip);
+        let sent = match (self.udp.get(&m), to, rec.get(head..)) {
+            (Some(&owner), Some(to), Some(data)) if owner == client => {
+                engine.send_to(UdpId(m), data, to, from).is_ok()
+            }
+            _ => false,
+        };
+        if sent {
+            self.counters.datagrams_from_apps += 1;
+        } else {
+            self.counters.datagrams_refused += 1;
+        }
+    }
+
+    /// Datagrams waiting in the engine, into their process's ring while it
+    /// has room (the rest waits in the engine's bounded queue).
+    fn udp_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let head = proto::PEER_LEN + proto::IP_LEN;
+        for (&m, &client) in &self.udp {
+            let Some(cl) = self.clients.get_mut(&client) else {
+                continue;
+            };
+            while cl.tx.room() >= head + self.scratch.len() {
+                let Ok(Some((n, from, to))) = engine.recv_from(UdpId(m), &mut self.scratch) else {
+                    break;
+                };
+                let pushed = cl.tx.push(
+                    proto::DGRAM,
+                    m.0,
+                    &[
+                        &proto::encode_peer(Some(from)),
+                        &proto::encode_ip(Some(to)),
+                        &self.scratch[..n],
+                    ],
+                );
+                debug_assert!(pushed);
+                self.counters.datagrams_to_apps += 1;
+            }
+        }
+    }
+
+    /// Drop the proxy's record of a connection (one offered and not taken
+    /// frees a place in its listener's backlog).
+    fn forget(&mut self, c: ConnId) {
+        if let Some(p) = self.conns.remove(&c) {
+            if !p.taken {
+                if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
+                    l.offered = l.offered.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Connections the engine released without a segment we saw (a reset,
+    /// a timeout): tell their process.
+    fn sweep<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let gone: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(&c, p)| !p.gone && engine.may_recv(c) == Err(ConnError::NotFound))
+            .map(|(&c, _)| c)
+            .collect();
+        for c in gone {
+            if let Some(p) = self.conns.get_mut(&c) {
+                p.gone = true;
+            }
+            self.pump(engine, c);
+        }
+    }
+
+    fn publish(&mut self) {
+        for cl in self.clients.values_mut() {
+            if cl.tx.unpublished() {
+                cl.tx.publish();
+                if cl.chan.peer_sleeping(Side::Daemon) {
+                    let _ = cl.bell.write(1);
+                    self.counters.doorbells += 1;
+                }
+            }
+        }
+    }
+}
+
+impl<R: Rings> stack::worker::App<R> for ProxyApp {
+    fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.control(engine);
+        let ids: Vec<u64> = self.clients.keys().copied().collect();
+        for &id in &ids {
+            self.commands(engine, id);
+        }
+        self.accept_all(engine);
+        self.udp_all(engine);
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        engine.take_ready(&mut ready);
+        for &c in &ready {
+            self.pump(engine, c);
+        }
+        self.ready = ready;
+        let mut retry = Vec::new();
+        for cl in self.clients.values_mut() {
+            retry.append(&mut cl.blocked);
+        }
+        for &c in &retry {
+            if let Some(p) = self.conns.get_mut(&c) {
+                p.blocked = false;
+            }
+        }
+        for c in retry {
+            self.pump(engine, c);
+        }
+        // Staged bytes wait for room in the socket: an acknowledgement
+        // makes the connection ready again. Credit goes back now.
+        let owed = std::mem::take(&mut self.owed);
+        for c in owed {
+            let Some(p) = self.conns.get_mut(&c) else {
+                continue;
+            };
+            let Some(cl) = self.clients.get_mut(&p.client) else {
+                continue;
+            };
+            let n = p.owed.min(u32::MAX as usize) as u32;
+            if cl
+                .tx
+                .push(proto::SENT, proto::conn_to_wire(c), &[&n.to_le_bytes()])
+            {
+                p.owed = 0;
+            } else {
+                self.owed.push(c);
+            }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            self.sweep(engine);
+        }
+        self.publish();
+        let busy = !self.owed.is_empty()
+            || self.clients.values().any(|c| !c.blocked.is_empty())
+            || self.conns.values().any(|p| !p.staged.is_empty());
+        if busy {
+            return Some(now + Duration::from_millis(1));
+        }
+        (!self.conns.is_empty() || !self.listeners.is_empty() || !self.udp.is_empty())
+            .then_some(self.next_sweep)
+    }
+
+    fn shutdown(&mut self, engine: &mut Engine<R>) {
+        self.counters.reset_at_stop += self.conns.len() as u64;
+        self.conns.clear();
+        engine.abort_all();
+    }
+
+    fn prepare_sleep(&mut self) -> bool {
+        if self.hub.has_work(self.core) {
+            return false;
+        }
+        let mut set: Vec<u64> = Vec::new();
+        for (&id, cl) in &self.clients {
+            if !cl.chan.prepare_sleep(Side::Daemon, &cl.rx) {
+                for s in &set {
+                    if let Some(c) = self.clients.get(s) {
+                        c.chan.woke(Side::Daemon);
+                    }
+                }
+                return false;
+            }
+            set.push(id);
+        }
+        // Control messages posted after the check above ring the doorbell.
+        !self.hub.has_work(self.core)
+    }
+
+    fn woke(&mut self) {
+        for cl in self.clients.values() {
+            cl.chan.woke(Side::Daemon);
+        }
+    }
+}
+
+/// Pending control messages of one core.
+#[derive(Default)]
+pub struct Inbox {
+    queue: std::sync::Mutex<VecDeque<Ctl>>,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Inbox {
+    /// Queue a message.
+    pub fn push(&self, ctl: Ctl) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(ctl);
+            self.waiting.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Take one message.
+    pub fn pop(&self) -> Option<Ctl> {
+        let mut q = self.queue.lock().ok()?;
+        let m = q.pop_front();
+        if q.is_empty() {
+            self.waiting.store(false, Ordering::SeqCst);
+        }
+        m
+    }
+
+    /// Whether messages wait.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
