@@ -263,6 +263,8 @@ pub struct WrkOpts {
     pub close: bool,
     /// Socket timeout, seconds.
     pub timeout_s: u64,
+    /// The server's port.
+    pub port: u16,
 }
 
 /// What one measured load run gives back.
@@ -495,7 +497,7 @@ pub fn conns_per_process() -> usize {
     soft.saturating_sub(1000).max(500)
 }
 
-/// Runs wrk against `http://198.18.0.1/` from the client namespace: one process, or several
+/// Runs wrk against `http://198.18.0.1:PORT/` from the client namespace: one process, or several
 /// on the same core when the connections exceed one process's open-file limit (requests and
 /// req/s are summed; latency percentiles are the worst of the processes).
 pub fn run_wrk(
@@ -521,7 +523,7 @@ pub fn run_wrk(
             args.push("-H".into());
             args.push("Connection: close".into());
         }
-        args.push(format!("http://{SERVER_IP}/"));
+        args.push(format!("http://{SERVER_IP}:{}/", o.port));
         lists.push(args);
     }
     let limit = Duration::from_secs(o.seconds + o.timeout_s + 30);

@@ -65,6 +65,9 @@ enum Cmd {
     /// Bulk transfers through an impaired sandbox (1% loss, 20 ms ± 5 ms,
     /// reordering, duplication): xdpstack with cc cubic/reno/none vs the kernel.
     Lossy,
+    /// HTTP keep-alive from an unprivileged process attached to `xdpstack daemon`, vs the
+    /// same server in-process and nginx.
+    Attach,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -301,6 +304,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Neighflood => vec!["neighflood"],
         Cmd::Dnstcp => vec!["dnstcp"],
         Cmd::Lossy => vec!["lossy"],
+        Cmd::Attach => vec!["attach"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -325,6 +329,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "neighflood" => scenarios::neighflood::run(&ctx),
             "dnstcp" => scenarios::dnstcp::run(&ctx),
             "lossy" => scenarios::lossy::run(&ctx),
+            "attach" => scenarios::attach::run(&ctx),
             _ => continue,
         };
         match r {

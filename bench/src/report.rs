@@ -10,7 +10,7 @@ use crate::model::{Case, ScenarioResult};
 use crate::procs::{err, BenchError, Result};
 
 /// Scenario ids in report order.
-pub const ORDER: [&str; 9] = [
+pub const ORDER: [&str; 10] = [
     "http",
     "udp",
     "dnstcp",
@@ -20,12 +20,13 @@ pub const ORDER: [&str; 9] = [
     "synflood",
     "neighflood",
     "lossy",
+    "attach",
 ];
 
 /// Columns shown per scenario: (metric key, header).
 fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
     match scenario {
-        "http" => &[
+        "http" | "attach" => &[
             ("rps", "req/s"),
             ("p50_us", "p50 µs"),
             ("p99_us", "p99 µs"),

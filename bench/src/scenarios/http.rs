@@ -58,6 +58,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             seconds: secs,
             close,
             timeout_s: 5,
+            port: 80,
         };
         let mut case = Case {
             name: case_name.into(),

@@ -1,5 +1,6 @@
 //! The scenarios, one module each.
 
+pub mod attach;
 pub mod churn;
 pub mod conns;
 pub mod dnstcp;
