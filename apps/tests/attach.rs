@@ -691,3 +691,70 @@ fn attached_echo_processes_share_udp_and_tcp() {
     assert_eq!(udp, da + db);
     assert_frames_ok(&stats);
 }
+
+/// `xdpstack dns --attach`: two unprivileged processes serve one zone on
+/// port 5353 over UDP and TCP (kdig from the client namespace); every
+/// query is answered, by the two together.
+#[test]
+fn attached_dns_processes_answer_udp_and_tcp() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-dns", 2);
+    let d = Daemon::start(&sb);
+    let zone = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/example.test.zone");
+    let dns = |name: &str| {
+        Attached::spawn(
+            attach_service(&d.sock, NOBODY, &["dns", "--port", "5353", "--zone", zone]),
+            name,
+            &[],
+        )
+    };
+    let mut a = dns("dnsA");
+    let mut b = dns("dnsB");
+    // The zone is loaded and both are bound once a TCP query is answered.
+    let ask = |tcp: bool| {
+        let mut args = vec!["+short", "+retry=0", "+timeout=2", "-p", "5353"];
+        if tcp {
+            args.push("+tcp");
+        }
+        let at = format!("@{SERVER_IP4}");
+        args.extend([at.as_str(), "www.example.test", "A"]);
+        let out = output(&mut client(&sb, 10, "kdig", &args));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let start = std::time::Instant::now();
+    while ask(true) != "192.0.2.1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no answer over TCP:\nA: {}\nB: {}",
+            a.stderr_text(),
+            b.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut answered = 0;
+    for i in 0..30 {
+        if ask(i % 3 == 0) == "192.0.2.1" {
+            answered += 1;
+        }
+    }
+    assert_eq!(
+        answered,
+        30,
+        "A: {}\nB: {}",
+        a.stderr_text(),
+        b.stderr_text()
+    );
+    assert!(a.terminate().success() && b.terminate().success());
+    let queries = |stderr: &str| {
+        let line = stderr.lines().rfind(|l| l.starts_with('{')).unwrap_or("{}");
+        let v: Value = serde_json::from_str(line).unwrap_or_default();
+        v["cores"].as_array().map_or(0, |cs| {
+            cs.iter().map(|c| num(c, "/app/queries")).sum::<u64>()
+        })
+    };
+    let (qa, qb) = (queries(&a.stderr_text()), queries(&b.stderr_text()));
+    eprintln!("queries answered: A {qa}, B {qb}");
+    assert!(qa + qb >= 31, "{qa} + {qb}");
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}

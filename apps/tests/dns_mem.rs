@@ -64,10 +64,12 @@ impl Net {
             tcp_idle: 10,
             tcp_max_conns: 8,
             udp_queue: 64,
+            attached: Default::default(),
         };
         let z = zone::parse_str(ZONE, "mem.zone", None).unwrap();
         let index = Arc::new(Index::build(&z).unwrap());
-        let app = DnsApp::new(&ctx, &mut engine, &args, index).unwrap();
+        let mtu = engine.port().config().mtu;
+        let app = DnsApp::new(&ctx, &mut engine, &args, index, mtu).unwrap();
         Net {
             engine,
             app,

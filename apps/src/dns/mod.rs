@@ -27,7 +27,7 @@ use nic::Rings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnError, ConnId};
+use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
 use crate::server::{self, ServerArgs, WorkerCtx};
@@ -60,6 +60,9 @@ pub struct DnsArgs {
     /// UDP datagrams queued per worker before drops.
     #[arg(long, default_value_t = 4096)]
     pub udp_queue: usize,
+    /// Attached mode (`--attach PATH`, `--pin`).
+    #[command(flatten)]
+    pub attached: crate::attached::AttachArgs,
 }
 
 /// Why the zone did not load.
@@ -85,7 +88,12 @@ pub fn load(args: &DnsArgs) -> Result<Index, LoadError> {
     Ok(Index::build(&z)?)
 }
 
-/// Serve DNS until SIGINT/SIGTERM.
+/// The link MTU an attached process assumes for UDP answers (it does not see
+/// the daemon's interface): Ethernet's.
+const ATTACHED_MTU: usize = 1500;
+
+/// Serve DNS until SIGINT/SIGTERM: on the interface (`--iface`), or as a
+/// process attached to `xdpstack daemon` (`--attach PATH`).
 pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let index = Arc::new(load(args)?);
@@ -102,10 +110,24 @@ pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std:
         s.wildcards
     );
     let args = args.clone();
+    if args.attached.attach.is_some() {
+        let report = crate::attached::run(
+            "dns",
+            &args.attached,
+            Duration::from_secs_f64(server.grace),
+            |ctx, core| DnsApp::new(ctx, core, &args, index.clone(), ATTACHED_MTU),
+            |app| app.json(),
+        )?;
+        eprintln!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = server::serve(
         server,
         "dns",
-        move |ctx, engine| DnsApp::new(ctx, engine, &args, index.clone()),
+        move |ctx, engine| {
+            let mtu = engine.port().config().mtu;
+            DnsApp::new(ctx, engine, &args, index.clone(), mtu)
+        },
         |app| app.json(),
     )?;
     if let Some(ws) = report["workers"].as_array() {
@@ -223,11 +245,13 @@ const SWEEP: Duration = Duration::from_secs(1);
 
 impl DnsApp {
     /// Bind UDP and TCP `args.port` (reuseport, dual-stack) on this worker.
-    pub fn new<R: Rings>(
+    /// `mtu`: the link's MTU (UDP answers stay within one packet).
+    pub fn new<A: TcpApi + UdpApi>(
         ctx: &WorkerCtx,
-        engine: &mut Engine<R>,
+        engine: &mut A,
         args: &DnsArgs,
         index: Arc<Index>,
+        mtu: usize,
     ) -> Result<Self, String> {
         let any = BindAddr::Any6 { v6only: false };
         let udp = engine
@@ -243,13 +267,10 @@ impl DnsApp {
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
         for id in [udp.member(), listener.member()] {
-            let _ = engine
-                .shared()
-                .registry
-                .set_selector(id, ctx.selector.clone());
+            engine.set_selector(id, ctx.selector.clone());
         }
         // Never more than one IPv6 packet on this port: UDP responses are not fragmented.
-        let mtu_payload = engine.port().config().mtu.saturating_sub(40 + 8);
+        let mtu_payload = mtu.saturating_sub(40 + 8);
         let max_udp = usize::from(args.max_udp).min(mtu_payload) as u16;
         Ok(DnsApp {
             udp,
@@ -278,7 +299,7 @@ impl DnsApp {
         &self.counters
     }
 
-    fn poll_udp<R: Rings>(&mut self, engine: &mut Engine<R>) {
+    fn poll_udp<A: TcpApi + UdpApi>(&mut self, engine: &mut A) {
         while let Ok(Some((n, from, to))) = engine.recv_from(self.udp, &mut self.rx) {
             self.counters.queries += 1;
             self.counters.udp_queries += 1;
@@ -337,7 +358,7 @@ impl DnsApp {
     /// Accepted connections and those that had a segment since the last
     /// poll are served; the others are not looked at (idle timeouts: a
     /// sweep once per `SWEEP` over all of them).
-    fn poll_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+    fn poll_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
         let mut ids = std::mem::take(&mut self.scratch_ids);
         ids.clear();
         while let Some(id) = engine.accept(self.listener) {
@@ -384,7 +405,7 @@ impl DnsApp {
         Some(self.next_sweep)
     }
 
-    fn close_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, id: ConnId) {
+    fn close_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, id: ConnId) {
         engine.close(id);
         if let Some(mut c) = self.conns.remove(&id) {
             if self.conn_pool.len() < 256 {
@@ -398,7 +419,7 @@ impl DnsApp {
     }
 
     /// Read, answer and send on one connection as far as it goes.
-    fn service_tcp<R: Rings>(&mut self, engine: &mut Engine<R>, id: ConnId, now: Instant) {
+    fn service_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, id: ConnId, now: Instant) {
         let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
@@ -473,13 +494,34 @@ impl DnsApp {
 
 impl<R: Rings> App<R> for DnsApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
-        self.poll_udp(engine);
-        let next = self.poll_tcp(engine, now);
+        let next = self.poll_on(engine, now);
         if engine.udp_pending(self.udp) > 0 {
             // Stopped for want of a TX frame: come back right after egress.
             return Some(now);
         }
         next
+    }
+}
+
+impl attach::Service for DnsApp {
+    fn poll(&mut self, core: &mut attach::Core, now: Instant) -> Option<Instant> {
+        self.poll_on(core, now)
+    }
+
+    fn stopping(&mut self, _core: &mut attach::Core, _now: Instant) -> bool {
+        false
+    }
+
+    fn shutdown(&mut self, core: &mut attach::Core) {
+        core.abort_all();
+    }
+}
+
+impl DnsApp {
+    /// One turn on any socket API (the engine, or an attached core).
+    pub fn poll_on<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
+        self.poll_udp(engine);
+        self.poll_tcp(engine, now)
     }
 }
 

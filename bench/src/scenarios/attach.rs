@@ -18,7 +18,11 @@ const PORT: u16 = 8080;
 /// Runs the scenario.
 pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let started = Instant::now();
-    env::ensure_tools(&[("nginx", "nginx-light"), ("wrk", "wrk"), ("setpriv", "util-linux")])?;
+    env::ensure_tools(&[
+        ("nginx", "nginx-light"),
+        ("wrk", "wrk"),
+        ("setpriv", "util-linux"),
+    ])?;
     let mut res = ctx.result(
         "attach",
         "HTTP keep-alive: a process attached to the daemon vs in-process vs nginx",
@@ -122,8 +126,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     };
     // The server CPU counted for the attached subject is the daemon's only (the process the
     // load is measured against); the attached process shares its core.
-    let subjects: [(&xdpstack::sandbox::Sandbox, &Proc, u16); 3] =
-        [(&isb, &inproc, 80), (&dsb, &daemon, PORT), (&ksb, &nginx, 80)];
+    let subjects: [(&xdpstack::sandbox::Sandbox, &Proc, u16); 3] = [
+        (&isb, &inproc, 80),
+        (&dsb, &daemon, PORT),
+        (&ksb, &nginx, 80),
+    ];
     for run in 0..ctx.runs {
         for (i, (sb, server, port)) in subjects.iter().enumerate() {
             let o = WrkOpts {
