@@ -33,6 +33,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(sb: &Sandbox) -> Daemon {
+        Self::start_with(sb, &[])
+    }
+
+    /// [`Daemon::start`] with more daemon options.
+    fn start_with(sb: &Sandbox, extra: &[&str]) -> Daemon {
         let info = sb.info();
         let tag = format!("{}-daemon", info.name);
         let sock = temp_path(&tag, "sock");
@@ -45,6 +50,7 @@ impl Daemon {
             .args(["--addr", &info.server_ip4])
             .args(["--addr6", &info.server_ip6])
             .args(["--workers", "2", "--control-mode", "666"])
+            .args(extra)
             .arg("--control")
             .arg(&sock)
             .arg("--stats-file")
@@ -755,6 +761,38 @@ fn attached_dns_processes_answer_udp_and_tcp() {
     let (qa, qb) = (queries(&a.stderr_text()), queries(&b.stderr_text()));
     eprintln!("queries answered: A {qa}, B {qb}");
     assert!(qa + qb >= 31, "{qa} + {qb}");
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}
+
+/// `--max-clients`: past the bound a process is refused at its hello, with
+/// the reason, and the ones attached keep serving.
+#[test]
+fn attach_past_max_clients_is_refused_with_the_reason() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("att-max", 2);
+    let d = Daemon::start_with(&sb, &["--max-clients", "1"]);
+    let mut a = Attached::start(&d, NOBODY, "A");
+    let out = output(
+        Command::new("timeout")
+            .args(["-k", "2", "15"])
+            .arg("setpriv")
+            .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+            .args(["--inh-caps=-all", BIN, "http", "--port", "8080", "--attach"])
+            .arg(&d.sock)
+            .stdin(Stdio::null()),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 1 attached processes"), "{err}");
+    let (counts, errors) = bodies(&sb, 10);
+    assert_eq!((count(&counts, "A"), errors), (10, 0), "{counts}");
+    assert!(a.terminate().success());
+    // Its slot is free again: another process attaches.
+    let mut b = Attached::start(&d, NOBODY, "B");
+    let (counts, errors) = bodies(&sb, 10);
+    assert_eq!((count(&counts, "B"), errors), (10, 0), "{counts}");
+    assert!(b.terminate().success());
     let stats = d.stop();
     assert_frames_ok(&stats);
 }

@@ -57,6 +57,10 @@ pub struct DaemonArgs {
     /// Bytes of each shared-memory ring (one each way per process and core).
     #[arg(long, default_value_t = 1 << 20)]
     pub ring_bytes: usize,
+    /// Most processes attached at once (each costs a thread here and its
+    /// rings on every core); more are refused at their hello, and counted.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_clients: u64,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -74,17 +78,39 @@ pub struct Hub {
     registered: AtomicU64,
     selector: Arc<dyn Selector>,
     next_client: AtomicU64,
+    /// Processes attached now, the bound, and hellos refused past it.
+    attached: AtomicU64,
+    max_clients: u64,
+    refused: AtomicU64,
 }
 
 impl Hub {
-    fn new(cores: usize, selector: Arc<dyn Selector>) -> Hub {
+    fn new(cores: usize, selector: Arc<dyn Selector>, max_clients: u64) -> Hub {
         Hub {
             inboxes: (0..cores).map(|_| Inbox::default()).collect(),
             shared: OnceLock::new(),
             registered: AtomicU64::new(0),
             selector,
             next_client: AtomicU64::new(1),
+            attached: AtomicU64::new(0),
+            max_clients,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Take an attach slot; false (and counted) when `max_clients` are
+    /// attached.
+    fn take_slot(&self) -> bool {
+        let ok = self
+            .attached
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_clients).then_some(n + 1)
+            })
+            .is_ok();
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 
     fn cores(&self) -> usize {
@@ -220,6 +246,10 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
         };
         let reply = match req {
             Request::Hello if attached => Reply::err("already attached"),
+            Request::Hello if !hub.take_slot() => Reply::err(format!(
+                "refused: the daemon serves at most {} attached processes (--max-clients)",
+                hub.max_clients
+            )),
             Request::Hello => match hello(&hub, client, pid, ring_bytes) {
                 Ok(chans) => {
                     attached = true;
@@ -245,7 +275,10 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
                     );
                     continue;
                 }
-                Err(e) => Reply::err(e),
+                Err(e) => {
+                    hub.attached.fetch_sub(1, Ordering::SeqCst);
+                    Reply::err(e)
+                }
             },
             _ if !attached => Reply::err("say hello first"),
             Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, uid, pid, &req),
@@ -256,6 +289,7 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
         }
     }
     if attached {
+        hub.attached.fetch_sub(1, Ordering::SeqCst);
         for core in 0..hub.cores() {
             hub.post(core, Ctl::Detach { client });
         }
@@ -383,7 +417,7 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
     let cores = server::worker_plan(&args.server)?.len();
     let selector = stack::reuseport::selector_by_name(&args.server.selector)
         .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
-    let hub = Arc::new(Hub::new(cores, selector));
+    let hub = Arc::new(Hub::new(cores, selector, args.max_clients));
     let listener = bind_control(
         &args.control,
         args.control_mode,
@@ -423,7 +457,12 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
         |app| app.json(),
     );
     let _ = std::fs::remove_file(&path);
-    Ok(report?)
+    let mut report = report?;
+    report["attach_limit"] = serde_json::json!({
+        "max_clients": hub.max_clients,
+        "refused": hub.refused.load(Ordering::Relaxed),
+    });
+    Ok(report)
 }
 
 #[cfg(test)]
