@@ -759,9 +759,14 @@ pub trait Service {
     /// without events.
     fn poll(&mut self, core: &mut Core, now: Instant) -> Option<Instant>;
     /// Graceful stop (see `stack::worker::App::stopping`): true while busy.
-    fn stopping(&mut self, core: &mut Core, now: Instant) -> bool;
-    /// Release everything.
-    fn shutdown(&mut self, core: &mut Core);
+    /// By default none: the service stops at once.
+    fn stopping(&mut self, _core: &mut Core, _now: Instant) -> bool {
+        false
+    }
+    /// Release everything. By default every connection is reset.
+    fn shutdown(&mut self, core: &mut Core) {
+        core.abort_all();
+    }
 }
 
 /// Run `svc` on `core` until `stop` is set, then stop it gracefully within

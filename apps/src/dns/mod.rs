@@ -507,14 +507,6 @@ impl attach::Service for DnsApp {
     fn poll(&mut self, core: &mut attach::Core, now: Instant) -> Option<Instant> {
         self.poll_on(core, now)
     }
-
-    fn stopping(&mut self, _core: &mut attach::Core, _now: Instant) -> bool {
-        false
-    }
-
-    fn shutdown(&mut self, core: &mut attach::Core) {
-        core.abort_all();
-    }
 }
 
 impl DnsApp {
