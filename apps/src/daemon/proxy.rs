@@ -165,6 +165,9 @@ pub struct ProxyApp {
     conns: ConnMap<PConn>,
     ready: Vec<ConnId>,
     owed: Vec<ConnId>,
+    /// Per-turn scratch lists, kept to spare an allocation a turn.
+    touched: Vec<ConnId>,
+    client_ids: Vec<u64>,
     scratch: Vec<u8>,
     rec: Vec<u8>,
     next_sweep: Instant,
@@ -190,6 +193,8 @@ impl ProxyApp {
             conns: Default::default(),
             ready: Vec::new(),
             owed: Vec::new(),
+            touched: Vec::new(),
+            client_ids: Vec::new(),
             scratch: vec![0; 64 * 1024],
             rec: Vec::new(),
             next_sweep: Instant::now() + SWEEP,
@@ -395,7 +400,8 @@ impl ProxyApp {
     /// Read one process's commands.
     fn commands<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64) {
         let mut rec = std::mem::take(&mut self.rec);
-        let mut touched = Vec::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
         let mut broken = false;
         for _ in 0..4096 {
             let Some(cl) = self.clients.get_mut(&client) else {
@@ -472,11 +478,12 @@ impl ProxyApp {
         if broken {
             self.counters.corrupt += 1;
             self.detach(engine, client);
-            return;
+        } else {
+            for &c in &touched {
+                self.pump(engine, c);
+            }
         }
-        for c in touched {
-            self.pump(engine, c);
-        }
+        self.touched = touched;
     }
 
     /// Move what can move for one connection: staged bytes into the socket,
@@ -709,10 +716,13 @@ impl ProxyApp {
 impl<R: Rings> stack::worker::App<R> for ProxyApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
         self.control(engine);
-        let ids: Vec<u64> = self.clients.keys().copied().collect();
+        let mut ids = std::mem::take(&mut self.client_ids);
+        ids.clear();
+        ids.extend(self.clients.keys().copied());
         for &id in &ids {
             self.commands(engine, id);
         }
+        self.client_ids = ids;
         self.accept_all(engine);
         self.udp_all(engine);
         let mut ready = std::mem::take(&mut self.ready);
