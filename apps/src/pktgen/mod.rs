@@ -23,11 +23,14 @@
 pub mod csum;
 pub mod echo;
 pub mod gen;
+pub mod httpc;
 pub mod neigh;
 pub mod pacer;
 pub mod reply;
 pub mod template;
 
+#[cfg(test)]
+mod httpc_tests;
 #[cfg(test)]
 mod tests;
 
@@ -129,6 +132,21 @@ pub struct PktgenArgs {
     /// sent next to real clients (e.g. `ns` from many sources).
     #[arg(long)]
     pub send_only: bool,
+    /// Connections at once (http; default 50).
+    #[arg(long)]
+    pub conns: Option<u32>,
+    /// One request per connection, `Connection: close` (http); --rate is
+    /// then new connections per second (0: each slot reconnects as soon as
+    /// its connection closed).
+    #[arg(long)]
+    pub close: bool,
+    /// SYNs per second while keep-alive connections open (http; 0: no
+    /// limit).
+    #[arg(long, default_value_t = 0)]
+    pub connect_rate: u64,
+    /// Path to GET (http).
+    #[arg(long, default_value = "/")]
+    pub path: String,
     /// Do not answer SYN-ACKs with RST (syn): leave connections half open.
     #[arg(long)]
     pub keep_half_open: bool,
@@ -487,6 +505,10 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
         },
         // No ports: one flow per source address.
         Kind::Ns => PortRange { first: 1, last: 1 },
+        Kind::Http => PortRange {
+            first: 1024,
+            last: 65535,
+        },
     });
     let all = src_ips.len.saturating_mul(src_ports.len());
     let flows = args.flows.unwrap_or(all);
@@ -500,6 +522,39 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
             "syn tracks at most {} flows; narrow --src/--src-port or give --flows",
             gen::MAX_SYN_FLOWS
         )));
+    }
+    if args.template == Kind::Http {
+        if args.queues != 1 {
+            return Err(usage(
+                "http runs on one queue (--queues 1): a connection's segments must all reach the thread that holds it",
+            ));
+        }
+        if args.count.is_some() {
+            return Err(usage(
+                "http does not take --count; bound it with --duration",
+            ));
+        }
+        let conns = u64::from(args.conns.unwrap_or(50));
+        if conns == 0 || conns > all.min(httpc::MAX_CONNS) {
+            return Err(usage(format!(
+                "--conns must be between 1 and {} (source addresses x source ports, at most {})",
+                all.min(httpc::MAX_CONNS),
+                httpc::MAX_CONNS
+            )));
+        }
+        if args.path.is_empty()
+            || !args.path.starts_with('/')
+            || args.path.contains(char::is_whitespace)
+        {
+            return Err(usage(format!(
+                "--path `{}` must start with / and hold no spaces",
+                args.path
+            )));
+        }
+    } else if args.conns.is_some() || args.close || args.connect_rate != 0 {
+        return Err(usage(
+            "--conns, --close and --connect-rate are for --template http",
+        ));
     }
     Ok(Plan {
         src_ips,
@@ -611,6 +666,17 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
     };
+    if args.template == Kind::Http {
+        return run_http(
+            args,
+            &plan,
+            ports,
+            (mac, dst_mac, mac_from),
+            &info,
+            &stop,
+            tx_budget,
+        );
+    }
     let template = Arc::new(Template::build(&spec(args, &plan, mac, dst_mac, run))?);
     let threads = args.queues;
     let dns = Arc::new(DnsTable::default());
@@ -696,66 +762,9 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         handles.push(h);
     }
 
-    // Once a second: a sample of the counters and a progress line.
-    let mut series = Vec::new();
-    let mut last = (0u64, 0u64, 0u64);
-    let mut last_t = epoch;
-    let mut next = epoch + Duration::from_secs(1);
-    let sample = |lives: &[Arc<Live>]| {
-        lives.iter().fold((0, 0, 0), |(s, r, a), l| {
-            (
-                s + l.sent.load(Ordering::Relaxed),
-                r + l.received.load(Ordering::Relaxed),
-                a + l.answered.load(Ordering::Relaxed),
-            )
-        })
-    };
-    // Bounded: the threads end by send_until + drain (both bounded), and a
-    // signal only shortens that.
-    loop {
-        let finished = handles.iter().all(|h| h.is_finished());
-        let now = Instant::now();
-        if now >= next || finished {
-            let cur = sample(&lives);
-            let dt = now.duration_since(last_t).as_secs_f64().max(1e-9);
-            let (ds, dr, da) = (cur.0 - last.0, cur.1 - last.1, cur.2 - last.2);
-            if ds + dr + da > 0 || !finished {
-                series.push(json!({
-                    "t": now.duration_since(epoch).as_secs_f64(),
-                    "seconds": dt,
-                    "sent": ds,
-                    "received": dr,
-                    "answered": da,
-                }));
-                // The last sample may be a sliver of a second (the drain):
-                // it is in the series, not worth a line.
-                if !args.quiet && (dt >= 0.5 || !finished) {
-                    let loss = if ds > 0 && args.template != Kind::Udp && !args.send_only {
-                        format!("{:.2}%", 100.0 * (1.0 - da as f64 / ds as f64).max(0.0))
-                    } else {
-                        "-".to_string()
-                    };
-                    eprintln!(
-                        "pktgen {:>5.1}s: tx {:.0} pps  rx {:.0} pps  answered {:.0}/s  loss {loss}  | sent {} received {} answered {}",
-                        now.duration_since(epoch).as_secs_f64(),
-                        ds as f64 / dt,
-                        dr as f64 / dt,
-                        da as f64 / dt,
-                        cur.0,
-                        cur.1,
-                        cur.2,
-                    );
-                }
-            }
-            last = cur;
-            last_t = now;
-            next += Duration::from_secs(1);
-        }
-        if finished {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let series = monitor(args, epoch, &lives, || {
+        handles.iter().all(|h| h.is_finished())
+    });
 
     let mut reports: Vec<(GenReport, Option<usize>, Option<i32>, CpuTimes)> = Vec::new();
     for (t, h) in handles.into_iter().enumerate() {
@@ -820,6 +829,236 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--template http`: one client thread on the one queue.
+fn run_http<R: Rings + Send + 'static>(
+    args: &PktgenArgs,
+    plan: &Plan,
+    ports: Vec<Port<R>>,
+    (mac, dst_mac, mac_from): ([u8; 6], [u8; 6], &str),
+    info: &nic::xsk::XskInfo,
+    stop: &Arc<AtomicBool>,
+    tx_budget: Option<u32>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let port = ports
+        .into_iter()
+        .next()
+        .ok_or_else(|| usage("no queue opened"))?;
+    let epoch = Instant::now();
+    let live = Arc::new(Live::default());
+    let conns = args.conns.unwrap_or(50);
+    let cfg = httpc::HttpConfig {
+        our_mac: mac,
+        dst_mac,
+        dst: args.dst,
+        dst_port: plan.dst_port,
+        src_ips: plan.src_ips,
+        src_ports: plan.src_ports,
+        conns,
+        close: args.close,
+        rate: args.rate,
+        connect_rate: args.connect_rate,
+        request: httpc::request_bytes(&args.dst.to_string(), &args.path, args.close),
+        epoch,
+        send_until: epoch + Duration::from_secs(args.duration),
+        drain: Duration::from_millis(args.drain_ms),
+        batch: args.batch,
+        live: live.clone(),
+    };
+    if !args.quiet {
+        eprintln!(
+            "xdpstack pktgen: http on {} queue 0 ({} XDP, zero-copy {}), {} -> {}:{} ({} via {}), {} connection(s){}, {}, {} s",
+            args.iface,
+            info.mode,
+            if info.zero_copy { "on" } else { "off" },
+            plan.src_ips.first,
+            args.dst,
+            plan.dst_port,
+            format_mac(dst_mac),
+            mac_from,
+            conns,
+            if args.close { ", one request each (Connection: close)" } else { " kept alive" },
+            match (args.rate, args.close) {
+                (0, false) => "closed loop (next request on each response)".to_string(),
+                (0, true) => "each slot reconnects when its connection closes".to_string(),
+                (r, false) => format!("{r} requests/s"),
+                (r, true) => format!("{r} connections/s"),
+            },
+            args.duration,
+        );
+    }
+    let (pin, cores) = (!args.no_pin, args.cores.clone());
+    let stop2 = stop.clone();
+    let h = std::thread::Builder::new()
+        .name("xdpstack-pktgen0".into())
+        .spawn(move || {
+            let core = if pin {
+                pin_thread(0, cores.as_deref(), true)
+            } else {
+                None
+            };
+            let cpu0 = cpu_times();
+            let mut c = httpc::HttpClient::new(port, cfg);
+            c.run(&stop2);
+            let cpu = cpu_times().since(cpu0);
+            let ran_on = nix::sched::sched_getcpu().ok();
+            (c.finish(), core, ran_on, cpu)
+        })
+        .map_err(|e| PktgenError::Other(format!("cannot start the client thread: {e}")))?;
+    let series = monitor(args, epoch, std::slice::from_ref(&live), || h.is_finished());
+    let (r, core, ran_on, cpu) = h
+        .join()
+        .map_err(|_| PktgenError::Other("the client thread panicked".into()))?;
+    let elapsed = epoch.elapsed().as_secs_f64();
+    let c = &r.counters;
+    let secs = r.send_secs.max(1e-9);
+    let check = match &r.frames {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let summary = json!({
+        "tool": "xdpstack pktgen",
+        "template": args.template,
+        "iface": args.iface,
+        "queues": 1,
+        "xdp_mode": info.mode.to_string(),
+        "zero_copy": info.zero_copy,
+        "src_mac": format_mac(mac),
+        "dst_mac": format_mac(dst_mac),
+        "dst_mac_from": mac_from,
+        "src": {
+            "first": plan.src_ips.first.to_string(),
+            "addresses": plan.src_ips.len,
+            "first_port": plan.src_ports.first,
+            "last_port": plan.src_ports.last,
+        },
+        "dst": args.dst.to_string(),
+        "dst_port": plan.dst_port,
+        "conns": conns,
+        "close": args.close,
+        "rate": args.rate,
+        "connect_rate": args.connect_rate,
+        "duration_s": args.duration,
+        "elapsed_s": elapsed,
+        "totals": {
+            "sent": c.requests,
+            "received": c.received,
+            "answered": c.responses,
+            "answered_ratio": if c.requests > 0 { c.responses as f64 / c.requests as f64 } else { 0.0 },
+            "send_seconds": r.send_secs,
+            "requests_per_s": c.requests as f64 / secs,
+            "responses_per_s": c.responses as f64 / secs,
+            "connects_per_s": c.connects as f64 / secs,
+            "peak_open": r.peak_open,
+            "counters": c,
+        },
+        "per_second": series,
+        "threads": [{
+            "thread": 0,
+            "queue": 0,
+            "core": core,
+            "cpu_ran_on": ran_on,
+            "cpu_user_s": cpu.user,
+            "cpu_sys_s": cpu.sys,
+            "port": port_json(&r.port),
+            "frame_accounting": check,
+        }],
+        "latency_us": latency_json(&r.hist),
+        "connect_latency_us": latency_json(&r.connect_hist),
+        "frame_accounting": check,
+        "tx_budget": tx_budget,
+    });
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    match &args.json {
+        Some(path) => std::fs::write(path, text + "\n")
+            .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
+        None => println!("{text}"),
+    }
+    if !args.quiet {
+        let lat = &summary["latency_us"];
+        eprintln!(
+            "pktgen http: {} connects, {} requests, {} responses ({} 2xx) in {:.2} s: {:.0} responses/s, peak {} open | timeouts {} rst in {} bad {} | latency us p50 {} p99 {} | cpu {:.2} s user {:.2} s sys on core {:?} | frames {}",
+            c.connects, c.requests, c.responses, c.status_2xx, r.send_secs,
+            c.responses as f64 / secs, r.peak_open, c.timeouts, c.rst_received, c.bad_responses,
+            lat["p50"], lat["p99"], cpu.user, cpu.sys, ran_on, check,
+        );
+    }
+    if check != "ok" {
+        return Err(PktgenError::Other(format!("frame accounting failed: {check}")).into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Once a second until `finished`: a sample of the counters and a progress
+/// line. Returns the per-second series.
+fn monitor(
+    args: &PktgenArgs,
+    epoch: Instant,
+    lives: &[Arc<Live>],
+    finished: impl Fn() -> bool,
+) -> Vec<Value> {
+    let mut series = Vec::new();
+    let mut last = (0u64, 0u64, 0u64);
+    let mut last_t = epoch;
+    let mut next = epoch + Duration::from_secs(1);
+    let sample = |lives: &[Arc<Live>]| {
+        lives.iter().fold((0, 0, 0), |(s, r, a), l| {
+            (
+                s + l.sent.load(Ordering::Relaxed),
+                r + l.received.load(Ordering::Relaxed),
+                a + l.answered.load(Ordering::Relaxed),
+            )
+        })
+    };
+    // Bounded: the threads end by send_until + drain (both bounded), and a
+    // signal only shortens that.
+    loop {
+        let finished = finished();
+        let now = Instant::now();
+        if now >= next || finished {
+            let cur = sample(lives);
+            let dt = now.duration_since(last_t).as_secs_f64().max(1e-9);
+            let (ds, dr, da) = (cur.0 - last.0, cur.1 - last.1, cur.2 - last.2);
+            if ds + dr + da > 0 || !finished {
+                series.push(json!({
+                    "t": now.duration_since(epoch).as_secs_f64(),
+                    "seconds": dt,
+                    "sent": ds,
+                    "received": dr,
+                    "answered": da,
+                }));
+                // The last sample may be a sliver of a second (the drain):
+                // it is in the series, not worth a line.
+                if !args.quiet && (dt >= 0.5 || !finished) {
+                    let loss = if ds > 0 && args.template != Kind::Udp && !args.send_only {
+                        format!("{:.2}%", 100.0 * (1.0 - da as f64 / ds as f64).max(0.0))
+                    } else {
+                        "-".to_string()
+                    };
+                    eprintln!(
+                        "pktgen {:>5.1}s: tx {:.0} pps  rx {:.0} pps  answered {:.0}/s  loss {loss}  | sent {} received {} answered {}",
+                        now.duration_since(epoch).as_secs_f64(),
+                        ds as f64 / dt,
+                        dr as f64 / dt,
+                        da as f64 / dt,
+                        cur.0,
+                        cur.1,
+                        cur.2,
+                    );
+                }
+            }
+            last = cur;
+            last_t = now;
+            next += Duration::from_secs(1);
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    series
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -43,6 +43,10 @@ pub enum Kind {
     /// a neighbour flood when the source cycles over many addresses (each
     /// is a new neighbour to the target); answered by advertisements.
     Ns,
+    /// HTTP/1.1 GETs over TCP connections this generator opens itself
+    /// (its own small TCP on the XSK, no client kernel; see
+    /// [`super::httpc`]). Its template is the SYN.
+    Http,
 }
 
 impl Kind {
@@ -50,7 +54,7 @@ impl Kind {
     pub fn default_port(self) -> u16 {
         match self {
             Kind::Udp => 9,
-            Kind::Syn => 80,
+            Kind::Syn | Kind::Http => 80,
             Kind::Dns => 53,
             Kind::Echo => 7,
             // No ports: NDP is ICMPv6.
@@ -66,6 +70,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Echo => "echo",
             Kind::Ns => "ns",
+            Kind::Http => "http",
         }
     }
 }
@@ -180,7 +185,7 @@ fn emit_l4(spec: &Spec, payload: &[u8], buf: &mut [u8]) {
     let (s, d) = (IpAddress::from(spec.src), IpAddress::from(spec.dst));
     match spec.kind {
         Kind::Ns => {}
-        Kind::Syn => syn_repr(spec.src_port, spec.dst_port).emit(
+        Kind::Syn | Kind::Http => syn_repr(spec.src_port, spec.dst_port).emit(
             &mut TcpPacket::new_unchecked(buf),
             &s,
             &d,
@@ -243,7 +248,7 @@ impl Template {
             return Self::build_ns(spec);
         }
         let payload: Vec<u8> = match spec.kind {
-            Kind::Syn | Kind::Ns => Vec::new(),
+            Kind::Syn | Kind::Ns | Kind::Http => Vec::new(),
             Kind::Dns => dns_query(&spec.qname)?,
             Kind::Udp => (0..spec.payload).map(|i| b'a' + (i % 26) as u8).collect(),
             Kind::Echo => {
@@ -263,7 +268,7 @@ impl Template {
             }
         };
         let (l4_len, l4_csum_at) = match spec.kind {
-            Kind::Syn => (syn_repr(spec.src_port, spec.dst_port).buffer_len(), 16),
+            Kind::Syn | Kind::Http => (syn_repr(spec.src_port, spec.dst_port).buffer_len(), 16),
             _ => (8 + payload.len(), 6),
         };
         let ip_hdr = if v6 { 40 } else { 20 };
@@ -286,7 +291,7 @@ impl Template {
             },
         }
         .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-        let next_header = if spec.kind == Kind::Syn {
+        let next_header = if matches!(spec.kind, Kind::Syn | Kind::Http) {
             IpProtocol::Tcp
         } else {
             IpProtocol::Udp
@@ -326,7 +331,12 @@ impl Template {
             frame,
             v6,
             l4,
-            payload: l4 + if spec.kind == Kind::Syn { l4_len } else { 8 },
+            payload: l4
+                + if matches!(spec.kind, Kind::Syn | Kind::Http) {
+                    l4_len
+                } else {
+                    8
+                },
             addr_csums,
             l4_csum,
             src_off,
@@ -414,7 +424,7 @@ impl Template {
         set16(frame, self.l4, f.src_port, &c)?;
         match self.kind {
             Kind::Udp | Kind::Ns => {}
-            Kind::Syn => set32(frame, self.l4 + 4, f.seq as u32, &c)?,
+            Kind::Syn | Kind::Http => set32(frame, self.l4 + 4, f.seq as u32, &c)?,
             Kind::Dns => set16(frame, self.payload, f.dns_id, &c)?,
             Kind::Echo => {
                 set32(frame, self.payload + THREAD_OFF, f.thread, &c)?;
@@ -499,7 +509,7 @@ mod tests {
                 assert_eq!(p.key.sport, 10000);
                 assert_eq!(p.key.dport, kind.default_port());
                 match kind {
-                    Kind::Syn => {
+                    Kind::Syn | Kind::Http => {
                         assert_eq!(
                             p.l4,
                             L4::Tcp {
@@ -572,7 +582,7 @@ mod tests {
                         Kind::Dns => {
                             assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), f.dns_id)
                         }
-                        Kind::Syn => {
+                        Kind::Syn | Kind::Http => {
                             let eth = EthernetFrame::new_checked(&frame[..len]).unwrap();
                             let l4 = if v6 {
                                 Ipv6Packet::new_checked(eth.payload())
