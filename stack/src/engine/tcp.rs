@@ -7,7 +7,7 @@
 //! one flow-table lookup and one socket, and an egress pass visits only the
 //! connections on the dirty list (a segment arrived, the application read or
 //! wrote, a timer fired). Each connection's next deadline (smoltcp's
-//! `poll_at`, the handshake or close timeout) goes into a timer heap.
+//! `poll_at`, the handshake or close timeout) goes into a timing wheel (`crate::timer`).
 //! Released slots keep their socket and its buffers for the next connection
 //! (`listen` resets the rings without zeroing them), up to
 //! `EngineConfig::pool` of them.
@@ -61,7 +61,7 @@ pub(super) struct Slot {
     counters: Arc<ListenerCounters>,
     /// Handshake or close timeout.
     deadline: Option<Instant>,
-    /// The earliest timer entry this slot has in the heap.
+    /// The earliest timer entry this slot has in the wheel.
     timer_at: Option<Instant>,
     dirty: bool,
     ready: bool,
@@ -416,20 +416,19 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// The earliest current timer, dropping stale heap tops.
+    /// When the earliest current timer comes due, dropping stale entries
+    /// on the way.
     pub(super) fn next_timer(&mut self, now: Instant) -> Option<Instant> {
-        loop {
-            let e = self.conns.timers.peek()?;
-            let c = ConnId {
-                idx: e.slot,
-                gen: e.gen,
-            };
-            let at = Instant::from_micros(e.at);
-            if self.conns.slot(c).is_some_and(|s| s.timer_at == Some(at)) {
-                return Some(at.max(now));
-            }
-            self.conns.timers.pop();
-        }
+        let Conns { timers, slots, .. } = &mut self.conns;
+        timers
+            .next_due(|e| {
+                slots.get(e.slot as usize).is_some_and(|s| {
+                    s.gen == e.gen
+                        && s.phase != Phase::Free
+                        && s.timer_at == Some(Instant::from_micros(e.at))
+                })
+            })
+            .map(|t| t.max(now))
     }
 
     /// One egress pass over the connections with work.
@@ -476,7 +475,7 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// Put a connection's next deadline in the timer heap; one already due
+    /// Put a connection's next deadline in the timer wheel; one already due
     /// goes on the dirty list when `due_is_work` or something went out.
     fn reschedule(&mut self, c: ConnId, now: Instant, emitted: bool, due_is_work: bool) {
         let Some(slot) = self.conns.slots.get(c.idx as usize) else {
