@@ -118,7 +118,10 @@ impl Timers {
         let now_tick = now.total_micros().div_euclid(TICK_US);
         if !self.started {
             self.started = true;
-            self.cur = self.far.peek().map_or(now_tick, |e| e.0.tick().min(now_tick));
+            self.cur = self
+                .far
+                .peek()
+                .map_or(now_tick, |e| e.0.tick().min(now_tick));
             self.refile_far();
         }
         // Bounded: at most SLOTS buckets per call; past that the wheel is
@@ -235,7 +238,10 @@ mod tests {
         t.push(Instant::from_micros(20_500), 2, 7);
         assert!(t.pop_due(ms(5)).is_none());
         // 20.5 ms is in tick 20: not out at 20.9 ms, out at 21 ms.
-        assert_eq!(drain(&mut t, Instant::from_micros(20_900)), vec![(1, 10_000)]);
+        assert_eq!(
+            drain(&mut t, Instant::from_micros(20_900)),
+            vec![(1, 10_000)]
+        );
         assert_eq!(drain(&mut t, ms(21)), vec![(2, 20_500)]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_due(|_| true), Some(ms(31)));

@@ -25,7 +25,7 @@
 //!   window. A response must start with its status line and headers in one
 //!   segment and give a `Content-Length`; its body may span segments.
 //! - Retransmission: a connection waiting for a SYN-ACK, a response or a
-//!   FIN resends after 200 ms, doubling, and gives up (RST) after 6 tries.
+//!   FIN resends after 1 s, doubling, and gives up (RST) after 6 tries.
 //! - A segment for a connection the slot no longer has is answered with a
 //!   RST, as a kernel would.
 //! - ARP and NDP requests for the source addresses are answered.
@@ -53,14 +53,20 @@ use super::pacer::Pacer;
 
 /// Most connections one client holds.
 pub const MAX_CONNS: u64 = 4_000_000;
-/// First retransmission timeout.
-pub const RTO: Duration = Duration::from_millis(200);
+/// First retransmission timeout (RFC 6298's initial RTO, as Linux before it
+/// has a round trip: a server with 100,000 requests queued answers the
+/// last ones hundreds of milliseconds late, and resending those early only
+/// adds to the queue).
+pub const RTO: Duration = Duration::from_millis(1000);
 /// Tries (the first send included) before a connection is given up.
 pub const MAX_TRIES: u8 = 6;
 /// Our receive window (no scaling).
 const WINDOW: u16 = 65535;
 /// The MSS we announce.
 const MSS: u16 = 1460;
+/// How long an idle connection holds back the ACK of a response, hoping
+/// to send it with the next request (Linux's minimum delayed ACK).
+pub const ACK_DELAY: Duration = Duration::from_millis(40);
 /// Timer scans per second: each looks at a tenth of the slots, so every
 /// slot is looked at every 100 ms.
 const SCAN_EVERY: Duration = Duration::from_millis(10);
@@ -106,6 +112,8 @@ struct Conn {
     since_ns: u64,
     /// When the request went out, ns (latency).
     req_ns: u64,
+    /// Idle with the last response not acknowledged yet (a delayed ACK).
+    ack_owed: bool,
 }
 
 impl Conn {
@@ -119,6 +127,7 @@ impl Conn {
         left: NO_HEADERS,
         since_ns: 0,
         req_ns: 0,
+        ack_owed: false,
     };
 }
 
@@ -202,6 +211,11 @@ pub struct HttpConfig {
     pub rate: u64,
     /// Keep-alive: SYNs/s while opening (0: no limit).
     pub connect_rate: u64,
+    /// Keep-alive, closed loop: requests outstanding at most (0: one per
+    /// connection). Fewer than the connections: each completed request
+    /// sends the next on the connection idle longest, so every connection
+    /// takes its turn while the server sees this many at once.
+    pub inflight: u32,
     /// The request's bytes.
     pub request: Vec<u8>,
     /// Time zero.
@@ -376,6 +390,10 @@ struct Core {
     peak_open: u64,
     /// Slots waiting for something (SYN-ACK, response, FIN).
     outstanding: u64,
+    /// Requests outstanding (slots in `Waiting`).
+    active: u64,
+    /// Delayed ACKs: (slot, due ns, the slot's connection count then).
+    acks: std::collections::VecDeque<(u32, u64, u32)>,
     next_scan: Instant,
     scan_at: usize,
     sending: bool,
@@ -412,6 +430,8 @@ impl Core {
             open: 0,
             peak_open: 0,
             outstanding: 0,
+            active: 0,
+            acks: std::collections::VecDeque::new(),
             next_scan: cfg.epoch,
             scan_at: 0,
             sending: true,
@@ -446,6 +466,12 @@ impl Core {
         if waits(st) {
             self.outstanding += 1;
         }
+        if was == St::Waiting {
+            self.active -= 1;
+        }
+        if st == St::Waiting {
+            self.active += 1;
+        }
         if est(was) && !est(st) {
             self.open -= 1;
         }
@@ -470,12 +496,60 @@ impl Core {
             request: true,
         });
         c.snd_nxt = c.snd_nxt.wrapping_add(len);
+        c.ack_owed = false;
         c.left = NO_HEADERS;
         c.req_ns = now_ns;
         c.since_ns = now_ns;
         c.tries = 1;
         self.c.requests += 1;
         self.set_state(s, St::Waiting);
+    }
+
+    /// Closed loop: whether another request may go out now.
+    fn may_request(&self) -> bool {
+        !self.cfg.close
+            && self.cfg.rate == 0
+            && self.sending
+            && (self.cfg.inflight == 0 || self.active < u64::from(self.cfg.inflight))
+    }
+
+    /// Keep-alive: response in, the connection waits for its next request
+    /// with its ACK held back.
+    fn idle_conn(&mut self, s: usize, now_ns: u64) {
+        self.set_state(s, St::Idle);
+        self.idle.push_back(s as u32);
+        self.conns[s].ack_owed = true;
+        let due = now_ns + ACK_DELAY.as_nanos() as u64;
+        self.acks.push_back((s as u32, due, self.conns[s].opened));
+    }
+
+    /// Closed loop: requests on the connections idle longest, up to the
+    /// in-flight bound.
+    fn dispatch(&mut self, now_ns: u64) {
+        while self.may_request() {
+            let Some(s) = self.idle.pop_front() else {
+                break;
+            };
+            let s = s as usize;
+            if self.conns[s].st == St::Idle {
+                self.request_out(s, now_ns);
+            }
+        }
+    }
+
+    /// ACKs held back past [`ACK_DELAY`] go out alone.
+    fn delayed_acks(&mut self, now_ns: u64) {
+        while let Some(&(s, due, opened)) = self.acks.front() {
+            if due > now_ns {
+                break;
+            }
+            self.acks.pop_front();
+            let c = self.conns[s as usize];
+            if c.st == St::Idle && c.ack_owed && c.opened == opened {
+                self.conns[s as usize].ack_owed = false;
+                self.ack_out(s as usize, Ctl::Ack);
+            }
+        }
     }
 
     fn ack_out(&mut self, s: usize, ctl: Ctl) {
@@ -587,7 +661,14 @@ impl Core {
                 self.connect_hist
                     .saturating_record(now_ns.saturating_sub(c.req_ns).clamp(1, MAX_RTT_NS));
                 self.conns[s].rcv_nxt = seq.wrapping_add(1);
-                self.request_out(s, now_ns);
+                if self.cfg.close || self.may_request() {
+                    self.request_out(s, now_ns);
+                } else {
+                    // The handshake's ACK now; a request when its turn comes.
+                    self.ack_out(s, Ctl::Ack);
+                    self.set_state(s, St::Idle);
+                    self.idle.push_back(s as u32);
+                }
             } else if ack {
                 // Not the answer to our SYN (an old connection's): refuse it.
                 self.reset_out(flow, ackn);
@@ -673,13 +754,11 @@ impl Core {
                 self.conns[s].tries = 1;
                 self.set_state(s, St::AwaitFin);
             }
-            (St::Waiting, true, false) if self.cfg.rate == 0 && self.sending => {
-                self.request_out(s, now_ns);
-            }
             (St::Waiting, true, false) => {
-                self.ack_out(s, Ctl::Ack);
-                self.set_state(s, St::Idle);
-                self.idle.push_back(s as u32);
+                // Idle until its turn; the ACK waits for the next request
+                // or the delayed-ACK time.
+                self.idle_conn(s, now_ns);
+                self.dispatch(now_ns);
             }
             // Closed before the response was complete.
             (St::Waiting, false, true) => {
@@ -790,6 +869,7 @@ impl Core {
                 left: NO_HEADERS,
                 since_ns: now_ns,
                 req_ns: now_ns,
+                ack_owed: false,
             };
             self.outs.push(Out {
                 flow,
@@ -980,6 +1060,8 @@ impl<R: Rings> HttpClient<R> {
     pub fn step(&mut self, now: Instant) -> Step {
         let got = self.receive(now);
         self.k.scan_timers(now);
+        let now_ns = self.k.ns(now);
+        self.k.delayed_acks(now_ns);
         if self.k.sending && now >= self.k.cfg.send_until {
             self.k.sending = false;
             self.k.sent_until = Some(now);

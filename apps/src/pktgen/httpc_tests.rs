@@ -122,6 +122,7 @@ fn config(conns: u32, close: bool, rate: u64, secs: f64) -> HttpConfig {
         close,
         rate,
         connect_rate: 0,
+        inflight: 0,
         request: request_bytes("198.18.0.1", "/", close),
         epoch,
         send_until: epoch + Duration::from_secs_f64(secs),
@@ -192,6 +193,29 @@ fn close_mode_opens_a_connection_per_request_from_fresh_ports() {
     assert_eq!((k.timeouts, k.bad_responses, k.stale), (0, 0, 0), "{k:?}");
     assert_eq!(s.served, k.responses);
     assert_eq!(s.engine.connections(), 0, "{k:?}");
+}
+
+#[test]
+fn a_bounded_inflight_takes_every_connection_in_turn() {
+    let (p, b) = pair(None);
+    let mut s = Server::new(b);
+    let mut cfg = config(200, false, 0, 1.0);
+    cfg.inflight = 8;
+    let c = HttpClient::new(p, cfg);
+    let r = drive(c, &mut s);
+    r.frames.as_ref().expect("frame accounting");
+    let k = &r.counters;
+    assert_eq!((k.connects, k.established), (200, 200), "{k:?}");
+    // Every connection had several turns: the longest idle goes next.
+    assert!(k.responses > 200 * 3, "{k:?}");
+    assert_eq!(k.responses, k.requests, "{k:?}");
+    assert_eq!(s.served, k.responses);
+    assert_eq!(r.peak_open, 200);
+    assert_eq!(
+        (k.timeouts, k.bad_responses, k.out_of_order),
+        (0, 0, 0),
+        "{k:?}"
+    );
 }
 
 #[test]

@@ -144,6 +144,12 @@ pub struct PktgenArgs {
     /// limit).
     #[arg(long, default_value_t = 0)]
     pub connect_rate: u64,
+    /// Requests outstanding at most (http keep-alive, --rate 0; 0: one per
+    /// connection). Below --conns each response sends the next request on
+    /// the connection idle longest: every connection takes its turn and the
+    /// server sees this many requests at once.
+    #[arg(long, default_value_t = 0)]
+    pub inflight: u32,
     /// Path to GET (http).
     #[arg(long, default_value = "/")]
     pub path: String,
@@ -859,6 +865,7 @@ fn run_http<R: Rings + Send + 'static>(
         close: args.close,
         rate: args.rate,
         connect_rate: args.connect_rate,
+        inflight: args.inflight,
         request: httpc::request_bytes(&args.dst.to_string(), &args.path, args.close),
         epoch,
         send_until: epoch + Duration::from_secs(args.duration),
@@ -939,6 +946,7 @@ fn run_http<R: Rings + Send + 'static>(
         "close": args.close,
         "rate": args.rate,
         "connect_rate": args.connect_rate,
+        "inflight": args.inflight,
         "duration_s": args.duration,
         "elapsed_s": elapsed,
         "totals": {
