@@ -176,21 +176,20 @@ fn attach_cmd(sock: &std::path::Path, uid: &str, port: &str, body: &str) -> Comm
 /// `setpriv` as `uid` with no capabilities, exec'ing `xdpstack SERVICE...
 /// --attach SOCK`.
 fn attach_service(sock: &std::path::Path, uid: &str, service: &[&str]) -> Command {
+    attach_with_caps(sock, uid, &["--inh-caps=-all"], service)
+}
+
+/// [`attach_service`] with `setpriv`'s capability options `caps`.
+fn attach_with_caps(sock: &std::path::Path, uid: &str, caps: &[&str], service: &[&str]) -> Command {
     let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid",
-        uid,
-        "--regid",
-        uid,
-        "--clear-groups",
-        "--inh-caps=-all",
-    ])
-    .arg(BIN)
-    .args(service)
-    .arg("--attach")
-    .arg(sock)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+    c.args(["--reuid", uid, "--regid", uid, "--clear-groups"])
+        .args(caps)
+        .arg(BIN)
+        .args(service)
+        .arg("--attach")
+        .arg(sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     c
 }
 
@@ -358,6 +357,26 @@ fn unprivileged_processes_share_a_port_and_another_uid_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("CAP_NET_BIND_SERVICE"), "{err}");
+    // The same user with CAP_NET_BIND_SERVICE (ambient, as a service
+    // manager grants it): the daemon reads it through the pidfd it holds.
+    let cmd = attach_with_caps(
+        &d.sock,
+        NOBODY,
+        &[
+            "--inh-caps=-all,+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+        ],
+        &["http", "--port", "80", "--body", "low\n"],
+    );
+    let low = Attached::spawn(cmd, "low", &[]);
+    assert_eq!(
+        low.creds(),
+        (65534, 1 << 10),
+        "uid 65534, CAP_NET_BIND_SERVICE"
+    );
+    let body = curl_ok(&sb, &format!("http://{SERVER_IP4}/"));
+    assert_eq!(body.trim(), "low");
+    drop(low);
 
     // The refused process got nothing: A and B still serve everything.
     let (counts, errors) = bodies(&sb, 40);
