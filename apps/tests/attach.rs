@@ -11,13 +11,12 @@ mod common;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use xdpstack::sandbox::{Sandbox, Side};
 
@@ -25,10 +24,9 @@ const NOBODY: &str = "65534";
 
 /// `xdpstack daemon` in the server namespace, control socket open to all.
 struct Daemon {
-    child: Option<Child>,
+    proc: Spawned,
     sock: PathBuf,
     stats: PathBuf,
-    stderr: PathBuf,
 }
 
 impl Daemon {
@@ -42,10 +40,8 @@ impl Daemon {
         let tag = format!("{}-daemon", info.name);
         let sock = temp_path(&tag, "sock");
         let stats = temp_path(&tag, "json");
-        let stderr = temp_path(&tag, "err");
-        let child = sb
-            .command(Side::Server, BIN)
-            .arg("daemon")
+        let mut cmd = sb.command(Side::Server, BIN);
+        cmd.arg("daemon")
             .args(["--iface", &info.server_if])
             .args(["--addr", &info.server_ip4])
             .args(["--addr6", &info.server_ip6])
@@ -55,30 +51,19 @@ impl Daemon {
             .arg(&sock)
             .arg("--stats-file")
             .arg(&stats)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn the daemon");
-        let mut d = Daemon {
-            child: Some(child),
-            sock,
-            stats,
-            stderr,
-        };
-        let sock = d.sock.clone();
-        wait_started(d.child.as_mut(), &d.stderr, "the daemon", |err| {
-            sock.exists() && err.contains(" worker(s) on ")
-        });
-        d
+            .stdout(Stdio::null());
+        let mut proc = Spawned::spawn(&mut cmd, &tag, "the daemon", &[&sock, &stats]);
+        let ready = sock.clone();
+        proc.wait_started(|err| ready.exists() && err.contains(" worker(s) on "));
+        Daemon { proc, sock, stats }
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.proc.pid()
     }
 
     fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.proc.stderr_text()
     }
 
     /// Wait until the daemon logged that process `pid` detached.
@@ -106,64 +91,9 @@ impl Daemon {
         maps.lines().filter(|l| l.contains(&name)).count()
     }
 
-    fn stop(mut self) -> Value {
-        let mut child = self.child.take().expect("running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
-        let status = wait_bounded(&mut child, Duration::from_secs(15));
-        let err = self.stderr_text();
-        assert!(status.success(), "daemon exited {status}:\n{err}");
-        let text = fs::read_to_string(&self.stats).expect("daemon stats file");
-        serde_json::from_str(&text).expect("stats JSON")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for p in [&self.sock, &self.stats, &self.stderr] {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-/// Wait (at most 15 s) until `ready` holds for what the process wrote to
-/// `stderr`; panics if it exits first.
-fn wait_started(
-    child: Option<&mut Child>,
-    stderr: &std::path::Path,
-    what: &str,
-    ready: impl Fn(&str) -> bool,
-) {
-    let child = child.expect("running");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let err = fs::read_to_string(stderr).unwrap_or_default();
-        if ready(&err) {
-            return;
-        }
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            panic!("{what} exited ({s}):\n{err}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not start:\n{err}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process {} did not exit within {limit:?}", child.id());
-        }
-        thread::sleep(Duration::from_millis(20));
+    fn stop(self) -> Value {
+        self.proc
+            .stop_with_stats(&self.stats, Duration::from_secs(15))
     }
 }
 
@@ -176,29 +106,25 @@ fn attach_cmd(sock: &std::path::Path, uid: &str, port: &str, body: &str) -> Comm
 /// `setpriv` as `uid` with no capabilities, exec'ing `xdpstack SERVICE...
 /// --attach SOCK`.
 fn attach_service(sock: &std::path::Path, uid: &str, service: &[&str]) -> Command {
+    attach_with_caps(sock, uid, &["--inh-caps=-all"], service)
+}
+
+/// [`attach_service`] with `setpriv`'s capability options `caps`.
+fn attach_with_caps(sock: &std::path::Path, uid: &str, caps: &[&str], service: &[&str]) -> Command {
     let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid",
-        uid,
-        "--regid",
-        uid,
-        "--clear-groups",
-        "--inh-caps=-all",
-    ])
-    .arg(BIN)
-    .args(service)
-    .arg("--attach")
-    .arg(sock)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+    c.args(["--reuid", uid, "--regid", uid, "--clear-groups"])
+        .args(caps)
+        .arg(BIN)
+        .args(service)
+        .arg("--attach")
+        .arg(sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     c
 }
 
 /// An attached HTTP server process.
-struct Attached {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
+struct Attached(Spawned);
 
 impl Attached {
     fn start(d: &Daemon, uid: &str, body: &str) -> Attached {
@@ -211,28 +137,18 @@ impl Attached {
     }
 
     fn spawn(mut cmd: Command, name: &str, extra: &[&str]) -> Attached {
-        let stderr = temp_path(&format!("att-{name}"), "err");
-        let child = cmd
-            .args(extra)
-            .stderr(fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn setpriv");
-        let mut a = Attached {
-            child: Some(child),
-            stderr,
-        };
-        wait_started(a.child.as_mut(), &a.stderr, name, |err| {
-            err.contains("attached to")
-        });
-        a
+        let tag = format!("att-{name}");
+        let mut p = Spawned::spawn(cmd.args(extra), &tag, name, &[]);
+        p.wait_started(|err| err.contains("attached to"));
+        Attached(p)
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.0.pid()
     }
 
     fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.0.stderr_text()
     }
 
     /// (real uid, effective capabilities) from /proc.
@@ -254,28 +170,13 @@ impl Attached {
     }
 
     fn kill9(&mut self) -> u32 {
-        let mut c = self.child.take().expect("running");
-        let pid = c.id();
-        let _ = c.kill();
-        let _ = c.wait();
-        pid
+        self.0.kill()
     }
 
     /// SIGTERM (graceful stop) and the exit status, bounded.
     fn terminate(&mut self) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        wait_bounded(&mut c, Duration::from_secs(15))
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = fs::remove_file(&self.stderr);
+        self.0
+            .signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))
     }
 }
 
@@ -358,6 +259,26 @@ fn unprivileged_processes_share_a_port_and_another_uid_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("CAP_NET_BIND_SERVICE"), "{err}");
+    // The same user with CAP_NET_BIND_SERVICE (ambient, as a service
+    // manager grants it): the daemon reads it through the pidfd it holds.
+    let cmd = attach_with_caps(
+        &d.sock,
+        NOBODY,
+        &[
+            "--inh-caps=-all,+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+        ],
+        &["http", "--port", "80", "--body", "low\n"],
+    );
+    let low = Attached::spawn(cmd, "low", &[]);
+    assert_eq!(
+        low.creds(),
+        (65534, 1 << 10),
+        "uid 65534, CAP_NET_BIND_SERVICE"
+    );
+    let body = curl_ok(&sb, &format!("http://{SERVER_IP4}/"));
+    assert_eq!(body.trim(), "low");
+    drop(low);
 
     // The refused process got nothing: A and B still serve everything.
     let (counts, errors) = bodies(&sb, 40);
@@ -454,7 +375,7 @@ fn kill_9_of_a_member_resets_its_connections_and_the_other_serves_all() {
     }
     let after: Vec<String> =
         serde_json::from_str(&lines.next().expect("second report").unwrap()).unwrap();
-    let _ = wait_bounded(&mut hold, Duration::from_secs(10));
+    wait_bounded(&mut hold, Duration::from_secs(10)).expect("the client exits");
     for (f, s) in first.iter().zip(&after) {
         match f.as_str() {
             // Established connections of the killed process are reset.

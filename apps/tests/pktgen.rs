@@ -8,22 +8,18 @@
 
 mod common;
 
-use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 use xdpstack::sandbox::{Sandbox, Side};
 
 /// An `xdpstack bench reflect` in the server namespace; killed on drop.
 struct Reflector {
-    child: Option<Child>,
-    stderr: PathBuf,
+    proc: Spawned,
     stats: PathBuf,
 }
 
@@ -32,85 +28,25 @@ impl Reflector {
     /// addresses) and waits for its start line (at most 15 s).
     fn start(sb: &Sandbox, queues: u32) -> Reflector {
         let tag = format!("{}-refl", sb.info().name);
-        let stderr = temp_path(&tag, "err");
         let stats = temp_path(&tag, "json");
-        let child = sb
-            .command(Side::Server, BIN)
-            .args(["bench", "reflect", "--iface", "xdp0"])
+        let mut cmd = sb.command(Side::Server, BIN);
+        cmd.args(["bench", "reflect", "--iface", "xdp0"])
             .args(["--queues", &queues.to_string()])
             .args(["--addr", SERVER_IP4, "--addr", SERVER_IP6])
             // A bound in case the test dies without stopping it.
             .args(["--duration", "120"])
             .arg("--stats-file")
             .arg(&stats)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn the reflector");
-        let mut r = Reflector {
-            child: Some(child),
-            stderr,
-            stats,
-        };
-        let started = Instant::now();
-        while !r.stderr_text().contains("xdpstack bench reflect:") {
-            if let Some(status) = r
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("try_wait"))
-            {
-                panic!("the reflector exited early ({status}): {}", r.stderr_text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "the reflector did not start: {}",
-                r.stderr_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
+            .stdout(Stdio::null());
+        let mut proc = Spawned::spawn(&mut cmd, &tag, "the reflector", &[&stats]);
+        proc.wait_started(|err| err.contains("xdpstack bench reflect:"));
+        Reflector { proc, stats }
     }
 
     /// SIGINT, a clean exit within 10 s, and the stats JSON.
-    fn stop(mut self) -> Value {
-        let mut child = self.child.take().expect("running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT the reflector");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the reflector ignored SIGINT: {}", self.stderr_text());
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let err = self.stderr_text();
-        eprint!("{err}");
-        assert!(
-            status.success(),
-            "the reflector exited with {status}: {err}"
-        );
-        let text = fs::read_to_string(&self.stats).expect("reflector stats file");
-        serde_json::from_str(&text).expect("reflector stats are JSON")
-    }
-}
-
-impl Drop for Reflector {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = fs::remove_file(&self.stderr);
-        let _ = fs::remove_file(&self.stats);
+    fn stop(self) -> Value {
+        self.proc
+            .stop_with_stats(&self.stats, Duration::from_secs(10))
     }
 }
 

@@ -8,7 +8,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 use xdpstack::sandbox::{Sandbox, Side};
 
 use crate::env::{self, Bins};
-use crate::model::{Meta, Metrics, ScenarioResult};
+use crate::model::{Case, Meta, Metrics, ScenarioResult};
 use crate::parse::{self, WrkReport};
 use crate::procs::{self, err, Placement, Proc, Result};
 
@@ -556,6 +556,37 @@ pub fn run_wrk(
         loadavg1: m.loadavg1,
         server_cpu_after_mark_s: m.server_cpu_after_mark_s,
     })
+}
+
+/// `ctx.runs` rounds of wrk, each against every server in turn: `servers[i]` (its sandbox,
+/// its process, the load) is measured as `case.subjects[i]`, which gets each run's metrics
+/// or its error. The first round's placement samples go to `placement` when given. Stops
+/// at an interrupt.
+pub fn wrk_rounds(
+    ctx: &Ctx,
+    case: &mut Case,
+    servers: &[(&Sandbox, &Proc, WrkOpts)],
+    client_cpu: &str,
+    dir: &Path,
+    mut placement: Option<&mut Vec<Placement>>,
+) -> Result<()> {
+    for run in 0..ctx.runs {
+        for (i, (sb, server, o)) in servers.iter().enumerate() {
+            match run_wrk(sb, server, client_cpu, o, dir) {
+                Ok(m) => {
+                    if run == 0 {
+                        if let Some(p) = placement.as_deref_mut() {
+                            p.extend(m.placement.iter().cloned());
+                        }
+                    }
+                    case.subjects[i].runs.push(wrk_metrics(&m));
+                }
+                Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
+                Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The usual metrics of a wrk run.

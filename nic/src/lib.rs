@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod mem;
 pub mod packet;
 pub mod pcap;
+pub mod pidfd;
 pub mod port;
 pub mod ring;
 pub mod shm;

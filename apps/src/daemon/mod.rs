@@ -8,7 +8,9 @@
 //!   with that uid, so the registry's rules hold between processes: every
 //!   member sets reuseport and has the same uid ("refused port hijack"
 //!   otherwise). A port below 1024 needs uid 0 or `CAP_NET_BIND_SERVICE` in
-//!   the process's effective set (`/proc/PID/status`, read at the bind).
+//!   the process's effective set (`/proc/PID/status`, read at the bind and
+//!   tied to the process that connected by a pidfd, so a reused pid cannot
+//!   answer for it: [`peer`]).
 //! - **Access**: the socket file is created mode 0600 (root only) unless
 //!   `--control-mode`/`--control-group` open it.
 //! - **Data**: per (process, core) a sealed memfd channel with a ring each
@@ -18,6 +20,7 @@
 //!   their groups (their waiting connections migrate to the remaining
 //!   members), its connections are reset, its channels are unmapped.
 
+pub mod peer;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +39,7 @@ use stack::reuseport::{BindOptions, Selector};
 use stack::shared::Shared;
 
 use crate::server::{self, ServerArgs};
+use peer::{Peer, PidfdSource};
 use proxy::{Ctl, Inbox, ProxyApp};
 
 /// `xdpstack daemon` options.
@@ -194,38 +198,22 @@ pub fn bind_control(
     Ok(l)
 }
 
-/// Whether process `pid` of user `uid` may bind a port below 1024: root,
-/// or `CAP_NET_BIND_SERVICE` (bit 10) in its effective capabilities.
-pub fn may_bind_privileged(uid: u32, pid: i32) -> bool {
-    if uid == 0 {
-        return true;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    cap_eff_has(&status, 10)
-}
-
-/// Whether the `CapEff:` line of a `/proc/PID/status` text has bit `bit`.
-pub fn cap_eff_has(status: &str, bit: u32) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << bit) != 0)
-}
-
 /// One attached process's control connection, until it closes.
 fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
-    let cred =
-        match nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials) {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("control: no peer credentials: {e}");
-                return;
-            }
-        };
-    let (uid, pid) = (cred.uid(), cred.pid());
+    let peer = match Peer::of(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("control: no peer credentials: {e}");
+            return;
+        }
+    };
+    if peer.source == PidfdSource::None {
+        log::warn!(
+            "control: process {} exited before it could be held: it may not bind ports below 1024",
+            peer.pid
+        );
+    }
+    let (uid, pid) = (peer.uid, peer.pid);
     let client = hub.next_client.fetch_add(1, Ordering::Relaxed);
     let Ok(read) = stream.try_clone() else {
         return;
@@ -281,7 +269,7 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
                 }
             },
             _ if !attached => Reply::err("say hello first"),
-            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, uid, pid, &req),
+            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, &peer, &req),
             Request::Drain { core, listener } => drain(&hub, client, core, listener),
         };
         if send(&mut writer, &reply, &[]).is_err() {
@@ -340,7 +328,8 @@ fn hello(
 
 /// `listen` or `udp_bind`: the bind rules with the process's uid from the
 /// kernel, and the privileged-port rule.
-fn bind(hub: &Hub, client: u64, uid: u32, pid: i32, req: &Request) -> Reply {
+fn bind(hub: &Hub, client: u64, peer: &Peer, req: &Request) -> Reply {
+    let (uid, pid) = (peer.uid, peer.pid);
     let (&core, addr, &port, &backlog, &reuseport, udp) = match req {
         Request::Listen {
             core,
@@ -364,7 +353,7 @@ fn bind(hub: &Hub, client: u64, uid: u32, pid: i32, req: &Request) -> Reply {
     let Some(addr) = proto::addr_from_str(addr) else {
         return Reply::err(format!("bad address {addr}"));
     };
-    if port < 1024 && !may_bind_privileged(uid, pid) {
+    if port < 1024 && !peer.may_bind_privileged() {
         return Reply::err(format!(
             "permission denied: port {port} needs root or CAP_NET_BIND_SERVICE (process {pid}, uid {uid})"
         ));
@@ -468,15 +457,6 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capability_bit_from_proc_status() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000000400\n";
-        assert!(cap_eff_has(s, 10));
-        assert!(!cap_eff_has(s, 12));
-        assert!(!cap_eff_has("CapEff:\t0000000000000000\n", 10));
-        assert!(!cap_eff_has("garbage", 10));
-    }
 
     #[test]
     fn control_socket_is_root_only_by_default_and_stale_ones_are_replaced() {

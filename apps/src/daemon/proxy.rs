@@ -105,6 +105,29 @@ struct PConn {
     gone: bool,
 }
 
+impl PConn {
+    /// Stage bytes the process sent. `staging` counts the connections with
+    /// staged bytes ([`ProxyApp::staging`]).
+    fn stage(&mut self, bytes: &[u8], staging: &mut usize) {
+        if self.staged.is_empty() && !bytes.is_empty() {
+            *staging += 1;
+        }
+        self.staged.extend_from_slice(bytes);
+    }
+
+    /// Drop the first `n` staged bytes (taken by the socket, or all of them
+    /// with `usize::MAX`).
+    fn unstage(&mut self, n: usize, staging: &mut usize) {
+        if self.staged.is_empty() {
+            return;
+        }
+        self.staged.drain(..n.min(self.staged.len()));
+        if self.staged.is_empty() {
+            *staging -= 1;
+        }
+    }
+}
+
 /// A process's listener on this core.
 struct LState {
     client: u64,
@@ -163,6 +186,13 @@ pub struct ProxyApp {
     /// UDP socket → process.
     udp: HashMap<MemberId, u64>,
     conns: ConnMap<PConn>,
+    /// How many of `conns` have staged bytes: a turn with any is busy (an
+    /// acknowledgement will let them move), known without visiting every
+    /// connection. Kept by [`PConn::stage`], [`PConn::unstage`] and
+    /// [`ProxyApp::remove_conn`], the only places `staged` changes or a
+    /// connection leaves `conns`; debug builds check it against the
+    /// connections at the end of every turn.
+    staging: usize,
     ready: Vec<ConnId>,
     owed: Vec<ConnId>,
     /// Per-turn scratch lists, kept to spare an allocation a turn.
@@ -191,6 +221,7 @@ impl ProxyApp {
             listeners: HashMap::new(),
             udp: HashMap::new(),
             conns: Default::default(),
+            staging: 0,
             ready: Vec::new(),
             owed: Vec::new(),
             touched: Vec::new(),
@@ -351,20 +382,18 @@ impl ProxyApp {
             .map(|(&c, _)| c)
             .collect();
         for c in conns {
-            let Some(p) = self.conns.remove(&c) else {
+            let Some(p) = self.conns.get_mut(&c) else {
                 continue;
             };
             if p.close && !p.gone {
                 // Closed by the process with bytes still staged: finish the
                 // close as an orphan (no process, no ring).
-                self.conns.insert(
-                    c,
-                    PConn {
-                        client: ORPHAN,
-                        ..p
-                    },
-                );
-            } else if !p.gone {
+                p.client = ORPHAN;
+                continue;
+            }
+            let gone = p.gone;
+            self.remove_conn(c);
+            if !gone {
                 engine.abort(c);
                 self.counters.reset_at_detach += 1;
             }
@@ -388,7 +417,7 @@ impl ProxyApp {
             .map(|(&c, _)| c)
             .collect();
         for c in offered {
-            self.conns.remove(&c);
+            self.remove_conn(c);
             if engine.requeue(c).is_ok() {
                 self.counters.requeued += 1;
             }
@@ -448,10 +477,10 @@ impl ProxyApp {
                         self.counters.over_credit += 1;
                         engine.abort(c);
                         p.gone = true;
-                        p.staged.clear();
+                        p.unstage(usize::MAX, &mut self.staging);
                     } else {
                         self.counters.bytes_from_apps += rec.len() as u64;
-                        p.staged.extend_from_slice(&rec);
+                        p.stage(&rec, &mut self.staging);
                     }
                 }
                 proto::TAKEN if !p.taken => {
@@ -497,7 +526,7 @@ impl ProxyApp {
             if !p.staged.is_empty() {
                 match engine.send(c, &p.staged) {
                     Ok(n) => {
-                        p.staged.drain(..n);
+                        p.unstage(n, &mut self.staging);
                         if n > 0 {
                             if p.owed == 0 {
                                 self.owed.push(c);
@@ -505,7 +534,7 @@ impl ProxyApp {
                             p.owed += n;
                         }
                     }
-                    Err(_) => p.staged.clear(),
+                    Err(_) => p.unstage(usize::MAX, &mut self.staging),
                 }
             }
             if p.staged.is_empty() {
@@ -604,14 +633,18 @@ impl ProxyApp {
                 debug_assert!(pushed);
                 self.counters.accepted += 1;
                 l.offered += 1;
-                self.conns.insert(
-                    c,
-                    PConn {
-                        client,
-                        listener: lid.0,
-                        ..PConn::default()
-                    },
-                );
+                let fresh = PConn {
+                    client,
+                    listener: lid.0,
+                    ..PConn::default()
+                };
+                if let Some(old) = self.conns.insert(c, fresh) {
+                    // Not expected (ids are not reused while held); the
+                    // count stays true if it happens.
+                    if !old.staged.is_empty() {
+                        self.staging -= 1;
+                    }
+                }
             }
             let pending = engine.pending(ListenerId(lid)) as u32;
             if pending != l.told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
@@ -674,13 +707,23 @@ impl ProxyApp {
     /// Drop the proxy's record of a connection (one offered and not taken
     /// frees a place in its listener's backlog).
     fn forget(&mut self, c: ConnId) {
-        if let Some(p) = self.conns.remove(&c) {
+        if let Some(p) = self.remove_conn(c) {
             if !p.taken {
                 if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
                     l.offered = l.offered.saturating_sub(1);
                 }
             }
         }
+    }
+
+    /// Take a connection out of `conns`, its staged bytes (if any) out of
+    /// the count.
+    fn remove_conn(&mut self, c: ConnId) -> Option<PConn> {
+        let p = self.conns.remove(&c)?;
+        if !p.staged.is_empty() {
+            self.staging -= 1;
+        }
+        Some(p)
     }
 
     /// Connections the engine released without a segment we saw (a reset,
@@ -769,9 +812,14 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
             self.sweep(engine);
         }
         self.publish();
+        debug_assert_eq!(
+            self.staging,
+            self.conns.values().filter(|p| !p.staged.is_empty()).count(),
+            "connections with staged bytes"
+        );
         let busy = !self.owed.is_empty()
             || self.clients.values().any(|c| !c.blocked.is_empty())
-            || self.conns.values().any(|p| !p.staged.is_empty());
+            || self.staging > 0;
         if busy {
             return Some(now + Duration::from_millis(1));
         }
@@ -782,6 +830,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
     fn shutdown(&mut self, engine: &mut Engine<R>) {
         self.counters.reset_at_stop += self.conns.len() as u64;
         self.conns.clear();
+        self.staging = 0;
         engine.abort_all();
     }
 
@@ -843,3 +892,6 @@ impl Inbox {
         self.waiting.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests;

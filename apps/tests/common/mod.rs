@@ -1,6 +1,7 @@
 //! Shared helpers of the privileged integration tests: the root check, the global lock,
 //! sandboxes with unique names, a guard around an `xdpstack http|echo` server running in a
-//! sandbox, and bounded client commands run in the client namespace.
+//! sandbox, a guard around any other background process ([`Spawned`]), and bounded client
+//! commands run in the client namespace.
 //!
 //! Every client is bounded twice: by its own timeout (`curl -m`, python socket timeouts) and by
 //! `timeout(1)` around it, so a hung client can never hang the test run.
@@ -8,7 +9,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -69,6 +70,145 @@ pub fn temp_path(tag: &str, ext: &str) -> PathBuf {
         tag,
         N.fetch_add(1, Ordering::Relaxed)
     ))
+}
+
+/// A process a test runs in the background (a daemon, an attached server, the reflector),
+/// its stderr in a temp file. Dropping it kills the process if it still runs and removes its
+/// files.
+pub struct Spawned {
+    child: Option<Child>,
+    what: String,
+    stderr: PathBuf,
+    /// The process's other files (stats, sockets), removed on drop.
+    files: Vec<PathBuf>,
+}
+
+impl Spawned {
+    /// Spawns `cmd` with stdin from /dev/null and stderr to a new temp file tagged `tag`;
+    /// `what` names it in failures; `files` are removed on drop with the stderr file.
+    pub fn spawn(cmd: &mut Command, tag: &str, what: &str, files: &[&Path]) -> Spawned {
+        let stderr = temp_path(tag, "err");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("create stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        Spawned {
+            child: Some(child),
+            what: what.to_string(),
+            stderr,
+            files: files.iter().map(|f| f.to_path_buf()).collect(),
+        }
+    }
+
+    /// Waits (at most 15 s) until `ready` holds for what the process wrote to stderr;
+    /// panics with that text if it exits first.
+    pub fn wait_started(&mut self, ready: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let err = self.stderr_text();
+            if ready(&err) {
+                return;
+            }
+            if let Some(s) = self.try_wait() {
+                panic!("{} exited early ({s}):\n{err}", self.what);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start:\n{err}",
+                self.what
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().expect("try_wait"))
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends `sig` unless it has exited already, and waits for the exit (at most `limit`:
+    /// then SIGKILL and a panic with its stderr).
+    pub fn signal_and_wait(&mut self, sig: Signal, limit: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        if c.try_wait().expect("try_wait").is_none() {
+            kill(Pid::from_raw(c.id() as i32), sig).unwrap_or_else(|e| panic!("{sig}: {e}"));
+        }
+        wait_bounded(&mut c, limit).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {limit:?} of {sig}; stderr:\n{}",
+                self.what,
+                self.stderr_text()
+            )
+        })
+    }
+
+    /// SIGKILL, reaped; returns its pid.
+    pub fn kill(&mut self) -> u32 {
+        let mut c = self.child.take().expect("running");
+        let pid = c.id();
+        let _ = c.kill();
+        let _ = c.wait();
+        pid
+    }
+
+    /// SIGINT (unless it has exited already), a clean exit within `limit`, and the JSON of
+    /// its stats file `stats`. Echoes its stderr.
+    pub fn stop_with_stats(mut self, stats: &Path, limit: Duration) -> Value {
+        let status = self.signal_and_wait(Signal::SIGINT, limit);
+        let err = self.stderr_text();
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGINT; stderr:\n{err}",
+            self.what
+        );
+        eprint!("{err}");
+        let text = fs::read_to_string(stats)
+            .unwrap_or_else(|e| panic!("no stats file {}: {e}; stderr:\n{err}", stats.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("stats file is not JSON ({e}):\n{text}"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = fs::remove_file(&self.stderr);
+        for f in &self.files {
+            let _ = fs::remove_file(f);
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`: past it, kills it and returns `None`.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `program args...` in the client namespace, under `timeout -k 2 SECS`.
@@ -189,11 +329,9 @@ impl Service {
 /// An `xdpstack http|echo` process in a sandbox's server namespace, with both addresses and a
 /// per-test stats file. Dropping it kills the process if it still runs and removes its files.
 pub struct Server {
-    child: Option<Child>,
+    proc: Spawned,
     service: Service,
     stats: PathBuf,
-    stderr: PathBuf,
-    stdout: PathBuf,
     /// Successful readiness probes (HTTP: each one is a request the server answered).
     pub probes: u64,
 }
@@ -206,28 +344,22 @@ impl Server {
         let info = sb.info();
         let tag = format!("{}-{}", info.name, service.name());
         let stats = temp_path(&tag, "json");
-        let stderr = temp_path(&tag, "err");
         let stdout = temp_path(&tag, "out");
-        let child = sb
-            .command(Side::Server, BIN)
-            .arg(service.name())
+        let mut cmd = sb.command(Side::Server, BIN);
+        cmd.arg(service.name())
             .args(["--iface", &info.server_if])
             .args(["--addr", &info.server_ip4])
             .args(["--addr6", &info.server_ip6])
             .arg("--stats-file")
             .arg(&stats)
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).expect("create stdout file"))
-            .stderr(fs::File::create(&stderr).expect("create stderr file"))
-            .spawn()
-            .expect("spawn the server");
+            .stdout(fs::File::create(&stdout).expect("create stdout file"));
+        let what = format!("the {} server", service.name());
+        let proc = Spawned::spawn(&mut cmd, &tag, &what, &[&stats, &stdout]);
         let mut server = Server {
-            child: Some(child),
+            proc,
             service,
             stats,
-            stderr,
-            stdout,
             probes: 0,
         };
         let port = extra
@@ -307,73 +439,22 @@ impl Server {
 
     /// The server's pid (the `ip netns exec` process execs the server).
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("server running").id() as i32)
+        Pid::from_raw(self.proc.pid() as i32)
     }
 
     /// `Some(status)` if the process has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().expect("try_wait"))
+        self.proc.try_wait()
     }
 
     /// What the server wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.proc.stderr_text()
     }
 
     /// Sends SIGINT, waits (at most 10 s) for a clean exit and returns the stats JSON.
-    pub fn stop(mut self) -> Value {
-        let mut child = self.child.take().expect("server running");
-        let pid = Pid::from_raw(child.id() as i32);
-        if child.try_wait().expect("try_wait").is_none() {
-            kill(pid, Signal::SIGINT).expect("SIGINT the server");
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the {} server did not exit within {STOP_TIMEOUT:?} of SIGINT; stderr:\n{}",
-                    self.service.name(),
-                    self.stderr_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let stderr = self.stderr_text();
-        assert!(
-            status.success(),
-            "the {} server exited with {status} after SIGINT; stderr:\n{stderr}",
-            self.service.name()
-        );
-        eprint!("{stderr}");
-        let text = fs::read_to_string(&self.stats).unwrap_or_else(|e| {
-            panic!(
-                "no stats file {}: {e}; stderr:\n{stderr}",
-                self.stats.display()
-            )
-        });
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("stats file is not JSON ({e}):\n{text}"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-        for path in [&self.stats, &self.stderr, &self.stdout] {
-            let _ = fs::remove_file(path);
-        }
+    pub fn stop(self) -> Value {
+        self.proc.stop_with_stats(&self.stats, STOP_TIMEOUT)
     }
 }
 

@@ -126,35 +126,26 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     };
     // The server CPU counted for the attached subject is the daemon's only (the process the
     // load is measured against); the attached process shares its core.
-    let subjects: [(&xdpstack::sandbox::Sandbox, &Proc, u16); 3] = [
-        (&isb, &inproc, 80),
-        (&dsb, &daemon, PORT),
-        (&ksb, &nginx, 80),
-    ];
-    for run in 0..ctx.runs {
-        for (i, (sb, server, port)) in subjects.iter().enumerate() {
-            let o = WrkOpts {
-                conns,
-                threads: 1,
-                seconds: secs,
-                close: false,
-                timeout_s: 5,
-                port: *port,
-            };
-            match common::run_wrk(sb, server, &client_cpu, &o, &dir) {
-                Ok(m) => {
-                    if run == 0 {
-                        res.placement.extend(m.placement.iter().cloned());
-                    }
-                    case.subjects[i].runs.push(common::wrk_metrics(&m));
-                }
-                Err(crate::procs::BenchError::Interrupted) => {
-                    return Err(crate::procs::BenchError::Interrupted)
-                }
-                Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
-            }
-        }
-    }
+    let wrk = |port| WrkOpts {
+        conns,
+        threads: 1,
+        seconds: secs,
+        close: false,
+        timeout_s: 5,
+        port,
+    };
+    common::wrk_rounds(
+        ctx,
+        &mut case,
+        &[
+            (&isb, &inproc, wrk(80)),
+            (&dsb, &daemon, wrk(PORT)),
+            (&ksb, &nginx, wrk(80)),
+        ],
+        &client_cpu,
+        &dir,
+        Some(&mut res.placement),
+    )?;
     for s in &mut case.subjects {
         s.finish();
     }

@@ -69,22 +69,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             subjects: vec![Subject::new(STACK), Subject::new(NGINX)],
             ratios: Vec::new(),
         };
-        for run in 0..ctx.runs {
-            for (i, (sb, server)) in [(&ssb, &stack), (&ksb, &nginx)].into_iter().enumerate() {
-                match common::run_wrk(sb, server, &client_cpu, &o, &dir) {
-                    Ok(m) => {
-                        if run == 0 && !close {
-                            res.placement.extend(m.placement.iter().cloned());
-                        }
-                        case.subjects[i].runs.push(common::wrk_metrics(&m));
-                    }
-                    Err(crate::procs::BenchError::Interrupted) => {
-                        return Err(crate::procs::BenchError::Interrupted)
-                    }
-                    Err(e) => case.subjects[i].errors.push(format!("run {run}: {e}")),
-                }
-            }
-        }
+        common::wrk_rounds(
+            ctx,
+            &mut case,
+            &[(&ssb, &stack, o.clone()), (&ksb, &nginx, o)],
+            &client_cpu,
+            &dir,
+            (!close).then_some(&mut res.placement),
+        )?;
         for s in &mut case.subjects {
             s.finish();
         }

@@ -1,0 +1,242 @@
+//! The proxy on one engine in memory (no root): a `MemClient` on the wire,
+//! the attached process played by the test on the app side of a channel.
+//! What is checked: the count of connections with staged bytes, which
+//! decides whether a turn is busy, against the connections themselves.
+
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use nic::mem::{MemConfig, MemRings};
+use nic::shm::{Channel, RingRx, RingTx, Side};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use smoltcp::iface::SocketHandle;
+use stack::engine::{Engine, EngineConfig};
+use stack::reuseport::{BindAddr, BindOptions, FlowHasher, HashSelector};
+use stack::shared::Shared;
+use stack::worker::App;
+use testkit::{ClientConfig, MemClient};
+
+use super::{Ctl, ProxyApp};
+use crate::daemon::Hub;
+use attach::proto;
+
+/// The engine's socket takes this much: a larger send stays staged.
+const TX_BUF: usize = 8192;
+const CLIENT: u64 = 1;
+
+/// The engine with its proxy, the wire client, and the attached process's
+/// ends of its channel; one virtual clock.
+struct Rig {
+    engine: Engine<MemRings>,
+    proxy: ProxyApp,
+    hub: Arc<Hub>,
+    shared: Arc<Shared>,
+    wire: MemClient,
+    tx: RingTx,
+    rx: RingRx,
+    _chan: Channel,
+    now: Instant,
+    /// The last turn's `poll`: when it ran, when it asked to run again.
+    polled: (Instant, Option<Instant>),
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let mem = MemConfig {
+            frames: 1024,
+            ring: 512,
+            ..MemConfig::default()
+        };
+        let (a, b) = MemRings::pair(mem);
+        let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
+        let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((testkit::SERVER_IP4, 24)), None);
+        cfg.tcp_tx_buf = TX_BUF;
+        let mut engine = Engine::new(a, cfg, shared.clone(), 0, 0);
+        let hub = Arc::new(Hub::new(1, Arc::new(HashSelector), 8));
+        let proxy = ProxyApp::new(0, hub.clone(), &mut engine);
+        let chan = Channel::create("proxy-test", 1 << 20).unwrap();
+        let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).unwrap();
+        hub.post(
+            0,
+            Ctl::Attach {
+                client: CLIENT,
+                chan: chan.clone(),
+                bell: Arc::new(bell),
+            },
+        );
+        let (tx, rx) = chan.split(Side::App);
+        let now = Instant::now();
+        Rig {
+            engine,
+            proxy,
+            hub,
+            shared,
+            wire: MemClient::new(b, &ClientConfig::engine_peer()),
+            tx,
+            rx,
+            _chan: chan,
+            now,
+            polled: (now, None),
+        }
+    }
+
+    /// One worker turn (wire, ingress, the proxy, egress), then a
+    /// millisecond passes.
+    fn turn(&mut self) {
+        let t = self.shared.time_at(self.now);
+        self.wire.step(t);
+        self.engine.ingress(t);
+        self.polled = (self.now, self.proxy.poll(&mut self.engine, self.now));
+        self.engine.egress(t);
+        self.now += Duration::from_millis(1);
+    }
+
+    /// Whether the last turn asked to run again at once (a busy turn: the
+    /// proxy's 1 ms; an idle one waits for its next sweep, 50 ms).
+    fn busy(&self) -> bool {
+        let (at, next) = self.polled;
+        next == Some(at + Duration::from_millis(1))
+    }
+
+    /// Listen on port 80 for the process; its listener id.
+    fn listen(&mut self) -> u64 {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.hub.post(
+            0,
+            Ctl::Bind {
+                client: CLIENT,
+                udp: false,
+                addr: BindAddr::Any4,
+                port: 80,
+                opts: BindOptions::new(1000).with_backlog(8),
+                reply,
+            },
+        );
+        self.turn();
+        answer.try_recv().unwrap().unwrap()
+    }
+
+    /// The process's next record from the proxy.
+    fn record(&mut self) -> Option<(u8, u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let r = self.rx.pop(&mut out).unwrap()?;
+        self.rx.release();
+        Some((r.kind, r.id, out))
+    }
+
+    /// A wire connection, offered to the process and taken by it.
+    fn connection(&mut self, sport: u16) -> (SocketHandle, u64) {
+        let h = self.wire.connect(sport, (testkit::SERVER_IP4, 80));
+        for _ in 0..200 {
+            self.turn();
+            while let Some((kind, id, _)) = self.record() {
+                if kind == proto::ACCEPTED {
+                    self.command(proto::TAKEN, id, &[]);
+                    return (h, id);
+                }
+            }
+        }
+        panic!("no connection offered");
+    }
+
+    /// A command of the process, published at once.
+    fn command(&mut self, kind: u8, id: u64, bytes: &[u8]) {
+        assert!(self.tx.push(kind, id, &[bytes]));
+        self.tx.publish();
+    }
+
+    /// The proxy's count against the connections it holds.
+    fn staging(&self) -> (usize, usize) {
+        let held = self
+            .proxy
+            .conns
+            .values()
+            .filter(|p| !p.staged.is_empty())
+            .count();
+        (self.proxy.staging, held)
+    }
+
+    /// Read what the wire client received on `h`.
+    fn drain_wire(&mut self, h: SocketHandle) -> usize {
+        let s = self.wire.tcp(h);
+        let mut n = 0;
+        while s.can_recv() {
+            n += s.recv(|b| (b.len(), b.len())).unwrap();
+        }
+        n
+    }
+}
+
+#[test]
+fn staged_bytes_are_counted_until_the_socket_takes_them() {
+    let mut rig = Rig::new();
+    rig.listen();
+    let (h, id) = rig.connection(40000);
+    let (h2, id2) = rig.connection(40001);
+    rig.turn();
+    assert_eq!(rig.staging(), (0, 0));
+
+    // More than the socket holds: the rest waits in the proxy, and every
+    // turn is busy until the peer has read it all.
+    let body = vec![7u8; 3 * TX_BUF];
+    rig.command(proto::SEND, id, &body);
+    rig.command(proto::SEND, id2, &body[..TX_BUF / 2]);
+    rig.turn();
+    assert_eq!(rig.staging(), (1, 1));
+    assert!(rig.busy());
+
+    let mut got = 0;
+    for _ in 0..2000 {
+        got += rig.drain_wire(h);
+        rig.drain_wire(h2);
+        rig.turn();
+        let (count, held) = rig.staging();
+        assert_eq!(count, held);
+        if count == 0 && got == body.len() {
+            break;
+        }
+        assert!(rig.busy() || count == 0);
+    }
+    assert_eq!(got, body.len());
+    assert_eq!(rig.staging(), (0, 0));
+    // Nothing staged, owed or blocked: the proxy waits for its sweep.
+    rig.turn();
+    rig.turn();
+    assert!(!rig.busy(), "{:?}", rig.polled);
+    assert!(rig.wire.tcp(h).is_active());
+}
+
+#[test]
+fn the_count_follows_aborts_over_credit_and_detach() {
+    let mut rig = Rig::new();
+    rig.listen();
+    let (_, a) = rig.connection(40000);
+    let (_, b) = rig.connection(40001);
+    let (_, c) = rig.connection(40002);
+    let fill = vec![1u8; TX_BUF];
+
+    // Staged, then aborted in the same batch: forgotten, not counted.
+    rig.command(proto::SEND, a, &fill);
+    rig.command(proto::SEND, a, &fill);
+    rig.command(proto::ABORT, a, &[]);
+    // Staged past the credit: reset, its bytes dropped.
+    rig.command(proto::SEND, b, &fill);
+    rig.command(proto::SEND, b, &fill);
+    rig.command(proto::SEND, b, &vec![2u8; proto::SEND_CREDIT]);
+    // Staged and closed: finishes as an orphan once the process is gone.
+    rig.command(proto::SEND, c, &fill);
+    rig.command(proto::SEND, c, &fill);
+    rig.command(proto::CLOSE, c, &[]);
+    rig.turn();
+    assert_eq!(rig.proxy.counters.over_credit, 1);
+    assert_eq!(rig.staging(), (1, 1));
+
+    rig.hub.post(0, Ctl::Detach { client: CLIENT });
+    rig.turn();
+    assert_eq!(rig.proxy.counters.detached, 1);
+    assert_eq!(rig.staging(), (1, 1), "the orphan still has bytes to send");
+
+    // The wire client never reads: stop with bytes staged.
+    App::<MemRings>::shutdown(&mut rig.proxy, &mut rig.engine);
+    assert_eq!(rig.staging(), (0, 0));
+}
