@@ -183,7 +183,7 @@ worker_cpu_affinity {aff};
 worker_rlimit_nofile {nofile};
 pid {ds}/nginx.pid;
 error_log {ds}/error.log warn;
-events {{ worker_connections 65536; }}
+events {{ worker_connections 65536; multi_accept on; }}
 http {{
     access_log off;
     server_tokens off;
@@ -495,6 +495,155 @@ pub fn conns_per_process() -> usize {
     let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(s, _)| s as usize);
     soft.saturating_sub(1000).max(500)
+}
+
+/// Options of one `pktgen --template http` run (an HTTP client with its own TCP on an AF_XDP
+/// socket on the client's veth end: no client kernel on either core).
+#[derive(Clone, Debug)]
+pub struct HttpGenOpts {
+    /// Connections.
+    pub conns: usize,
+    /// Requests outstanding at most (0: one per connection).
+    pub inflight: usize,
+    /// One request per connection.
+    pub close: bool,
+    /// Seconds.
+    pub seconds: u64,
+    /// Client source addresses (198.18.0.2 and up).
+    pub addrs: usize,
+    /// SYNs per second while connecting (0: no limit).
+    pub connect_rate: u64,
+    /// Read the server's CPU at this point of the run too (a steady phase).
+    pub mark: Option<Duration>,
+}
+
+impl HttpGenOpts {
+    /// The command line, for the reports.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "pktgen --template http --conns {} --rate 0 --duration {}",
+            self.conns, self.seconds
+        );
+        if self.close {
+            s.push_str(" --close");
+        }
+        if self.inflight > 0 {
+            s.push_str(&format!(" --inflight {}", self.inflight));
+        }
+        if self.connect_rate > 0 {
+            s.push_str(&format!(" --connect-rate {}", self.connect_rate));
+        }
+        if self.addrs > 1 {
+            s.push_str(&format!(" --src 198.18.0.2-198.18.0.{}", 1 + self.addrs));
+        }
+        s
+    }
+}
+
+/// Runs `pktgen --template http` from the client namespace against `server`.
+pub fn run_httpgen(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    o: &HttpGenOpts,
+    dir: &Path,
+) -> Result<Measured<parse::HttpGenReport>> {
+    let mut args = strings(&[
+        "pktgen",
+        "--iface",
+        &sb.info().client_if,
+        "--template",
+        "http",
+        "--dst",
+        SERVER_IP,
+        "--rate",
+        "0",
+        "--duration",
+        &o.seconds.to_string(),
+        "--conns",
+        &o.conns.to_string(),
+        "--frames",
+        "65536",
+        "--cores",
+        cpu,
+        "--drain-ms",
+        "500",
+        // Generic XDP on the client's end: a veth whose peer has a native XDP program takes
+        // the peer's packets into a 256-entry ring, and nginx's bursts of responses at 10,000
+        // connections overflowed it (tens of thousands of drops, each a retransmission for
+        // nginx); generic mode takes them through the kernel's backlog like any packet.
+        "--xdp-mode",
+        "generic",
+        "--quiet",
+    ]);
+    if o.close {
+        args.push("--close".into());
+    }
+    if o.inflight > 0 {
+        args.extend(strings(&["--inflight", &o.inflight.to_string()]));
+    }
+    if o.connect_rate > 0 {
+        args.extend(strings(&["--connect-rate", &o.connect_rate.to_string()]));
+    }
+    if o.addrs > 1 {
+        args.extend(strings(&[
+            "--src",
+            &format!("198.18.0.2-198.18.0.{}", 1 + o.addrs),
+        ]));
+    }
+    let limit = Duration::from_secs(o.seconds + 40);
+    let m = measure_many_marked(
+        sb,
+        server,
+        cpu,
+        "pktgen http",
+        &ctx.bins.xdpstack,
+        &[args],
+        dir,
+        limit,
+        o.mark,
+    )?;
+    let out = m.report.first().cloned().unwrap_or_default();
+    let r = parse::parse_pktgen_http(&out)?;
+    if r.frame_accounting != "ok" {
+        return err(format!(
+            "pktgen http frame accounting: {}",
+            r.frame_accounting
+        ));
+    }
+    Ok(Measured {
+        report: r,
+        server_cpu_s: m.server_cpu_s,
+        client_cpu_s: m.client_cpu_s,
+        placement: m.placement,
+        server_mem_kib: m.server_mem_kib,
+        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
+        wall_s: m.wall_s,
+        cores: m.cores,
+        loadavg1: m.loadavg1,
+        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
+    })
+}
+
+/// The usual metrics of a `pktgen --template http` run (named as wrk's where they mean the
+/// same).
+pub fn httpgen_metrics(m: &Measured<parse::HttpGenReport>) -> Metrics {
+    let r = &m.report;
+    let mut x = Metrics::new();
+    x.insert("rps".into(), r.rps);
+    x.insert("requests".into(), r.responses as f64);
+    x.insert("p50_us".into(), r.p50_us);
+    x.insert("p99_us".into(), r.p99_us);
+    x.insert("socket_errors".into(), (r.errors + r.timeouts) as f64);
+    x.insert("retransmits".into(), r.retransmits as f64);
+    x.insert("server_cpu_s".into(), m.server_cpu_s);
+    x.insert("client_cpu_s".into(), m.client_cpu_s);
+    if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.responses as f64) {
+        x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
+    }
+    add_core_metrics(&mut x, m);
+    x
 }
 
 /// Runs wrk against `http://198.18.0.1:PORT/` from the client namespace: one process, or several

@@ -43,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// HTTP keep-alive and Connection: close, xdpstack vs nginx (wrk).
+    /// HTTP keep-alive and Connection: close, xdpstack vs nginx (wrk and the AF_XDP client pktgen http).
     Http,
     /// UDP echo and DNS: xdpstack vs kernel vs raw AF_XDP reflector.
     Udp,

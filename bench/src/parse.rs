@@ -270,6 +270,115 @@ pub struct PktgenReport {
     pub frame_accounting: String,
 }
 
+/// What `pktgen --template http` reported.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpGenReport {
+    /// Requests sent (first sends).
+    pub requests: u64,
+    /// Complete responses.
+    pub responses: u64,
+    /// Responses per second over the sending time.
+    pub rps: f64,
+    /// Seconds of sending.
+    pub send_seconds: f64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Most connections established at once.
+    pub peak_open: u64,
+    /// Seconds until every connection was up at once (none: never).
+    pub all_open_s: Option<f64>,
+    /// Responses that were not 2xx, could not be read, or connections reset by the server.
+    pub errors: u64,
+    /// Connections given up after the client's retries.
+    pub timeouts: u64,
+    /// Requests sent again.
+    pub retransmits: u64,
+    /// Request-to-response percentiles, µs.
+    pub p50_us: f64,
+    /// 99th.
+    pub p99_us: f64,
+    /// CPU seconds of the client thread.
+    pub cpu_s: f64,
+    /// Per second: (end time s, seconds covered, responses, connections open).
+    pub series: Vec<(f64, f64, u64, u64)>,
+    /// The frame accounting check.
+    pub frame_accounting: String,
+}
+
+impl HttpGenReport {
+    /// Responses and seconds after `mark` seconds (whole samples ending after it), and the
+    /// connections open at the first sample at or after it.
+    pub fn after(&self, mark: f64) -> (u64, f64, u64) {
+        let mut n = 0;
+        let mut secs = 0.0;
+        let mut open = None;
+        for &(t, dt, answered, o) in &self.series {
+            if t - dt >= mark - 0.05 {
+                n += answered;
+                secs += dt;
+            }
+            if t >= mark && open.is_none() {
+                open = Some(o);
+            }
+        }
+        (n, secs, open.unwrap_or(0))
+    }
+}
+
+/// Parses `pktgen --template http`'s JSON summary.
+pub fn parse_pktgen_http(out: &str) -> Result<HttpGenReport, ParseError> {
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|_| bad("pktgen http JSON", out))?;
+    let t = &v["totals"];
+    let c = &t["counters"];
+    if !c.is_object() {
+        return Err(ParseError::Missing("totals.counters"));
+    }
+    let u = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    let lat = &v["latency_us"];
+    let cpu_s = v["threads"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let series = v["per_second"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        f(&s["t"]),
+                        f(&s["seconds"]),
+                        u(&s["answered"]),
+                        u(&s["open"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(HttpGenReport {
+        requests: u(&c["requests"]),
+        responses: u(&c["responses"]),
+        rps: f(&t["responses_per_s"]),
+        send_seconds: f(&t["send_seconds"]),
+        connects: u(&c["connects"]),
+        peak_open: u(&t["peak_open"]),
+        all_open_s: t["all_open_s"].as_f64(),
+        errors: u(&c["status_other"]) + u(&c["bad_responses"]) + u(&c["rst_received"]),
+        timeouts: u(&c["timeouts"]),
+        retransmits: u(&c["request_retransmits"]),
+        p50_us: f(&lat["p50"]),
+        p99_us: f(&lat["p99"]),
+        cpu_s,
+        series,
+        frame_accounting: v["frame_accounting"].as_str().unwrap_or("").to_string(),
+    })
+}
+
 /// Parses pktgen's JSON summary.
 pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
     let v: serde_json::Value =
@@ -488,6 +597,30 @@ Percentage of the requests served within a certain time (ms)
             parse_ab("nothing"),
             Err(ParseError::Missing("Complete requests:"))
         );
+    }
+
+    #[test]
+    fn pktgen_http_summary() {
+        let out = r#"{"totals": {"sent": 10, "answered": 9, "responses_per_s": 4.5,
+          "send_seconds": 2.0, "peak_open": 3, "all_open_s": 0.5,
+          "counters": {"requests": 10, "responses": 9, "connects": 3, "status_other": 1,
+            "bad_responses": 0, "rst_received": 1, "timeouts": 2, "request_retransmits": 4}},
+          "latency_us": {"p50": 10.0, "p99": 20.0},
+          "threads": [{"cpu_user_s": 0.5, "cpu_sys_s": 0.25}],
+          "per_second": [{"t": 1.0, "seconds": 1.0, "answered": 4, "open": 2},
+                         {"t": 2.0, "seconds": 1.0, "answered": 5, "open": 3}],
+          "frame_accounting": "ok"}"#;
+        let r = parse_pktgen_http(out).expect("parses");
+        assert_eq!(
+            (r.requests, r.responses, r.connects, r.peak_open),
+            (10, 9, 3, 3)
+        );
+        assert_eq!((r.errors, r.timeouts, r.retransmits), (2, 2, 4));
+        assert_eq!(r.all_open_s, Some(0.5));
+        assert_eq!(r.cpu_s, 0.75);
+        assert_eq!(r.after(1.0), (5, 1.0, 2));
+        assert_eq!(r.after(0.0), (9, 2.0, 2));
+        assert!(parse_pktgen_http("{}").is_err());
     }
 
     #[test]

@@ -168,6 +168,8 @@ pub struct Live {
     pub received: AtomicU64,
     /// Replies matched.
     pub answered: AtomicU64,
+    /// Connections established now (http).
+    pub open: AtomicU64,
 }
 
 /// How frames are written.

@@ -959,6 +959,7 @@ fn run_http<R: Rings + Send + 'static>(
             "responses_per_s": c.responses as f64 / secs,
             "connects_per_s": c.connects as f64 / secs,
             "peak_open": r.peak_open,
+            "all_open_s": r.all_open_s,
             "counters": c,
         },
         "per_second": series,
@@ -1019,6 +1020,8 @@ fn monitor(
             )
         })
     };
+    let open =
+        |lives: &[Arc<Live>]| -> u64 { lives.iter().map(|l| l.open.load(Ordering::Relaxed)).sum() };
     // Bounded: the threads end by send_until + drain (both bounded), and a
     // signal only shortens that.
     loop {
@@ -1035,6 +1038,7 @@ fn monitor(
                     "sent": ds,
                     "received": dr,
                     "answered": da,
+                    "open": open(lives),
                 }));
                 // The last sample may be a sliver of a second (the drain):
                 // it is in the series, not worth a line.
