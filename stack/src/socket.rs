@@ -33,6 +33,125 @@ impl ConnId {
 /// (applications keep per-connection state in one).
 pub type ConnMap<V> = std::collections::HashMap<ConnId, V, crate::flow::FlowHash>;
 
+/// Per-connection state of an application, indexed by the connection's
+/// slot: a lookup is one index and one generation check, where a hash map
+/// first probes its control bytes (a second cache miss per event at 100,000
+/// connections). Slots are the engine's, dense from 0, so the vector stays
+/// as long as the engine's connection table.
+#[derive(Debug)]
+pub struct ConnSlab<V> {
+    slots: Vec<Option<(u32, V)>>,
+    len: usize,
+}
+
+impl<V> Default for ConnSlab<V> {
+    fn default() -> Self {
+        ConnSlab {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> ConnSlab<V> {
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Put `v` for `id`; returns what `id`'s slot held for any generation.
+    pub fn insert(&mut self, id: ConnId, v: V) -> Option<V> {
+        let i = id.idx as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let old = self.slots[i].replace((id.gen, v)).map(|(_, v)| v);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// The entry of `id` (this generation only).
+    pub fn get_mut(&mut self, id: &ConnId) -> Option<&mut V> {
+        match self.slots.get_mut(id.idx as usize) {
+            Some(Some((g, v))) if *g == id.gen => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The entry of `id` (this generation only).
+    pub fn get(&self, id: &ConnId) -> Option<&V> {
+        match self.slots.get(id.idx as usize) {
+            Some(Some((g, v))) if *g == id.gen => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Take `id`'s entry (this generation only).
+    pub fn remove(&mut self, id: &ConnId) -> Option<V> {
+        let slot = self.slots.get_mut(id.idx as usize)?;
+        if slot.as_ref().is_some_and(|(g, _)| *g == id.gen) {
+            self.len -= 1;
+            slot.take().map(|(_, v)| v)
+        } else {
+            None
+        }
+    }
+
+    /// Every entry, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &V)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.as_ref().map(|(g, v)| {
+                (
+                    ConnId {
+                        idx: i as u32,
+                        gen: *g,
+                    },
+                    v,
+                )
+            })
+        })
+    }
+
+    /// Drop every entry.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod slab_tests {
+    use super::*;
+
+    #[test]
+    fn generations_and_slots() {
+        let mut s = ConnSlab::default();
+        let a = ConnId::new(3, 1);
+        assert_eq!(s.insert(a, "a"), None);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get_mut(&a).copied(), Some("a"));
+        // The slot's next generation is another connection.
+        let b = ConnId::new(3, 2);
+        assert_eq!(s.get(&b), None);
+        assert_eq!(s.remove(&b), None);
+        assert_eq!(s.remove(&a), Some("a"));
+        assert!(s.is_empty());
+        s.insert(b, "b");
+        s.insert(ConnId::new(0, 9), "c");
+        let all: Vec<_> = s.iter().map(|(id, v)| (id, *v)).collect();
+        assert_eq!(all, vec![(ConnId::new(0, 9), "c"), (b, "b")]);
+        s.clear();
+        assert_eq!((s.len(), s.get(&b)), (0, None));
+    }
+}
+
 /// A TCP listener (a reuseport group member) on one engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerId(pub MemberId);

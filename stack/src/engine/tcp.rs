@@ -84,6 +84,15 @@ pub(super) struct Conns {
 }
 
 impl Conns {
+    /// Read what delivering a segment to `c` reads first (the slot, its
+    /// socket's state), so that a batch's cache misses overlap (see
+    /// `Engine::ingress`).
+    pub(super) fn touch(&self, c: ConnId) -> Option<tcp::State> {
+        let s = self.slot(c)?;
+        let h = s.handle?;
+        Some(s.set.get::<tcp::Socket>(h).state())
+    }
+
     pub(super) fn set_mut(&mut self, idx: u32) -> Option<&mut SocketSet<'static>> {
         self.slots.get_mut(idx as usize).map(|s| &mut s.set)
     }
