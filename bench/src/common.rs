@@ -399,8 +399,9 @@ pub fn measure_many(
     measure_many_marked(sb, server, cpu, label, program, arg_lists, dir, limit, None)
 }
 
-/// [`measure_many`] that also reads the server's CPU at `mark` after the start, for the CPU of
-/// the part of the run after it (a steady phase after a connection phase).
+/// [`measure_many`] that also reads the server's CPU at two points after the start (`marks`),
+/// for the CPU of the part of the run between them (a steady phase after a connection phase,
+/// ending where the load stops sending: not the client's drain and reset at its end).
 #[allow(clippy::too_many_arguments)]
 pub fn measure_many_marked(
     sb: &Sandbox,
@@ -411,7 +412,7 @@ pub fn measure_many_marked(
     arg_lists: &[Vec<String>],
     dir: &Path,
     limit: Duration,
-    mark: Option<Duration>,
+    marks: Option<(Duration, Duration)>,
 ) -> Result<Measured<Vec<String>>> {
     let loadavg1 = env::loadavg1();
     let t0 = Instant::now();
@@ -434,18 +435,26 @@ pub fn measure_many_marked(
     let mut ktcp = 0;
     let mut sampled = false;
     let mut mark_ticks = None;
+    let mut end_ticks = None;
     let end = t0 + limit;
     while tools.iter_mut().any(|t| t.running()) && Instant::now() < end {
-        // Short steps until the mark, so that it is read within ~20 ms of its time.
-        let step = match mark {
-            Some(m) if mark_ticks.is_none() => (m.saturating_sub(t0.elapsed()))
-                .clamp(Duration::from_millis(1), Duration::from_millis(250)),
-            _ => Duration::from_millis(250),
+        // Short steps until each mark, so that it is read within ~20 ms of its time.
+        let next_mark = match marks {
+            Some((m, _)) if mark_ticks.is_none() => Some(m),
+            Some((_, e)) if end_ticks.is_none() => Some(e),
+            _ => None,
         };
+        let step = next_mark.map_or(Duration::from_millis(250), |m| {
+            m.saturating_sub(t0.elapsed())
+                .clamp(Duration::from_millis(1), Duration::from_millis(250))
+        });
         procs::sleep(step)?;
-        if let Some(m) = mark {
+        if let Some((m, e)) = marks {
             if mark_ticks.is_none() && t0.elapsed() >= m {
                 mark_ticks = Some(server.cpu_ticks());
+            }
+            if end_ticks.is_none() && t0.elapsed() >= e {
+                end_ticks = Some(server.cpu_ticks());
             }
         }
         let m = server.memory_kib();
@@ -486,7 +495,8 @@ pub fn measure_many_marked(
         wall_s: t0.elapsed().as_secs_f64(),
         cores: core_usage(&k0, &k1),
         loadavg1,
-        server_cpu_after_mark_s: mark_ticks.map(|t| procs::ticks_to_s(t, s1_before_exit)),
+        server_cpu_after_mark_s: mark_ticks
+            .map(|t| procs::ticks_to_s(t, end_ticks.unwrap_or(s1_before_exit))),
     })
 }
 
@@ -509,12 +519,13 @@ pub struct HttpGenOpts {
     pub close: bool,
     /// Seconds.
     pub seconds: u64,
-    /// Client source addresses (198.18.0.2 and up).
+    /// Client source addresses (198.18.0.10 and up).
     pub addrs: usize,
     /// SYNs per second while connecting (0: no limit).
     pub connect_rate: u64,
-    /// Read the server's CPU at this point of the run too (a steady phase).
-    pub mark: Option<Duration>,
+    /// Read the server's CPU at these two points of the run too (a steady phase: from the
+    /// first to the second).
+    pub marks: Option<(Duration, Duration)>,
 }
 
 impl HttpGenOpts {
@@ -533,9 +544,10 @@ impl HttpGenOpts {
         if self.connect_rate > 0 {
             s.push_str(&format!(" --connect-rate {}", self.connect_rate));
         }
-        if self.addrs > 1 {
-            s.push_str(&format!(" --src 198.18.0.2-198.18.0.{}", 1 + self.addrs));
-        }
+        s.push_str(&format!(
+            " --src 198.18.0.10-198.18.0.{}",
+            9 + self.addrs.max(1)
+        ));
         s
     }
 }
@@ -586,12 +598,14 @@ pub fn run_httpgen(
     if o.connect_rate > 0 {
         args.extend(strings(&["--connect-rate", &o.connect_rate.to_string()]));
     }
-    if o.addrs > 1 {
-        args.extend(strings(&[
-            "--src",
-            &format!("198.18.0.2-198.18.0.{}", 1 + o.addrs),
-        ]));
-    }
+    // Source addresses of its own (198.18.0.10 and up, announced to the server by ARP): a
+    // 4-tuple that wrk or curl left in TIME-WAIT on a kernel server takes a new SYN only with
+    // an ISN above the old connection's, which another client's ISN is not (half of nginx's
+    // connections then waited for retransmissions).
+    args.extend(strings(&[
+        "--src",
+        &format!("198.18.0.10-198.18.0.{}", 9 + o.addrs.max(1)),
+    ]));
     let limit = Duration::from_secs(o.seconds + 40);
     let m = measure_many_marked(
         sb,
@@ -602,7 +616,7 @@ pub fn run_httpgen(
         &[args],
         dir,
         limit,
-        o.mark,
+        o.marks,
     )?;
     let out = m.report.first().cloned().unwrap_or_default();
     let r = parse::parse_pktgen_http(&out)?;

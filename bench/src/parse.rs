@@ -306,14 +306,15 @@ pub struct HttpGenReport {
 }
 
 impl HttpGenReport {
-    /// Responses and seconds after `mark` seconds (whole samples ending after it), and the
-    /// connections open at the first sample at or after it.
-    pub fn after(&self, mark: f64) -> (u64, f64, u64) {
+    /// Responses and seconds between `mark` and `end` seconds (whole samples starting at or
+    /// after the mark and ending by the end), and the connections open at the first sample at
+    /// or after the mark.
+    pub fn between(&self, mark: f64, end: f64) -> (u64, f64, u64) {
         let mut n = 0;
         let mut secs = 0.0;
         let mut open = None;
         for &(t, dt, answered, o) in &self.series {
-            if t - dt >= mark - 0.05 {
+            if t - dt >= mark - 0.05 && t <= end + 0.1 {
                 n += answered;
                 secs += dt;
             }
@@ -618,8 +619,9 @@ Percentage of the requests served within a certain time (ms)
         assert_eq!((r.errors, r.timeouts, r.retransmits), (2, 2, 4));
         assert_eq!(r.all_open_s, Some(0.5));
         assert_eq!(r.cpu_s, 0.75);
-        assert_eq!(r.after(1.0), (5, 1.0, 2));
-        assert_eq!(r.after(0.0), (9, 2.0, 2));
+        assert_eq!(r.between(1.0, 2.0), (5, 1.0, 2));
+        assert_eq!(r.between(0.0, 2.0), (9, 2.0, 2));
+        assert_eq!(r.between(0.0, 1.0), (4, 1.0, 2));
         assert!(parse_pktgen_http("{}").is_err());
     }
 

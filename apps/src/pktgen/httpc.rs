@@ -406,6 +406,8 @@ struct Core {
     sending: bool,
     /// Source addresses introduced to the server so far.
     announced: u64,
+    /// The wall clock at the start in 16 ns ticks (ISNs count on from it).
+    isn_base: u32,
     sent_until: Option<Instant>,
     drain_until: Option<Instant>,
     all_open: Option<Instant>,
@@ -444,6 +446,9 @@ impl Core {
             scan_at: 0,
             sending: true,
             announced: 0,
+            isn_base: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| (d.as_nanos() >> 4) as u32),
             sent_until: None,
             drain_until: None,
             all_open: None,
@@ -879,8 +884,10 @@ impl Core {
             let flow = s as u32 + self.cfg.conns.max(1) * (opened % self.rounds);
             // Time-based, like Linux's: a 4-tuple that comes back starts
             // above where its last connection ended (a server in TIME-WAIT
-            // takes it).
-            let isn = (now_ns >> 4) as u32;
+            // takes it), also across runs (the clock is the wall clock, not
+            // the run's: a second run counting from zero again had its
+            // SYNs refused by the TIME-WAIT sockets the first one left).
+            let isn = self.isn_base.wrapping_add((now_ns >> 4) as u32);
             let c = &mut self.conns[s];
             *c = Conn {
                 st: St::Free,

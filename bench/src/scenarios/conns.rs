@@ -6,9 +6,9 @@
 //! with a request in flight on each (closed loop, like wrk's keep-alive mode). No client kernel
 //! takes part: on a veth pair the receive work of a packet runs on the core that sent it, so a
 //! kernel client's TCP work for every response (100,000 sockets' worth of it at the top level)
-//! ran on the server's core and was counted as the server's. Past 30,000 connections the client
-//! sends from more addresses (198.18.0.3 and up; pktgen answers ARP for them itself, nothing is
-//! configured in any namespace).
+//! ran on the server's core and was counted as the server's. The client sends from 198.18.0.10,
+//! and past 30,000 connections from more addresses (198.18.0.11 and up; pktgen announces them to
+//! the server and answers ARP for them itself, nothing is configured in any namespace).
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ const NGINX: &str = "nginx";
 pub const TCP_BUF: u32 = 4096;
 /// Connections per client source address at most (pktgen's ports 1024..65535 hold 64,512).
 const CONNS_PER_ADDR: usize = 30_000;
-/// Most client addresses (198.18.0.2 and the extra ones after it).
+/// Most client addresses (198.18.0.10 and the extra ones after it).
 const MAX_ADDRS: usize = 8;
 /// SYNs per second while the connections open (the same for both servers).
 const CONNECT_RATE: u64 = 50_000;
@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         let mut case = Case {
             name: format!("{level} connections"),
             load: format!(
-                "pktgen --template http --conns {level} --connect-rate {CONNECT_RATE} on core {client_cpu}, from {addrs} client address(es), one request in flight per connection, {secs} s (steady phase from {steady} s on){}",
+                "pktgen --template http --conns {level} --connect-rate {CONNECT_RATE} on core {client_cpu}, from {addrs} client address(es), one request in flight per connection, {secs} s (steady phase from {steady} s to {secs} s){}",
                 if procs_n > 1 {
                     format!("; nginx with {procs_n} worker processes, all on core {server_cpu}")
                 } else {
@@ -103,7 +103,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             (secs, steady),
                             &dir,
                         )?;
-                        let mut x = metrics(&m, idle, steady);
+                        let mut x = metrics(&m, idle, (steady, secs));
                         let st = common::stop_stack(p, &stats)?;
                         let w = &st["workers"][0];
                         for (k, v) in [
@@ -134,7 +134,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                             (secs, steady),
                             &dir,
                         )?;
-                        Ok((metrics(&m, idle, steady), m.placement))
+                        Ok((metrics(&m, idle, (steady, secs)), m.placement))
                     })
                 };
                 match r {
@@ -259,8 +259,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          connections past it, 1024 by default) and --frames sized to the level (twice the \
          connections, 4096 to 262144 frames of 2 KiB, and an rx ring of half the frames: it must \
          hold a segment from every connection at once, where a kernel server queues them per \
-         socket); the default buffer is 64 KiB each way. Past {CONNS_PER_ADDR} connections the client \
-         sends from more addresses (198.18.0.3 and up, one per {CONNS_PER_ADDR} connections). \
+         socket); the default buffer is 64 KiB each way. The client sends from 198.18.0.10, and past \
+         {CONNS_PER_ADDR} connections from more addresses (198.18.0.11 and up, one per \
+         {CONNS_PER_ADDR} connections). \
          nginx's socket buffers live in the kernel, not in its RSS: the kernel TCP memory \
          column (from /proc/net/sockstat; host-wide) shows them.",
         TCP_BUF / 1024,
@@ -278,10 +279,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          connection's next request as soon as its response is in; it retransmits after 1 s \
          (doubling, 6 tries) and counts a connection it gives up as a timeout. req/s counts the whole run, the connection phase included; `established` is the most \
          connections up at once. The steady columns count from a fixed mark (the level's \
-         `steady phase from` time, the same for both servers) to the end: responses completed \
-         after it and the server's CPU read at it, so that per-request CPU compares serving, \
-         not connection setup; `established at steady mark` says whether every connection \
-         was up by then."
+         `steady phase from` time, the same for both servers) to the end of sending: \
+         responses completed in between and the server's CPU read at both points, so that \
+         per-request CPU compares serving, not connection setup nor the client's drain and \
+         the reset of every connection at its end; `established at steady mark` says whether \
+         every connection was up by then."
             .replace("{CONNECT_RATE}", &CONNECT_RATE.to_string()),
     );
     res.wall_seconds = started.elapsed().as_secs_f64();
@@ -357,12 +359,18 @@ fn run_load(
         seconds: secs,
         addrs,
         connect_rate: CONNECT_RATE,
-        mark: Some(Duration::from_secs(steady)),
+        // The steady phase ends where sending does: the client's drain and the reset of every
+        // connection at its end (100,000 RSTs at the top level) are not serving.
+        marks: Some((Duration::from_secs(steady), Duration::from_secs(secs))),
     };
     common::run_httpgen(ctx, sb, server, cpu, &o, dir)
 }
 
-fn metrics(m: &common::Measured<HttpGenReport>, idle: (u64, u64), steady: u64) -> Metrics {
+fn metrics(
+    m: &common::Measured<HttpGenReport>,
+    idle: (u64, u64),
+    (steady, secs): (u64, u64),
+) -> Metrics {
     let r = &m.report;
     let mut x = Metrics::new();
     x.insert("rps".into(), r.rps);
@@ -381,9 +389,9 @@ fn metrics(m: &common::Measured<HttpGenReport>, idle: (u64, u64), steady: u64) -
     if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.responses as f64) {
         x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
     }
-    let (n, secs, open) = r.after(steady as f64);
+    let (n, span, open) = r.between(steady as f64, secs as f64);
     x.insert("established_at_mark".into(), open as f64);
-    x.insert("rps_steady".into(), n as f64 / secs.max(1e-9));
+    x.insert("rps_steady".into(), n as f64 / span.max(1e-9));
     if let Some(c) = m.server_cpu_after_mark_s {
         x.insert("server_cpu_steady_s".into(), c);
         if let Some(v) = crate::stats::cpu_per_1k(c, n as f64) {

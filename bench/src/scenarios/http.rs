@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             seconds: secs,
             addrs: 1,
             connect_rate: 0,
-            mark: None,
+            marks: None,
         };
         let mut case = Case {
             name: case_name.into(),
