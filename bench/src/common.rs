@@ -292,6 +292,24 @@ pub struct Measured<R> {
     pub server_cpu_after_mark_s: Option<f64>,
 }
 
+impl<R> Measured<R> {
+    /// The same measurement with the tool's report replaced by `f` of it.
+    pub fn map<T>(self, f: impl FnOnce(R) -> T) -> Measured<T> {
+        Measured {
+            report: f(self.report),
+            server_cpu_s: self.server_cpu_s,
+            client_cpu_s: self.client_cpu_s,
+            placement: self.placement,
+            server_mem_kib: self.server_mem_kib,
+            kernel_tcp_mem_kib: self.kernel_tcp_mem_kib,
+            wall_s: self.wall_s,
+            cores: self.cores,
+            loadavg1: self.loadavg1,
+            server_cpu_after_mark_s: self.server_cpu_after_mark_s,
+        }
+    }
+}
+
 /// Per-CPU jiffies now (busy, softirq, total), for [`core_usage`].
 pub fn read_cpus() -> Vec<(u64, u64, u64)> {
     parse::proc_stat_cpus(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
@@ -369,18 +387,7 @@ pub fn measure(
         dir,
         limit,
     )?;
-    Ok(Measured {
-        report: m.report.into_iter().next().unwrap_or_default(),
-        server_cpu_s: m.server_cpu_s,
-        client_cpu_s: m.client_cpu_s,
-        placement: m.placement,
-        server_mem_kib: m.server_mem_kib,
-        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
-        wall_s: m.wall_s,
-        cores: m.cores,
-        loadavg1: m.loadavg1,
-        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
-    })
+    Ok(m.map(|r| r.into_iter().next().unwrap_or_default()))
 }
 
 /// [`measure`] with several instances of the tool at once (one per argument list), all pinned
@@ -626,18 +633,7 @@ pub fn run_httpgen(
             r.frame_accounting
         ));
     }
-    Ok(Measured {
-        report: r,
-        server_cpu_s: m.server_cpu_s,
-        client_cpu_s: m.client_cpu_s,
-        placement: m.placement,
-        server_mem_kib: m.server_mem_kib,
-        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
-        wall_s: m.wall_s,
-        cores: m.cores,
-        loadavg1: m.loadavg1,
-        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
-    })
+    Ok(m.map(|_| r))
 }
 
 /// The usual metrics of a `pktgen --template http` run (named as wrk's where they mean the
@@ -707,18 +703,7 @@ pub fn run_wrk(
             *e = e.max(v);
         }
     }
-    Ok(Measured {
-        report: total,
-        server_cpu_s: m.server_cpu_s,
-        client_cpu_s: m.client_cpu_s,
-        placement: m.placement,
-        server_mem_kib: m.server_mem_kib,
-        kernel_tcp_mem_kib: m.kernel_tcp_mem_kib,
-        wall_s: m.wall_s,
-        cores: m.cores,
-        loadavg1: m.loadavg1,
-        server_cpu_after_mark_s: m.server_cpu_after_mark_s,
-    })
+    Ok(m.map(|_| total))
 }
 
 /// `ctx.runs` rounds of wrk, each against every server in turn: `servers[i]` (its sandbox,

@@ -326,6 +326,16 @@ impl HttpGenReport {
     }
 }
 
+/// CPU seconds (user + system) of all of pktgen's threads in its summary.
+fn threads_cpu_s(v: &serde_json::Value) -> f64 {
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    v["threads"].as_array().map_or(0.0, |ts| {
+        ts.iter()
+            .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
+            .sum()
+    })
+}
+
 /// Parses `pktgen --template http`'s JSON summary.
 pub fn parse_pktgen_http(out: &str) -> Result<HttpGenReport, ParseError> {
     let v: serde_json::Value =
@@ -338,14 +348,7 @@ pub fn parse_pktgen_http(out: &str) -> Result<HttpGenReport, ParseError> {
     let u = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
     let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
     let lat = &v["latency_us"];
-    let cpu_s = v["threads"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
-                .sum()
-        })
-        .unwrap_or(0.0);
+    let cpu_s = threads_cpu_s(&v);
     let series = v["per_second"]
         .as_array()
         .map(|a| {
@@ -391,14 +394,7 @@ pub fn parse_pktgen(out: &str) -> Result<PktgenReport, ParseError> {
     let u = |x: &serde_json::Value, what: &'static str| x.as_u64().ok_or_else(|| bad(what, out));
     let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
     let lat = &v["latency_us"];
-    let cpu_s = v["threads"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .map(|t| f(&t["cpu_user_s"]) + f(&t["cpu_sys_s"]))
-                .sum()
-        })
-        .unwrap_or(0.0);
+    let cpu_s = threads_cpu_s(&v);
     Ok(PktgenReport {
         sent: u(&t["sent"], "sent")?,
         received: u(&t["received"], "received")?,

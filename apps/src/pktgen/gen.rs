@@ -274,6 +274,34 @@ pub enum Step {
     Done,
 }
 
+/// A generator's loop: step until done; when `stop` is set, stop sending
+/// (and go on stepping: what is outstanding is awaited); when idle, sleep
+/// in `wait` for whole milliseconds (1 to 100), or go round again if the
+/// next thing is due within 50 µs (poll()'s millisecond would overshoot it
+/// twentyfold). Bounded by the steps' own deadlines.
+pub fn drive<G>(
+    g: &mut G,
+    stop: &AtomicBool,
+    mut stop_sending: impl FnMut(&mut G),
+    mut step: impl FnMut(&mut G, Instant) -> Step,
+    mut wait: impl FnMut(&mut G, i32),
+) {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            stop_sending(g);
+        }
+        match step(g, Instant::now()) {
+            Step::Busy => {}
+            Step::Idle(d) if d < Duration::from_micros(50) => {}
+            Step::Idle(d) => {
+                let ms = d.as_micros().div_ceil(1000).clamp(1, 100) as i32;
+                wait(g, ms);
+            }
+            Step::Done => break,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Sending,
@@ -662,22 +690,15 @@ impl<R: Rings> Gen<R> {
     pub fn run(&mut self, stop: &AtomicBool) {
         // Bounded: sending ends at `send_until` (at most the run's duration)
         // and draining `drain` later; every step is bounded by a batch.
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                self.stop_sending();
-            }
-            match self.step(Instant::now()) {
-                Step::Busy => {}
-                // A token due within 50 µs: poll()'s millisecond would
-                // overshoot it twentyfold; go round again.
-                Step::Idle(d) if d < Duration::from_micros(50) => {}
-                Step::Idle(d) => {
-                    let ms = d.as_micros().div_ceil(1000).clamp(1, 100) as i32;
-                    let _ = self.port.wait(ms);
-                }
-                Step::Done => break,
-            }
-        }
+        drive(
+            self,
+            stop,
+            |g| g.stop_sending(),
+            |g, now| g.step(now),
+            |g, ms| {
+                let _ = g.port.wait(ms);
+            },
+        );
     }
 
     /// Finish: check the frame accounting and hand back the report.

@@ -48,7 +48,8 @@ use smoltcp::wire::{
 };
 use stack::parse::{parse_ip, L4};
 
-use super::gen::{new_histogram, AddrRange, Live, PortRange, MAX_RTT_NS};
+pub use super::gen::Step;
+use super::gen::{drive, new_histogram, AddrRange, Live, PortRange, MAX_RTT_NS};
 use super::neigh::{self, MIN_FRAME};
 use super::pacer::Pacer;
 
@@ -360,17 +361,6 @@ pub struct HttpReport {
     pub port: PortStats,
     /// The frame accounting check.
     pub frames: Result<(), LedgerError>,
-}
-
-/// One step's outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Did something; go again.
-    Busy,
-    /// Nothing to do for this long.
-    Idle(Duration),
-    /// Finished.
-    Done,
 }
 
 /// The client on one port.
@@ -1177,20 +1167,15 @@ impl<R: Rings> HttpClient<R> {
     pub fn run(&mut self, stop: &AtomicBool) {
         // Bounded: sending ends at `send_until` (at most the run's
         // duration) and draining `drain` later; every step is bounded.
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                self.stop_sending();
-            }
-            match self.step(Instant::now()) {
-                Step::Busy => {}
-                Step::Idle(d) if d < Duration::from_micros(50) => {}
-                Step::Idle(d) => {
-                    let ms = d.as_micros().div_ceil(1000).clamp(1, 100) as i32;
-                    let _ = self.port.wait(ms);
-                }
-                Step::Done => break,
-            }
-        }
+        drive(
+            self,
+            stop,
+            |c| c.stop_sending(),
+            |c, now| c.step(now),
+            |c, ms| {
+                let _ = c.port.wait(ms);
+            },
+        );
     }
 
     /// Finish: check the frame accounting and hand back the report.

@@ -837,6 +837,16 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The summary's source ranges.
+fn src_json(plan: &Plan) -> Value {
+    json!({
+        "first": plan.src_ips.first.to_string(),
+        "addresses": plan.src_ips.len,
+        "first_port": plan.src_ports.first,
+        "last_port": plan.src_ports.last,
+    })
+}
+
 /// `--template http`: one client thread on the one queue.
 fn run_http<R: Rings + Send + 'static>(
     args: &PktgenArgs,
@@ -934,12 +944,7 @@ fn run_http<R: Rings + Send + 'static>(
         "src_mac": format_mac(mac),
         "dst_mac": format_mac(dst_mac),
         "dst_mac_from": mac_from,
-        "src": {
-            "first": plan.src_ips.first.to_string(),
-            "addresses": plan.src_ips.len,
-            "first_port": plan.src_ports.first,
-            "last_port": plan.src_ports.last,
-        },
+        "src": src_json(plan),
         "dst": args.dst.to_string(),
         "dst_port": plan.dst_port,
         "conns": conns,
@@ -1147,12 +1152,7 @@ fn summarize(
         "src_mac": format_mac(mac),
         "dst_mac": format_mac(dst_mac),
         "dst_mac_from": mac_from,
-        "src": {
-            "first": plan.src_ips.first.to_string(),
-            "addresses": plan.src_ips.len,
-            "first_port": plan.src_ports.first,
-            "last_port": plan.src_ports.last,
-        },
+        "src": src_json(plan),
         "flows": plan.flows,
         "dst": args.dst.to_string(),
         "dst_port": plan.dst_port,
