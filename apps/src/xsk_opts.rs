@@ -84,19 +84,19 @@ pub struct XskArgs {
     #[arg(long, default_value_t = 2048)]
     pub frame_size: u32,
     /// Rx ring entries (power of two; default: half of --frames, at
-    /// least 2048, at most 65536).
+    /// least 2048, at most 131072).
     #[arg(long)]
     pub rx_ring: Option<u32>,
     /// Tx ring entries (power of two; default: half of --frames, at
-    /// least 2048, at most 65536).
+    /// least 2048, at most 131072).
     #[arg(long)]
     pub tx_ring: Option<u32>,
     /// Fill ring entries (power of two; default: half of --frames, at
-    /// least 2048, at most 65536).
+    /// least 2048, at most 131072).
     #[arg(long)]
     pub fill_ring: Option<u32>,
     /// Completion ring entries (power of two; default: half of --frames, at
-    /// least 2048, at most 65536).
+    /// least 2048, at most 131072).
     #[arg(long)]
     pub comp_ring: Option<u32>,
     /// Bind without XDP_USE_NEED_WAKEUP (the kernel is kicked on every
@@ -208,9 +208,10 @@ pub enum OpenError {
 impl XskArgs {
     /// Ring size when none is given: half the frames (a ring of 2048
     /// overflowed with 10,000 connections each with a request in flight),
-    /// at least 2048, at most 65536.
+    /// at least 2048, at most 131072 (100,000 connections with a request
+    /// in flight each need a ring that holds them: `--frames 262144`).
     pub fn default_ring(&self) -> u32 {
-        (self.frames / 2).next_power_of_two().clamp(2048, 1 << 16)
+        (self.frames / 2).next_power_of_two().clamp(2048, 1 << 17)
     }
 
     /// The socket configuration (with `vlan` pushed on transmit and `tap`
@@ -539,6 +540,11 @@ mod tests {
             ..XskArgs::default()
         };
         assert_eq!(big.config(None, None).rx_size, 65536);
+        let bigger = XskArgs {
+            frames: 1 << 20,
+            ..XskArgs::default()
+        };
+        assert_eq!(bigger.config(None, None).rx_size, 131072, "capped");
         assert_eq!(c.zero_copy, ZeroCopy::Off);
         assert_eq!(
             c.busy_poll,

@@ -297,9 +297,8 @@ fn start_stack(
     level: usize,
     dir: &std::path::Path,
 ) -> Result<(Proc, std::path::PathBuf)> {
-    let frames = frames_for(level);
-    let ring = (frames / 2).to_string();
-    let frames = frames.to_string();
+    // The rx ring is half the frames by default (131072 at the top level).
+    let frames = frames_for(level).to_string();
     let (p, stats) = common::start_stack(
         ctx,
         sb,
@@ -314,9 +313,6 @@ fn start_stack(
             "65535",
             "--frames",
             &frames,
-            // Past 65536 the ring is not sized from --frames by default.
-            "--rx-ring",
-            &ring,
             // The HTTP app resets connections past --max-conns per worker (1024 by default).
             "--max-conns",
             &(2 * level).max(1024).to_string(),
