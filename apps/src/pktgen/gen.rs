@@ -274,32 +274,40 @@ pub enum Step {
     Done,
 }
 
-/// A generator's loop: step until done; when `stop` is set, stop sending
-/// (and go on stepping: what is outstanding is awaited); when idle, sleep
-/// in `wait` for whole milliseconds (1 to 100), or go round again if the
-/// next thing is due within 50 µs (poll()'s millisecond would overshoot it
-/// twentyfold). Bounded by the steps' own deadlines.
-pub fn drive<G>(
-    g: &mut G,
-    stop: &AtomicBool,
-    mut stop_sending: impl FnMut(&mut G),
-    mut step: impl FnMut(&mut G, Instant) -> Step,
-    mut wait: impl FnMut(&mut G, i32),
-) {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            stop_sending(g);
-        }
-        match step(g, Instant::now()) {
-            Step::Busy => {}
-            Step::Idle(d) if d < Duration::from_micros(50) => {}
-            Step::Idle(d) => {
-                let ms = d.as_micros().div_ceil(1000).clamp(1, 100) as i32;
-                wait(g, ms);
+/// What a generator thread runs: steps until done. `run`'s loop is the
+/// same for every generator: when `stop` is set, stop sending (and go on
+/// stepping: what is outstanding is awaited); when idle, sleep in `wait`
+/// for whole milliseconds (1 to 100), or go round again if the next thing
+/// is due within 50 µs (poll()'s millisecond would overshoot it
+/// twentyfold). Bounded by the steps' own deadlines: sending ends at the
+/// run's duration and draining its drain time later.
+pub trait Generator {
+    /// Stop sending anything new now; what is outstanding is awaited.
+    fn stop_sending(&mut self);
+    /// One round at `now`.
+    fn step(&mut self, now: Instant) -> Step;
+    /// Sleep until frames may have arrived or `ms` passed.
+    fn wait(&mut self, ms: i32);
+
+    /// Run until done or `stop` is set (then stop sending and drain).
+    fn run(&mut self, stop: &AtomicBool) {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                self.stop_sending();
             }
-            Step::Done => break,
+            match self.step(Instant::now()) {
+                Step::Busy => {}
+                Step::Idle(d) if d < Duration::from_micros(50) => {}
+                Step::Idle(d) => self.wait(d.as_micros().div_ceil(1000).clamp(1, 100) as i32),
+                Step::Done => break,
+            }
         }
     }
+}
+
+/// Seconds from `epoch` until sending stopped (0 if it never did).
+pub fn send_secs(epoch: Instant, sent_until: Option<Instant>) -> f64 {
+    sent_until.map_or(0.0, |t| t.saturating_duration_since(epoch).as_secs_f64())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -424,6 +432,18 @@ impl Rx {
             Reply::Invalid(_) => self.c.rx_invalid += 1,
         }
         Action::Release
+    }
+}
+
+impl<R: Rings> Generator for Gen<R> {
+    fn stop_sending(&mut self) {
+        Gen::stop_sending(self);
+    }
+    fn step(&mut self, now: Instant) -> Step {
+        Gen::step(self, now)
+    }
+    fn wait(&mut self, ms: i32) {
+        let _ = self.port.wait(ms);
     }
 }
 
@@ -686,27 +706,9 @@ impl<R: Rings> Gen<R> {
         }
     }
 
-    /// Run until done or `stop` is set (then stop sending and drain).
-    pub fn run(&mut self, stop: &AtomicBool) {
-        // Bounded: sending ends at `send_until` (at most the run's duration)
-        // and draining `drain` later; every step is bounded by a batch.
-        drive(
-            self,
-            stop,
-            |g| g.stop_sending(),
-            |g, now| g.step(now),
-            |g, ms| {
-                let _ = g.port.wait(ms);
-            },
-        );
-    }
-
     /// Finish: check the frame accounting and hand back the report.
     pub fn finish(self) -> GenReport {
-        let epoch = self.rx.cfg.epoch;
-        let send_secs = self
-            .sent_until
-            .map_or(0.0, |t| t.saturating_duration_since(epoch).as_secs_f64());
+        let send_secs = send_secs(self.rx.cfg.epoch, self.sent_until);
         GenReport {
             thread: self.rx.cfg.thread,
             frames: self.port.check(),

@@ -34,7 +34,7 @@
 //!   left with nothing.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ use smoltcp::wire::{
 use stack::parse::{parse_ip, L4};
 
 pub use super::gen::Step;
-use super::gen::{drive, new_histogram, AddrRange, Live, PortRange, MAX_RTT_NS};
+use super::gen::{new_histogram, send_secs, AddrRange, Generator, Live, PortRange, MAX_RTT_NS};
 use super::neigh::{self, MIN_FRAME};
 use super::pacer::Pacer;
 
@@ -1163,28 +1163,10 @@ impl<R: Rings> HttpClient<R> {
         }
     }
 
-    /// Run until done or `stop` is set (then stop sending and drain).
-    pub fn run(&mut self, stop: &AtomicBool) {
-        // Bounded: sending ends at `send_until` (at most the run's
-        // duration) and draining `drain` later; every step is bounded.
-        drive(
-            self,
-            stop,
-            |c| c.stop_sending(),
-            |c, now| c.step(now),
-            |c, ms| {
-                let _ = c.port.wait(ms);
-            },
-        );
-    }
-
     /// Finish: check the frame accounting and hand back the report.
     pub fn finish(self) -> HttpReport {
         let epoch = self.k.cfg.epoch;
-        let send_secs = self
-            .k
-            .sent_until
-            .map_or(0.0, |t| t.saturating_duration_since(epoch).as_secs_f64());
+        let send_secs = send_secs(epoch, self.k.sent_until);
         HttpReport {
             frames: self.port.check(),
             port: self.port.stats(),
@@ -1198,6 +1180,18 @@ impl<R: Rings> HttpClient<R> {
             connect_hist: self.k.connect_hist,
             counters: self.k.c,
         }
+    }
+}
+
+impl<R: Rings> Generator for HttpClient<R> {
+    fn stop_sending(&mut self) {
+        HttpClient::stop_sending(self);
+    }
+    fn step(&mut self, now: Instant) -> Step {
+        HttpClient::step(self, now)
+    }
+    fn wait(&mut self, ms: i32) {
+        let _ = self.port.wait(ms);
     }
 }
 

@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 
 use crate::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
 pub use crate::xsk_opts::{parse_mac, read_mac};
-use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Live, PortRange, TxMode};
+use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Generator, Live, PortRange, TxMode};
 use nic::steer::SteerMode;
 use template::{Kind, Spec, Template};
 

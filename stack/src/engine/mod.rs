@@ -470,7 +470,10 @@ impl<R: Rings> Engine<R> {
         // loop, then deliver: the lookups do not depend on one another, so
         // their cache misses overlap (at 100,000 connections the flow table
         // is far bigger than the caches, and looked up one packet at a time
-        // each miss was waited out alone).
+        // each miss was waited out alone). Delivery looks each flow up
+        // again, a cache hit by then, rather than trusting the first answer:
+        // an earlier packet of the same batch may have admitted, moved or
+        // released a flow.
         for &f in &frames {
             let l2 = &mut self.l2;
             let reply = &mut self.reply;
