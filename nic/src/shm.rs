@@ -253,7 +253,13 @@ impl Channel {
         self.cap
     }
 
-    /// This side's producer and consumer.
+    /// This side's producer and consumer, for a channel whose rings are
+    /// still empty (each side splits once, as it takes the channel up).
+    /// Every position starts at 0 whatever the shared memory says: the peer
+    /// may have written its counters before this side took the channel,
+    /// and a position learnt from it is only ever taken through the checks
+    /// of `refresh` and `pop` (a daemon that loaded them here started from
+    /// ring positions an unprivileged process chose).
     pub fn split(&self, side: Side) -> (RingTx, RingRx) {
         let (tx, rx) = match side {
             Side::Daemon => (0, 1),
@@ -266,8 +272,9 @@ impl Channel {
                 tail_off: RING_OFF[tx].1,
                 data: DATA + tx * self.cap,
                 cap: self.cap as u64,
-                tail: self.shm.u64_at(RING_OFF[tx].1).load(Ordering::Acquire),
-                head_seen: self.shm.u64_at(RING_OFF[tx].0).load(Ordering::Acquire),
+                tail: 0,
+                head_seen: 0,
+                published: 0,
             },
             RingRx {
                 shm: self.shm.clone(),
@@ -275,8 +282,8 @@ impl Channel {
                 tail: RING_OFF[rx].1,
                 data: DATA + rx * self.cap,
                 cap: self.cap as u64,
-                head: self.shm.u64_at(RING_OFF[rx].0).load(Ordering::Acquire),
-                tail_seen: self.shm.u64_at(RING_OFF[rx].1).load(Ordering::Acquire),
+                head: 0,
+                tail_seen: 0,
             },
         )
     }
@@ -336,6 +343,8 @@ pub struct RingTx {
     tail: u64,
     /// The consumer's head as last read.
     head_seen: u64,
+    /// The tail last published.
+    published: u64,
 }
 
 impl RingTx {
@@ -419,11 +428,14 @@ impl RingTx {
         self.shm
             .u64_at(self.tail_off)
             .store(self.tail, Ordering::Release);
+        self.published = self.tail;
     }
 
-    /// Whether records were pushed and not yet published.
+    /// Whether records were pushed and not yet published (from this
+    /// side's own count: the shared tail is the peer's to read, and a peer
+    /// that rewrites it must not make this side publish every turn).
     pub fn unpublished(&self) -> bool {
-        self.shm.u64_at(self.tail_off).load(Ordering::Relaxed) != self.tail
+        self.published != self.tail
     }
 }
 
@@ -533,7 +545,9 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
-    let mut space = nix::cmsg_space!([RawFd; 64]);
+    // As many descriptors as one message can carry (the kernel's
+    // SCM_MAX_FD): the daemon sends three per core.
+    let mut space = nix::cmsg_space!([RawFd; 253]);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
@@ -632,6 +646,28 @@ mod tests {
         assert!(tx.push(3, 1, &[&[1; 16]]));
         a.shm.write(DATA + 4096 + 4, &u32::MAX.to_le_bytes());
         tx.publish();
+        assert!(matches!(rx.pop(&mut out), Err(RingError::Corrupt(_))));
+    }
+
+    #[test]
+    fn positions_written_before_the_split_are_not_taken() {
+        let (d, a) = pair();
+        // The application writes both rings' counters before the daemon
+        // takes the channel up.
+        for (h, t) in RING_OFF {
+            a.shm.u64_at(h).store(1 << 40, Ordering::Release);
+            a.shm.u64_at(t).store(3 << 40, Ordering::Release);
+        }
+        let (mut tx, mut rx) = d.split(Side::Daemon);
+        assert!(!tx.unpublished());
+        // The daemon's ring starts empty and its writes stay in bounds; the
+        // forged tail of the other ring is refused, not followed.
+        assert!(tx.free() <= 4096);
+        assert!(tx.push(1, 7, &[&[9; 16]]));
+        assert!(tx.unpublished());
+        tx.publish();
+        assert!(!tx.unpublished());
+        let mut out = Vec::new();
         assert!(matches!(rx.pop(&mut out), Err(RingError::Corrupt(_))));
     }
 

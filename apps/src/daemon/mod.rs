@@ -23,7 +23,7 @@
 pub mod peer;
 pub mod proxy;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -31,6 +31,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
+
+/// Longest request line a process may send on the control socket.
+const MAX_LINE: u64 = 64 << 10;
 
 use attach::proto::{self, Reply, Request};
 use nic::shm::Channel;
@@ -223,9 +226,27 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
     // Keep the channels until the process is gone (the proxies hold
     // theirs too; the memory is freed when the last mapping goes).
     let mut keep: Vec<(Channel, Arc<EventFd>)> = Vec::new();
-    for line in BufReader::new(read).lines() {
-        let Ok(line) = line else { break };
-        let req: Request = match serde_json::from_str(&line) {
+    // One request a line, each at most MAX_LINE bytes: a process that sends
+    // a longer one (or an endless one) is dropped, not buffered.
+    let mut reader = BufReader::new(read);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            // The limit reached before a newline (a last line without one
+            // at the end of the stream is still a request).
+            Ok(n) if n as u64 == MAX_LINE && buf.last() != Some(&b'\n') => {
+                let _ = send(
+                    &mut writer,
+                    &Reply::err(format!("bad request: longer than {MAX_LINE} bytes")),
+                    &[],
+                );
+                break;
+            }
+            Ok(_) => {}
+        }
+        let req: Request = match serde_json::from_slice(&buf) {
             Ok(r) => r,
             Err(e) => {
                 let _ = send(&mut writer, &Reply::err(format!("bad request: {e}")), &[]);

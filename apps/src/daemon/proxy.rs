@@ -196,6 +196,8 @@ pub struct ProxyApp {
     ready: Vec<ConnId>,
     owed: Vec<ConnId>,
     /// Per-turn scratch lists, kept to spare an allocation a turn.
+    owed_spare: Vec<ConnId>,
+    retry: Vec<ConnId>,
     touched: Vec<ConnId>,
     client_ids: Vec<u64>,
     scratch: Vec<u8>,
@@ -224,6 +226,8 @@ impl ProxyApp {
             staging: 0,
             ready: Vec::new(),
             owed: Vec::new(),
+            owed_spare: Vec::new(),
+            retry: Vec::new(),
             touched: Vec::new(),
             client_ids: Vec::new(),
             scratch: vec![0; 64 * 1024],
@@ -775,7 +779,8 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
             self.pump(engine, c);
         }
         self.ready = ready;
-        let mut retry = Vec::new();
+        let mut retry = std::mem::take(&mut self.retry);
+        retry.clear();
         for cl in self.clients.values_mut() {
             retry.append(&mut cl.blocked);
         }
@@ -784,13 +789,14 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
                 p.blocked = false;
             }
         }
-        for c in retry {
+        for &c in &retry {
             self.pump(engine, c);
         }
+        self.retry = retry;
         // Staged bytes wait for room in the socket: an acknowledgement
         // makes the connection ready again. Credit goes back now.
-        let owed = std::mem::take(&mut self.owed);
-        for c in owed {
+        let mut owed = std::mem::replace(&mut self.owed, std::mem::take(&mut self.owed_spare));
+        for &c in &owed {
             let Some(p) = self.conns.get_mut(&c) else {
                 continue;
             };
@@ -807,6 +813,8 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
                 self.owed.push(c);
             }
         }
+        owed.clear();
+        self.owed_spare = owed;
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP;
             self.sweep(engine);
@@ -838,17 +846,17 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         if self.hub.has_work(self.core) {
             return false;
         }
-        let mut set: Vec<u64> = Vec::new();
-        for (&id, cl) in &self.clients {
-            if !cl.chan.prepare_sleep(Side::Daemon, &cl.rx) {
-                for s in &set {
-                    if let Some(c) = self.clients.get(s) {
-                        c.chan.woke(Side::Daemon);
-                    }
-                }
-                return false;
+        let all = self
+            .clients
+            .values()
+            .all(|cl| cl.chan.prepare_sleep(Side::Daemon, &cl.rx));
+        if !all {
+            // Records wait somewhere: clear the flags set so far (clearing
+            // one never set is harmless) and stay awake.
+            for cl in self.clients.values() {
+                cl.chan.woke(Side::Daemon);
             }
-            set.push(id);
+            return false;
         }
         // Control messages posted after the check above ring the doorbell.
         !self.hub.has_work(self.core)

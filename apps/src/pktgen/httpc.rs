@@ -275,7 +275,9 @@ impl HttpConfig {
         if ip >= u128::from(r.len.max(1)) || !self.src_ports.contains(port) {
             return None;
         }
-        let f = u64::from(port - self.src_ports.first) * r.len.max(1) + ip as u64;
+        let f = u64::from(port - self.src_ports.first)
+            .checked_mul(r.len.max(1))?
+            .checked_add(ip as u64)?;
         u32::try_from(f).ok()
     }
 }
@@ -313,7 +315,8 @@ pub fn response_head(seg: &[u8]) -> Option<(u16, usize)> {
             }
         }
     }
-    Some((status, end + length?))
+    // A length no response can have (the sum overflowing) is refused.
+    Some((status, end.checked_add(length?)?))
 }
 
 /// A segment to send for a slot.
@@ -710,14 +713,22 @@ impl Core {
             match st {
                 St::Waiting => {
                     let left = if c.left == NO_HEADERS {
-                        match response_head(payload) {
-                            Some((status, total)) if total >= payload.len() => {
+                        // What is still to come must fit the count (and not
+                        // be its "no headers yet" value): 4 GiB and more is
+                        // refused, not cut short.
+                        let head = response_head(payload).and_then(|(status, total)| {
+                            let rest = total.checked_sub(payload.len())?;
+                            let rest = u32::try_from(rest).ok().filter(|&r| r != NO_HEADERS)?;
+                            Some((status, rest))
+                        });
+                        match head {
+                            Some((status, rest)) => {
                                 if (200..300).contains(&status) {
                                     self.c.status_2xx += 1;
                                 } else {
                                     self.c.status_other += 1;
                                 }
-                                (total - payload.len()) as u32
+                                rest
                             }
                             _ => {
                                 bad = true;
@@ -942,16 +953,6 @@ impl<R: Rings> HttpClient<R> {
         }
     }
 
-    /// Counters so far.
-    pub fn counters(&self) -> &HttpCounters {
-        &self.k.c
-    }
-
-    /// Connections established now.
-    pub fn open(&self) -> u64 {
-        self.k.open
-    }
-
     /// Stop sending anything new now; what is outstanding is awaited.
     pub fn stop_sending(&mut self) {
         let now = Instant::now();
@@ -1101,7 +1102,8 @@ impl<R: Rings> HttpClient<R> {
         self.emit();
         self.publish();
         if let Some(until) = self.k.drain_until {
-            if now >= until || self.outstanding_requests() == 0 {
+            // Handshakes, requests and (`--close`) FINs all answered.
+            if now >= until || self.k.outstanding == 0 {
                 self.reset_all();
                 return Step::Done;
             }
@@ -1125,12 +1127,6 @@ impl<R: Rings> HttpClient<R> {
             wait = wait.min(Duration::from_millis(1));
         }
         Step::Idle(wait)
-    }
-
-    /// Requests (and handshakes) still unanswered. `--close` also awaits
-    /// the FINs.
-    fn outstanding_requests(&self) -> u64 {
-        self.k.outstanding
     }
 
     /// Reset every connection still open (at the end).

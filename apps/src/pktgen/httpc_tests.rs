@@ -274,6 +274,11 @@ fn response_heads_are_read_or_refused() {
         None
     );
     assert_eq!(response_head(b"SSH-2.0\r\n\r\n"), None);
+    // Lengths no response can have: the sum overflows.
+    assert_eq!(
+        response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n"),
+        None
+    );
     assert_eq!(
         response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
         None
