@@ -538,24 +538,35 @@ pub struct HttpGenOpts {
 impl HttpGenOpts {
     /// The command line, for the reports.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "pktgen --template http --conns {} --rate 0 --duration {}",
-            self.conns, self.seconds
-        );
+        format!(
+            "pktgen --template http --conns {} --rate 0 --duration {} {}",
+            self.conns,
+            self.seconds,
+            self.load_args().join(" ")
+        )
+    }
+
+    /// The options that shape the load (the rest of the command line is fixed).
+    fn load_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
         if self.close {
-            s.push_str(" --close");
+            args.push("--close".into());
         }
         if self.inflight > 0 {
-            s.push_str(&format!(" --inflight {}", self.inflight));
+            args.extend(strings(&["--inflight", &self.inflight.to_string()]));
         }
         if self.connect_rate > 0 {
-            s.push_str(&format!(" --connect-rate {}", self.connect_rate));
+            args.extend(strings(&["--connect-rate", &self.connect_rate.to_string()]));
         }
-        s.push_str(&format!(
-            " --src 198.18.0.10-198.18.0.{}",
-            9 + self.addrs.max(1)
-        ));
-        s
+        // Source addresses of its own (198.18.0.10 and up, announced to the server by ARP): a
+        // 4-tuple that wrk or curl left in TIME-WAIT on a kernel server takes a new SYN only
+        // with an ISN above the old connection's, which another client's ISN is not (half of
+        // nginx's connections then waited for retransmissions).
+        args.extend(strings(&[
+            "--src",
+            &format!("198.18.0.10-198.18.0.{}", 9 + self.addrs.max(1)),
+        ]));
+        args
     }
 }
 
@@ -596,23 +607,7 @@ pub fn run_httpgen(
         "generic",
         "--quiet",
     ]);
-    if o.close {
-        args.push("--close".into());
-    }
-    if o.inflight > 0 {
-        args.extend(strings(&["--inflight", &o.inflight.to_string()]));
-    }
-    if o.connect_rate > 0 {
-        args.extend(strings(&["--connect-rate", &o.connect_rate.to_string()]));
-    }
-    // Source addresses of its own (198.18.0.10 and up, announced to the server by ARP): a
-    // 4-tuple that wrk or curl left in TIME-WAIT on a kernel server takes a new SYN only with
-    // an ISN above the old connection's, which another client's ISN is not (half of nginx's
-    // connections then waited for retransmissions).
-    args.extend(strings(&[
-        "--src",
-        &format!("198.18.0.10-198.18.0.{}", 9 + o.addrs.max(1)),
-    ]));
+    args.extend(o.load_args());
     let limit = Duration::from_secs(o.seconds + 40);
     let m = measure_many_marked(
         sb,
@@ -639,13 +634,21 @@ pub fn run_httpgen(
 /// The usual metrics of a `pktgen --template http` run (named as wrk's where they mean the
 /// same).
 pub fn httpgen_metrics(m: &Measured<parse::HttpGenReport>) -> Metrics {
+    let mut x = httpgen_base_metrics(m);
+    let r = &m.report;
+    x.insert("socket_errors".into(), (r.errors + r.timeouts) as f64);
+    x
+}
+
+/// What every `pktgen --template http` run reports: throughput, latency, retransmissions,
+/// CPU on both sides and the cores' busy shares.
+pub fn httpgen_base_metrics(m: &Measured<parse::HttpGenReport>) -> Metrics {
     let r = &m.report;
     let mut x = Metrics::new();
     x.insert("rps".into(), r.rps);
     x.insert("requests".into(), r.responses as f64);
     x.insert("p50_us".into(), r.p50_us);
     x.insert("p99_us".into(), r.p99_us);
-    x.insert("socket_errors".into(), (r.errors + r.timeouts) as f64);
     x.insert("retransmits".into(), r.retransmits as f64);
     x.insert("server_cpu_s".into(), m.server_cpu_s);
     x.insert("client_cpu_s".into(), m.client_cpu_s);

@@ -248,11 +248,6 @@ impl Channel {
         self.shm.fd()
     }
 
-    /// Bytes per ring.
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// This side's producer and consumer, for a channel whose rings are
     /// still empty (each side splits once, as it takes the channel up).
     /// Every position starts at 0 whatever the shared memory says: the peer

@@ -42,7 +42,7 @@ use stack::reuseport::{BindOptions, Selector};
 use stack::shared::Shared;
 
 use crate::server::{self, ServerArgs};
-use peer::{Peer, PidfdSource};
+use peer::Peer;
 use proxy::{Ctl, Inbox, ProxyApp};
 
 /// `xdpstack daemon` options.
@@ -210,7 +210,7 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
             return;
         }
     };
-    if peer.source == PidfdSource::None {
+    if !peer.held() {
         log::warn!(
             "control: process {} exited before it could be held: it may not bind ports below 1024",
             peer.pid

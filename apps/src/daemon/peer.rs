@@ -48,20 +48,9 @@ pub struct Peer {
     pub pid: i32,
     /// That process, whatever its number becomes (`None`: it was gone
     /// before the daemon could hold it).
+    /// `SO_PEERPIDFD` (made by the kernel at the connect) or, on a kernel
+    /// before 6.5, `pidfd_open` of the pid at the accept.
     pidfd: Option<OwnedFd>,
-    /// Where the pidfd came from.
-    pub source: PidfdSource,
-}
-
-/// How the daemon came to hold the peer's pidfd.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PidfdSource {
-    /// `SO_PEERPIDFD`: made by the kernel at the connect.
-    Kernel,
-    /// `pidfd_open` of the pid at the accept (a kernel before 6.5).
-    Opened,
-    /// None: the process was gone already.
-    None,
 }
 
 impl Peer {
@@ -69,21 +58,18 @@ impl Peer {
     pub fn of(sock: &UnixStream) -> io::Result<Peer> {
         let cred = getsockopt(sock, sockopt::PeerCredentials)?;
         let (uid, pid) = (cred.uid(), cred.pid());
-        let (pidfd, source) = match getsockopt(sock, sockopt::PeerPidfd) {
-            Ok(fd) => (Some(fd), PidfdSource::Kernel),
-            Err(Errno::ENOPROTOOPT) => match nic::pidfd::open(pid) {
-                Ok(fd) => (Some(fd), PidfdSource::Opened),
-                Err(_) => (None, PidfdSource::None),
-            },
+        let pidfd = match getsockopt(sock, sockopt::PeerPidfd) {
+            Ok(fd) => Some(fd),
+            Err(Errno::ENOPROTOOPT) => nic::pidfd::open(pid).ok(),
             // ESRCH: the peer has been reaped already.
-            Err(_) => (None, PidfdSource::None),
+            Err(_) => None,
         };
-        Ok(Peer {
-            uid,
-            pid,
-            pidfd,
-            source,
-        })
+        Ok(Peer { uid, pid, pidfd })
+    }
+
+    /// Whether the daemon holds the process (it was not gone already).
+    pub fn held(&self) -> bool {
+        self.pidfd.is_some()
     }
 
     /// Whether the process may bind a port below 1024: uid 0, or
@@ -157,7 +143,7 @@ mod tests {
         let p = Peer::of(&a).unwrap();
         assert_eq!(p.pid, std::process::id() as i32);
         assert_eq!(p.uid, nix::unistd::geteuid().as_raw());
-        assert_ne!(p.source, PidfdSource::None);
+        assert!(p.held());
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         assert_eq!(
             p.may_bind_privileged(),
@@ -177,7 +163,6 @@ mod tests {
             uid: 65534,
             pid: std::process::id() as i32,
             pidfd: Some(pidfd),
-            source: PidfdSource::Opened,
         };
         assert_eq!(reused.status(), None);
         assert!(!reused.may_bind_privileged());

@@ -368,23 +368,13 @@ fn metrics(
     (steady, secs): (u64, u64),
 ) -> Metrics {
     let r = &m.report;
-    let mut x = Metrics::new();
-    x.insert("rps".into(), r.rps);
-    x.insert("requests".into(), r.responses as f64);
-    x.insert("p50_us".into(), r.p50_us);
-    x.insert("p99_us".into(), r.p99_us);
+    let mut x = common::httpgen_base_metrics(m);
     x.insert("established".into(), r.peak_open as f64);
     if let Some(s) = r.all_open_s {
         x.insert("connect_s".into(), s);
     }
     x.insert("errors".into(), r.errors as f64);
     x.insert("timeouts".into(), r.timeouts as f64);
-    x.insert("retransmits".into(), r.retransmits as f64);
-    x.insert("server_cpu_s".into(), m.server_cpu_s);
-    x.insert("client_cpu_s".into(), m.client_cpu_s);
-    if let Some(v) = crate::stats::cpu_per_1k(m.server_cpu_s, r.responses as f64) {
-        x.insert("server_cpu_ms_per_1k".into(), v * 1000.0);
-    }
     let (n, span, open) = r.between(steady as f64, secs as f64);
     x.insert("established_at_mark".into(), open as f64);
     x.insert("rps_steady".into(), n as f64 / span.max(1e-9));
@@ -398,7 +388,6 @@ fn metrics(
     x.insert("rss_kib".into(), m.server_mem_kib.0 as f64);
     x.insert("pss_kib".into(), m.server_mem_kib.1 as f64);
     x.insert("kernel_tcp_mem_kib".into(), m.kernel_tcp_mem_kib as f64);
-    common::add_core_metrics(&mut x, m);
     x
 }
 
