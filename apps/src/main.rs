@@ -7,6 +7,11 @@ use xdpstack::{
 
 use std::process::ExitCode;
 
+/// jemalloc, not glibc malloc: see docs/ARCHITECTURE.md ("Memory per
+/// connection").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

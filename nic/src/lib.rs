@@ -20,6 +20,7 @@ pub mod packet;
 pub mod pcap;
 pub mod pidfd;
 pub mod port;
+pub mod prefetch;
 pub mod ring;
 pub mod shm;
 pub mod steer;

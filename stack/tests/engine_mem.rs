@@ -864,6 +864,41 @@ mod data_path {
         assert_eq!(net.engine.connections(), 60);
     }
 
+    /// The egress pass between the batches of a backlog drain sends what
+    /// connections being set up owe (SYN-ACKs) and leaves connections the
+    /// application holds dirty for the pass after it runs.
+    #[test]
+    fn a_setup_pass_answers_handshakes_and_leaves_held_connections_dirty() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let pairs = connect_all(&mut net, l, 4, 46000);
+        net.run(300);
+        let (h, c) = pairs[2];
+        net.client.tcp(h).send_slice(b"ping").unwrap();
+        net.client.step(net.clock);
+        inject(&mut net, &raw(TcpControl::Syn, 1, None, &[]));
+        net.engine.ingress(net.clock);
+        let v0 = net.engine.stats().engine.egress_visits;
+        net.engine.egress_setup(net.clock);
+        assert_eq!(
+            net.engine.stats().engine.egress_visits - v0,
+            1,
+            "only the half-open connection is visited"
+        );
+        let syn_acks = engine_sent(&mut net)
+            .iter()
+            .filter(|&&(_, ack, control, _)| control == TcpControl::Syn && ack == Some(2))
+            .count();
+        assert_eq!(syn_acks, 1, "the SYN-ACK went out in the setup pass");
+        assert!(net.engine.dirty(), "the held connection is still dirty");
+        let mut buf = [0u8; 16];
+        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 4);
+        net.engine.send(c, b"pong").unwrap();
+        net.engine.egress(net.clock);
+        assert_eq!(net.engine.stats().engine.egress_visits - v0, 2);
+        net.run_until(100, "reply seen", |n| n.client.tcp(h).can_recv());
+    }
+
     #[test]
     fn released_sockets_are_reused_with_their_buffers() {
         let mut net = Net::new();

@@ -78,19 +78,29 @@ pub(super) struct Conns {
     /// Slots in `Phase::Closing`.
     closing: usize,
     dirty: Vec<ConnId>,
+    /// Spare list for `egress_conns` (dirty connections it leaves dirty).
+    kept: Vec<ConnId>,
     timers: Timers,
     ready: Vec<ConnId>,
     track_ready: bool,
 }
 
 impl Conns {
-    /// Read what delivering a segment to `c` reads first (the slot, its
-    /// socket's state), so that a batch's cache misses overlap (see
-    /// `Engine::ingress`).
-    pub(super) fn touch(&self, c: ConnId) -> Option<tcp::State> {
-        let s = self.slot(c)?;
-        let h = s.handle?;
-        Some(s.set.get::<tcp::Socket>(h).state())
+    /// Ask for `c`'s slot to be brought into the caches (the first step of
+    /// a batch's prefetch passes, see `Engine::ingress`).
+    pub(super) fn prefetch_slot(&self, c: ConnId) {
+        if let Some(s) = self.slots.get(c.idx as usize) {
+            nic::prefetch::value(s);
+        }
+    }
+
+    /// Ask for `c`'s socket to be brought into the caches: all of it, since
+    /// a segment's processing reads most of its lines. Reads the slot, so
+    /// run [`Conns::prefetch_slot`] over the batch first.
+    pub(super) fn prefetch_socket(&self, c: ConnId) {
+        if let Some(h) = self.slot(c).and_then(|s| s.handle.map(|h| (s, h))) {
+            nic::prefetch::value(h.0.set.get::<tcp::Socket>(h.1));
+        }
     }
 
     pub(super) fn set_mut(&mut self, idx: u32) -> Option<&mut SocketSet<'static>> {
@@ -441,8 +451,10 @@ impl<R: Rings> Engine<R> {
     }
 
     /// One egress pass over the connections with work.
-    pub(super) fn egress_conns(&mut self, now: Instant) {
+    pub(super) fn egress_conns(&mut self, now: Instant, accepted_too: bool) {
         let dirty = std::mem::take(&mut self.conns.dirty);
+        let mut kept = std::mem::take(&mut self.conns.kept);
+        kept.clear();
         for (i, &c) in dirty.iter().enumerate() {
             if !self.port.can_send() {
                 self.flush_tx(now.total_millis() as u64);
@@ -457,6 +469,11 @@ impl<R: Rings> Engine<R> {
             let Some(slot) = self.conns.slot_mut(c) else {
                 continue;
             };
+            if !accepted_too && slot.phase == Phase::Accepted {
+                // Stays dirty for the pass after the application runs.
+                kept.push(c);
+                continue;
+            }
             slot.dirty = false;
             self.counters.egress_visits += 1;
             let mut emitted = false;
@@ -476,12 +493,13 @@ impl<R: Rings> Engine<R> {
             self.settle(c, true);
             self.reschedule(c, now, emitted, false);
         }
-        // Reuse the list's allocation.
+        // The kept ones and those marked during the pass are the new list;
+        // the two lists' allocations are reused.
+        kept.append(&mut self.conns.dirty);
         let mut dirty = dirty;
         dirty.clear();
-        if self.conns.dirty.is_empty() {
-            self.conns.dirty = dirty;
-        }
+        self.conns.dirty = kept;
+        self.conns.kept = dirty;
     }
 
     /// Put a connection's next deadline in the timer wheel; one already due
