@@ -1,10 +1,11 @@
 //! The timers of one core's connections: a timing wheel of (when, slot,
 //! generation) entries with lazy cancellation. A connection keeps the time
-//! of its earliest entry; an entry that no longer matches it (the
-//! connection was released, or rescheduled earlier) is skipped when it
-//! comes up. A connection pushes a new entry only when its next deadline
-//! moves earlier, so entries per connection stay few and nothing scans the
-//! connections.
+//! of its earliest entry (in its mark, `engine::tcp`); an entry that no
+//! longer matches it (the connection was released, or rescheduled earlier)
+//! is skipped when it comes up. A connection pushes a new entry only when
+//! its next deadline moves earlier, so entries per connection stay few and
+//! nothing scans the connections; an entry that comes up before a deadline
+//! that moved later is filed again from the mark.
 //!
 //! Why a wheel and not a heap: at 100,000 connections the heap held a few
 //! hundred thousand entries, and every pop sifted through ~18 levels of it,

@@ -864,6 +864,52 @@ mod data_path {
         assert_eq!(net.engine.connections(), 60);
     }
 
+    /// Each ACK pushes the retransmission deadline later, so the entry
+    /// filed for the old one comes up early: it is filed again from the
+    /// connection's mark (counted), and a segment that is really lost is
+    /// still resent at its deadline.
+    #[test]
+    fn early_timers_are_filed_again_and_a_lost_segment_is_still_resent() {
+        use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let (h, c) = connect_all(&mut net, l, 1, 47000)[0];
+        let mut buf = [0u8; 64];
+        for _ in 0..40 {
+            net.engine.send(c, b"data").unwrap();
+            net.run(30);
+            assert_eq!(net.client.tcp(h).recv_slice(&mut buf).unwrap(), 4);
+        }
+        let st = net.engine.stats().engine;
+        assert!(st.timer_early > 0, "no early entry in 1.2 s of exchanges");
+        assert_eq!(st.timer_fires, 0, "a timer fired though every ACK came");
+        // The client falls silent: the engine resends on its own.
+        net.engine.send(c, b"lost").unwrap();
+        let mut copies = 0;
+        for _ in 0..3000 {
+            net.engine.ingress(net.clock);
+            net.engine.egress(net.clock);
+            let mut frames = Vec::new();
+            net.client.port.recv(&mut frames);
+            for f in frames {
+                let data = net.client.port.read(f, |b| {
+                    let eth = EthernetFrame::new_checked(b).ok()?;
+                    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+                    Some(t.payload() == b"lost")
+                });
+                net.client.port.release(f);
+                copies += usize::from(data == Some(Some(true)));
+            }
+            if copies >= 2 {
+                break;
+            }
+            net.clock += SDuration::from_millis(1);
+        }
+        assert!(copies >= 2, "the lost segment was sent {copies} time(s)");
+        assert!(net.engine.stats().engine.timer_fires > 0);
+    }
+
     /// The egress pass between the batches of a backlog drain sends what
     /// connections being set up owe (SYN-ACKs) and leaves connections the
     /// application holds dirty for the pass after it runs.

@@ -284,8 +284,11 @@ pub struct EngineCounters {
     pub udp_tx_dropped: u64,
     /// Connection passes of egress (each visits one connection with work).
     pub egress_visits: u64,
-    /// Timer wake-ups that found their connection still current.
+    /// Timer wake-ups that found their connection due.
     pub timer_fires: u64,
+    /// Timer wake-ups that came up before their connection's deadline (it
+    /// moved later since) and were filed again without touching it.
+    pub timer_early: u64,
     /// Connections due for egress that sent nothing though frames were
     /// free (retried 1 ms later).
     pub egress_stalls: u64,
