@@ -290,7 +290,8 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
                 }
             },
             _ if !attached => Reply::err("say hello first"),
-            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, &peer, &req),
+            Request::Listen(b) => bind(&hub, client, &peer, &b, false),
+            Request::UdpBind(b) => bind(&hub, client, &peer, &b, true),
             Request::Drain { core, listener } => drain(&hub, client, core, listener),
         };
         if send(&mut writer, &reply, &[]).is_err() {
@@ -349,30 +350,14 @@ fn hello(
 
 /// `listen` or `udp_bind`: the bind rules with the process's uid from the
 /// kernel, and the privileged-port rule.
-fn bind(hub: &Hub, client: u64, peer: &Peer, req: &Request) -> Reply {
+fn bind(hub: &Hub, client: u64, peer: &Peer, b: &proto::Bind, udp: bool) -> Reply {
     let (uid, pid) = (peer.uid, peer.pid);
-    let (&core, addr, &port, &backlog, &reuseport, udp) = match req {
-        Request::Listen {
-            core,
-            addr,
-            port,
-            backlog,
-            reuseport,
-        } => (core, addr, port, backlog, reuseport, false),
-        Request::UdpBind {
-            core,
-            addr,
-            port,
-            backlog,
-            reuseport,
-        } => (core, addr, port, backlog, reuseport, true),
-        _ => return Reply::err("not a bind"),
-    };
+    let (core, port) = (b.core, b.port);
     if core >= hub.cores() {
         return Reply::err(format!("no core {core}"));
     }
-    let Some(addr) = proto::addr_from_str(addr) else {
-        return Reply::err(format!("bad address {addr}"));
+    let Some(addr) = proto::addr_from_str(&b.addr) else {
+        return Reply::err(format!("bad address {}", b.addr));
     };
     if port < 1024 && !peer.may_bind_privileged() {
         return Reply::err(format!(
@@ -380,8 +365,8 @@ fn bind(hub: &Hub, client: u64, peer: &Peer, req: &Request) -> Reply {
         ));
     }
     let opts = BindOptions::new(uid)
-        .with_reuseport(reuseport)
-        .with_backlog(backlog.clamp(1, 65_535));
+        .with_reuseport(b.reuseport)
+        .with_backlog(b.backlog.clamp(1, 65_535));
     ask(hub, core, |reply| Ctl::Bind {
         client,
         udp,
