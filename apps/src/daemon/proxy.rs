@@ -869,7 +869,12 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
     }
 }
 
-/// Pending control messages of one core.
+/// Pending control messages of one core. The worker looks every turn, and
+/// the inbox is nearly always empty: `waiting` answers that without the
+/// lock. It is set with each push and cleared when a pop empties the
+/// queue, both under the lock, so it is true whenever a message waits; a
+/// pop that runs before a push's flag is seen leaves the message for the
+/// next turn, which the push's doorbell (`Hub::post`) brings.
 #[derive(Default)]
 pub struct Inbox {
     queue: std::sync::Mutex<VecDeque<Ctl>>,
@@ -885,8 +890,11 @@ impl Inbox {
         }
     }
 
-    /// Take one message.
+    /// Take one message (none waiting: one atomic load, no lock).
     pub fn pop(&self) -> Option<Ctl> {
+        if !self.waiting() {
+            return None;
+        }
         let mut q = self.queue.lock().ok()?;
         let m = q.pop_front();
         if q.is_empty() {
