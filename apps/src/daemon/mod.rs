@@ -318,6 +318,7 @@ fn send(w: &mut UnixStream, r: &Reply, fds: &[std::os::fd::BorrowedFd<'_>]) -> s
     }
 }
 
+/// One channel and doorbell per core for a process saying hello.
 fn hello(
     hub: &Hub,
     client: u64,
@@ -327,25 +328,37 @@ fn hello(
     if hub.wait_ready().is_none() {
         return Err("the daemon's workers are not running".into());
     }
-    let mut out = Vec::new();
-    for core in 0..hub.cores() {
+    attach_all(hub, client, |core| {
         let ch = Channel::create(&format!("xdpstack-{pid}-{core}"), ring_bytes)
             .map_err(|e| format!("shared memory: {e}"))?;
-        let bell = Arc::new(
-            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                .map_err(|e| format!("eventfd: {e}"))?,
-        );
+        let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| format!("eventfd: {e}"))?;
+        Ok((ch, Arc::new(bell)))
+    })
+}
+
+/// Open every core's channel with `open`, then post them all: a failure
+/// on any core leaves no core attached (the channels opened so far are
+/// dropped here, never handed to a worker that no detach would reach).
+fn attach_all(
+    hub: &Hub,
+    client: u64,
+    open: impl FnMut(usize) -> Result<(Channel, Arc<EventFd>), String>,
+) -> Result<Vec<(Channel, Arc<EventFd>)>, String> {
+    let chans = (0..hub.cores())
+        .map(open)
+        .collect::<Result<Vec<_>, String>>()?;
+    for (core, (chan, bell)) in chans.iter().enumerate() {
         hub.post(
             core,
             Ctl::Attach {
                 client,
-                chan: ch.clone(),
+                chan: chan.clone(),
                 bell: bell.clone(),
             },
         );
-        out.push((ch, bell));
     }
-    Ok(out)
+    Ok(chans)
 }
 
 /// `listen` or `udp_bind`: the bind rules with the process's uid from the
@@ -463,6 +476,7 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn control_socket_is_root_only_by_default_and_stale_ones_are_replaced() {
@@ -482,5 +496,46 @@ mod tests {
         assert_eq!(mode, 0o666);
         drop(l);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn channel(core: usize) -> Result<(Channel, Arc<EventFd>), String> {
+        let ch = Channel::create(&format!("hello-test-{core}"), 4096).map_err(|e| e.to_string())?;
+        let bell = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| e.to_string())?;
+        Ok((ch, Arc::new(bell)))
+    }
+
+    /// A hello that fails on one core leaves no core with a channel (no
+    /// detach would ever reach it); one that succeeds attaches every core.
+    #[test]
+    fn a_hello_failing_on_one_core_attaches_none() {
+        let hub = Hub::new(3, Arc::new(stack::reuseport::HashSelector), 8);
+        let mut opened = 0;
+        let failing = attach_all(&hub, 7, |core| {
+            opened += 1;
+            if core == 2 {
+                return Err("shared memory: no room".into());
+            }
+            channel(core)
+        });
+        assert_eq!(failing.err().as_deref(), Some("shared memory: no room"));
+        assert_eq!(opened, 3, "cores 0 and 1 were opened first");
+        assert!((0..3).all(|c| !hub.has_work(c)), "nothing posted");
+
+        let chans = attach_all(&hub, 8, channel).unwrap();
+        assert_eq!(chans.len(), 3);
+        for (core, (ours, _)) in chans.iter().enumerate() {
+            match hub.take(core) {
+                Some(Ctl::Attach { client, chan, .. }) => {
+                    assert_eq!(client, 8);
+                    assert_eq!(
+                        chan.fd().as_raw_fd(),
+                        ours.fd().as_raw_fd(),
+                        "core {core} has its own channel"
+                    );
+                }
+                _ => panic!("core {core} was not attached"),
+            }
+            assert!(hub.take(core).is_none());
+        }
     }
 }
