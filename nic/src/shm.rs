@@ -212,11 +212,32 @@ pub struct Channel {
     cap: usize,
 }
 
+/// Bytes each ring of a channel created with `cap` holds: `cap` rounded up
+/// to a power of two, at least 4 KiB.
+pub const fn ring_size(cap: usize) -> usize {
+    if cap < 4096 {
+        4096
+    } else {
+        cap.next_power_of_two()
+    }
+}
+
+/// Largest payload of one record in a ring of `size` bytes (a
+/// [`ring_size`]): a record takes at most a quarter of its ring.
+pub const fn max_payload(size: usize) -> usize {
+    size / 4 - HEADER
+}
+
+/// The smallest ring whose records carry `payload` bytes.
+pub const fn ring_size_for(payload: usize) -> usize {
+    ring_size(4 * (payload + HEADER))
+}
+
 impl Channel {
     /// Create a channel whose rings hold `cap` bytes each (rounded up to a
-    /// power of two, at least 4 KiB).
+    /// power of two, at least 4 KiB: [`ring_size`]).
     pub fn create(name: &str, cap: usize) -> io::Result<Channel> {
-        let cap = cap.max(4096).next_power_of_two();
+        let cap = ring_size(cap);
         let shm = ShmRegion::create(name, DATA + 2 * cap)?;
         shm.u64_at(8).store(cap as u64, Ordering::Relaxed);
         shm.u64_at(0).store(MAGIC, Ordering::Release);
@@ -380,7 +401,7 @@ pub struct RingTx {
 impl RingTx {
     /// Largest payload one record can carry.
     pub fn max_payload(&self) -> usize {
-        self.ring.cap as usize / 4 - HEADER
+        max_payload(self.ring.cap as usize)
     }
 
     /// Bytes free now (re-reading the consumer's head).
@@ -601,7 +622,11 @@ mod tests {
     use super::*;
 
     fn pair() -> (Channel, Channel) {
-        let a = Channel::create("test", 4096).unwrap();
+        pair_of(4096)
+    }
+
+    fn pair_of(cap: usize) -> (Channel, Channel) {
+        let a = Channel::create("test", cap).unwrap();
         let fd = a.fd().try_clone_to_owned().unwrap();
         let b = Channel::open(fd).unwrap();
         (a, b)
@@ -707,6 +732,27 @@ mod tests {
         tx.publish();
         assert!(!a.prepare_sleep(Side::App, &rx), "records wait: no sleep");
         assert!(!d.peer_sleeping(Side::Daemon));
+    }
+
+    #[test]
+    fn ring_sizes_round_up_and_carry_the_payloads_asked_for() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(4097), 8192);
+        assert_eq!(ring_size(1 << 20), 1 << 20);
+        for payload in [0, 1, 1008, 1009, 65_520, 65_521, 65_572] {
+            let size = ring_size_for(payload);
+            assert!(max_payload(size) >= payload, "{payload} fits in {size}");
+            assert!(
+                size == 4096 || max_payload(size / 2) < payload,
+                "{size} is the smallest for {payload}"
+            );
+            let (d, _a) = pair_of(size);
+            let (mut tx, _) = d.split(Side::Daemon);
+            assert_eq!(tx.max_payload(), max_payload(size));
+            assert!(tx.room() >= payload, "an empty ring has room for {payload}");
+            assert!(tx.push(1, 0, &[&vec![0; payload]]));
+        }
+        assert_eq!(ring_size_for(65_572), 512 << 10);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::time::Duration;
 const MAX_LINE: u64 = 64 << 10;
 
 use attach::proto::{self, Reply, Request};
-use nic::shm::Channel;
+use nic::shm::{self, Channel};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use stack::reuseport::{BindOptions, Selector};
 use stack::shared::Shared;
@@ -61,8 +61,9 @@ pub struct DaemonArgs {
     /// Group owning the control socket file.
     #[arg(long)]
     pub control_group: Option<String>,
-    /// Bytes of each shared-memory ring (one each way per process and core).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Bytes of each shared-memory ring (one each way per process and core;
+    /// rounded up to a power of two, more than 256 KiB).
+    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
     pub ring_bytes: usize,
     /// Most processes attached at once (each costs a thread here and its
     /// rings on every core); more are refused at their hello, and counted.
@@ -76,6 +77,26 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         return Err(format!("{s} is not a file mode"));
     }
     Ok(m)
+}
+
+/// `--ring-bytes`: a ring whose records cannot carry a whole datagram
+/// never delivers one, so such sizes are refused here.
+fn parse_ring_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    let need = shm::ring_size_for(proxy::DGRAM_RECORD);
+    if shm::ring_size(n) < need {
+        return Err(format!(
+            "must be more than {} ({} KiB): a ring record must hold a whole datagram with its \
+             addresses ({} bytes) and takes at most a quarter of its ring, so rings (rounded \
+             up to a power of two) need {need} bytes",
+            need / 2,
+            need >> 11,
+            proxy::DGRAM_RECORD,
+        ));
+    }
+    Ok(n)
 }
 
 /// What the control thread and the workers share.
@@ -502,6 +523,42 @@ mod tests {
         let ch = Channel::create(&format!("hello-test-{core}"), 4096).map_err(|e| e.to_string())?;
         let bell = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| e.to_string())?;
         Ok((ch, Arc::new(bell)))
+    }
+
+    #[test]
+    fn ring_bytes_too_small_for_a_datagram_are_refused() {
+        let e = parse_ring_bytes("262144").unwrap_err();
+        assert!(e.contains("more than 262144 (256 KiB)"), "{e}");
+        assert!(e.contains("whole datagram"), "{e}");
+        assert!(parse_ring_bytes("4096").is_err());
+        assert!(parse_ring_bytes("0").is_err());
+        assert!(parse_ring_bytes("lots").is_err());
+        // Rounded up to 512 KiB, which holds one.
+        assert_eq!(parse_ring_bytes("262145"), Ok(262_145));
+        assert_eq!(parse_ring_bytes("1048576"), Ok(1 << 20));
+        // The ring the proxy gets from the least size delivers a datagram.
+        let ch = Channel::create("ring-bytes-test", 262_145).unwrap();
+        let (mut tx, _) = ch.split(nic::shm::Side::Daemon);
+        assert!(tx.room() >= proxy::DGRAM_RECORD);
+        // Through clap, with the rest of the command line.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            daemon: DaemonArgs,
+        }
+        let args = |ring: &str| {
+            <Cli as clap::Parser>::try_parse_from([
+                "daemon",
+                "--iface",
+                "xdp0",
+                "--control",
+                "/tmp/x.sock",
+                "--ring-bytes",
+                ring,
+            ])
+        };
+        let e = args("65536").err().expect("refused").to_string();
+        assert!(e.contains("--ring-bytes") && e.contains("256 KiB"), "{e}");
     }
 
     /// A hello that fails on one core leaves no core with a channel (no
