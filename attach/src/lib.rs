@@ -451,24 +451,17 @@ impl Core {
         port: u16,
         opts: &BindOptions,
     ) -> Result<u64, AttachError> {
-        let (core, addr) = (self.index, proto::addr_to_str(&addr));
-        let (backlog, reuseport) = (opts.backlog, opts.reuseport);
+        let bind = proto::Bind {
+            core: self.index,
+            addr: proto::addr_to_str(&addr),
+            port,
+            backlog: opts.backlog,
+            reuseport: opts.reuseport,
+        };
         let req = if udp {
-            Request::UdpBind {
-                core,
-                addr,
-                port,
-                backlog,
-                reuseport,
-            }
+            Request::UdpBind(bind)
         } else {
-            Request::Listen {
-                core,
-                addr,
-                port,
-                backlog,
-                reuseport,
-            }
+            Request::Listen(bind)
         };
         self.ctl(&req)?
             .listener

@@ -212,11 +212,32 @@ pub struct Channel {
     cap: usize,
 }
 
+/// Bytes each ring of a channel created with `cap` holds: `cap` rounded up
+/// to a power of two, at least 4 KiB.
+pub const fn ring_size(cap: usize) -> usize {
+    if cap < 4096 {
+        4096
+    } else {
+        cap.next_power_of_two()
+    }
+}
+
+/// Largest payload of one record in a ring of `size` bytes (a
+/// [`ring_size`]): a record takes at most a quarter of its ring.
+pub const fn max_payload(size: usize) -> usize {
+    size / 4 - HEADER
+}
+
+/// The smallest ring whose records carry `payload` bytes.
+pub const fn ring_size_for(payload: usize) -> usize {
+    ring_size(4 * (payload + HEADER))
+}
+
 impl Channel {
     /// Create a channel whose rings hold `cap` bytes each (rounded up to a
-    /// power of two, at least 4 KiB).
+    /// power of two, at least 4 KiB: [`ring_size`]).
     pub fn create(name: &str, cap: usize) -> io::Result<Channel> {
-        let cap = cap.max(4096).next_power_of_two();
+        let cap = ring_size(cap);
         let shm = ShmRegion::create(name, DATA + 2 * cap)?;
         shm.u64_at(8).store(cap as u64, Ordering::Relaxed);
         shm.u64_at(0).store(MAGIC, Ordering::Release);
@@ -262,25 +283,28 @@ impl Channel {
         };
         (
             RingTx {
-                shm: self.shm.clone(),
-                head: RING_OFF[tx].0,
-                tail_off: RING_OFF[tx].1,
-                data: DATA + tx * self.cap,
-                cap: self.cap as u64,
+                ring: self.ring(tx),
                 tail: 0,
                 head_seen: 0,
                 published: 0,
             },
             RingRx {
-                shm: self.shm.clone(),
-                head_off: RING_OFF[rx].0,
-                tail: RING_OFF[rx].1,
-                data: DATA + rx * self.cap,
-                cap: self.cap as u64,
+                ring: self.ring(rx),
                 head: 0,
                 tail_seen: 0,
             },
         )
+    }
+
+    /// Ring `i` of this channel.
+    fn ring(&self, i: usize) -> Ring {
+        Ring {
+            shm: self.shm.clone(),
+            head_off: RING_OFF[i].0,
+            tail_off: RING_OFF[i].1,
+            data: DATA + i * self.cap,
+            cap: self.cap as u64,
+        }
     }
 
     /// The "about to sleep" flag of `side` (the producer towards it rings
@@ -327,13 +351,45 @@ fn padded(len: usize) -> usize {
     (HEADER + len + 15) & !15
 }
 
+/// Where one ring lives in the region: its two shared counters and its
+/// data area (the geometry both ends share).
+struct Ring {
+    shm: Arc<ShmRegion>,
+    /// Offset of the consumer's head counter.
+    head_off: usize,
+    /// Offset of the producer's tail counter.
+    tail_off: usize,
+    /// Offset of the data area.
+    data: usize,
+    /// Bytes of the data area (a power of two).
+    cap: u64,
+}
+
+impl Ring {
+    /// The consumer's head, as shared.
+    fn head(&self) -> &AtomicU64 {
+        self.shm.u64_at(self.head_off)
+    }
+
+    /// The producer's tail, as shared.
+    fn tail(&self) -> &AtomicU64 {
+        self.shm.u64_at(self.tail_off)
+    }
+
+    /// Copy `bytes` in at `pos` of the data area.
+    fn write(&self, pos: usize, bytes: &[u8]) {
+        self.shm.write(self.data + pos, bytes);
+    }
+
+    /// Copy the bytes at `pos` of the data area out into `out`.
+    fn read(&self, pos: usize, out: &mut [u8]) {
+        self.shm.read(self.data + pos, out);
+    }
+}
+
 /// The producing end of a ring.
 pub struct RingTx {
-    shm: Arc<ShmRegion>,
-    head: usize,
-    tail_off: usize,
-    data: usize,
-    cap: u64,
+    ring: Ring,
     /// Our tail, published by [`RingTx::publish`].
     tail: u64,
     /// The consumer's head as last read.
@@ -345,20 +401,20 @@ pub struct RingTx {
 impl RingTx {
     /// Largest payload one record can carry.
     pub fn max_payload(&self) -> usize {
-        self.cap as usize / 4 - HEADER
+        max_payload(self.ring.cap as usize)
     }
 
     /// Bytes free now (re-reading the consumer's head).
     pub fn free(&mut self) -> usize {
         self.refresh();
-        (self.cap - (self.tail - self.head_seen)) as usize
+        (self.ring.cap - (self.tail - self.head_seen)) as usize
     }
 
     /// Payload bytes a record written now could carry (0: none fits).
     pub fn room(&mut self) -> usize {
         let free = self.free();
-        let pos = (self.tail % self.cap) as usize;
-        let to_end = self.cap as usize - pos;
+        let pos = (self.tail % self.ring.cap) as usize;
+        let to_end = self.ring.cap as usize - pos;
         // Worst case a pad to the end comes first.
         let usable = if free >= to_end + HEADER {
             (free - to_end).max(to_end.min(free))
@@ -369,7 +425,7 @@ impl RingTx {
     }
 
     fn refresh(&mut self) {
-        let h = self.shm.u64_at(self.head).load(Ordering::Acquire);
+        let h = self.ring.head().load(Ordering::Acquire);
         // A head behind ours or past our tail is the peer's lie: keep the old
         // value (we simply see less room).
         if h >= self.head_seen && h <= self.tail {
@@ -386,12 +442,12 @@ impl RingTx {
             return false;
         }
         let rec = padded(len) as u64;
-        let pos = self.tail % self.cap;
-        let to_end = self.cap - pos;
+        let pos = self.tail % self.ring.cap;
+        let to_end = self.ring.cap - pos;
         let need = if to_end < rec { to_end + rec } else { rec };
-        if self.cap - (self.tail - self.head_seen) < need {
+        if self.ring.cap - (self.tail - self.head_seen) < need {
             self.refresh();
-            if self.cap - (self.tail - self.head_seen) < need {
+            if self.ring.cap - (self.tail - self.head_seen) < need {
                 return false;
             }
         }
@@ -399,11 +455,11 @@ impl RingTx {
             self.header(pos, PAD, (to_end as usize - HEADER) as u32, 0);
             self.tail += to_end;
         }
-        let pos = self.tail % self.cap;
+        let pos = self.tail % self.ring.cap;
         self.header(pos, kind, len as u32, id);
-        let mut off = self.data + pos as usize + HEADER;
+        let mut off = pos as usize + HEADER;
         for p in parts {
-            self.shm.write(off, p);
+            self.ring.write(off, p);
             off += p.len();
         }
         self.tail += rec;
@@ -415,14 +471,12 @@ impl RingTx {
         h[0] = kind;
         h[4..8].copy_from_slice(&len.to_le_bytes());
         h[8..16].copy_from_slice(&id.to_le_bytes());
-        self.shm.write(self.data + pos as usize, &h);
+        self.ring.write(pos as usize, &h);
     }
 
     /// Make the records pushed so far visible to the consumer.
     pub fn publish(&mut self) {
-        self.shm
-            .u64_at(self.tail_off)
-            .store(self.tail, Ordering::Release);
+        self.ring.tail().store(self.tail, Ordering::Release);
         self.published = self.tail;
     }
 
@@ -447,19 +501,17 @@ pub struct Record {
 
 /// The consuming end of a ring.
 pub struct RingRx {
-    shm: Arc<ShmRegion>,
-    head_off: usize,
-    tail: usize,
-    data: usize,
-    cap: u64,
+    ring: Ring,
+    /// Our head, given back by [`RingRx::release`].
     head: u64,
+    /// The producer's tail as last read.
     tail_seen: u64,
 }
 
 impl RingRx {
     fn refresh(&mut self) -> Result<(), RingError> {
-        let t = self.shm.u64_at(self.tail).load(Ordering::Acquire);
-        if t < self.tail_seen || t - self.head > self.cap || !t.is_multiple_of(16) {
+        let t = self.ring.tail().load(Ordering::Acquire);
+        if t < self.tail_seen || t - self.head > self.ring.cap || !t.is_multiple_of(16) {
             return Err(RingError::Corrupt("tail"));
         }
         self.tail_seen = t;
@@ -468,7 +520,7 @@ impl RingRx {
 
     /// Whether records wait (re-reads the producer's tail).
     pub fn has_data(&self) -> bool {
-        self.shm.u64_at(self.tail).load(Ordering::Acquire) != self.head
+        self.ring.tail().load(Ordering::Acquire) != self.head
     }
 
     /// Take the next record, its payload copied into `out` (resized).
@@ -480,18 +532,18 @@ impl RingRx {
                     return Ok(None);
                 }
             }
-            let pos = (self.head % self.cap) as usize;
+            let pos = (self.head % self.ring.cap) as usize;
             let avail = self.tail_seen - self.head;
-            let to_end = self.cap as usize - pos;
+            let to_end = self.ring.cap as usize - pos;
             if avail < HEADER as u64 || to_end < HEADER {
                 return Err(RingError::Corrupt("short header"));
             }
             let mut h = [0u8; HEADER];
-            self.shm.read(self.data + pos, &mut h);
+            self.ring.read(pos, &mut h);
             let kind = h[0];
             let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
             let id = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
-            if len > self.cap as usize {
+            if len > self.ring.cap as usize {
                 return Err(RingError::Corrupt("length"));
             }
             let rec = padded(len);
@@ -504,16 +556,14 @@ impl RingRx {
             }
             out.clear();
             out.resize(len, 0);
-            self.shm.read(self.data + pos + HEADER, out);
+            self.ring.read(pos + HEADER, out);
             return Ok(Some(Record { kind, id, len }));
         }
     }
 
     /// Give the space of the records taken so far back to the producer.
     pub fn release(&mut self) {
-        self.shm
-            .u64_at(self.head_off)
-            .store(self.head, Ordering::Release);
+        self.ring.head().store(self.head, Ordering::Release);
     }
 }
 
@@ -572,7 +622,11 @@ mod tests {
     use super::*;
 
     fn pair() -> (Channel, Channel) {
-        let a = Channel::create("test", 4096).unwrap();
+        pair_of(4096)
+    }
+
+    fn pair_of(cap: usize) -> (Channel, Channel) {
+        let a = Channel::create("test", cap).unwrap();
         let fd = a.fd().try_clone_to_owned().unwrap();
         let b = Channel::open(fd).unwrap();
         (a, b)
@@ -678,6 +732,27 @@ mod tests {
         tx.publish();
         assert!(!a.prepare_sleep(Side::App, &rx), "records wait: no sleep");
         assert!(!d.peer_sleeping(Side::Daemon));
+    }
+
+    #[test]
+    fn ring_sizes_round_up_and_carry_the_payloads_asked_for() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(4097), 8192);
+        assert_eq!(ring_size(1 << 20), 1 << 20);
+        for payload in [0, 1, 1008, 1009, 65_520, 65_521, 65_572] {
+            let size = ring_size_for(payload);
+            assert!(max_payload(size) >= payload, "{payload} fits in {size}");
+            assert!(
+                size == 4096 || max_payload(size / 2) < payload,
+                "{size} is the smallest for {payload}"
+            );
+            let (d, _a) = pair_of(size);
+            let (mut tx, _) = d.split(Side::Daemon);
+            assert_eq!(tx.max_payload(), max_payload(size));
+            assert!(tx.room() >= payload, "an empty ring has room for {payload}");
+            assert!(tx.push(1, 0, &[&vec![0; payload]]));
+        }
+        assert_eq!(ring_size_for(65_572), 512 << 10);
     }
 
     #[test]

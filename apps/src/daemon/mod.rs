@@ -36,7 +36,7 @@ use std::time::Duration;
 const MAX_LINE: u64 = 64 << 10;
 
 use attach::proto::{self, Reply, Request};
-use nic::shm::Channel;
+use nic::shm::{self, Channel};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use stack::reuseport::{BindOptions, Selector};
 use stack::shared::Shared;
@@ -61,8 +61,9 @@ pub struct DaemonArgs {
     /// Group owning the control socket file.
     #[arg(long)]
     pub control_group: Option<String>,
-    /// Bytes of each shared-memory ring (one each way per process and core).
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Bytes of each shared-memory ring (one each way per process and core;
+    /// rounded up to a power of two, more than 256 KiB).
+    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_bytes)]
     pub ring_bytes: usize,
     /// Most processes attached at once (each costs a thread here and its
     /// rings on every core); more are refused at their hello, and counted.
@@ -76,6 +77,26 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         return Err(format!("{s} is not a file mode"));
     }
     Ok(m)
+}
+
+/// `--ring-bytes`: a ring whose records cannot carry a whole datagram
+/// never delivers one, so such sizes are refused here.
+fn parse_ring_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    let need = shm::ring_size_for(proxy::DGRAM_RECORD);
+    if shm::ring_size(n) < need {
+        return Err(format!(
+            "must be more than {} ({} KiB): a ring record must hold a whole datagram with its \
+             addresses ({} bytes) and takes at most a quarter of its ring, so rings (rounded \
+             up to a power of two) need {need} bytes",
+            need / 2,
+            need >> 11,
+            proxy::DGRAM_RECORD,
+        ));
+    }
+    Ok(n)
 }
 
 /// What the control thread and the workers share.
@@ -290,7 +311,8 @@ fn serve_client(stream: UnixStream, hub: Arc<Hub>, ring_bytes: usize) {
                 }
             },
             _ if !attached => Reply::err("say hello first"),
-            Request::Listen { .. } | Request::UdpBind { .. } => bind(&hub, client, &peer, &req),
+            Request::Listen(b) => bind(&hub, client, &peer, &b, false),
+            Request::UdpBind(b) => bind(&hub, client, &peer, &b, true),
             Request::Drain { core, listener } => drain(&hub, client, core, listener),
         };
         if send(&mut writer, &reply, &[]).is_err() {
@@ -317,6 +339,7 @@ fn send(w: &mut UnixStream, r: &Reply, fds: &[std::os::fd::BorrowedFd<'_>]) -> s
     }
 }
 
+/// One channel and doorbell per core for a process saying hello.
 fn hello(
     hub: &Hub,
     client: u64,
@@ -326,53 +349,49 @@ fn hello(
     if hub.wait_ready().is_none() {
         return Err("the daemon's workers are not running".into());
     }
-    let mut out = Vec::new();
-    for core in 0..hub.cores() {
+    attach_all(hub, client, |core| {
         let ch = Channel::create(&format!("xdpstack-{pid}-{core}"), ring_bytes)
             .map_err(|e| format!("shared memory: {e}"))?;
-        let bell = Arc::new(
-            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                .map_err(|e| format!("eventfd: {e}"))?,
-        );
+        let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| format!("eventfd: {e}"))?;
+        Ok((ch, Arc::new(bell)))
+    })
+}
+
+/// Open every core's channel with `open`, then post them all: a failure
+/// on any core leaves no core attached (the channels opened so far are
+/// dropped here, never handed to a worker that no detach would reach).
+fn attach_all(
+    hub: &Hub,
+    client: u64,
+    open: impl FnMut(usize) -> Result<(Channel, Arc<EventFd>), String>,
+) -> Result<Vec<(Channel, Arc<EventFd>)>, String> {
+    let chans = (0..hub.cores())
+        .map(open)
+        .collect::<Result<Vec<_>, String>>()?;
+    for (core, (chan, bell)) in chans.iter().enumerate() {
         hub.post(
             core,
             Ctl::Attach {
                 client,
-                chan: ch.clone(),
+                chan: chan.clone(),
                 bell: bell.clone(),
             },
         );
-        out.push((ch, bell));
     }
-    Ok(out)
+    Ok(chans)
 }
 
 /// `listen` or `udp_bind`: the bind rules with the process's uid from the
 /// kernel, and the privileged-port rule.
-fn bind(hub: &Hub, client: u64, peer: &Peer, req: &Request) -> Reply {
+fn bind(hub: &Hub, client: u64, peer: &Peer, b: &proto::Bind, udp: bool) -> Reply {
     let (uid, pid) = (peer.uid, peer.pid);
-    let (&core, addr, &port, &backlog, &reuseport, udp) = match req {
-        Request::Listen {
-            core,
-            addr,
-            port,
-            backlog,
-            reuseport,
-        } => (core, addr, port, backlog, reuseport, false),
-        Request::UdpBind {
-            core,
-            addr,
-            port,
-            backlog,
-            reuseport,
-        } => (core, addr, port, backlog, reuseport, true),
-        _ => return Reply::err("not a bind"),
-    };
+    let (core, port) = (b.core, b.port);
     if core >= hub.cores() {
         return Reply::err(format!("no core {core}"));
     }
-    let Some(addr) = proto::addr_from_str(addr) else {
-        return Reply::err(format!("bad address {addr}"));
+    let Some(addr) = proto::addr_from_str(&b.addr) else {
+        return Reply::err(format!("bad address {}", b.addr));
     };
     if port < 1024 && !peer.may_bind_privileged() {
         return Reply::err(format!(
@@ -380,8 +399,8 @@ fn bind(hub: &Hub, client: u64, peer: &Peer, req: &Request) -> Reply {
         ));
     }
     let opts = BindOptions::new(uid)
-        .with_reuseport(reuseport)
-        .with_backlog(backlog.clamp(1, 65_535));
+        .with_reuseport(b.reuseport)
+        .with_backlog(b.backlog.clamp(1, 65_535));
     ask(hub, core, |reply| Ctl::Bind {
         client,
         udp,
@@ -478,6 +497,7 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn control_socket_is_root_only_by_default_and_stale_ones_are_replaced() {
@@ -497,5 +517,82 @@ mod tests {
         assert_eq!(mode, 0o666);
         drop(l);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn channel(core: usize) -> Result<(Channel, Arc<EventFd>), String> {
+        let ch = Channel::create(&format!("hello-test-{core}"), 4096).map_err(|e| e.to_string())?;
+        let bell = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| e.to_string())?;
+        Ok((ch, Arc::new(bell)))
+    }
+
+    #[test]
+    fn ring_bytes_too_small_for_a_datagram_are_refused() {
+        let e = parse_ring_bytes("262144").unwrap_err();
+        assert!(e.contains("more than 262144 (256 KiB)"), "{e}");
+        assert!(e.contains("whole datagram"), "{e}");
+        assert!(parse_ring_bytes("4096").is_err());
+        assert!(parse_ring_bytes("0").is_err());
+        assert!(parse_ring_bytes("lots").is_err());
+        // Rounded up to 512 KiB, which holds one.
+        assert_eq!(parse_ring_bytes("262145"), Ok(262_145));
+        assert_eq!(parse_ring_bytes("1048576"), Ok(1 << 20));
+        // The ring the proxy gets from the least size delivers a datagram.
+        let ch = Channel::create("ring-bytes-test", 262_145).unwrap();
+        let (mut tx, _) = ch.split(nic::shm::Side::Daemon);
+        assert!(tx.room() >= proxy::DGRAM_RECORD);
+        // Through clap, with the rest of the command line.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            daemon: DaemonArgs,
+        }
+        let args = |ring: &str| {
+            <Cli as clap::Parser>::try_parse_from([
+                "daemon",
+                "--iface",
+                "xdp0",
+                "--control",
+                "/tmp/x.sock",
+                "--ring-bytes",
+                ring,
+            ])
+        };
+        let e = args("65536").err().expect("refused").to_string();
+        assert!(e.contains("--ring-bytes") && e.contains("256 KiB"), "{e}");
+    }
+
+    /// A hello that fails on one core leaves no core with a channel (no
+    /// detach would ever reach it); one that succeeds attaches every core.
+    #[test]
+    fn a_hello_failing_on_one_core_attaches_none() {
+        let hub = Hub::new(3, Arc::new(stack::reuseport::HashSelector), 8);
+        let mut opened = 0;
+        let failing = attach_all(&hub, 7, |core| {
+            opened += 1;
+            if core == 2 {
+                return Err("shared memory: no room".into());
+            }
+            channel(core)
+        });
+        assert_eq!(failing.err().as_deref(), Some("shared memory: no room"));
+        assert_eq!(opened, 3, "cores 0 and 1 were opened first");
+        assert!((0..3).all(|c| !hub.has_work(c)), "nothing posted");
+
+        let chans = attach_all(&hub, 8, channel).unwrap();
+        assert_eq!(chans.len(), 3);
+        for (core, (ours, _)) in chans.iter().enumerate() {
+            match hub.take(core) {
+                Some(Ctl::Attach { client, chan, .. }) => {
+                    assert_eq!(client, 8);
+                    assert_eq!(
+                        chan.fd().as_raw_fd(),
+                        ours.fd().as_raw_fd(),
+                        "core {core} has its own channel"
+                    );
+                }
+                _ => panic!("core {core} was not attached"),
+            }
+            assert!(hub.take(core).is_none());
+        }
     }
 }

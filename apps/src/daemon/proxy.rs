@@ -206,6 +206,15 @@ pub struct ProxyApp {
     counters: ProxyCounters,
 }
 
+/// Bytes the proxy reads from a socket at once: the most of a datagram it
+/// delivers.
+const SCRATCH: usize = 64 * 1024;
+
+/// Payload of the largest datagram record (sender, our address, the data):
+/// a datagram is read from the engine only when the ring has room for this
+/// much, so a ring whose records cannot carry it never delivers one.
+pub const DGRAM_RECORD: usize = proto::PEER_LEN + proto::IP_LEN + SCRATCH;
+
 /// The client id of connections whose process is gone but whose close is
 /// still finishing (process ids start at 1).
 const ORPHAN: u64 = 0;
@@ -230,7 +239,7 @@ impl ProxyApp {
             retry: Vec::new(),
             touched: Vec::new(),
             client_ids: Vec::new(),
-            scratch: vec![0; 64 * 1024],
+            scratch: vec![0; SCRATCH],
             rec: Vec::new(),
             next_sweep: Instant::now() + SWEEP,
             counters: ProxyCounters::default(),
@@ -684,12 +693,11 @@ impl ProxyApp {
     /// Datagrams waiting in the engine, into their process's ring while it
     /// has room (the rest waits in the engine's bounded queue).
     fn udp_all<R: Rings>(&mut self, engine: &mut Engine<R>) {
-        let head = proto::PEER_LEN + proto::IP_LEN;
         for (&m, &client) in &self.udp {
             let Some(cl) = self.clients.get_mut(&client) else {
                 continue;
             };
-            while cl.tx.room() >= head + self.scratch.len() {
+            while cl.tx.room() >= DGRAM_RECORD {
                 let Ok(Some((n, from, to))) = engine.recv_from(UdpId(m), &mut self.scratch) else {
                     break;
                 };
@@ -869,7 +877,12 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
     }
 }
 
-/// Pending control messages of one core.
+/// Pending control messages of one core. The worker looks every turn, and
+/// the inbox is nearly always empty: `waiting` answers that without the
+/// lock. It is set with each push and cleared when a pop empties the
+/// queue, both under the lock, so it is true whenever a message waits; a
+/// pop that runs before a push's flag is seen leaves the message for the
+/// next turn, which the push's doorbell (`Hub::post`) brings.
 #[derive(Default)]
 pub struct Inbox {
     queue: std::sync::Mutex<VecDeque<Ctl>>,
@@ -885,8 +898,11 @@ impl Inbox {
         }
     }
 
-    /// Take one message.
+    /// Take one message (none waiting: one atomic load, no lock).
     pub fn pop(&self) -> Option<Ctl> {
+        if !self.waiting() {
+            return None;
+        }
         let mut q = self.queue.lock().ok()?;
         let m = q.pop_front();
         if q.is_empty() {

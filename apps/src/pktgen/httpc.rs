@@ -46,7 +46,7 @@ use smoltcp::wire::{
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
     ETHERNET_HEADER_LEN,
 };
-use stack::parse::{parse_ip, L4};
+use stack::parse::{parse_ip, ParsedIp, L4};
 
 pub use super::gen::Step;
 use super::gen::{new_histogram, send_secs, AddrRange, Generator, Live, PortRange, MAX_RTT_NS};
@@ -635,14 +635,7 @@ impl Core {
             self.c.rx_other += 1;
             return Action::Release;
         };
-        let l4 = match ip.first().map(|b| b >> 4) {
-            Some(4) => Ipv4Packet::new_checked(ip).ok().map(|v| v.payload()),
-            _ => Ipv6Packet::new_checked(ip).ok().map(|v| v.payload()),
-        };
-        let Some(payload) = l4
-            .and_then(|b| TcpPacket::new_checked(b).ok())
-            .map(|t| t.payload())
-        else {
+        let Some(payload) = tcp_payload(ip, &p) else {
             self.c.rx_invalid += 1;
             return Action::Release;
         };
@@ -1191,15 +1184,34 @@ impl<R: Rings> Generator for HttpClient<R> {
     }
 }
 
+/// The TCP payload of `ip`, a packet [`parse_ip`] accepted as `p`: its last
+/// `p.payload_len` bytes before where the IP header says the packet ends (a
+/// short frame's Ethernet padding is not payload). Taken from the lengths
+/// `parse_ip` checked, not parsed again.
+pub(super) fn tcp_payload<'a>(ip: &'a [u8], p: &ParsedIp) -> Option<&'a [u8]> {
+    let be16 = |at: usize| {
+        ip.get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let end = match p.key.dst {
+        // Total length.
+        IpAddr::V4(_) => be16(2)?,
+        // Payload length after the fixed header (parse_ip takes no
+        // extension headers).
+        IpAddr::V6(_) => 40 + be16(4)?,
+    };
+    ip.get(end.checked_sub(p.payload_len)?..end)
+}
+
 /// Bytes of the frame carrying `tcp` from `src` (Ethernet padding included).
-fn frame_len(src: IpAddr, tcp: &TcpRepr) -> usize {
+pub(super) fn frame_len(src: IpAddr, tcp: &TcpRepr) -> usize {
     let ip = if src.is_ipv4() { 20 } else { 40 };
     (ETHERNET_HEADER_LEN + ip + tcp.buffer_len()).max(MIN_FRAME)
 }
 
 /// Write the Ethernet frame carrying `tcp` into `b` (exactly
 /// [`frame_len`] bytes).
-fn write_segment(
+pub(super) fn write_segment(
     b: &mut [u8],
     our_mac: [u8; 6],
     dst_mac: [u8; 6],

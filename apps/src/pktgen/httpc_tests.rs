@@ -289,3 +289,45 @@ fn response_heads_are_read_or_refused() {
         b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_vec()
     );
 }
+
+/// The payload of a received segment is found from the lengths `parse_ip`
+/// checked: what the sender wrote, without the Ethernet padding of a short
+/// frame (the IPv4 ones here of 0 and 2 bytes), over IPv4 and IPv6.
+#[test]
+fn segment_payloads_come_from_the_checked_lengths() {
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, ETHERNET_HEADER_LEN};
+
+    use super::httpc::{frame_len, tcp_payload, write_segment};
+
+    let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+    let pairs = [
+        (
+            IpAddr::V4(SERVER),
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
+        ),
+        (v6("2001:db8::1"), v6("2001:db8::10")),
+    ];
+    for (src, dst) in pairs {
+        for data in [&b""[..], b"ok", RESPONSE] {
+            let tcp = TcpRepr {
+                src_port: 80,
+                dst_port: 40_000,
+                control: TcpControl::None,
+                seq_number: TcpSeqNumber(1000),
+                ack_number: Some(TcpSeqNumber(2000)),
+                window_len: 65_535,
+                window_scale: None,
+                max_seg_size: None,
+                sack_permitted: false,
+                sack_ranges: [None; 3],
+                timestamp: None,
+                payload: data,
+            };
+            let mut frame = vec![0xee; frame_len(src, &tcp)];
+            write_segment(&mut frame, SERVER_MAC, CLIENT_MAC, src, dst, &tcp);
+            let ip = &frame[ETHERNET_HEADER_LEN..];
+            let p = stack::parse::parse_ip(ip).expect("a valid segment");
+            assert_eq!(tcp_payload(ip, &p), Some(data), "{src} {data:?}");
+        }
+    }
+}

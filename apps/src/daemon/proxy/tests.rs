@@ -1,7 +1,8 @@
 //! The proxy on one engine in memory (no root): a `MemClient` on the wire,
 //! the attached process played by the test on the app side of a channel.
 //! What is checked: the count of connections with staged bytes, which
-//! decides whether a turn is busy, against the connections themselves.
+//! decides whether a turn is busy, against the connections themselves; and
+//! the control inbox (an empty one takes no lock, a busy one loses nothing).
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -239,4 +240,55 @@ fn the_count_follows_aborts_over_credit_and_detach() {
     // The wire client never reads: stop with bytes staged.
     App::<MemRings>::shutdown(&mut rig.proxy, &mut rig.engine);
     assert_eq!(rig.staging(), (0, 0));
+}
+
+/// An empty inbox is looked at without its lock: a pop while another
+/// thread holds the lock returns at once.
+#[test]
+fn an_empty_inbox_costs_no_lock() {
+    let inbox = super::Inbox::default();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let held = inbox.queue.lock().unwrap();
+        let inbox = &inbox;
+        s.spawn(move || tx.send(inbox.pop().is_none()).unwrap());
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        assert_eq!(got, Ok(true), "the empty pop waited for the lock");
+    });
+    inbox.push(Ctl::Detach { client: 3 });
+    assert!(inbox.waiting());
+    assert!(matches!(inbox.pop(), Some(Ctl::Detach { client: 3 })));
+    assert!(!inbox.waiting());
+    assert!(inbox.pop().is_none());
+}
+
+/// A consumer popping while a producer pushes gets every message, in
+/// order, and the flag is down once the queue is empty.
+#[test]
+fn an_inbox_loses_nothing_between_threads() {
+    const N: u64 = 20_000;
+    let inbox = super::Inbox::default();
+    let mut got = Vec::new();
+    let mut take = |m: Option<Ctl>| match m {
+        Some(Ctl::Detach { client }) => {
+            got.push(client);
+            true
+        }
+        Some(_) => panic!("not the message pushed"),
+        None => false,
+    };
+    std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            for client in 0..N {
+                inbox.push(Ctl::Detach { client });
+            }
+        });
+        while !producer.is_finished() {
+            take(inbox.pop());
+        }
+    });
+    while take(inbox.pop()) {}
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    assert!(!inbox.waiting());
 }
