@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xdpstack::sandbox::{Sandbox, SandboxSpec, Side};
 
 use crate::model::Meta;
-use crate::procs::{err, BenchError, Result};
+use crate::procs::{self, err, BenchError, Result};
 
 /// The repository root (the workspace this crate lives in).
 pub fn repo_root() -> PathBuf {
@@ -106,6 +106,16 @@ pub fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Waits, at most `max`, for the 1-minute load average to fall below `below`; returns how
+/// long it waited (`max` when it never did).
+pub fn settle(max: Duration, below: f64) -> Result<Duration> {
+    let t0 = Instant::now();
+    while loadavg1() >= below && t0.elapsed() < max {
+        procs::sleep(Duration::from_secs(2).min(max.saturating_sub(t0.elapsed())))?;
+    }
+    Ok(t0.elapsed())
 }
 
 /// The 1-minute load average (0 if unreadable).

@@ -39,6 +39,11 @@ struct Cli {
     /// Smoke mode: short durations, fewer connections, 1 run unless --runs is given.
     #[arg(long, global = true)]
     quick: bool,
+    /// Before each scenario, wait up to this many seconds for the 1-minute load average
+    /// to fall below 0.5 (the previous scenario's own load decays over a minute or two);
+    /// 0 starts at once. The load at the start is in each result either way.
+    #[arg(long, global = true, default_value_t = 150)]
+    settle: u64,
 }
 
 #[derive(Subcommand)]
@@ -311,6 +316,15 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     let t0 = Instant::now();
     let mut failures = Vec::new();
     for id in which {
+        if cli.settle > 0 {
+            let waited = env::settle(Duration::from_secs(cli.settle), report::QUIET_LOAD)?;
+            if waited > Duration::ZERO {
+                eprintln!(
+                    "   waited {:.0} s for the load to settle",
+                    waited.as_secs_f64()
+                );
+            }
+        }
         eprintln!(
             "== scenario {id} ({} run(s){}), load average {}",
             ctx.runs,

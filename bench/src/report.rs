@@ -9,6 +9,10 @@ use crate::env;
 use crate::model::{Case, ScenarioResult};
 use crate::procs::{err, BenchError, Result};
 
+/// A 1-minute load average below this counts as a quiet machine: `main` waits for it
+/// before each scenario (`--settle`) and the report flags scenarios that started above it.
+pub const QUIET_LOAD: f64 = 0.5;
+
 /// Scenario ids in report order.
 pub const ORDER: [&str; 10] = [
     "http",
@@ -302,17 +306,18 @@ pub fn markdown(results: &[ScenarioResult], plots: &[(String, String)]) -> Strin
                 .split_whitespace()
                 .next()
                 .and_then(|l| l.parse::<f64>().ok())
-                .is_some_and(|l| l > 0.5)
+                .is_some_and(|l| l >= QUIET_LOAD)
         })
         .map(|r| format!("{} (load average {})", r.scenario, r.meta.loadavg_before))
         .collect();
     if !busy.is_empty() {
         let _ = writeln!(
             md,
-            "> **Load before the scenarios.** The 1-minute load average was above 0.5 when \
-             these scenarios started: {}. It is either other work on the machine or the \
+            "> **Load before the scenarios.** The 1-minute load average was at or above {QUIET_LOAD} \
+             when these scenarios started: {}. It is either other work on the machine or the \
              suite's own previous scenario still decaying (the load average is a moving mean \
-             over minutes; `all` runs the scenarios back to back). On 2 cores other work \
+             over minutes; the suite waits up to `--settle` seconds, 150 by default, for it to \
+             fall before each scenario). On 2 cores other work \
              competes with the servers and the load generators: check the per-run load \
              averages below, and whether anything else ran, before quoting a ratio.\n",
             busy.join(", ")

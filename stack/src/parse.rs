@@ -71,6 +71,20 @@ pub struct ParsedIp {
     pub tcp: TcpFields,
 }
 
+impl ParsedIp {
+    /// A TCP SYN without ACK: the first segment of a connection.
+    pub fn is_syn(&self) -> bool {
+        matches!(
+            self.l4,
+            L4::Tcp {
+                flags_syn: true,
+                flags_ack: false,
+                ..
+            }
+        )
+    }
+}
+
 /// The TCP header fields SYN cookies need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpFields {

@@ -1200,6 +1200,140 @@ mod data_path {
         net.engine.check_frames().unwrap();
     }
 
+    /// A connection of the raw flow up to the application's close after the
+    /// peer's FIN: the engine is in LAST-ACK, waiting for the ACK of its FIN.
+    /// Returns (the connection, the server's next sequence number, ours).
+    fn raw_to_last_ack(
+        net: &mut Net,
+        l: ListenerId,
+        isn: u32,
+    ) -> (stack::socket::ConnId, u32, u32) {
+        let before = net.engine.connections();
+        let out = exchange(net, &raw(TcpControl::Syn, isn, None, &[]));
+        let [(server_isn, Some(_), TcpControl::Syn, 0)] = out[..] else {
+            panic!("no SYN-ACK: {out:?}");
+        };
+        let snd = server_isn.wrapping_add(1);
+        exchange(net, &raw(TcpControl::Psh, isn + 1, Some(snd), b"query"));
+        let c = net.engine.accept(l).expect("established");
+        let mut buf = [0u8; 16];
+        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 5);
+        net.engine.send(c, b"answer").unwrap();
+        let out = exchange(net, &raw(TcpControl::None, isn + 6, Some(snd), &[]));
+        assert!(out.iter().any(|s| s.3 == 6), "no answer: {out:?}");
+        let snd = snd + 6;
+        exchange(net, &raw(TcpControl::Fin, isn + 6, Some(snd), &[]));
+        assert!(
+            net.engine.recv(c, &mut buf).is_err(),
+            "the peer's FIN is in"
+        );
+        net.engine.close(c);
+        net.engine.ingress(net.clock);
+        net.engine.egress(net.clock);
+        let out = engine_sent(net);
+        assert!(
+            out.iter().any(|s| s.2 == TcpControl::Fin && s.0 == snd),
+            "no FIN: {out:?}"
+        );
+        assert_eq!(net.engine.connections(), before + 1, "in LAST-ACK");
+        (c, isn + 7, snd + 1)
+    }
+
+    /// A SYN for a 4-tuple whose connection the peer has forgotten (the ACK
+    /// of our FIN lost, the client's port reused) starts a new connection
+    /// at once, where a challenge ACK would lose it with clients that never
+    /// resend a SYN, and block the 4-tuple until the close times out.
+    #[test]
+    fn a_syn_on_a_closing_connection_the_peer_finished_starts_a_new_one() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        connect_all(&mut net, l, 1, 41800);
+        raw_to_last_ack(&mut net, l, 1000);
+        // The peer reuses its port: a SYN with any sequence number (before or
+        // after the old one; kxdpgun's are random).
+        for (round, isn) in [(0, 500u32), (1, 90_000)] {
+            let out = exchange(&mut net, &raw(TcpControl::Syn, isn, None, &[]));
+            let [(server_isn, Some(a), TcpControl::Syn, 0)] = out[..] else {
+                panic!("round {round}: no SYN-ACK for the new SYN: {out:?}");
+            };
+            assert_eq!(a, isn + 1);
+            let st = net.engine.stats().engine;
+            assert_eq!(st.syn_restarts, round + 1);
+            assert_eq!(st.syn_on_conn, 0);
+            // The new connection serves; it closes the same way for the next round.
+            exchange(
+                &mut net,
+                &raw(
+                    TcpControl::None,
+                    isn + 1,
+                    Some(server_isn.wrapping_add(1)),
+                    &[],
+                ),
+            );
+            let c = net
+                .engine
+                .accept(l)
+                .expect("the new connection is accepted");
+            assert_eq!(net.engine.peer(c).unwrap().unwrap().port, 5555);
+            assert_eq!(net.engine.connections(), 2, "the old one is gone");
+            if round == 0 {
+                net.engine.close(c);
+                net.engine.ingress(net.clock);
+                net.engine.egress(net.clock);
+                engine_sent(&mut net);
+                // FIN-WAIT: our FIN is not acknowledged, the peer's not in.
+                // The peer's FIN, then our last ACK: gone (TIME-WAIT is not kept).
+                let snd = server_isn.wrapping_add(2);
+                exchange(&mut net, &raw(TcpControl::Fin, isn + 1, Some(snd), &[]));
+                assert_eq!(net.engine.connections(), 1);
+                raw_to_last_ack(&mut net, l, isn.wrapping_add(7777));
+            }
+        }
+        net.engine.check_frames().unwrap();
+    }
+
+    /// The connections a peer may still be using keep RFC 5961's answer: a
+    /// SYN on an established one gets a challenge ACK (tested above), and so
+    /// does a retransmission of the SYN a half-open one answers (its
+    /// SYN-ACK again); a half-open one whose peer started over with another
+    /// sequence number is replaced.
+    #[test]
+    fn a_half_open_connection_is_replaced_only_by_a_new_attempt() {
+        let mut net = Net::new();
+        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        connect_all(&mut net, l, 1, 41800);
+        let out = exchange(&mut net, &raw(TcpControl::Syn, 1000, None, &[]));
+        let [(first, Some(1001), TcpControl::Syn, 0)] = out[..] else {
+            panic!("no SYN-ACK: {out:?}");
+        };
+        // The same SYN again: the same connection answers.
+        let out = exchange(&mut net, &raw(TcpControl::Syn, 1000, None, &[]));
+        assert!(
+            out.iter().all(|s| s.0 == first && s.1 == Some(1001)),
+            "{out:?}"
+        );
+        let st = net.engine.stats().engine;
+        assert_eq!((st.syn_restarts, st.syn_on_conn), (0, 1));
+        assert_eq!(net.engine.pending(l), 1);
+        // Another attempt on the same port: a new half-open connection.
+        let out = exchange(&mut net, &raw(TcpControl::Syn, 77_000, None, &[]));
+        let [(second, Some(77_001), TcpControl::Syn, 0)] = out[..] else {
+            panic!("no SYN-ACK for the new attempt: {out:?}");
+        };
+        let st = net.engine.stats().engine;
+        assert_eq!((st.syn_restarts, st.pending_lost), (1, 1));
+        assert_eq!(net.engine.pending(l), 1, "one half-open connection");
+        assert_eq!(net.engine.connections(), 2);
+        // It completes with the new numbers.
+        exchange(
+            &mut net,
+            &raw(TcpControl::None, 77_001, Some(second.wrapping_add(1)), &[]),
+        );
+        assert!(net.engine.accept(l).is_some());
+        assert_eq!(net.engine.stats().flows, 2);
+        net.engine.check_frames().unwrap();
+    }
+
     #[test]
     fn a_syn_flood_leaves_bounded_state_that_expires_and_clients_still_connect() {
         let mut net = Net::with(|c| {

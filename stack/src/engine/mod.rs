@@ -249,6 +249,15 @@ pub struct EngineCounters {
     /// Connections whose TIME_WAIT was cut short (their slot is reused; a
     /// late segment of the flow is answered with RST).
     pub time_wait_reaped: u64,
+    /// SYNs (without ACK) of a flow that still has a connection here: the
+    /// connection answers them (a challenge ACK, RFC 5961), no new one is
+    /// made.
+    pub syn_on_conn: u64,
+    /// SYNs that found their 4-tuple held by a connection the peer has
+    /// forgotten (closing with the peer's FIN in, or half-open with another
+    /// initial sequence number): that connection was released and the SYN
+    /// taken as a new one.
+    pub syn_restarts: u64,
     /// Connections released after closing.
     pub closed: u64,
     /// Closed connections reset because they did not finish closing within
@@ -545,7 +554,17 @@ impl<R: Rings> Engine<R> {
         hops: u8,
     ) {
         match self.route(&parsed, hint, hops) {
-            Route::Conn(c) => self.deliver(c, pkt),
+            Route::Conn(c) => {
+                if parsed.is_syn() {
+                    if self.syn_restarts(c, &parsed) {
+                        // The flow has no connection now: a new one.
+                        self.restart(c);
+                        return self.dispatch(pkt, parsed, hint, rx_core, hops);
+                    }
+                    self.counters.syn_on_conn += 1;
+                }
+                self.deliver(c, pkt)
+            }
             Route::Admit(m) => self.admit(pkt, &parsed, m, rx_core),
             Route::Cookie(m) => self.cookie_ack(pkt, &parsed, m, rx_core),
             Route::Forward {

@@ -61,6 +61,10 @@ pub(super) struct Slot {
     counters: Arc<ListenerCounters>,
     /// Handshake or close timeout.
     deadline: Option<Instant>,
+    /// The sequence number of the peer's SYN, when this core saw it (tells
+    /// a retransmitted SYN from a new attempt on the same 4-tuple, see
+    /// `Engine::syn_restarts`; not known for a migrated connection).
+    peer_isn: Option<u32>,
     dirty: bool,
     ready: bool,
 }
@@ -278,6 +282,7 @@ impl<R: Rings> Engine<R> {
                     rx_core: 0,
                     counters: Arc::default(),
                     deadline: None,
+                    peer_isn: None,
                     dirty: false,
                     ready: false,
                 });
@@ -436,6 +441,50 @@ impl<R: Rings> Engine<R> {
             },
             Phase::Accepted | Phase::Free => {}
         }
+    }
+
+    /// Whether a SYN (without ACK) for connection `c`'s 4-tuple starts a
+    /// new connection, the peer having forgotten `c`:
+    /// - `c` is closing and the peer's FIN is in (LAST-ACK, CLOSING,
+    ///   TIME-WAIT): the peer has nothing more to send on `c`, and a SYN
+    ///   from the same port means it is done with it (the ACK of our FIN was
+    ///   lost, or it never sends one). Linux answers it with a challenge ACK
+    ///   (RFC 5961), which a Linux client answers with a RST before sending
+    ///   its SYN again a second later; a client that never resends a SYN
+    ///   (`kxdpgun -T`, many load generators) loses the connection, and the
+    ///   4-tuple stays blocked until the close times out, so a client going
+    ///   round its ports loses one connection there on every round. Linux
+    ///   accepts such a SYN in TIME-WAIT (RFC 1122 4.2.2.13); this takes it
+    ///   from the states that lead there.
+    /// - `c` is half-open and the SYN is not a retransmission of the one it
+    ///   answers (another sequence number): the peer started over.
+    ///
+    /// Any other SYN goes to `c`, which answers it with a challenge ACK.
+    pub(super) fn syn_restarts(&mut self, c: ConnId, p: &ParsedIp) -> bool {
+        let state = self.conns.state(c);
+        let Some(slot) = self.conns.slot(c) else {
+            return false;
+        };
+        use tcp::State as S;
+        match (slot.phase, state) {
+            (Phase::Closing, Some(S::LastAck | S::Closing | S::TimeWait)) => true,
+            (Phase::HalfOpen, Some(S::SynReceived)) => {
+                slot.peer_isn.is_some_and(|isn| isn != p.tcp.seq)
+            }
+            _ => false,
+        }
+    }
+
+    /// A SYN that [`Self::syn_restarts`] connection `c`: `c` is released
+    /// (nothing is sent for it) and the SYN is routed afresh.
+    pub(super) fn restart(&mut self, c: ConnId) {
+        self.counters.syn_restarts += 1;
+        match self.conns.slot(c).map(|s| s.phase) {
+            Some(Phase::Closing) => self.counters.closed += 1,
+            Some(Phase::HalfOpen) => self.counters.pending_lost += 1,
+            _ => {}
+        }
+        self.release(c);
     }
 
     /// A segment for connection `c`.
@@ -618,9 +667,11 @@ impl<R: Rings> Engine<R> {
         m: MemberId,
         rx_core: usize,
         counters: Arc<ListenerCounters>,
+        peer_isn: Option<u32>,
     ) {
         let slot = &mut self.conns.slots[c.idx as usize];
         slot.key = key;
+        slot.peer_isn = peer_isn;
         slot.member = m;
         slot.rx_core = rx_core;
         slot.counters = counters;
@@ -673,7 +724,7 @@ impl<R: Rings> Engine<R> {
             self.shared.directory.release(&key, self.core);
             return self.release_pkt(pkt);
         };
-        self.setup_slot(c, key, m, rx_core, counters);
+        self.setup_slot(c, key, m, rx_core, counters, Some(p.tcp.seq));
         if let Some(l) = self.listeners.get_mut(&m) {
             l.half_open += 1;
         }
@@ -767,7 +818,7 @@ impl<R: Rings> Engine<R> {
             self.shared.directory.release(&key, self.core);
             return self.release_pkt(pkt);
         };
-        self.setup_slot(c, key, m, rx_core, counters);
+        self.setup_slot(c, key, m, rx_core, counters, Some(client_isn));
         if let Some(l) = self.listeners.get_mut(&m) {
             l.half_open += 1;
         }
@@ -888,7 +939,7 @@ impl<R: Rings> Engine<R> {
                 socket.abort();
                 self.counters.migration_resets += 1;
                 if let Some(c) = self.alloc_empty(*socket) {
-                    self.setup_slot(c, key, from, rx_core, from_counters);
+                    self.setup_slot(c, key, from, rx_core, from_counters, None);
                     self.start_closing(c);
                     self.flows.insert(key, Owner::Local(c));
                     self.conns.mark_dirty(c);
@@ -921,7 +972,7 @@ impl<R: Rings> Engine<R> {
         let now = self.now;
         let Some(l) = self.listeners.get_mut(&to) else {
             // The target closed meanwhile: nobody can accept it.
-            self.setup_slot(c, key, to, rx_core, Arc::default());
+            self.setup_slot(c, key, to, rx_core, Arc::default(), None);
             self.counters.migration_resets += 1;
             self.reset_pending(c);
             self.own_flow(key, c, rx_core);
@@ -935,7 +986,7 @@ impl<R: Rings> Engine<R> {
             l.accept_q.push_back(c);
         }
         self.counters.migrated_in += 1;
-        self.setup_slot(c, key, to, rx_core, counters);
+        self.setup_slot(c, key, to, rx_core, counters, None);
         if let Some(s) = self.conns.slot_mut(c) {
             if half_open {
                 s.deadline =
