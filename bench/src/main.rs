@@ -318,7 +318,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     for id in which {
         if cli.settle > 0 {
             let waited = env::settle(Duration::from_secs(cli.settle), report::QUIET_LOAD)?;
-            if waited > Duration::ZERO {
+            if waited >= Duration::from_secs(1) {
                 eprintln!(
                     "   waited {:.0} s for the load to settle",
                     waited.as_secs_f64()
