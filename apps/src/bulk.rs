@@ -245,6 +245,15 @@ pub fn run_bulk(args: &BulkArgs) -> Value {
 /// or `--max-secs` have passed.
 pub fn run_kernel_echo(args: &KernelEchoArgs, stop: &AtomicBool) -> io::Result<Value> {
     let listener = TcpListener::bind(SocketAddr::new(args.addr, args.port))?;
+    serve_kernel_echo(listener, args, stop)
+}
+
+/// [`run_kernel_echo`] on a listener already bound (`args.addr` and `args.port` unused).
+fn serve_kernel_echo(
+    listener: TcpListener,
+    args: &KernelEchoArgs,
+    stop: &AtomicBool,
+) -> io::Result<Value> {
     listener.set_nonblocking(true)?;
     eprintln!("kernel echo listening on {}", listener.local_addr()?);
     let live = Arc::new(AtomicUsize::new(0));
@@ -321,10 +330,11 @@ mod tests {
 
     #[test]
     fn a_kernel_echo_serves_a_bulk_client_on_loopback() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // Bound here and handed over: a port picked by a listener closed
+        // before the server binds it again was refused (or taken by another
+        // test's socket) when the client came first, once in a full suite.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
         let server = KernelEchoArgs {
             addr: "127.0.0.1".parse().expect("addr"),
             port,
@@ -333,7 +343,7 @@ mod tests {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let server = thread::spawn(move || run_kernel_echo(&server, &stop2));
+        let server = thread::spawn(move || serve_kernel_echo(listener, &server, &stop2));
         let report = run_bulk(&BulkArgs {
             addr: "127.0.0.1".parse().expect("addr"),
             port,

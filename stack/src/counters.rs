@@ -190,9 +190,17 @@ pub struct L2Counters {
     pub neighbor_cache_evicted: u64,
     /// Frames handed back for transmission: egress `Send` and `Resolve`, ingress `Reply`.
     pub tx_frames: u64,
-    /// Egress packets dropped because the next hop is unknown (a request was sent instead)
-    /// or there is no route (off-link destination and no gateway).
+    /// Egress packets whose next hop is unknown (a request was sent in their frame; the
+    /// packet itself is held, see `held`) or that have no route (off-link destination and
+    /// no gateway).
     pub tx_unresolved: u64,
+    /// Packets kept while their next hop resolves (Linux's `unres_qlen`).
+    pub held: u64,
+    /// Held packets sent once their next hop resolved.
+    pub held_sent: u64,
+    /// Held packets dropped: their hop did not resolve in time, too many were held, or
+    /// no frame was free when it did.
+    pub held_dropped: u64,
     pub arp_requests_sent: u64,
     pub ndp_solicits_sent: u64,
     pub dropped: DropCounts,

@@ -49,6 +49,13 @@ pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME;
 /// Length of the NS/NA frames this module writes (one link-layer address option):
 /// 14 + 40 + 24 + 8. Egress frames must be at least this long for `Resolve` to fit.
 pub const NDP_FRAME_LEN: usize = ETH_HDR + 40 + 24 + 8;
+/// Packets held per unresolved next hop (Linux's `unres_qlen` is counted in bytes,
+/// 212,992 by default; a few packets cover a handshake's first answer).
+pub const HOLD_PER_HOP: usize = 4;
+/// Packets held per worker in all.
+pub const HOLD_MAX: usize = 64;
+/// How long a packet waits for its next hop (Linux: three probes a second apart).
+pub const HOLD_MS: u64 = 3_000;
 const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -106,6 +113,16 @@ pub struct L2 {
     caps: ChecksumCapabilities,
     /// Create (never change) an entry from an IP packet's source MAC.
     learn_from_ip: bool,
+    /// Packets waiting for their next hop's address, oldest first.
+    held: std::collections::VecDeque<Held>,
+}
+
+/// A packet kept while its next hop resolves.
+#[derive(Debug)]
+struct Held {
+    hop: IpAddr,
+    at_ms: u64,
+    packet: Vec<u8>,
 }
 
 impl L2 {
@@ -117,7 +134,58 @@ impl L2 {
             counters: L2Counters::default(),
             caps: ChecksumCapabilities::default(),
             learn_from_ip: false,
+            held: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Whether packets wait for a next hop to resolve.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Keep a copy of the IP packet in `frame` (about to become a request for
+    /// `hop`), within `HOLD_PER_HOP` and `HOLD_MAX`; counted either way.
+    fn hold(&mut self, hop: IpAddr, frame: &[u8], ip_len: usize, now: u64) {
+        let Some(packet) = frame.get(ETH_HDR..ETH_HDR + ip_len) else {
+            return;
+        };
+        let for_hop = self.held.iter().filter(|h| h.hop == hop).count();
+        if for_hop >= HOLD_PER_HOP || self.held.len() >= HOLD_MAX {
+            self.counters.held_dropped += 1;
+            return;
+        }
+        self.counters.held += 1;
+        self.held.push_back(Held {
+            hop,
+            at_ms: now,
+            packet: packet.to_vec(),
+        });
+    }
+
+    /// The held IP packets whose next hop is known now, into `out` (oldest
+    /// first); those held longer than `HOLD_MS` are dropped and counted.
+    pub fn take_resolved(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let hop = self.held[i].hop;
+            if self.resolve(hop, now).is_some() {
+                if let Some(h) = self.held.remove(i) {
+                    self.counters.held_sent += 1;
+                    out.push(h.packet);
+                }
+            } else if now.saturating_sub(self.held[i].at_ms) > HOLD_MS {
+                self.held.remove(i);
+                self.counters.held_dropped += 1;
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// A held packet found no free frame when its hop resolved.
+    pub fn held_unsent(&mut self) {
+        self.counters.held_sent -= 1;
+        self.counters.held_dropped += 1;
     }
 
     /// When ARP and NDP go to the kernel and not to us (the XDP program
@@ -524,7 +592,10 @@ impl L2 {
                     };
                     match self.resolve(IpAddr::V4(hop), now) {
                         Some(mac) => mac,
-                        None => return self.request_v4(frame, hop, now),
+                        None => {
+                            self.hold(IpAddr::V4(hop), frame, ip_len, now);
+                            return self.request_v4(frame, hop, now);
+                        }
                     }
                 }
             }
@@ -547,7 +618,10 @@ impl L2 {
                     };
                     match self.resolve(IpAddr::V6(hop), now) {
                         Some(mac) => mac,
-                        None => return self.request_v6(frame, ours, hop, now),
+                        None => {
+                            self.hold(IpAddr::V6(hop), frame, ip_len, now);
+                            return self.request_v6(frame, ours, hop, now);
+                        }
                     }
                 }
             }
@@ -981,6 +1055,73 @@ mod tests {
         // Reply too small: consumed, no panic.
         let f = arp_frame(ArpOperation::Request, PEER_MAC, PEER4, OURS4);
         assert_eq!(l.ingress(&f, &mut [0u8; 20], T0), Ingress::Consumed);
+    }
+
+    /// A packet for a next hop not yet known is kept (its frame carries the
+    /// ARP request) and handed back once the reply is in; the queue is
+    /// bounded per hop and in all, and a hop that never answers has its
+    /// packets dropped after `HOLD_MS`, each counted.
+    #[test]
+    fn packets_for_an_unresolved_hop_are_held_until_it_answers() {
+        let mut l = l2();
+        let syn = |port| tcp_packet(OURS4.into(), PEER4.into(), port, 1, TcpControl::Syn, &[]);
+        for port in 80..86 {
+            let pkt = syn(port);
+            let mut out = out_frame(&pkt);
+            assert!(matches!(
+                l.egress(&mut out, pkt.len(), T0),
+                Egress::Resolve { .. }
+            ));
+        }
+        let c = l.counters();
+        assert_eq!(
+            (c.held, c.held_dropped, c.held_sent),
+            (HOLD_PER_HOP as u64, 2, 0)
+        );
+        let mut ready = Vec::new();
+        l.take_resolved(T0 + 1, &mut ready);
+        assert!(ready.is_empty(), "nothing resolved yet");
+        assert!(l.has_held());
+        let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER4, OURS4);
+        assert_eq!(
+            l.ingress(&reply, &mut [0u8; 128], T0 + 2),
+            Ingress::Consumed
+        );
+        l.take_resolved(T0 + 3, &mut ready);
+        assert_eq!(
+            ready,
+            (80..84).map(syn).collect::<Vec<_>>(),
+            "oldest first, intact"
+        );
+        assert!(!l.has_held());
+        assert_eq!(l.counters().held_sent, HOLD_PER_HOP as u64);
+        // Now known: sent at once, nothing held.
+        let pkt = syn(90);
+        let mut out = out_frame(&pkt);
+        assert_eq!(l.egress(&mut out, pkt.len(), T0 + 4), Egress::Send);
+        assert!(!l.has_held());
+
+        // A hop that never answers: its packets go after HOLD_MS.
+        let silent = Ipv4Addr::new(10, 0, 0, 77);
+        let pkt = tcp_packet(OURS4.into(), silent.into(), 80, 1, TcpControl::Syn, &[]);
+        let mut out = out_frame(&pkt);
+        assert!(matches!(
+            l.egress(&mut out, pkt.len(), T0),
+            Egress::Resolve { .. }
+        ));
+        l.take_resolved(T0 + HOLD_MS, &mut ready);
+        assert!(l.has_held(), "still within HOLD_MS");
+        l.take_resolved(T0 + HOLD_MS + 1, &mut ready);
+        assert!(!l.has_held());
+        assert_eq!(l.counters().held_dropped, 3);
+        // The bound in all: HOLD_MAX packets over many hops.
+        for i in 0..(HOLD_MAX as u8 + 5) {
+            let dst = Ipv4Addr::new(10, 0, 0, 100 + i % 100);
+            let pkt = tcp_packet(OURS4.into(), dst.into(), 80, 1, TcpControl::Syn, &[]);
+            let mut out = out_frame(&pkt);
+            l.egress(&mut out, pkt.len(), T0 + 10);
+        }
+        assert_eq!(l.held.len(), HOLD_MAX);
     }
 
     #[test]

@@ -220,6 +220,10 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
+/// How often a worker holding packets for an unresolved next hop looks
+/// whether it has resolved (see `L2::take_resolved`).
+const HELD_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Engine counters, beyond L2's and the port's.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct EngineCounters {
@@ -656,7 +660,22 @@ impl<R: Rings> Engine<R> {
         let now_ms = now.total_millis() as u64;
         self.fire_timers(now);
         self.egress_conns(now, accepted_too);
+        if self.l2.has_held() {
+            self.send_held(now_ms);
+        }
         self.flush_tx(now_ms);
+    }
+
+    /// Packets held for a next hop that has resolved since (on this core or
+    /// another: the neighbour table is shared) go out now.
+    fn send_held(&mut self, now_ms: u64) {
+        let mut ready = Vec::new();
+        self.l2.take_resolved(now_ms, &mut ready);
+        for p in ready {
+            if !self.port.send_ip(p.len(), |b| b.copy_from_slice(&p)) {
+                self.l2.held_unsent();
+            }
+        }
     }
 
     /// Finish the built frames (link-layer headers) and hand them to the tx
@@ -679,9 +698,16 @@ impl<R: Rings> Engine<R> {
             // the next timer says.
             return Some(std::time::Duration::ZERO);
         }
-        self.next_timer(now)
+        let timer = self
+            .next_timer(now)
             .map(|at: Instant| at - now)
-            .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()))
+            .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()));
+        if self.l2.has_held() {
+            // The answer that resolves a held packet's next hop may reach
+            // another core: look again soon.
+            return Some(timer.map_or(HELD_POLL, |t| t.min(HELD_POLL)));
+        }
+        timer
     }
 
     /// Sleep in poll() on the XSK and this core's doorbell for at most
