@@ -115,6 +115,8 @@ pub struct L2 {
     learn_from_ip: bool,
     /// Packets waiting for their next hop's address, oldest first.
     held: std::collections::VecDeque<Held>,
+    /// When `send_resolved` last looked the held packets' hops up (ms).
+    held_looked_ms: u64,
 }
 
 /// A packet kept while its next hop resolves.
@@ -135,6 +137,7 @@ impl L2 {
             caps: ChecksumCapabilities::default(),
             learn_from_ip: false,
             held: std::collections::VecDeque::new(),
+            held_looked_ms: 0,
         }
     }
 
@@ -162,16 +165,26 @@ impl L2 {
         });
     }
 
-    /// The held IP packets whose next hop is known now, into `out` (oldest
-    /// first); those held longer than `HOLD_MS` are dropped and counted.
-    pub fn take_resolved(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
+    /// Hand the held IP packets whose next hop is known now to `send`
+    /// (oldest first; it returns whether a frame took the packet) and drop
+    /// those held longer than `HOLD_MS`, each counted. Looks the hops up at
+    /// most once a millisecond: egress passes come far more often, and each
+    /// look at a hop not yet known reads the shared table.
+    pub fn send_resolved(&mut self, now: u64, mut send: impl FnMut(&[u8]) -> bool) {
+        if self.held.is_empty() || now == self.held_looked_ms {
+            return;
+        }
+        self.held_looked_ms = now;
         let mut i = 0;
         while i < self.held.len() {
             let hop = self.held[i].hop;
             if self.resolve(hop, now).is_some() {
                 if let Some(h) = self.held.remove(i) {
-                    self.counters.held_sent += 1;
-                    out.push(h.packet);
+                    if send(&h.packet) {
+                        self.counters.held_sent += 1;
+                    } else {
+                        self.counters.held_dropped += 1;
+                    }
                 }
             } else if now.saturating_sub(self.held[i].at_ms) > HOLD_MS {
                 self.held.remove(i);
@@ -180,12 +193,6 @@ impl L2 {
                 i += 1;
             }
         }
-    }
-
-    /// A held packet found no free frame when its hop resolved.
-    pub fn held_unsent(&mut self) {
-        self.counters.held_sent -= 1;
-        self.counters.held_dropped += 1;
     }
 
     /// When ARP and NDP go to the kernel and not to us (the XDP program
@@ -1078,8 +1085,16 @@ mod tests {
             (c.held, c.held_dropped, c.held_sent),
             (HOLD_PER_HOP as u64, 2, 0)
         );
-        let mut ready = Vec::new();
-        l.take_resolved(T0 + 1, &mut ready);
+        // What `send_resolved` hands out at `now`.
+        let take = |l: &mut L2, now| {
+            let mut out = Vec::new();
+            l.send_resolved(now, |p| {
+                out.push(p.to_vec());
+                true
+            });
+            out
+        };
+        let ready = take(&mut l, T0 + 1);
         assert!(ready.is_empty(), "nothing resolved yet");
         assert!(l.has_held());
         let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER4, OURS4);
@@ -1087,7 +1102,7 @@ mod tests {
             l.ingress(&reply, &mut [0u8; 128], T0 + 2),
             Ingress::Consumed
         );
-        l.take_resolved(T0 + 3, &mut ready);
+        let ready = take(&mut l, T0 + 3);
         assert_eq!(
             ready,
             (80..84).map(syn).collect::<Vec<_>>(),
@@ -1109,9 +1124,9 @@ mod tests {
             l.egress(&mut out, pkt.len(), T0),
             Egress::Resolve { .. }
         ));
-        l.take_resolved(T0 + HOLD_MS, &mut ready);
+        take(&mut l, T0 + HOLD_MS);
         assert!(l.has_held(), "still within HOLD_MS");
-        l.take_resolved(T0 + HOLD_MS + 1, &mut ready);
+        take(&mut l, T0 + HOLD_MS + 1);
         assert!(!l.has_held());
         assert_eq!(l.counters().held_dropped, 3);
         // The bound in all: HOLD_MAX packets over many hops.

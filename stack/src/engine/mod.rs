@@ -221,7 +221,7 @@ pub fn random_seed() -> u64 {
 }
 
 /// How often a worker holding packets for an unresolved next hop looks
-/// whether it has resolved (see `L2::take_resolved`).
+/// whether it has resolved (see `L2::send_resolved`).
 const HELD_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Engine counters, beyond L2's and the port's.
@@ -660,22 +660,12 @@ impl<R: Rings> Engine<R> {
         let now_ms = now.total_millis() as u64;
         self.fire_timers(now);
         self.egress_conns(now, accepted_too);
-        if self.l2.has_held() {
-            self.send_held(now_ms);
-        }
+        // Packets held for a next hop that has resolved since (on this core
+        // or another: the neighbour table is shared) go out with this pass.
+        let port = &mut self.port;
+        self.l2
+            .send_resolved(now_ms, |p| port.send_ip(p.len(), |b| b.copy_from_slice(p)));
         self.flush_tx(now_ms);
-    }
-
-    /// Packets held for a next hop that has resolved since (on this core or
-    /// another: the neighbour table is shared) go out now.
-    fn send_held(&mut self, now_ms: u64) {
-        let mut ready = Vec::new();
-        self.l2.take_resolved(now_ms, &mut ready);
-        for p in ready {
-            if !self.port.send_ip(p.len(), |b| b.copy_from_slice(&p)) {
-                self.l2.held_unsent();
-            }
-        }
     }
 
     /// Finish the built frames (link-layer headers) and hand them to the tx
