@@ -15,7 +15,9 @@ case "${1:-all}" in
   build) want=("${BUILD[@]}" "${RUN[@]}") ;;
   demo)  want=("${BUILD[@]}" "${RUN[@]}" curl wrk) ;;
   all)   want=("${BUILD[@]}" "${RUN[@]}" "${PEERS[@]}") ;;
-  *) echo "usage: $0 [build|demo|all]" >&2; exit 2 ;;
+  # the benchmarks' peers, named by the bench runner: `deps.sh install PKG...`
+  install) shift; want=("$@") ;;
+  *) echo "usage: $0 [build|demo|all|install PKG...]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -30,7 +32,8 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  # RUNLEVEL=1: packages with a service (nginx, knot) do not start it
+  RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -1,9 +1,14 @@
 //! `xdpstack`: a userspace TCP/IP stack on AF_XDP sockets.
 #![deny(unsafe_code)]
 
-use xdpstack::{
-    attached, bulk, daemon, demo, dns, echo, http, impair, pktgen, reflect, sandbox, server, status,
-};
+mod status;
+
+use dnsd as dns;
+use echod as echo;
+use httpd as http;
+use lab::{bulk, demo, impair, sandbox};
+use pktgen::reflect;
+use runtime::{attached, server};
 
 use std::process::ExitCode;
 

@@ -26,7 +26,7 @@ pub fn status(iface: &str) -> Result<Value, nic::NicError> {
             let counters = if ours {
                 nic::steer::SteerCounters::of_program(a.prog_id)
                     .ok()
-                    .map(|c| crate::xsk_opts::counters_json(&c))
+                    .map(|c| runtime::xsk_opts::counters_json(&c))
             } else {
                 None
             };

@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lab::sandbox::{Sandbox, Side};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use xdpstack::sandbox::{Sandbox, Side};
 
 const NOBODY: &str = "65534";
 

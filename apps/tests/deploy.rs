@@ -15,9 +15,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lab::sandbox::{Sandbox, Side};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use xdpstack::sandbox::{Sandbox, Side};
 
 const STACK4: &str = "10.112.0.1";
 const STACK6: &str = "fd00:112::1";

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
+use lab::sandbox::Sandbox;
 use serde_json::Value;
-use xdpstack::sandbox::Sandbox;
 
 const ZONE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/example.test.zone");
 

@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lab::sandbox::Sandbox;
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
-use xdpstack::sandbox::Sandbox;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

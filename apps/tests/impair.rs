@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{Server, Service, BIN, SERVER_IP4, SERVER_IP6};
+use lab::impair::ImpairSpec;
+use lab::sandbox::{self, Sandbox, SandboxSpec};
 use serde_json::Value;
-use xdpstack::impair::ImpairSpec;
-use xdpstack::sandbox::{self, Sandbox, SandboxSpec};
 
 const CONNS4: u64 = 100;
 const CONNS6: u64 = 8;

@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lab::sandbox::{Sandbox, Side};
 use serde_json::Value;
-use xdpstack::sandbox::{Sandbox, Side};
 
 /// An `xdpstack bench reflect` in the server namespace; killed on drop.
 struct Reflector {

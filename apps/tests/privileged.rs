@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use lab::sandbox::{self, Side};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use xdpstack::sandbox::{self, Side};
 
 // ---------------------------------------------------------------------------------------------
 // 1. ICMP echo, both families.
@@ -359,12 +359,12 @@ fn two_queues_flows_on_both() {
 
 /// Runs `xdpstack ARGS` in the server namespace; asserts it exits non-zero within 10 s with
 /// exactly one non-empty stderr line containing `needle`; returns that line.
-fn bad_start(sb: &xdpstack::sandbox::Sandbox, args: &[&str], needle: &str) -> String {
+fn bad_start(sb: &lab::sandbox::Sandbox, args: &[&str], needle: &str) -> String {
     bad_start_with(sb, BIN, args, needle)
 }
 
 fn bad_start_with(
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     program: &str,
     args: &[&str],
     needle: &str,

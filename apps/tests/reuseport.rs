@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
 
 /// `ab` against the stack's port 80.
-fn ab(sb: &xdpstack::sandbox::Sandbox, n: u32, c: u32, keepalive: bool) -> (u64, u64, u64, String) {
+fn ab(sb: &lab::sandbox::Sandbox, n: u32, c: u32, keepalive: bool) -> (u64, u64, u64, String) {
     common::ab(sb, &format!("http://{SERVER_IP4}/"), n, c, keepalive)
 }
 

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lab::sandbox::{Sandbox, Side};
 use nix::sys::resource::{getrusage, UsageWho};
-use xdpstack::sandbox::{Sandbox, Side};
 
 use crate::env::{self, Bins};
 use crate::model::{Case, Meta, Metrics, ScenarioResult};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xdpstack::sandbox::{Sandbox, SandboxSpec, Side};
+use lab::sandbox::{Sandbox, SandboxSpec, Side};
 
 use crate::model::Meta;
 use crate::procs::{self, err, BenchError, Result};
@@ -139,7 +139,7 @@ fn on_path(tool: &str) -> bool {
 /// Makes sure the peer tools are there: installs the Debian packages of the missing ones
 /// (services are not started: RUNLEVEL=1). `tools` are (program, package).
 pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
-    xdpstack::sandbox::ensure_tools()?;
+    lab::sandbox::ensure_tools()?;
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(prog, _)| !on_path(prog) && !Path::new("/usr/sbin").join(prog).is_file())
@@ -148,23 +148,23 @@ pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("installing: {}", missing.join(" "));
-    let run = |args: &[&str]| -> Result<()> {
-        let st = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .env("RUNLEVEL", "1")
-            .status()?;
-        if st.success() {
-            Ok(())
-        } else {
-            err(format!("apt-get {} failed: {st}", args.join(" ")))
-        }
-    };
-    run(&["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq"];
-    args.extend(missing.iter().copied());
-    run(&args)
+    // Package setup lives in the scripts: scripts/deps.sh installs the
+    // missing ones (services not started).
+    let deps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps.sh");
+    let st = Command::new("bash")
+        .arg(&deps)
+        .arg("install")
+        .args(&missing)
+        .status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        err(format!(
+            "{} install {} failed: {st}",
+            deps.display(),
+            missing.join(" ")
+        ))
+    }
 }
 
 /// Paths of the binaries the runner starts.

@@ -386,7 +386,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
                 failures.push(format!("{id}: {e}"));
             }
         }
-        if let Ok(left) = xdpstack::sandbox::leftovers() {
+        if let Ok(left) = lab::sandbox::leftovers() {
             let ours: Vec<String> = left
                 .into_iter()
                 .filter(|n| n.starts_with(&format!("xs-b{}", std::process::id())))

@@ -40,8 +40,8 @@ impl From<std::io::Error> for BenchError {
     }
 }
 
-impl From<xdpstack::sandbox::SandboxError> for BenchError {
-    fn from(e: xdpstack::sandbox::SandboxError) -> Self {
+impl From<lab::sandbox::SandboxError> for BenchError {
+    fn from(e: lab::sandbox::SandboxError) -> Self {
         BenchError::Msg(format!("sandbox: {e}"))
     }
 }

@@ -1,4 +1,4 @@
 #![no_main]
-// The entry lives in the library so that apps/tests/fuzz_replay.rs replays
+// The entry lives in the library so that fuzz/harness/tests/fuzz_replay.rs replays
 // this target's corpus through the same code on every test run.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| xdpstack::fuzz::engine_segments(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_harness::engine_segments(data));

@@ -16,10 +16,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use lab::sandbox::{self, Sandbox, SandboxSpec, Side};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use xdpstack::sandbox::{self, Sandbox, SandboxSpec, Side};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_xdpstack");

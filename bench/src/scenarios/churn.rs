@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use xdpstack::sandbox::Side;
+use lab::sandbox::Side;
 
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
@@ -182,7 +182,7 @@ fn client_metrics(r: &ShortConnReport) -> Metrics {
 
 fn stack_run(
     ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     workers: usize,
     cpus: &str,
     client_args: &[String],
@@ -287,7 +287,7 @@ fn stack_run(
 
 fn kernel_run(
     ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     workers: usize,
     cpus: &str,
     migrate_req: &str,

@@ -292,7 +292,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
 
 fn start_stack(
     ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     cpu: &str,
     level: usize,
     dir: &std::path::Path,
@@ -341,7 +341,7 @@ fn frames_for(level: usize) -> usize {
 /// Runs pktgen http with `level` connections from `addrs` client addresses.
 fn run_load(
     ctx: &Ctx,
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     server: &Proc,
     cpu: &str,
     (level, addrs): (usize, usize),

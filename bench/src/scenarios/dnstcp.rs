@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use xdpstack::sandbox::Sandbox;
+use lab::sandbox::Sandbox;
 
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
@@ -106,7 +106,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             continue;
         }
         let ok = procs::wait_until(Duration::from_secs(10), || {
-            sb.command(xdpstack::sandbox::Side::Client, "kdig")
+            sb.command(lab::sandbox::Side::Client, "kdig")
                 .args([
                     "+tcp",
                     "+short",

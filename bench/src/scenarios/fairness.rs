@@ -133,8 +133,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
 fn one(
     ctx: &Ctx,
     name: &str,
-    ssb: &xdpstack::sandbox::Sandbox,
-    ksb: &xdpstack::sandbox::Sandbox,
+    ssb: &lab::sandbox::Sandbox,
+    ksb: &lab::sandbox::Sandbox,
     workers: usize,
     cpus: &str,
     n: u64,

@@ -15,7 +15,7 @@ use crate::common::{self, Ctx, HttpGenOpts, WrkOpts, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::model::{Case, ScenarioResult, Subject, Target};
 use crate::procs::{BenchError, Result};
-use xdpstack::sandbox::Sandbox;
+use lab::sandbox::Sandbox;
 
 const STACK: &str = "xdpstack";
 const NGINX: &str = "nginx";

@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab::impair::ImpairSpec;
+use lab::sandbox::{self, Sandbox, SandboxSpec, Side};
 use serde_json::Value;
-use xdpstack::impair::ImpairSpec;
-use xdpstack::sandbox::{self, Sandbox, SandboxSpec, Side};
 
 use crate::common::{self, Ctx};
 use crate::env;

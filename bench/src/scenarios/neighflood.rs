@@ -26,7 +26,7 @@
 
 use std::time::{Duration, Instant};
 
-use xdpstack::sandbox::Sandbox;
+use lab::sandbox::Sandbox;
 
 use crate::common::{self, Ctx};
 use crate::env::{self, ServerSide};

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use xdpstack::sandbox::{Sandbox, Side};
+use lab::sandbox::{Sandbox, Side};
 
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};

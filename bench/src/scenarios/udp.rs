@@ -429,7 +429,7 @@ fn server(name: &'static str, sandbox: usize, port: u16, p: Result<Proc>) -> Ser
 }
 
 fn start_knot(
-    sb: &xdpstack::sandbox::Sandbox,
+    sb: &lab::sandbox::Sandbox,
     cpu: &str,
     zone: &std::path::Path,
     dir: &std::path::Path,

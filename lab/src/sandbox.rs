@@ -18,13 +18,12 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{geteuid, getpid, Pid};
+use nix::unistd::{getpid, Pid};
 
 use crate::impair::ImpairSpec;
 
@@ -380,32 +379,19 @@ pub fn leftovers() -> Result<Vec<String>, SandboxError> {
         .collect())
 }
 
-/// Checks that `ip` and `ethtool` are on PATH. If one is missing and we are root, installs
-/// `iproute2` and `ethtool` with apt-get (running `apt-get update` once per process).
+/// Checks that `ip` and `ethtool` are on PATH. Installing them is the
+/// scripts' job (`scripts/deps.sh`), never the binary's.
 pub fn ensure_tools() -> Result<(), SandboxError> {
     const TOOLS: [&str; 2] = ["ip", "ethtool"];
     let missing: Vec<&str> = TOOLS.into_iter().filter(|t| !on_path(t)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    if !geteuid().is_root() {
-        return Err(SandboxError::MissingTool {
-            tool: missing.join(", "),
-            detail: "install iproute2 and ethtool (as root: apt-get install -y iproute2 ethtool)"
-                .to_string(),
-        });
-    }
-    apt_update_once()?;
-    run(Command::new("apt-get")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "iproute2", "ethtool"]))?;
-    match TOOLS.into_iter().find(|t| !on_path(t)) {
-        None => Ok(()),
-        Some(tool) => Err(SandboxError::MissingTool {
-            tool: tool.to_string(),
-            detail: "still missing after `apt-get install -y iproute2 ethtool`".to_string(),
-        }),
-    }
+    Err(SandboxError::MissingTool {
+        tool: missing.join(", "),
+        detail: "install iproute2 and ethtool (as root: scripts/deps.sh, or apt-get install -y iproute2 ethtool)"
+            .to_string(),
+    })
 }
 
 /// A human-readable summary of a sandbox: names, addresses, MACs, queues and how to use it.
@@ -967,21 +953,6 @@ fn on_path(program: &str) -> bool {
                 .metadata()
                 .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
     })
-}
-
-/// Runs `apt-get update` at most once per process (successfully).
-fn apt_update_once() -> Result<(), SandboxError> {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !*done {
-        run(Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .arg("update"))?;
-        *done = true;
-    }
-    Ok(())
 }
 
 /// `198.18.0.1/24` -> `198.18.0.1`.

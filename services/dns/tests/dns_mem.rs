@@ -8,9 +8,11 @@ use std::str::FromStr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use dnsd::{zone, DnsApp, DnsArgs, Index};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use nic::mem::{MemConfig, MemRings};
+use runtime::server::WorkerCtx;
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::Instant;
 use smoltcp::wire::IpAddress;
@@ -19,8 +21,6 @@ use stack::reuseport::{BindOptions, FlowHasher, HashSelector};
 use stack::shared::Shared;
 use stack::worker::App;
 use testkit::{Capture, ClientConfig, MemClient};
-use xdpstack::dns::{zone, DnsApp, DnsArgs, Index};
-use xdpstack::server::WorkerCtx;
 
 const SERVER: Ipv4Addr = testkit::SERVER_IP4;
 

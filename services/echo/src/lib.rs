@@ -1,4 +1,5 @@
 //! TCP and UDP echo on one port: the simplest service, used by the tests.
+#![deny(unsafe_code)]
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, TcpApi, UdpApi};
 use stack::worker::App;
 
-use crate::server::WorkerCtx;
+use runtime::server::WorkerCtx;
 
 use nic::Rings;
 
@@ -28,7 +29,7 @@ pub struct EchoArgs {
     pub idle_timeout: u64,
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
-    pub attached: crate::attached::AttachArgs,
+    pub attached: runtime::attached::AttachArgs,
 }
 
 struct Conn {

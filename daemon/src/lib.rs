@@ -19,6 +19,7 @@
 //!   `kill -9`) detaches the process on every core: its listeners leave
 //!   their groups (their waiting connections migrate to the remaining
 //!   members), its connections are reset, its channels are unmapped.
+#![deny(unsafe_code)]
 
 pub mod peer;
 pub mod proxy;
@@ -41,9 +42,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use stack::reuseport::{BindOptions, Selector};
 use stack::shared::Shared;
 
-use crate::server::{self, ServerArgs};
 use peer::Peer;
 use proxy::{Ctl, Inbox, ProxyApp};
+use runtime::server::{self, ServerArgs};
 
 /// `xdpstack daemon` options.
 #[derive(clap::Args, Clone, Debug)]

@@ -1,15 +1,16 @@
 //! Replays every committed fuzz corpus (`fuzz/corpus/TARGET/*`) through the
-//! function its fuzz target calls (`xdpstack::fuzz`), on stable, without
+//! function its fuzz target calls (`fuzz_harness`), on stable, without
 //! cargo-fuzz: a crash found once stays fixed.
 //!
 //! The seeds were written by `write_seeds` (ignored; run it with
-//! `cargo test -p xdpstack --test fuzz_replay -- --ignored write_seeds` to
+//! `cargo test -p xdpstack-fuzz-harness --test fuzz_replay -- --ignored write_seeds` to
 //! add missing ones: existing files are kept).
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use fuzz_harness::{self as fuzz, OURS4, OURS6, OUR_MAC, TARGETS};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -17,10 +18,9 @@ use smoltcp::wire::{
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
     TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
-use xdpstack::fuzz::{self, OURS4, OURS6, OUR_MAC, TARGETS};
 
 fn corpus_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
 }
 
 #[test]
@@ -55,11 +55,11 @@ fn every_corpus_replays() {
 
 #[test]
 fn every_target_has_a_fuzz_target_file() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz_targets");
     for (name, _) in TARGETS {
         let src = fs::read_to_string(dir.join(format!("{name}.rs"))).unwrap();
         assert!(
-            src.contains(&format!("xdpstack::fuzz::{name}(data)")),
+            src.contains(&format!("fuzz_harness::{name}(data)")),
             "{name}"
         );
     }
@@ -245,7 +245,7 @@ fn rec(op: u8, bytes: &[u8]) -> Vec<u8> {
 
 fn dns_query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
     let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
-    m.extend_from_slice(&xdpstack::dns::wire::wire_name(name));
+    m.extend_from_slice(&dnsd::wire::wire_name(name));
     m.extend_from_slice(&qtype.to_be_bytes());
     m.extend_from_slice(&1u16.to_be_bytes());
     if edns {

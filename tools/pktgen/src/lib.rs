@@ -19,6 +19,7 @@
 //! JSON summary (totals, a per-second series, per-thread counters and cores,
 //! latency percentiles, the frame accounting check) goes to stdout or
 //! `--json FILE`.
+#![deny(unsafe_code)]
 
 pub mod csum;
 pub mod echo;
@@ -26,6 +27,7 @@ pub mod gen;
 pub mod httpc;
 pub mod neigh;
 pub mod pacer;
+pub mod reflect;
 pub mod reply;
 pub mod template;
 
@@ -46,10 +48,10 @@ use nic::xsk::rx_queue_count;
 use nic::{NicError, Port, PortConfig, PortStats, Rings};
 use serde_json::{json, Value};
 
-use crate::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
-pub use crate::xsk_opts::{parse_mac, read_mac};
 use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Generator, Live, PortRange, TxMode};
 use nic::steer::SteerMode;
+use runtime::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
+pub use runtime::xsk_opts::{parse_mac, read_mac};
 use template::{Kind, Spec, Template};
 
 /// Longest run.

@@ -12,6 +12,7 @@
 //!
 //! Parts: `parse` (request framing, no I/O), `site` (the tree, path
 //! sanitizing, content types), `head` (response heads).
+#![deny(unsafe_code)]
 
 pub mod head;
 pub mod metrics;
@@ -32,9 +33,9 @@ use stack::socket::TcpApi;
 use stack::socket::{ConnError, ConnId};
 use stack::worker::App;
 
-use crate::server::WorkerCtx;
 use head::ConnHeader;
 use parse::{Event, Framer, Limits, Method, Request};
+use runtime::server::WorkerCtx;
 use site::{Body, Resolved, Site, SiteError, Tree};
 use stats::StatsPolicy;
 
@@ -85,7 +86,7 @@ pub struct HttpArgs {
     pub listeners: usize,
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
-    pub attached: crate::attached::AttachArgs,
+    pub attached: runtime::attached::AttachArgs,
     /// Path of the stack's report (listeners, counters), or `off`.
     #[arg(long, default_value = "/stats", value_parser = stats::parse_stats_path)]
     pub stats: stats::StatsPath,
@@ -625,7 +626,7 @@ impl Service {
             .report()
             .and_then(|r| serde_json::to_value(r).ok())
             .unwrap_or_else(|| json!({"attached": true}));
-        let xdp = crate::server::xdp_counters();
+        let xdp = runtime::server::xdp_counters();
         let (body, ctype) = if metrics {
             (
                 metrics::render(&report, xdp.as_deref()).into_bytes(),

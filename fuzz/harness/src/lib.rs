@@ -1,21 +1,22 @@
 //! The functions the fuzz targets call (`fuzz/fuzz_targets/*.rs`), one per
 //! target, kept here so that the test suite replays the committed corpora
 //! through exactly the same code without nightly or cargo-fuzz
-//! (`apps/tests/fuzz_replay.rs`). Each takes arbitrary bytes, must never
+//! (`fuzz/harness/tests/fuzz_replay.rs`). Each takes arbitrary bytes, must never
 //! panic, and checks a few invariants of what it got back (a failed check
 //! panics: that is a finding).
+#![deny(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use stack::l2::{Egress, Ingress, L2Config, SharedNeighbors, ETH_HDR, L2};
 
-use crate::dns::index::Index;
-use crate::dns::respond::{Reply, Responder, Transport, CLASSIC_UDP, MAX_TCP};
-use crate::dns::wire::{parse_query, Query};
-use crate::dns::zone;
-use crate::http::parse::{Event, Framer, Limits};
-use crate::pktgen::reply::{classify, rst_for_synack};
+use dnsd::index::Index;
+use dnsd::respond::{Reply, Responder, Transport, CLASSIC_UDP, MAX_TCP};
+use dnsd::wire::{parse_query, Query};
+use dnsd::zone;
+use httpd::parse::{Event, Framer, Limits};
+use pktgen::reply::{classify, rst_for_synack};
 
 /// A fuzz entry: arbitrary bytes in, a panic only for a finding.
 pub type Entry = fn(&[u8]);

@@ -219,7 +219,7 @@ pub fn syn_rtt_ns(ack_number: u32, now_ns: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pktgen::template::{Fields, Kind, Spec, Template};
+    use crate::template::{Fields, Kind, Spec, Template};
     use smoltcp::wire::TcpSeqNumber;
 
     fn seq(x: u32) -> TcpSeqNumber {
@@ -429,7 +429,7 @@ mod tests {
                 Reply::Udp { dport, payload } => {
                     assert_eq!(dport, 10001);
                     assert_eq!(payload.len(), 40);
-                    let h = crate::pktgen::echo::EchoHeader::decode(payload).unwrap();
+                    let h = crate::echo::EchoHeader::decode(payload).unwrap();
                     assert_eq!((h.run, h.seq, h.ts_ns, h.thread), (99, 5, 6, 1));
                 }
                 other => panic!("{other:?}"),

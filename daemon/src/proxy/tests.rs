@@ -18,7 +18,7 @@ use stack::worker::App;
 use testkit::{ClientConfig, MemClient};
 
 use super::{Ctl, ProxyApp};
-use crate::daemon::Hub;
+use crate::Hub;
 use attach::proto;
 
 /// The engine's socket takes this much: a larger send stays staged.

@@ -15,9 +15,9 @@ use nic::xsk::rx_queue_count;
 use nic::{Frame, Port, PortConfig, Rings};
 use serde_json::json;
 
-use crate::pktgen::neigh::{answer_arp, answer_ndp};
-use crate::pktgen::{cpu_times, pin_thread, port_json};
-use crate::xsk_opts::{open_ports, read_mac, stop_flag, SteerArg, SteerTo, XskArgs};
+use crate::neigh::{answer_arp, answer_ndp};
+use crate::{cpu_times, pin_thread, port_json};
+use runtime::xsk_opts::{open_ports, read_mac, stop_flag, SteerArg, SteerTo, XskArgs};
 
 /// `xdpstack bench reflect` options.
 #[derive(clap::Args, Clone, Debug)]
@@ -458,7 +458,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "xdp_mode": info.mode.to_string(),
         "zero_copy": info.zero_copy,
         "tx_budget": tx_budget,
-        "xdp": crate::xsk_opts::xdp_json(&steer),
+        "xdp": runtime::xsk_opts::xdp_json(&steer),
         "seconds": secs,
         "reflected": reflected,
         "received": total("received"),
@@ -510,9 +510,9 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pktgen::csum;
-    use crate::pktgen::neigh::arp_request;
-    use crate::pktgen::template::{Fields, Kind, Spec, Template};
+    use crate::csum;
+    use crate::neigh::arp_request;
+    use crate::template::{Fields, Kind, Spec, Template};
     use nic::mem::{MemConfig, MemRings};
     use stack::parse::parse_ip;
 
@@ -712,7 +712,7 @@ mod tests {
         let mut arp = 0;
         for f in frames.drain(..) {
             a.read(f, |x| {
-                if crate::pktgen::neigh::arp_reply_from(x, b4) == Some(B_MAC) {
+                if crate::neigh::arp_reply_from(x, b4) == Some(B_MAC) {
                     arp += 1;
                 } else {
                     let p = parsed(x);

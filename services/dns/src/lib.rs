@@ -11,6 +11,7 @@
 //! - here: the per-worker application: one reuseport UDP socket and one
 //!   reuseport TCP listener per worker, length-prefixed pipelined TCP with
 //!   idle timeout and bounded buffers, counters.
+#![deny(unsafe_code)]
 
 pub mod index;
 pub mod respond;
@@ -30,7 +31,7 @@ use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
-use crate::server::{self, ServerArgs, WorkerCtx};
+use runtime::server::{self, ServerArgs, WorkerCtx};
 
 pub use index::Index;
 pub use respond::{Outcome, Reply, Responder, Transport};
@@ -62,7 +63,7 @@ pub struct DnsArgs {
     pub udp_queue: usize,
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
-    pub attached: crate::attached::AttachArgs,
+    pub attached: runtime::attached::AttachArgs,
 }
 
 /// Why the zone did not load.
@@ -111,7 +112,7 @@ pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std:
     );
     let args = args.clone();
     if args.attached.attach.is_some() {
-        let report = crate::attached::run(
+        let report = runtime::attached::run(
             "dns",
             &args.attached,
             Duration::from_secs_f64(server.grace),

@@ -1,18 +1,18 @@
 //! The DNS query path without I/O: parse, look up, copy, patch. Prints the time per query for a
 //! mix of answers (positive, CNAME, wildcard, NXDOMAIN, referral, REFUSED), so changes to the
-//! responder can be compared. `cargo run --release -p xdpstack --example dns_respond [ZONE]`
+//! responder can be compared. `cargo run --release -p xdpstack-dns --example dns_respond [ZONE]`
 #![deny(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use xdpstack::dns::{zone, Index, Reply, Responder, Transport};
+use dnsd::{zone, Index, Reply, Responder, Transport};
 
 fn query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
     let mut m = Vec::new();
     m.extend_from_slice(&id.to_be_bytes());
     m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
-    m.extend_from_slice(&xdpstack::dns::wire::wire_name(name));
+    m.extend_from_slice(&dnsd::wire::wire_name(name));
     m.extend_from_slice(&qtype.to_be_bytes());
     m.extend_from_slice(&[0, 1]);
     if edns {

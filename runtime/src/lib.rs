@@ -1,0 +1,15 @@
+//! Running a service on the stack, for every command that opens NIC queues
+//! or attaches to the daemon:
+//!
+//! - [`server`]: one XSK per worker (one worker per queue), each worker
+//!   pinned to a core running an engine and the application, until
+//!   SIGINT/SIGTERM; the final report.
+//! - [`xsk_opts`]: the AF_XDP and steering options every command shares and
+//!   the one way to open a set of queues.
+//! - [`attached`]: the same service run as a process attached to
+//!   `xdpstack daemon` over shared-memory rings.
+#![deny(unsafe_code)]
+
+pub mod attached;
+pub mod server;
+pub mod xsk_opts;
