@@ -476,8 +476,10 @@ impl<R: Rings> Engine<R> {
 
     /// Receive one batch from the NIC and whatever other cores sent, and run
     /// it through the stack at time `now`. Returns the number of packets
-    /// processed. One batch a turn, then the application and an egress
-    /// pass (why not more: docs/ARCHITECTURE.md, `worker.rs`).
+    /// processed. A worker's turn is one batch, the application, an egress
+    /// pass; when the rx ring holds a backlog ([`Engine::rx_backlog_deep`])
+    /// it takes more batches before the application runs, each after an
+    /// [`Engine::egress_setup`] pass (`worker.rs`, docs/ARCHITECTURE.md).
     pub fn ingress(&mut self, now: Instant) -> usize {
         self.now = now;
         let now_ms = now.total_millis() as u64;

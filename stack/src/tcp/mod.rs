@@ -4,8 +4,9 @@
 //! the port where a step needs them, and acts on what they decide.
 //!
 //! - `table.rs`: the connection table: slots, each with its own one-socket
-//!   smoltcp set, the socket pool, the dirty and ready lists, and how a
-//!   connection's socket state moves its phase ([`Settled`]).
+//!   smoltcp set, the socket pool, the dirty and ready lists.
+//! - `phase.rs`: how a connection moves between phases (handshake, accept
+//!   queue, application, closing), as its socket state says ([`Settled`]).
 //! - `timers.rs`: each connection's next deadline in a timing wheel, and
 //!   which of them are due ([`Fired`]).
 //! - `listener.rs`: the listeners: SYN and accept queues, the cookie
@@ -13,11 +14,13 @@
 //! - `segment.rs`: the segments the stack builds itself (SYN cookies).
 
 mod listener;
+mod phase;
 mod segment;
 mod table;
 mod timers;
 
 pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
+pub(crate) use phase::Settled;
 pub(crate) use segment::{cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len};
-pub(crate) use table::{Conns, Phase, Settled, SocketParams, Visit};
+pub(crate) use table::{Conns, Phase, SocketParams, Visit};
 pub(crate) use timers::Fired;
