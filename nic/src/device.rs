@@ -5,8 +5,8 @@ use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, M
 use smoltcp::time::Instant;
 
 use crate::ledger::Place;
-use crate::port::{PortState, RxPacket};
 use crate::ring::{Frame, FrameMem};
+use crate::state::{PortState, RxPacket};
 
 /// The device for one smoltcp poll: at most one received packet, and as many
 /// transmissions as there are free frames.

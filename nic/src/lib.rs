@@ -23,6 +23,7 @@ pub mod port;
 pub mod prefetch;
 pub mod ring;
 pub mod shm;
+pub mod state;
 pub mod steer;
 pub mod xsk;
 

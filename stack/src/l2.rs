@@ -5,9 +5,10 @@
 //! an [`L2`] that
 //! - classifies received Ethernet frames ([`L2::ingress`]): answers ARP requests and NDP
 //!   neighbour solicitations for our addresses, learns neighbours, and hands IP packets for
-//!   this host (already parsed by [`parse_ip`]) to the caller;
-//! - fills the Ethernet header of outgoing IP packets ([`L2::egress`]), or turns the frame
-//!   into an ARP request / neighbour solicitation when the next hop is unknown.
+//!   this host (already parsed by [`parse_ip`](crate::parse::parse_ip)) to the caller;
+//! - fills the Ethernet header of outgoing IP packets ([`L2::egress`]), or, when the next
+//!   hop is unknown, holds the packet and turns the frame into an ARP request / neighbour
+//!   solicitation; held packets go out once the hop answers ([`L2::send_resolved`]).
 //!
 //! Neighbours are learned from ARP and NDP only, as Linux learns them (see [`crate::neigh`]:
 //! creation by a request addressed to us, replies only for what we asked, a lock time and the
@@ -95,8 +96,10 @@ pub enum Egress {
     /// Ethernet header written into `frame[..14]`; send `frame[..14+ip_len]`.
     Send,
     /// Next hop unknown: the frame was overwritten with an ARP request / neighbour
-    /// solicitation for it, of `len` bytes; send it instead. The original IP packet is
-    /// dropped (TCP retransmits).
+    /// solicitation for it, of `len` bytes; send it instead. A copy of the original IP
+    /// packet is held (`HOLD_PER_HOP` a hop, `HOLD_MAX` in all, for `HOLD_MS`) and handed
+    /// out by [`L2::send_resolved`] once the hop answers; past those bounds it is dropped
+    /// and counted (`held_dropped`).
     Resolve { len: usize },
     /// `frame[14..14+ip_len]` is not a valid IP packet of a configured family, or there is
     /// no route (off-link destination without gateway: also counted in `tx_unresolved`).
@@ -546,9 +549,10 @@ impl L2 {
     /// Next hop: the destination if on-link (in our prefix, or IPv6 link-local), else the
     /// configured gateway (none: `tx_unresolved` is counted and `Invalid` returned).
     /// Broadcast and multicast destinations map to their group MACs. Looks up the local
-    /// cache, then the shared table (copying a hit into the local cache); on a miss writes an
-    /// ARP request (IPv4) or NS (IPv6, to the solicited-node group) into `frame` and returns
-    /// `Resolve`. One request is written per missed packet (no rate limit).
+    /// cache, then the shared table (copying a hit into the local cache); on a miss holds a
+    /// copy of the packet, writes an ARP request (IPv4) or NS (IPv6, to the solicited-node
+    /// group) into `frame` and returns `Resolve`. One request is written per missed packet
+    /// (no rate limit).
     pub fn egress(&mut self, frame: &mut [u8], ip_len: usize, now_ms: u64) -> Egress {
         let r = self.egress_inner(frame, ip_len, now_ms);
         match r {

@@ -13,5 +13,6 @@ pub mod parse;
 pub mod reuseport;
 pub mod shared;
 pub mod socket;
+pub(crate) mod tcp;
 pub mod timer;
 pub mod worker;

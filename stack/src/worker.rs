@@ -150,11 +150,12 @@ pub fn run<R: Rings, A: App<R>>(
         // A backlog in the ring: take more of it now, with an egress pass
         // after each batch so that SYN-ACKs (and what else connections being
         // set up or closed owe) go out as the segments come in; connections
-        // the application holds wait for the pass after it runs. Left in the ring, a backlog of one request
-        // per connection outlasts the clients' retransmission timeout at
-        // 100,000 connections and every request is sent twice; taken in
-        // with no egress between, thousands of SYNs fill the SYN queue
-        // before one SYN-ACK leaves (docs/ARCHITECTURE.md, `worker.rs`).
+        // the application holds wait for the pass after it runs. Left in the
+        // ring, a backlog of one request per connection outlasts the
+        // clients' retransmission timeout at 100,000 connections and every
+        // request is sent twice; taken in with no egress between, thousands
+        // of SYNs fill the SYN queue before one SYN-ACK leaves
+        // (docs/ARCHITECTURE.md).
         let mut extra = 0;
         while extra < cfg.drain_batches && engine.rx_backlog_deep() {
             engine.egress_setup(t);

@@ -6,10 +6,10 @@
 //! The files by responsibility:
 //! - `route.rs`: the demux as a decision: [`Route`] says where a packet
 //!   goes; `Engine::dispatch` is the one place that acts on it.
-//! - `tcp.rs`: the connection table (one small smoltcp socket set per
-//!   connection, slots recycled with their buffers), admission with a SYN
-//!   queue and SYN cookies, the accept queue, migration, timers, and the
-//!   TCP socket API.
+//! - `tcp/`: the TCP half acting on what the connection table and the
+//!   listeners (`crate::tcp`) decide: a connection's life, timers and
+//!   egress passes (`mod.rs`), admission and SYN cookies (`admit.rs`),
+//!   migration (`migrate.rs`), the TCP socket API (`api.rs`).
 //! - `udp.rs`: datagram queues and `send_to`.
 //! - `mesh.rs`: handoff to other cores and packet buffers.
 //!
@@ -97,6 +97,7 @@ use crate::l2::{Egress, Ingress, L2Config, ETH_HDR, L2};
 use crate::parse::ParsedIp;
 use crate::reuseport::{BindError, BindOptions, ListenerCounters, MemberId};
 use crate::shared::{ListenerReport, Shared};
+use crate::tcp::{Conns, Listeners, SocketParams};
 
 pub use crate::socket::{ListenerId, UdpId};
 pub use route::Route;
@@ -359,9 +360,9 @@ pub struct Engine<R: Rings> {
     core: usize,
     queue: u32,
     flows: FlowTable,
-    listeners: HashMap<MemberId, tcp::Listener>,
+    listeners: Listeners,
     udp: HashMap<MemberId, udp::UdpMember>,
-    conns: tcp::Conns,
+    conns: Conns,
     counters: EngineCounters,
     frames: Vec<Frame>,
     /// The IP packets of the batch being received (reused).
@@ -422,12 +423,17 @@ impl<R: Rings> Engine<R> {
             empty: SocketSet::new(Vec::new()),
             l2,
             flows: FlowTable::new(cfg.max_remote_flows),
-            conns: tcp::Conns::default(),
+            conns: Conns::new(SocketParams {
+                rx_buf: cfg.tcp_rx_buf,
+                tx_buf: cfg.tcp_tx_buf,
+                congestion: cfg.congestion.to_smoltcp(),
+                pool: cfg.pool,
+            }),
             cfg,
             shared,
             core,
             queue,
-            listeners: HashMap::new(),
+            listeners: Listeners::default(),
             udp: HashMap::new(),
             counters: EngineCounters::default(),
             frames: Vec::with_capacity(64),
@@ -470,8 +476,10 @@ impl<R: Rings> Engine<R> {
 
     /// Receive one batch from the NIC and whatever other cores sent, and run
     /// it through the stack at time `now`. Returns the number of packets
-    /// processed. One batch a turn, then the application and an egress
-    /// pass (why not more: docs/ARCHITECTURE.md, `worker.rs`).
+    /// processed. A worker's turn is one batch, the application, an egress
+    /// pass; when the rx ring holds a backlog ([`Engine::rx_backlog_deep`])
+    /// it takes more batches before the application runs, each after an
+    /// [`Engine::egress_setup`] pass (`worker.rs`, docs/ARCHITECTURE.md).
     pub fn ingress(&mut self, now: Instant) -> usize {
         self.now = now;
         let now_ms = now.total_millis() as u64;
@@ -768,6 +776,10 @@ impl<R: Rings> Engine<R> {
     pub fn stats(&self) -> EngineStats {
         let mut engine = self.counters.clone();
         engine.flow_remote_refused = self.flows.remote_refused;
+        let table = self.conns.counters();
+        engine.timer_fires = table.timer_fires;
+        engine.timer_early = table.timer_early;
+        engine.egress_stalls = table.egress_stalls;
         EngineStats {
             engine,
             l2: self.l2.counters().clone(),

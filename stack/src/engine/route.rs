@@ -75,7 +75,7 @@ impl<R: Rings> Engine<R> {
             _ => (false, false, false),
         };
         // A listener of this core another core chose for this flow.
-        let live_hint = hint.filter(|m| self.listeners.get(m).is_some_and(|l| !l.draining));
+        let live_hint = hint.filter(|&m| self.listeners.is_live(m));
         let entry = self.flows.lookup(&key);
         let local = matches!(entry, Some(Owner::Local(_)));
         if syn && !ack && !local {

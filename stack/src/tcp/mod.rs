@@ -1,0 +1,26 @@
+//! TCP's state on one core, apart from the engine that drives it: the
+//! connection table and the listeners. Neither does I/O or reads a clock:
+//! the engine (`engine/tcp/`) passes in the time, smoltcp's interface and
+//! the port where a step needs them, and acts on what they decide.
+//!
+//! - `table.rs`: the connection table: slots, each with its own one-socket
+//!   smoltcp set, the socket pool, the dirty and ready lists.
+//! - `phase.rs`: how a connection moves between phases (handshake, accept
+//!   queue, application, closing), as its socket state says ([`Settled`]).
+//! - `timers.rs`: each connection's next deadline in a timing wheel, and
+//!   which of them are due ([`Fired`]).
+//! - `listener.rs`: the listeners: SYN and accept queues, the cookie
+//!   window, and admission as a decision ([`Admission`]).
+//! - `segment.rs`: the segments the stack builds itself (SYN cookies).
+
+mod listener;
+mod phase;
+mod segment;
+mod table;
+mod timers;
+
+pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
+pub(crate) use phase::Settled;
+pub(crate) use segment::{cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len};
+pub(crate) use table::{Conns, Phase, SocketParams, Visit};
+pub(crate) use timers::Fired;

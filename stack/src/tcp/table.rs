@@ -1,0 +1,602 @@
+//! The connection table of one core.
+//!
+//! Each connection lives in a slot with its own one-socket smoltcp
+//! `SocketSet`. smoltcp visits every socket of a set on every ingress
+//! segment and every egress pass; with one socket per set a segment costs
+//! one flow-table lookup and one socket, and an egress pass visits only the
+//! connections on the dirty list (a segment arrived, the application read or
+//! wrote, a timer fired). Each connection's next deadline goes into a timing
+//! wheel (`timers.rs`). Released slots keep their socket and its buffers for
+//! the next connection (`listen` resets the rings without zeroing them), up
+//! to `SocketParams::pool` of them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use nic::{Port, Rings};
+use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, Socket};
+use smoltcp::time::Instant;
+use smoltcp::wire::IpListenEndpoint;
+
+use super::timers::Mark;
+use crate::flow::FlowTable;
+use crate::parse::{FlowKey, Proto};
+use crate::reuseport::{ListenerCounters, MemberId};
+use crate::socket::ConnId;
+use crate::timer::Timers;
+
+/// Where a connection is in its life, as the engine sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The slot is free.
+    Free,
+    /// SYN-RECEIVED: counted in its listener's SYN queue.
+    HalfOpen,
+    /// Established, on its listener's accept queue.
+    Queued,
+    /// Taken by the application.
+    Accepted,
+    /// Closed (or aborted) by the application, finishing the close.
+    Closing,
+}
+
+/// One connection's place in the table.
+pub(crate) struct Slot {
+    pub(super) set: SocketSet<'static>,
+    pub(super) handle: Option<SocketHandle>,
+    pub(super) gen: u32,
+    pub(crate) phase: Phase,
+    pub(crate) key: FlowKey,
+    /// The listener that admitted it (or that it migrated to).
+    pub(crate) member: MemberId,
+    /// The core whose queue receives the flow's packets.
+    pub(crate) rx_core: usize,
+    pub(crate) counters: Arc<ListenerCounters>,
+    /// Handshake or close timeout.
+    pub(super) deadline: Option<Instant>,
+    /// The sequence number of the peer's SYN, when this core saw it (tells
+    /// a retransmitted SYN from a new attempt on the same 4-tuple, see
+    /// [`Conns::syn_restarts`]; not known for a migrated connection).
+    pub(super) peer_isn: Option<u32>,
+    pub(super) dirty: bool,
+    ready: bool,
+}
+
+/// What every new connection's socket gets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SocketParams {
+    /// Receive buffer, bytes.
+    pub rx_buf: usize,
+    /// Send buffer, bytes.
+    pub tx_buf: usize,
+    /// Congestion control.
+    pub congestion: tcp::CongestionControl,
+    /// Released sockets (with their buffers) kept for reuse, at most.
+    pub pool: usize,
+}
+
+/// Counters the table keeps itself (the engine reports them).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TableCounters {
+    /// Timer wake-ups that found their connection due.
+    pub timer_fires: u64,
+    /// Timer wake-ups that came up before their connection's deadline.
+    pub timer_early: u64,
+    /// Connections due for egress that sent nothing though frames were free.
+    pub egress_stalls: u64,
+}
+
+/// The connection table of one core.
+pub(crate) struct Conns {
+    pub(super) slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Free slots that still hold a socket.
+    pooled: usize,
+    live: usize,
+    /// Slots in `Phase::Closing`.
+    pub(super) closing: usize,
+    dirty: Vec<ConnId>,
+    /// Spare list for an egress pass (dirty connections it leaves dirty).
+    kept: Vec<ConnId>,
+    pub(super) timers: Timers,
+    /// Each slot's timer state, beside the slots (see [`Mark`]).
+    pub(super) marks: Vec<Mark>,
+    ready: Vec<ConnId>,
+    track_ready: bool,
+    params: SocketParams,
+    pub(super) counters: TableCounters,
+}
+
+/// What a released slot held, for the engine to tidy up after it (the
+/// listener's SYN count, the flow entries, the other cores).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Freed {
+    pub key: FlowKey,
+    pub rx_core: usize,
+    pub phase: Phase,
+    pub member: MemberId,
+}
+
+/// Whether an egress pass visits a dirty connection (from [`Conns::visit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Visit {
+    /// Released meanwhile.
+    Gone,
+    /// Held by the application: it stays dirty for the next full pass.
+    Keep,
+    /// Visit it (it is no longer marked dirty).
+    Go,
+}
+
+impl Conns {
+    /// An empty table whose sockets get `params`.
+    pub(crate) fn new(params: SocketParams) -> Self {
+        Conns {
+            slots: Vec::new(),
+            free: Vec::new(),
+            pooled: 0,
+            live: 0,
+            closing: 0,
+            dirty: Vec::new(),
+            kept: Vec::new(),
+            timers: Timers::default(),
+            marks: Vec::new(),
+            ready: Vec::new(),
+            track_ready: false,
+            params,
+            counters: TableCounters::default(),
+        }
+    }
+
+    /// Ask for `c`'s slot to be brought into the caches (the first step of
+    /// a batch's prefetch passes, see `Engine::ingress`).
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, c: ConnId) {
+        if let Some(s) = self.slots.get(c.idx as usize) {
+            nic::prefetch::value(s);
+        }
+    }
+
+    /// Ask for `c`'s socket to be brought into the caches: all of it, since
+    /// a segment's processing reads most of its lines. Reads the slot, so
+    /// run [`Conns::prefetch_slot`] over the batch first.
+    #[inline]
+    pub(crate) fn prefetch_socket(&self, c: ConnId) {
+        if let Some(h) = self.slot(c).and_then(|s| s.handle.map(|h| (s, h))) {
+            nic::prefetch::value(h.0.set.get::<tcp::Socket>(h.1));
+        }
+    }
+
+    /// Slot `idx`'s socket set (whatever its generation).
+    #[inline]
+    pub(crate) fn set_mut(&mut self, idx: u32) -> Option<&mut SocketSet<'static>> {
+        self.slots.get_mut(idx as usize).map(|s| &mut s.set)
+    }
+
+    /// `c`'s slot, if `c` is still live.
+    #[inline]
+    pub(crate) fn slot(&self, c: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(c.idx as usize)
+            .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+    }
+
+    #[inline]
+    pub(super) fn slot_mut(&mut self, c: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(c.idx as usize)
+            .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+    }
+
+    /// `c`'s socket, if `c` is still live.
+    #[inline]
+    pub(crate) fn socket(&mut self, c: ConnId) -> Option<&mut tcp::Socket<'static>> {
+        let s = self.slot_mut(c)?;
+        let h = s.handle?;
+        Some(s.set.get_mut::<tcp::Socket>(h))
+    }
+
+    /// `c`'s socket state, if `c` is still live.
+    #[inline]
+    pub(crate) fn state(&mut self, c: ConnId) -> Option<tcp::State> {
+        self.socket(c).map(|s| s.state())
+    }
+
+    /// `c`'s phase, if `c` is still live.
+    #[inline]
+    pub(crate) fn phase(&self, c: ConnId) -> Option<Phase> {
+        self.slot(c).map(|s| s.phase)
+    }
+
+    /// `c`'s socket for the application: only once accepted (and while it
+    /// closes).
+    #[inline]
+    pub(crate) fn app_socket(&mut self, c: ConnId) -> Option<&mut tcp::Socket<'static>> {
+        match self.phase(c) {
+            Some(Phase::Accepted | Phase::Closing) => self.socket(c),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Connections held (every phase but free).
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn pooled(&self) -> usize {
+        self.pooled
+    }
+
+    pub(crate) fn closing(&self) -> usize {
+        self.closing
+    }
+
+    pub(crate) fn timers_len(&self) -> usize {
+        self.timers.len()
+    }
+
+    pub(crate) fn counters(&self) -> TableCounters {
+        self.counters
+    }
+
+    /// Put `c` on the dirty list (once) for the next egress pass.
+    #[inline]
+    pub(crate) fn mark_dirty(&mut self, c: ConnId) {
+        if let Some(s) = self.slot_mut(c) {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(c);
+            }
+        }
+    }
+
+    /// Put an accepted `c` on the ready list (once), when tracking.
+    #[inline]
+    pub(crate) fn mark_ready(&mut self, c: ConnId) {
+        if !self.track_ready {
+            return;
+        }
+        if let Some(s) = self.slot_mut(c) {
+            if s.phase == Phase::Accepted && !s.ready {
+                s.ready = true;
+                self.ready.push(c);
+            }
+        }
+    }
+
+    // ---- slots ----
+
+    /// A slot with a socket listening on `port` for exactly one SYN, in
+    /// `Phase::HalfOpen`.
+    #[inline]
+    pub(crate) fn alloc(&mut self, port: u16) -> Option<ConnId> {
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(self.slots.len()).ok()?;
+                self.slots.push(Slot {
+                    set: SocketSet::new(Vec::with_capacity(1)),
+                    handle: None,
+                    gen: 0,
+                    phase: Phase::Free,
+                    key: FlowKey {
+                        proto: Proto::Tcp,
+                        src: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        sport: 0,
+                        dst: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        dport: 0,
+                    },
+                    member: MemberId(0),
+                    rx_core: 0,
+                    counters: Arc::default(),
+                    deadline: None,
+                    peer_isn: None,
+                    dirty: false,
+                    ready: false,
+                });
+                self.marks.push(Mark::default());
+                i
+            }
+        };
+        let p = self.params;
+        let slot = &mut self.slots[idx as usize];
+        let h = match slot.handle {
+            Some(h) => {
+                self.pooled -= 1;
+                h
+            }
+            None => {
+                // A new socket and buffers; later connections reuse them.
+                let s = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0u8; p.rx_buf]),
+                    tcp::SocketBuffer::new(vec![0u8; p.tx_buf]),
+                );
+                let h = slot.set.add(s);
+                slot.handle = Some(h);
+                h
+            }
+        };
+        let s = slot.set.get_mut::<tcp::Socket>(h);
+        if s.is_open() {
+            // Released without a close (expired handshake): silently.
+            s.abort();
+        }
+        s.set_nagle_enabled(false);
+        s.set_next_isn(None);
+        s.set_congestion_control(p.congestion);
+        // Created for exactly one admitted SYN: the demux already chose the
+        // listener (and so the address), the socket only needs the port.
+        let _ = s.listen(IpListenEndpoint { addr: None, port });
+        slot.phase = Phase::HalfOpen;
+        slot.deadline = None;
+        slot.dirty = false;
+        slot.ready = false;
+        let gen = slot.gen;
+        self.reset_mark(idx, gen);
+        self.live += 1;
+        Some(ConnId { idx, gen })
+    }
+
+    /// A slot holding `socket` (one migrating in), in `Phase::HalfOpen`.
+    pub(crate) fn alloc_with(&mut self, socket: tcp::Socket<'static>) -> Option<ConnId> {
+        let c = self.alloc(0)?;
+        let slot = &mut self.slots[c.idx as usize];
+        if let Some(h) = slot.handle.take() {
+            slot.set.remove(h);
+        }
+        slot.handle = Some(slot.set.add(socket));
+        Some(c)
+    }
+
+    /// Fill in a new connection's flow and listener.
+    #[inline]
+    pub(crate) fn setup(
+        &mut self,
+        c: ConnId,
+        key: FlowKey,
+        member: MemberId,
+        rx_core: usize,
+        counters: Arc<ListenerCounters>,
+        peer_isn: Option<u32>,
+    ) {
+        let slot = &mut self.slots[c.idx as usize];
+        slot.key = key;
+        slot.peer_isn = peer_isn;
+        slot.member = member;
+        slot.rx_core = rx_core;
+        slot.counters = counters;
+    }
+
+    /// Set (or clear) `c`'s handshake or close timeout.
+    #[inline]
+    pub(crate) fn set_deadline(&mut self, c: ConnId, at: Option<Instant>) {
+        if let Some(s) = self.slot_mut(c) {
+            s.deadline = at;
+        }
+    }
+
+    /// A half-open connection that finished its handshake elsewhere (one
+    /// migrating in): queued for `accept`.
+    pub(crate) fn set_queued(&mut self, c: ConnId) {
+        if let Some(s) = self.slot_mut(c) {
+            s.phase = Phase::Queued;
+        }
+    }
+
+    /// Free `c`'s slot, keeping its socket and buffers for reuse up to the
+    /// pool bound. `None` if `c` was not live.
+    #[inline]
+    pub(crate) fn free(&mut self, c: ConnId) -> Option<Freed> {
+        let pool_full = self.pooled >= self.params.pool;
+        let slot = self.slot_mut(c)?;
+        let freed = Freed {
+            key: slot.key,
+            rx_core: slot.rx_core,
+            phase: slot.phase,
+            member: slot.member,
+        };
+        slot.phase = Phase::Free;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.deadline = None;
+        slot.dirty = false;
+        slot.ready = false;
+        let mut pooled = false;
+        if slot.handle.is_some() {
+            if pool_full {
+                // Enough spare sockets: give the memory back.
+                slot.set = SocketSet::new(Vec::new());
+                slot.handle = None;
+            } else {
+                pooled = true;
+            }
+        }
+        if pooled {
+            self.pooled += 1;
+        }
+        self.reset_mark(c.idx, c.gen.wrapping_add(1));
+        self.free.push(c.idx);
+        self.live -= 1;
+        if freed.phase == Phase::Closing {
+            self.closing -= 1;
+        }
+        Some(freed)
+    }
+
+    /// Take `c`'s socket out (it migrates to another core) and free the
+    /// slot.
+    pub(crate) fn detach(&mut self, c: ConnId) -> Option<tcp::Socket<'static>> {
+        self.slot(c)?;
+        let slot = &mut self.slots[c.idx as usize];
+        let h = slot.handle.take()?;
+        let Socket::Tcp(sock) = slot.set.remove(h) else {
+            return None;
+        };
+        slot.phase = Phase::Free;
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.deadline = None;
+        slot.dirty = false;
+        self.reset_mark(c.idx, c.gen.wrapping_add(1));
+        self.free.push(c.idx);
+        self.live -= 1;
+        Some(sock)
+    }
+
+    // ---- egress ----
+
+    /// Take the dirty list for an egress pass, with an empty spare list for
+    /// the connections the pass leaves dirty. Give both back with
+    /// [`Conns::finish_pass`].
+    #[inline]
+    pub(crate) fn take_dirty(&mut self) -> (Vec<ConnId>, Vec<ConnId>) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.clear();
+        (dirty, kept)
+    }
+
+    /// Connections a pass did not get to (still marked dirty).
+    pub(crate) fn still_dirty(&mut self, rest: &[ConnId]) {
+        self.dirty.extend_from_slice(rest);
+    }
+
+    /// Whether the pass visits `c` (`accepted_too`: also those the
+    /// application holds).
+    #[inline]
+    pub(crate) fn visit(&mut self, c: ConnId, accepted_too: bool) -> Visit {
+        let Some(slot) = self.slot_mut(c) else {
+            return Visit::Gone;
+        };
+        if !accepted_too && slot.phase == Phase::Accepted {
+            return Visit::Keep;
+        }
+        slot.dirty = false;
+        Visit::Go
+    }
+
+    /// Let smoltcp emit what `c` owes (at most 64 segments) through `port`;
+    /// whether anything went out.
+    #[inline]
+    pub(crate) fn poll_egress<R: Rings>(
+        &mut self,
+        iface: &mut Interface,
+        port: &mut Port<R>,
+        c: ConnId,
+        now: Instant,
+    ) -> bool {
+        let set = &mut self.slots[c.idx as usize].set;
+        let mut emitted = false;
+        for _ in 0..64 {
+            let r = iface.poll_egress(now, &mut port.device(None), set);
+            if r == PollResult::None {
+                break;
+            }
+            emitted = true;
+        }
+        emitted
+    }
+
+    /// End a pass: the kept connections and those marked during the pass
+    /// are the new dirty list; the two lists' allocations are reused.
+    #[inline]
+    pub(crate) fn finish_pass(&mut self, dirty: Vec<ConnId>, mut kept: Vec<ConnId>) {
+        kept.append(&mut self.dirty);
+        let mut dirty = dirty;
+        dirty.clear();
+        self.dirty = kept;
+        self.kept = dirty;
+    }
+
+    // ---- the application's view ----
+
+    /// Record which accepted connections receive segments (off: forget the
+    /// record).
+    pub(crate) fn set_ready_tracking(&mut self, on: bool) {
+        self.track_ready = on;
+        if !on {
+            for c in std::mem::take(&mut self.ready) {
+                if let Some(s) = self.slot_mut(c) {
+                    s.ready = false;
+                }
+            }
+        }
+    }
+
+    /// Move the ready connections still live into `out`.
+    pub(crate) fn take_ready(&mut self, out: &mut Vec<ConnId>) {
+        for c in self.ready.drain(..) {
+            if let Some(s) = self
+                .slots
+                .get_mut(c.idx as usize)
+                .filter(|s| s.gen == c.gen && s.phase != Phase::Free)
+            {
+                s.ready = false;
+                out.push(c);
+            }
+        }
+    }
+
+    // ---- walks (rare operations) ----
+
+    /// The live connections in `phases`; of listener `member` only, if set.
+    pub(crate) fn select(&self, member: Option<MemberId>, phases: &[Phase]) -> Vec<ConnId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| member.is_none_or(|m| s.member == m) && phases.contains(&s.phase))
+            .map(|(i, s)| ConnId {
+                idx: i as u32,
+                gen: s.gen,
+            })
+            .collect()
+    }
+
+    /// Connections by phase: half-open, queued, accepted, closing.
+    pub(crate) fn phases(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for s in &self.slots {
+            match s.phase {
+                Phase::HalfOpen => n[0] += 1,
+                Phase::Queued => n[1] += 1,
+                Phase::Accepted => n[2] += 1,
+                Phase::Closing => n[3] += 1,
+                Phase::Free => {}
+            }
+        }
+        n
+    }
+
+    /// A line per closing connection (see `Engine::closing_report`).
+    pub(crate) fn closing_report(&self, flows: &FlowTable) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter(|s| s.phase == Phase::Closing)
+            .map(|s| {
+                let st = s.handle.map(|h| s.set.get::<tcp::Socket>(h).state());
+                format!(
+                    "{}:{} state {:?} rx_core {} dirty {} deadline {:?} flow {:?}",
+                    s.key.src,
+                    s.key.sport,
+                    st,
+                    s.rx_core,
+                    s.dirty,
+                    s.deadline,
+                    flows.lookup(&s.key),
+                )
+            })
+            .collect()
+    }
+
+    /// The flows of the live connections.
+    pub(crate) fn local_flows(&self) -> Vec<FlowKey> {
+        self.slots
+            .iter()
+            .filter(|s| s.phase != Phase::Free)
+            .map(|s| s.key)
+            .collect()
+    }
+}
