@@ -7,11 +7,14 @@ pub mod engine;
 pub mod flow;
 pub mod handoff;
 pub mod l2;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod neigh;
 pub mod parse;
 pub mod reuseport;
 pub mod shared;
 pub mod socket;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timer;
 pub mod worker;
