@@ -6,6 +6,7 @@ pub mod counters;
 pub mod engine;
 pub mod flow;
 pub mod handoff;
+pub mod id;
 pub mod l2;
 #[cfg(any(test, feature = "testing"))]
 pub mod model;
