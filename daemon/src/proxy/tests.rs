@@ -289,3 +289,5 @@ fn an_inbox_loses_nothing_between_threads() {
     assert_eq!(got, (0..N).collect::<Vec<_>>());
     assert!(!inbox.waiting());
 }
+
+mod attached;
