@@ -11,12 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use fuzz_harness::{self as fuzz, OURS4, OURS6, OUR_MAC, TARGETS};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    ArpOperation, EthernetProtocol, Icmpv4Repr, Icmpv6Repr, NdiscNeighborFlags, NdiscRepr,
+    RawHardwareAddress, TcpControl, TcpRepr, TcpSeqNumber,
 };
 
 fn corpus_root() -> PathBuf {
@@ -69,50 +66,7 @@ const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const PEER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PEER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + payload.len()];
-    EthernetRepr {
-        src_addr: EthernetAddress(src),
-        dst_addr: EthernetAddress(dst),
-        ethertype,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
-    f[14..].copy_from_slice(payload);
-    f
-}
-
-fn ip(src: IpAddr, dst: IpAddr, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
-    let caps = ChecksumCapabilities::default();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut b = vec![0u8; 20 + l4.len()];
-            Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: proto,
-                payload_len: l4.len(),
-                hop_limit: 64,
-            }
-            .emit(&mut Ipv4Packet::new_unchecked(&mut b[..]), &caps);
-            b[20..].copy_from_slice(l4);
-            b
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut b = vec![0u8; 40 + l4.len()];
-            Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: proto,
-                payload_len: l4.len(),
-                hop_limit: if proto == IpProtocol::Icmpv6 { 255 } else { 64 },
-            }
-            .emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
-            b[40..].copy_from_slice(l4);
-            b
-        }
-        _ => unreachable!(),
-    }
-}
+use testkit::frames::{eth, icmp6, udp};
 
 fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, ctl: TcpControl, ack: bool) -> Vec<u8> {
     let repr = TcpRepr {
@@ -129,31 +83,7 @@ fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, ctl: TcpControl, ack: b
         timestamp: None,
         payload: b"",
     };
-    let mut l4 = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut l4[..]),
-        &IpAddress::from(src),
-        &IpAddress::from(dst),
-        &ChecksumCapabilities::default(),
-    );
-    ip(src, dst, IpProtocol::Tcp, &l4)
-}
-
-fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let repr = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
-    let mut l4 = vec![0u8; 8 + payload.len()];
-    repr.emit(
-        &mut UdpPacket::new_unchecked(&mut l4[..]),
-        &IpAddress::from(src),
-        &IpAddress::from(dst),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &ChecksumCapabilities::default(),
-    );
-    ip(src, dst, IpProtocol::Udp, &l4)
+    testkit::frames::tcp(src, dst, &repr)
 }
 
 fn icmp4_echo() -> Vec<u8> {
@@ -162,40 +92,16 @@ fn icmp4_echo() -> Vec<u8> {
         seq_no: 2,
         data: b"ping",
     };
-    let mut l4 = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut Icmpv4Packet::new_unchecked(&mut l4[..]),
-        &ChecksumCapabilities::default(),
-    );
-    ip(PEER4.into(), OURS4.into(), IpProtocol::Icmp, &l4)
-}
-
-fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, repr: Icmpv6Repr) -> Vec<u8> {
-    let mut l4 = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &src,
-        &dst,
-        &mut Icmpv6Packet::new_unchecked(&mut l4[..]),
-        &ChecksumCapabilities::default(),
-    );
-    ip(src.into(), dst.into(), IpProtocol::Icmpv6, &l4)
+    testkit::frames::icmp4(PEER4, OURS4, &repr)
 }
 
 fn arp(op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-    let repr = ArpRepr::EthernetIpv4 {
-        operation: op,
-        source_hardware_addr: EthernetAddress(sha),
-        source_protocol_addr: spa,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: tpa,
-    };
-    let mut b = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
     let dst = if op == ArpOperation::Request {
         [0xff; 6]
     } else {
         OUR_MAC
     };
+    let b = testkit::frames::arp(op, sha, spa, tpa);
     eth(dst, sha, EthernetProtocol::Arp, &b)
 }
 
@@ -208,14 +114,13 @@ fn ns(src: Ipv6Addr, target: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
     let p = icmp6(
         src,
         g,
-        Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        &Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
             target_addr: target,
             lladdr: Some(RawHardwareAddress::from_bytes(&mac)),
         }),
     );
-    let o = g.octets();
     eth(
-        [0x33, 0x33, o[12], o[13], o[14], o[15]],
+        testkit::frames::multicast_mac6(g),
         mac,
         EthernetProtocol::Ipv6,
         &p,
@@ -226,7 +131,7 @@ fn na(src: Ipv6Addr, mac: [u8; 6], flags: NdiscNeighborFlags) -> Vec<u8> {
     let p = icmp6(
         src,
         OURS6,
-        Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        &Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
             flags,
             target_addr: src,
             lladdr: Some(RawHardwareAddress::from_bytes(&mac)),
@@ -272,7 +177,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let echo6 = icmp6(
         PEER6,
         OURS6,
-        Icmpv6Repr::EchoRequest {
+        &Icmpv6Repr::EchoRequest {
             ident: 1,
             seq_no: 1,
             data: b"ping",
@@ -618,7 +523,7 @@ fn seeds_are_valid() {
     let dir = root.join("engine_segments");
     for f in ["handshake-move-close", "syn-flood"] {
         let data = fs::read(dir.join(f)).unwrap();
-        assert!(!data.is_empty() && data.len() % 12 == 0, "{f}");
+        assert!(!data.is_empty() && data.len().is_multiple_of(12), "{f}");
         fuzz::engine_segments(&data);
         *checked.entry("engine_segments").or_default() += 1;
     }
