@@ -1,7 +1,8 @@
 //! AF_XDP ports for xdpstack.
 //!
 //! A [`Port`] runs over a [`Rings`] backend: [`xsk::XskRings`] (a real AF_XDP
-//! socket through xsk-rs) or [`mem::MemRings`] (an in-memory pipe for tests).
+//! socket through xsk-rs) or `mem::MemRings` (an in-memory pipe for tests,
+//! built with the `testing` feature or in nic's own tests).
 //! It accounts for every UMEM frame ([`Ledger`]), batches rx and tx, kicks the
 //! kernel only when a ring asks (XDP_USE_NEED_WAKEUP), and lends smoltcp a
 //! [`PortDevice`] whose tokens read and write frames in place.
@@ -15,6 +16,7 @@ pub mod device;
 pub mod error;
 pub mod ethtool;
 pub mod ledger;
+#[cfg(any(test, feature = "testing"))]
 pub mod mem;
 pub mod packet;
 pub mod pcap;

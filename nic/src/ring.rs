@@ -2,8 +2,8 @@
 //! (fill, rx, tx, completion) plus the frame memory they point into.
 //!
 //! Two backends implement it: [`XskRings`](crate::xsk::XskRings), a real
-//! AF_XDP socket, and [`MemRings`](crate::mem::MemRings), an in-memory pipe that
-//! behaves like a copy-mode socket for tests that need no root.
+//! AF_XDP socket, and `mem::MemRings` (feature `testing`), an in-memory pipe
+//! that behaves like a copy-mode socket for tests that need no root.
 
 use std::io;
 use std::os::fd::RawFd;

@@ -7,7 +7,6 @@ use nic::{LedgerError, Place, PortStats, RxPacket};
 use smoltcp::iface::PollIngressSingleResult;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp, udp};
-use smoltcp::time::Instant;
 use smoltcp::wire::{
     Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Address,
     Ipv6Address,
@@ -22,14 +21,10 @@ const B6: Ipv6Address = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 /// Bytes the TCP tests send one way (and get echoed back).
 const TOTAL: usize = 1 << 20;
 
-/// Two endpoints, A and B, each a `MemClient` (`Medium::Ip`).
-struct Net {
-    a: MemClient,
-    b: MemClient,
-    round: i64,
-    /// What each side sent, written if the test fails (testkit::Capture).
-    _pcap: Capture,
-}
+/// Two endpoints, A (the client, which connects) and B (the server, which
+/// listens), each a `MemClient` (`Medium::Ip`), in the in-memory harness
+/// with both ports' accounting checked every round.
+type Net = testkit::Net<MemClient>;
 
 fn side(rings: MemRings, verify: bool, v4: Ipv4Address, v6: Ipv6Address, seed: u64) -> MemClient {
     let addrs = [
@@ -60,65 +55,29 @@ impl Default for NetConfig {
     }
 }
 
-impl Net {
-    fn new(cfg: NetConfig) -> Net {
-        let (mut ra, mut rb) = MemRings::pair(MemConfig::default());
-        ra.set_faults(cfg.faults_a);
-        rb.set_faults(cfg.faults_b);
-        let mut pcap = Capture::new();
-        pcap.tap_link(&mut ra, "A", TapLink::RawIp);
-        pcap.tap_link(&mut rb, "B", TapLink::RawIp);
-        Net {
-            a: side(ra, cfg.verify, A4, A6, 0x5eed_000a),
-            b: side(rb, cfg.verify, B4, B6, 0x5eed_000b),
-            round: 0,
-            _pcap: pcap,
-        }
-    }
+fn net(cfg: NetConfig) -> Net {
+    let (mut ra, mut rb) = MemRings::pair(MemConfig::default());
+    ra.set_faults(cfg.faults_a);
+    rb.set_faults(cfg.faults_b);
+    let mut pcap = Capture::new();
+    pcap.tap_link(&mut ra, "A", TapLink::RawIp);
+    pcap.tap_link(&mut rb, "B", TapLink::RawIp);
+    let a = side(ra, cfg.verify, A4, A6, 0x5eed_000a);
+    let b = side(rb, cfg.verify, B4, B6, 0x5eed_000b);
+    Net::new(b, a, pcap).checked()
+}
 
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.round)
-    }
-
-    /// One round: both sides step, then time moves on by 1 ms.
-    fn round(&mut self) {
-        let now = self.now();
-        self.a.step(now);
-        self.b.step(now);
-        self.a.check("A");
-        self.b.check("B");
-        self.round += 1;
-    }
-
-    /// Round until `done` or `max_rounds`; panics with `what` at the bound.
-    fn run_until(&mut self, what: &str, max_rounds: i64, mut done: impl FnMut(&mut Net) -> bool) {
-        let start = self.round;
-        while !done(self) {
-            if self.round - start >= max_rounds {
-                panic!(
-                    "{what}: not done after {max_rounds} rounds\n  A: {:?}\n  B: {:?}",
-                    self.a.port.stats(),
-                    self.b.port.stats()
-                );
-            }
-            self.round();
-        }
-    }
-
-    /// A few idle rounds, then both ports must have every frame back.
-    fn finish(&mut self) {
-        for _ in 0..5 {
-            self.round();
-        }
-        for (name, s) in [("A", &self.a), ("B", &self.b)] {
-            s.check(name);
-            let f = s.port.stats().frames;
-            assert_eq!(
-                f[Place::Free as usize] + f[Place::Fill as usize],
-                MemConfig::default().frames,
-                "port {name}: {f:?}"
-            );
-        }
+/// A few idle rounds, then both ports must have every frame back.
+fn finish(net: &mut Net) {
+    net.run(5);
+    for (name, s) in [("A", &net.client), ("B", &net.server)] {
+        s.check(name);
+        let f = s.port.stats().frames;
+        assert_eq!(
+            f[Place::Free as usize] + f[Place::Fill as usize],
+            MemConfig::default().frames,
+            "port {name}: {f:?}"
+        );
     }
 }
 
@@ -161,8 +120,8 @@ impl TcpOutcome {
 
 /// A connects to B, sends `TOTAL` bytes, B echoes them; A checks every byte.
 /// With `stop_on_mismatch` a wrong byte ends the run instead of failing it.
-fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -> TcpOutcome {
-    let mut net = Net::new(cfg);
+fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: usize, stop_on_mismatch: bool) -> TcpOutcome {
+    let mut net = net(cfg);
     let (a_addr, b_addr) = if v6 {
         (IpAddress::Ipv6(A6), IpAddress::Ipv6(B6))
     } else {
@@ -172,12 +131,12 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
 
     let mut listener = MemClient::tcp_socket(64 * 1024);
     listener.listen(7).unwrap();
-    let lh = net.b.sockets.add(listener);
+    let lh = net.server.sockets.add(listener);
     let mut client = MemClient::tcp_socket(64 * 1024);
     client
-        .connect(net.a.iface.context(), (b_addr, 7), 49152)
+        .connect(net.client.iface.context(), (b_addr, 7), 49152)
         .unwrap();
-    let ch = net.a.sockets.add(client);
+    let ch = net.client.sockets.add(client);
 
     let mut sent = 0usize;
     let mut received = 0usize;
@@ -186,9 +145,9 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
     let mut rbuf = vec![0u8; 16 * 1024];
     let mut b_closed = false;
 
-    net.run_until("tcp echo", max_rounds, |net| {
+    net.run_until(max_rounds, "tcp echo", |net| {
         // A: send, read back and compare.
-        let c = net.a.sockets.get_mut::<tcp::Socket>(ch);
+        let c = net.client.sockets.get_mut::<tcp::Socket>(ch);
         if c.is_active() && c.state() == tcp::State::Established {
             assert_eq!(c.remote_endpoint(), Some(IpEndpoint::new(b_addr, 7)));
             assert_eq!(c.local_endpoint().map(|e| e.addr), Some(a_addr));
@@ -219,7 +178,7 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
         }
 
         // B: echo everything back, close after A's FIN.
-        let s = net.b.sockets.get_mut::<tcp::Socket>(lh);
+        let s = net.server.sockets.get_mut::<tcp::Socket>(lh);
         loop {
             if !echo_pending.is_empty() {
                 let n = s.send_slice(&echo_pending).unwrap_or(0);
@@ -238,8 +197,8 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
             s.close();
             b_closed = true;
         }
-        let a_state = net.a.sockets.get::<tcp::Socket>(ch).state();
-        let b_state = net.b.sockets.get::<tcp::Socket>(lh).state();
+        let a_state = net.client.sockets.get::<tcp::Socket>(ch).state();
+        let b_state = net.server.sockets.get::<tcp::Socket>(lh).state();
         mismatch.is_some()
             || (received == TOTAL
                 && b_state == tcp::State::Closed
@@ -248,13 +207,13 @@ fn tcp_echo(cfg: NetConfig, v6: bool, max_rounds: i64, stop_on_mismatch: bool) -
     if mismatch.is_none() {
         assert_eq!(sent, TOTAL);
         assert_eq!(received, TOTAL);
-        net.finish();
+        finish(&mut net);
     }
     TcpOutcome {
-        rounds: net.round,
+        rounds: net.rounds as i64,
         mismatch,
-        a: net.a.port.stats(),
-        b: net.b.port.stats(),
+        a: net.client.port.stats(),
+        b: net.server.port.stats(),
     }
 }
 
@@ -357,7 +316,7 @@ fn udp_socket() -> udp::Socket<'static> {
 }
 
 fn udp_round_trip(v6: bool) {
-    let mut net = Net::new(NetConfig::default());
+    let mut net = net(NetConfig::default());
     let (a_addr, b_addr, max) = if v6 {
         (IpAddress::Ipv6(A6), IpAddress::Ipv6(B6), 1452)
     } else {
@@ -365,10 +324,10 @@ fn udp_round_trip(v6: bool) {
     };
     let mut a = udp_socket();
     a.bind(IpEndpoint::new(a_addr, 5353)).unwrap();
-    let ah = net.a.sockets.add(a);
+    let ah = net.client.sockets.add(a);
     let mut b = udp_socket();
     b.bind(7).unwrap();
-    let bh = net.b.sockets.add(b);
+    let bh = net.server.sockets.add(b);
 
     let sizes: Vec<usize> = [0, 1, 2, 63, 64, 500, 1000, max - 1, max]
         .into_iter()
@@ -382,8 +341,8 @@ fn udp_round_trip(v6: bool) {
     let mut next_send = 0;
     let mut got = 0;
     let mut buf = vec![0u8; 2048];
-    net.run_until("udp round trip", 1_000, |net| {
-        let a = net.a.sockets.get_mut::<udp::Socket>(ah);
+    net.run_until(1_000, "udp round trip", |net| {
+        let a = net.client.sockets.get_mut::<udp::Socket>(ah);
         // A few datagrams in flight at a time.
         while next_send < payloads.len() && next_send < got + 8 && a.can_send() {
             a.send_slice(&payloads[next_send], IpEndpoint::new(b_addr, 7))
@@ -402,7 +361,7 @@ fn udp_round_trip(v6: bool) {
             );
             got += 1;
         }
-        let b = net.b.sockets.get_mut::<udp::Socket>(bh);
+        let b = net.server.sockets.get_mut::<udp::Socket>(bh);
         while b.can_recv() {
             let (n, meta) = b.recv_slice(&mut buf).unwrap();
             assert_eq!(meta.endpoint, IpEndpoint::new(a_addr, 5353));
@@ -410,7 +369,7 @@ fn udp_round_trip(v6: bool) {
         }
         got == payloads.len()
     });
-    net.finish();
+    finish(&mut net);
 }
 
 #[test]
@@ -434,10 +393,10 @@ fn icmp_socket() -> icmp::Socket<'static> {
 fn ping(v6: bool) {
     const IDENT: u16 = 0x22b;
     const COUNT: u16 = 10;
-    let mut net = Net::new(NetConfig::default());
+    let mut net = net(NetConfig::default());
     let mut s = icmp_socket();
     s.bind(icmp::Endpoint::Ident(IDENT)).unwrap();
-    let h = net.a.sockets.add(s);
+    let h = net.client.sockets.add(s);
     let caps = ChecksumCapabilities::default();
     let b_addr = if v6 {
         IpAddress::Ipv6(B6)
@@ -446,9 +405,9 @@ fn ping(v6: bool) {
     };
     let mut seq = 0u16;
     let mut replies = 0u16;
-    net.run_until("ping", 1_000, |net| {
-        let src6 = net.a.iface.get_source_address_ipv6(&B6);
-        let s = net.a.sockets.get_mut::<icmp::Socket>(h);
+    net.run_until(1_000, "ping", |net| {
+        let src6 = net.client.iface.get_source_address_ipv6(&B6);
+        let s = net.client.sockets.get_mut::<icmp::Socket>(h);
         if seq < COUNT && seq == replies && s.can_send() {
             let data = pattern(56, u64::from(seq) + 1);
             if v6 {
@@ -502,11 +461,11 @@ fn ping(v6: bool) {
         replies == COUNT
     });
     // B answered from its interface alone: it has no sockets at all.
-    assert_eq!(net.b.sockets.iter().count(), 0);
-    let (sa, sb) = (net.a.port.stats(), net.b.port.stats());
+    assert_eq!(net.server.sockets.iter().count(), 0);
+    let (sa, sb) = (net.client.port.stats(), net.server.port.stats());
     assert_eq!(sa.counters.tx_frames, u64::from(COUNT));
     assert_eq!(sb.counters.tx_frames, u64::from(COUNT));
-    net.finish();
+    finish(&mut net);
 }
 
 #[test]
@@ -523,10 +482,10 @@ fn icmp_echo_ipv6() {
 /// not read by the device, and `check()` reports the caller bug.
 #[test]
 fn device_refuses_packet_in_frame_not_held() {
-    let mut net = Net::new(NetConfig::default());
+    let mut net = net(NetConfig::default());
     let mut s = icmp_socket();
     s.bind(icmp::Endpoint::Ident(1)).unwrap();
-    let h = net.a.sockets.add(s);
+    let h = net.client.sockets.add(s);
     let repr = Icmpv4Repr::EchoRequest {
         ident: 1,
         seq_no: 0,
@@ -534,16 +493,16 @@ fn device_refuses_packet_in_frame_not_held() {
     };
     let caps = ChecksumCapabilities::default();
     let buf = net
-        .a
+        .client
         .sockets
         .get_mut::<icmp::Socket>(h)
         .send(repr.buffer_len(), IpAddress::Ipv4(B4))
         .unwrap();
     repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
-    let now = net.now();
-    net.a.step(now);
+    let now = net.clock;
+    net.client.step(now);
 
-    let b = &mut net.b;
+    let b = &mut net.server;
     let mut frames = Vec::new();
     assert_eq!(b.port.recv(&mut frames), 1);
     let f = frames[0];
@@ -572,11 +531,11 @@ fn device_refuses_packet_in_frame_not_held() {
 /// never panic.
 #[test]
 fn device_clamps_packet_bounds() {
-    let mut net = Net::new(NetConfig::default());
-    assert!(net.a.port.send_frame(40, |b| b.fill(0xee)));
-    net.a.port.flush(|_, len| Some(len));
-    let now = net.now();
-    let b = &mut net.b;
+    let mut net = net(NetConfig::default());
+    assert!(net.client.port.send_frame(40, |b| b.fill(0xee)));
+    net.client.port.flush(|_, len| Some(len));
+    let now = net.clock;
+    let b = &mut net.server;
     let mut frames = Vec::new();
     assert_eq!(b.port.recv(&mut frames), 1);
     let f = frames[0];

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
+use crate::id::ConnId;
 use crate::parse::FlowKey;
-use crate::socket::ConnId;
 
 /// The hasher of flow maps: keyed with a random per-process seed (an
 /// attacker who cannot predict it cannot aim flows at one bucket), and far

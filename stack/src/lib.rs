@@ -6,7 +6,9 @@ pub mod counters;
 pub mod engine;
 pub mod flow;
 pub mod handoff;
+pub mod id;
 pub mod l2;
+#[cfg(any(test, feature = "testing"))]
 pub mod model;
 pub mod neigh;
 pub mod parse;
@@ -14,5 +16,7 @@ pub mod reuseport;
 pub mod shared;
 pub mod socket;
 pub(crate) mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timer;
 pub mod worker;

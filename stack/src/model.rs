@@ -10,12 +10,8 @@ use std::net::Ipv4Addr;
 
 use nic::mem::{MemConfig, MemRings};
 use nic::{Port, PortConfig};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::reuseport::{BindAddr, BindOptions, FlowHasher};
@@ -76,32 +72,7 @@ pub fn frame(s: &Seg) -> Vec<u8> {
             &payload
         },
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0, 0, 0, 0, 0x02]),
-        dst_addr: EthernetAddress(SERVER_MAC),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut f);
-    let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
-    ip.emit(&mut ipp, &caps);
-    let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
-    tcp.emit(
-        &mut tcpp,
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(SERVER),
-        &caps,
-    );
-    buf
+    testkit::frames::tcp_frame(([0x02, 0, 0, 0, 0, 0x02], SERVER_MAC), src, SERVER, &tcp)
 }
 
 /// Runs `segs` through two engines on the given in-memory ring pairs (one

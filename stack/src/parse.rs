@@ -619,8 +619,25 @@ pub(crate) mod tests {
 
     #[test]
     fn random_bytes_and_mutations_never_panic() {
+        // What is accepted is consistent with the bytes it came from: the
+        // family of the version nibble, the addresses of the header, a
+        // payload inside the packet.
+        fn check(p: &[u8]) -> Result<(), DropReason> {
+            let ip = parse_ip(p)?;
+            let (src, dst) = if p[0] >> 4 == 6 {
+                let a = |o: usize| IpAddr::from(<[u8; 16]>::try_from(&p[o..o + 16]).unwrap());
+                (a(8), a(24))
+            } else {
+                let a = |o: usize| IpAddr::from(<[u8; 4]>::try_from(&p[o..o + 4]).unwrap());
+                (a(12), a(16))
+            };
+            assert_eq!((ip.key.src, ip.key.dst), (src, dst), "{p:02x?}");
+            assert!(ip.payload_len < p.len(), "{ip:?} from {} bytes", p.len());
+            Ok(())
+        }
         let mut rng = testkit::Rng::new(0x9E37_79B9_7F4A_7C15);
         let mut buf = [0u8; 256];
+        let mut random_accepted = 0;
         for _ in 0..20_000 {
             let n = rng.below(buf.len());
             rng.fill(&mut buf[..n]);
@@ -632,19 +649,39 @@ pub(crate) mod tests {
                     _ => buf[0],
                 };
             }
-            let _ = parse_ip(&buf[..n]);
+            random_accepted += usize::from(check(&buf[..n]).is_ok());
         }
+        // Random bytes almost never carry a right checksum.
+        assert!(
+            random_accepted < 20,
+            "{random_accepted} random packets accepted"
+        );
         // Mutate valid packets byte by byte (reaches L4 parsing with consistent lengths).
-        let base = [syn4(), udp_packet(PEER6.into(), OURS6.into(), b"abcdef")];
-        for pkt in base {
+        // IPv4 has every byte under a checksum; IPv6 leaves its traffic
+        // class, flow label and hop limit out (5 bytes of 54).
+        let base = [
+            (syn4(), 5),
+            (udp_packet(PEER6.into(), OURS6.into(), b"abcdef"), 300),
+        ];
+        for (pkt, unchecked) in base {
+            let (mut changed_accepted, mut l4_checked) = (0, 0);
             for _ in 0..5_000 {
                 let mut p = pkt.clone();
                 for _ in 0..=rng.below(4) {
                     let i = rng.below(p.len());
                     p[i] = rng.next_u64() as u8;
                 }
-                let _ = parse_ip(&p);
+                let r = check(&p);
+                changed_accepted += usize::from(r.is_ok() && p != pkt);
+                l4_checked += usize::from(r == Err(DropReason::BadL4Checksum));
             }
+            // The checksums catch the changes they cover, many of them in
+            // L4 (the mutations reach it).
+            assert!(
+                changed_accepted <= unchecked,
+                "{changed_accepted} changed packets accepted"
+            );
+            assert!(l4_checked > 500, "{l4_checked} L4 checksums failed");
         }
     }
 }

@@ -1,33 +1,7 @@
 //! Handles and errors of the engine's socket API.
 
-pub use crate::reuseport::{BindAddr, BindError, BindOptions, MemberId};
-
-/// A TCP connection of one engine: a slot in its connection table and the
-/// slot's generation. A slot is reused after its connection is released;
-/// an old id then names nothing (its generation is stale), never the new
-/// connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    pub(crate) idx: u32,
-    pub(crate) gen: u32,
-}
-
-impl ConnId {
-    /// The id of slot `idx` in generation `gen`.
-    pub fn new(idx: u32, gen: u32) -> Self {
-        ConnId { idx, gen }
-    }
-
-    /// The slot.
-    pub fn index(&self) -> u32 {
-        self.idx
-    }
-
-    /// The slot's generation.
-    pub fn generation(&self) -> u32 {
-        self.gen
-    }
-}
+pub use crate::id::{ConnId, ListenerId, MemberId, UdpId};
+pub use crate::reuseport::{BindAddr, BindError, BindOptions};
 
 /// A map keyed by connection, with the flow tables' cheap keyed hasher
 /// (applications keep per-connection state in one).
@@ -149,28 +123,6 @@ mod slab_tests {
         assert_eq!(all, vec![(ConnId::new(0, 9), "c"), (b, "b")]);
         s.clear();
         assert_eq!((s.len(), s.get(&b)), (0, None));
-    }
-}
-
-/// A TCP listener (a reuseport group member) on one engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerId(pub MemberId);
-
-/// A UDP socket (a reuseport group member) on one engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UdpId(pub MemberId);
-
-impl ListenerId {
-    /// The registry member behind it.
-    pub fn member(&self) -> MemberId {
-        self.0
-    }
-}
-
-impl UdpId {
-    /// The registry member behind it.
-    pub fn member(&self) -> MemberId {
-        self.0
     }
 }
 

@@ -11,81 +11,16 @@ use std::sync::Arc;
 use nic::mem::{MemConfig, MemRings};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use stack::engine::{Engine, EngineConfig, ListenerId, UdpId};
 use stack::parse::{FlowKey, Proto};
 use stack::reuseport::{reciprocal_scale, BindAddr, BindError, BindOptions, FlowHasher};
 use stack::shared::Shared;
-use testkit::{Capture, ClientConfig, MemClient, Rng};
+use stack::testing::{engine_net, EngineNet, KEY};
+use testkit::{MemClient, Rng};
 
 const SERVER: Ipv4Addr = testkit::SERVER_IP4;
 const CLIENT: Ipv4Addr = testkit::CLIENT_IP4;
-const KEY: (u64, u64) = (0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
-
-/// Both ends on one virtual clock: each round is a millisecond.
-struct Net {
-    engine: Engine<MemRings>,
-    client: MemClient,
-    shared: Arc<Shared>,
-    clock: Instant,
-    /// Both directions, written if the test fails (testkit::Capture).
-    _pcap: Capture,
-}
-
-impl Net {
-    fn new() -> Net {
-        Net::with(|_| {})
-    }
-
-    /// A net whose engine config is first adjusted by `f`.
-    fn with(f: impl FnOnce(&mut EngineConfig)) -> Net {
-        let mut pcap = Capture::new();
-        let mem = MemConfig {
-            frames: 1024,
-            ring: 512,
-            ..MemConfig::default()
-        };
-        let (a, b) = pcap.pair(mem, "server", "client");
-        let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).unwrap();
-        let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
-        f(&mut cfg);
-        let engine = Engine::new(a, cfg, shared.clone(), 0, 0);
-        Net {
-            engine,
-            client: MemClient::new(b, &ClientConfig::engine_peer()),
-            shared,
-            clock: Instant::from_millis(1),
-            _pcap: pcap,
-        }
-    }
-
-    /// Run both ends `rounds` times.
-    fn run(&mut self, rounds: usize) {
-        for _ in 0..rounds {
-            self.step();
-            self.clock += smoltcp::time::Duration::from_millis(1);
-        }
-    }
-
-    /// One exchange at the current time, the clock not moving.
-    fn step(&mut self) {
-        self.client.step(self.clock);
-        self.engine.ingress(self.clock);
-        self.engine.egress(self.clock);
-    }
-
-    /// Run until `done` or `max` rounds (then fail).
-    fn run_until(&mut self, max: usize, what: &str, mut done: impl FnMut(&mut Net) -> bool) {
-        for _ in 0..max {
-            if done(self) {
-                return;
-            }
-            self.run(1);
-        }
-        panic!("not done after {max} rounds: {what}");
-    }
-}
 
 fn opts(uid: u32) -> BindOptions {
     BindOptions::new(uid).with_reuseport(true).with_backlog(64)
@@ -101,26 +36,26 @@ fn key_for(sport: u16, dport: u16) -> FlowKey {
     }
 }
 
-fn established(net: &mut Net, hs: &[SocketHandle]) -> bool {
+fn established(net: &mut EngineNet, hs: &[SocketHandle]) -> bool {
     hs.iter()
         .all(|&h| net.client.tcp(h).state() == tcp::State::Established)
 }
 
 #[test]
 fn hijack_is_refused_and_no_flow_reaches_it() {
-    let mut net = Net::new();
+    let mut net = engine_net(|_| {});
     let a = net
-        .engine
+        .server
         .tcp_listen(BindAddr::Any4, 80, opts(1000))
         .unwrap();
     let err = net
-        .engine
+        .server
         .tcp_listen(BindAddr::Any4, 80, opts(1001))
         .unwrap_err();
     assert!(matches!(err, BindError::PortHijack { .. }), "{err:?}");
     assert!(err.to_string().contains("refused port hijack"), "{err}");
     let err = net
-        .engine
+        .server
         .tcp_listen(BindAddr::V4(SERVER), 80, BindOptions::new(1000))
         .unwrap_err();
     assert!(
@@ -133,22 +68,22 @@ fn hijack_is_refused_and_no_flow_reaches_it() {
     net.run_until(2000, "connections established", |n| established(n, &hs));
     let mut got = 0;
     net.run_until(200, "all accepted", |n| {
-        while n.engine.accept(a).is_some() {
+        while n.server.accept(a).is_some() {
             got += 1;
         }
         got == 20
     });
-    let members = net.shared.registry.members();
+    let members = net.server.shared.registry.members();
     assert_eq!(members.len(), 1, "only the owner is bound");
     assert_eq!(members[0].counters.accepted.load(Ordering::Relaxed), 20);
-    net.engine.check_frames().unwrap();
+    net.server.check_frames().unwrap();
 }
 
 #[test]
 fn group_spreads_flows_by_the_keyed_hash() {
-    let mut net = Net::new();
+    let mut net = engine_net(|_| {});
     let ids: Vec<ListenerId> = (0..3)
-        .map(|_| net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap())
+        .map(|_| net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap())
         .collect();
     let hasher = FlowHasher::with_key(KEY.0, KEY.1);
     let mut expected: HashMap<ListenerId, usize> = HashMap::new();
@@ -165,7 +100,7 @@ fn group_spreads_flows_by_the_keyed_hash() {
     let mut got: HashMap<ListenerId, usize> = HashMap::new();
     net.run_until(200, "all accepted", |n| {
         for &id in &ids {
-            while n.engine.accept(id).is_some() {
+            while n.server.accept(id).is_some() {
                 *got.entry(id).or_default() += 1;
             }
         }
@@ -177,21 +112,21 @@ fn group_spreads_flows_by_the_keyed_hash() {
 
 #[test]
 fn closed_listener_queue_migrates_to_a_live_member() {
-    let mut net = Net::new();
-    let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let a = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let b = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let hs: Vec<_> = (0..30)
         .map(|i| net.client.connect(42000 + i, (SERVER, 80)))
         .collect();
     net.run_until(3000, "connections established", |n| established(n, &hs));
-    let on_a = net.engine.pending(a);
-    let on_b = net.engine.pending(b);
+    let on_a = net.server.pending(a);
+    let on_b = net.server.pending(b);
     assert_eq!(on_a + on_b, 30);
     assert!(on_a > 0 && on_b > 0, "hash spread both ways: {on_a} {on_b}");
-    net.engine.close_listener(a).unwrap();
-    assert_eq!(net.engine.pending(b), 30);
+    net.server.close_listener(a).unwrap();
+    assert_eq!(net.server.pending(b), 30);
     let mut conns = Vec::new();
-    while let Some(c) = net.engine.accept(b) {
+    while let Some(c) = net.server.accept(b) {
         conns.push(c);
     }
     assert_eq!(conns.len(), 30);
@@ -203,9 +138,9 @@ fn closed_listener_queue_migrates_to_a_live_member() {
     let mut buf = [0u8; 64];
     net.run_until(2000, "echo through migrated connections", |n| {
         for &c in &conns {
-            if let Ok(k) = n.engine.recv(c, &mut buf) {
+            if let Ok(k) = n.server.recv(c, &mut buf) {
                 if k > 0 {
-                    n.engine.send(c, &buf[..k]).unwrap();
+                    n.server.send(c, &buf[..k]).unwrap();
                 }
             }
         }
@@ -217,21 +152,21 @@ fn closed_listener_queue_migrates_to_a_live_member() {
         }
         echoed == 30
     });
-    let rep = net.shared.report();
+    let rep = net.server.shared.report();
     let a_rep = rep.listeners.iter().find(|l| l.id == a.0 .0).unwrap();
     let b_rep = rep.listeners.iter().find(|l| l.id == b.0 .0).unwrap();
     assert_eq!(a_rep.state, "closed");
     assert_eq!(a_rep.counters.migrated_out as usize, on_a);
     assert_eq!(b_rep.counters.migrated_in as usize, on_a);
     assert_eq!(b_rep.counters.accepted, 30);
-    net.engine.check_frames().unwrap();
+    net.server.check_frames().unwrap();
 }
 
 #[test]
 fn requeued_connections_migrate_intact_and_the_last_member_resets_them() {
-    let mut net = Net::new();
-    let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let a = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let b = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let hs: Vec<_> = (0..20)
         .map(|i| net.client.connect(45000 + i, (SERVER, 80)))
         .collect();
@@ -244,110 +179,110 @@ fn requeued_connections_migrate_intact_and_the_last_member_resets_them() {
     // `a`'s relay accepted its share, then its consumer went away without
     // taking them: they go back to the group, intact.
     let mut offered = Vec::new();
-    while let Some(c) = net.engine.accept(a) {
+    while let Some(c) = net.server.accept(a) {
         offered.push(c);
     }
     assert!(!offered.is_empty());
-    net.engine.drain(a).unwrap();
+    net.server.drain(a).unwrap();
     for &c in &offered {
-        net.engine.requeue(c).unwrap();
-        assert!(net.engine.requeue(c).is_err(), "only an accepted one");
+        net.server.requeue(c).unwrap();
+        assert!(net.server.requeue(c).is_err(), "only an accepted one");
     }
     let mut on_b = Vec::new();
-    while let Some(c) = net.engine.accept(b) {
+    while let Some(c) = net.server.accept(b) {
         on_b.push(c);
     }
     assert_eq!(on_b.len(), 20, "b has its own and a's");
     let mut buf = [0u8; 16];
     for &c in &on_b {
-        assert_eq!(net.engine.recv(c, &mut buf), Ok(5), "no byte was read");
+        assert_eq!(net.server.recv(c, &mut buf), Ok(5), "no byte was read");
         assert_eq!(&buf[..5], b"hello");
     }
     // Given back with no member left: reset, as a closing last listener's
     // queue is.
-    net.engine.close_listener(a).unwrap();
-    net.engine.drain(b).unwrap();
+    net.server.close_listener(a).unwrap();
+    net.server.drain(b).unwrap();
     for &c in &on_b {
-        net.engine.requeue(c).unwrap();
+        net.server.requeue(c).unwrap();
     }
     net.run_until(2000, "clients see the reset", |n| {
         hs.iter()
             .all(|&h| n.client.tcp(h).state() == tcp::State::Closed)
     });
-    net.engine.check_frames().unwrap();
+    net.server.check_frames().unwrap();
 }
 
 #[test]
 fn last_listener_closing_resets_its_queue() {
-    let mut net = Net::new();
-    let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let a = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let hs: Vec<_> = (0..5)
         .map(|i| net.client.connect(43000 + i, (SERVER, 80)))
         .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
-    net.engine.close_listener(a).unwrap();
+    net.server.close_listener(a).unwrap();
     net.run_until(2000, "clients see the reset", |n| {
         hs.iter()
             .all(|&h| n.client.tcp(h).state() == tcp::State::Closed)
     });
-    let rep = net.shared.report();
+    let rep = net.server.shared.report();
     assert_eq!(rep.listeners[0].counters.reset, 5);
     // The port is free again and a new listener serves new clients.
-    let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let b = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let h = net.client.connect(43100, (SERVER, 80));
     net.run_until(2000, "new connection", |n| established(n, &[h]));
-    net.run_until(100, "accept", |n| n.engine.accept(b).is_some());
+    net.run_until(100, "accept", |n| n.server.accept(b).is_some());
 }
 
 #[test]
 fn drained_listener_takes_no_new_flows_but_keeps_its_own() {
-    let mut net = Net::new();
-    let a = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    let b = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let a = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let b = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let first: Vec<_> = (0..20)
         .map(|i| net.client.connect(44000 + i, (SERVER, 80)))
         .collect();
     net.run_until(2000, "first batch", |n| established(n, &first));
-    let a_before = net.engine.pending(a);
+    let a_before = net.server.pending(a);
     assert!(a_before > 0);
-    net.engine.drain(a).unwrap();
+    net.server.drain(a).unwrap();
     let second: Vec<_> = (0..40)
         .map(|i| net.client.connect(45000 + i, (SERVER, 80)))
         .collect();
     net.run_until(3000, "second batch", |n| established(n, &second));
     assert_eq!(
-        net.engine.pending(a),
+        net.server.pending(a),
         a_before,
         "no new flow reached the drained listener"
     );
     let mut n_a = 0;
-    while net.engine.accept(a).is_some() {
+    while net.server.accept(a).is_some() {
         n_a += 1;
     }
     assert_eq!(n_a, a_before, "its own queue is still accepted");
-    assert_eq!(net.engine.pending(b), 60 - a_before);
+    assert_eq!(net.server.pending(b), 60 - a_before);
 }
 
 #[test]
 fn full_backlog_drops_syns_and_counts_them() {
     // Without SYN cookies a SYN beyond the backlog is dropped (with them it
     // is answered with a cookie: see `syn_cookies_*`).
-    let mut net = Net::with(|c| c.syncookies = false);
+    let mut net = engine_net(|c| c.syncookies = false);
     let a = net
-        .engine
+        .server
         .tcp_listen(BindAddr::Any4, 80, BindOptions::new(0).with_backlog(2))
         .unwrap();
     let hs: Vec<_> = (0..5)
         .map(|i| net.client.connect(46000 + i, (SERVER, 80)))
         .collect();
     net.run(200);
-    assert_eq!(net.engine.pending(a), 2);
-    let dropped = net.shared.report().listeners[0].counters.dropped;
+    assert_eq!(net.server.pending(a), 2);
+    let dropped = net.server.shared.report().listeners[0].counters.dropped;
     assert!(dropped >= 3, "dropped {dropped}");
     // Accepting makes room; the clients' SYN retransmissions get in.
     let mut accepted = 0;
     net.run_until(20_000, "all five accepted after retries", |n| {
-        while n.engine.accept(a).is_some() {
+        while n.server.accept(a).is_some() {
             accepted += 1;
         }
         accepted == 5
@@ -357,9 +292,9 @@ fn full_backlog_drops_syns_and_counts_them() {
 
 #[test]
 fn udp_group_keeps_each_four_tuple_on_one_member() {
-    let mut net = Net::new();
+    let mut net = engine_net(|_| {});
     let ids: Vec<UdpId> = (0..2)
-        .map(|_| net.engine.udp_bind(BindAddr::Any4, 53, opts(0)).unwrap())
+        .map(|_| net.server.udp_bind(BindAddr::Any4, 53, opts(0)).unwrap())
         .collect();
     let mut socks = Vec::new();
     for i in 0..16u16 {
@@ -379,13 +314,13 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
         let mut got = 0;
         net.run_until(2000, "datagrams delivered", |n| {
             for &id in &ids {
-                while let Ok(Some((k, from, to))) = n.engine.recv_from(id, &mut buf) {
+                while let Ok(Some((k, from, to))) = n.server.recv_from(id, &mut buf) {
                     assert_eq!(&buf[..k], format!("q{round}").as_bytes());
                     assert_eq!(to, IpAddr::V4(SERVER));
                     let prev = seen.insert(from.port(), id);
                     assert!(prev.is_none() || prev == Some(id), "4-tuple moved");
                     // Answer, to check the native send path.
-                    n.engine.send_to(id, b"answer", from, None).unwrap();
+                    n.server.send_to(id, b"answer", from, None).unwrap();
                     got += 1;
                 }
             }
@@ -414,15 +349,15 @@ fn udp_group_keeps_each_four_tuple_on_one_member() {
         assert_eq!(n, 3);
     }
     let _ = SocketAddr::new(IpAddr::V4(CLIENT), 0);
-    net.engine.check_frames().unwrap();
+    net.server.check_frames().unwrap();
 }
 
 // ---- readiness, connection counts, close timeout, the graceful stop ----
 
-fn accept_all(net: &mut Net, l: ListenerId, n: usize) -> Vec<stack::socket::ConnId> {
+fn accept_all(net: &mut EngineNet, l: ListenerId, n: usize) -> Vec<stack::socket::ConnId> {
     let mut conns = Vec::new();
     net.run_until(500, "all accepted", |net| {
-        while let Some(c) = net.engine.accept(l) {
+        while let Some(c) = net.server.accept(l) {
             conns.push(c);
         }
         conns.len() == n
@@ -432,18 +367,18 @@ fn accept_all(net: &mut Net, l: ListenerId, n: usize) -> Vec<stack::socket::Conn
 
 #[test]
 fn take_ready_lists_only_connections_with_segments() {
-    let mut net = Net::new();
-    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    net.engine.set_ready_tracking(true);
+    let mut net = engine_net(|_| {});
+    let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    net.server.set_ready_tracking(true);
     let hs: Vec<_> = (0..3)
         .map(|i| net.client.connect(46000 + i, (SERVER, 80)))
         .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
     let conns = accept_all(&mut net, l, 3);
-    let peer_port = |net: &mut Net, c| net.engine.peer(c).unwrap().unwrap().port;
+    let peer_port = |net: &mut EngineNet, c| net.server.peer(c).unwrap().unwrap().port;
     let mut ready = Vec::new();
     net.run(5);
-    net.engine.take_ready(&mut ready);
+    net.server.take_ready(&mut ready);
     assert!(ready.is_empty(), "nothing arrived after accept: {ready:?}");
 
     // Data on the second connection only, in several segments.
@@ -452,7 +387,7 @@ fn take_ready_lists_only_connections_with_segments() {
         net.client.tcp(hs[1]).send_slice(b"data").unwrap();
         net.run(3);
     }
-    net.engine.take_ready(&mut ready);
+    net.server.take_ready(&mut ready);
     assert_eq!(
         ready.len(),
         1,
@@ -460,78 +395,78 @@ fn take_ready_lists_only_connections_with_segments() {
     );
     assert_eq!(peer_port(&mut net, ready[0]), 46001);
     let mut buf = [0u8; 64];
-    assert_eq!(net.engine.recv(ready[0], &mut buf), Ok(12));
+    assert_eq!(net.server.recv(ready[0], &mut buf), Ok(12));
     ready.clear();
-    net.engine.take_ready(&mut ready);
+    net.server.take_ready(&mut ready);
     assert!(ready.is_empty(), "taken means gone: {ready:?}");
 
     // A FIN is activity too.
     net.client.tcp(hs[2]).close();
     net.run(5);
-    net.engine.take_ready(&mut ready);
+    net.server.take_ready(&mut ready);
     assert_eq!(ready.len(), 1, "{ready:?}");
     assert_eq!(peer_port(&mut net, ready[0]), 46002);
     assert_eq!(
-        net.engine.recv(ready[0], &mut buf),
+        net.server.recv(ready[0], &mut buf),
         Err(stack::socket::ConnError::Closed)
     );
 
     // Tracking off: nothing is recorded.
-    net.engine.set_ready_tracking(false);
+    net.server.set_ready_tracking(false);
     net.client.tcp(hs[0]).send_slice(b"x").unwrap();
     net.run(5);
     ready.clear();
-    net.engine.take_ready(&mut ready);
+    net.server.take_ready(&mut ready);
     assert!(ready.is_empty(), "{ready:?}");
     assert!(conns.len() == 3);
 }
 
 #[test]
 fn connections_counts_until_the_close_finishes() {
-    let mut net = Net::new();
-    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let hs: Vec<_> = (0..2)
         .map(|i| net.client.connect(46100 + i, (SERVER, 80)))
         .collect();
     net.run_until(2000, "connections established", |n| established(n, &hs));
-    assert_eq!(net.engine.connections(), 2, "pending ones count");
+    assert_eq!(net.server.connections(), 2, "pending ones count");
     let conns = accept_all(&mut net, l, 2);
     for &c in &conns {
-        net.engine.close(c);
+        net.server.close(c);
     }
     net.run(5);
     assert_eq!(
-        net.engine.connections(),
+        net.server.connections(),
         2,
         "FIN sent, the peers have not closed"
     );
     for &h in &hs {
         net.client.tcp(h).close();
     }
-    net.run_until(2000, "both released", |n| n.engine.connections() == 0);
-    assert_eq!(net.engine.stats().engine.close_timeouts, 0);
+    net.run_until(2000, "both released", |n| n.server.connections() == 0);
+    assert_eq!(net.server.stats().engine.close_timeouts, 0);
 }
 
 #[test]
 fn close_timeout_resets_a_peer_that_never_closes() {
-    let mut net = Net::with(|c| c.close_timeout = std::time::Duration::from_millis(300));
-    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|c| c.close_timeout = std::time::Duration::from_millis(300));
+    let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let h = net.client.connect(46200, (SERVER, 80));
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
     let closed_at = net.clock;
-    net.engine.close(c);
+    net.server.close(c);
     // The client never closes its side: our socket sits in FIN_WAIT_2.
     net.run_until(2000, "peer saw our FIN", |n| {
         n.client.tcp(h).state() == tcp::State::CloseWait
     });
-    assert_eq!(net.engine.connections(), 1);
+    assert_eq!(net.server.connections(), 1);
     net.run_until(5000, "reset after the close timeout", |n| {
-        n.client.tcp(h).state() == tcp::State::Closed && n.engine.connections() == 0
+        n.client.tcp(h).state() == tcp::State::Closed && n.server.connections() == 0
     });
     assert!(net.clock - closed_at >= smoltcp::time::Duration::from_millis(300));
-    assert_eq!(net.engine.stats().engine.close_timeouts, 1);
-    net.engine.check_frames().unwrap();
+    assert_eq!(net.server.stats().engine.close_timeouts, 1);
+    net.server.check_frames().unwrap();
 }
 
 #[test]
@@ -539,37 +474,37 @@ fn a_handshake_reset_in_syn_received_is_dropped_not_reused() {
     // smoltcp turns a SYN-RECEIVED socket that gets a RST back into a
     // listening one; left in the queue it would take the next SYN in place
     // of the socket made for it, and that flow would have no entry of its own.
-    let mut net = Net::new();
-    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
-    net.engine.set_ready_tracking(true);
+    let mut net = engine_net(|_| {});
+    let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    net.server.set_ready_tracking(true);
     let gone = net.client.connect(47000, (SERVER, 80));
     // Until the SYN is admitted (SYN-RECEIVED) and the SYN-ACK sent, before
     // the client sees it.
-    net.run_until(200, "SYN admitted", |n| n.engine.pending(l) == 1);
+    net.run_until(200, "SYN admitted", |n| n.server.pending(l) == 1);
     // The client forgets the connection: its stack answers the SYN-ACK with RST.
     net.client.sockets.remove(gone);
     net.step();
     assert_eq!(
-        net.engine.pending(l),
+        net.server.pending(l),
         0,
         "the reset handshake left the queue"
     );
-    assert_eq!(net.engine.connections(), 0);
-    assert_eq!(net.engine.stats().engine.pending_lost, 1);
+    assert_eq!(net.server.connections(), 0);
+    assert_eq!(net.server.stats().engine.pending_lost, 1);
 
     // The next client gets its own socket and flow entry: its data is seen.
     let h = net.client.connect(47001, (SERVER, 80));
     net.run_until(2000, "connection established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
-    assert_eq!(net.engine.peer(c).unwrap().unwrap().port, 47001);
+    assert_eq!(net.server.peer(c).unwrap().unwrap().port, 47001);
     net.client.tcp(h).send_slice(b"hello").unwrap();
     let mut ready = Vec::new();
     net.run_until(500, "data reported ready", |n| {
-        n.engine.take_ready(&mut ready);
+        n.server.take_ready(&mut ready);
         !ready.is_empty()
     });
     assert_eq!(ready, vec![c]);
-    assert_eq!(net.engine.stats().flows, 1);
+    assert_eq!(net.server.stats().flows, 1);
 }
 
 mod graceful {
@@ -614,14 +549,14 @@ mod graceful {
 
     #[test]
     fn the_loop_runs_while_the_app_is_busy_then_shuts_down() {
-        let mut net = Net::new();
+        let mut net = engine_net(|_| {});
         let stop = AtomicBool::new(true);
         let mut app = Probe {
             busy_for: 3,
             ..Probe::default()
         };
         let stats = run(
-            &mut net.engine,
+            &mut net.server,
             &mut app,
             &stop,
             &cfg(Duration::from_secs(5)),
@@ -635,7 +570,7 @@ mod graceful {
 
     #[test]
     fn the_grace_bounds_a_busy_app() {
-        let mut net = Net::new();
+        let mut net = engine_net(|_| {});
         let stop = AtomicBool::new(true);
         let mut app = Probe {
             busy_for: usize::MAX,
@@ -643,7 +578,7 @@ mod graceful {
         };
         let t = StdInstant::now();
         let stats = run(
-            &mut net.engine,
+            &mut net.server,
             &mut app,
             &stop,
             &cfg(Duration::from_millis(150)),
@@ -720,14 +655,14 @@ mod graceful {
 
     #[test]
     fn the_default_stop_aborts_at_once() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let h = net.client.connect(46300, (SERVER, 80));
         net.run_until(2000, "connection established", |n| established(n, &[h]));
         let _c = accept_all(&mut net, l, 1)[0];
         let stop = AtomicBool::new(true);
         let stats = run(
-            &mut net.engine,
+            &mut net.server,
             &mut PollOnly,
             &stop,
             &cfg(Duration::from_secs(5)),
@@ -737,7 +672,7 @@ mod graceful {
         net.run_until(2000, "the client sees the reset", |n| {
             n.client.tcp(h).state() == tcp::State::Closed
         });
-        assert_eq!(net.shared.report().listeners[0].state, "closed");
+        assert_eq!(net.server.shared.report().listeners[0].state, "closed");
     }
 }
 
@@ -768,7 +703,7 @@ mod data_path {
         testkit::frames::tcp_to_server(src, &tcp)
     }
 
-    fn inject(net: &mut Net, frame: &[u8]) {
+    fn inject(net: &mut EngineNet, frame: &[u8]) {
         assert!(net
             .client
             .port
@@ -777,7 +712,7 @@ mod data_path {
     }
 
     fn connect_all(
-        net: &mut Net,
+        net: &mut EngineNet,
         l: ListenerId,
         n: u16,
         base: u16,
@@ -789,7 +724,7 @@ mod data_path {
         let cs = accept_all(net, l, n as usize);
         let mut pairs = Vec::new();
         for c in cs {
-            let port = net.engine.peer(c).unwrap().unwrap().port;
+            let port = net.server.peer(c).unwrap().unwrap().port;
             pairs.push((hs[(port - base) as usize], c));
         }
         pairs
@@ -800,8 +735,8 @@ mod data_path {
     /// batches) still waiting.
     #[test]
     fn a_deep_rx_ring_is_reported_a_shallow_one_is_not() {
-        let mut net = Net::new();
-        net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         // 100 SYNs: one batch (64) taken, 36 left of a 512-entry ring.
         for i in 0..100u16 {
             inject(
@@ -809,15 +744,15 @@ mod data_path {
                 &syn_frame(Ipv4Addr::new(198, 18, 0, 7), 20000 + i, 1),
             );
         }
-        net.engine.ingress(net.clock);
+        net.server.ingress(net.clock);
         assert!(
-            !net.engine.rx_backlog_deep(),
+            !net.server.rx_backlog_deep(),
             "36 of 512 waiting is no backlog"
         );
-        net.engine.egress(net.clock);
-        net.engine.ingress(net.clock);
+        net.server.egress(net.clock);
+        net.server.ingress(net.clock);
         assert!(
-            !net.engine.rx_backlog_deep(),
+            !net.server.rx_backlog_deep(),
             "a short batch: nothing waits"
         );
         // 300 more: after one batch, 236 of 512 wait.
@@ -827,41 +762,41 @@ mod data_path {
                 &syn_frame(Ipv4Addr::new(198, 18, 0, 8), 20000 + i, 1),
             );
         }
-        net.engine.egress(net.clock);
-        net.engine.ingress(net.clock);
+        net.server.egress(net.clock);
+        net.server.ingress(net.clock);
         assert!(
-            net.engine.rx_backlog_deep(),
+            net.server.rx_backlog_deep(),
             "236 of 512 waiting is a backlog"
         );
-        net.engine.check_frames().unwrap();
+        net.server.check_frames().unwrap();
     }
 
     #[test]
     fn egress_visits_only_connections_with_work() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let pairs = connect_all(&mut net, l, 60, 44000);
         net.run(300); // delayed ACKs and the like settle
-        let v0 = net.engine.stats().engine.egress_visits;
+        let v0 = net.server.stats().engine.egress_visits;
         net.run(500);
-        let idle = net.engine.stats().engine.egress_visits - v0;
+        let idle = net.server.stats().engine.egress_visits - v0;
         assert_eq!(idle, 0, "idle connections were visited {idle} times");
         // One connection gets data: only it is visited.
         let (h, c) = pairs[7];
         net.client.tcp(h).send_slice(b"ping").unwrap();
-        let v1 = net.engine.stats().engine.egress_visits;
+        let v1 = net.server.stats().engine.egress_visits;
         let mut buf = [0u8; 16];
         net.run_until(100, "data read", |n| {
-            n.engine.recv(c, &mut buf).unwrap() == 4
+            n.server.recv(c, &mut buf).unwrap() == 4
         });
-        net.engine.send(c, b"pong").unwrap();
+        net.server.send(c, b"pong").unwrap();
         net.run_until(100, "reply seen", |n| n.client.tcp(h).can_recv());
-        let busy = net.engine.stats().engine.egress_visits - v1;
+        let busy = net.server.stats().engine.egress_visits - v1;
         assert!(
             busy <= 8,
             "{busy} visits for one exchange among 60 connections"
         );
-        assert_eq!(net.engine.connections(), 60);
+        assert_eq!(net.server.connections(), 60);
     }
 
     /// Each ACK pushes the retransmission deadline later, so the entry
@@ -871,24 +806,24 @@ mod data_path {
     #[test]
     fn early_timers_are_filed_again_and_a_lost_segment_is_still_resent() {
         use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let (h, c) = connect_all(&mut net, l, 1, 47000)[0];
         let mut buf = [0u8; 64];
         for _ in 0..40 {
-            net.engine.send(c, b"data").unwrap();
+            net.server.send(c, b"data").unwrap();
             net.run(30);
             assert_eq!(net.client.tcp(h).recv_slice(&mut buf).unwrap(), 4);
         }
-        let st = net.engine.stats().engine;
+        let st = net.server.stats().engine;
         assert!(st.timer_early > 0, "no early entry in 1.2 s of exchanges");
         assert_eq!(st.timer_fires, 0, "a timer fired though every ACK came");
         // The client falls silent: the engine resends on its own.
-        net.engine.send(c, b"lost").unwrap();
+        net.server.send(c, b"lost").unwrap();
         let mut copies = 0;
         for _ in 0..3000 {
-            net.engine.ingress(net.clock);
-            net.engine.egress(net.clock);
+            net.server.ingress(net.clock);
+            net.server.egress(net.clock);
             let mut frames = Vec::new();
             net.client.port.recv(&mut frames);
             for f in frames {
@@ -907,7 +842,7 @@ mod data_path {
             net.clock += SDuration::from_millis(1);
         }
         assert!(copies >= 2, "the lost segment was sent {copies} time(s)");
-        assert!(net.engine.stats().engine.timer_fires > 0);
+        assert!(net.server.stats().engine.timer_fires > 0);
     }
 
     /// The egress pass between the batches of a backlog drain sends what
@@ -915,19 +850,19 @@ mod data_path {
     /// application holds dirty for the pass after it runs.
     #[test]
     fn a_setup_pass_answers_handshakes_and_leaves_held_connections_dirty() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let pairs = connect_all(&mut net, l, 4, 46000);
         net.run(300);
         let (h, c) = pairs[2];
         net.client.tcp(h).send_slice(b"ping").unwrap();
         net.client.step(net.clock);
         inject(&mut net, &raw(TcpControl::Syn, 1, None, &[]));
-        net.engine.ingress(net.clock);
-        let v0 = net.engine.stats().engine.egress_visits;
-        net.engine.egress_setup(net.clock);
+        net.server.ingress(net.clock);
+        let v0 = net.server.stats().engine.egress_visits;
+        net.server.egress_setup(net.clock);
         assert_eq!(
-            net.engine.stats().engine.egress_visits - v0,
+            net.server.stats().engine.egress_visits - v0,
             1,
             "only the half-open connection is visited"
         );
@@ -936,40 +871,40 @@ mod data_path {
             .filter(|&&(_, ack, control, _)| control == TcpControl::Syn && ack == Some(2))
             .count();
         assert_eq!(syn_acks, 1, "the SYN-ACK went out in the setup pass");
-        assert!(net.engine.dirty(), "the held connection is still dirty");
+        assert!(net.server.dirty(), "the held connection is still dirty");
         let mut buf = [0u8; 16];
-        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 4);
-        net.engine.send(c, b"pong").unwrap();
-        net.engine.egress(net.clock);
-        assert_eq!(net.engine.stats().engine.egress_visits - v0, 2);
+        assert_eq!(net.server.recv(c, &mut buf).unwrap(), 4);
+        net.server.send(c, b"pong").unwrap();
+        net.server.egress(net.clock);
+        assert_eq!(net.server.stats().engine.egress_visits - v0, 2);
         net.run_until(100, "reply seen", |n| n.client.tcp(h).can_recv());
     }
 
     #[test]
     fn released_sockets_are_reused_with_their_buffers() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         for round in 0..3u16 {
             let pairs = connect_all(&mut net, l, 10, 45000 + round * 100);
-            assert_eq!(net.engine.stats().pooled, 0, "round {round}: pool used");
+            assert_eq!(net.server.stats().pooled, 0, "round {round}: pool used");
             for &(h, c) in &pairs {
-                net.engine.close(c);
+                net.server.close(c);
                 net.client.tcp(h).close();
             }
-            net.run_until(3000, "all released", |n| n.engine.connections() == 0);
-            assert_eq!(net.engine.stats().pooled, 10, "round {round}");
+            net.run_until(3000, "all released", |n| n.server.connections() == 0);
+            assert_eq!(net.server.stats().pooled, 10, "round {round}");
         }
-        assert_eq!(net.engine.stats().flows, 0);
-        net.engine.check_frames().unwrap();
+        assert_eq!(net.server.stats().flows, 0);
+        net.server.check_frames().unwrap();
     }
 
     #[test]
     fn the_peers_fin_is_acknowledged_before_the_connection_is_released() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let (h, c) = connect_all(&mut net, l, 1, 41500)[0];
-        net.engine.send(c, b"bye").unwrap();
-        net.engine.close(c);
+        net.server.send(c, b"bye").unwrap();
+        net.server.close(c);
         net.run_until(100, "client saw our FIN", |n| {
             n.client.tcp(h).state() == tcp::State::CloseWait
         });
@@ -978,36 +913,36 @@ mod data_path {
         net.run_until(100, "client closed", |n| {
             n.client.tcp(h).state() == tcp::State::Closed
         });
-        net.run_until(100, "released", |n| n.engine.connections() == 0);
-        assert_eq!(net.engine.stats().engine.time_wait_reaped, 1);
+        net.run_until(100, "released", |n| n.server.connections() == 0);
+        assert_eq!(net.server.stats().engine.time_wait_reaped, 1);
     }
 
     #[test]
     fn closes_beyond_the_orphan_bound_reset() {
-        let mut net = Net::with(|c| c.max_orphans = 2);
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|c| c.max_orphans = 2);
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let pairs = connect_all(&mut net, l, 4, 41700);
         // The clients never close: our closes stay in FIN_WAIT_2.
         for &(_, c) in &pairs {
-            net.engine.close(c);
+            net.server.close(c);
         }
         net.run(20);
-        let st = net.engine.stats();
+        let st = net.server.stats();
         assert_eq!(st.engine.orphans_reset, 2);
         assert_eq!(st.closing, 2, "two still closing, two reset and gone");
-        assert_eq!(net.engine.connections(), 2);
+        assert_eq!(net.server.connections(), 2);
         let reset = pairs
             .iter()
             .filter(|&&(h, _)| net.client.tcp(h).state() == tcp::State::Closed)
             .count();
         assert_eq!(reset, 2, "the clients saw two resets");
-        net.engine.check_frames().unwrap();
+        net.server.check_frames().unwrap();
     }
 
     #[test]
     fn syn_cookies_let_clients_in_when_the_syn_queue_is_full() {
-        let mut net = Net::with(|c| c.syn_backlog = 2);
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|c| c.syn_backlog = 2);
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         // Six SYNs at once: two fit the SYN queue, the others get cookies.
         let hs: Vec<_> = (0..6)
             .map(|i| net.client.connect(43000 + i, (SERVER, 80)))
@@ -1017,22 +952,22 @@ mod data_path {
             net.client.tcp(h).send_slice(b"hello").unwrap();
         }
         let cs = accept_all(&mut net, l, 6);
-        let st = net.engine.stats().engine;
+        let st = net.server.stats().engine;
         assert!(st.syncookies_sent >= 4, "{st:?}");
         assert!(st.syncookies_ok >= 4, "{st:?}");
         // Cookie connections carry data both ways.
         for &c in &cs {
             let mut buf = [0u8; 16];
             net.run_until(200, "request read", |n| {
-                n.engine.recv(c, &mut buf).unwrap() == 5
+                n.server.recv(c, &mut buf).unwrap() == 5
             });
             assert_eq!(&buf[..5], b"hello");
-            net.engine.send(c, b"world!").unwrap();
+            net.server.send(c, b"world!").unwrap();
         }
         net.run_until(500, "replies seen", |n| {
             hs.iter().all(|&h| n.client.tcp(h).recv_queue() == 6)
         });
-        net.engine.check_frames().unwrap();
+        net.server.check_frames().unwrap();
     }
 
     /// One segment the engine sent: (seq, ack, control, payload length).
@@ -1040,7 +975,7 @@ mod data_path {
 
     /// What the engine sent to the raw flow below, read off the client's
     /// port behind the client's back.
-    fn engine_sent(net: &mut Net) -> Vec<Seg> {
+    fn engine_sent(net: &mut EngineNet) -> Vec<Seg> {
         use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
         let mut frames = Vec::new();
         net.client.port.recv(&mut frames);
@@ -1090,11 +1025,11 @@ mod data_path {
 
     /// Injects `frame`, lets the engine work, returns what it sent. The
     /// clock moves 1.1 s first: challenge ACKs are limited to one a second.
-    fn exchange(net: &mut Net, frame: &[u8]) -> Vec<Seg> {
+    fn exchange(net: &mut EngineNet, frame: &[u8]) -> Vec<Seg> {
         net.clock += SDuration::from_millis(1100);
         inject(net, frame);
-        net.engine.ingress(net.clock);
-        net.engine.egress(net.clock);
+        net.server.ingress(net.clock);
+        net.server.egress(net.clock);
         engine_sent(net)
     }
 
@@ -1104,8 +1039,8 @@ mod data_path {
     /// challenge ACK, out of the window an RST is dropped silently.
     #[test]
     fn blind_resets_and_syns_need_the_exact_sequence_number() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         // A real connection first: the engine learns the client's MAC from
         // its ARP request (it answers nobody it has not heard ARP from).
         let real = connect_all(&mut net, l, 1, 41800);
@@ -1118,12 +1053,12 @@ mod data_path {
         let nxt = isn + 1; // RCV.NXT of the server
         let snd = server_isn.wrapping_add(1);
         exchange(&mut net, &raw(TcpControl::Psh, nxt, Some(snd), b"hello"));
-        let c = net.engine.accept(l).expect("established");
+        let c = net.server.accept(l).expect("established");
         let nxt = nxt + 5;
         // Whatever the engine still had to say (a delayed ACK) is out.
         net.clock += SDuration::from_millis(1100);
-        net.engine.ingress(net.clock);
-        net.engine.egress(net.clock);
+        net.server.ingress(net.clock);
+        net.server.egress(net.clock);
         engine_sent(&mut net);
         let challenge: Seg = (snd, Some(nxt), TcpControl::None, 0);
         let cases = [
@@ -1174,15 +1109,15 @@ mod data_path {
             let out = exchange(&mut net, &raw(control, seq, ack, &[]));
             assert_eq!(out, want, "{what}: what the engine sent");
             assert_eq!(
-                net.engine.may_recv(c),
+                net.server.may_recv(c),
                 Ok(true),
                 "{what}: the connection is gone"
             );
         }
         // It still serves: data both ways.
         let mut buf = [0u8; 16];
-        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 5);
-        net.engine.send(c, b"world").unwrap();
+        assert_eq!(net.server.recv(c, &mut buf).unwrap(), 5);
+        net.server.send(c, b"world").unwrap();
         let out = exchange(&mut net, &raw(TcpControl::None, nxt, Some(snd), &[]));
         assert!(
             out.iter().any(|s| s.0 == snd && s.3 == 5),
@@ -1191,51 +1126,51 @@ mod data_path {
         // The exact sequence number resets it (as RFC 5961 wants).
         let out = exchange(&mut net, &raw(TcpControl::Rst, nxt, None, &[]));
         assert!(out.is_empty(), "{out:?}");
-        assert_ne!(net.engine.may_recv(c), Ok(true), "an exact RST resets");
-        assert!(net.engine.recv(c, &mut buf).is_err());
+        assert_ne!(net.server.may_recv(c), Ok(true), "an exact RST resets");
+        assert!(net.server.recv(c, &mut buf).is_err());
         assert!(
-            net.engine.recv(real[0].1, &mut buf).is_ok(),
+            net.server.recv(real[0].1, &mut buf).is_ok(),
             "the other one lives"
         );
-        net.engine.check_frames().unwrap();
+        net.server.check_frames().unwrap();
     }
 
     /// A connection of the raw flow up to the application's close after the
     /// peer's FIN: the engine is in LAST-ACK, waiting for the ACK of its FIN.
     /// Returns (the connection, the server's next sequence number, ours).
     fn raw_to_last_ack(
-        net: &mut Net,
+        net: &mut EngineNet,
         l: ListenerId,
         isn: u32,
     ) -> (stack::socket::ConnId, u32, u32) {
-        let before = net.engine.connections();
+        let before = net.server.connections();
         let out = exchange(net, &raw(TcpControl::Syn, isn, None, &[]));
         let [(server_isn, Some(_), TcpControl::Syn, 0)] = out[..] else {
             panic!("no SYN-ACK: {out:?}");
         };
         let snd = server_isn.wrapping_add(1);
         exchange(net, &raw(TcpControl::Psh, isn + 1, Some(snd), b"query"));
-        let c = net.engine.accept(l).expect("established");
+        let c = net.server.accept(l).expect("established");
         let mut buf = [0u8; 16];
-        assert_eq!(net.engine.recv(c, &mut buf).unwrap(), 5);
-        net.engine.send(c, b"answer").unwrap();
+        assert_eq!(net.server.recv(c, &mut buf).unwrap(), 5);
+        net.server.send(c, b"answer").unwrap();
         let out = exchange(net, &raw(TcpControl::None, isn + 6, Some(snd), &[]));
         assert!(out.iter().any(|s| s.3 == 6), "no answer: {out:?}");
         let snd = snd + 6;
         exchange(net, &raw(TcpControl::Fin, isn + 6, Some(snd), &[]));
         assert!(
-            net.engine.recv(c, &mut buf).is_err(),
+            net.server.recv(c, &mut buf).is_err(),
             "the peer's FIN is in"
         );
-        net.engine.close(c);
-        net.engine.ingress(net.clock);
-        net.engine.egress(net.clock);
+        net.server.close(c);
+        net.server.ingress(net.clock);
+        net.server.egress(net.clock);
         let out = engine_sent(net);
         assert!(
             out.iter().any(|s| s.2 == TcpControl::Fin && s.0 == snd),
             "no FIN: {out:?}"
         );
-        assert_eq!(net.engine.connections(), before + 1, "in LAST-ACK");
+        assert_eq!(net.server.connections(), before + 1, "in LAST-ACK");
         (c, isn + 7, snd + 1)
     }
 
@@ -1245,8 +1180,8 @@ mod data_path {
     /// resend a SYN, and block the 4-tuple until the close times out.
     #[test]
     fn a_syn_on_a_closing_connection_the_peer_finished_starts_a_new_one() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         connect_all(&mut net, l, 1, 41800);
         raw_to_last_ack(&mut net, l, 1000);
         // The peer reuses its port: a SYN with any sequence number (before or
@@ -1257,7 +1192,7 @@ mod data_path {
                 panic!("round {round}: no SYN-ACK for the new SYN: {out:?}");
             };
             assert_eq!(a, isn + 1);
-            let st = net.engine.stats().engine;
+            let st = net.server.stats().engine;
             assert_eq!(st.syn_restarts, round + 1);
             assert_eq!(st.syn_on_conn, 0);
             // The new connection serves; it closes the same way for the next round.
@@ -1271,25 +1206,25 @@ mod data_path {
                 ),
             );
             let c = net
-                .engine
+                .server
                 .accept(l)
                 .expect("the new connection is accepted");
-            assert_eq!(net.engine.peer(c).unwrap().unwrap().port, 5555);
-            assert_eq!(net.engine.connections(), 2, "the old one is gone");
+            assert_eq!(net.server.peer(c).unwrap().unwrap().port, 5555);
+            assert_eq!(net.server.connections(), 2, "the old one is gone");
             if round == 0 {
-                net.engine.close(c);
-                net.engine.ingress(net.clock);
-                net.engine.egress(net.clock);
+                net.server.close(c);
+                net.server.ingress(net.clock);
+                net.server.egress(net.clock);
                 engine_sent(&mut net);
                 // FIN-WAIT: our FIN is not acknowledged, the peer's not in.
                 // The peer's FIN, then our last ACK: gone (TIME-WAIT is not kept).
                 let snd = server_isn.wrapping_add(2);
                 exchange(&mut net, &raw(TcpControl::Fin, isn + 1, Some(snd), &[]));
-                assert_eq!(net.engine.connections(), 1);
+                assert_eq!(net.server.connections(), 1);
                 raw_to_last_ack(&mut net, l, isn.wrapping_add(7777));
             }
         }
-        net.engine.check_frames().unwrap();
+        net.server.check_frames().unwrap();
     }
 
     /// The connections a peer may still be using keep RFC 5961's answer: a
@@ -1299,8 +1234,8 @@ mod data_path {
     /// sequence number is replaced.
     #[test]
     fn a_half_open_connection_is_replaced_only_by_a_new_attempt() {
-        let mut net = Net::new();
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let mut net = engine_net(|_| {});
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         connect_all(&mut net, l, 1, 41800);
         let out = exchange(&mut net, &raw(TcpControl::Syn, 1000, None, &[]));
         let [(first, Some(1001), TcpControl::Syn, 0)] = out[..] else {
@@ -1312,35 +1247,35 @@ mod data_path {
             out.iter().all(|s| s.0 == first && s.1 == Some(1001)),
             "{out:?}"
         );
-        let st = net.engine.stats().engine;
+        let st = net.server.stats().engine;
         assert_eq!((st.syn_restarts, st.syn_on_conn), (0, 1));
-        assert_eq!(net.engine.pending(l), 1);
+        assert_eq!(net.server.pending(l), 1);
         // Another attempt on the same port: a new half-open connection.
         let out = exchange(&mut net, &raw(TcpControl::Syn, 77_000, None, &[]));
         let [(second, Some(77_001), TcpControl::Syn, 0)] = out[..] else {
             panic!("no SYN-ACK for the new attempt: {out:?}");
         };
-        let st = net.engine.stats().engine;
+        let st = net.server.stats().engine;
         assert_eq!((st.syn_restarts, st.pending_lost), (1, 1));
-        assert_eq!(net.engine.pending(l), 1, "one half-open connection");
-        assert_eq!(net.engine.connections(), 2);
+        assert_eq!(net.server.pending(l), 1, "one half-open connection");
+        assert_eq!(net.server.connections(), 2);
         // It completes with the new numbers.
         exchange(
             &mut net,
             &raw(TcpControl::None, 77_001, Some(second.wrapping_add(1)), &[]),
         );
-        assert!(net.engine.accept(l).is_some());
-        assert_eq!(net.engine.stats().flows, 2);
-        net.engine.check_frames().unwrap();
+        assert!(net.server.accept(l).is_some());
+        assert_eq!(net.server.stats().flows, 2);
+        net.server.check_frames().unwrap();
     }
 
     #[test]
     fn a_syn_flood_leaves_bounded_state_that_expires_and_clients_still_connect() {
-        let mut net = Net::with(|c| {
+        let mut net = engine_net(|c| {
             c.syn_backlog = 64;
             c.syn_timeout = std::time::Duration::from_secs(10);
         });
-        let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+        let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
         let mut rng = Rng::new(0x9e37_79b9);
         let mut next = || rng.next_u32();
         let mut sent = 0;
@@ -1355,10 +1290,10 @@ mod data_path {
                 sent += 1;
             }
             net.run(2);
-            assert!(net.engine.connections() <= 64, "round {round}");
-            assert!(net.engine.stats().flows <= 64, "round {round}");
+            assert!(net.server.connections() <= 64, "round {round}");
+            assert!(net.server.stats().flows <= 64, "round {round}");
         }
-        let st = net.engine.stats().engine;
+        let st = net.server.stats().engine;
         assert!(st.syncookies_sent >= sent - 64 - 50, "{sent} SYNs: {st:?}");
         // A real client gets in during the flood (through a cookie).
         let pairs = connect_all(&mut net, l, 3, 42000);
@@ -1367,11 +1302,11 @@ mod data_path {
         // is left of the flood.
         net.clock += SDuration::from_secs(11);
         net.run(5);
-        assert_eq!(net.engine.connections(), 3);
-        assert_eq!(net.engine.stats().flows, 3);
-        assert_eq!(net.engine.stats().engine.syn_timeouts, 64);
-        assert_eq!(net.engine.pending(l), 0);
-        net.engine.check_frames().unwrap();
+        assert_eq!(net.server.connections(), 3);
+        assert_eq!(net.server.stats().flows, 3);
+        assert_eq!(net.server.stats().engine.syn_timeouts, 64);
+        assert_eq!(net.server.pending(l), 0);
+        net.server.check_frames().unwrap();
     }
 }
 
@@ -1379,19 +1314,19 @@ mod data_path {
 fn a_reset_in_last_ack_releases_the_connection() {
     // Our data and FIN after the peer's FIN, answered by a peer that forgot
     // the connection (RST): released at once, not after the close timeout.
-    let mut net = Net::new();
-    let l = net.engine.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
+    let mut net = engine_net(|_| {});
+    let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let h = net.client.connect(41900, (SERVER, 80));
     net.run_until(2000, "established", |n| established(n, &[h]));
     let c = accept_all(&mut net, l, 1)[0];
     net.client.tcp(h).close();
     let mut buf = [0u8; 8];
     net.run_until(200, "peer FIN seen", |n| {
-        n.engine.recv(c, &mut buf).is_err()
+        n.server.recv(c, &mut buf).is_err()
     });
-    net.engine.send(c, b"late").unwrap();
-    net.engine.close(c);
+    net.server.send(c, b"late").unwrap();
+    net.server.close(c);
     // The client forgets the connection: its stack answers what comes with RST.
     net.client.sockets.remove(h);
-    net.run_until(300, "released", |n| n.engine.connections() == 0);
+    net.run_until(300, "released", |n| n.server.connections() == 0);
 }

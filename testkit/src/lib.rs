@@ -8,6 +8,9 @@
 //! - [`Rng`]: one seeded, dependency-free random generator.
 //! - [`privileged`]: one root check; `XDPSTACK_REQUIRE_PRIV` (or `CI`) turns
 //!   a missing privilege into a failure instead of a skip.
+//! - [`Net`]: the one in-memory harness, a side under test ([`Endpoint`])
+//!   and a `MemClient` on one virtual clock (`stack::testing` puts the
+//!   engine in it).
 //! - [`frames`]: raw Ethernet/IPv4/TCP frames for tests that inject segments.
 //!
 //! Dependency direction: the kit depends on `nic` and smoltcp only. `stack`
@@ -19,11 +22,13 @@
 
 mod client;
 pub mod frames;
+mod net;
 mod pcap;
 mod privilege;
 mod rng;
 
 pub use client::{ClientConfig, MemClient};
+pub use net::{Endpoint, Net};
 pub use pcap::Capture;
 pub use privilege::privileged;
 pub use rng::Rng;

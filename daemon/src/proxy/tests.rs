@@ -7,15 +7,14 @@
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use nic::mem::{MemConfig, MemRings};
+use nic::mem::MemRings;
 use nic::shm::{Channel, RingRx, RingTx, Side};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smoltcp::iface::SocketHandle;
-use stack::engine::{Engine, EngineConfig};
-use stack::reuseport::{BindAddr, BindOptions, FlowHasher, HashSelector};
-use stack::shared::Shared;
+use stack::engine::Engine;
+use stack::reuseport::{BindAddr, BindOptions, HashSelector};
+use stack::testing::{engine_net, with_app, EngineNet};
 use stack::worker::App;
-use testkit::{ClientConfig, MemClient};
 
 use super::{Ctl, ProxyApp};
 use crate::Hub;
@@ -25,36 +24,40 @@ use attach::proto;
 const TX_BUF: usize = 8192;
 const CLIENT: u64 = 1;
 
-/// The engine with its proxy, the wire client, and the attached process's
-/// ends of its channel; one virtual clock.
-struct Rig {
-    engine: Engine<MemRings>,
+/// The proxy as the worker's app, its last `poll` kept: when it ran, when
+/// it asked to run again.
+struct Recorded {
     proxy: ProxyApp,
+    polled: (Instant, Option<Instant>),
+}
+
+impl App<MemRings> for Recorded {
+    fn poll(&mut self, engine: &mut Engine<MemRings>, now: Instant) -> Option<Instant> {
+        self.polled = (now, self.proxy.poll(engine, now));
+        self.polled.1
+    }
+}
+
+/// The engine with its proxy and the wire client (`stack::testing`), and
+/// the attached process's ends of its channel.
+struct Rig {
+    net: EngineNet<Recorded>,
     hub: Arc<Hub>,
-    shared: Arc<Shared>,
-    wire: MemClient,
     tx: RingTx,
     rx: RingRx,
     _chan: Channel,
-    now: Instant,
-    /// The last turn's `poll`: when it ran, when it asked to run again.
-    polled: (Instant, Option<Instant>),
 }
 
 impl Rig {
     fn new() -> Rig {
-        let mem = MemConfig {
-            frames: 1024,
-            ring: 512,
-            ..MemConfig::default()
-        };
-        let (a, b) = MemRings::pair(mem);
-        let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
-        let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((testkit::SERVER_IP4, 24)), None);
-        cfg.tcp_tx_buf = TX_BUF;
-        let mut engine = Engine::new(a, cfg, shared.clone(), 0, 0);
         let hub = Arc::new(Hub::new(1, Arc::new(HashSelector), 8));
-        let proxy = ProxyApp::new(0, hub.clone(), &mut engine);
+        let net = with_app(engine_net(|c| c.tcp_tx_buf = TX_BUF), |engine| {
+            let proxy = ProxyApp::new(0, hub.clone(), engine);
+            Recorded {
+                proxy,
+                polled: (Instant::now(), None),
+            }
+        });
         let chan = Channel::create("proxy-test", 1 << 20).unwrap();
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).unwrap();
         hub.post(
@@ -66,36 +69,29 @@ impl Rig {
             },
         );
         let (tx, rx) = chan.split(Side::App);
-        let now = Instant::now();
         Rig {
-            engine,
-            proxy,
+            net,
             hub,
-            shared,
-            wire: MemClient::new(b, &ClientConfig::engine_peer()),
             tx,
             rx,
             _chan: chan,
-            now,
-            polled: (now, None),
         }
     }
 
     /// One worker turn (wire, ingress, the proxy, egress), then a
     /// millisecond passes.
     fn turn(&mut self) {
-        let t = self.shared.time_at(self.now);
-        self.wire.step(t);
-        self.engine.ingress(t);
-        self.polled = (self.now, self.proxy.poll(&mut self.engine, self.now));
-        self.engine.egress(t);
-        self.now += Duration::from_millis(1);
+        self.net.run(1);
+    }
+
+    fn proxy(&self) -> &ProxyApp {
+        &self.net.server.app.proxy
     }
 
     /// Whether the last turn asked to run again at once (a busy turn: the
     /// proxy's 1 ms; an idle one waits for its next sweep, 50 ms).
     fn busy(&self) -> bool {
-        let (at, next) = self.polled;
+        let (at, next) = self.net.server.app.polled;
         next == Some(at + Duration::from_millis(1))
     }
 
@@ -127,7 +123,7 @@ impl Rig {
 
     /// A wire connection, offered to the process and taken by it.
     fn connection(&mut self, sport: u16) -> (SocketHandle, u64) {
-        let h = self.wire.connect(sport, (testkit::SERVER_IP4, 80));
+        let h = self.net.client.connect(sport, (testkit::SERVER_IP4, 80));
         for _ in 0..200 {
             self.turn();
             while let Some((kind, id, _)) = self.record() {
@@ -149,17 +145,17 @@ impl Rig {
     /// The proxy's count against the connections it holds.
     fn staging(&self) -> (usize, usize) {
         let held = self
-            .proxy
+            .proxy()
             .conns
             .values()
             .filter(|p| !p.staged.is_empty())
             .count();
-        (self.proxy.staging, held)
+        (self.proxy().staging, held)
     }
 
     /// Read what the wire client received on `h`.
     fn drain_wire(&mut self, h: SocketHandle) -> usize {
-        let s = self.wire.tcp(h);
+        let s = self.net.client.tcp(h);
         let mut n = 0;
         while s.can_recv() {
             n += s.recv(|b| (b.len(), b.len())).unwrap();
@@ -203,8 +199,8 @@ fn staged_bytes_are_counted_until_the_socket_takes_them() {
     // Nothing staged, owed or blocked: the proxy waits for its sweep.
     rig.turn();
     rig.turn();
-    assert!(!rig.busy(), "{:?}", rig.polled);
-    assert!(rig.wire.tcp(h).is_active());
+    assert!(!rig.busy(), "{:?}", rig.net.server.app.polled);
+    assert!(rig.net.client.tcp(h).is_active());
 }
 
 #[test]
@@ -229,16 +225,17 @@ fn the_count_follows_aborts_over_credit_and_detach() {
     rig.command(proto::SEND, c, &fill);
     rig.command(proto::CLOSE, c, &[]);
     rig.turn();
-    assert_eq!(rig.proxy.counters.over_credit, 1);
+    assert_eq!(rig.proxy().counters.over_credit, 1);
     assert_eq!(rig.staging(), (1, 1));
 
     rig.hub.post(0, Ctl::Detach { client: CLIENT });
     rig.turn();
-    assert_eq!(rig.proxy.counters.detached, 1);
+    assert_eq!(rig.proxy().counters.detached, 1);
     assert_eq!(rig.staging(), (1, 1), "the orphan still has bytes to send");
 
     // The wire client never reads: stop with bytes staged.
-    App::<MemRings>::shutdown(&mut rig.proxy, &mut rig.engine);
+    let server = &mut rig.net.server;
+    App::<MemRings>::shutdown(&mut server.app.proxy, &mut server.engine);
     assert_eq!(rig.staging(), (0, 0));
 }
 
@@ -292,3 +289,5 @@ fn an_inbox_loses_nothing_between_threads() {
     assert_eq!(got, (0..N).collect::<Vec<_>>());
     assert!(!inbox.waiting());
 }
+
+mod attached;

@@ -842,6 +842,7 @@ mod tests {
         let mut rng = testkit::Rng::new(0x9E37_79B9_7F4A_7C15);
         let mut q = Query::default();
         let mut n = NameBuf::default();
+        let (mut parsed, mut names) = (0, 0);
         let base = {
             let mut m = query_bytes(7, 0, &wire_name("www.example.com"), rtype::A);
             add_opt(&mut m, 1232, 0, false, &[0, 10, 0, 2, 1, 2]);
@@ -863,9 +864,33 @@ mod tests {
                 }
                 m
             };
-            let _ = parse_query(&msg, &mut q);
+            match parse_query(&msg, &mut q) {
+                Ok(()) => {
+                    parsed += 1;
+                    assert_eq!(q.header.id, u16::from_be_bytes([msg[0], msg[1]]));
+                    assert_eq!(q.header.qdcount, 1, "{msg:02x?}");
+                    assert!(q.qname.len <= MAX_NAME && q.qname.nlabels <= MAX_LABELS);
+                }
+                Err(e) => {
+                    if msg.len() < HEADER_LEN {
+                        assert!(matches!(e, ParseFail::Drop), "{e:?}");
+                    }
+                }
+            }
             let start = rng.below(msg.len() + 1);
-            let _ = n.read(&msg, start);
+            if let Ok(end) = n.read(&msg, start) {
+                names += 1;
+                // The name's bytes in the message end after its start, inside it.
+                assert!(
+                    start < end && end <= msg.len(),
+                    "{start}..{end} of {}",
+                    msg.len()
+                );
+                assert!(n.len <= MAX_NAME && n.nlabels <= MAX_LABELS);
+            }
         }
+        // The mutations reach a whole parse, and names are read.
+        assert!(parsed > 1000, "{parsed} queries parsed");
+        assert!(names > 1000, "{names} names read");
     }
 }

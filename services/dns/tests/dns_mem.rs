@@ -11,91 +11,44 @@ use std::sync::Arc;
 use dnsd::{zone, DnsApp, DnsArgs, Index};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
-use nic::mem::{MemConfig, MemRings};
 use runtime::server::WorkerCtx;
 use smoltcp::iface::SocketHandle;
-use smoltcp::time::Instant;
 use smoltcp::wire::IpAddress;
-use stack::engine::{Engine, EngineConfig};
-use stack::reuseport::{BindOptions, FlowHasher, HashSelector};
-use stack::shared::Shared;
-use stack::worker::App;
-use testkit::{Capture, ClientConfig, MemClient};
+use stack::reuseport::{BindOptions, HashSelector};
+use stack::testing::{engine_net, with_app, EngineNet};
+use testkit::MemClient;
 
 const SERVER: Ipv4Addr = testkit::SERVER_IP4;
 
 const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 host 1 2 3 4 5\n@ NS ns1\n\
                     ns1 A 198.18.0.1\nwww A 192.0.2.1\n";
 
-/// Both ends and the app on one virtual clock.
-struct Net {
-    engine: Engine<MemRings>,
-    app: DnsApp,
-    client: MemClient,
-    clock: Instant,
-    t0: std::time::Instant,
-    /// Both directions, written if the test fails (testkit::Capture).
-    _pcap: Capture,
-}
+/// The engine with `DnsApp`, and its client, on one virtual clock.
+type Net = EngineNet<DnsApp>;
 
-impl Net {
-    fn new() -> Net {
-        let mut pcap = Capture::new();
-        let mem = MemConfig {
-            frames: 1024,
-            ring: 512,
-            ..MemConfig::default()
-        };
-        let (a, b) = pcap.pair(mem, "server", "client");
-        let shared = Shared::new(1, FlowHasher::with_key(1, 2)).unwrap();
-        let cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
-        let mut engine = Engine::new(a, cfg, shared, 0, 0);
+fn net() -> Net {
+    let args = DnsArgs {
+        zone: "unused".into(),
+        origin: None,
+        port: 53,
+        max_udp: 1232,
+        tcp_idle: 10,
+        tcp_max_conns: 8,
+        udp_queue: 64,
+        attached: Default::default(),
+    };
+    let z = zone::parse_str(ZONE, "mem.zone", None).unwrap();
+    let index = Arc::new(Index::build(&z).unwrap());
+    with_app(engine_net(|_| {}), |engine| {
         let ctx = WorkerCtx {
             worker: 0,
             selector: Arc::new(HashSelector),
             bind: BindOptions::new(0).with_reuseport(true),
             reload: Arc::new(AtomicU64::new(0)),
         };
-        let args = DnsArgs {
-            zone: "unused".into(),
-            origin: None,
-            port: 53,
-            max_udp: 1232,
-            tcp_idle: 10,
-            tcp_max_conns: 8,
-            udp_queue: 64,
-            attached: Default::default(),
-        };
-        let z = zone::parse_str(ZONE, "mem.zone", None).unwrap();
-        let index = Arc::new(Index::build(&z).unwrap());
         let mtu = engine.port().config().mtu;
-        let app = DnsApp::new(&ctx, &mut engine, &args, index, mtu).unwrap();
-        Net {
-            engine,
-            app,
-            client: MemClient::new(b, &ClientConfig::engine_peer()),
-            clock: Instant::from_millis(1),
-            t0: std::time::Instant::now(),
-            _pcap: pcap,
-        }
-    }
-
-    fn run_until(&mut self, what: &str, mut done: impl FnMut(&mut Net) -> bool) {
-        for _ in 0..3000 {
-            if done(self) {
-                return;
-            }
-            // One virtual millisecond per round, for both ends and the app.
-            self.clock += smoltcp::time::Duration::from_millis(1);
-            let now = self.clock;
-            self.client.step(now);
-            self.engine.ingress(now);
-            let app_now = self.t0 + std::time::Duration::from_micros(now.total_micros() as u64);
-            self.app.poll(&mut self.engine, app_now);
-            self.engine.egress(now);
-        }
-        panic!("not done: {what}");
-    }
+        DnsApp::new(&ctx, engine, &args, index, mtu).unwrap()
+    })
 }
 
 fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
@@ -107,7 +60,7 @@ fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
 
 #[test]
 fn udp_queries_are_answered_and_garbage_is_dropped() {
-    let mut net = Net::new();
+    let mut net = net();
     let mut s = MemClient::udp_socket(8, 8192);
     s.bind(5353).unwrap();
     let h = net.client.sockets.add(s);
@@ -121,7 +74,7 @@ fn udp_queries_are_answered_and_garbage_is_dropped() {
             .unwrap();
     }
     let mut answers = Vec::new();
-    net.run_until("two UDP answers", |n| {
+    net.run_until(3000, "two UDP answers", |n| {
         let s = n.client.udp(h);
         while let Ok((data, _)) = s.recv() {
             answers.push(Message::from_vec(data).unwrap());
@@ -133,7 +86,7 @@ fn udp_queries_are_answered_and_garbage_is_dropped() {
     assert!(answers[0].metadata.authoritative);
     assert_eq!(answers[1].metadata.id, 8);
     assert_eq!(u16::from(answers[1].metadata.response_code), 3);
-    let c = net.app.counters();
+    let c = net.server.app.counters();
     assert_eq!(
         (c.udp_queries, c.noerror, c.nxdomain, c.malformed_dropped),
         (3, 1, 1, 1)
@@ -159,22 +112,22 @@ fn framed(m: &[u8]) -> Vec<u8> {
 
 #[test]
 fn tcp_pipelined_queries_and_a_bad_message_closes() {
-    let mut net = Net::new();
+    let mut net = net();
     let h = tcp_socket(&mut net, 40000);
-    net.run_until("connected", |n| n.client.tcp(h).may_send());
+    net.run_until(3000, "connected", |n| n.client.tcp(h).may_send());
     // Three queries in one write, the third split from its length prefix by the next write.
     let mut batch = framed(&query(1, "www.example.test.", RecordType::A));
     batch.extend(framed(&query(2, "example.test.", RecordType::NS)));
     let third = framed(&query(3, "www.example.org.", RecordType::A));
     batch.extend_from_slice(&third[..5]);
     net.client.tcp(h).send_slice(&batch).unwrap();
-    net.run_until("first two answers", |n| {
-        n.client.tcp(h).recv_queue() > 0 && n.app.counters().tcp_queries == 2
+    net.run_until(3000, "first two answers", |n| {
+        n.client.tcp(h).recv_queue() > 0 && n.server.app.counters().tcp_queries == 2
     });
     net.client.tcp(h).send_slice(&third[5..]).unwrap();
     let mut buf = Vec::new();
     let mut got = Vec::new();
-    net.run_until("three answers", |n| {
+    net.run_until(3000, "three answers", |n| {
         let s = n.client.tcp(h);
         let mut chunk = [0u8; 4096];
         while let Ok(k) = s.recv_slice(&mut chunk) {
@@ -200,8 +153,10 @@ fn tcp_pipelined_queries_and_a_bad_message_closes() {
     assert_eq!(u16::from(got[2].metadata.response_code), 5, "REFUSED");
     // A message too short for a header cannot be answered: the server closes.
     net.client.tcp(h).send_slice(&[0, 3, 1, 2, 3]).unwrap();
-    net.run_until("closed by the server", |n| !n.client.tcp(h).may_recv());
-    let c = net.app.counters();
+    net.run_until(3000, "closed by the server", |n| {
+        !n.client.tcp(h).may_recv()
+    });
+    let c = net.server.app.counters();
     assert_eq!(
         (c.tcp_connections, c.tcp_queries, c.tcp_malformed_closed),
         (1, 4, 1)

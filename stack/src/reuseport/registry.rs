@@ -16,16 +16,7 @@ use serde::Serialize;
 use super::select::{reciprocal_scale, FlowHasher, HashSelector, MemberView, SelectCtx, Selector};
 use crate::parse::{FlowKey, Proto};
 
-/// A listener's identity in the [`Registry`]. Ids grow with every bind and are never reused,
-/// so their order is bind order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct MemberId(pub u64);
-
-impl fmt::Display for MemberId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
+pub use crate::id::MemberId;
 
 /// The bound address, as Linux distinguishes it.
 ///

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use siphasher::sip::SipHasher13;
 
-use super::registry::MemberId;
+use crate::id::MemberId;
 use crate::parse::FlowKey;
 
 /// Keyed 4-tuple hash: SipHash-1-3 with a 128-bit key.

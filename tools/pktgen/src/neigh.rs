@@ -391,11 +391,20 @@ mod tests {
             } else if len >= 14 && i % 3 == 1 {
                 buf[12..14].copy_from_slice(&[0x86, 0xdd]);
             }
-            let _ = arp_reply_from(&buf[..len], B4);
-            let _ = ndp_advert_for(&buf[..len], B6);
-            let _ = answer_arp(&mut buf, len, B_MAC, &[B4]);
-            let _ = answer_ndp(&mut buf, len, B_MAC, &[B6]);
-            let _ = answer_arp(&mut buf[..len], len + 10, B_MAC, &[B4]);
+            // A frame too short for ARP or NDP is never taken for an answer.
+            if len < 42 {
+                assert_eq!(arp_reply_from(&buf[..len], B4), None);
+                assert_eq!(ndp_advert_for(&buf[..len], B6), None);
+            }
+            // An answer is built in the buffer and fits it.
+            if let Some(n) = answer_arp(&mut buf, len, B_MAC, &[B4]) {
+                assert!(n <= buf.len(), "{n}");
+            }
+            if let Some(n) = answer_ndp(&mut buf, len, B_MAC, &[B6]) {
+                assert!(n <= buf.len(), "{n}");
+            }
+            // A length past the buffer is refused.
+            assert_eq!(answer_arp(&mut buf[..len], len + 10, B_MAC, &[B4]), None);
         }
     }
 }

@@ -662,8 +662,19 @@ mod tests {
             if len > 14 {
                 buf[12..14].copy_from_slice(if i % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });
             }
-            let _ = swap_in_place(&mut buf, len);
-            let _ = rewrite(&mut buf, len, B_MAC, &[], &[]);
+            // A swap keeps the frame's length; under an Ethernet header, none.
+            if let Ok(n) = swap_in_place(&mut buf, len) {
+                assert_eq!(n, len);
+            }
+            if len < 14 {
+                assert!(swap_in_place(&mut buf, len).is_err());
+            }
+            // Whatever is sent fits the buffer.
+            if let (_, Some(n)) = rewrite(&mut buf, len, B_MAC, &[], &[]) {
+                assert!(n <= buf.len(), "{n}");
+            }
+            // A length past the buffer is refused.
+            assert!(swap_in_place(&mut buf[..len], len + 1).is_err());
         }
     }
 

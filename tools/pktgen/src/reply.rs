@@ -468,9 +468,16 @@ mod tests {
                 buf[12..14].copy_from_slice(if i % 2 == 0 { &[8, 0] } else { &[0x86, 0xdd] });
                 buf[14] = if i % 2 == 0 { 0x45 } else { 0x60 };
             }
-            let _ = classify(&buf[..len], US, them, 80);
-            let _ = rst_for_synack(&mut buf, len);
-            let _ = rst_for_synack(&mut buf[..len], len + 3);
+            // Under an Ethernet header, a frame is not IP.
+            let class = classify(&buf[..len], US, them, 80);
+            if len < 14 {
+                assert!(matches!(class, Reply::NotIp), "{len}");
+            }
+            if let Some(n) = rst_for_synack(&mut buf, len) {
+                assert!(n <= buf.len(), "{n}");
+            }
+            // A length past the buffer is refused.
+            assert_eq!(rst_for_synack(&mut buf[..len], len + 3), None);
         }
     }
 }
