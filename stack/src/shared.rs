@@ -1,5 +1,6 @@
 //! What all cores of one process share: the reuseport registry, the handoff
-//! mesh, the neighbour table and the clock.
+//! mesh, the flow directory, the neighbour table, the SYN-cookie secret, the
+//! retired listeners and the clock.
 
 use std::sync::Arc;
 

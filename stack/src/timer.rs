@@ -10,7 +10,7 @@
 //! Why a wheel and not a heap: at 100,000 connections the heap held a few
 //! hundred thousand entries, and every pop sifted through ~18 levels of it,
 //! most of them cache misses: 13% of the core at 100,000 keep-alive
-//! connections (docs/ARCHITECTURE.md). A wheel files an entry in the
+//! connections (docs/BENCH-HISTORY.md, "The timer heap"). A wheel files an entry in the
 //! bucket of its millisecond (an append) and takes a due bucket whole (a
 //! sequential read); entries that set off together sit together.
 //!

@@ -155,7 +155,7 @@ pub fn run<R: Rings, A: App<R>>(
         // clients' retransmission timeout at 100,000 connections and every
         // request is sent twice; taken in with no egress between, thousands
         // of SYNs fill the SYN queue before one SYN-ACK leaves
-        // (docs/ARCHITECTURE.md).
+        // (docs/BENCH-HISTORY.md, "The worker loop").
         let mut extra = 0;
         while extra < cfg.drain_batches && engine.rx_backlog_deep() {
             engine.egress_setup(t);

@@ -1,5 +1,6 @@
-//! The one test kit of the workspace: what the tests of `nic`, `stack` and
-//! `apps` share, so that none of them writes it again.
+//! The one test kit of the workspace: what the tests of every crate (`nic`,
+//! `stack`, the services, the daemon, the tools, the lab and `apps`) share,
+//! so that none of them writes it again.
 //!
 //! - [`MemClient`]: a plain smoltcp stack over one end of a `MemRings` pipe
 //!   (the kernel-less peer of every in-memory test).

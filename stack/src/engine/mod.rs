@@ -658,7 +658,7 @@ impl<R: Rings> Engine<R> {
     /// application holds stay dirty for the pass after it runs: a segment
     /// just delivered to one owes at most a delayed ACK, which that pass
     /// sends with the answer, and a second visit per request cost 5% of the
-    /// core at 100,000 connections (docs/ARCHITECTURE.md).
+    /// core at 100,000 connections (docs/BENCH-HISTORY.md, "The worker loop").
     pub fn egress_setup(&mut self, now: Instant) {
         self.egress_pass(now, false);
     }
