@@ -143,7 +143,8 @@ impl EchoApp {
                     .map(|(&id, c)| (c.last, id)),
             );
             // Newest first: `pop` takes the oldest.
-            self.evictable.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            self.evictable
+                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         }
         while let Some((last, id)) = self.evictable.pop() {
             if self.conns.get(&id).is_some_and(|c| c.last == last) {

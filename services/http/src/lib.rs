@@ -1025,7 +1025,8 @@ impl HttpApp {
                     .map(|(id, c)| (c.last, id)),
             );
             // Newest first: `pop` takes the oldest.
-            self.evictable.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            self.evictable
+                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
         }
         while let Some((last, id)) = self.evictable.pop() {
             // Skipped if it made progress since it was listed, or is gone.
