@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use nic::shm::{recv_with_fds, Channel, RingError, RingRx, RingTx, Side};
 use stack::reuseport::{BindAddr, BindOptions, MemberId, Selector};
 use stack::shared::StackReport;
-use stack::socket::{ConnError, ConnId, ListenerId, TcpApi, UdpApi, UdpError, UdpId};
+use stack::socket::{ConnEnd, ConnError, ConnId, ListenerId, TcpApi, UdpApi, UdpError, UdpId};
 
 use proto::{Reply, Request};
 
@@ -167,6 +167,7 @@ impl Client {
                 conns: HashMap::new(),
                 deferred: VecDeque::new(),
                 ready: Vec::new(),
+                ended: Vec::new(),
                 track_ready: false,
                 rec: Vec::new(),
                 tx_blocked: false,
@@ -256,6 +257,9 @@ pub struct Core {
     /// Commands that found the ring full (close, abort, shutdown).
     deferred: VecDeque<(u8, u64)>,
     ready: Vec<ConnId>,
+    /// Connections the daemon reported gone (while tracking), for
+    /// `take_ended`.
+    ended: Vec<(ConnId, ConnEnd)>,
     track_ready: bool,
     rec: Vec<u8>,
     tx_blocked: bool,
@@ -314,6 +318,11 @@ impl Core {
                 }
                 proto::GONE => {
                     if let Some(c) = self.conns.get_mut(&r.id) {
+                        if !c.gone && self.track_ready {
+                            // Reported in this turn; `take_ended` forgets it.
+                            self.ended
+                                .push((proto::conn_from_wire(r.id), ConnEnd::Reset));
+                        }
                         c.gone = true;
                         self.mark(r.id);
                     }
@@ -630,6 +639,7 @@ impl TcpApi for Core {
     fn set_ready_tracking(&mut self, on: bool) {
         self.track_ready = on;
         if !on {
+            self.ended.clear();
             for c in self.ready.drain(..) {
                 if let Some(s) = self.conns.get_mut(&proto::conn_to_wire(c)) {
                     s.ready = false;
@@ -643,6 +653,16 @@ impl TcpApi for Core {
             if let Some(s) = self.conns.get_mut(&proto::conn_to_wire(c)) {
                 s.ready = false;
                 out.push(c);
+            }
+        }
+    }
+
+    /// The connections the daemon reported gone (reset, or released by its
+    /// engine), forgotten here: their ids name nothing any more.
+    fn take_ended(&mut self, out: &mut Vec<(ConnId, ConnEnd)>) {
+        for (c, why) in self.ended.drain(..) {
+            if self.conns.remove(&proto::conn_to_wire(c)).is_some() {
+                out.push((c, why));
             }
         }
     }

@@ -6,9 +6,11 @@
 //! One turn ([`ProxyApp::poll`]): control messages from the control thread
 //! (attach, listen, drain, close, detach); every process's commands (send,
 //! shutdown, close, abort), batched from its ring; accepts on its listeners;
-//! the connections with activity (engine `take_ready`) and those that found
-//! the process's ring full; send credit returned; each ring published once,
-//! the process's doorbell rung only if it announced it sleeps.
+//! the connections the engine ended (engine `take_ended`: GONE to the
+//! process in the same turn), with activity (engine `take_ready`) and those
+//! that found the process's ring full; send credit returned; orphans past
+//! their deadline reset; each ring published once, the process's doorbell
+//! rung only if it announced it sleeps.
 //!
 //! Back-pressure: a process may have at most [`proto::SEND_CREDIT`] bytes
 //! sent and not yet taken by the connection's socket (credit comes back as
@@ -28,7 +30,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use stack::engine::Engine;
 use stack::reuseport::{BindAddr, BindOptions, MemberId};
-use stack::socket::{ConnError, ConnId, ConnMap, ListenerId, TcpApi, UdpApi, UdpId};
+use stack::socket::{ConnEnd, ConnError, ConnId, ConnMap, ListenerId, TcpApi, UdpApi, UdpId};
 
 use super::Hub;
 
@@ -160,6 +162,12 @@ pub struct ProxyCounters {
     pub reset_at_stop: u64,
     /// Connections reset for sending past their credit.
     pub over_credit: u64,
+    /// Connections the engine ended (reset by the peer, timed out) while
+    /// a process held them: GONE sent at once.
+    pub ended: u64,
+    /// Orphans (closed by a process that went away, bytes still staged)
+    /// reset because their peer took nothing for `ORPHAN_TIMEOUT`.
+    pub orphans_reset: u64,
     /// Bytes to processes.
     pub bytes_to_apps: u64,
     /// Bytes from processes.
@@ -200,9 +208,13 @@ pub struct ProxyApp {
     retry: Vec<ConnId>,
     touched: Vec<ConnId>,
     client_ids: Vec<u64>,
+    ended: Vec<(ConnId, ConnEnd)>,
+    /// Orphans in the order they were left, with their deadline.
+    orphans: VecDeque<(Instant, ConnId)>,
+    /// The time of the current turn.
+    now: Instant,
     scratch: Vec<u8>,
     rec: Vec<u8>,
-    next_sweep: Instant,
     counters: ProxyCounters,
 }
 
@@ -219,7 +231,10 @@ pub const DGRAM_RECORD: usize = proto::PEER_LEN + proto::IP_LEN + SCRATCH;
 /// still finishing (process ids start at 1).
 const ORPHAN: u64 = 0;
 
-const SWEEP: Duration = Duration::from_millis(50);
+/// An orphan whose peer takes nothing of its last bytes for this long is
+/// reset (the engine's own close timeout starts only once the socket has
+/// taken them).
+const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ProxyApp {
     /// The proxy of core `core`.
@@ -239,9 +254,11 @@ impl ProxyApp {
             retry: Vec::new(),
             touched: Vec::new(),
             client_ids: Vec::new(),
+            ended: Vec::new(),
+            orphans: VecDeque::new(),
+            now: Instant::now(),
             scratch: vec![0; SCRATCH],
             rec: Vec::new(),
-            next_sweep: Instant::now() + SWEEP,
             counters: ProxyCounters::default(),
         }
     }
@@ -400,8 +417,10 @@ impl ProxyApp {
             };
             if p.close && !p.gone {
                 // Closed by the process with bytes still staged: finish the
-                // close as an orphan (no process, no ring).
+                // close as an orphan (no process, no ring), within a
+                // deadline.
                 p.client = ORPHAN;
+                self.orphans.push_back((self.now + ORPHAN_TIMEOUT, c));
                 continue;
             }
             let gone = p.gone;
@@ -738,20 +757,39 @@ impl ProxyApp {
         Some(p)
     }
 
-    /// Connections the engine released without a segment we saw (a reset,
-    /// a timeout): tell their process.
-    fn sweep<R: Rings>(&mut self, engine: &mut Engine<R>) {
-        let gone: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(&c, p)| !p.gone && engine.may_recv(c) == Err(ConnError::NotFound))
-            .map(|(&c, _)| c)
-            .collect();
-        for c in gone {
-            if let Some(p) = self.conns.get_mut(&c) {
-                p.gone = true;
-            }
+    /// Connections the engine ended (the peer's reset, a timeout): their
+    /// staged bytes dropped, their process told (GONE) in this turn. The
+    /// engine reports every accepted connection it releases on its own, so
+    /// no sweep over the connections looks for them.
+    fn drain_ended<R: Rings>(&mut self, engine: &mut Engine<R>) {
+        let mut ended = std::mem::take(&mut self.ended);
+        ended.clear();
+        engine.take_ended(&mut ended);
+        for &(c, _) in &ended {
+            let Some(p) = self.conns.get_mut(&c) else {
+                continue;
+            };
+            self.counters.ended += 1;
+            p.gone = true;
+            p.unstage(usize::MAX, &mut self.staging);
             self.pump(engine, c);
+        }
+        self.ended = ended;
+    }
+
+    /// Reset the orphans past their deadline (a peer that takes nothing
+    /// would keep one, and the turn busy, for ever).
+    fn expire_orphans<R: Rings>(&mut self, engine: &mut Engine<R>, now: Instant) {
+        while let Some(&(at, c)) = self.orphans.front() {
+            if at > now {
+                break;
+            }
+            self.orphans.pop_front();
+            if self.conns.get(&c).is_some_and(|p| p.client == ORPHAN) {
+                self.counters.orphans_reset += 1;
+                engine.abort(c);
+                self.forget(c);
+            }
         }
     }
 
@@ -770,6 +808,7 @@ impl ProxyApp {
 
 impl<R: Rings> stack::worker::App<R> for ProxyApp {
     fn poll(&mut self, engine: &mut Engine<R>, now: Instant) -> Option<Instant> {
+        self.now = now;
         self.control(engine);
         let mut ids = std::mem::take(&mut self.client_ids);
         ids.clear();
@@ -780,6 +819,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         self.client_ids = ids;
         self.accept_all(engine);
         self.udp_all(engine);
+        self.drain_ended(engine);
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         engine.take_ready(&mut ready);
@@ -823,10 +863,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         }
         owed.clear();
         self.owed_spare = owed;
-        if now >= self.next_sweep {
-            self.next_sweep = now + SWEEP;
-            self.sweep(engine);
-        }
+        self.expire_orphans(engine, now);
         self.publish();
         debug_assert_eq!(
             self.staging,
@@ -839,8 +876,9 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         if busy {
             return Some(now + Duration::from_millis(1));
         }
-        (!self.conns.is_empty() || !self.listeners.is_empty() || !self.udp.is_empty())
-            .then_some(self.next_sweep)
+        // Nothing to look at before a packet, a command or an orphan's
+        // deadline.
+        self.orphans.front().map(|&(at, _)| at)
     }
 
     fn shutdown(&mut self, engine: &mut Engine<R>) {

@@ -137,6 +137,22 @@ pub enum ConnError {
     Closed,
 }
 
+/// Why the engine ended an accepted connection that the application still
+/// held (see [`TcpApi::take_ended`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnEnd {
+    /// The peer reset it (an RST the engine accepted).
+    Reset,
+    /// Both sides finished: the application had shut its side down and
+    /// the peer acknowledged the close.
+    Finished,
+    /// The socket closed on its own during an egress pass (a timeout).
+    TimedOut,
+    /// The peer started a new connection on its 4-tuple after it had
+    /// finished sending on this one (a SYN in CLOSE-WAIT).
+    Restarted,
+}
+
 /// Why a datagram operation failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UdpError {
@@ -199,6 +215,10 @@ pub trait TcpApi {
     fn set_ready_tracking(&mut self, on: bool);
     /// The accepted connections with activity since the last call.
     fn take_ready(&mut self, out: &mut Vec<ConnId>);
+    /// The accepted connections the engine ended since the last call
+    /// (recorded while ready tracking is on), each once. They are released
+    /// already: their ids name nothing any more.
+    fn take_ended(&mut self, out: &mut Vec<(ConnId, ConnEnd)>);
     /// Connections still held (a graceful stop waits for 0).
     fn connections(&self) -> usize;
     /// Reset every connection, close every listener.
@@ -259,6 +279,9 @@ impl<R: nic::Rings> TcpApi for crate::engine::Engine<R> {
     }
     fn take_ready(&mut self, out: &mut Vec<ConnId>) {
         crate::engine::Engine::take_ready(self, out)
+    }
+    fn take_ended(&mut self, out: &mut Vec<(ConnId, ConnEnd)>) {
+        crate::engine::Engine::take_ended(self, out)
     }
     fn connections(&self) -> usize {
         crate::engine::Engine::connections(self)

@@ -89,7 +89,7 @@ impl Rig {
     }
 
     /// Whether the last turn asked to run again at once (a busy turn: the
-    /// proxy's 1 ms; an idle one waits for its next sweep, 50 ms).
+    /// proxy's 1 ms; an idle one waits for a packet or a command).
     fn busy(&self) -> bool {
         let (at, next) = self.net.server.app.polled;
         next == Some(at + Duration::from_millis(1))
@@ -196,7 +196,7 @@ fn staged_bytes_are_counted_until_the_socket_takes_them() {
     }
     assert_eq!(got, body.len());
     assert_eq!(rig.staging(), (0, 0));
-    // Nothing staged, owed or blocked: the proxy waits for its sweep.
+    // Nothing staged, owed or blocked: the proxy waits for work.
     rig.turn();
     rig.turn();
     assert!(!rig.busy(), "{:?}", rig.net.server.app.polled);
@@ -288,6 +288,70 @@ fn an_inbox_loses_nothing_between_threads() {
     while take(inbox.pop()) {}
     assert_eq!(got, (0..N).collect::<Vec<_>>());
     assert!(!inbox.waiting());
+}
+
+/// Issue 20: a peer's reset of a taken connection reaches the process as
+/// GONE in the turn the engine took it (not an end of stream the process
+/// has to close), and the proxy holds nothing more for it.
+#[test]
+fn a_peer_reset_reaches_the_process_as_gone_at_once() {
+    let mut rig = Rig::new();
+    rig.listen();
+    let (h, id) = rig.connection(40000);
+    let (_h2, _id2) = rig.connection(40001);
+    rig.turn();
+    while rig.record().is_some() {}
+    rig.net.client.tcp(h).abort();
+    let mut got = None;
+    for _ in 0..5 {
+        rig.turn();
+        if let Some((kind, rid, _)) = rig.record() {
+            got = Some((kind, rid));
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        Some((proto::GONE, id)),
+        "GONE, not EOF ({})",
+        proto::EOF
+    );
+    assert_eq!(rig.proxy().conns.len(), 1, "the other one stays");
+    assert_eq!(rig.proxy().json()["ended"], 1);
+}
+
+/// Issue 20: an orphan (its process closed it with bytes staged, then went
+/// away) whose peer never reads is reset after its deadline; the turns stop
+/// being busy.
+#[test]
+fn an_orphan_with_a_silent_peer_is_reset_after_its_deadline() {
+    let mut rig = Rig::new();
+    rig.listen();
+    let (h, id) = rig.connection(40000);
+    let fill = vec![3u8; TX_BUF];
+    for _ in 0..8 {
+        rig.command(proto::SEND, id, &fill);
+    }
+    rig.command(proto::CLOSE, id, &[]);
+    for _ in 0..20 {
+        rig.turn();
+    }
+    rig.hub.post(0, Ctl::Detach { client: CLIENT });
+    rig.turn();
+    assert_eq!(rig.staging(), (1, 1), "an orphan with bytes to send");
+    assert!(rig.busy());
+    // The peer reads nothing for a long time.
+    rig.net.clock += smoltcp::time::Duration::from_secs(61);
+    rig.turn();
+    rig.turn();
+    assert_eq!(rig.staging(), (0, 0));
+    assert!(rig.proxy().conns.is_empty());
+    assert!(!rig.busy(), "{:?}", rig.net.server.app.polled);
+    assert_eq!(rig.proxy().json()["orphans_reset"], 1);
+    for _ in 0..5 {
+        rig.turn();
+    }
+    assert!(!rig.net.client.tcp(h).is_open(), "the peer was reset");
 }
 
 mod attached;

@@ -28,7 +28,7 @@ use nic::Rings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
+use stack::socket::{ConnEnd, ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
 use runtime::server::{self, ServerArgs, WorkerCtx};
@@ -181,8 +181,16 @@ pub struct DnsCounters {
     pub tcp_connections: u64,
     /// TCP connections closed for idleness.
     pub tcp_idle_closed: u64,
-    /// TCP connections reset because the worker had too many.
+    /// TCP connections reset because the worker had too many and none had
+    /// been idle `EVICT_AFTER`.
     pub tcp_refused: u64,
+    /// TCP connections reset to make room for a new one when the worker
+    /// had too many: the one whose last progress (accepted, bytes read or
+    /// sent) is oldest, idle at least `EVICT_AFTER` (RFC 7766 6.2.3).
+    pub tcp_evicted: u64,
+    /// TCP connections the engine ended while held (reset by the peer,
+    /// timed out, replaced by the peer's new SYN): forgotten at once.
+    pub tcp_ended: u64,
     /// TCP connections closed for a malformed length-prefixed message.
     pub tcp_malformed_closed: u64,
 }
@@ -211,6 +219,8 @@ struct TcpConn {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     out_off: usize,
+    /// Its last progress: accepted, bytes read or sent (segments that move
+    /// nothing do not count: the idle timeout and eviction go by this).
     last: Instant,
     eof: bool,
 }
@@ -235,6 +245,12 @@ pub struct DnsApp {
     /// Reused lists of connection ids (no allocation per poll).
     scratch_ids: Vec<ConnId>,
     scratch_closed: Vec<ConnId>,
+    scratch_ended: Vec<(ConnId, ConnEnd)>,
+    /// Eviction candidates (see `evict_one`): (last progress, id), the
+    /// oldest last.
+    evictable: Vec<(Instant, ConnId)>,
+    /// When the candidates may be listed again.
+    next_evict_scan: Instant,
     /// Connection states kept for reuse.
     conn_pool: Vec<TcpConn>,
     /// When idle connections are looked for next.
@@ -243,6 +259,13 @@ pub struct DnsApp {
 
 /// How often idle TCP connections are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
+/// A full table resets the connection with the oldest progress to let a
+/// new one in, if it made none for this long (RFC 7766 6.2.3: under
+/// pressure, close the connections idle longest).
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+/// The candidates for eviction are listed at most this often (a full table
+/// under a SYN flood would otherwise walk it for every newcomer).
+const EVICT_SCAN: Duration = Duration::from_millis(100);
 
 impl DnsApp {
     /// Bind UDP and TCP `args.port` (reuseport, dual-stack) on this worker.
@@ -285,6 +308,9 @@ impl DnsApp {
             counters: DnsCounters::default(),
             scratch_ids: Vec::new(),
             scratch_closed: Vec::new(),
+            scratch_ended: Vec::new(),
+            evictable: Vec::new(),
+            next_evict_scan: Instant::now(),
             conn_pool: Vec::new(),
             next_sweep: Instant::now() + SWEEP,
         })
@@ -360,22 +386,34 @@ impl DnsApp {
     /// poll are served; the others are not looked at (idle timeouts: a
     /// sweep once per `SWEEP` over all of them).
     fn poll_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
+        // The connections the engine ended leave the table at once.
+        let mut ended = std::mem::take(&mut self.scratch_ended);
+        ended.clear();
+        engine.take_ended(&mut ended);
+        for &(id, _) in &ended {
+            if let Some(c) = self.conns.remove(&id) {
+                self.counters.tcp_ended += 1;
+                self.recycle(c);
+            }
+        }
+        self.scratch_ended = ended;
         let mut ids = std::mem::take(&mut self.scratch_ids);
         ids.clear();
         while let Some(id) = engine.accept(self.listener) {
-            if self.conns.len() >= self.max_conns {
+            if self.conns.len() >= self.max_conns && !self.evict_one(engine, now) {
                 self.counters.tcp_refused += 1;
                 engine.abort(id);
                 continue;
             }
             self.counters.tcp_connections += 1;
-            let c = self.conn_pool.pop().unwrap_or_else(|| TcpConn {
+            let mut c = self.conn_pool.pop().unwrap_or_else(|| TcpConn {
                 inbuf: Vec::new(),
                 out: Vec::new(),
                 out_off: 0,
                 last: now,
                 eof: false,
             });
+            c.last = now;
             self.conns.insert(id, c);
             ids.push(id);
         }
@@ -406,16 +444,51 @@ impl DnsApp {
         Some(self.next_sweep)
     }
 
+    /// Reset the connection whose last progress is oldest, if it made none
+    /// for `EVICT_AFTER`, to make room (RFC 7766 6.2.3). Reset, not closed:
+    /// its peer may be gone, and a close would linger. Whether one went.
+    fn evict_one<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
+        if self.evictable.is_empty() && now >= self.next_evict_scan {
+            self.next_evict_scan = now + EVICT_SCAN;
+            self.evictable.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last) >= EVICT_AFTER)
+                    .map(|(&id, c)| (c.last, id)),
+            );
+            // Newest first: `pop` takes the oldest.
+            self.evictable
+                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        }
+        while let Some((last, id)) = self.evictable.pop() {
+            // Skipped if it made progress since it was listed, or is gone.
+            if self.conns.get(&id).is_some_and(|c| c.last == last) {
+                self.counters.tcp_evicted += 1;
+                engine.abort(id);
+                if let Some(c) = self.conns.remove(&id) {
+                    self.recycle(c);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
     fn close_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, id: ConnId) {
         engine.close(id);
-        if let Some(mut c) = self.conns.remove(&id) {
-            if self.conn_pool.len() < 256 {
-                c.inbuf.clear();
-                c.out.clear();
-                c.out_off = 0;
-                c.eof = false;
-                self.conn_pool.push(c);
-            }
+        if let Some(c) = self.conns.remove(&id) {
+            self.recycle(c);
+        }
+    }
+
+    /// Keep a connection's state (its buffers) for the next one.
+    fn recycle(&mut self, mut c: TcpConn) {
+        if self.conn_pool.len() < 256 {
+            c.inbuf.clear();
+            c.out.clear();
+            c.out_off = 0;
+            c.eof = false;
+            self.conn_pool.push(c);
         }
     }
 
@@ -424,7 +497,6 @@ impl DnsApp {
         let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
-        c.last = now;
         let mut close = false;
         loop {
             // Send what is pending.
@@ -435,6 +507,7 @@ impl DnsApp {
                     Ok(n) => {
                         c.out_off += n;
                         sent = true;
+                        c.last = now;
                     }
                     Err(_) => {
                         close = true;
@@ -475,7 +548,10 @@ impl DnsApp {
             }
             match engine.recv(id, &mut self.rx[..room]) {
                 Ok(0) => break,
-                Ok(n) => c.inbuf.extend_from_slice(&self.rx[..n]),
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&self.rx[..n]);
+                    c.last = now;
+                }
                 Err(ConnError::Closed) | Err(ConnError::NotFound) => {
                     c.eof = true;
                 }

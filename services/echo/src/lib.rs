@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnError, TcpApi, UdpApi};
+use stack::socket::{ConnEnd, ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
 use runtime::server::WorkerCtx;
@@ -34,6 +34,8 @@ pub struct EchoArgs {
 
 struct Conn {
     pending: Vec<u8>,
+    /// Its last progress: accepted, bytes read or sent (segments that move
+    /// nothing do not count).
     last: Instant,
 }
 
@@ -46,14 +48,27 @@ pub struct EchoCounters {
     pub tcp_bytes: u64,
     /// UDP datagrams echoed.
     pub datagrams: u64,
-    /// Connections reset at once because `--max-conns` were open.
+    /// Connections reset at once because `--max-conns` were open and none
+    /// had been idle `EVICT_AFTER`.
     pub rejected_max_conns: u64,
+    /// Connections reset to make room for a new one when `--max-conns`
+    /// were open: the one whose last progress is oldest, idle at least
+    /// `EVICT_AFTER`.
+    pub evicted: u64,
+    /// Connections the engine ended while held (reset by the peer, timed
+    /// out): forgotten at once.
+    pub ended: u64,
     /// Connections closed after `--idle-timeout`.
     pub idle_closed: u64,
 }
 
 /// How often idle connections are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
+/// With `--max-conns` open, the connection with the oldest progress is
+/// reset for a new one if it made none for this long.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+/// The candidates for eviction are listed at most this often.
+const EVICT_SCAN: Duration = Duration::from_millis(100);
 
 /// One worker's echo service.
 pub struct EchoApp {
@@ -65,7 +80,11 @@ pub struct EchoApp {
     max_conns: usize,
     idle: Duration,
     next_sweep: Instant,
-    ids: Vec<stack::socket::ConnId>,
+    ids: Vec<ConnId>,
+    ended: Vec<(ConnId, ConnEnd)>,
+    /// Eviction candidates: (last progress, id), the oldest last.
+    evictable: Vec<(Instant, ConnId)>,
+    next_evict_scan: Instant,
 }
 
 impl EchoApp {
@@ -96,12 +115,46 @@ impl EchoApp {
             idle: Duration::from_secs(args.idle_timeout.max(1)),
             next_sweep: Instant::now() + SWEEP,
             ids: Vec::new(),
+            ended: Vec::new(),
+            evictable: Vec::new(),
+            next_evict_scan: Instant::now(),
         })
     }
 
     /// Counters as JSON.
     pub fn json(&self) -> Value {
         json!(self.counters)
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &EchoCounters {
+        &self.counters
+    }
+
+    /// Reset the connection with the oldest progress if it made none for
+    /// `EVICT_AFTER`; whether one went.
+    fn evict_one<A: TcpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
+        if self.evictable.is_empty() && now >= self.next_evict_scan {
+            self.next_evict_scan = now + EVICT_SCAN;
+            self.evictable.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last) >= EVICT_AFTER)
+                    .map(|(&id, c)| (c.last, id)),
+            );
+            // Newest first: `pop` takes the oldest.
+            self.evictable
+                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        }
+        while let Some((last, id)) = self.evictable.pop() {
+            if self.conns.get(&id).is_some_and(|c| c.last == last) {
+                self.counters.evicted += 1;
+                engine.abort(id);
+                self.conns.remove(&id);
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -128,11 +181,21 @@ impl EchoApp {
                 self.counters.datagrams += 1;
             }
         }
+        // The connections the engine ended leave the table at once.
+        let mut ended = std::mem::take(&mut self.ended);
+        ended.clear();
+        engine.take_ended(&mut ended);
+        for &(id, _) in &ended {
+            if self.conns.remove(&id).is_some() {
+                self.counters.ended += 1;
+            }
+        }
+        self.ended = ended;
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         while let Some(id) = engine.accept(self.listener) {
             self.counters.connections += 1;
-            if self.conns.len() >= self.max_conns {
+            if self.conns.len() >= self.max_conns && !self.evict_one(engine, now) {
                 self.counters.rejected_max_conns += 1;
                 engine.abort(id);
                 continue;
@@ -151,7 +214,6 @@ impl EchoApp {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            c.last = now;
             let mut eof = false;
             loop {
                 // Flush what is pending before reading more (back-pressure:
@@ -162,6 +224,7 @@ impl EchoApp {
                         Ok(n) => {
                             self.counters.tcp_bytes += n as u64;
                             c.pending.drain(..n);
+                            c.last = now;
                         }
                         Err(_) => {
                             c.pending.clear();
@@ -174,7 +237,10 @@ impl EchoApp {
                 }
                 match engine.recv(id, &mut self.buf) {
                     Ok(0) => break,
-                    Ok(n) => c.pending.extend_from_slice(&self.buf[..n]),
+                    Ok(n) => {
+                        c.pending.extend_from_slice(&self.buf[..n]);
+                        c.last = now;
+                    }
                     Err(ConnError::Closed) | Err(ConnError::NotFound) => {
                         eof = true;
                         break;

@@ -348,8 +348,16 @@ pub struct HttpCounters {
     pub body_timeouts: u64,
     /// Clients that read nothing of a response for --idle-timeout (reset).
     pub send_timeouts: u64,
-    /// Connections reset at accept because --max-conns were open.
+    /// Connections reset at accept because --max-conns were open and none
+    /// was idle between requests for `EVICT_AFTER`.
     pub rejected_max_conns: u64,
+    /// Connections idle between requests (or before the first) closed to
+    /// let a new one in when --max-conns were open: the longest idle first,
+    /// idle at least `EVICT_AFTER`.
+    pub evicted_idle: u64,
+    /// Connections the engine ended while held (reset by the peer, timed
+    /// out): forgotten at once.
+    pub ended: u64,
     /// Most connections open at once.
     pub max_open: u64,
     /// Listeners replaced (SIGHUP).
@@ -670,6 +678,10 @@ pub struct HttpApp {
     ready: Vec<ConnId>,
     accepted: Vec<ConnId>,
     expired: Vec<(ConnId, Expiry)>,
+    /// Eviction candidates (see `evict_idle`): (last progress, id), the
+    /// oldest last; listed at most every `EVICT_SCAN`.
+    evictable: Vec<(Instant, ConnId)>,
+    next_evict_scan: Instant,
     tick: Duration,
     next_sweep: Instant,
 }
@@ -726,6 +738,8 @@ impl HttpApp {
             ready: Vec::new(),
             accepted: Vec::new(),
             expired: Vec::new(),
+            evictable: Vec::new(),
+            next_evict_scan: now,
             tick,
             next_sweep: now + tick,
         };
@@ -871,10 +885,11 @@ impl HttpApp {
             }
             None => true,
         });
+        self.drain_ended(engine, now);
         let accepted = std::mem::take(&mut self.accepted);
         for &id in &accepted {
             self.svc.counters.connections += 1;
-            if self.conns.len() >= self.svc.cfg.max_conns {
+            if self.conns.len() >= self.svc.cfg.max_conns && !self.evict_idle(engine, now) {
                 self.svc.counters.rejected_max_conns += 1;
                 engine.abort(id);
                 continue;
@@ -975,6 +990,58 @@ impl HttpApp {
         self.svc.counters.reset_at_exit = self.conns.len() as u64;
         self.conns.clear();
         engine.abort_all();
+    }
+}
+
+/// A full table closes the connection idle longest between requests (or
+/// before its first) to let a new one in, if idle this long.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+/// The eviction candidates are listed at most this often.
+const EVICT_SCAN: Duration = Duration::from_millis(100);
+
+impl HttpApp {
+    /// Forget the connections the engine ended (their ids are stale).
+    fn drain_ended<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
+        // Allocates only when something ended.
+        let mut ended = Vec::new();
+        engine.take_ended(&mut ended);
+        for (id, _) in ended {
+            if self.conns.get(&id).is_some() {
+                self.svc.counters.ended += 1;
+                self.finish(id, now);
+            }
+        }
+    }
+
+    /// Close the connection idle longest between requests, if idle for
+    /// `EVICT_AFTER`; whether one went.
+    fn evict_idle<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> bool {
+        if self.evictable.is_empty() && now >= self.next_evict_scan {
+            self.next_evict_scan = now + EVICT_SCAN;
+            self.evictable.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| c.is_idle() && now.duration_since(c.last) >= EVICT_AFTER)
+                    .map(|(id, c)| (c.last, id)),
+            );
+            // Newest first: `pop` takes the oldest.
+            self.evictable
+                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        }
+        while let Some((last, id)) = self.evictable.pop() {
+            // Skipped if it made progress since it was listed, or is gone.
+            if self
+                .conns
+                .get(&id)
+                .is_some_and(|c| c.last == last && c.is_idle())
+            {
+                self.svc.counters.evicted_idle += 1;
+                engine.close(id);
+                self.finish(id, now);
+                return true;
+            }
+        }
+        false
     }
 }
 

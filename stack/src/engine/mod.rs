@@ -263,6 +263,25 @@ pub struct EngineCounters {
     /// initial sequence number): that connection was released and the SYN
     /// taken as a new one.
     pub syn_restarts: u64,
+    /// SYNs of that kind that found the connection held by the
+    /// application in CLOSE-WAIT (counted in `syn_restarts` too; reported
+    /// ended, see `take_ended`).
+    pub accepted_restarted: u64,
+    /// Accepted connections the peer reset while the application held
+    /// them: reported ended and released at once.
+    pub accepted_reset: u64,
+    /// Accepted connections that finished closing (the application had
+    /// shut its side down, the peer closed too) while it held them:
+    /// reported ended and released at once.
+    pub accepted_finished: u64,
+    /// Accepted connections whose socket closed on its own in an egress
+    /// pass (a timeout): reported ended and released at once. With the
+    /// three above, `accepted = closed by the application + ended + held`.
+    pub accepted_timed_out: u64,
+    /// Segments on accepted connections that changed nothing the
+    /// application sees (answered by a challenge ACK, a refused RST, a
+    /// duplicate): not reported as activity (`take_ready`).
+    pub segments_no_progress: u64,
     /// Connections released after closing.
     pub closed: u64,
     /// Closed connections reset because they did not finish closing within

@@ -26,6 +26,9 @@ pub(crate) enum Settled {
     /// Closed by the application and finished closing (`time_wait`: cut
     /// short in TIME-WAIT): release it.
     Closed { time_wait: bool },
+    /// Closed (reset, finished or timed out) while the application held
+    /// it: report it to the application and release it.
+    Ended,
 }
 
 impl Conns {
@@ -64,6 +67,9 @@ impl Conns {
                 S::TimeWait => Settled::Closed { time_wait: true },
                 _ => Settled::Stay,
             },
+            // Nothing more can happen on it: the application learns of it
+            // through the ended list (its id goes stale at once).
+            Phase::Accepted if matches!(state, S::Closed | S::Listen) => Settled::Ended,
             Phase::Queued | Phase::Accepted | Phase::Free => Settled::Stay,
         }
     }
@@ -83,6 +89,11 @@ impl Conns {
     ///   from the states that lead there.
     /// - `c` is half-open and the SYN is not a retransmission of the one it
     ///   answers (another sequence number): the peer started over.
+    /// - `c` is held by the application in CLOSE-WAIT: the peer's FIN is in
+    ///   and it came back on the same port, so it is done with `c` (as in
+    ///   the closing states above; the application that still had to answer
+    ///   would answer a peer that forgot the connection). The application
+    ///   learns of it through the ended list.
     ///
     /// Any other SYN goes to `c`, which answers it with a challenge ACK.
     pub(crate) fn syn_restarts(&mut self, c: ConnId, seq: u32) -> bool {
@@ -93,6 +104,7 @@ impl Conns {
         use tcp::State as S;
         match (slot.phase, state) {
             (Phase::Closing, Some(S::LastAck | S::Closing | S::TimeWait)) => true,
+            (Phase::Accepted, Some(S::CloseWait | S::Closed)) => true,
             (Phase::HalfOpen, Some(S::SynReceived)) => slot.peer_isn.is_some_and(|isn| isn != seq),
             _ => false,
         }

@@ -23,7 +23,7 @@ use super::timers::Mark;
 use crate::flow::FlowTable;
 use crate::parse::{FlowKey, Proto};
 use crate::reuseport::{ListenerCounters, MemberId};
-use crate::socket::ConnId;
+use crate::socket::{ConnEnd, ConnId};
 use crate::timer::Timers;
 
 /// Where a connection is in its life, as the engine sees it.
@@ -103,6 +103,9 @@ pub(crate) struct Conns {
     /// Each slot's timer state, beside the slots (see [`Mark`]).
     pub(super) marks: Vec<Mark>,
     ready: Vec<ConnId>,
+    /// Accepted connections the engine ended, for the application (while
+    /// tracking).
+    ended: Vec<(ConnId, ConnEnd)>,
     track_ready: bool,
     params: SocketParams,
     pub(super) counters: TableCounters,
@@ -143,6 +146,7 @@ impl Conns {
             timers: Timers::default(),
             marks: Vec::new(),
             ready: Vec::new(),
+            ended: Vec::new(),
             track_ready: false,
             params,
             counters: TableCounters::default(),
@@ -266,6 +270,26 @@ impl Conns {
                 s.ready = true;
                 self.ready.push(c);
             }
+        }
+    }
+
+    /// What a segment can change on `c` that the application cares about:
+    /// its state and how much it holds to read and to send. `None` unless
+    /// `c` is accepted (only those are reported ready).
+    #[inline]
+    pub(crate) fn progress(&mut self, c: ConnId) -> Option<(tcp::State, usize, usize)> {
+        if self.phase(c) != Some(Phase::Accepted) {
+            return None;
+        }
+        self.socket(c)
+            .map(|s| (s.state(), s.recv_queue(), s.send_queue()))
+    }
+
+    /// Record that the engine ended accepted `c` (`why`), for
+    /// [`Conns::take_ended`], when tracking. Call before releasing it.
+    pub(crate) fn push_ended(&mut self, c: ConnId, why: ConnEnd) {
+        if self.track_ready {
+            self.ended.push((c, why));
         }
     }
 
@@ -518,6 +542,7 @@ impl Conns {
     pub(crate) fn set_ready_tracking(&mut self, on: bool) {
         self.track_ready = on;
         if !on {
+            self.ended.clear();
             for c in std::mem::take(&mut self.ready) {
                 if let Some(s) = self.slot_mut(c) {
                     s.ready = false;
@@ -538,6 +563,11 @@ impl Conns {
                 out.push(c);
             }
         }
+    }
+
+    /// Move the ended connections (see [`Conns::push_ended`]) into `out`.
+    pub(crate) fn take_ended(&mut self, out: &mut Vec<(ConnId, ConnEnd)>) {
+        out.append(&mut self.ended);
     }
 
     // ---- walks (rare operations) ----

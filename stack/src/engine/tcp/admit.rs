@@ -166,7 +166,7 @@ impl<R: Rings> Engine<R> {
         self.own_flow(key, c, rx_core);
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
-        self.settle(c, false);
+        self.settle(c, false, crate::socket::ConnEnd::Reset);
         if self.conns.phase(c) == Some(Phase::Queued) {
             self.counters.syncookies_ok += 1;
         } else {

@@ -10,7 +10,7 @@ use smoltcp::socket::tcp;
 use super::super::Engine;
 use crate::parse::{FlowKey, Proto};
 use crate::reuseport::{BindAddr, BindError, BindOptions, MemberId};
-use crate::socket::{ConnError, ConnId, ListenerId};
+use crate::socket::{ConnEnd, ConnError, ConnId, ListenerId};
 use crate::tcp::{Listener, Phase};
 
 impl<R: Rings> Engine<R> {
@@ -231,13 +231,25 @@ impl<R: Rings> Engine<R> {
     }
 
     /// Move into `out` the accepted connections that had activity since the
-    /// last call: a segment arrived for them (data, an acknowledgement that
-    /// freed send buffer space, a window update, FIN or RST). Each appears
-    /// once; a connection released meanwhile does not appear. Needs
+    /// last call: a segment changed something for them (data, an
+    /// acknowledgement that freed send buffer space, FIN). Each appears
+    /// once; a connection released meanwhile does not appear (one the
+    /// engine ended is in [`Engine::take_ended`]). Needs
     /// [`Engine::set_ready_tracking`]; newly accepted connections are not
     /// listed (the application looks at them when it accepts them).
     pub fn take_ready(&mut self, out: &mut Vec<ConnId>) {
         self.conns.take_ready(out);
+    }
+
+    /// Move into `out` the accepted connections the engine ended since the
+    /// last call, and why: reset by the peer, finished after the
+    /// application's shutdown, timed out, or given up by the peer for a new
+    /// connection on the same 4-tuple. Each appears once; it is released
+    /// already, so `recv`/`send` on it give `NotFound` and `close`/`abort`
+    /// do nothing (its slot's next connection has another generation).
+    /// Recorded while [`Engine::set_ready_tracking`] is on.
+    pub fn take_ended(&mut self, out: &mut Vec<(ConnId, ConnEnd)>) {
+        self.conns.take_ended(out);
     }
 
     /// Abort every connection and close every listener (shutdown).

@@ -13,12 +13,13 @@ mod api;
 mod migrate;
 
 use nic::Rings;
+use smoltcp::socket::tcp::State as S;
 use smoltcp::time::{Duration as SDuration, Instant};
 
 use super::{Engine, Pkt};
 use crate::flow::Owner;
 use crate::parse::{FlowKey, ParsedIp};
-use crate::socket::ConnId;
+use crate::socket::{ConnEnd, ConnId};
 use crate::tcp::{Fired, Phase, Settled, Visit};
 
 impl<R: Rings> Engine<R> {
@@ -40,7 +41,8 @@ impl<R: Rings> Engine<R> {
 
     /// Move a connection on after something happened to it, as its socket
     /// state says (see `Conns::settle`): to the accept queue, or released.
-    fn settle(&mut self, c: ConnId, sent: bool) {
+    /// `end`: why, if an accepted connection turns out closed.
+    fn settle(&mut self, c: ConnId, sent: bool, end: ConnEnd) {
         match self.conns.settle(c, sent) {
             Settled::Stay => {}
             Settled::Established(member) => self.listeners.established(member, c),
@@ -55,7 +57,23 @@ impl<R: Rings> Engine<R> {
                 }
                 self.release(c);
             }
+            Settled::Ended => self.end_accepted(c, end),
         }
+    }
+
+    /// The engine ends accepted `c` (`why`): it is reported to the
+    /// application (`take_ended`) and released at once; the application's
+    /// later calls on `c` find nothing (its generation is stale).
+    fn end_accepted(&mut self, c: ConnId, why: ConnEnd) {
+        let n = &mut self.counters;
+        match why {
+            ConnEnd::Reset => n.accepted_reset += 1,
+            ConnEnd::Finished => n.accepted_finished += 1,
+            ConnEnd::TimedOut => n.accepted_timed_out += 1,
+            ConnEnd::Restarted => n.accepted_restarted += 1,
+        }
+        self.conns.push_ended(c, why);
+        self.release(c);
     }
 
     /// Whether a SYN (without ACK) for connection `c`'s 4-tuple starts a
@@ -71,17 +89,34 @@ impl<R: Rings> Engine<R> {
         match self.conns.phase(c) {
             Some(Phase::Closing) => self.counters.closed += 1,
             Some(Phase::HalfOpen) => self.counters.pending_lost += 1,
+            Some(Phase::Accepted) => return self.end_accepted(c, ConnEnd::Restarted),
             _ => {}
         }
         self.release(c);
     }
 
-    /// A segment for connection `c`.
+    /// A segment for connection `c`. An accepted connection is reported
+    /// ready only if the segment changed something the application sees
+    /// (state, bytes to read, bytes unacknowledged): a segment answered
+    /// with a challenge ACK, a refused RST or a duplicate is no activity.
     pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt) {
+        let before = self.conns.progress(c);
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
-        self.conns.mark_ready(c);
-        self.settle(c, false);
+        if let Some(before) = before {
+            if self.conns.progress(c) != Some(before) {
+                self.conns.mark_ready(c);
+            } else {
+                self.counters.segments_no_progress += 1;
+            }
+        }
+        // A closed socket that had sent its FIN and had it acknowledged
+        // finished; any other closed one was reset.
+        let end = match before {
+            Some((S::LastAck | S::Closing | S::TimeWait, ..)) => ConnEnd::Finished,
+            _ => ConnEnd::Reset,
+        };
+        self.settle(c, false, end);
     }
 
     /// Fire the due timers: a due connection goes on the dirty list, an
@@ -137,7 +172,7 @@ impl<R: Rings> Engine<R> {
             let emitted = self
                 .conns
                 .poll_egress(&mut self.iface, &mut self.port, c, now);
-            self.settle(c, true);
+            self.settle(c, true, ConnEnd::TimedOut);
             self.reschedule(c, now, emitted, false);
         }
         self.conns.finish_pass(dirty, kept);
