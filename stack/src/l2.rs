@@ -352,25 +352,10 @@ impl L2 {
         if ip.dst_addr() != ours {
             return Ingress::Drop(DropReason::NotForUs);
         }
-        let parsed = match parse_ipv4(payload) {
-            Ok(p) => p,
-            Err(r) => return Ingress::Drop(r),
-        };
         let src = ip.src_addr();
-        if src == ours || subnet_broadcast(ours, prefix) == Some(src) {
-            return Ingress::Drop(DropReason::Martian);
-        }
-        if self.on_link_v4(src) {
-            self.confirm(IpAddr::V4(src), eth_src, now, true);
-        } else if let Some(gw) = self.cfg.gateway4 {
-            // Traffic from off-link clients through the gateway confirms the gateway
-            // (Linux's dst_confirm), so its entry does not expire while in use.
-            self.confirm(IpAddr::V4(gw), eth_src, now, false);
-        }
-        Ingress::Ip {
-            len: usize::from(ip.total_len()),
-            parsed,
-        }
+        let own = src == ours || subnet_broadcast(ours, prefix) == Some(src);
+        let len = usize::from(ip.total_len());
+        self.take_ip(parse_ipv4(payload), own, eth_src, len, now)
     }
 
     fn ipv6(&mut self, eth_src: [u8; 6], payload: &[u8], reply: &mut [u8], now: u64) -> Ingress {
@@ -405,23 +390,39 @@ impl L2 {
             // MLD queries, echo to all-nodes, ...: not for a server.
             return Ingress::Consumed;
         }
-        let parsed = match parse_ipv6(payload) {
+        let own = ip.src_addr() == ours;
+        self.take_ip(parse_ipv6(payload), own, eth_src, ip.total_len(), now)
+    }
+
+    /// The end of [`L2::ipv4`] and [`L2::ipv6`] for a packet to us of `len`
+    /// bytes: dropped if `parse` refused it or its source is one of our own
+    /// addresses (`own_src`); else taken, and the neighbor it came through
+    /// (the sender on-link, the gateway for anyone else) is confirmed.
+    #[inline]
+    fn take_ip(
+        &mut self,
+        parse: Result<ParsedIp, DropReason>,
+        own_src: bool,
+        eth_src: [u8; 6],
+        len: usize,
+        now: u64,
+    ) -> Ingress {
+        let parsed = match parse {
             Ok(p) => p,
             Err(r) => return Ingress::Drop(r),
         };
-        let src = ip.src_addr();
-        if src == ours {
+        if own_src {
             return Ingress::Drop(DropReason::Martian);
         }
-        if self.on_link_v6(src) {
-            self.confirm(IpAddr::V6(src), eth_src, now, true);
-        } else if let Some(gw) = self.cfg.gateway6 {
-            self.confirm(IpAddr::V6(gw), eth_src, now, false);
+        let src = parsed.key.src;
+        match self.next_hops(src) {
+            (true, _) => self.confirm(src, eth_src, now, true),
+            // Traffic from off-link clients through the gateway confirms the gateway
+            // (Linux's dst_confirm), so its entry does not expire while in use.
+            (false, Some(gw)) => self.confirm(gw, eth_src, now, false),
+            (false, None) => {}
         }
-        Ingress::Ip {
-            len: ip.total_len(),
-            parsed,
-        }
+        Ingress::Ip { len, parsed }
     }
 
     fn ndp(
@@ -593,46 +594,24 @@ impl L2 {
                 } else if d.is_unspecified() {
                     return Egress::Invalid;
                 } else {
-                    let hop = if self.on_link_v4(d) {
-                        d
-                    } else if let Some(gw) = self.cfg.gateway4 {
-                        gw
-                    } else {
-                        self.counters.tx_unresolved += 1;
-                        return Egress::Invalid;
-                    };
-                    match self.resolve(IpAddr::V4(hop), now) {
-                        Some(mac) => mac,
-                        None => {
-                            self.hold(IpAddr::V4(hop), frame, ip_len, now);
-                            return self.request_v4(frame, hop, now);
-                        }
+                    match self.unicast_mac(dst, frame, ip_len, now) {
+                        Ok(mac) => mac,
+                        Err(e) => return e,
                     }
                 }
             }
             IpAddr::V6(d) => {
-                let Some((ours, _)) = self.cfg.ipv6 else {
+                if self.cfg.ipv6.is_none() {
                     return Egress::Invalid;
-                };
+                }
                 if d.is_multicast() {
                     multicast_mac_v6(&d)
                 } else if d.is_unspecified() {
                     return Egress::Invalid;
                 } else {
-                    let hop = if self.on_link_v6(d) {
-                        d
-                    } else if let Some(gw) = self.cfg.gateway6 {
-                        gw
-                    } else {
-                        self.counters.tx_unresolved += 1;
-                        return Egress::Invalid;
-                    };
-                    match self.resolve(IpAddr::V6(hop), now) {
-                        Some(mac) => mac,
-                        None => {
-                            self.hold(IpAddr::V6(hop), frame, ip_len, now);
-                            return self.request_v6(frame, ours, hop, now);
-                        }
+                    match self.unicast_mac(dst, frame, ip_len, now) {
+                        Ok(mac) => mac,
+                        Err(e) => return e,
                     }
                 }
             }
@@ -641,32 +620,64 @@ impl L2 {
         Egress::Send
     }
 
-    fn request_v4(&mut self, frame: &mut [u8], hop: Ipv4Addr, now: u64) -> Egress {
-        self.counters.tx_unresolved += 1;
-        // The reply will be taken (and confirm the entry).
-        self.shared.pending(IpAddr::V4(hop), now);
-        match self.write_arp(frame, ArpOperation::Request, BROADCAST_MAC, [0; 6], hop) {
-            Some(len) => {
-                self.counters.arp_requests_sent += 1;
-                Egress::Resolve { len }
+    /// The MAC to send a unicast packet for `dst` to: its own when on-link,
+    /// else the gateway's. `Err` is what to do instead: drop
+    /// (no gateway), or send the ARP request or neighbor solicitation that
+    /// `frame` now holds while the packet waits for the answer.
+    #[inline]
+    fn unicast_mac(
+        &mut self,
+        dst: IpAddr,
+        frame: &mut [u8],
+        ip_len: usize,
+        now: u64,
+    ) -> Result<[u8; 6], Egress> {
+        let (on_link, gateway) = self.next_hops(dst);
+        let hop = if on_link {
+            dst
+        } else if let Some(gw) = gateway {
+            gw
+        } else {
+            self.counters.tx_unresolved += 1;
+            return Err(Egress::Invalid);
+        };
+        match self.resolve(hop, now) {
+            Some(mac) => Ok(mac),
+            None => {
+                self.hold(hop, frame, ip_len, now);
+                Err(self.request(frame, hop, now))
             }
-            None => Egress::Invalid,
         }
     }
 
-    fn request_v6(&mut self, frame: &mut [u8], ours: Ipv6Addr, hop: Ipv6Addr, now: u64) -> Egress {
+    /// Ask for `hop`'s MAC: an ARP request or a neighbor solicitation
+    /// written into `frame`.
+    fn request(&mut self, frame: &mut [u8], hop: IpAddr, now: u64) -> Egress {
         self.counters.tx_unresolved += 1;
-        self.shared.pending(IpAddr::V6(hop), now);
-        let group = solicited_node(hop);
-        let ns = NdiscRepr::NeighborSolicit {
-            target_addr: hop,
-            lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
-        };
-        match self.write_ndp(frame, ns, ours, group, multicast_mac_v6(&group)) {
-            Some(len) => {
-                self.counters.ndp_solicits_sent += 1;
-                Egress::Resolve { len }
+        // The reply will be taken (and confirm the entry).
+        self.shared.pending(hop, now);
+        let len = match hop {
+            IpAddr::V4(hop) => {
+                let len = self.write_arp(frame, ArpOperation::Request, BROADCAST_MAC, [0; 6], hop);
+                self.counters.arp_requests_sent += u64::from(len.is_some());
+                len
             }
+            IpAddr::V6(hop) => {
+                let Some((ours, _)) = self.cfg.ipv6 else {
+                    return Egress::Invalid;
+                };
+                let group = solicited_node(hop);
+                let ns = NdiscRepr::NeighborSolicit {
+                    target_addr: hop,
+                    lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
+                };
+                let len = self.write_ndp(frame, ns, ours, group, multicast_mac_v6(&group));
+                self.counters.ndp_solicits_sent += u64::from(len.is_some());
+                len
+            }
+        };
+        match len {
+            Some(len) => Egress::Resolve { len },
             None => Egress::Invalid,
         }
     }
@@ -728,6 +739,16 @@ impl L2 {
             &self.caps,
         );
         Some(total)
+    }
+
+    /// Whether `ip` is on-link, and the gateway of its family (the hop to it
+    /// when it is not).
+    #[inline]
+    fn next_hops(&self, ip: IpAddr) -> (bool, Option<IpAddr>) {
+        match ip {
+            IpAddr::V4(a) => (self.on_link_v4(a), self.cfg.gateway4.map(IpAddr::V4)),
+            IpAddr::V6(a) => (self.on_link_v6(a), self.cfg.gateway6.map(IpAddr::V6)),
+        }
     }
 
     fn on_link_v4(&self, a: Ipv4Addr) -> bool {
@@ -1560,10 +1581,7 @@ mod tests {
         for t in templates {
             for i in 0..5_000 {
                 let mut f = t.clone();
-                for _ in 0..=rng.below(3) {
-                    let k = rng.below(f.len());
-                    f[k] = rng.next_u64() as u8;
-                }
+                crate::parse::tests::scramble(&mut rng, &mut f, 3);
                 let cut = f.len() - rng.below(8).min(f.len());
                 let _ = l.ingress(&f[..cut], &mut reply, T0 + i);
             }
