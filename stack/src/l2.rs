@@ -581,40 +581,36 @@ impl L2 {
             },
             _ => return Egress::Invalid,
         };
-        let dst_mac = match dst {
+        // Broadcast and multicast have their MAC; a unicast hop is resolved.
+        let group_mac = match dst {
             IpAddr::V4(d) => {
                 let Some((ours, prefix)) = self.cfg.ipv4 else {
                     return Egress::Invalid;
                 };
                 if d.is_broadcast() || subnet_broadcast(ours, prefix) == Some(d) {
-                    BROADCAST_MAC
+                    Some(BROADCAST_MAC)
                 } else if d.is_multicast() {
                     let o = d.octets();
-                    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+                    Some([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
                 } else if d.is_unspecified() {
                     return Egress::Invalid;
                 } else {
-                    match self.unicast_mac(dst, frame, ip_len, now) {
-                        Ok(mac) => mac,
-                        Err(e) => return e,
-                    }
+                    None
                 }
             }
             IpAddr::V6(d) => {
-                if self.cfg.ipv6.is_none() {
+                if self.cfg.ipv6.is_none() || d.is_unspecified() {
                     return Egress::Invalid;
                 }
-                if d.is_multicast() {
-                    multicast_mac_v6(&d)
-                } else if d.is_unspecified() {
-                    return Egress::Invalid;
-                } else {
-                    match self.unicast_mac(dst, frame, ip_len, now) {
-                        Ok(mac) => mac,
-                        Err(e) => return e,
-                    }
-                }
+                d.is_multicast().then(|| multicast_mac_v6(&d))
             }
+        };
+        let dst_mac = match group_mac {
+            Some(mac) => mac,
+            None => match self.unicast_mac(dst, frame, ip_len, now) {
+                Ok(mac) => mac,
+                Err(e) => return e,
+            },
         };
         write_eth(frame, self.cfg.mac, dst_mac, ethertype);
         Egress::Send
@@ -1027,6 +1023,15 @@ mod tests {
         f
     }
 
+    /// The ARP message in `frame`, which we sent to `eth_dst`.
+    fn sent_arp(frame: &[u8], eth_dst: [u8; 6]) -> ArpRepr {
+        let e = EthernetFrame::new_checked(frame).unwrap();
+        assert_eq!(e.dst_addr().0, eth_dst);
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
+        ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap()
+    }
+
     #[test]
     fn arp_request_for_us_is_answered() {
         let mut l = l2();
@@ -1036,11 +1041,7 @@ mod tests {
             panic!("no reply")
         };
         assert_eq!(len, ARP_FRAME_LEN);
-        let e = EthernetFrame::new_checked(&reply[..len]).unwrap();
-        assert_eq!(e.dst_addr().0, PEER_MAC);
-        assert_eq!(e.src_addr().0, OUR_MAC);
-        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
-        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        let arp = sent_arp(&reply[..len], PEER_MAC);
         assert_eq!(
             arp,
             ArpRepr::EthernetIpv4 {
@@ -1309,14 +1310,17 @@ mod tests {
     fn na_learned_after_our_ns() {
         let mut l = l2();
         let shared = l.shared.clone();
-        let mut out = out_frame(&tcp_packet(
-            OURS6.into(),
-            PEER6.into(),
-            80,
-            1,
-            TcpControl::Syn,
-            &[],
-        ));
+        let syn = || {
+            out_frame(&tcp_packet(
+                OURS6.into(),
+                PEER6.into(),
+                80,
+                1,
+                TcpControl::Syn,
+                &[],
+            ))
+        };
+        let mut out = syn();
         let ip_len = out.len() - ETH_HDR;
         let Egress::Resolve { len } = l.egress(&mut out, ip_len, T0) else {
             panic!("expected NS")
@@ -1358,14 +1362,7 @@ mod tests {
         assert_eq!(l.ingress(&na, &mut [0u8; 128], T0), Ingress::Consumed);
         assert_eq!(l.counters().ndp_adverts_learned, 1);
         assert_eq!(shared.lookup(&PEER6.into(), T0), Some(PEER_MAC));
-        let mut out = out_frame(&tcp_packet(
-            OURS6.into(),
-            PEER6.into(),
-            80,
-            1,
-            TcpControl::Syn,
-            &[],
-        ));
+        let mut out = syn();
         assert_eq!(l.egress(&mut out, ip_len, T0), Egress::Send);
         assert_eq!(out[..6], PEER_MAC);
         assert_eq!(out[6..12], OUR_MAC);
@@ -1913,11 +1910,7 @@ mod tests {
             panic!("expected ARP")
         };
         assert_eq!(len, 60);
-        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
-        assert_eq!(e.dst_addr().0, BROADCAST_MAC);
-        assert_eq!(e.src_addr().0, OUR_MAC);
-        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
-        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        let arp = sent_arp(&out[..len], BROADCAST_MAC);
         assert_eq!(
             arp,
             ArpRepr::EthernetIpv4 {
@@ -1954,11 +1947,10 @@ mod tests {
         let Egress::Resolve { len } = l.egress(&mut out, pkt.len(), T0) else {
             panic!("expected ARP")
         };
-        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
         let ArpRepr::EthernetIpv4 {
             target_protocol_addr,
             ..
-        } = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap()
+        } = sent_arp(&out[..len], BROADCAST_MAC)
         else {
             panic!()
         };
