@@ -204,15 +204,10 @@ impl<R: Rings> Port<R> {
     /// Send a complete link-layer frame of `len` bytes written by `g`.
     /// Returns false (counted) when no frame is free.
     pub fn send_frame(&mut self, len: usize, g: impl FnOnce(&mut [u8])) -> bool {
-        if len > self.st.capacity {
-            self.st.counters.tx_dropped += 1;
-            return false;
-        }
-        let Some(addr) = self.st.alloc_tx() else {
-            self.st.counters.tx_no_frame += 1;
+        let Some(addr) = self.st.alloc_tx_for(len) else {
             return false;
         };
-        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so it is owned by
+        // SAFETY: `alloc_tx_for` moved the frame Free -> TxBuild, so it is owned by
         // this port alone; len <= capacity keeps the slice inside the frame.
         unsafe { self.rings.mem().with_frame_mut(addr, len, g) };
         self.st.tx_ready.push_back(Frame {
@@ -317,15 +312,10 @@ impl<R: Rings> Port<R> {
     pub fn send_ip(&mut self, ip_len: usize, g: impl FnOnce(&mut [u8])) -> bool {
         let headroom = self.st.cfg.l2_headroom;
         let total = headroom + ip_len;
-        if total > self.st.capacity {
-            self.st.counters.tx_dropped += 1;
-            return false;
-        }
-        let Some(addr) = self.st.alloc_tx() else {
-            self.st.counters.tx_no_frame += 1;
+        let Some(addr) = self.st.alloc_tx_for(total) else {
             return false;
         };
-        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so this port
+        // SAFETY: `alloc_tx_for` moved the frame Free -> TxBuild, so this port
         // owns it alone; `total` fits the frame's data capacity.
         unsafe {
             self.rings
