@@ -8,6 +8,8 @@
 //! Run as root: `cargo test -p xdpstack --test deploy`.
 
 mod common;
+#[path = "support/xdp.rs"]
+mod xdp;
 
 use std::fs;
 use std::process::{Child, Command, Stdio};
@@ -18,6 +20,7 @@ use common::*;
 use lab::sandbox::{Sandbox, Side};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use xdp::xdp_attached;
 
 const STACK4: &str = "10.112.0.1";
 const STACK6: &str = "fd00:112::1";
@@ -38,10 +41,19 @@ fn kernel_service(sb: &Sandbox) -> Child {
 
 /// `xdpstack http` with the shared addresses, stderr to `err`.
 fn stack(sb: &Sandbox, err: &std::path::Path, extra: &[&str]) -> Child {
-    sb.command(Side::Server, BIN)
-        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
-        .args(["--addr", "10.112.0.1/24", "--addr6", "fd00:112::1/64"])
-        .args(extra)
+    let addrs = ["--addr", "10.112.0.1/24", "--addr6", "fd00:112::1/64"];
+    spawn_http(
+        &mut sb.command(Side::Server, BIN),
+        &[&addrs, extra].concat(),
+        err,
+    )
+}
+
+/// `cmd` (the binary, or what runs it) started as `http` on xdp0 with two
+/// unpinned workers and `args`, stderr to `err`.
+fn spawn_http(cmd: &mut Command, args: &[&str], err: &std::path::Path) -> Child {
+    cmd.args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(err).expect("stderr file"))
@@ -101,19 +113,21 @@ fn ping(sb: &Sandbox, addr: &str) -> bool {
 
 /// `ip -d link show dev xdp0` in the server namespace.
 fn link(sb: &Sandbox) -> String {
-    run_ok(Command::new("ip").args([
-        "-n",
-        &sb.info().server_ns,
-        "-d",
-        "link",
-        "show",
-        "dev",
-        "xdp0",
-    ]))
+    xdp::link(&sb.info().server_ns, "xdp0")
 }
 
-fn xdp_attached(link: &str) -> bool {
-    link.lines().any(|l| l.trim_start().starts_with("prog/xdp"))
+/// No XDP program on xdp0.
+fn assert_detached(sb: &Sandbox) {
+    let l = link(sb);
+    assert!(!xdp_attached(&l), "program left:\n{l}");
+}
+
+/// `xdpstack <args>` in the server namespace, which must fail; its stderr.
+fn refused(sb: &Sandbox, args: &[&str]) -> String {
+    let out = output(sb.command(Side::Server, BIN).args(args));
+    let msg = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started: {msg}");
+    msg
 }
 
 fn status(sb: &Sandbox) -> serde_json::Value {
@@ -275,17 +289,18 @@ fn kernel_and_stack_share_the_interface() {
     wait_200(&sb, &format!("http://{STACK4}/"), &mut s, &err);
     assert_both_serve(&sb);
     // A second instance on the same interface is refused (live link).
-    let second = output(sb.command(Side::Server, BIN).args([
-        "echo",
-        "--iface",
-        "xdp0",
-        "--addr",
-        "10.112.0.9/24",
-        "--workers",
-        "2",
-    ]));
-    let msg = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success());
+    let msg = refused(
+        &sb,
+        &[
+            "echo",
+            "--iface",
+            "xdp0",
+            "--addr",
+            "10.112.0.9/24",
+            "--workers",
+            "2",
+        ],
+    );
     assert!(msg.contains("in use by a running xdpstack"), "{msg}");
     kill(Pid::from_raw(s.id() as i32), Signal::SIGINT).unwrap();
     assert!(
@@ -323,19 +338,17 @@ fn foreign_program_refused_stale_program_replaced() {
     let id = st["program"]["id"]
         .as_u64()
         .expect("foreign program attached");
-    let out = output(sb.command(Side::Server, BIN).args([
-        "http",
-        "--iface",
-        "xdp0",
-        "--addr",
-        "10.112.0.1/24",
-        "--workers",
-        "2",
-    ]));
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "started over a foreign program: {msg}"
+    let msg = refused(
+        &sb,
+        &[
+            "http",
+            "--iface",
+            "xdp0",
+            "--addr",
+            "10.112.0.1/24",
+            "--workers",
+            "2",
+        ],
     );
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
     assert!(msg.contains("foreign XDP program"), "{msg}");
@@ -372,7 +385,7 @@ fn foreign_program_refused_stale_program_replaced() {
     assert!(wait_exit(&mut s, 15).success());
     let text = fs::read_to_string(&err).unwrap_or_default();
     assert!(text.contains("replaced a stale XDP program"), "{text}");
-    assert!(!xdp_attached(&link(&sb)), "{}", link(&sb));
+    assert_detached(&sb);
     let _ = fs::remove_file(&err);
     let _ = fs::remove_file(&obj);
 }
@@ -456,36 +469,16 @@ fn ports_mode_and_queue_map_and_pcap() {
 fn unserved_queue_refused() {
     let Some(_lock) = begin() else { return };
     let sb = sandbox("unsrv", 2);
-    let out = output(sb.command(Side::Server, BIN).args([
-        "http",
-        "--iface",
-        "xdp0",
-        "--addr",
-        "198.18.0.1/24",
-        "--queues",
-        "1",
-    ]));
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let http = ["http", "--iface", "xdp0", "--addr", "198.18.0.1/24"];
+    let msg = refused(&sb, &[&http[..], &["--queues", "1"]].concat());
     assert!(msg.contains("rx queue(s) [0]"), "{msg}");
-    assert!(!xdp_attached(&link(&sb)));
+    assert_detached(&sb);
     // veth has no zero-copy: `--zero-copy on` refuses, and detaches what
     // it attached.
-    let out = output(sb.command(Side::Server, BIN).args([
-        "http",
-        "--iface",
-        "xdp0",
-        "--addr",
-        "198.18.0.1/24",
-        "--workers",
-        "2",
-        "--zero-copy",
-        "on",
-    ]));
-    let msg = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let zero_copy = ["--workers", "2", "--zero-copy", "on"];
+    let msg = refused(&sb, &[&http[..], &zero_copy].concat());
     assert!(msg.contains("zero-copy is not supported"), "{msg}");
-    assert!(!xdp_attached(&link(&sb)), "{}", link(&sb));
+    assert_detached(&sb);
 }
 
 #[test]
@@ -496,22 +489,18 @@ fn a_worker_that_panics_takes_the_process_down() {
     let Some(_lock) = begin() else { return };
     let sb = sandbox("panic", 2);
     let err = temp_path("panic", "err");
-    let mut s = sb
-        .command(Side::Server, BIN)
-        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
-        .args(["--addr", "198.18.0.1/24"])
-        .env("XDPSTACK_FAULT_PANIC_WORKER", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("start xdpstack");
+    let mut s = spawn_http(
+        sb.command(Side::Server, BIN)
+            .env("XDPSTACK_FAULT_PANIC_WORKER", "1"),
+        &["--addr", "198.18.0.1/24"],
+        &err,
+    );
     let st = wait_exit(&mut s, 20);
     let msg = fs::read_to_string(&err).unwrap_or_default();
     assert!(!st.success(), "{st:?}: {msg}");
     assert!(msg.contains("injected panic in worker 1"), "{msg}");
     assert!(msg.contains("worker 1 panicked: exiting"), "{msg}");
-    assert!(!xdp_attached(&link(&sb)), "{}", link(&sb));
+    assert_detached(&sb);
 }
 
 #[test]
@@ -526,21 +515,25 @@ fn runs_with_only_the_unit_capabilities() {
     let err = temp_path("caps", "err");
     // UMEMs within the memlock limit this machine allows (8 MiB here; a
     // systemd unit sets LimitMEMLOCK instead): 2 x 1024 x 2 KiB.
-    let mut s = sb
-        .command(Side::Server, "setpriv")
+    let mut setpriv = sb.command(Side::Server, "setpriv");
+    setpriv
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(["--inh-caps=-all,+net_admin,+net_raw,+bpf"])
         .args(["--ambient-caps=+net_admin,+net_raw,+bpf"])
         .args(["--bounding-set=-all,+net_admin,+net_raw,+bpf"])
-        .arg(&copy)
-        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
-        .args(["--addr", "10.112.0.1/24", "--addr6", "fd00:112::1/64"])
-        .args(["--frames", "1024"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("start xdpstack without root");
+        .arg(&copy);
+    let mut s = spawn_http(
+        &mut setpriv,
+        &[
+            "--addr",
+            "10.112.0.1/24",
+            "--addr6",
+            "fd00:112::1/64",
+            "--frames",
+            "1024",
+        ],
+        &err,
+    );
     wait_200(&sb, &format!("http://{STACK4}/"), &mut s, &err);
     assert_eq!(http_code(&sb, &format!("http://[{STACK6}]/")), "200");
     kill(Pid::from_raw(s.id() as i32), Signal::SIGKILL).unwrap();
@@ -588,15 +581,11 @@ fn vlan_tagged_traffic_to_the_stack_untagged_to_the_kernel() {
     sb.share_with_kernel().expect("kernel addresses");
     let mut svc = kernel_service(&sb);
     let err = temp_path("vlan", "err");
-    let mut s = sb
-        .command(Side::Server, BIN)
-        .args(["http", "--iface", "xdp0", "--workers", "2", "--no-pin"])
-        .args(["--addr", "10.113.0.1/24", "--vlan", "42"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("start xdpstack");
+    let mut s = spawn_http(
+        &mut sb.command(Side::Server, BIN),
+        &["--addr", "10.113.0.1/24", "--vlan", "42"],
+        &err,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !fs::read_to_string(&err)
         .unwrap_or_default()

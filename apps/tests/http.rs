@@ -6,6 +6,8 @@
 //! `cargo test -p xdpstack --test http -- --nocapture`
 
 mod common;
+#[path = "support/xdp.rs"]
+mod xdp;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -226,16 +228,7 @@ fn get(path: &str) -> Vec<u8> {
 
 /// Whether `ip -d link show` output shows an XDP program attached.
 fn xdp_attached(sb: &Sandbox) -> bool {
-    let link = run_ok(Command::new("ip").args([
-        "-n",
-        &sb.info().server_ns,
-        "-d",
-        "link",
-        "show",
-        "dev",
-        "xdp0",
-    ]));
-    link.lines().any(|l| l.trim_start().starts_with("prog/xdp"))
+    xdp::xdp_attached(&xdp::link(&sb.info().server_ns, "xdp0"))
 }
 
 /// Waits (at most `limit`) for the server to exit on its own; returns how long it took.

@@ -7,15 +7,18 @@
 //! `cargo test -p xdpstack --test pktgen -- --nocapture`
 
 mod common;
+#[path = "support/xdp.rs"]
+mod xdp;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use lab::sandbox::{Sandbox, Side};
 use serde_json::Value;
+use xdp::link;
 
 /// An `xdpstack bench reflect` in the server namespace; killed on drop.
 struct Reflector {
@@ -136,18 +139,15 @@ fn assert_answered(s: &Value, count: u64) {
 }
 
 /// Whether `ip -d link show` output shows an XDP program.
+/// Also an attach mode named alone (`xdpgeneric` ...).
 fn xdp_attached(link: &str) -> bool {
-    link.lines().any(|l| l.trim_start().starts_with("prog/xdp"))
+    xdp::xdp_attached(link)
         || link.split_whitespace().any(|t| {
             matches!(
                 t,
                 "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload" | "xdpmulti"
             )
         })
-}
-
-fn link(ns: &str, dev: &str) -> String {
-    run_ok(Command::new("ip").args(["-n", ns, "-d", "link", "show", "dev", dev]))
 }
 
 fn assert_no_xdp(sb: &Sandbox) {

@@ -171,6 +171,16 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// A frame's way through receiving.
+    const RX_CYCLE: [Place; 4] = [Place::Free, Place::Fill, Place::Rx, Place::Free];
+
+    /// Move frame `index` along `path` (each move must be accepted).
+    fn walk(l: &mut Ledger, index: u32, path: &[Place]) {
+        for step in path.windows(2) {
+            l.move_frame(index, step[0], step[1]).unwrap();
+        }
+    }
+
     #[test]
     fn starts_all_free_and_checks() {
         let l = Ledger::new(8);
@@ -181,13 +191,10 @@ mod tests {
     #[test]
     fn full_cycle_keeps_totals() {
         let mut l = Ledger::new(4);
-        l.move_frame(0, Place::Free, Place::Fill).unwrap();
-        l.move_frame(0, Place::Fill, Place::Rx).unwrap();
-        l.move_frame(0, Place::Rx, Place::Free).unwrap();
-        l.move_frame(1, Place::Free, Place::TxBuild).unwrap();
-        l.move_frame(1, Place::TxBuild, Place::Tx).unwrap();
+        walk(&mut l, 0, &RX_CYCLE);
+        walk(&mut l, 1, &[Place::Free, Place::TxBuild, Place::Tx]);
         assert_eq!(l.count(Place::Tx), 1);
-        l.move_frame(1, Place::Tx, Place::Free).unwrap();
+        walk(&mut l, 1, &[Place::Tx, Place::Free]);
         l.check().unwrap();
         assert_eq!(l.count(Place::Free), 4);
         assert_eq!(l.moves(), 6);
@@ -214,9 +221,7 @@ mod tests {
     #[test]
     fn double_release_is_caught() {
         let mut l = Ledger::new(1);
-        l.move_frame(0, Place::Free, Place::Fill).unwrap();
-        l.move_frame(0, Place::Fill, Place::Rx).unwrap();
-        l.move_frame(0, Place::Rx, Place::Free).unwrap();
+        walk(&mut l, 0, &RX_CYCLE);
         assert!(l.move_frame(0, Place::Rx, Place::Free).is_err());
     }
 }

@@ -335,30 +335,19 @@ impl Rings for MemRings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::pcap::tests::{u16_at, u32_at, Shared};
     use crate::port::{Port, PortConfig};
 
-    /// A `Write` whose bytes the test can look at afterwards.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
+    /// `frames` frames of 2048 bytes without headroom, rings of `ring`.
+    pub(crate) fn small(frames: u32, ring: usize) -> MemConfig {
+        MemConfig {
+            frames,
+            frame_size: 2048,
+            headroom: 0,
+            ring,
         }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-    }
-
-    fn u16_at(b: &[u8], at: usize) -> u16 {
-        u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
     }
 
     #[test]
@@ -433,12 +422,7 @@ mod tests {
 
     #[test]
     fn arrival_without_fill_frames_is_dropped_and_counted() {
-        let cfg = MemConfig {
-            frames: 4,
-            frame_size: 2048,
-            headroom: 0,
-            ring: 4,
-        };
+        let cfg = small(4, 4);
         let (mut a, mut b) = MemRings::pair(cfg);
         let frame = |i: u32| Frame {
             addr: u64::from(i) * 2048,
@@ -464,12 +448,7 @@ mod tests {
 
     #[test]
     fn arrival_on_full_rx_ring_is_dropped_and_counted() {
-        let cfg = MemConfig {
-            frames: 8,
-            frame_size: 2048,
-            headroom: 0,
-            ring: 2,
-        };
+        let cfg = small(8, 2);
         let (mut a, mut b) = MemRings::pair(cfg);
         assert_eq!(b.fill(&[0, 2048]), 2);
         let f = Frame { addr: 0, len: 60 };
@@ -490,12 +469,7 @@ mod tests {
 
     #[test]
     fn corruption_flips_one_byte() {
-        let cfg = MemConfig {
-            frames: 4,
-            frame_size: 2048,
-            headroom: 0,
-            ring: 4,
-        };
+        let cfg = small(4, 4);
         let (mut a, mut b) = MemRings::pair(cfg);
         a.set_faults(Faults {
             drop_every: 0,

@@ -124,25 +124,35 @@ impl Drop for PcapTap {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// A `Write` whose bytes the test can look at afterwards.
     #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
+    pub(crate) struct Shared(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
     }
 
+    pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+    }
+
     #[test]
     fn stops_at_the_limit_and_counts_the_rest() {
-        let buf = Buf::default();
+        let buf = Shared::default();
         // header 24 + two records of 16 + 60 = 176; a third does not fit.
         let tap = PcapTap::new(Box::new(buf.clone()), 200).unwrap();
         for i in 0..3u8 {
@@ -154,14 +164,8 @@ mod tests {
         assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes());
         // second record's length fields and first data byte
         let r = 24 + 76;
-        assert_eq!(
-            u32::from_le_bytes(bytes[r + 8..r + 12].try_into().unwrap()),
-            60
-        );
-        assert_eq!(
-            u32::from_le_bytes(bytes[r + 12..r + 16].try_into().unwrap()),
-            60
-        );
+        assert_eq!(u32_at(&bytes, r + 8), 60);
+        assert_eq!(u32_at(&bytes, r + 12), 60);
         assert_eq!(bytes[r + 16], 1);
         assert!(bytes.len() as u64 <= 200);
     }

@@ -204,15 +204,10 @@ impl<R: Rings> Port<R> {
     /// Send a complete link-layer frame of `len` bytes written by `g`.
     /// Returns false (counted) when no frame is free.
     pub fn send_frame(&mut self, len: usize, g: impl FnOnce(&mut [u8])) -> bool {
-        if len > self.st.capacity {
-            self.st.counters.tx_dropped += 1;
-            return false;
-        }
-        let Some(addr) = self.st.alloc_tx() else {
-            self.st.counters.tx_no_frame += 1;
+        let Some(addr) = self.st.alloc_tx_for(len) else {
             return false;
         };
-        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so it is owned by
+        // SAFETY: `alloc_tx_for` moved the frame Free -> TxBuild, so it is owned by
         // this port alone; len <= capacity keeps the slice inside the frame.
         unsafe { self.rings.mem().with_frame_mut(addr, len, g) };
         self.st.tx_ready.push_back(Frame {
@@ -317,15 +312,10 @@ impl<R: Rings> Port<R> {
     pub fn send_ip(&mut self, ip_len: usize, g: impl FnOnce(&mut [u8])) -> bool {
         let headroom = self.st.cfg.l2_headroom;
         let total = headroom + ip_len;
-        if total > self.st.capacity {
-            self.st.counters.tx_dropped += 1;
-            return false;
-        }
-        let Some(addr) = self.st.alloc_tx() else {
-            self.st.counters.tx_no_frame += 1;
+        let Some(addr) = self.st.alloc_tx_for(total) else {
             return false;
         };
-        // SAFETY: `alloc_tx` moved the frame Free -> TxBuild, so this port
+        // SAFETY: `alloc_tx_for` moved the frame Free -> TxBuild, so this port
         // owns it alone; `total` fits the frame's data capacity.
         unsafe {
             self.rings
@@ -547,6 +537,7 @@ impl<R: Rings> Port<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mem::tests::small;
     use crate::mem::{MemConfig, MemFrames, MemRings};
     use std::io;
     use std::os::fd::RawFd;
@@ -579,26 +570,37 @@ mod tests {
             self.inner.complete(out, max)
         }
         fn tx_needs_wakeup(&self) -> bool {
-            false
+            self.inner.tx_needs_wakeup()
         }
         fn wake_tx(&mut self) -> io::Result<()> {
-            Ok(())
+            self.inner.wake_tx()
         }
         fn fill_needs_wakeup(&self) -> bool {
-            false
+            self.inner.fill_needs_wakeup()
         }
         fn wake_fill(&mut self) -> io::Result<()> {
-            Ok(())
+            self.inner.wake_fill()
         }
-        fn wait(&mut self, _timeout_ms: i32) -> io::Result<()> {
-            Ok(())
+        fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
+            self.inner.wait(timeout_ms)
         }
         fn raw_fd(&self) -> Option<RawFd> {
-            None
+            self.inner.raw_fd()
         }
         fn kernel_stats(&self) -> Option<KernelStats> {
             self.inner.kernel_stats()
         }
+    }
+
+    /// A port (its peer gone) that keeps at most `tx_backlog` frames
+    /// waiting to be sent.
+    fn with_backlog(tx_backlog: usize) -> Port<MemRings> {
+        let (ra, _rb) = MemRings::pair(MemConfig::default());
+        let cfg = PortConfig {
+            tx_backlog,
+            ..PortConfig::default()
+        };
+        Port::new(ra, cfg)
     }
 
     fn free_list_matches_ledger<R: Rings>(p: &Port<R>) {
@@ -619,12 +621,7 @@ mod tests {
     /// ones and lost the rest).
     #[test]
     fn partial_fill_keeps_the_frames_the_ring_refused() {
-        let cfg = MemConfig {
-            frames: 16,
-            frame_size: 2048,
-            headroom: 0,
-            ring: 8,
-        };
+        let cfg = small(16, 8);
         let (ra, _rb) = MemRings::pair(cfg);
         let mut p = Port::new(Stingy { inner: ra, take: 3 }, PortConfig::default());
         assert_eq!(p.st.ledger.count(Place::Fill), 3);
@@ -645,12 +642,7 @@ mod tests {
 
     #[test]
     fn tx_reserve_stays_off_the_fill_ring() {
-        let cfg = MemConfig {
-            frames: 32,
-            frame_size: 2048,
-            headroom: 0,
-            ring: 32,
-        };
+        let cfg = small(32, 32);
         let (ra, _rb) = MemRings::pair(cfg);
         let p = Port::new(
             ra,
@@ -665,14 +657,7 @@ mod tests {
 
     #[test]
     fn tx_backlog_bounds_frames_waiting() {
-        let (ra, _rb) = MemRings::pair(MemConfig::default());
-        let mut p = Port::new(
-            ra,
-            PortConfig {
-                tx_backlog: 4,
-                ..PortConfig::default()
-            },
-        );
+        let mut p = with_backlog(4);
         for _ in 0..4 {
             assert!(p.send_frame(60, |_| {}));
         }
@@ -745,14 +730,7 @@ mod tests {
 
     #[test]
     fn tx_pool_respects_backlog_and_stops_when_init_declines() {
-        let (ra, _rb) = MemRings::pair(MemConfig::default());
-        let mut a = Port::new(
-            ra,
-            PortConfig {
-                tx_backlog: 2,
-                ..PortConfig::default()
-            },
-        );
+        let mut a = with_backlog(2);
         let mut calls = 0;
         let n = a.make_tx_pool(8, |_| {
             calls += 1;

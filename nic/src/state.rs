@@ -137,6 +137,21 @@ impl PortState {
         }
     }
 
+    /// Take a free frame for `len` bytes to send; `None` (counted) when
+    /// `len` is past a frame's capacity or no frame is free.
+    #[inline]
+    pub(crate) fn alloc_tx_for(&mut self, len: usize) -> Option<u64> {
+        if len > self.capacity {
+            self.counters.tx_dropped += 1;
+            return None;
+        }
+        let addr = self.alloc_tx();
+        if addr.is_none() {
+            self.counters.tx_no_frame += 1;
+        }
+        addr
+    }
+
     pub(crate) fn can_tx(&self) -> bool {
         !self.free.is_empty() && self.tx_build.len() + self.tx_ready.len() < self.cfg.tx_backlog
     }

@@ -84,6 +84,30 @@ fn check_frame(pat: &[u8], buf: &[u8]) -> (u8, u64) {
     (kind, seq)
 }
 
+/// Send frame `seq` of stream `kind` from `port`; false when no frame was free.
+fn send(port: &mut Port<MemRings>, pat: &[u8], kind: u8, seq: u64) -> bool {
+    port.send_frame(frame_len(kind, seq), |buf| write_frame(pat, buf, kind, seq))
+}
+
+/// What `port` receives now (into `frames`), each frame with the kind and
+/// sequence number its bytes carry, checked; empty when nothing came.
+fn receive(
+    port: &mut Port<MemRings>,
+    frames: &mut Vec<Frame>,
+    pat: &[u8],
+) -> Vec<(Frame, u8, u64)> {
+    port.recv(frames);
+    frames
+        .iter()
+        .map(|&f| {
+            let (kind, seq) = port
+                .read(f, |bytes| check_frame(pat, bytes))
+                .expect("a frame from recv is held");
+            (f, kind, seq)
+        })
+        .collect()
+}
+
 /// Sequence numbers seen on one stream must rise; with `exact` they must rise
 /// by one (nothing lost).
 #[derive(Default)]
@@ -178,11 +202,7 @@ impl Harness {
     fn round(&mut self, burst: usize) {
         self.rounds += 1;
         for _ in 0..burst {
-            let seq = self.a_seq;
-            let pat = &self.pat;
-            if self.a.send_frame(frame_len(FROM_A, seq), |buf| {
-                write_frame(pat, buf, FROM_A, seq)
-            }) {
+            if send(&mut self.a, &self.pat, FROM_A, self.a_seq) {
                 self.a_seq += 1;
             } else {
                 self.a_no_frame += 1;
@@ -202,17 +222,11 @@ impl Harness {
         // Starvation drops frames at B: from then on the stream has gaps.
         let exact = self.exact && self.b_never_dropped();
         loop {
-            self.b.recv(&mut self.frames);
-            if self.frames.is_empty() {
+            let got = receive(&mut self.b, &mut self.frames, &self.pat);
+            if got.is_empty() {
                 break;
             }
-            for i in 0..self.frames.len() {
-                let f = self.frames[i];
-                let pat = &self.pat;
-                let (kind, seq) = self
-                    .b
-                    .read(f, |bytes| check_frame(pat, bytes))
-                    .expect("a frame from recv is held");
+            for (f, kind, seq) in got {
                 assert_eq!(kind, FROM_A, "B got a frame it did not expect");
                 self.b_sees_a.see("A->B", seq, exact);
                 if self.hold {
@@ -230,10 +244,7 @@ impl Harness {
                     Action::ReleaseAndSend => {
                         self.b.release(f);
                         self.b_released += 1;
-                        let bseq = self.b_seq;
-                        if self.b.send_frame(frame_len(FROM_B, bseq), |buf| {
-                            write_frame(pat, buf, FROM_B, bseq)
-                        }) {
+                        if send(&mut self.b, &self.pat, FROM_B, self.b_seq) {
                             self.b_seq += 1;
                         } else {
                             self.b_no_frame += 1;
@@ -255,17 +266,11 @@ impl Harness {
 
     fn a_side(&mut self) {
         loop {
-            self.a.recv(&mut self.frames);
-            if self.frames.is_empty() {
+            let got = receive(&mut self.a, &mut self.frames, &self.pat);
+            if got.is_empty() {
                 break;
             }
-            for i in 0..self.frames.len() {
-                let f = self.frames[i];
-                let pat = &self.pat;
-                let (kind, seq) = self
-                    .a
-                    .read(f, |bytes| check_frame(pat, bytes))
-                    .expect("a frame from recv is held");
+            for (f, kind, seq) in got {
                 match kind {
                     ECHO => {
                         assert_eq!(action(seq), Action::Reflect, "echo of seq {seq}");

@@ -352,25 +352,10 @@ impl L2 {
         if ip.dst_addr() != ours {
             return Ingress::Drop(DropReason::NotForUs);
         }
-        let parsed = match parse_ipv4(payload) {
-            Ok(p) => p,
-            Err(r) => return Ingress::Drop(r),
-        };
         let src = ip.src_addr();
-        if src == ours || subnet_broadcast(ours, prefix) == Some(src) {
-            return Ingress::Drop(DropReason::Martian);
-        }
-        if self.on_link_v4(src) {
-            self.confirm(IpAddr::V4(src), eth_src, now, true);
-        } else if let Some(gw) = self.cfg.gateway4 {
-            // Traffic from off-link clients through the gateway confirms the gateway
-            // (Linux's dst_confirm), so its entry does not expire while in use.
-            self.confirm(IpAddr::V4(gw), eth_src, now, false);
-        }
-        Ingress::Ip {
-            len: usize::from(ip.total_len()),
-            parsed,
-        }
+        let own = src == ours || subnet_broadcast(ours, prefix) == Some(src);
+        let len = usize::from(ip.total_len());
+        self.take_ip(parse_ipv4(payload), own, eth_src, len, now)
     }
 
     fn ipv6(&mut self, eth_src: [u8; 6], payload: &[u8], reply: &mut [u8], now: u64) -> Ingress {
@@ -405,23 +390,39 @@ impl L2 {
             // MLD queries, echo to all-nodes, ...: not for a server.
             return Ingress::Consumed;
         }
-        let parsed = match parse_ipv6(payload) {
+        let own = ip.src_addr() == ours;
+        self.take_ip(parse_ipv6(payload), own, eth_src, ip.total_len(), now)
+    }
+
+    /// The end of [`L2::ipv4`] and [`L2::ipv6`] for a packet to us of `len`
+    /// bytes: dropped if `parse` refused it or its source is one of our own
+    /// addresses (`own_src`); else taken, and the neighbor it came through
+    /// (the sender on-link, the gateway for anyone else) is confirmed.
+    #[inline]
+    fn take_ip(
+        &mut self,
+        parse: Result<ParsedIp, DropReason>,
+        own_src: bool,
+        eth_src: [u8; 6],
+        len: usize,
+        now: u64,
+    ) -> Ingress {
+        let parsed = match parse {
             Ok(p) => p,
             Err(r) => return Ingress::Drop(r),
         };
-        let src = ip.src_addr();
-        if src == ours {
+        if own_src {
             return Ingress::Drop(DropReason::Martian);
         }
-        if self.on_link_v6(src) {
-            self.confirm(IpAddr::V6(src), eth_src, now, true);
-        } else if let Some(gw) = self.cfg.gateway6 {
-            self.confirm(IpAddr::V6(gw), eth_src, now, false);
+        let src = parsed.key.src;
+        match self.next_hops(src) {
+            (true, _) => self.confirm(src, eth_src, now, true),
+            // Traffic from off-link clients through the gateway confirms the gateway
+            // (Linux's dst_confirm), so its entry does not expire while in use.
+            (false, Some(gw)) => self.confirm(gw, eth_src, now, false),
+            (false, None) => {}
         }
-        Ingress::Ip {
-            len: ip.total_len(),
-            parsed,
-        }
+        Ingress::Ip { len, parsed }
     }
 
     fn ndp(
@@ -580,93 +581,99 @@ impl L2 {
             },
             _ => return Egress::Invalid,
         };
-        let dst_mac = match dst {
+        // Broadcast and multicast have their MAC; a unicast hop is resolved.
+        let group_mac = match dst {
             IpAddr::V4(d) => {
                 let Some((ours, prefix)) = self.cfg.ipv4 else {
                     return Egress::Invalid;
                 };
                 if d.is_broadcast() || subnet_broadcast(ours, prefix) == Some(d) {
-                    BROADCAST_MAC
+                    Some(BROADCAST_MAC)
                 } else if d.is_multicast() {
                     let o = d.octets();
-                    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+                    Some([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
                 } else if d.is_unspecified() {
                     return Egress::Invalid;
                 } else {
-                    let hop = if self.on_link_v4(d) {
-                        d
-                    } else if let Some(gw) = self.cfg.gateway4 {
-                        gw
-                    } else {
-                        self.counters.tx_unresolved += 1;
-                        return Egress::Invalid;
-                    };
-                    match self.resolve(IpAddr::V4(hop), now) {
-                        Some(mac) => mac,
-                        None => {
-                            self.hold(IpAddr::V4(hop), frame, ip_len, now);
-                            return self.request_v4(frame, hop, now);
-                        }
-                    }
+                    None
                 }
             }
             IpAddr::V6(d) => {
-                let Some((ours, _)) = self.cfg.ipv6 else {
+                if self.cfg.ipv6.is_none() || d.is_unspecified() {
                     return Egress::Invalid;
-                };
-                if d.is_multicast() {
-                    multicast_mac_v6(&d)
-                } else if d.is_unspecified() {
-                    return Egress::Invalid;
-                } else {
-                    let hop = if self.on_link_v6(d) {
-                        d
-                    } else if let Some(gw) = self.cfg.gateway6 {
-                        gw
-                    } else {
-                        self.counters.tx_unresolved += 1;
-                        return Egress::Invalid;
-                    };
-                    match self.resolve(IpAddr::V6(hop), now) {
-                        Some(mac) => mac,
-                        None => {
-                            self.hold(IpAddr::V6(hop), frame, ip_len, now);
-                            return self.request_v6(frame, ours, hop, now);
-                        }
-                    }
                 }
+                d.is_multicast().then(|| multicast_mac_v6(&d))
             }
+        };
+        let dst_mac = match group_mac {
+            Some(mac) => mac,
+            None => match self.unicast_mac(dst, frame, ip_len, now) {
+                Ok(mac) => mac,
+                Err(e) => return e,
+            },
         };
         write_eth(frame, self.cfg.mac, dst_mac, ethertype);
         Egress::Send
     }
 
-    fn request_v4(&mut self, frame: &mut [u8], hop: Ipv4Addr, now: u64) -> Egress {
-        self.counters.tx_unresolved += 1;
-        // The reply will be taken (and confirm the entry).
-        self.shared.pending(IpAddr::V4(hop), now);
-        match self.write_arp(frame, ArpOperation::Request, BROADCAST_MAC, [0; 6], hop) {
-            Some(len) => {
-                self.counters.arp_requests_sent += 1;
-                Egress::Resolve { len }
+    /// The MAC to send a unicast packet for `dst` to: its own when on-link,
+    /// else the gateway's. `Err` is what to do instead: drop
+    /// (no gateway), or send the ARP request or neighbor solicitation that
+    /// `frame` now holds while the packet waits for the answer.
+    #[inline]
+    fn unicast_mac(
+        &mut self,
+        dst: IpAddr,
+        frame: &mut [u8],
+        ip_len: usize,
+        now: u64,
+    ) -> Result<[u8; 6], Egress> {
+        let (on_link, gateway) = self.next_hops(dst);
+        let hop = if on_link {
+            dst
+        } else if let Some(gw) = gateway {
+            gw
+        } else {
+            self.counters.tx_unresolved += 1;
+            return Err(Egress::Invalid);
+        };
+        match self.resolve(hop, now) {
+            Some(mac) => Ok(mac),
+            None => {
+                self.hold(hop, frame, ip_len, now);
+                Err(self.request(frame, hop, now))
             }
-            None => Egress::Invalid,
         }
     }
 
-    fn request_v6(&mut self, frame: &mut [u8], ours: Ipv6Addr, hop: Ipv6Addr, now: u64) -> Egress {
+    /// Ask for `hop`'s MAC: an ARP request or a neighbor solicitation
+    /// written into `frame`.
+    fn request(&mut self, frame: &mut [u8], hop: IpAddr, now: u64) -> Egress {
         self.counters.tx_unresolved += 1;
-        self.shared.pending(IpAddr::V6(hop), now);
-        let group = solicited_node(hop);
-        let ns = NdiscRepr::NeighborSolicit {
-            target_addr: hop,
-            lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
-        };
-        match self.write_ndp(frame, ns, ours, group, multicast_mac_v6(&group)) {
-            Some(len) => {
-                self.counters.ndp_solicits_sent += 1;
-                Egress::Resolve { len }
+        // The reply will be taken (and confirm the entry).
+        self.shared.pending(hop, now);
+        let len = match hop {
+            IpAddr::V4(hop) => {
+                let len = self.write_arp(frame, ArpOperation::Request, BROADCAST_MAC, [0; 6], hop);
+                self.counters.arp_requests_sent += u64::from(len.is_some());
+                len
             }
+            IpAddr::V6(hop) => {
+                let Some((ours, _)) = self.cfg.ipv6 else {
+                    return Egress::Invalid;
+                };
+                let group = solicited_node(hop);
+                let ns = NdiscRepr::NeighborSolicit {
+                    target_addr: hop,
+                    lladdr: Some(RawHardwareAddress::from_bytes(&self.cfg.mac)),
+                };
+                let len = self.write_ndp(frame, ns, ours, group, multicast_mac_v6(&group));
+                self.counters.ndp_solicits_sent += u64::from(len.is_some());
+                len
+            }
+        };
+        match len {
+            Some(len) => Egress::Resolve { len },
             None => Egress::Invalid,
         }
     }
@@ -728,6 +735,16 @@ impl L2 {
             &self.caps,
         );
         Some(total)
+    }
+
+    /// Whether `ip` is on-link, and the gateway of its family (the hop to it
+    /// when it is not).
+    #[inline]
+    fn next_hops(&self, ip: IpAddr) -> (bool, Option<IpAddr>) {
+        match ip {
+            IpAddr::V4(a) => (self.on_link_v4(a), self.cfg.gateway4.map(IpAddr::V4)),
+            IpAddr::V6(a) => (self.on_link_v6(a), self.cfg.gateway6.map(IpAddr::V6)),
+        }
     }
 
     fn on_link_v4(&self, a: Ipv4Addr) -> bool {
@@ -1006,6 +1023,15 @@ mod tests {
         f
     }
 
+    /// The ARP message in `frame`, which we sent to `eth_dst`.
+    fn sent_arp(frame: &[u8], eth_dst: [u8; 6]) -> ArpRepr {
+        let e = EthernetFrame::new_checked(frame).unwrap();
+        assert_eq!(e.dst_addr().0, eth_dst);
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
+        ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap()
+    }
+
     #[test]
     fn arp_request_for_us_is_answered() {
         let mut l = l2();
@@ -1015,11 +1041,7 @@ mod tests {
             panic!("no reply")
         };
         assert_eq!(len, ARP_FRAME_LEN);
-        let e = EthernetFrame::new_checked(&reply[..len]).unwrap();
-        assert_eq!(e.dst_addr().0, PEER_MAC);
-        assert_eq!(e.src_addr().0, OUR_MAC);
-        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
-        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        let arp = sent_arp(&reply[..len], PEER_MAC);
         assert_eq!(
             arp,
             ArpRepr::EthernetIpv4 {
@@ -1288,14 +1310,17 @@ mod tests {
     fn na_learned_after_our_ns() {
         let mut l = l2();
         let shared = l.shared.clone();
-        let mut out = out_frame(&tcp_packet(
-            OURS6.into(),
-            PEER6.into(),
-            80,
-            1,
-            TcpControl::Syn,
-            &[],
-        ));
+        let syn = || {
+            out_frame(&tcp_packet(
+                OURS6.into(),
+                PEER6.into(),
+                80,
+                1,
+                TcpControl::Syn,
+                &[],
+            ))
+        };
+        let mut out = syn();
         let ip_len = out.len() - ETH_HDR;
         let Egress::Resolve { len } = l.egress(&mut out, ip_len, T0) else {
             panic!("expected NS")
@@ -1337,14 +1362,7 @@ mod tests {
         assert_eq!(l.ingress(&na, &mut [0u8; 128], T0), Ingress::Consumed);
         assert_eq!(l.counters().ndp_adverts_learned, 1);
         assert_eq!(shared.lookup(&PEER6.into(), T0), Some(PEER_MAC));
-        let mut out = out_frame(&tcp_packet(
-            OURS6.into(),
-            PEER6.into(),
-            80,
-            1,
-            TcpControl::Syn,
-            &[],
-        ));
+        let mut out = syn();
         assert_eq!(l.egress(&mut out, ip_len, T0), Egress::Send);
         assert_eq!(out[..6], PEER_MAC);
         assert_eq!(out[6..12], OUR_MAC);
@@ -1560,10 +1578,7 @@ mod tests {
         for t in templates {
             for i in 0..5_000 {
                 let mut f = t.clone();
-                for _ in 0..=rng.below(3) {
-                    let k = rng.below(f.len());
-                    f[k] = rng.next_u64() as u8;
-                }
+                crate::parse::tests::scramble(&mut rng, &mut f, 3);
                 let cut = f.len() - rng.below(8).min(f.len());
                 let _ = l.ingress(&f[..cut], &mut reply, T0 + i);
             }
@@ -1895,11 +1910,7 @@ mod tests {
             panic!("expected ARP")
         };
         assert_eq!(len, 60);
-        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
-        assert_eq!(e.dst_addr().0, BROADCAST_MAC);
-        assert_eq!(e.src_addr().0, OUR_MAC);
-        assert_eq!(e.ethertype(), EthernetProtocol::Arp);
-        let arp = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap();
+        let arp = sent_arp(&out[..len], BROADCAST_MAC);
         assert_eq!(
             arp,
             ArpRepr::EthernetIpv4 {
@@ -1936,11 +1947,10 @@ mod tests {
         let Egress::Resolve { len } = l.egress(&mut out, pkt.len(), T0) else {
             panic!("expected ARP")
         };
-        let e = EthernetFrame::new_checked(&out[..len]).unwrap();
         let ArpRepr::EthernetIpv4 {
             target_protocol_addr,
             ..
-        } = ArpRepr::parse(&ArpPacket::new_checked(e.payload()).unwrap()).unwrap()
+        } = sent_arp(&out[..len], BROADCAST_MAC)
         else {
             panic!()
         };

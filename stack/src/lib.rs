@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 pub mod cookie;
 pub mod counters;
+pub(crate) mod emit;
 pub mod engine;
 pub mod flow;
 pub mod handoff;

@@ -120,6 +120,23 @@ struct Slot {
     next: u32,
 }
 
+impl Slot {
+    /// A fresh entry `ip -> mac`, valid for [`NEIGHBOR_TTL_MS`] from `now_ms`,
+    /// on no list yet.
+    fn resolved(ip: IpAddr, mac: [u8; 6], now_ms: u64, protected: bool) -> Slot {
+        Slot {
+            ip,
+            mac: Some(mac),
+            expires_ms: now_ms.saturating_add(NEIGHBOR_TTL_MS),
+            pending_until: 0,
+            updated_ms: now_ms,
+            protected,
+            prev: NIL,
+            next: NIL,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct List {
     head: u32,
@@ -311,16 +328,7 @@ impl SharedNeighbors {
         let Some(&i) = shard.map.get(&ip) else {
             return match hint {
                 Hint::Request { create: true } => {
-                    let slot = Slot {
-                        ip,
-                        mac: Some(mac),
-                        expires_ms: now_ms.saturating_add(NEIGHBOR_TTL_MS),
-                        pending_until: 0,
-                        updated_ms: now_ms,
-                        protected: false,
-                        prev: NIL,
-                        next: NIL,
-                    };
+                    let slot = Slot::resolved(ip, mac, now_ms, false);
                     if shard.insert(slot, false) {
                         self.evicted.fetch_add(1, Ordering::Relaxed);
                     }
@@ -418,16 +426,7 @@ impl SharedNeighbors {
             .shard(&ip)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let slot = Slot {
-            ip,
-            mac: Some(mac),
-            expires_ms: now_ms.saturating_add(NEIGHBOR_TTL_MS),
-            pending_until: 0,
-            updated_ms: now_ms,
-            protected: true,
-            prev: NIL,
-            next: NIL,
-        };
+        let slot = Slot::resolved(ip, mac, now_ms, true);
         if let Some(&i) = shard.map.get(&ip) {
             if shard.slots[i as usize].mac.is_some_and(|m| m != mac) {
                 self.generation.fetch_add(1, Ordering::Release);

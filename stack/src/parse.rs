@@ -136,31 +136,9 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<ParsedIp, DropReason> {
     if ip.more_frags() || ip.frag_offset() != 0 {
         return Err(DropReason::Fragment);
     }
-    let src = ip.src_addr();
-    let dst = ip.dst_addr();
-    if is_martian_v4(&src) {
-        return Err(DropReason::Martian);
-    }
     // `payload()` is header_len..total_len: Ethernet padding is excluded.
-    let payload = ip.payload();
-    let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
-    let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
-    match ip.next_header() {
-        IpProtocol::Tcp => parse_tcp(payload, &s, &d, src, dst),
-        IpProtocol::Udp => parse_udp(payload, &s, &d, src, dst, false),
-        IpProtocol::Icmp => {
-            let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::MalformedIcmp)?;
-            if !icmp.verify_checksum() {
-                return Err(DropReason::BadL4Checksum);
-            }
-            let sport = match icmp.msg_type() {
-                Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply => icmp.echo_ident(),
-                _ => 0,
-            };
-            Ok(icmp_parsed(src, dst, sport, L4::Icmp, payload.len()))
-        }
-        _ => Err(DropReason::UnsupportedProtocol),
-    }
+    let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+    parse_l4(src, dst, ip.next_header(), ip.payload())
 }
 
 /// Parse an IPv6 packet; see [`parse_ip`].
@@ -169,53 +147,88 @@ pub fn parse_ipv6(packet: &[u8]) -> Result<ParsedIp, DropReason> {
     if ip.version() != 6 {
         return Err(DropReason::MalformedIpv6);
     }
-    let src = ip.src_addr();
-    let dst = ip.dst_addr();
-    if is_martian_v6(&src) {
+    // `payload()` is 40..40+payload_len: Ethernet padding is excluded.
+    let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+    parse_l4(src, dst, ip.next_header(), ip.payload())
+}
+
+/// The part of [`parse_ipv4`] and [`parse_ipv6`] after the IP header: a
+/// martian `src` is dropped, then the `proto` payload is parsed (ICMP only
+/// of its own family, the IPv6 Fragment header dropped as a fragment).
+#[inline]
+fn parse_l4(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: IpProtocol,
+    payload: &[u8],
+) -> Result<ParsedIp, DropReason> {
+    let martian = match src {
+        IpAddr::V4(a) => is_martian_v4(&a),
+        IpAddr::V6(a) => is_martian_v6(&a),
+    };
+    if martian {
         return Err(DropReason::Martian);
     }
-    // `payload()` is 40..40+payload_len: Ethernet padding is excluded.
-    let payload = ip.payload();
-    let (s, d) = (IpAddress::Ipv6(src), IpAddress::Ipv6(dst));
-    let (src_ip, dst_ip) = (IpAddr::V6(src), IpAddr::V6(dst));
-    match ip.next_header() {
-        IpProtocol::Tcp => parse_tcp(payload, &s, &d, src_ip, dst_ip),
-        IpProtocol::Udp => parse_udp(payload, &s, &d, src_ip, dst_ip, true),
-        IpProtocol::Icmpv6 => {
-            let icmp = Icmpv6Packet::new_checked(payload).map_err(|_| DropReason::MalformedIcmp)?;
-            if !icmp.verify_checksum(&src, &dst) {
-                return Err(DropReason::BadL4Checksum);
-            }
-            let sport = match icmp.msg_type() {
-                Icmpv6Message::EchoRequest | Icmpv6Message::EchoReply => icmp.echo_ident(),
-                _ => 0,
-            };
-            Ok(icmp_parsed(
-                src_ip,
-                dst_ip,
-                sport,
-                L4::Icmpv6,
+    let (s, d) = (IpAddress::from(src), IpAddress::from(dst));
+    match (proto, src, dst) {
+        (IpProtocol::Tcp, ..) => parse_tcp(payload, &s, &d, src, dst),
+        (IpProtocol::Udp, ..) => parse_udp(payload, &s, &d, src, dst, src.is_ipv6()),
+        (IpProtocol::Icmp, IpAddr::V4(_), _) => {
+            let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::MalformedIcmp)?;
+            let echo = matches!(
+                icmp.msg_type(),
+                Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply
+            );
+            let ident = echo.then(|| icmp.echo_ident());
+            icmp_parsed(
+                icmp.verify_checksum(),
+                ident,
+                src,
+                dst,
+                L4::Icmp,
                 payload.len(),
-            ))
+            )
         }
-        IpProtocol::Ipv6Frag => Err(DropReason::Fragment),
+        (IpProtocol::Icmpv6, IpAddr::V6(s6), IpAddr::V6(d6)) => {
+            let icmp = Icmpv6Packet::new_checked(payload).map_err(|_| DropReason::MalformedIcmp)?;
+            let echo = matches!(
+                icmp.msg_type(),
+                Icmpv6Message::EchoRequest | Icmpv6Message::EchoReply
+            );
+            let ident = echo.then(|| icmp.echo_ident());
+            let ok = icmp.verify_checksum(&s6, &d6);
+            icmp_parsed(ok, ident, src, dst, L4::Icmpv6, payload.len())
+        }
+        (IpProtocol::Ipv6Frag, IpAddr::V6(_), _) => Err(DropReason::Fragment),
         _ => Err(DropReason::UnsupportedProtocol),
     }
 }
 
-fn icmp_parsed(src: IpAddr, dst: IpAddr, sport: u16, l4: L4, len: usize) -> ParsedIp {
-    ParsedIp {
+/// An ICMP or ICMPv6 message of `len` bytes: dropped unless `checksum_ok`;
+/// the flow's source port is the echo identifier (`ident`), else 0.
+fn icmp_parsed(
+    checksum_ok: bool,
+    ident: Option<u16>,
+    src: IpAddr,
+    dst: IpAddr,
+    l4: L4,
+    len: usize,
+) -> Result<ParsedIp, DropReason> {
+    if !checksum_ok {
+        return Err(DropReason::BadL4Checksum);
+    }
+    Ok(ParsedIp {
         key: FlowKey {
             proto: Proto::Icmp,
             src,
-            sport,
+            sport: ident.unwrap_or(0),
             dst,
             dport: 0,
         },
         l4,
         payload_len: len.saturating_sub(8),
         tcp: TcpFields::default(),
-    }
+    })
 }
 
 /// The MSS option among a SYN's options (0 when absent or malformed).
@@ -352,34 +365,10 @@ pub(crate) mod tests {
     /// An IPv4 or IPv6 header for `l4_len` bytes of `proto`, in a buffer
     /// with room for them; returns the buffer and the L4 offset.
     fn ip_header(src: IpAddr, dst: IpAddr, proto: IpProtocol, l4_len: usize) -> (Vec<u8>, usize) {
-        let caps = ChecksumCapabilities::default();
-        match (src, dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let r = Ipv4Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: proto,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                let mut buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-                (buf, r.buffer_len())
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let r = Ipv6Repr {
-                    src_addr: a,
-                    dst_addr: b,
-                    next_header: proto,
-                    payload_len: l4_len,
-                    hop_limit: 64,
-                };
-                let mut buf = vec![0u8; r.buffer_len() + l4_len];
-                r.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-                (buf, r.buffer_len())
-            }
-            _ => panic!("mixed families"),
-        }
+        let len = crate::emit::ip_header_len(src, dst).expect("one family") + l4_len;
+        let mut buf = vec![0u8; len];
+        let (_, _, off) = crate::emit::emit_ip(&mut buf, src, dst, proto, l4_len).unwrap();
+        (buf, off)
     }
 
     pub(crate) fn udp_packet(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
@@ -400,6 +389,14 @@ pub(crate) mod tests {
             &caps,
         );
         buf
+    }
+
+    /// Overwrite 1 to `most` random bytes of `p` (not empty) with random values.
+    pub(crate) fn scramble(rng: &mut testkit::Rng, p: &mut [u8], most: usize) {
+        for _ in 0..=rng.below(most) {
+            let i = rng.below(p.len());
+            p[i] = rng.next_u64() as u8;
+        }
     }
 
     fn syn4() -> Vec<u8> {
@@ -667,10 +664,7 @@ pub(crate) mod tests {
             let (mut changed_accepted, mut l4_checked) = (0, 0);
             for _ in 0..5_000 {
                 let mut p = pkt.clone();
-                for _ in 0..=rng.below(4) {
-                    let i = rng.below(p.len());
-                    p[i] = rng.next_u64() as u8;
-                }
+                scramble(&mut rng, &mut p, 4);
                 let r = check(&p);
                 changed_accepted += usize::from(r.is_ok() && p != pkt);
                 l4_checked += usize::from(r == Err(DropReason::BadL4Checksum));

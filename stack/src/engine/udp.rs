@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use nic::Rings;
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
-};
+use smoltcp::wire::{IpProtocol, UdpPacket, UdpRepr};
 
 use super::{Engine, Pkt};
+use crate::emit::{emit_ip, ip_header_len};
 use crate::l2::ETH_HDR;
 use crate::parse::{ParsedIp, Proto};
 use crate::reuseport::{BindAddr, BindError, BindOptions, ListenerCounters, MemberId};
@@ -177,61 +176,25 @@ impl<R: Rings> Engine<R> {
             src_port: sport,
             dst_port: to.port(),
         };
-        let ok = match (src, to.ip()) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let ip_len = 20 + udp_len;
-                if ip_len > self.port.config().mtu {
-                    return Err(UdpError::TooLarge);
-                }
-                self.port.send_ip(ip_len, |buf| {
-                    let repr = Ipv4Repr {
-                        src_addr: s,
-                        dst_addr: d,
-                        next_header: IpProtocol::Udp,
-                        payload_len: udp_len,
-                        hop_limit: 64,
-                    };
-                    let mut ip = Ipv4Packet::new_unchecked(&mut *buf);
-                    repr.emit(&mut ip, &caps);
-                    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
-                    udp_repr.emit(
-                        &mut udp,
-                        &IpAddress::Ipv4(s),
-                        &IpAddress::Ipv4(d),
-                        data.len(),
-                        |p| p.copy_from_slice(data),
-                        &caps,
-                    );
-                })
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let ip_len = 40 + udp_len;
-                if ip_len > self.port.config().mtu {
-                    return Err(UdpError::TooLarge);
-                }
-                self.port.send_ip(ip_len, |buf| {
-                    let repr = Ipv6Repr {
-                        src_addr: s,
-                        dst_addr: d,
-                        next_header: IpProtocol::Udp,
-                        payload_len: udp_len,
-                        hop_limit: 64,
-                    };
-                    let mut ip = Ipv6Packet::new_unchecked(&mut *buf);
-                    repr.emit(&mut ip);
-                    let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
-                    udp_repr.emit(
-                        &mut udp,
-                        &IpAddress::Ipv6(s),
-                        &IpAddress::Ipv6(d),
-                        data.len(),
-                        |p| p.copy_from_slice(data),
-                        &caps,
-                    );
-                })
-            }
-            _ => return Err(UdpError::TooLarge),
-        };
+        let dst = to.ip();
+        let ip_len = ip_header_len(src, dst).ok_or(UdpError::TooLarge)? + udp_len;
+        if ip_len > self.port.config().mtu {
+            return Err(UdpError::TooLarge);
+        }
+        let ok = self.port.send_ip(ip_len, |buf| {
+            let Some((s, d, off)) = emit_ip(buf, src, dst, IpProtocol::Udp, udp_len) else {
+                return;
+            };
+            let mut udp = UdpPacket::new_unchecked(&mut buf[off..]);
+            udp_repr.emit(
+                &mut udp,
+                &s,
+                &d,
+                data.len(),
+                |p| p.copy_from_slice(data),
+                &caps,
+            );
+        });
         if ok {
             counters
                 .bytes_out
