@@ -115,3 +115,202 @@ pub fn with_app<A: App<MemRings>>(
         }
     })
 }
+
+/// The load generator's address: on-link, but not the client's, whose
+/// smoltcp drops (never resets) what the engine sends there, as a real
+/// generator (kxdpgun -T) that forgot its flows would.
+pub const GUN: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 50);
+
+/// The generator's source ports: one connection each, 8 in all.
+const GUN_PORTS: std::ops::Range<u16> = 7000..7008;
+
+/// The generator's initial sequence number on `port` in round 0.
+fn gun_isn(port: u16) -> u32 {
+    1_000_000 * u32::from(port - (GUN_PORTS.start - 1))
+}
+
+/// A segment of the generator's to `dport` of the server.
+fn gun_segment(
+    sport: u16,
+    dport: u16,
+    control: smoltcp::wire::TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+) -> Vec<u8> {
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: 64000,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    testkit::frames::tcp_to_server(GUN, &tcp)
+}
+
+/// Puts raw `frames` on the wire towards the engine, from the client's end.
+pub fn inject<A>(net: &mut EngineNet<A>, frames: &[Vec<u8>]) {
+    for f in frames {
+        assert!(net
+            .client
+            .port
+            .send_frame(f.len(), |b| b.copy_from_slice(f)));
+    }
+    net.client.port.flush(|_, len| Some(len));
+}
+
+/// `frames` injected, then the engine's side alone for one millisecond;
+/// the SYN-ACKs it sent to [`GUN`] as (port, server ISN), the rest of what
+/// it sent consumed.
+fn gun_turn<A: App<MemRings>>(net: &mut EngineNet<A>, frames: &[Vec<u8>]) -> Vec<(u16, u32)> {
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+    inject(net, frames);
+    net.clock += smoltcp::time::Duration::from_millis(1);
+    net.server.step(net.clock);
+    let (mut frames, mut out) = (Vec::new(), Vec::new());
+    net.client.port.recv(&mut frames);
+    for f in frames {
+        let synack = net.client.port.read(f, |b| {
+            let eth = EthernetFrame::new_checked(b).ok()?;
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            let t = TcpPacket::new_checked(ip.payload()).ok()?;
+            (ip.dst_addr() == GUN && t.syn() && t.ack())
+                .then(|| (t.dst_port(), t.seq_number().0 as u32))
+        });
+        out.extend(synack.flatten());
+        net.client.port.release(f);
+    }
+    out
+}
+
+/// Issue 20's overload burst, as an open-loop load generator leaves a
+/// server: 8 connections from [`GUN`] fill the application's table and send
+/// nothing; 2 are then reset at RCV.NXT (the engine ends them), 2 get an
+/// RST past a request the server never saw (refused: a challenge ACK, as
+/// RFC 5961 wants), the rest go silent; and the generator goes round its
+/// ports, a new SYN on each of the 6 not reset every 600 ms (each answered
+/// by a challenge ACK on the connection still there). No state may outlive
+/// its connection: the next clients must be served at once.
+pub struct Burst {
+    dport: u16,
+    round: u32,
+    next_round: smoltcp::time::Instant,
+}
+
+impl Burst {
+    /// The burst on `dport`; the refused RSTs sit `lost` bytes (the
+    /// request the server never got) past RCV.NXT.
+    pub fn start<A: App<MemRings>>(net: &mut EngineNet<A>, dport: u16, lost: u32) -> Burst {
+        use smoltcp::wire::TcpControl;
+        net.server.engine.set_learn_neighbors_from_ip(true);
+        let syns: Vec<_> = GUN_PORTS
+            .map(|p| gun_segment(p, dport, TcpControl::Syn, gun_isn(p), None))
+            .collect();
+        let synacks = gun_turn(net, &syns);
+        assert_eq!(synacks.len(), GUN_PORTS.len(), "every handshake answered");
+        let acks: Vec<_> = synacks
+            .iter()
+            .map(|&(p, s)| {
+                gun_segment(
+                    p,
+                    dport,
+                    TcpControl::None,
+                    gun_isn(p) + 1,
+                    Some(s.wrapping_add(1)),
+                )
+            })
+            .collect();
+        gun_turn(net, &acks);
+        let mut rsts: Vec<_> = synacks[..2]
+            .iter()
+            .map(|&(p, _)| gun_segment(p, dport, TcpControl::Rst, gun_isn(p) + 1, None))
+            .collect();
+        rsts.extend(synacks[4..6].iter().map(|&(p, _)| {
+            gun_segment(
+                p,
+                dport,
+                TcpControl::Rst,
+                gun_isn(p) + 1 + lost.max(1),
+                None,
+            )
+        }));
+        gun_turn(net, &rsts);
+        Burst {
+            dport,
+            round: 0,
+            next_round: net.clock,
+        }
+    }
+
+    /// The generator's next round of SYNs when it is due.
+    pub fn tick<A>(&mut self, net: &mut EngineNet<A>) {
+        use smoltcp::wire::TcpControl;
+        if net.clock < self.next_round {
+            return;
+        }
+        self.round += 1;
+        self.next_round = net.clock + smoltcp::time::Duration::from_millis(600);
+        let syns: Vec<_> = (GUN_PORTS.start + 2..GUN_PORTS.end)
+            .map(|p| {
+                let isn = gun_isn(p) + 7_777 * self.round;
+                gun_segment(p, self.dport, TcpControl::Syn, isn, None)
+            })
+            .collect();
+        inject(net, &syns);
+    }
+
+    /// After 2 s of the generator's rounds, `clients` new clients each
+    /// connect to the burst's port, send `request` and must get at least
+    /// `reply` bytes back within 2 s, none reset; `show` describes the
+    /// application in a failure.
+    pub fn then_serve<A: App<MemRings>>(
+        &mut self,
+        net: &mut EngineNet<A>,
+        clients: u16,
+        request: &[u8],
+        reply: usize,
+        show: impl Fn(&A) -> String,
+    ) {
+        use smoltcp::socket::tcp;
+        let two_s = smoltcp::time::Duration::from_secs(2);
+        let start = net.clock;
+        net.run_until(3000, "2 s of port rounds", |n| {
+            self.tick(n);
+            n.clock - start >= two_s
+        });
+        let to = (testkit::SERVER_IP4, self.dport);
+        let hs: Vec<_> = (0..clients)
+            .map(|i| net.client.connect(40100 + i, to))
+            .collect();
+        let mut sent = vec![false; hs.len()];
+        let start = net.clock;
+        net.run_until(3000, "the next clients served", |n| {
+            self.tick(n);
+            let app = &n.server.app;
+            assert!(n.clock - start < two_s, "not served at once: {}", show(app));
+            let mut done = 0;
+            for (i, &h) in hs.iter().enumerate() {
+                let s = n.client.tcp(h);
+                assert_ne!(
+                    s.state(),
+                    tcp::State::Closed,
+                    "client {i} reset: {}",
+                    show(app)
+                );
+                if s.may_send() && !sent[i] {
+                    s.send_slice(request).unwrap();
+                    sent[i] = true;
+                }
+                done += usize::from(s.recv_queue() >= reply);
+            }
+            done == hs.len()
+        });
+    }
+}

@@ -163,3 +163,19 @@ fn tcp_pipelined_queries_and_a_bad_message_closes() {
     );
     assert_eq!((c.noerror, c.refused, c.malformed_dropped), (2, 1, 1));
 }
+
+/// Issue 20: after an overload burst that leaves connections half-done or
+/// reset (`stack::testing::Burst`, as kxdpgun -T leaves a server), the next
+/// TCP clients are answered at once: no state outlives its connection.
+#[test]
+fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
+    let mut net = net(); // tcp_max_conns 8, tcp_idle 10 s
+    let q = framed(&query(1, "www.example.test.", RecordType::A));
+    let mut burst = stack::testing::Burst::start(&mut net, 53, q.len() as u32);
+    burst.then_serve(&mut net, 8, &q, 2, |app| format!("{:?}", app.counters()));
+    let c = net.server.app.counters();
+    let json = net.server.app.json();
+    assert_eq!((c.tcp_refused, c.tcp_idle_closed), (0, 0), "{c:?}");
+    assert_eq!(json["tcp_ended"], 2, "{c:?}");
+    assert_eq!(json["tcp_evicted"], 6, "{c:?}");
+}
