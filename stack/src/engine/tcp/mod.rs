@@ -79,6 +79,8 @@ impl<R: Rings> Engine<R> {
     /// A segment for connection `c`.
     pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt) {
         self.feed(Some(c.idx), pkt);
+        // The ACK may have emptied the send buffer: its storage goes back.
+        self.conns.reclaim(c, self.now, false);
         self.conns.mark_dirty(c);
         self.conns.mark_ready(c);
         self.settle(c, false);

@@ -1184,6 +1184,7 @@ impl<'a> Socket<'a> {
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
         self.rx_edge = None;
+        self.rx_storage_cut = 0;
 
         #[cfg(feature = "async")]
         {
