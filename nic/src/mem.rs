@@ -7,6 +7,7 @@ use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::ring::{Frame, FrameMem, KernelStats, Rings};
@@ -87,11 +88,16 @@ pub struct Faults {
     /// Flip a byte in every n-th frame sent (0: never), at offset
     /// `sent % len`.
     pub corrupt_every: u64,
+    /// One-way delay of every frame sent, in microseconds of the pipe's
+    /// clock ([`MemRings::clock`], which the test moves): a frame reaches
+    /// the other end once the clock has passed its send time plus this.
+    pub delay_us: u64,
 }
 
 #[derive(Default)]
 struct Wire {
-    queue: VecDeque<Vec<u8>>,
+    /// Frames on the way, with the clock time each arrives.
+    queue: VecDeque<(u64, Vec<u8>)>,
     sent: u64,
 }
 
@@ -107,6 +113,8 @@ pub struct MemRings {
     inbound: Arc<Mutex<Wire>>,
     outbound: Arc<Mutex<Wire>>,
     faults: Faults,
+    /// The pipe's clock (µs), shared by both ends (see [`Faults::delay_us`]).
+    clock: Arc<AtomicU64>,
     stats: KernelStats,
     tap: Option<Box<dyn Write + Send>>,
 }
@@ -149,13 +157,19 @@ impl MemRings {
     pub fn pair(cfg: MemConfig) -> (MemRings, MemRings) {
         let ab = Arc::new(Mutex::new(Wire::default()));
         let ba = Arc::new(Mutex::new(Wire::default()));
+        let clock = Arc::new(AtomicU64::new(0));
         (
-            MemRings::end(cfg, ba.clone(), ab.clone()),
-            MemRings::end(cfg, ab, ba),
+            MemRings::end(cfg, ba.clone(), ab.clone(), clock.clone()),
+            MemRings::end(cfg, ab, ba, clock),
         )
     }
 
-    fn end(cfg: MemConfig, inbound: Arc<Mutex<Wire>>, outbound: Arc<Mutex<Wire>>) -> MemRings {
+    fn end(
+        cfg: MemConfig,
+        inbound: Arc<Mutex<Wire>>,
+        outbound: Arc<Mutex<Wire>>,
+        clock: Arc<AtomicU64>,
+    ) -> MemRings {
         MemRings {
             mem: MemFrames::new(cfg.frames, cfg.frame_size, cfg.headroom),
             fill: VecDeque::new(),
@@ -167,9 +181,17 @@ impl MemRings {
             inbound,
             outbound,
             faults: Faults::default(),
+            clock,
             stats: KernelStats::default(),
             tap: None,
         }
+    }
+
+    /// The pipe's clock in microseconds, shared by both ends: what a frame
+    /// delay ([`Faults::delay_us`]) counts against. It stays at 0 unless
+    /// the test moves it (`testkit::Net` does, every round).
+    pub fn clock(&self) -> Arc<AtomicU64> {
+        self.clock.clone()
     }
 
     /// Inject faults into what this end sends.
@@ -215,7 +237,11 @@ impl MemRings {
             Ok(w) => w,
             Err(p) => p.into_inner(),
         };
-        while let Some(bytes) = wire.queue.pop_front() {
+        let now = self.clock.load(Ordering::Relaxed);
+        while wire.queue.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, bytes)) = wire.queue.pop_front() else {
+                break;
+            };
             if self.rx.len() >= self.rx_cap {
                 self.stats.rx_ring_full += 1;
                 self.stats.rx_dropped += 1;
@@ -295,7 +321,8 @@ impl Rings for MemRings {
                     *b ^= 0x5a;
                 }
             }
-            wire.queue.push_back(bytes);
+            let at = self.clock.load(Ordering::Relaxed) + self.faults.delay_us;
+            wire.queue.push_back((at, bytes));
         }
         n
     }
@@ -358,7 +385,7 @@ pub(crate) mod tests {
         // Dropped frames were still sent: the tap sees them.
         ra.set_faults(Faults {
             drop_every: 3,
-            corrupt_every: 0,
+            ..Faults::default()
         });
         let mut a = Port::new(ra, PortConfig::default());
         let mut b = Port::new(rb, PortConfig::default());
@@ -472,8 +499,8 @@ pub(crate) mod tests {
         let cfg = small(4, 4);
         let (mut a, mut b) = MemRings::pair(cfg);
         a.set_faults(Faults {
-            drop_every: 0,
             corrupt_every: 2,
+            ..Faults::default()
         });
         // SAFETY: nothing else uses frames 0 and 1 of `a` in this test.
         unsafe {

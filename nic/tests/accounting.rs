@@ -417,11 +417,11 @@ fn wire_drops_lose_no_frames() {
     let mut h = Harness::new(
         Faults {
             drop_every: 7,
-            corrupt_every: 0,
+            ..Faults::default()
         },
         Faults {
             drop_every: 11,
-            corrupt_every: 0,
+            ..Faults::default()
         },
     );
     run_until(&mut h, 1_000_000);

@@ -244,6 +244,7 @@ fn tcp_echo_survives_drops() {
             faults_a: Faults {
                 drop_every: 13,
                 corrupt_every: 0,
+                delay_us: 0,
             },
             ..NetConfig::default()
         };
@@ -263,10 +264,12 @@ fn corrupting() -> NetConfig {
         faults_a: Faults {
             drop_every: 0,
             corrupt_every: 17,
+            delay_us: 0,
         },
         faults_b: Faults {
             drop_every: 0,
             corrupt_every: 23,
+            delay_us: 0,
         },
         verify: true,
     }

@@ -80,10 +80,14 @@ pub struct ServerArgs {
     /// Owner uid of the listeners (default: the effective uid).
     #[arg(long)]
     pub uid: Option<u32>,
-    /// TCP receive and send buffer per connection, in bytes each (smaller
-    /// buffers hold more concurrent connections in less memory).
-    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
-    pub tcp_buf: u32,
+    /// Fixed TCP receive and send buffers per connection, in bytes each.
+    /// Without it buffers grow with the path as Linux's do (`tcp_rmem`,
+    /// `tcp_wmem`: a 64 KiB window growing to 6 MiB with what the
+    /// application reads, a send buffer of twice the congestion window up to
+    /// 4 MiB), hold memory only while they hold data, and share a memory
+    /// budget (a sixteenth of RAM, as `tcp_mem`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub tcp_buf: Option<u32>,
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
     #[arg(long, default_value = "cubic", value_parser = parse_cc)]
     pub cc: stack::engine::CongestionControl,
@@ -395,8 +399,10 @@ where
         let mut ecfg = EngineConfig::new(mac, args.addr, args.addr6);
         ecfg.gateway4 = args.gateway;
         ecfg.gateway6 = args.gateway6;
-        ecfg.tcp_rx_buf = args.tcp_buf as usize;
-        ecfg.tcp_tx_buf = args.tcp_buf as usize;
+        if let Some(n) = args.tcp_buf {
+            let n = n as usize;
+            ecfg.buffers = stack::engine::BufConfig::fixed(n, n, ecfg.buffers.mem);
+        }
         ecfg.congestion = args.cc;
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();

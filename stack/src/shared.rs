@@ -26,6 +26,9 @@ pub struct Shared {
     pub directory: crate::flow::FlowDirectory,
     /// The secret of SYN cookies (any core may check a cookie another made).
     pub cookies: crate::cookie::CookieJar,
+    /// TCP buffer memory of all cores (Linux's `tcp_mem`): each core's pool
+    /// charges it in 1 MiB steps; the engines set its levels.
+    pub(crate) budget: Arc<crate::tcp::buffers::Budget>,
 }
 
 impl Shared {
@@ -39,6 +42,7 @@ impl Shared {
             retired: std::sync::Mutex::new(Retired::default()),
             directory: crate::flow::FlowDirectory::for_cores(cores),
             cookies: crate::cookie::CookieJar::random(),
+            budget: crate::tcp::buffers::Budget::new([usize::MAX; 3]),
         }))
     }
 

@@ -8,7 +8,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use nic::mem::{MemConfig, MemRings};
+use nic::mem::{Faults, MemConfig, MemRings};
 use nic::Rings;
 use testkit::{Capture, ClientConfig, Endpoint, MemClient, Net};
 
@@ -71,13 +71,26 @@ pub type EngineNet<A = Idle> = Net<Server<A>>;
 /// adjusted by `f`, flows hashed with [`KEY`], and a `MemClient` peer
 /// (`ClientConfig::engine_peer`); 1024 frames and rings of 512 each side.
 pub fn engine_net(f: impl FnOnce(&mut EngineConfig)) -> EngineNet {
+    engine_net_faults(Faults::default(), Faults::default(), f)
+}
+
+/// [`engine_net`] with faults on the wire: `server` on what the engine
+/// sends, `client` on what the client sends (a one-way delay on both makes
+/// a long path: `Faults::delay_us`).
+pub fn engine_net_faults(
+    server: Faults,
+    client: Faults,
+    f: impl FnOnce(&mut EngineConfig),
+) -> EngineNet {
     let mut pcap = Capture::new();
     let mem = MemConfig {
         frames: 1024,
         ring: 512,
         ..MemConfig::default()
     };
-    let (a, b) = pcap.pair(mem, "server", "client");
+    let (mut a, mut b) = pcap.pair(mem, "server", "client");
+    a.set_faults(server);
+    b.set_faults(client);
     let shared = Shared::new(1, FlowHasher::with_key(KEY.0, KEY.1)).expect("one core");
     let mut cfg = EngineConfig::new(testkit::SERVER_MAC, Some((testkit::SERVER_IP4, 24)), None);
     f(&mut cfg);

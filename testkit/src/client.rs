@@ -63,6 +63,12 @@ pub struct MemClient {
     pub port: Port<MemRings>,
     pub iface: Interface,
     pub sockets: SocketSet<'static>,
+    /// Let the interface transmit after every received frame, not once a
+    /// step: ACKs leave as a kernel's would (every other segment), not one
+    /// per step for everything that arrived in it (with byte counting
+    /// limited to 2 MSS per ACK, a sender's slow start would then grow by
+    /// 2 MSS a step instead of doubling every round trip). Off by default.
+    pub ack_each: bool,
     frames: Vec<Frame>,
 }
 
@@ -91,6 +97,7 @@ impl MemClient {
             port,
             iface,
             sockets: SocketSet::new(Vec::new()),
+            ack_each: false,
             frames: Vec::new(),
         }
     }
@@ -115,6 +122,18 @@ impl MemClient {
                     &mut self.sockets,
                 );
                 self.port.release(f);
+                if self.ack_each {
+                    for _ in 0..4 {
+                        let r = self.iface.poll_egress(
+                            now,
+                            &mut self.port.device(None),
+                            &mut self.sockets,
+                        );
+                        if r == PollResult::None {
+                            break;
+                        }
+                    }
+                }
             }
             self.port.flush(|_, len| Some(len));
         }
@@ -162,6 +181,19 @@ impl MemClient {
     /// Opens a TCP connection (4 KiB buffers) from `local_port` to `remote`.
     pub fn connect(&mut self, local_port: u16, remote: impl Into<IpEndpoint>) -> SocketHandle {
         let mut s = MemClient::tcp_socket(4096);
+        s.connect(self.iface.context(), remote.into(), local_port)
+            .expect("connect");
+        self.sockets.add(s)
+    }
+
+    /// Opens a TCP connection with socket `s` (its buffers as the test
+    /// wants them) from `local_port` to `remote`.
+    pub fn connect_with(
+        &mut self,
+        mut s: tcp::Socket<'static>,
+        local_port: u16,
+        remote: impl Into<IpEndpoint>,
+    ) -> SocketHandle {
         s.connect(self.iface.context(), remote.into(), local_port)
             .expect("connect");
         self.sockets.add(s)

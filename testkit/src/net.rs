@@ -6,6 +6,9 @@
 //! ([`Endpoint`]): another `MemClient` (nic's device tests), or the engine
 //! with its application (`stack::testing`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use smoltcp::time::{Duration, Instant};
 
 use crate::{Capture, MemClient};
@@ -38,13 +41,18 @@ pub struct Net<S> {
     check: Option<fn(&S)>,
     /// Both directions, written if the test fails ([`Capture`]).
     pub pcap: Capture,
+    /// The pipe's clock, moved with this one (frame delays count against
+    /// it: `nic::mem::Faults::delay_us`).
+    wire_clock: Arc<AtomicU64>,
 }
 
 impl<S: Endpoint> Net<S> {
     /// `server` and `client` on the two ends of the pipe tapped by `pcap`;
     /// the clock starts at 1 ms.
     pub fn new(server: S, client: MemClient, pcap: Capture) -> Net<S> {
+        let wire_clock = client.port.rings().clock();
         Net {
+            wire_clock,
             server,
             client,
             clock: Instant::from_millis(1),
@@ -56,6 +64,8 @@ impl<S: Endpoint> Net<S> {
 
     /// One exchange at the current time, the clock not moving.
     pub fn step(&mut self) {
+        self.wire_clock
+            .store(self.clock.total_micros() as u64, Ordering::Relaxed);
         self.client.step(self.clock);
         self.server.step(self.clock);
     }
@@ -96,6 +106,7 @@ impl<S> Net<S> {
             rounds: self.rounds,
             check: None,
             pcap: self.pcap,
+            wire_clock: self.wire_clock,
         }
     }
 }

@@ -51,13 +51,18 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let hub = Arc::new(Hub::new(1, Arc::new(HashSelector), 8));
-        let net = with_app(engine_net(|c| c.tcp_tx_buf = TX_BUF), |engine| {
-            let proxy = ProxyApp::new(0, hub.clone(), engine);
-            Recorded {
-                proxy,
-                polled: (Instant::now(), None),
-            }
-        });
+        let net = with_app(
+            engine_net(|c| {
+                c.buffers = stack::engine::BufConfig::fixed(64 * 1024, TX_BUF, c.buffers.mem)
+            }),
+            |engine| {
+                let proxy = ProxyApp::new(0, hub.clone(), engine);
+                Recorded {
+                    proxy,
+                    polled: (Instant::now(), None),
+                }
+            },
+        );
         let chan = Channel::create("proxy-test", 1 << 20).unwrap();
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).unwrap();
         hub.post(

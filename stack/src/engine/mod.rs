@@ -100,6 +100,7 @@ use crate::shared::{ListenerReport, Shared};
 use crate::tcp::{Conns, Listeners, SocketParams};
 
 pub use crate::socket::{ListenerId, UdpId};
+pub use crate::tcp::buffers::{BufConfig, Limits};
 pub use route::Route;
 pub use udp::Datagram;
 
@@ -116,10 +117,10 @@ pub struct EngineConfig {
     pub gateway4: Option<Ipv4Addr>,
     /// IPv6 gateway for off-link peers.
     pub gateway6: Option<Ipv6Addr>,
-    /// TCP receive buffer per connection.
-    pub tcp_rx_buf: usize,
-    /// TCP send buffer per connection.
-    pub tcp_tx_buf: usize,
+    /// TCP buffers: sizes that grow per connection (the default: Linux's
+    /// `tcp_rmem`, `tcp_wmem`) within a process-wide memory budget
+    /// (`tcp_mem`), or fixed sizes ([`BufConfig::fixed`], `--tcp-buf`).
+    pub buffers: BufConfig,
     /// Seed for TCP initial sequence numbers.
     pub seed: u64,
     /// A connection the application closed that has not finished closing
@@ -197,8 +198,7 @@ impl EngineConfig {
             ipv6,
             gateway4: None,
             gateway6: None,
-            tcp_rx_buf: 64 * 1024,
-            tcp_tx_buf: 64 * 1024,
+            buffers: BufConfig::default(),
             seed: random_seed(),
             close_timeout: std::time::Duration::from_secs(60),
             syn_backlog: 0,
@@ -328,6 +328,28 @@ pub struct EngineCounters {
     /// Egress passes cut short because no frame could be built (the tx
     /// ring is full); the rest waited for the next pass.
     pub egress_tx_full: u64,
+    /// Segments whose data a connection could not keep: its receive
+    /// storage could not grow (memory budget past its hard limit); the
+    /// peer sends it again. Counted when the connection is released.
+    pub rx_storage_cut: u64,
+    /// Buffers that grow: bytes of storage in connections now.
+    pub buf_held: u64,
+    /// Bytes of free storage this core's pool keeps for reuse now.
+    pub buf_cached: u64,
+    /// Bytes all cores charged to the process's memory budget now (in
+    /// 1 MiB steps per core; the budget's levels apply to it).
+    pub buf_charged: u64,
+    /// Storage handed out from the pool's free lists.
+    pub buf_reused: u64,
+    /// Storage allocated because no free list had one.
+    pub buf_allocated: u64,
+    /// Requests for storage the memory budget refused.
+    pub buf_refused: u64,
+    /// Free storage returned to the allocator (cache full or pressure).
+    pub buf_released: u64,
+    /// Memory pressure seen last: 0 none, 1 soft (nothing grows), 2 hard
+    /// (only the minimum is granted).
+    pub buf_pressure: u64,
 }
 
 /// Everything an engine counts, for reports.
@@ -442,12 +464,14 @@ impl<R: Rings> Engine<R> {
             empty: SocketSet::new(Vec::new()),
             l2,
             flows: FlowTable::new(cfg.max_remote_flows),
-            conns: Conns::new(SocketParams {
-                rx_buf: cfg.tcp_rx_buf,
-                tx_buf: cfg.tcp_tx_buf,
-                congestion: cfg.congestion.to_smoltcp(),
-                pool: cfg.pool,
-            }),
+            conns: Conns::new(
+                SocketParams {
+                    buffers: cfg.buffers,
+                    congestion: cfg.congestion.to_smoltcp(),
+                    pool: cfg.pool,
+                },
+                shared.budget.clone(),
+            ),
             cfg,
             shared,
             core,
@@ -594,6 +618,8 @@ impl<R: Rings> Engine<R> {
                     }
                     self.counters.syn_on_conn += 1;
                 }
+                // Buffers that grow: storage for the data first.
+                self.conns.ensure_rx(c, parsed.tcp.seq, parsed.payload_len);
                 self.deliver(c, pkt)
             }
             Route::Admit(m) => self.admit(pkt, &parsed, m, rx_core),
@@ -799,6 +825,16 @@ impl<R: Rings> Engine<R> {
         engine.timer_fires = table.timer_fires;
         engine.timer_early = table.timer_early;
         engine.egress_stalls = table.egress_stalls;
+        engine.rx_storage_cut = table.rx_storage_cut;
+        let b = self.conns.buffer_stats();
+        engine.buf_held = b.held as u64;
+        engine.buf_cached = b.cached as u64;
+        engine.buf_charged = b.charged as u64;
+        engine.buf_reused = b.pool.reused;
+        engine.buf_allocated = b.pool.allocated;
+        engine.buf_refused = b.pool.refused;
+        engine.buf_released = b.pool.released;
+        engine.buf_pressure = b.pressure as u64;
         EngineStats {
             engine,
             l2: self.l2.counters().clone(),

@@ -12,10 +12,15 @@
 //! - `listener.rs`: the listeners: SYN and accept queues, the cookie
 //!   window, and admission as a decision ([`Admission`]).
 //! - `segment.rs`: the segments the stack builds itself (SYN cookies).
+//! - `buffers.rs`: buffers that grow, the policy (size classes, the per-core
+//!   pool, the process's memory budget, receive and send autotuning);
+//!   `storage.rs` applies it to the table's sockets.
 
+pub(crate) mod buffers;
 mod listener;
 mod phase;
 mod segment;
+mod storage;
 mod table;
 mod timers;
 

@@ -6,9 +6,11 @@
 //! one flow-table lookup and one socket, and an egress pass visits only the
 //! connections on the dirty list (a segment arrived, the application read or
 //! wrote, a timer fired). Each connection's next deadline goes into a timing
-//! wheel (`timers.rs`). Released slots keep their socket and its buffers for
-//! the next connection (`listen` resets the rings without zeroing them), up
-//! to `SocketParams::pool` of them.
+//! wheel (`timers.rs`). Released slots keep their socket for the next
+//! connection, up to `SocketParams::pool` of them: with fixed buffers
+//! (`--tcp-buf`) its buffers too (`listen` resets the rings without zeroing
+//! them); with buffers that grow (the default) the storage goes back to the
+//! core's pool (`storage.rs`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use smoltcp::socket::{tcp, Socket};
 use smoltcp::time::Instant;
 use smoltcp::wire::IpListenEndpoint;
 
+use super::buffers::{Budget, BufConfig, BufPool, RecvTune};
 use super::timers::Mark;
 use crate::flow::FlowTable;
 use crate::parse::{FlowKey, Proto};
@@ -59,6 +62,11 @@ pub(crate) struct Slot {
     /// a retransmitted SYN from a new attempt on the same 4-tuple, see
     /// [`Conns::syn_restarts`]; not known for a migrated connection).
     pub(super) peer_isn: Option<u32>,
+    /// Buffers that grow: when larger storage left with emptied buffers
+    /// goes back to the pool if they are still empty (see `storage.rs`).
+    pub(super) reclaim_at: Option<Instant>,
+    /// Receive autotuning (Linux's `rcvq_space`).
+    pub(super) tune: RecvTune,
     pub(super) dirty: bool,
     ready: bool,
 }
@@ -66,10 +74,8 @@ pub(crate) struct Slot {
 /// What every new connection's socket gets.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SocketParams {
-    /// Receive buffer, bytes.
-    pub rx_buf: usize,
-    /// Send buffer, bytes.
-    pub tx_buf: usize,
+    /// Buffer sizes: growing (the default) or fixed.
+    pub buffers: BufConfig,
     /// Congestion control.
     pub congestion: tcp::CongestionControl,
     /// Released sockets (with their buffers) kept for reuse, at most.
@@ -85,6 +91,10 @@ pub(crate) struct TableCounters {
     pub timer_early: u64,
     /// Connections due for egress that sent nothing though frames were free.
     pub egress_stalls: u64,
+    /// Segments whose data a connection could not keep (its receive storage
+    /// could not grow: memory budget past its hard limit), counted when the
+    /// connection is released.
+    pub rx_storage_cut: u64,
 }
 
 /// The connection table of one core.
@@ -107,7 +117,11 @@ pub(crate) struct Conns {
     /// tracking).
     ended: Vec<(ConnId, ConnEnd)>,
     track_ready: bool,
-    params: SocketParams,
+    pub(super) params: SocketParams,
+    /// Buffers grow (`params.buffers.autotuned()`).
+    pub(super) grow: bool,
+    /// The core's buffer storage (buffers that grow).
+    pub(super) bufs: BufPool,
     pub(super) counters: TableCounters,
 }
 
@@ -133,9 +147,13 @@ pub(crate) enum Visit {
 }
 
 impl Conns {
-    /// An empty table whose sockets get `params`.
-    pub(crate) fn new(params: SocketParams) -> Self {
+    /// An empty table whose sockets get `params`, charging buffer storage
+    /// to `budget`.
+    pub(crate) fn new(params: SocketParams, budget: Arc<Budget>) -> Self {
+        budget.set_levels(params.buffers.mem);
         Conns {
+            grow: params.buffers.autotuned(),
+            bufs: BufPool::new(budget, params.buffers.cache),
             slots: Vec::new(),
             free: Vec::new(),
             pooled: 0,
@@ -320,6 +338,8 @@ impl Conns {
                     counters: Arc::default(),
                     deadline: None,
                     peer_isn: None,
+                    reclaim_at: None,
+                    tune: RecvTune::default(),
                     dirty: false,
                     ready: false,
                 });
@@ -328,6 +348,13 @@ impl Conns {
             }
         };
         let p = self.params;
+        let b = &p.buffers;
+        // Fixed buffers come with the socket and stay; buffers that grow
+        // take storage from the pool as data comes (none while idle).
+        let (rx, tx) = match self.grow {
+            true => (0, 0),
+            false => (b.rmem.max, b.wmem.max),
+        };
         let slot = &mut self.slots[idx as usize];
         let h = match slot.handle {
             Some(h) => {
@@ -337,8 +364,8 @@ impl Conns {
             None => {
                 // A new socket and buffers; later connections reuse them.
                 let s = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0u8; p.rx_buf]),
-                    tcp::SocketBuffer::new(vec![0u8; p.tx_buf]),
+                    tcp::SocketBuffer::new(vec![0u8; rx]),
+                    tcp::SocketBuffer::new(vec![0u8; tx]),
                 );
                 let h = slot.set.add(s);
                 slot.handle = Some(h);
@@ -353,11 +380,18 @@ impl Conns {
         s.set_nagle_enabled(false);
         s.set_next_isn(None);
         s.set_congestion_control(p.congestion);
+        if self.grow {
+            // Before `listen`: the SYN-ACK offers the scale of the maximum.
+            s.set_recv_window_max(Some(b.rmem.max));
+            s.set_recv_limit(Some(b.rmem.init));
+        }
         // Created for exactly one admitted SYN: the demux already chose the
         // listener (and so the address), the socket only needs the port.
         let _ = s.listen(IpListenEndpoint { addr: None, port });
         slot.phase = Phase::HalfOpen;
         slot.deadline = None;
+        slot.reclaim_at = None;
+        slot.tune = RecvTune::default();
         slot.dirty = false;
         slot.ready = false;
         let gen = slot.gen;
@@ -369,6 +403,7 @@ impl Conns {
     /// A slot holding `socket` (one migrating in), in `Phase::HalfOpen`.
     pub(crate) fn alloc_with(&mut self, socket: tcp::Socket<'static>) -> Option<ConnId> {
         let c = self.alloc(0)?;
+        self.adopt(&socket);
         let slot = &mut self.slots[c.idx as usize];
         if let Some(h) = slot.handle.take() {
             slot.set.remove(h);
@@ -416,6 +451,7 @@ impl Conns {
     /// pool bound. `None` if `c` was not live.
     #[inline]
     pub(crate) fn free(&mut self, c: ConnId) -> Option<Freed> {
+        self.strip(c);
         let pool_full = self.pooled >= self.params.pool;
         let slot = self.slot_mut(c)?;
         let freed = Freed {
@@ -427,6 +463,7 @@ impl Conns {
         slot.phase = Phase::Free;
         slot.gen = slot.gen.wrapping_add(1);
         slot.deadline = None;
+        slot.reclaim_at = None;
         slot.dirty = false;
         slot.ready = false;
         let mut pooled = false;
@@ -460,6 +497,13 @@ impl Conns {
         let Socket::Tcp(sock) = slot.set.remove(h) else {
             return None;
         };
+        slot.reclaim_at = None;
+        // Its storage is counted by the core it goes to.
+        if self.grow {
+            self.bufs
+                .disown(sock.recv_capacity() + sock.send_capacity());
+        }
+        let slot = &mut self.slots[c.idx as usize];
         slot.phase = Phase::Free;
         slot.gen = slot.gen.wrapping_add(1);
         slot.deadline = None;

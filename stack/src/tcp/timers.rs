@@ -1,5 +1,6 @@
 //! The connection table's timers: each connection's next deadline
-//! (smoltcp's `poll_at`, the handshake or close timeout) in a timing wheel
+//! (smoltcp's `poll_at`, the handshake or close timeout, the time emptied
+//! storage goes back to the pool) in a timing wheel
 //! (`crate::timer`), and which connections are due.
 
 use nic::{Port, Rings};
@@ -121,7 +122,12 @@ impl Conns {
                 continue;
             };
             let expired = slot.deadline.is_some_and(|d| d <= now);
-            let fired = match (expired, slot.phase) {
+            let phase = slot.phase;
+            if slot.reclaim_at.is_some_and(|t| t <= now) {
+                // Larger storage left empty since: back to the pool.
+                self.reclaim(c, now, true);
+            }
+            let fired = match (expired, phase) {
                 (true, Phase::HalfOpen) => Fired::Handshake,
                 (true, Phase::Closing) => Fired::Close,
                 // Due by the mark; the socket says when (an early entry
@@ -178,10 +184,10 @@ impl Conns {
             return;
         }
         let at = iface.poll_at(now, &slot.set);
-        let at = match (at, slot.deadline) {
-            (Some(a), Some(d)) => Some(a.min(d)),
-            (a, d) => a.or(d),
-        };
+        let at = [at, slot.deadline, slot.reclaim_at]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(m) = self.mark_mut(c) {
             m.want = at.map_or(NEVER, |t| t.total_micros());
         }

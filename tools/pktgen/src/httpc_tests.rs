@@ -242,6 +242,7 @@ fn lost_frames_are_sent_again_and_every_request_is_answered() {
     let (p, b) = pair(Some(Faults {
         drop_every: 7,
         corrupt_every: 0,
+        delay_us: 0,
     }));
     let mut s = Server::new(b);
     let c = HttpClient::new(p, config(20, true, 0, 1.0));

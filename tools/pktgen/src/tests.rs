@@ -153,6 +153,7 @@ fn losses_and_corruption_are_counted() {
     let (a, b) = ports(Some(Faults {
         drop_every: 10,
         corrupt_every: 0,
+        delay_us: 0,
     }));
     let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
     let mut r = Reflector::new(b, PEER_MAC, &[]);
@@ -167,6 +168,7 @@ fn losses_and_corruption_are_counted() {
     let (a, b) = ports(Some(Faults {
         drop_every: 0,
         corrupt_every: 7,
+        delay_us: 0,
     }));
     let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
     let mut r = Reflector::new(b, PEER_MAC, &[]);

@@ -92,7 +92,7 @@ impl<R: Rings> Engine<R> {
             IpAddr::V4(_) => self.port.config().mtu.saturating_sub(40),
             IpAddr::V6(_) => self.port.config().mtu.saturating_sub(60),
         };
-        let window = self.cfg.tcp_rx_buf.min(65535) as u16;
+        let window = self.cfg.buffers.rmem.init.min(65535) as u16;
         let tcp = cookie_syn_ack(&key, cookie, client_isn, window, our_mss.min(65535) as u16);
         if self.send_tcp(key.dst, key.src, &tcp) {
             self.counters.syncookies_sent += 1;
@@ -164,6 +164,7 @@ impl<R: Rings> Engine<R> {
             return self.release_pkt(pkt);
         }
         self.own_flow(key, c, rx_core);
+        self.conns.ensure_rx(c, p.tcp.seq, p.payload_len);
         self.feed(Some(c.idx), pkt);
         self.conns.mark_dirty(c);
         self.settle(c, false, crate::socket::ConnEnd::Reset);

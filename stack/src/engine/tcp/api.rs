@@ -116,6 +116,10 @@ impl<R: Rings> Engine<R> {
                     .bytes_in
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
+            // Buffers that grow: the window follows what the application
+            // reads; emptied storage goes back.
+            self.conns.tune_rx(c, n, self.now);
+            self.conns.reclaim(c, self.now, false);
             // The window opened: an update may be owed.
             self.conns.mark_dirty(c);
             return Ok(n);
@@ -129,10 +133,12 @@ impl<R: Rings> Engine<R> {
 
     /// Queue `data`; returns how much fit in the send buffer.
     pub fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError> {
-        let s = self.app_socket(c)?;
-        if !s.may_send() {
+        if !self.app_socket(c)?.may_send() {
             return Err(ConnError::Closed);
         }
+        // Buffers that grow: room for the data, as the window allows.
+        self.conns.ensure_tx(c, data.len());
+        let s = self.app_socket(c)?;
         let n = s.send_slice(data).map_err(|_| ConnError::Closed)?;
         if let Some(slot) = self.conns.slot(c) {
             slot.counters

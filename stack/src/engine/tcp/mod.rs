@@ -102,6 +102,8 @@ impl<R: Rings> Engine<R> {
     pub(super) fn deliver(&mut self, c: ConnId, pkt: Pkt) {
         let before = self.conns.progress(c);
         self.feed(Some(c.idx), pkt);
+        // The ACK may have emptied the send buffer: its storage goes back.
+        self.conns.reclaim(c, self.now, false);
         self.conns.mark_dirty(c);
         if let Some(before) = before {
             if self.conns.progress(c) != Some(before) {

@@ -157,6 +157,17 @@ impl Assembler {
         self.contigs[self.contigs.len() - 1]
     }
 
+    /// xdpstack patch (buffers that grow): the offset just past the last
+    /// byte held (0 when empty): how much of a receive buffer's storage,
+    /// past its allocated part, out-of-order data occupies.
+    pub fn data_end(&self) -> usize {
+        self.contigs
+            .iter()
+            .take_while(|c| c.has_data())
+            .map(|c| c.total_size())
+            .sum()
+    }
+
     /// Return whether the assembler contains no data.
     pub fn is_empty(&self) -> bool {
         !self.front().has_data()
@@ -368,6 +379,19 @@ mod test {
     fn test_new() {
         let assr = Assembler::new();
         assert_eq!(assr, contigs![]);
+    }
+
+    #[test]
+    fn test_data_end() {
+        // xdpstack patch: the storage out-of-order data occupies.
+        let mut assr = Assembler::new();
+        assert_eq!(assr.data_end(), 0);
+        assert_eq!(assr.add(4, 2), Ok(()));
+        assert_eq!(assr.data_end(), 6);
+        assert_eq!(assr.add(10, 5), Ok(()));
+        assert_eq!(assr.data_end(), 15);
+        assert_eq!(assr.add(0, 4), Ok(()));
+        assert_eq!(assr.data_end(), 15);
     }
 
     #[test]

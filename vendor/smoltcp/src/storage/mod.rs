@@ -12,6 +12,9 @@ mod ring_buffer;
 pub use self::assembler::Assembler;
 pub use self::packet_buffer::{PacketBuffer, PacketMetadata};
 pub use self::ring_buffer::RingBuffer;
+/// xdpstack patch (buffers that grow): the storage type that socket buffers
+/// swap (`tcp::Socket::replace_recv_storage` and the like) take and return.
+pub use managed::ManagedSlice;
 
 /// A trait for setting a value to a known state.
 ///

@@ -401,6 +401,38 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
     }
 }
 
+/// xdpstack patch (buffers that grow): storage that can be swapped while
+/// the buffer holds data.
+impl<'a, T: 'a + Copy> RingBuffer<'a, T> {
+    /// Make `storage` this buffer's storage and return the old one. The
+    /// first `keep` elements from the read position (the allocated ones and,
+    /// past them, any unallocated ones the caller still needs, such as a TCP
+    /// receive buffer's out-of-order data) are copied to the start of
+    /// `storage`; the read position becomes 0. Nothing changes, and `storage`
+    /// comes back as the error, when `keep` is less than [`len`](Self::len),
+    /// more than the old capacity, or more than `storage` holds.
+    pub fn replace_storage<S>(
+        &mut self,
+        storage: S,
+        keep: usize,
+    ) -> Result<ManagedSlice<'a, T>, ManagedSlice<'a, T>>
+    where
+        S: Into<ManagedSlice<'a, T>>,
+    {
+        let mut new = storage.into();
+        if keep < self.length || keep > self.capacity() || keep > new.len() {
+            return Err(new);
+        }
+        if keep > 0 {
+            let first = keep.min(self.capacity() - self.read_at);
+            new[..first].copy_from_slice(&self.storage[self.read_at..self.read_at + first]);
+            new[first..keep].copy_from_slice(&self.storage[..keep - first]);
+        }
+        self.read_at = 0;
+        Ok(core::mem::replace(&mut self.storage, new))
+    }
+}
+
 impl<'a, T: 'a> From<ManagedSlice<'a, T>> for RingBuffer<'a, T> {
     fn from(slice: ManagedSlice<'a, T>) -> RingBuffer<'a, T> {
         RingBuffer::new(slice)
@@ -768,6 +800,38 @@ mod test {
         let mut data = [0; 6];
         assert_eq!(ring.read_allocated(6, &mut data[..]), 3);
         assert_eq!(&data[..], b"mno\x00\x00\x00");
+    }
+
+    #[test]
+    fn test_replace_storage_keeps_data_and_unallocated_prefix() {
+        // xdpstack patch: a wrapped buffer moves into bigger storage with its
+        // allocated data and the unallocated bytes the caller asks to keep.
+        let mut ring = RingBuffer::new(vec![0u8; 8]);
+        assert_eq!(ring.enqueue_slice(b"abcdef"), 6);
+        let mut out = [0u8; 4];
+        assert_eq!(ring.dequeue_slice(&mut out), 4); // read_at = 4
+        assert_eq!(ring.enqueue_slice(b"gh"), 2); // "efgh", wraps at 8
+        assert_eq!(ring.write_unallocated(1, b"j"), 1); // out of order at +1
+        // keep < len is refused, as is more than either capacity.
+        assert!(ring.replace_storage(vec![0u8; 16], 3).is_err());
+        assert!(ring.replace_storage(vec![0u8; 16], 9).is_err());
+        assert!(ring.replace_storage(vec![0u8; 5], 6).is_err());
+        let old = ring.replace_storage(vec![0u8; 16], 6).unwrap();
+        assert_eq!(old.len(), 8);
+        assert_eq!(ring.capacity(), 16);
+        assert_eq!(ring.len(), 4);
+        assert_eq!(ring.get_allocated(0, 16), b"efgh");
+        assert_eq!(ring.get_unallocated(1, 1), b"j");
+        assert_eq!(ring.enqueue_slice(b"0123456789ab"), 12);
+        let mut all = [0u8; 16];
+        assert_eq!(ring.dequeue_slice(&mut all), 16);
+        assert_eq!(&all, b"efgh0123456789ab");
+        // Down to no storage at all when empty, and back.
+        assert!(ring.replace_storage(vec![], 0).is_ok());
+        assert_eq!(ring.capacity(), 0);
+        assert!(ring.is_full());
+        assert!(ring.replace_storage(vec![0u8; 4], 0).is_ok());
+        assert_eq!(ring.enqueue_slice(b"wxyz"), 4);
     }
 
     #[test]
