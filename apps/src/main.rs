@@ -315,13 +315,16 @@ fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> 
             } else {
                 &info.client_ns
             };
-            let status = std::process::Command::new("ip")
+            // Replace this process: `ip netns exec` enters the namespace
+            // and execs the command in turn, so the pid we were started
+            // with is the command's, and its signals and exit code too
+            // (`kill -TERM %1` stops the server gracefully).
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("ip")
                 .args(["netns", "exec", ns])
                 .args(&cmd)
-                .status()?;
-            Ok(ExitCode::from(
-                status.code().unwrap_or(1).clamp(0, 255) as u8
-            ))
+                .exec();
+            Err(format!("cannot exec `ip netns exec {ns} {}`: {err}", cmd.join(" ")).into())
         }
         SandboxCmd::Impair(args) => {
             let stats = impair::forward::run(&args)?;

@@ -81,7 +81,7 @@ pub fn children_cpu_s() -> f64 {
 }
 
 /// Starts `xdpstack SERVICE --iface xdp0 --addr 198.18.0.1/24 ARGS` in the server namespace,
-/// pinned to `cpus`, with `--stats-file` in `dir`. Returns the process and its stats path.
+/// pinned to `cpus`, with `--report` in `dir`. Returns the process and its stats path.
 pub fn start_stack(
     ctx: &Ctx,
     sb: &Sandbox,
@@ -101,7 +101,7 @@ pub fn start_stack(
             "xdp0",
             "--addr",
             SERVER_CIDR,
-            "--stats-file",
+            "--report",
             &stats.display().to_string(),
         ]
         .iter()

@@ -182,7 +182,7 @@ fn drive(
             // A short graceful stop: the demo waits at most 5 s for the server.
             .args(["--addr6", &info.server_ip6, "--grace", "2", "--workers"])
             .arg(info.queues.to_string())
-            .arg("--stats-file")
+            .arg("--report")
             .arg(&stats)
             .stdin(Stdio::null())
             .spawn()?,

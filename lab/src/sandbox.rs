@@ -692,7 +692,7 @@ fn start_forwarder(
     cmd.args(["netns", "exec", mid_ns])
         .arg(forwarder)
         .args(["sandbox", "impair", "--client-if", MID_CLIENT_IF])
-        .args(["--server-if", MID_SERVER_IF, "--stats-file"])
+        .args(["--server-if", MID_SERVER_IF, "--report"])
         .arg(&stats)
         .args(impair.to_args())
         .stdin(std::process::Stdio::null())

@@ -62,9 +62,9 @@ pub struct ServerArgs {
     /// What the XDP program steers.
     #[command(flatten)]
     pub steer: SteerArgs,
-    /// Write final statistics (JSON) here on exit.
-    #[arg(long)]
-    pub stats_file: Option<std::path::PathBuf>,
+    /// Write the final report (JSON) to this file on exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<std::path::PathBuf>,
     /// Do not pin workers to cores.
     #[arg(long)]
     pub no_pin: bool,
@@ -521,7 +521,7 @@ where
         "workers": workers,
         "stack": shared.report(),
     });
-    if let Some(path) = &args.stats_file {
+    if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text)
             .map_err(|e| ServeError::StatsFile(path.display().to_string(), e))?;

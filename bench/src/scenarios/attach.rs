@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             &sock.display().to_string(),
             "--control-mode",
             "666",
-            "--stats-file",
+            "--report",
             &daemon_stats.display().to_string(),
         ]),
         &dir,

@@ -142,7 +142,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 "10.112.0.1/24",
                 "--cc",
                 cc,
-                "--stats-file",
+                "--report",
                 &stats.display().to_string(),
             ]);
             let p = Proc::spawn_env(

@@ -6,7 +6,7 @@
 //! from the flood's start to the end of the probes, minus the RSS just before the flood).
 //!
 //! A fresh server for every run: a flood that leaves state behind must not hide in the next
-//! run's "before". The stack's counters at exit (its --stats-file) and the kernel's SYN cookie
+//! run's "before". The stack's counters at exit (its --report) and the kernel's SYN cookie
 //! and listen-queue counters (/proc/net/netstat of nginx's namespace) go next to the figures.
 
 use std::time::{Duration, Instant};
@@ -194,7 +194,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         syncookies.trim()
     ));
     res.notes.push(
-        "The stack's counters at exit (its --stats-file: every numeric field of worker 0's \
+        "The stack's counters at exit (its --report: every numeric field of worker 0's \
          engine and of the listener report) are in the results file as `stack.*` metrics; the \
          non-zero ones are listed under the table."
             .into(),

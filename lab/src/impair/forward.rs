@@ -35,9 +35,10 @@ pub struct ForwardArgs {
     /// Interface towards the server.
     #[arg(long)]
     pub server_if: String,
-    /// Write the counters (JSON) here every second and on exit.
-    #[arg(long)]
-    pub stats_file: Option<PathBuf>,
+    /// Write the report (JSON counters) to this file every second and on
+    /// exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<PathBuf>,
     /// The impairment.
     #[command(flatten)]
     pub impair: super::ImpairArgs,
@@ -93,7 +94,7 @@ pub fn run(args: &ForwardArgs) -> Result<ForwardStats, String> {
         |name: &str| PacketSocket::open(name).map_err(|e| format!("AF_PACKET on {name}: {e}"));
     let client = open(&args.client_if)?;
     let server = open(&args.server_if)?;
-    let stats_path = args.stats_file.as_deref();
+    let stats_path = args.report.as_deref();
     let mut stats = ForwardStats {
         spec: spec.to_string(),
         ready: true,

@@ -118,9 +118,9 @@ pub struct PktgenArgs {
     /// After sending, wait this long for late replies (ms, at most 10000).
     #[arg(long, default_value_t = 500)]
     pub drain_ms: u64,
-    /// Write the JSON summary here instead of stdout.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// Write the report (JSON summary) to this file instead of stdout.
+    #[arg(long, value_name = "FILE", alias = "json")]
+    pub report: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -787,7 +787,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     summary["tx_budget"] = json!(tx_budget);
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    match &args.json {
+    match &args.report {
         Some(path) => std::fs::write(path, text + "\n")
             .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{text}"),
@@ -986,7 +986,7 @@ fn run_http<R: Rings + Send + 'static>(
         "tx_budget": tx_budget,
     });
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    match &args.json {
+    match &args.report {
         Some(path) => std::fs::write(path, text + "\n")
             .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{text}"),

@@ -35,9 +35,9 @@ pub struct ReflectArgs {
     /// may be given more than once.
     #[arg(long)]
     pub addr: Vec<IpAddr>,
-    /// Write per-queue statistics (JSON) here on exit.
-    #[arg(long)]
-    pub stats_file: Option<std::path::PathBuf>,
+    /// Write the report (JSON: per-queue statistics) to this file on exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<std::path::PathBuf>,
     /// Cores to pin queue threads to, e.g. `0,1` (thread i -> i-th entry,
     /// cycling); default: thread i -> core i.
     #[arg(long, value_delimiter = ',', num_args = 1)]
@@ -489,7 +489,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "reflected {reflected} frames in {secs:.2} s ({:.0} pps)",
         reflected as f64 / secs.max(1e-9)
     );
-    if let Some(path) = &args.stats_file {
+    if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text)
             .map_err(|e| ReflectError::Other(format!("cannot write {}: {e}", path.display())))?;
