@@ -160,7 +160,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let report = attached::run(
                 "http",
                 &http.attached,
-                std::time::Duration::from_secs_f64(server.grace),
+                server.grace,
                 |ctx, core| http::HttpApp::new(ctx, core, &http, site.clone()),
                 |app| app.json(),
             )?;
@@ -171,7 +171,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let report = attached::run(
                 "echo",
                 &echo.attached,
-                std::time::Duration::from_secs_f64(server.grace),
+                server.grace,
                 |ctx, core| echo::EchoApp::new(ctx, core, &echo),
                 |app| app.json(),
             )?;

@@ -597,8 +597,8 @@ pub fn run_httpgen(
         "65536",
         "--cores",
         cpu,
-        "--drain-ms",
-        "500",
+        "--drain",
+        "500ms",
         // Generic XDP on the client's end: a veth whose peer has a native XDP program takes
         // the peer's packets into a 256-entry ring, and nginx's bursts of responses at 10,000
         // connections overflowed it (tens of thousands of drops, each a retransmission for

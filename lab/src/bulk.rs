@@ -4,7 +4,7 @@
 //! on the same path.
 //!
 //! Both are bounded: the client by `--timeout` (whole run) and per-operation socket timeouts,
-//! the server by `--max-secs`, `--max-conns` and SIGINT/SIGTERM.
+//! the server by `--max-time`, `--max-conns` and SIGINT/SIGTERM.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -39,9 +39,10 @@ pub struct BulkArgs {
     /// Bytes each connection sends (and must get back).
     #[arg(long, default_value_t = 10 << 20)]
     pub bytes: u64,
-    /// The whole run may take this many seconds; connections not done by then fail.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    /// The whole run may take this long (`600s`, `10m`; a bare number is
+    /// seconds); connections not done by then fail.
+    #[arg(long, default_value = "600s", value_parser = runtime::duration::parse)]
+    pub timeout: Duration,
     /// Seed of the payload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -59,9 +60,10 @@ pub struct KernelEchoArgs {
     /// Connections served at once at most; more are closed at once.
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
-    /// Exit after this many seconds whatever happens.
-    #[arg(long, default_value_t = 900)]
-    pub max_secs: u64,
+    /// Exit after this long whatever happens (`900s`, `15m`; a bare number
+    /// is seconds).
+    #[arg(long, default_value = "900s", alias = "max-secs", value_parser = runtime::duration::parse)]
+    pub max_time: Duration,
 }
 
 /// The payload of connection `conn` from byte `offset` on, into `buf`.
@@ -190,7 +192,7 @@ fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
 /// Runs the client; the report as JSON (`failed` = 0 when every byte came back).
 pub fn run_bulk(args: &BulkArgs) -> Value {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout);
+    let deadline = started + args.timeout;
     let handles: Vec<_> = (0..args.conns)
         .map(|conn| {
             let args = args.clone();
@@ -242,7 +244,7 @@ pub fn run_bulk(args: &BulkArgs) -> Value {
 }
 
 /// Runs a kernel TCP echo server until `stop` is set (the command sets it on SIGINT/SIGTERM)
-/// or `--max-secs` have passed.
+/// or `--max-time` have passed.
 pub fn run_kernel_echo(args: &KernelEchoArgs, stop: &AtomicBool) -> io::Result<Value> {
     let listener = TcpListener::bind(SocketAddr::new(args.addr, args.port))?;
     serve_kernel_echo(listener, args, stop)
@@ -259,7 +261,7 @@ fn serve_kernel_echo(
     let live = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (mut accepted, mut refused) = (0u64, 0u64);
-    let end = Instant::now() + Duration::from_secs(args.max_secs);
+    let end = Instant::now() + args.max_time;
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
         match listener.accept() {
             Ok((mut s, _)) => {
@@ -339,7 +341,7 @@ mod tests {
             addr: "127.0.0.1".parse().expect("addr"),
             port,
             max_conns: 16,
-            max_secs: 20,
+            max_time: Duration::from_secs(20),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -349,7 +351,7 @@ mod tests {
             port,
             conns: 4,
             bytes: 300_000,
-            timeout: 20,
+            timeout: Duration::from_secs(20),
             seed: 9,
         });
         assert_eq!(report["failed"], 0, "{report:#}");

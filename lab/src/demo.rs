@@ -17,9 +17,10 @@ pub struct DemoArgs {
     /// Queues (and stack workers).
     #[arg(long, default_value_t = 2)]
     pub queues: u16,
-    /// Seconds of load (1..=60).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub duration: u64,
+    /// How long the load runs, whole seconds from `1s` to `60s` (a bare
+    /// number is seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_load_time)]
+    pub duration: Duration,
     /// Concurrent connections of the load client.
     #[arg(long, default_value_t = 50)]
     pub connections: u32,
@@ -98,6 +99,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `--duration`: whole seconds (wrk's `-d`), 1 to 60.
+fn parse_load_time(s: &str) -> Result<Duration, runtime::duration::DurationError> {
+    runtime::duration::parse_whole_secs_within(s, Duration::from_secs(1), Duration::from_secs(60))
 }
 
 fn interrupted(stop: &AtomicBool) -> Result<(), String> {
@@ -180,7 +186,7 @@ fn drive(
                 &info.server_ip4,
             ])
             // A short graceful stop: the demo waits at most 5 s for the server.
-            .args(["--addr6", &info.server_ip6, "--grace", "2", "--workers"])
+            .args(["--addr6", &info.server_ip6, "--grace", "2s", "--workers"])
             .arg(info.queues.to_string())
             .arg("--report")
             .arg(&stats)
@@ -228,19 +234,25 @@ fn drive(
     interrupted(stop)?;
     println!(
         "\n== wrk -t2 -c{} -d{}s {url4}   (keep-alive, bounded)",
-        args.connections, args.duration
+        args.connections,
+        args.duration.as_secs()
     );
     let out_path = std::env::temp_dir().join(format!("xdpstack-demo-{}.wrk", std::process::id()));
     let out_file = std::fs::File::create(&out_path)?;
     let mut wrk = sb
         .command(Side::Client, "wrk")
         .args(["-t2", &format!("-c{}", args.connections)])
-        .args([&format!("-d{}s", args.duration), "--timeout", "2s", &url4])
+        .args([
+            &format!("-d{}s", args.duration.as_secs()),
+            "--timeout",
+            "2s",
+            &url4,
+        ])
         .stdout(out_file)
         .stderr(Stdio::null())
         .spawn()?;
     // Poll, so that SIGINT/SIGTERM sent to the demo alone stops wrk too.
-    let wrk_deadline = Instant::now() + Duration::from_secs(args.duration + 10);
+    let wrk_deadline = Instant::now() + args.duration + Duration::from_secs(10);
     loop {
         if wrk.try_wait()?.is_some() {
             break;

@@ -5,7 +5,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::duration::DurationError;
 
 use nic::steer::{SteerCounters, SteerMode, L4};
 use nic::xsk::XskRings;
@@ -87,11 +89,11 @@ pub struct ServerArgs {
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
     #[arg(long, default_value = "cubic", value_parser = parse_cc)]
     pub cc: stack::engine::CongestionControl,
-    /// On SIGINT/SIGTERM, give in-flight work this many seconds to finish
+    /// On SIGINT/SIGTERM, give in-flight work this long to finish
     /// (services that have a graceful stop: http) before everything left is
-    /// reset.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_grace)]
-    pub grace: f64,
+    /// reset: `5s`, `500ms`, at most `1h` (a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_grace)]
+    pub grace: Duration,
 }
 
 fn parse_cc(s: &str) -> Result<stack::engine::CongestionControl, String> {
@@ -99,14 +101,8 @@ fn parse_cc(s: &str) -> Result<stack::engine::CongestionControl, String> {
         .ok_or_else(|| format!("`{s}` is not one of cubic, reno, none"))
 }
 
-fn parse_grace(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.0..=3600.0).contains(&v) {
-        return Err(format!("{v} is not between 0 and 3600 seconds"));
-    }
-    Ok(v)
+fn parse_grace(s: &str) -> Result<Duration, DurationError> {
+    crate::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
 fn parse_selector(s: &str) -> Result<String, String> {
@@ -413,7 +409,7 @@ where
         let app_json = app_json.clone();
         let pin = !args.no_pin;
         let loop_cfg = LoopConfig {
-            grace: std::time::Duration::from_secs_f64(args.grace),
+            grace: args.grace,
             ..LoopConfig::default()
         };
         let h = std::thread::Builder::new()

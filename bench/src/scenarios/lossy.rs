@@ -37,7 +37,7 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
         .arg(&ctx.bins.xdpstack)
         .args(["bench", "bulk", "--addr", addr, "--seed", "3"])
         .args(["--conns", &conns.to_string(), "--bytes", &bytes.to_string()])
-        .args(["--timeout", &timeout.to_string()])
+        .args(["--timeout", &format!("{timeout}s")])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value =

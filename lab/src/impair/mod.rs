@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use runtime::duration::DurationError;
+
 /// Longest a reordered frame waits for a frame to overtake it.
 pub const REORDER_HOLD: Duration = Duration::from_millis(10);
 /// Frames held per direction at most; more are dropped (counted as `queue_full`).
@@ -193,27 +195,10 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Parses a duration: `20ms`, `500us`, `1.5s`, `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("`{s}` is not a duration (e.g. 20ms, 500us, 1s)");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => v,
-        "ms" => v / 1e3,
-        "us" => v / 1e6,
-        "ns" => v / 1e9,
-        "" if v == 0.0 => 0.0,
-        _ => return Err(bad()),
-    };
-    if !(0.0..=3600.0).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// Parses a delay or jitter in the flags' one duration syntax (`20ms`,
+/// `500us`, `1.5s`; a bare number is seconds), at most an hour.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    runtime::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
 /// SplitMix64: a small seeded generator (deterministic, good enough for coin flips).
@@ -445,7 +430,8 @@ mod tests {
         assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("20").is_err());
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert!(parse_duration("2h").is_err());
         assert!(parse_duration("20 parsecs").is_err());
         let spec = ImpairSpec::lossy_wan(7);
         assert!(spec.validate().is_ok());

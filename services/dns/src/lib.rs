@@ -115,7 +115,7 @@ pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std:
         let report = runtime::attached::run(
             "dns",
             &args.attached,
-            Duration::from_secs_f64(server.grace),
+            server.grace,
             |ctx, core| DnsApp::new(ctx, core, &args, index.clone(), ATTACHED_MTU),
             |app| app.json(),
         )?;

@@ -24,9 +24,10 @@ pub struct EchoArgs {
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
     /// Close a TCP connection that sent nothing and had nothing sent for
-    /// this many seconds (counted as `idle_closed`).
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
+    /// this long (`60s`, `2m`; a bare number is seconds; at least 1 s;
+    /// counted as `idle_closed`).
+    #[arg(long, default_value = "60s", value_parser = runtime::duration::parse)]
+    pub idle_timeout: Duration,
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
     pub attached: runtime::attached::AttachArgs,
@@ -93,7 +94,7 @@ impl EchoApp {
             buf: vec![0; 64 * 1024],
             counters: EchoCounters::default(),
             max_conns: args.max_conns.max(1),
-            idle: Duration::from_secs(args.idle_timeout.max(1)),
+            idle: args.idle_timeout.max(Duration::from_secs(1)),
             next_sweep: Instant::now() + SWEEP,
             ids: Vec::new(),
         })

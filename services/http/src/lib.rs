@@ -60,14 +60,15 @@ pub struct HttpArgs {
     /// many bytes.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_root_bytes: u64,
-    /// Close a connection idle this long between requests (seconds); also
-    /// reset one whose client reads nothing of a response for this long.
-    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    /// Close a connection idle this long between requests (`30s`, `500ms`;
+    /// a bare number is seconds); also reset one whose client reads nothing
+    /// of a response for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub idle_timeout: Duration,
     /// A request head must be complete this long after its first byte
-    /// (seconds), else 408 and close; a request body being skipped must
-    /// progress at least this often.
-    #[arg(long, default_value = "10", value_parser = parse_secs)]
+    /// (`10s`; a bare number is seconds), else 408 and close; a request body
+    /// being skipped must progress at least this often.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: Duration,
     /// Largest request head (request line and header fields), bytes: 431
     /// past it.
@@ -101,14 +102,9 @@ pub struct HttpArgs {
     pub local_addrs: stats::LocalAddrs,
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.001..=86_400.0).contains(&v) {
-        return Err(format!("{v} s is not between 0.001 and 86400"));
-    }
-    Ok(Duration::from_secs_f64(v))
+/// A timeout flag: the one duration syntax, between 1 ms and a day.
+fn parse_timeout(s: &str) -> Result<Duration, runtime::duration::DurationError> {
+    runtime::duration::parse_within(s, Duration::from_millis(1), Duration::from_secs(86_400))
 }
 
 /// What every worker serves, loaded once (before any NIC queue is opened):

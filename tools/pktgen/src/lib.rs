@@ -50,12 +50,32 @@ use serde_json::{json, Value};
 
 use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Generator, Live, PortRange, TxMode};
 use nic::steer::SteerMode;
+use runtime::duration::DurationError;
 use runtime::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
 pub use runtime::xsk_opts::{parse_mac, read_mac};
 use template::{Kind, Spec, Template};
 
 /// Longest run.
-pub const MAX_DURATION: u64 = 300;
+pub const MAX_DURATION: Duration = Duration::from_secs(300);
+/// Longest wait for late replies.
+const MAX_DRAIN: Duration = Duration::from_secs(10);
+
+fn parse_send_time(s: &str) -> Result<Duration, DurationError> {
+    runtime::duration::parse_whole_secs_within(s, Duration::from_secs(1), MAX_DURATION)
+}
+
+fn parse_drain(s: &str) -> Result<Duration, DurationError> {
+    runtime::duration::parse_within(s, Duration::ZERO, MAX_DRAIN)
+}
+
+/// `--drain-ms N`: N milliseconds, within --drain's bounds.
+fn parse_drain_ms(s: &str) -> Result<Duration, DurationError> {
+    parse_drain(&format!("{}ms", s.trim()))
+}
+
+fn parse_resolve_timeout(s: &str) -> Result<Duration, DurationError> {
+    runtime::duration::parse_within(s, Duration::from_millis(100), Duration::from_secs(60))
+}
 /// Transmit-pool frames per queue.
 const POOL: usize = 1024;
 
@@ -81,9 +101,10 @@ pub struct PktgenArgs {
     /// Destination MAC (default: resolved with ARP or NDP from the XSK).
     #[arg(long, value_parser = parse_mac)]
     pub dst_mac: Option<[u8; 6]>,
-    /// Give up resolving the destination MAC after this many seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub resolve_timeout: f64,
+    /// Give up resolving the destination MAC after this long (`3s`,
+    /// `500ms`; 100 ms to 60 s; a bare number is seconds).
+    #[arg(long, default_value = "3s", value_parser = parse_resolve_timeout)]
+    pub resolve_timeout: Duration,
     /// Source address or range FIRST-LAST (default: the interface's first
     /// address of the destination's family).
     #[arg(long, value_parser = parse_addr_range)]
@@ -106,18 +127,23 @@ pub struct PktgenArgs {
     /// as possible.
     #[arg(long)]
     pub rate: u64,
-    /// Seconds to send (1 to 300).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION))]
-    pub duration: u64,
+    /// How long to send: whole seconds, `1s` to `5m` (a bare number is
+    /// seconds).
+    #[arg(long, value_parser = parse_send_time)]
+    pub duration: Duration,
     /// Stop after this many packets in all (still bounded by --duration).
     #[arg(long)]
     pub count: Option<u64>,
     /// Frames per send batch (1 to 256).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// After sending, wait this long for late replies (ms, at most 10000).
-    #[arg(long, default_value_t = 500)]
-    pub drain_ms: u64,
+    /// After sending, wait this long for late replies (`500ms`, `3s`; at
+    /// most 10 s; a bare number is seconds).
+    #[arg(long, default_value = "500ms", value_parser = parse_drain)]
+    pub drain: Duration,
+    /// The old spelling of --drain, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "drain", value_parser = parse_drain_ms)]
+    pub drain_ms: Option<Duration>,
     /// Write the report (JSON summary) to this file instead of stdout.
     #[arg(long, value_name = "FILE", alias = "json")]
     pub report: Option<PathBuf>,
@@ -170,6 +196,13 @@ pub struct PktgenArgs {
     /// 1024, hold the template for transmission).
     #[command(flatten)]
     pub xsk: XskArgs,
+}
+
+impl PktgenArgs {
+    /// How long to wait for late replies: --drain, or the old --drain-ms.
+    pub fn drain_time(&self) -> Duration {
+        self.drain_ms.unwrap_or(self.drain)
+    }
 }
 
 /// Why pktgen did not run.
@@ -474,14 +507,6 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
     if args.count == Some(0) {
         return Err(usage("--count must be at least 1"));
     }
-    if args.drain_ms > 10_000 {
-        return Err(usage("--drain-ms must be at most 10000"));
-    }
-    if !(0.1..=60.0).contains(&args.resolve_timeout) {
-        return Err(usage(
-            "--resolve-timeout must be between 0.1 and 60 seconds",
-        ));
-    }
     check_cores(args.cores.as_deref()).map_err(usage)?;
     let src_ips = match args.src {
         Some(r) => r,
@@ -644,7 +669,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Err(usage("--send-only receives nothing: give --dst-mac").into())
         }
         _ => {
-            let timeout = Duration::from_secs_f64(args.resolve_timeout);
+            let timeout = args.resolve_timeout;
             let proto = if args.dst.is_ipv4() { "ARP" } else { "NDP" };
             match resolve(
                 &mut ports,
@@ -667,7 +692,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         proto,
                         dst: args.dst,
                         iface: args.iface.clone(),
-                        secs: args.resolve_timeout,
+                        secs: args.resolve_timeout.as_secs_f64(),
                     }
                     .into())
                 }
@@ -694,7 +719,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         0
     }));
     let epoch = Instant::now();
-    let send_until = epoch + Duration::from_secs(args.duration);
+    let send_until = epoch + args.duration;
     let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
     if !args.quiet {
         eprintln!(
@@ -715,7 +740,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             } else {
                 format!("{} pps", args.rate)
             },
-            args.duration,
+            args.duration.as_secs(),
         );
     }
     let mut handles = Vec::new();
@@ -739,7 +764,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             batch: args.batch,
             epoch,
             send_until,
-            drain: Duration::from_millis(args.drain_ms),
+            drain: args.drain_time(),
             run,
             reset_synacks: !args.keep_half_open,
             tx_mode: args.tx_mode,
@@ -880,8 +905,8 @@ fn run_http<R: Rings + Send + 'static>(
         inflight: args.inflight,
         request: httpc::request_bytes(&args.dst.to_string(), &args.path, args.close),
         epoch,
-        send_until: epoch + Duration::from_secs(args.duration),
-        drain: Duration::from_millis(args.drain_ms),
+        send_until: epoch + args.duration,
+        drain: args.drain_time(),
         batch: args.batch,
         live: live.clone(),
     };
@@ -904,7 +929,7 @@ fn run_http<R: Rings + Send + 'static>(
                 (r, false) => format!("{r} requests/s"),
                 (r, true) => format!("{r} connections/s"),
             },
-            args.duration,
+            args.duration.as_secs(),
         );
     }
     let (pin, cores) = (!args.no_pin, args.cores.clone());
@@ -954,7 +979,7 @@ fn run_http<R: Rings + Send + 'static>(
         "rate": args.rate,
         "connect_rate": args.connect_rate,
         "inflight": args.inflight,
-        "duration_s": args.duration,
+        "duration_s": args.duration.as_secs(),
         "elapsed_s": elapsed,
         "totals": {
             "sent": c.requests,
@@ -1160,7 +1185,7 @@ fn summarize(
         "dst_port": plan.dst_port,
         "frame_len": template.len(),
         "rate_pps": args.rate,
-        "duration_s": args.duration,
+        "duration_s": args.duration.as_secs(),
         "count": args.count,
         "elapsed_s": elapsed,
         "totals": {

@@ -28,9 +28,10 @@ pub struct ReflectArgs {
     /// Queues 0..N, one thread each.
     #[arg(long, default_value_t = 1)]
     pub queues: u32,
-    /// Stop after this many seconds (default: at SIGINT/SIGTERM).
-    #[arg(long)]
-    pub duration: Option<u64>,
+    /// Stop after this long (`30s`, `2m`; a bare number is seconds;
+    /// default: at SIGINT/SIGTERM).
+    #[arg(long, value_parser = runtime::duration::parse)]
+    pub duration: Option<Duration>,
     /// Answer ARP (IPv4) or neighbour solicitations (IPv6) for this address;
     /// may be given more than once.
     #[arg(long)]
@@ -334,7 +335,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.queues == 0 {
         return Err(ReflectError::NoQueues.into());
     }
-    if args.duration == Some(0) {
+    if args.duration.is_some_and(|d| d.is_zero()) {
         return Err(ReflectError::NoDuration.into());
     }
     let have = rx_queue_count(&args.iface)?;
@@ -377,7 +378,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let info = rings[0].info().clone();
     let cores = args.cores.clone();
     let started = Instant::now();
-    let deadline = args.duration.map(|s| started + Duration::from_secs(s));
+    let deadline = args.duration.map(|d| started + d);
     let mut handles = Vec::new();
     for (q, r) in rings.into_iter().enumerate() {
         let stop = stop.clone();
