@@ -443,10 +443,9 @@ fn ask(
 }
 
 /// Run the daemon until SIGINT/SIGTERM. Returns the workers' report.
-pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+pub fn run(args: &DaemonArgs) -> Result<DaemonReport, Box<dyn std::error::Error>> {
     let cores = server::worker_plan(&args.server)?.len();
-    let selector = stack::reuseport::selector_by_name(&args.server.selector)
-        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let selector = args.server.selector.selector();
     let hub = Arc::new(Hub::new(cores, selector, args.max_clients));
     let listener = bind_control(
         &args.control,
@@ -482,17 +481,38 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
             let _ = h.shared.set(engine.shared().clone());
             let app = ProxyApp::new(ctx.worker, h.clone(), engine);
             h.registered.fetch_add(1, Ordering::SeqCst);
-            Ok(app)
+            Ok::<_, std::convert::Infallible>(app)
         },
         |app| app.json(),
     );
     let _ = std::fs::remove_file(&path);
-    let mut report = report?;
-    report["attach_limit"] = serde_json::json!({
-        "max_clients": hub.max_clients,
-        "refused": hub.refused.load(Ordering::Relaxed),
-    });
-    Ok(report)
+    Ok(DaemonReport {
+        server: report?,
+        attach_limit: AttachLimit {
+            max_clients: hub.max_clients,
+            refused: hub.refused.load(Ordering::Relaxed),
+        },
+    })
+}
+
+/// What the daemon reports on exit: the server's report and its limit on
+/// attached processes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DaemonReport {
+    /// The workers, the XDP program, the stack (as any server's).
+    #[serde(flatten)]
+    pub server: runtime::report::ServerReport,
+    /// `--max-clients` and the hellos refused past it.
+    pub attach_limit: AttachLimit,
+}
+
+/// `--max-clients` and the hellos refused past it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AttachLimit {
+    /// Processes attached at once at most.
+    pub max_clients: u64,
+    /// Hellos refused past it.
+    pub refused: u64,
 }
 
 #[cfg(test)]

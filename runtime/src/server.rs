@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::duration::DurationError;
+use crate::report::{LoopReport, PcapReport, PortReport, ServerReport, WorkerReport};
 
 use nic::steer::{SteerCounters, SteerMode, L4};
 use nic::xsk::XskRings;
-use serde_json::{json, Value};
-use stack::engine::{Engine, EngineConfig};
-use stack::reuseport::{selector_by_name, BindOptions, FlowHasher, Selector};
+use serde_json::Value;
+use stack::engine::{CongestionControl, Engine, EngineConfig};
+use stack::reuseport::{BindOptions, FlowHasher, HashSelector, QueueSelector, Selector};
 use stack::shared::Shared;
 use stack::worker::{self, App, LoopConfig};
 
@@ -73,8 +74,8 @@ pub struct ServerArgs {
     /// How new flows pick a listener of a reuseport group: `hash` (keyed
     /// 4-tuple hash) or `queue` (prefer a listener on the core that owns the
     /// receiving queue, so the flow never crosses cores).
-    #[arg(long, default_value = "hash", value_parser = parse_selector)]
-    pub selector: String,
+    #[arg(long, value_enum, default_value_t = SelectorArg::Hash)]
+    pub selector: SelectorArg,
     /// Key of the flow hash as K0:K1 (hex), for reproducible runs; random
     /// per process by default.
     #[arg(long, value_parser = parse_key)]
@@ -87,8 +88,8 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub tcp_buf: u32,
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
-    #[arg(long, default_value = "cubic", value_parser = parse_cc)]
-    pub cc: stack::engine::CongestionControl,
+    #[arg(long, value_enum, default_value_t = CcArg::Cubic)]
+    pub cc: CcArg,
     /// On SIGINT/SIGTERM, give in-flight work this long to finish
     /// (services that have a graceful stop: http) before everything left is
     /// reset: `5s`, `500ms`, at most `1h` (a bare number is seconds).
@@ -96,25 +97,64 @@ pub struct ServerArgs {
     pub grace: Duration,
 }
 
-fn parse_cc(s: &str) -> Result<stack::engine::CongestionControl, String> {
-    stack::engine::CongestionControl::from_name(s)
-        .ok_or_else(|| format!("`{s}` is not one of cubic, reno, none"))
-}
-
 fn parse_grace(s: &str) -> Result<Duration, DurationError> {
     crate::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
-}
-
-fn parse_selector(s: &str) -> Result<String, String> {
-    selector_by_name(s)
-        .map(|_| s.to_string())
-        .ok_or_else(|| format!("unknown selector `{s}` (hash, queue)"))
 }
 
 fn parse_key(s: &str) -> Result<(u64, u64), String> {
     let (a, b) = s.split_once(':').ok_or("expected K0:K1 in hex")?;
     let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| format!("`{x}` is not hex"));
     Ok((p(a)?, p(b)?))
+}
+
+/// `--selector`: how new flows pick a listener of a reuseport group.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SelectorArg {
+    /// Keyed 4-tuple hash.
+    #[default]
+    Hash,
+    /// Prefer a listener on the core that owns the receiving queue.
+    Queue,
+}
+
+impl SelectorArg {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectorArg::Hash => "hash",
+            SelectorArg::Queue => "queue",
+        }
+    }
+
+    /// The selector itself.
+    pub fn selector(self) -> Arc<dyn Selector> {
+        match self {
+            SelectorArg::Hash => Arc::new(HashSelector),
+            SelectorArg::Queue => Arc::new(QueueSelector),
+        }
+    }
+}
+
+/// `--cc`: TCP congestion control.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CcArg {
+    /// CUBIC (Linux's default).
+    #[default]
+    Cubic,
+    /// Reno.
+    Reno,
+    /// None: the window is the peer's.
+    None,
+}
+
+impl From<CcArg> for CongestionControl {
+    fn from(cc: CcArg) -> Self {
+        match cc {
+            CcArg::Cubic => CongestionControl::Cubic,
+            CcArg::Reno => CongestionControl::Reno,
+            CcArg::None => CongestionControl::None,
+        }
+    }
 }
 
 /// `--unserved`.
@@ -263,6 +303,9 @@ pub enum ServeError {
     /// A worker thread failed.
     #[error("worker {0} failed: {1}")]
     Worker(usize, String),
+    /// The service refused to start on a worker (its bind failed, ...).
+    #[error("worker {0} failed: {1}")]
+    App(usize, #[source] AppError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
@@ -270,6 +313,9 @@ pub enum ServeError {
     #[error("cannot write stats file {0}: {1}")]
     StatsFile(String, std::io::Error),
 }
+
+/// Why a service could not start on a worker: the service's own error.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The stop flag, set by SIGINT/SIGTERM.
 pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
@@ -279,15 +325,16 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
 /// Serve `make_app(worker)` on every worker until SIGINT/SIGTERM. `app_json`
 /// turns the app into the `app` part of the worker's report. Returns the
 /// full report.
-pub fn serve<A, F, J>(
+pub fn serve<A, E, F, J>(
     args: &ServerArgs,
     name: &str,
     make_app: F,
     app_json: J,
-) -> Result<Value, ServeError>
+) -> Result<ServerReport, ServeError>
 where
     A: App<XskRings>,
-    F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
+    E: Into<AppError>,
+    F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, E> + Send + Sync + 'static,
     J: Fn(&A) -> Value + Send + Sync + 'static,
 {
     if args.iface.is_empty() {
@@ -375,8 +422,7 @@ where
     };
     let shared =
         Shared::new(plan.len(), hasher).map_err(|e| ServeError::Worker(0, e.to_string()))?;
-    let selector = selector_by_name(&args.selector)
-        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let selector = args.selector.selector();
     let uid = args.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let reload = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let hup = Arc::new(AtomicBool::new(false));
@@ -393,7 +439,7 @@ where
         ecfg.gateway6 = args.gateway6;
         ecfg.tcp_rx_buf = args.tcp_buf as usize;
         ecfg.tcp_tx_buf = args.tcp_buf as usize;
-        ecfg.congestion = args.cc;
+        ecfg.congestion = args.cc.into();
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();
         let shared = shared.clone();
@@ -434,13 +480,13 @@ where
                         stop.store(true, Ordering::Relaxed);
                         // The others need not wait for this core to stop.
                         engine.shared().mesh.finish();
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 inject_fault(i);
                 let ls = worker::run(&mut engine, &mut app, &stop, &loop_cfg);
                 let frames_ok = engine.check_frames();
-                Ok(worker_json(
+                Ok(worker_report(
                     i,
                     queue,
                     core,
@@ -495,28 +541,32 @@ where
     for (i, h) in handles.into_iter().enumerate() {
         match h.join() {
             Ok(Ok(j)) => workers.push(j),
-            Ok(Err(e)) => failed = Some(ServeError::Worker(i, e)),
+            Ok(Err(e)) => failed = Some(ServeError::App(i, e)),
             Err(_) => failed = Some(ServeError::Worker(i, "panicked".into())),
         }
     }
     let pcap = tap.as_ref().map(|t| {
         let _ = t.flush();
         let (frames, skipped, bytes) = t.counts();
-        json!({"frames": frames, "skipped_past_limit": skipped, "bytes": bytes})
+        PcapReport {
+            frames,
+            skipped_past_limit: skipped,
+            bytes,
+        }
     });
-    let report = json!({
-        "service": name,
-        "iface": args.iface,
-        "xdp_mode": info.mode.to_string(),
-        "zero_copy": info.zero_copy,
-        "xdp": xdp_json(&steer),
-        "steer": steer_mode.name(),
-        "pcap": pcap,
-        "seconds": started.elapsed().as_secs_f64(),
-        "selector": args.selector,
-        "workers": workers,
-        "stack": shared.report(),
-    });
+    let report = ServerReport {
+        service: name.to_string(),
+        iface: args.iface.clone(),
+        xdp_mode: info.mode.to_string(),
+        zero_copy: info.zero_copy,
+        xdp: xdp_json(&steer),
+        steer: steer_mode.name().to_string(),
+        pcap,
+        seconds: started.elapsed().as_secs_f64(),
+        selector: args.selector.name().to_string(),
+        workers,
+        stack: serde_json::to_value(shared.report()).unwrap_or_default(),
+    };
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text)
@@ -536,7 +586,7 @@ fn pin_to(id: usize) -> Option<usize> {
     core_affinity::set_for_current(core).then_some(id)
 }
 
-fn worker_json(
+fn worker_report(
     i: usize,
     queue: u32,
     core: Option<usize>,
@@ -544,41 +594,52 @@ fn worker_json(
     ls: &worker::LoopStats,
     frames_ok: Result<(), nic::LedgerError>,
     app: Value,
-) -> Value {
+) -> WorkerReport {
     let s = engine.stats();
     let p = &s.port;
-    json!({
-        "worker": i,
-        "queue": queue,
-        "core": core,
-        "app": app,
-        "engine": s.engine,
-        "l2": s.l2,
-        "port": {
-            "rx_frames": p.counters.rx_frames,
-            "tx_frames": p.counters.tx_frames,
-            "rx_bytes": p.counters.rx_bytes,
-            "tx_bytes": p.counters.tx_bytes,
-            "tx_no_frame": p.counters.tx_no_frame,
-            "tx_ring_full": p.counters.tx_ring_full,
-            "tx_dropped": p.counters.tx_dropped,
-            "tx_kicks": p.counters.tx_kicks,
-            "rx_bad_desc": p.counters.rx_bad_desc,
-            "frames_by_place": p.frames,
-            "kernel": p.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
+    fn value(v: impl serde::Serialize) -> Value {
+        serde_json::to_value(v).unwrap_or_default()
+    }
+    WorkerReport {
+        worker: i,
+        queue,
+        core,
+        app,
+        engine: value(&s.engine),
+        l2: value(&s.l2),
+        port: PortReport {
+            rx_frames: p.counters.rx_frames,
+            tx_frames: p.counters.tx_frames,
+            rx_bytes: p.counters.rx_bytes,
+            tx_bytes: p.counters.tx_bytes,
+            tx_no_frame: p.counters.tx_no_frame,
+            tx_ring_full: p.counters.tx_ring_full,
+            tx_dropped: p.counters.tx_dropped,
+            tx_kicks: p.counters.tx_kicks,
+            rx_bad_desc: p.counters.rx_bad_desc,
+            frames_by_place: value(p.frames),
+            kernel: p.kernel.map(|k| {
+                k.fields()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                    .collect()
+            }),
         },
-        "frame_accounting": match frames_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-        "loop": {
-            "iterations": ls.iterations,
-            "sleeps": ls.sleeps,
-            "drain_batches": ls.drain_batches,
-            "grace_used_ms": ls.grace_used.as_millis() as u64,
-            "grace_expired": ls.grace_expired,
-            "left_at_grace": ls.left_at_grace,
+        frame_accounting: match frames_ok {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
         },
-        "sockets": s.sockets,
-        "flows": s.flows,
-    })
+        loop_stats: LoopReport {
+            iterations: ls.iterations,
+            sleeps: ls.sleeps,
+            drain_batches: ls.drain_batches,
+            grace_used_ms: ls.grace_used.as_millis() as u64,
+            grace_expired: ls.grace_expired,
+            left_at_grace: ls.left_at_grace,
+        },
+        sockets: s.sockets,
+        flows: s.flows,
+    }
 }
 
 /// Exits the process when dropped by a panicking worker thread.

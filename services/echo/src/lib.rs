@@ -69,20 +69,48 @@ pub struct EchoApp {
     ids: Vec<stack::socket::ConnId>,
 }
 
+/// Why the echo service did not start on a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    /// The TCP listener was refused.
+    #[error("TCP port {port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+    /// The UDP socket was refused.
+    #[error("UDP port {port}: {reason}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+}
+
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.
     pub fn new<A: TcpApi + UdpApi>(
         ctx: &WorkerCtx,
         engine: &mut A,
         args: &EchoArgs,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EchoError> {
         let any = BindAddr::Any6 { v6only: false };
+        let port = args.port;
         let listener = engine
-            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
-            .map_err(|e| e.to_string())?;
+            .tcp_listen(any, port, ctx.bind.clone().with_backlog(128))
+            .map_err(|e| EchoError::Listen {
+                port,
+                reason: e.to_string(),
+            })?;
         let udp = engine
-            .udp_bind(any, args.port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| e.to_string())?;
+            .udp_bind(any, port, ctx.bind.clone().with_backlog(1024))
+            .map_err(|e| EchoError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
         engine.set_selector(listener.member(), ctx.selector.clone());
         engine.set_selector(udp.member(), ctx.selector.clone());
         // Only connections with segments are looked at (`take_ready`).

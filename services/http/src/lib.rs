@@ -652,6 +652,17 @@ impl Service {
     }
 }
 
+/// Why a listener of the HTTP service was refused (at the start, the
+/// service does not start on that worker; at a SIGHUP, the old one stays).
+#[derive(Debug, thiserror::Error)]
+#[error("TCP port {port}: {reason}")]
+pub struct ListenError {
+    /// The port.
+    pub port: u16,
+    /// The stack's (or the daemon's) refusal.
+    pub reason: String,
+}
+
 /// One worker's HTTP service.
 pub struct HttpApp {
     slots: Vec<Slot>,
@@ -678,7 +689,7 @@ impl HttpApp {
         engine: &mut S,
         args: &HttpArgs,
         site: Arc<Site>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ListenError> {
         let cfg = Limits2 {
             framing: Limits {
                 max_header: args.max_header,
@@ -737,11 +748,14 @@ impl HttpApp {
         Ok(app)
     }
 
-    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, String> {
+    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, ListenError> {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
         let id = engine
             .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ListenError {
+                port: self.port,
+                reason: e.to_string(),
+            })?;
         engine.set_selector(id.member(), self.ctx.selector.clone());
         Ok(id)
     }
