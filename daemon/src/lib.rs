@@ -72,30 +72,46 @@ pub struct DaemonArgs {
     pub max_clients: u64,
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let m = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
+/// Why a value of a daemon option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    /// `--control-mode` not octal.
+    #[error("`{0}` is not an octal mode")]
+    NotOctal(String),
+    /// `--control-mode` past 777.
+    #[error("{0} is not a file mode")]
+    NotMode(String),
+    /// `--ring-bytes` not a number.
+    #[error("`{0}` is not a number of bytes")]
+    NotBytes(String),
+    /// `--ring-bytes` too small for a datagram record.
+    #[error("must be more than {} ({} KiB): a ring record must hold a whole datagram with its addresses ({record} bytes) and takes at most a quarter of its ring, so rings (rounded up to a power of two) need {need} bytes", need / 2, need >> 11)]
+    RingTooSmall {
+        /// Bytes a ring needs.
+        need: usize,
+        /// Bytes of a datagram record.
+        record: usize,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, FlagError> {
+    let m = u32::from_str_radix(s, 8).map_err(|_| FlagError::NotOctal(s.to_string()))?;
     if m > 0o777 {
-        return Err(format!("{s} is not a file mode"));
+        return Err(FlagError::NotMode(s.to_string()));
     }
     Ok(m)
 }
 
 /// `--ring-bytes`: a ring whose records cannot carry a whole datagram
 /// never delivers one, so such sizes are refused here.
-fn parse_ring_bytes(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+fn parse_ring_bytes(s: &str) -> Result<usize, FlagError> {
+    let n: usize = s.parse().map_err(|_| FlagError::NotBytes(s.to_string()))?;
     let need = shm::ring_size_for(proxy::DGRAM_RECORD);
     if shm::ring_size(n) < need {
-        return Err(format!(
-            "must be more than {} ({} KiB): a ring record must hold a whole datagram with its \
-             addresses ({} bytes) and takes at most a quarter of its ring, so rings (rounded \
-             up to a power of two) need {need} bytes",
-            need / 2,
-            need >> 11,
-            proxy::DGRAM_RECORD,
-        ));
+        return Err(FlagError::RingTooSmall {
+            need,
+            record: proxy::DGRAM_RECORD,
+        });
     }
     Ok(n)
 }
@@ -427,7 +443,7 @@ fn drain(hub: &Hub, client: u64, core: usize, listener: u64) -> Reply {
 fn ask(
     hub: &Hub,
     core: usize,
-    make: impl FnOnce(mpsc::SyncSender<Result<u64, String>>) -> Ctl,
+    make: impl FnOnce(mpsc::SyncSender<Result<u64, proxy::CoreRefusal>>) -> Ctl,
 ) -> Reply {
     let (tx, rx) = mpsc::sync_channel(1);
     hub.post(core, make(tx));
@@ -548,7 +564,7 @@ mod tests {
 
     #[test]
     fn ring_bytes_too_small_for_a_datagram_are_refused() {
-        let e = parse_ring_bytes("262144").unwrap_err();
+        let e = parse_ring_bytes("262144").unwrap_err().to_string();
         assert!(e.contains("more than 262144 (256 KiB)"), "{e}");
         assert!(e.contains("whole datagram"), "{e}");
         assert!(parse_ring_bytes("4096").is_err());

@@ -26,8 +26,19 @@ pub struct DemoArgs {
     pub connections: u32,
 }
 
+/// Why the demo stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Packages it needs could not be installed.
+    #[error("could not install {0}")]
+    Install(String),
+    /// SIGINT/SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
 /// Install Debian packages providing `tools` when a tool is missing.
-pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), String> {
+pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), DemoError> {
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(bin, _)| !on_path(bin))
@@ -51,7 +62,7 @@ pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), String> {
     .map(|s| s.success())
     .unwrap_or(false);
     if !ok {
-        return Err(format!("could not install {}", missing.join(" ")));
+        return Err(DemoError::Install(missing.join(" ")));
     }
     Ok(())
 }
@@ -106,9 +117,9 @@ fn parse_load_time(s: &str) -> Result<Duration, runtime::duration::DurationError
     runtime::duration::parse_whole_secs_within(s, Duration::from_secs(1), Duration::from_secs(60))
 }
 
-fn interrupted(stop: &AtomicBool) -> Result<(), String> {
+fn interrupted(stop: &AtomicBool) -> Result<(), DemoError> {
     if stop.load(Ordering::Relaxed) {
-        Err("interrupted".into())
+        Err(DemoError::Interrupted)
     } else {
         Ok(())
     }

@@ -83,7 +83,7 @@ pub enum SandboxError {
     #[error("invalid impairment: {detail}")]
     InvalidImpairment {
         /// What is wrong.
-        detail: String,
+        detail: crate::impair::ImpairError,
     },
     /// The impairing forwarder did not start.
     #[error("the impairing forwarder did not start: {detail}")]

@@ -101,9 +101,32 @@ fn parse_grace(s: &str) -> Result<Duration, DurationError> {
     crate::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
-fn parse_key(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once(':').ok_or("expected K0:K1 in hex")?;
-    let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| format!("`{x}` is not hex"));
+/// Why a value of a server option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    /// `--hash-key` without a colon.
+    #[error("expected K0:K1 in hex")]
+    KeyFormat,
+    /// A half of `--hash-key` that is not hex.
+    #[error("`{0}` is not hex")]
+    NotHex(String),
+    /// No `/PREFIX`.
+    #[error("`{0}`: expected ADDRESS/PREFIX")]
+    NoPrefix(String),
+    /// Not an address.
+    #[error("`{0}` is not an address")]
+    NotAddress(String),
+    /// Not a prefix length.
+    #[error("`{0}` is not a prefix length")]
+    NotPrefix(String),
+    /// A prefix too long for the family.
+    #[error("prefix /{0} is longer than {1}")]
+    PrefixTooLong(u8, u8),
+}
+
+fn parse_key(s: &str) -> Result<(u64, u64), FlagError> {
+    let (a, b) = s.split_once(':').ok_or(FlagError::KeyFormat)?;
+    let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| FlagError::NotHex(x.to_string()));
     Ok((p(a)?, p(b)?))
 }
 
@@ -235,25 +258,25 @@ fn listening_ports(shared: &Shared) -> Vec<(L4, u16)> {
     v
 }
 
-fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), String> {
+fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), FlagError> {
     let (a, p) = s
         .split_once('/')
-        .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX"))?;
-    let a = a.parse().map_err(|_| format!("`{a}` is not an address"))?;
-    let p: u8 = p
+        .ok_or_else(|| FlagError::NoPrefix(s.to_string()))?;
+    let a = a
         .parse()
-        .map_err(|_| format!("`{p}` is not a prefix length"))?;
+        .map_err(|_| FlagError::NotAddress(a.to_string()))?;
+    let p: u8 = p.parse().map_err(|_| FlagError::NotPrefix(p.to_string()))?;
     if p > max {
-        return Err(format!("prefix /{p} is longer than {max}"));
+        return Err(FlagError::PrefixTooLong(p, max));
     }
     Ok((a, p))
 }
 
-fn parse_v4(s: &str) -> Result<(Ipv4Addr, u8), String> {
+fn parse_v4(s: &str) -> Result<(Ipv4Addr, u8), FlagError> {
     parse_prefix(s, 32)
 }
 
-fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), FlagError> {
     parse_prefix(s, 128)
 }
 

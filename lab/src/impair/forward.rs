@@ -82,16 +82,39 @@ fn write_stats(path: Option<&Path>, stats: &ForwardStats) {
     }
 }
 
+/// Why the forwarder did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A bad impairment.
+    #[error(transparent)]
+    Impair(#[from] super::ImpairError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// An AF_PACKET socket could not be opened.
+    #[error("AF_PACKET on {iface}: {source}")]
+    Socket {
+        /// The interface.
+        iface: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Runs the forwarder until a signal or an interface disappears. Returns the final counters.
-pub fn run(args: &ForwardArgs) -> Result<ForwardStats, String> {
+pub fn run(args: &ForwardArgs) -> Result<ForwardStats, ForwardError> {
     let spec = args.impair.spec();
     spec.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(ForwardError::Signal)?;
     }
-    let open =
-        |name: &str| PacketSocket::open(name).map_err(|e| format!("AF_PACKET on {name}: {e}"));
+    let open = |name: &str| {
+        PacketSocket::open(name).map_err(|source| ForwardError::Socket {
+            iface: name.to_string(),
+            source,
+        })
+    };
     let client = open(&args.client_if)?;
     let server = open(&args.server_if)?;
     let stats_path = args.report.as_deref();

@@ -82,24 +82,24 @@ impl ImpairSpec {
     }
 
     /// Checks ranges: probabilities in 0..=1, jitter at most the delay, delay at most 10 s.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ImpairError> {
         for (name, p) in [
             ("loss", self.loss),
             ("reorder", self.reorder),
             ("duplicate", self.duplicate),
         ] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{name} {p} is not between 0% and 100%"));
+                return Err(ImpairError::Rate { name, value: p });
             }
         }
         if self.jitter > self.delay {
-            return Err(format!(
-                "jitter {:?} exceeds the delay {:?}",
-                self.jitter, self.delay
-            ));
+            return Err(ImpairError::JitterPastDelay {
+                jitter: self.jitter,
+                delay: self.delay,
+            });
         }
         if self.delay > Duration::from_secs(10) {
-            return Err(format!("delay {:?} exceeds 10 s", self.delay));
+            return Err(ImpairError::DelayTooLong(self.delay));
         }
         Ok(())
     }
@@ -177,8 +177,38 @@ impl ImpairArgs {
     }
 }
 
+/// Why an impairment was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImpairError {
+    /// A probability out of range.
+    #[error("{name} {value} is not between 0% and 100%")]
+    Rate {
+        /// loss, reorder or duplicate.
+        name: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// More jitter than delay.
+    #[error("jitter {jitter:?} exceeds the delay {delay:?}")]
+    JitterPastDelay {
+        /// The jitter.
+        jitter: Duration,
+        /// The delay.
+        delay: Duration,
+    },
+    /// A delay past 10 s.
+    #[error("delay {0:?} exceeds 10 s")]
+    DelayTooLong(Duration),
+    /// Not a rate.
+    #[error("`{0}` is not a rate (e.g. 1% or 0.01)")]
+    NotRate(String),
+    /// A rate out of range.
+    #[error("`{0}` is not between 0% and 100%")]
+    RateRange(String),
+}
+
 /// Parses a probability: `1%`, `0.5%` or a fraction `0.01`.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
+pub fn parse_rate(s: &str) -> Result<f64, ImpairError> {
     let s = s.trim();
     let (num, scale) = match s.strip_suffix('%') {
         Some(n) => (n, 100.0),
@@ -187,10 +217,10 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a rate (e.g. 1% or 0.01)"))?;
+        .map_err(|_| ImpairError::NotRate(s.to_string()))?;
     let v = v / scale;
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!("`{s}` is not between 0% and 100%"));
+        return Err(ImpairError::RateRange(s.to_string()));
     }
     Ok(v)
 }

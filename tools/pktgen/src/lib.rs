@@ -87,6 +87,9 @@ pub enum PktgenError {
         /// Timeout.
         secs: f64,
     },
+    /// The interface's MAC address could not be read.
+    #[error(transparent)]
+    Mac(#[from] runtime::xsk_opts::MacError),
     /// A core that does not exist.
     #[error(transparent)]
     Cores(#[from] NoSuchCore),
@@ -330,7 +333,7 @@ fn spec(args: &PktgenArgs, plan: &Plan, src_mac: [u8; 6], dst_mac: [u8; 6], run:
 /// Generate traffic.
 pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The interface first: every other complaint is moot without it.
-    let mac = read_mac(&args.iface).map_err(PktgenError::Other)?;
+    let mac = read_mac(&args.iface)?;
     let plan = plan(args)?;
     let run = run_id();
     // Build the template once with a placeholder MAC: refuse bad sizes and

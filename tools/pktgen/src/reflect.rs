@@ -325,6 +325,9 @@ pub enum ReflectError {
     /// Anything else, already worded.
     #[error("{0}")]
     Other(String),
+    /// The interface's MAC address could not be read.
+    #[error(transparent)]
+    Mac(#[from] runtime::xsk_opts::MacError),
     /// A port failed to open.
     #[error(transparent)]
     Nic(#[from] nic::NicError),
@@ -347,7 +350,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         .into());
     }
-    let mac = read_mac(&args.iface).map_err(ReflectError::Other)?;
+    let mac = read_mac(&args.iface)?;
     let stop = stop_flag()?;
     let queues: Vec<u32> = (0..args.queues).collect();
     let to = SteerTo {
