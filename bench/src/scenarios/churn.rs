@@ -65,9 +65,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "--concurrency",
         &conc.to_string(),
         "--seconds",
-        &secs.to_string(),
-        "--timeout-ms",
-        "3000",
+        &format!("{secs}s"),
+        "--timeout",
+        "3s",
     ]);
     for run in 0..ctx.runs {
         for i in 0..case.subjects.len() {
@@ -331,8 +331,8 @@ fn kernel_run(
             cpus,
             "--mode",
             "reuseport",
-            "--churn-ms",
-            &EVERY.as_millis().to_string(),
+            "--churn",
+            &format!("{}ms", EVERY.as_millis()),
         ]),
         dir,
     )?;
