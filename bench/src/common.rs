@@ -764,7 +764,7 @@ pub fn wrk_metrics(m: &Measured<WrkReport>) -> Metrics {
 }
 
 /// Stops a stack server with SIGINT and reads its stats file.
-pub fn stop_stack(p: Proc, stats: &Path) -> Result<serde_json::Value> {
+pub fn stop_stack(p: Proc, stats: &Path) -> Result<runtime::report::ServerReport> {
     let label = p.label.clone();
     let (_, errs) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
     let text = std::fs::read_to_string(stats).map_err(|e| {

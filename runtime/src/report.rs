@@ -1,6 +1,7 @@
 //! The reports a server writes on exit (`--report FILE`) and prints: typed
 //! on both sides, the fields named as the JSON has always named them (the
-//! tests and bench read them back). The parts that belong to a service or
+//! tests and bench read them back; a field missing when read is its
+//! default). The parts that belong to a service or
 //! to the stack's own counters stay JSON values inside.
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde_json::Value;
 
 /// `xdpstack http|echo|dns|daemon --iface ...`: the whole run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerReport {
     /// `http`, `echo`, `dns`, `daemon`.
     pub service: String,
@@ -35,6 +37,7 @@ pub struct ServerReport {
 
 /// The pcap tap's counts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PcapReport {
     /// Frames written.
     pub frames: u64,
@@ -46,6 +49,7 @@ pub struct PcapReport {
 
 /// One worker (one queue, one core, one engine).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerReport {
     /// Worker index.
     pub worker: usize,
@@ -85,6 +89,7 @@ impl WorkerReport {
 
 /// A port's counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PortReport {
     /// Frames received.
     pub rx_frames: u64,
@@ -110,8 +115,16 @@ pub struct PortReport {
     pub kernel: Option<serde_json::Map<String, Value>>,
 }
 
+impl PortReport {
+    /// One of the kernel's XDP socket statistics (`rx_ring_full`, ...).
+    pub fn kernel_stat(&self, name: &str) -> Option<u64> {
+        self.kernel.as_ref()?.get(name)?.as_u64()
+    }
+}
+
 /// The worker loop's counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoopReport {
     /// Loop iterations.
     pub iterations: u64,
@@ -131,6 +144,7 @@ pub struct LoopReport {
 /// `xdpstack http|echo|dns --attach PATH`: per daemon core, the service's
 /// counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AttachedReport {
     /// `http`, `echo`, `dns`.
     pub service: String,
@@ -142,6 +156,7 @@ pub struct AttachedReport {
 
 /// One daemon core of an attached process.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AttachedCore {
     /// Daemon core index.
     pub core: usize,

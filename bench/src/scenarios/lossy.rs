@@ -166,14 +166,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 Ok(r) => {
                     eprintln!("run {run} xdpstack {cc}: {r}");
                     let mut m = metrics(&r);
-                    if let Ok(s) = s {
-                        let w = &s["workers"][0];
-                        let echoed = w["app"]["tcp_bytes"].as_f64().unwrap_or(0.0);
+                    if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
+                        let echoed = w.app["tcp_bytes"].as_f64().unwrap_or(0.0);
                         m.insert("server_echoed_mib".into(), echoed / (1 << 20) as f64);
                         if run == 0 {
                             case.subjects[i + 1].detail.push(format!(
                                 "counters at exit: app {}, frame accounting {}",
-                                w["app"], w["frame_accounting"]
+                                w.app, w.frame_accounting
                             ));
                         }
                     }

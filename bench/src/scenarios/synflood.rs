@@ -221,8 +221,10 @@ fn one_stack(
     let (mut x, pl) = flood(sb, &p, client_cpu, plan, dir)?;
     let st = common::stop_stack(p, &stats)?;
     let mut nums = Vec::new();
-    crate::parse::flatten_numbers("stack.engine", &st["workers"][0]["engine"], &mut nums);
-    crate::parse::flatten_numbers("stack.listeners", &st["stack"], &mut nums);
+    if let Some(w) = st.workers.first() {
+        crate::parse::flatten_numbers("stack.engine", &w.engine, &mut nums);
+    }
+    crate::parse::flatten_numbers("stack.listeners", &st.stack, &mut nums);
     let mut nonzero = Vec::new();
     for (k, v) in nums {
         if v != 0.0 {
