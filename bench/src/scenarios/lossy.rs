@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab::bulk::BulkReport;
 use lab::impair::ImpairSpec;
 use lab::sandbox::{self, Sandbox, SandboxSpec, Side};
-use serde_json::Value;
 
 use crate::common::{self, Ctx};
 use crate::env;
@@ -28,7 +28,7 @@ pub fn target_spec() -> ImpairSpec {
     ImpairSpec::lossy_wan(2024)
 }
 
-fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<Value> {
+fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<BulkReport> {
     let timeout = 900;
     let out = sb
         .command(Side::Client, "timeout")
@@ -40,8 +40,8 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
         .args(["--timeout", &format!("{timeout}s")])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).map_err(|e| {
+    let report: BulkReport = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .map_err(|e| {
             procs::BenchError::Msg(format!(
                 "bulk client: no JSON ({e}, {}): {}",
                 out.status,
@@ -51,21 +51,25 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
     Ok(report)
 }
 
-fn metrics(r: &Value) -> crate::model::Metrics {
+fn metrics(r: &BulkReport) -> crate::model::Metrics {
     let mut m = crate::model::Metrics::new();
-    let f = |p: &str| r.pointer(p).and_then(Value::as_f64);
-    for (k, p) in [
-        ("transfer_s", "/elapsed_s"),
-        ("conn_median_s", "/conn_s/median"),
-        ("conn_max_s", "/conn_s/max"),
-        ("goodput_mib_s", "/goodput_mib_s_each_way"),
-        ("failed", "/failed"),
+    for (k, v) in [
+        ("transfer_s", Some(r.elapsed_s)),
+        ("conn_median_s", r.conn_s.median),
+        ("conn_max_s", r.conn_s.max),
+        ("goodput_mib_s", Some(r.goodput_mib_s_each_way)),
+        ("failed", Some(r.failed as f64)),
     ] {
-        if let Some(v) = f(p) {
+        if let Some(v) = v {
             m.insert(k.into(), v);
         }
     }
     m
+}
+
+/// A report as one line of JSON (for the log).
+fn json_line(r: &BulkReport) -> String {
+    serde_json::to_string(r).unwrap_or_default()
 }
 
 /// Runs the scenario.
@@ -126,7 +130,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for run in 0..ctx.runs {
         match bulk(ctx, &sb, KERNEL_IP, conns, bytes) {
             Ok(r) => {
-                eprintln!("run {run} kernel: {r}");
+                eprintln!("run {run} kernel: {}", json_line(&r));
                 case.subjects[0].runs.push(metrics(&r));
             }
             Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
@@ -164,7 +168,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             let s = common::stop_stack(p, &stats);
             match r {
                 Ok(r) => {
-                    eprintln!("run {run} xdpstack {cc}: {r}");
+                    eprintln!("run {run} xdpstack {cc}: {}", json_line(&r));
                     let mut m = metrics(&r);
                     if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
                         let echoed = w.app["tcp_bytes"].as_f64().unwrap_or(0.0);
