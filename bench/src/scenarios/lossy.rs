@@ -194,9 +194,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for n in &stack_names {
         case.add_ratio("transfer_s", n, KERNEL);
     }
-    if let Some(f) = sandbox::impair_stats(&name) {
-        res.notes
-            .push(format!("forwarder counters at the end: {f}"));
+    if let Some(f) = sandbox::forwarder_stats(&name) {
+        res.notes.push(format!(
+            "forwarder counters at the end: {}",
+            serde_json::to_string(&f).unwrap_or_default()
+        ));
     }
     let cubic = case.ratio("transfer_s", &stack_names[0], KERNEL);
     res.cases.push(case);

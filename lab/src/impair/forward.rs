@@ -45,7 +45,8 @@ pub struct ForwardArgs {
 }
 
 /// The forwarder's counters.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ForwardStats {
     /// The impairment applied.
     pub spec: String,

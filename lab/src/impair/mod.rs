@@ -262,7 +262,8 @@ impl SplitMix64 {
 }
 
 /// What happened to the frames of one direction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ImpairCounters {
     /// Frames that arrived.
     pub received: u64,
