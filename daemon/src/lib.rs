@@ -206,6 +206,20 @@ pub enum ControlError {
     NoGroup(String),
 }
 
+/// Why the daemon did not start, or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The interface, its queues, the workers.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    /// The control socket.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The control thread could not be started.
+    #[error("cannot start the control thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Bind the control socket with its mode and group.
 pub fn bind_control(
     path: &Path,
@@ -459,7 +473,7 @@ fn ask(
 }
 
 /// Run the daemon until SIGINT/SIGTERM. Returns the workers' report.
-pub fn run(args: &DaemonArgs) -> Result<DaemonReport, Box<dyn std::error::Error>> {
+pub fn run(args: &DaemonArgs) -> Result<DaemonReport, DaemonError> {
     let cores = server::worker_plan(&args.server)?.len();
     let selector = args.server.selector.selector();
     let hub = Arc::new(Hub::new(cores, selector, args.max_clients));
@@ -482,7 +496,8 @@ pub fn run(args: &DaemonArgs) -> Result<DaemonReport, Box<dyn std::error::Error>
                         .name("xdpstack-client".into())
                         .spawn(move || serve_client(s, hub, ring));
                 }
-            })?;
+            })
+            .map_err(DaemonError::Thread)?;
     }
     eprintln!(
         "xdpstack daemon: control socket {} (mode {:o})",
