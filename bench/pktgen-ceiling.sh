@@ -31,9 +31,9 @@ start_server() { # kind round -> pid in $pid, 0 if it did not start
   local kind=$1 r=$2
   case $kind in
     reflect) "${SRV[@]}" "$BIN" bench reflect --iface xdp0 --queues "$QUEUES" \
-               --addr 198.18.0.1 --stats-file "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
+               --addr 198.18.0.1 --report "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
     stack)   "${SRV[@]}" "$BIN" echo --iface xdp0 --workers "$QUEUES" \
-               --addr 198.18.0.1/24 --stats-file "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
+               --addr 198.18.0.1/24 --report "$OUT/srv-$kind-$r.json" 2>"$OUT/srv.err" & ;;
   esac
   pid=$!
   for _ in $(seq 100); do
@@ -57,7 +57,7 @@ run_one() { # kind round
   [[ $pid -ne 0 ]] || { echo "the $kind server did not start: $(cat "$OUT/srv.err")" >&2; exit 1; }
   timeout -k 2 $((SECS + 30)) "${CLI[@]}" "$BIN" pktgen --iface peer0 --queues "$QUEUES" \
     --template echo --dst 198.18.0.1 --rate 0 --duration "$SECS" \
-    --src-port 10000-10255 --quiet --json "$OUT/gen-$kind-$r.json"
+    --src-port 10000-10255 --quiet --report "$OUT/gen-$kind-$r.json"
   kill -INT "$pid"; wait "$pid"
 }
 

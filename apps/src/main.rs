@@ -155,40 +155,25 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.cmd {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
-        Cmd::Http { server, http } if http.attached.attach.is_some() => {
-            let site = http::load_site(&http)?;
-            let report = attached::run(
-                "http",
-                &http.attached,
-                std::time::Duration::from_secs_f64(server.grace),
-                |ctx, core| http::HttpApp::new(ctx, core, &http, site.clone()),
-                |app| app.json(),
-            )?;
-            eprintln!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Echo { server, echo } if echo.attached.attach.is_some() => {
-            let report = attached::run(
-                "echo",
-                &echo.attached,
-                std::time::Duration::from_secs_f64(server.grace),
-                |ctx, core| echo::EchoApp::new(ctx, core, &echo),
-                |app| app.json(),
-            )?;
-            eprintln!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Daemon(args) => {
-            let report = daemon::run(&args)?;
-            print_summary(&report);
-            Ok(ExitCode::SUCCESS)
-        }
+        // The three services the same way: the service crate gives the
+        // app and its arguments, this binary chooses attached or XSK mode.
         Cmd::Http { server, mut http } => {
             // What `--stats-allow local` means.
             http.local_addrs = (server.addr, server.addr6);
-            // Loaded before any NIC queue is opened: a refused tree is a
-            // one-line error and nothing was attached.
+            // Loaded before any NIC queue is opened or the daemon is
+            // attached to: a refused tree is a one-line error and nothing
+            // was attached.
             let site = http::load_site(&http)?;
+            if http.attached.attach.is_some() {
+                let report = attached::run(
+                    "http",
+                    &http.attached,
+                    server.grace,
+                    |ctx, core| http::HttpApp::new(ctx, core, &http, site.clone()),
+                    |app| app.json(),
+                )?;
+                return attached_done(&server, &report);
+            }
             let report = server::serve(
                 &server,
                 "http",
@@ -199,6 +184,16 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Echo { server, echo } => {
+            if echo.attached.attach.is_some() {
+                let report = attached::run(
+                    "echo",
+                    &echo.attached,
+                    server.grace,
+                    |ctx, core| echo::EchoApp::new(ctx, core, &echo),
+                    |app| app.json(),
+                )?;
+                return attached_done(&server, &report);
+            }
             let report = server::serve(
                 &server,
                 "echo",
@@ -208,14 +203,42 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_summary(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Dns { server, dns } => dns::run(&server, &dns),
+        Cmd::Dns { server, dns } => {
+            let index = dns::load_logged(&dns)?;
+            if dns.attached.attach.is_some() {
+                let report = attached::run(
+                    "dns",
+                    &dns.attached,
+                    server.grace,
+                    |ctx, core| dns::DnsApp::new(ctx, core, &dns, index.clone(), dns::ATTACHED_MTU),
+                    |app| app.json(),
+                )?;
+                return attached_done(&server, &report);
+            }
+            let report = server::serve(
+                &server,
+                "dns",
+                move |ctx, engine| {
+                    let mtu = engine.port().config().mtu;
+                    dns::DnsApp::new(ctx, engine, &dns, index.clone(), mtu)
+                },
+                |app| app.json(),
+            )?;
+            print_summary(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Daemon(args) => {
+            let report = daemon::run(&args)?;
+            print_summary(&report.server);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Pktgen(args) => pktgen::run(&args),
         Cmd::Bench { cmd } => match cmd {
             BenchCmd::Reflect(args) => reflect::run(&args),
             BenchCmd::Bulk(args) => {
                 let report = bulk::run_bulk(&args);
-                println!("{report}");
-                Ok(if report["failed"] == 0 {
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(if report.failed == 0 {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
@@ -227,7 +250,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     signal_hook::flag::register(sig, stop.clone())?;
                 }
                 let report = bulk::run_kernel_echo(&args, &stop)?;
-                println!("{report}");
+                println!("{}", serde_json::to_string(&report)?);
                 Ok(ExitCode::SUCCESS)
             }
         },
@@ -244,23 +267,32 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 }
 
-fn print_summary(report: &serde_json::Value) {
-    let Some(workers) = report["workers"].as_array() else {
-        return;
-    };
-    for w in workers {
+/// An attached service stopped: its report on stderr (one line of JSON),
+/// and in `--report FILE` if given.
+fn attached_done(
+    server: &server::ServerArgs,
+    report: &runtime::report::AttachedReport,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    eprintln!("{}", serde_json::to_string(report)?);
+    if let Some(path) = &server.report {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per worker on stderr when a server stops.
+fn print_summary(report: &runtime::report::ServerReport) {
+    for w in &report.workers {
         eprintln!(
             "worker {} (core {}): app {} | rx {} tx {} frames | dropped {} | frames {}",
-            w["worker"],
-            w["core"],
-            w["app"],
-            w["port"]["rx_frames"],
-            w["port"]["tx_frames"],
-            w["l2"]["dropped"]
-                .as_object()
-                .map(|m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
-                .unwrap_or(0),
-            w["frame_accounting"],
+            w.worker,
+            w.core.map_or("null".to_string(), |c| c.to_string()),
+            w.app,
+            w.port.rx_frames,
+            w.port.tx_frames,
+            w.l2_dropped(),
+            serde_json::Value::from(w.frame_accounting.as_str()),
         );
     }
 }
@@ -315,13 +347,16 @@ fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> 
             } else {
                 &info.client_ns
             };
-            let status = std::process::Command::new("ip")
+            // Replace this process: `ip netns exec` enters the namespace
+            // and execs the command in turn, so the pid we were started
+            // with is the command's, and its signals and exit code too
+            // (`kill -TERM %1` stops the server gracefully).
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("ip")
                 .args(["netns", "exec", ns])
                 .args(&cmd)
-                .status()?;
-            Ok(ExitCode::from(
-                status.code().unwrap_or(1).clamp(0, 255) as u8
-            ))
+                .exec();
+            Err(format!("cannot exec `ip netns exec {ns} {}`: {err}", cmd.join(" ")).into())
         }
         SandboxCmd::Impair(args) => {
             let stats = impair::forward::run(&args)?;
@@ -338,5 +373,93 @@ fn sandbox_cmd(cmd: SandboxCmd) -> Result<ExitCode, Box<dyn std::error::Error>> 
                 Ok(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xdpstack").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn attach_conflicts_with_what_the_daemon_owns() {
+        for service in ["http", "echo", "dns"] {
+            let zone: &[&str] = if service == "dns" {
+                &["--zone", "z"]
+            } else {
+                &[]
+            };
+            let with = |extra: &[&str]| {
+                let mut a = vec![service, "--attach", "/run/x.sock"];
+                a.extend_from_slice(zone);
+                a.extend_from_slice(extra);
+                parse(&a)
+            };
+            assert!(with(&[]).is_ok(), "{service}");
+            assert!(with(&["--grace", "2s", "--report", "/tmp/r.json"]).is_ok());
+            for bad in [
+                &["--iface", "eth0"][..],
+                &["--queues", "0-1"],
+                &["--map", "0:1"],
+                &["--cores", "1"],
+                &["--addr", "10.0.0.1/24"],
+                &["--workers", "2"],
+                &["--selector", "queue"],
+                &["--frames", "8192"],
+                &["--steer", "all"],
+            ] {
+                let e = with(bad)
+                    .err()
+                    .unwrap_or_else(|| panic!("{service} {bad:?}"));
+                assert_eq!(
+                    e.kind(),
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "{bad:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn closed_sets_are_enums_and_old_spellings_still_parse() {
+        let ok = |a: &[&str]| parse(a).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+        let base = ["http", "--iface", "eth0", "--addr", "10.0.0.1/24"];
+        fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            a
+        }
+        let Cmd::Http { server, .. } =
+            ok(&with(&base, &["--selector", "queue", "--cc", "reno"])).cmd
+        else {
+            panic!("not http")
+        };
+        assert_eq!(server.selector, server::SelectorArg::Queue);
+        assert_eq!(server.cc, server::CcArg::Reno);
+        assert!(parse(&with(&base, &["--selector", "random"])).is_err());
+        assert!(parse(&with(&base, &["--cc", "bbr"])).is_err());
+        let Cmd::Http { server, .. } = ok(&with(
+            &base,
+            &["--stats-file", "/tmp/a.json", "--grace", "1.5"],
+        ))
+        .cmd
+        else {
+            panic!("not http")
+        };
+        assert_eq!(
+            server.report.as_deref(),
+            Some(std::path::Path::new("/tmp/a.json"))
+        );
+        assert_eq!(server.grace, std::time::Duration::from_millis(1500));
+        assert!(parse(&with(&base, &["--grace", "2h"])).is_err());
     }
 }

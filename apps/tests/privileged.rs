@@ -691,6 +691,74 @@ fn nothing_left_behind() {
     assert!(!left.contains(&info.client_ns), "{left:?}");
 }
 
+/// `xdpstack sandbox exec --server -- xdpstack http ...` started in the background, as
+/// docs/HTTP.md shows: the pid we started becomes the server (exec, not a child), so TERM to
+/// it stops the server gracefully (its exit report, exit 0) and its XDP program goes with it.
+#[test]
+fn sandbox_exec_passes_term_to_the_server() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("exec", 1);
+    let info = sb.info().clone();
+    let stats = temp_path("exec", "json");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sandbox", "exec", "--name", &info.name, "--server", "--"])
+        .arg(BIN)
+        .args(["http", "--iface", &info.server_if])
+        .args(["--addr", &info.server_ip4])
+        .arg("--report")
+        .arg(&stats)
+        .stdout(Stdio::null());
+    let mut server = Spawned::spawn(&mut cmd, "exec", "sandbox exec http", &[&stats]);
+    server.wait_started(|err| err.contains(" worker(s) on "));
+    let link = || {
+        run_ok(Command::new("ip").args([
+            "-n",
+            &info.server_ns,
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &info.server_if,
+        ]))
+    };
+    assert!(
+        xdp_attached(&link()),
+        "no XDP program while serving:\n{}",
+        link()
+    );
+    curl_ok(&sb, &format!("http://{SERVER_IP4}/"));
+    // The process we started is the server itself now, in the server namespace.
+    let pids = run_ok(Command::new("ip").args(["netns", "pids", &info.server_ns]));
+    assert!(
+        pids.split_whitespace()
+            .any(|p| p == server.pid().to_string()),
+        "pid {} is not in {}: {pids}",
+        server.pid(),
+        info.server_ns
+    );
+
+    let status = server.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    let err = server.stderr_text();
+    eprint!("{err}");
+    assert!(status.success(), "exited with {status} after TERM:\n{err}");
+    assert!(err.contains("worker 0 (core"), "no exit report:\n{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&stats).expect("report written"))
+            .expect("report is JSON");
+    assert_frames_ok(&report);
+    let after = link();
+    assert!(
+        !xdp_attached(&after),
+        "XDP program left on the interface:\n{after}"
+    );
+    let pids = run_ok(Command::new("ip").args(["netns", "pids", &info.server_ns]));
+    assert!(
+        pids.trim().is_empty(),
+        "processes left in {}: {pids}",
+        info.server_ns
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. The demo.
 

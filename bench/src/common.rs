@@ -81,7 +81,7 @@ pub fn children_cpu_s() -> f64 {
 }
 
 /// Starts `xdpstack SERVICE --iface xdp0 --addr 198.18.0.1/24 ARGS` in the server namespace,
-/// pinned to `cpus`, with `--stats-file` in `dir`. Returns the process and its stats path.
+/// pinned to `cpus`, with `--report` in `dir`. Returns the process and its stats path.
 pub fn start_stack(
     ctx: &Ctx,
     sb: &Sandbox,
@@ -101,7 +101,7 @@ pub fn start_stack(
             "xdp0",
             "--addr",
             SERVER_CIDR,
-            "--stats-file",
+            "--report",
             &stats.display().to_string(),
         ]
         .iter()
@@ -597,8 +597,8 @@ pub fn run_httpgen(
         "65536",
         "--cores",
         cpu,
-        "--drain-ms",
-        "500",
+        "--drain",
+        "500ms",
         // Generic XDP on the client's end: a veth whose peer has a native XDP program takes
         // the peer's packets into a 256-entry ring, and nginx's bursts of responses at 10,000
         // connections overflowed it (tens of thousands of drops, each a retransmission for
@@ -764,7 +764,7 @@ pub fn wrk_metrics(m: &Measured<WrkReport>) -> Metrics {
 }
 
 /// Stops a stack server with SIGINT and reads its stats file.
-pub fn stop_stack(p: Proc, stats: &Path) -> Result<serde_json::Value> {
+pub fn stop_stack(p: Proc, stats: &Path) -> Result<runtime::report::ServerReport> {
     let label = p.label.clone();
     let (_, errs) = p.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
     let text = std::fs::read_to_string(stats).map_err(|e| {

@@ -18,6 +18,30 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+/// Why a kernel baseline server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// The UDP socket could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TCP listener could not be opened.
+    #[error("listen {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// The body every HTTP server in the suite returns (the stack's default body).
 pub const BODY: &str = "hello from xdpstack\n";
 
@@ -66,11 +90,11 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<Socket> {
 const BATCH: usize = 64;
 
 /// The UDP echo server: returns when SIGINT/SIGTERM arrives; prints per-thread counts (JSON).
-pub fn kudp(bind: SocketAddr, threads: usize, cpus: &[usize]) -> Result<(), String> {
-    let stop = stop_on_signals().map_err(|e| e.to_string())?;
+pub fn kudp(bind: SocketAddr, threads: usize, cpus: &[usize]) -> Result<(), KernelError> {
+    let stop = stop_on_signals().map_err(KernelError::Signal)?;
     let mut sockets = Vec::new();
     for _ in 0..threads.max(1) {
-        sockets.push(udp_socket(bind).map_err(|e| format!("bind {bind}: {e}"))?);
+        sockets.push(udp_socket(bind).map_err(|source| KernelError::Bind { addr: bind, source })?);
     }
     let mut handles = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
@@ -214,12 +238,13 @@ pub fn khttp(
     cpus: &[usize],
     mode: ListenMode,
     churn: Option<Duration>,
-) -> Result<(), String> {
-    let stop = stop_on_signals().map_err(|e| e.to_string())?;
+) -> Result<(), KernelError> {
+    let stop = stop_on_signals().map_err(KernelError::Signal)?;
     let threads = threads.max(1);
     let shared = match mode {
         ListenMode::Shared => Some(Arc::new(
-            tcp_listener(bind, false, false).map_err(|e| format!("listen {bind}: {e}"))?,
+            tcp_listener(bind, false, false)
+                .map_err(|source| KernelError::Listen { addr: bind, source })?,
         )),
         ListenMode::Reuseport => None,
     };
@@ -230,7 +255,7 @@ pub fn khttp(
             ListenMode::Shared => None,
             ListenMode::Reuseport => Some(
                 tcp_listener(bind, true, churn.is_some())
-                    .map_err(|e| format!("listen {bind}: {e}"))?,
+                    .map_err(|source| KernelError::Listen { addr: bind, source })?,
             ),
         });
     }

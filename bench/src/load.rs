@@ -20,6 +20,39 @@ use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStora
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+/// Why a load generator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A socket call failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// An epoll call failed.
+    #[error("{0}")]
+    Sys(#[from] nix::errno::Errno),
+    /// The destination refused the UDP "connection".
+    #[error("connect {dst}: {source}")]
+    Connect {
+        /// The destination.
+        dst: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Every source port of the range is taken.
+    #[error("out of source ports")]
+    OutOfPorts,
+    /// Opening one connection failed.
+    #[error("connection {conn}: {source}")]
+    Conn {
+        /// Its index.
+        conn: usize,
+        /// Why.
+        source: Box<LoadError>,
+    },
+    /// The report could not be written.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// What the UDP generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 pub enum UdpMode {
@@ -109,17 +142,16 @@ pub fn udpload(
     max_packets: u64,
     payload: usize,
     qname: &str,
-) -> Result<UdpLoadReport, String> {
+) -> Result<UdpLoadReport, LoadError> {
     const BATCH: usize = 32;
     let mut flows = Vec::new();
     for _ in 0..sockets.max(1) {
-        let s = Socket::new(Domain::for_address(dst), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| e.to_string())?;
+        let s = Socket::new(Domain::for_address(dst), Type::DGRAM, Some(Protocol::UDP))?;
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
         s.connect(&SockAddr::from(dst))
-            .map_err(|e| format!("connect {dst}: {e}"))?;
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            .map_err(|source| LoadError::Connect { dst, source })?;
+        s.set_nonblocking(true)?;
         flows.push(Flow {
             sock: s,
             inflight: 0,
@@ -565,9 +597,9 @@ pub fn kaload(
     seconds: f64,
     timeout: Duration,
     steady_after: f64,
-) -> Result<KaLoadReport, String> {
+) -> Result<KaLoadReport, LoadError> {
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-    let ep = Epoll::new(EpollCreateFlags::empty()).map_err(|e| e.to_string())?;
+    let ep = Epoll::new(EpollCreateFlags::empty())?;
     let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", dst.ip());
     let mut slots: Vec<Option<KaConn>> = Vec::new();
     let mut next_port = ports.start;
@@ -588,16 +620,15 @@ pub fn kaload(
                 next_port: &mut u16,
                 ep: &Epoll,
                 slots: &mut Vec<Option<KaConn>>|
-     -> Result<(), String> {
+     -> Result<(), LoadError> {
         loop {
             if *next_port >= ports.end {
-                return Err("out of source ports".into());
+                return Err(LoadError::OutOfPorts);
             }
             let port = *next_port;
             *next_port += 1;
-            let s = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))
-                .map_err(|e| e.to_string())?;
-            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let s = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_nonblocking(true)?;
             let _ = s.set_nodelay(true);
             if s.bind(&SockAddr::from(SocketAddr::new(src, port))).is_err() {
                 continue;
@@ -610,8 +641,7 @@ pub fn kaload(
             ep.add(
                 s.as_fd(),
                 EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLIN, i as u64),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             slots[i] = Some(KaConn {
                 sock: s,
                 state: KaState::Connecting,
@@ -628,7 +658,10 @@ pub fn kaload(
             break;
         }
         if let Err(e) = dial(i, &mut next_port, &ep, &mut slots) {
-            return Err(format!("connection {i}: {e}"));
+            return Err(LoadError::Conn {
+                conn: i,
+                source: Box::new(e),
+            });
         }
     }
     let mut events = vec![EpollEvent::empty(); 1024];
@@ -639,9 +672,7 @@ pub fn kaload(
             marked = true;
             r.established_at_mark = established_now;
         }
-        let n = ep
-            .wait(&mut events, EpollTimeout::from(10u8))
-            .map_err(|e| e.to_string())?;
+        let n = ep.wait(&mut events, EpollTimeout::from(10u8))?;
         for ev in &events[..n] {
             let i = ev.data() as usize;
             let mut redial = false;

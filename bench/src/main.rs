@@ -39,11 +39,12 @@ struct Cli {
     /// Smoke mode: short durations, fewer connections, 1 run unless --runs is given.
     #[arg(long, global = true)]
     quick: bool,
-    /// Before each scenario, wait up to this many seconds for the 1-minute load average
-    /// to fall below 0.5 (the previous scenario's own load decays over a minute or two);
-    /// 0 starts at once. The load at the start is in each result either way.
-    #[arg(long, global = true, default_value_t = 150)]
-    settle: u64,
+    /// Before each scenario, wait up to this long (`150s`, `2m`; a bare number is seconds)
+    /// for the 1-minute load average to fall below 0.5 (the previous scenario's own load
+    /// decays over a minute or two); 0 starts at once. The load at the start is in each
+    /// result either way.
+    #[arg(long, global = true, default_value = "150s", value_parser = runtime::duration::parse)]
+    settle: Duration,
 }
 
 #[derive(Subcommand)]
@@ -106,9 +107,9 @@ enum HelperCmd {
         cpus: String,
         #[arg(long, value_enum)]
         mode: kernel::ListenMode,
-        /// Replace every thread's listener this often (reuseport mode).
-        #[arg(long)]
-        churn_ms: Option<u64>,
+        /// Replace every thread's listener this often (reuseport mode): `100ms`.
+        #[arg(long, value_parser = runtime::duration::parse)]
+        churn: Option<Duration>,
     },
     /// Closed-loop UDP load generator (prints a JSON report).
     Udpload {
@@ -120,8 +121,8 @@ enum HelperCmd {
         sockets: usize,
         #[arg(long, default_value_t = 32)]
         window: u64,
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        #[arg(long, default_value = "5s", value_parser = runtime::duration::parse)]
+        seconds: Duration,
         #[arg(long, default_value_t = 100_000_000)]
         max_packets: u64,
         #[arg(long, default_value_t = 64)]
@@ -141,13 +142,13 @@ enum HelperCmd {
         port_count: u16,
         #[arg(long)]
         conns: u64,
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 10_000)]
-        timeout_ms: u64,
-        /// Count responses after this many seconds apart (the steady phase).
-        #[arg(long, default_value_t = 0.0)]
-        steady_after: f64,
+        #[arg(long, default_value = "10s", value_parser = runtime::duration::parse)]
+        seconds: Duration,
+        #[arg(long, default_value = "10s", value_parser = runtime::duration::parse)]
+        timeout: Duration,
+        /// Count responses only after this long (the steady phase).
+        #[arg(long, default_value = "0s", value_parser = runtime::duration::parse)]
+        steady_after: Duration,
     },
     /// Short HTTP connections (prints a JSON report).
     Shortconn {
@@ -157,10 +158,10 @@ enum HelperCmd {
         conns: u64,
         #[arg(long, default_value_t = 20)]
         concurrency: usize,
-        #[arg(long, default_value_t = 60.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 3000)]
-        timeout_ms: u64,
+        #[arg(long, default_value = "60s", value_parser = runtime::duration::parse)]
+        seconds: Duration,
+        #[arg(long, default_value = "3s", value_parser = runtime::duration::parse)]
+        timeout: Duration,
     },
 }
 
@@ -184,25 +185,20 @@ fn main() -> ExitCode {
 }
 
 fn helper(cmd: HelperCmd) -> ExitCode {
-    let r: Result<(), String> = match cmd {
+    let r: Result<(), Box<dyn std::error::Error>> = match cmd {
         HelperCmd::Kudp {
             bind,
             threads,
             cpus,
-        } => kernel::kudp(bind, threads, &kernel::parse_cpus(&cpus)),
+        } => kernel::kudp(bind, threads, &kernel::parse_cpus(&cpus)).map_err(Into::into),
         HelperCmd::Khttp {
             bind,
             threads,
             cpus,
             mode,
-            churn_ms,
-        } => kernel::khttp(
-            bind,
-            threads,
-            &kernel::parse_cpus(&cpus),
-            mode,
-            churn_ms.map(Duration::from_millis),
-        ),
+            churn,
+        } => kernel::khttp(bind, threads, &kernel::parse_cpus(&cpus), mode, churn)
+            .map_err(Into::into),
         HelperCmd::Udpload {
             dst,
             mode,
@@ -217,13 +213,14 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             mode,
             sockets,
             window,
-            seconds.clamp(0.1, 600.0),
+            seconds.as_secs_f64().clamp(0.1, 600.0),
             max_packets,
             payload,
             &qname,
         )
-        .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
-        .map(|s| println!("{s}")),
+        .and_then(|r| Ok(serde_json::to_string(&r)?))
+        .map(|s| println!("{s}"))
+        .map_err(Into::into),
         HelperCmd::Kaload {
             dst,
             src,
@@ -231,36 +228,37 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             port_count,
             conns,
             seconds,
-            timeout_ms,
+            timeout,
             steady_after,
         } => load::kaload(
             dst,
             src,
             port_first..port_first.saturating_add(port_count),
             conns,
-            seconds.clamp(0.1, 600.0),
-            Duration::from_millis(timeout_ms),
-            steady_after,
+            seconds.as_secs_f64().clamp(0.1, 600.0),
+            timeout,
+            steady_after.as_secs_f64(),
         )
-        .and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string()))
-        .map(|s| println!("{s}")),
+        .and_then(|r| Ok(serde_json::to_string(&r)?))
+        .map(|s| println!("{s}"))
+        .map_err(Into::into),
         HelperCmd::Shortconn {
             dst,
             conns,
             concurrency,
             seconds,
-            timeout_ms,
+            timeout,
         } => {
             let r = load::shortconn(
                 dst,
                 conns,
                 concurrency,
-                seconds.clamp(0.1, 600.0),
-                Duration::from_millis(timeout_ms),
+                seconds.as_secs_f64().clamp(0.1, 600.0),
+                timeout,
             );
             serde_json::to_string(&r)
-                .map_err(|e| e.to_string())
                 .map(|s| println!("{s}"))
+                .map_err(Into::into)
         }
     };
     match r {
@@ -316,8 +314,8 @@ fn runner(cli: &Cli) -> procs::Result<()> {
     let t0 = Instant::now();
     let mut failures = Vec::new();
     for id in which {
-        if cli.settle > 0 {
-            let waited = env::settle(Duration::from_secs(cli.settle), report::QUIET_LOAD)?;
+        if !cli.settle.is_zero() {
+            let waited = env::settle(cli.settle, report::QUIET_LOAD)?;
             if waited >= Duration::from_secs(1) {
                 eprintln!(
                     "   waited {:.0} s for the load to settle",

@@ -72,30 +72,46 @@ pub struct DaemonArgs {
     pub max_clients: u64,
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let m = u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode"))?;
+/// Why a value of a daemon option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    /// `--control-mode` not octal.
+    #[error("`{0}` is not an octal mode")]
+    NotOctal(String),
+    /// `--control-mode` past 777.
+    #[error("{0} is not a file mode")]
+    NotMode(String),
+    /// `--ring-bytes` not a number.
+    #[error("`{0}` is not a number of bytes")]
+    NotBytes(String),
+    /// `--ring-bytes` too small for a datagram record.
+    #[error("must be more than {} ({} KiB): a ring record must hold a whole datagram with its addresses ({record} bytes) and takes at most a quarter of its ring, so rings (rounded up to a power of two) need {need} bytes", need / 2, need >> 11)]
+    RingTooSmall {
+        /// Bytes a ring needs.
+        need: usize,
+        /// Bytes of a datagram record.
+        record: usize,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, FlagError> {
+    let m = u32::from_str_radix(s, 8).map_err(|_| FlagError::NotOctal(s.to_string()))?;
     if m > 0o777 {
-        return Err(format!("{s} is not a file mode"));
+        return Err(FlagError::NotMode(s.to_string()));
     }
     Ok(m)
 }
 
 /// `--ring-bytes`: a ring whose records cannot carry a whole datagram
 /// never delivers one, so such sizes are refused here.
-fn parse_ring_bytes(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
+fn parse_ring_bytes(s: &str) -> Result<usize, FlagError> {
+    let n: usize = s.parse().map_err(|_| FlagError::NotBytes(s.to_string()))?;
     let need = shm::ring_size_for(proxy::DGRAM_RECORD);
     if shm::ring_size(n) < need {
-        return Err(format!(
-            "must be more than {} ({} KiB): a ring record must hold a whole datagram with its \
-             addresses ({} bytes) and takes at most a quarter of its ring, so rings (rounded \
-             up to a power of two) need {need} bytes",
-            need / 2,
-            need >> 11,
-            proxy::DGRAM_RECORD,
-        ));
+        return Err(FlagError::RingTooSmall {
+            need,
+            record: proxy::DGRAM_RECORD,
+        });
     }
     Ok(n)
 }
@@ -188,6 +204,20 @@ pub enum ControlError {
     /// No such group.
     #[error("no group named {0}")]
     NoGroup(String),
+}
+
+/// Why the daemon did not start, or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The interface, its queues, the workers.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    /// The control socket.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The control thread could not be started.
+    #[error("cannot start the control thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Bind the control socket with its mode and group.
@@ -427,7 +457,7 @@ fn drain(hub: &Hub, client: u64, core: usize, listener: u64) -> Reply {
 fn ask(
     hub: &Hub,
     core: usize,
-    make: impl FnOnce(mpsc::SyncSender<Result<u64, String>>) -> Ctl,
+    make: impl FnOnce(mpsc::SyncSender<Result<u64, proxy::CoreRefusal>>) -> Ctl,
 ) -> Reply {
     let (tx, rx) = mpsc::sync_channel(1);
     hub.post(core, make(tx));
@@ -443,10 +473,9 @@ fn ask(
 }
 
 /// Run the daemon until SIGINT/SIGTERM. Returns the workers' report.
-pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+pub fn run(args: &DaemonArgs) -> Result<DaemonReport, DaemonError> {
     let cores = server::worker_plan(&args.server)?.len();
-    let selector = stack::reuseport::selector_by_name(&args.server.selector)
-        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let selector = args.server.selector.selector();
     let hub = Arc::new(Hub::new(cores, selector, args.max_clients));
     let listener = bind_control(
         &args.control,
@@ -467,7 +496,8 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
                         .name("xdpstack-client".into())
                         .spawn(move || serve_client(s, hub, ring));
                 }
-            })?;
+            })
+            .map_err(DaemonError::Thread)?;
     }
     eprintln!(
         "xdpstack daemon: control socket {} (mode {:o})",
@@ -482,17 +512,38 @@ pub fn run(args: &DaemonArgs) -> Result<serde_json::Value, Box<dyn std::error::E
             let _ = h.shared.set(engine.shared().clone());
             let app = ProxyApp::new(ctx.worker, h.clone(), engine);
             h.registered.fetch_add(1, Ordering::SeqCst);
-            Ok(app)
+            Ok::<_, std::convert::Infallible>(app)
         },
         |app| app.json(),
     );
     let _ = std::fs::remove_file(&path);
-    let mut report = report?;
-    report["attach_limit"] = serde_json::json!({
-        "max_clients": hub.max_clients,
-        "refused": hub.refused.load(Ordering::Relaxed),
-    });
-    Ok(report)
+    Ok(DaemonReport {
+        server: report?,
+        attach_limit: AttachLimit {
+            max_clients: hub.max_clients,
+            refused: hub.refused.load(Ordering::Relaxed),
+        },
+    })
+}
+
+/// What the daemon reports on exit: the server's report and its limit on
+/// attached processes.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DaemonReport {
+    /// The workers, the XDP program, the stack (as any server's).
+    #[serde(flatten)]
+    pub server: runtime::report::ServerReport,
+    /// `--max-clients` and the hellos refused past it.
+    pub attach_limit: AttachLimit,
+}
+
+/// `--max-clients` and the hellos refused past it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AttachLimit {
+    /// Processes attached at once at most.
+    pub max_clients: u64,
+    /// Hellos refused past it.
+    pub refused: u64,
 }
 
 #[cfg(test)]
@@ -528,7 +579,7 @@ mod tests {
 
     #[test]
     fn ring_bytes_too_small_for_a_datagram_are_refused() {
-        let e = parse_ring_bytes("262144").unwrap_err();
+        let e = parse_ring_bytes("262144").unwrap_err().to_string();
         assert!(e.contains("more than 262144 (256 KiB)"), "{e}");
         assert!(e.contains("whole datagram"), "{e}");
         assert!(parse_ring_bytes("4096").is_err());

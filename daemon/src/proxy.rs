@@ -34,6 +34,21 @@ use stack::socket::{ConnEnd, ConnError, ConnId, ConnMap, ListenerId, TcpApi, Udp
 
 use super::Hub;
 
+/// Why a core refused a process's bind or drain (sent back to the process
+/// as its reply's error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreRefusal {
+    /// The process has no channel on this core.
+    #[error("not attached on this core")]
+    NotAttached,
+    /// The listener is not one of the process's.
+    #[error("no such listener of this process")]
+    NoSuchListener,
+    /// The stack refused (a reuseport rule, a port in use, ...).
+    #[error("{0}")]
+    Stack(String),
+}
+
 /// A request from the control thread to one core.
 pub enum Ctl {
     /// A process attached: its channel for this core and its doorbell.
@@ -59,7 +74,7 @@ pub enum Ctl {
         /// Options, uid from SO_PEERCRED.
         opts: BindOptions,
         /// The answer: the member id.
-        reply: mpsc::SyncSender<Result<u64, String>>,
+        reply: mpsc::SyncSender<Result<u64, CoreRefusal>>,
     },
     /// Drain a listener of the process (closing is a ring record, ordered
     /// with the connections offered on the listener).
@@ -69,7 +84,7 @@ pub enum Ctl {
         /// Listener.
         listener: u64,
         /// The answer.
-        reply: mpsc::SyncSender<Result<u64, String>>,
+        reply: mpsc::SyncSender<Result<u64, CoreRefusal>>,
     },
     /// The process is gone (its control socket closed).
     Detach {
@@ -306,8 +321,8 @@ impl ProxyApp {
                         Some(l) if l.client == client => engine
                             .drain(ListenerId(id))
                             .map(|()| listener)
-                            .map_err(|e| e.to_string()),
-                        _ => Err("no such listener of this process".into()),
+                            .map_err(|e| CoreRefusal::Stack(e.to_string())),
+                        _ => Err(CoreRefusal::NoSuchListener),
                     };
                     let _ = reply.send(r);
                 }
@@ -340,9 +355,9 @@ impl ProxyApp {
         addr: BindAddr,
         port: u16,
         opts: BindOptions,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, CoreRefusal> {
         if !self.clients.contains_key(&client) {
-            return Err("not attached on this core".into());
+            return Err(CoreRefusal::NotAttached);
         }
         let backlog = opts.backlog;
         let id = if udp {
@@ -350,7 +365,7 @@ impl ProxyApp {
         } else {
             TcpApi::tcp_listen(engine, addr, port, opts).map(|l| l.member())
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CoreRefusal::Stack(e.to_string()))?;
         let _ = engine
             .shared()
             .registry

@@ -4,7 +4,7 @@
 //! on the same path.
 //!
 //! Both are bounded: the client by `--timeout` (whole run) and per-operation socket timeouts,
-//! the server by `--max-secs`, `--max-conns` and SIGINT/SIGTERM.
+//! the server by `--max-time`, `--max-conns` and SIGINT/SIGTERM.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::impair::SplitMix64;
 
@@ -39,9 +39,10 @@ pub struct BulkArgs {
     /// Bytes each connection sends (and must get back).
     #[arg(long, default_value_t = 10 << 20)]
     pub bytes: u64,
-    /// The whole run may take this many seconds; connections not done by then fail.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    /// The whole run may take this long (`600s`, `10m`; a bare number is
+    /// seconds); connections not done by then fail.
+    #[arg(long, default_value = "600s", value_parser = runtime::duration::parse)]
+    pub timeout: Duration,
     /// Seed of the payload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -59,9 +60,10 @@ pub struct KernelEchoArgs {
     /// Connections served at once at most; more are closed at once.
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
-    /// Exit after this many seconds whatever happens.
-    #[arg(long, default_value_t = 900)]
-    pub max_secs: u64,
+    /// Exit after this long whatever happens (`900s`, `15m`; a bare number
+    /// is seconds).
+    #[arg(long, default_value = "900s", alias = "max-secs", value_parser = runtime::duration::parse)]
+    pub max_time: Duration,
 }
 
 /// The payload of connection `conn` from byte `offset` on, into `buf`.
@@ -82,6 +84,33 @@ fn fill(seed: u64, conn: u32, offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// Why one connection of a bulk run failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    #[error("{0}")]
+    Socket(io::Error),
+    #[error("deadline after sending {sent} bytes")]
+    DeadlineSending { sent: u64 },
+    #[error("write after {sent} bytes: {source}")]
+    Write { sent: u64, source: io::Error },
+    #[error("shutdown: {0}")]
+    Shutdown(io::Error),
+    #[error("deadline after receiving {got} bytes")]
+    DeadlineReceiving { got: u64 },
+    #[error("byte {at} differs")]
+    Differs { at: u64 },
+    #[error("{got} bytes back, more than the {bytes} sent")]
+    TooMuch { got: u64, bytes: u64 },
+    #[error("read after {got} bytes: {source}")]
+    Read { got: u64, source: io::Error },
+    #[error("sender panicked")]
+    SenderPanicked,
+    #[error("{got} bytes back of {bytes}")]
+    Short { got: u64, bytes: u64 },
+}
+
 struct ConnResult {
     ok: bool,
     error: Option<String>,
@@ -91,7 +120,7 @@ struct ConnResult {
 
 fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
     let started = Instant::now();
-    let result = (|| -> Result<u64, String> {
+    let result = (|| -> Result<u64, ConnError> {
         let to = SocketAddr::new(args.addr, args.port);
         let stream = loop {
             match TcpStream::connect_timeout(&to, Duration::from_secs(10)) {
@@ -100,73 +129,71 @@ fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
                     log::debug!("conn {conn}: connect: {e}; retrying");
                     thread::sleep(Duration::from_millis(200));
                 }
-                Err(e) => return Err(format!("connect: {e}")),
+                Err(e) => return Err(ConnError::Connect(e)),
             }
         };
         stream
             .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
+            .map_err(ConnError::Socket)?;
         stream
             .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+            .map_err(ConnError::Socket)?;
+        let mut writer = stream.try_clone().map_err(ConnError::Socket)?;
         let (seed, bytes) = (args.seed, args.bytes);
         let sender = thread::Builder::new()
             .stack_size(THREAD_STACK)
-            .spawn(move || -> Result<(), String> {
+            .spawn(move || -> Result<(), ConnError> {
                 let mut buf = vec![0u8; CHUNK];
                 let mut sent = 0u64;
                 while sent < bytes {
                     if Instant::now() > deadline {
-                        return Err(format!("deadline after sending {sent} bytes"));
+                        return Err(ConnError::DeadlineSending { sent });
                     }
                     let n = (bytes - sent).min(CHUNK as u64) as usize;
                     fill(seed, conn, sent, &mut buf[..n]);
                     writer
                         .write_all(&buf[..n])
-                        .map_err(|e| format!("write after {sent} bytes: {e}"))?;
+                        .map_err(|source| ConnError::Write { sent, source })?;
                     sent += n as u64;
                 }
                 writer
                     .shutdown(Shutdown::Write)
-                    .map_err(|e| format!("shutdown: {e}"))
+                    .map_err(ConnError::Shutdown)
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(ConnError::Socket)?;
         let mut reader = stream;
         let mut buf = vec![0u8; CHUNK];
         let mut want = vec![0u8; CHUNK];
         let mut got = 0u64;
         let read_result = loop {
             if Instant::now() > deadline {
-                break Err(format!("deadline after receiving {got} bytes"));
+                break Err(ConnError::DeadlineReceiving { got });
             }
             match reader.read(&mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
                     fill(seed, conn, got, &mut want[..n]);
                     if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
-                        break Err(format!("byte {} differs", got + i as u64));
+                        break Err(ConnError::Differs { at: got + i as u64 });
                     }
                     got += n as u64;
                     if got > bytes {
-                        break Err(format!("{got} bytes back, more than the {bytes} sent"));
+                        break Err(ConnError::TooMuch { got, bytes });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(format!("read after {got} bytes: {e}")),
+                Err(source) => break Err(ConnError::Read { got, source }),
             }
         };
         if read_result.is_err() {
             // Unblock the sender.
             let _ = reader.shutdown(Shutdown::Both);
         }
-        let sent = sender
-            .join()
-            .unwrap_or_else(|_| Err("sender panicked".to_string()));
+        let sent = sender.join().unwrap_or(Err(ConnError::SenderPanicked));
         read_result?;
         sent?;
         if got != bytes {
-            return Err(format!("{got} bytes back of {bytes}"));
+            return Err(ConnError::Short { got, bytes });
         }
         Ok(got)
     })();
@@ -188,9 +215,9 @@ fn one_conn(args: &BulkArgs, conn: u32, deadline: Instant) -> ConnResult {
 }
 
 /// Runs the client; the report as JSON (`failed` = 0 when every byte came back).
-pub fn run_bulk(args: &BulkArgs) -> Value {
+pub fn run_bulk(args: &BulkArgs) -> BulkReport {
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout);
+    let deadline = started + args.timeout;
     let handles: Vec<_> = (0..args.conns)
         .map(|conn| {
             let args = args.clone();
@@ -223,27 +250,79 @@ pub fn run_bulk(args: &BulkArgs) -> Value {
         |q: f64| (!secs.is_empty()).then(|| secs[((secs.len() - 1) as f64 * q).round() as usize]);
     let ok = results.iter().filter(|r| r.ok).count();
     let received: u64 = results.iter().map(|r| r.received).sum();
-    let errors: Vec<&String> = results
+    let errors: Vec<String> = results
         .iter()
-        .filter_map(|r| r.error.as_ref())
+        .filter_map(|r| r.error.as_ref().map(ToString::to_string))
         .take(10)
         .collect();
-    json!({
-        "conns": args.conns,
-        "bytes_each_way": args.bytes,
-        "ok": ok,
-        "failed": results.len() - ok,
-        "errors": errors,
-        "received": received,
-        "elapsed_s": elapsed,
-        "conn_s": {"min": pick(0.0), "median": pick(0.5), "p90": pick(0.9), "max": pick(1.0)},
-        "goodput_mib_s_each_way": received as f64 / elapsed / (1 << 20) as f64,
-    })
+    BulkReport {
+        conns: args.conns,
+        bytes_each_way: args.bytes,
+        ok,
+        failed: results.len() - ok,
+        errors,
+        received,
+        elapsed_s: elapsed,
+        conn_s: ConnTimes {
+            min: pick(0.0),
+            median: pick(0.5),
+            p90: pick(0.9),
+            max: pick(1.0),
+        },
+        goodput_mib_s_each_way: received as f64 / elapsed / (1 << 20) as f64,
+    }
+}
+
+/// What `xdpstack bench bulk` prints (JSON, one line).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BulkReport {
+    /// Connections run.
+    pub conns: u32,
+    /// Bytes each connection sent (and should have got back).
+    pub bytes_each_way: u64,
+    /// Connections that got every byte back, checked.
+    pub ok: usize,
+    /// The others.
+    pub failed: usize,
+    /// The first ten errors.
+    pub errors: Vec<String>,
+    /// Bytes received back in all.
+    pub received: u64,
+    /// Seconds the whole run took.
+    pub elapsed_s: f64,
+    /// Seconds per successful connection.
+    pub conn_s: ConnTimes,
+    /// Received MiB/s (each way).
+    pub goodput_mib_s_each_way: f64,
+}
+
+/// Seconds per successful connection (None: none succeeded).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnTimes {
+    /// Fastest.
+    pub min: Option<f64>,
+    /// Median.
+    pub median: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// Slowest.
+    pub max: Option<f64>,
+}
+
+/// What `xdpstack bench kernel-echo` prints on exit (JSON, one line).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelEchoReport {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Of which closed at once (past --max-conns, or no thread).
+    pub refused: u64,
+    /// Bytes echoed.
+    pub tcp_bytes: u64,
 }
 
 /// Runs a kernel TCP echo server until `stop` is set (the command sets it on SIGINT/SIGTERM)
-/// or `--max-secs` have passed.
-pub fn run_kernel_echo(args: &KernelEchoArgs, stop: &AtomicBool) -> io::Result<Value> {
+/// or `--max-time` have passed.
+pub fn run_kernel_echo(args: &KernelEchoArgs, stop: &AtomicBool) -> io::Result<KernelEchoReport> {
     let listener = TcpListener::bind(SocketAddr::new(args.addr, args.port))?;
     serve_kernel_echo(listener, args, stop)
 }
@@ -253,13 +332,13 @@ fn serve_kernel_echo(
     listener: TcpListener,
     args: &KernelEchoArgs,
     stop: &AtomicBool,
-) -> io::Result<Value> {
+) -> io::Result<KernelEchoReport> {
     listener.set_nonblocking(true)?;
     eprintln!("kernel echo listening on {}", listener.local_addr()?);
     let live = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (mut accepted, mut refused) = (0u64, 0u64);
-    let end = Instant::now() + Duration::from_secs(args.max_secs);
+    let end = Instant::now() + args.max_time;
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
         match listener.accept() {
             Ok((mut s, _)) => {
@@ -303,11 +382,11 @@ fn serve_kernel_echo(
             Err(e) => return Err(e),
         }
     }
-    Ok(json!({
-        "accepted": accepted,
-        "refused": refused,
-        "tcp_bytes": bytes.load(Ordering::Relaxed),
-    }))
+    Ok(KernelEchoReport {
+        accepted,
+        refused,
+        tcp_bytes: bytes.load(Ordering::Relaxed),
+    })
 }
 
 #[cfg(test)]
@@ -339,7 +418,7 @@ mod tests {
             addr: "127.0.0.1".parse().expect("addr"),
             port,
             max_conns: 16,
-            max_secs: 20,
+            max_time: Duration::from_secs(20),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -349,13 +428,13 @@ mod tests {
             port,
             conns: 4,
             bytes: 300_000,
-            timeout: 20,
+            timeout: Duration::from_secs(20),
             seed: 9,
         });
-        assert_eq!(report["failed"], 0, "{report:#}");
-        assert_eq!(report["received"], 1_200_000, "{report:#}");
+        assert_eq!(report.failed, 0, "{report:#?}");
+        assert_eq!(report.received, 1_200_000, "{report:#?}");
         stop.store(true, Ordering::Relaxed);
         let served = server.join().expect("join").expect("served");
-        assert_eq!(served["tcp_bytes"], 1_200_000, "{served:#}");
+        assert_eq!(served.tcp_bytes, 1_200_000, "{served:#?}");
     }
 }

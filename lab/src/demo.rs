@@ -17,16 +17,28 @@ pub struct DemoArgs {
     /// Queues (and stack workers).
     #[arg(long, default_value_t = 2)]
     pub queues: u16,
-    /// Seconds of load (1..=60).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub duration: u64,
+    /// How long the load runs, whole seconds from `1s` to `60s` (a bare
+    /// number is seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_load_time)]
+    pub duration: Duration,
     /// Concurrent connections of the load client.
     #[arg(long, default_value_t = 50)]
     pub connections: u32,
 }
 
+/// Why the demo stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Packages it needs could not be installed.
+    #[error("could not install {0}")]
+    Install(String),
+    /// SIGINT/SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
 /// Install Debian packages providing `tools` when a tool is missing.
-pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), String> {
+pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), DemoError> {
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(bin, _)| !on_path(bin))
@@ -50,7 +62,7 @@ pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), String> {
     .map(|s| s.success())
     .unwrap_or(false);
     if !ok {
-        return Err(format!("could not install {}", missing.join(" ")));
+        return Err(DemoError::Install(missing.join(" ")));
     }
     Ok(())
 }
@@ -100,9 +112,14 @@ impl Drop for Server {
     }
 }
 
-fn interrupted(stop: &AtomicBool) -> Result<(), String> {
+/// `--duration`: whole seconds (wrk's `-d`), 1 to 60.
+fn parse_load_time(s: &str) -> Result<Duration, runtime::duration::DurationError> {
+    runtime::duration::parse_whole_secs_within(s, Duration::from_secs(1), Duration::from_secs(60))
+}
+
+fn interrupted(stop: &AtomicBool) -> Result<(), DemoError> {
     if stop.load(Ordering::Relaxed) {
-        Err("interrupted".into())
+        Err(DemoError::Interrupted)
     } else {
         Ok(())
     }
@@ -180,9 +197,9 @@ fn drive(
                 &info.server_ip4,
             ])
             // A short graceful stop: the demo waits at most 5 s for the server.
-            .args(["--addr6", &info.server_ip6, "--grace", "2", "--workers"])
+            .args(["--addr6", &info.server_ip6, "--grace", "2s", "--workers"])
             .arg(info.queues.to_string())
-            .arg("--stats-file")
+            .arg("--report")
             .arg(&stats)
             .stdin(Stdio::null())
             .spawn()?,
@@ -228,19 +245,25 @@ fn drive(
     interrupted(stop)?;
     println!(
         "\n== wrk -t2 -c{} -d{}s {url4}   (keep-alive, bounded)",
-        args.connections, args.duration
+        args.connections,
+        args.duration.as_secs()
     );
     let out_path = std::env::temp_dir().join(format!("xdpstack-demo-{}.wrk", std::process::id()));
     let out_file = std::fs::File::create(&out_path)?;
     let mut wrk = sb
         .command(Side::Client, "wrk")
         .args(["-t2", &format!("-c{}", args.connections)])
-        .args([&format!("-d{}s", args.duration), "--timeout", "2s", &url4])
+        .args([
+            &format!("-d{}s", args.duration.as_secs()),
+            "--timeout",
+            "2s",
+            &url4,
+        ])
         .stdout(out_file)
         .stderr(Stdio::null())
         .spawn()?;
     // Poll, so that SIGINT/SIGTERM sent to the demo alone stops wrk too.
-    let wrk_deadline = Instant::now() + Duration::from_secs(args.duration + 10);
+    let wrk_deadline = Instant::now() + args.duration + Duration::from_secs(10);
     loop {
         if wrk.try_wait()?.is_some() {
             break;

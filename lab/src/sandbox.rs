@@ -83,7 +83,7 @@ pub enum SandboxError {
     #[error("invalid impairment: {detail}")]
     InvalidImpairment {
         /// What is wrong.
-        detail: String,
+        detail: crate::impair::ImpairError,
     },
     /// The impairing forwarder did not start.
     #[error("the impairing forwarder did not start: {detail}")]
@@ -474,8 +474,15 @@ fn impair_log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("xdpstack-impair-{name}.log"))
 }
 
-/// The counters of an impaired sandbox's forwarder (`None` if there is none).
+/// The counters of an impaired sandbox's forwarder as JSON (`None` if there
+/// is none); [`forwarder_stats`] reads them typed.
 pub fn impair_stats(name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(impair_stats_path(name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The counters of an impaired sandbox's forwarder (`None` if there is none).
+pub fn forwarder_stats(name: &str) -> Option<crate::impair::forward::ForwardStats> {
     let text = std::fs::read_to_string(impair_stats_path(name)).ok()?;
     serde_json::from_str(&text).ok()
 }
@@ -692,7 +699,7 @@ fn start_forwarder(
     cmd.args(["netns", "exec", mid_ns])
         .arg(forwarder)
         .args(["sandbox", "impair", "--client-if", MID_CLIENT_IF])
-        .args(["--server-if", MID_SERVER_IF, "--stats-file"])
+        .args(["--server-if", MID_SERVER_IF, "--report"])
         .arg(&stats)
         .args(impair.to_args())
         .stdin(std::process::Stdio::null())
@@ -704,7 +711,7 @@ fn start_forwarder(
     })?;
     let deadline = Instant::now() + FORWARDER_READY;
     loop {
-        if impair_stats(name).is_some_and(|v| v["ready"] == true) {
+        if forwarder_stats(name).is_some_and(|s| s.ready) {
             // Reaped by whoever tears the sandbox down (it is killed by namespace); a thread
             // waits for it so that it never lingers as a zombie of a long-lived caller.
             thread::spawn(move || child.wait());

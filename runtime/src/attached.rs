@@ -8,16 +8,86 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::server::WorkerCtx;
+use crate::report::{AttachedCore, AttachedReport};
+use crate::server::{AppError, WorkerCtx};
+
+/// Why an attached service stopped or did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachedError {
+    /// No `--attach PATH`.
+    #[error("--attach PATH is required")]
+    NoPath,
+    /// The daemon's control socket refused us.
+    #[error("attach to {}: {source}", path.display())]
+    Connect {
+        /// The control socket.
+        path: PathBuf,
+        /// Why.
+        source: attach::AttachError,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// The service refused to start on a daemon core (a bind failed, ...).
+    #[error("core {0}: {1}")]
+    App(usize, #[source] AppError),
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// The daemon closed the control connection while we served.
+    #[error("the daemon at {} went away", .0.display())]
+    DaemonGone(PathBuf),
+}
+
+/// The options of [`ServerArgs`](crate::server::ServerArgs) (and the XSK
+/// and steering options it holds) that only a server owning the interface
+/// uses: the daemon decides them for an attached process.
+pub const SERVER_ONLY: [&str; 33] = [
+    "iface",
+    "addr",
+    "addr6",
+    "gateway",
+    "gateway6",
+    "workers",
+    "queues",
+    "cores",
+    "map",
+    "unserved",
+    "no_pin",
+    "selector",
+    "hash_key",
+    "uid",
+    "tcp_buf",
+    "cc",
+    "xdp_mode",
+    "zero_copy",
+    "frames",
+    "frame_size",
+    "rx_ring",
+    "tx_ring",
+    "fill_ring",
+    "comp_ring",
+    "no_need_wakeup",
+    "busy_poll",
+    "busy_poll_budget",
+    "tx_budget",
+    "pcap",
+    "pcap_limit",
+    "xdp_run_stats",
+    "steer",
+    "vlan",
+];
 
 /// Options of attached mode.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct AttachArgs {
     /// Attach to the `xdpstack daemon` at this control socket instead of
     /// opening an interface: run unprivileged, one thread per daemon core.
-    #[arg(long)]
+    /// The daemon owns the interface, its queues, cores, addresses and
+    /// stack options: the options that set those are refused with it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = SERVER_ONLY)]
     pub attach: Option<PathBuf>,
     /// With --attach: pin the thread of daemon core i to core i (beside
     /// the daemon's worker).
@@ -28,26 +98,29 @@ pub struct AttachArgs {
 /// Attach to the daemon at `args.attach`, make the service for every core
 /// (all binds done before any thread serves: a refused bind fails the
 /// start whole), serve until stopped. Returns the per-core counters.
-pub fn run<S, F, J>(
+pub fn run<S, E, F, J>(
     name: &str,
     args: &AttachArgs,
     grace: Duration,
     make: F,
     json_of: J,
-) -> Result<Value, String>
+) -> Result<AttachedReport, AttachedError>
 where
     S: attach::Service + Send + 'static,
-    F: Fn(&WorkerCtx, &mut attach::Core) -> Result<S, String>,
+    E: Into<AppError>,
+    F: Fn(&WorkerCtx, &mut attach::Core) -> Result<S, E>,
     J: Fn(&S) -> Value + Send + Sync + 'static,
 {
-    let path = args.attach.clone().ok_or("--attach PATH is required")?;
-    let client =
-        attach::Client::connect(&path).map_err(|e| format!("attach to {}: {e}", path.display()))?;
-    let stop = crate::xsk_opts::stop_flag().map_err(|e| e.to_string())?;
+    let path = args.attach.clone().ok_or(AttachedError::NoPath)?;
+    let client = attach::Client::connect(&path).map_err(|e| AttachedError::Connect {
+        path: path.clone(),
+        source: e,
+    })?;
+    let stop = crate::xsk_opts::stop_flag().map_err(AttachedError::Signal)?;
     let reload = Arc::new(AtomicU64::new(0));
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| e.to_string())?;
+        .map_err(AttachedError::Signal)?;
     let watch = client.watch();
     let mut cores = client.into_cores();
     let mut services = Vec::new();
@@ -59,7 +132,8 @@ where
             bind: stack::reuseport::BindOptions::new(0).with_reuseport(true),
             reload: reload.clone(),
         };
-        services.push(make(&ctx, core)?);
+        let index = core.index();
+        services.push(make(&ctx, core).map_err(|e| AttachedError::App(index, e.into()))?);
     }
     eprintln!(
         "xdpstack {name}: attached to {} ({} core(s))",
@@ -79,9 +153,12 @@ where
                     stack::worker::pin_to_core(core.index());
                 }
                 attach::run(&mut core, &mut svc, &stop, grace);
-                json!({"core": core.index(), "app": json_of(&svc)})
+                AttachedCore {
+                    core: core.index(),
+                    app: json_of(&svc),
+                }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(AttachedError::Thread)?;
         handles.push(h);
     }
     while !handles.iter().all(|h| h.is_finished()) {
@@ -89,10 +166,14 @@ where
             reload.fetch_add(1, Ordering::Relaxed);
         }
         if watch.gone() {
-            return Err(format!("the daemon at {} went away", path.display()));
+            return Err(AttachedError::DaemonGone(path));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let cores: Vec<Value> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    Ok(json!({"service": name, "attached": path.display().to_string(), "cores": cores}))
+    let cores = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+    Ok(AttachedReport {
+        service: name.to_string(),
+        attached: path.display().to_string(),
+        cores,
+    })
 }

@@ -6,10 +6,15 @@
 //!   SIGINT/SIGTERM; the final report.
 //! - [`xsk_opts`]: the AF_XDP and steering options every command shares and
 //!   the one way to open a set of queues.
+//! - [`duration`]: the one duration syntax of every flag (`250ms`, `30s`,
+//!   `2m`; a bare number is seconds).
+//! - [`report`]: what a server reports on exit (`--report FILE`), typed.
 //! - [`attached`]: the same service run as a process attached to
 //!   `xdpstack daemon` over shared-memory rings.
 #![deny(unsafe_code)]
 
 pub mod attached;
+pub mod duration;
+pub mod report;
 pub mod server;
 pub mod xsk_opts;

@@ -5,13 +5,16 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::duration::DurationError;
+use crate::report::{LoopReport, PcapReport, PortReport, ServerReport, WorkerReport};
 
 use nic::steer::{SteerCounters, SteerMode, L4};
 use nic::xsk::XskRings;
-use serde_json::{json, Value};
-use stack::engine::{Engine, EngineConfig};
-use stack::reuseport::{selector_by_name, BindOptions, FlowHasher, Selector};
+use serde_json::Value;
+use stack::engine::{CongestionControl, Engine, EngineConfig};
+use stack::reuseport::{BindOptions, FlowHasher, HashSelector, QueueSelector, Selector};
 use stack::shared::Shared;
 use stack::worker::{self, App, LoopConfig};
 
@@ -62,17 +65,17 @@ pub struct ServerArgs {
     /// What the XDP program steers.
     #[command(flatten)]
     pub steer: SteerArgs,
-    /// Write final statistics (JSON) here on exit.
-    #[arg(long)]
-    pub stats_file: Option<std::path::PathBuf>,
+    /// Write the final report (JSON) to this file on exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<std::path::PathBuf>,
     /// Do not pin workers to cores.
     #[arg(long)]
     pub no_pin: bool,
     /// How new flows pick a listener of a reuseport group: `hash` (keyed
     /// 4-tuple hash) or `queue` (prefer a listener on the core that owns the
     /// receiving queue, so the flow never crosses cores).
-    #[arg(long, default_value = "hash", value_parser = parse_selector)]
-    pub selector: String,
+    #[arg(long, value_enum, default_value_t = SelectorArg::Hash)]
+    pub selector: SelectorArg,
     /// Key of the flow hash as K0:K1 (hex), for reproducible runs; random
     /// per process by default.
     #[arg(long, value_parser = parse_key)]
@@ -89,40 +92,96 @@ pub struct ServerArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1024..))]
     pub tcp_buf: Option<u32>,
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
-    #[arg(long, default_value = "cubic", value_parser = parse_cc)]
-    pub cc: stack::engine::CongestionControl,
-    /// On SIGINT/SIGTERM, give in-flight work this many seconds to finish
+    #[arg(long, value_enum, default_value_t = CcArg::Cubic)]
+    pub cc: CcArg,
+    /// On SIGINT/SIGTERM, give in-flight work this long to finish
     /// (services that have a graceful stop: http) before everything left is
-    /// reset.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_grace)]
-    pub grace: f64,
+    /// reset: `5s`, `500ms`, at most `1h` (a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_grace)]
+    pub grace: Duration,
 }
 
-fn parse_cc(s: &str) -> Result<stack::engine::CongestionControl, String> {
-    stack::engine::CongestionControl::from_name(s)
-        .ok_or_else(|| format!("`{s}` is not one of cubic, reno, none"))
+fn parse_grace(s: &str) -> Result<Duration, DurationError> {
+    crate::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
-fn parse_grace(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.0..=3600.0).contains(&v) {
-        return Err(format!("{v} is not between 0 and 3600 seconds"));
-    }
-    Ok(v)
+/// Why a value of a server option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    /// `--hash-key` without a colon.
+    #[error("expected K0:K1 in hex")]
+    KeyFormat,
+    /// A half of `--hash-key` that is not hex.
+    #[error("`{0}` is not hex")]
+    NotHex(String),
+    /// No `/PREFIX`.
+    #[error("`{0}`: expected ADDRESS/PREFIX")]
+    NoPrefix(String),
+    /// Not an address.
+    #[error("`{0}` is not an address")]
+    NotAddress(String),
+    /// Not a prefix length.
+    #[error("`{0}` is not a prefix length")]
+    NotPrefix(String),
+    /// A prefix too long for the family.
+    #[error("prefix /{0} is longer than {1}")]
+    PrefixTooLong(u8, u8),
 }
 
-fn parse_selector(s: &str) -> Result<String, String> {
-    selector_by_name(s)
-        .map(|_| s.to_string())
-        .ok_or_else(|| format!("unknown selector `{s}` (hash, queue)"))
-}
-
-fn parse_key(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once(':').ok_or("expected K0:K1 in hex")?;
-    let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| format!("`{x}` is not hex"));
+fn parse_key(s: &str) -> Result<(u64, u64), FlagError> {
+    let (a, b) = s.split_once(':').ok_or(FlagError::KeyFormat)?;
+    let p = |x: &str| u64::from_str_radix(x, 16).map_err(|_| FlagError::NotHex(x.to_string()));
     Ok((p(a)?, p(b)?))
+}
+
+/// `--selector`: how new flows pick a listener of a reuseport group.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SelectorArg {
+    /// Keyed 4-tuple hash.
+    #[default]
+    Hash,
+    /// Prefer a listener on the core that owns the receiving queue.
+    Queue,
+}
+
+impl SelectorArg {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectorArg::Hash => "hash",
+            SelectorArg::Queue => "queue",
+        }
+    }
+
+    /// The selector itself.
+    pub fn selector(self) -> Arc<dyn Selector> {
+        match self {
+            SelectorArg::Hash => Arc::new(HashSelector),
+            SelectorArg::Queue => Arc::new(QueueSelector),
+        }
+    }
+}
+
+/// `--cc`: TCP congestion control.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CcArg {
+    /// CUBIC (Linux's default).
+    #[default]
+    Cubic,
+    /// Reno.
+    Reno,
+    /// None: the window is the peer's.
+    None,
+}
+
+impl From<CcArg> for CongestionControl {
+    fn from(cc: CcArg) -> Self {
+        match cc {
+            CcArg::Cubic => CongestionControl::Cubic,
+            CcArg::Reno => CongestionControl::Reno,
+            CcArg::None => CongestionControl::None,
+        }
+    }
 }
 
 /// `--unserved`.
@@ -203,25 +262,25 @@ fn listening_ports(shared: &Shared) -> Vec<(L4, u16)> {
     v
 }
 
-fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), String> {
+fn parse_prefix<A: std::str::FromStr>(s: &str, max: u8) -> Result<(A, u8), FlagError> {
     let (a, p) = s
         .split_once('/')
-        .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX"))?;
-    let a = a.parse().map_err(|_| format!("`{a}` is not an address"))?;
-    let p: u8 = p
+        .ok_or_else(|| FlagError::NoPrefix(s.to_string()))?;
+    let a = a
         .parse()
-        .map_err(|_| format!("`{p}` is not a prefix length"))?;
+        .map_err(|_| FlagError::NotAddress(a.to_string()))?;
+    let p: u8 = p.parse().map_err(|_| FlagError::NotPrefix(p.to_string()))?;
     if p > max {
-        return Err(format!("prefix /{p} is longer than {max}"));
+        return Err(FlagError::PrefixTooLong(p, max));
     }
     Ok((a, p))
 }
 
-fn parse_v4(s: &str) -> Result<(Ipv4Addr, u8), String> {
+fn parse_v4(s: &str) -> Result<(Ipv4Addr, u8), FlagError> {
     parse_prefix(s, 32)
 }
 
-fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+fn parse_v6(s: &str) -> Result<(Ipv6Addr, u8), FlagError> {
     parse_prefix(s, 128)
 }
 
@@ -271,6 +330,9 @@ pub enum ServeError {
     /// A worker thread failed.
     #[error("worker {0} failed: {1}")]
     Worker(usize, String),
+    /// The service refused to start on a worker (its bind failed, ...).
+    #[error("worker {0} failed: {1}")]
+    App(usize, #[source] AppError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
@@ -278,6 +340,9 @@ pub enum ServeError {
     #[error("cannot write stats file {0}: {1}")]
     StatsFile(String, std::io::Error),
 }
+
+/// Why a service could not start on a worker: the service's own error.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The stop flag, set by SIGINT/SIGTERM.
 pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
@@ -287,15 +352,16 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, ServeError> {
 /// Serve `make_app(worker)` on every worker until SIGINT/SIGTERM. `app_json`
 /// turns the app into the `app` part of the worker's report. Returns the
 /// full report.
-pub fn serve<A, F, J>(
+pub fn serve<A, E, F, J>(
     args: &ServerArgs,
     name: &str,
     make_app: F,
     app_json: J,
-) -> Result<Value, ServeError>
+) -> Result<ServerReport, ServeError>
 where
     A: App<XskRings>,
-    F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, String> + Send + Sync + 'static,
+    E: Into<AppError>,
+    F: Fn(&WorkerCtx, &mut Engine<XskRings>) -> Result<A, E> + Send + Sync + 'static,
     J: Fn(&A) -> Value + Send + Sync + 'static,
 {
     if args.iface.is_empty() {
@@ -383,8 +449,7 @@ where
     };
     let shared =
         Shared::new(plan.len(), hasher).map_err(|e| ServeError::Worker(0, e.to_string()))?;
-    let selector = selector_by_name(&args.selector)
-        .unwrap_or_else(|| Arc::new(stack::reuseport::HashSelector));
+    let selector = args.selector.selector();
     let uid = args.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let reload = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let hup = Arc::new(AtomicBool::new(false));
@@ -403,7 +468,7 @@ where
             let n = n as usize;
             ecfg.buffers = stack::engine::BufConfig::fixed(n, n, ecfg.buffers.mem);
         }
-        ecfg.congestion = args.cc;
+        ecfg.congestion = args.cc.into();
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
         let stop = stop.clone();
         let shared = shared.clone();
@@ -419,7 +484,7 @@ where
         let app_json = app_json.clone();
         let pin = !args.no_pin;
         let loop_cfg = LoopConfig {
-            grace: std::time::Duration::from_secs_f64(args.grace),
+            grace: args.grace,
             ..LoopConfig::default()
         };
         let h = std::thread::Builder::new()
@@ -444,13 +509,13 @@ where
                         stop.store(true, Ordering::Relaxed);
                         // The others need not wait for this core to stop.
                         engine.shared().mesh.finish();
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 inject_fault(i);
                 let ls = worker::run(&mut engine, &mut app, &stop, &loop_cfg);
                 let frames_ok = engine.check_frames();
-                Ok(worker_json(
+                Ok(worker_report(
                     i,
                     queue,
                     core,
@@ -505,29 +570,33 @@ where
     for (i, h) in handles.into_iter().enumerate() {
         match h.join() {
             Ok(Ok(j)) => workers.push(j),
-            Ok(Err(e)) => failed = Some(ServeError::Worker(i, e)),
+            Ok(Err(e)) => failed = Some(ServeError::App(i, e)),
             Err(_) => failed = Some(ServeError::Worker(i, "panicked".into())),
         }
     }
     let pcap = tap.as_ref().map(|t| {
         let _ = t.flush();
         let (frames, skipped, bytes) = t.counts();
-        json!({"frames": frames, "skipped_past_limit": skipped, "bytes": bytes})
+        PcapReport {
+            frames,
+            skipped_past_limit: skipped,
+            bytes,
+        }
     });
-    let report = json!({
-        "service": name,
-        "iface": args.iface,
-        "xdp_mode": info.mode.to_string(),
-        "zero_copy": info.zero_copy,
-        "xdp": xdp_json(&steer),
-        "steer": steer_mode.name(),
-        "pcap": pcap,
-        "seconds": started.elapsed().as_secs_f64(),
-        "selector": args.selector,
-        "workers": workers,
-        "stack": shared.report(),
-    });
-    if let Some(path) = &args.stats_file {
+    let report = ServerReport {
+        service: name.to_string(),
+        iface: args.iface.clone(),
+        xdp_mode: info.mode.to_string(),
+        zero_copy: info.zero_copy,
+        xdp: xdp_json(&steer),
+        steer: steer_mode.name().to_string(),
+        pcap,
+        seconds: started.elapsed().as_secs_f64(),
+        selector: args.selector.name().to_string(),
+        workers,
+        stack: serde_json::to_value(shared.report()).unwrap_or_default(),
+    };
+    if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text)
             .map_err(|e| ServeError::StatsFile(path.display().to_string(), e))?;
@@ -546,7 +615,7 @@ fn pin_to(id: usize) -> Option<usize> {
     core_affinity::set_for_current(core).then_some(id)
 }
 
-fn worker_json(
+fn worker_report(
     i: usize,
     queue: u32,
     core: Option<usize>,
@@ -554,41 +623,52 @@ fn worker_json(
     ls: &worker::LoopStats,
     frames_ok: Result<(), nic::LedgerError>,
     app: Value,
-) -> Value {
+) -> WorkerReport {
     let s = engine.stats();
     let p = &s.port;
-    json!({
-        "worker": i,
-        "queue": queue,
-        "core": core,
-        "app": app,
-        "engine": s.engine,
-        "l2": s.l2,
-        "port": {
-            "rx_frames": p.counters.rx_frames,
-            "tx_frames": p.counters.tx_frames,
-            "rx_bytes": p.counters.rx_bytes,
-            "tx_bytes": p.counters.tx_bytes,
-            "tx_no_frame": p.counters.tx_no_frame,
-            "tx_ring_full": p.counters.tx_ring_full,
-            "tx_dropped": p.counters.tx_dropped,
-            "tx_kicks": p.counters.tx_kicks,
-            "rx_bad_desc": p.counters.rx_bad_desc,
-            "frames_by_place": p.frames,
-            "kernel": p.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
+    fn value(v: impl serde::Serialize) -> Value {
+        serde_json::to_value(v).unwrap_or_default()
+    }
+    WorkerReport {
+        worker: i,
+        queue,
+        core,
+        app,
+        engine: value(&s.engine),
+        l2: value(&s.l2),
+        port: PortReport {
+            rx_frames: p.counters.rx_frames,
+            tx_frames: p.counters.tx_frames,
+            rx_bytes: p.counters.rx_bytes,
+            tx_bytes: p.counters.tx_bytes,
+            tx_no_frame: p.counters.tx_no_frame,
+            tx_ring_full: p.counters.tx_ring_full,
+            tx_dropped: p.counters.tx_dropped,
+            tx_kicks: p.counters.tx_kicks,
+            rx_bad_desc: p.counters.rx_bad_desc,
+            frames_by_place: value(p.frames),
+            kernel: p.kernel.map(|k| {
+                k.fields()
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                    .collect()
+            }),
         },
-        "frame_accounting": match frames_ok { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-        "loop": {
-            "iterations": ls.iterations,
-            "sleeps": ls.sleeps,
-            "drain_batches": ls.drain_batches,
-            "grace_used_ms": ls.grace_used.as_millis() as u64,
-            "grace_expired": ls.grace_expired,
-            "left_at_grace": ls.left_at_grace,
+        frame_accounting: match frames_ok {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
         },
-        "sockets": s.sockets,
-        "flows": s.flows,
-    })
+        loop_stats: LoopReport {
+            iterations: ls.iterations,
+            sleeps: ls.sleeps,
+            drain_batches: ls.drain_batches,
+            grace_used_ms: ls.grace_used.as_millis() as u64,
+            grace_expired: ls.grace_expired,
+            left_at_grace: ls.left_at_grace,
+        },
+        sockets: s.sockets,
+        flows: s.flows,
+    }
 }
 
 /// Exits the process when dropped by a panicking worker thread.

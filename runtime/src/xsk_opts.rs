@@ -166,8 +166,51 @@ pub struct SteerArgs {
     pub vlan: Option<u16>,
 }
 
+/// Why a value of an AF_XDP or queue option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a size.
+    #[error("`{0}` is not a size of at least 1024 bytes (e.g. 64K, 100M)")]
+    Size(String),
+    /// Not a MAC address.
+    #[error("`{0}` is not a MAC address (aa:bb:cc:dd:ee:ff)")]
+    Mac(String),
+    /// A bad entry of a list.
+    #[error("`{0}` is not a number or FIRST-LAST range")]
+    ListEntry(String),
+    /// Nothing listed.
+    #[error("`{0}` is empty")]
+    Empty(String),
+    /// An entry listed twice.
+    #[error("`{0}` names an entry twice")]
+    Twice(String),
+    /// A bad entry of a map.
+    #[error("`{0}`: expected QUEUE:CORE")]
+    MapEntry(String),
+    /// Not a queue number.
+    #[error("`{0}` is not a queue number")]
+    Queue(String),
+    /// Not a core number.
+    #[error("`{0}` is not a core number")]
+    Core(String),
+    /// A queue mapped twice.
+    #[error("queue {0} is mapped twice")]
+    MappedTwice(u32),
+}
+
+/// Why an interface's MAC address could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MacError {
+    /// No such interface here.
+    #[error("interface {0} does not exist in this network namespace")]
+    NoInterface(String),
+    /// Its address file does not hold a MAC.
+    #[error("cannot read the MAC address of {0}")]
+    Unreadable(String),
+}
+
 /// Parse `123`, `64K`, `100M`, `1G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
@@ -179,7 +222,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .filter(|&n| n >= 1024)
-        .ok_or_else(|| format!("`{s}` is not a size of at least 1024 bytes (e.g. 64K, 100M)"))
+        .ok_or_else(|| ValueError::Size(s.to_string()))
 }
 
 /// Why queues could not be opened.
@@ -401,27 +444,26 @@ pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+pub fn parse_mac(s: &str) -> Result<[u8; 6], ValueError> {
     let parts: Vec<&str> = s.trim().split(':').collect();
     let mut mac = [0u8; 6];
     if parts.len() != 6 {
-        return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        return Err(ValueError::Mac(s.to_string()));
     }
     for (m, p) in mac.iter_mut().zip(parts) {
         if p.is_empty() || p.len() > 2 {
-            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+            return Err(ValueError::Mac(s.to_string()));
         }
-        *m = u8::from_str_radix(p, 16)
-            .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+        *m = u8::from_str_radix(p, 16).map_err(|_| ValueError::Mac(s.to_string()))?;
     }
     Ok(mac)
 }
 
 /// The MAC address of `iface` (from sysfs).
-pub fn read_mac(iface: &str) -> Result<[u8; 6], String> {
+pub fn read_mac(iface: &str) -> Result<[u8; 6], MacError> {
     let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .map_err(|_| format!("interface {iface} does not exist in this network namespace"))?;
-    parse_mac(&s).map_err(|_| format!("cannot read the MAC address of {iface}"))
+        .map_err(|_| MacError::NoInterface(iface.to_string()))?;
+    parse_mac(&s).map_err(|_| MacError::Unreadable(iface.to_string()))
 }
 
 /// A list of queues or cores (`--queues`, `--cores`).
@@ -434,20 +476,20 @@ pub struct QueueMap(pub Vec<(u32, u32)>);
 
 /// `--queues` / `--cores` for clap (a newtype: clap takes a `Vec` value
 /// for a list of arguments).
-pub fn parse_list_arg(s: &str) -> Result<List, String> {
+pub fn parse_list_arg(s: &str) -> Result<List, ValueError> {
     parse_list(s).map(List)
 }
 
 /// `--map` for clap.
-pub fn parse_map_arg(s: &str) -> Result<QueueMap, String> {
+pub fn parse_map_arg(s: &str) -> Result<QueueMap, ValueError> {
     parse_map(s).map(QueueMap)
 }
 
 /// Parse a list of numbers and ranges: `0-3`, `0,2,5`, `1-2,6`.
-pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
+pub fn parse_list(s: &str) -> Result<Vec<u32>, ValueError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("`{part}` is not a number or FIRST-LAST range");
+        let bad = || ValueError::ListEntry(part.to_string());
         match part.split_once('-') {
             Some((a, b)) => {
                 let a: u32 = a.trim().parse().map_err(|_| bad())?;
@@ -461,39 +503,39 @@ pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
         }
     }
     if out.is_empty() {
-        return Err(format!("`{s}` is empty"));
+        return Err(ValueError::Empty(s.to_string()));
     }
     let mut seen = out.clone();
     seen.sort_unstable();
     seen.dedup();
     if seen.len() != out.len() {
-        return Err(format!("`{s}` names an entry twice"));
+        return Err(ValueError::Twice(s.to_string()));
     }
     Ok(out)
 }
 
 /// Parse `Q:C,Q:C,...` (queue to core).
-pub fn parse_map(s: &str) -> Result<Vec<(u32, u32)>, String> {
+pub fn parse_map(s: &str) -> Result<Vec<(u32, u32)>, ValueError> {
     let mut out: Vec<(u32, u32)> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (q, c) = part
             .split_once(':')
-            .ok_or_else(|| format!("`{part}`: expected QUEUE:CORE"))?;
+            .ok_or_else(|| ValueError::MapEntry(part.to_string()))?;
         let q: u32 = q
             .trim()
             .parse()
-            .map_err(|_| format!("`{q}` is not a queue number"))?;
+            .map_err(|_| ValueError::Queue(q.to_string()))?;
         let c: u32 = c
             .trim()
             .parse()
-            .map_err(|_| format!("`{c}` is not a core number"))?;
+            .map_err(|_| ValueError::Core(c.to_string()))?;
         if out.iter().any(|&(oq, _)| oq == q) {
-            return Err(format!("queue {q} is mapped twice"));
+            return Err(ValueError::MappedTwice(q));
         }
         out.push((q, c));
     }
     if out.is_empty() {
-        return Err(format!("`{s}` is empty"));
+        return Err(ValueError::Empty(s.to_string()));
     }
     Ok(out)
 }

@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             &sock.display().to_string(),
             "--control-mode",
             "666",
-            "--stats-file",
+            "--report",
             &daemon_stats.display().to_string(),
         ]),
         &dir,
@@ -155,11 +155,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.cases.push(case);
 
     drop(attached);
-    if let Ok(s) = common::stop_stack(daemon, &daemon_stats) {
-        res.notes.push(format!(
-            "daemon worker 0 counters at exit: {}",
-            s["workers"][0]["app"]
-        ));
+    if let Some(w) = common::stop_stack(daemon, &daemon_stats)
+        .ok()
+        .and_then(|s| s.workers.into_iter().next())
+    {
+        res.notes
+            .push(format!("daemon worker 0 counters at exit: {}", w.app));
     }
     let _ = common::stop_stack(inproc, &inproc_stats);
     drop(nginx);

@@ -65,9 +65,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "--concurrency",
         &conc.to_string(),
         "--seconds",
-        &secs.to_string(),
-        "--timeout-ms",
-        "3000",
+        &format!("{secs}s"),
+        "--timeout",
+        "3s",
     ]);
     for run in 0..ctx.runs {
         for i in 0..case.subjects.len() {
@@ -231,17 +231,14 @@ fn stack_run(
     let r: ShortConnReport = serde_json::from_str(m.report.trim())?;
     let mut x = client_metrics(&r);
     x.insert("sighups".into(), hups.load(Ordering::Relaxed) as f64);
-    let replaced: u64 = st["workers"]
-        .as_array()
-        .map(|ws| {
-            ws.iter()
-                .filter_map(|w| w["app"]["listeners_replaced"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
+    let replaced: u64 = st
+        .workers
+        .iter()
+        .filter_map(|w| w.app["listeners_replaced"].as_u64())
+        .sum();
     x.insert("listeners_replaced".into(), replaced as f64);
     let (mut mig, mut reset, mut dropped) = (0u64, 0u64, 0u64);
-    if let Some(ls) = st["stack"]["listeners"].as_array() {
+    if let Some(ls) = st.stack["listeners"].as_array() {
         for l in ls {
             mig += l["counters"]["migrated_out"].as_u64().unwrap_or(0);
             reset += l["counters"]["reset"].as_u64().unwrap_or(0);
@@ -249,7 +246,7 @@ fn stack_run(
         }
     }
     x.insert("migrated".into(), mig as f64);
-    let flows: u64 = st["stack"]["listeners"]
+    let flows: u64 = st.stack["listeners"]
         .as_array()
         .map(|ls| {
             ls.iter()
@@ -257,7 +254,7 @@ fn stack_run(
                 .sum()
         })
         .unwrap_or(0);
-    let accepted: u64 = st["stack"]["listeners"]
+    let accepted: u64 = st.stack["listeners"]
         .as_array()
         .map(|ls| {
             ls.iter()
@@ -269,14 +266,11 @@ fn stack_run(
         "flows_not_accepted".into(),
         flows.saturating_sub(accepted) as f64,
     );
-    let handoff_dropped: u64 = st["workers"]
-        .as_array()
-        .map(|ws| {
-            ws.iter()
-                .filter_map(|w| w["engine"]["handoff_dropped"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
+    let handoff_dropped: u64 = st
+        .workers
+        .iter()
+        .filter_map(|w| w.engine["handoff_dropped"].as_u64())
+        .sum();
     x.insert("handoff_dropped".into(), handoff_dropped as f64);
     x.insert("stack_reset".into(), reset as f64);
     x.insert("syn_dropped".into(), dropped as f64);
@@ -331,8 +325,8 @@ fn kernel_run(
             cpus,
             "--mode",
             "reuseport",
-            "--churn-ms",
-            &EVERY.as_millis().to_string(),
+            "--churn",
+            &format!("{}ms", EVERY.as_millis()),
         ]),
         dir,
     )?;

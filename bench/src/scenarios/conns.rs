@@ -105,16 +105,17 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         )?;
                         let mut x = metrics(&m, idle, (steady, secs));
                         let st = common::stop_stack(p, &stats)?;
-                        let w = &st["workers"][0];
-                        for (k, v) in [
-                            ("accepted", &w["engine"]["accepted"]),
-                            ("syn_backlog_full", &w["engine"]["syn_backlog_full"]),
-                            ("loop_iterations", &w["loop"]["iterations"]),
-                            ("xsk_rx_ring_full", &w["port"]["kernel"]["rx_ring_full"]),
-                            ("rejected_max_conns", &w["app"]["rejected_max_conns"]),
-                        ] {
-                            if let Some(v) = v.as_f64() {
-                                x.insert(k.into(), v);
+                        if let Some(w) = st.workers.first() {
+                            for (k, v) in [
+                                ("accepted", w.engine["accepted"].as_u64()),
+                                ("syn_backlog_full", w.engine["syn_backlog_full"].as_u64()),
+                                ("loop_iterations", Some(w.loop_stats.iterations)),
+                                ("xsk_rx_ring_full", w.port.kernel_stat("rx_ring_full")),
+                                ("rejected_max_conns", w.app["rejected_max_conns"].as_u64()),
+                            ] {
+                                if let Some(v) = v {
+                                    x.insert(k.into(), v as f64);
+                                }
                             }
                         }
                         Ok((x, m.placement))

@@ -196,11 +196,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for (name, _, p, st) in servers {
         match (p, st) {
             (Some(p), Some(st)) => {
-                if let Ok(v) = common::stop_stack(p, &st) {
-                    res.notes.push(format!(
-                        "{name} worker 0 counters at exit: {}",
-                        v["workers"][0]["app"]
-                    ));
+                if let Some(w) = common::stop_stack(p, &st)
+                    .ok()
+                    .and_then(|v| v.workers.into_iter().next())
+                {
+                    res.notes
+                        .push(format!("{name} worker 0 counters at exit: {}", w.app));
                 }
             }
             (Some(p), None) => drop(p),

@@ -18,9 +18,9 @@ const S_QUEUE: &str = "xdpstack --selector queue";
 
 /// Connections per worker from an `xdpstack http` stats report: accepted by listener, summed
 /// per core.
-pub fn stack_per_worker(stats: &serde_json::Value, workers: usize) -> Vec<u64> {
+pub fn stack_per_worker(stats: &runtime::report::ServerReport, workers: usize) -> Vec<u64> {
     let mut per = vec![0u64; workers];
-    if let Some(ls) = stats["stack"]["listeners"].as_array() {
+    if let Some(ls) = stats.stack["listeners"].as_array() {
         for l in ls {
             if l["proto"] != "tcp" {
                 continue;
@@ -246,12 +246,14 @@ mod tests {
 
     #[test]
     fn counts_from_reports() {
-        let st = serde_json::json!({"stack": {"listeners": [
-            {"proto": "tcp", "core": 0, "counters": {"accepted": 10}},
-            {"proto": "tcp", "core": 1, "counters": {"accepted": 7}},
-            {"proto": "tcp", "core": 1, "counters": {"accepted": 4}},
-            {"proto": "udp", "core": 0, "counters": {"accepted": 99}},
-        ]}});
+        let st: runtime::report::ServerReport =
+            serde_json::from_value(serde_json::json!({"stack": {"listeners": [
+                {"proto": "tcp", "core": 0, "counters": {"accepted": 10}},
+                {"proto": "tcp", "core": 1, "counters": {"accepted": 7}},
+                {"proto": "tcp", "core": 1, "counters": {"accepted": 4}},
+                {"proto": "udp", "core": 0, "counters": {"accepted": 99}},
+            ]}}))
+            .unwrap();
         assert_eq!(stack_per_worker(&st, 2), vec![10, 11]);
         let k = "{\"server\":\"khttp\",\"threads\":[{\"thread\":1,\"accepted\":5},{\"thread\":0,\"accepted\":9}]}\n";
         assert_eq!(kernel_per_thread(k), Some(vec![9, 5]));

@@ -132,11 +132,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
 
     let stats = common::stop_stack(stack, &stack_stats).ok();
     drop(nginx);
-    if let Some(s) = stats {
-        let w = &s["workers"][0];
+    if let Some(w) = stats.and_then(|s| s.workers.into_iter().next()) {
         res.notes.push(format!(
             "xdpstack worker 0 ran on core {}; its counters at exit: {}",
-            w["core"], w["app"]
+            w.core.map_or("null".to_string(), |c| c.to_string()),
+            w.app
         ));
     }
     let why = |case: &str| {

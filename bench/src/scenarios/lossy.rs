@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab::bulk::BulkReport;
 use lab::impair::ImpairSpec;
 use lab::sandbox::{self, Sandbox, SandboxSpec, Side};
-use serde_json::Value;
 
 use crate::common::{self, Ctx};
 use crate::env;
@@ -28,7 +28,7 @@ pub fn target_spec() -> ImpairSpec {
     ImpairSpec::lossy_wan(2024)
 }
 
-fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<Value> {
+fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<BulkReport> {
     let timeout = 900;
     let out = sb
         .command(Side::Client, "timeout")
@@ -37,11 +37,11 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
         .arg(&ctx.bins.xdpstack)
         .args(["bench", "bulk", "--addr", addr, "--seed", "3"])
         .args(["--conns", &conns.to_string(), "--bytes", &bytes.to_string()])
-        .args(["--timeout", &timeout.to_string()])
+        .args(["--timeout", &format!("{timeout}s")])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).map_err(|e| {
+    let report: BulkReport = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .map_err(|e| {
             procs::BenchError::Msg(format!(
                 "bulk client: no JSON ({e}, {}): {}",
                 out.status,
@@ -51,21 +51,25 @@ fn bulk(ctx: &Ctx, sb: &Sandbox, addr: &str, conns: u32, bytes: u64) -> Result<V
     Ok(report)
 }
 
-fn metrics(r: &Value) -> crate::model::Metrics {
+fn metrics(r: &BulkReport) -> crate::model::Metrics {
     let mut m = crate::model::Metrics::new();
-    let f = |p: &str| r.pointer(p).and_then(Value::as_f64);
-    for (k, p) in [
-        ("transfer_s", "/elapsed_s"),
-        ("conn_median_s", "/conn_s/median"),
-        ("conn_max_s", "/conn_s/max"),
-        ("goodput_mib_s", "/goodput_mib_s_each_way"),
-        ("failed", "/failed"),
+    for (k, v) in [
+        ("transfer_s", Some(r.elapsed_s)),
+        ("conn_median_s", r.conn_s.median),
+        ("conn_max_s", r.conn_s.max),
+        ("goodput_mib_s", Some(r.goodput_mib_s_each_way)),
+        ("failed", Some(r.failed as f64)),
     ] {
-        if let Some(v) = f(p) {
+        if let Some(v) = v {
             m.insert(k.into(), v);
         }
     }
     m
+}
+
+/// A report as one line of JSON (for the log).
+fn json_line(r: &BulkReport) -> String {
+    serde_json::to_string(r).unwrap_or_default()
 }
 
 /// Runs the scenario.
@@ -126,7 +130,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for run in 0..ctx.runs {
         match bulk(ctx, &sb, KERNEL_IP, conns, bytes) {
             Ok(r) => {
-                eprintln!("run {run} kernel: {r}");
+                eprintln!("run {run} kernel: {}", json_line(&r));
                 case.subjects[0].runs.push(metrics(&r));
             }
             Err(procs::BenchError::Interrupted) => return Err(procs::BenchError::Interrupted),
@@ -142,7 +146,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 "10.112.0.1/24",
                 "--cc",
                 cc,
-                "--stats-file",
+                "--report",
                 &stats.display().to_string(),
             ]);
             let p = Proc::spawn_env(
@@ -164,16 +168,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             let s = common::stop_stack(p, &stats);
             match r {
                 Ok(r) => {
-                    eprintln!("run {run} xdpstack {cc}: {r}");
+                    eprintln!("run {run} xdpstack {cc}: {}", json_line(&r));
                     let mut m = metrics(&r);
-                    if let Ok(s) = s {
-                        let w = &s["workers"][0];
-                        let echoed = w["app"]["tcp_bytes"].as_f64().unwrap_or(0.0);
+                    if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
+                        let echoed = w.app["tcp_bytes"].as_f64().unwrap_or(0.0);
                         m.insert("server_echoed_mib".into(), echoed / (1 << 20) as f64);
                         if run == 0 {
                             case.subjects[i + 1].detail.push(format!(
                                 "counters at exit: app {}, frame accounting {}",
-                                w["app"], w["frame_accounting"]
+                                w.app, w.frame_accounting
                             ));
                         }
                     }
@@ -191,9 +194,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for n in &stack_names {
         case.add_ratio("transfer_s", n, KERNEL);
     }
-    if let Some(f) = sandbox::impair_stats(&name) {
-        res.notes
-            .push(format!("forwarder counters at the end: {f}"));
+    if let Some(f) = sandbox::forwarder_stats(&name) {
+        res.notes.push(format!(
+            "forwarder counters at the end: {}",
+            serde_json::to_string(&f).unwrap_or_default()
+        ));
     }
     let cubic = case.ratio("transfer_s", &stack_names[0], KERNEL);
     res.cases.push(case);

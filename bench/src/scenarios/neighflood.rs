@@ -259,8 +259,8 @@ fn phase(
             &rate.to_string(),
             "--duration",
             &secs.to_string(),
-            "--drain-ms",
-            "0",
+            "--drain",
+            "0s",
             "--quiet",
         ]),
         dir,
@@ -311,8 +311,8 @@ fn phase(
     x.insert("flood_sent".into(), g.sent as f64);
     x.insert("flood_pps".into(), g.tx_pps);
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    let w = &st["workers"][0];
-    let l2 = &w["l2"];
+    let w = st.workers.first().cloned().unwrap_or_default();
+    let l2 = &w.l2;
     let answered = num(&l2["ndp_solicits_answered"]);
     x.insert("solicits_answered".into(), answered);
     x.insert("answered_pps".into(), answered / flood_s.max(1e-3));
@@ -322,7 +322,7 @@ fn phase(
     if answered > 0.0 {
         x.insert("cpu_us_per_pkt".into(), cpu_s * 1e6 / answered);
     }
-    let nb = &st["stack"]["neighbors"];
+    let nb = &st.stack["neighbors"];
     for k in ["entries", "protected", "evicted", "changed"] {
         x.insert(format!("neighbors.{k}"), num(&nb[k]));
     }
@@ -341,7 +341,10 @@ fn phase(
     let refused: f64 = REFUSALS.iter().map(|k| num(&l2[*k])).sum();
     x.insert("refused".into(), refused);
     for k in ["rx_dropped", "rx_ring_full"] {
-        x.insert(format!("xsk.{k}"), num(&w["port"]["kernel"][k]));
+        x.insert(
+            format!("xsk.{k}"),
+            w.port.kernel_stat(k).unwrap_or(0) as f64,
+        );
     }
     for (i, (busy, si)) in common::core_usage(&k0, &k1).iter().enumerate() {
         x.insert(format!("core{i}_busy_pct"), *busy);

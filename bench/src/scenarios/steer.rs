@@ -87,7 +87,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 "--steer",
                 steer,
                 "--xdp-run-stats",
-                "--stats-file",
+                "--report",
                 &f.display().to_string(),
             ]),
             &dir,

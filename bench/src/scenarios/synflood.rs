@@ -6,7 +6,7 @@
 //! from the flood's start to the end of the probes, minus the RSS just before the flood).
 //!
 //! A fresh server for every run: a flood that leaves state behind must not hide in the next
-//! run's "before". The stack's counters at exit (its --stats-file) and the kernel's SYN cookie
+//! run's "before". The stack's counters at exit (its --report) and the kernel's SYN cookie
 //! and listen-queue counters (/proc/net/netstat of nginx's namespace) go next to the figures.
 
 use std::time::{Duration, Instant};
@@ -194,7 +194,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         syncookies.trim()
     ));
     res.notes.push(
-        "The stack's counters at exit (its --stats-file: every numeric field of worker 0's \
+        "The stack's counters at exit (its --report: every numeric field of worker 0's \
          engine and of the listener report) are in the results file as `stack.*` metrics; the \
          non-zero ones are listed under the table."
             .into(),
@@ -221,8 +221,10 @@ fn one_stack(
     let (mut x, pl) = flood(sb, &p, client_cpu, plan, dir)?;
     let st = common::stop_stack(p, &stats)?;
     let mut nums = Vec::new();
-    crate::parse::flatten_numbers("stack.engine", &st["workers"][0]["engine"], &mut nums);
-    crate::parse::flatten_numbers("stack.listeners", &st["stack"], &mut nums);
+    if let Some(w) = st.workers.first() {
+        crate::parse::flatten_numbers("stack.engine", &w.engine, &mut nums);
+    }
+    crate::parse::flatten_numbers("stack.listeners", &st.stack, &mut nums);
     let mut nonzero = Vec::new();
     for (k, v) in nums {
         if v != 0.0 {

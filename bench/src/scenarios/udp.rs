@@ -403,7 +403,7 @@ fn load_udpload(mode: &str, port: u16, secs: f64, latency: bool) -> Vec<String> 
         "--window",
         window,
         "--seconds",
-        &secs.to_string(),
+        &format!("{secs}s"),
         "--qname",
         QNAME,
     ])

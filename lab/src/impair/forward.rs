@@ -35,16 +35,18 @@ pub struct ForwardArgs {
     /// Interface towards the server.
     #[arg(long)]
     pub server_if: String,
-    /// Write the counters (JSON) here every second and on exit.
-    #[arg(long)]
-    pub stats_file: Option<PathBuf>,
+    /// Write the report (JSON counters) to this file every second and on
+    /// exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<PathBuf>,
     /// The impairment.
     #[command(flatten)]
     pub impair: super::ImpairArgs,
 }
 
 /// The forwarder's counters.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ForwardStats {
     /// The impairment applied.
     pub spec: String,
@@ -81,19 +83,42 @@ fn write_stats(path: Option<&Path>, stats: &ForwardStats) {
     }
 }
 
+/// Why the forwarder did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A bad impairment.
+    #[error(transparent)]
+    Impair(#[from] super::ImpairError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// An AF_PACKET socket could not be opened.
+    #[error("AF_PACKET on {iface}: {source}")]
+    Socket {
+        /// The interface.
+        iface: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Runs the forwarder until a signal or an interface disappears. Returns the final counters.
-pub fn run(args: &ForwardArgs) -> Result<ForwardStats, String> {
+pub fn run(args: &ForwardArgs) -> Result<ForwardStats, ForwardError> {
     let spec = args.impair.spec();
     spec.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+        signal_hook::flag::register(sig, stop.clone()).map_err(ForwardError::Signal)?;
     }
-    let open =
-        |name: &str| PacketSocket::open(name).map_err(|e| format!("AF_PACKET on {name}: {e}"));
+    let open = |name: &str| {
+        PacketSocket::open(name).map_err(|source| ForwardError::Socket {
+            iface: name.to_string(),
+            source,
+        })
+    };
     let client = open(&args.client_if)?;
     let server = open(&args.server_if)?;
-    let stats_path = args.stats_file.as_deref();
+    let stats_path = args.report.as_deref();
     let mut stats = ForwardStats {
         spec: spec.to_string(),
         ready: true,

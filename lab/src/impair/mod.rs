@@ -21,6 +21,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use runtime::duration::DurationError;
+
 /// Longest a reordered frame waits for a frame to overtake it.
 pub const REORDER_HOLD: Duration = Duration::from_millis(10);
 /// Frames held per direction at most; more are dropped (counted as `queue_full`).
@@ -80,24 +82,24 @@ impl ImpairSpec {
     }
 
     /// Checks ranges: probabilities in 0..=1, jitter at most the delay, delay at most 10 s.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ImpairError> {
         for (name, p) in [
             ("loss", self.loss),
             ("reorder", self.reorder),
             ("duplicate", self.duplicate),
         ] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{name} {p} is not between 0% and 100%"));
+                return Err(ImpairError::Rate { name, value: p });
             }
         }
         if self.jitter > self.delay {
-            return Err(format!(
-                "jitter {:?} exceeds the delay {:?}",
-                self.jitter, self.delay
-            ));
+            return Err(ImpairError::JitterPastDelay {
+                jitter: self.jitter,
+                delay: self.delay,
+            });
         }
         if self.delay > Duration::from_secs(10) {
-            return Err(format!("delay {:?} exceeds 10 s", self.delay));
+            return Err(ImpairError::DelayTooLong(self.delay));
         }
         Ok(())
     }
@@ -175,8 +177,38 @@ impl ImpairArgs {
     }
 }
 
+/// Why an impairment was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImpairError {
+    /// A probability out of range.
+    #[error("{name} {value} is not between 0% and 100%")]
+    Rate {
+        /// loss, reorder or duplicate.
+        name: &'static str,
+        /// The value.
+        value: f64,
+    },
+    /// More jitter than delay.
+    #[error("jitter {jitter:?} exceeds the delay {delay:?}")]
+    JitterPastDelay {
+        /// The jitter.
+        jitter: Duration,
+        /// The delay.
+        delay: Duration,
+    },
+    /// A delay past 10 s.
+    #[error("delay {0:?} exceeds 10 s")]
+    DelayTooLong(Duration),
+    /// Not a rate.
+    #[error("`{0}` is not a rate (e.g. 1% or 0.01)")]
+    NotRate(String),
+    /// A rate out of range.
+    #[error("`{0}` is not between 0% and 100%")]
+    RateRange(String),
+}
+
 /// Parses a probability: `1%`, `0.5%` or a fraction `0.01`.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
+pub fn parse_rate(s: &str) -> Result<f64, ImpairError> {
     let s = s.trim();
     let (num, scale) = match s.strip_suffix('%') {
         Some(n) => (n, 100.0),
@@ -185,35 +217,18 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a rate (e.g. 1% or 0.01)"))?;
+        .map_err(|_| ImpairError::NotRate(s.to_string()))?;
     let v = v / scale;
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!("`{s}` is not between 0% and 100%"));
+        return Err(ImpairError::RateRange(s.to_string()));
     }
     Ok(v)
 }
 
-/// Parses a duration: `20ms`, `500us`, `1.5s`, `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("`{s}` is not a duration (e.g. 20ms, 500us, 1s)");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => v,
-        "ms" => v / 1e3,
-        "us" => v / 1e6,
-        "ns" => v / 1e9,
-        "" if v == 0.0 => 0.0,
-        _ => return Err(bad()),
-    };
-    if !(0.0..=3600.0).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// Parses a delay or jitter in the flags' one duration syntax (`20ms`,
+/// `500us`, `1.5s`; a bare number is seconds), at most an hour.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    runtime::duration::parse_within(s, Duration::ZERO, Duration::from_secs(3600))
 }
 
 /// SplitMix64: a small seeded generator (deterministic, good enough for coin flips).
@@ -247,7 +262,8 @@ impl SplitMix64 {
 }
 
 /// What happened to the frames of one direction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ImpairCounters {
     /// Frames that arrived.
     pub received: u64,
@@ -445,7 +461,8 @@ mod tests {
         assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("20").is_err());
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert!(parse_duration("2h").is_err());
         assert!(parse_duration("20 parsecs").is_err());
         let spec = ImpairSpec::lossy_wan(7);
         assert!(spec.validate().is_ok());

@@ -18,7 +18,6 @@ pub mod respond;
 pub mod wire;
 pub mod zone;
 
-use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use stack::reuseport::BindAddr;
 use stack::socket::{ConnEnd, ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
-use runtime::server::{self, ServerArgs, WorkerCtx};
+use runtime::server::WorkerCtx;
 
 pub use index::Index;
 pub use respond::{Outcome, Reply, Responder, Transport};
@@ -52,8 +51,9 @@ pub struct DnsArgs {
     /// EDNS); capped at what fits one IPv6 packet of the port's MTU.
     #[arg(long, default_value_t = respond::DEFAULT_MAX_UDP)]
     pub max_udp: u16,
-    /// Close TCP connections idle this many seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Close TCP connections idle this long: whole seconds (`10s`, `2m`;
+    /// a bare number is seconds; at least 1 s). Held in seconds.
+    #[arg(long, default_value = "10s", value_parser = parse_idle_secs)]
     pub tcp_idle: u64,
     /// Most TCP connections per worker; more are reset.
     #[arg(long, default_value_t = 512)]
@@ -64,6 +64,33 @@ pub struct DnsArgs {
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
     pub attached: runtime::attached::AttachArgs,
+}
+
+/// `--tcp-idle`: the one duration syntax, whole seconds, at most a day.
+fn parse_idle_secs(s: &str) -> Result<u64, runtime::duration::DurationError> {
+    runtime::duration::parse_whole_secs_within(s, Duration::ZERO, Duration::from_secs(86_400))
+        .map(|d| d.as_secs())
+}
+
+/// Why the DNS service did not start on a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The TCP listener was refused.
+    #[error("TCP port {port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+    /// The UDP socket was refused.
+    #[error("UDP port {port}: {reason}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
 }
 
 /// Why the zone did not load.
@@ -91,11 +118,10 @@ pub fn load(args: &DnsArgs) -> Result<Index, LoadError> {
 
 /// The link MTU an attached process assumes for UDP answers (it does not see
 /// the daemon's interface): Ethernet's.
-const ATTACHED_MTU: usize = 1500;
+pub const ATTACHED_MTU: usize = 1500;
 
-/// Serve DNS until SIGINT/SIGTERM: on the interface (`--iface`), or as a
-/// process attached to `xdpstack daemon` (`--attach PATH`).
-pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+/// [`load`], and one line on stderr about what was loaded.
+pub fn load_logged(args: &DnsArgs) -> Result<Arc<Index>, LoadError> {
     let started = Instant::now();
     let index = Arc::new(load(args)?);
     let s = index.stats();
@@ -110,41 +136,7 @@ pub fn run(server: &ServerArgs, args: &DnsArgs) -> Result<ExitCode, Box<dyn std:
         s.cuts,
         s.wildcards
     );
-    let args = args.clone();
-    if args.attached.attach.is_some() {
-        let report = runtime::attached::run(
-            "dns",
-            &args.attached,
-            Duration::from_secs_f64(server.grace),
-            |ctx, core| DnsApp::new(ctx, core, &args, index.clone(), ATTACHED_MTU),
-            |app| app.json(),
-        )?;
-        eprintln!("{report}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let report = server::serve(
-        server,
-        "dns",
-        move |ctx, engine| {
-            let mtu = engine.port().config().mtu;
-            DnsApp::new(ctx, engine, &args, index.clone(), mtu)
-        },
-        |app| app.json(),
-    )?;
-    if let Some(ws) = report["workers"].as_array() {
-        for w in ws {
-            eprintln!(
-                "worker {} (core {}): {} | rx {} tx {} frames | frames {}",
-                w["worker"],
-                w["core"],
-                w["app"],
-                w["port"]["rx_frames"],
-                w["port"]["tx_frames"],
-                w["frame_accounting"]
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(index)
 }
 
 /// Counters of one worker.
@@ -276,18 +268,21 @@ impl DnsApp {
         args: &DnsArgs,
         index: Arc<Index>,
         mtu: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DnsError> {
         let any = BindAddr::Any6 { v6only: false };
+        let port = args.port;
         let udp = engine
-            .udp_bind(
-                any,
-                args.port,
-                ctx.bind.clone().with_backlog(args.udp_queue),
-            )
-            .map_err(|e| e.to_string())?;
+            .udp_bind(any, port, ctx.bind.clone().with_backlog(args.udp_queue))
+            .map_err(|e| DnsError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
         let listener = engine
-            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| e.to_string())?;
+            .tcp_listen(any, port, ctx.bind.clone().with_backlog(1024))
+            .map_err(|e| DnsError::Listen {
+                port,
+                reason: e.to_string(),
+            })?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
         for id in [udp.member(), listener.member()] {

@@ -338,7 +338,7 @@ fn parse_into(
             }
             continue;
         }
-        records.push(parse_rr(&e, ctx).map_err(err)?);
+        records.push(parse_rr(&e, ctx).map_err(|x| err(x.to_string()))?);
         let r = records.last().map(|r| (r.owner.clone(), r.ttl));
         if let Some((owner, _)) = r {
             ctx.last_owner = Some(owner);
@@ -351,40 +351,82 @@ fn parse_into(
     Ok(())
 }
 
-fn parse_rr(e: &Entry, ctx: &mut Ctx) -> Result<Rr, String> {
+/// What is wrong with one entry of a zone file (the message of a
+/// [`ZoneError`], which adds where).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum EntryError {
+    #[error("a record without an owner and no previous owner")]
+    NoOwner,
+    #[error("empty entry")]
+    Empty,
+    #[error("missing record type")]
+    NoType,
+    #[error("expected a TTL, class or type, found {0}")]
+    Unexpected(String),
+    #[error("second TTL `{0}`")]
+    SecondTtl(String),
+    #[error("bad TTL `{0}`: {1}")]
+    Ttl(String, String),
+    #[error("class {0} is not served (only IN)")]
+    Class(String),
+    #[error("unknown record type `{0}`")]
+    UnknownType(String),
+    #[error("type {0} cannot appear in a zone")]
+    NotInZone(RecordType),
+    #[error("`@` used and no origin is known")]
+    AtWithoutOrigin,
+    #[error("`@` and no origin is known")]
+    OwnerAtWithoutOrigin,
+    #[error("{0} record without data")]
+    NoData(RecordType),
+    #[error("bad {rtype} data `{text}`: {why}")]
+    Data {
+        rtype: RecordType,
+        text: String,
+        why: String,
+    },
+    #[error("no TTL given and no $TTL or earlier TTL to use")]
+    NoTtl,
+    #[error("bad name `{0}`: {1}")]
+    Name(String, String),
+    #[error("relative name `{0}` and no origin is known")]
+    Relative(String),
+    #[error("name `{0}` + origin: {1}")]
+    Append(String, String),
+}
+
+fn parse_rr(e: &Entry, ctx: &mut Ctx) -> Result<Rr, EntryError> {
     let mut toks = e.tokens.iter().peekable();
     let owner = if e.blank_owner {
-        ctx.last_owner
-            .clone()
-            .ok_or("a record without an owner and no previous owner")?
+        ctx.last_owner.clone().ok_or(EntryError::NoOwner)?
     } else {
-        let t = toks.next().ok_or("empty entry")?;
+        let t = toks.next().ok_or(EntryError::Empty)?;
         parse_name(&t.text, ctx.origin.as_ref())?
     };
     let mut ttl = None;
     let mut class_seen = false;
     let rtype = loop {
-        let t = toks.next().ok_or("missing record type")?;
+        let t = toks.next().ok_or(EntryError::NoType)?;
         if t.quoted {
-            return Err(format!("expected a TTL, class or type, found {}", t.text));
+            return Err(EntryError::Unexpected(t.text.clone()));
         }
         let s = t.text.as_str();
         if s.starts_with(|c: char| c.is_ascii_digit()) {
             if ttl.is_some() {
-                return Err(format!("second TTL `{s}`"));
+                return Err(EntryError::SecondTtl(s.to_string()));
             }
-            ttl = Some(parse_ttl(s).map_err(|x| format!("bad TTL `{s}`: {x}"))?);
+            ttl = Some(parse_ttl(s).map_err(|x| EntryError::Ttl(s.to_string(), x.to_string()))?);
             continue;
         }
         if is_class(s) && !class_seen {
             if !s.eq_ignore_ascii_case("IN") {
-                return Err(format!("class {s} is not served (only IN)"));
+                return Err(EntryError::Class(s.to_string()));
             }
             class_seen = true;
             continue;
         }
         let up = s.to_ascii_uppercase();
-        let rt = RecordType::from_str(&up).map_err(|_| format!("unknown record type `{s}`"))?;
+        let rt = RecordType::from_str(&up).map_err(|_| EntryError::UnknownType(s.to_string()))?;
         break rt;
     };
     match rtype {
@@ -393,28 +435,27 @@ fn parse_rr(e: &Entry, ctx: &mut Ctx) -> Result<Rr, String> {
         | RecordType::AXFR
         | RecordType::IXFR
         | RecordType::NULL
-        | RecordType::TSIG => return Err(format!("type {rtype} cannot appear in a zone")),
+        | RecordType::TSIG => return Err(EntryError::NotInZone(rtype)),
         _ => {}
     }
     let origin_text = ctx.origin.as_ref().map(|o| o.to_ascii());
     let mut parts = Vec::new();
     for t in toks {
         if !t.quoted && t.text == "@" {
-            parts.push(
-                origin_text
-                    .clone()
-                    .ok_or("`@` used and no origin is known")?,
-            );
+            parts.push(origin_text.clone().ok_or(EntryError::AtWithoutOrigin)?);
         } else {
             parts.push(t.text.clone());
         }
     }
     if parts.is_empty() {
-        return Err(format!("{rtype} record without data"));
+        return Err(EntryError::NoData(rtype));
     }
     let text = parts.join(" ");
-    let rdata =
-        RData::try_from_str(rtype, &text).map_err(|x| format!("bad {rtype} data `{text}`: {x}"))?;
+    let rdata = RData::try_from_str(rtype, &text).map_err(|x| EntryError::Data {
+        rtype,
+        text: text.clone(),
+        why: x.to_string(),
+    })?;
     let rdata = absolutize(rdata, ctx.origin.as_ref())?;
     let ttl = match ttl {
         Some(t) => {
@@ -430,7 +471,7 @@ fn parse_rr(e: &Entry, ctx: &mut Ctx) -> Result<Rr, String> {
                     ctx.last_ttl = Some(soa.minimum);
                     soa.minimum
                 }
-                _ => return Err("no TTL given and no $TTL or earlier TTL to use".into()),
+                _ => return Err(EntryError::NoTtl),
             },
         },
     };
@@ -444,31 +485,29 @@ fn parse_rr(e: &Entry, ctx: &mut Ctx) -> Result<Rr, String> {
     })
 }
 
-fn parse_name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
+fn parse_name(s: &str, origin: Option<&Name>) -> Result<Name, EntryError> {
     if s == "@" {
-        return origin
-            .cloned()
-            .ok_or_else(|| "`@` and no origin is known".into());
+        return origin.cloned().ok_or(EntryError::OwnerAtWithoutOrigin);
     }
-    let n = Name::parse(s, origin).map_err(|x| format!("bad name `{s}`: {x}"))?;
+    let n = Name::parse(s, origin).map_err(|x| EntryError::Name(s.to_string(), x.to_string()))?;
     if !n.is_fqdn() {
-        return Err(format!("relative name `{s}` and no origin is known"));
+        return Err(EntryError::Relative(s.to_string()));
     }
     Ok(n)
 }
 
-fn complete(n: &Name, origin: Option<&Name>) -> Result<Name, String> {
+fn complete(n: &Name, origin: Option<&Name>) -> Result<Name, EntryError> {
     if n.is_fqdn() {
         return Ok(n.clone());
     }
-    let o = origin.ok_or_else(|| format!("relative name `{n}` and no origin is known"))?;
+    let o = origin.ok_or_else(|| EntryError::Relative(n.to_string()))?;
     n.clone()
         .append_domain(o)
-        .map_err(|x| format!("name `{n}` + origin: {x}"))
+        .map_err(|x| EntryError::Append(n.to_string(), x.to_string()))
 }
 
 /// Complete the relative names in record data with the origin.
-fn absolutize(mut rdata: RData, origin: Option<&Name>) -> Result<RData, String> {
+fn absolutize(mut rdata: RData, origin: Option<&Name>) -> Result<RData, EntryError> {
     match &mut rdata {
         RData::CNAME(CNAME(n)) | RData::NS(NS(n)) | RData::PTR(PTR(n)) => {
             *n = complete(n, origin)?;

@@ -24,9 +24,10 @@ pub struct EchoArgs {
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
     /// Close a TCP connection that sent nothing and had nothing sent for
-    /// this many seconds (counted as `idle_closed`).
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
+    /// this long (`60s`, `2m`; a bare number is seconds; at least 1 s;
+    /// counted as `idle_closed`).
+    #[arg(long, default_value = "60s", value_parser = runtime::duration::parse)]
+    pub idle_timeout: Duration,
     /// Attached mode (`--attach PATH`, `--pin`).
     #[command(flatten)]
     pub attached: runtime::attached::AttachArgs,
@@ -87,20 +88,48 @@ pub struct EchoApp {
     next_evict_scan: Instant,
 }
 
+/// Why the echo service did not start on a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    /// The TCP listener was refused.
+    #[error("TCP port {port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+    /// The UDP socket was refused.
+    #[error("UDP port {port}: {reason}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+}
+
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.
     pub fn new<A: TcpApi + UdpApi>(
         ctx: &WorkerCtx,
         engine: &mut A,
         args: &EchoArgs,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EchoError> {
         let any = BindAddr::Any6 { v6only: false };
+        let port = args.port;
         let listener = engine
-            .tcp_listen(any, args.port, ctx.bind.clone().with_backlog(128))
-            .map_err(|e| e.to_string())?;
+            .tcp_listen(any, port, ctx.bind.clone().with_backlog(128))
+            .map_err(|e| EchoError::Listen {
+                port,
+                reason: e.to_string(),
+            })?;
         let udp = engine
-            .udp_bind(any, args.port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| e.to_string())?;
+            .udp_bind(any, port, ctx.bind.clone().with_backlog(1024))
+            .map_err(|e| EchoError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
         engine.set_selector(listener.member(), ctx.selector.clone());
         engine.set_selector(udp.member(), ctx.selector.clone());
         // Only connections with segments are looked at (`take_ready`).
@@ -112,7 +141,7 @@ impl EchoApp {
             buf: vec![0; 64 * 1024],
             counters: EchoCounters::default(),
             max_conns: args.max_conns.max(1),
-            idle: Duration::from_secs(args.idle_timeout.max(1)),
+            idle: args.idle_timeout.max(Duration::from_secs(1)),
             next_sweep: Instant::now() + SWEEP,
             ids: Vec::new(),
             ended: Vec::new(),

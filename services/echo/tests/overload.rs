@@ -21,7 +21,7 @@ fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
     let args = EchoArgs {
         port: 7,
         max_conns: 8,
-        idle_timeout: 60,
+        idle_timeout: std::time::Duration::from_secs(60),
         attached: Default::default(),
     };
     let mut net = with_app(engine_net(|_| {}), |engine| {

@@ -10,10 +10,14 @@
 //! listeners hitlessly; SIGINT/SIGTERM stops gracefully (no new
 //! connections, in-flight responses finish within `--grace`).
 //!
-//! Parts: `parse` (request framing, no I/O), `site` (the tree, path
-//! sanitizing, content types), `head` (response heads).
+//! Parts: `args` (the command line, the site loaded from it), `parse`
+//! (request framing, no I/O), `site` (the tree, path sanitizing, content
+//! types), `head` (response heads), `counters`, `stats` and `metrics`
+//! (what is reported).
 #![deny(unsafe_code)]
 
+pub mod args;
+pub mod counters;
 pub mod head;
 pub mod metrics;
 pub mod parse;
@@ -22,7 +26,6 @@ pub mod stats;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,104 +36,16 @@ use stack::socket::TcpApi;
 use stack::socket::{ConnError, ConnId};
 use stack::worker::App;
 
+pub use args::{load_site, HttpArgs};
+pub use counters::HttpCounters;
+
 use head::ConnHeader;
 use parse::{Event, Framer, Limits, Method, Request};
 use runtime::server::WorkerCtx;
-use site::{Body, Resolved, Site, SiteError, Tree};
+use site::{Resolved, Site};
 use stats::StatsPolicy;
 
 use nic::Rings;
-
-/// `xdpstack http` options.
-#[derive(clap::Args, Clone, Debug)]
-pub struct HttpArgs {
-    /// TCP port.
-    #[arg(long, default_value_t = 80)]
-    pub port: u16,
-    /// Accept queue per listener.
-    #[arg(long, default_value_t = 1024)]
-    pub backlog: usize,
-    /// Body of every 200 response when no --root is given.
-    #[arg(long, default_value = "hello from xdpstack\n")]
-    pub body: String,
-    /// Serve the files under this directory (read into memory at start).
-    #[arg(long)]
-    pub root: Option<PathBuf>,
-    /// Refuse to start if the files under --root add up to more than this
-    /// many bytes.
-    #[arg(long, default_value_t = 256 << 20)]
-    pub max_root_bytes: u64,
-    /// Close a connection idle this long between requests (seconds); also
-    /// reset one whose client reads nothing of a response for this long.
-    #[arg(long, default_value = "30", value_parser = parse_secs)]
-    pub idle_timeout: Duration,
-    /// A request head must be complete this long after its first byte
-    /// (seconds), else 408 and close; a request body being skipped must
-    /// progress at least this often.
-    #[arg(long, default_value = "10", value_parser = parse_secs)]
-    pub header_timeout: Duration,
-    /// Largest request head (request line and header fields), bytes: 431
-    /// past it.
-    #[arg(long, default_value_t = 16 * 1024)]
-    pub max_header: usize,
-    /// Largest request body read (and discarded), bytes: 413 and close past
-    /// it.
-    #[arg(long, default_value_t = 1024 * 1024)]
-    pub max_body: u64,
-    /// Open connections per worker; more are accepted and reset at once
-    /// (counted as `rejected_max_conns`).
-    #[arg(long, default_value_t = 1024)]
-    pub max_conns: usize,
-    /// Reuseport listeners per worker (all on the same port).
-    #[arg(long, default_value_t = 1)]
-    pub listeners: usize,
-    /// Attached mode (`--attach PATH`, `--pin`).
-    #[command(flatten)]
-    pub attached: runtime::attached::AttachArgs,
-    /// Path of the stack's report (listeners, counters), or `off`.
-    #[arg(long, default_value = "/stats", value_parser = stats::parse_stats_path)]
-    pub stats: stats::StatsPath,
-    /// Clients allowed to read the report, comma-separated: `local` (the
-    /// subnets of --addr/--addr6, IPv6 link-local, loopback), `any`, or
-    /// ADDRESS[/PREFIX]. Anyone else gets the path as an ordinary one.
-    #[arg(long, value_delimiter = ',', default_value = "local", value_parser = stats::parse_allow)]
-    pub stats_allow: Vec<stats::Allow>,
-    /// The server's own addresses with prefixes (what `local` means); set
-    /// from the server options, not the command line.
-    #[arg(skip)]
-    pub local_addrs: stats::LocalAddrs,
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.001..=86_400.0).contains(&v) {
-        return Err(format!("{v} s is not between 0.001 and 86400"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-/// What every worker serves, loaded once (before any NIC queue is opened):
-/// the fixed body, or the `--root` tree. A refused tree is a one-line error.
-pub fn load_site(args: &HttpArgs) -> Result<Arc<Site>, SiteError> {
-    match &args.root {
-        None => Ok(Arc::new(Site::Fixed(Body::new(
-            args.body.as_bytes().to_vec(),
-            "text/plain",
-        )))),
-        Some(root) => {
-            let t = Tree::load(root, args.max_root_bytes)?;
-            eprintln!(
-                "xdpstack http: serving {} ({} files, {} bytes)",
-                root.display(),
-                t.files(),
-                t.bytes()
-            );
-            Ok(Arc::new(Site::Tree(t)))
-        }
-    }
-}
 
 /// A draining listener is closed after this long even if handshakes are
 /// still pending (they migrate to a live member).
@@ -323,52 +238,6 @@ struct Limits2 {
     idle: Duration,
     header: Duration,
     max_conns: usize,
-}
-
-/// Counters of one worker's HTTP service.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct HttpCounters {
-    /// Responses sent (every status).
-    pub requests: u64,
-    /// Connections accepted.
-    pub connections: u64,
-    /// 2xx responses.
-    pub status_2xx: u64,
-    /// 3xx responses.
-    pub status_3xx: u64,
-    /// 4xx responses.
-    pub status_4xx: u64,
-    /// 5xx responses.
-    pub status_5xx: u64,
-    /// Connections closed for idleness between requests.
-    pub idle_closed: u64,
-    /// Request heads not complete within --header-timeout (408, closed).
-    pub header_timeouts: u64,
-    /// Request bodies that stopped arriving while skipped (closed).
-    pub body_timeouts: u64,
-    /// Clients that read nothing of a response for --idle-timeout (reset).
-    pub send_timeouts: u64,
-    /// Connections reset at accept because --max-conns were open and none
-    /// was idle between requests for `EVICT_AFTER`.
-    pub rejected_max_conns: u64,
-    /// Connections idle between requests (or before the first) closed to
-    /// let a new one in when --max-conns were open: the longest idle first,
-    /// idle at least `EVICT_AFTER`.
-    pub evicted_idle: u64,
-    /// Connections the engine ended while held (reset by the peer, timed
-    /// out): forgotten at once.
-    pub ended: u64,
-    /// Most connections open at once.
-    pub max_open: u64,
-    /// Listeners replaced (SIGHUP).
-    pub listeners_replaced: u64,
-    /// Idle connections closed when the stop began.
-    pub closed_at_stop: u64,
-    /// Connections still open when the grace period ended (reset).
-    pub reset_at_exit: u64,
-    /// Requests for the report from clients --stats-allow does not list
-    /// (answered as an ordinary path).
-    pub stats_refused: u64,
 }
 
 /// Everything a connection's handling needs besides the connection.
@@ -664,6 +533,17 @@ impl Service {
     }
 }
 
+/// Why a listener of the HTTP service was refused (at the start, the
+/// service does not start on that worker; at a SIGHUP, the old one stays).
+#[derive(Debug, thiserror::Error)]
+#[error("TCP port {port}: {reason}")]
+pub struct ListenError {
+    /// The port.
+    pub port: u16,
+    /// The stack's (or the daemon's) refusal.
+    pub reason: String,
+}
+
 /// One worker's HTTP service.
 pub struct HttpApp {
     slots: Vec<Slot>,
@@ -694,7 +574,7 @@ impl HttpApp {
         engine: &mut S,
         args: &HttpArgs,
         site: Arc<Site>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ListenError> {
         let cfg = Limits2 {
             framing: Limits {
                 max_header: args.max_header,
@@ -755,11 +635,14 @@ impl HttpApp {
         Ok(app)
     }
 
-    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, String> {
+    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, ListenError> {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
         let id = engine
             .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ListenError {
+                port: self.port,
+                reason: e.to_string(),
+            })?;
         engine.set_selector(id.member(), self.ctx.selector.clone());
         Ok(id)
     }

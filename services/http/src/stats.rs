@@ -17,13 +17,27 @@ pub type LocalAddrs = (Option<(Ipv4Addr, u8)>, Option<(Ipv6Addr, u8)>);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsPath(pub Option<String>);
 
+/// Why `--stats` or a `--stats-allow` entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatsFlagError {
+    /// `--stats` neither `off` nor a plain absolute path.
+    #[error("`{0}`: expected `off` or a path such as /stats")]
+    Path(String),
+    /// A `--stats-allow` entry that is not a keyword or an address.
+    #[error("`{0}`: expected any, local, or ADDRESS[/PREFIX]")]
+    Allow(String),
+    /// A prefix length past the family's.
+    #[error("`{0}`: prefix length must be 0..={1}")]
+    Prefix(String, u8),
+}
+
 /// Parse `--stats`: `off`, or an absolute path (no query, no spaces).
-pub fn parse_stats_path(s: &str) -> Result<StatsPath, String> {
+pub fn parse_stats_path(s: &str) -> Result<StatsPath, StatsFlagError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(StatsPath(None));
     }
     if !s.starts_with('/') || s.contains(['?', '#', ' ']) || s.len() > 255 {
-        return Err(format!("`{s}`: expected `off` or a path such as /stats"));
+        return Err(StatsFlagError::Path(s.to_string()));
     }
     Ok(StatsPath(Some(s.to_string())))
 }
@@ -41,7 +55,7 @@ pub enum Allow {
 
 /// Parse one `--stats-allow` entry: `any`, `local`, `ADDRESS/PREFIX` or a
 /// bare address.
-pub fn parse_allow(s: &str) -> Result<Allow, String> {
+pub fn parse_allow(s: &str) -> Result<Allow, StatsFlagError> {
     let s = s.trim();
     match s.to_ascii_lowercase().as_str() {
         "any" => return Ok(Allow::Any),
@@ -54,7 +68,7 @@ pub fn parse_allow(s: &str) -> Result<Allow, String> {
     };
     let addr: IpAddr = a
         .parse()
-        .map_err(|_| format!("`{s}`: expected any, local, or ADDRESS[/PREFIX]"))?;
+        .map_err(|_| StatsFlagError::Allow(s.to_string()))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match p {
         None => max,
@@ -62,7 +76,7 @@ pub fn parse_allow(s: &str) -> Result<Allow, String> {
             .parse::<u8>()
             .ok()
             .filter(|&p| p <= max)
-            .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
+            .ok_or_else(|| StatsFlagError::Prefix(s.to_string(), max))?,
     };
     Ok(Allow::Prefix(addr, prefix))
 }

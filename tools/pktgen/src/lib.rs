@@ -21,6 +21,7 @@
 //! `--json FILE`.
 #![deny(unsafe_code)]
 
+pub mod args;
 pub mod csum;
 pub mod echo;
 pub mod gen;
@@ -29,6 +30,7 @@ pub mod neigh;
 pub mod pacer;
 pub mod reflect;
 pub mod reply;
+pub mod sys;
 pub mod template;
 
 #[cfg(test)]
@@ -37,140 +39,29 @@ mod httpc_tests;
 mod tests;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use nic::xsk::rx_queue_count;
-use nic::{NicError, Port, PortConfig, PortStats, Rings};
+use nic::{NicError, Port, PortConfig, Rings};
 use serde_json::{json, Value};
 
-use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Generator, Live, PortRange, TxMode};
+use gen::{AddrRange, DnsTable, Gen, GenConfig, GenReport, Generator, Live, PortRange};
 use nic::steer::SteerMode;
-use runtime::xsk_opts::{open_ports, stop_flag, SteerTo, XskArgs};
+use runtime::xsk_opts::{open_ports, stop_flag, SteerTo};
 pub use runtime::xsk_opts::{parse_mac, read_mac};
 use template::{Kind, Spec, Template};
 
-/// Longest run.
-pub const MAX_DURATION: u64 = 300;
+pub use args::{
+    check_cores, parse_addr_range, parse_port_range, NoSuchCore, PktgenArgs, RangeError,
+    MAX_DURATION,
+};
+pub use sys::{cpu_times, latency_json, pin_thread, port_json, CpuTimes};
+
 /// Transmit-pool frames per queue.
 const POOL: usize = 1024;
-
-/// `xdpstack pktgen` options.
-#[derive(clap::Args, Clone, Debug)]
-pub struct PktgenArgs {
-    /// Interface to send on (an XSK per queue; its kernel stack no longer
-    /// sees packets on those queues while pktgen runs).
-    #[arg(long)]
-    pub iface: String,
-    /// Queues 0..N, one thread each.
-    #[arg(long, default_value_t = 1)]
-    pub queues: u32,
-    /// Packet template.
-    #[arg(long, value_enum)]
-    pub template: Kind,
-    /// Destination address.
-    #[arg(long)]
-    pub dst: IpAddr,
-    /// Destination port (default: udp 9, syn 80, dns 53, echo 7; ns has none).
-    #[arg(long)]
-    pub dst_port: Option<u16>,
-    /// Destination MAC (default: resolved with ARP or NDP from the XSK).
-    #[arg(long, value_parser = parse_mac)]
-    pub dst_mac: Option<[u8; 6]>,
-    /// Give up resolving the destination MAC after this many seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub resolve_timeout: f64,
-    /// Source address or range FIRST-LAST (default: the interface's first
-    /// address of the destination's family).
-    #[arg(long, value_parser = parse_addr_range)]
-    pub src: Option<AddrRange>,
-    /// Source port or range FIRST-LAST (default: 10000 for udp and echo,
-    /// 10000-19999 for syn and dns).
-    #[arg(long, value_parser = parse_port_range)]
-    pub src_port: Option<PortRange>,
-    /// Flows (source address x port combinations) to cycle through
-    /// (default: all of the ranges).
-    #[arg(long)]
-    pub flows: Option<u64>,
-    /// UDP payload bytes (udp, echo; echo needs at least 28).
-    #[arg(long, default_value_t = 32)]
-    pub payload: usize,
-    /// Name to ask for (dns).
-    #[arg(long, default_value = "www.example.com")]
-    pub qname: String,
-    /// Packets per second in all (shared out over the threads); 0: as fast
-    /// as possible.
-    #[arg(long)]
-    pub rate: u64,
-    /// Seconds to send (1 to 300).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION))]
-    pub duration: u64,
-    /// Stop after this many packets in all (still bounded by --duration).
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Frames per send batch (1 to 256).
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// After sending, wait this long for late replies (ms, at most 10000).
-    #[arg(long, default_value_t = 500)]
-    pub drain_ms: u64,
-    /// Write the JSON summary here instead of stdout.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// No progress line.
-    #[arg(long)]
-    pub quiet: bool,
-    /// How frames are written: `pool` (template in dedicated frames, patched
-    /// per packet) or `copy` (template copied per packet).
-    #[arg(long, value_enum, default_value_t = TxMode::Pool)]
-    pub tx_mode: TxMode,
-    /// Receive nothing: the XDP program passes every frame to the kernel
-    /// (its addresses are steered to nobody), so a kernel client on the same
-    /// interface keeps its traffic; replies are not counted. For a flood
-    /// sent next to real clients (e.g. `ns` from many sources).
-    #[arg(long)]
-    pub send_only: bool,
-    /// Connections at once (http; default 50).
-    #[arg(long)]
-    pub conns: Option<u32>,
-    /// One request per connection, `Connection: close` (http); --rate is
-    /// then new connections per second (0: each slot reconnects as soon as
-    /// its connection closed).
-    #[arg(long)]
-    pub close: bool,
-    /// SYNs per second while keep-alive connections open (http; 0: no
-    /// limit).
-    #[arg(long, default_value_t = 0)]
-    pub connect_rate: u64,
-    /// Requests outstanding at most (http keep-alive, --rate 0; 0: one per
-    /// connection). Below --conns each response sends the next request on
-    /// the connection idle longest: every connection takes its turn and the
-    /// server sees this many requests at once.
-    #[arg(long, default_value_t = 0)]
-    pub inflight: u32,
-    /// Path to GET (http).
-    #[arg(long, default_value = "/")]
-    pub path: String,
-    /// Do not answer SYN-ACKs with RST (syn): leave connections half open.
-    #[arg(long)]
-    pub keep_half_open: bool,
-    /// Cores to pin threads to, e.g. `1,0` (thread i -> i-th entry,
-    /// cycling); default: thread i -> core N-1-i, off the cores a server's
-    /// workers take first.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    pub cores: Option<Vec<usize>>,
-    /// Do not pin threads.
-    #[arg(long)]
-    pub no_pin: bool,
-    /// AF_XDP socket options (--frames: at least 2048; a quarter, at most
-    /// 1024, hold the template for transmission).
-    #[command(flatten)]
-    pub xsk: XskArgs,
-}
 
 /// Why pktgen did not run.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +87,12 @@ pub enum PktgenError {
         /// Timeout.
         secs: f64,
     },
+    /// The interface's MAC address could not be read.
+    #[error(transparent)]
+    Mac(#[from] runtime::xsk_opts::MacError),
+    /// A core that does not exist.
+    #[error(transparent)]
+    Cores(#[from] NoSuchCore),
     /// Anything else, already worded.
     #[error("{0}")]
     Other(String),
@@ -207,134 +104,6 @@ pub fn format_mac(m: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Parse `ADDR` or `FIRST-LAST` (same family, at most 2^32 addresses).
-pub fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
-    let bad = || format!("`{s}` is not an address or FIRST-LAST range");
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a.trim(), b.trim()),
-        None => (s.trim(), s.trim()),
-    };
-    let first: IpAddr = a.parse().map_err(|_| bad())?;
-    let last: IpAddr = b.parse().map_err(|_| bad())?;
-    let (x, y) = match (first, last) {
-        (IpAddr::V4(x), IpAddr::V4(y)) => (u128::from(u32::from(x)), u128::from(u32::from(y))),
-        (IpAddr::V6(x), IpAddr::V6(y)) => (u128::from(x), u128::from(y)),
-        _ => return Err(format!("`{s}`: both ends must be of one family")),
-    };
-    if y < x {
-        return Err(format!("`{s}`: the range is empty (LAST < FIRST)"));
-    }
-    let len = y - x + 1;
-    if len > 1 << 32 {
-        return Err(format!("`{s}`: more than 2^32 addresses"));
-    }
-    Ok(AddrRange {
-        first,
-        len: len as u64,
-    })
-}
-
-/// Parse `PORT` or `FIRST-LAST` (ports 1..65535).
-pub fn parse_port_range(s: &str) -> Result<PortRange, String> {
-    let bad = || format!("`{s}` is not a port or FIRST-LAST range of ports 1-65535");
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a.trim(), b.trim()),
-        None => (s.trim(), s.trim()),
-    };
-    let first: u16 = a.parse().map_err(|_| bad())?;
-    let last: u16 = b.parse().map_err(|_| bad())?;
-    if first == 0 || last < first {
-        return Err(bad());
-    }
-    Ok(PortRange { first, last })
-}
-
-/// Check that every core in `cores` exists here.
-pub fn check_cores(cores: Option<&[usize]>) -> Result<(), String> {
-    let Some(cores) = cores else {
-        return Ok(());
-    };
-    let have: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    match cores.iter().find(|c| !have.contains(c)) {
-        Some(c) => Err(format!("core {c} does not exist here (cores: {have:?})")),
-        None => Ok(()),
-    }
-}
-
-/// Pin the calling thread: to `cores[i % len]` when given, else to core i
-/// (or core N-1-i when `reverse`) of the N cores. Returns the core used.
-pub fn pin_thread(i: usize, cores: Option<&[usize]>, reverse: bool) -> Option<usize> {
-    let ids = core_affinity::get_core_ids()?;
-    if ids.is_empty() {
-        return None;
-    }
-    let core = match cores {
-        Some(list) if !list.is_empty() => {
-            let want = list[i % list.len()];
-            *ids.iter().find(|c| c.id == want)?
-        }
-        _ if reverse => ids[ids.len() - 1 - i % ids.len()],
-        _ => ids[i % ids.len()],
-    };
-    core_affinity::set_for_current(core).then_some(core.id)
-}
-
-/// CPU time of the calling thread.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CpuTimes {
-    /// User seconds.
-    pub user: f64,
-    /// System seconds.
-    pub sys: f64,
-}
-
-impl CpuTimes {
-    /// The CPU time used since `start`.
-    pub fn since(self, start: CpuTimes) -> CpuTimes {
-        CpuTimes {
-            user: self.user - start.user,
-            sys: self.sys - start.sys,
-        }
-    }
-}
-
-/// The calling thread's CPU time so far.
-pub fn cpu_times() -> CpuTimes {
-    use nix::sys::resource::{getrusage, UsageWho};
-    use nix::sys::time::TimeValLike;
-    match getrusage(UsageWho::RUSAGE_THREAD) {
-        Ok(u) => CpuTimes {
-            user: u.user_time().num_microseconds() as f64 / 1e6,
-            sys: u.system_time().num_microseconds() as f64 / 1e6,
-        },
-        Err(_) => CpuTimes::default(),
-    }
-}
-
-/// A port's counters as JSON.
-pub fn port_json(s: &PortStats) -> Value {
-    let c = &s.counters;
-    json!({
-        "rx_frames": c.rx_frames,
-        "tx_frames": c.tx_frames,
-        "rx_bytes": c.rx_bytes,
-        "tx_bytes": c.tx_bytes,
-        "tx_no_frame": c.tx_no_frame,
-        "tx_ring_full": c.tx_ring_full,
-        "tx_dropped": c.tx_dropped,
-        "tx_kicks": c.tx_kicks,
-        "fill_kicks": c.fill_kicks,
-        "rx_bad_desc": c.rx_bad_desc,
-        "waits": c.waits,
-        "frames_by_place": s.frames,
-        "kernel": s.kernel.map(|k| k.fields().iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
-    })
 }
 
 /// The first address of `iface` in the family of `like` (IPv6: a global one
@@ -361,24 +130,6 @@ fn iface_addr(iface: &str, like: IpAddr) -> Option<IpAddr> {
         }
     }
     None
-}
-
-/// Latency percentiles of a histogram in ns, as µs.
-pub fn latency_json(h: &Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return Value::Null;
-    }
-    let us = |ns: u64| ns as f64 / 1000.0;
-    json!({
-        "count": h.len(),
-        "min": us(h.min()),
-        "mean": h.mean() / 1000.0,
-        "p50": us(h.value_at_quantile(0.50)),
-        "p90": us(h.value_at_quantile(0.90)),
-        "p99": us(h.value_at_quantile(0.99)),
-        "p999": us(h.value_at_quantile(0.999)),
-        "max": us(h.max()),
-    })
 }
 
 /// A run id that differs from run to run (echo replies from an earlier run
@@ -474,15 +225,7 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
     if args.count == Some(0) {
         return Err(usage("--count must be at least 1"));
     }
-    if args.drain_ms > 10_000 {
-        return Err(usage("--drain-ms must be at most 10000"));
-    }
-    if !(0.1..=60.0).contains(&args.resolve_timeout) {
-        return Err(usage(
-            "--resolve-timeout must be between 0.1 and 60 seconds",
-        ));
-    }
-    check_cores(args.cores.as_deref()).map_err(usage)?;
+    check_cores(args.cores.as_deref())?;
     let src_ips = match args.src {
         Some(r) => r,
         None => AddrRange {
@@ -590,7 +333,7 @@ fn spec(args: &PktgenArgs, plan: &Plan, src_mac: [u8; 6], dst_mac: [u8; 6], run:
 /// Generate traffic.
 pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // The interface first: every other complaint is moot without it.
-    let mac = read_mac(&args.iface).map_err(PktgenError::Other)?;
+    let mac = read_mac(&args.iface)?;
     let plan = plan(args)?;
     let run = run_id();
     // Build the template once with a placeholder MAC: refuse bad sizes and
@@ -644,7 +387,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             return Err(usage("--send-only receives nothing: give --dst-mac").into())
         }
         _ => {
-            let timeout = Duration::from_secs_f64(args.resolve_timeout);
+            let timeout = args.resolve_timeout;
             let proto = if args.dst.is_ipv4() { "ARP" } else { "NDP" };
             match resolve(
                 &mut ports,
@@ -667,7 +410,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         proto,
                         dst: args.dst,
                         iface: args.iface.clone(),
-                        secs: args.resolve_timeout,
+                        secs: args.resolve_timeout.as_secs_f64(),
                     }
                     .into())
                 }
@@ -694,7 +437,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         0
     }));
     let epoch = Instant::now();
-    let send_until = epoch + Duration::from_secs(args.duration);
+    let send_until = epoch + args.duration;
     let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
     if !args.quiet {
         eprintln!(
@@ -715,7 +458,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             } else {
                 format!("{} pps", args.rate)
             },
-            args.duration,
+            args.duration.as_secs(),
         );
     }
     let mut handles = Vec::new();
@@ -739,7 +482,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             batch: args.batch,
             epoch,
             send_until,
-            drain: Duration::from_millis(args.drain_ms),
+            drain: args.drain_time(),
             run,
             reset_synacks: !args.keep_half_open,
             tx_mode: args.tx_mode,
@@ -787,7 +530,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     summary["tx_budget"] = json!(tx_budget);
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    match &args.json {
+    match &args.report {
         Some(path) => std::fs::write(path, text + "\n")
             .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{text}"),
@@ -880,8 +623,8 @@ fn run_http<R: Rings + Send + 'static>(
         inflight: args.inflight,
         request: httpc::request_bytes(&args.dst.to_string(), &args.path, args.close),
         epoch,
-        send_until: epoch + Duration::from_secs(args.duration),
-        drain: Duration::from_millis(args.drain_ms),
+        send_until: epoch + args.duration,
+        drain: args.drain_time(),
         batch: args.batch,
         live: live.clone(),
     };
@@ -904,7 +647,7 @@ fn run_http<R: Rings + Send + 'static>(
                 (r, false) => format!("{r} requests/s"),
                 (r, true) => format!("{r} connections/s"),
             },
-            args.duration,
+            args.duration.as_secs(),
         );
     }
     let (pin, cores) = (!args.no_pin, args.cores.clone());
@@ -954,7 +697,7 @@ fn run_http<R: Rings + Send + 'static>(
         "rate": args.rate,
         "connect_rate": args.connect_rate,
         "inflight": args.inflight,
-        "duration_s": args.duration,
+        "duration_s": args.duration.as_secs(),
         "elapsed_s": elapsed,
         "totals": {
             "sent": c.requests,
@@ -986,7 +729,7 @@ fn run_http<R: Rings + Send + 'static>(
         "tx_budget": tx_budget,
     });
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
-    match &args.json {
+    match &args.report {
         Some(path) => std::fs::write(path, text + "\n")
             .map_err(|e| PktgenError::Other(format!("cannot write {}: {e}", path.display())))?,
         None => println!("{text}"),
@@ -1160,7 +903,7 @@ fn summarize(
         "dst_port": plan.dst_port,
         "frame_len": template.len(),
         "rate_pps": args.rate,
-        "duration_s": args.duration,
+        "duration_s": args.duration.as_secs(),
         "count": args.count,
         "elapsed_s": elapsed,
         "totals": {

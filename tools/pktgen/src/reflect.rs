@@ -28,16 +28,17 @@ pub struct ReflectArgs {
     /// Queues 0..N, one thread each.
     #[arg(long, default_value_t = 1)]
     pub queues: u32,
-    /// Stop after this many seconds (default: at SIGINT/SIGTERM).
-    #[arg(long)]
-    pub duration: Option<u64>,
+    /// Stop after this long (`30s`, `2m`; a bare number is seconds;
+    /// default: at SIGINT/SIGTERM).
+    #[arg(long, value_parser = runtime::duration::parse)]
+    pub duration: Option<Duration>,
     /// Answer ARP (IPv4) or neighbour solicitations (IPv6) for this address;
     /// may be given more than once.
     #[arg(long)]
     pub addr: Vec<IpAddr>,
-    /// Write per-queue statistics (JSON) here on exit.
-    #[arg(long)]
-    pub stats_file: Option<std::path::PathBuf>,
+    /// Write the report (JSON: per-queue statistics) to this file on exit.
+    #[arg(long, value_name = "FILE", alias = "stats-file")]
+    pub report: Option<std::path::PathBuf>,
     /// Cores to pin queue threads to, e.g. `0,1` (thread i -> i-th entry,
     /// cycling); default: thread i -> core i.
     #[arg(long, value_delimiter = ',', num_args = 1)]
@@ -324,6 +325,9 @@ pub enum ReflectError {
     /// Anything else, already worded.
     #[error("{0}")]
     Other(String),
+    /// The interface's MAC address could not be read.
+    #[error(transparent)]
+    Mac(#[from] runtime::xsk_opts::MacError),
     /// A port failed to open.
     #[error(transparent)]
     Nic(#[from] nic::NicError),
@@ -334,7 +338,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.queues == 0 {
         return Err(ReflectError::NoQueues.into());
     }
-    if args.duration == Some(0) {
+    if args.duration.is_some_and(|d| d.is_zero()) {
         return Err(ReflectError::NoDuration.into());
     }
     let have = rx_queue_count(&args.iface)?;
@@ -346,7 +350,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         .into());
     }
-    let mac = read_mac(&args.iface).map_err(ReflectError::Other)?;
+    let mac = read_mac(&args.iface)?;
     let stop = stop_flag()?;
     let queues: Vec<u32> = (0..args.queues).collect();
     let to = SteerTo {
@@ -377,7 +381,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let info = rings[0].info().clone();
     let cores = args.cores.clone();
     let started = Instant::now();
-    let deadline = args.duration.map(|s| started + Duration::from_secs(s));
+    let deadline = args.duration.map(|d| started + d);
     let mut handles = Vec::new();
     for (q, r) in rings.into_iter().enumerate() {
         let stop = stop.clone();
@@ -489,7 +493,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "reflected {reflected} frames in {secs:.2} s ({:.0} pps)",
         reflected as f64 / secs.max(1e-9)
     );
-    if let Some(path) = &args.stats_file {
+    if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text)
             .map_err(|e| ReflectError::Other(format!("cannot write {}: {e}", path.display())))?;

@@ -455,6 +455,37 @@ fn command_line_values_parse() {
     };
     assert_eq!(parse("1,0").unwrap().args.cores, Some(vec![1, 0]));
     assert!(parse("a").is_err());
+    // Durations: one syntax; the old --drain-ms still counts milliseconds.
+    let with = |extra: &[&str]| {
+        let mut argv = vec![
+            "pktgen",
+            "--iface",
+            "peer0",
+            "--template",
+            "udp",
+            "--dst",
+            "198.18.0.1",
+            "--rate",
+            "0",
+        ];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.args)
+    };
+    let a = with(&["--duration", "2m", "--drain", "1.5s"]).unwrap();
+    assert_eq!(a.duration, Duration::from_secs(120));
+    assert_eq!(a.drain_time(), Duration::from_millis(1500));
+    let a = with(&["--duration", "30", "--drain-ms", "3000"]).unwrap();
+    assert_eq!(a.duration, Duration::from_secs(30));
+    assert_eq!(a.drain_time(), Duration::from_secs(3));
+    assert_eq!(
+        with(&["--duration", "1"]).unwrap().drain_time(),
+        Duration::from_millis(500)
+    );
+    assert!(with(&["--duration", "1.5s"]).is_err());
+    assert!(with(&["--duration", "6m"]).is_err());
+    assert!(with(&["--duration", "1", "--drain", "11s"]).is_err());
+    assert!(with(&["--duration", "1", "--drain-ms", "20000"]).is_err());
+    assert!(with(&["--duration", "1", "--drain", "1s", "--drain-ms", "1"]).is_err());
 }
 
 /// A server that learns neighbours from ARP/NDP only (the stack, Linux)

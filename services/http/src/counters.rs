@@ -1,0 +1,47 @@
+//! What one worker's HTTP service counts.
+
+/// Counters of one worker's HTTP service.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HttpCounters {
+    /// Responses sent (every status).
+    pub requests: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// 2xx responses.
+    pub status_2xx: u64,
+    /// 3xx responses.
+    pub status_3xx: u64,
+    /// 4xx responses.
+    pub status_4xx: u64,
+    /// 5xx responses.
+    pub status_5xx: u64,
+    /// Connections closed for idleness between requests.
+    pub idle_closed: u64,
+    /// Request heads not complete within --header-timeout (408, closed).
+    pub header_timeouts: u64,
+    /// Request bodies that stopped arriving while skipped (closed).
+    pub body_timeouts: u64,
+    /// Clients that read nothing of a response for --idle-timeout (reset).
+    pub send_timeouts: u64,
+    /// Connections reset at accept because --max-conns were open and none
+    /// was idle between requests for `EVICT_AFTER`.
+    pub rejected_max_conns: u64,
+    /// Connections idle between requests (or before the first) closed to
+    /// let a new one in when --max-conns were open: the longest idle first,
+    /// idle at least `EVICT_AFTER`.
+    pub evicted_idle: u64,
+    /// Connections the engine ended while held (reset by the peer, timed
+    /// out): forgotten at once.
+    pub ended: u64,
+    /// Most connections open at once.
+    pub max_open: u64,
+    /// Listeners replaced (SIGHUP).
+    pub listeners_replaced: u64,
+    /// Idle connections closed when the stop began.
+    pub closed_at_stop: u64,
+    /// Connections still open when the grace period ended (reset).
+    pub reset_at_exit: u64,
+    /// Requests for the report from clients --stats-allow does not list
+    /// (answered as an ordinary path).
+    pub stats_refused: u64,
+}
