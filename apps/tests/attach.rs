@@ -49,7 +49,7 @@ impl Daemon {
             .args(extra)
             .arg("--control")
             .arg(&sock)
-            .arg("--stats-file")
+            .arg("--report")
             .arg(&stats)
             .stdout(Stdio::null());
         let mut proc = Spawned::spawn(&mut cmd, &tag, "the daemon", &[&sock, &stats]);

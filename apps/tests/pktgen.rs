@@ -38,7 +38,7 @@ impl Reflector {
             .args(["--addr", SERVER_IP4, "--addr", SERVER_IP6])
             // A bound in case the test dies without stopping it.
             .args(["--duration", "120"])
-            .arg("--stats-file")
+            .arg("--report")
             .arg(&stats)
             .stdout(Stdio::null());
         let mut proc = Spawned::spawn(&mut cmd, &tag, "the reflector", &[&stats]);

@@ -1,7 +1,7 @@
 //! `xdpstack demo`: the kernel-bypass HTTP demo, end to end, in a sandbox it
 //! builds and removes itself (Ctrl-C included).
 
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,15 +29,17 @@ pub struct DemoArgs {
 /// Why the demo stopped short.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    /// Packages it needs could not be installed.
-    #[error("could not install {0}")]
-    Install(String),
+    /// Tools it needs are missing (`scripts/deps.sh demo` installs them:
+    /// package setup lives in the scripts, never in the binary).
+    #[error("missing {0}: install them with scripts/deps.sh demo (./scripts/demo.sh does)")]
+    Missing(String),
     /// SIGINT/SIGTERM.
     #[error("interrupted")]
     Interrupted,
 }
 
-/// Install Debian packages providing `tools` when a tool is missing.
+/// Checks that the programs of `tools` (program, Debian package) are on
+/// PATH; names the packages of the missing ones.
 pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), DemoError> {
     let missing: Vec<&str> = tools
         .iter()
@@ -45,26 +47,10 @@ pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), DemoError> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(DemoError::Missing(missing.join(" ")))
     }
-    eprintln!("installing {}", missing.join(" "));
-    let quiet = |c: &mut Command| {
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-    };
-    let _ = quiet(Command::new("apt-get").args(["update", "-qq"]));
-    let ok = quiet(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing),
-    )
-    .map(|s| s.success())
-    .unwrap_or(false);
-    if !ok {
-        return Err(DemoError::Install(missing.join(" ")));
-    }
-    Ok(())
 }
 
 /// Whether `bin` is on PATH.

@@ -273,7 +273,8 @@ pub fn curl_ok(sb: &Sandbox, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Installs scapy for Debian's python once per process, if it is missing.
+/// Checks once per process that Debian's python has scapy (scripts/deps.sh
+/// installs it: package setup lives in the scripts, never in a test).
 pub fn ensure_scapy() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -283,24 +284,9 @@ pub fn ensure_scapy() {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if have {
-            return;
-        }
-        eprintln!("installing python3-scapy");
-        let apt = |args: &[&str]| {
-            Command::new("timeout")
-                .arg("300")
-                .arg("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let _ = apt(&["update", "-qq"]);
         assert!(
-            apt(&["install", "-y", "-qq", "python3-scapy"]),
-            "apt-get install -y python3-scapy failed"
+            have,
+            "python3-scapy is missing: install it with scripts/deps.sh (the test command does)"
         );
     });
 }
@@ -337,7 +323,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `xdpstack SERVICE --iface xdp0 --addr .. --addr6 .. --stats-file .. EXTRA...`
+    /// Starts `xdpstack SERVICE --iface xdp0 --addr .. --addr6 .. --report .. EXTRA...`
     /// and waits (at most 15 s) until it answers: HTTP `curl` / echo TCP connect from the
     /// client namespace. Panics with the server's stderr if it exits early.
     pub fn start(sb: &Sandbox, service: Service, extra: &[&str]) -> Server {
@@ -350,7 +336,7 @@ impl Server {
             .args(["--iface", &info.server_if])
             .args(["--addr", &info.server_ip4])
             .args(["--addr6", &info.server_ip6])
-            .arg("--stats-file")
+            .arg("--report")
             .arg(&stats)
             .args(extra)
             .stdout(fs::File::create(&stdout).expect("create stdout file"));
