@@ -63,10 +63,18 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// This host's link: its MAC, addresses with prefix lengths, and default gateways.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L2Config {
+    /// Our MAC: the source of every frame we write, the destination we accept unicast on.
     pub mac: [u8; 6],
+    /// Our IPv4 address and prefix length (which peers are on-link); `None`: no IPv4
+    /// (IPv4 and ARP to us are `NotForUs`).
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// Our IPv6 address and prefix length; link-local peers are on-link too. `None`: no
+    /// IPv6.
     pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// The IPv4 next hop for off-link destinations; `None`: they are unreachable.
     pub gateway4: Option<Ipv4Addr>,
+    /// The IPv6 next hop for off-link destinations (usually link-local); `None`: they are
+    /// unreachable.
     pub gateway6: Option<Ipv6Addr>,
 }
 
@@ -76,17 +84,21 @@ pub enum Ingress {
     /// An IP packet for this host: `frame[ETH_HDR..ETH_HDR+len]` (`len` excludes Ethernet
     /// padding: it is taken from the IP header), already parsed.
     Ip {
+        /// Bytes of the IP packet, header included (its total length field).
         len: usize,
+        /// What [`parse_ip`](crate::parse::parse_ip) found in it.
         parsed: ParsedIp,
     },
     /// ARP/NDP was answered: the reply frame (complete Ethernet frame) was written to
     /// `reply[..len]`; send it.
     Reply {
+        /// Bytes of the reply frame, Ethernet header included.
         len: usize,
     },
     /// Consumed (an ARP reply or NA that we learned from, an NDP RS/RA/redirect, MLD, or an
     /// IPv6 packet to a multicast group) — nothing to send.
     Consumed,
+    /// Dropped, and counted under this reason in [`L2Counters::dropped`].
     Drop(DropReason),
 }
 
@@ -100,7 +112,10 @@ pub enum Egress {
     /// packet is held (`HOLD_PER_HOP` a hop, `HOLD_MAX` in all, for `HOLD_MS`) and handed
     /// out by [`L2::send_resolved`] once the hop answers; past those bounds it is dropped
     /// and counted (`held_dropped`).
-    Resolve { len: usize },
+    Resolve {
+        /// Bytes of the request frame, Ethernet header included.
+        len: usize,
+    },
     /// `frame[14..14+ip_len]` is not a valid IP packet of a configured family, or there is
     /// no route (off-link destination without gateway: also counted in `tx_unresolved`).
     Invalid,
@@ -131,6 +146,9 @@ struct Held {
 }
 
 impl L2 {
+    /// A worker's L2 for the link `cfg`, reading and teaching the neighbour table `shared`
+    /// (one per interface, shared by every worker). Starts with an empty local cache,
+    /// nothing held, zero counters, and learning from IP packets off.
     pub fn new(cfg: L2Config, shared: Arc<SharedNeighbors>) -> Self {
         Self {
             cfg,
@@ -208,14 +226,17 @@ impl L2 {
         self.learn_from_ip = on;
     }
 
+    /// What this worker's L2 has counted since [`L2::new`].
     pub fn counters(&self) -> &L2Counters {
         &self.counters
     }
 
+    /// Our MAC ([`L2Config::mac`]).
     pub fn mac(&self) -> [u8; 6] {
         self.cfg.mac
     }
 
+    /// The link this L2 was built for.
     pub fn config(&self) -> &L2Config {
         &self.cfg
     }

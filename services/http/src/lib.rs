@@ -13,6 +13,7 @@
 //! Parts: `parse` (request framing, no I/O), `site` (the tree, path
 //! sanitizing, content types), `head` (response heads).
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod head;
 pub mod metrics;
