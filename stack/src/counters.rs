@@ -34,7 +34,8 @@ pub enum DropReason {
     /// UDP header too short or with an impossible length field.
     MalformedUdp,
     /// ICMP/ICMPv6 message too short or of an unknown type; NDP with hop limit != 255 or a
-    /// nonzero code, or an NDP body that does not parse.
+    /// nonzero code, an NDP body that does not parse, or a solicitation whose source
+    /// link-layer address is a group MAC.
     MalformedIcmp,
     /// TCP/UDP/ICMP/ICMPv6 checksum is wrong (including UDP over IPv6 with checksum 0).
     BadL4Checksum,

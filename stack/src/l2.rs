@@ -482,7 +482,12 @@ impl L2 {
                 target_addr,
                 lladdr,
             } => {
-                if target_addr.is_multicast() {
+                // A group address cannot be the sender's (as ARP's sender hardware
+                // address): answering to it would send our unicast NA to the whole group.
+                let group_slla = lladdr
+                    .and_then(mac_of)
+                    .is_some_and(|m| !EthernetAddress(m).is_unicast());
+                if target_addr.is_multicast() || group_slla {
                     return Ingress::Drop(DropReason::MalformedIcmp);
                 }
                 let dad = src.is_unspecified();
@@ -1324,7 +1329,25 @@ mod tests {
             255,
         );
         assert_eq!(l.ingress(&rs, &mut reply, T0), Ingress::Consumed);
+        // NS for us whose source link-layer address is a group MAC: no answer to the group.
+        for group_mac in [BROADCAST_MAC, multicast_mac_v6(&ALL_NODES)] {
+            let ns = ndp_frame(
+                NdiscRepr::NeighborSolicit {
+                    target_addr: OURS6,
+                    lladdr: Some(RawHardwareAddress::from_bytes(&group_mac)),
+                },
+                PEER6,
+                solicited_node(OURS6),
+                multicast_mac_v6(&solicited_node(OURS6)),
+                255,
+            );
+            assert_eq!(
+                l.ingress(&ns, &mut reply, T0),
+                Ingress::Drop(DropReason::MalformedIcmp)
+            );
+        }
         assert_eq!(l.counters().ndp_solicits_answered, 0);
+        assert!(l.shared.is_empty());
     }
 
     #[test]
