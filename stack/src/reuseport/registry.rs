@@ -263,7 +263,7 @@ pub struct ListenerSnapshot {
     pub bytes_in: u64,
     /// Payload bytes sent on its flows.
     pub bytes_out: u64,
-    /// New flows the selector gave it.
+    /// New flows [`Registry::select`] chose it for (by its selector or the hash fallback).
     pub flows: u64,
 }
 
