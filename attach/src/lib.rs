@@ -40,6 +40,7 @@
 //! }
 //! ```
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod proto;
 

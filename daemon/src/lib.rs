@@ -20,6 +20,7 @@
 //!   their groups (their waiting connections migrate to the remaining
 //!   members), its connections are reset, its channels are unmapped.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod peer;
 pub mod proxy;

@@ -3,14 +3,14 @@
 //! their bytes between the engine's sockets and each process's shared-memory
 //! channel for this core.
 //!
-//! One turn ([`ProxyApp::poll`]): control messages from the control thread
-//! (attach, listen, drain, close, detach); every process's commands (send,
-//! shutdown, close, abort), batched from its ring; accepts on its listeners;
-//! the connections the engine ended (engine `take_ended`: GONE to the
-//! process in the same turn), with activity (engine `take_ready`) and those
-//! that found the process's ring full; send credit returned; orphans past
-//! their deadline reset; each ring published once, the process's doorbell
-//! rung only if it announced it sleeps.
+//! One turn (`ProxyApp`'s [`App::poll`](stack::worker::App::poll)): control
+//! messages from the control thread (attach, listen, drain, close, detach);
+//! every process's commands (send, shutdown, close, abort), batched from its
+//! ring; accepts on its listeners; the connections the engine ended (engine
+//! `take_ended`: GONE to the process in the same turn), with activity (engine
+//! `take_ready`) and those that found the process's ring full; send credit
+//! returned; orphans past their deadline reset; each ring published once, the
+//! process's doorbell rung only if it announced it sleeps.
 //!
 //! Back-pressure: a process may have at most [`proto::SEND_CREDIT`] bytes
 //! sent and not yet taken by the connection's socket (credit comes back as

@@ -9,6 +9,7 @@
 //!   kernel echo server to compare with.
 //! - [`demo`]: the kernel-bypass HTTP demo, end to end.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod bulk;
 pub mod demo;

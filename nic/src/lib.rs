@@ -10,7 +10,7 @@
 //! All of xdpstack's unsafe code lives in this crate; every block names the
 //! invariant it relies on, which is always the ledger's: one live owner per
 //! frame.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod device;
 pub mod error;

@@ -12,6 +12,7 @@
 //! - [`attached`]: the same service run as a process attached to
 //!   `xdpstack daemon` over shared-memory rings.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod attached;
 pub mod duration;

@@ -34,7 +34,8 @@ pub enum DropReason {
     /// UDP header too short or with an impossible length field.
     MalformedUdp,
     /// ICMP/ICMPv6 message too short or of an unknown type; NDP with hop limit != 255 or a
-    /// nonzero code, or an NDP body that does not parse.
+    /// nonzero code, an NDP body that does not parse, or a solicitation whose source
+    /// link-layer address is a group MAC.
     MalformedIcmp,
     /// TCP/UDP/ICMP/ICMPv6 checksum is wrong (including UDP over IPv6 with checksum 0).
     BadL4Checksum,
@@ -92,19 +93,36 @@ impl std::fmt::Display for DropReason {
 /// One counter per [`DropReason`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DropCounts {
+    /// Frames shorter than an Ethernet header ([`DropReason::TruncatedEthernet`]).
     pub truncated_ethernet: u64,
+    /// Frames for another MAC or IP address ([`DropReason::NotForUs`]).
     pub not_for_us: u64,
+    /// Frames to us of an EtherType we do not handle ([`DropReason::UnknownEtherType`]).
     pub unknown_ether_type: u64,
+    /// ARP packets that do not parse or are not Ethernet/IPv4 ([`DropReason::MalformedArp`]).
     pub malformed_arp: u64,
+    /// IPv4 packets with a bad header or lengths ([`DropReason::MalformedIpv4`]).
     pub malformed_ipv4: u64,
+    /// IPv4 packets whose header checksum is wrong ([`DropReason::BadIpv4Checksum`]).
     pub bad_ipv4_checksum: u64,
+    /// IPv6 packets with a bad header or payload length ([`DropReason::MalformedIpv6`]).
     pub malformed_ipv6: u64,
+    /// IPv4 or IPv6 fragments ([`DropReason::Fragment`]).
     pub fragment: u64,
+    /// Packets of an L4 protocol or IPv6 extension header we do not handle
+    /// ([`DropReason::UnsupportedProtocol`]).
     pub unsupported_protocol: u64,
+    /// TCP segments with a short header or bad data offset ([`DropReason::MalformedTcp`]).
     pub malformed_tcp: u64,
+    /// UDP datagrams with a short header or bad length ([`DropReason::MalformedUdp`]).
     pub malformed_udp: u64,
+    /// ICMP/ICMPv6 and NDP messages that are short, unknown or invalid
+    /// ([`DropReason::MalformedIcmp`]).
     pub malformed_icmp: u64,
+    /// TCP/UDP/ICMP/ICMPv6 packets whose checksum is wrong ([`DropReason::BadL4Checksum`]).
     pub bad_l4_checksum: u64,
+    /// Frames whose source cannot be a sender: a group or our own MAC, a multicast,
+    /// broadcast, unspecified, loopback or own IP address ([`DropReason::Martian`]).
     pub martian: u64,
 }
 
@@ -170,9 +188,16 @@ pub struct L2Counters {
     pub rx_frames: u64,
     /// Frames classified as an IP packet for this host (`Ingress::Ip`).
     pub rx_ip: u64,
+    /// ARP requests for our IPv4 address answered with a reply (`Ingress::Reply`).
     pub arp_requests_answered: u64,
+    /// ARP replies the neighbour table took: the sender's entry now holds their MAC
+    /// (created, changed or refreshed).
     pub arp_replies_learned: u64,
+    /// Neighbour solicitations for our IPv6 address (DAD probes included) answered
+    /// with an advertisement (`Ingress::Reply`).
     pub ndp_solicits_answered: u64,
+    /// Neighbour advertisements the table took: the target's entry now holds their MAC
+    /// (created, changed or refreshed).
     pub ndp_adverts_learned: u64,
     /// Neighbour entries this worker created or whose MAC it changed (ARP/NDP only).
     pub neighbors_learned: u64,
@@ -201,8 +226,14 @@ pub struct L2Counters {
     /// Held packets dropped: their hop did not resolve in time, too many were held, or
     /// no frame was free when it did.
     pub held_dropped: u64,
+    /// ARP requests written by `L2::egress` for an unknown IPv4 next hop (one per packet
+    /// that missed).
     pub arp_requests_sent: u64,
+    /// Neighbour solicitations written by `L2::egress` for an unknown IPv6 next hop (one per
+    /// packet that missed).
     pub ndp_solicits_sent: u64,
+    /// Received frames dropped, by reason. Each frame in `rx_frames` ends as exactly one of:
+    /// `rx_ip`, a drop counted here, a reply, or consumed.
     pub dropped: DropCounts,
 }
 

@@ -63,10 +63,18 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// This host's link: its MAC, addresses with prefix lengths, and default gateways.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L2Config {
+    /// Our MAC: the source of every frame we write, the destination we accept unicast on.
     pub mac: [u8; 6],
+    /// Our IPv4 address and prefix length (which peers are on-link); `None`: no IPv4
+    /// (IPv4 and ARP to us are `NotForUs`).
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// Our IPv6 address and prefix length; link-local peers are on-link too. `None`: no
+    /// IPv6.
     pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// The IPv4 next hop for off-link destinations; `None`: they are unreachable.
     pub gateway4: Option<Ipv4Addr>,
+    /// The IPv6 next hop for off-link destinations (usually link-local); `None`: they are
+    /// unreachable.
     pub gateway6: Option<Ipv6Addr>,
 }
 
@@ -76,17 +84,21 @@ pub enum Ingress {
     /// An IP packet for this host: `frame[ETH_HDR..ETH_HDR+len]` (`len` excludes Ethernet
     /// padding: it is taken from the IP header), already parsed.
     Ip {
+        /// Bytes of the IP packet, header included (its total length field).
         len: usize,
+        /// What [`parse_ip`](crate::parse::parse_ip) found in it.
         parsed: ParsedIp,
     },
     /// ARP/NDP was answered: the reply frame (complete Ethernet frame) was written to
     /// `reply[..len]`; send it.
     Reply {
+        /// Bytes of the reply frame, Ethernet header included.
         len: usize,
     },
     /// Consumed (an ARP reply or NA that we learned from, an NDP RS/RA/redirect, MLD, or an
     /// IPv6 packet to a multicast group) — nothing to send.
     Consumed,
+    /// Dropped, and counted under this reason in [`L2Counters::dropped`].
     Drop(DropReason),
 }
 
@@ -100,7 +112,10 @@ pub enum Egress {
     /// packet is held (`HOLD_PER_HOP` a hop, `HOLD_MAX` in all, for `HOLD_MS`) and handed
     /// out by [`L2::send_resolved`] once the hop answers; past those bounds it is dropped
     /// and counted (`held_dropped`).
-    Resolve { len: usize },
+    Resolve {
+        /// Bytes of the request frame, Ethernet header included.
+        len: usize,
+    },
     /// `frame[14..14+ip_len]` is not a valid IP packet of a configured family, or there is
     /// no route (off-link destination without gateway: also counted in `tx_unresolved`).
     Invalid,
@@ -131,6 +146,9 @@ struct Held {
 }
 
 impl L2 {
+    /// A worker's L2 for the link `cfg`, reading and teaching the neighbour table `shared`
+    /// (one per interface, shared by every worker). Starts with an empty local cache,
+    /// nothing held, zero counters, and learning from IP packets off.
     pub fn new(cfg: L2Config, shared: Arc<SharedNeighbors>) -> Self {
         Self {
             cfg,
@@ -208,14 +226,17 @@ impl L2 {
         self.learn_from_ip = on;
     }
 
+    /// What this worker's L2 has counted since [`L2::new`].
     pub fn counters(&self) -> &L2Counters {
         &self.counters
     }
 
+    /// Our MAC ([`L2Config::mac`]).
     pub fn mac(&self) -> [u8; 6] {
         self.cfg.mac
     }
 
+    /// The link this L2 was built for.
     pub fn config(&self) -> &L2Config {
         &self.cfg
     }
@@ -461,7 +482,12 @@ impl L2 {
                 target_addr,
                 lladdr,
             } => {
-                if target_addr.is_multicast() {
+                // A group address cannot be the sender's (as ARP's sender hardware
+                // address): answering to it would send our unicast NA to the whole group.
+                let group_slla = lladdr
+                    .and_then(mac_of)
+                    .is_some_and(|m| !EthernetAddress(m).is_unicast());
+                if target_addr.is_multicast() || group_slla {
                     return Ingress::Drop(DropReason::MalformedIcmp);
                 }
                 let dad = src.is_unspecified();
@@ -1303,7 +1329,25 @@ mod tests {
             255,
         );
         assert_eq!(l.ingress(&rs, &mut reply, T0), Ingress::Consumed);
+        // NS for us whose source link-layer address is a group MAC: no answer to the group.
+        for group_mac in [BROADCAST_MAC, multicast_mac_v6(&ALL_NODES)] {
+            let ns = ndp_frame(
+                NdiscRepr::NeighborSolicit {
+                    target_addr: OURS6,
+                    lladdr: Some(RawHardwareAddress::from_bytes(&group_mac)),
+                },
+                PEER6,
+                solicited_node(OURS6),
+                multicast_mac_v6(&solicited_node(OURS6)),
+                255,
+            );
+            assert_eq!(
+                l.ingress(&ns, &mut reply, T0),
+                Ingress::Drop(DropReason::MalformedIcmp)
+            );
+        }
         assert_eq!(l.counters().ndp_solicits_answered, 0);
+        assert!(l.shared.is_empty());
     }
 
     #[test]
@@ -1544,6 +1588,161 @@ mod tests {
         }
     }
 
+    /// Asserts that `frame` is an ARP or NDP message we wrote: from our MAC and address,
+    /// lengths and checksum valid; an answer (`answer`: an ARP reply to the asker's MAC, a
+    /// neighbour advertisement of our address) or a request (an ARP request to broadcast,
+    /// a solicitation to the target's solicited-node group), with our MAC in it.
+    fn assert_sent_by_us(frame: &[u8], answer: bool) {
+        let e = EthernetFrame::new_checked(frame).expect("an Ethernet frame");
+        assert_eq!(e.src_addr().0, OUR_MAC);
+        match e.ethertype() {
+            EthernetProtocol::Arp => {
+                let pkt = ArpPacket::new_checked(e.payload()).expect("an ARP packet");
+                let Ok(ArpRepr::EthernetIpv4 {
+                    operation,
+                    source_hardware_addr,
+                    source_protocol_addr,
+                    target_hardware_addr,
+                    ..
+                }) = ArpRepr::parse(&pkt)
+                else {
+                    panic!("not Ethernet/IPv4 ARP: {frame:02x?}")
+                };
+                assert_eq!(
+                    (source_hardware_addr.0, source_protocol_addr),
+                    (OUR_MAC, OURS4)
+                );
+                if answer {
+                    assert_eq!(operation, ArpOperation::Reply);
+                    assert_eq!(e.dst_addr(), target_hardware_addr);
+                    assert!(e.dst_addr().is_unicast());
+                } else {
+                    assert_eq!(operation, ArpOperation::Request);
+                    assert!(e.dst_addr().is_broadcast());
+                }
+            }
+            EthernetProtocol::Ipv6 => {
+                let ip = Ipv6Packet::new_checked(e.payload()).expect("an IPv6 packet");
+                let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                assert_eq!((src, ip.hop_limit()), (OURS6, 255));
+                let icmp = Icmpv6Packet::new_checked(ip.payload()).expect("an ICMPv6 message");
+                assert!(icmp.verify_checksum(&src, &dst));
+                let our_lladdr = Some(RawHardwareAddress::from_bytes(&OUR_MAC));
+                match NdiscRepr::parse(&icmp).expect("an NDP message") {
+                    NdiscRepr::NeighborAdvert {
+                        target_addr,
+                        lladdr,
+                        ..
+                    } if answer => {
+                        assert_eq!((target_addr, lladdr), (OURS6, our_lladdr));
+                        if dst.is_multicast() {
+                            assert_eq!(e.dst_addr().0, multicast_mac_v6(&dst));
+                        } else {
+                            assert!(e.dst_addr().is_unicast());
+                        }
+                    }
+                    NdiscRepr::NeighborSolicit {
+                        target_addr,
+                        lladdr,
+                    } if !answer => {
+                        assert_eq!((dst, lladdr), (solicited_node(target_addr), our_lladdr));
+                        assert_eq!(e.dst_addr().0, multicast_mac_v6(&dst));
+                    }
+                    m => panic!("answer {answer}: {m:?}"),
+                }
+            }
+            t => panic!("we sent {t}"),
+        }
+    }
+
+    /// `l.ingress` with what it must do for any input checked: a drop is counted under its
+    /// reason and nowhere else; an IP packet is taken only if it came to our MAC and one of
+    /// our addresses, lies within the frame, and parses on its own to what L2 reported; a
+    /// reply is an ARP reply or neighbour advertisement of ours, counted as answered and
+    /// sent.
+    fn ingress_checked(l: &mut L2, frame: &[u8], reply: &mut [u8], now: u64) -> Ingress {
+        let before = l.counters().clone();
+        let r = l.ingress(frame, reply, now);
+        let c = l.counters();
+        let answered = |c: &L2Counters| c.arp_requests_answered + c.ndp_solicits_answered;
+        let mut dropped = before.dropped.clone();
+        let (mut rx_ip, mut tx, mut answers) = (before.rx_ip, before.tx_frames, answered(&before));
+        match r {
+            Ingress::Drop(reason) => dropped.add(reason),
+            Ingress::Ip { len, parsed } => {
+                rx_ip += 1;
+                assert_eq!(frame[..6], OUR_MAC);
+                let ip = frame
+                    .get(ETH_HDR..ETH_HDR + len)
+                    .expect("the packet lies within the frame");
+                assert_eq!(crate::parse::parse_ip(ip), Ok(parsed));
+                let (ethertype, ours, own_src) = match parsed.key.dst {
+                    IpAddr::V4(d) => ([0x08, 0x00], d == OURS4, parsed.key.src == OURS4),
+                    IpAddr::V6(d) => ([0x86, 0xdd], d == OURS6, parsed.key.src == OURS6),
+                };
+                assert_eq!(frame[12..14], ethertype);
+                assert!(ours && !own_src, "{parsed:?}");
+            }
+            Ingress::Reply { len } => {
+                tx += 1;
+                answers += 1;
+                assert_sent_by_us(&reply[..len], true);
+            }
+            Ingress::Consumed => {}
+        }
+        assert_eq!(c.rx_frames, before.rx_frames + 1);
+        assert_eq!(
+            (c.rx_ip, c.tx_frames, answered(c), &c.dropped),
+            (rx_ip, tx, answers, &dropped),
+            "{r:?} for {frame:02x?}"
+        );
+        r
+    }
+
+    /// `l.egress` with what it must do for any input checked: `Send` leaves an Ethernet
+    /// header from our MAC of the packet's family; `Resolve` leaves our ARP request or
+    /// neighbour solicitation and holds or drops the packet (counted either way);
+    /// `Invalid` sends nothing. Receive counters never move.
+    fn egress_checked(l: &mut L2, frame: &mut [u8], ip_len: usize, now: u64) -> Egress {
+        let before = l.counters().clone();
+        let version = frame.get(ETH_HDR).map(|b| b >> 4);
+        let r = l.egress(frame, ip_len, now);
+        let c = l.counters();
+        match r {
+            Egress::Send => {
+                let e = EthernetFrame::new_checked(&frame[..ETH_HDR + ip_len]).unwrap();
+                assert_eq!(e.src_addr().0, OUR_MAC);
+                let ethertype = match version {
+                    Some(4) => EthernetProtocol::Ipv4,
+                    Some(6) => EthernetProtocol::Ipv6,
+                    v => panic!("sent IP version {v:?}"),
+                };
+                assert_eq!(e.ethertype(), ethertype);
+            }
+            Egress::Resolve { len } => {
+                assert_sent_by_us(&frame[..len], false);
+                assert_eq!(c.tx_unresolved, before.tx_unresolved + 1);
+                assert_eq!(
+                    c.held + c.held_dropped,
+                    before.held + before.held_dropped + 1
+                );
+            }
+            Egress::Invalid => {}
+        }
+        let sent = u64::from(r != Egress::Invalid);
+        assert_eq!(c.tx_frames, before.tx_frames + sent, "{r:?}");
+        assert_eq!(
+            (c.rx_frames, c.rx_ip, &c.dropped),
+            (before.rx_frames, before.rx_ip, &before.dropped)
+        );
+        r
+    }
+
+    /// Random frames and mutations of valid ones: each is dropped under a counted reason,
+    /// consumed, answered with a well-formed reply of ours, or taken as a well-formed IP
+    /// packet for us (see [`ingress_checked`]); random outgoing packets are sent, resolved
+    /// or refused as [`egress_checked`] says; the counters add up to the frames fed, and
+    /// the neighbour table, the local cache and the held packets stay bounded.
     #[test]
     fn random_frames_never_panic() {
         let mut rng = Rng::new(0x1234_5678_9ABC_DEF1);
@@ -1556,6 +1755,16 @@ mod tests {
             syn_frame(PEER4.into(), OURS4.into()),
             syn_frame(PEER6.into(), OURS6.into()),
         ];
+        let (mut fed, mut ip, mut replies, mut consumed, mut resolved_sent) = (0, 0, 0, 0, 0);
+        let mut tally = |r: Ingress| {
+            fed += 1;
+            match r {
+                Ingress::Ip { .. } => ip += 1,
+                Ingress::Reply { .. } => replies += 1,
+                Ingress::Consumed => consumed += 1,
+                Ingress::Drop(_) => {}
+            }
+        };
         for i in 0..40_000u64 {
             let n = rng.below(buf.len());
             rng.fill(&mut buf[..n]);
@@ -1569,10 +1778,14 @@ mod tests {
                 };
                 buf[12..14].copy_from_slice(&et);
             }
-            let _ = l.ingress(&buf[..n], &mut reply, T0 + i);
-            // Egress of random "IP packets" never panics either.
+            tally(ingress_checked(&mut l, &buf[..n], &mut reply, T0 + i));
+            // Random "IP packets" going out.
             let ip_len = rng.below(buf.len());
-            let _ = l.egress(&mut buf, ip_len, T0 + i);
+            egress_checked(&mut l, &mut buf, ip_len, T0 + i);
+            l.send_resolved(T0 + i, |p| {
+                resolved_sent += 1;
+                matches!(p.first().map(|b| b >> 4), Some(4 | 6))
+            });
         }
         // Mutations of valid frames.
         for t in templates {
@@ -1580,18 +1793,67 @@ mod tests {
                 let mut f = t.clone();
                 crate::parse::tests::scramble(&mut rng, &mut f, 3);
                 let cut = f.len() - rng.below(8).min(f.len());
-                let _ = l.ingress(&f[..cut], &mut reply, T0 + i);
+                tally(ingress_checked(&mut l, &f[..cut], &mut reply, T0 + i));
             }
         }
+        let c = l.counters();
+        assert_eq!(fed, 40_000 + 4 * 5_000);
+        assert_eq!(c.rx_frames, fed);
+        assert_eq!(
+            c.rx_frames,
+            c.rx_ip + c.dropped.total() + replies + consumed
+        );
+        assert_eq!(c.rx_ip, ip);
+        // The input reached every layer: some frames of each kind were taken, answered,
+        // and dropped at the Ethernet, ARP, IP and L4 checks.
+        assert!(ip > 0 && replies > 0 && consumed > 0, "{c:?}");
+        for r in [
+            DropReason::TruncatedEthernet,
+            DropReason::NotForUs,
+            DropReason::MalformedArp,
+            DropReason::MalformedIpv4,
+            DropReason::MalformedIpv6,
+            DropReason::BadL4Checksum,
+        ] {
+            assert!(c.dropped.get(r) > 0, "no {r} drop: {c:?}");
+        }
+        // Every entry of the table was created by a counted ARP/NDP message or by a
+        // request of ours; the cache and the held packets stay within their bounds.
+        let entries = l.shared.len() as u64;
+        assert!(
+            entries <= c.neighbors_learned + c.tx_unresolved,
+            "{entries} {c:?}"
+        );
         assert!(l.shared.len() <= MAX_NEIGHBORS);
+        assert!(l.cache.len() <= LOCAL_NEIGHBORS);
+        assert!(l.held.len() <= HOLD_MAX);
+        assert!(c.held + c.held_dropped > 0, "no packet was held: {c:?}");
+        assert_eq!(c.held_sent, resolved_sent);
+        assert!(l.held.len() as u64 <= c.held - c.held_sent);
+    }
+
+    /// What L2 must do with an NDP message that reached it with a valid checksum and
+    /// hop limit, as RFC 4861 says.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    enum NdpOutcome {
+        /// A solicitation for our address: a neighbour advertisement back.
+        Answer,
+        /// Another solicitation, an advertisement, a router message: nothing to send.
+        Consumed,
+        /// It does not parse, or breaks RFC 4861 §7.1 (multicast target, solicited
+        /// advertisement to a group), or solicits from a group MAC: `Drop(MalformedIcmp)`.
+        Malformed,
     }
 
     /// Random NDP bodies with a correct checksum and hop limit reach NdiscRepr::parse.
+    /// Each gets the outcome RFC 4861 gives it ([`NdpOutcome`], with the checks of
+    /// [`ingress_checked`]); the table learns nothing but the one sender, PEER6.
     #[test]
     fn random_ndp_bodies_never_panic() {
         let mut rng = Rng::new(42);
         let mut l = l2();
         let mut reply = [0u8; 128];
+        let mut seen = std::collections::HashMap::new();
         for _ in 0..20_000 {
             let body_len = 4 + rng.below(120);
             let mut body = vec![0u8; body_len];
@@ -1626,8 +1888,53 @@ mod tests {
             .emit(&mut Ipv6Packet::new_unchecked(&mut f[ETH_HDR..]));
             f[ETH_HDR + 40..].copy_from_slice(&body);
             Icmpv6Packet::new_unchecked(&mut f[ETH_HDR + 40..]).fill_checksum(&PEER6, &group);
-            let _ = l.ingress(&f, &mut reply, T0);
+            let icmp = Icmpv6Packet::new_checked(&f[ETH_HDR + 40..]);
+            let want = match icmp.as_ref().ok().map(NdiscRepr::parse) {
+                None | Some(Err(_)) => NdpOutcome::Malformed,
+                Some(Ok(NdiscRepr::NeighborSolicit {
+                    target_addr,
+                    lladdr,
+                })) => {
+                    let group_slla = lladdr
+                        .and_then(mac_of)
+                        .is_some_and(|m| !EthernetAddress(m).is_unicast());
+                    if target_addr.is_multicast() || group_slla {
+                        NdpOutcome::Malformed
+                    } else if target_addr == OURS6 {
+                        NdpOutcome::Answer
+                    } else {
+                        NdpOutcome::Consumed
+                    }
+                }
+                Some(Ok(NdiscRepr::NeighborAdvert {
+                    flags, target_addr, ..
+                })) if target_addr.is_multicast()
+                    || flags.contains(NdiscNeighborFlags::SOLICITED) =>
+                {
+                    NdpOutcome::Malformed
+                }
+                Some(Ok(_)) => NdpOutcome::Consumed,
+            };
+            let got = match ingress_checked(&mut l, &f, &mut reply, T0) {
+                Ingress::Reply { .. } => NdpOutcome::Answer,
+                Ingress::Consumed => NdpOutcome::Consumed,
+                Ingress::Drop(DropReason::MalformedIcmp) => NdpOutcome::Malformed,
+                r => panic!("{r:?} for {body:02x?}"),
+            };
+            assert_eq!(got, want, "type {} body {body:02x?}", body[0]);
+            *seen.entry(want).or_insert(0u64) += 1;
         }
+        // Every outcome was reached, and the counters agree with them.
+        let c = l.counters();
+        let count = |o| seen.get(&o).copied().unwrap_or(0);
+        assert!(seen.len() == 3, "{seen:?}");
+        assert_eq!(c.ndp_solicits_answered, count(NdpOutcome::Answer));
+        assert_eq!(c.dropped.total(), c.dropped.malformed_icmp);
+        assert_eq!(c.dropped.malformed_icmp, count(NdpOutcome::Malformed));
+        assert_eq!(c.rx_frames, 20_000);
+        // Advertisements were unsolicited: only the soliciting sender can be in the table.
+        assert!(l.shared.len() <= 1);
+        assert_eq!(l.shared.is_empty(), !l.shared.contains(&IpAddr::V6(PEER6)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! xdpstack's per-core engine: L2, demux, flow table, native reuseport
 //! groups, cross-core handoff, smoltcp for TCP, native UDP, worker loop.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 pub mod cookie;
 pub mod counters;
 pub(crate) mod emit;

@@ -28,22 +28,33 @@ use crate::counters::DropReason;
 /// them apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
+    /// TCP (IP protocol 6).
     Tcp,
+    /// UDP (IP protocol 17).
     Udp,
+    /// ICMP (IPv4, protocol 1) or ICMPv6 (protocol 58).
     Icmp,
 }
 
 /// What the L4 header said, beyond the flow key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
+    /// A TCP segment and its control flags.
     Tcp {
+        /// SYN: opens a connection (with `flags_ack`: the server's answer).
         flags_syn: bool,
+        /// ACK: the acknowledgement number is valid.
         flags_ack: bool,
+        /// RST: aborts the connection.
         flags_rst: bool,
+        /// FIN: the sender has no more data.
         flags_fin: bool,
     },
+    /// A UDP datagram.
     Udp,
+    /// An ICMP (IPv4) message.
     Icmp,
+    /// An ICMPv6 message (over Ethernet never NDP: [`L2`](crate::l2::L2) takes those first).
     Icmpv6,
 }
 
@@ -52,17 +63,24 @@ pub enum L4 {
 /// ICMP: `sport` is the echo identifier for echo request/reply, else 0; `dport` is 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
+    /// Transport protocol.
     pub proto: Proto,
+    /// The remote peer's address (the packet's source).
     pub src: IpAddr,
+    /// The remote peer's port (ICMP: the echo identifier or 0).
     pub sport: u16,
+    /// The packet's destination, of the same family as `src` (one of ours once L2 took it).
     pub dst: IpAddr,
+    /// The destination port, ours (ICMP: 0).
     pub dport: u16,
 }
 
 /// Result of [`parse_ip`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParsedIp {
+    /// The flow the packet belongs to.
     pub key: FlowKey,
+    /// The L4 protocol and, for TCP, its flags.
     pub l4: L4,
     /// L4 payload bytes after the L4 header (TCP header with options, 8-byte UDP header,
     /// 8-byte ICMP/ICMPv6 header).

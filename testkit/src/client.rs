@@ -60,8 +60,11 @@ impl ClientConfig {
 
 /// A smoltcp interface and its sockets over a `Port<MemRings>`.
 pub struct MemClient {
+    /// Its end of the in-memory pipe (headroom 0: frames are what smoltcp wrote).
     pub port: Port<MemRings>,
+    /// The smoltcp interface, with the configured addresses.
     pub iface: Interface,
+    /// The sockets the test added; [`MemClient::step`] polls them all.
     pub sockets: SocketSet<'static>,
     /// Let the interface transmit after every received frame, not once a
     /// step: ACKs leave as a kernel's would (every other segment), not one
@@ -73,6 +76,7 @@ pub struct MemClient {
 }
 
 impl MemClient {
+    /// A client on `rings` as `cfg` says, with no sockets, its clock at 0 ms.
     pub fn new(rings: MemRings, cfg: &ClientConfig) -> MemClient {
         let pcfg = PortConfig {
             l2_headroom: 0,
@@ -199,10 +203,12 @@ impl MemClient {
         self.sockets.add(s)
     }
 
+    /// The TCP socket `h`; panics if `h` is not one (a test bug).
     pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(h)
     }
 
+    /// The UDP socket `h`; panics if `h` is not one (a test bug).
     pub fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
         self.sockets.get_mut::<udp::Socket>(h)
     }

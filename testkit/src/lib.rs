@@ -20,6 +20,7 @@
 //! kit. `nic`'s unit tests must not use it with `nic` types (they would be a
 //! second copy of the crate).
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 mod client;
 pub mod frames;

@@ -5,6 +5,7 @@
 //! panic, and checks a few invariants of what it got back (a failed check
 //! panics: that is a finding).
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};

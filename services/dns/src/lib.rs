@@ -12,6 +12,7 @@
 //!   reuseport TCP listener per worker, length-prefixed pipelined TCP with
 //!   idle timeout and bounded buffers, counters.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod index;
 pub mod respond;

@@ -1,5 +1,6 @@
 //! TCP and UDP echo on one port: the simplest service, used by the tests.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,7 @@
 //! types), `head` (response heads), `counters`, `stats` and `metrics`
 //! (what is reported).
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod args;
 pub mod counters;

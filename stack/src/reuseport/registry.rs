@@ -249,29 +249,44 @@ impl ListenerCounters {
 /// A copy of [`ListenerCounters`], for statistics output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ListenerSnapshot {
+    /// Connections accepted (UDP: datagrams delivered); [`ListenerCounters::accepted`].
     pub accepted: u64,
+    /// Pending connections taken over from a closed member of the group.
     pub migrated_in: u64,
+    /// Pending connections moved to another member when this one closed.
     pub migrated_out: u64,
+    /// SYNs/datagrams dropped on a full queue.
     pub dropped: u64,
+    /// Pending connections reset for want of a live member to migrate to.
     pub reset: u64,
+    /// Payload bytes received on its flows.
     pub bytes_in: u64,
+    /// Payload bytes sent on its flows.
     pub bytes_out: u64,
+    /// New flows [`Registry::select`] chose it for (by its selector or the hash fallback).
     pub flows: u64,
 }
 
 /// One bound listener (TCP) or socket (UDP).
 #[derive(Clone, Debug)]
 pub struct Member {
+    /// Its identity, unique for the registry's life (bind order).
     pub id: MemberId,
+    /// TCP or UDP.
     pub proto: Proto,
+    /// The address it bound, exactly (the group's address).
     pub addr: BindAddr,
+    /// The port it bound (never 0).
     pub port: u16,
     /// The core whose engine owns it.
     pub core: usize,
     /// The NIC queue that core serves.
     pub queue: u32,
+    /// The options of its bind (reuseport, uid, backlog).
     pub opts: BindOptions,
+    /// Whether it still takes new flows.
     pub state: MemberState,
+    /// Its counters, shared with the engine that owns it and with the application.
     pub counters: Arc<ListenerCounters>,
 }
 
@@ -319,11 +334,15 @@ pub enum BindError {
         proto_str(.proto), endpoint(.addr, .port)
     )]
     AddrInUseNoReuseport {
+        /// The protocol of the bind.
         proto: Proto,
         /// The holder's address (it may be a wildcard covering this bind's).
         addr: BindAddr,
+        /// The contended port.
         port: u16,
+        /// The member holding the address.
         holder: MemberId,
+        /// Which side lacks `SO_REUSEPORT`.
         who: MissingReuseport,
     },
     /// Every party set `SO_REUSEPORT` but the holder belongs to another user: a port hijack.
@@ -332,10 +351,13 @@ pub enum BindError {
         proto_str(.proto), endpoint(.addr, .port)
     )]
     PortHijack {
+        /// The protocol of the bind.
         proto: Proto,
         /// The holder's address.
         addr: BindAddr,
+        /// The contended port.
         port: u16,
+        /// The member holding the address.
         holder: MemberId,
         /// The holder's uid.
         owner: u32,
@@ -374,10 +396,13 @@ pub struct Selected {
 /// A group as statistics and tests see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupInfo {
+    /// TCP or UDP (serialized as `"tcp"`/`"udp"`).
     #[serde(serialize_with = "ser_proto")]
     pub proto: Proto,
+    /// The address every member bound (serialized as text, e.g. `"::"`).
     #[serde(serialize_with = "ser_display")]
     pub addr: BindAddr,
+    /// The port every member bound.
     pub port: u16,
     /// The selector's [`Selector::name`].
     pub selector: &'static str,

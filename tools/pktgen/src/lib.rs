@@ -20,6 +20,7 @@
 //! latency percentiles, the frame accounting check) goes to stdout or
 //! `--json FILE`.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod args;
 pub mod csum;
