@@ -12,7 +12,7 @@ use nic::mem::{MemConfig, MemRings};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration as SDuration, Instant};
-use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
 use stack::engine::{Engine, EngineConfig, ListenerId};
 use stack::reuseport::{BindAddr, BindOptions, FlowHasher};
 use stack::shared::Shared;
@@ -159,21 +159,7 @@ impl Net {
 
 /// A segment of the raw flow CLIENT:5555 -> :80.
 fn raw(control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: RAW_PORT,
-        dst_port: 80,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 64000,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload,
-    };
-    testkit::frames::tcp_to_server(CLIENT, &tcp)
+    testkit::frames::segment_to_server(CLIENT, RAW_PORT, 80, control, seq, ack, payload)
 }
 
 #[test]
