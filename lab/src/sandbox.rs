@@ -509,22 +509,8 @@ fn share_with_kernel(server_ns: &str, client_ns: &str) -> Result<(), SandboxErro
             ["-w", &format!("{k}={v}")],
         ))?;
     }
-    run(&mut ip_in(
-        server_ns,
-        ["addr", "add", SHARED_KERNEL_IP4, "dev", SERVER_IF],
-    ))?;
-    run(&mut ip_in(
-        server_ns,
-        ["addr", "add", SHARED_KERNEL_IP6, "dev", SERVER_IF, "nodad"],
-    ))?;
-    run(&mut ip_in(
-        client_ns,
-        ["addr", "add", SHARED_CLIENT_IP4, "dev", CLIENT_IF],
-    ))?;
-    run(&mut ip_in(
-        client_ns,
-        ["addr", "add", SHARED_CLIENT_IP6, "dev", CLIENT_IF, "nodad"],
-    ))?;
+    add_addrs(server_ns, SERVER_IF, SHARED_KERNEL_IP4, SHARED_KERNEL_IP6)?;
+    add_addrs(client_ns, CLIENT_IF, SHARED_CLIENT_IP4, SHARED_CLIENT_IP6)?;
     Ok(())
 }
 
@@ -535,19 +521,8 @@ fn build(
     client_ns: &str,
     created: &mut Vec<String>,
 ) -> Result<(), SandboxError> {
-    for ns in [server_ns, client_ns] {
-        run(Command::new("ip").args(["netns", "add", ns]))?;
-        created.push(ns.to_string());
-    }
-
-    let q = spec.queues.to_string();
-    let q = q.as_str();
-    #[rustfmt::skip]
-    run(Command::new("ip").args([
-        "link", "add", SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", server_ns,
-        "type", "veth",
-        "peer", "name", CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", client_ns,
-    ]))?;
+    add_namespaces(&[server_ns, client_ns], created)?;
+    add_veth(spec, (SERVER_IF, server_ns), (CLIENT_IF, client_ns))?;
     configure_ends(spec, server_ns, client_ns)
 }
 
@@ -589,23 +564,8 @@ fn configure_ends(
         "ethtool",
         ["-K", CLIENT_IF, "tx", "off"],
     ))?;
-    for feature in ["gro", "tso", "gso"] {
-        if let Err(err) = run(&mut exec_in(
-            client_ns,
-            "ethtool",
-            ["-K", CLIENT_IF, feature, "off"],
-        )) {
-            log::debug!("sandbox {}: {err} (ignored)", spec.name);
-        }
-    }
-    run(&mut ip_in(
-        client_ns,
-        ["addr", "add", CLIENT_IP4, "dev", CLIENT_IF],
-    ))?;
-    run(&mut ip_in(
-        client_ns,
-        ["addr", "add", CLIENT_IP6, "dev", CLIENT_IF, "nodad"],
-    ))?;
+    offloads_off(spec, client_ns, CLIENT_IF, &["gro", "tso", "gso"]);
+    add_addrs(client_ns, CLIENT_IF, CLIENT_IP4, CLIENT_IP6)?;
     run(&mut ip_in(client_ns, ["link", "set", "dev", "lo", "up"]))?;
     run(&mut ip_in(
         client_ns,
@@ -622,24 +582,9 @@ fn build_impaired(
     mid_ns: &str,
     created: &mut Vec<String>,
 ) -> Result<(), SandboxError> {
-    for ns in [server_ns, client_ns, mid_ns] {
-        run(Command::new("ip").args(["netns", "add", ns]))?;
-        created.push(ns.to_string());
-    }
-    let q = spec.queues.to_string();
-    let q = q.as_str();
-    #[rustfmt::skip]
-    run(Command::new("ip").args([
-        "link", "add", SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", server_ns,
-        "type", "veth",
-        "peer", "name", MID_SERVER_IF, "numtxqueues", q, "numrxqueues", q, "netns", mid_ns,
-    ]))?;
-    #[rustfmt::skip]
-    run(Command::new("ip").args([
-        "link", "add", CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", client_ns,
-        "type", "veth",
-        "peer", "name", MID_CLIENT_IF, "numtxqueues", q, "numrxqueues", q, "netns", mid_ns,
-    ]))?;
+    add_namespaces(&[server_ns, client_ns, mid_ns], created)?;
+    add_veth(spec, (SERVER_IF, server_ns), (MID_SERVER_IF, mid_ns))?;
+    add_veth(spec, (CLIENT_IF, client_ns), (MID_CLIENT_IF, mid_ns))?;
     configure_ends(spec, server_ns, client_ns)?;
     // Frames leave the server's kernel (a kernel peer beside the stack) through a userspace
     // forwarder that copies bytes: they must carry real checksums and be at most one MTU.
@@ -648,15 +593,7 @@ fn build_impaired(
         "ethtool",
         ["-K", SERVER_IF, "tx", "off"],
     ))?;
-    for feature in ["tso", "gso", "gro"] {
-        if let Err(err) = run(&mut exec_in(
-            server_ns,
-            "ethtool",
-            ["-K", SERVER_IF, feature, "off"],
-        )) {
-            log::debug!("sandbox {}: {err} (ignored)", spec.name);
-        }
-    }
+    offloads_off(spec, server_ns, SERVER_IF, &["tso", "gso", "gro"]);
     // The middle: no addresses, no IPv6 (its kernel must send nothing), no offloads that
     // would merge frames before the forwarder reads them.
     for key in ["all", "default"] {
@@ -668,11 +605,7 @@ fn build_impaired(
     }
     run(&mut ip_in(mid_ns, ["link", "set", "dev", "lo", "up"]))?;
     for dev in [MID_SERVER_IF, MID_CLIENT_IF] {
-        for feature in ["gro", "lro", "tso", "gso"] {
-            if let Err(err) = run(&mut exec_in(mid_ns, "ethtool", ["-K", dev, feature, "off"])) {
-                log::debug!("sandbox {}: {err} (ignored)", spec.name);
-            }
-        }
+        offloads_off(spec, mid_ns, dev, &["gro", "lro", "tso", "gso"]);
         run(&mut ip_in(
             mid_ns,
             ["link", "set", "dev", dev, "promisc", "on", "up"],
@@ -900,6 +833,45 @@ fn netns_list() -> Result<BTreeSet<String>, SandboxError> {
         .filter_map(|line| line.split_whitespace().next())
         .map(str::to_string)
         .collect())
+}
+
+/// `ip netns add` for each of `names`; pushes each one it creates onto `created`.
+fn add_namespaces(names: &[&str], created: &mut Vec<String>) -> Result<(), SandboxError> {
+    for ns in names {
+        run(Command::new("ip").args(["netns", "add", ns]))?;
+        created.push(ns.to_string());
+    }
+    Ok(())
+}
+
+/// A veth pair with `spec.queues` queues each way: `end` `(name, namespace)` and its `peer`.
+fn add_veth(spec: &SandboxSpec, end: (&str, &str), peer: (&str, &str)) -> Result<(), SandboxError> {
+    let q = spec.queues.to_string();
+    let q = q.as_str();
+    #[rustfmt::skip]
+    run(Command::new("ip").args([
+        "link", "add", end.0, "numtxqueues", q, "numrxqueues", q, "netns", end.1,
+        "type", "veth",
+        "peer", "name", peer.0, "numtxqueues", q, "numrxqueues", q, "netns", peer.1,
+    ]))?;
+    Ok(())
+}
+
+/// Adds an IPv4 and an IPv6 address (without duplicate address detection) to `dev` in `ns`.
+fn add_addrs(ns: &str, dev: &str, ip4: &str, ip6: &str) -> Result<(), SandboxError> {
+    run(&mut ip_in(ns, ["addr", "add", ip4, "dev", dev]))?;
+    run(&mut ip_in(ns, ["addr", "add", ip6, "dev", dev, "nodad"]))?;
+    Ok(())
+}
+
+/// `ethtool -K DEV FEATURE off` in `ns` for each feature; a failure is logged and ignored
+/// (not every driver has every offload).
+fn offloads_off(spec: &SandboxSpec, ns: &str, dev: &str, features: &[&str]) {
+    for feature in features {
+        if let Err(err) = run(&mut exec_in(ns, "ethtool", ["-K", dev, feature, "off"])) {
+            log::debug!("sandbox {}: {err} (ignored)", spec.name);
+        }
+    }
 }
 
 /// `ip -n NS ARGS...`

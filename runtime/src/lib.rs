@@ -9,12 +9,15 @@
 //! - [`duration`]: the one duration syntax of every flag (`250ms`, `30s`,
 //!   `2m`; a bare number is seconds).
 //! - [`report`]: what a server reports on exit (`--report FILE`), typed.
+//! - [`conns`]: what every TCP service keeps beside its connection table
+//!   (ended connections, eviction of the stalest, the idle sweep).
 //! - [`attached`]: the same service run as a process attached to
 //!   `xdpstack daemon` over shared-memory rings.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod attached;
+pub mod conns;
 pub mod duration;
 pub mod report;
 pub mod server;

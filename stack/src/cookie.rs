@@ -18,11 +18,9 @@
 //! connection runs without them.
 
 use std::hash::Hasher;
-use std::net::IpAddr;
-
-use siphasher::sip::SipHasher13;
 
 use crate::parse::FlowKey;
+use crate::reuseport::FlowHasher;
 
 /// The MSS values a cookie can carry (the largest not above the client's
 /// is used).
@@ -34,40 +32,27 @@ pub const PERIOD_SECS: u64 = 64;
 /// The secret cookies are made with.
 #[derive(Clone, Debug)]
 pub struct CookieJar {
-    k0: u64,
-    k1: u64,
+    /// The keyed 4-tuple hash of reuseport, with a key of its own.
+    key: FlowHasher,
 }
 
 impl CookieJar {
     /// A jar with a random secret.
     pub fn random() -> Self {
-        let mut b = [0u8; 16];
-        if getrandom::fill(&mut b).is_err() {
-            // No entropy source: fall back to the process's hash keys.
-            let s = crate::engine::random_seed();
-            b[..8].copy_from_slice(&s.to_le_bytes());
-            b[8..].copy_from_slice(&s.rotate_left(17).to_le_bytes());
+        CookieJar {
+            key: FlowHasher::random(),
         }
-        let k0 = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-        let k1 = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-        CookieJar { k0, k1 }
     }
 
     /// A jar with a fixed secret (tests).
     pub fn with_key(k0: u64, k1: u64) -> Self {
-        CookieJar { k0, k1 }
+        CookieJar {
+            key: FlowHasher::with_key(k0, k1),
+        }
     }
 
     fn mac(&self, key: &FlowKey, client_isn: u32, period: u64) -> u32 {
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        for a in [key.src, key.dst] {
-            match a {
-                IpAddr::V4(v) => h.write(&v.octets()),
-                IpAddr::V6(v) => h.write(&v.octets()),
-            }
-        }
-        h.write_u16(key.sport);
-        h.write_u16(key.dport);
+        let mut h = self.key.tuple_state(key);
         h.write_u32(client_isn);
         h.write_u64(period);
         h.finish() as u32
@@ -103,17 +88,11 @@ impl CookieJar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::Proto;
-    use std::net::Ipv4Addr;
+
+    use crate::parse::FlowKey;
 
     fn key(sport: u16) -> FlowKey {
-        FlowKey {
-            proto: Proto::Tcp,
-            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
-            sport,
-            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            dport: 80,
-        }
+        FlowKey::test_tcp4(sport)
     }
 
     #[test]

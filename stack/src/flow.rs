@@ -109,17 +109,9 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::Proto;
-    use std::net::{IpAddr, Ipv4Addr};
 
     fn key(sport: u16) -> FlowKey {
-        FlowKey {
-            proto: Proto::Tcp,
-            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
-            sport,
-            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            dport: 80,
-        }
+        FlowKey::test_tcp4(sport)
     }
 
     #[test]
@@ -262,17 +254,9 @@ impl FlowDirectory {
 #[cfg(test)]
 mod directory_tests {
     use super::*;
-    use crate::parse::Proto;
-    use std::net::{IpAddr, Ipv4Addr};
 
     fn key(sport: u16) -> FlowKey {
-        FlowKey {
-            proto: Proto::Tcp,
-            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
-            sport,
-            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            dport: 80,
-        }
+        FlowKey::test_tcp4(sport)
     }
 
     #[test]

@@ -75,6 +75,20 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
+#[cfg(test)]
+impl FlowKey {
+    /// A TCP flow from 198.18.0.2:`sport` to 198.18.0.1:80 (unit tests).
+    pub(crate) fn test_tcp4(sport: u16) -> FlowKey {
+        FlowKey {
+            proto: Proto::Tcp,
+            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            sport,
+            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            dport: 80,
+        }
+    }
+}
+
 /// Result of [`parse_ip`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParsedIp {

@@ -150,22 +150,7 @@ fn gun_segment(
     seq: u32,
     ack: Option<u32>,
 ) -> Vec<u8> {
-    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
-    let tcp = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 64000,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
-    testkit::frames::tcp_to_server(GUN, &tcp)
+    testkit::frames::segment_to_server(GUN, sport, dport, control, seq, ack, &[])
 }
 
 /// Puts raw `frames` on the wire towards the engine, from the client's end.

@@ -2,77 +2,53 @@
 //! its connection"): reported to the application through `take_ended` and
 //! released at once; segments that change nothing are no activity.
 //!
-//! The engine over one end of a `MemRings` pair, a plain smoltcp client on
-//! the other, and raw segments of a flow the client's smoltcp does not use
+//! The engine and a plain smoltcp client in the one in-memory harness
+//! (`stack::testing`), and raw segments of a flow the client's smoltcp does not use
 //! (CLIENT:5555), read off the client's port behind its back.
 
 use std::net::Ipv4Addr;
+use std::ops::{Deref, DerefMut};
 
-use nic::mem::{MemConfig, MemRings};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration as SDuration, Instant};
-use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
-use stack::engine::{Engine, EngineConfig, ListenerId};
-use stack::reuseport::{BindAddr, BindOptions, FlowHasher};
-use stack::shared::Shared;
+use smoltcp::time::Duration as SDuration;
+use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
+use stack::engine::ListenerId;
+use stack::reuseport::{BindAddr, BindOptions};
 use stack::socket::{ConnEnd, ConnError, ConnId};
-use testkit::{Capture, ClientConfig, MemClient};
+use stack::testing::{engine_net, EngineNet};
 
 const SERVER: Ipv4Addr = testkit::SERVER_IP4;
 const CLIENT: Ipv4Addr = testkit::CLIENT_IP4;
 const RAW_PORT: u16 = 5555;
 
-/// Both ends on one virtual clock: each round is a millisecond.
-struct Net {
-    engine: Engine<MemRings>,
-    client: MemClient,
-    clock: Instant,
-    _pcap: Capture,
+/// The one in-memory harness (`stack::testing`), with the raw flow's helpers.
+struct Net(EngineNet);
+
+impl Deref for Net {
+    type Target = EngineNet;
+    fn deref(&self) -> &EngineNet {
+        &self.0
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut EngineNet {
+        &mut self.0
+    }
 }
 
 impl Net {
     fn new() -> Net {
-        let mut pcap = Capture::new();
-        let mem = MemConfig {
-            frames: 1024,
-            ring: 512,
-            ..MemConfig::default()
-        };
-        let (a, b) = pcap.pair(mem, "server", "client");
-        let shared = Shared::new(1, FlowHasher::with_key(5, 6)).unwrap();
-        let cfg = EngineConfig::new(testkit::SERVER_MAC, Some((SERVER, 24)), None);
-        let engine = Engine::new(a, cfg, shared, 0, 0);
-        Net {
-            engine,
-            client: MemClient::new(b, &ClientConfig::engine_peer()),
-            clock: Instant::from_millis(1),
-            _pcap: pcap,
-        }
-    }
-
-    fn run(&mut self, rounds: usize) {
-        for _ in 0..rounds {
-            self.client.step(self.clock);
-            self.engine.ingress(self.clock);
-            self.engine.egress(self.clock);
-            self.clock += SDuration::from_millis(1);
-        }
-    }
-
-    fn run_until(&mut self, max: usize, what: &str, mut done: impl FnMut(&mut Net) -> bool) {
-        for _ in 0..max {
-            if done(self) {
-                return;
-            }
-            self.run(1);
-        }
-        panic!("not done after {max} rounds: {what}");
+        Net(engine_net(|_| {}))
     }
 
     fn listen(&mut self) -> ListenerId {
         let opts = BindOptions::new(0).with_reuseport(true).with_backlog(64);
-        self.engine.tcp_listen(BindAddr::Any4, 80, opts).unwrap()
+        self.server
+            .engine
+            .tcp_listen(BindAddr::Any4, 80, opts)
+            .unwrap()
     }
 
     /// `n` client connections from ports `base..`, established and accepted,
@@ -83,7 +59,7 @@ impl Net {
             .collect();
         let mut cs = Vec::new();
         self.run_until(3000, "accepted", |net| {
-            while let Some(c) = net.engine.accept(l) {
+            while let Some(c) = net.server.engine.accept(l) {
                 cs.push(c);
             }
             cs.len() == n as usize
@@ -91,7 +67,7 @@ impl Net {
         let mut pairs: Vec<_> = cs
             .into_iter()
             .map(|c| {
-                let port = self.engine.peer(c).unwrap().unwrap().port;
+                let port = self.server.engine.peer(c).unwrap().unwrap().port;
                 (hs[(port - base) as usize], c)
             })
             .collect();
@@ -101,13 +77,13 @@ impl Net {
 
     fn ended(&mut self) -> Vec<(ConnId, ConnEnd)> {
         let mut v = Vec::new();
-        self.engine.take_ended(&mut v);
+        self.server.engine.take_ended(&mut v);
         v
     }
 
     fn ready(&mut self) -> Vec<ConnId> {
         let mut v = Vec::new();
-        self.engine.take_ready(&mut v);
+        self.server.engine.take_ready(&mut v);
         v
     }
 
@@ -123,8 +99,9 @@ impl Net {
                 .send_frame(frame.len(), |b| b.copy_from_slice(frame)));
             self.client.port.flush(|_, len| Some(len));
         }
-        self.engine.ingress(self.clock);
-        self.engine.egress(self.clock);
+        let now = self.clock;
+        self.server.engine.ingress(now);
+        self.server.engine.egress(now);
         let mut frames = Vec::new();
         self.client.port.recv(&mut frames);
         let mut out = Vec::new();
@@ -153,36 +130,22 @@ impl Net {
         };
         let snd = sisn.wrapping_add(1);
         self.exchange(&raw(TcpControl::None, isn + 1, Some(snd), &[]));
-        (self.engine.accept(l).expect("established"), snd)
+        (self.server.engine.accept(l).expect("established"), snd)
     }
 }
 
 /// A segment of the raw flow CLIENT:5555 -> :80.
 fn raw(control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: RAW_PORT,
-        dst_port: 80,
-        control,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-        window_len: 64000,
-        window_scale: None,
-        max_seg_size: (control == TcpControl::Syn).then_some(1460),
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload,
-    };
-    testkit::frames::tcp_to_server(CLIENT, &tcp)
+    testkit::frames::segment_to_server(CLIENT, RAW_PORT, 80, control, seq, ack, payload)
 }
 
 #[test]
 fn a_peer_reset_is_reported_and_the_connection_released_at_once() {
     let mut net = Net::new();
     let l = net.listen();
-    net.engine.set_ready_tracking(true);
+    net.server.engine.set_ready_tracking(true);
     let pairs = net.connect(l, 3, 42000);
-    let held = net.engine.connections();
+    let held = net.server.engine.connections();
     assert_eq!(held, 3);
     // The peers of the first two reset (an RST at RCV.NXT: accepted).
     net.client.tcp(pairs[0].0).abort();
@@ -195,9 +158,16 @@ fn a_peer_reset_is_reported_and_the_connection_released_at_once() {
     assert_eq!(ended, want);
     assert!(net.ended().is_empty(), "reported once");
     assert!(net.ready().is_empty(), "an ended connection is not ready");
-    assert_eq!(net.engine.connections(), 1, "released in the same turn");
+    assert_eq!(
+        net.server.engine.connections(),
+        1,
+        "released in the same turn"
+    );
     let c = pairs[0].1;
-    assert_eq!(net.engine.recv(c, &mut [0; 8]), Err(ConnError::NotFound));
+    assert_eq!(
+        net.server.engine.recv(c, &mut [0; 8]),
+        Err(ConnError::NotFound)
+    );
     // The next connection takes a freed slot at its next generation; calls
     // on the stale id reach nothing.
     let next = net.connect(l, 1, 42100)[0];
@@ -207,23 +177,23 @@ fn a_peer_reset_is_reported_and_the_connection_released_at_once() {
             .any(|o| o.index() == next.1.index() && o.generation() + 1 == next.1.generation()),
         "{next:?} reuses a freed slot"
     );
-    net.engine.abort(pairs[0].1);
-    net.engine.abort(pairs[1].1);
-    net.engine.close(pairs[0].1);
-    net.engine.close(pairs[1].1);
-    assert_eq!(net.engine.send(next.1, b"x"), Ok(1));
+    net.server.engine.abort(pairs[0].1);
+    net.server.engine.abort(pairs[1].1);
+    net.server.engine.close(pairs[0].1);
+    net.server.engine.close(pairs[1].1);
+    assert_eq!(net.server.engine.send(next.1, b"x"), Ok(1));
     net.run(5);
     assert_eq!(net.client.tcp(next.0).state(), tcp::State::Established);
-    let st = net.engine.stats().engine;
+    let st = net.server.engine.stats().engine;
     assert_eq!((st.accepted, st.accepted_reset), (4, 2));
-    net.engine.check_frames().unwrap();
+    net.server.engine.check_frames().unwrap();
 }
 
 #[test]
 fn challenge_acks_and_refused_resets_are_not_activity() {
     let mut net = Net::new();
     let l = net.listen();
-    net.engine.set_ready_tracking(true);
+    net.server.engine.set_ready_tracking(true);
     // A real connection first: the engine learns the client's MAC.
     net.connect(l, 1, 42200);
     let isn = 1000;
@@ -231,7 +201,7 @@ fn challenge_acks_and_refused_resets_are_not_activity() {
     let nxt = isn + 1;
     net.exchange(&[]);
     net.ready();
-    let before = net.engine.stats().engine.segments_no_progress;
+    let before = net.server.engine.stats().engine.segments_no_progress;
     // A SYN on its 4-tuple (a client going round its ports): a challenge
     // ACK, no activity. An RST that is not at RCV.NXT: the same.
     for (control, seq) in [(TcpControl::Syn, 77_000), (TcpControl::Rst, nxt + 100)] {
@@ -243,7 +213,10 @@ fn challenge_acks_and_refused_resets_are_not_activity() {
         );
         assert!(net.ready().is_empty(), "{control:?} is no activity");
     }
-    assert_eq!(net.engine.stats().engine.segments_no_progress, before + 2);
+    assert_eq!(
+        net.server.engine.stats().engine.segments_no_progress,
+        before + 2
+    );
     // Data is.
     net.exchange(&raw(TcpControl::Psh, nxt, Some(snd), b"q"));
     assert_eq!(net.ready(), [c]);
@@ -254,14 +227,17 @@ fn challenge_acks_and_refused_resets_are_not_activity() {
 fn a_syn_after_the_peers_fin_ends_the_held_connection_and_starts_anew() {
     let mut net = Net::new();
     let l = net.listen();
-    net.engine.set_ready_tracking(true);
+    net.server.engine.set_ready_tracking(true);
     net.connect(l, 1, 42300);
     let isn = 5000;
     let (c, snd) = net.raw_accepted(l, isn);
     // The peer's FIN: CLOSE-WAIT, the application has not answered yet.
     net.exchange(&raw(TcpControl::Fin, isn + 1, Some(snd), &[]));
     assert_eq!(net.ready(), [c]);
-    assert_eq!(net.engine.recv(c, &mut [0; 8]), Err(ConnError::Closed));
+    assert_eq!(
+        net.server.engine.recv(c, &mut [0; 8]),
+        Err(ConnError::Closed)
+    );
     // The client comes back on the same port with a new SYN: a SYN-ACK for
     // a new connection, the old one ended.
     let out = net.exchange(&raw(TcpControl::Syn, 900_000, None, &[]));
@@ -270,8 +246,11 @@ fn a_syn_after_the_peers_fin_ends_the_held_connection_and_starts_anew() {
         "a SYN-ACK: {out:?}"
     );
     assert_eq!(net.ended(), [(c, ConnEnd::Restarted)]);
-    assert_eq!(net.engine.recv(c, &mut [0; 8]), Err(ConnError::NotFound));
-    let st = net.engine.stats().engine;
+    assert_eq!(
+        net.server.engine.recv(c, &mut [0; 8]),
+        Err(ConnError::NotFound)
+    );
+    let st = net.server.engine.stats().engine;
     assert_eq!((st.syn_restarts, st.accepted_restarted), (1, 1));
 }
 
@@ -283,9 +262,9 @@ fn without_tracking_nothing_is_recorded_but_the_slot_is_still_released() {
     net.client.tcp(pairs[0].0).abort();
     net.run(3);
     assert!(net.ended().is_empty());
-    assert_eq!(net.engine.connections(), 1);
+    assert_eq!(net.server.engine.connections(), 1);
     assert_eq!(
-        net.engine.recv(pairs[0].1, &mut [0; 8]),
+        net.server.engine.recv(pairs[0].1, &mut [0; 8]),
         Err(ConnError::NotFound)
     );
 }

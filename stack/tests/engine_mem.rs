@@ -1006,21 +1006,7 @@ mod data_path {
     /// A segment of the raw flow CLIENT:5555 -> :80 (a port the client's
     /// smoltcp does not use).
     fn raw(control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
-        let tcp = TcpRepr {
-            src_port: 5555,
-            dst_port: 80,
-            control,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-            window_len: 64000,
-            window_scale: None,
-            max_seg_size: (control == TcpControl::Syn).then_some(1460),
-            sack_permitted: false,
-            sack_ranges: [None, None, None],
-            timestamp: None,
-            payload,
-        };
-        testkit::frames::tcp_to_server(CLIENT, &tcp)
+        testkit::frames::segment_to_server(CLIENT, 5555, 80, control, seq, ack, payload)
     }
 
     /// Injects `frame`, lets the engine work, returns what it sent. The

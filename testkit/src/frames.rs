@@ -10,7 +10,8 @@ use crate::{CLIENT_MAC, SERVER_IP4, SERVER_MAC};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    UdpPacket, UdpRepr,
 };
 
 /// An Ethernet frame from `src` to `dst` carrying `payload`.
@@ -161,4 +162,32 @@ pub fn tcp_frame(
 /// from `src` (any source address: the tests spoof many).
 pub fn tcp_to_server(src: Ipv4Addr, tcp: &TcpRepr) -> Vec<u8> {
     tcp_frame((CLIENT_MAC, SERVER_MAC), src, SERVER_IP4, tcp)
+}
+
+/// A plain segment from `src`:`sport` to the server's `dport` (`tcp_to_server`): window
+/// 64000, MSS 1460 on a SYN, no window scaling, SACK or timestamps.
+pub fn segment_to_server(
+    src: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len: 64000,
+        window_scale: None,
+        max_seg_size: (control == TcpControl::Syn).then_some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    };
+    tcp_to_server(src, &tcp)
 }

@@ -256,7 +256,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     Ok(res)
 }
 
-fn start_knot(
+/// knotd in `sb`'s server namespace serving `zone`, over XDP with `xdp`.
+pub(super) fn start_knot(
     sb: &Sandbox,
     cpu: &str,
     zone: &std::path::Path,

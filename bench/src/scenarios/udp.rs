@@ -428,30 +428,12 @@ fn server(name: &'static str, sandbox: usize, port: u16, p: Result<Proc>) -> Ser
     }
 }
 
+/// knotd as dnstcp starts it without XDP: the same configuration.
 fn start_knot(
     sb: &lab::sandbox::Sandbox,
     cpu: &str,
     zone: &std::path::Path,
     dir: &std::path::Path,
 ) -> Result<Proc> {
-    let d = dir.join("knot");
-    std::fs::create_dir_all(&d)?;
-    let ds = d.display().to_string();
-    let conf = format!(
-        "server:\n    rundir: \"{ds}\"\n    listen: {SERVER_IP}@53\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
-         database:\n    storage: \"{ds}\"\n\
-         log:\n  - target: stderr\n    any: warning\n\
-         zone:\n  - domain: bench.test\n    file: \"{}\"\n    journal-content: none\n    zonefile-sync: -1\n",
-        zone.display()
-    );
-    let path = d.join("knot.conf");
-    std::fs::write(&path, conf)?;
-    Proc::spawn(
-        KNOT,
-        &sb.info().server_ns,
-        cpu,
-        "knotd",
-        &common::strings(&["-c", &path.display().to_string()]),
-        dir,
-    )
+    super::dnstcp::start_knot(sb, cpu, zone, dir, false, KNOT)
 }

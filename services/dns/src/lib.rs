@@ -28,9 +28,10 @@ use nic::Rings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnEnd, ConnError, ConnId, TcpApi, UdpApi};
+use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
+use runtime::conns::Reaper;
 use runtime::server::WorkerCtx;
 
 pub use index::Index;
@@ -237,28 +238,11 @@ pub struct DnsApp {
     counters: DnsCounters,
     /// Reused lists of connection ids (no allocation per poll).
     scratch_ids: Vec<ConnId>,
-    scratch_closed: Vec<ConnId>,
-    scratch_ended: Vec<(ConnId, ConnEnd)>,
-    /// Eviction candidates (see `evict_one`): (last progress, id), the
-    /// oldest last.
-    evictable: Vec<(Instant, ConnId)>,
-    /// When the candidates may be listed again.
-    next_evict_scan: Instant,
+    /// Ended connections, eviction (RFC 7766 6.2.3) and the idle sweep.
+    reaper: Reaper,
     /// Connection states kept for reuse.
     conn_pool: Vec<TcpConn>,
-    /// When idle connections are looked for next.
-    next_sweep: Instant,
 }
-
-/// How often idle TCP connections are looked for.
-const SWEEP: Duration = Duration::from_secs(1);
-/// A full table resets the connection with the oldest progress to let a
-/// new one in, if it made none for this long (RFC 7766 6.2.3: under
-/// pressure, close the connections idle longest).
-const EVICT_AFTER: Duration = Duration::from_secs(1);
-/// The candidates for eviction are listed at most this often (a full table
-/// under a SYN flood would otherwise walk it for every newcomer).
-const EVICT_SCAN: Duration = Duration::from_millis(100);
 
 impl DnsApp {
     /// Bind UDP and TCP `args.port` (reuseport, dual-stack) on this worker.
@@ -303,12 +287,8 @@ impl DnsApp {
             max_conns: args.tcp_max_conns.max(1),
             counters: DnsCounters::default(),
             scratch_ids: Vec::new(),
-            scratch_closed: Vec::new(),
-            scratch_ended: Vec::new(),
-            evictable: Vec::new(),
-            next_evict_scan: Instant::now(),
+            reaper: Reaper::new(Instant::now()),
             conn_pool: Vec::new(),
-            next_sweep: Instant::now() + SWEEP,
         })
     }
 
@@ -383,16 +363,12 @@ impl DnsApp {
     /// sweep once per `SWEEP` over all of them).
     fn poll_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
         // The connections the engine ended leave the table at once.
-        let mut ended = std::mem::take(&mut self.scratch_ended);
-        ended.clear();
-        engine.take_ended(&mut ended);
-        for &(id, _) in &ended {
+        for &(id, _) in self.reaper.take_ended(engine) {
             if let Some(c) = self.conns.remove(&id) {
                 self.counters.tcp_ended += 1;
-                self.recycle(c);
+                recycle(&mut self.conn_pool, c);
             }
         }
-        self.scratch_ended = ended;
         let mut ids = std::mem::take(&mut self.scratch_ids);
         ids.clear();
         while let Some(id) = engine.accept(self.listener) {
@@ -421,70 +397,41 @@ impl DnsApp {
         if self.conns.is_empty() {
             return None;
         }
-        if now >= self.next_sweep {
-            self.next_sweep = now + SWEEP;
-            let mut idle = std::mem::take(&mut self.scratch_closed);
-            idle.clear();
-            idle.extend(
-                self.conns
-                    .iter()
-                    .filter(|(_, c)| now.duration_since(c.last) >= self.idle)
-                    .map(|(&id, _)| id),
-            );
-            for &id in &idle {
-                self.counters.tcp_idle_closed += 1;
-                self.close_tcp(engine, id);
+        let listed = self.conns.iter().map(|(&id, c)| (c.last, id));
+        for &id in self.reaper.idle(now, self.idle, listed) {
+            self.counters.tcp_idle_closed += 1;
+            engine.close(id);
+            if let Some(c) = self.conns.remove(&id) {
+                recycle(&mut self.conn_pool, c);
             }
-            self.scratch_closed = idle;
         }
-        Some(self.next_sweep)
+        Some(self.reaper.next_sweep())
     }
 
     /// Reset the connection whose last progress is oldest, if it made none
     /// for `EVICT_AFTER`, to make room (RFC 7766 6.2.3). Reset, not closed:
     /// its peer may be gone, and a close would linger. Whether one went.
     fn evict_one<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        if self.evictable.is_empty() && now >= self.next_evict_scan {
-            self.next_evict_scan = now + EVICT_SCAN;
-            self.evictable.extend(
-                self.conns
-                    .iter()
-                    .filter(|(_, c)| now.duration_since(c.last) >= EVICT_AFTER)
-                    .map(|(&id, c)| (c.last, id)),
-            );
-            // Newest first: `pop` takes the oldest.
-            self.evictable
-                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        let conns = &self.conns;
+        let Some(id) = self.reaper.evict(
+            now,
+            || conns.iter().map(|(&id, c)| (c.last, id)),
+            |id| conns.get(&id).map(|c| c.last),
+        ) else {
+            return false;
+        };
+        self.counters.tcp_evicted += 1;
+        engine.abort(id);
+        if let Some(c) = self.conns.remove(&id) {
+            recycle(&mut self.conn_pool, c);
         }
-        while let Some((last, id)) = self.evictable.pop() {
-            // Skipped if it made progress since it was listed, or is gone.
-            if self.conns.get(&id).is_some_and(|c| c.last == last) {
-                self.counters.tcp_evicted += 1;
-                engine.abort(id);
-                if let Some(c) = self.conns.remove(&id) {
-                    self.recycle(c);
-                }
-                return true;
-            }
-        }
-        false
+        true
     }
 
     fn close_tcp<A: TcpApi + UdpApi>(&mut self, engine: &mut A, id: ConnId) {
         engine.close(id);
         if let Some(c) = self.conns.remove(&id) {
-            self.recycle(c);
-        }
-    }
-
-    /// Keep a connection's state (its buffers) for the next one.
-    fn recycle(&mut self, mut c: TcpConn) {
-        if self.conn_pool.len() < 256 {
-            c.inbuf.clear();
-            c.out.clear();
-            c.out_off = 0;
-            c.eof = false;
-            self.conn_pool.push(c);
+            recycle(&mut self.conn_pool, c);
         }
     }
 
@@ -587,6 +534,17 @@ impl DnsApp {
     pub fn poll_on<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> Option<Instant> {
         self.poll_udp(engine);
         self.poll_tcp(engine, now)
+    }
+}
+
+/// Keep a connection's state (its buffers) in `pool` for the next one.
+fn recycle(pool: &mut Vec<TcpConn>, mut c: TcpConn) {
+    if pool.len() < 256 {
+        c.inbuf.clear();
+        c.out.clear();
+        c.out_off = 0;
+        c.eof = false;
+        pool.push(c);
     }
 }
 

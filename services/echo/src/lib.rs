@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
 use stack::reuseport::BindAddr;
-use stack::socket::{ConnEnd, ConnError, ConnId, TcpApi, UdpApi};
+use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
+use runtime::conns::Reaper;
 use runtime::server::WorkerCtx;
 
 use nic::Rings;
@@ -64,14 +65,6 @@ pub struct EchoCounters {
     pub idle_closed: u64,
 }
 
-/// How often idle connections are looked for.
-const SWEEP: Duration = Duration::from_secs(1);
-/// With `--max-conns` open, the connection with the oldest progress is
-/// reset for a new one if it made none for this long.
-const EVICT_AFTER: Duration = Duration::from_secs(1);
-/// The candidates for eviction are listed at most this often.
-const EVICT_SCAN: Duration = Duration::from_millis(100);
-
 /// One worker's echo service.
 pub struct EchoApp {
     listener: ListenerId,
@@ -81,12 +74,9 @@ pub struct EchoApp {
     counters: EchoCounters,
     max_conns: usize,
     idle: Duration,
-    next_sweep: Instant,
     ids: Vec<ConnId>,
-    ended: Vec<(ConnId, ConnEnd)>,
-    /// Eviction candidates: (last progress, id), the oldest last.
-    evictable: Vec<(Instant, ConnId)>,
-    next_evict_scan: Instant,
+    /// Ended connections, eviction and the idle sweep.
+    reaper: Reaper,
 }
 
 /// Why the echo service did not start on a worker.
@@ -143,11 +133,8 @@ impl EchoApp {
             counters: EchoCounters::default(),
             max_conns: args.max_conns.max(1),
             idle: args.idle_timeout.max(Duration::from_secs(1)),
-            next_sweep: Instant::now() + SWEEP,
             ids: Vec::new(),
-            ended: Vec::new(),
-            evictable: Vec::new(),
-            next_evict_scan: Instant::now(),
+            reaper: Reaper::new(Instant::now()),
         })
     }
 
@@ -164,27 +151,18 @@ impl EchoApp {
     /// Reset the connection with the oldest progress if it made none for
     /// `EVICT_AFTER`; whether one went.
     fn evict_one<A: TcpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        if self.evictable.is_empty() && now >= self.next_evict_scan {
-            self.next_evict_scan = now + EVICT_SCAN;
-            self.evictable.extend(
-                self.conns
-                    .iter()
-                    .filter(|(_, c)| now.duration_since(c.last) >= EVICT_AFTER)
-                    .map(|(&id, c)| (c.last, id)),
-            );
-            // Newest first: `pop` takes the oldest.
-            self.evictable
-                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        }
-        while let Some((last, id)) = self.evictable.pop() {
-            if self.conns.get(&id).is_some_and(|c| c.last == last) {
-                self.counters.evicted += 1;
-                engine.abort(id);
-                self.conns.remove(&id);
-                return true;
-            }
-        }
-        false
+        let conns = &self.conns;
+        let Some(id) = self.reaper.evict(
+            now,
+            || conns.iter().map(|(&id, c)| (c.last, id)),
+            |id| conns.get(&id).map(|c| c.last),
+        ) else {
+            return false;
+        };
+        self.counters.evicted += 1;
+        engine.abort(id);
+        self.conns.remove(&id);
+        true
     }
 }
 
@@ -212,15 +190,11 @@ impl EchoApp {
             }
         }
         // The connections the engine ended leave the table at once.
-        let mut ended = std::mem::take(&mut self.ended);
-        ended.clear();
-        engine.take_ended(&mut ended);
-        for &(id, _) in &ended {
+        for &(id, _) in self.reaper.take_ended(engine) {
             if self.conns.remove(&id).is_some() {
                 self.counters.ended += 1;
             }
         }
-        self.ended = ended;
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         while let Some(id) = engine.accept(self.listener) {
@@ -282,23 +256,13 @@ impl EchoApp {
                 self.conns.remove(&id);
             }
         }
-        if now >= self.next_sweep {
-            self.next_sweep = now + SWEEP;
-            ids.clear();
-            let idle = self.idle;
-            ids.extend(
-                self.conns
-                    .iter()
-                    .filter(|(_, c)| now.duration_since(c.last) >= idle)
-                    .map(|(&id, _)| id),
-            );
-            for &id in &ids {
-                self.counters.idle_closed += 1;
-                engine.close(id);
-                self.conns.remove(&id);
-            }
-        }
         self.ids = ids;
-        (!self.conns.is_empty()).then_some(self.next_sweep)
+        let listed = self.conns.iter().map(|(&id, c)| (c.last, id));
+        for &id in self.reaper.idle(now, self.idle, listed) {
+            self.counters.idle_closed += 1;
+            engine.close(id);
+            self.conns.remove(&id);
+        }
+        (!self.conns.is_empty()).then_some(self.reaper.next_sweep())
     }
 }

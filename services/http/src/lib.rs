@@ -42,6 +42,7 @@ pub use counters::HttpCounters;
 
 use head::ConnHeader;
 use parse::{Event, Framer, Limits, Method, Request};
+use runtime::conns::Reaper;
 use runtime::server::WorkerCtx;
 use site::{Resolved, Site};
 use stats::StatsPolicy;
@@ -559,10 +560,8 @@ pub struct HttpApp {
     ready: Vec<ConnId>,
     accepted: Vec<ConnId>,
     expired: Vec<(ConnId, Expiry)>,
-    /// Eviction candidates (see `evict_idle`): (last progress, id), the
-    /// oldest last; listed at most every `EVICT_SCAN`.
-    evictable: Vec<(Instant, ConnId)>,
-    next_evict_scan: Instant,
+    /// Ended connections and eviction (see `evict_idle`).
+    reaper: Reaper,
     tick: Duration,
     next_sweep: Instant,
 }
@@ -619,8 +618,7 @@ impl HttpApp {
             ready: Vec::new(),
             accepted: Vec::new(),
             expired: Vec::new(),
-            evictable: Vec::new(),
-            next_evict_scan: now,
+            reaper: Reaper::new(now),
             tick,
             next_sweep: now + tick,
         };
@@ -683,11 +681,8 @@ impl HttpApp {
     }
 
     fn finish(&mut self, id: ConnId, now: Instant) {
-        if let Some(mut c) = self.conns.remove(&id) {
-            if self.pool.len() < 256 {
-                c.reset(self.svc.cfg.framing, now);
-                self.pool.push(c);
-            }
+        if let Some(c) = self.conns.remove(&id) {
+            recycle(&mut self.pool, self.svc.cfg.framing, c, now);
         }
     }
 
@@ -877,55 +872,45 @@ impl HttpApp {
     }
 }
 
-/// A full table closes the connection idle longest between requests (or
-/// before its first) to let a new one in, if idle this long.
-const EVICT_AFTER: Duration = Duration::from_secs(1);
-/// The eviction candidates are listed at most this often.
-const EVICT_SCAN: Duration = Duration::from_millis(100);
+/// Keep a connection's state (its buffers) in `pool` for the next one.
+fn recycle(pool: &mut Vec<Conn>, framing: Limits, mut c: Conn, now: Instant) {
+    if pool.len() < 256 {
+        c.reset(framing, now);
+        pool.push(c);
+    }
+}
 
 impl HttpApp {
     /// Forget the connections the engine ended (their ids are stale).
     fn drain_ended<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
-        // Allocates only when something ended.
-        let mut ended = Vec::new();
-        engine.take_ended(&mut ended);
-        for (id, _) in ended {
-            if self.conns.get(&id).is_some() {
+        for &(id, _) in self.reaper.take_ended(engine) {
+            if let Some(c) = self.conns.remove(&id) {
                 self.svc.counters.ended += 1;
-                self.finish(id, now);
+                recycle(&mut self.pool, self.svc.cfg.framing, c, now);
             }
         }
     }
 
-    /// Close the connection idle longest between requests, if idle for
-    /// `EVICT_AFTER`; whether one went.
+    /// Close the connection idle longest between requests (or before its
+    /// first), if idle for `EVICT_AFTER`; whether one went.
     fn evict_idle<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> bool {
-        if self.evictable.is_empty() && now >= self.next_evict_scan {
-            self.next_evict_scan = now + EVICT_SCAN;
-            self.evictable.extend(
-                self.conns
+        let conns = &self.conns;
+        let Some(id) = self.reaper.evict(
+            now,
+            || {
+                conns
                     .iter()
-                    .filter(|(_, c)| c.is_idle() && now.duration_since(c.last) >= EVICT_AFTER)
-                    .map(|(id, c)| (c.last, id)),
-            );
-            // Newest first: `pop` takes the oldest.
-            self.evictable
-                .sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-        }
-        while let Some((last, id)) = self.evictable.pop() {
-            // Skipped if it made progress since it was listed, or is gone.
-            if self
-                .conns
-                .get(&id)
-                .is_some_and(|c| c.last == last && c.is_idle())
-            {
-                self.svc.counters.evicted_idle += 1;
-                engine.close(id);
-                self.finish(id, now);
-                return true;
-            }
-        }
-        false
+                    .filter(|(_, c)| c.is_idle())
+                    .map(|(id, c)| (c.last, id))
+            },
+            |id| conns.get(&id).filter(|c| c.is_idle()).map(|c| c.last),
+        ) else {
+            return false;
+        };
+        self.svc.counters.evicted_idle += 1;
+        engine.close(id);
+        self.finish(id, now);
+        true
     }
 }
 

@@ -67,7 +67,16 @@ impl FlowHasher {
     /// on the wire, all in one SipHash-1-3 message; the 64-bit result is folded to 32 bits
     /// (high half XOR low half). The protocol is not included, like the kernel's
     /// `inet_ehashfn`/`udp_ehashfn`: TCP and UDP groups are separate anyway.
+    #[inline]
     pub fn hash(&self, key: &FlowKey) -> u32 {
+        let h = self.tuple_state(key).finish();
+        ((h >> 32) ^ h) as u32
+    }
+
+    /// The SipHash-1-3 state with this key that has taken in the 4-tuple as [`Self::hash`]
+    /// does: for hashes that cover more than the tuple (the SYN cookie's MAC).
+    #[inline]
+    pub(crate) fn tuple_state(&self, key: &FlowKey) -> SipHasher13 {
         let mut buf = [0u8; 36];
         let mut n = 0;
         n += put_addr(&mut buf[n..], &key.src);
@@ -78,8 +87,7 @@ impl FlowHasher {
         n += 2;
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write(&buf[..n]);
-        let h = h.finish();
-        ((h >> 32) ^ h) as u32
+        h
     }
 }
 

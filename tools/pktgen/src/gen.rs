@@ -579,18 +579,8 @@ impl<R: Rings> Gen<R> {
             match action {
                 Action::Release => self.port.release(f),
                 Action::Neighbor => {
-                    let len = f.len as usize;
                     let (mac, ours) = (self.rx.cfg.our_mac, self.rx.cfg.src_ips);
-                    let mut ok = false;
-                    self.port.reflect(f, |b| {
-                        let r = neigh::answer_arp_if(b, len, mac, |a| ours.contains(a.into()))
-                            .or_else(|| {
-                                neigh::answer_ndp_if(b, len, mac, |a| ours.contains(a.into()))
-                            });
-                        ok = r.is_some();
-                        r
-                    });
-                    if ok {
+                    if neigh::reflect_answer(&mut self.port, f, mac, ours) {
                         self.rx.c.neighbor_answered += 1;
                     }
                 }

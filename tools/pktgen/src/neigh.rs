@@ -104,6 +104,27 @@ pub fn answer_arp(frame: &mut [u8], len: usize, mac: [u8; 6], ours: &[Ipv4Addr])
     answer_arp_if(frame, len, mac, |a| ours.contains(&a))
 }
 
+/// Answers, in place of the received frame `f`, an ARP request or an NDP
+/// solicitation for one of `ours`; whether it did (otherwise the frame is
+/// given back).
+#[inline]
+pub fn reflect_answer<R: nic::Rings>(
+    port: &mut nic::Port<R>,
+    f: nic::Frame,
+    mac: [u8; 6],
+    ours: crate::gen::AddrRange,
+) -> bool {
+    let len = f.len as usize;
+    let mut ok = false;
+    port.reflect(f, |b| {
+        let r = answer_arp_if(b, len, mac, |a| ours.contains(a.into()))
+            .or_else(|| answer_ndp_if(b, len, mac, |a| ours.contains(a.into())));
+        ok = r.is_some();
+        r
+    });
+    ok
+}
+
 /// [`answer_arp`] for the addresses `is_ours` accepts.
 pub fn answer_arp_if(
     frame: &mut [u8],

@@ -146,36 +146,35 @@ fn echo_through_the_reflector_is_all_answered() {
     }
 }
 
+/// 2000 IPv4 echo datagrams through the reflector over a pipe with `faults`.
+fn echo_through(faults: Faults) -> GenReport {
+    let (a, b) = ports(Some(faults));
+    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
+    let mut r = Reflector::new(b, PEER_MAC, &[]);
+    drive(&mut g, || {
+        r.step();
+    });
+    g.finish()
+}
+
 /// Frames lost on the way back are not answered; corrupted ones are caught
 /// by the checksum check and counted as invalid, not as answers.
 #[test]
 fn losses_and_corruption_are_counted() {
-    let (a, b) = ports(Some(Faults {
+    let rep = echo_through(Faults {
         drop_every: 10,
         corrupt_every: 0,
         delay_us: 0,
-    }));
-    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
-    let mut r = Reflector::new(b, PEER_MAC, &[]);
-    drive(&mut g, || {
-        r.step();
     });
-    let rep = g.finish();
     check(&rep);
     assert_eq!(rep.counters.sent, 2000);
     assert_eq!(rep.counters.answered, 1800, "{:?}", rep.counters);
 
-    let (a, b) = ports(Some(Faults {
+    let rep = echo_through(Faults {
         drop_every: 0,
         corrupt_every: 7,
         delay_us: 0,
-    }));
-    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
-    let mut r = Reflector::new(b, PEER_MAC, &[]);
-    drive(&mut g, || {
-        r.step();
     });
-    let rep = g.finish();
     rep.frames.as_ref().unwrap();
     let c = &rep.counters;
     assert_eq!(c.sent, 2000);
@@ -197,6 +196,29 @@ fn losses_and_corruption_are_counted() {
     );
 }
 
+/// Sends `f` back with its addresses swapped and then `edit` applied; if
+/// `twice()` (asked once the answer is made), a copy goes out as well.
+fn answer(
+    b: &mut Port<MemRings>,
+    f: nic::Frame,
+    edit: impl FnOnce(&mut [u8]) -> Option<()>,
+    twice: impl FnOnce() -> bool,
+) {
+    let len = f.len as usize;
+    let mut copy = None;
+    b.reflect(f, |x| {
+        swap_in_place(x, len).ok()?;
+        edit(x)?;
+        if twice() {
+            copy = Some(x[..len].to_vec());
+        }
+        Some(len)
+    });
+    if let Some(c) = copy {
+        assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
+    }
+}
+
 /// A DNS responder: the query comes back with QR set (and every tenth
 /// twice, which must not count twice).
 #[test]
@@ -211,22 +233,19 @@ fn dns_replies_matched_by_id_once() {
         drive(&mut g, || {
             b.recv(&mut frames);
             for f in frames.drain(..) {
-                let len = f.len as usize;
-                let mut copy = None;
-                b.reflect(f, |x| {
-                    swap_in_place(x, len).ok()?;
-                    // QR: the high bit of the flags word (payload bytes 2..4).
-                    let flags = u16::from_be_bytes([x[l4 + 10], x[l4 + 11]]) | 0x8000;
-                    csum::set16(x, l4 + 10, flags, &[l4 + 6])?;
-                    n += 1;
-                    if n.is_multiple_of(10) {
-                        copy = Some(x[..len].to_vec());
-                    }
-                    Some(len)
-                });
-                if let Some(c) = copy {
-                    assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
-                }
+                answer(
+                    &mut b,
+                    f,
+                    |x| {
+                        // QR: the high bit of the flags word (payload bytes 2..4).
+                        let flags = u16::from_be_bytes([x[l4 + 10], x[l4 + 11]]) | 0x8000;
+                        csum::set16(x, l4 + 10, flags, &[l4 + 6])
+                    },
+                    || {
+                        n += 1;
+                        n.is_multiple_of(10)
+                    },
+                );
             }
             b.flush(|_, len| Some(len));
         });
@@ -257,7 +276,6 @@ fn synacks_answered_and_reset() {
         drive(&mut g, || {
             b.recv(&mut frames);
             for f in frames.drain(..) {
-                let len = f.len as usize;
                 let (flags, sport, seq) = b
                     .read(f, |x| {
                         (
@@ -284,23 +302,19 @@ fn synacks_answered_and_reset() {
                 // is refused again but answers nothing new.
                 let twice = syns.is_multiple_of(10);
                 *acked.entry((sport, seq.wrapping_add(1))).or_default() += 1 + u32::from(twice);
-                let mut copy = None;
-                b.reflect(f, |x| {
-                    swap_in_place(x, len).ok()?;
-                    let c = [l4 + 16];
-                    csum::set32(x, l4 + 8, seq.wrapping_add(1), &c)?;
-                    csum::set32(x, l4 + 4, 0x5000_0000, &c)?;
-                    // SYN|ACK
-                    let word = u16::from_be_bytes([x[l4 + 12], x[l4 + 13]]) | 0x10;
-                    csum::set16(x, l4 + 12, word, &c)?;
-                    if twice {
-                        copy = Some(x[..len].to_vec());
-                    }
-                    Some(len)
-                });
-                if let Some(c) = copy {
-                    assert!(b.send_frame(c.len(), |x| x.copy_from_slice(&c)));
-                }
+                answer(
+                    &mut b,
+                    f,
+                    |x| {
+                        let c = [l4 + 16];
+                        csum::set32(x, l4 + 8, seq.wrapping_add(1), &c)?;
+                        csum::set32(x, l4 + 4, 0x5000_0000, &c)?;
+                        // SYN|ACK
+                        let word = u16::from_be_bytes([x[l4 + 12], x[l4 + 13]]) | 0x10;
+                        csum::set16(x, l4 + 12, word, &c)
+                    },
+                    || twice,
+                );
             }
             b.flush(|_, len| Some(len));
         });

@@ -44,18 +44,8 @@ impl<R: Rings> HttpClient<R> {
                 match action {
                     Action::Release => self.port.release(f),
                     Action::Neighbor => {
-                        let len = f.len as usize;
                         let (mac, ours) = (self.k.cfg.our_mac, self.k.cfg.src_ips);
-                        let mut ok = false;
-                        self.port.reflect(f, |b| {
-                            let r = neigh::answer_arp_if(b, len, mac, |a| ours.contains(a.into()))
-                                .or_else(|| {
-                                    neigh::answer_ndp_if(b, len, mac, |a| ours.contains(a.into()))
-                                });
-                            ok = r.is_some();
-                            r
-                        });
-                        if ok {
+                        if neigh::reflect_answer(&mut self.port, f, mac, ours) {
                             self.k.c.neighbor_answered += 1;
                         }
                     }

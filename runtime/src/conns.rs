@@ -1,0 +1,108 @@
+//! What every TCP service keeps beside its connection table: the connections
+//! the engine ended leave it at once, a full table evicts the connection
+//! whose last progress is oldest, and an idle sweep closes the quiet ones.
+//! One [`Reaper`] per service; the table itself stays the service's.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use stack::socket::{ConnEnd, ConnId, TcpApi};
+
+/// A full table evicts a connection to let a new one in only if it made no
+/// progress for this long (RFC 7766 6.2.3: under pressure, close the
+/// connections idle longest).
+pub const EVICT_AFTER: Duration = Duration::from_secs(1);
+/// The candidates for eviction are listed at most this often (a full table
+/// under a SYN flood would otherwise walk it for every newcomer).
+pub const EVICT_SCAN: Duration = Duration::from_millis(100);
+/// How often idle connections are looked for.
+pub const SWEEP: Duration = Duration::from_secs(1);
+
+/// Reused lists (no allocation per poll) and the times of the next scans.
+#[derive(Debug)]
+pub struct Reaper {
+    ended: Vec<(ConnId, ConnEnd)>,
+    idle: Vec<ConnId>,
+    /// Eviction candidates: (last progress, id), the oldest last.
+    evictable: Vec<(Instant, ConnId)>,
+    next_evict_scan: Instant,
+    next_sweep: Instant,
+}
+
+impl Reaper {
+    /// Nothing listed; the first idle sweep one `SWEEP` after `now`.
+    pub fn new(now: Instant) -> Self {
+        Reaper {
+            ended: Vec::new(),
+            idle: Vec::new(),
+            evictable: Vec::new(),
+            next_evict_scan: now,
+            next_sweep: now + SWEEP,
+        }
+    }
+
+    /// The connections the engine ended since the last call (their ids are
+    /// stale: they leave the table at once).
+    pub fn take_ended<A: TcpApi + ?Sized>(&mut self, engine: &mut A) -> &[(ConnId, ConnEnd)] {
+        self.ended.clear();
+        engine.take_ended(&mut self.ended);
+        &self.ended
+    }
+
+    /// The connection to evict for a newcomer, if any: of the connections
+    /// `list` gives as (last progress, id), the one whose last progress is
+    /// oldest and at least `EVICT_AFTER` ago. The list is taken at most
+    /// every `EVICT_SCAN`; a candidate is skipped if `current` (its last
+    /// progress now, `None` if gone or no longer evictable) says it moved.
+    pub fn evict<L>(
+        &mut self,
+        now: Instant,
+        list: impl FnOnce() -> L,
+        current: impl Fn(ConnId) -> Option<Instant>,
+    ) -> Option<ConnId>
+    where
+        L: IntoIterator<Item = (Instant, ConnId)>,
+    {
+        if self.evictable.is_empty() && now >= self.next_evict_scan {
+            self.next_evict_scan = now + EVICT_SCAN;
+            self.evictable.extend(
+                list()
+                    .into_iter()
+                    .filter(|&(last, _)| now.duration_since(last) >= EVICT_AFTER),
+            );
+            // Newest first: `pop` takes the oldest.
+            self.evictable.sort_unstable_by_key(|e| Reverse(e.0));
+        }
+        while let Some((last, id)) = self.evictable.pop() {
+            if current(id) == Some(last) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Once per `SWEEP`: the connections of `list` (last progress, id) that
+    /// made no progress for `idle`; between sweeps, none.
+    pub fn idle(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+        list: impl IntoIterator<Item = (Instant, ConnId)>,
+    ) -> &[ConnId] {
+        self.idle.clear();
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP;
+            self.idle.extend(
+                list.into_iter()
+                    .filter(|&(last, _)| now.duration_since(last) >= idle)
+                    .map(|(_, id)| id),
+            );
+        }
+        &self.idle
+    }
+
+    /// When the next idle sweep is due.
+    pub fn next_sweep(&self) -> Instant {
+        self.next_sweep
+    }
+}
