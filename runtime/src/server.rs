@@ -83,14 +83,17 @@ pub struct ServerArgs {
     /// Owner uid of the listeners (default: the effective uid).
     #[arg(long)]
     pub uid: Option<u32>,
-    /// Fixed TCP receive and send buffers per connection, in bytes each.
-    /// Without it buffers grow with the path as Linux's do (`tcp_rmem`,
-    /// `tcp_wmem`: a 64 KiB window growing to 6 MiB with what the
-    /// application reads, a send buffer of twice the congestion window up to
-    /// 4 MiB), hold memory only while they hold data, and share a memory
-    /// budget (a sixteenth of RAM, as `tcp_mem`).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..))]
-    pub tcp_buf: Option<u32>,
+    /// TCP receive and send buffers per connection: a size in bytes each
+    /// way (fixed: `65536`, `64k`, `4096`), or `auto`: buffers that grow
+    /// with the path as Linux's do (`tcp_rmem`, `tcp_wmem`: a 64 KiB window
+    /// growing to 6 MiB with what the application reads, a send buffer of
+    /// twice the congestion window up to 4 MiB), hold memory only while they
+    /// hold data, and share a memory budget (a sixteenth of RAM, as
+    /// `tcp_mem`). `auto` is not the default yet: through a lossy,
+    /// reordering path a connection with a large window can still stall
+    /// (docs/ARCHITECTURE.md, "Buffers that grow").
+    #[arg(long, default_value = "64k", value_parser = parse_tcp_buf)]
+    pub tcp_buf: TcpBuf,
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
     #[arg(long, value_enum, default_value_t = CcArg::Cubic)]
     pub cc: CcArg,
@@ -126,6 +129,29 @@ pub enum FlagError {
     /// A prefix too long for the family.
     #[error("prefix /{0} is longer than {1}")]
     PrefixTooLong(u8, u8),
+    /// `--tcp-buf` neither `auto` nor a size from 1 KiB to 1 GiB.
+    #[error("`{0}`: expected `auto` or a size from 1k to 1G (65536, 64k, 4M)")]
+    TcpBuf(String),
+}
+
+/// `--tcp-buf`: fixed buffers of a size each way, or grown with the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpBuf {
+    /// This many bytes each way, for the connection's life.
+    Fixed(usize),
+    /// Grown with the path within the process's budget (`BufConfig`).
+    Auto,
+}
+
+/// `auto`, or a size of at least 1 KiB (`65536`, `64k`, `4M`).
+fn parse_tcp_buf(s: &str) -> Result<TcpBuf, FlagError> {
+    if s == "auto" {
+        return Ok(TcpBuf::Auto);
+    }
+    match crate::xsk_opts::parse_size(s) {
+        Ok(n) if (1024..=1 << 30).contains(&n) => Ok(TcpBuf::Fixed(n as usize)),
+        _ => Err(FlagError::TcpBuf(s.to_string())),
+    }
 }
 
 fn parse_key(s: &str) -> Result<(u64, u64), FlagError> {
@@ -464,8 +490,7 @@ where
         let mut ecfg = EngineConfig::new(mac, args.addr, args.addr6);
         ecfg.gateway4 = args.gateway;
         ecfg.gateway6 = args.gateway6;
-        if let Some(n) = args.tcp_buf {
-            let n = n as usize;
+        if let TcpBuf::Fixed(n) = args.tcp_buf {
             ecfg.buffers = stack::engine::BufConfig::fixed(n, n, ecfg.buffers.mem);
         }
         ecfg.congestion = args.cc.into();
@@ -695,5 +720,21 @@ fn inject_fault(worker: usize) {
     if target == Some(worker) {
         std::thread::sleep(std::time::Duration::from_secs(1));
         panic!("injected panic in worker {worker} (XDPSTACK_FAULT_PANIC_WORKER)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_buf_is_auto_or_a_size() {
+        assert_eq!(parse_tcp_buf("auto").unwrap(), TcpBuf::Auto);
+        assert_eq!(parse_tcp_buf("64k").unwrap(), TcpBuf::Fixed(65536));
+        assert_eq!(parse_tcp_buf("4096").unwrap(), TcpBuf::Fixed(4096));
+        for bad in ["512", "2G", "big", ""] {
+            let e = parse_tcp_buf(bad).unwrap_err().to_string();
+            assert!(e.contains("expected `auto`"), "{bad}: {e}");
+        }
     }
 }
