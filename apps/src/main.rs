@@ -107,7 +107,8 @@ enum SandboxCmd {
         /// Impair the link (any of these given): a middle namespace
         /// xs-NAME-mid runs a forwarder between the two ends, e.g.
         /// `--loss 1% --delay 20ms --jitter 5ms --reorder 0.5% --duplicate 0.1%`
-        /// (each way, seeded: `--seed N`).
+        /// (each way, seeded: `--seed N`), and a bottleneck each way:
+        /// `--rate 100mbit --queue 100ms` (tail drop past the queue).
         #[command(flatten)]
         impair: impair::ImpairArgs,
     },

@@ -74,6 +74,9 @@ enum Cmd {
     /// HTTP keep-alive from an unprivileged process attached to `xdpstack daemon`, vs the
     /// same server in-process and nginx.
     Attach,
+    /// Downloads over a long, lossy, bottlenecked path (issue 19): xdpstack http (defaults) vs
+    /// nginx with the kernel's cubic and BBR. Long: not in `all` (bench/README.md).
+    Wan,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -308,6 +311,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Dnstcp => vec!["dnstcp"],
         Cmd::Lossy => vec!["lossy"],
         Cmd::Attach => vec!["attach"],
+        Cmd::Wan => vec!["wan"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -342,6 +346,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "dnstcp" => scenarios::dnstcp::run(&ctx),
             "lossy" => scenarios::lossy::run(&ctx),
             "attach" => scenarios::attach::run(&ctx),
+            "wan" => scenarios::wan::run(&ctx),
             _ => continue,
         };
         match r {

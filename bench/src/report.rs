@@ -27,6 +27,9 @@ pub const ORDER: [&str; 10] = [
     "attach",
 ];
 
+/// Scenarios reported after [`ORDER`] but not run by `all` (long: run on their own).
+pub const REPORTED_ONLY: [&str; 1] = ["wan"];
+
 /// Columns shown per scenario: (metric key, header).
 fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
     match scenario {
@@ -116,6 +119,16 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("failed", "failed transfers"),
             ("server_echoed_mib", "server echoed MiB"),
         ],
+        "wan" => &[
+            ("download_s", "download s"),
+            ("goodput_mbit_s", "goodput Mbit/s"),
+            ("exact", "complete, byte-exact"),
+            ("bad_files", "files wrong"),
+            ("connections", "connections"),
+            ("max_gap_ms", "longest gap ms"),
+            ("max_gap_rto", "longest gap / RTO"),
+            ("wall_s", "cut at s"),
+        ],
         "synflood" => &[
             ("success_during_pct", "success during flood %"),
             ("success_after_pct", "success after flood %"),
@@ -185,7 +198,7 @@ pub fn fmt_num(v: f64) -> String {
 /// Loads every results file there is.
 pub fn load_results(dir: &Path) -> Vec<ScenarioResult> {
     let mut out = Vec::new();
-    for id in ORDER {
+    for id in ORDER.iter().chain(REPORTED_ONLY.iter()) {
         let p = dir.join(format!("{id}.json"));
         if let Ok(text) = std::fs::read_to_string(&p) {
             match serde_json::from_str::<ScenarioResult>(&text) {
@@ -657,6 +670,21 @@ pub fn plots(results: &[ScenarioResult], dir: &Path) -> Vec<(String, String)> {
         let file = format!("{}.png", r.scenario);
         let path = dir.join(&file);
         let res = match r.scenario.as_str() {
+            "wan" => {
+                let cases: Vec<&Case> = r
+                    .cases
+                    .iter()
+                    .filter(|c| c.name.starts_with("RTT"))
+                    .collect();
+                case_bars(
+                    r,
+                    &cases,
+                    "goodput_mbit_s",
+                    &path,
+                    &format!("WAN downloads: goodput, median{}", quick(r)),
+                    "Mbit/s",
+                )
+            }
             "http" => {
                 let cases: Vec<&Case> = r.cases.iter().collect();
                 case_bars(

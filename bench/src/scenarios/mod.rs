@@ -11,3 +11,4 @@ pub mod neighflood;
 pub mod steer;
 pub mod synflood;
 pub mod udp;
+pub mod wan;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nic::packet::{PacketSocket, Recv};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 
 use super::{ImpairCounters, Impairer};
 
@@ -174,13 +175,15 @@ pub fn run(args: &ForwardArgs) -> Result<ForwardStats, ForwardError> {
             .min()
             .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now))
             .min(MAX_SLEEP);
-        // poll(2) counts whole milliseconds: round up, never sleep past a due frame by more.
-        let ms = wake.as_micros().div_ceil(1000) as u16;
+        // Sleep until the next frame is due (or one arrives), to the microsecond: poll(2)'s
+        // whole milliseconds would release a bottleneck's frames in 1 ms bursts. Nothing due
+        // now means a real sleep (never a spin): `wake` is zero only when a frame is ready,
+        // and then the loop sends it.
         let mut fds = [
             PollFd::new(client.as_fd(), PollFlags::POLLIN),
             PollFd::new(server.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::from(ms)) {
+        match ppoll(&mut fds, Some(TimeSpec::from_duration(wake)), None) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => break Err(io::Error::from(e)),
         }

@@ -9,6 +9,11 @@
 //!
 //! Per frame and direction, in this order:
 //! * **loss**: dropped with probability `loss`;
+//! * **bottleneck** (with `rate`): the frame joins a FIFO drained at `rate` bits/s (a token
+//!   bucket whose burst is one frame: each frame leaves when the link has finished sending the
+//!   ones before it); a frame that would find more than `queue` (time or bytes) ahead of it is
+//!   dropped (tail drop). The time it waits and serializes is added before the delay, so
+//!   congestion is real: a sender that overruns the rate sees the queue grow, then loss;
 //! * **delay**: released `delay ± jitter` (uniform) after it arrived, but never before the
 //!   frame in front of it: jitter alone does not reorder (as a real path's queue would not);
 //! * **duplicate**: with probability `duplicate`, a copy is released right after it;
@@ -28,6 +33,27 @@ pub const REORDER_HOLD: Duration = Duration::from_millis(10);
 /// Frames held per direction at most; more are dropped (counted as `queue_full`).
 pub const MAX_QUEUED: usize = 1 << 16;
 
+/// Queue of the bottleneck used when a rate is given without `--queue`.
+pub const DEFAULT_QUEUE: QueueLimit = QueueLimit::Time(Duration::from_millis(100));
+
+/// How much the bottleneck's queue holds before it drops at the tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueLimit {
+    /// At most this much sending time queued (at the rate) ahead of a new frame.
+    Time(Duration),
+    /// At most this many bytes queued, the new frame included.
+    Bytes(u64),
+}
+
+impl fmt::Display for QueueLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueLimit::Time(d) => write!(f, "{}us", d.as_micros()),
+            QueueLimit::Bytes(b) => write!(f, "{b}B"),
+        }
+    }
+}
+
 /// How a link is impaired (the same each way).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ImpairSpec {
@@ -43,6 +69,10 @@ pub struct ImpairSpec {
     pub duplicate: f64,
     /// Seed of the random streams.
     pub seed: u64,
+    /// Bottleneck rate in bits per second each way; 0: none.
+    pub rate_bps: u64,
+    /// The bottleneck's queue (used only with a rate).
+    pub queue: QueueLimit,
 }
 
 impl Default for ImpairSpec {
@@ -54,6 +84,8 @@ impl Default for ImpairSpec {
             reorder: 0.0,
             duplicate: 0.0,
             seed: 1,
+            rate_bps: 0,
+            queue: DEFAULT_QUEUE,
         }
     }
 }
@@ -69,6 +101,7 @@ impl ImpairSpec {
             reorder: 0.005,
             duplicate: 0.001,
             seed,
+            ..ImpairSpec::default()
         }
     }
 
@@ -79,6 +112,7 @@ impl ImpairSpec {
             || self.duplicate > 0.0
             || !self.delay.is_zero()
             || !self.jitter.is_zero()
+            || self.rate_bps > 0
     }
 
     /// Checks ranges: probabilities in 0..=1, jitter at most the delay, delay at most 10 s.
@@ -101,12 +135,20 @@ impl ImpairSpec {
         if self.delay > Duration::from_secs(10) {
             return Err(ImpairError::DelayTooLong(self.delay));
         }
+        if self.rate_bps > 0 && self.rate_bps < MIN_RATE_BPS {
+            return Err(ImpairError::RateTooLow(self.rate_bps));
+        }
+        if let QueueLimit::Time(d) = self.queue {
+            if d > Duration::from_secs(10) {
+                return Err(ImpairError::QueueTooLong(d));
+            }
+        }
         Ok(())
     }
 
     /// The command-line arguments that give this spec (`--loss 1% ...`).
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--loss".into(),
             format!("{}%", self.loss * 100.0),
             "--delay".into(),
@@ -119,7 +161,16 @@ impl ImpairSpec {
             format!("{}%", self.duplicate * 100.0),
             "--seed".into(),
             self.seed.to_string(),
-        ]
+        ];
+        if self.rate_bps > 0 {
+            args.extend([
+                "--rate".into(),
+                format!("{}bit", self.rate_bps),
+                "--queue".into(),
+                self.queue.to_string(),
+            ]);
+        }
+        args
     }
 }
 
@@ -134,7 +185,19 @@ impl fmt::Display for ImpairSpec {
             self.reorder * 100.0,
             self.duplicate * 100.0,
             self.seed
-        )
+        )?;
+        if self.rate_bps > 0 {
+            write!(
+                f,
+                ", bottleneck {} Mbit/s with a queue of {}",
+                self.rate_bps as f64 / 1e6,
+                match self.queue {
+                    QueueLimit::Time(d) => format!("{d:?}"),
+                    QueueLimit::Bytes(b) => format!("{b} bytes"),
+                }
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -160,6 +223,14 @@ pub struct ImpairArgs {
     /// Seed of the impairment's random streams (same seed and traffic, same run).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A bottleneck each way at this rate: `100mbit`, `1gbit`, `500kbit`
+    /// (bits per second; a bare number is bit/s).
+    #[arg(long, value_parser = parse_bitrate)]
+    pub rate: Option<u64>,
+    /// The bottleneck's queue, tail drop past it: a time at the rate
+    /// (`100ms`, the default) or a size (`150KB`, `64KiB`, `100000B`).
+    #[arg(long, value_parser = parse_queue, requires = "rate")]
+    pub queue: Option<QueueLimit>,
 }
 
 impl ImpairArgs {
@@ -173,6 +244,8 @@ impl ImpairArgs {
             reorder: self.reorder.unwrap_or(d.reorder),
             duplicate: self.duplicate.unwrap_or(d.duplicate),
             seed: self.seed.unwrap_or(d.seed),
+            rate_bps: self.rate.unwrap_or(d.rate_bps),
+            queue: self.queue.unwrap_or(d.queue),
         }
     }
 }
@@ -205,6 +278,75 @@ pub enum ImpairError {
     /// A rate out of range.
     #[error("`{0}` is not between 0% and 100%")]
     RateRange(String),
+    /// Not a bit rate.
+    #[error("`{0}` is not a bit rate (e.g. 100mbit, 1gbit, 500kbit)")]
+    NotBitrate(String),
+    /// A bottleneck slower than [`MIN_RATE_BPS`].
+    #[error("bottleneck rate {0} bit/s is below 8 kbit/s")]
+    RateTooLow(u64),
+    /// Not a queue size.
+    #[error("`{0}` is not a queue limit (e.g. 100ms, 150KB, 64KiB)")]
+    NotQueue(String),
+    /// A queue longer than 10 s.
+    #[error("queue {0:?} exceeds 10 s")]
+    QueueTooLong(Duration),
+}
+
+/// Slowest bottleneck accepted: 8 kbit/s (a full-size frame then takes 1.5 s).
+pub const MIN_RATE_BPS: u64 = 8_000;
+
+/// Splits `100mbit` into (100.0, "mbit").
+fn number_unit(s: &str) -> Option<(f64, String)> {
+    let s = s.trim();
+    let at = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let v: f64 = s[..at].parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v, s[at..].trim().to_ascii_lowercase()))
+}
+
+/// Parses a bit rate: `100mbit`, `1gbit`, `500kbit`, `2.5mbit`, `100mbps`
+/// (megabits too, as tc reads `mbit`), or a bare number of bit/s.
+pub fn parse_bitrate(s: &str) -> Result<u64, ImpairError> {
+    let bad = || ImpairError::NotBitrate(s.to_string());
+    let (v, unit) = number_unit(s).ok_or_else(bad)?;
+    let scale = match unit.as_str() {
+        "" | "bit" | "bps" => 1.0,
+        "k" | "kbit" | "kbps" => 1e3,
+        "m" | "mbit" | "mbps" => 1e6,
+        "g" | "gbit" | "gbps" => 1e9,
+        _ => return Err(bad()),
+    };
+    let bps = v * scale;
+    if !(1.0..=1e12).contains(&bps) {
+        return Err(bad());
+    }
+    Ok(bps.round() as u64)
+}
+
+/// Parses a queue limit: a duration (`100ms`, `1s`, `500us`) or a size
+/// (`150000B`, `150KB`, `64KiB`, `1MB`, `1MiB`).
+pub fn parse_queue(s: &str) -> Result<QueueLimit, ImpairError> {
+    let bad = || ImpairError::NotQueue(s.to_string());
+    let (v, unit) = number_unit(s).ok_or_else(bad)?;
+    let bytes = match unit.as_str() {
+        "b" => Some(1.0),
+        "kb" => Some(1e3),
+        "kib" => Some(1024.0),
+        "mb" => Some(1e6),
+        "mib" => Some(1024.0 * 1024.0),
+        _ => None,
+    };
+    if let Some(scale) = bytes {
+        let b = v * scale;
+        if !(1.0..=1e10).contains(&b) {
+            return Err(bad());
+        }
+        return Ok(QueueLimit::Bytes(b.round() as u64));
+    }
+    let d = runtime::duration::parse_within(s, Duration::ZERO, Duration::from_secs(10))
+        .map_err(|_| bad())?;
+    Ok(QueueLimit::Time(d))
 }
 
 /// Parses a probability: `1%`, `0.5%` or a fraction `0.01`.
@@ -277,6 +419,79 @@ pub struct ImpairCounters {
     pub reordered: u64,
     /// Frames dropped because [`MAX_QUEUED`] were held.
     pub queue_full: u64,
+    /// Frames that waited in the bottleneck's queue behind others.
+    pub queued: u64,
+    /// Frames dropped at the tail of the bottleneck's full queue.
+    pub queue_dropped: u64,
+    /// Most bytes the bottleneck held at once (the frame being sent included).
+    pub queue_max_bytes: u64,
+    /// Longest a frame waited in the bottleneck's queue, microseconds.
+    pub queue_max_us: u64,
+}
+
+/// The bottleneck of one direction: a FIFO drained at a fixed rate, bounded.
+#[derive(Debug)]
+struct Bottleneck {
+    rate_bps: u64,
+    limit: QueueLimit,
+    /// When the link has sent everything it holds.
+    free_at: Option<Instant>,
+    /// Frames in the bottleneck (waiting or being sent): when each has left, and its size.
+    held: VecDeque<(Instant, u64)>,
+    /// Bytes of `held`.
+    bytes: u64,
+}
+
+impl Bottleneck {
+    fn new(rate_bps: u64, limit: QueueLimit) -> Self {
+        Bottleneck {
+            rate_bps,
+            limit,
+            free_at: None,
+            held: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Time to send `len` bytes at the rate.
+    fn serialize(&self, len: u64) -> Duration {
+        let nanos = u128::from(len) * 8 * 1_000_000_000 / u128::from(self.rate_bps.max(1));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// A frame of `len` bytes arrives at `now`: when it has left the bottleneck, or `None` if
+    /// the queue is full (tail drop). Counts into `c`.
+    fn admit(&mut self, now: Instant, len: u64, c: &mut ImpairCounters) -> Option<Instant> {
+        while let Some(&(left, n)) = self.held.front() {
+            if left > now {
+                break;
+            }
+            self.held.pop_front();
+            self.bytes -= n;
+        }
+        let start = self.free_at.map_or(now, |f| f.max(now));
+        let wait = start - now;
+        let full = match self.limit {
+            QueueLimit::Time(limit) => wait > limit,
+            QueueLimit::Bytes(limit) => self.bytes + len > limit,
+        };
+        if full {
+            c.queue_dropped += 1;
+            return None;
+        }
+        if !wait.is_zero() {
+            c.queued += 1;
+        }
+        let left = start + self.serialize(len);
+        self.free_at = Some(left);
+        self.held.push_back((left, len));
+        self.bytes += len;
+        c.queue_max_bytes = c.queue_max_bytes.max(self.bytes);
+        c.queue_max_us = c
+            .queue_max_us
+            .max(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX));
+        Some(left)
+    }
 }
 
 struct Queued {
@@ -296,6 +511,8 @@ pub struct Impairer {
     held: Option<(Instant, Vec<u8>)>,
     /// Frames ready to go out now, in order.
     out: VecDeque<Vec<u8>>,
+    /// The rate and its queue, if the spec has a rate.
+    bottleneck: Option<Bottleneck>,
     counters: ImpairCounters,
 }
 
@@ -310,6 +527,7 @@ impl Impairer {
             floor: None,
             held: None,
             out: VecDeque::new(),
+            bottleneck: (spec.rate_bps > 0).then(|| Bottleneck::new(spec.rate_bps, spec.queue)),
             counters: ImpairCounters::default(),
         }
     }
@@ -345,7 +563,15 @@ impl Impairer {
         let jitter = self.spec.jitter.as_secs_f64();
         let offset = (self.rng.next_f64() * 2.0 - 1.0) * jitter;
         let delay = Duration::from_secs_f64((self.spec.delay.as_secs_f64() + offset).max(0.0));
-        let mut at = now + delay;
+        // Past the bottleneck (if any) first; the propagation delay counts from there.
+        let sent = match &mut self.bottleneck {
+            Some(b) => match b.admit(now, frame.len() as u64, &mut self.counters) {
+                Some(left) => left,
+                None => return,
+            },
+            None => now,
+        };
+        let mut at = sent + delay;
         if let Some(floor) = self.floor {
             at = at.max(floor);
         }
@@ -547,6 +773,7 @@ mod tests {
             reorder: 0.05,
             duplicate: 0.05,
             seed: 9,
+            ..ImpairSpec::default()
         };
         let a = run(spec, 20_000);
         let b = run(spec, 20_000);
@@ -579,5 +806,230 @@ mod tests {
         assert_eq!(imp.counters().queue_full, 10);
         assert!(imp.pop(now).is_none());
         assert_eq!(imp.next_due(now), Some(now + Duration::from_secs(1)));
+    }
+}
+
+#[cfg(test)]
+mod bottleneck_tests {
+    use super::*;
+
+    const FRAME: usize = 1500;
+    /// 12 Mbit/s: a 1500-byte frame takes exactly 1 ms.
+    const RATE: u64 = 12_000_000;
+
+    fn spec(queue: QueueLimit) -> ImpairSpec {
+        ImpairSpec {
+            rate_bps: RATE,
+            queue,
+            ..ImpairSpec::default()
+        }
+    }
+
+    fn frame(i: u32) -> Vec<u8> {
+        let mut f = vec![0u8; FRAME];
+        f[..4].copy_from_slice(&i.to_be_bytes());
+        f
+    }
+
+    fn id(f: &[u8]) -> u32 {
+        u32::from_be_bytes(f[..4].try_into().expect("4 bytes"))
+    }
+
+    /// Drains `imp` in 10 µs steps from `from` for `span`; returns (release offset from
+    /// `t0`, id).
+    fn drain(
+        imp: &mut Impairer,
+        t0: Instant,
+        from: Instant,
+        span: Duration,
+    ) -> Vec<(Duration, u32)> {
+        let mut out = Vec::new();
+        let mut now = from;
+        while now <= from + span {
+            while let Some(f) = imp.pop(now) {
+                out.push((now - t0, id(&f)));
+            }
+            now += Duration::from_micros(10);
+        }
+        out
+    }
+
+    #[test]
+    fn bit_rates_and_queue_limits_parse() {
+        assert_eq!(parse_bitrate("100mbit"), Ok(100_000_000));
+        assert_eq!(parse_bitrate("1gbit"), Ok(1_000_000_000));
+        assert_eq!(parse_bitrate("2.5Mbit"), Ok(2_500_000));
+        assert_eq!(parse_bitrate("500kbit"), Ok(500_000));
+        assert_eq!(parse_bitrate("64000"), Ok(64_000));
+        assert!(parse_bitrate("fast").is_err());
+        assert!(parse_bitrate("10 furlongs").is_err());
+        assert!(parse_bitrate("0").is_err());
+        assert_eq!(
+            parse_queue("100ms"),
+            Ok(QueueLimit::Time(Duration::from_millis(100)))
+        );
+        assert_eq!(parse_queue("150KB"), Ok(QueueLimit::Bytes(150_000)));
+        assert_eq!(parse_queue("64KiB"), Ok(QueueLimit::Bytes(65_536)));
+        assert_eq!(parse_queue("1MiB"), Ok(QueueLimit::Bytes(1 << 20)));
+        assert_eq!(parse_queue("9000B"), Ok(QueueLimit::Bytes(9000)));
+        assert!(parse_queue("11s").is_err());
+        assert!(parse_queue("lots").is_err());
+        let low = ImpairSpec {
+            rate_bps: 1000,
+            ..ImpairSpec::default()
+        };
+        assert_eq!(low.validate(), Err(ImpairError::RateTooLow(1000)));
+        assert!(spec(DEFAULT_QUEUE).is_active());
+    }
+
+    #[test]
+    fn the_flags_round_trip_through_the_forwarders_arguments() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            impair: ImpairArgs,
+        }
+        use clap::Parser as _;
+        for queue in [
+            QueueLimit::Time(Duration::from_millis(100)),
+            QueueLimit::Bytes(150_000),
+        ] {
+            let want = ImpairSpec {
+                rate_bps: 100_000_000,
+                queue,
+                ..ImpairSpec::lossy_wan(5)
+            };
+            let mut argv = vec!["x".to_string()];
+            argv.extend(want.to_args());
+            let got = Cli::try_parse_from(argv).expect("parses").impair.spec();
+            assert_eq!(got, want);
+        }
+        // Without a rate there are no bottleneck arguments; --queue alone is refused.
+        assert!(!ImpairSpec::lossy_wan(5)
+            .to_args()
+            .contains(&"--rate".to_string()));
+        assert!(Cli::try_parse_from(["x", "--queue", "100ms"]).is_err());
+        let d = Cli::try_parse_from(["x", "--rate", "100mbit"]).expect("parses");
+        assert_eq!(d.impair.spec().queue, DEFAULT_QUEUE);
+    }
+
+    #[test]
+    fn frames_leave_at_the_rate_and_in_order() {
+        // Offered at twice the rate (one frame every 0.5 ms), with room for all of them.
+        let mut imp = Impairer::new(spec(QueueLimit::Bytes(1 << 30)), 0);
+        let t0 = Instant::now();
+        let n = 1000u32;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let now = t0 + Duration::from_micros(500) * i;
+            while let Some(f) = imp.pop(now) {
+                out.push((now - t0, id(&f)));
+            }
+            imp.push(now, &frame(i));
+        }
+        out.extend(drain(
+            &mut imp,
+            t0,
+            t0 + Duration::from_millis(500),
+            Duration::from_secs(1),
+        ));
+        assert_eq!(out.len(), n as usize);
+        assert!(out.iter().enumerate().all(|(i, (_, f))| *f == i as u32));
+        // Frame i leaves at (i + 1) ms exactly (the test clock steps 10 µs past it at most).
+        for (t, f) in &out {
+            let due = Duration::from_millis(u64::from(*f) + 1);
+            assert!(
+                *t >= due && *t <= due + Duration::from_micros(500),
+                "{f} at {t:?}"
+            );
+        }
+        let c = imp.counters();
+        assert_eq!(c.queue_dropped, 0);
+        assert_eq!(c.queued, u64::from(n) - 1);
+        // Half the frames were still queued at the end: 500 ms of sending.
+        assert!(
+            c.queue_max_us >= 499_000 && c.queue_max_us <= 500_000,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_time_limited_queue_drops_at_the_tail() {
+        let mut imp = Impairer::new(spec(QueueLimit::Time(Duration::from_millis(10))), 0);
+        let t0 = Instant::now();
+        for i in 0..100 {
+            imp.push(t0, &frame(i));
+        }
+        // Waits of 0, 1, ..., 10 ms are allowed: 11 frames.
+        let c = imp.counters();
+        assert_eq!(c.queue_dropped, 89);
+        assert_eq!(c.queued, 10);
+        assert_eq!(c.queue_max_us, 10_000);
+        assert_eq!(c.queue_max_bytes, 11 * FRAME as u64);
+        let out = drain(&mut imp, t0, t0, Duration::from_millis(20));
+        let ids: Vec<u32> = out.iter().map(|(_, f)| *f).collect();
+        assert_eq!(
+            ids,
+            (0..11).collect::<Vec<_>>(),
+            "the first ones go, the tail is cut"
+        );
+        // Drained: a new burst is admitted again.
+        let later = t0 + Duration::from_millis(30);
+        imp.push(later, &frame(200));
+        assert_eq!(imp.counters().queue_dropped, 89);
+        assert_eq!(imp.next_due(later), Some(later + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_byte_limited_queue_drops_at_the_tail_and_refills_as_it_drains() {
+        let mut imp = Impairer::new(spec(QueueLimit::Bytes(3 * FRAME as u64)), 0);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            imp.push(t0, &frame(i));
+        }
+        assert_eq!(imp.counters().queue_dropped, 7);
+        assert_eq!(imp.counters().queue_max_bytes, 3 * FRAME as u64);
+        // After 1 ms the first frame has left: room for exactly one more.
+        let t1 = t0 + Duration::from_millis(1);
+        imp.push(t1, &frame(10));
+        imp.push(t1, &frame(11));
+        assert_eq!(imp.counters().queue_dropped, 8);
+        let ids: Vec<u32> = drain(&mut imp, t0, t0, Duration::from_millis(10))
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2, 10]);
+    }
+
+    #[test]
+    fn the_delay_counts_from_the_end_of_the_bottleneck_and_loss_comes_first() {
+        let s = ImpairSpec {
+            delay: Duration::from_millis(20),
+            ..spec(DEFAULT_QUEUE)
+        };
+        let mut imp = Impairer::new(s, 0);
+        let t0 = Instant::now();
+        imp.push(t0, &frame(0));
+        imp.push(t0, &frame(1));
+        assert_eq!(imp.next_due(t0), Some(t0 + Duration::from_millis(21)));
+        let out = drain(&mut imp, t0, t0, Duration::from_millis(30));
+        assert_eq!(
+            out,
+            vec![
+                (Duration::from_millis(21), 0),
+                (Duration::from_millis(22), 1)
+            ]
+        );
+        // A lost frame takes no time at the bottleneck.
+        let lossy = ImpairSpec {
+            loss: 1.0,
+            ..spec(DEFAULT_QUEUE)
+        };
+        let mut imp = Impairer::new(lossy, 0);
+        for i in 0..100 {
+            imp.push(t0, &frame(i));
+        }
+        let c = imp.counters();
+        assert_eq!((c.dropped, c.queued, c.queue_dropped), (100, 0, 0));
     }
 }

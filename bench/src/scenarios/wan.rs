@@ -1,0 +1,827 @@
+//! Scenario `wan`: download time over a path that looks like the internet (issue 19): RTT
+//! {2, 20, 50, 200 ms} x loss {0, 0.1%, 1%, 3%} x {one 100 MiB file; 100 parallel 1 MiB; 1,000
+//! sequential 10 KiB on one keep-alive connection}, through the impairing forwarder with a
+//! bottleneck (100 Mbit/s each way, a 100 ms tail-drop queue), `xdpstack http --root DIR` with
+//! its default settings beside nginx serving the same files on the same path, nginx measured
+//! with the kernel's cubic and with its BBR. The forwarder's own ceiling (kernel to kernel
+//! through it, no impairment) is measured first and written beside every case.
+//!
+//! Clients are curl in the client namespace (one connection for the file and for the
+//! sequential case, `--parallel` for the parallel one); every file is compared byte for byte
+//! with the one served. While a download runs, `ss -ti` in the client namespace is sampled
+//! every 200 ms: the longest a connection went without receiving anything (`lastrcv`) over the
+//! client's RTO for it (`rto`) is reported (issue 19: at most two RTOs).
+//!
+//! Selecting a subset (environment): `XDPSTACK_BENCH_WAN_RTTS=2,20,50,200` (ms),
+//! `XDPSTACK_BENCH_WAN_LOSS=0,0.1,1,3` (%), `XDPSTACK_BENCH_WAN_LOADS=file,parallel,seq`,
+//! `XDPSTACK_BENCH_WAN_CC=cubic,bbr`, `XDPSTACK_BENCH_WAN_RATE=100mbit`,
+//! `XDPSTACK_BENCH_WAN_QUEUE=100ms` (or a size, `150KB`), `XDPSTACK_BENCH_WAN_LIMIT=300s`
+//! (each download's time limit). `--quick`: RTT 50 ms x loss {0, 1%} x {file, parallel}, one
+//! run, a 120 s limit.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lab::impair::{self, ImpairSpec, QueueLimit, SplitMix64};
+use lab::sandbox::{self, Sandbox, SandboxSpec, Side};
+
+use crate::common::{self, Ctx};
+use crate::env;
+use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
+use crate::procs::{self, err, Proc, Result};
+
+const STACK_IP: &str = "10.112.0.1";
+const KERNEL_IP: &str = "10.112.0.3";
+const STACK: &str = "xdpstack (defaults, cc cubic)";
+const ALLOWED_CC: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+
+/// One of the three downloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// One 100 MiB file.
+    File,
+    /// 100 files of 1 MiB in parallel (100 connections).
+    Parallel,
+    /// 1,000 files of 10 KiB one after the other on one keep-alive connection.
+    Seq,
+}
+
+impl Load {
+    fn parse(s: &str) -> Option<Load> {
+        match s.trim() {
+            "file" => Some(Load::File),
+            "parallel" => Some(Load::Parallel),
+            "seq" => Some(Load::Seq),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Load::File => "one 100 MiB file",
+            Load::Parallel => "100 parallel 1 MiB",
+            Load::Seq => "1,000 sequential 10 KiB, one connection",
+        }
+    }
+
+    /// (URL path, size) of every file of this load.
+    fn files(self) -> Vec<(String, usize)> {
+        match self {
+            Load::File => vec![("big/f100m".into(), 100 << 20)],
+            Load::Parallel => (0..100)
+                .map(|i| (format!("par/p{i:03}"), 1 << 20))
+                .collect(),
+            Load::Seq => (0..1000)
+                .map(|i| (format!("seq/s{i:04}"), 10 << 10))
+                .collect(),
+        }
+    }
+}
+
+/// The matrix to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    /// Round-trip times (split evenly over the two directions).
+    pub rtts: Vec<Duration>,
+    /// Loss each way, as a fraction.
+    pub losses: Vec<f64>,
+    /// Downloads.
+    pub loads: Vec<Load>,
+    /// Kernel congestion controls nginx is measured with.
+    pub ccs: Vec<String>,
+    /// Bottleneck rate, bit/s.
+    pub rate_bps: u64,
+    /// Bottleneck queue.
+    pub queue: QueueLimit,
+    /// Time limit of one download.
+    pub limit: Duration,
+}
+
+/// The matrix from the environment (see the module's doc), full or quick.
+pub fn matrix(quick: bool, get: impl Fn(&str) -> Option<String>) -> Result<Matrix> {
+    let pick = |var: &str, full: &str, q: &str| {
+        get(var).unwrap_or_else(|| if quick { q } else { full }.to_string())
+    };
+    let rtts = pick("XDPSTACK_BENCH_WAN_RTTS", "2,20,50,200", "50");
+    let losses = pick("XDPSTACK_BENCH_WAN_LOSS", "0,0.1,1,3", "0,1");
+    let loads = pick(
+        "XDPSTACK_BENCH_WAN_LOADS",
+        "file,parallel,seq",
+        "file,parallel",
+    );
+    let ccs = pick("XDPSTACK_BENCH_WAN_CC", "cubic,bbr", "cubic,bbr");
+    let rate = pick("XDPSTACK_BENCH_WAN_RATE", "100mbit", "100mbit");
+    let queue = pick("XDPSTACK_BENCH_WAN_QUEUE", "100ms", "100ms");
+    let limit = pick("XDPSTACK_BENCH_WAN_LIMIT", "300s", "120s");
+    let bad = |what: &str, v: &str| procs::BenchError::Msg(format!("wan: bad {what} `{v}`"));
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let m = Matrix {
+        rtts: split(&rtts)
+            .iter()
+            .map(|s| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=20_000.0).contains(v))
+                    .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+                    .ok_or_else(|| bad("RTT (ms)", s))
+            })
+            .collect::<Result<_>>()?,
+        losses: split(&losses)
+            .iter()
+            .map(|s| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=100.0).contains(v))
+                    .map(|p| p / 100.0)
+                    .ok_or_else(|| bad("loss (%)", s))
+            })
+            .collect::<Result<_>>()?,
+        loads: split(&loads)
+            .iter()
+            .map(|s| Load::parse(s).ok_or_else(|| bad("load (file, parallel, seq)", s)))
+            .collect::<Result<_>>()?,
+        ccs: split(&ccs)
+            .into_iter()
+            .map(|s| {
+                if s == "cubic" || s == "bbr" || s == "reno" {
+                    Ok(s)
+                } else {
+                    Err(bad("congestion control", &s))
+                }
+            })
+            .collect::<Result<_>>()?,
+        rate_bps: impair::parse_bitrate(&rate).map_err(|e| bad("rate", &e.to_string()))?,
+        queue: impair::parse_queue(&queue).map_err(|e| bad("queue", &e.to_string()))?,
+        limit: runtime::duration::parse_within(
+            &limit,
+            Duration::from_secs(1),
+            Duration::from_secs(7200),
+        )
+        .map_err(|_| bad("limit", &limit))?,
+    };
+    if m.rtts.is_empty() || m.losses.is_empty() || m.loads.is_empty() || m.ccs.is_empty() {
+        return err("wan: an empty matrix (RTTS, LOSS, LOADS and CC each need a value)");
+    }
+    Ok(m)
+}
+
+/// Deterministic contents of a served file.
+fn contents(path: &str, len: usize) -> Vec<u8> {
+    let seed = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = SplitMix64::new(seed);
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Writes the files of `loads` under `root`.
+fn write_root(root: &Path, loads: &[Load]) -> Result<()> {
+    for l in loads {
+        for (p, len) in l.files() {
+            let path = root.join(&p);
+            if let Some(d) = path.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(path, contents(&p, len))?;
+        }
+    }
+    Ok(())
+}
+
+/// Allows cubic in the root namespace for the run (a namespace may only pick an allowed
+/// one); the list is restored on drop (also on an error or Ctrl-C).
+struct AllowCc {
+    old: Option<String>,
+}
+
+impl AllowCc {
+    fn new(ccs: &[String]) -> Result<AllowCc> {
+        let old = std::fs::read_to_string(ALLOWED_CC)?.trim().to_string();
+        let missing: Vec<&String> = ccs
+            .iter()
+            .filter(|c| !old.split_whitespace().any(|o| o == c.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(AllowCc { old: None });
+        }
+        let _ = std::process::Command::new("modprobe")
+            .arg("tcp_cubic")
+            .output();
+        let new = format!(
+            "{old} {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        std::fs::write(ALLOWED_CC, &new).map_err(|e| {
+            procs::BenchError::Msg(format!("cannot allow `{new}` in {ALLOWED_CC}: {e}"))
+        })?;
+        eprintln!(
+            "   allowed congestion controls for the run: `{new}` (restored after; by hand: \
+             sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{old}\")"
+        );
+        Ok(AllowCc { old: Some(old) })
+    }
+}
+
+impl Drop for AllowCc {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            if let Err(e) = std::fs::write(ALLOWED_CC, old) {
+                eprintln!("warning: could not restore {ALLOWED_CC} to `{old}`: {e}");
+            }
+        }
+    }
+}
+
+/// Sets the kernel's congestion control in both ends' namespaces.
+fn set_cc(sb: &Sandbox, cc: &str) -> Result<()> {
+    let kv = format!("net.ipv4.tcp_congestion_control={cc}");
+    for side in [Side::Server, Side::Client] {
+        env::run_in(sb, side, "sysctl", &["-q", "-w", &kv])?;
+    }
+    Ok(())
+}
+
+/// nginx serving `root` on KERNEL_IP:80 (sendfile, keep-alive without a request limit).
+fn start_nginx(sb: &Sandbox, cpu: &str, root: &Path, dir: &Path, tag: &str) -> Result<Proc> {
+    let d = dir.join(format!("nginx-{tag}"));
+    std::fs::create_dir_all(&d)?;
+    let ds = d.display().to_string();
+    let conf = format!(
+        r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {ds}/nginx.pid;
+error_log {ds}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path {ds}/body;
+    proxy_temp_path {ds}/proxy;
+    fastcgi_temp_path {ds}/fastcgi;
+    uwsgi_temp_path {ds}/uwsgi;
+    scgi_temp_path {ds}/scgi;
+    server {{
+        listen {KERNEL_IP}:80 reuseport;
+        root {root};
+    }}
+}}
+"#,
+        root = root.display()
+    );
+    let path = d.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let mut p = Proc::spawn(
+        "nginx",
+        &sb.info().server_ns,
+        cpu,
+        "nginx",
+        &common::strings(&["-p", &ds, "-c", &path.display().to_string()]),
+        dir,
+    )?;
+    if !env::wait_tcp(sb, KERNEL_IP, 80, Duration::from_secs(10))? || !p.running() {
+        let log = std::fs::read_to_string(d.join("error.log")).unwrap_or_default();
+        return err(format!(
+            "nginx did not come up: {} {}",
+            p.stderr_tail(),
+            procs::tail(&log, 3)
+        ));
+    }
+    Ok(p)
+}
+
+/// `xdpstack http --root DIR` with default settings (only the interface, address and report).
+fn start_stack(ctx: &Ctx, sb: &Sandbox, root: &Path, dir: &Path, stats: &Path) -> Result<Proc> {
+    let p = Proc::spawn_env(
+        "xdpstack http",
+        &sb.info().server_ns,
+        &ctx.server_cpu(),
+        &ctx.bins.xdpstack,
+        &common::strings(&[
+            "http",
+            "--iface",
+            "xdp0",
+            "--addr",
+            "10.112.0.1/24",
+            "--root",
+            &root.display().to_string(),
+            "--report",
+            &stats.display().to_string(),
+        ]),
+        dir,
+        &[("RUST_LOG", "warn")],
+    )?;
+    if !env::wait_tcp(sb, STACK_IP, 80, Duration::from_secs(30))? {
+        return err(format!(
+            "xdpstack http did not come up: {}",
+            p.stderr_tail()
+        ));
+    }
+    Ok(p)
+}
+
+/// Longest time without receiving over the RTO, per `ss -tinH` line: (lastrcv ms, rto ms).
+pub fn parse_ss(text: &str) -> Vec<(f64, f64)> {
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|t| t.strip_prefix(key))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // Each connection is an address line followed by an indented info line.
+    text.lines()
+        .filter_map(|l| Some((field(l, "lastrcv:")?, field(l, "rto:")?)))
+        .collect()
+}
+
+/// Samples `ss -ti` in the client namespace while a download runs.
+struct StallWatch {
+    stop: Arc<AtomicBool>,
+    worst: Arc<Mutex<(f64, f64)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallWatch {
+    fn start(ns: &str, dst: &str) -> StallWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let worst = Arc::new(Mutex::new((0.0f64, 0.0f64)));
+        let (s, w, ns, filter) = (
+            stop.clone(),
+            worst.clone(),
+            ns.to_string(),
+            format!("dst {dst}"),
+        );
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let out = std::process::Command::new("timeout")
+                    .args(["2", "ip", "netns", "exec", &ns, "ss", "-tinH"])
+                    .args(["state", "established", &filter])
+                    .output();
+                if let Ok(o) = out {
+                    for (lastrcv, rto) in parse_ss(&String::from_utf8_lossy(&o.stdout)) {
+                        if let Ok(mut g) = w.lock() {
+                            g.0 = g.0.max(lastrcv);
+                            if rto > 0.0 {
+                                g.1 = g.1.max(lastrcv / rto);
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        StallWatch {
+            stop,
+            worst,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling: (longest gap ms, longest gap over the RTO).
+    fn finish(mut self) -> (f64, f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.worst.lock().map(|g| *g).unwrap_or_default()
+    }
+}
+
+impl Drop for StallWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Compares `got` with the served file; true if byte-exact.
+fn same(got: &Path, want: &Path) -> bool {
+    match (std::fs::read(got), std::fs::read(want)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// One download of `load` from `addr` with curl; metrics of it.
+fn download(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    m: &Matrix,
+    addr: &str,
+    load: Load,
+    root: &Path,
+    dir: &Path,
+) -> Result<Metrics> {
+    let out_dir = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir)?;
+    let files = load.files();
+    let mut cfg = String::new();
+    for (i, (p, _)) in files.iter().enumerate() {
+        cfg.push_str(&format!(
+            "url = \"http://{addr}/{p}\"\noutput = \"{}/{i}\"\n",
+            out_dir.display()
+        ));
+    }
+    let cfg_path = dir.join("curl.cfg");
+    std::fs::write(&cfg_path, cfg)?;
+    let limit = m.limit.as_secs().max(1);
+    let mut cmd = sb.command(Side::Client, "timeout");
+    cmd.args(["-k", "5", &(limit + 10).to_string(), "taskset", "-c"])
+        .arg(ctx.client_cpu())
+        .args(["curl", "-sS", "--http1.1", "--max-time", &limit.to_string()])
+        .args(["-w", "%{http_code} %{num_connects}\\n", "-K"])
+        .arg(&cfg_path);
+    if load == Load::Parallel {
+        cmd.args([
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "100",
+        ]);
+    }
+    let watch = StallWatch::start(&sb.info().client_ns, addr);
+    let t = Instant::now();
+    let out = cmd.output()?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let (gap_ms, gap_rto) = watch.finish();
+    if procs::interrupted() {
+        return Err(procs::BenchError::Interrupted);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let connects: f64 = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .sum();
+    let ok_codes = stdout.lines().filter(|l| l.starts_with("200 ")).count();
+    let mut bytes = 0u64;
+    let mut bad = 0usize;
+    for (i, (p, _)) in files.iter().enumerate() {
+        let got = out_dir.join(i.to_string());
+        bytes += std::fs::metadata(&got).map_or(0, |md| md.len());
+        if !same(&got, &root.join(p)) {
+            bad += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let complete = out.status.success() && bad == 0 && ok_codes == files.len();
+    let mut x = Metrics::new();
+    x.insert("goodput_mbit_s".into(), bytes as f64 * 8.0 / elapsed / 1e6);
+    x.insert("mib".into(), bytes as f64 / f64::from(1 << 20));
+    x.insert("bad_files".into(), bad as f64);
+    x.insert("exact".into(), if complete { 1.0 } else { 0.0 });
+    x.insert("connections".into(), connects);
+    x.insert("max_gap_ms".into(), gap_ms);
+    x.insert("max_gap_rto".into(), gap_rto);
+    if complete {
+        x.insert("download_s".into(), elapsed);
+    } else {
+        x.insert("wall_s".into(), elapsed);
+        eprintln!(
+            "   {addr} {}: incomplete after {elapsed:.1} s ({}; {bad} of {} files wrong; {})",
+            load.label(),
+            out.status,
+            files.len(),
+            procs::tail(&String::from_utf8_lossy(&out.stderr), 2)
+        );
+    }
+    Ok(x)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs the scenario.
+pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
+    let started = Instant::now();
+    let m = matrix(ctx.quick, |k| std::env::var(k).ok())?;
+    let mut res = ctx.result(
+        "wan",
+        "Downloads over a long, lossy bottlenecked path: xdpstack http (defaults) vs nginx with \
+         the kernel's cubic and BBR",
+    );
+    env::ensure_tools(&[("nginx", "nginx-light"), ("curl", "curl")])?;
+    let dir = env::scratch("wan")?;
+    let root = dir.join("root");
+    write_root(&root, &m.loads)?;
+    let _allow = AllowCc::new(&m.ccs)?;
+    let server_cpu = ctx.server_cpu();
+    res.cores = format!(
+        "servers (xdpstack http, one worker, default flags; nginx, one worker) on core \
+         {server_cpu}; curl on core {}; the forwarder (one thread) unpinned in the middle \
+         namespace.",
+        ctx.client_cpu()
+    );
+    let nginx_name = |cc: &str| format!("nginx, kernel {cc}");
+    let mut names: Vec<String> = m.ccs.iter().map(|c| nginx_name(c)).collect();
+    names.push(STACK.to_string());
+
+    // The forwarder's own ceiling: kernel to kernel through it, nothing impaired.
+    let ceiling_load = if m.loads.contains(&Load::File) {
+        Load::File
+    } else {
+        m.loads[0]
+    };
+    let mut ceiling = Case {
+        name: "forwarder ceiling".into(),
+        load: format!(
+            "{} from nginx (kernel {}) through the forwarder, no impairment, no bottleneck",
+            ceiling_load.label(),
+            m.ccs[0]
+        ),
+        subjects: vec![Subject::new("kernel to kernel")],
+        ratios: Vec::new(),
+    };
+    {
+        let sb = Sandbox::up_impaired(
+            &SandboxSpec {
+                name: env::sandbox_name("wc"),
+                queues: 1,
+            },
+            &ImpairSpec::default(),
+            Path::new(&ctx.bins.xdpstack),
+        )?;
+        sb.share_with_kernel()?;
+        set_cc(&sb, &m.ccs[0])?;
+        let ng = start_nginx(&sb, &server_cpu, &root, &dir, "ceiling")?;
+        for run in 0..ctx.runs {
+            let r = download(ctx, &sb, &m, KERNEL_IP, ceiling_load, &root, &dir);
+            ceiling.subjects[0].record(run, r.map(|x| (x, String::new())))?;
+        }
+        let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    }
+    ceiling.subjects[0].finish();
+    let ceil = ceiling.subjects[0].median.get("goodput_mbit_s").copied();
+    let ceil_text = ceil.map_or("not measured".to_string(), |c| format!("{c:.0} Mbit/s"));
+    res.notes.push(format!(
+        "The forwarder's own ceiling (kernel to kernel through it, no impairment): {ceil_text}; \
+         the bottleneck is {} Mbit/s.",
+        m.rate_bps as f64 / 1e6
+    ));
+    if ceil.is_some_and(|c| c < m.rate_bps as f64 / 1e6) {
+        res.notes.push(
+            "WARNING: the forwarder's ceiling is below the bottleneck's rate: the figures \
+             measure the forwarder, not the path."
+                .into(),
+        );
+    }
+    res.cases.push(ceiling);
+
+    let mut seed = 19u64;
+    for &rtt in &m.rtts {
+        for &loss in &m.losses {
+            seed += 1;
+            let spec = ImpairSpec {
+                loss,
+                delay: rtt / 2,
+                rate_bps: m.rate_bps,
+                queue: m.queue,
+                seed,
+                ..ImpairSpec::default()
+            };
+            let cell = format!("RTT {} ms, loss {}%", ms(rtt), loss * 100.0);
+            eprintln!("-- {cell}");
+            let mut cases: Vec<Case> = m
+                .loads
+                .iter()
+                .map(|l| Case {
+                    name: format!("{cell}, {}", l.label()),
+                    load: format!(
+                        "curl{} through {spec} (each way); forwarder ceiling {ceil_text}",
+                        if *l == Load::Parallel {
+                            " --parallel"
+                        } else {
+                            ""
+                        }
+                    ),
+                    subjects: names.iter().map(|n| Subject::new(n)).collect(),
+                    ratios: Vec::new(),
+                })
+                .collect();
+            let sb = Sandbox::up_impaired(
+                &SandboxSpec {
+                    name: env::sandbox_name("wn"),
+                    queues: 1,
+                },
+                &spec,
+                Path::new(&ctx.bins.xdpstack),
+            )?;
+            sb.share_with_kernel()?;
+            for run in 0..ctx.runs {
+                for (si, cc) in m.ccs.iter().enumerate() {
+                    set_cc(&sb, cc)?;
+                    let ng = match start_nginx(&sb, &server_cpu, &root, &dir, cc) {
+                        Ok(p) => p,
+                        Err(procs::BenchError::Interrupted) => {
+                            return Err(procs::BenchError::Interrupted)
+                        }
+                        Err(e) => {
+                            for c in &mut cases {
+                                c.subjects[si].errors.push(format!("run {run}: {e}"));
+                            }
+                            continue;
+                        }
+                    };
+                    for (li, &l) in m.loads.iter().enumerate() {
+                        let r = download(ctx, &sb, &m, KERNEL_IP, l, &root, &dir);
+                        cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
+                    }
+                    let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+                }
+                // The stack: its own cubic; the client's kernel is on the last cc set.
+                let si = m.ccs.len();
+                let stats = dir.join(format!("stack-{seed}-{run}.json"));
+                let p = match start_stack(ctx, &sb, &root, &dir, &stats) {
+                    Ok(p) => p,
+                    Err(procs::BenchError::Interrupted) => {
+                        return Err(procs::BenchError::Interrupted)
+                    }
+                    Err(e) => {
+                        for c in &mut cases {
+                            c.subjects[si].errors.push(format!("run {run}: {e}"));
+                        }
+                        continue;
+                    }
+                };
+                for (li, &l) in m.loads.iter().enumerate() {
+                    let r = download(ctx, &sb, &m, STACK_IP, l, &root, &dir);
+                    cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
+                }
+                let s = common::stop_stack(p, &stats);
+                if run == 0 {
+                    if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
+                        for c in &mut cases {
+                            c.subjects[si].detail.push(format!(
+                                "counters at exit (run 0, all loads): app {}",
+                                w.app
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(f) = sandbox::forwarder_stats(&sb.info().name) {
+                res.notes.push(format!(
+                    "{cell}: forwarder counters at the end: {}",
+                    serde_json::to_string(&f).unwrap_or_default()
+                ));
+            }
+            drop(sb);
+            for mut c in cases {
+                for s in &mut c.subjects {
+                    s.finish();
+                }
+                for cc in &m.ccs {
+                    c.add_ratio("download_s", STACK, &nginx_name(cc));
+                    c.add_ratio("goodput_mbit_s", STACK, &nginx_name(cc));
+                }
+                res.cases.push(c);
+            }
+        }
+    }
+    add_targets(&mut res, &m, &nginx_name);
+    res.notes.push(format!(
+        "Each case: the time to download every file (curl in the client namespace; all \
+         files compared byte for byte), `goodput_mbit_s` the bytes received over that time \
+         (also for a download cut at the {} s limit). Loss and delay are each way (delay = RTT \
+         / 2); the bottleneck ({} Mbit/s, queue {}) is each way too. `max_gap_rto`: the longest \
+         a connection went without receiving (ss `lastrcv`, sampled every 200 ms) over the \
+         client's RTO for it (ss `rto`). xdpstack runs `http --root` with no tuning flags and \
+         its default cubic; nginx is measured with the kernel's cubic (allowed in the root \
+         namespace for the run, restored after) and with BBR, each set in both namespaces \
+         before nginx starts.",
+        m.limit.as_secs(),
+        m.rate_bps as f64 / 1e6,
+        m.queue
+    ));
+    res.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(res)
+}
+
+/// Issue 19's targets over every case measured: the worst cell counts.
+fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -> String) {
+    let cells: Vec<&Case> = res
+        .cases
+        .iter()
+        .filter(|c| c.name.starts_with("RTT"))
+        .collect();
+    let worst = |cc: &str| -> Option<f64> {
+        cells
+            .iter()
+            .filter_map(|c| c.ratio("download_s", STACK, &nginx_name(cc)))
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+    };
+    let exact = cells.iter().all(|c| {
+        c.subjects
+            .iter()
+            .find(|s| s.name == STACK)
+            .is_some_and(|s| {
+                !s.runs.is_empty() && s.runs.iter().all(|r| r.get("exact") == Some(&1.0))
+            })
+    });
+    let gap = cells
+        .iter()
+        .filter_map(|c| c.subject(STACK))
+        .flat_map(|s| s.runs.iter().filter_map(|r| r.get("max_gap_rto").copied()))
+        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+    if m.ccs.iter().any(|c| c == "cubic") {
+        res.targets.push(Target::threshold(
+            "download time vs nginx with the kernel's cubic, worst cell",
+            "<= 1.0x in every cell",
+            worst("cubic"),
+            1.0,
+            true,
+        ));
+    }
+    res.targets.push(Target::threshold(
+        "xdpstack downloads complete and byte-exact in every cell and run",
+        "100%",
+        Some(if exact { 1.0 } else { 0.0 }),
+        1.0,
+        false,
+    ));
+    res.targets.push(Target::threshold(
+        "longest time without progress over the RTO, xdpstack, worst run",
+        "<= 2 RTOs",
+        gap,
+        2.0,
+        true,
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_defaults_quick_and_overrides() {
+        let full = matrix(false, |_| None).expect("full");
+        assert_eq!(full.rtts.len(), 4);
+        assert_eq!(full.losses, vec![0.0, 0.001, 0.01, 0.03]);
+        assert_eq!(full.loads, vec![Load::File, Load::Parallel, Load::Seq]);
+        assert_eq!(full.ccs, vec!["cubic", "bbr"]);
+        assert_eq!(full.rate_bps, 100_000_000);
+        assert_eq!(full.queue, QueueLimit::Time(Duration::from_millis(100)));
+        let q = matrix(true, |_| None).expect("quick");
+        assert_eq!(q.rtts, vec![Duration::from_millis(50)]);
+        assert_eq!(q.losses, vec![0.0, 0.01]);
+        assert_eq!(q.loads, vec![Load::File, Load::Parallel]);
+        let o = matrix(false, |k| match k {
+            "XDPSTACK_BENCH_WAN_RTTS" => Some("200".into()),
+            "XDPSTACK_BENCH_WAN_LOADS" => Some("seq".into()),
+            "XDPSTACK_BENCH_WAN_QUEUE" => Some("150KB".into()),
+            _ => None,
+        })
+        .expect("override");
+        assert_eq!(o.rtts, vec![Duration::from_millis(200)]);
+        assert_eq!(o.loads, vec![Load::Seq]);
+        assert_eq!(o.queue, QueueLimit::Bytes(150_000));
+        assert!(matrix(false, |k| (k == "XDPSTACK_BENCH_WAN_CC")
+            .then(|| "vegas".into()))
+        .is_err());
+        assert!(matrix(false, |k| (k == "XDPSTACK_BENCH_WAN_LOSS")
+            .then(|| "x".into()))
+        .is_err());
+    }
+
+    #[test]
+    fn files_are_deterministic_and_distinct() {
+        assert_eq!(contents("par/p001", 1000), contents("par/p001", 1000));
+        assert_ne!(contents("par/p001", 1000), contents("par/p002", 1000));
+        assert_eq!(contents("seq/s0001", 10 << 10).len(), 10 << 10);
+        assert_eq!(Load::Parallel.files().len(), 100);
+        assert_eq!(
+            Load::Seq.files().iter().map(|f| f.1).sum::<usize>(),
+            1000 * 10240
+        );
+    }
+
+    #[test]
+    fn ss_lines_give_the_gap_and_the_rto() {
+        let text = "0 0 10.112.0.2:40000 10.112.0.1:80\n\t cubic wscale:7,7 rto:252 \
+                    rtt:51.2/0.4 mss:1448 lastsnd:1200 lastrcv:480 lastack:480\n\
+                    0 0 10.112.0.2:40002 10.112.0.1:80\n\t bbr rto:204 lastrcv:12\n";
+        assert_eq!(parse_ss(text), vec![(480.0, 252.0), (12.0, 204.0)]);
+        assert!(parse_ss("").is_empty());
+    }
+}
