@@ -74,6 +74,8 @@ enum Cmd {
     /// HTTP keep-alive from an unprivileged process attached to `xdpstack daemon`, vs the
     /// same server in-process and nginx.
     Attach,
+    /// Goodput vs offered load, 0.5x to 10x capacity, two runs per level on one server process.
+    Overload,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -308,6 +310,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Dnstcp => vec!["dnstcp"],
         Cmd::Lossy => vec!["lossy"],
         Cmd::Attach => vec!["attach"],
+        Cmd::Overload => vec!["overload"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -342,6 +345,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "dnstcp" => scenarios::dnstcp::run(&ctx),
             "lossy" => scenarios::lossy::run(&ctx),
             "attach" => scenarios::attach::run(&ctx),
+            "overload" => scenarios::overload::run(&ctx),
             _ => continue,
         };
         match r {

@@ -318,15 +318,7 @@ fn start_stack(
             &(2 * level).to_string(),
         ]));
     }
-    let (p, stats) = common::start_stack(
-        ctx,
-        sb,
-        cpu,
-        &["http"],
-        &args,
-        dir,
-        "xdpstack http",
-    )?;
+    let (p, stats) = common::start_stack(ctx, sb, cpu, &["http"], &args, dir, "xdpstack http")?;
     if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
         return procs::err(format!(
             "xdpstack http did not come up: {}",
