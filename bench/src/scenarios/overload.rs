@@ -277,8 +277,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     ));
     res.notes.push(format!(
         "Duration: per server and load, capacity ({} probe(s) of {} s) then {} levels x 2 runs x \
-         {} s, plus ~1 s pauses and the recovery check: the full scenario takes about 25 \
-         minutes, --quick about 4.",
+         {} s, plus ~1 s pauses and the recovery check: about 20 minutes per run in full \
+         (estimated), --quick about 4.",
         if ctx.quick { 1 } else { 3 },
         e.secs,
         levels.len(),
