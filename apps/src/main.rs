@@ -158,7 +158,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Sandbox { cmd } => sandbox_cmd(cmd),
         // The three services the same way: the service crate gives the
         // app and its arguments, this binary chooses attached or XSK mode.
-        Cmd::Http { server, mut http } => {
+        Cmd::Http {
+            mut server,
+            mut http,
+        } => {
+            // The rings and UMEM follow the connections a worker may keep.
+            server.xsk.expect_depth = Some(http.max_conns);
             // What `--stats-allow local` means.
             http.local_addrs = (server.addr, server.addr6);
             // Loaded before any NIC queue is opened or the daemon is
@@ -184,7 +189,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_summary(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Echo { server, echo } => {
+        Cmd::Echo { mut server, echo } => {
+            server.xsk.expect_depth = Some(echo.max_conns);
             if echo.attached.attach.is_some() {
                 let report = attached::run(
                     "echo",
@@ -204,7 +210,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_summary(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Dns { server, dns } => {
+        Cmd::Dns { mut server, dns } => {
+            // One packet queued per TCP connection, or the UDP queue.
+            server.xsk.expect_depth = Some(dns.tcp_max_conns.max(dns.udp_queue));
             let index = dns::load_logged(&dns)?;
             if dns.attached.attach.is_some() {
                 let report = attached::run(

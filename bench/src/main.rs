@@ -77,6 +77,8 @@ enum Cmd {
     /// Downloads over a long, lossy, bottlenecked path (issue 19): xdpstack http (defaults) vs
     /// nginx with the kernel's cubic and BBR. Long: not in `all` (bench/README.md).
     Wan,
+    /// Goodput vs offered load, 0.5x to 10x capacity, two runs per level on one server process.
+    Overload,
     /// Every scenario, one after the other.
     All,
     /// Regenerate docs/BENCHMARKS.md and the plots from bench/results.
@@ -312,6 +314,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
         Cmd::Lossy => vec!["lossy"],
         Cmd::Attach => vec!["attach"],
         Cmd::Wan => vec!["wan"],
+        Cmd::Overload => vec!["overload"],
         Cmd::All => report::ORDER.to_vec(),
         Cmd::Report | Cmd::Helper { .. } => vec![],
     };
@@ -347,6 +350,7 @@ fn runner(cli: &Cli) -> procs::Result<()> {
             "lossy" => scenarios::lossy::run(&ctx),
             "attach" => scenarios::attach::run(&ctx),
             "wan" => scenarios::wan::run(&ctx),
+            "overload" => scenarios::overload::run(&ctx),
             _ => continue,
         };
         match r {

@@ -14,7 +14,7 @@ use crate::procs::{err, BenchError, Result};
 pub const QUIET_LOAD: f64 = 0.5;
 
 /// Scenario ids in report order.
-pub const ORDER: [&str; 10] = [
+pub const ORDER: [&str; 11] = [
     "http",
     "udp",
     "dnstcp",
@@ -25,6 +25,7 @@ pub const ORDER: [&str; 10] = [
     "neighflood",
     "lossy",
     "attach",
+    "overload",
 ];
 
 /// Scenarios reported after [`ORDER`] but not run by `all` (long: run on their own).
@@ -164,6 +165,13 @@ fn columns(scenario: &str) -> &'static [(&'static str, &'static str)] {
             ("success_pct", "client served %"),
             ("request_p50_ms", "request p50 ms"),
             ("request_max_ms", "request max ms"),
+        ],
+        "overload" => &[
+            ("capacity", "capacity /s"),
+            ("peak", "peak /s"),
+            ("min_pct_of_peak", "lowest goodput, % of peak"),
+            ("max_run_diff_pct", "run 2 vs run 1, largest %"),
+            ("recovery_served", "new clients served (of 100)"),
         ],
         _ => &[],
     }
@@ -829,6 +837,28 @@ pub fn plots(results: &[ScenarioResult], dir: &Path) -> Vec<(String, String)> {
                     out.push((r.scenario.clone(), mem));
                 }
                 a
+            }
+            "overload" => {
+                let series: Vec<(String, Vec<(f64, f64)>)> = r
+                    .cases
+                    .iter()
+                    .flat_map(|c| {
+                        c.subjects.iter().map(move |s| {
+                            (
+                                format!("{}: {}", c.name, s.name),
+                                crate::scenarios::overload::plot_points(s),
+                            )
+                        })
+                    })
+                    .filter(|(_, p)| !p.is_empty())
+                    .collect();
+                lines(
+                    &path,
+                    &format!("Goodput vs offered load, % of own peak{}", quick(r)),
+                    "offered, % of the server's capacity",
+                    "goodput, % of its peak",
+                    &series,
+                )
             }
             _ => continue,
         };

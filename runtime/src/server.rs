@@ -457,7 +457,9 @@ where
     };
     // Open every port before starting any worker: a refused start fails
     // whole (and detaches the program).
-    let opened = open_ports(&args.iface, &served, &args.xsk, &to)?;
+    let mut xsk = args.xsk.clone();
+    xsk.queues_hint.get_or_insert(served.len());
+    let opened = open_ports(&args.iface, &served, &xsk, &to)?;
     let steer = opened.steer;
     let tap = opened.tap;
     let rings = opened.rings;
@@ -554,7 +556,7 @@ where
         handles.push(h);
     }
     eprintln!(
-        "xdpstack {name}: {} worker(s) on {} queues {:?} ({} XDP, program id {} link {}, steer {}, zero-copy {}), {}{}",
+        "xdpstack {name}: {} worker(s) on {} queues {:?} ({} XDP, program id {} link {}, steer {}, zero-copy {}, UMEM {} frames, rx ring {}), {}{}",
         plan.len(),
         args.iface,
         served,
@@ -563,6 +565,8 @@ where
         steer.info().link_id,
         steer_mode.name(),
         if info.zero_copy { "on" } else { "off" },
+        xsk.frames(),
+        xsk.config(None, None).rx_size,
         args.addr
             .map(|(a, p)| format!("{a}/{p}"))
             .unwrap_or_default(),

@@ -77,9 +77,23 @@ pub struct XskArgs {
     /// Zero-copy: `auto` (when the driver has it), `on` (or refuse), `off`.
     #[arg(long, value_enum, default_value_t = ZeroCopyArg::Auto)]
     pub zero_copy: ZeroCopyArg,
-    /// UMEM frames per queue.
-    #[arg(long, default_value_t = 4096)]
-    pub frames: u32,
+    /// UMEM frames per queue. Default for a server: twice a receive ring
+    /// that holds one packet per connection it may keep (its `--max-conns`
+    /// or `--tcp-max-conns`, or its UDP queue), at least 8192 and at most
+    /// 32768 entries, so 16384 to 65536 frames (32 to 128 MiB of 2 KiB
+    /// frames), with every queue's UMEM together at most a sixteenth of RAM
+    /// (see [`default_frames`]); 4096 for pktgen and the reflector.
+    #[arg(long)]
+    pub frames: Option<u32>,
+    /// Packets a server expects queued per worker (one per connection in
+    /// flight): what sizes the default rings and UMEM. Set by the service
+    /// from its own limits, not on the command line.
+    #[arg(skip)]
+    pub expect_depth: Option<usize>,
+    /// Queues opened together (their UMEMs share the memory bound of the
+    /// default). Set by the server, not on the command line.
+    #[arg(skip)]
+    pub queues_hint: Option<usize>,
     /// Bytes per UMEM frame (2048 or 4096).
     #[arg(long, default_value_t = 2048)]
     pub frame_size: u32,
@@ -135,7 +149,9 @@ impl Default for XskArgs {
         XskArgs {
             xdp_mode: ModeArg::Auto,
             zero_copy: ZeroCopyArg::Auto,
-            frames: 4096,
+            frames: None,
+            expect_depth: None,
+            queues_hint: None,
             frame_size: 2048,
             rx_ring: None,
             tx_ring: None,
@@ -248,20 +264,78 @@ pub enum OpenError {
     },
 }
 
+/// UMEM frames without an expected depth (pktgen, the reflector).
+pub const PLAIN_FRAMES: u32 = 4096;
+/// The smallest default receive ring of a server: at 100,000 TCP
+/// connections/s (about 600,000 segments/s) a ring of 2048 overflowed in
+/// stalls of a few milliseconds and lost SYNs an open-loop client never
+/// sends again; 8192 holds about 13 ms of that load.
+pub const MIN_SERVER_RING: u32 = 8192;
+/// The largest default receive ring (65536 frames, 128 MiB of 2 KiB frames
+/// per queue): past it, ask with `--frames`.
+pub const MAX_SERVER_RING: u32 = 32768;
+
+/// Default UMEM frames per queue for a server expecting `depth` packets
+/// queued (one per connection it may keep, or its UDP queue) on each of
+/// `queues` queues of `frame_size` bytes, on a machine with `mem_total`
+/// bytes of RAM (None: unknown): twice a receive ring of `depth` rounded up
+/// to a power of two within [`MIN_SERVER_RING`]..=[`MAX_SERVER_RING`] (the
+/// rx ring and the fill ring each hold up to a ring of frames), then halved
+/// while every queue's UMEM together is above a sixteenth of RAM (as the
+/// kernel's `tcp_mem` takes a sixteenth), never below [`PLAIN_FRAMES`].
+pub fn default_frames(depth: usize, queues: usize, frame_size: u32, mem_total: Option<u64>) -> u32 {
+    let ring = u32::try_from(depth)
+        .unwrap_or(u32::MAX)
+        .min(MAX_SERVER_RING)
+        .next_power_of_two()
+        .clamp(MIN_SERVER_RING, MAX_SERVER_RING);
+    let mut frames = 2 * ring;
+    if let Some(mem) = mem_total {
+        let per = u64::from(frame_size.max(1)) * queues.max(1) as u64;
+        while frames > PLAIN_FRAMES && u64::from(frames) * per > mem / 16 {
+            frames /= 2;
+        }
+    }
+    frames
+}
+
+/// MemTotal of /proc/meminfo, bytes.
+pub fn mem_total() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl XskArgs {
+    /// UMEM frames per queue: `--frames`, else for a server (an expected
+    /// depth set) [`default_frames`], else [`PLAIN_FRAMES`].
+    pub fn frames(&self) -> u32 {
+        match (self.frames, self.expect_depth) {
+            (Some(f), _) => f,
+            (None, Some(d)) => default_frames(
+                d,
+                self.queues_hint.unwrap_or(1),
+                self.frame_size,
+                mem_total(),
+            ),
+            (None, None) => PLAIN_FRAMES,
+        }
+    }
+
     /// Ring size when none is given: half the frames (a ring of 2048
     /// overflowed with 10,000 connections each with a request in flight),
     /// at least 2048, at most 131072 (100,000 connections with a request
     /// in flight each need a ring that holds them: `--frames 262144`).
     pub fn default_ring(&self) -> u32 {
-        (self.frames / 2).next_power_of_two().clamp(2048, 1 << 17)
+        (self.frames() / 2).next_power_of_two().clamp(2048, 1 << 17)
     }
 
     /// The socket configuration (with `vlan` pushed on transmit and `tap`
     /// recording).
     pub fn config(&self, vlan: Option<u16>, tap: Option<Arc<PcapTap>>) -> XskConfig {
         XskConfig {
-            frames: self.frames,
+            frames: self.frames(),
             frame_size: self.frame_size,
             fill_size: self.fill_ring.unwrap_or(self.default_ring()),
             comp_size: self.comp_ring.unwrap_or(self.default_ring()),
@@ -578,12 +652,12 @@ mod tests {
         // Rings not given follow the frames: half of them, at least 2048.
         assert_eq!(c.fill_size, 2048);
         let big = XskArgs {
-            frames: 131072,
+            frames: Some(131072),
             ..XskArgs::default()
         };
         assert_eq!(big.config(None, None).rx_size, 65536);
         let bigger = XskArgs {
-            frames: 1 << 20,
+            frames: Some(1 << 20),
             ..XskArgs::default()
         };
         assert_eq!(bigger.config(None, None).rx_size, 131072, "capped");
@@ -598,5 +672,36 @@ mod tests {
         assert_eq!(c.rx_size, 4096);
         assert!(!c.need_wakeup);
         assert_eq!(c.vlan, Some(7));
+    }
+
+    #[test]
+    fn server_defaults_follow_the_expected_depth_within_memory() {
+        const GIB: u64 = 1 << 30;
+        // Small limits still get the ring the 100k connections/s load needed.
+        assert_eq!(default_frames(512, 1, 2048, Some(24 * GIB)), 16384);
+        assert_eq!(default_frames(1024, 1, 2048, Some(24 * GIB)), 16384);
+        // One packet per connection up to the cap: 65536 connections, 32768 ring.
+        assert_eq!(default_frames(20_000, 1, 2048, Some(24 * GIB)), 65536);
+        assert_eq!(default_frames(65536, 1, 2048, Some(24 * GIB)), 65536);
+        assert_eq!(default_frames(usize::MAX, 1, 2048, None), 65536);
+        // A sixteenth of RAM for all queues together: 1 GiB, 8 queues -> 8 MiB each.
+        assert_eq!(default_frames(65536, 8, 2048, Some(GIB)), 4096);
+        assert_eq!(default_frames(65536, 1, 2048, Some(GIB)), 32768);
+        // Never below the plain default.
+        assert_eq!(default_frames(65536, 64, 4096, Some(GIB)), PLAIN_FRAMES);
+        // What a server opens: the rx ring is half the frames.
+        let x = XskArgs {
+            expect_depth: Some(512),
+            ..XskArgs::default()
+        };
+        assert!(x.config(None, None).rx_size >= MIN_SERVER_RING);
+        // Given frames win; no depth (pktgen, reflector) keeps the plain default.
+        assert_eq!(XskArgs::default().frames(), PLAIN_FRAMES);
+        let given = XskArgs {
+            frames: Some(2048),
+            expect_depth: Some(65536),
+            ..XskArgs::default()
+        };
+        assert_eq!(given.frames(), 2048);
     }
 }

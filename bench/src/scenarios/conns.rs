@@ -256,10 +256,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     res.notes.push(format!(
         "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
          send buffer per connection, allocated by the stack in its own memory: they are in its \
-         RSS), --backlog 65535, --max-conns twice the level (the HTTP app resets \
-         connections past it, 1024 by default) and --frames sized to the level (twice the \
-         connections, 4096 to 262144 frames of 2 KiB, and an rx ring of half the frames: it must \
-         hold a segment from every connection at once, where a kernel server queues them per \
+         RSS), --backlog 65535; up to {DEFAULT_MAX_CONNS} connections the defaults (--max-conns \
+         {DEFAULT_MAX_CONNS}, UMEM and rings that follow it); past it (the 100k level) \
+         --max-conns twice the level and --frames sized to the level (twice the connections, \
+         up to 262144 frames of 2 KiB, and an rx ring of half the frames: it must hold a \
+         segment from every connection at once, where a kernel server queues them per \
          socket); the default buffer is 64 KiB each way. The client sends from 198.18.0.10, and past \
          {CONNS_PER_ADDR} connections from more addresses (198.18.0.11 and up, one per \
          {CONNS_PER_ADDR} connections). \
@@ -298,29 +299,26 @@ fn start_stack(
     level: usize,
     dir: &std::path::Path,
 ) -> Result<(Proc, std::path::PathBuf)> {
-    // The rx ring is half the frames by default (131072 at the top level).
-    let frames = frames_for(level).to_string();
-    let (p, stats) = common::start_stack(
-        ctx,
-        sb,
-        cpu,
-        &["http"],
-        &common::strings(&[
-            "--workers",
-            "1",
-            "--tcp-buf",
-            &TCP_BUF.to_string(),
-            "--backlog",
-            "65535",
+    let mut args = common::strings(&[
+        "--workers",
+        "1",
+        "--tcp-buf",
+        &TCP_BUF.to_string(),
+        "--backlog",
+        "65535",
+    ]);
+    // Up to the HTTP app's default --max-conns (16384 per worker) the defaults hold the
+    // level: the UMEM and rings follow --max-conns. Past it (the 100k level) the cap and the
+    // UMEM are raised, beyond what the defaults give (an rx ring of at most 32768).
+    if level > DEFAULT_MAX_CONNS {
+        args.extend(common::strings(&[
             "--frames",
-            &frames,
-            // The HTTP app resets connections past --max-conns per worker (1024 by default).
+            &frames_for(level).to_string(),
             "--max-conns",
-            &(2 * level).max(1024).to_string(),
-        ]),
-        dir,
-        "xdpstack http",
-    )?;
+            &(2 * level).to_string(),
+        ]));
+    }
+    let (p, stats) = common::start_stack(ctx, sb, cpu, &["http"], &args, dir, "xdpstack http")?;
     if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(15))? {
         return procs::err(format!(
             "xdpstack http did not come up: {}",
@@ -335,6 +333,9 @@ fn start_stack(
 /// them in each socket's receive queue instead), so the ring (half the frames) grows with the
 /// level (131072 entries for 100,000 connections). Frames are 2 KiB (the default): 512 MiB
 /// at most, in the RSS only once the kernel has written into them.
+/// The HTTP app's default `--max-conns` per worker.
+const DEFAULT_MAX_CONNS: usize = 16384;
+
 fn frames_for(level: usize) -> usize {
     (2 * level).next_power_of_two().clamp(4096, 262_144)
 }

@@ -61,22 +61,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
     }
     res.cores.push_str(&format!(" {rx}."));
-    // The app's cap on TCP connections per worker (512 by default; more are reset) raised to
-    // the order of knotd's (tcp-max-clients: half the open-file limit on kernel sockets, one
-    // million in XDP mode): an open-loop load keeps tens of thousands of connections in
-    // flight, and the cap would measure the app's setting rather than the TCP path. The UMEM
-    // sized for such a load as in `conns` (16384 frames: an rx ring of 8192 where the default
-    // 4096 gives 2048): at 100k connections/s the segments of about six packets each arrive
-    // at about 600k/s, and the default ring overflowed in a few-millisecond stall, losing
-    // SYNs that kxdpgun never sends again (5-16% of a run's connections, 2026-12-01).
-    let mut dns_args = common::strings(&[
-        "--workers",
-        "1",
-        "--tcp-max-conns",
-        "65536",
-        "--frames",
-        "16384",
-    ]);
+    // The defaults, as a user gets them: the app's cap on TCP connections (16384 per worker)
+    // and the UMEM and rings that follow it (an rx ring of at least 8192: the 2048 of old
+    // overflowed in few-millisecond stalls at 100k connections/s, 2026-12-01).
+    let mut dns_args = common::strings(&["--workers", "1"]);
     dns_args.extend(common::strings(&["--zone", &zone.display().to_string()]));
     let mut servers: Vec<(&str, &Sandbox, Option<Proc>, Option<std::path::PathBuf>)> = Vec::new();
     match common::start_stack(ctx, &ssb, &server_cpu, &["dns"], &dns_args, &dir, STACK) {
@@ -228,9 +216,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         false,
     ));
     res.notes.push(
-        "xdpstack dns runs with --tcp-max-conns 65536 (its default, 512 per worker, resets \
-         every connection past it: under this load it refused most of them) and --frames 16384 \
-         (an rx ring of 8192 frames: the default 2048 overflowed in short stalls at 100k \
+        "xdpstack dns runs with its defaults: --tcp-max-conns 16384 per worker (past it the \
+         stalest idle connection is evicted) and a UMEM and rx ring sized from it (at least \
+         16384 frames, an rx ring of 8192: a ring of 2048 overflowed in short stalls at 100k \
          connections/s, and kxdpgun does not resend a lost SYN); knotd keeps its \
          defaults (tcp-max-clients: half the open-file limit; one million in XDP mode)."
             .into(),

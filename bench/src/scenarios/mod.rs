@@ -8,6 +8,7 @@ pub mod fairness;
 pub mod http;
 pub mod lossy;
 pub mod neighflood;
+pub mod overload;
 pub mod steer;
 pub mod synflood;
 pub mod udp;

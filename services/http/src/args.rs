@@ -45,9 +45,10 @@ pub struct HttpArgs {
     /// it.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body: u64,
-    /// Open connections per worker; more are accepted and reset at once
-    /// (counted as `rejected_max_conns`).
-    #[arg(long, default_value_t = 1024)]
+    /// Open connections per worker; past it the longest idle one is evicted
+    /// (`evicted_idle`), else the new one is reset at once
+    /// (`rejected_max_conns`). Sizes the default UMEM and rings too.
+    #[arg(long, default_value_t = 16384)]
     pub max_conns: usize,
     /// Reuseport listeners per worker (all on the same port).
     #[arg(long, default_value_t = 1)]

@@ -214,7 +214,7 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
     if !(1..=256).contains(&args.batch) {
         return Err(usage("--batch must be between 1 and 256"));
     }
-    if args.xsk.frames < 2048 {
+    if args.xsk.frames() < 2048 {
         return Err(usage("--frames must be at least 2048"));
     }
     if args.rate != 0 && args.rate < u64::from(args.queues) {
@@ -352,7 +352,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let stop = stop_flag()?;
     // The pool's frames must still be free after the fill ring is stocked:
     // keep them (and 64 for ARP/NDP and copy mode) off it from the start.
-    let pool = POOL.min(args.xsk.frames as usize / 4);
+    let pool = POOL.min(args.xsk.frames() as usize / 4);
     let pcfg = PortConfig {
         batch: 64,
         tx_reserve: pool as u32 + 64,
