@@ -206,6 +206,20 @@ pub struct WorkerCtx {
     pub reload: Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl WorkerCtx {
+    /// Worker `worker` with the hash selector and reuseport listeners of uid 0: what an
+    /// attached worker has (the daemon's selector decides, the uid is the kernel's), and
+    /// what in-memory tests run with.
+    pub fn hashed(worker: usize, reload: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        WorkerCtx {
+            worker,
+            selector: Arc::new(HashSelector),
+            bind: BindOptions::new(0).with_reuseport(true),
+            reload,
+        }
+    }
+}
+
 /// The XDP program's counters of the server running in this process (one
 /// per process), for `/stats` and `/metrics`.
 static XDP_COUNTERS: std::sync::OnceLock<Arc<SteerCounters>> = std::sync::OnceLock::new();

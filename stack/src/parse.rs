@@ -350,7 +350,7 @@ pub(crate) mod tests {
     use super::*;
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
-        Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber, UdpRepr,
+        Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber,
     };
 
     pub(crate) const PEER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -381,46 +381,11 @@ pub(crate) mod tests {
             timestamp: None,
             payload,
         };
-        let l4_len = tcp.buffer_len();
-        let caps = ChecksumCapabilities::default();
-        let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let (mut buf, off) = ip_header(src, dst, IpProtocol::Tcp, l4_len);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[off..]),
-            &s,
-            &d,
-            &caps,
-        );
-        buf
-    }
-
-    /// An IPv4 or IPv6 header for `l4_len` bytes of `proto`, in a buffer
-    /// with room for them; returns the buffer and the L4 offset.
-    fn ip_header(src: IpAddr, dst: IpAddr, proto: IpProtocol, l4_len: usize) -> (Vec<u8>, usize) {
-        let len = crate::emit::ip_header_len(src, dst).expect("one family") + l4_len;
-        let mut buf = vec![0u8; len];
-        let (_, _, off) = crate::emit::emit_ip(&mut buf, src, dst, proto, l4_len).unwrap();
-        (buf, off)
+        testkit::frames::tcp(src, dst, &tcp)
     }
 
     pub(crate) fn udp_packet(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
-        let udp = UdpRepr {
-            src_port: 5353,
-            dst_port: 53,
-        };
-        let l4_len = UDP_HEADER_LEN + payload.len();
-        let caps = ChecksumCapabilities::default();
-        let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let (mut buf, off) = ip_header(src, dst, IpProtocol::Udp, l4_len);
-        udp.emit(
-            &mut UdpPacket::new_unchecked(&mut buf[off..]),
-            &s,
-            &d,
-            payload.len(),
-            |p| p.copy_from_slice(payload),
-            &caps,
-        );
-        buf
+        testkit::frames::udp(src, dst, 5353, 53, payload)
     }
 
     /// Overwrite 1 to `most` random bytes of `p` (not empty) with random values.
