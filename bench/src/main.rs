@@ -218,9 +218,8 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             payload,
             &qname,
         )
-        .and_then(|r| Ok(serde_json::to_string(&r)?))
-        .map(|s| println!("{s}"))
-        .map_err(Into::into),
+        .map_err(Into::into)
+        .and_then(|r| print_json(&r)),
         HelperCmd::Kaload {
             dst,
             src,
@@ -239,9 +238,8 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             timeout,
             steady_after.as_secs_f64(),
         )
-        .and_then(|r| Ok(serde_json::to_string(&r)?))
-        .map(|s| println!("{s}"))
-        .map_err(Into::into),
+        .map_err(Into::into)
+        .and_then(|r| print_json(&r)),
         HelperCmd::Shortconn {
             dst,
             conns,
@@ -256,9 +254,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
                 seconds.as_secs_f64().clamp(0.1, 600.0),
                 timeout,
             );
-            serde_json::to_string(&r)
-                .map(|s| println!("{s}"))
-                .map_err(Into::into)
+            print_json(&r)
         }
     };
     match r {
@@ -268,6 +264,12 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A helper's report on stdout, as one line of JSON.
+fn print_json(r: &impl serde::Serialize) -> Result<(), Box<dyn std::error::Error>> {
+    println!("{}", serde_json::to_string(r)?);
+    Ok(())
 }
 
 fn runner(cli: &Cli) -> procs::Result<()> {

@@ -310,32 +310,16 @@ fn kernel_run(
             got.trim()
         ));
     }
-    let p = common::helper(
+    let p = common::start_khttp(
         ctx,
-        &sb.info().server_ns,
+        sb,
         cpus,
         "kernel churn server",
-        &common::strings(&[
-            "khttp",
-            "--bind",
-            &format!("{SERVER_IP}:80"),
-            "--threads",
-            &workers.to_string(),
-            "--cpus",
-            cpus,
-            "--mode",
-            "reuseport",
-            "--churn",
-            &format!("{}ms", EVERY.as_millis()),
-        ]),
+        workers,
+        "reuseport",
+        &["--churn", &format!("{}ms", EVERY.as_millis())],
         dir,
     )?;
-    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? {
-        return procs::err(format!(
-            "kernel churn server did not come up: {}",
-            p.stderr_tail()
-        ));
-    }
     let m = common::measure(
         sb,
         &p,

@@ -53,13 +53,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     std::fs::write(&qfile, format!("{QNAME} A\n"))?;
 
     // One sandbox per server: an XDP program owns its interface.
-    let ssb = env::sandbox("ts", 1, ServerSide::Stack)?;
-    let ksb = env::sandbox("tk", 1, ServerSide::Kernel)?;
-    let xsb = env::sandbox("tx", 1, ServerSide::Kernel)?;
-    let mut rx = String::new();
-    for sb in [&ssb, &ksb, &xsb] {
-        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
-    }
+    let ([ssb, ksb, xsb], rx) = env::sandboxes(
+        [
+            ("ts", ServerSide::Stack),
+            ("tk", ServerSide::Kernel),
+            ("tx", ServerSide::Kernel),
+        ],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
     // The app's cap on TCP connections per worker (512 by default; more are reset) raised to
     // the order of knotd's (tcp-max-clients: half the open-file limit on kernel sockets, one
