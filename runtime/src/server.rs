@@ -206,6 +206,27 @@ pub struct WorkerCtx {
     pub reload: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Why a service did not get its port on a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The TCP listener was refused.
+    #[error("TCP port {port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+    /// The UDP socket was refused.
+    #[error("UDP port {port}: {reason}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+}
+
 impl WorkerCtx {
     /// Worker `worker` with the hash selector and reuseport listeners of uid 0: what an
     /// attached worker has (the daemon's selector decides, the uid is the kernel's), and

@@ -58,6 +58,16 @@ pub enum L4 {
     Icmpv6,
 }
 
+impl L4 {
+    /// A TCP segment with SYN alone: a connection's first segment.
+    pub const SYN: L4 = L4::Tcp {
+        flags_syn: true,
+        flags_ack: false,
+        flags_rst: false,
+        flags_fin: false,
+    };
+}
+
 /// The flow a packet belongs to, as seen by the receiver (`src` is the remote peer).
 ///
 /// ICMP: `sport` is the echo identifier for echo request/reply, else 0; `dport` is 0.
@@ -413,15 +423,7 @@ pub(crate) mod tests {
                 dport: 80
             }
         );
-        assert_eq!(
-            p.l4,
-            L4::Tcp {
-                flags_syn: true,
-                flags_ack: false,
-                flags_rst: false,
-                flags_fin: false
-            }
-        );
+        assert_eq!(p.l4, L4::SYN);
         assert_eq!(p.payload_len, 0);
 
         let pkt = tcp_packet(

@@ -75,25 +75,7 @@ fn parse_idle_secs(s: &str) -> Result<u64, runtime::duration::DurationError> {
 }
 
 /// Why the DNS service did not start on a worker.
-#[derive(Debug, thiserror::Error)]
-pub enum DnsError {
-    /// The TCP listener was refused.
-    #[error("TCP port {port}: {reason}")]
-    Listen {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-    /// The UDP socket was refused.
-    #[error("UDP port {port}: {reason}")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-}
+pub type DnsError = runtime::server::PortError;
 
 /// Why the zone did not load.
 #[derive(Debug, thiserror::Error)]

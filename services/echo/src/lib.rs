@@ -80,25 +80,7 @@ pub struct EchoApp {
 }
 
 /// Why the echo service did not start on a worker.
-#[derive(Debug, thiserror::Error)]
-pub enum EchoError {
-    /// The TCP listener was refused.
-    #[error("TCP port {port}: {reason}")]
-    Listen {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-    /// The UDP socket was refused.
-    #[error("UDP port {port}: {reason}")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-}
+pub type EchoError = runtime::server::PortError;
 
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.

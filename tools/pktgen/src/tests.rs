@@ -450,26 +450,6 @@ fn command_line_values_parse() {
         #[command(flatten)]
         args: super::PktgenArgs,
     }
-    let parse = |cores: &str| {
-        <Cli as clap::Parser>::try_parse_from([
-            "pktgen",
-            "--iface",
-            "peer0",
-            "--template",
-            "udp",
-            "--dst",
-            "198.18.0.1",
-            "--rate",
-            "0",
-            "--duration",
-            "1",
-            "--cores",
-            cores,
-        ])
-    };
-    assert_eq!(parse("1,0").unwrap().args.cores, Some(vec![1, 0]));
-    assert!(parse("a").is_err());
-    // Durations: one syntax; the old --drain-ms still counts milliseconds.
     let with = |extra: &[&str]| {
         let mut argv = vec![
             "pktgen",
@@ -485,6 +465,10 @@ fn command_line_values_parse() {
         argv.extend_from_slice(extra);
         <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.args)
     };
+    let parse = |cores: &str| with(&["--duration", "1", "--cores", cores]);
+    assert_eq!(parse("1,0").unwrap().cores, Some(vec![1, 0]));
+    assert!(parse("a").is_err());
+    // Durations: one syntax; the old --drain-ms still counts milliseconds.
     let a = with(&["--duration", "2m", "--drain", "1.5s"]).unwrap();
     assert_eq!(a.duration, Duration::from_secs(120));
     assert_eq!(a.drain_time(), Duration::from_millis(1500));
