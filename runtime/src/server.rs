@@ -239,6 +239,35 @@ impl WorkerCtx {
             reload,
         }
     }
+
+    /// UDP and then TCP `port` on every address (`udp_queue` datagrams queued, a listen
+    /// backlog of `tcp_backlog`), both under this worker's selector: what a service of both
+    /// protocols (DNS, echo) binds.
+    pub fn bind_udp_tcp<A: stack::socket::TcpApi + stack::socket::UdpApi>(
+        &self,
+        engine: &mut A,
+        port: u16,
+        udp_queue: usize,
+        tcp_backlog: usize,
+    ) -> Result<(stack::engine::UdpId, stack::engine::ListenerId), PortError> {
+        let any = stack::reuseport::BindAddr::Any6 { v6only: false };
+        let udp = engine
+            .udp_bind(any, port, self.bind.clone().with_backlog(udp_queue))
+            .map_err(|e| PortError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
+        let listener = engine
+            .tcp_listen(any, port, self.bind.clone().with_backlog(tcp_backlog))
+            .map_err(|e| PortError::Listen {
+                port,
+                reason: e.to_string(),
+            })?;
+        for id in [udp.member(), listener.member()] {
+            engine.set_selector(id, self.selector.clone());
+        }
+        Ok((udp, listener))
+    }
 }
 
 /// The XDP program's counters of the server running in this process (one

@@ -358,10 +358,7 @@ fn parse_udp(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber,
-    };
+    use smoltcp::wire::{Icmpv4Repr, Icmpv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
 
     pub(crate) const PEER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
     pub(crate) const OURS4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -544,22 +541,12 @@ pub(crate) mod tests {
 
     #[test]
     fn icmp_echo_key_and_checksum() {
-        let caps = ChecksumCapabilities::default();
         let echo = Icmpv4Repr::EchoRequest {
             ident: 0x1234,
             seq_no: 1,
             data: b"ping",
         };
-        let ip = Ipv4Repr {
-            src_addr: PEER4,
-            dst_addr: OURS4,
-            next_header: IpProtocol::Icmp,
-            payload_len: echo.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + echo.buffer_len()];
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-        echo.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..]), &caps);
+        let mut buf = testkit::frames::icmp4(PEER4, OURS4, &echo);
         let p = parse_ip(&buf).unwrap();
         assert_eq!(p.key.proto, Proto::Icmp);
         assert_eq!((p.key.sport, p.key.dport), (0x1234, 0));
@@ -573,21 +560,7 @@ pub(crate) mod tests {
             seq_no: 9,
             data: b"ping6",
         };
-        let ip6 = Ipv6Repr {
-            src_addr: PEER6,
-            dst_addr: OURS6,
-            next_header: IpProtocol::Icmpv6,
-            payload_len: echo6.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 40 + echo6.buffer_len()];
-        ip6.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-        echo6.emit(
-            &PEER6,
-            &OURS6,
-            &mut Icmpv6Packet::new_unchecked(&mut buf[40..]),
-            &caps,
-        );
+        let mut buf = testkit::frames::icmp6(PEER6, OURS6, &echo6);
         let p = parse_ip(&buf).unwrap();
         assert_eq!(
             (p.key.proto, p.key.sport, p.l4),

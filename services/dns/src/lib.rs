@@ -27,7 +27,6 @@ use hickory_proto::rr::Name;
 use nic::Rings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
-use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
@@ -236,25 +235,9 @@ impl DnsApp {
         index: Arc<Index>,
         mtu: usize,
     ) -> Result<Self, DnsError> {
-        let any = BindAddr::Any6 { v6only: false };
-        let port = args.port;
-        let udp = engine
-            .udp_bind(any, port, ctx.bind.clone().with_backlog(args.udp_queue))
-            .map_err(|e| DnsError::Bind {
-                port,
-                reason: e.to_string(),
-            })?;
-        let listener = engine
-            .tcp_listen(any, port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| DnsError::Listen {
-                port,
-                reason: e.to_string(),
-            })?;
+        let (udp, listener) = ctx.bind_udp_tcp(engine, args.port, args.udp_queue, 1024)?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
-        for id in [udp.member(), listener.member()] {
-            engine.set_selector(id, ctx.selector.clone());
-        }
         // Never more than one IPv6 packet on this port: UDP responses are not fragmented.
         let mtu_payload = mtu.saturating_sub(40 + 8);
         let max_udp = usize::from(args.max_udp).min(mtu_payload) as u16;

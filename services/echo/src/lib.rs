@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
-use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
@@ -89,22 +88,7 @@ impl EchoApp {
         engine: &mut A,
         args: &EchoArgs,
     ) -> Result<Self, EchoError> {
-        let any = BindAddr::Any6 { v6only: false };
-        let port = args.port;
-        let listener = engine
-            .tcp_listen(any, port, ctx.bind.clone().with_backlog(128))
-            .map_err(|e| EchoError::Listen {
-                port,
-                reason: e.to_string(),
-            })?;
-        let udp = engine
-            .udp_bind(any, port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| EchoError::Bind {
-                port,
-                reason: e.to_string(),
-            })?;
-        engine.set_selector(listener.member(), ctx.selector.clone());
-        engine.set_selector(udp.member(), ctx.selector.clone());
+        let (udp, listener) = ctx.bind_udp_tcp(engine, args.port, 1024, 128)?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
         Ok(EchoApp {
