@@ -377,12 +377,7 @@ impl DnsApp {
     /// for `EVICT_AFTER`, to make room (RFC 7766 6.2.3). Reset, not closed:
     /// its peer may be gone, and a close would linger. Whether one went.
     fn evict_one<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        let conns = &self.conns;
-        let Some(id) = self.reaper.evict(
-            now,
-            || conns.iter().map(|(&id, c)| (c.last, id)),
-            |id| conns.get(&id).map(|c| c.last),
-        ) else {
+        let Some(id) = self.reaper.evict_from(now, &self.conns, |c| c.last) else {
             return false;
         };
         self.counters.tcp_evicted += 1;

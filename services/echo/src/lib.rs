@@ -117,12 +117,7 @@ impl EchoApp {
     /// Reset the connection with the oldest progress if it made none for
     /// `EVICT_AFTER`; whether one went.
     fn evict_one<A: TcpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        let conns = &self.conns;
-        let Some(id) = self.reaper.evict(
-            now,
-            || conns.iter().map(|(&id, c)| (c.last, id)),
-            |id| conns.get(&id).map(|c| c.last),
-        ) else {
+        let Some(id) = self.reaper.evict_from(now, &self.conns, |c| c.last) else {
             return false;
         };
         self.counters.evicted += 1;
