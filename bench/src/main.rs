@@ -86,25 +86,28 @@ enum Cmd {
     },
 }
 
+/// Where a kernel server listens and on which cores its threads run.
+#[derive(clap::Args)]
+struct KernelServer {
+    #[arg(long)]
+    bind: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, default_value = "0")]
+    cpus: String,
+}
+
 #[derive(Subcommand)]
 enum HelperCmd {
     /// Kernel UDP echo server (SO_REUSEPORT, recvmmsg/sendmmsg).
     Kudp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value = "0")]
-        cpus: String,
+        #[command(flatten)]
+        server: KernelServer,
     },
     /// Kernel HTTP server for short connections.
     Khttp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value = "0")]
-        cpus: String,
+        #[command(flatten)]
+        server: KernelServer,
         #[arg(long, value_enum)]
         mode: kernel::ListenMode,
         /// Replace every thread's listener this often (reuseport mode): `100ms`.
@@ -186,18 +189,14 @@ fn main() -> ExitCode {
 
 fn helper(cmd: HelperCmd) -> ExitCode {
     let r: Result<(), Box<dyn std::error::Error>> = match cmd {
-        HelperCmd::Kudp {
-            bind,
-            threads,
-            cpus,
-        } => kernel::kudp(bind, threads, &kernel::parse_cpus(&cpus)).map_err(Into::into),
+        HelperCmd::Kudp { server: s } => {
+            kernel::kudp(s.bind, s.threads, &kernel::parse_cpus(&s.cpus)).map_err(Into::into)
+        }
         HelperCmd::Khttp {
-            bind,
-            threads,
-            cpus,
+            server: s,
             mode,
             churn,
-        } => kernel::khttp(bind, threads, &kernel::parse_cpus(&cpus), mode, churn)
+        } => kernel::khttp(s.bind, s.threads, &kernel::parse_cpus(&s.cpus), mode, churn)
             .map_err(Into::into),
         HelperCmd::Udpload {
             dst,
