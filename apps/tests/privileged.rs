@@ -7,6 +7,8 @@
 //! `cargo test -p xdpstack --test privileged -- --nocapture`
 
 mod common;
+#[path = "support/xdp.rs"]
+mod xdp;
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -635,17 +637,7 @@ fn nothing_left_behind() {
     let Some(_lock) = begin() else { return };
     let sb = sandbox("left", 1);
     let info = sb.info().clone();
-    let link = || {
-        run_ok(Command::new("ip").args([
-            "-n",
-            &info.server_ns,
-            "-d",
-            "link",
-            "show",
-            "dev",
-            "xdp0",
-        ]))
-    };
+    let link = || xdp::link(&info.server_ns, "xdp0");
     assert!(
         !xdp_attached(&link()),
         "XDP attached before start:\n{}",
@@ -710,17 +702,7 @@ fn sandbox_exec_passes_term_to_the_server() {
         .stdout(Stdio::null());
     let mut server = Spawned::spawn(&mut cmd, "exec", "sandbox exec http", &[&stats]);
     server.wait_started(|err| err.contains(" worker(s) on "));
-    let link = || {
-        run_ok(Command::new("ip").args([
-            "-n",
-            &info.server_ns,
-            "-d",
-            "link",
-            "show",
-            "dev",
-            &info.server_if,
-        ]))
-    };
+    let link = || xdp::link(&info.server_ns, &info.server_if);
     assert!(
         xdp_attached(&link()),
         "no XDP program while serving:\n{}",

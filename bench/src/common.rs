@@ -777,6 +777,38 @@ pub fn stop_stack(p: Proc, stats: &Path) -> Result<runtime::report::ServerReport
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The kernel HTTP server (`helper khttp`, `workers` threads on `cpus`, `--mode mode` and
+/// `extra` arguments) in `sb`'s server namespace, up and accepting on port 80.
+#[allow(clippy::too_many_arguments)]
+pub fn start_khttp(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    cpus: &str,
+    label: &str,
+    workers: usize,
+    mode: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> Result<Proc> {
+    let mut args = strings(&[
+        "khttp",
+        "--bind",
+        &format!("{SERVER_IP}:80"),
+        "--threads",
+        &workers.to_string(),
+        "--cpus",
+        cpus,
+        "--mode",
+        mode,
+    ]);
+    args.extend(strings(extra));
+    let p = helper(ctx, &sb.info().server_ns, cpus, label, &args, dir)?;
+    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? {
+        return procs::err(format!("{label} did not come up: {}", p.stderr_tail()));
+    }
+    Ok(p)
+}
+
 /// Starts a helper of this binary (`xdpstack-bench helper ...`) in a namespace.
 pub fn helper(
     ctx: &Ctx,

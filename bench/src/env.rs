@@ -419,6 +419,26 @@ pub fn receive_on_own_cores(sb: &Sandbox, server_cpus: &str, client_cpus: &str) 
     Ok(rps_note(server_cpus, client_cpus))
 }
 
+/// One single-queue [`sandbox`] for each `(tag, side)`, all of them up before each end of each
+/// [`receive_on_own_cores`]; returns them in that order, with [`rps_note`]'s sentence.
+pub fn sandboxes<const N: usize>(
+    specs: [(&str, ServerSide); N],
+    server_cpus: &str,
+    client_cpus: &str,
+) -> Result<([Sandbox; N], String)> {
+    let mut sbs = Vec::with_capacity(N);
+    for (tag, side) in specs {
+        sbs.push(sandbox(tag, 1, side)?);
+    }
+    for sb in &sbs {
+        receive_on_own_cores(sb, server_cpus, client_cpus)?;
+    }
+    let Ok(sbs) = <[Sandbox; N]>::try_from(sbs) else {
+        unreachable!("one sandbox per spec")
+    };
+    Ok((sbs, rps_note(server_cpus, client_cpus)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::cpu_mask;

@@ -91,25 +91,28 @@ enum Cmd {
     },
 }
 
+/// Where a kernel server listens and on which cores its threads run.
+#[derive(clap::Args)]
+struct KernelServer {
+    #[arg(long)]
+    bind: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, default_value = "0")]
+    cpus: String,
+}
+
 #[derive(Subcommand)]
 enum HelperCmd {
     /// Kernel UDP echo server (SO_REUSEPORT, recvmmsg/sendmmsg).
     Kudp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value = "0")]
-        cpus: String,
+        #[command(flatten)]
+        server: KernelServer,
     },
     /// Kernel HTTP server for short connections.
     Khttp {
-        #[arg(long)]
-        bind: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value = "0")]
-        cpus: String,
+        #[command(flatten)]
+        server: KernelServer,
         #[arg(long, value_enum)]
         mode: kernel::ListenMode,
         /// Replace every thread's listener this often (reuseport mode): `100ms`.
@@ -191,18 +194,14 @@ fn main() -> ExitCode {
 
 fn helper(cmd: HelperCmd) -> ExitCode {
     let r: Result<(), Box<dyn std::error::Error>> = match cmd {
-        HelperCmd::Kudp {
-            bind,
-            threads,
-            cpus,
-        } => kernel::kudp(bind, threads, &kernel::parse_cpus(&cpus)).map_err(Into::into),
+        HelperCmd::Kudp { server: s } => {
+            kernel::kudp(s.bind, s.threads, &kernel::parse_cpus(&s.cpus)).map_err(Into::into)
+        }
         HelperCmd::Khttp {
-            bind,
-            threads,
-            cpus,
+            server: s,
             mode,
             churn,
-        } => kernel::khttp(bind, threads, &kernel::parse_cpus(&cpus), mode, churn)
+        } => kernel::khttp(s.bind, s.threads, &kernel::parse_cpus(&s.cpus), mode, churn)
             .map_err(Into::into),
         HelperCmd::Udpload {
             dst,
@@ -223,9 +222,8 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             payload,
             &qname,
         )
-        .and_then(|r| Ok(serde_json::to_string(&r)?))
-        .map(|s| println!("{s}"))
-        .map_err(Into::into),
+        .map_err(Into::into)
+        .and_then(|r| print_json(&r)),
         HelperCmd::Kaload {
             dst,
             src,
@@ -244,9 +242,8 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             timeout,
             steady_after.as_secs_f64(),
         )
-        .and_then(|r| Ok(serde_json::to_string(&r)?))
-        .map(|s| println!("{s}"))
-        .map_err(Into::into),
+        .map_err(Into::into)
+        .and_then(|r| print_json(&r)),
         HelperCmd::Shortconn {
             dst,
             conns,
@@ -261,9 +258,7 @@ fn helper(cmd: HelperCmd) -> ExitCode {
                 seconds.as_secs_f64().clamp(0.1, 600.0),
                 timeout,
             );
-            serde_json::to_string(&r)
-                .map(|s| println!("{s}"))
-                .map_err(Into::into)
+            print_json(&r)
         }
     };
     match r {
@@ -273,6 +268,12 @@ fn helper(cmd: HelperCmd) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A helper's report on stdout, as one line of JSON.
+fn print_json(r: &impl serde::Serialize) -> Result<(), Box<dyn std::error::Error>> {
+    println!("{}", serde_json::to_string(r)?);
+    Ok(())
 }
 
 fn runner(cli: &Cli) -> procs::Result<()> {

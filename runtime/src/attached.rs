@@ -125,13 +125,8 @@ where
     let mut cores = client.into_cores();
     let mut services = Vec::new();
     for core in cores.iter_mut() {
-        let ctx = WorkerCtx {
-            worker: core.index(),
-            // The daemon's selector decides; the uid is the kernel's.
-            selector: Arc::new(stack::reuseport::HashSelector),
-            bind: stack::reuseport::BindOptions::new(0).with_reuseport(true),
-            reload: reload.clone(),
-        };
+        // The daemon's selector decides; the uid is the kernel's.
+        let ctx = WorkerCtx::hashed(core.index(), reload.clone());
         let index = core.index();
         services.push(make(&ctx, core).map_err(|e| AttachedError::App(index, e.into()))?);
     }

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
-use stack::socket::{ConnEnd, ConnId, TcpApi};
+use stack::socket::{ConnEnd, ConnId, ConnMap, TcpApi};
 
 /// A full table evicts a connection to let a new one in only if it made no
 /// progress for this long (RFC 7766 6.2.3: under pressure, close the
@@ -79,6 +79,20 @@ impl Reaper {
             }
         }
         None
+    }
+
+    /// [`Reaper::evict`] over every connection of `conns`, `last` giving its last progress.
+    pub fn evict_from<C>(
+        &mut self,
+        now: Instant,
+        conns: &ConnMap<C>,
+        last: impl Fn(&C) -> Instant,
+    ) -> Option<ConnId> {
+        self.evict(
+            now,
+            || conns.iter().map(|(&id, c)| (last(c), id)),
+            |id| conns.get(&id).map(&last),
+        )
     }
 
     /// Once per `SWEEP`: the connections of `list` (last progress, id) that

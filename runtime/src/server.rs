@@ -232,6 +232,70 @@ pub struct WorkerCtx {
     pub reload: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Why a service did not get its port on a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The TCP listener was refused.
+    #[error("TCP port {port}: {reason}")]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+    /// The UDP socket was refused.
+    #[error("UDP port {port}: {reason}")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// The stack's (or the daemon's) refusal.
+        reason: String,
+    },
+}
+
+impl WorkerCtx {
+    /// Worker `worker` with the hash selector and reuseport listeners of uid 0: what an
+    /// attached worker has (the daemon's selector decides, the uid is the kernel's), and
+    /// what in-memory tests run with.
+    pub fn hashed(worker: usize, reload: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        WorkerCtx {
+            worker,
+            selector: Arc::new(HashSelector),
+            bind: BindOptions::new(0).with_reuseport(true),
+            reload,
+        }
+    }
+
+    /// UDP and then TCP `port` on every address (`udp_queue` datagrams queued, a listen
+    /// backlog of `tcp_backlog`), both under this worker's selector: what a service of both
+    /// protocols (DNS, echo) binds.
+    pub fn bind_udp_tcp<A: stack::socket::TcpApi + stack::socket::UdpApi>(
+        &self,
+        engine: &mut A,
+        port: u16,
+        udp_queue: usize,
+        tcp_backlog: usize,
+    ) -> Result<(stack::engine::UdpId, stack::engine::ListenerId), PortError> {
+        let any = stack::reuseport::BindAddr::Any6 { v6only: false };
+        let udp = engine
+            .udp_bind(any, port, self.bind.clone().with_backlog(udp_queue))
+            .map_err(|e| PortError::Bind {
+                port,
+                reason: e.to_string(),
+            })?;
+        let listener = engine
+            .tcp_listen(any, port, self.bind.clone().with_backlog(tcp_backlog))
+            .map_err(|e| PortError::Listen {
+                port,
+                reason: e.to_string(),
+            })?;
+        for id in [udp.member(), listener.member()] {
+            engine.set_selector(id, self.selector.clone());
+        }
+        Ok((udp, listener))
+    }
+}
+
 /// The XDP program's counters of the server running in this process (one
 /// per process), for `/stats` and `/metrics`.
 static XDP_COUNTERS: std::sync::OnceLock<Arc<SteerCounters>> = std::sync::OnceLock::new();

@@ -974,15 +974,7 @@ mod tests {
     }
 
     fn arp_frame(op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
-        let repr = ArpRepr::EthernetIpv4 {
-            operation: op,
-            source_hardware_addr: EthernetAddress(sha),
-            source_protocol_addr: spa,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: tpa,
-        };
-        let mut body = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut ArpPacket::new_unchecked(&mut body[..]));
+        let body = testkit::frames::arp(op, sha, spa, tpa);
         let dst = if op == ArpOperation::Request {
             BROADCAST_MAC
         } else {

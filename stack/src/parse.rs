@@ -58,6 +58,16 @@ pub enum L4 {
     Icmpv6,
 }
 
+impl L4 {
+    /// A TCP segment with SYN alone: a connection's first segment.
+    pub const SYN: L4 = L4::Tcp {
+        flags_syn: true,
+        flags_ack: false,
+        flags_rst: false,
+        flags_fin: false,
+    };
+}
+
 /// The flow a packet belongs to, as seen by the receiver (`src` is the remote peer).
 ///
 /// ICMP: `sport` is the echo identifier for echo request/reply, else 0; `dport` is 0.
@@ -348,10 +358,7 @@ fn parse_udp(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber, UdpRepr,
-    };
+    use smoltcp::wire::{Icmpv4Repr, Icmpv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
 
     pub(crate) const PEER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
     pub(crate) const OURS4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -381,46 +388,11 @@ pub(crate) mod tests {
             timestamp: None,
             payload,
         };
-        let l4_len = tcp.buffer_len();
-        let caps = ChecksumCapabilities::default();
-        let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let (mut buf, off) = ip_header(src, dst, IpProtocol::Tcp, l4_len);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[off..]),
-            &s,
-            &d,
-            &caps,
-        );
-        buf
-    }
-
-    /// An IPv4 or IPv6 header for `l4_len` bytes of `proto`, in a buffer
-    /// with room for them; returns the buffer and the L4 offset.
-    fn ip_header(src: IpAddr, dst: IpAddr, proto: IpProtocol, l4_len: usize) -> (Vec<u8>, usize) {
-        let len = crate::emit::ip_header_len(src, dst).expect("one family") + l4_len;
-        let mut buf = vec![0u8; len];
-        let (_, _, off) = crate::emit::emit_ip(&mut buf, src, dst, proto, l4_len).unwrap();
-        (buf, off)
+        testkit::frames::tcp(src, dst, &tcp)
     }
 
     pub(crate) fn udp_packet(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
-        let udp = UdpRepr {
-            src_port: 5353,
-            dst_port: 53,
-        };
-        let l4_len = UDP_HEADER_LEN + payload.len();
-        let caps = ChecksumCapabilities::default();
-        let (s, d): (IpAddress, IpAddress) = (src.into(), dst.into());
-        let (mut buf, off) = ip_header(src, dst, IpProtocol::Udp, l4_len);
-        udp.emit(
-            &mut UdpPacket::new_unchecked(&mut buf[off..]),
-            &s,
-            &d,
-            payload.len(),
-            |p| p.copy_from_slice(payload),
-            &caps,
-        );
-        buf
+        testkit::frames::udp(src, dst, 5353, 53, payload)
     }
 
     /// Overwrite 1 to `most` random bytes of `p` (not empty) with random values.
@@ -448,15 +420,7 @@ pub(crate) mod tests {
                 dport: 80
             }
         );
-        assert_eq!(
-            p.l4,
-            L4::Tcp {
-                flags_syn: true,
-                flags_ack: false,
-                flags_rst: false,
-                flags_fin: false
-            }
-        );
+        assert_eq!(p.l4, L4::SYN);
         assert_eq!(p.payload_len, 0);
 
         let pkt = tcp_packet(
@@ -577,22 +541,12 @@ pub(crate) mod tests {
 
     #[test]
     fn icmp_echo_key_and_checksum() {
-        let caps = ChecksumCapabilities::default();
         let echo = Icmpv4Repr::EchoRequest {
             ident: 0x1234,
             seq_no: 1,
             data: b"ping",
         };
-        let ip = Ipv4Repr {
-            src_addr: PEER4,
-            dst_addr: OURS4,
-            next_header: IpProtocol::Icmp,
-            payload_len: echo.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + echo.buffer_len()];
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
-        echo.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..]), &caps);
+        let mut buf = testkit::frames::icmp4(PEER4, OURS4, &echo);
         let p = parse_ip(&buf).unwrap();
         assert_eq!(p.key.proto, Proto::Icmp);
         assert_eq!((p.key.sport, p.key.dport), (0x1234, 0));
@@ -606,21 +560,7 @@ pub(crate) mod tests {
             seq_no: 9,
             data: b"ping6",
         };
-        let ip6 = Ipv6Repr {
-            src_addr: PEER6,
-            dst_addr: OURS6,
-            next_header: IpProtocol::Icmpv6,
-            payload_len: echo6.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 40 + echo6.buffer_len()];
-        ip6.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
-        echo6.emit(
-            &PEER6,
-            &OURS6,
-            &mut Icmpv6Packet::new_unchecked(&mut buf[40..]),
-            &caps,
-        );
+        let mut buf = testkit::frames::icmp6(PEER6, OURS6, &echo6);
         let p = parse_ip(&buf).unwrap();
         assert_eq!(
             (p.key.proto, p.key.sport, p.l4),

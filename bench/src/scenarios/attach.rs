@@ -38,13 +38,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          pinned to it; nginx (1 worker process, master too). wrk (1 thread) on core \
          {client_cpu}."
     );
-    let isb = env::sandbox("ai", 1, ServerSide::Stack)?;
-    let dsb = env::sandbox("ad", 1, ServerSide::Stack)?;
-    let ksb = env::sandbox("ak", 1, ServerSide::Kernel)?;
-    let mut rx = String::new();
-    for sb in [&isb, &dsb, &ksb] {
-        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
-    }
+    let ([isb, dsb, ksb], rx) = env::sandboxes(
+        [
+            ("ai", ServerSide::Stack),
+            ("ad", ServerSide::Stack),
+            ("ak", ServerSide::Kernel),
+        ],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
 
     let (inproc, inproc_stats) =
@@ -166,20 +168,18 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     drop(nginx);
 
     let c = &res.cases[0];
-    res.targets.push(Target::threshold(
-        "attached HTTP keep-alive req/s vs in-process",
-        ">= 0.8x in-process",
-        c.ratio("rps", ATTACHED, INPROC),
-        0.8,
-        false,
-    ));
-    res.targets.push(Target::threshold(
-        "attached HTTP keep-alive req/s vs nginx",
-        ">= 1x nginx",
-        c.ratio("rps", ATTACHED, NGINX),
-        1.0,
-        false,
-    ));
+    for (name, want, of, min) in [
+        ("in-process", ">= 0.8x in-process", INPROC, 0.8),
+        ("nginx", ">= 1x nginx", NGINX, 1.0),
+    ] {
+        res.targets.push(Target::threshold(
+            &format!("attached HTTP keep-alive req/s vs {name}"),
+            want,
+            c.ratio("rps", ATTACHED, of),
+            min,
+            false,
+        ));
+    }
     res.notes.push(
         "The attached subject is two processes on one core: the daemon's worker (the \
          engine, the XDP socket) and the application (HttpApp over the shared-memory rings). \

@@ -12,7 +12,7 @@ use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::load::ShortConnReport;
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
-use crate::procs::{self, BenchError, Result};
+use crate::procs::{self, BenchError, Proc, Result};
 
 const STACK: &str = "xdpstack (SIGHUP every 100 ms)";
 const STACK_CALM: &str = "xdpstack, no churn (control)";
@@ -180,6 +180,26 @@ fn client_metrics(r: &ShortConnReport) -> Metrics {
     x
 }
 
+/// The short-connection client (`helper shortconn client_args`) against server `p`.
+fn shortconn(
+    ctx: &Ctx,
+    sb: &lab::sandbox::Sandbox,
+    p: &Proc,
+    client_args: &[String],
+    dir: &std::path::Path,
+) -> Result<common::Measured<String>> {
+    common::measure(
+        sb,
+        p,
+        &ctx.client_cpu(),
+        "shortconn",
+        &ctx.bins.bench,
+        client_args,
+        dir,
+        Duration::from_secs(150),
+    )
+}
+
 fn stack_run(
     ctx: &Ctx,
     sb: &lab::sandbox::Sandbox,
@@ -214,16 +234,7 @@ fn stack_run(
                 hups.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let m = common::measure(
-            sb,
-            &p,
-            &ctx.client_cpu(),
-            "shortconn",
-            &ctx.bins.bench,
-            client_args,
-            dir,
-            Duration::from_secs(150),
-        );
+        let m = shortconn(ctx, sb, &p, client_args, dir);
         done.store(true, Ordering::Relaxed);
         m
     })?;
@@ -310,42 +321,17 @@ fn kernel_run(
             got.trim()
         ));
     }
-    let p = common::helper(
+    let p = common::start_khttp(
         ctx,
-        &sb.info().server_ns,
+        sb,
         cpus,
         "kernel churn server",
-        &common::strings(&[
-            "khttp",
-            "--bind",
-            &format!("{SERVER_IP}:80"),
-            "--threads",
-            &workers.to_string(),
-            "--cpus",
-            cpus,
-            "--mode",
-            "reuseport",
-            "--churn",
-            &format!("{}ms", EVERY.as_millis()),
-        ]),
+        workers,
+        "reuseport",
+        &["--churn", &format!("{}ms", EVERY.as_millis())],
         dir,
     )?;
-    if !env::wait_tcp(sb, SERVER_IP, 80, Duration::from_secs(10))? {
-        return procs::err(format!(
-            "kernel churn server did not come up: {}",
-            p.stderr_tail()
-        ));
-    }
-    let m = common::measure(
-        sb,
-        &p,
-        &ctx.client_cpu(),
-        "shortconn",
-        &ctx.bins.bench,
-        client_args,
-        dir,
-        Duration::from_secs(150),
-    )?;
+    let m = shortconn(ctx, sb, &p, client_args, dir)?;
     let server_cpu = m.server_cpu_s;
     let (out, _) = p.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
     let r: ShortConnReport = serde_json::from_str(m.report.trim())?;

@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use lab::sandbox::Sandbox;
+
 use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
@@ -86,6 +88,20 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             subjects: vec![Subject::new(STACK), Subject::new(NGINX)],
             ratios: Vec::new(),
         };
+        // The load on server `p` in `sb`: its metrics (memory from idle), and the measurement.
+        let load = |sb: &Sandbox, p: &Proc| {
+            let idle = p.memory_kib();
+            let m = run_load(
+                ctx,
+                sb,
+                p,
+                &client_cpu,
+                (level, addrs),
+                (secs, steady),
+                &dir,
+            )?;
+            Result::Ok((metrics(&m, idle, (steady, secs)), m))
+        };
         for run in 0..ctx.runs {
             for i in 0..2 {
                 // A fresh sandbox for every measurement: no ports left in TIME_WAIT, no orphans.
@@ -93,17 +109,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     env::sandbox("ns", 1, ServerSide::Stack).and_then(|sb| {
                         env::receive_on_own_cores(&sb, &server_cpu, &client_cpu)?;
                         let (p, stats) = start_stack(ctx, &sb, &server_cpu, level, &dir)?;
-                        let idle = p.memory_kib();
-                        let m = run_load(
-                            ctx,
-                            &sb,
-                            &p,
-                            &client_cpu,
-                            (level, addrs),
-                            (secs, steady),
-                            &dir,
-                        )?;
-                        let mut x = metrics(&m, idle, (steady, secs));
+                        let (mut x, m) = load(&sb, &p)?;
                         let st = common::stop_stack(p, &stats)?;
                         if let Some(w) = st.workers.first() {
                             for (k, v) in [
@@ -125,17 +131,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                         env::receive_on_own_cores(&sb, &server_cpu, &client_cpu)?;
                         common::tune_server_ns(&sb)?;
                         let p = common::start_nginx(ctx, &sb, &[0], procs_n, 65535, &dir)?;
-                        let idle = p.memory_kib();
-                        let m = run_load(
-                            ctx,
-                            &sb,
-                            &p,
-                            &client_cpu,
-                            (level, addrs),
-                            (secs, steady),
-                            &dir,
-                        )?;
-                        Ok((metrics(&m, idle, (steady, secs)), m.placement))
+                        let (x, m) = load(&sb, &p)?;
+                        Ok((x, m.placement))
                     })
                 };
                 match r {

@@ -53,13 +53,15 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     std::fs::write(&qfile, format!("{QNAME} A\n"))?;
 
     // One sandbox per server: an XDP program owns its interface.
-    let ssb = env::sandbox("ts", 1, ServerSide::Stack)?;
-    let ksb = env::sandbox("tk", 1, ServerSide::Kernel)?;
-    let xsb = env::sandbox("tx", 1, ServerSide::Kernel)?;
-    let mut rx = String::new();
-    for sb in [&ssb, &ksb, &xsb] {
-        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
-    }
+    let ([ssb, ksb, xsb], rx) = env::sandboxes(
+        [
+            ("ts", ServerSide::Stack),
+            ("tk", ServerSide::Kernel),
+            ("tx", ServerSide::Kernel),
+        ],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
     // The defaults, as a user gets them: the app's cap on TCP connections (16384 per worker)
     // and the UMEM and rings that follow it (an rx ring of at least 8192: the 2048 of old

@@ -161,27 +161,7 @@ fn one(
         } else {
             "reuseport"
         };
-        let p: Proc = common::helper(
-            ctx,
-            &ksb.info().server_ns,
-            cpus,
-            name,
-            &common::strings(&[
-                "khttp",
-                "--bind",
-                &format!("{SERVER_IP}:80"),
-                "--threads",
-                &workers.to_string(),
-                "--cpus",
-                cpus,
-                "--mode",
-                mode,
-            ]),
-            dir,
-        )?;
-        if !env::wait_tcp(ksb, SERVER_IP, 80, Duration::from_secs(10))? {
-            return procs::err(format!("{name} did not come up: {}", p.stderr_tail()));
-        }
+        let p: Proc = common::start_khttp(ctx, ksb, cpus, name, workers, mode, &[], dir)?;
         let m = common::measure(ksb, &p, &client_cpu, "ab", "ab", &ab_args, dir, limit)?;
         let (out, errs) = p.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
         let per = common_kernel(&out, &errs)?;

@@ -38,10 +38,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          wrk (1 thread) or pktgen (1 thread) pinned to core {client_cpu}."
     );
 
-    let ssb = env::sandbox("hs", 1, ServerSide::Stack)?;
-    let ksb = env::sandbox("hk", 1, ServerSide::Kernel)?;
-    let rx = env::receive_on_own_cores(&ssb, &server_cpu, &client_cpu)?;
-    env::receive_on_own_cores(&ksb, &server_cpu, &client_cpu)?;
+    let ([ssb, ksb], rx) = env::sandboxes(
+        [("hs", ServerSide::Stack), ("hk", ServerSide::Kernel)],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
     let (stack, stack_stats) = common::start_stack(
         ctx,
@@ -86,13 +87,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             &dir,
             (!close).then_some(&mut res.placement),
         )?;
-        for s in &mut case.subjects {
-            s.finish();
-        }
-        for m in ["rps", "server_cpu_ms_per_1k"] {
-            case.add_ratio(m, STACK, NGINX);
-        }
-        res.cases.push(case);
+        finish_case(&mut res, case);
     }
 
     for (case_name, close) in [
@@ -121,13 +116,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             &client_cpu,
             &dir,
         )?;
-        for s in &mut case.subjects {
-            s.finish();
-        }
-        for m in ["rps", "server_cpu_ms_per_1k"] {
-            case.add_ratio(m, STACK, NGINX);
-        }
-        res.cases.push(case);
+        finish_case(&mut res, case);
     }
 
     let stats = common::stop_stack(stack, &stack_stats).ok();
@@ -210,4 +199,15 @@ fn httpgen_rounds(
         }
     }
     Ok(())
+}
+
+/// Closes a case of the stack vs nginx: each subject's summary, their ratios, into `res`.
+fn finish_case(res: &mut ScenarioResult, mut case: Case) {
+    for s in &mut case.subjects {
+        s.finish();
+    }
+    for m in ["rps", "server_cpu_ms_per_1k"] {
+        case.add_ratio(m, STACK, NGINX);
+    }
+    res.cases.push(case);
 }

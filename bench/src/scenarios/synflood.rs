@@ -70,10 +70,11 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          that core busy: the probes compete with it for it, as a real client on a flooded \
          link competes for the link)."
     );
-    let ssb = env::sandbox("fs", 1, ServerSide::Stack)?;
-    let ksb = env::sandbox("fk", 1, ServerSide::Kernel)?;
-    let rx = env::receive_on_own_cores(&ssb, &server_cpu, &client_cpu)?;
-    env::receive_on_own_cores(&ksb, &server_cpu, &client_cpu)?;
+    let ([ssb, ksb], rx) = env::sandboxes(
+        [("fs", ServerSide::Stack), ("fk", ServerSide::Kernel)],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
     // Both servers get a route back to the spoofed sources, via the client: without one the
     // kernel drops a SYN it cannot answer before it keeps any state (ListenDrops), and the

@@ -57,16 +57,16 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     std::fs::write(&zone, ZONE)?;
 
     // One sandbox per server: an XDP program owns its interface.
-    let sbs = [
-        env::sandbox("ue", 1, ServerSide::Stack)?,
-        env::sandbox("ud", 1, ServerSide::Stack)?,
-        env::sandbox("ur", 1, ServerSide::Stack)?,
-        env::sandbox("uk", 1, ServerSide::Kernel)?,
-    ];
-    let mut rx = String::new();
-    for sb in &sbs {
-        rx = env::receive_on_own_cores(sb, &server_cpu, &client_cpu)?;
-    }
+    let (sbs, rx) = env::sandboxes(
+        [
+            ("ue", ServerSide::Stack),
+            ("ud", ServerSide::Stack),
+            ("ur", ServerSide::Stack),
+            ("uk", ServerSide::Kernel),
+        ],
+        &server_cpu,
+        &client_cpu,
+    )?;
     res.cores.push_str(&format!(" {rx}."));
     let mut servers: Vec<Server> = Vec::new();
     let one = common::strings(&["--workers", "1"]);

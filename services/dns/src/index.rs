@@ -243,6 +243,19 @@ fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
+/// An error of the zone as a whole (no one line): named by its first file.
+fn zone_error(zone: &ZoneFile, msg: String) -> ZoneError {
+    ZoneError {
+        file: zone
+            .records
+            .first()
+            .map(|r| r.file.clone())
+            .unwrap_or_default(),
+        line: 0,
+        msg,
+    }
+}
+
 impl Model {
     fn build(zone: &ZoneFile) -> Result<Model, ZoneError> {
         let err = |r: &Rr, msg: String| ZoneError {
@@ -257,17 +270,7 @@ impl Model {
             .collect();
         let soa_rr = match soas.as_slice() {
             [one] => *one,
-            [] => {
-                return Err(ZoneError {
-                    file: zone
-                        .records
-                        .first()
-                        .map(|r| r.file.clone())
-                        .unwrap_or_default(),
-                    line: 0,
-                    msg: "the zone has no SOA record".into(),
-                })
-            }
+            [] => return Err(zone_error(zone, "the zone has no SOA record".into())),
             [_, second, ..] => {
                 return Err(err(
                     second,
@@ -801,18 +804,13 @@ impl Index {
         };
         let too_big = |what: String, a: &Answer| -> Result<(), ZoneError> {
             if a.bytes.len() + OVERHEAD > 65535 {
-                return Err(ZoneError {
-                    file: zone
-                        .records
-                        .first()
-                        .map(|r| r.file.clone())
-                        .unwrap_or_default(),
-                    line: 0,
-                    msg: format!(
+                return Err(zone_error(
+                    zone,
+                    format!(
                         "the answer for {what} is {} bytes: more than a DNS message can hold",
                         a.bytes.len()
                     ),
-                });
+                ));
             }
             Ok(())
         };

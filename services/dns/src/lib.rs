@@ -27,7 +27,6 @@ use hickory_proto::rr::Name;
 use nic::Rings;
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
-use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
@@ -78,25 +77,7 @@ fn parse_idle_secs(s: &str) -> Result<u64, runtime::duration::DurationError> {
 }
 
 /// Why the DNS service did not start on a worker.
-#[derive(Debug, thiserror::Error)]
-pub enum DnsError {
-    /// The TCP listener was refused.
-    #[error("TCP port {port}: {reason}")]
-    Listen {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-    /// The UDP socket was refused.
-    #[error("UDP port {port}: {reason}")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-}
+pub type DnsError = runtime::server::PortError;
 
 /// Why the zone did not load.
 #[derive(Debug, thiserror::Error)]
@@ -257,25 +238,9 @@ impl DnsApp {
         index: Arc<Index>,
         mtu: usize,
     ) -> Result<Self, DnsError> {
-        let any = BindAddr::Any6 { v6only: false };
-        let port = args.port;
-        let udp = engine
-            .udp_bind(any, port, ctx.bind.clone().with_backlog(args.udp_queue))
-            .map_err(|e| DnsError::Bind {
-                port,
-                reason: e.to_string(),
-            })?;
-        let listener = engine
-            .tcp_listen(any, port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| DnsError::Listen {
-                port,
-                reason: e.to_string(),
-            })?;
+        let (udp, listener) = ctx.bind_udp_tcp(engine, args.port, args.udp_queue, 1024)?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
-        for id in [udp.member(), listener.member()] {
-            engine.set_selector(id, ctx.selector.clone());
-        }
         // Never more than one IPv6 packet on this port: UDP responses are not fragmented.
         let mtu_payload = mtu.saturating_sub(40 + 8);
         let max_udp = usize::from(args.max_udp).min(mtu_payload) as u16;
@@ -415,12 +380,7 @@ impl DnsApp {
     /// for `EVICT_AFTER`, to make room (RFC 7766 6.2.3). Reset, not closed:
     /// its peer may be gone, and a close would linger. Whether one went.
     fn evict_one<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        let conns = &self.conns;
-        let Some(id) = self.reaper.evict(
-            now,
-            || conns.iter().map(|(&id, c)| (c.last, id)),
-            |id| conns.get(&id).map(|c| c.last),
-        ) else {
+        let Some(id) = self.reaper.evict_from(now, &self.conns, |c| c.last) else {
             return false;
         };
         self.counters.tcp_evicted += 1;

@@ -232,19 +232,21 @@ pub fn parse_file(path: &Path, origin: Option<Name>) -> Result<ZoneFile, ZoneErr
         line: 0,
         msg: format!("cannot read: {e}"),
     })?;
-    let mut ctx = Ctx {
-        origin: origin.map(fqdn),
-        default_ttl: None,
-        last_ttl: None,
-        last_owner: None,
-    };
-    let mut records = Vec::new();
-    parse_into(&text, &file, Some(path), &mut ctx, &mut records, 0)?;
-    Ok(ZoneFile { records })
+    parse_text(&text, &file, Some(path), origin)
 }
 
 /// Parse zone text (no `$INCLUDE` of relative paths without a file).
 pub fn parse_str(text: &str, file: &str, origin: Option<Name>) -> Result<ZoneFile, ZoneError> {
+    parse_text(text, file, None, origin)
+}
+
+/// Parse `text` (read from `path` when there is one, for `$INCLUDE`s) from a fresh context.
+fn parse_text(
+    text: &str,
+    file: &str,
+    path: Option<&Path>,
+    origin: Option<Name>,
+) -> Result<ZoneFile, ZoneError> {
     let mut ctx = Ctx {
         origin: origin.map(fqdn),
         default_ttl: None,
@@ -252,7 +254,7 @@ pub fn parse_str(text: &str, file: &str, origin: Option<Name>) -> Result<ZoneFil
         last_owner: None,
     };
     let mut records = Vec::new();
-    parse_into(text, file, None, &mut ctx, &mut records, 0)?;
+    parse_into(text, file, path, &mut ctx, &mut records, 0)?;
     Ok(ZoneFile { records })
 }
 

@@ -14,7 +14,6 @@ use hickory_proto::rr::{Name, RecordType};
 use runtime::server::WorkerCtx;
 use smoltcp::iface::SocketHandle;
 use smoltcp::wire::IpAddress;
-use stack::reuseport::{BindOptions, HashSelector};
 use stack::testing::{engine_net, with_app, EngineNet};
 use testkit::MemClient;
 
@@ -40,12 +39,7 @@ fn net() -> Net {
     let z = zone::parse_str(ZONE, "mem.zone", None).unwrap();
     let index = Arc::new(Index::build(&z).unwrap());
     with_app(engine_net(|_| {}), |engine| {
-        let ctx = WorkerCtx {
-            worker: 0,
-            selector: Arc::new(HashSelector),
-            bind: BindOptions::new(0).with_reuseport(true),
-            reload: Arc::new(AtomicU64::new(0)),
-        };
+        let ctx = WorkerCtx::hashed(0, Arc::new(AtomicU64::new(0)));
         let mtu = engine.port().config().mtu;
         DnsApp::new(&ctx, engine, &args, index, mtu).unwrap()
     })

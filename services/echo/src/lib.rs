@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stack::engine::{Engine, ListenerId, UdpId};
-use stack::reuseport::BindAddr;
 use stack::socket::{ConnError, ConnId, TcpApi, UdpApi};
 use stack::worker::App;
 
@@ -80,25 +79,7 @@ pub struct EchoApp {
 }
 
 /// Why the echo service did not start on a worker.
-#[derive(Debug, thiserror::Error)]
-pub enum EchoError {
-    /// The TCP listener was refused.
-    #[error("TCP port {port}: {reason}")]
-    Listen {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-    /// The UDP socket was refused.
-    #[error("UDP port {port}: {reason}")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// The stack's (or the daemon's) refusal.
-        reason: String,
-    },
-}
+pub type EchoError = runtime::server::PortError;
 
 impl EchoApp {
     /// Bind TCP and UDP `args.port`.
@@ -107,22 +88,7 @@ impl EchoApp {
         engine: &mut A,
         args: &EchoArgs,
     ) -> Result<Self, EchoError> {
-        let any = BindAddr::Any6 { v6only: false };
-        let port = args.port;
-        let listener = engine
-            .tcp_listen(any, port, ctx.bind.clone().with_backlog(128))
-            .map_err(|e| EchoError::Listen {
-                port,
-                reason: e.to_string(),
-            })?;
-        let udp = engine
-            .udp_bind(any, port, ctx.bind.clone().with_backlog(1024))
-            .map_err(|e| EchoError::Bind {
-                port,
-                reason: e.to_string(),
-            })?;
-        engine.set_selector(listener.member(), ctx.selector.clone());
-        engine.set_selector(udp.member(), ctx.selector.clone());
+        let (udp, listener) = ctx.bind_udp_tcp(engine, args.port, 1024, 128)?;
         // Only connections with segments are looked at (`take_ready`).
         engine.set_ready_tracking(true);
         Ok(EchoApp {
@@ -151,12 +117,7 @@ impl EchoApp {
     /// Reset the connection with the oldest progress if it made none for
     /// `EVICT_AFTER`; whether one went.
     fn evict_one<A: TcpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        let conns = &self.conns;
-        let Some(id) = self.reaper.evict(
-            now,
-            || conns.iter().map(|(&id, c)| (c.last, id)),
-            |id| conns.get(&id).map(|c| c.last),
-        ) else {
+        let Some(id) = self.reaper.evict_from(now, &self.conns, |c| c.last) else {
             return false;
         };
         self.counters.evicted += 1;

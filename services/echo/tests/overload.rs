@@ -7,17 +7,11 @@ use std::sync::Arc;
 
 use echod::{EchoApp, EchoArgs};
 use runtime::server::WorkerCtx;
-use stack::reuseport::{BindOptions, HashSelector};
 use stack::testing::{engine_net, with_app, Burst};
 
 #[test]
 fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
-    let ctx = WorkerCtx {
-        worker: 0,
-        selector: Arc::new(HashSelector),
-        bind: BindOptions::new(0).with_reuseport(true),
-        reload: Arc::new(AtomicU64::new(0)),
-    };
+    let ctx = WorkerCtx::hashed(0, Arc::new(AtomicU64::new(0)));
     let args = EchoArgs {
         port: 7,
         max_conns: 8,

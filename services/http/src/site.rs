@@ -483,24 +483,25 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(content_type(b"index.html"), "text/html; charset=utf-8");
-        assert_eq!(content_type(b"dir/INDEX.HTM"), "text/html; charset=utf-8");
-        assert_eq!(
-            content_type(b"a/b/app.js"),
-            "text/javascript; charset=utf-8"
-        );
-        assert_eq!(content_type(b"s.css"), "text/css; charset=utf-8");
-        assert_eq!(content_type(b"x.PNG"), "image/png");
-        assert_eq!(content_type(b"x.jpeg"), "image/jpeg");
-        assert_eq!(content_type(b"x.svg"), "image/svg+xml");
-        assert_eq!(content_type(b"x.json"), "application/json");
-        assert_eq!(content_type(b"x.txt"), "text/plain; charset=utf-8");
-        assert_eq!(content_type(b"x.wasm"), "application/wasm");
-        assert_eq!(content_type(b"x.woff2"), "font/woff2");
-        assert_eq!(content_type(b"README"), "application/octet-stream");
-        assert_eq!(content_type(b"x.unknownext"), "application/octet-stream");
-        assert_eq!(content_type(b"dir.html/file"), "application/octet-stream");
-        assert_eq!(content_type(b".html"), "text/html; charset=utf-8");
+        for (path, want) in [
+            ("index.html", "text/html; charset=utf-8"),
+            ("dir/INDEX.HTM", "text/html; charset=utf-8"),
+            ("a/b/app.js", "text/javascript; charset=utf-8"),
+            ("s.css", "text/css; charset=utf-8"),
+            ("x.PNG", "image/png"),
+            ("x.jpeg", "image/jpeg"),
+            ("x.svg", "image/svg+xml"),
+            ("x.json", "application/json"),
+            ("x.txt", "text/plain; charset=utf-8"),
+            ("x.wasm", "application/wasm"),
+            ("x.woff2", "font/woff2"),
+            ("README", "application/octet-stream"),
+            ("x.unknownext", "application/octet-stream"),
+            ("dir.html/file", "application/octet-stream"),
+            (".html", "text/html; charset=utf-8"),
+        ] {
+            assert_eq!(content_type(path.as_bytes()), want, "{path}");
+        }
     }
 
     fn temp_dir(tag: &str) -> PathBuf {

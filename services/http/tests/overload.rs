@@ -8,19 +8,13 @@ use std::time::Duration;
 
 use httpd::{load_site, HttpApp, HttpArgs};
 use runtime::server::WorkerCtx;
-use stack::reuseport::{BindOptions, HashSelector};
 use stack::testing::{engine_net, with_app, Burst};
 
 const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 
 #[test]
 fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
-    let ctx = WorkerCtx {
-        worker: 0,
-        selector: Arc::new(HashSelector),
-        bind: BindOptions::new(0).with_reuseport(true),
-        reload: Arc::new(AtomicU64::new(0)),
-    };
+    let ctx = WorkerCtx::hashed(0, Arc::new(AtomicU64::new(0)));
     let args = HttpArgs {
         port: 80,
         backlog: 64,

@@ -601,22 +601,12 @@ mod tests {
             None
         );
         // A bulk sender: the initial 64 KiB, then two windows.
+        let bulk_second = |p| send_grow(64 << 10, 100 * MIB, 64 << 10, MIB, 6 * MIB, &w, p);
         assert_eq!(
             send_grow(0, 100 * MIB, 0, 14_600, 6 * MIB, &w, Pressure::None),
             Some(64 << 10)
         );
-        assert_eq!(
-            send_grow(
-                64 << 10,
-                100 * MIB,
-                64 << 10,
-                MIB,
-                6 * MIB,
-                &w,
-                Pressure::None
-            ),
-            Some(2 * MIB)
-        );
+        assert_eq!(bulk_second(Pressure::None), Some(2 * MIB));
         // Never past the maximum, nor past what the peer's window allows.
         assert_eq!(
             send_grow(
@@ -643,18 +633,7 @@ mod tests {
             Some(512 << 10)
         );
         // Under pressure: no growth past what it has (or the initial size).
-        assert_eq!(
-            send_grow(
-                64 << 10,
-                100 * MIB,
-                64 << 10,
-                MIB,
-                6 * MIB,
-                &w,
-                Pressure::Soft
-            ),
-            None
-        );
+        assert_eq!(bulk_second(Pressure::Soft), None);
         assert_eq!(
             send_grow(0, 10_000, 0, MIB, 6 * MIB, &w, Pressure::Hard),
             Some(4096)

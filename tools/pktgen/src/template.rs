@@ -510,15 +510,7 @@ mod tests {
                 assert_eq!(p.key.dport, kind.default_port());
                 match kind {
                     Kind::Syn | Kind::Http => {
-                        assert_eq!(
-                            p.l4,
-                            L4::Tcp {
-                                flags_syn: true,
-                                flags_ack: false,
-                                flags_rst: false,
-                                flags_fin: false
-                            }
-                        );
+                        assert_eq!(p.l4, L4::SYN);
                         assert!(payload.is_empty());
                     }
                     Kind::Udp => assert_eq!(payload.len(), 64),

@@ -120,15 +120,9 @@ fn check(r: &GenReport) {
 fn echo_through_the_reflector_is_all_answered() {
     for mode in [TxMode::Pool, TxMode::Copy] {
         for v6 in [false, true] {
-            let (a, b) = ports(None);
             let cfg = config(Kind::Echo, v6, 3000, 0, mode);
             let live = cfg.live.clone();
-            let mut g = Gen::new(a, cfg);
-            let mut r = Reflector::new(b, PEER_MAC, &[]);
-            drive(&mut g, || {
-                r.step();
-            });
-            let rep = g.finish();
+            let (rep, r) = through_reflector(None, cfg);
             check(&rep);
             r.port().check().unwrap();
             let c = &rep.counters;
@@ -146,15 +140,22 @@ fn echo_through_the_reflector_is_all_answered() {
     }
 }
 
-/// 2000 IPv4 echo datagrams through the reflector over a pipe with `faults`.
-fn echo_through(faults: Faults) -> GenReport {
-    let (a, b) = ports(Some(faults));
-    let mut g = Gen::new(a, config(Kind::Echo, false, 2000, 0, TxMode::Pool));
+/// A generator run of `cfg` against the reflector over a pipe (with `faults` on the
+/// reflector's side): the generator's report, and the reflector.
+fn through_reflector(faults: Option<Faults>, cfg: GenConfig) -> (GenReport, Reflector<MemRings>) {
+    let (a, b) = ports(faults);
+    let mut g = Gen::new(a, cfg);
     let mut r = Reflector::new(b, PEER_MAC, &[]);
     drive(&mut g, || {
         r.step();
     });
-    g.finish()
+    (g.finish(), r)
+}
+
+/// 2000 IPv4 echo datagrams through the reflector over a pipe with `faults`.
+fn echo_through(faults: Faults) -> GenReport {
+    let cfg = config(Kind::Echo, false, 2000, 0, TxMode::Pool);
+    through_reflector(Some(faults), cfg).0
 }
 
 /// Frames lost on the way back are not answered; corrupted ones are caught
@@ -350,15 +351,9 @@ fn synacks_answered_and_reset() {
 /// A paced run sends at the rate (bounded by the bucket), never faster.
 #[test]
 fn paced_run_keeps_to_the_rate() {
-    let (a, b) = ports(None);
     let mut cfg = config(Kind::Echo, false, u64::MAX, 5000, TxMode::Pool);
     cfg.send_until = cfg.epoch + Duration::from_millis(400);
-    let mut g = Gen::new(a, cfg);
-    let mut r = Reflector::new(b, PEER_MAC, &[]);
-    drive(&mut g, || {
-        r.step();
-    });
-    let rep = g.finish();
+    let (rep, _) = through_reflector(None, cfg);
     check(&rep);
     let c = &rep.counters;
     let most = (5000.0 * rep.send_secs) as u64 + 32 + 1;
@@ -450,26 +445,6 @@ fn command_line_values_parse() {
         #[command(flatten)]
         args: super::PktgenArgs,
     }
-    let parse = |cores: &str| {
-        <Cli as clap::Parser>::try_parse_from([
-            "pktgen",
-            "--iface",
-            "peer0",
-            "--template",
-            "udp",
-            "--dst",
-            "198.18.0.1",
-            "--rate",
-            "0",
-            "--duration",
-            "1",
-            "--cores",
-            cores,
-        ])
-    };
-    assert_eq!(parse("1,0").unwrap().args.cores, Some(vec![1, 0]));
-    assert!(parse("a").is_err());
-    // Durations: one syntax; the old --drain-ms still counts milliseconds.
     let with = |extra: &[&str]| {
         let mut argv = vec![
             "pktgen",
@@ -485,6 +460,10 @@ fn command_line_values_parse() {
         argv.extend_from_slice(extra);
         <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.args)
     };
+    let parse = |cores: &str| with(&["--duration", "1", "--cores", cores]);
+    assert_eq!(parse("1,0").unwrap().cores, Some(vec![1, 0]));
+    assert!(parse("a").is_err());
+    // Durations: one syntax; the old --drain-ms still counts milliseconds.
     let a = with(&["--duration", "2m", "--drain", "1.5s"]).unwrap();
     assert_eq!(a.duration, Duration::from_secs(120));
     assert_eq!(a.drain_time(), Duration::from_millis(1500));
