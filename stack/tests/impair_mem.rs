@@ -80,6 +80,14 @@ impl App<nic::mem::MemRings> for Echo {
     }
 }
 
+/// The client's buffers each way (`IMPAIR_CLIENT_BUF`, default 256 KiB).
+fn client_buf() -> usize {
+    std::env::var("IMPAIR_CLIENT_BUF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256 * KIB)
+}
+
 fn byte(conn: usize, i: usize) -> u8 {
     ((i % 251) as u8) ^ (conn as u8).wrapping_mul(37)
 }
@@ -113,7 +121,7 @@ fn bulk_echo(seed: u64, conns: usize, each: usize) -> u64 {
     let hs: Vec<SocketHandle> = (0..conns)
         .map(|i| {
             net.client.connect_with(
-                MemClient::tcp_socket(256 * KIB),
+                MemClient::tcp_socket(client_buf()),
                 40000 + i as u16,
                 (SERVER, 7),
             )
@@ -165,7 +173,11 @@ fn bulk_echo_crosses_a_lossy_jittery_reordering_path_without_stalling() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(256 * KIB);
     for seed in 0..seeds {
-        let worst = bulk_echo(seed, 8, each);
+        let conns = std::env::var("IMPAIR_CONNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8);
+        let worst = bulk_echo(seed, conns, each);
         eprintln!("seed {seed}: longest gap {worst} ms");
     }
 }
