@@ -245,6 +245,7 @@ fn tcp_echo_survives_drops() {
                 drop_every: 13,
                 corrupt_every: 0,
                 delay_us: 0,
+                ..Faults::default()
             },
             ..NetConfig::default()
         };
