@@ -266,11 +266,13 @@ fn corrupting() -> NetConfig {
             drop_every: 0,
             corrupt_every: 17,
             delay_us: 0,
+            ..Faults::default()
         },
         faults_b: Faults {
             drop_every: 0,
             corrupt_every: 23,
             delay_us: 0,
+            ..Faults::default()
         },
         verify: true,
     }
