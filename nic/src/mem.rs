@@ -92,13 +92,48 @@ pub struct Faults {
     /// clock ([`MemRings::clock`], which the test moves): a frame reaches
     /// the other end once the clock has passed its send time plus this.
     pub delay_us: u64,
+    /// Drop a frame with this chance, in parts per million (netem `loss`).
+    pub loss_ppm: u32,
+    /// Add to each frame's delay a uniform jitter in `-jitter_us..=jitter_us`
+    /// (netem `delay D J`): frames overtake each other.
+    pub jitter_us: u64,
+    /// Send a frame at once, without the delay, with this chance (ppm;
+    /// netem `reorder`).
+    pub reorder_ppm: u32,
+    /// Send a frame twice with this chance (ppm; netem `duplicate`).
+    pub dup_ppm: u32,
+    /// Seed of the random faults above (the same seed, the same faults).
+    pub seed: u64,
 }
 
 #[derive(Default)]
 struct Wire {
-    /// Frames on the way, with the clock time each arrives.
+    /// Frames on the way, with the clock time each arrives, in that order.
     queue: VecDeque<(u64, Vec<u8>)>,
     sent: u64,
+    /// xorshift64* state of the random faults (0: not seeded yet).
+    rng: u64,
+}
+
+impl Wire {
+    /// The next random number below `n` (xorshift64*).
+    fn below(&mut self, seed: u64, n: u64) -> u64 {
+        if self.rng == 0 {
+            self.rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        }
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % n.max(1)
+    }
+
+    /// Queue `bytes` to arrive at `at`, after the frames due no later.
+    fn push(&mut self, at: u64, bytes: Vec<u8>) {
+        let i = self.queue.partition_point(|(t, _)| *t <= at);
+        self.queue.insert(i, (at, bytes));
+    }
 }
 
 /// One end of an in-memory pipe.
@@ -321,8 +356,23 @@ impl Rings for MemRings {
                     *b ^= 0x5a;
                 }
             }
-            let at = self.clock.load(Ordering::Relaxed) + self.faults.delay_us;
-            wire.queue.push_back((at, bytes));
+            let f = &self.faults;
+            let seed = f.seed;
+            if f.loss_ppm > 0 && wire.below(seed, 1_000_000) < u64::from(f.loss_ppm) {
+                continue;
+            }
+            let now = self.clock.load(Ordering::Relaxed);
+            let mut at = now + f.delay_us;
+            if f.jitter_us > 0 {
+                at = (at + wire.below(seed, 2 * f.jitter_us + 1)).saturating_sub(f.jitter_us);
+            }
+            if f.reorder_ppm > 0 && wire.below(seed, 1_000_000) < u64::from(f.reorder_ppm) {
+                at = now;
+            }
+            if f.dup_ppm > 0 && wire.below(seed, 1_000_000) < u64::from(f.dup_ppm) {
+                wire.push(at, bytes.clone());
+            }
+            wire.push(at, bytes);
         }
         n
     }

@@ -245,6 +245,7 @@ fn tcp_echo_survives_drops() {
                 drop_every: 13,
                 corrupt_every: 0,
                 delay_us: 0,
+                ..Faults::default()
             },
             ..NetConfig::default()
         };
@@ -265,11 +266,13 @@ fn corrupting() -> NetConfig {
             drop_every: 0,
             corrupt_every: 17,
             delay_us: 0,
+            ..Faults::default()
         },
         faults_b: Faults {
             drop_every: 0,
             corrupt_every: 23,
             delay_us: 0,
+            ..Faults::default()
         },
         verify: true,
     }

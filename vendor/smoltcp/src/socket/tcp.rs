@@ -1750,6 +1750,16 @@ impl<'a> Socket<'a> {
         // segments, is right-shifted by [advertised scale value] bits[...]
         reply_repr.window_len = self.scaled_window();
         self.remote_last_win = reply_repr.window_len;
+        // xdpstack patch (issue 19): an immediate ACK advertises a right
+        // edge too; recorded, or a later window (a lower limit, rounding to
+        // the window scale) moves it back and segments the peer sent inside
+        // it are dropped as out of the window.
+        if let Some(ack) = reply_repr.ack_number {
+            let edge = ack + ((reply_repr.window_len as usize) << self.remote_win_shift);
+            if self.rx_edge.is_none_or(|e| edge > e) {
+                self.rx_edge = Some(edge);
+            }
+        }
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
@@ -10440,6 +10450,50 @@ mod test {
         // The limit can grow to the maximum and no further.
         s.set_recv_limit(Some(100 << 20));
         assert_eq!(s.recv_limit(), Some(6 << 20));
+    }
+
+    #[test]
+    fn test_xdp_immediate_ack_edge_is_never_retracted() {
+        // An immediate ACK (out-of-order data) advertises a right edge; the
+        // next ACK must not move it back, though the limit dropped meanwhile.
+        let mut s = socket_established_with_buffer_sizes(64, 4096);
+        s.set_recv_window_max(Some(4096));
+        s.set_recv_limit(Some(4000));
+        let data = [7u8; 1000];
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 1000,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &data[..100],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                window_len: 4000,
+                sack_ranges: [None, None, None],
+                ..RECV_TEMPL
+            })
+        );
+        s.set_recv_limit(Some(1500));
+        // The hole filled: ACK of 1100 at once; the edge stays at +4000.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &data[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 1100),
+                window_len: 2900,
+                sack_ranges: [None, None, None],
+                ..RECV_TEMPL
+            })
+        );
     }
 
     #[test]
