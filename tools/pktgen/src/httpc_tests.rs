@@ -243,6 +243,7 @@ fn lost_frames_are_sent_again_and_every_request_is_answered() {
         drop_every: 7,
         corrupt_every: 0,
         delay_us: 0,
+        ..Faults::default()
     }));
     let mut s = Server::new(b);
     let c = HttpClient::new(p, config(20, true, 0, 1.0));

@@ -166,6 +166,7 @@ fn losses_and_corruption_are_counted() {
         drop_every: 10,
         corrupt_every: 0,
         delay_us: 0,
+        ..Faults::default()
     });
     check(&rep);
     assert_eq!(rep.counters.sent, 2000);
@@ -175,6 +176,7 @@ fn losses_and_corruption_are_counted() {
         drop_every: 0,
         corrupt_every: 7,
         delay_us: 0,
+        ..Faults::default()
     });
     rep.frames.as_ref().unwrap();
     let c = &rep.counters;
