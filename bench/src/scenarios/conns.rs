@@ -22,9 +22,6 @@ use crate::procs::{self, BenchError, Proc, Result};
 
 const STACK: &str = "xdpstack";
 const NGINX: &str = "nginx";
-/// Per-connection TCP buffer (each way) the stack runs with in this scenario (issue 8: 100k
-/// idle connections on one core with `--tcp-buf 4096`).
-pub const TCP_BUF: u32 = 4096;
 /// Connections per client source address at most (pktgen's ports 1024..65535 hold 64,512).
 const CONNS_PER_ADDR: usize = 30_000;
 /// Most client addresses (198.18.0.10 and the extra ones after it).
@@ -251,20 +248,18 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
     res.notes.push(format!(
-        "xdpstack runs with --tcp-buf {TCP_BUF} at every level (a {} KiB receive and a {} KiB \
-         send buffer per connection, allocated by the stack in its own memory: they are in its \
-         RSS), --backlog 65535; up to {DEFAULT_MAX_CONNS} connections the defaults (--max-conns \
+        "xdpstack runs with its default buffers at every level (they grow with the path and \
+         are given back when a connection idles: an idle connection holds none; they come \
+         from the stack's own memory, so they are in its RSS), --backlog 65535; up to {DEFAULT_MAX_CONNS} connections the defaults (--max-conns \
          {DEFAULT_MAX_CONNS}, UMEM and rings that follow it); past it (the 100k level) \
          --max-conns twice the level and --frames sized to the level (twice the connections, \
          up to 262144 frames of 2 KiB, and an rx ring of half the frames: it must hold a \
          segment from every connection at once, where a kernel server queues them per \
-         socket); the default buffer is 64 KiB each way. The client sends from 198.18.0.10, and past \
+         socket). The client sends from 198.18.0.10, and past \
          {CONNS_PER_ADDR} connections from more addresses (198.18.0.11 and up, one per \
          {CONNS_PER_ADDR} connections). \
          nginx's socket buffers live in the kernel, not in its RSS: the kernel TCP memory \
          column (from /proc/net/sockstat; host-wide) shows them.",
-        TCP_BUF / 1024,
-        TCP_BUF / 1024
     ));
     res.notes.push(format!(
         "Open files are limited to {} per process here (RLIMIT_NOFILE; the hard limit cannot be \
@@ -296,14 +291,7 @@ fn start_stack(
     level: usize,
     dir: &std::path::Path,
 ) -> Result<(Proc, std::path::PathBuf)> {
-    let mut args = common::strings(&[
-        "--workers",
-        "1",
-        "--tcp-buf",
-        &TCP_BUF.to_string(),
-        "--backlog",
-        "65535",
-    ]);
+    let mut args = common::strings(&["--workers", "1", "--backlog", "65535"]);
     // Up to the HTTP app's default --max-conns (16384 per worker) the defaults hold the
     // level: the UMEM and rings follow --max-conns. Past it (the 100k level) the cap and the
     // UMEM are raised, beyond what the defaults give (an rx ring of at most 32768).
