@@ -189,11 +189,7 @@ http {{
     server_tokens off;
     keepalive_timeout 65;
     keepalive_requests 1000000000;
-    client_body_temp_path {ds}/body;
-    proxy_temp_path {ds}/proxy;
-    fastcgi_temp_path {ds}/fastcgi;
-    uwsgi_temp_path {ds}/uwsgi;
-    scgi_temp_path {ds}/scgi;
+    {temp}
     server {{
         listen {SERVER_IP}:80 reuseport backlog={backlog};
         location / {{
@@ -207,6 +203,7 @@ http {{
         nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map_or(1024, |(s, _)| s),
         body = crate::kernel::BODY.replace('\n', "\\n"),
+        temp = nginx_temp_paths(&d),
     );
     let path = d.join("nginx.conf");
     std::fs::write(&path, conf)?;
@@ -570,16 +567,11 @@ impl HttpGenOpts {
     }
 }
 
-/// Runs `pktgen --template http` from the client namespace against `server`.
-pub fn run_httpgen(
-    ctx: &Ctx,
-    sb: &Sandbox,
-    server: &Proc,
-    cpu: &str,
-    o: &HttpGenOpts,
-    dir: &Path,
-) -> Result<Measured<parse::HttpGenReport>> {
-    let mut args = strings(&[
+/// The fixed part of every `pktgen --template http` command line from the client namespace:
+/// `rate` requests/s in all (0: closed loop, each connection's next request when its response
+/// is in) for `seconds` over `conns` connections, on `cpu`.
+pub fn httpgen_args(sb: &Sandbox, cpu: &str, rate: u64, seconds: u64, conns: usize) -> Vec<String> {
+    strings(&[
         "pktgen",
         "--iface",
         &sb.info().client_if,
@@ -588,11 +580,11 @@ pub fn run_httpgen(
         "--dst",
         SERVER_IP,
         "--rate",
-        "0",
+        &rate.to_string(),
         "--duration",
-        &o.seconds.to_string(),
+        &seconds.to_string(),
         "--conns",
-        &o.conns.to_string(),
+        &conns.to_string(),
         "--frames",
         "65536",
         "--cores",
@@ -606,7 +598,19 @@ pub fn run_httpgen(
         "--xdp-mode",
         "generic",
         "--quiet",
-    ]);
+    ])
+}
+
+/// Runs `pktgen --template http` from the client namespace against `server`.
+pub fn run_httpgen(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    server: &Proc,
+    cpu: &str,
+    o: &HttpGenOpts,
+    dir: &Path,
+) -> Result<Measured<parse::HttpGenReport>> {
+    let mut args = httpgen_args(sb, cpu, 0, o.seconds, o.conns);
     args.extend(o.load_args());
     let limit = Duration::from_secs(o.seconds + 40);
     let m = measure_many_marked(
@@ -871,6 +875,17 @@ pub fn explain(
             parts.join(" | ")
         )
     }
+}
+
+/// nginx's temporary folders, all under `dir` (the `http` block's lines): nothing of a
+/// benchmark's nginx is written outside its scratch folder.
+pub fn nginx_temp_paths(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    \
+         scgi_temp_path {d}/scgi;"
+    )
 }
 
 #[cfg(test)]

@@ -459,32 +459,8 @@ fn one(e: &Env, sb: &Sandbox, server: &Proc, load: Load, rate: Option<u64>) -> R
 /// pktgen http's command line: the fixed part of `common::run_httpgen` with an open-loop rate.
 fn httpgen_args(sb: &Sandbox, cpu: &str, close: bool, rate: Option<u64>, secs: u64) -> Vec<String> {
     let conns = if rate.is_some() { OPEN_CONNS } else { 50 };
-    let mut a = common::strings(&[
-        "pktgen",
-        "--iface",
-        &sb.info().client_if,
-        "--template",
-        "http",
-        "--dst",
-        SERVER_IP,
-        "--rate",
-        &rate.unwrap_or(0).to_string(),
-        "--duration",
-        &secs.to_string(),
-        "--conns",
-        &conns.to_string(),
-        "--frames",
-        "65536",
-        "--cores",
-        cpu,
-        "--drain",
-        "500ms",
-        "--xdp-mode",
-        "generic",
-        "--quiet",
-        "--src",
-        "198.18.0.10",
-    ]);
+    let mut a = common::httpgen_args(sb, cpu, rate.unwrap_or(0), secs, conns);
+    a.extend(common::strings(&["--src", "198.18.0.10"]));
     if close {
         a.push("--close".into());
     }

@@ -258,6 +258,26 @@ fn set_cc(sb: &Sandbox, cc: &str) -> Result<()> {
     Ok(())
 }
 
+/// A started server, or `None` with the error noted on subject `si` of every case for
+/// this run (the run goes on without it); Ctrl-C ends the scenario.
+fn started_or_noted(
+    started: Result<Proc>,
+    cases: &mut [Case],
+    si: usize,
+    run: usize,
+) -> Result<Option<Proc>> {
+    match started {
+        Ok(p) => Ok(Some(p)),
+        Err(procs::BenchError::Interrupted) => Err(procs::BenchError::Interrupted),
+        Err(e) => {
+            for c in cases {
+                c.subjects[si].errors.push(format!("run {run}: {e}"));
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// nginx serving `root` on KERNEL_IP:80 (sendfile, keep-alive without a request limit).
 fn start_nginx(sb: &Sandbox, cpu: &str, root: &Path, dir: &Path, tag: &str) -> Result<Proc> {
     let d = dir.join(format!("nginx-{tag}"));
@@ -278,18 +298,15 @@ http {{
     keepalive_timeout 65;
     keepalive_requests 1000000;
     default_type application/octet-stream;
-    client_body_temp_path {ds}/body;
-    proxy_temp_path {ds}/proxy;
-    fastcgi_temp_path {ds}/fastcgi;
-    uwsgi_temp_path {ds}/uwsgi;
-    scgi_temp_path {ds}/scgi;
+    {temp}
     server {{
         listen {KERNEL_IP}:80 reuseport;
         root {root};
     }}
 }}
 "#,
-        root = root.display()
+        root = root.display(),
+        temp = common::nginx_temp_paths(&d),
     );
     let path = d.join("nginx.conf");
     std::fs::write(&path, conf)?;
@@ -631,17 +648,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             for run in 0..ctx.runs {
                 for (si, cc) in m.ccs.iter().enumerate() {
                     set_cc(&sb, cc)?;
-                    let ng = match start_nginx(&sb, &server_cpu, &root, &dir, cc) {
-                        Ok(p) => p,
-                        Err(procs::BenchError::Interrupted) => {
-                            return Err(procs::BenchError::Interrupted)
-                        }
-                        Err(e) => {
-                            for c in &mut cases {
-                                c.subjects[si].errors.push(format!("run {run}: {e}"));
-                            }
-                            continue;
-                        }
+                    let started = start_nginx(&sb, &server_cpu, &root, &dir, cc);
+                    let Some(ng) = started_or_noted(started, &mut cases, si, run)? else {
+                        continue;
                     };
                     for (li, &l) in m.loads.iter().enumerate() {
                         let r = download(ctx, &sb, &m, KERNEL_IP, l, &root, &dir);
@@ -652,17 +661,9 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 // The stack: its own cubic; the client's kernel is on the last cc set.
                 let si = m.ccs.len();
                 let stats = dir.join(format!("stack-{seed}-{run}.json"));
-                let p = match start_stack(ctx, &sb, &root, &dir, &stats) {
-                    Ok(p) => p,
-                    Err(procs::BenchError::Interrupted) => {
-                        return Err(procs::BenchError::Interrupted)
-                    }
-                    Err(e) => {
-                        for c in &mut cases {
-                            c.subjects[si].errors.push(format!("run {run}: {e}"));
-                        }
-                        continue;
-                    }
+                let started = start_stack(ctx, &sb, &root, &dir, &stats);
+                let Some(p) = started_or_noted(started, &mut cases, si, run)? else {
+                    continue;
                 };
                 for (li, &l) in m.loads.iter().enumerate() {
                     let r = download(ctx, &sb, &m, STACK_IP, l, &root, &dir);
