@@ -8,6 +8,8 @@
 //! Run as root: `cargo test -p xdpstack --test deploy`.
 
 mod common;
+#[path = "support/tree.rs"]
+mod tree;
 #[path = "support/xdp.rs"]
 mod xdp;
 
@@ -20,6 +22,7 @@ use common::*;
 use lab::sandbox::{Sandbox, Side};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tree::TempTree;
 use xdp::xdp_attached;
 
 const STACK4: &str = "10.112.0.1";
@@ -614,4 +617,50 @@ fn vlan_tagged_traffic_to_the_stack_untagged_to_the_kernel() {
     let _ = fs::remove_file(&err);
     let _ = svc.kill();
     let _ = svc.wait();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused HTTP starts (bad --root).
+
+#[test]
+fn bad_roots_are_refused_in_one_line() {
+    let Some(_lock) = begin() else { return };
+    let root = TempTree::new("badroot");
+    root.file("a.bin", &testkit::Rng::new(7).bytes(5000));
+    let sb = sandbox("badroot", 1);
+    let info = sb.info().clone();
+    let run = |extra: &[&str]| {
+        let out = output(
+            Command::new("timeout")
+                .args([
+                    "-k",
+                    "2",
+                    "20",
+                    "ip",
+                    "netns",
+                    "exec",
+                    &info.server_ns,
+                    BIN,
+                    "http",
+                ])
+                .args(["--iface", "xdp0", "--addr", &info.server_ip4])
+                .args(extra)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null()),
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{extra:?} started");
+        assert_eq!(err.lines().count(), 1, "{extra:?}: not one line: {err:?}");
+        err
+    };
+    let err = run(&["--root", &root.arg(), "--max-root-bytes", "4096"]);
+    assert!(err.contains("--max-root-bytes"), "{err}");
+    let missing = root.path().join("missing").to_string_lossy().into_owned();
+    let err = run(&["--root", &missing]);
+    assert!(err.contains("missing"), "{err}");
+    let file = root.path().join("a.bin").to_string_lossy().into_owned();
+    let err = run(&["--root", &file]);
+    assert!(err.contains("not a directory"), "{err}");
+    // Nothing was attached by the refused starts.
+    assert_detached(&sb);
 }

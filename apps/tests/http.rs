@@ -6,12 +6,14 @@
 //! `cargo test -p xdpstack --test http -- --nocapture`
 
 mod common;
+#[path = "support/tree.rs"]
+mod tree;
 #[path = "support/xdp.rs"]
 mod xdp;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,42 +21,10 @@ use common::*;
 use lab::sandbox::Sandbox;
 use nix::sys::signal::{kill, Signal};
 use serde_json::Value;
+use tree::TempTree;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// A temporary directory tree, removed on drop.
-struct TempTree(PathBuf);
-
-impl TempTree {
-    fn new(tag: &str) -> TempTree {
-        let p = temp_path(tag, "d");
-        fs::create_dir_all(&p).expect("create temp dir");
-        TempTree(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn file(&self, rel: &str, data: &[u8]) {
-        let p = self.0.join(rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).expect("create dirs");
-        }
-        fs::write(p, data).expect("write file");
-    }
-
-    fn arg(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempTree {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Deterministic pseudo-random bytes, so a failure is reproducible.
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -984,50 +954,4 @@ fn sigterm_grace_bounds_a_stalled_download() {
     assert_eq!(w0["loop"]["grace_expired"], true, "{stats:#}");
     assert_eq!(num(w0, "/app/reset_at_exit"), 1, "{stats:#}");
     assert!(!xdp_attached(&sb), "XDP program left on xdp0");
-}
-
-// ---------------------------------------------------------------------------------------------
-// 9. Refused starts.
-
-#[test]
-fn bad_roots_are_refused_in_one_line() {
-    let Some(_lock) = begin() else { return };
-    let root = TempTree::new("badroot");
-    root.file("a.bin", &bytes(5000, 7));
-    let sb = sandbox("badroot", 1);
-    let info = sb.info().clone();
-    let run = |extra: &[&str]| {
-        let out = output(
-            Command::new("timeout")
-                .args([
-                    "-k",
-                    "2",
-                    "20",
-                    "ip",
-                    "netns",
-                    "exec",
-                    &info.server_ns,
-                    BIN,
-                    "http",
-                ])
-                .args(["--iface", "xdp0", "--addr", &info.server_ip4])
-                .args(extra)
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null()),
-        );
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "{extra:?} started");
-        assert_eq!(err.lines().count(), 1, "{extra:?}: not one line: {err:?}");
-        err
-    };
-    let err = run(&["--root", &root.arg(), "--max-root-bytes", "4096"]);
-    assert!(err.contains("--max-root-bytes"), "{err}");
-    let missing = root.path().join("missing").to_string_lossy().into_owned();
-    let err = run(&["--root", &missing]);
-    assert!(err.contains("missing"), "{err}");
-    let file = root.path().join("a.bin").to_string_lossy().into_owned();
-    let err = run(&["--root", &file]);
-    assert!(err.contains("not a directory"), "{err}");
-    // Nothing was attached by the refused starts.
-    assert!(!xdp_attached(&sb));
 }
