@@ -11,7 +11,8 @@ RUN=(iproute2 ethtool)
 PEERS=(curl wrk apache2-utils knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
 
 want=("${BUILD[@]}" "${RUN[@]}")
-case "${1:-all}" in
+mode="${1:-all}"
+case "$mode" in
   build) want=("${BUILD[@]}" "${RUN[@]}") ;;
   demo)  want=("${BUILD[@]}" "${RUN[@]}" curl wrk) ;;
   all)   want=("${BUILD[@]}" "${RUN[@]}" "${PEERS[@]}") ;;
@@ -32,9 +33,12 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # RUNLEVEL=1: packages with a service (nginx, knot) do not start it
+  # RUNLEVEL=1: invoke-rc.d starts no service of a package (nginx, knot);
+  # a systemd host may still start them
   RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The bench runner asks for packages only: no toolchain checks.
+[[ $mode == install ]] && exit 0
 
 if ! command -v cargo >/dev/null; then
   # rustup's default location, for shells that did not source it

@@ -23,8 +23,9 @@ echo "== cargo test"
 cargo test --workspace
 # The vendored smoltcp is outside the workspace: its own tests (195 of the
 # TCP socket among them) are the regression suite of our patches. Its default
-# features are a superset of the workspace's (its tests need some of the
-# others to compile); its lock file is committed, its build goes to target/.
+# features plus cubic and reno cover what our patches touch (its tests need
+# some of the defaults to compile); its lock file is committed, its build
+# goes to target/.
 echo "== cargo test (vendor/smoltcp)"
 cargo test --manifest-path vendor/smoltcp/Cargo.toml --target-dir target/smoltcp \
   --lib --features socket-tcp-cubic,socket-tcp-reno

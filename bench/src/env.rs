@@ -150,7 +150,7 @@ pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<()> {
     }
     // Package setup lives in the scripts: scripts/deps.sh installs the
     // missing ones (services not started).
-    let deps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps.sh");
+    let deps = repo_root().join("scripts/deps.sh");
     let st = Command::new("bash")
         .arg(&deps)
         .arg("install")

@@ -328,19 +328,22 @@ impl XskArgs {
     /// at least 2048, at most 131072 (100,000 connections with a request
     /// in flight each need a ring that holds them: `--frames 262144`).
     pub fn default_ring(&self) -> u32 {
-        (self.frames() / 2).next_power_of_two().clamp(2048, 1 << 17)
+        ring_for(self.frames())
     }
 
     /// The socket configuration (with `vlan` pushed on transmit and `tap`
     /// recording).
     pub fn config(&self, vlan: Option<u16>, tap: Option<Arc<PcapTap>>) -> XskConfig {
+        // `frames` may read /proc/meminfo: once.
+        let frames = self.frames();
+        let ring = ring_for(frames);
         XskConfig {
-            frames: self.frames(),
+            frames,
             frame_size: self.frame_size,
-            fill_size: self.fill_ring.unwrap_or(self.default_ring()),
-            comp_size: self.comp_ring.unwrap_or(self.default_ring()),
-            rx_size: self.rx_ring.unwrap_or(self.default_ring()),
-            tx_size: self.tx_ring.unwrap_or(self.default_ring()),
+            fill_size: self.fill_ring.unwrap_or(ring),
+            comp_size: self.comp_ring.unwrap_or(ring),
+            rx_size: self.rx_ring.unwrap_or(ring),
+            tx_size: self.tx_ring.unwrap_or(ring),
             zero_copy: match self.zero_copy {
                 ZeroCopyArg::Auto => ZeroCopy::Auto,
                 ZeroCopyArg::On => ZeroCopy::On,
@@ -612,6 +615,11 @@ pub fn parse_map(s: &str) -> Result<Vec<(u32, u32)>, ValueError> {
         return Err(ValueError::Empty(s.to_string()));
     }
     Ok(out)
+}
+
+/// The ring size for `frames` UMEM frames: see [`XskArgs::default_ring`].
+fn ring_for(frames: u32) -> u32 {
+    (frames / 2).next_power_of_two().clamp(2048, 1 << 17)
 }
 
 #[cfg(test)]

@@ -536,15 +536,9 @@ impl Service {
 }
 
 /// Why a listener of the HTTP service was refused (at the start, the
-/// service does not start on that worker; at a SIGHUP, the old one stays).
-#[derive(Debug, thiserror::Error)]
-#[error("TCP port {port}: {reason}")]
-pub struct ListenError {
-    /// The port.
-    pub port: u16,
-    /// The stack's (or the daemon's) refusal.
-    pub reason: String,
-}
+/// service does not start on that worker; at a SIGHUP, the old one stays):
+/// always [`PortError::Listen`](runtime::server::PortError::Listen).
+pub type ListenError = runtime::server::PortError;
 
 /// One worker's HTTP service.
 pub struct HttpApp {
@@ -638,7 +632,7 @@ impl HttpApp {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
         let id = engine
             .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
-            .map_err(|e| ListenError {
+            .map_err(|e| ListenError::Listen {
                 port: self.port,
                 reason: e.to_string(),
             })?;

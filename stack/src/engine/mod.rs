@@ -177,16 +177,6 @@ impl CongestionControl {
             CongestionControl::None => C::None,
         }
     }
-
-    /// The algorithm named `cubic`, `reno` or `none`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "cubic" => Some(CongestionControl::Cubic),
-            "reno" => Some(CongestionControl::Reno),
-            "none" => Some(CongestionControl::None),
-            _ => None,
-        }
-    }
 }
 
 impl EngineConfig {

@@ -295,12 +295,10 @@ impl Conns {
     /// its state and how much it holds to read and to send. `None` unless
     /// `c` is accepted (only those are reported ready).
     #[inline]
-    pub(crate) fn progress(&mut self, c: ConnId) -> Option<(tcp::State, usize, usize)> {
-        if self.phase(c) != Some(Phase::Accepted) {
-            return None;
-        }
-        self.socket(c)
-            .map(|s| (s.state(), s.recv_queue(), s.send_queue()))
+    pub(crate) fn progress(&self, c: ConnId) -> Option<(tcp::State, usize, usize)> {
+        let s = self.slot(c).filter(|s| s.phase == Phase::Accepted)?;
+        let sock = s.set.get::<tcp::Socket>(s.handle?);
+        Some((sock.state(), sock.recv_queue(), sock.send_queue()))
     }
 
     /// Record that the engine ended accepted `c` (`why`), for
