@@ -19,6 +19,10 @@ use crate::wire::{
 };
 
 mod congestion;
+mod sack;
+
+pub use sack::RecoveryStats;
+use sack::{Phase, Recovery};
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -200,6 +204,11 @@ impl RttEstimator {
     #[cfg(feature = "socket-tcp-cubic")]
     fn smoothed_rtt(&self) -> u32 {
         if self.have_measurement { self.srtt } else { 0 }
+    }
+
+    /// xdpstack patch 11: the smoothed RTT in milliseconds, once measured.
+    fn srtt_ms(&self) -> Option<u32> {
+        self.have_measurement.then_some(self.srtt)
     }
 
     fn sample(&mut self, new_rtt: u32) {
@@ -437,6 +446,19 @@ enum AckDelayTimer {
     Immediate,
 }
 
+/// xdpstack patch 11: the kind of data segment `dispatch` sends.
+#[derive(Debug, Copy, Clone, Eq, PartialEq)]
+enum Sent {
+    /// New data at SND.NXT.
+    New,
+    /// A lost range, from the scoreboard.
+    Retransmit,
+    /// A tail loss probe resending the last segment.
+    Probe,
+    /// A tail loss probe with new data.
+    ProbeNew,
+}
+
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Tuple {
@@ -538,6 +560,10 @@ pub struct Socket<'a> {
     /// data up to there, and Linux drops (ACK field and all) a zero-length
     /// segment whose sequence number is below what it already received.
     snd_max: Option<TcpSeqNumber>,
+    /// xdpstack patch 11: SACK-based loss recovery (`sack.rs`), created at
+    /// the first data sent to a peer that negotiated SACK and kept when the
+    /// socket is reused.
+    rec: Option<alloc::boxed::Box<Recovery>>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -654,6 +680,7 @@ impl<'a> Socket<'a> {
             pending_fast_retransmit: false,
             recover: None,
             snd_max: None,
+            rec: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -1180,6 +1207,9 @@ impl<'a> Socket<'a> {
         // (the engine reuses sockets).
         self.recover = None;
         self.snd_max = None;
+        if let Some(rec) = self.rec.as_deref_mut() {
+            rec.reset(TcpSeqNumber::default());
+        }
         self.pending_fast_retransmit = false;
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
@@ -1662,6 +1692,228 @@ impl<'a> Socket<'a> {
             .inner()
             .window()
             .saturating_sub(self.flight_size())
+    }
+
+    /// xdpstack patch 11: whether the SACK-based recovery (`sack.rs`) runs
+    /// this connection's sender: the peer negotiated SACK and the connection
+    /// is synchronized (SYN retransmissions keep the upstream path).
+    fn sack_active(&self) -> bool {
+        self.remote_has_sack
+            && matches!(
+                self.state,
+                State::Established
+                    | State::FinWait1
+                    | State::FinWait2
+                    | State::Closing
+                    | State::CloseWait
+                    | State::LastAck
+                    | State::TimeWait
+            )
+    }
+
+    /// SND.MAX: the highest sequence number sent.
+    fn snd_max_seq(&self) -> TcpSeqNumber {
+        match self.snd_max {
+            Some(m) if m > self.remote_last_seq => m,
+            _ => self.remote_last_seq,
+        }
+    }
+
+    /// The reordering window RACK allows (RFC 8985 §6.2: a quarter of the
+    /// RTT), at least 1 ms: segments sent in one burst are never lost by
+    /// time relative to each other, only by DupThresh.
+    fn reo_wnd_us(&self) -> u32 {
+        (self.rtte.srtt_ms().unwrap_or(0) * 250).max(1000)
+    }
+
+    /// xdpstack patch 11: an ACK for a SACK peer. Feeds the scoreboard and
+    /// the send times, counts delivered data, enters and leaves fast
+    /// recovery (RFC 6675 with PRR, RFC 6937) and the loss state, and
+    /// tells the congestion controller what it needs.
+    fn sack_on_ack(
+        &mut self,
+        now: Instant,
+        ack: TcpSeqNumber,
+        ack_len: usize,
+        repr: &TcpRepr,
+        is_window_update: bool,
+    ) {
+        let old_una = self.local_seq_no;
+        let una = if ack > old_una { ack } else { old_una };
+        let snd_max = self.snd_max_seq();
+        let mss = self.remote_mss.max(1);
+        let now_us = now.total_micros() as u32;
+        let reo_wnd = self.reo_wnd_us();
+        let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
+        let rec = self
+            .rec
+            .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(old_una)));
+        let delivered = rec.on_ack(una, ack_len, snd_max, &repr.sack_ranges, now_us, rtt_floor);
+
+        // A duplicate ACK (RFC 6675 §2): it SACKs new data, or (RFC 5681)
+        // it is an empty segment that moves nothing.
+        let dup = ack_len == 0
+            && self.local_rx_last_ack == Some(ack)
+            && ack < snd_max
+            && (delivered > 0 || (repr.payload.is_empty() && !is_window_update));
+        if dup {
+            rec.dup_acks = rec.dup_acks.saturating_add(1);
+        } else if ack_len > 0 {
+            rec.dup_acks = 0;
+        }
+        self.local_rx_last_ack = Some(ack);
+        if ack > old_una {
+            // (The ACK of a SYN carries no data but is an RTT sample.)
+            self.rtte.on_ack(now, ack);
+        }
+        let new_flight = snd_max - una;
+        let cc = self.congestion_controller.inner_mut();
+        match rec.phase {
+            Phase::Open => {
+                let lost = rec.detect(una, mss, reo_wnd);
+                if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
+                    if !lost {
+                        // DupThresh duplicate ACKs without SACK blocks: the
+                        // first segment is lost (RFC 5681 fast retransmit).
+                        rec.lost_end = una + mss.min(snd_max - una);
+                    }
+                    net_debug!("sack: loss detected below {}, fast recovery", rec.lost_end);
+                    cc.on_loss(now, snd_max - old_una);
+                    let ssthresh = cc.ssthresh();
+                    rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+                } else {
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                }
+            }
+            Phase::Recovery => {
+                if rec.leave_if_done(una) {
+                    // The controller deflates to ssthresh on this ACK.
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                } else {
+                    rec.detect(una, mss, reo_wnd);
+                    rec.prr(una, snd_max, delivered, mss);
+                }
+            }
+            Phase::Loss => {
+                cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                if !rec.leave_if_done(una) {
+                    rec.detect(una, mss, reo_wnd);
+                }
+            }
+        }
+        if ack_len > 0 || una >= snd_max {
+            rec.tlp_at = None;
+        }
+    }
+
+    /// xdpstack patch 11: how much new data or retransmission the
+    /// congestion state lets out now: PRR's count in fast recovery, the
+    /// window less `pipe` in the loss state, else the window less the
+    /// flight.
+    fn send_allowance(&self) -> usize {
+        match self.rec.as_deref() {
+            Some(r) if r.phase == Phase::Recovery && self.sack_active() => r.allow,
+            Some(r) if r.phase == Phase::Loss && self.sack_active() => {
+                let pipe = r.pipe(self.local_seq_no, self.snd_max_seq());
+                self.congestion_controller
+                    .inner()
+                    .window()
+                    .saturating_sub(pipe)
+            }
+            _ => self.cwnd_remaining(),
+        }
+    }
+
+    /// xdpstack patch 11: the next lost range to retransmit, if the
+    /// congestion state lets one out.
+    fn sack_next_rtx(&self) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
+        if !self.sack_active() {
+            return None;
+        }
+        let r = self.rec.as_deref()?;
+        let hole = r.next_lost(self.local_seq_no, self.snd_max_seq())?;
+        (self.send_allowance() > 0).then_some(hole)
+    }
+
+    /// xdpstack patch 11: whether the tail loss probe timer has fired.
+    fn tlp_due(&self, now: Instant) -> bool {
+        self.sack_active()
+            && self.rec.as_deref().is_some_and(|r| {
+                r.phase == Phase::Open && !r.tlp_sent && r.tlp_at.is_some_and(|t| now >= t)
+            })
+    }
+
+    /// xdpstack patch 11: arm the tail loss probe (RFC 8985 §7.2) after a
+    /// send or an ACK: PTO = 2·SRTT, at least 10 ms (Linux's floor), plus
+    /// 200 ms when one segment is in flight (a delayed ACK), and only when
+    /// it comes before the retransmission timer.
+    fn arm_tlp(&mut self, now: Instant) {
+        if !self.sack_active() {
+            return;
+        }
+        let una = self.local_seq_no;
+        let snd_max = self.snd_max_seq();
+        let mss = self.remote_mss.max(1);
+        let Some(srtt) = self.rtte.srtt_ms() else {
+            return;
+        };
+        let rto_at = match self.timer {
+            Timer::Retransmit { expires_at } => Some(expires_at),
+            _ => None,
+        };
+        let Some(rec) = self.rec.as_deref_mut() else {
+            return;
+        };
+        if rec.phase != Phase::Open || rec.tlp_sent || snd_max <= una {
+            rec.tlp_at = None;
+            return;
+        }
+        let mut pto = Duration::from_millis((2 * srtt).max(10) as u64);
+        if snd_max - una <= mss {
+            pto += Duration::from_millis(200);
+        }
+        let at = now + pto;
+        rec.tlp_at = match rto_at {
+            Some(rto) if rto <= at => None,
+            _ => Some(at),
+        };
+    }
+
+    /// xdpstack patch 11: a data segment `[seq, seq + len)` went out.
+    fn sack_on_send(&mut self, now: Instant, seq: TcpSeqNumber, len: usize, sent: Sent) {
+        let una = self.local_seq_no;
+        let now_us = now.total_micros() as u32;
+        let rec = self
+            .rec
+            .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(una)));
+        let end = seq + len;
+        match sent {
+            Sent::New | Sent::ProbeNew => rec.on_send_new(end, now_us),
+            Sent::Retransmit | Sent::Probe => {
+                if end > rec.high_rxt && sent == Sent::Retransmit {
+                    rec.high_rxt = end;
+                }
+                rec.on_send_rtx(seq, end, now_us);
+            }
+        }
+        if matches!(sent, Sent::Probe | Sent::ProbeNew) {
+            rec.tlp_sent = true;
+            rec.tlp_at = None;
+            rec.stats.probes = rec.stats.probes.wrapping_add(1);
+        }
+        if rec.phase == Phase::Recovery {
+            rec.on_recovery_send(len);
+        }
+        if matches!(sent, Sent::Retransmit | Sent::Probe) {
+            // Karn: no RTT sample from a retransmitted range.
+            self.rtte.on_retransmit();
+        }
+    }
+
+    /// Counters of the SACK-based loss recovery (xdpstack patch 11); zero for
+    /// peers without SACK, whose losses the upstream NewReno path handles.
+    pub fn recovery_stats(&self) -> RecoveryStats {
+        self.rec.as_deref().map(|r| r.stats).unwrap_or_default()
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -2407,76 +2659,80 @@ impl<'a> Socket<'a> {
             // TODO: When flow control is implemented,
             // refractor the following block within that implementation
 
-            match self.local_rx_last_ack {
-                // Duplicate ACK if payload empty and ACK doesn't move send window ->
-                // Increment duplicate ACK count, notify congestion controller and
-                // set for retransmit if we just received the third duplicate ACK
-                Some(last_rx_ack)
-                    if repr.payload.is_empty()
-                        && last_rx_ack == ack_number
-                        && ack_number < self.remote_last_seq
-                        && !is_window_update =>
-                {
-                    // Increment duplicate ACK count
-                    self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
+            if self.sack_active() {
+                self.sack_on_ack(cx.now(), ack_number, ack_len, repr, is_window_update);
+            } else {
+                match self.local_rx_last_ack {
+                    // Duplicate ACK if payload empty and ACK doesn't move send window ->
+                    // Increment duplicate ACK count, notify congestion controller and
+                    // set for retransmit if we just received the third duplicate ACK
+                    Some(last_rx_ack)
+                        if repr.payload.is_empty()
+                            && last_rx_ack == ack_number
+                            && ack_number < self.remote_last_seq
+                            && !is_window_update =>
+                    {
+                        // Increment duplicate ACK count
+                        self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
 
-                    net_debug!(
-                        "received duplicate ACK for seq {} (duplicate nr {}{})",
-                        ack_number,
-                        self.local_rx_dup_acks,
-                        if self.local_rx_dup_acks == u8::MAX {
-                            "+"
-                        } else {
-                            ""
+                        net_debug!(
+                            "received duplicate ACK for seq {} (duplicate nr {}{})",
+                            ack_number,
+                            self.local_rx_dup_acks,
+                            if self.local_rx_dup_acks == u8::MAX {
+                                "+"
+                            } else {
+                                ""
+                            }
+                        );
+
+                        // xdpstack patch: not again within one recovery (RFC 6582).
+                        if self.local_rx_dup_acks == 3 && self.recover.is_none() {
+                            self.recover = Some(self.remote_last_seq);
+                            self.timer.set_for_fast_retransmit();
+                            net_debug!("started fast retransmit");
                         }
-                    );
 
-                    // xdpstack patch: not again within one recovery (RFC 6582).
-                    if self.local_rx_dup_acks == 3 && self.recover.is_none() {
-                        self.recover = Some(self.remote_last_seq);
-                        self.timer.set_for_fast_retransmit();
-                        net_debug!("started fast retransmit");
+                        // Notify of duplicate ACK
+                        let in_flight = self.flight_size();
+                        self.congestion_controller.inner_mut().on_dup_ack(
+                            cx.now(),
+                            self.remote_mss,
+                            in_flight,
+                        );
                     }
 
-                    // Notify of duplicate ACK
-                    let in_flight = self.flight_size();
-                    self.congestion_controller.inner_mut().on_dup_ack(
-                        cx.now(),
-                        self.remote_mss,
-                        in_flight,
-                    );
-                }
-
-                // No duplicate ACK means we reset the duplicate ACK count
-                // and notify the congestion controller of the fresh ACK
-                _ => {
-                    if self.local_rx_dup_acks > 0 {
-                        self.local_rx_dup_acks = 0;
-                        net_debug!("reset duplicate ACK count");
-                    }
-                    self.local_rx_last_ack = Some(ack_number);
-
-                    // xdpstack patch: NewReno partial ACK (RFC 6582 3.2 (5)).
-                    if let Some(recover) = self.recover {
-                        if ack_number >= recover {
-                            self.recover = None;
-                        } else if ack_len > 0 && !self.tx_buffer.is_empty() {
-                            net_debug!("partial ACK: retransmitting the next hole");
-                            self.pending_fast_retransmit = true;
+                    // No duplicate ACK means we reset the duplicate ACK count
+                    // and notify the congestion controller of the fresh ACK
+                    _ => {
+                        if self.local_rx_dup_acks > 0 {
+                            self.local_rx_dup_acks = 0;
+                            net_debug!("reset duplicate ACK count");
                         }
-                    }
+                        self.local_rx_last_ack = Some(ack_number);
 
-                    // Notify of fresh ACK
-                    self.rtte.on_ack(cx.now(), ack_number);
-                    let new_flight_size = self.flight_size().saturating_sub(ack_len);
-                    self.congestion_controller.inner_mut().on_ack(
-                        cx.now(),
-                        ack_len,
-                        new_flight_size,
-                        &self.rtte,
-                    );
-                }
-            };
+                        // xdpstack patch: NewReno partial ACK (RFC 6582 3.2 (5)).
+                        if let Some(recover) = self.recover {
+                            if ack_number >= recover {
+                                self.recover = None;
+                            } else if ack_len > 0 && !self.tx_buffer.is_empty() {
+                                net_debug!("partial ACK: retransmitting the next hole");
+                                self.pending_fast_retransmit = true;
+                            }
+                        }
+
+                        // Notify of fresh ACK
+                        self.rtte.on_ack(cx.now(), ack_number);
+                        let new_flight_size = self.flight_size().saturating_sub(ack_len);
+                        self.congestion_controller.inner_mut().on_ack(
+                            cx.now(),
+                            ack_len,
+                            new_flight_size,
+                            &self.rtte,
+                        );
+                    }
+                };
+            }
 
             // We've processed everything in the incoming segment, so advance the local
             // sequence number past it.
@@ -2514,6 +2770,12 @@ impl<'a> Socket<'a> {
                 self.timer.set_for_idle(cx.now(), self.keep_alive);
             }
             _ => {}
+        }
+
+        // xdpstack patch 11: the probe timer follows the retransmission
+        // timer.
+        if ack_len > 0 && self.sack_active() {
+            self.arm_tlp(cx.now());
         }
 
         // start/stop the Zero Window Probe timer.
@@ -2679,6 +2941,11 @@ impl<'a> Socket<'a> {
         if self.pending_fast_retransmit && !self.tx_buffer.is_empty() {
             return true;
         }
+        // xdpstack patch 11: a lost range the congestion state lets out, or
+        // a tail loss probe.
+        if self.sack_next_rtx().is_some() || self.tlp_due(cx.now()) {
+            return true;
+        }
 
         let ip_header_len = match self.tuple.unwrap().local.addr {
             #[cfg(feature = "proto-ipv4")]
@@ -2717,7 +2984,7 @@ impl<'a> Socket<'a> {
         };
 
         // compare max bytes allowed by cwnd with max bytes allowed by remote
-        let max_send = capped_send_seq.min(self.cwnd_remaining());
+        let max_send = capped_send_seq.min(self.send_allowance());
 
         // Can we send at least 1 octet?
         let mut can_send = max_send != 0;
@@ -2850,7 +3117,23 @@ impl<'a> Socket<'a> {
             net_debug!("timeout exceeded");
             self.set_state(State::Closed);
         } else if self.timer.should_retransmit(cx.now()) {
-            if let Timer::Retransmit { .. } = self.timer {
+            if let (Timer::Retransmit { .. }, true) = (self.timer, self.sack_active()) {
+                // xdpstack patch 11: every unSACKed byte sent is lost; the
+                // loss state resends them in slow start from the scoreboard
+                // (SACKed data is not sent again) without rewinding SND.NXT,
+                // and starts no fast recovery until SND.MAX at this point is
+                // acknowledged (RFC 6675 §5.1, RFC 6582 §3.2 (4)).
+                net_debug!("retransmission timeout: loss state");
+                let in_flight = self.flight_size();
+                self.congestion_controller
+                    .inner_mut()
+                    .on_rto(cx.now(), in_flight);
+                let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
+                self.rec
+                    .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(una)))
+                    .enter_loss(una, snd_max);
+                self.rtte.on_rto();
+            } else if let Timer::Retransmit { .. } = self.timer {
                 // If a retransmit timer expired, we should resend data starting at the last ACK.
                 net_debug!("retransmitting after rto");
 
@@ -2956,6 +3239,8 @@ impl<'a> Socket<'a> {
         };
 
         let mut is_zero_window_probe = false;
+        // xdpstack patch 11: what kind of data segment this is.
+        let mut sent = Sent::New;
 
         #[cfg_attr(
             not(feature = "segmentation-offload"),
@@ -3012,6 +3297,14 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+                // xdpstack patch 11: a lost range first, then new data, and
+                // when the probe timer fired with nothing new to send, the
+                // last segment again.
+                let rtx = self.sack_next_rtx();
+                let probe = rtx.is_none() && self.tlp_due(cx.now());
+                let probe_new = probe
+                    && self.remote_last_seq < self.local_seq_no + self.tx_buffer.len()
+                    && self.remote_last_seq < self.local_seq_no + self.remote_win_len;
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
                     repr.seq_number = self.local_seq_no;
@@ -3020,6 +3313,30 @@ impl<'a> Socket<'a> {
                     self.pending_fast_retransmit = false;
 
                     0
+                } else if let Some((from, to)) = rtx {
+                    let offset = from - self.local_seq_no;
+                    let size = (to - from)
+                        .min(effective_mss)
+                        .min(self.tx_buffer.len().saturating_sub(offset));
+                    repr.seq_number = from;
+                    repr.payload = self.tx_buffer.get_allocated(offset, size);
+                    sent = Sent::Retransmit;
+                    offset
+                } else if probe && !probe_new {
+                    // RFC 8985 §7.3: the highest-sequence segment again.
+                    let data_end = self.local_seq_no + self.tx_buffer.len();
+                    let snd_max = self.snd_max_seq();
+                    let end = if snd_max < data_end {
+                        snd_max
+                    } else {
+                        data_end
+                    };
+                    let len = (end - self.local_seq_no).min(effective_mss);
+                    let offset = (end - self.local_seq_no) - len;
+                    repr.seq_number = self.local_seq_no + offset;
+                    repr.payload = self.tx_buffer.get_allocated(offset, len);
+                    sent = Sent::Probe;
+                    offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
                     let win_right_edge = self.local_seq_no + self.remote_win_len;
@@ -3083,7 +3400,15 @@ impl<'a> Socket<'a> {
                         // the remote got lost.
                         win_limit.min(device_limit)
                     } else {
-                        win_limit.min(device_limit).min(self.cwnd_remaining())
+                        win_limit.min(device_limit).min(self.send_allowance())
+                    };
+                    // A probe with new data is one segment, whatever the
+                    // congestion window says (RFC 8985 §7.3).
+                    let size = if probe_new {
+                        sent = Sent::ProbeNew;
+                        win_limit.min(effective_mss)
+                    } else {
+                        size
                     };
 
                     let offset = self.flight_size();
@@ -3237,12 +3562,17 @@ impl<'a> Socket<'a> {
                 .post_transmit(cx.now(), repr.segment_len());
         }
 
-        if repr.segment_len() > 0 && !self.timer.is_retransmit() {
+        let (seg_seq, seg_len) = (repr.seq_number, repr.segment_len());
+        if seg_len > 0 && !self.timer.is_retransmit() {
             // RFC 6298 (5.1) Every time a packet containing data is sent (including a
             // retransmission), if the timer is not running, start it running
             // so that it will expire after RTO seconds.
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(cx.now(), rto);
+        }
+        if seg_len > 0 && self.sack_active() {
+            self.sack_on_send(cx.now(), seg_seq, seg_len, sent);
+            self.arm_tlp(cx.now());
         }
 
         if self.state == State::Closed {
@@ -3294,11 +3624,24 @@ impl<'a> Socket<'a> {
                 (_, _) => PollAt::Ingress,
             };
 
+            // xdpstack patch 11: the tail loss probe.
+            let tlp_poll_at = match self.rec.as_deref() {
+                Some(r) if self.sack_active() && r.phase == Phase::Open && !r.tlp_sent => {
+                    r.tlp_at.map_or(PollAt::Ingress, PollAt::Time)
+                }
+                _ => PollAt::Ingress,
+            };
+
             // We wait for the earliest of our timers to fire.
-            *[self.timer.poll_at(), timeout_poll_at, delayed_ack_poll_at]
-                .iter()
-                .min()
-                .unwrap_or(&PollAt::Ingress)
+            *[
+                self.timer.poll_at(),
+                timeout_poll_at,
+                delayed_ack_poll_at,
+                tlp_poll_at,
+            ]
+            .iter()
+            .min()
+            .unwrap_or(&PollAt::Ingress)
         }
     }
 }
