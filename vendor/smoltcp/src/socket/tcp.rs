@@ -7,6 +7,7 @@ use core::fmt::Display;
 use core::task::Waker;
 use core::{fmt, mem};
 
+use crate::config::ASSEMBLER_MAX_SEGMENT_COUNT;
 use crate::phy::PacketMeta;
 #[cfg(feature = "async")]
 use crate::socket::WakerRegistration;
@@ -519,6 +520,10 @@ pub struct Socket<'a> {
     remote_last_ts: Option<Instant>,
     /// The sequence number of the last packet received, used for sACK
     local_rx_last_seq: Option<TcpSeqNumber>,
+    /// xdpstack patch (issue 19, RFC 2018 4): the left edges of the SACK
+    /// blocks reported last, most recent first; the next ACK repeats them
+    /// after the block holding the segment received last.
+    rx_sack_recent: [Option<TcpSeqNumber>; 3],
     /// The ACK number of the last packet received.
     local_rx_last_ack: Option<TcpSeqNumber>,
     /// The number of packets received directly after
@@ -650,6 +655,7 @@ impl<'a> Socket<'a> {
             remote_last_ts: None,
             local_rx_last_ack: None,
             local_rx_last_seq: None,
+            rx_sack_recent: [None; 3],
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             recover: None,
@@ -1159,6 +1165,9 @@ impl<'a> Socket<'a> {
         self.timer = Timer::new();
         self.rtte = RttEstimator::default();
         self.assembler = Assembler::new();
+        // xdpstack patch (issue 19): no SACK memory across connections.
+        self.local_rx_last_seq = None;
+        self.rx_sack_recent = [None; 3];
         self.tx_buffer.clear();
         self.rx_buffer.clear();
         self.rx_fin_received = false;
@@ -1732,6 +1741,18 @@ impl<'a> Socket<'a> {
     }
 
     fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
+        self.ack_reply_dsack(ip_repr, repr, None)
+    }
+
+    /// xdpstack patch (issue 19): [`ack_reply`](Self::ack_reply) whose SACK
+    /// option begins with a D-SACK block (RFC 2883) reporting `dsack`, the
+    /// duplicate data `repr` brought.
+    fn ack_reply_dsack(
+        &mut self,
+        ip_repr: &IpRepr,
+        repr: &TcpRepr,
+        dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
+    ) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
         reply_repr.timestamp = repr
             .timestamp
@@ -1763,46 +1784,70 @@ impl<'a> Socket<'a> {
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
-        if self.remote_has_sack {
-            net_debug!("sending sACK option with current assembler ranges");
-
-            // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
-            // length fields in the option) MUST specify the contiguous block of data containing
-            // the segment which triggered this ACK, unless that segment advanced the
-            // Acknowledgment Number field in the header.
-            reply_repr.sack_ranges[0] = None;
-
-            let ack = reply_repr.ack_number.unwrap_or(TcpSeqNumber(0));
-
-            if let Some(last_seg_seq) = self.local_rx_last_seq {
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .find(|&(left, right)| left <= last_seg_seq && right >= last_seg_seq)
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-
-            if reply_repr.sack_ranges[0].is_none() {
-                // The matching segment was removed from the assembler, meaning the acknowledgement
-                // number has advanced, or there was no previous sACK.
-                //
-                // While the RFC says we SHOULD keep a list of reported sACK ranges, and iterate
-                // through those, that is currently infeasible. Instead, we offer the range with
-                // the lowest sequence number (if one exists) to hint at what segments would
-                // most quickly advance the acknowledgement number.
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .next()
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
+        // xdpstack patch (issue 19): up to three blocks, the D-SACK one first
+        // (see `sack_ranges`); upstream sent one block, and none for
+        // duplicates.
+        if let Some(ack) = reply_repr.ack_number {
+            reply_repr.sack_ranges = self.sack_ranges(ack, dsack);
         }
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
         (ip_reply_repr, reply_repr)
+    }
+
+    /// xdpstack patch (issue 19): the SACK blocks (RFC 2018) of an ACK
+    /// acknowledging `ack` (RCV.NXT), none unless the peer offered SACK.
+    /// With `dsack`, a D-SACK block (RFC 2883) reporting duplicate data comes
+    /// first. Then, as RFC 2018 section 4 asks, the block holding the
+    /// segment received last (unless that segment advanced RCV.NXT), then
+    /// the blocks reported most recently, then any other, lowest first: three
+    /// blocks at most (they fit beside the timestamp option), never one at
+    /// or below RCV.NXT but the D-SACK one. The order is remembered
+    /// (`rx_sack_recent`) for the next ACK. Upstream sent one block, only on
+    /// the immediate ACKs of `ack_reply`.
+    fn sack_ranges(
+        &mut self,
+        ack: TcpSeqNumber,
+        dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
+    ) -> [Option<(u32, u32)>; 3] {
+        let mut ranges = [None; 3];
+        if !self.remote_has_sack {
+            return ranges;
+        }
+        let mut n = 0;
+        if let Some((left, right)) = dsack {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
+        }
+        let mut recent: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3] = [None; 3];
+        if !self.assembler.is_empty() {
+            let assembler = &self.assembler;
+            // The assembler's offsets count from RCV.NXT: all its blocks
+            // are above it.
+            let blocks = || assembler.iter_data().map(|(l, r)| (ack + l, ack + r));
+            let holding = |seq: TcpSeqNumber| blocks().find(|&(l, r)| l <= seq && seq < r);
+            let wanted = core::iter::once(self.local_rx_last_seq)
+                .chain(self.rx_sack_recent)
+                .flatten()
+                .filter_map(holding)
+                .chain(blocks());
+            let mut m = 0;
+            for block in wanted {
+                if m == recent.len() {
+                    break;
+                }
+                if !recent[..m].contains(&Some(block)) {
+                    recent[m] = Some(block);
+                    m += 1;
+                }
+            }
+        }
+        for (slot, block) in ranges[n..].iter_mut().zip(recent.iter().flatten()) {
+            *slot = Some((block.0.0 as u32, block.1.0 as u32));
+        }
+        self.rx_sack_recent = recent.map(|b| b.map(|(left, _)| left));
+        ranges
     }
 
     fn challenge_ack_reply(
@@ -2116,7 +2161,13 @@ impl<'a> Socket<'a> {
                             TcpControl::None | TcpControl::Psh | TcpControl::Fin
                         )
                     {
-                        return Some(self.ack_reply(ip_repr, repr));
+                        // xdpstack patch (issue 19, RFC 2883): data all
+                        // below RCV.NXT is a duplicate, reported to the peer
+                        // in a D-SACK block (its sender detects spurious
+                        // retransmissions with it).
+                        let dsack = (segment_end <= window_start)
+                            .then_some((segment_start, segment_end));
+                        return Some(self.ack_reply_dsack(ip_repr, repr, dsack));
                     }
 
                     return self.challenge_ack_reply(cx, ip_repr, repr);
@@ -2530,6 +2581,15 @@ impl<'a> Socket<'a> {
             self.timer.set_for_idle(cx.now(), self.keep_alive);
         }
 
+        // xdpstack patch (issue 19, RFC 2883): data all inside a block
+        // received out of order already is a duplicate; the immediate ACK it
+        // gets (there are holes) reports it in a D-SACK block, followed by
+        // the block holding it.
+        let dsack = (!payload.is_empty()
+            && payload.len() == repr.payload.len()
+            && self.assembler.contains(payload_offset, payload.len()))
+        .then_some((segment_start, segment_end));
+
         // xdpstack patch (buffers that grow): with the window computed from
         // a limit, the storage may be smaller than the window; keep what it
         // holds and ACK at once, so the peer sends the rest again (never the
@@ -2560,16 +2620,27 @@ impl<'a> Socket<'a> {
         let assembler_was_empty = self.assembler.is_empty();
 
         // Try adding payload octets to the assembler.
-        let Ok(contig_len) = self
-            .assembler
-            .add_then_remove_front(payload_offset, payload_len)
-        else {
+        // xdpstack patch (issue 19): the out-of-order queue is bounded by
+        // the window (data beyond it was cut above) and its number of holes
+        // by `ooo_range_limit`; a segment that would open one more is
+        // dropped but ACKed at once, with SACK blocks, as any out-of-order
+        // segment (upstream dropped it silently, at 4 holes).
+        let window_len = if window_end > window_start {
+            window_end - window_start
+        } else {
+            0
+        };
+        let Ok(contig_len) = self.assembler.add_bounded_then_remove_front(
+            payload_offset,
+            payload_len,
+            Self::ooo_range_limit(window_len),
+        ) else {
             net_debug!(
                 "assembler: too many holes to add {} octets at offset {}",
                 payload_len,
                 payload_offset
             );
-            return None;
+            return Some(self.ack_reply(ip_repr, repr));
         };
 
         // Place payload octets into the buffer.
@@ -2633,10 +2704,32 @@ impl<'a> Socket<'a> {
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
             tcp_trace!("ACKing incoming segment");
-            Some(self.ack_reply(ip_repr, repr))
+            Some(self.ack_reply_dsack(ip_repr, repr, dsack))
         } else {
             None
         }
+    }
+
+    /// xdpstack patch (issue 19): the most out-of-order blocks (each after a
+    /// hole) the assembler may hold with a receive window of `window` bytes.
+    /// The data is bounded by the window already (what lies beyond is cut
+    /// before the assembler), but not the list describing it: 16 bytes per
+    /// hole, which 1-byte segments with 1-byte gaps would make 8 times the
+    /// window, and every segment walks the list. One hole per 536 bytes
+    /// (RFC 9293's default MSS: a sender of segments that size opens at most
+    /// one hole per two segments) keeps the list within 3% of the window;
+    /// the floor is upstream's fixed count (ASSEMBLER_MAX_SEGMENT_COUNT), so
+    /// a small window takes what it always took; the ceiling, 512 (8 KiB of
+    /// list, a walk of 512 per segment), is reached at a 268 KiB window;
+    /// a 6 MiB window (the engine's and Linux's largest receive buffer) of
+    /// 1448-byte segments would have to lose more than one segment in nine,
+    /// none adjacent, to need more. Linux
+    /// bounds its out-of-order queue by memory (`tcp_prune_ofo_queue`),
+    /// which counts each segment's buffer overhead and amounts to the same.
+    fn ooo_range_limit(window: usize) -> usize {
+        const BYTES_PER_HOLE: usize = 536;
+        const MAX_HOLES: usize = 512;
+        (window / BYTES_PER_HOLE).clamp(ASSEMBLER_MAX_SEGMENT_COUNT.min(MAX_HOLES), MAX_HOLES)
     }
 
     /// xdpstack patch: the sequence number of an ACK-only segment: SND.MAX
@@ -2954,6 +3047,21 @@ impl<'a> Socket<'a> {
             ),
             payload: &[],
         };
+
+        // xdpstack patch (issue 19, RFC 2018 4): every segment that carries
+        // an ACK carries SACK blocks while there are holes (delayed ACKs,
+        // window updates, data: its payload shrinks to make room, the MSS
+        // being computed from `header_len` below); upstream sent them only
+        // on the immediate ACKs of `ack_reply`. Not on a SYN (its SACK
+        // option is the permission) nor on an RST.
+        if let Some(ack) = repr.ack_number
+            && !matches!(
+                self.state,
+                State::Closed | State::Listen | State::SynSent | State::SynReceived
+            )
+        {
+            repr.sack_ranges = self.sack_ranges(ack, None);
+        }
 
         let mut is_zero_window_probe = false;
 
