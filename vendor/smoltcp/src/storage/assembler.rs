@@ -94,12 +94,6 @@ type Contigs = alloc::vec::Vec<Contig>;
 #[cfg(not(feature = "alloc"))]
 type Contigs = heapless::Vec<Contig, ASSEMBLER_MAX_SEGMENT_COUNT>;
 
-/// xdpstack patch: the most contigs the list can hold at all.
-#[cfg(feature = "alloc")]
-const CONTIGS_MAX: usize = usize::MAX;
-#[cfg(not(feature = "alloc"))]
-const CONTIGS_MAX: usize = ASSEMBLER_MAX_SEGMENT_COUNT;
-
 /// A buffer (re)assembler.
 ///
 /// xdpstack patch (issue 19): [`add`](Self::add) tracks up to
@@ -209,14 +203,15 @@ impl Assembler {
                 .any(|(left, right)| left <= offset && end <= right)
     }
 
-    /// Insert `contig` at `at`, unless the list holds `max` already.
+    /// Insert `contig` at `at`, unless the list holds `max` already (or,
+    /// without `alloc`, is full).
     fn insert_contig(
         &mut self,
         at: usize,
         contig: Contig,
         max: usize,
     ) -> Result<(), TooManyHolesError> {
-        if self.contigs.len() >= max.min(CONTIGS_MAX) {
+        if self.contigs.len() >= max {
             return Err(TooManyHolesError);
         }
         #[cfg(feature = "alloc")]
