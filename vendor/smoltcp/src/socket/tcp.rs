@@ -2717,15 +2717,15 @@ impl<'a> Socket<'a> {
     /// hole, which 1-byte segments with 1-byte gaps would make 8 times the
     /// window, and every segment walks the list. One hole per 536 bytes
     /// (RFC 9293's default MSS: a sender of segments that size opens at most
-    /// one hole per two segments) keeps the list within 3% of the window;
-    /// the floor is upstream's fixed count (ASSEMBLER_MAX_SEGMENT_COUNT), so
-    /// a small window takes what it always took; the ceiling, 512 (8 KiB of
-    /// list, a walk of 512 per segment), is reached at a 268 KiB window;
-    /// a 6 MiB window (the engine's and Linux's largest receive buffer) of
+    /// one hole per two segments) keeps the list within 3% of the window.
+    /// The floor is upstream's fixed count (ASSEMBLER_MAX_SEGMENT_COUNT): a
+    /// small window takes what it always took. The ceiling, 512 (8 KiB of
+    /// list, a walk of 512 per segment), is reached at a 268 KiB window; a
+    /// 6 MiB window (the engine's and Linux's largest receive buffer) of
     /// 1448-byte segments would have to lose more than one segment in nine,
-    /// none adjacent, to need more. Linux
-    /// bounds its out-of-order queue by memory (`tcp_prune_ofo_queue`),
-    /// which counts each segment's buffer overhead and amounts to the same.
+    /// none adjacent, to need more. Linux bounds its out-of-order queue by
+    /// memory (`tcp_prune_ofo_queue`), counting each segment's buffer
+    /// overhead, which amounts to the same.
     fn ooo_range_limit(window: usize) -> usize {
         const BYTES_PER_HOLE: usize = 536;
         const MAX_HOLES: usize = 512;
