@@ -7,6 +7,7 @@ use core::fmt::Display;
 use core::task::Waker;
 use core::{fmt, mem};
 
+use crate::config::ASSEMBLER_MAX_SEGMENT_COUNT;
 use crate::phy::PacketMeta;
 #[cfg(feature = "async")]
 use crate::socket::WakerRegistration;
@@ -541,6 +542,10 @@ pub struct Socket<'a> {
     remote_last_ts: Option<Instant>,
     /// The sequence number of the last packet received, used for sACK
     local_rx_last_seq: Option<TcpSeqNumber>,
+    /// xdpstack patch (issue 19, RFC 2018 4): the left edges of the SACK
+    /// blocks reported last, most recent first; the next ACK repeats them
+    /// after the block holding the segment received last.
+    rx_sack_recent: [Option<TcpSeqNumber>; 3],
     /// The ACK number of the last packet received.
     local_rx_last_ack: Option<TcpSeqNumber>,
     /// The number of packets received directly after
@@ -676,6 +681,7 @@ impl<'a> Socket<'a> {
             remote_last_ts: None,
             local_rx_last_ack: None,
             local_rx_last_seq: None,
+            rx_sack_recent: [None; 3],
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             recover: None,
@@ -1186,6 +1192,9 @@ impl<'a> Socket<'a> {
         self.timer = Timer::new();
         self.rtte = RttEstimator::default();
         self.assembler = Assembler::new();
+        // xdpstack patch (issue 19): no SACK memory across connections.
+        self.local_rx_last_seq = None;
+        self.rx_sack_recent = [None; 3];
         self.tx_buffer.clear();
         self.rx_buffer.clear();
         self.rx_fin_received = false;
@@ -1984,6 +1993,18 @@ impl<'a> Socket<'a> {
     }
 
     fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
+        self.ack_reply_dsack(ip_repr, repr, None)
+    }
+
+    /// xdpstack patch (issue 19): [`ack_reply`](Self::ack_reply) whose SACK
+    /// option begins with a D-SACK block (RFC 2883) reporting `dsack`, the
+    /// duplicate data `repr` brought.
+    fn ack_reply_dsack(
+        &mut self,
+        ip_repr: &IpRepr,
+        repr: &TcpRepr,
+        dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
+    ) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
         reply_repr.timestamp = repr
             .timestamp
@@ -2015,46 +2036,70 @@ impl<'a> Socket<'a> {
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
-        if self.remote_has_sack {
-            net_debug!("sending sACK option with current assembler ranges");
-
-            // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
-            // length fields in the option) MUST specify the contiguous block of data containing
-            // the segment which triggered this ACK, unless that segment advanced the
-            // Acknowledgment Number field in the header.
-            reply_repr.sack_ranges[0] = None;
-
-            let ack = reply_repr.ack_number.unwrap_or(TcpSeqNumber(0));
-
-            if let Some(last_seg_seq) = self.local_rx_last_seq {
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .find(|&(left, right)| left <= last_seg_seq && right >= last_seg_seq)
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-
-            if reply_repr.sack_ranges[0].is_none() {
-                // The matching segment was removed from the assembler, meaning the acknowledgement
-                // number has advanced, or there was no previous sACK.
-                //
-                // While the RFC says we SHOULD keep a list of reported sACK ranges, and iterate
-                // through those, that is currently infeasible. Instead, we offer the range with
-                // the lowest sequence number (if one exists) to hint at what segments would
-                // most quickly advance the acknowledgement number.
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .next()
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
+        // xdpstack patch (issue 19): up to three blocks, the D-SACK one first
+        // (see `sack_ranges`); upstream sent one block, and none for
+        // duplicates.
+        if let Some(ack) = reply_repr.ack_number {
+            reply_repr.sack_ranges = self.sack_ranges(ack, dsack);
         }
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
         (ip_reply_repr, reply_repr)
+    }
+
+    /// xdpstack patch (issue 19): the SACK blocks (RFC 2018) of an ACK
+    /// acknowledging `ack` (RCV.NXT), none unless the peer offered SACK.
+    /// With `dsack`, a D-SACK block (RFC 2883) reporting duplicate data comes
+    /// first. Then, as RFC 2018 section 4 asks, the block holding the
+    /// segment received last (unless that segment advanced RCV.NXT), then
+    /// the blocks reported most recently, then any other, lowest first: three
+    /// blocks at most (they fit beside the timestamp option), never one at
+    /// or below RCV.NXT but the D-SACK one. The order is remembered
+    /// (`rx_sack_recent`) for the next ACK. Upstream sent one block, only on
+    /// the immediate ACKs of `ack_reply`.
+    fn sack_ranges(
+        &mut self,
+        ack: TcpSeqNumber,
+        dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
+    ) -> [Option<(u32, u32)>; 3] {
+        let mut ranges = [None; 3];
+        if !self.remote_has_sack {
+            return ranges;
+        }
+        let mut n = 0;
+        if let Some((left, right)) = dsack {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
+        }
+        let mut recent: [Option<(TcpSeqNumber, TcpSeqNumber)>; 3] = [None; 3];
+        if !self.assembler.is_empty() {
+            let assembler = &self.assembler;
+            // The assembler's offsets count from RCV.NXT: all its blocks
+            // are above it.
+            let blocks = || assembler.iter_data().map(|(l, r)| (ack + l, ack + r));
+            let holding = |seq: TcpSeqNumber| blocks().find(|&(l, r)| l <= seq && seq < r);
+            let wanted = core::iter::once(self.local_rx_last_seq)
+                .chain(self.rx_sack_recent)
+                .flatten()
+                .filter_map(holding)
+                .chain(blocks());
+            let mut m = 0;
+            for block in wanted {
+                if m == recent.len() {
+                    break;
+                }
+                if !recent[..m].contains(&Some(block)) {
+                    recent[m] = Some(block);
+                    m += 1;
+                }
+            }
+        }
+        for (slot, block) in ranges[n..].iter_mut().zip(recent.iter().flatten()) {
+            *slot = Some((block.0.0 as u32, block.1.0 as u32));
+        }
+        self.rx_sack_recent = recent.map(|b| b.map(|(left, _)| left));
+        ranges
     }
 
     fn challenge_ack_reply(
@@ -2368,7 +2413,13 @@ impl<'a> Socket<'a> {
                             TcpControl::None | TcpControl::Psh | TcpControl::Fin
                         )
                     {
-                        return Some(self.ack_reply(ip_repr, repr));
+                        // xdpstack patch (issue 19, RFC 2883): data all
+                        // below RCV.NXT is a duplicate, reported to the peer
+                        // in a D-SACK block (its sender detects spurious
+                        // retransmissions with it).
+                        let dsack =
+                            (segment_end <= window_start).then_some((segment_start, segment_end));
+                        return Some(self.ack_reply_dsack(ip_repr, repr, dsack));
                     }
 
                     return self.challenge_ack_reply(cx, ip_repr, repr);
@@ -2792,6 +2843,15 @@ impl<'a> Socket<'a> {
             self.timer.set_for_idle(cx.now(), self.keep_alive);
         }
 
+        // xdpstack patch (issue 19, RFC 2883): data all inside a block
+        // received out of order already is a duplicate; the immediate ACK it
+        // gets (there are holes) reports it in a D-SACK block, followed by
+        // the block holding it.
+        let dsack = (!payload.is_empty()
+            && payload.len() == repr.payload.len()
+            && self.assembler.contains(payload_offset, payload.len()))
+        .then_some((segment_start, segment_end));
+
         // xdpstack patch (buffers that grow): with the window computed from
         // a limit, the storage may be smaller than the window; keep what it
         // holds and ACK at once, so the peer sends the rest again (never the
@@ -2822,16 +2882,27 @@ impl<'a> Socket<'a> {
         let assembler_was_empty = self.assembler.is_empty();
 
         // Try adding payload octets to the assembler.
-        let Ok(contig_len) = self
-            .assembler
-            .add_then_remove_front(payload_offset, payload_len)
-        else {
+        // xdpstack patch (issue 19): the out-of-order queue is bounded by
+        // the window (data beyond it was cut above) and its number of holes
+        // by `ooo_range_limit`; a segment that would open one more is
+        // dropped but ACKed at once, with SACK blocks, as any out-of-order
+        // segment (upstream dropped it silently, at 4 holes).
+        let window_len = if window_end > window_start {
+            window_end - window_start
+        } else {
+            0
+        };
+        let Ok(contig_len) = self.assembler.add_bounded_then_remove_front(
+            payload_offset,
+            payload_len,
+            Self::ooo_range_limit(window_len),
+        ) else {
             net_debug!(
                 "assembler: too many holes to add {} octets at offset {}",
                 payload_len,
                 payload_offset
             );
-            return None;
+            return Some(self.ack_reply(ip_repr, repr));
         };
 
         // Place payload octets into the buffer.
@@ -2895,10 +2966,32 @@ impl<'a> Socket<'a> {
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
             tcp_trace!("ACKing incoming segment");
-            Some(self.ack_reply(ip_repr, repr))
+            Some(self.ack_reply_dsack(ip_repr, repr, dsack))
         } else {
             None
         }
+    }
+
+    /// xdpstack patch (issue 19): the most out-of-order blocks (each after a
+    /// hole) the assembler may hold with a receive window of `window` bytes.
+    /// The data is bounded by the window already (what lies beyond is cut
+    /// before the assembler), but not the list describing it: 16 bytes per
+    /// hole, which 1-byte segments with 1-byte gaps would make 8 times the
+    /// window, and every segment walks the list. One hole per 536 bytes
+    /// (RFC 9293's default MSS: a sender of segments that size opens at most
+    /// one hole per two segments) keeps the list within 3% of the window.
+    /// The floor is upstream's fixed count (ASSEMBLER_MAX_SEGMENT_COUNT): a
+    /// small window takes what it always took. The ceiling, 512 (8 KiB of
+    /// list, a walk of 512 per segment), is reached at a 268 KiB window; a
+    /// 6 MiB window (the engine's and Linux's largest receive buffer) of
+    /// 1448-byte segments would have to lose more than one segment in nine,
+    /// none adjacent, to need more. Linux bounds its out-of-order queue by
+    /// memory (`tcp_prune_ofo_queue`), counting each segment's buffer
+    /// overhead, which amounts to the same.
+    fn ooo_range_limit(window: usize) -> usize {
+        const BYTES_PER_HOLE: usize = 536;
+        const MAX_HOLES: usize = 512;
+        (window / BYTES_PER_HOLE).clamp(ASSEMBLER_MAX_SEGMENT_COUNT.min(MAX_HOLES), MAX_HOLES)
     }
 
     /// xdpstack patch: the sequence number of an ACK-only segment: SND.MAX
@@ -3237,6 +3330,21 @@ impl<'a> Socket<'a> {
             ),
             payload: &[],
         };
+
+        // xdpstack patch (issue 19, RFC 2018 4): every segment that carries
+        // an ACK carries SACK blocks while there are holes (delayed ACKs,
+        // window updates, data: its payload shrinks to make room, the MSS
+        // being computed from `header_len` below); upstream sent them only
+        // on the immediate ACKs of `ack_reply`. Not on a SYN (its SACK
+        // option is the permission) nor on an RST.
+        if let Some(ack) = repr.ack_number
+            && !matches!(
+                self.state,
+                State::Closed | State::Listen | State::SynSent | State::SynReceived
+            )
+        {
+            repr.sack_ranges = self.sack_ranges(ack, None);
+        }
 
         let mut is_zero_window_probe = false;
         // xdpstack patch 11: what kind of data segment this is.
@@ -5455,6 +5563,566 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    // =========================================================================================//
+    // xdpstack patch (issue 19): receiver-side SACK (RFC 2018 4), D-SACK
+    // (RFC 2883), the out-of-order queue bounded by the window.
+    // =========================================================================================//
+
+    /// The peer's data: byte `off` of its stream is at `REMOTE_SEQ + 1 + off`.
+    const XDP_DATA: &[u8] = &[0x5a; 4096];
+
+    /// The absolute sequence number of byte `off` of the peer's stream, as a SACK block has it.
+    fn xdp_rseq(off: usize) -> u32 {
+        (REMOTE_SEQ + 1 + off).0 as u32
+    }
+
+    /// A SACK block covering bytes `left..right` of the peer's stream.
+    fn xdp_block(left: usize, right: usize) -> Option<(u32, u32)> {
+        Some((xdp_rseq(left), xdp_rseq(right)))
+    }
+
+    /// A segment of the peer carrying bytes `off..off + len` of its stream
+    /// (its window: 4000 bytes).
+    fn xdp_data(off: usize, len: usize) -> TcpRepr<'static> {
+        TcpRepr {
+            seq_number: REMOTE_SEQ + 1 + off,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 4000,
+            payload: &XDP_DATA[..len],
+            ..SEND_TEMPL
+        }
+    }
+
+    /// An established socket whose peer offered SACK, with `rx_len` bytes
+    /// of receive buffer (less than 64 KiB: no window scaling).
+    fn xdp_sack_socket(rx_len: usize) -> TestSocket {
+        assert!(rx_len < 65536);
+        let mut s = socket_established_with_buffer_sizes(4000, rx_len);
+        s.remote_has_sack = true;
+        s
+    }
+
+    /// Send bytes `off..off + len`; the socket must answer at once with an
+    /// ACK of `acked` bytes carrying exactly `sack` (window: the buffer
+    /// less what was acknowledged, nothing being read).
+    #[track_caller]
+    fn xdp_send_sacked(
+        s: &mut TestSocket,
+        off: usize,
+        len: usize,
+        acked: usize,
+        sack: [Option<(u32, u32)>; 3],
+    ) {
+        let window_len = (s.rx_buffer.capacity() - acked) as u16;
+        assert_eq!(
+            send(s, Instant::from_millis(0), &xdp_data(off, len)),
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + acked),
+                window_len,
+                sack_ranges: sack,
+                ..RECV_TEMPL
+            })
+        );
+    }
+
+    #[test]
+    fn test_xdp_sack_holes_most_recent_first() {
+        let mut s = xdp_sack_socket(4000);
+        // 1, 2, 3, 5 holes: the block of the segment just received first,
+        // then the blocks reported most recently.
+        xdp_send_sacked(&mut s, 100, 100, 0, [xdp_block(100, 200), None, None]);
+        xdp_send_sacked(
+            &mut s,
+            300,
+            100,
+            0,
+            [xdp_block(300, 400), xdp_block(100, 200), None],
+        );
+        xdp_send_sacked(
+            &mut s,
+            500,
+            100,
+            0,
+            [
+                xdp_block(500, 600),
+                xdp_block(300, 400),
+                xdp_block(100, 200),
+            ],
+        );
+        xdp_send_sacked(
+            &mut s,
+            700,
+            100,
+            0,
+            [
+                xdp_block(700, 800),
+                xdp_block(500, 600),
+                xdp_block(300, 400),
+            ],
+        );
+        xdp_send_sacked(
+            &mut s,
+            900,
+            100,
+            0,
+            [
+                xdp_block(900, 1000),
+                xdp_block(700, 800),
+                xdp_block(500, 600),
+            ],
+        );
+        assert_eq!(s.assembler.range_count(), 5);
+        // A segment extending an old block brings it to the front.
+        xdp_send_sacked(
+            &mut s,
+            400,
+            50,
+            0,
+            [
+                xdp_block(300, 450),
+                xdp_block(900, 1000),
+                xdp_block(700, 800),
+            ],
+        );
+        // One filling a hole between two blocks reports the merged block.
+        xdp_send_sacked(
+            &mut s,
+            200,
+            100,
+            0,
+            [
+                xdp_block(100, 450),
+                xdp_block(900, 1000),
+                xdp_block(700, 800),
+            ],
+        );
+        // Received out of order, in reverse: the lowest block is the newest.
+        xdp_send_sacked(
+            &mut s,
+            1100,
+            100,
+            0,
+            [
+                xdp_block(1100, 1200),
+                xdp_block(100, 450),
+                xdp_block(900, 1000),
+            ],
+        );
+        // The first hole filled: RCV.NXT advances past the block holding that
+        // segment, which is not reported (nor anything at or below RCV.NXT);
+        // the most recent ones follow, then the lowest.
+        xdp_send_sacked(
+            &mut s,
+            0,
+            100,
+            450,
+            [
+                xdp_block(1100, 1200),
+                xdp_block(900, 1000),
+                xdp_block(500, 600),
+            ],
+        );
+        // The remaining holes, lowest first.
+        xdp_send_sacked(
+            &mut s,
+            450,
+            50,
+            600,
+            [
+                xdp_block(1100, 1200),
+                xdp_block(900, 1000),
+                xdp_block(700, 800),
+            ],
+        );
+        xdp_send_sacked(
+            &mut s,
+            600,
+            100,
+            800,
+            [xdp_block(1100, 1200), xdp_block(900, 1000), None],
+        );
+        xdp_send_sacked(&mut s, 800, 100, 1000, [xdp_block(1100, 1200), None, None]);
+        // The last hole closed: an immediate ACK (it filled a hole), no SACK.
+        xdp_send_sacked(&mut s, 1000, 100, 1200, [None, None, None]);
+        assert!(s.assembler.is_empty());
+        assert_eq!(s.assembler.heap_size(), 0);
+        assert_eq!(s.rx_sack_recent, [None; 3]);
+        // In-order data again: delayed ACK machinery (here: none), no SACK.
+        send!(s, xdp_data(1200, 100));
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 1300),
+                window_len: 4000 - 1300,
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_xdp_sack_without_permission_sends_none() {
+        let mut s = xdp_sack_socket(4000);
+        s.remote_has_sack = false;
+        xdp_send_sacked(&mut s, 100, 100, 0, [None, None, None]);
+        xdp_send_sacked(&mut s, 300, 100, 0, [None, None, None]);
+        // Nor a D-SACK.
+        xdp_send_sacked(&mut s, 100, 100, 0, [None, None, None]);
+    }
+
+    #[test]
+    fn test_xdp_sack_100_holes() {
+        // 60000 bytes of window: up to 111 holes (one per 536 bytes).
+        let mut s = xdp_sack_socket(60000);
+        assert_eq!(Socket::ooo_range_limit(60000), 111);
+        for k in 0..100 {
+            let off = 20 * k + 10;
+            let mut sack = [None; 3];
+            for (i, slot) in sack.iter_mut().enumerate() {
+                if i <= k {
+                    let o = 20 * (k - i) + 10;
+                    *slot = xdp_block(o, o + 10);
+                }
+            }
+            xdp_send_sacked(&mut s, off, 10, 0, sack);
+        }
+        assert_eq!(s.assembler.range_count(), 100);
+        // A segment joining blocks 49 and 50, deep in the list.
+        xdp_send_sacked(
+            &mut s,
+            1000,
+            10,
+            0,
+            [
+                xdp_block(990, 1020),
+                xdp_block(1990, 2000),
+                xdp_block(1970, 1980),
+            ],
+        );
+        assert_eq!(s.assembler.range_count(), 99);
+        // Every hole filled, from the back: the data is handed over at the end.
+        for k in (1..100).rev() {
+            let off = 20 * k;
+            if k == 50 {
+                continue;
+            }
+            assert_eq!(
+                send(&mut s, Instant::from_millis(0), &xdp_data(off, 10))
+                    .unwrap()
+                    .sack_ranges[0],
+                xdp_block(if k == 51 { 990 } else { off - 10 }, 2000)
+            );
+        }
+        assert_eq!(s.assembler.range_count(), 1);
+        xdp_send_sacked(&mut s, 0, 10, 2000, [None, None, None]);
+        assert_eq!(s.assembler.heap_size(), 0);
+    }
+
+    #[test]
+    fn test_xdp_sack_on_window_updates_and_data_segments() {
+        let mut s = xdp_sack_socket(4000);
+        s.remote_mss = 1000;
+        s.remote_win_len = 4000;
+        // 3000 bytes in order, then a hole: the window advertised is 1000.
+        for off in (0..3000).step_by(1000) {
+            send!(s, xdp_data(off, 1000));
+        }
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3000),
+                window_len: 1000,
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            xdp_data(3100, 100),
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3000),
+                window_len: 1000,
+                sack_ranges: [xdp_block(3100, 3200), None, None],
+                ..RECV_TEMPL
+            })
+        );
+        recv_nothing!(s);
+        // The application reads: the window update `dispatch` sends (as a
+        // delayed ACK would be) carries the block.
+        let mut buf = [0; 3000];
+        assert_eq!(s.recv_slice(&mut buf), Ok(3000));
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3000),
+                window_len: 4000,
+                sack_ranges: [xdp_block(3100, 3200), None, None],
+                ..RECV_TEMPL
+            }]
+        );
+        // Two more holes, then the application sends: a full segment carries
+        // the three blocks, and its payload shrinks by their option
+        // (28 bytes: 2 + 3 * 8, padded).
+        assert!(send(&mut s, Instant::from_millis(0), &xdp_data(3300, 100)).is_some());
+        assert!(send(&mut s, Instant::from_millis(0), &xdp_data(3500, 100)).is_some());
+        s.send_slice(&XDP_DATA[..2000]).unwrap();
+        recv!(
+            s,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3000),
+                window_len: 4000,
+                sack_ranges: [
+                    xdp_block(3500, 3600),
+                    xdp_block(3300, 3400),
+                    xdp_block(3100, 3200)
+                ],
+                payload: &XDP_DATA[..1000 - 28],
+                ..RECV_TEMPL
+            })
+        );
+        // The holes close: no more blocks, full segments again.
+        send!(
+            s,
+            TcpRepr {
+                ack_number: Some(LOCAL_SEQ + 1 + 972),
+                ..xdp_data(3000, 600)
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 972,
+                ack_number: Some(REMOTE_SEQ + 1 + 3600),
+                window_len: 4000 - 600,
+                ..RECV_TEMPL
+            })
+        );
+        recv!(
+            s,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 972,
+                ack_number: Some(REMOTE_SEQ + 1 + 3600),
+                window_len: 4000 - 600,
+                payload: &XDP_DATA[..1000],
+                ..RECV_TEMPL
+            })
+        );
+    }
+
+    #[test]
+    fn test_xdp_sack_on_keep_alives() {
+        // Every segment received while there are holes is ACKed at once
+        // (RFC 5681), so no delayed ACK is pending then; `dispatch`'s other
+        // ACKs (window updates and data above, keep-alives here) carry the
+        // blocks.
+        let mut s = xdp_sack_socket(4000);
+        xdp_send_sacked(&mut s, 100, 100, 0, [xdp_block(100, 200), None, None]);
+        s.set_keep_alive(Some(Duration::from_millis(100)));
+        recv!(
+            s,
+            time 0,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1),
+                window_len: 4000,
+                sack_ranges: [xdp_block(100, 200), None, None],
+                payload: &[0],
+                ..RECV_TEMPL
+            })
+        );
+        xdp_send_sacked(&mut s, 0, 100, 200, [None, None, None]);
+        recv!(
+            s,
+            time 100,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1 + 200),
+                window_len: 3800,
+                payload: &[0],
+                ..RECV_TEMPL
+            })
+        );
+    }
+
+    #[test]
+    fn test_xdp_dsack_below_rcv_nxt() {
+        let mut s = xdp_sack_socket(4000);
+        send!(s, xdp_data(0, 100));
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 100),
+                window_len: 3900,
+                ..RECV_TEMPL
+            }]
+        );
+        // A retransmission of data received already: D-SACK.
+        xdp_send_sacked(&mut s, 0, 100, 100, [xdp_block(0, 100), None, None]);
+        // Part of it, too.
+        xdp_send_sacked(&mut s, 20, 30, 100, [xdp_block(20, 50), None, None]);
+        // With holes: the D-SACK block, then the normal ones.
+        xdp_send_sacked(&mut s, 200, 100, 100, [xdp_block(200, 300), None, None]);
+        xdp_send_sacked(
+            &mut s,
+            400,
+            100,
+            100,
+            [xdp_block(400, 500), xdp_block(200, 300), None],
+        );
+        xdp_send_sacked(
+            &mut s,
+            0,
+            100,
+            100,
+            [xdp_block(0, 100), xdp_block(400, 500), xdp_block(200, 300)],
+        );
+        // A segment partly below RCV.NXT brings new data: no D-SACK (only
+        // data all duplicate is reported), and it filled part of a hole.
+        xdp_send_sacked(
+            &mut s,
+            50,
+            100,
+            150,
+            [xdp_block(400, 500), xdp_block(200, 300), None],
+        );
+        // Sent again, it is all duplicate now.
+        xdp_send_sacked(
+            &mut s,
+            50,
+            100,
+            150,
+            [xdp_block(50, 150), xdp_block(400, 500), xdp_block(200, 300)],
+        );
+    }
+
+    #[test]
+    fn test_xdp_dsack_inside_out_of_order_block() {
+        let mut s = xdp_sack_socket(4000);
+        xdp_send_sacked(&mut s, 200, 200, 0, [xdp_block(200, 400), None, None]);
+        xdp_send_sacked(
+            &mut s,
+            500,
+            100,
+            0,
+            [xdp_block(500, 600), xdp_block(200, 400), None],
+        );
+        // A duplicate of part of the first block: D-SACK, then the block
+        // holding it (RFC 2883 4), then the other.
+        xdp_send_sacked(
+            &mut s,
+            250,
+            50,
+            0,
+            [
+                xdp_block(250, 300),
+                xdp_block(200, 400),
+                xdp_block(500, 600),
+            ],
+        );
+        // All of a block.
+        xdp_send_sacked(
+            &mut s,
+            500,
+            100,
+            0,
+            [
+                xdp_block(500, 600),
+                xdp_block(500, 600),
+                xdp_block(200, 400),
+            ],
+        );
+        // Overlapping a block and a hole: new data, no D-SACK.
+        xdp_send_sacked(
+            &mut s,
+            350,
+            100,
+            0,
+            [xdp_block(200, 450), xdp_block(500, 600), None],
+        );
+        assert_eq!(s.assembler.range_count(), 2);
+    }
+
+    #[test]
+    fn test_xdp_sack_flood_of_1_byte_segments_is_bounded_and_acked() {
+        // 60000 bytes of window: 111 holes at most.
+        let mut s = xdp_sack_socket(60000);
+        let cap = Socket::ooo_range_limit(60000);
+        assert_eq!(cap, 111);
+        for k in 1..=3000 {
+            let off = 2 * k;
+            let last = off.min(2 * cap);
+            // Every segment is ACKed at once; past the cap it is dropped, and
+            // the ACK repeats the blocks reported last.
+            let mut sack = [None; 3];
+            for (i, slot) in sack.iter_mut().enumerate() {
+                if last >= 2 + 2 * i {
+                    *slot = xdp_block(last - 2 * i, last - 2 * i + 1);
+                }
+            }
+            xdp_send_sacked(&mut s, off, 1, 0, sack);
+            assert!(s.assembler.range_count() <= cap);
+        }
+        assert_eq!(s.assembler.range_count(), cap);
+        // 111 contigs of 16 bytes, in an allocation that at most doubled.
+        assert!(s.assembler.heap_size() <= 2 * cap * 16);
+        assert_eq!(s.recv_storage_used(), 2 * cap + 1);
+        // Data that merges with what is held is still taken, and the
+        // next expected segment always.
+        xdp_send_sacked(
+            &mut s,
+            2 * cap + 1,
+            1,
+            0,
+            [
+                xdp_block(2 * cap, 2 * cap + 2),
+                xdp_block(2 * cap - 2, 2 * cap - 1),
+                xdp_block(2 * cap - 4, 2 * cap - 3),
+            ],
+        );
+        xdp_send_sacked(
+            &mut s,
+            0,
+            2,
+            3,
+            [
+                xdp_block(2 * cap, 2 * cap + 2),
+                xdp_block(2 * cap - 2, 2 * cap - 1),
+                xdp_block(2 * cap - 4, 2 * cap - 3),
+            ],
+        );
+        assert_eq!(s.assembler.range_count(), cap - 1);
+        // The window closes, holes and all: the allocation is released.
+        xdp_send_sacked(&mut s, 3, 2 * cap - 1, 2 * cap + 2, [None, None, None]);
+        assert!(s.assembler.is_empty());
+        assert_eq!(s.assembler.heap_size(), 0);
+    }
+
+    #[test]
+    fn test_xdp_sack_hole_limit() {
+        // Upstream's count for small windows, one per 536 bytes, 512 at most.
+        assert_eq!(Socket::ooo_range_limit(0), ASSEMBLER_MAX_SEGMENT_COUNT);
+        assert_eq!(Socket::ooo_range_limit(64), ASSEMBLER_MAX_SEGMENT_COUNT);
+        assert_eq!(Socket::ooo_range_limit(64 << 10), 122);
+        assert_eq!(Socket::ooo_range_limit(6 << 20), 512);
+        assert_eq!(Socket::ooo_range_limit(1 << 30), 512);
+        // A small window holds 4 holes (upstream dropped a fifth segment
+        // silently: now it gets an ACK).
+        let mut s = xdp_sack_socket(64);
+        for k in 1..=4 {
+            assert!(send(&mut s, Instant::from_millis(0), &xdp_data(4 * k, 2)).is_some());
+        }
+        xdp_send_sacked(
+            &mut s,
+            1,
+            1,
+            0,
+            [xdp_block(16, 18), xdp_block(12, 14), xdp_block(8, 10)],
+        );
+        assert_eq!(s.assembler.range_count(), 4);
     }
 
     #[test]

@@ -51,13 +51,6 @@ impl defmt::Format for Contig {
 }
 
 impl Contig {
-    const fn empty() -> Contig {
-        Contig {
-            hole_size: 0,
-            data_size: 0,
-        }
-    }
-
     fn hole_and_data(hole_size: usize, data_size: usize) -> Contig {
         Contig {
             hole_size,
@@ -90,21 +83,34 @@ impl Contig {
     }
 }
 
+/// xdpstack patch (issue 19): the list of contigs. With `alloc` it grows on
+/// the heap as holes appear (a TCP socket bounds it by its receive window,
+/// see [`Assembler::add_bounded`]), is allocated only while there are holes
+/// and released when the assembler empties (the engine pools many sockets
+/// and must not keep each one's capacity). Without `alloc` it is a fixed
+/// array of `ASSEMBLER_MAX_SEGMENT_COUNT`, as upstream.
+#[cfg(feature = "alloc")]
+type Contigs = alloc::vec::Vec<Contig>;
+#[cfg(not(feature = "alloc"))]
+type Contigs = heapless::Vec<Contig, ASSEMBLER_MAX_SEGMENT_COUNT>;
+
 /// A buffer (re)assembler.
 ///
-/// Currently, up to a hardcoded limit of 4 or 32 holes can be tracked in the buffer.
+/// xdpstack patch (issue 19): [`add`](Self::add) tracks up to
+/// `ASSEMBLER_MAX_SEGMENT_COUNT` (4 to 32) holes, as upstream;
+/// [`add_bounded`](Self::add_bounded) up to a bound the caller chooses (with
+/// `alloc`; without it the list stays a fixed array of
+/// `ASSEMBLER_MAX_SEGMENT_COUNT`). The list is on the heap only while
+/// there are holes.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct Assembler {
-    contigs: [Contig; ASSEMBLER_MAX_SEGMENT_COUNT],
+    contigs: Contigs,
 }
 
 impl fmt::Display for Assembler {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "[ ")?;
         for contig in self.contigs.iter() {
-            if !contig.has_data() {
-                break;
-            }
             write!(f, "{contig} ")?;
         }
         write!(f, "]")?;
@@ -117,94 +123,127 @@ impl defmt::Format for Assembler {
     fn format(&self, fmt: defmt::Formatter) {
         defmt::write!(fmt, "[ ");
         for contig in self.contigs.iter() {
-            if !contig.has_data() {
-                break;
-            }
             defmt::write!(fmt, "{} ", contig);
         }
         defmt::write!(fmt, "]");
     }
 }
 
-// Invariant on Assembler::contigs:
-// - There's an index `i` where all contigs before have data, and all contigs after don't (are unused).
-// - All contigs with data must have hole_size != 0, except the first.
+// Invariant on Assembler::contigs (xdpstack patch: a list of the used
+// contigs, no longer an array with unused ones at the end):
+// - All contigs have data.
+// - All contigs must have hole_size != 0, except the first.
 
 impl Assembler {
     /// Create a new buffer assembler.
     pub const fn new() -> Assembler {
-        const EMPTY: Contig = Contig::empty();
         Assembler {
-            contigs: [EMPTY; ASSEMBLER_MAX_SEGMENT_COUNT],
+            contigs: Contigs::new(),
         }
     }
 
+    /// Forget all the data, releasing the list's heap allocation.
     pub fn clear(&mut self) {
-        self.contigs.fill(Contig::empty());
+        self.release();
     }
 
-    fn front(&self) -> Contig {
-        self.contigs[0]
+    /// xdpstack patch: empty the list and give its heap allocation back.
+    fn release(&mut self) {
+        self.contigs = Contigs::new();
     }
 
     /// Return length of the front contiguous range without removing it from the assembler
     pub fn peek_front(&self) -> usize {
-        let front = self.front();
-        if front.has_hole() { 0 } else { front.data_size }
-    }
-
-    fn back(&self) -> Contig {
-        self.contigs[self.contigs.len() - 1]
+        match self.contigs.first() {
+            Some(front) if !front.has_hole() => front.data_size,
+            _ => 0,
+        }
     }
 
     /// xdpstack patch (buffers that grow): the offset just past the last
     /// byte held (0 when empty): how much of a receive buffer's storage,
     /// past its allocated part, out-of-order data occupies.
     pub fn data_end(&self) -> usize {
-        self.contigs
-            .iter()
-            .take_while(|c| c.has_data())
-            .map(|c| c.total_size())
-            .sum()
+        self.contigs.iter().map(|c| c.total_size()).sum()
     }
 
     /// Return whether the assembler contains no data.
     pub fn is_empty(&self) -> bool {
-        !self.front().has_data()
+        self.contigs.is_empty()
     }
 
-    /// Remove a contig at the given index.
-    fn remove_contig_at(&mut self, at: usize) {
-        debug_assert!(self.contigs[at].has_data());
+    /// xdpstack patch (issue 19): the number of contiguous data ranges
+    /// held (each preceded by a hole, except a first one at offset 0).
+    pub fn range_count(&self) -> usize {
+        self.contigs.len()
+    }
 
-        for i in at..self.contigs.len() - 1 {
-            if !self.contigs[i].has_data() {
-                return;
-            }
-            self.contigs[i] = self.contigs[i + 1];
+    /// xdpstack patch (issue 19): the bytes of heap the assembler holds
+    /// (0 when it is empty, or without `alloc`).
+    pub fn heap_size(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        {
+            self.contigs.capacity() * core::mem::size_of::<Contig>()
         }
-
-        // Removing the last one.
-        self.contigs[self.contigs.len() - 1] = Contig::empty();
+        #[cfg(not(feature = "alloc"))]
+        {
+            0
+        }
     }
 
-    /// Add a contig at the given index, and return a pointer to it.
-    fn add_contig_at(&mut self, at: usize) -> Result<&mut Contig, TooManyHolesError> {
-        if self.back().has_data() {
+    /// xdpstack patch (issue 19): whether all of `offset..offset + size`
+    /// is held already (false for `size == 0`).
+    pub fn contains(&self, offset: usize, size: usize) -> bool {
+        let Some(end) = offset.checked_add(size) else {
+            return false;
+        };
+        size != 0
+            && self
+                .iter_data()
+                .any(|(left, right)| left <= offset && end <= right)
+    }
+
+    /// Insert `contig` at `at`, unless the list holds `max` already (or,
+    /// without `alloc`, is full).
+    fn insert_contig(
+        &mut self,
+        at: usize,
+        contig: Contig,
+        max: usize,
+    ) -> Result<(), TooManyHolesError> {
+        if self.contigs.len() >= max {
             return Err(TooManyHolesError);
         }
-
-        for i in (at + 1..self.contigs.len()).rev() {
-            self.contigs[i] = self.contigs[i - 1];
+        #[cfg(feature = "alloc")]
+        {
+            self.contigs.insert(at, contig);
+            Ok(())
         }
-
-        self.contigs[at] = Contig::empty();
-        Ok(&mut self.contigs[at])
+        #[cfg(not(feature = "alloc"))]
+        {
+            self.contigs
+                .insert(at, contig)
+                .map_err(|_| TooManyHolesError)
+        }
     }
 
     /// Add a new contiguous range to the assembler,
-    /// or return `Err(TooManyHolesError)` if too many discontinuities are already recorded.
-    pub fn add(&mut self, mut offset: usize, size: usize) -> Result<(), TooManyHolesError> {
+    /// or return `Err(TooManyHolesError)` if too many discontinuities are already recorded
+    /// (`ASSEMBLER_MAX_SEGMENT_COUNT`).
+    pub fn add(&mut self, offset: usize, size: usize) -> Result<(), TooManyHolesError> {
+        self.add_bounded(offset, size, ASSEMBLER_MAX_SEGMENT_COUNT)
+    }
+
+    /// xdpstack patch (issue 19): add a new contiguous range to the
+    /// assembler, or return `Err(TooManyHolesError)`, changing nothing, if it
+    /// would make more than `max_ranges` contiguous data ranges (holes).
+    /// Without `alloc` the bound is at most `ASSEMBLER_MAX_SEGMENT_COUNT`.
+    pub fn add_bounded(
+        &mut self,
+        mut offset: usize,
+        size: usize,
+        max_ranges: usize,
+    ) -> Result<(), TooManyHolesError> {
         if size == 0 {
             return Ok(());
         }
@@ -214,32 +253,23 @@ impl Assembler {
         // Find index of the contig containing the start of the range.
         loop {
             if i == self.contigs.len() {
-                // The new range is after all the previous ranges, but there/s no space to add it.
-                return Err(TooManyHolesError);
-            }
-            let contig = &mut self.contigs[i];
-            if !contig.has_data() {
                 // The new range is after all the previous ranges. Add it.
-                *contig = Contig::hole_and_data(offset, size);
-                return Ok(());
+                return self.insert_contig(i, Contig::hole_and_data(offset, size), max_ranges);
             }
-            if offset <= contig.total_size() {
+            let total = self.contigs[i].total_size();
+            if offset <= total {
                 break;
             }
-            offset -= contig.total_size();
+            offset -= total;
             i += 1;
         }
 
-        let contig = &mut self.contigs[i];
-        if offset < contig.hole_size {
+        if offset < self.contigs[i].hole_size {
             // Range starts within the hole.
 
-            if offset + size < contig.hole_size {
+            if offset + size < self.contigs[i].hole_size {
                 // Range also ends within the hole.
-                let new_contig = self.add_contig_at(i)?;
-                new_contig.hole_size = offset;
-                new_contig.data_size = size;
-
+                self.insert_contig(i, Contig::hole_and_data(offset, size), max_ranges)?;
                 // Previous contigs[index] got moved to contigs[index+1]
                 self.contigs[i + 1].shrink_hole_by(offset + size);
                 return Ok(());
@@ -247,31 +277,19 @@ impl Assembler {
 
             // The range being added covers both a part of the hole and a part of the data
             // in this contig, shrink the hole in this contig.
-            contig.shrink_hole_to(offset);
+            self.contigs[i].shrink_hole_to(offset);
         }
 
         // coalesce contigs to the right.
         let mut j = i + 1;
         while j < self.contigs.len()
-            && self.contigs[j].has_data()
             && offset + size >= self.contigs[i].total_size() + self.contigs[j].hole_size
         {
             self.contigs[i].data_size += self.contigs[j].total_size();
             j += 1;
         }
-        let shift = j - i - 1;
-        if shift != 0 {
-            for x in i + 1..self.contigs.len() {
-                if !self.contigs[x].has_data() {
-                    break;
-                }
-
-                self.contigs[x] = self
-                    .contigs
-                    .get(x + shift)
-                    .copied()
-                    .unwrap_or_else(Contig::empty);
-            }
+        if j > i + 1 {
+            self.contigs.drain(i + 1..j);
         }
 
         if offset + size > self.contigs[i].total_size() {
@@ -280,7 +298,7 @@ impl Assembler {
             self.contigs[i].data_size += left;
 
             // Decrease hole size of the next, if any.
-            if i + 1 < self.contigs.len() && self.contigs[i + 1].has_data() {
+            if i + 1 < self.contigs.len() {
                 self.contigs[i + 1].hole_size -= left;
             }
         }
@@ -290,14 +308,22 @@ impl Assembler {
 
     /// Remove a contiguous range from the front of the assembler.
     /// If no such range, return 0.
+    ///
+    /// xdpstack patch (issue 19): when this empties the assembler, the
+    /// list's heap allocation is released.
     pub fn remove_front(&mut self) -> usize {
-        let front = self.front();
-        if front.has_hole() || !front.has_data() {
-            0
-        } else {
-            self.remove_contig_at(0);
-            debug_assert!(front.data_size > 0);
-            front.data_size
+        match self.contigs.first() {
+            Some(front) if !front.has_hole() => {
+                let size = front.data_size;
+                debug_assert!(size > 0);
+                if self.contigs.len() == 1 {
+                    self.release();
+                } else {
+                    self.contigs.remove(0);
+                }
+                size
+            }
+            _ => 0,
         }
     }
 
@@ -312,15 +338,35 @@ impl Assembler {
         offset: usize,
         size: usize,
     ) -> Result<usize, TooManyHolesError> {
-        // This is the only case where a segment at offset=0 would cause the
-        // total amount of contigs to rise (and therefore can potentially cause
-        // a TooManyHolesError). Handle it in a way that is guaranteed to succeed.
-        if offset == 0 && size < self.contigs[0].hole_size {
-            self.contigs[0].hole_size -= size;
-            return Ok(size);
+        self.add_bounded_then_remove_front(offset, size, ASSEMBLER_MAX_SEGMENT_COUNT)
+    }
+
+    /// xdpstack patch (issue 19): [`add_bounded`](Self::add_bounded), then
+    /// [`remove_front`](Self::remove_front); never fails when `offset` is 0,
+    /// and touches no heap when the assembler is empty and `offset` is 0
+    /// (in-order data).
+    pub fn add_bounded_then_remove_front(
+        &mut self,
+        offset: usize,
+        size: usize,
+        max_ranges: usize,
+    ) -> Result<usize, TooManyHolesError> {
+        if offset == 0 {
+            match self.contigs.first_mut() {
+                // In order, nothing held: nothing to record.
+                None => return Ok(size),
+                // This is the only case where a segment at offset=0 would cause the
+                // total amount of contigs to rise (and therefore can potentially cause
+                // a TooManyHolesError). Handle it in a way that is guaranteed to succeed.
+                Some(front) if size < front.hole_size => {
+                    front.hole_size -= size;
+                    return Ok(size);
+                }
+                Some(_) => {}
+            }
         }
 
-        self.add(offset, size)?;
+        self.add_bounded(offset, size, max_ranges)?;
         Ok(self.remove_front())
     }
 
@@ -335,16 +381,11 @@ impl Assembler {
     /// Would return the ranges: ``(0, 100), (300, 400)``
     pub fn iter_data(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let mut offset = 0;
-        self.contigs.iter().filter_map(move |contig| {
+        self.contigs.iter().map(move |contig| {
             offset += contig.hole_size;
             let left = offset;
             offset += contig.data_size;
-            let right = offset;
-            if left < right {
-                Some((left, right))
-            } else {
-                None
-            }
+            (left, offset)
         })
     }
 }
@@ -356,16 +397,16 @@ mod test {
 
     impl From<Vec<(usize, usize)>> for Assembler {
         fn from(vec: Vec<(usize, usize)>) -> Assembler {
-            const EMPTY: Contig = Contig::empty();
-
-            let mut contigs = [EMPTY; ASSEMBLER_MAX_SEGMENT_COUNT];
-            for (i, &(hole_size, data_size)) in vec.iter().enumerate() {
-                contigs[i] = Contig {
+            // xdpstack patch: the list holds only contigs with data (an
+            // entry (_, 0) stands for an unused one, as upstream's array had).
+            let mut assr = Assembler::new();
+            for &(hole_size, data_size) in vec.iter().filter(|&&(_, d)| d != 0) {
+                assr.contigs.push(Contig {
                     hole_size,
                     data_size,
-                };
+                });
             }
-            Assembler { contigs }
+            assr
         }
     }
 
@@ -723,6 +764,148 @@ mod test {
                         map = map2;
                         assert_eq!(assr, Assembler::from(contigs));
                     }
+                }
+            }
+        }
+    }
+
+    // xdpstack patch (issue 19): the list grows past ASSEMBLER_MAX_SEGMENT_COUNT
+    // up to the bound the caller gives, and is on the heap only while
+    // there are holes.
+
+    #[test]
+    fn test_bounded_many_holes() {
+        let mut assr = Assembler::new();
+        assert_eq!(assr.heap_size(), 0);
+        // 100 holes: 1 byte of data every 10 bytes, added from the back.
+        for c in (1..=100).rev() {
+            assert_eq!(assr.add_bounded(c * 10, 1, 100), Ok(()));
+        }
+        assert_eq!(assr.range_count(), 100);
+        let ranges: Vec<_> = assr.iter_data().collect();
+        let wanted: Vec<_> = (1..=100).map(|c| (c * 10, c * 10 + 1)).collect();
+        assert_eq!(ranges, wanted);
+        assert!(assr.heap_size() > 0);
+        assert_eq!(assr.data_end(), 1001);
+
+        // Filling the holes from the back merges the ranges; the first
+        // hole filled hands everything over and releases the allocation.
+        for c in (1..100).rev() {
+            assert_eq!(assr.add_bounded(c * 10 + 1, 9, 100), Ok(()));
+            assert_eq!(assr.range_count(), c);
+        }
+        assert_eq!(assr.iter_data().collect::<Vec<_>>(), vec![(10, 1001)]);
+        assert_eq!(assr.add_bounded_then_remove_front(0, 10, 100), Ok(1001));
+        assert!(assr.is_empty());
+        assert_eq!(assr.heap_size(), 0);
+    }
+
+    #[test]
+    fn test_bounded_cap() {
+        let mut assr = Assembler::new();
+        for c in 1..=8 {
+            assert_eq!(assr.add_bounded(c * 10, 3, 8), Ok(()));
+        }
+        let before = assr.clone();
+        // A ninth hole, at the back or in the middle, is refused.
+        assert_eq!(assr.add_bounded(100, 3, 8), Err(TooManyHolesError));
+        assert_eq!(assr.add_bounded(2, 3, 8), Err(TooManyHolesError));
+        assert_eq!(
+            assr.add_bounded_then_remove_front(2, 3, 8),
+            Err(TooManyHolesError)
+        );
+        assert_eq!(assr, before);
+        // What merges with held data is still taken...
+        assert_eq!(assr.add_bounded(13, 2, 8), Ok(()));
+        assert_eq!(assr.add_bounded(15, 5, 8), Ok(()));
+        assert_eq!(assr.range_count(), 7);
+        // ... and so is the next expected segment, whatever the bound.
+        assert_eq!(assr.add_bounded_then_remove_front(0, 1, 0), Ok(1));
+        assert_eq!(assr.add_bounded_then_remove_front(0, 9, 0), Ok(9 + 13));
+        assert_eq!(assr.range_count(), 6);
+    }
+
+    #[test]
+    fn test_in_order_needs_no_heap() {
+        let mut assr = Assembler::new();
+        for _ in 0..10 {
+            assert_eq!(assr.add_then_remove_front(0, 100), Ok(100));
+            assert_eq!(assr.heap_size(), 0);
+        }
+        assert_eq!(assr.add(10, 5), Ok(()));
+        assert!(assr.heap_size() > 0);
+        assr.clear();
+        assert!(assr.is_empty());
+        assert_eq!(assr.heap_size(), 0);
+        assert_eq!(assr.add(10, 5), Ok(()));
+        assert_eq!(assr.add_then_remove_front(0, 10), Ok(15));
+        assert_eq!(assr.heap_size(), 0);
+    }
+
+    #[test]
+    fn test_contains() {
+        let mut assr = Assembler::new();
+        assert!(!assr.contains(0, 1));
+        assert_eq!(assr.add(10, 10), Ok(()));
+        assert_eq!(assr.add(30, 5), Ok(()));
+        assert!(assr.contains(10, 10));
+        assert!(assr.contains(12, 3));
+        assert!(assr.contains(30, 5));
+        assert!(!assr.contains(9, 2));
+        assert!(!assr.contains(19, 2));
+        assert!(!assr.contains(15, 20));
+        assert!(!assr.contains(12, 0));
+        assert!(!assr.contains(usize::MAX, 2));
+    }
+
+    // The bitmap comparison again, with room for many holes.
+    #[test]
+    fn test_random_bounded() {
+        use rand::Rng;
+
+        const MAX_INDEX: usize = 1024;
+        const MAX_RANGES: usize = 100;
+
+        for max_size in [1, 3, 10] {
+            for _ in 0..50 {
+                let mut assr = Assembler::new();
+                let mut map = [false; MAX_INDEX];
+
+                for _ in 0..300 {
+                    let offset = rand::thread_rng().gen_range(0..MAX_INDEX - max_size - 1);
+                    let size = rand::thread_rng().gen_range(1..=max_size);
+                    let res = assr.add_bounded(offset, size, MAX_RANGES);
+
+                    let mut map2 = map;
+                    map2[offset..][..size].fill(true);
+
+                    let mut contigs = vec![];
+                    let mut hole: usize = 0;
+                    let mut data: usize = 0;
+                    for b in map2 {
+                        if b {
+                            data += 1;
+                        } else {
+                            if data != 0 {
+                                contigs.push((hole, data));
+                                hole = 0;
+                                data = 0;
+                            }
+                            hole += 1;
+                        }
+                    }
+
+                    let wanted_res = if contigs.len() > MAX_RANGES {
+                        Err(TooManyHolesError)
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(res, wanted_res);
+                    if res.is_ok() {
+                        map = map2;
+                        assert_eq!(assr, Assembler::from(contigs));
+                    }
+                    assert!(assr.range_count() <= MAX_RANGES);
                 }
             }
         }
