@@ -89,10 +89,9 @@ pub struct ServerArgs {
     /// growing to 6 MiB with what the application reads, a send buffer of
     /// twice the congestion window up to 4 MiB), hold memory only while they
     /// hold data, and share a memory budget (a sixteenth of RAM, as
-    /// `tcp_mem`). Not the default yet: without SACK-based loss recovery a
-    /// large window that overflows a bottleneck's queue can stall for tens
-    /// of seconds (docs/ARCHITECTURE.md, "Buffers that grow").
-    #[arg(long, default_value = "64k", value_parser = parse_tcp_buf)]
+    /// `tcp_mem`). The default since the sender recovers losses from SACK
+    /// (docs/ARCHITECTURE.md, "Buffers that grow").
+    #[arg(long, default_value = "auto", value_parser = parse_tcp_buf)]
     pub tcp_buf: TcpBuf,
     /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
     #[arg(long, value_enum, default_value_t = CcArg::Cubic)]

@@ -322,6 +322,15 @@ pub struct EngineCounters {
     /// storage could not grow (memory budget past its hard limit); the
     /// peer sends it again. Counted when the connection is released.
     pub rx_storage_cut: u64,
+    /// Segments retransmitted by the SACK-based loss recovery (peers with
+    /// SACK; counted when a connection is released).
+    pub tcp_retransmits: u64,
+    /// Fast recoveries entered (SACK peers).
+    pub tcp_recoveries: u64,
+    /// Retransmission timeouts (SACK peers).
+    pub tcp_rto_timeouts: u64,
+    /// Tail loss probes sent (SACK peers).
+    pub tcp_loss_probes: u64,
     /// Buffers that grow: bytes of storage in connections now.
     pub buf_held: u64,
     /// Bytes of free storage this core's pool keeps for reuse now.
@@ -816,6 +825,10 @@ impl<R: Rings> Engine<R> {
         engine.timer_early = table.timer_early;
         engine.egress_stalls = table.egress_stalls;
         engine.rx_storage_cut = table.rx_storage_cut;
+        engine.tcp_retransmits = table.retransmits;
+        engine.tcp_recoveries = table.recoveries;
+        engine.tcp_rto_timeouts = table.rto_timeouts;
+        engine.tcp_loss_probes = table.loss_probes;
         let b = self.conns.buffer_stats();
         engine.buf_held = b.held as u64;
         engine.buf_cached = b.cached as u64;

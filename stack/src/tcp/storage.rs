@@ -241,6 +241,11 @@ impl Conns {
             return;
         };
         counters.rx_storage_cut += u64::from(p.sock.recv_storage_cut());
+        let r = p.sock.take_recovery_stats();
+        counters.retransmits += u64::from(r.retransmits);
+        counters.recoveries += u64::from(r.recoveries);
+        counters.rto_timeouts += u64::from(r.timeouts);
+        counters.loss_probes += u64::from(r.probes);
         *p.reclaim_at = None;
         if !grow {
             return;

@@ -95,6 +95,16 @@ pub(crate) struct TableCounters {
     /// could not grow: memory budget past its hard limit), counted when the
     /// connection is released.
     pub rx_storage_cut: u64,
+    /// SACK-based loss recovery (smoltcp patch 12), counted when a
+    /// connection is released: segments retransmitted, fast recoveries,
+    /// retransmission timeouts, tail loss probes.
+    pub retransmits: u64,
+    /// Fast recoveries entered.
+    pub recoveries: u64,
+    /// Retransmission timeouts.
+    pub rto_timeouts: u64,
+    /// Tail loss probes sent.
+    pub loss_probes: u64,
 }
 
 /// The connection table of one core.

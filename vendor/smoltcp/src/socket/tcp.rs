@@ -1919,10 +1919,20 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// Counters of the SACK-based loss recovery (xdpstack patch 11); zero for
-    /// peers without SACK, whose losses the upstream NewReno path handles.
+    /// Counters of the SACK-based loss recovery (xdpstack patch 11) since
+    /// they were last taken; zero for peers without SACK, whose losses the
+    /// upstream NewReno path handles. They outlive `reset`, so an owner that
+    /// reuses sockets takes them when a connection ends.
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.rec.as_deref().map(|r| r.stats).unwrap_or_default()
+    }
+
+    /// As [`recovery_stats`](Self::recovery_stats), and zero them.
+    pub fn take_recovery_stats(&mut self) -> RecoveryStats {
+        self.rec
+            .as_deref_mut()
+            .map(|r| core::mem::take(&mut r.stats))
+            .unwrap_or_default()
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than

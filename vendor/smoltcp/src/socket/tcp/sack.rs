@@ -307,9 +307,10 @@ impl Recovery {
         }
     }
 
-    /// Back to a fresh connection's state, keeping allocations small.
+    /// Back to a fresh connection's state, keeping allocations small (and
+    /// the counters, which the owner takes).
     pub(super) fn reset(&mut self, una: TcpSeqNumber) {
-        let stats = RecoveryStats::default();
+        let stats = self.stats;
         let mut sends = core::mem::take(&mut self.sends);
         sends.clear();
         if sends.capacity() > 64 {
