@@ -93,7 +93,8 @@ pub struct ServerArgs {
     /// (docs/ARCHITECTURE.md, "Buffers that grow").
     #[arg(long, default_value = "auto", value_parser = parse_tcp_buf)]
     pub tcp_buf: TcpBuf,
-    /// TCP congestion control: `cubic` (Linux's default), `reno` or `none`.
+    /// TCP congestion control: `cubic` (Linux's default), `bbr`, `reno` or
+    /// `none`.
     #[arg(long, value_enum, default_value_t = CcArg::Cubic)]
     pub cc: CcArg,
     /// On SIGINT/SIGTERM, give in-flight work this long to finish
@@ -197,6 +198,9 @@ pub enum CcArg {
     Reno,
     /// None: the window is the peer's.
     None,
+    /// BBR (v1, as Linux's `bbr`): paced at the measured bandwidth, keeps
+    /// its rate through random loss (peers with SACK).
+    Bbr,
 }
 
 impl From<CcArg> for CongestionControl {
@@ -205,6 +209,7 @@ impl From<CcArg> for CongestionControl {
             CcArg::Cubic => CongestionControl::Cubic,
             CcArg::Reno => CongestionControl::Reno,
             CcArg::None => CongestionControl::None,
+            CcArg::Bbr => CongestionControl::Bbr,
         }
     }
 }

@@ -165,6 +165,10 @@ pub enum CongestionControl {
     Reno,
     /// No congestion window: only the peer's receive window limits sending.
     None,
+    /// BBR (v1, Linux's `bbr`): paced at the path's measured bandwidth,
+    /// a window of two bandwidth-delay products; random loss does not slow
+    /// it down. Rate samples need a peer that negotiated SACK.
+    Bbr,
 }
 
 impl CongestionControl {
@@ -175,6 +179,7 @@ impl CongestionControl {
             CongestionControl::Cubic => C::Cubic,
             CongestionControl::Reno => C::Reno,
             CongestionControl::None => C::None,
+            CongestionControl::Bbr => C::Bbr,
         }
     }
 }

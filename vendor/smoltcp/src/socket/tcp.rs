@@ -484,6 +484,11 @@ pub enum CongestionControl {
 
     #[cfg(feature = "socket-tcp-cubic")]
     Cubic,
+
+    /// xdpstack patch 13: BBR (v1, Linux's `bbr`), a model of the path's
+    /// bandwidth and RTT with pacing; its rate samples need a peer that
+    /// negotiated SACK.
+    Bbr,
 }
 
 /// A Transmission Control Protocol socket.
@@ -626,6 +631,9 @@ pub struct Socket<'a> {
 
 const DEFAULT_MSS: usize = 536;
 
+/// xdpstack patch 13: the most sending time a paced connection banks.
+const PACE_BURST: Duration = Duration::from_millis(1);
+
 /// Minimum MSS we accept from the remote, same value as Linux's `TCP_MIN_SND_MSS`.
 /// Without it, a peer advertising a tiny MSS could force segments to carry little
 /// or no payload once the TCP options length is subtracted from the effective MSS,
@@ -751,6 +759,8 @@ impl<'a> Socket<'a> {
 
             #[cfg(feature = "socket-tcp-cubic")]
             CongestionControl::Cubic => AnyController::Cubic(cubic::Cubic::new()),
+
+            CongestionControl::Bbr => AnyController::Bbr(alloc::boxed::Box::new(bbr::Bbr::new())),
         }
     }
 
@@ -766,6 +776,8 @@ impl<'a> Socket<'a> {
 
             #[cfg(feature = "socket-tcp-cubic")]
             AnyController::Cubic(_) => CongestionControl::Cubic,
+
+            AnyController::Bbr(_) => CongestionControl::Bbr,
         }
     }
 
@@ -1777,6 +1789,10 @@ impl<'a> Socket<'a> {
         }
         let new_flight = snd_max - una;
         let cc = self.congestion_controller.inner_mut();
+        if let Some(rs) = rec.rate_sample() {
+            let pipe = rec.pipe(una, snd_max);
+            cc.on_rate_sample(now, rs, rec.delivered(), pipe);
+        }
         match rec.phase {
             Phase::Open => {
                 let lost = rec.detect(una, mss, reo_wnd);
@@ -1797,7 +1813,12 @@ impl<'a> Socket<'a> {
             Phase::Recovery => {
                 if rec.leave_if_done(una) {
                     // The controller deflates to ssthresh on this ACK.
+                    cc.on_recovery_exit();
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                } else if !cc.reduces_on_loss() {
+                    rec.detect(una, mss, reo_wnd);
+                    let pipe = rec.pipe(una, snd_max);
+                    cc.on_ack(now, ack_len, pipe, &self.rtte);
                 } else {
                     rec.detect(una, mss, reo_wnd);
                     rec.prr(una, snd_max, delivered, mss);
@@ -1805,7 +1826,9 @@ impl<'a> Socket<'a> {
             }
             Phase::Loss => {
                 cc.on_ack(now, ack_len, new_flight, &self.rtte);
-                if !rec.leave_if_done(una) {
+                if rec.leave_if_done(una) {
+                    cc.on_recovery_exit();
+                } else {
                     rec.detect(una, mss, reo_wnd);
                 }
             }
@@ -1820,9 +1843,12 @@ impl<'a> Socket<'a> {
     /// window less `pipe` in the loss state, else the window less the
     /// flight.
     fn send_allowance(&self) -> usize {
+        let cc = self.congestion_controller.inner();
         match self.rec.as_deref() {
-            Some(r) if r.phase == Phase::Recovery && self.sack_active() => r.allow,
-            Some(r) if r.phase == Phase::Loss && self.sack_active() => {
+            Some(r) if r.phase == Phase::Recovery && self.sack_active() && cc.reduces_on_loss() => {
+                r.allow
+            }
+            Some(r) if r.phase != Phase::Open && self.sack_active() => {
                 let pipe = r.pipe(self.local_seq_no, self.snd_max_seq());
                 self.congestion_controller
                     .inner()
@@ -1897,7 +1923,11 @@ impl<'a> Socket<'a> {
             .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(una)));
         let end = seq + len;
         match sent {
-            Sent::New | Sent::ProbeNew => rec.on_send_new(end, now_us),
+            Sent::New | Sent::ProbeNew => {
+                let idle = seq <= una;
+                let app_limited = end >= una + self.tx_buffer.len();
+                rec.on_send_new(end, now_us, idle, app_limited)
+            }
             Sent::Retransmit | Sent::Probe => {
                 if end > rec.high_rxt && sent == Sent::Retransmit {
                     rec.high_rxt = end;
@@ -3039,7 +3069,44 @@ impl<'a> Socket<'a> {
         }
     }
 
+    /// xdpstack patch 13: when pacing holds data back, the time it may go.
+    fn paced_until(&self, now: Instant) -> Option<Instant> {
+        if !self.sack_active() {
+            return None;
+        }
+        self.congestion_controller.inner().pacing_rate()?;
+        match self.rec.as_deref()?.pace_at {
+            Some(t) if t > now => Some(t),
+            _ => None,
+        }
+    }
+
+    /// xdpstack patch 13: a data segment of `len` bytes went out: the next
+    /// may go `len / rate` later; up to `PACE_BURST` of unused time is kept
+    /// as credit, so a sender woken by the 1 ms timer wheel sends about a
+    /// millisecond's worth at once (Linux sends about that much per TSO
+    /// burst when it paces).
+    fn pace(&mut self, now: Instant, len: usize) {
+        let Some(rate) = self.congestion_controller.inner().pacing_rate() else {
+            return;
+        };
+        let Some(rec) = self.rec.as_deref_mut() else {
+            return;
+        };
+        let floor = now - PACE_BURST;
+        let base = match rec.pace_at {
+            Some(t) if t > floor => t,
+            _ => floor,
+        };
+        let us = (len as u64).saturating_mul(1_000_000) / rate.max(1);
+        rec.pace_at = Some(base + Duration::from_micros(us));
+    }
+
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
+        self.paced_until(cx.now()).is_none() && self.seq_to_transmit_unpaced(cx)
+    }
+
+    fn seq_to_transmit_unpaced(&self, cx: &mut Context) -> bool {
         // Fast retransmits should always send, even if later congestion checks would disallow
         if self.pending_fast_retransmit && !self.tx_buffer.is_empty() {
             return true;
@@ -3418,8 +3485,11 @@ impl<'a> Socket<'a> {
                 // xdpstack patch 11: a lost range first, then new data, and
                 // when the probe timer fired with nothing new to send, the
                 // last segment again.
-                let rtx = self.sack_next_rtx();
-                let probe = rtx.is_none() && self.tlp_due(cx.now());
+                // xdpstack patch 13: nothing but an ACK while pacing holds
+                // data back.
+                let paced = self.paced_until(cx.now()).is_some();
+                let rtx = if paced { None } else { self.sack_next_rtx() };
+                let probe = !paced && rtx.is_none() && self.tlp_due(cx.now());
                 let probe_new = probe
                     && self.remote_last_seq < self.local_seq_no + self.tx_buffer.len()
                     && self.remote_last_seq < self.local_seq_no + self.remote_win_len;
@@ -3510,7 +3580,9 @@ impl<'a> Socket<'a> {
                         .unwrap_or(effective_mss)
                     };
 
-                    let size = if is_zero_window_probe {
+                    let size = if paced {
+                        0
+                    } else if is_zero_window_probe {
                         // Zero-window probes are exempt from the congestion window: they
                         // are sent precisely when normal transmission is impossible, and
                         // an empty segment elicits no reply, so capping the probe to a
@@ -3690,6 +3762,7 @@ impl<'a> Socket<'a> {
         }
         if seg_len > 0 && self.sack_active() {
             self.sack_on_send(cx.now(), seg_seq, seg_len, sent);
+            self.pace(cx.now(), seg_len);
             self.arm_tlp(cx.now());
         }
 
@@ -3742,6 +3815,11 @@ impl<'a> Socket<'a> {
                 (_, _) => PollAt::Ingress,
             };
 
+            // xdpstack patch 13: pacing.
+            let pace_poll_at = match self.paced_until(cx.now()) {
+                Some(t) if self.seq_to_transmit_unpaced(cx) => PollAt::Time(t),
+                _ => PollAt::Ingress,
+            };
             // xdpstack patch 11: the tail loss probe.
             let tlp_poll_at = match self.rec.as_deref() {
                 Some(r) if self.sack_active() && r.phase == Phase::Open && !r.tlp_sent => {
@@ -3756,6 +3834,7 @@ impl<'a> Socket<'a> {
                 timeout_poll_at,
                 delayed_ack_poll_at,
                 tlp_poll_at,
+                pace_poll_at,
             ]
             .iter()
             .min()
@@ -11699,6 +11778,13 @@ mod test {
             pub fixed: Option<usize>,
         }
 
+        std::thread_local! {
+            /// The congestion control both ends use (cubic unless a test
+            /// sets another).
+            pub static CC: core::cell::Cell<CongestionControl> =
+                const { core::cell::Cell::new(CongestionControl::Cubic) };
+        }
+
         const INIT: usize = 64 << 10;
         const WMEM_MAX: usize = 4 << 20;
         const RMEM_MAX: usize = 6 << 20;
@@ -11777,7 +11863,7 @@ mod test {
                 SocketBuffer::new(vec![0u8; rx]),
                 SocketBuffer::new(vec![0u8; tx]),
             );
-            socket.set_congestion_control(CongestionControl::Cubic);
+            socket.set_congestion_control(CC.with(|c| c.get()));
             socket.set_nagle_enabled(false);
             TestSocket {
                 socket,
@@ -12233,25 +12319,33 @@ mod test {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(100);
-        for (name, fixed) in [
-            ("fixed 64 KiB", Some(64 << 10)),
-            ("fixed 4 MiB", Some(4 << 20)),
-            ("autotuned", None),
-        ] {
-            for &(loss, lmib) in &[(0u64, mib), (100u64, 20)] {
-                let (t, peak) = xdp_path::run_lossy(
-                    xdp_path::Policy { fixed },
-                    false,
-                    lmib * MIB,
-                    50,
-                    1_000_000_000,
-                    loss,
-                    600,
-                );
-                std::println!(
-                    "download {lmib} MiB, 50 ms RTT, loss 1/{loss}: {name}: {t:.2} s (peak send storage {} KiB)",
-                    peak >> 10
-                );
+        let ccs: &[CongestionControl] = if std::env::var("XDP_PATH_BBR").is_ok() {
+            &[CongestionControl::Cubic, CongestionControl::Bbr]
+        } else {
+            &[CongestionControl::Cubic]
+        };
+        for &cc in ccs {
+            xdp_path::CC.with(|c| c.set(cc));
+            for (name, fixed) in [
+                ("fixed 64 KiB", Some(64 << 10)),
+                ("fixed 4 MiB", Some(4 << 20)),
+                ("autotuned", None),
+            ] {
+                for &(loss, lmib) in &[(0u64, mib), (100u64, 20)] {
+                    let (t, peak) = xdp_path::run_lossy(
+                        xdp_path::Policy { fixed },
+                        false,
+                        lmib * MIB,
+                        50,
+                        1_000_000_000,
+                        loss,
+                        600,
+                    );
+                    std::println!(
+                        "download {lmib} MiB, 50 ms RTT, loss 1/{loss}, {cc:?}: {name}: {t:.2} s (peak send storage {} KiB)",
+                        peak >> 10
+                    );
+                }
             }
         }
     }

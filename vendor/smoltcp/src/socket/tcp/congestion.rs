@@ -1,6 +1,7 @@
 use crate::time::Instant;
 
 use super::RttEstimator;
+use super::sack::RateSample;
 
 pub(super) mod no_control;
 
@@ -9,6 +10,8 @@ pub(super) mod cubic;
 
 #[cfg(feature = "socket-tcp-reno")]
 pub(super) mod reno;
+
+pub(super) mod bbr;
 
 #[allow(unused_variables)]
 pub(super) trait Controller {
@@ -41,6 +44,27 @@ pub(super) trait Controller {
     fn ssthresh(&self) -> usize {
         usize::MAX
     }
+
+    /// xdpstack patch 13: a delivery-rate sample (`delivered`: bytes
+    /// delivered so far; `in_flight`: what is in flight after the ACK).
+    fn on_rate_sample(&mut self, now: Instant, rs: &RateSample, delivered: u64, in_flight: usize) {}
+
+    /// xdpstack patch 13: a fast recovery or a loss state ended (SND.UNA
+    /// reached its recovery point).
+    fn on_recovery_exit(&mut self) {}
+
+    /// xdpstack patch 13: the rate to pace at, bytes per second; `None`:
+    /// send what the window allows at once.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+
+    /// xdpstack patch 13: whether a fast recovery reduces the window by
+    /// Proportional Rate Reduction (loss-based controllers), or the
+    /// controller keeps its own window through it (BBR).
+    fn reduces_on_loss(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -53,6 +77,9 @@ pub(super) enum AnyController {
 
     #[cfg(feature = "socket-tcp-cubic")]
     Cubic(cubic::Cubic),
+
+    /// xdpstack patch 13 (boxed: sockets that do not use it stay small).
+    Bbr(alloc::boxed::Box<bbr::Bbr>),
 }
 
 impl AnyController {
@@ -94,6 +121,8 @@ impl AnyController {
 
             #[cfg(feature = "socket-tcp-cubic")]
             AnyController::Cubic(c) => c,
+
+            AnyController::Bbr(b) => &mut **b,
         }
     }
 
@@ -107,6 +136,8 @@ impl AnyController {
 
             #[cfg(feature = "socket-tcp-cubic")]
             AnyController::Cubic(c) => c,
+
+            AnyController::Bbr(b) => &**b,
         }
     }
 }

@@ -254,8 +254,14 @@ pub(super) struct Recovery {
     ssthresh: usize,
     /// Bytes PRR lets the sender send now.
     pub(super) allow: usize,
-    /// Original transmissions: (end sequence number, send time), in order.
-    sends: VecDeque<(TcpSeqNumber, Micros)>,
+    /// Original transmissions, in order.
+    sends: VecDeque<SendRec>,
+    /// Delivery-rate estimation (Linux's `tcp_rate.c`): bytes delivered
+    /// (acknowledged or SACKed) so far, when that count last grew, and the
+    /// send time of the newest data delivered.
+    delivered: u64,
+    delivered_at: Micros,
+    first_tx: Micros,
     /// The last retransmission of the tail probe or of a hole: its range
     /// and send time, to date its delivery.
     rtx: Option<(TcpSeqNumber, TcpSeqNumber, Micros)>,
@@ -263,11 +269,52 @@ pub(super) struct Recovery {
     pub(super) tlp_at: Option<crate::time::Instant>,
     /// A probe went out and nothing new was acknowledged since.
     pub(super) tlp_sent: bool,
+    /// Pacing (patch 13): when the next data segment may go out.
+    pub(super) pace_at: Option<crate::time::Instant>,
     /// RACK.xmit_ts: the send time of the newest data delivered.
     rack_ts: Option<Micros>,
+    /// The delivery-rate sample of the last ACK.
+    rate: Option<RateSample>,
     /// Retransmissions, fast recoveries, timeouts and probes (counters for
     /// the owner).
     pub(super) stats: RecoveryStats,
+}
+
+/// One original transmission (coalesced with those sent in the same
+/// microsecond), with the delivery state when it was sent.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct SendRec {
+    end: TcpSeqNumber,
+    at: Micros,
+    delivered: u64,
+    delivered_at: Micros,
+    first_tx: Micros,
+    app_limited: bool,
+}
+
+/// A delivery-rate sample (Linux's `struct rate_sample`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RateSample {
+    /// Bytes delivered over the interval.
+    pub delivered: u64,
+    /// The interval, in microseconds.
+    pub interval_us: u32,
+    /// Bytes delivered when the sampled data was sent (round counting).
+    pub prior_delivered: u64,
+    /// The round-trip time of the sampled data, in microseconds.
+    pub rtt_us: u32,
+    /// The sender had nothing more to send when the data went out: the rate
+    /// may be below what the path carries.
+    pub app_limited: bool,
+}
+
+impl RateSample {
+    /// Bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.delivered * 1_000_000 / u64::from(self.interval_us.max(1))
+    }
 }
 
 /// Counters of what the loss recovery did.
@@ -299,10 +346,15 @@ impl Recovery {
             ssthresh: usize::MAX,
             allow: 0,
             sends: VecDeque::new(),
+            delivered: 0,
+            delivered_at: 0,
+            first_tx: 0,
             rtx: None,
             tlp_at: None,
             tlp_sent: false,
+            pace_at: None,
             rack_ts: None,
+            rate: None,
             stats: RecoveryStats::default(),
         }
     }
@@ -324,17 +376,38 @@ impl Recovery {
         self.stats = stats;
     }
 
-    /// Record an original transmission ending at `end`, sent at `now`.
-    pub(super) fn on_send_new(&mut self, end: TcpSeqNumber, now: Micros) {
+    /// Record an original transmission ending at `end`, sent at `now`;
+    /// `idle`: nothing was in flight before it; `app_limited`: the sender
+    /// had nothing more to send after it.
+    pub(super) fn on_send_new(
+        &mut self,
+        end: TcpSeqNumber,
+        now: Micros,
+        idle: bool,
+        app_limited: bool,
+    ) {
+        if idle {
+            // tcp_rate.c: a flight starting from nothing dates from now.
+            self.first_tx = now;
+            self.delivered_at = now;
+        }
         let full = self.sends.len() >= MAX_SENDS;
         if let Some(last) = self.sends.back_mut()
-            && (last.1 == now || full)
+            && (last.at == now || full)
         {
-            last.0 = end;
-            last.1 = now;
+            last.end = end;
+            last.at = now;
+            last.app_limited |= app_limited;
             return;
         }
-        self.sends.push_back((end, now));
+        self.sends.push_back(SendRec {
+            end,
+            at: now,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+            first_tx: self.first_tx,
+            app_limited,
+        });
     }
 
     /// Record a retransmission of `[from, to)` at `now`.
@@ -345,7 +418,7 @@ impl Recovery {
 
     /// SND.UNA moved to `una`: forget send times it covers.
     fn drop_sends(&mut self, una: TcpSeqNumber) {
-        while let Some(&(end, _)) = self.sends.front() {
+        while let Some(&SendRec { end, .. }) = self.sends.front() {
             if end <= una {
                 self.sends.pop_front();
             } else {
@@ -359,8 +432,13 @@ impl Recovery {
 
     /// The send time of the original transmission holding `seq`.
     fn sent_at(&self, seq: TcpSeqNumber) -> Option<Micros> {
-        let i = self.sends.partition_point(|s| s.0 <= seq);
-        self.sends.get(i).map(|s| s.1)
+        self.send_rec(seq).map(|s| s.at)
+    }
+
+    /// The record of the original transmission holding `seq`.
+    fn send_rec(&self, seq: TcpSeqNumber) -> Option<&SendRec> {
+        let i = self.sends.partition_point(|s| s.end <= seq);
+        self.sends.get(i)
     }
 
     /// The end of the original transmissions sent at or before `t`.
@@ -368,11 +446,11 @@ impl Recovery {
         // Send times are monotonic in the log: find the last at or before t.
         let i = self
             .sends
-            .partition_point(|s| (t.wrapping_sub(s.1) as i32) >= 0);
+            .partition_point(|s| (t.wrapping_sub(s.at) as i32) >= 0);
         if i == 0 {
             None
         } else {
-            Some(self.sends[i - 1].0)
+            Some(self.sends[i - 1].end)
         }
     }
 
@@ -427,6 +505,30 @@ impl Recovery {
                 self.rack_ts = Some(t);
             }
         }
+        // A delivery-rate sample from the newest original transmission
+        // this ACK delivered (tcp_rate.c: the longer of its send and ACK
+        // intervals).
+        let delivered = (acked - acked.min(covered)) + newly;
+        self.rate = None;
+        if delivered > 0 {
+            self.delivered += delivered as u64;
+            if let Some(rec) = top.and_then(|t| self.send_rec(t - 1)).copied() {
+                let send_us = rec.at.wrapping_sub(rec.first_tx);
+                let ack_us = now.wrapping_sub(rec.delivered_at);
+                let interval = send_us.max(ack_us);
+                self.first_tx = rec.at;
+                if interval > 0 && (interval as i32) > 0 {
+                    self.rate = Some(RateSample {
+                        delivered: self.delivered - rec.delivered,
+                        interval_us: interval,
+                        prior_delivered: rec.delivered,
+                        rtt_us: now.wrapping_sub(rec.at),
+                        app_limited: rec.app_limited,
+                    });
+                }
+            }
+            self.delivered_at = now;
+        }
         self.drop_sends(una);
         if let Some((_, to, _)) = self.rtx
             && to <= una
@@ -439,7 +541,17 @@ impl Recovery {
         if self.lost_end < una {
             self.lost_end = una;
         }
-        (acked - acked.min(covered)) + newly
+        delivered
+    }
+
+    /// The delivery-rate sample of the last ACK, if it gave one.
+    pub(super) fn rate_sample(&self) -> Option<&RateSample> {
+        self.rate.as_ref()
+    }
+
+    /// Bytes delivered (acknowledged or SACKed) so far.
+    pub(super) fn delivered(&self) -> u64 {
+        self.delivered
     }
 
     /// Move `lost_end` up to what the scoreboard (DupThresh) and the send
