@@ -35,6 +35,7 @@ use crate::procs::{self, err, Proc, Result};
 const STACK_IP: &str = "10.112.0.1";
 const KERNEL_IP: &str = "10.112.0.3";
 const STACK: &str = "xdpstack (defaults, cc cubic)";
+const STACK_BBR: &str = "xdpstack --cc bbr";
 const ALLOWED_CC: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
 
 /// One of the three downloads.
@@ -330,23 +331,32 @@ http {{
 }
 
 /// `xdpstack http --root DIR` with default settings (only the interface, address and report).
-fn start_stack(ctx: &Ctx, sb: &Sandbox, root: &Path, dir: &Path, stats: &Path) -> Result<Proc> {
+fn start_stack(
+    ctx: &Ctx,
+    sb: &Sandbox,
+    root: &Path,
+    dir: &Path,
+    stats: &Path,
+    extra: &[&str],
+) -> Result<Proc> {
+    let mut args = common::strings(&[
+        "http",
+        "--iface",
+        "xdp0",
+        "--addr",
+        "10.112.0.1/24",
+        "--root",
+        &root.display().to_string(),
+        "--report",
+        &stats.display().to_string(),
+    ]);
+    args.extend(common::strings(extra));
     let p = Proc::spawn_env(
         "xdpstack http",
         &sb.info().server_ns,
         &ctx.server_cpu(),
         &ctx.bins.xdpstack,
-        &common::strings(&[
-            "http",
-            "--iface",
-            "xdp0",
-            "--addr",
-            "10.112.0.1/24",
-            "--root",
-            &root.display().to_string(),
-            "--report",
-            &stats.display().to_string(),
-        ]),
+        &args,
         dir,
         &[("RUST_LOG", "warn")],
     )?;
@@ -553,6 +563,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let nginx_name = |cc: &str| format!("nginx, kernel {cc}");
     let mut names: Vec<String> = m.ccs.iter().map(|c| nginx_name(c)).collect();
     names.push(STACK.to_string());
+    let with_bbr = m.ccs.iter().any(|c| c == "bbr");
+    if with_bbr {
+        names.push(STACK_BBR.to_string());
+    }
 
     // The forwarder's own ceiling: kernel to kernel through it, nothing impaired.
     let ceiling_load = if m.loads.contains(&Load::File) {
@@ -658,25 +672,39 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     }
                     let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
                 }
-                // The stack: its own cubic; the client's kernel is on the last cc set.
-                let si = m.ccs.len();
-                let stats = dir.join(format!("stack-{seed}-{run}.json"));
-                let started = start_stack(ctx, &sb, &root, &dir, &stats);
-                let Some(p) = started_or_noted(started, &mut cases, si, run)? else {
-                    continue;
+                // The stack with its defaults (its own cubic), then with --cc bbr;
+                // the client's kernel is on the last cc set.
+                let stacks: &[(&str, &[&str])] = if with_bbr {
+                    &[(STACK, &[]), (STACK_BBR, &["--cc", "bbr"])]
+                } else {
+                    &[(STACK, &[])]
                 };
-                for (li, &l) in m.loads.iter().enumerate() {
-                    let r = download(ctx, &sb, &m, STACK_IP, l, &root, &dir);
-                    cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
-                }
-                let s = common::stop_stack(p, &stats);
-                if run == 0 {
-                    if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
-                        for c in &mut cases {
-                            c.subjects[si].detail.push(format!(
-                                "counters at exit (run 0, all loads): app {}",
-                                w.app
-                            ));
+                for (k, (name, extra)) in stacks.iter().enumerate() {
+                    let si = m.ccs.len() + k;
+                    let stats = dir.join(format!("stack-{seed}-{run}-{k}.json"));
+                    let started = start_stack(ctx, &sb, &root, &dir, &stats, extra);
+                    let Some(p) = started_or_noted(started, &mut cases, si, run)? else {
+                        continue;
+                    };
+                    for (li, &l) in m.loads.iter().enumerate() {
+                        let r = download(ctx, &sb, &m, STACK_IP, l, &root, &dir);
+                        cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
+                    }
+                    let s = common::stop_stack(p, &stats);
+                    if run == 0 {
+                        if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
+                            let e = &w.engine;
+                            for c in &mut cases {
+                                c.subjects[si].detail.push(format!(
+                                    "{name}: counters at exit (run 0, all loads): app {}; \
+                                     retransmits {}, fast recoveries {}, RTOs {}, loss probes {}",
+                                    w.app,
+                                    e["tcp_retransmits"],
+                                    e["tcp_recoveries"],
+                                    e["tcp_rto_timeouts"],
+                                    e["tcp_loss_probes"]
+                                ));
+                            }
                         }
                     }
                 }
@@ -696,6 +724,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     c.add_ratio("download_s", STACK, &nginx_name(cc));
                     c.add_ratio("goodput_mbit_s", STACK, &nginx_name(cc));
                 }
+                if with_bbr {
+                    c.add_ratio("download_s", STACK_BBR, &nginx_name("bbr"));
+                    c.add_ratio("goodput_mbit_s", STACK_BBR, &nginx_name("bbr"));
+                }
                 res.cases.push(c);
             }
         }
@@ -708,7 +740,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          / 2); the bottleneck ({} Mbit/s, queue {}) is each way too. `max_gap_rto`: the longest \
          a connection went without receiving (ss `lastrcv`, sampled every 200 ms) over the \
          client's RTO for it (ss `rto`). xdpstack runs `http --root` with no tuning flags and \
-         its default cubic; nginx is measured with the kernel's cubic (allowed in the root \
+         its default cubic, then (when BBR is in the matrix) with `--cc bbr`; nginx is measured with the kernel's cubic (allowed in the root \
          namespace for the run, restored after) and with BBR, each set in both namespaces \
          before nginx starts.",
         m.limit.as_secs(),
@@ -726,12 +758,13 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
         .iter()
         .filter(|c| c.name.starts_with("RTT"))
         .collect();
-    let worst = |cc: &str| -> Option<f64> {
+    let worst_of = |stack: &str, cc: &str| -> Option<f64> {
         cells
             .iter()
-            .filter_map(|c| c.ratio("download_s", STACK, &nginx_name(cc)))
+            .filter_map(|c| c.ratio("download_s", stack, &nginx_name(cc)))
             .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
     };
+    let worst = |cc: &str| worst_of(STACK, cc);
     let exact = cells.iter().all(|c| {
         c.subjects
             .iter()
@@ -751,6 +784,15 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
             "<= 1.0x in every cell",
             worst("cubic"),
             1.0,
+            true,
+        ));
+    }
+    if m.ccs.iter().any(|c| c == "bbr") {
+        res.targets.push(Target::threshold(
+            "download time, xdpstack --cc bbr vs nginx with the kernel's BBR, worst cell",
+            "<= 1.1x in every cell",
+            worst_of(STACK_BBR, "bbr"),
+            1.1,
             true,
         ));
     }
