@@ -307,22 +307,6 @@ impl Recovery {
         }
     }
 
-    /// Back to a fresh connection's state, keeping allocations small.
-    pub(super) fn reset(&mut self, una: TcpSeqNumber) {
-        let stats = RecoveryStats::default();
-        let mut sends = core::mem::take(&mut self.sends);
-        sends.clear();
-        if sends.capacity() > 64 {
-            sends = VecDeque::new();
-        }
-        self.board.clear();
-        let board = core::mem::take(&mut self.board);
-        *self = Recovery::new(una);
-        self.board = board;
-        self.sends = sends;
-        self.stats = stats;
-    }
-
     /// Record an original transmission ending at `end`, sent at `now`.
     pub(super) fn on_send_new(&mut self, end: TcpSeqNumber, now: Micros) {
         let full = self.sends.len() >= MAX_SENDS;
@@ -392,6 +376,14 @@ impl Recovery {
         rtt_floor: Micros,
     ) -> usize {
         let covered = self.board.advance(una);
+        // xdpstack patch 11: the cumulative point stopped at (or inside)
+        // data the receiver had SACKed: it dropped what it held out of order
+        // (reneging, RFC 2018 §8; Linux's `tcp_check_sack_reneging`). The
+        // scoreboard is forgotten, or neither recovery nor the loss state
+        // would ever resend that data and the connection would stall.
+        if self.board.is_sacked(una) {
+            self.board.clear();
+        }
         let mut newly = 0;
         // The highest sequence number this ACK delivered, to date it.
         let mut top = if acked > 0 { Some(una) } else { None };
@@ -444,7 +436,7 @@ impl Recovery {
     /// Move `lost_end` up to what the scoreboard (DupThresh) and the send
     /// times (RACK: sent a reordering window before the newest delivered
     /// data, and below SACKed data) say is lost. Returns whether some byte
-    /// at or above SND.UNA (`una`) is lost.
+    /// at or above SND.UNA (`una`) is lost and was not retransmitted yet.
     pub(super) fn detect(&mut self, una: TcpSeqNumber, mss: usize, reo_wnd: Micros) -> bool {
         if let Some(l) = self.board.lost_below(mss)
             && l > self.lost_end
@@ -459,7 +451,16 @@ impl Recovery {
                 self.lost_end = end;
             }
         }
-        self.lost_end > una
+        // xdpstack patch 11: not what a recovery resent already (HighRxt
+        // outlives it when it repaired holes beyond its recovery point; the
+        // next ACK that still showed them started another recovery, which
+        // resent them again and cut the window a second time).
+        let from = if self.high_rxt > una {
+            self.high_rxt
+        } else {
+            una
+        };
+        self.board.next_hole(from, self.lost_end).is_some()
     }
 
     /// Bytes in flight (RFC 6675 `pipe`): unSACKed bytes sent, less those
@@ -510,7 +511,11 @@ impl Recovery {
     ) {
         self.phase = Phase::Recovery;
         self.point = snd_max;
-        self.high_rxt = una;
+        // HighRxt stays where a recovery before left it, if above SND.UNA:
+        // what it resent is in flight (xdpstack patch 11).
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
         self.prr_delivered = 0;
         self.prr_out = 0;
         self.recover_fs = snd_max - una;
@@ -546,7 +551,17 @@ impl Recovery {
                 + mss;
             (self.ssthresh - pipe).min(limit)
         };
-        self.allow = sndcnt;
+        // xdpstack patch 11: whole segments, as Linux counts PRR in
+        // packets. Sent as it comes, the byte count split new data into
+        // sub-MSS segments (half a segment per ACK at a reduction to half);
+        // rounded up, the sender stays within a segment of RFC 6937's count,
+        // which `prr_out` then makes up.
+        self.allow = sndcnt.div_ceil(mss) * mss;
+    }
+
+    /// The flight when fast recovery began (RFC 6937 RecoverFS).
+    pub(super) fn recover_fs(&self) -> usize {
+        self.recover_fs
     }
 
     /// `len` bytes went out during fast recovery.
@@ -572,7 +587,8 @@ impl Recovery {
         if self.phase != Phase::Open && una >= self.point {
             self.phase = Phase::Open;
             self.lost_end = una;
-            self.high_rxt = una;
+            // HighRxt stays: holes beyond the recovery point may have been
+            // resent, and their retransmissions are in flight (`detect`).
             self.allow = 0;
             true
         } else {
