@@ -1751,10 +1751,10 @@ impl<'a> Socket<'a> {
     ) {
         let old_una = self.local_seq_no;
         let una = if ack > old_una { ack } else { old_una };
-        // The upstream check accepts an ACK of data queued but never sent
-        // (it bounds the ACK by the send buffer, not SND.MAX); SND.MAX moves
-        // up to it, as `process` moves SND.NXT after this (else `snd_max -
-        // una` below panicked).
+        // xdpstack patch 11: the upstream check accepts an ACK of data queued
+        // but never sent (it bounds the ACK by the send buffer, not SND.MAX);
+        // SND.MAX moves up to it, as `process` moves SND.NXT after this (else
+        // `snd_max - una` below panicked).
         let snd_max = if self.snd_max_seq() < una {
             una
         } else {
@@ -1770,9 +1770,9 @@ impl<'a> Socket<'a> {
         let delivered = rec.on_ack(una, ack_len, snd_max, &repr.sack_ranges, now_us, rtt_floor);
 
         // A duplicate ACK (RFC 6675 §2): it SACKs new data, or (RFC 5681)
-        // it is an empty segment that moves nothing and carries no SACK
-        // block: one whose blocks SACK nothing new (a D-SACK for a
-        // duplicate segment) says nothing is missing.
+        // it is an empty segment that moves nothing and (xdpstack patch 11)
+        // carries no SACK block: one whose blocks SACK nothing new (a D-SACK
+        // for a duplicate segment) says nothing is missing.
         let dup = ack_len == 0
             && self.local_rx_last_ack == Some(ack)
             && ack < snd_max
@@ -1897,8 +1897,8 @@ impl<'a> Socket<'a> {
             pto += Duration::from_millis(200);
         }
         let at = now + pto;
-        // RFC 8985 §7.2: when the RTO would fire first, the probe goes at
-        // its time, in its place (`dispatch`).
+        // xdpstack patch 11 (RFC 8985 §7.2): when the RTO would fire first,
+        // the probe goes at its time, in its place (`dispatch`).
         rec.tlp_at = Some(match rto_at {
             Some(rto) if rto < at => rto,
             _ => at,
@@ -1926,10 +1926,11 @@ impl<'a> Socket<'a> {
             rec.tlp_sent = true;
             rec.tlp_at = None;
             rec.stats.probes = rec.stats.probes.wrapping_add(1);
-            // RFC 8985 §7.3: the RTO runs again from the probe, the last
-            // resort if it fails. (It ran from the first segment in flight:
-            // with a PTO of 2·SRTT it could fire before the probe's ACK came
-            // back, a spurious timeout after every probe.)
+            // xdpstack patch 11 (RFC 8985 §7.3): the RTO runs again from the
+            // probe, the last resort if it fails. (It ran from the first
+            // segment in flight: with a PTO of 2·SRTT it could fire before
+            // the probe's ACK came back, a spurious timeout after every
+            // probe.)
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(now, rto);
         }
@@ -3242,10 +3243,11 @@ impl<'a> Socket<'a> {
                 // and starts no fast recovery until SND.MAX at this point is
                 // acknowledged (RFC 6675 §5.1, RFC 6582 §3.2 (4)).
                 net_debug!("retransmission timeout: loss state");
-                // An RTO that interrupts fast recovery takes ssthresh from
-                // the flight the recovery began with, as Linux reduces it
-                // once per window: the flight has grown since by what PRR
-                // sent, and ssthresh rose above the recovery's.
+                // xdpstack patch 11: an RTO that interrupts fast recovery
+                // takes ssthresh from the flight the recovery began with, as
+                // Linux reduces it once per window: the flight has grown
+                // since by what PRR sent, and ssthresh rose above the
+                // recovery's.
                 let in_flight = match self.rec.as_deref() {
                     Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
                     _ => self.flight_size(),
@@ -12150,6 +12152,20 @@ mod test {
             assert_eq!(c.out(500), [seg(0)]);
             assert_eq!(c.phase(), Phase::Loss);
             assert_eq!(c.s.recovery_stats(), stats(1, 0, 1, 1));
+        }
+
+        #[test]
+        fn test_xdp_sack_tlp_pto_floor() {
+            // SRTT 1 ms: PTO = max(2·SRTT, 10 ms), the RTO at its 200 ms
+            // floor.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            c.s.rtte = RttEstimator::default();
+            c.s.rtte.sample(1);
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.rto_at(), Some(200));
+            assert_eq!(c.out(9), []);
+            assert_eq!(c.out(10), [seg(10)]);
+            assert_eq!(c.rto_at(), Some(210));
         }
 
         #[test]

@@ -587,8 +587,9 @@ impl Recovery {
         if self.phase != Phase::Open && una >= self.point {
             self.phase = Phase::Open;
             self.lost_end = una;
-            // HighRxt stays: holes beyond the recovery point may have been
-            // resent, and their retransmissions are in flight (`detect`).
+            // xdpstack patch 11: HighRxt stays: holes beyond the recovery
+            // point may have been resent, and their retransmissions are in
+            // flight (`detect`).
             self.allow = 0;
             true
         } else {
