@@ -207,7 +207,7 @@ impl RttEstimator {
         if self.have_measurement { self.srtt } else { 0 }
     }
 
-    /// xdpstack patch 11: the smoothed RTT in milliseconds, once measured.
+    /// xdpstack patch 12: the smoothed RTT in milliseconds, once measured.
     fn srtt_ms(&self) -> Option<u32> {
         self.have_measurement.then_some(self.srtt)
     }
@@ -447,7 +447,7 @@ enum AckDelayTimer {
     Immediate,
 }
 
-/// xdpstack patch 11: the kind of data segment `dispatch` sends.
+/// xdpstack patch 12: the kind of data segment `dispatch` sends.
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 enum Sent {
     /// New data at SND.NXT.
@@ -570,9 +570,9 @@ pub struct Socket<'a> {
     /// data up to there, and Linux drops (ACK field and all) a zero-length
     /// segment whose sequence number is below what it already received.
     snd_max: Option<TcpSeqNumber>,
-    /// xdpstack patch 11: SACK-based loss recovery (`sack.rs`), created at
-    /// the first data sent to a peer that negotiated SACK and kept when the
-    /// socket is reused.
+    /// xdpstack patch 12: SACK-based loss recovery (`sack.rs`), created at
+    /// the first data sent to a peer that negotiated SACK, dropped by
+    /// `reset`.
     rec: Option<alloc::boxed::Box<Recovery>>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
@@ -1228,9 +1228,16 @@ impl<'a> Socket<'a> {
         // (the engine reuses sockets).
         self.recover = None;
         self.snd_max = None;
-        if let Some(rec) = self.rec.as_deref_mut() {
-            rec.reset(TcpSeqNumber::default());
-        }
+        // xdpstack patch 12: and the SACK recovery goes with it: its
+        // sequence numbers belong to the old connection (reset to zero, they
+        // sat "above" half the ISNs a new one can take, and its first ACK
+        // entered fast recovery). Only its counters stay, until the owner
+        // takes them (`take_recovery_stats`).
+        self.rec = self
+            .rec
+            .take()
+            .filter(|r| r.stats != RecoveryStats::default())
+            .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
@@ -1715,7 +1722,7 @@ impl<'a> Socket<'a> {
             .saturating_sub(self.flight_size())
     }
 
-    /// xdpstack patch 11: whether the SACK-based recovery (`sack.rs`) runs
+    /// xdpstack patch 12: whether the SACK-based recovery (`sack.rs`) runs
     /// this connection's sender: the peer negotiated SACK and the connection
     /// is synchronized (SYN retransmissions keep the upstream path).
     fn sack_active(&self) -> bool {
@@ -1747,7 +1754,7 @@ impl<'a> Socket<'a> {
         (self.rtte.srtt_ms().unwrap_or(0) * 250).max(1000)
     }
 
-    /// xdpstack patch 11: an ACK for a SACK peer. Feeds the scoreboard and
+    /// xdpstack patch 12: an ACK for a SACK peer. Feeds the scoreboard and
     /// the send times, counts delivered data, enters and leaves fast
     /// recovery (RFC 6675 with PRR, RFC 6937) and the loss state, and
     /// tells the congestion controller what it needs.
@@ -1761,22 +1768,36 @@ impl<'a> Socket<'a> {
     ) {
         let old_una = self.local_seq_no;
         let una = if ack > old_una { ack } else { old_una };
-        let snd_max = self.snd_max_seq();
+        // xdpstack patch 12: the upstream check accepts an ACK of data queued
+        // but never sent (it bounds the ACK by the send buffer, not SND.MAX);
+        // SND.MAX moves up to it, as `process` moves SND.NXT after this (else
+        // `snd_max - una` below panicked).
+        let snd_max = if self.snd_max_seq() < una {
+            una
+        } else {
+            self.snd_max_seq()
+        };
         let mss = self.remote_mss.max(1);
         let now_us = now.total_micros() as u32;
         let reo_wnd = self.reo_wnd_us();
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
-        let rec = self
-            .rec
-            .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(old_una)));
+        self.start_recovery_state(old_una);
+        let Some(rec) = self.rec.as_deref_mut() else {
+            return;
+        };
         let delivered = rec.on_ack(una, ack_len, snd_max, &repr.sack_ranges, now_us, rtt_floor);
 
         // A duplicate ACK (RFC 6675 §2): it SACKs new data, or (RFC 5681)
-        // it is an empty segment that moves nothing.
+        // it is an empty segment that moves nothing and (xdpstack patch 12)
+        // carries no SACK block: one whose blocks SACK nothing new (a D-SACK
+        // for a duplicate segment) says nothing is missing.
         let dup = ack_len == 0
             && self.local_rx_last_ack == Some(ack)
             && ack < snd_max
-            && (delivered > 0 || (repr.payload.is_empty() && !is_window_update));
+            && (delivered > 0
+                || (repr.payload.is_empty()
+                    && !is_window_update
+                    && repr.sack_ranges.iter().all(Option::is_none)));
         if dup {
             rec.dup_acks = rec.dup_acks.saturating_add(1);
         } else if ack_len > 0 {
@@ -1838,7 +1859,7 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// xdpstack patch 11: how much new data or retransmission the
+    /// xdpstack patch 12: how much new data or retransmission the
     /// congestion state lets out now: PRR's count in fast recovery, the
     /// window less `pipe` in the loss state, else the window less the
     /// flight.
@@ -1859,7 +1880,7 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// xdpstack patch 11: the next lost range to retransmit, if the
+    /// xdpstack patch 12: the next lost range to retransmit, if the
     /// congestion state lets one out.
     fn sack_next_rtx(&self) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
         if !self.sack_active() {
@@ -1870,7 +1891,7 @@ impl<'a> Socket<'a> {
         (self.send_allowance() > 0).then_some(hole)
     }
 
-    /// xdpstack patch 11: whether the tail loss probe timer has fired.
+    /// xdpstack patch 12: whether the tail loss probe timer has fired.
     fn tlp_due(&self, now: Instant) -> bool {
         self.sack_active()
             && self.rec.as_deref().is_some_and(|r| {
@@ -1878,10 +1899,10 @@ impl<'a> Socket<'a> {
             })
     }
 
-    /// xdpstack patch 11: arm the tail loss probe (RFC 8985 §7.2) after a
+    /// xdpstack patch 12: arm the tail loss probe (RFC 8985 §7.2) after a
     /// send or an ACK: PTO = 2·SRTT, at least 10 ms (Linux's floor), plus
-    /// 200 ms when one segment is in flight (a delayed ACK), and only when
-    /// it comes before the retransmission timer.
+    /// 200 ms when one segment is in flight (a delayed ACK), and no later
+    /// than the retransmission timer.
     fn arm_tlp(&mut self, now: Instant) {
         if !self.sack_active() {
             return;
@@ -1908,19 +1929,22 @@ impl<'a> Socket<'a> {
             pto += Duration::from_millis(200);
         }
         let at = now + pto;
-        rec.tlp_at = match rto_at {
-            Some(rto) if rto <= at => None,
-            _ => Some(at),
-        };
+        // xdpstack patch 12 (RFC 8985 §7.2): when the RTO would fire first,
+        // the probe goes at its time, in its place (`dispatch`).
+        rec.tlp_at = Some(match rto_at {
+            Some(rto) if rto < at => rto,
+            _ => at,
+        });
     }
 
-    /// xdpstack patch 11: a data segment `[seq, seq + len)` went out.
+    /// xdpstack patch 12: a data segment `[seq, seq + len)` went out.
     fn sack_on_send(&mut self, now: Instant, seq: TcpSeqNumber, len: usize, sent: Sent) {
         let una = self.local_seq_no;
         let now_us = now.total_micros() as u32;
-        let rec = self
-            .rec
-            .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(una)));
+        self.start_recovery_state(una);
+        let Some(rec) = self.rec.as_deref_mut() else {
+            return;
+        };
         let end = seq + len;
         match sent {
             Sent::New | Sent::ProbeNew => {
@@ -1939,6 +1963,13 @@ impl<'a> Socket<'a> {
             rec.tlp_sent = true;
             rec.tlp_at = None;
             rec.stats.probes = rec.stats.probes.wrapping_add(1);
+            // xdpstack patch 12 (RFC 8985 §7.3): the RTO runs again from the
+            // probe, the last resort if it fails. (It ran from the first
+            // segment in flight: with a PTO of 2·SRTT it could fire before
+            // the probe's ACK came back, a spurious timeout after every
+            // probe.)
+            let rto = self.rtte.retransmission_timeout();
+            self.timer.set_for_retransmit(now, rto);
         }
         if rec.phase == Phase::Recovery {
             rec.on_recovery_send(len);
@@ -1949,12 +1980,24 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// Counters of the SACK-based loss recovery (xdpstack patch 11) since
+    /// Counters of the SACK-based loss recovery (xdpstack patch 12) since
     /// they were last taken; zero for peers without SACK, whose losses the
     /// upstream NewReno path handles. They outlive `reset`, so an owner that
     /// reuses sockets takes them when a connection ends.
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.rec.as_deref().map(|r| r.stats).unwrap_or_default()
+    }
+
+    /// xdpstack patch 12: the recovery state for this connection, created
+    /// at its first use (carrying the counters a reset kept).
+    fn start_recovery_state(&mut self, una: TcpSeqNumber) {
+        if self.rec.as_deref().is_some_and(|r| r.started) {
+            return;
+        }
+        let stats = self.rec.as_deref().map(|r| r.stats).unwrap_or_default();
+        let mut rec = Recovery::new(una);
+        rec.stats = stats;
+        self.rec = Some(alloc::boxed::Box::new(rec));
     }
 
     /// As [`recovery_stats`](Self::recovery_stats), and zero them.
@@ -2863,7 +2906,7 @@ impl<'a> Socket<'a> {
             _ => {}
         }
 
-        // xdpstack patch 11: the probe timer follows the retransmission
+        // xdpstack patch 12: the probe timer follows the retransmission
         // timer.
         if ack_len > 0 && self.sack_active() {
             self.arm_tlp(cx.now());
@@ -3111,7 +3154,7 @@ impl<'a> Socket<'a> {
         if self.pending_fast_retransmit && !self.tx_buffer.is_empty() {
             return true;
         }
-        // xdpstack patch 11: a lost range the congestion state lets out, or
+        // xdpstack patch 12: a lost range the congestion state lets out, or
         // a tail loss probe.
         if self.sack_next_rtx().is_some() || self.tlp_due(cx.now()) {
             return true;
@@ -3286,22 +3329,33 @@ impl<'a> Socket<'a> {
             // If a timeout expires, we should abort the connection.
             net_debug!("timeout exceeded");
             self.set_state(State::Closed);
-        } else if self.timer.should_retransmit(cx.now()) {
+        } else if self.timer.should_retransmit(cx.now()) && !self.tlp_due(cx.now()) {
+            // (xdpstack patch 12: a tail loss probe due goes in the RTO's
+            // place, RFC 8985 §7.2; sending it restarts the RTO.)
             if let (Timer::Retransmit { .. }, true) = (self.timer, self.sack_active()) {
-                // xdpstack patch 11: every unSACKed byte sent is lost; the
+                // xdpstack patch 12: every unSACKed byte sent is lost; the
                 // loss state resends them in slow start from the scoreboard
                 // (SACKed data is not sent again) without rewinding SND.NXT,
                 // and starts no fast recovery until SND.MAX at this point is
                 // acknowledged (RFC 6675 §5.1, RFC 6582 §3.2 (4)).
                 net_debug!("retransmission timeout: loss state");
-                let in_flight = self.flight_size();
+                // xdpstack patch 12: an RTO that interrupts fast recovery
+                // takes ssthresh from the flight the recovery began with, as
+                // Linux reduces it once per window: the flight has grown
+                // since by what PRR sent, and ssthresh rose above the
+                // recovery's.
+                let in_flight = match self.rec.as_deref() {
+                    Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
+                    _ => self.flight_size(),
+                };
                 self.congestion_controller
                     .inner_mut()
                     .on_rto(cx.now(), in_flight);
                 let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
-                self.rec
-                    .get_or_insert_with(|| alloc::boxed::Box::new(Recovery::new(una)))
-                    .enter_loss(una, snd_max);
+                self.start_recovery_state(una);
+                if let Some(rec) = self.rec.as_deref_mut() {
+                    rec.enter_loss(una, snd_max);
+                }
                 self.rtte.on_rto();
             } else if let Timer::Retransmit { .. } = self.timer {
                 // If a retransmit timer expired, we should resend data starting at the last ACK.
@@ -3424,7 +3478,7 @@ impl<'a> Socket<'a> {
         }
 
         let mut is_zero_window_probe = false;
-        // xdpstack patch 11: what kind of data segment this is.
+        // xdpstack patch 12: what kind of data segment this is.
         let mut sent = Sent::New;
 
         #[cfg_attr(
@@ -3482,7 +3536,7 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
-                // xdpstack patch 11: a lost range first, then new data, and
+                // xdpstack patch 12: a lost range first, then new data, and
                 // when the probe timer fired with nothing new to send, the
                 // last segment again.
                 // xdpstack patch 13: nothing but an ACK while pacing holds
@@ -3820,7 +3874,7 @@ impl<'a> Socket<'a> {
                 Some(t) if self.seq_to_transmit_unpaced(cx) => PollAt::Time(t),
                 _ => PollAt::Ingress,
             };
-            // xdpstack patch 11: the tail loss probe.
+            // xdpstack patch 12: the tail loss probe.
             let tlp_poll_at = match self.rec.as_deref() {
                 Some(r) if self.sack_active() && r.phase == Phase::Open && !r.tlp_sent => {
                     r.tlp_at.map_or(PollAt::Ingress, PollAt::Time)
@@ -11761,6 +11815,961 @@ mod test {
         );
         assert_eq!(s.send_queue(), 0);
         assert_eq!(s.replace_send_storage(vec![]).unwrap().len(), 8);
+    }
+
+    /// xdpstack patch 12: the sender's SACK-based loss recovery (`sack.rs`),
+    /// scripted segment by segment in virtual time against a SACK peer with
+    /// an MSS of 1000 bytes. Offsets count from the first data byte; the
+    /// scripted peer answers one RTT (100 ms) after a segment is sent.
+    mod xdp_sack_tx {
+        use super::*;
+
+        const MSS: usize = 1000;
+        const WIN: u16 = 60000;
+
+        struct Conn {
+            s: TestSocket,
+            data: Vec<u8>,
+            /// The sequence number of the first data byte.
+            base: TcpSeqNumber,
+        }
+
+        /// An established connection to a SACK peer: MSS 1000, window
+        /// 60000, an RTT sample of 100 ms (SRTT 100 ms, RTO 300 ms),
+        /// controller `cc` (initial window 10 segments), Nagle off as the
+        /// stack runs it, and `len` bytes queued.
+        fn sender(cc: CongestionControl, len: usize) -> Conn {
+            sender_at(cc, len, LOCAL_SEQ + 1)
+        }
+
+        /// As `sender`, the first data byte at `base`.
+        fn sender_at(cc: CongestionControl, len: usize, base: TcpSeqNumber) -> Conn {
+            let s = socket_established_with_buffer_sizes(len.max(1), 64);
+            establish(s, cc, len, base)
+        }
+
+        /// Make `s` (new, or reset) an established connection as `sender`
+        /// describes.
+        fn establish(
+            mut s: TestSocket,
+            cc: CongestionControl,
+            len: usize,
+            base: TcpSeqNumber,
+        ) -> Conn {
+            s.state = State::Established;
+            s.tuple = Some(TUPLE);
+            s.local_seq_no = base;
+            s.remote_last_seq = base;
+            s.remote_seq_no = REMOTE_SEQ + 1;
+            s.remote_last_ack = Some(REMOTE_SEQ + 1);
+            s.remote_last_win = s.scaled_window();
+            s.remote_has_sack = true;
+            s.remote_mss = MSS;
+            s.set_congestion_control(cc);
+            s.congestion_controller.inner_mut().set_mss(MSS);
+            s.remote_win_len = WIN as usize;
+            s.set_nagle_enabled(false);
+            s.rtte.sample(100);
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(s.send_slice(&data), Ok(len));
+            Conn { s, data, base }
+        }
+
+        /// Segments `i..j` (of MSS bytes) as `out` reports them.
+        fn segs(i: usize, j: usize) -> Vec<(usize, usize)> {
+            (i..j).map(|k| (k * MSS, MSS)).collect()
+        }
+
+        /// Segment `i` as `out` reports it.
+        fn seg(i: usize) -> (usize, usize) {
+            (i * MSS, MSS)
+        }
+
+        fn stats(retransmits: u32, recoveries: u32, timeouts: u32, probes: u32) -> RecoveryStats {
+            RecoveryStats {
+                retransmits,
+                recoveries,
+                timeouts,
+                probes,
+            }
+        }
+
+        impl Conn {
+            fn seq(&self, off: usize) -> TcpSeqNumber {
+                self.base + off
+            }
+
+            /// Everything the socket sends at `ms`: (offset, length, FIN),
+            /// each payload checked against the data queued.
+            fn out_fin(&mut self, ms: i64) -> Vec<(usize, usize, bool)> {
+                let mut sent = Vec::new();
+                self.s.cx.set_now(Instant::from_millis(ms));
+                for _ in 0..1000 {
+                    let mut got = None;
+                    let TestSocket { socket, cx } = &mut self.s;
+                    socket
+                        .dispatch(cx, |_, _, (_, tcp)| {
+                            got = Some((tcp.seq_number, tcp.payload.to_vec(), tcp.control));
+                            Ok::<(), ()>(())
+                        })
+                        .unwrap();
+                    let Some((seq_number, payload, control)) = got else {
+                        break;
+                    };
+                    let off = seq_number - self.base;
+                    assert_eq!(&payload[..], &self.data[off..off + payload.len()]);
+                    sent.push((off, payload.len(), control == TcpControl::Fin));
+                }
+                sent
+            }
+
+            /// As `out_fin`, without the FIN flag.
+            fn out(&mut self, ms: i64) -> Vec<(usize, usize)> {
+                self.out_fin(ms)
+                    .into_iter()
+                    .map(|(off, len, _)| (off, len))
+                    .collect()
+            }
+
+            /// The peer's ACK at `ms`: cumulative point `ack` and SACK
+            /// blocks, as offsets.
+            fn ack(
+                &mut self,
+                ms: i64,
+                ack: usize,
+                sack: &[(usize, usize)],
+            ) -> Option<TcpRepr<'static>> {
+                let mut ranges = [None; 3];
+                for (r, &(l, h)) in ranges.iter_mut().zip(sack) {
+                    *r = Some((self.seq(l).0 as u32, self.seq(h).0 as u32));
+                }
+                self.ack_raw(ms, self.seq(ack), ranges)
+            }
+
+            fn ack_raw(
+                &mut self,
+                ms: i64,
+                ack: TcpSeqNumber,
+                sack_ranges: [Option<(u32, u32)>; 3],
+            ) -> Option<TcpRepr<'static>> {
+                send(
+                    &mut self.s,
+                    Instant::from_millis(ms),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(ack),
+                        window_len: WIN,
+                        sack_ranges,
+                        ..SEND_TEMPL
+                    },
+                )
+            }
+
+            fn phase(&self) -> Phase {
+                self.s.rec.as_deref().map_or(Phase::Open, |r| r.phase)
+            }
+
+            fn cwnd(&self) -> usize {
+                self.s.congestion_window()
+            }
+
+            fn ssthresh(&self) -> usize {
+                self.s.congestion_controller.inner().ssthresh()
+            }
+
+            /// SND.NXT and SND.MAX as offsets.
+            fn nxt_max(&self) -> (usize, usize) {
+                (
+                    self.s.remote_last_seq - self.base,
+                    self.s.snd_max_seq() - self.base,
+                )
+            }
+
+            /// When the retransmission timer fires, in ms.
+            fn rto_at(&self) -> Option<i64> {
+                match self.s.timer {
+                    Timer::Retransmit { expires_at } => Some(expires_at.total_millis()),
+                    _ => None,
+                }
+            }
+        }
+
+        /// Segment 0 of a 10-segment flight lost, at any sequence numbers.
+        fn first_segment_lost(base: TcpSeqNumber) {
+            let mut c = sender_at(CongestionControl::Cubic, 20 * MSS, base);
+            assert_eq!(c.out(0), segs(0, 10));
+            // Segments 1, 2 SACKed: one or two ranges of at most 2·MSS above
+            // the hole is no loss yet (RFC 6675 IsLost).
+            c.ack(100, 0, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.out(100), []);
+            c.ack(101, 0, &[(MSS, 3 * MSS)]);
+            assert_eq!(c.out(101), []);
+            assert_eq!(c.phase(), Phase::Open);
+            // The third: more than 2·MSS SACKed above it, segment 0 is lost
+            // and goes again at once (no RTO wait: the RTO is at 300).
+            c.ack(102, 0, &[(MSS, 4 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(102), [seg(0)]);
+            assert_eq!(c.rto_at(), Some(300));
+            // Cubic: ssthresh = 0.7 · 10 segments in flight.
+            assert_eq!(c.ssthresh(), 7 * MSS);
+            // PRR (RFC 6937): pipe = 10 - 4 SACKed - 1 lost + 1 resent = 6
+            // segments, below ssthresh = 7: the slow-start reduction bound
+            // lets one segment out per segment delivered (min(ssthresh -
+            // pipe, max(prr_delivered - prr_out, DeliveredData) + MSS)), and
+            // pipe stays at ssthresh.
+            for (i, t) in (5..=10).zip(103..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                assert_eq!(c.out(t), [seg(i + 5)], "at {t}");
+            }
+            assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
+            // No probe in recovery, no RTO before the retransmission's ACK.
+            assert_eq!(c.out(200), []);
+            // Its ACK covers the recovery point (SND.MAX at 102): recovery
+            // ends, cwnd = ssthresh, 6 segments in flight: one more goes.
+            c.ack(202, 10 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7 * MSS);
+            assert_eq!(c.out(202), [seg(16)]);
+            assert_eq!(c.s.recovery_stats(), stats(1, 1, 0, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_first_segment_lost_fast_retransmit_prr() {
+            first_segment_lost(LOCAL_SEQ + 1);
+        }
+
+        #[test]
+        fn test_xdp_sack_sequence_numbers_wrap() {
+            // Across 2^31 (the sign of the i32 inside) and across 2^32.
+            first_segment_lost(TcpSeqNumber(i32::MAX - 3500));
+            first_segment_lost(TcpSeqNumber(-3500));
+        }
+
+        #[test]
+        fn test_xdp_sack_prr_proportional_reno() {
+            // RFC 6937's case: 20 segments in flight, one lost, Reno halves
+            // (ssthresh 10 segments). While pipe > ssthresh, PRR sends
+            // CEIL(prr_delivered · ssthresh / RecoverFS) - prr_out: one
+            // segment per two delivered, in whole segments (before the fix
+            // half a segment per ACK went out, in 500-byte segments); once
+            // pipe reached ssthresh, one per segment delivered.
+            let mut c = sender(CongestionControl::Reno, 60 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for i in 1..=10 {
+                c.ack(100, i * MSS, &[]);
+            }
+            // Slow start: 20 segments out, 10..30.
+            assert_eq!(c.out(100), segs(10, 30));
+            assert_eq!(c.cwnd(), 20 * MSS);
+            // Segment 10 lost; 11.. SACKed one by one from 200.
+            let mut sent = Vec::new();
+            for (i, t) in (12..=30).zip(200..) {
+                c.ack(t, 10 * MSS, &[(11 * MSS, i * MSS)]);
+                let o = c.out(t);
+                assert!(o.iter().all(|&(_, len)| len == MSS), "at {t}: {o:?}");
+                sent.push((t, o));
+            }
+            assert_eq!(c.ssthresh(), 10 * MSS);
+            let expect: Vec<(i64, Vec<(usize, usize)>)> = vec![
+                (200, vec![]),
+                (201, vec![]),
+                // Third SACK: the fast retransmit.
+                (202, vec![seg(10)]),
+                (203, vec![]),
+                (204, vec![seg(30)]),
+                (205, vec![]),
+                (206, vec![seg(31)]),
+                (207, vec![]),
+                (208, vec![seg(32)]),
+                (209, vec![]),
+                (210, vec![seg(33)]),
+                (211, vec![]),
+                (212, vec![seg(34)]),
+                (213, vec![]),
+                // pipe = ssthresh: the slow-start reduction bound.
+                (214, vec![]),
+                (215, vec![seg(35)]),
+                (216, vec![seg(36)]),
+                (217, vec![seg(37)]),
+                (218, vec![seg(38)]),
+            ];
+            assert_eq!(sent, expect);
+            c.ack(300, 30 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 10 * MSS);
+            assert_eq!(c.out(300), [seg(39)]);
+        }
+
+        #[test]
+        fn test_xdp_sack_prr_whole_segments_cubic() {
+            // The same with cubic (ssthresh 0.7 · 20 = 14 segments): two
+            // segments per three delivered, never a partial one (before the
+            // fix: 400, 700, 700, ... bytes).
+            let mut c = sender(CongestionControl::Cubic, 60 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for i in 1..=10 {
+                c.ack(100, i * MSS, &[]);
+            }
+            assert_eq!(c.out(100), segs(10, 30));
+            let mut new = 30;
+            for (i, t) in (12..=30).zip(200..) {
+                c.ack(t, 10 * MSS, &[(11 * MSS, i * MSS)]);
+                for (off, len) in c.out(t) {
+                    assert_eq!(len, MSS, "at {t}");
+                    if off != 10 * MSS {
+                        assert_eq!(off, new * MSS, "at {t}");
+                        new += 1;
+                    }
+                }
+                if t == 208 {
+                    // d = 7 segments delivered, 0.7 · 7 = 4.9: 5 sent (the
+                    // retransmission and 4 new).
+                    assert_eq!(new, 34);
+                }
+            }
+            assert_eq!(c.ssthresh(), 14 * MSS);
+            c.ack(300, 30 * MSS, &[]);
+            assert_eq!(c.cwnd(), 14 * MSS);
+        }
+
+        #[test]
+        fn test_xdp_sack_three_holes_one_recovery() {
+            // Segments 1, 4, 6 of 10 lost: all three go again within one
+            // RTT of the loss, in one recovery, no RTO; SACKed segments
+            // never go again.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            c.ack(102, MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, MSS, &[(2 * MSS, 4 * MSS)]);
+            assert_eq!(c.out(103), []);
+            // 3 segments SACKed above segment 1 (> 2·MSS): lost.
+            c.ack(105, MSS, &[(5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(105), [seg(1)]);
+            // Above segment 4 only 2 SACKed segments: not lost yet.
+            c.ack(
+                107,
+                MSS,
+                &[(7 * MSS, 8 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
+            );
+            assert_eq!(c.out(107), [seg(12)]);
+            c.ack(
+                108,
+                MSS,
+                &[(7 * MSS, 9 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
+            );
+            assert_eq!(c.out(108), [seg(4), seg(13)]);
+            c.ack(
+                109,
+                MSS,
+                &[(7 * MSS, 10 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
+            );
+            assert_eq!(c.out(109), [seg(6), seg(14)]);
+            assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 0));
+            // The new segments arrive (SACKed above the holes, nothing new
+            // lost), then the retransmissions.
+            for (i, t) in (11..=12).zip(200..) {
+                c.ack(
+                    t,
+                    MSS,
+                    &[(7 * MSS, i * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
+                );
+                assert_eq!(c.out(t), [seg(i + 4)]);
+            }
+            c.ack(205, 4 * MSS, &[(7 * MSS, 12 * MSS), (5 * MSS, 6 * MSS)]);
+            c.ack(208, 6 * MSS, &[(7 * MSS, 13 * MSS)]);
+            c.ack(209, 15 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 0));
+            let o = c.out(209);
+            assert!(o.iter().all(|&(off, _)| off >= 15 * MSS), "{o:?}");
+        }
+
+        #[test]
+        fn test_xdp_sack_tlp_last_segment_in_place_of_the_rto() {
+            // The last segment of 10 lost, the others ACKed one by one: one
+            // segment in flight, PTO = 2·SRTT + 200 ms (a delayed ACK) comes
+            // after the RTO, so the probe goes at the RTO's time in its place
+            // (RFC 8985 §7.2; before the fix no probe was armed and the RTO
+            // cut cwnd to one segment). No cwnd reduction: the probe
+            // repaired the loss.
+            let mut c = sender(CongestionControl::Cubic, 10 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for i in 1..=9 {
+                c.ack(99 + i as i64, i * MSS, &[]);
+            }
+            assert_eq!(c.out(108), []);
+            // SRTT 100, RTTVAR 38: RTO 252 from the last ACK.
+            assert_eq!(c.rto_at(), Some(360));
+            assert_eq!(c.out(359), []);
+            assert_eq!(c.out(360), [seg(9)]);
+            // The RTO runs again from the probe (RFC 8985 §7.3).
+            assert_eq!(c.rto_at(), Some(360 + 252));
+            let cwnd = c.cwnd();
+            c.ack(460, 10 * MSS, &[]);
+            assert_eq!(c.out(460), []);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), cwnd + MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats(), stats(1, 0, 0, 1));
+            assert!(c.s.timer.is_idle());
+        }
+
+        #[test]
+        fn test_xdp_sack_tlp_at_two_srtt_rearms_the_rto() {
+            // The last segment lost and the ACK of the one before delayed:
+            // two in flight, the probe goes at 2·SRTT after the last ACK,
+            // before the RTO; the RTO runs again from the probe, so the
+            // probe's ACK (one RTT later) comes first (before the fix the RTO
+            // fired 52 ms after the probe: a spurious timeout).
+            let mut c = sender(CongestionControl::Cubic, 10 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for i in 1..=8 {
+                c.ack(99 + i as i64, i * MSS, &[]);
+            }
+            assert_eq!(c.rto_at(), Some(107 + 252));
+            assert_eq!(c.out(306), []);
+            assert_eq!(c.out(307), [seg(9)]);
+            assert_eq!(c.rto_at(), Some(307 + 252));
+            assert_eq!(c.out(359), []);
+            assert_eq!(c.out(360), []);
+            c.ack(407, 10 * MSS, &[]);
+            assert_eq!(c.out(407), []);
+            assert_eq!(c.s.recovery_stats(), stats(1, 0, 0, 1));
+            assert_eq!(c.ssthresh(), usize::MAX);
+        }
+
+        #[test]
+        fn test_xdp_sack_tlp_new_data_and_one_probe_per_episode() {
+            // With data not sent yet (the peer's window allowing it), the
+            // probe is a new segment (RFC 8985 §7.3); one probe until new
+            // data is ACKed.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            // cwnd holds segment 10 back; the whole flight is lost. The
+            // probe goes at 2·SRTT after the burst.
+            assert_eq!(c.out(199), []);
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.rto_at(), Some(500));
+            assert_eq!(c.out(400), []);
+            // No second probe: the RTO at 500.
+            assert_eq!(c.out(499), []);
+            assert_eq!(c.out(500), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.s.recovery_stats(), stats(1, 0, 1, 1));
+        }
+
+        #[test]
+        fn test_xdp_sack_tlp_pto_floor() {
+            // SRTT 1 ms: PTO = max(2·SRTT, 10 ms), the RTO at its 200 ms
+            // floor.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            c.s.rtte = RttEstimator::default();
+            c.s.rtte.sample(1);
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.rto_at(), Some(200));
+            assert_eq!(c.out(9), []);
+            assert_eq!(c.out(10), [seg(10)]);
+            assert_eq!(c.rto_at(), Some(210));
+        }
+
+        #[test]
+        fn test_xdp_sack_tail_of_three_lost() {
+            // Segments 7, 8, 9 of 10 lost: the probe (segment 9 again) is
+            // SACKed, RACK marks 7 and 8 lost (sent a reordering window
+            // before it), fast recovery sends both at once. No RTO.
+            let mut c = sender(CongestionControl::Cubic, 10 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for i in 1..=7 {
+                c.ack(99 + i as i64, i * MSS, &[]);
+            }
+            assert_eq!(c.rto_at(), Some(106 + 252));
+            assert_eq!(c.out(305), []);
+            assert_eq!(c.out(306), [seg(9)]);
+            assert_eq!(c.out(358), []);
+            c.ack(406, 7 * MSS, &[(9 * MSS, 10 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(406), [seg(7), seg(8)]);
+            // ssthresh = 0.7 · 3 segments in flight (at least 2 segments).
+            assert_eq!(c.ssthresh(), 2100);
+            c.ack(506, 10 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 2100);
+            assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 1));
+        }
+
+        #[test]
+        fn test_xdp_sack_lost_retransmission_rto_resends_holes_only() {
+            // Segment 0 lost, and its fast retransmission too: the RTO
+            // resends only what is not SACKed, from SND.UNA in slow start,
+            // without rewinding SND.NXT, and keeps the recovery's ssthresh.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for (i, t) in (2..=10).zip(100..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                c.out(t);
+            }
+            // 0 at 102, then 10..15 at 103..108.
+            assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
+            // 10..12 arrive (16..18 go); 13..18 are lost.
+            for (i, t) in (11..=13).zip(203..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                assert_eq!(c.out(t), [seg(i + 5)]);
+            }
+            assert_eq!(c.out(299), []);
+            assert_eq!(c.out(300), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.cwnd(), MSS);
+            // Before the fix: 0.7 · 19 segments, above the recovery's 7.
+            assert_eq!(c.ssthresh(), 7 * MSS);
+            assert_eq!(c.nxt_max(), (19 * MSS, 19 * MSS));
+            assert_eq!(c.out(301), []);
+            // Slow start: 1 + 2 segments, from the first hole on (1..12
+            // SACKed or ACKed never go again).
+            c.ack(400, 13 * MSS, &[]);
+            assert_eq!(c.out(400), segs(13, 16));
+            assert_eq!(c.nxt_max(), (19 * MSS, 19 * MSS));
+            c.ack(500, 16 * MSS, &[]);
+            assert_eq!(c.out(500), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
+            c.ack(600, 21 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            // 0 twice, 13..18 once each.
+            assert_eq!(c.s.recovery_stats(), stats(8, 1, 1, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_rack_marks_holes_lost_during_recovery() {
+            // During a recovery, segments sent well before one the peer
+            // SACKs (more than the reordering window, SRTT/4) are lost by
+            // time (RACK) and repaired in the same recovery.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for (i, t) in (2..=10).zip(100..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                c.out(t);
+            }
+            // 0 at 102 (arrives), 10..15 at 103..108: 13..15 lost.
+            for (i, t) in (11..=13).zip(203..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                assert_eq!(c.out(t), [seg(i + 5)]);
+            }
+            // 16 (sent at 203) SACKed at 253: 13..15, sent at 106..108,
+            // are lost. pipe (5 segments less the 3 lost) is below ssthresh
+            // (7): PRR's slow-start reduction bound lets out what was
+            // delivered plus a segment, 2 per ACK.
+            c.ack(253, 0, &[(16 * MSS, 17 * MSS), (MSS, 13 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(253), [seg(13), seg(14)]);
+            c.ack(254, 0, &[(16 * MSS, 18 * MSS), (MSS, 13 * MSS)]);
+            assert_eq!(c.out(254), [seg(15), seg(19)]);
+            c.ack(255, 0, &[(16 * MSS, 19 * MSS), (MSS, 13 * MSS)]);
+            assert_eq!(c.out(255), [seg(20), seg(21)]);
+            // The retransmission of 0 arrived at 152: its ACK was lost; the
+            // next covers up to the holes.
+            // Recovery ends at the recovery point (10 segments, SND.MAX at
+            // 102), before the retransmissions of 13..15 are ACKed.
+            c.ack(303, 13 * MSS, &[(16 * MSS, 19 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7 * MSS);
+            // (cwnd 7 < SND.MAX - SND.UNA = 9 segments.)
+            assert_eq!(c.out(303), []);
+            // 19..21 arrive before the retransmissions: 13..15 still look
+            // lost, but were sent again already (before the fix a second
+            // recovery resent them and cut cwnd again).
+            c.ack(304, 13 * MSS, &[(16 * MSS, 20 * MSS)]);
+            assert_eq!(c.out(304), []);
+            c.ack(305, 13 * MSS, &[(16 * MSS, 21 * MSS)]);
+            assert_eq!(c.out(305), []);
+            assert_eq!(c.phase(), Phase::Open);
+            c.ack(353, 22 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.s.recovery_stats(), stats(4, 1, 0, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_rto_skips_sacked_ranges() {
+            // Segments 1 and 4 SACKed (two ranges, 2 segments: no loss by
+            // DupThresh), the probe lost too: the RTO resends the holes in
+            // slow start, skipping what is SACKed, SND.NXT where it was.
+            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(101, 0, &[(MSS, 2 * MSS)]);
+            c.ack(104, 0, &[(4 * MSS, 5 * MSS), (MSS, 2 * MSS)]);
+            assert_eq!(c.out(104), []);
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.out(499), []);
+            assert_eq!(c.out(500), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.cwnd(), MSS);
+            // 0.7 · 11 segments (the probe's included), in floating point.
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.nxt_max(), (11 * MSS, 11 * MSS));
+            c.ack(600, 2 * MSS, &[(4 * MSS, 5 * MSS)]);
+            assert_eq!(c.cwnd(), 3 * MSS);
+            assert_eq!(c.out(600), [seg(2), seg(3), seg(5)]);
+            c.ack(700, 6 * MSS, &[]);
+            assert_eq!(c.out(700), segs(6, 11));
+            assert_eq!(c.nxt_max(), (11 * MSS, 11 * MSS));
+            c.ack(800, 11 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7 * MSS);
+            assert_eq!(c.out(800), segs(11, 18));
+            assert_eq!(c.s.recovery_stats(), stats(9, 0, 1, 1));
+        }
+
+        #[test]
+        fn test_xdp_sack_reneging_receiver_does_not_stall() {
+            // The receiver SACKs 1..9, then drops its out-of-order queue
+            // (Linux's `tcp_prune_ofo_queue` under memory pressure): the
+            // retransmission of 0 is ACKed alone. Before the fix the sender
+            // kept 1..9 as SACKed and never sent them again, RTO after RTO.
+            // Now the scoreboard is forgotten, the SACKs of what follows show
+            // 1..9 as holes, and the same recovery resends them, once.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            for (i, t) in (2..=10).zip(100..) {
+                c.ack(t, 0, &[(MSS, i * MSS)]);
+                c.out(t);
+            }
+            // 0 at 102, 10..15 at 103..108.
+            assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
+            c.ack(202, MSS, &[]);
+            assert!(c.s.rec.as_deref().unwrap().board.is_empty());
+            assert_eq!(c.out(202), []);
+            // From here a receiver holding 0, getting 10..15 at 203..208
+            // and everything sent after 202 100 ms later, one ACK per
+            // arrival (SACK blocks lowest first).
+            let mut held = [false; 30];
+            held[0] = true;
+            let mut wire: Vec<(i64, usize)> = (10..16).map(|i| (193 + i as i64, i)).collect();
+            let mut resent = Vec::new();
+            for t in 203..3000 {
+                let arriving: Vec<usize> = wire.iter().filter(|w| w.0 == t).map(|w| w.1).collect();
+                for i in arriving {
+                    held[i] = true;
+                    let cum = held.iter().position(|h| !h).unwrap_or(30);
+                    let mut blocks = Vec::new();
+                    let mut k = cum;
+                    while k < 30 && blocks.len() < 3 {
+                        if held[k] {
+                            let e = (k..30).find(|&j| !held[j]).unwrap_or(30);
+                            blocks.push((k * MSS, e * MSS));
+                            k = e;
+                        } else {
+                            k += 1;
+                        }
+                    }
+                    c.ack(t, cum * MSS, &blocks);
+                }
+                for (off, len) in c.out(t) {
+                    if off < 10 * MSS {
+                        resent.push(off / MSS);
+                    }
+                    if len == MSS {
+                        wire.push((t + 100, off / MSS));
+                    }
+                }
+                if held[..16].iter().all(|&h| h) {
+                    break;
+                }
+            }
+            assert!(held[..16].iter().all(|&h| h));
+            assert_eq!(resent, (1..10).collect::<Vec<_>>());
+            assert_eq!(c.s.recovery_stats().timeouts, 0);
+            assert_eq!(c.s.recovery_stats().recoveries, 1);
+        }
+
+        #[test]
+        fn test_xdp_sack_reordering() {
+            // Segment 1 delayed past 2 later segments: 2 SACKed (not more
+            // than 2·MSS) is no loss; its ACK then arrives.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            c.ack(101, MSS, &[(2 * MSS, 3 * MSS)]);
+            c.ack(102, MSS, &[(2 * MSS, 4 * MSS)]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, 4 * MSS, &[]);
+            assert_eq!(c.out(103), segs(12, 17));
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+
+            // Past 3: RFC 6675's DupThresh calls it lost; a spurious
+            // retransmission and a window reduction (no undo from the
+            // D-SACK that follows).
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            c.ack(101, MSS, &[(2 * MSS, 3 * MSS)]);
+            c.ack(102, MSS, &[(2 * MSS, 4 * MSS)]);
+            c.ack(103, MSS, &[(2 * MSS, 5 * MSS)]);
+            assert_eq!(c.out(103), [seg(1)]);
+            c.ack(104, 5 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(203, 5 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_duplicate_acks_and_dsack() {
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            let cwnd = c.cwnd();
+            // D-SACKs (a segment the peer got twice) below SND.UNA: nothing
+            // is missing (before the fix the third entered fast recovery).
+            for t in 101..=104 {
+                c.ack(t, MSS, &[(0, MSS)]);
+                assert_eq!(c.out(t), []);
+            }
+            // Duplicates of a pure ACK, twice.
+            c.ack(108, MSS, &[]);
+            c.ack(109, MSS, &[]);
+            assert_eq!(c.out(109), []);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), cwnd);
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+            // A third without SACK blocks: the fallback for a SACK peer that
+            // sends none (RFC 5681 fast retransmit of SND.UNA's segment).
+            c.ack(110, MSS, &[]);
+            assert_eq!(c.out(110), [seg(1)]);
+            assert_eq!(c.s.recovery_stats(), stats(1, 1, 0, 0));
+
+            // An ACK that SACKs new data counts (RFC 6675 §2); copies of it
+            // (the network duplicated it) SACK nothing new and do not, nor
+            // does a D-SACK block within it (RFC 2883 §4).
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            c.ack(101, MSS, &[(3 * MSS, 4 * MSS)]);
+            for t in 102..=106 {
+                c.ack(t, MSS, &[(3 * MSS, 4 * MSS)]);
+            }
+            c.ack(107, MSS, &[(3 * MSS, 4 * MSS), (3 * MSS, 4 * MSS)]);
+            assert_eq!(c.out(107), []);
+            assert_eq!(c.s.rec.as_deref().unwrap().dup_acks, 1);
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_ack_loss_grows_by_bytes_acked() {
+            // Cumulative ACKs skip ahead (ACKs lost): no retransmission,
+            // slow start grows by the bytes ACKed, at most 2 MSS per ACK
+            // (RFC 3465, L = 2).
+            let mut c = sender(CongestionControl::Cubic, 40 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, 2 * MSS, &[]);
+            assert_eq!(c.cwnd(), 12 * MSS);
+            assert_eq!(c.out(100), segs(10, 14));
+            c.ack(104, 6 * MSS, &[]);
+            assert_eq!(c.cwnd(), 14 * MSS);
+            assert_eq!(c.out(104), segs(14, 20));
+            c.ack(109, 10 * MSS, &[]);
+            assert_eq!(c.cwnd(), 16 * MSS);
+            assert_eq!(c.out(109), segs(20, 26));
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_fin_in_the_tail() {
+            // The last segment and the FIN lost: the probe sends both again.
+            let mut c = sender(CongestionControl::Cubic, 10 * MSS);
+            c.s.close();
+            let o = c.out_fin(0);
+            assert_eq!(o.len(), 10);
+            assert_eq!(o[9], (9 * MSS, MSS, true));
+            for i in 1..=9 {
+                c.ack(99 + i as i64, i * MSS, &[]);
+            }
+            // 1001 in flight: PTO 200 ms.
+            assert_eq!(c.out_fin(307), []);
+            assert_eq!(c.out_fin(308), [(9 * MSS, MSS, true)]);
+            c.ack(408, 10 * MSS + 1, &[]);
+            assert_eq!(c.s.state, State::FinWait2);
+            assert_eq!(c.s.recovery_stats(), stats(1, 0, 0, 1));
+        }
+
+        #[test]
+        fn test_xdp_sack_fin_hole_after_rto() {
+            // The FIN alone lost, the probe too: the RTO resends the FIN.
+            let mut c = sender(CongestionControl::Cubic, 2 * MSS);
+            c.s.close();
+            assert_eq!(c.out_fin(0), [(0, MSS, false), (MSS, MSS, true)]);
+            c.ack(100, 2 * MSS, &[]);
+            // Only the FIN out: PTO 200 + 200 ms, past the RTO (352); the
+            // probe is the FIN alone (the data is ACKed).
+            assert_eq!(c.out_fin(351), []);
+            assert_eq!(c.out_fin(352), [(2 * MSS, 0, true)]);
+            assert_eq!(c.out_fin(603), []);
+            assert_eq!(c.out_fin(604), [(2 * MSS, 0, true)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            c.ack(704, 2 * MSS + 1, &[]);
+            assert_eq!(c.s.state, State::FinWait2);
+        }
+
+        #[test]
+        fn test_xdp_no_sack_peer_newreno_fast_retransmit_once() {
+            // A peer without SACK keeps the upstream NewReno path: the third
+            // duplicate ACK resends SND.UNA's segment once, further
+            // duplicates do not again; the SACK recovery is never created.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            c.s.remote_has_sack = false;
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            c.ack(101, MSS, &[]);
+            c.ack(102, MSS, &[]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, MSS, &[]);
+            assert_eq!(c.out(103), [seg(1)]);
+            for t in 104..=110 {
+                c.ack(t, MSS, &[]);
+                assert!(!c.out(t).contains(&seg(1)), "at {t}");
+            }
+            assert!(c.s.rec.is_none());
+            assert_eq!(c.s.recovery_stats(), RecoveryStats::default());
+            // The partial ACK resends the next hole (patch 4).
+            c.ack(203, 2 * MSS, &[]);
+            assert!(c.out(203).contains(&seg(2)));
+        }
+
+        #[test]
+        fn test_xdp_sack_hostile_blocks() {
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            let una = c.seq(0).0 as u32;
+            let max = c.seq(10 * MSS).0 as u32;
+            let bad: &[(u32, u32)] = &[
+                // Beyond SND.MAX.
+                (max, max + 1000),
+                (una + 5000, max + 1),
+                // Reversed, empty.
+                (una + 5000, una + 3000),
+                (una + 3000, una + 3000),
+                // Across 2^31 from SND.UNA, either way.
+                (una.wrapping_add(1 << 31), una.wrapping_add(3000)),
+                (una.wrapping_add(3000), una.wrapping_add(1 << 31)),
+                (una.wrapping_sub(1 << 31), una.wrapping_sub(1)),
+                (0, u32::MAX),
+                (u32::MAX, 0),
+                (i32::MAX as u32, i32::MIN as u32),
+            ];
+            for (k, &b) in bad.iter().enumerate() {
+                for _ in 0..3 {
+                    c.ack_raw(100 + k as i64, c.seq(0), [Some(b), Some(b), None]);
+                }
+                assert_eq!(c.out(100 + k as i64), [], "{b:x?}");
+                assert_eq!(c.phase(), Phase::Open, "{b:x?}");
+            }
+            assert!(c.s.rec.as_deref().unwrap().board.is_empty());
+            // Covering SND.UNA: taken from SND.UNA on (and dropped as a
+            // renege by the next ACK); no retransmission of SND.UNA's
+            // segment (it is not below anything SACKed).
+            c.ack_raw(
+                120,
+                c.seq(0),
+                [Some((una.wrapping_sub(100), una + 3000)), None, None],
+            );
+            assert_eq!(c.out(120), []);
+            c.ack(121, 0, &[]);
+            assert_eq!(c.out(121), []);
+            assert!(c.s.rec.as_deref().unwrap().board.is_empty());
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+            // At exactly SND.MAX: valid.
+            c.ack(122, 0, &[(9 * MSS, 10 * MSS)]);
+            assert_eq!(c.s.rec.as_deref().unwrap().board.sacked(), MSS);
+        }
+
+        #[test]
+        fn test_xdp_sack_ack_of_unsent_data_does_not_panic() {
+            // The upstream check bounds an ACK by the send buffer, not by
+            // SND.MAX: an ACK of data queued but never sent passed it, and
+            // the SACK path's `snd_max - una` panicked.
+            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, 15 * MSS, &[(16 * MSS, 17 * MSS)]);
+            assert_eq!(c.s.local_seq_no, c.seq(15 * MSS));
+            let o = c.out(100);
+            assert_eq!(o.first(), Some(&seg(15)));
+        }
+
+        #[test]
+        fn test_xdp_sack_random_blocks_never_panic() {
+            // Random ACKs (within what the socket accepts) and SACK blocks
+            // (near the flight or anywhere) over a long transfer: nothing
+            // panics, what is sent is the data at its sequence numbers
+            // (`out` checks), SND.NXT stays within SND.UNA..SND.MAX.
+            let mut c = sender(CongestionControl::Cubic, 400 * MSS);
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut una = 0usize;
+            for t in 0..4000i64 {
+                c.out(t);
+                let (_, max) = c.nxt_max();
+                if next() % 4 == 0 && una < max {
+                    una += (next() as usize % (max - una + 1)).min(3 * MSS);
+                }
+                let mut ranges = [None; 3];
+                for r in ranges.iter_mut() {
+                    let v = next();
+                    *r = match v % 5 {
+                        0 => None,
+                        1 => Some((next() as u32, next() as u32)),
+                        _ => {
+                            let l = una + (v >> 8) as usize % (max - una + 2 * MSS + 1);
+                            let len = (v >> 40) as usize % (4 * MSS);
+                            Some((c.seq(l).0 as u32, c.seq(l + len).0 as u32))
+                        }
+                    };
+                }
+                let ack = c.seq(una);
+                c.ack_raw(t, ack, ranges);
+                let s = &c.s;
+                assert!(s.local_seq_no <= s.remote_last_seq);
+                assert!(s.remote_last_seq <= s.snd_max_seq());
+            }
+        }
+
+        #[test]
+        fn test_xdp_sack_reused_socket_starts_afresh() {
+            // The engine reuses sockets: `reset` kept the recovery state with
+            // its sequence numbers at zero, which lie above half the ISNs a
+            // new connection can take; its first ACK then entered fast
+            // recovery and resent data the peer had.
+            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, 3 * MSS, &[(4 * MSS, 5 * MSS)]);
+            assert!(c.s.rec.is_some());
+            c.s.reset();
+            assert!(c.s.rec.is_none());
+            let Conn { s, .. } = c;
+            let mut c = establish(
+                s,
+                CongestionControl::Cubic,
+                20 * MSS,
+                TcpSeqNumber(-100_000),
+            );
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+        }
     }
 
     /// A connection over a simulated path (virtual time): `rtt` split evenly

@@ -39,7 +39,7 @@ pub(super) trait Controller {
     /// Set the maximum segment size.
     fn set_mss(&mut self, mss: usize) {}
 
-    /// xdpstack patch 11: the slow-start threshold (PRR's target during
+    /// xdpstack patch 12: the slow-start threshold (PRR's target during
     /// fast recovery).
     fn ssthresh(&self) -> usize {
         usize::MAX

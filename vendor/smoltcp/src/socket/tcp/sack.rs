@@ -1,4 +1,4 @@
-//! xdpstack patch 11 (issue 19): SACK-based loss recovery for the sender.
+//! xdpstack patch 12 (issue 19): SACK-based loss recovery for the sender.
 //!
 //! Pure state, no `Context`: the socket feeds it every ACK (cumulative
 //! point and SACK blocks) and every segment it sends, and asks it what to
@@ -278,6 +278,9 @@ pub(super) struct Recovery {
     /// Retransmissions, fast recoveries, timeouts and probes (counters for
     /// the owner).
     pub(super) stats: RecoveryStats,
+    /// False for the counters a reset kept: the rest belongs to no
+    /// connection and is rebuilt at the first use.
+    pub(super) started: bool,
 }
 
 /// One original transmission (coalesced with those sent in the same
@@ -356,24 +359,16 @@ impl Recovery {
             rack_ts: None,
             rate: None,
             stats: RecoveryStats::default(),
+            started: true,
         }
     }
 
-    /// Back to a fresh connection's state, keeping allocations small (and
-    /// the counters, which the owner takes).
-    pub(super) fn reset(&mut self, una: TcpSeqNumber) {
-        let stats = self.stats;
-        let mut sends = core::mem::take(&mut self.sends);
-        sends.clear();
-        if sends.capacity() > 64 {
-            sends = VecDeque::new();
-        }
-        self.board.clear();
-        let board = core::mem::take(&mut self.board);
-        *self = Recovery::new(una);
-        self.board = board;
-        self.sends = sends;
-        self.stats = stats;
+    /// Only the counters, for a socket between connections.
+    pub(super) fn counters_only(stats: RecoveryStats) -> Self {
+        let mut r = Recovery::new(TcpSeqNumber::default());
+        r.stats = stats;
+        r.started = false;
+        r
     }
 
     /// Record an original transmission ending at `end`, sent at `now`;
@@ -471,6 +466,14 @@ impl Recovery {
         rtt_floor: Micros,
     ) -> usize {
         let covered = self.board.advance(una);
+        // xdpstack patch 12: the cumulative point stopped at (or inside)
+        // data the receiver had SACKed: it dropped what it held out of order
+        // (reneging, RFC 2018 §8; Linux's `tcp_check_sack_reneging`). The
+        // scoreboard is forgotten, or neither recovery nor the loss state
+        // would ever resend that data and the connection would stall.
+        if self.board.is_sacked(una) {
+            self.board.clear();
+        }
         let mut newly = 0;
         // The highest sequence number this ACK delivered, to date it.
         let mut top = if acked > 0 { Some(una) } else { None };
@@ -557,7 +560,7 @@ impl Recovery {
     /// Move `lost_end` up to what the scoreboard (DupThresh) and the send
     /// times (RACK: sent a reordering window before the newest delivered
     /// data, and below SACKed data) say is lost. Returns whether some byte
-    /// at or above SND.UNA (`una`) is lost.
+    /// at or above SND.UNA (`una`) is lost and was not retransmitted yet.
     pub(super) fn detect(&mut self, una: TcpSeqNumber, mss: usize, reo_wnd: Micros) -> bool {
         if let Some(l) = self.board.lost_below(mss)
             && l > self.lost_end
@@ -572,7 +575,16 @@ impl Recovery {
                 self.lost_end = end;
             }
         }
-        self.lost_end > una
+        // xdpstack patch 12: not what a recovery resent already (HighRxt
+        // outlives it when it repaired holes beyond its recovery point; the
+        // next ACK that still showed them started another recovery, which
+        // resent them again and cut the window a second time).
+        let from = if self.high_rxt > una {
+            self.high_rxt
+        } else {
+            una
+        };
+        self.board.next_hole(from, self.lost_end).is_some()
     }
 
     /// Bytes in flight (RFC 6675 `pipe`): unSACKed bytes sent, less those
@@ -623,7 +635,11 @@ impl Recovery {
     ) {
         self.phase = Phase::Recovery;
         self.point = snd_max;
-        self.high_rxt = una;
+        // HighRxt stays where a recovery before left it, if above SND.UNA:
+        // what it resent is in flight (xdpstack patch 12).
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
         self.prr_delivered = 0;
         self.prr_out = 0;
         self.recover_fs = snd_max - una;
@@ -659,7 +675,17 @@ impl Recovery {
                 + mss;
             (self.ssthresh - pipe).min(limit)
         };
-        self.allow = sndcnt;
+        // xdpstack patch 12: whole segments, as Linux counts PRR in
+        // packets. Sent as it comes, the byte count split new data into
+        // sub-MSS segments (half a segment per ACK at a reduction to half);
+        // rounded up, the sender stays within a segment of RFC 6937's count,
+        // which `prr_out` then makes up.
+        self.allow = sndcnt.div_ceil(mss) * mss;
+    }
+
+    /// The flight when fast recovery began (RFC 6937 RecoverFS).
+    pub(super) fn recover_fs(&self) -> usize {
+        self.recover_fs
     }
 
     /// `len` bytes went out during fast recovery.
@@ -685,7 +711,9 @@ impl Recovery {
         if self.phase != Phase::Open && una >= self.point {
             self.phase = Phase::Open;
             self.lost_end = una;
-            self.high_rxt = una;
+            // xdpstack patch 12: HighRxt stays: holes beyond the recovery
+            // point may have been resent, and their retransmissions are in
+            // flight (`detect`).
             self.allow = 0;
             true
         } else {
@@ -701,5 +729,379 @@ trait MinSeq {
 impl MinSeq for TcpSeqNumber {
     fn min_seq(self, other: Self) -> Self {
         if self < other { self } else { other }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::vec;
+
+    const MSS: usize = 1000;
+    /// SND.UNA of these tests: near the wrap of the sequence space.
+    const UNA: TcpSeqNumber = TcpSeqNumber(-5000);
+
+    fn s(off: usize) -> TcpSeqNumber {
+        UNA + off
+    }
+
+    /// The blocks as offsets from `UNA`.
+    fn offs(b: &Scoreboard) -> Vec<(usize, usize)> {
+        b.blocks()
+            .iter()
+            .map(|&(l, r)| (l - UNA, r - UNA))
+            .collect()
+    }
+
+    fn board(blocks: &[(usize, usize)]) -> Scoreboard {
+        let mut b = Scoreboard::default();
+        for &(l, r) in blocks {
+            b.add(UNA, s(100_000), s(l), s(r));
+        }
+        b
+    }
+
+    #[test]
+    fn add_merges_and_counts_new_bytes() {
+        let mut b = Scoreboard::default();
+        let max = s(10 * MSS);
+        assert_eq!(b.add(UNA, max, s(2000), s(3000)), 1000);
+        assert_eq!(b.add(UNA, max, s(5000), s(6000)), 1000);
+        // Touching on either side merges (the ranges never touch).
+        assert_eq!(b.add(UNA, max, s(3000), s(3500)), 500);
+        assert_eq!(b.add(UNA, max, s(4500), s(5000)), 500);
+        assert_eq!(offs(&b), [(2000, 3500), (4500, 6000)]);
+        // Covering both and the gap: only the gap and the ends are new.
+        assert_eq!(b.add(UNA, max, s(1000), s(7000)), 1000 + 1000 + 1000);
+        assert_eq!(offs(&b), [(1000, 7000)]);
+        assert_eq!(b.sacked(), 6000);
+        // Inside: nothing new.
+        assert_eq!(b.add(UNA, max, s(2000), s(3000)), 0);
+        assert_eq!(b.sacked(), 6000);
+    }
+
+    #[test]
+    fn add_ignores_dsack_invalid_and_clamps_at_una() {
+        let mut b = Scoreboard::default();
+        let max = s(10 * MSS);
+        // D-SACK at or below SND.UNA, beyond SND.MAX, reversed, empty.
+        assert_eq!(b.add(UNA, max, s(0) - 1000, s(0)), 0);
+        assert_eq!(b.add(UNA, max, s(9000), s(10_001)), 0);
+        assert_eq!(b.add(UNA, max, s(3000), s(2000)), 0);
+        assert_eq!(b.add(UNA, max, s(3000), s(3000)), 0);
+        // 2^31 apart: reversed, or beyond SND.MAX, never a panic.
+        let far = TcpSeqNumber(s(3000).0.wrapping_add(i32::MIN));
+        assert_eq!(b.add(UNA, max, far, s(3000)), 0);
+        assert_eq!(b.add(UNA, max, s(3000), far), 0);
+        // 2^30 below SND.UNA: from SND.UNA.
+        let below = TcpSeqNumber(UNA.0.wrapping_sub(1 << 30));
+        assert_eq!(b.add(UNA, max, below, s(3000)), 3000);
+        assert_eq!(offs(&b), [(0, 3000)]);
+        b.clear();
+        // Across SND.UNA: from SND.UNA on.
+        assert_eq!(b.add(UNA, max, s(0) - 500, s(1000)), 1000);
+        assert_eq!(offs(&b), [(0, 1000)]);
+        // Up to SND.MAX exactly.
+        assert_eq!(b.add(UNA, max, s(9000), max), 1000);
+    }
+
+    #[test]
+    fn advance_drops_and_trims() {
+        let mut b = board(&[(1000, 2000), (3000, 5000), (7000, 8000)]);
+        assert_eq!(b.advance(s(500)), 0);
+        assert_eq!(b.advance(s(2000)), 1000);
+        assert_eq!(offs(&b), [(3000, 5000), (7000, 8000)]);
+        assert_eq!(b.advance(s(4000)), 1000);
+        assert_eq!(offs(&b), [(4000, 5000), (7000, 8000)]);
+        assert_eq!(b.sacked(), 2000);
+        assert_eq!(b.advance(s(9000)), 2000);
+        assert!(b.is_empty());
+        assert_eq!(b.sacked(), 0);
+    }
+
+    #[test]
+    fn lost_below_is_rfc_6675_islost() {
+        // One or two segments SACKed above a hole: not lost.
+        assert_eq!(board(&[(1000, 2000)]).lost_below(MSS), None);
+        assert_eq!(board(&[(1000, 3000)]).lost_below(MSS), None);
+        assert_eq!(board(&[(1000, 2000), (3000, 4000)]).lost_below(MSS), None);
+        // More than (DupThresh - 1) · MSS bytes above.
+        assert_eq!(board(&[(1000, 3001)]).lost_below(MSS), Some(s(1000)));
+        assert_eq!(board(&[(1000, 4000)]).lost_below(MSS), Some(s(1000)));
+        // DupThresh ranges above, whatever their size.
+        assert_eq!(
+            board(&[(1000, 1001), (2000, 2001), (3000, 3001)]).lost_below(MSS),
+            Some(s(1000))
+        );
+        // Only the holes below enough SACKed data: the lowest range above
+        // which the rule holds.
+        assert_eq!(
+            board(&[(1000, 2000), (3000, 4000), (5000, 6000), (7000, 8000)]).lost_below(MSS),
+            Some(s(3000))
+        );
+        assert_eq!(
+            board(&[(1000, 2000), (6000, 9000)]).lost_below(MSS),
+            Some(s(6000))
+        );
+    }
+
+    #[test]
+    fn unsacked_next_hole_is_sacked() {
+        let b = board(&[(1000, 2000), (3000, 5000)]);
+        assert_eq!(b.unsacked(s(0), s(6000)), 3000);
+        assert_eq!(b.unsacked(s(1500), s(3500)), 1000);
+        assert_eq!(b.unsacked(s(3000), s(5000)), 0);
+        assert_eq!(b.unsacked(s(5000), s(4000)), 0);
+        assert_eq!(b.next_hole(s(0), s(6000)), Some((s(0), s(1000))));
+        assert_eq!(b.next_hole(s(1000), s(6000)), Some((s(2000), s(3000))));
+        assert_eq!(b.next_hole(s(2500), s(6000)), Some((s(2500), s(3000))));
+        assert_eq!(b.next_hole(s(3000), s(6000)), Some((s(5000), s(6000))));
+        assert_eq!(b.next_hole(s(2000), s(2500)), Some((s(2000), s(2500))));
+        assert_eq!(b.next_hole(s(3000), s(5000)), None);
+        assert_eq!(b.next_hole(s(6000), s(6000)), None);
+        assert!(!b.is_sacked(s(999)));
+        assert!(b.is_sacked(s(1000)));
+        assert!(b.is_sacked(s(1999)));
+        assert!(!b.is_sacked(s(2000)));
+        assert!(b.is_sacked(s(4999)));
+        assert_eq!(b.highest(), Some(s(5000)));
+    }
+
+    #[test]
+    fn scoreboard_matches_a_bitmap() {
+        // Random blocks and advances against a model, one bit per byte.
+        const N: usize = 300;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        for _ in 0..200 {
+            let mut b = Scoreboard::default();
+            let mut model = [false; N];
+            let mut una = 0;
+            let max = N - 20;
+            for _ in 0..60 {
+                if next() % 6 == 0 {
+                    let u = (una + next() % 40).min(max);
+                    let covered = (una..u).filter(|&i| model[i]).count();
+                    model[una..u].iter_mut().for_each(|m| *m = false);
+                    una = u;
+                    assert_eq!(b.advance(s(una)), covered);
+                } else {
+                    let l = next() % N;
+                    let r = next() % N;
+                    let new = if r <= l || r <= una || r > max {
+                        0
+                    } else {
+                        let from = l.max(una);
+                        let n = (from..r).filter(|&i| !model[i]).count();
+                        model[from..r].iter_mut().for_each(|m| *m = true);
+                        n
+                    };
+                    assert_eq!(b.add(s(una), s(max), s(l), s(r)), new);
+                }
+                // The ranges: sorted, disjoint, not touching, as the model.
+                let mut ranges = Vec::new();
+                let mut i = una;
+                while i < N {
+                    if model[i] {
+                        let j = (i..N).find(|&j| !model[j]).unwrap_or(N);
+                        ranges.push((i, j));
+                        i = j;
+                    } else {
+                        i += 1;
+                    }
+                }
+                assert_eq!(offs(&b), ranges);
+                assert_eq!(b.sacked(), model.iter().filter(|&&m| m).count());
+                let (x, y) = (una + next() % (N - una), una + next() % (N - una));
+                let (x, y) = (x.min(y), x.max(y));
+                assert_eq!(
+                    b.unsacked(s(x), s(y)),
+                    (x..y).filter(|&i| !model[i]).count()
+                );
+                let hole = (x..y).find(|&i| !model[i]).map(|h| {
+                    let e = (h..y).find(|&i| model[i]).unwrap_or(y);
+                    (s(h), s(e))
+                });
+                assert_eq!(b.next_hole(s(x), s(y)), hole);
+                assert_eq!(b.is_sacked(s(x)), model[x]);
+            }
+        }
+    }
+
+    #[test]
+    fn scoreboard_bounded() {
+        let mut b = Scoreboard::default();
+        let max = s(1 << 20);
+        for i in 0..(MAX_BLOCKS + 10) {
+            b.add(UNA, max, s(2 * i + 1), s(2 * i + 2));
+        }
+        assert_eq!(b.blocks().len(), MAX_BLOCKS);
+        assert_eq!(b.sacked(), MAX_BLOCKS);
+        // The highest went first.
+        assert_eq!(b.highest(), Some(s(2 * MAX_BLOCKS)));
+    }
+
+    /// A recovery with segments 0..n sent at t = 0.
+    fn sent(n: usize) -> Recovery {
+        let mut r = Recovery::new(UNA);
+        r.on_send_new(s(n * MSS), 0, false, false);
+        r
+    }
+
+    #[test]
+    fn pipe_counts_unsacked_not_lost_or_resent() {
+        let mut r = sent(10);
+        let max = s(10 * MSS);
+        r.board = board(&[(1000, 4000)]);
+        // Nothing lost yet: everything not SACKed.
+        assert_eq!(r.pipe(UNA, max), 7000);
+        assert!(r.detect(UNA, MSS, 1000));
+        assert_eq!(r.lost_end, s(1000));
+        // Segment 0 lost, not resent: out of the pipe.
+        assert_eq!(r.pipe(UNA, max), 6000);
+        // Resent: back in it.
+        r.high_rxt = s(1000);
+        assert_eq!(r.pipe(UNA, max), 7000);
+        // More lost beyond: out until resent.
+        r.board.add(UNA, max, s(5000), s(9000));
+        assert!(r.detect(UNA, MSS, 1000));
+        assert_eq!(r.lost_end, s(5000));
+        assert_eq!(r.pipe(UNA, max), 2000 - 1000 + 1000);
+    }
+
+    #[test]
+    fn prr_rfc_6937_proportional_then_slow_start_bound() {
+        // RFC 6937's example: 20 segments in flight, one lost, ssthresh 10
+        // (Reno); each ACK SACKs one more of the 19, what PRR allows goes
+        // out as new data.
+        let mut max = s(20 * MSS);
+        let mut r = sent(20);
+        let mut allowed = Vec::new();
+        for k in 1..=19 {
+            r.board.add(UNA, max, s(MSS), s((k + 1) * MSS));
+            if r.phase == Phase::Open {
+                if r.detect(UNA, MSS, 1000) {
+                    r.enter_recovery(UNA, max, 10 * MSS, MSS, MSS);
+                    allowed.push(r.allow / MSS);
+                    // The fast retransmit.
+                    r.high_rxt = s(MSS);
+                    r.on_recovery_send(MSS);
+                } else {
+                    allowed.push(0);
+                }
+                continue;
+            }
+            r.prr(UNA, max, MSS, MSS);
+            let a = r.allow;
+            allowed.push(a / MSS);
+            max += a;
+            r.on_recovery_send(a);
+        }
+        // The 3rd SACK: the retransmission; then one segment per two
+        // delivered while pipe is above ssthresh (17 down to 10 segments),
+        // then one per segment delivered (the slow-start reduction bound
+        // keeps pipe at ssthresh).
+        assert_eq!(
+            allowed,
+            [0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1]
+        );
+        assert_eq!(r.pipe(UNA, max), 10 * MSS);
+    }
+
+    #[test]
+    fn prr_whole_segments_and_fast_retransmit_always() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        r.board.add(UNA, max, s(MSS), s(4 * MSS));
+        assert!(r.detect(UNA, MSS, 1000));
+        // pipe 6 segments, ssthresh 5: proportional, 1 delivered · 5/10
+        // rounds to nothing, but the fast retransmit goes.
+        r.enter_recovery(UNA, max, 5 * MSS, MSS, MSS);
+        assert_eq!(r.allow, MSS);
+        r.on_recovery_send(MSS);
+        r.high_rxt = s(MSS);
+        // 2 delivered · 5/10 = 1 segment, sent: nothing.
+        r.board.add(UNA, max, s(4 * MSS), s(5 * MSS));
+        r.prr(UNA, max, MSS, MSS);
+        assert_eq!(r.allow, 0);
+        // 300 bytes more: CEIL(2300 · 0.5) - 1000 = 150 bytes: a segment.
+        r.board.add(UNA, max, s(5 * MSS), s(5 * MSS + 300));
+        r.prr(UNA, max, 300, MSS);
+        assert_eq!(r.allow, MSS);
+    }
+
+    #[test]
+    fn rack_dates_deliveries_and_marks_by_send_time() {
+        let reo = 25_000;
+        let mut r = Recovery::new(UNA);
+        // Segments 0..3 at 0 ms, 3..6 at 30 ms, 6..9 at 60 ms.
+        for k in 0..9 {
+            r.on_send_new(s((k + 1) * MSS), (k as u32 / 3) * 30_000, false, false);
+        }
+        let max = s(9 * MSS);
+        // Segment 4 (sent at 30 ms) SACKed: the segments sent at 0 ms are
+        // more than 25 ms older: lost below it.
+        let sack = [Some((s(4000).0 as u32, s(5000).0 as u32)), None, None];
+        assert_eq!(r.on_ack(UNA, 0, max, &sack, 130_000, 50_000), MSS);
+        assert!(r.detect(UNA, MSS, reo));
+        assert_eq!(r.lost_end, s(3000));
+        // Segment 3 (same burst as 4) is not lost by time.
+        assert_eq!(r.board.next_hole(UNA, r.lost_end), Some((UNA, s(3000))));
+        // A retransmission of 0 at 140 ms, ACKed 10 ms later: too soon to
+        // be it (RTT floor 50 ms), the original arrived: no new date.
+        r.on_send_rtx(UNA, s(1000), 140_000);
+        r.on_ack(s(1000), 1000, max, &[None; 3], 150_000, 50_000);
+        assert_eq!(r.rack_ts, Some(30_000));
+        // Segment 8 (sent at 60 ms) SACKed: 3 and 5, sent at 0 and 30 ms,
+        // are lost (below the SACKed data).
+        let sack = [Some((s(8000).0 as u32, s(9000).0 as u32)), None, None];
+        r.on_ack(s(1000), 0, max, &sack, 160_000, 50_000);
+        r.detect(s(1000), MSS, reo);
+        assert_eq!(r.lost_end, s(6000));
+    }
+
+    #[test]
+    fn send_log_merges_and_is_bounded() {
+        let mut r = Recovery::new(UNA);
+        r.on_send_new(s(1000), 5, false, false);
+        r.on_send_new(s(2000), 5, false, false);
+        assert_eq!(r.sends.len(), 1);
+        for k in 0..(MAX_SENDS + 10) {
+            r.on_send_new(s(3000 + k), 10 + k as u32, false, false);
+        }
+        assert_eq!(r.sends.len(), MAX_SENDS);
+        // The merged entries carry the later time.
+        assert_eq!(r.sent_at(s(0)), Some(5));
+        assert_eq!(
+            r.sends.back().map(|b| (b.end, b.at)),
+            Some((s(3000 + MAX_SENDS + 9), 10 + MAX_SENDS as u32 + 9))
+        );
+        r.on_ack(s(3000 + MAX_SENDS + 9), 0, s(1 << 20), &[None; 3], 0, 0);
+        assert!(r.sends.is_empty());
+    }
+
+    #[test]
+    fn loss_state_and_leaving() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        r.board.add(UNA, max, s(4 * MSS), s(5 * MSS));
+        r.enter_loss(UNA, max);
+        assert_eq!(r.phase, Phase::Loss);
+        // Everything not SACKed is lost, nothing in flight.
+        assert_eq!(r.pipe(UNA, max), 0);
+        assert_eq!(r.next_lost(UNA, max), Some((UNA, s(4 * MSS))));
+        r.high_rxt = s(4 * MSS);
+        assert_eq!(r.next_lost(UNA, max), Some((s(5 * MSS), max)));
+        assert_eq!(r.pipe(UNA, max), 4 * MSS);
+        assert!(!r.leave_if_done(s(9 * MSS)));
+        assert!(r.leave_if_done(max));
+        assert_eq!(r.phase, Phase::Open);
+        assert_eq!(r.next_lost(max, max), None);
+        assert_eq!(r.stats.timeouts, 1);
     }
 }
