@@ -262,9 +262,12 @@ pub(super) struct Recovery {
     delivered: u64,
     delivered_at: Micros,
     first_tx: Micros,
-    /// The last retransmission of the tail probe or of a hole: its range
-    /// and send time, to date its delivery.
-    rtx: Option<(TcpSeqNumber, TcpSeqNumber, Micros)>,
+    /// Retransmissions (ranges and send times) still unacknowledged, in
+    /// send order: RACK dates their delivery, and finds them lost when data
+    /// sent a reordering window after them was delivered first.
+    rtx: VecDeque<(TcpSeqNumber, TcpSeqNumber, Micros)>,
+    /// Retransmissions found lost, to send again before any other hole.
+    relost: VecDeque<(TcpSeqNumber, TcpSeqNumber)>,
     /// When the tail loss probe fires, if armed.
     pub(super) tlp_at: Option<crate::time::Instant>,
     /// A probe went out and nothing new was acknowledged since.
@@ -352,7 +355,8 @@ impl Recovery {
             delivered: 0,
             delivered_at: 0,
             first_tx: 0,
-            rtx: None,
+            rtx: VecDeque::new(),
+            relost: VecDeque::new(),
             tlp_at: None,
             tlp_sent: false,
             pace_at: None,
@@ -407,7 +411,18 @@ impl Recovery {
 
     /// Record a retransmission of `[from, to)` at `now`.
     pub(super) fn on_send_rtx(&mut self, from: TcpSeqNumber, to: TcpSeqNumber, now: Micros) {
-        self.rtx = Some((from, to, now));
+        // What this resends of a retransmission found lost is no longer
+        // waiting.
+        for r in self.relost.iter_mut() {
+            if r.0 >= from && r.0 < to {
+                r.0 = to;
+            }
+        }
+        self.relost.retain(|r| r.1 > r.0);
+        if self.rtx.len() >= MAX_SENDS {
+            self.rtx.pop_front();
+        }
+        self.rtx.push_back((from, to, now));
         self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
     }
 
@@ -492,15 +507,20 @@ impl Recovery {
         }
         if let Some(top) = top {
             let last = top - 1;
-            let at = match self.rtx {
-                Some((from, to, t)) if from <= last && last < to => {
+            let resent = self
+                .rtx
+                .iter()
+                .rev()
+                .find(|&&(from, to, _)| from <= last && last < to);
+            let at = match resent {
+                Some(&(_, _, t)) => {
                     if now.wrapping_sub(t) >= rtt_floor {
                         Some(t)
                     } else {
                         None
                     }
                 }
-                _ => self.sent_at(last),
+                None => self.sent_at(last),
             };
             if let Some(t) = at
                 && self.rack_ts.is_none_or(|r| (t.wrapping_sub(r) as i32) > 0)
@@ -533,11 +553,12 @@ impl Recovery {
             self.delivered_at = now;
         }
         self.drop_sends(una);
-        if let Some((_, to, _)) = self.rtx
-            && to <= una
-        {
-            self.rtx = None;
-        }
+        self.rtx.retain(|r| r.1 > una);
+        let board = &self.board;
+        self.relost.retain(|r| {
+            let from = if r.0 > una { r.0 } else { una };
+            r.1 > from && board.unsacked(from, r.1) > 0
+        });
         if self.high_rxt < una {
             self.high_rxt = una;
         }
@@ -575,6 +596,25 @@ impl Recovery {
                 self.lost_end = end;
             }
         }
+        // RACK for retransmissions: one sent a reordering window before the
+        // newest delivered data and still not delivered is lost again
+        // (before, only the RTO repaired it).
+        if let Some(t) = self.rack_ts {
+            let limit = t.wrapping_sub(reo_wnd);
+            while let Some(&(from, to, at)) = self.rtx.front() {
+                if (limit.wrapping_sub(at) as i32) < 0 {
+                    break;
+                }
+                self.rtx.pop_front();
+                let from = if from > una { from } else { una };
+                if to > from && self.board.unsacked(from, to) > 0 {
+                    self.relost.push_back((from, to));
+                }
+            }
+        }
+        if !self.relost.is_empty() {
+            return true;
+        }
         // xdpstack patch 12: not what a recovery resent already (HighRxt
         // outlives it when it repaired holes beyond its recovery point; the
         // next ACK that still showed them started another recovery, which
@@ -601,7 +641,16 @@ impl Recovery {
         } else {
             0
         };
-        out - lost.min(out)
+        // Retransmissions found lost are out of the network too.
+        let again: usize = self
+            .relost
+            .iter()
+            .map(|r| {
+                let from = if r.0 > una { r.0 } else { una };
+                self.board.unsacked(from, r.1.min_seq(snd_max))
+            })
+            .sum();
+        out.saturating_sub(lost).saturating_sub(again)
     }
 
     /// RFC 6675 `NextSeg` rule 1: the first lost, unSACKed range not yet
@@ -613,6 +662,12 @@ impl Recovery {
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
         if self.phase == Phase::Open {
             return None;
+        }
+        for r in &self.relost {
+            let from = if r.0 > una { r.0 } else { una };
+            if let Some(hole) = self.board.next_hole(from, r.1.min_seq(snd_max)) {
+                return Some(hole);
+            }
         }
         let from = if self.high_rxt > una {
             self.high_rxt
@@ -702,7 +757,8 @@ impl Recovery {
         self.lost_end = snd_max;
         self.dup_acks = 0;
         self.tlp_at = None;
-        self.rtx = None;
+        self.rtx.clear();
+        self.relost.clear();
         self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
     }
 
@@ -951,6 +1007,49 @@ mod test {
         let mut r = Recovery::new(UNA);
         r.on_send_new(s(n * MSS), 0, false, false);
         r
+    }
+
+    #[test]
+    fn a_lost_retransmission_is_found_by_time() {
+        // Segments 0..10 at 0 ms, 1..4 SACKed: 0 lost, resent at 100 ms.
+        let mut r = sent(10);
+        let max0 = s(10 * MSS);
+        let sack = [Some((s(MSS).0 as u32, s(4 * MSS).0 as u32)), None, None];
+        r.on_ack(UNA, 0, max0, &sack, 100_000, 50_000);
+        assert!(r.detect(UNA, MSS, 25_000));
+        r.phase = Phase::Recovery;
+        assert_eq!(r.next_lost(UNA, max0), Some((UNA, s(MSS))));
+        r.on_send_rtx(UNA, s(MSS), 100_000);
+        r.high_rxt = s(MSS);
+        assert_eq!(r.next_lost(UNA, max0), None);
+        // New data 10..12 at 130 ms; 11 SACKed at 230 ms, ACK still at 0:
+        // the retransmission (sent more than a reordering window before 11)
+        // was lost, and goes again before anything else; out of the pipe.
+        r.on_send_new(s(12 * MSS), 130_000, false, false);
+        let max = s(12 * MSS);
+        let pipe_before = r.pipe(UNA, max);
+        let sack = [
+            Some((s(11 * MSS).0 as u32, s(12 * MSS).0 as u32)),
+            Some((s(MSS).0 as u32, s(4 * MSS).0 as u32)),
+            None,
+        ];
+        r.on_ack(UNA, 0, max, &sack, 210_000, 50_000);
+        assert!(r.detect(UNA, MSS, 25_000));
+        assert_eq!(r.next_lost(UNA, max), Some((UNA, s(MSS))));
+        assert!(r.pipe(UNA, max) < pipe_before);
+        // Sent again: no longer waiting.
+        r.on_send_rtx(UNA, s(MSS), 210_000);
+        assert_ne!(r.next_lost(UNA, max), Some((UNA, s(MSS))));
+        // A retransmission that data sent later overtook by less than the
+        // reordering window is not lost.
+        let sack = [
+            Some((s(11 * MSS).0 as u32, s(12 * MSS).0 as u32)),
+            Some((s(MSS).0 as u32, s(4 * MSS).0 as u32)),
+            None,
+        ];
+        r.on_ack(UNA, 0, max, &sack, 220_000, 50_000);
+        r.detect(UNA, MSS, 25_000);
+        assert_ne!(r.next_lost(UNA, max), Some((UNA, s(MSS))));
     }
 
     #[test]
