@@ -30,7 +30,13 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     );
     let dir = env::scratch("http")?;
     let secs = ctx.pick(5, 2);
-    let conns = 50;
+    // `XDPSTACK_BENCH_HTTP_CONNS=10000`: issue 20's `wrk -t1 -c10000` case
+    // (both servers with their defaults).
+    let conns: usize = std::env::var("XDPSTACK_BENCH_HTTP_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(50);
     let server_cpu = ctx.server_cpu();
     let client_cpu = ctx.client_cpu();
     res.cores = format!(
