@@ -455,7 +455,11 @@ mod tests {
         assert_eq!(server.selector, server::SelectorArg::Queue);
         assert_eq!(server.cc, server::CcArg::Reno);
         assert!(parse(&with(&base, &["--selector", "random"])).is_err());
-        assert!(parse(&with(&base, &["--cc", "bbr"])).is_err());
+        assert!(parse(&with(&base, &["--cc", "vegas"])).is_err());
+        let Cmd::Http { server, .. } = ok(&with(&base, &["--cc", "bbr"])).cmd else {
+            panic!("not http")
+        };
+        assert_eq!(server.cc, server::CcArg::Bbr);
         let Cmd::Http { server, .. } = ok(&with(
             &base,
             &["--stats-file", "/tmp/a.json", "--grace", "1.5"],

@@ -248,10 +248,10 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
     res.notes.push(format!(
-        "xdpstack runs with --tcp-buf auto at every level (buffers that grow with the path \
+        "xdpstack runs with its default buffers at every level (they grow with the path \
          and are given back when a connection idles: an idle connection holds none; they come \
-         from the stack's own memory, so they are in its RSS; the default, fixed 64 KiB each \
-         way, would need 12.5 GiB at 100,000 connections), --backlog 65535; up to {DEFAULT_MAX_CONNS} connections the defaults (--max-conns \
+         from the stack's own memory, so they are in its RSS; fixed 64 KiB each way, the \
+         default before 2026-12-07, would need 12.5 GiB at 100,000 connections), --backlog 65535; up to {DEFAULT_MAX_CONNS} connections the defaults (--max-conns \
          {DEFAULT_MAX_CONNS}, UMEM and rings that follow it); past it (the 100k level) \
          --max-conns twice the level and --frames sized to the level (twice the connections, \
          up to 262144 frames of 2 KiB, and an rx ring of half the frames: it must hold a \
@@ -292,7 +292,7 @@ fn start_stack(
     level: usize,
     dir: &std::path::Path,
 ) -> Result<(Proc, std::path::PathBuf)> {
-    let mut args = common::strings(&["--workers", "1", "--tcp-buf", "auto", "--backlog", "65535"]);
+    let mut args = common::strings(&["--workers", "1", "--backlog", "65535"]);
     // Up to the HTTP app's default --max-conns (16384 per worker) the defaults hold the
     // level: the UMEM and rings follow --max-conns. Past it (the 100k level) the cap and the
     // UMEM are raised, beyond what the defaults give (an rx ring of at most 32768).
