@@ -336,6 +336,8 @@ pub struct EngineCounters {
     pub tcp_rto_timeouts: u64,
     /// Tail loss probes sent (SACK peers).
     pub tcp_loss_probes: u64,
+    /// Slow starts ended by HyStart's delay test (SACK peers).
+    pub tcp_hystart_exits: u64,
     /// Buffers that grow: bytes of storage in connections now.
     pub buf_held: u64,
     /// Bytes of free storage this core's pool keeps for reuse now.
@@ -834,6 +836,7 @@ impl<R: Rings> Engine<R> {
         engine.tcp_recoveries = table.recoveries;
         engine.tcp_rto_timeouts = table.rto_timeouts;
         engine.tcp_loss_probes = table.loss_probes;
+        engine.tcp_hystart_exits = table.hystart_exits;
         let b = self.conns.buffer_stats();
         engine.buf_held = b.held as u64;
         engine.buf_cached = b.cached as u64;

@@ -246,6 +246,7 @@ impl Conns {
         counters.recoveries += u64::from(r.recoveries);
         counters.rto_timeouts += u64::from(r.timeouts);
         counters.loss_probes += u64::from(r.probes);
+        counters.hystart_exits += u64::from(r.hystart_exits);
         *p.reclaim_at = None;
         if !grow {
             return;

@@ -105,6 +105,8 @@ pub(crate) struct TableCounters {
     pub rto_timeouts: u64,
     /// Tail loss probes sent.
     pub loss_probes: u64,
+    /// Slow starts HyStart ended.
+    pub hystart_exits: u64,
 }
 
 /// The connection table of one core.

@@ -1814,6 +1814,17 @@ impl<'a> Socket<'a> {
             let pipe = rec.pipe(una, snd_max);
             cc.on_rate_sample(now, rs, rec.delivered(), pipe);
         }
+        // xdpstack patch 14: HyStart, from 16 segments of window on (as
+        // Linux's `hystart_low_window`).
+        if rec.phase == Phase::Open
+            && cc.in_slow_start()
+            && cc.window() >= 16 * mss
+            && rec.hystart_delay()
+        {
+            net_debug!("hystart: the RTT grew, slow start ends at {}", cc.window());
+            cc.end_slow_start();
+            rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+        }
         match rec.phase {
             Phase::Open => {
                 let lost = rec.detect(una, mss, reo_wnd);
@@ -11891,6 +11902,7 @@ mod test {
                 recoveries,
                 timeouts,
                 probes,
+                ..RecoveryStats::default()
             }
         }
 

@@ -65,6 +65,16 @@ pub(super) trait Controller {
     fn reduces_on_loss(&self) -> bool {
         true
     }
+
+    /// xdpstack patch 14: whether the controller is in slow start (HyStart
+    /// applies).
+    fn in_slow_start(&self) -> bool {
+        false
+    }
+
+    /// xdpstack patch 14: HyStart saw the queue grow: end slow start here
+    /// (ssthresh = cwnd).
+    fn end_slow_start(&mut self) {}
 }
 
 #[derive(Debug)]

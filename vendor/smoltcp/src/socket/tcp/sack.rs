@@ -41,6 +41,9 @@ const MAX_BLOCKS: usize = 128;
 /// retransmissions: merged entries carry the later time).
 const MAX_SENDS: usize = 4096;
 
+/// RTT samples of a round HyStart needs before it judges the round.
+const HYSTART_SAMPLES: u8 = 8;
+
 /// Send times are kept as wrapping microseconds.
 pub(super) type Micros = u32;
 
@@ -276,6 +279,13 @@ pub(super) struct Recovery {
     pub(super) pace_at: Option<crate::time::Instant>,
     /// RACK.xmit_ts: the send time of the newest data delivered.
     rack_ts: Option<Micros>,
+    /// HyStart (patch 14): the delivered count that ends this round, the
+    /// minimum RTT of the last round and of this one so far, and how many
+    /// samples this one has.
+    hs_round_end: u64,
+    hs_last_min: u32,
+    hs_cur_min: u32,
+    hs_samples: u8,
     /// The delivery-rate sample of the last ACK.
     rate: Option<RateSample>,
     /// Retransmissions, fast recoveries, timeouts and probes (counters for
@@ -335,6 +345,8 @@ pub struct RecoveryStats {
     pub timeouts: u32,
     /// Tail loss probes sent.
     pub probes: u32,
+    /// Slow starts HyStart ended (patch 14).
+    pub hystart_exits: u32,
 }
 
 impl Recovery {
@@ -361,6 +373,10 @@ impl Recovery {
             tlp_sent: false,
             pace_at: None,
             rack_ts: None,
+            hs_round_end: 0,
+            hs_last_min: u32::MAX,
+            hs_cur_min: u32::MAX,
+            hs_samples: 0,
             rate: None,
             stats: RecoveryStats::default(),
             started: true,
@@ -566,6 +582,36 @@ impl Recovery {
             self.lost_end = una;
         }
         delivered
+    }
+
+    /// xdpstack patch 14: HyStart's delay test (Linux's `HYSTART_DELAY`,
+    /// RFC 9406 §4.2) on this ACK's rate sample, during slow start: whether
+    /// the round trip grew by more than an eighth of the last round's
+    /// minimum (clamped to 4-16 ms) over at least 8 samples of this round,
+    /// which means the bottleneck's queue is filling: slow start should end
+    /// before it overflows.
+    pub(super) fn hystart_delay(&mut self) -> bool {
+        let Some(rs) = self.rate else {
+            return false;
+        };
+        if rs.prior_delivered >= self.hs_round_end {
+            self.hs_round_end = self.delivered;
+            if self.hs_samples >= HYSTART_SAMPLES {
+                self.hs_last_min = self.hs_cur_min;
+            }
+            self.hs_cur_min = u32::MAX;
+            self.hs_samples = 0;
+        }
+        if rs.rtt_us == 0 {
+            return false;
+        }
+        self.hs_cur_min = self.hs_cur_min.min(rs.rtt_us);
+        self.hs_samples = self.hs_samples.saturating_add(1);
+        if self.hs_samples < HYSTART_SAMPLES || self.hs_last_min == u32::MAX {
+            return false;
+        }
+        let eta = (self.hs_last_min / 8).clamp(4_000, 16_000);
+        self.hs_cur_min >= self.hs_last_min.saturating_add(eta)
     }
 
     /// The delivery-rate sample of the last ACK, if it gave one.
@@ -1007,6 +1053,43 @@ mod test {
         let mut r = Recovery::new(UNA);
         r.on_send_new(s(n * MSS), 0, false, false);
         r
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_the_round_trip_grows() {
+        let mut r = Recovery::new(UNA);
+        // Rounds of 10 ACKs; each round's samples were sent after the
+        // previous round's data was delivered.
+        let mut round = |r: &mut Recovery, rtt_us: u32| -> Vec<bool> {
+            let prior = r.delivered;
+            (0..10)
+                .map(|_| {
+                    r.delivered += 1000;
+                    r.rate = Some(RateSample {
+                        delivered: 1000,
+                        interval_us: 1000,
+                        prior_delivered: prior,
+                        rtt_us,
+                        app_limited: false,
+                    });
+                    r.hystart_delay()
+                })
+                .collect()
+        };
+        // No previous round: nothing to compare with.
+        assert!(round(&mut r, 50_000).iter().all(|&x| !x));
+        // 2 ms more: within the threshold (50/8 = 6.25 ms).
+        assert!(round(&mut r, 52_000).iter().all(|&x| !x));
+        // The last round's minimum is 52 ms: 59 ms is 7 ms more, past
+        // 6.5 ms, from the 8th sample on.
+        let v = round(&mut r, 59_000);
+        assert_eq!(v.iter().position(|&x| x), Some(7));
+        // The threshold is at least 4 ms: on a 10 ms path 3 ms more is not
+        // a queue.
+        let mut r = Recovery::new(UNA);
+        round(&mut r, 10_000);
+        assert!(round(&mut r, 13_000).iter().all(|&x| !x));
+        assert!(round(&mut r, 17_500).iter().any(|&x| x));
     }
 
     #[test]

@@ -81,6 +81,14 @@ impl Controller for Cubic {
         self.ssthresh
     }
 
+    fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    fn end_slow_start(&mut self) {
+        self.ssthresh = self.cwnd;
+    }
+
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
         // xdpstack patch: appropriate byte counting (RFC 3465, as Linux): an
         // ACK that covers two segments (a delayed ACK, the receiver's

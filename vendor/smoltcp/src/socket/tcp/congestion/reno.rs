@@ -41,6 +41,14 @@ impl Controller for Reno {
         self.ssthresh
     }
 
+    fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    fn end_slow_start(&mut self) {
+        self.ssthresh = self.cwnd;
+    }
+
     fn on_ack(&mut self, _now: Instant, len: usize, _in_flight: usize, _rtt: &RttEstimator) {
         // RFC 5681 only acts on ACKs of new data. The socket also notifies us
         // of accepted segments that acknowledge nothing (window updates, data
