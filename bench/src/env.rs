@@ -439,6 +439,66 @@ pub fn sandboxes<const N: usize>(
     Ok((sbs, rps_note(server_cpus, client_cpus)))
 }
 
+const ALLOWED_CC: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+
+/// Allows cubic in the root namespace for the run (a namespace may only pick an allowed
+/// one); the list is restored on drop (also on an error or Ctrl-C).
+pub struct AllowCc {
+    old: Option<String>,
+}
+
+impl AllowCc {
+    /// Allows `ccs` (e.g. `cubic`) besides what is allowed now.
+    pub fn new(ccs: &[String]) -> Result<AllowCc> {
+        let old = std::fs::read_to_string(ALLOWED_CC)?.trim().to_string();
+        let missing: Vec<&String> = ccs
+            .iter()
+            .filter(|c| !old.split_whitespace().any(|o| o == c.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(AllowCc { old: None });
+        }
+        let _ = std::process::Command::new("modprobe")
+            .arg("tcp_cubic")
+            .output();
+        let new = format!(
+            "{old} {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        std::fs::write(ALLOWED_CC, &new).map_err(|e| {
+            crate::procs::BenchError::Msg(format!("cannot allow `{new}` in {ALLOWED_CC}: {e}"))
+        })?;
+        eprintln!(
+            "   allowed congestion controls for the run: `{new}` (restored after; by hand: \
+             sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{old}\")"
+        );
+        Ok(AllowCc { old: Some(old) })
+    }
+}
+
+impl Drop for AllowCc {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            if let Err(e) = std::fs::write(ALLOWED_CC, old) {
+                eprintln!("warning: could not restore {ALLOWED_CC} to `{old}`: {e}");
+            }
+        }
+    }
+}
+
+/// Sets the kernel's congestion control in both ends' namespaces.
+pub fn set_cc(sb: &Sandbox, cc: &str) -> Result<()> {
+    let kv = format!("net.ipv4.tcp_congestion_control={cc}");
+    for side in [Side::Server, Side::Client] {
+        run_in(sb, side, "sysctl", &["-q", "-w", &kv])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::cpu_mask;

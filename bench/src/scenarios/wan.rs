@@ -36,7 +36,6 @@ const STACK_IP: &str = "10.112.0.1";
 const KERNEL_IP: &str = "10.112.0.3";
 const STACK: &str = "xdpstack (defaults, cc cubic)";
 const STACK_BBR: &str = "xdpstack --cc bbr";
-const ALLOWED_CC: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
 
 /// One of the three downloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,63 +197,6 @@ fn write_root(root: &Path, loads: &[Load]) -> Result<()> {
             }
             std::fs::write(path, contents(&p, len))?;
         }
-    }
-    Ok(())
-}
-
-/// Allows cubic in the root namespace for the run (a namespace may only pick an allowed
-/// one); the list is restored on drop (also on an error or Ctrl-C).
-struct AllowCc {
-    old: Option<String>,
-}
-
-impl AllowCc {
-    fn new(ccs: &[String]) -> Result<AllowCc> {
-        let old = std::fs::read_to_string(ALLOWED_CC)?.trim().to_string();
-        let missing: Vec<&String> = ccs
-            .iter()
-            .filter(|c| !old.split_whitespace().any(|o| o == c.as_str()))
-            .collect();
-        if missing.is_empty() {
-            return Ok(AllowCc { old: None });
-        }
-        let _ = std::process::Command::new("modprobe")
-            .arg("tcp_cubic")
-            .output();
-        let new = format!(
-            "{old} {}",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        std::fs::write(ALLOWED_CC, &new).map_err(|e| {
-            procs::BenchError::Msg(format!("cannot allow `{new}` in {ALLOWED_CC}: {e}"))
-        })?;
-        eprintln!(
-            "   allowed congestion controls for the run: `{new}` (restored after; by hand: \
-             sysctl -w net.ipv4.tcp_allowed_congestion_control=\"{old}\")"
-        );
-        Ok(AllowCc { old: Some(old) })
-    }
-}
-
-impl Drop for AllowCc {
-    fn drop(&mut self) {
-        if let Some(old) = &self.old {
-            if let Err(e) = std::fs::write(ALLOWED_CC, old) {
-                eprintln!("warning: could not restore {ALLOWED_CC} to `{old}`: {e}");
-            }
-        }
-    }
-}
-
-/// Sets the kernel's congestion control in both ends' namespaces.
-fn set_cc(sb: &Sandbox, cc: &str) -> Result<()> {
-    let kv = format!("net.ipv4.tcp_congestion_control={cc}");
-    for side in [Side::Server, Side::Client] {
-        env::run_in(sb, side, "sysctl", &["-q", "-w", &kv])?;
     }
     Ok(())
 }
@@ -552,7 +494,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     let dir = env::scratch("wan")?;
     let root = dir.join("root");
     write_root(&root, &m.loads)?;
-    let _allow = AllowCc::new(&m.ccs)?;
+    let _allow = env::AllowCc::new(&m.ccs)?;
     let server_cpu = ctx.server_cpu();
     res.cores = format!(
         "servers (xdpstack http, one worker, default flags; nginx, one worker) on core \
@@ -594,7 +536,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             Path::new(&ctx.bins.xdpstack),
         )?;
         sb.share_with_kernel()?;
-        set_cc(&sb, &m.ccs[0])?;
+        env::set_cc(&sb, &m.ccs[0])?;
         let ng = start_nginx(&sb, &server_cpu, &root, &dir, "ceiling")?;
         for run in 0..ctx.runs {
             let r = download(ctx, &sb, &m, KERNEL_IP, ceiling_load, &root, &dir);
@@ -661,7 +603,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             sb.share_with_kernel()?;
             for run in 0..ctx.runs {
                 for (si, cc) in m.ccs.iter().enumerate() {
-                    set_cc(&sb, cc)?;
+                    env::set_cc(&sb, cc)?;
                     let started = start_nginx(&sb, &server_cpu, &root, &dir, cc);
                     let Some(ng) = started_or_noted(started, &mut cases, si, run)? else {
                         continue;
