@@ -265,7 +265,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         "Levels are percent of each server's own capacity (measured first in the same run): {}. \
          Metric keys: goodput_oP_r1/_r2 (answered/s at P% offered, first and second run), \
          sent_per_s_oP_rN (what kxdpgun actually sent: above its own core's limit the offered \
-         load is a ceiling, not a rate reached), p50_us/p99_us_oP_rN (pktgen http), \
+         load is a ceiling, not a rate reached), answered_pct_oP_rN (goodput over what \
+         kxdpgun sent, percent), p50_us/p99_us_oP_rN (pktgen http), \
          min_pct_of_peak (the lowest, over every run and level, of goodput over what the level \
          can deliver: the offered rate up to the peak, the best of the capacity and every \
          level), max_run_diff_pct, recovery_served (of {RECOVERY_CLIENTS}, curl -m 1 \
@@ -355,8 +356,15 @@ fn subject_run(
                     let k = |m: &str| format!("{m}_o{pct}_r{}", ri + 1);
                     x.insert(k("goodput"), p.goodput);
                     x.insert(k("offered_per_s"), rate as f64);
+                    // What the server answered of what the generator managed to send
+                    // (the generator on one core may fall short of the offered rate).
+                    let answered_pct = p
+                        .sent_per_s
+                        .filter(|&sent| sent > 0.0)
+                        .map(|sent| 100.0 * p.goodput / sent);
                     for (m, v) in [
                         ("sent_per_s", p.sent_per_s),
+                        ("answered_pct", answered_pct),
                         ("p50_us", p.p50_us),
                         ("p99_us", p.p99_us),
                     ] {
