@@ -1741,10 +1741,8 @@ impl<'a> Socket<'a> {
 
     /// SND.MAX: the highest sequence number sent.
     fn snd_max_seq(&self) -> TcpSeqNumber {
-        match self.snd_max {
-            Some(m) if m > self.remote_last_seq => m,
-            _ => self.remote_last_seq,
-        }
+        self.snd_max
+            .map_or(self.remote_last_seq, |m| m.max(self.remote_last_seq))
     }
 
     /// The reordering window RACK allows (RFC 8985 §6.2: a quarter of the
@@ -1767,16 +1765,12 @@ impl<'a> Socket<'a> {
         is_window_update: bool,
     ) {
         let old_una = self.local_seq_no;
-        let una = if ack > old_una { ack } else { old_una };
+        let una = ack.max(old_una);
         // xdpstack patch 12: the upstream check accepts an ACK of data queued
         // but never sent (it bounds the ACK by the send buffer, not SND.MAX);
         // SND.MAX moves up to it, as `process` moves SND.NXT after this (else
         // `snd_max - una` below panicked).
-        let snd_max = if self.snd_max_seq() < una {
-            una
-        } else {
-            self.snd_max_seq()
-        };
+        let snd_max = self.snd_max_seq().max(una);
         let mss = self.remote_mss.max(1);
         let now_us = now.total_micros() as u32;
         let reo_wnd = self.reo_wnd_us();
@@ -1904,10 +1898,20 @@ impl<'a> Socket<'a> {
 
     /// xdpstack patch 12: whether the tail loss probe timer has fired.
     fn tlp_due(&self, now: Instant) -> bool {
-        self.sack_active()
-            && self.rec.as_deref().is_some_and(|r| {
-                r.phase == Phase::Open && !r.tlp_sent && r.tlp_at.is_some_and(|t| now >= t)
-            })
+        self.tlp_deadline().is_some_and(|t| now >= t)
+    }
+
+    /// xdpstack patch 12: when the armed tail loss probe fires, if one is.
+    fn tlp_deadline(&self) -> Option<Instant> {
+        if !self.sack_active() {
+            return None;
+        }
+        let r = self.rec.as_deref()?;
+        if r.phase == Phase::Open && !r.tlp_sent {
+            r.tlp_at
+        } else {
+            None
+        }
     }
 
     /// xdpstack patch 12: arm the tail loss probe (RFC 8985 §7.2) after a
@@ -3579,11 +3583,7 @@ impl<'a> Socket<'a> {
                     // RFC 8985 §7.3: the highest-sequence segment again.
                     let data_end = self.local_seq_no + self.tx_buffer.len();
                     let snd_max = self.snd_max_seq();
-                    let end = if snd_max < data_end {
-                        snd_max
-                    } else {
-                        data_end
-                    };
+                    let end = snd_max.min(data_end);
                     let len = (end - self.local_seq_no).min(effective_mss);
                     let offset = (end - self.local_seq_no) - len;
                     repr.seq_number = self.local_seq_no + offset;
@@ -3886,12 +3886,7 @@ impl<'a> Socket<'a> {
                 _ => PollAt::Ingress,
             };
             // xdpstack patch 12: the tail loss probe.
-            let tlp_poll_at = match self.rec.as_deref() {
-                Some(r) if self.sack_active() && r.phase == Phase::Open && !r.tlp_sent => {
-                    r.tlp_at.map_or(PollAt::Ingress, PollAt::Time)
-                }
-                _ => PollAt::Ingress,
-            };
+            let tlp_poll_at = self.tlp_deadline().map_or(PollAt::Ingress, PollAt::Time);
 
             // We wait for the earliest of our timers to fire.
             *[

@@ -129,7 +129,7 @@ impl Scoreboard {
         if right <= left || right <= una || right > snd_max {
             return 0;
         }
-        let left = if left < una { una } else { left };
+        let left = left.max(una);
         // First block whose end reaches `left` (it may merge).
         let start = self.blocks.partition_point(|b| b.1 < left);
         // Blocks from `start` that begin at or before `right` merge.
@@ -139,12 +139,7 @@ impl Scoreboard {
         while end < self.blocks.len() && self.blocks[end].0 <= right {
             let b = self.blocks[end];
             held += b.1 - b.0;
-            if b.0 < merged.0 {
-                merged.0 = b.0;
-            }
-            if b.1 > merged.1 {
-                merged.1 = b.1;
-            }
+            merged = (merged.0.min(b.0), merged.1.max(b.1));
             end += 1;
         }
         let new = (merged.1 - merged.0) - held;
@@ -192,8 +187,7 @@ impl Scoreboard {
             if b.0 >= to {
                 break;
             }
-            let l = if b.0 > from { b.0 } else { from };
-            let r = if b.1 < to { b.1 } else { to };
+            let (l, r) = (b.0.max(from), b.1.min(to));
             if r > l {
                 n -= r - l;
             }
@@ -220,7 +214,7 @@ impl Scoreboard {
             if s >= limit {
                 return None;
             }
-            return Some((s, if b.0 < limit { b.0 } else { limit }));
+            return Some((s, b.0.min(limit)));
         }
         if s < limit { Some((s, limit)) } else { None }
     }
@@ -572,7 +566,7 @@ impl Recovery {
         self.rtx.retain(|r| r.1 > una);
         let board = &self.board;
         self.relost.retain(|r| {
-            let from = if r.0 > una { r.0 } else { una };
+            let from = r.0.max(una);
             r.1 > from && board.unsacked(from, r.1) > 0
         });
         if self.high_rxt < una {
@@ -637,7 +631,7 @@ impl Recovery {
         if let (Some(t), Some(high)) = (self.rack_ts, self.board.highest())
             && let Some(end) = self.sent_by(t.wrapping_sub(reo_wnd))
         {
-            let end = if end > high { high } else { end };
+            let end = end.min(high);
             if end > self.lost_end {
                 self.lost_end = end;
             }
@@ -652,7 +646,7 @@ impl Recovery {
                     break;
                 }
                 self.rtx.pop_front();
-                let from = if from > una { from } else { una };
+                let from = from.max(una);
                 if to > from && self.board.unsacked(from, to) > 0 {
                     self.relost.push_back((from, to));
                 }
@@ -665,11 +659,7 @@ impl Recovery {
         // outlives it when it repaired holes beyond its recovery point; the
         // next ACK that still showed them started another recovery, which
         // resent them again and cut the window a second time).
-        let from = if self.high_rxt > una {
-            self.high_rxt
-        } else {
-            una
-        };
+        let from = self.high_rxt.max(una);
         self.board.next_hole(from, self.lost_end).is_some()
     }
 
@@ -677,23 +667,15 @@ impl Recovery {
     /// lost and not yet retransmitted.
     pub(super) fn pipe(&self, una: TcpSeqNumber, snd_max: TcpSeqNumber) -> usize {
         let out = self.board.unsacked(una, snd_max);
-        let from = if self.high_rxt > una {
-            self.high_rxt
-        } else {
-            una
-        };
-        let lost = if self.lost_end > from {
-            self.board.unsacked(from, self.lost_end.min_seq(snd_max))
-        } else {
-            0
-        };
+        let from = self.high_rxt.max(una);
+        let lost = self.board.unsacked(from, self.lost_end.min(snd_max));
         // Retransmissions found lost are out of the network too.
         let again: usize = self
             .relost
             .iter()
             .map(|r| {
-                let from = if r.0 > una { r.0 } else { una };
-                self.board.unsacked(from, r.1.min_seq(snd_max))
+                let from = r.0.max(una);
+                self.board.unsacked(from, r.1.min(snd_max))
             })
             .sum();
         out.saturating_sub(lost).saturating_sub(again)
@@ -710,17 +692,13 @@ impl Recovery {
             return None;
         }
         for r in &self.relost {
-            let from = if r.0 > una { r.0 } else { una };
-            if let Some(hole) = self.board.next_hole(from, r.1.min_seq(snd_max)) {
+            let from = r.0.max(una);
+            if let Some(hole) = self.board.next_hole(from, r.1.min(snd_max)) {
                 return Some(hole);
             }
         }
-        let from = if self.high_rxt > una {
-            self.high_rxt
-        } else {
-            una
-        };
-        self.board.next_hole(from, self.lost_end.min_seq(snd_max))
+        let from = self.high_rxt.max(una);
+        self.board.next_hole(from, self.lost_end.min(snd_max))
     }
 
     /// Enter fast recovery: `flight` is SND.MAX - SND.UNA, `ssthresh` what
@@ -821,16 +799,6 @@ impl Recovery {
         } else {
             false
         }
-    }
-}
-
-trait MinSeq {
-    fn min_seq(self, other: Self) -> Self;
-}
-
-impl MinSeq for TcpSeqNumber {
-    fn min_seq(self, other: Self) -> Self {
-        if self < other { self } else { other }
     }
 }
 
