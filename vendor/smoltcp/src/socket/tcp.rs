@@ -1745,13 +1745,6 @@ impl<'a> Socket<'a> {
             .map_or(self.remote_last_seq, |m| m.max(self.remote_last_seq))
     }
 
-    /// The reordering window RACK allows (RFC 8985 §6.2: a quarter of the
-    /// RTT), at least 1 ms: segments sent in one burst are never lost by
-    /// time relative to each other, only by DupThresh.
-    fn reo_wnd_us(&self) -> u32 {
-        (self.rtte.srtt_ms().unwrap_or(0) * 250).max(1000)
-    }
-
     /// xdpstack patch 12: an ACK for a SACK peer. Feeds the scoreboard and
     /// the send times, counts delivered data, enters and leaves fast
     /// recovery (RFC 6675 with PRR, RFC 6937) and the loss state, and
@@ -1773,7 +1766,7 @@ impl<'a> Socket<'a> {
         let snd_max = self.snd_max_seq().max(una);
         let mss = self.remote_mss.max(1);
         let now_us = now.total_micros() as u32;
-        let reo_wnd = self.reo_wnd_us();
+        let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
@@ -1803,24 +1796,53 @@ impl<'a> Socket<'a> {
             self.rtte.on_ack(now, ack);
         }
         let new_flight = snd_max - una;
+        // F-RTO step 2.b needs to know whether new data can go.
+        let new_data = old_una + self.tx_buffer.len() > snd_max
+            && old_una + self.remote_win_len > snd_max;
+        // RFC 8985 §6.2 step 4: the reordering window after this ACK.
+        rec.update_reo_wnd(una, snd_max);
+        let reo_wnd = rec.reo_wnd(srtt_us, mss);
         let cc = self.congestion_controller.inner_mut();
         if let Some(rs) = rec.rate_sample() {
             let pipe = rec.pipe(una, snd_max);
             cc.on_rate_sample(now, rs, rec.delivered(), pipe);
         }
-        // xdpstack patch 14: HyStart, from 16 segments of window on (as
-        // Linux's `hystart_low_window`).
+        // xdpstack patch 14: HyStart++ (RFC 9406) in the initial slow start,
+        // from 16 segments of window on (as Linux's `hystart_low_window`);
+        // in Conservative Slow Start whatever the window.
         if rec.phase == Phase::Open
             && cc.in_slow_start()
-            && cc.window() >= 16 * mss
-            && rec.hystart_delay()
+            && cc.ssthresh() == usize::MAX
+            && (cc.window() >= 16 * mss || rec.in_css())
         {
-            net_debug!("hystart: the RTT grew, slow start ends at {}", cc.window());
-            cc.end_slow_start();
-            rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+            match rec.hystart() {
+                sack::HyStart::Keep => {}
+                sack::HyStart::EnterCss => {
+                    net_debug!("hystart: the RTT grew at {}, conservative slow start", cc.window());
+                    cc.set_conservative(true);
+                }
+                sack::HyStart::ResumeSlowStart => {
+                    net_debug!("hystart: the RTT fell back, slow start resumes");
+                    cc.set_conservative(false);
+                }
+                sack::HyStart::EndSlowStart => {
+                    net_debug!("hystart: slow start ends at {}", cc.window());
+                    cc.end_slow_start();
+                    rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+                }
+            }
         }
         match rec.phase {
             Phase::Open => {
+                // xdpstack patch (undo): D-SACKs that come after the episode
+                // ended (the original arrived first, then the
+                // retransmission) undo it too (Linux's `tcp_try_undo_dsack`
+                // in the open state).
+                if rec.may_undo() {
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    cc.undo(&rec.prior.unwrap_or_default());
+                    rec.undone(una);
+                }
                 let lost = rec.detect(una, mss, reo_wnd);
                 if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
                     if !lost {
@@ -1829,6 +1851,9 @@ impl<'a> Socket<'a> {
                         rec.lost_end = una + mss.min(snd_max - una);
                     }
                     net_debug!("sack: loss detected below {}, fast recovery", rec.lost_end);
+                    if rec.start_undo(una) {
+                        rec.prior = Some(cc.prior());
+                    }
                     cc.on_loss(now, snd_max - old_una);
                     let ssthresh = cc.ssthresh();
                     rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
@@ -1838,9 +1863,24 @@ impl<'a> Socket<'a> {
             }
             Phase::Recovery => {
                 if rec.leave_if_done(una) {
-                    // The controller deflates to ssthresh on this ACK.
-                    cc.on_recovery_exit();
-                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.may_undo() {
+                        // Linux's `tcp_try_undo_recovery`: every
+                        // retransmission was D-SACKed by the end.
+                        net_debug!("sack: recovery was spurious, undo");
+                        cc.undo(&rec.prior.unwrap_or_default());
+                        rec.undone(una);
+                    } else {
+                        // The controller deflates to ssthresh on this ACK.
+                        cc.on_recovery_exit();
+                        cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    }
+                } else if rec.may_undo() {
+                    // RFC 3708 / Linux's `tcp_try_undo_dsack`: D-SACKs
+                    // reported every retransmission of this recovery as a
+                    // duplicate: the loss was reordering.
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    cc.undo(&rec.prior.unwrap_or_default());
+                    rec.undone(una);
                 } else if !cc.reduces_on_loss() {
                     rec.detect(una, mss, reo_wnd);
                     let pipe = rec.pipe(una, snd_max);
@@ -1851,11 +1891,51 @@ impl<'a> Socket<'a> {
                 }
             }
             Phase::Loss => {
-                cc.on_ack(now, ack_len, new_flight, &self.rtte);
-                if rec.leave_if_done(una) {
-                    cc.on_recovery_exit();
+                // xdpstack patch (undo): Linux's `tcp_process_loss`.
+                rec.frto_ack();
+                let advanced = ack_len > 0;
+                if (advanced && rec.may_undo()) || (rec.frto && rec.orig_acked()) {
+                    // Every retransmission D-SACKed, or (F-RTO step 3.b)
+                    // data sent before the timeout and never resent was
+                    // delivered: the timeout was spurious (Linux's
+                    // `tcp_try_undo_loss`).
+                    net_debug!("sack: spurious timeout, undo");
+                    cc.undo(&rec.prior.unwrap_or_default());
+                    rec.undone(una);
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
                 } else {
-                    rec.detect(una, mss, reo_wnd);
+                    if rec.frto {
+                        if snd_max > rec.point {
+                            // Step 3.a: new data sent after the timeout
+                            // was SACKed ahead of what the timeout resent,
+                            // or a duplicate ACK: the loss was real.
+                            if rec.sacked_now > 0 || dup {
+                                rec.frto = false;
+                            }
+                        } else if advanced && una < rec.point {
+                            // Step 2.b: the first ACK after the timeout
+                            // advanced SND.UNA: send new data rather than
+                            // more retransmissions, if there is some the
+                            // peer's window takes; else the conventional
+                            // recovery goes on.
+                            if new_data {
+                                rec.frto_send_new();
+                            } else {
+                                rec.frto = false;
+                            }
+                        }
+                    }
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.leave_if_done(una) {
+                        if rec.may_undo() {
+                            cc.undo(&rec.prior.unwrap_or_default());
+                            rec.undone(una);
+                        } else {
+                            cc.on_recovery_exit();
+                        }
+                    } else {
+                        rec.detect(una, mss, reo_wnd);
+                    }
                 }
             }
         }
@@ -1970,6 +2050,9 @@ impl<'a> Socket<'a> {
             Sent::Retransmit | Sent::Probe => {
                 if end > rec.high_rxt && sent == Sent::Retransmit {
                     rec.high_rxt = end;
+                }
+                if sent == Sent::Retransmit && end > rec.ever_rtx {
+                    rec.ever_rtx = end;
                 }
                 rec.on_send_rtx(seq, end, now_us);
             }
@@ -3363,11 +3446,18 @@ impl<'a> Socket<'a> {
                     Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
                     _ => self.flight_size(),
                 };
+                let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
+                self.start_recovery_state(una);
+                if let Some(rec) = self.rec.as_deref_mut() {
+                    // xdpstack patch (undo): a new loss episode remembers
+                    // the window the timeout cuts.
+                    if rec.start_undo(una) {
+                        rec.prior = Some(self.congestion_controller.inner().prior());
+                    }
+                }
                 self.congestion_controller
                     .inner_mut()
                     .on_rto(cx.now(), in_flight);
-                let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
-                self.start_recovery_state(una);
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
