@@ -12243,29 +12243,33 @@ mod test {
             assert_eq!(c.out(102), []);
             c.ack(103, MSS, &[(2 * MSS, 4 * MSS)]);
             assert_eq!(c.out(103), []);
-            // 3 segments SACKed above segment 1 (> 2·MSS): lost.
+            // 3 segments SACKed above segment 1 (> 2·MSS): lost. Segment
+            // 4 too, by time: no reordering seen and DupThresh segments
+            // SACKed, RACK's reordering window is 0 (RFC 8985 §6.2 step 4),
+            // and segment 5, SACKed, went after it (before, with a window
+            // of at least 1 ms, only its third SACK above found it).
             c.ack(105, MSS, &[(5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
-            assert_eq!(c.out(105), [seg(1)]);
-            // Above segment 4 only 2 SACKed segments: not lost yet.
+            assert_eq!(c.out(105), [seg(1), seg(4)]);
+            // Likewise segment 6 once 7 is SACKed.
             c.ack(
                 107,
                 MSS,
                 &[(7 * MSS, 8 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(107), [seg(12)]);
+            assert_eq!(c.out(107), [seg(6), seg(12)]);
             c.ack(
                 108,
                 MSS,
                 &[(7 * MSS, 9 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(108), [seg(4), seg(13)]);
+            assert_eq!(c.out(108), [seg(13)]);
             c.ack(
                 109,
                 MSS,
                 &[(7 * MSS, 10 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(109), [seg(6), seg(14)]);
+            assert_eq!(c.out(109), [seg(14)]);
             assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 0));
             // The new segments arrive (SACKed above the holes, nothing new
             // lost), then the retransmissions.
@@ -12412,10 +12416,17 @@ mod test {
             }
             // 0 at 102, then 10..15 at 103..108.
             assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
-            // 10..12 arrive (16..18 go); 13..18 are lost.
+            // 10..12 arrive (16..18 go); 13..18 are lost. Segment 10 went
+            // after the retransmission of 0 and arrived first: with no
+            // reordering seen, RACK's window is 0 in recovery (RFC 8985
+            // §6.2 step 4) and 0 goes a third time (the peer loses it too).
             for (i, t) in (11..=13).zip(203..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
-                assert_eq!(c.out(t), [seg(i + 5)]);
+                if i == 11 {
+                    assert_eq!(c.out(t), [seg(0), seg(16)]);
+                } else {
+                    assert_eq!(c.out(t), [seg(i + 5)]);
+                }
             }
             assert_eq!(c.out(299), []);
             assert_eq!(c.out(300), [seg(0)]);
@@ -12434,17 +12445,20 @@ mod test {
             assert_eq!(c.out(500), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
             c.ack(600, 21 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
-            // 0 twice, 13..18 once each.
-            assert_eq!(c.s.recovery_stats(), stats(8, 1, 1, 0));
+            // 0 three times, 13..18 once each.
+            assert_eq!(c.s.recovery_stats(), stats(9, 1, 1, 0));
         }
 
         #[test]
         fn test_xdp_sack_rack_marks_holes_lost_during_recovery() {
             // During a recovery, segments sent well before one the peer
             // SACKs (more than the reordering window, SRTT/4) are lost by
-            // time (RACK) and repaired in the same recovery.
+            // time (RACK) and repaired in the same recovery. The path is
+            // known to reorder, so RACK's window stays at min_RTT/4 (25 ms)
+            // in recovery (RFC 8985 §6.2 step 4).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
+            c.s.rec.as_deref_mut().unwrap().set_reordering_seen();
             for (i, t) in (2..=10).zip(100..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
                 c.out(t);
@@ -12494,7 +12508,9 @@ mod test {
             // Segments 1 and 4 SACKed (two ranges, 2 segments: no loss by
             // DupThresh), the probe lost too: the RTO resends the holes in
             // slow start, skipping what is SACKed, SND.NXT where it was.
-            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            // (All data is sent: F-RTO has no new data to try, RFC 5682
+            // §3.1 step 2.b, and the conventional recovery goes on.)
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(101, 0, &[(MSS, 2 * MSS)]);
             c.ack(104, 0, &[(4 * MSS, 5 * MSS), (MSS, 2 * MSS)]);
@@ -12516,7 +12532,7 @@ mod test {
             c.ack(800, 11 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.cwnd(), 7 * MSS);
-            assert_eq!(c.out(800), segs(11, 18));
+            assert_eq!(c.out(800), []);
             assert_eq!(c.s.recovery_stats(), stats(9, 0, 1, 1));
         }
 
@@ -12600,8 +12616,8 @@ mod test {
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
 
             // Past 3: RFC 6675's DupThresh calls it lost; a spurious
-            // retransmission and a window reduction (no undo from the
-            // D-SACK that follows).
+            // retransmission and a window reduction, which the D-SACK that
+            // follows undoes (xdpstack patch: undo, RFC 3708).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(100, MSS, &[]);
@@ -12612,9 +12628,12 @@ mod test {
             assert_eq!(c.out(103), [seg(1)]);
             c.ack(104, 5 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Recovery);
-            c.ack(203, 5 * MSS, &[(MSS, 2 * MSS)]);
-            assert_eq!(c.phase(), Phase::Recovery);
             assert_eq!(c.ssthresh(), 7699);
+            c.ack(203, 5 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.s.recovery_stats().undos, 1);
         }
 
         #[test]

@@ -648,8 +648,11 @@ impl Recovery {
         // (reneging, RFC 2018 §8; Linux's `tcp_check_sack_reneging`). The
         // scoreboard is forgotten, or neither recovery nor the loss state
         // would ever resend that data and the connection would stall.
+        // (xdpstack patch, undo: what the forgotten scoreboard marked lost
+        // is not known lost either; the next SACKs tell again.)
         if self.board.is_sacked(una) {
             self.board.clear();
+            self.lost_end = una;
         }
         let mut newly = 0;
         // The highest sequence number this ACK delivered, to date it.
@@ -792,6 +795,12 @@ impl Recovery {
             return HyStart::EnterCss;
         }
         HyStart::Keep
+    }
+
+    /// Tests: the path is known to reorder.
+    #[cfg(test)]
+    pub(super) fn set_reordering_seen(&mut self) {
+        self.reo_seen = true;
     }
 
     /// Whether HyStart++ has the sender in Conservative Slow Start.
