@@ -12636,6 +12636,179 @@ mod test {
             assert_eq!(c.s.recovery_stats().undos, 1);
         }
 
+        /// Segments 1 and 2 of 10 late or lost: the SACKs of 3..5 start a
+        /// fast recovery (cubic: ssthresh 0.7 · 11 segments in flight) that
+        /// resends both.
+        fn two_holes(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            assert_eq!(c.cwnd(), 11 * MSS);
+            c.ack(101, MSS, &[(3 * MSS, 4 * MSS)]);
+            c.ack(102, MSS, &[(3 * MSS, 5 * MSS)]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, MSS, &[(3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(103), [seg(1), seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_of_every_retransmission_undoes() {
+            // Segments 1 and 2 were only late: their originals arrive, then
+            // the retransmissions, each reported by a D-SACK (RFC 2883).
+            // Once every retransmission of the recovery is reported as a
+            // duplicate, the reduction is undone (RFC 3708, Linux's
+            // `tcp_try_undo_dsack`): cwnd and ssthresh as before it, and
+            // the recovery is over.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(203, 6 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            c.ack(204, 6 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            assert_eq!(c.s.recovery_stats().recoveries, 1);
+        }
+
+        #[test]
+        fn test_xdp_sack_partial_dsack_does_not_undo() {
+            // Segment 1 was late, 2 lost: only 1's retransmission is
+            // D-SACKed; the reduction stands and the recovery ends as
+            // usual, cwnd deflated to ssthresh.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 2 * MSS, &[(3 * MSS, 6 * MSS)]);
+            c.ack(203, 2 * MSS, &[(MSS, 2 * MSS), (3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(204, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(205, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_after_the_recovery_undoes() {
+            // The usual order: the late originals fill the holes and the
+            // recovery ends (cwnd = ssthresh) before the retransmissions
+            // arrive; their D-SACKs still undo it (Linux undoes on D-SACKs
+            // in the open state too).
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(203, 12 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(204, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            // Undone once: more D-SACKs change nothing.
+            c.ack(205, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+        }
+
+        /// A flight of 10 segments whose ACKs do not come: the probe (new
+        /// segment 10) at 200, the RTO at 500 resends segment 0, cwnd one
+        /// segment, ssthresh 0.7 · 11 segments.
+        fn timeout(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.out(500), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.cwnd(), MSS);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_spurious_timeout_undone() {
+            // The path only stalled: the original ACKs arrive after the
+            // retransmission. F-RTO (RFC 5682 §3.1, SACK-enhanced): the
+            // first ACK advances SND.UNA (it covers the resent segment 0),
+            // so new data goes instead of more retransmissions (step 2.b);
+            // the next ACK covers segment 1, sent before the timeout and
+            // never resent: the timeout was spurious (step 3.b). The
+            // reduction is undone (cwnd 10 segments again, then grown by
+            // this ACK in slow start; ssthresh as before) and nothing
+            // below SND.MAX goes again.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(510, MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(510), [seg(11), seg(12)]);
+            c.ack(511, 2 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            let o = c.out(511);
+            assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            for i in 3..=13 {
+                c.ack(511 + i as i64, i * MSS, &[]);
+                let o = c.out(511 + i as i64);
+                assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            }
+            assert_eq!(c.s.recovery_stats(), RecoveryStats {
+                retransmits: 1,
+                timeouts: 1,
+                probes: 1,
+                undos: 1,
+                ..RecoveryStats::default()
+            });
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_real_timeout_not_undone() {
+            // Segments 1..10 were lost: the resent segment 0 is ACKed, F-RTO
+            // sends new data (step 2.b); the peer SACKs it and still lacks
+            // 1: the loss was real (step 3.a). The conventional recovery
+            // resends the holes in slow start and the reduction stands.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(11), seg(12)]);
+            // (cwnd 2 segments, segment 12 still in flight: one goes.)
+            c.ack(700, MSS, &[(11 * MSS, 12 * MSS)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(700), [seg(1)]);
+            c.ack(701, MSS, &[(11 * MSS, 13 * MSS)]);
+            assert_eq!(c.out(701), [seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            // The holes are repaired; the loss state ends without undo.
+            c.ack(800, 4 * MSS, &[(11 * MSS, 13 * MSS)]);
+            c.out(800);
+            c.ack(900, 13 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert!(c.cwnd() <= 7699, "{}", c.cwnd());
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_no_new_data_conventional() {
+            // Nothing new to send after the timeout (RFC 5682 step 2.b):
+            // the conventional recovery goes on at once, and the original
+            // ACKs that come later cannot undo it by F-RTO.
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(1), seg(2)]);
+            assert!(!c.s.rec.as_deref().unwrap().frto);
+            c.ack(601, 5 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
         #[test]
         fn test_xdp_sack_duplicate_acks_and_dsack() {
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);

@@ -1652,4 +1652,140 @@ mod test {
         assert_eq!(r.next_lost(max, max), None);
         assert_eq!(r.stats.timeouts, 1);
     }
+
+    fn blk(l: usize, r: usize) -> [Option<(u32, u32)>; 3] {
+        [Some((s(l).0 as u32, s(r).0 as u32)), None, None]
+    }
+
+    #[test]
+    fn reo_wnd_grows_on_dsack_and_resets_after_16_recoveries() {
+        let max = s(20 * MSS);
+        let srtt = 50_000;
+        let mut r = sent(20);
+        // An RTT sample of 40 ms: min_RTT.
+        r.on_ack(s(MSS), MSS, max, &[None; 3], 40_000, 0);
+        assert_eq!(r.min_rtt, 40_000);
+        // No reordering seen: min_RTT/4 while open with fewer than
+        // DupThresh segments SACKed, 0 in recovery or with DupThresh
+        // SACKed (RFC 8985 §6.2 step 4).
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 0);
+        r.phase = Phase::Open;
+        r.board.add(s(MSS), max, s(3 * MSS), s(6 * MSS));
+        assert_eq!(r.reo_wnd(srtt, MSS), 0);
+        r.board.clear();
+        // A D-SACK (below the cumulative point): reordering seen, one step
+        // more; in recovery too.
+        r.on_ack(s(MSS), 0, max, &blk(0, MSS), 41_000, 0);
+        assert!(r.dsack);
+        r.update_reo_wnd(s(MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        r.phase = Phase::Open;
+        // Another in the same round trip (SND.UNA below SND.MAX of the
+        // step): no step.
+        r.on_ack(s(2 * MSS), MSS, max, &blk(0, MSS), 42_000, 0);
+        r.update_reo_wnd(s(2 * MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        // An ACK without one does not grow it either.
+        r.on_ack(s(3 * MSS), MSS, max, &[None; 3], 43_000, 0);
+        r.update_reo_wnd(s(3 * MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        // Once SND.UNA passed that point, the next D-SACK steps again;
+        // the window is at most SRTT.
+        let max2 = s(30 * MSS);
+        r.on_send_new(max2, 44_000, false, false);
+        r.on_ack(max, 17 * MSS, max2, &blk(0, MSS), 90_000, 0);
+        r.update_reo_wnd(max, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 30_000);
+        r.on_ack(max2, 10 * MSS, max2, &blk(0, MSS), 140_000, 0);
+        r.update_reo_wnd(max2, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 40_000);
+        r.on_ack(max2, 0, max2, &blk(0, MSS), 141_000, 0);
+        r.update_reo_wnd(max2, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 50_000);
+        // 16 recoveries end without a D-SACK: back to one step (and no
+        // more 0 in recovery: reordering was seen).
+        for i in 0..16 {
+            assert_eq!(r.reo_wnd(srtt, MSS), 50_000, "{i}");
+            r.phase = Phase::Recovery;
+            r.point = max2;
+            assert!(r.leave_if_done(max2));
+        }
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+    }
+
+    #[test]
+    fn reordering_seen_from_original_data_below_the_highest_sack() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        r.on_ack(UNA, 0, max, &blk(3 * MSS, 4 * MSS), 100_000, 0);
+        assert!(!r.reo_seen);
+        // Segment 1, never retransmitted, SACKed below 3: reordering.
+        r.on_ack(UNA, 0, max, &blk(MSS, 2 * MSS), 101_000, 0);
+        assert!(r.reo_seen);
+        // A retransmission of 0 ACKed below the SACKed data is not.
+        let mut r = sent(10);
+        r.on_ack(UNA, 0, max, &blk(3 * MSS, 4 * MSS), 100_000, 0);
+        r.on_send_rtx(UNA, s(MSS), 100_000);
+        r.on_ack(s(MSS), MSS, max, &[None; 3], 200_000, 0);
+        assert!(!r.reo_seen);
+        // The original of 1, cumulatively: it is.
+        r.on_ack(s(2 * MSS), MSS, max, &[None; 3], 201_000, 0);
+        assert!(r.reo_seen);
+    }
+
+    #[test]
+    fn undo_needs_every_retransmission_dsacked() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        assert!(r.start_undo(UNA));
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        r.on_send_rtx(UNA, s(MSS), 1_000);
+        r.on_send_rtx(s(MSS), s(2 * MSS), 1_000);
+        // A timeout during the recovery continues its episode.
+        assert!(!r.start_undo(UNA));
+        assert!(!r.may_undo());
+        // The originals arrive, then the retransmissions: one D-SACK...
+        r.on_ack(s(2 * MSS), 2 * MSS, max, &blk(0, MSS), 100_000, 0);
+        assert!(r.dsack);
+        assert!(!r.may_undo());
+        // ... a block that is no D-SACK (above the cumulative point, in no
+        // other block) changes nothing ...
+        r.on_ack(s(2 * MSS), 0, max, &blk(4 * MSS, 5 * MSS), 100_000, 0);
+        assert!(!r.dsack);
+        assert!(!r.may_undo());
+        // ... the other, inside the second block (RFC 2883 §4): undo.
+        let b = [
+            Some((s(MSS).0 as u32, s(2 * MSS).0 as u32)),
+            Some((s(0).0 as u32, s(2 * MSS).0 as u32)),
+            None,
+        ];
+        r.on_ack(s(2 * MSS), 0, max, &b, 100_000, 0);
+        assert!(r.dsack);
+        assert!(r.may_undo());
+        r.undone(s(2 * MSS));
+        assert_eq!(r.phase, Phase::Open);
+        assert!(!r.may_undo());
+        assert_eq!(r.stats.undos, 1);
+        // The same range resent twice needs two D-SACKs.
+        let mut r = sent(10);
+        r.start_undo(UNA);
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        r.on_send_rtx(UNA, s(MSS), 1_000);
+        r.on_send_rtx(UNA, s(MSS), 2_000);
+        r.on_ack(s(MSS), MSS, max, &blk(0, MSS), 100_000, 0);
+        assert!(!r.may_undo());
+        r.on_ack(s(MSS), 0, max, &blk(0, MSS), 100_000, 0);
+        assert!(r.may_undo());
+        // Nothing retransmitted: nothing to undo.
+        let mut r = sent(10);
+        r.start_undo(UNA);
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        assert!(!r.may_undo());
+    }
 }
