@@ -12810,6 +12810,83 @@ mod test {
         }
 
         #[test]
+        fn test_xdp_sack_hystart_plus_plus() {
+            // HyStart++ (RFC 9406) in cubic's initial slow start, segment by
+            // segment: every ACK of a round comes `rtt` after the round was
+            // sent. (The peer's window scaled by 16: 960,000 bytes.)
+            let mut c = sender(CongestionControl::Cubic, 4000 * MSS);
+            c.s.remote_win_scale = Some(4);
+            let mut flight = c.out(0);
+            let mut t = 0;
+            // Per ACK: in CSS, cwnd after it, bytes it acknowledged.
+            let mut round = |c: &mut Conn, rtt: i64| -> Vec<(bool, usize, usize)> {
+                t += rtt;
+                let mut next = Vec::new();
+                let mut seen = Vec::new();
+                for &(off, len) in &flight {
+                    c.ack(t, off + len, &[]);
+                    seen.push((c.s.rec.as_deref().unwrap().in_css(), c.cwnd(), len));
+                    next.extend(c.out(t));
+                }
+                flight = next;
+                seen
+            };
+            let css = |v: &[(bool, usize, usize)]| v.iter().position(|x| x.0);
+            // Growth from ACK `i` to the last: what slow start adds for the
+            // ACKs after `i` (min(N, 2·SMSS)), divided by `div`.
+            let grew = |v: &[(bool, usize, usize)], i: usize, div: usize| {
+                let n = v.len();
+                (v[n - 1].1 - v[i].1, v[i + 1..].iter().map(|x| x.2 / div).sum::<usize>())
+            };
+            // Rounds at 100 ms: slow start, cwnd doubling.
+            for n in [10, 20, 40] {
+                let v = round(&mut c, 100);
+                assert_eq!(v.len(), n);
+                assert_eq!(css(&v), None);
+                assert_eq!(c.cwnd(), 2 * n * MSS);
+            }
+            // 113 ms: 13 ms more than the last round's minimum, past
+            // max(4 ms, min(100/8, 16 ms)) = 12.5 ms: Conservative Slow Start
+            // from the 8th sample of the round on (N_RTT_SAMPLE), growing
+            // by a quarter (CSS_GROWTH_DIVISOR), that ACK's growth included.
+            let v = round(&mut c, 113);
+            assert_eq!(v.len(), 80);
+            assert_eq!(css(&v), Some(7));
+            assert_eq!(v[6].1, 87 * MSS);
+            assert_eq!(v[7].1, 87 * MSS + MSS / 4);
+            assert_eq!(v[79].1, 87 * MSS + 73 * MSS / 4);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            // A round whose minimum falls below the 113 ms that started CSS:
+            // the exit was spurious, back to slow start at its 8th sample.
+            // (CSS's quarter segments went out as short segments: their
+            // ACKs count what they acknowledge.)
+            let v = round(&mut c, 105);
+            assert!(v[..7].iter().all(|x| x.0));
+            assert!(v[7..].iter().all(|x| !x.0));
+            let (a, b) = grew(&v, 6, 1);
+            assert_eq!(a, b);
+            // The delay test again, against 105 ms (threshold 13.1 ms):
+            // CSS at 119 ms; it lasts 5 rounds, this one counted.
+            let v = round(&mut c, 119);
+            assert_eq!(css(&v), Some(7));
+            for _ in 0..4 {
+                let v = round(&mut c, 119);
+                assert!(v.iter().all(|x| x.0));
+                let (a, b) = grew(&v, 0, 4);
+                assert_eq!(a, b);
+                assert_eq!(c.ssthresh(), usize::MAX);
+            }
+            // The first ACK of the sixth round: congestion avoidance,
+            // ssthresh = cwnd (then cubic grows it).
+            let cwnd = c.cwnd();
+            let v = round(&mut c, 119);
+            assert!(v.iter().all(|x| !x.0));
+            assert_eq!(c.ssthresh(), cwnd);
+            assert!(v[0].1 - cwnd < MSS / 4);
+            assert_eq!(c.s.recovery_stats().hystart_exits, 1);
+        }
+
+        #[test]
         fn test_xdp_sack_duplicate_acks_and_dsack() {
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
