@@ -1797,8 +1797,8 @@ impl<'a> Socket<'a> {
         }
         let new_flight = snd_max - una;
         // F-RTO step 2.b needs to know whether new data can go.
-        let new_data = old_una + self.tx_buffer.len() > snd_max
-            && old_una + self.remote_win_len > snd_max;
+        let new_data =
+            old_una + self.tx_buffer.len() > snd_max && old_una + self.remote_win_len > snd_max;
         // RFC 8985 §6.2 step 4: the reordering window after this ACK.
         rec.update_reo_wnd(una, snd_max);
         let reo_wnd = rec.reo_wnd(srtt_us, mss);
@@ -1818,7 +1818,10 @@ impl<'a> Socket<'a> {
             match rec.hystart() {
                 sack::HyStart::Keep => {}
                 sack::HyStart::EnterCss => {
-                    net_debug!("hystart: the RTT grew at {}, conservative slow start", cc.window());
+                    net_debug!(
+                        "hystart: the RTT grew at {}, conservative slow start",
+                        cc.window()
+                    );
                     cc.set_conservative(true);
                 }
                 sack::HyStart::ResumeSlowStart => {
@@ -12757,13 +12760,16 @@ mod test {
                 let o = c.out(511 + i as i64);
                 assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
             }
-            assert_eq!(c.s.recovery_stats(), RecoveryStats {
-                retransmits: 1,
-                timeouts: 1,
-                probes: 1,
-                undos: 1,
-                ..RecoveryStats::default()
-            });
+            assert_eq!(
+                c.s.recovery_stats(),
+                RecoveryStats {
+                    retransmits: 1,
+                    timeouts: 1,
+                    probes: 1,
+                    undos: 1,
+                    ..RecoveryStats::default()
+                }
+            );
         }
 
         #[test]
@@ -12836,7 +12842,10 @@ mod test {
             // ACKs after `i` (min(N, 2·SMSS)), divided by `div`.
             let grew = |v: &[(bool, usize, usize)], i: usize, div: usize| {
                 let n = v.len();
-                (v[n - 1].1 - v[i].1, v[i + 1..].iter().map(|x| x.2 / div).sum::<usize>())
+                (
+                    v[n - 1].1 - v[i].1,
+                    v[i + 1..].iter().map(|x| x.2 / div).sum::<usize>(),
+                )
             };
             // Rounds at 100 ms: slow start, cwnd doubling.
             for n in [10, 20, 40] {

@@ -919,8 +919,7 @@ impl Recovery {
     /// minimum RTT per step, at most SRTT, and (xdpstack) at least 1 ms,
     /// as segments sent in one burst share a send time.
     pub(super) fn reo_wnd(&self, srtt_us: u32, mss: usize) -> Micros {
-        if !self.reo_seen
-            && (self.phase != Phase::Open || self.board.sacked() >= DUP_THRESH * mss)
+        if !self.reo_seen && (self.phase != Phase::Open || self.board.sacked() >= DUP_THRESH * mss)
         {
             return 0;
         }

@@ -699,4 +699,45 @@ mod test {
             "cube_root({max_err_at}) = {max_err_found}, expected ~{max_err_expected}, rel err {max_err:.3e}"
         );
     }
+
+    #[test]
+    fn cubic_conservative_slow_start_and_undo_keeps_the_epoch() {
+        let mut cubic = Cubic::new();
+        cubic.set_mss(MSS);
+        cubic.set_remote_window(1 << 20);
+        cubic.set_conservative(true);
+        ack(&mut cubic, MSS, Instant::from_millis(0));
+        assert_eq!(cubic.window(), 10 * MSS + MSS / 4);
+        cubic.end_slow_start();
+        assert!(!cubic.css);
+        assert_eq!(cubic.ssthresh, 10 * MSS + MSS / 4);
+        // Congestion avoidance: an epoch begins.
+        ack(&mut cubic, MSS, Instant::from_millis(10));
+        let (cwnd, ssthresh, w_max, start) = (
+            cubic.cwnd,
+            cubic.ssthresh,
+            cubic.w_max,
+            cubic.recovery_start,
+        );
+        assert!(start.is_some());
+        // A spurious fast recovery, undone: cwnd, ssthresh and the epoch
+        // (W_max, its start) as before.
+        let prior = cubic.prior();
+        cubic.on_loss(Instant::from_millis(20), cwnd);
+        assert!(cubic.cwnd < cwnd);
+        cubic.undo(&prior);
+        assert_eq!(
+            (
+                cubic.cwnd,
+                cubic.ssthresh,
+                cubic.w_max,
+                cubic.recovery_start
+            ),
+            (cwnd, ssthresh, w_max, start)
+        );
+        assert!(!cubic.in_fast_recovery);
+        // The next ACK grows the window (no deflation).
+        ack(&mut cubic, MSS, Instant::from_millis(30));
+        assert!(cubic.cwnd >= cwnd);
+    }
 }

@@ -498,4 +498,39 @@ mod test {
 
         println!("{reno:?}");
     }
+
+    #[test]
+    fn reno_conservative_slow_start_and_undo() {
+        let now = Instant::from_millis(0);
+        let mut reno = Reno::new();
+        reno.set_mss(MSS);
+        reno.set_remote_window(1 << 20);
+        assert_eq!(reno.window(), 10 * MSS);
+        // HyStart++ CSS: a quarter of slow start's growth per ACK.
+        reno.set_conservative(true);
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 10 * MSS + MSS / 4);
+        reno.set_conservative(false);
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 11 * MSS + MSS / 4);
+        // A loss ends CSS; the undo restores cwnd and ssthresh.
+        reno.set_conservative(true);
+        let prior = reno.prior();
+        reno.on_loss(now, reno.window());
+        assert!(!reno.css);
+        assert_eq!(reno.ssthresh, (11 * MSS + MSS / 4) / 2);
+        reno.undo(&prior);
+        assert_eq!(reno.window(), 11 * MSS + MSS / 4);
+        assert_eq!(reno.ssthresh, usize::MAX);
+        // No deflation to ssthresh on the next ACK: the recovery is over.
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 12 * MSS + MSS / 4);
+        // After a timeout likewise.
+        let prior = reno.prior();
+        reno.on_rto(now, reno.window());
+        assert_eq!(reno.window(), MSS);
+        reno.undo(&prior);
+        assert_eq!(reno.window(), 12 * MSS + MSS / 4);
+        assert_eq!(reno.ssthresh, usize::MAX);
+    }
 }
