@@ -1843,8 +1843,7 @@ impl<'a> Socket<'a> {
                 // in the open state).
                 if rec.may_undo() {
                     net_debug!("sack: every retransmission D-SACKed, undo");
-                    cc.undo(&rec.prior.unwrap_or_default());
-                    rec.undone(una);
+                    Self::undo_reduction(cc, rec, una);
                 }
                 let lost = rec.detect(una, mss, reo_wnd);
                 if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
@@ -1870,8 +1869,7 @@ impl<'a> Socket<'a> {
                         // Linux's `tcp_try_undo_recovery`: every
                         // retransmission was D-SACKed by the end.
                         net_debug!("sack: recovery was spurious, undo");
-                        cc.undo(&rec.prior.unwrap_or_default());
-                        rec.undone(una);
+                        Self::undo_reduction(cc, rec, una);
                     } else {
                         // The controller deflates to ssthresh on this ACK.
                         cc.on_recovery_exit();
@@ -1882,8 +1880,7 @@ impl<'a> Socket<'a> {
                     // reported every retransmission of this recovery as a
                     // duplicate: the loss was reordering.
                     net_debug!("sack: every retransmission D-SACKed, undo");
-                    cc.undo(&rec.prior.unwrap_or_default());
-                    rec.undone(una);
+                    Self::undo_reduction(cc, rec, una);
                 } else if !cc.reduces_on_loss() {
                     rec.detect(una, mss, reo_wnd);
                     let pipe = rec.pipe(una, snd_max);
@@ -1903,8 +1900,7 @@ impl<'a> Socket<'a> {
                     // delivered: the timeout was spurious (Linux's
                     // `tcp_try_undo_loss`).
                     net_debug!("sack: spurious timeout, undo");
-                    cc.undo(&rec.prior.unwrap_or_default());
-                    rec.undone(una);
+                    Self::undo_reduction(cc, rec, una);
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
                 } else {
                     if rec.frto {
@@ -1931,8 +1927,7 @@ impl<'a> Socket<'a> {
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
                     if rec.leave_if_done(una) {
                         if rec.may_undo() {
-                            cc.undo(&rec.prior.unwrap_or_default());
-                            rec.undone(una);
+                            Self::undo_reduction(cc, rec, una);
                         } else {
                             cc.on_recovery_exit();
                         }
@@ -1945,6 +1940,16 @@ impl<'a> Socket<'a> {
         if ack_len > 0 || una >= snd_max {
             rec.tlp_at = None;
         }
+    }
+
+    /// xdpstack patch (undo): the loss episode was spurious: the controller
+    /// gets back what it had before the cut, and the recovery state leaves
+    /// recovery or the loss state.
+    fn undo_reduction(cc: &mut dyn congestion::Controller, rec: &mut Recovery, una: TcpSeqNumber) {
+        if let Some(prior) = rec.prior {
+            cc.undo(&prior);
+        }
+        rec.undone(una);
     }
 
     /// xdpstack patch 12: how much new data or retransmission the
