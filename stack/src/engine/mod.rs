@@ -338,6 +338,10 @@ pub struct EngineCounters {
     pub tcp_loss_probes: u64,
     /// Slow starts ended by HyStart's delay test (SACK peers).
     pub tcp_hystart_exits: u64,
+    /// Window reductions undone because the loss was spurious: every
+    /// retransmission of the episode D-SACKed, or a timeout F-RTO found
+    /// spurious (SACK peers).
+    pub tcp_spurious_undos: u64,
     /// Buffers that grow: bytes of storage in connections now.
     pub buf_held: u64,
     /// Bytes of free storage this core's pool keeps for reuse now.
@@ -837,6 +841,7 @@ impl<R: Rings> Engine<R> {
         engine.tcp_rto_timeouts = table.rto_timeouts;
         engine.tcp_loss_probes = table.loss_probes;
         engine.tcp_hystart_exits = table.hystart_exits;
+        engine.tcp_spurious_undos = table.spurious_undos;
         let b = self.conns.buffer_stats();
         engine.buf_held = b.held as u64;
         engine.buf_cached = b.cached as u64;

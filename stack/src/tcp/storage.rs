@@ -247,6 +247,7 @@ impl Conns {
         counters.rto_timeouts += u64::from(r.timeouts);
         counters.loss_probes += u64::from(r.probes);
         counters.hystart_exits += u64::from(r.hystart_exits);
+        counters.spurious_undos += u64::from(r.undos);
         *p.reclaim_at = None;
         if !grow {
             return;

@@ -107,6 +107,8 @@ pub(crate) struct TableCounters {
     pub loss_probes: u64,
     /// Slow starts HyStart ended.
     pub hystart_exits: u64,
+    /// Congestion-window reductions undone as spurious (D-SACK, F-RTO).
+    pub spurious_undos: u64,
 }
 
 /// The connection table of one core.

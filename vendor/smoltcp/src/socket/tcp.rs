@@ -1745,13 +1745,6 @@ impl<'a> Socket<'a> {
             .map_or(self.remote_last_seq, |m| m.max(self.remote_last_seq))
     }
 
-    /// The reordering window RACK allows (RFC 8985 §6.2: a quarter of the
-    /// RTT), at least 1 ms: segments sent in one burst are never lost by
-    /// time relative to each other, only by DupThresh.
-    fn reo_wnd_us(&self) -> u32 {
-        (self.rtte.srtt_ms().unwrap_or(0) * 250).max(1000)
-    }
-
     /// xdpstack patch 12: an ACK for a SACK peer. Feeds the scoreboard and
     /// the send times, counts delivered data, enters and leaves fast
     /// recovery (RFC 6675 with PRR, RFC 6937) and the loss state, and
@@ -1773,7 +1766,7 @@ impl<'a> Socket<'a> {
         let snd_max = self.snd_max_seq().max(una);
         let mss = self.remote_mss.max(1);
         let now_us = now.total_micros() as u32;
-        let reo_wnd = self.reo_wnd_us();
+        let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
@@ -1803,24 +1796,55 @@ impl<'a> Socket<'a> {
             self.rtte.on_ack(now, ack);
         }
         let new_flight = snd_max - una;
+        // F-RTO step 2.b needs to know whether new data can go.
+        let new_data =
+            old_una + self.tx_buffer.len() > snd_max && old_una + self.remote_win_len > snd_max;
+        // RFC 8985 §6.2 step 4: the reordering window after this ACK.
+        rec.update_reo_wnd(una, snd_max);
+        let reo_wnd = rec.reo_wnd(srtt_us, mss);
         let cc = self.congestion_controller.inner_mut();
         if let Some(rs) = rec.rate_sample() {
             let pipe = rec.pipe(una, snd_max);
             cc.on_rate_sample(now, rs, rec.delivered(), pipe);
         }
-        // xdpstack patch 14: HyStart, from 16 segments of window on (as
-        // Linux's `hystart_low_window`).
+        // xdpstack patch 14: HyStart++ (RFC 9406) in the initial slow start,
+        // from 16 segments of window on (as Linux's `hystart_low_window`);
+        // in Conservative Slow Start whatever the window.
         if rec.phase == Phase::Open
             && cc.in_slow_start()
-            && cc.window() >= 16 * mss
-            && rec.hystart_delay()
+            && cc.ssthresh() == usize::MAX
+            && (cc.window() >= 16 * mss || rec.in_css())
         {
-            net_debug!("hystart: the RTT grew, slow start ends at {}", cc.window());
-            cc.end_slow_start();
-            rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+            match rec.hystart() {
+                sack::HyStart::Keep => {}
+                sack::HyStart::EnterCss => {
+                    net_debug!(
+                        "hystart: the RTT grew at {}, conservative slow start",
+                        cc.window()
+                    );
+                    cc.set_conservative(true);
+                }
+                sack::HyStart::ResumeSlowStart => {
+                    net_debug!("hystart: the RTT fell back, slow start resumes");
+                    cc.set_conservative(false);
+                }
+                sack::HyStart::EndSlowStart => {
+                    net_debug!("hystart: slow start ends at {}", cc.window());
+                    cc.end_slow_start();
+                    rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+                }
+            }
         }
         match rec.phase {
             Phase::Open => {
+                // xdpstack patch (undo): D-SACKs that come after the episode
+                // ended (the original arrived first, then the
+                // retransmission) undo it too (Linux's `tcp_try_undo_dsack`
+                // in the open state).
+                if rec.may_undo() {
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    Self::undo_reduction(cc, rec, una);
+                }
                 let lost = rec.detect(una, mss, reo_wnd);
                 if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
                     if !lost {
@@ -1829,6 +1853,9 @@ impl<'a> Socket<'a> {
                         rec.lost_end = una + mss.min(snd_max - una);
                     }
                     net_debug!("sack: loss detected below {}, fast recovery", rec.lost_end);
+                    if rec.start_undo(una) {
+                        rec.prior = Some(cc.prior());
+                    }
                     cc.on_loss(now, snd_max - old_una);
                     let ssthresh = cc.ssthresh();
                     rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
@@ -1838,9 +1865,22 @@ impl<'a> Socket<'a> {
             }
             Phase::Recovery => {
                 if rec.leave_if_done(una) {
-                    // The controller deflates to ssthresh on this ACK.
-                    cc.on_recovery_exit();
-                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.may_undo() {
+                        // Linux's `tcp_try_undo_recovery`: every
+                        // retransmission was D-SACKed by the end.
+                        net_debug!("sack: recovery was spurious, undo");
+                        Self::undo_reduction(cc, rec, una);
+                    } else {
+                        // The controller deflates to ssthresh on this ACK.
+                        cc.on_recovery_exit();
+                        cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    }
+                } else if rec.may_undo() {
+                    // RFC 3708 / Linux's `tcp_try_undo_dsack`: D-SACKs
+                    // reported every retransmission of this recovery as a
+                    // duplicate: the loss was reordering.
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    Self::undo_reduction(cc, rec, una);
                 } else if !cc.reduces_on_loss() {
                     rec.detect(una, mss, reo_wnd);
                     let pipe = rec.pipe(una, snd_max);
@@ -1851,17 +1891,65 @@ impl<'a> Socket<'a> {
                 }
             }
             Phase::Loss => {
-                cc.on_ack(now, ack_len, new_flight, &self.rtte);
-                if rec.leave_if_done(una) {
-                    cc.on_recovery_exit();
+                // xdpstack patch (undo): Linux's `tcp_process_loss`.
+                rec.frto_ack();
+                let advanced = ack_len > 0;
+                if (advanced && rec.may_undo()) || (rec.frto && rec.orig_acked()) {
+                    // Every retransmission D-SACKed, or (F-RTO step 3.b)
+                    // data sent before the timeout and never resent was
+                    // delivered: the timeout was spurious (Linux's
+                    // `tcp_try_undo_loss`).
+                    net_debug!("sack: spurious timeout, undo");
+                    Self::undo_reduction(cc, rec, una);
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
                 } else {
-                    rec.detect(una, mss, reo_wnd);
+                    if rec.frto {
+                        if snd_max > rec.point {
+                            // Step 3.a: new data sent after the timeout
+                            // was SACKed ahead of what the timeout resent,
+                            // or a duplicate ACK: the loss was real.
+                            if rec.sacked_now > 0 || dup {
+                                rec.frto = false;
+                            }
+                        } else if advanced && una < rec.point {
+                            // Step 2.b: the first ACK after the timeout
+                            // advanced SND.UNA: send new data rather than
+                            // more retransmissions, if there is some the
+                            // peer's window takes; else the conventional
+                            // recovery goes on.
+                            if new_data {
+                                rec.frto_send_new();
+                            } else {
+                                rec.frto = false;
+                            }
+                        }
+                    }
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.leave_if_done(una) {
+                        if rec.may_undo() {
+                            Self::undo_reduction(cc, rec, una);
+                        } else {
+                            cc.on_recovery_exit();
+                        }
+                    } else {
+                        rec.detect(una, mss, reo_wnd);
+                    }
                 }
             }
         }
         if ack_len > 0 || una >= snd_max {
             rec.tlp_at = None;
         }
+    }
+
+    /// xdpstack patch (undo): the loss episode was spurious: the controller
+    /// gets back what it had before the cut, and the recovery state leaves
+    /// recovery or the loss state.
+    fn undo_reduction(cc: &mut dyn congestion::Controller, rec: &mut Recovery, una: TcpSeqNumber) {
+        if let Some(prior) = rec.prior {
+            cc.undo(&prior);
+        }
+        rec.undone(una);
     }
 
     /// xdpstack patch 12: how much new data or retransmission the
@@ -1970,6 +2058,9 @@ impl<'a> Socket<'a> {
             Sent::Retransmit | Sent::Probe => {
                 if end > rec.high_rxt && sent == Sent::Retransmit {
                     rec.high_rxt = end;
+                }
+                if sent == Sent::Retransmit && end > rec.ever_rtx {
+                    rec.ever_rtx = end;
                 }
                 rec.on_send_rtx(seq, end, now_us);
             }
@@ -3363,11 +3454,18 @@ impl<'a> Socket<'a> {
                     Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
                     _ => self.flight_size(),
                 };
+                let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
+                self.start_recovery_state(una);
+                if let Some(rec) = self.rec.as_deref_mut() {
+                    // xdpstack patch (undo): a new loss episode remembers
+                    // the window the timeout cuts.
+                    if rec.start_undo(una) {
+                        rec.prior = Some(self.congestion_controller.inner().prior());
+                    }
+                }
                 self.congestion_controller
                     .inner_mut()
                     .on_rto(cx.now(), in_flight);
-                let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
-                self.start_recovery_state(una);
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
@@ -12153,29 +12251,33 @@ mod test {
             assert_eq!(c.out(102), []);
             c.ack(103, MSS, &[(2 * MSS, 4 * MSS)]);
             assert_eq!(c.out(103), []);
-            // 3 segments SACKed above segment 1 (> 2·MSS): lost.
+            // 3 segments SACKed above segment 1 (> 2·MSS): lost. Segment
+            // 4 too, by time: no reordering seen and DupThresh segments
+            // SACKed, RACK's reordering window is 0 (RFC 8985 §6.2 step 4),
+            // and segment 5, SACKed, went after it (before, with a window
+            // of at least 1 ms, only its third SACK above found it).
             c.ack(105, MSS, &[(5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
-            assert_eq!(c.out(105), [seg(1)]);
-            // Above segment 4 only 2 SACKed segments: not lost yet.
+            assert_eq!(c.out(105), [seg(1), seg(4)]);
+            // Likewise segment 6 once 7 is SACKed.
             c.ack(
                 107,
                 MSS,
                 &[(7 * MSS, 8 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(107), [seg(12)]);
+            assert_eq!(c.out(107), [seg(6), seg(12)]);
             c.ack(
                 108,
                 MSS,
                 &[(7 * MSS, 9 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(108), [seg(4), seg(13)]);
+            assert_eq!(c.out(108), [seg(13)]);
             c.ack(
                 109,
                 MSS,
                 &[(7 * MSS, 10 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(109), [seg(6), seg(14)]);
+            assert_eq!(c.out(109), [seg(14)]);
             assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 0));
             // The new segments arrive (SACKed above the holes, nothing new
             // lost), then the retransmissions.
@@ -12322,10 +12424,17 @@ mod test {
             }
             // 0 at 102, then 10..15 at 103..108.
             assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
-            // 10..12 arrive (16..18 go); 13..18 are lost.
+            // 10..12 arrive (16..18 go); 13..18 are lost. Segment 10 went
+            // after the retransmission of 0 and arrived first: with no
+            // reordering seen, RACK's window is 0 in recovery (RFC 8985
+            // §6.2 step 4) and 0 goes a third time (the peer loses it too).
             for (i, t) in (11..=13).zip(203..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
-                assert_eq!(c.out(t), [seg(i + 5)]);
+                if i == 11 {
+                    assert_eq!(c.out(t), [seg(0), seg(16)]);
+                } else {
+                    assert_eq!(c.out(t), [seg(i + 5)]);
+                }
             }
             assert_eq!(c.out(299), []);
             assert_eq!(c.out(300), [seg(0)]);
@@ -12344,17 +12453,20 @@ mod test {
             assert_eq!(c.out(500), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
             c.ack(600, 21 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
-            // 0 twice, 13..18 once each.
-            assert_eq!(c.s.recovery_stats(), stats(8, 1, 1, 0));
+            // 0 three times, 13..18 once each.
+            assert_eq!(c.s.recovery_stats(), stats(9, 1, 1, 0));
         }
 
         #[test]
         fn test_xdp_sack_rack_marks_holes_lost_during_recovery() {
             // During a recovery, segments sent well before one the peer
             // SACKs (more than the reordering window, SRTT/4) are lost by
-            // time (RACK) and repaired in the same recovery.
+            // time (RACK) and repaired in the same recovery. The path is
+            // known to reorder, so RACK's window stays at min_RTT/4 (25 ms)
+            // in recovery (RFC 8985 §6.2 step 4).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
+            c.s.rec.as_deref_mut().unwrap().set_reordering_seen();
             for (i, t) in (2..=10).zip(100..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
                 c.out(t);
@@ -12404,7 +12516,9 @@ mod test {
             // Segments 1 and 4 SACKed (two ranges, 2 segments: no loss by
             // DupThresh), the probe lost too: the RTO resends the holes in
             // slow start, skipping what is SACKed, SND.NXT where it was.
-            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            // (All data is sent: F-RTO has no new data to try, RFC 5682
+            // §3.1 step 2.b, and the conventional recovery goes on.)
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(101, 0, &[(MSS, 2 * MSS)]);
             c.ack(104, 0, &[(4 * MSS, 5 * MSS), (MSS, 2 * MSS)]);
@@ -12426,7 +12540,7 @@ mod test {
             c.ack(800, 11 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.cwnd(), 7 * MSS);
-            assert_eq!(c.out(800), segs(11, 18));
+            assert_eq!(c.out(800), []);
             assert_eq!(c.s.recovery_stats(), stats(9, 0, 1, 1));
         }
 
@@ -12510,8 +12624,8 @@ mod test {
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
 
             // Past 3: RFC 6675's DupThresh calls it lost; a spurious
-            // retransmission and a window reduction (no undo from the
-            // D-SACK that follows).
+            // retransmission and a window reduction, which the D-SACK that
+            // follows undoes (xdpstack patch: undo, RFC 3708).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(100, MSS, &[]);
@@ -12522,9 +12636,268 @@ mod test {
             assert_eq!(c.out(103), [seg(1)]);
             c.ack(104, 5 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.ssthresh(), 7699);
             c.ack(203, 5 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+        }
+
+        /// Segments 1 and 2 of 10 late or lost: the SACKs of 3..5 start a
+        /// fast recovery (cubic: ssthresh 0.7 · 11 segments in flight) that
+        /// resends both.
+        fn two_holes(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            assert_eq!(c.cwnd(), 11 * MSS);
+            c.ack(101, MSS, &[(3 * MSS, 4 * MSS)]);
+            c.ack(102, MSS, &[(3 * MSS, 5 * MSS)]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, MSS, &[(3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(103), [seg(1), seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_of_every_retransmission_undoes() {
+            // Segments 1 and 2 were only late: their originals arrive, then
+            // the retransmissions, each reported by a D-SACK (RFC 2883).
+            // Once every retransmission of the recovery is reported as a
+            // duplicate, the reduction is undone (RFC 3708, Linux's
+            // `tcp_try_undo_dsack`): cwnd and ssthresh as before it, and
+            // the recovery is over.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(203, 6 * MSS, &[(MSS, 2 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
             assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            c.ack(204, 6 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            assert_eq!(c.s.recovery_stats().recoveries, 1);
+        }
+
+        #[test]
+        fn test_xdp_sack_partial_dsack_does_not_undo() {
+            // Segment 1 was late, 2 lost: only 1's retransmission is
+            // D-SACKed; the reduction stands and the recovery ends as
+            // usual, cwnd deflated to ssthresh.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 2 * MSS, &[(3 * MSS, 6 * MSS)]);
+            c.ack(203, 2 * MSS, &[(MSS, 2 * MSS), (3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(204, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(205, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_after_the_recovery_undoes() {
+            // The usual order: the late originals fill the holes and the
+            // recovery ends (cwnd = ssthresh) before the retransmissions
+            // arrive; their D-SACKs still undo it (Linux undoes on D-SACKs
+            // in the open state too).
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(203, 12 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(204, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            // Undone once: more D-SACKs change nothing.
+            c.ack(205, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+        }
+
+        /// A flight of 10 segments whose ACKs do not come: the probe (new
+        /// segment 10) at 200, the RTO at 500 resends segment 0, cwnd one
+        /// segment, ssthresh 0.7 · 11 segments.
+        fn timeout(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.out(500), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.cwnd(), MSS);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_spurious_timeout_undone() {
+            // The path only stalled: the original ACKs arrive after the
+            // retransmission. F-RTO (RFC 5682 §3.1, SACK-enhanced): the
+            // first ACK advances SND.UNA (it covers the resent segment 0),
+            // so new data goes instead of more retransmissions (step 2.b);
+            // the next ACK covers segment 1, sent before the timeout and
+            // never resent: the timeout was spurious (step 3.b). The
+            // reduction is undone (cwnd 10 segments again, then grown by
+            // this ACK in slow start; ssthresh as before) and nothing
+            // below SND.MAX goes again.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(510, MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(510), [seg(11), seg(12)]);
+            c.ack(511, 2 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            let o = c.out(511);
+            assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            for i in 3..=13 {
+                c.ack(511 + i as i64, i * MSS, &[]);
+                let o = c.out(511 + i as i64);
+                assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            }
+            assert_eq!(
+                c.s.recovery_stats(),
+                RecoveryStats {
+                    retransmits: 1,
+                    timeouts: 1,
+                    probes: 1,
+                    undos: 1,
+                    ..RecoveryStats::default()
+                }
+            );
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_real_timeout_not_undone() {
+            // Segments 1..10 were lost: the resent segment 0 is ACKed, F-RTO
+            // sends new data (step 2.b); the peer SACKs it and still lacks
+            // 1: the loss was real (step 3.a). The conventional recovery
+            // resends the holes in slow start and the reduction stands.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(11), seg(12)]);
+            // (cwnd 2 segments, segment 12 still in flight: one goes.)
+            c.ack(700, MSS, &[(11 * MSS, 12 * MSS)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(700), [seg(1)]);
+            c.ack(701, MSS, &[(11 * MSS, 13 * MSS)]);
+            assert_eq!(c.out(701), [seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            // The holes are repaired; the loss state ends without undo.
+            c.ack(800, 4 * MSS, &[(11 * MSS, 13 * MSS)]);
+            c.out(800);
+            c.ack(900, 13 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert!(c.cwnd() <= 7699, "{}", c.cwnd());
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_no_new_data_conventional() {
+            // Nothing new to send after the timeout (RFC 5682 step 2.b):
+            // the conventional recovery goes on at once, and the original
+            // ACKs that come later cannot undo it by F-RTO.
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(1), seg(2)]);
+            assert!(!c.s.rec.as_deref().unwrap().frto);
+            c.ack(601, 5 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_hystart_plus_plus() {
+            // HyStart++ (RFC 9406) in cubic's initial slow start, segment by
+            // segment: every ACK of a round comes `rtt` after the round was
+            // sent. (The peer's window scaled by 16: 960,000 bytes.)
+            let mut c = sender(CongestionControl::Cubic, 4000 * MSS);
+            c.s.remote_win_scale = Some(4);
+            let mut flight = c.out(0);
+            let mut t = 0;
+            // Per ACK: in CSS, cwnd after it, bytes it acknowledged.
+            let mut round = |c: &mut Conn, rtt: i64| -> Vec<(bool, usize, usize)> {
+                t += rtt;
+                let mut next = Vec::new();
+                let mut seen = Vec::new();
+                for &(off, len) in &flight {
+                    c.ack(t, off + len, &[]);
+                    seen.push((c.s.rec.as_deref().unwrap().in_css(), c.cwnd(), len));
+                    next.extend(c.out(t));
+                }
+                flight = next;
+                seen
+            };
+            let css = |v: &[(bool, usize, usize)]| v.iter().position(|x| x.0);
+            // Growth from ACK `i` to the last: what slow start adds for the
+            // ACKs after `i` (min(N, 2·SMSS)), divided by `div`.
+            let grew = |v: &[(bool, usize, usize)], i: usize, div: usize| {
+                let n = v.len();
+                (
+                    v[n - 1].1 - v[i].1,
+                    v[i + 1..].iter().map(|x| x.2 / div).sum::<usize>(),
+                )
+            };
+            // Rounds at 100 ms: slow start, cwnd doubling.
+            for n in [10, 20, 40] {
+                let v = round(&mut c, 100);
+                assert_eq!(v.len(), n);
+                assert_eq!(css(&v), None);
+                assert_eq!(c.cwnd(), 2 * n * MSS);
+            }
+            // 113 ms: 13 ms more than the last round's minimum, past
+            // max(4 ms, min(100/8, 16 ms)) = 12.5 ms: Conservative Slow Start
+            // from the 8th sample of the round on (N_RTT_SAMPLE), growing
+            // by a quarter (CSS_GROWTH_DIVISOR), that ACK's growth included.
+            let v = round(&mut c, 113);
+            assert_eq!(v.len(), 80);
+            assert_eq!(css(&v), Some(7));
+            assert_eq!(v[6].1, 87 * MSS);
+            assert_eq!(v[7].1, 87 * MSS + MSS / 4);
+            assert_eq!(v[79].1, 87 * MSS + 73 * MSS / 4);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            // A round whose minimum falls below the 113 ms that started CSS:
+            // the exit was spurious, back to slow start at its 8th sample.
+            // (CSS's quarter segments went out as short segments: their
+            // ACKs count what they acknowledge.)
+            let v = round(&mut c, 105);
+            assert!(v[..7].iter().all(|x| x.0));
+            assert!(v[7..].iter().all(|x| !x.0));
+            let (a, b) = grew(&v, 6, 1);
+            assert_eq!(a, b);
+            // The delay test again, against 105 ms (threshold 13.1 ms):
+            // CSS at 119 ms; it lasts 5 rounds, this one counted.
+            let v = round(&mut c, 119);
+            assert_eq!(css(&v), Some(7));
+            for _ in 0..4 {
+                let v = round(&mut c, 119);
+                assert!(v.iter().all(|x| x.0));
+                let (a, b) = grew(&v, 0, 4);
+                assert_eq!(a, b);
+                assert_eq!(c.ssthresh(), usize::MAX);
+            }
+            // The first ACK of the sixth round: congestion avoidance,
+            // ssthresh = cwnd (then cubic grows it).
+            let cwnd = c.cwnd();
+            let v = round(&mut c, 119);
+            assert!(v.iter().all(|x| !x.0));
+            assert_eq!(c.ssthresh(), cwnd);
+            assert!(v[0].1 - cwnd < MSS / 4);
+            assert_eq!(c.s.recovery_stats().hystart_exits, 1);
         }
 
         #[test]
