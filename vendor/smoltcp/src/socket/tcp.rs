@@ -3326,6 +3326,19 @@ impl<'a> Socket<'a> {
         if self.nagle && data_in_flight && !can_send_full && !want_fin {
             can_send = false;
         }
+        // xdpstack: no runts while data is in flight (sender SWS avoidance,
+        // RFC 1122 4.2.3.4, and Linux, whose windows count whole segments):
+        // a window or congestion allowance smaller than a segment, with more
+        // data queued than it lets out, waits for the ACK that is coming.
+        let end = self.local_seq_no + self.tx_buffer.len();
+        let unsent = if end > self.remote_last_seq {
+            end - self.remote_last_seq
+        } else {
+            0
+        };
+        if data_in_flight && !can_send_full && unsent > max_send {
+            can_send = false;
+        }
 
         // Can we actually send the FIN? We can send it if:
         // 1. We have unsent data that fits in the remote window.
@@ -3765,6 +3778,19 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
+                    // xdpstack: no runt while data is in flight and more is
+                    // queued than the allowance lets out (see
+                    // `seq_to_transmit_unpaced`).
+                    let size = if offset > 0
+                        && !is_zero_window_probe
+                        && !probe_new
+                        && size < effective_mss
+                        && size < self.tx_buffer.len().saturating_sub(offset)
+                    {
+                        0
+                    } else {
+                        size
+                    };
                     repr.payload = self.tx_buffer.get_allocated(offset, size);
 
                     #[cfg(feature = "segmentation-offload")]
@@ -11173,6 +11199,68 @@ mod test {
             seq_number: LOCAL_SEQ + 1 + 6,
             ack_number: Some(REMOTE_SEQ + 1),
             payload:    &b"0"[..],
+            ..RECV_TEMPL
+        }), exact);
+    }
+
+    #[test]
+    fn test_xdp_no_runt_while_data_in_flight() {
+        // The peer's window lets out a segment and a half: the full segment
+        // goes, the half waits for the ACK (no runt while data is in flight
+        // and more is queued), then whole segments again.
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 6;
+        s.remote_win_len = 9;
+        s.send_slice(b"abcdefghijklmnopqr").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv_nothing!(s, time 0);
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            window_len: 12,
+            ..SEND_TEMPL
+        });
+        recv!(s, time 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv!(s, time 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"mnopqr"[..],
+            control:    TcpControl::Psh,
+            ..RECV_TEMPL
+        }), exact);
+    }
+
+    #[test]
+    fn test_xdp_short_tail_goes_within_the_window() {
+        // What is left fits the allowance: the short tail is not a runt and
+        // goes at once.
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 6;
+        s.remote_win_len = 9;
+        s.send_slice(b"abcdefgh").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"gh"[..],
+            control:    TcpControl::Psh,
             ..RECV_TEMPL
         }), exact);
     }
