@@ -16,6 +16,7 @@ fn syn_frame(src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
         sack_permitted: true,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
     testkit::frames::tcp_to_server(src, &tcp)

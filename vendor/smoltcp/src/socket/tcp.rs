@@ -15,8 +15,8 @@ use crate::socket::{Context, PollAt};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    IpAddress, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
-    TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
+    IpAddress, IpEcn, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN,
+    TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
 };
 
 mod congestion;
@@ -460,6 +460,27 @@ enum Sent {
     ProbeNew,
 }
 
+/// xdpstack patch (ECN): Explicit Congestion Notification (RFC 3168) for a
+/// connection a peer opened asking for it.
+#[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+struct EcnState {
+    /// Accept ECN when a SYN asks for it (Linux's `tcp_ecn = 2`); kept
+    /// across `reset`.
+    enabled: bool,
+    /// Negotiated: the SYN had ECE and CWR, the SYN-ACK has ECE.
+    ok: bool,
+    /// Receiver: a CE-marked segment arrived; every ACK carries ECE until
+    /// a segment with CWR arrives (§6.1.3).
+    ece: bool,
+    /// Sender: the window was reduced; the next new data segment carries
+    /// CWR (§6.1.2).
+    cwr_pending: bool,
+    /// Sender: the sequence number of the last segment that carried CWR.
+    /// An ECE reduces the window again only from an ACK past it, sent by a
+    /// receiver that had seen the CWR (once per window of data).
+    cwr_seq: Option<TcpSeqNumber>,
+}
+
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Tuple {
@@ -574,6 +595,8 @@ pub struct Socket<'a> {
     /// the first data sent to a peer that negotiated SACK, dropped by
     /// `reset`.
     rec: Option<alloc::boxed::Box<Recovery>>,
+    /// xdpstack patch (ECN): RFC 3168 state.
+    ecn: EcnState,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -695,6 +718,10 @@ impl<'a> Socket<'a> {
             recover: None,
             snd_max: None,
             rec: None,
+            ecn: EcnState {
+                enabled: true,
+                ..EcnState::default()
+            },
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -1239,6 +1266,11 @@ impl<'a> Socket<'a> {
             .filter(|r| r.stats != RecoveryStats::default())
             .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
+        // xdpstack patch (ECN): negotiated anew by each connection.
+        self.ecn = EcnState {
+            enabled: self.ecn.enabled,
+            ..EcnState::default()
+        };
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
         self.rx_edge = None;
@@ -1775,6 +1807,10 @@ impl<'a> Socket<'a> {
         let now_us = now.total_micros() as u32;
         let reo_wnd = self.reo_wnd_us();
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
+        // xdpstack patch (ECN): an ECN-Echo the window may be reduced for.
+        let ece = repr.ecn.ece && self.ecn_may_reduce(una);
+        let ecn_ok = self.ecn.ok;
+        let mut cwr = false;
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
@@ -1832,8 +1868,40 @@ impl<'a> Socket<'a> {
                     cc.on_loss(now, snd_max - old_una);
                     let ssthresh = cc.ssthresh();
                     rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+                    cwr = ecn_ok;
+                } else if ece && cc.reduces_on_loss() {
+                    // xdpstack patch (ECN, RFC 3168 §6.1.2): congestion
+                    // without loss: the window is reduced as for a loss, by
+                    // PRR, resending nothing.
+                    net_debug!("ecn: ECE, window reduction");
+                    cc.on_loss(now, snd_max - old_una);
+                    let ssthresh = cc.ssthresh();
+                    rec.enter_cwr(una, snd_max, ssthresh, delivered, mss);
+                    cwr = true;
                 } else {
+                    // (xdpstack patch (ECN): BBR keeps its model, as Linux's
+                    // BBR v1 does, but still tells the receiver with CWR.)
+                    cwr = ece;
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                }
+            }
+            Phase::Cwr => {
+                let lost = rec.detect(una, mss, reo_wnd);
+                if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
+                    if !lost {
+                        rec.lost_end = una + mss.min(snd_max - una);
+                    }
+                    net_debug!("sack: loss below {} while reducing for ECE", rec.lost_end);
+                    rec.cwr_to_recovery(una, snd_max, mss);
+                    rec.prr(una, snd_max, delivered, mss);
+                    if rec.allow < mss {
+                        rec.allow = mss;
+                    }
+                } else if rec.leave_if_done(una) {
+                    cc.on_recovery_exit();
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                } else {
+                    rec.prr(una, snd_max, delivered, mss);
                 }
             }
             Phase::Recovery => {
@@ -1862,6 +1930,9 @@ impl<'a> Socket<'a> {
         if ack_len > 0 || una >= snd_max {
             rec.tlp_at = None;
         }
+        if cwr {
+            self.ecn.cwr_pending = true;
+        }
     }
 
     /// xdpstack patch 12: how much new data or retransmission the
@@ -1871,7 +1942,11 @@ impl<'a> Socket<'a> {
     fn send_allowance(&self) -> usize {
         let cc = self.congestion_controller.inner();
         match self.rec.as_deref() {
-            Some(r) if r.phase == Phase::Recovery && self.sack_active() && cc.reduces_on_loss() => {
+            Some(r)
+                if matches!(r.phase, Phase::Recovery | Phase::Cwr)
+                    && self.sack_active()
+                    && cc.reduces_on_loss() =>
+            {
                 r.allow
             }
             Some(r) if r.phase != Phase::Open && self.sack_active() => {
@@ -1907,7 +1982,7 @@ impl<'a> Socket<'a> {
             return None;
         }
         let r = self.rec.as_deref()?;
-        if r.phase == Phase::Open && !r.tlp_sent {
+        if matches!(r.phase, Phase::Open | Phase::Cwr) && !r.tlp_sent {
             r.tlp_at
         } else {
             None
@@ -1935,7 +2010,7 @@ impl<'a> Socket<'a> {
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
         };
-        if rec.phase != Phase::Open || rec.tlp_sent || snd_max <= una {
+        if !matches!(rec.phase, Phase::Open | Phase::Cwr) || rec.tlp_sent || snd_max <= una {
             rec.tlp_at = None;
             return;
         }
@@ -1986,7 +2061,7 @@ impl<'a> Socket<'a> {
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(now, rto);
         }
-        if rec.phase == Phase::Recovery {
+        if matches!(rec.phase, Phase::Recovery | Phase::Cwr) {
             rec.on_recovery_send(len);
         }
         if matches!(sent, Sent::Retransmit | Sent::Probe) {
@@ -2013,6 +2088,40 @@ impl<'a> Socket<'a> {
         let mut rec = Recovery::new(una);
         rec.stats = stats;
         self.rec = Some(alloc::boxed::Box::new(rec));
+    }
+
+    /// xdpstack patch (ECN): the counters, created (counters only) if the
+    /// connection has no recovery state yet.
+    fn stats_mut(&mut self) -> &mut RecoveryStats {
+        let rec = self.rec.get_or_insert_with(|| {
+            alloc::boxed::Box::new(Recovery::counters_only(RecoveryStats::default()))
+        });
+        &mut rec.stats
+    }
+
+    /// xdpstack patch (ECN): accept Explicit Congestion Notification (RFC
+    /// 3168) when a connecting peer's SYN asks for it (ECE and CWR set), as
+    /// Linux's `net.ipv4.tcp_ecn = 2`; on by default. The socket never asks
+    /// for it in a SYN of its own. Takes effect at the next SYN.
+    pub fn set_ecn_enabled(&mut self, enabled: bool) {
+        self.ecn.enabled = enabled;
+    }
+
+    /// xdpstack patch (ECN): whether ECN is accepted when asked.
+    pub fn ecn_enabled(&self) -> bool {
+        self.ecn.enabled
+    }
+
+    /// xdpstack patch (ECN): whether this connection negotiated ECN.
+    pub fn ecn_negotiated(&self) -> bool {
+        self.ecn.ok
+    }
+
+    /// xdpstack patch (ECN): whether an ECN-Echo may reduce the window now:
+    /// ECN negotiated, and no CWR waiting to go out or unacknowledged (the
+    /// receiver echoes the congestion of one window until it sees CWR).
+    fn ecn_may_reduce(&self, una: TcpSeqNumber) -> bool {
+        self.ecn.ok && !self.ecn.cwr_pending && self.ecn.cwr_seq.is_none_or(|s| una > s)
     }
 
     /// As [`recovery_stats`](Self::recovery_stats), and zero them.
@@ -2062,6 +2171,7 @@ impl<'a> Socket<'a> {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: None,
+            ecn: Default::default(),
             payload: &[],
         };
         let ip_reply_repr = IpRepr::new(
@@ -2115,6 +2225,8 @@ impl<'a> Socket<'a> {
         reply_repr.seq_number = self.ack_only_seq();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
+        // xdpstack patch (ECN): the echo of congestion, until CWR.
+        reply_repr.ecn.ece = self.ecn.ok && self.ecn.ece;
 
         // From RFC 1323:
         // The window field [...] of every outgoing segment, with the exception of SYN
@@ -2629,6 +2741,13 @@ impl<'a> Socket<'a> {
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;
+                // xdpstack patch (ECN): an ECN-setup SYN (ECE and CWR, RFC
+                // 3168 §6.1.1) is answered with ECE when ECN is enabled.
+                self.ecn.ok = self.ecn.enabled && repr.ecn.ece && repr.ecn.cwr;
+                if self.ecn.ok {
+                    let stats = self.stats_mut();
+                    stats.ecn_negotiated = stats.ecn_negotiated.wrapping_add(1);
+                }
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
@@ -2775,6 +2894,21 @@ impl<'a> Socket<'a> {
         // Update remote state.
         self.remote_last_ts = Some(cx.now());
 
+        // xdpstack patch (ECN, RFC 3168 §6.1.3): a segment with CWR ends the
+        // echo; a CE-marked one starts it again (also when it carries CWR),
+        // and is ACKed at once (below) as Linux's quick ACK.
+        let ecn_ce = self.ecn.ok && repr.control != TcpControl::Syn && repr.ecn.ip == IpEcn::Ce;
+        if self.ecn.ok && repr.control != TcpControl::Syn {
+            if repr.ecn.cwr {
+                self.ecn.ece = false;
+            }
+            if ecn_ce {
+                self.ecn.ece = true;
+                let stats = self.stats_mut();
+                stats.ecn_ce_received = stats.ecn_ce_received.wrapping_add(1);
+            }
+        }
+
         // RFC 1323: The window field (SEG.WND) in the header of every incoming segment, with the
         // exception of SYN segments, is left-shifted by Snd.Wind.Scale bits before updating SND.WND.
         let scale = match repr.control {
@@ -2881,6 +3015,23 @@ impl<'a> Socket<'a> {
                         );
                     }
                 };
+                // xdpstack patch (ECN, RFC 3168 §6.1.2): for a peer without
+                // SACK, an ECN-Echo outside a recovery halves the window at
+                // once (no PRR without the scoreboard's pipe).
+                if repr.ecn.ece
+                    && self.recover.is_none()
+                    && self.ecn_may_reduce(ack_number.max(self.local_seq_no))
+                {
+                    let in_flight = self.flight_size();
+                    let cc = self.congestion_controller.inner_mut();
+                    if cc.reduces_on_loss() {
+                        cc.on_loss(cx.now(), in_flight);
+                        cc.on_recovery_exit();
+                        let stats = self.stats_mut();
+                        stats.ecn_reductions = stats.ecn_reductions.wrapping_add(1);
+                    }
+                    self.ecn.cwr_pending = true;
+                }
             }
 
             // We've processed everything in the incoming segment, so advance the local
@@ -3059,7 +3210,9 @@ impl<'a> Socket<'a> {
         //  1) an out-of-order segment is received, or
         //  2) a segment arrives that fills in all or part of a gap in sequence space.
         // xdpstack patch: likewise when data was cut for lack of storage.
-        if !self.assembler.is_empty() || !assembler_was_empty || cut {
+        // xdpstack patch (ECN): and when the segment was CE-marked, so the
+        // echo reaches the sender without a delayed ACK's wait.
+        if !self.assembler.is_empty() || !assembler_was_empty || cut || ecn_ce {
             // Note that we change the transmitter state here.
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
@@ -3360,7 +3513,9 @@ impl<'a> Socket<'a> {
                 // since by what PRR sent, and ssthresh rose above the
                 // recovery's.
                 let in_flight = match self.rec.as_deref() {
-                    Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
+                    Some(r) if matches!(r.phase, Phase::Recovery | Phase::Cwr) => {
+                        self.flight_size().min(r.recover_fs())
+                    }
                     _ => self.flight_size(),
                 };
                 self.congestion_controller
@@ -3371,6 +3526,8 @@ impl<'a> Socket<'a> {
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
                 self.rtte.on_rto();
             } else if let Timer::Retransmit { .. } = self.timer {
                 // If a retransmit timer expired, we should resend data starting at the last ACK.
@@ -3389,6 +3546,8 @@ impl<'a> Socket<'a> {
                 // xdpstack patch: the go-back-N resend replaces any recovery.
                 self.recover = None;
                 self.pending_fast_retransmit = false;
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -3401,6 +3560,8 @@ impl<'a> Socket<'a> {
                 self.congestion_controller
                     .inner_mut()
                     .on_loss(cx.now(), in_flight);
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 self.pending_fast_retransmit = true;
             }
@@ -3474,6 +3635,7 @@ impl<'a> Socket<'a> {
                 self.tsval_generator,
                 self.last_remote_tsval,
             ),
+            ecn: Default::default(),
             payload: &[],
         };
 
@@ -3529,6 +3691,9 @@ impl<'a> Socket<'a> {
                 } else {
                     repr.sack_permitted = self.remote_has_sack;
                     repr.window_scale = self.remote_win_scale.map(|_| self.remote_win_shift);
+                    // xdpstack patch (ECN): an ECN-setup SYN-ACK (ECE, not
+                    // CWR, not ECT: RFC 3168 §6.1.1).
+                    repr.ecn.ece = self.ecn.ok;
                 }
             }
 
@@ -3716,6 +3881,29 @@ impl<'a> Socket<'a> {
             is_keep_alive = false;
         }
 
+        // xdpstack patch (ECN, RFC 3168 §6.1): ECE on every ACK while the
+        // receiver echoes congestion; ECT(0) on new data only (not on pure
+        // ACKs, retransmissions, probes resending data, keep-alives or window
+        // probes: §6.1.5, §6.1.6), and CWR on the first new data after a
+        // reduction.
+        let mut sent_cwr = false;
+        if self.ecn.ok
+            && repr.ack_number.is_some()
+            && !matches!(repr.control, TcpControl::Syn | TcpControl::Rst)
+        {
+            repr.ecn.ece = self.ecn.ece;
+            if !repr.payload.is_empty()
+                && !is_keep_alive
+                && !is_zero_window_probe
+                && matches!(sent, Sent::New | Sent::ProbeNew)
+                && repr.seq_number >= self.snd_max_seq()
+            {
+                repr.ecn.ip = IpEcn::Ect0;
+                repr.ecn.cwr = self.ecn.cwr_pending;
+                sent_cwr = self.ecn.cwr_pending;
+            }
+        }
+
         // Trace a summary of what will be sent.
         if is_keep_alive {
             tcp_trace!("sending a keep-alive");
@@ -3754,6 +3942,10 @@ impl<'a> Socket<'a> {
         // for sure will not be successfully transmitted.
         ip_repr.set_payload_len(repr.buffer_len());
         emit(cx, packet_meta, (ip_repr, repr))?;
+        if sent_cwr {
+            self.ecn.cwr_pending = false;
+            self.ecn.cwr_seq = Some(repr.seq_number);
+        }
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
         // the keep-alive timer.
@@ -4003,6 +4195,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
     const _RECV_IP_TEMPL: IpRepr = IpReprIpvX(IpvXRepr {
@@ -4024,6 +4217,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
 
@@ -12867,6 +13061,7 @@ mod test {
                 sack_permitted: t.sack_permitted,
                 sack_ranges: t.sack_ranges,
                 timestamp: t.timestamp,
+                ecn: Default::default(),
                 payload: &[],
             }
         }

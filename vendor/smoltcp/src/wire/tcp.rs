@@ -865,7 +865,64 @@ pub struct Repr<'a> {
     pub sack_permitted: bool,
     pub sack_ranges: [Option<(u32, u32)>; 3],
     pub timestamp: Option<TcpTimestampRepr>,
+    /// xdpstack patch (ECN): the segment's ECE and CWR flags, and the ECN
+    /// field of the IP header that carries it.
+    pub ecn: Ecn,
     pub payload: &'a [u8],
+}
+
+/// xdpstack patch (ECN, RFC 3168): the ECN field of an IP header (the low two
+/// bits of the IPv4 TOS byte or the IPv6 traffic class).
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EcnCodepoint {
+    /// Not ECN-capable transport (00).
+    #[default]
+    NotEct,
+    /// ECT(1) (01).
+    Ect1,
+    /// ECT(0) (10).
+    Ect0,
+    /// Congestion experienced (11).
+    Ce,
+}
+
+impl EcnCodepoint {
+    /// The codepoint of the two low bits of `field`.
+    pub const fn from_bits(field: u8) -> Self {
+        match field & 0b11 {
+            0b00 => EcnCodepoint::NotEct,
+            0b01 => EcnCodepoint::Ect1,
+            0b10 => EcnCodepoint::Ect0,
+            _ => EcnCodepoint::Ce,
+        }
+    }
+
+    /// The two bits of the codepoint.
+    pub const fn bits(self) -> u8 {
+        match self {
+            EcnCodepoint::NotEct => 0b00,
+            EcnCodepoint::Ect1 => 0b01,
+            EcnCodepoint::Ect0 => 0b10,
+            EcnCodepoint::Ce => 0b11,
+        }
+    }
+}
+
+/// xdpstack patch (ECN, RFC 3168): the ECN bits of a segment. `ece` and `cwr`
+/// are the TCP header's flags (parsed and emitted with it); `ip` is the ECN
+/// field of the IP header around it, which TCP's parser cannot see and its
+/// emitter does not write: the interface fills it in from the IP header of an
+/// arriving packet, and writes it into the IP header of an outgoing one.
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Ecn {
+    /// ECN-Echo.
+    pub ece: bool,
+    /// Congestion Window Reduced.
+    pub cwr: bool,
+    /// The IP header's ECN field.
+    pub ip: EcnCodepoint,
 }
 
 pub type TcpTimestampGenerator = fn() -> u32;
@@ -987,6 +1044,11 @@ impl<'a> Repr<'a> {
             sack_permitted: sack_permitted,
             sack_ranges: sack_ranges,
             timestamp: timestamp,
+            ecn: Ecn {
+                ece: packet.ece(),
+                cwr: packet.cwr(),
+                ip: EcnCodepoint::NotEct,
+            },
             payload: packet.payload(),
         })
     }
@@ -1053,6 +1115,9 @@ impl<'a> Repr<'a> {
             Control::Rst => packet.set_rst(true),
         }
         packet.set_ack(self.ack_number.is_some());
+        // xdpstack patch (ECN): the flags; the IP field is the interface's.
+        packet.set_ece(self.ecn.ece);
+        packet.set_cwr(self.ecn.cwr);
         {
             let mut options = packet.options_mut();
             if let Some(value) = self.max_seg_size {
@@ -1337,6 +1402,7 @@ mod test {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: None,
+            ecn: Default::default(),
             payload: &PAYLOAD_BYTES,
         }
     }

@@ -57,6 +57,10 @@ pub(super) enum Phase {
     Recovery,
     /// After a retransmission timeout, until `point` is acknowledged.
     Loss,
+    /// xdpstack patch (ECN): the window is being reduced because an ACK
+    /// echoed congestion (RFC 3168 §6.1.2, Linux's `TCP_CA_CWR`): PRR as in
+    /// fast recovery, nothing retransmitted, until `point` is acknowledged.
+    Cwr,
 }
 
 /// The SACKed ranges above SND.UNA: sorted, disjoint, never touching.
@@ -341,6 +345,13 @@ pub struct RecoveryStats {
     pub probes: u32,
     /// Slow starts HyStart ended (patch 14).
     pub hystart_exits: u32,
+    /// xdpstack patch (ECN): connections that negotiated ECN (RFC 3168).
+    pub ecn_negotiated: u32,
+    /// xdpstack patch (ECN): segments received with the CE codepoint.
+    pub ecn_ce_received: u32,
+    /// xdpstack patch (ECN): window reductions for an ECN-Echo (at most one
+    /// a round trip).
+    pub ecn_reductions: u32,
 }
 
 impl Recovery {
@@ -688,7 +699,8 @@ impl Recovery {
         una: TcpSeqNumber,
         snd_max: TcpSeqNumber,
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
-        if self.phase == Phase::Open {
+        // (xdpstack patch (ECN): a reduction for ECN-Echo resends nothing.)
+        if matches!(self.phase, Phase::Open | Phase::Cwr) {
             return None;
         }
         for r in &self.relost {
@@ -725,6 +737,45 @@ impl Recovery {
         self.ssthresh = ssthresh;
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.prr(una, snd_max, delivered, mss);
+        // RFC 6937: the fast retransmit itself is always sent.
+        if self.allow < mss {
+            self.allow = mss;
+        }
+    }
+
+    /// xdpstack patch (ECN): an ACK echoed congestion (ECE) in the open
+    /// state: reduce the window to `ssthresh` by PRR over the flight
+    /// `snd_max - una`, as fast recovery does but resending nothing
+    /// (Linux's `tcp_enter_cwr`). `delivered`: what that ACK delivered.
+    pub(super) fn enter_cwr(
+        &mut self,
+        una: TcpSeqNumber,
+        snd_max: TcpSeqNumber,
+        ssthresh: usize,
+        delivered: usize,
+        mss: usize,
+    ) {
+        self.phase = Phase::Cwr;
+        self.point = snd_max;
+        self.prr_delivered = 0;
+        self.prr_out = 0;
+        self.recover_fs = snd_max - una;
+        self.ssthresh = ssthresh;
+        self.stats.ecn_reductions = self.stats.ecn_reductions.wrapping_add(1);
+        self.prr(una, snd_max, delivered, mss);
+    }
+
+    /// xdpstack patch (ECN): a loss found while reducing for ECN-Echo: fast
+    /// recovery from here to SND.MAX, continuing the reduction under way
+    /// (the window is reduced once, as Linux's `tcp_enter_recovery` in
+    /// `TCP_CA_CWR`).
+    pub(super) fn cwr_to_recovery(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber, mss: usize) {
+        self.phase = Phase::Recovery;
+        self.point = snd_max;
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
+        self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         // RFC 6937: the fast retransmit itself is always sent.
         if self.allow < mss {
             self.allow = mss;
