@@ -15,8 +15,8 @@ use crate::socket::{Context, PollAt};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    IpAddress, IpEcn, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN,
-    TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
+    IpAddress, IpEcn, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
+    TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
 };
 
 mod congestion;
@@ -4195,7 +4195,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
-        ecn: Default::default(),
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
     const _RECV_IP_TEMPL: IpRepr = IpReprIpvX(IpvXRepr {
@@ -4217,7 +4217,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
-        ecn: Default::default(),
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
 
@@ -12972,6 +12972,417 @@ mod test {
             assert_eq!(c.out(100), segs(10, 12));
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+        }
+
+        /// xdpstack patch (ECN): RFC 3168 for connections a peer opens
+        /// asking for it, scripted segment by segment.
+        mod ecn {
+            use super::*;
+            use crate::wire::{IpEcn, TcpEcn};
+
+            /// An ECN-setup SYN's flags (RFC 3168 §6.1.1).
+            const SETUP: TcpEcn = TcpEcn {
+                ece: true,
+                cwr: true,
+                ip: IpEcn::NotEct,
+            };
+            const ECT0: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: false,
+                ip: IpEcn::Ect0,
+            };
+            const ECT0_CWR: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: true,
+                ip: IpEcn::Ect0,
+            };
+
+            /// A listening socket (ECN `enabled` or not) takes a SYN with
+            /// `syn`; returns it and its SYN-ACK's ECN bits.
+            fn syn_ack(enabled: bool, syn: TcpEcn) -> (TestSocket, TcpEcn) {
+                let mut s = socket_listen();
+                s.set_ecn_enabled(enabled);
+                send!(
+                    s,
+                    TcpRepr {
+                        control: TcpControl::Syn,
+                        seq_number: REMOTE_SEQ,
+                        ack_number: None,
+                        sack_permitted: true,
+                        ecn: syn,
+                        ..SEND_TEMPL
+                    }
+                );
+                let mut got = None;
+                recv(&mut s, Instant::from_millis(0), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.control, TcpControl::Syn);
+                    got = Some(r.ecn);
+                });
+                (s, got.unwrap())
+            }
+
+            #[test]
+            fn test_xdp_ecn_negotiation() {
+                // On by default, as Linux's tcp_ecn = 2.
+                assert!(socket().ecn_enabled());
+                // ECE and CWR in the SYN: ECE, not CWR, in the SYN-ACK,
+                // which is not ECN-capable itself.
+                let (mut s, e) = syn_ack(true, SETUP);
+                assert_eq!(
+                    e,
+                    TcpEcn {
+                        ece: true,
+                        cwr: false,
+                        ip: IpEcn::NotEct
+                    }
+                );
+                assert!(s.ecn_negotiated());
+                assert_eq!(s.recovery_stats().ecn_negotiated, 1);
+                // Negotiated per connection; the setting and the counter
+                // outlive a reset (the engine reuses sockets).
+                s.reset();
+                assert!(!s.ecn_negotiated());
+                assert!(s.ecn_enabled());
+                assert_eq!(s.take_recovery_stats().ecn_negotiated, 1);
+                assert_eq!(s.recovery_stats().ecn_negotiated, 0);
+                // Not asked; ECE or CWR alone (not an ECN-setup SYN); or
+                // asked while disabled: no ECE in the SYN-ACK, no ECN.
+                let ece_only = TcpEcn {
+                    cwr: false,
+                    ..SETUP
+                };
+                let cwr_only = TcpEcn {
+                    ece: false,
+                    ..SETUP
+                };
+                for (enabled, syn) in [
+                    (true, TcpEcn::NONE),
+                    (true, ece_only),
+                    (true, cwr_only),
+                    (false, SETUP),
+                ] {
+                    let (s, e) = syn_ack(enabled, syn);
+                    assert_eq!(e, TcpEcn::NONE, "{enabled} {syn:?}");
+                    assert!(!s.ecn_negotiated());
+                    assert_eq!(s.recovery_stats(), RecoveryStats::default());
+                }
+            }
+
+            /// As `sender`, with ECN negotiated (or not).
+            fn ecn_sender(cc: CongestionControl, len: usize, ecn: bool) -> Conn {
+                let mut c = sender(cc, len);
+                c.s.ecn.ok = ecn;
+                c
+            }
+
+            impl Conn {
+                /// Everything the socket sends at `ms`: (offset, length,
+                /// ECN bits).
+                fn out_ecn(&mut self, ms: i64) -> Vec<(usize, usize, TcpEcn)> {
+                    let mut sent = Vec::new();
+                    self.s.cx.set_now(Instant::from_millis(ms));
+                    for _ in 0..1000 {
+                        let mut got = None;
+                        let TestSocket { socket, cx } = &mut self.s;
+                        socket
+                            .dispatch(cx, |_, _, (_, tcp)| {
+                                got = Some((tcp.seq_number, tcp.payload.len(), tcp.ecn));
+                                Ok::<(), ()>(())
+                            })
+                            .unwrap();
+                        let Some((seq, len, ecn)) = got else {
+                            break;
+                        };
+                        sent.push((seq - self.base, len, ecn));
+                    }
+                    sent
+                }
+
+                /// The peer's ACK of `ack` (an offset) at `ms`, with ECE
+                /// or not.
+                fn ack_ece(&mut self, ms: i64, ack: usize, ece: bool) {
+                    let ack = self.seq(ack);
+                    send(
+                        &mut self.s,
+                        Instant::from_millis(ms),
+                        &TcpRepr {
+                            seq_number: REMOTE_SEQ + 1,
+                            ack_number: Some(ack),
+                            window_len: WIN,
+                            ecn: TcpEcn {
+                                ece,
+                                ..TcpEcn::NONE
+                            },
+                            ..SEND_TEMPL
+                        },
+                    );
+                }
+            }
+
+            /// Segments `i..j`, each with the ECN bits `ecn`.
+            fn segs_ecn(i: usize, j: usize, ecn: TcpEcn) -> Vec<(usize, usize, TcpEcn)> {
+                (i..j).map(|k| (k * MSS, MSS, ecn)).collect()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ect0_on_new_data_only() {
+                let mut c = ecn_sender(CongestionControl::Cubic, 20 * MSS, true);
+                // New data: ECT(0).
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // Segment 0 lost: its retransmission is Not-ECT (RFC 3168
+                // §6.1.5); new data sent during the recovery is ECT(0).
+                c.ack(100, 0, &[(MSS, 2 * MSS)]);
+                c.ack(101, 0, &[(MSS, 3 * MSS)]);
+                c.ack(102, 0, &[(MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.out_ecn(102), [(0, MSS, TcpEcn::NONE)]);
+                // (The recovery reduced the window: the first new data
+                // after it carries CWR, as Linux's `tcp_init_cwnd_reduction`
+                // queues it for any reduction.)
+                c.ack(103, 0, &[(MSS, 5 * MSS)]);
+                assert_eq!(c.out_ecn(103), segs_ecn(10, 11, ECT0_CWR));
+                // All of it acknowledged, the rest sent; the tail loss probe
+                // resends the last segment: Not-ECT.
+                c.ack(200, 11 * MSS, &[]);
+                assert_eq!(c.phase(), Phase::Open);
+                let out = c.out_ecn(200);
+                assert!(!out.is_empty());
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let nxt = c.nxt_max().0;
+                c.ack(210, nxt, &[]);
+                let out = c.out_ecn(210);
+                assert_eq!(out.last().map(|o| o.0), Some(19 * MSS));
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let pto = c.s.tlp_deadline().unwrap().total_millis();
+                assert!(pto < c.rto_at().unwrap());
+                let probe = c.out_ecn(pto);
+                assert_eq!(probe, [(19 * MSS, MSS, TcpEcn::NONE)]);
+                // An RTO's retransmissions are Not-ECT too.
+                let rto = c.rto_at().unwrap();
+                let again = c.out_ecn(rto);
+                assert!(!again.is_empty());
+                assert!(
+                    again.iter().all(|&(_, _, e)| e == TcpEcn::NONE),
+                    "{again:?}"
+                );
+                // A pure ACK (of the peer's data) is Not-ECT.
+                let all = c.seq(20 * MSS);
+                send(
+                    &mut c.s,
+                    Instant::from_millis(rto + 1),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(all),
+                        window_len: WIN,
+                        payload: &b"x"[..],
+                        ..SEND_TEMPL
+                    },
+                );
+                assert_eq!(c.out_ecn(rto + 20), [(20 * MSS, 0, TcpEcn::NONE)]);
+            }
+
+            #[test]
+            fn test_xdp_ecn_nothing_without_negotiation() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                let mut twin = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                assert_eq!(twin.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                // ECE from a peer that did not negotiate ECN means nothing:
+                // the window grows as without it, no CWR.
+                for i in 1..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    twin.ack_ece(100 + i as i64, i * MSS, false);
+                    assert_eq!(c.phase(), Phase::Open);
+                    assert_eq!(c.cwnd(), twin.cwnd());
+                    let out = c.out_ecn(100 + i as i64);
+                    assert_eq!(out, twin.out_ecn(100 + i as i64));
+                    assert!(out.iter().all(|&(_, _, e)| e == TcpEcn::NONE));
+                }
+                assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_ece_reduces_once_per_window_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // The first ECE: the window is reduced as for a loss (Reno:
+                // ssthresh = 10 segments in flight / 2), by PRR, nothing
+                // resent; the next new segment carries CWR.
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // PRR: ceil(1000 · 5000 / 10000) = 500 bytes, one segment.
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // More ECEs from the same window (the receiver has not seen
+                // the CWR): no second reduction; PRR sends one segment per
+                // two delivered, without CWR.
+                let mut sent = 1;
+                for i in 2..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    for (off, len, e) in c.out_ecn(100 + i as i64) {
+                        assert_eq!((off, len, e), (off, MSS, ECT0), "at {i}");
+                        sent += 1;
+                    }
+                }
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // The reduction point (SND.MAX at the first ECE) is
+                // acknowledged: CWR state over, cwnd = ssthresh, and PRR
+                // sent half of what was delivered.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(sent, 5);
+                // An ACK past the CWR segment with ECE: the receiver saw
+                // CWR and saw congestion again; a second reduction, and CWR
+                // on the next new data again.
+                c.ack_ece(200, 11 * MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 2);
+                let out = c.out_ecn(200);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+                // Never a retransmission nor a fast recovery.
+                assert_eq!(c.s.recovery_stats().retransmits, 0);
+                assert_eq!(c.s.recovery_stats().recoveries, 0);
+            }
+
+            #[test]
+            fn test_xdp_ecn_loss_during_cwr_is_one_reduction() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // Segment 1 lost: three SACKed above it. Fast recovery,
+                // the retransmission goes (Not-ECT), ssthresh unchanged.
+                c.ack(101, MSS, &[(2 * MSS, 3 * MSS)]);
+                c.ack(102, MSS, &[(2 * MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Cwr);
+                c.ack(103, MSS, &[(2 * MSS, 5 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                let out = c.out_ecn(103);
+                assert_eq!(out.first(), Some(&(MSS, MSS, TcpEcn::NONE)), "{out:?}");
+                let st = c.s.recovery_stats();
+                assert_eq!(
+                    (st.ecn_reductions, st.recoveries, st.retransmits),
+                    (1, 1, 1)
+                );
+            }
+
+            #[test]
+            fn test_xdp_ecn_bbr_keeps_its_window_but_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                let mut twin = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                twin.out_ecn(0);
+                c.ack_ece(100, MSS, true);
+                twin.ack_ece(100, MSS, false);
+                // BBR v1 (as Linux's) ignores ECE for its model: no CWR state,
+                // the window as without ECE; the receiver is still told.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), twin.cwnd());
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 0);
+                let out = c.out_ecn(100);
+                assert_eq!(out.len(), twin.out_ecn(100).len());
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_without_sack_reduces_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, true);
+                c.s.remote_has_sack = false;
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // Reno deflates to ssthresh at the next ACK of new data.
+                c.ack_ece(101, 2 * MSS, true);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // 8 segments in flight, above the window: nothing yet.
+                assert_eq!(c.out_ecn(101), []);
+                for i in 3..=6 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                }
+                // 4 in flight below 5: the first new segment carries CWR.
+                let out = c.out_ecn(106);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+            }
+
+            /// A data segment from the peer at offset `off` of its stream.
+            fn data(
+                s: &mut TestSocket,
+                ms: i64,
+                off: usize,
+                ecn: TcpEcn,
+            ) -> Option<TcpRepr<'static>> {
+                send(
+                    s,
+                    Instant::from_millis(ms),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1 + off,
+                        ack_number: Some(LOCAL_SEQ + 1),
+                        payload: &b"abc"[..],
+                        ecn,
+                        ..SEND_TEMPL
+                    },
+                )
+            }
+
+            /// The ACK the socket sends at `ms`: (ACK offset, ECE).
+            fn ack_out(s: &mut TestSocket, ms: i64) -> (usize, bool) {
+                let mut got = None;
+                recv(s, Instant::from_millis(ms), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.ecn.ip, IpEcn::NotEct);
+                    assert!(!r.ecn.cwr);
+                    got = Some((r.ack_number.unwrap() - (REMOTE_SEQ + 1), r.ecn.ece));
+                });
+                got.unwrap()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ce_echoed_until_cwr() {
+                const CE: TcpEcn = TcpEcn {
+                    ece: false,
+                    cwr: false,
+                    ip: IpEcn::Ce,
+                };
+                let mut s = socket_established();
+                s.ecn.ok = true;
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                // An ECT(0) segment: a delayed ACK without ECE.
+                assert_eq!(data(&mut s, 0, 0, ECT0), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                // A CE-marked one: ACKed at once, with ECE.
+                let ack = data(&mut s, 20, 3, CE).unwrap();
+                assert!(ack.ecn.ece);
+                assert_eq!(ack.ack_number, Some(REMOTE_SEQ + 1 + 6));
+                // ECE on every ACK after it until a segment with CWR.
+                assert_eq!(data(&mut s, 30, 6, ECT0), None);
+                assert_eq!(ack_out(&mut s, 41), (9, true));
+                assert_eq!(data(&mut s, 50, 9, ECT0), None);
+                assert_eq!(ack_out(&mut s, 61), (12, true));
+                assert_eq!(data(&mut s, 70, 12, ECT0_CWR), None);
+                assert_eq!(ack_out(&mut s, 81), (15, false));
+                // CWR and CE together: the echo starts again.
+                let both = TcpEcn { cwr: true, ..CE };
+                assert!(data(&mut s, 90, 15, both).unwrap().ecn.ece);
+                assert_eq!(s.recovery_stats().ecn_ce_received, 2);
+
+                // Not negotiated: CE changes nothing (a delayed ACK, no ECE).
+                let mut s = socket_established();
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                assert_eq!(data(&mut s, 0, 0, CE), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                assert_eq!(s.recovery_stats(), RecoveryStats::default());
+            }
         }
     }
 

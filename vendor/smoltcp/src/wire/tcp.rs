@@ -925,6 +925,15 @@ pub struct Ecn {
     pub ip: EcnCodepoint,
 }
 
+impl Ecn {
+    /// No flags, Not-ECT (the default, for constants).
+    pub const NONE: Ecn = Ecn {
+        ece: false,
+        cwr: false,
+        ip: EcnCodepoint::NotEct,
+    };
+}
+
 pub type TcpTimestampGenerator = fn() -> u32;
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -1434,6 +1443,40 @@ mod test {
             &ChecksumCapabilities::default(),
         );
         assert_eq!(&*packet.into_inner(), &SYN_PACKET_BYTES[..]);
+    }
+
+    /// xdpstack patch (ECN): ECE and CWR round-trip through emit and parse
+    /// (0x40 and 0x80 of the flags byte); the IP codepoint is not TCP's.
+    #[test]
+    #[cfg(feature = "proto-ipv4")]
+    fn test_ecn_flags_emit_and_parse() {
+        for (ece, cwr, byte) in [(true, true, 0xc2), (true, false, 0x42), (false, true, 0x82)] {
+            let mut repr = packet_repr();
+            repr.ecn = Ecn {
+                ece,
+                cwr,
+                ip: EcnCodepoint::Ect0,
+            };
+            let mut bytes = vec![0xa5; repr.buffer_len()];
+            let mut packet = Packet::new_unchecked(&mut bytes);
+            let caps = ChecksumCapabilities::default();
+            repr.emit(&mut packet, &SRC_ADDR.into(), &DST_ADDR.into(), &caps);
+            assert_eq!(packet.as_ref()[13], byte);
+            let packet = Packet::new_unchecked(&bytes[..]);
+            let parsed = Repr::parse(&packet, &SRC_ADDR.into(), &DST_ADDR.into(), &caps).unwrap();
+            assert_eq!(
+                parsed.ecn,
+                Ecn {
+                    ece,
+                    cwr,
+                    ip: EcnCodepoint::NotEct
+                }
+            );
+            assert_eq!(parsed.control, Control::Syn);
+        }
+        for bits in 0..4 {
+            assert_eq!(EcnCodepoint::from_bits(0xfc | bits).bits(), bits);
+        }
     }
 
     #[test]
