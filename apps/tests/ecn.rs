@@ -63,12 +63,7 @@ fn a_kernel_client_with_ecn_downloads_through_a_marking_bottleneck() {
         &["--root", &root.display().to_string(), "--cc", "cubic"],
     );
     let url = format!("http://{SERVER_IP4}/blob");
-    let mut curl = common::client(
-        &sb,
-        60,
-        "curl",
-        ["-sS", "-m", "50", "--http1.1", "-o"],
-    );
+    let mut curl = common::client(&sb, 60, "curl", ["-sS", "-m", "50", "--http1.1", "-o"]);
     curl.arg(&got_path).arg(&url);
     common::run_ok(&mut curl);
     // The forwarder rewrites its counters every second.

@@ -110,9 +110,16 @@ fn ecn_is_negotiated_marked_echoed_and_answered_through_the_engine() {
     let mut nxt = isn + 1;
     // Data the path marked CE: ACKed at once, with ECE; the ACK is Not-ECT.
     let ce = flags(false, false, IpEcn::Ce);
-    let out = exchange(&mut net, P, &seg(P, TcpControl::Psh, nxt, Some(snd), b"hello", ce));
+    let out = exchange(
+        &mut net,
+        P,
+        &seg(P, TcpControl::Psh, nxt, Some(snd), b"hello", ce),
+    );
     nxt += 5;
-    assert_eq!(out, [(snd, Some(nxt), 0, false, true, false, IpEcn::NotEct)]);
+    assert_eq!(
+        out,
+        [(snd, Some(nxt), 0, false, true, false, IpEcn::NotEct)]
+    );
     let c = net.server.accept(l).expect("established");
     let mut buf = [0u8; 64];
     assert_eq!(net.server.recv(c, &mut buf).unwrap(), 5);
@@ -125,7 +132,11 @@ fn ecn_is_negotiated_marked_echoed_and_answered_through_the_engine() {
     // The client echoes congestion: the window is reduced, and the next
     // new data carries CWR (ECT(0) still).
     let ece = flags(true, false, IpEcn::NotEct);
-    exchange(&mut net, P, &seg(P, TcpControl::None, nxt, Some(snd), &[], ece));
+    exchange(
+        &mut net,
+        P,
+        &seg(P, TcpControl::None, nxt, Some(snd), &[], ece),
+    );
     net.server.send(c, b"again").unwrap();
     net.server.egress(net.clock);
     let out = sent(&mut net, P);
@@ -133,13 +144,20 @@ fn ecn_is_negotiated_marked_echoed_and_answered_through_the_engine() {
     snd += 5;
     // The client's CWR ends the echo: its ACK (delayed) has no ECE.
     let cwr = flags(false, true, IpEcn::Ect0);
-    exchange(&mut net, P, &seg(P, TcpControl::Psh, nxt, Some(snd), b"x", cwr));
+    exchange(
+        &mut net,
+        P,
+        &seg(P, TcpControl::Psh, nxt, Some(snd), b"x", cwr),
+    );
     nxt += 1;
     net.clock += SDuration::from_millis(50);
     net.server.ingress(net.clock);
     net.server.egress(net.clock);
     let out = sent(&mut net, P);
-    assert_eq!(out, [(snd, Some(nxt), 0, false, false, false, IpEcn::NotEct)]);
+    assert_eq!(
+        out,
+        [(snd, Some(nxt), 0, false, false, false, IpEcn::NotEct)]
+    );
 
     // A SYN that does not ask: no ECE, and its data goes Not-ECT.
     const Q: u16 = 5557;
@@ -149,14 +167,17 @@ fn ecn_is_negotiated_marked_echoed_and_answered_through_the_engine() {
         panic!("no plain SYN-ACK: {out:?}");
     };
     let snd2 = server_isn.wrapping_add(1);
-    exchange(&mut net, Q, &seg(Q, TcpControl::Psh, isn + 1, Some(snd2), b"hi", ce));
+    exchange(
+        &mut net,
+        Q,
+        &seg(Q, TcpControl::Psh, isn + 1, Some(snd2), b"hi", ce),
+    );
     let c2 = net.server.accept(l).expect("established");
     net.server.send(c2, b"data").unwrap();
     net.server.egress(net.clock);
     let out = sent(&mut net, Q);
     assert!(
-        out.iter()
-            .all(|s| s.6 == IpEcn::NotEct && !s.4 && !s.5),
+        out.iter().all(|s| s.6 == IpEcn::NotEct && !s.4 && !s.5),
         "{out:?}"
     );
     assert!(out.iter().any(|s| s.2 == 4), "{out:?}");
@@ -164,7 +185,11 @@ fn ecn_is_negotiated_marked_echoed_and_answered_through_the_engine() {
     // Both end (RST at the exact sequence number); the counters are taken
     // when a connection is released.
     for (port, seq) in [(P, nxt), (Q, isn + 3)] {
-        exchange(&mut net, port, &seg(port, TcpControl::Rst, seq, None, &[], plain));
+        exchange(
+            &mut net,
+            port,
+            &seg(port, TcpControl::Rst, seq, None, &[], plain),
+        );
     }
     net.clock += SDuration::from_millis(10);
     net.server.ingress(net.clock);
