@@ -58,6 +58,7 @@ fn bare_syn(
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     }
 }

@@ -15,7 +15,7 @@ use crate::socket::{Context, PollAt};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    IpAddress, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
+    IpAddress, IpEcn, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
     TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
 };
 
@@ -460,6 +460,27 @@ enum Sent {
     ProbeNew,
 }
 
+/// xdpstack patch (ECN): Explicit Congestion Notification (RFC 3168) for a
+/// connection a peer opened asking for it.
+#[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+struct EcnState {
+    /// Accept ECN when a SYN asks for it (Linux's `tcp_ecn = 2`); kept
+    /// across `reset`.
+    enabled: bool,
+    /// Negotiated: the SYN had ECE and CWR, the SYN-ACK has ECE.
+    ok: bool,
+    /// Receiver: a CE-marked segment arrived; every ACK carries ECE until
+    /// a segment with CWR arrives (§6.1.3).
+    ece: bool,
+    /// Sender: the window was reduced; the next new data segment carries
+    /// CWR (§6.1.2).
+    cwr_pending: bool,
+    /// Sender: the sequence number of the last segment that carried CWR.
+    /// An ECE reduces the window again only from an ACK past it, sent by a
+    /// receiver that had seen the CWR (once per window of data).
+    cwr_seq: Option<TcpSeqNumber>,
+}
+
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Tuple {
@@ -574,6 +595,8 @@ pub struct Socket<'a> {
     /// the first data sent to a peer that negotiated SACK, dropped by
     /// `reset`.
     rec: Option<alloc::boxed::Box<Recovery>>,
+    /// xdpstack patch (ECN): RFC 3168 state.
+    ecn: EcnState,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -695,6 +718,10 @@ impl<'a> Socket<'a> {
             recover: None,
             snd_max: None,
             rec: None,
+            ecn: EcnState {
+                enabled: true,
+                ..EcnState::default()
+            },
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -1239,6 +1266,11 @@ impl<'a> Socket<'a> {
             .filter(|r| r.stats != RecoveryStats::default())
             .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
+        // xdpstack patch (ECN): negotiated anew by each connection.
+        self.ecn = EcnState {
+            enabled: self.ecn.enabled,
+            ..EcnState::default()
+        };
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
         self.rx_edge = None;
@@ -1768,6 +1800,10 @@ impl<'a> Socket<'a> {
         let now_us = now.total_micros() as u32;
         let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
+        // xdpstack patch (ECN): an ECN-Echo the window may be reduced for.
+        let ece = repr.ecn.ece && self.ecn_may_reduce(una);
+        let ecn_ok = self.ecn.ok;
+        let mut cwr = false;
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
@@ -1859,8 +1895,40 @@ impl<'a> Socket<'a> {
                     cc.on_loss(now, snd_max - old_una);
                     let ssthresh = cc.ssthresh();
                     rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+                    cwr = ecn_ok;
+                } else if ece && cc.reduces_on_loss() {
+                    // xdpstack patch (ECN, RFC 3168 §6.1.2): congestion
+                    // without loss: the window is reduced as for a loss, by
+                    // PRR, resending nothing.
+                    net_debug!("ecn: ECE, window reduction");
+                    cc.on_loss(now, snd_max - old_una);
+                    let ssthresh = cc.ssthresh();
+                    rec.enter_cwr(una, snd_max, ssthresh, delivered, mss);
+                    cwr = true;
                 } else {
+                    // (xdpstack patch (ECN): BBR keeps its model, as Linux's
+                    // BBR v1 does, but still tells the receiver with CWR.)
+                    cwr = ece;
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                }
+            }
+            Phase::Cwr => {
+                let lost = rec.detect(una, mss, reo_wnd);
+                if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
+                    if !lost {
+                        rec.lost_end = una + mss.min(snd_max - una);
+                    }
+                    net_debug!("sack: loss below {} while reducing for ECE", rec.lost_end);
+                    rec.cwr_to_recovery(una, snd_max, mss);
+                    rec.prr(una, snd_max, delivered, mss);
+                    if rec.allow < mss {
+                        rec.allow = mss;
+                    }
+                } else if rec.leave_if_done(una) {
+                    cc.on_recovery_exit();
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                } else {
+                    rec.prr(una, snd_max, delivered, mss);
                 }
             }
             Phase::Recovery => {
@@ -1940,6 +2008,9 @@ impl<'a> Socket<'a> {
         if ack_len > 0 || una >= snd_max {
             rec.tlp_at = None;
         }
+        if cwr {
+            self.ecn.cwr_pending = true;
+        }
     }
 
     /// xdpstack patch (undo): the loss episode was spurious: the controller
@@ -1959,7 +2030,11 @@ impl<'a> Socket<'a> {
     fn send_allowance(&self) -> usize {
         let cc = self.congestion_controller.inner();
         match self.rec.as_deref() {
-            Some(r) if r.phase == Phase::Recovery && self.sack_active() && cc.reduces_on_loss() => {
+            Some(r)
+                if matches!(r.phase, Phase::Recovery | Phase::Cwr)
+                    && self.sack_active()
+                    && cc.reduces_on_loss() =>
+            {
                 r.allow
             }
             Some(r) if r.phase != Phase::Open && self.sack_active() => {
@@ -1995,7 +2070,7 @@ impl<'a> Socket<'a> {
             return None;
         }
         let r = self.rec.as_deref()?;
-        if r.phase == Phase::Open && !r.tlp_sent {
+        if matches!(r.phase, Phase::Open | Phase::Cwr) && !r.tlp_sent {
             r.tlp_at
         } else {
             None
@@ -2023,7 +2098,7 @@ impl<'a> Socket<'a> {
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
         };
-        if rec.phase != Phase::Open || rec.tlp_sent || snd_max <= una {
+        if !matches!(rec.phase, Phase::Open | Phase::Cwr) || rec.tlp_sent || snd_max <= una {
             rec.tlp_at = None;
             return;
         }
@@ -2077,7 +2152,7 @@ impl<'a> Socket<'a> {
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(now, rto);
         }
-        if rec.phase == Phase::Recovery {
+        if matches!(rec.phase, Phase::Recovery | Phase::Cwr) {
             rec.on_recovery_send(len);
         }
         if matches!(sent, Sent::Retransmit | Sent::Probe) {
@@ -2104,6 +2179,40 @@ impl<'a> Socket<'a> {
         let mut rec = Recovery::new(una);
         rec.stats = stats;
         self.rec = Some(alloc::boxed::Box::new(rec));
+    }
+
+    /// xdpstack patch (ECN): the counters, created (counters only) if the
+    /// connection has no recovery state yet.
+    fn stats_mut(&mut self) -> &mut RecoveryStats {
+        let rec = self.rec.get_or_insert_with(|| {
+            alloc::boxed::Box::new(Recovery::counters_only(RecoveryStats::default()))
+        });
+        &mut rec.stats
+    }
+
+    /// xdpstack patch (ECN): accept Explicit Congestion Notification (RFC
+    /// 3168) when a connecting peer's SYN asks for it (ECE and CWR set), as
+    /// Linux's `net.ipv4.tcp_ecn = 2`; on by default. The socket never asks
+    /// for it in a SYN of its own. Takes effect at the next SYN.
+    pub fn set_ecn_enabled(&mut self, enabled: bool) {
+        self.ecn.enabled = enabled;
+    }
+
+    /// xdpstack patch (ECN): whether ECN is accepted when asked.
+    pub fn ecn_enabled(&self) -> bool {
+        self.ecn.enabled
+    }
+
+    /// xdpstack patch (ECN): whether this connection negotiated ECN.
+    pub fn ecn_negotiated(&self) -> bool {
+        self.ecn.ok
+    }
+
+    /// xdpstack patch (ECN): whether an ECN-Echo may reduce the window now:
+    /// ECN negotiated, and no CWR waiting to go out or unacknowledged (the
+    /// receiver echoes the congestion of one window until it sees CWR).
+    fn ecn_may_reduce(&self, una: TcpSeqNumber) -> bool {
+        self.ecn.ok && !self.ecn.cwr_pending && self.ecn.cwr_seq.is_none_or(|s| una > s)
     }
 
     /// As [`recovery_stats`](Self::recovery_stats), and zero them.
@@ -2153,6 +2262,7 @@ impl<'a> Socket<'a> {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: None,
+            ecn: Default::default(),
             payload: &[],
         };
         let ip_reply_repr = IpRepr::new(
@@ -2206,6 +2316,8 @@ impl<'a> Socket<'a> {
         reply_repr.seq_number = self.ack_only_seq();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
+        // xdpstack patch (ECN): the echo of congestion, until CWR.
+        reply_repr.ecn.ece = self.ecn.ok && self.ecn.ece;
 
         // From RFC 1323:
         // The window field [...] of every outgoing segment, with the exception of SYN
@@ -2720,6 +2832,13 @@ impl<'a> Socket<'a> {
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;
+                // xdpstack patch (ECN): an ECN-setup SYN (ECE and CWR, RFC
+                // 3168 §6.1.1) is answered with ECE when ECN is enabled.
+                self.ecn.ok = self.ecn.enabled && repr.ecn.ece && repr.ecn.cwr;
+                if self.ecn.ok {
+                    let stats = self.stats_mut();
+                    stats.ecn_negotiated = stats.ecn_negotiated.wrapping_add(1);
+                }
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
@@ -2866,6 +2985,21 @@ impl<'a> Socket<'a> {
         // Update remote state.
         self.remote_last_ts = Some(cx.now());
 
+        // xdpstack patch (ECN, RFC 3168 §6.1.3): a segment with CWR ends the
+        // echo; a CE-marked one starts it again (also when it carries CWR),
+        // and is ACKed at once (below) as Linux's quick ACK.
+        let ecn_ce = self.ecn.ok && repr.control != TcpControl::Syn && repr.ecn.ip == IpEcn::Ce;
+        if self.ecn.ok && repr.control != TcpControl::Syn {
+            if repr.ecn.cwr {
+                self.ecn.ece = false;
+            }
+            if ecn_ce {
+                self.ecn.ece = true;
+                let stats = self.stats_mut();
+                stats.ecn_ce_received = stats.ecn_ce_received.wrapping_add(1);
+            }
+        }
+
         // RFC 1323: The window field (SEG.WND) in the header of every incoming segment, with the
         // exception of SYN segments, is left-shifted by Snd.Wind.Scale bits before updating SND.WND.
         let scale = match repr.control {
@@ -2972,6 +3106,23 @@ impl<'a> Socket<'a> {
                         );
                     }
                 };
+                // xdpstack patch (ECN, RFC 3168 §6.1.2): for a peer without
+                // SACK, an ECN-Echo outside a recovery halves the window at
+                // once (no PRR without the scoreboard's pipe).
+                if repr.ecn.ece
+                    && self.recover.is_none()
+                    && self.ecn_may_reduce(ack_number.max(self.local_seq_no))
+                {
+                    let in_flight = self.flight_size();
+                    let cc = self.congestion_controller.inner_mut();
+                    if cc.reduces_on_loss() {
+                        cc.on_loss(cx.now(), in_flight);
+                        cc.on_recovery_exit();
+                        let stats = self.stats_mut();
+                        stats.ecn_reductions = stats.ecn_reductions.wrapping_add(1);
+                    }
+                    self.ecn.cwr_pending = true;
+                }
             }
 
             // We've processed everything in the incoming segment, so advance the local
@@ -3150,7 +3301,9 @@ impl<'a> Socket<'a> {
         //  1) an out-of-order segment is received, or
         //  2) a segment arrives that fills in all or part of a gap in sequence space.
         // xdpstack patch: likewise when data was cut for lack of storage.
-        if !self.assembler.is_empty() || !assembler_was_empty || cut {
+        // xdpstack patch (ECN): and when the segment was CE-marked, so the
+        // echo reaches the sender without a delayed ACK's wait.
+        if !self.assembler.is_empty() || !assembler_was_empty || cut || ecn_ce {
             // Note that we change the transmitter state here.
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
@@ -3464,7 +3617,9 @@ impl<'a> Socket<'a> {
                 // since by what PRR sent, and ssthresh rose above the
                 // recovery's.
                 let in_flight = match self.rec.as_deref() {
-                    Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
+                    Some(r) if matches!(r.phase, Phase::Recovery | Phase::Cwr) => {
+                        self.flight_size().min(r.recover_fs())
+                    }
                     _ => self.flight_size(),
                 };
                 let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
@@ -3482,6 +3637,8 @@ impl<'a> Socket<'a> {
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
                 self.rtte.on_rto();
             } else if let Timer::Retransmit { .. } = self.timer {
                 // If a retransmit timer expired, we should resend data starting at the last ACK.
@@ -3500,6 +3657,8 @@ impl<'a> Socket<'a> {
                 // xdpstack patch: the go-back-N resend replaces any recovery.
                 self.recover = None;
                 self.pending_fast_retransmit = false;
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -3512,6 +3671,8 @@ impl<'a> Socket<'a> {
                 self.congestion_controller
                     .inner_mut()
                     .on_loss(cx.now(), in_flight);
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 self.pending_fast_retransmit = true;
             }
@@ -3585,6 +3746,7 @@ impl<'a> Socket<'a> {
                 self.tsval_generator,
                 self.last_remote_tsval,
             ),
+            ecn: Default::default(),
             payload: &[],
         };
 
@@ -3640,6 +3802,9 @@ impl<'a> Socket<'a> {
                 } else {
                     repr.sack_permitted = self.remote_has_sack;
                     repr.window_scale = self.remote_win_scale.map(|_| self.remote_win_shift);
+                    // xdpstack patch (ECN): an ECN-setup SYN-ACK (ECE, not
+                    // CWR, not ECT: RFC 3168 §6.1.1).
+                    repr.ecn.ece = self.ecn.ok;
                 }
             }
 
@@ -3840,6 +4005,29 @@ impl<'a> Socket<'a> {
             is_keep_alive = false;
         }
 
+        // xdpstack patch (ECN, RFC 3168 §6.1): ECE on every ACK while the
+        // receiver echoes congestion; ECT(0) on new data only (not on pure
+        // ACKs, retransmissions, probes resending data, keep-alives or window
+        // probes: §6.1.5, §6.1.6), and CWR on the first new data after a
+        // reduction.
+        let mut sent_cwr = false;
+        if self.ecn.ok
+            && repr.ack_number.is_some()
+            && !matches!(repr.control, TcpControl::Syn | TcpControl::Rst)
+        {
+            repr.ecn.ece = self.ecn.ece;
+            if !repr.payload.is_empty()
+                && !is_keep_alive
+                && !is_zero_window_probe
+                && matches!(sent, Sent::New | Sent::ProbeNew)
+                && repr.seq_number >= self.snd_max_seq()
+            {
+                repr.ecn.ip = IpEcn::Ect0;
+                repr.ecn.cwr = self.ecn.cwr_pending;
+                sent_cwr = self.ecn.cwr_pending;
+            }
+        }
+
         // Trace a summary of what will be sent.
         if is_keep_alive {
             tcp_trace!("sending a keep-alive");
@@ -3878,6 +4066,10 @@ impl<'a> Socket<'a> {
         // for sure will not be successfully transmitted.
         ip_repr.set_payload_len(repr.buffer_len());
         emit(cx, packet_meta, (ip_repr, repr))?;
+        if sent_cwr {
+            self.ecn.cwr_pending = false;
+            self.ecn.cwr_seq = Some(repr.seq_number);
+        }
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
         // the keep-alive timer.
@@ -4127,6 +4319,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
     const _RECV_IP_TEMPL: IpRepr = IpReprIpvX(IpvXRepr {
@@ -4148,6 +4341,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
 
@@ -13240,6 +13434,417 @@ mod test {
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
         }
+
+        /// xdpstack patch (ECN): RFC 3168 for connections a peer opens
+        /// asking for it, scripted segment by segment.
+        mod ecn {
+            use super::*;
+            use crate::wire::{IpEcn, TcpEcn};
+
+            /// An ECN-setup SYN's flags (RFC 3168 §6.1.1).
+            const SETUP: TcpEcn = TcpEcn {
+                ece: true,
+                cwr: true,
+                ip: IpEcn::NotEct,
+            };
+            const ECT0: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: false,
+                ip: IpEcn::Ect0,
+            };
+            const ECT0_CWR: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: true,
+                ip: IpEcn::Ect0,
+            };
+
+            /// A listening socket (ECN `enabled` or not) takes a SYN with
+            /// `syn`; returns it and its SYN-ACK's ECN bits.
+            fn syn_ack(enabled: bool, syn: TcpEcn) -> (TestSocket, TcpEcn) {
+                let mut s = socket_listen();
+                s.set_ecn_enabled(enabled);
+                send!(
+                    s,
+                    TcpRepr {
+                        control: TcpControl::Syn,
+                        seq_number: REMOTE_SEQ,
+                        ack_number: None,
+                        sack_permitted: true,
+                        ecn: syn,
+                        ..SEND_TEMPL
+                    }
+                );
+                let mut got = None;
+                recv(&mut s, Instant::from_millis(0), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.control, TcpControl::Syn);
+                    got = Some(r.ecn);
+                });
+                (s, got.unwrap())
+            }
+
+            #[test]
+            fn test_xdp_ecn_negotiation() {
+                // On by default, as Linux's tcp_ecn = 2.
+                assert!(socket().ecn_enabled());
+                // ECE and CWR in the SYN: ECE, not CWR, in the SYN-ACK,
+                // which is not ECN-capable itself.
+                let (mut s, e) = syn_ack(true, SETUP);
+                assert_eq!(
+                    e,
+                    TcpEcn {
+                        ece: true,
+                        cwr: false,
+                        ip: IpEcn::NotEct
+                    }
+                );
+                assert!(s.ecn_negotiated());
+                assert_eq!(s.recovery_stats().ecn_negotiated, 1);
+                // Negotiated per connection; the setting and the counter
+                // outlive a reset (the engine reuses sockets).
+                s.reset();
+                assert!(!s.ecn_negotiated());
+                assert!(s.ecn_enabled());
+                assert_eq!(s.take_recovery_stats().ecn_negotiated, 1);
+                assert_eq!(s.recovery_stats().ecn_negotiated, 0);
+                // Not asked; ECE or CWR alone (not an ECN-setup SYN); or
+                // asked while disabled: no ECE in the SYN-ACK, no ECN.
+                let ece_only = TcpEcn {
+                    cwr: false,
+                    ..SETUP
+                };
+                let cwr_only = TcpEcn {
+                    ece: false,
+                    ..SETUP
+                };
+                for (enabled, syn) in [
+                    (true, TcpEcn::NONE),
+                    (true, ece_only),
+                    (true, cwr_only),
+                    (false, SETUP),
+                ] {
+                    let (s, e) = syn_ack(enabled, syn);
+                    assert_eq!(e, TcpEcn::NONE, "{enabled} {syn:?}");
+                    assert!(!s.ecn_negotiated());
+                    assert_eq!(s.recovery_stats(), RecoveryStats::default());
+                }
+            }
+
+            /// As `sender`, with ECN negotiated (or not).
+            fn ecn_sender(cc: CongestionControl, len: usize, ecn: bool) -> Conn {
+                let mut c = sender(cc, len);
+                c.s.ecn.ok = ecn;
+                c
+            }
+
+            impl Conn {
+                /// Everything the socket sends at `ms`: (offset, length,
+                /// ECN bits).
+                fn out_ecn(&mut self, ms: i64) -> Vec<(usize, usize, TcpEcn)> {
+                    let mut sent = Vec::new();
+                    self.s.cx.set_now(Instant::from_millis(ms));
+                    for _ in 0..1000 {
+                        let mut got = None;
+                        let TestSocket { socket, cx } = &mut self.s;
+                        socket
+                            .dispatch(cx, |_, _, (_, tcp)| {
+                                got = Some((tcp.seq_number, tcp.payload.len(), tcp.ecn));
+                                Ok::<(), ()>(())
+                            })
+                            .unwrap();
+                        let Some((seq, len, ecn)) = got else {
+                            break;
+                        };
+                        sent.push((seq - self.base, len, ecn));
+                    }
+                    sent
+                }
+
+                /// The peer's ACK of `ack` (an offset) at `ms`, with ECE
+                /// or not.
+                fn ack_ece(&mut self, ms: i64, ack: usize, ece: bool) {
+                    let ack = self.seq(ack);
+                    send(
+                        &mut self.s,
+                        Instant::from_millis(ms),
+                        &TcpRepr {
+                            seq_number: REMOTE_SEQ + 1,
+                            ack_number: Some(ack),
+                            window_len: WIN,
+                            ecn: TcpEcn {
+                                ece,
+                                ..TcpEcn::NONE
+                            },
+                            ..SEND_TEMPL
+                        },
+                    );
+                }
+            }
+
+            /// Segments `i..j`, each with the ECN bits `ecn`.
+            fn segs_ecn(i: usize, j: usize, ecn: TcpEcn) -> Vec<(usize, usize, TcpEcn)> {
+                (i..j).map(|k| (k * MSS, MSS, ecn)).collect()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ect0_on_new_data_only() {
+                let mut c = ecn_sender(CongestionControl::Cubic, 20 * MSS, true);
+                // New data: ECT(0).
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // Segment 0 lost: its retransmission is Not-ECT (RFC 3168
+                // §6.1.5); new data sent during the recovery is ECT(0).
+                c.ack(100, 0, &[(MSS, 2 * MSS)]);
+                c.ack(101, 0, &[(MSS, 3 * MSS)]);
+                c.ack(102, 0, &[(MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.out_ecn(102), [(0, MSS, TcpEcn::NONE)]);
+                // (The recovery reduced the window: the first new data
+                // after it carries CWR, as Linux's `tcp_init_cwnd_reduction`
+                // queues it for any reduction.)
+                c.ack(103, 0, &[(MSS, 5 * MSS)]);
+                assert_eq!(c.out_ecn(103), segs_ecn(10, 11, ECT0_CWR));
+                // All of it acknowledged, the rest sent; the tail loss probe
+                // resends the last segment: Not-ECT.
+                c.ack(200, 11 * MSS, &[]);
+                assert_eq!(c.phase(), Phase::Open);
+                let out = c.out_ecn(200);
+                assert!(!out.is_empty());
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let nxt = c.nxt_max().0;
+                c.ack(210, nxt, &[]);
+                let out = c.out_ecn(210);
+                assert_eq!(out.last().map(|o| o.0), Some(19 * MSS));
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let pto = c.s.tlp_deadline().unwrap().total_millis();
+                assert!(pto < c.rto_at().unwrap());
+                let probe = c.out_ecn(pto);
+                assert_eq!(probe, [(19 * MSS, MSS, TcpEcn::NONE)]);
+                // An RTO's retransmissions are Not-ECT too.
+                let rto = c.rto_at().unwrap();
+                let again = c.out_ecn(rto);
+                assert!(!again.is_empty());
+                assert!(
+                    again.iter().all(|&(_, _, e)| e == TcpEcn::NONE),
+                    "{again:?}"
+                );
+                // A pure ACK (of the peer's data) is Not-ECT.
+                let all = c.seq(20 * MSS);
+                send(
+                    &mut c.s,
+                    Instant::from_millis(rto + 1),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(all),
+                        window_len: WIN,
+                        payload: &b"x"[..],
+                        ..SEND_TEMPL
+                    },
+                );
+                assert_eq!(c.out_ecn(rto + 20), [(20 * MSS, 0, TcpEcn::NONE)]);
+            }
+
+            #[test]
+            fn test_xdp_ecn_nothing_without_negotiation() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                let mut twin = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                assert_eq!(twin.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                // ECE from a peer that did not negotiate ECN means nothing:
+                // the window grows as without it, no CWR.
+                for i in 1..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    twin.ack_ece(100 + i as i64, i * MSS, false);
+                    assert_eq!(c.phase(), Phase::Open);
+                    assert_eq!(c.cwnd(), twin.cwnd());
+                    let out = c.out_ecn(100 + i as i64);
+                    assert_eq!(out, twin.out_ecn(100 + i as i64));
+                    assert!(out.iter().all(|&(_, _, e)| e == TcpEcn::NONE));
+                }
+                assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_ece_reduces_once_per_window_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // The first ECE: the window is reduced as for a loss (Reno:
+                // ssthresh = 10 segments in flight / 2), by PRR, nothing
+                // resent; the next new segment carries CWR.
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // PRR: ceil(1000 · 5000 / 10000) = 500 bytes, one segment.
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // More ECEs from the same window (the receiver has not seen
+                // the CWR): no second reduction; PRR sends one segment per
+                // two delivered, without CWR.
+                let mut sent = 1;
+                for i in 2..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    for (off, len, e) in c.out_ecn(100 + i as i64) {
+                        assert_eq!((off, len, e), (off, MSS, ECT0), "at {i}");
+                        sent += 1;
+                    }
+                }
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // The reduction point (SND.MAX at the first ECE) is
+                // acknowledged: CWR state over, cwnd = ssthresh, and PRR
+                // sent half of what was delivered.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(sent, 5);
+                // An ACK past the CWR segment with ECE: the receiver saw
+                // CWR and saw congestion again; a second reduction, and CWR
+                // on the next new data again.
+                c.ack_ece(200, 11 * MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 2);
+                let out = c.out_ecn(200);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+                // Never a retransmission nor a fast recovery.
+                assert_eq!(c.s.recovery_stats().retransmits, 0);
+                assert_eq!(c.s.recovery_stats().recoveries, 0);
+            }
+
+            #[test]
+            fn test_xdp_ecn_loss_during_cwr_is_one_reduction() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // Segment 1 lost: three SACKed above it. Fast recovery,
+                // the retransmission goes (Not-ECT), ssthresh unchanged.
+                c.ack(101, MSS, &[(2 * MSS, 3 * MSS)]);
+                c.ack(102, MSS, &[(2 * MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Cwr);
+                c.ack(103, MSS, &[(2 * MSS, 5 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                let out = c.out_ecn(103);
+                assert_eq!(out.first(), Some(&(MSS, MSS, TcpEcn::NONE)), "{out:?}");
+                let st = c.s.recovery_stats();
+                assert_eq!(
+                    (st.ecn_reductions, st.recoveries, st.retransmits),
+                    (1, 1, 1)
+                );
+            }
+
+            #[test]
+            fn test_xdp_ecn_bbr_keeps_its_window_but_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                let mut twin = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                twin.out_ecn(0);
+                c.ack_ece(100, MSS, true);
+                twin.ack_ece(100, MSS, false);
+                // BBR v1 (as Linux's) ignores ECE for its model: no CWR state,
+                // the window as without ECE; the receiver is still told.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), twin.cwnd());
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 0);
+                let out = c.out_ecn(100);
+                assert_eq!(out.len(), twin.out_ecn(100).len());
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_without_sack_reduces_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, true);
+                c.s.remote_has_sack = false;
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // Reno deflates to ssthresh at the next ACK of new data.
+                c.ack_ece(101, 2 * MSS, true);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // 8 segments in flight, above the window: nothing yet.
+                assert_eq!(c.out_ecn(101), []);
+                for i in 3..=6 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                }
+                // 4 in flight below 5: the first new segment carries CWR.
+                let out = c.out_ecn(106);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+            }
+
+            /// A data segment from the peer at offset `off` of its stream.
+            fn data(
+                s: &mut TestSocket,
+                ms: i64,
+                off: usize,
+                ecn: TcpEcn,
+            ) -> Option<TcpRepr<'static>> {
+                send(
+                    s,
+                    Instant::from_millis(ms),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1 + off,
+                        ack_number: Some(LOCAL_SEQ + 1),
+                        payload: &b"abc"[..],
+                        ecn,
+                        ..SEND_TEMPL
+                    },
+                )
+            }
+
+            /// The ACK the socket sends at `ms`: (ACK offset, ECE).
+            fn ack_out(s: &mut TestSocket, ms: i64) -> (usize, bool) {
+                let mut got = None;
+                recv(s, Instant::from_millis(ms), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.ecn.ip, IpEcn::NotEct);
+                    assert!(!r.ecn.cwr);
+                    got = Some((r.ack_number.unwrap() - (REMOTE_SEQ + 1), r.ecn.ece));
+                });
+                got.unwrap()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ce_echoed_until_cwr() {
+                const CE: TcpEcn = TcpEcn {
+                    ece: false,
+                    cwr: false,
+                    ip: IpEcn::Ce,
+                };
+                let mut s = socket_established();
+                s.ecn.ok = true;
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                // An ECT(0) segment: a delayed ACK without ECE.
+                assert_eq!(data(&mut s, 0, 0, ECT0), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                // A CE-marked one: ACKed at once, with ECE.
+                let ack = data(&mut s, 20, 3, CE).unwrap();
+                assert!(ack.ecn.ece);
+                assert_eq!(ack.ack_number, Some(REMOTE_SEQ + 1 + 6));
+                // ECE on every ACK after it until a segment with CWR.
+                assert_eq!(data(&mut s, 30, 6, ECT0), None);
+                assert_eq!(ack_out(&mut s, 41), (9, true));
+                assert_eq!(data(&mut s, 50, 9, ECT0), None);
+                assert_eq!(ack_out(&mut s, 61), (12, true));
+                assert_eq!(data(&mut s, 70, 12, ECT0_CWR), None);
+                assert_eq!(ack_out(&mut s, 81), (15, false));
+                // CWR and CE together: the echo starts again.
+                let both = TcpEcn { cwr: true, ..CE };
+                assert!(data(&mut s, 90, 15, both).unwrap().ecn.ece);
+                assert_eq!(s.recovery_stats().ecn_ce_received, 2);
+
+                // Not negotiated: CE changes nothing (a delayed ACK, no ECE).
+                let mut s = socket_established();
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                assert_eq!(data(&mut s, 0, 0, CE), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                assert_eq!(s.recovery_stats(), RecoveryStats::default());
+            }
+        }
     }
 
     /// A connection over a simulated path (virtual time): `rtt` split evenly
@@ -13328,6 +13933,7 @@ mod test {
                 sack_permitted: t.sack_permitted,
                 sack_ranges: t.sack_ranges,
                 timestamp: t.timestamp,
+                ecn: Default::default(),
                 payload: &[],
             }
         }

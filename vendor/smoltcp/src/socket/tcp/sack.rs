@@ -84,6 +84,10 @@ pub(super) enum Phase {
     Recovery,
     /// After a retransmission timeout, until `point` is acknowledged.
     Loss,
+    /// xdpstack patch (ECN): the window is being reduced because an ACK
+    /// echoed congestion (RFC 3168 §6.1.2, Linux's `TCP_CA_CWR`): PRR as in
+    /// fast recovery, nothing retransmitted, until `point` is acknowledged.
+    Cwr,
 }
 
 /// The SACKed ranges above SND.UNA: sorted, disjoint, never touching.
@@ -409,6 +413,13 @@ pub struct RecoveryStats {
     /// retransmission of the episode D-SACKed, or F-RTO found the timeout
     /// spurious.
     pub undos: u32,
+    /// xdpstack patch (ECN): connections that negotiated ECN (RFC 3168).
+    pub ecn_negotiated: u32,
+    /// xdpstack patch (ECN): segments received with the CE codepoint.
+    pub ecn_ce_received: u32,
+    /// xdpstack patch (ECN): window reductions for an ECN-Echo (at most one
+    /// a round trip).
+    pub ecn_reductions: u32,
 }
 
 impl Recovery {
@@ -915,12 +926,14 @@ impl Recovery {
 
     /// RACK's reordering window (RFC 8985 §6.2 step 4), `srtt_us` the
     /// smoothed RTT: none while no reordering was seen and the sender is
-    /// recovering or DupThresh segments are SACKed; else a quarter of the
+    /// recovering (not merely reducing for ECN) or DupThresh segments are SACKed; else a quarter of the
     /// minimum RTT per step, at most SRTT, and (xdpstack) at least 1 ms,
     /// as segments sent in one burst share a send time.
     pub(super) fn reo_wnd(&self, srtt_us: u32, mss: usize) -> Micros {
-        if !self.reo_seen && (self.phase != Phase::Open || self.board.sacked() >= DUP_THRESH * mss)
-        {
+        // (Linux: recovering is CA_Recovery or CA_Loss; a reduction for
+        // ECN-Echo, CA_CWR, is not.)
+        let recovering = !matches!(self.phase, Phase::Open | Phase::Cwr);
+        if !self.reo_seen && (recovering || self.board.sacked() >= DUP_THRESH * mss) {
             return 0;
         }
         let min_rtt = if self.min_rtt == u32::MAX {
@@ -1014,7 +1027,8 @@ impl Recovery {
         una: TcpSeqNumber,
         snd_max: TcpSeqNumber,
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
-        if self.phase == Phase::Open || self.frto_new {
+        // (xdpstack patch (ECN): a reduction for ECN-Echo resends nothing.)
+        if matches!(self.phase, Phase::Open | Phase::Cwr) || self.frto_new {
             return None;
         }
         for r in &self.relost {
@@ -1053,6 +1067,45 @@ impl Recovery {
         self.ssthresh = ssthresh;
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.prr(una, snd_max, delivered, mss);
+        // RFC 6937: the fast retransmit itself is always sent.
+        if self.allow < mss {
+            self.allow = mss;
+        }
+    }
+
+    /// xdpstack patch (ECN): an ACK echoed congestion (ECE) in the open
+    /// state: reduce the window to `ssthresh` by PRR over the flight
+    /// `snd_max - una`, as fast recovery does but resending nothing
+    /// (Linux's `tcp_enter_cwr`). `delivered`: what that ACK delivered.
+    pub(super) fn enter_cwr(
+        &mut self,
+        una: TcpSeqNumber,
+        snd_max: TcpSeqNumber,
+        ssthresh: usize,
+        delivered: usize,
+        mss: usize,
+    ) {
+        self.phase = Phase::Cwr;
+        self.point = snd_max;
+        self.prr_delivered = 0;
+        self.prr_out = 0;
+        self.recover_fs = snd_max - una;
+        self.ssthresh = ssthresh;
+        self.stats.ecn_reductions = self.stats.ecn_reductions.wrapping_add(1);
+        self.prr(una, snd_max, delivered, mss);
+    }
+
+    /// xdpstack patch (ECN): a loss found while reducing for ECN-Echo: fast
+    /// recovery from here to SND.MAX, continuing the reduction under way
+    /// (the window is reduced once, as Linux's `tcp_enter_recovery` in
+    /// `TCP_CA_CWR`).
+    pub(super) fn cwr_to_recovery(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber, mss: usize) {
+        self.phase = Phase::Recovery;
+        self.point = snd_max;
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
+        self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         // RFC 6937: the fast retransmit itself is always sent.
         if self.allow < mss {
             self.allow = mss;
