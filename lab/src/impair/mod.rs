@@ -21,6 +21,7 @@
 //!   the next frame of its direction (or [`REORDER_HOLD`] later if none comes): a one-frame swap.
 
 pub mod forward;
+pub mod mtu;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -73,6 +74,9 @@ pub struct ImpairSpec {
     pub rate_bps: u64,
     /// The bottleneck's queue (used only with a rate).
     pub queue: QueueLimit,
+    /// The largest IP packet forwarded towards the client; 0: no limit. A larger one is
+    /// dropped and answered with an ICMP error (see [`mtu`]).
+    pub mtu: u16,
 }
 
 impl Default for ImpairSpec {
@@ -86,6 +90,7 @@ impl Default for ImpairSpec {
             seed: 1,
             rate_bps: 0,
             queue: DEFAULT_QUEUE,
+            mtu: 0,
         }
     }
 }
@@ -113,6 +118,7 @@ impl ImpairSpec {
             || !self.delay.is_zero()
             || !self.jitter.is_zero()
             || self.rate_bps > 0
+            || self.mtu > 0
     }
 
     /// Checks ranges: probabilities in 0..=1, jitter at most the delay, delay at most 10 s.
@@ -138,6 +144,9 @@ impl ImpairSpec {
         if self.rate_bps > 0 && self.rate_bps < MIN_RATE_BPS {
             return Err(ImpairError::RateTooLow(self.rate_bps));
         }
+        if self.mtu > 0 && self.mtu < mtu::MIN_MTU {
+            return Err(ImpairError::MtuTooSmall(self.mtu));
+        }
         if let QueueLimit::Time(d) = self.queue {
             if d > Duration::from_secs(10) {
                 return Err(ImpairError::QueueTooLong(d));
@@ -162,6 +171,9 @@ impl ImpairSpec {
             "--seed".into(),
             self.seed.to_string(),
         ];
+        if self.mtu > 0 {
+            args.extend(["--mtu".into(), self.mtu.to_string()]);
+        }
         if self.rate_bps > 0 {
             args.extend([
                 "--rate".into(),
@@ -197,6 +209,9 @@ impl fmt::Display for ImpairSpec {
                 }
             )?;
         }
+        if self.mtu > 0 {
+            write!(f, ", MTU {} towards the client", self.mtu)?;
+        }
         Ok(())
     }
 }
@@ -231,6 +246,11 @@ pub struct ImpairArgs {
     /// (`100ms`, the default) or a size (`150KB`, `64KiB`, `100000B`).
     #[arg(long, value_parser = parse_queue, requires = "rate")]
     pub queue: Option<QueueLimit>,
+    /// The largest IP packet forwarded towards the client (576 at least): a larger one (IPv4
+    /// with DF, any IPv6) is dropped and answered with an ICMP "fragmentation needed" /
+    /// ICMPv6 "packet too big" from the forwarder (path MTU discovery, RFC 1191 and 8201).
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u16>,
 }
 
 impl ImpairArgs {
@@ -246,6 +266,7 @@ impl ImpairArgs {
             seed: self.seed.unwrap_or(d.seed),
             rate_bps: self.rate.unwrap_or(d.rate_bps),
             queue: self.queue.unwrap_or(d.queue),
+            mtu: self.mtu.unwrap_or(d.mtu),
         }
     }
 }
@@ -290,6 +311,9 @@ pub enum ImpairError {
     /// A queue longer than 10 s.
     #[error("queue {0:?} exceeds 10 s")]
     QueueTooLong(Duration),
+    /// An MTU below [`mtu::MIN_MTU`].
+    #[error("MTU {0} is below 576")]
+    MtuTooSmall(u16),
 }
 
 /// Slowest bottleneck accepted: 8 kbit/s (a full-size frame then takes 1.5 s).
