@@ -77,7 +77,7 @@ impl Path {
             ring: 512,
             ..MemConfig::default()
         };
-        let (server_end, r1) = MemRings::pair(mem.clone());
+        let (server_end, r1) = MemRings::pair(mem);
         let (r2, client_end) = MemRings::pair(mem);
         let shared = Shared::new(1, FlowHasher::with_key(1, 2)).expect("one core");
         let cfg = EngineConfig::new(SERVER_MAC, Some((SERVER4, 24)), Some((SERVER6, 64)));
