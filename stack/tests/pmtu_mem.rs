@@ -498,3 +498,101 @@ fn helpers_build_what_the_parser_takes() {
     assert_eq!(p.key.src, IpAddr::V4(ROUTER4));
     assert_eq!(p.l4, stack::parse::L4::TooBig);
 }
+
+/// The IP packets a raw port received (Ethernet stripped), consumed.
+fn received(port: &mut Port<MemRings>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    port.recv(&mut frames);
+    frames
+        .into_iter()
+        .map(|f| {
+            let b = port.read(f, |b| b[14..].to_vec()).unwrap();
+            port.release(f);
+            b
+        })
+        .collect()
+}
+
+/// Two cores, one NIC queue each: the ICMP message comes from a router, so
+/// RSS hashes the router's address and it may reach a core that does not
+/// own the quoted flow. That core finds the owner in the flow directory and
+/// hands the message over; the owner acts on it.
+#[test]
+fn a_message_on_another_core_reaches_the_owner() {
+    use smoltcp::wire::TcpControl;
+    use testkit::frames::segment_to_server;
+    let shared = Shared::new(2, FlowHasher::with_key(3, 4)).unwrap();
+    let cfg = EngineConfig::new(SERVER_MAC, Some((SERVER4, 24)), None);
+    let (mut engines, mut clients) = (Vec::new(), Vec::new());
+    for core in 0..2 {
+        let (a, b) = MemRings::pair(MemConfig::default());
+        let mut e = Engine::new(a, cfg.clone(), shared.clone(), core, core as u32);
+        // No ARP exchange in this test: the client's MAC from its frames.
+        e.set_learn_neighbors_from_ip(true);
+        engines.push(e);
+        clients.push(router_port(b));
+    }
+    let l = engines[0]
+        .tcp_listen(BindAddr::Any4, PORT, BindOptions::new(0))
+        .unwrap();
+    let mut now = Instant::from_millis(0);
+    let mut turn = |engines: &mut Vec<Engine<MemRings>>| {
+        for e in engines.iter_mut() {
+            e.ingress(now);
+            e.egress(now);
+        }
+        now += Duration::from_millis(1);
+    };
+    // The handshake on core 0's queue.
+    let client = testkit::CLIENT_IP4;
+    let syn = segment_to_server(client, 40000, PORT, TcpControl::Syn, 1000, None, &[]);
+    inject(&mut clients[0], &syn);
+    turn(&mut engines);
+    let synack = received(&mut clients[0]);
+    let synack = synack.iter().find(|p| p[9] == 6).expect("SYN-ACK");
+    let isn = u32::from_be_bytes([synack[24], synack[25], synack[26], synack[27]]);
+    let ack = segment_to_server(
+        client,
+        40000,
+        PORT,
+        TcpControl::None,
+        1001,
+        Some(isn + 1),
+        &[],
+    );
+    inject(&mut clients[0], &ack);
+    turn(&mut engines);
+    let c = engines[0].accept(l).expect("accepted on core 0");
+    // A flight of full-size segments; the router quotes the first.
+    assert_eq!(engines[0].send(c, &payload(64 * 1024)).unwrap(), 64 * 1024);
+    turn(&mut engines);
+    let flight = received(&mut clients[0]);
+    let first = flight.iter().find(|p| p.len() == 1500).expect("full size");
+    assert!(flight.iter().all(|p| p.len() <= 1500));
+    // It reaches core 1.
+    inject(&mut clients[1], &too_big(&first[..28], 1280));
+    // Core 1 hands it over in this turn, core 0 takes it in the next
+    // (core 0 goes first in a turn).
+    turn(&mut engines);
+    turn(&mut engines);
+    let (s0, s1) = (engines[0].stats().engine, engines[1].stats().engine);
+    assert_eq!(s1.handed_off, 1);
+    assert_eq!(pmtu(&s1), [0; 5]);
+    assert_eq!(pmtu(&s0), [1, 0, 0, 0, 0]);
+    // The owner resent the flight at the new size at once.
+    let resent = received(&mut clients[0]);
+    assert!(!resent.is_empty());
+    assert!(
+        resent.iter().all(|p| p.len() <= 1280),
+        "{:?}",
+        resent.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(resent.iter().any(|p| p.len() > 1200));
+    // A message for a flow no core has is counted where it lands.
+    inject(
+        &mut clients[1],
+        &too_big(&quote_with(&first[..28], 0, 7), 1280),
+    );
+    turn(&mut engines);
+    assert_eq!(pmtu(&engines[1].stats().engine), [0, 1, 0, 0, 0]);
+}
