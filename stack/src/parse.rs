@@ -402,6 +402,7 @@ pub(crate) mod tests {
                 sack_permitted: true,
                 sack_ranges: [None; 3],
                 timestamp: Some(TcpTimestampRepr::new(0xdead_beef, 7)),
+                ecn: Default::default(),
                 payload: &[],
             };
             let p = testkit::frames::tcp(src, dst, &tcp);

@@ -51,6 +51,7 @@ pub(crate) fn bare_ack(key: &FlowKey, seq: u32, ack: u32, window: u16) -> TcpRep
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     }
 }
