@@ -780,6 +780,11 @@ fn ab_short_and_keep_alive_runs_without_failures() {
         "{stats:#}"
     );
     assert_eq!(total(&stats, "/app/rejected_max_conns"), 0, "{stats:#}");
+    // ab's HTTP/1.0 requests are closed by the server first: each such
+    // connection leaves a TIME-WAIT record (and its slot at once), none of
+    // which got in the way of the next.
+    assert!(total(&stats, "/engine/time_wait") >= 5000, "{stats:#}");
+    assert_eq!(total(&stats, "/engine/time_wait_reaped"), 0, "{stats:#}");
 }
 
 /// wrk stops mid-request: the clients' kernels reset what is left, and those resets may come

@@ -74,6 +74,8 @@ pub struct WorkerReport {
     pub sockets: usize,
     /// Flows in the flow table at the end.
     pub flows: usize,
+    /// TIME-WAIT records held at the end.
+    pub time_wait: usize,
 }
 
 impl WorkerReport {

@@ -765,6 +765,7 @@ fn worker_report(
         },
         sockets: s.sockets,
         flows: s.flows,
+        time_wait: s.time_wait,
     }
 }
 

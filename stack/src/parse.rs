@@ -440,6 +440,28 @@ fn syn_mss(mut opts: &[u8]) -> u16 {
     0
 }
 
+/// The TSval of a TCP segment's timestamp option (RFC 7323), in an IP
+/// packet [`parse_ip`] took already; `None` without one. Read apart from
+/// [`parse_ip`], only where a TIME-WAIT record with timestamps needs it.
+pub fn tcp_tsval(packet: &[u8]) -> Option<u32> {
+    use smoltcp::wire::TcpOption;
+    let l4 = match packet.first().map(|b| b >> 4) {
+        Some(4) => Ipv4Packet::new_checked(packet).ok()?.payload(),
+        Some(6) => Ipv6Packet::new_checked(packet).ok()?.payload(),
+        _ => return None,
+    };
+    let tcp = TcpPacket::new_checked(l4).ok()?;
+    let mut opts = tcp.options();
+    while !opts.is_empty() {
+        match TcpOption::parse(opts).ok()? {
+            (_, TcpOption::TimeStamp { tsval, .. }) => return Some(tsval),
+            (_, TcpOption::EndOfList) => return None,
+            (rest, _) => opts = rest,
+        }
+    }
+    None
+}
+
 fn parse_tcp(
     payload: &[u8],
     s: &IpAddress,
@@ -509,7 +531,40 @@ fn parse_udp(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use smoltcp::wire::{Icmpv4Repr, Icmpv6Repr, TcpControl, TcpRepr, TcpSeqNumber};
+    use smoltcp::wire::{
+        Icmpv4Repr, Icmpv6Repr, TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+    };
+
+    #[test]
+    fn the_tsval_is_read_from_the_options_of_either_family() {
+        for (src, dst) in [
+            (IpAddr::V4(PEER4), IpAddr::V4(OURS4)),
+            (IpAddr::V6(PEER6), IpAddr::V6(OURS6)),
+        ] {
+            let mut tcp = TcpRepr {
+                src_port: 4000,
+                dst_port: 80,
+                control: TcpControl::Syn,
+                seq_number: TcpSeqNumber(1000),
+                ack_number: None,
+                window_len: 1024,
+                window_scale: Some(7),
+                max_seg_size: Some(1460),
+                sack_permitted: true,
+                sack_ranges: [None; 3],
+                timestamp: Some(TcpTimestampRepr::new(0xdead_beef, 7)),
+                ecn: Default::default(),
+                payload: &[],
+            };
+            let p = testkit::frames::tcp(src, dst, &tcp);
+            assert!(parse_ip(&p).is_ok());
+            assert_eq!(tcp_tsval(&p), Some(0xdead_beef));
+            tcp.timestamp = None;
+            assert_eq!(tcp_tsval(&testkit::frames::tcp(src, dst, &tcp)), None);
+        }
+        assert_eq!(tcp_tsval(&[]), None);
+        assert_eq!(tcp_tsval(&[0x45, 0, 0]), None);
+    }
 
     pub(crate) const PEER4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
     pub(crate) const OURS4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

@@ -98,10 +98,11 @@ use crate::l2::{Egress, Ingress, L2Config, ETH_HDR, L2};
 use crate::parse::ParsedIp;
 use crate::reuseport::{BindError, BindOptions, ListenerCounters, MemberId};
 use crate::shared::{ListenerReport, Shared};
-use crate::tcp::{Conns, Listeners, SocketParams};
+use crate::tcp::{Conns, Listeners, SocketParams, TimeWait};
 
 pub use crate::socket::{ListenerId, UdpId};
 pub use crate::tcp::buffers::{BufConfig, Limits};
+pub use crate::tcp::TIME_WAIT_LEN;
 pub use route::Route;
 pub use udp::Datagram;
 
@@ -150,6 +151,11 @@ pub struct EngineConfig {
     pub max_orphans: usize,
     /// Entries for flows other cores own, at most.
     pub max_remote_flows: usize,
+    /// Connections in TIME-WAIT this engine keeps a record of, at most
+    /// (Linux's `tcp_max_tw_buckets`); when full, the oldest record is
+    /// dropped and counted. 0: TIME-WAIT is not kept (a late segment of the
+    /// flow gets RST). 64 bytes a record, 16 more in its index.
+    pub time_wait_max: usize,
     /// Congestion control of every TCP connection (Linux's default is
     /// cubic; `None` sends as fast as the peer's window allows).
     pub congestion: CongestionControl,
@@ -204,6 +210,7 @@ impl EngineConfig {
             pool: 4096,
             max_orphans: 65536,
             max_remote_flows: 1 << 20,
+            time_wait_max: 1 << 16,
             congestion: CongestionControl::Cubic,
         }
     }
@@ -247,9 +254,31 @@ pub struct EngineCounters {
     /// Connections reset or closed by the peer before the application
     /// accepted them.
     pub pending_lost: u64,
-    /// Connections whose TIME_WAIT was cut short (their slot is reused; a
-    /// late segment of the flow is answered with RST).
+    /// Connections that reached TIME-WAIT while TIME-WAIT is not kept
+    /// (`time_wait_max` 0, or no socket to read): released at once, a late
+    /// segment of the flow is answered with RST.
     pub time_wait_reaped: u64,
+    /// Connections that reached TIME-WAIT and left a record (their slot
+    /// released at once).
+    pub time_wait: u64,
+    /// Retransmitted FINs a TIME-WAIT record answered with an ACK (our
+    /// last ACK was lost).
+    pub time_wait_fin_acked: u64,
+    /// Other segments a TIME-WAIT record answered with an ACK (data, out
+    /// of the window, a SYN at or below RCV.NXT).
+    pub time_wait_acked: u64,
+    /// ACKs a TIME-WAIT record did not send: pure ACKs or SYNs within
+    /// 500 ms of its last ACK.
+    pub time_wait_ack_limited: u64,
+    /// SYNs above a TIME-WAIT record's RCV.NXT (or with a newer timestamp)
+    /// taken as a new connection.
+    pub time_wait_syn_reuse: u64,
+    /// TIME-WAIT records ended by an RST at RCV.NXT.
+    pub time_wait_rst: u64,
+    /// TIME-WAIT records dropped early because `time_wait_max` were held.
+    pub time_wait_dropped: u64,
+    /// TIME-WAIT records that lived their 60 s.
+    pub time_wait_expired: u64,
     /// SYNs (without ACK) of a flow that still has a connection here: the
     /// connection answers them (a challenge ACK, RFC 5961), no new one is
     /// made.
@@ -410,6 +439,10 @@ pub struct EngineStats {
     pub closing: usize,
     /// Timer entries held (stale ones included).
     pub timers: usize,
+    /// TIME-WAIT records held (dead slots not yet passed included).
+    pub time_wait: usize,
+    /// Bytes the TIME-WAIT table holds (records and index).
+    pub time_wait_bytes: usize,
 }
 
 /// Times one packet may be handed between cores (a bound against loops
@@ -443,6 +476,11 @@ pub struct Engine<R: Rings> {
     listeners: Listeners,
     udp: HashMap<MemberId, udp::UdpMember>,
     conns: Conns,
+    /// Connections in TIME-WAIT, as records (`crate::tcp::TimeWait`).
+    time_wait: TimeWait,
+    /// The ISN the next admitted SYN's connection takes: a SYN that reopens
+    /// a 4-tuple in TIME-WAIT starts above the old sequence space.
+    next_isn: Option<u32>,
     counters: EngineCounters,
     frames: Vec<Frame>,
     /// The IP packets of the batch being received (reused).
@@ -511,6 +549,8 @@ impl<R: Rings> Engine<R> {
                 },
                 shared.budget.clone(),
             ),
+            time_wait: TimeWait::new(cfg.time_wait_max),
+            next_isn: None,
             cfg,
             shared,
             core,
@@ -664,6 +704,7 @@ impl<R: Rings> Engine<R> {
                 self.conns.ensure_rx(c, parsed.tcp.seq, parsed.payload_len);
                 self.deliver(c, pkt)
             }
+            Route::TimeWait(pos) => self.time_wait_segment(pkt, parsed, pos, hint, rx_core, hops),
             Route::Admit(m) => self.admit(pkt, &parsed, m, rx_core),
             Route::Cookie(m) => self.cookie_ack(pkt, &parsed, m, rx_core),
             Route::Forward {
@@ -754,6 +795,7 @@ impl<R: Rings> Engine<R> {
         self.now = now;
         let now_ms = now.total_millis() as u64;
         self.fire_timers(now);
+        self.expire_time_wait(now);
         self.egress_conns(now, accepted_too);
         // Packets held for a next hop that has resolved since (on this core
         // or another: the neighbour table is shared) go out with this pass.
@@ -785,6 +827,9 @@ impl<R: Rings> Engine<R> {
         }
         let timer = self
             .next_timer(now)
+            .into_iter()
+            .chain(self.time_wait_due(now))
+            .min()
             .map(|at: Instant| at - now)
             .map(|d: SDuration| std::time::Duration::from_micros(d.total_micros()));
         if self.l2.has_held() {
@@ -877,6 +922,15 @@ impl<R: Rings> Engine<R> {
         engine.tcp_ecn_negotiated = table.ecn_negotiated;
         engine.tcp_ecn_ce_received = table.ecn_ce_received;
         engine.tcp_ecn_reductions = table.ecn_reductions;
+        let tw = self.time_wait.counters;
+        engine.time_wait = tw.entered;
+        engine.time_wait_fin_acked = tw.fin_acked;
+        engine.time_wait_acked = tw.acked;
+        engine.time_wait_ack_limited = tw.ack_limited;
+        engine.time_wait_syn_reuse = tw.syn_reuse;
+        engine.time_wait_rst = tw.rst_killed;
+        engine.time_wait_dropped = tw.dropped;
+        engine.time_wait_expired = tw.expired;
         let b = self.conns.buffer_stats();
         engine.buf_held = b.held as u64;
         engine.buf_cached = b.cached as u64;
@@ -895,6 +949,8 @@ impl<R: Rings> Engine<R> {
             pooled: self.conns.pooled(),
             closing: self.conns.closing(),
             timers: self.conns.timers_len(),
+            time_wait: self.time_wait.len(),
+            time_wait_bytes: self.time_wait.bytes(),
         }
     }
 

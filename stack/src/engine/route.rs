@@ -15,6 +15,9 @@ use crate::socket::ConnId;
 pub enum Route {
     /// A connection of this core.
     Conn(ConnId),
+    /// A connection of this core in TIME-WAIT: its record (position in
+    /// the table) answers.
+    TimeWait(u32),
     /// A new flow (SYN) for a listener of this core.
     Admit(MemberId),
     /// An ACK with no connection for a listener of this core: it may finish
@@ -77,6 +80,13 @@ impl<R: Rings> Engine<R> {
         // A listener of this core another core chose for this flow.
         let live_hint = hint.filter(|&m| self.listeners.is_live(m));
         let entry = self.flows.lookup(&key);
+        // No connection: a 4-tuple in TIME-WAIT here has its record answer
+        // (only packets without a flow entry pay this lookup).
+        if entry.is_none() {
+            if let Some(pos) = self.time_wait.find(&key) {
+                return Route::TimeWait(pos);
+            }
+        }
         let local = matches!(entry, Some(Owner::Local(_)));
         if syn && !ack && !local {
             // A new flow handed here for a live listener is admitted here,

@@ -11,7 +11,10 @@
 //!   which of them are due ([`Fired`]).
 //! - `listener.rs`: the listeners: SYN and accept queues, the cookie
 //!   window, and admission as a decision ([`Admission`]).
-//! - `segment.rs`: the segments the stack builds itself (SYN cookies).
+//! - `time_wait.rs`: connections in TIME-WAIT as compact records once their
+//!   slot is released, bounded, expiring in order ([`TimeWait`]).
+//! - `segment.rs`: the segments the stack builds itself (SYN cookies, the
+//!   ACKs of TIME-WAIT records).
 //! - `buffers.rs`: buffers that grow, the policy (size classes, the per-core
 //!   pool, the process's memory budget, receive and send autotuning);
 //!   `storage.rs` applies it to the table's sockets.
@@ -22,10 +25,13 @@ mod phase;
 mod segment;
 mod storage;
 mod table;
+mod time_wait;
 mod timers;
 
 pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
 pub(crate) use phase::Settled;
-pub(crate) use segment::{cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len};
+pub(crate) use segment::{bare_ack, cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len};
 pub(crate) use table::{Conns, Phase, SocketParams, Visit};
+pub use time_wait::TIME_WAIT_LEN;
+pub(crate) use time_wait::{Segment as TwSegment, TimeWait, Verdict as TwVerdict};
 pub(crate) use timers::Fired;

@@ -1,7 +1,7 @@
 //! The TCP segments the stack builds itself rather than through a socket:
-//! the SYN-ACK that carries a SYN cookie, and the SYN a valid cookie stands
+//! the SYN-ACK that carries a SYN cookie, the SYN a valid cookie stands
 //! for (fed to a new socket so it takes the handshake up where the cookie
-//! left it).
+//! left it), and the ACKs a TIME-WAIT record sends.
 
 use std::net::IpAddr;
 
@@ -34,6 +34,26 @@ pub(crate) fn cookie_syn(
     window: u16,
 ) -> TcpRepr<'static> {
     bare_syn(key.sport, key.dport, client_isn, None, window, mss)
+}
+
+/// An ACK-only segment from our side of `key` (TIME-WAIT records): no
+/// options.
+pub(crate) fn bare_ack(key: &FlowKey, seq: u32, ack: u32, window: u16) -> TcpRepr<'static> {
+    TcpRepr {
+        src_port: key.dport,
+        dst_port: key.sport,
+        control: TcpControl::None,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: Some(TcpSeqNumber(ack as i32)),
+        window_len: window,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        ecn: Default::default(),
+        payload: &[],
+    }
 }
 
 /// A SYN (a SYN-ACK with `ack`) with only the MSS option: what a cookie can

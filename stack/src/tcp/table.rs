@@ -251,6 +251,11 @@ impl Conns {
         self.slot(c).map(|s| s.phase)
     }
 
+    /// `c`'s 4-tuple, if `c` is still live.
+    pub(crate) fn key(&self, c: ConnId) -> Option<FlowKey> {
+        self.slot(c).map(|s| s.key)
+    }
+
     /// `c`'s socket for the application: only once accepted (and while it
     /// closes).
     #[inline]

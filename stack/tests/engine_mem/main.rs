@@ -516,6 +516,10 @@ mod data_path;
 
 mod ecn;
 
+// ---- TIME-WAIT kept as records ----
+
+mod time_wait;
+
 #[test]
 fn a_reset_in_last_ack_releases_the_connection() {
     // Our data and FIN after the peer's FIN, answered by a peer that forgot

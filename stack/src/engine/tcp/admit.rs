@@ -69,6 +69,12 @@ impl<R: Rings> Engine<R> {
         self.conns
             .setup(c, key, m, rx_core, counters, Some(p.tcp.seq));
         self.listeners.syn_added(m);
+        if let Some(isn) = self.next_isn.take() {
+            // Reopening a 4-tuple in TIME-WAIT: above the old sequence space.
+            if let Some(s) = self.conns.socket(c) {
+                s.set_next_isn_unanswered(TcpSeqNumber(isn as i32));
+            }
+        }
         self.feed(Some(c.idx), pkt);
         if self.conns.state(c) != Some(tcp::State::SynReceived) {
             // smoltcp did not take it (e.g. not for one of our addresses).
@@ -101,8 +107,9 @@ impl<R: Rings> Engine<R> {
         }
     }
 
-    /// Emit one TCP segment we build ourselves (cookie SYN-ACKs).
-    fn send_tcp(&mut self, src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> bool {
+    /// Emit one TCP segment we build ourselves (cookie SYN-ACKs, the ACKs
+    /// of TIME-WAIT records).
+    pub(super) fn send_tcp(&mut self, src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> bool {
         let Some(len) = ip_tcp_len(src, dst, tcp) else {
             return false;
         };

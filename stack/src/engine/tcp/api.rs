@@ -177,8 +177,9 @@ impl<R: Rings> Engine<R> {
     }
 
     /// Close: FIN after queued data; the connection is released once closed
-    /// (TIME_WAIT is not kept). A peer that never finishes the close is
-    /// reset after `EngineConfig::close_timeout`.
+    /// (in TIME-WAIT, a compact record stays for 60 s: see
+    /// `EngineConfig::time_wait_max`). A peer that never finishes the close
+    /// is reset after `EngineConfig::close_timeout`.
     pub fn close(&mut self, c: ConnId) {
         let already = self.conns.phase(c) == Some(Phase::Closing);
         let full = !already && self.conns.closing() >= self.cfg.max_orphans;

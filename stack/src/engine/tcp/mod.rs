@@ -6,11 +6,13 @@
 //!   timers fired, egress passes, release);
 //! - `admit.rs`: admission of SYNs and of ACKs carrying a SYN cookie;
 //! - `migrate.rs`: pending connections moving to another listener;
+//! - `time_wait.rs`: connections in TIME-WAIT as records;
 //! - `api.rs`: the TCP socket API.
 
 mod admit;
 mod api;
 mod migrate;
+mod time_wait;
 
 use nic::Rings;
 use smoltcp::socket::tcp::State as S;
@@ -26,6 +28,13 @@ impl<R: Rings> Engine<R> {
     /// Release a connection: its slot (socket and buffers kept for reuse,
     /// up to the pool bound), its flow entries, and the directory's.
     fn release(&mut self, c: ConnId) {
+        self.release_keeping(c, false);
+    }
+
+    /// [`Self::release`]; `keep_owner`: the flow directory keeps this core
+    /// as the 4-tuple's owner (a TIME-WAIT record holds it), so segments
+    /// other cores receive for it still come here.
+    fn release_keeping(&mut self, c: ConnId, keep_owner: bool) {
         let Some(freed) = self.conns.free(c) else {
             return;
         };
@@ -35,7 +44,9 @@ impl<R: Rings> Engine<R> {
         if self.flows.lookup(&freed.key) == Some(Owner::Local(c)) {
             self.flows.remove(&freed.key);
         }
-        self.shared.directory.release(&freed.key, self.core);
+        if !keep_owner {
+            self.shared.directory.release(&freed.key, self.core);
+        }
         self.announce_closed(freed.key, freed.rx_core);
     }
 
@@ -53,9 +64,10 @@ impl<R: Rings> Engine<R> {
             Settled::Closed { time_wait } => {
                 self.counters.closed += 1;
                 if time_wait {
-                    self.counters.time_wait_reaped += 1;
+                    self.enter_time_wait(c);
+                } else {
+                    self.release(c);
                 }
-                self.release(c);
             }
             Settled::Ended => self.end_accepted(c, end),
         }

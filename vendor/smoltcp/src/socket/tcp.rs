@@ -161,6 +161,21 @@ impl fmt::Display for State {
     }
 }
 
+/// xdpstack patch 15 (TIME-WAIT): a socket's sequence state, from
+/// [`Socket::seq_state`].
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct SeqState {
+    /// The sequence number an ACK of ours carries now (SND.NXT).
+    pub snd_nxt: TcpSeqNumber,
+    /// The next sequence number expected from the peer (RCV.NXT; past its
+    /// FIN once that is in).
+    pub rcv_nxt: TcpSeqNumber,
+    /// The window field an ACK of ours carries now (already scaled).
+    pub window: u16,
+    /// The peer's last TSval, when timestamps are in use (TS.Recent).
+    pub ts_recent: Option<u32>,
+}
+
 /// RFC 6298: (2.1) Until a round-trip time (RTT) measurement has been made for a
 /// segment sent between the sender and receiver, the sender SHOULD
 /// set RTO <- 1 second,
@@ -649,6 +664,10 @@ pub struct Socket<'a> {
     /// xdpstack patch: the initial sequence number the next SYN taken in
     /// LISTEN uses instead of a random one (SYN cookies).
     next_isn: Option<TcpSeqNumber>,
+    /// xdpstack patch 15 (TIME-WAIT): `next_isn`'s SYN-ACK has not gone out
+    /// yet (a new incarnation of a 4-tuple in TIME-WAIT): it is sent as
+    /// usual, where a cookie's went out already.
+    next_isn_unanswered: bool,
 
     /// xdpstack patch (buffers that grow): the receive buffer size the
     /// advertised window is computed from, apart from the storage that holds
@@ -748,6 +767,7 @@ impl<'a> Socket<'a> {
             last_remote_tsval: 0,
             congestion_controller: congestion::AnyController::new(),
             next_isn: None,
+            next_isn_unanswered: false,
             rx_limit: 0,
             rx_window_max: 0,
             rx_edge: None,
@@ -1231,6 +1251,32 @@ impl<'a> Socket<'a> {
     /// from the final ACK continues the sequence space the cookie began.
     pub fn set_next_isn(&mut self, isn: Option<TcpSeqNumber>) {
         self.next_isn = isn;
+        self.next_isn_unanswered = false;
+    }
+
+    /// xdpstack patch 15 (TIME-WAIT): use `isn` as the initial sequence
+    /// number of the next SYN this socket takes in LISTEN (set it after
+    /// `listen`), answered with a SYN-ACK as usual. A SYN that reopens a
+    /// 4-tuple held in TIME-WAIT needs it: the new connection's sequence
+    /// space must start above the old one's (RFC 1122 4.2.2.13), where a
+    /// random ISN would be below it half of the time.
+    pub fn set_next_isn_unanswered(&mut self, isn: TcpSeqNumber) {
+        self.next_isn = Some(isn);
+        self.next_isn_unanswered = true;
+    }
+
+    /// xdpstack patch 15 (TIME-WAIT): the sequence state a compact
+    /// TIME-WAIT record keeps once the socket itself is released: what an
+    /// ACK of ours would carry now (SND.NXT as `ack_only_seq` picks it,
+    /// RCV.NXT, the window field as sent, already scaled) and the peer's
+    /// last timestamp value when timestamps are in use.
+    pub fn seq_state(&self) -> SeqState {
+        SeqState {
+            snd_nxt: self.ack_only_seq(),
+            rcv_nxt: self.remote_seq_no + self.rx_buffer.len(),
+            window: self.scaled_window(),
+            ts_recent: self.tsval_generator.map(|_| self.last_remote_tsval),
+        }
     }
 
     /// Return the connection state, in terms of the TCP state machine.
@@ -1293,6 +1339,10 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = None;
         self.rx_edge = None;
         self.rx_storage_cut = 0;
+        // xdpstack patch 15: a chosen ISN a SYN never took does not carry
+        // over to the next connection of a reused socket.
+        self.next_isn = None;
+        self.next_isn_unanswered = false;
 
         #[cfg(feature = "async")]
         {
@@ -2907,6 +2957,8 @@ impl<'a> Socket<'a> {
                     remote: IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
                 });
                 let cookie = self.next_isn.take();
+                let answered = cookie.is_some() && !self.next_isn_unanswered;
+                self.next_isn_unanswered = false;
                 self.local_seq_no = match cookie {
                     Some(isn) => isn,
                     None => Self::random_seq_no(cx),
@@ -2932,7 +2984,7 @@ impl<'a> Socket<'a> {
                 }
                 self.set_state(State::SynReceived);
                 self.timer.set_for_idle(cx.now(), self.keep_alive);
-                if cookie.is_some() {
+                if answered {
                     // xdpstack patch: the SYN-ACK went out already, as the
                     // cookie; record it as sent (what `dispatch` records).
                     self.remote_last_seq = self.local_seq_no + 1;
@@ -4923,6 +4975,105 @@ mod test {
             }
         );
         sanity!(s, socket_syn_received());
+    }
+
+    /// xdpstack patch 15: a chosen ISN that is not a cookie's is answered
+    /// with a SYN-ACK as usual, starting the sequence space there.
+    #[test]
+    fn test_xdp_next_isn_unanswered_sends_its_syn_ack() {
+        let mut s = socket_listen();
+        let isn = LOCAL_SEQ + 70_000;
+        s.set_next_isn_unanswered(isn);
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::SynReceived);
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: isn,
+                ack_number: Some(REMOTE_SEQ + 1),
+                max_seg_size: Some(BASE_MSS),
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(isn + 1),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+    }
+
+    /// xdpstack patch 15: a cookie's ISN (`set_next_isn`) counts its
+    /// SYN-ACK as sent; a chosen ISN no SYN took does not outlive `listen`
+    /// (a reused socket starts from a random one).
+    #[test]
+    fn test_xdp_next_isn_is_answered_for_cookies_and_cleared_by_listen() {
+        let syn = TcpRepr {
+            control: TcpControl::Syn,
+            seq_number: REMOTE_SEQ,
+            ack_number: None,
+            ..SEND_TEMPL
+        };
+        let mut s = socket_listen();
+        s.set_next_isn(Some(LOCAL_SEQ + 5));
+        send!(s, syn);
+        assert_eq!(s.state, State::SynReceived);
+        recv_nothing!(s);
+
+        let mut s = socket();
+        s.set_next_isn_unanswered(LOCAL_SEQ + 5);
+        s.listen(LISTEN_END).unwrap();
+        send!(s, syn);
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1),
+                max_seg_size: Some(BASE_MSS),
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    /// xdpstack patch 15: in TIME-WAIT, `seq_state` is what the ACK of a
+    /// retransmitted FIN carries: SND.NXT past our FIN, RCV.NXT past the
+    /// peer's, the window field.
+    #[test]
+    fn test_xdp_seq_state_is_what_time_wait_acks() {
+        let mut s = socket_time_wait(false);
+        let st = s.seq_state();
+        assert_eq!(st.snd_nxt, LOCAL_SEQ + 1 + 1);
+        assert_eq!(st.rcv_nxt, REMOTE_SEQ + 1 + 1);
+        assert_eq!(st.ts_recent, None);
+        send!(
+            s,
+            time 1_000,
+            TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 1),
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: st.snd_nxt,
+                ack_number: Some(st.rcv_nxt),
+                window_len: st.window,
+                ..RECV_TEMPL
+            })
+        );
     }
 
     #[test]
