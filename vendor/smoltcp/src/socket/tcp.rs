@@ -263,6 +263,13 @@ impl RttEstimator {
         }
     }
 
+    /// xdpstack patch (timestamps): a sample from a timestamp echo (RTTM);
+    /// the segment timed for Karn's algorithm is not needed.
+    fn on_ts_sample(&mut self, rtt: u32) {
+        self.sample(rtt);
+        self.timestamp = None;
+    }
+
     fn on_rto(&mut self) {
         // RFC 6298 (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").  The
         // maximum value discussed in (2.5) above may be used to provide
@@ -594,7 +601,25 @@ pub struct Socket<'a> {
     tsval_generator: Option<TcpTimestampGenerator>,
 
     /// 0 if not seen or timestamp not enabled
+    /// xdpstack patch (timestamps): TS.Recent of RFC 7323, updated only by
+    /// a segment at or below Last.ACK.sent (§4.3) that passed PAWS (§5).
     last_remote_tsval: u32,
+    /// xdpstack patch (timestamps): when TS.Recent was last updated, in
+    /// seconds of the interface clock; PAWS ignores a TS.Recent older than
+    /// 24 days (RFC 7323 §5.5). Seconds in a `u32` keep the socket within
+    /// its ten cache lines.
+    ts_recent_at: Option<u32>,
+    /// xdpstack patch (timestamps): the TSval clock, the interface clock in
+    /// milliseconds plus this per-connection offset (as Linux: a TSval does
+    /// not tell the host's uptime). `None`: no clock (upstream's
+    /// `tsval_generator`, if any, makes TSvals). Cleared, like the
+    /// generator, when the peer does not offer timestamps.
+    ts_offset: Option<u32>,
+    /// xdpstack patch (timestamps): the first TSval this connection sent;
+    /// an echo (TSecr) from before it, or from the future, is not one of
+    /// ours and gives no RTT sample (a connection rebuilt from a SYN cookie
+    /// did not send the SYN-ACK the final ACK echoes).
+    ts_first: Option<u32>,
 
     #[cfg(feature = "async")]
     rx_waker: WakerRegistration,
@@ -630,6 +655,11 @@ pub struct Socket<'a> {
 }
 
 const DEFAULT_MSS: usize = 536;
+
+/// xdpstack patch (timestamps): after this long without an update,
+/// TS.Recent is no longer valid for PAWS (RFC 7323 §5.5, Linux's
+/// `TCP_PAWS_24DAYS`).
+const PAWS_IDLE_SECS: u32 = 24 * 24 * 3600;
 
 /// xdpstack patch 13: the most sending time a paced connection banks.
 const PACE_BURST: Duration = Duration::from_millis(1);
@@ -701,6 +731,9 @@ impl<'a> Socket<'a> {
             nagle: true,
             tsval_generator: None,
             last_remote_tsval: 0,
+            ts_recent_at: None,
+            ts_offset: None,
+            ts_first: None,
             congestion_controller: congestion::AnyController::new(),
             next_isn: None,
             rx_limit: 0,
@@ -725,7 +758,128 @@ impl<'a> Socket<'a> {
 
     /// Return whether TCP Timestamp is enabled.
     pub fn timestamp_enabled(&self) -> bool {
-        self.tsval_generator.is_some()
+        self.tsval_generator.is_some() || self.ts_offset.is_some()
+    }
+
+    /// xdpstack patch (timestamps, RFC 7323): offer timestamps in the next
+    /// SYN or SYN-ACK, with TSvals from the interface clock in milliseconds
+    /// plus `offset` (per connection and unpredictable, as Linux's
+    /// `secure_tcp_ts_off`), or not (`None`). When both ends offer them,
+    /// every segment but an RST carries them, PAWS (§5) drops old
+    /// duplicates, and every ACK that advances SND.UNA gives an RTT sample
+    /// from its echo (RTTM, §4), retransmissions included. A peer that does
+    /// not offer them sees none. Set before `listen` or `connect`.
+    pub fn set_timestamps(&mut self, offset: Option<u32>) {
+        self.ts_offset = offset;
+        self.ts_first = None;
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent, the timestamp the peer sent
+    /// last in order (what our TSecr echoes); `None` without timestamps.
+    pub fn ts_recent(&self) -> Option<u32> {
+        (self.timestamp_enabled() && self.ts_recent_at.is_some()).then_some(self.last_remote_tsval)
+    }
+
+    /// xdpstack patch (timestamps): the TSval this socket would send at
+    /// `now`, if it sends timestamps (with the clock of
+    /// [`set_timestamps`](Self::set_timestamps)).
+    pub fn tsval_at(&self, now: Instant) -> Option<u32> {
+        self.ts_offset
+            .map(|off| (now.total_millis() as u32).wrapping_add(off))
+    }
+
+    /// xdpstack patch (timestamps): the TSval of a segment sent now, and
+    /// its option echoing TS.Recent; `None` without timestamps.
+    fn ts_option(&self, now: Instant) -> Option<TcpTimestampRepr> {
+        let tsval = match (self.tsval_generator, self.tsval_at(now)) {
+            (Some(generator), _) => generator(),
+            (None, Some(tsval)) => tsval,
+            (None, None) => return None,
+        };
+        Some(TcpTimestampRepr::new(tsval, self.last_remote_tsval))
+    }
+
+    /// xdpstack patch (timestamps): note the first TSval sent (see
+    /// `ts_first`).
+    fn ts_sent(&mut self, repr: &TcpRepr) {
+        if let (Some(ts), Some(_), None) = (repr.timestamp, self.ts_offset, self.ts_first) {
+            self.ts_first = Some(ts.tsval);
+        }
+    }
+
+    /// xdpstack patch (timestamps): no timestamps on this connection (the
+    /// peer did not offer them).
+    fn ts_off(&mut self) {
+        self.tsval_generator = None;
+        self.ts_offset = None;
+    }
+
+    /// xdpstack patch (timestamps): the RTT an echo measures (RTTM, RFC 7323
+    /// §4), in ms: the TSecr of an ACK that advances SND.UNA, if it is one
+    /// of the TSvals this connection sent (after its first, not after now).
+    fn ts_rtt(&self, now: Instant, repr: &TcpRepr) -> Option<u32> {
+        let now_ts = self.tsval_at(now)?;
+        let first = self.ts_first?;
+        let tsecr = repr.timestamp?.tsecr;
+        let rtt = now_ts.wrapping_sub(tsecr);
+        (rtt <= now_ts.wrapping_sub(first)).then_some(rtt)
+    }
+
+    /// xdpstack patch (timestamps): an ACK advancing SND.UNA to `ack` is an
+    /// RTT sample: from its echo when timestamps are on (every such ACK,
+    /// after retransmissions too: the echo dates the segment that filled
+    /// the hole, RFC 7323 §4.3), else from upstream's one timed segment a
+    /// round trip (Karn's algorithm).
+    fn rtt_on_ack(&mut self, now: Instant, ack: TcpSeqNumber, repr: &TcpRepr) {
+        match self.ts_rtt(now, repr) {
+            Some(rtt) if ack > self.local_seq_no => self.rtte.on_ts_sample(rtt),
+            _ => self.rtte.on_ack(now, ack),
+        }
+    }
+
+    /// xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1): a segment
+    /// whose TSval is older than TS.Recent is an old duplicate, unless
+    /// TS.Recent is more than 24 days old (§5.5) or zero (as Linux: some
+    /// stacks send 0 in their SYN).
+    fn paws_reject(&self, now: Instant, repr: &TcpRepr) -> bool {
+        let Some(ts) = repr.timestamp else {
+            return false;
+        };
+        self.timestamp_enabled()
+            && repr.control != TcpControl::Rst
+            && self.last_remote_tsval != 0
+            && (ts.tsval.wrapping_sub(self.last_remote_tsval) as i32) < 0
+            && self.ts_recent_valid(now)
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent is set and less than 24 days
+    /// old.
+    fn ts_recent_valid(&self, now: Instant) -> bool {
+        let now_s = now.secs() as u32;
+        self.ts_recent_at
+            .is_some_and(|at| now_s.wrapping_sub(at) < PAWS_IDLE_SECS)
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent from an acceptable segment
+    /// (RFC 7323 §4.3 (2)): only one at or below Last.ACK.sent, so that the
+    /// echo of a delayed ACK is the earliest unacknowledged TSval and
+    /// out-of-order data does not move it.
+    fn ts_recent_update(&mut self, now: Instant, repr: &TcpRepr) {
+        let Some(ts) = repr.timestamp else {
+            return;
+        };
+        if !self.timestamp_enabled() {
+            return;
+        }
+        let below = self
+            .remote_last_ack
+            .is_none_or(|last_ack| repr.seq_number <= last_ack);
+        let newer = (ts.tsval.wrapping_sub(self.last_remote_tsval) as i32) >= 0
+            || !self.ts_recent_valid(now);
+        if below && newer {
+            self.last_remote_tsval = ts.tsval;
+            self.ts_recent_at = Some(now.secs() as u32);
+        }
     }
 
     /// Set an algorithm for congestion control.
@@ -1243,6 +1397,11 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = None;
         self.rx_edge = None;
         self.rx_storage_cut = 0;
+        // xdpstack patch (timestamps): TS.Recent belongs to the connection
+        // (upstream kept it, and a reused socket echoed the old peer's).
+        self.last_remote_tsval = 0;
+        self.ts_recent_at = None;
+        self.ts_first = None;
 
         #[cfg(feature = "async")]
         {
@@ -1775,6 +1934,7 @@ impl<'a> Socket<'a> {
         let now_us = now.total_micros() as u32;
         let reo_wnd = self.reo_wnd_us();
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
+        let ts_rtt = self.ts_rtt(now, repr);
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
@@ -1800,7 +1960,11 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = Some(ack);
         if ack > old_una {
             // (The ACK of a SYN carries no data but is an RTT sample.)
-            self.rtte.on_ack(now, ack);
+            // xdpstack patch (timestamps): from the echo when there is one.
+            match ts_rtt {
+                Some(rtt) => self.rtte.on_ts_sample(rtt),
+                None => self.rtte.on_ack(now, ack),
+            }
         }
         let new_flight = snd_max - una;
         let cc = self.congestion_controller.inner_mut();
@@ -2090,8 +2254,13 @@ impl<'a> Socket<'a> {
         (ip_reply_repr, reply_repr)
     }
 
-    fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
-        self.ack_reply_dsack(ip_repr, repr, None)
+    fn ack_reply(
+        &mut self,
+        cx: &Context,
+        ip_repr: &IpRepr,
+        repr: &TcpRepr,
+    ) -> (IpRepr, TcpRepr<'static>) {
+        self.ack_reply_dsack(cx, ip_repr, repr, None)
     }
 
     /// xdpstack patch (issue 19): [`ack_reply`](Self::ack_reply) whose SACK
@@ -2099,14 +2268,18 @@ impl<'a> Socket<'a> {
     /// duplicate data `repr` brought.
     fn ack_reply_dsack(
         &mut self,
+        cx: &Context,
         ip_repr: &IpRepr,
         repr: &TcpRepr,
         dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
     ) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
-        reply_repr.timestamp = repr
-            .timestamp
-            .and_then(|tcp_ts| tcp_ts.generate_reply(self.tsval_generator));
+        // xdpstack patch (timestamps): once negotiated, on every segment,
+        // echoing TS.Recent (RFC 7323 §4.3: for out-of-order or old data,
+        // not the TSval it carried); upstream echoed the segment's own
+        // TSval and sent none in reply to a segment without one.
+        reply_repr.timestamp = self.ts_option(cx.now());
+        self.ts_sent(&reply_repr);
 
         // From RFC 793:
         // [...] an empty acknowledgment segment containing the current send-sequence number
@@ -2213,7 +2386,7 @@ impl<'a> Socket<'a> {
         // Rate-limit to 1 per second max.
         self.challenge_ack_timer = cx.now() + Duration::from_secs(1);
 
-        Some(self.ack_reply(ip_repr, repr))
+        Some(self.ack_reply(cx, ip_repr, repr))
     }
 
     pub(crate) fn accepts(&self, _cx: &mut Context, ip_repr: &IpRepr, repr: &TcpRepr) -> bool {
@@ -2283,6 +2456,23 @@ impl<'a> Socket<'a> {
         {
             net_debug!("SYN in a synchronized state, will send challenge ACK");
             return self.challenge_ack_reply(cx, ip_repr, repr);
+        }
+
+        // xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1), before the
+        // sequence number checks: a non-RST segment whose TSval is older
+        // than TS.Recent is an old duplicate from an earlier wrap of the
+        // sequence space (or a blind forgery) and is dropped with an ACK;
+        // the ACK of a segment without data is rate-limited like a
+        // challenge ACK (as Linux's `tcp_oow_rate_limited`), against ACK
+        // loops.
+        if !matches!(self.state, State::Listen | State::SynSent | State::Closed)
+            && self.paws_reject(cx.now(), repr)
+        {
+            net_debug!("PAWS: TSval older than TS.Recent, dropping with an ACK");
+            if repr.payload.is_empty() && repr.control != TcpControl::Fin {
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
+            return Some(self.ack_reply(cx, ip_repr, repr));
         }
 
         // Reject unacceptable acknowledgements.
@@ -2517,7 +2707,7 @@ impl<'a> Socket<'a> {
                         // retransmissions with it).
                         let dsack =
                             (segment_end <= window_start).then_some((segment_start, segment_end));
-                        return Some(self.ack_reply_dsack(ip_repr, repr, dsack));
+                        return Some(self.ack_reply_dsack(cx, ip_repr, repr, dsack));
                     }
 
                     return self.challenge_ack_reply(cx, ip_repr, repr);
@@ -2636,7 +2826,7 @@ impl<'a> Socket<'a> {
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
-                    self.tsval_generator = None;
+                    self.ts_off();
                 }
                 self.set_state(State::SynReceived);
                 self.timer.set_for_idle(cx.now(), self.keep_alive);
@@ -2692,7 +2882,7 @@ impl<'a> Socket<'a> {
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
-                    self.tsval_generator = None;
+                    self.ts_off();
                 }
 
                 if repr.ack_number.is_some() {
@@ -2871,7 +3061,8 @@ impl<'a> Socket<'a> {
                         }
 
                         // Notify of fresh ACK
-                        self.rtte.on_ack(cx.now(), ack_number);
+                        // xdpstack patch (timestamps): or the echo's sample.
+                        self.rtt_on_ack(cx.now(), ack_number, repr);
                         let new_flight_size = self.flight_size().saturating_sub(ack_len);
                         self.congestion_controller.inner_mut().on_ack(
                             cx.now(),
@@ -2897,10 +3088,9 @@ impl<'a> Socket<'a> {
             }
         }
 
-        // update last remote tsval
-        if let Some(timestamp) = repr.timestamp {
-            self.last_remote_tsval = timestamp.tsval;
-        }
+        // xdpstack patch (timestamps): TS.Recent, by RFC 7323 §4.3's rule
+        // (upstream took every segment's TSval, out-of-order ones too).
+        self.ts_recent_update(cx.now(), repr);
 
         // update timers.
         match self.timer {
@@ -2972,7 +3162,7 @@ impl<'a> Socket<'a> {
         let payload_len = payload.len();
         if payload_len == 0 {
             if cut {
-                return Some(self.ack_reply(ip_repr, repr));
+                return Some(self.ack_reply(cx, ip_repr, repr));
             }
             return None;
         }
@@ -3000,7 +3190,7 @@ impl<'a> Socket<'a> {
                 payload_len,
                 payload_offset
             );
-            return Some(self.ack_reply(ip_repr, repr));
+            return Some(self.ack_reply(cx, ip_repr, repr));
         };
 
         // Place payload octets into the buffer.
@@ -3064,7 +3254,7 @@ impl<'a> Socket<'a> {
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
             tcp_trace!("ACKing incoming segment");
-            Some(self.ack_reply_dsack(ip_repr, repr, dsack))
+            Some(self.ack_reply_dsack(cx, ip_repr, repr, dsack))
         } else {
             None
         }
@@ -3183,11 +3373,7 @@ impl<'a> Socket<'a> {
         };
 
         // The effective max segment size, taking into account the options and the local and remote limits.
-        let options_len = if self.tsval_generator.is_some() {
-            12
-        } else {
-            0
-        };
+        let options_len = if self.timestamp_enabled() { 12 } else { 0 };
 
         let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
         let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
@@ -3470,10 +3656,7 @@ impl<'a> Socket<'a> {
             max_seg_size: None,
             sack_permitted: false,
             sack_ranges: [None, None, None],
-            timestamp: TcpTimestampRepr::generate_reply_with_tsval(
-                self.tsval_generator,
-                self.last_remote_tsval,
-            ),
+            timestamp: self.ts_option(cx.now()),
             payload: &[],
         };
 
@@ -3510,6 +3693,9 @@ impl<'a> Socket<'a> {
             // with a specified endpoint, it means that the socket was aborted.
             State::Closed => {
                 repr.control = TcpControl::Rst;
+                // xdpstack patch (timestamps): not on an RST (RFC 7323
+                // §3.2: every non-RST segment).
+                repr.timestamp = None;
             }
 
             // We never transmit anything in the LISTEN state.
@@ -3795,6 +3981,9 @@ impl<'a> Socket<'a> {
         }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
+        if let (Some(ts), Some(_), None) = (repr.timestamp, self.ts_offset, self.ts_first) {
+            self.ts_first = Some(ts.tsval);
+        }
         // xdpstack patch: the right edge just advertised (a SYN's window is
         // not scaled).
         if let Some(ack) = repr.ack_number {
