@@ -11488,6 +11488,494 @@ mod test {
         assert_eq!(s.remote_seq_no, REMOTE_SEQ + 1);
     }
 
+    // =========================================================================================//
+    // xdpstack patch (timestamps): RFC 7323 with the clock of `set_timestamps`.
+    // =========================================================================================//
+
+    const TS_OFF: u32 = 0xfff0_0000;
+
+    fn ts(tsval: u32, tsecr: u32) -> Option<TcpTimestampRepr> {
+        Some(TcpTimestampRepr::new(tsval, tsecr))
+    }
+
+    /// A passive open with timestamps (peer TSvals 100, then 101) and SACK
+    /// as `sack`: the SYN at 0 ms, the final ACK at `ack_at` ms.
+    fn ts_established(sack: bool, ack_at: i64) -> TestSocket {
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            time 0,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                sack_permitted: sack,
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.control, TcpControl::Syn);
+            assert_eq!(
+                r.timestamp,
+                ts(TS_OFF, 100),
+                "SYN-ACK: our clock, the SYN's TSval"
+            );
+        });
+        send!(
+            s,
+            time ack_at,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(101, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.ts_recent(), Some(101));
+        s
+    }
+
+    #[test]
+    fn test_xdp_ts_negotiated_passive() {
+        let mut s = ts_established(false, 7);
+        assert!(s.timestamp_enabled());
+        // RTTM: the final ACK echoes the SYN-ACK's TSval, 7 ms old.
+        assert_eq!(s.rtte.srtt_ms(), Some(7));
+        s.send_slice(b"abc").unwrap();
+        recv!(
+            s,
+            time 20,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abc"[..],
+                timestamp: ts(TS_OFF.wrapping_add(20), 101),
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_xdp_ts_not_offered_by_the_peer_passive() {
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert!(!s.timestamp_enabled());
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, None, "no timestamps in the SYN-ACK");
+        });
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        s.send_slice(b"abc").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abc"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        // A stray timestamp later changes nothing: none is echoed.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"xy"[..],
+                timestamp: ts(5, 6),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, None);
+        });
+        assert_eq!(s.ts_recent(), None);
+    }
+
+    #[test]
+    fn test_xdp_ts_negotiated_active() {
+        for offered in [true, false] {
+            let mut s = socket_syn_sent();
+            s.set_timestamps(Some(TS_OFF));
+            recv(&mut s, Instant::from_millis(0), |r| {
+                let r = r.unwrap();
+                assert_eq!(r.control, TcpControl::Syn);
+                assert_eq!(r.timestamp, ts(TS_OFF, 0), "SYN: TSecr 0");
+            });
+            send!(
+                s,
+                time 25,
+                TcpRepr {
+                    control: TcpControl::Syn,
+                    seq_number: REMOTE_SEQ,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    max_seg_size: Some(BASE_MSS - 80),
+                    timestamp: if offered { ts(77, TS_OFF) } else { None },
+                    ..SEND_TEMPL
+                }
+            );
+            assert_eq!(s.state, State::Established);
+            assert_eq!(s.timestamp_enabled(), offered);
+            recv(&mut s, Instant::from_millis(25), |r| {
+                let r = r.unwrap();
+                assert_eq!(r.ack_number, Some(REMOTE_SEQ + 1));
+                let want = if offered { ts(TS_OFF + 25, 77) } else { None };
+                assert_eq!(r.timestamp, want, "offered: {offered}");
+            });
+            assert_eq!(s.rtte.srtt_ms(), Some(25), "RTTM or Karn, 25 ms");
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_paws_drops_old_segments_with_an_ack() {
+        let mut s = ts_established(false, 0);
+        // In order, newer TSval: taken.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                timestamp: ts(105, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(105));
+        recv!(
+            s,
+            time 10,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                timestamp: ts(TS_OFF + 10, 105),
+                ..RECV_TEMPL
+            }]
+        );
+        // The next data, but with an older TSval (an old duplicate from an
+        // earlier wrap): dropped, and ACKed with TS.Recent.
+        send!(
+            s,
+            time 20,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"def"[..],
+                timestamp: ts(104, TS_OFF),
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                timestamp: ts(TS_OFF + 20, 105),
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.rx_buffer.len(), 3, "the old segment's data was not taken");
+        assert_eq!(s.ts_recent(), Some(105));
+        // A pure ACK with an old TSval: an ACK too, rate-limited (one a
+        // second) like a challenge ACK.
+        let old_ack = TcpRepr {
+            seq_number: REMOTE_SEQ + 1 + 3,
+            ack_number: Some(LOCAL_SEQ + 1),
+            timestamp: ts(90, TS_OFF),
+            ..SEND_TEMPL
+        };
+        let reply = send(&mut s, Instant::from_millis(30), &old_ack).expect("an ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 3));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 30, 105));
+        assert_eq!(
+            send(&mut s, Instant::from_millis(40), &old_ack),
+            None,
+            "rate-limited"
+        );
+        // The same data with a current TSval is taken.
+        send!(
+            s,
+            time 50,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"def"[..],
+                timestamp: ts(106, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rx_buffer.len(), 6);
+        assert_eq!(s.ts_recent(), Some(106));
+        recv(&mut s, Instant::from_millis(50), |r| {
+            assert_eq!(r.unwrap().ack_number, Some(REMOTE_SEQ + 1 + 6));
+        });
+        // TSvals wrap: 2^31 - 1 ahead is newer.
+        send!(
+            s,
+            time 60,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"g"[..],
+                timestamp: ts(106u32.wrapping_add(0x7fff_ffff), TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rx_buffer.len(), 7);
+        assert_eq!(s.ts_recent(), Some(106u32.wrapping_add(0x7fff_ffff)));
+        // An RST is not subject to PAWS.
+        send!(
+            s,
+            time 70,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1 + 7,
+                ack_number: None,
+                timestamp: ts(1, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_xdp_ts_paws_forgets_ts_recent_after_24_days_idle() {
+        let mut s = ts_established(false, 0);
+        let day_ms = 24 * 3600 * 1000;
+        let old = TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abc"[..],
+            timestamp: ts(50, TS_OFF),
+            ..SEND_TEMPL
+        };
+        // 23 days idle: still valid, the segment is dropped.
+        assert!(send(&mut s, Instant::from_millis(23 * day_ms), &old).is_some());
+        assert_eq!(s.rx_buffer.len(), 0);
+        // 24 days: TS.Recent is too old to judge by, the segment is taken
+        // and its TSval becomes TS.Recent.
+        send(&mut s, Instant::from_millis(24 * day_ms + 1000), &old);
+        assert_eq!(s.rx_buffer.len(), 3);
+        assert_eq!(s.ts_recent(), Some(50));
+    }
+
+    #[test]
+    fn test_xdp_ts_recent_only_from_segments_at_or_below_last_ack_sent() {
+        let mut s = ts_established(true, 0);
+        s.set_ack_delay(None);
+        let seg = |off: usize, data: &'static [u8], tsval: u32| TcpRepr {
+            seq_number: REMOTE_SEQ + 1 + off,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: data,
+            timestamp: ts(tsval, TS_OFF),
+            ..SEND_TEMPL
+        };
+        // In order, ACKed.
+        send!(s, time 0, seg(0, b"aa", 200));
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, ts(TS_OFF, 200));
+        });
+        // Out of order (a hole at 2..4): the immediate ACK echoes
+        // TS.Recent, 200, not the segment's 202.
+        let reply = send(&mut s, Instant::from_millis(1), &seg(4, b"cc", 202)).expect("ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 2));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 1, 200));
+        assert_eq!(s.ts_recent(), Some(200));
+        // The hole filled (its SEQ is Last.ACK.sent): TS.Recent is its TSval.
+        let reply = send(&mut s, Instant::from_millis(2), &seg(2, b"bb", 201)).expect("ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 6));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 2, 201));
+        assert_eq!(s.ts_recent(), Some(201));
+        // Two in-order segments before one ACK (a delayed ACK): the echo
+        // is the earlier's TSval (§4.3 (2)): the later is above
+        // Last.ACK.sent.
+        send!(s, time 3, seg(6, b"dd", 300));
+        send!(s, time 3, seg(8, b"ee", 301));
+        assert_eq!(s.ts_recent(), Some(300));
+        recv(&mut s, Instant::from_millis(3), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.ack_number, Some(REMOTE_SEQ + 1 + 10));
+            assert_eq!(r.timestamp, ts(TS_OFF + 3, 300));
+        });
+        // And the next in-order segment, now at Last.ACK.sent, moves it.
+        send!(s, time 4, seg(10, b"f", 302));
+        assert_eq!(s.ts_recent(), Some(302));
+    }
+
+    #[test]
+    fn test_xdp_ts_rtt_sample_from_a_retransmission() {
+        // SACK peers (the RFC 6675 sender) and others (upstream's), with
+        // and without timestamps.
+        for sack in [false, true] {
+            for with_ts in [true, false] {
+                let mut s = if with_ts {
+                    ts_established(sack, 0)
+                } else {
+                    let mut s = socket_established();
+                    s.remote_has_sack = sack;
+                    s.rtte.sample(0);
+                    s
+                };
+                let t = |v: u32| if with_ts { ts(v, 101) } else { None };
+                assert_eq!(s.rtte.srtt_ms(), Some(0));
+                s.send_slice(b"abcdef").unwrap();
+                recv(&mut s, Instant::from_millis(10), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.payload, b"abcdef");
+                    assert_eq!(r.timestamp, t(TS_OFF + 10));
+                });
+                // Lost; the RTO (200 ms) resends it.
+                recv(&mut s, Instant::from_millis(1000), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.seq_number, LOCAL_SEQ + 1, "a retransmission");
+                    assert_eq!(r.payload, b"abcdef");
+                    assert_eq!(r.timestamp, t(TS_OFF + 1000));
+                });
+                // Its ACK 30 ms later echoes the retransmission's TSval.
+                send!(
+                    s,
+                    time 1030,
+                    TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(LOCAL_SEQ + 1 + 6),
+                        timestamp: if with_ts {
+                            ts(102, TS_OFF + 1000)
+                        } else {
+                            None
+                        },
+                        ..SEND_TEMPL
+                    }
+                );
+                // RTTM samples it (srtt 0 -> (0 * 7 + 30) / 8, rounded
+                // up); Karn's algorithm cannot (a retransmission).
+                let want = if with_ts { 4 } else { 0 };
+                assert_eq!(s.rtte.srtt_ms(), Some(want), "sack {sack} ts {with_ts}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_echo_of_a_tsval_never_sent_is_no_sample() {
+        // A TSecr from the future, or from before the first TSval sent.
+        for (at, tsecr) in [(20, TS_OFF + 500), (20, TS_OFF - 1)] {
+            let mut c = ts_established(false, 0);
+            c.send_slice(b"abc").unwrap();
+            recv(&mut c, Instant::from_millis(10), |r| assert!(r.is_ok()));
+            send!(
+                c,
+                time at,
+                TcpRepr {
+                    seq_number: REMOTE_SEQ + 1,
+                    ack_number: Some(LOCAL_SEQ + 1 + 3),
+                    timestamp: ts(102, tsecr),
+                    ..SEND_TEMPL
+                }
+            );
+            // Karn's timed segment gives the sample instead: 10 ms (srtt
+            // 0 -> (0 * 7 + 10) / 8, rounded up), not 500 ms or 2^32 - 1.
+            assert_eq!(c.rtte.srtt_ms(), Some(2), "tsecr {tsecr:#x}");
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_full_segment_fits_the_mss() {
+        let mut s = socket_listen();
+        s.tx_buffer = SocketBuffer::new(vec![0; 6000]);
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                max_seg_size: Some(1460),
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| assert!(r.is_ok()));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 60000,
+                timestamp: ts(101, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        s.send_slice(&[7; 6000]).unwrap();
+        let ip_header_len = SEND_IP_TEMPL.header_len();
+        let mtu = s.cx.ip_mtu();
+        let mss = (mtu - ip_header_len - TCP_HEADER_LEN).min(1460);
+        let mut sent = 0;
+        while sent < 3 * (mss - 12) {
+            recv(&mut s, Instant::from_millis(0), |r| {
+                let r = r.unwrap();
+                assert!(r.timestamp.is_some());
+                assert_eq!(r.header_len(), TCP_HEADER_LEN + 12);
+                // RFC 6691: data and options together within the MSS, and
+                // the packet within the MTU.
+                assert_eq!(r.payload.len(), mss - 12, "a full-size segment");
+                assert!(ip_header_len + r.buffer_len() <= mtu);
+                sent += r.payload.len();
+            });
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_none_on_rst() {
+        let mut s = ts_established(false, 0);
+        s.abort();
+        recv(&mut s, Instant::from_millis(5), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.control, TcpControl::Rst);
+            assert_eq!(r.timestamp, None);
+        });
+    }
+
+    #[test]
+    fn test_xdp_ts_reset_forgets_ts_recent() {
+        let mut s = ts_established(false, 0);
+        assert_eq!(s.ts_recent(), Some(101));
+        s.abort();
+        recv(&mut s, Instant::from_millis(5), |r| assert!(r.is_ok()));
+        s.listen(LISTEN_END).unwrap();
+        s.set_timestamps(Some(TS_OFF));
+        assert_eq!(s.ts_recent(), None);
+        // A new peer whose TSvals are far "behind" the old one's is taken.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(3, 0),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(3));
+    }
+
     #[test]
     fn test_tsval_disabled_in_local_server() {
         let mut s = socket_listen();
