@@ -26,6 +26,6 @@ mod timers;
 
 pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
 pub(crate) use phase::Settled;
-pub(crate) use segment::{cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len};
+pub(crate) use segment::{cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, SynOpts};
 pub(crate) use table::{Conns, Phase, SocketParams, Visit};
 pub(crate) use timers::Fired;

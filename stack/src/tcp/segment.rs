@@ -6,45 +6,62 @@
 use std::net::IpAddr;
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpProtocol, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{IpProtocol, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
 use crate::emit::{emit_ip, ip_header_len};
 use crate::parse::FlowKey;
 
+/// The options of a SYN or SYN-ACK a cookie stands for, besides the MSS:
+/// none without the client's timestamp option (the cookie cannot keep
+/// them); with it, the client's window scale and SACK-permitted ride in
+/// the low bits of our TSval ([`crate::cookie::CookieOpts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SynOpts {
+    /// The window scale option (a SYN-ACK's: ours; a SYN's: the client's).
+    pub wscale: Option<u8>,
+    /// SACK-permitted.
+    pub sack: bool,
+    /// The timestamp option.
+    pub ts: Option<TcpTimestampRepr>,
+}
+
 /// The SYN-ACK answering the SYN of `key` (client ISN `client_isn`) whose
-/// sequence number is `cookie`: receive window `window`, MSS `mss`, no
-/// window scaling or SACK (the cookie cannot keep them).
+/// sequence number is `cookie`: receive window `window`, MSS `mss`, and
+/// `opts` (see [`SynOpts`]).
 pub(crate) fn cookie_syn_ack(
     key: &FlowKey,
     cookie: u32,
     client_isn: u32,
     window: u16,
     mss: u16,
+    opts: SynOpts,
 ) -> TcpRepr<'static> {
     let ack = client_isn.wrapping_add(1);
-    bare_syn(key.dport, key.sport, cookie, Some(ack), window, mss)
+    syn(key.dport, key.sport, cookie, Some(ack), window, mss, opts)
 }
 
-/// The SYN a cookie stands for: the client's ISN and the MSS the cookie
-/// kept; no window scaling or SACK (the cookie SYN-ACK offered neither).
+/// The SYN a cookie stands for: the client's ISN, the MSS the cookie kept
+/// and the options its timestamp echo brought back (none without it).
 pub(crate) fn cookie_syn(
     key: &FlowKey,
     client_isn: u32,
     mss: u16,
     window: u16,
+    opts: SynOpts,
 ) -> TcpRepr<'static> {
-    bare_syn(key.sport, key.dport, client_isn, None, window, mss)
+    syn(key.sport, key.dport, client_isn, None, window, mss, opts)
 }
 
-/// A SYN (a SYN-ACK with `ack`) with only the MSS option: what a cookie can
-/// stand for.
-fn bare_syn(
+/// A SYN (a SYN-ACK with `ack`) with the MSS option and `opts`: what a
+/// cookie can stand for.
+fn syn(
     src_port: u16,
     dst_port: u16,
     seq: u32,
     ack: Option<u32>,
     window: u16,
     mss: u16,
+    opts: SynOpts,
 ) -> TcpRepr<'static> {
     TcpRepr {
         src_port,
@@ -53,11 +70,11 @@ fn bare_syn(
         seq_number: TcpSeqNumber(seq as i32),
         ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
         window_len: window,
-        window_scale: None,
+        window_scale: opts.wscale,
         max_seg_size: Some(mss),
-        sack_permitted: false,
+        sack_permitted: opts.sack,
         sack_ranges: [None, None, None],
-        timestamp: None,
+        timestamp: opts.ts,
         payload: &[],
     }
 }
