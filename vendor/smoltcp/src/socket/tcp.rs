@@ -783,7 +783,7 @@ impl<'a> Socket<'a> {
     /// xdpstack patch (timestamps): the TSval this socket would send at
     /// `now`, if it sends timestamps (with the clock of
     /// [`set_timestamps`](Self::set_timestamps)).
-    pub fn tsval_at(&self, now: Instant) -> Option<u32> {
+    fn tsval_at(&self, now: Instant) -> Option<u32> {
         self.ts_offset
             .map(|off| (now.total_millis() as u32).wrapping_add(off))
     }
