@@ -96,3 +96,71 @@ pub(crate) fn emit_ip_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRep
         tcp.emit(&mut TcpPacket::new_unchecked(t), &s, &d, &caps);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::parse::{tcp_options, TcpOpts};
+
+    fn packet(key: &FlowKey, tcp: &TcpRepr) -> Vec<u8> {
+        let len = ip_tcp_len(key.dst, key.src, tcp).unwrap();
+        let mut buf = vec![0; len];
+        emit_ip_tcp(&mut buf, key.dst, key.src, tcp);
+        buf
+    }
+
+    #[test]
+    fn cookie_syn_acks_carry_the_options_and_parse_back() {
+        let key = FlowKey::test_tcp4(4000);
+        let opts = SynOpts {
+            wscale: Some(7),
+            sack: true,
+            ts: Some(TcpTimestampRepr::new(0xdead_be57, 99)),
+        };
+        let p = packet(&key, &cookie_syn_ack(&key, 1, 2, 3, 1460, opts));
+        assert_eq!(
+            tcp_options(&p),
+            TcpOpts {
+                mss: 1460,
+                wscale: Some(7),
+                sack_permitted: true,
+                timestamp: Some((0xdead_be57, 99)),
+            }
+        );
+        let p = packet(
+            &key,
+            &cookie_syn_ack(&key, 1, 2, 3, 1200, SynOpts::default()),
+        );
+        assert_eq!(
+            tcp_options(&p),
+            TcpOpts {
+                mss: 1200,
+                ..TcpOpts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn options_of_malformed_packets_are_none() {
+        let key = FlowKey::test_tcp4(4000);
+        let opts = SynOpts {
+            wscale: Some(7),
+            sack: true,
+            ts: Some(TcpTimestampRepr::new(5, 6)),
+        };
+        let p = packet(&key, &cookie_syn(&key, 1, 1460, 3, opts));
+        for cut in 0..p.len() {
+            // Never a panic; a header cut short has no options.
+            let o = tcp_options(&p[..cut]);
+            if cut < 20 + 20 {
+                assert_eq!(o, TcpOpts::default(), "cut at {cut}");
+            }
+        }
+        let mut bad = p.clone();
+        bad[0] = 0x42; // IHL 2
+        let _ = tcp_options(&bad);
+        assert_eq!(tcp_options(&[]), TcpOpts::default());
+        assert_eq!(tcp_options(&[0x60]), TcpOpts::default());
+    }
+}
