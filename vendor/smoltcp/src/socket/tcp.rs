@@ -765,7 +765,8 @@ impl<'a> Socket<'a> {
     /// SYN or SYN-ACK, with TSvals from the interface clock in milliseconds
     /// plus `offset` (per connection and unpredictable, as Linux's
     /// `secure_tcp_ts_off`), or not (`None`). When both ends offer them,
-    /// every segment but an RST carries them, PAWS (§5) drops old
+    /// every segment carries them (an abort's RST too, as §3.2 recommends;
+    /// not the stateless RSTs of `rst_reply`), PAWS (§5) drops old
     /// duplicates, and every ACK that advances SND.UNA gives an RTT sample
     /// from its echo (RTTM, §4), retransmissions included. A peer that does
     /// not offer them sees none. Set before `listen` or `connect`.
@@ -3693,9 +3694,6 @@ impl<'a> Socket<'a> {
             // with a specified endpoint, it means that the socket was aborted.
             State::Closed => {
                 repr.control = TcpControl::Rst;
-                // xdpstack patch (timestamps): not on an RST (RFC 7323
-                // §3.2: every non-RST segment).
-                repr.timestamp = None;
             }
 
             // We never transmit anything in the LISTEN state.
@@ -11942,13 +11940,15 @@ mod test {
     }
 
     #[test]
-    fn test_xdp_ts_none_on_rst() {
+    fn test_xdp_ts_on_an_abort_rst() {
+        // RFC 7323 §3.2: a MUST on every non-RST segment, a SHOULD on an
+        // RST (as Linux's active resets).
         let mut s = ts_established(false, 0);
         s.abort();
         recv(&mut s, Instant::from_millis(5), |r| {
             let r = r.unwrap();
             assert_eq!(r.control, TcpControl::Rst);
-            assert_eq!(r.timestamp, None);
+            assert_eq!(r.timestamp, ts(TS_OFF + 5, 101));
         });
     }
 
