@@ -108,7 +108,8 @@ enum SandboxCmd {
         /// xs-NAME-mid runs a forwarder between the two ends, e.g.
         /// `--loss 1% --delay 20ms --jitter 5ms --reorder 0.5% --duplicate 0.1%`
         /// (each way, seeded: `--seed N`), and a bottleneck each way:
-        /// `--rate 100mbit --queue 100ms` (tail drop past the queue).
+        /// `--rate 100mbit --queue 100ms` (tail drop past the queue;
+        /// `--ecn-mark 5ms` marks ECN-capable packets CE past 5 ms queued).
         #[command(flatten)]
         impair: impair::ImpairArgs,
     },

@@ -66,6 +66,7 @@ pub fn frame(s: &Seg) -> Vec<u8> {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: if matches!(control, TcpControl::Syn | TcpControl::Rst) {
             &[]
         } else {

@@ -435,6 +435,7 @@ pub(crate) mod tests {
             sack_permitted: true,
             sack_ranges: [None; 3],
             timestamp: None,
+            ecn: Default::default(),
             payload,
         };
         testkit::frames::tcp(src, dst, &tcp)

@@ -30,6 +30,7 @@ fn syn_frame(sport: u16) -> Vec<u8> {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
     tcp_to_server(CLIENT, &tcp)

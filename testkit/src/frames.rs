@@ -187,6 +187,7 @@ pub fn segment_to_server(
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
+        ecn: Default::default(),
         payload,
     };
     tcp_to_server(src, &tcp)

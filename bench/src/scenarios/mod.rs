@@ -13,3 +13,4 @@ pub mod steer;
 pub mod synflood;
 pub mod udp;
 pub mod wan;
+pub mod wan_extra;

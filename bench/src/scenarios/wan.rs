@@ -17,7 +17,11 @@
 //! `XDPSTACK_BENCH_WAN_CC=cubic,bbr`, `XDPSTACK_BENCH_WAN_RATE=100mbit`,
 //! `XDPSTACK_BENCH_WAN_QUEUE=100ms` (or a size, `150KB`), `XDPSTACK_BENCH_WAN_LIMIT=300s`
 //! (each download's time limit). `--quick`: RTT 50 ms x loss {0, 1%} x {file, parallel}, one
-//! run, a 120 s limit.
+//! run, a 120 s limit. `XDPSTACK_BENCH_WAN_RTTS=none` skips the matrix.
+//!
+//! Two more cases follow the matrix (`XDPSTACK_BENCH_WAN_EXTRA=share,p99`, both by default, in
+//! `wan_extra.rs`): a stack flow alone and beside a kernel cubic flow on a one-BDP bottleneck,
+//! and the p50/p99 completion time of 10 KiB responses on new connections at 1% loss.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +36,9 @@ use crate::env;
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, err, Proc, Result};
 
-const STACK_IP: &str = "10.112.0.1";
-const KERNEL_IP: &str = "10.112.0.3";
-const STACK: &str = "xdpstack (defaults, cc cubic)";
+pub(super) const STACK_IP: &str = "10.112.0.1";
+pub(super) const KERNEL_IP: &str = "10.112.0.3";
+pub(super) const STACK: &str = "xdpstack (defaults, cc cubic)";
 const STACK_BBR: &str = "xdpstack --cc bbr";
 
 /// One of the three downloads.
@@ -67,7 +71,7 @@ impl Load {
     }
 
     /// (URL path, size) of every file of this load.
-    fn files(self) -> Vec<(String, usize)> {
+    pub(super) fn files(self) -> Vec<(String, usize)> {
         match self {
             Load::File => vec![("big/f100m".into(), 100 << 20)],
             Load::Parallel => (0..100)
@@ -119,7 +123,7 @@ pub fn matrix(quick: bool, get: impl Fn(&str) -> Option<String>) -> Result<Matri
     let split = |s: &str| -> Vec<String> {
         s.split(',')
             .map(str::trim)
-            .filter(|x| !x.is_empty())
+            .filter(|x| !x.is_empty() && *x != "none")
             .map(String::from)
             .collect()
     };
@@ -167,8 +171,9 @@ pub fn matrix(quick: bool, get: impl Fn(&str) -> Option<String>) -> Result<Matri
         )
         .map_err(|_| bad("limit", &limit))?,
     };
-    if m.rtts.is_empty() || m.losses.is_empty() || m.loads.is_empty() || m.ccs.is_empty() {
-        return err("wan: an empty matrix (RTTS, LOSS, LOADS and CC each need a value)");
+    // `XDPSTACK_BENCH_WAN_RTTS=none` skips the matrix (the extra cases still run).
+    if m.losses.is_empty() || m.loads.is_empty() || m.ccs.is_empty() {
+        return err("wan: an empty matrix (LOSS, LOADS and CC each need a value)");
     }
     Ok(m)
 }
@@ -222,7 +227,13 @@ fn started_or_noted(
 }
 
 /// nginx serving `root` on KERNEL_IP:80 (sendfile, keep-alive without a request limit).
-fn start_nginx(sb: &Sandbox, cpu: &str, root: &Path, dir: &Path, tag: &str) -> Result<Proc> {
+pub(super) fn start_nginx(
+    sb: &Sandbox,
+    cpu: &str,
+    root: &Path,
+    dir: &Path,
+    tag: &str,
+) -> Result<Proc> {
     let d = dir.join(format!("nginx-{tag}"));
     std::fs::create_dir_all(&d)?;
     let ds = d.display().to_string();
@@ -273,7 +284,7 @@ http {{
 }
 
 /// `xdpstack http --root DIR` with default settings (only the interface, address and report).
-fn start_stack(
+pub(super) fn start_stack(
     ctx: &Ctx,
     sb: &Sandbox,
     root: &Path,
@@ -493,7 +504,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     env::ensure_tools(&[("nginx", "nginx-light"), ("curl", "curl")])?;
     let dir = env::scratch("wan")?;
     let root = dir.join("root");
-    write_root(&root, &m.loads)?;
+    let (share, p99) = super::wan_extra::selected(|k| std::env::var(k).ok())?;
+    let mut files = m.loads.clone();
+    for (on, l) in [(share, Load::File), (p99, Load::Seq)] {
+        if on && !files.contains(&l) {
+            files.push(l);
+        }
+    }
+    write_root(&root, &files)?;
     let _allow = env::AllowCc::new(&m.ccs)?;
     let server_cpu = ctx.server_cpu();
     res.cores = format!(
@@ -675,6 +693,12 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         }
     }
     add_targets(&mut res, &m, &nginx_name);
+    if share {
+        super::wan_extra::share(ctx, &mut res, &root, &dir, &ceil_text)?;
+    }
+    if p99 {
+        super::wan_extra::p99(ctx, &mut res, &root, &dir, &ceil_text)?;
+    }
     res.notes.push(format!(
         "Each case: the time to download every file (curl in the client namespace; all \
          files compared byte for byte), `goodput_mbit_s` the bytes received over that time \

@@ -81,6 +81,7 @@ fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, ctl: TcpControl, ack: b
         sack_permitted: true,
         sack_ranges: [None; 3],
         timestamp: None,
+        ecn: Default::default(),
         payload: b"",
     };
     testkit::frames::tcp(src, dst, &repr)

@@ -13,7 +13,11 @@
 //!   bucket whose burst is one frame: each frame leaves when the link has finished sending the
 //!   ones before it); a frame that would find more than `queue` (time or bytes) ahead of it is
 //!   dropped (tail drop). The time it waits and serializes is added before the delay, so
-//!   congestion is real: a sender that overruns the rate sees the queue grow, then loss;
+//!   congestion is real: a sender that overruns the rate sees the queue grow, then loss.
+//!   With `ecn_mark` (`--ecn-mark 5ms`), an ECN-capable IP packet (ECT(0) or ECT(1), RFC 3168)
+//!   that finds more than that much sending time queued ahead of it is marked CE instead
+//!   (a step marking, as a RED or CoDel queue's simplest form; the tail drop still applies
+//!   when the queue is full);
 //! * **delay**: released `delay ± jitter` (uniform) after it arrived, but never before the
 //!   frame in front of it: jitter alone does not reorder (as a real path's queue would not);
 //! * **duplicate**: with probability `duplicate`, a copy is released right after it;
@@ -73,6 +77,9 @@ pub struct ImpairSpec {
     pub rate_bps: u64,
     /// The bottleneck's queue (used only with a rate).
     pub queue: QueueLimit,
+    /// Mark ECN-capable packets CE when more than this much sending time is
+    /// queued ahead of them (used only with a rate); `None`: never.
+    pub ecn_mark: Option<Duration>,
 }
 
 impl Default for ImpairSpec {
@@ -86,6 +93,7 @@ impl Default for ImpairSpec {
             seed: 1,
             rate_bps: 0,
             queue: DEFAULT_QUEUE,
+            ecn_mark: None,
         }
     }
 }
@@ -143,6 +151,11 @@ impl ImpairSpec {
                 return Err(ImpairError::QueueTooLong(d));
             }
         }
+        if let Some(d) = self.ecn_mark {
+            if d > Duration::from_secs(10) {
+                return Err(ImpairError::QueueTooLong(d));
+            }
+        }
         Ok(())
     }
 
@@ -169,6 +182,9 @@ impl ImpairSpec {
                 "--queue".into(),
                 self.queue.to_string(),
             ]);
+            if let Some(d) = self.ecn_mark {
+                args.extend(["--ecn-mark".into(), format!("{}us", d.as_micros())]);
+            }
         }
         args
     }
@@ -196,6 +212,9 @@ impl fmt::Display for ImpairSpec {
                     QueueLimit::Bytes(b) => format!("{b} bytes"),
                 }
             )?;
+            if let Some(d) = self.ecn_mark {
+                write!(f, ", ECN-capable packets marked CE past {d:?} queued")?;
+            }
         }
         Ok(())
     }
@@ -231,6 +250,11 @@ pub struct ImpairArgs {
     /// (`100ms`, the default) or a size (`150KB`, `64KiB`, `100000B`).
     #[arg(long, value_parser = parse_queue, requires = "rate")]
     pub queue: Option<QueueLimit>,
+    /// Mark ECN-capable packets (ECT) Congestion Experienced instead of
+    /// letting them queue past this much sending time (`5ms`); off by
+    /// default. Tail drop still applies when the queue is full.
+    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    pub ecn_mark: Option<Duration>,
 }
 
 impl ImpairArgs {
@@ -246,6 +270,7 @@ impl ImpairArgs {
             seed: self.seed.unwrap_or(d.seed),
             rate_bps: self.rate.unwrap_or(d.rate_bps),
             queue: self.queue.unwrap_or(d.queue),
+            ecn_mark: self.ecn_mark.or(d.ecn_mark),
         }
     }
 }
@@ -427,6 +452,8 @@ pub struct ImpairCounters {
     pub queue_max_bytes: u64,
     /// Longest a frame waited in the bottleneck's queue, microseconds.
     pub queue_max_us: u64,
+    /// ECN-capable packets marked Congestion Experienced (`ecn_mark`).
+    pub ce_marked: u64,
 }
 
 /// The bottleneck of one direction: a FIFO drained at a fixed rate, bounded.
@@ -459,9 +486,14 @@ impl Bottleneck {
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// A frame of `len` bytes arrives at `now`: when it has left the bottleneck, or `None` if
-    /// the queue is full (tail drop). Counts into `c`.
-    fn admit(&mut self, now: Instant, len: u64, c: &mut ImpairCounters) -> Option<Instant> {
+    /// A frame of `len` bytes arrives at `now`: when it has left the bottleneck and how long
+    /// it waits in the queue, or `None` if the queue is full (tail drop). Counts into `c`.
+    fn admit(
+        &mut self,
+        now: Instant,
+        len: u64,
+        c: &mut ImpairCounters,
+    ) -> Option<(Instant, Duration)> {
         while let Some(&(left, n)) = self.held.front() {
             if left > now {
                 break;
@@ -490,8 +522,69 @@ impl Bottleneck {
         c.queue_max_us = c
             .queue_max_us
             .max(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX));
-        Some(left)
+        Some((left, wait))
     }
+}
+
+/// The IP header in an Ethernet `frame` (after at most two VLAN tags), and whether it is IPv6.
+fn ip_header(frame: &mut [u8]) -> Option<(&mut [u8], bool)> {
+    let mut at = 12;
+    loop {
+        let ty = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
+        at += 2;
+        match ty {
+            0x8100 | 0x88a8 if at <= 18 => at += 2,
+            0x0800 => return Some((frame.get_mut(at..)?, false)),
+            0x86dd => return Some((frame.get_mut(at..)?, true)),
+            _ => return None,
+        }
+    }
+}
+
+/// Marks the IP packet in an Ethernet `frame` Congestion Experienced if it is ECN-capable
+/// (ECT(0) or ECT(1), RFC 3168 §5); IPv4's header checksum is updated. Returns whether it
+/// marked. Anything else (not IP, Not-ECT, CE already, a short or malformed header) is left as
+/// it is.
+pub fn mark_ce(frame: &mut [u8]) -> bool {
+    let Some((ip, v6)) = ip_header(frame) else {
+        return false;
+    };
+    if v6 {
+        // Version (4 bits), traffic class (8), flow label: ECN is bits 4-5 of byte 1.
+        if ip.len() < 40 || ip[0] >> 4 != 6 {
+            return false;
+        }
+        let ecn = (ip[1] >> 4) & 0b11;
+        if ecn == 0b00 || ecn == 0b11 {
+            return false;
+        }
+        ip[1] |= 0b11 << 4;
+        return true;
+    }
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ihl < 20 || ip.len() < ihl {
+        return false;
+    }
+    let ecn = ip[1] & 0b11;
+    if ecn == 0b00 || ecn == 0b11 {
+        return false;
+    }
+    ip[1] |= 0b11;
+    ip[10] = 0;
+    ip[11] = 0;
+    let mut sum: u32 = ip[..ihl]
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum = !(sum as u16);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    true
 }
 
 struct Queued {
@@ -564,13 +657,21 @@ impl Impairer {
         let offset = (self.rng.next_f64() * 2.0 - 1.0) * jitter;
         let delay = Duration::from_secs_f64((self.spec.delay.as_secs_f64() + offset).max(0.0));
         // Past the bottleneck (if any) first; the propagation delay counts from there.
-        let sent = match &mut self.bottleneck {
+        let (sent, wait) = match &mut self.bottleneck {
             Some(b) => match b.admit(now, frame.len() as u64, &mut self.counters) {
-                Some(left) => left,
+                Some(admitted) => admitted,
                 None => return,
             },
-            None => now,
+            None => (now, Duration::ZERO),
         };
+        let mut frame = std::borrow::Cow::Borrowed(frame);
+        if self.bottleneck.is_some() && self.spec.ecn_mark.is_some_and(|m| wait > m) {
+            let mut owned = frame.into_owned();
+            if mark_ce(&mut owned) {
+                self.counters.ce_marked += 1;
+            }
+            frame = std::borrow::Cow::Owned(owned);
+        }
         let mut at = sent + delay;
         if let Some(floor) = self.floor {
             at = at.max(floor);
@@ -897,6 +998,7 @@ mod bottleneck_tests {
             let want = ImpairSpec {
                 rate_bps: 100_000_000,
                 queue,
+                ecn_mark: Some(Duration::from_millis(5)),
                 ..ImpairSpec::lossy_wan(5)
             };
             let mut argv = vec!["x".to_string()];
@@ -909,6 +1011,7 @@ mod bottleneck_tests {
             .to_args()
             .contains(&"--rate".to_string()));
         assert!(Cli::try_parse_from(["x", "--queue", "100ms"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--ecn-mark", "5ms"]).is_err());
         let d = Cli::try_parse_from(["x", "--rate", "100mbit"]).expect("parses");
         assert_eq!(d.impair.spec().queue, DEFAULT_QUEUE);
     }
@@ -1031,5 +1134,130 @@ mod bottleneck_tests {
         }
         let c = imp.counters();
         assert_eq!((c.dropped, c.queued, c.queue_dropped), (100, 0, 0));
+    }
+
+    /// An Ethernet frame holding an IPv4 packet (DSCP 46, valid header checksum) with ECN
+    /// field `ecn`, `i` at the start of its payload.
+    fn ip4_frame(i: u32, ecn: u8) -> Vec<u8> {
+        let mut f = vec![0u8; FRAME];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[1] = 0xb8 | ecn;
+        ip[2..4].copy_from_slice(&((FRAME - 14) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        ip[20..24].copy_from_slice(&i.to_be_bytes());
+        let sum = ip4_sum(&ip[..20]);
+        ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
+        f
+    }
+
+    /// The one's complement sum of a header (0xffff when its checksum is right).
+    fn ip4_sum(h: &[u8]) -> u16 {
+        let mut sum: u32 = h
+            .chunks_exact(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn mark_ce_marks_only_ecn_capable_ip_and_keeps_the_checksum() {
+        for ecn in [0b01, 0b10] {
+            let mut f = ip4_frame(1, ecn);
+            assert!(mark_ce(&mut f));
+            assert_eq!(f[15], 0xb8 | 0b11, "DSCP kept, CE set");
+            assert_eq!(ip4_sum(&f[14..34]), 0xffff, "checksum");
+        }
+        for ecn in [0b00, 0b11] {
+            let mut f = ip4_frame(1, ecn);
+            let before = f.clone();
+            assert!(!mark_ce(&mut f));
+            assert_eq!(f, before);
+        }
+        // IPv6 (behind a VLAN tag): the traffic class's low bits.
+        let mut f = vec![0u8; 18 + 40];
+        f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        f[16..18].copy_from_slice(&0x86ddu16.to_be_bytes());
+        // Version 6, traffic class 0xb9 (DSCP 46, ECT(1)), flow label 0xf0000.
+        f[18] = 0x6b;
+        f[19] = 0x9f;
+        assert!(mark_ce(&mut f));
+        assert_eq!((f[18], f[19]), (0x6b, 0xbf));
+        assert!(!mark_ce(&mut f), "CE already");
+        // Not IP, short, or bad headers: untouched, no panic.
+        for mut bad in [
+            vec![0u8; 10],
+            ip4_frame(1, 0b10)[..30].to_vec(),
+            {
+                let mut f = ip4_frame(1, 0b10);
+                f[12] = 0x08;
+                f[13] = 0x06;
+                f
+            },
+            {
+                let mut f = ip4_frame(1, 0b10);
+                // A 60-byte header in a 40-byte packet.
+                f[14] = 0x4f;
+                f.truncate(14 + 40);
+                f
+            },
+        ] {
+            let before = bad.clone();
+            assert!(!mark_ce(&mut bad));
+            assert_eq!(bad, before);
+        }
+    }
+
+    #[test]
+    fn ecn_capable_frames_are_marked_past_the_threshold_not_dropped() {
+        // 12 Mbit/s (1 ms a frame), a 100 ms queue, marking past 5 ms: of a burst of 20 ECT
+        // frames, the first 6 (waits 0-5 ms) pass unmarked and the other 14 are marked; a
+        // Not-ECT frame behind them is never marked.
+        let s = ImpairSpec {
+            ecn_mark: Some(Duration::from_millis(5)),
+            ..spec(DEFAULT_QUEUE)
+        };
+        let mut imp = Impairer::new(s, 0);
+        let t0 = Instant::now();
+        for i in 0..20 {
+            imp.push(t0, &ip4_frame(i, 0b10));
+        }
+        imp.push(t0, &ip4_frame(20, 0b00));
+        let c = imp.counters();
+        assert_eq!((c.ce_marked, c.queue_dropped, c.dropped), (14, 0, 0));
+        let mut marked = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(40) {
+            while let Some(f) = imp.pop(now) {
+                assert_eq!(ip4_sum(&f[14..34]), 0xffff);
+                let id = u32::from_be_bytes(f[34..38].try_into().unwrap());
+                marked.push((id, f[15] & 0b11));
+            }
+            now += Duration::from_micros(100);
+        }
+        let want: Vec<(u32, u8)> = (0..21)
+            .map(|i| {
+                let ecn = match i {
+                    0..=5 => 0b10,
+                    20 => 0b00,
+                    _ => 0b11,
+                };
+                (i, ecn)
+            })
+            .collect();
+        assert_eq!(marked, want);
+        // Off by default: the same burst is never marked.
+        let mut imp = Impairer::new(spec(DEFAULT_QUEUE), 0);
+        for i in 0..20 {
+            imp.push(t0, &ip4_frame(i, 0b10));
+        }
+        assert_eq!(imp.counters().ce_marked, 0);
     }
 }

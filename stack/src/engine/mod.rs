@@ -345,6 +345,19 @@ pub struct EngineCounters {
     pub tcp_loss_probes: u64,
     /// Slow starts ended by HyStart's delay test (SACK peers).
     pub tcp_hystart_exits: u64,
+    /// Window reductions undone because the loss was spurious: every
+    /// retransmission of the episode D-SACKed, or a timeout F-RTO found
+    /// spurious (SACK peers).
+    pub tcp_spurious_undos: u64,
+    /// Connections that negotiated ECN (RFC 3168: the client's SYN asked;
+    /// counted when a connection is released, as all below).
+    pub tcp_ecn_negotiated: u64,
+    /// Segments received marked Congestion Experienced on ECN connections
+    /// (each echoed to the sender with ECE until it answers with CWR).
+    pub tcp_ecn_ce_received: u64,
+    /// Congestion-window reductions for an ECN-Echo from the peer (at most
+    /// one a window of data; none with BBR).
+    pub tcp_ecn_reductions: u64,
     /// Buffers that grow: bytes of storage in connections now.
     pub buf_held: u64,
     /// Bytes of free storage this core's pool keeps for reuse now.
@@ -844,6 +857,10 @@ impl<R: Rings> Engine<R> {
         engine.tcp_rto_timeouts = table.rto_timeouts;
         engine.tcp_loss_probes = table.loss_probes;
         engine.tcp_hystart_exits = table.hystart_exits;
+        engine.tcp_spurious_undos = table.spurious_undos;
+        engine.tcp_ecn_negotiated = table.ecn_negotiated;
+        engine.tcp_ecn_ce_received = table.ecn_ce_received;
+        engine.tcp_ecn_reductions = table.ecn_reductions;
         let b = self.conns.buffer_stats();
         engine.buf_held = b.held as u64;
         engine.buf_cached = b.cached as u64;

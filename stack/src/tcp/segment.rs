@@ -75,6 +75,7 @@ fn syn(
         sack_permitted: opts.sack,
         sack_ranges: [None, None, None],
         timestamp: opts.ts,
+        ecn: Default::default(),
         payload: &[],
     }
 }

@@ -247,6 +247,10 @@ impl Conns {
         counters.rto_timeouts += u64::from(r.timeouts);
         counters.loss_probes += u64::from(r.probes);
         counters.hystart_exits += u64::from(r.hystart_exits);
+        counters.spurious_undos += u64::from(r.undos);
+        counters.ecn_negotiated += u64::from(r.ecn_negotiated);
+        counters.ecn_ce_received += u64::from(r.ecn_ce_received);
+        counters.ecn_reductions += u64::from(r.ecn_reductions);
         *p.reclaim_at = None;
         if !grow {
             return;

@@ -107,6 +107,14 @@ pub(crate) struct TableCounters {
     pub loss_probes: u64,
     /// Slow starts HyStart ended.
     pub hystart_exits: u64,
+    /// Congestion-window reductions undone as spurious (D-SACK, F-RTO).
+    pub spurious_undos: u64,
+    /// Connections that negotiated ECN (RFC 3168).
+    pub ecn_negotiated: u64,
+    /// Segments received marked Congestion Experienced (ECN connections).
+    pub ecn_ce_received: u64,
+    /// Window reductions for an ECN-Echo.
+    pub ecn_reductions: u64,
 }
 
 /// The connection table of one core.

@@ -16,6 +16,7 @@ fn syn_frame(src: Ipv4Addr, sport: u16, seq: u32) -> Vec<u8> {
         sack_permitted: true,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
     testkit::frames::tcp_to_server(src, &tcp)
@@ -611,4 +612,13 @@ fn a_syn_flood_leaves_bounded_state_that_expires_and_clients_still_connect() {
     assert_eq!(net.server.stats().engine.syn_timeouts, 64);
     assert_eq!(net.server.pending(l), 0);
     net.server.check_frames().unwrap();
+}
+
+/// One real connection of the client's smoltcp (the engine learns the
+/// client's MAC from its ARP request), for tests of raw flows.
+pub(super) fn data_path_connect(
+    net: &mut EngineNet,
+    l: ListenerId,
+) -> (SocketHandle, stack::socket::ConnId) {
+    connect_all(net, l, 1, 41900)[0]
 }

@@ -514,6 +514,8 @@ mod graceful;
 
 mod data_path;
 
+mod ecn;
+
 // ---- SYN cookies that keep window scale and SACK (timestamps) ----
 
 mod cookies;

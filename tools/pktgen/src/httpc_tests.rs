@@ -323,6 +323,7 @@ fn segment_payloads_come_from_the_checked_lengths() {
                 sack_permitted: false,
                 sack_ranges: [None; 3],
                 timestamp: None,
+                ecn: Default::default(),
                 payload: data,
             };
             let mut frame = vec![0xee; frame_len(src, &tcp)];

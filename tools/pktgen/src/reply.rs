@@ -156,6 +156,7 @@ pub fn rst_for_synack(frame: &mut [u8], len: usize) -> Option<usize> {
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     };
     let caps = ChecksumCapabilities::default();

@@ -219,6 +219,7 @@ fn syn_repr(src_port: u16, dst_port: u16) -> TcpRepr<'static> {
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
+        ecn: Default::default(),
         payload: &[],
     }
 }

@@ -37,6 +37,7 @@ mod wire {
             max_seg_size: None,
             sack_permitted: false,
             sack_ranges: [None, None, None],
+            ecn: Default::default(),
             payload: &PAYLOAD_BYTES,
             timestamp: None,
         };

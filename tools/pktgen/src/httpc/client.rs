@@ -111,6 +111,7 @@ impl<R: Rings> HttpClient<R> {
                 sack_permitted: false,
                 sack_ranges: [None; 3],
                 timestamp: None,
+                ecn: Default::default(),
                 payload,
             };
             let len = frame_len(src, &tcp);

@@ -15,7 +15,7 @@ use crate::socket::{Context, PollAt};
 use crate::storage::{Assembler, RingBuffer};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    IpAddress, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
+    IpAddress, IpEcn, IpEndpoint, IpListenEndpoint, IpProtocol, IpRepr, TCP_HEADER_LEN, TcpControl,
     TcpRepr, TcpSeqNumber, TcpTimestampGenerator, TcpTimestampRepr,
 };
 
@@ -467,6 +467,27 @@ enum Sent {
     ProbeNew,
 }
 
+/// xdpstack patch (ECN): Explicit Congestion Notification (RFC 3168) for a
+/// connection a peer opened asking for it.
+#[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
+struct EcnState {
+    /// Accept ECN when a SYN asks for it (Linux's `tcp_ecn = 2`); kept
+    /// across `reset`.
+    enabled: bool,
+    /// Negotiated: the SYN had ECE and CWR, the SYN-ACK has ECE.
+    ok: bool,
+    /// Receiver: a CE-marked segment arrived; every ACK carries ECE until
+    /// a segment with CWR arrives (§6.1.3).
+    ece: bool,
+    /// Sender: the window was reduced; the next new data segment carries
+    /// CWR (§6.1.2).
+    cwr_pending: bool,
+    /// Sender: the sequence number of the last segment that carried CWR.
+    /// An ECE reduces the window again only from an ACK past it, sent by a
+    /// receiver that had seen the CWR (once per window of data).
+    cwr_seq: Option<TcpSeqNumber>,
+}
+
 #[derive(Debug, Copy, Clone, Eq, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 struct Tuple {
@@ -581,6 +602,8 @@ pub struct Socket<'a> {
     /// the first data sent to a peer that negotiated SACK, dropped by
     /// `reset`.
     rec: Option<alloc::boxed::Box<Recovery>>,
+    /// xdpstack patch (ECN): RFC 3168 state.
+    ecn: EcnState,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -605,21 +628,18 @@ pub struct Socket<'a> {
     /// a segment at or below Last.ACK.sent (§4.3) that passed PAWS (§5).
     last_remote_tsval: u32,
     /// xdpstack patch (timestamps): when TS.Recent was last updated, in
-    /// seconds of the interface clock; PAWS ignores a TS.Recent older than
-    /// 24 days (RFC 7323 §5.5). Seconds in a `u32` keep the socket within
-    /// its ten cache lines.
-    ts_recent_at: Option<u32>,
-    /// xdpstack patch (timestamps): the TSval clock, the interface clock in
-    /// milliseconds plus this per-connection offset (as Linux: a TSval does
-    /// not tell the host's uptime). `None`: no clock (upstream's
-    /// `tsval_generator`, if any, makes TSvals). Cleared, like the
-    /// generator, when the peer does not offer timestamps.
-    ts_offset: Option<u32>,
-    /// xdpstack patch (timestamps): the first TSval this connection sent;
-    /// an echo (TSecr) from before it, or from the future, is not one of
-    /// ours and gives no RTT sample (a connection rebuilt from a SYN cookie
-    /// did not send the SYN-ACK the final ACK echoes).
-    ts_first: Option<u32>,
+    /// seconds of the interface clock, if it was (`ts_recent_set`); PAWS
+    /// ignores a TS.Recent older than 24 days (RFC 7323 §5.5). Plain
+    /// fields, not `Option`s, keep the socket within its ten cache lines.
+    ts_recent_at: u32,
+    ts_recent_set: bool,
+    /// xdpstack patch (timestamps): with `ts_clock`, the TSval clock is the
+    /// interface clock in milliseconds plus this per-connection offset (as
+    /// Linux: a TSval does not tell the host's uptime). Without it, no
+    /// clock (upstream's `tsval_generator`, if any, makes TSvals). Cleared,
+    /// like the generator, when the peer does not offer timestamps.
+    ts_offset: u32,
+    ts_clock: bool,
 
     #[cfg(feature = "async")]
     rx_waker: WakerRegistration,
@@ -725,15 +745,20 @@ impl<'a> Socket<'a> {
             recover: None,
             snd_max: None,
             rec: None,
+            ecn: EcnState {
+                enabled: true,
+                ..EcnState::default()
+            },
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
             nagle: true,
             tsval_generator: None,
             last_remote_tsval: 0,
-            ts_recent_at: None,
-            ts_offset: None,
-            ts_first: None,
+            ts_recent_at: 0,
+            ts_recent_set: false,
+            ts_offset: 0,
+            ts_clock: false,
             congestion_controller: congestion::AnyController::new(),
             next_isn: None,
             rx_limit: 0,
@@ -758,7 +783,7 @@ impl<'a> Socket<'a> {
 
     /// Return whether TCP Timestamp is enabled.
     pub fn timestamp_enabled(&self) -> bool {
-        self.tsval_generator.is_some() || self.ts_offset.is_some()
+        self.tsval_generator.is_some() || self.ts_clock
     }
 
     /// xdpstack patch (timestamps, RFC 7323): offer timestamps in the next
@@ -771,22 +796,22 @@ impl<'a> Socket<'a> {
     /// from its echo (RTTM, §4), retransmissions included. A peer that does
     /// not offer them sees none. Set before `listen` or `connect`.
     pub fn set_timestamps(&mut self, offset: Option<u32>) {
-        self.ts_offset = offset;
-        self.ts_first = None;
+        self.ts_offset = offset.unwrap_or(0);
+        self.ts_clock = offset.is_some();
     }
 
     /// xdpstack patch (timestamps): TS.Recent, the timestamp the peer sent
     /// last in order (what our TSecr echoes); `None` without timestamps.
     pub fn ts_recent(&self) -> Option<u32> {
-        (self.timestamp_enabled() && self.ts_recent_at.is_some()).then_some(self.last_remote_tsval)
+        (self.timestamp_enabled() && self.ts_recent_set).then_some(self.last_remote_tsval)
     }
 
     /// xdpstack patch (timestamps): the TSval this socket would send at
     /// `now`, if it sends timestamps (with the clock of
     /// [`set_timestamps`](Self::set_timestamps)).
     fn tsval_at(&self, now: Instant) -> Option<u32> {
-        self.ts_offset
-            .map(|off| (now.total_millis() as u32).wrapping_add(off))
+        self.ts_clock
+            .then(|| (now.total_millis() as u32).wrapping_add(self.ts_offset))
     }
 
     /// xdpstack patch (timestamps): the TSval of a segment sent now, and
@@ -800,30 +825,23 @@ impl<'a> Socket<'a> {
         Some(TcpTimestampRepr::new(tsval, self.last_remote_tsval))
     }
 
-    /// xdpstack patch (timestamps): note the first TSval sent (see
-    /// `ts_first`).
-    fn ts_sent(&mut self, repr: &TcpRepr) {
-        if let (Some(ts), Some(_), None) = (repr.timestamp, self.ts_offset, self.ts_first) {
-            self.ts_first = Some(ts.tsval);
-        }
-    }
-
     /// xdpstack patch (timestamps): no timestamps on this connection (the
     /// peer did not offer them).
     fn ts_off(&mut self) {
         self.tsval_generator = None;
-        self.ts_offset = None;
+        self.ts_clock = false;
     }
 
     /// xdpstack patch (timestamps): the RTT an echo measures (RTTM, RFC 7323
-    /// §4), in ms: the TSecr of an ACK that advances SND.UNA, if it is one
-    /// of the TSvals this connection sent (after its first, not after now).
+    /// §4), in ms: the TSecr of an ACK that advances SND.UNA, not after now
+    /// (as Linux's `tcp_rtt_tsopt_us`), from a socket that sent a SYN or
+    /// data itself: one rebuilt from a SYN cookie did not send the SYN-ACK
+    /// the final ACK echoes (whose TSval's low bits are options).
     fn ts_rtt(&self, now: Instant, repr: &TcpRepr) -> Option<u32> {
         let now_ts = self.tsval_at(now)?;
-        let first = self.ts_first?;
-        let tsecr = repr.timestamp?.tsecr;
-        let rtt = now_ts.wrapping_sub(tsecr);
-        (rtt <= now_ts.wrapping_sub(first)).then_some(rtt)
+        self.snd_max?;
+        let rtt = now_ts.wrapping_sub(repr.timestamp?.tsecr);
+        ((rtt as i32) >= 0).then_some(rtt)
     }
 
     /// xdpstack patch (timestamps): an ACK advancing SND.UNA to `ack` is an
@@ -857,8 +875,7 @@ impl<'a> Socket<'a> {
     /// old.
     fn ts_recent_valid(&self, now: Instant) -> bool {
         let now_s = now.secs() as u32;
-        self.ts_recent_at
-            .is_some_and(|at| now_s.wrapping_sub(at) < PAWS_IDLE_SECS)
+        self.ts_recent_set && now_s.wrapping_sub(self.ts_recent_at) < PAWS_IDLE_SECS
     }
 
     /// xdpstack patch (timestamps): TS.Recent from an acceptable segment
@@ -879,7 +896,8 @@ impl<'a> Socket<'a> {
             || !self.ts_recent_valid(now);
         if below && newer {
             self.last_remote_tsval = ts.tsval;
-            self.ts_recent_at = Some(now.secs() as u32);
+            self.ts_recent_at = now.secs() as u32;
+            self.ts_recent_set = true;
         }
     }
 
@@ -1394,6 +1412,11 @@ impl<'a> Socket<'a> {
             .filter(|r| r.stats != RecoveryStats::default())
             .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
+        // xdpstack patch (ECN): negotiated anew by each connection.
+        self.ecn = EcnState {
+            enabled: self.ecn.enabled,
+            ..EcnState::default()
+        };
         self.local_rx_dup_acks = 0;
         self.local_rx_last_ack = None;
         self.rx_edge = None;
@@ -1401,8 +1424,7 @@ impl<'a> Socket<'a> {
         // xdpstack patch (timestamps): TS.Recent belongs to the connection
         // (upstream kept it, and a reused socket echoed the old peer's).
         self.last_remote_tsval = 0;
-        self.ts_recent_at = None;
-        self.ts_first = None;
+        self.ts_recent_set = false;
 
         #[cfg(feature = "async")]
         {
@@ -1905,13 +1927,6 @@ impl<'a> Socket<'a> {
             .map_or(self.remote_last_seq, |m| m.max(self.remote_last_seq))
     }
 
-    /// The reordering window RACK allows (RFC 8985 §6.2: a quarter of the
-    /// RTT), at least 1 ms: segments sent in one burst are never lost by
-    /// time relative to each other, only by DupThresh.
-    fn reo_wnd_us(&self) -> u32 {
-        (self.rtte.srtt_ms().unwrap_or(0) * 250).max(1000)
-    }
-
     /// xdpstack patch 12: an ACK for a SACK peer. Feeds the scoreboard and
     /// the send times, counts delivered data, enters and leaves fast
     /// recovery (RFC 6675 with PRR, RFC 6937) and the loss state, and
@@ -1933,9 +1948,13 @@ impl<'a> Socket<'a> {
         let snd_max = self.snd_max_seq().max(una);
         let mss = self.remote_mss.max(1);
         let now_us = now.total_micros() as u32;
-        let reo_wnd = self.reo_wnd_us();
+        let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
         let ts_rtt = self.ts_rtt(now, repr);
+        // xdpstack patch (ECN): an ECN-Echo the window may be reduced for.
+        let ece = repr.ecn.ece && self.ecn_may_reduce(una);
+        let ecn_ok = self.ecn.ok;
+        let mut cwr = false;
         self.start_recovery_state(old_una);
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
@@ -1968,24 +1987,55 @@ impl<'a> Socket<'a> {
             }
         }
         let new_flight = snd_max - una;
+        // F-RTO step 2.b needs to know whether new data can go.
+        let new_data =
+            old_una + self.tx_buffer.len() > snd_max && old_una + self.remote_win_len > snd_max;
+        // RFC 8985 §6.2 step 4: the reordering window after this ACK.
+        rec.update_reo_wnd(una, snd_max);
+        let reo_wnd = rec.reo_wnd(srtt_us, mss);
         let cc = self.congestion_controller.inner_mut();
         if let Some(rs) = rec.rate_sample() {
             let pipe = rec.pipe(una, snd_max);
             cc.on_rate_sample(now, rs, rec.delivered(), pipe);
         }
-        // xdpstack patch 14: HyStart, from 16 segments of window on (as
-        // Linux's `hystart_low_window`).
+        // xdpstack patch 14: HyStart++ (RFC 9406) in the initial slow start,
+        // from 16 segments of window on (as Linux's `hystart_low_window`);
+        // in Conservative Slow Start whatever the window.
         if rec.phase == Phase::Open
             && cc.in_slow_start()
-            && cc.window() >= 16 * mss
-            && rec.hystart_delay()
+            && cc.ssthresh() == usize::MAX
+            && (cc.window() >= 16 * mss || rec.in_css())
         {
-            net_debug!("hystart: the RTT grew, slow start ends at {}", cc.window());
-            cc.end_slow_start();
-            rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+            match rec.hystart() {
+                sack::HyStart::Keep => {}
+                sack::HyStart::EnterCss => {
+                    net_debug!(
+                        "hystart: the RTT grew at {}, conservative slow start",
+                        cc.window()
+                    );
+                    cc.set_conservative(true);
+                }
+                sack::HyStart::ResumeSlowStart => {
+                    net_debug!("hystart: the RTT fell back, slow start resumes");
+                    cc.set_conservative(false);
+                }
+                sack::HyStart::EndSlowStart => {
+                    net_debug!("hystart: slow start ends at {}", cc.window());
+                    cc.end_slow_start();
+                    rec.stats.hystart_exits = rec.stats.hystart_exits.wrapping_add(1);
+                }
+            }
         }
         match rec.phase {
             Phase::Open => {
+                // xdpstack patch (undo): D-SACKs that come after the episode
+                // ended (the original arrived first, then the
+                // retransmission) undo it too (Linux's `tcp_try_undo_dsack`
+                // in the open state).
+                if rec.may_undo() {
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    Self::undo_reduction(cc, rec, una);
+                }
                 let lost = rec.detect(una, mss, reo_wnd);
                 if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
                     if !lost {
@@ -1994,18 +2044,66 @@ impl<'a> Socket<'a> {
                         rec.lost_end = una + mss.min(snd_max - una);
                     }
                     net_debug!("sack: loss detected below {}, fast recovery", rec.lost_end);
+                    if rec.start_undo(una) {
+                        rec.prior = Some(cc.prior());
+                    }
                     cc.on_loss(now, snd_max - old_una);
                     let ssthresh = cc.ssthresh();
                     rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+                    cwr = ecn_ok;
+                } else if ece && cc.reduces_on_loss() {
+                    // xdpstack patch (ECN, RFC 3168 §6.1.2): congestion
+                    // without loss: the window is reduced as for a loss, by
+                    // PRR, resending nothing.
+                    net_debug!("ecn: ECE, window reduction");
+                    cc.on_loss(now, snd_max - old_una);
+                    let ssthresh = cc.ssthresh();
+                    rec.enter_cwr(una, snd_max, ssthresh, delivered, mss);
+                    cwr = true;
                 } else {
+                    // (xdpstack patch (ECN): BBR keeps its model, as Linux's
+                    // BBR v1 does, but still tells the receiver with CWR.)
+                    cwr = ece;
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                }
+            }
+            Phase::Cwr => {
+                let lost = rec.detect(una, mss, reo_wnd);
+                if lost || rec.dup_acks as usize >= sack::DUP_THRESH {
+                    if !lost {
+                        rec.lost_end = una + mss.min(snd_max - una);
+                    }
+                    net_debug!("sack: loss below {} while reducing for ECE", rec.lost_end);
+                    rec.cwr_to_recovery(una, snd_max, mss);
+                    rec.prr(una, snd_max, delivered, mss);
+                    if rec.allow < mss {
+                        rec.allow = mss;
+                    }
+                } else if rec.leave_if_done(una) {
+                    cc.on_recovery_exit();
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                } else {
+                    rec.prr(una, snd_max, delivered, mss);
                 }
             }
             Phase::Recovery => {
                 if rec.leave_if_done(una) {
-                    // The controller deflates to ssthresh on this ACK.
-                    cc.on_recovery_exit();
-                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.may_undo() {
+                        // Linux's `tcp_try_undo_recovery`: every
+                        // retransmission was D-SACKed by the end.
+                        net_debug!("sack: recovery was spurious, undo");
+                        Self::undo_reduction(cc, rec, una);
+                    } else {
+                        // The controller deflates to ssthresh on this ACK.
+                        cc.on_recovery_exit();
+                        cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    }
+                } else if rec.may_undo() {
+                    // RFC 3708 / Linux's `tcp_try_undo_dsack`: D-SACKs
+                    // reported every retransmission of this recovery as a
+                    // duplicate: the loss was reordering.
+                    net_debug!("sack: every retransmission D-SACKed, undo");
+                    Self::undo_reduction(cc, rec, una);
                 } else if !cc.reduces_on_loss() {
                     rec.detect(una, mss, reo_wnd);
                     let pipe = rec.pipe(una, snd_max);
@@ -2016,17 +2114,68 @@ impl<'a> Socket<'a> {
                 }
             }
             Phase::Loss => {
-                cc.on_ack(now, ack_len, new_flight, &self.rtte);
-                if rec.leave_if_done(una) {
-                    cc.on_recovery_exit();
+                // xdpstack patch (undo): Linux's `tcp_process_loss`.
+                rec.frto_ack();
+                let advanced = ack_len > 0;
+                if (advanced && rec.may_undo()) || (rec.frto && rec.orig_acked()) {
+                    // Every retransmission D-SACKed, or (F-RTO step 3.b)
+                    // data sent before the timeout and never resent was
+                    // delivered: the timeout was spurious (Linux's
+                    // `tcp_try_undo_loss`).
+                    net_debug!("sack: spurious timeout, undo");
+                    Self::undo_reduction(cc, rec, una);
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
                 } else {
-                    rec.detect(una, mss, reo_wnd);
+                    if rec.frto {
+                        if snd_max > rec.point {
+                            // Step 3.a: new data sent after the timeout
+                            // was SACKed ahead of what the timeout resent,
+                            // or a duplicate ACK: the loss was real.
+                            if rec.sacked_now > 0 || dup {
+                                rec.frto = false;
+                            }
+                        } else if advanced && una < rec.point {
+                            // Step 2.b: the first ACK after the timeout
+                            // advanced SND.UNA: send new data rather than
+                            // more retransmissions, if there is some the
+                            // peer's window takes; else the conventional
+                            // recovery goes on.
+                            if new_data {
+                                rec.frto_send_new();
+                            } else {
+                                rec.frto = false;
+                            }
+                        }
+                    }
+                    cc.on_ack(now, ack_len, new_flight, &self.rtte);
+                    if rec.leave_if_done(una) {
+                        if rec.may_undo() {
+                            Self::undo_reduction(cc, rec, una);
+                        } else {
+                            cc.on_recovery_exit();
+                        }
+                    } else {
+                        rec.detect(una, mss, reo_wnd);
+                    }
                 }
             }
         }
         if ack_len > 0 || una >= snd_max {
             rec.tlp_at = None;
         }
+        if cwr {
+            self.ecn.cwr_pending = true;
+        }
+    }
+
+    /// xdpstack patch (undo): the loss episode was spurious: the controller
+    /// gets back what it had before the cut, and the recovery state leaves
+    /// recovery or the loss state.
+    fn undo_reduction(cc: &mut dyn congestion::Controller, rec: &mut Recovery, una: TcpSeqNumber) {
+        if let Some(prior) = rec.prior {
+            cc.undo(&prior);
+        }
+        rec.undone(una);
     }
 
     /// xdpstack patch 12: how much new data or retransmission the
@@ -2036,7 +2185,11 @@ impl<'a> Socket<'a> {
     fn send_allowance(&self) -> usize {
         let cc = self.congestion_controller.inner();
         match self.rec.as_deref() {
-            Some(r) if r.phase == Phase::Recovery && self.sack_active() && cc.reduces_on_loss() => {
+            Some(r)
+                if matches!(r.phase, Phase::Recovery | Phase::Cwr)
+                    && self.sack_active()
+                    && cc.reduces_on_loss() =>
+            {
                 r.allow
             }
             Some(r) if r.phase != Phase::Open && self.sack_active() => {
@@ -2072,7 +2225,7 @@ impl<'a> Socket<'a> {
             return None;
         }
         let r = self.rec.as_deref()?;
-        if r.phase == Phase::Open && !r.tlp_sent {
+        if matches!(r.phase, Phase::Open | Phase::Cwr) && !r.tlp_sent {
             r.tlp_at
         } else {
             None
@@ -2100,7 +2253,7 @@ impl<'a> Socket<'a> {
         let Some(rec) = self.rec.as_deref_mut() else {
             return;
         };
-        if rec.phase != Phase::Open || rec.tlp_sent || snd_max <= una {
+        if !matches!(rec.phase, Phase::Open | Phase::Cwr) || rec.tlp_sent || snd_max <= una {
             rec.tlp_at = None;
             return;
         }
@@ -2136,6 +2289,9 @@ impl<'a> Socket<'a> {
                 if end > rec.high_rxt && sent == Sent::Retransmit {
                     rec.high_rxt = end;
                 }
+                if sent == Sent::Retransmit && end > rec.ever_rtx {
+                    rec.ever_rtx = end;
+                }
                 rec.on_send_rtx(seq, end, now_us);
             }
         }
@@ -2151,7 +2307,7 @@ impl<'a> Socket<'a> {
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(now, rto);
         }
-        if rec.phase == Phase::Recovery {
+        if matches!(rec.phase, Phase::Recovery | Phase::Cwr) {
             rec.on_recovery_send(len);
         }
         if matches!(sent, Sent::Retransmit | Sent::Probe) {
@@ -2178,6 +2334,40 @@ impl<'a> Socket<'a> {
         let mut rec = Recovery::new(una);
         rec.stats = stats;
         self.rec = Some(alloc::boxed::Box::new(rec));
+    }
+
+    /// xdpstack patch (ECN): the counters, created (counters only) if the
+    /// connection has no recovery state yet.
+    fn stats_mut(&mut self) -> &mut RecoveryStats {
+        let rec = self.rec.get_or_insert_with(|| {
+            alloc::boxed::Box::new(Recovery::counters_only(RecoveryStats::default()))
+        });
+        &mut rec.stats
+    }
+
+    /// xdpstack patch (ECN): accept Explicit Congestion Notification (RFC
+    /// 3168) when a connecting peer's SYN asks for it (ECE and CWR set), as
+    /// Linux's `net.ipv4.tcp_ecn = 2`; on by default. The socket never asks
+    /// for it in a SYN of its own. Takes effect at the next SYN.
+    pub fn set_ecn_enabled(&mut self, enabled: bool) {
+        self.ecn.enabled = enabled;
+    }
+
+    /// xdpstack patch (ECN): whether ECN is accepted when asked.
+    pub fn ecn_enabled(&self) -> bool {
+        self.ecn.enabled
+    }
+
+    /// xdpstack patch (ECN): whether this connection negotiated ECN.
+    pub fn ecn_negotiated(&self) -> bool {
+        self.ecn.ok
+    }
+
+    /// xdpstack patch (ECN): whether an ECN-Echo may reduce the window now:
+    /// ECN negotiated, and no CWR waiting to go out or unacknowledged (the
+    /// receiver echoes the congestion of one window until it sees CWR).
+    fn ecn_may_reduce(&self, una: TcpSeqNumber) -> bool {
+        self.ecn.ok && !self.ecn.cwr_pending && self.ecn.cwr_seq.is_none_or(|s| una > s)
     }
 
     /// As [`recovery_stats`](Self::recovery_stats), and zero them.
@@ -2227,6 +2417,7 @@ impl<'a> Socket<'a> {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: None,
+            ecn: Default::default(),
             payload: &[],
         };
         let ip_reply_repr = IpRepr::new(
@@ -2280,7 +2471,6 @@ impl<'a> Socket<'a> {
         // not the TSval it carried); upstream echoed the segment's own
         // TSval and sent none in reply to a segment without one.
         reply_repr.timestamp = self.ts_option(cx.now());
-        self.ts_sent(&reply_repr);
 
         // From RFC 793:
         // [...] an empty acknowledgment segment containing the current send-sequence number
@@ -2289,6 +2479,8 @@ impl<'a> Socket<'a> {
         reply_repr.seq_number = self.ack_only_seq();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
+        // xdpstack patch (ECN): the echo of congestion, until CWR.
+        reply_repr.ecn.ece = self.ecn.ok && self.ecn.ece;
 
         // From RFC 1323:
         // The window field [...] of every outgoing segment, with the exception of SYN
@@ -2820,6 +3012,13 @@ impl<'a> Socket<'a> {
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;
+                // xdpstack patch (ECN): an ECN-setup SYN (ECE and CWR, RFC
+                // 3168 §6.1.1) is answered with ECE when ECN is enabled.
+                self.ecn.ok = self.ecn.enabled && repr.ecn.ece && repr.ecn.cwr;
+                if self.ecn.ok {
+                    let stats = self.stats_mut();
+                    stats.ecn_negotiated = stats.ecn_negotiated.wrapping_add(1);
+                }
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
@@ -2966,6 +3165,21 @@ impl<'a> Socket<'a> {
         // Update remote state.
         self.remote_last_ts = Some(cx.now());
 
+        // xdpstack patch (ECN, RFC 3168 §6.1.3): a segment with CWR ends the
+        // echo; a CE-marked one starts it again (also when it carries CWR),
+        // and is ACKed at once (below) as Linux's quick ACK.
+        let ecn_ce = self.ecn.ok && repr.control != TcpControl::Syn && repr.ecn.ip == IpEcn::Ce;
+        if self.ecn.ok && repr.control != TcpControl::Syn {
+            if repr.ecn.cwr {
+                self.ecn.ece = false;
+            }
+            if ecn_ce {
+                self.ecn.ece = true;
+                let stats = self.stats_mut();
+                stats.ecn_ce_received = stats.ecn_ce_received.wrapping_add(1);
+            }
+        }
+
         // RFC 1323: The window field (SEG.WND) in the header of every incoming segment, with the
         // exception of SYN segments, is left-shifted by Snd.Wind.Scale bits before updating SND.WND.
         let scale = match repr.control {
@@ -3073,6 +3287,23 @@ impl<'a> Socket<'a> {
                         );
                     }
                 };
+                // xdpstack patch (ECN, RFC 3168 §6.1.2): for a peer without
+                // SACK, an ECN-Echo outside a recovery halves the window at
+                // once (no PRR without the scoreboard's pipe).
+                if repr.ecn.ece
+                    && self.recover.is_none()
+                    && self.ecn_may_reduce(ack_number.max(self.local_seq_no))
+                {
+                    let in_flight = self.flight_size();
+                    let cc = self.congestion_controller.inner_mut();
+                    if cc.reduces_on_loss() {
+                        cc.on_loss(cx.now(), in_flight);
+                        cc.on_recovery_exit();
+                        let stats = self.stats_mut();
+                        stats.ecn_reductions = stats.ecn_reductions.wrapping_add(1);
+                    }
+                    self.ecn.cwr_pending = true;
+                }
             }
 
             // We've processed everything in the incoming segment, so advance the local
@@ -3250,7 +3481,9 @@ impl<'a> Socket<'a> {
         //  1) an out-of-order segment is received, or
         //  2) a segment arrives that fills in all or part of a gap in sequence space.
         // xdpstack patch: likewise when data was cut for lack of storage.
-        if !self.assembler.is_empty() || !assembler_was_empty || cut {
+        // xdpstack patch (ECN): and when the segment was CE-marked, so the
+        // echo reaches the sender without a delayed ACK's wait.
+        if !self.assembler.is_empty() || !assembler_was_empty || cut || ecn_ce {
             // Note that we change the transmitter state here.
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
@@ -3422,6 +3655,19 @@ impl<'a> Socket<'a> {
         if self.nagle && data_in_flight && !can_send_full && !want_fin {
             can_send = false;
         }
+        // xdpstack: no runts while data is in flight (sender SWS avoidance,
+        // RFC 1122 4.2.3.4, and Linux, whose windows count whole segments):
+        // a window or congestion allowance smaller than a segment, with more
+        // data queued than it lets out, waits for the ACK that is coming.
+        let end = self.local_seq_no + self.tx_buffer.len();
+        let unsent = if end > self.remote_last_seq {
+            end - self.remote_last_seq
+        } else {
+            0
+        };
+        if data_in_flight && !can_send_full && unsent > max_send {
+            can_send = false;
+        }
 
         // Can we actually send the FIN? We can send it if:
         // 1. We have unsent data that fits in the remote window.
@@ -3547,17 +3793,28 @@ impl<'a> Socket<'a> {
                 // since by what PRR sent, and ssthresh rose above the
                 // recovery's.
                 let in_flight = match self.rec.as_deref() {
-                    Some(r) if r.phase == Phase::Recovery => self.flight_size().min(r.recover_fs()),
+                    Some(r) if matches!(r.phase, Phase::Recovery | Phase::Cwr) => {
+                        self.flight_size().min(r.recover_fs())
+                    }
                     _ => self.flight_size(),
                 };
-                self.congestion_controller
-                    .inner_mut()
-                    .on_rto(cx.now(), in_flight);
                 let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
                 self.start_recovery_state(una);
                 if let Some(rec) = self.rec.as_deref_mut() {
+                    // xdpstack patch (undo): a new loss episode remembers
+                    // the window the timeout cuts.
+                    if rec.start_undo(una) {
+                        rec.prior = Some(self.congestion_controller.inner().prior());
+                    }
+                }
+                self.congestion_controller
+                    .inner_mut()
+                    .on_rto(cx.now(), in_flight);
+                if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
                 self.rtte.on_rto();
             } else if let Timer::Retransmit { .. } = self.timer {
                 // If a retransmit timer expired, we should resend data starting at the last ACK.
@@ -3576,6 +3833,8 @@ impl<'a> Socket<'a> {
                 // xdpstack patch: the go-back-N resend replaces any recovery.
                 self.recover = None;
                 self.pending_fast_retransmit = false;
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -3588,6 +3847,8 @@ impl<'a> Socket<'a> {
                 self.congestion_controller
                     .inner_mut()
                     .on_loss(cx.now(), in_flight);
+                // xdpstack patch (ECN): a reduction, told with CWR.
+                self.ecn.cwr_pending |= self.ecn.ok;
 
                 self.pending_fast_retransmit = true;
             }
@@ -3658,6 +3919,7 @@ impl<'a> Socket<'a> {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: self.ts_option(cx.now()),
+            ecn: Default::default(),
             payload: &[],
         };
 
@@ -3713,6 +3975,9 @@ impl<'a> Socket<'a> {
                 } else {
                     repr.sack_permitted = self.remote_has_sack;
                     repr.window_scale = self.remote_win_scale.map(|_| self.remote_win_shift);
+                    // xdpstack patch (ECN): an ECN-setup SYN-ACK (ECE, not
+                    // CWR, not ECT: RFC 3168 §6.1.1).
+                    repr.ecn.ece = self.ecn.ok;
                 }
             }
 
@@ -3851,6 +4116,19 @@ impl<'a> Socket<'a> {
                     };
 
                     let offset = self.flight_size();
+                    // xdpstack: no runt while data is in flight and more is
+                    // queued than the allowance lets out (see
+                    // `seq_to_transmit_unpaced`).
+                    let size = if offset > 0
+                        && !is_zero_window_probe
+                        && !probe_new
+                        && size < effective_mss
+                        && size < self.tx_buffer.len().saturating_sub(offset)
+                    {
+                        0
+                    } else {
+                        size
+                    };
                     repr.payload = self.tx_buffer.get_allocated(offset, size);
 
                     #[cfg(feature = "segmentation-offload")]
@@ -3900,6 +4178,29 @@ impl<'a> Socket<'a> {
             is_keep_alive = false;
         }
 
+        // xdpstack patch (ECN, RFC 3168 §6.1): ECE on every ACK while the
+        // receiver echoes congestion; ECT(0) on new data only (not on pure
+        // ACKs, retransmissions, probes resending data, keep-alives or window
+        // probes: §6.1.5, §6.1.6), and CWR on the first new data after a
+        // reduction.
+        let mut sent_cwr = false;
+        if self.ecn.ok
+            && repr.ack_number.is_some()
+            && !matches!(repr.control, TcpControl::Syn | TcpControl::Rst)
+        {
+            repr.ecn.ece = self.ecn.ece;
+            if !repr.payload.is_empty()
+                && !is_keep_alive
+                && !is_zero_window_probe
+                && matches!(sent, Sent::New | Sent::ProbeNew)
+                && repr.seq_number >= self.snd_max_seq()
+            {
+                repr.ecn.ip = IpEcn::Ect0;
+                repr.ecn.cwr = self.ecn.cwr_pending;
+                sent_cwr = self.ecn.cwr_pending;
+            }
+        }
+
         // Trace a summary of what will be sent.
         if is_keep_alive {
             tcp_trace!("sending a keep-alive");
@@ -3938,6 +4239,10 @@ impl<'a> Socket<'a> {
         // for sure will not be successfully transmitted.
         ip_repr.set_payload_len(repr.buffer_len());
         emit(cx, packet_meta, (ip_repr, repr))?;
+        if sent_cwr {
+            self.ecn.cwr_pending = false;
+            self.ecn.cwr_seq = Some(repr.seq_number);
+        }
 
         // We've sent something, whether useful data or a keep-alive packet, so rewind
         // the keep-alive timer.
@@ -3979,9 +4284,6 @@ impl<'a> Socket<'a> {
         }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
-        if let (Some(ts), Some(_), None) = (repr.timestamp, self.ts_offset, self.ts_first) {
-            self.ts_first = Some(ts.tsval);
-        }
         // xdpstack patch: the right edge just advertised (a SYN's window is
         // not scaled).
         if let Some(ack) = repr.ack_number {
@@ -4190,6 +4492,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
     const _RECV_IP_TEMPL: IpRepr = IpReprIpvX(IpvXRepr {
@@ -4211,6 +4514,7 @@ mod test {
         sack_permitted: false,
         sack_ranges: [None, None, None],
         timestamp: None,
+        ecn: crate::wire::TcpEcn::NONE,
         payload: &[],
     };
 
@@ -11266,6 +11570,68 @@ mod test {
         }), exact);
     }
 
+    #[test]
+    fn test_xdp_no_runt_while_data_in_flight() {
+        // The peer's window lets out a segment and a half: the full segment
+        // goes, the half waits for the ACK (no runt while data is in flight
+        // and more is queued), then whole segments again.
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 6;
+        s.remote_win_len = 9;
+        s.send_slice(b"abcdefghijklmnopqr").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv_nothing!(s, time 0);
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            window_len: 12,
+            ..SEND_TEMPL
+        });
+        recv!(s, time 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv!(s, time 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"mnopqr"[..],
+            control:    TcpControl::Psh,
+            ..RECV_TEMPL
+        }), exact);
+    }
+
+    #[test]
+    fn test_xdp_short_tail_goes_within_the_window() {
+        // What is left fits the allowance: the short tail is not a runt and
+        // goes at once.
+        let mut s = socket_established();
+        s.set_nagle_enabled(false);
+        s.remote_mss = 6;
+        s.remote_win_len = 9;
+        s.send_slice(b"abcdefgh").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }), exact);
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"gh"[..],
+            control:    TcpControl::Psh,
+            ..RECV_TEMPL
+        }), exact);
+    }
+
     // =========================================================================================//
     // Tests for packet filtering.
     // =========================================================================================//
@@ -11872,25 +12238,70 @@ mod test {
 
     #[test]
     fn test_xdp_ts_echo_of_a_tsval_never_sent_is_no_sample() {
-        // A TSecr from the future, or from before the first TSval sent.
-        for (at, tsecr) in [(20, TS_OFF + 500), (20, TS_OFF - 1)] {
-            let mut c = ts_established(false, 0);
-            c.send_slice(b"abc").unwrap();
-            recv(&mut c, Instant::from_millis(10), |r| assert!(r.is_ok()));
-            send!(
-                c,
-                time at,
-                TcpRepr {
-                    seq_number: REMOTE_SEQ + 1,
-                    ack_number: Some(LOCAL_SEQ + 1 + 3),
-                    timestamp: ts(102, tsecr),
-                    ..SEND_TEMPL
-                }
-            );
-            // Karn's timed segment gives the sample instead: 10 ms (srtt
-            // 0 -> (0 * 7 + 10) / 8, rounded up), not 500 ms or 2^32 - 1.
-            assert_eq!(c.rtte.srtt_ms(), Some(2), "tsecr {tsecr:#x}");
-        }
+        // A TSecr from the future.
+        let mut c = ts_established(false, 0);
+        c.send_slice(b"abc").unwrap();
+        recv(&mut c, Instant::from_millis(10), |r| assert!(r.is_ok()));
+        send!(
+            c,
+            time 20,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                timestamp: ts(102, TS_OFF + 500),
+                ..SEND_TEMPL
+            }
+        );
+        // Karn's timed segment gives the sample instead: 10 ms (srtt 0 ->
+        // (0 * 7 + 10) / 8, rounded up), not 2^32 - 480 ms.
+        assert_eq!(c.rtte.srtt_ms(), Some(2));
+
+        // A socket rebuilt from a SYN cookie (the engine's `set_next_isn`):
+        // the final ACK echoes a SYN-ACK it never sent, whose TSval's low
+        // bits are options, not time.
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        s.set_next_isn(Some(LOCAL_SEQ));
+        send!(
+            s,
+            time 100,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        send!(
+            s,
+            time 100,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(100, TS_OFF + 100 - 63),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.rtte.srtt_ms(), None, "no sample from the cookie's echo");
+        assert_eq!(s.ts_recent(), Some(100));
+        // Its own segments are samples.
+        s.send_slice(b"abc").unwrap();
+        recv(&mut s, Instant::from_millis(110), |r| {
+            assert_eq!(r.unwrap().timestamp, ts(TS_OFF + 110, 100));
+        });
+        send!(
+            s,
+            time 135,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                timestamp: ts(101, TS_OFF + 110),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rtte.srtt_ms(), Some(25));
     }
 
     #[test]
@@ -12830,29 +13241,33 @@ mod test {
             assert_eq!(c.out(102), []);
             c.ack(103, MSS, &[(2 * MSS, 4 * MSS)]);
             assert_eq!(c.out(103), []);
-            // 3 segments SACKed above segment 1 (> 2·MSS): lost.
+            // 3 segments SACKed above segment 1 (> 2·MSS): lost. Segment
+            // 4 too, by time: no reordering seen and DupThresh segments
+            // SACKed, RACK's reordering window is 0 (RFC 8985 §6.2 step 4),
+            // and segment 5, SACKed, went after it (before, with a window
+            // of at least 1 ms, only its third SACK above found it).
             c.ack(105, MSS, &[(5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
-            assert_eq!(c.out(105), [seg(1)]);
-            // Above segment 4 only 2 SACKed segments: not lost yet.
+            assert_eq!(c.out(105), [seg(1), seg(4)]);
+            // Likewise segment 6 once 7 is SACKed.
             c.ack(
                 107,
                 MSS,
                 &[(7 * MSS, 8 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(107), [seg(12)]);
+            assert_eq!(c.out(107), [seg(6), seg(12)]);
             c.ack(
                 108,
                 MSS,
                 &[(7 * MSS, 9 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(108), [seg(4), seg(13)]);
+            assert_eq!(c.out(108), [seg(13)]);
             c.ack(
                 109,
                 MSS,
                 &[(7 * MSS, 10 * MSS), (5 * MSS, 6 * MSS), (2 * MSS, 4 * MSS)],
             );
-            assert_eq!(c.out(109), [seg(6), seg(14)]);
+            assert_eq!(c.out(109), [seg(14)]);
             assert_eq!(c.s.recovery_stats(), stats(3, 1, 0, 0));
             // The new segments arrive (SACKed above the holes, nothing new
             // lost), then the retransmissions.
@@ -12999,10 +13414,17 @@ mod test {
             }
             // 0 at 102, then 10..15 at 103..108.
             assert_eq!(c.nxt_max(), (16 * MSS, 16 * MSS));
-            // 10..12 arrive (16..18 go); 13..18 are lost.
+            // 10..12 arrive (16..18 go); 13..18 are lost. Segment 10 went
+            // after the retransmission of 0 and arrived first: with no
+            // reordering seen, RACK's window is 0 in recovery (RFC 8985
+            // §6.2 step 4) and 0 goes a third time (the peer loses it too).
             for (i, t) in (11..=13).zip(203..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
-                assert_eq!(c.out(t), [seg(i + 5)]);
+                if i == 11 {
+                    assert_eq!(c.out(t), [seg(0), seg(16)]);
+                } else {
+                    assert_eq!(c.out(t), [seg(i + 5)]);
+                }
             }
             assert_eq!(c.out(299), []);
             assert_eq!(c.out(300), [seg(0)]);
@@ -13021,17 +13443,20 @@ mod test {
             assert_eq!(c.out(500), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
             c.ack(600, 21 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
-            // 0 twice, 13..18 once each.
-            assert_eq!(c.s.recovery_stats(), stats(8, 1, 1, 0));
+            // 0 three times, 13..18 once each.
+            assert_eq!(c.s.recovery_stats(), stats(9, 1, 1, 0));
         }
 
         #[test]
         fn test_xdp_sack_rack_marks_holes_lost_during_recovery() {
             // During a recovery, segments sent well before one the peer
             // SACKs (more than the reordering window, SRTT/4) are lost by
-            // time (RACK) and repaired in the same recovery.
+            // time (RACK) and repaired in the same recovery. The path is
+            // known to reorder, so RACK's window stays at min_RTT/4 (25 ms)
+            // in recovery (RFC 8985 §6.2 step 4).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
+            c.s.rec.as_deref_mut().unwrap().set_reordering_seen();
             for (i, t) in (2..=10).zip(100..) {
                 c.ack(t, 0, &[(MSS, i * MSS)]);
                 c.out(t);
@@ -13081,7 +13506,9 @@ mod test {
             // Segments 1 and 4 SACKed (two ranges, 2 segments: no loss by
             // DupThresh), the probe lost too: the RTO resends the holes in
             // slow start, skipping what is SACKed, SND.NXT where it was.
-            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            // (All data is sent: F-RTO has no new data to try, RFC 5682
+            // §3.1 step 2.b, and the conventional recovery goes on.)
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(101, 0, &[(MSS, 2 * MSS)]);
             c.ack(104, 0, &[(4 * MSS, 5 * MSS), (MSS, 2 * MSS)]);
@@ -13103,7 +13530,7 @@ mod test {
             c.ack(800, 11 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.cwnd(), 7 * MSS);
-            assert_eq!(c.out(800), segs(11, 18));
+            assert_eq!(c.out(800), []);
             assert_eq!(c.s.recovery_stats(), stats(9, 0, 1, 1));
         }
 
@@ -13187,8 +13614,8 @@ mod test {
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
 
             // Past 3: RFC 6675's DupThresh calls it lost; a spurious
-            // retransmission and a window reduction (no undo from the
-            // D-SACK that follows).
+            // retransmission and a window reduction, which the D-SACK that
+            // follows undoes (xdpstack patch: undo, RFC 3708).
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));
             c.ack(100, MSS, &[]);
@@ -13199,9 +13626,268 @@ mod test {
             assert_eq!(c.out(103), [seg(1)]);
             c.ack(104, 5 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.ssthresh(), 7699);
             c.ack(203, 5 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+        }
+
+        /// Segments 1 and 2 of 10 late or lost: the SACKs of 3..5 start a
+        /// fast recovery (cubic: ssthresh 0.7 · 11 segments in flight) that
+        /// resends both.
+        fn two_holes(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            c.ack(100, MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 12));
+            assert_eq!(c.cwnd(), 11 * MSS);
+            c.ack(101, MSS, &[(3 * MSS, 4 * MSS)]);
+            c.ack(102, MSS, &[(3 * MSS, 5 * MSS)]);
+            assert_eq!(c.out(102), []);
+            c.ack(103, MSS, &[(3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(103), [seg(1), seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_of_every_retransmission_undoes() {
+            // Segments 1 and 2 were only late: their originals arrive, then
+            // the retransmissions, each reported by a D-SACK (RFC 2883).
+            // Once every retransmission of the recovery is reported as a
+            // duplicate, the reduction is undone (RFC 3708, Linux's
+            // `tcp_try_undo_dsack`): cwnd and ssthresh as before it, and
+            // the recovery is over.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(203, 6 * MSS, &[(MSS, 2 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
             assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            c.ack(204, 6 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            assert_eq!(c.s.recovery_stats().recoveries, 1);
+        }
+
+        #[test]
+        fn test_xdp_sack_partial_dsack_does_not_undo() {
+            // Segment 1 was late, 2 lost: only 1's retransmission is
+            // D-SACKed; the reduction stands and the recovery ends as
+            // usual, cwnd deflated to ssthresh.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 2 * MSS, &[(3 * MSS, 6 * MSS)]);
+            c.ack(203, 2 * MSS, &[(MSS, 2 * MSS), (3 * MSS, 6 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(204, 6 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            c.ack(205, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_dsack_after_the_recovery_undoes() {
+            // The usual order: the late originals fill the holes and the
+            // recovery ends (cwnd = ssthresh) before the retransmissions
+            // arrive; their D-SACKs still undo it (Linux undoes on D-SACKs
+            // in the open state too).
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            two_holes(&mut c);
+            c.ack(104, 12 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(203, 12 * MSS, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.cwnd(), 7699);
+            c.ack(204, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+            // Undone once: more D-SACKs change nothing.
+            c.ack(205, 12 * MSS, &[(2 * MSS, 3 * MSS)]);
+            assert_eq!(c.s.recovery_stats().undos, 1);
+        }
+
+        /// A flight of 10 segments whose ACKs do not come: the probe (new
+        /// segment 10) at 200, the RTO at 500 resends segment 0, cwnd one
+        /// segment, ssthresh 0.7 · 11 segments.
+        fn timeout(c: &mut Conn) {
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.out(500), [seg(0)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.cwnd(), MSS);
+            assert_eq!(c.ssthresh(), 7699);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_spurious_timeout_undone() {
+            // The path only stalled: the original ACKs arrive after the
+            // retransmission. F-RTO (RFC 5682 §3.1, SACK-enhanced): the
+            // first ACK advances SND.UNA (it covers the resent segment 0),
+            // so new data goes instead of more retransmissions (step 2.b);
+            // the next ACK covers segment 1, sent before the timeout and
+            // never resent: the timeout was spurious (step 3.b). The
+            // reduction is undone (cwnd 10 segments again, then grown by
+            // this ACK in slow start; ssthresh as before) and nothing
+            // below SND.MAX goes again.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(510, MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(510), [seg(11), seg(12)]);
+            c.ack(511, 2 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            assert_eq!(c.cwnd(), 11 * MSS);
+            let o = c.out(511);
+            assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            for i in 3..=13 {
+                c.ack(511 + i as i64, i * MSS, &[]);
+                let o = c.out(511 + i as i64);
+                assert!(o.iter().all(|&(off, _)| off >= 13 * MSS), "{o:?}");
+            }
+            assert_eq!(
+                c.s.recovery_stats(),
+                RecoveryStats {
+                    retransmits: 1,
+                    timeouts: 1,
+                    probes: 1,
+                    undos: 1,
+                    ..RecoveryStats::default()
+                }
+            );
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_real_timeout_not_undone() {
+            // Segments 1..10 were lost: the resent segment 0 is ACKed, F-RTO
+            // sends new data (step 2.b); the peer SACKs it and still lacks
+            // 1: the loss was real (step 3.a). The conventional recovery
+            // resends the holes in slow start and the reduction stands.
+            let mut c = sender(CongestionControl::Cubic, 30 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(11), seg(12)]);
+            // (cwnd 2 segments, segment 12 still in flight: one goes.)
+            c.ack(700, MSS, &[(11 * MSS, 12 * MSS)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.out(700), [seg(1)]);
+            c.ack(701, MSS, &[(11 * MSS, 13 * MSS)]);
+            assert_eq!(c.out(701), [seg(2)]);
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+            // The holes are repaired; the loss state ends without undo.
+            c.ack(800, 4 * MSS, &[(11 * MSS, 13 * MSS)]);
+            c.out(800);
+            c.ack(900, 13 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert!(c.cwnd() <= 7699, "{}", c.cwnd());
+            assert_eq!(c.ssthresh(), 7699);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_frto_no_new_data_conventional() {
+            // Nothing new to send after the timeout (RFC 5682 step 2.b):
+            // the conventional recovery goes on at once, and the original
+            // ACKs that come later cannot undo it by F-RTO.
+            let mut c = sender(CongestionControl::Cubic, 11 * MSS);
+            timeout(&mut c);
+            c.ack(600, MSS, &[]);
+            assert_eq!(c.out(600), [seg(1), seg(2)]);
+            assert!(!c.s.rec.as_deref().unwrap().frto);
+            c.ack(601, 5 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.s.recovery_stats().undos, 0);
+        }
+
+        #[test]
+        fn test_xdp_sack_hystart_plus_plus() {
+            // HyStart++ (RFC 9406) in cubic's initial slow start, segment by
+            // segment: every ACK of a round comes `rtt` after the round was
+            // sent. (The peer's window scaled by 16: 960,000 bytes.)
+            let mut c = sender(CongestionControl::Cubic, 4000 * MSS);
+            c.s.remote_win_scale = Some(4);
+            let mut flight = c.out(0);
+            let mut t = 0;
+            // Per ACK: in CSS, cwnd after it, bytes it acknowledged.
+            let mut round = |c: &mut Conn, rtt: i64| -> Vec<(bool, usize, usize)> {
+                t += rtt;
+                let mut next = Vec::new();
+                let mut seen = Vec::new();
+                for &(off, len) in &flight {
+                    c.ack(t, off + len, &[]);
+                    seen.push((c.s.rec.as_deref().unwrap().in_css(), c.cwnd(), len));
+                    next.extend(c.out(t));
+                }
+                flight = next;
+                seen
+            };
+            let css = |v: &[(bool, usize, usize)]| v.iter().position(|x| x.0);
+            // Growth from ACK `i` to the last: what slow start adds for the
+            // ACKs after `i` (min(N, 2·SMSS)), divided by `div`.
+            let grew = |v: &[(bool, usize, usize)], i: usize, div: usize| {
+                let n = v.len();
+                (
+                    v[n - 1].1 - v[i].1,
+                    v[i + 1..].iter().map(|x| x.2 / div).sum::<usize>(),
+                )
+            };
+            // Rounds at 100 ms: slow start, cwnd doubling.
+            for n in [10, 20, 40] {
+                let v = round(&mut c, 100);
+                assert_eq!(v.len(), n);
+                assert_eq!(css(&v), None);
+                assert_eq!(c.cwnd(), 2 * n * MSS);
+            }
+            // 113 ms: 13 ms more than the last round's minimum, past
+            // max(4 ms, min(100/8, 16 ms)) = 12.5 ms: Conservative Slow Start
+            // from the 8th sample of the round on (N_RTT_SAMPLE), growing
+            // by a quarter (CSS_GROWTH_DIVISOR), that ACK's growth included.
+            let v = round(&mut c, 113);
+            assert_eq!(v.len(), 80);
+            assert_eq!(css(&v), Some(7));
+            assert_eq!(v[6].1, 87 * MSS);
+            assert_eq!(v[7].1, 87 * MSS + MSS / 4);
+            assert_eq!(v[79].1, 87 * MSS + 73 * MSS / 4);
+            assert_eq!(c.ssthresh(), usize::MAX);
+            // A round whose minimum falls below the 113 ms that started CSS:
+            // the exit was spurious, back to slow start at its 8th sample.
+            // (CSS's quarter segments went out as short segments: their
+            // ACKs count what they acknowledge.)
+            let v = round(&mut c, 105);
+            assert!(v[..7].iter().all(|x| x.0));
+            assert!(v[7..].iter().all(|x| !x.0));
+            let (a, b) = grew(&v, 6, 1);
+            assert_eq!(a, b);
+            // The delay test again, against 105 ms (threshold 13.1 ms):
+            // CSS at 119 ms; it lasts 5 rounds, this one counted.
+            let v = round(&mut c, 119);
+            assert_eq!(css(&v), Some(7));
+            for _ in 0..4 {
+                let v = round(&mut c, 119);
+                assert!(v.iter().all(|x| x.0));
+                let (a, b) = grew(&v, 0, 4);
+                assert_eq!(a, b);
+                assert_eq!(c.ssthresh(), usize::MAX);
+            }
+            // The first ACK of the sixth round: congestion avoidance,
+            // ssthresh = cwnd (then cubic grows it).
+            let cwnd = c.cwnd();
+            let v = round(&mut c, 119);
+            assert!(v.iter().all(|x| !x.0));
+            assert_eq!(c.ssthresh(), cwnd);
+            assert!(v[0].1 - cwnd < MSS / 4);
+            assert_eq!(c.s.recovery_stats().hystart_exits, 1);
         }
 
         #[test]
@@ -13456,6 +14142,417 @@ mod test {
             assert_eq!(c.phase(), Phase::Open);
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
         }
+
+        /// xdpstack patch (ECN): RFC 3168 for connections a peer opens
+        /// asking for it, scripted segment by segment.
+        mod ecn {
+            use super::*;
+            use crate::wire::{IpEcn, TcpEcn};
+
+            /// An ECN-setup SYN's flags (RFC 3168 §6.1.1).
+            const SETUP: TcpEcn = TcpEcn {
+                ece: true,
+                cwr: true,
+                ip: IpEcn::NotEct,
+            };
+            const ECT0: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: false,
+                ip: IpEcn::Ect0,
+            };
+            const ECT0_CWR: TcpEcn = TcpEcn {
+                ece: false,
+                cwr: true,
+                ip: IpEcn::Ect0,
+            };
+
+            /// A listening socket (ECN `enabled` or not) takes a SYN with
+            /// `syn`; returns it and its SYN-ACK's ECN bits.
+            fn syn_ack(enabled: bool, syn: TcpEcn) -> (TestSocket, TcpEcn) {
+                let mut s = socket_listen();
+                s.set_ecn_enabled(enabled);
+                send!(
+                    s,
+                    TcpRepr {
+                        control: TcpControl::Syn,
+                        seq_number: REMOTE_SEQ,
+                        ack_number: None,
+                        sack_permitted: true,
+                        ecn: syn,
+                        ..SEND_TEMPL
+                    }
+                );
+                let mut got = None;
+                recv(&mut s, Instant::from_millis(0), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.control, TcpControl::Syn);
+                    got = Some(r.ecn);
+                });
+                (s, got.unwrap())
+            }
+
+            #[test]
+            fn test_xdp_ecn_negotiation() {
+                // On by default, as Linux's tcp_ecn = 2.
+                assert!(socket().ecn_enabled());
+                // ECE and CWR in the SYN: ECE, not CWR, in the SYN-ACK,
+                // which is not ECN-capable itself.
+                let (mut s, e) = syn_ack(true, SETUP);
+                assert_eq!(
+                    e,
+                    TcpEcn {
+                        ece: true,
+                        cwr: false,
+                        ip: IpEcn::NotEct
+                    }
+                );
+                assert!(s.ecn_negotiated());
+                assert_eq!(s.recovery_stats().ecn_negotiated, 1);
+                // Negotiated per connection; the setting and the counter
+                // outlive a reset (the engine reuses sockets).
+                s.reset();
+                assert!(!s.ecn_negotiated());
+                assert!(s.ecn_enabled());
+                assert_eq!(s.take_recovery_stats().ecn_negotiated, 1);
+                assert_eq!(s.recovery_stats().ecn_negotiated, 0);
+                // Not asked; ECE or CWR alone (not an ECN-setup SYN); or
+                // asked while disabled: no ECE in the SYN-ACK, no ECN.
+                let ece_only = TcpEcn {
+                    cwr: false,
+                    ..SETUP
+                };
+                let cwr_only = TcpEcn {
+                    ece: false,
+                    ..SETUP
+                };
+                for (enabled, syn) in [
+                    (true, TcpEcn::NONE),
+                    (true, ece_only),
+                    (true, cwr_only),
+                    (false, SETUP),
+                ] {
+                    let (s, e) = syn_ack(enabled, syn);
+                    assert_eq!(e, TcpEcn::NONE, "{enabled} {syn:?}");
+                    assert!(!s.ecn_negotiated());
+                    assert_eq!(s.recovery_stats(), RecoveryStats::default());
+                }
+            }
+
+            /// As `sender`, with ECN negotiated (or not).
+            fn ecn_sender(cc: CongestionControl, len: usize, ecn: bool) -> Conn {
+                let mut c = sender(cc, len);
+                c.s.ecn.ok = ecn;
+                c
+            }
+
+            impl Conn {
+                /// Everything the socket sends at `ms`: (offset, length,
+                /// ECN bits).
+                fn out_ecn(&mut self, ms: i64) -> Vec<(usize, usize, TcpEcn)> {
+                    let mut sent = Vec::new();
+                    self.s.cx.set_now(Instant::from_millis(ms));
+                    for _ in 0..1000 {
+                        let mut got = None;
+                        let TestSocket { socket, cx } = &mut self.s;
+                        socket
+                            .dispatch(cx, |_, _, (_, tcp)| {
+                                got = Some((tcp.seq_number, tcp.payload.len(), tcp.ecn));
+                                Ok::<(), ()>(())
+                            })
+                            .unwrap();
+                        let Some((seq, len, ecn)) = got else {
+                            break;
+                        };
+                        sent.push((seq - self.base, len, ecn));
+                    }
+                    sent
+                }
+
+                /// The peer's ACK of `ack` (an offset) at `ms`, with ECE
+                /// or not.
+                fn ack_ece(&mut self, ms: i64, ack: usize, ece: bool) {
+                    let ack = self.seq(ack);
+                    send(
+                        &mut self.s,
+                        Instant::from_millis(ms),
+                        &TcpRepr {
+                            seq_number: REMOTE_SEQ + 1,
+                            ack_number: Some(ack),
+                            window_len: WIN,
+                            ecn: TcpEcn {
+                                ece,
+                                ..TcpEcn::NONE
+                            },
+                            ..SEND_TEMPL
+                        },
+                    );
+                }
+            }
+
+            /// Segments `i..j`, each with the ECN bits `ecn`.
+            fn segs_ecn(i: usize, j: usize, ecn: TcpEcn) -> Vec<(usize, usize, TcpEcn)> {
+                (i..j).map(|k| (k * MSS, MSS, ecn)).collect()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ect0_on_new_data_only() {
+                let mut c = ecn_sender(CongestionControl::Cubic, 20 * MSS, true);
+                // New data: ECT(0).
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // Segment 0 lost: its retransmission is Not-ECT (RFC 3168
+                // §6.1.5); new data sent during the recovery is ECT(0).
+                c.ack(100, 0, &[(MSS, 2 * MSS)]);
+                c.ack(101, 0, &[(MSS, 3 * MSS)]);
+                c.ack(102, 0, &[(MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.out_ecn(102), [(0, MSS, TcpEcn::NONE)]);
+                // (The recovery reduced the window: the first new data
+                // after it carries CWR, as Linux's `tcp_init_cwnd_reduction`
+                // queues it for any reduction.)
+                c.ack(103, 0, &[(MSS, 5 * MSS)]);
+                assert_eq!(c.out_ecn(103), segs_ecn(10, 11, ECT0_CWR));
+                // All of it acknowledged, the rest sent; the tail loss probe
+                // resends the last segment: Not-ECT.
+                c.ack(200, 11 * MSS, &[]);
+                assert_eq!(c.phase(), Phase::Open);
+                let out = c.out_ecn(200);
+                assert!(!out.is_empty());
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let nxt = c.nxt_max().0;
+                c.ack(210, nxt, &[]);
+                let out = c.out_ecn(210);
+                assert_eq!(out.last().map(|o| o.0), Some(19 * MSS));
+                assert!(out.iter().all(|&(_, _, e)| e == ECT0), "{out:?}");
+                let pto = c.s.tlp_deadline().unwrap().total_millis();
+                assert!(pto < c.rto_at().unwrap());
+                let probe = c.out_ecn(pto);
+                assert_eq!(probe, [(19 * MSS, MSS, TcpEcn::NONE)]);
+                // An RTO's retransmissions are Not-ECT too.
+                let rto = c.rto_at().unwrap();
+                let again = c.out_ecn(rto);
+                assert!(!again.is_empty());
+                assert!(
+                    again.iter().all(|&(_, _, e)| e == TcpEcn::NONE),
+                    "{again:?}"
+                );
+                // A pure ACK (of the peer's data) is Not-ECT.
+                let all = c.seq(20 * MSS);
+                send(
+                    &mut c.s,
+                    Instant::from_millis(rto + 1),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(all),
+                        window_len: WIN,
+                        payload: &b"x"[..],
+                        ..SEND_TEMPL
+                    },
+                );
+                assert_eq!(c.out_ecn(rto + 20), [(20 * MSS, 0, TcpEcn::NONE)]);
+            }
+
+            #[test]
+            fn test_xdp_ecn_nothing_without_negotiation() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                let mut twin = ecn_sender(CongestionControl::Reno, 40 * MSS, false);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                assert_eq!(twin.out_ecn(0), segs_ecn(0, 10, TcpEcn::NONE));
+                // ECE from a peer that did not negotiate ECN means nothing:
+                // the window grows as without it, no CWR.
+                for i in 1..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    twin.ack_ece(100 + i as i64, i * MSS, false);
+                    assert_eq!(c.phase(), Phase::Open);
+                    assert_eq!(c.cwnd(), twin.cwnd());
+                    let out = c.out_ecn(100 + i as i64);
+                    assert_eq!(out, twin.out_ecn(100 + i as i64));
+                    assert!(out.iter().all(|&(_, _, e)| e == TcpEcn::NONE));
+                }
+                assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_ece_reduces_once_per_window_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                // The first ECE: the window is reduced as for a loss (Reno:
+                // ssthresh = 10 segments in flight / 2), by PRR, nothing
+                // resent; the next new segment carries CWR.
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // PRR: ceil(1000 · 5000 / 10000) = 500 bytes, one segment.
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // More ECEs from the same window (the receiver has not seen
+                // the CWR): no second reduction; PRR sends one segment per
+                // two delivered, without CWR.
+                let mut sent = 1;
+                for i in 2..=10 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                    for (off, len, e) in c.out_ecn(100 + i as i64) {
+                        assert_eq!((off, len, e), (off, MSS, ECT0), "at {i}");
+                        sent += 1;
+                    }
+                }
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // The reduction point (SND.MAX at the first ECE) is
+                // acknowledged: CWR state over, cwnd = ssthresh, and PRR
+                // sent half of what was delivered.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(sent, 5);
+                // An ACK past the CWR segment with ECE: the receiver saw
+                // CWR and saw congestion again; a second reduction, and CWR
+                // on the next new data again.
+                c.ack_ece(200, 11 * MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 2);
+                let out = c.out_ecn(200);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+                // Never a retransmission nor a fast recovery.
+                assert_eq!(c.s.recovery_stats().retransmits, 0);
+                assert_eq!(c.s.recovery_stats().recoveries, 0);
+            }
+
+            #[test]
+            fn test_xdp_ecn_loss_during_cwr_is_one_reduction() {
+                let mut c = ecn_sender(CongestionControl::Reno, 60 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.phase(), Phase::Cwr);
+                assert_eq!(c.out_ecn(100), segs_ecn(10, 11, ECT0_CWR));
+                // Segment 1 lost: three SACKed above it. Fast recovery,
+                // the retransmission goes (Not-ECT), ssthresh unchanged.
+                c.ack(101, MSS, &[(2 * MSS, 3 * MSS)]);
+                c.ack(102, MSS, &[(2 * MSS, 4 * MSS)]);
+                assert_eq!(c.phase(), Phase::Cwr);
+                c.ack(103, MSS, &[(2 * MSS, 5 * MSS)]);
+                assert_eq!(c.phase(), Phase::Recovery);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                let out = c.out_ecn(103);
+                assert_eq!(out.first(), Some(&(MSS, MSS, TcpEcn::NONE)), "{out:?}");
+                let st = c.s.recovery_stats();
+                assert_eq!(
+                    (st.ecn_reductions, st.recoveries, st.retransmits),
+                    (1, 1, 1)
+                );
+            }
+
+            #[test]
+            fn test_xdp_ecn_bbr_keeps_its_window_but_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                let mut twin = ecn_sender(CongestionControl::Bbr, 40 * MSS, true);
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                twin.out_ecn(0);
+                c.ack_ece(100, MSS, true);
+                twin.ack_ece(100, MSS, false);
+                // BBR v1 (as Linux's) ignores ECE for its model: no CWR state,
+                // the window as without ECE; the receiver is still told.
+                assert_eq!(c.phase(), Phase::Open);
+                assert_eq!(c.cwnd(), twin.cwnd());
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 0);
+                let out = c.out_ecn(100);
+                assert_eq!(out.len(), twin.out_ecn(100).len());
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert!(out[1..].iter().all(|o| o.2 == ECT0));
+            }
+
+            #[test]
+            fn test_xdp_ecn_without_sack_reduces_and_sends_cwr() {
+                let mut c = ecn_sender(CongestionControl::Reno, 40 * MSS, true);
+                c.s.remote_has_sack = false;
+                assert_eq!(c.out_ecn(0), segs_ecn(0, 10, ECT0));
+                c.ack_ece(100, MSS, true);
+                assert_eq!(c.ssthresh(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // Reno deflates to ssthresh at the next ACK of new data.
+                c.ack_ece(101, 2 * MSS, true);
+                assert_eq!(c.cwnd(), 5 * MSS);
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+                // 8 segments in flight, above the window: nothing yet.
+                assert_eq!(c.out_ecn(101), []);
+                for i in 3..=6 {
+                    c.ack_ece(100 + i as i64, i * MSS, true);
+                }
+                // 4 in flight below 5: the first new segment carries CWR.
+                let out = c.out_ecn(106);
+                assert_eq!(out.first().map(|o| o.2), Some(ECT0_CWR), "{out:?}");
+                assert_eq!(c.s.recovery_stats().ecn_reductions, 1);
+            }
+
+            /// A data segment from the peer at offset `off` of its stream.
+            fn data(
+                s: &mut TestSocket,
+                ms: i64,
+                off: usize,
+                ecn: TcpEcn,
+            ) -> Option<TcpRepr<'static>> {
+                send(
+                    s,
+                    Instant::from_millis(ms),
+                    &TcpRepr {
+                        seq_number: REMOTE_SEQ + 1 + off,
+                        ack_number: Some(LOCAL_SEQ + 1),
+                        payload: &b"abc"[..],
+                        ecn,
+                        ..SEND_TEMPL
+                    },
+                )
+            }
+
+            /// The ACK the socket sends at `ms`: (ACK offset, ECE).
+            fn ack_out(s: &mut TestSocket, ms: i64) -> (usize, bool) {
+                let mut got = None;
+                recv(s, Instant::from_millis(ms), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.ecn.ip, IpEcn::NotEct);
+                    assert!(!r.ecn.cwr);
+                    got = Some((r.ack_number.unwrap() - (REMOTE_SEQ + 1), r.ecn.ece));
+                });
+                got.unwrap()
+            }
+
+            #[test]
+            fn test_xdp_ecn_ce_echoed_until_cwr() {
+                const CE: TcpEcn = TcpEcn {
+                    ece: false,
+                    cwr: false,
+                    ip: IpEcn::Ce,
+                };
+                let mut s = socket_established();
+                s.ecn.ok = true;
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                // An ECT(0) segment: a delayed ACK without ECE.
+                assert_eq!(data(&mut s, 0, 0, ECT0), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                // A CE-marked one: ACKed at once, with ECE.
+                let ack = data(&mut s, 20, 3, CE).unwrap();
+                assert!(ack.ecn.ece);
+                assert_eq!(ack.ack_number, Some(REMOTE_SEQ + 1 + 6));
+                // ECE on every ACK after it until a segment with CWR.
+                assert_eq!(data(&mut s, 30, 6, ECT0), None);
+                assert_eq!(ack_out(&mut s, 41), (9, true));
+                assert_eq!(data(&mut s, 50, 9, ECT0), None);
+                assert_eq!(ack_out(&mut s, 61), (12, true));
+                assert_eq!(data(&mut s, 70, 12, ECT0_CWR), None);
+                assert_eq!(ack_out(&mut s, 81), (15, false));
+                // CWR and CE together: the echo starts again.
+                let both = TcpEcn { cwr: true, ..CE };
+                assert!(data(&mut s, 90, 15, both).unwrap().ecn.ece);
+                assert_eq!(s.recovery_stats().ecn_ce_received, 2);
+
+                // Not negotiated: CE changes nothing (a delayed ACK, no ECE).
+                let mut s = socket_established();
+                s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+                assert_eq!(data(&mut s, 0, 0, CE), None);
+                recv_nothing!(s);
+                assert_eq!(ack_out(&mut s, 11), (3, false));
+                assert_eq!(s.recovery_stats(), RecoveryStats::default());
+            }
+        }
     }
 
     /// A connection over a simulated path (virtual time): `rtt` split evenly
@@ -13544,6 +14641,7 @@ mod test {
                 sack_permitted: t.sack_permitted,
                 sack_ranges: t.sack_ranges,
                 timestamp: t.timestamp,
+                ecn: Default::default(),
                 payload: &[],
             }
         }

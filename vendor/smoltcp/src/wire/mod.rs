@@ -273,8 +273,9 @@ pub use self::mld::{
 pub use self::udp::{HEADER_LEN as UDP_HEADER_LEN, Packet as UdpPacket, Repr as UdpRepr};
 
 pub use self::tcp::{
-    Control as TcpControl, HEADER_LEN as TCP_HEADER_LEN, Packet as TcpPacket, Repr as TcpRepr,
-    SeqNumber as TcpSeqNumber, TcpOption, TcpTimestampGenerator, TcpTimestampRepr,
+    Control as TcpControl, Ecn as TcpEcn, EcnCodepoint as IpEcn, HEADER_LEN as TCP_HEADER_LEN,
+    Packet as TcpPacket, Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption,
+    TcpTimestampGenerator, TcpTimestampRepr,
 };
 
 #[cfg(feature = "proto-dhcpv4")]

@@ -865,7 +865,73 @@ pub struct Repr<'a> {
     pub sack_permitted: bool,
     pub sack_ranges: [Option<(u32, u32)>; 3],
     pub timestamp: Option<TcpTimestampRepr>,
+    /// xdpstack patch (ECN): the segment's ECE and CWR flags, and the ECN
+    /// field of the IP header that carries it.
+    pub ecn: Ecn,
     pub payload: &'a [u8],
+}
+
+/// xdpstack patch (ECN, RFC 3168): the ECN field of an IP header (the low two
+/// bits of the IPv4 TOS byte or the IPv6 traffic class).
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EcnCodepoint {
+    /// Not ECN-capable transport (00).
+    #[default]
+    NotEct,
+    /// ECT(1) (01).
+    Ect1,
+    /// ECT(0) (10).
+    Ect0,
+    /// Congestion experienced (11).
+    Ce,
+}
+
+impl EcnCodepoint {
+    /// The codepoint of the two low bits of `field`.
+    pub const fn from_bits(field: u8) -> Self {
+        match field & 0b11 {
+            0b00 => EcnCodepoint::NotEct,
+            0b01 => EcnCodepoint::Ect1,
+            0b10 => EcnCodepoint::Ect0,
+            _ => EcnCodepoint::Ce,
+        }
+    }
+
+    /// The two bits of the codepoint.
+    pub const fn bits(self) -> u8 {
+        match self {
+            EcnCodepoint::NotEct => 0b00,
+            EcnCodepoint::Ect1 => 0b01,
+            EcnCodepoint::Ect0 => 0b10,
+            EcnCodepoint::Ce => 0b11,
+        }
+    }
+}
+
+/// xdpstack patch (ECN, RFC 3168): the ECN bits of a segment. `ece` and `cwr`
+/// are the TCP header's flags (parsed and emitted with it); `ip` is the ECN
+/// field of the IP header around it, which TCP's parser cannot see and its
+/// emitter does not write: the interface fills it in from the IP header of an
+/// arriving packet, and writes it into the IP header of an outgoing one.
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Ecn {
+    /// ECN-Echo.
+    pub ece: bool,
+    /// Congestion Window Reduced.
+    pub cwr: bool,
+    /// The IP header's ECN field.
+    pub ip: EcnCodepoint,
+}
+
+impl Ecn {
+    /// No flags, Not-ECT (the default, for constants).
+    pub const NONE: Ecn = Ecn {
+        ece: false,
+        cwr: false,
+        ip: EcnCodepoint::NotEct,
+    };
 }
 
 pub type TcpTimestampGenerator = fn() -> u32;
@@ -987,6 +1053,11 @@ impl<'a> Repr<'a> {
             sack_permitted: sack_permitted,
             sack_ranges: sack_ranges,
             timestamp: timestamp,
+            ecn: Ecn {
+                ece: packet.ece(),
+                cwr: packet.cwr(),
+                ip: EcnCodepoint::NotEct,
+            },
             payload: packet.payload(),
         })
     }
@@ -1053,6 +1124,9 @@ impl<'a> Repr<'a> {
             Control::Rst => packet.set_rst(true),
         }
         packet.set_ack(self.ack_number.is_some());
+        // xdpstack patch (ECN): the flags; the IP field is the interface's.
+        packet.set_ece(self.ecn.ece);
+        packet.set_cwr(self.ecn.cwr);
         {
             let mut options = packet.options_mut();
             if let Some(value) = self.max_seg_size {
@@ -1337,6 +1411,7 @@ mod test {
             sack_permitted: false,
             sack_ranges: [None, None, None],
             timestamp: None,
+            ecn: Default::default(),
             payload: &PAYLOAD_BYTES,
         }
     }
@@ -1368,6 +1443,40 @@ mod test {
             &ChecksumCapabilities::default(),
         );
         assert_eq!(&*packet.into_inner(), &SYN_PACKET_BYTES[..]);
+    }
+
+    /// xdpstack patch (ECN): ECE and CWR round-trip through emit and parse
+    /// (0x40 and 0x80 of the flags byte); the IP codepoint is not TCP's.
+    #[test]
+    #[cfg(feature = "proto-ipv4")]
+    fn test_ecn_flags_emit_and_parse() {
+        for (ece, cwr, byte) in [(true, true, 0xc2), (true, false, 0x42), (false, true, 0x82)] {
+            let mut repr = packet_repr();
+            repr.ecn = Ecn {
+                ece,
+                cwr,
+                ip: EcnCodepoint::Ect0,
+            };
+            let mut bytes = vec![0xa5; repr.buffer_len()];
+            let mut packet = Packet::new_unchecked(&mut bytes);
+            let caps = ChecksumCapabilities::default();
+            repr.emit(&mut packet, &SRC_ADDR.into(), &DST_ADDR.into(), &caps);
+            assert_eq!(packet.as_ref()[13], byte);
+            let packet = Packet::new_unchecked(&bytes[..]);
+            let parsed = Repr::parse(&packet, &SRC_ADDR.into(), &DST_ADDR.into(), &caps).unwrap();
+            assert_eq!(
+                parsed.ecn,
+                Ecn {
+                    ece,
+                    cwr,
+                    ip: EcnCodepoint::NotEct
+                }
+            );
+            assert_eq!(parsed.control, Control::Syn);
+        }
+        for bits in 0..4 {
+            assert_eq!(EcnCodepoint::from_bits(0xfc | bits).bits(), bits);
+        }
     }
 
     #[test]

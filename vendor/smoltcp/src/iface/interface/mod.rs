@@ -155,6 +155,9 @@ pub struct InterfaceInner {
     routes: Routes,
     #[cfg(feature = "multicast")]
     multicast: multicast::State,
+    /// xdpstack patch (ECN): the ECN field of the IP packet being
+    /// processed, for TCP (`process_tcp` puts it in the segment's repr).
+    rx_ecn: IpEcn,
 }
 
 /// Configuration structure used for creating a network interface.
@@ -270,6 +273,7 @@ impl Interface {
             },
             fragmenter: Fragmenter::new(),
             inner: InterfaceInner {
+                rx_ecn: IpEcn::NotEct,
                 now,
                 caps,
                 hardware_addr: config.hardware_addr,
@@ -1283,6 +1287,15 @@ impl InterfaceInner {
         // Emit function for the IP header and payload.
         let emit_ip = |repr: &IpRepr, tx_buffer: &mut [u8]| {
             repr.emit(&mut *tx_buffer, &self.caps.checksum);
+            // xdpstack patch (ECN): the codepoint the TCP socket chose for
+            // this segment (ECT(0) on its data once ECN is negotiated); the
+            // IP reprs have no field for it, and emit Not-ECT.
+            #[cfg(feature = "socket-tcp")]
+            if let IpPayload::Tcp(tcp) = packet.payload()
+                && tcp.ecn.ip != IpEcn::NotEct
+            {
+                set_ip_ecn(repr, tx_buffer, tcp.ecn.ip, &self.caps.checksum);
+            }
 
             let payload = &mut tx_buffer[repr.header_len()..];
             packet.emit_payload(repr, payload, &caps)
@@ -1422,6 +1435,30 @@ impl InterfaceInner {
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+/// xdpstack patch (ECN): write `ecn` into the ECN field of the IP header
+/// at the start of `buffer`, emitted from `repr` (the IPv4 checksum again if
+/// the interface computes it).
+#[cfg(feature = "socket-tcp")]
+fn set_ip_ecn(repr: &IpRepr, buffer: &mut [u8], ecn: IpEcn, checksum: &ChecksumCapabilities) {
+    match repr {
+        #[cfg(feature = "proto-ipv4")]
+        IpRepr::Ipv4(_) => {
+            let mut packet = Ipv4Packet::new_unchecked(buffer);
+            packet.set_ecn(ecn.bits());
+            if checksum.ipv4.tx() {
+                packet.fill_checksum();
+            }
+        }
+        #[cfg(feature = "proto-ipv6")]
+        IpRepr::Ipv6(_) => {
+            let _ = checksum;
+            let mut packet = Ipv6Packet::new_unchecked(buffer);
+            let tc = packet.traffic_class();
+            packet.set_traffic_class((tc & !0b11) | ecn.bits());
         }
     }
 }

@@ -22,12 +22,14 @@ impl InterfaceInner {
         }
 
         let tcp_packet = check!(TcpPacket::new_checked(ip_payload));
-        let tcp_repr = check!(TcpRepr::parse(
+        let mut tcp_repr = check!(TcpRepr::parse(
             &tcp_packet,
             &src_addr,
             &dst_addr,
             &self.caps.checksum
         ));
+        // xdpstack patch (ECN): the ECN field of the IP header it came in.
+        tcp_repr.ecn.ip = core::mem::take(&mut self.rx_ecn);
 
         for tcp_socket in sockets
             .items_mut()

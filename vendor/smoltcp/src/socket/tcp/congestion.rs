@@ -75,6 +75,43 @@ pub(super) trait Controller {
     /// xdpstack patch 14: HyStart saw the queue grow: end slow start here
     /// (ssthresh = cwnd).
     fn end_slow_start(&mut self) {}
+
+    /// xdpstack patch (undo): HyStart++ Conservative Slow Start (RFC 9406
+    /// §4.2): while on, slow start grows by a quarter (CSS_GROWTH_DIVISOR).
+    /// A loss or `end_slow_start` turns it off.
+    fn set_conservative(&mut self, on: bool) {}
+
+    /// xdpstack patch (undo): a loss episode begins: the state before the
+    /// reduction that follows, for `undo`.
+    fn prior(&self) -> Prior {
+        Prior {
+            cwnd: self.window(),
+            ssthresh: self.ssthresh(),
+            ..Prior::default()
+        }
+    }
+
+    /// xdpstack patch (undo): the episode's reduction was spurious (RFC
+    /// 3708 D-SACK, RFC 5682 F-RTO): restore the window and ssthresh of
+    /// `prior`, as Linux's `tcp_undo_cwnd_reduction` (each the larger of
+    /// now and then), and leave recovery.
+    fn undo(&mut self, prior: &Prior) {}
+}
+
+/// xdpstack patch (undo): a controller's state before a loss episode cut
+/// it, kept in the (boxed) recovery state until the episode is undone or
+/// the next begins.
+#[derive(Debug, Default, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub(super) struct Prior {
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    /// Cubic's epoch: W_max, K, W_est, cwnd_prior and the epoch's start.
+    pub w_max: usize,
+    pub k: f64,
+    pub w_est: f64,
+    pub cwnd_prior: usize,
+    pub epoch: Option<Instant>,
 }
 
 #[derive(Debug)]

@@ -41,8 +41,35 @@ const MAX_BLOCKS: usize = 128;
 /// retransmissions: merged entries carry the later time).
 const MAX_SENDS: usize = 4096;
 
-/// RTT samples of a round HyStart needs before it judges the round.
+/// RTT samples of a round HyStart needs before it judges the round
+/// (RFC 9406 N_RTT_SAMPLE).
 const HYSTART_SAMPLES: u8 = 8;
+
+/// HyStart++ (RFC 9406 §4.3): rounds of Conservative Slow Start before
+/// congestion avoidance (CSS_ROUNDS).
+const CSS_ROUNDS: u8 = 5;
+
+/// Most retransmitted ranges one loss episode remembers for undo; past it
+/// the episode cannot be undone.
+const MAX_UNDO: usize = 256;
+
+/// RFC 8985 §6.2 step 4: loss recoveries a reordering window grown by a
+/// D-SACK lasts.
+const REO_WND_PERSIST: u8 = 16;
+
+/// What HyStart++ (RFC 9406) decided on an ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HyStart {
+    /// Nothing changes.
+    Keep,
+    /// The round trip grew: Conservative Slow Start begins.
+    EnterCss,
+    /// During CSS the round trip fell below the baseline: the exit was
+    /// spurious, slow start resumes.
+    ResumeSlowStart,
+    /// CSS_ROUNDS rounds of CSS are over: congestion avoidance.
+    EndSlowStart,
+}
 
 /// Send times are kept as wrapping microseconds.
 pub(super) type Micros = u32;
@@ -57,6 +84,10 @@ pub(super) enum Phase {
     Recovery,
     /// After a retransmission timeout, until `point` is acknowledged.
     Loss,
+    /// xdpstack patch (ECN): the window is being reduced because an ACK
+    /// echoed congestion (RFC 3168 §6.1.2, Linux's `TCP_CA_CWR`): PRR as in
+    /// fast recovery, nothing retransmitted, until `point` is acknowledged.
+    Cwr,
 }
 
 /// The SACKed ranges above SND.UNA: sorted, disjoint, never touching.
@@ -282,6 +313,42 @@ pub(super) struct Recovery {
     hs_samples: u8,
     /// The delivery-rate sample of the last ACK.
     rate: Option<RateSample>,
+    /// HyStart++ (RFC 9406): rounds in Conservative Slow Start so far, the
+    /// current one included (0: not in CSS), and cssBaselineMinRtt.
+    css: u8,
+    css_base: u32,
+    /// Undo (RFC 3708, Linux's `undo_marker`/`undo_retrans`): SND.UNA when
+    /// the loss episode began (`None`: nothing to undo), the ranges it
+    /// retransmitted that no D-SACK reported as duplicates yet, and whether
+    /// it retransmitted anything.
+    undo_marker: Option<TcpSeqNumber>,
+    /// The controller's state before the episode's reduction.
+    pub(super) prior: Option<super::congestion::Prior>,
+    undo_rtx: Vec<(TcpSeqNumber, TcpSeqNumber)>,
+    undo_sent: bool,
+    /// F-RTO (RFC 5682, SACK-enhanced, as Linux's `tp->frto`): the timeout
+    /// of this loss state may be spurious; `frto_new`: step 2b, new data
+    /// goes out instead of retransmissions until the next ACK.
+    pub(super) frto: bool,
+    frto_new: bool,
+    /// The end of the highest retransmission of this loss episode: data
+    /// above it was never retransmitted.
+    pub(super) ever_rtx: TcpSeqNumber,
+    /// The last ACK delivered data sent before the timeout and never
+    /// retransmitted (Linux's `FLAG_ORIG_SACK_ACKED`; only in `Loss`).
+    orig_acked: bool,
+    /// The last ACK carried a D-SACK block (RFC 2883).
+    pub(super) dsack: bool,
+    /// Bytes the last ACK SACKed newly.
+    pub(super) sacked_now: usize,
+    /// RACK (RFC 8985 §6.2): the minimum RTT seen, whether reordering was
+    /// seen, the reordering window's multiplier, the recoveries it persists
+    /// for, and SND.MAX when a D-SACK last grew it.
+    min_rtt: u32,
+    reo_seen: bool,
+    reo_incr: u8,
+    reo_persist: u8,
+    dsack_round: Option<TcpSeqNumber>,
     /// Retransmissions, fast recoveries, timeouts and probes (counters for
     /// the owner).
     pub(super) stats: RecoveryStats,
@@ -339,8 +406,20 @@ pub struct RecoveryStats {
     pub timeouts: u32,
     /// Tail loss probes sent.
     pub probes: u32,
-    /// Slow starts HyStart ended (patch 14).
+    /// Slow starts HyStart ended (patch 14; HyStart++: after Conservative
+    /// Slow Start).
     pub hystart_exits: u32,
+    /// Window reductions undone because the loss was spurious: every
+    /// retransmission of the episode D-SACKed, or F-RTO found the timeout
+    /// spurious.
+    pub undos: u32,
+    /// xdpstack patch (ECN): connections that negotiated ECN (RFC 3168).
+    pub ecn_negotiated: u32,
+    /// xdpstack patch (ECN): segments received with the CE codepoint.
+    pub ecn_ce_received: u32,
+    /// xdpstack patch (ECN): window reductions for an ECN-Echo (at most one
+    /// a round trip).
+    pub ecn_reductions: u32,
 }
 
 impl Recovery {
@@ -372,6 +451,23 @@ impl Recovery {
             hs_cur_min: u32::MAX,
             hs_samples: 0,
             rate: None,
+            css: 0,
+            css_base: u32::MAX,
+            undo_marker: None,
+            prior: None,
+            undo_rtx: Vec::new(),
+            undo_sent: false,
+            frto: false,
+            frto_new: false,
+            ever_rtx: una,
+            orig_acked: false,
+            dsack: false,
+            sacked_now: 0,
+            min_rtt: u32::MAX,
+            reo_seen: false,
+            reo_incr: 1,
+            reo_persist: 0,
+            dsack_round: None,
             stats: RecoveryStats::default(),
             started: true,
         }
@@ -434,6 +530,22 @@ impl Recovery {
         }
         self.rtx.push_back((from, to, now));
         self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
+        // Undo: the episode's retransmissions (not a probe's in the open
+        // state, which belongs to no episode).
+        if self.phase != Phase::Open && self.undo_marker.is_some() {
+            self.undo_sent = true;
+            if self.undo_rtx.len() >= MAX_UNDO {
+                self.undo_marker = None;
+                self.undo_rtx = Vec::new();
+            } else {
+                self.undo_rtx.push((from, to));
+            }
+        }
+    }
+
+    /// Whether `[from, to)` overlaps a retransmission still unacknowledged.
+    fn retransmitted(&self, from: TcpSeqNumber, to: TcpSeqNumber) -> bool {
+        self.rtx.iter().any(|&(l, r, _)| l < to && from < r)
     }
 
     /// SND.UNA moved to `una`: forget send times it covers.
@@ -490,14 +602,68 @@ impl Recovery {
         now: Micros,
         rtt_floor: Micros,
     ) -> usize {
+        let old_una = una - acked;
+        let fack = self.board.highest();
+        self.dsack = false;
+        self.orig_acked = false;
+        // RFC 2883 §4: the first block is a D-SACK when it lies below the
+        // cumulative point or inside the second block.
+        if let Some((l, r)) = blocks.first().copied().flatten() {
+            let (l, r) = (TcpSeqNumber(l as i32), TcpSeqNumber(r as i32));
+            let inside = blocks.get(1).copied().flatten().is_some_and(|(l2, r2)| {
+                let (l2, r2) = (TcpSeqNumber(l2 as i32), TcpSeqNumber(r2 as i32));
+                l2 <= l && r <= r2
+            });
+            if r > l && r <= snd_max && (r <= una || inside) {
+                self.on_dsack(l, r);
+            }
+        }
+        // F-RTO (RFC 5682 §3.1 step 3.b, SACK-enhanced as Linux): whether
+        // this ACK delivers data sent before the timeout that was never
+        // retransmitted.
+        if self.phase == Phase::Loss {
+            let from = self.ever_rtx.max(self.high_rxt);
+            let cum = (from.max(old_una), una.min(self.point));
+            let mut orig = cum.1 > cum.0 && self.board.unsacked(cum.0, cum.1) > 0;
+            for &(l, r) in blocks.iter().flatten() {
+                let (l, r) = (TcpSeqNumber(l as i32), TcpSeqNumber(r as i32));
+                if r > snd_max || r <= una {
+                    continue;
+                }
+                let (l, r) = (l.max(from).max(una), r.min(self.point));
+                orig |= r > l && self.board.unsacked(l, r) > 0;
+            }
+            self.orig_acked = orig;
+        }
+        // RFC 8985 §6.2 step 3: original data delivered below the highest
+        // SACKed sequence number arrived out of order.
+        if let Some(f) = fack {
+            let cum = (old_una, una.min(f));
+            if cum.1 > cum.0
+                && self.board.unsacked(cum.0, cum.1) > 0
+                && !self.retransmitted(cum.0, cum.1)
+            {
+                self.reo_seen = true;
+            }
+            for &(l, r) in blocks.iter().flatten() {
+                let (l, r) = (TcpSeqNumber(l as i32), TcpSeqNumber(r as i32));
+                let (l, r) = (l.max(una), r.min(f));
+                if r > l && self.board.unsacked(l, r) > 0 && !self.retransmitted(l, r) {
+                    self.reo_seen = true;
+                }
+            }
+        }
         let covered = self.board.advance(una);
         // xdpstack patch 12: the cumulative point stopped at (or inside)
         // data the receiver had SACKed: it dropped what it held out of order
         // (reneging, RFC 2018 §8; Linux's `tcp_check_sack_reneging`). The
         // scoreboard is forgotten, or neither recovery nor the loss state
         // would ever resend that data and the connection would stall.
+        // (xdpstack patch, undo: what the forgotten scoreboard marked lost
+        // is not known lost either; the next SACKs tell again.)
         if self.board.is_sacked(una) {
             self.board.clear();
+            self.lost_end = una;
         }
         let mut newly = 0;
         // The highest sequence number this ACK delivered, to date it.
@@ -512,6 +678,7 @@ impl Recovery {
                 }
             }
         }
+        self.sacked_now = newly;
         if acked > 0 {
             self.tlp_sent = false;
         }
@@ -562,6 +729,11 @@ impl Recovery {
             }
             self.delivered_at = now;
         }
+        if let Some(rs) = self.rate
+            && rs.rtt_us > 0
+        {
+            self.min_rtt = self.min_rtt.min(rs.rtt_us);
+        }
         self.drop_sends(una);
         self.rtx.retain(|r| r.1 > una);
         let board = &self.board;
@@ -578,15 +750,19 @@ impl Recovery {
         delivered
     }
 
-    /// xdpstack patch 14: HyStart's delay test (Linux's `HYSTART_DELAY`,
-    /// RFC 9406 §4.2) on this ACK's rate sample, during slow start: whether
-    /// the round trip grew by more than an eighth of the last round's
-    /// minimum (clamped to 4-16 ms) over at least 8 samples of this round,
-    /// which means the bottleneck's queue is filling: slow start should end
-    /// before it overflows.
-    pub(super) fn hystart_delay(&mut self) -> bool {
+    /// xdpstack patch 14: HyStart++ (RFC 9406) on this ACK's rate sample,
+    /// during the initial slow start. The delay test (RFC 9406 §4.2,
+    /// Linux's `HYSTART_DELAY`): the round trip grew by more than an eighth
+    /// of the last round's minimum (clamped to 4-16 ms) over at least 8
+    /// samples of this round, which means the bottleneck's queue is
+    /// filling. Slow start does not end there but goes on at a quarter of
+    /// its growth (Conservative Slow Start) for 5 rounds, the round the
+    /// test fired in counted; a CSS round whose minimum falls below the
+    /// minimum that started CSS (over 8 samples) says the growth was
+    /// spurious and slow start resumes.
+    pub(super) fn hystart(&mut self) -> HyStart {
         let Some(rs) = self.rate else {
-            return false;
+            return HyStart::Keep;
         };
         if rs.prior_delivered >= self.hs_round_end {
             self.hs_round_end = self.delivered;
@@ -595,17 +771,180 @@ impl Recovery {
             }
             self.hs_cur_min = u32::MAX;
             self.hs_samples = 0;
+            if self.css > 0 {
+                if self.css >= CSS_ROUNDS {
+                    self.css = 0;
+                    self.css_base = u32::MAX;
+                    return HyStart::EndSlowStart;
+                }
+                self.css += 1;
+            }
         }
         if rs.rtt_us == 0 {
-            return false;
+            return HyStart::Keep;
         }
         self.hs_cur_min = self.hs_cur_min.min(rs.rtt_us);
         self.hs_samples = self.hs_samples.saturating_add(1);
-        if self.hs_samples < HYSTART_SAMPLES || self.hs_last_min == u32::MAX {
-            return false;
+        if self.hs_samples < HYSTART_SAMPLES {
+            return HyStart::Keep;
+        }
+        if self.css > 0 {
+            if self.hs_cur_min < self.css_base {
+                self.css = 0;
+                self.css_base = u32::MAX;
+                return HyStart::ResumeSlowStart;
+            }
+            return HyStart::Keep;
+        }
+        if self.hs_last_min == u32::MAX {
+            return HyStart::Keep;
         }
         let eta = (self.hs_last_min / 8).clamp(4_000, 16_000);
-        self.hs_cur_min >= self.hs_last_min.saturating_add(eta)
+        if self.hs_cur_min >= self.hs_last_min.saturating_add(eta) {
+            self.css = 1;
+            self.css_base = self.hs_cur_min;
+            return HyStart::EnterCss;
+        }
+        HyStart::Keep
+    }
+
+    /// Tests: the path is known to reorder.
+    #[cfg(test)]
+    pub(super) fn set_reordering_seen(&mut self) {
+        self.reo_seen = true;
+    }
+
+    /// Whether HyStart++ has the sender in Conservative Slow Start.
+    pub(super) fn in_css(&self) -> bool {
+        self.css > 0
+    }
+
+    /// A D-SACK reported `[l, r)` as received twice: one retransmission of
+    /// each range it covers was not needed (RFC 3708), and the path
+    /// reorders or delays (RFC 8985 §6.2).
+    fn on_dsack(&mut self, l: TcpSeqNumber, r: TcpSeqNumber) {
+        self.dsack = true;
+        self.reo_seen = true;
+        let Some(marker) = self.undo_marker else {
+            return;
+        };
+        if r <= marker {
+            return;
+        }
+        let mut i = 0;
+        let mut seen: Vec<(TcpSeqNumber, TcpSeqNumber)> = Vec::new();
+        while i < self.undo_rtx.len() {
+            let e = self.undo_rtx[i];
+            if e.0 >= l && e.1 <= r && !seen.contains(&e) {
+                seen.push(e);
+                self.undo_rtx.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Linux's `tcp_may_undo` without timestamps: the episode retransmitted
+    /// something and D-SACKs reported every retransmission as a duplicate.
+    pub(super) fn may_undo(&self) -> bool {
+        self.undo_marker.is_some() && self.undo_sent && self.undo_rtx.is_empty()
+    }
+
+    /// Whether the last ACK delivered original data sent before the
+    /// timeout (F-RTO step 3.b).
+    pub(super) fn orig_acked(&self) -> bool {
+        self.orig_acked
+    }
+
+    /// A loss episode (fast recovery or timeout) begins at SND.UNA `una`.
+    /// Returns whether it is a new one (the socket then has the controller
+    /// remember its window before reducing it): a timeout during fast
+    /// recovery or after another timeout continues the episode.
+    pub(super) fn start_undo(&mut self, una: TcpSeqNumber) -> bool {
+        if self.phase != Phase::Open && self.undo_marker.is_some() {
+            return false;
+        }
+        self.undo_marker = Some(una);
+        self.undo_rtx.clear();
+        self.undo_sent = false;
+        true
+    }
+
+    /// The window reduction was undone: leave recovery or the loss state,
+    /// with no byte counted lost (Linux's `tcp_undo_cwnd_reduction`).
+    pub(super) fn undone(&mut self, una: TcpSeqNumber) {
+        self.phase = Phase::Open;
+        self.lost_end = una;
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
+        self.relost.clear();
+        self.allow = 0;
+        self.frto = false;
+        self.frto_new = false;
+        self.undo_marker = None;
+        self.prior = None;
+        self.undo_rtx = Vec::new();
+        self.undo_sent = false;
+        self.stats.undos = self.stats.undos.wrapping_add(1);
+    }
+
+    /// F-RTO step 2.b: new data goes out instead of retransmissions until
+    /// the next ACK.
+    pub(super) fn frto_send_new(&mut self) {
+        self.frto_new = true;
+    }
+
+    /// F-RTO: the next ACK decides again (Linux's `REXMIT_NEW` holds for
+    /// one ACK).
+    pub(super) fn frto_ack(&mut self) {
+        self.frto_new = false;
+    }
+
+    /// RFC 8985 §6.2 step 4, on every ACK: a D-SACK grows the reordering
+    /// window by one step, at most once a round trip, and makes it persist
+    /// for 16 recoveries.
+    pub(super) fn update_reo_wnd(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber) {
+        if self.dsack_round.is_some_and(|r| una >= r) {
+            self.dsack_round = None;
+        }
+        if self.dsack_round.is_none() && self.dsack {
+            self.dsack_round = Some(snd_max);
+            self.reo_incr = self.reo_incr.saturating_add(1);
+            self.reo_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// RFC 8985 §6.2 step 4: a fast recovery or loss state ended; a grown
+    /// window shrinks back after 16 of them.
+    fn reo_wnd_recovery_end(&mut self) {
+        self.reo_persist = self.reo_persist.saturating_sub(1);
+        if self.reo_persist == 0 {
+            self.reo_incr = 1;
+        }
+    }
+
+    /// RACK's reordering window (RFC 8985 §6.2 step 4), `srtt_us` the
+    /// smoothed RTT: none while no reordering was seen and the sender is
+    /// recovering (not merely reducing for ECN) or DupThresh segments are SACKed; else a quarter of the
+    /// minimum RTT per step, at most SRTT, and (xdpstack) at least 1 ms,
+    /// as segments sent in one burst share a send time.
+    pub(super) fn reo_wnd(&self, srtt_us: u32, mss: usize) -> Micros {
+        // (Linux: recovering is CA_Recovery or CA_Loss; a reduction for
+        // ECN-Echo, CA_CWR, is not.)
+        let recovering = !matches!(self.phase, Phase::Open | Phase::Cwr);
+        if !self.reo_seen && (recovering || self.board.sacked() >= DUP_THRESH * mss) {
+            return 0;
+        }
+        let min_rtt = if self.min_rtt == u32::MAX {
+            srtt_us
+        } else {
+            self.min_rtt
+        };
+        (min_rtt / 4)
+            .saturating_mul(u32::from(self.reo_incr))
+            .min(srtt_us)
+            .max(1000)
     }
 
     /// The delivery-rate sample of the last ACK, if it gave one.
@@ -688,7 +1027,8 @@ impl Recovery {
         una: TcpSeqNumber,
         snd_max: TcpSeqNumber,
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
-        if self.phase == Phase::Open {
+        // (xdpstack patch (ECN): a reduction for ECN-Echo resends nothing.)
+        if matches!(self.phase, Phase::Open | Phase::Cwr) || self.frto_new {
             return None;
         }
         for r in &self.relost {
@@ -714,6 +1054,8 @@ impl Recovery {
     ) {
         self.phase = Phase::Recovery;
         self.point = snd_max;
+        self.css = 0;
+        self.css_base = u32::MAX;
         // HighRxt stays where a recovery before left it, if above SND.UNA:
         // what it resent is in flight (xdpstack patch 12).
         if self.high_rxt < una {
@@ -725,6 +1067,45 @@ impl Recovery {
         self.ssthresh = ssthresh;
         self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         self.prr(una, snd_max, delivered, mss);
+        // RFC 6937: the fast retransmit itself is always sent.
+        if self.allow < mss {
+            self.allow = mss;
+        }
+    }
+
+    /// xdpstack patch (ECN): an ACK echoed congestion (ECE) in the open
+    /// state: reduce the window to `ssthresh` by PRR over the flight
+    /// `snd_max - una`, as fast recovery does but resending nothing
+    /// (Linux's `tcp_enter_cwr`). `delivered`: what that ACK delivered.
+    pub(super) fn enter_cwr(
+        &mut self,
+        una: TcpSeqNumber,
+        snd_max: TcpSeqNumber,
+        ssthresh: usize,
+        delivered: usize,
+        mss: usize,
+    ) {
+        self.phase = Phase::Cwr;
+        self.point = snd_max;
+        self.prr_delivered = 0;
+        self.prr_out = 0;
+        self.recover_fs = snd_max - una;
+        self.ssthresh = ssthresh;
+        self.stats.ecn_reductions = self.stats.ecn_reductions.wrapping_add(1);
+        self.prr(una, snd_max, delivered, mss);
+    }
+
+    /// xdpstack patch (ECN): a loss found while reducing for ECN-Echo: fast
+    /// recovery from here to SND.MAX, continuing the reduction under way
+    /// (the window is reduced once, as Linux's `tcp_enter_recovery` in
+    /// `TCP_CA_CWR`).
+    pub(super) fn cwr_to_recovery(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber, mss: usize) {
+        self.phase = Phase::Recovery;
+        self.point = snd_max;
+        if self.high_rxt < una {
+            self.high_rxt = una;
+        }
+        self.stats.recoveries = self.stats.recoveries.wrapping_add(1);
         // RFC 6937: the fast retransmit itself is always sent.
         if self.allow < mss {
             self.allow = mss;
@@ -774,7 +1155,19 @@ impl Recovery {
     }
 
     /// A retransmission timeout: everything unSACKed up to SND.MAX is lost.
+    /// F-RTO watches the loss state unless the timeout interrupted a fast
+    /// recovery (Linux: a new loss episode, or a timeout again).
     pub(super) fn enter_loss(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber) {
+        self.frto = self.phase != Phase::Recovery;
+        self.frto_new = false;
+        let before = if self.phase == Phase::Open {
+            una
+        } else {
+            self.ever_rtx
+        };
+        self.ever_rtx = before.max(self.high_rxt).max(una);
+        self.css = 0;
+        self.css_base = u32::MAX;
         self.phase = Phase::Loss;
         self.point = snd_max;
         self.high_rxt = una;
@@ -791,6 +1184,9 @@ impl Recovery {
         if self.phase != Phase::Open && una >= self.point {
             self.phase = Phase::Open;
             self.lost_end = una;
+            self.frto = false;
+            self.frto_new = false;
+            self.reo_wnd_recovery_end();
             // xdpstack patch 12: HighRxt stays: holes beyond the recovery
             // point may have been resent, and their retransmissions are in
             // flight (`detect`).
@@ -1023,41 +1419,95 @@ mod test {
         r
     }
 
+    /// Rounds of 10 ACKs for HyStart++; each round's samples were sent
+    /// after the previous round's data was delivered.
+    fn hystart_round(r: &mut Recovery, rtt_us: u32) -> Vec<HyStart> {
+        let prior = r.delivered;
+        (0..10)
+            .map(|_| {
+                r.delivered += 1000;
+                r.rate = Some(RateSample {
+                    delivered: 1000,
+                    interval_us: 1000,
+                    prior_delivered: prior,
+                    rtt_us,
+                    app_limited: false,
+                });
+                r.hystart()
+            })
+            .collect()
+    }
+
+    fn keep(v: &[HyStart]) -> bool {
+        v.iter().all(|&x| x == HyStart::Keep)
+    }
+
     #[test]
-    fn hystart_ends_slow_start_when_the_round_trip_grows() {
+    fn hystart_enters_css_when_the_round_trip_grows() {
         let mut r = Recovery::new(UNA);
-        // Rounds of 10 ACKs; each round's samples were sent after the
-        // previous round's data was delivered.
-        let mut round = |r: &mut Recovery, rtt_us: u32| -> Vec<bool> {
-            let prior = r.delivered;
-            (0..10)
-                .map(|_| {
-                    r.delivered += 1000;
-                    r.rate = Some(RateSample {
-                        delivered: 1000,
-                        interval_us: 1000,
-                        prior_delivered: prior,
-                        rtt_us,
-                        app_limited: false,
-                    });
-                    r.hystart_delay()
-                })
-                .collect()
-        };
         // No previous round: nothing to compare with.
-        assert!(round(&mut r, 50_000).iter().all(|&x| !x));
+        assert!(keep(&hystart_round(&mut r, 50_000)));
         // 2 ms more: within the threshold (50/8 = 6.25 ms).
-        assert!(round(&mut r, 52_000).iter().all(|&x| !x));
+        assert!(keep(&hystart_round(&mut r, 52_000)));
+        assert!(!r.in_css());
         // The last round's minimum is 52 ms: 59 ms is 7 ms more, past
-        // 6.5 ms, from the 8th sample on.
-        let v = round(&mut r, 59_000);
-        assert_eq!(v.iter().position(|&x| x), Some(7));
-        // The threshold is at least 4 ms: on a 10 ms path 3 ms more is not
-        // a queue.
+        // 6.5 ms, from the 8th sample on (N_RTT_SAMPLE): Conservative Slow
+        // Start, not the end of slow start (RFC 9406 §4.2).
+        let v = hystart_round(&mut r, 59_000);
+        assert_eq!(v.iter().position(|&x| x != HyStart::Keep), Some(7));
+        assert_eq!(v[7], HyStart::EnterCss);
+        assert!(keep(&v[8..]));
+        assert!(r.in_css());
+        // The threshold is at least 4 ms (MIN_RTT_THRESH): on a 10 ms path
+        // 3 ms more is not a queue.
         let mut r = Recovery::new(UNA);
-        round(&mut r, 10_000);
-        assert!(round(&mut r, 13_000).iter().all(|&x| !x));
-        assert!(round(&mut r, 17_500).iter().any(|&x| x));
+        hystart_round(&mut r, 10_000);
+        assert!(keep(&hystart_round(&mut r, 13_000)));
+        assert!(hystart_round(&mut r, 17_500).contains(&HyStart::EnterCss));
+        // And at most 16 ms (MAX_RTT_THRESH): on a 200 ms path, 17 ms more
+        // is (200/8 would be 25 ms).
+        let mut r = Recovery::new(UNA);
+        hystart_round(&mut r, 200_000);
+        assert!(keep(&hystart_round(&mut r, 215_000)));
+        let mut r = Recovery::new(UNA);
+        hystart_round(&mut r, 200_000);
+        assert!(hystart_round(&mut r, 217_000).contains(&HyStart::EnterCss));
+    }
+
+    #[test]
+    fn hystart_css_lasts_five_rounds_then_congestion_avoidance() {
+        let mut r = Recovery::new(UNA);
+        hystart_round(&mut r, 50_000);
+        hystart_round(&mut r, 52_000);
+        // CSS begins in round 3, which counts as the first of CSS_ROUNDS.
+        assert!(hystart_round(&mut r, 59_000).contains(&HyStart::EnterCss));
+        // Rounds 4..7: the RTT stays at or above the baseline (59 ms).
+        for _ in 4..=7 {
+            assert!(keep(&hystart_round(&mut r, 60_000)));
+            assert!(r.in_css());
+        }
+        // Round 8 begins: 5 rounds of CSS are over, congestion avoidance.
+        let v = hystart_round(&mut r, 60_000);
+        assert_eq!(v[0], HyStart::EndSlowStart);
+        assert!(keep(&v[1..]));
+        assert!(!r.in_css());
+    }
+
+    #[test]
+    fn hystart_css_back_to_slow_start_when_the_round_trip_falls() {
+        let mut r = Recovery::new(UNA);
+        hystart_round(&mut r, 50_000);
+        hystart_round(&mut r, 52_000);
+        assert!(hystart_round(&mut r, 59_000).contains(&HyStart::EnterCss));
+        // A CSS round whose minimum (over 8 samples) falls below the
+        // baseline of 59 ms: the exit was spurious, slow start resumes.
+        let v = hystart_round(&mut r, 58_000);
+        assert_eq!(v.iter().position(|&x| x != HyStart::Keep), Some(7));
+        assert_eq!(v[7], HyStart::ResumeSlowStart);
+        assert!(!r.in_css());
+        // HyStart++ goes on: the delay test against 58 ms (threshold 7.25
+        // ms) fires again at 66 ms.
+        assert!(hystart_round(&mut r, 66_000).contains(&HyStart::EnterCss));
     }
 
     #[test]
@@ -1253,5 +1703,141 @@ mod test {
         assert_eq!(r.phase, Phase::Open);
         assert_eq!(r.next_lost(max, max), None);
         assert_eq!(r.stats.timeouts, 1);
+    }
+
+    fn blk(l: usize, r: usize) -> [Option<(u32, u32)>; 3] {
+        [Some((s(l).0 as u32, s(r).0 as u32)), None, None]
+    }
+
+    #[test]
+    fn reo_wnd_grows_on_dsack_and_resets_after_16_recoveries() {
+        let max = s(20 * MSS);
+        let srtt = 50_000;
+        let mut r = sent(20);
+        // An RTT sample of 40 ms: min_RTT.
+        r.on_ack(s(MSS), MSS, max, &[None; 3], 40_000, 0);
+        assert_eq!(r.min_rtt, 40_000);
+        // No reordering seen: min_RTT/4 while open with fewer than
+        // DupThresh segments SACKed, 0 in recovery or with DupThresh
+        // SACKed (RFC 8985 §6.2 step 4).
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 0);
+        r.phase = Phase::Open;
+        r.board.add(s(MSS), max, s(3 * MSS), s(6 * MSS));
+        assert_eq!(r.reo_wnd(srtt, MSS), 0);
+        r.board.clear();
+        // A D-SACK (below the cumulative point): reordering seen, one step
+        // more; in recovery too.
+        r.on_ack(s(MSS), 0, max, &blk(0, MSS), 41_000, 0);
+        assert!(r.dsack);
+        r.update_reo_wnd(s(MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        r.phase = Phase::Open;
+        // Another in the same round trip (SND.UNA below SND.MAX of the
+        // step): no step.
+        r.on_ack(s(2 * MSS), MSS, max, &blk(0, MSS), 42_000, 0);
+        r.update_reo_wnd(s(2 * MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        // An ACK without one does not grow it either.
+        r.on_ack(s(3 * MSS), MSS, max, &[None; 3], 43_000, 0);
+        r.update_reo_wnd(s(3 * MSS), max);
+        assert_eq!(r.reo_wnd(srtt, MSS), 20_000);
+        // Once SND.UNA passed that point, the next D-SACK steps again;
+        // the window is at most SRTT.
+        let max2 = s(30 * MSS);
+        r.on_send_new(max2, 44_000, false, false);
+        r.on_ack(max, 17 * MSS, max2, &blk(0, MSS), 90_000, 0);
+        r.update_reo_wnd(max, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 30_000);
+        r.on_ack(max2, 10 * MSS, max2, &blk(0, MSS), 140_000, 0);
+        r.update_reo_wnd(max2, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 40_000);
+        r.on_ack(max2, 0, max2, &blk(0, MSS), 141_000, 0);
+        r.update_reo_wnd(max2, max2);
+        assert_eq!(r.reo_wnd(srtt, MSS), 50_000);
+        // 16 recoveries end without a D-SACK: back to one step (and no
+        // more 0 in recovery: reordering was seen).
+        for i in 0..16 {
+            assert_eq!(r.reo_wnd(srtt, MSS), 50_000, "{i}");
+            r.phase = Phase::Recovery;
+            r.point = max2;
+            assert!(r.leave_if_done(max2));
+        }
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+        r.phase = Phase::Recovery;
+        assert_eq!(r.reo_wnd(srtt, MSS), 10_000);
+    }
+
+    #[test]
+    fn reordering_seen_from_original_data_below_the_highest_sack() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        r.on_ack(UNA, 0, max, &blk(3 * MSS, 4 * MSS), 100_000, 0);
+        assert!(!r.reo_seen);
+        // Segment 1, never retransmitted, SACKed below 3: reordering.
+        r.on_ack(UNA, 0, max, &blk(MSS, 2 * MSS), 101_000, 0);
+        assert!(r.reo_seen);
+        // A retransmission of 0 ACKed below the SACKed data is not.
+        let mut r = sent(10);
+        r.on_ack(UNA, 0, max, &blk(3 * MSS, 4 * MSS), 100_000, 0);
+        r.on_send_rtx(UNA, s(MSS), 100_000);
+        r.on_ack(s(MSS), MSS, max, &[None; 3], 200_000, 0);
+        assert!(!r.reo_seen);
+        // The original of 1, cumulatively: it is.
+        r.on_ack(s(2 * MSS), MSS, max, &[None; 3], 201_000, 0);
+        assert!(r.reo_seen);
+    }
+
+    #[test]
+    fn undo_needs_every_retransmission_dsacked() {
+        let max = s(10 * MSS);
+        let mut r = sent(10);
+        assert!(r.start_undo(UNA));
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        r.on_send_rtx(UNA, s(MSS), 1_000);
+        r.on_send_rtx(s(MSS), s(2 * MSS), 1_000);
+        // A timeout during the recovery continues its episode.
+        assert!(!r.start_undo(UNA));
+        assert!(!r.may_undo());
+        // The originals arrive, then the retransmissions: one D-SACK...
+        r.on_ack(s(2 * MSS), 2 * MSS, max, &blk(0, MSS), 100_000, 0);
+        assert!(r.dsack);
+        assert!(!r.may_undo());
+        // ... a block that is no D-SACK (above the cumulative point, in no
+        // other block) changes nothing ...
+        r.on_ack(s(2 * MSS), 0, max, &blk(4 * MSS, 5 * MSS), 100_000, 0);
+        assert!(!r.dsack);
+        assert!(!r.may_undo());
+        // ... the other, inside the second block (RFC 2883 §4): undo.
+        let b = [
+            Some((s(MSS).0 as u32, s(2 * MSS).0 as u32)),
+            Some((s(0).0 as u32, s(2 * MSS).0 as u32)),
+            None,
+        ];
+        r.on_ack(s(2 * MSS), 0, max, &b, 100_000, 0);
+        assert!(r.dsack);
+        assert!(r.may_undo());
+        r.undone(s(2 * MSS));
+        assert_eq!(r.phase, Phase::Open);
+        assert!(!r.may_undo());
+        assert_eq!(r.stats.undos, 1);
+        // The same range resent twice needs two D-SACKs.
+        let mut r = sent(10);
+        r.start_undo(UNA);
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        r.on_send_rtx(UNA, s(MSS), 1_000);
+        r.on_send_rtx(UNA, s(MSS), 2_000);
+        r.on_ack(s(MSS), MSS, max, &blk(0, MSS), 100_000, 0);
+        assert!(!r.may_undo());
+        r.on_ack(s(MSS), 0, max, &blk(0, MSS), 100_000, 0);
+        assert!(r.may_undo());
+        // Nothing retransmitted: nothing to undo.
+        let mut r = sent(10);
+        r.start_undo(UNA);
+        r.enter_recovery(UNA, max, 7 * MSS, 0, MSS);
+        assert!(!r.may_undo());
     }
 }

@@ -329,6 +329,12 @@ impl Controller for Bbr {
         self.cwnd = in_flight.max(4 * self.mss);
     }
 
+    fn undo(&mut self, _prior: &super::Prior) {
+        // xdpstack patch (undo): the model was never cut; the window kept
+        // before the loss comes back, as at the end of a recovery.
+        self.on_recovery_exit();
+    }
+
     fn on_recovery_exit(&mut self) {
         self.in_recovery = false;
         self.conservation_until = None;

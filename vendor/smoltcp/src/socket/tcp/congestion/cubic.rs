@@ -30,6 +30,8 @@ pub struct Cubic {
     // again (RFC 5681 section 3.1).
     in_rto_recovery: bool,
     idle_start: Option<Instant>, // RFC 9438 §4.2: when in-flight last hit 0
+    /// xdpstack patch (undo): HyStart++ Conservative Slow Start.
+    css: bool,
 }
 
 impl Cubic {
@@ -48,6 +50,7 @@ impl Cubic {
             in_fast_recovery: false,
             in_rto_recovery: false,
             idle_start: None,
+            css: false,
         };
         cubic.recompute_k();
         cubic
@@ -87,6 +90,36 @@ impl Controller for Cubic {
 
     fn end_slow_start(&mut self) {
         self.ssthresh = self.cwnd;
+        self.css = false;
+    }
+
+    fn set_conservative(&mut self, on: bool) {
+        self.css = on;
+    }
+
+    fn prior(&self) -> super::Prior {
+        super::Prior {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            w_max: self.w_max,
+            k: self.k,
+            w_est: self.w_est,
+            cwnd_prior: self.cwnd_prior,
+            epoch: self.recovery_start,
+        }
+    }
+
+    fn undo(&mut self, p: &super::Prior) {
+        // The cubic epoch goes on where the reduction cut it off.
+        self.cwnd = self.cwnd.max(p.cwnd).min(self.rwnd.max(self.cwnd));
+        self.ssthresh = self.ssthresh.max(p.ssthresh);
+        self.w_max = p.w_max;
+        self.k = p.k;
+        self.w_est = p.w_est;
+        self.cwnd_prior = p.cwnd_prior;
+        self.recovery_start = p.epoch;
+        self.in_fast_recovery = false;
+        self.in_rto_recovery = false;
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
@@ -97,6 +130,12 @@ impl Controller for Cubic {
         // congestion-avoidance increase counts every byte acknowledged.
         let segment = len.min(self.cwnd.max(self.mss));
         let slow_start_inc = len.min(2 * self.mss);
+        // xdpstack patch (undo): HyStart++ CSS grows by a quarter (RFC 9406).
+        let slow_start_inc = if self.css {
+            (slow_start_inc / 4).max(1)
+        } else {
+            slow_start_inc
+        };
 
         self.absorb_idle(now);
 
@@ -203,6 +242,7 @@ impl Controller for Cubic {
 
     fn on_loss(&mut self, now: Instant, in_flight: usize) {
         self.idle_start = None;
+        self.css = false;
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
             // RFC 9438 §4.3: remember the cwnd at this congestion event so W_est can
@@ -231,6 +271,7 @@ impl Controller for Cubic {
     }
 
     fn on_rto(&mut self, _now: Instant, in_flight: usize) {
+        self.css = false;
         // RFC 5681: when the retransmission timer fires for a segment that has
         // already been retransmitted by the timer (no new data was ACKed since
         // the previous RTO), ssthresh is held constant.
@@ -657,5 +698,46 @@ mod test {
             max_err < 0.0005,
             "cube_root({max_err_at}) = {max_err_found}, expected ~{max_err_expected}, rel err {max_err:.3e}"
         );
+    }
+
+    #[test]
+    fn cubic_conservative_slow_start_and_undo_keeps_the_epoch() {
+        let mut cubic = Cubic::new();
+        cubic.set_mss(MSS);
+        cubic.set_remote_window(1 << 20);
+        cubic.set_conservative(true);
+        ack(&mut cubic, MSS, Instant::from_millis(0));
+        assert_eq!(cubic.window(), 10 * MSS + MSS / 4);
+        cubic.end_slow_start();
+        assert!(!cubic.css);
+        assert_eq!(cubic.ssthresh, 10 * MSS + MSS / 4);
+        // Congestion avoidance: an epoch begins.
+        ack(&mut cubic, MSS, Instant::from_millis(10));
+        let (cwnd, ssthresh, w_max, start) = (
+            cubic.cwnd,
+            cubic.ssthresh,
+            cubic.w_max,
+            cubic.recovery_start,
+        );
+        assert!(start.is_some());
+        // A spurious fast recovery, undone: cwnd, ssthresh and the epoch
+        // (W_max, its start) as before.
+        let prior = cubic.prior();
+        cubic.on_loss(Instant::from_millis(20), cwnd);
+        assert!(cubic.cwnd < cwnd);
+        cubic.undo(&prior);
+        assert_eq!(
+            (
+                cubic.cwnd,
+                cubic.ssthresh,
+                cubic.w_max,
+                cubic.recovery_start
+            ),
+            (cwnd, ssthresh, w_max, start)
+        );
+        assert!(!cubic.in_fast_recovery);
+        // The next ACK grows the window (no deflation).
+        ack(&mut cubic, MSS, Instant::from_millis(30));
+        assert!(cubic.cwnd >= cwnd);
     }
 }

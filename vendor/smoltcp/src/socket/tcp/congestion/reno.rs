@@ -17,6 +17,8 @@ pub struct Reno {
     // are retransmissions of the same segment and must not reduce ssthresh
     // again (RFC 5681 section 3.1).
     in_rto_recovery: bool,
+    /// xdpstack patch (undo): HyStart++ Conservative Slow Start.
+    css: bool,
 }
 
 impl Reno {
@@ -28,6 +30,7 @@ impl Reno {
             rwnd: 64 * DEFAULT_MSS,
             in_fast_recovery: false,
             in_rto_recovery: false,
+            css: false,
         }
     }
 }
@@ -47,6 +50,18 @@ impl Controller for Reno {
 
     fn end_slow_start(&mut self) {
         self.ssthresh = self.cwnd;
+        self.css = false;
+    }
+
+    fn set_conservative(&mut self, on: bool) {
+        self.css = on;
+    }
+
+    fn undo(&mut self, prior: &super::Prior) {
+        self.cwnd = self.cwnd.max(prior.cwnd).min(self.rwnd.max(self.cwnd));
+        self.ssthresh = self.ssthresh.max(prior.ssthresh);
+        self.in_fast_recovery = false;
+        self.in_rto_recovery = false;
     }
 
     fn on_ack(&mut self, _now: Instant, len: usize, _in_flight: usize, _rtt: &RttEstimator) {
@@ -72,7 +87,9 @@ impl Controller for Reno {
             // Slow start: increase `cwnd` by 1 MSS per ACK.
             // xdpstack patch: appropriate byte counting (RFC 3465, L = 2),
             // as Linux: a delayed ACK of two segments counts both.
-            len.min(2 * self.mss)
+            // HyStart++ CSS (RFC 9406 §4.2): a quarter of that.
+            let inc = len.min(2 * self.mss);
+            if self.css { (inc / 4).max(1) } else { inc }
         } else {
             // Congestion avoidance: increase by ~1 MSS per RTT, counting
             // every byte acknowledged (xdpstack patch, RFC 3465).
@@ -89,6 +106,7 @@ impl Controller for Reno {
     }
 
     fn on_loss(&mut self, _now: Instant, in_flight: usize) {
+        self.css = false;
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
             self.ssthresh = (in_flight >> 1).max(2 * self.mss);
@@ -99,6 +117,7 @@ impl Controller for Reno {
     }
 
     fn on_rto(&mut self, _now: Instant, in_flight: usize) {
+        self.css = false;
         // RFC 5681: when the retransmission timer fires for a segment that has
         // already been retransmitted by the timer (no new data was ACKed since
         // the previous RTO), ssthresh is held constant.
@@ -478,5 +497,40 @@ mod test {
         reno.set_remote_window(64 * 1024 * 1024);
 
         println!("{reno:?}");
+    }
+
+    #[test]
+    fn reno_conservative_slow_start_and_undo() {
+        let now = Instant::from_millis(0);
+        let mut reno = Reno::new();
+        reno.set_mss(MSS);
+        reno.set_remote_window(1 << 20);
+        assert_eq!(reno.window(), 10 * MSS);
+        // HyStart++ CSS: a quarter of slow start's growth per ACK.
+        reno.set_conservative(true);
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 10 * MSS + MSS / 4);
+        reno.set_conservative(false);
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 11 * MSS + MSS / 4);
+        // A loss ends CSS; the undo restores cwnd and ssthresh.
+        reno.set_conservative(true);
+        let prior = reno.prior();
+        reno.on_loss(now, reno.window());
+        assert!(!reno.css);
+        assert_eq!(reno.ssthresh, (11 * MSS + MSS / 4) / 2);
+        reno.undo(&prior);
+        assert_eq!(reno.window(), 11 * MSS + MSS / 4);
+        assert_eq!(reno.ssthresh, usize::MAX);
+        // No deflation to ssthresh on the next ACK: the recovery is over.
+        ack(&mut reno, MSS, now);
+        assert_eq!(reno.window(), 12 * MSS + MSS / 4);
+        // After a timeout likewise.
+        let prior = reno.prior();
+        reno.on_rto(now, reno.window());
+        assert_eq!(reno.window(), MSS);
+        reno.undo(&prior);
+        assert_eq!(reno.window(), 12 * MSS + MSS / 4);
+        assert_eq!(reno.ssthresh, usize::MAX);
     }
 }
