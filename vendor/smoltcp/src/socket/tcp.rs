@@ -892,7 +892,10 @@ impl<'a> Socket<'a> {
         let below = self
             .remote_last_ack
             .is_none_or(|last_ack| repr.seq_number <= last_ack);
+        // (A TS.Recent of 0 is replaced by any TSval, as Linux's
+        // `tcp_paws_check`: some stacks send 0 in their SYN.)
         let newer = (ts.tsval.wrapping_sub(self.last_remote_tsval) as i32) >= 0
+            || self.last_remote_tsval == 0
             || !self.ts_recent_valid(now);
         if below && newer {
             self.last_remote_tsval = ts.tsval;
@@ -12118,6 +12121,44 @@ mod test {
             }
         );
         assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_xdp_ts_zero_in_the_syn_does_not_stick() {
+        // A peer whose SYN carries TSval 0, then its real clock, more than
+        // 2^31 "ahead": TS.Recent follows it, and PAWS judges from there.
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(0, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| assert!(r.is_ok()));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(0x9000_0000, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(0x9000_0000));
+        let old = TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"x"[..],
+            timestamp: ts(0x8fff_ffff, TS_OFF),
+            ..SEND_TEMPL
+        };
+        assert!(send(&mut s, Instant::from_millis(1), &old).is_some());
+        assert_eq!(s.rx_buffer.len(), 0, "older than TS.Recent: dropped");
     }
 
     #[test]
