@@ -138,8 +138,9 @@ pub struct EngineConfig {
     /// Answer SYNs with SYN cookies once the SYN queue is full (Linux
     /// `tcp_syncookies=1`); off: such SYNs are dropped and counted.
     pub syncookies: bool,
-    /// TCP timestamps (RFC 7323: PAWS, an RTT sample from every ACK),
-    /// offered in every SYN-ACK, SYN cookies' included, as Linux's
+    /// TCP timestamps (RFC 7323: PAWS, an RTT sample from every ACK) for
+    /// clients that offer them, in the SYN-ACK of the SYN queue and of a
+    /// SYN cookie (which then keeps window scale and SACK), as Linux's
     /// `tcp_timestamps=1`; a client that does not offer them sees none.
     /// The TSval clock is milliseconds plus an offset keyed by the address
     /// pair (`CookieJar::ts_offset`).
