@@ -147,3 +147,110 @@ fn bulk_transfers_cross_a_lossy_slow_reordering_link_byte_exact() {
     assert!(sandbox::impair_stats(&name).is_none(), "counters file left");
     eprintln!("impaired bulk test took {:.1?}", started.elapsed());
 }
+
+/// Path MTU discovery through a router with a small MTU: the forwarder carries at most 1280
+/// bytes towards the client and answers a larger packet (DF is set on everything the stack
+/// sends) with an ICMP "fragmentation needed" / ICMPv6 "packet too big". A kernel curl
+/// downloads a 4 MiB file from `xdpstack http` over IPv4 and IPv6, byte-exact: without path
+/// MTU discovery every full-size segment is dropped and the download stalls (curl times out).
+#[test]
+fn downloads_cross_a_smaller_mtu_by_path_mtu_discovery() {
+    let Some(_guard) = common::begin() else {
+        return;
+    };
+    let name = format!("t{}-mtu", std::process::id());
+    let spec = ImpairSpec {
+        mtu: 1280,
+        ..ImpairSpec::default()
+    };
+    let sb = Sandbox::up_impaired(
+        &SandboxSpec {
+            name: name.clone(),
+            queues: 1,
+        },
+        &spec,
+        Path::new(BIN),
+    )
+    .expect("impaired sandbox up");
+    let root = common::temp_path("mtu-root", "d");
+    std::fs::create_dir_all(&root).expect("site directory");
+    let mut body = vec![0u8; 4 << 20];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in body.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(root.join("big.bin"), &body).expect("write the file");
+    let server = Server::start(
+        &sb,
+        Service::Http,
+        &["--root", root.to_str().expect("utf-8 path")],
+    );
+    for (family, url) in [
+        ("IPv4", format!("http://{SERVER_IP4}/big.bin")),
+        ("IPv6", format!("http://[{SERVER_IP6}]/big.bin")),
+    ] {
+        let out = common::temp_path(&format!("mtu-{family}"), "bin");
+        let mut cmd = common::client(
+            &sb,
+            40,
+            "curl",
+            [
+                "-sS",
+                "-g",
+                "-m",
+                "30",
+                "-o",
+                out.to_str().expect("utf-8 path"),
+                &url,
+            ],
+        );
+        let res = common::output(&mut cmd);
+        let got = std::fs::read(&out).unwrap_or_default();
+        let _ = std::fs::remove_file(&out);
+        assert!(
+            res.status.success(),
+            "{family}: curl {url} failed ({}) after {} bytes: {}",
+            res.status,
+            got.len(),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert_eq!(got.len(), body.len(), "{family}: length");
+        assert!(got == body, "{family}: bytes differ");
+    }
+    let impaired = sandbox::impair_stats(&name).expect("forwarder counters");
+    let stats = server.stop();
+    let _ = std::fs::remove_dir_all(&root);
+    eprintln!("forwarder: {impaired}");
+    common::assert_frames_ok(&stats);
+    // The forwarder refused full-size packets of both families and said so; the stack took
+    // the messages (one per connection at least: the first of a flight lowers the MSS, the
+    // rest report the MTU already in use) and ignored none for another reason.
+    assert!(
+        common::num(&impaired, "/mtu/frag_needed_sent") >= 1,
+        "{impaired:#}"
+    );
+    assert!(
+        common::num(&impaired, "/mtu/packet_too_big_sent") >= 1,
+        "{impaired:#}"
+    );
+    assert!(
+        common::total(&stats, "/engine/icmp_frag_needed") >= 2,
+        "{stats:#}"
+    );
+    for ignored in ["no_conn", "out_of_window", "malformed"] {
+        assert_eq!(
+            common::total(&stats, &format!("/engine/icmp_frag_needed_{ignored}")),
+            0,
+            "{stats:#}"
+        );
+    }
+    drop(sb);
+    let left = common::netns_list();
+    assert!(
+        !left.iter().any(|ns| ns.contains(&name)),
+        "left behind: {left:?}"
+    );
+}

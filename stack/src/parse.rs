@@ -56,6 +56,11 @@ pub enum L4 {
     Icmp,
     /// An ICMPv6 message (over Ethernet never NDP: [`L2`](crate::l2::L2) takes those first).
     Icmpv6,
+    /// An ICMP "destination unreachable, fragmentation needed" (RFC 1191)
+    /// or ICMPv6 "packet too big" (RFC 8201): path MTU discovery. The key
+    /// is the ICMP packet's own (the router's address); what it quotes is
+    /// read by [`parse_too_big`].
+    TooBig,
 }
 
 impl L4 {
@@ -222,14 +227,10 @@ fn parse_l4(
                 Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply
             );
             let ident = echo.then(|| icmp.echo_ident());
-            icmp_parsed(
-                icmp.verify_checksum(),
-                ident,
-                src,
-                dst,
-                L4::Icmp,
-                payload.len(),
-            )
+            let too_big = icmp.msg_type() == Icmpv4Message::DstUnreachable
+                && icmp.msg_code() == ICMP4_FRAG_NEEDED;
+            let l4 = if too_big { L4::TooBig } else { L4::Icmp };
+            icmp_parsed(icmp.verify_checksum(), ident, src, dst, l4, payload.len())
         }
         (IpProtocol::Icmpv6, IpAddr::V6(s6), IpAddr::V6(d6)) => {
             let icmp = Icmpv6Packet::new_checked(payload).map_err(|_| DropReason::MalformedIcmp)?;
@@ -239,7 +240,12 @@ fn parse_l4(
             );
             let ident = echo.then(|| icmp.echo_ident());
             let ok = icmp.verify_checksum(&s6, &d6);
-            icmp_parsed(ok, ident, src, dst, L4::Icmpv6, payload.len())
+            let l4 = if icmp.msg_type() == Icmpv6Message::PktTooBig {
+                L4::TooBig
+            } else {
+                L4::Icmpv6
+            };
+            icmp_parsed(ok, ident, src, dst, l4, payload.len())
         }
         (IpProtocol::Ipv6Frag, IpAddr::V6(_), _) => Err(DropReason::Fragment),
         _ => Err(DropReason::UnsupportedProtocol),
@@ -271,6 +277,151 @@ fn icmp_parsed(
         payload_len: len.saturating_sub(8),
         tcp: TcpFields::default(),
     })
+}
+
+/// ICMP destination unreachable code 4: fragmentation needed and DF set.
+const ICMP4_FRAG_NEEDED: u8 = 4;
+
+/// What an ICMP "fragmentation needed" or ICMPv6 "packet too big" says
+/// ([`parse_too_big`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooBig {
+    /// The TCP flow of the quoted segment as this host receives it: `src`
+    /// is the peer (the quoted packet's destination), `dst` ours.
+    pub key: FlowKey,
+    /// The quoted segment's sequence number.
+    pub seq: u32,
+    /// The MTU the message reports (IPv4: the next-hop MTU, 0 from routers
+    /// older than RFC 1191).
+    pub mtu: u32,
+    /// The quoted packet's IP total length (IPv6: 40 + payload length).
+    pub quoted_len: u32,
+}
+
+/// Why [`parse_too_big`] found nothing to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TooBigError {
+    /// Not an ICMP "fragmentation needed" / "packet too big", or the quoted
+    /// packet is cut short (less than its IP header and 8 bytes of TCP), of
+    /// another IP version, or a fragment that is not the first.
+    Malformed,
+    /// The quoted packet is not TCP (a UDP answer, say): nothing to do.
+    NotTcp,
+}
+
+/// Read what an ICMP "fragmentation needed" (RFC 1191) or ICMPv6 "packet
+/// too big" (RFC 8201) quotes: `packet` is the whole IP packet, which
+/// [`parse_ip`] accepted as [`L4::TooBig`] (lengths and checksums checked).
+/// The quote holds the IP header and at least 8 bytes of what followed
+/// (RFC 792; ICMPv6 quotes as much as fits in 1280 bytes): the TCP ports and
+/// sequence number. IPv6 extension headers in the quote are not walked (a
+/// quote whose next header is not TCP is [`TooBigError::NotTcp`]). Never
+/// panics, whatever the bytes.
+pub fn parse_too_big(packet: &[u8]) -> Result<TooBig, TooBigError> {
+    use TooBigError::Malformed;
+    let (family, body) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = Ipv4Packet::new_checked(packet).map_err(|_| Malformed)?;
+            if ip.next_header() != IpProtocol::Icmp {
+                return Err(Malformed);
+            }
+            (4, ip.payload())
+        }
+        Some(6) => {
+            let ip = Ipv6Packet::new_checked(packet).map_err(|_| Malformed)?;
+            if ip.next_header() != IpProtocol::Icmpv6 {
+                return Err(Malformed);
+            }
+            (6, ip.payload())
+        }
+        _ => return Err(Malformed),
+    };
+    // ICMP header: type, code, checksum, then 4 bytes (IPv4: unused, the
+    // next-hop MTU in the last 2; ICMPv6: the MTU), then the quote.
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        b.get(at..at + 4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let half = |b: &[u8], at: usize| -> Option<u16> {
+        b.get(at..at + 2).map(|w| u16::from_be_bytes([w[0], w[1]]))
+    };
+    let (ty, code) = (body.first().copied(), body.get(1).copied());
+    let quote = body.get(8..).ok_or(Malformed)?;
+    let (mtu, quoted) = match family {
+        4 => {
+            if ty != Some(3) || code != Some(ICMP4_FRAG_NEEDED) {
+                return Err(Malformed);
+            }
+            let mtu = u32::from(half(body, 6).ok_or(Malformed)?);
+            (mtu, quote_v4(quote)?)
+        }
+        _ => {
+            if ty != Some(2) {
+                return Err(Malformed);
+            }
+            (word(body, 4).ok_or(Malformed)?, quote_v6(quote)?)
+        }
+    };
+    let (ours, peer, tcp, quoted_len) = quoted;
+    let sport = half(tcp, 0).ok_or(Malformed)?;
+    let dport = half(tcp, 2).ok_or(Malformed)?;
+    let seq = word(tcp, 4).ok_or(Malformed)?;
+    Ok(TooBig {
+        key: FlowKey {
+            proto: Proto::Tcp,
+            src: peer,
+            sport: dport,
+            dst: ours,
+            dport: sport,
+        },
+        seq,
+        mtu,
+        quoted_len,
+    })
+}
+
+/// The quoted packet's (source, destination, TCP bytes, total length).
+type Quoted<'a> = (IpAddr, IpAddr, &'a [u8], u32);
+
+/// An IPv4 packet quoted by ICMP: its header, whole, then its TCP header's
+/// first bytes (the quote is cut: no total-length check against it).
+fn quote_v4(q: &[u8]) -> Result<Quoted<'_>, TooBigError> {
+    use TooBigError::Malformed;
+    let first = *q.first().ok_or(Malformed)?;
+    let ihl = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || ihl < 20 || q.len() < ihl + 8 {
+        return Err(Malformed);
+    }
+    // A fragment other than the first carries no TCP header.
+    let frag_off = u16::from_be_bytes([q[6], q[7]]) & 0x1fff;
+    if frag_off != 0 {
+        return Err(Malformed);
+    }
+    if q[9] != 6 {
+        return Err(TooBigError::NotTcp);
+    }
+    let addr = |at: usize| IpAddr::V4(Ipv4Addr::new(q[at], q[at + 1], q[at + 2], q[at + 3]));
+    let total = u32::from(u16::from_be_bytes([q[2], q[3]]));
+    Ok((addr(12), addr(16), &q[ihl..], total))
+}
+
+/// An IPv6 packet quoted by ICMPv6: its fixed header, then (no extension
+/// headers walked) its TCP header's first bytes.
+fn quote_v6(q: &[u8]) -> Result<Quoted<'_>, TooBigError> {
+    use TooBigError::Malformed;
+    if q.len() < 48 || q[0] >> 4 != 6 {
+        return Err(Malformed);
+    }
+    if q[6] != 6 {
+        return Err(TooBigError::NotTcp);
+    }
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&q[at..at + 16]);
+        IpAddr::V6(Ipv6Addr::from(a))
+    };
+    let total = 40 + u32::from(u16::from_be_bytes([q[4], q[5]]));
+    Ok((addr(8), addr(24), &q[40..], total))
 }
 
 /// The MSS option among a SYN's options (0 when absent or malformed).
@@ -618,6 +769,106 @@ pub(crate) mod tests {
         );
         buf[50] ^= 1;
         assert_eq!(parse_ip(&buf), Err(DropReason::BadL4Checksum));
+    }
+
+    /// An ICMP error from `router` to us quoting `quoted` (its first bytes
+    /// `quote_len`) with `mtu`.
+    fn too_big_packet(router: IpAddr, quoted: &[u8], quote_len: usize, mtu: u32) -> Vec<u8> {
+        let q = &quoted[..quote_len.min(quoted.len())];
+        match router {
+            IpAddr::V4(r) => {
+                let mut icmp = vec![3, 4, 0, 0, 0, 0];
+                icmp.extend_from_slice(&(mtu as u16).to_be_bytes());
+                icmp.extend_from_slice(q);
+                Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+                testkit::frames::ip(r.into(), OURS4.into(), IpProtocol::Icmp, &icmp)
+            }
+            IpAddr::V6(r) => {
+                let mut icmp = vec![2, 0, 0, 0];
+                icmp.extend_from_slice(&mtu.to_be_bytes());
+                icmp.extend_from_slice(q);
+                Icmpv6Packet::new_unchecked(&mut icmp[..]).fill_checksum(&r, &OURS6);
+                testkit::frames::ip(r.into(), OURS6.into(), IpProtocol::Icmpv6, &icmp)
+            }
+        }
+    }
+
+    #[test]
+    fn too_big_quotes_the_flow_sequence_and_mtu() {
+        let router4 = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+        let router6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 9));
+        for (ours, peer, router, hdr) in [
+            (IpAddr::V4(OURS4), IpAddr::V4(PEER4), router4, 20),
+            (IpAddr::V6(OURS6), IpAddr::V6(PEER6), router6, 40),
+        ] {
+            let seg = tcp_packet(ours, peer, 80, 40000, TcpControl::Psh, &[7; 1400]);
+            let pkt = too_big_packet(router, &seg, hdr + 8, 1280);
+            let p = parse_ip(&pkt).unwrap();
+            assert_eq!((p.l4, p.key.src), (L4::TooBig, router));
+            let tb = parse_too_big(&pkt).unwrap();
+            assert_eq!(
+                tb.key,
+                FlowKey {
+                    proto: Proto::Tcp,
+                    src: peer,
+                    sport: 40000,
+                    dst: ours,
+                    dport: 80
+                }
+            );
+            assert_eq!((tb.seq, tb.mtu), (1000, 1280));
+            assert_eq!(tb.quoted_len as usize, seg.len());
+            // A longer quote (ICMPv6 quotes up to 1280 bytes) reads the same.
+            assert_eq!(
+                parse_too_big(&too_big_packet(router, &seg, 600, 1280)),
+                Ok(tb)
+            );
+            // Every quote shorter than the header and 8 bytes is malformed.
+            for n in 0..hdr + 8 {
+                let pkt = too_big_packet(router, &seg, n, 1280);
+                assert_eq!(parse_ip(&pkt).map(|p| p.l4), Ok(L4::TooBig));
+                assert_eq!(parse_too_big(&pkt), Err(TooBigError::Malformed), "{n}");
+            }
+            // Every cut of the whole packet: an error, never a panic.
+            for n in 0..pkt.len() {
+                assert!(parse_too_big(&pkt[..n]).is_err());
+            }
+            // A quote of UDP is not ours to act on.
+            let dgram = udp_packet(ours, peer, b"answer");
+            let pkt = too_big_packet(router, &dgram, hdr + 8, 1280);
+            assert_eq!(parse_too_big(&pkt), Err(TooBigError::NotTcp));
+        }
+        // Other ICMP errors are not path MTU messages.
+        let seg = tcp_packet(OURS4.into(), PEER4.into(), 80, 1, TcpControl::Psh, b"x");
+        let mut pkt = too_big_packet(router4, &seg, 28, 1280);
+        pkt[21] = 1; // host unreachable
+        let mut ip = Ipv4Packet::new_unchecked(&mut pkt[..]);
+        let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
+        icmp.fill_checksum();
+        assert_eq!(parse_ip(&pkt).map(|p| p.l4), Ok(L4::Icmp));
+        assert_eq!(parse_too_big(&pkt), Err(TooBigError::Malformed));
+        // A non-first fragment quoted carries no TCP header.
+        let mut frag = seg.clone();
+        frag[7] = 10;
+        let pkt = too_big_packet(router4, &frag, 28, 1280);
+        assert_eq!(parse_too_big(&pkt), Err(TooBigError::Malformed));
+    }
+
+    #[test]
+    fn too_big_random_quotes_never_panic() {
+        let mut rng = testkit::Rng::new(11);
+        let router = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
+        let seg = tcp_packet(OURS4.into(), PEER4.into(), 80, 1, TcpControl::Psh, b"xy");
+        for _ in 0..5000 {
+            let mut q = seg.clone();
+            scramble(&mut rng, &mut q, 8);
+            let n = rng.below(q.len() + 1);
+            let pkt = too_big_packet(router, &q, n, rng.next_u32());
+            if let Ok(tb) = parse_too_big(&pkt) {
+                assert_eq!(tb.key.proto, Proto::Tcp);
+                assert!(n >= 28);
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub fn parse_ip(data: &[u8]) {
     if let Ok(p) = stack::parse::parse_ip(data) {
         // An accepted packet's addresses are of one family.
         assert_eq!(p.key.src.is_ipv4(), p.key.dst.is_ipv4());
+        // A path MTU message's quote: a TCP flow of the message's family.
+        if p.l4 == stack::parse::L4::TooBig {
+            if let Ok(tb) = stack::parse::parse_too_big(data) {
+                assert_eq!(tb.key.proto, stack::parse::Proto::Tcp);
+                assert_eq!(tb.key.src.is_ipv4(), p.key.src.is_ipv4());
+                assert_eq!(tb.key.src.is_ipv4(), tb.key.dst.is_ipv4());
+            }
+        }
     }
 }
 

@@ -40,6 +40,13 @@ pub struct ForwardArgs {
     /// exit.
     #[arg(long, value_name = "FILE", alias = "stats-file")]
     pub report: Option<PathBuf>,
+    /// With `--mtu`: the source of the ICMP "fragmentation needed" messages (the
+    /// forwarder's own address on the server's side).
+    #[arg(long, default_value_t = super::mtu::ROUTER_IP4)]
+    pub router_ip4: std::net::Ipv4Addr,
+    /// With `--mtu`: the source of the ICMPv6 "packet too big" messages.
+    #[arg(long, default_value_t = super::mtu::ROUTER_IP6)]
+    pub router_ip6: std::net::Ipv6Addr,
     /// The impairment.
     #[command(flatten)]
     pub impair: super::ImpairArgs,
@@ -57,6 +64,8 @@ pub struct ForwardStats {
     pub to_server: ImpairCounters,
     /// Server to client.
     pub to_client: ImpairCounters,
+    /// `--mtu`: packets towards the client too big for it.
+    pub mtu: super::mtu::MtuCounters,
     /// Frames longer than the receive buffer, dropped.
     pub oversize: u64,
     /// Frames the kernel had no room for, dropped.
@@ -125,6 +134,14 @@ pub fn run(args: &ForwardArgs) -> Result<ForwardStats, ForwardError> {
         ready: true,
         ..ForwardStats::default()
     };
+    // The MTU towards the client: its ICMP errors go back out of the server's side, from
+    // the forwarder's interface there.
+    let gate = (spec.mtu > 0).then(|| super::mtu::MtuGate {
+        mtu: spec.mtu,
+        mac: super::mtu::interface_mac(&args.server_if).unwrap_or([0x02, 0, 0, 0, 0, 0xfe]),
+        ip4: args.router_ip4,
+        ip6: args.router_ip6,
+    });
     let mut to_server = Impairer::new(spec, 0);
     let mut to_client = Impairer::new(spec, 1);
     write_stats(stats_path, &stats);
@@ -136,10 +153,26 @@ pub fn run(args: &ForwardArgs) -> Result<ForwardStats, ForwardError> {
         }
         let now = Instant::now();
         let mut failed = None;
-        for (sock, imp) in [(&client, &mut to_server), (&server, &mut to_client)] {
+        for (sock, imp, towards_client) in [
+            (&client, &mut to_server, false),
+            (&server, &mut to_client, true),
+        ] {
             for _ in 0..RX_BATCH {
                 match sock.recv(&mut buf) {
-                    Ok(Recv::Frame(n)) => imp.push(now, &buf[..n]),
+                    Ok(Recv::Frame(n)) => match gate.as_ref().filter(|_| towards_client) {
+                        Some(g) => match g.check(&buf[..n], &mut stats.mtu) {
+                            super::mtu::Gate::Pass => imp.push(now, &buf[..n]),
+                            // The answer comes from the router before the link: not
+                            // impaired.
+                            super::mtu::Gate::TooBig(reply) => match server.send(&reply) {
+                                Ok(true) => {}
+                                Ok(false) => stats.tx_busy += 1,
+                                Err(_) => stats.tx_errors += 1,
+                            },
+                            super::mtu::Gate::Drop => {}
+                        },
+                        None => imp.push(now, &buf[..n]),
+                    },
                     Ok(Recv::Truncated(_)) => stats.oversize += 1,
                     Ok(Recv::Empty) => break,
                     Err(e) => {

@@ -25,6 +25,7 @@
 //!   the next frame of its direction (or [`REORDER_HOLD`] later if none comes): a one-frame swap.
 
 pub mod forward;
+pub mod mtu;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -80,6 +81,9 @@ pub struct ImpairSpec {
     /// Mark ECN-capable packets CE when more than this much sending time is
     /// queued ahead of them (used only with a rate); `None`: never.
     pub ecn_mark: Option<Duration>,
+    /// The largest IP packet forwarded towards the client; 0: no limit. A larger one is
+    /// dropped and answered with an ICMP error (see [`mtu`]).
+    pub mtu: u16,
 }
 
 impl Default for ImpairSpec {
@@ -94,6 +98,7 @@ impl Default for ImpairSpec {
             rate_bps: 0,
             queue: DEFAULT_QUEUE,
             ecn_mark: None,
+            mtu: 0,
         }
     }
 }
@@ -121,6 +126,7 @@ impl ImpairSpec {
             || !self.delay.is_zero()
             || !self.jitter.is_zero()
             || self.rate_bps > 0
+            || self.mtu > 0
     }
 
     /// Checks ranges: probabilities in 0..=1, jitter at most the delay, delay at most 10 s.
@@ -145,6 +151,9 @@ impl ImpairSpec {
         }
         if self.rate_bps > 0 && self.rate_bps < MIN_RATE_BPS {
             return Err(ImpairError::RateTooLow(self.rate_bps));
+        }
+        if self.mtu > 0 && self.mtu < mtu::MIN_MTU {
+            return Err(ImpairError::MtuTooSmall(self.mtu));
         }
         if let QueueLimit::Time(d) = self.queue {
             if d > Duration::from_secs(10) {
@@ -175,6 +184,9 @@ impl ImpairSpec {
             "--seed".into(),
             self.seed.to_string(),
         ];
+        if self.mtu > 0 {
+            args.extend(["--mtu".into(), self.mtu.to_string()]);
+        }
         if self.rate_bps > 0 {
             args.extend([
                 "--rate".into(),
@@ -216,6 +228,9 @@ impl fmt::Display for ImpairSpec {
                 write!(f, ", ECN-capable packets marked CE past {d:?} queued")?;
             }
         }
+        if self.mtu > 0 {
+            write!(f, ", MTU {} towards the client", self.mtu)?;
+        }
         Ok(())
     }
 }
@@ -255,6 +270,11 @@ pub struct ImpairArgs {
     /// default. Tail drop still applies when the queue is full.
     #[arg(long, value_parser = parse_duration, requires = "rate")]
     pub ecn_mark: Option<Duration>,
+    /// The largest IP packet forwarded towards the client (576 at least): a larger one (IPv4
+    /// with DF, any IPv6) is dropped and answered with an ICMP "fragmentation needed" /
+    /// ICMPv6 "packet too big" from the forwarder (path MTU discovery, RFC 1191 and 8201).
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u16>,
 }
 
 impl ImpairArgs {
@@ -271,6 +291,7 @@ impl ImpairArgs {
             rate_bps: self.rate.unwrap_or(d.rate_bps),
             queue: self.queue.unwrap_or(d.queue),
             ecn_mark: self.ecn_mark.or(d.ecn_mark),
+            mtu: self.mtu.unwrap_or(d.mtu),
         }
     }
 }
@@ -315,6 +336,9 @@ pub enum ImpairError {
     /// A queue longer than 10 s.
     #[error("queue {0:?} exceeds 10 s")]
     QueueTooLong(Duration),
+    /// An MTU below [`mtu::MIN_MTU`].
+    #[error("MTU {0} is below 576")]
+    MtuTooSmall(u16),
 }
 
 /// Slowest bottleneck accepted: 8 kbit/s (a full-size frame then takes 1.5 s).

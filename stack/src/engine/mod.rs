@@ -78,6 +78,7 @@
 //! ```
 
 mod mesh;
+mod pmtu;
 mod route;
 mod tcp;
 mod udp;
@@ -359,6 +360,25 @@ pub struct EngineCounters {
     /// Congestion-window reductions for an ECN-Echo from the peer (at most
     /// one a window of data; none with BBR).
     pub tcp_ecn_reductions: u64,
+    /// Path MTU discovery: ICMP "fragmentation needed" (RFC 1191) and
+    /// ICMPv6 "packet too big" (RFC 8201) messages that lowered a
+    /// connection's send MSS (what it had in flight went again at the new
+    /// size).
+    pub icmp_frag_needed: u64,
+    /// Such messages quoting a TCP flow that has no connection here or on
+    /// another core of this process: ignored.
+    pub icmp_frag_needed_no_conn: u64,
+    /// Such messages whose quoted sequence number is not in the
+    /// connection's SND.UNA..=SND.MAX (RFC 5927 §4.1: a blind attack, or
+    /// data long acknowledged): ignored.
+    pub icmp_frag_needed_out_of_window: u64,
+    /// Such messages whose MTU (after the floor: 552 for IPv4 as Linux's
+    /// `min_pmtu`, 1280 for IPv6) would not lower the connection's send
+    /// MSS: ignored.
+    pub icmp_frag_needed_bad_mtu: u64,
+    /// Such messages whose quote is cut short or malformed, or quotes a
+    /// packet that is not TCP: ignored.
+    pub icmp_frag_needed_malformed: u64,
     /// Buffers that grow: bytes of storage in connections now.
     pub buf_held: u64,
     /// Bytes of free storage this core's pool keeps for reuse now.
@@ -635,6 +655,9 @@ impl<R: Rings> Engine<R> {
         rx_core: usize,
         hops: u8,
     ) {
+        if parsed.l4 == crate::parse::L4::TooBig {
+            return self.too_big(pkt, parsed, rx_core, hops);
+        }
         match self.route(&parsed, hint, hops) {
             Route::Conn(c) => {
                 if parsed.is_syn() {

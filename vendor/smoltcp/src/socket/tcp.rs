@@ -29,6 +29,24 @@ macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
 }
 
+/// xdpstack patch 15 (path MTU): what [`Socket::on_packet_too_big`] did
+/// with an ICMP "fragmentation needed" (RFC 1191) or ICMPv6 "packet too
+/// big" (RFC 8201) quoting one of this connection's segments.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PathMtu {
+    /// The send MSS was lowered to this; unacknowledged data goes again
+    /// in segments of that size.
+    Lowered(usize),
+    /// The quoted sequence number is not in SND.UNA..=SND.MAX (or there is
+    /// no connection): not a segment of ours in flight, ignored (RFC 5927
+    /// §4.1, Linux's `tcp_v4_err`).
+    OutOfWindow,
+    /// The MTU would not lower the send MSS: ignored (a path MTU only
+    /// grows by probing, RFC 1191 §6.3).
+    NotLower,
+}
+
 /// Error returned by [`Socket::listen`]
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -2379,6 +2397,70 @@ impl<'a> Socket<'a> {
             .as_deref_mut()
             .map(|r| core::mem::take(&mut r.stats))
             .unwrap_or_default()
+    }
+
+    /// xdpstack patch 15 (path MTU): an ICMP "fragmentation needed"
+    /// (RFC 1191) or ICMPv6 "packet too big" (RFC 8201) quoting a segment of
+    /// this connection with sequence number `seq` says the path carries IP
+    /// packets of at most `mtu` bytes. The caller has checked the message
+    /// (its addresses and ports are this connection's, `mtu` is clamped to
+    /// the family's floor); this checks `seq` against SND.UNA..=SND.MAX
+    /// (RFC 5927 §4.1) and lowers the send MSS to `mtu` less the IP and TCP
+    /// headers (timestamps are taken off when segments are built). What is
+    /// in flight was too big and is resent at once at the new size, as
+    /// Linux's `tcp_simple_retransmit` does: a SACK peer's loss state resends
+    /// every unSACKed byte, a peer without SACK has SND.NXT rewound to
+    /// SND.UNA. The congestion window is left alone: the path did not
+    /// signal congestion (it counts bytes here, so it holds more of the
+    /// smaller segments, where Linux's counts segments).
+    pub fn on_packet_too_big(&mut self, seq: TcpSeqNumber, mtu: usize) -> PathMtu {
+        let Some(tuple) = self.tuple else {
+            return PathMtu::OutOfWindow;
+        };
+        let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
+        if seq < una || seq > snd_max {
+            return PathMtu::OutOfWindow;
+        }
+        let ip_header_len = match tuple.local.addr {
+            #[cfg(feature = "proto-ipv4")]
+            IpAddress::Ipv4(_) => crate::wire::IPV4_HEADER_LEN,
+            #[cfg(feature = "proto-ipv6")]
+            IpAddress::Ipv6(_) => crate::wire::IPV6_HEADER_LEN,
+        };
+        let mss = mtu
+            .saturating_sub(ip_header_len + TCP_HEADER_LEN)
+            .max(MIN_REMOTE_MSS);
+        if mss >= self.remote_mss {
+            return PathMtu::NotLower;
+        }
+        net_debug!("path mtu {}: mss {} -> {}", mtu, self.remote_mss, mss);
+        self.remote_mss = mss;
+        self.congestion_controller.inner_mut().set_mss(mss);
+        let synchronized = matches!(
+            self.state,
+            State::Established
+                | State::FinWait1
+                | State::Closing
+                | State::CloseWait
+                | State::LastAck
+        );
+        if synchronized && snd_max > una {
+            if self.sack_active() {
+                self.start_recovery_state(una);
+                if let Some(rec) = self.rec.as_deref_mut() {
+                    rec.enter_loss_mtu(una, snd_max);
+                }
+            } else {
+                // Go back to SND.UNA, as after a timeout, with no window
+                // reduction and no timer backoff.
+                self.remote_last_seq = una;
+                self.recover = None;
+                self.pending_fast_retransmit = false;
+            }
+            // Karn: no RTT sample from what is resent.
+            self.rtte.on_retransmit();
+        }
+        PathMtu::Lowered(mss)
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -14593,6 +14675,120 @@ mod test {
                 assert_eq!(ack_out(&mut s, 11), (3, false));
                 assert_eq!(s.recovery_stats(), RecoveryStats::default());
             }
+        }
+        // xdpstack patch 15 (path MTU): an ICMP "fragmentation needed" /
+        // "packet too big" for the flight.
+
+        /// The IP MTU whose send MSS is `mss` on `TUPLE`'s family.
+        fn mtu_for(mss: usize) -> usize {
+            let ip = match TUPLE.local.addr {
+                #[cfg(feature = "proto-ipv4")]
+                IpAddress::Ipv4(_) => crate::wire::IPV4_HEADER_LEN,
+                #[cfg(feature = "proto-ipv6")]
+                IpAddress::Ipv6(_) => crate::wire::IPV6_HEADER_LEN,
+            };
+            mss + ip + TCP_HEADER_LEN
+        }
+
+        impl Conn {
+            /// The ICMP message quoting the segment at offset `off`.
+            fn too_big(&mut self, off: usize, mtu: usize) -> PathMtu {
+                let seq = self.seq(off);
+                self.s.on_packet_too_big(seq, mtu)
+            }
+        }
+
+        /// Segments of `len` bytes covering `from..end`, the last cut at `end`.
+        fn sized(from: usize, end: usize, len: usize) -> Vec<(usize, usize)> {
+            (from..end)
+                .step_by(len)
+                .map(|o| (o, len.min(end - o)))
+                .collect()
+        }
+
+        #[test]
+        fn test_xdp_pmtu_sack_resends_the_flight_at_the_new_size() {
+            let mut c = sender(CongestionControl::Cubic, 40 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            let (cwnd, ssthresh) = (c.cwnd(), c.ssthresh());
+            // Segment 1 got through before the path changed (SACKed).
+            c.ack(100, 0, &[(MSS, 2 * MSS)]);
+            assert_eq!(c.out(100), []);
+            // A quote outside SND.UNA..=SND.MAX changes nothing.
+            for seq in [c.seq(0) - 1, c.seq(10 * MSS) + 1] {
+                assert_eq!(
+                    c.s.on_packet_too_big(seq, mtu_for(600)),
+                    PathMtu::OutOfWindow
+                );
+            }
+            // Nor an MTU that would not lower the MSS.
+            assert_eq!(c.too_big(0, mtu_for(MSS)), PathMtu::NotLower);
+            assert_eq!((c.s.remote_mss(), c.phase()), (MSS, Phase::Open));
+            // The router quotes segment 0: MSS 600 from now on.
+            assert_eq!(c.too_big(0, mtu_for(600)), PathMtu::Lowered(600));
+            assert_eq!(c.s.remote_mss(), 600);
+            assert_eq!(c.phase(), Phase::Loss);
+            // At once: every unSACKed byte in flight again, in segments of
+            // 600 (the SACKed segment 1 skipped), as much as the window
+            // allows (nothing counts in flight any more): 9 of the 10
+            // segments, 9000 bytes; the window of 10,000 then lets 1000
+            // bytes of new data out (the SACKed segment left the network):
+            // one segment of 600, the other 400 wait (patch 16: no runt
+            // while data is in flight and more is queued).
+            let mut want = sized(0, MSS, 600);
+            want.extend(sized(2 * MSS, 10 * MSS, 600));
+            let resent = want.len() as u32;
+            want.extend(sized(10 * MSS, 10 * MSS + 600, 600));
+            assert_eq!(c.out(100), want);
+            // No congestion signal: window, threshold, counters.
+            assert_eq!((c.cwnd(), c.ssthresh()), (cwnd, ssthresh));
+            assert_eq!(c.s.recovery_stats(), stats(resent, 0, 0, 0));
+            // The peer gets it all: the loss state ends, new data goes in
+            // segments of 600.
+            c.ack(200, 10 * MSS, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            let out = c.out(200);
+            assert!(!out.is_empty());
+            assert!(out.iter().all(|&(_, len)| len == 600), "{out:?}");
+            assert_eq!(out[0].0, 10 * MSS + 600);
+            // A second message for the same MTU, or for data now
+            // acknowledged, changes nothing.
+            assert_eq!(c.too_big(10 * MSS, mtu_for(600)), PathMtu::NotLower);
+            assert_eq!(c.too_big(0, mtu_for(500)), PathMtu::OutOfWindow);
+        }
+
+        #[test]
+        fn test_xdp_pmtu_no_sack_peer_goes_back_to_snd_una() {
+            let mut c = sender(CongestionControl::Reno, 40 * MSS);
+            c.s.remote_has_sack = false;
+            assert_eq!(c.out(0), segs(0, 10));
+            // Slow start: a window of 12 segments.
+            c.ack(100, 2 * MSS, &[]);
+            assert_eq!(c.out(100), segs(10, 14));
+            let cwnd = c.cwnd();
+            assert_eq!(cwnd, 12 * MSS);
+            assert_eq!(c.too_big(5 * MSS, mtu_for(536)), PathMtu::Lowered(536));
+            // SND.NXT back at SND.UNA, SND.MAX where it was; what the window
+            // allows goes again at once, in segments of 536 (whole ones:
+            // patch 16 holds the last 208 bytes of the window back).
+            assert_eq!(c.nxt_max(), (2 * MSS, 14 * MSS));
+            let out = c.out(100);
+            assert_eq!(out, sized(2 * MSS, 2 * MSS + cwnd / 536 * 536, 536));
+            assert_eq!(c.cwnd(), cwnd);
+            assert!(c.s.rec.is_none());
+        }
+
+        #[test]
+        fn test_xdp_pmtu_floor_and_closed_socket() {
+            let mut c = sender(CongestionControl::Cubic, 4 * MSS);
+            assert_eq!(c.out(0), segs(0, 4));
+            // An absurd MTU lowers the MSS to the floor, never to zero.
+            assert_eq!(c.too_big(0, 0), PathMtu::Lowered(MIN_REMOTE_MSS));
+            let out = c.out(1);
+            assert!(!out.is_empty());
+            assert!(out.iter().all(|&(_, len)| len <= MIN_REMOTE_MSS));
+            c.s.reset();
+            assert_eq!(c.too_big(0, mtu_for(500)), PathMtu::OutOfWindow);
         }
     }
 

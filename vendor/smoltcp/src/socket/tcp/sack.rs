@@ -1179,6 +1179,27 @@ impl Recovery {
         self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
     }
 
+    /// xdpstack patch 15 (path MTU): the path MTU fell under the segments
+    /// sent (RFC 1191, RFC 8201): every unSACKed byte up to SND.MAX is lost
+    /// (the segments were too big; Linux's `tcp_simple_retransmit` marks
+    /// those larger than the new MSS, and only SND.MAX's send times, not the
+    /// segment sizes, are kept here) and goes again at the new size. The
+    /// loss state resends it from the scoreboard; unlike a timeout this is
+    /// no congestion signal: no timeout is counted and the caller leaves the
+    /// window alone. An episode in progress keeps its recovery point.
+    pub(super) fn enter_loss_mtu(&mut self, una: TcpSeqNumber, snd_max: TcpSeqNumber) {
+        if self.phase != Phase::Loss {
+            self.phase = Phase::Loss;
+            self.point = snd_max;
+        }
+        self.high_rxt = una;
+        self.lost_end = snd_max;
+        self.dup_acks = 0;
+        self.tlp_at = None;
+        self.rtx.clear();
+        self.relost.clear();
+    }
+
     /// The phase ends once `una` reaches the recovery point.
     pub(super) fn leave_if_done(&mut self, una: TcpSeqNumber) -> bool {
         if self.phase != Phase::Open && una >= self.point {
