@@ -444,22 +444,56 @@ fn syn_mss(mut opts: &[u8]) -> u16 {
 /// packet [`parse_ip`] took already; `None` without one. Read apart from
 /// [`parse_ip`], only where a TIME-WAIT record with timestamps needs it.
 pub fn tcp_tsval(packet: &[u8]) -> Option<u32> {
+    tcp_options(packet).timestamp.map(|(tsval, _)| tsval)
+}
+
+/// The options of a TCP segment SYN cookies use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOpts {
+    /// MSS; 0 when absent.
+    pub mss: u16,
+    /// Window scale.
+    pub wscale: Option<u8>,
+    /// SACK-permitted.
+    pub sack_permitted: bool,
+    /// Timestamps: (TSval, TSecr).
+    pub timestamp: Option<(u32, u32)>,
+}
+
+/// The TCP options of `packet`, an IP packet [`parse_ip`] accepted as TCP
+/// (an IPv4 header with its options, or an IPv6 header without extension
+/// headers); parsing stops at the first malformed option. Read apart from
+/// `parse_ip`, which does not walk the options of every segment: only SYN
+/// cookies need them, on a SYN answered with one and on the ACK that
+/// returns one.
+pub fn tcp_options(packet: &[u8]) -> TcpOpts {
     use smoltcp::wire::TcpOption;
-    let l4 = match packet.first().map(|b| b >> 4) {
-        Some(4) => Ipv4Packet::new_checked(packet).ok()?.payload(),
-        Some(6) => Ipv6Packet::new_checked(packet).ok()?.payload(),
-        _ => return None,
+    let mut o = TcpOpts::default();
+    let ip_len = match packet.first().map(|b| b >> 4) {
+        Some(4) => usize::from(packet[0] & 0xf) * 4,
+        Some(6) => 40,
+        _ => return o,
     };
-    let tcp = TcpPacket::new_checked(l4).ok()?;
+    let Some(Ok(tcp)) = packet.get(ip_len..).map(TcpPacket::new_checked) else {
+        return o;
+    };
     let mut opts = tcp.options();
     while !opts.is_empty() {
-        match TcpOption::parse(opts).ok()? {
-            (_, TcpOption::TimeStamp { tsval, .. }) => return Some(tsval),
-            (_, TcpOption::EndOfList) => return None,
-            (rest, _) => opts = rest,
+        match TcpOption::parse(opts) {
+            Ok((_, TcpOption::EndOfList)) | Err(_) => break,
+            Ok((rest, opt)) => {
+                match opt {
+                    TcpOption::MaxSegmentSize(m) => o.mss = m,
+                    TcpOption::WindowScale(w) => o.wscale = Some(w),
+                    TcpOption::SackPermitted => o.sack_permitted = true,
+                    TcpOption::TimeStamp { tsval, tsecr } => o.timestamp = Some((tsval, tsecr)),
+                    _ => {}
+                }
+                opts = rest;
+            }
         }
     }
-    None
+    o
 }
 
 fn parse_tcp(

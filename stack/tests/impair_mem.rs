@@ -2,7 +2,7 @@
 //! root: an echo application on the engine with buffers that grow, clients
 //! each pushing data through it and reading it back, over a path with
 //! random loss, delay with jitter, reordering and duplication each way,
-//! many seeds. Every connection must finish, byte-exact, and none may go
+//! many seeds, half the clients with timestamps (RFC 7323). Every connection must finish, byte-exact, and none may go
 //! without progress for long.
 
 use nic::mem::Faults;
@@ -120,11 +120,14 @@ fn bulk_echo(seed: u64, conns: usize, each: usize) -> u64 {
     net.client.ack_each = true;
     let hs: Vec<SocketHandle> = (0..conns)
         .map(|i| {
-            net.client.connect_with(
-                MemClient::tcp_socket(client_buf()),
-                40000 + i as u16,
-                (SERVER, 7),
-            )
+            let mut s = MemClient::tcp_socket(client_buf());
+            // Every other client with timestamps (the engine offers them):
+            // PAWS and RTT samples from echoes under loss, reordering and
+            // duplication.
+            if i % 2 == 1 {
+                s.set_timestamps(Some((seed as u32).wrapping_mul(0x9e37_79b9) ^ i as u32));
+            }
+            net.client.connect_with(s, 40000 + i as u16, (SERVER, 7))
         })
         .collect();
     let data: Vec<Vec<u8>> = (0..conns)
@@ -158,6 +161,13 @@ fn bulk_echo(seed: u64, conns: usize, each: usize) -> u64 {
         );
         net.run(1);
         ms += 1;
+    }
+    for (i, &h) in hs.iter().enumerate() {
+        assert_eq!(
+            net.client.tcp(h).timestamp_enabled(),
+            i % 2 == 1,
+            "conn {i}"
+        );
     }
     worst
 }

@@ -140,6 +140,13 @@ pub struct EngineConfig {
     /// Answer SYNs with SYN cookies once the SYN queue is full (Linux
     /// `tcp_syncookies=1`); off: such SYNs are dropped and counted.
     pub syncookies: bool,
+    /// TCP timestamps (RFC 7323: PAWS, an RTT sample from every ACK) for
+    /// clients that offer them, in the SYN-ACK of the SYN queue and of a
+    /// SYN cookie (which then keeps window scale and SACK), as Linux's
+    /// `tcp_timestamps=1`; a client that does not offer them sees none.
+    /// The TSval clock is milliseconds plus an offset keyed by the address
+    /// pair (`CookieJar::ts_offset`).
+    pub timestamps: bool,
     /// Connections this engine holds at most (all states); a SYN beyond it
     /// is dropped and counted.
     pub max_conns: usize,
@@ -206,6 +213,7 @@ impl EngineConfig {
             syn_backlog: 0,
             syn_timeout: std::time::Duration::from_secs(63),
             syncookies: true,
+            timestamps: true,
             max_conns: 1 << 20,
             pool: 4096,
             max_orphans: 65536,

@@ -520,6 +520,10 @@ mod ecn;
 
 mod time_wait;
 
+// ---- SYN cookies that keep window scale and SACK (timestamps) ----
+
+mod cookies;
+
 #[test]
 fn a_reset_in_last_ack_releases_the_connection() {
     // Our data and FIN after the peer's FIN, answered by a peer that forgot

@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 
 use nic::Rings;
 use smoltcp::socket::tcp;
-use smoltcp::wire::{TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{TcpRepr, TcpSeqNumber, TcpTimestampRepr};
 
-use super::super::{Engine, Pkt};
-use crate::parse::{FlowKey, ParsedIp};
+use super::super::{Engine, Pkt, ETH_HDR};
+use crate::cookie::CookieOpts;
+use crate::parse::{tcp_options, FlowKey, ParsedIp, TcpOpts};
 use crate::reuseport::MemberId;
 use crate::tcp::{
-    cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, Admission, CookieListener, Phase,
+    cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, Admission, CookieListener, Phase, SynOpts,
 };
 
 impl<R: Rings> Engine<R> {
@@ -37,7 +38,8 @@ impl<R: Rings> Engine<R> {
             }
             Admission::Cookie => {
                 self.listeners.cookie_sent(m, self.now);
-                self.send_cookie(p);
+                let opts = self.pkt_tcp_options(&pkt);
+                self.send_cookie(p, &opts);
                 return self.release_pkt(pkt);
             }
             Admission::SynQueueFull => {
@@ -69,6 +71,10 @@ impl<R: Rings> Engine<R> {
         self.conns
             .setup(c, key, m, rx_core, counters, Some(p.tcp.seq));
         self.listeners.syn_added(m);
+        let ts = self.ts_offset(&key);
+        if let Some(s) = self.conns.socket(c) {
+            s.set_timestamps(ts);
+        }
         if let Some(isn) = self.next_isn.take() {
             // Reopening a 4-tuple in TIME-WAIT: above the old sequence space.
             if let Some(s) = self.conns.socket(c) {
@@ -87,9 +93,40 @@ impl<R: Rings> Engine<R> {
         self.conns.mark_dirty(c);
     }
 
+    /// The TSval clock offset of a new connection of `key`, `None` without
+    /// timestamps.
+    fn ts_offset(&self, key: &FlowKey) -> Option<u32> {
+        self.cfg
+            .timestamps
+            .then(|| self.shared.cookies.ts_offset(key))
+    }
+
+    /// The window scale a SYN-ACK of this engine offers: what smoltcp takes
+    /// for a socket whose window may grow to `rmem.max` (the one a
+    /// connection rebuilt from a cookie gets).
+    fn window_shift(&self) -> u8 {
+        let max = self.cfg.buffers.rmem.max.max(1);
+        (usize::BITS - max.leading_zeros()).saturating_sub(16) as u8
+    }
+
+    /// The TCP options of a held segment (SYN cookies: the SYN's, the final
+    /// ACK's timestamp).
+    fn pkt_tcp_options(&self, pkt: &Pkt) -> TcpOpts {
+        match pkt {
+            Pkt::Bytes(b) => tcp_options(b),
+            Pkt::Frame(f, len) => self
+                .port
+                .read(*f, |b| b.get(ETH_HDR..ETH_HDR + len).map(tcp_options))
+                .flatten()
+                .unwrap_or_default(),
+        }
+    }
+
     /// Answer a SYN with a SYN-ACK whose sequence number is a cookie; keep
-    /// nothing.
-    fn send_cookie(&mut self, p: &ParsedIp) {
+    /// nothing. With the client's timestamp option, the SYN-ACK's TSval
+    /// keeps its window scale and SACK-permitted ([`CookieOpts`]) and it
+    /// offers ours.
+    fn send_cookie(&mut self, p: &ParsedIp, syn: &TcpOpts) {
         let key = p.key;
         let now_s = (self.now.total_millis() / 1000) as u64;
         let client_isn = p.tcp.seq;
@@ -99,7 +136,29 @@ impl<R: Rings> Engine<R> {
             IpAddr::V6(_) => self.port.config().mtu.saturating_sub(60),
         };
         let window = self.cfg.buffers.rmem.init.min(65535) as u16;
-        let tcp = cookie_syn_ack(&key, cookie, client_isn, window, our_mss.min(65535) as u16);
+        let opts = match (self.ts_offset(&key), syn.timestamp) {
+            (Some(off), Some((tsval, _))) => {
+                let kept = CookieOpts {
+                    wscale: syn.wscale,
+                    sack: syn.sack_permitted,
+                };
+                let now_ts = (self.now.total_millis() as u32).wrapping_add(off);
+                SynOpts {
+                    wscale: syn.wscale.map(|_| self.window_shift()),
+                    sack: syn.sack_permitted,
+                    ts: Some(TcpTimestampRepr::new(kept.encode_ts(now_ts), tsval)),
+                }
+            }
+            _ => SynOpts::default(),
+        };
+        let tcp = cookie_syn_ack(
+            &key,
+            cookie,
+            client_isn,
+            window,
+            our_mss.min(65535) as u16,
+            opts,
+        );
         if self.send_tcp(key.dst, key.src, &tcp) {
             self.counters.syncookies_sent += 1;
         } else {
@@ -158,17 +217,39 @@ impl<R: Rings> Engine<R> {
             self.shared.directory.release(&key, self.core);
             return self.release_pkt(pkt);
         };
+        // The options the cookie SYN-ACK's timestamp kept, echoed in this
+        // ACK's TSecr; the SYN gets the ACK's TSval (TS.Recent).
+        let ts = self.ts_offset(&key);
+        let opts = match (ts, self.pkt_tcp_options(&pkt).timestamp) {
+            (Some(_), Some((tsval, tsecr))) => {
+                let kept = CookieOpts::decode_ts(tsecr);
+                SynOpts {
+                    wscale: kept.wscale,
+                    sack: kept.sack,
+                    ts: Some(TcpTimestampRepr::new(tsval, 0)),
+                }
+            }
+            _ => SynOpts::default(),
+        };
         self.conns
             .setup(c, key, m, rx_core, counters, Some(client_isn));
         self.listeners.syn_added(m);
         if let Some(s) = self.conns.socket(c) {
             s.set_next_isn(Some(TcpSeqNumber(cookie as i32)));
+            s.set_timestamps(ts);
         }
-        let syn = self.syn_for_cookie(&key, client_isn, mss, p.tcp.window);
+        let syn = self.syn_for_cookie(&key, client_isn, mss, p.tcp.window, opts);
         self.feed(Some(c.idx), Pkt::Bytes(syn));
         if self.conns.state(c) != Some(tcp::State::SynReceived) {
             self.release(c);
             return self.release_pkt(pkt);
+        }
+        if opts.wscale.is_some() {
+            // The scale the cookie SYN-ACK offered is the socket's.
+            debug_assert_eq!(
+                self.conns.socket(c).map(|s| s.recv_window_shift()),
+                Some(self.window_shift())
+            );
         }
         self.own_flow(key, c, rx_core);
         self.conns.ensure_rx(c, p.tcp.seq, p.payload_len);
@@ -187,8 +268,15 @@ impl<R: Rings> Engine<R> {
     }
 
     /// The SYN a cookie stands for, as a packet to feed to a new socket.
-    fn syn_for_cookie(&mut self, key: &FlowKey, client_isn: u32, mss: u16, window: u16) -> Vec<u8> {
-        let tcp = cookie_syn(key, client_isn, mss, window);
+    fn syn_for_cookie(
+        &mut self,
+        key: &FlowKey,
+        client_isn: u32,
+        mss: u16,
+        window: u16,
+        opts: SynOpts,
+    ) -> Vec<u8> {
+        let tcp = cookie_syn(key, client_isn, mss, window, opts);
         let mut buf = self.buffer();
         if let Some(len) = ip_tcp_len(key.src, key.dst, &tcp) {
             buf.resize(len, 0);

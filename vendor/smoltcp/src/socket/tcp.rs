@@ -296,6 +296,13 @@ impl RttEstimator {
         }
     }
 
+    /// xdpstack patch (timestamps): a sample from a timestamp echo (RTTM);
+    /// the segment timed for Karn's algorithm is not needed.
+    fn on_ts_sample(&mut self, rtt: u32) {
+        self.sample(rtt);
+        self.timestamp = None;
+    }
+
     fn on_rto(&mut self) {
         // RFC 6298 (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").  The
         // maximum value discussed in (2.5) above may be used to provide
@@ -650,7 +657,22 @@ pub struct Socket<'a> {
     tsval_generator: Option<TcpTimestampGenerator>,
 
     /// 0 if not seen or timestamp not enabled
+    /// xdpstack patch (timestamps): TS.Recent of RFC 7323, updated only by
+    /// a segment at or below Last.ACK.sent (§4.3) that passed PAWS (§5).
     last_remote_tsval: u32,
+    /// xdpstack patch (timestamps): when TS.Recent was last updated, in
+    /// seconds of the interface clock, if it was (`ts_recent_set`); PAWS
+    /// ignores a TS.Recent older than 24 days (RFC 7323 §5.5). Plain
+    /// fields, not `Option`s, keep the socket within its ten cache lines.
+    ts_recent_at: u32,
+    ts_recent_set: bool,
+    /// xdpstack patch (timestamps): with `ts_clock`, the TSval clock is the
+    /// interface clock in milliseconds plus this per-connection offset (as
+    /// Linux: a TSval does not tell the host's uptime). Without it, no
+    /// clock (upstream's `tsval_generator`, if any, makes TSvals). Cleared,
+    /// like the generator, when the peer does not offer timestamps.
+    ts_offset: u32,
+    ts_clock: bool,
 
     #[cfg(feature = "async")]
     rx_waker: WakerRegistration,
@@ -690,6 +712,11 @@ pub struct Socket<'a> {
 }
 
 const DEFAULT_MSS: usize = 536;
+
+/// xdpstack patch (timestamps): after this long without an update,
+/// TS.Recent is no longer valid for PAWS (RFC 7323 §5.5, Linux's
+/// `TCP_PAWS_24DAYS`).
+const PAWS_IDLE_SECS: u32 = 24 * 24 * 3600;
 
 /// xdpstack patch 13: the most sending time a paced connection banks.
 const PACE_BURST: Duration = Duration::from_millis(1);
@@ -765,6 +792,10 @@ impl<'a> Socket<'a> {
             nagle: true,
             tsval_generator: None,
             last_remote_tsval: 0,
+            ts_recent_at: 0,
+            ts_recent_set: false,
+            ts_offset: 0,
+            ts_clock: false,
             congestion_controller: congestion::AnyController::new(),
             next_isn: None,
             next_isn_unanswered: false,
@@ -790,7 +821,125 @@ impl<'a> Socket<'a> {
 
     /// Return whether TCP Timestamp is enabled.
     pub fn timestamp_enabled(&self) -> bool {
-        self.tsval_generator.is_some()
+        self.tsval_generator.is_some() || self.ts_clock
+    }
+
+    /// xdpstack patch (timestamps, RFC 7323): offer timestamps in the next
+    /// SYN or SYN-ACK, with TSvals from the interface clock in milliseconds
+    /// plus `offset` (per connection and unpredictable, as Linux's
+    /// `secure_tcp_ts_off`), or not (`None`). When both ends offer them,
+    /// every segment carries them (an abort's RST too, as §3.2 recommends;
+    /// not the stateless RSTs of `rst_reply`), PAWS (§5) drops old
+    /// duplicates, and every ACK that advances SND.UNA gives an RTT sample
+    /// from its echo (RTTM, §4), retransmissions included. A peer that does
+    /// not offer them sees none. Set before `listen` or `connect`.
+    pub fn set_timestamps(&mut self, offset: Option<u32>) {
+        self.ts_offset = offset.unwrap_or(0);
+        self.ts_clock = offset.is_some();
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent, the timestamp the peer sent
+    /// last in order (what our TSecr echoes); `None` without timestamps.
+    pub fn ts_recent(&self) -> Option<u32> {
+        (self.timestamp_enabled() && self.ts_recent_set).then_some(self.last_remote_tsval)
+    }
+
+    /// xdpstack patch (timestamps): the TSval this socket would send at
+    /// `now`, if it sends timestamps (with the clock of
+    /// [`set_timestamps`](Self::set_timestamps)).
+    fn tsval_at(&self, now: Instant) -> Option<u32> {
+        self.ts_clock
+            .then(|| (now.total_millis() as u32).wrapping_add(self.ts_offset))
+    }
+
+    /// xdpstack patch (timestamps): the TSval of a segment sent now, and
+    /// its option echoing TS.Recent; `None` without timestamps.
+    fn ts_option(&self, now: Instant) -> Option<TcpTimestampRepr> {
+        let tsval = match (self.tsval_generator, self.tsval_at(now)) {
+            (Some(generator), _) => generator(),
+            (None, Some(tsval)) => tsval,
+            (None, None) => return None,
+        };
+        Some(TcpTimestampRepr::new(tsval, self.last_remote_tsval))
+    }
+
+    /// xdpstack patch (timestamps): no timestamps on this connection (the
+    /// peer did not offer them).
+    fn ts_off(&mut self) {
+        self.tsval_generator = None;
+        self.ts_clock = false;
+    }
+
+    /// xdpstack patch (timestamps): the RTT an echo measures (RTTM, RFC 7323
+    /// §4), in ms: the TSecr of an ACK that advances SND.UNA, not after now
+    /// (as Linux's `tcp_rtt_tsopt_us`), from a socket that sent a SYN or
+    /// data itself: one rebuilt from a SYN cookie did not send the SYN-ACK
+    /// the final ACK echoes (whose TSval's low bits are options).
+    fn ts_rtt(&self, now: Instant, repr: &TcpRepr) -> Option<u32> {
+        let now_ts = self.tsval_at(now)?;
+        self.snd_max?;
+        let rtt = now_ts.wrapping_sub(repr.timestamp?.tsecr);
+        ((rtt as i32) >= 0).then_some(rtt)
+    }
+
+    /// xdpstack patch (timestamps): an ACK advancing SND.UNA to `ack` is an
+    /// RTT sample: from its echo when timestamps are on (every such ACK,
+    /// after retransmissions too: the echo dates the segment that filled
+    /// the hole, RFC 7323 §4.3), else from upstream's one timed segment a
+    /// round trip (Karn's algorithm).
+    fn rtt_on_ack(&mut self, now: Instant, ack: TcpSeqNumber, repr: &TcpRepr) {
+        match self.ts_rtt(now, repr) {
+            Some(rtt) if ack > self.local_seq_no => self.rtte.on_ts_sample(rtt),
+            _ => self.rtte.on_ack(now, ack),
+        }
+    }
+
+    /// xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1): a segment
+    /// whose TSval is older than TS.Recent is an old duplicate, unless
+    /// TS.Recent is more than 24 days old (§5.5) or zero (as Linux: some
+    /// stacks send 0 in their SYN).
+    fn paws_reject(&self, now: Instant, repr: &TcpRepr) -> bool {
+        let Some(ts) = repr.timestamp else {
+            return false;
+        };
+        self.timestamp_enabled()
+            && repr.control != TcpControl::Rst
+            && self.last_remote_tsval != 0
+            && (ts.tsval.wrapping_sub(self.last_remote_tsval) as i32) < 0
+            && self.ts_recent_valid(now)
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent is set and less than 24 days
+    /// old.
+    fn ts_recent_valid(&self, now: Instant) -> bool {
+        let now_s = now.secs() as u32;
+        self.ts_recent_set && now_s.wrapping_sub(self.ts_recent_at) < PAWS_IDLE_SECS
+    }
+
+    /// xdpstack patch (timestamps): TS.Recent from an acceptable segment
+    /// (RFC 7323 §4.3 (2)): only one at or below Last.ACK.sent, so that the
+    /// echo of a delayed ACK is the earliest unacknowledged TSval and
+    /// out-of-order data does not move it.
+    fn ts_recent_update(&mut self, now: Instant, repr: &TcpRepr) {
+        let Some(ts) = repr.timestamp else {
+            return;
+        };
+        if !self.timestamp_enabled() {
+            return;
+        }
+        let below = self
+            .remote_last_ack
+            .is_none_or(|last_ack| repr.seq_number <= last_ack);
+        // (A TS.Recent of 0 is replaced by any TSval, as Linux's
+        // `tcp_paws_check`: some stacks send 0 in their SYN.)
+        let newer = (ts.tsval.wrapping_sub(self.last_remote_tsval) as i32) >= 0
+            || self.last_remote_tsval == 0
+            || !self.ts_recent_valid(now);
+        if below && newer {
+            self.last_remote_tsval = ts.tsval;
+            self.ts_recent_at = now.secs() as u32;
+            self.ts_recent_set = true;
+        }
     }
 
     /// Set an algorithm for congestion control.
@@ -1343,6 +1492,10 @@ impl<'a> Socket<'a> {
         // over to the next connection of a reused socket.
         self.next_isn = None;
         self.next_isn_unanswered = false;
+        // xdpstack patch (timestamps): TS.Recent belongs to the connection
+        // (upstream kept it, and a reused socket echoed the old peer's).
+        self.last_remote_tsval = 0;
+        self.ts_recent_set = false;
 
         #[cfg(feature = "async")]
         {
@@ -1868,6 +2021,7 @@ impl<'a> Socket<'a> {
         let now_us = now.total_micros() as u32;
         let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
+        let ts_rtt = self.ts_rtt(now, repr);
         // xdpstack patch (ECN): an ECN-Echo the window may be reduced for.
         let ece = repr.ecn.ece && self.ecn_may_reduce(una);
         let ecn_ok = self.ecn.ok;
@@ -1897,7 +2051,11 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = Some(ack);
         if ack > old_una {
             // (The ACK of a SYN carries no data but is an RTT sample.)
-            self.rtte.on_ack(now, ack);
+            // xdpstack patch (timestamps): from the echo when there is one.
+            match ts_rtt {
+                Some(rtt) => self.rtte.on_ts_sample(rtt),
+                None => self.rtte.on_ack(now, ack),
+            }
         }
         let new_flight = snd_max - una;
         // F-RTO step 2.b needs to know whether new data can go.
@@ -2423,8 +2581,13 @@ impl<'a> Socket<'a> {
         (ip_reply_repr, reply_repr)
     }
 
-    fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
-        self.ack_reply_dsack(ip_repr, repr, None)
+    fn ack_reply(
+        &mut self,
+        cx: &Context,
+        ip_repr: &IpRepr,
+        repr: &TcpRepr,
+    ) -> (IpRepr, TcpRepr<'static>) {
+        self.ack_reply_dsack(cx, ip_repr, repr, None)
     }
 
     /// xdpstack patch (issue 19): [`ack_reply`](Self::ack_reply) whose SACK
@@ -2432,14 +2595,17 @@ impl<'a> Socket<'a> {
     /// duplicate data `repr` brought.
     fn ack_reply_dsack(
         &mut self,
+        cx: &Context,
         ip_repr: &IpRepr,
         repr: &TcpRepr,
         dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
     ) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
-        reply_repr.timestamp = repr
-            .timestamp
-            .and_then(|tcp_ts| tcp_ts.generate_reply(self.tsval_generator));
+        // xdpstack patch (timestamps): once negotiated, on every segment,
+        // echoing TS.Recent (RFC 7323 §4.3: for out-of-order or old data,
+        // not the TSval it carried); upstream echoed the segment's own
+        // TSval and sent none in reply to a segment without one.
+        reply_repr.timestamp = self.ts_option(cx.now());
 
         // From RFC 793:
         // [...] an empty acknowledgment segment containing the current send-sequence number
@@ -2548,7 +2714,7 @@ impl<'a> Socket<'a> {
         // Rate-limit to 1 per second max.
         self.challenge_ack_timer = cx.now() + Duration::from_secs(1);
 
-        Some(self.ack_reply(ip_repr, repr))
+        Some(self.ack_reply(cx, ip_repr, repr))
     }
 
     pub(crate) fn accepts(&self, _cx: &mut Context, ip_repr: &IpRepr, repr: &TcpRepr) -> bool {
@@ -2618,6 +2784,23 @@ impl<'a> Socket<'a> {
         {
             net_debug!("SYN in a synchronized state, will send challenge ACK");
             return self.challenge_ack_reply(cx, ip_repr, repr);
+        }
+
+        // xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1), before the
+        // sequence number checks: a non-RST segment whose TSval is older
+        // than TS.Recent is an old duplicate from an earlier wrap of the
+        // sequence space (or a blind forgery) and is dropped with an ACK;
+        // the ACK of a segment without data is rate-limited like a
+        // challenge ACK (as Linux's `tcp_oow_rate_limited`), against ACK
+        // loops.
+        if !matches!(self.state, State::Listen | State::SynSent | State::Closed)
+            && self.paws_reject(cx.now(), repr)
+        {
+            net_debug!("PAWS: TSval older than TS.Recent, dropping with an ACK");
+            if repr.payload.is_empty() && repr.control != TcpControl::Fin {
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
+            return Some(self.ack_reply(cx, ip_repr, repr));
         }
 
         // Reject unacceptable acknowledgements.
@@ -2852,7 +3035,7 @@ impl<'a> Socket<'a> {
                         // retransmissions with it).
                         let dsack =
                             (segment_end <= window_start).then_some((segment_start, segment_end));
-                        return Some(self.ack_reply_dsack(ip_repr, repr, dsack));
+                        return Some(self.ack_reply_dsack(cx, ip_repr, repr, dsack));
                     }
 
                     return self.challenge_ack_reply(cx, ip_repr, repr);
@@ -2980,7 +3163,7 @@ impl<'a> Socket<'a> {
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
-                    self.tsval_generator = None;
+                    self.ts_off();
                 }
                 self.set_state(State::SynReceived);
                 self.timer.set_for_idle(cx.now(), self.keep_alive);
@@ -3036,7 +3219,7 @@ impl<'a> Socket<'a> {
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
-                    self.tsval_generator = None;
+                    self.ts_off();
                 }
 
                 if repr.ack_number.is_some() {
@@ -3230,7 +3413,8 @@ impl<'a> Socket<'a> {
                         }
 
                         // Notify of fresh ACK
-                        self.rtte.on_ack(cx.now(), ack_number);
+                        // xdpstack patch (timestamps): or the echo's sample.
+                        self.rtt_on_ack(cx.now(), ack_number, repr);
                         let new_flight_size = self.flight_size().saturating_sub(ack_len);
                         self.congestion_controller.inner_mut().on_ack(
                             cx.now(),
@@ -3273,10 +3457,9 @@ impl<'a> Socket<'a> {
             }
         }
 
-        // update last remote tsval
-        if let Some(timestamp) = repr.timestamp {
-            self.last_remote_tsval = timestamp.tsval;
-        }
+        // xdpstack patch (timestamps): TS.Recent, by RFC 7323 §4.3's rule
+        // (upstream took every segment's TSval, out-of-order ones too).
+        self.ts_recent_update(cx.now(), repr);
 
         // update timers.
         match self.timer {
@@ -3348,7 +3531,7 @@ impl<'a> Socket<'a> {
         let payload_len = payload.len();
         if payload_len == 0 {
             if cut {
-                return Some(self.ack_reply(ip_repr, repr));
+                return Some(self.ack_reply(cx, ip_repr, repr));
             }
             return None;
         }
@@ -3376,7 +3559,7 @@ impl<'a> Socket<'a> {
                 payload_len,
                 payload_offset
             );
-            return Some(self.ack_reply(ip_repr, repr));
+            return Some(self.ack_reply(cx, ip_repr, repr));
         };
 
         // Place payload octets into the buffer.
@@ -3442,7 +3625,7 @@ impl<'a> Socket<'a> {
             // This is fine because smoltcp assumes that it can always transmit zero or one
             // packets for every packet it receives.
             tcp_trace!("ACKing incoming segment");
-            Some(self.ack_reply_dsack(ip_repr, repr, dsack))
+            Some(self.ack_reply_dsack(cx, ip_repr, repr, dsack))
         } else {
             None
         }
@@ -3561,11 +3744,7 @@ impl<'a> Socket<'a> {
         };
 
         // The effective max segment size, taking into account the options and the local and remote limits.
-        let options_len = if self.tsval_generator.is_some() {
-            12
-        } else {
-            0
-        };
+        let options_len = if self.timestamp_enabled() { 12 } else { 0 };
 
         let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
         let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
@@ -3876,10 +4055,7 @@ impl<'a> Socket<'a> {
             max_seg_size: None,
             sack_permitted: false,
             sack_ranges: [None, None, None],
-            timestamp: TcpTimestampRepr::generate_reply_with_tsval(
-                self.tsval_generator,
-                self.last_remote_tsval,
-            ),
+            timestamp: self.ts_option(cx.now()),
             ecn: Default::default(),
             payload: &[],
         };
@@ -11910,6 +12086,579 @@ mod test {
         assert_eq!(s.state(), State::Established);
         assert_eq!(s.local_seq_no, LOCAL_SEQ + 1);
         assert_eq!(s.remote_seq_no, REMOTE_SEQ + 1);
+    }
+
+    // =========================================================================================//
+    // xdpstack patch (timestamps): RFC 7323 with the clock of `set_timestamps`.
+    // =========================================================================================//
+
+    const TS_OFF: u32 = 0xfff0_0000;
+
+    fn ts(tsval: u32, tsecr: u32) -> Option<TcpTimestampRepr> {
+        Some(TcpTimestampRepr::new(tsval, tsecr))
+    }
+
+    /// A passive open with timestamps (peer TSvals 100, then 101) and SACK
+    /// as `sack`: the SYN at 0 ms, the final ACK at `ack_at` ms.
+    fn ts_established(sack: bool, ack_at: i64) -> TestSocket {
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            time 0,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                sack_permitted: sack,
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.control, TcpControl::Syn);
+            assert_eq!(
+                r.timestamp,
+                ts(TS_OFF, 100),
+                "SYN-ACK: our clock, the SYN's TSval"
+            );
+        });
+        send!(
+            s,
+            time ack_at,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(101, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.ts_recent(), Some(101));
+        s
+    }
+
+    #[test]
+    fn test_xdp_ts_negotiated_passive() {
+        let mut s = ts_established(false, 7);
+        assert!(s.timestamp_enabled());
+        // RTTM: the final ACK echoes the SYN-ACK's TSval, 7 ms old.
+        assert_eq!(s.rtte.srtt_ms(), Some(7));
+        s.send_slice(b"abc").unwrap();
+        recv!(
+            s,
+            time 20,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abc"[..],
+                timestamp: ts(TS_OFF.wrapping_add(20), 101),
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_xdp_ts_not_offered_by_the_peer_passive() {
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert!(!s.timestamp_enabled());
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, None, "no timestamps in the SYN-ACK");
+        });
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        s.send_slice(b"abc").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abc"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        // A stray timestamp later changes nothing: none is echoed.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"xy"[..],
+                timestamp: ts(5, 6),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, None);
+        });
+        assert_eq!(s.ts_recent(), None);
+    }
+
+    #[test]
+    fn test_xdp_ts_negotiated_active() {
+        for offered in [true, false] {
+            let mut s = socket_syn_sent();
+            s.set_timestamps(Some(TS_OFF));
+            recv(&mut s, Instant::from_millis(0), |r| {
+                let r = r.unwrap();
+                assert_eq!(r.control, TcpControl::Syn);
+                assert_eq!(r.timestamp, ts(TS_OFF, 0), "SYN: TSecr 0");
+            });
+            send!(
+                s,
+                time 25,
+                TcpRepr {
+                    control: TcpControl::Syn,
+                    seq_number: REMOTE_SEQ,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    max_seg_size: Some(BASE_MSS - 80),
+                    timestamp: if offered { ts(77, TS_OFF) } else { None },
+                    ..SEND_TEMPL
+                }
+            );
+            assert_eq!(s.state, State::Established);
+            assert_eq!(s.timestamp_enabled(), offered);
+            recv(&mut s, Instant::from_millis(25), |r| {
+                let r = r.unwrap();
+                assert_eq!(r.ack_number, Some(REMOTE_SEQ + 1));
+                let want = if offered { ts(TS_OFF + 25, 77) } else { None };
+                assert_eq!(r.timestamp, want, "offered: {offered}");
+            });
+            assert_eq!(s.rtte.srtt_ms(), Some(25), "RTTM or Karn, 25 ms");
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_paws_drops_old_segments_with_an_ack() {
+        let mut s = ts_established(false, 0);
+        // In order, newer TSval: taken.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                timestamp: ts(105, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(105));
+        recv!(
+            s,
+            time 10,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                timestamp: ts(TS_OFF + 10, 105),
+                ..RECV_TEMPL
+            }]
+        );
+        // The next data, but with an older TSval (an old duplicate from an
+        // earlier wrap): dropped, and ACKed with TS.Recent.
+        send!(
+            s,
+            time 20,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"def"[..],
+                timestamp: ts(104, TS_OFF),
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                timestamp: ts(TS_OFF + 20, 105),
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.rx_buffer.len(), 3, "the old segment's data was not taken");
+        assert_eq!(s.ts_recent(), Some(105));
+        // A pure ACK with an old TSval: an ACK too, rate-limited (one a
+        // second) like a challenge ACK.
+        let old_ack = TcpRepr {
+            seq_number: REMOTE_SEQ + 1 + 3,
+            ack_number: Some(LOCAL_SEQ + 1),
+            timestamp: ts(90, TS_OFF),
+            ..SEND_TEMPL
+        };
+        let reply = send(&mut s, Instant::from_millis(30), &old_ack).expect("an ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 3));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 30, 105));
+        assert_eq!(
+            send(&mut s, Instant::from_millis(40), &old_ack),
+            None,
+            "rate-limited"
+        );
+        // The same data with a current TSval is taken.
+        send!(
+            s,
+            time 50,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"def"[..],
+                timestamp: ts(106, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rx_buffer.len(), 6);
+        assert_eq!(s.ts_recent(), Some(106));
+        recv(&mut s, Instant::from_millis(50), |r| {
+            assert_eq!(r.unwrap().ack_number, Some(REMOTE_SEQ + 1 + 6));
+        });
+        // TSvals wrap: 2^31 - 1 ahead is newer.
+        send!(
+            s,
+            time 60,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"g"[..],
+                timestamp: ts(106u32.wrapping_add(0x7fff_ffff), TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rx_buffer.len(), 7);
+        assert_eq!(s.ts_recent(), Some(106u32.wrapping_add(0x7fff_ffff)));
+        // An RST is not subject to PAWS.
+        send!(
+            s,
+            time 70,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1 + 7,
+                ack_number: None,
+                timestamp: ts(1, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_xdp_ts_zero_in_the_syn_does_not_stick() {
+        // A peer whose SYN carries TSval 0, then its real clock, more than
+        // 2^31 "ahead": TS.Recent follows it, and PAWS judges from there.
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(0, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| assert!(r.is_ok()));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(0x9000_0000, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(0x9000_0000));
+        let old = TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"x"[..],
+            timestamp: ts(0x8fff_ffff, TS_OFF),
+            ..SEND_TEMPL
+        };
+        assert!(send(&mut s, Instant::from_millis(1), &old).is_some());
+        assert_eq!(s.rx_buffer.len(), 0, "older than TS.Recent: dropped");
+    }
+
+    #[test]
+    fn test_xdp_ts_paws_forgets_ts_recent_after_24_days_idle() {
+        let mut s = ts_established(false, 0);
+        let day_ms = 24 * 3600 * 1000;
+        let old = TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: &b"abc"[..],
+            timestamp: ts(50, TS_OFF),
+            ..SEND_TEMPL
+        };
+        // 23 days idle: still valid, the segment is dropped.
+        assert!(send(&mut s, Instant::from_millis(23 * day_ms), &old).is_some());
+        assert_eq!(s.rx_buffer.len(), 0);
+        // 24 days: TS.Recent is too old to judge by, the segment is taken
+        // and its TSval becomes TS.Recent.
+        send(&mut s, Instant::from_millis(24 * day_ms + 1000), &old);
+        assert_eq!(s.rx_buffer.len(), 3);
+        assert_eq!(s.ts_recent(), Some(50));
+    }
+
+    #[test]
+    fn test_xdp_ts_recent_only_from_segments_at_or_below_last_ack_sent() {
+        let mut s = ts_established(true, 0);
+        s.set_ack_delay(None);
+        let seg = |off: usize, data: &'static [u8], tsval: u32| TcpRepr {
+            seq_number: REMOTE_SEQ + 1 + off,
+            ack_number: Some(LOCAL_SEQ + 1),
+            payload: data,
+            timestamp: ts(tsval, TS_OFF),
+            ..SEND_TEMPL
+        };
+        // In order, ACKed.
+        send!(s, time 0, seg(0, b"aa", 200));
+        recv(&mut s, Instant::from_millis(0), |r| {
+            assert_eq!(r.unwrap().timestamp, ts(TS_OFF, 200));
+        });
+        // Out of order (a hole at 2..4): the immediate ACK echoes
+        // TS.Recent, 200, not the segment's 202.
+        let reply = send(&mut s, Instant::from_millis(1), &seg(4, b"cc", 202)).expect("ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 2));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 1, 200));
+        assert_eq!(s.ts_recent(), Some(200));
+        // The hole filled (its SEQ is Last.ACK.sent): TS.Recent is its TSval.
+        let reply = send(&mut s, Instant::from_millis(2), &seg(2, b"bb", 201)).expect("ACK");
+        assert_eq!(reply.ack_number, Some(REMOTE_SEQ + 1 + 6));
+        assert_eq!(reply.timestamp, ts(TS_OFF + 2, 201));
+        assert_eq!(s.ts_recent(), Some(201));
+        // Two in-order segments before one ACK (a delayed ACK): the echo
+        // is the earlier's TSval (§4.3 (2)): the later is above
+        // Last.ACK.sent.
+        send!(s, time 3, seg(6, b"dd", 300));
+        send!(s, time 3, seg(8, b"ee", 301));
+        assert_eq!(s.ts_recent(), Some(300));
+        recv(&mut s, Instant::from_millis(3), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.ack_number, Some(REMOTE_SEQ + 1 + 10));
+            assert_eq!(r.timestamp, ts(TS_OFF + 3, 300));
+        });
+        // And the next in-order segment, now at Last.ACK.sent, moves it.
+        send!(s, time 4, seg(10, b"f", 302));
+        assert_eq!(s.ts_recent(), Some(302));
+    }
+
+    #[test]
+    fn test_xdp_ts_rtt_sample_from_a_retransmission() {
+        // SACK peers (the RFC 6675 sender) and others (upstream's), with
+        // and without timestamps.
+        for sack in [false, true] {
+            for with_ts in [true, false] {
+                let mut s = if with_ts {
+                    ts_established(sack, 0)
+                } else {
+                    let mut s = socket_established();
+                    s.remote_has_sack = sack;
+                    s.rtte.sample(0);
+                    s
+                };
+                let t = |v: u32| if with_ts { ts(v, 101) } else { None };
+                assert_eq!(s.rtte.srtt_ms(), Some(0));
+                s.send_slice(b"abcdef").unwrap();
+                recv(&mut s, Instant::from_millis(10), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.payload, b"abcdef");
+                    assert_eq!(r.timestamp, t(TS_OFF + 10));
+                });
+                // Lost; the RTO (200 ms) resends it.
+                recv(&mut s, Instant::from_millis(1000), |r| {
+                    let r = r.unwrap();
+                    assert_eq!(r.seq_number, LOCAL_SEQ + 1, "a retransmission");
+                    assert_eq!(r.payload, b"abcdef");
+                    assert_eq!(r.timestamp, t(TS_OFF + 1000));
+                });
+                // Its ACK 30 ms later echoes the retransmission's TSval.
+                send!(
+                    s,
+                    time 1030,
+                    TcpRepr {
+                        seq_number: REMOTE_SEQ + 1,
+                        ack_number: Some(LOCAL_SEQ + 1 + 6),
+                        timestamp: if with_ts {
+                            ts(102, TS_OFF + 1000)
+                        } else {
+                            None
+                        },
+                        ..SEND_TEMPL
+                    }
+                );
+                // RTTM samples it (srtt 0 -> (0 * 7 + 30) / 8, rounded
+                // up); Karn's algorithm cannot (a retransmission).
+                let want = if with_ts { 4 } else { 0 };
+                assert_eq!(s.rtte.srtt_ms(), Some(want), "sack {sack} ts {with_ts}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_echo_of_a_tsval_never_sent_is_no_sample() {
+        // A TSecr from the future.
+        let mut c = ts_established(false, 0);
+        c.send_slice(b"abc").unwrap();
+        recv(&mut c, Instant::from_millis(10), |r| assert!(r.is_ok()));
+        send!(
+            c,
+            time 20,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                timestamp: ts(102, TS_OFF + 500),
+                ..SEND_TEMPL
+            }
+        );
+        // Karn's timed segment gives the sample instead: 10 ms (srtt 0 ->
+        // (0 * 7 + 10) / 8, rounded up), not 2^32 - 480 ms.
+        assert_eq!(c.rtte.srtt_ms(), Some(2));
+
+        // A socket rebuilt from a SYN cookie (the engine's `set_next_isn`):
+        // the final ACK echoes a SYN-ACK it never sent, whose TSval's low
+        // bits are options, not time.
+        let mut s = socket_listen();
+        s.set_timestamps(Some(TS_OFF));
+        s.set_next_isn(Some(LOCAL_SEQ));
+        send!(
+            s,
+            time 100,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        send!(
+            s,
+            time 100,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                timestamp: ts(100, TS_OFF + 100 - 63),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.rtte.srtt_ms(), None, "no sample from the cookie's echo");
+        assert_eq!(s.ts_recent(), Some(100));
+        // Its own segments are samples.
+        s.send_slice(b"abc").unwrap();
+        recv(&mut s, Instant::from_millis(110), |r| {
+            assert_eq!(r.unwrap().timestamp, ts(TS_OFF + 110, 100));
+        });
+        send!(
+            s,
+            time 135,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                timestamp: ts(101, TS_OFF + 110),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.rtte.srtt_ms(), Some(25));
+    }
+
+    #[test]
+    fn test_xdp_ts_full_segment_fits_the_mss() {
+        let mut s = socket_listen();
+        s.tx_buffer = SocketBuffer::new(vec![0; 6000]);
+        s.set_timestamps(Some(TS_OFF));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                max_seg_size: Some(1460),
+                timestamp: ts(100, 0),
+                ..SEND_TEMPL
+            }
+        );
+        recv(&mut s, Instant::from_millis(0), |r| assert!(r.is_ok()));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 60000,
+                timestamp: ts(101, TS_OFF),
+                ..SEND_TEMPL
+            }
+        );
+        s.send_slice(&[7; 6000]).unwrap();
+        let ip_header_len = SEND_IP_TEMPL.header_len();
+        let mtu = s.cx.ip_mtu();
+        let mss = (mtu - ip_header_len - TCP_HEADER_LEN).min(1460);
+        let mut sent = 0;
+        while sent < 3 * (mss - 12) {
+            recv(&mut s, Instant::from_millis(0), |r| {
+                let r = r.unwrap();
+                assert!(r.timestamp.is_some());
+                assert_eq!(r.header_len(), TCP_HEADER_LEN + 12);
+                // RFC 6691: data and options together within the MSS, and
+                // the packet within the MTU.
+                assert_eq!(r.payload.len(), mss - 12, "a full-size segment");
+                assert!(ip_header_len + r.buffer_len() <= mtu);
+                sent += r.payload.len();
+            });
+        }
+    }
+
+    #[test]
+    fn test_xdp_ts_on_an_abort_rst() {
+        // RFC 7323 §3.2: a MUST on every non-RST segment, a SHOULD on an
+        // RST (as Linux's active resets).
+        let mut s = ts_established(false, 0);
+        s.abort();
+        recv(&mut s, Instant::from_millis(5), |r| {
+            let r = r.unwrap();
+            assert_eq!(r.control, TcpControl::Rst);
+            assert_eq!(r.timestamp, ts(TS_OFF + 5, 101));
+        });
+    }
+
+    #[test]
+    fn test_xdp_ts_reset_forgets_ts_recent() {
+        let mut s = ts_established(false, 0);
+        assert_eq!(s.ts_recent(), Some(101));
+        s.abort();
+        recv(&mut s, Instant::from_millis(5), |r| assert!(r.is_ok()));
+        s.listen(LISTEN_END).unwrap();
+        s.set_timestamps(Some(TS_OFF));
+        assert_eq!(s.ts_recent(), None);
+        // A new peer whose TSvals are far "behind" the old one's is taken.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                timestamp: ts(3, 0),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.ts_recent(), Some(3));
     }
 
     #[test]
