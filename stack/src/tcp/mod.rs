@@ -30,9 +30,7 @@ mod timers;
 
 pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
 pub(crate) use phase::Settled;
-pub(crate) use segment::{
-    bare_ack, cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, SynOpts,
-};
+pub(crate) use segment::{bare_ack, cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, SynOpts};
 pub(crate) use table::{Conns, Phase, SocketParams, Visit};
 pub use time_wait::TIME_WAIT_LEN;
 pub(crate) use time_wait::{Segment as TwSegment, TimeWait, Verdict as TwVerdict};

@@ -139,6 +139,8 @@ pub(crate) struct Ack {
     pub seq: u32,
     pub ack: u32,
     pub window: u16,
+    /// TS.Recent to echo, when the connection had timestamps.
+    pub ts_recent: Option<u32>,
 }
 
 /// Counters of the table (the engine reports them).
@@ -542,6 +544,7 @@ impl TimeWait {
             seq: r.snd_nxt,
             ack: r.rcv_nxt,
             window: r.window,
+            ts_recent: (r.flags & TS != 0).then_some(r.ts_recent),
         })
     }
 }
@@ -602,9 +605,15 @@ mod tests {
                 key: key(1),
                 seq: 5001,
                 ack: 1001,
-                window: 512
+                window: 512,
+                ts_recent: None,
             })
         );
+        // A connection with timestamps: its ACKs echo TS.Recent.
+        let mut with_ts = TimeWait::new(8);
+        assert_eq!(with_ts.enter(key(2), seq(1001, 5001, Some(77)), 0), None);
+        let p2 = with_ts.find(&key(2)).unwrap();
+        assert_eq!(with_ts.ack(p2).and_then(|a| a.ts_recent), Some(77));
         // At 50 s: answered, and the wait runs from here.
         assert_eq!(tw.segment(pos, &fin(1000), 50_000), Verdict::Ack);
         assert_eq!(tw.counters.fin_acked, 1);

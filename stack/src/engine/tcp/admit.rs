@@ -95,7 +95,7 @@ impl<R: Rings> Engine<R> {
 
     /// The TSval clock offset of a new connection of `key`, `None` without
     /// timestamps.
-    fn ts_offset(&self, key: &FlowKey) -> Option<u32> {
+    pub(in crate::engine) fn ts_offset(&self, key: &FlowKey) -> Option<u32> {
         self.cfg
             .timestamps
             .then(|| self.shared.cookies.ts_offset(key))

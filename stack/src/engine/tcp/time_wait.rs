@@ -10,6 +10,7 @@
 
 use nic::Rings;
 use smoltcp::time::Instant;
+use smoltcp::wire::TcpTimestampRepr;
 
 use super::super::{Engine, Pkt};
 use crate::l2::ETH_HDR;
@@ -102,7 +103,16 @@ impl<R: Rings> Engine<R> {
         match self.time_wait.segment(pos, &seg, now) {
             TwVerdict::Ack => {
                 if let Some(a) = self.time_wait.ack(pos) {
-                    let tcp = bare_ack(&a.key, a.seq, a.ack, a.window);
+                    let mut tcp = bare_ack(&a.key, a.seq, a.ack, a.window);
+                    // A connection with timestamps keeps them to the end
+                    // (RFC 7323 §3.2): our clock with its offset for the
+                    // 4-tuple, TS.Recent echoed.
+                    if let (Some(tsecr), Some(off)) = (a.ts_recent, self.ts_offset(&a.key)) {
+                        tcp.timestamp = Some(TcpTimestampRepr {
+                            tsval: now.wrapping_add(off),
+                            tsecr,
+                        });
+                    }
                     self.send_tcp(a.key.dst, a.key.src, &tcp);
                 }
                 self.release_pkt(pkt);
