@@ -220,7 +220,21 @@ fn downloads_cross_a_smaller_mtu_by_path_mtu_discovery() {
         assert_eq!(got.len(), body.len(), "{family}: length");
         assert!(got == body, "{family}: bytes differ");
     }
-    let impaired = sandbox::impair_stats(&name).expect("forwarder counters");
+    // The forwarder writes its counters once a second: two downloads at no delay can be over
+    // before the first write after them, so wait (a few seconds at most) for one that has
+    // seen the traffic.
+    let waited = Instant::now();
+    let impaired = loop {
+        let c = sandbox::impair_stats(&name).expect("forwarder counters");
+        let seen = c
+            .pointer("/to_client/received")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if seen > 0 || waited.elapsed() > std::time::Duration::from_secs(5) {
+            break c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let stats = server.stop();
     let _ = std::fs::remove_dir_all(&root);
     eprintln!("forwarder: {impaired}");

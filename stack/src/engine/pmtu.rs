@@ -1,7 +1,7 @@
 //! Path MTU discovery (RFC 1191 for IPv4, RFC 8201 for IPv6): an ICMP
 //! "fragmentation needed" or ICMPv6 "packet too big" quoting one of our TCP
 //! segments lowers that connection's send MSS, and what it had in flight
-//! goes again at the new size (the socket's `on_packet_too_big`, patch 15
+//! goes again at the new size (the socket's `on_packet_too_big`, patch 18
 //! in vendor/README.md). Every segment the stack sends has DF set (IPv6
 //! routers never fragment), so without this a path with a smaller MTU than
 //! ours black-holes every full-size segment and the connection stalls.

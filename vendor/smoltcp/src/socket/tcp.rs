@@ -29,7 +29,7 @@ macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
 }
 
-/// xdpstack patch 15 (path MTU): what [`Socket::on_packet_too_big`] did
+/// xdpstack patch 18 (path MTU): what [`Socket::on_packet_too_big`] did
 /// with an ICMP "fragmentation needed" (RFC 1191) or ICMPv6 "packet too
 /// big" (RFC 8201) quoting one of this connection's segments.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -161,7 +161,7 @@ impl fmt::Display for State {
     }
 }
 
-/// xdpstack patch 15 (TIME-WAIT): a socket's sequence state, from
+/// xdpstack patch 19 (TIME-WAIT): a socket's sequence state, from
 /// [`Socket::seq_state`].
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct SeqState {
@@ -296,7 +296,7 @@ impl RttEstimator {
         }
     }
 
-    /// xdpstack patch (timestamps): a sample from a timestamp echo (RTTM);
+    /// xdpstack patch 20 (timestamps): a sample from a timestamp echo (RTTM);
     /// the segment timed for Karn's algorithm is not needed.
     fn on_ts_sample(&mut self, rtt: u32) {
         self.sample(rtt);
@@ -500,7 +500,7 @@ enum Sent {
     ProbeNew,
 }
 
-/// xdpstack patch (ECN): Explicit Congestion Notification (RFC 3168) for a
+/// xdpstack patch 17 (ECN): Explicit Congestion Notification (RFC 3168) for a
 /// connection a peer opened asking for it.
 #[derive(Debug, Copy, Clone, Default, Eq, PartialEq)]
 struct EcnState {
@@ -635,7 +635,7 @@ pub struct Socket<'a> {
     /// the first data sent to a peer that negotiated SACK, dropped by
     /// `reset`.
     rec: Option<alloc::boxed::Box<Recovery>>,
-    /// xdpstack patch (ECN): RFC 3168 state.
+    /// xdpstack patch 17 (ECN): RFC 3168 state.
     ecn: EcnState,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
@@ -657,16 +657,16 @@ pub struct Socket<'a> {
     tsval_generator: Option<TcpTimestampGenerator>,
 
     /// 0 if not seen or timestamp not enabled
-    /// xdpstack patch (timestamps): TS.Recent of RFC 7323, updated only by
+    /// xdpstack patch 20 (timestamps): TS.Recent of RFC 7323, updated only by
     /// a segment at or below Last.ACK.sent (§4.3) that passed PAWS (§5).
     last_remote_tsval: u32,
-    /// xdpstack patch (timestamps): when TS.Recent was last updated, in
+    /// xdpstack patch 20 (timestamps): when TS.Recent was last updated, in
     /// seconds of the interface clock, if it was (`ts_recent_set`); PAWS
     /// ignores a TS.Recent older than 24 days (RFC 7323 §5.5). Plain
     /// fields, not `Option`s, keep the socket within its ten cache lines.
     ts_recent_at: u32,
     ts_recent_set: bool,
-    /// xdpstack patch (timestamps): with `ts_clock`, the TSval clock is the
+    /// xdpstack patch 20 (timestamps): with `ts_clock`, the TSval clock is the
     /// interface clock in milliseconds plus this per-connection offset (as
     /// Linux: a TSval does not tell the host's uptime). Without it, no
     /// clock (upstream's `tsval_generator`, if any, makes TSvals). Cleared,
@@ -686,7 +686,7 @@ pub struct Socket<'a> {
     /// xdpstack patch: the initial sequence number the next SYN taken in
     /// LISTEN uses instead of a random one (SYN cookies).
     next_isn: Option<TcpSeqNumber>,
-    /// xdpstack patch 15 (TIME-WAIT): `next_isn`'s SYN-ACK has not gone out
+    /// xdpstack patch 19 (TIME-WAIT): `next_isn`'s SYN-ACK has not gone out
     /// yet (a new incarnation of a 4-tuple in TIME-WAIT): it is sent as
     /// usual, where a cookie's went out already.
     next_isn_unanswered: bool,
@@ -713,7 +713,7 @@ pub struct Socket<'a> {
 
 const DEFAULT_MSS: usize = 536;
 
-/// xdpstack patch (timestamps): after this long without an update,
+/// xdpstack patch 20 (timestamps): after this long without an update,
 /// TS.Recent is no longer valid for PAWS (RFC 7323 §5.5, Linux's
 /// `TCP_PAWS_24DAYS`).
 const PAWS_IDLE_SECS: u32 = 24 * 24 * 3600;
@@ -838,13 +838,13 @@ impl<'a> Socket<'a> {
         self.ts_clock = offset.is_some();
     }
 
-    /// xdpstack patch (timestamps): TS.Recent, the timestamp the peer sent
+    /// xdpstack patch 20 (timestamps): TS.Recent, the timestamp the peer sent
     /// last in order (what our TSecr echoes); `None` without timestamps.
     pub fn ts_recent(&self) -> Option<u32> {
         (self.timestamp_enabled() && self.ts_recent_set).then_some(self.last_remote_tsval)
     }
 
-    /// xdpstack patch (timestamps): the TSval this socket would send at
+    /// xdpstack patch 20 (timestamps): the TSval this socket would send at
     /// `now`, if it sends timestamps (with the clock of
     /// [`set_timestamps`](Self::set_timestamps)).
     fn tsval_at(&self, now: Instant) -> Option<u32> {
@@ -852,7 +852,7 @@ impl<'a> Socket<'a> {
             .then(|| (now.total_millis() as u32).wrapping_add(self.ts_offset))
     }
 
-    /// xdpstack patch (timestamps): the TSval of a segment sent now, and
+    /// xdpstack patch 20 (timestamps): the TSval of a segment sent now, and
     /// its option echoing TS.Recent; `None` without timestamps.
     fn ts_option(&self, now: Instant) -> Option<TcpTimestampRepr> {
         let tsval = match (self.tsval_generator, self.tsval_at(now)) {
@@ -863,14 +863,14 @@ impl<'a> Socket<'a> {
         Some(TcpTimestampRepr::new(tsval, self.last_remote_tsval))
     }
 
-    /// xdpstack patch (timestamps): no timestamps on this connection (the
+    /// xdpstack patch 20 (timestamps): no timestamps on this connection (the
     /// peer did not offer them).
     fn ts_off(&mut self) {
         self.tsval_generator = None;
         self.ts_clock = false;
     }
 
-    /// xdpstack patch (timestamps): the RTT an echo measures (RTTM, RFC 7323
+    /// xdpstack patch 20 (timestamps): the RTT an echo measures (RTTM, RFC 7323
     /// §4), in ms: the TSecr of an ACK that advances SND.UNA, not after now
     /// (as Linux's `tcp_rtt_tsopt_us`), from a socket that sent a SYN or
     /// data itself: one rebuilt from a SYN cookie did not send the SYN-ACK
@@ -882,7 +882,7 @@ impl<'a> Socket<'a> {
         ((rtt as i32) >= 0).then_some(rtt)
     }
 
-    /// xdpstack patch (timestamps): an ACK advancing SND.UNA to `ack` is an
+    /// xdpstack patch 20 (timestamps): an ACK advancing SND.UNA to `ack` is an
     /// RTT sample: from its echo when timestamps are on (every such ACK,
     /// after retransmissions too: the echo dates the segment that filled
     /// the hole, RFC 7323 §4.3), else from upstream's one timed segment a
@@ -894,7 +894,7 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1): a segment
+    /// xdpstack patch 20 (timestamps): PAWS (RFC 7323 §5.3 R1): a segment
     /// whose TSval is older than TS.Recent is an old duplicate, unless
     /// TS.Recent is more than 24 days old (§5.5) or zero (as Linux: some
     /// stacks send 0 in their SYN).
@@ -909,14 +909,14 @@ impl<'a> Socket<'a> {
             && self.ts_recent_valid(now)
     }
 
-    /// xdpstack patch (timestamps): TS.Recent is set and less than 24 days
+    /// xdpstack patch 20 (timestamps): TS.Recent is set and less than 24 days
     /// old.
     fn ts_recent_valid(&self, now: Instant) -> bool {
         let now_s = now.secs() as u32;
         self.ts_recent_set && now_s.wrapping_sub(self.ts_recent_at) < PAWS_IDLE_SECS
     }
 
-    /// xdpstack patch (timestamps): TS.Recent from an acceptable segment
+    /// xdpstack patch 20 (timestamps): TS.Recent from an acceptable segment
     /// (RFC 7323 §4.3 (2)): only one at or below Last.ACK.sent, so that the
     /// echo of a delayed ACK is the earliest unacknowledged TSval and
     /// out-of-order data does not move it.
@@ -1403,7 +1403,7 @@ impl<'a> Socket<'a> {
         self.next_isn_unanswered = false;
     }
 
-    /// xdpstack patch 15 (TIME-WAIT): use `isn` as the initial sequence
+    /// xdpstack patch 19 (TIME-WAIT): use `isn` as the initial sequence
     /// number of the next SYN this socket takes in LISTEN (set it after
     /// `listen`), answered with a SYN-ACK as usual. A SYN that reopens a
     /// 4-tuple held in TIME-WAIT needs it: the new connection's sequence
@@ -1414,7 +1414,7 @@ impl<'a> Socket<'a> {
         self.next_isn_unanswered = true;
     }
 
-    /// xdpstack patch 15 (TIME-WAIT): the sequence state a compact
+    /// xdpstack patch 19 (TIME-WAIT): the sequence state a compact
     /// TIME-WAIT record keeps once the socket itself is released: what an
     /// ACK of ours would carry now (SND.NXT as `ack_only_seq` picks it,
     /// RCV.NXT, the window field as sent, already scaled) and the peer's
@@ -1479,7 +1479,7 @@ impl<'a> Socket<'a> {
             .filter(|r| r.stats != RecoveryStats::default())
             .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
-        // xdpstack patch (ECN): negotiated anew by each connection.
+        // xdpstack patch 17 (ECN): negotiated anew by each connection.
         self.ecn = EcnState {
             enabled: self.ecn.enabled,
             ..EcnState::default()
@@ -1488,11 +1488,11 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = None;
         self.rx_edge = None;
         self.rx_storage_cut = 0;
-        // xdpstack patch 15: a chosen ISN a SYN never took does not carry
+        // xdpstack patch 19 (TIME-WAIT): a chosen ISN a SYN never took does not carry
         // over to the next connection of a reused socket.
         self.next_isn = None;
         self.next_isn_unanswered = false;
-        // xdpstack patch (timestamps): TS.Recent belongs to the connection
+        // xdpstack patch 20 (timestamps): TS.Recent belongs to the connection
         // (upstream kept it, and a reused socket echoed the old peer's).
         self.last_remote_tsval = 0;
         self.ts_recent_set = false;
@@ -2022,7 +2022,7 @@ impl<'a> Socket<'a> {
         let srtt_us = self.rtte.srtt_ms().unwrap_or(0) * 1000;
         let rtt_floor = self.rtte.srtt_ms().unwrap_or(0) * 500;
         let ts_rtt = self.ts_rtt(now, repr);
-        // xdpstack patch (ECN): an ECN-Echo the window may be reduced for.
+        // xdpstack patch 17 (ECN): an ECN-Echo the window may be reduced for.
         let ece = repr.ecn.ece && self.ecn_may_reduce(una);
         let ecn_ok = self.ecn.ok;
         let mut cwr = false;
@@ -2051,7 +2051,7 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = Some(ack);
         if ack > old_una {
             // (The ACK of a SYN carries no data but is an RTT sample.)
-            // xdpstack patch (timestamps): from the echo when there is one.
+            // xdpstack patch 20 (timestamps): from the echo when there is one.
             match ts_rtt {
                 Some(rtt) => self.rtte.on_ts_sample(rtt),
                 None => self.rtte.on_ack(now, ack),
@@ -2099,7 +2099,7 @@ impl<'a> Socket<'a> {
         }
         match rec.phase {
             Phase::Open => {
-                // xdpstack patch (undo): D-SACKs that come after the episode
+                // xdpstack patch 15 (undo): D-SACKs that come after the episode
                 // ended (the original arrived first, then the
                 // retransmission) undo it too (Linux's `tcp_try_undo_dsack`
                 // in the open state).
@@ -2132,7 +2132,7 @@ impl<'a> Socket<'a> {
                     rec.enter_cwr(una, snd_max, ssthresh, delivered, mss);
                     cwr = true;
                 } else {
-                    // (xdpstack patch (ECN): BBR keeps its model, as Linux's
+                    // (xdpstack patch 17 (ECN): BBR keeps its model, as Linux's
                     // BBR v1 does, but still tells the receiver with CWR.)
                     cwr = ece;
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
@@ -2185,7 +2185,7 @@ impl<'a> Socket<'a> {
                 }
             }
             Phase::Loss => {
-                // xdpstack patch (undo): Linux's `tcp_process_loss`.
+                // xdpstack patch 15 (undo): Linux's `tcp_process_loss`.
                 rec.frto_ack();
                 let advanced = ack_len > 0;
                 if (advanced && rec.may_undo()) || (rec.frto && rec.orig_acked()) {
@@ -2239,7 +2239,7 @@ impl<'a> Socket<'a> {
         }
     }
 
-    /// xdpstack patch (undo): the loss episode was spurious: the controller
+    /// xdpstack patch 15 (undo): the loss episode was spurious: the controller
     /// gets back what it had before the cut, and the recovery state leaves
     /// recovery or the loss state.
     fn undo_reduction(cc: &mut dyn congestion::Controller, rec: &mut Recovery, una: TcpSeqNumber) {
@@ -2407,7 +2407,7 @@ impl<'a> Socket<'a> {
         self.rec = Some(alloc::boxed::Box::new(rec));
     }
 
-    /// xdpstack patch (ECN): the counters, created (counters only) if the
+    /// xdpstack patch 17 (ECN): the counters, created (counters only) if the
     /// connection has no recovery state yet.
     fn stats_mut(&mut self) -> &mut RecoveryStats {
         let rec = self.rec.get_or_insert_with(|| {
@@ -2416,7 +2416,7 @@ impl<'a> Socket<'a> {
         &mut rec.stats
     }
 
-    /// xdpstack patch (ECN): accept Explicit Congestion Notification (RFC
+    /// xdpstack patch 17 (ECN): accept Explicit Congestion Notification (RFC
     /// 3168) when a connecting peer's SYN asks for it (ECE and CWR set), as
     /// Linux's `net.ipv4.tcp_ecn = 2`; on by default. The socket never asks
     /// for it in a SYN of its own. Takes effect at the next SYN.
@@ -2424,17 +2424,17 @@ impl<'a> Socket<'a> {
         self.ecn.enabled = enabled;
     }
 
-    /// xdpstack patch (ECN): whether ECN is accepted when asked.
+    /// xdpstack patch 17 (ECN): whether ECN is accepted when asked.
     pub fn ecn_enabled(&self) -> bool {
         self.ecn.enabled
     }
 
-    /// xdpstack patch (ECN): whether this connection negotiated ECN.
+    /// xdpstack patch 17 (ECN): whether this connection negotiated ECN.
     pub fn ecn_negotiated(&self) -> bool {
         self.ecn.ok
     }
 
-    /// xdpstack patch (ECN): whether an ECN-Echo may reduce the window now:
+    /// xdpstack patch 17 (ECN): whether an ECN-Echo may reduce the window now:
     /// ECN negotiated, and no CWR waiting to go out or unacknowledged (the
     /// receiver echoes the congestion of one window until it sees CWR).
     fn ecn_may_reduce(&self, una: TcpSeqNumber) -> bool {
@@ -2449,7 +2449,7 @@ impl<'a> Socket<'a> {
             .unwrap_or_default()
     }
 
-    /// xdpstack patch 15 (path MTU): an ICMP "fragmentation needed"
+    /// xdpstack patch 18 (path MTU): an ICMP "fragmentation needed"
     /// (RFC 1191) or ICMPv6 "packet too big" (RFC 8201) quoting a segment of
     /// this connection with sequence number `seq` says the path carries IP
     /// packets of at most `mtu` bytes. The caller has checked the message
@@ -2601,7 +2601,7 @@ impl<'a> Socket<'a> {
         dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
     ) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
-        // xdpstack patch (timestamps): once negotiated, on every segment,
+        // xdpstack patch 20 (timestamps): once negotiated, on every segment,
         // echoing TS.Recent (RFC 7323 §4.3: for out-of-order or old data,
         // not the TSval it carried); upstream echoed the segment's own
         // TSval and sent none in reply to a segment without one.
@@ -2614,7 +2614,7 @@ impl<'a> Socket<'a> {
         reply_repr.seq_number = self.ack_only_seq();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
-        // xdpstack patch (ECN): the echo of congestion, until CWR.
+        // xdpstack patch 17 (ECN): the echo of congestion, until CWR.
         reply_repr.ecn.ece = self.ecn.ok && self.ecn.ece;
 
         // From RFC 1323:
@@ -2786,7 +2786,7 @@ impl<'a> Socket<'a> {
             return self.challenge_ack_reply(cx, ip_repr, repr);
         }
 
-        // xdpstack patch (timestamps): PAWS (RFC 7323 §5.3 R1), before the
+        // xdpstack patch 20 (timestamps): PAWS (RFC 7323 §5.3 R1), before the
         // sequence number checks: a non-RST segment whose TSval is older
         // than TS.Recent is an old duplicate from an earlier wrap of the
         // sequence space (or a blind forgery) and is dropped with an ACK;
@@ -3149,7 +3149,7 @@ impl<'a> Socket<'a> {
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;
-                // xdpstack patch (ECN): an ECN-setup SYN (ECE and CWR, RFC
+                // xdpstack patch 17 (ECN): an ECN-setup SYN (ECE and CWR, RFC
                 // 3168 §6.1.1) is answered with ECE when ECN is enabled.
                 self.ecn.ok = self.ecn.enabled && repr.ecn.ece && repr.ecn.cwr;
                 if self.ecn.ok {
@@ -3413,7 +3413,7 @@ impl<'a> Socket<'a> {
                         }
 
                         // Notify of fresh ACK
-                        // xdpstack patch (timestamps): or the echo's sample.
+                        // xdpstack patch 20 (timestamps): or the echo's sample.
                         self.rtt_on_ack(cx.now(), ack_number, repr);
                         let new_flight_size = self.flight_size().saturating_sub(ack_len);
                         self.congestion_controller.inner_mut().on_ack(
@@ -3457,7 +3457,7 @@ impl<'a> Socket<'a> {
             }
         }
 
-        // xdpstack patch (timestamps): TS.Recent, by RFC 7323 §4.3's rule
+        // xdpstack patch 20 (timestamps): TS.Recent, by RFC 7323 §4.3's rule
         // (upstream took every segment's TSval, out-of-order ones too).
         self.ts_recent_update(cx.now(), repr);
 
@@ -3618,7 +3618,7 @@ impl<'a> Socket<'a> {
         //  1) an out-of-order segment is received, or
         //  2) a segment arrives that fills in all or part of a gap in sequence space.
         // xdpstack patch: likewise when data was cut for lack of storage.
-        // xdpstack patch (ECN): and when the segment was CE-marked, so the
+        // xdpstack patch 17 (ECN): and when the segment was CE-marked, so the
         // echo reaches the sender without a delayed ACK's wait.
         if !self.assembler.is_empty() || !assembler_was_empty || cut || ecn_ce {
             // Note that we change the transmitter state here.
@@ -3938,7 +3938,7 @@ impl<'a> Socket<'a> {
                 let (una, snd_max) = (self.local_seq_no, self.snd_max_seq());
                 self.start_recovery_state(una);
                 if let Some(rec) = self.rec.as_deref_mut() {
-                    // xdpstack patch (undo): a new loss episode remembers
+                    // xdpstack patch 15 (undo): a new loss episode remembers
                     // the window the timeout cuts.
                     if rec.start_undo(una) {
                         rec.prior = Some(self.congestion_controller.inner().prior());
@@ -3950,7 +3950,7 @@ impl<'a> Socket<'a> {
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
                 }
-                // xdpstack patch (ECN): a reduction, told with CWR.
+                // xdpstack patch 17 (ECN): a reduction, told with CWR.
                 self.ecn.cwr_pending |= self.ecn.ok;
                 self.rtte.on_rto();
             } else if let Timer::Retransmit { .. } = self.timer {
@@ -3970,7 +3970,7 @@ impl<'a> Socket<'a> {
                 // xdpstack patch: the go-back-N resend replaces any recovery.
                 self.recover = None;
                 self.pending_fast_retransmit = false;
-                // xdpstack patch (ECN): a reduction, told with CWR.
+                // xdpstack patch 17 (ECN): a reduction, told with CWR.
                 self.ecn.cwr_pending |= self.ecn.ok;
 
                 // Inform RTTE, so that it can can handle RTO backoff
@@ -3984,7 +3984,7 @@ impl<'a> Socket<'a> {
                 self.congestion_controller
                     .inner_mut()
                     .on_loss(cx.now(), in_flight);
-                // xdpstack patch (ECN): a reduction, told with CWR.
+                // xdpstack patch 17 (ECN): a reduction, told with CWR.
                 self.ecn.cwr_pending |= self.ecn.ok;
 
                 self.pending_fast_retransmit = true;
@@ -4112,7 +4112,7 @@ impl<'a> Socket<'a> {
                 } else {
                     repr.sack_permitted = self.remote_has_sack;
                     repr.window_scale = self.remote_win_scale.map(|_| self.remote_win_shift);
-                    // xdpstack patch (ECN): an ECN-setup SYN-ACK (ECE, not
+                    // xdpstack patch 17 (ECN): an ECN-setup SYN-ACK (ECE, not
                     // CWR, not ECT: RFC 3168 §6.1.1).
                     repr.ecn.ece = self.ecn.ok;
                 }
@@ -5153,7 +5153,7 @@ mod test {
         sanity!(s, socket_syn_received());
     }
 
-    /// xdpstack patch 15: a chosen ISN that is not a cookie's is answered
+    /// xdpstack patch 19 (TIME-WAIT): a chosen ISN that is not a cookie's is answered
     /// with a SYN-ACK as usual, starting the sequence space there.
     #[test]
     fn test_xdp_next_isn_unanswered_sends_its_syn_ack() {
@@ -5191,7 +5191,7 @@ mod test {
         assert_eq!(s.state, State::Established);
     }
 
-    /// xdpstack patch 15: a cookie's ISN (`set_next_isn`) counts its
+    /// xdpstack patch 19 (TIME-WAIT): a cookie's ISN (`set_next_isn`) counts its
     /// SYN-ACK as sent; a chosen ISN no SYN took does not outlive `listen`
     /// (a reused socket starts from a random one).
     #[test]
@@ -5224,7 +5224,7 @@ mod test {
         );
     }
 
-    /// xdpstack patch 15: in TIME-WAIT, `seq_state` is what the ACK of a
+    /// xdpstack patch 19 (TIME-WAIT): in TIME-WAIT, `seq_state` is what the ACK of a
     /// retransmitted FIN carries: SND.NXT past our FIN, RCV.NXT past the
     /// peer's, the window field.
     #[test]
@@ -12089,7 +12089,7 @@ mod test {
     }
 
     // =========================================================================================//
-    // xdpstack patch (timestamps): RFC 7323 with the clock of `set_timestamps`.
+    // xdpstack patch 20 (timestamps): RFC 7323 with the clock of `set_timestamps`.
     // =========================================================================================//
 
     const TS_OFF: u32 = 0xfff0_0000;
@@ -14417,7 +14417,7 @@ mod test {
             assert_eq!(c.s.recovery_stats(), stats(0, 0, 0, 0));
         }
 
-        /// xdpstack patch (ECN): RFC 3168 for connections a peer opens
+        /// xdpstack patch 17 (ECN): RFC 3168 for connections a peer opens
         /// asking for it, scripted segment by segment.
         mod ecn {
             use super::*;
@@ -14827,7 +14827,7 @@ mod test {
                 assert_eq!(s.recovery_stats(), RecoveryStats::default());
             }
         }
-        // xdpstack patch 15 (path MTU): an ICMP "fragmentation needed" /
+        // xdpstack patch 18 (path MTU): an ICMP "fragmentation needed" /
         // "packet too big" for the flight.
 
         /// The IP MTU whose send MSS is `mss` on `TUPLE`'s family.

@@ -865,7 +865,7 @@ pub struct Repr<'a> {
     pub sack_permitted: bool,
     pub sack_ranges: [Option<(u32, u32)>; 3],
     pub timestamp: Option<TcpTimestampRepr>,
-    /// xdpstack patch (ECN): the segment's ECE and CWR flags, and the ECN
+    /// xdpstack patch 17 (ECN): the segment's ECE and CWR flags, and the ECN
     /// field of the IP header that carries it.
     pub ecn: Ecn,
     pub payload: &'a [u8],
@@ -1124,7 +1124,7 @@ impl<'a> Repr<'a> {
             Control::Rst => packet.set_rst(true),
         }
         packet.set_ack(self.ack_number.is_some());
-        // xdpstack patch (ECN): the flags; the IP field is the interface's.
+        // xdpstack patch 17 (ECN): the flags; the IP field is the interface's.
         packet.set_ece(self.ecn.ece);
         packet.set_cwr(self.ecn.cwr);
         {
@@ -1445,7 +1445,7 @@ mod test {
         assert_eq!(&*packet.into_inner(), &SYN_PACKET_BYTES[..]);
     }
 
-    /// xdpstack patch (ECN): ECE and CWR round-trip through emit and parse
+    /// xdpstack patch 17 (ECN): ECE and CWR round-trip through emit and parse
     /// (0x40 and 0x80 of the flags byte); the IP codepoint is not TCP's.
     #[test]
     #[cfg(feature = "proto-ipv4")]

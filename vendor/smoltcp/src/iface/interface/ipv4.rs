@@ -101,7 +101,7 @@ impl InterfaceInner {
         frag: &'a mut FragmentsBuffer,
     ) -> Option<Packet<'a>> {
         let mut ipv4_repr = check!(Ipv4Repr::parse(ipv4_packet, &self.caps.checksum));
-        // xdpstack patch (ECN): the IP header's ECN field, for TCP.
+        // xdpstack patch 17 (ECN): the IP header's ECN field, for TCP.
         self.rx_ecn = IpEcn::from_bits(ipv4_packet.ecn());
         if !self.is_unicast_v4(ipv4_repr.src_addr) && !ipv4_repr.src_addr.is_unspecified() {
             // Discard packets with non-unicast source addresses but allow unspecified

@@ -194,7 +194,7 @@ impl InterfaceInner {
         ipv6_packet: &Ipv6Packet<&'frame [u8]>,
     ) -> Option<Packet<'frame>> {
         let ipv6_repr = check!(Ipv6Repr::parse(ipv6_packet));
-        // xdpstack patch (ECN): the traffic class's ECN field, for TCP.
+        // xdpstack patch 17 (ECN): the traffic class's ECN field, for TCP.
         self.rx_ecn = IpEcn::from_bits(ipv6_packet.traffic_class());
 
         if !ipv6_repr.src_addr.x_is_unicast() {

@@ -155,7 +155,7 @@ pub struct InterfaceInner {
     routes: Routes,
     #[cfg(feature = "multicast")]
     multicast: multicast::State,
-    /// xdpstack patch (ECN): the ECN field of the IP packet being
+    /// xdpstack patch 17 (ECN): the ECN field of the IP packet being
     /// processed, for TCP (`process_tcp` puts it in the segment's repr).
     rx_ecn: IpEcn,
 }
@@ -1287,7 +1287,7 @@ impl InterfaceInner {
         // Emit function for the IP header and payload.
         let emit_ip = |repr: &IpRepr, tx_buffer: &mut [u8]| {
             repr.emit(&mut *tx_buffer, &self.caps.checksum);
-            // xdpstack patch (ECN): the codepoint the TCP socket chose for
+            // xdpstack patch 17 (ECN): the codepoint the TCP socket chose for
             // this segment (ECT(0) on its data once ECN is negotiated); the
             // IP reprs have no field for it, and emit Not-ECT.
             #[cfg(feature = "socket-tcp")]
@@ -1439,7 +1439,7 @@ impl InterfaceInner {
     }
 }
 
-/// xdpstack patch (ECN): write `ecn` into the ECN field of the IP header
+/// xdpstack patch 17 (ECN): write `ecn` into the ECN field of the IP header
 /// at the start of `buffer`, emitted from `repr` (the IPv4 checksum again if
 /// the interface computes it).
 #[cfg(feature = "socket-tcp")]

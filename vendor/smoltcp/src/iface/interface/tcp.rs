@@ -28,7 +28,7 @@ impl InterfaceInner {
             &dst_addr,
             &self.caps.checksum
         ));
-        // xdpstack patch (ECN): the ECN field of the IP header it came in.
+        // xdpstack patch 17 (ECN): the ECN field of the IP header it came in.
         tcp_repr.ecn.ip = core::mem::take(&mut self.rx_ecn);
 
         for tcp_socket in sockets

@@ -76,12 +76,12 @@ pub(super) trait Controller {
     /// (ssthresh = cwnd).
     fn end_slow_start(&mut self) {}
 
-    /// xdpstack patch (undo): HyStart++ Conservative Slow Start (RFC 9406
+    /// xdpstack patch 15 (undo): HyStart++ Conservative Slow Start (RFC 9406
     /// §4.2): while on, slow start grows by a quarter (CSS_GROWTH_DIVISOR).
     /// A loss or `end_slow_start` turns it off.
     fn set_conservative(&mut self, on: bool) {}
 
-    /// xdpstack patch (undo): a loss episode begins: the state before the
+    /// xdpstack patch 15 (undo): a loss episode begins: the state before the
     /// reduction that follows, for `undo`.
     fn prior(&self) -> Prior {
         Prior {
@@ -91,14 +91,14 @@ pub(super) trait Controller {
         }
     }
 
-    /// xdpstack patch (undo): the episode's reduction was spurious (RFC
+    /// xdpstack patch 15 (undo): the episode's reduction was spurious (RFC
     /// 3708 D-SACK, RFC 5682 F-RTO): restore the window and ssthresh of
     /// `prior`, as Linux's `tcp_undo_cwnd_reduction` (each the larger of
     /// now and then), and leave recovery.
     fn undo(&mut self, prior: &Prior) {}
 }
 
-/// xdpstack patch (undo): a controller's state before a loss episode cut
+/// xdpstack patch 15 (undo): a controller's state before a loss episode cut
 /// it, kept in the (boxed) recovery state until the episode is undone or
 /// the next begins.
 #[derive(Debug, Default, Clone, Copy)]

@@ -84,7 +84,7 @@ pub(super) enum Phase {
     Recovery,
     /// After a retransmission timeout, until `point` is acknowledged.
     Loss,
-    /// xdpstack patch (ECN): the window is being reduced because an ACK
+    /// xdpstack patch 17 (ECN): the window is being reduced because an ACK
     /// echoed congestion (RFC 3168 §6.1.2, Linux's `TCP_CA_CWR`): PRR as in
     /// fast recovery, nothing retransmitted, until `point` is acknowledged.
     Cwr,
@@ -413,11 +413,11 @@ pub struct RecoveryStats {
     /// retransmission of the episode D-SACKed, or F-RTO found the timeout
     /// spurious.
     pub undos: u32,
-    /// xdpstack patch (ECN): connections that negotiated ECN (RFC 3168).
+    /// xdpstack patch 17 (ECN): connections that negotiated ECN (RFC 3168).
     pub ecn_negotiated: u32,
-    /// xdpstack patch (ECN): segments received with the CE codepoint.
+    /// xdpstack patch 17 (ECN): segments received with the CE codepoint.
     pub ecn_ce_received: u32,
-    /// xdpstack patch (ECN): window reductions for an ECN-Echo (at most one
+    /// xdpstack patch 17 (ECN): window reductions for an ECN-Echo (at most one
     /// a round trip).
     pub ecn_reductions: u32,
 }
@@ -1027,7 +1027,7 @@ impl Recovery {
         una: TcpSeqNumber,
         snd_max: TcpSeqNumber,
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
-        // (xdpstack patch (ECN): a reduction for ECN-Echo resends nothing.)
+        // (xdpstack patch 17 (ECN): a reduction for ECN-Echo resends nothing.)
         if matches!(self.phase, Phase::Open | Phase::Cwr) || self.frto_new {
             return None;
         }
@@ -1073,7 +1073,7 @@ impl Recovery {
         }
     }
 
-    /// xdpstack patch (ECN): an ACK echoed congestion (ECE) in the open
+    /// xdpstack patch 17 (ECN): an ACK echoed congestion (ECE) in the open
     /// state: reduce the window to `ssthresh` by PRR over the flight
     /// `snd_max - una`, as fast recovery does but resending nothing
     /// (Linux's `tcp_enter_cwr`). `delivered`: what that ACK delivered.
@@ -1095,7 +1095,7 @@ impl Recovery {
         self.prr(una, snd_max, delivered, mss);
     }
 
-    /// xdpstack patch (ECN): a loss found while reducing for ECN-Echo: fast
+    /// xdpstack patch 17 (ECN): a loss found while reducing for ECN-Echo: fast
     /// recovery from here to SND.MAX, continuing the reduction under way
     /// (the window is reduced once, as Linux's `tcp_enter_recovery` in
     /// `TCP_CA_CWR`).
@@ -1179,7 +1179,7 @@ impl Recovery {
         self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
     }
 
-    /// xdpstack patch 15 (path MTU): the path MTU fell under the segments
+    /// xdpstack patch 18 (path MTU): the path MTU fell under the segments
     /// sent (RFC 1191, RFC 8201): every unSACKed byte up to SND.MAX is lost
     /// (the segments were too big; Linux's `tcp_simple_retransmit` marks
     /// those larger than the new MSS, and only SND.MAX's send times, not the

@@ -330,7 +330,7 @@ impl Controller for Bbr {
     }
 
     fn undo(&mut self, _prior: &super::Prior) {
-        // xdpstack patch (undo): the model was never cut; the window kept
+        // xdpstack patch 15 (undo): the model was never cut; the window kept
         // before the loss comes back, as at the end of a recovery.
         self.on_recovery_exit();
     }

@@ -30,7 +30,7 @@ pub struct Cubic {
     // again (RFC 5681 section 3.1).
     in_rto_recovery: bool,
     idle_start: Option<Instant>, // RFC 9438 §4.2: when in-flight last hit 0
-    /// xdpstack patch (undo): HyStart++ Conservative Slow Start.
+    /// xdpstack patch 15 (undo): HyStart++ Conservative Slow Start.
     css: bool,
 }
 
@@ -130,7 +130,7 @@ impl Controller for Cubic {
         // congestion-avoidance increase counts every byte acknowledged.
         let segment = len.min(self.cwnd.max(self.mss));
         let slow_start_inc = len.min(2 * self.mss);
-        // xdpstack patch (undo): HyStart++ CSS grows by a quarter (RFC 9406).
+        // xdpstack patch 15 (undo): HyStart++ CSS grows by a quarter (RFC 9406).
         let slow_start_inc = if self.css {
             (slow_start_inc / 4).max(1)
         } else {

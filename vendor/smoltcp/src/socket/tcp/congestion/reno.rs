@@ -17,7 +17,7 @@ pub struct Reno {
     // are retransmissions of the same segment and must not reduce ssthresh
     // again (RFC 5681 section 3.1).
     in_rto_recovery: bool,
-    /// xdpstack patch (undo): HyStart++ Conservative Slow Start.
+    /// xdpstack patch 15 (undo): HyStart++ Conservative Slow Start.
     css: bool,
 }
 
