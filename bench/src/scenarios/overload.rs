@@ -268,7 +268,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          load is a ceiling, not a rate reached), answered_pct_oP_rN (goodput over what \
          kxdpgun sent, percent), p50_us/p99_us_oP_rN (pktgen http), \
          min_pct_of_peak (the lowest, over every run and level, of goodput over what the level \
-         can deliver: the offered rate up to the peak, the best of the capacity and every \
+         can deliver: the offered rate, or what kxdpgun sent where that was less, up to the \
+         peak, the best of the capacity and every \
          level), max_run_diff_pct, recovery_served (of {RECOVERY_CLIENTS}, curl -m 1 \
          or kdig +time=1, all at once).",
         levels
@@ -350,6 +351,8 @@ fn subject_run(
     for &pct in levels {
         let rate = ((capacity * pct as f64 / 100.0) as u64).max(1);
         let mut g = [None, None];
+        // What the generator managed to send in each run (None: not reported).
+        let mut sent = [None, None];
         for (ri, slot) in g.iter_mut().enumerate() {
             match one(e, sb, server, load, Some(rate)) {
                 Ok(p) => {
@@ -373,14 +376,18 @@ fn subject_run(
                         }
                     }
                     *slot = Some(p.goodput);
+                    sent[ri] = p.sent_per_s.filter(|&v| v > 0.0);
                 }
                 Err(BenchError::Interrupted) => return Err(BenchError::Interrupted),
                 Err(err) => s.errors.push(format!("run {run}, {pct}%: {err}")),
             }
         }
-        for v in g.iter().flatten() {
-            peak = peak.max(*v);
-            points.push((rate as f64, *v));
+        for (v, sent) in g.iter().zip(sent) {
+            let Some(v) = *v else { continue };
+            peak = peak.max(v);
+            // Queries never sent cannot be answered: a level is judged on what reached the
+            // wire, up to the offered rate.
+            points.push((sent.map_or(rate as f64, |x| x.min(rate as f64)), v));
         }
         if let [Some(a), Some(b)] = g {
             if a > 0.0 {
@@ -388,8 +395,9 @@ fn subject_run(
             }
         }
     }
-    // What a level can deliver is what was offered, up to the peak: below capacity goodput
-    // follows the offered load, past it it must hold the peak.
+    // What a level can deliver is what was offered (and sent, where the generator says), up
+    // to the peak: below capacity goodput follows the offered load, past it it must hold the
+    // peak.
     let low = points
         .iter()
         .map(|&(offered, goodput)| 100.0 * goodput / offered.min(peak))
