@@ -3994,7 +3994,21 @@ impl<'a> Socket<'a> {
             // now for whatever reason (like zero window), this avoids an
             // infinite polling loop where `poll_at` returns `Now` but `dispatch`
             // can't actually do anything.
-            self.timer.set_for_idle(cx.now(), self.keep_alive);
+            // xdpstack: with data outstanding the timer runs again at once,
+            // backed off (RFC 6298 5.1 and 5.6): left idle, a socket that
+            // sent nothing here (the window or the loss state let nothing
+            // out) had no timer at all and waited for an ACK that might
+            // never come.
+            // A closed window gets the zero-window probe timer instead: the
+            // retransmission could not go, a probe can.
+            let rto = self.rtte.retransmission_timeout();
+            if self.snd_max_seq() <= self.local_seq_no {
+                self.timer.set_for_idle(cx.now(), self.keep_alive);
+            } else if self.remote_win_len == 0 {
+                self.timer.set_for_zero_window_probe(cx.now(), rto);
+            } else {
+                self.timer.set_for_retransmit(cx.now(), rto);
+            }
 
             // Inform RTTE, so that it can avoid bogus measurements.
             self.rtte.on_retransmit();
@@ -10514,6 +10528,49 @@ mod test {
         );
 
         assert!(s.timer.is_zero_window_probe());
+    }
+
+    #[test]
+    fn test_xdp_rto_with_a_closed_window_leaves_a_timer_running() {
+        // Data in flight, then the peer closes its window without
+        // acknowledging it. The RTO can resend nothing; upstream then left
+        // the timer idle and the socket waited for a window update that may
+        // be lost. Now the zero-window probe timer runs and a probe goes.
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 0,
+            ..SEND_TEMPL
+        });
+        // The RTO fires (nothing can go through a closed window).
+        let mut t = 0;
+        while t < 2_000 && !s.timer.is_zero_window_probe() {
+            t += 10;
+            s.socket.dispatch(&mut s.cx, |_, _, _| Ok::<(), ()>(())).unwrap();
+            s.cx.set_now(Instant::from_millis(t));
+        }
+        assert!(s.timer.is_zero_window_probe(), "no timer after the RTO");
+        // And the probe goes within the backed-off timeout.
+        let mut probed = false;
+        while t < 10_000 && !probed {
+            t += 10;
+            s.cx.set_now(Instant::from_millis(t));
+            s.socket
+                .dispatch(&mut s.cx, |_, _, (_, tcp)| {
+                    probed |= !tcp.payload.is_empty();
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        assert!(probed, "no zero-window probe by {t} ms");
     }
 
     #[test]
