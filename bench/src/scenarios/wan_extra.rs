@@ -146,6 +146,22 @@ fn flows(
         .collect())
 }
 
+/// An impaired one-queue sandbox shared with the kernel (nginx beside the stack), both
+/// namespaces on the kernel's cubic.
+fn cubic_sandbox(ctx: &Ctx, tag: &str, spec: &ImpairSpec) -> Result<Sandbox> {
+    let sb = Sandbox::up_impaired(
+        &SandboxSpec {
+            name: env::sandbox_name(tag),
+            queues: 1,
+        },
+        spec,
+        Path::new(&ctx.bins.xdpstack),
+    )?;
+    sb.share_with_kernel()?;
+    env::set_cc(&sb, "cubic")?;
+    Ok(sb)
+}
+
 /// The `share` case.
 pub fn share(
     ctx: &Ctx,
@@ -177,16 +193,7 @@ pub fn share(
             .collect(),
         ratios: Vec::new(),
     };
-    let sb = Sandbox::up_impaired(
-        &SandboxSpec {
-            name: env::sandbox_name("ws"),
-            queues: 1,
-        },
-        &spec,
-        Path::new(&ctx.bins.xdpstack),
-    )?;
-    sb.share_with_kernel()?;
-    env::set_cc(&sb, "cubic")?;
+    let sb = cubic_sandbox(ctx, "ws", &spec)?;
     let cpu = ctx.server_cpu();
     for run in 0..ctx.runs {
         let stats = dir.join(format!("share-stack-{run}.json"));
@@ -347,16 +354,7 @@ pub fn p99(ctx: &Ctx, res: &mut ScenarioResult, root: &Path, dir: &Path, ceil: &
         subjects: vec![Subject::new(STACK), Subject::new(k)],
         ratios: Vec::new(),
     };
-    let sb = Sandbox::up_impaired(
-        &SandboxSpec {
-            name: env::sandbox_name("wp"),
-            queues: 1,
-        },
-        &spec,
-        Path::new(&ctx.bins.xdpstack),
-    )?;
-    sb.share_with_kernel()?;
-    env::set_cc(&sb, "cubic")?;
+    let sb = cubic_sandbox(ctx, "wp", &spec)?;
     let cpu = ctx.server_cpu();
     for run in 0..ctx.runs {
         let stats = dir.join(format!("p99-stack-{run}.json"));
