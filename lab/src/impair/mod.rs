@@ -599,14 +599,7 @@ pub fn mark_ce(frame: &mut [u8]) -> bool {
     ip[1] |= 0b11;
     ip[10] = 0;
     ip[11] = 0;
-    let mut sum: u32 = ip[..ihl]
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let csum = !(sum as u16);
+    let csum = mtu::checksum(&[&ip[..ihl]]);
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
     true
 }
@@ -1181,14 +1174,7 @@ mod bottleneck_tests {
 
     /// The one's complement sum of a header (0xffff when its checksum is right).
     fn ip4_sum(h: &[u8]) -> u16 {
-        let mut sum: u32 = h
-            .chunks_exact(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum as u16
+        !mtu::checksum(&[h])
     }
 
     #[test]

@@ -180,7 +180,7 @@ fn is_icmp_error(is_icmp: bool, ty: Option<u8>, version: u8) -> bool {
 
 /// The Internet checksum (RFC 1071) over the concatenation of `parts` (each but the last of
 /// even length).
-fn checksum(parts: &[&[u8]]) -> u16 {
+pub(super) fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     for p in parts {
         let mut chunks = p.chunks_exact(2);
