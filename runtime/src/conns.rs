@@ -4,6 +4,7 @@
 //! One [`Reaper`] per service; the table itself stays the service's.
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use stack::socket::{ConnEnd, ConnId, ConnMap, TcpApi};
@@ -25,6 +26,13 @@ pub struct Reaper {
     idle: Vec<ConnId>,
     /// Eviction candidates: (last progress, id), the oldest last.
     evictable: Vec<(Instant, ConnId)>,
+    /// Connections that did all they were asked and wait on their peer (DNS:
+    /// every query answered; HTTP: between requests), as (last progress,
+    /// id) in the order they went quiet. Under pressure the oldest goes
+    /// first, whatever its age, as nginx reuses its idle keep-alive
+    /// connections. An entry is stale once its connection moved or ended
+    /// (checked when taken); bounded, the oldest entries dropped.
+    quiet: VecDeque<(Instant, ConnId)>,
     next_evict_scan: Instant,
     next_sweep: Instant,
 }
@@ -36,6 +44,7 @@ impl Reaper {
             ended: Vec::new(),
             idle: Vec::new(),
             evictable: Vec::new(),
+            quiet: VecDeque::new(),
             next_evict_scan: now,
             next_sweep: now + SWEEP,
         }
@@ -81,6 +90,29 @@ impl Reaper {
         None
     }
 
+    /// `id` went quiet at `last` (its last progress): a candidate for
+    /// [`Reaper::take_quiet`] while it stays so. At most `bound` entries are
+    /// kept, the oldest dropped first (most of them stale by then).
+    pub fn note_quiet(&mut self, id: ConnId, last: Instant, bound: usize) {
+        while self.quiet.len() >= bound.max(1) {
+            self.quiet.pop_front();
+        }
+        self.quiet.push_back((last, id));
+    }
+
+    /// The connection that went quiet first and still is: `current` gives a
+    /// connection's last progress if it is still quiet (`None` if it moved
+    /// on or is gone); entries whose connection made progress since are
+    /// dropped on the way.
+    pub fn take_quiet(&mut self, current: impl Fn(ConnId) -> Option<Instant>) -> Option<ConnId> {
+        while let Some((last, id)) = self.quiet.pop_front() {
+            if current(id) == Some(last) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
     /// [`Reaper::evict`] over every connection of `conns`, `last` giving its last progress.
     pub fn evict_from<C>(
         &mut self,
@@ -118,5 +150,43 @@ impl Reaper {
     /// When the next idle sweep is due.
     pub fn next_sweep(&self) -> Instant {
         self.next_sweep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_still_quiet_connection_is_taken_and_stale_entries_skipped() {
+        let t0 = Instant::now();
+        let mut r = Reaper::new(t0);
+        let (a, b, c) = (ConnId::new(1, 0), ConnId::new(2, 0), ConnId::new(3, 0));
+        r.note_quiet(a, t0, 8);
+        r.note_quiet(b, t0, 8);
+        r.note_quiet(c, t0, 8);
+        // `a` moved on since (new progress), `b` is still quiet, `c` too.
+        let moved = t0 + Duration::from_millis(5);
+        let current = |id: ConnId| match id.index() {
+            1 => Some(moved),
+            _ => Some(t0),
+        };
+        assert_eq!(r.take_quiet(current), Some(b));
+        assert_eq!(r.take_quiet(current), Some(c));
+        assert_eq!(r.take_quiet(current), None);
+    }
+
+    #[test]
+    fn the_quiet_list_is_bounded_oldest_dropped() {
+        let t0 = Instant::now();
+        let mut r = Reaper::new(t0);
+        for i in 0..10 {
+            r.note_quiet(ConnId::new(i, 0), t0, 4);
+        }
+        let mut taken = Vec::new();
+        while let Some(id) = r.take_quiet(|_| Some(t0)) {
+            taken.push(id.index());
+        }
+        assert_eq!(taken, [6, 7, 8, 9]);
     }
 }
