@@ -10,7 +10,8 @@
 //! sequential case, `--parallel` for the parallel one); every file is compared byte for byte
 //! with the one served. While a download runs, `ss -ti` in the client namespace is sampled
 //! every 200 ms: the longest a connection went without receiving anything (`lastrcv`) over the
-//! client's RTO for it (`rto`) is reported (issue 19: at most two RTOs).
+//! client's RTO for it (`rto`) is reported (issue 19: at most two RTOs), while it has not
+//! received all its file yet (curl keeps finished connections open and silent in its pool).
 //!
 //! Selecting a subset (environment): `XDPSTACK_BENCH_WAN_RTTS=2,20,50,200` (ms),
 //! `XDPSTACK_BENCH_WAN_LOSS=0,0.1,1,3` (%), `XDPSTACK_BENCH_WAN_LOADS=file,parallel,seq`,
@@ -323,7 +324,15 @@ pub(super) fn start_stack(
 }
 
 /// Longest time without receiving over the RTO, per `ss -tinH` line: (lastrcv ms, rto ms).
-pub fn parse_ss(text: &str) -> Vec<(f64, f64)> {
+/// One connection of `ss -ti`: ms since it last received, its RTO (ms), bytes received.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SsConn {
+    pub lastrcv: f64,
+    pub rto: f64,
+    pub bytes_received: f64,
+}
+
+pub fn parse_ss(text: &str) -> Vec<SsConn> {
     let field = |line: &str, key: &str| -> Option<f64> {
         line.split_whitespace()
             .find_map(|t| t.strip_prefix(key))
@@ -331,11 +340,20 @@ pub fn parse_ss(text: &str) -> Vec<(f64, f64)> {
     };
     // Each connection is an address line followed by an indented info line.
     text.lines()
-        .filter_map(|l| Some((field(l, "lastrcv:")?, field(l, "rto:")?)))
+        .filter_map(|l| {
+            Some(SsConn {
+                lastrcv: field(l, "lastrcv:")?,
+                rto: field(l, "rto:")?,
+                bytes_received: field(l, "bytes_received:").unwrap_or(0.0),
+            })
+        })
         .collect()
 }
 
-/// Samples `ss -ti` in the client namespace while a download runs.
+/// Samples `ss -ti` in the client namespace while a download runs. A connection that has
+/// received `done_at` bytes has its file: curl keeps it open, silent, in its pool until it
+/// exits (`--parallel`: until the last of the 100 transfers ends), which is no stall; before
+/// that, every silence counts.
 struct StallWatch {
     stop: Arc<AtomicBool>,
     worst: Arc<Mutex<(f64, f64)>>,
@@ -343,7 +361,7 @@ struct StallWatch {
 }
 
 impl StallWatch {
-    fn start(ns: &str, dst: &str) -> StallWatch {
+    fn start(ns: &str, dst: &str, done_at: f64) -> StallWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let worst = Arc::new(Mutex::new((0.0f64, 0.0f64)));
         let (s, w, ns, filter) = (
@@ -359,11 +377,12 @@ impl StallWatch {
                     .args(["state", "established", &filter])
                     .output();
                 if let Ok(o) = out {
-                    for (lastrcv, rto) in parse_ss(&String::from_utf8_lossy(&o.stdout)) {
+                    let conns = parse_ss(&String::from_utf8_lossy(&o.stdout));
+                    for c in conns.iter().filter(|c| c.bytes_received < done_at) {
                         if let Ok(mut g) = w.lock() {
-                            g.0 = g.0.max(lastrcv);
-                            if rto > 0.0 {
-                                g.1 = g.1.max(lastrcv / rto);
+                            g.0 = g.0.max(c.lastrcv);
+                            if c.rto > 0.0 {
+                                g.1 = g.1.max(c.lastrcv / c.rto);
                             }
                         }
                     }
@@ -440,7 +459,16 @@ fn download(
             "100",
         ]);
     }
-    let watch = StallWatch::start(&sb.info().client_ns, addr);
+    // What one connection receives in all (one connection per file with `--parallel`, one
+    // for all of them otherwise); the response headers on top make it count as done at most
+    // their size early.
+    let per_conn: usize = if load == Load::Parallel {
+        files.iter().map(|f| f.1).min().unwrap_or(0)
+    } else {
+        files.iter().map(|f| f.1).sum()
+    };
+    let done_at = per_conn as f64;
+    let watch = StallWatch::start(&sb.info().client_ns, addr, done_at);
     let t = Instant::now();
     let out = cmd.output()?;
     let elapsed = t.elapsed().as_secs_f64();
@@ -705,7 +733,8 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
          (also for a download cut at the {} s limit). Loss and delay are each way (delay = RTT \
          / 2); the bottleneck ({} Mbit/s, queue {}) is each way too. `max_gap_rto`: the longest \
          a connection went without receiving (ss `lastrcv`, sampled every 200 ms) over the \
-         client's RTO for it (ss `rto`). xdpstack runs `http --root` with no tuning flags and \
+         client's RTO for it (ss `rto`), counted while the connection had not yet received \
+         its whole file (curl keeps finished ones open and silent in its pool). xdpstack runs `http --root` with no tuning flags and \
          its default cubic, then (when BBR is in the matrix) with `--cc bbr`; nginx is measured with the kernel's cubic (allowed in the root \
          namespace for the run, restored after) and with BBR, each set in both namespaces \
          before nginx starts.",
@@ -828,9 +857,13 @@ mod tests {
     #[test]
     fn ss_lines_give_the_gap_and_the_rto() {
         let text = "0 0 10.112.0.2:40000 10.112.0.1:80\n\t cubic wscale:7,7 rto:252 \
-                    rtt:51.2/0.4 mss:1448 lastsnd:1200 lastrcv:480 lastack:480\n\
+                    rtt:51.2/0.4 mss:1448 bytes_received:1048832 lastsnd:1200 lastrcv:480 lastack:480\n\
                     0 0 10.112.0.2:40002 10.112.0.1:80\n\t bbr rto:204 lastrcv:12\n";
-        assert_eq!(parse_ss(text), vec![(480.0, 252.0), (12.0, 204.0)]);
+        let got: Vec<(f64, f64, f64)> = parse_ss(text)
+            .iter()
+            .map(|c| (c.lastrcv, c.rto, c.bytes_received))
+            .collect();
+        assert_eq!(got, vec![(480.0, 252.0, 1048832.0), (12.0, 204.0, 0.0)]);
         assert!(parse_ss("").is_empty());
     }
 }
