@@ -4464,6 +4464,17 @@ impl<'a> Socket<'a> {
             // so that it will expire after RTO seconds.
             let rto = self.rtte.retransmission_timeout();
             self.timer.set_for_retransmit(cx.now(), rto);
+        } else if seg_len > 0 && sent == Sent::Retransmit && seg_seq == self.local_seq_no {
+            // xdpstack: resending SND.UNA's segment restarts the timer, as
+            // Linux's `tcp_xmit_retransmit_queue` rearms it for the head of
+            // its retransmission queue. Else the timer started by the last
+            // ACK that moved SND.UNA kept running through fast recovery: a
+            // loss found late (SACKs queued behind a full bottleneck) was
+            // resent a few ms before it fired, and the timeout came before
+            // the retransmission's ACK could (a spurious timeout, the window
+            // down to one segment: wan's 100 parallel flows saw it).
+            let rto = self.rtte.retransmission_timeout();
+            self.timer.set_for_retransmit(cx.now(), rto);
         }
         if seg_len > 0 && self.sack_active() {
             self.sack_on_send(cx.now(), seg_seq, seg_len, sent);
@@ -13436,7 +13447,8 @@ mod test {
             c.ack(102, 0, &[(MSS, 4 * MSS)]);
             assert_eq!(c.phase(), Phase::Recovery);
             assert_eq!(c.out(102), [seg(0)]);
-            assert_eq!(c.rto_at(), Some(300));
+            // Resending SND.UNA's segment restarted the timer (RTO 300).
+            assert_eq!(c.rto_at(), Some(402));
             // Cubic: ssthresh = 0.7 · 10 segments in flight.
             assert_eq!(c.ssthresh(), 7 * MSS);
             // PRR (RFC 6937): pipe = 10 - 4 SACKed - 1 lost + 1 resent = 6
@@ -13458,6 +13470,37 @@ mod test {
             assert_eq!(c.cwnd(), 7 * MSS);
             assert_eq!(c.out(202), [seg(16)]);
             assert_eq!(c.s.recovery_stats(), stats(1, 1, 0, 0));
+        }
+
+        #[test]
+        fn test_xdp_sack_late_fast_retransmit_restarts_the_rto() {
+            // Segment 0 of 10 lost, the SACKs that show it come late (queued
+            // behind a bottleneck), a few ms before the RTO (300 after the
+            // tail loss probe at 200, SRTT 100): the fast retransmission at
+            // 482 restarts the timer (Linux rearms it when it resends the
+            // head), so its ACK, one RTT later, comes before any timeout.
+            // Before the fix the timer fired at 500, 18 ms after the
+            // retransmission: a spurious timeout, cwnd down to one segment.
+            let mut c = sender(CongestionControl::Cubic, 20 * MSS);
+            assert_eq!(c.out(0), segs(0, 10));
+            assert_eq!(c.out(200), [seg(10)]);
+            assert_eq!(c.rto_at(), Some(500));
+            // (What segments 1 and 2 SACKed let out is new data.)
+            c.ack(480, 0, &[(MSS, 2 * MSS)]);
+            c.ack(481, 0, &[(MSS, 3 * MSS)]);
+            assert!(c.out(481).iter().all(|&(off, _)| off >= 10 * MSS));
+            assert_eq!(c.rto_at(), Some(500));
+            c.ack(482, 0, &[(MSS, 4 * MSS)]);
+            assert_eq!(c.phase(), Phase::Recovery);
+            assert_eq!(c.out(482)[0], seg(0));
+            assert_eq!(c.rto_at(), Some(782));
+            assert_eq!(c.out(500), []);
+            assert_eq!(c.out(581), []);
+            let (_, max) = c.nxt_max();
+            c.ack(582, max, &[]);
+            assert_eq!(c.phase(), Phase::Open);
+            assert_eq!(c.s.recovery_stats().timeouts, 0);
+            assert_eq!(c.s.recovery_stats().recoveries, 1);
         }
 
         #[test]
@@ -13757,22 +13800,24 @@ mod test {
                     assert_eq!(c.out(t), [seg(i + 5)]);
                 }
             }
-            assert_eq!(c.out(299), []);
-            assert_eq!(c.out(300), [seg(0)]);
+            // The third transmission of SND.UNA's segment (at 203) restarted
+            // the timer (RTO 300).
+            assert_eq!(c.out(502), []);
+            assert_eq!(c.out(503), [seg(0)]);
             assert_eq!(c.phase(), Phase::Loss);
             assert_eq!(c.cwnd(), MSS);
             // Before the fix: 0.7 · 19 segments, above the recovery's 7.
             assert_eq!(c.ssthresh(), 7 * MSS);
             assert_eq!(c.nxt_max(), (19 * MSS, 19 * MSS));
-            assert_eq!(c.out(301), []);
+            assert_eq!(c.out(504), []);
             // Slow start: 1 + 2 segments, from the first hole on (1..12
             // SACKed or ACKed never go again).
-            c.ack(400, 13 * MSS, &[]);
-            assert_eq!(c.out(400), segs(13, 16));
+            c.ack(603, 13 * MSS, &[]);
+            assert_eq!(c.out(603), segs(13, 16));
             assert_eq!(c.nxt_max(), (19 * MSS, 19 * MSS));
-            c.ack(500, 16 * MSS, &[]);
-            assert_eq!(c.out(500), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
-            c.ack(600, 21 * MSS, &[]);
+            c.ack(703, 16 * MSS, &[]);
+            assert_eq!(c.out(703), [seg(16), seg(17), seg(18), seg(19), seg(20)]);
+            c.ack(803, 21 * MSS, &[]);
             assert_eq!(c.phase(), Phase::Open);
             // 0 three times, 13..18 once each.
             assert_eq!(c.s.recovery_stats(), stats(9, 1, 1, 0));
