@@ -10565,7 +10565,9 @@ mod test {
         let mut t = 0;
         while t < 2_000 && !s.timer.is_zero_window_probe() {
             t += 10;
-            s.socket.dispatch(&mut s.cx, |_, _, _| Ok::<(), ()>(())).unwrap();
+            s.socket
+                .dispatch(&mut s.cx, |_, _, _| Ok::<(), ()>(()))
+                .unwrap();
             s.cx.set_now(Instant::from_millis(t));
         }
         assert!(s.timer.is_zero_window_probe(), "no timer after the RTO");
