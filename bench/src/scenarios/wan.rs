@@ -413,6 +413,56 @@ impl Drop for StallWatch {
     }
 }
 
+/// The TCP counters of `ns`'s kernel (/proc/net/snmp's `Tcp:` and /proc/net/netstat's
+/// `TcpExt:` lines), by name; empty if they cannot be read.
+fn kernel_tcp_counters(ns: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            "/proc/net/snmp",
+            "/proc/net/netstat",
+        ])
+        .output();
+    out.map(|o| parse_proc_counters(&String::from_utf8_lossy(&o.stdout), &["Tcp:", "TcpExt:"]))
+        .unwrap_or_default()
+}
+
+/// /proc/net/snmp-style text: for each `prefix`, a line of names then a line of values.
+pub fn parse_proc_counters(
+    text: &str,
+    prefixes: &[&str],
+) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for w in lines.windows(2) {
+        let (names, values) = (w[0], w[1]);
+        let Some(p) = prefixes.iter().find(|p| names.starts_with(**p)) else {
+            continue;
+        };
+        if !values.starts_with(*p)
+            || names
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|n| n.parse::<i64>().is_ok())
+        {
+            continue;
+        }
+        for (n, v) in names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+        {
+            if let Ok(v) = v.parse::<u64>() {
+                m.insert(n.to_string(), v);
+            }
+        }
+    }
+    m
+}
+
 /// Compares `got` with the served file; true if byte-exact.
 fn same(got: &Path, want: &Path) -> bool {
     match (std::fs::read(got), std::fs::read(want)) {
@@ -654,11 +704,32 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                     let Some(ng) = started_or_noted(started, &mut cases, si, run)? else {
                         continue;
                     };
+                    let before = kernel_tcp_counters(&sb.info().server_ns);
                     for (li, &l) in m.loads.iter().enumerate() {
                         let r = download(ctx, &sb, &m, KERNEL_IP, l, &root, &dir);
                         cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
                     }
                     let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+                    if run == 0 {
+                        let after = kernel_tcp_counters(&sb.info().server_ns);
+                        let get = |m: &std::collections::BTreeMap<String, u64>, k: &str| {
+                            m.get(k).copied().unwrap_or(0)
+                        };
+                        let d = |k: &str| get(&after, k).saturating_sub(get(&before, k));
+                        for c in &mut cases {
+                            c.subjects[si].detail.push(format!(
+                                "{}: the server namespace's kernel counters (run 0, all loads): \
+                                 retransmits {} (RetransSegs), fast recoveries {} \
+                                 (TCPSackRecovery + TCPRenoRecovery), RTOs {} (TCPTimeouts), \
+                                 loss probes {} (TCPLossProbes)",
+                                nginx_name(cc),
+                                d("RetransSegs"),
+                                d("TCPSackRecovery") + d("TCPRenoRecovery"),
+                                d("TCPTimeouts"),
+                                d("TCPLossProbes")
+                            ));
+                        }
+                    }
                 }
                 // The stack with its defaults (its own cubic), then with --cc bbr;
                 // the client's kernel is on the last cc set.
@@ -852,6 +923,18 @@ mod tests {
             Load::Seq.files().iter().map(|f| f.1).sum::<usize>(),
             1000 * 10240
         );
+    }
+
+    #[test]
+    fn proc_counters_pair_names_with_values() {
+        let text = "Tcp: RtoAlgorithm RtoMin RetransSegs InErrs\nTcp: 1 200 17 0\n\
+                    Udp: InDatagrams\nUdp: 5\n\
+                    TcpExt: SyncookiesSent TCPTimeouts TCPLossProbes\nTcpExt: 0 3 9\n";
+        let m = parse_proc_counters(text, &["Tcp:", "TcpExt:"]);
+        assert_eq!(m.get("RetransSegs"), Some(&17));
+        assert_eq!(m.get("TCPTimeouts"), Some(&3));
+        assert_eq!(m.get("TCPLossProbes"), Some(&9));
+        assert_eq!(m.get("InDatagrams"), None);
     }
 
     #[test]
