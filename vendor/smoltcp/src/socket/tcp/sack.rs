@@ -304,6 +304,9 @@ pub(super) struct Recovery {
     pub(super) pace_at: Option<crate::time::Instant>,
     /// RACK.xmit_ts: the send time of the newest data delivered.
     rack_ts: Option<Micros>,
+    /// RACK.end_seq: the end of that data (of two sent at the same time, the
+    /// one with the higher sequence number went after, RFC 8985 §6.2).
+    rack_end: TcpSeqNumber,
     /// HyStart (patch 14): the delivered count that ends this round, the
     /// minimum RTT of the last round and of this one so far, and how many
     /// samples this one has.
@@ -446,6 +449,7 @@ impl Recovery {
             tlp_sent: false,
             pace_at: None,
             rack_ts: None,
+            rack_end: una,
             hs_round_end: 0,
             hs_last_min: u32::MAX,
             hs_cur_min: u32::MAX,
@@ -699,10 +703,16 @@ impl Recovery {
                 }
                 None => self.sent_at(last),
             };
+            // RFC 8985 §6.2 step 2, RACK_sent_after: a later send time, or
+            // the same one and a higher sequence number.
             if let Some(t) = at
-                && self.rack_ts.is_none_or(|r| (t.wrapping_sub(r) as i32) > 0)
+                && self.rack_ts.is_none_or(|r| {
+                    let d = t.wrapping_sub(r) as i32;
+                    d > 0 || (d == 0 && top > self.rack_end)
+                })
             {
                 self.rack_ts = Some(t);
+                self.rack_end = top;
             }
         }
         // A delivery-rate sample from the newest original transmission
@@ -977,11 +987,17 @@ impl Recovery {
         }
         // RACK for retransmissions: one sent a reordering window before the
         // newest delivered data and still not delivered is lost again
-        // (before, only the RTO repaired it).
+        // (before, only the RTO repaired it). Sent at the same time as that
+        // data (a window of 0, retransmissions of one burst), only one below
+        // it went before it (RACK_sent_after): a partial ACK for the first
+        // retransmission of a burst had every other one resent at once,
+        // while they were on their way (the `wan` bench's 100 parallel
+        // flows: 6 spurious retransmissions on one ACK).
         if let Some(t) = self.rack_ts {
             let limit = t.wrapping_sub(reo_wnd);
             while let Some(&(from, to, at)) = self.rtx.front() {
-                if (limit.wrapping_sub(at) as i32) < 0 {
+                let d = limit.wrapping_sub(at) as i32;
+                if d < 0 || (d == 0 && reo_wnd == 0 && self.rack_end <= to) {
                     break;
                 }
                 self.rtx.pop_front();
