@@ -394,7 +394,7 @@ impl Service {
         let mut used = 0;
         // A high output pauses new requests only: a body is still read, and
         // its end answers a deferred response.
-        while !c.close_after && !(c.out.high() && c.framer.in_head()) {
+        while !(c.close_after || (c.out.high() && c.framer.in_head())) {
             let (n, ev) = c.framer.advance(&data[used..]);
             used += n;
             match ev {
