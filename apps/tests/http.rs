@@ -698,11 +698,13 @@ fn request_bodies() {
         "{text}"
     );
 
+    let probes = server.probes;
     let stats = server.stop();
     assert_frames_ok(&stats);
     assert_eq!(total(&stats, "/app/continues"), 2, "{stats:#}");
     assert!(total(&stats, "/app/body_bytes") >= 4 * 200_000, "{stats:#}");
-    assert_eq!(total(&stats, "/app/status_2xx"), 5, "{stats:#}");
+    // 4 uploads and OPTIONS, plus the readiness probes.
+    assert_eq!(total(&stats, "/app/status_2xx"), 5 + probes, "{stats:#}");
 }
 
 // ---------------------------------------------------------------------------------------------
