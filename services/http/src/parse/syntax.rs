@@ -4,8 +4,7 @@
 use super::{Form, Method};
 
 /// The form of a request target, if valid for `method` (RFC 9112 3.2):
-/// only URI characters (RFC 3986: no space, controls, non-ASCII bytes, `#`,
-/// `"<>\^`{|}`), `%` followed by two hex digits.
+/// only URI characters ([`URI`]), `%` followed by two hex digits.
 pub(super) fn target_form(method: Method, t: &[u8]) -> Option<Form> {
     if t == b"*" {
         return (method == Method::Options).then_some(Form::Asterisk);
@@ -203,13 +202,20 @@ pub(super) const REG_NAME: [bool; 256] = {
     t
 };
 
-/// Path and query bytes: pchar, `/` and `?` (RFC 3986 3.3, 3.4).
+/// Path and query bytes: pchar, `/` and `?` (RFC 3986 3.3, 3.4), and the
+/// few that RFC 3986 excludes but browsers send unencoded (the WHATWG URL
+/// standard leaves `[`, `]`, `|` and `^` raw in paths, and `{`, `}` and the
+/// backquote too in queries): refusing `?a[]=1` or `?q=a|b` would break
+/// real clients, and none of them can change how a request is framed.
+/// Still refused: space, controls, non-ASCII, `"`, `<`, `>`, the backslash
+/// and `#` (a fragment is never sent).
 pub(super) const URI: [bool; 256] = {
     let mut t = REG_NAME;
-    t[b',' as usize] = true;
-    t[b':' as usize] = true;
-    t[b'@' as usize] = true;
-    t[b'/' as usize] = true;
-    t[b'?' as usize] = true;
+    let extra = b",:@/?[]|^{}`";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
     t
 };

@@ -365,6 +365,9 @@ fn request_line_rules() {
         (b"GET /path#frag HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /a\\b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /<x> HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /\"x HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        // What browsers send raw (WHATWG URL) is taken.
+        (b"GET /a[0]|^?q[]={x}`| HTTP/1.1\r\nHost: x\r\n\r\n", 0),
         (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /%0d%0a?q=%00 HTTP/1.1\r\nHost: x\r\n\r\n", 0),
