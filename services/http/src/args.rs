@@ -38,7 +38,8 @@ pub struct HttpArgs {
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: Duration,
     /// Largest request head (request line and header fields), bytes: 431
-    /// past it.
+    /// past it (414 or 501 for a request line past it); also the bound on a
+    /// chunked body's extensions and trailer section.
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_header: usize,
     /// Largest request body, bytes (Content-Length or chunked, read in
