@@ -201,14 +201,15 @@ pub fn zone_file(data: &[u8]) {
     let _ = Index::build(&z);
 }
 
-/// What a framer made of a byte stream: each request and rejection, in
-/// order (skipped body bytes are not events: how they are split depends on
-/// the reads).
+/// What a framer made of a byte stream: each request, body end and
+/// rejection, in order, and the body bytes (how body pieces are split
+/// depends on the reads; their bytes do not).
 fn frame_all(data: &[u8], chunks: &mut dyn Iterator<Item = usize>, limits: Limits) -> Vec<String> {
     let mut framer = Framer::new(limits);
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
     let mut events = Vec::new();
+    let mut body = Vec::new();
     while fed < data.len() {
         let n = chunks.next().unwrap_or(data.len()).max(1);
         let end = (fed + n).min(data.len());
@@ -222,7 +223,11 @@ fn frame_all(data: &[u8], chunks: &mut dyn Iterator<Item = usize>, limits: Limit
                     buf.drain(..used);
                     break;
                 }
-                Event::Skipped => {}
+                Event::Body(b) => {
+                    assert!(!b.is_empty());
+                    body.extend_from_slice(b);
+                }
+                Event::End => events.push(format!("end {:?}", std::mem::take(&mut body))),
                 Event::Request(r) => events.push(format!("{r:?}")),
                 Event::Reject(s) => events.push(format!("reject {s}")),
             }

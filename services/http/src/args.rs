@@ -34,15 +34,16 @@ pub struct HttpArgs {
     pub idle_timeout: Duration,
     /// A request head must be complete this long after its first byte
     /// (`10s`; a bare number is seconds), else 408 and close; a request body
-    /// being skipped must progress at least this often.
+    /// being read must progress at least this often.
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: Duration,
     /// Largest request head (request line and header fields), bytes: 431
-    /// past it.
+    /// past it (414 or 501 for a request line past it); also the bound on a
+    /// chunked body's extensions and trailer section.
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_header: usize,
-    /// Largest request body read (and discarded), bytes: 413 and close past
-    /// it.
+    /// Largest request body, bytes (Content-Length or chunked, read in
+    /// constant memory): 413 and close past it.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body: u64,
     /// Open connections per worker; past it the longest idle one is evicted

@@ -41,6 +41,10 @@ pub struct HttpCounters {
     pub closed_at_stop: u64,
     /// Connections still open when the grace period ended (reset).
     pub reset_at_exit: u64,
+    /// Request body bytes read (decoded).
+    pub body_bytes: u64,
+    /// `100 Continue` responses sent.
+    pub continues: u64,
     /// Requests for the report from clients --stats-allow does not list
     /// (answered as an ordinary path).
     pub stats_refused: u64,

@@ -5,12 +5,15 @@
 pub fn status_line(status: u16) -> &'static [u8] {
     match status {
         200 => b"HTTP/1.1 200 OK\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
         301 => b"HTTP/1.1 301 Moved Permanently\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
         404 => b"HTTP/1.1 404 Not Found\r\n",
         405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
         408 => b"HTTP/1.1 408 Request Timeout\r\n",
         413 => b"HTTP/1.1 413 Content Too Large\r\n",
+        414 => b"HTTP/1.1 414 URI Too Long\r\n",
+        417 => b"HTTP/1.1 417 Expectation Failed\r\n",
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
         501 => b"HTTP/1.1 501 Not Implemented\r\n",
         505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
@@ -24,11 +27,13 @@ pub fn error_body(status: u16) -> &'static [u8] {
         301 => b"moved permanently\n",
         400 => b"bad request\n",
         404 => b"not found\n",
-        405 => b"method not allowed (GET, HEAD)\n",
+        405 => b"method not allowed\n",
         408 => b"request timeout\n",
         413 => b"request body too large\n",
+        414 => b"request target too long\n",
+        417 => b"expectation failed\n",
         431 => b"request header too large\n",
-        501 => b"request bodies with a transfer coding are not supported\n",
+        501 => b"not implemented\n",
         505 => b"HTTP version not supported (HTTP/1.0, HTTP/1.1)\n",
         _ => b"error\n",
     }
@@ -159,7 +164,9 @@ mod tests {
              Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Type: text/plain\r\n\
              Content-Length: 12\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
         );
-        for s in [200, 301, 400, 404, 405, 408, 413, 431, 501, 505] {
+        for s in [
+            200, 204, 301, 400, 404, 405, 408, 413, 414, 417, 431, 501, 505,
+        ] {
             let line = status_line(s);
             assert!(line.starts_with(format!("HTTP/1.1 {s} ").as_bytes()));
             assert!(line.ends_with(b"\r\n"));

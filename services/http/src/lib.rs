@@ -1,12 +1,15 @@
 //! `xdpstack http`: an HTTP/1.1 server on the stack.
 //!
-//! Keep-alive, pipelining, GET and HEAD with Content-Length; a fixed body
-//! for every path, or a directory tree loaded into memory at start
-//! (`--root`); `GET /stats` answers the stack's reuseport report. Every
-//! other method gets 405 (its body, up to `--max-body`, is skipped so the
-//! next pipelined request still parses). Limits keep a slow or idle client
-//! from holding a worker: header and idle timeouts, a send-stall timeout,
-//! a head size limit and a per-worker connection limit. SIGHUP replaces the
+//! Keep-alive, pipelining, strict HTTP/1.1 request parsing (RFC 9112), and
+//! request bodies (Content-Length or chunked, up to `--max-body`, read in
+//! constant memory, `Expect: 100-continue`). It serves a fixed body for
+//! every path (GET, HEAD, and POST after its body, as nginx's `return 200`
+//! does), or a directory tree loaded into memory at start (`--root`: GET and
+//! HEAD); OPTIONS says which methods, other known methods get 405 with
+//! `Allow`, unknown ones 501. `GET /stats` answers the stack's reuseport
+//! report. Limits keep a slow or idle client from holding a worker: header
+//! and idle timeouts, a send-stall timeout, head and body size limits and a
+//! per-worker connection limit. SIGHUP replaces the
 //! listeners hitlessly; SIGINT/SIGTERM stops gracefully (no new
 //! connections, in-flight responses finish within `--grace`).
 //!
@@ -41,7 +44,7 @@ pub use args::{load_site, HttpArgs};
 pub use counters::HttpCounters;
 
 use head::ConnHeader;
-use parse::{Event, Framer, Limits, Method, Request};
+use parse::{Body, Event, Framer, Limits, Method, Request};
 use runtime::conns::Reaper;
 use runtime::server::WorkerCtx;
 use site::{Resolved, Site};
@@ -60,7 +63,19 @@ const INLINE_MAX: usize = 8 * 1024;
 /// Stop parsing pipelined requests while this much response is buffered.
 const OUT_HIGH: usize = 64 * 1024;
 
-const ALLOW: &[u8] = b"Allow: GET, HEAD\r\n";
+/// The methods of the fixed body (POST is answered after its body).
+const ALLOW_FIXED: &[u8] = b"Allow: GET, HEAD, POST, OPTIONS\r\n";
+/// The methods of a file of the tree.
+const ALLOW_TREE: &[u8] = b"Allow: GET, HEAD, OPTIONS\r\n";
+
+/// The interim response to `Expect: 100-continue` (RFC 9110 15.2.1).
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A response that waits for the end of its request's body.
+#[derive(Clone, Copy, Debug)]
+struct Deferred {
+    conn: ConnHeader,
+}
 
 struct Slot {
     id: ListenerId,
@@ -171,6 +186,12 @@ struct Conn {
     /// Requests answered (a stop closes idle connections only once they
     /// have been answered: a fresh one gets its first response).
     answered: u64,
+    /// The current request's response waits for the end of its body.
+    deferred: Option<Deferred>,
+    /// The current request was answered before its body was read (the body
+    /// is read and dropped; a framing error in it closes the connection
+    /// without a second response).
+    answered_early: bool,
 }
 
 impl Conn {
@@ -185,6 +206,8 @@ impl Conn {
             last: now,
             peer: None,
             answered: 0,
+            deferred: None,
+            answered_early: false,
         }
     }
 
@@ -205,6 +228,8 @@ impl Conn {
         self.last = now;
         self.peer = None;
         self.answered = 0;
+        self.deferred = None;
+        self.answered_early = false;
     }
 
     /// Nothing in flight either way.
@@ -367,12 +392,27 @@ impl Service {
         now: Instant,
     ) -> usize {
         let mut used = 0;
-        while !c.close_after && !c.out.high() {
+        // A high output pauses new requests only: a body is still read, and
+        // its end answers a deferred response.
+        while !(c.close_after || (c.out.high() && c.framer.in_head())) {
             let (n, ev) = c.framer.advance(&data[used..]);
             used += n;
             match ev {
                 Event::Partial => break,
-                Event::Skipped => c.last = now,
+                Event::Body(b) => {
+                    c.last = now;
+                    self.counters.body_bytes += b.len() as u64;
+                }
+                Event::End => {
+                    c.last = now;
+                    c.answered_early = false;
+                    if let Some(d) = c.deferred.take() {
+                        self.body(c, site, 0, false, d.conn);
+                        if d.conn == ConnHeader::Close {
+                            c.close_after = true;
+                        }
+                    }
+                }
                 Event::Request(req) => {
                     c.answered += 1;
                     c.req_start = None;
@@ -381,7 +421,10 @@ impl Service {
                 }
                 Event::Reject(status) => {
                     c.req_start = None;
-                    self.simple(c, status, &[], false, ConnHeader::Close);
+                    c.deferred = None;
+                    if !std::mem::take(&mut c.answered_early) {
+                        self.simple(c, status, &[], false, ConnHeader::Close);
+                    }
                     c.close_after = true;
                 }
             }
@@ -393,10 +436,16 @@ impl Service {
     }
 
     fn answer<S: TcpApi>(&mut self, site: &Site, engine: &S, c: &mut Conn, req: &Request) {
+        let fixed = matches!(site, Site::Fixed(_));
+        let has_body = req.body != Body::None;
+        // The fixed body answers POST once its body has been read (a handler
+        // taking the body would sit here); everything else is answered at
+        // once and its body, if any, read and dropped.
+        let deferred = fixed && req.method == Method::Post && has_body;
         let mut keep = req.keep_alive && !self.stopping;
-        if req.body_len > 0 && req.expect_continue {
-            // The client waits for 100 Continue before sending the body and
-            // will not get it: the framing after this head is unknown.
+        if has_body && req.expect_continue && !deferred {
+            // Answered without asking for the body: the client may send it
+            // or not (RFC 9110 10.1.1), so what follows is unknown: close.
             keep = false;
         }
         let conn = if !keep {
@@ -406,12 +455,30 @@ impl Service {
         } else {
             ConnHeader::None
         };
+        if deferred {
+            if req.expect_continue {
+                c.out.buf.extend_from_slice(CONTINUE);
+                self.counters.continues += 1;
+            }
+            c.deferred = Some(Deferred { conn });
+            return;
+        }
+        c.answered_early = has_body;
         if !keep {
             c.close_after = true;
         }
         let head_only = req.method == Method::Head;
-        if req.method == Method::Other {
-            return self.simple(c, 405, &[ALLOW], false, conn);
+        let allow = if fixed { ALLOW_FIXED } else { ALLOW_TREE };
+        match req.method {
+            Method::Get | Method::Head => {}
+            Method::Post if fixed => return self.body(c, site, 0, false, conn),
+            // RFC 9110 9.3.7: what the resource (or, for `*`, the server)
+            // allows.
+            Method::Options => return self.options(c, allow, conn),
+            // RFC 9110 9.1: a method not known is a 501, a known one the
+            // resource does not have a 405 with Allow (15.5.6).
+            Method::Unknown => return self.simple(c, 501, &[], false, conn),
+            _ => return self.simple(c, 405, &[allow], false, conn),
         }
         match site {
             Site::Fixed(_) => {
@@ -453,6 +520,12 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// 204 with `Allow` (no Content-Length in a 204, RFC 9110 8.6).
+    fn options(&mut self, c: &mut Conn, allow: &[u8], conn: ConnHeader) {
+        head::write_head(&mut c.out.buf, 204, &self.date, &[], &[allow], conn);
+        self.count(204);
     }
 
     fn body(&mut self, c: &mut Conn, site: &Site, idx: u32, head_only: bool, conn: ConnHeader) {

@@ -1,10 +1,39 @@
 //! Request framing for one connection: a state machine over the bytes the
-//! peer sent, with no I/O. It finds each request head (httparse), decides
-//! what the head means for the connection (keep-alive, the length of a body
-//! to skip) and which heads cannot be answered normally (the status to send
-//! before closing). Bodies are never handed to the application: this server
-//! answers GET and HEAD only, so a body (of a refused POST, say) is skipped
-//! so that the next pipelined request still parses.
+//! peer sent, with no I/O. It finds each request head, checks it against
+//! RFC 9112 (request line, field syntax, `Host`, `Content-Length` and
+//! `Transfer-Encoding`), decides what the head means for the connection
+//! (keep-alive, how the body is framed) and hands the body over decoded, in
+//! the pieces it arrived in: a `Content-Length` body or a chunked one (chunk
+//! extensions checked and dropped, trailer fields checked and dropped).
+//!
+//! Memory is constant per connection: body bytes are slices of the caller's
+//! buffer, chunk framing is decoded one byte at a time by a small state
+//! machine, and only an incomplete head is ever kept by the caller (bounded
+//! by `max_header`). Work is linear however the bytes are split into reads.
+//!
+//! Every refusal is an [`Event::Reject`] with the status RFC 9112 names;
+//! after it the framer takes nothing more (the caller answers and closes).
+//! The rules, with their sections, are the table in docs/HTTP.md.
+//!
+//! Here the head and the framer; `chunked` the chunked decoder; `syntax`
+//! the grammar pieces (character tables, targets, `Host`,
+//! `Content-Length`); `tests` a test per rule family.
+//!
+//! Not httparse: it is lenient where strictness is the point here (bare LF
+//! line ends, raw non-ASCII targets, no way to tell a malformed version
+//! from an unsupported one, no chunked decoder but a lenient size-line
+//! parser), so every rule would have been a second pass over its output.
+//! One pass of table lookups per line is about 1.5 to 2 times faster than
+//! the two httparse passes it replaces (a wrk GET: 136-182 ns against
+//! 266-311 ns, release build, same run).
+
+mod chunked;
+mod syntax;
+#[cfg(test)]
+mod tests;
+
+use chunked::Chunk;
+use syntax::{content_length, target_form, trim_ows, valid_host, TCHAR, URI, VALUE};
 
 /// Most header fields in one request (431 past it).
 pub const MAX_HEADERS: usize = 64;
@@ -12,10 +41,11 @@ pub const MAX_HEADERS: usize = 64;
 /// Limits on what a client may send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest request head (request line and header fields), in bytes.
+    /// Largest request head (request line and header fields), in bytes; also
+    /// the bound on a chunked body's extensions and on its trailer section.
     pub max_header: usize,
-    /// Largest request body that is read (and skipped); a longer declared
-    /// Content-Length gets 413 and the connection closes.
+    /// Largest request body: a longer `Content-Length` is refused (413) before
+    /// any of it is read, a chunked body as soon as a chunk size passes it.
     pub max_body: u64,
 }
 
@@ -28,46 +58,109 @@ impl Default for Limits {
     }
 }
 
-/// Request methods this server tells apart.
+/// Request methods this server tells apart (RFC 9110 9.3, and PATCH).
+/// Method names are case-sensitive: `get` is an unknown method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// GET.
     Get,
     /// HEAD.
     Head,
-    /// Anything else (answered with 405).
-    Other,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+    /// CONNECT (its target is the authority form).
+    Connect,
+    /// OPTIONS (the only method that may use the `*` target).
+    Options,
+    /// TRACE.
+    Trace,
+    /// PATCH (RFC 5789).
+    Patch,
+    /// A syntactically valid method this server does not know (501).
+    Unknown,
 }
 
-/// A complete request head.
+impl Method {
+    fn from_token(t: &[u8]) -> Method {
+        match t {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"CONNECT" => Method::Connect,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            _ => Method::Unknown,
+        }
+    }
+}
+
+/// Which of the four forms of RFC 9112 3.2 the request target has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `/path?query`.
+    Origin,
+    /// `http://host/path?query` (or https).
+    Absolute,
+    /// `host:port`, for CONNECT only.
+    Authority,
+    /// `*`, for OPTIONS only.
+    Asterisk,
+}
+
+/// How the request's body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// No body (no framing header, or `Content-Length: 0`).
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
+/// A complete, valid request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The method.
     pub method: Method,
-    /// The request target as sent (origin-form, absolute-form or `*`).
+    /// The request target as sent (checked: ASCII, URI characters only).
     pub target: &'a str,
-    /// HTTP/1.`minor`.
+    /// The target's form.
+    pub form: Form,
+    /// HTTP/1.`minor` (a higher 1.x is taken as 1.1, RFC 9110 2.5).
     pub minor: u8,
     /// Whether the client wants the connection kept open after the response
     /// (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
     /// `Connection: keep-alive`).
     pub keep_alive: bool,
-    /// Declared body length; the framer skips that many bytes after the head.
-    pub body_len: u64,
-    /// `Expect: 100-continue` was sent: the body may never come unless the
-    /// server asks for it.
+    /// The body's framing; when not `None`, [`Event::Body`] pieces and one
+    /// [`Event::End`] follow.
+    pub body: Body,
+    /// `Expect: 100-continue` in an HTTP/1.1 request with a body: the client
+    /// may wait for `100 Continue` before sending the body (RFC 9110
+    /// 10.1.1; ignored in HTTP/1.0, and without a body).
     pub expect_continue: bool,
 }
 
 /// What the next bytes were.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// Not enough bytes for anything: read more.
+    /// Not enough bytes for anything: read more (the bytes reported used,
+    /// chunk framing, are consumed all the same).
     Partial,
-    /// Bytes of a request body were skipped.
-    Skipped,
-    /// A request head. Its body, if any, is skipped by the next calls.
+    /// A request head.
     Request(Request<'a>),
+    /// A piece of the current request's body, decoded (never empty).
+    Body(&'a [u8]),
+    /// The current request's body is complete (after its trailer section).
+    End,
     /// The bytes cannot be framed or the request cannot be served: send
     /// this status and close the connection. Everything after it is
     /// ignored.
@@ -77,24 +170,64 @@ pub enum Event<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Head,
-    Body(u64),
+    /// Bytes of a `Content-Length` body left.
+    Length(u64),
+    /// The `Content-Length` body is complete: `End` is next.
+    LengthEnd,
+    Chunked(Chunk),
     Failed,
 }
 
-/// How far the current (partial) head has been looked at, so that the next
-/// call resumes there instead of parsing the whole head again: a head sent
-/// one byte per segment costs linear work, not quadratic.
+/// The request line, once checked: offsets into the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Line {
+    method: Method,
+    target: (usize, usize),
+    form: Form,
+    minor: u8,
+}
+
+/// `Transfer-Encoding` seen so far (all its field lines, in order, are one
+/// list).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Te {
+    seen: bool,
+    chunked: bool,
+    /// A coding after `chunked` (chunked not last, or applied twice).
+    after_chunked: bool,
+    /// A coding other than chunked (not understood: 501).
+    other: bool,
+    /// An element that is not a token (400).
+    bad: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Expect {
+    #[default]
+    None,
+    Continue,
+    Other,
+}
+
+/// How far the current (partial) head has been looked at, and what its
+/// lines said, so that the next call resumes there instead of parsing the
+/// whole head again: a head sent one byte per segment costs linear work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Scan {
     /// Bytes of the head searched for a line end.
     pos: usize,
     /// Start of the line not finished yet.
     line_start: usize,
-    /// The request line was seen (and checked); empty lines before it are
-    /// skipped, as httparse does.
-    request_line: bool,
+    /// The request line, once seen (empty lines before it are skipped).
+    line: Option<Line>,
     /// Header lines seen.
     fields: usize,
+    hosts: u8,
+    close: bool,
+    keep_alive: bool,
+    length: Option<u64>,
+    te: Te,
+    expect: Expect,
 }
 
 /// The framing state of one connection.
@@ -103,7 +236,7 @@ pub struct Framer {
     state: State,
     limits: Limits,
     scan: Scan,
-    /// Bytes looked at so far (line search and parsing), for tests.
+    /// Bytes looked at so far (line search and checks), for tests.
     work: u64,
 }
 
@@ -119,8 +252,8 @@ impl Framer {
     }
 
     /// Bytes looked at since the framer was made: every byte of a head is
-    /// searched once for its line end, and parsed once for its line and
-    /// once for the complete head, however it was split into reads.
+    /// searched once for its line end and checked once, however it was
+    /// split into reads.
     pub fn work(&self) -> u64 {
         self.work
     }
@@ -137,136 +270,137 @@ impl Framer {
         self.state == State::Head
     }
 
-    /// Skipping a request body.
+    /// Reading a request body.
     pub fn in_body(&self) -> bool {
-        matches!(self.state, State::Body(_))
+        matches!(
+            self.state,
+            State::Length(_) | State::LengthEnd | State::Chunked(_)
+        )
     }
 
     /// Looks at `data`, the bytes not consumed yet. Returns how many of them
     /// were consumed and what they were. Call again with the rest until it
     /// says [`Event::Partial`]; never panics, whatever the bytes.
     pub fn advance<'a>(&mut self, data: &'a [u8]) -> (usize, Event<'a>) {
-        match self.state {
-            State::Failed => (data.len(), Event::Partial),
-            State::Body(left) => {
+        let (n, ev) = match self.state {
+            State::Failed => return (data.len(), Event::Partial),
+            State::Length(left) => {
                 let n = (data.len() as u64).min(left);
                 if n == 0 {
                     return (0, Event::Partial);
                 }
-                let left = left - n;
-                self.state = if left == 0 {
-                    State::Head
+                self.state = if left == n {
+                    State::LengthEnd
                 } else {
-                    State::Body(left)
+                    State::Length(left - n)
                 };
-                (n as usize, Event::Skipped)
+                (n as usize, Event::Body(&data[..n as usize]))
             }
-            State::Head => {
-                let (n, ev) = self.head(data);
-                if let Event::Reject(_) = ev {
-                    self.state = State::Failed;
-                    return (data.len(), ev);
-                }
-                (n, ev)
+            State::LengthEnd => {
+                self.state = State::Head;
+                (0, Event::End)
             }
+            State::Chunked(mut c) => {
+                let out = c.decode(data, &self.limits, &mut self.work);
+                self.state = match out.1 {
+                    Event::End => State::Head,
+                    _ => State::Chunked(c),
+                };
+                out
+            }
+            State::Head => self.head(data),
+        };
+        if let Event::Reject(_) = ev {
+            self.state = State::Failed;
+            return (data.len(), ev);
         }
+        (n, ev)
     }
 
     /// `data` starts at the head; bytes before `self.scan.pos` were looked
     /// at by an earlier call (the caller passes the same head again, with
     /// more bytes after it). Each line is checked once when its line end
-    /// arrives (a malformed line is refused at once, as a full parse would
-    /// find it), the head is parsed whole once when the empty line that ends
-    /// it arrives. The outcome depends only on the bytes, never on how they
-    /// were split into reads: a line ending past `max_header` (or more than
-    /// `max_header` bytes without the head's end) is a 431, a malformed line
-    /// before that a 400 (505 for another HTTP version).
+    /// arrives (a malformed line is refused at once); what the head means is
+    /// decided when the empty line that ends it arrives. The outcome depends
+    /// only on the bytes, never on how they were split into reads.
     fn head<'a>(&mut self, data: &'a [u8]) -> (usize, Event<'a>) {
         let end = match self.find_head_end(data) {
             Ok(Some(end)) => end,
             Ok(None) => return (0, Event::Partial),
             Err(status) => return (0, Event::Reject(status)),
         };
-        self.scan = Scan::default();
-        let data = &data[..end];
-        self.work += data.len() as u64;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let n = match req.parse(data) {
-            Ok(httparse::Status::Complete(n)) => n,
-            // The empty line ends the head for httparse too; a partial
-            // result here would mean the two disagree: refuse it.
-            Ok(httparse::Status::Partial) => return (0, Event::Reject(400)),
-            Err(httparse::Error::TooManyHeaders) => return (0, Event::Reject(431)),
-            Err(e) => return (0, Event::Reject(line_error_status(e, data))),
-        };
-        let minor = req.version.unwrap_or(1);
-        let method = match req.method {
-            Some("GET") => Method::Get,
-            Some("HEAD") => Method::Head,
-            _ => Method::Other,
-        };
-        let target = req.path.unwrap_or("");
-        let (mut saw_close, mut saw_keep_alive) = (false, false);
-        let mut body_len: Option<u64> = None;
-        let mut hosts = 0;
-        let mut expect_continue = false;
-        for h in req.headers.iter() {
-            let name = h.name;
-            if name.eq_ignore_ascii_case("connection") {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        saw_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        saw_keep_alive = true;
-                    }
-                }
-            } else if name.eq_ignore_ascii_case("content-length") {
-                let Some(len) = content_length(h.value) else {
-                    return (0, Event::Reject(400));
-                };
-                if body_len.is_some_and(|l| l != len) {
-                    return (0, Event::Reject(400));
-                }
-                body_len = Some(len);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // Chunked (or any coded) request bodies are not read: the
-                // end of the body cannot be found without decoding them.
-                return (0, Event::Reject(501));
-            } else if name.eq_ignore_ascii_case("host") {
-                hosts += 1;
-            } else if name.eq_ignore_ascii_case("expect") {
-                expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-        }
-        // RFC 9112 3.2: a 1.1 request without exactly one Host is a 400.
-        if (minor >= 1 && hosts != 1) || hosts > 1 {
+        let scan = std::mem::take(&mut self.scan);
+        let Some(line) = scan.line else {
             return (0, Event::Reject(400));
-        }
-        let keep_alive = !saw_close && (minor >= 1 || saw_keep_alive);
-        let body_len = body_len.unwrap_or(0);
-        if body_len > self.limits.max_body {
-            return (0, Event::Reject(413));
-        }
-        if body_len > 0 {
-            self.state = State::Body(body_len);
-        }
+        };
+        let body = match self.framing(&scan, &line) {
+            Ok(b) => b,
+            Err(status) => return (0, Event::Reject(status)),
+        };
+        // Checked to be ASCII by `request_line`.
+        let target = std::str::from_utf8(&data[line.target.0..line.target.1]).unwrap_or("");
+        let keep_alive = !scan.close && (line.minor >= 1 || scan.keep_alive);
+        self.state = match body {
+            Body::None => State::Head,
+            Body::Length(n) => State::Length(n),
+            Body::Chunked => State::Chunked(Chunk::new()),
+        };
         (
-            n,
+            end,
             Event::Request(Request {
-                method,
+                method: line.method,
                 target,
-                minor,
+                form: line.form,
+                minor: line.minor,
                 keep_alive,
-                body_len,
-                expect_continue,
+                body,
+                expect_continue: scan.expect == Expect::Continue
+                    && line.minor >= 1
+                    && body != Body::None,
             }),
         )
     }
-}
 
-impl Framer {
+    /// What the complete head's fields say about its body, or the status
+    /// refusing it.
+    fn framing(&self, scan: &Scan, line: &Line) -> Result<Body, u16> {
+        // RFC 9112 3.2: a 1.1 request without Host is a 400 (more than one
+        // was refused at the second).
+        if line.minor >= 1 && scan.hosts == 0 {
+            return Err(400);
+        }
+        let te = scan.te;
+        let body = if te.seen {
+            // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty
+            // framing; with Content-Length too, it may be an attempt at
+            // smuggling (refused, and the connection closes); 6.3: chunked
+            // not last (or applied twice) leaves the length unknown: 400.
+            if line.minor == 0 || scan.length.is_some() {
+                return Err(400);
+            }
+            if te.bad || !te.chunked || te.after_chunked {
+                return Err(400);
+            }
+            // 6.1: a transfer coding the server does not understand.
+            if te.other {
+                return Err(501);
+            }
+            Body::Chunked
+        } else {
+            match scan.length.unwrap_or(0) {
+                0 => Body::None,
+                n if n > self.limits.max_body => return Err(413),
+                n => Body::Length(n),
+            }
+        };
+        // RFC 9110 10.1.1: an expectation other than 100-continue MAY be
+        // refused with 417 (a 1.0 request's expectations are ignored).
+        if line.minor >= 1 && scan.expect == Expect::Other {
+            return Err(417);
+        }
+        Ok(body)
+    }
+
     /// Resume the search for the end of the head in `data`: `Ok(Some(end))`
     /// once the empty line ending it is there, `Ok(None)` for more bytes,
     /// `Err(status)` when it cannot be a head this server takes.
@@ -278,465 +412,192 @@ impl Framer {
         let max = self.limits.max_header;
         loop {
             let from = self.scan.pos;
+            let line_start = self.scan.line_start;
             let Some(i) = data[from..].iter().position(|&b| b == b'\n') else {
                 self.work += (data.len() - from) as u64;
                 self.scan.pos = data.len();
-                return if data.len() > max { Err(431) } else { Ok(None) };
+                return if data.len() > max {
+                    Err(self.too_long(&data[line_start.min(max)..max]))
+                } else {
+                    Ok(None)
+                };
             };
             self.work += i as u64 + 1;
             let line_end = from + i + 1;
-            let line = &data[self.scan.line_start..line_end];
             self.scan.pos = line_end;
             self.scan.line_start = line_end;
             if line_end > max {
-                return Err(431);
+                return Err(self.too_long(&data[line_start.min(max)..max]));
             }
-            let empty = line == b"\n" || line == b"\r\n";
-            if !self.scan.request_line {
-                if empty {
-                    continue;
-                }
-                self.scan.request_line = true;
-                // The request line (after any empty lines) on its own: a
-                // valid one leaves httparse waiting for the header fields.
-                let head = &data[..line_end];
-                self.work += head.len() as u64;
-                let mut no_headers = [httparse::EMPTY_HEADER; 0];
-                match httparse::Request::new(&mut no_headers).parse(head) {
-                    Ok(_) => {}
-                    Err(e) => return Err(line_error_status(e, head)),
+            // RFC 9112 2.2: lines end with CRLF. A bare LF is only a MAY, and
+            // a recipient reading LF where another reads CRLF is how requests
+            // are smuggled past a proxy: refused. A bare CR elsewhere is
+            // refused by the checks of each part.
+            let Some(content) = data[line_start..line_end].strip_suffix(b"\r\n") else {
+                return Err(400);
+            };
+            self.work += content.len() as u64;
+            if self.scan.line.is_none() {
+                // RFC 9112 2.2: empty lines before the request line are
+                // ignored.
+                if !content.is_empty() {
+                    self.scan.line = Some(request_line(content, line_start)?);
                 }
                 continue;
             }
-            if empty {
+            if content.is_empty() {
                 return Ok(Some(line_end));
             }
             self.scan.fields += 1;
             if self.scan.fields > MAX_HEADERS {
                 return Err(431);
             }
-            self.work += line.len() as u64;
-            let mut one = [httparse::EMPTY_HEADER; 1];
-            match httparse::parse_headers(line, &mut one) {
-                Ok(_) => {}
-                Err(_) => return Err(400),
-            }
+            self.field(content)?;
         }
     }
-}
 
-/// The status for a head httparse refused (not for its size).
-fn line_error_status(e: httparse::Error, head: &[u8]) -> u16 {
-    match e {
-        httparse::Error::Version if names_other_version(head) => 505,
-        httparse::Error::TooManyHeaders => 431,
-        _ => 400,
-    }
-}
-
-/// A Content-Length value: digits only (a list of equal values is allowed,
-/// RFC 9110 8.6); `None` if invalid or too large.
-fn content_length(value: &[u8]) -> Option<u64> {
-    let mut out: Option<u64> = None;
-    for part in value.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return None;
+    /// The status for a line that runs past `max_header`; `seen` is what
+    /// fits of it. A request line: a method longer than any this server
+    /// implements is a 501 (RFC 9112 3), a target longer than it parses a
+    /// 414; bad syntax in what was seen is a 400. A field line: 431.
+    fn too_long(&self, seen: &[u8]) -> u16 {
+        if self.scan.line.is_some() {
+            return 431;
         }
-        let v = part.iter().try_fold(0u64, |acc, &d| {
-            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })?;
-        if out.is_some_and(|o| o != v) {
-            return None;
+        let Some(sp) = seen.iter().position(|&b| b == b' ') else {
+            return if seen.iter().all(|&b| TCHAR[b as usize]) {
+                501
+            } else {
+                400
+            };
+        };
+        if sp == 0 || !seen[..sp].iter().all(|&b| TCHAR[b as usize]) {
+            return 400;
         }
-        out = Some(v);
+        let target = &seen[sp + 1..];
+        match target.iter().position(|&b| b == b' ') {
+            None if target.iter().all(|&b| URI[b as usize]) => 414,
+            _ => 400,
+        }
     }
-    out
-}
 
-/// Whether a request line whose version httparse refused names an HTTP
-/// version at all (`HTTP/2.0`, `HTTP/1.2`, `HTTP/3`): that is a 505; any
-/// other garbage is a 400.
-fn names_other_version(data: &[u8]) -> bool {
-    let line = data
-        .split(|&b| b == b'\n')
-        .find(|l| !l.trim_ascii().is_empty())
-        .unwrap_or(&[]);
-    let line = line.trim_ascii();
-    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
-    let (Some(_method), Some(_target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    version.len() > 5
-        && version[..5].eq_ignore_ascii_case(b"HTTP/")
-        && version[5].is_ascii_digit()
-        && version[5..]
+    /// One header field line (without its CRLF): RFC 9112 5, RFC 9110 5.5.
+    fn field(&mut self, line: &[u8]) -> Result<(), u16> {
+        // field-name ":" OWS field-value OWS. A line starting with
+        // whitespace (obs-fold, or whitespace before the first field) has
+        // an empty name; whitespace between name and colon is refused
+        // (RFC 9112 5.1: MUST reject with 400).
+        let colon = line
             .iter()
-            .all(|&b| b.is_ascii_digit() || b == b'.')
+            .position(|&b| !TCHAR[b as usize])
+            .unwrap_or(line.len());
+        if colon == 0 || line.get(colon) != Some(&b':') {
+            return Err(400);
+        }
+        let name = &line[..colon];
+        let value = trim_ows(&line[colon + 1..]);
+        // field-vchar, SP and HTAB only: no CR, LF, NUL or other controls
+        // (RFC 9110 5.5: MUST reject or replace CR, LF, NUL).
+        if !value.iter().all(|&b| VALUE[b as usize]) {
+            return Err(400);
+        }
+        let s = &mut self.scan;
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                // RFC 9112 3.2: more than one Host, or an invalid one: 400.
+                s.hosts = s.hosts.saturating_add(1);
+                if s.hosts > 1 || !valid_host(value, false) {
+                    return Err(400);
+                }
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                s.expect =
+                    if value.eq_ignore_ascii_case(b"100-continue") && s.expect != Expect::Other {
+                        Expect::Continue
+                    } else {
+                        Expect::Other
+                    };
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    if token.eq_ignore_ascii_case(b"close") {
+                        s.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        s.keep_alive = true;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // RFC 9112 6.3: an invalid Content-Length, or several that
+                // differ, is unrecoverable: 400 and close.
+                let len = content_length(value).ok_or(400u16)?;
+                if s.length.is_some_and(|l| l != len) {
+                    return Err(400);
+                }
+                s.length = Some(len);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                s.te.seen = true;
+                for coding in value.split(|&b| b == b',') {
+                    let coding = trim_ows(coding);
+                    if coding.is_empty() {
+                        // Empty list elements are ignored (RFC 9110 5.6.1).
+                        continue;
+                    }
+                    if s.te.chunked {
+                        s.te.after_chunked = true;
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        s.te.chunked = true;
+                    } else if coding.iter().all(|&b| TCHAR[b as usize]) {
+                        s.te.other = true;
+                    } else {
+                        // Parameters, quotes, stray bytes: not a coding
+                        // this server can name, and no safe reading.
+                        s.te.bad = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framer() -> Framer {
-        Framer::new(Limits {
-            max_header: 256,
-            max_body: 100,
-        })
+/// `method SP request-target SP HTTP-version` (RFC 9112 3), without its
+/// CRLF; `at` is where the line starts in the head. Exactly one SP between
+/// the parts; the version is `HTTP/` DIGIT `.` DIGIT, case-sensitive
+/// (2.3): anything else is a 400, a well-formed version other than 1.x a
+/// 505.
+fn request_line(line: &[u8], at: usize) -> Result<Line, u16> {
+    let sp1 = line.iter().position(|&b| b == b' ').ok_or(400u16)?;
+    let method = &line[..sp1];
+    if method.is_empty() || !method.iter().all(|&b| TCHAR[b as usize]) {
+        return Err(400);
     }
-
-    /// Feeds `data` in one piece; returns the events and the bytes consumed.
-    fn run(f: &mut Framer, data: &[u8]) -> (Vec<String>, usize) {
-        let mut used = 0;
-        let mut out = Vec::new();
-        loop {
-            let (n, ev) = f.advance(&data[used..]);
-            used += n;
-            match ev {
-                Event::Partial => break,
-                Event::Skipped => out.push("skip".to_string()),
-                Event::Request(r) => out.push(format!(
-                    "{:?} {} 1.{} keep={} body={}",
-                    r.method, r.target, r.minor, r.keep_alive, r.body_len
-                )),
-                Event::Reject(s) => {
-                    out.push(format!("reject {s}"));
-                    break;
-                }
-            }
-        }
-        (out, used)
+    let rest = &line[sp1 + 1..];
+    let sp2 = rest.iter().position(|&b| b == b' ').ok_or(400u16)?;
+    let target = &rest[..sp2];
+    let v = &rest[sp2 + 1..];
+    if v.len() != 8 || &v[..5] != b"HTTP/" || !v[5].is_ascii_digit() || v[6] != b'.' {
+        return Err(400);
     }
-
-    #[test]
-    fn simple_get_and_head() {
-        let mut f = framer();
-        let (ev, used) = run(&mut f, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(ev, ["Get /a 1.1 keep=true body=0"]);
-        assert_eq!(used, 28);
-        let (ev, _) = run(&mut f, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(ev, ["Head / 1.1 keep=true body=0"]);
+    if !v[7].is_ascii_digit() {
+        return Err(400);
     }
-
-    #[test]
-    fn partial_heads_wait_for_more() {
-        let req = b"GET /x HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n";
-        for cut in 0..req.len() {
-            let mut f = framer();
-            let (ev, used) = run(&mut f, &req[..cut]);
-            assert!(ev.is_empty(), "cut {cut}: {ev:?}");
-            assert_eq!(used, 0, "cut {cut}");
-            assert!(f.in_head());
-            let (ev, used) = run(&mut f, req);
-            assert_eq!(ev, ["Get /x 1.1 keep=true body=0"], "cut {cut}");
-            assert_eq!(used, req.len());
-        }
+    let method = Method::from_token(method);
+    let form = target_form(method, target).ok_or(400u16)?;
+    if v[5] != b'1' {
+        return Err(505);
     }
-
-    #[test]
-    fn pipelined_requests_in_order() {
-        let mut f = framer();
-        let data = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /4 HT";
-        let (ev, used) = run(&mut f, data);
-        assert_eq!(
-            ev,
-            [
-                "Get /1 1.1 keep=true body=0",
-                "Head /2 1.1 keep=true body=0",
-                "Get /3 1.1 keep=false body=0"
-            ]
-        );
-        assert_eq!(&data[used..], b"GET /4 HT");
-    }
-
-    #[test]
-    fn keep_alive_rules() {
-        let cases: &[(&[u8], bool)] = &[
-            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                false,
-            ),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
-                false,
-            ),
-            (b"GET / HTTP/1.0\r\n\r\n", false),
-            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
-            (
-                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
-                false,
-            ),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n",
-                true,
-            ),
-        ];
-        for (req, keep) in cases {
-            let mut f = framer();
-            match f.advance(req).1 {
-                Event::Request(r) => {
-                    assert_eq!(r.keep_alive, *keep, "{}", String::from_utf8_lossy(req))
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn bodies_are_skipped_and_framing_holds() {
-        let mut f = framer();
-        let mut data =
-            b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello=world".to_vec();
-        data.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (ev, used) = run(&mut f, &data);
-        assert_eq!(
-            ev,
-            [
-                "Other /form 1.1 keep=true body=11",
-                "skip",
-                "Get /next 1.1 keep=true body=0"
-            ]
-        );
-        assert_eq!(used, data.len());
-    }
-
-    #[test]
-    fn body_split_over_reads() {
-        let mut f = framer();
-        let (ev, _) = run(
-            &mut f,
-            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
-        );
-        assert_eq!(ev, ["Other / 1.1 keep=true body=10"]);
-        assert!(f.in_body());
-        let (ev, used) = run(&mut f, b"0123");
-        assert_eq!((ev.len(), used), (1, 4));
-        let (ev, used) = run(&mut f, b"456789GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(ev, ["skip", "Get / 1.1 keep=true body=0"]);
-        assert_eq!(used, 6 + 27);
-    }
-
-    #[test]
-    fn rejections() {
-        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
-        let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
-        for i in 0..MAX_HEADERS {
-            many.push_str(&format!("X-{i}: y\r\n"));
-        }
-        many.push_str("\r\n");
-        let cases: Vec<(Vec<u8>, u16)> = vec![
-            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505),
-            (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n".to_vec(), 505),
-            (b"GET / HTTP/3\r\n\r\n".to_vec(), 505),
-            (b"GET / FOO/1.1\r\n\r\n".to_vec(), 400),
-            (b"GET /\r\n\r\n".to_vec(), 400),
-            (b"\x00\x01\x02garbage\r\n\r\n".to_vec(), 400),
-            (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(), 400),
-            (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400), // no Host
-            (
-                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n".to_vec(),
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"
-                    .to_vec(),
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-                    .to_vec(),
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n".to_vec(),
-                413,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
-                501,
-            ),
-            (long.into_bytes(), 431),
-            (many.into_bytes(), 431),
-            (vec![b'A'; 300], 431),
-        ];
-        for (req, status) in cases {
-            let mut f = framer();
-            let (ev, used) = run(&mut f, &req);
-            assert_eq!(
-                ev,
-                [format!("reject {status}")],
-                "{:?}",
-                String::from_utf8_lossy(&req)
-            );
-            assert_eq!(used, req.len());
-            // Nothing after a rejection is parsed.
-            let (ev, _) = run(&mut f, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-            assert!(ev.is_empty());
-        }
-    }
-
-    #[test]
-    fn accepted_content_lengths() {
-        assert_eq!(content_length(b"0"), Some(0));
-        assert_eq!(content_length(b" 42 "), Some(42));
-        assert_eq!(content_length(b"7, 7"), Some(7));
-        assert_eq!(content_length(b"7, 8"), None);
-        assert_eq!(content_length(b""), None);
-        assert_eq!(content_length(b"+1"), None);
-        assert_eq!(content_length(b"18446744073709551615"), None); // 20 digits
-        assert_eq!(
-            content_length(b"9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
-        );
-    }
-
-    #[test]
-    fn leading_empty_lines_and_http10_without_host() {
-        let mut f = framer();
-        let (ev, _) = run(&mut f, b"\r\nGET / HTTP/1.0\r\n\r\n");
-        assert_eq!(ev, ["Get / 1.0 keep=false body=0"]);
-    }
-
-    #[test]
-    fn expect_continue_is_reported() {
-        let mut f = framer();
-        match f
-            .advance(
-                b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-            )
-            .1
-        {
-            Event::Request(r) => assert!(r.expect_continue && r.body_len == 3),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Feeds `data` the way the server does: a byte at a time appended to
-    /// the unconsumed bytes, which are offered again after each `Partial`.
-    fn run_bytewise(f: &mut Framer, data: &[u8]) -> Vec<String> {
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        for &b in data {
-            buf.push(b);
-            loop {
-                let (n, ev) = f.advance(&buf);
-                let ev = match ev {
-                    Event::Partial => None,
-                    Event::Skipped => Some(String::new()),
-                    Event::Request(r) => Some(format!("{:?} {}", r.method, r.target)),
-                    Event::Reject(s) => Some(format!("reject {s}")),
-                };
-                buf.drain(..n);
-                match ev {
-                    None => break,
-                    Some(e) if e.is_empty() => {}
-                    Some(e) => out.push(e),
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn one_byte_segments_cost_linear_work() {
-        // A 16 KiB head of 60 long fields, one byte per read: every byte is
-        // looked at a small constant number of times (it was re-parsed
-        // from the start on every read: ~n^2/2 = 134 million bytes).
-        let mut head = b"GET /x HTTP/1.1\r\nHost: x\r\n".to_vec();
-        let limits = Limits::default();
-        for i in 0..60 {
-            let field = format!("X-F{i:02}: {}\r\n", "v".repeat(250));
-            head.extend_from_slice(field.as_bytes());
-        }
-        head.extend_from_slice(b"\r\n");
-        assert!(head.len() > 15_000 && head.len() <= limits.max_header);
-        let mut f = Framer::new(limits);
-        assert_eq!(run_bytewise(&mut f, &head), ["Get /x"]);
-        let bytewise = f.work();
-        assert!(
-            bytewise <= 4 * head.len() as u64,
-            "{bytewise} for {}",
-            head.len()
-        );
-        // The same as in one read.
-        let mut g = Framer::new(limits);
-        assert!(matches!(g.advance(&head).1, Event::Request(_)));
-        assert_eq!(g.work(), bytewise);
-        // A head that never ends: refused once past the limit, after
-        // linear work, not at the header timeout after quadratic work.
-        let mut f = Framer::new(limits);
-        let endless = vec![b'a'; limits.max_header + 1];
-        let mut data = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        data.extend_from_slice(&endless);
-        assert_eq!(run_bytewise(&mut f, &data), ["reject 431"]);
-        assert!(f.work() <= 2 * data.len() as u64);
-    }
-
-    #[test]
-    fn outcome_does_not_depend_on_how_bytes_arrive() {
-        let mut long = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
-        long.extend_from_slice(&[b'a'; 300]);
-        long.extend_from_slice(b"\r\n\r\n");
-        let mut bad_then_long = b"GET / HTTP/1.1\r\nBad Header\r\n".to_vec();
-        bad_then_long.extend_from_slice(&[b'a'; 300]);
-        let cases: Vec<Vec<u8>> = vec![
-            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            b"\r\n\nGET / HTTP/1.0\n\n".to_vec(),
-            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(),
-            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(),
-            b"GE\x00T / HTTP/1.1\r\n".to_vec(),
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            long,
-            bad_then_long,
-            vec![b'A'; 300],
-        ];
-        for data in cases {
-            let mut f = framer();
-            let (mut whole, _) = run(&mut f, &data);
-            whole.retain(|e| e != "skip");
-            let whole: Vec<String> = whole
-                .iter()
-                .map(|e| e.split(" 1.").next().unwrap().to_string())
-                .collect();
-            let mut f = framer();
-            let bytewise = run_bytewise(&mut f, &data);
-            assert_eq!(whole, bytewise, "{:?}", String::from_utf8_lossy(&data));
-        }
-    }
-
-    #[test]
-    fn arbitrary_bytes_never_panic() {
-        // A cheap deterministic fuzz: random bytes, random split points.
-        let mut rng = testkit::Rng::new(0x2545_f491_4f6c_dd1d);
-        let mut rnd = move || rng.next_u64();
-        let alphabet = b"GETHEADPOST /\r\n:HTTP/1.01Content-Length: 0123456789abc%\x00\xff";
-        for _ in 0..2000 {
-            let len = (rnd() % 400) as usize;
-            let data: Vec<u8> = (0..len)
-                .map(|_| alphabet[(rnd() % alphabet.len() as u64) as usize])
-                .collect();
-            let mut f = framer();
-            let mut used = 0;
-            for _ in 0..1000 {
-                let (n, ev) = f.advance(&data[used..]);
-                assert!(used + n <= data.len());
-                used += n;
-                if matches!(ev, Event::Partial | Event::Reject(_)) {
-                    break;
-                }
-            }
-        }
-    }
+    let start = at + sp1 + 1;
+    Ok(Line {
+        method,
+        target: (start, start + target.len()),
+        form,
+        // RFC 9110 2.5: a higher minor version of a major version we speak
+        // is processed as the highest we speak.
+        minor: (v[7] - b'0').min(1),
+    })
 }

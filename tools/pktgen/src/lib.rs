@@ -622,7 +622,16 @@ fn run_http<R: Rings + Send + 'static>(
         rate: args.rate,
         connect_rate: args.connect_rate,
         inflight: args.inflight,
-        request: httpc::request_bytes(&args.dst.to_string(), &args.path, args.close),
+        // An IPv6 literal in Host is bracketed (RFC 3986 3.2.2): the
+        // server refuses `Host: 2001:db8::1` with 400.
+        request: httpc::request_bytes(
+            &match args.dst {
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            },
+            &args.path,
+            args.close,
+        ),
         epoch,
         send_until: epoch + args.duration,
         drain: args.drain_time(),

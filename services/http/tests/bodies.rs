@@ -1,0 +1,252 @@
+//! Request bodies through the whole service, in memory (no root): a client
+//! on the far end of the engine's wire sends requests in pieces and reads
+//! what `HttpApp` answers, when: `100 Continue` before the body, the fixed
+//! body after it, OPTIONS, 405 and 501, and what closes the connection.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use httpd::{load_site, HttpApp, HttpArgs};
+use runtime::server::WorkerCtx;
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use stack::testing::{engine_net, with_app, EngineNet};
+
+const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
+
+fn args(root: Option<std::path::PathBuf>) -> HttpArgs {
+    HttpArgs {
+        port: 80,
+        backlog: 64,
+        body: "OK\n".into(),
+        root,
+        max_root_bytes: 1 << 20,
+        idle_timeout: Duration::from_secs(30),
+        header_timeout: Duration::from_secs(10),
+        max_header: 16 * 1024,
+        max_body: 10_000,
+        max_conns: 8,
+        listeners: 1,
+        attached: Default::default(),
+        stats: httpd::stats::parse_stats_path("off").unwrap(),
+        stats_allow: vec![httpd::stats::parse_allow("local").unwrap()],
+        local_addrs: (Some((SERVER, 24)), None),
+    }
+}
+
+fn net(args: &HttpArgs) -> EngineNet<HttpApp> {
+    let ctx = WorkerCtx::hashed(0, Arc::new(AtomicU64::new(0)));
+    let site = load_site(args).unwrap();
+    with_app(engine_net(|_| {}), |engine| {
+        HttpApp::new(&ctx, engine, args, site).unwrap()
+    })
+}
+
+struct Client {
+    h: SocketHandle,
+    got: Vec<u8>,
+}
+
+impl Client {
+    fn connect(net: &mut EngineNet<HttpApp>, port: u16) -> Client {
+        let h = net.client.connect(port, (SERVER, 80));
+        net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
+        Client { h, got: Vec::new() }
+    }
+
+    fn send(&mut self, net: &mut EngineNet<HttpApp>, data: &[u8]) {
+        let mut at = 0;
+        net.run_until(2000, "sent", |n| {
+            let s = n.client.tcp(self.h);
+            if s.can_send() && at < data.len() {
+                at += s.send_slice(&data[at..]).unwrap();
+            }
+            at == data.len() && s.send_queue() == 0
+        });
+    }
+
+    /// Runs `rounds` rounds, keeping what arrives.
+    fn read(&mut self, net: &mut EngineNet<HttpApp>, rounds: usize) -> &[u8] {
+        for _ in 0..rounds {
+            net.run(1);
+            let s = net.client.tcp(self.h);
+            while s.can_recv() {
+                s.recv(|b| {
+                    self.got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+        }
+        &self.got
+    }
+
+    /// Everything received so far, as text, and forgets it.
+    fn take(&mut self, net: &mut EngineNet<HttpApp>) -> String {
+        self.read(net, 50);
+        String::from_utf8_lossy(&std::mem::take(&mut self.got)).into_owned()
+    }
+
+    /// The server closed its side.
+    fn closed(&self, net: &mut EngineNet<HttpApp>) -> bool {
+        !matches!(
+            net.client.tcp(self.h).state(),
+            tcp::State::Established | tcp::State::FinWait1 | tcp::State::FinWait2
+        )
+    }
+}
+
+/// The status lines in `text`, in order (every body here ends with LF).
+fn statuses(text: &str) -> Vec<&str> {
+    text.split('\n')
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .map(|l| &l[9..12])
+        .collect()
+}
+
+#[test]
+fn expect_continue_then_body_then_answer() {
+    let mut net = net(&args(None));
+    let mut c = Client::connect(&mut net, 41000);
+    c.send(
+        &mut net,
+        b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    // The head alone: `100 Continue` and nothing more.
+    assert_eq!(c.take(&mut net), "HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(&mut net, b"01234");
+    assert_eq!(c.take(&mut net), "");
+    // The rest of the body: the fixed body's answer, and the connection
+    // stays open for the next request.
+    c.send(&mut net, b"56789");
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["200"], "{text}");
+    assert!(text.ends_with("\r\n\r\nOK\n"), "{text}");
+    c.send(&mut net, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(statuses(&c.take(&mut net)), ["200"]);
+    assert!(!c.closed(&mut net));
+    let counters = net.server.app.json();
+    assert_eq!(counters["continues"], 1, "{counters}");
+    assert_eq!(counters["body_bytes"], 10, "{counters}");
+}
+
+#[test]
+fn chunked_body_in_pieces_with_trailers() {
+    let mut net = net(&args(None));
+    let mut c = Client::connect(&mut net, 41001);
+    c.send(
+        &mut net,
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhel",
+    );
+    assert_eq!(c.take(&mut net), "");
+    c.send(&mut net, b"lo\r\n6\r\n world\r\n0\r\nX-Sum: ");
+    assert_eq!(c.take(&mut net), "");
+    c.send(&mut net, b"1\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["200", "200"], "{text}");
+    assert_eq!(net.server.app.json()["body_bytes"], 11);
+    assert!(!c.closed(&mut net));
+}
+
+#[test]
+fn methods_options_405_and_501() {
+    let mut net = net(&args(None));
+    let mut c = Client::connect(&mut net, 41002);
+    // PUT with a body: 405 at once, its body read and dropped, the next
+    // request answered; OPTIONS (server-wide and for a path); an unknown
+    // method: 501.
+    c.send(
+        &mut net,
+        b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\
+          OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n\
+          OPTIONS /x HTTP/1.1\r\nHost: t\r\n\r\n\
+          DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n\
+          FOOBAR /x HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /x HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(
+        statuses(&text),
+        ["405", "204", "204", "405", "501", "200"],
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Allow: GET, HEAD, POST, OPTIONS\r\n").count(),
+        4,
+        "{text}"
+    );
+    // No Content-Length in a 204.
+    let options = &text[text.find("HTTP/1.1 204").unwrap()..];
+    let options = &options[..options.find("\r\n\r\n").unwrap()];
+    assert!(!options.contains("Content-Length"), "{options}");
+    assert!(!c.closed(&mut net));
+}
+
+#[test]
+fn tree_keeps_405_for_post_and_answers_options() {
+    let dir = std::env::temp_dir().join(format!("xdpstack-bodies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), b"<p>hi</p>\n").unwrap();
+    let mut net = net(&args(Some(dir.clone())));
+    let mut c = Client::connect(&mut net, 41003);
+    c.send(
+        &mut net,
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+          OPTIONS / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let text = c.take(&mut net);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(statuses(&text), ["405", "204", "200"], "{text}");
+    assert_eq!(
+        text.matches("Allow: GET, HEAD, OPTIONS\r\n").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.ends_with("<p>hi</p>\n"), "{text}");
+}
+
+#[test]
+fn what_closes_the_connection() {
+    let mut net = net(&args(None));
+    // A chunked body past --max-body: 413, then close.
+    let mut c = Client::connect(&mut net, 41004);
+    c.send(
+        &mut net,
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2711\r\n",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["413"], "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert!(c.closed(&mut net));
+    // A framing error in a body already answered (405): no second
+    // response, the connection closes.
+    let mut c = Client::connect(&mut net, 41005);
+    c.send(
+        &mut net,
+        b"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["405"], "{text}");
+    assert!(c.closed(&mut net));
+    // Expect: 100-continue on a request answered without its body (405):
+    // no 100, the answer, then close (the body may or may not come).
+    let mut c = Client::connect(&mut net, 41006);
+    c.send(
+        &mut net,
+        b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["405"], "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert!(c.closed(&mut net));
+    // Both framings: 400 and close, the smuggled request never answered.
+    let mut c = Client::connect(&mut net, 41007);
+    c.send(
+        &mut net,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 35\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["400"], "{text}");
+    assert!(c.closed(&mut net));
+}
