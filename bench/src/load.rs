@@ -380,7 +380,7 @@ fn one_conn(dst: SocketAddr, timeout: Duration) -> Outcome {
     let _ = s.set_nodelay(true);
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        dst.ip()
+        host(&dst)
     );
     if s.write_all(req.as_bytes()).is_err() {
         return Outcome::Reset;
@@ -600,7 +600,7 @@ pub fn kaload(
 ) -> Result<KaLoadReport, LoadError> {
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
     let ep = Epoll::new(EpollCreateFlags::empty())?;
-    let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", dst.ip());
+    let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", host(&dst));
     let mut slots: Vec<Option<KaConn>> = Vec::new();
     let mut next_port = ports.start;
     let mut r = KaLoadReport {
@@ -805,5 +805,14 @@ mod ka_tests {
         let (_, len, ok) =
             response_len(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").expect("head");
         assert_eq!((len, ok), (0, false));
+    }
+}
+
+/// The Host field for `dst`: an IPv6 address in brackets (RFC 9110 §7.2 with RFC 3986's
+/// IP-literal; the server refuses it bare).
+fn host(dst: &std::net::SocketAddr) -> String {
+    match dst.ip() {
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
     }
 }
