@@ -27,9 +27,15 @@ pub struct HttpCounters {
     /// was idle between requests for `EVICT_AFTER`.
     pub rejected_max_conns: u64,
     /// Connections idle between requests (or before the first) closed to
-    /// let a new one in when --max-conns were open: the longest idle first,
-    /// idle at least `EVICT_AFTER`.
+    /// let a new one in when --max-conns were open and none was in
+    /// `closed_quiet`'s list: the longest idle first, idle at least
+    /// `EVICT_AFTER`.
     pub evicted_idle: u64,
+    /// Keep-alive connections idle after a request closed at once to let a
+    /// new one in when --max-conns were open, the one that went idle first,
+    /// whatever its age (nginx reuses its idle keep-alive connections so
+    /// when it runs out).
+    pub closed_quiet: u64,
     /// Connections the engine ended while held (reset by the peer, timed
     /// out): forgotten at once.
     pub ended: u64,

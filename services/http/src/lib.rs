@@ -192,6 +192,9 @@ struct Conn {
     /// is read and dropped; a framing error in it closes the connection
     /// without a second response).
     answered_early: bool,
+    /// `last` when it was last listed quiet (idle after a request) for
+    /// eviction (not listed twice for one idle spell).
+    listed_quiet: Option<Instant>,
 }
 
 impl Conn {
@@ -208,6 +211,7 @@ impl Conn {
             answered: 0,
             deferred: None,
             answered_early: false,
+            listed_quiet: None,
         }
     }
 
@@ -230,6 +234,7 @@ impl Conn {
         self.answered = 0;
         self.deferred = None;
         self.answered_early = false;
+        self.listed_quiet = None;
     }
 
     /// Nothing in flight either way.
@@ -878,6 +883,10 @@ impl HttpApp {
             };
             if !self.svc.service(&self.site, engine, id, c, now) {
                 self.finish(id, now);
+            } else if c.idle_after_request() && c.listed_quiet != Some(c.last) {
+                // A candidate for `evict_idle` at once, whatever its age.
+                c.listed_quiet = Some(c.last);
+                self.reaper.note_quiet(id, c.last, self.svc.cfg.max_conns);
             }
         }
         self.ready = ready;
@@ -958,10 +967,25 @@ impl HttpApp {
         }
     }
 
-    /// Close the connection idle longest between requests (or before its
-    /// first), if idle for `EVICT_AFTER`; whether one went.
+    /// Make room for a newcomer: close the keep-alive connection that went
+    /// idle after a request first, whatever its age (as nginx reuses its
+    /// idle keep-alive connections when it runs out); else the one idle
+    /// longest between requests (or before its first), if idle for
+    /// `EVICT_AFTER`. Whether one went.
     fn evict_idle<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> bool {
         let conns = &self.conns;
+        let quiet = self.reaper.take_quiet(|id| {
+            conns
+                .get(&id)
+                .filter(|c| c.idle_after_request())
+                .map(|c| c.last)
+        });
+        if let Some(id) = quiet {
+            self.svc.counters.closed_quiet += 1;
+            engine.close(id);
+            self.finish(id, now);
+            return true;
+        }
         let Some(id) = self.reaper.evict(
             now,
             || {

@@ -1,7 +1,8 @@
 //! Request bodies through the whole service, in memory (no root): a client
 //! on the far end of the engine's wire sends requests in pieces and reads
 //! what `HttpApp` answers, when: `100 Continue` before the body, the fixed
-//! body after it, OPTIONS, 405 and 501, and what closes the connection.
+//! body after it, OPTIONS, 405 and 501, and what closes the connection;
+//! and how a full table (--max-conns) makes room for a newcomer.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -249,4 +250,34 @@ fn what_closes_the_connection() {
     let text = c.take(&mut net);
     assert_eq!(statuses(&text), ["400"], "{text}");
     assert!(c.closed(&mut net));
+}
+
+/// Issue 20: with --max-conns open, all idle after a request (clients that
+/// keep their keep-alive connections, or died with them), a newcomer is
+/// served at once: the connection that went idle first is closed
+/// gracefully, whatever its age (nginx reuses its idle keep-alive
+/// connections so); before, none was evictable for a second
+/// (`EVICT_AFTER`) and the newcomer was reset.
+#[test]
+fn a_full_table_of_idle_keep_alive_connections_makes_room_at_once() {
+    let mut net = net(&args(None)); // max_conns 8
+    let mut cs = Vec::new();
+    for i in 0..8u16 {
+        let mut c = Client::connect(&mut net, 42000 + i);
+        c.send(&mut net, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(statuses(&c.take(&mut net)), ["200"]);
+        cs.push(c);
+    }
+    let start = net.rounds;
+    let mut late = Client::connect(&mut net, 42100);
+    late.send(&mut net, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(statuses(&late.take(&mut net)), ["200"]);
+    assert!(net.rounds - start < 500, "served after {} ms", net.rounds - start);
+    net.run(50);
+    assert!(cs[0].closed(&mut net), "the first to go idle is closed");
+    assert!(cs[1..].iter().all(|c| !c.closed(&mut net)));
+    let counters = net.server.app.json();
+    assert_eq!(counters["closed_quiet"], 1, "{counters}");
+    assert_eq!(counters["rejected_max_conns"], 0, "{counters}");
+    assert_eq!(counters["evicted_idle"], 0, "{counters}");
 }
