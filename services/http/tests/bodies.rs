@@ -272,7 +272,11 @@ fn a_full_table_of_idle_keep_alive_connections_makes_room_at_once() {
     let mut late = Client::connect(&mut net, 42100);
     late.send(&mut net, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(statuses(&late.take(&mut net)), ["200"]);
-    assert!(net.rounds - start < 500, "served after {} ms", net.rounds - start);
+    assert!(
+        net.rounds - start < 500,
+        "served after {} ms",
+        net.rounds - start
+    );
     net.run(50);
     assert!(cs[0].closed(&mut net), "the first to go idle is closed");
     assert!(cs[1..].iter().all(|c| !c.closed(&mut net)));
