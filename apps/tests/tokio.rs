@@ -1,0 +1,398 @@
+//! `xdpstack-tokio` end to end: the `axum_hello` example (axum over hyper
+//! 1.x through hyper-util's `TokioIo`) attached to `xdpstack daemon` in the
+//! sandbox's server namespace, as uid 65534 with no capabilities; kernel
+//! clients (curl, python) in the client namespace. Port sharing between
+//! processes and the uid rule, large bodies byte-exact both ways,
+//! half-close, and the daemon killed under a pending accept and read.
+//!
+//! The example is built by `cargo test --workspace` (as every example of
+//! the workspace); run alone, build it first:
+//! `cargo build -p xdpstack-tokio --example axum_hello`.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use lab::sandbox::{Sandbox, Side};
+use serde_json::Value;
+
+const NOBODY: &str = "65534";
+
+/// The example binary, beside the test's own directory.
+fn axum_hello() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let p = dir.join("examples").join("axum_hello");
+    assert!(
+        p.exists(),
+        "{} missing: cargo build -p xdpstack-tokio --example axum_hello (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// `xdpstack daemon` in the server namespace, control socket open to all.
+struct Daemon {
+    proc: Spawned,
+    sock: PathBuf,
+    stats: PathBuf,
+}
+
+impl Daemon {
+    fn start(sb: &Sandbox) -> Daemon {
+        let info = sb.info();
+        let tag = format!("{}-daemon", info.name);
+        let sock = temp_path(&tag, "sock");
+        let stats = temp_path(&tag, "json");
+        let mut cmd = sb.command(Side::Server, BIN);
+        cmd.arg("daemon")
+            .args(["--iface", &info.server_if])
+            .args(["--addr", &info.server_ip4])
+            .args(["--addr6", &info.server_ip6])
+            .args(["--workers", "2", "--control-mode", "666"])
+            .arg("--control")
+            .arg(&sock)
+            .arg("--report")
+            .arg(&stats)
+            .stdout(Stdio::null());
+        let mut proc = Spawned::spawn(&mut cmd, &tag, "the daemon", &[&sock, &stats]);
+        let ready = sock.clone();
+        proc.wait_started(|err| ready.exists() && err.contains(" worker(s) on "));
+        Daemon { proc, sock, stats }
+    }
+
+    fn stop(self) -> Value {
+        self.proc
+            .stop_with_stats(&self.stats, Duration::from_secs(15))
+    }
+}
+
+/// `axum_hello --attach` as `uid` with no capabilities (setpriv).
+fn attach_cmd(d: &Daemon, uid: &str, body: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        uid,
+        "--regid",
+        uid,
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(axum_hello())
+    .arg("--attach")
+    .arg(&d.sock)
+    .args(["--port", "8080", "--body", &format!("{body}\n")])
+    .args(extra)
+    .stdout(Stdio::null());
+    c
+}
+
+/// A running `axum_hello` process.
+struct App(Spawned);
+
+impl App {
+    fn start(d: &Daemon, uid: &str, body: &str, extra: &[&str]) -> App {
+        let mut cmd = attach_cmd(d, uid, body, extra);
+        let mut p = Spawned::spawn(&mut cmd, &format!("axum-{body}"), body, &[]);
+        p.wait_started(|err| err.contains("listening on"));
+        App(p)
+    }
+
+    fn creds(&self) -> (u32, u64) {
+        let s = fs::read_to_string(format!("/proc/{}/status", self.0.pid())).unwrap();
+        let field = |name: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        (
+            field("Uid:").parse().unwrap(),
+            u64::from_str_radix(&field("CapEff:"), 16).unwrap(),
+        )
+    }
+}
+
+/// `n` new connections (HTTP/1.0, one request each); the bodies counted.
+const COUNT_BODIES: &str = r#"
+import socket, sys, json
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts = {}; errors = []
+for i in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d: break
+            data += d
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
+            raise Exception("bad response %r" % head[:40])
+        b = body.decode().strip()
+        counts[b] = counts.get(b, 0) + 1
+    except Exception as e:
+        errors.append(str(e))
+print(json.dumps({"counts": counts, "errors": errors}))
+"#;
+
+fn count(v: &Value, body: &str) -> u64 {
+    v[body].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn axum_through_the_daemon_shares_a_port_between_processes_of_one_uid() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-share", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &[]);
+    // B on a multi-threaded runtime: the stack is shared by its threads.
+    let b = App::start(&d, NOBODY, "B", &["--threads", "2"]);
+    for p in [&a, &b] {
+        assert_eq!(p.creds(), (65534, 0), "uid 65534 with no capabilities");
+    }
+    let body = curl_ok(&sb, &format!("http://{SERVER_IP4}:8080/"));
+    assert!(body == "A\n" || body == "B\n", "{body:?}");
+    let r = python_json(&sb, 120, COUNT_BODIES, &[SERVER_IP4, "8080", "200"]);
+    eprintln!("200 new connections: {r}");
+    let counts = &r["counts"];
+    assert_eq!(r["errors"].as_array().map_or(0, |e| e.len()), 0, "{r}");
+    assert_eq!(count(counts, "A") + count(counts, "B"), 200, "{r}");
+    for x in ["A", "B"] {
+        assert!(count(counts, x) >= 70, "{x} got less than 35%: {r}");
+    }
+    // Keep-alive: many requests on few connections (ab -k).
+    let (complete, failed, non2xx, text) =
+        ab(&sb, &format!("http://{SERVER_IP4}:8080/"), 5_000, 8, true);
+    assert_eq!((complete, failed, non2xx), (5_000, 0, 0), "ab:\n{text}");
+
+    // Another uid: refused by the daemon, with its reason.
+    let c = attach_cmd(&d, "4242", "C", &[]);
+    let out = output(
+        Command::new("timeout")
+            .args(["-k", "2", "15"])
+            .arg(c.get_program())
+            .args(c.get_args())
+            .stdin(Stdio::null()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "uid 4242 was let in: {err}");
+    assert!(err.contains("refused port hijack"), "{err}");
+    // A and B still serve everything.
+    let r = python_json(&sb, 120, COUNT_BODIES, &[SERVER_IP4, "8080", "40"]);
+    assert_eq!(
+        count(&r["counts"], "A") + count(&r["counts"], "B"),
+        40,
+        "{r}"
+    );
+    drop((a, b));
+    let stats = d.stop();
+    for w in workers(&stats) {
+        assert_eq!(num(w, "/app/corrupt"), 0, "{w:#}");
+    }
+    assert_frames_ok(&stats);
+}
+
+/// `n` bytes of the example's `/bytes/N` stream (xorshift64).
+fn pattern(n: u64) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Bytes of the large-body test: 64 MiB unless `XDPSTACK_TOKIO_BIG` says.
+fn big_len() -> u64 {
+    std::env::var("XDPSTACK_TOKIO_BIG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 << 20)
+}
+
+#[test]
+fn large_bodies_cross_byte_exact_both_ways() {
+    let Some(_lock) = begin() else { return };
+    let n = big_len();
+    let file = temp_path("tok-big", "bin");
+    {
+        let mut f = fs::File::create(&file).unwrap();
+        // In pieces: 1 GiB needs no 1 GiB buffer.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut left = n;
+        let mut buf = vec![0u8; 1 << 20];
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            for b in &mut buf[..k] {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            f.write_all(&buf[..k]).unwrap();
+            left -= k as u64;
+        }
+    }
+    assert_eq!(
+        pattern(4096)[..],
+        fs::read(&file).unwrap()[..4096.min(n as usize)]
+    );
+    let want = run_ok(Command::new("sha256sum").arg(&file));
+    let want = want.split_whitespace().next().unwrap().to_string();
+    let sb = sandbox("tok-big", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &[]);
+    let secs = 60 + n / (1 << 20);
+    let url = format!("http://{SERVER_IP4}:8080");
+
+    // Download: the stream hashed as it arrives.
+    let t = Instant::now();
+    let got = run_ok(&mut client(
+        &sb,
+        secs,
+        "sh",
+        [
+            "-c",
+            &format!("curl -sS -m {secs} {url}/bytes/{n} | sha256sum"),
+        ],
+    ));
+    let down = t.elapsed();
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(want.as_str()),
+        "download"
+    );
+
+    // Upload: streamed from the file, hashed by the handler as it comes.
+    let t = Instant::now();
+    let out = run_ok(&mut client(
+        &sb,
+        secs,
+        "curl",
+        [
+            "-sS",
+            "-m",
+            &secs.to_string(),
+            "-X",
+            "POST",
+            "-T",
+            file.to_str().unwrap(),
+            &format!("{url}/sha256"),
+        ],
+    ));
+    let up = t.elapsed();
+    let _ = fs::remove_file(&file);
+    assert_eq!(out.trim(), format!("{n} {want}"), "upload");
+    let mib = n as f64 / (1 << 20) as f64;
+    eprintln!(
+        "{mib:.0} MiB: download {:.2} s ({:.1} MiB/s), upload {:.2} s ({:.1} MiB/s)",
+        down.as_secs_f64(),
+        mib / down.as_secs_f64(),
+        up.as_secs_f64(),
+        mib / up.as_secs_f64()
+    );
+    drop(a);
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}
+
+/// The client half-closes after its request; the answer still comes, then
+/// the server's FIN.
+const HALF_CLOSE: &str = r#"
+import socket, sys, json
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=5)
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+head, _, body = data.partition(b"\r\n\r\n")
+print(json.dumps({"status": head.split(b"\r\n")[0].decode(), "body": body.decode()}))
+"#;
+
+#[test]
+fn half_close_and_a_killed_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-half", 2);
+    let mut d = Daemon::start(&sb);
+    let mut a = App::start(&d, NOBODY, "A", &[]);
+    for _ in 0..4 {
+        let r = python_json(&sb, 30, HALF_CLOSE, &[SERVER_IP4, "8080"]);
+        assert_eq!(r["status"], "HTTP/1.1 200 OK", "{r}");
+        assert_eq!(r["body"], "A\n", "{r}");
+    }
+
+    // A connection whose request is not complete: hyper waits in a read.
+    let mut partial = client(
+        &sb,
+        30,
+        PY,
+        [
+            "-c",
+            "import socket,sys,time\ns=socket.create_connection((sys.argv[1],8080),timeout=20)\ns.sendall(b'GET / HTTP/1.1\\r\\n')\nprint('sent',flush=True)\ntime.sleep(15)",
+            SERVER_IP4,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("python");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(partial.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "sent");
+    }
+    // Let the daemon hand it over and hyper read the first line.
+    thread::sleep(Duration::from_millis(300));
+    d.proc.kill();
+    // The accept and the read fail with the reason, and the process exits.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = a.0.try_wait() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the process did not notice the daemon's end:\n{}",
+            a.0.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let err = a.0.stderr_text();
+    eprintln!("after kill -9 of the daemon ({:?}):\n{err}", t.elapsed());
+    assert!(!status.success());
+    assert!(
+        err.contains("accept: the xdpstack daemon is gone"),
+        "accept: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("connection from") && l.contains("the xdpstack daemon is gone")),
+        "the pending read: {err}"
+    );
+    let _ = partial.kill();
+    let _ = partial.wait();
+}
