@@ -137,7 +137,7 @@ impl TcpListener {
             next: AtomicUsize::new(0),
         };
         for cell in cells {
-            let (ba, bo) = (ba.clone(), bo.clone());
+            let bo = bo.clone();
             // On failure `l` drops: the members bound so far are closed.
             let id = control(cell.clone(), move |core| {
                 core.tcp_listen(ba, addr.port(), bo).map(|l| l.0 .0)

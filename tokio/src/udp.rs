@@ -71,7 +71,7 @@ impl UdpSocket {
             next: AtomicUsize::new(0),
         };
         for cell in cells {
-            let (ba, bo) = (ba.clone(), bo.clone());
+            let bo = bo.clone();
             let id = control(cell.clone(), move |core| {
                 core.udp_bind(ba, addr.port(), bo).map(|u| u.0 .0)
             })
