@@ -26,15 +26,20 @@ const NOBODY: &str = "65534";
 
 /// The example binary, beside the test's own directory.
 fn axum_hello() -> PathBuf {
+    example("axum_hello")
+}
+
+/// Example `name` of xdpstack-tokio, built beside the test's own directory.
+fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let p = dir.join("examples").join("axum_hello");
+    let p = dir.join("examples").join(name);
     assert!(
         p.exists(),
-        "{} missing: cargo build -p xdpstack-tokio --example axum_hello (cargo test --workspace builds it)",
+        "{} missing: cargo build -p xdpstack-tokio --example {name} (cargo test --workspace builds it)",
         p.display()
     );
     p
@@ -395,4 +400,58 @@ fn half_close_and_a_killed_daemon() {
     );
     let _ = partial.kill();
     let _ = partial.wait();
+}
+
+/// `n` sockets (so `n` source ports) each send one datagram and wait for it
+/// back (one retry).
+const UDP_ECHO: &str = r#"
+import socket, sys, json, os
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ok = 0
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    msg = b"dgram-%d-" % i + os.urandom(16 + i * 7)
+    for attempt in range(2):
+        s.sendto(msg, (host, port))
+        try:
+            if s.recv(65536) == msg:
+                ok += 1
+                break
+        except socket.timeout:
+            pass
+    s.close()
+print(json.dumps({"ok": ok}))
+"#;
+
+#[test]
+fn udp_echo_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-udp", 2);
+    let d = Daemon::start(&sb);
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(example("udp_echo"))
+    .arg("--attach")
+    .arg(&d.sock)
+    .stdout(Stdio::null());
+    let mut p = Spawned::spawn(&mut cmd, "udp-echo", "udp_echo", &[]);
+    p.wait_started(|err| err.contains("listening on"));
+    let r = python_json(&sb, 120, UDP_ECHO, &[SERVER_IP4, "7007", "100"]);
+    assert!(num(&r, "/ok") >= 99, "{r}\n{}", p.stderr_text());
+    drop(p);
+    let stats = d.stop();
+    let udp: u64 = workers(&stats)
+        .iter()
+        .map(|w| num(w, "/app/datagrams_from_apps"))
+        .sum();
+    assert!(udp >= 99, "datagrams sent for the process: {udp}");
+    assert_frames_ok(&stats);
 }

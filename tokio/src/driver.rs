@@ -208,6 +208,9 @@ impl CoreCell {
             // readiness: whoever waits on this core looks again.
             wake.extend(st.accept.drain().map(|(_, w)| w));
             wake.extend(st.udp_recv.drain().map(|(_, w)| w));
+            // The daemon is busy with this process's ring: writers that
+            // found it full try again (no timer needed while busy).
+            wake.append(&mut st.ring_full);
         }
         st.core.flush();
         st.dirty = false;
