@@ -204,6 +204,35 @@ fn axum_through_the_daemon_shares_a_port_between_processes_of_one_uid() {
         40,
         "{r}"
     );
+    // B killed: the daemon detaches it as any attached process (its
+    // members leave the group, its shared memory is unmapped) and A takes
+    // every new connection.
+    let mut b = b;
+    let pid = b.0.kill();
+    let needle = format!("process {pid} (client");
+    let t = Instant::now();
+    while !d
+        .proc
+        .stderr_text()
+        .lines()
+        .any(|l| l.contains(&needle) && l.ends_with("detached"))
+    {
+        assert!(t.elapsed() < Duration::from_secs(5), "{pid} not detached");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let maps = || {
+        fs::read_to_string(format!("/proc/{}/maps", d.proc.pid()))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&format!("memfd:xdpstack-{pid}-")))
+            .count()
+    };
+    while maps() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "{pid} still mapped");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let r = python_json(&sb, 120, COUNT_BODIES, &[SERVER_IP4, "8080", "40"]);
+    assert_eq!(count(&r["counts"], "A"), 40, "{r}");
     drop((a, b));
     let stats = d.stop();
     for w in workers(&stats) {
