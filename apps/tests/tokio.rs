@@ -484,3 +484,78 @@ fn udp_echo_through_the_daemon() {
     assert!(udp >= 99, "datagrams sent for the process: {udp}");
     assert_frames_ok(&stats);
 }
+
+/// HTTP/2 with prior knowledge (h2c) through the daemon: h2load keeps 100
+/// streams open at once on each of its 2 connections, every one answered in
+/// full; one body byte-exact.
+#[test]
+fn http2_streams_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-h2", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &[]);
+    let url = format!("http://{SERVER_IP4}:8080");
+    let out = run_ok(&mut client(
+        &sb,
+        90,
+        "h2load",
+        [
+            "-n",
+            "2000",
+            "-c",
+            "2",
+            "-m",
+            "100",
+            "-T",
+            "30",
+            &format!("{url}/bytes/20000"),
+        ],
+    ));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("h2load said:\n{out}"));
+    eprintln!("h2load: {line}");
+    assert!(
+        line.contains("2000 succeeded, 0 failed, 0 errored, 0 timeout"),
+        "{out}"
+    );
+    assert!(out.contains("Application protocol: h2c"), "{out}");
+    let traffic = out
+        .lines()
+        .find(|l| l.starts_with("traffic:"))
+        .unwrap_or_default();
+    // "..., 38.15MB (40000000) data": every body whole.
+    let data: u64 = traffic
+        .split(", ")
+        .find(|p| p.ends_with(" data"))
+        .and_then(|p| p.split_once('(')?.1.split_once(')'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(data, 2000 * 20000, "{traffic}");
+
+    // One larger body, hashed.
+    let file = temp_path("tok-h2", "bin");
+    fs::write(&file, pattern(3 << 20)).unwrap();
+    let want = run_ok(Command::new("sha256sum").arg(&file));
+    let _ = fs::remove_file(&file);
+    let got = run_ok(&mut client(
+        &sb,
+        60,
+        "sh",
+        [
+            "-c",
+            &format!(
+                "curl -sS -m 50 --http2-prior-knowledge {url}/bytes/{} | sha256sum",
+                3 << 20
+            ),
+        ],
+    ));
+    assert_eq!(
+        got.split_whitespace().next(),
+        want.split_whitespace().next()
+    );
+    drop(a);
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}

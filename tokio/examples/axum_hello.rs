@@ -1,4 +1,5 @@
-//! An axum service, served by hyper 1.x (through hyper-util's `TokioIo`),
+//! An axum service, served by hyper 1.x (through hyper-util's `TokioIo`;
+//! HTTP/1.1, or HTTP/2 when the client starts with its preface),
 //! either through the xdpstack daemon (`--attach SOCK`) or on the kernel's
 //! sockets (`--kernel ADDR`). The listener is the only difference: the
 //! router, the connection code and the handlers are the same.
@@ -22,7 +23,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Parser;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -136,20 +138,24 @@ async fn run(args: Args) -> i32 {
     }
 }
 
-/// One connection: hyper's HTTP/1.1 over whatever stream was accepted.
+/// One connection: hyper over whatever stream was accepted.
 fn serve<S>(stream: S, peer: SocketAddr, app: Router)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let r = hyper::server::conn::http1::Builder::new()
-            // A client that sends its request and then its FIN still gets
-            // the answer.
-            .half_close(true)
+        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), as the client
+        // starts.
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        // A client that sends its request and then its FIN still gets the
+        // answer.
+        b.http1().half_close(true);
+        b.http2().max_concurrent_streams(256);
+        let r = b
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
             .await;
         if let Err(e) = r {
-            eprintln!("axum_hello: connection from {peer}: {}", chain(&e));
+            eprintln!("axum_hello: connection from {peer}: {}", chain(&*e));
         }
     });
 }
