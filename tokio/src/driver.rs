@@ -49,10 +49,10 @@ pub(crate) struct ConnWait {
 pub(crate) struct CoreState {
     pub core: Core,
     pub conns: HashMap<ConnId, ConnWait>,
-    /// Acceptors by listener id.
-    pub accept: HashMap<u64, Waker>,
-    /// UDP receivers by socket id.
-    pub udp_recv: HashMap<u64, Waker>,
+    /// Acceptors by listener id (several tasks may accept on one listener).
+    pub accept: HashMap<u64, Vec<Waker>>,
+    /// UDP receivers by socket id (several tasks may receive on one socket).
+    pub udp_recv: HashMap<u64, Vec<Waker>>,
     /// Tasks that found the ring full.
     pub ring_full: Vec<Waker>,
     /// Why the core can serve nothing more (the daemon went away, or broke
@@ -61,6 +61,13 @@ pub(crate) struct CoreState {
     /// Records pushed and not yet published.
     pub dirty: bool,
     ready: Vec<ConnId>,
+}
+
+/// Add `w` to `list` unless a waker of the same task is there.
+pub(crate) fn add_waker(list: &mut Vec<Waker>, w: &Waker) {
+    if !list.iter().any(|x| x.will_wake(w)) {
+        list.push(w.clone());
+    }
 }
 
 impl CoreState {
@@ -79,8 +86,8 @@ impl CoreState {
             out.extend(w.write.take());
             w.write_blocked = false;
         }
-        out.extend(self.accept.drain().map(|(_, w)| w));
-        out.extend(self.udp_recv.drain().map(|(_, w)| w));
+        out.extend(self.accept.drain().flat_map(|(_, w)| w));
+        out.extend(self.udp_recv.drain().flat_map(|(_, w)| w));
         out.append(&mut self.ring_full);
     }
 }
@@ -206,8 +213,8 @@ impl CoreCell {
             st.core.set_ready_tracking(true);
             // Accepted connections and datagrams carry no per-socket
             // readiness: whoever waits on this core looks again.
-            wake.extend(st.accept.drain().map(|(_, w)| w));
-            wake.extend(st.udp_recv.drain().map(|(_, w)| w));
+            wake.extend(st.accept.drain().flat_map(|(_, w)| w));
+            wake.extend(st.udp_recv.drain().flat_map(|(_, w)| w));
             // The daemon is busy with this process's ring: writers that
             // found it full try again (no timer needed while busy).
             wake.append(&mut st.ring_full);

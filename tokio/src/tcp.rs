@@ -197,7 +197,7 @@ impl TcpListener {
                     peer,
                 )));
             }
-            st.accept.insert(*lid, cx.waker().clone());
+            crate::driver::add_waker(st.accept.entry(*lid).or_default(), cx.waker());
         }
         Poll::Pending
     }

@@ -114,7 +114,7 @@ impl UdpSocket {
                     return Poll::Ready(Ok(from));
                 }
                 Ok(None) => {
-                    st.udp_recv.insert(*id, cx.waker().clone());
+                    crate::driver::add_waker(st.udp_recv.entry(*id).or_default(), cx.waker());
                 }
                 Err(e) => return Poll::Ready(Err(io::Error::other(e.to_string()))),
             }

@@ -465,3 +465,44 @@ async fn udp_datagrams_both_ways() {
         assert_eq!(payload, &[i as u8; 100][..]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_tasks_accept_on_one_listener() {
+    let fake = Fake::new(1 << 16);
+    let path = fake.path.clone();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let daemon = script(fake, move |f| {
+        let lid = f.bound();
+        go_rx.recv().unwrap();
+        for i in 1..=4u64 {
+            f.offer(lid, 11u64 << 32 | i);
+        }
+        let mut recs = Vec::new();
+        f.until(&mut recs, "4 taken", |r| {
+            r.iter().filter(|r| r.kind == proto::TAKEN).count() == 4
+        });
+    });
+    let stack = Stack::connect(&path).await.unwrap();
+    let l = Arc::new(stack.bind("0.0.0.0:8080".parse().unwrap()).await.unwrap());
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let l = l.clone();
+            tokio::spawn(async move { l.accept().await.map(|(s, _)| s) })
+        })
+        .collect();
+    // Every task waits in accept before the connections come.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    go_tx.send(()).unwrap();
+    let mut streams = Vec::new();
+    for t in tasks {
+        let s = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("every acceptor gets one")
+            .unwrap()
+            .unwrap();
+        streams.push(s);
+    }
+    tokio::task::spawn_blocking(move || daemon.join().unwrap())
+        .await
+        .unwrap();
+}
