@@ -559,3 +559,84 @@ fn http2_streams_through_the_daemon() {
     let stats = d.stop();
     assert_frames_ok(&stats);
 }
+
+/// HTTPS: tokio-rustls over the daemon's streams (a self-signed certificate,
+/// ALPN h2 and http/1.1): an 8 MiB body byte-exact over each, and h2load's
+/// streams over TLS.
+#[test]
+fn https_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-tls", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &["--tls"]);
+    let url = format!("https://{SERVER_IP4}:8080");
+    let body = run_ok(&mut client(
+        &sb,
+        20,
+        "curl",
+        ["-sS", "-k", "-m", "10", &url],
+    ));
+    assert_eq!(body, "A\n");
+    let n = 8u64 << 20;
+    let file = temp_path("tok-tls", "bin");
+    fs::write(&file, pattern(n)).unwrap();
+    let want = run_ok(Command::new("sha256sum").arg(&file));
+    let want = want.split_whitespace().next().unwrap().to_string();
+    for version in ["--http1.1", "--http2"] {
+        let got = run_ok(&mut client(
+            &sb,
+            60,
+            "sh",
+            [
+                "-c",
+                &format!("curl -sS -k -m 50 {version} {url}/bytes/{n} | sha256sum"),
+            ],
+        ));
+        assert_eq!(
+            got.split_whitespace().next(),
+            Some(want.as_str()),
+            "{version}"
+        );
+        let out = run_ok(&mut client(
+            &sb,
+            60,
+            "curl",
+            [
+                "-sS",
+                "-k",
+                "-m",
+                "50",
+                version,
+                "-X",
+                "POST",
+                "-T",
+                file.to_str().unwrap(),
+                &format!("{url}/sha256"),
+            ],
+        ));
+        assert_eq!(out.trim(), format!("{n} {want}"), "upload {version}");
+    }
+    let _ = fs::remove_file(&file);
+    let out = run_ok(&mut client(
+        &sb,
+        90,
+        "h2load",
+        [
+            "-n",
+            "1000",
+            "-c",
+            "2",
+            "-m",
+            "50",
+            &format!("{url}/bytes/4000"),
+        ],
+    ));
+    assert!(
+        out.contains("1000 succeeded, 0 failed, 0 errored, 0 timeout"),
+        "{out}"
+    );
+    assert!(out.contains("Application protocol: h2"), "{out}");
+    drop(a);
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}

@@ -9,6 +9,9 @@
 //! axum_hello --kernel 0.0.0.0 --port 8080 --body hello
 //! ```
 //!
+//! `--tls` serves HTTPS (tokio-rustls over the same stream, a self-signed
+//! certificate made at start, ALPN h2 and http/1.1).
+//!
 //! Routes: `GET /` the body; `GET /bytes/N` N pseudo-random bytes (the
 //! xorshift stream the tests compare with); `POST /sha256` the length and
 //! SHA-256 of the request body, read as it streams in.
@@ -16,6 +19,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -28,6 +32,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Parser, Debug)]
 #[command(about = "axum on xdpstack (or on kernel sockets)")]
@@ -44,6 +49,9 @@ struct Args {
     /// What `GET /` answers.
     #[arg(long, default_value = "hello\n")]
     body: String,
+    /// HTTPS (tokio-rustls) with a self-signed certificate made at start.
+    #[arg(long)]
+    tls: bool,
     /// tokio worker threads (0: the current-thread runtime).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -109,6 +117,13 @@ async fn run(args: Args) -> i32 {
         },
         (None, None) => unreachable!("clap requires one"),
     };
+    let tls = match args.tls.then(tls_acceptor).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("axum_hello: TLS: {e}");
+            return 1;
+        }
+    };
     let app = Router::new()
         .route("/", get(|State(body): State<String>| async move { body }))
         .route("/bytes/{n}", get(bytes))
@@ -117,10 +132,10 @@ async fn run(args: Args) -> i32 {
     loop {
         let accepted = match &listener {
             Listener::Xdp(l) => l.accept().await.map(|(s, p)| {
-                serve(s, p, app.clone());
+                serve(s, p, app.clone(), tls.clone());
             }),
             Listener::Kernel(l) => l.accept().await.map(|(s, p)| {
-                serve(s, p, app.clone());
+                serve(s, p, app.clone(), tls.clone());
             }),
         };
         if let Err(e) = accepted {
@@ -138,26 +153,59 @@ async fn run(args: Args) -> i32 {
     }
 }
 
-/// One connection: hyper over whatever stream was accepted.
-fn serve<S>(stream: S, peer: SocketAddr, app: Router)
+/// One connection: TLS first if asked, then hyper over whatever stream was
+/// accepted.
+fn serve<S>(stream: S, peer: SocketAddr, app: Router, tls: Option<TlsAcceptor>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), as the client
-        // starts.
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        // A client that sends its request and then its FIN still gets the
-        // answer.
-        b.http1().half_close(true);
-        b.http2().max_concurrent_streams(256);
-        let r = b
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
-            .await;
+        let r = match tls {
+            Some(t) => match t.accept(stream).await {
+                Ok(s) => http(s, app).await,
+                Err(e) => Err(e.into()),
+            },
+            None => http(stream, app).await,
+        };
         if let Err(e) = r {
             eprintln!("axum_hello: connection from {peer}: {}", chain(&*e));
         }
     });
+}
+
+/// hyper on one stream: HTTP/1.1, or HTTP/2 (h2c with prior knowledge, or
+/// negotiated by ALPN under TLS), as the client starts.
+async fn http<S>(stream: S, app: Router) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // A client that sends its request and then its FIN still gets the
+    // answer.
+    b.http1().half_close(true);
+    b.http2().max_concurrent_streams(256);
+    b.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+        .await
+}
+
+/// A TLS acceptor with a self-signed certificate for `localhost`.
+///
+/// rustls 0.23.48 deprecated its *ring* provider (no post-quantum key
+/// exchange); the example keeps it because aws-lc-rs, the other, needs
+/// cmake to build: what is shown is TLS over this crate's streams.
+#[allow(deprecated)]
+fn tls_acceptor() -> Result<TlsAcceptor, Box<dyn std::error::Error>> {
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio_rustls::rustls::{crypto::ring, ServerConfig};
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// An error with its sources.
