@@ -640,3 +640,50 @@ fn https_through_the_daemon() {
     let stats = d.stop();
     assert_frames_ok(&stats);
 }
+
+/// gRPC (tonic's server machinery over hyper's HTTP/2) through the daemon,
+/// loaded by a tonic client from the client namespace: 2,000 unary calls,
+/// 50 in flight, every answer right.
+#[test]
+fn grpc_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-grpc", 2);
+    let d = Daemon::start(&sb);
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(example("grpc_hello"))
+    .arg("--attach")
+    .arg(&d.sock)
+    .args(["--port", "8080"])
+    .stdout(Stdio::null());
+    let mut p = Spawned::spawn(&mut cmd, "grpc", "grpc_hello", &[]);
+    p.wait_started(|err| err.contains("listening on"));
+    let bin = example("grpc_hello");
+    let out = run_ok(&mut client(
+        &sb,
+        90,
+        bin.to_str().unwrap(),
+        [
+            "--client",
+            &format!("http://{SERVER_IP4}:8080"),
+            "--requests",
+            "2000",
+            "--concurrency",
+            "50",
+        ],
+    ));
+    let r: Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    eprintln!("gRPC through the daemon: {r}");
+    assert_eq!((num(&r, "/ok"), num(&r, "/failed")), (2000, 0), "{r}");
+    drop(p);
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}
