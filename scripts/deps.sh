@@ -3,12 +3,13 @@
 #   build: libxdp-sys builds libxdp and libbpf from source; nic/build.rs compiles
 #          the XDP program with clang against linux/bpf.h (linux-libc-dev)
 #   run:   iproute2 and ethtool for the sandbox
-#   test:  the real peers the tests and the demo drive
+#   test:  the real peers the tests and the demo drive (nghttp2-client: h2load,
+#          HTTP/2 streams to the tokio example)
 set -euo pipefail
 
 BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc linux-libc-dev)
 RUN=(iproute2 ethtool)
-PEERS=(curl wrk apache2-utils knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
+PEERS=(curl wrk apache2-utils nghttp2-client knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
 
 want=("${BUILD[@]}" "${RUN[@]}")
 mode="${1:-all}"

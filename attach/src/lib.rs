@@ -214,6 +214,36 @@ impl DaemonWatch {
     }
 }
 
+impl DaemonWatch {
+    /// A new descriptor of the control socket, for an event loop to watch:
+    /// it becomes readable with the end of the stream when the daemon goes
+    /// away (then [`DaemonWatch::gone`] says so). Read nothing from it:
+    /// the replies to requests arrive on the same socket.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        let c = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("control socket lock poisoned"))?;
+        c.sock.as_fd().try_clone_to_owned()
+    }
+}
+
+/// What an attached process knows of one of its connections
+/// ([`Core::conn_status`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStatus {
+    /// Bytes received and not read yet.
+    pub unread: usize,
+    /// The peer finished sending (after the bytes in `unread`).
+    pub eof: bool,
+    /// The daemon reported the connection gone (reset, or released).
+    pub gone: bool,
+    /// Whether this process shut its sending side down.
+    pub shut: bool,
+    /// Bytes that may be sent before more credit comes back.
+    pub credit: usize,
+}
+
 struct ListenerState {
     queue: VecDeque<ConnId>,
     /// Waiting in the daemon (last [`proto::PENDING`]).
@@ -271,6 +301,18 @@ impl Core {
     /// The daemon core this channel serves (pin the thread beside it).
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// What is known of connection `c` (None: not one of this core's).
+    pub fn conn_status(&self, c: ConnId) -> Option<ConnStatus> {
+        let s = self.conns.get(&proto::conn_to_wire(c))?;
+        Some(ConnStatus {
+            unread: s.inbuf.len(),
+            eof: s.eof,
+            gone: s.gone,
+            shut: s.shut,
+            credit: s.credit,
+        })
     }
 
     /// Whether the daemon broke the ring protocol (the core is unusable).
