@@ -163,17 +163,9 @@ pub struct DnsCounters {
     /// been idle `EVICT_AFTER`.
     pub tcp_refused: u64,
     /// TCP connections reset to make room for a new one when the worker
-    /// had too many and none was quiet: the one whose last progress
-    /// (accepted, bytes read or sent) is oldest, idle at least
-    /// `EVICT_AFTER` (RFC 7766 6.2.3).
+    /// had too many: the one whose last progress (accepted, bytes read or
+    /// sent) is oldest, idle at least `EVICT_AFTER` (RFC 7766 6.2.3).
     pub tcp_evicted: u64,
-    /// TCP connections closed (FIN, gracefully) to make room for a new one
-    /// when the worker had too many: the one that went quiet first (every
-    /// query answered and sent, waiting for the client's next query or its
-    /// close), whatever its age (RFC 7766 6.2.3: under pressure the server
-    /// may close idle connections; a client that left its connections open,
-    /// or a load generator that died, must not lock the next clients out).
-    pub tcp_closed_quiet: u64,
     /// TCP connections the engine ended while held (reset by the peer,
     /// timed out, replaced by the peer's new SYN): forgotten at once.
     pub tcp_ended: u64,
@@ -209,19 +201,6 @@ struct TcpConn {
     /// nothing do not count: the idle timeout and eviction go by this).
     last: Instant,
     eof: bool,
-    /// At least one query answered.
-    answered: bool,
-    /// `last` when the connection was last listed quiet (not listed twice
-    /// for one quiet spell).
-    listed_quiet: Option<Instant>,
-}
-
-impl TcpConn {
-    /// Did all it was asked: every query answered and sent, nothing
-    /// buffered, the client still there.
-    fn is_quiet(&self) -> bool {
-        self.answered && !self.eof && self.inbuf.is_empty() && self.out_off == self.out.len()
-    }
 }
 
 /// Stop reading a connection while this much output is pending (the peer
@@ -338,7 +317,6 @@ impl DnsApp {
                 }
                 Reply::Send(o) => {
                     self.counters.count(&o);
-                    c.answered = true;
                     c.out.extend_from_slice(&(o.len as u16).to_be_bytes());
                     c.out.extend_from_slice(&self.out[..o.len]);
                 }
@@ -374,8 +352,6 @@ impl DnsApp {
                 out_off: 0,
                 last: now,
                 eof: false,
-                answered: false,
-                listed_quiet: None,
             });
             c.last = now;
             self.conns.insert(id, c);
@@ -400,21 +376,10 @@ impl DnsApp {
         Some(self.reaper.next_sweep())
     }
 
-    /// Make room for a newcomer (RFC 7766 6.2.3): close the connection that
-    /// went quiet first, whatever its age; else reset the one whose last
-    /// progress is oldest, if it made none for `EVICT_AFTER` (reset, not
-    /// closed: its peer may be gone, and a close would linger, holding
-    /// unanswered data). Whether one went.
+    /// Reset the connection whose last progress is oldest, if it made none
+    /// for `EVICT_AFTER`, to make room (RFC 7766 6.2.3). Reset, not closed:
+    /// its peer may be gone, and a close would linger. Whether one went.
     fn evict_one<A: TcpApi + UdpApi>(&mut self, engine: &mut A, now: Instant) -> bool {
-        let conns = &self.conns;
-        let quiet = self
-            .reaper
-            .take_quiet(|id| conns.get(&id).filter(|c| c.is_quiet()).map(|c| c.last));
-        if let Some(id) = quiet {
-            self.counters.tcp_closed_quiet += 1;
-            self.close_tcp(engine, id);
-            return true;
-        }
         let Some(id) = self.reaper.evict_from(now, &self.conns, |c| c.last) else {
             return false;
         };
@@ -503,10 +468,6 @@ impl DnsApp {
         } else if c.eof {
             close = true;
         }
-        if !close && c.is_quiet() && c.listed_quiet != Some(c.last) {
-            c.listed_quiet = Some(c.last);
-            self.reaper.note_quiet(id, c.last, self.max_conns);
-        }
         self.conns.insert(id, c);
         if close {
             self.close_tcp(engine, id);
@@ -546,8 +507,6 @@ fn recycle(pool: &mut Vec<TcpConn>, mut c: TcpConn) {
         c.out.clear();
         c.out_off = 0;
         c.eof = false;
-        c.answered = false;
-        c.listed_quiet = None;
         pool.push(c);
     }
 }
