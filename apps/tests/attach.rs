@@ -20,8 +20,6 @@ use lab::sandbox::{Sandbox, Side};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-const NOBODY: &str = "65534";
-
 /// `xdpstack daemon` in the server namespace, control socket open to all.
 struct Daemon {
     proc: Spawned,
@@ -192,39 +190,10 @@ fn attach_refused(d: &Daemon, uid: &str, port: &str) -> Output {
     output(&mut c)
 }
 
-/// `n` new connections (HTTP/1.0, one request each); the bodies counted.
-const COUNT_BODIES: &str = r#"
-import socket, sys, json
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-counts = {}; errors = []
-for i in range(n):
-    try:
-        s = socket.create_connection((host, port), timeout=3)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d: break
-            data += d
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise Exception("bad response %r" % head[:40])
-        b = body.decode().strip()
-        counts[b] = counts.get(b, 0) + 1
-    except Exception as e:
-        errors.append(str(e))
-print(json.dumps({"counts": counts, "errors": errors}))
-"#;
-
 fn bodies(sb: &Sandbox, n: u32) -> (Value, u64) {
     let r = python_json(sb, 120, COUNT_BODIES, &[SERVER_IP4, "8080", &n.to_string()]);
     let errors = r["errors"].as_array().map_or(0, |e| e.len()) as u64;
     (r["counts"].clone(), errors)
-}
-
-fn count(v: &Value, body: &str) -> u64 {
-    v[body].as_u64().unwrap_or(0)
 }
 
 #[test]

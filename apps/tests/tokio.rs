@@ -22,8 +22,6 @@ use common::*;
 use lab::sandbox::{Sandbox, Side};
 use serde_json::Value;
 
-const NOBODY: &str = "65534";
-
 /// The example binary, beside the test's own directory.
 fn axum_hello() -> PathBuf {
     example("axum_hello")
@@ -128,35 +126,6 @@ impl App {
             u64::from_str_radix(&field("CapEff:"), 16).unwrap(),
         )
     }
-}
-
-/// `n` new connections (HTTP/1.0, one request each); the bodies counted.
-const COUNT_BODIES: &str = r#"
-import socket, sys, json
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-counts = {}; errors = []
-for i in range(n):
-    try:
-        s = socket.create_connection((host, port), timeout=3)
-        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d: break
-            data += d
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
-            raise Exception("bad response %r" % head[:40])
-        b = body.decode().strip()
-        counts[b] = counts.get(b, 0) + 1
-    except Exception as e:
-        errors.append(str(e))
-print(json.dumps({"counts": counts, "errors": errors}))
-"#;
-
-fn count(v: &Value, body: &str) -> u64 {
-    v[body].as_u64().unwrap_or(0)
 }
 
 #[test]

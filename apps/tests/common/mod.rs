@@ -531,3 +531,36 @@ pub fn ab(sb: &Sandbox, url: &str, n: u32, c: u32, keepalive: bool) -> (u64, u64
         text,
     )
 }
+
+/// The uid of unprivileged attached processes (nobody).
+pub const NOBODY: &str = "65534";
+
+/// `n` new connections (HTTP/1.0, one request each); the bodies counted.
+pub const COUNT_BODIES: &str = r#"
+import socket, sys, json
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts = {}; errors = []
+for i in range(n):
+    try:
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d: break
+            data += d
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.0 200") and not head.startswith(b"HTTP/1.1 200"):
+            raise Exception("bad response %r" % head[:40])
+        b = body.decode().strip()
+        counts[b] = counts.get(b, 0) + 1
+    except Exception as e:
+        errors.append(str(e))
+print(json.dumps({"counts": counts, "errors": errors}))
+"#;
+
+/// How many answers `counts` (COUNT_BODIES' `counts`) has with `body`.
+pub fn count(v: &serde_json::Value, body: &str) -> u64 {
+    v[body].as_u64().unwrap_or(0)
+}
