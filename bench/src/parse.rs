@@ -607,6 +607,38 @@ Percentage of the requests served within a certain time (ms)
     }
 
     #[test]
+    fn pktgen_dns_summaries_read_as_kxdpgun_ones() {
+        let tcp = r#"{"xdp_mode":"generic","totals":{"send_seconds":2.0,"counters":{"connects":100,"established":98,"responses":97,"closed":96,"rst_received":1,"status_2xx":95}}}"#;
+        let r = parse_pktgen_dns(tcp, true).expect("parses");
+        assert_eq!(
+            (
+                r.sent,
+                r.established,
+                r.replies,
+                r.closed,
+                r.reset,
+                r.noerror
+            ),
+            (100, 98, 97, 96, 1, 95)
+        );
+        assert_eq!(
+            (r.proto.as_str(), r.mode.as_str(), r.duration_s),
+            ("TCP", "generic", 2.0)
+        );
+        let udp = r#"{"xdp_mode":"native","totals":{"sent":1000,"answered":990,"send_seconds":1.0,"counters":{"dns_rcode_errors":10}}}"#;
+        let r = parse_pktgen_dns(udp, false).expect("parses");
+        assert_eq!(
+            (r.sent, r.replies, r.noerror, r.established),
+            (1000, 990, 980, 0)
+        );
+        assert_eq!(
+            parse_pktgen_dns("{}", true),
+            Err(ParseError::Missing("totals.counters"))
+        );
+        assert!(parse_pktgen_dns("no", false).is_err());
+    }
+
+    #[test]
     fn pktgen_summary() {
         let out = r#"{
   "tool": "xdpstack pktgen", "template": "echo", "rate_pps": 0,
@@ -675,6 +707,48 @@ pub struct KxdpgunReport {
     pub noerror: u64,
     /// Seconds of the run, as kxdpgun reports it.
     pub duration_s: f64,
+}
+
+/// `pktgen --template dnstcp --close` (tcp) or `--template dns` (UDP) read as kxdpgun's
+/// summary: SYNs (queries) sent, handshakes, answers, FIN closes, resets received and
+/// NOERROR answers, over the sending time.
+pub fn parse_pktgen_dns(out: &str, tcp: bool) -> Result<KxdpgunReport, ParseError> {
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|_| bad("pktgen JSON", out))?;
+    let t = &v["totals"];
+    let c = &t["counters"];
+    if !c.is_object() {
+        return Err(ParseError::Missing("totals.counters"));
+    }
+    let u = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
+    let mode = v["xdp_mode"].as_str().unwrap_or("").to_string();
+    let duration_s = t["send_seconds"].as_f64().unwrap_or(0.0);
+    Ok(if tcp {
+        KxdpgunReport {
+            proto: "TCP".into(),
+            mode,
+            sent: u(&c["connects"]),
+            established: u(&c["established"]),
+            replies: u(&c["responses"]),
+            closed: u(&c["closed"]),
+            reset: u(&c["rst_received"]),
+            noerror: u(&c["status_2xx"]),
+            duration_s,
+        }
+    } else {
+        let answered = u(&t["answered"]);
+        KxdpgunReport {
+            proto: "UDP".into(),
+            mode,
+            sent: u(&t["sent"]),
+            established: 0,
+            replies: answered,
+            closed: 0,
+            reset: 0,
+            noerror: answered.saturating_sub(u(&c["dns_rcode_errors"])),
+            duration_s,
+        }
+    })
 }
 
 /// First integer in `s` (digits after optional spaces).

@@ -21,7 +21,7 @@ use crate::common::{self, Ctx, SERVER_IP};
 use crate::env::{self, ServerSide};
 use crate::model::{Case, Metrics, ScenarioResult, Subject, Target};
 use crate::procs::{self, BenchError, Proc, Result};
-use crate::scenarios::dnstcp::{kxdpgun_args, start_knot};
+use crate::scenarios::dnstcp::{start_knot, DnsGen};
 use crate::scenarios::udp::{QNAME, ZONE};
 
 const STACK_HTTP: &str = "xdpstack http";
@@ -85,6 +85,8 @@ struct Env<'a> {
     secs: u64,
     qfile: std::path::PathBuf,
     dir: std::path::PathBuf,
+    /// The DNS load's generator.
+    gen: DnsGen,
 }
 
 /// Runs the scenario.
@@ -107,12 +109,14 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     } else {
         &LEVELS_FULL
     };
-    let e = Env {
+    let mut e = Env {
         ctx,
         client_cpu: ctx.client_cpu(),
         secs: ctx.pick(5, 1),
         qfile: dir.join("queries.txt"),
         dir: dir.clone(),
+        // Picked once the sandboxes are up.
+        gen: DnsGen::Kxdpgun,
     };
     let server_cpu = ctx.server_cpu();
     res.cores = format!(
@@ -132,6 +136,17 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     for sb in [&ssb, &ksb, &xsb] {
         env::receive_on_own_cores(sb, &server_cpu, &e.client_cpu)?;
     }
+    e.gen = DnsGen::pick(&ssb, &e.client_cpu, &e.qfile);
+    if e.gen == DnsGen::Pktgen {
+        res.notes.push(
+            "kxdpgun could not load its XDP program on this kernel (it calls \
+             bpf_xdp_adjust_meta, refused here to XDP programs), nor can knotd's XDP mode: the \
+             DNS loads are pktgen's (--template dns, and --template dnstcp --close: an XSK on \
+             the client's veth end, one query per connection, closed by the client once \
+             answered, a lost SYN resent after 1 s)."
+                .into(),
+        );
+    }
 
     let mut cases: Vec<Case> = [
         Load::HttpKeepAlive,
@@ -142,7 +157,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     .iter()
     .map(|&l| Case {
         name: l.name().into(),
-        load: load_desc(l, levels, e.secs),
+        load: load_desc(l, levels, e.secs, e.gen),
         subjects: if l.is_http() {
             vec![Subject::new(STACK_HTTP), Subject::new(NGINX)]
         } else {
@@ -297,7 +312,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
     Ok(res)
 }
 
-fn load_desc(l: Load, levels: &[u64], secs: u64) -> String {
+fn load_desc(l: Load, levels: &[u64], secs: u64, gen: DnsGen) -> String {
     let lv = levels
         .iter()
         .map(|l| format!("{l}%"))
@@ -314,9 +329,14 @@ fn load_desc(l: Load, levels: &[u64], secs: u64) -> String {
              runs each"
         ),
         Load::DnsUdp | Load::DnsTcp => format!(
-            "kxdpgun{} -Q R -t {secs}; capacity: the best answer rate over {:?}/s; ladder R = \
+            "{} -Q R -t {secs}; capacity: the best answer rate over {:?}/s; ladder R = \
              {lv} of capacity, two runs each",
-            if l == Load::DnsTcp { " -T" } else { "" },
+            match (gen, l == Load::DnsTcp) {
+                (DnsGen::Kxdpgun, true) => "kxdpgun -T",
+                (DnsGen::Kxdpgun, false) => "kxdpgun",
+                (DnsGen::Pktgen, true) => "pktgen --template dnstcp --close",
+                (DnsGen::Pktgen, false) => "pktgen --template dns",
+            },
             l.probes()
         ),
     }
@@ -455,21 +475,27 @@ fn one(e: &Env, sb: &Sandbox, server: &Proc, load: Load, rate: Option<u64>) -> R
             p99_us: Some(r.p99_us),
         }
     } else {
-        let mut args = kxdpgun_args(sb, &e.client_cpu, rate.unwrap_or(100_000), e.secs, &e.qfile);
-        if load == Load::DnsUdp {
-            args.retain(|a| a != "-T");
-        }
+        let tcp = load == Load::DnsTcp;
+        let (program, args) = e.gen.command(
+            e.ctx,
+            sb,
+            &e.client_cpu,
+            tcp,
+            rate.unwrap_or(100_000),
+            e.secs,
+            &e.qfile,
+        );
         let m = common::measure(
             sb,
             server,
             &e.client_cpu,
-            "kxdpgun",
-            "kxdpgun",
+            e.gen.name(),
+            &program,
             &args,
             &e.dir,
             limit,
         )?;
-        let r = crate::parse::parse_kxdpgun(&m.report)?;
+        let r = e.gen.parse(&m.report, tcp)?;
         let d = r.duration_s.max(1e-9);
         Point {
             goodput: r.replies as f64 / d,

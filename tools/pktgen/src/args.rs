@@ -102,7 +102,7 @@ pub struct PktgenArgs {
     /// UDP payload bytes (udp, echo; echo needs at least 28).
     #[arg(long, default_value_t = 32)]
     pub payload: usize,
-    /// Name to ask for (dns).
+    /// Name to ask for (dns, dnstcp).
     #[arg(long, default_value = "www.example.com")]
     pub qname: String,
     /// Packets per second in all (shared out over the threads); 0: as fast

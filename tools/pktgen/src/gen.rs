@@ -392,7 +392,7 @@ impl Rx {
                     _ => self.c.rx_unmatched += 1,
                 },
                 Kind::Udp => self.c.answered += 1,
-                Kind::Syn | Kind::Ns | Kind::Http => self.c.rx_other += 1,
+                Kind::Syn | Kind::Ns | Kind::Http | Kind::Dnstcp => self.c.rx_other += 1,
             },
             Reply::Tcp { dport, .. } if !self.cfg.src_ports.contains(dport) => self.c.rx_other += 1,
             Reply::Tcp {
@@ -630,7 +630,7 @@ impl<R: Rings> Gen<R> {
             match t.kind() {
                 Kind::Dns => cfg.dns.put(f.dns_id, ts_ns),
                 Kind::Syn => cfg.syns.put(f.flow, (f.seq as u32).wrapping_add(1)),
-                Kind::Udp | Kind::Echo | Kind::Ns | Kind::Http => {}
+                Kind::Udp | Kind::Echo | Kind::Ns | Kind::Http | Kind::Dnstcp => {}
             }
             n += 1;
         }

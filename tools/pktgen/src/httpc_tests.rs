@@ -1,6 +1,7 @@
 //! The HTTP client end to end in memory (no root): against the stack's own
 //! engine serving a canned response, with lost frames, in keep-alive (closed
-//! and open loop) and `--close` mode; and its parsers.
+//! and open loop) and `--close` mode, and as a DNS-over-TCP client; and its
+//! parsers.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use stack::shared::Shared;
 use stack::socket::ConnId;
 
 use super::gen::{AddrRange, Live, PortRange};
-use super::httpc::{request_bytes, response_head, HttpClient, HttpConfig, HttpReport, Step};
+use super::httpc::{
+    dns_request_bytes, dns_response_head, request_bytes, response_head, HttpClient, HttpConfig,
+    HttpReport, Proto, Step,
+};
 
 const CLIENT_MAC: [u8; 6] = [2, 0x78, 0x73, 0, 0, 2];
 const SERVER_MAC: [u8; 6] = [2, 0x78, 0x73, 0, 0, 1];
@@ -30,7 +34,13 @@ struct Server {
     open: Vec<ConnId>,
     start: Instant,
     served: u64,
+    /// DNS over TCP: answer each length-prefixed query with [`DNS_RESPONSE`]
+    /// and close when the client has (RFC 7766: the server waits for it).
+    dns: bool,
 }
+
+/// A length-prefixed DNS response: id 0, QR and RA set, NOERROR, no records.
+const DNS_RESPONSE: &[u8] = &[0, 12, 0, 0, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
 
 impl Server {
     fn new(rings: MemRings) -> Server {
@@ -50,6 +60,7 @@ impl Server {
             open: Vec::new(),
             start: Instant::now(),
             served: 0,
+            dns: false,
         }
     }
 
@@ -60,9 +71,18 @@ impl Server {
             self.open.push(c);
         }
         let mut buf = [0u8; 2048];
-        let (engine, served) = (&mut self.engine, &mut self.served);
+        let (engine, served, dns) = (&mut self.engine, &mut self.served, self.dns);
         self.open.retain(|&c| match engine.recv(c, &mut buf) {
             Ok(0) => true,
+            Ok(n) if dns => {
+                let q = &buf[..n];
+                let len = usize::from(u16::from_be_bytes([q[0], q[1]]));
+                assert_eq!(n, 2 + len, "one whole query per read");
+                assert_eq!(q[4] & 0x80, 0, "a query");
+                assert_eq!(engine.send(c, DNS_RESPONSE).unwrap(), DNS_RESPONSE.len());
+                *served += 1;
+                true
+            }
             Ok(n) => {
                 let req = &buf[..n];
                 assert!(req.starts_with(b"GET / HTTP/1.1\r\n"), "{req:?}");
@@ -123,6 +143,7 @@ fn config(conns: u32, close: bool, rate: u64, secs: f64) -> HttpConfig {
         rate,
         connect_rate: 0,
         inflight: 0,
+        proto: Proto::Http,
         request: request_bytes("198.18.0.1", "/", close),
         epoch,
         send_until: epoch + Duration::from_secs_f64(secs),
@@ -193,6 +214,55 @@ fn close_mode_opens_a_connection_per_request_from_fresh_ports() {
     assert_eq!((k.timeouts, k.bad_responses, k.stale), (0, 0, 0), "{k:?}");
     assert_eq!(s.served, k.responses);
     assert_eq!(s.engine.connections(), 0, "{k:?}");
+}
+
+#[test]
+fn dns_close_mode_asks_once_per_connection_and_closes_first() {
+    let (p, b) = pair(None);
+    let mut s = Server::new(b);
+    s.dns = true;
+    let mut cfg = config(10, true, 0, 1.0);
+    cfg.proto = Proto::Dns;
+    cfg.request = dns_request_bytes("www.bench.test").unwrap();
+    let c = HttpClient::new(p, cfg);
+    let r = drive(c, &mut s);
+    r.frames.as_ref().expect("frame accounting");
+    let k = &r.counters;
+    assert!(k.responses > 100, "{k:?}");
+    assert_eq!(k.connects, k.requests, "{k:?}");
+    assert_eq!(k.responses, k.requests, "{k:?}");
+    assert_eq!(k.responses, k.status_2xx, "{k:?}");
+    // Every connection closed by our FIN, then the server's (no reset).
+    assert_eq!(k.closed, k.responses, "{k:?}");
+    assert_eq!(
+        (k.timeouts, k.bad_responses, k.stale, k.rst_sent),
+        (0, 0, 0, 0),
+        "{k:?}"
+    );
+    assert_eq!(s.served, k.responses);
+    assert_eq!(s.engine.connections(), 0, "{k:?}");
+}
+
+#[test]
+fn dns_response_heads_are_read_or_refused() {
+    assert_eq!(dns_response_head(DNS_RESPONSE), Some((200, 14)));
+    // NXDOMAIN (RCODE 3) and REFUSED (5).
+    assert_eq!(
+        dns_response_head(&[0, 12, 0, 0, 0x81, 0x83]),
+        Some((503, 14))
+    );
+    assert_eq!(
+        dns_response_head(&[0, 40, 0, 0, 0x85, 0x05]),
+        Some((505, 42))
+    );
+    // The first segment ends in the header: length known, status not.
+    assert_eq!(dns_response_head(&[0, 12, 0]), Some((0, 14)));
+    // A query (QR clear), or no length at all.
+    assert_eq!(dns_response_head(&[0, 12, 0, 0, 0x01, 0x00]), None);
+    assert_eq!(dns_response_head(&[7]), None);
+    let q = dns_request_bytes("www.bench.test").unwrap();
+    assert_eq!(usize::from(u16::from_be_bytes([q[0], q[1]])), q.len() - 2);
+    assert!(dns_request_bytes("a..b").is_err());
 }
 
 #[test]

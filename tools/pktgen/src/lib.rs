@@ -257,7 +257,7 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
         },
         // No ports: one flow per source address.
         Kind::Ns => PortRange { first: 1, last: 1 },
-        Kind::Http => PortRange {
+        Kind::Http | Kind::Dnstcp => PortRange {
             first: 1024,
             last: 65535,
         },
@@ -275,15 +275,15 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
             gen::MAX_SYN_FLOWS
         )));
     }
-    if args.template == Kind::Http {
+    if matches!(args.template, Kind::Http | Kind::Dnstcp) {
         if args.queues != 1 {
             return Err(usage(
-                "http runs on one queue (--queues 1): a connection's segments must all reach the thread that holds it",
+                "http and dnstcp run on one queue (--queues 1): a connection's segments must all reach the thread that holds it",
             ));
         }
         if args.count.is_some() {
             return Err(usage(
-                "http does not take --count; bound it with --duration",
+                "http and dnstcp do not take --count; bound them with --duration",
             ));
         }
         let conns = u64::from(args.conns.unwrap_or(50));
@@ -305,7 +305,7 @@ fn plan(args: &PktgenArgs) -> Result<Plan, PktgenError> {
         }
     } else if args.conns.is_some() || args.close || args.connect_rate != 0 {
         return Err(usage(
-            "--conns, --close and --connect-rate are for --template http",
+            "--conns, --close and --connect-rate are for --template http and dnstcp",
         ));
     }
     Ok(Plan {
@@ -418,7 +418,7 @@ pub fn run(args: &PktgenArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
     };
-    if args.template == Kind::Http {
+    if matches!(args.template, Kind::Http | Kind::Dnstcp) {
         return run_http(
             args,
             &plan,
@@ -622,16 +622,25 @@ fn run_http<R: Rings + Send + 'static>(
         rate: args.rate,
         connect_rate: args.connect_rate,
         inflight: args.inflight,
-        // An IPv6 literal in Host is bracketed (RFC 3986 3.2.2): the
-        // server refuses `Host: 2001:db8::1` with 400.
-        request: httpc::request_bytes(
-            &match args.dst {
-                std::net::IpAddr::V6(a) => format!("[{a}]"),
-                a => a.to_string(),
-            },
-            &args.path,
-            args.close,
-        ),
+        proto: if args.template == Kind::Dnstcp {
+            httpc::Proto::Dns
+        } else {
+            httpc::Proto::Http
+        },
+        request: if args.template == Kind::Dnstcp {
+            httpc::dns_request_bytes(&args.qname)?
+        } else {
+            // An IPv6 literal in Host is bracketed (RFC 3986 3.2.2): the
+            // server refuses `Host: 2001:db8::1` with 400.
+            httpc::request_bytes(
+                &match args.dst {
+                    std::net::IpAddr::V6(a) => format!("[{a}]"),
+                    a => a.to_string(),
+                },
+                &args.path,
+                args.close,
+            )
+        },
         epoch,
         send_until: epoch + args.duration,
         drain: args.drain_time(),
@@ -640,7 +649,8 @@ fn run_http<R: Rings + Send + 'static>(
     };
     if !args.quiet {
         eprintln!(
-            "xdpstack pktgen: http on {} queue 0 ({} XDP, zero-copy {}), {} -> {}:{} ({} via {}), {} connection(s){}, {}, {} s",
+            "xdpstack pktgen: {} on {} queue 0 ({} XDP, zero-copy {}), {} -> {}:{} ({} via {}), {} connection(s){}, {}, {} s",
+            args.template.name(),
             args.iface,
             info.mode,
             if info.zero_copy { "on" } else { "off" },
@@ -650,7 +660,11 @@ fn run_http<R: Rings + Send + 'static>(
             format_mac(dst_mac),
             mac_from,
             conns,
-            if args.close { ", one request each (Connection: close)" } else { " kept alive" },
+            match (args.close, args.template) {
+                (true, Kind::Dnstcp) => ", one query each (closed by us once answered)",
+                (true, _) => ", one request each (Connection: close)",
+                (false, _) => " kept alive",
+            },
             match (args.rate, args.close) {
                 (0, false) => "closed loop (next request on each response)".to_string(),
                 (0, true) => "each slot reconnects when its connection closes".to_string(),

@@ -47,6 +47,11 @@ pub enum Kind {
     /// (its own small TCP on the XSK, no client kernel; see
     /// [`super::httpc`]). Its template is the SYN.
     Http,
+    /// DNS queries over TCP (RFC 7766), each length-prefixed, on connections
+    /// opened the same way as `http`'s; with `--close` one query per
+    /// connection, closed by the client once answered (as `kxdpgun -T`).
+    #[value(name = "dnstcp")]
+    Dnstcp,
 }
 
 impl Kind {
@@ -55,7 +60,7 @@ impl Kind {
         match self {
             Kind::Udp => 9,
             Kind::Syn | Kind::Http => 80,
-            Kind::Dns => 53,
+            Kind::Dns | Kind::Dnstcp => 53,
             Kind::Echo => 7,
             // No ports: NDP is ICMPv6.
             Kind::Ns => 0,
@@ -71,6 +76,7 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::Ns => "ns",
             Kind::Http => "http",
+            Kind::Dnstcp => "dnstcp",
         }
     }
 }
@@ -185,7 +191,7 @@ fn emit_l4(spec: &Spec, payload: &[u8], buf: &mut [u8]) {
     let (s, d) = (IpAddress::from(spec.src), IpAddress::from(spec.dst));
     match spec.kind {
         Kind::Ns => {}
-        Kind::Syn | Kind::Http => syn_repr(spec.src_port, spec.dst_port).emit(
+        Kind::Syn | Kind::Http | Kind::Dnstcp => syn_repr(spec.src_port, spec.dst_port).emit(
             &mut TcpPacket::new_unchecked(buf),
             &s,
             &d,
@@ -249,7 +255,7 @@ impl Template {
             return Self::build_ns(spec);
         }
         let payload: Vec<u8> = match spec.kind {
-            Kind::Syn | Kind::Ns | Kind::Http => Vec::new(),
+            Kind::Syn | Kind::Ns | Kind::Http | Kind::Dnstcp => Vec::new(),
             Kind::Dns => dns_query(&spec.qname)?,
             Kind::Udp => (0..spec.payload).map(|i| b'a' + (i % 26) as u8).collect(),
             Kind::Echo => {
@@ -269,7 +275,9 @@ impl Template {
             }
         };
         let (l4_len, l4_csum_at) = match spec.kind {
-            Kind::Syn | Kind::Http => (syn_repr(spec.src_port, spec.dst_port).buffer_len(), 16),
+            Kind::Syn | Kind::Http | Kind::Dnstcp => {
+                (syn_repr(spec.src_port, spec.dst_port).buffer_len(), 16)
+            }
             _ => (8 + payload.len(), 6),
         };
         let ip_hdr = if v6 { 40 } else { 20 };
@@ -292,7 +300,7 @@ impl Template {
             },
         }
         .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-        let next_header = if matches!(spec.kind, Kind::Syn | Kind::Http) {
+        let next_header = if matches!(spec.kind, Kind::Syn | Kind::Http | Kind::Dnstcp) {
             IpProtocol::Tcp
         } else {
             IpProtocol::Udp
@@ -333,7 +341,7 @@ impl Template {
             v6,
             l4,
             payload: l4
-                + if matches!(spec.kind, Kind::Syn | Kind::Http) {
+                + if matches!(spec.kind, Kind::Syn | Kind::Http | Kind::Dnstcp) {
                     l4_len
                 } else {
                     8
@@ -425,7 +433,7 @@ impl Template {
         set16(frame, self.l4, f.src_port, &c)?;
         match self.kind {
             Kind::Udp | Kind::Ns => {}
-            Kind::Syn | Kind::Http => set32(frame, self.l4 + 4, f.seq as u32, &c)?,
+            Kind::Syn | Kind::Http | Kind::Dnstcp => set32(frame, self.l4 + 4, f.seq as u32, &c)?,
             Kind::Dns => set16(frame, self.payload, f.dns_id, &c)?,
             Kind::Echo => {
                 set32(frame, self.payload + THREAD_OFF, f.thread, &c)?;
@@ -510,7 +518,7 @@ mod tests {
                 assert_eq!(p.key.sport, 10000);
                 assert_eq!(p.key.dport, kind.default_port());
                 match kind {
-                    Kind::Syn | Kind::Http => {
+                    Kind::Syn | Kind::Http | Kind::Dnstcp => {
                         assert_eq!(p.l4, L4::SYN);
                         assert!(payload.is_empty());
                     }
@@ -575,7 +583,7 @@ mod tests {
                         Kind::Dns => {
                             assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), f.dns_id)
                         }
-                        Kind::Syn | Kind::Http => {
+                        Kind::Syn | Kind::Http | Kind::Dnstcp => {
                             let eth = EthernetFrame::new_checked(&frame[..len]).unwrap();
                             let l4 = if v6 {
                                 Ipv6Packet::new_checked(eth.payload())

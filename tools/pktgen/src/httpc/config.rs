@@ -92,6 +92,8 @@ pub struct HttpConfig {
     /// sends the next on the connection idle longest, so every connection
     /// takes its turn while the server sees this many at once.
     pub inflight: u32,
+    /// What the requests and responses are.
+    pub proto: Proto,
     /// The request's bytes.
     pub request: Vec<u8>,
     /// Time zero.
@@ -151,6 +153,52 @@ impl HttpConfig {
             .checked_add(ip as u64)?;
         u32::try_from(f).ok()
     }
+}
+
+/// What a connection carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 GETs; with `close`, the server closes after its response.
+    Http,
+    /// Length-prefixed DNS queries (RFC 7766); with `close`, one query per
+    /// connection and the client closes first once it is answered (the
+    /// server waits for that, RFC 7766 6.2.3).
+    Dns,
+}
+
+impl Proto {
+    /// A response's status and total length (framing included), read from
+    /// its first segment.
+    pub fn head(self, seg: &[u8]) -> Option<(u16, usize)> {
+        match self {
+            Proto::Http => response_head(seg),
+            Proto::Dns => dns_response_head(seg),
+        }
+    }
+}
+
+/// A query for `name` (A, IN, RD) with its two-byte length before it.
+pub fn dns_request_bytes(name: &str) -> Result<Vec<u8>, crate::template::TemplateError> {
+    let q = crate::template::dns_query(name)?;
+    let mut out = Vec::with_capacity(2 + q.len());
+    out.extend_from_slice(&(q.len() as u16).to_be_bytes());
+    out.extend_from_slice(&q);
+    Ok(out)
+}
+
+/// A length-prefixed DNS response's head, read from its first segment: 200
+/// for NOERROR, 500 + RCODE for any other, 0 if the first segment ends
+/// before the header's flags; and the bytes of prefix and message together.
+/// A message that is not a response (QR clear) is refused.
+pub fn dns_response_head(seg: &[u8]) -> Option<(u16, usize)> {
+    let len = usize::from(u16::from_be_bytes([*seg.first()?, *seg.get(1)?]));
+    let status = match seg.get(4..6) {
+        Some(f) if f[0] & 0x80 == 0 => return None,
+        Some(f) if f[1] & 0x0f == 0 => 200,
+        Some(f) => 500 + u16::from(f[1] & 0x0f),
+        None => 0,
+    };
+    Some((status, 2 + len))
 }
 
 /// The HTTP/1.1 GET for `path` on `host`.

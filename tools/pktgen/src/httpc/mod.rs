@@ -49,7 +49,10 @@ mod client;
 mod config;
 mod wire;
 
-pub use config::{request_bytes, response_head, HttpConfig, HttpCounters};
+pub use config::{
+    dns_request_bytes, dns_response_head, request_bytes, response_head, HttpConfig, HttpCounters,
+    Proto,
+};
 pub(crate) use wire::{frame_len, tcp_payload, write_segment};
 
 /// Most connections one client holds.
@@ -524,7 +527,7 @@ impl Core {
                         // What is still to come must fit the count (and not
                         // be its "no headers yet" value): 4 GiB and more is
                         // refused, not cut short.
-                        let head = response_head(payload).and_then(|(status, total)| {
+                        let head = self.cfg.proto.head(payload).and_then(|(status, total)| {
                             let rest = total.checked_sub(payload.len())?;
                             let rest = u32::try_from(rest).ok().filter(|&r| r != NO_HEADERS)?;
                             Some((status, rest))
@@ -569,7 +572,23 @@ impl Core {
             self.hist
                 .saturating_record(now_ns.saturating_sub(c.req_ns).clamp(1, MAX_RTT_NS));
         }
+        let dns = self.cfg.proto == Proto::Dns;
         match (st, complete, fin) {
+            // DNS, `--close`: our FIN went with the answer's ACK; the
+            // server's FIN ends it (our ACK of it, and the slot is free).
+            (St::AwaitFin, _, true) if dns => {
+                self.c.closed += 1;
+                self.ack_out(s, Ctl::Ack);
+                self.set_state(s, St::Free);
+            }
+            // DNS, `--close`: answered, so we close (RFC 7766 6.2.3: the
+            // client closes; a server waits for that).
+            (St::Waiting, true, false) if self.cfg.close && dns => {
+                self.ack_out(s, Ctl::Fin);
+                self.conns[s].since_ns = now_ns;
+                self.conns[s].tries = 1;
+                self.set_state(s, St::AwaitFin);
+            }
             // `--close` done, or a keep-alive connection the server closed
             // with its last response.
             (St::Waiting, true, true) | (St::AwaitFin, _, true) => {
