@@ -14296,6 +14296,47 @@ mod test {
         }
 
         #[test]
+        fn test_xdp_sack_hystart_css_ends_when_the_queue_keeps_growing() {
+            // Patch 24: CSS begins at 113 ms (past 100 + 12.5); the next
+            // round's minimum is 128 ms, the threshold again above 113
+            // (113/8 = 14.1 ms): slow start ends at its 8th sample, not 5
+            // rounds later. A round at 126 ms (below it) would have kept CSS.
+            for (rtt, ends) in [(128, true), (126, false)] {
+                let mut c = sender(CongestionControl::Cubic, 4000 * MSS);
+                c.s.remote_win_scale = Some(4);
+                let mut flight = c.out(0);
+                let mut t = 0;
+                let mut round = |c: &mut Conn, rtt: i64| -> Vec<(bool, usize)> {
+                    t += rtt;
+                    let mut next = Vec::new();
+                    let mut seen = Vec::new();
+                    for &(off, len) in &flight {
+                        c.ack(t, off + len, &[]);
+                        seen.push((c.s.rec.as_deref().unwrap().in_css(), c.ssthresh()));
+                        next.extend(c.out(t));
+                    }
+                    flight = next;
+                    seen
+                };
+                for _ in 0..3 {
+                    round(&mut c, 100);
+                }
+                let v = round(&mut c, 113);
+                assert!(v[7].0 && v[79].0, "CSS from the 8th sample");
+                let v = round(&mut c, rtt);
+                if ends {
+                    assert!(v[..7].iter().all(|x| x.0 && x.1 == usize::MAX));
+                    assert!(!v[7].0);
+                    assert_ne!(v[7].1, usize::MAX, "ssthresh set: congestion avoidance");
+                    assert_eq!(c.s.recovery_stats().hystart_exits, 1);
+                } else {
+                    assert!(v.iter().all(|x| x.0 && x.1 == usize::MAX));
+                    assert_eq!(c.s.recovery_stats().hystart_exits, 0);
+                }
+            }
+        }
+
+        #[test]
         fn test_xdp_sack_duplicate_acks_and_dsack() {
             let mut c = sender(CongestionControl::Cubic, 30 * MSS);
             assert_eq!(c.out(0), segs(0, 10));

@@ -769,7 +769,8 @@ impl Recovery {
     /// its growth (Conservative Slow Start) for 5 rounds, the round the
     /// test fired in counted; a CSS round whose minimum falls below the
     /// minimum that started CSS (over 8 samples) says the growth was
-    /// spurious and slow start resumes.
+    /// spurious and slow start resumes; one whose minimum rose by the
+    /// threshold again above it ends slow start at once (patch 24).
     pub(super) fn hystart(&mut self) -> HyStart {
         let Some(rs) = self.rate else {
             return HyStart::Keep;
@@ -803,6 +804,19 @@ impl Recovery {
                 self.css = 0;
                 self.css_base = u32::MAX;
                 return HyStart::ResumeSlowStart;
+            }
+            // xdpstack patch 24: the queue kept growing through CSS, by the
+            // delay test's threshold again above the round trip that began
+            // it: the rise was no noise but a full path, and five rounds of
+            // 25% growth on it (3x the window) overran a queue of twice the
+            // BDP (744 segments lost at 50 ms, 100 Mbit/s, where Linux's
+            // HyStart, which ends slow start at the first rise, lost none).
+            // Slow start ends now.
+            let eta = (self.css_base / 8).clamp(4_000, 16_000);
+            if self.hs_cur_min >= self.css_base.saturating_add(eta) {
+                self.css = 0;
+                self.css_base = u32::MAX;
+                return HyStart::EndSlowStart;
             }
             return HyStart::Keep;
         }
