@@ -16,7 +16,7 @@ const MONTHS: [&[u8; 3]; 12] = [
 pub fn parse_http_date(s: &[u8]) -> Option<u64> {
     let comma = s.iter().position(|&b| b == b',');
     let (day, mon, year, time) = match comma {
-        Some(c) if c == 3 => {
+        Some(3) => {
             // `Sun, 06 Nov 1994 08:49:37 GMT`
             let r = s.get(4..)?;
             if r.len() != 25 || r[0] != b' ' || r[3] != b' ' || r[7] != b' ' || r[12] != b' ' {

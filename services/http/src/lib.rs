@@ -398,6 +398,8 @@ struct Service {
     resp_bytes: u64,
     /// Numbers the `multipart/byteranges` boundaries.
     boundary: u64,
+    /// The time of this turn.
+    now: Instant,
 }
 
 impl Service {
@@ -716,7 +718,7 @@ impl Service {
                 referer,
                 user_agent,
             };
-            l.entry(&e, self.date_secs, Instant::now());
+            l.entry(&e, self.date_secs, self.now);
         }
     }
 
@@ -866,6 +868,7 @@ impl HttpApp {
                 resp_status: 0,
                 resp_bytes: 0,
                 boundary: u64::from(std::process::id()) << 32 | (ctx.worker as u64) << 24,
+                now,
             },
             served,
             ready: Vec::new(),
@@ -1022,6 +1025,7 @@ impl HttpApp {
     /// One turn on any socket API (the engine, or an attached core).
     pub fn poll_on<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> Option<Instant> {
         self.svc.refresh_date();
+        self.svc.now = now;
         if self.served.site_gen() != self.site_gen {
             self.take_new_site();
         }

@@ -28,6 +28,9 @@ impl Ranges {
 }
 
 /// What a `Range` field means for a representation of some length.
+// 264 bytes on the stack, once per ranged request: a Box would be an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeSet {
     /// Serve the whole representation (200): bad syntax, another unit, too
@@ -136,6 +139,7 @@ fn digits(d: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::result_large_err)]
     fn r(v: &str, len: u64) -> Result<Vec<(u64, u64)>, RangeSet> {
         match parse(v.as_bytes(), len) {
             RangeSet::Ranges(r) => Ok(r.as_slice().to_vec()),
