@@ -112,18 +112,22 @@ impl AccessLog {
         self.since.get_or_insert(now);
     }
 
-    /// Once per turn: switch to a reopened file, and write the buffer out
-    /// if its oldest line is a second old. Returns when to come back (the
-    /// flush deadline) while lines wait.
-    pub fn tick(&mut self, served: &Served, now: Instant) -> Option<Instant> {
+    /// At the start of a turn: after a reopen (SIGUSR1), the lines so far
+    /// go to the old file and the next ones to the new.
+    pub fn follow(&mut self, served: &Served) {
         if served.log_gen().is_some_and(|g| g != self.gen) {
-            // Lines so far go to the old file, the next ones to the new.
             self.flush();
             if let Some((file, gen)) = served.log_file() {
                 self.file = file;
                 self.gen = gen;
             }
         }
+    }
+
+    /// At the end of a turn: write the buffer out if its oldest line is a
+    /// second old. Returns when to come back (the flush deadline) while
+    /// lines wait.
+    pub fn tick(&mut self, now: Instant) -> Option<Instant> {
         let since = self.since?;
         if now.duration_since(since) >= FLUSH_EVERY {
             self.flush();
@@ -224,8 +228,9 @@ mod tests {
         );
         // Nothing written before the flush.
         assert_eq!(std::fs::read(&path).unwrap(), b"");
-        assert_eq!(log.tick(&s, now), Some(now + FLUSH_EVERY));
-        assert_eq!(log.tick(&s, now + FLUSH_EVERY), None);
+        log.follow(&s);
+        assert_eq!(log.tick(now), Some(now + FLUSH_EVERY));
+        assert_eq!(log.tick(now + FLUSH_EVERY), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
@@ -257,7 +262,7 @@ mod tests {
         // logrotate: rename, then SIGUSR1.
         std::fs::rename(&path, &rotated).unwrap();
         s.reopen_log().unwrap();
-        log.tick(&s, now);
+        log.follow(&s);
         log.entry(&e, 0, now);
         drop(log);
         let old = std::fs::read_to_string(&rotated).unwrap();

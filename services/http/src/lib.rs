@@ -1029,6 +1029,9 @@ impl HttpApp {
         if self.served.site_gen() != self.site_gen {
             self.take_new_site();
         }
+        if let Some(l) = &mut self.svc.log {
+            l.follow(&self.served);
+        }
         let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
         if gen != self.reload_seen && !self.svc.stopping {
             self.reload_seen = gen;
@@ -1113,13 +1116,14 @@ impl HttpApp {
             self.sweep(engine, now);
         }
         let mut next = (!self.conns.is_empty()).then_some(self.next_sweep);
-        if let Some(flush) = self
-            .svc
-            .log
-            .as_mut()
-            .and_then(|l| l.tick(&self.served, now))
-        {
+        if let Some(flush) = self.svc.log.as_mut().and_then(|l| l.tick(now)) {
             next = Some(next.map_or(flush, |n| n.min(flush)));
+        }
+        if self.served.watched() {
+            // An idle worker still looks once a second for a new tree (to
+            // let the old one go) or a reopened log.
+            let look = now + Duration::from_secs(1);
+            next = Some(next.map_or(look, |n| n.min(look)));
         }
         if draining_left {
             let soon = now + Duration::from_millis(10);

@@ -25,6 +25,8 @@ pub struct Served {
     log: Option<LogFile>,
     /// Reloads refused (the old tree kept).
     reload_failures: AtomicU64,
+    /// Signals are watched (a tree or a log may change).
+    watched: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl Served {
             root,
             log,
             reload_failures: AtomicU64::new(0),
+            watched: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -100,6 +103,12 @@ impl Served {
                 Err(e)
             }
         }
+    }
+
+    /// Signals may change the tree or the log: workers look for it even
+    /// when idle.
+    pub fn watched(&self) -> bool {
+        self.watched.load(Ordering::Relaxed)
     }
 
     /// Reloads refused so far.
@@ -141,6 +150,9 @@ impl Served {
     /// replacement (the runtime's) happens beside it.
     pub fn watch_signals(self: &Arc<Self>) -> std::io::Result<()> {
         use signal_hook::consts::{SIGHUP, SIGUSR1};
+        if self.root.is_some() || self.log.is_some() {
+            self.watched.store(true, Ordering::Relaxed);
+        }
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1])?;
         let me = self.clone();
         std::thread::Builder::new()
