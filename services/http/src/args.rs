@@ -104,18 +104,14 @@ pub fn load_site(args: &HttpArgs) -> Result<Arc<Served>, SiteError> {
                 max_file: args.max_file_in_memory,
             };
             let t = Tree::load(root, limits)?;
-            let (df, db) = t.on_disk();
+            let (files, bytes, (df, db)) = (t.files(), t.bytes(), t.on_disk());
+            let served = Served::new(Site::Tree(t), Some((root.clone(), limits)), log)?;
+            // Said once nothing can refuse the start any more.
             eprintln!(
-                "xdpstack http: serving {} ({} files, {} bytes in memory, {df} files ({db} bytes) from disk)",
+                "xdpstack http: serving {} ({files} files, {bytes} bytes in memory, {df} files ({db} bytes) from disk)",
                 root.display(),
-                t.files(),
-                t.bytes()
             );
-            Ok(Arc::new(Served::new(
-                Site::Tree(t),
-                Some((root.clone(), limits)),
-                log,
-            )?))
+            Ok(Arc::new(served))
         }
     }
 }
