@@ -103,6 +103,9 @@ pub fn load_site(args: &HttpArgs) -> Result<Arc<Served>, SiteError> {
                 max_bytes: args.max_root_bytes,
                 max_file: args.max_file_in_memory,
             };
+            // One descriptor per file served from disk: take what the hard
+            // limit allows, as nginx's `worker_rlimit_nofile` would.
+            raise_nofile();
             let t = Tree::load(root, limits)?;
             let (files, bytes, (df, db)) = (t.files(), t.bytes(), t.on_disk());
             let served = Served::new(Site::Tree(t), Some((root.clone(), limits)), log)?;
@@ -112,6 +115,17 @@ pub fn load_site(args: &HttpArgs) -> Result<Arc<Served>, SiteError> {
                 root.display(),
             );
             Ok(Arc::new(served))
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (nothing if it
+/// cannot).
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

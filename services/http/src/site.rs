@@ -290,6 +290,9 @@ pub enum SiteError {
         /// The limit.
         limit: usize,
     },
+    /// Out of file descriptors (one per file served from disk).
+    #[error("--root: cannot open {0}: too many open files ({1} files from disk so far, one descriptor each): raise `ulimit -n`")]
+    Descriptors(String, usize),
     /// The access log cannot be opened.
     #[error("--access-log {0}: {1}")]
     Log(String, std::io::Error),
@@ -389,7 +392,13 @@ impl Tree {
         }
         let mut tree = Tree::default();
         for (f, mem) in files.into_iter().zip(in_mem) {
-            let mut file = File::open(&f.path).map_err(|e| SiteError::Io(show(&f.path), e))?;
+            let mut file = File::open(&f.path).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EMFILE) {
+                    SiteError::Descriptors(show(&f.path), tree.disk_files)
+                } else {
+                    SiteError::Io(show(&f.path), e)
+                }
+            })?;
             // The size and time of what was opened (not of the name walked).
             let meta = file
                 .metadata()
