@@ -171,6 +171,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             // attached to: a refused tree is a one-line error and nothing
             // was attached.
             let site = http::load_site(&http)?;
+            // SIGHUP reloads the tree, SIGUSR1 reopens the access log.
+            site.watch_signals()?;
             if http.attached.attach.is_some() {
                 let report = attached::run(
                     "http",

@@ -653,8 +653,15 @@ fn bad_roots_are_refused_in_one_line() {
         assert_eq!(err.lines().count(), 1, "{extra:?}: not one line: {err:?}");
         err
     };
-    let err = run(&["--root", &root.arg(), "--max-root-bytes", "4096"]);
-    assert!(err.contains("--max-root-bytes"), "{err}");
+    // An access log that cannot be opened (its directory is missing).
+    let log = root.path().join("no-such-dir/access.log");
+    let err = run(&[
+        "--root",
+        &root.arg(),
+        "--access-log",
+        &log.to_string_lossy(),
+    ]);
+    assert!(err.contains("--access-log"), "{err}");
     let missing = root.path().join("missing").to_string_lossy().into_owned();
     let err = run(&["--root", &missing]);
     assert!(err.contains("missing"), "{err}");

@@ -228,7 +228,10 @@ fn frame_all(data: &[u8], chunks: &mut dyn Iterator<Item = usize>, limits: Limit
                     body.extend_from_slice(b);
                 }
                 Event::End => events.push(format!("end {:?}", std::mem::take(&mut body))),
-                Event::Request(r) => events.push(format!("{r:?}")),
+                Event::Request(r) => {
+                    static_fields(&r);
+                    events.push(format!("{r:?}"));
+                }
                 Event::Reject(s) => events.push(format!("reject {s}")),
             }
             buf.drain(..used);
@@ -238,6 +241,33 @@ fn frame_all(data: &[u8], chunks: &mut dyn Iterator<Item = usize>, limits: Limit
         }
     }
     events
+}
+
+/// What the static-file service reads from a request's fields (ranges,
+/// preconditions, Accept-Encoding): never a panic, ranges inside the
+/// representation and adding up to no more than it.
+fn static_fields(r: &httpd::parse::Request) {
+    use httpd::conditional::{evaluate, Validators};
+    use httpd::parse::Hdr;
+    use httpd::range::{parse, RangeSet};
+    if let Some(v) = r.fields.one(Hdr::Range) {
+        for len in [0u64, 1, 100, u64::MAX / 2] {
+            if let RangeSet::Ranges(rs) = parse(v, len) {
+                let mut total: u64 = 0;
+                for &(a, b) in rs.as_slice() {
+                    assert!(a <= b && b < len, "{a}-{b} of {len}");
+                    total += b - a + 1;
+                }
+                assert!(total <= len);
+            }
+        }
+    }
+    let v = Validators {
+        etag: b"\"5f5e1000-2a\"",
+        mtime: 784_111_777,
+    };
+    let _ = evaluate(&r.fields, true, &v);
+    let _ = httpd::encoding::choose(&r.fields, true, true);
 }
 
 /// The HTTP request framer, fed the whole input at once and then in the

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::site::{Body, Site, SiteError, Tree};
+use crate::served::Served;
+use crate::site::{Body, LoadLimits, Site, SiteError, Tree};
 use crate::stats;
 
 /// `xdpstack http` options.
@@ -20,13 +21,22 @@ pub struct HttpArgs {
     /// Body of every 200 response when no --root is given.
     #[arg(long, default_value = "hello from xdpstack\n")]
     pub body: String,
-    /// Serve the files under this directory (read into memory at start).
+    /// Serve the files under this directory (small files held in memory,
+    /// large ones read from disk; reloaded on SIGHUP).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Refuse to start if the files under --root add up to more than this
-    /// many bytes.
+    /// Bytes of --root files held in memory in all (the smallest first);
+    /// the files past it are read from disk as they are sent.
     #[arg(long, default_value_t = 256 << 20)]
     pub max_root_bytes: u64,
+    /// Files of --root larger than this are never held in memory: they are
+    /// kept open and read in chunks as the connection's window allows.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_file_in_memory: u64,
+    /// Log every response to FILE in nginx's combined format (buffered per
+    /// worker, written at least once a second; reopened on SIGUSR1).
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// Close a connection idle this long between requests (`30s`, `500ms`;
     /// a bare number is seconds); also reset one whose client reads nothing
     /// of a response for this long.
@@ -77,22 +87,45 @@ fn parse_timeout(s: &str) -> Result<Duration, runtime::duration::DurationError> 
 }
 
 /// What every worker serves, loaded once (before any NIC queue is opened):
-/// the fixed body, or the `--root` tree. A refused tree is a one-line error.
-pub fn load_site(args: &HttpArgs) -> Result<Arc<Site>, SiteError> {
+/// the fixed body, or the `--root` tree; and the access log, opened. A
+/// refused tree or log is a one-line error. SIGHUP and SIGUSR1 are handled
+/// once [`Served::watch_signals`] is called.
+pub fn load_site(args: &HttpArgs) -> Result<Arc<Served>, SiteError> {
+    let log = args.access_log.clone();
     match &args.root {
-        None => Ok(Arc::new(Site::Fixed(Body::new(
-            args.body.as_bytes().to_vec(),
-            "text/plain",
-        )))),
+        None => Ok(Arc::new(Served::new(
+            Site::Fixed(Body::new(args.body.as_bytes().to_vec(), "text/plain")),
+            None,
+            log,
+        )?)),
         Some(root) => {
-            let t = Tree::load(root, args.max_root_bytes)?;
+            let limits = LoadLimits {
+                max_bytes: args.max_root_bytes,
+                max_file: args.max_file_in_memory,
+            };
+            // One descriptor per file served from disk: take what the hard
+            // limit allows, as nginx's `worker_rlimit_nofile` would.
+            raise_nofile();
+            let t = Tree::load(root, limits)?;
+            let (files, bytes, (df, db)) = (t.files(), t.bytes(), t.on_disk());
+            let served = Served::new(Site::Tree(t), Some((root.clone(), limits)), log)?;
+            // Said once nothing can refuse the start any more.
             eprintln!(
-                "xdpstack http: serving {} ({} files, {} bytes)",
+                "xdpstack http: serving {} ({files} files, {bytes} bytes in memory, {df} files ({db} bytes) from disk)",
                 root.display(),
-                t.files(),
-                t.bytes()
             );
-            Ok(Arc::new(Site::Tree(t)))
+            Ok(Arc::new(served))
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (nothing if it
+/// cannot).
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

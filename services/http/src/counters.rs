@@ -54,4 +54,27 @@ pub struct HttpCounters {
     /// Requests for the report from clients --stats-allow does not list
     /// (answered as an ordinary path).
     pub stats_refused: u64,
+    /// 206 responses (ranges), and how many of them were
+    /// `multipart/byteranges`.
+    pub partial: u64,
+    /// See `partial`.
+    pub multipart: u64,
+    /// 304 responses (If-None-Match / If-Modified-Since).
+    pub not_modified: u64,
+    /// 412 responses (If-Match / If-Unmodified-Since).
+    pub precondition_failed: u64,
+    /// 416 responses (no satisfiable range).
+    pub range_not_satisfiable: u64,
+    /// 200 and 206 responses from a precompressed variant (`file.br`).
+    pub encoded_br: u64,
+    /// 200 and 206 responses from a precompressed variant (`file.gz`).
+    pub encoded_gzip: u64,
+    /// Bytes read from files served from disk (not held in memory).
+    pub disk_bytes: u64,
+    /// Trees swapped in after a SIGHUP.
+    pub site_reloads: u64,
+    /// Bytes written to the access log, and failed writes.
+    pub log_bytes: u64,
+    /// See `log_bytes`.
+    pub log_errors: u64,
 }

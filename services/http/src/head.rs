@@ -6,13 +6,17 @@ pub fn status_line(status: u16) -> &'static [u8] {
     match status {
         200 => b"HTTP/1.1 200 OK\r\n",
         204 => b"HTTP/1.1 204 No Content\r\n",
+        206 => b"HTTP/1.1 206 Partial Content\r\n",
         301 => b"HTTP/1.1 301 Moved Permanently\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
         404 => b"HTTP/1.1 404 Not Found\r\n",
         405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
         408 => b"HTTP/1.1 408 Request Timeout\r\n",
+        412 => b"HTTP/1.1 412 Precondition Failed\r\n",
         413 => b"HTTP/1.1 413 Content Too Large\r\n",
         414 => b"HTTP/1.1 414 URI Too Long\r\n",
+        416 => b"HTTP/1.1 416 Range Not Satisfiable\r\n",
         417 => b"HTTP/1.1 417 Expectation Failed\r\n",
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
         501 => b"HTTP/1.1 501 Not Implemented\r\n",
@@ -29,8 +33,10 @@ pub fn error_body(status: u16) -> &'static [u8] {
         404 => b"not found\n",
         405 => b"method not allowed\n",
         408 => b"request timeout\n",
+        412 => b"precondition failed\n",
         413 => b"request body too large\n",
         414 => b"request target too long\n",
+        416 => b"range not satisfiable\n",
         417 => b"expectation failed\n",
         431 => b"request header too large\n",
         501 => b"not implemented\n",
@@ -116,7 +122,7 @@ pub fn http_date(secs: u64) -> [u8; 29] {
 
 /// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -165,7 +171,7 @@ mod tests {
              Content-Length: 12\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
         );
         for s in [
-            200, 204, 301, 400, 404, 405, 408, 413, 414, 417, 431, 501, 505,
+            200, 204, 206, 301, 304, 400, 404, 405, 408, 412, 413, 414, 416, 417, 431, 501, 505,
         ] {
             let line = status_line(s);
             assert!(line.starts_with(format!("HTTP/1.1 {s} ").as_bytes()));

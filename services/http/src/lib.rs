@@ -16,15 +16,25 @@
 //! Parts: `args` (the command line, the site loaded from it), `parse`
 //! (request framing, no I/O), `site` (the tree, path sanitizing, content
 //! types), `head` (response heads), `counters`, `stats` and `metrics`
-//! (what is reported).
+//! (what is reported). Static files as nginx serves them: `files` (the
+//! response for a file), `range`, `conditional`, `encoding` and `date` (the
+//! request fields they read, no I/O), `served` (the site swapped on SIGHUP,
+//! the log reopened on SIGUSR1) and `access_log`.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod args;
+pub mod conditional;
 pub mod counters;
+pub mod date;
+pub mod encoding;
+mod files;
 pub mod head;
 pub mod metrics;
 pub mod parse;
+pub mod range;
+pub mod served;
 pub mod site;
 pub mod stats;
 
@@ -42,12 +52,14 @@ use stack::worker::App;
 
 pub use args::{load_site, HttpArgs};
 pub use counters::HttpCounters;
+pub use served::Served;
 
+use access_log::AccessLog;
 use head::ConnHeader;
 use parse::{Body, Event, Framer, Limits, Method, Request};
 use runtime::conns::Reaper;
 use runtime::server::WorkerCtx;
-use site::{Resolved, Site};
+use site::{BlobRef, Resolved, Site};
 use stats::StatsPolicy;
 
 use nic::Rings;
@@ -75,6 +87,9 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 #[derive(Clone, Copy, Debug)]
 struct Deferred {
     conn: ConnHeader,
+    /// With an access log: the request line, Referer and User-Agent kept
+    /// in the connection's `log_req`, their lengths.
+    log: Option<[usize; 3]>,
 }
 
 struct Slot {
@@ -82,20 +97,37 @@ struct Slot {
     draining_since: Option<Instant>,
 }
 
-/// A long body queued behind the bytes of `buf` before `at`.
+/// Bytes `off..end` of a blob of `Out::site`, queued behind the bytes of
+/// `buf` before `at`.
 struct Pending {
     at: usize,
-    body: u32,
-    off: usize,
+    blob: u32,
+    off: u64,
+    end: u64,
 }
 
+/// What is read from a file at once (and so a connection's memory for a
+/// file being sent).
+const CHUNK: usize = 64 * 1024;
+
 /// A connection's output: head (and short body) bytes, with long bodies
-/// interleaved by position.
+/// (from memory, or read from their file a chunk at a time) interleaved by
+/// position.
 #[derive(Default)]
 struct Out {
     buf: Vec<u8>,
     sent: usize,
     bodies: VecDeque<Pending>,
+    /// The site the pending bodies belong to (held while a reload swaps
+    /// in another).
+    site: Option<Arc<Site>>,
+    /// Bytes read from a file and not sent yet: `chunk[chunk_at..chunk_end]`
+    /// (allocated while a file is being sent).
+    chunk: Vec<u8>,
+    chunk_at: usize,
+    chunk_end: usize,
+    /// Bytes read from files since last taken.
+    read: u64,
 }
 
 impl Out {
@@ -112,15 +144,40 @@ impl Out {
         self.buf.clear();
         self.sent = 0;
         self.bodies.clear();
+        self.site = None;
+        self.chunk = Vec::new();
+        self.chunk_at = 0;
+        self.chunk_end = 0;
     }
 
-    /// Hand as much as fits to the socket. Returns whether anything was sent.
-    fn flush<S: TcpApi>(
-        &mut self,
-        engine: &mut S,
-        id: ConnId,
-        site: &Site,
-    ) -> Result<bool, ConnError> {
+    /// Queue bytes `off..end` of blob `blob` of `site` after what `buf`
+    /// holds: copied if in memory and short, else sent from the blob.
+    fn queue(&mut self, site: &Arc<Site>, blob: u32, off: u64, end: u64) {
+        if end <= off {
+            return;
+        }
+        if let Some(BlobRef::Mem(d)) = site.blob(blob) {
+            if end - off <= INLINE_MAX as u64 {
+                let (a, b) = (off as usize, (end as usize).min(d.len()));
+                self.buf.extend_from_slice(&d[a.min(b)..b]);
+                return;
+            }
+        }
+        if !self.site.as_ref().is_some_and(|s| Arc::ptr_eq(s, site)) {
+            self.site = Some(site.clone());
+        }
+        self.bodies.push_back(Pending {
+            at: self.buf.len(),
+            blob,
+            off,
+            end,
+        });
+    }
+
+    /// Hand as much as fits to the socket. Returns whether anything was
+    /// sent. A file that cannot be read (or was cut short since it was
+    /// opened) resets the connection: its head promised more bytes.
+    fn flush<S: TcpApi>(&mut self, engine: &mut S, id: ConnId) -> Result<bool, ConnError> {
         let mut progress = false;
         loop {
             let limit = self.bodies.front().map_or(self.buf.len(), |p| p.at);
@@ -136,19 +193,61 @@ impl Out {
             let Some(p) = self.bodies.front_mut() else {
                 break;
             };
-            let data: &[u8] = site.body(p.body).map_or(&[], |b| &b.data);
-            if p.off < data.len() {
-                let n = engine.send(id, &data[p.off..])?;
-                if n == 0 {
-                    break;
+            match self.site.as_deref().and_then(|s| s.blob(p.blob)) {
+                Some(BlobRef::Mem(data)) => {
+                    let end = (p.end as usize).min(data.len());
+                    if (p.off as usize) < end {
+                        let n = engine.send(id, &data[p.off as usize..end])?;
+                        if n == 0 {
+                            break;
+                        }
+                        p.off += n as u64;
+                        progress = true;
+                        if (p.off as usize) < end {
+                            continue;
+                        }
+                    }
                 }
-                p.off += n;
-                progress = true;
-                if p.off < data.len() {
-                    continue;
+                Some(BlobRef::Blob(file)) => {
+                    if self.chunk_at < self.chunk_end {
+                        let n = engine.send(id, &self.chunk[self.chunk_at..self.chunk_end])?;
+                        if n == 0 {
+                            break;
+                        }
+                        self.chunk_at += n;
+                        progress = true;
+                        continue;
+                    }
+                    if p.off < p.end {
+                        // The socket took everything read so far: read
+                        // the next chunk (pread, at most CHUNK bytes).
+                        self.chunk.resize(CHUNK, 0);
+                        let want = (p.end - p.off).min(CHUNK as u64) as usize;
+                        match file.read_at(&mut self.chunk[..want], p.off) {
+                            Ok(n) if n > 0 => {
+                                p.off += n as u64;
+                                self.read += n as u64;
+                                self.chunk_at = 0;
+                                self.chunk_end = n;
+                                continue;
+                            }
+                            r => {
+                                log::warn!("a file being sent cannot be read ({r:?}): reset");
+                                engine.abort(id);
+                                return Err(ConnError::NotFound);
+                            }
+                        }
+                    }
                 }
+                None => {}
             }
             self.bodies.pop_front();
+            if self.bodies.is_empty() && !self.chunk.is_empty() {
+                // Memory for a file only while one is sent.
+                self.chunk = Vec::new();
+                self.chunk_at = 0;
+                self.chunk_end = 0;
+            }
         }
         if self.is_empty() {
             self.buf.clear();
@@ -195,6 +294,8 @@ struct Conn {
     /// `last` when it was last listed quiet (idle after a request) for
     /// eviction (not listed twice for one idle spell).
     listed_quiet: Option<Instant>,
+    /// A deferred response's request, for the access log.
+    log_req: Vec<u8>,
 }
 
 impl Conn {
@@ -212,6 +313,7 @@ impl Conn {
             deferred: None,
             answered_early: false,
             listed_quiet: None,
+            log_req: Vec::new(),
         }
     }
 
@@ -223,6 +325,7 @@ impl Conn {
             self.inbuf = Vec::new();
         }
         self.out.clear();
+        self.log_req = Vec::new();
         if self.out.buf.capacity() > 256 * 1024 {
             self.out.buf = Vec::new();
         }
@@ -288,6 +391,15 @@ struct Service {
     date: [u8; 29],
     date_secs: u64,
     stopping: bool,
+    /// `--access-log`, this worker's buffer.
+    log: Option<AccessLog>,
+    /// The response just written: status and body bytes (for the log).
+    resp_status: u16,
+    resp_bytes: u64,
+    /// Numbers the `multipart/byteranges` boundaries.
+    boundary: u64,
+    /// The time of this turn.
+    now: Instant,
 }
 
 impl Service {
@@ -302,6 +414,14 @@ impl Service {
     }
 
     fn count(&mut self, status: u16) {
+        self.resp_status = status;
+        match status {
+            206 => self.counters.partial += 1,
+            304 => self.counters.not_modified += 1,
+            412 => self.counters.precondition_failed += 1,
+            416 => self.counters.range_not_satisfiable += 1,
+            _ => {}
+        }
         self.counters.requests += 1;
         match status {
             200..=299 => self.counters.status_2xx += 1,
@@ -316,14 +436,16 @@ impl Service {
     /// gone).
     fn service<S: TcpApi>(
         &mut self,
-        site: &Site,
+        site: &Arc<Site>,
         engine: &mut S,
         id: ConnId,
         c: &mut Conn,
         now: Instant,
     ) -> bool {
         loop {
-            match c.out.flush(engine, id, site) {
+            let flushed = c.out.flush(engine, id);
+            self.counters.disk_bytes += std::mem::take(&mut c.out.read);
+            match flushed {
                 Ok(true) => c.last = now,
                 Ok(false) => {}
                 Err(ConnError::Closed) => {
@@ -390,7 +512,7 @@ impl Service {
     /// Frames and answers the requests in `data`; returns the bytes used.
     fn process<S: TcpApi>(
         &mut self,
-        site: &Site,
+        site: &Arc<Site>,
         engine: &S,
         c: &mut Conn,
         data: &[u8],
@@ -412,7 +534,15 @@ impl Service {
                     c.last = now;
                     c.answered_early = false;
                     if let Some(d) = c.deferred.take() {
-                        self.body(c, site, 0, false, d.conn);
+                        self.body(c, site, false, d.conn);
+                        if let Some([a, b, u]) = d.log {
+                            let r = std::mem::take(&mut c.log_req);
+                            let (line, rest) = r.split_at(a.min(r.len()));
+                            let (referer, ua) = rest.split_at(b.min(rest.len()));
+                            let ua = &ua[..u.min(ua.len())];
+                            self.log(c.peer, Some(line), nonempty(referer), nonempty(ua));
+                            c.log_req = r;
+                        }
                         if d.conn == ConnHeader::Close {
                             c.close_after = true;
                         }
@@ -422,13 +552,24 @@ impl Service {
                     c.answered += 1;
                     c.req_start = None;
                     c.last = now;
+                    self.resp_status = 0;
                     self.answer(site, engine, c, &req);
+                    if self.resp_status != 0 {
+                        let f = &req.fields;
+                        self.log(
+                            c.peer,
+                            Some(req.line.as_bytes()),
+                            f.first(parse::Hdr::Referer),
+                            f.first(parse::Hdr::UserAgent),
+                        );
+                    }
                 }
                 Event::Reject(status) => {
                     c.req_start = None;
                     c.deferred = None;
                     if !std::mem::take(&mut c.answered_early) {
                         self.simple(c, status, &[], false, ConnHeader::Close);
+                        self.log(c.peer, None, None, None);
                     }
                     c.close_after = true;
                 }
@@ -440,8 +581,8 @@ impl Service {
         used
     }
 
-    fn answer<S: TcpApi>(&mut self, site: &Site, engine: &S, c: &mut Conn, req: &Request) {
-        let fixed = matches!(site, Site::Fixed(_));
+    fn answer<S: TcpApi>(&mut self, site: &Arc<Site>, engine: &S, c: &mut Conn, req: &Request) {
+        let fixed = matches!(**site, Site::Fixed(_));
         let has_body = req.body != Body::None;
         // The fixed body answers POST once its body has been read (a handler
         // taking the body would sit here); everything else is answered at
@@ -465,7 +606,19 @@ impl Service {
                 c.out.buf.extend_from_slice(CONTINUE);
                 self.counters.continues += 1;
             }
-            c.deferred = Some(Deferred { conn });
+            let log = self.log.is_some().then(|| {
+                let f = &req.fields;
+                let (referer, ua) = (
+                    f.first(parse::Hdr::Referer).unwrap_or_default(),
+                    f.first(parse::Hdr::UserAgent).unwrap_or_default(),
+                );
+                c.log_req.clear();
+                c.log_req.extend_from_slice(req.line.as_bytes());
+                c.log_req.extend_from_slice(referer);
+                c.log_req.extend_from_slice(ua);
+                [req.line.len(), referer.len(), ua.len()]
+            });
+            c.deferred = Some(Deferred { conn, log });
             return;
         }
         c.answered_early = has_body;
@@ -476,7 +629,7 @@ impl Service {
         let allow = if fixed { ALLOW_FIXED } else { ALLOW_TREE };
         match req.method {
             Method::Get | Method::Head => {}
-            Method::Post if fixed => return self.body(c, site, 0, false, conn),
+            Method::Post if fixed => return self.body(c, site, false, conn),
             // RFC 9110 9.3.7: what the resource (or, for `*`, the server)
             // allows.
             Method::Options => return self.options(c, allow, conn),
@@ -485,7 +638,7 @@ impl Service {
             Method::Unknown => return self.simple(c, 501, &[], false, conn),
             _ => return self.simple(c, 405, &[allow], false, conn),
         }
-        match site {
+        match &**site {
             Site::Fixed(_) => {
                 let metrics = self.stats.is_metrics_target(req.target);
                 if metrics || self.stats.is_target(req.target) {
@@ -494,7 +647,7 @@ impl Service {
                     }
                     self.counters.stats_refused += 1;
                 }
-                self.body(c, site, 0, head_only, conn);
+                self.body(c, site, head_only, conn);
             }
             Site::Tree(t) => {
                 let n = match site::normalize(req.target, &mut self.key) {
@@ -509,7 +662,7 @@ impl Service {
                     self.counters.stats_refused += 1;
                 }
                 match t.resolve(&self.key, n.trailing_slash) {
-                    Resolved::Found(i) => self.body(c, site, i, head_only, conn),
+                    Resolved::Found(i) => self.file(c, site, t, i, req, conn),
                     Resolved::NotFound => self.simple(c, 404, &[], head_only, conn),
                     Resolved::AddSlash => {
                         let mut line = std::mem::take(&mut self.line);
@@ -530,26 +683,43 @@ impl Service {
     /// 204 with `Allow` (no Content-Length in a 204, RFC 9110 8.6).
     fn options(&mut self, c: &mut Conn, allow: &[u8], conn: ConnHeader) {
         head::write_head(&mut c.out.buf, 204, &self.date, &[], &[allow], conn);
+        self.resp_bytes = 0;
         self.count(204);
     }
 
-    fn body(&mut self, c: &mut Conn, site: &Site, idx: u32, head_only: bool, conn: ConnHeader) {
-        let Some(body) = site.body(idx) else {
+    /// The fixed body.
+    fn body(&mut self, c: &mut Conn, site: &Arc<Site>, head_only: bool, conn: ConnHeader) {
+        let Site::Fixed(body) = &**site else {
             return self.simple(c, 404, &[], head_only, conn);
         };
         head::write_head(&mut c.out.buf, 200, &self.date, &body.header, &[], conn);
-        if !head_only && !body.data.is_empty() {
-            if body.data.len() <= INLINE_MAX {
-                c.out.buf.extend_from_slice(&body.data);
-            } else {
-                c.out.bodies.push_back(Pending {
-                    at: c.out.buf.len(),
-                    body: idx,
-                    off: 0,
-                });
-            }
+        let len = body.data.len() as u64;
+        self.resp_bytes = if head_only { 0 } else { len };
+        if !head_only {
+            c.out.queue(site, 0, 0, len);
         }
         self.count(200);
+    }
+
+    /// One access log line for the response just written.
+    fn log(
+        &mut self,
+        peer: Option<IpAddr>,
+        request: Option<&[u8]>,
+        referer: Option<&[u8]>,
+        user_agent: Option<&[u8]>,
+    ) {
+        if let Some(l) = &mut self.log {
+            let e = access_log::Entry {
+                peer,
+                request,
+                status: self.resp_status,
+                bytes: self.resp_bytes,
+                referer,
+                user_agent,
+            };
+            l.entry(&e, self.date_secs, self.now);
+        }
     }
 
     /// A response with a short text body (errors, redirects).
@@ -568,6 +738,7 @@ impl Service {
         if !head_only {
             c.out.buf.extend_from_slice(body);
         }
+        self.resp_bytes = if head_only { 0 } else { body.len() as u64 };
         self.count(status);
     }
 
@@ -609,6 +780,7 @@ impl Service {
         if !head_only {
             c.out.buf.extend_from_slice(&body);
         }
+        self.resp_bytes = if head_only { 0 } else { body.len() as u64 };
         self.count(200);
     }
 }
@@ -627,7 +799,11 @@ pub struct HttpApp {
     reload_seen: u64,
     conns: stack::socket::ConnSlab<Conn>,
     pool: Vec<Conn>,
+    /// The site and log shared by the workers; `site` is this worker's
+    /// copy of its site, of generation `site_gen`.
+    served: Arc<Served>,
     site: Arc<Site>,
+    site_gen: u64,
     svc: Service,
     ready: Vec<ConnId>,
     accepted: Vec<ConnId>,
@@ -640,13 +816,14 @@ pub struct HttpApp {
 
 impl HttpApp {
     /// Open `args.listeners` reuseport listeners on `args.port` on this
-    /// worker's engine, serving `site`.
+    /// worker's engine, serving what `served` holds.
     pub fn new<S: TcpApi>(
         ctx: &WorkerCtx,
         engine: &mut S,
         args: &HttpArgs,
-        site: Arc<Site>,
+        served: Arc<Served>,
     ) -> Result<Self, ListenError> {
+        let (site, site_gen) = served.site();
         let cfg = Limits2 {
             framing: Limits {
                 max_header: args.max_header,
@@ -670,6 +847,7 @@ impl HttpApp {
             conns: Default::default(),
             pool: Vec::new(),
             site,
+            site_gen,
             svc: Service {
                 cfg,
                 stats: StatsPolicy::new(
@@ -686,7 +864,13 @@ impl HttpApp {
                 date: head::http_date(0),
                 date_secs: 0,
                 stopping: false,
+                log: AccessLog::new(&served),
+                resp_status: 0,
+                resp_bytes: 0,
+                boundary: u64::from(std::process::id()) << 32 | (ctx.worker as u64) << 24,
+                now,
             },
+            served,
             ready: Vec::new(),
             accepted: Vec::new(),
             expired: Vec::new(),
@@ -744,7 +928,36 @@ impl HttpApp {
 
     /// Counters as JSON.
     pub fn json(&self) -> Value {
-        json!(self.svc.counters)
+        let mut c = self.svc.counters.clone();
+        if let Some(l) = &self.svc.log {
+            c.log_bytes = l.written;
+            c.log_errors = l.errors;
+        }
+        json!(c)
+    }
+
+    /// A reload swapped in another site: serve it from now on. Idle
+    /// connections let go of the old one (those still sending from it keep
+    /// it until done).
+    fn take_new_site(&mut self) {
+        let (site, gen) = self.served.site();
+        self.site = site;
+        self.site_gen = gen;
+        self.svc.counters.site_reloads += 1;
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.out.bodies.is_empty() && c.out.site.is_some())
+            .map(|(id, _)| id)
+            .collect();
+        for id in idle {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.out.site = None;
+            }
+        }
+        for c in &mut self.pool {
+            c.out.site = None;
+        }
     }
 
     /// Connections open now.
@@ -794,6 +1007,7 @@ impl HttpApp {
                     c.inbuf.clear();
                     c.last = now;
                     self.svc.simple(c, 408, &[], false, ConnHeader::Close);
+                    self.svc.log(c.peer, None, None, None);
                     c.close_after = true;
                     self.svc.service(&self.site, engine, id, c, now)
                 }
@@ -811,6 +1025,13 @@ impl HttpApp {
     /// One turn on any socket API (the engine, or an attached core).
     pub fn poll_on<S: TcpApi>(&mut self, engine: &mut S, now: Instant) -> Option<Instant> {
         self.svc.refresh_date();
+        self.svc.now = now;
+        if self.served.site_gen() != self.site_gen {
+            self.take_new_site();
+        }
+        if let Some(l) = &mut self.svc.log {
+            l.follow(&self.served);
+        }
         let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
         if gen != self.reload_seen && !self.svc.stopping {
             self.reload_seen = gen;
@@ -895,6 +1116,15 @@ impl HttpApp {
             self.sweep(engine, now);
         }
         let mut next = (!self.conns.is_empty()).then_some(self.next_sweep);
+        if let Some(flush) = self.svc.log.as_mut().and_then(|l| l.tick(now)) {
+            next = Some(next.map_or(flush, |n| n.min(flush)));
+        }
+        if self.served.watched() {
+            // An idle worker still looks once a second for a new tree (to
+            // let the old one go) or a reopened log.
+            let look = now + Duration::from_secs(1);
+            next = Some(next.map_or(look, |n| n.min(look)));
+        }
         if draining_left {
             let soon = now + Duration::from_millis(10);
             next = Some(next.map_or(soon, |n| n.min(soon)));
@@ -942,10 +1172,18 @@ impl HttpApp {
 
     /// Release everything (the end of a stop).
     pub fn shutdown_on<S: TcpApi>(&mut self, engine: &mut S) {
+        if let Some(l) = &mut self.svc.log {
+            l.flush();
+        }
         self.svc.counters.reset_at_exit = self.conns.len() as u64;
         self.conns.clear();
         engine.abort_all();
     }
+}
+
+/// `None` for an empty field (not sent).
+fn nonempty(s: &[u8]) -> Option<&[u8]> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// Keep a connection's state (its buffers) in `pool` for the next one.

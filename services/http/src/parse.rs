@@ -28,9 +28,12 @@
 //! 266-311 ns, release build, same run).
 
 mod chunked;
+mod fields;
 mod syntax;
 #[cfg(test)]
 mod tests;
+
+pub use fields::{Fields, Hdr};
 
 use chunked::Chunk;
 use syntax::{content_length, target_form, trim_ows, valid_host, TCHAR, URI, VALUE};
@@ -147,6 +150,13 @@ pub struct Request<'a> {
     /// may wait for `100 Continue` before sending the body (RFC 9110
     /// 10.1.1; ignored in HTTP/1.0, and without a body).
     pub expect_continue: bool,
+    /// The request line as sent (without its CRLF; ASCII), for the access
+    /// log.
+    pub line: &'a str,
+    /// The header fields the services read (ranges, preconditions,
+    /// `Accept-Encoding`, what the access log records), found while the
+    /// head was checked.
+    pub fields: Fields<'a>,
 }
 
 /// What the next bytes were.
@@ -181,6 +191,8 @@ enum State {
 /// The request line, once checked: offsets into the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Line {
+    /// The whole line (offsets into the head, without CRLF).
+    span: (usize, usize),
     method: Method,
     target: (usize, usize),
     form: Form,
@@ -228,6 +240,8 @@ struct Scan {
     length: Option<u64>,
     te: Te,
     expect: Expect,
+    /// Where the fields of [`Hdr`] are.
+    spans: fields::Spans,
 }
 
 /// The framing state of one connection.
@@ -340,6 +354,7 @@ impl Framer {
         // Checked to be ASCII by `request_line`.
         let target = std::str::from_utf8(&data[line.target.0..line.target.1]).unwrap_or("");
         let keep_alive = !scan.close && (line.minor >= 1 || scan.keep_alive);
+        let request_line = std::str::from_utf8(&data[line.span.0..line.span.1]).unwrap_or("");
         self.state = match body {
             Body::None => State::Head,
             Body::Length(n) => State::Length(n),
@@ -357,6 +372,8 @@ impl Framer {
                 expect_continue: scan.expect == Expect::Continue
                     && line.minor >= 1
                     && body != Body::None,
+                line: request_line,
+                fields: Fields::new(&data[..end], scan.spans),
             }),
         )
     }
@@ -452,7 +469,7 @@ impl Framer {
             if self.scan.fields > MAX_HEADERS {
                 return Err(431);
             }
-            self.field(content)?;
+            self.field(content, line_start)?;
         }
     }
 
@@ -481,8 +498,9 @@ impl Framer {
         }
     }
 
-    /// One header field line (without its CRLF): RFC 9112 5, RFC 9110 5.5.
-    fn field(&mut self, line: &[u8]) -> Result<(), u16> {
+    /// One header field line (without its CRLF) starting at `at` in the
+    /// head: RFC 9112 5, RFC 9110 5.5.
+    fn field(&mut self, line: &[u8], at: usize) -> Result<(), u16> {
         // field-name ":" OWS field-value OWS. A line starting with
         // whitespace (obs-fold, or whitespace before the first field) has
         // an empty name; whitespace between name and colon is refused
@@ -502,6 +520,15 @@ impl Framer {
             return Err(400);
         }
         let s = &mut self.scan;
+        if let Some(h) = Hdr::from_name(name) {
+            // Where the value sits in the head: after the colon and the
+            // whitespace `trim_ows` dropped.
+            let raw = &line[colon + 1..];
+            let lead = raw.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            let start = at + colon + 1 + lead;
+            s.spans.note(h, start, start + value.len());
+            return Ok(());
+        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 // RFC 9112 3.2: more than one Host, or an invalid one: 400.
@@ -593,6 +620,7 @@ fn request_line(line: &[u8], at: usize) -> Result<Line, u16> {
     }
     let start = at + sp1 + 1;
     Ok(Line {
+        span: (at, at + line.len()),
         method,
         target: (start, start + target.len()),
         form,

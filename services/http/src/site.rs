@@ -1,17 +1,32 @@
 //! What the server serves: a fixed body for every path, or a directory tree
-//! loaded into memory at start (bounded), looked up by a sanitized path.
+//! looked up by a sanitized path.
 //!
-//! Requests never touch the file system: the tree is read once, and a path
-//! can only name what was loaded under the root. The sanitizer still refuses
+//! Requests never walk the file system: the tree's names are read once (at
+//! start, and again on SIGHUP), and a path can only name what was found
+//! under the root. Small files are held in memory; files larger than
+//! `--max-file-in-memory` (or past the `--max-root-bytes` budget) are kept
+//! open and read in chunks as they are sent. The sanitizer still refuses
 //! what would climb out (`..` after percent-decoding, NUL, a target that is
 //! not absolute), so such requests get 400 rather than a lookup.
+//!
+//! Each file is a representation with its validators (a strong `ETag` from
+//! its modification time and size, as nginx writes it, and
+//! `Last-Modified`); `file.br` and `file.gz` beside a file are its
+//! precompressed variants, representations of their own (the same media
+//! type, a `Content-Encoding`, an entity tag of their own).
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
-/// A response body with its precomputed `Content-Type` and `Content-Length`
+use crate::encoding::Coding;
+use crate::head;
+
+/// The fixed body with its precomputed `Content-Type` and `Content-Length`
 /// header lines.
 #[derive(Debug)]
 pub struct Body {
@@ -26,24 +41,156 @@ pub struct Body {
 impl Body {
     /// A body of type `content_type`.
     pub fn new(data: Vec<u8>, content_type: &'static str) -> Self {
-        let mut header = Vec::with_capacity(64);
-        header.extend_from_slice(b"Content-Type: ");
-        header.extend_from_slice(content_type.as_bytes());
-        header.extend_from_slice(b"\r\nContent-Length: ");
-        header.extend_from_slice(itoa::Buffer::new().format(data.len()).as_bytes());
-        header.extend_from_slice(b"\r\n");
         Body {
+            header: content_header(content_type, data.len() as u64),
             data: data.into_boxed_slice(),
-            header: header.into_boxed_slice(),
             content_type,
         }
+    }
+}
+
+fn content_header(content_type: &str, len: u64) -> Box<[u8]> {
+    let mut header = Vec::with_capacity(64);
+    header.extend_from_slice(b"Content-Type: ");
+    header.extend_from_slice(content_type.as_bytes());
+    header.extend_from_slice(b"\r\nContent-Length: ");
+    header.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    header.extend_from_slice(b"\r\n");
+    header.into_boxed_slice()
+}
+
+/// Where a file's bytes are.
+#[derive(Debug)]
+pub enum Blob {
+    /// Read into memory.
+    Mem(Box<[u8]>),
+    /// Kept open (the file as it was opened at load: a file replaced by a
+    /// rename is served as it was until the next reload).
+    Disk {
+        /// The open file.
+        file: File,
+        /// Its size at load.
+        len: u64,
+    },
+}
+
+impl Blob {
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Blob::Mem(d) => d.len() as u64,
+            Blob::Disk { len, .. } => *len,
+        }
+    }
+
+    /// Empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when in memory.
+    pub fn mem(&self) -> Option<&[u8]> {
+        match self {
+            Blob::Mem(d) => Some(d),
+            Blob::Disk { .. } => None,
+        }
+    }
+
+    /// Reads from `off` into `buf` (pread, no shared offset: every worker
+    /// reads the same open file). In memory: a copy.
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        match self {
+            Blob::Mem(d) => {
+                let from = (off.min(d.len() as u64)) as usize;
+                let n = buf.len().min(d.len() - from);
+                buf[..n].copy_from_slice(&d[from..from + n]);
+                Ok(n)
+            }
+            Blob::Disk { file, .. } => file.read_at(buf, off),
+        }
+    }
+}
+
+/// One representation of a file: the file itself or a precompressed
+/// variant of it.
+#[derive(Debug)]
+pub struct Repr {
+    /// Index of its bytes in the tree's blobs.
+    pub blob: u32,
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+    /// The media type (a variant has its file's).
+    pub content_type: &'static str,
+    /// Its content coding.
+    pub coding: Coding,
+    /// `Content-Type: ...\r\nContent-Length: ...\r\n` for the whole.
+    pub header: Box<[u8]>,
+    /// `Content-Type: ...\r\n` alone.
+    pub type_line: Box<[u8]>,
+    /// `ETag: "..."\r\nLast-Modified: ...\r\n`.
+    pub validators: Box<[u8]>,
+    /// The entity tag's length in `validators` after `ETag: ` (quotes
+    /// included).
+    etag_len: u8,
+    /// Its variants (the file itself only): `file.br`, `file.gz`.
+    pub br: Option<u32>,
+    /// See `br`.
+    pub gzip: Option<u32>,
+}
+
+impl Repr {
+    fn new(blob: u32, len: u64, mtime: u64, content_type: &'static str, coding: Coding) -> Repr {
+        // nginx's form: hex seconds, hex size; a variant's says which it
+        // is, so that it never equals its file's.
+        let mut etag = format!("\"{mtime:x}-{len:x}");
+        if coding != Coding::Identity {
+            etag.push('-');
+            etag.push_str(coding.suffix());
+        }
+        etag.push('"');
+        let mut validators = Vec::with_capacity(64);
+        validators.extend_from_slice(b"ETag: ");
+        validators.extend_from_slice(etag.as_bytes());
+        validators.extend_from_slice(b"\r\nLast-Modified: ");
+        validators.extend_from_slice(&head::http_date(mtime));
+        validators.extend_from_slice(b"\r\n");
+        let mut type_line = Vec::with_capacity(48);
+        type_line.extend_from_slice(b"Content-Type: ");
+        type_line.extend_from_slice(content_type.as_bytes());
+        type_line.extend_from_slice(b"\r\n");
+        Repr {
+            blob,
+            len,
+            mtime,
+            content_type,
+            coding,
+            header: content_header(content_type, len),
+            type_line: type_line.into_boxed_slice(),
+            validators: validators.into_boxed_slice(),
+            etag_len: etag.len() as u8,
+            br: None,
+            gzip: None,
+        }
+    }
+
+    /// The entity tag, quotes included.
+    pub fn etag(&self) -> &[u8] {
+        &self.validators[6..6 + self.etag_len as usize]
+    }
+
+    /// It has a precompressed variant: its responses say `Vary:
+    /// Accept-Encoding`.
+    pub fn has_variants(&self) -> bool {
+        self.br.is_some() || self.gzip.is_some()
     }
 }
 
 /// One name in the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Entry {
-    /// A file: index into `Site::bodies`.
+    /// A file: index into `Tree::reprs` (the file itself).
     File(u32),
     /// A directory and its `index.html`, if any.
     Dir(Option<u32>),
@@ -52,7 +199,7 @@ enum Entry {
 /// What a path resolves to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolved {
-    /// Serve this body.
+    /// Serve this representation (see [`Tree::repr`]).
     Found(u32),
     /// A directory named without its trailing slash: redirect (301) to the
     /// same path with one.
@@ -66,26 +213,64 @@ pub enum Resolved {
 pub enum Site {
     /// The same body for every path.
     Fixed(Body),
-    /// A directory tree in memory.
+    /// A directory tree.
     Tree(Tree),
 }
 
 impl Site {
-    /// The body with index `i` (the fixed body is index 0).
-    pub fn body(&self, i: u32) -> Option<&Body> {
+    /// The bytes with index `i`: the fixed body is index 0, a tree's blobs
+    /// are its files.
+    pub fn blob(&self, i: u32) -> Option<BlobRef<'_>> {
         match self {
-            Site::Fixed(b) => (i == 0).then_some(b),
-            Site::Tree(t) => t.bodies.get(i as usize),
+            Site::Fixed(b) => (i == 0).then_some(BlobRef::Mem(&b.data)),
+            Site::Tree(t) => t.blobs.get(i as usize).map(|b| match b {
+                Blob::Mem(d) => BlobRef::Mem(d),
+                Blob::Disk { .. } => BlobRef::Blob(b),
+            }),
         }
     }
 }
 
-/// A directory tree loaded into memory.
+/// Bytes to send: a slice, or a file to read.
+#[derive(Clone, Copy, Debug)]
+pub enum BlobRef<'a> {
+    /// In memory.
+    Mem(&'a [u8]),
+    /// To be read (a [`Blob::Disk`]).
+    Blob(&'a Blob),
+}
+
+/// Limits on what a tree holds in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// Bytes of files held in memory in all (the smallest files first);
+    /// the rest are read from their files.
+    pub max_bytes: u64,
+    /// Files larger than this are never held in memory.
+    pub max_file: u64,
+}
+
+impl LoadLimits {
+    /// Everything up to `max_bytes` in memory (files of any size).
+    pub fn memory(max_bytes: u64) -> Self {
+        LoadLimits {
+            max_bytes,
+            max_file: max_bytes,
+        }
+    }
+}
+
+/// A directory tree.
 #[derive(Debug, Default)]
 pub struct Tree {
     entries: HashMap<Box<[u8]>, Entry>,
-    bodies: Vec<Body>,
+    reprs: Vec<Repr>,
+    blobs: Vec<Blob>,
+    /// Bytes held in memory.
     bytes: u64,
+    /// Files read from disk, and their bytes.
+    disk_files: usize,
+    disk_bytes: u64,
 }
 
 /// Why a tree could not be loaded.
@@ -97,16 +282,6 @@ pub enum SiteError {
     /// A read failed.
     #[error("--root: cannot read {0}: {1}")]
     Io(String, std::io::Error),
-    /// The tree is larger than the limit.
-    #[error("--root {root} holds more than {limit} bytes of files (at least {seen}); raise --max-root-bytes or serve a smaller tree")]
-    TooLarge {
-        /// The root.
-        root: String,
-        /// The limit.
-        limit: u64,
-        /// Bytes seen when the limit was passed.
-        seen: u64,
-    },
     /// Too many names.
     #[error("--root {root} holds more than {limit} files and directories")]
     TooManyFiles {
@@ -115,28 +290,41 @@ pub enum SiteError {
         /// The limit.
         limit: usize,
     },
+    /// Out of file descriptors (one per file served from disk).
+    #[error("--root: cannot open {0}: too many open files ({1} files from disk so far, one descriptor each): raise `ulimit -n`")]
+    Descriptors(String, usize),
+    /// The access log cannot be opened.
+    #[error("--access-log {0}: {1}")]
+    Log(String, std::io::Error),
 }
 
 /// Most files and directories loaded from a root.
 pub const MAX_ENTRIES: usize = 1_000_000;
 
+/// A file found under the root.
+struct Found {
+    key: Vec<u8>,
+    path: PathBuf,
+    len: u64,
+}
+
 impl Tree {
     /// Loads every regular file under `root` (following symbolic links only
-    /// when they stay inside the root). Refuses a tree whose files add up to
-    /// more than `max_bytes`.
-    pub fn load(root: &Path, max_bytes: u64) -> Result<Tree, SiteError> {
+    /// when they stay inside the root): files up to `limits.max_file`, the
+    /// smallest first, into memory while they fit `limits.max_bytes`; the
+    /// others are opened and kept open.
+    pub fn load(root: &Path, limits: LoadLimits) -> Result<Tree, SiteError> {
         let show = |p: &Path| p.display().to_string();
         let root_c = fs::canonicalize(root).map_err(|e| SiteError::Io(show(root), e))?;
         if !root_c.is_dir() {
             return Err(SiteError::NotADir(show(root)));
         }
-        // First the names and sizes (so a too-large tree is refused before
-        // anything is read), then the contents.
-        let mut files: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+        // First the names and sizes (to choose what goes into memory), then
+        // the contents.
+        let mut files: Vec<Found> = Vec::new();
         let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
         let mut seen_dirs: HashSet<PathBuf> = HashSet::from([root_c.clone()]);
         let mut stack: Vec<(Vec<u8>, PathBuf)> = vec![(Vec::new(), root_c.clone())];
-        let mut total: u64 = 0;
         while let Some((key, dir)) = stack.pop() {
             let rd = fs::read_dir(&dir).map_err(|e| SiteError::Io(show(&dir), e))?;
             for ent in rd {
@@ -179,40 +367,103 @@ impl Tree {
                         stack.push((child, real));
                     }
                 } else if meta.is_file() {
-                    total = total.saturating_add(meta.len());
-                    if total > max_bytes {
-                        return Err(SiteError::TooLarge {
-                            root: show(root),
-                            limit: max_bytes,
-                            seen: total,
-                        });
-                    }
-                    files.push((child, real));
+                    files.push(Found {
+                        key: child,
+                        path: real,
+                        len: meta.len(),
+                    });
                 }
                 // Sockets, FIFOs, devices: never served (reading a FIFO
                 // would block).
             }
         }
-        let mut tree = Tree::default();
-        let mut read_total: u64 = 0;
-        for (key, path) in files {
-            let data = fs::read(&path).map_err(|e| SiteError::Io(show(&path), e))?;
-            read_total += data.len() as u64;
-            if read_total > max_bytes {
-                // The tree grew while it was being read.
-                return Err(SiteError::TooLarge {
-                    root: show(root),
-                    limit: max_bytes,
-                    seen: read_total,
-                });
+        // Memory for the smallest files first: the most requests per byte.
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by_key(|&i| files[i].len);
+        let mut in_mem = vec![false; files.len()];
+        let mut budget = limits.max_bytes;
+        for i in order {
+            let len = files[i].len;
+            if len > limits.max_file || len > budget {
+                break;
             }
-            let ct = content_type(&key);
-            let idx = tree.bodies.len() as u32;
-            tree.bodies.push(Body::new(data, ct));
-            tree.entries
-                .insert(key.into_boxed_slice(), Entry::File(idx));
+            budget -= len;
+            in_mem[i] = true;
         }
-        tree.bytes = read_total;
+        let mut tree = Tree::default();
+        for (f, mem) in files.into_iter().zip(in_mem) {
+            let mut file = File::open(&f.path).map_err(|e| {
+                if e.raw_os_error() == Some(libc::EMFILE) {
+                    SiteError::Descriptors(show(&f.path), tree.disk_files)
+                } else {
+                    SiteError::Io(show(&f.path), e)
+                }
+            })?;
+            // The size and time of what was opened (not of the name walked).
+            let meta = file
+                .metadata()
+                .map_err(|e| SiteError::Io(show(&f.path), e))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let blob = if mem {
+                let mut data = Vec::with_capacity(meta.len() as usize);
+                file.read_to_end(&mut data)
+                    .map_err(|e| SiteError::Io(show(&f.path), e))?;
+                tree.bytes += data.len() as u64;
+                Blob::Mem(data.into_boxed_slice())
+            } else {
+                tree.disk_files += 1;
+                tree.disk_bytes += meta.len();
+                Blob::Disk {
+                    file,
+                    len: meta.len(),
+                }
+            };
+            let ct = content_type(&f.key);
+            let b = tree.blobs.len() as u32;
+            let len = blob.len();
+            tree.blobs.push(blob);
+            let idx = tree.reprs.len() as u32;
+            tree.reprs
+                .push(Repr::new(b, len, mtime, ct, Coding::Identity));
+            tree.entries
+                .insert(f.key.into_boxed_slice(), Entry::File(idx));
+        }
+        // Precompressed variants: `x.br` / `x.gz` beside a file `x`, as
+        // representations of `x` (`x.gz` stays a file of its own too).
+        let names: Vec<(Box<[u8]>, u32)> = tree
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::File(i) => Some((k.clone(), *i)),
+                Entry::Dir(_) => None,
+            })
+            .collect();
+        for (key, idx) in names {
+            for coding in [Coding::Br, Coding::Gzip] {
+                let mut vkey = key.to_vec();
+                vkey.push(b'.');
+                vkey.extend_from_slice(coding.suffix().as_bytes());
+                let Some(&Entry::File(v)) = tree.entries.get(vkey.as_slice()) else {
+                    continue;
+                };
+                let (blob, len, mtime) = {
+                    let r = &tree.reprs[v as usize];
+                    (r.blob, r.len, r.mtime)
+                };
+                let ct = tree.reprs[idx as usize].content_type;
+                let vi = tree.reprs.len() as u32;
+                tree.reprs.push(Repr::new(blob, len, mtime, ct, coding));
+                let r = &mut tree.reprs[idx as usize];
+                match coding {
+                    Coding::Br => r.br = Some(vi),
+                    _ => r.gzip = Some(vi),
+                }
+            }
+        }
         for d in dirs {
             let mut index_key = d.clone();
             if !index_key.is_empty() {
@@ -230,12 +481,27 @@ impl Tree {
 
     /// Files loaded.
     pub fn files(&self) -> usize {
-        self.bodies.len()
+        self.blobs.len()
     }
 
-    /// Bytes loaded.
+    /// Bytes held in memory.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Files served from disk, and their bytes.
+    pub fn on_disk(&self) -> (usize, u64) {
+        (self.disk_files, self.disk_bytes)
+    }
+
+    /// Representation `i`.
+    pub fn repr(&self, i: u32) -> Option<&Repr> {
+        self.reprs.get(i as usize)
+    }
+
+    /// Blob `i`.
+    pub fn blob(&self, i: u32) -> Option<&Blob> {
+        self.blobs.get(i as usize)
     }
 
     /// Resolve a normalized path (see [`normalize`]).
@@ -528,14 +794,12 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("secret"), d.join("leak")).unwrap();
         std::os::unix::fs::symlink(d.join("docs/a.txt"), d.join("alias.txt")).unwrap();
         std::os::unix::fs::symlink(&d, d.join("docs/loop")).unwrap();
-        let t = Tree::load(&d, 1 << 20).unwrap();
+        let t = Tree::load(&d, LoadLimits::memory(1 << 20)).unwrap();
         let get = |target: &str| {
             let mut key = Vec::new();
             let n = normalize(target, &mut key).unwrap();
             match t.resolve(&key, n.trailing_slash) {
-                Resolved::Found(i) => {
-                    Ok(String::from_utf8_lossy(&t.bodies[i as usize].data).into_owned())
-                }
+                Resolved::Found(i) => Ok(String::from_utf8_lossy(&contents(&t, i)).into_owned()),
                 other => Err(other),
             }
         };
@@ -555,27 +819,127 @@ mod tests {
             Resolved::Found(i) => i,
             other => panic!("{other:?}"),
         };
-        let body = &t.bodies[idx as usize];
+        let body = t.repr(idx).unwrap();
         assert_eq!(
             &*body.header,
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n"
         );
+        assert!(!body.has_variants());
         let _ = fs::remove_dir_all(&d);
         let _ = fs::remove_dir_all(&outside);
     }
 
+    /// The bytes of representation `i`, read as the server reads them.
+    fn contents(t: &Tree, i: u32) -> Vec<u8> {
+        let r = t.repr(i).unwrap();
+        let b = t.blob(r.blob).unwrap();
+        let mut out = vec![0; r.len as usize];
+        let mut at = 0;
+        while at < out.len() {
+            let n = b.read_at(&mut out[at..], at as u64).unwrap();
+            assert!(n > 0);
+            at += n;
+        }
+        out
+    }
+
+    fn found(t: &Tree, key: &str) -> u32 {
+        match t.resolve(key.as_bytes(), false) {
+            Resolved::Found(i) => i,
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn too_large_and_missing_roots_are_refused() {
+    fn large_files_stay_on_disk_and_small_ones_fill_the_budget() {
         let d = temp_dir("big");
+        fs::write(d.join("a"), vec![1u8; 600]).unwrap();
+        fs::write(d.join("b"), vec![2u8; 700]).unwrap();
+        fs::write(d.join("c"), vec![3u8; 100]).unwrap();
+        fs::write(d.join("huge"), vec![4u8; 5000]).unwrap();
+        // Budget 1000, files up to 4096 in memory: c (100) and a (600) fit,
+        // b (700) would pass the budget, huge is above the per-file limit.
+        let limits = LoadLimits {
+            max_bytes: 1000,
+            max_file: 4096,
+        };
+        let t = Tree::load(&d, limits).unwrap();
+        assert_eq!(t.files(), 4);
+        assert_eq!(t.bytes(), 700);
+        assert_eq!(t.on_disk(), (2, 5700));
+        for (name, byte, len, mem) in [
+            ("a", 1, 600, true),
+            ("b", 2, 700, false),
+            ("c", 3, 100, true),
+            ("huge", 4, 5000, false),
+        ] {
+            let i = found(&t, name);
+            let r = t.repr(i).unwrap();
+            assert_eq!(t.blob(r.blob).unwrap().mem().is_some(), mem, "{name}");
+            assert_eq!(contents(&t, i), vec![byte; len], "{name}");
+        }
+        // A read past a disk file's end reads nothing.
+        let r = t.repr(found(&t, "huge")).unwrap();
+        let mut buf = [0u8; 16];
+        let b = t.blob(r.blob).unwrap();
+        assert_eq!(b.read_at(&mut buf, 4990).unwrap(), 10);
+        assert_eq!(b.read_at(&mut buf, 5000).unwrap(), 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn validators_and_variants() {
+        let d = temp_dir("variants");
+        fs::write(d.join("app.js"), b"console.log(1)").unwrap();
+        fs::write(d.join("app.js.gz"), b"GZ").unwrap();
+        fs::write(d.join("app.js.br"), b"BR!").unwrap();
+        fs::write(d.join("plain.txt"), b"p").unwrap();
+        fs::write(d.join("only.css"), b"css").unwrap();
+        fs::write(d.join("only.css.gz"), b"gzipped css").unwrap();
+        let t = Tree::load(&d, LoadLimits::memory(1 << 20)).unwrap();
+        let js = t.repr(found(&t, "app.js")).unwrap();
+        let mtime = js.mtime;
+        assert!(mtime > 1_600_000_000, "{mtime}");
+        let etag = format!("\"{mtime:x}-e\"");
+        assert_eq!(js.etag(), etag.as_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&js.validators),
+            format!(
+                "ETag: {etag}\r\nLast-Modified: {}\r\n",
+                String::from_utf8_lossy(&head::http_date(mtime))
+            )
+        );
+        assert!(js.has_variants());
+        let br = t.repr(js.br.unwrap()).unwrap();
+        let gz = t.repr(js.gzip.unwrap()).unwrap();
+        assert_eq!((br.coding, gz.coding), (Coding::Br, Coding::Gzip));
+        assert_eq!(br.content_type, "text/javascript; charset=utf-8");
+        assert_eq!(contents(&t, js.br.unwrap()), b"BR!");
+        assert_eq!(contents(&t, js.gzip.unwrap()), b"GZ");
+        assert_eq!(br.etag(), format!("\"{:x}-3-br\"", br.mtime).as_bytes());
+        assert_eq!(gz.etag(), format!("\"{:x}-2-gz\"", gz.mtime).as_bytes());
+        // The variant file is a file of its own as well (its own type, no
+        // coding, no variants).
+        let own = t.repr(found(&t, "app.js.gz")).unwrap();
+        assert_eq!(
+            (own.content_type, own.coding, own.has_variants()),
+            ("application/gzip", Coding::Identity, false)
+        );
+        assert_ne!(own.etag(), gz.etag());
+        let css = t.repr(found(&t, "only.css")).unwrap();
+        assert_eq!((css.br, css.gzip.is_some()), (None, true));
+        assert!(!t.repr(found(&t, "plain.txt")).unwrap().has_variants());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn missing_roots_are_refused() {
+        let d = temp_dir("missing");
         fs::write(d.join("a"), vec![0u8; 600]).unwrap();
-        fs::write(d.join("b"), vec![0u8; 600]).unwrap();
-        let e = Tree::load(&d, 1000).unwrap_err();
-        assert!(matches!(e, SiteError::TooLarge { limit: 1000, .. }), "{e}");
-        assert!(e.to_string().contains("--max-root-bytes"), "{e}");
-        assert!(Tree::load(&d, 1200).is_ok());
-        let e = Tree::load(&d.join("a"), 1 << 20).unwrap_err();
+        let limits = LoadLimits::memory(1 << 20);
+        let e = Tree::load(&d.join("a"), limits).unwrap_err();
         assert!(matches!(e, SiteError::NotADir(_)), "{e}");
-        let e = Tree::load(&d.join("missing"), 1 << 20).unwrap_err();
+        let e = Tree::load(&d.join("missing"), limits).unwrap_err();
         assert!(matches!(e, SiteError::Io(..)), "{e}");
         assert!(!e.to_string().contains('\n'));
         let _ = fs::remove_dir_all(&d);

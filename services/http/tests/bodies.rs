@@ -23,6 +23,8 @@ fn args(root: Option<std::path::PathBuf>) -> HttpArgs {
         body: "OK\n".into(),
         root,
         max_root_bytes: 1 << 20,
+        max_file_in_memory: 1 << 20,
+        access_log: None,
         idle_timeout: Duration::from_secs(30),
         header_timeout: Duration::from_secs(10),
         max_header: 16 * 1024,

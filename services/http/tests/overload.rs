@@ -21,6 +21,8 @@ fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
         body: "hi\n".into(),
         root: None,
         max_root_bytes: 1 << 20,
+        max_file_in_memory: 1 << 20,
+        access_log: None,
         idle_timeout: Duration::from_secs(30),
         header_timeout: Duration::from_secs(10),
         max_header: 16 * 1024,
