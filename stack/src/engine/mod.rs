@@ -389,6 +389,10 @@ pub struct EngineCounters {
     /// Congestion-window reductions for an ECN-Echo from the peer (at most
     /// one a window of data; none with BBR).
     pub tcp_ecn_reductions: u64,
+    /// Segments dropped by PAWS (RFC 7323 §5: a TSval older than the
+    /// connection's TS.Recent, an old duplicate or a forgery; answered
+    /// with an ACK).
+    pub tcp_paws_rejected: u64,
     /// Path MTU discovery: ICMP "fragmentation needed" (RFC 1191) and
     /// ICMPv6 "packet too big" (RFC 8201) messages that lowered a
     /// connection's send MSS (what it had in flight went again at the new
@@ -930,6 +934,7 @@ impl<R: Rings> Engine<R> {
         engine.tcp_ecn_negotiated = table.ecn_negotiated;
         engine.tcp_ecn_ce_received = table.ecn_ce_received;
         engine.tcp_ecn_reductions = table.ecn_reductions;
+        engine.tcp_paws_rejected = table.paws_rejected;
         let tw = self.time_wait.counters;
         engine.time_wait = tw.entered;
         engine.time_wait_fin_acked = tw.fin_acked;

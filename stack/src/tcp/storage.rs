@@ -251,6 +251,7 @@ impl Conns {
         counters.ecn_negotiated += u64::from(r.ecn_negotiated);
         counters.ecn_ce_received += u64::from(r.ecn_ce_received);
         counters.ecn_reductions += u64::from(r.ecn_reductions);
+        counters.paws_rejected += u64::from(r.paws_rejected);
         *p.reclaim_at = None;
         if !grow {
             return;

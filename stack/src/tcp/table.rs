@@ -115,6 +115,8 @@ pub(crate) struct TableCounters {
     pub ecn_ce_received: u64,
     /// Window reductions for an ECN-Echo.
     pub ecn_reductions: u64,
+    /// Segments PAWS dropped (a TSval older than TS.Recent).
+    pub paws_rejected: u64,
 }
 
 /// The connection table of one core.

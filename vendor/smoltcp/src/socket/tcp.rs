@@ -2797,6 +2797,8 @@ impl<'a> Socket<'a> {
             && self.paws_reject(cx.now(), repr)
         {
             net_debug!("PAWS: TSval older than TS.Recent, dropping with an ACK");
+            let stats = self.stats_mut();
+            stats.paws_rejected = stats.paws_rejected.wrapping_add(1);
             if repr.payload.is_empty() && repr.control != TcpControl::Fin {
                 return self.challenge_ack_reply(cx, ip_repr, repr);
             }
@@ -12364,6 +12366,7 @@ mod test {
         );
         assert_eq!(s.rx_buffer.len(), 3, "the old segment's data was not taken");
         assert_eq!(s.ts_recent(), Some(105));
+        assert_eq!(s.recovery_stats().paws_rejected, 1, "counted");
         // A pure ACK with an old TSval: an ACK too, rate-limited (one a
         // second) like a challenge ACK.
         let old_ack = TcpRepr {

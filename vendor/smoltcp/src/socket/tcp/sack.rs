@@ -423,6 +423,9 @@ pub struct RecoveryStats {
     /// xdpstack patch 17 (ECN): window reductions for an ECN-Echo (at most one
     /// a round trip).
     pub ecn_reductions: u32,
+    /// xdpstack patch 20 (timestamps): segments PAWS dropped, their TSval
+    /// older than TS.Recent (Linux's `PAWSEstabRejected`).
+    pub paws_rejected: u32,
 }
 
 impl Recovery {
