@@ -171,6 +171,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             // attached to: a refused tree is a one-line error and nothing
             // was attached.
             let site = http::load_site(&http)?;
+            // The certificates too: an unreadable file or a key that does
+            // not match is a one-line error before anything is attached.
+            http::tls::load(&mut http.tls)?;
             if http.attached.attach.is_some() {
                 let report = attached::run(
                     "http",

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod parse;
 pub mod site;
 pub mod stats;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -80,6 +81,8 @@ struct Deferred {
 struct Slot {
     id: ListenerId,
     draining_since: Option<Instant>,
+    /// On the HTTPS port.
+    tls: bool,
 }
 
 /// A long body queued behind the bytes of `buf` before `at`.
@@ -195,6 +198,8 @@ struct Conn {
     /// `last` when it was last listed quiet (idle after a request) for
     /// eviction (not listed twice for one idle spell).
     listed_quiet: Option<Instant>,
+    /// Accepted on the HTTPS port.
+    tls: bool,
 }
 
 impl Conn {
@@ -212,6 +217,7 @@ impl Conn {
             deferred: None,
             answered_early: false,
             listed_quiet: None,
+            tls: false,
         }
     }
 
@@ -235,6 +241,7 @@ impl Conn {
         self.deferred = None;
         self.answered_early = false;
         self.listed_quiet = None;
+        self.tls = false;
     }
 
     /// Nothing in flight either way.
@@ -288,6 +295,8 @@ struct Service {
     date: [u8; 29],
     date_secs: u64,
     stopping: bool,
+    /// `--redirect-https`: plain connections get a redirect.
+    redirect: Option<tls::redirect::Redirect>,
 }
 
 impl Service {
@@ -400,6 +409,7 @@ impl Service {
         // A high output pauses new requests only: a body is still read, and
         // its end answers a deferred response.
         while !(c.close_after || (c.out.high() && c.framer.in_head())) {
+            let start = used;
             let (n, ev) = c.framer.advance(&data[used..]);
             used += n;
             match ev {
@@ -422,7 +432,16 @@ impl Service {
                     c.answered += 1;
                     c.req_start = None;
                     c.last = now;
-                    self.answer(site, engine, c, &req);
+                    match self.redirect.take() {
+                        Some(r) if !c.tls => {
+                            self.redirect(&r, c, &req, &data[start..used]);
+                            self.redirect = Some(r);
+                        }
+                        r => {
+                            self.redirect = r;
+                            self.answer(site, engine, c, &req);
+                        }
+                    }
                 }
                 Event::Reject(status) => {
                     c.req_start = None;
@@ -636,6 +655,9 @@ pub struct HttpApp {
     reaper: Reaper,
     tick: Duration,
     next_sweep: Instant,
+    /// HTTPS (`--tls-cert`): the port and this worker's TLS connections.
+    tls_port: u16,
+    tls: Option<tls::Layer>,
 }
 
 impl HttpApp {
@@ -686,6 +708,7 @@ impl HttpApp {
                 date: head::http_date(0),
                 date_secs: 0,
                 stopping: false,
+                redirect: None,
             },
             ready: Vec::new(),
             accepted: Vec::new(),
@@ -693,25 +716,38 @@ impl HttpApp {
             reaper: Reaper::new(now),
             tick,
             next_sweep: now + tick,
+            tls_port: args.tls.tls_port,
+            tls: args.tls.shared.clone().map(tls::Layer::new),
         };
         app.svc.refresh_date();
-        for _ in 0..args.listeners.max(1) {
-            let id = app.listen(engine)?;
-            app.slots.push(Slot {
-                id,
-                draining_since: None,
-            });
+        if app.tls.is_some() && args.tls.redirect_https {
+            app.svc.redirect = Some(tls::redirect::Redirect::new(args));
+        }
+        let tls_too = app.tls.is_some();
+        for on_tls in [false, true] {
+            if on_tls && !tls_too {
+                break;
+            }
+            for _ in 0..args.listeners.max(1) {
+                let id = app.listen(engine, on_tls)?;
+                app.slots.push(Slot {
+                    id,
+                    draining_since: None,
+                    tls: on_tls,
+                });
+            }
         }
         engine.set_ready_tracking(true);
         Ok(app)
     }
 
-    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, ListenError> {
+    fn listen<S: TcpApi>(&self, engine: &mut S, tls: bool) -> Result<ListenerId, ListenError> {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
+        let port = if tls { self.tls_port } else { self.port };
         let id = engine
-            .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
+            .tcp_listen(BindAddr::Any6 { v6only: false }, port, opts)
             .map_err(|e| ListenError::Listen {
-                port: self.port,
+                port,
                 reason: e.to_string(),
             })?;
         engine.set_selector(id.member(), self.ctx.selector.clone());
@@ -726,7 +762,8 @@ impl HttpApp {
             .filter(|&i| self.slots[i].draining_since.is_none())
             .collect();
         for i in live {
-            match self.listen(engine) {
+            let tls = self.slots[i].tls;
+            match self.listen(engine, tls) {
                 Ok(id) => {
                     let old = self.slots[i].id;
                     let _ = engine.drain(old);
@@ -734,6 +771,7 @@ impl HttpApp {
                     self.slots.push(Slot {
                         id,
                         draining_since: None,
+                        tls,
                     });
                     self.svc.counters.listeners_replaced += 1;
                 }
@@ -744,7 +782,11 @@ impl HttpApp {
 
     /// Counters as JSON.
     pub fn json(&self) -> Value {
-        json!(self.svc.counters)
+        let mut v = json!(self.svc.counters);
+        if let (Some(t), Some(obj)) = (&self.tls, v.as_object_mut()) {
+            obj.insert("tls".into(), tls::json(t));
+        }
+        v
     }
 
     /// Connections open now.
@@ -753,6 +795,9 @@ impl HttpApp {
     }
 
     fn finish(&mut self, id: ConnId, now: Instant) {
+        if let Some(t) = &mut self.tls {
+            t.forget(id);
+        }
         if let Some(c) = self.conns.remove(&id) {
             recycle(&mut self.pool, self.svc.cfg.framing, c, now);
         }
@@ -795,7 +840,7 @@ impl HttpApp {
                     c.last = now;
                     self.svc.simple(c, 408, &[], false, ConnHeader::Close);
                     c.close_after = true;
-                    self.svc.service(&self.site, engine, id, c, now)
+                    serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now)
                 }
             };
             if !keep {
@@ -814,12 +859,20 @@ impl HttpApp {
         let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
         if gen != self.reload_seen && !self.svc.stopping {
             self.reload_seen = gen;
+            if let Some(t) = &self.tls {
+                t.shared().reload(gen);
+            }
             self.replace_listeners(engine, now);
         }
         self.accepted.clear();
         for slot in &self.slots {
             while let Some(id) = engine.accept(slot.id) {
-                self.accepted.push(id);
+                let refused = slot.tls && self.tls.as_mut().is_some_and(|t| !t.accept(id));
+                if refused {
+                    engine.abort(id);
+                } else {
+                    self.accepted.push(id);
+                }
             }
         }
         // Drained listeners close once their queue is empty (or after the
@@ -843,6 +896,9 @@ impl HttpApp {
             if self.conns.len() >= self.svc.cfg.max_conns && !self.evict_idle(engine, now) {
                 self.svc.counters.rejected_max_conns += 1;
                 engine.abort(id);
+                if let Some(t) = &mut self.tls {
+                    t.forget(id);
+                }
                 continue;
             }
             let limits = self.svc.cfg.framing;
@@ -852,10 +908,11 @@ impl HttpApp {
             };
             let mut c = c;
             c.peer = engine.peer_addr(id).map(|a| a.ip());
+            c.tls = self.tls.as_ref().is_some_and(|t| t.has(id));
             self.conns.insert(id, c);
             if let Some(c) = self.conns.get_mut(&id) {
                 c.last = now;
-                if !self.svc.service(&self.site, engine, id, c, now) {
+                if !serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now) {
                     self.finish(id, now);
                 }
             }
@@ -866,6 +923,10 @@ impl HttpApp {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         engine.take_ready(&mut ready);
+        if let Some(t) = &mut self.tls {
+            // Those whose turn's budget ran out last time, after the others.
+            t.take_again(&mut ready);
+        }
         // Touch every ready connection's state before serving any: the
         // reads do not depend on one another, so their cache misses overlap.
         if ready.len() > 1 {
@@ -881,7 +942,7 @@ impl HttpApp {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if !self.svc.service(&self.site, engine, id, c, now) {
+            if !serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now) {
                 self.finish(id, now);
             } else if c.idle_after_request() && c.listed_quiet != Some(c.last) {
                 // A candidate for `evict_idle` at once, whatever its age.
@@ -895,6 +956,15 @@ impl HttpApp {
             self.sweep(engine, now);
         }
         let mut next = (!self.conns.is_empty()).then_some(self.next_sweep);
+        if let Some(t) = &mut self.tls {
+            if t.lingering() {
+                t.flush_lingering(engine, now, self.svc.cfg.idle);
+                next = Some(next.map_or(self.next_sweep, |n| n.min(self.next_sweep)));
+            }
+            if t.busy() {
+                next = Some(now);
+            }
+        }
         if draining_left {
             let soon = now + Duration::from_millis(10);
             next = Some(next.map_or(soon, |n| n.min(soon)));
@@ -944,8 +1014,36 @@ impl HttpApp {
     pub fn shutdown_on<S: TcpApi>(&mut self, engine: &mut S) {
         self.svc.counters.reset_at_exit = self.conns.len() as u64;
         self.conns.clear();
+        if let Some(t) = &mut self.tls {
+            t.clear();
+        }
         engine.abort_all();
     }
+}
+
+/// A service turn on `id`, through TLS when it is an HTTPS connection.
+fn serve<S: TcpApi>(
+    svc: &mut Service,
+    site: &Site,
+    tls: &mut Option<tls::Layer>,
+    engine: &mut S,
+    id: ConnId,
+    c: &mut Conn,
+    now: Instant,
+) -> bool {
+    let Some(layer) = tls.as_mut().filter(|_| c.tls) else {
+        return svc.service(site, engine, id, c, now);
+    };
+    let keep = match layer.io(engine, id) {
+        Some(mut io) => svc.service(site, &mut io, id, c, now),
+        // Never plaintext on the HTTPS port.
+        None => {
+            engine.abort(id);
+            false
+        }
+    };
+    layer.after(id, keep, now);
+    keep
 }
 
 /// Keep a connection's state (its buffers) in `pool` for the next one.
@@ -960,6 +1058,9 @@ impl HttpApp {
     /// Forget the connections the engine ended (their ids are stale).
     fn drain_ended<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
         for &(id, _) in self.reaper.take_ended(engine) {
+            if let Some(t) = &mut self.tls {
+                t.ended(id);
+            }
             if let Some(c) = self.conns.remove(&id) {
                 self.svc.counters.ended += 1;
                 recycle(&mut self.pool, self.svc.cfg.framing, c, now);
