@@ -268,6 +268,8 @@ impl<S: TcpApi> Io<'_, S> {
         if handshaking {
             if !self.tls.conn.is_handshaking() {
                 self.count_handshake();
+                // The requests that came with the client's Finished.
+                self.tls.budget = READS_PER_TURN;
             } else {
                 // One handshake flight per turn (the expensive one, the
                 // ClientHello, signs and agrees a key).
@@ -353,8 +355,12 @@ impl<S: TcpApi> TcpApi for Io<'_, S> {
                 return Err(ConnError::Closed);
             }
             if self.tls.budget == 0 {
+                // More may wait in the engine (a flight split over reads,
+                // records past the budget): visit again next poll.
                 self.tls.again = true;
-                self.counters.budget_exhausted += 1;
+                if !self.tls.conn.is_handshaking() {
+                    self.counters.budget_exhausted += 1;
+                }
                 return Ok(0);
             }
             self.tls.budget -= 1;
