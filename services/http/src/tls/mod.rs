@@ -18,6 +18,8 @@
 
 pub mod config;
 pub mod redirect;
+#[cfg(test)]
+mod tests;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
