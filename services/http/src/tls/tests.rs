@@ -149,7 +149,6 @@ fn turn(layer: &mut Layer, pipe: &mut Pipe) -> (Vec<u8>, Result<usize, ConnError
             e => break e,
         }
     };
-    drop(io);
     layer.after(id(), true, Instant::now());
     (got, end)
 }
@@ -239,7 +238,6 @@ fn a_full_send_buffer_holds_records_then_close_notify_lingers() {
         if done {
             io.close(id());
         }
-        drop(io);
         layer.after(id(), !done, Instant::now());
         got.extend(to_client(&mut client, &mut pipe));
         if done {
@@ -276,7 +274,6 @@ fn a_lingering_close_that_never_drains_is_reset() {
     let mut io = layer.io(&mut pipe, id()).unwrap();
     assert_eq!(io.send(id(), b"HTTP/1.1 200 OK\r\n\r\n"), Ok(19));
     io.close(id());
-    drop(io);
     let t0 = Instant::now();
     layer.after(id(), false, t0);
     layer.forget(id());
@@ -311,7 +308,6 @@ fn garbage_is_an_alert_and_no_plaintext() {
     let mut io = layer.io(&mut pipe, id()).unwrap();
     assert_eq!(io.send(id(), b"x"), Err(ConnError::Closed));
     io.close(id());
-    drop(io);
     layer.after(id(), false, Instant::now());
     assert!(pipe.closed);
     assert_eq!(layer.counters.handshakes_failed, 1);
