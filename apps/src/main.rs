@@ -143,7 +143,13 @@ enum SandboxCmd {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // rustls warns about what clients send (an IP address as SNI, as
+    // testssl.sh and some scanners do): a line per handshake, so errors only
+    // unless RUST_LOG says otherwise.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,rustls=error"),
+    )
+    .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -246,6 +246,9 @@ fn build(
     cfg.session_storage = cache.clone();
     cfg.ticketer = ticketer.clone();
     cfg.send_tls13_tickets = TLS13_TICKETS;
+    // The server's order (rustls's: AES-256-GCM, AES-128-GCM, then
+    // ChaCha20-Poly1305; all AEAD with forward secrecy), as audits expect.
+    cfg.ignore_client_order = true;
     Ok(cfg)
 }
 
