@@ -957,12 +957,8 @@ impl HttpApp {
         }
         let mut next = (!self.conns.is_empty()).then_some(self.next_sweep);
         if let Some(t) = &mut self.tls {
-            if t.lingering() {
-                t.flush_lingering(engine, now, self.svc.cfg.idle);
-                next = Some(next.map_or(self.next_sweep, |n| n.min(self.next_sweep)));
-            }
-            if t.busy() {
-                next = Some(now);
+            if let Some(at) = t.end_poll(engine, now, self.svc.cfg.idle, self.next_sweep) {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
         if draining_left {

@@ -38,6 +38,11 @@ pub use config::{TlsError, TlsShared};
 /// and poll once the handshake is done.
 pub const READS_PER_TURN: usize = 16;
 
+/// Handshake flights per worker and poll: the connections past it wait for
+/// the next poll (a burst of ClientHellos, each a signature and a key
+/// agreement, about 0.1 ms with P-256, leaves room for the others).
+pub const HANDSHAKES_PER_POLL: usize = 32;
+
 /// Ciphertext rustls may hold for a connection beyond what the socket
 /// took: the plaintext it accepts waits until this much has gone.
 const TLS_BUFFER: usize = 32 * 1024;
@@ -114,6 +119,9 @@ pub struct TlsCounters {
     /// Polls at which a connection had more to read than its turn's budget
     /// (visited again at the next one).
     pub budget_exhausted: u64,
+    /// Handshake flights left for the next poll ([`HANDSHAKES_PER_POLL`]
+    /// were processed in this one).
+    pub handshakes_deferred: u64,
     /// Connections whose last records were still being sent after the
     /// service closed them.
     pub lingered: u64,
@@ -137,6 +145,8 @@ pub struct TlsConn {
     budget: usize,
     /// Stopped with the budget spent: visit again.
     again: bool,
+    /// A handshake flight was processed this turn.
+    stepped: bool,
 }
 
 impl TlsConn {
@@ -152,6 +162,7 @@ impl TlsConn {
             counted: false,
             budget: 0,
             again: false,
+            stepped: false,
         })
     }
 
@@ -268,6 +279,7 @@ impl<S: TcpApi> Io<'_, S> {
             return Err(ConnError::Closed);
         }
         if handshaking {
+            self.tls.stepped = true;
             if !self.tls.conn.is_handshaking() {
                 self.count_handshake();
                 // The requests that came with the client's Finished.
@@ -465,6 +477,8 @@ pub struct Layer {
     again: Vec<ConnId>,
     /// Closed by the service, records still to send.
     lingering: Vec<ConnId>,
+    /// Handshake flights processed since the last [`Layer::take_again`].
+    flights: usize,
     /// What was counted.
     pub counters: TlsCounters,
 }
@@ -477,6 +491,7 @@ impl Layer {
             conns: ConnSlab::default(),
             again: Vec::new(),
             lingering: Vec::new(),
+            flights: 0,
             counters: TlsCounters::default(),
         }
     }
@@ -517,10 +532,13 @@ impl Layer {
     /// connection, with its budget for this turn set.
     pub fn io<'a, S: TcpApi>(&'a mut self, engine: &'a mut S, id: ConnId) -> Option<Io<'a, S>> {
         let tls = self.conns.get_mut(&id)?;
-        tls.budget = if tls.conn.is_handshaking() {
+        tls.budget = if !tls.conn.is_handshaking() {
+            READS_PER_TURN
+        } else if self.flights < HANDSHAKES_PER_POLL {
             1
         } else {
-            READS_PER_TURN
+            self.counters.handshakes_deferred += 1;
+            0
         };
         tls.again = false;
         let mut io = Io {
@@ -540,6 +558,9 @@ impl Layer {
         let Some(t) = self.conns.get_mut(&id) else {
             return;
         };
+        if std::mem::take(&mut t.stepped) {
+            self.flights += 1;
+        }
         if keep {
             if t.again {
                 self.again.push(id);
@@ -585,14 +606,31 @@ impl Layer {
         out.append(&mut self.again);
     }
 
-    /// Whether the next poll should come at once.
-    pub fn busy(&self) -> bool {
-        !self.again.is_empty()
-    }
-
     /// Whether some closed connections still send.
     pub fn lingering(&self) -> bool {
         !self.lingering.is_empty()
+    }
+
+    /// The end of a poll: what closed connections still hold is sent (see
+    /// [`Layer::flush_lingering`]), the handshake flights are counted from
+    /// 0 again. When the next poll is needed: at once if connections wait
+    /// for their turn, by `sweep` if some still linger.
+    pub fn end_poll<S: TcpApi>(
+        &mut self,
+        engine: &mut S,
+        now: Instant,
+        limit: Duration,
+        sweep: Instant,
+    ) -> Option<Instant> {
+        self.flights = 0;
+        if self.lingering() {
+            self.flush_lingering(engine, now, limit);
+        }
+        if !self.again.is_empty() {
+            Some(now)
+        } else {
+            self.lingering().then_some(sweep)
+        }
     }
 
     /// Sends what closed connections still hold; closes them once it is

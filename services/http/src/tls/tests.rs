@@ -312,3 +312,34 @@ fn garbage_is_an_alert_and_no_plaintext() {
     assert!(pipe.closed);
     assert_eq!(layer.counters.handshakes_failed, 1);
 }
+
+#[test]
+fn handshake_flights_past_the_poll_limit_wait_for_the_next_poll() {
+    let (mut layer, mut client) = layer_and_client();
+    let mut pipe = Pipe {
+        room: 1 << 20,
+        ..Pipe::default()
+    };
+    to_server(&mut client, &mut pipe);
+    // The poll's flights are used up by others.
+    layer.flights = super::HANDSHAKES_PER_POLL;
+    let _ = turn(&mut layer, &mut pipe);
+    assert!(pipe.tx.is_empty(), "a flight past the limit");
+    assert_eq!(layer.counters.handshakes_deferred, 1);
+    assert!(!pipe.rx.is_empty());
+    // Visited again at the next poll, where it goes ahead.
+    let next = layer.end_poll(
+        &mut pipe,
+        Instant::now(),
+        Duration::from_secs(1),
+        Instant::now(),
+    );
+    assert!(next.is_some());
+    let mut again = Vec::new();
+    layer.take_again(&mut again);
+    assert_eq!(again, [id()]);
+    let _ = turn(&mut layer, &mut pipe);
+    assert!(!pipe.tx.is_empty());
+    assert_eq!(layer.flights, 1);
+    handshake(&mut layer, &mut client, &mut pipe);
+}
