@@ -4,7 +4,8 @@
 # P-256 certificate and body, wrk -t1 on core 1 in the client namespace:
 # keep-alive (TLS 1.3, -c CONNS) and `Connection: close` (a handshake per
 # request), ROUNDS times alternating. Prints every run, the medians, the
-# server's CPU seconds, and the stack's TLS counters of the last round.
+# server's and wrk's CPU (% of one core), and the stack's TLS counters of
+# the last round.
 #
 #   sudo bench/tls-wrk.sh [ROUNDS=3] [SECONDS=6] [CONNS=50]
 #
@@ -106,11 +107,13 @@ for r in $(seq "$ROUNDS"); do
       hdr=()
       [[ $mode == close ]] && hdr=(-H "Connection: close")
       c0=$(cpu_of "$pid")
-      rps=$("${CLI[@]}" taskset -c 1 wrk -t1 -c"$CONNS" -d"$SECS" "${hdr[@]}" "https://$IP/" 2>&1 \
+      rps=$("${CLI[@]}" /usr/bin/time -f "%U %S" -o "$OUT/wrk.time" \
+        taskset -c 1 wrk -t1 -c"$CONNS" -d"$SECS" "${hdr[@]}" "https://$IP/" 2>&1 \
         | awk '/Requests\/sec/ {print int($2)}')
       c1=$(cpu_of "$pid")
       cpu=$(awk -v a="$c0" -v b="$c1" -v s="$SECS" 'BEGIN{printf "%.0f", (b-a)/s}')
-      echo "round $r $kind $mode: ${rps:-0} req/s, server CPU ${cpu}%"
+      wcpu=$(awk -v s="$SECS" '{printf "%.0f", ($1+$2)*100/s}' "$OUT/wrk.time")
+      echo "round $r $kind $mode: ${rps:-0} req/s, server CPU ${cpu}%, wrk CPU ${wcpu}%"
       RES[$kind-$mode]+="${rps:-0} "
     done
     stop "$kind"
