@@ -136,7 +136,9 @@ pub struct TlsConn {
     failed: bool,
     /// Closed by the service: the engine connection closes once the last
     /// records (close_notify) are out.
-    closing: Option<Instant>,
+    closing: bool,
+    /// Since when it lingers (set by [`Layer::after`]).
+    linger_since: Option<Instant>,
     /// The engine connection is closed or reset: forget it.
     done: bool,
     /// The handshake was counted.
@@ -157,7 +159,8 @@ impl TlsConn {
             conn,
             eof: false,
             failed: false,
-            closing: None,
+            closing: false,
+            linger_since: None,
             done: false,
             counted: false,
             budget: 0,
@@ -390,7 +393,7 @@ impl<S: TcpApi> TcpApi for Io<'_, S> {
         if c != self.id {
             return self.engine.send(c, data);
         }
-        if self.tls.failed || self.tls.closing.is_some() {
+        if self.tls.failed || self.tls.closing {
             return Err(ConnError::Closed);
         }
         if !self.flush_tls()? {
@@ -424,10 +427,10 @@ impl<S: TcpApi> TcpApi for Io<'_, S> {
         if c != self.id {
             return self.engine.close(c);
         }
-        if !self.tls.failed && self.tls.closing.is_none() {
+        if !self.tls.failed && !self.tls.closing {
             self.tls.conn.send_close_notify();
         }
-        self.tls.closing.get_or_insert_with(Instant::now);
+        self.tls.closing = true;
         match self.flush_tls() {
             Ok(false) => {}
             _ => {
@@ -567,8 +570,8 @@ impl Layer {
             }
             return;
         }
-        if !t.done && t.closing.is_some() {
-            t.closing = Some(now);
+        if !t.done && t.closing {
+            t.linger_since = Some(now);
             self.counters.lingered += 1;
             self.lingering.push(id);
             return;
@@ -580,7 +583,7 @@ impl Layer {
     /// through [`Layer::io`]: forget its TLS state unless it lingers.
     pub fn forget(&mut self, id: ConnId) {
         if let Some(t) = self.conns.get(&id) {
-            if t.closing.is_some() && !t.done && self.lingering.contains(&id) {
+            if t.linger_since.is_some() && !t.done {
                 return;
             }
         }
@@ -657,7 +660,7 @@ impl Layer {
                 Ok(false)
                     if io
                         .tls
-                        .closing
+                        .linger_since
                         .is_some_and(|s| now.duration_since(s) >= limit) =>
                 {
                     io.engine.abort(id);
