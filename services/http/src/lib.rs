@@ -432,15 +432,10 @@ impl Service {
                     c.answered += 1;
                     c.req_start = None;
                     c.last = now;
-                    match self.redirect.take() {
-                        Some(r) if !c.tls => {
-                            self.redirect(&r, c, &req, &data[start..used]);
-                            self.redirect = Some(r);
-                        }
-                        r => {
-                            self.redirect = r;
-                            self.answer(site, engine, c, &req);
-                        }
+                    if self.redirect.is_some() && !c.tls {
+                        self.redirect(c, &req, &data[start..used]);
+                    } else {
+                        self.answer(site, engine, c, &req);
                     }
                 }
                 Event::Reject(status) => {
@@ -723,11 +718,12 @@ impl HttpApp {
         if app.tls.is_some() && args.tls.redirect_https {
             app.svc.redirect = Some(tls::redirect::Redirect::new(args));
         }
-        let tls_too = app.tls.is_some();
-        for on_tls in [false, true] {
-            if on_tls && !tls_too {
-                break;
-            }
+        let kinds: &[bool] = if app.tls.is_some() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &on_tls in kinds {
             for _ in 0..args.listeners.max(1) {
                 let id = app.listen(engine, on_tls)?;
                 app.slots.push(Slot {

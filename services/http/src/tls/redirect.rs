@@ -97,7 +97,7 @@ impl Redirect {
 impl Service {
     /// Answers `req` (whose head is `head`) on a plain connection with the
     /// redirect; its body, if any, is read and dropped.
-    pub(crate) fn redirect(&mut self, r: &Redirect, c: &mut Conn, req: &Request, head: &[u8]) {
+    pub(crate) fn redirect(&mut self, c: &mut Conn, req: &Request, head: &[u8]) {
         let has_body = req.body != Body::None;
         // Answered without asking for the body: with `Expect: 100-continue`
         // the client may send it or not, so what follows is unknown: close.
@@ -115,7 +115,9 @@ impl Service {
         }
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        r.location(head, req.target, &mut line);
+        if let Some(r) = &self.redirect {
+            r.location(head, req.target, &mut line);
+        }
         let status = match req.method {
             Method::Get | Method::Head => 301,
             _ => 308,
