@@ -41,8 +41,9 @@ enum Cmd {
     Http {
         #[command(flatten)]
         server: server::ServerArgs,
+        /// Boxed: the largest arguments by far (clippy's large_enum_variant).
         #[command(flatten)]
-        http: http::HttpArgs,
+        http: Box<http::HttpArgs>,
     },
     /// The privileged daemon: owns the interface, the XDP program and the
     /// per-core engines; unprivileged processes attach over --control

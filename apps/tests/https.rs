@@ -1,7 +1,7 @@
 //! End-to-end tests of `xdpstack http --tls-cert` on real AF_XDP sockets: the server on the
 //! stack in the sandbox's server namespace, kernel clients (curl, `openssl s_client`, headless
 //! Chromium) in the client namespace fetch pages over HTTPS, TLS 1.3 and 1.2, with SNI,
-//! resumption, `--redirect-https` and a certificate reload on SIGHUP. Certificates are made
+//! resumption, `--redirect-https`, `--hsts` and a certificate reload on SIGHUP. Certificates are made
 //! per test with `openssl req`. They need root (see `privileged.rs`); one at a time.
 //!
 //! `cargo test -p xdpstack --test https -- --nocapture`
@@ -248,8 +248,20 @@ fn redirect_https_and_sighup_reload() {
     f.cert("a", "a.test");
     f.cert("b", "b.test");
     let sb = sandbox("tlsredir", 1);
-    let server = start(&sb, &f, &["--redirect-https", "--tls-port", "8443"]);
+    let server = start(
+        &sb,
+        &f,
+        &["--redirect-https", "--tls-port", "8443", "--hsts", "600"],
+    );
     let ca = f.s("a.pem");
+    // HSTS on HTTPS responses, not on the redirect.
+    let head = curl_tls(&sb, &ca, &["-sI"], &format!("https://{SERVER_IP4}:8443/"));
+    assert!(
+        head.contains("Strict-Transport-Security: max-age=600\r\n"),
+        "{head}"
+    );
+    let out = curl(&sb, &["-sI"], &format!("http://{SERVER_IP4}/"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Strict-Transport"));
     // Plain HTTP: 301 to the same path on https, port 8443.
     let out = curl(
         &sb,

@@ -297,6 +297,8 @@ struct Service {
     stopping: bool,
     /// `--redirect-https`: plain connections get a redirect.
     redirect: Option<tls::redirect::Redirect>,
+    /// `--hsts`: the `Strict-Transport-Security` line of HTTPS responses.
+    hsts: Option<Vec<u8>>,
 }
 
 impl Service {
@@ -435,7 +437,11 @@ impl Service {
                     if self.redirect.is_some() && !c.tls {
                         self.redirect(c, &req, &data[start..used]);
                     } else {
+                        let at = c.out.buf.len();
                         self.answer(site, engine, c, &req);
+                        if c.tls {
+                            self.add_hsts(c, at);
+                        }
                     }
                 }
                 Event::Reject(status) => {
@@ -704,6 +710,7 @@ impl HttpApp {
                 date_secs: 0,
                 stopping: false,
                 redirect: None,
+                hsts: tls::redirect::hsts_line(&args.tls),
             },
             ready: Vec::new(),
             accepted: Vec::new(),

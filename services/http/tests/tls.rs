@@ -81,6 +81,7 @@ fn setup(tag: &str, root: bool) -> Setup {
         tls_port: 443,
         tls_session_cache: 100,
         redirect_https: false,
+        hsts: 0,
         shared: None,
     };
     let root = root.then(|| {
@@ -596,4 +597,59 @@ fn refused_certificates_are_one_line_errors() {
         ..Default::default()
     };
     assert!(httpd::tls::load(&mut a).is_err());
+}
+
+#[test]
+fn hsts_on_https_responses_only() {
+    let mut s = setup("hsts", true);
+    s.args.tls.hsts = 31_536_000;
+    let mut net = net(&s);
+    let cfg = client_config(&s.certs, &rustls::version::TLS13, &[b"http/1.1"]);
+    let mut c = Client::connect(&mut net, 42090, cfg, "a.test");
+    c.handshake(&mut net);
+    // A long body sent from the shared copy (queued behind the head), then
+    // a short one behind its head, pipelined.
+    c.send(
+        &mut net,
+        b"GET /big.bin HTTP/1.1\r\nHost: a.test\r\n\r\nGET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    );
+    let mut got = Vec::new();
+    for _ in 0..3000 {
+        c.run(&mut net, 1);
+        got.append(&mut c.got);
+        if got.ends_with(b"<h1>hello</h1>\n") {
+            break;
+        }
+    }
+    let line = b"\r\nStrict-Transport-Security: max-age=31536000\r\n";
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got[..head_end].windows(line.len()).any(|w| w == line));
+    let body = &got[head_end..head_end + 1_000_000];
+    assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    let second = String::from_utf8_lossy(&got[head_end + 1_000_000..]);
+    assert!(
+        second.starts_with("HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=31536000\r\n"),
+        "{second}"
+    );
+    assert!(second.ends_with("\r\n\r\n<h1>hello</h1>\n"), "{second}");
+    // Not on plain HTTP.
+    let h = net.client.connect(42091, (SERVER, 80));
+    net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
+    net.client
+        .tcp(h)
+        .send_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    net.run(30);
+    let mut plain = Vec::new();
+    let sock = net.client.tcp(h);
+    while sock.can_recv() {
+        sock.recv(|b| {
+            plain.extend_from_slice(b);
+            (b.len(), ())
+        })
+        .unwrap();
+    }
+    let plain = String::from_utf8_lossy(&plain);
+    assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+    assert!(!plain.contains("Strict-Transport-Security"), "{plain}");
 }

@@ -71,6 +71,11 @@ pub struct TlsArgs {
     /// https (needs --tls-cert).
     #[arg(long)]
     pub redirect_https: bool,
+    /// Send `Strict-Transport-Security: max-age=SECONDS` with HTTPS
+    /// responses (0: not sent). Browsers then use https only for the host
+    /// for that long: set it once HTTPS works for good.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub hsts: u64,
     /// What was loaded from the files (set by [`load`], before any queue is
     /// opened).
     #[arg(skip)]

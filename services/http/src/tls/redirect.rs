@@ -94,7 +94,35 @@ impl Redirect {
     }
 }
 
+/// The `Strict-Transport-Security` line for `--hsts SECONDS` (none when 0
+/// or without certificates).
+pub fn hsts_line(args: &super::TlsArgs) -> Option<Vec<u8>> {
+    (args.hsts > 0 && args.shared.is_some()).then(|| {
+        let mut l = b"Strict-Transport-Security: max-age=".to_vec();
+        l.extend_from_slice(itoa::Buffer::new().format(args.hsts).as_bytes());
+        l.extend_from_slice(b"\r\n");
+        l
+    })
+}
+
 impl Service {
+    /// `--hsts`: the line goes into the response head written at `at` in
+    /// the connection's output (after its status line; bodies queued
+    /// behind it move along).
+    pub(crate) fn add_hsts(&mut self, c: &mut Conn, at: usize) {
+        let Some(line) = &self.hsts else {
+            return;
+        };
+        let Some(p) = c.out.buf[at..].windows(2).position(|w| w == b"\r\n") else {
+            return;
+        };
+        let pos = at + p + 2;
+        c.out.buf.splice(pos..pos, line.iter().copied());
+        for b in c.out.bodies.iter_mut().filter(|b| b.at >= pos) {
+            b.at += line.len();
+        }
+    }
+
     /// Answers `req` (whose head is `head`) on a plain connection with the
     /// redirect; its body, if any, is read and dropped.
     pub(crate) fn redirect(&mut self, c: &mut Conn, req: &Request, head: &[u8]) {
