@@ -4,12 +4,15 @@
 #          the XDP program with clang against linux/bpf.h (linux-libc-dev)
 #   run:   iproute2 and ethtool for the sandbox
 #   test:  the real peers the tests and the demo drive (nghttp2-client: h2load,
-#          HTTP/2 streams to the tokio example)
+#          HTTP/2 streams to the tokio example; openssl: certificates and
+#          s_client, chromium: headless fetches over HTTPS (158 MB download),
+#          testssl.sh: the HTTPS audit in docs/HTTP.md)
 set -euo pipefail
 
 BUILD=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc linux-libc-dev)
 RUN=(iproute2 ethtool)
-PEERS=(curl wrk apache2-utils nghttp2-client knot-dnsutils dnsperf iputils-ping python3 python3-scapy)
+PEERS=(curl wrk apache2-utils nghttp2-client knot-dnsutils dnsperf iputils-ping python3 python3-scapy
+       openssl chromium testssl.sh)
 
 want=("${BUILD[@]}" "${RUN[@]}")
 mode="${1:-all}"

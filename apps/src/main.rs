@@ -41,8 +41,9 @@ enum Cmd {
     Http {
         #[command(flatten)]
         server: server::ServerArgs,
+        /// Boxed: the largest arguments by far (clippy's large_enum_variant).
         #[command(flatten)]
-        http: http::HttpArgs,
+        http: Box<http::HttpArgs>,
     },
     /// The privileged daemon: owns the interface, the XDP program and the
     /// per-core engines; unprivileged processes attach over --control
@@ -143,7 +144,13 @@ enum SandboxCmd {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // rustls warns about what clients send (an IP address as SNI, as
+    // testssl.sh and some scanners do): a line per handshake, so errors only
+    // unless RUST_LOG says otherwise.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,rustls=error"),
+    )
+    .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -171,6 +178,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             // attached to: a refused tree is a one-line error and nothing
             // was attached.
             let site = http::load_site(&http)?;
+            // The certificates too: an unreadable file or a key that does
+            // not match is a one-line error before anything is attached.
+            http::tls::load(&mut http.tls)?;
             // SIGHUP reloads the tree, SIGUSR1 reopens the access log.
             site.watch_signals()?;
             if http.attached.attach.is_some() {

@@ -15,6 +15,9 @@ pub struct HttpArgs {
     /// TCP port.
     #[arg(long, default_value_t = 80)]
     pub port: u16,
+    /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-port`, `--redirect-https`).
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// Accept queue per listener.
     #[arg(long, default_value_t = 1024)]
     pub backlog: usize,

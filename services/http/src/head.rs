@@ -9,6 +9,7 @@ pub fn status_line(status: u16) -> &'static [u8] {
         206 => b"HTTP/1.1 206 Partial Content\r\n",
         301 => b"HTTP/1.1 301 Moved Permanently\r\n",
         304 => b"HTTP/1.1 304 Not Modified\r\n",
+        308 => b"HTTP/1.1 308 Permanent Redirect\r\n",
         400 => b"HTTP/1.1 400 Bad Request\r\n",
         404 => b"HTTP/1.1 404 Not Found\r\n",
         405 => b"HTTP/1.1 405 Method Not Allowed\r\n",
@@ -29,6 +30,7 @@ pub fn status_line(status: u16) -> &'static [u8] {
 pub fn error_body(status: u16) -> &'static [u8] {
     match status {
         301 => b"moved permanently\n",
+        308 => b"permanent redirect\n",
         400 => b"bad request\n",
         404 => b"not found\n",
         405 => b"method not allowed\n",
@@ -171,7 +173,8 @@ mod tests {
              Content-Length: 12\r\nAllow: GET, HEAD\r\nConnection: close\r\n\r\n"
         );
         for s in [
-            200, 204, 206, 301, 304, 400, 404, 405, 408, 412, 413, 414, 416, 417, 431, 501, 505,
+            200, 204, 206, 301, 304, 308, 400, 404, 405, 408, 412, 413, 414, 416, 417, 431, 501,
+            505,
         ] {
             let line = status_line(s);
             assert!(line.starts_with(format!("HTTP/1.1 {s} ").as_bytes()));

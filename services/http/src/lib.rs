@@ -37,6 +37,7 @@ pub mod range;
 pub mod served;
 pub mod site;
 pub mod stats;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -95,6 +96,8 @@ struct Deferred {
 struct Slot {
     id: ListenerId,
     draining_since: Option<Instant>,
+    /// On the HTTPS port.
+    tls: bool,
 }
 
 /// Bytes `off..end` of a blob of `Out::site`, queued behind the bytes of
@@ -296,6 +299,8 @@ struct Conn {
     listed_quiet: Option<Instant>,
     /// A deferred response's request, for the access log.
     log_req: Vec<u8>,
+    /// Accepted on the HTTPS port.
+    tls: bool,
 }
 
 impl Conn {
@@ -314,6 +319,7 @@ impl Conn {
             answered_early: false,
             listed_quiet: None,
             log_req: Vec::new(),
+            tls: false,
         }
     }
 
@@ -338,6 +344,7 @@ impl Conn {
         self.deferred = None;
         self.answered_early = false;
         self.listed_quiet = None;
+        self.tls = false;
     }
 
     /// Nothing in flight either way.
@@ -400,6 +407,10 @@ struct Service {
     boundary: u64,
     /// The time of this turn.
     now: Instant,
+    /// `--redirect-https`: plain connections get a redirect.
+    redirect: Option<tls::redirect::Redirect>,
+    /// `--hsts`: the `Strict-Transport-Security` line of HTTPS responses.
+    hsts: Option<Vec<u8>>,
 }
 
 impl Service {
@@ -522,6 +533,7 @@ impl Service {
         // A high output pauses new requests only: a body is still read, and
         // its end answers a deferred response.
         while !(c.close_after || (c.out.high() && c.framer.in_head())) {
+            let start = used;
             let (n, ev) = c.framer.advance(&data[used..]);
             used += n;
             match ev {
@@ -553,7 +565,15 @@ impl Service {
                     c.req_start = None;
                     c.last = now;
                     self.resp_status = 0;
-                    self.answer(site, engine, c, &req);
+                    if self.redirect.is_some() && !c.tls {
+                        self.redirect(c, &req, &data[start..used]);
+                    } else {
+                        let at = c.out.buf.len();
+                        self.answer(site, engine, c, &req);
+                        if c.tls {
+                            self.add_hsts(c, at);
+                        }
+                    }
                     if self.resp_status != 0 {
                         let f = &req.fields;
                         self.log(
@@ -812,6 +832,9 @@ pub struct HttpApp {
     reaper: Reaper,
     tick: Duration,
     next_sweep: Instant,
+    /// HTTPS (`--tls-cert`): the port and this worker's TLS connections.
+    tls_port: u16,
+    tls: Option<tls::Layer>,
 }
 
 impl HttpApp {
@@ -869,6 +892,8 @@ impl HttpApp {
                 resp_bytes: 0,
                 boundary: u64::from(std::process::id()) << 32 | (ctx.worker as u64) << 24,
                 now,
+                redirect: None,
+                hsts: tls::redirect::hsts_line(&args.tls),
             },
             served,
             ready: Vec::new(),
@@ -877,25 +902,39 @@ impl HttpApp {
             reaper: Reaper::new(now),
             tick,
             next_sweep: now + tick,
+            tls_port: args.tls.tls_port,
+            tls: args.tls.shared.clone().map(tls::Layer::new),
         };
         app.svc.refresh_date();
-        for _ in 0..args.listeners.max(1) {
-            let id = app.listen(engine)?;
-            app.slots.push(Slot {
-                id,
-                draining_since: None,
-            });
+        if app.tls.is_some() && args.tls.redirect_https {
+            app.svc.redirect = Some(tls::redirect::Redirect::new(args));
+        }
+        let kinds: &[bool] = if app.tls.is_some() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &on_tls in kinds {
+            for _ in 0..args.listeners.max(1) {
+                let id = app.listen(engine, on_tls)?;
+                app.slots.push(Slot {
+                    id,
+                    draining_since: None,
+                    tls: on_tls,
+                });
+            }
         }
         engine.set_ready_tracking(true);
         Ok(app)
     }
 
-    fn listen<S: TcpApi>(&self, engine: &mut S) -> Result<ListenerId, ListenError> {
+    fn listen<S: TcpApi>(&self, engine: &mut S, tls: bool) -> Result<ListenerId, ListenError> {
         let opts = self.ctx.bind.clone().with_backlog(self.backlog);
+        let port = if tls { self.tls_port } else { self.port };
         let id = engine
-            .tcp_listen(BindAddr::Any6 { v6only: false }, self.port, opts)
+            .tcp_listen(BindAddr::Any6 { v6only: false }, port, opts)
             .map_err(|e| ListenError::Listen {
-                port: self.port,
+                port,
                 reason: e.to_string(),
             })?;
         engine.set_selector(id.member(), self.ctx.selector.clone());
@@ -910,7 +949,8 @@ impl HttpApp {
             .filter(|&i| self.slots[i].draining_since.is_none())
             .collect();
         for i in live {
-            match self.listen(engine) {
+            let tls = self.slots[i].tls;
+            match self.listen(engine, tls) {
                 Ok(id) => {
                     let old = self.slots[i].id;
                     let _ = engine.drain(old);
@@ -918,6 +958,7 @@ impl HttpApp {
                     self.slots.push(Slot {
                         id,
                         draining_since: None,
+                        tls,
                     });
                     self.svc.counters.listeners_replaced += 1;
                 }
@@ -933,7 +974,11 @@ impl HttpApp {
             c.log_bytes = l.written;
             c.log_errors = l.errors;
         }
-        json!(c)
+        let mut v = json!(c);
+        if let (Some(t), Some(obj)) = (&self.tls, v.as_object_mut()) {
+            obj.insert("tls".into(), tls::json(t));
+        }
+        v
     }
 
     /// A reload swapped in another site: serve it from now on. Idle
@@ -966,6 +1011,9 @@ impl HttpApp {
     }
 
     fn finish(&mut self, id: ConnId, now: Instant) {
+        if let Some(t) = &mut self.tls {
+            t.forget(id);
+        }
         if let Some(c) = self.conns.remove(&id) {
             recycle(&mut self.pool, self.svc.cfg.framing, c, now);
         }
@@ -1009,7 +1057,7 @@ impl HttpApp {
                     self.svc.simple(c, 408, &[], false, ConnHeader::Close);
                     self.svc.log(c.peer, None, None, None);
                     c.close_after = true;
-                    self.svc.service(&self.site, engine, id, c, now)
+                    serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now)
                 }
             };
             if !keep {
@@ -1035,12 +1083,20 @@ impl HttpApp {
         let gen = self.ctx.reload.load(std::sync::atomic::Ordering::Relaxed);
         if gen != self.reload_seen && !self.svc.stopping {
             self.reload_seen = gen;
+            if let Some(t) = &self.tls {
+                t.shared().reload(gen);
+            }
             self.replace_listeners(engine, now);
         }
         self.accepted.clear();
         for slot in &self.slots {
             while let Some(id) = engine.accept(slot.id) {
-                self.accepted.push(id);
+                let refused = slot.tls && self.tls.as_mut().is_some_and(|t| !t.accept(id));
+                if refused {
+                    engine.abort(id);
+                } else {
+                    self.accepted.push(id);
+                }
             }
         }
         // Drained listeners close once their queue is empty (or after the
@@ -1064,6 +1120,9 @@ impl HttpApp {
             if self.conns.len() >= self.svc.cfg.max_conns && !self.evict_idle(engine, now) {
                 self.svc.counters.rejected_max_conns += 1;
                 engine.abort(id);
+                if let Some(t) = &mut self.tls {
+                    t.forget(id);
+                }
                 continue;
             }
             let limits = self.svc.cfg.framing;
@@ -1073,10 +1132,11 @@ impl HttpApp {
             };
             let mut c = c;
             c.peer = engine.peer_addr(id).map(|a| a.ip());
+            c.tls = self.tls.as_ref().is_some_and(|t| t.has(id));
             self.conns.insert(id, c);
             if let Some(c) = self.conns.get_mut(&id) {
                 c.last = now;
-                if !self.svc.service(&self.site, engine, id, c, now) {
+                if !serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now) {
                     self.finish(id, now);
                 }
             }
@@ -1087,6 +1147,10 @@ impl HttpApp {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         engine.take_ready(&mut ready);
+        if let Some(t) = &mut self.tls {
+            // Those whose turn's budget ran out last time, after the others.
+            t.take_again(&mut ready);
+        }
         // Touch every ready connection's state before serving any: the
         // reads do not depend on one another, so their cache misses overlap.
         if ready.len() > 1 {
@@ -1102,7 +1166,7 @@ impl HttpApp {
             let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if !self.svc.service(&self.site, engine, id, c, now) {
+            if !serve(&mut self.svc, &self.site, &mut self.tls, engine, id, c, now) {
                 self.finish(id, now);
             } else if c.idle_after_request() && c.listed_quiet != Some(c.last) {
                 // A candidate for `evict_idle` at once, whatever its age.
@@ -1124,6 +1188,11 @@ impl HttpApp {
             // let the old one go) or a reopened log.
             let look = now + Duration::from_secs(1);
             next = Some(next.map_or(look, |n| n.min(look)));
+        }
+        if let Some(t) = &mut self.tls {
+            if let Some(at) = t.end_poll(engine, now, self.svc.cfg.idle, self.next_sweep) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
         if draining_left {
             let soon = now + Duration::from_millis(10);
@@ -1177,6 +1246,9 @@ impl HttpApp {
         }
         self.svc.counters.reset_at_exit = self.conns.len() as u64;
         self.conns.clear();
+        if let Some(t) = &mut self.tls {
+            t.clear();
+        }
         engine.abort_all();
     }
 }
@@ -1184,6 +1256,31 @@ impl HttpApp {
 /// `None` for an empty field (not sent).
 fn nonempty(s: &[u8]) -> Option<&[u8]> {
     (!s.is_empty()).then_some(s)
+}
+
+/// A service turn on `id`, through TLS when it is an HTTPS connection.
+fn serve<S: TcpApi>(
+    svc: &mut Service,
+    site: &Arc<Site>,
+    tls: &mut Option<tls::Layer>,
+    engine: &mut S,
+    id: ConnId,
+    c: &mut Conn,
+    now: Instant,
+) -> bool {
+    let Some(layer) = tls.as_mut().filter(|_| c.tls) else {
+        return svc.service(site, engine, id, c, now);
+    };
+    let keep = match layer.io(engine, id) {
+        Some(mut io) => svc.service(site, &mut io, id, c, now),
+        // Never plaintext on the HTTPS port.
+        None => {
+            engine.abort(id);
+            false
+        }
+    };
+    layer.after(id, keep, now);
+    keep
 }
 
 /// Keep a connection's state (its buffers) in `pool` for the next one.
@@ -1198,6 +1295,9 @@ impl HttpApp {
     /// Forget the connections the engine ended (their ids are stale).
     fn drain_ended<S: TcpApi>(&mut self, engine: &mut S, now: Instant) {
         for &(id, _) in self.reaper.take_ended(engine) {
+            if let Some(t) = &mut self.tls {
+                t.ended(id);
+            }
             if let Some(c) = self.conns.remove(&id) {
                 self.svc.counters.ended += 1;
                 recycle(&mut self.pool, self.svc.cfg.framing, c, now);

@@ -19,6 +19,7 @@ const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 fn args(root: Option<std::path::PathBuf>) -> HttpArgs {
     HttpArgs {
         port: 80,
+        tls: Default::default(),
         backlog: 64,
         body: "OK\n".into(),
         root,

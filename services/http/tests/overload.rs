@@ -17,6 +17,7 @@ fn a_burst_left_half_done_does_not_lock_the_next_clients_out() {
     let ctx = WorkerCtx::hashed(0, Arc::new(AtomicU64::new(0)));
     let args = HttpArgs {
         port: 80,
+        tls: Default::default(),
         backlog: 64,
         body: "hi\n".into(),
         root: None,

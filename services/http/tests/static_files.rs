@@ -28,6 +28,7 @@ fn args(root: &Path, log: Option<PathBuf>) -> HttpArgs {
         // Files above 64 KiB are read from disk.
         max_file_in_memory: 64 << 10,
         access_log: log,
+        tls: Default::default(),
         idle_timeout: Duration::from_secs(30),
         header_timeout: Duration::from_secs(10),
         max_header: 16 * 1024,
