@@ -773,15 +773,17 @@ impl Recovery {
     /// test fired in counted; a CSS round whose minimum falls below the
     /// minimum that started CSS (over 8 samples) says the growth was
     /// spurious and slow start resumes; one whose minimum rose by the
-    /// threshold again above it ends slow start at once (patch 24).
+    /// threshold again above it ends slow start at once (patch 24). The
+    /// round that began CSS is judged as a whole, at its end (patch 25).
     pub(super) fn hystart(&mut self) -> HyStart {
         let Some(rs) = self.rate else {
             return HyStart::Keep;
         };
         if rs.prior_delivered >= self.hs_round_end {
             self.hs_round_end = self.delivered;
+            let finished_min = self.hs_cur_min;
             if self.hs_samples >= HYSTART_SAMPLES {
-                self.hs_last_min = self.hs_cur_min;
+                self.hs_last_min = finished_min;
             }
             self.hs_cur_min = u32::MAX;
             self.hs_samples = 0;
@@ -790,6 +792,10 @@ impl Recovery {
                     self.css = 0;
                     self.css_base = u32::MAX;
                     return HyStart::EndSlowStart;
+                }
+                if self.css == 1 {
+                    // Patch 25: the baseline is the whole round's minimum.
+                    self.css_base = self.css_base.min(finished_min);
                 }
                 self.css += 1;
             }
@@ -803,6 +809,19 @@ impl Recovery {
             return HyStart::Keep;
         }
         if self.css > 0 {
+            // xdpstack patch 25: the round that began CSS is not judged again
+            // sample by sample. Its minimum at the 8th sample is the
+            // baseline, but later samples of the same round may well be
+            // lower (ACKs of a burst's head that met a shorter queue), and
+            // RFC 9406's test on every ACK then flapped between CSS and slow
+            // start (a capture at 50 ms, 100 Mbit/s: five times in a row,
+            // one segment apart, then slow start doubling on past the queue:
+            // 2,151 segments resent where a clean exit resent 9). The whole
+            // round's minimum becomes the baseline at its end, and the
+            // rounds after it are judged against it.
+            if self.css == 1 {
+                return HyStart::Keep;
+            }
             if self.hs_cur_min < self.css_base {
                 self.css = 0;
                 self.css_base = u32::MAX;
@@ -1476,9 +1495,14 @@ mod test {
     /// Rounds of 10 ACKs for HyStart++; each round's samples were sent
     /// after the previous round's data was delivered.
     fn hystart_round(r: &mut Recovery, rtt_us: u32) -> Vec<HyStart> {
+        hystart_samples(r, &[rtt_us; 10])
+    }
+
+    /// One round, a sample per ACK with these round trips.
+    fn hystart_samples(r: &mut Recovery, rtts: &[u32]) -> Vec<HyStart> {
         let prior = r.delivered;
-        (0..10)
-            .map(|_| {
+        rtts.iter()
+            .map(|&rtt_us| {
                 r.delivered += 1000;
                 r.rate = Some(RateSample {
                     delivered: 1000,
@@ -1562,6 +1586,28 @@ mod test {
         // HyStart++ goes on: the delay test against 58 ms (threshold 7.25
         // ms) fires again at 66 ms.
         assert!(hystart_round(&mut r, 66_000).contains(&HyStart::EnterCss));
+    }
+
+    #[test]
+    fn hystart_css_does_not_flap_within_the_round_that_began_it() {
+        // Patch 25: the round that enters CSS at its 8th sample (59 ms)
+        // then sees lower samples (54 ms, still above 52 + 6.5): it stays
+        // in CSS, and its whole minimum (54 ms) is the baseline after it.
+        let mut r = Recovery::new(UNA);
+        hystart_round(&mut r, 50_000);
+        hystart_round(&mut r, 52_000);
+        let rtts: Vec<u32> = (0..16).map(|i| if i < 8 { 59_000 } else { 54_000 }).collect();
+        let v = hystart_samples(&mut r, &rtts);
+        assert_eq!(v[7], HyStart::EnterCss);
+        assert!(v[8..].iter().all(|&x| x == HyStart::Keep), "{v:?}");
+        assert!(r.in_css());
+        // The next round at 55 ms: above the 54 ms baseline, CSS goes on (it
+        // was 59 ms before the round ended: this would have resumed).
+        let v = hystart_round(&mut r, 55_000);
+        assert!(v.iter().all(|&x| x == HyStart::Keep), "{v:?}");
+        assert!(r.in_css());
+        // At 53 ms, below it: slow start resumes.
+        assert!(hystart_round(&mut r, 53_000).contains(&HyStart::ResumeSlowStart));
     }
 
     #[test]
