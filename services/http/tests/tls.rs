@@ -472,6 +472,46 @@ fn large_response_through_a_small_window_then_close_notify() {
 }
 
 #[test]
+fn a_range_of_a_file_read_from_disk_over_tls() {
+    let mut s = setup("range", true);
+    // big.bin (1,000,000 bytes) stays on disk and is read in chunks.
+    s.args.max_file_in_memory = 64 << 10;
+    let mut net = net(&s);
+    let cfg = client_config(&s.certs, &rustls::version::TLS13, &[b"http/1.1"]);
+    let mut c = Client::connect(&mut net, 42055, cfg, "a.test");
+    c.handshake(&mut net);
+    c.send(
+        &mut net,
+        b"GET /big.bin HTTP/1.1\r\nHost: a.test\r\nRange: bytes=100000-299999\r\n\
+          Connection: close\r\n\r\n",
+    );
+    let mut got = Vec::new();
+    for _ in 0..5000 {
+        c.run(&mut net, 1);
+        got.append(&mut c.got);
+        if c.close_notify && c.tcp_closed(&mut net) {
+            break;
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 206 "), "{head}");
+    assert!(
+        head.contains("Content-Range: bytes 100000-299999/1000000"),
+        "{head}"
+    );
+    let body = &got[head_end..];
+    assert_eq!(body.len(), 200_000);
+    assert!(body
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == ((i + 100_000) % 251) as u8));
+    let j = net.server.app.json();
+    assert_eq!(j["disk_bytes"], 200_000, "only the range was read: {j}");
+    assert_eq!(j["partial"], 1, "{j}");
+}
+
+#[test]
 fn two_thousand_pipelined_requests_are_all_answered() {
     let s = setup("pipe", false);
     let mut net = net(&s);
