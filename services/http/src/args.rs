@@ -84,6 +84,19 @@ pub struct HttpArgs {
     pub local_addrs: stats::LocalAddrs,
 }
 
+impl HttpArgs {
+    /// `xdpstack http` with nothing on its command line: the defaults a user
+    /// gets, `local_addrs` empty (for tests and for embedding the service).
+    pub fn defaults() -> HttpArgs {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            http: HttpArgs,
+        }
+        <Cmd as clap::Parser>::parse_from(["http"]).http
+    }
+}
+
 /// A timeout flag: the one duration syntax, between 1 ms and a day.
 fn parse_timeout(s: &str) -> Result<Duration, runtime::duration::DurationError> {
     runtime::duration::parse_within(s, Duration::from_millis(1), Duration::from_secs(86_400))

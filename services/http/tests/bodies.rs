@@ -4,9 +4,10 @@
 //! body after it, OPTIONS, 405 and 501, and what closes the connection;
 //! and how a full table (--max-conns) makes room for a newcomer.
 
+mod common;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use httpd::{load_site, HttpApp, HttpArgs};
 use runtime::server::WorkerCtx;
@@ -17,26 +18,7 @@ use stack::testing::{engine_net, with_app, EngineNet};
 const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 
 fn args(root: Option<std::path::PathBuf>) -> HttpArgs {
-    HttpArgs {
-        port: 80,
-        tls: Default::default(),
-        backlog: 64,
-        body: "OK\n".into(),
-        root,
-        max_root_bytes: 1 << 20,
-        max_file_in_memory: 1 << 20,
-        access_log: None,
-        idle_timeout: Duration::from_secs(30),
-        header_timeout: Duration::from_secs(10),
-        max_header: 16 * 1024,
-        max_body: 10_000,
-        max_conns: 8,
-        listeners: 1,
-        attached: Default::default(),
-        stats: httpd::stats::parse_stats_path("off").unwrap(),
-        stats_allow: vec![httpd::stats::parse_allow("local").unwrap()],
-        local_addrs: (Some((SERVER, 24)), None),
-    }
+    common::small_args(root, 8)
 }
 
 fn net(args: &HttpArgs) -> EngineNet<HttpApp> {

@@ -5,10 +5,11 @@
 //! by Accept-Encoding, a file served from disk in chunks, a tree reloaded
 //! while a download from the old one is in flight, and the access log.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use httpd::{load_site, HttpApp, HttpArgs, Served};
 use runtime::server::WorkerCtx;
@@ -19,27 +20,11 @@ use testkit::MemClient;
 const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 
 fn args(root: &Path, log: Option<PathBuf>) -> HttpArgs {
-    HttpArgs {
-        port: 80,
-        backlog: 64,
-        body: "OK\n".into(),
-        root: Some(root.to_path_buf()),
-        max_root_bytes: 1 << 20,
-        // Files above 64 KiB are read from disk.
-        max_file_in_memory: 64 << 10,
-        access_log: log,
-        tls: Default::default(),
-        idle_timeout: Duration::from_secs(30),
-        header_timeout: Duration::from_secs(10),
-        max_header: 16 * 1024,
-        max_body: 10_000,
-        max_conns: 8,
-        listeners: 1,
-        attached: Default::default(),
-        stats: httpd::stats::parse_stats_path("off").unwrap(),
-        stats_allow: vec![httpd::stats::parse_allow("local").unwrap()],
-        local_addrs: (Some((SERVER, 24)), None),
-    }
+    let mut a = common::small_args(Some(root.to_path_buf()), 8);
+    // Files above 64 KiB are read from disk.
+    a.max_file_in_memory = 64 << 10;
+    a.access_log = log;
+    a
 }
 
 fn net(args: &HttpArgs) -> (EngineNet<HttpApp>, Arc<Served>) {

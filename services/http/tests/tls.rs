@@ -5,11 +5,12 @@
 //! buffer, 2000 pipelined requests, errors and alerts,
 //! `--redirect-https`, the certificates reloaded on SIGHUP, refused files.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use httpd::{load_site, HttpApp, HttpArgs};
 use runtime::server::WorkerCtx;
@@ -92,26 +93,9 @@ fn setup(tag: &str, root: bool) -> Setup {
         std::fs::write(www.join("index.html"), b"<h1>hello</h1>\n").unwrap();
         www
     });
-    let mut args = HttpArgs {
-        port: 80,
-        tls: args_tls,
-        backlog: 64,
-        body: "OK\n".into(),
-        root,
-        max_root_bytes: 4 << 20,
-        max_file_in_memory: 1 << 20,
-        access_log: None,
-        idle_timeout: Duration::from_secs(30),
-        header_timeout: Duration::from_secs(10),
-        max_header: 16 * 1024,
-        max_body: 10_000,
-        max_conns: 64,
-        listeners: 1,
-        attached: Default::default(),
-        stats: httpd::stats::parse_stats_path("off").unwrap(),
-        stats_allow: vec![httpd::stats::parse_allow("local").unwrap()],
-        local_addrs: (Some((SERVER, 24)), None),
-    };
+    let mut args = common::small_args(root, 64);
+    args.tls = args_tls;
+    args.max_root_bytes = 4 << 20;
     httpd::tls::load(&mut args.tls).unwrap();
     Setup {
         _dir: dir,
