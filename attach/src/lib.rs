@@ -262,6 +262,9 @@ struct UdpState {
 struct ConnState {
     inbuf: VecDeque<u8>,
     peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    /// Bytes the application read since the last [`proto::READ`].
+    read: usize,
     eof: bool,
     gone: bool,
     shut: bool,
@@ -285,8 +288,9 @@ pub struct Core {
     listeners: BTreeMap<u64, ListenerState>,
     udp: BTreeMap<u64, UdpState>,
     conns: HashMap<u64, ConnState>,
-    /// Commands that found the ring full (close, abort, shutdown).
-    deferred: VecDeque<(u8, u64)>,
+    /// Commands that found the ring full (close, abort, shutdown, taken,
+    /// read), with their u32 payload if any.
+    deferred: VecDeque<(u8, u64, Option<u32>)>,
     ready: Vec<ConnId>,
     /// Connections the daemon reported gone (while tracking), for
     /// `take_ended`.
@@ -313,6 +317,17 @@ impl Core {
             shut: s.shut,
             credit: s.credit,
         })
+    }
+
+    /// Our address of connection `c`: the one the peer reached (None from
+    /// a daemon that does not say).
+    pub fn local_addr(&self, c: ConnId) -> Option<SocketAddr> {
+        self.conns.get(&proto::conn_to_wire(c))?.local
+    }
+
+    /// Whether records wait to be published ([`Core::flush`]).
+    pub fn unpublished(&self) -> bool {
+        self.tx.unpublished() || !self.deferred.is_empty()
     }
 
     /// Whether the daemon broke the ring protocol (the core is unusable).
@@ -410,6 +425,9 @@ impl Core {
             .get(..8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
         let peer = payload.get(8..).and_then(proto::decode_peer);
+        let local = payload
+            .get(8 + proto::PEER_LEN..)
+            .and_then(proto::decode_peer);
         // Offered on a listener closed meanwhile: not ours to take. The
         // daemon gives it back to the group when it reads our close.
         let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
@@ -420,6 +438,7 @@ impl Core {
             id,
             ConnState {
                 peer,
+                local,
                 credit: proto::SEND_CREDIT,
                 ..ConnState::default()
             },
@@ -428,16 +447,22 @@ impl Core {
 
     /// A command without payload; kept for later when the ring is full.
     fn command(&mut self, kind: u8, id: u64) {
-        if !self.deferred.is_empty() || !self.tx.push(kind, id, &[]) {
-            self.deferred.push_back((kind, id));
+        self.command_u32(kind, id, None);
+    }
+
+    /// A command with an optional u32 payload; kept for later (in order)
+    /// when the ring is full.
+    fn command_u32(&mut self, kind: u8, id: u64, v: Option<u32>) {
+        if !self.deferred.is_empty() || !push_u32(&mut self.tx, kind, id, v) {
+            self.deferred.push_back((kind, id, v));
             self.tx_blocked = true;
         }
     }
 
     /// Publish what was written and ring the core if it sleeps.
     pub fn flush(&mut self) {
-        while let Some(&(kind, id)) = self.deferred.front() {
-            if !self.tx.push(kind, id, &[]) {
+        while let Some(&(kind, id, v)) = self.deferred.front() {
+            if !push_u32(&mut self.tx, kind, id, v) {
                 break;
             }
             self.deferred.pop_front();
@@ -555,8 +580,13 @@ impl TcpApi for Core {
 
     fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
         let c = self.listeners.get_mut(&id.0 .0)?.queue.pop_front()?;
-        // From now on the daemon reads the connection for us.
-        self.command(proto::TAKEN, proto::conn_to_wire(c));
+        // From now on the daemon reads the connection for us, at most the
+        // receive window ahead of the application.
+        self.command_u32(
+            proto::TAKEN,
+            proto::conn_to_wire(c),
+            Some(proto::RECV_WINDOW as u32),
+        );
         Some(c)
     }
 
@@ -595,10 +625,8 @@ impl TcpApi for Core {
     }
 
     fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
-        let s = self
-            .conns
-            .get_mut(&proto::conn_to_wire(c))
-            .ok_or(ConnError::NotFound)?;
+        let id = proto::conn_to_wire(c);
+        let s = self.conns.get_mut(&id).ok_or(ConnError::NotFound)?;
         if !s.inbuf.is_empty() {
             let (a, b) = s.inbuf.as_slices();
             let n = a.len().min(buf.len());
@@ -606,6 +634,13 @@ impl TcpApi for Core {
             let m = b.len().min(buf.len() - n);
             buf[n..n + m].copy_from_slice(&b[..m]);
             s.inbuf.drain(..n + m);
+            // The window goes back in steps of a quarter: the daemon never
+            // waits on less than three quarters of it.
+            s.read += n + m;
+            if s.read >= proto::READ_REPORT && !s.gone && !s.eof {
+                let v = std::mem::take(&mut s.read).min(u32::MAX as usize) as u32;
+                self.command_u32(proto::READ, id, Some(v));
+            }
             return Ok(n + m);
         }
         if s.gone {
@@ -799,6 +834,14 @@ impl UdpApi for Core {
             return Err(UdpError::BufferFull);
         }
         Ok(())
+    }
+}
+
+/// Push a record with an optional u32 (little-endian) payload.
+fn push_u32(tx: &mut RingTx, kind: u8, id: u64, v: Option<u32>) -> bool {
+    match v {
+        Some(v) => tx.push(kind, id, &[&v.to_le_bytes()]),
+        None => tx.push(kind, id, &[]),
     }
 }
 
