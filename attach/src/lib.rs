@@ -502,6 +502,14 @@ impl Core {
         self.tx_blocked = false;
     }
 
+    /// The sleep is over without the doorbell having rung (the event loop
+    /// woke for something else): as [`Core::woke`] without reading the
+    /// doorbell, which stays readable if the daemon rang it meanwhile.
+    pub fn woke_quiet(&mut self) {
+        self.chan.woke(Side::App);
+        self.tx_blocked = false;
+    }
+
     /// Sleep until the daemon has something or `timeout` passes.
     pub fn wait(&mut self, timeout: Duration) {
         if !self.prepare_sleep() {
