@@ -48,7 +48,7 @@ pub(crate) struct ConnWait {
 /// What the tasks and the driver share for one core (under its lock).
 pub(crate) struct CoreState {
     pub core: Core,
-    pub conns: HashMap<ConnId, ConnWait>,
+    pub conns: HashMap<ConnId, ConnWait, attach::IdBuild>,
     /// Acceptors by listener id (several tasks may accept on one listener).
     pub accept: HashMap<u64, Vec<Waker>>,
     /// UDP receivers by socket id (several tasks may receive on one socket).
@@ -136,7 +136,7 @@ impl CoreCell {
             index: core.index(),
             state: Mutex::new(CoreState {
                 core,
-                conns: HashMap::new(),
+                conns: HashMap::default(),
                 accept: HashMap::new(),
                 udp_recv: HashMap::new(),
                 ring_full: Vec::new(),

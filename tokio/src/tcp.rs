@@ -381,33 +381,29 @@ impl Conn {
         }
     }
 
-    /// Push what fits; `WouldBlock` if nothing does.
+    /// Push what fits (a vectored write as one record where it fits);
+    /// `WouldBlock` if nothing does.
     fn write_now(&self, st: &mut CoreState, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         st.check()?;
-        let mut total = 0;
-        let mut any = false;
-        for b in bufs.iter().filter(|b| !b.is_empty()) {
-            any = true;
-            match st.core.send(self.id, b) {
-                Ok(n) => {
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(_) if total > 0 => break,
-                Err(ConnError::Closed) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the stream was shut down for writing",
-                    ))
-                }
-                Err(ConnError::NotFound) => return Err(reset()),
-            }
+        let mut parts: [&[u8]; 16] = [&[]; 16];
+        let mut k = 0;
+        for b in bufs.iter().filter(|b| !b.is_empty()).take(parts.len()) {
+            parts[k] = b;
+            k += 1;
         }
-        if !any {
+        if k == 0 {
             return Ok(0);
         }
+        let total = match st.core.send_vectored(self.id, &parts[..k]) {
+            Ok(n) => n,
+            Err(ConnError::Closed) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the stream was shut down for writing",
+                ))
+            }
+            Err(ConnError::NotFound) => return Err(reset()),
+        };
         if total == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
