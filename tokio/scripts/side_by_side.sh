@@ -11,7 +11,7 @@
 #   cargo build --release -p xdpstack --bin xdpstack
 #   cargo build --release -p xdpstack-tokio --example axum_hello --example grpc_hello
 # PERF=1 records the application and the daemon with perf during the first
-# round through the daemon (perf-app.data, perf-daemon.data).
+# round through the daemon (/tmp/perf-app.data, /tmp/perf-daemon.data).
 set -euo pipefail
 MODE=${1:-http}
 ROUNDS=${2:-3}
@@ -64,7 +64,7 @@ load() { # $1: address; prints the rate
       wrk -t1 -c50 -d"${SECS}s" "http://$1:8080/" | awk '/Requests\/sec/ {print $2} /Non-2xx|Socket errors/ {print "ERR " $0 > "/dev/stderr"}'
   else
     taskset -c 1 "$X" sandbox exec --name "$NAME" --client -- \
-      "$T/examples/grpc_hello" --client "http://$1:8080" --requests $((SECS * 10000)) --concurrency 50 |
+      "$T/examples/grpc_hello" --client "http://$1:8080" --requests $((SECS * 40000)) --concurrency 50 |
       tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["rate"])'
   fi
 }
@@ -77,24 +77,29 @@ for r in $(seq "$ROUNDS"); do
   load 10.112.0.1 >/dev/null # warm-up
   d0=$(cpu_of "$DAEMON"); a0=$(cpu_of "$APP")
   if [[ ${PERF:-0} == 1 && $r == 1 ]]; then
-    perf record -e cpu-clock -g -p "$APP" -o perf-app.data -- sleep "$SECS" >/dev/null 2>&1 &
-    perf record -e cpu-clock -g -p "$DAEMON" -o perf-daemon.data -- sleep "$SECS" >/dev/null 2>&1 &
+    perf record -e cpu-clock -g -p "$APP" -o /tmp/perf-app.data -- sleep "$SECS" >/dev/null 2>&1 &
+    perf record -e cpu-clock -g -p "$DAEMON" -o /tmp/perf-daemon.data -- sleep "$SECS" >/dev/null 2>&1 &
   fi
+  t0=$(date +%s%N)
   xdp=$(load 10.112.0.1)
+  t1=$(date +%s%N)
   d1=$(cpu_of "$DAEMON"); a1=$(cpu_of "$APP")
   kill "$APP"; wait "$APP" 2>/dev/null || true
   start_app kernel
   load 10.112.0.3 >/dev/null
   k0=$(cpu_of "$APP")
+  t2=$(date +%s%N)
   ker=$(load 10.112.0.3)
+  t3=$(date +%s%N)
   k1=$(cpu_of "$APP")
   kill "$APP"; wait "$APP" 2>/dev/null || true
-  python3 - "$xdp" "$ker" "$((d1 - d0))" "$((a1 - a0))" "$((k1 - k0))" "$SECS" <<'PY'
+  python3 - "$xdp" "$ker" "$((d1 - d0))" "$((a1 - a0))" "$((k1 - k0))" "$((t1 - t0))" "$((t3 - t2))" <<'PY'
 import sys
-x, k, d, a, kc, s = sys.argv[1:]
+x, k, d, a, kc, tx, tk = sys.argv[1:]
 x, k = float(x), float(k)
-print(f"round: through the daemon {x:.0f}/s (daemon {int(d)/100/float(s):.2f} CPU, app {int(a)/100/float(s):.2f}), "
-      f"kernel sockets {k:.0f}/s (app {int(kc)/100/float(s):.2f} CPU): ratio {x/k:.2f}")
+tx, tk = int(tx) / 1e9, int(tk) / 1e9
+print(f"round: through the daemon {x:.0f}/s (daemon {int(d)/100/tx:.2f} CPU, app {int(a)/100/tx:.2f}), "
+      f"kernel sockets {k:.0f}/s (app {int(kc)/100/tk:.2f} CPU): ratio {x/k:.2f}")
 PY
 done
 echo "load: $(uptime)"
