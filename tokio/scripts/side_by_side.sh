@@ -10,7 +10,8 @@
 # Needs root (namespaces) and the release builds:
 #   cargo build --release -p xdpstack --bin xdpstack
 #   cargo build --release -p xdpstack-tokio --example axum_hello --example grpc_hello
-# PERF=1 records the application and the daemon with perf during the first
+# SPIN_US sets the daemon's --spin-us (0 by default: the worker shares its
+# core with the application). PERF=1 records the application and the daemon with perf during the first
 # round through the daemon (/tmp/perf-app.data, /tmp/perf-daemon.data).
 set -euo pipefail
 MODE=${1:-http}
@@ -33,7 +34,7 @@ in_srv() { "$X" sandbox exec --name "$NAME" --server -- "$@"; }
 in_cli() { "$X" sandbox exec --name "$NAME" --client -- "$@"; }
 
 taskset -c 0 "$X" sandbox exec --name "$NAME" --server -- "$X" daemon --iface xdp0 \
-  --addr 10.112.0.1/24 --workers 1 --cores 0 --control "$SOCK" --control-mode 666 \
+  --addr 10.112.0.1/24 --workers 1 --cores 0 --spin-us "${SPIN_US:-0}" --control "$SOCK" --control-mode 666 \
   >/dev/null 2>/tmp/$NAME-daemon.log &
 DAEMON=$! # taskset, sandbox exec and ip netns exec each exec the next
 PIDS+=($DAEMON)
