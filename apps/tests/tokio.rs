@@ -503,6 +503,33 @@ fn http2_streams_through_the_daemon() {
         .unwrap_or(0);
     assert_eq!(data, 2000 * 20000, "{traffic}");
 
+    // 200 streams at once on one connection (hyper's limit here is 256).
+    let out = run_ok(&mut client(
+        &sb,
+        90,
+        "h2load",
+        [
+            "-n",
+            "4000",
+            "-c",
+            "1",
+            "-m",
+            "200",
+            "-T",
+            "30",
+            &format!("{url}/bytes/4000"),
+        ],
+    ));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("h2load said:\n{out}"));
+    eprintln!("h2load, 1 connection, 200 streams: {line}");
+    assert!(
+        line.contains("4000 succeeded, 0 failed, 0 errored, 0 timeout"),
+        "{out}"
+    );
+
     // One larger body, hashed.
     let file = temp_path("tok-h2", "bin");
     fs::write(&file, pattern(3 << 20)).unwrap();
@@ -654,5 +681,215 @@ fn grpc_through_the_daemon() {
     assert_eq!((num(&r, "/ok"), num(&r, "/failed")), (2000, 0), "{r}");
     drop(p);
     let stats = d.stop();
+    assert_frames_ok(&stats);
+}
+
+/// The raw port of `axum_hello`: `HALF x` answered with `bye x` and our
+/// shutdown; the peer sees the end, then sends 1 MiB and its own end.
+const RAW_HALF: &str = r#"
+import socket, sys, json, os, hashlib
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"HALF x\n")
+got = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    got += d
+data = os.urandom(1 << 20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+print(json.dumps({"reply": got.decode(), "local": "%s:%d" % s.getsockname(),
+                  "n": len(data), "sha": hashlib.sha256(data).hexdigest()}))
+s.close()
+"#;
+
+/// The raw port as the server of hyper's client: `CLIENT`, then the
+/// request read and a 2 MiB answer written.
+const RAW_CLIENT: &str = r#"
+import socket, sys, json, os, hashlib, time
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"CLIENT\n")
+req = b""
+while b"\r\n\r\n" not in req:
+    d = s.recv(65536)
+    if not d: break
+    req += d
+body = os.urandom(2 << 20)
+s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+time.sleep(0.5)
+s.close()
+print(json.dumps({"request": req.split(b"\r\n")[0].decode(), "n": len(body),
+                  "sha": hashlib.sha256(body).hexdigest()}))
+"#;
+
+/// Wait (10 s at most) for a line of `app`'s stderr holding `needle`.
+fn stderr_line(app: &App, needle: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let err = app.0.stderr_text();
+        if let Some(l) = err.lines().find(|l| l.contains(needle)) {
+            return l.to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no {needle:?} in:\n{err}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// tokio's half-close from the application's side: the stream's write half
+/// shut down, the peer sees the end of stream, and what the peer sends
+/// after it still arrives whole. hyper 1.x's *client* (through `TokioIo`)
+/// on an accepted stream (the daemon makes no outgoing connections, see
+/// docs/TOKIO.md). `local_addr` of a connection on a wildcard listener is
+/// the address the peer reached.
+#[test]
+fn raw_streams_half_close_and_hyper_client_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-raw", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &["--raw-port", "9090"]);
+    for round in 0..3 {
+        let r = python_json(&sb, 30, RAW_HALF, &[SERVER_IP4, "9090"]);
+        assert_eq!(r["reply"], "bye x\n", "{r}");
+        let sha = r["sha"].as_str().unwrap();
+        let line = stderr_line(&a, &format!("sha256 {sha}"));
+        assert!(
+            line.contains("raw: 1048576 bytes after our shutdown"),
+            "round {round}: {line}"
+        );
+        // Our address as the peer reached it, not the wildcard bound.
+        let from = r["local"].as_str().unwrap();
+        let seen = stderr_line(&a, &format!("from Some({from})"));
+        assert!(
+            seen.contains(&format!("to Some({SERVER_IP4}:9090)")),
+            "{seen}"
+        );
+    }
+    let r = python_json(&sb, 30, RAW_CLIENT, &[SERVER_IP4, "9090"]);
+    assert_eq!(r["request"], "GET /reverse HTTP/1.1", "{r}");
+    let line = stderr_line(&a, "raw: client got");
+    assert_eq!(
+        line,
+        format!(
+            "raw: client got 200, {} bytes, sha256 {}",
+            r["n"],
+            r["sha"].as_str().unwrap()
+        ),
+        "{r}"
+    );
+    drop(a);
+    let stats = d.stop();
+    assert_frames_ok(&stats);
+}
+
+/// Resident memory of process `pid` (kB), 0 once it is gone.
+fn rss_kb(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Back-pressure both ways: an application that leaves a 512 MiB upload
+/// unread for 6 s, and a client that leaves a 1 GiB download unread for
+/// 4 s, grow neither the application nor the daemon (the receive window
+/// and the send credit stop the bytes, the peers' TCP windows close); the
+/// upload is still whole once read.
+#[test]
+fn an_application_that_does_not_read_grows_nothing() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-bp", 2);
+    let d = Daemon::start(&sb);
+    let a = App::start(&d, NOBODY, "A", &[]);
+    let (app, daemon) = (a.0.pid(), d.proc.pid());
+    // Warm up (buffers, the allocator), then the baseline.
+    let _ = curl_ok(&sb, &format!("http://{SERVER_IP4}:8080/bytes/1000000"));
+    let (app0, daemon0) = (rss_kb(app), rss_kb(daemon));
+    let sample = |secs: f64| {
+        let (mut a_max, mut d_max) = (0, 0);
+        let t = Instant::now();
+        while t.elapsed().as_secs_f64() < secs {
+            a_max = a_max.max(rss_kb(app));
+            d_max = d_max.max(rss_kb(daemon));
+            thread::sleep(Duration::from_millis(100));
+        }
+        (a_max, d_max)
+    };
+
+    let n: u64 = 512 << 20;
+    let mut up = client(
+        &sb,
+        120,
+        "sh",
+        [
+            "-c",
+            &format!(
+                "head -c {n} /dev/zero | curl -sS -m 100 -X POST -T - http://{SERVER_IP4}:8080/hold/6000"
+            ),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("curl");
+    let (a_up, d_up) = sample(5.0);
+    let out = wait_bounded(&mut up, Duration::from_secs(120)).expect("curl ended");
+    assert!(out.success());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut up.stdout.take().unwrap(), &mut text).unwrap();
+    let zeros =
+        run_ok(Command::new("sh").args(["-c", &format!("head -c {n} /dev/zero | sha256sum")]));
+    assert_eq!(
+        text.trim(),
+        format!("{n} {}", zeros.split_whitespace().next().unwrap()),
+        "the held upload"
+    );
+
+    let mut down = client(
+        &sb,
+        30,
+        PY,
+        [
+            "-c",
+            "import socket,sys,time\ns=socket.create_connection((sys.argv[1],8080),timeout=20)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,65536)\ns.sendall(b'GET /bytes/1073741824 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\ntime.sleep(5)",
+            SERVER_IP4,
+        ],
+    )
+    .spawn()
+    .expect("python");
+    thread::sleep(Duration::from_millis(500));
+    let (a_down, d_down) = sample(4.0);
+    let _ = down.kill();
+    let _ = down.wait();
+    let mib = |kb: u64, base: u64| kb.saturating_sub(base) as f64 / 1024.0;
+    eprintln!(
+        "RSS growth, upload held: app {:.1} MiB, daemon {:.1} MiB; download unread: app {:.1} MiB, daemon {:.1} MiB (from {} and {} kB)",
+        mib(a_up, app0),
+        mib(d_up, daemon0),
+        mib(a_down, app0),
+        mib(d_down, daemon0),
+        app0,
+        daemon0
+    );
+    for (what, g) in [
+        ("app, upload held", mib(a_up, app0)),
+        ("daemon, upload held", mib(d_up, daemon0)),
+        ("app, download unread", mib(a_down, app0)),
+        ("daemon, download unread", mib(d_down, daemon0)),
+    ] {
+        assert!(g < 48.0, "{what}: RSS grew {g:.1} MiB");
+    }
+    drop(a);
+    let stats = d.stop();
+    let full: u64 = workers(&stats)
+        .iter()
+        .map(|w| num(w, "/app/window_full"))
+        .sum();
+    assert!(full > 0, "the receive window never filled");
     assert_frames_ok(&stats);
 }

@@ -165,7 +165,7 @@ impl Client {
                 core_bell: theirs,
                 listeners: BTreeMap::new(),
                 udp: BTreeMap::new(),
-                conns: HashMap::new(),
+                conns: HashMap::default(),
                 deferred: VecDeque::new(),
                 ready: Vec::new(),
                 ended: Vec::new(),
@@ -262,6 +262,9 @@ struct UdpState {
 struct ConnState {
     inbuf: VecDeque<u8>,
     peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    /// Bytes the application read since the last [`proto::READ`].
+    read: usize,
     eof: bool,
     gone: bool,
     shut: bool,
@@ -284,9 +287,10 @@ pub struct Core {
     core_bell: OwnedFd,
     listeners: BTreeMap<u64, ListenerState>,
     udp: BTreeMap<u64, UdpState>,
-    conns: HashMap<u64, ConnState>,
-    /// Commands that found the ring full (close, abort, shutdown).
-    deferred: VecDeque<(u8, u64)>,
+    conns: HashMap<u64, ConnState, IdBuild>,
+    /// Commands that found the ring full (close, abort, shutdown, taken,
+    /// read), with their u32 payload if any.
+    deferred: VecDeque<(u8, u64, Option<u32>)>,
     ready: Vec<ConnId>,
     /// Connections the daemon reported gone (while tracking), for
     /// `take_ended`.
@@ -313,6 +317,67 @@ impl Core {
             shut: s.shut,
             credit: s.credit,
         })
+    }
+
+    /// Our address of connection `c`: the one the peer reached (None from
+    /// a daemon that does not say).
+    pub fn local_addr(&self, c: ConnId) -> Option<SocketAddr> {
+        self.conns.get(&proto::conn_to_wire(c))?.local
+    }
+
+    /// [`TcpApi::send`] of several buffers as one record where they fit
+    /// (a vectored write: a response's head and body in one `SEND`, one
+    /// record for the daemon to stage instead of one per buffer). Returns
+    /// the bytes taken, from the first buffer on.
+    pub fn send_vectored(&mut self, c: ConnId, bufs: &[&[u8]]) -> Result<usize, ConnError> {
+        let id = proto::conn_to_wire(c);
+        let s = self.conns.get_mut(&id).ok_or(ConnError::NotFound)?;
+        if s.gone {
+            return Err(ConnError::NotFound);
+        }
+        if s.shut {
+            return Err(ConnError::Closed);
+        }
+        let max = self.tx.max_payload();
+        let (mut sent, mut i, mut off) = (0, 0, 0);
+        let mut parts: [&[u8]; 8] = [&[]; 8];
+        while i < bufs.len() && s.credit > 0 && self.deferred.is_empty() {
+            let limit = s.credit.min(max);
+            let (mut k, mut n, mut j, mut o) = (0, 0, i, off);
+            while j < bufs.len() && n < limit && k < parts.len() {
+                let b = &bufs[j][o..];
+                let take = b.len().min(limit - n);
+                if take > 0 {
+                    parts[k] = &b[..take];
+                    k += 1;
+                    n += take;
+                }
+                if take == b.len() {
+                    j += 1;
+                    o = 0;
+                } else {
+                    o += take;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            if !self.tx.push(proto::SEND, id, &parts[..k]) {
+                // The ring is short of room: what fits of the current
+                // buffer alone.
+                let rest = &bufs[i][off..];
+                return Ok(sent + self.send(c, rest).unwrap_or(0));
+            }
+            s.credit -= n;
+            sent += n;
+            (i, off) = (j, o);
+        }
+        Ok(sent)
+    }
+
+    /// Whether records wait to be published ([`Core::flush`]).
+    pub fn unpublished(&self) -> bool {
+        self.tx.unpublished() || !self.deferred.is_empty()
     }
 
     /// Whether the daemon broke the ring protocol (the core is unusable).
@@ -410,6 +475,9 @@ impl Core {
             .get(..8)
             .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
         let peer = payload.get(8..).and_then(proto::decode_peer);
+        let local = payload
+            .get(8 + proto::PEER_LEN..)
+            .and_then(proto::decode_peer);
         // Offered on a listener closed meanwhile: not ours to take. The
         // daemon gives it back to the group when it reads our close.
         let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
@@ -420,6 +488,7 @@ impl Core {
             id,
             ConnState {
                 peer,
+                local,
                 credit: proto::SEND_CREDIT,
                 ..ConnState::default()
             },
@@ -428,16 +497,22 @@ impl Core {
 
     /// A command without payload; kept for later when the ring is full.
     fn command(&mut self, kind: u8, id: u64) {
-        if !self.deferred.is_empty() || !self.tx.push(kind, id, &[]) {
-            self.deferred.push_back((kind, id));
+        self.command_u32(kind, id, None);
+    }
+
+    /// A command with an optional u32 payload; kept for later (in order)
+    /// when the ring is full.
+    fn command_u32(&mut self, kind: u8, id: u64, v: Option<u32>) {
+        if !self.deferred.is_empty() || !push_u32(&mut self.tx, kind, id, v) {
+            self.deferred.push_back((kind, id, v));
             self.tx_blocked = true;
         }
     }
 
     /// Publish what was written and ring the core if it sleeps.
     pub fn flush(&mut self) {
-        while let Some(&(kind, id)) = self.deferred.front() {
-            if !self.tx.push(kind, id, &[]) {
+        while let Some(&(kind, id, v)) = self.deferred.front() {
+            if !push_u32(&mut self.tx, kind, id, v) {
                 break;
             }
             self.deferred.pop_front();
@@ -474,6 +549,14 @@ impl Core {
         self.chan.woke(Side::App);
         let mut b = [0u8; 8];
         let _ = nix::unistd::read(&self.bell, &mut b);
+        self.tx_blocked = false;
+    }
+
+    /// The sleep is over without the doorbell having rung (the event loop
+    /// woke for something else): as [`Core::woke`] without reading the
+    /// doorbell, which stays readable if the daemon rang it meanwhile.
+    pub fn woke_quiet(&mut self) {
+        self.chan.woke(Side::App);
         self.tx_blocked = false;
     }
 
@@ -555,8 +638,13 @@ impl TcpApi for Core {
 
     fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
         let c = self.listeners.get_mut(&id.0 .0)?.queue.pop_front()?;
-        // From now on the daemon reads the connection for us.
-        self.command(proto::TAKEN, proto::conn_to_wire(c));
+        // From now on the daemon reads the connection for us, at most the
+        // receive window ahead of the application.
+        self.command_u32(
+            proto::TAKEN,
+            proto::conn_to_wire(c),
+            Some(proto::RECV_WINDOW as u32),
+        );
         Some(c)
     }
 
@@ -595,10 +683,8 @@ impl TcpApi for Core {
     }
 
     fn recv(&mut self, c: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
-        let s = self
-            .conns
-            .get_mut(&proto::conn_to_wire(c))
-            .ok_or(ConnError::NotFound)?;
+        let id = proto::conn_to_wire(c);
+        let s = self.conns.get_mut(&id).ok_or(ConnError::NotFound)?;
         if !s.inbuf.is_empty() {
             let (a, b) = s.inbuf.as_slices();
             let n = a.len().min(buf.len());
@@ -606,6 +692,13 @@ impl TcpApi for Core {
             let m = b.len().min(buf.len() - n);
             buf[n..n + m].copy_from_slice(&b[..m]);
             s.inbuf.drain(..n + m);
+            // The window goes back in steps of a quarter: the daemon never
+            // waits on less than three quarters of it.
+            s.read += n + m;
+            if s.read >= proto::READ_REPORT && !s.gone && !s.eof {
+                let v = std::mem::take(&mut s.read).min(u32::MAX as usize) as u32;
+                self.command_u32(proto::READ, id, Some(v));
+            }
             return Ok(n + m);
         }
         if s.gone {
@@ -799,6 +892,45 @@ impl UdpApi for Core {
             return Err(UdpError::BufferFull);
         }
         Ok(())
+    }
+}
+
+/// A hasher for ids the daemon or this process chose (connections,
+/// listeners): a multiply and a fold instead of SipHash, which showed in
+/// the profile of a busy process (a lookup or two per read and write). Ids
+/// are no input an attacker picks, so no flooding defence is needed.
+#[derive(Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        let x = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+/// `HashMap`s keyed by ids use [`IdHasher`].
+pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
+/// Push a record with an optional u32 (little-endian) payload.
+fn push_u32(tx: &mut RingTx, kind: u8, id: u64, v: Option<u32>) -> bool {
+    match v {
+        Some(v) => tx.push(kind, id, &[&v.to_le_bytes()]),
+        None => tx.push(kind, id, &[]),
     }
 }
 

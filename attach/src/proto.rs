@@ -10,7 +10,7 @@
 //! **Data** (the channel of one core): records, batched, published once per
 //! turn. Daemon to process: [`ACCEPTED`], [`DATA`], [`EOF`], [`GONE`],
 //! [`SENT`], [`PENDING`]. Process to daemon: [`SEND`], [`SHUTDOWN`],
-//! [`CLOSE`], [`ABORT`], [`TAKEN`], [`CLOSE_LISTENER`]. A record's id is the connection (`ConnId` as
+//! [`CLOSE`], [`ABORT`], [`TAKEN`], [`CLOSE_LISTENER`], [`READ`]. A record's id is the connection (`ConnId` as
 //! `index << 32 | generation`) or, for [`PENDING`] and [`CLOSE_LISTENER`], the listener.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,7 +20,8 @@ use stack::reuseport::BindAddr;
 use stack::socket::ConnId;
 
 /// Daemon → process: a connection was accepted on a listener. Payload:
-/// listener id (u64 LE), then the peer ([`encode_peer`]).
+/// listener id (u64 LE), the peer ([`encode_peer`]), then our address (the
+/// one the peer reached, [`encode_peer`]; absent from older daemons).
 pub const ACCEPTED: u8 = 1;
 /// Daemon → process: bytes received on the connection.
 pub const DATA: u8 = 2;
@@ -51,7 +52,10 @@ pub const ABORT: u8 = 4;
 /// Process → daemon: the application accepted the connection. Until then
 /// the daemon reads nothing from it, so that a connection offered to a
 /// process that closes its listener or dies first can be given back to the
-/// group intact (migrated to another member).
+/// group intact (migrated to another member). Optional payload: the
+/// receive window (u32 LE), the most bytes the daemon may have delivered
+/// and not had back as [`READ`]; without it (older processes) the daemon
+/// delivers as long as the ring has room.
 pub const TAKEN: u8 = 5;
 /// Process → daemon: close the listener whose id is the record's id.
 /// Ordered with the other records: every [`ACCEPTED`] the daemon wrote
@@ -63,10 +67,23 @@ pub const CLOSE_LISTENER: u8 = 6;
 pub const SENDTO: u8 = 7;
 /// Process → daemon: close the UDP socket whose id is the record's.
 pub const UDP_CLOSE: u8 = 8;
+/// Process → daemon: the application read this many (u32 LE) of the bytes
+/// delivered on the connection (receive window returned; see [`TAKEN`]).
+pub const READ: u8 = 9;
 
 /// Bytes a process may have sent on a connection and not yet had back as
 /// [`SENT`] credit.
 pub const SEND_CREDIT: usize = 64 * 1024;
+
+/// The receive window a process announces in [`TAKEN`]: at most this many
+/// bytes of a connection delivered and not yet read by the application, so
+/// that an application that stops reading stops the daemon reading the
+/// socket (the peer's window closes) instead of growing the process.
+pub const RECV_WINDOW: usize = 256 * 1024;
+
+/// A process returns the window ([`READ`]) once the application has read
+/// this much since the last return.
+pub const READ_REPORT: usize = RECV_WINDOW / 4;
 
 /// A control request (closing a listener is a ring record,
 /// [`CLOSE_LISTENER`], ordered with the connections offered on it).

@@ -15,7 +15,11 @@
 //! Back-pressure: a process may have at most [`proto::SEND_CREDIT`] bytes
 //! sent and not yet taken by the connection's socket (credit comes back as
 //! [`proto::SENT`]); received bytes are read from a socket only while the
-//! process's ring has room, so a slow process closes its peers' windows.
+//! process's ring has room and, for a process that announced a receive
+//! window in [`proto::TAKEN`], while fewer than that many bytes are
+//! delivered and not yet read ([`proto::READ`]): a process that stops
+//! reading one connection closes that peer's window, and neither the
+//! daemon nor the process grows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -120,6 +124,11 @@ struct PConn {
     blocked: bool,
     /// Released by the engine; GONE not yet delivered.
     gone: bool,
+    /// The receive window the process announced in TAKEN (None: as much
+    /// as the ring takes).
+    window: Option<usize>,
+    /// Bytes delivered and not yet returned as read.
+    unread: usize,
 }
 
 impl PConn {
@@ -177,6 +186,9 @@ pub struct ProxyCounters {
     pub reset_at_stop: u64,
     /// Connections reset for sending past their credit.
     pub over_credit: u64,
+    /// Times a connection's bytes stayed in its socket because its process
+    /// had its whole receive window unread (an application not reading).
+    pub window_full: u64,
     /// Connections the engine ended (reset by the peer, timed out) while
     /// a process held them: GONE sent at once.
     pub ended: u64,
@@ -198,6 +210,12 @@ pub struct ProxyCounters {
     /// Datagrams of processes the engine could not send (no frame, too
     /// large, not their socket).
     pub datagrams_refused: u64,
+}
+
+/// The u32 (little-endian) a record starts with; 0 if it is shorter.
+fn le_u32(rec: &[u8]) -> usize {
+    rec.get(..4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
 /// The per-core proxy.
@@ -532,10 +550,12 @@ impl ProxyApp {
                 }
                 proto::TAKEN if !p.taken => {
                     p.taken = true;
+                    p.window = (rec.len() >= 4).then(|| le_u32(&rec).max(1));
                     if let Some(l) = self.listeners.get_mut(&MemberId(p.listener)) {
                         l.offered = l.offered.saturating_sub(1);
                     }
                 }
+                proto::READ => p.unread = p.unread.saturating_sub(le_u32(&rec)),
                 proto::SHUTDOWN => p.shut = true,
                 proto::CLOSE => p.close = true,
                 proto::ABORT => {
@@ -627,11 +647,22 @@ impl ProxyApp {
                 }
                 return;
             }
+            // The process's window: when it is used up, the bytes stay in
+            // the socket (its window closes) until a READ comes back.
+            let room = match p.window {
+                Some(w) => room.min(w.saturating_sub(p.unread)),
+                None => room,
+            };
+            if room == 0 {
+                self.counters.window_full += 1;
+                return;
+            }
             match engine.recv(c, &mut self.scratch[..room]) {
                 Ok(0) => return,
                 Ok(n) => {
                     let pushed = cl.tx.push(proto::DATA, id, &[&self.scratch[..n]]);
                     debug_assert!(pushed, "room() promised space");
+                    p.unread += n;
                     self.counters.bytes_to_apps += n as u64;
                 }
                 Err(ConnError::Closed) => {
@@ -667,15 +698,20 @@ impl ProxyApp {
             };
             // No more on offer than the backlog: the rest waits in the
             // engine's queue, which drops SYNs once full.
-            while l.offered < l.backlog && cl.tx.room() >= 8 + proto::PEER_LEN {
+            while l.offered < l.backlog && cl.tx.room() >= 8 + 2 * proto::PEER_LEN {
                 let Some(c) = engine.accept(ListenerId(lid)) else {
                     break;
                 };
                 let peer = proto::encode_peer(TcpApi::peer_addr(engine, c));
+                let local = engine
+                    .local(c)
+                    .ok()
+                    .flatten()
+                    .map(|e| std::net::SocketAddr::new(stack::engine::to_std(e.addr), e.port));
                 let pushed = cl.tx.push(
                     proto::ACCEPTED,
                     proto::conn_to_wire(c),
-                    &[&lid.0.to_le_bytes(), &peer],
+                    &[&lid.0.to_le_bytes(), &peer, &proto::encode_peer(local)],
                 );
                 debug_assert!(pushed);
                 self.counters.accepted += 1;

@@ -102,6 +102,12 @@ pub struct ServerArgs {
     /// reset: `5s`, `500ms`, at most `1h` (a bare number is seconds).
     #[arg(long, default_value = "5s", value_parser = parse_grace)]
     pub grace: Duration,
+    /// Busy-poll this many microseconds after the last frame before a
+    /// worker sleeps. 0 when an attached process shares the worker's core
+    /// (`xdpstack daemon` beside a tokio process, docs/TOKIO.md): the
+    /// worker's spin only takes the CPU the process needs.
+    #[arg(long, default_value_t = 50)]
+    pub spin_us: u64,
 }
 
 fn parse_grace(s: &str) -> Result<Duration, DurationError> {
@@ -580,6 +586,7 @@ where
         let pin = !args.no_pin;
         let loop_cfg = LoopConfig {
             grace: args.grace,
+            spin: Duration::from_micros(args.spin_us),
             ..LoopConfig::default()
         };
         let h = std::thread::Builder::new()

@@ -14,7 +14,17 @@
 //!
 //! Routes: `GET /` the body; `GET /bytes/N` N pseudo-random bytes (the
 //! xorshift stream the tests compare with); `POST /sha256` the length and
-//! SHA-256 of the request body, read as it streams in.
+//! SHA-256 of the request body, read as it streams in; `POST /hold/MS` the
+//! same after MS milliseconds of not reading the body (back-pressure).
+//!
+//! `--raw-port P` also serves a plain TCP port (no HTTP server) for what
+//! hyper's server does not show: a first line `HALF x` is answered with
+//! `bye x` and a shutdown of the write half (the peer sees the end), then
+//! everything the peer still sends is read to its end and reported on
+//! stderr (`raw: N bytes after our shutdown, sha256 H`); a first line
+//! `CLIENT` makes this side hyper's HTTP/1.1 *client* on the accepted
+//! stream (through `TokioIo`): `GET /reverse`, the answer reported on
+//! stderr (`raw: client got STATUS, N bytes, sha256 H`).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -55,6 +65,9 @@ struct Args {
     /// tokio worker threads (0: the current-thread runtime).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Also serve the plain TCP port of half-close and hyper's client.
+    #[arg(long)]
+    raw_port: Option<u16>,
 }
 
 /// The listener: the only part that differs.
@@ -85,6 +98,22 @@ async fn run(args: Args) -> i32 {
             let addr = SocketAddr::from(([0, 0, 0, 0], args.port));
             let bound = async {
                 let stack = xdpstack_tokio::Stack::connect(sock).await?;
+                if let Some(p) = args.raw_port {
+                    let raw = stack.bind(SocketAddr::from(([0, 0, 0, 0], p))).await?;
+                    tokio::spawn(async move {
+                        loop {
+                            match raw.accept().await {
+                                Ok((s, _)) => {
+                                    tokio::spawn(raw_conn(s));
+                                }
+                                Err(e) => {
+                                    eprintln!("raw: accept: {}", chain(&e));
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                }
                 stack.bind(addr).await
             };
             match bound.await {
@@ -128,6 +157,7 @@ async fn run(args: Args) -> i32 {
         .route("/", get(|State(body): State<String>| async move { body }))
         .route("/bytes/{n}", get(bytes))
         .route("/sha256", post(sha256))
+        .route("/hold/{ms}", post(hold))
         .with_state(args.body.clone());
     loop {
         let accepted = match &listener {
@@ -248,6 +278,94 @@ async fn bytes(Path(n): Path<u64>) -> Body {
         },
     );
     Body::from_stream(chunks)
+}
+
+/// `/sha256` after `ms` milliseconds of leaving the body unread.
+async fn hold(Path(ms): Path<u64>, body: Body) -> Result<String, String> {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    sha256(body).await
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One connection of `--raw-port` (see the module's doc).
+async fn raw_conn(s: xdpstack_tokio::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let peer = s.peer_addr().ok();
+    let local = s.local_addr().ok();
+    let (mut r, mut w) = s.into_split();
+    // The first line, a byte at a time (nothing read past it).
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b).await {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            Ok(_) => return,
+            Err(e) => return eprintln!("raw: read: {e}"),
+        }
+    }
+    let line = String::from_utf8_lossy(&line).to_string();
+    eprintln!("raw: {line:?} from {peer:?} to {local:?}");
+    if let Some(x) = line.strip_prefix("HALF ") {
+        let r2 = async {
+            w.write_all(format!("bye {x}\n").as_bytes()).await?;
+            w.shutdown().await?;
+            let (mut n, mut h, mut buf) = (0u64, Sha256::new(), vec![0u8; 64 << 10]);
+            loop {
+                let k = r.read(&mut buf).await?;
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+                h.update(&buf[..k]);
+            }
+            Ok::<_, std::io::Error>((n, hex(&h.finalize())))
+        };
+        match r2.await {
+            Ok((n, h)) => eprintln!("raw: {n} bytes after our shutdown, sha256 {h}"),
+            Err(e) => eprintln!("raw: half-close: {e}"),
+        }
+    } else if line == "CLIENT" {
+        let s = match r.reunite(w) {
+            Ok(s) => s,
+            Err(e) => return eprintln!("raw: {e}"),
+        };
+        match reverse_client(s).await {
+            Ok((status, n, h)) => {
+                eprintln!("raw: client got {status}, {n} bytes, sha256 {h}")
+            }
+            Err(e) => eprintln!("raw: client: {}", chain(&*e)),
+        }
+    }
+}
+
+/// hyper 1.x's HTTP/1.1 client over an accepted stream: `GET /reverse`.
+async fn reverse_client(
+    s: xdpstack_tokio::TcpStream,
+) -> Result<(u16, u64, String), Box<dyn std::error::Error + Send + Sync>> {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("raw: client connection: {e}");
+        }
+    });
+    let req = hyper::Request::get("/reverse")
+        .header("host", "peer")
+        .body(http_body_util::Empty::<Bytes>::new())?;
+    let resp = send.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let (mut n, mut h) = (0u64, Sha256::new());
+    while let Some(f) = body.frame().await {
+        if let Some(d) = f?.data_ref() {
+            n += d.len() as u64;
+            h.update(d);
+        }
+    }
+    Ok((status, n, hex(&h.finalize())))
 }
 
 async fn sha256(body: Body) -> Result<String, String> {

@@ -48,7 +48,7 @@ pub(crate) struct ConnWait {
 /// What the tasks and the driver share for one core (under its lock).
 pub(crate) struct CoreState {
     pub core: Core,
-    pub conns: HashMap<ConnId, ConnWait>,
+    pub conns: HashMap<ConnId, ConnWait, attach::IdBuild>,
     /// Acceptors by listener id (several tasks may accept on one listener).
     pub accept: HashMap<u64, Vec<Waker>>,
     /// UDP receivers by socket id (several tasks may receive on one socket).
@@ -60,6 +60,11 @@ pub(crate) struct CoreState {
     pub dead: Option<Error>,
     /// Records pushed and not yet published.
     pub dirty: bool,
+    /// The driver announced sleep and waits (or is about to): a push must
+    /// kick it. Otherwise its next step publishes anyway (a turn, or the
+    /// flush of the announcement) and a kick would only make it turn once
+    /// more for nothing.
+    driver_sleeping: bool,
     ready: Vec<ConnId>,
 }
 
@@ -131,12 +136,13 @@ impl CoreCell {
             index: core.index(),
             state: Mutex::new(CoreState {
                 core,
-                conns: HashMap::new(),
+                conns: HashMap::default(),
                 accept: HashMap::new(),
                 udp_recv: HashMap::new(),
                 ring_full: Vec::new(),
                 dead: None,
                 dirty: false,
+                driver_sleeping: false,
                 ready: Vec::new(),
             }),
             kick: Notify::new(),
@@ -158,7 +164,9 @@ impl CoreCell {
     pub fn pushed(&self, st: &mut CoreState) {
         if !st.dirty {
             st.dirty = true;
-            self.kick.notify_one();
+            if st.driver_sleeping {
+                self.kick.notify_one();
+            }
         }
     }
 
@@ -183,11 +191,17 @@ impl CoreCell {
 
     /// One turn; returns the records taken and whether a task waits for
     /// room in the ring.
-    fn turn(&self, slept: bool, wake: &mut Vec<Waker>) -> (usize, bool) {
+    fn turn(&self, slept: Slept, wake: &mut Vec<Waker>) -> (usize, bool) {
         let mut st = self.lock();
         let st = &mut *st;
-        if slept {
-            st.core.woke();
+        st.driver_sleeping = false;
+        match slept {
+            Slept::No => {}
+            // The doorbell rang: clear it.
+            Slept::Rang => st.core.woke(),
+            // Kicked or timed out: the doorbell, if it rang meanwhile,
+            // stays readable for the next sleep (no read for nothing).
+            Slept::Other => st.core.woke_quiet(),
         }
         let n = st.core.poll_events();
         if let Some(e) = st.core.broken() {
@@ -229,7 +243,12 @@ impl CoreCell {
     fn prepare_sleep(&self) -> bool {
         let mut st = self.lock();
         st.dirty = false;
-        st.core.prepare_sleep()
+        st.driver_sleeping = true;
+        if st.core.prepare_sleep() {
+            return true;
+        }
+        st.driver_sleeping = false;
+        false
     }
 
     /// Wake the tasks that found the ring full (they try again).
@@ -239,16 +258,27 @@ impl CoreCell {
     }
 }
 
+/// How the driver's last wait ended.
+#[derive(Clone, Copy)]
+enum Slept {
+    /// It did not wait.
+    No,
+    /// The doorbell rang.
+    Rang,
+    /// A kick or the ring retry's timer.
+    Other,
+}
+
 /// The driver task of one core, until [`CoreCell::stop`].
 pub(crate) async fn drive(cell: Arc<CoreCell>) {
-    let mut slept = false;
+    let mut slept = Slept::No;
     let mut wake = Vec::new();
     loop {
         if cell.stop.load(Ordering::Acquire) {
             break;
         }
         let (n, blocked) = cell.turn(slept, &mut wake);
-        slept = false;
+        slept = Slept::No;
         wake.drain(..).for_each(Waker::wake);
         if n > 0 {
             // Busy: look again once the tasks just woken have run.
@@ -258,10 +288,13 @@ pub(crate) async fn drive(cell: Arc<CoreCell>) {
         if !cell.prepare_sleep() {
             continue;
         }
-        slept = true;
+        slept = Slept::Other;
         tokio::select! {
             r = cell.bell.readable() => match r {
-                Ok(mut g) => g.clear_ready(),
+                Ok(mut g) => {
+                    g.clear_ready();
+                    slept = Slept::Rang;
+                }
                 Err(e) => {
                     cell.kill(Error::Broken(format!("doorbell: {e}")));
                     break;

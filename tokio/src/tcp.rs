@@ -114,11 +114,19 @@ impl TcpListener {
     /// ([`crate::Error::Refused`]): another uid on the port ("refused port
     /// hijack"), a member without reuseport, a port below 1024 without
     /// `CAP_NET_BIND_SERVICE`.
+    ///
+    /// Port 0 takes a free port of the ephemeral range (49152-65535) for
+    /// this listener alone (one member without reuseport, whatever `opts`
+    /// says: a port shared by chance with a group of the same uid would
+    /// join it); [`TcpListener::local_addr`] tells which.
     pub async fn bind_with(
         stack: &Stack,
         addr: SocketAddr,
         opts: ListenOptions,
     ) -> io::Result<TcpListener> {
+        if addr.port() == 0 {
+            return TcpListener::bind_ephemeral(stack, addr, opts).await;
+        }
         let ba = bind_addr(addr)?;
         let cells = members_of(stack, &opts);
         if cells.is_empty() {
@@ -148,7 +156,51 @@ impl TcpListener {
         Ok(l)
     }
 
-    /// The address bound.
+    /// Port 0: try ports of the ephemeral range, from a random one, until
+    /// the daemon takes one (a port in use is refused for a member without
+    /// reuseport).
+    async fn bind_ephemeral(
+        stack: &Stack,
+        addr: SocketAddr,
+        opts: ListenOptions,
+    ) -> io::Result<TcpListener> {
+        use std::hash::{BuildHasher, Hasher};
+        let ba = bind_addr(addr)?;
+        let cell = members_of(stack, &opts)
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such daemon core"))?;
+        let bo = BindOptions::new(0)
+            .with_reuseport(false)
+            .with_backlog(opts.backlog.max(1));
+        let start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let mut last = None;
+        for k in 0..64u64 {
+            let port = 49152 + ((start + k * 7919) % 16384) as u16;
+            let bo = bo.clone();
+            match control(cell.clone(), move |core| {
+                core.tcp_listen(ba, port, bo).map(|l| l.0 .0)
+            })
+            .await
+            {
+                Ok(id) => {
+                    return Ok(TcpListener {
+                        stack: stack.clone(),
+                        members: vec![(cell, id)],
+                        local: SocketAddr::new(addr.ip(), port),
+                        next: AtomicUsize::new(0),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
+    }
+
+    /// The address bound (with the port taken for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
     }
@@ -178,6 +230,9 @@ impl TcpListener {
                     .core
                     .peer_addr(c)
                     .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+                // Our address as the daemon tells it (the one the peer
+                // reached); the listener's from a daemon that does not.
+                let local = st.core.local_addr(c).unwrap_or(self.local);
                 st.conns.insert(c, Default::default());
                 // TAKEN is a record: publish it.
                 cell.pushed(&mut st);
@@ -187,7 +242,7 @@ impl TcpListener {
                     cell: cell.clone(),
                     id: c,
                     peer,
-                    local: self.local,
+                    local,
                     nodelay: AtomicBool::new(true),
                 };
                 return Poll::Ready(Ok((
@@ -262,6 +317,10 @@ impl Conn {
             let dst = buf.initialize_unfilled_to(s.unread.min(buf.remaining()));
             let n = st.core.recv(self.id, dst).unwrap_or(0);
             buf.advance(n);
+            if st.core.unpublished() {
+                // The receive window went back (a READ record).
+                self.cell.pushed(st);
+            }
             return Ok(());
         }
         st.check()?;
@@ -322,33 +381,29 @@ impl Conn {
         }
     }
 
-    /// Push what fits; `WouldBlock` if nothing does.
+    /// Push what fits (a vectored write as one record where it fits);
+    /// `WouldBlock` if nothing does.
     fn write_now(&self, st: &mut CoreState, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         st.check()?;
-        let mut total = 0;
-        let mut any = false;
-        for b in bufs.iter().filter(|b| !b.is_empty()) {
-            any = true;
-            match st.core.send(self.id, b) {
-                Ok(n) => {
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(_) if total > 0 => break,
-                Err(ConnError::Closed) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the stream was shut down for writing",
-                    ))
-                }
-                Err(ConnError::NotFound) => return Err(reset()),
-            }
+        let mut parts: [&[u8]; 16] = [&[]; 16];
+        let mut k = 0;
+        for b in bufs.iter().filter(|b| !b.is_empty()).take(parts.len()) {
+            parts[k] = b;
+            k += 1;
         }
-        if !any {
+        if k == 0 {
             return Ok(0);
         }
+        let total = match st.core.send_vectored(self.id, &parts[..k]) {
+            Ok(n) => n,
+            Err(ConnError::Closed) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the stream was shut down for writing",
+                ))
+            }
+            Err(ConnError::NotFound) => return Err(reset()),
+        };
         if total == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -405,9 +460,8 @@ impl TcpStream {
         Ok(self.inner.peer)
     }
 
-    /// Our address: the listener's (its wildcard address if it was bound
-    /// to one: the daemon does not say which of its addresses the peer
-    /// reached).
+    /// Our address: the one the peer reached, as the daemon reports it
+    /// (the listener's address from an older daemon that does not).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.local)
     }

@@ -506,3 +506,95 @@ async fn several_tasks_accept_on_one_listener() {
         .await
         .unwrap();
 }
+
+/// The receive window: the process announces it with TAKEN, returns it
+/// (READ) only as the application reads, so the daemon (which never has
+/// more than the window delivered and unread) stops feeding a connection
+/// the application does not read; the daemon's address of the connection
+/// is its `local_addr`; port 0 takes an ephemeral port.
+#[tokio::test(flavor = "current_thread")]
+async fn the_receive_window_goes_back_only_as_the_application_reads() {
+    let fake = Fake::new(1 << 20);
+    let path = fake.path.clone();
+    let conn = 9u64 << 32 | 4;
+    const LEN: usize = 4 << 20;
+    let local: SocketAddr = "198.18.0.1:8080".parse().unwrap();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let daemon = script(fake, move |f| {
+        let lid = f.bound();
+        let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
+        assert!(f.push(
+            proto::ACCEPTED,
+            conn,
+            &[&lid.to_le_bytes(), &peer, &proto::encode_peer(Some(local))]
+        ));
+        let mut recs = Vec::new();
+        f.until(&mut recs, "TAKEN", |r| {
+            r.iter().any(|r| r.kind == proto::TAKEN)
+        });
+        let taken = recs.iter().find(|r| r.kind == proto::TAKEN).unwrap();
+        let window = u32::from_le_bytes(taken.data[..4].try_into().unwrap()) as usize;
+        assert_eq!(window, proto::RECV_WINDOW);
+        // The daemon's rule: never more than the window delivered and not
+        // read back.
+        let (mut delivered, mut returned) = (0usize, 0usize);
+        let mut stalled_without_read = false;
+        let end = Instant::now() + Duration::from_secs(30);
+        while delivered < LEN {
+            assert!(Instant::now() < end, "stalled at {delivered} of {LEN}");
+            recs.clear();
+            f.take(&mut recs);
+            for r in recs
+                .iter()
+                .filter(|r| r.kind == proto::READ && r.id == conn)
+            {
+                returned += u32::from_le_bytes(r.data[..4].try_into().unwrap()) as usize;
+            }
+            assert!(returned <= delivered, "{returned} returned of {delivered}");
+            let room = window - (delivered - returned);
+            if room == 0 && !stalled_without_read {
+                // The application reads nothing yet: the window stays
+                // used up, nothing comes back.
+                std::thread::sleep(Duration::from_millis(50));
+                recs.clear();
+                f.take(&mut recs);
+                assert!(
+                    !recs.iter().any(|r| r.kind == proto::READ),
+                    "READ before the application read: {recs:?}"
+                );
+                stalled_without_read = true;
+                go_tx.send(()).unwrap();
+            }
+            let n = room.min(LEN - delivered).min(4000);
+            if n > 0 {
+                let b: Vec<u8> = (delivered..delivered + n).map(|i| i as u8).collect();
+                if f.push(proto::DATA, conn, &[&b]) {
+                    delivered += n;
+                }
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        assert!(f.push(proto::EOF, conn, &[]));
+        assert!(stalled_without_read);
+    });
+    let stack = Stack::connect(&path).await.unwrap();
+    let l = stack.bind("0.0.0.0:8080".parse().unwrap()).await.unwrap();
+    let (mut s, _) = l.accept().await.unwrap();
+    assert_eq!(s.local_addr().unwrap(), local);
+    // Not reading until the daemon saw the window used up.
+    tokio::task::spawn_blocking(move || go.recv_timeout(Duration::from_secs(30)).unwrap())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
+    tokio::task::spawn_blocking(move || daemon.join().unwrap())
+        .await
+        .unwrap();
+    // Port 0: a port of the ephemeral range, told by local_addr.
+    let e = stack.bind("0.0.0.0:0".parse().unwrap()).await.unwrap();
+    let port = e.local_addr().unwrap().port();
+    assert!(port >= 49152, "{port}");
+}

@@ -164,6 +164,11 @@ impl<R: Rings> Engine<R> {
         Ok(self.app_socket(c)?.remote_endpoint())
     }
 
+    /// Our address of the connection (the one the peer reached).
+    pub fn local(&mut self, c: ConnId) -> Result<Option<smoltcp::wire::IpEndpoint>, ConnError> {
+        Ok(self.app_socket(c)?.local_endpoint())
+    }
+
     /// The listener that admitted the connection.
     pub fn listener_of(&self, c: ConnId) -> Option<ListenerId> {
         self.conns.slot(c).map(|s| ListenerId(s.member))
