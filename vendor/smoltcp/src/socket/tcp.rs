@@ -14301,9 +14301,10 @@ mod test {
         #[test]
         fn test_xdp_sack_hystart_css_ends_when_the_queue_keeps_growing() {
             // Patch 24: CSS begins at 113 ms (past 100 + 12.5); the next
-            // round's minimum is 128 ms, the threshold again above 113
-            // (113/8 = 14.1 ms): slow start ends at its 8th sample, not 5
-            // rounds later. A round at 126 ms (below it) would have kept CSS.
+            // rounds' minimum is 128 ms, the threshold again above 113
+            // (113/8 = 14.1 ms): after one whole round of CSS growth, slow
+            // start ends at the 8th sample of the round after it, not 5
+            // rounds later. Rounds at 126 ms (below it) keep CSS.
             for (rtt, ends) in [(128, true), (126, false)] {
                 let mut c = sender(CongestionControl::Cubic, 4000 * MSS);
                 c.s.remote_win_scale = Some(4);
@@ -14326,6 +14327,9 @@ mod test {
                 }
                 let v = round(&mut c, 113);
                 assert!(v[7].0 && v[79].0, "CSS from the 8th sample");
+                // The first whole CSS round grows whatever the RTT does.
+                let v = round(&mut c, rtt);
+                assert!(v.iter().all(|x| x.0 && x.1 == usize::MAX));
                 let v = round(&mut c, rtt);
                 if ends {
                     assert!(v[..7].iter().all(|x| x.0 && x.1 == usize::MAX));

@@ -833,9 +833,13 @@ impl Recovery {
             // 25% growth on it (3x the window) overran a queue of twice the
             // BDP (744 segments lost at 50 ms, 100 Mbit/s, where Linux's
             // HyStart, which ends slow start at the first rise, lost none).
-            // Slow start ends now.
+            // Slow start ends now, once CSS has had one whole round of its
+            // growth (from the third CSS round): a queue of bursts at a
+            // window below the BDP also raises the round trip, and ending
+            // there left the window at 60% of the path (9.5-9.6 s instead of
+            // 9.1 s for 100 MiB at 50 ms, 100 Mbit/s, in 3 of 6 downloads).
             let eta = (self.css_base / 8).clamp(4_000, 16_000);
-            if self.hs_cur_min >= self.css_base.saturating_add(eta) {
+            if self.css >= 3 && self.hs_cur_min >= self.css_base.saturating_add(eta) {
                 self.css = 0;
                 self.css_base = u32::MAX;
                 return HyStart::EndSlowStart;
@@ -847,6 +851,14 @@ impl Recovery {
         }
         let eta = (self.hs_last_min / 8).clamp(4_000, 16_000);
         if self.hs_cur_min >= self.hs_last_min.saturating_add(eta) {
+            net_debug!(
+                "hystart: round min {} us over the last round's {} us (+{} us), {} samples, delivered {}",
+                self.hs_cur_min,
+                self.hs_last_min,
+                eta,
+                self.hs_samples,
+                self.delivered
+            );
             self.css = 1;
             self.css_base = self.hs_cur_min;
             return HyStart::EnterCss;
