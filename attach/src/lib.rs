@@ -272,6 +272,22 @@ struct ConnState {
     ready: bool,
 }
 
+/// Connection `id` of `conns` if it may still be written to: `NotFound`
+/// once the daemon ended it, `Closed` once our side shut it down.
+fn writable(
+    conns: &mut HashMap<u64, ConnState, IdBuild>,
+    id: u64,
+) -> Result<&mut ConnState, ConnError> {
+    let s = conns.get_mut(&id).ok_or(ConnError::NotFound)?;
+    if s.gone {
+        return Err(ConnError::NotFound);
+    }
+    if s.shut {
+        return Err(ConnError::Closed);
+    }
+    Ok(s)
+}
+
 /// One daemon core as seen by the attached process: the socket API over
 /// that core's shared-memory channel. Not thread-safe by design: one thread
 /// per core.
@@ -331,13 +347,7 @@ impl Core {
     /// the bytes taken, from the first buffer on.
     pub fn send_vectored(&mut self, c: ConnId, bufs: &[&[u8]]) -> Result<usize, ConnError> {
         let id = proto::conn_to_wire(c);
-        let s = self.conns.get_mut(&id).ok_or(ConnError::NotFound)?;
-        if s.gone {
-            return Err(ConnError::NotFound);
-        }
-        if s.shut {
-            return Err(ConnError::Closed);
-        }
+        let s = writable(&mut self.conns, id)?;
         let max = self.tx.max_payload();
         let (mut sent, mut i, mut off) = (0, 0, 0);
         let mut parts: [&[u8]; 8] = [&[]; 8];
@@ -712,13 +722,7 @@ impl TcpApi for Core {
 
     fn send(&mut self, c: ConnId, data: &[u8]) -> Result<usize, ConnError> {
         let id = proto::conn_to_wire(c);
-        let s = self.conns.get_mut(&id).ok_or(ConnError::NotFound)?;
-        if s.gone {
-            return Err(ConnError::NotFound);
-        }
-        if s.shut {
-            return Err(ConnError::Closed);
-        }
+        let s = writable(&mut self.conns, id)?;
         let mut sent = 0;
         let max = self.tx.max_payload();
         while sent < data.len() && s.credit > 0 && self.deferred.is_empty() {

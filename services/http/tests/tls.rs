@@ -247,6 +247,38 @@ impl Client {
             tcp::State::Established | tcp::State::FinWait1 | tcp::State::FinWait2
         )
     }
+
+    /// Plaintext until close_notify and the TCP close (at most 5000 rounds).
+    fn read_to_close(&mut self, net: &mut EngineNet<HttpApp>) -> Vec<u8> {
+        let mut got = Vec::new();
+        for _ in 0..5000 {
+            self.run(net, 1);
+            got.append(&mut self.got);
+            if self.close_notify && self.tcp_closed(net) {
+                break;
+            }
+        }
+        got
+    }
+}
+
+/// A request on plain HTTP (port 80) from client port `port`, and what came
+/// back within `steps` steps, as text.
+fn plain_exchange(net: &mut EngineNet<HttpApp>, port: u16, req: &[u8], steps: usize) -> String {
+    let h = net.client.connect(port, (SERVER, 80));
+    net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
+    net.client.tcp(h).send_slice(req).unwrap();
+    net.run(steps);
+    let mut got = Vec::new();
+    let sock = net.client.tcp(h);
+    while sock.can_recv() {
+        sock.recv(|b| {
+            got.extend_from_slice(b);
+            (b.len(), ())
+        })
+        .unwrap();
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 fn tls_counters(net: &EngineNet<HttpApp>) -> serde_json::Value {
@@ -439,14 +471,7 @@ fn large_response_through_a_small_window_then_close_notify() {
         &mut net,
         b"GET /big.bin HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     );
-    let mut got = Vec::new();
-    for _ in 0..5000 {
-        c.run(&mut net, 1);
-        got.append(&mut c.got);
-        if c.close_notify && c.tcp_closed(&mut net) {
-            break;
-        }
-    }
+    let got = c.read_to_close(&mut net);
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let body = &got[head_end..];
     assert_eq!(body.len(), 1_000_000);
@@ -469,14 +494,7 @@ fn a_range_of_a_file_read_from_disk_over_tls() {
         b"GET /big.bin HTTP/1.1\r\nHost: a.test\r\nRange: bytes=100000-299999\r\n\
           Connection: close\r\n\r\n",
     );
-    let mut got = Vec::new();
-    for _ in 0..5000 {
-        c.run(&mut net, 1);
-        got.append(&mut c.got);
-        if c.close_notify && c.tcp_closed(&mut net) {
-            break;
-        }
-    }
+    let got = c.read_to_close(&mut net);
     let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let head = String::from_utf8_lossy(&got[..head_end]).to_string();
     assert!(head.starts_with("HTTP/1.1 206 "), "{head}");
@@ -525,23 +543,12 @@ fn redirect_https_answers_plain_requests_with_301() {
     let mut s = setup("redirect", false);
     s.args.tls.redirect_https = true;
     let mut net = net(&s);
-    let h = net.client.connect(42070, (SERVER, 80));
-    net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
-    net.client
-        .tcp(h)
-        .send_slice(b"GET /a/b?c=d HTTP/1.1\r\nHost: www.example:80\r\n\r\nPOST /f HTTP/1.1\r\nHost: www.example\r\nContent-Length: 2\r\n\r\nhi")
-        .unwrap();
-    net.run(50);
-    let mut got = Vec::new();
-    let sock = net.client.tcp(h);
-    while sock.can_recv() {
-        sock.recv(|b| {
-            got.extend_from_slice(b);
-            (b.len(), ())
-        })
-        .unwrap();
-    }
-    let text = String::from_utf8_lossy(&got);
+    let text = plain_exchange(
+        &mut net,
+        42070,
+        b"GET /a/b?c=d HTTP/1.1\r\nHost: www.example:80\r\n\r\nPOST /f HTTP/1.1\r\nHost: www.example\r\nContent-Length: 2\r\n\r\nhi",
+        50,
+    );
     assert!(text.starts_with("HTTP/1.1 301 "), "{text}");
     assert!(
         text.contains("Location: https://www.example/a/b?c=d\r\n"),
@@ -659,23 +666,7 @@ fn hsts_on_https_responses_only() {
     );
     assert!(second.ends_with("\r\n\r\n<h1>hello</h1>\n"), "{second}");
     // Not on plain HTTP.
-    let h = net.client.connect(42091, (SERVER, 80));
-    net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
-    net.client
-        .tcp(h)
-        .send_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
-    net.run(30);
-    let mut plain = Vec::new();
-    let sock = net.client.tcp(h);
-    while sock.can_recv() {
-        sock.recv(|b| {
-            plain.extend_from_slice(b);
-            (b.len(), ())
-        })
-        .unwrap();
-    }
-    let plain = String::from_utf8_lossy(&plain);
+    let plain = plain_exchange(&mut net, 42091, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 30);
     assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
     assert!(!plain.contains("Strict-Transport-Security"), "{plain}");
 }
