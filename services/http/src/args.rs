@@ -88,8 +88,12 @@ impl HttpArgs {
     /// `xdpstack http` with nothing on its command line: the defaults a user
     /// gets, `local_addrs` empty (for tests and for embedding the service).
     pub fn defaults() -> HttpArgs {
+        // With the server's options beside it, as `xdpstack http` has them
+        // (`--attach` names them as conflicts; clap checks that they exist).
         #[derive(clap::Parser)]
         struct Cmd {
+            #[command(flatten)]
+            _server: runtime::server::ServerArgs,
             #[command(flatten)]
             http: HttpArgs,
         }
