@@ -98,7 +98,7 @@ use crate::l2::{Egress, Ingress, L2Config, ETH_HDR, L2};
 use crate::parse::ParsedIp;
 use crate::reuseport::{BindError, BindOptions, ListenerCounters, MemberId};
 use crate::shared::{ListenerReport, Shared};
-use crate::tcp::{Conns, Listeners, SocketParams, TimeWait};
+use crate::tcp::{Conns, Listeners, PeerRtos, SocketParams, TimeWait};
 
 pub use crate::socket::{ListenerId, UdpId};
 pub use crate::tcp::buffers::{BufConfig, Limits};
@@ -249,6 +249,9 @@ pub struct EngineCounters {
     pub syn_queue_full: u64,
     /// SYNs dropped because the engine holds `max_conns` connections.
     pub conn_limit: u64,
+    /// SYN-ACKs timed by the RTO the peer's last connection measured
+    /// instead of 1 s (`crate::tcp::PeerRtos`).
+    pub syn_ack_rto_from_peer: u64,
     /// SYN-ACKs sent with a cookie (SYN queue full).
     pub syncookies_sent: u64,
     /// Cookie SYN-ACKs that found no free frame.
@@ -490,6 +493,8 @@ pub struct Engine<R: Rings> {
     conns: Conns,
     /// Connections in TIME-WAIT, as records (`crate::tcp::TimeWait`).
     time_wait: TimeWait,
+    /// The RTO each recent peer's last connection measured.
+    peer_rtos: PeerRtos,
     /// The ISN the next admitted SYN's connection takes: a SYN that reopens
     /// a 4-tuple in TIME-WAIT starts above the old sequence space.
     next_isn: Option<u32>,
@@ -562,6 +567,7 @@ impl<R: Rings> Engine<R> {
                 shared.budget.clone(),
             ),
             time_wait: TimeWait::new(cfg.time_wait_max),
+            peer_rtos: PeerRtos::new(),
             next_isn: None,
             cfg,
             shared,

@@ -13,6 +13,8 @@
 //!   window, and admission as a decision ([`Admission`]).
 //! - `time_wait.rs`: connections in TIME-WAIT as compact records once their
 //!   slot is released, bounded, expiring in order ([`TimeWait`]).
+//! - `peers.rs`: what a core remembers of a peer between connections (the
+//!   RTO its last connection measured, for the next one's SYN-ACK).
 //! - `segment.rs`: the segments the stack builds itself (SYN cookies, the
 //!   ACKs of TIME-WAIT records).
 //! - `buffers.rs`: buffers that grow, the policy (size classes, the per-core
@@ -21,6 +23,7 @@
 
 pub(crate) mod buffers;
 mod listener;
+mod peers;
 mod phase;
 mod segment;
 mod storage;
@@ -29,6 +32,7 @@ mod time_wait;
 mod timers;
 
 pub(crate) use listener::{Admission, CookieListener, Listener, Listeners};
+pub(crate) use peers::PeerRtos;
 pub(crate) use phase::Settled;
 pub(crate) use segment::{bare_ack, cookie_syn, cookie_syn_ack, emit_ip_tcp, ip_tcp_len, SynOpts};
 pub(crate) use table::{Conns, Phase, SocketParams, Visit};

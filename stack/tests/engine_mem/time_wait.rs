@@ -9,14 +9,20 @@ use smoltcp::wire::TcpControl;
 use stack::engine::TIME_WAIT_LEN;
 
 /// One segment the engine sent: (seq, ack, control, payload length).
-type Seg = (u32, Option<u32>, TcpControl, usize);
+pub(super) type Seg = (u32, Option<u32>, TcpControl, usize);
 
-fn seg(port: u16, control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
+pub(super) fn seg(
+    port: u16,
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    payload: &[u8],
+) -> Vec<u8> {
     testkit::frames::segment_to_server(CLIENT, port, 80, control, seq, ack, payload)
 }
 
 /// What the engine sent to `port`, read off the client's port.
-fn sent(net: &mut EngineNet, port: u16) -> Vec<Seg> {
+pub(super) fn sent(net: &mut EngineNet, port: u16) -> Vec<Seg> {
     use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
     let mut frames = Vec::new();
     net.client.port.recv(&mut frames);
@@ -46,7 +52,7 @@ fn sent(net: &mut EngineNet, port: u16) -> Vec<Seg> {
 
 /// Inject `frame` after `after_ms`, run one turn, return what was sent to
 /// `port`.
-fn xchg(net: &mut EngineNet, port: u16, after_ms: u64, frame: &[u8]) -> Vec<Seg> {
+pub(super) fn xchg(net: &mut EngineNet, port: u16, after_ms: u64, frame: &[u8]) -> Vec<Seg> {
     net.clock += SDuration::from_millis(after_ms);
     assert!(net
         .client
@@ -61,7 +67,7 @@ fn xchg(net: &mut EngineNet, port: u16, after_ms: u64, frame: &[u8]) -> Vec<Seg>
 /// An engine (config adjusted by `f`) listening on port 80 that has
 /// served one real connection (kept open, idle): it learned the client's
 /// MAC from its ARP request, so the raw segments below get answers.
-fn listening(f: impl FnOnce(&mut EngineConfig)) -> (EngineNet, ListenerId) {
+pub(super) fn listening(f: impl FnOnce(&mut EngineConfig)) -> (EngineNet, ListenerId) {
     let mut net = engine_net(f);
     let l = net.server.tcp_listen(BindAddr::Any4, 80, opts(0)).unwrap();
     let h = net.client.connect(46999, (SERVER, 80));

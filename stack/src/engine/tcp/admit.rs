@@ -72,8 +72,14 @@ impl<R: Rings> Engine<R> {
             .setup(c, key, m, rx_core, counters, Some(p.tcp.seq));
         self.listeners.syn_added(m);
         let ts = self.ts_offset(&key);
+        let rto = self.peer_rtos.get(key.src, self.now);
         if let Some(s) = self.conns.socket(c) {
             s.set_timestamps(ts);
+            if let Some(rto) = rto {
+                // The SYN-ACK is timed by the peer's last connection.
+                s.set_initial_rto(rto);
+                self.counters.syn_ack_rto_from_peer += 1;
+            }
         }
         if let Some(isn) = self.next_isn.take() {
             // Reopening a 4-tuple in TIME-WAIT: above the old sequence space.

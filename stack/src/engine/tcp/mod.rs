@@ -35,6 +35,7 @@ impl<R: Rings> Engine<R> {
     /// as the 4-tuple's owner (a TIME-WAIT record holds it), so segments
     /// other cores receive for it still come here.
     fn release_keeping(&mut self, c: ConnId, keep_owner: bool) {
+        self.remember_peer_rto(c);
         let Some(freed) = self.conns.free(c) else {
             return;
         };
@@ -50,13 +51,27 @@ impl<R: Rings> Engine<R> {
         self.announce_closed(freed.key, freed.rx_core);
     }
 
+    /// Keep the RTO `c` measured for the peer's next connection (see
+    /// `crate::tcp::PeerRtos`): at the handshake's end and when it goes.
+    fn remember_peer_rto(&mut self, c: ConnId) {
+        let Some(key) = self.conns.key(c) else {
+            return;
+        };
+        if let Some(rto) = self.conns.socket(c).and_then(|s| s.measured_rto()) {
+            self.peer_rtos.put(key.src, rto, self.now);
+        }
+    }
+
     /// Move a connection on after something happened to it, as its socket
     /// state says (see `Conns::settle`): to the accept queue, or released.
     /// `end`: why, if an accepted connection turns out closed.
     fn settle(&mut self, c: ConnId, sent: bool, end: ConnEnd) {
         match self.conns.settle(c, sent) {
             Settled::Stay => {}
-            Settled::Established(member) => self.listeners.established(member, c),
+            Settled::Established(member) => {
+                self.remember_peer_rto(c);
+                self.listeners.established(member, c);
+            }
             Settled::Lost => {
                 self.counters.pending_lost += 1;
                 self.release(c);

@@ -1264,6 +1264,30 @@ impl<'a> Socket<'a> {
             .then(|| Duration::from_millis(self.rtte.srtt as _))
     }
 
+    /// xdpstack patch 26 (RFC 9040 §4, temporal sharing): the retransmission
+    /// timeout to use until this connection measures an RTT of its own, taken
+    /// from an earlier connection with the same peer. Clamped to
+    /// [200 ms, 1 s]: never longer than RFC 6298's initial RTO. It times the
+    /// SYN-ACK (or SYN): a lost one is resent after about one RTO of the path
+    /// instead of a second. No effect once a sample was taken. Set after
+    /// `listen` or `connect`.
+    pub fn set_initial_rto(&mut self, rto: Duration) {
+        if !self.rtte.have_measurement {
+            let ms = rto.total_millis().min(u64::from(RTTE_INITIAL_RTO)) as u32;
+            self.rtte.rto = ms.max(RTTE_MIN_RTO);
+        }
+    }
+
+    /// xdpstack patch 26: the retransmission timeout this connection measured
+    /// (SRTT + 4 RTTVAR, at least 200 ms), not backed off: what a later
+    /// connection to the same peer may start with
+    /// ([`set_initial_rto`](Self::set_initial_rto)). `None` before a sample or
+    /// while the timer is backed off.
+    pub fn measured_rto(&self) -> Option<Duration> {
+        (self.rtte.have_measurement && self.rtte.rto_count == 0)
+            .then(|| Duration::from_millis(u64::from(self.rtte.rto)))
+    }
+
     /// Return the last window field value, including scaling according to RFC 1323.
     ///
     /// Used in internal calculations as well as packet generation.
@@ -9018,6 +9042,53 @@ mod test {
         }), exact);
 
         recv_nothing!(s, time 1550);
+    }
+
+    #[test]
+    fn test_initial_rto_from_an_earlier_connection_times_the_syn_ack() {
+        // xdpstack patch 26: an RTO seeded from the peer's earlier connection
+        // (300 ms) resends a lost SYN-ACK after it, not after a second.
+        let mut s = socket_syn_received();
+        s.set_initial_rto(Duration::from_millis(300));
+        let syn_ack = TcpRepr {
+            control: TcpControl::Syn,
+            seq_number: LOCAL_SEQ,
+            ack_number: Some(REMOTE_SEQ + 1),
+            max_seg_size: Some(BASE_MSS),
+            ..RECV_TEMPL
+        };
+        recv!(s, time 50, Ok(syn_ack));
+        recv_nothing!(s, time 349);
+        recv!(s, time 350, Ok(syn_ack)); // resent
+        // Karn: the resent SYN-ACK gives no sample; the timer backed off.
+        assert_eq!(s.measured_rto(), None);
+        recv_nothing!(s, time 949);
+        recv!(s, time 950, Ok(syn_ack)); // 600 ms later
+
+        // Clamped: never above RFC 6298's 1 s, never below 200 ms.
+        let mut s = socket_listen();
+        s.set_initial_rto(Duration::from_millis(5000));
+        assert_eq!(s.rtte.retransmission_timeout(), Duration::from_millis(1000));
+        s.set_initial_rto(Duration::from_millis(10));
+        assert_eq!(s.rtte.retransmission_timeout(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn test_measured_rto_is_the_estimate_not_backed_off() {
+        let mut s = socket_established();
+        assert_eq!(s.measured_rto(), None, "no sample yet");
+        s.rtte.sample(50);
+        // SRTT 50, RTTVAR 25: 50 + 4 x 25 = 150, floored at 200 ms.
+        assert_eq!(s.measured_rto(), Some(Duration::from_millis(200)));
+        s.rtte.sample(150);
+        let rto = s.rtte.retransmission_timeout();
+        assert_eq!(s.measured_rto(), Some(rto));
+        s.rtte.on_rto();
+        assert_eq!(s.measured_rto(), None, "backed off");
+        // A measurement already made is not replaced by a seed.
+        let before = s.rtte.retransmission_timeout();
+        s.set_initial_rto(Duration::from_millis(300));
+        assert_eq!(s.rtte.retransmission_timeout(), before);
     }
 
     #[test]
