@@ -524,6 +524,10 @@ mod time_wait;
 
 mod cookies;
 
+// ---- outgoing connections (active open) ----
+
+mod connect;
+
 #[test]
 fn a_reset_in_last_ack_releases_the_connection() {
     // Our data and FIN after the peer's FIN, answered by a peer that forgot
