@@ -687,8 +687,11 @@ impl ProxyApp {
                     _ => proto::ConnectFailure::Refused,
                 };
                 let msg = connect_failure_text(why);
-                cl.tx
-                    .push(proto::CONNECT_FAILED, token, &[&[why.code()], msg.as_bytes()])
+                cl.tx.push(
+                    proto::CONNECT_FAILED,
+                    token,
+                    &[&[why.code()], msg.as_bytes()],
+                )
             } else if engine.is_connecting(c) {
                 return;
             } else {

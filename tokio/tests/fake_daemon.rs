@@ -630,7 +630,11 @@ async fn connect_out_then_a_stream_like_an_accepted_one() {
         let token = await_connects(f, &mut recs, 1)[0];
         let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
         let ours = proto::encode_peer(Some(local));
-        assert!(f.push(proto::CONNECTED, conn, &[&token.to_le_bytes(), &peer, &ours]));
+        assert!(f.push(
+            proto::CONNECTED,
+            conn,
+            &[&token.to_le_bytes(), &peer, &ours]
+        ));
         f.until(&mut recs, "TAKEN", |r| {
             r.iter().any(|r| r.kind == proto::TAKEN && r.id == conn)
         });
@@ -677,7 +681,11 @@ async fn connect_failures_have_their_error_kinds() {
         for (i, (why, _)) in cases.iter().enumerate() {
             let token = await_connects(f, &mut recs, i + 1)[i];
             let msg = format!("{why:?} for the test");
-            assert!(f.push(proto::CONNECT_FAILED, token, &[&[why.code()], msg.as_bytes()]));
+            assert!(f.push(
+                proto::CONNECT_FAILED,
+                token,
+                &[&[why.code()], msg.as_bytes()]
+            ));
         }
     });
     let stack = Stack::connect(&path).await.unwrap();
@@ -687,7 +695,10 @@ async fn connect_failures_have_their_error_kinds() {
             .await
             .expect_err("a failure");
         assert_eq!(e.kind(), kind, "{e}");
-        assert!(e.to_string().contains(&format!("{why:?} for the test")), "{e}");
+        assert!(
+            e.to_string().contains(&format!("{why:?} for the test")),
+            "{e}"
+        );
         assert!(
             matches!(
                 e.get_ref().and_then(|i| i.downcast_ref::<Error>()),
@@ -712,7 +723,11 @@ async fn a_connect_given_up_is_aborted_and_the_daemon_gone_fails_one_waiting() {
         // Answered after the application gave it up: the process aborts
         // the connection.
         let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
-        assert!(f.push(proto::CONNECTED, conn, &[&first.to_le_bytes(), &peer, &peer]));
+        assert!(f.push(
+            proto::CONNECTED,
+            conn,
+            &[&first.to_le_bytes(), &peer, &peer]
+        ));
         f.until(&mut recs, "ABORT", |r| {
             r.iter().any(|r| r.kind == proto::ABORT && r.id == conn)
         });

@@ -454,7 +454,11 @@ fn connect_records_open_connections_and_failures_carry_their_reason() {
     assert_eq!(rig.net.client.tcp(h).recv_queue(), 4);
     let c = rig.proxy().json();
     assert_eq!(
-        (c["connects"].as_u64(), c["connected"].as_u64(), c["connect_failed"].as_u64()),
+        (
+            c["connects"].as_u64(),
+            c["connected"].as_u64(),
+            c["connect_failed"].as_u64()
+        ),
         (Some(3), Some(1), Some(2))
     );
 }

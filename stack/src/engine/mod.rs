@@ -101,10 +101,10 @@ use crate::shared::{ListenerReport, Shared};
 use crate::tcp::{Conns, Listeners, SocketParams, TimeWait};
 
 pub use crate::socket::{ConnectError, ListenerId, UdpId};
-pub use tcp::OUTGOING;
 pub use crate::tcp::buffers::{BufConfig, Limits};
 pub use crate::tcp::TIME_WAIT_LEN;
 pub use route::Route;
+pub use tcp::OUTGOING;
 pub use udp::Datagram;
 
 /// Addresses and sizes of one engine.

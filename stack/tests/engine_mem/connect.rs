@@ -36,7 +36,14 @@ enum Seen {
 
 impl Seen {
     fn is_syn(&self) -> bool {
-        matches!(self, Seen::Tcp { syn: true, ack: false, .. })
+        matches!(
+            self,
+            Seen::Tcp {
+                syn: true,
+                ack: false,
+                ..
+            }
+        )
     }
 }
 
@@ -189,15 +196,20 @@ fn connect_resolves_the_neighbour_offers_the_passive_options_and_carries_data() 
     net.run_until(100, "request at the peer", |n| n.client.tcp(h).can_recv());
     let n = net.client.tcp(h).recv_slice(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"GET / HTTP/1.0\r\n\r\n");
-    net.client.tcp(h).send_slice(b"HTTP/1.0 200 OK\r\n\r\nhi").unwrap();
+    net.client
+        .tcp(h)
+        .send_slice(b"HTTP/1.0 200 OK\r\n\r\nhi")
+        .unwrap();
     net.client.tcp(h).close();
     let mut got = Vec::new();
-    net.run_until(100, "answer and FIN", |n| match n.server.recv(c, &mut buf) {
-        Ok(k) => {
-            got.extend_from_slice(&buf[..k]);
-            false
+    net.run_until(100, "answer and FIN", |n| {
+        match n.server.recv(c, &mut buf) {
+            Ok(k) => {
+                got.extend_from_slice(&buf[..k]);
+                false
+            }
+            Err(_) => true,
         }
-        Err(_) => true,
     });
     assert_eq!(got, b"HTTP/1.0 200 OK\r\n\r\nhi");
     net.server.close(c);
@@ -228,7 +240,10 @@ fn lost_syns_are_sent_again_with_backoff() {
     let gaps: Vec<i64> = at.windows(2).map(|w| w[1] - w[0]).collect();
     // A retransmission timeout of about a second, doubling each time.
     assert!((900..=1100).contains(&gaps[0]), "{gaps:?}");
-    assert!(gaps[1] >= 2 * gaps[0] - 50 && gaps[2] >= 2 * gaps[1] - 50, "{gaps:?}");
+    assert!(
+        gaps[1] >= 2 * gaps[0] - 50 && gaps[2] >= 2 * gaps[1] - 50,
+        "{gaps:?}"
+    );
     assert!(!net.server.is_connecting(c));
     assert!(net.server.peer(c).unwrap().is_some());
     net.run_until(10, "the peer established", |n| {
@@ -279,7 +294,9 @@ fn a_peer_that_never_answers_times_out() {
     assert_eq!(net.server.stats().engine.connects_timed_out, 1);
     net.run(100);
     assert!(
-        !seen.iter().any(|s| matches!(s, Seen::Tcp { rst: true, .. })),
+        !seen
+            .iter()
+            .any(|s| matches!(s, Seen::Tcp { rst: true, .. })),
         "no RST for a connection the peer never saw"
     );
 }
@@ -330,7 +347,8 @@ fn ports_are_taken_per_destination_and_skip_listeners() {
         Err(ConnectError::NotLocal(IpAddr::V4(CLIENT)))
     );
     assert!(matches!(
-        net.server.tcp_connect("[2001:db8::1]:80".parse().unwrap(), None),
+        net.server
+            .tcp_connect("[2001:db8::1]:80".parse().unwrap(), None),
         Err(ConnectError::Unaddressable(_))
     ));
 }

@@ -96,7 +96,10 @@ impl<R: Rings> Engine<R> {
                 }
             },
         };
-        let key = FlowKey { dport: port, ..key0 };
+        let key = FlowKey {
+            dport: port,
+            ..key0
+        };
         let Some(c) = self.conns.alloc_closed() else {
             self.shared.directory.release(&key, self.core);
             return Err(ConnectError::ConnLimit);
