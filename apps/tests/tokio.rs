@@ -953,7 +953,7 @@ fn outgoing_connections_hyper_client_through_the_daemon() {
     let sum = run_ok(Command::new("sha256sum").arg(&blob));
     let want = sum.split_whitespace().next().unwrap().to_string();
     let mut peer = Spawned::spawn(
-        &mut client(&sb, 120, PY, ["-c", PEER_SERVERS])
+        client(&sb, 120, PY, ["-c", PEER_SERVERS])
             .arg(&dir)
             .args(["8000", "8001"]),
         "tok-conn-peer",
