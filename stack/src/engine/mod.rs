@@ -346,6 +346,11 @@ pub struct EngineCounters {
     pub connects_unreachable: u64,
     /// Outgoing connections given up after `connect_timeout`.
     pub connects_timed_out: u64,
+    /// ICMP destination unreachable messages quoting no connection in
+    /// SYN-SENT, or a sequence number other than its SYN's: ignored (an
+    /// established connection rides out what may be a transient error, as
+    /// Linux does for host and net unreachable).
+    pub icmp_unreachable_ignored: u64,
     /// Connects refused because no ephemeral port was free towards the
     /// destination.
     pub connects_no_port: u64,
@@ -731,6 +736,9 @@ impl<R: Rings> Engine<R> {
     ) {
         if parsed.l4 == crate::parse::L4::TooBig {
             return self.too_big(pkt, parsed, rx_core, hops);
+        }
+        if parsed.l4 == crate::parse::L4::Unreachable {
+            return self.unreachable(pkt, parsed, rx_core, hops);
         }
         match self.route(&parsed, hint, hops) {
             Route::Conn(c) => {

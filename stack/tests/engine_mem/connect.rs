@@ -12,7 +12,7 @@ use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpAddress, Ipv4Packet, TcpP
 use stack::engine::{ConnectError, EngineConfig};
 use stack::reuseport::BindAddr;
 use stack::socket::{ConnEnd, ConnError, ConnId};
-use stack::testing::{engine_net, EngineNet};
+use stack::testing::{engine_net, inject, EngineNet};
 use testkit::MemClient;
 
 use super::{opts, CLIENT, SERVER};
@@ -31,6 +31,8 @@ enum Seen {
         wscale: Option<u8>,
         sack: bool,
         ts: bool,
+        /// The IP packet.
+        ip: Vec<u8>,
     },
 }
 
@@ -71,6 +73,7 @@ fn parse(b: &[u8], at_ms: i64) -> Option<Seen> {
         wscale: r.window_scale,
         sack: r.sack_permitted,
         ts: r.timestamp.is_some(),
+        ip: eth.payload().to_vec(),
     })
 }
 
@@ -351,4 +354,88 @@ fn ports_are_taken_per_destination_and_skip_listeners() {
             .tcp_connect("[2001:db8::1]:80".parse().unwrap(), None),
         Err(ConnectError::Unaddressable(_))
     ));
+}
+
+/// An ICMP destination unreachable (`code`) from the peer's address,
+/// quoting the first 28 bytes of `ip` (its header and 8 bytes of TCP).
+fn unreachable(code: u8, ip: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![3, code, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&ip[..28]);
+    smoltcp::wire::Icmpv4Packet::new_unchecked(&mut icmp[..]).fill_checksum();
+    let ip = testkit::frames::ip(
+        CLIENT.into(),
+        SERVER.into(),
+        smoltcp::wire::IpProtocol::Icmp,
+        &icmp,
+    );
+    testkit::frames::eth(
+        testkit::SERVER_MAC,
+        testkit::CLIENT_MAC,
+        EthernetProtocol::Ipv4,
+        &ip,
+    )
+}
+
+#[test]
+fn icmp_unreachable_quoting_the_syn_ends_the_connect() {
+    // Port unreachable and administratively prohibited: refused; host
+    // unreachable: unreachable.
+    for (code, want) in [
+        (3, ConnEnd::Refused),
+        (13, ConnEnd::Refused),
+        (1, ConnEnd::Unreachable),
+    ] {
+        let mut net = engine_net(|_| {});
+        net.server.set_ready_tracking(true);
+        let c = net.server.tcp_connect(peer(8080), None).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..50 {
+            round(&mut net, &mut seen, &mut |_| true);
+            if seen.iter().any(Seen::is_syn) {
+                break;
+            }
+        }
+        let Some(Seen::Tcp { ip, .. }) = seen.iter().find(|s| s.is_syn()).cloned() else {
+            panic!("no SYN: {seen:?}")
+        };
+        // A quote of another sequence number (a blind attacker's guess):
+        // ignored, the connect goes on.
+        let mut guess = ip.clone();
+        guess[24] ^= 0x80;
+        inject(&mut net, &[unreachable(code, &guess)]);
+        round(&mut net, &mut seen, &mut |_| true);
+        assert!(net.server.is_connecting(c));
+        assert_eq!(net.server.stats().engine.icmp_unreachable_ignored, 1);
+        inject(&mut net, &[unreachable(code, &ip)]);
+        round(&mut net, &mut seen, &mut |_| true);
+        assert_eq!(ended(&mut net), vec![(c, want)], "code {code}");
+        assert_eq!(net.server.connections(), 0);
+        let st = net.server.stats().engine;
+        assert_eq!(st.connects_refused + st.connects_unreachable, 1);
+        // The answer to an established connection's segment changes
+        // nothing (the peer's host or port may come back).
+        let h = listen(&mut net, 8081);
+        let c = net.server.tcp_connect(peer(8081), None).unwrap();
+        until_settled(&mut net, c, 200, &mut seen, &mut |_| false);
+        net.run_until(10, "established", |n| {
+            n.client.tcp(h).state() == tcp::State::Established
+        });
+        let syn = seen
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Seen::Tcp {
+                    syn: true,
+                    dport: 8081,
+                    ip,
+                    ..
+                } => Some(ip.clone()),
+                _ => None,
+            })
+            .unwrap();
+        inject(&mut net, &[unreachable(code, &syn)]);
+        round(&mut net, &mut seen, &mut |_| false);
+        assert!(net.server.peer(c).unwrap().is_some(), "still open");
+        assert_eq!(net.server.stats().engine.icmp_unreachable_ignored, 2);
+    }
 }

@@ -27,8 +27,9 @@ use nic::Rings;
 use smoltcp::time::Duration as SDuration;
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
-use super::super::Engine;
-use crate::parse::{FlowKey, Proto};
+use super::super::{Engine, Pkt, ETH_HDR};
+use crate::flow::Owner;
+use crate::parse::{parse_unreachable, FlowKey, ParsedIp, Proto};
 use crate::reuseport::MemberId;
 use crate::socket::{ConnEnd, ConnId, ConnectError};
 
@@ -165,6 +166,61 @@ impl<R: Rings> Engine<R> {
                 .registry
                 .is_bound(Proto::Tcp, &key.dst, key.dport)
             && self.shared.directory.claim(key, self.core) == self.core
+    }
+
+    /// An ICMP destination unreachable (`parsed.l4` is `L4::Unreachable`):
+    /// it ends an outgoing connection in SYN-SENT whose SYN it quotes
+    /// (refused, or unreachable, as it says); handed to the core that owns
+    /// the quoted flow; anything else is ignored and counted.
+    pub(in crate::engine) fn unreachable(
+        &mut self,
+        pkt: Pkt,
+        parsed: ParsedIp,
+        rx_core: usize,
+        hops: u8,
+    ) {
+        let quote = match &pkt {
+            Pkt::Bytes(b) => parse_unreachable(b).ok(),
+            Pkt::Frame(f, len) => self
+                .port
+                .read(*f, |b| {
+                    b.get(ETH_HDR..ETH_HDR + len)
+                        .and_then(|p| parse_unreachable(p).ok())
+                })
+                .flatten(),
+        };
+        let owner = quote.and_then(|u| Some((u, self.quoted_owner(&u.key)?)));
+        match owner {
+            Some((u, Owner::Local(c))) if self.quotes_the_syn(c, u.seq) => {
+                if let Some(s) = self.conns.socket(c) {
+                    // Silently: the peer never answered.
+                    s.abort();
+                }
+                let why = match u.refused {
+                    true => ConnEnd::Refused,
+                    false => ConnEnd::Unreachable,
+                };
+                self.end_connect(c, why);
+                self.release_pkt(pkt);
+            }
+            Some((_, Owner::Remote { core })) => {
+                self.forward(core, pkt, parsed, None, rx_core, hops);
+            }
+            _ => {
+                self.counters.icmp_unreachable_ignored += 1;
+                self.release_pkt(pkt);
+            }
+        }
+    }
+
+    /// Whether `c` is connecting and `seq` is its SYN's (RFC 5927: a blind
+    /// attacker does not know it).
+    fn quotes_the_syn(&mut self, c: ConnId, seq: u32) -> bool {
+        self.is_connecting(c)
+            && self.conns.socket(c).is_some_and(|s| {
+                s.state() == smoltcp::socket::tcp::State::SynSent
+                    && s.seq_state().snd_nxt.0 as u32 == seq
+            })
     }
 
     /// An outgoing connection ended before it was established (`why`):
