@@ -10,7 +10,9 @@
 //! 1024 only with `CAP_NET_BIND_SERVICE`); [`TcpStream`] implements tokio's
 //! [`AsyncRead`](tokio::io::AsyncRead) and
 //! [`AsyncWrite`](tokio::io::AsyncWrite) over the connection's records;
-//! [`UdpSocket`] sends and receives datagrams.
+//! [`UdpSocket`] sends and receives datagrams. [`TcpStream::connect`] and
+//! [`Stack::connect_tcp`] open outgoing connections (hyper's and tonic's
+//! clients), streams like the accepted ones.
 //!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {
