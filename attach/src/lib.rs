@@ -274,6 +274,18 @@ struct ConnState {
     ready: bool,
 }
 
+impl ConnState {
+    /// A connection just accepted or connected, with the whole send credit.
+    fn opened(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnState {
+        ConnState {
+            peer,
+            local,
+            credit: proto::SEND_CREDIT,
+            ..ConnState::default()
+        }
+    }
+}
+
 /// Connection `id` of `conns` if it may still be written to: `NotFound`
 /// once the daemon ended it, `Closed` once our side shut it down.
 fn writable(
@@ -410,24 +422,10 @@ impl Core {
     }
 
     fn connected(&mut self, id: u64, payload: &[u8]) {
-        let token = payload
-            .get(..8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-        let peer = payload.get(8..).and_then(proto::decode_peer);
-        let local = payload
-            .get(8 + proto::PEER_LEN..)
-            .and_then(proto::decode_peer);
+        let (token, peer, local) = proto::decode_opened(payload);
         match self.connects.get_mut(&token) {
             Some(w @ Connect::Waiting) => {
-                self.conns.insert(
-                    id,
-                    ConnState {
-                        peer,
-                        local,
-                        credit: proto::SEND_CREDIT,
-                        ..ConnState::default()
-                    },
-                );
+                self.conns.insert(id, ConnState::opened(peer, local));
                 *w = Connect::Done(Ok(proto::conn_from_wire(id)));
             }
             _ => {
@@ -616,28 +614,14 @@ impl Core {
     }
 
     fn accepted(&mut self, id: u64, payload: &[u8]) {
-        let lid = payload
-            .get(..8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-        let peer = payload.get(8..).and_then(proto::decode_peer);
-        let local = payload
-            .get(8 + proto::PEER_LEN..)
-            .and_then(proto::decode_peer);
+        let (lid, peer, local) = proto::decode_opened(payload);
         // Offered on a listener closed meanwhile: not ours to take. The
         // daemon gives it back to the group when it reads our close.
         let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
             return;
         };
         l.queue.push_back(proto::conn_from_wire(id));
-        self.conns.insert(
-            id,
-            ConnState {
-                peer,
-                local,
-                credit: proto::SEND_CREDIT,
-                ..ConnState::default()
-            },
-        );
+        self.conns.insert(id, ConnState::opened(peer, local));
     }
 
     /// A command without payload; kept for later when the ring is full.

@@ -293,6 +293,17 @@ pub fn decode_peer(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
+/// The head of an [`ACCEPTED`] or [`CONNECTED`] payload: a u64 (the
+/// listener, the token), the peer, our address (each `None` if absent).
+pub fn decode_opened(b: &[u8]) -> (u64, Option<SocketAddr>, Option<SocketAddr>) {
+    let head = b
+        .get(..8)
+        .map_or(0, |h| u64::from_le_bytes(h.try_into().unwrap_or([0; 8])));
+    let peer = b.get(8..).and_then(decode_peer);
+    let local = b.get(8 + PEER_LEN..).and_then(decode_peer);
+    (head, peer, local)
+}
+
 /// Bytes of an encoded address.
 pub const IP_LEN: usize = 17;
 

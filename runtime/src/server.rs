@@ -807,22 +807,6 @@ fn inject_fault(worker: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tcp_buf_is_auto_or_a_size() {
-        assert_eq!(parse_tcp_buf("auto").unwrap(), TcpBuf::Auto);
-        assert_eq!(parse_tcp_buf("64k").unwrap(), TcpBuf::Fixed(65536));
-        assert_eq!(parse_tcp_buf("4096").unwrap(), TcpBuf::Fixed(4096));
-        for bad in ["512", "2G", "big", ""] {
-            let e = parse_tcp_buf(bad).unwrap_err().to_string();
-            assert!(e.contains("expected `auto`"), "{bad}: {e}");
-        }
-    }
-}
-
 /// The local ports of outgoing connections when the stack shares its
 /// address with the kernel (ports mode): above Linux's default
 /// `ip_local_port_range` (32768-60999), so that the kernel's own
@@ -847,4 +831,20 @@ fn shared_ephemeral_ports(name: &str) -> (u16, u16) {
         }
     }
     (lo, hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_buf_is_auto_or_a_size() {
+        assert_eq!(parse_tcp_buf("auto").unwrap(), TcpBuf::Auto);
+        assert_eq!(parse_tcp_buf("64k").unwrap(), TcpBuf::Fixed(65536));
+        assert_eq!(parse_tcp_buf("4096").unwrap(), TcpBuf::Fixed(4096));
+        for bad in ["512", "2G", "big", ""] {
+            let e = parse_tcp_buf(bad).unwrap_err().to_string();
+            assert!(e.contains("expected `auto`"), "{bad}: {e}");
+        }
+    }
 }

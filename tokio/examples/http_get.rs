@@ -114,17 +114,14 @@ where
         .body(http_body_util::Empty::<Bytes>::new())?;
     let resp = send.send_request(req).await?;
     let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let (mut n, mut h) = (0u64, Sha256::new());
-    while let Some(f) = body.frame().await {
-        if let Some(d) = f?.data_ref() {
-            n += d.len() as u64;
-            h.update(d);
-        }
-    }
+    let body = resp.into_body().collect().await?.to_bytes();
     drop(send);
     conn.await??;
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let n = body.len();
     Ok(serde_json::json!({
         "status": status,
         "len": n,
