@@ -295,13 +295,23 @@ fn a_peer_that_never_answers_times_out() {
     assert_eq!(syns, 4, "{seen:?}");
     assert_eq!(net.server.connections(), 0);
     assert_eq!(net.server.stats().engine.connects_timed_out, 1);
-    net.run(100);
+    for _ in 0..100 {
+        round(&mut net, &mut seen, &mut |_| true);
+    }
+    assert_eq!(seen.iter().filter(|s| s.is_syn()).count(), 4, "{seen:?}");
     assert!(
         !seen
             .iter()
             .any(|s| matches!(s, Seen::Tcp { rst: true, .. })),
-        "no RST for a connection the peer never saw"
+        "no RST for a connection the peer never saw: {seen:?}"
     );
+    // A shutdown aborts connects still waiting.
+    let c = net.server.tcp_connect(peer(8080), None).unwrap();
+    round(&mut net, &mut seen, &mut |_| true);
+    net.server.abort_all();
+    net.run(2);
+    assert!(!net.server.is_connecting(c));
+    assert_eq!(net.server.connections(), 0);
 }
 
 #[test]
