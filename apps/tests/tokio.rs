@@ -893,3 +893,145 @@ fn an_application_that_does_not_read_grows_nothing() {
     assert!(full > 0, "the receive window never filled");
     assert_frames_ok(&stats);
 }
+
+/// The client namespace's kernel peer of the outgoing connections: an HTTP
+/// server on `argv[2]` serving directory `argv[1]` (each request logged on
+/// stderr), and on `argv[3]` a server that accepts and never answers
+/// (`accepted` on stderr).
+const PEER_SERVERS: &str = r#"
+import functools, http.server, socket, sys, threading
+d, port, silent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", silent))
+ls.listen(8)
+held = []
+def hold():
+    while True:
+        c, _ = ls.accept()
+        held.append(c)
+        print("accepted", file=sys.stderr, flush=True)
+threading.Thread(target=hold, daemon=True).start()
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
+s = http.server.ThreadingHTTPServer(("0.0.0.0", port), h)
+print("serving", file=sys.stderr, flush=True)
+s.serve_forever()
+"#;
+
+/// `http_get --attach` (hyper's client on `xdpstack_tokio` outgoing
+/// connections) as uid 65534 with no capabilities, bounded.
+fn http_get(d: &Daemon, url: &str, count: usize) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "2", "60", "setpriv"])
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .arg("--inh-caps=-all")
+        .arg(example("http_get"))
+        .arg("--attach")
+        .arg(&d.sock)
+        .args(["--url", url, "--count", &count.to_string()])
+        .stdin(Stdio::null());
+    c
+}
+
+/// Issue 22: hyper 1.x's client on outgoing connections through the daemon
+/// (2 workers) fetches a file from a kernel HTTP server in the client
+/// namespace byte-exact, on connections spread over both daemon cores from
+/// ports of the ephemeral range; a port nothing listens on is refused
+/// (`ConnectionRefused`); a request waiting on a silent server fails with
+/// "the xdpstack daemon is gone" when the daemon is killed.
+#[test]
+fn outgoing_connections_hyper_client_through_the_daemon() {
+    let Some(_lock) = begin() else { return };
+    let sb = sandbox("tok-conn", 2);
+    let client_ip = sb.info().client_ip4.split('/').next().unwrap().to_string();
+    let mut d = Daemon::start(&sb);
+    // The file, and the SHA-256 the fetches must match.
+    let dir = temp_path("tok-conn", "d");
+    fs::create_dir_all(&dir).unwrap();
+    let blob = dir.join("blob");
+    fs::write(&blob, testkit::Rng::new(22).bytes(3 << 20 | 77)).unwrap();
+    let sum = run_ok(Command::new("sha256sum").arg(&blob));
+    let want = sum.split_whitespace().next().unwrap().to_string();
+    let mut peer = Spawned::spawn(
+        client(&sb, 120, PY, ["-c", PEER_SERVERS])
+            .arg(&dir)
+            .args(["8000", "8001"]),
+        "tok-conn-peer",
+        "the peer's servers",
+        &[&blob],
+    );
+    peer.wait_started(|err| err.contains("serving"));
+
+    let out = output(&mut http_get(
+        &d,
+        &format!("http://{client_ip}:8000/blob"),
+        6,
+    ));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "http_get: {stderr}\n{stdout}");
+    let got: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 6, "{stdout}");
+    let mut ports = Vec::new();
+    for r in &got {
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(r["len"], (3 << 20 | 77) as u64, "{r}");
+        assert_eq!(r["sha256"], want.as_str(), "{r}");
+        assert_eq!(r["peer"], format!("{client_ip}:8000"), "{r}");
+        let local: std::net::SocketAddr = r["local"].as_str().unwrap().parse().unwrap();
+        assert_eq!(local.ip().to_string(), SERVER_IP4, "{r}");
+        assert!((32768..=60999).contains(&local.port()), "{r}");
+        ports.push(local.port());
+    }
+    eprintln!("6 fetches byte-exact from local ports {ports:?}");
+
+    // Nothing listens on 9: the peer's RST refuses the connection.
+    let out = output(&mut http_get(&d, &format!("http://{client_ip}:9/"), 1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "connected to port 9?");
+    assert!(stderr.contains("ConnectionRefused"), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+
+    // A request waiting on a silent server: the daemon killed under it.
+    let mut waiting = Spawned::spawn(
+        &mut http_get(&d, &format!("http://{client_ip}:8001/"), 1),
+        "tok-conn-get",
+        "http_get on the silent server",
+        &[],
+    );
+    let t = Instant::now();
+    while !peer.stderr_text().contains("accepted") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no connection reached the silent server: {}",
+            waiting.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Let hyper send its request and wait in a read.
+    thread::sleep(Duration::from_millis(300));
+    d.proc.kill();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = waiting.try_wait() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "http_get did not notice the daemon's end: {}",
+            waiting.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let err = waiting.stderr_text();
+    eprintln!("after kill -9 of the daemon ({:?}): {err}", t.elapsed());
+    assert!(!status.success());
+    assert!(err.contains("the xdpstack daemon is gone"), "{err}");
+    drop(peer);
+    let _ = fs::remove_dir_all(&dir);
+}

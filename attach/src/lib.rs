@@ -173,6 +173,8 @@ impl Client {
                 rec: Vec::new(),
                 tx_blocked: false,
                 broken: None,
+                connects: HashMap::default(),
+                next_token: 1,
             });
         }
         Ok(Client { cores })
@@ -272,6 +274,18 @@ struct ConnState {
     ready: bool,
 }
 
+impl ConnState {
+    /// A connection just accepted or connected, with the whole send credit.
+    fn opened(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnState {
+        ConnState {
+            peer,
+            local,
+            credit: proto::SEND_CREDIT,
+            ..ConnState::default()
+        }
+    }
+}
+
 /// Connection `id` of `conns` if it may still be written to: `NotFound`
 /// once the daemon ended it, `Closed` once our side shut it down.
 fn writable(
@@ -315,9 +329,126 @@ pub struct Core {
     rec: Vec<u8>,
     tx_blocked: bool,
     broken: Option<RingError>,
+    /// Outgoing connections asked for ([`Core::connect`]), by token.
+    connects: HashMap<u64, Connect, IdBuild>,
+    next_token: u64,
+}
+
+/// An outgoing connection asked for, by its token.
+enum Connect {
+    /// No answer yet.
+    Waiting,
+    /// Given up by the application: an answer that comes is undone (an
+    /// established connection is aborted).
+    Cancelled,
+    /// Answered, not yet taken.
+    Done(Result<ConnId, ConnectFailed>),
+}
+
+/// Why an outgoing connection failed (from the daemon's
+/// [`proto::CONNECT_FAILED`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectFailed {
+    /// The reason.
+    pub why: proto::ConnectFailure,
+    /// The daemon's words.
+    pub message: String,
 }
 
 impl Core {
+    /// Ask the daemon for a TCP connection to `remote` on this core (from
+    /// `local`: our address of the family by default; port 0 or `None`: an
+    /// ephemeral port). Returns the token [`Core::take_connect`] answers
+    /// for, or `None` when the ring has no room now (try again after
+    /// [`Core::flush`]).
+    pub fn connect(&mut self, remote: SocketAddr, local: Option<SocketAddr>) -> Option<u64> {
+        if !self.deferred.is_empty() {
+            return None;
+        }
+        let token = self.next_token;
+        let payload = [proto::encode_peer(Some(remote)), proto::encode_peer(local)];
+        if !self
+            .tx
+            .push(proto::CONNECT, token, &[&payload[0], &payload[1]])
+        {
+            self.tx_blocked = true;
+            return None;
+        }
+        self.next_token += 1;
+        self.connects.insert(token, Connect::Waiting);
+        Some(token)
+    }
+
+    /// The answer to connect `token`, once it came: the connection
+    /// (established; the daemon starts reading it for us now, as for an
+    /// accepted one) or why it failed. `None` while waiting (or for a token
+    /// that is not waiting).
+    pub fn take_connect(&mut self, token: u64) -> Option<Result<ConnId, ConnectFailed>> {
+        if !matches!(self.connects.get(&token), Some(Connect::Done(_))) {
+            return None;
+        }
+        let Some(Connect::Done(r)) = self.connects.remove(&token) else {
+            return None;
+        };
+        if let Ok(c) = r {
+            self.command_u32(
+                proto::TAKEN,
+                proto::conn_to_wire(c),
+                Some(proto::RECV_WINDOW as u32),
+            );
+        }
+        Some(r)
+    }
+
+    /// Give connect `token` up: a connection it made is aborted (now, or
+    /// when the daemon's answer comes).
+    pub fn cancel_connect(&mut self, token: u64) {
+        match self.connects.remove(&token) {
+            Some(Connect::Waiting) => {
+                self.connects.insert(token, Connect::Cancelled);
+            }
+            Some(Connect::Done(Ok(c))) => self.abort(c),
+            _ => {}
+        }
+    }
+
+    /// Connects waiting for the daemon's answer.
+    pub fn connects_waiting(&self) -> usize {
+        self.connects
+            .values()
+            .filter(|c| matches!(c, Connect::Waiting))
+            .count()
+    }
+
+    fn connected(&mut self, id: u64, payload: &[u8]) {
+        let (token, peer, local) = proto::decode_opened(payload);
+        match self.connects.get_mut(&token) {
+            Some(w @ Connect::Waiting) => {
+                self.conns.insert(id, ConnState::opened(peer, local));
+                *w = Connect::Done(Ok(proto::conn_from_wire(id)));
+            }
+            _ => {
+                // Given up (or never asked for): not ours to keep.
+                self.connects.remove(&token);
+                self.command(proto::ABORT, id);
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, token: u64, payload: &[u8]) {
+        let failed = ConnectFailed {
+            why: proto::ConnectFailure::from_code(payload.first().copied().unwrap_or(0)),
+            message: String::from_utf8_lossy(payload.get(1..).unwrap_or(&[])).into_owned(),
+        };
+        match self.connects.get_mut(&token) {
+            Some(w @ Connect::Waiting) => *w = Connect::Done(Err(failed)),
+            _ => {
+                self.connects.remove(&token);
+            }
+        }
+    }
+
     /// The daemon core this channel serves (pin the thread beside it).
     pub fn index(&self) -> usize {
         self.index
@@ -422,6 +553,8 @@ impl Core {
             n += 1;
             match r.kind {
                 proto::ACCEPTED => self.accepted(r.id, &rec),
+                proto::CONNECTED => self.connected(r.id, &rec),
+                proto::CONNECT_FAILED => self.connect_failed(r.id, &rec),
                 proto::DATA => {
                     if let Some(c) = self.conns.get_mut(&r.id) {
                         c.inbuf.extend(&rec[..]);
@@ -481,28 +614,14 @@ impl Core {
     }
 
     fn accepted(&mut self, id: u64, payload: &[u8]) {
-        let lid = payload
-            .get(..8)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-        let peer = payload.get(8..).and_then(proto::decode_peer);
-        let local = payload
-            .get(8 + proto::PEER_LEN..)
-            .and_then(proto::decode_peer);
+        let (lid, peer, local) = proto::decode_opened(payload);
         // Offered on a listener closed meanwhile: not ours to take. The
         // daemon gives it back to the group when it reads our close.
         let Some(l) = self.listeners.get_mut(&lid).filter(|l| !l.closed) else {
             return;
         };
         l.queue.push_back(proto::conn_from_wire(id));
-        self.conns.insert(
-            id,
-            ConnState {
-                peer,
-                local,
-                credit: proto::SEND_CREDIT,
-                ..ConnState::default()
-            },
-        );
+        self.conns.insert(id, ConnState::opened(peer, local));
     }
 
     /// A command without payload; kept for later when the ring is full.

@@ -9,9 +9,12 @@
 //!
 //! **Data** (the channel of one core): records, batched, published once per
 //! turn. Daemon to process: [`ACCEPTED`], [`DATA`], [`EOF`], [`GONE`],
-//! [`SENT`], [`PENDING`]. Process to daemon: [`SEND`], [`SHUTDOWN`],
-//! [`CLOSE`], [`ABORT`], [`TAKEN`], [`CLOSE_LISTENER`], [`READ`]. A record's id is the connection (`ConnId` as
-//! `index << 32 | generation`) or, for [`PENDING`] and [`CLOSE_LISTENER`], the listener.
+//! [`SENT`], [`PENDING`], [`CONNECTED`], [`CONNECT_FAILED`]. Process to
+//! daemon: [`SEND`], [`SHUTDOWN`], [`CLOSE`], [`ABORT`], [`TAKEN`],
+//! [`CLOSE_LISTENER`], [`READ`], [`CONNECT`]. A record's id is the
+//! connection (`ConnId` as `index << 32 | generation`) or, for [`PENDING`]
+//! and [`CLOSE_LISTENER`], the listener; for [`CONNECT`] and
+//! [`CONNECT_FAILED`], a token the process chose for its connect.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -40,6 +43,18 @@ pub const PENDING: u8 = 6;
 /// record's. Payload: sender ([`encode_peer`]), our address
 /// ([`encode_ip`]), the data.
 pub const DGRAM: u8 = 7;
+
+/// Daemon → process: an outgoing connection ([`CONNECT`]) is established;
+/// the record's id is the connection. Payload: the process's token (u64
+/// LE), the peer ([`encode_peer`]), our address ([`encode_peer`]). From
+/// here on it is a connection like an accepted one: the daemon reads it
+/// once the process sends [`TAKEN`] (with its receive window); a process
+/// that gave the connect up answers with [`ABORT`].
+pub const CONNECTED: u8 = 8;
+/// Daemon → process: an outgoing connection failed; the record's id is the
+/// process's token. Payload: the reason ([`ConnectFailure::code`], u8),
+/// then a message (UTF-8) for people.
+pub const CONNECT_FAILED: u8 = 9;
 
 /// Process → daemon: bytes to send (at most the credit left).
 pub const SEND: u8 = 1;
@@ -70,6 +85,64 @@ pub const UDP_CLOSE: u8 = 8;
 /// Process → daemon: the application read this many (u32 LE) of the bytes
 /// delivered on the connection (receive window returned; see [`TAKEN`]).
 pub const READ: u8 = 9;
+
+/// Process → daemon: open a TCP connection on this core; the record's id
+/// is a token of the process's choosing, which the answer ([`CONNECTED`]
+/// or [`CONNECT_FAILED`]) carries. Payload: the destination
+/// ([`encode_peer`]), then our address ([`encode_peer`]; family 0 or an
+/// unspecified address: the daemon's address of the destination's family;
+/// port 0: an ephemeral port). Local ports below 1024 are refused (see
+/// [`PRIVILEGED_PORTS`]).
+pub const CONNECT: u8 = 10;
+
+/// Local ports an attached process may not ask for in [`CONNECT`]
+/// (below 1024, whatever its capabilities: the daemon checks
+/// `CAP_NET_BIND_SERVICE` for listeners at bind time over the control
+/// socket, and a ring record carries no credentials). Port 0 (ephemeral)
+/// is not one of them.
+pub const PRIVILEGED_PORTS: std::ops::Range<u16> = 1..1024;
+
+/// Why an outgoing connection failed ([`CONNECT_FAILED`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// An RST answered the SYN (nothing listens there).
+    Refused,
+    /// No answer within the daemon's connect timeout.
+    TimedOut,
+    /// ICMP host or network unreachable.
+    Unreachable,
+    /// No free local port towards the destination, or the one asked for
+    /// is in use.
+    AddrInUse,
+    /// The request itself was refused: an address the daemon does not
+    /// have, a privileged local port, the connection limit, a malformed
+    /// record.
+    Invalid,
+}
+
+impl ConnectFailure {
+    /// The byte on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            ConnectFailure::Refused => 1,
+            ConnectFailure::TimedOut => 2,
+            ConnectFailure::Unreachable => 3,
+            ConnectFailure::AddrInUse => 4,
+            ConnectFailure::Invalid => 5,
+        }
+    }
+
+    /// From the byte on the wire (an unknown one is `Invalid`).
+    pub fn from_code(b: u8) -> ConnectFailure {
+        match b {
+            1 => ConnectFailure::Refused,
+            2 => ConnectFailure::TimedOut,
+            3 => ConnectFailure::Unreachable,
+            4 => ConnectFailure::AddrInUse,
+            _ => ConnectFailure::Invalid,
+        }
+    }
+}
 
 /// Bytes a process may have sent on a connection and not yet had back as
 /// [`SENT`] credit.
@@ -220,6 +293,17 @@ pub fn decode_peer(b: &[u8]) -> Option<SocketAddr> {
     }
 }
 
+/// The head of an [`ACCEPTED`] or [`CONNECTED`] payload: a u64 (the
+/// listener, the token), the peer, our address (each `None` if absent).
+pub fn decode_opened(b: &[u8]) -> (u64, Option<SocketAddr>, Option<SocketAddr>) {
+    let head = b
+        .get(..8)
+        .map_or(0, |h| u64::from_le_bytes(h.try_into().unwrap_or([0; 8])));
+    let peer = b.get(8..).and_then(decode_peer);
+    let local = b.get(8 + PEER_LEN..).and_then(decode_peer);
+    (head, peer, local)
+}
+
 /// Bytes of an encoded address.
 pub const IP_LEN: usize = 17;
 
@@ -276,6 +360,16 @@ mod tests {
             assert_eq!(decode_ip(&encode_ip(Some(a))), Some(a));
         }
         assert_eq!(decode_ip(&encode_ip(None)), None);
+        for f in [
+            ConnectFailure::Refused,
+            ConnectFailure::TimedOut,
+            ConnectFailure::Unreachable,
+            ConnectFailure::AddrInUse,
+            ConnectFailure::Invalid,
+        ] {
+            assert_eq!(ConnectFailure::from_code(f.code()), f);
+        }
+        assert_eq!(ConnectFailure::from_code(0), ConnectFailure::Invalid);
     }
 
     /// The control requests' JSON is what it was before `Bind` was factored

@@ -34,7 +34,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use stack::engine::Engine;
 use stack::reuseport::{BindAddr, BindOptions, MemberId};
-use stack::socket::{ConnEnd, ConnError, ConnId, ConnMap, ListenerId, TcpApi, UdpApi, UdpId};
+use stack::socket::{
+    ConnEnd, ConnError, ConnId, ConnMap, ConnectError, ListenerId, TcpApi, UdpApi, UdpId,
+};
 
 use super::Hub;
 
@@ -104,6 +106,9 @@ struct Client {
     bell: Arc<EventFd>,
     /// Connections with bytes or a close the ring had no room for.
     blocked: Vec<ConnId>,
+    /// Connects refused at once whose answer found the ring full: (token,
+    /// payload of CONNECT_FAILED).
+    refusals: VecDeque<(u64, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -129,6 +134,12 @@ struct PConn {
     window: Option<usize>,
     /// Bytes delivered and not yet returned as read.
     unread: usize,
+    /// An outgoing connection not yet reported to its process: the
+    /// process's token (the answer, CONNECTED or CONNECT_FAILED, carries
+    /// it).
+    connecting: Option<u64>,
+    /// Why the engine ended it (an outgoing connection's failure).
+    ended: Option<ConnEnd>,
 }
 
 impl PConn {
@@ -199,6 +210,13 @@ pub struct ProxyCounters {
     pub bytes_to_apps: u64,
     /// Bytes from processes.
     pub bytes_from_apps: u64,
+    /// Outgoing connections processes asked for (CONNECT records).
+    pub connects: u64,
+    /// Of those, established and handed to the process.
+    pub connected: u64,
+    /// Of those, failed (refused at once, refused by the peer, timed out,
+    /// unreachable).
+    pub connect_failed: u64,
     /// Doorbells rung (a process slept).
     pub doorbells: u64,
     /// Records read from processes.
@@ -216,6 +234,37 @@ pub struct ProxyCounters {
 fn le_u32(rec: &[u8]) -> usize {
     rec.get(..4)
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// Our address of connection `c`, as the engine has it.
+fn local_addr<R: Rings>(engine: &mut Engine<R>, c: ConnId) -> Option<std::net::SocketAddr> {
+    engine
+        .local(c)
+        .ok()
+        .flatten()
+        .map(|e| std::net::SocketAddr::new(stack::engine::to_std(e.addr), e.port))
+}
+
+/// What a CONNECT_FAILED record says to people, by reason.
+fn connect_failure_text(why: proto::ConnectFailure) -> &'static str {
+    use proto::ConnectFailure as F;
+    match why {
+        F::Refused => "connection refused by the peer",
+        F::TimedOut => "connection timed out (no answer to the SYN)",
+        F::Unreachable => "destination unreachable",
+        F::AddrInUse => "local address in use",
+        F::Invalid => "connect refused",
+    }
+}
+
+/// Answer the connects refused at once, in order, while the ring has room.
+fn flush_refusals(cl: &mut Client) {
+    while let Some((token, payload)) = cl.refusals.front() {
+        if !cl.tx.push(proto::CONNECT_FAILED, *token, &[payload]) {
+            break;
+        }
+        cl.refusals.pop_front();
+    }
 }
 
 /// The per-core proxy.
@@ -314,6 +363,7 @@ impl ProxyApp {
                             rx,
                             bell,
                             blocked: Vec::new(),
+                            refusals: VecDeque::new(),
                         },
                     );
                     self.counters.attached += 1;
@@ -522,6 +572,10 @@ impl ProxyApp {
                     self.send_datagram(engine, client, r.id, &rec);
                     continue;
                 }
+                proto::CONNECT => {
+                    self.connect(engine, client, r.id, &rec);
+                    continue;
+                }
                 proto::UDP_CLOSE => {
                     let m = MemberId(r.id);
                     if self.udp.get(&m) == Some(&client) {
@@ -624,6 +678,47 @@ impl ProxyApp {
             }
             return;
         };
+        if let Some(token) = p.connecting {
+            // An outgoing connection: its process learns how it went.
+            let pushed = if p.gone {
+                let why = match p.ended {
+                    Some(ConnEnd::TimedOut) => proto::ConnectFailure::TimedOut,
+                    Some(ConnEnd::Unreachable) => proto::ConnectFailure::Unreachable,
+                    _ => proto::ConnectFailure::Refused,
+                };
+                let msg = connect_failure_text(why);
+                cl.tx.push(
+                    proto::CONNECT_FAILED,
+                    token,
+                    &[&[why.code()], msg.as_bytes()],
+                )
+            } else if engine.is_connecting(c) {
+                return;
+            } else {
+                let peer = proto::encode_peer(TcpApi::peer_addr(engine, c));
+                let local = proto::encode_peer(local_addr(engine, c));
+                cl.tx.push(
+                    proto::CONNECTED,
+                    proto::conn_to_wire(c),
+                    &[&token.to_le_bytes(), &peer, &local],
+                )
+            };
+            if !pushed {
+                if !p.blocked {
+                    p.blocked = true;
+                    cl.blocked.push(c);
+                }
+                return;
+            }
+            p.connecting = None;
+            if p.gone {
+                self.counters.connect_failed += 1;
+                self.forget(c);
+            } else {
+                self.counters.connected += 1;
+            }
+            return;
+        }
         if p.gone {
             if cl.tx.push(proto::GONE, proto::conn_to_wire(c), &[]) {
                 self.forget(c);
@@ -703,11 +798,7 @@ impl ProxyApp {
                     break;
                 };
                 let peer = proto::encode_peer(TcpApi::peer_addr(engine, c));
-                let local = engine
-                    .local(c)
-                    .ok()
-                    .flatten()
-                    .map(|e| std::net::SocketAddr::new(stack::engine::to_std(e.addr), e.port));
+                let local = local_addr(engine, c);
                 let pushed = cl.tx.push(
                     proto::ACCEPTED,
                     proto::conn_to_wire(c),
@@ -732,6 +823,56 @@ impl ProxyApp {
             let pending = engine.pending(ListenerId(lid)) as u32;
             if pending != l.told && cl.tx.push(proto::PENDING, lid.0, &[&pending.to_le_bytes()]) {
                 l.told = pending;
+            }
+        }
+    }
+
+    /// A CONNECT record of `client` (token `token`): the engine opens the
+    /// connection, the answer comes once it is established or has failed
+    /// (`pump`); a request refused at once is answered at once.
+    fn connect<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64, token: u64, rec: &[u8]) {
+        use proto::ConnectFailure as F;
+        self.counters.connects += 1;
+        let remote = rec.get(..proto::PEER_LEN).and_then(proto::decode_peer);
+        let local = rec
+            .get(proto::PEER_LEN..2 * proto::PEER_LEN)
+            .and_then(proto::decode_peer);
+        let result = match remote {
+            None => Err((F::Invalid, "malformed CONNECT record".to_string())),
+            Some(_) if local.is_some_and(|l| proto::PRIVILEGED_PORTS.contains(&l.port())) => Err((
+                F::Invalid,
+                "a local port below 1024 is not offered to attached processes".to_string(),
+            )),
+            Some(remote) => engine.tcp_connect(remote, local).map_err(|e| {
+                let why = match e {
+                    ConnectError::NoPort(_) | ConnectError::InUse(_) => F::AddrInUse,
+                    _ => F::Invalid,
+                };
+                (why, e.to_string())
+            }),
+        };
+        match result {
+            Ok(c) => {
+                let fresh = PConn {
+                    client,
+                    listener: stack::engine::OUTGOING.0,
+                    connecting: Some(token),
+                    ..PConn::default()
+                };
+                if let Some(old) = self.conns.insert(c, fresh) {
+                    if !old.staged.is_empty() {
+                        self.staging -= 1;
+                    }
+                }
+            }
+            Err((why, msg)) => {
+                self.counters.connect_failed += 1;
+                if let Some(cl) = self.clients.get_mut(&client) {
+                    let mut payload = vec![why.code()];
+                    payload.extend_from_slice(msg.as_bytes());
+                    cl.refusals.push_back((token, payload));
+                    flush_refusals(cl);
+                }
             }
         }
     }
@@ -816,12 +957,13 @@ impl ProxyApp {
         let mut ended = std::mem::take(&mut self.ended);
         ended.clear();
         engine.take_ended(&mut ended);
-        for &(c, _) in &ended {
+        for &(c, why) in &ended {
             let Some(p) = self.conns.get_mut(&c) else {
                 continue;
             };
             self.counters.ended += 1;
             p.gone = true;
+            p.ended = Some(why);
             p.unstage(usize::MAX, &mut self.staging);
             self.pump(engine, c);
         }
@@ -882,6 +1024,7 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         retry.clear();
         for cl in self.clients.values_mut() {
             retry.append(&mut cl.blocked);
+            flush_refusals(cl);
         }
         for &c in &retry {
             if let Some(p) = self.conns.get_mut(&c) {
@@ -922,7 +1065,10 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
             "connections with staged bytes"
         );
         let busy = !self.owed.is_empty()
-            || self.clients.values().any(|c| !c.blocked.is_empty())
+            || self
+                .clients
+                .values()
+                .any(|c| !c.blocked.is_empty() || !c.refusals.is_empty())
             || self.staging > 0;
         if busy {
             return Some(now + Duration::from_millis(1));

@@ -61,6 +61,11 @@ struct config {
 	__u32 mode;
 	__u16 vlan; /* 0: untagged only */
 	__u16 pad;
+	/* Ports mode: TCP to a port in tcp_lo..=tcp_hi (host order) is steered
+	 * whatever the ports map says: the local ports of the stack's outgoing
+	 * connections (0, 0: none). */
+	__u16 tcp_lo;
+	__u16 tcp_hi;
 };
 
 struct port_key {
@@ -152,7 +157,20 @@ static __always_inline int port_open(__u8 proto, __u16 port)
 	return bpf_map_lookup_elem(&ports, &k) != 0;
 }
 
-/* Ports mode: steer TCP/UDP to a listening port, pass the rest. Headers
+/* Is this TCP port one of the stack's outgoing connections' (the range in
+ * the config)? */
+static __always_inline int outgoing_port(__u8 proto, __u16 port)
+{
+	__u32 k = 0;
+	struct config *c = bpf_map_lookup_elem(&cfg, &k);
+	if (!c || proto != IPPROTO_TCP)
+		return 0;
+	__u16 p = bpf_ntohs(port);
+	return c->tcp_lo != 0 && p >= c->tcp_lo && p <= c->tcp_hi;
+}
+
+/* Ports mode: steer TCP/UDP to a listening port (or TCP to a port of the
+ * outgoing range), pass the rest. Headers
  * past the fixed ones sit at a variable offset: they are read with
  * bpf_xdp_load_bytes at a scalar offset, never through pointer arithmetic
  * with a variable (which the verifier refuses without CAP_PERFMON, and the
@@ -165,7 +183,7 @@ static __always_inline int by_port(struct xdp_md *ctx, __u32 off, __u8 proto)
 	__be16 ports[2];
 	if (bpf_xdp_load_bytes(ctx, off, ports, sizeof(ports)))
 		return count(C_PASS_TRUNCATED, XDP_PASS);
-	if (!port_open(proto, ports[1]))
+	if (!port_open(proto, ports[1]) && !outgoing_port(proto, ports[1]))
 		return count(C_PASS_PORT, XDP_PASS);
 	return redirect(ctx, C_STEERED_IP);
 }

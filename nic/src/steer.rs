@@ -109,6 +109,11 @@ pub struct SteerConfig {
     pub vlan: Option<u16>,
     /// Attach mode.
     pub xdp_mode: XdpMode,
+    /// Ports mode: TCP to a port of this range (inclusive) is steered as a
+    /// listening port is: the local ports of the stack's outgoing
+    /// connections, whose answers would otherwise go to the kernel (which
+    /// resets them). Keep it out of the kernel's `ip_local_port_range`.
+    pub tcp_ports: Option<(u16, u16)>,
 }
 
 /// What was attached.
@@ -488,9 +493,13 @@ fn load(cfg: &SteerConfig) -> Result<Loaded, NicError> {
     let xsks = handle("xsks")?;
     let ports = handle("ports")?;
     let counters = handle("counters")?;
-    let mut c = [0u8; 8];
+    // struct config: mode, vlan, pad, tcp_lo, tcp_hi.
+    let mut c = [0u8; 12];
     c[..4].copy_from_slice(&cfg.mode.code().to_ne_bytes());
     c[4..6].copy_from_slice(&cfg.vlan.unwrap_or(0).to_ne_bytes());
+    let (lo, hi) = cfg.tcp_ports.unwrap_or((0, 0));
+    c[8..10].copy_from_slice(&lo.to_ne_bytes());
+    c[10..12].copy_from_slice(&hi.to_ne_bytes());
     cfg_map
         .update(&0u32.to_ne_bytes(), &c, MapFlags::ANY)
         .map_err(|e| bpf_err("configuring the XDP program", e))?;

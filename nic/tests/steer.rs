@@ -284,3 +284,60 @@ fn vlan_and_all_modes() {
         STEER,
     );
 }
+
+/// Issue 22: in ports mode, TCP to the outgoing connections' port range is
+/// steered (the answers to the stack's SYNs), whatever the port set says;
+/// UDP to it and TCP beside it pass.
+#[test]
+fn ports_mode_steers_the_outgoing_tcp_range() {
+    if !privileged() {
+        return;
+    }
+    let mut c = cfg(SteerMode::Ports, None);
+    c.tcp_ports = Some((61000, 65535));
+    let mut t = SteerTest::new(&c).expect("load the program");
+    t.set_ports(&[(L4::Tcp, 80)]).unwrap();
+    check(&mut t, "tcp 80", &v4(OURS4, 6, 80, 0, 0, None), STEER);
+    for p in [61000, 61234, 65535] {
+        check(
+            &mut t,
+            "tcp in the range",
+            &v4(OURS4, 6, p, 0, 0, None),
+            STEER,
+        );
+    }
+    // The ports lead a TCP header as they lead a UDP one.
+    check(
+        &mut t,
+        "v6 tcp in the range",
+        &v6(OURS6, 0, 6, &udp(61500)),
+        STEER,
+    );
+    check(
+        &mut t,
+        "tcp below the range",
+        &v4(OURS4, 6, 60999, 0, 0, None),
+        "passed_port",
+    );
+    check(
+        &mut t,
+        "udp in the range",
+        &v4(OURS4, 17, 61500, 0, 0, None),
+        "passed_port",
+    );
+    check(
+        &mut t,
+        "tcp in the range, to another address",
+        &v4(OTHER4, 6, 61500, 0, 0, None),
+        "passed_not_ours",
+    );
+    // Without a range (the default), only the port set.
+    let mut t = SteerTest::new(&cfg(SteerMode::Ports, None)).expect("load the program");
+    t.set_ports(&[(L4::Tcp, 80)]).unwrap();
+    check(
+        &mut t,
+        "tcp 61500, no range",
+        &v4(OURS4, 6, 61500, 0, 0, None),
+        "passed_port",
+    );
+}

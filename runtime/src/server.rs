@@ -528,6 +528,7 @@ where
         addrs4: args.addr.map(|(a, _)| a).into_iter().collect(),
         addrs6: args.addr6.map(|(a, _)| a).into_iter().collect(),
         vlan: args.steer.vlan,
+        tcp_ports: (steer_mode == SteerMode::Ports).then(|| shared_ephemeral_ports(name)),
     };
     // Open every port before starting any worker: a refused start fails
     // whole (and detaches the program).
@@ -571,6 +572,9 @@ where
         }
         ecfg.congestion = args.cc.into();
         ecfg.seed = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15);
+        if let Some(range) = to.tcp_ports {
+            ecfg.ephemeral_ports = range;
+        }
         let stop = stop.clone();
         let shared = shared.clone();
         let ctx = WorkerCtx {
@@ -801,6 +805,32 @@ fn inject_fault(worker: usize) {
         std::thread::sleep(std::time::Duration::from_secs(1));
         panic!("injected panic in worker {worker} (XDPSTACK_FAULT_PANIC_WORKER)");
     }
+}
+
+/// The local ports of outgoing connections when the stack shares its
+/// address with the kernel (ports mode): above Linux's default
+/// `ip_local_port_range` (32768-60999), so that the kernel's own
+/// connections never take them; the XDP program steers TCP to them. A
+/// kernel whose range reaches into them is warned about (its connections
+/// on those ports would lose their answers to the stack).
+pub const SHARED_EPHEMERAL_PORTS: (u16, u16) = (61000, 65535);
+
+fn shared_ephemeral_ports(name: &str) -> (u16, u16) {
+    let (lo, hi) = SHARED_EPHEMERAL_PORTS;
+    let kernel = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|w| w.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        });
+    if let Some((klo, khi)) = kernel {
+        if klo <= hi && khi >= lo {
+            eprintln!(
+                "xdpstack {name}: warning: the kernel's ip_local_port_range {klo}-{khi} overlaps the stack's outgoing ports {lo}-{hi}"
+            );
+        }
+    }
+    (lo, hi)
 }
 
 #[cfg(test)]

@@ -423,6 +423,8 @@ pub struct SteerTo {
     pub addrs6: Vec<Ipv6Addr>,
     /// VLAN.
     pub vlan: Option<u16>,
+    /// Ports mode: the TCP port range of outgoing connections, steered.
+    pub tcp_ports: Option<(u16, u16)>,
 }
 
 /// Attach the stack's XDP program to `iface` and open one socket per queue
@@ -459,6 +461,7 @@ pub fn open_ports(
             addrs6: to.addrs6.clone(),
             vlan: to.vlan,
             xdp_mode: x.xdp_mode.into(),
+            tcp_ports: to.tcp_ports,
         },
     )?;
     if x.xdp_run_stats {

@@ -61,6 +61,11 @@ pub enum L4 {
     /// is the ICMP packet's own (the router's address); what it quotes is
     /// read by [`parse_too_big`].
     TooBig,
+    /// Any other ICMP "destination unreachable" (IPv4 type 3, ICMPv6 type
+    /// 1): it ends an outgoing connection still in SYN-SENT (RFC 1122
+    /// 4.2.3.9, as Linux's `tcp_v4_err`). The key is the ICMP packet's own;
+    /// what it quotes is read by [`parse_unreachable`].
+    Unreachable,
 }
 
 impl L4 {
@@ -227,9 +232,11 @@ fn parse_l4(
                 Icmpv4Message::EchoRequest | Icmpv4Message::EchoReply
             );
             let ident = echo.then(|| icmp.echo_ident());
-            let too_big = icmp.msg_type() == Icmpv4Message::DstUnreachable
-                && icmp.msg_code() == ICMP4_FRAG_NEEDED;
-            let l4 = if too_big { L4::TooBig } else { L4::Icmp };
+            let l4 = match (icmp.msg_type(), icmp.msg_code()) {
+                (Icmpv4Message::DstUnreachable, ICMP4_FRAG_NEEDED) => L4::TooBig,
+                (Icmpv4Message::DstUnreachable, _) => L4::Unreachable,
+                _ => L4::Icmp,
+            };
             icmp_parsed(icmp.verify_checksum(), ident, src, dst, l4, payload.len())
         }
         (IpProtocol::Icmpv6, IpAddr::V6(s6), IpAddr::V6(d6)) => {
@@ -240,10 +247,10 @@ fn parse_l4(
             );
             let ident = echo.then(|| icmp.echo_ident());
             let ok = icmp.verify_checksum(&s6, &d6);
-            let l4 = if icmp.msg_type() == Icmpv6Message::PktTooBig {
-                L4::TooBig
-            } else {
-                L4::Icmpv6
+            let l4 = match icmp.msg_type() {
+                Icmpv6Message::PktTooBig => L4::TooBig,
+                Icmpv6Message::DstUnreachable => L4::Unreachable,
+                _ => L4::Icmpv6,
             };
             icmp_parsed(ok, ident, src, dst, l4, payload.len())
         }
@@ -318,6 +325,70 @@ pub enum TooBigError {
 /// quote whose next header is not TCP is [`TooBigError::NotTcp`]). Never
 /// panics, whatever the bytes.
 pub fn parse_too_big(packet: &[u8]) -> Result<TooBig, TooBigError> {
+    let q = parse_quote(packet)?;
+    let mtu = match q.family {
+        4 if q.ty == 3 && q.code == ICMP4_FRAG_NEEDED => q.word & 0xffff,
+        6 if q.ty == 2 => q.word,
+        _ => return Err(TooBigError::Malformed),
+    };
+    Ok(TooBig {
+        key: q.key,
+        seq: q.seq,
+        mtu,
+        quoted_len: q.quoted_len,
+    })
+}
+
+/// What an ICMP "destination unreachable" says of one of our TCP segments
+/// ([`parse_unreachable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The TCP flow of the quoted segment as this host receives it.
+    pub key: FlowKey,
+    /// The quoted segment's sequence number.
+    pub seq: u32,
+    /// A port or protocol unreachable, or communication administratively
+    /// prohibited: something at the destination (or a filter) refused
+    /// (Linux: ECONNREFUSED, EACCES); otherwise the host or network could
+    /// not be reached (EHOSTUNREACH, ENETUNREACH).
+    pub refused: bool,
+}
+
+/// Read what an ICMP "destination unreachable" (IPv4 type 3 but
+/// fragmentation needed, ICMPv6 type 1) quotes, as [`parse_too_big`] does.
+/// Never panics, whatever the bytes.
+pub fn parse_unreachable(packet: &[u8]) -> Result<Unreachable, TooBigError> {
+    let q = parse_quote(packet)?;
+    let refused = match q.family {
+        // Protocol and port unreachable; network, host and communication
+        // administratively prohibited.
+        4 if q.ty == 3 && q.code != ICMP4_FRAG_NEEDED => matches!(q.code, 2 | 3 | 9 | 10 | 13),
+        // Administratively prohibited, port unreachable, ingress/egress
+        // policy, reject route.
+        6 if q.ty == 1 => matches!(q.code, 1 | 4 | 5 | 6),
+        _ => return Err(TooBigError::Malformed),
+    };
+    Ok(Unreachable {
+        key: q.key,
+        seq: q.seq,
+        refused,
+    })
+}
+
+/// An ICMP error message quoting a TCP segment, read but not judged.
+struct Quote {
+    family: u8,
+    ty: u8,
+    code: u8,
+    /// The 4 bytes after the checksum (IPv4: unused but the next-hop MTU in
+    /// the last 2; ICMPv6 packet too big: the MTU).
+    word: u32,
+    key: FlowKey,
+    seq: u32,
+    quoted_len: u32,
+}
+
+fn parse_quote(packet: &[u8]) -> Result<Quote, TooBigError> {
     use TooBigError::Malformed;
     let (family, body) = match packet.first().map(|b| b >> 4) {
         Some(4) => {
@@ -336,8 +407,7 @@ pub fn parse_too_big(packet: &[u8]) -> Result<TooBig, TooBigError> {
         }
         _ => return Err(Malformed),
     };
-    // ICMP header: type, code, checksum, then 4 bytes (IPv4: unused, the
-    // next-hop MTU in the last 2; ICMPv6: the MTU), then the quote.
+    // ICMP header: type, code, checksum, then 4 bytes, then the quote.
     let word = |b: &[u8], at: usize| -> Option<u32> {
         b.get(at..at + 4)
             .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
@@ -345,28 +415,24 @@ pub fn parse_too_big(packet: &[u8]) -> Result<TooBig, TooBigError> {
     let half = |b: &[u8], at: usize| -> Option<u16> {
         b.get(at..at + 2).map(|w| u16::from_be_bytes([w[0], w[1]]))
     };
-    let (ty, code) = (body.first().copied(), body.get(1).copied());
+    let (ty, code) = match body {
+        [ty, code, ..] => (*ty, *code),
+        _ => return Err(Malformed),
+    };
     let quote = body.get(8..).ok_or(Malformed)?;
-    let (mtu, quoted) = match family {
-        4 => {
-            if ty != Some(3) || code != Some(ICMP4_FRAG_NEEDED) {
-                return Err(Malformed);
-            }
-            let mtu = u32::from(half(body, 6).ok_or(Malformed)?);
-            (mtu, quote_v4(quote)?)
-        }
-        _ => {
-            if ty != Some(2) {
-                return Err(Malformed);
-            }
-            (word(body, 4).ok_or(Malformed)?, quote_v6(quote)?)
-        }
+    let quoted = match family {
+        4 => quote_v4(quote)?,
+        _ => quote_v6(quote)?,
     };
     let (ours, peer, tcp, quoted_len) = quoted;
     let sport = half(tcp, 0).ok_or(Malformed)?;
     let dport = half(tcp, 2).ok_or(Malformed)?;
     let seq = word(tcp, 4).ok_or(Malformed)?;
-    Ok(TooBig {
+    Ok(Quote {
+        family,
+        ty,
+        code,
+        word: word(body, 4).ok_or(Malformed)?,
         key: FlowKey {
             proto: Proto::Tcp,
             src: peer,
@@ -375,7 +441,6 @@ pub fn parse_too_big(packet: &[u8]) -> Result<TooBig, TooBigError> {
             dport: sport,
         },
         seq,
-        mtu,
         quoted_len,
     })
 }
@@ -885,8 +950,22 @@ pub(crate) mod tests {
         let mut ip = Ipv4Packet::new_unchecked(&mut pkt[..]);
         let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
         icmp.fill_checksum();
-        assert_eq!(parse_ip(&pkt).map(|p| p.l4), Ok(L4::Icmp));
+        assert_eq!(parse_ip(&pkt).map(|p| p.l4), Ok(L4::Unreachable));
         assert_eq!(parse_too_big(&pkt), Err(TooBigError::Malformed));
+        // ... they are destination unreachables: host (not a refusal) and
+        // port unreachable (one).
+        let u = parse_unreachable(&pkt).unwrap();
+        assert_eq!(
+            (u.key.dport, u.key.sport, u.seq, u.refused),
+            (80, 1, 1000, false)
+        );
+        pkt[21] = 3;
+        let mut ip = Ipv4Packet::new_unchecked(&mut pkt[..]);
+        Icmpv4Packet::new_unchecked(ip.payload_mut()).fill_checksum();
+        assert!(parse_unreachable(&pkt).unwrap().refused);
+        // Fragmentation needed is not one.
+        let pkt = too_big_packet(router4, &seg, 28, 1280);
+        assert_eq!(parse_unreachable(&pkt), Err(TooBigError::Malformed));
         // A non-first fragment quoted carries no TCP header.
         let mut frag = seg.clone();
         frag[7] = 10;

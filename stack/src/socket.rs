@@ -146,11 +146,43 @@ pub enum ConnEnd {
     /// Both sides finished: the application had shut its side down and
     /// the peer acknowledged the close.
     Finished,
-    /// The socket closed on its own during an egress pass (a timeout).
+    /// The socket closed on its own during an egress pass (a timeout), or
+    /// an outgoing connection's handshake did not finish within its
+    /// connect timeout.
     TimedOut,
     /// The peer started a new connection on its 4-tuple after it had
     /// finished sending on this one (a SYN in CLOSE-WAIT).
     Restarted,
+    /// An outgoing connection was refused: an RST answered its SYN, or an
+    /// ICMP port unreachable (or administratively prohibited) quoted it.
+    Refused,
+    /// An outgoing connection's SYN met an ICMP host or network
+    /// unreachable.
+    Unreachable,
+}
+
+/// Why [`Engine::tcp_connect`](crate::engine::Engine::tcp_connect)
+/// refused to open a connection.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum ConnectError {
+    /// The destination is unspecified, has port 0, or is of a family the
+    /// engine has no address of.
+    #[error("destination unaddressable: {0}")]
+    Unaddressable(std::net::SocketAddr),
+    /// The local address asked for is not one of the engine's.
+    #[error("{0} is not an address of this stack")]
+    NotLocal(std::net::IpAddr),
+    /// Every port of the ephemeral range is in use towards that
+    /// destination (Linux: EADDRNOTAVAIL).
+    #[error("no free local port towards {0}")]
+    NoPort(std::net::SocketAddr),
+    /// The local port asked for is in use towards that destination (or
+    /// by a listener).
+    #[error("local address {0} in use")]
+    InUse(std::net::SocketAddr),
+    /// The engine holds `max_conns` connections.
+    #[error("connection limit reached")]
+    ConnLimit,
 }
 
 /// Why a datagram operation failed.

@@ -53,6 +53,8 @@ pub(crate) struct CoreState {
     pub accept: HashMap<u64, Vec<Waker>>,
     /// UDP receivers by socket id (several tasks may receive on one socket).
     pub udp_recv: HashMap<u64, Vec<Waker>>,
+    /// Tasks waiting for the answer to an outgoing connect, by its token.
+    pub connect: HashMap<u64, Waker>,
     /// Tasks that found the ring full.
     pub ring_full: Vec<Waker>,
     /// Why the core can serve nothing more (the daemon went away, or broke
@@ -93,6 +95,7 @@ impl CoreState {
         }
         out.extend(self.accept.drain().flat_map(|(_, w)| w));
         out.extend(self.udp_recv.drain().flat_map(|(_, w)| w));
+        out.extend(self.connect.drain().map(|(_, w)| w));
         out.append(&mut self.ring_full);
     }
 }
@@ -139,6 +142,7 @@ impl CoreCell {
                 conns: HashMap::default(),
                 accept: HashMap::new(),
                 udp_recv: HashMap::new(),
+                connect: HashMap::new(),
                 ring_full: Vec::new(),
                 dead: None,
                 dirty: false,
@@ -229,6 +233,7 @@ impl CoreCell {
             // readiness: whoever waits on this core looks again.
             wake.extend(st.accept.drain().flat_map(|(_, w)| w));
             wake.extend(st.udp_recv.drain().flat_map(|(_, w)| w));
+            wake.extend(st.connect.drain().map(|(_, w)| w));
             // The daemon is busy with this process's ring: writers that
             // found it full try again (no timer needed while busy).
             wake.append(&mut st.ring_full);

@@ -10,7 +10,9 @@
 //! 1024 only with `CAP_NET_BIND_SERVICE`); [`TcpStream`] implements tokio's
 //! [`AsyncRead`](tokio::io::AsyncRead) and
 //! [`AsyncWrite`](tokio::io::AsyncWrite) over the connection's records;
-//! [`UdpSocket`] sends and receives datagrams.
+//! [`UdpSocket`] sends and receives datagrams. [`TcpStream::connect`] and
+//! [`Stack::connect_tcp`] open outgoing connections (hyper's and tonic's
+//! clients), streams like the accepted ones.
 //!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {
@@ -59,6 +61,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod connect;
 mod driver;
 mod tcp;
 mod udp;
@@ -110,6 +113,16 @@ pub enum Error {
     /// No daemon was named for the default stack.
     #[error("no xdpstack daemon: set {CONTROL_ENV} to its control socket or call Stack::connect")]
     NoDaemon,
+    /// An outgoing connection failed (the daemon's answer).
+    #[error("connecting to {addr} through the xdpstack daemon: {message}")]
+    Connect {
+        /// The destination.
+        addr: SocketAddr,
+        /// Why, as the daemon says (it decides the `io::ErrorKind`).
+        why: attach::proto::ConnectFailure,
+        /// The daemon's words.
+        message: String,
+    },
 }
 
 impl From<Error> for io::Error {
@@ -119,6 +132,16 @@ impl From<Error> for io::Error {
             Error::Broken(_) => io::ErrorKind::InvalidData,
             Error::Refused(_) => io::ErrorKind::PermissionDenied,
             Error::Attach { .. } | Error::NoDaemon => io::ErrorKind::NotConnected,
+            Error::Connect { why, .. } => {
+                use attach::proto::ConnectFailure as F;
+                match why {
+                    F::Refused => io::ErrorKind::ConnectionRefused,
+                    F::TimedOut => io::ErrorKind::TimedOut,
+                    F::Unreachable => io::ErrorKind::HostUnreachable,
+                    F::AddrInUse => io::ErrorKind::AddrNotAvailable,
+                    F::Invalid => io::ErrorKind::InvalidInput,
+                }
+            }
         };
         io::Error::new(kind, e)
     }
@@ -135,6 +158,8 @@ pub struct Stack {
 pub(crate) struct Inner {
     pub cores: Vec<Arc<CoreCell>>,
     watch_stop: Arc<Notify>,
+    /// The core of the next outgoing connection (round robin).
+    pub next_core: std::sync::atomic::AtomicUsize,
 }
 
 impl Drop for Inner {
@@ -175,7 +200,11 @@ impl Stack {
         let watch_stop = Arc::new(Notify::new());
         tokio::spawn(driver::watch(cores.clone(), watch, watch_stop.clone()));
         Ok(Stack {
-            inner: Arc::new(Inner { cores, watch_stop }),
+            inner: Arc::new(Inner {
+                cores,
+                watch_stop,
+                next_core: Default::default(),
+            }),
         })
     }
 

@@ -237,20 +237,8 @@ impl TcpListener {
                 // TAKEN is a record: publish it.
                 cell.pushed(&mut st);
                 drop(st);
-                let conn = Conn {
-                    stack: self.stack.clone(),
-                    cell: cell.clone(),
-                    id: c,
-                    peer,
-                    local,
-                    nodelay: AtomicBool::new(true),
-                };
-                return Poll::Ready(Ok((
-                    TcpStream {
-                        inner: Arc::new(conn),
-                    },
-                    peer,
-                )));
+                let stream = TcpStream::of(&self.stack, cell, c, peer, local);
+                return Poll::Ready(Ok((stream, peer)));
             }
             crate::driver::add_waker(st.accept.entry(*lid).or_default(), cx.waker());
         }
@@ -455,6 +443,27 @@ impl std::fmt::Debug for TcpStream {
 }
 
 impl TcpStream {
+    /// The stream of connection `c` of core `cell` (accepted, or connected
+    /// out), which the core's [`CoreState::conns`] knows already.
+    pub(crate) fn of(
+        stack: &Stack,
+        cell: &Arc<CoreCell>,
+        c: ConnId,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> TcpStream {
+        TcpStream {
+            inner: Arc::new(Conn {
+                stack: stack.clone(),
+                cell: cell.clone(),
+                id: c,
+                peer,
+                local,
+                nodelay: AtomicBool::new(true),
+            }),
+        }
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.peer)

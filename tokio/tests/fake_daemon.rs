@@ -598,3 +598,163 @@ async fn the_receive_window_goes_back_only_as_the_application_reads() {
     let port = e.local_addr().unwrap().port();
     assert!(port >= 49152, "{port}");
 }
+
+/// The CONNECT records the process sent: (token, destination, local).
+fn connects(recs: &[Rec]) -> Vec<(u64, Option<SocketAddr>, Option<SocketAddr>)> {
+    recs.iter()
+        .filter(|r| r.kind == proto::CONNECT)
+        .map(|r| {
+            (
+                r.id,
+                proto::decode_peer(&r.data),
+                r.data.get(proto::PEER_LEN..).and_then(proto::decode_peer),
+            )
+        })
+        .collect()
+}
+
+/// Take records until `n` CONNECT records came; their tokens.
+fn await_connects(f: &mut Fake, recs: &mut Vec<Rec>, n: usize) -> Vec<u64> {
+    f.until(recs, "CONNECT", |r| connects(r).len() >= n);
+    connects(recs).into_iter().map(|c| c.0).collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connect_out_then_a_stream_like_an_accepted_one() {
+    let fake = Fake::new(1 << 16);
+    let path = fake.path.clone();
+    let conn = 4u64 << 32 | 3;
+    let local: SocketAddr = "198.18.0.1:40001".parse().unwrap();
+    let daemon = script(fake, move |f| {
+        let mut recs = Vec::new();
+        let token = await_connects(f, &mut recs, 1)[0];
+        let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
+        let ours = proto::encode_peer(Some(local));
+        assert!(f.push(
+            proto::CONNECTED,
+            conn,
+            &[&token.to_le_bytes(), &peer, &ours]
+        ));
+        f.until(&mut recs, "TAKEN", |r| {
+            r.iter().any(|r| r.kind == proto::TAKEN && r.id == conn)
+        });
+        f.until(&mut recs, "the request", |r| sent(r, conn) == b"GET");
+        assert!(f.push(proto::DATA, conn, &[b"200"]));
+        assert!(f.push(proto::EOF, conn, &[]));
+        f.until(&mut recs, "CLOSE", |r| {
+            r.iter().any(|r| r.kind == proto::CLOSE && r.id == conn)
+        });
+        recs
+    });
+    let stack = Stack::connect(&path).await.unwrap();
+    let mut s = stack.connect_tcp(PEER.parse().unwrap()).await.unwrap();
+    assert_eq!(s.peer_addr().unwrap(), PEER.parse::<SocketAddr>().unwrap());
+    assert_eq!(s.local_addr().unwrap(), local);
+    s.write_all(b"GET").await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"200");
+    drop(s);
+    let (_f, recs) = tokio::task::spawn_blocking(move || daemon.join().unwrap())
+        .await
+        .unwrap();
+    let c = connects(&recs);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].1, Some(PEER.parse().unwrap()));
+    assert_eq!(c[0].2, None, "no local address asked for");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connect_failures_have_their_error_kinds() {
+    use proto::ConnectFailure as F;
+    let fake = Fake::new(1 << 16);
+    let path = fake.path.clone();
+    let cases = [
+        (F::Refused, std::io::ErrorKind::ConnectionRefused),
+        (F::TimedOut, std::io::ErrorKind::TimedOut),
+        (F::Unreachable, std::io::ErrorKind::HostUnreachable),
+        (F::AddrInUse, std::io::ErrorKind::AddrNotAvailable),
+        (F::Invalid, std::io::ErrorKind::InvalidInput),
+    ];
+    let daemon = script(fake, move |f| {
+        let mut recs = Vec::new();
+        for (i, (why, _)) in cases.iter().enumerate() {
+            let token = await_connects(f, &mut recs, i + 1)[i];
+            let msg = format!("{why:?} for the test");
+            assert!(f.push(
+                proto::CONNECT_FAILED,
+                token,
+                &[&[why.code()], msg.as_bytes()]
+            ));
+        }
+    });
+    let stack = Stack::connect(&path).await.unwrap();
+    for (why, kind) in cases {
+        let e = stack
+            .connect_tcp(PEER.parse().unwrap())
+            .await
+            .expect_err("a failure");
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(
+            e.to_string().contains(&format!("{why:?} for the test")),
+            "{e}"
+        );
+        assert!(
+            matches!(
+                e.get_ref().and_then(|i| i.downcast_ref::<Error>()),
+                Some(Error::Connect { why: w, .. }) if *w == why
+            ),
+            "{e}"
+        );
+    }
+    daemon.join().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connect_given_up_is_aborted_and_the_daemon_gone_fails_one_waiting() {
+    let fake = Fake::new(1 << 16);
+    let path = fake.path.clone();
+    let conn = 6u64 << 32 | 1;
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let daemon = script(fake, move |f| {
+        let mut recs = Vec::new();
+        let first = await_connects(f, &mut recs, 1)[0];
+        go_rx.recv().unwrap();
+        // Answered after the application gave it up: the process aborts
+        // the connection.
+        let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
+        assert!(f.push(
+            proto::CONNECTED,
+            conn,
+            &[&first.to_le_bytes(), &peer, &peer]
+        ));
+        f.until(&mut recs, "ABORT", |r| {
+            r.iter().any(|r| r.kind == proto::ABORT && r.id == conn)
+        });
+        // A second connect waits; the daemon goes away under it.
+        await_connects(f, &mut recs, 2);
+        f.die();
+        recs
+    });
+    let stack = Stack::connect(&path).await.unwrap();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        stack.connect_tcp(PEER.parse().unwrap()),
+    )
+    .await;
+    assert!(gave_up.is_err(), "no answer yet");
+    go_tx.send(()).unwrap();
+    let e = tokio::time::timeout(
+        Duration::from_secs(5),
+        stack.connect_tcp(PEER.parse().unwrap()),
+    )
+    .await
+    .expect("the connect hangs")
+    .expect_err("the daemon went away");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionAborted, "{e}");
+    assert!(e.to_string().contains("daemon is gone"), "{e}");
+    let (_f, recs) = tokio::task::spawn_blocking(move || daemon.join().unwrap())
+        .await
+        .unwrap();
+    assert!(!recs.iter().any(|r| r.kind == proto::TAKEN), "{recs:?}");
+}

@@ -360,3 +360,105 @@ fn an_orphan_with_a_silent_peer_is_reset_after_its_deadline() {
 }
 
 mod attached;
+
+/// Issue 22: a process's CONNECT goes out through the engine; the answer
+/// carries its token (CONNECTED with both addresses, then the connection
+/// works as an accepted one once TAKEN), or why it failed
+/// (CONNECT_FAILED: the peer's RST, a privileged local port).
+#[test]
+fn connect_records_open_connections_and_failures_carry_their_reason() {
+    use std::net::SocketAddr;
+    let mut rig = Rig::new();
+    let mut s = smoltcp::socket::tcp::Socket::new(
+        smoltcp::socket::tcp::SocketBuffer::new(vec![0; 4096]),
+        smoltcp::socket::tcp::SocketBuffer::new(vec![0; 4096]),
+    );
+    s.listen(8080).unwrap();
+    let h = rig.net.client.sockets.add(s);
+    let to = |port| {
+        proto::encode_peer(Some(SocketAddr::new(
+            std::net::IpAddr::V4(testkit::CLIENT_IP4),
+            port,
+        )))
+    };
+    let none = proto::encode_peer(None);
+    // Token 11: to the listening port; 12: nothing listens; 13: from a
+    // privileged local port.
+    rig.turn();
+    assert!(rig.tx.push(proto::CONNECT, 11, &[&to(8080), &none]));
+    assert!(rig.tx.push(proto::CONNECT, 12, &[&to(9), &none]));
+    let low = proto::encode_peer(Some("198.18.0.1:80".parse().unwrap()));
+    assert!(rig.tx.push(proto::CONNECT, 13, &[&to(8080), &low]));
+    rig.tx.publish();
+    let mut answers = Vec::new();
+    for _ in 0..200 {
+        rig.turn();
+        while let Some(r) = rig.record() {
+            answers.push(r);
+        }
+        if answers.len() == 3 {
+            break;
+        }
+    }
+    let failed = |token: u64| {
+        answers
+            .iter()
+            .find(|(k, id, _)| *k == proto::CONNECT_FAILED && *id == token)
+            .map(|(_, _, p)| (proto::ConnectFailure::from_code(p[0]), p[1..].to_vec()))
+    };
+    assert_eq!(
+        failed(12).map(|f| f.0),
+        Some(proto::ConnectFailure::Refused),
+        "{answers:?}"
+    );
+    let (why, msg) = failed(13).expect("privileged port refused");
+    assert_eq!(why, proto::ConnectFailure::Invalid);
+    assert!(String::from_utf8_lossy(&msg).contains("below 1024"));
+    let (_, id, p) = answers
+        .iter()
+        .find(|(k, ..)| *k == proto::CONNECTED)
+        .cloned()
+        .expect("CONNECTED");
+    assert_eq!(u64::from_le_bytes(p[..8].try_into().unwrap()), 11);
+    let peer = proto::decode_peer(&p[8..]).unwrap();
+    let local = proto::decode_peer(&p[8 + proto::PEER_LEN..]).unwrap();
+    assert_eq!(peer.port(), 8080);
+    assert_eq!(local.ip(), std::net::IpAddr::V4(testkit::SERVER_IP4));
+    assert_eq!(
+        rig.net.client.tcp(h).remote_endpoint().map(|e| e.port),
+        Some(local.port())
+    );
+    // Taken: bytes both ways.
+    for _ in 0..10 {
+        if rig.net.client.tcp(h).may_send() {
+            break;
+        }
+        rig.turn();
+    }
+    rig.command(proto::TAKEN, id, &(1u32 << 18).to_le_bytes());
+    rig.command(proto::SEND, id, b"ping");
+    rig.net.client.tcp(h).send_slice(b"pong").unwrap();
+    let mut data = Vec::new();
+    for _ in 0..50 {
+        rig.turn();
+        while let Some((k, rid, b)) = rig.record() {
+            if k == proto::DATA && rid == id {
+                data.extend(b);
+            }
+        }
+        if data == b"pong" && rig.net.client.tcp(h).recv_queue() == 4 {
+            break;
+        }
+    }
+    assert_eq!(data, b"pong");
+    assert_eq!(rig.net.client.tcp(h).recv_queue(), 4);
+    let c = rig.proxy().json();
+    assert_eq!(
+        (
+            c["connects"].as_u64(),
+            c["connected"].as_u64(),
+            c["connect_failed"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+}

@@ -57,6 +57,14 @@ pub fn parse_ip(data: &[u8]) {
                 assert_eq!(tb.key.src.is_ipv4(), tb.key.dst.is_ipv4());
             }
         }
+        // A destination unreachable's quote: the same.
+        if p.l4 == stack::parse::L4::Unreachable {
+            if let Ok(u) = stack::parse::parse_unreachable(data) {
+                assert_eq!(u.key.proto, stack::parse::Proto::Tcp);
+                assert_eq!(u.key.src.is_ipv4(), p.key.src.is_ipv4());
+                assert_eq!(u.key.src.is_ipv4(), u.key.dst.is_ipv4());
+            }
+        }
     }
 }
 

@@ -100,10 +100,11 @@ use crate::reuseport::{BindError, BindOptions, ListenerCounters, MemberId};
 use crate::shared::{ListenerReport, Shared};
 use crate::tcp::{Conns, Listeners, PeerRtos, SocketParams, TimeWait};
 
-pub use crate::socket::{ListenerId, UdpId};
+pub use crate::socket::{ConnectError, ListenerId, UdpId};
 pub use crate::tcp::buffers::{BufConfig, Limits};
 pub use crate::tcp::TIME_WAIT_LEN;
 pub use route::Route;
+pub use tcp::OUTGOING;
 pub use udp::Datagram;
 
 /// Addresses and sizes of one engine.
@@ -166,6 +167,16 @@ pub struct EngineConfig {
     /// Congestion control of every TCP connection (Linux's default is
     /// cubic; `None` sends as fast as the peer's window allows).
     pub congestion: CongestionControl,
+    /// The local ports outgoing connections take (inclusive; Linux's
+    /// `ip_local_port_range`, 32768-60999 by default). A port is taken
+    /// per destination (the 4-tuple must be free in the whole process),
+    /// never one a listener is bound to.
+    pub ephemeral_ports: (u16, u16),
+    /// An outgoing connection whose handshake has not finished after this
+    /// long is given up (the SYN is retransmitted meanwhile with
+    /// exponential backoff from a 1 s RTO, as Linux's `tcp_syn_retries`
+    /// = 6 gives up after about 127 s).
+    pub connect_timeout: std::time::Duration,
 }
 
 /// TCP congestion control algorithm of a connection.
@@ -220,6 +231,8 @@ impl EngineConfig {
             max_remote_flows: 1 << 20,
             time_wait_max: 1 << 16,
             congestion: CongestionControl::Cubic,
+            ephemeral_ports: (32768, 60999),
+            connect_timeout: std::time::Duration::from_secs(127),
         }
     }
 }
@@ -249,9 +262,10 @@ pub struct EngineCounters {
     pub syn_queue_full: u64,
     /// SYNs dropped because the engine holds `max_conns` connections.
     pub conn_limit: u64,
-    /// SYN-ACKs timed by the RTO the peer's last connection measured
-    /// instead of 1 s (`crate::tcp::PeerRtos`).
-    pub syn_ack_rto_from_peer: u64,
+    /// SYN-ACKs (and SYNs of outgoing connections) timed by the RTO the
+    /// peer's last connection measured instead of 1 s
+    /// (`crate::tcp::PeerRtos`).
+    pub handshake_rto_from_peer: u64,
     /// SYN-ACKs sent with a cookie (SYN queue full).
     pub syncookies_sent: u64,
     /// Cookie SYN-ACKs that found no free frame.
@@ -326,6 +340,24 @@ pub struct EngineCounters {
     /// Closes turned into resets because `max_orphans` connections were
     /// still finishing their close.
     pub orphans_reset: u64,
+    /// Outgoing connections opened (SYN sent).
+    pub connects: u64,
+    /// Outgoing connections established.
+    pub connects_established: u64,
+    /// Outgoing connections refused (RST, ICMP port unreachable).
+    pub connects_refused: u64,
+    /// Outgoing connections whose SYN met ICMP host or net unreachable.
+    pub connects_unreachable: u64,
+    /// Outgoing connections given up after `connect_timeout`.
+    pub connects_timed_out: u64,
+    /// ICMP destination unreachable messages quoting no connection in
+    /// SYN-SENT, or a sequence number other than its SYN's: ignored (an
+    /// established connection rides out what may be a transient error, as
+    /// Linux does for host and net unreachable).
+    pub icmp_unreachable_ignored: u64,
+    /// Connects refused because no ephemeral port was free towards the
+    /// destination.
+    pub connects_no_port: u64,
     /// Packets handed to another core.
     pub handed_off: u64,
     /// Packets received from another core.
@@ -510,6 +542,9 @@ pub struct Engine<R: Rings> {
     now: Instant,
     /// The last receive took a full batch.
     rx_full: bool,
+    /// Moves the ephemeral port search's start on at every connect (Linux's
+    /// per-destination offset plus a perturbation).
+    port_turn: u32,
 }
 
 impl<R: Rings> Engine<R> {
@@ -583,6 +618,7 @@ impl<R: Rings> Engine<R> {
             pool: Vec::new(),
             now,
             rx_full: false,
+            port_turn: core as u32 * 7919,
         }
     }
 
@@ -708,8 +744,14 @@ impl<R: Rings> Engine<R> {
         if parsed.l4 == crate::parse::L4::TooBig {
             return self.too_big(pkt, parsed, rx_core, hops);
         }
+        if parsed.l4 == crate::parse::L4::Unreachable {
+            return self.unreachable(pkt, parsed, rx_core, hops);
+        }
         match self.route(&parsed, hint, hops) {
             Route::Conn(c) => {
+                if rx_core != self.core {
+                    self.conns.learn_rx_core(c, rx_core);
+                }
                 if parsed.is_syn() {
                     if self.syn_restarts(c, &parsed) {
                         // The flow has no connection now: a new one.

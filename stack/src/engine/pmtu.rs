@@ -27,7 +27,7 @@ use nic::Rings;
 use super::{Engine, Pkt};
 use crate::flow::Owner;
 use crate::l2::ETH_HDR;
-use crate::parse::{parse_too_big, ParsedIp, TooBig, TooBigError};
+use crate::parse::{parse_too_big, FlowKey, ParsedIp, TooBig, TooBigError};
 use crate::socket::ConnId;
 use smoltcp::socket::tcp::PathMtu;
 use smoltcp::wire::TcpSeqNumber;
@@ -80,7 +80,7 @@ impl<R: Rings> Engine<R> {
                 return self.release_pkt(pkt);
             }
         };
-        match self.flows.lookup(&tb.key) {
+        match self.quoted_owner(&tb.key) {
             Some(Owner::Local(c)) => {
                 self.path_mtu(c, &tb);
                 self.release_pkt(pkt);
@@ -88,20 +88,25 @@ impl<R: Rings> Engine<R> {
             Some(Owner::Remote { core }) => {
                 self.forward(core, pkt, parsed, None, rx_core, hops);
             }
-            None => match self
+            None => {
+                self.counters.icmp_frag_needed_no_conn += 1;
+                self.release_pkt(pkt);
+            }
+        }
+    }
+
+    /// Who holds the flow an ICMP error quotes: a connection of this core,
+    /// another core (its flow entry here, or the process's flow directory),
+    /// or nobody.
+    pub(super) fn quoted_owner(&self, key: &FlowKey) -> Option<Owner> {
+        match self.flows.lookup(key) {
+            Some(o) => Some(o),
+            None => self
                 .shared
                 .directory
-                .owner(&tb.key)
+                .owner(key)
                 .filter(|&o| o != self.core)
-            {
-                Some(core) => {
-                    self.forward(core, pkt, parsed, None, rx_core, hops);
-                }
-                None => {
-                    self.counters.icmp_frag_needed_no_conn += 1;
-                    self.release_pkt(pkt);
-                }
-            },
+                .map(|core| Owner::Remote { core }),
         }
     }
 

@@ -685,6 +685,16 @@ impl Registry {
         self.snap.load().members.values().cloned().collect()
     }
 
+    /// Whether a group bound on `port` (any of its members, draining or
+    /// not) takes `proto` packets to `dst`: an outgoing connection does not
+    /// take such a port as its local one.
+    pub fn is_bound(&self, proto: Proto, dst: &IpAddr, port: u16) -> bool {
+        let snap = self.snap.load();
+        snap.ports
+            .get(&(proto, port))
+            .is_some_and(|gs| gs.iter().any(|g| g.addr.specificity(dst).is_some()))
+    }
+
     /// The group `id` belongs to.
     pub fn group(&self, id: MemberId) -> Option<GroupInfo> {
         let snap = self.snap.load();

@@ -29,6 +29,12 @@ pub(crate) enum Settled {
     /// Closed (reset, finished or timed out) while the application held
     /// it: report it to the application and release it.
     Ended,
+    /// An outgoing connection finished its handshake: the application
+    /// holds it now (`Phase::Accepted`).
+    Connected,
+    /// An outgoing connection closed before its handshake finished (an RST
+    /// answered the SYN): report it to the application and release it.
+    Refused,
 }
 
 impl Conns {
@@ -61,6 +67,18 @@ impl Conns {
             // Reset before the application took it; its accept queue entry
             // is stale now and skipped.
             Phase::Queued if matches!(state, S::Closed | S::Listen | S::TimeWait) => Settled::Lost,
+            Phase::Connecting => match state {
+                // SYN-RECEIVED: a simultaneous open, still handshaking.
+                S::SynSent | S::SynReceived => Settled::Stay,
+                S::Closed | S::Listen => Settled::Refused,
+                // Established (or the peer's FIN came with or right after
+                // its SYN-ACK): the application's now.
+                _ => {
+                    slot.phase = Phase::Accepted;
+                    slot.deadline = None;
+                    Settled::Connected
+                }
+            },
             Phase::Closing if !sent => Settled::Stay,
             Phase::Closing => match state {
                 S::Closed => Settled::Closed { time_wait: false },

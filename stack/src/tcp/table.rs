@@ -42,6 +42,9 @@ pub(crate) enum Phase {
     Accepted,
     /// Closed (or aborted) by the application, finishing the close.
     Closing,
+    /// SYN-SENT: an outgoing connection the application opened, not on any
+    /// listener; it becomes `Accepted` once established.
+    Connecting,
 }
 
 /// One connection's place in the table.
@@ -342,6 +345,21 @@ impl Conns {
     /// `Phase::HalfOpen`.
     #[inline]
     pub(crate) fn alloc(&mut self, port: u16) -> Option<ConnId> {
+        let c = self.alloc_closed()?;
+        if let Some(s) = self.socket(c) {
+            // Created for exactly one admitted SYN: the demux already chose
+            // the listener (and so the address), the socket only needs the
+            // port.
+            let _ = s.listen(IpListenEndpoint { addr: None, port });
+        }
+        Some(c)
+    }
+
+    /// A slot whose socket is closed and ready for `listen` or `connect`
+    /// (its buffers and options set as for every connection), in
+    /// `Phase::HalfOpen` (an outgoing connection moves it on).
+    #[inline]
+    pub(crate) fn alloc_closed(&mut self) -> Option<ConnId> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -410,9 +428,6 @@ impl Conns {
             s.set_recv_window_max(Some(b.rmem.max));
             s.set_recv_limit(Some(b.rmem.init));
         }
-        // Created for exactly one admitted SYN: the demux already chose the
-        // listener (and so the address), the socket only needs the port.
-        let _ = s.listen(IpListenEndpoint { addr: None, port });
         slot.phase = Phase::HalfOpen;
         slot.deadline = None;
         slot.reclaim_at = None;
@@ -454,6 +469,25 @@ impl Conns {
         slot.member = member;
         slot.rx_core = rx_core;
         slot.counters = counters;
+    }
+
+    /// `c` is an outgoing connection in SYN-SENT (see `Phase::Connecting`),
+    /// given up at `deadline` unless established by then.
+    pub(crate) fn set_connecting(&mut self, c: ConnId, deadline: Instant) {
+        if let Some(s) = self.slot_mut(c) {
+            s.phase = Phase::Connecting;
+            s.deadline = Some(deadline);
+        }
+    }
+
+    /// A segment of connecting `c` came in on `rx_core`'s queue: that core
+    /// receives the flow (it is told when the flow is released).
+    pub(crate) fn learn_rx_core(&mut self, c: ConnId, rx_core: usize) {
+        if let Some(s) = self.slot_mut(c) {
+            if s.phase == Phase::Connecting {
+                s.rx_core = rx_core;
+            }
+        }
     }
 
     /// Set (or clear) `c`'s handshake or close timeout.
@@ -654,14 +688,15 @@ impl Conns {
             .collect()
     }
 
-    /// Connections by phase: half-open, queued, accepted, closing.
+    /// Connections by phase: half-open, queued, accepted (outgoing ones
+    /// still connecting too), closing.
     pub(crate) fn phases(&self) -> [usize; 4] {
         let mut n = [0; 4];
         for s in &self.slots {
             match s.phase {
                 Phase::HalfOpen => n[0] += 1,
                 Phase::Queued => n[1] += 1,
-                Phase::Accepted => n[2] += 1,
+                Phase::Accepted | Phase::Connecting => n[2] += 1,
                 Phase::Closing => n[3] += 1,
                 Phase::Free => {}
             }

@@ -50,6 +50,9 @@ pub(crate) enum Fired {
     Handshake,
     /// The peer never finished the close: reset it.
     Close,
+    /// An outgoing connection's handshake did not finish in time: report
+    /// it to the application and drop it.
+    Connect,
     /// smoltcp's deadline (a retransmission, a delayed ACK, a keep-alive):
     /// ask the socket when next.
     Due,
@@ -130,6 +133,7 @@ impl Conns {
             let fired = match (expired, phase) {
                 (true, Phase::HalfOpen) => Fired::Handshake,
                 (true, Phase::Closing) => Fired::Close,
+                (true, Phase::Connecting) => Fired::Connect,
                 // Due by the mark; the socket says when (an early entry
                 // whose deadline moved without an egress pass is filed
                 // again at the new time, without one).

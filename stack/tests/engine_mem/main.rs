@@ -528,6 +528,10 @@ mod cookies;
 
 mod peer_rto;
 
+// ---- outgoing connections (active open) ----
+
+mod connect;
+
 #[test]
 fn a_reset_in_last_ack_releases_the_connection() {
     // Our data and FIN after the peer's FIN, answered by a peer that forgot

@@ -20,7 +20,7 @@ fn a_lost_syn_ack_is_resent_after_the_rto_the_peers_last_connection_measured() {
     // One connection from the client, established: its handshake measured
     // an RTT near 0, an RTO of 200 ms (the floor).
     let (mut net, _l) = listening(|_| {});
-    assert_eq!(net.server.stats().engine.syn_ack_rto_from_peer, 0);
+    assert_eq!(net.server.stats().engine.handshake_rto_from_peer, 0);
     let port = 47001;
     let out = xchg(
         &mut net,
@@ -31,7 +31,7 @@ fn a_lost_syn_ack_is_resent_after_the_rto_the_peers_last_connection_measured() {
     let [(isn, Some(5001), TcpControl::Syn, 0)] = out[..] else {
         panic!("no SYN-ACK: {out:?}");
     };
-    assert_eq!(net.server.stats().engine.syn_ack_rto_from_peer, 1);
+    assert_eq!(net.server.stats().engine.handshake_rto_from_peer, 1);
     // The SYN-ACK is lost: the client says nothing. Resent after 200 ms
     // (the engine's clock ticks in milliseconds: by 202 ms), not a second.
     assert_eq!(later(&mut net, port, 199), vec![], "resent before the RTO");
@@ -84,7 +84,7 @@ fn a_peer_never_measured_gets_the_syn_ack_timed_by_a_second() {
     let [(isn, Some(9001), TcpControl::Syn, 0)] = out[..] else {
         panic!("no SYN-ACK: {out:?}");
     };
-    assert_eq!(net.server.stats().engine.syn_ack_rto_from_peer, 0);
+    assert_eq!(net.server.stats().engine.handshake_rto_from_peer, 0);
     assert_eq!(later(&mut net, port, 999), vec![], "resent before 1 s");
     assert_eq!(
         resent_within(&mut net, port, 3),

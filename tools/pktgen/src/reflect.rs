@@ -372,6 +372,7 @@ pub fn run(args: &ReflectArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             })
             .collect(),
         vlan: None,
+        tcp_ports: None,
     };
     let opened = open_ports(&args.iface, &queues, &args.xsk, &to)?;
     // Detached when this goes out of scope at the end of the run.

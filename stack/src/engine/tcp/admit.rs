@@ -78,7 +78,7 @@ impl<R: Rings> Engine<R> {
             if let Some(rto) = rto {
                 // The SYN-ACK is timed by the peer's last connection.
                 s.set_initial_rto(rto);
-                self.counters.syn_ack_rto_from_peer += 1;
+                self.counters.handshake_rto_from_peer += 1;
             }
         }
         if let Some(isn) = self.next_isn.take() {

@@ -276,6 +276,7 @@ impl<R: Rings> Engine<R> {
                 Phase::Queued,
                 Phase::Accepted,
                 Phase::Closing,
+                Phase::Connecting,
             ],
         );
         for c in live {

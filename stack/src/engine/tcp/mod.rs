@@ -11,6 +11,9 @@
 
 mod admit;
 mod api;
+mod connect;
+
+pub use connect::OUTGOING;
 mod migrate;
 mod time_wait;
 
@@ -85,6 +88,11 @@ impl<R: Rings> Engine<R> {
                 }
             }
             Settled::Ended => self.end_accepted(c, end),
+            Settled::Connected => {
+                self.counters.connects_established += 1;
+                self.conns.mark_ready(c);
+            }
+            Settled::Refused => self.end_connect(c, ConnEnd::Refused),
         }
     }
 
@@ -98,6 +106,9 @@ impl<R: Rings> Engine<R> {
             ConnEnd::Finished => n.accepted_finished += 1,
             ConnEnd::TimedOut => n.accepted_timed_out += 1,
             ConnEnd::Restarted => n.accepted_restarted += 1,
+            // Outgoing connections end so before they are established
+            // (`end_connect`); counted as resets if ever here.
+            ConnEnd::Refused | ConnEnd::Unreachable => n.accepted_reset += 1,
         }
         self.conns.push_ended(c, why);
         self.release(c);
@@ -164,6 +175,7 @@ impl<R: Rings> Engine<R> {
                     self.conns.expire_close(c);
                     self.counters.close_timeouts += 1;
                 }
+                Fired::Connect => self.end_connect(c, ConnEnd::TimedOut),
                 Fired::Due => self.reschedule(c, now, false, true),
             }
         }
