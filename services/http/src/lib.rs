@@ -84,9 +84,21 @@ const ALLOW_TREE: &[u8] = b"Allow: GET, HEAD, OPTIONS\r\n";
 /// The interim response to `Expect: 100-continue` (RFC 9110 15.2.1).
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// What answers a request whose response waits for the end of its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    /// The fixed body (its POST: where a handler taking the body would sit).
+    FixedBody,
+    /// OPTIONS: `204` with this `Allow`.
+    Options(&'static [u8]),
+    /// A short error (405 with `Allow`, 501).
+    Simple(u16, Option<&'static [u8]>),
+}
+
 /// A response that waits for the end of its request's body.
 #[derive(Clone, Copy, Debug)]
 struct Deferred {
+    what: Held,
     conn: ConnHeader,
     /// With an access log: the request line, Referer and User-Agent kept
     /// in the connection's `log_req`, their lengths.
@@ -546,7 +558,13 @@ impl Service {
                     c.last = now;
                     c.answered_early = false;
                     if let Some(d) = c.deferred.take() {
-                        self.body(c, site, false, d.conn);
+                        match d.what {
+                            Held::FixedBody => self.body(c, site, false, d.conn),
+                            Held::Options(allow) => self.options(c, allow, d.conn),
+                            Held::Simple(status, allow) => {
+                                self.simple(c, status, allow.as_slice(), false, d.conn)
+                            }
+                        }
                         if let Some([a, b, u]) = d.log {
                             let r = std::mem::take(&mut c.log_req);
                             let (line, rest) = r.split_at(a.min(r.len()));
@@ -604,12 +622,14 @@ impl Service {
     fn answer<S: TcpApi>(&mut self, site: &Arc<Site>, engine: &S, c: &mut Conn, req: &Request) {
         let fixed = matches!(**site, Site::Fixed(_));
         let has_body = req.body != Body::None;
-        // The fixed body answers POST once its body has been read (a handler
-        // taking the body would sit here); everything else is answered at
-        // once and its body, if any, read and dropped.
-        let deferred = fixed && req.method == Method::Post && has_body;
+        let allow = if fixed { ALLOW_FIXED } else { ALLOW_TREE };
+        let held = if has_body {
+            held_response(fixed, allow, req)
+        } else {
+            None
+        };
         let mut keep = req.keep_alive && !self.stopping;
-        if has_body && req.expect_continue && !deferred {
+        if has_body && req.expect_continue && held.is_none() {
             // Answered without asking for the body: the client may send it
             // or not (RFC 9110 10.1.1), so what follows is unknown: close.
             keep = false;
@@ -621,7 +641,7 @@ impl Service {
         } else {
             ConnHeader::None
         };
-        if deferred {
+        if let Some(what) = held {
             if req.expect_continue {
                 c.out.buf.extend_from_slice(CONTINUE);
                 self.counters.continues += 1;
@@ -638,7 +658,7 @@ impl Service {
                 c.log_req.extend_from_slice(ua);
                 [req.line.len(), referer.len(), ua.len()]
             });
-            c.deferred = Some(Deferred { conn, log });
+            c.deferred = Some(Deferred { what, conn, log });
             return;
         }
         c.answered_early = has_body;
@@ -646,7 +666,6 @@ impl Service {
             c.close_after = true;
         }
         let head_only = req.method == Method::Head;
-        let allow = if fixed { ALLOW_FIXED } else { ALLOW_TREE };
         match req.method {
             Method::Get | Method::Head => {}
             Method::Post if fixed => return self.body(c, site, false, conn),
@@ -1254,6 +1273,25 @@ impl HttpApp {
 }
 
 /// `None` for an empty field (not sent).
+/// The response of a request with a body that waits for the end of the
+/// body, so that a framing error in the body is its answer (a 400, never a
+/// response to half a message), and a body that never comes whole is never
+/// answered: every method but GET and HEAD (which are answered at once from
+/// their fields, ranges and preconditions; their body is read and dropped).
+/// With `Expect: 100-continue`, only a request that will use the body (the
+/// fixed body's POST) asks for it; the others are answered at once and the
+/// connection closes (`None`).
+fn held_response(fixed: bool, allow: &'static [u8], req: &Request) -> Option<Held> {
+    let held = match req.method {
+        Method::Get | Method::Head => return None,
+        Method::Post if fixed => Held::FixedBody,
+        Method::Options => Held::Options(allow),
+        Method::Unknown => Held::Simple(501, None),
+        _ => Held::Simple(405, Some(allow)),
+    };
+    (!req.expect_continue || held == Held::FixedBody).then_some(held)
+}
+
 fn nonempty(s: &[u8]) -> Option<&[u8]> {
     (!s.is_empty()).then_some(s)
 }

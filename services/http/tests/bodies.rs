@@ -139,7 +139,7 @@ fn chunked_body_in_pieces_with_trailers() {
 fn methods_options_405_and_501() {
     let mut net = net(&args(None));
     let mut c = Client::connect(&mut net, 41002);
-    // PUT with a body: 405 at once, its body read and dropped, the next
+    // PUT with a body: 405 once its body is read (and dropped), the next
     // request answered; OPTIONS (server-wide and for a path); an unknown
     // method: 501.
     c.send(
@@ -205,16 +205,20 @@ fn what_closes_the_connection() {
     assert_eq!(statuses(&text), ["413"], "{text}");
     assert!(text.contains("Connection: close"), "{text}");
     assert!(c.closed(&mut net));
-    // A framing error in a body already answered (405): no second
-    // response, the connection closes.
-    let mut c = Client::connect(&mut net, 41005);
-    c.send(
-        &mut net,
-        b"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd",
-    );
-    let text = c.take(&mut net);
-    assert_eq!(statuses(&text), ["405"], "{text}");
-    assert!(c.closed(&mut net));
+    // A framing error in the body of a request whose answer waits for it
+    // (a 405): the 400 is the only response. A GET is answered at once from
+    // its head; a framing error in its body then closes the connection
+    // without a second response.
+    for (port, method, status) in [(41005, "PUT", "400"), (41008, "GET", "200")] {
+        let mut c = Client::connect(&mut net, port);
+        let req = format!(
+            "{method} / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd"
+        );
+        c.send(&mut net, req.as_bytes());
+        let text = c.take(&mut net);
+        assert_eq!(statuses(&text), [status], "{text}");
+        assert!(c.closed(&mut net));
+    }
     // Expect: 100-continue on a request answered without its body (405):
     // no 100, the answer, then close (the body may or may not come).
     let mut c = Client::connect(&mut net, 41006);
@@ -235,6 +239,72 @@ fn what_closes_the_connection() {
     let text = c.take(&mut net);
     assert_eq!(statuses(&text), ["400"], "{text}");
     assert!(c.closed(&mut net));
+}
+
+/// RFC 9112 6.3, 7.1 (issue 21, the compliance probe): a request the tree
+/// refuses (405) or answers without using its body (OPTIONS, 501) is
+/// answered once its body has been read, so that the answer is to the whole
+/// message: a broken chunked body gets a 400 and nothing else, an incomplete
+/// body no answer at all until it is complete.
+#[test]
+fn refusals_wait_for_the_body() {
+    let dir = std::env::temp_dir().join(format!("xdpstack-held-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), b"OK\n").unwrap();
+    let mut net = net(&args(Some(dir.clone())));
+    // Chunk framing errors: 400 only (before, a 405 went out first).
+    for (port, body) in [
+        (41020, &b"5;\r\nhello\r\n0\r\n\r\n"[..]),
+        (41021, b"0x5\r\nhello\r\n0\r\n\r\n"),
+        (41022, b"5 \r\nhello\r\n0\r\n\r\n"),
+        (41023, b"5\r\nhello!!\r\n0\r\n\r\n"),
+        (41024, b"5\r\nhello\n0\r\n\r\n"),
+        (41025, b"FFFFFFFFFFFFFFFF0\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let mut c = Client::connect(&mut net, port);
+        let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        c.send(&mut net, &req);
+        let text = c.take(&mut net);
+        assert_eq!(
+            statuses(&text),
+            ["400"],
+            "{}: {text}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(c.closed(&mut net));
+    }
+    // A Content-Length body sent in two parts: nothing until it is whole,
+    // then the 405 (with Allow), and the connection serves the next one.
+    let mut c = Client::connect(&mut net, 41026);
+    c.send(
+        &mut net,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello",
+    );
+    assert_eq!(c.take(&mut net), "");
+    c.send(&mut net, b"world");
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["405"], "{text}");
+    assert!(text.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{text}");
+    // OPTIONS and an unknown method with bodies: answered after them.
+    c.send(
+        &mut net,
+        b"OPTIONS / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nab",
+    );
+    assert_eq!(c.take(&mut net), "");
+    c.send(
+        &mut net,
+        b"cFOOBAR / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n",
+    );
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["204"], "{text}");
+    c.send(&mut net, b"0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let text = c.take(&mut net);
+    assert_eq!(statuses(&text), ["501", "200"], "{text}");
+    assert!(!c.closed(&mut net));
+    let _ = std::fs::remove_dir_all(&dir);
+    let counters = net.server.app.json();
+    assert_eq!(counters["status_4xx"], 7, "{counters}");
 }
 
 /// Issue 20: with --max-conns open, all idle after a request (clients that
