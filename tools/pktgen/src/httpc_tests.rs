@@ -105,15 +105,23 @@ impl Server {
 }
 
 fn pair(faults: Option<Faults>) -> (Port<MemRings>, MemRings) {
+    pair_faults(faults, None)
+}
+
+/// [`pair`] with faults on what the client sends as well.
+fn pair_faults(faults: Option<Faults>, client: Option<Faults>) -> (Port<MemRings>, MemRings) {
     let mem = MemConfig {
         frames: 4096,
         frame_size: 2048,
         headroom: 256,
         ring: 1024,
     };
-    let (a, mut b) = MemRings::pair(mem);
+    let (mut a, mut b) = MemRings::pair(mem);
     if let Some(f) = faults {
         b.set_faults(f);
+    }
+    if let Some(f) = client {
+        a.set_faults(f);
     }
     let cfg = PortConfig {
         tx_reserve: 256,
@@ -308,13 +316,17 @@ fn open_loop_keeps_to_the_request_rate() {
 
 #[test]
 fn lost_frames_are_sent_again_and_every_request_is_answered() {
-    // Every 7th frame from the server is lost: SYN-ACKs, responses, FINs.
-    let (p, b) = pair(Some(Faults {
+    // Every 7th frame each way is lost: SYNs, requests, ACKs, FINs from the
+    // client (which must send them again: the server resends its own
+    // losses, SYN-ACKs within 200 ms once it has measured the client),
+    // SYN-ACKs, responses, FINs from the server.
+    let every_7th = Faults {
         drop_every: 7,
         corrupt_every: 0,
         delay_us: 0,
         ..Faults::default()
-    }));
+    };
+    let (p, b) = pair_faults(Some(every_7th.clone()), Some(every_7th));
     let mut s = Server::new(b);
     let c = HttpClient::new(p, config(20, true, 0, 1.0));
     let r = drive(c, &mut s);
