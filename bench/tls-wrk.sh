@@ -9,6 +9,12 @@
 #
 #   sudo bench/tls-wrk.sh [ROUNDS=3] [SECONDS=6] [CONNS=50]
 #
+# wrk -t1 saturates its core before either server does on a 2-core machine:
+# THROTTLE=50000 puts each server in a cpu cgroup (v1) with that quota per
+# 100 ms period (50% of a core) so the servers, not wrk, set the rate;
+# STACK_EXTRA adds options to the stack's command line (e.g. --spin-us 0:
+# the default 50 us busy-poll spends quota while waiting for frames).
+#
 # Needs wrk, nginx-light and openssl (scripts/deps.sh install nginx-light).
 # On a shared 2-core machine quote the ratio of the medians, not one figure.
 set -euo pipefail
@@ -21,11 +27,13 @@ command -v nginx >/dev/null || { echo "nginx missing: scripts/deps.sh install ng
 [[ -n ${NOBUILD:-} ]] || cargo build -q --release -p xdpstack
 BIN=${CARGO_TARGET_DIR:-target}/release/xdpstack
 NAME=tls$$
+CG=/sys/fs/cgroup/cpu/xdpstack-$NAME
 OUT=$(mktemp -d)
 cleanup() {
   [[ -f $OUT/nginx.pid ]] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true
   "$BIN" sandbox down --name "$NAME" >/dev/null 2>&1 || true
   rm -rf "$OUT"
+  [[ -d $CG ]] && rmdir "$CG" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 "$BIN" sandbox up --name "$NAME" --queues 1 >/dev/null
@@ -74,7 +82,7 @@ start() { # kind -> $pid (the process doing the work)
     "${SRV[@]}" ip addr flush dev xdp0
     "${SRV[@]}" "$BIN" http --iface xdp0 --addr $IP/24 --workers 1 \
       --tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" \
-      --report "$OUT/report.json" >"$OUT/stack.out" 2>&1 &
+      --report "$OUT/report.json" ${STACK_EXTRA:-} >"$OUT/stack.out" 2>&1 &
     pid=$!
     for _ in $(seq 100); do grep -q "worker(s) on" "$OUT/stack.out" && break; sleep 0.1; done
   else
@@ -88,6 +96,12 @@ start() { # kind -> $pid (the process doing the work)
   for _ in $(seq 50); do
     "${CLI[@]}" curl -sk -o /dev/null -m 1 "https://$IP/" && break; sleep 0.2
   done
+  if [[ -n ${THROTTLE:-} ]]; then
+    mkdir -p "$CG"
+    echo 100000 >"$CG/cpu.cfs_period_us"
+    echo "$THROTTLE" >"$CG/cpu.cfs_quota_us"
+    echo "$pid" >"$CG/cgroup.procs"
+  fi
 }
 
 stop() { # kind
@@ -120,7 +134,7 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 med() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-echo "medians (load $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "medians (load $(cut -d' ' -f1-3 /proc/loadavg); server quota ${THROTTLE:-none} per 100 ms, stack options: ${STACK_EXTRA:-defaults}):"
 for mode in keepalive close; do
   s=$(echo "${RES[stack-$mode]}" | med); n=$(echo "${RES[nginx-$mode]}" | med)
   echo "  $mode: stack $s, nginx $n, ratio $(awk -v a="$s" -v b="$n" 'BEGIN{printf "%.2f", b ? a/b : 0}')"
