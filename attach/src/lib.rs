@@ -401,12 +401,15 @@ impl Core {
         Some(r)
     }
 
-    /// Give connect `token` up: a connection it made is aborted (now, or
-    /// when the daemon's answer comes).
+    /// Give connect `token` up: the daemon stops opening it
+    /// ([`proto::CANCEL_CONNECT`]: no SYN retransmitted until the connect
+    /// timeout), and a connection it made anyway is aborted (now, or when
+    /// the daemon's answer comes).
     pub fn cancel_connect(&mut self, token: u64) {
         match self.connects.remove(&token) {
             Some(Connect::Waiting) => {
                 self.connects.insert(token, Connect::Cancelled);
+                self.command(proto::CANCEL_CONNECT, token);
             }
             Some(Connect::Done(Ok(c))) => self.abort(c),
             _ => {}

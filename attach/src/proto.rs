@@ -11,10 +11,11 @@
 //! turn. Daemon to process: [`ACCEPTED`], [`DATA`], [`EOF`], [`GONE`],
 //! [`SENT`], [`PENDING`], [`CONNECTED`], [`CONNECT_FAILED`]. Process to
 //! daemon: [`SEND`], [`SHUTDOWN`], [`CLOSE`], [`ABORT`], [`TAKEN`],
-//! [`CLOSE_LISTENER`], [`READ`], [`CONNECT`]. A record's id is the
-//! connection (`ConnId` as `index << 32 | generation`) or, for [`PENDING`]
-//! and [`CLOSE_LISTENER`], the listener; for [`CONNECT`] and
-//! [`CONNECT_FAILED`], a token the process chose for its connect.
+//! [`CLOSE_LISTENER`], [`READ`], [`CONNECT`], [`CANCEL_CONNECT`]. A
+//! record's id is the connection (`ConnId` as `index << 32 | generation`)
+//! or, for [`PENDING`] and [`CLOSE_LISTENER`], the listener; for
+//! [`CONNECT`], [`CANCEL_CONNECT`] and [`CONNECT_FAILED`], a token the
+//! process chose for its connect.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -94,6 +95,12 @@ pub const READ: u8 = 9;
 /// port 0: an ephemeral port). Local ports below 1024 are refused (see
 /// [`PRIVILEGED_PORTS`]).
 pub const CONNECT: u8 = 10;
+
+/// Process → daemon: give up the [`CONNECT`] of token `id` before its
+/// answer came. The daemon aborts the connection if it is still opening
+/// and answers nothing more; an answer already on its way is the process's
+/// to drop (a [`CONNECTED`] one by [`ABORT`]). No payload.
+pub const CANCEL_CONNECT: u8 = 11;
 
 /// Local ports an attached process may not ask for in [`CONNECT`]
 /// (below 1024, whatever its capabilities: the daemon checks

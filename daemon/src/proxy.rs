@@ -217,6 +217,9 @@ pub struct ProxyCounters {
     /// Of those, failed (refused at once, refused by the peer, timed out,
     /// unreachable).
     pub connect_failed: u64,
+    /// Of those, given up by the process before the answer
+    /// (CANCEL_CONNECT): aborted, answered no more.
+    pub connects_cancelled: u64,
     /// Doorbells rung (a process slept).
     pub doorbells: u64,
     /// Records read from processes.
@@ -576,6 +579,10 @@ impl ProxyApp {
                     self.connect(engine, client, r.id, &rec);
                     continue;
                 }
+                proto::CANCEL_CONNECT => {
+                    self.cancel_connect(engine, client, r.id);
+                    continue;
+                }
                 proto::UDP_CLOSE => {
                     let m = MemberId(r.id);
                     if self.udp.get(&m) == Some(&client) {
@@ -874,6 +881,24 @@ impl ProxyApp {
                     flush_refusals(cl);
                 }
             }
+        }
+    }
+
+    /// A CANCEL_CONNECT record of `client`: its connect `token`, if still
+    /// opening, is aborted and answered no more. (A scan of the
+    /// connections: cancels are rare.)
+    fn cancel_connect<R: Rings>(&mut self, engine: &mut Engine<R>, client: u64, token: u64) {
+        let found = self
+            .conns
+            .iter()
+            .find(|(_, p)| p.client == client && p.connecting == Some(token))
+            .map(|(c, _)| *c);
+        if let Some(c) = found {
+            // Opening still, or established with its answer not yet
+            // written (a full ring): either way no one will take it.
+            engine.abort(c);
+            self.counters.connects_cancelled += 1;
+            self.forget(c);
         }
     }
 

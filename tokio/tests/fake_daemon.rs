@@ -720,8 +720,13 @@ async fn a_connect_given_up_is_aborted_and_the_daemon_gone_fails_one_waiting() {
         let mut recs = Vec::new();
         let first = await_connects(f, &mut recs, 1)[0];
         go_rx.recv().unwrap();
-        // Answered after the application gave it up: the process aborts
-        // the connection.
+        // Given up: the process tells the daemon to stop opening it.
+        f.until(&mut recs, "CANCEL_CONNECT", |r| {
+            r.iter()
+                .any(|r| r.kind == proto::CANCEL_CONNECT && r.id == first)
+        });
+        // Answered anyway (on its way before the cancel): the process
+        // aborts the connection.
         let peer = proto::encode_peer(Some(PEER.parse().unwrap()));
         assert!(f.push(
             proto::CONNECTED,

@@ -366,6 +366,49 @@ mod attached;
 /// works as an accepted one once TAKEN), or why it failed
 /// (CONNECT_FAILED: the peer's RST, a privileged local port).
 #[test]
+fn a_cancelled_connect_is_aborted_and_answered_no_more() {
+    use std::net::SocketAddr;
+    let mut rig = Rig::new();
+    rig.turn();
+    let before = rig.net.server.connections();
+    // An address of the link that nobody answers for: the SYN waits for
+    // ARP, the connect stays open (up to the connect timeout).
+    let nobody = proto::encode_peer(Some(SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 77)),
+        8080,
+    )));
+    rig.command(
+        proto::CONNECT,
+        21,
+        &[nobody, proto::encode_peer(None)].concat(),
+    );
+    for _ in 0..5 {
+        rig.turn();
+    }
+    assert_eq!(rig.net.server.connections(), before + 1, "opening");
+    assert!(rig.proxy().conns.values().any(|p| p.connecting == Some(21)));
+    // A cancel of another token changes nothing.
+    rig.command(proto::CANCEL_CONNECT, 22, &[]);
+    rig.turn();
+    assert_eq!(rig.net.server.connections(), before + 1);
+    assert_eq!(rig.proxy().counters.connects_cancelled, 0);
+    rig.command(proto::CANCEL_CONNECT, 21, &[]);
+    for _ in 0..5 {
+        rig.turn();
+    }
+    assert_eq!(rig.net.server.connections(), before, "aborted");
+    assert_eq!(rig.proxy().counters.connects_cancelled, 1);
+    assert!(rig.proxy().conns.values().all(|p| p.connecting != Some(21)));
+    for _ in 0..20 {
+        rig.turn();
+        if let Some((k, id, _)) = rig.record() {
+            panic!("answered after the cancel: kind {k}, id {id}");
+        }
+    }
+    assert_eq!(rig.proxy().counters.connect_failed, 0);
+}
+
+#[test]
 fn connect_records_open_connections_and_failures_carry_their_reason() {
     use std::net::SocketAddr;
     let mut rig = Rig::new();
