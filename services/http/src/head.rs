@@ -58,6 +58,20 @@ pub enum ConnHeader {
     Close,
 }
 
+impl ConnHeader {
+    /// The header of a response after which the connection stays open
+    /// (`keep`) or not, to a request of HTTP/1.`minor`.
+    pub fn for_response(keep: bool, minor: u8) -> ConnHeader {
+        if !keep {
+            ConnHeader::Close
+        } else if minor == 0 {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::None
+        }
+    }
+}
+
 /// Writes a response head: the status line, `Server`, `Date`, the body's
 /// `Content-Type`/`Content-Length` lines (`content`), `extra` lines
 /// (complete, with CRLF), `Connection`, and the empty line.

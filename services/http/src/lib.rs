@@ -634,13 +634,7 @@ impl Service {
             // or not (RFC 9110 10.1.1), so what follows is unknown: close.
             keep = false;
         }
-        let conn = if !keep {
-            ConnHeader::Close
-        } else if req.minor == 0 {
-            ConnHeader::KeepAlive
-        } else {
-            ConnHeader::None
-        };
+        let conn = ConnHeader::for_response(keep, req.minor);
         if let Some(what) = held {
             if req.expect_continue {
                 c.out.buf.extend_from_slice(CONTINUE);

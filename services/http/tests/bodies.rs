@@ -6,16 +6,15 @@
 
 mod common;
 
+use common::Client;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use httpd::{load_site, HttpApp, HttpArgs};
 use runtime::server::WorkerCtx;
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use stack::testing::{engine_net, with_app, EngineNet};
-
-const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 
 fn args(root: Option<std::path::PathBuf>) -> HttpArgs {
     common::small_args(root, 8)
@@ -29,45 +28,7 @@ fn net(args: &HttpArgs) -> EngineNet<HttpApp> {
     })
 }
 
-struct Client {
-    h: SocketHandle,
-    got: Vec<u8>,
-}
-
 impl Client {
-    fn connect(net: &mut EngineNet<HttpApp>, port: u16) -> Client {
-        let h = net.client.connect(port, (SERVER, 80));
-        net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
-        Client { h, got: Vec::new() }
-    }
-
-    fn send(&mut self, net: &mut EngineNet<HttpApp>, data: &[u8]) {
-        let mut at = 0;
-        net.run_until(2000, "sent", |n| {
-            let s = n.client.tcp(self.h);
-            if s.can_send() && at < data.len() {
-                at += s.send_slice(&data[at..]).unwrap();
-            }
-            at == data.len() && s.send_queue() == 0
-        });
-    }
-
-    /// Runs `rounds` rounds, keeping what arrives.
-    fn read(&mut self, net: &mut EngineNet<HttpApp>, rounds: usize) -> &[u8] {
-        for _ in 0..rounds {
-            net.run(1);
-            let s = net.client.tcp(self.h);
-            while s.can_recv() {
-                s.recv(|b| {
-                    self.got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-            }
-        }
-        &self.got
-    }
-
     /// Everything received so far, as text, and forgets it.
     fn take(&mut self, net: &mut EngineNet<HttpApp>) -> String {
         self.read(net, 50);

@@ -7,17 +7,15 @@
 
 mod common;
 
+use common::Client;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use httpd::{load_site, HttpApp, HttpArgs, Served};
 use runtime::server::WorkerCtx;
-use smoltcp::iface::SocketHandle;
 use stack::testing::{engine_net, with_app, EngineNet};
-use testkit::MemClient;
-
-const SERVER: std::net::Ipv4Addr = testkit::SERVER_IP4;
 
 fn args(root: &Path, log: Option<PathBuf>) -> HttpArgs {
     let mut a = common::small_args(Some(root.to_path_buf()), 8);
@@ -64,41 +62,12 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
     testkit::Rng::new(seed).bytes(len)
 }
 
-struct Client {
-    h: SocketHandle,
-    got: Vec<u8>,
+/// A client with buffers large enough for the biggest file here.
+fn connect(net: &mut EngineNet<HttpApp>, port: u16) -> Client {
+    Client::connect_buf(net, port, 256 * 1024)
 }
 
 impl Client {
-    fn connect(net: &mut EngineNet<HttpApp>, port: u16) -> Client {
-        let s = MemClient::tcp_socket(256 * 1024);
-        let h = net.client.connect_with(s, port, (SERVER, 80));
-        net.run_until(200, "connected", |n| n.client.tcp(h).may_send());
-        Client { h, got: Vec::new() }
-    }
-
-    fn send(&mut self, net: &mut EngineNet<HttpApp>, data: &[u8]) {
-        let mut at = 0;
-        net.run_until(2000, "sent", |n| {
-            let s = n.client.tcp(self.h);
-            if s.can_send() && at < data.len() {
-                at += s.send_slice(&data[at..]).unwrap();
-            }
-            at == data.len() && s.send_queue() == 0
-        });
-    }
-
-    fn pump(&mut self, net: &mut EngineNet<HttpApp>) {
-        let s = net.client.tcp(self.h);
-        while s.can_recv() {
-            s.recv(|b| {
-                self.got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
-        }
-    }
-
     /// Reads responses until `n` complete ones are there (`head[i]`: the
     /// i-th answers a HEAD); returns them and keeps what follows.
     fn responses(&mut self, net: &mut EngineNet<HttpApp>, head: &[bool]) -> Vec<Resp> {
@@ -187,7 +156,7 @@ fn ranges_single_multiple_unsatisfiable_and_if_range() {
     let data = bytes(1000, 1);
     d.file("a.bin", &data);
     let (mut net, _) = net(&args(&d.0, None));
-    let mut c = Client::connect(&mut net, 42000);
+    let mut c = connect(&mut net, 42000);
 
     let whole = c.one(&mut net, &get("/a.bin", &[]));
     assert_eq!(whole.status, 200);
@@ -276,7 +245,7 @@ fn preconditions_304_and_412_keep_the_connection() {
     let d = Dir::new("cond");
     d.file("i.html", b"<p>cached</p>\n");
     let (mut net, _) = net(&args(&d.0, None));
-    let mut c = Client::connect(&mut net, 42001);
+    let mut c = connect(&mut net, 42001);
     let r = c.one(&mut net, &get("/i.html", &[]));
     let etag = r.header("etag").unwrap().to_string();
     let lm = r.header("last-modified").unwrap().to_string();
@@ -329,7 +298,7 @@ fn precompressed_variants_by_accept_encoding() {
     d.file("app.js.br", &br);
     d.file("plain.txt", b"no variants\n");
     let (mut net, _) = net(&args(&d.0, None));
-    let mut c = Client::connect(&mut net, 42002);
+    let mut c = connect(&mut net, 42002);
     let mut etags = Vec::new();
     for (ae, want, ce) in [
         (None, &js, None),
@@ -405,7 +374,7 @@ fn large_files_come_from_disk_in_chunks() {
         panic!("not a tree")
     };
     assert_eq!(t.on_disk(), (1, 1 << 20));
-    let mut c = Client::connect(&mut net, 42003);
+    let mut c = connect(&mut net, 42003);
     let r = c.one(&mut net, "HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.header("content-length"), Some("1048576"));
     assert_eq!(net.server.app.json()["disk_bytes"], 0);
@@ -433,8 +402,8 @@ fn reload_swaps_the_tree_and_a_failed_one_keeps_it() {
     d.file("big.bin", &old);
     d.file("v.txt", b"one\n");
     let (mut net, served) = net(&args(&d.0, None));
-    let mut c = Client::connect(&mut net, 42004);
-    let mut dl = Client::connect(&mut net, 42005);
+    let mut c = connect(&mut net, 42004);
+    let mut dl = connect(&mut net, 42005);
     assert_eq!(c.one(&mut net, &get("/v.txt", &[])).body, b"one\n");
     // A download from the old tree is under way when the tree changes.
     dl.send(&mut net, get("/big.bin", &[]).as_bytes());
@@ -468,7 +437,7 @@ fn access_log_lines_in_combined_format() {
     let log = d.0.with_extension("log");
     let _ = std::fs::remove_file(&log);
     let (mut net, _) = net(&args(&d.0, Some(log.clone())));
-    let mut c = Client::connect(&mut net, 42006);
+    let mut c = connect(&mut net, 42006);
     c.one(
         &mut net,
         &get(

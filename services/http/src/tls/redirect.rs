@@ -130,13 +130,7 @@ impl Service {
         // Answered without asking for the body: with `Expect: 100-continue`
         // the client may send it or not, so what follows is unknown: close.
         let keep = req.keep_alive && !self.stopping && !(has_body && req.expect_continue);
-        let conn = if !keep {
-            ConnHeader::Close
-        } else if req.minor == 0 {
-            ConnHeader::KeepAlive
-        } else {
-            ConnHeader::None
-        };
+        let conn = ConnHeader::for_response(keep, req.minor);
         c.answered_early = has_body;
         if !keep {
             c.close_after = true;
