@@ -104,6 +104,9 @@ struct Client {
     tx: RingTx,
     rx: RingRx,
     bell: Arc<EventFd>,
+    /// Records published this turn: ring the doorbell after the egress if
+    /// the process sleeps ([`ProxyApp::ring_bells`]).
+    bell_due: bool,
     /// Connections with bytes or a close the ring had no room for.
     blocked: Vec<ConnId>,
     /// Connects refused at once whose answer found the ring full: (token,
@@ -365,6 +368,7 @@ impl ProxyApp {
                             tx,
                             rx,
                             bell,
+                            bell_due: false,
                             blocked: Vec::new(),
                             refusals: VecDeque::new(),
                         },
@@ -1015,10 +1019,21 @@ impl ProxyApp {
         for cl in self.clients.values_mut() {
             if cl.tx.unpublished() {
                 cl.tx.publish();
-                if cl.chan.peer_sleeping(Side::Daemon) {
-                    let _ = cl.bell.write(1);
-                    self.counters.doorbells += 1;
-                }
+                cl.bell_due = true;
+            }
+        }
+    }
+
+    /// The doorbells of the processes that sleep and got records this turn,
+    /// rung after the worker's egress (`App::flush`): a process woken
+    /// during `poll` would take the shared core before the replies it sent
+    /// last turn leave. The sleeping flag is read after the publish, so a
+    /// process that announced its sleep after that saw the records.
+    fn ring_bells(&mut self) {
+        for cl in self.clients.values_mut() {
+            if std::mem::take(&mut cl.bell_due) && cl.chan.peer_sleeping(Side::Daemon) {
+                let _ = cl.bell.write(1);
+                self.counters.doorbells += 1;
             }
         }
     }
@@ -1134,6 +1149,10 @@ impl<R: Rings> stack::worker::App<R> for ProxyApp {
         for cl in self.clients.values() {
             cl.chan.woke(Side::Daemon);
         }
+    }
+
+    fn flush(&mut self) {
+        self.ring_bells();
     }
 }
 

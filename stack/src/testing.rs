@@ -48,6 +48,7 @@ impl<A: App<MemRings>> Endpoint for Server<A> {
         let at = self.t0 + std::time::Duration::from_micros(now.total_micros() as u64);
         self.app.poll(&mut self.engine, at);
         self.engine.egress(now);
+        self.app.flush();
     }
 }
 

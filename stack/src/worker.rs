@@ -58,6 +58,14 @@ pub trait App<R: Rings> {
 
     /// The sleep announced by [`App::prepare_sleep`] is over.
     fn woke(&mut self) {}
+
+    /// Called after every egress pass, once this turn's frames are sent:
+    /// wake whoever waits on what [`App::poll`] produced. An application
+    /// fed from another process on the same core rings its doorbell here
+    /// rather than in `poll`: a process woken there takes the core before
+    /// the egress, and the replies it sent in the previous turn wait
+    /// unsent while it runs. The default does nothing.
+    fn flush(&mut self) {}
 }
 
 /// How the loop waits.
@@ -169,6 +177,7 @@ pub fn run<R: Rings, A: App<R>>(
         }
         let busy = stopping.is_none() || (!finished && app.stopping(engine, now));
         engine.egress(t);
+        app.flush();
         if !busy {
             if !finished {
                 finished = true;
@@ -183,6 +192,12 @@ pub fn run<R: Rings, A: App<R>>(
             continue;
         }
         if now.duration_since(last_work) < cfg.spin {
+            // Busy-polling: let whatever else is runnable on this core (a
+            // process attached through the daemon, pinned beside its
+            // worker) have it first. With nothing else runnable this
+            // returns at once; without it, the spin takes the core from
+            // the very process whose replies it waits for.
+            std::thread::yield_now();
             continue;
         }
         let mut timeout = cfg.max_sleep;
@@ -220,6 +235,7 @@ pub fn run<R: Rings, A: App<R>>(
     }
     app.shutdown(engine);
     engine.egress(engine.clock());
+    app.flush();
     stats
 }
 

@@ -36,6 +36,10 @@ impl App<MemRings> for Recorded {
         self.polled = (now, self.proxy.poll(engine, now));
         self.polled.1
     }
+
+    fn flush(&mut self) {
+        App::<MemRings>::flush(&mut self.proxy);
+    }
 }
 
 /// The engine with its proxy and the wire client (`stack::testing`), and
