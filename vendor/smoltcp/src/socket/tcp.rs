@@ -3748,7 +3748,12 @@ impl<'a> Socket<'a> {
     }
 
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
-        self.paced_until(cx.now()).is_none() && self.seq_to_transmit_unpaced(cx)
+        // xdpstack patch 27: a tail loss probe due is not held by pacing (it
+        // stands in for the retransmission timer, which Linux runs unpaced):
+        // held, it kept the timer from firing until the pacing clock let
+        // the probe go.
+        (self.paced_until(cx.now()).is_none() || self.tlp_due(cx.now()))
+            && self.seq_to_transmit_unpaced(cx)
     }
 
     fn seq_to_transmit_unpaced(&self, cx: &mut Context) -> bool {
@@ -3975,6 +3980,13 @@ impl<'a> Socket<'a> {
                     .on_rto(cx.now(), in_flight);
                 if let Some(rec) = self.rec.as_deref_mut() {
                     rec.enter_loss(una, snd_max);
+                    // xdpstack patch 27: the timeout's retransmission goes
+                    // now, not when the pacing clock of the last flight
+                    // says (Linux retransmits from its timer unpaced). A
+                    // flow whose rate samples shrank in a loss episode paced
+                    // its next segment hundreds of milliseconds out, and the
+                    // retransmission waited for that on top of the timeout.
+                    rec.pace_at = None;
                 }
                 // xdpstack patch 17 (ECN): a reduction, told with CWR.
                 self.ecn.cwr_pending |= self.ecn.ok;
@@ -4184,7 +4196,9 @@ impl<'a> Socket<'a> {
                 // data back.
                 let paced = self.paced_until(cx.now()).is_some();
                 let rtx = if paced { None } else { self.sack_next_rtx() };
-                let probe = !paced && rtx.is_none() && self.tlp_due(cx.now());
+                // xdpstack patch 27: the probe goes even while pacing holds
+                // data back (one segment, in the timer's place).
+                let probe = rtx.is_none() && self.tlp_due(cx.now());
                 let probe_new = probe
                     && self.remote_last_seq < self.local_seq_no + self.tx_buffer.len()
                     && self.remote_last_seq < self.local_seq_no + self.remote_win_len;
@@ -13851,6 +13865,39 @@ mod test {
             assert_eq!(c.out(9), []);
             assert_eq!(c.out(10), [seg(10)]);
             assert_eq!(c.rto_at(), Some(210));
+        }
+
+        #[test]
+        fn test_xdp_pacing_holds_neither_the_probe_nor_the_timeout() {
+            // xdpstack patch 27. A paced sender (BBR) whose pacing clock
+            // stands far out (rate samples shrunk by a loss episode): the
+            // tail loss probe goes at its time and the retransmission
+            // timeout's segment at the timer's, not when the pacing clock
+            // says. Before the patch both waited for 5 s here.
+            let mut c = sender(CongestionControl::Bbr, 30 * MSS);
+            let first = c.out(0);
+            assert!(!first.is_empty());
+            assert_eq!(first[0], seg(0));
+            // An ACK gives BBR its first rate sample: from here it paces.
+            c.ack(100, 2 * MSS, &[]);
+            assert!(c.s.congestion_controller.inner().pacing_rate().is_some());
+            c.out(100);
+            let far = Instant::from_millis(5000);
+            c.s.rec.as_deref_mut().unwrap().pace_at = Some(far);
+            let pto = c.s.tlp_deadline().unwrap().total_millis();
+            assert!(pto < 1000, "{pto}");
+            assert_eq!(c.out(pto - 1), []);
+            let probe = c.out(pto);
+            assert_eq!(probe.len(), 1, "{probe:?}");
+            assert_eq!(c.s.recovery_stats().probes, 1);
+            // Pacing still holds new data back after the probe.
+            assert_eq!(c.out(pto + 1), []);
+            let rto = c.rto_at().unwrap();
+            assert!(rto < 2000, "{rto}");
+            assert_eq!(c.out(rto - 1), []);
+            assert_eq!(c.out(rto), [seg(2)]);
+            assert_eq!(c.phase(), Phase::Loss);
+            assert_eq!(c.s.recovery_stats().timeouts, 1);
         }
 
         #[test]
