@@ -134,6 +134,9 @@ pub(crate) struct Conns {
     dirty: Vec<ConnId>,
     /// Spare list for an egress pass (dirty connections it leaves dirty).
     kept: Vec<ConnId>,
+    /// A splitmix64 state: where each egress pass starts in the dirty list
+    /// (`take_dirty`).
+    pass_seed: u64,
     pub(super) timers: Timers,
     /// Each slot's timer state, beside the slots (see [`Mark`]).
     pub(super) marks: Vec<Mark>,
@@ -186,6 +189,7 @@ impl Conns {
             closing: 0,
             dirty: Vec::new(),
             kept: Vec::new(),
+            pass_seed: 0x9e37_79b9_7f4a_7c15,
             timers: Timers::default(),
             marks: Vec::new(),
             ready: Vec::new(),
@@ -578,12 +582,30 @@ impl Conns {
     /// Take the dirty list for an egress pass, with an empty spare list for
     /// the connections the pass leaves dirty. Give both back with
     /// [`Conns::finish_pass`].
+    ///
+    /// Each pass starts at a pseudo-random point of the list. Paced senders
+    /// woken by one tick of the timer wheel send back to back, in this
+    /// order; at a full drop-tail queue the end of such a burst is what gets
+    /// dropped, and with a fixed order the same connections were at its end
+    /// tick after tick: at 100 connections through a 100 Mbit/s bottleneck
+    /// one connection's retransmission of one segment was dropped 7 times in
+    /// a row (3.8 s without progress) while the path dropped 15% of all
+    /// segments. Started at random, every connection's place in the burst
+    /// changes from pass to pass.
+    ///
+    /// Returns the list, the spare list and where in the list the pass
+    /// starts (it goes on from there, wrapping around).
     #[inline]
-    pub(crate) fn take_dirty(&mut self) -> (Vec<ConnId>, Vec<ConnId>) {
+    pub(crate) fn take_dirty(&mut self) -> (Vec<ConnId>, Vec<ConnId>, usize) {
         let dirty = std::mem::take(&mut self.dirty);
+        let start = if dirty.len() > 1 {
+            pass_start(&mut self.pass_seed, dirty.len())
+        } else {
+            0
+        };
         let mut kept = std::mem::take(&mut self.kept);
         kept.clear();
-        (dirty, kept)
+        (dirty, kept, start)
     }
 
     /// Connections a pass did not get to (still marked dirty).
@@ -732,5 +754,38 @@ impl Conns {
             .filter(|s| s.phase != Phase::Free)
             .map(|s| s.key)
             .collect()
+    }
+}
+
+/// Where an egress pass starts in a dirty list of `len` (> 0) connections:
+/// the next value of a splitmix64 sequence, reduced to `0..len`.
+fn pass_start(seed: &mut u64, len: usize) -> usize {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % len as u64) as usize
+}
+
+#[cfg(test)]
+mod pass_start_tests {
+    use super::pass_start;
+
+    #[test]
+    fn every_connection_leads_a_pass_about_as_often() {
+        // 100 connections, 100,000 passes: each place starts about 1,000.
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        let mut firsts = [0u32; 100];
+        for _ in 0..100_000 {
+            let at = pass_start(&mut seed, 100);
+            firsts[at] += 1;
+        }
+        let (lo, hi) = (firsts.iter().min().unwrap(), firsts.iter().max().unwrap());
+        assert!(*lo > 850 && *hi < 1150, "{lo}..{hi}");
+        // Consecutive passes do not start at the same place.
+        let a = pass_start(&mut seed, 1000);
+        let b = pass_start(&mut seed, 1000);
+        assert_ne!(a, b);
     }
 }

@@ -188,15 +188,22 @@ impl<R: Rings> Engine<R> {
 
     /// One egress pass over the connections with work.
     pub(super) fn egress_conns(&mut self, now: Instant, accepted_too: bool) {
-        let (dirty, mut kept) = self.conns.take_dirty();
-        for (i, &c) in dirty.iter().enumerate() {
+        // From a pseudo-random place, wrapping around (`Conns::take_dirty`).
+        let (dirty, mut kept, start) = self.conns.take_dirty();
+        let (tail, head) = dirty.split_at(start);
+        for (i, &c) in head.iter().chain(tail).enumerate() {
             if !self.port.can_send() {
                 self.flush_tx(now.total_millis() as u64);
                 if !self.port.can_send() {
                     // No frame to build into until the kernel sends some:
                     // the rest (still marked dirty) waits for the next pass.
                     self.counters.egress_tx_full += 1;
-                    self.conns.still_dirty(&dirty[i..]);
+                    if i < head.len() {
+                        self.conns.still_dirty(&head[i..]);
+                        self.conns.still_dirty(tail);
+                    } else {
+                        self.conns.still_dirty(&tail[i - head.len()..]);
+                    }
                     break;
                 }
             }
