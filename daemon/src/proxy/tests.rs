@@ -25,20 +25,37 @@ const TX_BUF: usize = 8192;
 const CLIENT: u64 = 1;
 
 /// The proxy as the worker's app, its last `poll` kept: when it ran, when
-/// it asked to run again.
+/// it asked to run again; and where the process's doorbell was found rung:
+/// right after `poll` or right after `flush` (the egress runs between).
 struct Recorded {
     proxy: ProxyApp,
     polled: (Instant, Option<Instant>),
+    bell: Option<Arc<EventFd>>,
+    rung_in_poll: u32,
+    rung_in_flush: u32,
+}
+
+impl Recorded {
+    /// Whether the doorbell was rung since last looked (and clear it).
+    fn rung(&self) -> bool {
+        self.bell.as_ref().is_some_and(|b| b.read().is_ok())
+    }
 }
 
 impl App<MemRings> for Recorded {
     fn poll(&mut self, engine: &mut Engine<MemRings>, now: Instant) -> Option<Instant> {
         self.polled = (now, self.proxy.poll(engine, now));
+        if self.rung() {
+            self.rung_in_poll += 1;
+        }
         self.polled.1
     }
 
     fn flush(&mut self) {
         App::<MemRings>::flush(&mut self.proxy);
+        if self.rung() {
+            self.rung_in_flush += 1;
+        }
     }
 }
 
@@ -64,17 +81,23 @@ impl Rig {
                 Recorded {
                     proxy,
                     polled: (Instant::now(), None),
+                    bell: None,
+                    rung_in_poll: 0,
+                    rung_in_flush: 0,
                 }
             },
         );
         let chan = Channel::create("proxy-test", 1 << 20).unwrap();
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).unwrap();
+        let bell = Arc::new(bell);
+        let mut net = net;
+        net.server.app.bell = Some(bell.clone());
         hub.post(
             0,
             Ctl::Attach {
                 client: CLIENT,
                 chan: chan.clone(),
-                bell: Arc::new(bell),
+                bell,
             },
         );
         let (tx, rx) = chan.split(Side::App);
@@ -508,4 +531,36 @@ fn connect_records_open_connections_and_failures_carry_their_reason() {
         ),
         (Some(3), Some(1), Some(2))
     );
+}
+
+/// A process that sleeps is woken after the worker's egress, not during
+/// the proxy's turn: woken there, on the worker's core it would run before
+/// the replies it sent last turn leave.
+#[test]
+fn a_sleeping_process_is_rung_after_the_egress() {
+    let mut rig = Rig::new();
+    rig.listen();
+    let (h, id) = rig.connection(40000);
+    rig.turn();
+    while rig.record().is_some() {}
+    let before = (
+        rig.net.server.app.rung_in_poll,
+        rig.net.server.app.rung_in_flush,
+    );
+    // The process announces its sleep; the peer sends bytes.
+    assert!(rig._chan.prepare_sleep(Side::App, &rig.rx));
+    rig.net.client.tcp(h).send_slice(b"hello").unwrap();
+    let mut got = None;
+    for _ in 0..5 {
+        rig.turn();
+        if let Some((kind, rid, bytes)) = rig.record() {
+            got = Some((kind, rid, bytes));
+            break;
+        }
+    }
+    assert_eq!(got, Some((proto::DATA, id, b"hello".to_vec())));
+    let app = &rig.net.server.app;
+    assert_eq!(app.rung_in_poll, before.0, "rung inside the proxy's turn");
+    assert_eq!(app.rung_in_flush, before.1 + 1, "not rung after the egress");
+    assert!(rig.proxy().counters.doorbells >= 1);
 }
