@@ -72,7 +72,7 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let hub = Arc::new(Hub::new(1, Arc::new(HashSelector), 8));
-        let net = with_app(
+        let mut net = with_app(
             engine_net(|c| {
                 c.buffers = stack::engine::BufConfig::fixed(64 * 1024, TX_BUF, c.buffers.mem)
             }),
@@ -90,7 +90,6 @@ impl Rig {
         let chan = Channel::create("proxy-test", 1 << 20).unwrap();
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).unwrap();
         let bell = Arc::new(bell);
-        let mut net = net;
         net.server.app.bell = Some(bell.clone());
         hub.post(
             0,
@@ -388,10 +387,8 @@ fn an_orphan_with_a_silent_peer_is_reset_after_its_deadline() {
 
 mod attached;
 
-/// Issue 22: a process's CONNECT goes out through the engine; the answer
-/// carries its token (CONNECTED with both addresses, then the connection
-/// works as an accepted one once TAKEN), or why it failed
-/// (CONNECT_FAILED: the peer's RST, a privileged local port).
+/// A CANCEL_CONNECT of a connect still opening aborts it, and the process
+/// gets no answer for it; a cancel of another token changes nothing.
 #[test]
 fn a_cancelled_connect_is_aborted_and_answered_no_more() {
     use std::net::SocketAddr;
@@ -435,6 +432,10 @@ fn a_cancelled_connect_is_aborted_and_answered_no_more() {
     assert_eq!(rig.proxy().counters.connect_failed, 0);
 }
 
+/// Issue 22: a process's CONNECT goes out through the engine; the answer
+/// carries its token (CONNECTED with both addresses, then the connection
+/// works as an accepted one once TAKEN), or why it failed
+/// (CONNECT_FAILED: the peer's RST, a privileged local port).
 #[test]
 fn connect_records_open_connections_and_failures_carry_their_reason() {
     use std::net::SocketAddr;

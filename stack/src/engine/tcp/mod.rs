@@ -190,19 +190,19 @@ impl<R: Rings> Engine<R> {
     pub(super) fn egress_conns(&mut self, now: Instant, accepted_too: bool) {
         // From a pseudo-random place, wrapping around (`Conns::take_dirty`).
         let (dirty, mut kept, start) = self.conns.take_dirty();
-        let (tail, head) = dirty.split_at(start);
-        for (i, &c) in head.iter().chain(tail).enumerate() {
+        let (before, from) = dirty.split_at(start);
+        for (i, &c) in from.iter().chain(before).enumerate() {
             if !self.port.can_send() {
                 self.flush_tx(now.total_millis() as u64);
                 if !self.port.can_send() {
                     // No frame to build into until the kernel sends some:
                     // the rest (still marked dirty) waits for the next pass.
                     self.counters.egress_tx_full += 1;
-                    if i < head.len() {
-                        self.conns.still_dirty(&head[i..]);
-                        self.conns.still_dirty(tail);
+                    if i < from.len() {
+                        self.conns.still_dirty(&from[i..]);
+                        self.conns.still_dirty(before);
                     } else {
-                        self.conns.still_dirty(&tail[i - head.len()..]);
+                        self.conns.still_dirty(&before[i - from.len()..]);
                     }
                     break;
                 }
