@@ -89,10 +89,28 @@ fn fairness_four_listeners_on_two_workers() {
     assert_frames_ok(&stats);
 }
 
+/// The client namespace's kernel counters that make a flow change queue:
+/// Linux picks a new tx hash (on veth, a new rx queue on the peer) after a
+/// retransmission timeout, a SYN retransmission among them.
+fn client_timeouts(sb: &lab::sandbox::Sandbox) -> u64 {
+    let out = output(&mut client(
+        sb,
+        10,
+        "nstat",
+        ["-asz", "TcpExtTCPTimeouts", "TcpExtTCPSynRetrans"],
+    ));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
 #[test]
 fn queue_selector_keeps_flows_on_their_core_hash_does_not() {
     let Some(_lock) = begin() else { return };
     let mut handed = Vec::new();
+    let mut moved = Vec::new();
     for selector in ["queue", "hash"] {
         let sb = sandbox(&format!("sel{selector}"), 2);
         let server = Server::start(
@@ -102,18 +120,21 @@ fn queue_selector_keeps_flows_on_their_core_hash_does_not() {
         );
         let (complete, failed, _, text) = ab(&sb, 3000, 10, false);
         assert_eq!((complete, failed), (3000, 0), "ab:\n{text}");
+        let timeouts = client_timeouts(&sb);
         let stats = server.stop();
         let h = total(&stats, "/engine/handed_off");
-        let moved = total(&stats, "/engine/rehashed");
+        let m = total(&stats, "/engine/rehashed");
         eprintln!(
             "selector {selector}: {h} packets handed to another core \
-             ({moved} flows moved by the client)"
+             ({m} flows moved by the client, which counted {timeouts} \
+             retransmission timeouts)"
         );
         // Both workers took connections from their own queues.
         for w in workers(&stats) {
             assert!(num(w, "/app/connections") > 0, "{w:#}");
         }
         handed.push(h);
+        moved.push(m);
         assert_frames_ok(&stats);
     }
     // The queue selector places every new flow on the core whose queue it
@@ -121,12 +142,17 @@ fn queue_selector_keeps_flows_on_their_core_hash_does_not() {
     // to another queue: Linux picks a new tx hash (so, on veth, a new rx
     // queue) after a retransmission timeout or a spurious retransmission,
     // and answers for a socket it no longer has from a control socket.
-    // That is rare (1 packet in 12,000 in one CI run) but not zero; the
-    // hash selector moves about half of all packets.
+    // That is rare on a quiet machine (1 packet in 12,000 in one CI run),
+    // but a busy one times out more (58 flows of 3,000 moved in another):
+    // so what crosses must be what the moved flows still had to send (an
+    // `ab` connection sends at most 7 segments), and far less than the hash
+    // selector's, which moves about half of all packets.
     assert!(
-        handed[0] * 100 <= handed[1] && handed[0] <= 30,
-        "queue selector: flows cross cores ({} packets, hash selector {})",
+        handed[0] <= 8 * moved[0] + 30 && handed[0] * 10 <= handed[1],
+        "queue selector: flows cross cores ({} packets for {} flows the \
+         client moved; hash selector {})",
         handed[0],
+        moved[0],
         handed[1]
     );
     assert!(
