@@ -217,23 +217,17 @@ pub fn share(
         case.subjects[0].record(run, r.map(|mut v| (v.remove(0), String::new())))?;
         let r = flows(ctx, &sb, &[KERNEL_IP], ALONE, dir);
         case.subjects[1].record(run, r.map(|mut v| (v.remove(0), String::new())))?;
-        match flows(ctx, &sb, &[STACK_IP, KERNEL_IP], SHARED, dir) {
-            Ok(mut v) => {
-                let k = v.pop().unwrap_or_default();
-                let s = v.pop().unwrap_or_default();
-                case.subjects[2].record(run, Ok((s, String::new())))?;
-                case.subjects[3].record(run, Ok((k, String::new())))?;
+        // Two flows at once, recorded as subjects `first` and `first + 1`.
+        for (addrs, first) in [([STACK_IP, KERNEL_IP], 2), ([KERNEL_IP, KERNEL_IP], 4)] {
+            match flows(ctx, &sb, &addrs, SHARED, dir) {
+                Ok(mut v) => {
+                    let b = v.pop().unwrap_or_default();
+                    let a = v.pop().unwrap_or_default();
+                    case.subjects[first].record(run, Ok((a, String::new())))?;
+                    case.subjects[first + 1].record(run, Ok((b, String::new())))?;
+                }
+                Err(e) => case.subjects[first].record(run, Err(e))?,
             }
-            Err(e) => case.subjects[2].record(run, Err(e))?,
-        }
-        match flows(ctx, &sb, &[KERNEL_IP, KERNEL_IP], SHARED, dir) {
-            Ok(mut v) => {
-                let b = v.pop().unwrap_or_default();
-                let a = v.pop().unwrap_or_default();
-                case.subjects[4].record(run, Ok((a, String::new())))?;
-                case.subjects[5].record(run, Ok((b, String::new())))?;
-            }
-            Err(e) => case.subjects[4].record(run, Err(e))?,
         }
         let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
         let _ = common::stop_stack(stack, &stats);
