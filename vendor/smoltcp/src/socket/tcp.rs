@@ -1838,8 +1838,20 @@ impl<'a> Socket<'a> {
         }
 
         let old_length = self.tx_buffer.len();
+        // xdpstack patch 28: is this write the start of an
+        // application-limited period (less than a segment left unsent, room
+        // in the window)? As Linux's `tcp_rate_check_app_limited`.
+        let in_flight = self.flight_size();
+        let app_limited = old_length.saturating_sub(in_flight) < self.remote_mss
+            && in_flight < self.congestion_controller.inner().window();
         let (size, result) = f(&mut self.tx_buffer);
         if size > 0 {
+            if app_limited
+                && let Some(rec) = self.rec.as_deref_mut()
+                && rec.started
+            {
+                rec.check_app_limited(in_flight);
+            }
             // The connection might have been idle for a long time, and so remote_last_ts
             // would be far in the past. Unless we clear it here, we'll abort the connection
             // down over in dispatch() by erroneously detecting it as timed out.
@@ -13865,6 +13877,50 @@ mod test {
             assert_eq!(c.out(9), []);
             assert_eq!(c.out(10), [seg(10)]);
             assert_eq!(c.rto_at(), Some(210));
+        }
+
+        #[test]
+        fn test_xdp_an_app_limited_response_gives_app_limited_samples() {
+            // xdpstack patch 28. A keep-alive connection: a response, idle
+            // until the next request, then the next response of 7 segments.
+            // Every rate sample of that response is application-limited,
+            // the first ACK's (2 of its segments) included: before the
+            // patch only the segment that emptied the buffer was, and the
+            // first ACKs' samples (two segments a round trip) counted as
+            // the path's rate.
+            let mut c = sender(CongestionControl::Bbr, 7 * MSS);
+            assert_eq!(c.out(0).len(), 7);
+            c.ack(50, 7 * MSS, &[]);
+            let more: Vec<u8> = (7 * MSS..14 * MSS).map(|i| (i % 251) as u8).collect();
+            c.data.extend_from_slice(&more);
+            assert_eq!(c.s.send_slice(&more), Ok(7 * MSS));
+            let sent = c.out(200);
+            assert!(!sent.is_empty() && sent[0] == seg(7), "{sent:?}");
+            c.ack(250, (7 + sent.len().min(2)) * MSS, &[]);
+            let rec = c.s.rec.as_deref().unwrap();
+            let rs = rec.rate_sample().copied().expect("a rate sample");
+            assert!(rs.app_limited, "{rs:?}");
+            // Once what was in flight at the write is delivered, the period
+            // is over: a write into a sender with a full segment or more
+            // unsent starts none.
+            assert_eq!(rec.app_limited_until, 0);
+        }
+
+        #[test]
+        fn test_xdp_a_bulk_sender_is_not_app_limited() {
+            // xdpstack patch 28: data written while a segment or more is
+            // still unsent does not start an application-limited period.
+            let mut c = sender(CongestionControl::Bbr, 40 * MSS);
+            let first = c.out(0);
+            assert!(!first.is_empty() && first.len() < 40, "{first:?}");
+            c.ack(50, 2 * MSS, &[]);
+            let more: Vec<u8> = (40 * MSS..42 * MSS).map(|i| (i % 251) as u8).collect();
+            c.data.extend_from_slice(&more);
+            assert_eq!(c.s.send_slice(&more), Ok(2 * MSS));
+            let rec = c.s.rec.as_deref().unwrap();
+            assert_eq!(rec.app_limited_until, 0);
+            let rs = rec.rate_sample().copied().expect("a rate sample");
+            assert!(!rs.app_limited, "{rs:?}");
         }
 
         #[test]

@@ -290,6 +290,11 @@ pub(super) struct Recovery {
     delivered: u64,
     delivered_at: Micros,
     first_tx: Micros,
+    /// xdpstack patch 28: while nonzero, the sender is application-limited
+    /// until `delivered` passes this count (Linux's `tp->app_limited`):
+    /// every original transmission meanwhile is marked so, and its rate
+    /// samples say so.
+    pub(super) app_limited_until: u64,
     /// Retransmissions (ranges and send times) still unacknowledged, in
     /// send order: RACK dates their delivery, and finds them lost when data
     /// sent a reordering window after them was delivered first.
@@ -446,6 +451,7 @@ impl Recovery {
             delivered: 0,
             delivered_at: 0,
             first_tx: 0,
+            app_limited_until: 0,
             rtx: VecDeque::new(),
             relost: VecDeque::new(),
             tlp_at: None,
@@ -488,9 +494,24 @@ impl Recovery {
         r
     }
 
+    /// xdpstack patch 28: the application gave data to a sender that had
+    /// less than a segment left to send and room in its window (Linux's
+    /// `tcp_rate_check_app_limited`, run at every write): what goes out
+    /// until everything now in flight (`in_flight` bytes) is delivered is
+    /// application-limited. Marked only at the send that emptied the
+    /// buffer, the ACKs of a response's first segments gave BBR samples of
+    /// one response per round trip that counted as the path's rate: Startup
+    /// ended on them and each 10 KiB response was then paced over a whole
+    /// round trip (`wan`, 1,000 sequential 10 KiB: twice the kernel's BBR's
+    /// time at every RTT).
+    pub(super) fn check_app_limited(&mut self, in_flight: usize) {
+        self.app_limited_until = (self.delivered + in_flight as u64).max(1);
+    }
+
     /// Record an original transmission ending at `end`, sent at `now`;
     /// `idle`: nothing was in flight before it; `app_limited`: the sender
-    /// had nothing more to send after it.
+    /// had nothing more to send after it (or is in an application-limited
+    /// period, patch 28).
     pub(super) fn on_send_new(
         &mut self,
         end: TcpSeqNumber,
@@ -498,6 +519,7 @@ impl Recovery {
         idle: bool,
         app_limited: bool,
     ) {
+        let app_limited = app_limited || self.app_limited_until != 0;
         if idle {
             // tcp_rate.c: a flight starting from nothing dates from now.
             self.first_tx = now;
@@ -725,6 +747,11 @@ impl Recovery {
         self.rate = None;
         if delivered > 0 {
             self.delivered += delivered as u64;
+            // Patch 28: the application-limited period ends once what was
+            // in flight at its start is delivered.
+            if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
+                self.app_limited_until = 0;
+            }
             if let Some(rec) = top.and_then(|t| self.send_rec(t - 1)).copied() {
                 let send_us = rec.at.wrapping_sub(rec.first_tx);
                 let ack_us = now.wrapping_sub(rec.delivered_at);
