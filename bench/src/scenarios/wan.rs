@@ -872,7 +872,7 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
                 c.ratio("download_s", stack, &k)
                     .or_else(|| c.ratio("goodput_mbit_s", stack, &k).map(|g| 1.0 / g))
             })
-            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+            .reduce(f64::max)
     };
     let worst = |cc: &str| worst_of(STACK, cc);
     let exact = cells
@@ -883,7 +883,7 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
             .iter()
             .filter_map(|c| c.subject(name))
             .flat_map(|s| s.runs.iter().filter_map(|r| r.get("max_gap_rto").copied()))
-            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+            .reduce(f64::max)
     };
     let gap = worst_gap(STACK);
     // The kernel's own in the same cells and runs: the reference the target is read against.
@@ -892,11 +892,13 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
         .iter()
         .filter_map(|cc| {
             let worst = worst_gap(&nginx_name(cc))?;
-            let stack = if cc == "cubic" {
-                String::new()
-            } else {
+            // The stack's defaults are the target's own figure; `--cc bbr` is the other
+            // stack subject (a kernel-only cc such as reno has none).
+            let stack = if cc == "bbr" {
                 worst_gap(STACK_BBR)
                     .map_or(String::new(), |g| format!(", xdpstack --cc {cc} {g:.2}"))
+            } else {
+                String::new()
             };
             Some(format!("nginx with the kernel's {cc} {worst:.2}{stack}"))
         })

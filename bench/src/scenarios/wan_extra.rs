@@ -168,6 +168,15 @@ fn cubic_sandbox(ctx: &Ctx, tag: &str, spec: &ImpairSpec) -> Result<Sandbox> {
     Ok(sb)
 }
 
+/// A throughput ratio as the larger over the smaller (infinite when one side got nothing).
+fn larger_over_smaller(r: f64) -> f64 {
+    if r > 0.0 {
+        r.max(1.0 / r)
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// The `share` case.
 pub fn share(
     ctx: &Ctx,
@@ -245,14 +254,8 @@ pub fn share(
         .map(|(a, b)| {
             let (a, b) = (a.series("mbit_s"), b.series("mbit_s"));
             crate::stats::paired_ratios(&a, &b)
-                .iter()
-                .map(|r| {
-                    if *r > 0.0 {
-                        r.max(1.0 / r)
-                    } else {
-                        f64::INFINITY
-                    }
-                })
+                .into_iter()
+                .map(larger_over_smaller)
                 .fold(0.0_f64, f64::max)
         });
     let alone = case
@@ -272,13 +275,7 @@ pub fn share(
             "stack cubic vs kernel cubic sharing that bottleneck for 60 s: the larger \
              throughput over the smaller",
             "<= 1.25 (0.8x..1.25x)",
-            shared.map(|r| {
-                if r > 0.0 {
-                    r.max(1.0 / r)
-                } else {
-                    f64::INFINITY
-                }
-            }),
+            shared.map(larger_over_smaller),
             1.25,
             true,
         )

@@ -66,7 +66,7 @@ struct Rig {
     hub: Arc<Hub>,
     tx: RingTx,
     rx: RingRx,
-    _chan: Channel,
+    chan: Channel,
 }
 
 impl Rig {
@@ -105,7 +105,7 @@ impl Rig {
             hub,
             tx,
             rx,
-            _chan: chan,
+            chan,
         }
     }
 
@@ -549,7 +549,7 @@ fn a_sleeping_process_is_rung_after_the_egress() {
         rig.net.server.app.rung_in_flush,
     );
     // The process announces its sleep; the peer sends bytes.
-    assert!(rig._chan.prepare_sleep(Side::App, &rig.rx));
+    assert!(rig.chan.prepare_sleep(Side::App, &rig.rx));
     rig.net.client.tcp(h).send_slice(b"hello").unwrap();
     let mut got = None;
     for _ in 0..5 {

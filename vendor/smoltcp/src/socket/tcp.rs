@@ -13901,8 +13901,7 @@ mod test {
             let rs = rec.rate_sample().copied().expect("a rate sample");
             assert!(rs.app_limited, "{rs:?}");
             // Once what was in flight at the write is delivered, the period
-            // is over: a write into a sender with a full segment or more
-            // unsent starts none.
+            // is over.
             assert_eq!(rec.app_limited_until, 0);
         }
 
