@@ -312,6 +312,12 @@ pub(super) struct Recovery {
     /// RACK.end_seq: the end of that data (of two sent at the same time, the
     /// one with the higher sequence number went after, RFC 8985 §6.2).
     rack_end: TcpSeqNumber,
+    /// xdpstack patch 29: RACK.rtt, the round-trip time of that data (RFC
+    /// 8985 §6.2 step 2), and the reordering timer (§6.3): when the oldest
+    /// data sent before it, neither delivered nor found lost, is lost
+    /// unless delivered first.
+    rack_rtt: Micros,
+    pub(super) reo_at: Option<Micros>,
     /// HyStart (patch 14): the delivered count that ends this round, the
     /// minimum RTT of the last round and of this one so far, and how many
     /// samples this one has.
@@ -459,6 +465,8 @@ impl Recovery {
             pace_at: None,
             rack_ts: None,
             rack_end: una,
+            rack_rtt: 0,
+            reo_at: None,
             hs_round_end: 0,
             hs_last_min: u32::MAX,
             hs_cur_min: u32::MAX,
@@ -738,6 +746,7 @@ impl Recovery {
             {
                 self.rack_ts = Some(t);
                 self.rack_end = top;
+                self.rack_rtt = now.wrapping_sub(t);
             }
         }
         // A delivery-rate sample from the newest original transmission
@@ -1044,16 +1053,24 @@ impl Recovery {
 
     /// Move `lost_end` up to what the scoreboard (DupThresh) and the send
     /// times (RACK: sent a reordering window before the newest delivered
-    /// data, and below SACKed data) say is lost. Returns whether some byte
-    /// at or above SND.UNA (`una`) is lost and was not retransmitted yet.
-    pub(super) fn detect(&mut self, una: TcpSeqNumber, mss: usize, reo_wnd: Micros) -> bool {
+    /// data, and below SACKed data) say is lost, at `now`. Returns whether
+    /// some byte at or above SND.UNA (`una`) is lost and was not
+    /// retransmitted yet.
+    pub(super) fn detect(
+        &mut self,
+        una: TcpSeqNumber,
+        mss: usize,
+        reo_wnd: Micros,
+        now: Micros,
+    ) -> bool {
         if let Some(l) = self.board.lost_below(mss)
             && l > self.lost_end
         {
             self.lost_end = l;
         }
-        if let (Some(t), Some(high)) = (self.rack_ts, self.board.highest())
-            && let Some(end) = self.sent_by(t.wrapping_sub(reo_wnd))
+        let limit = self.rack_ts.map(|t| self.rack_limit(t, reo_wnd, now));
+        if let (Some(limit), Some(high)) = (limit, self.board.highest())
+            && let Some(end) = self.sent_by(limit)
         {
             let end = end.min(high);
             if end > self.lost_end {
@@ -1068,11 +1085,10 @@ impl Recovery {
         // retransmission of a burst had every other one resent at once,
         // while they were on their way (the `wan` bench's 100 parallel
         // flows: 6 spurious retransmissions on one ACK).
-        if let Some(t) = self.rack_ts {
-            let limit = t.wrapping_sub(reo_wnd);
+        if let (Some(t), Some(limit)) = (self.rack_ts, limit) {
             while let Some(&(from, to, at)) = self.rtx.front() {
                 let d = limit.wrapping_sub(at) as i32;
-                if d < 0 || (d == 0 && reo_wnd == 0 && self.rack_end <= to) {
+                if d < 0 || (d == 0 && limit == t && self.rack_end <= to) {
                     break;
                 }
                 self.rtx.pop_front();
@@ -1091,6 +1107,57 @@ impl Recovery {
         // resent them again and cut the window a second time).
         let from = self.high_rxt.max(una);
         self.board.next_hole(from, self.lost_end).is_some()
+    }
+
+    /// xdpstack patch 29: RACK's loss limit (RFC 8985 §6.2 step 5): data
+    /// sent at or before it, and before the newest delivered data (sent at
+    /// `t`), is lost. Sent a reordering window before that data, it is lost
+    /// when an ACK delivers it; else once `now` is a reordering window past
+    /// its send time plus RACK.rtt (the reordering timer's test: before,
+    /// only an ACK ran it, and a segment of one burst, sent with the data
+    /// delivered after it, waited for a probe or the RTO).
+    fn rack_limit(&self, t: Micros, reo_wnd: Micros, now: Micros) -> Micros {
+        let by_ack = t.wrapping_sub(reo_wnd);
+        let by_time = now.wrapping_sub(self.rack_rtt).wrapping_sub(reo_wnd);
+        let l = if (by_time.wrapping_sub(by_ack) as i32) > 0 {
+            by_time
+        } else {
+            by_ack
+        };
+        if (l.wrapping_sub(t) as i32) > 0 { t } else { l }
+    }
+
+    /// xdpstack patch 29: arm RACK's reordering timer (RFC 8985 §6.3)
+    /// after loss detection: at the time the oldest data sent before the
+    /// newest delivered data, below the highest SACK and neither delivered
+    /// nor found lost, would be lost (its send time plus RACK.rtt plus the
+    /// reordering window); none if there is no such data.
+    pub(super) fn arm_reo(&mut self, una: TcpSeqNumber, reo_wnd: Micros) {
+        self.reo_at = self.reo_deadline(una, reo_wnd);
+    }
+
+    fn reo_deadline(&self, una: TcpSeqNumber, reo_wnd: Micros) -> Option<Micros> {
+        let t = self.rack_ts?;
+        let due = |at: Micros| {
+            ((t.wrapping_sub(at) as i32) >= 0)
+                .then(|| at.wrapping_add(self.rack_rtt).wrapping_add(reo_wnd))
+        };
+        let mut first = None;
+        if let Some(high) = self.board.highest()
+            && let Some((s, _)) = self.board.next_hole(self.lost_end.max(una), high)
+            && let Some(at) = self.sent_at(s)
+        {
+            first = due(at);
+        }
+        if let Some(&(from, to, at)) = self.rtx.front()
+            && to > from.max(una)
+            && self.board.unsacked(from.max(una), to) > 0
+            && let Some(d) = due(at)
+            && first.is_none_or(|f| (f.wrapping_sub(d) as i32) > 0)
+        {
+            first = Some(d);
+        }
+        first
     }
 
     /// Bytes in flight (RFC 6675 `pipe`): unSACKed bytes sent, less those
@@ -1635,7 +1702,9 @@ mod test {
         let mut r = Recovery::new(UNA);
         hystart_round(&mut r, 50_000);
         hystart_round(&mut r, 52_000);
-        let rtts: Vec<u32> = (0..16).map(|i| if i < 8 { 59_000 } else { 54_000 }).collect();
+        let rtts: Vec<u32> = (0..16)
+            .map(|i| if i < 8 { 59_000 } else { 54_000 })
+            .collect();
         let v = hystart_samples(&mut r, &rtts);
         assert_eq!(v[7], HyStart::EnterCss);
         assert!(v[8..].iter().all(|&x| x == HyStart::Keep), "{v:?}");
@@ -1656,7 +1725,7 @@ mod test {
         let max0 = s(10 * MSS);
         let sack = [Some((s(MSS).0 as u32, s(4 * MSS).0 as u32)), None, None];
         r.on_ack(UNA, 0, max0, &sack, 100_000, 50_000);
-        assert!(r.detect(UNA, MSS, 25_000));
+        assert!(r.detect(UNA, MSS, 25_000, 100_000));
         r.phase = Phase::Recovery;
         assert_eq!(r.next_lost(UNA, max0), Some((UNA, s(MSS))));
         r.on_send_rtx(UNA, s(MSS), 100_000);
@@ -1674,7 +1743,7 @@ mod test {
             None,
         ];
         r.on_ack(UNA, 0, max, &sack, 210_000, 50_000);
-        assert!(r.detect(UNA, MSS, 25_000));
+        assert!(r.detect(UNA, MSS, 25_000, 210_000));
         assert_eq!(r.next_lost(UNA, max), Some((UNA, s(MSS))));
         assert!(r.pipe(UNA, max) < pipe_before);
         // Sent again: no longer waiting.
@@ -1688,7 +1757,7 @@ mod test {
             None,
         ];
         r.on_ack(UNA, 0, max, &sack, 220_000, 50_000);
-        r.detect(UNA, MSS, 25_000);
+        r.detect(UNA, MSS, 25_000, 220_000);
         assert_ne!(r.next_lost(UNA, max), Some((UNA, s(MSS))));
     }
 
@@ -1699,7 +1768,7 @@ mod test {
         r.board = board(&[(1000, 4000)]);
         // Nothing lost yet: everything not SACKed.
         assert_eq!(r.pipe(UNA, max), 7000);
-        assert!(r.detect(UNA, MSS, 1000));
+        assert!(r.detect(UNA, MSS, 1000, 0));
         assert_eq!(r.lost_end, s(1000));
         // Segment 0 lost, not resent: out of the pipe.
         assert_eq!(r.pipe(UNA, max), 6000);
@@ -1708,7 +1777,7 @@ mod test {
         assert_eq!(r.pipe(UNA, max), 7000);
         // More lost beyond: out until resent.
         r.board.add(UNA, max, s(5000), s(9000));
-        assert!(r.detect(UNA, MSS, 1000));
+        assert!(r.detect(UNA, MSS, 1000, 0));
         assert_eq!(r.lost_end, s(5000));
         assert_eq!(r.pipe(UNA, max), 2000 - 1000 + 1000);
     }
@@ -1724,7 +1793,7 @@ mod test {
         for k in 1..=19 {
             r.board.add(UNA, max, s(MSS), s((k + 1) * MSS));
             if r.phase == Phase::Open {
-                if r.detect(UNA, MSS, 1000) {
+                if r.detect(UNA, MSS, 1000, 0) {
                     r.enter_recovery(UNA, max, 10 * MSS, MSS, MSS);
                     allowed.push(r.allow / MSS);
                     // The fast retransmit.
@@ -1757,7 +1826,7 @@ mod test {
         let max = s(10 * MSS);
         let mut r = sent(10);
         r.board.add(UNA, max, s(MSS), s(4 * MSS));
-        assert!(r.detect(UNA, MSS, 1000));
+        assert!(r.detect(UNA, MSS, 1000, 0));
         // pipe 6 segments, ssthresh 5: proportional, 1 delivered · 5/10
         // rounds to nothing, but the fast retransmit goes.
         r.enter_recovery(UNA, max, 5 * MSS, MSS, MSS);
@@ -1787,7 +1856,7 @@ mod test {
         // more than 25 ms older: lost below it.
         let sack = [Some((s(4000).0 as u32, s(5000).0 as u32)), None, None];
         assert_eq!(r.on_ack(UNA, 0, max, &sack, 130_000, 50_000), MSS);
-        assert!(r.detect(UNA, MSS, reo));
+        assert!(r.detect(UNA, MSS, reo, 130_000));
         assert_eq!(r.lost_end, s(3000));
         // Segment 3 (same burst as 4) is not lost by time.
         assert_eq!(r.board.next_hole(UNA, r.lost_end), Some((UNA, s(3000))));
@@ -1800,7 +1869,7 @@ mod test {
         // are lost (below the SACKed data).
         let sack = [Some((s(8000).0 as u32, s(9000).0 as u32)), None, None];
         r.on_ack(s(1000), 0, max, &sack, 160_000, 50_000);
-        r.detect(s(1000), MSS, reo);
+        r.detect(s(1000), MSS, reo, 160_000);
         assert_eq!(r.lost_end, s(6000));
     }
 

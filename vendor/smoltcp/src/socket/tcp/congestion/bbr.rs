@@ -277,8 +277,8 @@ impl Controller for Bbr {
 
     fn on_ack(&mut self, _now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
         self.inflight = in_flight;
-        if let Some(ms) = rtt.srtt_ms() {
-            self.srtt_us = ms.saturating_mul(1000);
+        if let Some(us) = rtt.srtt_us() {
+            self.srtt_us = us;
         }
         if len == 0 {
             return;
