@@ -238,11 +238,6 @@ impl RttEstimator {
         Duration::from_millis(self.rto as _)
     }
 
-    #[cfg(feature = "socket-tcp-cubic")]
-    fn smoothed_rtt(&self) -> u32 {
-        self.srtt_ms().unwrap_or(0)
-    }
-
     /// xdpstack patch 12: the smoothed RTT in milliseconds, once measured.
     fn srtt_ms(&self) -> Option<u32> {
         self.have_measurement
@@ -2291,7 +2286,7 @@ impl<'a> Socket<'a> {
         }
         // xdpstack patch 29: RACK's reordering timer for what this ACK did
         // not find lost yet.
-        rec.arm_reo(una, reo_wnd);
+        rec.arm_reo(una, reo_wnd, now_us);
         if cwr {
             self.ecn.cwr_pending = true;
         }
@@ -2350,10 +2345,15 @@ impl<'a> Socket<'a> {
                         rec.allow = mss;
                     }
                 }
-                Phase::Recovery | Phase::Loss => {}
+                Phase::Recovery => {
+                    // What was found lost left the pipe: PRR lets it out
+                    // now (Linux's `tcp_xmit_retransmit_queue` here).
+                    rec.prr(una, snd_max, 0, mss);
+                }
+                Phase::Loss => {}
             }
         }
-        rec.arm_reo(una, reo_wnd);
+        rec.arm_reo(una, reo_wnd, now_us);
     }
 
     /// xdpstack patch 15 (undo): the loss episode was spurious: the controller
@@ -4034,7 +4034,10 @@ impl<'a> Socket<'a> {
             .pre_transmit(cx.now());
 
         // xdpstack patch 29: RACK's reordering timer.
-        if self.reo_deadline(cx.now()).is_some_and(|t| cx.now() >= t) {
+        // (A retransmission timeout due as well goes first, alone.)
+        if self.reo_deadline(cx.now()).is_some_and(|t| cx.now() >= t)
+            && !self.timer.should_retransmit(cx.now())
+        {
             self.rack_reo_timeout(cx.now());
         }
 

@@ -30,11 +30,20 @@ use crate::wire::TcpSeqNumber;
 /// RFC 6675 DupThresh: SACKed segments above a hole before it is lost.
 pub(super) const DUP_THRESH: usize = 3;
 
-/// Most SACKed ranges remembered. A peer reports at most 3-4 per ACK, so
-/// this only binds against a receiver that scatters its blocks on purpose;
-/// the highest range is forgotten first, which at worst resends data the
-/// peer holds.
+/// Fewest SACKed ranges remembered: the bound is this or one range per
+/// `BLOCK_BYTES` in flight, whichever is more, at most `MAX_BLOCKS_CAP`.
+/// A receiver reports ranges of whole segments, so a window where every
+/// other segment was lost holds one range per two segments; the bound only
+/// binds against a receiver that scatters its blocks on purpose. The
+/// highest range is forgotten first, which at worst resends data the peer
+/// holds. (xdpstack patch 29: it was a fixed 128. A 200 ms path's 4 MiB in
+/// flight overflowing a bottleneck's queue left more holes than that; the
+/// forgotten range, SACKed again by the next ACK, counted as delivered
+/// again on every ACK, and BBR took a sample of 222 MB in 300 ms, 1.7 GB/s,
+/// for the path's bandwidth: no pacing, no end to Startup.)
 const MAX_BLOCKS: usize = 128;
+const BLOCK_BYTES: usize = 1024;
+const MAX_BLOCKS_CAP: usize = 8192;
 
 /// Most entries in the send-time log; past it, consecutive sends merge
 /// whatever their times (coarser loss detection by time, never wrong
@@ -181,7 +190,8 @@ impl Scoreboard {
             .splice(start..end, core::iter::once(merged))
             .for_each(drop);
         self.sacked += new;
-        if self.blocks.len() > MAX_BLOCKS
+        let cap = ((snd_max - una) / BLOCK_BYTES).clamp(MAX_BLOCKS, MAX_BLOCKS_CAP);
+        if self.blocks.len() > cap
             && let Some(b) = self.blocks.pop()
         {
             self.sacked -= b.1 - b.0;
@@ -214,7 +224,8 @@ impl Scoreboard {
             return 0;
         }
         let mut n = to - from;
-        for b in &self.blocks {
+        let first = self.blocks.partition_point(|b| b.1 <= from);
+        for b in &self.blocks[first..] {
             if b.0 >= to {
                 break;
             }
@@ -234,7 +245,8 @@ impl Scoreboard {
         limit: TcpSeqNumber,
     ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
         let mut s = from;
-        for b in &self.blocks {
+        let first = self.blocks.partition_point(|b| b.1 <= from);
+        for b in &self.blocks[first..] {
             if b.1 <= s {
                 continue;
             }
@@ -728,7 +740,16 @@ impl Recovery {
                 .find(|&&(from, to, _)| from <= last && last < to);
             let at = match resent {
                 Some(&(_, _, t)) => {
-                    if now.wrapping_sub(t) >= rtt_floor {
+                    // xdpstack patch 29: the minimum RTT once known (RFC
+                    // 8985 §6.2 step 2, Linux's `tcp_rack_advance`): half
+                    // the SRTT credited a late original to its
+                    // retransmission, and RACK.rtt came out short.
+                    let floor = if self.min_rtt == u32::MAX {
+                        rtt_floor
+                    } else {
+                        self.min_rtt
+                    };
+                    if now.wrapping_sub(t) >= floor {
                         Some(t)
                     } else {
                         None
@@ -1132,8 +1153,12 @@ impl Recovery {
     /// newest delivered data, below the highest SACK and neither delivered
     /// nor found lost, would be lost (its send time plus RACK.rtt plus the
     /// reordering window); none if there is no such data.
-    pub(super) fn arm_reo(&mut self, una: TcpSeqNumber, reo_wnd: Micros) {
-        self.reo_at = self.reo_deadline(una, reo_wnd);
+    pub(super) fn arm_reo(&mut self, una: TcpSeqNumber, reo_wnd: Micros, now: Micros) {
+        // (A deadline already past found nothing `detect` would mark: not
+        // armed, or the timer would fire again at once, for good.)
+        self.reo_at = self
+            .reo_deadline(una, reo_wnd)
+            .filter(|&d| (d.wrapping_sub(now) as i32) > 0);
     }
 
     fn reo_deadline(&self, una: TcpSeqNumber, reo_wnd: Micros) -> Option<Micros> {
@@ -1149,7 +1174,10 @@ impl Recovery {
         {
             first = due(at);
         }
+        // A retransmission sent in the same microsecond as the newest
+        // delivered data, not below it, went after it (`detect`'s test).
         if let Some(&(from, to, at)) = self.rtx.front()
+            && !(at == t && self.rack_end <= to)
             && to > from.max(una)
             && self.board.unsacked(from.max(una), to) > 0
             && let Some(d) = due(at)
@@ -1579,9 +1607,57 @@ mod test {
     }
 
     #[test]
-    fn scoreboard_bounded() {
+    fn scoreboard_holds_a_range_per_two_segments_of_a_large_flight() {
+        // xdpstack patch 29: 4 MiB in flight, every other segment lost:
+        // 1,448 ranges, all remembered, and each counted once however often
+        // the peer reports it again.
         let mut b = Scoreboard::default();
-        let max = s(1 << 20);
+        let max = s(4 << 20);
+        let n = (4 << 20) / (2 * MSS);
+        let mut total = 0;
+        for i in 0..n {
+            total += b.add(UNA, max, s((2 * i + 1) * MSS), s((2 * i + 2) * MSS));
+        }
+        assert_eq!(b.blocks().len(), n);
+        assert_eq!(total, n * MSS);
+        for i in (0..n).rev() {
+            assert_eq!(b.add(UNA, max, s((2 * i + 1) * MSS), s((2 * i + 2) * MSS)), 0);
+        }
+        assert_eq!(b.sacked(), n * MSS);
+    }
+
+    #[test]
+    fn reordering_timer_skips_a_retransmission_sent_after_the_newest_delivered() {
+        // xdpstack patch 29: [2000, 3000) and [1000, 2000) resent in the same
+        // microsecond, high first; the ACK SACKs [1000, 2000). The other
+        // went after it (RACK_sent_after, by sequence): `detect` never finds
+        // it lost, so no timer for it (one was armed, found nothing, armed
+        // itself again at the same past time: a busy loop until the RTO).
+        let mut r = Recovery::new(UNA);
+        r.on_send_new(s(3000), 0, false, false);
+        r.board.add(UNA, s(3000), s(1000), s(2000));
+        r.lost_end = s(1000);
+        r.high_rxt = s(1000);
+        r.rtx.push_back((s(2000), s(3000), 100_000));
+        r.rack_ts = Some(100_000);
+        r.rack_end = s(2000);
+        r.rack_rtt = 50_000;
+        assert_eq!(r.reo_deadline(UNA, 1000), None);
+        // Sent a microsecond before it: due a window past RACK.rtt.
+        r.rtx[0].2 = 99_999;
+        assert_eq!(r.reo_deadline(UNA, 1000), Some(99_999 + 50_000 + 1000));
+        // A deadline already past is not armed (nothing `detect` missed).
+        r.arm_reo(UNA, 1000, 200_000);
+        assert_eq!(r.reo_at, None);
+        r.arm_reo(UNA, 1000, 140_000);
+        assert_eq!(r.reo_at, Some(150_999));
+    }
+
+    #[test]
+    fn scoreboard_bounded() {
+        // 128 KiB in flight: the floor of 128 ranges binds.
+        let mut b = Scoreboard::default();
+        let max = s(MAX_BLOCKS * BLOCK_BYTES);
         for i in 0..(MAX_BLOCKS + 10) {
             b.add(UNA, max, s(2 * i + 1), s(2 * i + 2));
         }
