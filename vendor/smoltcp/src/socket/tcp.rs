@@ -616,6 +616,12 @@ pub struct Socket<'a> {
     remote_win_scale: Option<u8>,
     /// Whether or not the remote supports selective ACK as described in RFC 2018.
     remote_has_sack: bool,
+    /// xdpstack patch 29: the application's last burst of writes (those
+    /// before a transmission) ended with the send buffer full: it had more
+    /// than fit, and waits for room; `tx_last_filled`: the last write
+    /// filled it.
+    tx_filled: bool,
+    tx_last_filled: bool,
     /// The maximum number of data octets that the remote side may receive.
     remote_mss: usize,
     /// The timestamp of the last packet received.
@@ -786,6 +792,8 @@ impl<'a> Socket<'a> {
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
             remote_win_scale: None,
             remote_has_sack: false,
+            tx_filled: false,
+            tx_last_filled: false,
             remote_mss: DEFAULT_MSS,
             remote_last_ts: None,
             local_rx_last_ack: None,
@@ -1517,6 +1525,8 @@ impl<'a> Socket<'a> {
             .filter(|r| r.stats != RecoveryStats::default())
             .map(|r| alloc::boxed::Box::new(Recovery::counters_only(r.stats)));
         self.pending_fast_retransmit = false;
+        self.tx_filled = false;
+        self.tx_last_filled = false;
         // xdpstack patch 17 (ECN): negotiated anew by each connection.
         self.ecn = EcnState {
             enabled: self.ecn.enabled,
@@ -1858,9 +1868,22 @@ impl<'a> Socket<'a> {
         let in_flight = self.flight_size();
         let app_limited = old_length.saturating_sub(in_flight) < self.remote_mss
             && in_flight < self.congestion_controller.inner().window();
+        let room = self.tx_buffer.window();
         let (size, result) = f(&mut self.tx_buffer);
+        let filled = size >= room;
         if size > 0 {
+            // xdpstack patch 29: after a burst of writes that filled the
+            // buffer, the next is not the application's bubble: it was
+            // waiting for room (limited by the buffer, Linux's
+            // TCP_CHRONO_SNDBUF_LIMITED). (Per burst: a writer of 64 KiB
+            // chunks ends one chunk with a few hundred bytes and writes the
+            // next at once.)
+            // Marked application-limited, a 4 MiB buffer all in flight on a
+            // 200 ms path gave only such samples, and BBR's Startup never
+            // saw the bandwidth stop growing: it kept 4 MiB in flight over
+            // a 3.75 MB pipe and queue, losing 2% for good.
             if app_limited
+                && !self.tx_filled
                 && let Some(rec) = self.rec.as_deref_mut()
                 && rec.started
             {
@@ -1891,6 +1914,8 @@ impl<'a> Socket<'a> {
                 old_length + size
             );
         }
+        self.tx_last_filled = filled;
+        self.tx_filled |= filled;
         Ok(result)
     }
 
@@ -2470,7 +2495,9 @@ impl<'a> Socket<'a> {
         match sent {
             Sent::New | Sent::ProbeNew => {
                 let idle = seq <= una;
-                let app_limited = end >= una + self.tx_buffer.len();
+                // (xdpstack patch 29: not when the buffer is full and the
+                // application waits for room.)
+                let app_limited = end >= una + self.tx_buffer.len() && !self.tx_filled;
                 rec.on_send_new(end, now_us, idle, app_limited)
             }
             Sent::Retransmit | Sent::Probe => {
@@ -4032,6 +4059,8 @@ impl<'a> Socket<'a> {
         self.congestion_controller
             .inner_mut()
             .pre_transmit(cx.now());
+        // xdpstack patch 29: the application's burst of writes is over.
+        self.tx_filled = self.tx_last_filled;
 
         // xdpstack patch 29: RACK's reordering timer.
         // (A retransmission timeout due as well goes first, alone.)
@@ -14002,7 +14031,10 @@ mod test {
             // patch only the segment that emptied the buffer was, and the
             // first ACKs' samples (two segments a round trip) counted as
             // the path's rate.
-            let mut c = sender(CongestionControl::Bbr, 7 * MSS);
+            // (The buffer holds more than a response: patch 29 counts a
+            // write that fills it as limited by the buffer.)
+            let s = socket_established_with_buffer_sizes(20 * MSS, 64);
+            let mut c = establish(s, CongestionControl::Bbr, 7 * MSS, LOCAL_SEQ + 1);
             assert_eq!(c.out(0).len(), 7);
             c.ack(50, 7 * MSS, &[]);
             let more: Vec<u8> = (7 * MSS..14 * MSS).map(|i| (i % 251) as u8).collect();
@@ -14017,6 +14049,30 @@ mod test {
             // Once what was in flight at the write is delivered, the period
             // is over.
             assert_eq!(rec.app_limited_until, 0);
+        }
+
+        #[test]
+        fn test_xdp_a_sender_limited_by_its_buffer_is_not_app_limited() {
+            // xdpstack patch 29: the same, but each write fills the send
+            // buffer (the application had more): limited by the buffer, not
+            // by the application, so its samples count.
+            let mut c = sender(CongestionControl::Bbr, 7 * MSS);
+            assert_eq!(c.out(0).len(), 7);
+            c.ack(50, 7 * MSS, &[]);
+            // In two writes, as a writer of chunks ends one and starts the
+            // next: the burst's first write is no bubble, nor its second.
+            let more: Vec<u8> = (7 * MSS..14 * MSS).map(|i| (i % 251) as u8).collect();
+            c.data.extend_from_slice(&more);
+            assert_eq!(c.s.send_slice(&more[..300]), Ok(300));
+            assert_eq!(c.s.send_slice(&more[300..]), Ok(7 * MSS - 300));
+            let rec = c.s.rec.as_deref().unwrap();
+            assert_eq!(rec.app_limited_until, 0);
+            let sent = c.out(200);
+            assert!(!sent.is_empty() && sent[0] == seg(7), "{sent:?}");
+            c.ack(250, (7 + sent.len().min(2)) * MSS, &[]);
+            let rec = c.s.rec.as_deref().unwrap();
+            let rs = rec.rate_sample().copied().expect("a rate sample");
+            assert!(!rs.app_limited, "{rs:?}");
         }
 
         #[test]

@@ -56,8 +56,15 @@ pub struct Bbr {
     cwnd: usize,
     rwnd: usize,
     mode: Mode,
-    /// The highest delivery rate (bytes/s) of each of the last rounds.
-    bw: [u64; BW_ROUNDS],
+    /// The highest delivery rate (bytes/s) taken in each of the last
+    /// rounds that gave one, with its round; `bw_last`, the round of the
+    /// newest taken. As tcp_bbr.c's minmax filter, it ages only when it
+    /// takes a sample (xdpstack patch 29: it forgot a round at each round
+    /// start, so ten rounds of application-limited samples, which it does
+    /// not take below the maximum, emptied it, and the pacing rate fell to
+    /// what one such sample showed).
+    bw: [(u64, u64); BW_ROUNDS],
+    bw_last: u64,
     round: u64,
     next_round_delivered: u64,
     round_start: bool,
@@ -87,7 +94,8 @@ impl Bbr {
             cwnd: 10 * 1460,
             rwnd: 64 * 1024,
             mode: Mode::Startup,
-            bw: [0; BW_ROUNDS],
+            bw: [(0, 0); BW_ROUNDS],
+            bw_last: 0,
             round: 0,
             next_round_delivered: 0,
             round_start: false,
@@ -110,7 +118,34 @@ impl Bbr {
     }
 
     fn max_bw(&self) -> u64 {
-        self.bw.iter().copied().max().unwrap_or(0)
+        self.bw
+            .iter()
+            .filter(|&&(round, _)| round + BW_ROUNDS as u64 > self.bw_last)
+            .map(|&(_, bw)| bw)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Take a delivery-rate sample into the filter, in this round.
+    fn take_bw(&mut self, bw: u64) {
+        let slot = &mut self.bw[(self.round as usize) % BW_ROUNDS];
+        if slot.0 != self.round {
+            *slot = (self.round, 0);
+        }
+        slot.1 = slot.1.max(bw);
+        self.bw_last = self.round;
+    }
+
+    /// tcp_bbr.c `bbr_save_cwnd`: the window to come back to after a loss
+    /// episode or ProbeRTT; entered from one of them, the larger of the two
+    /// (xdpstack patch 29: a recovery's end forgot it, so ProbeRTT during a
+    /// recovery ended at 4 segments).
+    fn save_cwnd(&mut self) {
+        if !self.in_recovery && self.mode != Mode::ProbeRtt {
+            self.prior_cwnd = self.cwnd;
+        } else {
+            self.prior_cwnd = self.prior_cwnd.max(self.cwnd);
+        }
     }
 
     fn pacing_gain(&self) -> u64 {
@@ -177,17 +212,13 @@ impl Bbr {
             self.next_round_delivered = delivered;
             self.round += 1;
             self.round_start = true;
-            self.bw[(self.round as usize) % BW_ROUNDS] = 0;
             if self.conservation_until.is_some_and(|r| self.round > r) {
                 self.conservation_until = None;
             }
         }
         let bw = rs.rate();
         if !rs.app_limited || bw >= self.max_bw() {
-            let slot = &mut self.bw[(self.round as usize) % BW_ROUNDS];
-            if bw > *slot {
-                *slot = bw;
-            }
+            self.take_bw(bw);
         }
 
         // ProbeBW's gain cycle: a phase lasts a min RTT; the probing phase
@@ -235,8 +266,8 @@ impl Bbr {
             self.min_rtt_at = Some(now);
         }
         if expired && self.mode != Mode::ProbeRtt {
+            self.save_cwnd();
             self.mode = Mode::ProbeRtt;
-            self.prior_cwnd = self.prior_cwnd.max(self.cwnd);
             self.probe_rtt_done = None;
         }
         if self.mode == Mode::ProbeRtt {
@@ -251,7 +282,6 @@ impl Bbr {
                 if self.probe_rtt_round_done && now >= done {
                     self.min_rtt_at = Some(now);
                     self.cwnd = self.cwnd.max(self.prior_cwnd);
-                    self.prior_cwnd = 0;
                     if self.full_bw_reached {
                         self.enter_probe_bw(now);
                     } else {
@@ -310,9 +340,7 @@ impl Controller for Bbr {
     fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
         // tcp_enter_loss: one segment, the model kept; the window before is
         // restored when the loss is repaired.
-        if !self.in_recovery {
-            self.prior_cwnd = self.cwnd;
-        }
+        self.save_cwnd();
         self.in_recovery = true;
         self.conservation_until = None;
         self.cwnd = self.mss;
@@ -321,9 +349,7 @@ impl Controller for Bbr {
     fn on_loss(&mut self, _now: Instant, in_flight: usize) {
         // Fast recovery: no cut from the loss itself, only packet
         // conservation for one round (tcp_bbr.c).
-        if !self.in_recovery {
-            self.prior_cwnd = self.cwnd;
-        }
+        self.save_cwnd();
         self.in_recovery = true;
         self.conservation_until = Some(self.round + 1);
         self.cwnd = in_flight.max(4 * self.mss);
@@ -339,7 +365,6 @@ impl Controller for Bbr {
         self.in_recovery = false;
         self.conservation_until = None;
         self.cwnd = self.cwnd.max(self.prior_cwnd);
-        self.prior_cwnd = 0;
     }
 
     fn set_mss(&mut self, mss: usize) {
@@ -440,5 +465,64 @@ mod test {
         assert_eq!(b.mode, Mode::ProbeRtt);
         b.on_ack(later, 1460, 600_000, &RttEstimator::default());
         assert_eq!(b.window(), 4 * 1460);
+    }
+
+    #[test]
+    fn application_limited_rounds_keep_the_bandwidth() {
+        // xdpstack patch 29: twenty rounds of application-limited samples
+        // below the estimate (a sender whose whole buffer is in flight, or
+        // a quiet one) do not age the filter; a sample it takes does.
+        let mut b = Bbr::new();
+        b.set_mss(1460);
+        let mut now = run_rounds(&mut b, 40, 12_500_000, 50_000);
+        let bw = b.max_bw();
+        let mut delivered = b.next_round_delivered;
+        for _ in 0..20 {
+            now += Duration::from_millis(50);
+            let mut rs = sample(10_000, 50_000, delivered, 50_000);
+            rs.app_limited = true;
+            delivered += 10_000;
+            b.on_rate_sample(now, &rs, delivered, 10_000);
+        }
+        assert_eq!(b.max_bw(), bw);
+        assert!(b.pacing_rate().unwrap() >= bw * 3 / 4);
+        // Ten rounds of samples it takes (not application-limited) replace
+        // it.
+        for _ in 0..10 {
+            now += Duration::from_millis(50);
+            let rs = sample(100_000, 50_000, delivered, 50_000);
+            delivered += 100_000;
+            b.on_rate_sample(now, &rs, delivered, 100_000);
+        }
+        assert_eq!(b.max_bw(), 2_000_000);
+    }
+
+    #[test]
+    fn probe_rtt_during_a_recovery_restores_the_window() {
+        // xdpstack patch 29: ProbeRTT began in a fast recovery; the
+        // recovery's end, then ProbeRTT's, give back the window from before
+        // both (a recovery's end forgot it: the flow went on from 4
+        // segments).
+        let mut b = Bbr::new();
+        b.set_mss(1460);
+        let now = run_rounds(&mut b, 40, 12_500_000, 50_000);
+        let cwnd = b.window();
+        b.on_loss(now, cwnd - 1460);
+        let later = now + Duration::from_secs(11);
+        let rs = sample(600_000, 60_000, b.next_round_delivered, 60_000);
+        b.on_rate_sample(later, &rs, b.next_round_delivered + 600_000, 600_000);
+        assert_eq!(b.mode, Mode::ProbeRtt);
+        b.on_recovery_exit();
+        b.on_ack(later, 1460, 4 * 1460, &RttEstimator::default());
+        assert_eq!(b.window(), 4 * 1460);
+        // The flight drains to 4 segments, then 200 ms and a round pass.
+        let d = b.next_round_delivered;
+        let rs = sample(1460, 50_000, d, 50_000);
+        b.on_rate_sample(later, &rs, d + 1460, 4 * 1460);
+        let end = later + Duration::from_millis(250);
+        let rs = sample(1460, 50_000, b.next_round_delivered, 50_000);
+        b.on_rate_sample(end, &rs, b.next_round_delivered + 1460, 4 * 1460);
+        assert_eq!(b.mode, Mode::ProbeBw);
+        assert!(b.window() >= cwnd, "{} < {cwnd}", b.window());
     }
 }
