@@ -311,6 +311,14 @@ impl Controller for Bbr {
             self.srtt_us = us;
         }
         if len == 0 {
+            // xdpstack patch 30: the handshake's ACK (no data) gives the
+            // first RTT: the initial pace, 2.89 initial windows per SRTT
+            // (tcp_bbr.c's `bbr_init_pacing_rate_from_rtt`). Before, the
+            // first data sample (one segment a round trip) set it, and
+            // Startup's pace, which never falls, started from that.
+            if self.pacing_rate == 0 && self.max_bw() == 0 && self.srtt_us > 0 {
+                self.update_pacing();
+            }
             return;
         }
         // tcp_bbr.c `bbr_set_cwnd`: during the first round of a recovery,
@@ -524,5 +532,22 @@ mod test {
         b.on_rate_sample(end, &rs, b.next_round_delivered + 1460, 4 * 1460);
         assert_eq!(b.mode, Mode::ProbeBw);
         assert!(b.window() >= cwnd, "{} < {cwnd}", b.window());
+    }
+
+    #[test]
+    fn the_handshake_rtt_sets_the_first_pace() {
+        // xdpstack patch 30: the ACK of the handshake (no data) with a 20 ms
+        // RTT: 2.885 initial windows per 20 ms; a first sample of one
+        // segment a round trip does not lower it in Startup.
+        let mut b = Bbr::new();
+        b.set_mss(1460);
+        let mut rtte = RttEstimator::default();
+        rtte.sample(20);
+        b.on_ack(Instant::ZERO, 0, 0, &rtte);
+        let want = 14_600 * 1_000_000 / 20_000 * HIGH_GAIN / 1000;
+        assert_eq!(b.pacing_rate(), Some(want));
+        let rs = sample(1460, 20_000, 0, 20_000);
+        b.on_rate_sample(Instant::from_millis(40), &rs, 1460, 0);
+        assert_eq!(b.pacing_rate(), Some(want));
     }
 }
