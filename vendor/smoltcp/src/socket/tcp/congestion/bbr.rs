@@ -85,6 +85,11 @@ pub struct Bbr {
     pacing_rate: u64,
     srtt_us: u32,
     inflight: usize,
+    /// xdpstack patch 30: the flight drained while the sender had nothing
+    /// to send; the next data starts from idle (tcp_bbr.c's
+    /// `idle_restart`): its first sample refreshes an expired minimum RTT
+    /// without ProbeRTT.
+    idle_restart: bool,
 }
 
 impl Bbr {
@@ -114,6 +119,7 @@ impl Bbr {
             pacing_rate: 0,
             srtt_us: 0,
             inflight: 0,
+            idle_restart: false,
         }
     }
 
@@ -265,7 +271,13 @@ impl Bbr {
             self.min_rtt_us = rs.rtt_us;
             self.min_rtt_at = Some(now);
         }
-        if expired && self.mode != Mode::ProbeRtt {
+        // (xdpstack patch 30: not on the first sample after an idle
+        // restart, as tcp_bbr.c: a request-response connection refreshes
+        // its minimum RTT that way every 10 s instead of holding 4 segments
+        // for 200 ms, whose cwnd-limited samples then emptied the bandwidth
+        // filter and ended Startup at a fraction of the rate: 73 ms a
+        // 10 KiB response at 50 ms instead of 62.)
+        if expired && self.mode != Mode::ProbeRtt && !self.idle_restart {
             self.save_cwnd();
             self.mode = Mode::ProbeRtt;
             self.probe_rtt_done = None;
@@ -289,6 +301,9 @@ impl Bbr {
                     }
                 }
             }
+        }
+        if rs.delivered > 0 {
+            self.idle_restart = false;
         }
         self.update_pacing();
     }
@@ -343,6 +358,9 @@ impl Controller for Bbr {
     fn on_rate_sample(&mut self, now: Instant, rs: &RateSample, delivered: u64, in_flight: usize) {
         self.inflight = in_flight;
         self.on_sample(now, rs, delivered);
+        if in_flight == 0 && rs.app_limited {
+            self.idle_restart = true;
+        }
     }
 
     fn on_rto(&mut self, _now: Instant, _in_flight: usize) {
@@ -549,5 +567,31 @@ mod test {
         let rs = sample(1460, 20_000, 0, 20_000);
         b.on_rate_sample(Instant::from_millis(40), &rs, 1460, 0);
         assert_eq!(b.pacing_rate(), Some(want));
+    }
+
+    #[test]
+    fn an_idle_restart_refreshes_the_minimum_rtt_without_probe_rtt() {
+        // xdpstack patch 30: a keep-alive connection whose responses drain
+        // the flight: the first sample after the minimum RTT expired, on a
+        // restart from idle, takes a new minimum RTT; no ProbeRTT, then or
+        // on the next sample.
+        let mut b = Bbr::new();
+        b.set_mss(1460);
+        let now = run_rounds(&mut b, 40, 12_500_000, 50_000);
+        let mode = b.mode;
+        let d = b.next_round_delivered;
+        let mut rs = sample(10_000, 50_000, d, 50_000);
+        rs.app_limited = true;
+        b.on_rate_sample(now, &rs, d + 10_000, 0);
+        assert!(b.idle_restart);
+        let later = now + Duration::from_secs(11);
+        let rs = sample(10_000, 52_000, d + 10_000, 52_000);
+        b.on_rate_sample(later, &rs, d + 20_000, 5_000);
+        assert_eq!(b.mode, mode);
+        assert_eq!(b.min_rtt_us, 52_000);
+        assert!(!b.idle_restart);
+        let rs = sample(10_000, 52_000, d + 20_000, 52_000);
+        b.on_rate_sample(later + Duration::from_millis(50), &rs, d + 30_000, 5_000);
+        assert_eq!(b.mode, mode);
     }
 }
