@@ -239,6 +239,7 @@ impl RttEstimator {
     }
 
     /// xdpstack patch 12: the smoothed RTT in milliseconds, once measured.
+    #[cfg(test)]
     fn srtt_ms(&self) -> Option<u32> {
         self.have_measurement
             .then_some(self.srtt_us.saturating_add(500) / 1000)
@@ -2190,12 +2191,8 @@ impl<'a> Socket<'a> {
                         rec.lost_end = una + mss.min(snd_max - una);
                     }
                     net_debug!("sack: loss detected below {}, fast recovery", rec.lost_end);
-                    if rec.start_undo(una) {
-                        rec.prior = Some(cc.prior());
-                    }
-                    cc.on_loss(now, snd_max - old_una);
-                    let ssthresh = cc.ssthresh();
-                    rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+                    let flight = snd_max - old_una;
+                    Self::begin_fast_recovery(cc, rec, now, una, snd_max, flight, delivered, mss);
                     cwr = ecn_ok;
                 } else if ece && cc.reduces_on_loss() {
                     // xdpstack patch (ECN, RFC 3168 §6.1.2): congestion
@@ -2220,11 +2217,7 @@ impl<'a> Socket<'a> {
                         rec.lost_end = una + mss.min(snd_max - una);
                     }
                     net_debug!("sack: loss below {} while reducing for ECE", rec.lost_end);
-                    rec.cwr_to_recovery(una, snd_max, mss);
-                    rec.prr(una, snd_max, delivered, mss);
-                    if rec.allow < mss {
-                        rec.allow = mss;
-                    }
+                    Self::cwr_to_fast_recovery(rec, una, snd_max, delivered, mss);
                 } else if rec.leave_if_done(una) {
                     cc.on_recovery_exit();
                     cc.on_ack(now, ack_len, new_flight, &self.rtte);
@@ -2352,24 +2345,13 @@ impl<'a> Socket<'a> {
             match rec.phase {
                 Phase::Open => {
                     net_debug!("rack: reordering timer, loss below {}", rec.lost_end);
-                    if rec.start_undo(una) {
-                        rec.prior = Some(cc.prior());
-                    }
-                    cc.on_loss(now, snd_max - una);
-                    let ssthresh = cc.ssthresh();
-                    rec.enter_recovery(una, snd_max, ssthresh, 0, mss);
+                    Self::begin_fast_recovery(cc, rec, now, una, snd_max, snd_max - una, 0, mss);
                     rec.tlp_at = None;
                     if ecn_ok {
                         self.ecn.cwr_pending = true;
                     }
                 }
-                Phase::Cwr => {
-                    rec.cwr_to_recovery(una, snd_max, mss);
-                    rec.prr(una, snd_max, 0, mss);
-                    if rec.allow < mss {
-                        rec.allow = mss;
-                    }
-                }
+                Phase::Cwr => Self::cwr_to_fast_recovery(rec, una, snd_max, 0, mss),
                 Phase::Recovery => {
                     // What was found lost left the pipe: PRR lets it out
                     // now (Linux's `tcp_xmit_retransmit_queue` here).
@@ -2379,6 +2361,46 @@ impl<'a> Socket<'a> {
             }
         }
         rec.arm_reo(una, reo_wnd, now_us);
+    }
+
+    /// xdpstack patch 12: loss found in the open state: fast recovery
+    /// begins (an ACK's detection or, patch 29, RACK's reordering timer):
+    /// the undo point and the controller's state are kept, the window is cut
+    /// for `flight` bytes, and PRR starts with what this event `delivered`.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_fast_recovery(
+        cc: &mut dyn congestion::Controller,
+        rec: &mut Recovery,
+        now: Instant,
+        una: TcpSeqNumber,
+        snd_max: TcpSeqNumber,
+        flight: usize,
+        delivered: usize,
+        mss: usize,
+    ) {
+        if rec.start_undo(una) {
+            rec.prior = Some(cc.prior());
+        }
+        cc.on_loss(now, flight);
+        let ssthresh = cc.ssthresh();
+        rec.enter_recovery(una, snd_max, ssthresh, delivered, mss);
+    }
+
+    /// xdpstack patch 17 (ECN): loss found while reducing for ECE: the same
+    /// reduction goes on as a fast recovery, the first retransmission
+    /// allowed whatever PRR says.
+    fn cwr_to_fast_recovery(
+        rec: &mut Recovery,
+        una: TcpSeqNumber,
+        snd_max: TcpSeqNumber,
+        delivered: usize,
+        mss: usize,
+    ) {
+        rec.cwr_to_recovery(una, snd_max, mss);
+        rec.prr(una, snd_max, delivered, mss);
+        if rec.allow < mss {
+            rec.allow = mss;
+        }
     }
 
     /// xdpstack patch 15 (undo): the loss episode was spurious: the controller

@@ -1109,7 +1109,7 @@ impl Recovery {
         if let (Some(t), Some(limit)) = (self.rack_ts, limit) {
             while let Some(&(from, to, at)) = self.rtx.front() {
                 let d = limit.wrapping_sub(at) as i32;
-                if d < 0 || (d == 0 && limit == t && self.rack_end <= to) {
+                if d < 0 || (limit == t && self.sent_after_rack(at, to)) {
                     break;
                 }
                 self.rtx.pop_front();
@@ -1148,6 +1148,13 @@ impl Recovery {
         if (l.wrapping_sub(t) as i32) > 0 { t } else { l }
     }
 
+    /// A retransmission `[.., to)` sent at `at`, the microsecond of the
+    /// newest delivered data and not below it, went after it (RFC 8985
+    /// RACK_sent_after, by sequence): RACK never finds it lost.
+    fn sent_after_rack(&self, at: Micros, to: TcpSeqNumber) -> bool {
+        self.rack_ts == Some(at) && self.rack_end <= to
+    }
+
     /// xdpstack patch 29: arm RACK's reordering timer (RFC 8985 §6.3)
     /// after loss detection: at the time the oldest data sent before the
     /// newest delivered data, below the highest SACK and neither delivered
@@ -1174,10 +1181,8 @@ impl Recovery {
         {
             first = due(at);
         }
-        // A retransmission sent in the same microsecond as the newest
-        // delivered data, not below it, went after it (`detect`'s test).
         if let Some(&(from, to, at)) = self.rtx.front()
-            && !(at == t && self.rack_end <= to)
+            && !self.sent_after_rack(at, to)
             && to > from.max(una)
             && self.board.unsacked(from.max(una), to) > 0
             && let Some(d) = due(at)
