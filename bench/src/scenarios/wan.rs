@@ -21,6 +21,12 @@
 //! `XDPSTACK_BENCH_WAN_QUEUE=100ms` (or a size, `150KB`), `XDPSTACK_BENCH_WAN_LIMIT=300s`
 //! (each download's time limit). `--quick`: RTT 50 ms x loss {0, 1%} x {file, parallel}, one
 //! run, a 120 s limit. `XDPSTACK_BENCH_WAN_RTTS=none` skips the matrix.
+//! `XDPSTACK_BENCH_WAN_MERGE=1` keeps the cases of the earlier results file that this run does
+//! not measure (the full matrix with 3 runs takes about 5 hours: it can be taken a row at a
+//! time); every case says when, at what commit and with how many runs it was measured.
+//!
+//! Each server (nginx per kernel cc, the stack with its defaults, the stack with `--cc bbr`)
+//! is started once per cell and serves all the runs of it.
 //!
 //! Two more cases follow the matrix (`XDPSTACK_BENCH_WAN_EXTRA=share,p99`, both by default, in
 //! `wan_extra.rs`): a stack flow alone and beside a kernel cubic flow on a one-BDP bottleneck,
@@ -43,6 +49,7 @@ pub(super) const STACK_IP: &str = "10.112.0.1";
 pub(super) const KERNEL_IP: &str = "10.112.0.3";
 pub(super) const STACK: &str = "xdpstack (defaults, cc cubic)";
 const STACK_BBR: &str = "xdpstack --cc bbr";
+const CEILING: &str = "forwarder ceiling";
 
 /// One of the three downloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,20 +216,15 @@ fn write_root(root: &Path, loads: &[Load]) -> Result<()> {
     Ok(())
 }
 
-/// A started server, or `None` with the error noted on subject `si` of every case for
-/// this run (the run goes on without it); Ctrl-C ends the scenario.
-fn started_or_noted(
-    started: Result<Proc>,
-    cases: &mut [Case],
-    si: usize,
-    run: usize,
-) -> Result<Option<Proc>> {
+/// A started server, or `None` with the error noted on subject `si` of every case (the
+/// cell goes on without it); Ctrl-C ends the scenario.
+fn started_or_noted(started: Result<Proc>, cases: &mut [Case], si: usize) -> Result<Option<Proc>> {
     match started {
         Ok(p) => Ok(Some(p)),
         Err(procs::BenchError::Interrupted) => Err(procs::BenchError::Interrupted),
         Err(e) => {
             for c in cases {
-                c.subjects[si].errors.push(format!("run {run}: {e}"));
+                c.subjects[si].errors.push(format!("every run: {e}"));
             }
             Ok(None)
         }
@@ -648,7 +650,7 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         m.loads[0]
     };
     let mut ceiling = Case {
-        name: "forwarder ceiling".into(),
+        name: CEILING.into(),
         load: format!(
             "{} from nginx (kernel {}) through the forwarder, no impairment, no bottleneck",
             ceiling_load.label(),
@@ -732,74 +734,74 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
                 Path::new(&ctx.bins.xdpstack),
             )?;
             sb.share_with_kernel()?;
-            for run in 0..ctx.runs {
-                for (si, cc) in m.ccs.iter().enumerate() {
-                    env::set_cc(&sb, cc)?;
-                    let started = start_nginx(&sb, &server_cpu, &root, &dir, cc);
-                    let Some(ng) = started_or_noted(started, &mut cases, si, run)? else {
-                        continue;
-                    };
-                    let before = kernel_tcp_counters(&sb.info().server_ns);
+            // Each server is started once per cell and serves every run of it: what a user
+            // gets is one process that stays up, not a fresh one per download.
+            for (si, cc) in m.ccs.iter().enumerate() {
+                env::set_cc(&sb, cc)?;
+                let started = start_nginx(&sb, &server_cpu, &root, &dir, cc);
+                let Some(ng) = started_or_noted(started, &mut cases, si)? else {
+                    continue;
+                };
+                let before = kernel_tcp_counters(&sb.info().server_ns);
+                for run in 0..ctx.runs {
                     for (li, &l) in m.loads.iter().enumerate() {
                         let r = download(ctx, &sb, &m, KERNEL_IP, l, &root, &dir);
                         cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
                     }
-                    let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
-                    if run == 0 {
-                        let after = kernel_tcp_counters(&sb.info().server_ns);
-                        let get = |m: &std::collections::BTreeMap<String, u64>, k: &str| {
-                            m.get(k).copied().unwrap_or(0)
-                        };
-                        let d = |k: &str| get(&after, k).saturating_sub(get(&before, k));
-                        for c in &mut cases {
-                            c.subjects[si].detail.push(format!(
-                                "{}: the server namespace's kernel counters (run 0, all loads): \
-                                 retransmits {} (RetransSegs), fast recoveries {} \
-                                 (TCPSackRecovery + TCPRenoRecovery), RTOs {} (TCPTimeouts), \
-                                 loss probes {} (TCPLossProbes)",
-                                nginx_name(cc),
-                                d("RetransSegs"),
-                                d("TCPSackRecovery") + d("TCPRenoRecovery"),
-                                d("TCPTimeouts"),
-                                d("TCPLossProbes")
-                            ));
-                        }
-                    }
                 }
-                // The stack with its defaults (its own cubic), then with --cc bbr;
-                // the client's kernel is on the last cc set.
-                let stacks: &[(&str, &[&str])] = if with_bbr {
-                    &[(STACK, &[]), (STACK_BBR, &["--cc", "bbr"])]
-                } else {
-                    &[(STACK, &[])]
+                let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+                let after = kernel_tcp_counters(&sb.info().server_ns);
+                let get = |m: &std::collections::BTreeMap<String, u64>, k: &str| {
+                    m.get(k).copied().unwrap_or(0)
                 };
-                for (k, (name, extra)) in stacks.iter().enumerate() {
-                    let si = m.ccs.len() + k;
-                    let stats = dir.join(format!("stack-{seed}-{run}-{k}.json"));
-                    let started = start_stack(ctx, &sb, &root, &dir, &stats, extra);
-                    let Some(p) = started_or_noted(started, &mut cases, si, run)? else {
-                        continue;
-                    };
+                let d = |k: &str| get(&after, k).saturating_sub(get(&before, k));
+                for c in &mut cases {
+                    c.subjects[si].detail.push(format!(
+                        "{}: the server namespace's kernel counters (all runs, all loads): \
+                         retransmits {} (RetransSegs), fast recoveries {} \
+                         (TCPSackRecovery + TCPRenoRecovery), RTOs {} (TCPTimeouts), \
+                         loss probes {} (TCPLossProbes)",
+                        nginx_name(cc),
+                        d("RetransSegs"),
+                        d("TCPSackRecovery") + d("TCPRenoRecovery"),
+                        d("TCPTimeouts"),
+                        d("TCPLossProbes")
+                    ));
+                }
+            }
+            // The stack with its defaults (its own cubic), then with --cc bbr;
+            // the client's kernel is on the last cc set.
+            let stacks: &[(&str, &[&str])] = if with_bbr {
+                &[(STACK, &[]), (STACK_BBR, &["--cc", "bbr"])]
+            } else {
+                &[(STACK, &[])]
+            };
+            for (k, (name, extra)) in stacks.iter().enumerate() {
+                let si = m.ccs.len() + k;
+                let stats = dir.join(format!("stack-{seed}-{k}.json"));
+                let started = start_stack(ctx, &sb, &root, &dir, &stats, extra);
+                let Some(p) = started_or_noted(started, &mut cases, si)? else {
+                    continue;
+                };
+                for run in 0..ctx.runs {
                     for (li, &l) in m.loads.iter().enumerate() {
                         let r = download(ctx, &sb, &m, STACK_IP, l, &root, &dir);
                         cases[li].subjects[si].record(run, r.map(|x| (x, String::new())))?;
                     }
-                    let s = common::stop_stack(p, &stats);
-                    if run == 0 {
-                        if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
-                            let e = &w.engine;
-                            for c in &mut cases {
-                                c.subjects[si].detail.push(format!(
-                                    "{name}: counters at exit (run 0, all loads): app {}; \
-                                     retransmits {}, fast recoveries {}, RTOs {}, loss probes {}",
-                                    w.app,
-                                    e["tcp_retransmits"],
-                                    e["tcp_recoveries"],
-                                    e["tcp_rto_timeouts"],
-                                    e["tcp_loss_probes"]
-                                ));
-                            }
-                        }
+                }
+                let s = common::stop_stack(p, &stats);
+                if let Some(w) = s.ok().and_then(|s| s.workers.into_iter().next()) {
+                    let e = &w.engine;
+                    for c in &mut cases {
+                        c.subjects[si].detail.push(format!(
+                            "{name}: counters at exit (all runs, all loads): app {}; \
+                             retransmits {}, fast recoveries {}, RTOs {}, loss probes {}",
+                            w.app,
+                            e["tcp_retransmits"],
+                            e["tcp_recoveries"],
+                            e["tcp_rto_timeouts"],
+                            e["tcp_loss_probes"]
+                        ));
                     }
                 }
             }
@@ -826,7 +828,6 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
             }
         }
     }
-    add_targets(&mut res, &m, &nginx_name);
     if share {
         super::wan_extra::share(ctx, &mut res, &root, &dir, &ceil_text)?;
     }
@@ -850,8 +851,123 @@ pub fn run(ctx: &Ctx) -> Result<ScenarioResult> {
         m.rate_bps as f64 / 1e6,
         m.queue
     ));
+    let measured = format!(
+        "measured {} at {}, {} run(s) on one server process each, a {} s limit, load average \
+         before {}",
+        res.meta.date,
+        res.meta.git,
+        res.meta.runs,
+        m.limit.as_secs(),
+        res.meta.loadavg_before
+    );
+    for c in res.cases.iter_mut().filter(|c| c.name != CEILING) {
+        c.load.push_str(&format!("; {measured}"));
+    }
+    if std::env::var_os("XDPSTACK_BENCH_WAN_MERGE").is_some_and(|v| v != "0") {
+        let path = env::results_dir().join("wan.json");
+        match std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<ScenarioResult>(&t).ok())
+        {
+            Some(earlier) => merge_earlier(&mut res, earlier),
+            None => res.notes.push(format!(
+                "XDPSTACK_BENCH_WAN_MERGE was set but {} could not be read: nothing merged.",
+                path.display()
+            )),
+        }
+    }
+    add_targets(&mut res, &m, &nginx_name);
     res.wall_seconds = started.elapsed().as_secs_f64();
     Ok(res)
+}
+
+/// `XDPSTACK_BENCH_WAN_MERGE=1`: the full matrix with medians of 3 runs takes about 5 hours,
+/// so it can be measured a few rows at a time. Every case of `earlier` (the results file
+/// this run replaces) that this run did not measure is kept, with the notes of its cell and
+/// the targets this run does not compute; each case's load says when and at what commit it
+/// was measured. The forwarder's ceiling is always this run's.
+pub fn merge_earlier(res: &mut ScenarioResult, earlier: ScenarioResult) {
+    let now: std::collections::BTreeSet<String> =
+        res.cases.iter().map(|c| c.name.clone()).collect();
+    let provenance = format!(
+        "measured {} at {}, {} run(s), load average before {}",
+        earlier.meta.date, earlier.meta.git, earlier.meta.runs, earlier.meta.loadavg_before
+    );
+    let mut kept = 0;
+    let mut cells = std::collections::BTreeSet::new();
+    for mut c in earlier.cases {
+        if c.name == CEILING || now.contains(&c.name) {
+            continue;
+        }
+        if !c.load.contains("; measured ") {
+            c.load.push_str(&format!("; {provenance}"));
+        }
+        if let Some(k) = cell_key(&c.name) {
+            cells.insert(k.2);
+        }
+        res.cases.push(c);
+        kept += 1;
+    }
+    let measured_cells: std::collections::BTreeSet<String> = now
+        .iter()
+        .filter_map(|n| cell_key(n).map(|k| k.2))
+        .collect();
+    for n in earlier.notes {
+        if cells
+            .iter()
+            .any(|c| !measured_cells.contains(c) && n.starts_with(&format!("{c}:")))
+        {
+            res.notes.push(n);
+        }
+    }
+    res.cases.sort_by(|a, b| {
+        let rank = |c: &Case| match (c.name == CEILING, cell_key(&c.name)) {
+            (true, _) => (0, 0.0, 0.0, 0),
+            (false, Some((rtt, loss, _, load))) => (1, rtt, loss, load),
+            (false, None) => (2, 0.0, 0.0, 0),
+        };
+        let (x, y) = (rank(a), rank(b));
+        x.0.cmp(&y.0)
+            .then(x.1.total_cmp(&y.1))
+            .then(x.2.total_cmp(&y.2))
+            .then(x.3.cmp(&y.3))
+    });
+    // Matrix targets are computed after the merge; the extra cases' targets are kept from
+    // the earlier run where this one did not measure them.
+    let matrix_targets = [
+        "download time vs nginx",
+        "download time, xdpstack --cc bbr",
+        "xdpstack downloads complete",
+        "longest time without progress",
+    ];
+    for t in earlier.targets {
+        let mine = res.targets.iter().any(|x| x.name == t.name);
+        if !mine && !matrix_targets.iter().any(|p| t.name.starts_with(p)) {
+            res.targets.push(t);
+        }
+    }
+    res.notes.push(format!(
+        "Merged (XDPSTACK_BENCH_WAN_MERGE): {kept} case(s) kept from the earlier results \
+         file, which this run did not measure; each case's load says when, at what commit \
+         and with how many runs it was measured."
+    ));
+}
+
+/// A matrix case's cell: (RTT ms, loss %, "RTT X ms, loss Y%", load index), from its name.
+fn cell_key(name: &str) -> Option<(f64, f64, String, usize)> {
+    let mut parts = name.splitn(3, ", ");
+    let rtt = parts.next()?.strip_prefix("RTT ")?.strip_suffix(" ms")?;
+    let loss = parts.next()?.strip_prefix("loss ")?.strip_suffix('%')?;
+    let label = parts.next()?;
+    let load = [Load::File, Load::Parallel, Load::Seq]
+        .iter()
+        .position(|l| l.label() == label)?;
+    Some((
+        rtt.parse().ok()?,
+        loss.parse().ok()?,
+        format!("RTT {rtt} ms, loss {loss}%"),
+        load,
+    ))
 }
 
 /// Issue 19's targets over every case measured: the worst cell counts.
@@ -1034,6 +1150,92 @@ mod tests {
             "k"
         ));
         assert!(!stack_complete(&cell(vec![], vec![]), "k"));
+    }
+
+    #[test]
+    fn a_merge_keeps_what_this_run_did_not_measure_in_matrix_order() {
+        let case = |name: &str, load: &str| Case {
+            name: name.into(),
+            load: load.into(),
+            ..Case::default()
+        };
+        let file = Load::File.label();
+        let seq = Load::Seq.label();
+        let target = |name: &str| Target {
+            name: name.into(),
+            ..Target::default()
+        };
+        let mut earlier = ScenarioResult::default();
+        earlier.meta.date = "D0".into();
+        earlier.meta.git = "g0".into();
+        earlier.cases = vec![
+            case(CEILING, "old ceiling"),
+            case(&format!("RTT 200 ms, loss 1%, {file}"), "a"),
+            case(
+                &format!("RTT 2 ms, loss 0%, {seq}"),
+                "b; measured D-1 at g-1",
+            ),
+            case(&format!("RTT 2 ms, loss 0%, {file}"), "replaced"),
+            case("p99: x", "c"),
+        ];
+        earlier.notes = vec![
+            "RTT 200 ms, loss 1%: forwarder counters".into(),
+            "RTT 2 ms, loss 0%: forwarder counters (old)".into(),
+            "a general note".into(),
+        ];
+        earlier.targets = vec![
+            target("p99 completion of 10 KiB responses"),
+            target("download time vs nginx with the kernel's cubic, worst cell"),
+        ];
+        let mut res = ScenarioResult {
+            cases: vec![
+                case(CEILING, "new ceiling"),
+                case(&format!("RTT 2 ms, loss 0%, {file}"), "new"),
+            ],
+            notes: vec!["RTT 2 ms, loss 0%: forwarder counters (new)".into()],
+            ..ScenarioResult::default()
+        };
+        merge_earlier(&mut res, earlier);
+        let names: Vec<(&str, &str)> = res
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.load.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (CEILING, "new ceiling"),
+                (format!("RTT 2 ms, loss 0%, {file}").as_str(), "new"),
+                (
+                    format!("RTT 2 ms, loss 0%, {seq}").as_str(),
+                    "b; measured D-1 at g-1"
+                ),
+                (
+                    format!("RTT 200 ms, loss 1%, {file}").as_str(),
+                    "a; measured D0 at g0, 0 run(s), load average before "
+                ),
+                (
+                    "p99: x",
+                    "c; measured D0 at g0, 0 run(s), load average before "
+                ),
+            ]
+        );
+        // The measured cell's old counters go; the kept cell's stay; general notes are this
+        // run's own.
+        assert!(res
+            .notes
+            .iter()
+            .any(|n| n == "RTT 200 ms, loss 1%: forwarder counters"));
+        assert!(!res.notes.iter().any(|n| n.ends_with("(old)")));
+        assert!(!res.notes.iter().any(|n| n == "a general note"));
+        // The extra case's target is kept; the matrix's are computed again after a merge.
+        let t: Vec<&str> = res.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(t, vec!["p99 completion of 10 KiB responses"]);
+        assert_eq!(
+            cell_key(&format!("RTT 0.5 ms, loss 0.1%, {seq}")),
+            Some((0.5, 0.1, "RTT 0.5 ms, loss 0.1%".into(), 2))
+        );
+        assert_eq!(cell_key("sharing: RTT 50 ms"), None);
     }
 
     #[test]

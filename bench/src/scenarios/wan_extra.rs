@@ -212,16 +212,17 @@ pub fn share(
     };
     let sb = cubic_sandbox(ctx, "ws", &spec)?;
     let cpu = ctx.server_cpu();
+    // One stack and one nginx serve every run, as a user's servers stay up.
+    let stats = dir.join("share-stack.json");
+    let stack = wan::start_stack(ctx, &sb, root, dir, &stats, &[])?;
+    let ng = match wan::start_nginx(&sb, &cpu, root, dir, "share") {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = common::stop_stack(stack, &stats);
+            return Err(e);
+        }
+    };
     for run in 0..ctx.runs {
-        let stats = dir.join(format!("share-stack-{run}.json"));
-        let stack = wan::start_stack(ctx, &sb, root, dir, &stats, &[])?;
-        let ng = match wan::start_nginx(&sb, &cpu, root, dir, "share") {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = common::stop_stack(stack, &stats);
-                return Err(e);
-            }
-        };
         let r = flows(ctx, &sb, &[STACK_IP], ALONE, dir);
         case.subjects[0].record(run, r.map(|mut v| (v.remove(0), String::new())))?;
         let r = flows(ctx, &sb, &[KERNEL_IP], ALONE, dir);
@@ -238,9 +239,9 @@ pub fn share(
                 Err(e) => case.subjects[first].record(run, Err(e))?,
             }
         }
-        let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
-        let _ = common::stop_stack(stack, &stats);
     }
+    let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    let _ = common::stop_stack(stack, &stats);
     drop(sb);
     for s in &mut case.subjects {
         s.finish();
@@ -389,24 +390,32 @@ pub fn p99(ctx: &Ctx, res: &mut ScenarioResult, root: &Path, dir: &Path, ceil: &
     };
     let sb = cubic_sandbox(ctx, "wp", &spec)?;
     let cpu = ctx.server_cpu();
+    // One stack and one nginx serve every run (each idle while the other is measured).
+    let stats = dir.join("p99-stack.json");
+    let stack = wan::start_stack(ctx, &sb, root, dir, &stats, &[]);
+    let ng = wan::start_nginx(&sb, &cpu, root, dir, "p99");
+    if matches!(stack, Err(procs::BenchError::Interrupted))
+        || matches!(ng, Err(procs::BenchError::Interrupted))
+    {
+        return Err(procs::BenchError::Interrupted);
+    }
     for run in 0..ctx.runs {
-        let stats = dir.join(format!("p99-stack-{run}.json"));
-        match wan::start_stack(ctx, &sb, root, dir, &stats, &[]) {
-            Ok(p) => {
-                let r = p99_round(ctx, &sb, STACK_IP, dir);
-                case.subjects[0].record(run, r.map(|x| (x, String::new())))?;
-                let _ = common::stop_stack(p, &stats);
-            }
-            Err(e) => case.subjects[0].record(run, Err(e))?,
+        for (si, addr, up) in [
+            (0, STACK_IP, stack.as_ref().err()),
+            (1, KERNEL_IP, ng.as_ref().err()),
+        ] {
+            let r = match up {
+                None => p99_round(ctx, &sb, addr, dir),
+                Some(e) => Err(procs::BenchError::Msg(format!("did not start: {e}"))),
+            };
+            case.subjects[si].record(run, r.map(|x| (x, String::new())))?;
         }
-        match wan::start_nginx(&sb, &cpu, root, dir, "p99") {
-            Ok(ng) => {
-                let r = p99_round(ctx, &sb, KERNEL_IP, dir);
-                case.subjects[1].record(run, r.map(|x| (x, String::new())))?;
-                let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
-            }
-            Err(e) => case.subjects[1].record(run, Err(e))?,
-        }
+    }
+    if let Ok(p) = stack {
+        let _ = common::stop_stack(p, &stats);
+    }
+    if let Ok(ng) = ng {
+        let _ = ng.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
     }
     drop(sb);
     for s in &mut case.subjects {
