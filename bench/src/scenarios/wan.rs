@@ -51,6 +51,13 @@ pub(super) const STACK: &str = "xdpstack (defaults, cc cubic)";
 const STACK_BBR: &str = "xdpstack --cc bbr";
 const CEILING: &str = "forwarder ceiling";
 
+/// The targets `add_targets` computes over the matrix's cells (a merge computes them again).
+const T_CUBIC: &str = "download time vs nginx with the kernel's cubic, worst cell";
+const T_BBR: &str = "download time, xdpstack --cc bbr vs nginx with the kernel's BBR, worst cell";
+const T_EXACT: &str = "xdpstack downloads complete and byte-exact in every cell and run (where \
+                       the limit cut the kernel's cubic too, every byte that arrived right)";
+const T_GAP: &str = "longest time without progress over the RTO, xdpstack, worst run";
+
 /// One of the three downloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Load {
@@ -504,7 +511,7 @@ fn download(
     dir: &Path,
 ) -> Result<Metrics> {
     let out_guard = OutDir::new(dir)?;
-    let out_dir = out_guard.0.clone();
+    let out_dir = &out_guard.0;
     let files = load.files();
     let mut cfg = String::new();
     for (i, (p, _)) in files.iter().enumerate() {
@@ -969,15 +976,9 @@ pub fn merge_earlier(res: &mut ScenarioResult, earlier: ScenarioResult) {
     });
     // Matrix targets are computed after the merge; the extra cases' targets are kept from
     // the earlier run where this one did not measure them.
-    let matrix_targets = [
-        "download time vs nginx",
-        "download time, xdpstack --cc bbr",
-        "xdpstack downloads complete",
-        "longest time without progress",
-    ];
     for t in earlier.targets {
         let mine = res.targets.iter().any(|x| x.name == t.name);
-        if !mine && !matrix_targets.iter().any(|p| t.name.starts_with(p)) {
+        if !mine && ![T_CUBIC, T_BBR, T_EXACT, T_GAP].contains(&t.name.as_str()) {
             res.targets.push(t);
         }
     }
@@ -1057,7 +1058,7 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
         .join("; ");
     if m.ccs.iter().any(|c| c == "cubic") {
         res.targets.push(Target::threshold(
-            "download time vs nginx with the kernel's cubic, worst cell",
+            T_CUBIC,
             "<= 1.0x in every cell",
             worst("cubic"),
             1.0,
@@ -1066,7 +1067,7 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
     }
     if m.ccs.iter().any(|c| c == "bbr") {
         res.targets.push(Target::threshold(
-            "download time, xdpstack --cc bbr vs nginx with the kernel's BBR, worst cell",
+            T_BBR,
             "<= 1.1x in every cell",
             worst_of(STACK_BBR, "bbr"),
             1.1,
@@ -1074,27 +1075,20 @@ fn add_targets(res: &mut ScenarioResult, m: &Matrix, nginx_name: &dyn Fn(&str) -
         ));
     }
     res.targets.push(Target::threshold(
-        "xdpstack downloads complete and byte-exact in every cell and run (where the limit \
-         cut the kernel's cubic too, every byte that arrived right)",
+        T_EXACT,
         "100%",
         Some(if exact { 1.0 } else { 0.0 }),
         1.0,
         false,
     ));
-    res.targets.push(
-        Target::threshold(
-            "longest time without progress over the RTO, xdpstack, worst run",
-            "<= 2 RTOs",
-            gap,
-            2.0,
-            true,
-        )
-        .why(&if gap_reference.is_empty() {
-            String::new()
-        } else {
-            format!("worst runs in the same cells: {gap_reference}")
-        }),
-    );
+    res.targets
+        .push(Target::threshold(T_GAP, "<= 2 RTOs", gap, 2.0, true).why(
+            &if gap_reference.is_empty() {
+                String::new()
+            } else {
+                format!("worst runs in the same cells: {gap_reference}")
+            },
+        ));
 }
 
 /// Whether the stack's (defaults) downloads of cell `c` were all complete and byte-exact, or,
@@ -1220,7 +1214,7 @@ mod tests {
         ];
         earlier.targets = vec![
             target("p99 completion of 10 KiB responses"),
-            target("download time vs nginx with the kernel's cubic, worst cell"),
+            target(T_CUBIC),
         ];
         let mut res = ScenarioResult {
             cases: vec![
